@@ -8,7 +8,7 @@ piece into kilograms) is the roll-up's job and goes through ``productMassPerDecl
 >>> convert(Decimal("1"), "kilowatt hour", "megajoule")
 Decimal('3.6')
 >>> convert(Decimal("2500"), "gram", "kilogram")
-Decimal('2.5')
+Decimal('2.500')
 """
 
 from __future__ import annotations
