@@ -1,0 +1,89 @@
+"""``pcfx broker``: start, stop and inspect the local jar broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infra.kafka import launcher
+from pcfx.console import ExitCode, console, handle_errors, print_json
+
+app = typer.Typer(
+    help="Run a real Apache Kafka broker (KRaft) from Maven Central jars, without Docker.",
+    no_args_is_help=True,
+)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Folder for the broker's config, data and log "
+        "(default: $PCFX_BROKER_DIR or ~/.cache/pcf-exchange/broker).",
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.command()
+@handle_errors
+def start(
+    state_dir: StateDir = None,
+    port: Annotated[
+        int | None, typer.Option(help="Broker port on 127.0.0.1 (default: a free one).")
+    ] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Start the broker (resolving the jars with Maven on first use) and wait until it answers."""
+    began = time.monotonic()
+    with console.status("Starting Kafka (first run downloads the jars with Maven)…"):
+        info = launcher.start(state_dir, port=port)
+    if json_out:
+        print_json(info.__dict__)
+        return
+    took = time.monotonic() - began
+    console.print(
+        f"[green]Kafka {info.kafka_version} is ready[/] at [bold]{info.bootstrap}[/] "
+        f"(pid {info.pid}, {took:.1f} s)."
+    )
+    console.print(f"Use it with: export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}")
+
+
+@app.command()
+@handle_errors
+def stop(state_dir: StateDir = None) -> None:
+    """Stop the broker that `pcfx broker start` started (never any other process)."""
+    result = launcher.stop(state_dir)
+    console.print(result.detail)
+
+
+@app.command()
+@handle_errors
+def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
+    """Say whether a local broker is running, and where. Exit code 1 when none is."""
+    result = launcher.status(state_dir)
+    if json_out:
+        print_json(
+            {
+                "running": result.running,
+                "detail": result.detail,
+                "broker": result.info.__dict__ if result.info and result.running else None,
+            }
+        )
+    else:
+        console.print(result.detail)
+    if not result.running:
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+@app.command()
+@handle_errors
+def logs(
+    state_dir: StateDir = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 40,
+) -> None:
+    """Show the last lines of the broker's log."""
+    directory = (state_dir or launcher.default_state_dir()).resolve()
+    console.print(launcher.read_log_tail(directory, lines), markup=False, highlight=False)

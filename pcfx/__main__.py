@@ -1,0 +1,3 @@
+from pcfx.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""``pcfx``: the one command line of pcf-exchange. Each component contributes a command group."""
+
+from __future__ import annotations
+
+import typer
+
+from infra.kafka.cli import app as broker_app
+
+app = typer.Typer(
+    name="pcfx",
+    help="pcf-exchange: signed product carbon footprints (PACT v3) on Kafka, rolled up through "
+    "every tier of the supply chain, released abroad only under policy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(broker_app, name="broker")
+
+
+def main() -> None:
+    app()

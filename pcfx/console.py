@@ -1,0 +1,78 @@
+"""What every ``pcfx`` command shares: the console, one error exit, exit codes, ``--json``.
+
+Exit codes mean the same in every command:
+
+====  =========================================================================
+0     done, nothing rejected
+1     done, but something was rejected or failed verification (see the output)
+2     the command line was wrong (typer's usage errors)
+3     infrastructure unavailable: broker, registry, key store, Java/Maven
+4     the input could not be read at all (missing file, unknown format)
+====  =========================================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from contracts.errors import ContractError, InfrastructureError, PcfError
+
+__all__ = ["ExitCode", "console", "err_console", "handle_errors", "print_json"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    REJECTED = 1
+    USAGE = 2
+    INFRASTRUCTURE = 3
+    UNREADABLE_INPUT = 4
+
+
+def exit_code_for(error: PcfError) -> ExitCode:
+    if isinstance(error, InfrastructureError):
+        return ExitCode.INFRASTRUCTURE
+    if isinstance(error, ContractError) and error.code in {"unreadable_input"}:
+        return ExitCode.UNREADABLE_INPUT
+    return ExitCode.REJECTED
+
+
+def print_json(data: Any) -> None:
+    """Machine output for ``--json``: one JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """The one error exit: a PcfError prints its diagnostics and exits with its code.
+
+    ``PCFX_VERBOSE=1`` re-raises, so the traceback shows.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except PcfError as exc:
+            if os.environ.get("PCFX_VERBOSE"):
+                raise
+            code = exit_code_for(exc)
+            err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc.message}")
+            if exc.hint:
+                err_console.print(f"[yellow]→ {exc.hint}[/]")
+            raise typer.Exit(int(code)) from None
+
+    return wrapper

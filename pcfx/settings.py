@@ -1,0 +1,30 @@
+"""Where the running system is: which Kafka cluster, which state folders.
+
+Broker selection, in this order (ARCHITECTURE decision 1):
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` if set (an existing cluster, or docker compose's broker);
+2. else the local jar broker that ``pcfx broker start`` runs (its ``broker.json``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from contracts.errors import BrokerError
+from infra.kafka import launcher
+
+__all__ = ["bootstrap_servers"]
+
+
+def bootstrap_servers() -> str:
+    """The Kafka bootstrap address to use, or a BrokerError saying how to get one."""
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if explicit:
+        return explicit
+    state = launcher.status()
+    if state.running and state.info is not None:
+        return state.info.bootstrap
+    raise BrokerError(
+        "no Kafka broker is configured: KAFKA_BOOTSTRAP_SERVERS is not set and no local "
+        "broker is running",
+    )

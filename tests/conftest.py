@@ -1,0 +1,57 @@
+"""Shared fixtures: one real Kafka broker per test run, a fresh topic per test.
+
+The broker comes from :func:`infra.kafka.provision.provision_broker` (KAFKA_BOOTSTRAP_SERVERS,
+else Docker via testcontainers, else the local jar broker). It is started lazily: a run that
+selects no broker test never starts Java.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from infra.kafka.provision import ProvisionedBroker, provision_broker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[ProvisionedBroker]:
+    with provision_broker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: ProvisionedBroker) -> str:
+    """``host:port`` of a real Kafka broker for this test run."""
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="pcfx-tests")
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def new_topic(kafka_admin: KafkaAdminClient) -> Callable[..., str]:
+    """Create a uniquely named topic (``test-<uuid>``) and return its name."""
+
+    def make(partitions: int = 1, prefix: str = "test", **config: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        kafka_admin.create_topics(
+            [
+                NewTopic(
+                    name=name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=config,
+                )
+            ]
+        )
+        return name
+
+    return make
