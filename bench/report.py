@@ -46,7 +46,7 @@ class BenchResult:
 
     @property
     def ratio(self) -> float | None:
-        """ours / baseline (for throughputs; latencies report baseline / ours likewise >1 = better)."""
+        """How many times better ours is than the baseline (> 1: ours is better)."""
         if self.baseline is None or self.baseline.value == 0 or self.value == 0:
             return None
         if self.higher_is_better:
@@ -115,6 +115,10 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def _mark(met: bool | None) -> str:
+    return {True: "✅", False: "❌", None: ""}[met]
+
+
 def render_summary(results_dir: Path = RESULTS_DIR, out: Path = SUMMARY_FILE) -> Path:
     """Rebuild BENCHMARKS.md from every result file (sorted by name)."""
     rows = []
@@ -129,14 +133,14 @@ def render_summary(results_dir: Path = RESULTS_DIR, out: Path = SUMMARY_FILE) ->
             f"| {data['name']} | {_fmt(data['value'])} {data['unit']} "
             f"| {base.get('name', '—')}: {_fmt(base.get('value'))} {base.get('unit', '')} "
             f"| {_fmt(data.get('ratio'))} "
-            f"| {_fmt(target)} {'✅' if met else ('❌' if met is False else '')} "
+            f"| {_fmt(target)} {_mark(met)} "
             f"| {data['measured_at']} | {data['description']} |"
         )
     text = [
         "# Benchmarks",
         "",
-        "Written by `make bench` from `bench/results/*.json`; do not edit by hand. Every figure was",
-        "measured on the machine below; baselines were measured in the same run, side by side.",
+        "Written by `make bench` from `bench/results/*.json`; do not edit by hand.",
+        "Every figure was measured on the machine below; baselines in the same run, side by side.",
         "",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('memory_gib', '?')} GiB, Python {machine.get('python', '?')}, "

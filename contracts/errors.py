@@ -108,7 +108,7 @@ class ContractError(PcfError):
 
 
 class ValidationFailed(ContractError):
-    """A record broke one or more semantic rules. *All* violations are listed, not just the first."""
+    """A record broke one or more semantic rules; *all* violations are listed, not the first."""
 
     code = "validation"
 

@@ -21,6 +21,7 @@ with this state directory's config on its command line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,7 +64,7 @@ JVM_OPTS = (
 
 
 def cache_root() -> Path:
-    """Where jars and the default broker state live (``$PCFX_CACHE`` or ``~/.cache/pcf-exchange``)."""
+    """Where jars and broker state live: ``$PCFX_CACHE``, else ``~/.cache/pcf-exchange``."""
     base = os.environ.get("PCFX_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pcf-exchange"
     )
@@ -399,7 +400,5 @@ def stop(state_dir: Path | None = None, *, timeout: float = 30.0) -> BrokerStatu
 
 def _reap(pid: int) -> None:
     """Collect the exit status if the broker is our child (a zombie still shows in /proc)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

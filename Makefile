@@ -1,0 +1,59 @@
+# pcf-exchange: every target installs what it needs from nothing (venv, packages, Kafka jars).
+#   make test   lint + the whole suite on a real Kafka broker (started and stopped here)
+#   make demo   the whole exchange on a lithium-iron-phosphate battery supply chain
+#   make bench  benchmarks; figures to bench/results/*.json and BENCHMARKS.md
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PCFX := $(VENV)/bin/pcfx
+PYTEST_ARGS ?=
+
+.PHONY: install jars lint fmt test demo bench clean help
+
+help:
+	@sed -n '2,5p' Makefile
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 3; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+jars: install
+	@$(PY) -c 'from infra.kafka.launcher import ensure_jars, check_java; check_java(); print("Kafka jars:", ensure_jars())'
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# A broker is started only when neither KAFKA_BOOTSTRAP_SERVERS nor a running local broker is
+# there, and then it is stopped again however the run ends.
+define with_broker
+	if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ] && ! $(PCFX) broker status >/dev/null 2>&1; then \
+	  $(PCFX) broker start; \
+	  trap '$(PCFX) broker stop' EXIT; \
+	fi; \
+	$(1)
+endef
+
+test: jars lint
+	@$(call with_broker,$(PY) -m pytest $(PYTEST_ARGS))
+
+demo: jars
+	@$(call with_broker,$(PCFX) demo $(DEMO_ARGS))
+
+bench: jars
+	@$(call with_broker,$(PY) -m bench $(BENCH_ARGS))
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
