@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from infra.kafka.cli import app as broker_app
+from pcfx.demo import demo
 
 app = typer.Typer(
     name="pcfx",
@@ -14,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(broker_app, name="broker")
+app.command("demo")(demo)
 
 
 def main() -> None:
