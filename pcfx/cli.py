@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gateway.api.cli import app as api_app
 from infra.kafka.cli import app as broker_app
 from pcfx.demo import demo
 
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(broker_app, name="broker")
+app.add_typer(api_app, name="api")
 app.command("demo")(demo)
 
 

@@ -1,0 +1,479 @@
+"""The PACT v3 host as a FastAPI app: Authenticate (``/auth/token``, OpenID discovery),
+ListFootprints (filters, RFC 8288 pagination), GetFootprint and Events. Data actions need a
+bearer token, and each client sees only what the gateway released to its recipient id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import heapq
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.errors import PcfError, ValidationFailed
+from gateway.api._auth import ALL_SCOPES, SCOPE_LIST, SCOPE_READ, AccessToken, Client, TokenIssuer
+from gateway.api._disclosure import Disclosure, DisclosureRecorder
+from gateway.api._errors import (
+    BEARER_CHALLENGE,
+    ApiError,
+    PactErrorCode,
+    error_response,
+    error_response_for,
+)
+from gateway.api._events import (
+    CLOUDEVENTS_MEDIA_TYPE,
+    DeliveryPolicy,
+    EventInbox,
+    EventSender,
+    EventType,
+    HttpEventSender,
+    InMemoryEventInbox,
+    RequestResponder,
+    check_event,
+    source_matches,
+)
+from gateway.api._query import Cursor, CursorCodec, Footprint, ListRequest, SortKey, sort_key
+from gateway.api._source import FootprintSource
+
+__all__ = ["PactApiState", "api_state", "create_app"]
+
+log = logging.getLogger("gateway.api")
+_T = TypeVar("_T")
+
+_HOST: Final = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+_MAX_TOKEN_REQUEST_BYTES: Final = 8 * 1024
+
+
+@dataclass(slots=True)
+class PactApiState:
+    """The parts of a running API that its owner may reach (``api_state(app)``)."""
+
+    tokens: TokenIssuer
+    source: FootprintSource
+    inbox: EventInbox
+    responder: RequestResponder
+    cursors: CursorCodec
+    max_page_size: int
+    disclosures: DisclosureRecorder | None
+    loop: asyncio.AbstractEventLoop | None = None
+    """The server's event loop, once it runs."""
+
+    def run_threadsafe(self, coroutine: Coroutine[Any, Any, _T]) -> Future[_T]:
+        """Run *coroutine* on the server's loop from another thread (a Kafka consumer, a test)."""
+        if self.loop is None:
+            coroutine.close()
+            raise RuntimeError("the API is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    async def notify_published(self, recipient_id: str, pf_ids: Sequence[str]) -> int:
+        """Send a ``PublishedEvent`` for *pf_ids* to each client of *recipient_id* that has an
+        events endpoint. Must run on the server's event loop (use
+        ``asyncio.run_coroutine_threadsafe`` from other threads)."""
+        clients = list(self.tokens.clients.values())
+        return await self.responder.notify_published(clients, recipient_id, pf_ids)
+
+
+def api_state(app: FastAPI) -> PactApiState:
+    """The state of an app made by :func:`create_app`."""
+    state: PactApiState = app.state.pact
+    return state
+
+
+class _SecurityHeaders:
+    """Adds HSTS, ``no-store`` caching (footprints and tokens are confidential) and ``nosniff``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+                headers.setdefault("Cache-Control", "no-store")
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    """An RFC 6749 §5.2 error (Action Authenticate does not use the PACT ``Error`` body)."""
+    headers = {"Pragma": "no-cache"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="pact"'
+    return JSONResponse({"error": error, "error_description": description}, status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError.bad_request(f"request body exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError.bad_request(f"request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _request_host(request: Request) -> str:
+    host = request.headers.get("host") or request.url.netloc
+    if not _HOST.match(host):
+        raise ApiError.bad_request("malformed Host header")
+    return host
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (client_id, secret) if sep else None
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return len(text) == 36
+
+
+def _page(
+    found: Iterable[Footprint],
+    matches: Callable[[Footprint], bool],
+    after: SortKey | None,
+    size: int,
+) -> tuple[list[tuple[SortKey, Footprint]], bool]:
+    """The first *size* matching footprints (one per id) after the key *after* in the stable
+    listing order, and whether more follow. O(n log size), not a full sort per page."""
+    unique: dict[str, Footprint] = {}
+    for footprint in found:
+        if matches(footprint):
+            unique[str(footprint.get("id", "")).lower()] = footprint
+    keyed: Iterable[tuple[SortKey, Footprint]] = ((sort_key(fp), fp) for fp in unique.values())
+    if after is not None:
+        keyed = (pair for pair in keyed if pair[0] > after)
+    smallest = heapq.nsmallest(size + 1, keyed, key=itemgetter(0))
+    return smallest[:size], len(smallest) > size
+
+
+def create_app(
+    source: FootprintSource,
+    clients: Iterable[Client],
+    *,
+    token_ttl: float = 3600.0,
+    max_page_size: int = 1000,
+    cursor_secret: bytes | None = None,
+    inbox: EventInbox | None = None,
+    event_sender: EventSender | None = None,
+    event_source: str = "//localhost/3/events",
+    delivery: DeliveryPolicy | None = None,
+    disclosures: DisclosureRecorder | None = None,
+    max_event_bytes: int = 8 * 2**20,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """A PACT v3 host serving *source* to the registered *clients*.
+
+    - ``token_ttl``: seconds a bearer token lives (``expires_in``).
+    - ``max_page_size``: most footprints per ListFootprints page (also the default page size).
+    - ``cursor_secret``: HMAC key for pagination cursors; give every instance behind one name
+      the same key (default: random per app, so links die with the process).
+    - ``inbox``: receives accepted Published/Fulfilled/Rejected events (default: in memory).
+    - ``event_sender``/``event_source``/``delivery``: how answers to footprint requests and
+      published notifications are sent, the CloudEvents ``source`` they carry, and retries.
+    - ``disclosures``: told of every footprint before it is sent; if it raises, nothing is sent.
+    - ``clock``: seconds since the epoch (tests move it to expire tokens).
+
+    Serve it only over TLS (:func:`gateway.api.serve`); v3 allows HTTPS only.
+    """
+    if max_page_size < 1:
+        raise ValueError("max_page_size must be at least 1")
+    tokens = TokenIssuer(clients, ttl=token_ttl, clock=clock)
+    sender = event_sender or HttpEventSender()
+    state = PactApiState(
+        tokens=tokens,
+        source=source,
+        inbox=inbox or InMemoryEventInbox(),
+        responder=RequestResponder(
+            source,
+            sender,
+            event_source=event_source,
+            policy=delivery,
+            disclosures=disclosures,
+            clock=clock,
+        ),
+        cursors=CursorCodec(cursor_secret or secrets.token_bytes(32)),
+        max_page_size=max_page_size,
+        disclosures=disclosures,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.loop = asyncio.get_running_loop()
+        yield
+        state.loop = None
+        await state.responder.stop()
+        close = getattr(sender, "aclose", None)
+        if close is not None:
+            await close()
+
+    app = FastAPI(
+        title="pcf-exchange PACT v3 API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.pact = state
+    app.add_middleware(_SecurityHeaders)
+
+    @app.exception_handler(PcfError)
+    async def on_pcf_error(_: Request, exc: PcfError) -> JSONResponse:
+        return error_response_for(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, PactErrorCode.NOT_FOUND, "No such resource")
+        if exc.status_code == 405:
+            allow = dict(exc.headers or {})
+            return error_response(405, PactErrorCode.BAD_REQUEST, "Method not allowed", allow)
+        return error_response(exc.status_code, PactErrorCode.BAD_REQUEST, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, PactErrorCode.BAD_REQUEST, "Bad Request")
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a PACT request", exc_info=exc)
+        return error_response(
+            500, PactErrorCode.INTERNAL_ERROR, "An internal or unexpected error has occurred"
+        )
+
+    def authorize(request: Request, scope: str | None) -> AccessToken:
+        """(1) a bearer token is present, (2) it is known and unexpired, (3) it has *scope*."""
+        header = request.headers.get("authorization")
+        if not header:
+            raise ApiError.invalid_token("missing bearer token", error=None)  # (1)
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError.invalid_token(
+                "Authorization must be 'Bearer <token>'", error="invalid_request"
+            )
+        info = tokens.check(token.strip())  # (2)
+        if scope is not None and scope not in info.scopes:  # (3)
+            raise ApiError(
+                403,
+                PactErrorCode.ACCESS_DENIED,
+                f"access token lacks scope '{scope}'",
+                headers={"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="insufficient_scope"'},
+            )
+        return info
+
+    async def disclose(info: AccessToken, action: str, footprints: Sequence[Footprint]) -> None:
+        if state.disclosures is not None and footprints:
+            client = tokens.clients[info.client_id]
+            await state.disclosures.record(Disclosure.of(client, action, footprints))
+
+    @app.get("/.well-known/openid-configuration", include_in_schema=False)
+    async def openid_configuration(request: Request) -> JSONResponse:
+        base = (
+            f"{request.url.scheme}://{_request_host(request)}{request.scope.get('root_path', '')}"
+        )
+        document = {
+            "issuer": base,
+            "token_endpoint": f"{base}/auth/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": sorted(ALL_SCOPES),
+            "response_types_supported": ["token"],
+        }
+        return JSONResponse(document)
+
+    @app.post("/auth/token", include_in_schema=False)
+    async def token_endpoint(request: Request) -> JSONResponse:
+        """Action Authenticate: RFC 6749 §4.4 with ``client_secret_basic`` (or ``_post``)."""
+        if _media_type(request) != "application/x-www-form-urlencoded":
+            return _oauth_error(
+                400, "invalid_request", "body must be application/x-www-form-urlencoded"
+            )
+        try:
+            body = (await _read_body(request, _MAX_TOKEN_REQUEST_BYTES)).decode("utf-8")
+            pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body))
+        except (ApiError, UnicodeDecodeError, ValueError):
+            return _oauth_error(400, "invalid_request", "malformed form body")
+        form: dict[str, str] = {}
+        for name, value in pairs:
+            if name in form:
+                return _oauth_error(400, "invalid_request", f"parameter '{name}' repeated")
+            form[name] = value
+        basic = request.headers.get("authorization")
+        posted = form.get("client_id"), form.get("client_secret")
+        if basic and any(posted):
+            return _oauth_error(
+                400, "invalid_request", "use one client authentication method, not two"
+            )
+        if basic:
+            credentials = _basic_credentials(basic)
+        elif posted[0] is not None and posted[1] is not None:
+            credentials = (posted[0], posted[1])
+        else:
+            return _oauth_error(401, "invalid_client", "client authentication required")
+        if credentials is None:
+            return _oauth_error(401, "invalid_client", "malformed Basic credentials")
+        grant = form.get("grant_type")
+        if grant is None:
+            return _oauth_error(400, "invalid_request", "grant_type is required")
+        if grant != "client_credentials":
+            return _oauth_error(
+                400, "unsupported_grant_type", "only client_credentials is supported"
+            )
+        client = await run_in_threadpool(tokens.authenticate, *credentials)
+        if client is None and basic:  # RFC 6749 §2.3.1: ids and secrets may be form-encoded
+            decoded = (unquote_plus(credentials[0]), unquote_plus(credentials[1]))
+            if decoded != credentials:
+                client = await run_in_threadpool(tokens.authenticate, *decoded)
+        if client is None:
+            log.info("token refused for client id %r", credentials[0][:64])
+            return _oauth_error(401, "invalid_client", "Authentication failed")
+        requested = frozenset(form.get("scope", "").split())
+        if requested - client.scopes:
+            return _oauth_error(
+                400, "invalid_scope", f"scopes not granted: {sorted(requested - client.scopes)}"
+            )
+        granted = requested or client.scopes
+        token, info = tokens.issue(client, granted)
+        body_out = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(tokens.ttl),
+            "scope": " ".join(sorted(info.scopes)),
+        }
+        return JSONResponse(body_out, headers={"Pragma": "no-cache"})
+
+    @app.get("/3/footprints")
+    @app.get("/3/footprints/", include_in_schema=False)
+    async def list_footprints(request: Request) -> JSONResponse:
+        """Action ListFootprints: filter, order by (created, id), page by signed keyset cursor."""
+        info = authorize(request, SCOPE_LIST)
+        wanted = ListRequest.from_params(request.query_params.multi_items())
+        after = (
+            state.cursors.decode(wanted.cursor, recipient_id=info.recipient_id).after
+            if wanted.cursor
+            else None
+        )
+        found = await source.list_for(info.recipient_id, wanted.query)
+        size = (
+            state.max_page_size if wanted.limit is None else min(wanted.limit, state.max_page_size)
+        )
+        page, more = _page(found, wanted.query.matches, after, size)
+        headers: dict[str, str] = {}
+        if more:
+            last = page[-1][0] if page else after
+            params = [
+                (k, v) for k, v in request.query_params.multi_items() if k.lower() != "cursor"
+            ]
+            if last is not None:
+                params.append(("cursor", state.cursors.encode(Cursor(info.recipient_id, last))))
+            link = f"{request.url.scheme}://{_request_host(request)}{request.url.path}"
+            link += f"?{urlencode(params, quote_via=quote)}" if params else ""
+            headers["Link"] = f'<{link}>; rel="next"'
+        footprints = [fp for _, fp in page]
+        await disclose(info, "ListFootprints", footprints)
+        return JSONResponse({"data": footprints}, headers=headers)
+
+    @app.get("/3/footprints/{pf_id}")
+    async def get_footprint(pf_id: str, request: Request) -> JSONResponse:
+        """Action GetFootprint: 404 ``NotFound`` for unknown (or non-UUID) ids, 403
+        ``AccessDenied`` when the source says the footprint is not this recipient's."""
+        info = authorize(request, SCOPE_READ)
+        footprint = await source.get_for(info.recipient_id, pf_id) if _is_uuid(pf_id) else None
+        if footprint is None:
+            raise ApiError.not_found()
+        await disclose(info, "GetFootprint", [footprint])
+        return JSONResponse({"data": footprint})
+
+    @app.post("/3/events")
+    async def post_event(request: Request) -> Response:
+        """Action Events: validate, then answer requests asynchronously or hand the event to the
+        inbox; 200 with an empty body once accepted."""
+        info = authorize(request, None)
+        client = tokens.clients[info.client_id]
+        if _media_type(request) not in {CLOUDEVENTS_MEDIA_TYPE, "application/json"}:
+            raise ApiError.bad_request(
+                f"Content-Type must be {CLOUDEVENTS_MEDIA_TYPE} (structured mode)"
+            )
+        body = await _read_body(request, max_event_bytes)
+        try:
+            event: Any = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError.bad_request("body is not valid JSON") from None
+        try:
+            event_type = check_event(event)
+        except ValidationFailed as exc:
+            raise ApiError.bad_request(exc.message) from None
+        if event_type is EventType.REQUEST_CREATED:
+            _accept_request(state.responder, client, event)
+        else:
+            await state.inbox.accept(client, event)
+        log.info(
+            "accepted %s %s from %s", event_type.schema_name, event.get("id"), client.client_id
+        )
+        return Response(status_code=200)
+
+    return app
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _accept_request(responder: RequestResponder, client: Client, event: Mapping[str, Any]) -> None:
+    """Checks that decide synchronously (4xx) whether a footprint request can be handled."""
+    if client.events is None:
+        raise ApiError.not_implemented(
+            f"client '{client.client_id}' has no registered events endpoint, so requests cannot be "
+            "answered; use ListFootprints"
+        )
+    if not source_matches(str(event["source"]), client.events.url):
+        raise ApiError.bad_request(
+            f"event source {str(event['source'])[:100]!r} does not match the events endpoint "
+            f"registered for client '{client.client_id}'"
+        )
+    responder.submit_request(client, event)

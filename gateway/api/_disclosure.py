@@ -1,0 +1,46 @@
+"""The API's hook into the audit log: before any footprint leaves through the API, a
+:class:`Disclosure` (who, which ids, by which action) is handed to a :class:`DisclosureRecorder`.
+If recording fails, nothing is sent (no audit record, no transfer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.api._auth import Client
+from gateway.api._query import Footprint
+
+__all__ = ["Disclosure", "DisclosureRecorder"]
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """Footprints about to be sent to one client, and through which PACT action."""
+
+    client_id: str
+    recipient_id: str
+    action: str
+    """``ListFootprints``, ``GetFootprint`` or ``RequestFulfilledEvent``."""
+    pf_ids: tuple[str, ...]
+    request_id: str | None = None
+    """The ``RequestCreatedEvent`` id being answered, for ``RequestFulfilledEvent``."""
+
+    @classmethod
+    def of(
+        cls,
+        client: Client,
+        action: str,
+        footprints: Iterable[Footprint],
+        *,
+        request_id: str | None = None,
+    ) -> Disclosure:
+        ids = tuple(str(fp.get("id")) for fp in footprints)
+        return cls(client.client_id, client.recipient_id, action, ids, request_id)
+
+
+class DisclosureRecorder(Protocol):
+    """Records a disclosure durably before it happens; raise (a ``PcfError``) to stop it."""
+
+    async def record(self, disclosure: Disclosure) -> None: ...

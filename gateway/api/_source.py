@@ -1,0 +1,130 @@
+"""The API's one data seam: :class:`FootprintSource` answers, per recipient, which footprints the
+gateway released to it. :class:`InMemoryFootprintSource` is the reference implementation (tests,
+demo, CLI); a Kafka-backed source implements the same two coroutines.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from contracts.errors import ContractError, PolicyDenied
+from gateway.api._query import Footprint, FootprintQuery
+
+__all__ = ["FootprintSource", "InMemoryFootprintSource"]
+
+
+@runtime_checkable
+class FootprintSource(Protocol):
+    """Where the API reads the footprints released to each recipient.
+
+    Both calls receive the recipient id from the verified access token, never from the request.
+    Payloads are PACT v3 ``ProductFootprint`` JSON objects exactly as this recipient may see
+    them (policy and transforms already applied); the API does not change them.
+    """
+
+    async def list_for(self, recipient_id: str, query: FootprintQuery) -> Sequence[Footprint]:
+        """The footprints released to *recipient_id* that match *query*.
+
+        Returning a superset is allowed (the API applies ``query.matches`` again); order does
+        not matter (the API sorts by ``created``, ``id``).
+        """
+        ...
+
+    async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
+        """The footprint *pf_id* as released to *recipient_id*, or ``None`` if there is none.
+
+        Raise :class:`~contracts.errors.PolicyDenied` when the footprint exists but is not
+        released to this recipient: the API then answers 403 ``AccessDenied`` as v3 requires
+        (return ``None`` instead to answer 404 and hide that it exists).
+        """
+        ...
+
+
+def _norm_id(pf_id: str) -> str:
+    return pf_id.strip().lower()
+
+
+class InMemoryFootprintSource:
+    """Footprints released per recipient, held in memory; safe to update from another thread.
+
+    >>> import asyncio
+    >>> source = InMemoryFootprintSource({"acme": [{"id": "A1", "status": "Active"}]})
+    >>> [fp["id"] for fp in asyncio.run(source.list_for("acme", FootprintQuery()))]
+    ['A1']
+    >>> asyncio.run(source.get_for("other", "a1"))
+    Traceback (most recent call last):
+    ...
+    contracts.errors.PolicyDenied: footprint 'a1' is not released to recipient 'other'
+    """
+
+    def __init__(self, released: Mapping[str, Iterable[Footprint]] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._by_recipient: dict[str, dict[str, Footprint]] = {}
+        for recipient_id, footprints in (released or {}).items():
+            for footprint in footprints:
+                self.release(recipient_id, footprint)
+
+    def release(self, recipient_id: str, footprint: Footprint) -> None:
+        """Make *footprint* (as this recipient may see it) available to *recipient_id*.
+
+        Releasing the same id again replaces it (v3 allows only ``status`` → ``Deprecated``).
+        """
+        pf_id = footprint.get("id")
+        if not isinstance(pf_id, str) or not pf_id:
+            raise ContractError(f"'id' must be a non-empty string (got {pf_id!r})")
+        with self._lock:
+            self._by_recipient.setdefault(recipient_id, {})[_norm_id(pf_id)] = footprint
+
+    def withdraw(self, recipient_id: str, pf_id: str) -> bool:
+        """Stop serving *pf_id* to *recipient_id*; ``True`` if it was released."""
+        with self._lock:
+            return self._by_recipient.get(recipient_id, {}).pop(_norm_id(pf_id), None) is not None
+
+    def recipients(self) -> list[str]:
+        with self._lock:
+            return sorted(self._by_recipient)
+
+    async def list_for(self, recipient_id: str, query: FootprintQuery) -> Sequence[Footprint]:
+        with self._lock:
+            footprints = list(self._by_recipient.get(recipient_id, {}).values())
+        return [fp for fp in footprints if query.matches(fp)]
+
+    async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
+        key = _norm_id(pf_id)
+        with self._lock:
+            found = self._by_recipient.get(recipient_id, {}).get(key)
+            elsewhere = found is None and any(key in fps for fps in self._by_recipient.values())
+        if elsewhere:
+            raise PolicyDenied(f"footprint '{pf_id}' is not released to recipient '{recipient_id}'")
+        return found
+
+    @classmethod
+    def from_directory(cls, root: Path) -> InMemoryFootprintSource:
+        """Load ``root/<recipient id>/*.json``: each file one ``ProductFootprint``, or a
+        ListFootprints/GetFootprint response body (``{"data": [...]}`` / ``{"data": {...}}``).
+        """
+        if not root.is_dir():
+            raise ContractError(f"footprint directory '{root}' does not exist")
+        source = cls()
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            for path in sorted(folder.glob("*.json")):
+                for footprint in _footprints_in(path):
+                    source.release(folder.name, footprint)
+        return source
+
+
+def _footprints_in(path: Path) -> list[Footprint]:
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ContractError(f"'{path}' is not a readable JSON file: {exc}") from exc
+    if isinstance(document, dict) and "data" in document:
+        document = document["data"]
+    items = document if isinstance(document, list) else [document]
+    if not all(isinstance(item, dict) for item in items):
+        raise ContractError(f"'{path}' must hold ProductFootprint objects")
+    return items
