@@ -9,7 +9,8 @@ act* (as python-tuf splits repository from download errors)::
     │   ├── SerdeError            bytes are not a well-formed framed Avro record
     │   │   └── UnknownSchemaError  the schema id in the frame is not registered
     │   ├── UnitError             a unit is unknown or cannot be converted to the one wanted
-    │   └── IncompatibleSchemaError  a new schema version would break existing readers
+    │   ├── IncompatibleSchemaError  a new schema version would break existing readers
+    │   └── InvalidSchemaError    a schema offered for registration is not valid Avro
     ├── TrustError                the data cannot be trusted: unsigned, forged, revoked, replayed
     ├── PolicyDenied              the gateway's policy forbids the transfer
     ├── RollupError               a bill of materials cannot be rolled up (cycle, units, missing)
@@ -34,6 +35,7 @@ __all__ = [
     "ContractError",
     "IncompatibleSchemaError",
     "InfrastructureError",
+    "InvalidSchemaError",
     "KeyStoreError",
     "PcfError",
     "PolicyDenied",
@@ -167,6 +169,13 @@ class IncompatibleSchemaError(ContractError):
             f"schema for subject '{subject}' is not backward compatible: "
             + "; ".join(self.incompatibilities)
         )
+
+
+class InvalidSchemaError(ContractError):
+    """A schema offered to the registry is not valid Avro."""
+
+    code = "invalid_schema"
+    hint = "Fix the .avsc file; check it with 'python -m contracts._avrogen --check'."
 
 
 class TrustError(PcfError):

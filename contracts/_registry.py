@@ -1,0 +1,698 @@
+"""Schema registries behind one :class:`SchemaRegistry` protocol, and compatibility checks.
+
+Three implementations: :class:`InMemorySchemaRegistry` (tests, batch mode),
+:class:`KafkaSchemaRegistry` (a compacted topic ``pcf._schemas``; one transactional writer
+assigns ids, every client reads the topic on start: no extra server), and
+:class:`HttpSchemaRegistry` (a Confluent-compatible REST registry). Compatibility uses
+``avro.compatibility`` and defaults to BACKWARD_TRANSITIVE: a new reader against every writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import quote
+
+import avro.errors
+import avro.schema
+import httpx
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
+from contracts._schemas import normalized
+from contracts.errors import (
+    IncompatibleSchemaError,
+    InvalidSchemaError,
+    RegistryError,
+    UnknownSchemaError,
+)
+
+__all__ = [
+    "DEFAULT_COMPATIBILITY",
+    "SCHEMAS_TOPIC",
+    "CompatibilityLevel",
+    "HttpSchemaRegistry",
+    "InMemorySchemaRegistry",
+    "KafkaSchemaRegistry",
+    "RegisteredSchema",
+    "SchemaRegistry",
+    "check_compatibility",
+]
+
+SCHEMAS_TOPIC: Final = "pcf._schemas"
+
+
+class CompatibilityLevel(StrEnum):
+    """Confluent compatibility levels."""
+
+    NONE = "NONE"
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+
+
+DEFAULT_COMPATIBILITY: Final = CompatibilityLevel.BACKWARD_TRANSITIVE
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredSchema:
+    subject: str
+    version: int
+    schema_id: int
+    schema: str
+
+
+@runtime_checkable
+class SchemaRegistry(Protocol):
+    """What serde and tools need from a schema registry."""
+
+    def register(self, subject: str, schema: str) -> int:
+        """Register *schema* under *subject* (idempotent); return its id.
+
+        Raises :class:`IncompatibleSchemaError` when the subject's compatibility level refuses it.
+        """
+        ...
+
+    def lookup(self, subject: str, schema: str) -> int:
+        """Id of *schema* already registered under *subject*, else :class:`UnknownSchemaError`."""
+        ...
+
+    def get_schema(self, schema_id: int) -> str:
+        """Schema text for *schema_id*, else :class:`UnknownSchemaError`."""
+        ...
+
+    def latest(self, subject: str) -> RegisteredSchema:
+        """Newest version under *subject*, else :class:`UnknownSchemaError`."""
+        ...
+
+    def versions(self, subject: str) -> list[int]: ...
+
+    def subjects(self) -> list[str]: ...
+
+    def compatibility(self, subject: str | None = None) -> CompatibilityLevel:
+        """The subject's level (falling back to the global one) or the global level."""
+        ...
+
+    def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None: ...
+
+    def test_compatibility(self, subject: str, schema: str) -> list[str]:
+        """Why *schema* may not be registered under *subject* (empty when it may)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Compatibility
+
+
+def _parse(schema: str, what: str) -> avro.schema.Schema:
+    try:
+        return avro.schema.parse(schema)
+    except (avro.errors.AvroException, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise InvalidSchemaError(f"{what} is not a valid Avro schema: {exc}") from exc
+
+
+def _pair(reader: avro.schema.Schema, writer: avro.schema.Schema, label: str) -> list[str]:
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(reader, writer)
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    kinds = sorted({i.value for i in result.incompatibilities})
+    where = ", ".join(sorted(result.locations))
+    what = "; ".join(sorted(result.messages))
+    return [f"{label}: {', '.join(kinds)} at {where}: {what}"]
+
+
+def check_compatibility(
+    new: str, previous: Sequence[str], level: CompatibilityLevel = DEFAULT_COMPATIBILITY
+) -> list[str]:
+    """Incompatibilities of schema *new* with the *previous* versions (oldest first) under *level*.
+
+    BACKWARD: the new schema can read data written with the latest previous one; ``_TRANSITIVE``
+    with every previous one. FORWARD: the previous can read the new. FULL: both.
+    """
+    if level is CompatibilityLevel.NONE or not previous:
+        return []
+    reader = _parse(new, "new schema")
+    transitive = level.endswith("_TRANSITIVE")
+    olds = list(enumerate(previous, start=1))
+    if not transitive:
+        olds = olds[-1:]
+    problems: list[str] = []
+    for version, text in olds:
+        old = _parse(text, f"version {version}")
+        if level.startswith(("BACKWARD", "FULL")):
+            problems += _pair(
+                reader, old, f"new schema cannot read data written with version {version}"
+            )
+        if level.startswith(("FORWARD", "FULL")):
+            problems += _pair(
+                old, reader, f"version {version} readers cannot read data of the new schema"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# In-memory core (also the state of the Kafka-backed registry)
+
+
+class _State:
+    """Subjects, versions, ids and config; no I/O. Callers hold the lock."""
+
+    def __init__(self) -> None:
+        self.by_subject: dict[str, list[RegisteredSchema]] = {}
+        self.by_id: dict[int, str] = {}
+        self.id_by_key: dict[str, int] = {}
+        self.config: dict[str | None, CompatibilityLevel] = {None: DEFAULT_COMPATIBILITY}
+
+    def find(self, subject: str, key: str) -> RegisteredSchema | None:
+        for entry in self.by_subject.get(subject, ()):
+            if normalized(entry.schema) == key:
+                return entry
+        return None
+
+    def level(self, subject: str | None) -> CompatibilityLevel:
+        return self.config.get(subject) or self.config[None]
+
+    def plan(self, subject: str, schema: str) -> RegisteredSchema | None:
+        """The entry registering *schema* would add (``None`` if present); raises if refused."""
+        _parse(schema, "schema")
+        key = normalized(schema)
+        if self.find(subject, key) is not None:
+            return None
+        history = self.by_subject.get(subject, [])
+        problems = check_compatibility(schema, [e.schema for e in history], self.level(subject))
+        if problems:
+            raise IncompatibleSchemaError(subject, problems)
+        schema_id = self.id_by_key.get(key, max(self.by_id, default=0) + 1)
+        version = history[-1].version + 1 if history else 1
+        return RegisteredSchema(subject, version, schema_id, schema)
+
+    def apply(self, entry: RegisteredSchema) -> None:
+        versions = self.by_subject.setdefault(entry.subject, [])
+        if any(e.version == entry.version for e in versions):
+            return
+        versions.append(entry)
+        versions.sort(key=lambda e: e.version)
+        self.by_id.setdefault(entry.schema_id, entry.schema)
+        self.id_by_key.setdefault(normalized(entry.schema), entry.schema_id)
+
+    def lookup(self, subject: str, schema: str) -> int:
+        entry = self.find(subject, normalized(schema))
+        if entry is None:
+            raise UnknownSchemaError(
+                f"schema is not registered under subject '{subject}'",
+                hint="Register it first (the operator runs 'pcfx schemas register').",
+            )
+        return entry.schema_id
+
+    def get(self, schema_id: int) -> str:
+        try:
+            return self.by_id[schema_id]
+        except KeyError:
+            raise UnknownSchemaError(f"schema id {schema_id} is not registered") from None
+
+    def latest(self, subject: str) -> RegisteredSchema:
+        versions = self.by_subject.get(subject)
+        if not versions:
+            raise UnknownSchemaError(f"subject '{subject}' has no registered schema")
+        return versions[-1]
+
+
+class InMemorySchemaRegistry:
+    """A registry in a dict: for unit tests, dry runs and batch mode."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = threading.Lock()
+
+    def register(self, subject: str, schema: str) -> int:
+        with self._lock:
+            entry = self._state.plan(subject, schema)
+            if entry is None:
+                return self._state.lookup(subject, schema)
+            self._state.apply(entry)
+            return entry.schema_id
+
+    def lookup(self, subject: str, schema: str) -> int:
+        with self._lock:
+            return self._state.lookup(subject, schema)
+
+    def get_schema(self, schema_id: int) -> str:
+        with self._lock:
+            return self._state.get(schema_id)
+
+    def latest(self, subject: str) -> RegisteredSchema:
+        with self._lock:
+            return self._state.latest(subject)
+
+    def versions(self, subject: str) -> list[int]:
+        with self._lock:
+            return [e.version for e in self._state.by_subject.get(subject, [])]
+
+    def subjects(self) -> list[str]:
+        with self._lock:
+            return sorted(self._state.by_subject)
+
+    def compatibility(self, subject: str | None = None) -> CompatibilityLevel:
+        with self._lock:
+            return self._state.level(subject)
+
+    def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None:
+        with self._lock:
+            self._state.config[subject] = CompatibilityLevel(level)
+
+    def test_compatibility(self, subject: str, schema: str) -> list[str]:
+        with self._lock:
+            try:
+                self._state.plan(subject, schema)
+            except IncompatibleSchemaError as exc:
+                return list(exc.incompatibilities)
+            return []
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka-topic-backed registry
+
+
+class KafkaSchemaRegistry:
+    """Schemas in a compacted, single-partition Kafka topic (the ``_schemas`` design).
+
+    Every client reads the whole topic on start and catches up before answering a miss. Only a
+    client made with ``writer=True`` registers: it is a transactional producer, so starting a
+    second writer fences the first (its next registration fails with :class:`RegistryError`)
+    and ids are never assigned twice. Record layout (JSON, Confluent-like)::
+
+        key   {"keytype": "SCHEMA", "subject": s, "version": v, "magic": 1}
+        value {"subject": s, "version": v, "id": n, "schema": "...", "deleted": false}
+        key   {"keytype": "CONFIG", "subject": s|null, "magic": 0}
+        value {"compatibilityLevel": "BACKWARD_TRANSITIVE"}
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic: str = SCHEMAS_TOPIC,
+        writer: bool = False,
+        timeout_s: float = 15.0,
+        create_topic: bool = True,
+        client_id: str = "pcfx-schema-registry",
+    ) -> None:
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+        from kafka.errors import KafkaError
+
+        self._topic = topic
+        self._timeout_ms = int(timeout_s * 1000)
+        self._state = _State()
+        self._lock = threading.RLock()
+        self._tp = TopicPartition(topic, 0)
+        self._producer: Any = None
+        try:
+            if create_topic:
+                self._create_topic(bootstrap_servers, client_id)
+            self._consumer: Any = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers,
+                client_id=f"{client_id}-reader",
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                request_timeout_ms=max(self._timeout_ms, 1000) + 5000,
+            )
+            self._consumer.assign([self._tp])
+            self._consumer.seek_to_beginning(self._tp)
+            if writer:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=bootstrap_servers,
+                    client_id=f"{client_id}-writer",
+                    acks="all",
+                    enable_idempotence=True,
+                    transactional_id=f"pcfx-schema-writer:{topic}",
+                )
+                self._producer.init_transactions()
+        except KafkaError as exc:
+            self.close()
+            raise RegistryError(
+                f"cannot open schema topic '{topic}' at {bootstrap_servers}: {exc}"
+            ) from exc
+        self._catch_up()
+
+    def _create_topic(self, bootstrap_servers: str, client_id: str) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, client_id=f"{client_id}-admin"
+        )
+        try:
+            admin.create_topics(
+                [
+                    NewTopic(
+                        self._topic,
+                        num_partitions=1,
+                        replication_factor=1,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+
+    def close(self) -> None:
+        for client in (getattr(self, "_consumer", None), self._producer):
+            if client is not None:
+                client.close()
+
+    def __enter__(self) -> KafkaSchemaRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading
+
+    def _catch_up(self) -> None:
+        """Read the topic up to its current end (the last stable offset)."""
+        from kafka.errors import KafkaError
+
+        with self._lock:
+            deadline = time.monotonic() + self._timeout_ms / 1000
+            try:
+                end = self._consumer.end_offsets([self._tp], timeout_ms=self._timeout_ms)[self._tp]
+                while self._consumer.position(self._tp, timeout_ms=self._timeout_ms) < end:
+                    if time.monotonic() > deadline:
+                        raise RegistryError(
+                            f"schema topic '{self._topic}' was not read to its end (offset {end}) "
+                            f"within {self._timeout_ms} ms"
+                        )
+                    batches = self._consumer.poll(
+                        timeout_ms=min(self._timeout_ms, 1000), max_records=1000
+                    )
+                    for records in batches.values():
+                        for record in records:
+                            self._apply(record.key, record.value)
+            except KafkaError as exc:
+                raise RegistryError(f"cannot read schema topic '{self._topic}': {exc}") from exc
+
+    def _apply(self, raw_key: bytes | None, raw_value: bytes | None) -> None:
+        try:
+            key = json.loads(raw_key or b"{}")
+            value = json.loads(raw_value) if raw_value is not None else None
+        except ValueError:
+            return  # not ours (a foreign writer); ignore rather than stop every reader
+        if not isinstance(key, dict):
+            return
+        if key.get("keytype") == "SCHEMA" and isinstance(value, dict) and not value.get("deleted"):
+            self._state.apply(
+                RegisteredSchema(
+                    str(value["subject"]),
+                    int(value["version"]),
+                    int(value["id"]),
+                    str(value["schema"]),
+                )
+            )
+        elif key.get("keytype") == "CONFIG" and isinstance(value, dict):
+            try:
+                self._state.config[key.get("subject")] = CompatibilityLevel(
+                    value["compatibilityLevel"]
+                )
+            except (KeyError, ValueError):
+                return
+
+    def _read(self, attempt: Any) -> Any:
+        try:
+            return attempt()
+        except UnknownSchemaError:
+            self._catch_up()
+            return attempt()
+
+    def lookup(self, subject: str, schema: str) -> int:
+        with self._lock:
+            result: int = self._read(lambda: self._state.lookup(subject, schema))
+            return result
+
+    def get_schema(self, schema_id: int) -> str:
+        with self._lock:
+            result: str = self._read(lambda: self._state.get(schema_id))
+            return result
+
+    def latest(self, subject: str) -> RegisteredSchema:
+        with self._lock:
+            result: RegisteredSchema = self._read(lambda: self._state.latest(subject))
+            return result
+
+    def versions(self, subject: str) -> list[int]:
+        self._catch_up()
+        with self._lock:
+            return [e.version for e in self._state.by_subject.get(subject, [])]
+
+    def subjects(self) -> list[str]:
+        self._catch_up()
+        with self._lock:
+            return sorted(self._state.by_subject)
+
+    def compatibility(self, subject: str | None = None) -> CompatibilityLevel:
+        self._catch_up()
+        with self._lock:
+            return self._state.level(subject)
+
+    def test_compatibility(self, subject: str, schema: str) -> list[str]:
+        self._catch_up()
+        with self._lock:
+            try:
+                self._state.plan(subject, schema)
+            except IncompatibleSchemaError as exc:
+                return list(exc.incompatibilities)
+            return []
+
+    # -- writing (single writer)
+
+    def _write(self, key: dict[str, Any], value: dict[str, Any]) -> None:
+        from kafka.errors import KafkaError
+
+        if self._producer is None:
+            raise RegistryError(
+                "this schema-registry client is read-only",
+                hint="Only the operator's registry writer (writer=True) registers schemas.",
+            )
+        try:
+            self._producer.begin_transaction()
+            self._producer.send(self._topic, key=_json(key), value=_json(value), partition=0)
+            self._producer.commit_transaction()
+        except KafkaError as exc:
+            with contextlib.suppress(KafkaError):
+                self._producer.abort_transaction()
+            raise RegistryError(
+                f"schema topic write failed ({type(exc).__name__}: {exc}); "
+                "if another writer started, this one was fenced"
+            ) from exc
+
+    def register(self, subject: str, schema: str) -> int:
+        self._catch_up()
+        with self._lock:
+            entry = self._state.plan(subject, schema)
+            if entry is None:
+                return self._state.lookup(subject, schema)
+            self._write(
+                {"keytype": "SCHEMA", "subject": subject, "version": entry.version, "magic": 1},
+                {
+                    "subject": subject,
+                    "version": entry.version,
+                    "id": entry.schema_id,
+                    "schema": schema,
+                    "deleted": False,
+                },
+            )
+            self._state.apply(entry)
+            return entry.schema_id
+
+    def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None:
+        level = CompatibilityLevel(level)
+        with self._lock:
+            self._write(
+                {"keytype": "CONFIG", "subject": subject, "magic": 0},
+                {"compatibilityLevel": level.value},
+            )
+            self._state.config[subject] = level
+
+
+# --------------------------------------------------------------------------------------------
+# Confluent-compatible HTTP registry
+
+
+_CONTENT_TYPE: Final = "application/vnd.schemaregistry.v1+json"
+
+
+class HttpSchemaRegistry:
+    """Client of a Confluent-compatible registry (Confluent, Karapace, Apicurio's ccompat API)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        auth: tuple[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self._url,
+            timeout=timeout_s,
+            auth=auth,
+            transport=transport,
+            headers={"Accept": _CONTENT_TYPE, "Content-Type": _CONTENT_TYPE},
+        )
+        self._ids: dict[int, str] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpSchemaRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        try:
+            response = self._client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise RegistryError(
+                f"schema registry {self._url} unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+        try:
+            data = response.json() if response.content else None
+        except ValueError:
+            data = None
+        if response.status_code >= 500:
+            raise RegistryError(
+                f"schema registry {method} {path} failed: "
+                f"HTTP {response.status_code} {_message(data)}"
+            )
+        return response.status_code, data
+
+    @staticmethod
+    def _s(subject: str) -> str:
+        return quote(subject, safe="")
+
+    def register(self, subject: str, schema: str) -> int:
+        status, data = self._call(
+            "POST", f"/subjects/{self._s(subject)}/versions", {"schema": schema}
+        )
+        if status == 409:
+            details = self.test_compatibility(subject, schema) or [_message(data)]
+            raise IncompatibleSchemaError(subject, details)
+        if status == 422:
+            raise InvalidSchemaError(
+                f"registry refused the schema for '{subject}': {_message(data)}"
+            )
+        return self._id(status, data, f"register under '{subject}'")
+
+    def lookup(self, subject: str, schema: str) -> int:
+        status, data = self._call("POST", f"/subjects/{self._s(subject)}", {"schema": schema})
+        if status == 404:
+            raise UnknownSchemaError(
+                f"schema is not registered under subject '{subject}': {_message(data)}"
+            )
+        return self._id(status, data, f"look up under '{subject}'")
+
+    def get_schema(self, schema_id: int) -> str:
+        if schema_id in self._ids:
+            return self._ids[schema_id]
+        status, data = self._call("GET", f"/schemas/ids/{schema_id}")
+        if status == 404:
+            raise UnknownSchemaError(f"schema id {schema_id} is not registered")
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("schema"), str):
+            raise RegistryError(f"unexpected answer to GET /schemas/ids/{schema_id}: HTTP {status}")
+        self._ids[schema_id] = data["schema"]
+        return self._ids[schema_id]
+
+    def latest(self, subject: str) -> RegisteredSchema:
+        status, data = self._call("GET", f"/subjects/{self._s(subject)}/versions/latest")
+        if status == 404:
+            raise UnknownSchemaError(f"subject '{subject}' has no registered schema")
+        if status != 200 or not isinstance(data, dict):
+            raise RegistryError(f"unexpected answer for latest of '{subject}': HTTP {status}")
+        try:
+            return RegisteredSchema(
+                str(data["subject"]), int(data["version"]), int(data["id"]), str(data["schema"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(f"malformed answer for latest of '{subject}': {exc}") from exc
+
+    def versions(self, subject: str) -> list[int]:
+        status, data = self._call("GET", f"/subjects/{self._s(subject)}/versions")
+        if status == 404:
+            return []
+        if status != 200 or not isinstance(data, list):
+            raise RegistryError(f"unexpected answer for versions of '{subject}': HTTP {status}")
+        return [int(v) for v in data]
+
+    def subjects(self) -> list[str]:
+        status, data = self._call("GET", "/subjects")
+        if status != 200 or not isinstance(data, list):
+            raise RegistryError(f"unexpected answer for GET /subjects: HTTP {status}")
+        return sorted(str(s) for s in data)
+
+    def compatibility(self, subject: str | None = None) -> CompatibilityLevel:
+        path = f"/config/{self._s(subject)}?defaultToGlobal=true" if subject else "/config"
+        status, data = self._call("GET", path)
+        if status == 404 and subject:
+            return self.compatibility(None)
+        level = data.get("compatibilityLevel") if isinstance(data, dict) else None
+        try:
+            return CompatibilityLevel(str(level))
+        except ValueError:
+            raise RegistryError(
+                f"unexpected compatibility answer: HTTP {status} {data!r:.200}"
+            ) from None
+
+    def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None:
+        path = f"/config/{self._s(subject)}" if subject else "/config"
+        status, data = self._call("PUT", path, {"compatibility": CompatibilityLevel(level).value})
+        if status != 200:
+            raise RegistryError(f"cannot set compatibility: HTTP {status} {_message(data)}")
+
+    def test_compatibility(self, subject: str, schema: str) -> list[str]:
+        status, data = self._call(
+            "POST",
+            f"/compatibility/subjects/{self._s(subject)}/versions?verbose=true",
+            {"schema": schema},
+        )
+        if status == 404:
+            return []
+        if status == 422:
+            raise InvalidSchemaError(
+                f"registry refused the schema for '{subject}': {_message(data)}"
+            )
+        if status != 200 or not isinstance(data, dict):
+            raise RegistryError(f"unexpected compatibility answer for '{subject}': HTTP {status}")
+        if data.get("is_compatible", False):
+            return []
+        messages = data.get("messages") or ["incompatible (the registry gave no details)"]
+        return [str(m) for m in messages]
+
+    def _id(self, status: int, data: Any, what: str) -> int:
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("id"), int):
+            raise RegistryError(f"schema registry could not {what}: HTTP {status} {_message(data)}")
+        schema_id: int = data["id"]
+        return schema_id
+
+
+def _json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True).encode()
+
+
+def _message(data: Any) -> str:
+    if isinstance(data, dict):
+        return str(data.get("message", data))[:500]
+    return str(data)[:500]

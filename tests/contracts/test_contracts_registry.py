@@ -1,0 +1,180 @@
+"""Schema registries: the in-memory one, the HTTP client against a real Confluent-compatible
+server on 127.0.0.1, and the Kafka-topic registry against a real broker (marked ``broker``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from contracts import (
+    TOPICS,
+    AvroSerde,
+    CompatibilityLevel,
+    HttpSchemaRegistry,
+    IncompatibleSchemaError,
+    InMemorySchemaRegistry,
+    InvalidSchemaError,
+    KafkaSchemaRegistry,
+    RegistryError,
+    SchemaRegistry,
+    SignedFootprint,
+    UnknownSchemaError,
+    register_all,
+    schema_json,
+)
+from contracts._schemas import expanded
+
+V1 = schema_json("EmissionFactor")
+
+
+def _v2_optional() -> str:
+    schema = expanded("EmissionFactor")
+    schema["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
+    return json.dumps(schema)
+
+
+def _v3_breaking() -> str:
+    schema = expanded("EmissionFactor")
+    schema["fields"].append({"name": "plant", "type": "string"})
+    return json.dumps(schema)
+
+
+def exercise(registry: SchemaRegistry, subject: str) -> None:
+    """The behaviour every implementation must share."""
+    first = registry.register(subject, V1)
+    assert registry.register(subject, V1) == first  # idempotent
+    assert registry.lookup(subject, V1) == first
+    assert json.loads(registry.get_schema(first)) == json.loads(V1)
+    second = registry.register(subject, _v2_optional())
+    assert second != first
+    latest = registry.latest(subject)
+    assert (latest.version, latest.schema_id) == (2, second)
+    assert registry.versions(subject) == [1, 2]
+    assert subject in registry.subjects()
+    assert registry.test_compatibility(subject, _v3_breaking())
+    with pytest.raises(IncompatibleSchemaError) as info:
+        registry.register(subject, _v3_breaking())
+    assert "reader_field_missing_default_value" in str(info.value) or "plant" in str(info.value)
+    assert registry.versions(subject) == [1, 2]
+    with pytest.raises(UnknownSchemaError):
+        registry.get_schema(10_000)
+    with pytest.raises(UnknownSchemaError):
+        registry.lookup(subject, _v3_breaking())
+    with pytest.raises(UnknownSchemaError):
+        registry.latest(subject + "-nothing")
+
+
+def test_in_memory_registry() -> None:
+    registry = InMemorySchemaRegistry()
+    assert isinstance(registry, SchemaRegistry)
+    exercise(registry, "pcf.factors-value")
+    # the same schema under another subject keeps its id (ids are global, like Confluent's)
+    assert registry.register("other-value", V1) == registry.lookup("pcf.factors-value", V1)
+    assert registry.compatibility() is CompatibilityLevel.BACKWARD_TRANSITIVE
+
+
+def test_compatibility_none_allows_anything() -> None:
+    registry = InMemorySchemaRegistry()
+    registry.register("s", V1)
+    registry.set_compatibility(CompatibilityLevel.NONE, "s")
+    assert registry.register("s", _v3_breaking()) > 0
+    assert registry.compatibility("s") is CompatibilityLevel.NONE
+    assert registry.compatibility("t") is CompatibilityLevel.BACKWARD_TRANSITIVE
+
+
+def test_invalid_schema_is_refused() -> None:
+    with pytest.raises(InvalidSchemaError, match="not a valid Avro schema"):
+        InMemorySchemaRegistry().register(
+            "s", '{"type": "record", "name": "X", "fields": [{"name": "a"}]}'
+        )
+
+
+# -- HTTP client against a real server -----------------------------------------------------
+
+
+def test_http_registry_against_a_real_server(registry_server: Any) -> None:
+    with HttpSchemaRegistry(registry_server.url) as registry:
+        assert isinstance(registry, SchemaRegistry)
+        exercise(registry, "http.factors-value")
+        registry.set_compatibility(CompatibilityLevel.FULL, "http.factors-value")
+        assert registry.compatibility("http.factors-value") is CompatibilityLevel.FULL
+        assert registry.compatibility() is CompatibilityLevel.BACKWARD_TRANSITIVE
+        assert registry.versions("unknown-subject") == []
+
+
+def test_serde_through_the_http_registry(
+    registry_server: Any, wire_samples: dict[str, Any]
+) -> None:
+    with HttpSchemaRegistry(registry_server.url) as registry:
+        ids = register_all(registry)
+        assert set(ids) == {f"{t}-value" for t in TOPICS}
+        serde = AvroSerde(registry)
+        data = serde.encode("pcf.declared", wire_samples["SignedFootprint"])
+        assert AvroSerde(registry).decode(data, SignedFootprint) == wire_samples["SignedFootprint"]
+
+
+def test_http_incompatible_names_the_incompatibility(registry_server: Any) -> None:
+    with HttpSchemaRegistry(registry_server.url) as registry:
+        registry.register("http.break-value", V1)
+        with pytest.raises(IncompatibleSchemaError) as info:
+            registry.register("http.break-value", _v3_breaking())
+        assert "reader_field_missing_default_value" in str(info.value)
+        assert "/fields/" in str(info.value)
+
+
+def test_http_errors_are_registry_errors(registry_server: Any) -> None:
+    with pytest.raises(RegistryError, match="unreachable"):
+        HttpSchemaRegistry("http://127.0.0.1:9", timeout_s=2).subjects()
+    with HttpSchemaRegistry(registry_server.url) as registry:
+        with pytest.raises(RegistryError, match="HTTP 500"):
+            registry._call("GET", "/boom")
+        with pytest.raises(InvalidSchemaError):
+            registry.register("http.bad-value", "{not json")
+
+
+# -- Kafka-topic registry on a real broker -----------------------------------------------------
+
+
+@pytest.mark.broker
+def test_kafka_topic_registry(kafka_bootstrap: str, wire_samples: dict[str, Any]) -> None:
+    topic = f"pcf._schemas.test-{uuid.uuid4().hex[:8]}"
+    with KafkaSchemaRegistry(kafka_bootstrap, topic=topic, writer=True) as writer:
+        exercise(writer, "kafka.factors-value")
+        ids = register_all(writer)
+        data = AvroSerde(writer).encode("pcf.declared", wire_samples["SignedFootprint"])
+        writer.set_compatibility(CompatibilityLevel.FULL, "kafka.factors-value")
+    # a fresh reader learns everything from the topic alone
+    with KafkaSchemaRegistry(kafka_bootstrap, topic=topic) as reader:
+        assert reader.latest("kafka.factors-value").version == 2
+        assert (
+            reader.lookup("pcf.declared-value", schema_json("SignedFootprint"))
+            == ids["pcf.declared-value"]
+        )
+        assert AvroSerde(reader).decode(data, SignedFootprint) == wire_samples["SignedFootprint"]
+        assert reader.compatibility("kafka.factors-value") is CompatibilityLevel.FULL
+        with pytest.raises(RegistryError, match="read-only"):
+            reader.register("kafka.new-value", V1)
+        assert reader.register("kafka.factors-value", V1) > 0  # already there: fine for readers
+
+
+@pytest.mark.broker
+def test_kafka_registry_single_writer_is_fenced(kafka_bootstrap: str) -> None:
+    topic = f"pcf._schemas.test-{uuid.uuid4().hex[:8]}"
+    first = KafkaSchemaRegistry(kafka_bootstrap, topic=topic, writer=True)
+    try:
+        first.register("a-value", V1)
+        with KafkaSchemaRegistry(kafka_bootstrap, topic=topic, writer=True) as second:
+            assert second.lookup("a-value", V1) == 1
+            assert (
+                second.register("b-value", _v2_optional()) == 2
+            )  # new ids continue from the topic
+            with pytest.raises(RegistryError, match="fenced"):
+                first.register(
+                    "c-value",
+                    _v3_breaking().replace('"plant", "type": "string"', '"plant", "type": "long"'),
+                )
+    finally:
+        first.close()
