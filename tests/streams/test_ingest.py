@@ -1,0 +1,255 @@
+"""Ingestion checks: every record is accepted, a harmless duplicate, pending its key, or rejected
+with the reason that names what is wrong."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from contracts import (
+    AvroSerde,
+    BillOfMaterials,
+    EmissionFactor,
+    InMemorySchemaRegistry,
+    SupplierKey,
+    parse,
+    parse_footprint,
+    register_all,
+    sign,
+)
+from contracts.errors import TrustError
+from streams.ingest import (
+    IngestOutcome,
+    KeyRegistry,
+    SequenceLedger,
+    SourceRef,
+    check_record,
+)
+from tests.contracts.conftest import BOM_JSON, FACTOR_JSON, FOOTPRINT_JSON
+
+SUPPLIER = FOOTPRINT_JSON["companyIds"][0]
+MANUFACTURER = "example-pack"
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+class World:
+    """An operator, two suppliers' keys, a serde, and the ingestion state."""
+
+    def __init__(self) -> None:
+        registry = InMemorySchemaRegistry()
+        register_all(registry)
+        self.serde = AvroSerde(registry)
+        self.operator = Ed25519PrivateKey.generate()
+        self.supplier = Ed25519PrivateKey.generate()
+        self.manufacturer = Ed25519PrivateKey.generate()
+        self.keys = KeyRegistry(operator_keys={"op-1": self.operator.public_key()})
+        self.ledger = SequenceLedger()
+        self.offset = 0
+
+    def source(self, topic: str, at: datetime = T0) -> SourceRef:
+        self.offset += 1
+        return SourceRef(topic, 0, self.offset, at)
+
+    def register(self, owner: str, key: Ed25519PrivateKey, key_id: str, seq: int = 1, **kw: Any):
+        registration = SupplierKey(
+            supplier_id=owner,
+            key_id=key_id,
+            public_key=raw(key),
+            valid_from=kw.pop("valid_from", datetime(2025, 1, 1, tzinfo=UTC)),
+            registered_by="operator",
+            **kw,
+        )
+        signed = sign(
+            self.operator, registration, supplier_id="operator", key_id="op-1", sequence=seq
+        )
+        data = self.serde.encode("pcf.keys", signed)
+        return self.keys.apply(data, self.source("pcf.keys"), self.serde)
+
+    def footprint_bytes(
+        self, seq: int = 1, key: Ed25519PrivateKey | None = None, **changes: Any
+    ) -> bytes:
+        doc = copy.deepcopy(FOOTPRINT_JSON)
+        doc.update(changes)
+        signed = sign(
+            key or self.supplier,
+            parse_footprint(doc),
+            supplier_id=SUPPLIER,
+            key_id="s-1",
+            sequence=seq,
+        )
+        return self.serde.encode("pcf.declared", signed)
+
+    def check(self, topic: str, data: bytes, at: datetime = T0):
+        return check_record(
+            data, self.source(topic, at), serde=self.serde, keys=self.keys, ledger=self.ledger
+        )
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    assert w.register(SUPPLIER, w.supplier, "s-1").outcome is IngestOutcome.ACCEPTED
+    assert w.register(MANUFACTURER, w.manufacturer, "m-1").outcome is IngestOutcome.ACCEPTED
+    return w
+
+
+def test_signed_footprint_is_accepted_then_a_redelivery_is_a_duplicate(world: World) -> None:
+    data = world.footprint_bytes(seq=5)
+    first = world.check("pcf.declared", data)
+    assert first.outcome is IngestOutcome.ACCEPTED
+    assert first.subject == f"footprint:{SUPPLIER}/{FOOTPRINT_JSON['productIds'][0]}"
+    assert len(first.content_hash) == 64
+    assert world.check("pcf.declared", data).outcome is IngestOutcome.DUPLICATE
+    assert (
+        world.check("pcf.declared", world.footprint_bytes(seq=6)).outcome is IngestOutcome.ACCEPTED
+    )
+
+
+def test_replayed_or_older_sequence_is_rejected(world: World) -> None:
+    assert (
+        world.check("pcf.declared", world.footprint_bytes(seq=5)).outcome is IngestOutcome.ACCEPTED
+    )
+    older = world.check("pcf.declared", world.footprint_bytes(seq=4))
+    changed = world.check("pcf.declared", world.footprint_bytes(seq=5, comment="altered, same seq"))
+    for result in (older, changed):
+        assert result.outcome is IngestOutcome.REJECTED
+        assert isinstance(result.error, TrustError)
+        assert result.error.reason == "replayed"
+        assert "'sequence' must be above 5" in result.error.message
+
+
+def test_forged_signature_is_rejected(world: World) -> None:
+    forger = Ed25519PrivateKey.generate()
+    result = world.check("pcf.declared", world.footprint_bytes(key=forger))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, TrustError)
+    assert result.error.reason == "bad_signature"
+    rejection = result.rejection(b"orig", T0, "test")
+    assert rejection.error_code == "trust" and rejection.reason == "bad_signature"
+
+
+def test_unknown_key_is_pending_until_registered(world: World) -> None:
+    stranger = Ed25519PrivateKey.generate()
+    doc_key_id = "s-2"
+    signed = sign(
+        stranger,
+        parse_footprint(copy.deepcopy(FOOTPRINT_JSON)),
+        supplier_id=SUPPLIER,
+        key_id=doc_key_id,
+        sequence=1,
+    )
+    data = world.serde.encode("pcf.declared", signed)
+    pending = world.check("pcf.declared", data)
+    assert pending.outcome is IngestOutcome.PENDING_KEY
+    assert pending.error is not None and "not registered" in pending.error.message
+    world.register(SUPPLIER, stranger, doc_key_id)
+    assert world.check("pcf.declared", data).outcome is IngestOutcome.ACCEPTED
+
+
+def test_revoked_key_rejects_records_produced_after_revocation(world: World) -> None:
+    revoked_at = T0 + timedelta(days=1)
+    world.register(SUPPLIER, world.supplier, "s-1", seq=2, revoked_at=revoked_at)
+    before = world.check("pcf.declared", world.footprint_bytes(seq=1), at=T0)
+    after = world.check(
+        "pcf.declared", world.footprint_bytes(seq=2), at=revoked_at + timedelta(seconds=1)
+    )
+    assert before.outcome is IngestOutcome.ACCEPTED
+    assert after.outcome is IngestOutcome.REJECTED
+    assert isinstance(after.error, TrustError) and after.error.reason == "revoked_key"
+    assert "revoked at" in after.error.message
+
+
+def test_key_of_one_supplier_cannot_sign_for_another(world: World) -> None:
+    other = dict(FOOTPRINT_JSON)
+    doc = copy.deepcopy(other)
+    doc["companyIds"] = ["urn:pact:company:customcode:vendor-assigned:someone-else"]
+    signed = sign(
+        world.supplier, parse_footprint(doc), supplier_id=SUPPLIER, key_id="s-1", sequence=1
+    )
+    result = world.check("pcf.declared", world.serde.encode("pcf.declared", signed))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, TrustError) and result.error.reason == "key_supplier_mismatch"
+    assert "'companyIds' must name the signing supplier" in result.error.message
+
+
+def test_bom_signed_by_its_owner_and_factor_by_the_operator(world: World) -> None:
+    bom = parse(BillOfMaterials, copy.deepcopy(BOM_JSON))
+    signed_bom = sign(world.manufacturer, bom, supplier_id=MANUFACTURER, key_id="m-1", sequence=3)
+    assert (
+        world.check("pcf.bom", world.serde.encode("pcf.bom", signed_bom)).outcome
+        is IngestOutcome.ACCEPTED
+    )
+    factor = parse(EmissionFactor, copy.deepcopy(FACTOR_JSON))
+    by_operator = sign(world.operator, factor, supplier_id="operator", key_id="op-1", sequence=1)
+    by_supplier = sign(world.supplier, factor, supplier_id=SUPPLIER, key_id="s-1", sequence=2)
+    assert (
+        world.check("pcf.factors", world.serde.encode("pcf.factors", by_operator)).outcome
+        is IngestOutcome.ACCEPTED
+    )
+    refused = world.check("pcf.factors", world.serde.encode("pcf.factors", by_supplier))
+    assert refused.outcome is IngestOutcome.REJECTED
+    assert (
+        refused.error is not None and "must be signed by an operator key" in refused.error.message
+    )
+
+
+def test_bom_owned_by_someone_else_is_rejected(world: World) -> None:
+    doc = copy.deepcopy(BOM_JSON)
+    doc["owner"] = "a-competitor"
+    signed = sign(
+        world.manufacturer,
+        parse(BillOfMaterials, doc),
+        supplier_id=MANUFACTURER,
+        key_id="m-1",
+        sequence=1,
+    )
+    result = world.check("pcf.bom", world.serde.encode("pcf.bom", signed))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert (
+        result.error is not None
+        and "'owner' must be the signing manufacturer" in result.error.message
+    )
+
+
+@pytest.mark.parametrize(
+    ("mangle", "code"),
+    [
+        (lambda b: b"\x01" + b[1:], "serde"),
+        (lambda b: b[:20], "serde"),
+        (lambda b: b"", "serde"),
+    ],
+    ids=["wrong-magic-byte", "truncated", "empty"],
+)
+def test_malformed_bytes_are_rejected_with_a_serde_error(
+    world: World, mangle: Any, code: str
+) -> None:
+    result = world.check("pcf.declared", mangle(world.footprint_bytes()))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert result.error is not None and result.error.code == code
+    assert result.rejection(b"x" * 10, T0, "test").original == b"x" * 10
+
+
+def test_key_registration_must_be_signed_by_the_operator(world: World) -> None:
+    registration = SupplierKey(
+        supplier_id=SUPPLIER,
+        key_id="self-made",
+        public_key=raw(world.supplier),
+        valid_from=datetime(2025, 1, 1, tzinfo=UTC),
+        registered_by="me",
+    )
+    self_signed = sign(world.supplier, registration, supplier_id=SUPPLIER, key_id="s-1", sequence=9)
+    result = world.keys.apply(
+        world.serde.encode("pcf.keys", self_signed), world.source("pcf.keys"), world.serde
+    )
+    assert result.outcome is IngestOutcome.REJECTED
+    assert result.error is not None and "not a configured operator key" in result.error.message
+    assert world.keys.lookup(SUPPLIER, "self-made") is None
