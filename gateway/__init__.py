@@ -1,0 +1,90 @@
+"""The outbound gateway's pure core: policy, transforms, sealing, audit log, approvals, pipeline.
+
+Everything here is plain Python with no Kafka or HTTP in it; the I/O shells plug in through
+``AuditStore`` and ``TransferSink``. Sub-packages: ``gateway.policy``, ``gateway.audit``.
+"""
+
+from gateway._approvals import Approval, ApprovalState, approve, deny, expire, request_approval
+from gateway._errors import (
+    ApprovalStateError,
+    AuditStoreError,
+    CommitFailed,
+    PolicyFileInvalid,
+    TransferBlocked,
+    TransferHeld,
+)
+from gateway._pipeline import (
+    Gateway,
+    GatewaySecrets,
+    InMemoryTransferSink,
+    PreparedTransfer,
+    TransferSink,
+    prepare_approval_event,
+    prepare_transfer,
+)
+from gateway._sealing import (
+    OUTBOUND_CONTENT_TYPE,
+    SEAL_SUITE,
+    GatewayKey,
+    KeyRing,
+    OpenedMessage,
+    SealedMessage,
+    key_id_of,
+    open_message,
+    seal,
+)
+from gateway.policy import (
+    Outcome,
+    Policy,
+    PolicyDecision,
+    apply,
+    evaluate,
+    load_policy,
+    parse_policy,
+)
+
+__all__ = [
+    "OUTBOUND_CONTENT_TYPE",
+    "SEAL_SUITE",
+    "Approval",
+    "ApprovalState",
+    "ApprovalStateError",
+    "AuditStoreError",
+    "CommitFailed",
+    "Gateway",
+    "GatewayKey",
+    "GatewaySecrets",
+    "InMemoryTransferSink",
+    "KeyRing",
+    "OpenedMessage",
+    "Outcome",
+    "Policy",
+    "PolicyDecision",
+    "PolicyFileInvalid",
+    "PreparedTransfer",
+    "SealedMessage",
+    "TransferBlocked",
+    "TransferHeld",
+    "TransferSink",
+    "apply",
+    "approve",
+    "default_policy_path",
+    "deny",
+    "evaluate",
+    "expire",
+    "key_id_of",
+    "load_policy",
+    "open_message",
+    "parse_policy",
+    "prepare_approval_event",
+    "prepare_transfer",
+    "request_approval",
+    "seal",
+]
+
+
+def default_policy_path() -> str:
+    """Path of the shipped example policy (EU battery / CBAM customers, a domestic body)."""
+    from importlib import resources
+
+    return str(resources.files("gateway").joinpath("policies", "default.yaml"))

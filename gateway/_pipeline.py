@@ -1,0 +1,333 @@
+"""The gateway's pure core in its written order, and the seam that commits its output.
+
+``prepare_transfer``: (1) decide → (2) transform → (3) sign → (4) encrypt → (5) audit entry; then
+(6) a ``TransferSink`` commits message and audit entry together or neither (no audit, no transfer).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from gateway._approvals import Approval, ApprovalState, request_approval
+from gateway._errors import CommitFailed
+from gateway._sealing import GatewayKey, SealedMessage, seal
+from gateway.audit._entry import (
+    AuditEntry,
+    ChainHead,
+    Checkpoint,
+    EntryKind,
+    append_entry,
+    chain_new_entry,
+    format_time,
+    make_checkpoint,
+)
+from gateway.audit._store import AuditStore, InMemoryAuditStore
+from gateway.policy._counters import CounterState
+from gateway.policy._decision import Outcome, PolicyDecision, Reason
+from gateway.policy._evaluate import evaluate
+from gateway.policy._model import CounterMetric, Policy
+from gateway.policy._transforms import apply
+
+__all__ = [
+    "Gateway",
+    "GatewaySecrets",
+    "InMemoryTransferSink",
+    "PreparedTransfer",
+    "TransferSink",
+    "prepare_approval_event",
+    "prepare_transfer",
+]
+
+
+@dataclass(frozen=True)
+class GatewaySecrets:
+    """What the gateway signs and pseudonymises with (loaded by the shell, never logged)."""
+
+    signer: GatewayKey
+    pseudonym_secret: bytes
+    log_id: str = "pcfx-gateway"
+
+
+@dataclass(frozen=True)
+class PreparedTransfer:
+    """Everything one record produces, ready to commit as one unit."""
+
+    decision: PolicyDecision
+    outbound: SealedMessage | None
+    """``None`` unless the record goes out (allowed/transformed, or held and approved)."""
+    entries: tuple[AuditEntry, ...]
+    head: ChainHead
+    """The chain head after ``entries``: adopt it only once the commit succeeded."""
+    counters: CounterState
+    """The PI counters after the transfer: adopt them only once the commit succeeded."""
+    approval: Approval | None = None
+    """The pending approval request opened for a held decision."""
+
+
+def _reason_code(reason: Reason) -> str:
+    return f"{reason.code}|{reason.path or ''}|{reason.rule_id or ''}"
+
+
+def _draft(
+    decision: PolicyDecision, kind: EntryKind, recorded_at: str, **extra: Any
+) -> dict[str, Any]:
+    """The audit entry's fields for a decision (seq and hashes are added by the chain)."""
+    recipient = decision.recipient
+    delta = decision.counter_delta
+    sent = kind is EntryKind.TRANSFER
+    return dict(
+        kind=kind.value,
+        recorded_at=recorded_at,
+        decision_id=decision.decision_id,
+        record_pf_id=decision.record_ref.pf_id,
+        record_sha256=decision.record_ref.sha256,
+        recipient_id=decision.recipient_id,
+        jurisdiction=recipient.jurisdiction if recipient else None,
+        destination=decision.destination.value if decision.destination else None,
+        recipient_type=recipient.type.value if recipient else None,
+        purpose=decision.purpose,
+        outcome=decision.outcome.value,
+        record_grade=decision.record_grade.value,
+        mechanisms=tuple(m.to_dict() for m in decision.mechanisms),
+        policy_id=decision.policy_id,
+        policy_version=decision.policy_version,
+        policy_digest=decision.policy_digest,
+        field_actions=decision.field_actions(),
+        reasons=tuple(_reason_code(r) for r in decision.reasons),
+        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS)
+        if sent and delta
+        else 0,
+        sensitive_pi_individuals_added=(
+            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if sent and delta else 0
+        ),
+        **extra,
+    )
+
+
+def prepare_transfer(
+    policy: Policy,
+    record: Mapping[str, Any],
+    *,
+    recipient: str,
+    purpose: str,
+    counters: CounterState,
+    head: ChainHead,
+    secrets: GatewaySecrets,
+    now: datetime,
+    approval: Approval | None = None,
+    message_id: str | None = None,
+    requested_by: str = "gateway",
+    record_hash: str | None = None,
+) -> PreparedTransfer:
+    """Run the core for one record in its fixed order; no I/O, nothing committed.
+
+    (1) decide; (2) transform (only if the record may go); (3) sign and (4) encrypt the
+    envelope; (5) chain one audit entry whatever the outcome (blocked, held, sent).
+    *record_hash*, if the caller already holds the record's canonical SHA-256, saves hashing it.
+    """
+    stamp = format_time(now)
+    # (1) decide
+    decision = evaluate(policy, record, recipient, purpose, counters, now, record_hash=record_hash)
+    outbound: SealedMessage | None = None
+    pending: Approval | None = None
+    new_counters = counters
+    goes = decision.outcome in (Outcome.ALLOWED, Outcome.TRANSFORMED)
+    problem = None
+    if decision.outcome is Outcome.HELD and approval is not None:
+        problem = approval.problem_for(decision)
+        goes = problem is None
+    if goes:
+        assert decision.recipient is not None
+        # (2) transform
+        transformed = apply(
+            decision, record, pseudonym_secret=secrets.pseudonym_secret, approval=approval
+        )
+        # (3) sign + (4) encrypt
+        envelope = transformed.envelope(message_id=message_id or str(uuid.uuid4()), issued_at=stamp)
+        outbound = seal(
+            envelope, signer=secrets.signer, recipient_key=decision.recipient.encryption_key
+        )
+        if decision.counter_delta is not None:
+            new_counters = counters.apply(decision.counter_delta)
+        draft = _draft(
+            decision,
+            EntryKind.TRANSFER,
+            stamp,
+            message_id=outbound.message_id,
+            outbound_sha256=outbound.ciphertext_sha256,
+            approval_id=approval.approval_id if approval else None,
+        )
+    elif decision.outcome is Outcome.HELD and approval is None:
+        pending = request_approval(decision, requested_by=requested_by, now=now)
+        draft = _draft(decision, EntryKind.TRANSFER_HELD, stamp, approval_id=pending.approval_id)
+    else:
+        extra: dict[str, Any] = {}
+        if approval is not None:
+            extra = {"approval_id": approval.approval_id, "approval_reason": problem}
+        draft = _draft(decision, EntryKind.TRANSFER_BLOCKED, stamp, **extra)
+    # (5) the audit entry, chained
+    entry, new_head = chain_new_entry(head, draft)
+    return PreparedTransfer(decision, outbound, (entry,), new_head, new_counters, pending)
+
+
+_APPROVAL_KINDS = {
+    ApprovalState.APPROVED: EntryKind.APPROVAL_APPROVED,
+    ApprovalState.DENIED: EntryKind.APPROVAL_DENIED,
+    ApprovalState.EXPIRED: EntryKind.APPROVAL_EXPIRED,
+}
+
+
+def _held_groups(held: Sequence[tuple[str, str]]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    groups: dict[str, list[str]] = {}
+    for path, rule in held:
+        groups.setdefault(rule, []).append(path)
+    return tuple(("hold", rule, tuple(paths)) for rule, paths in sorted(groups.items()))
+
+
+def prepare_approval_event(
+    approval: Approval, *, head: ChainHead, now: datetime
+) -> tuple[AuditEntry, ChainHead]:
+    """The audit entry for an approval's outcome (approved, denied or expired). Pure."""
+    kind = _APPROVAL_KINDS.get(approval.state)
+    if kind is None:
+        raise ValueError(f"approval {approval.approval_id} is still pending: nothing to record")
+    draft = AuditEntry(
+        seq=0,
+        prev_hash="",
+        kind=kind.value,
+        recorded_at=format_time(now),
+        decision_id=approval.decision_id,
+        record_pf_id=approval.record_ref.pf_id,
+        record_sha256=approval.record_ref.sha256,
+        recipient_id=approval.recipient_id,
+        purpose=approval.purpose,
+        outcome=approval.state.value,
+        policy_version=approval.policy_version,
+        field_actions=_held_groups(approval.held),
+        reasons=approval.conditions,
+        approval_id=approval.approval_id,
+        approver=approval.approver,
+        approval_reason=approval.reason,
+    )
+    return append_entry(head, draft)
+
+
+# ----------------------------------------------------------------------------------------------
+# (6) the commit seam
+
+
+@runtime_checkable
+class TransferSink(Protocol):
+    """Commits outbound messages with their audit entries (and checkpoints) as one unit.
+
+    Either everything becomes visible or nothing does, and if anything fails it raises
+    :class:`CommitFailed`. The Kafka implementation uses one producer transaction. In-process
+    implementations must write the audit first: then the worst failure is an audit entry for a
+    message that never left, never a message without its audit entry.
+    """
+
+    def commit(
+        self,
+        outbound: Sequence[SealedMessage],
+        entries: Sequence[AuditEntry],
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> None: ...
+
+
+@dataclass
+class InMemoryTransferSink:
+    """Tests and dry runs: ``sent`` is what "left"; ``audit`` is any :class:`AuditStore`."""
+
+    audit: AuditStore = field(default_factory=InMemoryAuditStore)
+    sent: list[SealedMessage] = field(default_factory=list)
+
+    def commit(
+        self,
+        outbound: Sequence[SealedMessage],
+        entries: Sequence[AuditEntry],
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> None:
+        # (a) audit first: the commit point. If it fails, nothing is published.
+        try:
+            self.audit.append(entries, checkpoints)
+        except Exception as exc:  # the seam: any store failure becomes CommitFailed
+            raise CommitFailed(
+                f"audit write failed ({type(exc).__name__}: {exc}); {len(outbound)} outbound"
+                " message(s) discarded"
+            ) from exc
+        # (b) publish (an in-memory append cannot fail)
+        self.sent.extend(outbound)
+
+
+class Gateway:
+    """A thin stateful shell: runs the core, commits through the sink, then adopts the new state.
+
+    If the commit fails, the chain head, counters and pending approvals stay as they were, so
+    the record can simply be processed again.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        secrets: GatewaySecrets,
+        sink: TransferSink,
+        *,
+        counters: CounterState,
+        head: ChainHead | None = None,
+    ) -> None:
+        self.policy = policy
+        self.secrets = secrets
+        self.sink = sink
+        self.counters = counters
+        self.head = head or ChainHead()
+        self.pending: dict[str, Approval] = {}
+
+    def process(
+        self,
+        record: Mapping[str, Any],
+        *,
+        recipient: str,
+        purpose: str,
+        now: datetime,
+        approval: Approval | None = None,
+    ) -> PreparedTransfer:
+        prepared = prepare_transfer(
+            self.policy,
+            record,
+            recipient=recipient,
+            purpose=purpose,
+            counters=self.counters,
+            head=self.head,
+            secrets=self.secrets,
+            now=now,
+            approval=approval,
+        )
+        # (6) commit both or neither; state moves only after a successful commit
+        self.sink.commit([prepared.outbound] if prepared.outbound else [], prepared.entries)
+        self.head, self.counters = prepared.head, prepared.counters
+        if prepared.approval is not None:
+            self.pending[prepared.approval.approval_id] = prepared.approval
+        if approval is not None and prepared.outbound is not None:
+            self.pending.pop(approval.approval_id, None)
+        return prepared
+
+    def record_approval(self, approval: Approval, *, now: datetime) -> AuditEntry:
+        """Log an approval's outcome (approved, denied, expired) in the chain."""
+        entry, head = prepare_approval_event(approval, head=self.head, now=now)
+        self.sink.commit([], [entry])
+        self.head = head
+        if approval.state is not ApprovalState.APPROVED:
+            self.pending.pop(approval.approval_id, None)
+        return entry
+
+    def checkpoint(self, *, now: datetime) -> Checkpoint:
+        """Sign the current head and store the checkpoint."""
+        cp = make_checkpoint(
+            self.head, log_id=self.secrets.log_id, signer=self.secrets.signer, issued_at=now
+        )
+        self.sink.commit([], [], [cp])
+        return cp

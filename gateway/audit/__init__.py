@@ -1,0 +1,61 @@
+"""The audit log: hash-chained entries, RFC 6962 signed checkpoints, proofs, and a storage seam.
+
+Build entries with ``append_entry``, seal with ``make_checkpoint``, check with
+``check_audit_log`` / ``verify_audit_log``; store through any ``AuditStore``.
+"""
+
+from gateway.audit._entry import (
+    CHECKPOINT_TYPE,
+    ENTRY_TYPE,
+    GENESIS_HASH,
+    AuditEntry,
+    ChainHead,
+    Checkpoint,
+    EntryKind,
+    append_entry,
+    chain_new_entry,
+    format_time,
+    make_checkpoint,
+)
+from gateway.audit._store import AuditStore, InMemoryAuditStore, JsonLinesAuditStore
+from gateway.audit._verify import (
+    AuditVerification,
+    Finding,
+    InclusionProof,
+    Problem,
+    check_audit_log,
+    check_inclusion,
+    prove_consistency,
+    prove_inclusion,
+    verify_audit_log,
+    verify_checkpoint_consistency,
+    verify_inclusion_proof,
+)
+
+__all__ = [
+    "CHECKPOINT_TYPE",
+    "ENTRY_TYPE",
+    "GENESIS_HASH",
+    "AuditEntry",
+    "AuditStore",
+    "AuditVerification",
+    "ChainHead",
+    "Checkpoint",
+    "EntryKind",
+    "Finding",
+    "InMemoryAuditStore",
+    "InclusionProof",
+    "JsonLinesAuditStore",
+    "Problem",
+    "append_entry",
+    "chain_new_entry",
+    "check_audit_log",
+    "check_inclusion",
+    "format_time",
+    "make_checkpoint",
+    "prove_consistency",
+    "prove_inclusion",
+    "verify_audit_log",
+    "verify_checkpoint_consistency",
+    "verify_inclusion_proof",
+]

@@ -1,0 +1,292 @@
+"""Audit entries, the hash chain and signed checkpoints.
+
+An entry's hash is its RFC 6962 leaf hash ``SHA-256(0x00 || pae(type, canonical body))`` and the
+body holds ``prevHash``: one hash both chains the entries and feeds the signed Merkle tree.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.canonical import pae
+from contracts.errors import TrustError
+from gateway._canonical import canonical_bytes
+from gateway._sealing import GatewayKey
+from gateway.audit._merkle import CompactRange, hash_leaf
+
+__all__ = [
+    "CHECKPOINT_TYPE",
+    "ENTRY_TYPE",
+    "GENESIS_HASH",
+    "AuditEntry",
+    "ChainHead",
+    "Checkpoint",
+    "EntryKind",
+    "FieldAction",
+    "append_entry",
+    "chain_new_entry",
+    "format_time",
+    "make_checkpoint",
+]
+
+ENTRY_TYPE = "application/vnd.pcfx.audit.entry+json;v=1"
+CHECKPOINT_TYPE = "application/vnd.pcfx.audit.checkpoint+json;v=1"
+GENESIS_HASH = "00" * 32
+"""``prevHash`` of entry 0."""
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, millisecond precision, ``Z``: what an Avro ``timestamp-millis`` round-trips exactly."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware (got a naive datetime)")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class EntryKind(enum.Enum):
+    TRANSFER = "transfer"
+    """A record went out (allowed or transformed)."""
+    TRANSFER_BLOCKED = "transfer_blocked"
+    TRANSFER_HELD = "transfer_held"
+    """Held: an approval request was opened."""
+    APPROVAL_APPROVED = "approval_approved"
+    APPROVAL_DENIED = "approval_denied"
+    APPROVAL_EXPIRED = "approval_expired"
+
+
+FieldAction = tuple[str, str, tuple[str, ...]]
+"""``(action, rule id, field paths)``: every field the rule decided with that action."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One decision or approval event, chained to the previous entry.
+
+    Every field is part of the hashed body (``entry_hash`` aside), under the camelCase name in
+    :meth:`body`. ``None`` fields are hashed as ``null``, so a storage mapping must keep them.
+    """
+
+    seq: int
+    prev_hash: str
+    kind: str
+    recorded_at: str
+    decision_id: str | None = None
+    record_pf_id: str | None = None
+    record_sha256: str | None = None
+    recipient_id: str | None = None
+    jurisdiction: str | None = None
+    destination: str | None = None
+    recipient_type: str | None = None
+    purpose: str | None = None
+    outcome: str | None = None
+    record_grade: str | None = None
+    mechanisms: tuple[Mapping[str, str], ...] = ()
+    """``{kind, reference, expires}`` of each mechanism the transfer relied on."""
+    policy_id: str | None = None
+    policy_version: str | None = None
+    policy_digest: str | None = None
+    field_actions: tuple[FieldAction, ...] = ()
+    reasons: tuple[str, ...] = ()
+    approval_id: str | None = None
+    approver: str | None = None
+    approval_reason: str | None = None
+    message_id: str | None = None
+    outbound_sha256: str | None = None
+    pi_individuals_added: int = 0
+    sensitive_pi_individuals_added: int = 0
+    entry_hash: str = ""
+
+    def body(self) -> dict[str, Any]:
+        """Everything that is hashed (all fields but ``entry_hash``), in canonical form."""
+        return {
+            "seq": self.seq,
+            "prevHash": self.prev_hash,
+            "kind": self.kind,
+            "recordedAt": self.recorded_at,
+            "decisionId": self.decision_id,
+            "record": {"pfId": self.record_pf_id, "sha256": self.record_sha256},
+            "recipient": {
+                "id": self.recipient_id,
+                "jurisdiction": self.jurisdiction,
+                "destination": self.destination,
+                "type": self.recipient_type,
+            },
+            "purpose": self.purpose,
+            "outcome": self.outcome,
+            "recordGrade": self.record_grade,
+            "mechanisms": [dict(m) for m in self.mechanisms],
+            "policy": {
+                "id": self.policy_id,
+                "version": self.policy_version,
+                "digest": self.policy_digest,
+            },
+            "fieldActions": [
+                {"action": a, "rule": r, "paths": list(p)} for a, r, p in self.field_actions
+            ],
+            "reasons": list(self.reasons),
+            "approval": {
+                "id": self.approval_id,
+                "approver": self.approver,
+                "reason": self.approval_reason,
+            },
+            "messageId": self.message_id,
+            "outboundSha256": self.outbound_sha256,
+            "piIndividualsAdded": self.pi_individuals_added,
+            "sensitivePiIndividualsAdded": self.sensitive_pi_individuals_added,
+        }
+
+    def canonical_bytes(self) -> bytes:
+        """``pae(ENTRY_TYPE, canonical JSON body)``: the RFC 6962 leaf data."""
+        return pae(ENTRY_TYPE, canonical_bytes(self.body()))
+
+    def compute_hash(self) -> str:
+        return hash_leaf(self.canonical_bytes()).hex()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "entryHash": self.entry_hash}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuditEntry:
+        """Inverse of :meth:`to_json`. Shape errors are :class:`TrustError` (``malformed``)."""
+        try:
+            return cls(
+                seq=int(data["seq"]),
+                prev_hash=data["prevHash"],
+                kind=data["kind"],
+                recorded_at=data["recordedAt"],
+                decision_id=data["decisionId"],
+                record_pf_id=data["record"]["pfId"],
+                record_sha256=data["record"]["sha256"],
+                recipient_id=data["recipient"]["id"],
+                jurisdiction=data["recipient"]["jurisdiction"],
+                destination=data["recipient"]["destination"],
+                recipient_type=data["recipient"]["type"],
+                purpose=data["purpose"],
+                outcome=data["outcome"],
+                record_grade=data["recordGrade"],
+                mechanisms=tuple(dict(m) for m in data["mechanisms"]),
+                policy_id=data["policy"]["id"],
+                policy_version=data["policy"]["version"],
+                policy_digest=data["policy"]["digest"],
+                field_actions=tuple(
+                    (str(g["action"]), str(g["rule"]), tuple(map(str, g["paths"])))
+                    for g in data["fieldActions"]
+                ),
+                reasons=tuple(data["reasons"]),
+                approval_id=data["approval"]["id"],
+                approver=data["approval"]["approver"],
+                approval_reason=data["approval"]["reason"],
+                message_id=data["messageId"],
+                outbound_sha256=data["outboundSha256"],
+                pi_individuals_added=int(data["piIndividualsAdded"]),
+                sensitive_pi_individuals_added=int(data["sensitivePiIndividualsAdded"]),
+                entry_hash=data["entryHash"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrustError(f"audit entry is malformed: {exc!r}", reason="malformed") from exc
+
+
+_FIELDS = tuple(
+    f.name for f in fields(AuditEntry) if f.name not in ("seq", "prev_hash", "entry_hash")
+)
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the log stands: size, last entry hash, and the Merkle compact range."""
+
+    size: int = 0
+    last_hash: str = GENESIS_HASH
+    nodes: tuple[bytes, ...] = ()
+
+    @classmethod
+    def of(cls, entries: Iterable[AuditEntry]) -> ChainHead:
+        """Rebuild the head from stored entries (after a restart); trusts their stored hashes."""
+        compact = CompactRange()
+        last = GENESIS_HASH
+        for entry in entries:
+            compact.append(bytes.fromhex(entry.entry_hash))
+            last = entry.entry_hash
+        return cls(compact.size, last, tuple(compact.nodes))
+
+    def root(self) -> bytes:
+        return CompactRange(self.size, self.nodes).root()
+
+
+def append_entry(head: ChainHead, draft: AuditEntry) -> tuple[AuditEntry, ChainHead]:
+    """Chain *draft* (its seq/prev_hash/entry_hash are ignored) after *head*. Pure."""
+    fields = {f: getattr(draft, f) for f in _FIELDS}
+    return chain_new_entry(head, fields)
+
+
+def chain_new_entry(head: ChainHead, fields: dict[str, Any]) -> tuple[AuditEntry, ChainHead]:
+    """Build the entry from *fields* (everything but seq/prev_hash/entry_hash) after *head*."""
+    entry = AuditEntry(seq=head.size, prev_hash=head.last_hash, **fields)
+    # The hash covers every other field; the entry is not shared yet, so set it in place.
+    object.__setattr__(entry, "entry_hash", entry.compute_hash())
+    compact = CompactRange(head.size, head.nodes)
+    compact.append(bytes.fromhex(entry.entry_hash))
+    return entry, ChainHead(compact.size, entry.entry_hash, tuple(compact.nodes))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed tree head: the log had ``tree_size`` entries with this RFC 6962 root."""
+
+    log_id: str
+    tree_size: int
+    root_hash: str
+    last_entry_hash: str
+    issued_at: str
+    key_id: str
+    signature: bytes = field(default=b"", repr=False)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "logId": self.log_id,
+            "treeSize": self.tree_size,
+            "rootHash": self.root_hash,
+            "lastEntryHash": self.last_entry_hash,
+            "issuedAt": self.issued_at,
+            "keyId": self.key_id,
+        }
+
+    def signed_bytes(self) -> bytes:
+        return canonical_bytes(self.body())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "signature": base64.b64encode(self.signature).decode()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        try:
+            return cls(
+                log_id=data["logId"],
+                tree_size=int(data["treeSize"]),
+                root_hash=data["rootHash"],
+                last_entry_hash=data["lastEntryHash"],
+                issued_at=data["issuedAt"],
+                key_id=data["keyId"],
+                signature=base64.b64decode(data["signature"], validate=True),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrustError(f"audit checkpoint is malformed: {exc!r}", reason="malformed") from exc
+
+
+def make_checkpoint(
+    head: ChainHead, *, log_id: str, signer: GatewayKey, issued_at: datetime
+) -> Checkpoint:
+    """Sign the head: ``Ed25519(pae(CHECKPOINT_TYPE, canonical JSON body))``."""
+    unsigned = Checkpoint(
+        log_id=log_id,
+        tree_size=head.size,
+        root_hash=head.root().hex(),
+        last_entry_hash=head.last_hash,
+        issued_at=format_time(issued_at),
+        key_id=signer.key_id,
+    )
+    return replace(unsigned, signature=signer.sign(CHECKPOINT_TYPE, unsigned.signed_bytes()))
