@@ -16,8 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, StrictBool, StrictInt, ValidationInfo, field_validator, model_validator
 
 from contracts._footprint import (
+    CountryCode,
     DataQualityIndicators,
+    PilotCategory,
     ProductFootprint,
+    SubdivisionCode,
     Uncertainty,
     mass_warnings,
 )
@@ -30,6 +33,7 @@ from contracts._types import (
     HexSha256,
     IdText,
     Name,
+    NonEmptyText,
     NonNegDecimal,
     PercentDecimal,
     PositiveDecimal,
@@ -54,6 +58,8 @@ __all__ = [
     "AuditEntry",
     "BillOfMaterials",
     "BomComponent",
+    "Facility",
+    "ProductInfo",
     "Completeness",
     "DeclaredUnit",
     "Destination",
@@ -175,6 +181,66 @@ class ProcessEmissions(Record, Titled):
         return self
 
 
+class Facility(Record, Titled):
+    """Where the product is made. Location plus volume plus energy can raise a record's data
+    grade (regulation.md §6): the gateway classifies these fields, the roll-up only carries them."""
+
+    json_title: ClassVar[str] = "Facility"
+    name: Name | None = None
+    address: Text | None = None
+    city: Name | None = None
+    country_subdivision: SubdivisionCode | None = None
+    """ISO 3166-2, e.g. ``CN-FJ``."""
+    annual_production_volume: NonNegDecimal | None = None
+    """Declared units per year."""
+    annual_energy_use_kwh: NonNegDecimal | None = Field(None, alias="annualEnergyUseKWh")
+
+
+class ProductInfo(Record, Titled):
+    """What the roll-up needs to issue the product's PACT v3 footprint: who makes it, what it is,
+    where, and for which reference period."""
+
+    json_title: ClassVar[str] = "ProductInfo"
+    company_name: NonEmptyText
+    company_ids: Annotated[tuple[Urn, ...], Field(min_length=1, max_length=MAX_LIST)]
+    product_description: Text
+    product_name_company: NonEmptyText
+    product_classifications: Annotated[tuple[Urn, ...], Field(max_length=MAX_LIST)] | None = None
+    geography_country: CountryCode | None = None
+    geography_country_subdivision: SubdivisionCode | None = None
+    reference_period_start: UtcDateTime
+    reference_period_end: UtcDateTime
+    pilot_category: PilotCategory | None = None
+    facility: Facility | None = None
+
+    @model_validator(mode="after")
+    def _period_and_geography(self) -> ProductInfo:
+        problems = []
+        if not self.reference_period_start < self.reference_period_end:
+            problems.append(
+                _v(
+                    "referencePeriodEnd",
+                    "period_order",
+                    "must be after referencePeriodStart "
+                    f"({format_datetime(self.reference_period_start)})",
+                    format_datetime(self.reference_period_end),
+                )
+            )
+        if self.geography_country is not None and self.geography_country_subdivision is not None:
+            problems.append(
+                _v(
+                    "geographyCountrySubdivision",
+                    "geography_one_of",
+                    "must not be given together with geographyCountry: a footprint names at "
+                    "most one geography",
+                    self.geography_country_subdivision,
+                )
+            )
+        if problems:
+            raise model_rules(problems)
+        return self
+
+
 class BillOfMaterials(Record, Titled, HasWarnings):
     """What one declared unit of a product is made of, and its own process emissions."""
 
@@ -188,6 +254,8 @@ class BillOfMaterials(Record, Titled, HasWarnings):
     components: Annotated[tuple[BomComponent, ...], Field(max_length=MAX_LIST)] = ()
     process_emissions: ProcessEmissions | None = None
     allocation_note: Text | None = None
+    product_info: ProductInfo | None = None
+    """Company, description, geography and reference period of the rolled-up footprint."""
     revision: SequenceNo = 0
     """Monotonic per product; a BOM with a revision at or below the stored one is stale."""
 
