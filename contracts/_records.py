@@ -492,6 +492,8 @@ class RolledUpFootprint(Record, Titled):
     uncertainty: Uncertainty | None = None
     footprint: ProductFootprint | None = None
     """The PACT v3 record derived from this roll-up, when one was issued."""
+    facility: Facility | None = None
+    """The manufacturing site from the BOM's productInfo (for the gateway's classification)."""
     method: Name
     """Calculation method, e.g. ``"pcfx-rollup/attributional"``."""
     engine_version: Name
