@@ -333,6 +333,11 @@ class EmissionFactor(Record, Titled, HasWarnings):
     version: Name
     dqr: DataQualityIndicators | None = None
     uncertainty: Uncertainty | None = None
+    fossil_carbon_content: NonNegDecimal | None = None
+    """kg fossil carbon contained in one ``unit`` (PACT ``fossilCarbonContent``), if stated;
+    0 for electricity and for carbon-free materials such as metals. Unstated is not zero."""
+    biogenic_carbon_content: NonNegDecimal | None = None
+    """kg biogenic carbon contained in one ``unit`` (PACT ``biogenicCarbonContent``), if stated."""
 
     def warnings(self) -> list[Violation]:
         if self.uncertainty is not None:

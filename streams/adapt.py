@@ -1,0 +1,387 @@
+"""Between the contracts (Avro/pydantic records on the topics) and the roll-up core's dataclasses.
+
+Inbound, verified records become core inputs: a signed PACT footprint a
+:class:`~streams.rollup.ComponentFootprint`, a factor a :class:`~streams.rollup.Factor`, a BOM a
+:class:`~streams.rollup.Bom`. Outbound, a :class:`~streams.rollup.RollupResult` becomes the
+``RolledUpFootprint`` on ``pcf.products``, carrying — when the BOM has ``productInfo`` and the
+roll-up is complete — the PACT v3 footprint issued for it: id = the result's deterministic UUID,
+``precedingPfIds`` = the previous result's id.
+
+Mapping choices: a factor-only BOM line is a line whose component is the factor itself (so it is
+always resolved by the factor and flagged secondary); ``otherActivities`` of the own process are
+such lines too. Life-cycle stages and uncertainty come from the pcf-exchange PACT extension.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from contracts import (
+    BillOfMaterials,
+    Completeness,
+    DataQualityIndicators,
+    DeclaredUnit,
+    LineageInput,
+    MissingComponent,
+    OwnEmissions,
+    ProductFootprint,
+    RolledUpFootprint,
+    SignedEmissionFactor,
+    SignedFootprint,
+    Uncertainty,
+    parse_footprint,
+    to_pact_json,
+)
+from streams.rollup import (
+    DQR_RATINGS,
+    HEADLINE_METRIC,
+    REQUIRED_METRICS,
+    ROLLED_UP_METRICS,
+    Bom,
+    BomLine,
+    ComponentFootprint,
+    Factor,
+    OwnProcess,
+    RollupResult,
+    SourceKind,
+)
+
+__all__ = [
+    "ENGINE_VERSION",
+    "METHOD",
+    "core_bom",
+    "core_factor",
+    "core_footprint",
+    "rolled_up_record",
+]
+
+METHOD = "pcfx-rollup/attributional-cradle-to-gate"
+ENGINE_VERSION = "pcf-exchange 0.1.0"
+_HUNDRED = Decimal(100)
+_Z95 = Decimal("1.959963984540054")
+_PACT_REQUIRED_FIGURES = frozenset({*REQUIRED_METRICS, "fossilCarbonContent"})
+"""CarbonFootprint figures PACT v3 requires: without one of them no footprint is issued."""
+
+
+def _hex(digest: str) -> str:
+    return digest.removeprefix("sha256:")
+
+
+# --- inbound -----------------------------------------------------------------------------------
+
+
+def core_footprint(signed: SignedFootprint, content_hash: str) -> ComponentFootprint:
+    """A verified supplier footprint as a roll-up input (figures by their PACT names)."""
+    fp = signed.footprint
+    pcf = to_pact_json(fp)["pcf"]
+    figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS}
+    dqr = {k: Decimal(v) for k, v in (pcf.get("dqi") or {}).items() if k in DQR_RATINGS}
+    headline = figures[HEADLINE_METRIC]
+    stages: dict[str, Decimal] = {}
+    std_dev: Decimal | None = None
+    if fp.pcfx is not None:
+        breakdown = dict(fp.pcfx.stage_breakdown or {})
+        if breakdown and sum(breakdown.values(), Decimal(0)) == headline:
+            stages = {str(k): v for k, v in breakdown.items()}
+        std_dev = _std_dev(fp.pcfx.uncertainty, headline)
+    share = pcf.get("primaryDataShare")
+    mass = pcf.get("productMassPerDeclaredUnit")
+    return ComponentFootprint(
+        product_id=fp.product_ids[0],
+        footprint_id=str(fp.id),
+        sequence=signed.sequence,
+        declared_unit=pcf["declaredUnitOfMeasurement"],
+        declared_unit_amount=Decimal(pcf["declaredUnitAmount"]),
+        figures=figures,
+        product_mass_per_declared_unit=Decimal(mass) if mass is not None else None,
+        primary_data_share=Decimal(share) if share is not None else None,
+        dqr=dqr,
+        std_dev=std_dev,
+        stages=stages,
+        secondary_sources=tuple(
+            f"{s['name']} {s['version']}" for s in pcf.get("secondaryEmissionFactorSources") or ()
+        ),
+        content_hash=content_hash,
+    )
+
+
+def _std_dev(uncertainty: Uncertainty | None, value: Decimal) -> Decimal | None:
+    if uncertainty is None:
+        return None
+    if uncertainty.relative_standard_uncertainty_percent is not None:
+        return abs(value) * uncertainty.relative_standard_uncertainty_percent / _HUNDRED
+    if uncertainty.lower95 is not None and uncertainty.upper95 is not None:
+        return (uncertainty.upper95 - uncertainty.lower95) / (2 * _Z95)
+    return None
+
+
+def core_factor(signed: SignedEmissionFactor, content_hash: str) -> Factor:
+    """A background factor: one GWP value, used for all three required PACT figures."""
+    f = signed.factor
+    dqr: dict[str, Decimal] = {}
+    if f.dqr is not None:
+        dqr = {
+            k: Decimal(v)
+            for k, v in f.dqr.model_dump(mode="json", by_alias=True).items()
+            if k in DQR_RATINGS and v is not None
+        }
+    figures = dict.fromkeys(REQUIRED_METRICS, f.value)
+    if f.fossil_carbon_content is not None:
+        figures["fossilCarbonContent"] = f.fossil_carbon_content
+    if f.biogenic_carbon_content is not None:
+        figures["biogenicCarbonContent"] = f.biogenic_carbon_content
+    return Factor(
+        factor_id=f.factor_id,
+        sequence=signed.sequence,
+        unit=f.unit,
+        figures=figures,
+        std_dev=_std_dev(f.uncertainty, f.value),
+        dqr=dqr,
+        source=f"{f.source} ({f.version})",
+        content_hash=content_hash,
+    )
+
+
+def core_bom(bom: BillOfMaterials) -> Bom:
+    """A BOM as the core sees it; factor-only lines become lines on the factor itself."""
+    lines = [
+        BomLine(
+            component_id=c.product_id or c.factor_id or "",
+            quantity=c.quantity,
+            unit=c.unit,
+            factor_id=c.factor_id,
+        )
+        for c in bom.components
+    ]
+    own = OwnProcess()
+    process = bom.process_emissions
+    if process is not None:
+        for activity in process.other_activities or ():
+            lines.append(
+                BomLine(activity.factor_id, activity.quantity, activity.unit, activity.factor_id)
+            )
+        own = OwnProcess(
+            direct_kgco2e=process.direct_kg_co2e or Decimal(0),
+            electricity_kwh=process.electricity_k_wh or Decimal(0),
+            grid_factor_id=process.electricity_factor_id,
+        )
+    return Bom(
+        product_id=bom.product_id,
+        revision=bom.revision,
+        components=tuple(lines),
+        own=own,
+        declared_unit=bom.declared_unit.unit,
+        declared_unit_amount=bom.declared_unit.amount,
+        product_mass_per_declared_unit=bom.product_mass_per_declared_unit,
+    )
+
+
+# --- outbound ----------------------------------------------------------------------------------
+
+
+def _index(path: str) -> int | None:
+    if path.startswith("components[") and path.endswith("]"):
+        return int(path[len("components[") : -1])
+    return None
+
+
+def _lineage(result: RollupResult, bom: BillOfMaterials) -> tuple[LineageInput, ...]:
+    inputs = []
+    for item in result.lineage:
+        index = _index(item.path)
+        if index is None or item.contribution is None:
+            continue  # own process: reported in OwnEmissions; unresolved: in missing
+        line = bom.components[index] if index < len(bom.components) else None
+        by_factor = item.kind is SourceKind.FACTOR
+        inputs.append(
+            LineageInput(
+                component_index=index,
+                kind="factor" if by_factor else "footprint",
+                product_id=None if by_factor else item.ref.removeprefix("product:"),
+                footprint_id=None if by_factor else item.footprint_id,
+                factor_id=item.ref.removeprefix("factor:") if by_factor else None,
+                sequence=item.sequence,
+                content_hash=_hex(item.content_hash),
+                quantity=line.quantity if line else item.quantity,
+                unit=line.unit if line else item.unit,
+                contribution_kg_co2e=item.contribution,
+            )
+        )
+    return tuple(inputs)
+
+
+def _own(result: RollupResult) -> OwnEmissions:
+    direct = electricity = Decimal(0)
+    for item in result.lineage:
+        if item.kind is SourceKind.OWN_DIRECT and item.contribution is not None:
+            direct += item.contribution
+        elif item.kind is SourceKind.OWN_ELECTRICITY and item.contribution is not None:
+            electricity += item.contribution
+    return OwnEmissions(
+        direct_kg_co2e=direct, electricity_kg_co2e=electricity, other_kg_co2e=Decimal(0)
+    )
+
+
+def _missing(result: RollupResult, bom: BillOfMaterials) -> tuple[MissingComponent, ...]:
+    missing = []
+    for index, line in enumerate(bom.components):
+        refs = {f"product:{line.product_id}", f"factor:{line.factor_id}"}
+        if refs & set(result.missing):
+            missing.append(
+                MissingComponent(
+                    component_index=index,
+                    product_id=line.product_id,
+                    factor_id=line.factor_id,
+                    reason="no_footprint" if line.product_id else "no_factor",
+                    detail="no supplier footprint and no usable background factor",
+                )
+            )
+    if result.cycle:
+        missing.append(
+            MissingComponent(
+                component_index=0, reason="cycle", detail=" -> ".join(result.cycle)[:10_000]
+            )
+        )
+    return tuple(missing)
+
+
+def _percent(value: Decimal) -> Decimal:
+    """Shares and ratings are presented to two decimals; emission figures are never rounded."""
+    return value.quantize(Decimal("0.01"))
+
+
+def _dqi(result: RollupResult) -> DataQualityIndicators | None:
+    ratings = result.dqr
+    names = ("technologicalDQR", "geographicalDQR", "temporalDQR")
+    if not all(n in ratings for n in names):
+        return None
+    return DataQualityIndicators.model_validate(
+        {n: format(_percent(ratings[n]), "f") for n in names}
+    )
+
+
+def _issue_pact(
+    result: RollupResult,
+    bom: BillOfMaterials,
+    previous_id: str | None,
+    now: datetime,
+) -> ProductFootprint | None:
+    """The PACT v3 footprint for a complete roll-up of a BOM that has productInfo."""
+    info = bom.product_info
+    figures = result.figures
+    if info is None or figures is None or not figures.keys() >= _PACT_REQUIRED_FIGURES:
+        return None  # RolledUpFootprint still carries the figures, lineage and metric gaps
+    pcf: dict[str, Any] = {
+        "declaredUnitOfMeasurement": result.declared_unit,
+        "declaredUnitAmount": format(result.declared_unit_amount, "f"),
+        "productMassPerDeclaredUnit": format(result.mass_per_declared_unit or Decimal(0), "f"),
+        "referencePeriodStart": info.reference_period_start.isoformat(),
+        "referencePeriodEnd": info.reference_period_end.isoformat(),
+        "boundaryProcessesDescription": (
+            f"Cradle to gate: own process plus {len(bom.components)} inputs, rolled up "
+            "through every tier by pcf-exchange"
+        ),
+        "ipccCharacterizationFactors": ["AR6"],
+        "crossSectoralStandards": ["ISO14067"],
+        "exemptedEmissionsPercent": "0",
+        "packagingEmissionsIncluded": False,
+        **{name: format(value, "f") for name, value in figures.items()},
+    }
+    if info.geography_country_subdivision:
+        pcf["geographyCountrySubdivision"] = info.geography_country_subdivision
+    elif info.geography_country:
+        pcf["geographyCountry"] = info.geography_country
+    if result.primary_data_share is not None:
+        pcf["primaryDataShare"] = format(_percent(result.primary_data_share), "f")
+    dqi = _dqi(result)
+    if dqi is not None:
+        pcf["dqi"] = dqi.model_dump(mode="json", by_alias=True)
+    if result.factor_sources:
+        pcf["secondaryEmissionFactorSources"] = [
+            {"name": source, "version": "-"} for source in result.factor_sources
+        ]
+    doc: dict[str, Any] = {
+        "id": result.result_id,
+        "specVersion": "3.0.0",
+        "created": now.isoformat(),
+        "status": "Active",
+        "companyName": info.company_name,
+        "companyIds": list(info.company_ids),
+        "productDescription": info.product_description,
+        "productIds": [result.product_id],
+        "productNameCompany": info.product_name_company,
+        "comment": f"Rolled up from BOM revision {result.bom_revision}; lineage in pcf.products",
+        "pcf": pcf,
+    }
+    if previous_id is not None and previous_id != result.result_id:
+        doc["precedingPfIds"] = [previous_id]
+    if info.product_classifications:
+        doc["productClassifications"] = list(info.product_classifications)
+    return parse_footprint(doc)
+
+
+def rolled_up_record(
+    result: RollupResult,
+    *,
+    sequence: int,
+    bom: BillOfMaterials,
+    previous: RollupResult | None,
+    now: datetime,
+) -> RolledUpFootprint:
+    """The ``pcf.products`` record for *result* (the product's *sequence*-th emission)."""
+    headline = result.pcf if result.pcf is not None else Decimal(0)
+    total_lines = len(bom.components)
+    missing = _missing(result, bom)
+    resolved = total_lines - sum(1 for m in missing if m.reason != "cycle")
+    uncertainty = result.uncertainty
+    return RolledUpFootprint(
+        product_id=result.product_id,
+        owner=bom.owner,
+        bom_revision=result.bom_revision,
+        sequence=sequence,
+        declared_unit=DeclaredUnit(amount=result.declared_unit_amount, unit=result.declared_unit),
+        pcf_excluding_biogenic_uptake=headline,
+        own_emissions=_own(result),
+        inputs=_lineage(result, bom),
+        completeness=Completeness(
+            components_total=total_lines,
+            components_resolved=max(resolved, 0),
+            components_on_fallback=len(result.secondary),
+            coverage_percent=(
+                (Decimal(resolved) * _HUNDRED / total_lines).quantize(Decimal("0.01"))
+                if total_lines
+                else _HUNDRED
+            ),
+            complete=result.is_complete,
+        ),
+        missing_components=missing,
+        primary_data_share=(
+            _percent(result.primary_data_share) if result.primary_data_share is not None else None
+        ),
+        dqi=_dqi(result),
+        uncertainty=(
+            Uncertainty(
+                relative_standard_uncertainty_percent=(
+                    (uncertainty.std_dev * _HUNDRED / headline).quantize(Decimal("0.01"))
+                    if headline
+                    else None
+                ),
+                lower95=uncertainty.low,
+                upper95=uncertainty.high,
+                method="first-order propagation, independent inputs, normal 95 % interval",
+            )
+            # an interval only when some input assessed its uncertainty: a zero-width
+            # interval from unassessed inputs would claim a certainty nobody stated
+            if uncertainty is not None and uncertainty.std_dev > 0
+            else None
+        ),
+        footprint=_issue_pact(
+            result, bom, previous.result_id if previous is not None else None, now
+        ),
+        facility=bom.product_info.facility if bom.product_info else None,
+        method=METHOD,
+        engine_version=ENGINE_VERSION,
+        computed_at=now,
+    )
