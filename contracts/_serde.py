@@ -145,12 +145,11 @@ def from_avro_dict(model: type[M], datum: Any) -> CheckResult[M]:
     return check(model, datum, context=AVRO_CONTEXT)
 
 
-def register_all(registry: SchemaRegistry) -> dict[str, int]:
-    """Register the value schema of every topic in :data:`TOPICS`; returns subject -> id."""
-    return {
-        subject_for(t): registry.register(subject_for(t), schema_json(m.__name__))
-        for t, m in TOPICS.items()
-    }
+def register_all(registry: SchemaRegistry, topic_prefix: str = "") -> dict[str, int]:
+    """Register the value schema of every topic in :data:`TOPICS` (names prefixed with
+    *topic_prefix*, as deployments and tests that share a cluster use); returns subject -> id."""
+    subjects = {subject_for(topic_prefix + t): m for t, m in TOPICS.items()}
+    return {s: registry.register(s, schema_json(m.__name__)) for s, m in subjects.items()}
 
 
 class _Reader:

@@ -7,6 +7,7 @@ import typer
 from gateway.api.cli import app as api_app
 from infra.kafka.cli import app as broker_app
 from pcfx.demo import demo
+from streams.cli import rollup, streams_app
 
 app = typer.Typer(
     name="pcfx",
@@ -18,6 +19,8 @@ app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(api_app, name="api")
 app.command("demo")(demo)
+app.add_typer(streams_app, name="streams")
+app.command("rollup")(rollup)
 
 
 def main() -> None:

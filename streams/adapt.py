@@ -14,6 +14,7 @@ such lines too. Life-cycle stages and uncertainty come from the pcf-exchange PAC
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,17 +24,18 @@ from contracts import (
     Completeness,
     DataQualityIndicators,
     DeclaredUnit,
+    EmissionFactor,
     LineageInput,
     MissingComponent,
     OwnEmissions,
     ProductFootprint,
     RolledUpFootprint,
-    SignedEmissionFactor,
-    SignedFootprint,
     Uncertainty,
     parse_footprint,
+    payload_json,
     to_pact_json,
 )
+from contracts.canonical import canonical_json
 from streams.rollup import (
     DQR_RATINGS,
     HEADLINE_METRIC,
@@ -54,6 +56,7 @@ __all__ = [
     "core_bom",
     "core_factor",
     "core_footprint",
+    "payload_hash",
     "rolled_up_record",
 ]
 
@@ -72,9 +75,13 @@ def _hex(digest: str) -> str:
 # --- inbound -----------------------------------------------------------------------------------
 
 
-def core_footprint(signed: SignedFootprint, content_hash: str) -> ComponentFootprint:
-    """A verified supplier footprint as a roll-up input (figures by their PACT names)."""
-    fp = signed.footprint
+def payload_hash(record: ProductFootprint | EmissionFactor | BillOfMaterials) -> str:
+    """sha256 of an unsigned record's canonical JSON (batch mode's inputs carry no envelope)."""
+    return hashlib.sha256(canonical_json(payload_json(record))).hexdigest()
+
+
+def core_footprint(fp: ProductFootprint, *, sequence: int, content_hash: str) -> ComponentFootprint:
+    """A supplier footprint as a roll-up input (figures by their PACT names)."""
     pcf = to_pact_json(fp)["pcf"]
     figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS}
     dqr = {k: Decimal(v) for k, v in (pcf.get("dqi") or {}).items() if k in DQR_RATINGS}
@@ -91,7 +98,7 @@ def core_footprint(signed: SignedFootprint, content_hash: str) -> ComponentFootp
     return ComponentFootprint(
         product_id=fp.product_ids[0],
         footprint_id=str(fp.id),
-        sequence=signed.sequence,
+        sequence=sequence,
         declared_unit=pcf["declaredUnitOfMeasurement"],
         declared_unit_amount=Decimal(pcf["declaredUnitAmount"]),
         figures=figures,
@@ -117,9 +124,8 @@ def _std_dev(uncertainty: Uncertainty | None, value: Decimal) -> Decimal | None:
     return None
 
 
-def core_factor(signed: SignedEmissionFactor, content_hash: str) -> Factor:
+def core_factor(f: EmissionFactor, *, sequence: int, content_hash: str) -> Factor:
     """A background factor: one GWP value, used for all three required PACT figures."""
-    f = signed.factor
     dqr: dict[str, Decimal] = {}
     if f.dqr is not None:
         dqr = {
@@ -134,7 +140,7 @@ def core_factor(signed: SignedEmissionFactor, content_hash: str) -> Factor:
         figures["biogenicCarbonContent"] = f.biogenic_carbon_content
     return Factor(
         factor_id=f.factor_id,
-        sequence=signed.sequence,
+        sequence=sequence,
         unit=f.unit,
         figures=figures,
         std_dev=_std_dev(f.uncertainty, f.value),

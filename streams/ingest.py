@@ -22,6 +22,7 @@ key, with a sequence above the last one for that (supplier, key id).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -167,7 +168,7 @@ class KeyRegistry:
 class SequenceLedger:
     """The last accepted (sequence, content hash) per subject."""
 
-    seen: dict[str, tuple[int, str]] = field(default_factory=dict)
+    seen: MutableMapping[str, tuple[int, str]] = field(default_factory=dict)
 
     def judge(self, subject: str, sequence: int, digest: str) -> IngestOutcome | TrustError:
         stored = self.seen.get(subject)

@@ -52,7 +52,9 @@ def signed_inputs(
         signed = cast(
             SignedFootprint, sign(KEY, fp, supplier_id=fp.company_ids[0], key_id="k", sequence=1)
         )
-        footprints.append(core_footprint(signed, content_hash(signed)))
+        footprints.append(
+            core_footprint(fp, sequence=signed.sequence, content_hash=content_hash(signed))
+        )
     boms = values(load_boms(ROOT / "demo/lfp/manufacturers-boms.json"))
     factors = []
     docs = factor_docs or values(load_factors(ROOT / "producers/data/factors-cn.json"))
@@ -61,7 +63,7 @@ def signed_inputs(
             SignedEmissionFactor,
             sign(KEY, factor, supplier_id="operator", key_id="op", sequence=1),
         )
-        factors.append(core_factor(signed_factor, content_hash(signed_factor)))
+        factors.append(core_factor(factor, sequence=1, content_hash=content_hash(signed_factor)))
     return footprints, boms, factors
 
 
