@@ -333,10 +333,14 @@ def rolled_up_record(
     *,
     sequence: int,
     bom: BillOfMaterials,
-    previous: RollupResult | None,
+    previous_pf_id: str | None,
     now: datetime,
 ) -> RolledUpFootprint:
-    """The ``pcf.products`` record for *result* (the product's *sequence*-th emission)."""
+    """The ``pcf.products`` record for *result* (the product's *sequence*-th emission).
+
+    *previous_pf_id* is the id of the last PACT footprint issued for the product (results that
+    issued none, e.g. a transiently incomplete one, do not count): it becomes ``precedingPfIds``.
+    """
     headline = result.pcf if result.pcf is not None else Decimal(0)
     total_lines = len(bom.components)
     missing = _missing(result, bom)
@@ -383,9 +387,7 @@ def rolled_up_record(
             if uncertainty is not None and uncertainty.std_dev > 0
             else None
         ),
-        footprint=_issue_pact(
-            result, bom, previous.result_id if previous is not None else None, now
-        ),
+        footprint=_issue_pact(result, bom, previous_pf_id, now),
         facility=bom.product_info.facility if bom.product_info else None,
         method=METHOD,
         engine_version=ENGINE_VERSION,

@@ -122,7 +122,7 @@ def run_rollup(
         if bom.product_id not in latest or bom.revision > latest[bom.product_id].revision:
             latest[bom.product_id] = bom
     records = [
-        rolled_up_record(results[pid], sequence=1, bom=bom, previous=None, now=now)
+        rolled_up_record(results[pid], sequence=1, bom=bom, previous_pf_id=None, now=now)
         for pid, bom in latest.items()
         if pid in results
     ]

@@ -230,9 +230,14 @@ def check_record(
     serde: AvroSerde,
     keys: KeyRegistry,
     ledger: SequenceLedger,
+    record_type: type[SignedRecord] | None = None,
 ) -> Ingested:
-    """Run steps 1-6 of the module docstring; record the sequence of an accepted record."""
-    model = DATA_TOPICS.get(source.topic)
+    """Run steps 1-6 of the module docstring; record the sequence of an accepted record.
+
+    *record_type* defaults to the type of ``source.topic`` in :data:`DATA_TOPICS`; pass it when
+    topic names carry a deployment prefix.
+    """
+    model = record_type or DATA_TOPICS.get(source.topic)
     if model is None:
         raise ValueError(f"check_record reads {sorted(DATA_TOPICS)}, not {source.topic!r}")
     # (1) decode + validate

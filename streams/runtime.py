@@ -52,6 +52,7 @@ from contracts.errors import PcfError, TrustError
 from streams import codec
 from streams.adapt import core_bom, core_factor, core_footprint, rolled_up_record
 from streams.ingest import (
+    DATA_TOPICS,
     Ingested,
     IngestOutcome,
     KeyRegistry,
@@ -182,12 +183,21 @@ class _Keys:
         finally:
             await consumer.stop()
 
-    async def check(self, data: bytes, source: SourceRef, ledger: SequenceLedger) -> Ingested:
+    async def check(
+        self, data: bytes, source: SourceRef, ledger: SequenceLedger, record_type: type[Any]
+    ) -> Ingested:
         """check_record, waiting up to the grace period for a key that is not registered yet."""
         await self.ready.wait()
         deadline = asyncio.get_running_loop().time() + self.config.key_grace_s
         while True:
-            result = check_record(data, source, serde=self.serde, keys=self.registry, ledger=ledger)
+            result = check_record(
+                data,
+                source,
+                serde=self.serde,
+                keys=self.registry,
+                ledger=ledger,
+                record_type=record_type,
+            )
             remaining = deadline - asyncio.get_running_loop().time()
             if result.outcome is not IngestOutcome.PENDING_KEY or remaining <= 0:
                 break
@@ -309,6 +319,7 @@ def build_app(config: StreamsConfig) -> faust.App:
     component_table = app.Table("components", partitions=config.partitions, value_type=bytes)
     product_table = app.Table("products", partitions=config.partitions, value_type=bytes)
     bom_table = app.Table("boms", partitions=config.partitions, value_type=bytes)
+    issued_table = app.Table("issued", partitions=config.partitions, value_type=bytes)
     ledger = SequenceLedger(_TableLedger(ledger_table))
 
     async def send(messages: Iterable[Message]) -> None:
@@ -329,10 +340,12 @@ def build_app(config: StreamsConfig) -> faust.App:
     async def follow_keys() -> None:
         await keys.follow()
 
-    async def ingest(stream: AsyncIterator[Any], topic_name: str) -> AsyncIterator[Ingested]:
+    async def ingest(stream: AsyncIterator[Any], name: str) -> AsyncIterator[Ingested]:
+        record_type = DATA_TOPICS[name]
         async for event in stream.events():  # type: ignore[attr-defined]
             data = event.value
-            result = await keys.check(data, _source(event, topic_name), ledger)
+            source = _source(event, config.topic(name))
+            result = await keys.check(data, source, ledger, record_type)
             if result.outcome is IngestOutcome.REJECTED:
                 await reject(result, data)
                 continue
@@ -340,7 +353,7 @@ def build_app(config: StreamsConfig) -> faust.App:
 
     @app.agent(declared)
     async def ingest_declared(stream: Any) -> None:
-        async for result in ingest(stream, config.topic("pcf.declared")):
+        async for result in ingest(stream, "pcf.declared"):
             assert isinstance(result.record, SignedFootprint)
             signed = result.record
             fp = core_footprint(
@@ -350,7 +363,7 @@ def build_app(config: StreamsConfig) -> faust.App:
 
     @app.agent(factors)
     async def ingest_factors(stream: Any) -> None:
-        async for result in ingest(stream, config.topic("pcf.factors")):
+        async for result in ingest(stream, "pcf.factors"):
             assert isinstance(result.record, SignedEmissionFactor)
             signed_factor = result.record
             factor = core_factor(
@@ -362,7 +375,7 @@ def build_app(config: StreamsConfig) -> faust.App:
 
     @app.agent(boms)
     async def ingest_boms(stream: Any) -> None:
-        async for result in ingest(stream, config.topic("pcf.bom")):
+        async for result in ingest(stream, "pcf.bom"):
             assert isinstance(result.record, SignedBillOfMaterials)
             try:
                 bom = core_bom(result.record.bom)
@@ -422,10 +435,16 @@ def build_app(config: StreamsConfig) -> faust.App:
             for out in outputs:
                 if isinstance(out, ProductRolledUp) and raw_bom is not None:
                     bom = BillOfMaterials.model_validate_json(raw_bom)
-                    previous = state.result if state is not None else None
+                    issued = issued_table.get(key)
                     record = rolled_up_record(
-                        out.result, sequence=out.sequence, bom=bom, previous=previous, now=_now()
+                        out.result,
+                        sequence=out.sequence,
+                        bom=bom,
+                        previous_pf_id=issued.decode() if issued else None,
+                        now=_now(),
                     )
+                    if record.footprint is not None:
+                        issued_table[key] = str(record.footprint.id).encode()
                     await products_out.send(
                         key=pid.encode(), value=serde.encode(config.topic("pcf.products"), record)
                     )

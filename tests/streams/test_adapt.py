@@ -78,7 +78,7 @@ def test_the_demo_chain_rolls_up_into_valid_pact_v3(pact_dir: Path) -> None:
     for bom in boms:
         result = results.get(bom.product_id)
         assert result is not None and result.is_complete, bom.product_name
-        record = rolled_up_record(result, sequence=1, bom=bom, previous=None, now=NOW)
+        record = rolled_up_record(result, sequence=1, bom=bom, previous_pf_id=None, now=NOW)
         assert record.footprint is not None
         doc = json.loads(dumps(to_pact_json(record.footprint)))
         assert [e.message for e in validator.iter_errors(doc)] == []
@@ -97,7 +97,11 @@ def test_cell_uses_the_copper_factor_as_flagged_secondary_data() -> None:
     fps, boms, factors = signed_inputs()
     cell = next(b for b in boms if b.product_name and "cell" in b.product_name)
     record = rolled_up_record(
-        roll(boms, fps, factors)[cell.product_id], sequence=1, bom=cell, previous=None, now=NOW
+        roll(boms, fps, factors)[cell.product_id],
+        sequence=1,
+        bom=cell,
+        previous_pf_id=None,
+        now=NOW,
     )
     copper = next(i for i in record.inputs if i.component_index == 3)
     assert copper.kind == "factor" and copper.factor_id == "bg:glo-copper-cathode-2023"
@@ -112,7 +116,7 @@ def test_a_new_result_names_its_predecessor() -> None:
     cheaper = [f if "lithium" not in f.product_id else _scaled(f, Decimal("0.5")) for f in fps]
     second = roll(boms, cheaper, factors)[pack.product_id]
     assert second.pcf is not None and first.pcf is not None and second.pcf < first.pcf
-    record = rolled_up_record(second, sequence=2, bom=pack, previous=first, now=NOW)
+    record = rolled_up_record(second, sequence=2, bom=pack, previous_pf_id=first.result_id, now=NOW)
     assert record.footprint is not None
     assert [str(u) for u in record.footprint.preceding_pf_ids or ()] == [first.result_id]
 
@@ -138,7 +142,7 @@ def test_unstated_carbon_content_is_not_read_as_zero() -> None:
     cell = next(b for b in boms if b.product_name and "cell" in b.product_name)
     result = roll(boms, fps, factors)[cell.product_id]
     assert "fossilCarbonContent" in result.metric_gaps
-    record = rolled_up_record(result, sequence=1, bom=cell, previous=None, now=NOW)
+    record = rolled_up_record(result, sequence=1, bom=cell, previous_pf_id=None, now=NOW)
     assert record.footprint is None, "PACT needs fossilCarbonContent: no footprint is issued"
     assert record.pcf_excluding_biogenic_uptake == result.pcf
 

@@ -1,0 +1,99 @@
+"""The streams on a real broker: the demo chain rolls up to exactly the batch-mode figures,
+updates propagate through every tier, and forged records land in the DLQ with a reason."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from streams.cli import run_rollup
+from tests.streams._broker_world import ROOT, World
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+PACK = "urn:pact:cz-packs.cn:product-id:PACK-282"
+BUS = "urn:pact:zz-bus.cn:product-id:E-BUS-12M"
+CELL = "urn:pact:fj-cells.cn:product-id:LFP280-CELL"
+
+
+@pytest.fixture
+def world(kafka_bootstrap: str, tmp_path: Path) -> Iterator[World]:
+    w = World(kafka_bootstrap, tmp_path)
+    yield w
+    w.stop()
+
+
+def batch_figures(extra_boms: list[Path] | None = None) -> dict[str, Decimal]:
+    outcome = run_rollup(
+        [ROOT / "demo/lfp/suppliers-footprints.json"],
+        [ROOT / "demo/lfp/manufacturers-boms.json", *(extra_boms or [])],
+        [ROOT / "producers/data/factors-cn.json"],
+    )
+    return {r.product_id: r.pcf_excluding_biogenic_uptake for r in outcome.records}
+
+
+def test_streaming_equals_batch_and_updates_propagate(world: World) -> None:
+    world.start_worker()
+    world.publish_demo_chain()
+    expected = batch_figures()
+    latest = world.wait_for(
+        lambda got: all(
+            pid in got and got[pid].pcf_excluding_biogenic_uptake == value
+            for pid, value in expected.items()
+        ),
+        what="the demo chain's roll-ups",
+    )
+    pack = latest[PACK]
+    assert pack.footprint is not None, "a complete roll-up issues a PACT footprint"
+    assert pack.completeness.complete
+    # the cell maker moves to hydro power: a new BOM revision propagates to pack and bus
+    from contracts import load_boms
+
+    green = load_boms(ROOT / "demo/lfp/cell-green-electricity.json")[0].value
+    assert green is not None
+    world.publish_bom(green)
+    after = batch_figures([ROOT / "demo/lfp/cell-green-electricity.json"])
+    assert after[PACK] < expected[PACK]
+    latest = world.wait_for(
+        lambda got: (
+            got[BUS].pcf_excluding_biogenic_uptake == after[BUS]
+            and got[PACK].pcf_excluding_biogenic_uptake == after[PACK]
+        ),
+        what="the green cell to reach the pack and the bus",
+    )
+    new_pack = latest[PACK]
+    assert new_pack.footprint is not None and pack.footprint is not None
+    assert [str(p) for p in new_pack.footprint.preceding_pf_ids or ()] == [str(pack.footprint.id)]
+    assert world.rejections() == []
+
+
+def test_forged_and_replayed_records_go_to_the_dlq(world: World) -> None:
+    world.start_worker()
+    from contracts import load_footprints
+
+    fp = load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")[0].value
+    assert fp is not None
+    world.register(fp.company_ids[0])
+    world.publish_footprint(fp)  # sequence 1, genuine
+    world.publish_footprint(fp, key=Ed25519PrivateKey.generate())  # sequence 2, forged
+    world.sequences[f"fp:{fp.product_ids[0]}"] = 0
+    changed = copy.deepcopy(fp).model_copy(update={"comment": "replayed with an old sequence"})
+    world.publish_footprint(changed)  # sequence 1 again, other content: a replay
+    rejections = []
+    for _ in range(60):
+        rejections = world.rejections()
+        if len(rejections) >= 2:
+            break
+        time.sleep(1)
+    assert sorted(r.reason or "" for r in rejections) == ["bad_signature", "replayed"], (
+        world.worker_logs()
+    )
+    forged = next(r for r in rejections if r.reason == "bad_signature")
+    assert forged.source_topic == world.topic("pcf.declared")
+    assert "signature does not match" in forged.message
