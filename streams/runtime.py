@@ -298,6 +298,9 @@ def build_app(config: StreamsConfig) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        # a killed worker's partitions move to the others after 10 s, not faust's default 60 s
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         stream_wait_empty=False,
     )
     keys = _Keys(config, serde)
@@ -314,12 +317,17 @@ def build_app(config: StreamsConfig) -> faust.App:
         topic("pcf.rejected"),
     )
     component_in, product_in = topic("pcf.rollup.component"), topic("pcf.rollup.product")
-    # key and value bytes (codec JSON); partitioned like the topics their agents consume
-    ledger_table = app.Table("ingest-ledger", partitions=config.partitions, value_type=bytes)
-    component_table = app.Table("components", partitions=config.partitions, value_type=bytes)
-    product_table = app.Table("products", partitions=config.partitions, value_type=bytes)
-    bom_table = app.Table("boms", partitions=config.partitions, value_type=bytes)
-    issued_table = app.Table("issued", partitions=config.partitions, value_type=bytes)
+
+    def table(name: str) -> Any:
+        # Keys and values are bytes (codec JSON): typed as bytes, faust uses its raw codec;
+        # otherwise its JSON default fails to read the changelog back on recovery.
+        return app.Table(name, partitions=config.partitions, key_type=bytes, value_type=bytes)
+
+    ledger_table = table("ingest-ledger")
+    component_table = table("components")
+    product_table = table("products")
+    bom_table = table("boms")
+    issued_table = table("issued")
     ledger = SequenceLedger(_TableLedger(ledger_table))
 
     async def send(messages: Iterable[Message]) -> None:

@@ -97,3 +97,50 @@ def test_forged_and_replayed_records_go_to_the_dlq(world: World) -> None:
     forged = next(r for r in rejections if r.reason == "bad_signature")
     assert forged.source_topic == world.topic("pcf.declared")
     assert "signature does not match" in forged.message
+
+
+def _expected_all() -> dict[str, Decimal]:
+    return batch_figures()
+
+
+def _converged(expected: dict[str, Decimal]):
+    return lambda got: all(
+        pid in got and got[pid].pcf_excluding_biogenic_uptake == value
+        for pid, value in expected.items()
+    )
+
+
+def test_kill_9_mid_stream_then_restart_converges_to_the_same_results(world: World) -> None:
+    expected = _expected_all()
+    worker = world.start_worker("first")
+    world.publish_demo_chain()
+    time.sleep(4)  # let it get going, then kill it without any chance to clean up
+    world.kill_worker(worker)
+    world.start_worker("second")
+    latest = world.wait_for(_converged(expected), what="convergence after kill -9")
+    assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == expected
+    assert world.rejections() == []
+
+
+def test_two_workers_on_six_partitions_give_the_same_results_as_one(world: World) -> None:
+    # The second worker joins mid-stream, so partitions move while records flow. (Starting
+    # two workers at the same instant on a fresh app can stall faust's changelog recovery,
+    # faust-streaming/faust#432; a rolling start is also how deployments scale out.)
+    expected = _expected_all()
+    world.start_worker("a")
+    world.publish_demo_chain()
+    world.wait_for(lambda got: len(got) >= 1, what="the first worker to produce")
+    world.start_worker("b")
+    latest = world.wait_for(_converged(expected), what="two workers to converge")
+    assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == expected
+    time.sleep(12)  # the group has rebalanced: both workers own partitions now
+    from contracts import load_boms
+
+    green = load_boms(ROOT / "demo/lfp/cell-green-electricity.json")[0].value
+    assert green is not None
+    world.publish_bom(green)
+    after = batch_figures([ROOT / "demo/lfp/cell-green-electricity.json"])
+    latest = world.wait_for(_converged(after), what="two workers to propagate an update")
+    assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == after
+    assert all(r.footprint is not None for r in latest.values())
+    assert all(w.poll() is None for w in world.workers), "both workers are still running"
