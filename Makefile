@@ -49,8 +49,14 @@ endef
 test: jars lint
 	@$(call with_broker,$(PY) -m pytest $(PYTEST_ARGS))
 
+# make demo DEMO_ARGS=--keep-running leaves the broker (and the demo's topics) up to explore.
 demo: jars
-	@$(call with_broker,$(PCFX) demo $(DEMO_ARGS))
+	@if [[ "$(DEMO_ARGS)" == *--keep-running* ]]; then \
+	  $(PCFX) broker status >/dev/null 2>&1 || $(PCFX) broker start; \
+	  $(PCFX) demo $(DEMO_ARGS); \
+	else \
+	  $(call with_broker,$(PCFX) demo $(DEMO_ARGS)); \
+	fi
 
 bench: jars
 	@$(call with_broker,$(PY) -m bench $(BENCH_ARGS))
