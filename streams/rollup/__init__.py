@@ -1,0 +1,141 @@
+"""The pure roll-up core: product carbon footprints through every tier of a bill of materials.
+
+No Kafka, faust, pydantic or I/O in here (ARCHITECTURE decision 5). The faust agents are thin
+adapters around two state-transition functions, and batch mode runs the very same transitions
+over an in-memory queue:
+
+* :func:`component_step` ``(ComponentState | None, ComponentMessage) -> Step`` -- the side keyed
+  by an input (product or factor): stores its value and subscribers, fans absolute values out;
+* :func:`product_step` ``(ProductState | None, ProductMessage) -> Step`` -- the side keyed by the
+  parent: stores BOM and input values, recomputes with :func:`compute_result`, emits on change
+  (:func:`product_step_many` absorbs a batch for one product and recomputes once);
+* :func:`run_batch` / :class:`Network` -- both sides over an in-memory queue until quiescence;
+* :func:`hotspots` / :func:`contribution_tree` -- what contributes most, from lineage.
+
+Inputs are :class:`ComponentFootprint`, :class:`Factor` and :class:`Bom` (with :class:`BomLine`
+and :class:`OwnProcess`); the output is :class:`RollupResult` with :class:`LineageInput` entries.
+Which PACT figures are added up, and how shares, ratings and uncertainty are weighted, is written
+down in the docstrings of ``_model`` and ``_result``.
+"""
+
+from __future__ import annotations
+
+from ._batch import Network, children_first, run_batch
+from ._component import ComponentState, Subscription, component_step
+from ._compute import (
+    compute_result,
+    line_multiplier,
+    source_from_factor,
+    source_from_footprint,
+    source_from_result,
+)
+from ._explain import ContributionNode, Hotspot, contribution_tree, hotspots
+from ._messages import (
+    BomDeclared,
+    ChildValue,
+    ComponentMessage,
+    FactorPublished,
+    FootprintDeclared,
+    Message,
+    Outcome,
+    ProductMessage,
+    ProductRolledUp,
+    Step,
+    Subscribe,
+    TopicRole,
+    Unsubscribe,
+)
+from ._model import (
+    CARBON_CONTENT_METRICS,
+    DQR_RATINGS,
+    FOSSIL_GHG_EMISSIONS,
+    HEADLINE_METRIC,
+    NOT_ROLLED_UP,
+    OPTIONAL_EMISSION_METRICS,
+    PCF_EXCLUDING_BIOGENIC_UPTAKE,
+    PCF_INCLUDING_BIOGENIC_UPTAKE,
+    REQUIRED_METRICS,
+    ROLLED_UP_METRICS,
+    UNSPECIFIED_STAGE,
+    Bom,
+    BomLine,
+    ComponentFootprint,
+    Factor,
+    OwnProcess,
+    Ref,
+    RefKind,
+)
+from ._numbers import PRECISION, ROLLUP_CONTEXT, rollup_context
+from ._product import ChildSlot, ProductState, product_step, product_step_many
+from ._result import (
+    LineageInput,
+    RollupResult,
+    SourceKind,
+    SourceValue,
+    Status,
+    Totals,
+    Uncertainty,
+)
+
+__all__ = [
+    "CARBON_CONTENT_METRICS",
+    "DQR_RATINGS",
+    "FOSSIL_GHG_EMISSIONS",
+    "HEADLINE_METRIC",
+    "NOT_ROLLED_UP",
+    "OPTIONAL_EMISSION_METRICS",
+    "PCF_EXCLUDING_BIOGENIC_UPTAKE",
+    "PCF_INCLUDING_BIOGENIC_UPTAKE",
+    "PRECISION",
+    "REQUIRED_METRICS",
+    "ROLLED_UP_METRICS",
+    "ROLLUP_CONTEXT",
+    "UNSPECIFIED_STAGE",
+    "Bom",
+    "BomDeclared",
+    "BomLine",
+    "ChildSlot",
+    "ChildValue",
+    "ComponentFootprint",
+    "ComponentMessage",
+    "ComponentState",
+    "ContributionNode",
+    "Factor",
+    "FactorPublished",
+    "FootprintDeclared",
+    "Hotspot",
+    "LineageInput",
+    "Message",
+    "Network",
+    "Outcome",
+    "OwnProcess",
+    "ProductMessage",
+    "ProductRolledUp",
+    "ProductState",
+    "Ref",
+    "RefKind",
+    "RollupResult",
+    "SourceKind",
+    "SourceValue",
+    "Status",
+    "Step",
+    "Subscribe",
+    "Subscription",
+    "TopicRole",
+    "Totals",
+    "Uncertainty",
+    "Unsubscribe",
+    "children_first",
+    "component_step",
+    "compute_result",
+    "contribution_tree",
+    "hotspots",
+    "line_multiplier",
+    "product_step",
+    "product_step_many",
+    "rollup_context",
+    "run_batch",
+    "source_from_factor",
+    "source_from_footprint",
+    "source_from_result",
+]

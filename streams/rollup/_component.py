@@ -1,0 +1,154 @@
+"""The component side: one state per input (product or factor), fanning its value out to parents.
+
+A :class:`ComponentState` is keyed by a :class:`~streams.rollup.Ref`. For a product ref it holds
+the supplier's declared footprint and/or the product's own rolled-up result; for a factor ref,
+the factor. The value it offers parents is, in order of precedence:
+
+1. the declared (signed) supplier footprint -- what the supplier actually sells; a declared
+   footprint also cuts any cycle through the product, since it does not depend on a BOM;
+2. the product's rolled-up result;
+3. the factor.
+
+It also holds the set of subscribing parents with the BOM revision of each (un)subscription, so
+that a replayed subscription at or below that revision is a no-op. Whenever the offered value
+changes, :func:`component_step` bumps ``version`` and emits one absolute :class:`ChildValue` per
+active parent; a new subscriber gets the current value at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from ._compute import source_from_factor, source_from_footprint, source_from_result
+from ._messages import (
+    ChildValue,
+    ComponentMessage,
+    FactorPublished,
+    FootprintDeclared,
+    Message,
+    Outcome,
+    ProductRolledUp,
+    Step,
+    Subscribe,
+    Unsubscribe,
+    order_outcome,
+)
+from ._model import ComponentFootprint, Factor, Ref, RefKind
+from ._result import SourceValue
+
+__all__ = ["ComponentState", "Subscription", "component_step"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Latest (un)subscription of one parent: the BOM revision that made it, and which it was."""
+
+    revision: int
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentState:
+    """What the component side knows about one input (see the module docstring)."""
+
+    ref: Ref
+    declared: ComponentFootprint | None = None
+    factor: Factor | None = None
+    rolled: ProductRolledUp | None = None
+    subscribers: Mapping[str, Subscription] = field(default_factory=dict)
+    version: int = 0
+    """Bumped each time :attr:`value` changes; parents drop values at or below what they hold."""
+    value: SourceValue | None = None
+    """The value currently offered to parents (``None`` until there is one)."""
+    trace: tuple[str, ...] = ()
+    """Products the current value flowed through (empty for footprints and factors)."""
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """Parents currently subscribed, sorted."""
+        return tuple(sorted(p for p, sub in self.subscribers.items() if sub.active))
+
+
+def _offered(state: ComponentState) -> tuple[SourceValue | None, tuple[str, ...]]:
+    if state.declared is not None:
+        return source_from_footprint(state.declared), ()
+    if state.rolled is not None:
+        return source_from_result(state.rolled.result), state.rolled.trace
+    if state.factor is not None:
+        return source_from_factor(state.factor), ()
+    return None, ()
+
+
+def _republish(state: ComponentState) -> Step[ComponentState]:
+    value, trace = _offered(state)
+    if value == state.value:
+        return Step(state, (), Outcome.UNCHANGED)
+    version = state.version + 1
+    new = replace(state, version=version, value=value, trace=trace)
+    outputs: tuple[Message, ...] = ()
+    if value is not None:
+        outputs = tuple(
+            ChildValue(parent, state.ref, version, value, trace) for parent in new.parents
+        )
+    return Step(new, outputs, Outcome.APPLIED)
+
+
+def _subscription(state: ComponentState, message: Subscribe | Unsubscribe) -> Step[ComponentState]:
+    active = isinstance(message, Subscribe)
+    current = state.subscribers.get(message.parent)
+    if current is not None:
+        outcome = order_outcome(message.revision, current.revision, current.active is active)
+        if outcome is not None:
+            return Step(state, (), outcome)
+    subscribers = dict(state.subscribers)
+    subscribers[message.parent] = Subscription(message.revision, active)
+    new = replace(state, subscribers=subscribers)
+    outputs: tuple[Message, ...] = ()
+    if active and state.value is not None:
+        outputs = (ChildValue(message.parent, state.ref, state.version, state.value, state.trace),)
+    return Step(new, outputs, Outcome.APPLIED)
+
+
+def component_step(state: ComponentState | None, message: ComponentMessage) -> Step[ComponentState]:
+    """Apply one message to the component side of ``message.ref`` (``None``: nothing stored yet).
+
+    1. check the message belongs to this key;
+    2. drop records at or below the stored sequence (``STALE``/``DUPLICATE``/``CONFLICT``);
+    3. store the record (upsert of an absolute value);
+    4. if the offered value changed, bump the version and send it to every subscribed parent;
+       a (re)subscription gets the current value right away.
+    """
+    ref = message.ref
+    # (1)
+    if state is None:
+        state = ComponentState(ref)
+    elif state.ref != ref:
+        raise ValueError(f"message for {ref} routed to the component state of {state.ref}")
+    if isinstance(message, Subscribe | Unsubscribe):
+        return _subscription(state, message)
+    if isinstance(message, FootprintDeclared):
+        if ref.kind is not RefKind.PRODUCT:  # pragma: no cover - guarded by Ref construction
+            raise ValueError(f"footprint routed to {ref}")
+        fp, old_fp = message.footprint, state.declared
+        if old_fp is not None:  # (2)
+            same = fp.content_hash == old_fp.content_hash
+            outcome = order_outcome(fp.sequence, old_fp.sequence, same)
+            if outcome is not None:
+                return Step(state, (), outcome)
+        return _republish(replace(state, declared=fp))  # (3), (4)
+    if isinstance(message, FactorPublished):
+        factor, old_factor = message.factor, state.factor
+        if old_factor is not None:
+            same = factor.content_hash == old_factor.content_hash
+            outcome = order_outcome(factor.sequence, old_factor.sequence, same)
+            if outcome is not None:
+                return Step(state, (), outcome)
+        return _republish(replace(state, factor=factor))
+    old_rolled = state.rolled
+    if old_rolled is not None:
+        same = message.result.content_hash == old_rolled.result.content_hash
+        outcome = order_outcome(message.sequence, old_rolled.sequence, same)
+        if outcome is not None:
+            return Step(state, (), outcome)
+    return _republish(replace(state, rolled=message))
