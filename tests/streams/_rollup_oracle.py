@@ -8,9 +8,10 @@ evaluation. Tests compare the streaming core's converged state with it digit for
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TypedDict, TypeVar
 
 from streams.rollup import Bom, ComponentFootprint, Factor
 
@@ -41,6 +42,26 @@ def Q(value: object) -> Fraction:
     return Fraction(str(value))
 
 
+_Part = tuple[
+    dict[str, Fraction],
+    bool,
+    Fraction,
+    Fraction,
+    Fraction,
+    dict[str, tuple[Fraction, Fraction]],
+    dict[str, Fraction],
+]
+"""One summand of a roll-up: (figures, neutral, primary, variance, unassessed, dqr, stages)."""
+
+
+class _Head(TypedDict):
+    """The declared-unit fields every OValue of a BOM product carries, whatever its status."""
+
+    unit: str
+    amount: Fraction
+    mass: Fraction | None
+
+
 @dataclass
 class OValue:
     status: str  # complete | incomplete | error | blocked | cycle
@@ -62,8 +83,11 @@ class OValue:
         return self.figures[E]
 
 
-def _latest(items, key, seq):
-    out = {}
+T = TypeVar("T")
+
+
+def _latest(items: Iterable[T], key: Callable[[T], str], seq: Callable[[T], int]) -> dict[str, T]:
+    out: dict[str, T] = {}
     for item in items:
         k = key(item)
         if k not in out or seq(item) > seq(out[k]):
@@ -180,7 +204,7 @@ def evaluate(
         if pid in memo:
             return memo[pid]
         b = bs[pid]
-        head = {
+        head: _Head = {
             "unit": b.declared_unit,
             "amount": Q(b.declared_unit_amount),
             "mass": None
@@ -191,7 +215,7 @@ def evaluate(
             memo[pid] = OValue("cycle", **head)
             return memo[pid]
         # parts: (figures, neutral, primary, variance, unassessed, dqr, stages)
-        parts: list[tuple[dict, bool, Fraction, Fraction, Fraction, dict, dict]] = []
+        parts: list[_Part] = []
         missing: set[str] = set()
         errors = blocked = 0
         used: list[tuple[str, Fraction]] = []

@@ -170,7 +170,8 @@ def scenarios(
             options += ["kilogram", "gram"]
         if allow_errors and not complete and draw(st.integers(0, 30)) == 0:
             options = ["square meter", "liter", "piece"]  # likely mismatch -> ERROR
-        return draw(st.sampled_from(options))
+        chosen: str = draw(st.sampled_from(options))
+        return chosen
 
     below_all = parts[:]
     factor_ids: dict[str, str] = {}
@@ -224,6 +225,7 @@ def scenarios(
             with_footprint = draw(st.integers(0, 3)) > 0
         if with_factor:
             assert fid is not None
+            part_mass = mass_of[part]
             for seq in range(1, draw(st.integers(1, 2)) + 1):
                 sc.factors.append(
                     Factor(
@@ -232,9 +234,7 @@ def scenarios(
                         unit_of[part],
                         _figures(draw, True, 1000 * well_conditioned),
                         std_dev=_dec(draw, 0, 100, 3) if draw(st.booleans()) else None,
-                        mass_per_unit=None
-                        if mass_of[part] is None
-                        else mass_of[part] / amount_of[part],
+                        mass_per_unit=None if part_mass is None else part_mass / amount_of[part],
                         source=f"db-{fid}",
                     )
                 )

@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from streams.rollup import run_batch
+from streams.rollup import ComponentFootprint, Factor, run_batch
 from tests.streams._rollup_helpers import bom, fp, line
 from tests.streams._rollup_oracle import evaluate
 from tests.streams._rollup_scenarios import Scenario, scenarios
@@ -92,6 +92,7 @@ def technosphere(scenario: Scenario) -> dict[str, tuple[float, dict[str, float]]
             else:
                 inputs[node_of(ref)] = inputs.get(node_of(ref), 0.0) + float(k)
         activities[f"bom:{pid}"] = (own, inputs)
+    f: ComponentFootprint | Factor
     for f in footprints:
         activities[f"fp:{f.product_id}"] = (float(f.figures[E]), {})
     for f in factors:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from streams.rollup import (
     BomDeclared,
     FootprintDeclared,
+    Message,
     Network,
     Status,
     run_batch,
@@ -142,7 +143,10 @@ def test_random_graphs_with_cycles_settle_and_everything_else_is_exact(graph, se
     on_cycle = cycle_members({b.product_id: b for b in boms}, declared)
     uses = {b.product_id: {ln.component_id for ln in b.components} for b in boms}
     oracle = evaluate(footprints, boms, [])
-    messages = [*(FootprintDeclared(f) for f in footprints), *(BomDeclared(b) for b in boms)]
+    messages: list[Message] = [
+        *(FootprintDeclared(f) for f in footprints),
+        *(BomDeclared(b) for b in boms),
+    ]
     for results in (
         run_batch(footprints, boms, [], max_messages=50_000),
         deliver_chaotically(messages, seed, max_steps=200_000).results(),

@@ -10,8 +10,10 @@ from streams.rollup import (
     ComponentState,
     FactorPublished,
     FootprintDeclared,
+    Message,
     Network,
     Outcome,
+    ProductMessage,
     ProductRolledUp,
     ProductState,
     Ref,
@@ -40,11 +42,14 @@ def subscribed(*parents: str) -> ComponentState:
 def test_footprint_fans_out_absolute_values_to_every_subscriber() -> None:
     step = component_step(subscribed("module-a", "module-b"), FootprintDeclared(fp("cell", "2")))
     assert step.outcome is Outcome.APPLIED
-    assert [(m.parent, m.version, m.topic, m.key) for m in step.outputs] == [  # type: ignore[union-attr]
+    sent = [m for m in step.outputs if isinstance(m, ChildValue)]
+    assert len(sent) == len(step.outputs)
+    assert [(m.parent, m.version, m.topic, m.key) for m in sent] == [
         ("module-a", 1, TopicRole.CONTRIBUTIONS, "module-a"),
         ("module-b", 1, TopicRole.CONTRIBUTIONS, "module-b"),
     ]
-    value = step.outputs[0].value  # type: ignore[union-attr]
+    value = sent[0].value
+    assert value.totals is not None
     assert value.totals.headline == 2 and value.sequence == 1
 
 
@@ -227,7 +232,7 @@ def test_network_fuse_raises_instead_of_spinning() -> None:
 def test_a_batch_for_one_product_recomputes_once_and_matches_one_by_one() -> None:
     from streams.rollup import product_step_many
 
-    messages = [
+    messages: list[ProductMessage] = [
         BomDeclared(bom("m", line("cell", 2), line("fan", 1))),
         child_value("m", 1, "3"),
         child_value("m", 1, "5", child="fan"),
@@ -239,6 +244,7 @@ def test_a_batch_for_one_product_recomputes_once_and_matches_one_by_one() -> Non
     assert one_by_one is not None
     batch = product_step_many(None, messages)
     assert batch.outcome is Outcome.APPLIED
+    assert batch.state.result is not None
     assert batch.state.result == one_by_one.state.result and batch.state.result.pcf == 11
     published = [m for m in batch.outputs if isinstance(m, ProductRolledUp)]
     assert len(published) == 1 and published[0].sequence == 1  # intermediate results not sent
@@ -253,7 +259,7 @@ def test_a_batch_for_one_product_recomputes_once_and_matches_one_by_one() -> Non
 
 
 def test_coalesced_waves_reach_the_same_state_with_fewer_recomputations() -> None:
-    inputs = [
+    inputs: list[Message] = [
         FootprintDeclared(fp("cell", "2.5")),
         BomDeclared(bom("module", line("cell", 12), direct=4)),
         BomDeclared(bom("pack", line("module", 8), line("cell", 1), direct=30)),
