@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from gateway.api.cli import app as api_app
+from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
 from pcfx.demo import demo
+from producers.cli import keys_app, publish_app
 from streams.cli import rollup, streams_app
 
 app = typer.Typer(
@@ -16,11 +18,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+# platform operator
 app.add_typer(broker_app, name="broker")
-app.add_typer(api_app, name="api")
-app.command("demo")(demo)
-app.add_typer(streams_app, name="streams")
+# suppliers and manufacturers
+app.add_typer(keys_app, name="keys")
+app.add_typer(publish_app, name="publish")
 app.command("rollup")(rollup)
+app.add_typer(streams_app, name="streams")
+# compliance and the border
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(audit_app, name="audit")
+app.add_typer(outbound_app, name="outbound")
+app.add_typer(api_app, name="api")
+# everything at once
+app.command("demo")(demo)
 
 
 def main() -> None:
