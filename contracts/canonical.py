@@ -50,10 +50,33 @@ def to_canonical_value(value: Any, path: str = "$") -> Any:
     raise TypeError(f"'{path}' has a type canonical JSON cannot hold (got {type(value).__name__})")
 
 
+def _plain(value: Any) -> bool:
+    """Whether *value* holds only JSON-native types (exact ``str``/``int``/``bool``/``None``,
+    ``dict`` with ``str`` keys, ``list``/``tuple``), so :func:`to_canonical_value` would return
+    an equal value. A fast check without field paths: the paths are built only on the slow way.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            t = type(item)
+            if not (t is str or t is int or t is bool or item is None or _plain(item)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            t = type(item)
+            if not (t is str or t is int or t is bool or item is None or _plain(item)):
+                return False
+        return True
+    return kind is str or kind is int or kind is bool or value is None
+
+
 def canonical_json(value: Any) -> bytes:
     """RFC 8785-style canonical JSON bytes of *value* (see the module docstring)."""
     return json.dumps(
-        to_canonical_value(value),
+        value if _plain(value) else to_canonical_value(value),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -10,7 +10,9 @@ same sink serves scripts (``future.result()``) and asyncio code (``asyncio.wrap_
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,11 @@ from confluent_kafka.admin import AdminClient
 from contracts.errors import BrokerError
 
 __all__ = ["DeliveryReport", "KafkaSink", "Outgoing"]
+
+KAFKA_LOGGER = logging.getLogger("producers.kafka")
+"""librdkafka's log lines (connection refused, retries) go here instead of stderr: the CLI
+says what went wrong in one message; an application that configures logging still sees them."""
+KAFKA_LOGGER.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,9 @@ class KafkaSink:
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "enable.idempotence": True,
+            # Java's partitioner (murmur2), as faust/aiokafka and kafka-python use: a product id
+            # lands in the same partition number on every topic keyed by it (co-partitioning).
+            "partitioner": "murmur2_random",
             "acks": "all",
             "linger.ms": linger_ms,
             "batch.size": batch_size,
@@ -73,6 +83,7 @@ class KafkaSink:
             "retry.backoff.max.ms": 2000,
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 1_048_576,
+            "logger": KAFKA_LOGGER,
         }
         self._config.update(extra_config or {})
         self._producer = Producer(self._config)
@@ -82,7 +93,7 @@ class KafkaSink:
 
     def check_reachable(self, timeout_s: float = 10.0) -> None:
         """Fail fast with a clear message when no broker answers a metadata request."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOGGER})  # type: ignore[dict-item]
         try:
             admin.list_topics(timeout=timeout_s)
         except KafkaException as exc:
@@ -94,6 +105,15 @@ class KafkaSink:
     def send(self, message: Outgoing) -> Future[DeliveryReport]:
         """Queue *message*; the future resolves when the broker acknowledged it or gave up."""
         future: Future[DeliveryReport] = Future()
+        self.submit(message, future.set_result)
+        return future
+
+    def submit(self, message: Outgoing, on_report: Callable[[DeliveryReport], None]) -> None:
+        """Queue *message* and call *on_report* once with its :class:`DeliveryReport`.
+
+        The lighter form of :meth:`send` for batches (no future per record). *on_report* runs on
+        the delivery thread (or in :meth:`flush`); keep it short and thread-safe.
+        """
 
         def on_delivery(err: Any, msg: Any) -> None:
             if err is not None:
@@ -102,21 +122,19 @@ class KafkaSink:
                 report = DeliveryReport(
                     message.ref, message.topic, msg.partition(), msg.offset(), None
                 )
-            future.set_result(report)
+            on_report(report)
 
         while True:
             try:
                 self._producer.produce(
                     message.topic, key=message.key, value=message.value, on_delivery=on_delivery
                 )
-                return future
+                return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
             except KafkaException as exc:
-                future.set_result(
-                    DeliveryReport(message.ref, message.topic, None, None, str(exc.args[0]))
-                )
-                return future
+                on_report(DeliveryReport(message.ref, message.topic, None, None, str(exc.args[0])))
+                return
 
     def flush(self, timeout_s: float = 120.0) -> int:
         """Wait for outstanding deliveries; return how many are still not reported."""

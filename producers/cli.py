@@ -1,0 +1,768 @@
+"""``pcfx keys`` and ``pcfx publish``: thin commands over the SDK (``producers.Publisher``).
+
+Every command prints ``OK``/``FAIL`` lines and a summary, or one JSON document with ``--json``,
+and takes its exit code from the result (``pcfx.console.ExitCode``): 0 everything acknowledged,
+1 something rejected or not acknowledged, 3 broker/registry/key store unavailable (nothing
+claimed as sent), 4 an input file could not be read at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from contracts.errors import TrustError
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.settings import bootstrap_servers
+from producers._input import Item, Kind, load_items
+from producers._keydir import KeyDirectory, KeyState
+from producers._keyops import registration, revocation
+from producers._lifecycle import supersede
+from producers._publisher import DEFAULT_BATCH_SIZE, Publisher, Topics
+from producers._sequence import Ledger
+from producers._summary import PublishSummary, Status
+from producers.keys import (
+    DEFAULT_OPERATOR_ID,
+    KeyRole,
+    Signer,
+    default_key_dir,
+    key_id_of,
+    load_public_key,
+    load_signer,
+    new_key_pair,
+    read_key_info,
+    read_passphrase,
+)
+
+__all__ = ["keys_app", "publish_app"]
+
+keys_app = typer.Typer(
+    help="Ed25519 signing keys: create them, register suppliers' keys (operator), revoke them.",
+    no_args_is_help=True,
+)
+publish_app = typer.Typer(
+    help="Validate, sign and publish footprints, bills of materials and emission factors.",
+    no_args_is_help=True,
+)
+
+# --------------------------------------------------------------------------------------------
+# Shared options
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="File whose first line is the key's passphrase (else $PCFX_KEY_PASSPHRASE).",
+    ),
+]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else the local broker).",
+    ),
+]
+RegistryUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-url",
+        help="A Confluent-compatible schema registry (default: the registry topic on Kafka).",
+    ),
+]
+KeysTopic = Annotated[str, typer.Option("--keys-topic", help="The key registry topic.")]
+Files = Annotated[
+    list[Path], typer.Argument(help="Input files.", show_default=False, metavar="FILE...")
+]
+PrivateKey = Annotated[
+    Path, typer.Option("--key", help="Private key file (PEM) that signs.", show_default=False)
+]
+SupplierId = Annotated[
+    str,
+    typer.Option(
+        "--supplier",
+        help="Your supplier id: the company URN your records name (a footprint's companyIds, "
+        "a BOM's owner), the owner of --key.",
+        show_default=False,
+    ),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate, sign and encode; send nothing.")]
+LedgerPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--ledger",
+        help="Sequence ledger (default: $PCFX_LEDGER, else ~/.local/state/pcf-exchange/"
+        "ledger.json).",
+    ),
+]
+NoLedger = Annotated[
+    bool,
+    typer.Option("--no-ledger", help="Keep no ledger (unchanged records get newer sequences)."),
+]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Records per batch signature (one Ed25519 signature over a Merkle root); "
+        "1 signs every record on its own.",
+    ),
+]
+Topic = Annotated[str | None, typer.Option("--topic", help="Publish to this topic instead.")]
+OperatorPublicKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--operator-public-key",
+        help="Trust only key registrations signed by this operator key (PEM).",
+    ),
+]
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"must be an ISO 8601 date-time such as 2026-01-01T00:00:00Z (got {value!r})",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(
+            f"must carry a time zone, e.g. ...Z or +08:00 (got {value!r})", param_hint=option
+        )
+    return moment.astimezone(UTC)
+
+
+def _ledger(path: Path | None, disabled: bool) -> Ledger:
+    if disabled:
+        return Ledger.in_memory()
+    return Ledger(path) if path is not None else Ledger.default()
+
+
+# --------------------------------------------------------------------------------------------
+# pcfx keys
+
+
+@keys_app.command("new")
+@handle_errors
+def keys_new(
+    supplier: Annotated[
+        str | None, typer.Option("--supplier", help="Create a key for this supplier id.")
+    ] = None,
+    operator: Annotated[
+        bool, typer.Option("--operator", help="Create the platform operator's key.")
+    ] = False,
+    operator_id: Annotated[
+        str, typer.Option("--operator-id", help="The operator's id on the exchange.")
+    ] = DEFAULT_OPERATOR_ID,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", help="Folder for the key files (default: ~/.config/pcf-exchange/keys)."
+        ),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Create an Ed25519 key pair: the private key (mode 0600) and the public key to register."""
+    if (supplier is None) == (not operator):
+        raise typer.BadParameter("give exactly one of --supplier ID or --operator")
+    owner, role = (
+        (operator_id, KeyRole.OPERATOR) if operator else (supplier or "", KeyRole.SUPPLIER)
+    )
+    passphrase = read_passphrase(passphrase_file)
+    files = new_key_pair(owner, out_dir or default_key_dir(), passphrase=passphrase, role=role)
+    if json_out:
+        print_json(
+            {
+                "owner": files.owner,
+                "role": files.role.value,
+                "keyId": files.key_id,
+                "privateKey": str(files.private_key),
+                "publicKey": str(files.public_key),
+                "encrypted": bool(passphrase),
+            }
+        )
+        return
+    console.print(f"[green]OK[/]: {role.value} key [bold]{files.key_id}[/] for '{owner}'")
+    console.print(f"  private key: {files.private_key} (mode 600, keep it secret)")
+    console.print(f"  public key:  {files.public_key}")
+    if not passphrase:
+        console.print(
+            "[yellow]The private key is not encrypted[/]: consider --passphrase-file or "
+            "PCFX_KEY_PASSPHRASE."
+        )
+    if role is KeyRole.SUPPLIER:
+        console.print(
+            "Next: send the public key to the platform operator, who runs "
+            f"'pcfx keys register --public-key {files.public_key.name} ...'."
+        )
+    else:
+        console.print(
+            "Configure the streams with the operator public key; only records it signs on "
+            "pcf.keys and pcf.factors are trusted."
+        )
+
+
+@keys_app.command("show")
+@handle_errors
+def keys_show(
+    path: Annotated[Path, typer.Argument(help="A key file.")], json_out: JsonOut = False
+) -> None:
+    """Say whose key a file holds (owner, role, key id)."""
+    info = read_key_info(path)
+    key_id = info.key_id
+    with contextlib.suppress(Exception):
+        key_id = key_id_of(load_public_key(path))
+    data = {
+        "file": str(path),
+        "owner": info.owner,
+        "role": info.role.value if info.role else None,
+        "keyId": key_id,
+    }
+    if json_out:
+        print_json(data)
+        return
+    for name, value in data.items():
+        console.print(f"{name:>6}: {value if value is not None else '(not stated)'}")
+
+
+def _operator_publisher(
+    key: Path,
+    *,
+    passphrase_file: Path | None,
+    bootstrap: str | None,
+    registry_url: str | None,
+    topics: Topics,
+    dry_run: bool = False,
+) -> Publisher:
+    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    return Publisher(
+        None if dry_run else bootstrap or bootstrap_servers(),
+        signer=signer,
+        registry=registry_url,
+        topics=topics,
+        ledger=Ledger.default(),
+        dry_run=dry_run,
+    )
+
+
+@keys_app.command("register")
+@handle_errors
+def keys_register(
+    key: PrivateKey,
+    public_key: Annotated[
+        Path,
+        typer.Option("--public-key", help="The supplier's public key file.", show_default=False),
+    ],
+    supplier: Annotated[
+        str | None,
+        typer.Option(
+            "--supplier", help="Supplier id (default: the one the public key file names)."
+        ),
+    ] = None,
+    valid_from: Annotated[
+        str | None, typer.Option("--valid-from", help="ISO 8601 (default: now).")
+    ] = None,
+    valid_until: Annotated[
+        str | None, typer.Option("--valid-until", help="ISO 8601 (default: open-ended).")
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    keys_topic: KeysTopic = "pcf.keys",
+    json_out: JsonOut = False,
+) -> None:
+    """Publish a supplier's public key to the key registry, signed with the operator key."""
+    start, end = _when(valid_from, "--valid-from"), _when(valid_until, "--valid-until")
+    declared = read_key_info(public_key).owner
+    supplier_id = supplier or declared
+    if supplier_id is None:
+        raise typer.BadParameter(
+            "the public key file does not name its supplier: give --supplier",
+            param_hint="--supplier",
+        )
+    if declared is not None and supplier is not None and declared != supplier:
+        raise TrustError(
+            f"public key file '{public_key}' belongs to '{declared}', not to '{supplier}'",
+            reason="key_supplier_mismatch",
+        )
+    pub = load_public_key(public_key)
+    with _operator_publisher(
+        key,
+        passphrase_file=passphrase_file,
+        bootstrap=bootstrap,
+        registry_url=registry_url,
+        topics=Topics(keys=keys_topic),
+    ) as publisher:
+        record = registration(
+            supplier_id,
+            pub,
+            registered_by=publisher.signer.owner,
+            valid_from=start,
+            valid_until=end,
+        )
+        directory = KeyDirectory.read(
+            publisher.bootstrap or "",
+            publisher.serde,
+            topic=keys_topic,
+            operator_key=publisher.signer.public_key,
+        )
+        clash = directory.status(supplier_id, record.key_id)
+        if clash.state is KeyState.OTHER_SUPPLIER:
+            raise TrustError(clash.detail, reason="key_supplier_mismatch")
+        known = directory.lookup(supplier_id, record.key_id)
+        summary = publisher.publish_key(record, after_sequence=known.sequence if known else -1)
+    _finish(
+        summary, json_out, what=f"key {record.key_id} of '{supplier_id}' registered", single=True
+    )
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(
+    key: PrivateKey,
+    supplier: SupplierId,
+    key_id: Annotated[
+        str, typer.Option("--key-id", help="The key id to revoke.", show_default=False)
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Revoked from this ISO 8601 time on (default: now)."),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The supplier's public key, if its registration is not on the key topic.",
+        ),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    keys_topic: KeysTopic = "pcf.keys",
+    json_out: JsonOut = False,
+) -> None:
+    """Revoke a supplier key from a given time on (a newer record with revokedAt)."""
+    moment = _when(at, "--at") or datetime.now(UTC)
+    with _operator_publisher(
+        key,
+        passphrase_file=passphrase_file,
+        bootstrap=bootstrap,
+        registry_url=registry_url,
+        topics=Topics(keys=keys_topic),
+    ) as publisher:
+        directory = KeyDirectory.read(
+            publisher.bootstrap or "",
+            publisher.serde,
+            topic=keys_topic,
+            operator_key=publisher.signer.public_key,
+        )
+        current = directory.lookup(supplier, key_id)
+        if current is not None:
+            record = revocation(current, at=moment, revoked_by=publisher.signer.owner)
+            after = current.sequence
+        elif public_key is not None:
+            pub = load_public_key(public_key)
+            if key_id_of(pub) != key_id:
+                raise TrustError(
+                    f"--public-key has key id {key_id_of(pub)}, not {key_id}", reason="bad_key"
+                )
+            base = registration(
+                supplier, pub, registered_by=publisher.signer.owner, valid_from=moment
+            )
+            record = revocation(base, at=moment, revoked_by=publisher.signer.owner)
+            after = -1
+        else:
+            raise TrustError(
+                f"no registration of key {key_id} for '{supplier}' signed by this operator key "
+                f"is on '{keys_topic}'",
+                reason="unknown_key",
+                hint="Give --public-key to revoke a key that was never registered here.",
+            )
+        summary = publisher.publish_key(record, after_sequence=after)
+    _finish(
+        summary,
+        json_out,
+        what=f"key {key_id} of '{supplier}' revoked from {moment.isoformat()}",
+        single=True,
+    )
+
+
+@keys_app.command("list")
+@handle_errors
+def keys_list(
+    supplier: Annotated[str | None, typer.Option("--supplier", help="Only this supplier.")] = None,
+    operator_public_key: OperatorPublicKey = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    keys_topic: KeysTopic = "pcf.keys",
+    json_out: JsonOut = False,
+) -> None:
+    """List the key registrations on the key topic (latest record per key)."""
+    from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
+
+    servers = bootstrap or bootstrap_servers()
+    operator = load_public_key(operator_public_key) if operator_public_key else None
+    registry: SchemaRegistry = (
+        HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
+    )
+    try:
+        directory = KeyDirectory.read(
+            servers, AvroSerde(registry), topic=keys_topic, operator_key=operator
+        )
+    finally:
+        close = getattr(registry, "close", None)
+        if close is not None:
+            close()
+    rows: list[dict[str, Any]] = []
+    for (owner, kid), record in sorted(directory.registrations.items()):
+        if supplier is not None and owner != supplier:
+            continue
+        status = directory.status(owner, kid)
+        k = record.key
+        rows.append(
+            {
+                "supplierId": owner,
+                "keyId": kid,
+                "state": status.state.value,
+                "validFrom": k.valid_from.isoformat(),
+                "validUntil": k.valid_until.isoformat() if k.valid_until else None,
+                "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+                "registeredBy": k.registered_by,
+                "signedBy": f"{record.supplier_id}/{record.key_id}",
+                "sequence": record.sequence,
+            }
+        )
+    if json_out:
+        print_json({"keys": rows, "skipped": directory.skipped})
+        return
+    table = Table("supplier", "key id", "state", "valid from", "until", "revoked at", "signed by")
+    for row in rows:
+        table.add_row(
+            row["supplierId"],
+            row["keyId"],
+            row["state"],
+            row["validFrom"],
+            row["validUntil"] or "",
+            row["revokedAt"] or "",
+            row["signedBy"],
+        )
+    console.print(table)
+    if directory.skipped:
+        console.print(
+            f"[yellow]{directory.skipped} record(s) skipped[/] (not decodable, or not signed by "
+            "the operator key given)."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# pcfx publish
+
+
+def _load(kind: Kind, files: Iterable[Path]) -> Iterator[Item]:
+    for path in files:
+        yield from load_items(kind, path)
+
+
+def _check_key(publisher: Publisher, keys_topic: str, operator_key: Path | None) -> str | None:
+    """Refuse a key the registry topic gives to someone else, or revoked/expired; return a
+    warning for a key that is not registered (yet)."""
+    status = publisher.key_status(
+        keys_topic=keys_topic,
+        operator_key=load_public_key(operator_key) if operator_key else None,
+    )
+    if status.state is KeyState.OTHER_SUPPLIER:
+        raise TrustError(
+            status.detail + "; nothing was sent",
+            reason="key_supplier_mismatch",
+            hint="Sign with your own key, or ask the operator to register it for your id.",
+        )
+    if status.state in (KeyState.REVOKED, KeyState.EXPIRED, KeyState.NOT_YET_VALID):
+        raise TrustError(
+            status.detail + "; the streams would reject every record, nothing was sent",
+            reason="revoked_key",
+            hint="Create a new key (pcfx keys new) and have the operator register it.",
+        )
+    if status.state is KeyState.UNKNOWN:
+        return (
+            status.detail
+            + ": the streams will reject these records until the operator registers it"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda n: progress.advance(task, n)
+
+
+def _publish(
+    kind: Kind,
+    files: list[Path],
+    *,
+    signer: Signer,
+    topic: str | None,
+    supersedes: list[Path] | None,
+    dry_run: bool,
+    json_out: bool,
+    bootstrap: str | None,
+    registry_url: str | None,
+    ledger: Ledger,
+    batch_size: int,
+    keys_topic: str | None,
+    operator_public_key: Path | None,
+) -> None:
+    topics = Topics()
+    if topic is not None:
+        field = {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind]
+        topics = Topics(**{**topics.__dict__, field: topic})
+    with Publisher(
+        None if dry_run else bootstrap or bootstrap_servers(),
+        signer=signer,
+        registry=registry_url,
+        topics=topics,
+        ledger=ledger,
+        batch_size=batch_size,
+        dry_run=dry_run,
+    ) as publisher:
+        warning = None
+        if not dry_run and keys_topic is not None:
+            warning = _check_key(publisher, keys_topic, operator_public_key)
+        if warning and not json_out:
+            err_console.print(f"[yellow]WARN[/]: {warning}")
+        items: Iterable[Item] = _load(kind, files)
+        if supersedes:
+            items = supersede(list(_load(kind, supersedes)), list(items))
+        show = not json_out and err_console.is_terminal
+        with _progress(show, f"{'checking' if dry_run else 'publishing'} {kind}") as tick:
+            summary = publisher.publish_many(items, progress=tick)
+    target = getattr(topics, {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind])
+    _finish(
+        summary,
+        json_out,
+        what=f"{kind} {'valid' if dry_run else 'acknowledged on ' + target}",
+        warning=warning,
+    )
+
+
+_SHOWN = 50
+
+
+def _finish(
+    summary: PublishSummary,
+    json_out: bool,
+    *,
+    what: str,
+    warning: str | None = None,
+    single: bool = False,
+) -> None:
+    if json_out:
+        data: dict[str, Any] = summary.to_dict()
+        if warning:
+            data["warning"] = warning
+        print_json(data)
+    elif single and summary.ok and len(summary.outcomes) == 1:
+        (outcome,) = summary.outcomes
+        console.print(
+            f"[green]OK[/]: {what} (sequence {outcome.sequence}, "
+            f"{outcome.topic}[{outcome.partition}]@{outcome.offset})",
+            highlight=False,
+        )
+    else:
+        _print_summary(summary, what)
+    if summary.unreadable_files:
+        raise typer.Exit(int(ExitCode.UNREADABLE_INPUT))
+    if not summary.ok:
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+def _print_summary(summary: PublishSummary, what: str) -> None:
+    bad = [o for o in summary.outcomes if not o.ok]
+    for outcome in bad[:_SHOWN]:
+        label = "FAIL" if outcome.status is Status.REJECTED else "NOT ACKNOWLEDGED"
+        console.print(f"[red]{label}[/] {outcome.ref}", markup=True, highlight=False)
+        if outcome.violations:
+            for v in outcome.violations:
+                text = str(v) if v.path else v.message + (f" (got {v.got})" if v.got else "")
+                console.print(f"    {text}", markup=False, highlight=False)
+        elif outcome.message:
+            console.print(f"    {outcome.message}", markup=False, highlight=False)
+    if len(bad) > _SHOWN:
+        console.print(f"... and {len(bad) - _SHOWN} more (use --json for all)")
+    notes = [o for o in summary.outcomes if o.ok and o.note]
+    for outcome in notes[:_SHOWN]:
+        console.print(f"[cyan]NOTE[/] {outcome.ref}: {outcome.note}", highlight=False)
+    warned = sum(1 for o in summary.outcomes if o.warnings)
+    table = Table(title="summary", show_header=True)
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    if summary.dry_run:
+        table.add_row("valid (dry run, not sent)", str(summary.valid))
+    else:
+        table.add_row("sent (acknowledged)", str(summary.sent))
+    if summary.skipped:
+        table.add_row("already published (skipped)", str(summary.skipped))
+    table.add_row("rejected", str(summary.rejected))
+    if not summary.dry_run:
+        table.add_row("not acknowledged", str(summary.failed))
+    if warned:
+        table.add_row("with warnings (sent anyway)", str(warned))
+    for kind, count in summary.by_error().items():
+        table.add_row(f"  error: {kind}", str(count))
+    console.print(table)
+    if summary.unreadable_files:
+        console.print(f"[red]FAIL[/]: unreadable: {', '.join(summary.unreadable_files)}")
+    ok_count = summary.valid if summary.dry_run else summary.sent
+    if summary.ok:
+        console.print(f"[green]OK[/]: {ok_count} {what}")
+    else:
+        verdict = "invalid" if summary.dry_run else "not sent"
+        console.print(
+            f"[red]FAIL[/]: {len(bad)} of {len(summary.outcomes)} records {verdict}; "
+            f"{ok_count} {what}"
+        )
+
+
+@publish_app.command("footprints")
+@handle_errors
+def publish_footprints(
+    files: Files,
+    key: PrivateKey,
+    supplier: SupplierId,
+    supersedes: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--supersedes",
+            help="Footprints (files) the new ones replace, paired by product id: each is "
+            "republished as Deprecated and its id added to the new one's precedingPfIds.",
+        ),
+    ] = None,
+    dry_run: DryRun = False,
+    json_out: JsonOut = False,
+    passphrase_file: PassphraseFile = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    ledger: LedgerPath = None,
+    no_ledger: NoLedger = False,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    topic: Topic = None,
+    keys_topic: KeysTopic = "pcf.keys",
+    operator_public_key: OperatorPublicKey = None,
+) -> None:
+    """Publish PACT v3 footprints (JSON, JSON Lines, CSV) to pcf.declared, keyed by product id."""
+    signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
+    _publish(
+        "footprints",
+        files,
+        signer=signer,
+        topic=topic,
+        supersedes=supersedes,
+        dry_run=dry_run,
+        json_out=json_out,
+        bootstrap=bootstrap,
+        registry_url=registry_url,
+        ledger=_ledger(ledger, no_ledger),
+        batch_size=batch_size,
+        keys_topic=keys_topic,
+        operator_public_key=operator_public_key,
+    )
+
+
+@publish_app.command("bom")
+@handle_errors
+def publish_bom(
+    files: Files,
+    key: PrivateKey,
+    supplier: SupplierId,
+    dry_run: DryRun = False,
+    json_out: JsonOut = False,
+    passphrase_file: PassphraseFile = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    ledger: LedgerPath = None,
+    no_ledger: NoLedger = False,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    topic: Topic = None,
+    keys_topic: KeysTopic = "pcf.keys",
+    operator_public_key: OperatorPublicKey = None,
+) -> None:
+    """Publish bills of materials (JSON) to pcf.bom, signed by the product's owner."""
+    signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
+    _publish(
+        "boms",
+        files,
+        signer=signer,
+        topic=topic,
+        supersedes=None,
+        dry_run=dry_run,
+        json_out=json_out,
+        bootstrap=bootstrap,
+        registry_url=registry_url,
+        ledger=_ledger(ledger, no_ledger),
+        batch_size=batch_size,
+        keys_topic=keys_topic,
+        operator_public_key=operator_public_key,
+    )
+
+
+@publish_app.command("factors")
+@handle_errors
+def publish_factors(
+    files: Files,
+    key: PrivateKey,
+    dry_run: DryRun = False,
+    json_out: JsonOut = False,
+    passphrase_file: PassphraseFile = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    ledger: LedgerPath = None,
+    no_ledger: NoLedger = False,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    topic: Topic = None,
+) -> None:
+    """Publish background emission factors (JSON, CSV) to pcf.factors (operator key)."""
+    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    _publish(
+        "factors",
+        files,
+        signer=signer,
+        topic=topic,
+        supersedes=None,
+        dry_run=dry_run,
+        json_out=json_out,
+        bootstrap=bootstrap,
+        registry_url=registry_url,
+        ledger=_ledger(ledger, no_ledger),
+        batch_size=batch_size,
+        keys_topic=None,
+        operator_public_key=None,
+    )
