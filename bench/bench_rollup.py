@@ -178,7 +178,7 @@ def time_core_updates(
 
 def build_brightway(graph: Graph) -> tuple[Any, dict[str, int], float]:
     import bw2calc as bc
-    import bw_processing as bwp  # type: ignore[import-untyped]
+    import bw_processing as bwp
     import numpy as np
 
     start = time.perf_counter()
