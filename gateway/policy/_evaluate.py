@@ -258,7 +258,7 @@ def _compute_verdict(policy: Policy, classes: tuple[str, ...], context: _Context
 # the record
 
 
-def evaluate(  # noqa: PLR0917 - the documented signature (policy, record, recipient, ...)
+def evaluate(
     policy: Policy,
     record: Mapping[str, Any],
     recipient: str,

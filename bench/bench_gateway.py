@@ -1,0 +1,444 @@
+"""Gateway on Kafka, per process: decisions/s with policy + transforms + Ed25519 + HPKE + audit +
+transactional writes, side by side with the raw consume-produce loop on the same broker.
+
+``python -m bench.bench_gateway`` publishes N roll-ups (``RolledUpFootprint``, Avro, one
+partition) and measures, in one run:
+
+- ``gateway_kafka_decisions``: ``GatewayRunner`` with one EU subscriber, the shipped policy,
+  ``batch_size`` records per transaction: decode → adapt → decide → transform → sign → encrypt →
+  chain → one transaction per batch holding the sealed messages, the audit entries, a
+  checkpoint and the consumed offsets;
+- baseline ``raw consume→produce``: the same records, the same batching, one transaction per
+  batch copying each value to an output topic with ``send_offsets_to_transaction`` (what Kafka
+  costs alone, in Python, with confluent-kafka).
+
+Both skip a warm-up (group join, chain recovery) before timing. ``--records``, ``--batch``,
+``--recipients`` (1-3 subscribers per record), ``--out DIR`` (results elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
+from contracts import (
+    PCFX_EXTENSION_SCHEMA,
+    AvroSerde,
+    Completeness,
+    DeclaredUnit,
+    Facility,
+    KafkaSchemaRegistry,
+    LineageInput,
+    OwnEmissions,
+    RolledUpFootprint,
+    parse_footprint,
+    subject_for,
+)
+from contracts._schemas import schema_json
+from gateway import GatewayKey, GatewaySecrets, default_policy_path, load_policy
+from gateway.runtime import (
+    GatewayRunner,
+    RunnerSettings,
+    Topics,
+    TopicSpec,
+    ensure_topics,
+    gateway_record,
+    kafka_registrar,
+    parse_subscriptions,
+)
+
+TARGET = 5_000
+RECIPIENTS = (
+    ("eu-battery-oem-de", "battery-regulation-art7"),
+    ("uk-customer-gb", "pcf-exchange"),
+    ("cn-carbon-label-body", "carbon-label-certification"),
+)
+
+_FOOTPRINT: dict[str, Any] = {
+    "specVersion": "3.0.0",
+    "created": "2026-03-01T08:00:00Z",
+    "status": "Active",
+    "companyName": "Example Pack Co.",
+    "companyIds": ["urn:pact:company:customcode:vendor-assigned:uscc-91350900MA2PACK00X"],
+    "productDescription": "48 V LFP battery pack",
+    "productNameCompany": "PACK-48V",
+    "comment": "Line 3 runs recipe R-2025-07",
+    "pcf": {
+        "declaredUnitOfMeasurement": "kilowatt hour",
+        "declaredUnitAmount": "1",
+        "productMassPerDeclaredUnit": "7.2",
+        "referencePeriodStart": "2025-01-01T00:00:00Z",
+        "referencePeriodEnd": "2026-01-01T00:00:00Z",
+        "geographyCountrySubdivision": "CN-FJ",
+        "pcfExcludingBiogenicUptake": "71.0220",
+        "pcfIncludingBiogenicUptake": "71.0220",
+        "fossilGhgEmissions": "70.9",
+        "fossilCarbonContent": "0.8",
+        "ipccCharacterizationFactors": ["AR6"],
+        "crossSectoralStandards": ["ISO14067"],
+        "exemptedEmissionsPercent": "0.5",
+        "primaryDataShare": "63.0",
+        "packagingEmissionsIncluded": False,
+    },
+    "extensions": [
+        {
+            "specVersion": "2.0.0",
+            "dataSchema": PCFX_EXTENSION_SCHEMA,
+            "data": {"pilotCategory": "LITHIUM_BATTERY", "standards": ["GB/T 24067-2024"]},
+        }
+    ],
+}
+
+
+def rollup(i: int) -> RolledUpFootprint:
+    """A realistic roll-up: footprint, facility, two inputs (one supplier, one factor)."""
+    data = copy.deepcopy(_FOOTPRINT)
+    product = f"urn:pact:example-pack.cn:product-id:P{i % 1000}"
+    data["id"] = str(uuid.UUID(int=i + 1))
+    data["productIds"] = [product]
+    return RolledUpFootprint(
+        product_id=product,
+        owner="example-pack",
+        bom_revision=3,
+        sequence=i + 1,
+        declared_unit=DeclaredUnit(amount=Decimal("1"), unit="kilowatt hour"),
+        pcf_excluding_biogenic_uptake=Decimal("71.0220"),
+        own_emissions=OwnEmissions(
+            direct_kg_co2e=Decimal("0.3"),
+            electricity_kg_co2e=Decimal("6.70750"),
+            other_kg_co2e=Decimal("0"),
+        ),
+        inputs=(
+            LineageInput(
+                component_index=0,
+                kind="footprint",
+                product_id="urn:pact:example-cells.cn:product-id:LFP280",
+                footprint_id=uuid.UUID("0b9e3f58-2c4d-4a1b-8e7f-6a5b4c3d2e1f"),
+                supplier_id="example-cells-ningde",
+                sequence=7,
+                content_hash="ab" * 32,
+                quantity=Decimal("1.05"),
+                unit="kilowatt hour",
+                contribution_kg_co2e=Decimal("64.470"),
+            ),
+            LineageInput(
+                component_index=1,
+                kind="factor",
+                factor_id="bg:cn-aluminium-ingot",
+                factor_version="2022",
+                content_hash="cd" * 32,
+                quantity=Decimal("0.8"),
+                unit="kilogram",
+                contribution_kg_co2e=Decimal("0.2520"),
+            ),
+        ),
+        completeness=Completeness(
+            components_total=2,
+            components_resolved=2,
+            coverage_percent=Decimal("100"),
+            complete=True,
+        ),
+        footprint=parse_footprint(data),
+        facility=Facility(
+            name="Ningde pack plant 2",
+            address="88 Example Road",
+            city="Ningde",
+            country_subdivision="CN-FJ",
+            annual_production_volume=Decimal("1200000"),
+            annual_energy_use_kwh=Decimal("54000000"),
+        ),
+        method="pcfx-rollup/attributional",
+        engine_version="0.1.0",
+        computed_at=datetime(2026, 5, 1, tzinfo=UTC),
+    )
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if explicit:
+        yield explicit
+        return
+    from infra.kafka.provision import provision_broker
+
+    with provision_broker() as provisioned:
+        yield provisioned.bootstrap
+
+
+def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
+    for key, value in values:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, partition=0)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(120)
+
+
+def raw_loop(
+    bootstrap: str, source: str, sink: str, *, warmup: int, total: int, batch: int
+) -> float:
+    """Baseline: consume → produce the same bytes → send offsets → commit, per batch."""
+    group = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 50,
+            "fetch.queue.backoff.ms": 20,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": group,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    producer.init_transactions(30)
+    consumer.subscribe([source])
+    done, began = 0, 0.0
+    while done < total:
+        if done >= warmup and not began:
+            began = time.perf_counter()
+        messages = [m for m in consumer.consume(batch, 0.1) if m.error() is None]
+        if not messages:
+            continue
+        producer.begin_transaction()
+        for m in messages:
+            while True:
+                try:
+                    producer.produce(sink, key=m.key(), value=m.value())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        last = messages[-1]
+        producer.send_offsets_to_transaction(
+            [TopicPartition(source, last.partition() or 0, (last.offset() or 0) + 1)],
+            consumer.consumer_group_metadata(),
+            30,
+        )
+        producer.commit_transaction(30)
+        done += len(messages)
+    elapsed = time.perf_counter() - began
+    consumer.close()
+    return (total - warmup) / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--recipients", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    total = args.records + args.warmup
+
+    with broker() as bootstrap:
+        topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
+        raw_sink = f"{topics.prefix}raw.sink"
+        ensure_topics(bootstrap, {topics.products: TopicSpec(1), raw_sink: TopicSpec(1)})
+        registrar = kafka_registrar(bootstrap)
+        registrar([(subject_for(topics.products), schema_json("RolledUpFootprint"))])
+        registry = KafkaSchemaRegistry(bootstrap)
+        serde = AvroSerde(registry)
+        sample = rollup(0)
+        record_bytes = len(serde.encode(topics.products, sample))
+        fields = _leaf_count(gateway_record(sample))
+        values = []
+        for i in range(total):
+            rolled = rollup(i)
+            values.append((rolled.product_id.encode(), serde.encode(topics.products, rolled)))
+        publish(bootstrap, topics.products, values)
+        print(f"published {total} roll-ups ({record_bytes} B Avro, {fields} fields each)")
+
+        # baseline first: the raw loop on the same records and batching
+        raw = raw_loop(
+            bootstrap, topics.products, raw_sink, warmup=args.warmup, total=total, batch=args.batch
+        )
+        print(f"raw consume→produce: {raw:,.0f} records/s")
+
+        # ours: the full gateway
+        keys = {rid: X25519PrivateKey.generate() for rid, _ in RECIPIENTS}
+        policy = load_policy(default_policy_path())
+        policy = replace(
+            policy,
+            recipients={
+                rid: replace(
+                    r,
+                    encryption_key=keys[rid]
+                    .public_key()
+                    .public_bytes(Encoding.Raw, PublicFormat.Raw)
+                    if rid in keys
+                    else r.encryption_key,
+                )
+                for rid, r in policy.recipients.items()
+            },
+        )
+        subs = parse_subscriptions(
+            {
+                "schema_version": 1,
+                "subscriptions": [
+                    {"recipient": rid, "purpose": purpose}
+                    for rid, purpose in RECIPIENTS[: args.recipients]
+                ],
+            },
+            policy,
+        )
+        settings = RunnerSettings(
+            bootstrap,
+            topics=topics,
+            group_id=f"bench-gw-{uuid.uuid4().hex[:8]}",
+            batch_size=args.batch,
+            checkpoint_every=args.batch,
+            checkpoint_interval_s=3600.0,
+        )
+        runner = GatewayRunner(
+            settings,
+            policy=policy,
+            subscriptions=subs,
+            secrets=GatewaySecrets(GatewayKey.generate(), b"s" * 32),
+            registry=registry,
+            registrar=registrar,
+        )
+        with runner:
+            runner.run(max_records=args.warmup, max_seconds=300)
+            warm = runner.stats.records
+            began = time.perf_counter()
+            stats = runner.run(max_records=total, max_seconds=1800)
+            elapsed = time.perf_counter() - began
+        measured = stats.records - warm
+        stages = stage_costs(serde, runner.serde, topics, policy, *RECIPIENTS[0])
+        registry.close()
+        records_s = measured / elapsed
+        decisions_s = records_s * args.recipients
+        load = os.getloadavg()[0]
+        print(
+            f"gateway: {records_s:,.0f} records/s, {decisions_s:,.0f} decisions/s"
+            f" ({stats.transactions} transactions, {stats.aborted} aborted,"
+            f" {stats.checkpoints} checkpoints), raw {raw:,.0f} records/s, load {load:.2f}"
+        )
+        print(f"in process, µs per record: {stages}")
+        name = "gateway_kafka_decisions" + ("" if args.recipients == 1 else f"_{args.recipients}r")
+        path = write_result(
+            BenchResult(
+                name=name,
+                unit="decisions/s",
+                value=round(decisions_s),
+                higher_is_better=True,
+                description=(
+                    f"GatewayRunner on Kafka, 1 process, 1 partition: decode + policy + transforms"
+                    f" + Ed25519 + HPKE + audit chain + checkpoint, {args.batch} records per"
+                    f" transaction, {args.recipients} subscriber(s) per record"
+                ),
+                baseline=Baseline(
+                    "raw consume→produce, same records and transactions", round(raw), "records/s"
+                ),
+                target=TARGET,
+                details={
+                    "records": measured,
+                    "records_per_s": round(records_s),
+                    "recipients_per_record": args.recipients,
+                    "batch_size": args.batch,
+                    "transactions": stats.transactions,
+                    "aborted": stats.aborted,
+                    "checkpoints": stats.checkpoints,
+                    "sent": stats.sent,
+                    "record_avro_bytes": record_bytes,
+                    "fields_per_record": fields,
+                    "load_average_1m": load,
+                    "us_per_record_in_process": stages,
+                    "policy": f"{policy.id} {policy.version}",
+                },
+            ),
+            args.out,
+        )
+        print(f"-> {path}")
+
+
+def stage_costs(
+    serde: AvroSerde,
+    out_serde: Any,
+    topics: Topics,
+    policy: Any,
+    recipient: str,
+    purpose: str,
+    n: int = 1000,
+) -> dict[str, float]:
+    """µs per record of each stage, in process (no Kafka): where the time goes."""
+    import hashlib
+
+    from gateway import prepare_transfer
+    from gateway.audit import ChainHead
+    from gateway.policy import CounterState
+    from gateway.runtime import entry_to_datum, sealed_to_datum
+
+    values = [serde.encode(topics.products, rollup(i)) for i in range(n)]
+    secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
+    times = dict.fromkeys(("decode", "adapt", "core", "avro_out"), 0.0)
+    head, counters = ChainHead(), CounterState.empty(2026)
+    now = datetime.now(UTC)
+    for i, value in enumerate(values):
+        if i == 50:  # the first 50 warm caches up (schema ids, parsed schemas, verdicts)
+            times = dict.fromkeys(times, 0.0)
+        t0 = time.perf_counter()
+        rolled = serde.decode(value, RolledUpFootprint)
+        t1 = time.perf_counter()
+        record = gateway_record(rolled)
+        t2 = time.perf_counter()
+        prepared = prepare_transfer(
+            policy,
+            record,
+            recipient=recipient,
+            purpose=purpose,
+            counters=counters,
+            head=head,
+            secrets=secrets,
+            now=now,
+            record_hash=hashlib.sha256(value).hexdigest(),
+        )
+        head = prepared.head
+        t3 = time.perf_counter()
+        assert prepared.outbound is not None
+        out_serde.encode(
+            topics.outbound(recipient), "SealedMessage", sealed_to_datum(prepared.outbound)
+        )
+        out_serde.encode(topics.audit, "AuditLogEntry", entry_to_datum(prepared.entries[0], "p0"))
+        t4 = time.perf_counter()
+        for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            times[name] += dt
+    return {k: round(v / (n - 50) * 1e6, 1) for k, v in times.items()}
+
+
+def _leaf_count(record: Any) -> int:
+    from gateway.policy._paths import iter_leaves
+
+    return len(iter_leaves(record))
+
+
+if __name__ == "__main__":
+    main()

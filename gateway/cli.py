@@ -1,0 +1,954 @@
+"""The gateway's command line: ``pcfx gateway|audit|approvals|outbound ...`` (typer apps).
+
+Thin: every command calls ``gateway`` / ``gateway.runtime`` and prints. Errors leave through
+``pcfx.console.handle_errors`` (exit 1 rejected/not intact, 3 infrastructure, 4 unreadable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from contracts.errors import KeyStoreError, TrustError
+from gateway._approvals import approve, deny
+from gateway._errors import ApprovalStateError
+from gateway._pipeline import GatewaySecrets
+from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
+from gateway.audit import (
+    AuditEntry,
+    AuditVerification,
+    Checkpoint,
+    check_audit_log,
+    check_inclusion,
+    prove_inclusion,
+)
+from gateway.policy import CounterState, Policy, evaluate, load_policy, vault_context
+from gateway.runtime._approvals_log import ApprovalBook, RowStatus
+from gateway.runtime._avro import GatewaySerde, kafka_registrar
+from gateway.runtime._codec import decided_event, sealed_from_datum
+from gateway.runtime._export import UnreadableInput, read_export, write_export
+from gateway.runtime._keys import (
+    derive_secret,
+    load_gateway_key,
+    load_gateway_public_key,
+    load_recipient_private_key,
+    load_secret,
+    write_gateway_key,
+    write_recipient_key,
+    write_secret,
+)
+from gateway.runtime._report import render_report
+from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
+from gateway.runtime._topics import Topics
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+
+__all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
+
+gateway_app = typer.Typer(
+    help="The outbound gateway: run the pipeline, check policies, manage keys.",
+    no_args_is_help=True,
+)
+keys_app = typer.Typer(
+    help="Key files: the gateway's signing key, recipients' keys.", no_args_is_help=True
+)
+gateway_app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(
+    help="The audit log: verify, show, prove, export, report.", no_args_is_help=True
+)
+approvals_app = typer.Typer(
+    help="Held transfers waiting for a compliance officer.", no_args_is_help=True
+)
+outbound_app = typer.Typer(
+    help="What recipients receive: verify and decrypt.", no_args_is_help=True
+)
+
+PrefixOpt = Annotated[
+    str, typer.Option("--topic-prefix", help="Prefix of every topic name (tenants, tests).")
+]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or the local broker).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document.")]
+PubOpt = Annotated[
+    list[Path],
+    typer.Option(
+        "--gateway-pub", help="Trusted gateway public key (PEM); repeat for rotated keys."
+    ),
+]
+
+
+def _bootstrap(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from pcfx.settings import bootstrap_servers
+
+    return bootstrap_servers()
+
+
+def _passphrase(env: str | None) -> bytes | None:
+    if not env:
+        return None
+    value = os.environ.get(env)
+    if value is None:
+        raise KeyStoreError(f"environment variable {env} (the key passphrase) is not set")
+    return value.encode()
+
+
+def _registry(bootstrap: str) -> Any:
+    from contracts import KafkaSchemaRegistry
+
+    return KafkaSchemaRegistry(bootstrap)
+
+
+# ----------------------------------------------------------------------------------------------
+# pcfx gateway keys ...
+
+
+@keys_app.command("signing")
+@handle_errors
+def keys_signing(
+    out: Annotated[Path, typer.Option("--out", help="Private key file to create (0600).")] = Path(
+        "gateway.pem"
+    ),
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Encrypt with the passphrase in this env var.")
+    ] = None,
+) -> None:
+    """New Ed25519 signing key for the gateway (outbound messages, audit checkpoints)."""
+    key_id, public = write_gateway_key(out, passphrase=_passphrase(passphrase_env))
+    console.print(f"OK: {out} (private, 0600), {public} (give to recipients and auditors)")
+    console.print(f"key id: {key_id}")
+
+
+@keys_app.command("recipient")
+@handle_errors
+def keys_recipient(
+    out: Annotated[Path, typer.Option("--out", help="The recipient's private key file (0600).")],
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Encrypt with the passphrase in this env var.")
+    ] = None,
+) -> None:
+    """New X25519 key pair for a recipient; prints the line for the policy's encryption_key."""
+    text, public = write_recipient_key(out, passphrase=_passphrase(passphrase_env))
+    console.print(f"OK: {out} (private: the recipient keeps it), {public}")
+    console.print(f'policy: encryption_key: "{text}"')
+
+
+@keys_app.command("secret")
+@handle_errors
+def keys_secret(
+    out: Annotated[Path, typer.Option("--out", help="Secret file to create (0600).")] = Path(
+        "gateway-pseudonym.key"
+    ),
+) -> None:
+    """New 32-byte secret for per-recipient pseudonyms and the PI counters."""
+    write_secret(out)
+    console.print(f"OK: {out}")
+
+
+# ----------------------------------------------------------------------------------------------
+# pcfx gateway run | policy-check | decide
+
+
+def _load(policy: Path, subscriptions: Path | None) -> tuple[Policy, Any]:
+    loaded = load_policy(policy)
+    subs = load_subscriptions(subscriptions or Path(default_subscriptions_path()), loaded)
+    return loaded, subs
+
+
+@gateway_app.command("policy-check")
+@handle_errors
+def policy_check(
+    policy: Annotated[Path, typer.Option("--policy", help="Policy YAML.")],
+    subscriptions: Annotated[
+        Path | None, typer.Option("--subscriptions", help="Subscriptions YAML.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load and check a policy and its subscriptions; nothing is sent."""
+    loaded, subs = _load(policy, subscriptions)
+    summary = {
+        "policy": {"id": loaded.id, "version": loaded.version, "digest": loaded.digest},
+        "recipients": sorted(loaded.recipients),
+        "rules": len(loaded.rules),
+        "subscriptions": [
+            {
+                "recipient": s.recipient,
+                "purpose": s.purpose,
+                "products": list(s.products),
+                "categories": None if s.categories is None else list(s.categories),
+            }
+            for s in subs.items
+        ],
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"OK: policy {loaded.id} {loaded.version} (digest {loaded.digest[:16]}…),"
+        f" {len(loaded.recipients)} recipients, {len(loaded.rules)} rules"
+    )
+    for s in subs.items:
+        console.print(
+            f"OK: subscription {s.recipient} / {s.purpose}: products {', '.join(s.products)}"
+            + (f", categories {', '.join(s.categories)}" if s.categories else "")
+        )
+
+
+@gateway_app.command("decide")
+@handle_errors
+def decide(
+    record: Annotated[
+        Path, typer.Argument(help="PACT v3 JSON of the record (gateway input layout).")
+    ],
+    recipient: Annotated[str, typer.Option("--recipient")],
+    purpose: Annotated[str, typer.Option("--purpose")],
+    policy: Annotated[Path, typer.Option("--policy", help="Policy YAML.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: what the policy decides for one record and recipient (per field, with rules)."""
+    loaded = load_policy(policy)
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError) as exc:
+        raise UnreadableInput(f"cannot read {record}: {exc}") from exc
+    now = datetime.now(UTC)
+    d = evaluate(loaded, data, recipient, purpose, CounterState.empty(now.year), now)
+    if as_json:
+        print_json(
+            {
+                "outcome": d.outcome.value,
+                "reasons": [str(r) for r in d.reasons],
+                "fields": [
+                    {"path": p, "action": v.action.value, "rule": v.rule_id} for p, v in d.fields
+                ],
+            }
+        )
+    else:
+        console.print(d.explain())
+        table = Table("field", "action", "rule")
+        for path, verdict in d.fields:
+            table.add_row(path, verdict.action.value, verdict.rule_id)
+        console.print(table)
+    if d.outcome.value == "blocked":
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+@gateway_app.command("run")
+@handle_errors
+def run(
+    policy: Annotated[Path, typer.Option("--policy", help="Policy YAML.")],
+    gateway_key: Annotated[
+        Path, typer.Option("--gateway-key", help="The gateway's Ed25519 key (PEM).")
+    ],
+    subscriptions: Annotated[
+        Path | None,
+        typer.Option("--subscriptions", help="Subscriptions YAML (default: the shipped example)."),
+    ] = None,
+    pseudonym_secret: Annotated[
+        Path | None,
+        typer.Option(
+            help="Secret file for pseudonyms and PI counters (default: derived from the key)."
+        ),
+    ] = None,
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Env var holding the key's passphrase.")
+    ] = None,
+    group: Annotated[
+        str,
+        typer.Option(
+            "--group", help="Consumer group: instances with the same group share the partitions."
+        ),
+    ] = "pcfx-gateway",
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most records per transaction.")] = 1000,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Sign a checkpoint every N entries...")
+    ] = 10_000,
+    checkpoint_interval: Annotated[
+        float, typer.Option(min=0, help="...or every S seconds with unsealed entries.")
+    ] = 5.0,
+    approval_ttl_hours: Annotated[
+        float, typer.Option(min=0.001, help="How long a held transfer waits.")
+    ] = 168.0,
+    audit_partitions: Annotated[
+        int, typer.Option(min=1, help="Partitions of pcf.audit when created.")
+    ] = 1,
+    max_records: Annotated[int | None, typer.Option(help="Stop after N input records.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
+    idle_seconds: Annotated[
+        float | None, typer.Option(help="Stop after S seconds without work.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Consume pcf.products; per subscriber decide, seal and send, audited in one transaction."""
+    from gateway.runtime._runner import GatewayRunner, RunnerSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    loaded, subs = _load(policy, subscriptions)
+    signer = load_gateway_key(gateway_key, passphrase=_passphrase(passphrase_env))
+    secret = (
+        load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
+    )
+    servers = _bootstrap(bootstrap)
+    settings = RunnerSettings(
+        servers,
+        topics=Topics(topic_prefix),
+        group_id=group,
+        batch_size=batch_size,
+        checkpoint_every=checkpoint_every,
+        checkpoint_interval_s=checkpoint_interval,
+        approval_ttl=timedelta(hours=approval_ttl_hours),
+        audit_partitions=audit_partitions,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    registry = _registry(servers)
+    err_console.print(
+        f"gateway: policy {loaded.id} {loaded.version}, key {signer.key_id},"
+        f" {len(subs.items)} subscriptions, group {group}"
+    )
+    try:
+        with GatewayRunner(
+            settings,
+            policy=loaded,
+            subscriptions=subs,
+            secrets=GatewaySecrets(signer=signer, pseudonym_secret=secret),
+            registry=registry,
+            registrar=kafka_registrar(servers),
+        ) as runner:
+            stats = runner.run(
+                max_records=max_records,
+                max_seconds=max_seconds,
+                idle_seconds=idle_seconds,
+                stop=stop,
+            )
+    finally:
+        registry.close()
+    if as_json:
+        print_json(stats.to_dict())
+    else:
+        console.print(
+            f"OK: {stats.records} records, {stats.decisions} decisions: {stats.sent} sent,"
+            f" {stats.blocked} blocked, {stats.held} held, {stats.unrouted} unrouted,"
+            f" {stats.rejected} rejected; {stats.transactions} transactions"
+            f" ({stats.aborted} aborted and retried), {stats.checkpoints} checkpoints"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# pcfx audit ...
+
+
+def _audit_logs(
+    file: Path | None, topic_prefix: str, bootstrap: str | None
+) -> tuple[dict[str, list[AuditEntry]], dict[str, list[Checkpoint]], list[str], str]:
+    if file is not None:
+        entries, checkpoints, problems = read_export(file)
+        return entries, checkpoints, problems, str(file)
+    from gateway.runtime._sink import read_audit_logs
+
+    servers = _bootstrap(bootstrap)
+    topics = Topics(topic_prefix)
+    registry = _registry(servers)
+    try:
+        entries, checkpoints, problems = read_audit_logs(servers, topics, GatewaySerde(registry))
+    finally:
+        registry.close()
+    return entries, checkpoints, problems, f"{topics.audit} + {topics.checkpoints} at {servers}"
+
+
+def _keyring(pubs: list[Path]) -> KeyRing:
+    if not pubs:
+        raise KeyStoreError(
+            "no trusted gateway key: pass --gateway-pub GATEWAY.pub.pem (repeat for rotated keys)"
+        )
+    return KeyRing.of(*(load_gateway_public_key(p) for p in pubs))
+
+
+def _verify_all(
+    entries: dict[str, list[AuditEntry]], checkpoints: dict[str, list[Checkpoint]], keys: KeyRing
+) -> dict[str, AuditVerification]:
+    return {
+        log_id: check_audit_log(entries.get(log_id, []), checkpoints.get(log_id, []), keys)
+        for log_id in sorted(set(entries) | set(checkpoints))
+    }
+
+
+FileOpt = Annotated[
+    Path | None, typer.Option("--file", help="Read an exported JSON-lines file instead of Kafka.")
+]
+
+
+@audit_app.command("verify")
+@handle_errors
+def audit_verify(
+    gateway_pub: PubOpt,
+    file: FileOpt = None,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove every chain and checkpoint; name the first entry altered, removed or reordered."""
+    keys = _keyring(gateway_pub)
+    entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
+    results = _verify_all(entries, checkpoints, keys)
+    intact = bool(results) and all(v.ok for v in results.values()) and not problems
+    if as_json:
+        print_json(
+            {
+                "source": source,
+                "intact": intact,
+                "unreadable": problems,
+                "logs": {
+                    log_id: {
+                        "ok": v.ok,
+                        "entries": v.entries,
+                        "checkpoints": v.checkpoints,
+                        "sealedSize": v.sealed_size,
+                        "firstBadEntry": v.first_bad_entry,
+                        "findings": [
+                            {
+                                "problem": f.problem.value,
+                                "entry": f.entry,
+                                "checkpoint": f.checkpoint,
+                                "message": f.message,
+                            }
+                            for f in v.findings
+                        ],
+                    }
+                    for log_id, v in results.items()
+                },
+            }
+        )
+    else:
+        for line in problems:
+            console.print(f"FAIL: unreadable record {line}", markup=False)
+        for log_id, v in results.items():
+            console.print(f"{log_id}: {v.summary()}", markup=False)
+            for finding in v.findings[1:5]:
+                console.print(f"  - {finding}", markup=False)
+        if not results:
+            console.print(f"FAIL: no audit log found in {source}", markup=False)
+    if not intact:
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+@audit_app.command("export")
+@handle_errors
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="JSON-lines file to write.")],
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Copy every audit log (entries and checkpoints) from Kafka to a JSON-lines file."""
+    entries, checkpoints, problems, source = _audit_logs(None, topic_prefix, bootstrap)
+    lines = write_export(out, entries, checkpoints)
+    console.print(f"OK: {lines} lines from {source} → {out}", markup=False)
+    if problems:
+        for line in problems:
+            console.print(f"FAIL: unreadable record {line}", markup=False)
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+def _summary(entry: AuditEntry) -> str:
+    counts: dict[str, int] = {}
+    for action, _, paths in entry.field_actions:
+        counts[action] = counts.get(action, 0) + len(paths)
+    return ", ".join(f"{a} {n}" for a, n in sorted(counts.items()))
+
+
+@audit_app.command("show")
+@handle_errors
+def audit_show(
+    recipient: Annotated[str | None, typer.Option(help="Only this recipient.")] = None,
+    product: Annotated[
+        str | None, typer.Option(help="Only this footprint id (pfId, or its prefix).")
+    ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this outcome (allowed, transformed, blocked, held, approved, ...)."
+        ),
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Only this entry kind (transfer, transfer_blocked, ...).")
+    ] = None,
+    log: Annotated[
+        str | None, typer.Option("--log", help="Only this log (gateway-p0, ...).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most N entries (the newest).")] = 200,
+    file: FileOpt = None,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List audit entries (newest last), filtered."""
+    entries, _, problems, _ = _audit_logs(file, topic_prefix, bootstrap)
+    rows = [
+        (log_id, e)
+        for log_id in sorted(entries)
+        for e in entries[log_id]
+        if (log is None or log_id == log)
+        and (recipient is None or e.recipient_id == recipient)
+        and (product is None or (e.record_pf_id or "").startswith(product))
+        and (outcome is None or e.outcome == outcome)
+        and (kind is None or e.kind == kind)
+    ]
+    rows.sort(key=lambda r: (r[1].recorded_at, r[0], r[1].seq))
+    rows = rows[-limit:]
+    if as_json:
+        print_json([{"logId": log_id, **e.to_json()} for log_id, e in rows])
+    else:
+        table = Table(
+            "log",
+            "seq",
+            "recorded",
+            "kind",
+            "outcome",
+            "recipient",
+            "purpose",
+            "footprint",
+            "policy",
+            "fields",
+            title=f"{len(rows)} audit entries",
+        )
+        for log_id, e in rows:
+            table.add_row(
+                log_id,
+                str(e.seq),
+                e.recorded_at,
+                e.kind,
+                e.outcome or "",
+                e.recipient_id or "",
+                e.purpose or "",
+                e.record_pf_id or "",
+                e.policy_version or "",
+                _summary(e),
+            )
+        console.print(table)
+    for line in problems:
+        err_console.print(f"unreadable record {line}", markup=False)
+
+
+@audit_app.command("prove")
+@handle_errors
+def audit_prove(
+    entry: Annotated[
+        str, typer.Argument(help="LOG:SEQ (e.g. gateway-p0:12), or SEQ when there is one log.")
+    ],
+    gateway_pub: PubOpt,
+    file: FileOpt = None,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """RFC 6962 inclusion proof of one entry against the newest checkpoint that covers it."""
+    keys = _keyring(gateway_pub)
+    entries, checkpoints, _, _ = _audit_logs(file, topic_prefix, bootstrap)
+    log_id, _, seq_text = entry.rpartition(":")
+    if not log_id:
+        if len(entries) != 1:
+            raise UnreadableInput(f"name the log: LOG:SEQ (logs: {', '.join(sorted(entries))})")
+        log_id = next(iter(entries))
+    try:
+        seq = int(seq_text)
+    except ValueError:
+        raise UnreadableInput(f"'{entry}' is not LOG:SEQ") from None
+    chain = entries.get(log_id, [])
+    if not 0 <= seq < len(chain):
+        raise UnreadableInput(f"log {log_id} has no entry {seq} ({len(chain)} entries)")
+    target = chain[seq]
+    valid = [
+        cp
+        for cp in checkpoints.get(log_id, [])
+        if cp.tree_size > seq
+        and cp.tree_size <= len(chain)
+        and keys.verify(
+            cp.key_id,
+            "application/vnd.pcfx.audit.checkpoint+json;v=1",
+            cp.signed_bytes(),
+            cp.signature,
+        )
+        is None
+    ]
+    if not valid:
+        raise TrustError(
+            f"entry {log_id}:{seq} is not sealed yet: no valid checkpoint covers it",
+            reason="not_included",
+        )
+    checkpoint = max(valid, key=lambda cp: cp.tree_size)
+    proof = prove_inclusion(chain, seq, checkpoint.tree_size)
+    problem = check_inclusion(target, proof, checkpoint, keys)
+    result = {
+        "logId": log_id,
+        "entry": target.to_json(),
+        "proof": proof.to_json(),
+        "checkpoint": checkpoint.to_json(),
+        "verified": problem is None,
+        "problem": problem,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        status = "OK" if problem is None else "FAIL"
+        console.print(
+            f"{status}: entry {log_id}:{seq} ({target.kind}, {target.recipient_id}) is"
+            f"{'' if problem is None else ' NOT'} included in the tree of {checkpoint.tree_size}"
+            f" signed at {checkpoint.issued_at} by {checkpoint.key_id}"
+            + ("" if problem is None else f": {problem}"),
+            markup=False,
+        )
+        console.print(f"leaf {proof.leaf_hash}", markup=False)
+        for i, node in enumerate(proof.path):
+            console.print(f"path[{i}] {node}", markup=False)
+        console.print(f"root {checkpoint.root_hash}", markup=False)
+    if problem is not None:
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+@audit_app.command("report")
+@handle_errors
+def audit_report(
+    gateway_pub: PubOpt,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    file: FileOpt = None,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
+    keys = _keyring(gateway_pub)
+    entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
+    results = _verify_all(entries, checkpoints, keys)
+    out.write_text(
+        render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
+    )
+    intact = bool(results) and all(v.ok for v in results.values()) and not problems
+    console.print(f"{'OK' if intact else 'FAIL'}: report → {out}", markup=False)
+    if not intact:
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
+# ----------------------------------------------------------------------------------------------
+# pcfx approvals ...
+
+
+def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
+    from gateway.runtime._kafka import partition_count, read_to_end
+
+    book = ApprovalBook()
+    parts = [(topics.approvals, p) for p in range(partition_count(servers, topics.approvals))]
+    for message in read_to_end(servers, parts):
+        book.apply(serde.decode(message.value() or b"", "ApprovalEvent"))
+    return book
+
+
+@approvals_app.command("list")
+@handle_errors
+def approvals_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Include resolved approvals.")] = False,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Held transfers and their state (pending, approved, denied, overdue, resolved)."""
+    servers = _bootstrap(bootstrap)
+    registry = _registry(servers)
+    try:
+        book = _book(servers, Topics(topic_prefix), GatewaySerde(registry))
+    finally:
+        registry.close()
+    now = datetime.now(UTC)
+    open_states = {RowStatus.PENDING, RowStatus.APPROVED, RowStatus.DENIED, RowStatus.OVERDUE}
+    rows = [r for r in book.rows.values() if show_all or r.status(now) in open_states]
+    if as_json:
+        print_json(
+            [
+                {
+                    "approvalId": r.approval.approval_id,
+                    "status": r.status(now).value,
+                    "recipient": r.approval.recipient_id,
+                    "purpose": r.approval.purpose,
+                    "footprint": r.approval.record_ref.pf_id,
+                    "product": r.source.product_id,
+                    "held": [{"path": p, "rule": rule} for p, rule in r.approval.held],
+                    "requestedAt": r.approval.requested_at.isoformat(),
+                    "expiresAt": r.approval.expires_at.isoformat(),
+                    "decision": dict(r.decision) if r.decision else None,
+                    "resolution": dict(r.resolution) if r.resolution else None,
+                }
+                for r in rows
+            ]
+        )
+        return
+    table = Table(
+        "approval",
+        "status",
+        "recipient",
+        "purpose",
+        "product",
+        "held fields",
+        "expires",
+        title=f"{len(rows)} approvals",
+    )
+    for r in rows:
+        held = ", ".join(sorted({rule for _, rule in r.approval.held}))
+        table.add_row(
+            r.approval.approval_id,
+            r.status(now).value,
+            r.approval.recipient_id,
+            r.approval.purpose,
+            r.source.product_id or "",
+            f"{len(r.approval.held)} ({held})",
+            r.approval.expires_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+def _decide(
+    approval_id: str,
+    verb: str,
+    approver: str,
+    reason: str,
+    topic_prefix: str,
+    bootstrap: str | None,
+    mechanism_ref: str | None,
+    conditions: list[str],
+) -> None:
+    from confluent_kafka import KafkaException, Producer
+
+    from contracts.errors import BrokerError
+    from gateway.runtime._kafka import producer_config
+
+    servers = _bootstrap(bootstrap)
+    topics = Topics(topic_prefix)
+    registry = _registry(servers)
+    try:
+        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
+        book = _book(servers, topics, serde)
+        row = book.rows.get(approval_id)
+        if row is None:
+            raise ApprovalStateError(f"no approval {approval_id} on {topics.approvals}")
+        now = datetime.now(UTC)
+        status = row.status(now)
+        if status is not RowStatus.PENDING:
+            raise ApprovalStateError(
+                f"approval {approval_id} is {status.value}; only a pending one can be {verb}"
+            )
+        if verb == "approved":
+            decided = approve(
+                row.approval,
+                approver=approver,
+                reason=reason,
+                now=now,
+                mechanism_ref=mechanism_ref,
+                conditions=tuple(conditions),
+            )
+        else:
+            decided = deny(row.approval, approver=approver, reason=reason, now=now)
+        datum = decided_event(decided, at=now.isoformat())
+        value = serde.encode(topics.approvals, "ApprovalEvent", datum)
+        producer = Producer(producer_config(servers))
+        try:
+            producer.produce(topics.approvals, key=approval_id.encode(), value=value)
+            if producer.flush(30) != 0:
+                raise BrokerError(
+                    f"the decision on {approval_id} was not acknowledged by the broker"
+                )
+        except KafkaException as exc:
+            raise BrokerError(f"cannot write the decision on {approval_id}: {exc}") from exc
+    finally:
+        registry.close()
+    console.print(
+        f"OK: approval {approval_id} {verb} by {approver}; the gateway will"
+        f" {'release the transfer' if verb == 'approved' else 'record the denial'}"
+        " and audit it",
+        markup=False,
+    )
+
+
+@approvals_app.command("approve")
+@handle_errors
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (pcfx approvals list).")],
+    approver: Annotated[str, typer.Option("--approver", help="Who decides (not the requester).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (goes into the audit log).")],
+    mechanism_ref: Annotated[
+        str | None, typer.Option(help="E.g. the security-assessment number relied on.")
+    ] = None,
+    condition: Annotated[
+        list[str], typer.Option("--condition", help="A condition of the approval (repeat).")
+    ] = [],  # noqa: B006
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Approve a held transfer: the gateway releases it (and audits both) in one transaction."""
+    _decide(
+        approval_id, "approved", approver, reason, topic_prefix, bootstrap, mechanism_ref, condition
+    )
+
+
+@approvals_app.command("deny")
+@handle_errors
+def approvals_deny(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (pcfx approvals list).")],
+    approver: Annotated[str, typer.Option("--approver", help="Who decides (not the requester).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (goes into the audit log).")],
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Deny a held transfer: it never goes; the denial is audited."""
+    _decide(approval_id, "denied", approver, reason, topic_prefix, bootstrap, None, [])
+
+
+# ----------------------------------------------------------------------------------------------
+# pcfx outbound ...
+
+
+def _sealed_from_file(path: Path) -> Iterator[SealedMessage]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read {path}: {exc}") from exc
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except ValueError as exc:
+            raise UnreadableInput(f"{path} is not JSON: {exc}") from exc
+        for item in items:
+            yield SealedMessage.from_json(item)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield SealedMessage.from_bytes(line.encode())
+            except TrustError as exc:
+                raise TrustError(f"{path}:{number}: {exc.message}", reason="malformed") from exc
+
+
+def _sealed_from_topic(servers: str, topic: str) -> Iterator[SealedMessage]:
+    from gateway.runtime._kafka import partition_count, read_to_end
+
+    registry = _registry(servers)
+    try:
+        serde = GatewaySerde(registry)
+        count = partition_count(servers, topic)
+        if count == 0:
+            raise UnreadableInput(f"topic {topic} does not exist")
+        for message in read_to_end(servers, [(topic, p) for p in range(count)]):
+            yield sealed_from_datum(serde.decode(message.value() or b"", "SealedMessage"))
+    finally:
+        registry.close()
+
+
+@outbound_app.command("dump")
+@handle_errors
+def outbound_dump(
+    recipient: Annotated[str, typer.Option("--recipient", help="Recipient id.")],
+    out: Annotated[Path, typer.Option("--out", help="JSON-lines file of sealed messages.")],
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Copy a recipient's sealed messages to a file (no key needed: they stay encrypted)."""
+    servers = _bootstrap(bootstrap)
+    topic = Topics(topic_prefix).outbound(recipient)
+    lines = [m.to_bytes() for m in _sealed_from_topic(servers, topic)]
+    out.write_bytes(b"".join(line + b"\n" for line in lines))
+    console.print(f"OK: {len(lines)} sealed messages from {topic} → {out}", markup=False)
+
+
+@outbound_app.command("decrypt")
+@handle_errors
+def outbound_decrypt(
+    recipient: Annotated[str, typer.Option("--recipient", help="Your recipient id.")],
+    key: Annotated[Path, typer.Option("--key", help="Your X25519 private key (PEM).")],
+    gateway_pub: Annotated[
+        Path, typer.Option("--gateway-pub", help="The gateway's public key (PEM).")
+    ],
+    source: Annotated[
+        Path | None, typer.Argument(help="A JSON-lines file of sealed messages (else the topic).")
+    ] = None,
+    topic: Annotated[
+        str | None,
+        typer.Option("--topic", help="Read this topic (default pcf.outbound.<recipient>)."),
+    ] = None,
+    field_key: Annotated[
+        Path | None, typer.Option(help="Need-to-know key for encrypted fields (default: --key).")
+    ] = None,
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Env var holding the key's passphrase.")
+    ] = None,
+    footprint_only: Annotated[
+        bool, typer.Option("--footprint-only", help="Print only the PACT footprint.")
+    ] = False,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Verify the gateway signature and decrypt each message; print PACT JSON, one per line."""
+    private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
+    vault_key = (
+        load_recipient_private_key(field_key, passphrase=_passphrase(passphrase_env))
+        if field_key
+        else private
+    )
+    trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
+    if source is not None:
+        messages = _sealed_from_file(source)
+    else:
+        messages = _sealed_from_topic(
+            _bootstrap(bootstrap), topic or Topics(topic_prefix).outbound(recipient)
+        )
+    count = failed = 0
+    for message in messages:
+        try:
+            opened = open_message(
+                message, recipient_id=recipient, private_key=private, trusted=trusted
+            )
+        except TrustError as exc:
+            failed += 1
+            err_console.print(f"FAIL: {exc.message}", markup=False)
+            continue
+        count += 1
+        envelope = dict(opened.envelope)
+        vault = envelope.get("fieldVault")
+        if isinstance(vault, str):
+            import base64
+
+            try:
+                plain = hpke_open(
+                    vault_key,
+                    base64.b64decode(vault),
+                    vault_context(recipient, str(envelope.get("decisionId"))),
+                )
+                envelope["decryptedFields"] = json.loads(plain)
+            except (TrustError, ValueError):
+                envelope["decryptedFields"] = None
+        doc = envelope.get("footprint") if footprint_only else envelope
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n")
+    err_console.print(
+        f"{'OK' if not failed else 'FAIL'}: {count} messages verified and decrypted,"
+        f" {failed} refused",
+        markup=False,
+    )
+    if failed:
+        raise typer.Exit(int(ExitCode.REJECTED))

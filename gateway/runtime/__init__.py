@@ -1,0 +1,78 @@
+"""The gateway on Kafka: the outbound pipeline, its transactional seams, approvals, subscriptions.
+
+``GatewayRunner`` consumes ``pcf.products`` in a consumer group and commits, per input
+partition, outbound messages + audit entries + checkpoints + offsets in one Kafka transaction
+(``KafkaTransferSink``). ``KafkaAuditStore`` reads a chain back. See ``gateway/README.md``.
+"""
+
+from gateway.runtime._adapter import LINEAGE_SCHEMA, gateway_record, lineage_of, pilot_category_of
+from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from gateway.runtime._avro import SCHEMA_NAMES, GatewaySerde, kafka_registrar, schema_text
+from gateway.runtime._codec import (
+    HeldSource,
+    approval_from_request,
+    checkpoint_from_datum,
+    checkpoint_to_datum,
+    decided_event,
+    entry_from_datum,
+    entry_to_datum,
+    requested_event,
+    resolved_event,
+    sealed_from_datum,
+    sealed_to_datum,
+)
+from gateway.runtime._kafka import TopicSpec, ensure_topics, fetch_one, partition_count, read_to_end
+from gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats
+from gateway.runtime._sink import KafkaAuditStore, KafkaTransferSink, Produced, read_audit_logs
+from gateway.runtime._subscriptions import (
+    Subscription,
+    Subscriptions,
+    default_subscriptions_path,
+    load_subscriptions,
+    parse_subscriptions,
+)
+from gateway.runtime._topics import Topics, log_id_for
+
+__all__ = [
+    "LINEAGE_SCHEMA",
+    "SCHEMA_NAMES",
+    "ApprovalBook",
+    "ApprovalRow",
+    "GatewayRunner",
+    "GatewaySerde",
+    "HeldSource",
+    "KafkaAuditStore",
+    "KafkaTransferSink",
+    "Produced",
+    "RowStatus",
+    "RunStats",
+    "RunnerSettings",
+    "Subscription",
+    "Subscriptions",
+    "TopicSpec",
+    "Topics",
+    "approval_from_request",
+    "checkpoint_from_datum",
+    "checkpoint_to_datum",
+    "decided_event",
+    "default_subscriptions_path",
+    "ensure_topics",
+    "entry_from_datum",
+    "entry_to_datum",
+    "fetch_one",
+    "gateway_record",
+    "kafka_registrar",
+    "lineage_of",
+    "load_subscriptions",
+    "log_id_for",
+    "parse_subscriptions",
+    "partition_count",
+    "pilot_category_of",
+    "read_audit_logs",
+    "read_to_end",
+    "requested_event",
+    "resolved_event",
+    "schema_text",
+    "sealed_from_datum",
+    "sealed_to_datum",
+]

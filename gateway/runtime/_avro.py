@@ -1,0 +1,191 @@
+"""Avro for the gateway's own topics: schemas in ``schemas/*.avsc``, Confluent framing, a registry.
+
+The records of ``contracts`` (``AuditEntry``, ``AuditCheckpoint``, ``ApprovalRequest``,
+``ApprovalDecision``) cannot carry what the gateway hashes and signs (kind, outcome, reasons,
+mechanisms, log id, last entry hash, hold fingerprint, a decision's reason), so a verifier could
+not recompute an entry hash from them. The gateway therefore writes its own record types
+(namespace ``io.pcfexchange.gateway``), each a lossless image of a core object, registered under
+``<topic>-value`` like every other topic.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+import time
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from contracts import KafkaSchemaRegistry, SchemaRegistry, subject_for, unframe
+from contracts.errors import RegistryError, SerdeError, UnknownSchemaError
+
+__all__ = [
+    "GATEWAY_NAMESPACE",
+    "SCHEMA_NAMES",
+    "GatewaySerde",
+    "kafka_registrar",
+    "schema_text",
+]
+
+GATEWAY_NAMESPACE: Final = "io.pcfexchange.gateway"
+SCHEMA_NAMES: Final = (
+    "SealedMessage",
+    "AuditLogEntry",
+    "AuditLogCheckpoint",
+    "ApprovalEvent",
+    "PiCounterEntry",
+)
+_HEADER: Final = struct.Struct(">bI")
+
+Registrar = Callable[[list[tuple[str, str]]], None]
+"""Registers ``(subject, schema text)`` pairs (the operator's writer, opened briefly)."""
+
+
+@cache
+def schema_text(name: str) -> str:
+    if name not in SCHEMA_NAMES:
+        raise KeyError(f"'{name}' is not a gateway record type (one of {', '.join(SCHEMA_NAMES)})")
+    return resources.files("gateway.runtime").joinpath("schemas", f"{name}.avsc").read_text()
+
+
+@cache
+def _parsed(name: str) -> Any:
+    return parse_schema(json.loads(schema_text(name)), named_schemas={})
+
+
+def kafka_registrar(bootstrap: str, *, topic: str | None = None, attempts: int = 8) -> Registrar:
+    """Register through a short-lived writer on the Kafka-topic registry.
+
+    The registry has one writer at a time (a transactional id), so a writer opened elsewhere at
+    the same moment fences this one: retry with jitter, then give up with :class:`RegistryError`.
+    """
+
+    def register(pairs: list[tuple[str, str]]) -> None:
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                kwargs: dict[str, Any] = {"writer": True}
+                if topic is not None:
+                    kwargs["topic"] = topic
+                with KafkaSchemaRegistry(bootstrap, **kwargs) as writer:
+                    for subject, text in pairs:
+                        writer.register(subject, text)
+                return
+            except RegistryError as exc:
+                last = exc
+                time.sleep(min(2.0, 0.2 * 2**attempt) * (0.5 + random.random()))
+        raise RegistryError(
+            f"could not register {len(pairs)} gateway schema(s) after {attempts} attempts: {last}"
+        ) from last
+
+    return register
+
+
+class _Reader:
+    __slots__ = ("name", "reader", "writer")
+
+    def __init__(self, name: str, writer: Any, reader: Any) -> None:
+        self.name, self.writer, self.reader = name, writer, reader
+
+
+class GatewaySerde:
+    """Encode/decode the gateway's records with Confluent framing through a schema registry.
+
+    :meth:`ensure` looks every ``(topic, record type)`` up and, when some are missing and a
+    *registrar* was given, registers them (the operator's writer, opened only for that).
+    """
+
+    def __init__(self, registry: SchemaRegistry, *, registrar: Registrar | None = None) -> None:
+        self.registry = registry
+        self._registrar = registrar
+        self._ids: dict[tuple[str, str], int] = {}
+        self._headers: dict[tuple[str, str], bytes] = {}
+        self._readers: dict[int, _Reader] = {}
+
+    def ensure(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Make sure each ``(topic, record type)`` has a schema id (register what is missing)."""
+        missing: list[tuple[str, str]] = []
+        wanted = list(dict.fromkeys(pairs))
+        for topic, name in wanted:
+            if (topic, name) in self._ids:
+                continue
+            try:
+                self._ids[(topic, name)] = self.registry.lookup(
+                    subject_for(topic), schema_text(name)
+                )
+            except UnknownSchemaError:
+                missing.append((topic, name))
+        if not missing:
+            return
+        subjects = [(subject_for(t), schema_text(n)) for t, n in missing]
+        if self._registrar is not None:
+            self._registrar(subjects)
+        else:
+            for subject, text in subjects:
+                self.registry.register(subject, text)
+        for topic, name in missing:
+            self._ids[(topic, name)] = self.registry.lookup(subject_for(topic), schema_text(name))
+
+    def _header(self, topic: str, name: str) -> bytes:
+        header = self._headers.get((topic, name))
+        if header is None:
+            self.ensure([(topic, name)])
+            header = self._headers[(topic, name)] = _HEADER.pack(0, self._ids[(topic, name)])
+        return header
+
+    def encode(self, topic: str, name: str, datum: dict[str, Any]) -> bytes:
+        """Framed Avro bytes of *datum* as record type *name* for *topic*."""
+        buffer = io.BytesIO()
+        buffer.write(self._header(topic, name))
+        try:
+            schemaless_writer(buffer, _parsed(name), datum)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise SerdeError(f"cannot encode {name} as Avro: {exc}") from exc
+        return buffer.getvalue()
+
+    def _reader(self, schema_id: int, expected: str) -> _Reader:
+        reader = self._readers.get(schema_id)
+        if reader is None:
+            text = self.registry.get_schema(schema_id)
+            try:
+                writer_json = json.loads(text)
+                writer = parse_schema(writer_json, named_schemas={})
+            except (ValueError, TypeError, KeyError) as exc:
+                raise SerdeError(f"schema id {schema_id} is not usable Avro: {exc}") from exc
+            full = str(writer_json.get("name", "")) if isinstance(writer_json, dict) else ""
+            if "." not in full and isinstance(writer_json, dict):
+                full = f"{writer_json.get('namespace', '')}.{full}"
+            namespace, _, name = full.rpartition(".")
+            if namespace != GATEWAY_NAMESPACE or name not in SCHEMA_NAMES:
+                raise UnknownSchemaError(
+                    f"schema id {schema_id} is {full or 'not a named record'}, not a gateway"
+                    " record type"
+                )
+            same = json.loads(schema_text(name)) == writer_json
+            reader = self._readers[schema_id] = _Reader(
+                name, writer, None if same else _parsed(name)
+            )
+        if reader.name != expected:
+            raise SerdeError(f"expected a {expected} but the message holds a {reader.name}")
+        return reader
+
+    def decode(self, data: bytes | bytearray | memoryview, name: str) -> dict[str, Any]:
+        """The Avro datum of a framed *name* record; :class:`SerdeError` if it is not one."""
+        schema_id, payload = unframe(data)
+        reader = self._reader(schema_id, name)
+        stream = io.BytesIO(payload)
+        try:
+            datum = schemaless_reader(stream, reader.writer, reader.reader)
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, struct.error) as exc:
+            raise SerdeError(f"malformed {name} (schema id {schema_id}): {exc!r}") from exc
+        if stream.tell() != len(payload):
+            raise SerdeError(f"trailing bytes after the {name} record (schema id {schema_id})")
+        if not isinstance(datum, dict):
+            raise SerdeError(f"schema id {schema_id} did not decode to a record")
+        return datum

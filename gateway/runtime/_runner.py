@@ -1,0 +1,824 @@
+"""The outbound pipeline on Kafka: ``pcf.products`` → policy → outbound topics + audit, atomically.
+
+One :class:`GatewayRunner` is one gateway instance. Instances share the consumer group
+(``--group``), so Kafka spreads the partitions of ``pcf.products`` (keyed by product id) over
+them. **Each input partition has its own audit chain** (``log_id = gateway-p<n>``) and its own
+transactional producer (``transactional.id = pcfx-gateway.<group>.<topic>.<n>``): the chain has
+exactly one writer at any time, and the instance that takes a partition over fences the previous
+owner (``init_transactions``) before it reads the chain head back from ``pcf.audit``.
+
+For every batch of one partition, in this order (no I/O until step 4):
+
+1. decode each roll-up (Avro ``RolledUpFootprint``), build the policy's input record
+   (``gateway_record``) and route it to its subscribers; undecodable records become
+   ``Rejection`` records for ``pcf.rejected``;
+2. run the pure core per ``(record, recipient)``: decide → transform → sign → encrypt → chain
+   one audit entry (blocked and held decisions get one too; held ones open an approval);
+3. sign a checkpoint of the chain when one is due;
+4. commit the unit in one Kafka transaction (``KafkaTransferSink.commit``): outbound messages,
+   audit entries, checkpoint, approval requests, PI counter entries, rejections and the
+   consumed offsets — all visible to ``read_committed`` readers, or none;
+5. only then adopt the new chain head and counters. If the commit fails, rewind the partition
+   to the batch's first offset and process it again (nothing went out, nothing is half-done).
+
+Approval decisions on ``pcf.approvals`` are acted on by the owner of the held record's chain, in
+the same way: the approval's audit entry, the released transfer (or its block), and the
+``resolved`` event commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from contracts import AvroSerde, Rejection, RolledUpFootprint, SchemaRegistry, subject_for
+from contracts._schemas import schema_json
+from contracts.errors import ContractError, PcfError, TrustError, UnknownSchemaError
+from gateway._approvals import Approval, ApprovalState
+from gateway._errors import CommitFailed
+from gateway._pipeline import (
+    GatewaySecrets,
+    PreparedTransfer,
+    prepare_approval_event,
+    prepare_transfer,
+)
+from gateway._sealing import KeyRing, SealedMessage
+from gateway.audit import AuditEntry, ChainHead, Checkpoint, check_audit_log, make_checkpoint
+from gateway.audit._entry import format_time
+from gateway.policy import (
+    CounterDelta,
+    CounterMetric,
+    CounterState,
+    Policy,
+    counting_year,
+    pseudonym,
+)
+from gateway.runtime._adapter import gateway_record, pilot_category_of
+from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow
+from gateway.runtime._avro import GatewaySerde, Registrar
+from gateway.runtime._codec import (
+    HeldSource,
+    checkpoint_from_datum,
+    entry_from_datum,
+    requested_event,
+    resolved_event,
+)
+from gateway.runtime._kafka import (
+    TopicSpec,
+    consumer_config,
+    coords,
+    ensure_topics,
+    fetch_one,
+    partition_count,
+    read_to_end,
+)
+from gateway.runtime._sink import Fault, KafkaTransferSink, Produced
+from gateway.runtime._subscriptions import Subscriptions
+from gateway.runtime._topics import Topics, log_id_for
+
+__all__ = ["GatewayRunner", "RunStats", "RunnerSettings"]
+
+log = logging.getLogger("pcfx.gateway")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    bootstrap: str
+    topics: Topics = field(default_factory=Topics)
+    group_id: str = "pcfx-gateway"
+    batch_size: int = 1000
+    """Most input records in one transaction (per partition)."""
+    poll_timeout_s: float = 0.1
+    checkpoint_every: int = 10_000
+    """Sign a checkpoint once this many entries are unsealed..."""
+    checkpoint_interval_s: float = 5.0
+    """...or once the oldest unsealed entry is this old (0: every transaction)."""
+    approval_ttl: timedelta = timedelta(days=7)
+    requested_by: str = "pcfx-gateway"
+    audit_partitions: int = 1
+    """Partitions for ``pcf.audit``/``pcf.audit.checkpoints`` when this run creates them."""
+    outbound_partitions: int = 1
+    create_topics: bool = True
+    transaction_timeout_s: float = 30.0
+    retry_backoff_s: float = 0.5
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    producer_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunStats:
+    records: int = 0
+    """Input records committed (each in exactly one committed transaction)."""
+    decisions: int = 0
+    sent: int = 0
+    blocked: int = 0
+    held: int = 0
+    unrouted: int = 0
+    """Records no subscription matched: nothing decided, nothing sent."""
+    no_footprint: int = 0
+    """Roll-ups that issued no PACT footprint: nothing to send."""
+    rejected: int = 0
+    transactions: int = 0
+    aborted: int = 0
+    checkpoints: int = 0
+    approvals_released: int = 0
+    approvals_blocked: int = 0
+    approvals_denied: int = 0
+    approvals_expired: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Chain:
+    """One owned input partition: its chain, its writer, what is not sealed yet."""
+
+    partition: int
+    log_id: str
+    sink: KafkaTransferSink
+    head: ChainHead
+    unsealed: int = 0
+    unsealed_since: float = 0.0
+
+
+@dataclass
+class _Unit:
+    """Everything one transaction writes (built by the pure core, committed by the sink)."""
+
+    outbound: list[SealedMessage] = field(default_factory=list)
+    entries: list[AuditEntry] = field(default_factory=list)
+    keys: dict[str, bytes] = field(default_factory=dict)
+    extra: list[Produced] = field(default_factory=list)
+    counters_added: list[tuple[int, CounterMetric, str]] = field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class GatewayRunner:
+    """One gateway instance: a consumer-group member with one transactional writer per partition.
+
+    ``run(max_records=, max_seconds=, idle_seconds=, stop=)`` is bounded on request, for tests
+    and the demo. ``fault`` is handed to every sink (tests inject failures between the sends).
+    """
+
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        *,
+        policy: Policy,
+        subscriptions: Subscriptions,
+        secrets: GatewaySecrets,
+        registry: SchemaRegistry,
+        registrar: Registrar | None = None,
+        counter_salt: bytes | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        fault: Fault | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.policy = policy
+        self.subscriptions = subscriptions
+        self.secrets = secrets
+        self.registry = registry
+        self._registrar = registrar
+        self.serde = GatewaySerde(registry, registrar=registrar)
+        self._contracts = AvroSerde(registry)
+        self.clock = clock
+        self.fault = fault
+        self.stats = RunStats()
+        self._salt = (
+            counter_salt
+            or hashlib.sha256(b"pcfx/pi-counter/v1" + secrets.pseudonym_secret).digest()
+        )
+        self.counters = CounterState.empty(counting_year(clock()), salt=self._salt)
+        self.book = ApprovalBook()
+        self._chains: dict[int, _Chain] = {}
+        self._positions: dict[tuple[str, int], int] = {}
+        self._consumer: Consumer | None = None
+        self._tail: Consumer | None = None
+        self._audit_parts = 1
+        self._checkpoint_parts = 1
+        self._started = False
+
+    # ------------------------------------------------------------------------------------------
+    # lifecycle
+
+    def start(self) -> None:
+        """Topics, schemas, the approvals and counters read to their end, then subscribe."""
+        if self._started:
+            return
+        s, t = self.settings, self.topics
+        recipients = self.subscriptions.recipients
+        if s.create_topics:
+            specs = {
+                t.audit: TopicSpec(s.audit_partitions),
+                t.checkpoints: TopicSpec(s.audit_partitions),
+                t.approvals: TopicSpec(1),
+                t.counters: TopicSpec(1, {"cleanup.policy": "compact"}),
+                t.rejected: TopicSpec(1),
+                **{t.outbound(r): TopicSpec(s.outbound_partitions) for r in recipients},
+            }
+            ensure_topics(s.bootstrap, specs)
+        self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
+        self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
+        self.serde.ensure(
+            [
+                (t.audit, "AuditLogEntry"),
+                (t.checkpoints, "AuditLogCheckpoint"),
+                (t.approvals, "ApprovalEvent"),
+                (t.counters, "PiCounterEntry"),
+                *((t.outbound(r), "SealedMessage") for r in recipients),
+            ]
+        )
+        self._ensure_contract_schema(t.rejected, "Rejection")
+        # the shared state every instance follows: approvals and PI counters
+        self._tail = Consumer(
+            consumer_config(s.bootstrap, **{"fetch.wait.max.ms": 50, "fetch.queue.backoff.ms": 50})
+        )
+        tail_parts = [
+            (topic, p)
+            for topic in (t.approvals, t.counters)
+            for p in range(max(1, partition_count(s.bootstrap, topic)))
+        ]
+        self._positions = {tp: 0 for tp in tail_parts}
+        self._catch_up()
+        self._tail.assign([TopicPartition(topic, p, 0) for topic, p in tail_parts])
+        self._consumer = Consumer(
+            consumer_config(
+                s.bootstrap,
+                **{
+                    "group.id": s.group_id,
+                    "client.id": f"pcfx-gateway-{s.group_id}",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 50,
+                    "fetch.queue.backoff.ms": 20,
+                    **s.consumer_overrides,
+                },
+            )
+        )
+        self._consumer.subscribe(
+            [t.products],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._started = True
+
+    def close(self) -> None:
+        """Seal what is unsealed, leave the group, close every client."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # revokes: _on_revoke seals and closes each chain
+            finally:
+                self._consumer = None
+        for chain in list(self._chains.values()):
+            chain.sink.close()
+        self._chains.clear()
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None
+        self._started = False
+
+    def __enter__(self) -> GatewayRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+
+    def run(
+        self,
+        *,
+        max_records: int | None = None,
+        max_seconds: float | None = None,
+        idle_seconds: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> RunStats:
+        """Process until a bound is reached (records committed, wall time, idle time, *stop*)."""
+        self.start()
+        assert self._consumer is not None
+        began = last = time.monotonic()
+        s = self.settings
+        while True:
+            now_m = time.monotonic()
+            if stop is not None and stop.is_set():
+                break
+            if max_records is not None and self.stats.records >= max_records:
+                break
+            if max_seconds is not None and now_m - began >= max_seconds:
+                break
+            if idle_seconds is not None and now_m - last >= idle_seconds:
+                break
+            messages = self._consumer.consume(num_messages=s.batch_size, timeout=s.poll_timeout_s)
+            self._follow()
+            if messages and self._process(messages):
+                last = time.monotonic()
+            if self._approvals_step():
+                last = time.monotonic()
+            self._seal_idle()
+        self.stats.seconds += time.monotonic() - began
+        return self.stats
+
+    def _process(self, messages: Sequence[Message]) -> bool:
+        by_partition: dict[int, list[Message]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer: %s", error.str())
+                continue
+            by_partition.setdefault(coords(message)[1], []).append(message)
+        for partition, batch in by_partition.items():
+            chain = self._chains.get(partition)
+            if chain is None:  # revoked while the batch was in flight: the new owner redoes it
+                continue
+            self._commit_batch(chain, batch)
+        return bool(by_partition)
+
+    # ------------------------------------------------------------------------------------------
+    # (1)-(5) one batch of one partition
+
+    def _commit_batch(self, chain: _Chain, batch: Sequence[Message]) -> None:
+        head, counters = chain.head, self.counters
+        unit = _Unit()
+        stats = RunStats()
+        for message in batch:
+            head, counters = self._one(chain, message, head, counters, unit, stats)
+        checkpoints = self._due_checkpoint(chain, head, len(unit.entries))
+        topic, partition, last = coords(batch[-1])
+        offsets = [TopicPartition(topic, partition, last + 1)]
+        assert self._consumer is not None
+        ok = self._commit(
+            chain,
+            unit,
+            checkpoints,
+            offsets=offsets,
+            group=self._consumer.consumer_group_metadata(),
+        )
+        if not ok:
+            self._rewind(TopicPartition(*coords(batch[0])))
+            return
+        self._adopt(chain, head, counters, unit, checkpoints)
+        stats.records = len(batch)
+        self._add(stats)
+
+    def _one(
+        self,
+        chain: _Chain,
+        message: Message,
+        head: ChainHead,
+        counters: CounterState,
+        unit: _Unit,
+        stats: RunStats,
+    ) -> tuple[ChainHead, CounterState]:
+        value = message.value() or b""
+        # (1) decode, adapt, route
+        try:
+            rolled = self._contracts.decode(value, RolledUpFootprint)
+        except ContractError as exc:
+            unit.extra.append(self._rejection(message, exc))
+            stats.rejected += 1
+            return head, counters
+        if rolled.footprint is None:
+            stats.no_footprint += 1
+            return head, counters
+        routes = self.subscriptions.routes(rolled.product_id, pilot_category_of(rolled))
+        if not routes:
+            stats.unrouted += 1
+            return head, counters
+        record = gateway_record(rolled)
+        record_hash = hashlib.sha256(value).hexdigest()
+        source = HeldSource(chain.log_id, *coords(message), rolled.product_id)
+        for recipient, purpose in routes:
+            # (2) the pure core
+            prepared = prepare_transfer(
+                self.policy,
+                record,
+                recipient=recipient,
+                purpose=purpose,
+                counters=counters,
+                head=head,
+                secrets=self.secrets,
+                now=self.clock(),
+                requested_by=self.settings.requested_by,
+                record_hash=record_hash,
+            )
+            head = prepared.head
+            self._collect(prepared, unit, source, stats)
+            counters = prepared.counters
+        return head, counters
+
+    def _collect(
+        self, prepared: PreparedTransfer, unit: _Unit, source: HeldSource, stats: RunStats
+    ) -> None:
+        unit.entries.extend(prepared.entries)
+        stats.decisions += 1
+        if prepared.outbound is not None:
+            message = prepared.outbound
+            unit.outbound.append(message)
+            if source.product_id is not None:
+                unit.keys[message.message_id] = pseudonym(
+                    self.secrets.pseudonym_secret, message.recipient_id, source.product_id
+                ).encode()
+            stats.sent += 1
+            delta = prepared.decision.counter_delta
+            if delta is not None and not delta.empty:
+                for metric, keys in delta.added.items():
+                    unit.counters_added.extend((delta.year, metric, k) for k in sorted(keys))
+        elif prepared.approval is not None:
+            stats.held += 1
+            unit.extra.append(
+                self._event(
+                    requested_event(
+                        self._ttl(prepared.approval), source, at=format_time(self.clock())
+                    )
+                )
+            )
+        else:
+            stats.blocked += 1
+
+    def _ttl(self, approval: Approval) -> Approval:
+        """The core opens approvals for 7 days; apply the configured time to live."""
+        return replace(approval, expires_at=approval.requested_at + self.settings.approval_ttl)
+
+    def _due_checkpoint(self, chain: _Chain, head: ChainHead, added: int) -> list[Checkpoint]:
+        s = self.settings
+        unsealed = chain.unsealed + added
+        if unsealed == 0:
+            return []
+        since = chain.unsealed_since if chain.unsealed else time.monotonic()
+        if unsealed >= s.checkpoint_every or time.monotonic() - since >= s.checkpoint_interval_s:
+            return [
+                make_checkpoint(
+                    head, log_id=chain.log_id, signer=self.secrets.signer, issued_at=self.clock()
+                )
+            ]
+        return []
+
+    def _commit(
+        self,
+        chain: _Chain,
+        unit: _Unit,
+        checkpoints: Sequence[Checkpoint],
+        *,
+        offsets: Sequence[TopicPartition] = (),
+        group: Any = None,
+    ) -> bool:
+        extra = list(unit.extra)
+        for year, metric, individual in unit.counters_added:
+            extra.append(self._counter_record(year, metric, individual, chain, unit))
+        try:
+            # (4) one transaction
+            chain.sink.commit(
+                unit.outbound,
+                unit.entries,
+                checkpoints,
+                keys=unit.keys,
+                extra=extra,
+                offsets=offsets,
+                group_metadata=group,
+            )
+        except CommitFailed as exc:
+            self.stats.aborted += 1
+            log.warning("%s; the records will be processed again", exc)
+            if chain.sink.fenced:
+                self._reopen(chain)
+            time.sleep(self.settings.retry_backoff_s)
+            return False
+        return True
+
+    def _adopt(
+        self,
+        chain: _Chain,
+        head: ChainHead,
+        counters: CounterState,
+        unit: _Unit,
+        checkpoints: Sequence[Checkpoint],
+    ) -> None:
+        # (5) state moves only after the commit
+        chain.head = head
+        self.counters = counters
+        if checkpoints:
+            chain.unsealed = 0
+            self.stats.checkpoints += len(checkpoints)
+        elif unit.entries:
+            if chain.unsealed == 0:
+                chain.unsealed_since = time.monotonic()
+            chain.unsealed += len(unit.entries)
+        self.stats.transactions += 1
+
+    def _rewind(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.seek(tp)
+        except Exception as exc:
+            log.warning("cannot rewind %s[%d]: %s", tp.topic, tp.partition, exc)
+
+    def _add(self, stats: RunStats) -> None:
+        for name, value in asdict(stats).items():
+            if name != "seconds":
+                setattr(self.stats, name, getattr(self.stats, name) + value)
+
+    # ------------------------------------------------------------------------------------------
+    # records besides outbound and audit
+
+    def _event(self, datum: dict[str, Any]) -> Produced:
+        topic = self.topics.approvals
+        return Produced(
+            topic, self.serde.encode(topic, "ApprovalEvent", datum), datum["approvalId"].encode()
+        )
+
+    def _counter_record(
+        self, year: int, metric: CounterMetric, individual: str, chain: _Chain, unit: _Unit
+    ) -> Produced:
+        topic = self.topics.counters
+        datum = {
+            "year": year,
+            "metric": metric.value,
+            "individual": individual,
+            "logId": chain.log_id,
+            "entrySeq": unit.entries[-1].seq if unit.entries else chain.head.size,
+        }
+        key = f"{year}|{metric.value}|{individual}".encode()
+        return Produced(topic, self.serde.encode(topic, "PiCounterEntry", datum), key)
+
+    def _rejection(self, message: Message, error: PcfError) -> Produced:
+        value = message.value() or b""
+        rejection = Rejection.of(
+            error,
+            source_topic=coords(message)[0],
+            partition=coords(message)[1],
+            offset=coords(message)[2],
+            original=value,
+            rejected_at=self.clock(),
+            key=message.key(),
+            processor="pcfx-gateway",
+        )
+        return Produced(
+            self.topics.rejected,
+            self._contracts.encode(self.topics.rejected, rejection),
+            message.key(),
+        )
+
+    def _ensure_contract_schema(self, topic: str, model: str) -> None:
+        subject, text = subject_for(topic), schema_json(model)
+        try:
+            self.registry.lookup(subject, text)
+        except UnknownSchemaError:
+            if self._registrar is not None:
+                self._registrar([(subject, text)])
+            else:
+                self.registry.register(subject, text)
+
+    # ------------------------------------------------------------------------------------------
+    # partitions come and go
+
+    def _open_chain(self, partition: int) -> _Chain:
+        s, t = self.settings, self.topics
+        log_id = log_id_for(partition)
+        sink = KafkaTransferSink(
+            s.bootstrap,
+            topics=t,
+            serde=self.serde,
+            log_id=log_id,
+            transactional_id=f"pcfx-gateway.{s.group_id}.{t.products}.{partition}",
+            audit_partition=partition % self._audit_parts,
+            checkpoint_partition=partition % self._checkpoint_parts,
+            timeout_s=s.transaction_timeout_s,
+            fault=self.fault,
+            overrides=s.producer_overrides,
+        )
+        # fence any older writer of this chain (its open transaction is finished first) ...
+        sink.open()
+        # ... then read the chain back: nothing can be appended behind our back any more
+        head, unsealed = self._recover(log_id, partition)
+        return _Chain(partition, log_id, sink, head, unsealed, time.monotonic())
+
+    def _recover(self, log_id: str, partition: int) -> tuple[ChainHead, int]:
+        """The chain head from ``pcf.audit``, after checking the chain; unsealed entry count."""
+        t, b = self.topics, self.settings.bootstrap
+        entries: list[AuditEntry] = []
+        for message in read_to_end(b, [(t.audit, partition % self._audit_parts)], timeout_s=300):
+            if message.key() == log_id.encode():
+                entries.append(
+                    entry_from_datum(self.serde.decode(message.value() or b"", "AuditLogEntry"))[1]
+                )
+        verdict = check_audit_log(entries, [], KeyRing({}))
+        if not verdict.ok:
+            raise TrustError(
+                f"audit log {log_id} is broken ({verdict.summary()}); refusing to extend it",
+                reason="audit_log_tampered",
+            )
+        sealed = 0
+        for message in read_to_end(
+            b, [(t.checkpoints, partition % self._checkpoint_parts)], timeout_s=120
+        ):
+            if message.key() == log_id.encode():
+                cp = checkpoint_from_datum(
+                    self.serde.decode(message.value() or b"", "AuditLogCheckpoint")
+                )
+                sealed = max(sealed, cp.tree_size)
+        log.info(
+            "chain %s recovered: %d entries, %d unsealed",
+            log_id,
+            len(entries),
+            len(entries) - sealed,
+        )
+        return ChainHead.of(entries), max(0, len(entries) - sealed)
+
+    def _reopen(self, chain: _Chain) -> None:
+        """After being fenced: a new writer (fencing back only if the group still gives us the
+        partition), and the head read again."""
+        chain.sink.close()
+        fresh = self._open_chain(chain.partition)
+        chain.sink, chain.head, chain.unsealed = fresh.sink, fresh.head, fresh.unsealed
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.partition not in self._chains:
+                self._chains[tp.partition] = self._open_chain(tp.partition)
+        # approvals resolved by the previous owner are visible now (its transaction is done)
+        self._catch_up()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            chain = self._chains.pop(tp.partition, None)
+            if chain is None:
+                continue
+            if chain.unsealed and not chain.sink.fenced:
+                self._seal(chain)
+            chain.sink.close()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            chain = self._chains.pop(tp.partition, None)
+            if chain is not None:
+                chain.sink.close()
+
+    def _seal(self, chain: _Chain) -> bool:
+        cp = make_checkpoint(
+            chain.head, log_id=chain.log_id, signer=self.secrets.signer, issued_at=self.clock()
+        )
+        try:
+            chain.sink.commit([], [], [cp])
+        except CommitFailed as exc:
+            log.warning("could not seal %s: %s", chain.log_id, exc)
+            return False
+        chain.unsealed = 0
+        self.stats.checkpoints += 1
+        return True
+
+    def _seal_idle(self) -> None:
+        interval = self.settings.checkpoint_interval_s
+        for chain in list(self._chains.values()):
+            if chain.unsealed and time.monotonic() - chain.unsealed_since >= interval:
+                self._seal(chain)
+
+    # ------------------------------------------------------------------------------------------
+    # shared state: approvals and PI counters
+
+    def _apply_tail(self, message: Message) -> None:
+        topic, value = message.topic(), message.value() or b""
+        try:
+            if topic == self.topics.approvals:
+                self.book.apply(self.serde.decode(value, "ApprovalEvent"))
+            else:
+                datum = self.serde.decode(value, "PiCounterEntry")
+                year, metric = int(datum["year"]), CounterMetric(datum["metric"])
+                if year == self.counters.year or year > self.counters.year:
+                    delta = CounterDelta(
+                        year=year, added={metric: frozenset({datum["individual"]})}
+                    )
+                    self.counters = self.counters.apply(delta)
+        except (PcfError, ValueError, KeyError) as exc:
+            log.warning(
+                "%s[%d]@%d unreadable: %s", topic, message.partition(), message.offset(), exc
+            )
+
+    def _catch_up(self) -> None:
+        """Read approvals and counters to their current end."""
+        parts = list(self._positions)
+        for message in read_to_end(self.settings.bootstrap, parts, start=self._positions):
+            topic, partition, offset = coords(message)
+            if offset >= self._positions.get((topic, partition), 0):
+                self._apply_tail(message)
+                self._positions[(topic, partition)] = offset + 1
+
+    def _follow(self) -> None:
+        if self._tail is None:
+            return
+        for message in self._tail.consume(num_messages=1000, timeout=0):
+            if message.error() is not None:
+                continue
+            topic, partition, offset = coords(message)
+            if offset >= self._positions.get((topic, partition), 0):
+                self._apply_tail(message)
+                self._positions[(topic, partition)] = offset + 1
+
+    def _approvals_step(self) -> bool:
+        owned = {c.log_id: c for c in self._chains.values()}
+        if not owned or not self.book.has_open:
+            return False
+        acted = False
+        for row, approval in self.book.actionable(owned, self.clock()):
+            chain = owned[row.source.log_id]
+            acted = self._resolve(chain, row, approval) or acted
+        return acted
+
+    def _resolve(self, chain: _Chain, row: ApprovalRow, approval: Approval) -> bool:
+        """The approval's entry, then (approved) the released transfer, and ``resolved``."""
+        now = self.clock()
+        unit = _Unit()
+        stats = RunStats()
+        entry, head = prepare_approval_event(approval, head=chain.head, now=now)
+        unit.entries.append(entry)
+        counters = self.counters
+        outcome, detail, message_id = approval.state.value, approval.reason, None
+        if approval.state is ApprovalState.APPROVED:
+            head, counters, outcome, detail, message_id = self._release(
+                row, approval, head, counters, unit, stats, now
+            )
+        resolution = resolved_event(
+            approval.approval_id,
+            outcome=outcome,
+            log_id=chain.log_id,
+            entry_seq=unit.entries[-1].seq,
+            at=format_time(now),
+            message_id=message_id,
+            detail=detail,
+        )
+        unit.extra.append(self._event(resolution))
+        checkpoints = self._due_checkpoint(chain, head, len(unit.entries))
+        if not self._commit(chain, unit, checkpoints):
+            return False
+        self._adopt(chain, head, counters, unit, checkpoints)
+        self.book.apply(resolution)
+        name = {
+            "released": "approvals_released",
+            "blocked": "approvals_blocked",
+            "denied": "approvals_denied",
+        }.get(outcome, "approvals_expired")
+        setattr(stats, name, 1)
+        self._add(stats)
+        return True
+
+    def _release(
+        self,
+        row: ApprovalRow,
+        approval: Approval,
+        head: ChainHead,
+        counters: CounterState,
+        unit: _Unit,
+        stats: RunStats,
+        now: datetime,
+    ) -> tuple[ChainHead, CounterState, str, str | None, str | None]:
+        source = row.source
+        message = fetch_one(self.settings.bootstrap, source.topic, source.partition, source.offset)
+        if message is None:
+            return head, counters, "blocked", "the held record is no longer on its topic", None
+        value = message.value() or b""
+        try:
+            rolled = self._contracts.decode(value, RolledUpFootprint)
+            record = gateway_record(rolled)
+        except ContractError as exc:
+            return head, counters, "blocked", f"the held record no longer decodes: {exc}", None
+        prepared = prepare_transfer(
+            self.policy,
+            record,
+            recipient=approval.recipient_id,
+            purpose=approval.purpose,
+            counters=counters,
+            head=head,
+            secrets=self.secrets,
+            now=now,
+            approval=approval,
+            requested_by=self.settings.requested_by,
+            record_hash=hashlib.sha256(value).hexdigest(),
+        )
+        self._collect(prepared, unit, source, stats)
+        if prepared.outbound is None:
+            reasons = "; ".join(str(r) for r in prepared.decision.reasons[:3])
+            return prepared.head, counters, "blocked", reasons or "blocked by policy", None
+        return (
+            prepared.head,
+            prepared.counters,
+            "released",
+            approval.reason,
+            prepared.outbound.message_id,
+        )

@@ -1,0 +1,449 @@
+"""The runtime's pure parts: adapter vs policy, subscriptions, codecs, export, report, keys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from contracts import InMemorySchemaRegistry
+from contracts.errors import KeyStoreError, SerdeError
+from gateway import (
+    GatewayKey,
+    GatewaySecrets,
+    KeyRing,
+    Policy,
+    PolicyFileInvalid,
+    approve,
+    open_message,
+    prepare_transfer,
+)
+from gateway._pipeline import prepare_approval_event
+from gateway.audit import ChainHead, EntryKind, check_audit_log, make_checkpoint
+from gateway.policy import Action, CounterState, Outcome, evaluate
+from gateway.runtime import (
+    ApprovalBook,
+    GatewaySerde,
+    HeldSource,
+    RowStatus,
+    approval_from_request,
+    checkpoint_from_datum,
+    checkpoint_to_datum,
+    decided_event,
+    entry_from_datum,
+    entry_to_datum,
+    gateway_record,
+    parse_subscriptions,
+    requested_event,
+    resolved_event,
+    sealed_from_datum,
+    sealed_to_datum,
+)
+from gateway.runtime._adapter import LINEAGE_SCHEMA, NoFootprint
+from gateway.runtime._export import read_export, write_export
+from gateway.runtime._keys import (
+    load_gateway_key,
+    load_gateway_public_key,
+    load_recipient_private_key,
+    write_gateway_key,
+    write_recipient_key,
+)
+from gateway.runtime._report import render_report
+from tests.gateway._factories import NOW
+from tests.gateway._rollups import (
+    CELL_PRODUCT,
+    CELL_SUPPLIER,
+    SECRET_ADDRESS,
+    SECRET_COMMENT,
+    rolled_footprint,
+)
+
+EU, EU_PURPOSE = "eu-battery-oem-de", "battery-regulation-art7"
+GB, GB_PURPOSE = "uk-customer-gb", "pcf-exchange"
+CN, CN_PURPOSE = "cn-carbon-label-body", "carbon-label-certification"
+LINEAGE = "extensions[1].data.lineage"
+
+
+@pytest.fixture
+def record() -> dict[str, Any]:
+    return gateway_record(rolled_footprint())
+
+
+# ----------------------------------------------------------------------------------------------
+# adapter: the layout the shipped policy classifies
+
+
+def test_adapter_appends_the_lineage_extension(record: dict[str, Any]) -> None:
+    lineage_ext = record["extensions"][1]
+    assert lineage_ext["dataSchema"] == LINEAGE_SCHEMA
+    lineage = lineage_ext["data"]["lineage"]
+    assert lineage["facility"] == {
+        "name": "Ningde pack plant 2",
+        "address": SECRET_ADDRESS,
+        "city": "Ningde",
+        "subdivision": "CN-FJ",
+        "country": "CN",
+        "productionVolume": {"quantity": "1200000", "unit": "kilowatt hour"},
+        "energy": [{"carrier": "total", "quantity": "54000000", "unit": "kilowatt hour"}],
+    }
+    first = lineage["inputs"][0]
+    assert (first["supplierId"], first["productId"], first["contribution"]) == (
+        CELL_SUPPLIER,
+        CELL_PRODUCT,
+        "64.470",
+    )
+    assert first["pfId"] == "0b9e3f58-2c4d-4a1b-8e7f-6a5b4c3d2e1f"
+    assert lineage["ownEmissions"]["electricityKgCO2e"] == "6.70750"
+    # plain JSON only: the record has a canonical form (strings, ints, bools)
+    json.dumps(record, allow_nan=False)
+
+
+def test_adapter_refuses_a_rollup_without_footprint() -> None:
+    rolled = rolled_footprint().model_copy(update={"footprint": None})
+    with pytest.raises(NoFootprint, match="footprint"):
+        gateway_record(rolled)
+
+
+@pytest.mark.parametrize(
+    ("recipient", "purpose"), [(EU, EU_PURPOSE), (GB, GB_PURPOSE), (CN, CN_PURPOSE)]
+)
+def test_shipped_policy_classifies_every_field_of_a_rollup(
+    policy: Policy, record: dict[str, Any], recipient: str, purpose: str
+) -> None:
+    decision = evaluate(policy, record, recipient, purpose, CounterState.empty(2026), NOW)
+    unknown = [r for r in decision.reasons if r.code == "unknown_field"]
+    assert unknown == []
+    assert decision.outcome is Outcome.TRANSFORMED
+
+
+def test_sub_tier_identities_never_reach_a_destination_that_forbids_them(
+    policy: Policy,
+    record: dict[str, Any],
+    secrets: GatewaySecrets,
+    recipient_keys: dict[str, X25519PrivateKey],
+    keyring: KeyRing,
+) -> None:
+    """R06: EU gets per-recipient pseudonyms, other destinations nothing, domestic encrypted."""
+    sub_tier = (CELL_SUPPLIER, CELL_PRODUCT, "0b9e3f58-2c4d-4a1b-8e7f-6a5b4c3d2e1f")
+    seen: dict[str, dict[str, Any]] = {}
+    for recipient, purpose in ((EU, EU_PURPOSE), (GB, GB_PURPOSE), (CN, CN_PURPOSE)):
+        prepared = prepare_transfer(
+            policy,
+            record,
+            recipient=recipient,
+            purpose=purpose,
+            counters=CounterState.empty(2026),
+            head=ChainHead(),
+            secrets=secrets,
+            now=NOW,
+        )
+        assert prepared.outbound is not None
+        opened = open_message(
+            prepared.outbound,
+            recipient_id=recipient,
+            private_key=recipient_keys[recipient],
+            trusted=keyring,
+        )
+        text = opened.plaintext.decode()
+        secrets_here = sub_tier if recipient == CN else (*sub_tier, SECRET_COMMENT, SECRET_ADDRESS)
+        for secret in secrets_here:
+            assert secret not in text, (recipient, secret)
+        seen[recipient] = opened.footprint["extensions"][1]["data"]["lineage"]
+        decision = prepared.decision
+        action = decision.field(f"{LINEAGE}.inputs[0].supplierId").action
+        assert (
+            action
+            is {
+                EU: Action.PSEUDONYMISE,
+                GB: Action.REDACT,
+                CN: Action.ENCRYPT,
+            }[recipient]
+        )
+    assert seen[EU]["inputs"][0]["supplierId"].startswith("urn:pcfx:pseudonym:")
+    assert "supplierId" not in seen[GB]["inputs"][0]
+    assert seen[CN]["inputs"][0]["supplierId"] == {
+        "pcfxEncrypted": f"{LINEAGE}.inputs[0].supplierId"
+    }
+    # generalised for the EU, exact at home
+    assert seen[EU]["facility"]["city"] == "CN-FJ"
+    assert seen[GB]["facility"]["city"] == "CN"
+    assert "quantity" not in seen[EU]["facility"]["productionVolume"]
+    assert seen[EU]["facility"]["energy"][0]["quantity"] == {
+        "intensity": "45",
+        "per": "kilowatt hour",
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# subscriptions
+
+
+def test_subscriptions_route_by_product_and_category(policy: Policy) -> None:
+    subs = parse_subscriptions(
+        {
+            "schema_version": 1,
+            "subscriptions": [
+                {"recipient": EU, "purpose": EU_PURPOSE, "categories": ["LITHIUM_BATTERY"]},
+                {"recipient": GB, "purpose": GB_PURPOSE, "products": ["urn:pact:a.cn:*"]},
+                {"recipient": EU, "purpose": EU_PURPOSE},
+            ],
+        },
+        policy,
+    )
+    assert subs.routes("urn:pact:a.cn:x", "LITHIUM_BATTERY") == (
+        (EU, EU_PURPOSE),
+        (GB, GB_PURPOSE),
+    )
+    assert subs.routes("urn:pact:b.cn:x", None) == ((EU, EU_PURPOSE),)
+    assert subs.recipients == (EU, GB)
+
+
+@pytest.mark.parametrize(
+    ("entry", "path", "code"),
+    [
+        (
+            {"recipient": "nobody", "purpose": "pcf-exchange"},
+            "subscriptions[0].recipient",
+            "unknown_recipient",
+        ),
+        (
+            {"recipient": GB, "purpose": "cbam-reporting"},
+            "subscriptions[0].purpose",
+            "purpose_not_allowed",
+        ),
+        (
+            {"recipient": GB, "purpose": GB_PURPOSE, "products": []},
+            "subscriptions[0].products",
+            "type",
+        ),
+        (
+            {"recipient": GB, "purpose": GB_PURPOSE, "to": "x"},
+            "subscriptions[0].to",
+            "unknown_field",
+        ),
+    ],
+)
+def test_subscriptions_refuse_what_the_policy_does_not_allow(
+    policy: Policy, entry: dict[str, Any], path: str, code: str
+) -> None:
+    with pytest.raises(PolicyFileInvalid) as info:
+        parse_subscriptions({"schema_version": 1, "subscriptions": [entry]}, policy)
+    assert (info.value.violations[0].path, info.value.violations[0].code) == (path, code)
+
+
+# ----------------------------------------------------------------------------------------------
+# codecs: lossless images of the core objects
+
+
+def _entries_of_every_kind(
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> tuple[list[Any], Any]:
+    head = ChainHead()
+    entries: list[Any] = []
+    for recipient, purpose in ((EU, EU_PURPOSE), ("nobody", "x"), (GB, GB_PURPOSE)):
+        p = prepare_transfer(
+            policy,
+            record,
+            recipient=recipient,
+            purpose=purpose,
+            counters=CounterState.empty(2026),
+            head=head,
+            secrets=secrets,
+            now=NOW,
+        )
+        head = p.head
+        entries.extend(p.entries)
+    return entries, head
+
+
+def test_audit_entries_survive_avro_with_their_hash(
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> None:
+    serde = GatewaySerde(InMemorySchemaRegistry())
+    entries, head = _entries_of_every_kind(policy, record, secrets)
+    kinds = {e.kind for e in entries}
+    assert {EntryKind.TRANSFER.value, EntryKind.TRANSFER_BLOCKED.value} <= kinds
+    back = []
+    for entry in entries:
+        data = serde.encode("t.pcf.audit", "AuditLogEntry", entry_to_datum(entry, "gateway-p3"))
+        log_id, decoded = entry_from_datum(serde.decode(data, "AuditLogEntry"))
+        assert log_id == "gateway-p3"
+        assert decoded == entry
+        assert decoded.compute_hash() == entry.entry_hash
+        back.append(decoded)
+    cp = make_checkpoint(head, log_id="gateway-p3", signer=secrets.signer, issued_at=NOW)
+    data = serde.encode("t.cp", "AuditLogCheckpoint", checkpoint_to_datum(cp))
+    assert checkpoint_from_datum(serde.decode(data, "AuditLogCheckpoint")) == cp
+    assert check_audit_log(back, [cp], KeyRing.of(secrets.signer.public_key)).ok
+
+
+def test_sealed_messages_survive_avro(
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> None:
+    serde = GatewaySerde(InMemorySchemaRegistry())
+    p = prepare_transfer(
+        policy,
+        record,
+        recipient=EU,
+        purpose=EU_PURPOSE,
+        counters=CounterState.empty(2026),
+        head=ChainHead(),
+        secrets=secrets,
+        now=NOW,
+    )
+    assert p.outbound is not None
+    data = serde.encode("t.out", "SealedMessage", sealed_to_datum(p.outbound))
+    assert sealed_from_datum(serde.decode(data, "SealedMessage")) == p.outbound
+    with pytest.raises(SerdeError, match="expected a AuditLogEntry"):
+        serde.decode(data, "AuditLogEntry")
+    with pytest.raises(SerdeError):
+        serde.decode(data[:-3], "SealedMessage")
+
+
+def test_approval_events_rebuild_the_core_approval_and_its_states(
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> None:
+    held_policy = _hold_city(policy)
+    p = prepare_transfer(
+        held_policy,
+        record,
+        recipient=EU,
+        purpose=EU_PURPOSE,
+        counters=CounterState.empty(2026),
+        head=ChainHead(),
+        secrets=secrets,
+        now=NOW,
+        requested_by="pcfx-gateway",
+    )
+    assert p.approval is not None
+    source = HeldSource("gateway-p1", "pcf.products", 1, 42, "urn:x")
+    serde = GatewaySerde(InMemorySchemaRegistry())
+    wire = serde.encode("a", "ApprovalEvent", requested_event(p.approval, source, at="t"))
+    rebuilt, src = approval_from_request(serde.decode(wire, "ApprovalEvent"))
+    assert (rebuilt, src) == (p.approval, source)
+
+    book = ApprovalBook()
+    book.apply(serde.decode(wire, "ApprovalEvent"))
+    row = book.rows[p.approval.approval_id]
+    assert row.status(NOW) is RowStatus.PENDING
+    assert row.status(NOW + timedelta(days=8)) is RowStatus.OVERDUE
+    decided = approve(p.approval, approver="alice", reason="contract SC-1", now=NOW)
+    book.apply(decided_event(decided, at=NOW.isoformat()))
+    assert row.status(NOW) is RowStatus.APPROVED
+    assert book.actionable(["gateway-p1"], NOW) == [(row, decided)]
+    assert book.actionable(["gateway-p0"], NOW) == []
+    # a second decision does not override the first
+    book.apply(decided_event(replace(decided, approver="mallory"), at=NOW.isoformat()))
+    assert row.decision is not None and row.decision["approver"] == "alice"
+    book.apply(
+        resolved_event(
+            decided.approval_id, outcome="released", log_id="gateway-p1", entry_seq=2, at="t"
+        )
+    )
+    assert row.status(NOW) is RowStatus.RELEASED
+    assert book.actionable(["gateway-p1"], NOW) == []
+    # the requester cannot approve its own request: the gateway ignores such a decision
+    forged = replace(decided, approver="pcfx-gateway")
+    book2 = ApprovalBook()
+    book2.apply(serde.decode(wire, "ApprovalEvent"))
+    book2.apply(decided_event(forged, at=NOW.isoformat()))
+    assert book2.actionable(["gateway-p1"], NOW) == []
+    entry, _ = prepare_approval_event(decided, head=ChainHead(), now=NOW)
+    assert entry.kind == EntryKind.APPROVAL_APPROVED.value
+
+
+def _hold_city(policy: Policy) -> Policy:
+    """The policy with R09 (facility address) held for EU recipients, then allowed."""
+    from gateway.policy._model import ActionSpec, DestinationGroup
+
+    rules = tuple(
+        replace(
+            r,
+            actions={
+                **r.actions,
+                DestinationGroup.EU: ActionSpec(Action.HOLD, then=ActionSpec(Action.ALLOW)),
+            },
+        )
+        if r.id == "R09-facility-address"
+        else r
+        for r in policy.rules
+    )
+    return replace(policy, rules=rules)
+
+
+# ----------------------------------------------------------------------------------------------
+# export, report
+
+
+def test_export_round_trip_and_tamper_detection(
+    tmp_path: Path, policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> None:
+    entries, head = _entries_of_every_kind(policy, record, secrets)
+    cp = make_checkpoint(head, log_id="gateway-p0", signer=secrets.signer, issued_at=NOW)
+    path = tmp_path / "audit.jsonl"
+    assert write_export(path, {"gateway-p0": entries}, {"gateway-p0": [cp]}) == len(entries) + 1
+    got, cps, problems = read_export(path)
+    keys = KeyRing.of(secrets.signer.public_key)
+    assert problems == [] and check_audit_log(got["gateway-p0"], cps["gateway-p0"], keys).ok
+    lines = path.read_text().splitlines()
+    tampered = json.loads(lines[1])
+    tampered["entry"]["recipient"]["id"] = "someone-else"
+    lines[1] = json.dumps(tampered)
+    path.write_text("\n".join(lines) + "\n")
+    got, cps, _ = read_export(path)
+    verdict = check_audit_log(got["gateway-p0"], cps["gateway-p0"], keys)
+    assert not verdict.ok and verdict.first_bad_entry == 1
+
+
+def test_report_escapes_everything(
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> None:
+    entries, _ = _entries_of_every_kind(policy, record, secrets)
+    evil = replace(entries[0], purpose="<script>alert(1)</script>", recipient_id='x"><img src=x>')
+    keys = KeyRing.of(secrets.signer.public_key)
+    verdict = check_audit_log([evil, *entries[1:]], [], keys)
+    page = render_report(
+        {"gateway-p0": [evil, *entries[1:]]}, {"gateway-p0": verdict}, source="<file>"
+    )
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "NOT INTACT" in page  # the edited entry no longer hashes to its recorded hash
+    assert page.count("<html") == 1 and "http://" not in page.replace("http-equiv", "")
+
+
+# ----------------------------------------------------------------------------------------------
+# keys
+
+
+def test_key_files_round_trip(tmp_path: Path) -> None:
+    key_id, public = write_gateway_key(tmp_path / "gw.pem", passphrase=b"pw")
+    assert (tmp_path / "gw.pem").stat().st_mode & 0o777 == 0o600
+    loaded = load_gateway_key(tmp_path / "gw.pem", passphrase=b"pw")
+    assert loaded.key_id == key_id
+    assert KeyRing.of(load_gateway_public_key(public)).keys.keys() == {key_id}
+    text, _ = write_recipient_key(tmp_path / "r.pem")
+    assert text.startswith("x25519:")
+    load_recipient_private_key(tmp_path / "r.pem")
+    with pytest.raises(KeyStoreError, match="not an X25519"):
+        load_recipient_private_key(tmp_path / "gw.pem", passphrase=b"pw")
+    with pytest.raises(KeyStoreError, match="refusing to overwrite"):
+        write_gateway_key(tmp_path / "gw.pem")
+    with pytest.raises(KeyStoreError, match="wrong passphrase"):
+        load_gateway_key(tmp_path / "gw.pem", passphrase=b"nope")
+    assert isinstance(GatewayKey.generate(), GatewayKey)
+
+
+def test_runtime_public_api_is_pinned() -> None:
+    import gateway.runtime as runtime
+
+    assert len(set(runtime.__all__)) == len(runtime.__all__)
+    for name in runtime.__all__:
+        assert getattr(runtime, name) is not None
+    from gateway import cli
+
+    assert {"gateway_app", "audit_app", "approvals_app", "outbound_app"} <= set(cli.__all__)
