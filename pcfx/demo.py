@@ -17,6 +17,7 @@ Every run uses a fresh topic namespace (``demo-<time>.``) so runs never see each
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -268,6 +269,165 @@ class DemoExchange:
         raise PcfError(f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}")
 
 
+# --- the gateway act: the very commands a compliance officer and a recipient run ---------------
+
+EU_OEM = "eu-battery-oem-de"
+NOTIFIED_BODY = "eu-notified-body-fr"
+_HOLD_RULE = """  - id: D01-plant-address-for-verification
+    when: {class: facility-address, purpose: battery-cf-verification}
+    actions:
+      domestic: allow
+      eu: {action: hold, then: allow}
+      other: {action: hold, then: allow}
+    basis: "demo: on-site verification needs the exact plant address; released per approval"
+"""
+
+
+def _pcfx(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pcfx", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise PcfError(f"pcfx {' '.join(args[:3])} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def _gateway_files(bootstrap: str, keys: Path) -> tuple[Path, Path]:
+    """Gateway and recipients' keys, the shipped policy with these recipients' keys and a hold
+    rule for the notified body, and the demo's subscriptions."""
+    from gateway import default_policy_path
+    from gateway.runtime._keys import load_recipient_private_key, policy_with_recipient_keys
+
+    _pcfx(bootstrap, "gateway", "keys", "signing", "--out", str(keys / "gateway.key.pem"))
+    public = {}
+    for rid in (EU_OEM, NOTIFIED_BODY):
+        path = keys / f"{rid}.x25519.pem"
+        _pcfx(bootstrap, "gateway", "keys", "recipient", "--out", str(path))
+        public[rid] = load_recipient_private_key(path).public_key()
+    text = policy_with_recipient_keys(Path(default_policy_path()).read_text(), public)
+    # the notified body's purpose gets the hold rule instead of the usual generalisation
+    r09 = "  - id: R09-facility-address\n    when: {class: facility-address}\n"
+    scoped = (
+        "  - id: R09-facility-address\n    when:\n      class: facility-address\n"
+        "      purpose: [pcf-exchange, battery-regulation-art7, cbam-reporting, "
+        "carbon-label-certification]\n"
+    )
+    anchor = "  - id: R10a-facility-coordinates\n"
+    if text.count(r09) != 1 or text.count(anchor) != 1:
+        raise PcfError("the shipped policy changed: the demo's edits no longer apply")
+    policy = keys.parent / "policy.yaml"
+    policy.write_text(text.replace(r09, scoped).replace(anchor, _HOLD_RULE + anchor))
+    subscriptions = keys.parent / "subscriptions.yaml"
+    subscriptions.write_text(
+        "schema_version: 1\nsubscriptions:\n"
+        f"  - recipient: {EU_OEM}\n    purpose: battery-regulation-art7\n"
+        f'    products: ["{PACK}"]\n'
+        f"  - recipient: {NOTIFIED_BODY}\n    purpose: battery-cf-verification\n"
+        f'    products: ["{PACK}"]\n'
+    )
+    return policy, subscriptions
+
+
+def _decrypt(bootstrap: str, prefix: str, keys: Path, recipient: str) -> list[dict[str, Any]]:
+    out = _pcfx(
+        bootstrap,
+        "outbound", "decrypt",
+        "--recipient", recipient,
+        "--key", str(keys / f"{recipient}.x25519.pem"),
+        "--gateway-pub", str(keys / "gateway.key.pub.pem"),
+        "--topic-prefix", prefix,
+    )  # fmt: skip
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def _lineage(message: dict[str, Any]) -> dict[str, Any]:
+    for extension in message["footprint"].get("extensions", ()):
+        lineage = extension.get("data", {}).get("lineage")
+        if lineage is not None:
+            return dict(lineage)
+    return {}
+
+
+def gateway_act(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Any]:
+    keys = workdir / "gateway-keys"
+    policy, subscriptions = _gateway_files(bootstrap, keys)
+    run = [
+        "gateway", "run",
+        "--policy", str(policy),
+        "--subscriptions", str(subscriptions),
+        "--gateway-key", str(keys / "gateway.key.pem"),
+        "--topic-prefix", prefix,
+        "--group", f"{prefix}gateway",
+        "--idle-seconds", "15",
+        "--json",
+    ]  # fmt: skip
+    out = _pcfx(bootstrap, *run).stdout
+    stats = json.loads(out[out.index("{") :])
+    eu = _decrypt(bootstrap, prefix, keys, EU_OEM)[-1]
+    pcf = eu["footprint"]["pcf"]
+    facility = _lineage(eu).get("facility", {})
+    inputs = _lineage(eu).get("inputs", [])
+    table = Table(title=f"What {EU_OEM} received: the pack's EU Battery Regulation declaration")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("carbon footprint", f"{pcf['pcfExcludingBiogenicUptake']} kgCO2e per kWh")
+    table.add_row("plant location", f"{facility.get('city')} (generalised from the city)")
+    table.add_row(
+        "sub-tier suppliers", ", ".join(str(i.get("productId", i.get("factorId"))) for i in inputs)
+    )
+    table.add_row("signed by the gateway, encrypted to", eu["recipientId"])
+    console.print(table)
+    console.print(
+        f"Gateway run: {stats.get('sent')} sent, {stats.get('held')} held for approval, "
+        f"{stats.get('no_footprint')} transient incomplete roll-ups skipped (no PACT footprint)."
+    )
+    pending = json.loads(
+        _pcfx(bootstrap, "approvals", "list", "--topic-prefix", prefix, "--json").stdout
+    )
+    for approval in pending:
+        held = ", ".join(sorted({h["path"].rsplit(".", 1)[-1] for h in approval["held"]}))
+        console.print(
+            f"[yellow]HELD[/] {approval['approvalId'][:8]}… for {approval['recipient']}: {held}"
+        )
+        _pcfx(
+            bootstrap,
+            "approvals", "approve", approval["approvalId"],
+            "--approver", "Li Wei (data protection officer)",
+            "--reason", "on-site verification under standard contract SC-2026-0117",
+            "--topic-prefix", prefix,
+        )  # fmt: skip
+        console.print(f"[green]APPROVED[/] {approval['approvalId'][:8]}… by Li Wei")
+    _pcfx(bootstrap, *run)  # releases the approved transfers
+    released = _decrypt(bootstrap, prefix, keys, NOTIFIED_BODY)
+    city = _lineage(released[-1]).get("facility", {}).get("city") if released else None
+    console.print(f"{NOTIFIED_BODY} received the exact plant city after approval: {city}")
+    verify = _pcfx(
+        bootstrap, "audit", "verify", "--gateway-pub", str(keys / "gateway.key.pub.pem"),
+        "--topic-prefix", prefix, check=False,
+    )  # fmt: skip
+    console.print(verify.stdout.strip() or verify.stderr.strip())
+    report = workdir / "audit-report.html"
+    _pcfx(
+        bootstrap, "audit", "report", "--gateway-pub", str(keys / "gateway.key.pub.pem"),
+        "--out", str(report), "--topic-prefix", prefix,
+    )  # fmt: skip
+    console.print(f"Compliance report: {report}")
+    return {
+        "eu_pcf": pcf["pcfExcludingBiogenicUptake"],
+        "eu_city": facility.get("city"),
+        "eu_inputs": inputs,
+        "held": len(pending),
+        "released_city": city,
+        "audit_ok": verify.returncode == 0,
+        "report": str(report),
+    }
+
+
 # --- the narrative -------------------------------------------------------------------------------
 
 PACK = "urn:pact:cz-packs.cn:product-id:PACK-282"
@@ -397,6 +557,11 @@ def run_demo(bootstrap: str, workdir: Path, *, keep_running: bool = False) -> di
             f"{rejection.offset}: {rejection.error_code}/{rejection.reason}: {rejection.message}"
         )
         figures["rejection"] = {"reason": rejection.reason, "message": rejection.message}
+
+        console.rule("[bold]6. The gateway releases the pack's footprint to EU recipients")
+        figures["gateway"] = gateway_act(bootstrap, prefix, workdir)
+        if not figures["gateway"]["audit_ok"]:
+            raise PcfError("the audit log did not verify")
 
         if keep_running:
             console.rule("[bold]Left running")

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_recipient_private_key",
     "load_secret",
     "policy_key_text",
+    "policy_with_recipient_keys",
     "write_gateway_key",
     "write_recipient_key",
     "write_secret",
@@ -156,3 +158,19 @@ def derive_secret(key: GatewayKey, label: str) -> bytes:
     """A 32-byte secret derived from the signing key (when no secret file is given)."""
     raw = key.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     return hmac.new(raw, f"pcfx/gateway/{label}/v1".encode(), hashlib.sha256).digest()
+
+
+def policy_with_recipient_keys(policy_text: str, keys: dict[str, X25519PublicKey]) -> str:
+    """*policy_text* with the ``encryption_key`` of each recipient in *keys* replaced.
+
+    For deployments and demos that generate recipients' keys: the rest of the policy file,
+    comments included, is kept as written.
+    """
+    for recipient, key in keys.items():
+        pattern = re.compile(
+            rf"(- id: {re.escape(recipient)}\n(?:    .*\n)*?    encryption_key: )\"[^\"]*\""
+        )
+        policy_text, count = pattern.subn(rf'\1"{policy_key_text(key)}"', policy_text)
+        if count != 1:
+            raise ValueError(f"recipient {recipient!r} with an encryption_key is not in the policy")
+    return policy_text

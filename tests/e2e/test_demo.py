@@ -73,3 +73,14 @@ def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_p
         assert Decimal(figures["after"][product]) == after[product], product
     assert after[PACK] < before[PACK]
     assert figures["rejection"]["reason"] == "bad_signature"
+    gateway = figures["gateway"]
+    assert Decimal(gateway["eu_pcf"]) == after[PACK], "the EU customer gets the exact figure"
+    assert gateway["eu_city"] == "CN-JS", "the plant city is generalised to the province"
+    assert all(
+        str(i.get("productId", "")).startswith("urn:pcfx:pseudonym:") or i.get("factorId")
+        for i in gateway["eu_inputs"]
+    ), "no sub-tier supplier identity reaches the EU customer"
+    assert gateway["held"] >= 1 and gateway["released_city"] == "Changzhou"
+    assert gateway["audit_ok"]
+    report = Path(gateway["report"]).read_text()
+    assert "eu-battery-oem-de" in report and "<script" not in report.lower()

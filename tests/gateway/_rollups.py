@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +23,7 @@ from contracts import (
     parse_footprint,
 )
 from gateway import default_policy_path
-from gateway.runtime._keys import policy_key_text
+from gateway.runtime._keys import policy_with_recipient_keys
 
 PRODUCT_ID = "urn:pact:example-pack.cn:product-id:PACK-48V"
 CELL_SUPPLIER = "example-cells-ningde"
@@ -152,13 +151,10 @@ def policy_with_keys(
     keys: dict[str, X25519PrivateKey], out: Path, *, hold_city_for_eu: bool = False
 ) -> Path:
     """The shipped policy with recipients' keys replaced by ours (and optionally a hold rule)."""
-    text = Path(default_policy_path()).read_text()
-    for rid, key in keys.items():
-        pattern = re.compile(
-            rf"(- id: {re.escape(rid)}\n(?:    .*\n)*?    encryption_key: )\"[^\"]*\""
-        )
-        text, n = pattern.subn(rf'\1"{policy_key_text(key.public_key())}"', text)
-        assert n == 1, rid
+    text = policy_with_recipient_keys(
+        Path(default_policy_path()).read_text(),
+        {rid: key.public_key() for rid, key in keys.items()},
+    )
     if hold_city_for_eu:
         old = "      eu: {action: generalise, to: province}\n      other: {action: generalise"
         assert text.count(old) == 1
