@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PCFX := $(VENV)/bin/pcfx
 PYTEST_ARGS ?=
 
-.PHONY: install jars lint fmt test demo bench clean help
+.PHONY: install jars browser lint fmt test demo bench clean help
 
 help:
 	@sed -n '2,5p' Makefile
@@ -26,6 +26,13 @@ install: $(VENV)/.installed
 
 jars: install
 	@$(PY) -c 'from infra.kafka.launcher import ensure_jars, check_java; check_java(); print("Kafka jars:", ensure_jars())'
+
+# Headless Chromium (Debian's package) for the browser test of the HTML compliance report.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found: install it (Debian: apt-get install chromium) for the browser test"; fi; }
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -46,7 +53,7 @@ define with_broker
 	$(1)
 endef
 
-test: jars lint
+test: jars lint browser
 	@$(call with_broker,$(PY) -m pytest $(PYTEST_ARGS))
 
 # make demo DEMO_ARGS=--keep-running leaves the broker (and the demo's topics) up to explore.

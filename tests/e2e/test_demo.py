@@ -4,6 +4,8 @@ plain recursive evaluation of the demo files, written here without the roll-up c
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -82,5 +84,24 @@ def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_p
     ), "no sub-tier supplier identity reaches the EU customer"
     assert gateway["held"] >= 1 and gateway["released_city"] == "Changzhou"
     assert gateway["audit_ok"]
-    report = Path(gateway["report"]).read_text()
-    assert "eu-battery-oem-de" in report and "<script" not in report.lower()
+    report = Path(gateway["report"])
+    assert "<script" not in report.read_text().lower(), "the report is static, escaped HTML"
+    dom = render_in_chromium(report, tmp_path)
+    assert "Every audit log verified" in dom
+    assert "eu-battery-oem-de" in dom and "D01-plant-address-for-verification" in dom
+
+
+def render_in_chromium(page: Path, tmp_path: Path) -> str:
+    """What a person sees: the page rendered by headless Chromium (DOM after rendering), and a
+    screenshot that must not be blank."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium)")
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], check=True, timeout=120,
+                   capture_output=True)  # fmt: skip
+    assert shot.stat().st_size > 20_000, "the screenshot is blank"
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], check=True, timeout=120,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return dom
