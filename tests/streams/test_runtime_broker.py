@@ -17,6 +17,12 @@ from tests.streams._broker_world import ROOT, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
+STALL = (
+    "a restarted or joining faust worker intermittently stalls after rebalance/recovery "
+    "(issue 5 open; the fix in progress is .wip/streams-runtime-recovery.patch: re-sending "
+    "outputs on DUPLICATE echoes between the two sides, registry lookups block the event loop)"
+)
+
 PACK = "urn:pact:cz-packs.cn:product-id:PACK-282"
 BUS = "urn:pact:zz-bus.cn:product-id:E-BUS-12M"
 CELL = "urn:pact:fj-cells.cn:product-id:LFP280-CELL"
@@ -112,7 +118,7 @@ def _converged(expected: dict[str, Decimal]):
 
 @pytest.mark.xfail(
     strict=False,
-    reason="a restarted or joining faust worker intermittently stalls after rebalance/recovery (issue 5 open; fix in progress in .wip/streams-runtime-recovery.patch: re-sending outputs on DUPLICATE echoes between the two sides, registry lookups block the event loop)",
+    reason=STALL,
 )
 def test_kill_9_mid_stream_then_restart_converges_to_the_same_results(world: World) -> None:
     expected = _expected_all()
@@ -128,7 +134,7 @@ def test_kill_9_mid_stream_then_restart_converges_to_the_same_results(world: Wor
 
 @pytest.mark.xfail(
     strict=False,
-    reason="a restarted or joining faust worker intermittently stalls after rebalance/recovery (issue 5 open; fix in progress in .wip/streams-runtime-recovery.patch: re-sending outputs on DUPLICATE echoes between the two sides, registry lookups block the event loop)",
+    reason=STALL,
 )
 def test_two_workers_on_six_partitions_give_the_same_results_as_one(world: World) -> None:
     # The second worker joins mid-stream, so partitions move while records flow. (Starting
