@@ -14,10 +14,22 @@ Topology (every topic has the same partition count; keys are product or factor i
     pcf.keys ─▶ every worker reads it whole (the key registry) + one agent DLQs bad registrations
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
-is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. A
-crash can lose the *outputs* of a message whose state change was already in the changelog, so on
-a ``DUPLICATE`` the agents re-send the state's current outputs; downstream, those are duplicates
-too. Replays, restarts and rebalances therefore converge to the same results.
+is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
+roll-up agents send a message's outputs and wait for the broker to acknowledge them *before* they
+store the new state (whose changelog record is what a restarted worker recovers). A crash
+therefore leaves either no stored state (the redelivered message is applied again and its
+outputs, sent again, are duplicates downstream) or the state *and* its outputs, so a
+``DUPLICATE`` never needs anything re-sent. (Re-sending the state's outputs on a ``DUPLICATE``
+instead makes the two sides echo each other forever: the re-sent messages are duplicates too.)
+The ingest agents record a sequence in the ledger before they forward the record, so they do
+forward a ``DUPLICATE`` again; their inputs come from outside, so nothing echoes. A rebalance
+waits for the message each agent is processing (``stream_wait_empty``), so a worker that loses a
+partition never writes that partition's changelog afterwards. Replays, restarts and rebalances
+therefore converge to the same results, without faust's (experimental) exactly-once mode.
+
+Agents never block the event loop on the schema registry: the ids the worker encodes with are
+resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
+record is decoded (:class:`_Schemas`).
 
 Internal topics and table changelogs hold :mod:`streams.codec` JSON (never pickle).
 """
@@ -27,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,16 +48,22 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
 
 from contracts import (
     AvroSerde,
     BillOfMaterials,
+    CompatibilityLevel,
     KafkaSchemaRegistry,
+    RegisteredSchema,
     Rejection,
+    RolledUpFootprint,
     SchemaRegistry,
     SignedBillOfMaterials,
     SignedEmissionFactor,
     SignedFootprint,
+    UnknownSchemaError,
     register_all,
 )
 from contracts.errors import PcfError, TrustError
@@ -71,8 +89,6 @@ from streams.rollup import (
     ProductRolledUp,
     ProductState,
     Ref,
-    Status,
-    Subscribe,
     component_step,
     product_step,
 )
@@ -116,33 +132,94 @@ def _source(event: Any, topic: str) -> SourceRef:
     return SourceRef(topic, msg.partition, msg.offset, _produced_at(event), msg.key)
 
 
-def replay_component(state: ComponentState) -> tuple[Message, ...]:
-    """What the component side would have sent for its current value (after a redelivery)."""
-    if state.value is None:
-        return ()
-    return tuple(
-        ChildValue(parent, state.ref, state.version, state.value, state.trace)
-        for parent in state.parents
-    )
+_STORED = (Outcome.APPLIED, Outcome.UNCHANGED)
+"""Outcomes whose step state must be stored (``UNCHANGED`` stored a record nobody sees yet)."""
 
 
-def replay_product(state: ProductState) -> tuple[Message, ...]:
-    """What the product side would have sent for its current BOM and result."""
-    out: list[Message] = []
-    if state.bom is not None:
-        out.extend(Subscribe(ref, state.product_id, state.bom.revision) for ref in state.bom.refs)
-    if state.result is not None:
-        trace = (state.product_id,) if state.result.status is Status.CYCLE else ()
-        out.append(ProductRolledUp(state.product_id, state.sequence, state.result, trace))
-    return tuple(out)
+@dataclass(frozen=True)
+class _ProductRecord:
+    """One product's row: the core state, the BOM document and the last issued PACT id.
+
+    One table row, so one changelog record: a crash cannot keep the state but lose the BOM or the
+    predecessor id that go with it.
+    """
+
+    state: ProductState
+    bom: str | None = None
+    """The BOM's JSON (the metadata a PACT footprint needs), from the ``bom`` header."""
+    issued: str | None = None
+    """Id of the last PACT footprint issued for the product (the next one's predecessor)."""
+
+
+class _Schemas:
+    """The schema registry as the agents see it: answers from memory, never blocks the loop.
+
+    :class:`~contracts.KafkaSchemaRegistry` answers a miss by reading its topic with blocking
+    kafka-python calls. The ids a worker encodes with are resolved when it starts
+    (:meth:`warm`), and a schema id an incoming record names is fetched in a thread
+    (:meth:`resolve`) before the record is decoded on the loop; an id still unknown then is an
+    :class:`~contracts.UnknownSchemaError`, as before (the record goes to the DLQ).
+    """
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.registry = registry
+        self.schemas: dict[int, str] = {}
+
+    def warm(self, serde: AvroSerde, encodes: Iterable[tuple[str, type[Any]]]) -> None:
+        for topic, model in encodes:
+            serde.schema_id(topic, model)
+
+    async def resolve(self, data: bytes | None) -> None:
+        """Fetch the schema that the Confluent frame of *data* names, unless known or unknown."""
+        if data is None or len(data) < 5 or data[0] != 0:
+            return  # not framed: decoding says why
+        schema_id = int.from_bytes(data[1:5], "big")
+        if schema_id in self.schemas:
+            return
+        with contextlib.suppress(UnknownSchemaError):
+            text = await asyncio.to_thread(self.registry.get_schema, schema_id)
+            self.schemas[schema_id] = text
+
+    # -- SchemaRegistry (what AvroSerde calls; lookups and registration happen at start-up)
+
+    def get_schema(self, schema_id: int) -> str:
+        text = self.schemas.get(schema_id)
+        if text is None:
+            raise UnknownSchemaError(f"schema id {schema_id} is not in the schema registry")
+        return text
+
+    def register(self, subject: str, schema: str) -> int:
+        return self.registry.register(subject, schema)
+
+    def lookup(self, subject: str, schema: str) -> int:
+        return self.registry.lookup(subject, schema)
+
+    def latest(self, subject: str) -> RegisteredSchema:
+        return self.registry.latest(subject)
+
+    def versions(self, subject: str) -> list[int]:
+        return self.registry.versions(subject)
+
+    def subjects(self) -> list[str]:
+        return self.registry.subjects()
+
+    def compatibility(self, subject: str | None = None) -> CompatibilityLevel:
+        return self.registry.compatibility(subject)
+
+    def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None:
+        self.registry.set_compatibility(level, subject)
+
+    def test_compatibility(self, subject: str, schema: str) -> list[str]:
+        return self.registry.test_compatibility(subject, schema)
 
 
 class _Keys:
     """The key registry every worker keeps, fed by a reader of the whole ``pcf.keys`` topic."""
 
-    def __init__(self, config: StreamsConfig, serde: AvroSerde) -> None:
+    def __init__(self, config: StreamsConfig, serde: AvroSerde, schemas: _Schemas) -> None:
         self.config = config
         self.serde = serde
+        self.schemas = schemas
         self.registry = KeyRegistry(operator_keys=dict(config.operator_keys))
         self.ready = asyncio.Event()
         self.changed = asyncio.Condition()
@@ -172,6 +249,7 @@ class _Keys:
                             tp.topic, tp.partition, rec.offset,
                             datetime.fromtimestamp(rec.timestamp / 1000, UTC), rec.key,
                         )  # fmt: skip
+                        await self.schemas.resolve(rec.value)
                         self.registry.apply(rec.value, source, self.serde)
                 if batches:
                     async with self.changed:
@@ -188,6 +266,7 @@ class _Keys:
     ) -> Ingested:
         """check_record, waiting up to the grace period for a key that is not registered yet."""
         await self.ready.wait()
+        await self.schemas.resolve(data)
         deadline = asyncio.get_running_loop().time() + self.config.key_grace_s
         while True:
             result = check_record(
@@ -231,6 +310,36 @@ class _TableLedger(MutableMapping[str, tuple[int, str]]):
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+class _Recovery(Recovery):
+    """faust's recovery with one race closed (faust-streaming/faust#596, open in 0.15.3).
+
+    When a worker has changelogs to replay, the fetcher is already running when
+    ``on_recovery_completed`` resumes the stream partitions; it then awaits ``perform_seek()``
+    (a committed-offset look-up per partition) while the fetcher hands the records it prefetched
+    for those partitions to the agents' queues, and finally ``flow_control.resume()`` *clears*
+    those queues. The cleared records are never processed, yet the consumer's position is past
+    them, and a partition without a committed offset is not seeked back: after a restart or a
+    rebalance, inputs silently went missing until the next rebalance. Holding flow control until
+    that resume keeps the fetched records out of the queues until they have been cleared; they
+    are delivered right after (a record of a partition that was seeked back may then arrive
+    twice, which the idempotent core treats as a ``DUPLICATE``).
+    """
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        self.app.flow_control.suspend()
+        await super().on_recovery_completed(generation_id)
+
+
+class _TableManager(TableManager):
+    """faust's table manager, with :class:`_Recovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = _Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
 
 
 TOPICS = (
@@ -284,7 +393,15 @@ def build_app(config: StreamsConfig) -> faust.App:
         registry = KafkaSchemaRegistry(config.bootstrap)
     else:
         register_all(registry, config.topic_prefix)
-    serde = AvroSerde(registry)
+    schemas = _Schemas(registry)
+    serde = AvroSerde(schemas)
+    schemas.warm(
+        serde,
+        [
+            (config.topic("pcf.products"), RolledUpFootprint),
+            (config.topic("pcf.rejected"), Rejection),
+        ],
+    )
     app = faust.App(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
@@ -301,9 +418,11 @@ def build_app(config: StreamsConfig) -> faust.App:
         # a killed worker's partitions move to the others after 10 s, not faust's default 60 s
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
-        stream_wait_empty=False,
+        TableManager=_TableManager,
+        # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
+        # a worker never writes the changelog of a partition it has lost; see the docstring)
     )
-    keys = _Keys(config, serde)
+    keys = _Keys(config, serde, schemas)
 
     def topic(name: str) -> Any:
         return app.topic(
@@ -326,17 +445,19 @@ def build_app(config: StreamsConfig) -> faust.App:
     ledger_table = table("ingest-ledger")
     component_table = table("components")
     product_table = table("products")
-    bom_table = table("boms")
-    issued_table = table("issued")
     ledger = SequenceLedger(_TableLedger(ledger_table))
 
-    async def send(messages: Iterable[Message]) -> None:
+    async def send(messages: Iterable[Message]) -> list[Awaitable[Any]]:
+        """Hand *messages* to the producer; the returned futures complete on the broker's ack."""
+        sent: list[Awaitable[Any]] = []
         for message in messages:
             if isinstance(message, BomDeclared | ChildValue):
-                await product_in.send(key=message.key.encode(), value=codec.encode_message(message))
+                key, out = message.key.encode(), product_in
             else:
                 ref: Ref = message.ref
-                await component_in.send(key=str(ref).encode(), value=codec.encode_message(message))
+                key, out = str(ref).encode(), component_in
+            sent.append(await out.send(key=key, value=codec.encode_message(message)))
+        return sent
 
     async def reject(result: Ingested, original: bytes) -> None:
         rejection: Rejection = result.rejection(original[:65536], _now(), config.processor)
@@ -349,6 +470,8 @@ def build_app(config: StreamsConfig) -> faust.App:
         await keys.follow()
 
     async def ingest(stream: AsyncIterator[Any], name: str) -> AsyncIterator[Ingested]:
+        """Checked records (``ACCEPTED`` and ``DUPLICATE``: the ledger is written before the
+        record is forwarded, so a redelivered one is forwarded again); rejections go to the DLQ."""
         record_type = DATA_TOPICS[name]
         async for event in stream.events():  # type: ignore[attr-defined]
             data = event.value
@@ -390,7 +513,7 @@ def build_app(config: StreamsConfig) -> faust.App:
             except PcfError as exc:
                 await reject(Ingested(IngestOutcome.REJECTED, result.source, error=exc), b"")
                 continue
-            # the BOM's metadata travels with it, so the product side holds it in its own table
+            # the BOM's metadata travels with it, so the product side keeps it in its row
             await product_in.send(
                 key=bom.product_id.encode(),
                 value=codec.encode_message(BomDeclared(bom)),
@@ -402,6 +525,7 @@ def build_app(config: StreamsConfig) -> faust.App:
         """One worker per partition reports bad key registrations to the DLQ (once)."""
         check = KeyRegistry(operator_keys=dict(config.operator_keys))
         async for event in stream.events():
+            await schemas.resolve(event.value)
             result = check.apply(event.value, _source(event, config.topic("pcf.keys")), serde)
             if result.outcome is IngestOutcome.REJECTED:
                 await reject(result, event.value)
@@ -414,12 +538,12 @@ def build_app(config: StreamsConfig) -> faust.App:
             stored = component_table.get(key)
             state = codec.decode(ComponentState, stored) if stored else None
             step = component_step(state, message)
-            if step.outcome is Outcome.APPLIED:
-                component_table[key] = codec.encode(step.state)
-            outputs = step.outputs
-            if step.outcome is Outcome.DUPLICATE:
-                outputs = replay_component(step.state)
-            await send(outputs)
+            if step.outcome not in _STORED:
+                _no_op(step.outcome, message)
+                continue
+            # outputs acknowledged first, then the state: see "Effectively once" above
+            await asyncio.gather(*await send(step.outputs))
+            component_table[key] = codec.encode(step.state)
 
     @app.agent(product_in)
     async def product_side(stream: Any) -> None:
@@ -427,37 +551,40 @@ def build_app(config: StreamsConfig) -> faust.App:
             message = codec.decode_message(event.value)
             pid = message.key
             key = pid.encode()
-            bom_json = _header(event, "bom")
             stored = product_table.get(key)
-            state = codec.decode(ProductState, stored) if stored else None
-            step = product_step(state, message)
-            if step.outcome is Outcome.APPLIED:
-                product_table[key] = codec.encode(step.state)
-                if bom_json is not None:
-                    bom_table[key] = bom_json
-            outputs = step.outputs
-            if step.outcome is Outcome.DUPLICATE:
-                outputs = replay_product(step.state)
-            await send(outputs)
-            raw_bom = bom_table.get(key)
-            for out in outputs:
-                if isinstance(out, ProductRolledUp) and raw_bom is not None:
-                    bom = BillOfMaterials.model_validate_json(raw_bom)
-                    issued = issued_table.get(key)
+            row = codec.decode(_ProductRecord, stored) if stored else None
+            step = product_step(row.state if row else None, message)
+            if step.outcome not in _STORED:
+                _no_op(step.outcome, message)
+                continue
+            bom_json = _header(event, "bom") if isinstance(message, BomDeclared) else None
+            bom_doc = bom_json.decode() if bom_json is not None else row.bom if row else None
+            issued = row.issued if row else None
+            pending = await send(step.outputs)
+            for out in step.outputs:
+                if isinstance(out, ProductRolledUp) and bom_doc is not None:
                     record = rolled_up_record(
                         out.result,
                         sequence=out.sequence,
-                        bom=bom,
-                        previous_pf_id=issued.decode() if issued else None,
+                        bom=BillOfMaterials.model_validate_json(bom_doc),
+                        previous_pf_id=issued,
                         now=_now(),
                     )
                     if record.footprint is not None:
-                        issued_table[key] = str(record.footprint.id).encode()
-                    await products_out.send(
-                        key=pid.encode(), value=serde.encode(config.topic("pcf.products"), record)
-                    )
+                        issued = str(record.footprint.id)
+                    value = serde.encode(config.topic("pcf.products"), record)
+                    pending.append(await products_out.send(key=key, value=value))
+            # outputs acknowledged first, then the state: see "Effectively once" above
+            await asyncio.gather(*pending)
+            product_table[key] = codec.encode(_ProductRecord(step.state, bom_doc, issued))
 
     return app
+
+
+def _no_op(outcome: Outcome, message: Message) -> None:
+    """A message the core ignored: nothing to send or store (``CONFLICT`` is worth a warning)."""
+    if outcome is Outcome.CONFLICT:
+        log.warning("ignored %s: same sequence as stored, other content", type(message).__name__)
 
 
 def _header(event: Any, name: str) -> bytes | None:

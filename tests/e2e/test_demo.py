@@ -65,11 +65,6 @@ def independent_footprints(cell_bom_override: dict[str, Any] | None = None) -> d
     return {pid: pcf(pid) for pid in boms}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the streams worker intermittently stalls at start-up or recovery (issue 5 open; "
-    "fix in progress: .wip/streams-runtime-recovery.patch)",
-)
 def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_path: Path) -> None:
     figures = run_demo(kafka_bootstrap, tmp_path / "demo")
     before = independent_footprints()

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from contracts import (
     AvroSerde,
@@ -138,7 +138,10 @@ class World:
         signed = sign(signer, bom, supplier_id=owner, key_id=f"{owner}-k1", sequence=bom.revision)
         self._send("pcf.bom", bom.product_id, signed)
 
-    def publish_demo_chain(self) -> tuple[list[ProductFootprint], list[BillOfMaterials]]:
+    def publish_demo_chain(self, hold_back: int = 0) -> list[BillOfMaterials]:
+        """Publish the demo chain's keys, factors, footprints and BOMs (top tier first: the
+        roll-up must not depend on order), except the last *hold_back* BOMs (the lowest tiers),
+        which are returned for the caller to publish later."""
         factors = [r.value for r in load_factors(ROOT / "producers/data/factors-cn.json")]
         footprints = [r.value for r in load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")]
         boms = [r.value for r in load_boms(ROOT / "demo/lfp/manufacturers-boms.json")]
@@ -152,14 +155,20 @@ class World:
         for fp in footprints:
             assert fp is not None
             self.publish_footprint(fp)
-        for bom in reversed(boms):  # top tier first: the roll-up must not depend on order
-            assert bom is not None
+        ordered = [b for b in reversed(boms) if b is not None]
+        split = len(ordered) - hold_back
+        for bom in ordered[:split]:
             self.publish_bom(bom)
-        return [f for f in footprints if f], [b for b in boms if b]
+        return ordered[split:]
 
     # --- workers -------------------------------------------------------------------------------
 
-    def start_worker(self, name: str = "w1") -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str = "w1", loglevel: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker process; its log level is *loglevel*, else $PCFX_TEST_WORKER_LOGLEVEL,
+        else ``warn`` (``info`` shows recovery and rebalance progress)."""
+        loglevel = loglevel or os.environ.get("PCFX_TEST_WORKER_LOGLEVEL", "warn")
         log = (self.workdir / f"worker-{name}.log").open("wb")
         proc = subprocess.Popen(
             [
@@ -170,6 +179,7 @@ class World:
                 "--partitions", str(self.partitions),
                 "--data-dir", str(self.workdir / f"data-{name}"),
                 "--key-grace", "5",
+                "--loglevel", loglevel,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -236,6 +246,50 @@ class World:
             time.sleep(1.0)
         raise AssertionError(
             f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}"
+        )
+
+    def traffic(self) -> int:
+        """How many records the workers have written to the roll-up and result topics."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            names = ("pcf.rollup.component", "pcf.rollup.product", "pcf.products")
+            tps = [TopicPartition(self.topic(t), p) for t in names for p in range(self.partitions)]
+            return sum(consumer.end_offsets(tps).values())
+        finally:
+            consumer.close()
+
+    def wait_quiet(self, settle_s: float = 4.0, timeout_s: float = 30.0) -> None:
+        """Wait until the workers stop writing (for *settle_s*): redelivered messages must be
+        no-ops, not the start of an endless echo between the two roll-up sides."""
+        deadline = time.monotonic() + timeout_s
+        count, since = self.traffic(), time.monotonic()
+        while time.monotonic() - since < settle_s:
+            assert time.monotonic() < deadline, (
+                f"the workers keep writing ({count} records and counting)\n{self.worker_logs()}"
+            )
+            time.sleep(1.0)
+            now = self.traffic()
+            if now != count:
+                count, since = now, time.monotonic()
+
+    def wait_for_group(self, members: int, timeout_s: float = 90.0) -> None:
+        """Wait until the workers' consumer group is stable with *members* members."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        group = f"{self.prefix}streams"
+        deadline = time.monotonic() + timeout_s
+        described: dict[str, Any] = {}
+        try:
+            while time.monotonic() < deadline:
+                described = admin.describe_groups([group])[group]
+                if described["group_state"] == "Stable" and len(described["members"]) == members:
+                    return
+                time.sleep(1.0)
+        finally:
+            admin.close()
+        raise AssertionError(
+            f"group {group} is {described.get('group_state')} with "
+            f"{len(described.get('members', []))} members, not stable with {members}\n"
+            f"{self.worker_logs()}"
         )
 
 

@@ -17,12 +17,6 @@ from tests.streams._broker_world import ROOT, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-STALL = (
-    "a restarted or joining faust worker intermittently stalls after rebalance/recovery "
-    "(issue 5 open; the fix in progress is .wip/streams-runtime-recovery.patch: re-sending "
-    "outputs on DUPLICATE echoes between the two sides, registry lookups block the event loop)"
-)
-
 PACK = "urn:pact:cz-packs.cn:product-id:PACK-282"
 BUS = "urn:pact:zz-bus.cn:product-id:E-BUS-12M"
 CELL = "urn:pact:fj-cells.cn:product-id:LFP280-CELL"
@@ -116,38 +110,39 @@ def _converged(expected: dict[str, Decimal]):
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=STALL,
-)
 def test_kill_9_mid_stream_then_restart_converges_to_the_same_results(world: World) -> None:
+    # Kill -9 while the worker has state in its changelogs and work in flight: offsets of what
+    # it did since its last commit are redelivered to its successor, which must treat them as
+    # no-ops (not re-send them, which makes the two roll-up sides echo each other forever).
     expected = _expected_all()
     worker = world.start_worker("first")
-    world.publish_demo_chain()
-    time.sleep(4)  # let it get going, then kill it without any chance to clean up
-    world.kill_worker(worker)
+    held_back = world.publish_demo_chain(hold_back=3)
+    world.wait_for(lambda got: len(got) >= 1, what="the first worker to produce")
+    for bom in held_back:
+        world.publish_bom(bom)
+    world.kill_worker(worker)  # no chance to clean up, commit or flush
     world.start_worker("second")
     latest = world.wait_for(_converged(expected), what="convergence after kill -9")
     assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == expected
+    world.wait_quiet()
     assert world.rejections() == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=STALL,
-)
 def test_two_workers_on_six_partitions_give_the_same_results_as_one(world: World) -> None:
     # The second worker joins mid-stream, so partitions move while records flow. (Starting
     # two workers at the same instant on a fresh app can stall faust's changelog recovery,
     # faust-streaming/faust#432; a rolling start is also how deployments scale out.)
     expected = _expected_all()
     world.start_worker("a")
-    world.publish_demo_chain()
+    held_back = world.publish_demo_chain(hold_back=3)
     world.wait_for(lambda got: len(got) >= 1, what="the first worker to produce")
     world.start_worker("b")
+    for bom in held_back:
+        world.publish_bom(bom)
+        time.sleep(1.0)
     latest = world.wait_for(_converged(expected), what="two workers to converge")
     assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == expected
-    time.sleep(12)  # the group has rebalanced: both workers own partitions now
+    world.wait_for_group(members=2)  # both workers own partitions now
     from contracts import load_boms
 
     green = load_boms(ROOT / "demo/lfp/cell-green-electricity.json")[0].value
@@ -157,4 +152,6 @@ def test_two_workers_on_six_partitions_give_the_same_results_as_one(world: World
     latest = world.wait_for(_converged(after), what="two workers to propagate an update")
     assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == after
     assert all(r.footprint is not None for r in latest.values())
+    world.wait_quiet()
     assert all(w.poll() is None for w in world.workers), "both workers are still running"
+    assert world.rejections() == []
