@@ -24,7 +24,6 @@ the result's details, with the machine's load average before and after (other wo
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import os
@@ -39,11 +38,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.bench_serde import RECORD
 from bench.kafka_perf import ProducerSettings, create_topic, run_producer_perf
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
 from contracts import ProductFootprint, check_footprint, sign_batch, to_avro_dict
 from contracts._envelope import signing_bytes
+from contracts.examples import example_footprint
 from pcfx.settings import bootstrap_servers
 from producers import Ledger, Publisher, Signer, Topics, load_items
 from producers._avro import WireEncoder
@@ -57,7 +56,7 @@ def footprints(count: int) -> list[dict[str, Any]]:
     base = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
     out = []
     for i in range(count):
-        record = copy.deepcopy(RECORD)
+        record = example_footprint()
         record["id"] = str(uuid.UUID(int=(0xBE << 120) + i))
         record["productIds"] = [f"urn:pact:example-cells.cn:product-id:LFP-{i:07d}"]
         record["created"] = (base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -164,7 +163,8 @@ def main() -> None:
     bootstrap = bootstrap_servers()
     load_before = _load()
     # the supplier signs as the company its footprints name (the streams check companyIds)
-    signer = Signer.from_private_key(Ed25519PrivateKey.generate(), RECORD["companyIds"][0])
+    company = example_footprint()["companyIds"][0]
+    signer = Signer.from_private_key(Ed25519PrivateKey.generate(), company)
     records = footprints(count)
     settings = ProducerSettings(acks="all", linger_ms=5, batch_size=262_144)
     rates: dict[str, list[float]] = {"e2e": [], "signed": [], "single": [], "kafka": []}

@@ -20,7 +20,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 import fastavro
 import pydantic
@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
 from contracts import (
-    PCFX_EXTENSION_SCHEMA,
     AvroSerde,
     InMemorySchemaRegistry,
     SignedFootprint,
@@ -38,86 +37,10 @@ from contracts import (
     sign,
     to_pact_json,
 )
+from contracts.examples import example_footprint
 
-# A lithium-battery cell footprint as a supplier would send it: every mandatory PACT v3 field,
-# the usual optional ones, and our extension (stages, uncertainty, field labels).
-RECORD: dict[str, Any] = {
-    "id": "3f7a9c1e-5b2d-4e8f-9a6b-0c1d2e3f4a5b",
-    "specVersion": "3.0.0",
-    "precedingPfIds": ["0b9e3f58-2c4d-4a1b-8e7f-6a5b4c3d2e1f"],
-    "created": "2025-03-01T08:00:00Z",
-    "status": "Active",
-    "validityPeriodStart": "2025-01-01T00:00:00Z",
-    "validityPeriodEnd": "2027-12-31T00:00:00Z",
-    "companyName": "Example Cells Co.",
-    "companyIds": ["urn:pact:company:customcode:vendor-assigned:uscc-91350900MA2YXXXX0X"],
-    "productDescription": "LFP prismatic cell 280 Ah, 3.2 V, cradle-to-gate",
-    "productIds": ["urn:pact:example-cells.cn:product-id:LFP280", "urn:gtin:06901234567892"],
-    "productClassifications": ["urn:pact:productclassification:un-cpc:46410"],
-    "productNameCompany": "LFP280",
-    "comment": "Primary data from the Ningde plant, 2024",
-    "pcf": {
-        "declaredUnitOfMeasurement": "kilowatt hour",
-        "declaredUnitAmount": "1",
-        "productMassPerDeclaredUnit": "5.50",
-        "referencePeriodStart": "2024-01-01T00:00:00Z",
-        "referencePeriodEnd": "2025-01-01T00:00:00Z",
-        "geographyCountrySubdivision": "CN-FJ",
-        "boundaryProcessesDescription": "Cathode, anode, electrolyte, cell assembly, formation",
-        "pcfExcludingBiogenicUptake": "61.40",
-        "pcfIncludingBiogenicUptake": "61.40",
-        "fossilGhgEmissions": "61.10",
-        "fossilCarbonContent": "0.80",
-        "biogenicCarbonContent": "0",
-        "biogenicCO2Uptake": "0",
-        "landUseChangeGhgEmissions": "0.30",
-        "aircraftGhgEmissions": "0",
-        "packagingEmissionsIncluded": True,
-        "packagingGhgEmissions": "0.42",
-        "ccsTechnologicalCO2CaptureIncluded": False,
-        "ipccCharacterizationFactors": ["AR6"],
-        "crossSectoralStandards": ["ISO14067", "GHGP-Product"],
-        "productOrSectorSpecificRules": [
-            {
-                "operator": "Other",
-                "ruleNames": ["CBAM battery rules v1"],
-                "otherOperatorName": "MIIT",
-            }
-        ],
-        "exemptedEmissionsPercent": "0.5",
-        "exemptedEmissionsDescription": "Office lighting",
-        "allocationRulesDescription": "Mass allocation at the formation step",
-        "secondaryEmissionFactorSources": [{"name": "CLCD", "version": "0.9"}],
-        "primaryDataShare": "63.0",
-        "dqi": {"technologicalDQR": "1.8", "geographicalDQR": "1.5", "temporalDQR": "1.2"},
-        "verification": {
-            "coverage": "product level",
-            "providerName": "CQC",
-            "completedAt": "2025-02-15T00:00:00Z",
-            "standardName": "GB/T 24067-2024",
-        },
-    },
-    "extensions": [
-        {
-            "specVersion": "2.0.0",
-            "dataSchema": PCFX_EXTENSION_SCHEMA,
-            "data": {
-                "pilotCategory": "LITHIUM_BATTERY",
-                "standards": ["GB/T 24067-2024", "ISO14067"],
-                "stageBreakdown": {"raw_material_acquisition": "48.20", "production": "13.20"},
-                "uncertainty": {
-                    "relativeStandardUncertaintyPercent": "7.5",
-                    "lower95": "52.1",
-                    "upper95": "70.9",
-                },
-                "fieldLabels": {
-                    "pcf.boundaryProcessesDescription": {"grade": "GENERAL", "tradeSecret": True},
-                    "productIds[*]": {"grade": "GENERAL"},
-                },
-            },
-        }
-    ],
-}
+# A lithium-battery cell footprint as a supplier would send it (contracts.examples).
+RECORD: Final = example_footprint()
 
 
 _REQUIRED_PCF = (
