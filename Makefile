@@ -56,14 +56,11 @@ endef
 test: jars lint browser
 	@$(call with_broker,$(PY) -m pytest $(PYTEST_ARGS))
 
-# make demo DEMO_ARGS=--keep-running leaves the broker (and the demo's topics) up to explore.
+# `pcfx demo` starts a local broker when none is configured and stops everything it started;
+# make demo DEMO_ARGS=--keep-running leaves the broker, the streams worker and the gateway up
+# to explore (`pcfx demo stop` ends them).
 demo: jars
-	@if [[ "$(DEMO_ARGS)" == *--keep-running* ]]; then \
-	  $(PCFX) broker status >/dev/null 2>&1 || $(PCFX) broker start; \
-	  $(PCFX) demo $(DEMO_ARGS); \
-	else \
-	  $(call with_broker,$(PCFX) demo $(DEMO_ARGS)); \
-	fi
+	@$(PCFX) demo $(DEMO_ARGS)
 
 bench: jars
 	@$(call with_broker,$(PY) -m bench $(BENCH_ARGS))

@@ -74,7 +74,12 @@ outbound_app = typer.Typer(
 )
 
 PrefixOpt = Annotated[
-    str, typer.Option("--topic-prefix", help="Prefix of every topic name (tenants, tests).")
+    str,
+    typer.Option(
+        "--topic-prefix",
+        envvar="PCFX_TOPIC_PREFIX",
+        help="Prefix of every topic name (tenants, tests).",
+    ),
 ]
 BootstrapOpt = Annotated[
     str | None,
@@ -270,11 +275,13 @@ def run(
         str | None, typer.Option(help="Env var holding the key's passphrase.")
     ] = None,
     group: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--group", help="Consumer group: instances with the same group share the partitions."
+            "--group",
+            help="Consumer group: instances with the same group share the partitions "
+            "(default: <topic prefix>pcfx-gateway).",
         ),
-    ] = "pcfx-gateway",
+    ] = None,
     topic_prefix: PrefixOpt = "",
     bootstrap: BootstrapOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Most records per transaction.")] = 1000,
@@ -309,6 +316,7 @@ def run(
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
     servers = _bootstrap(bootstrap)
+    group = group or f"{topic_prefix}pcfx-gateway"
     settings = RunnerSettings(
         servers,
         topics=Topics(topic_prefix),

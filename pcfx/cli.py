@@ -7,7 +7,7 @@ import typer
 from gateway.api.cli import app as api_app
 from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
-from pcfx.demo import demo
+from pcfx.demo import demo_app
 from producers.cli import keys_app, publish_app
 from streams.cli import rollup, streams_app
 
@@ -32,7 +32,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(outbound_app, name="outbound")
 app.add_typer(api_app, name="api")
 # everything at once
-app.command("demo")(demo)
+app.add_typer(demo_app, name="demo")
 
 
 def main() -> None:

@@ -13,6 +13,10 @@ The story, each step on the real broker with real signatures, workers and encryp
    approved; the audit log verifies; an HTML compliance report is written.
 
 Every run uses a fresh topic namespace (``demo-<time>.``) so runs never see each other's data.
+
+With ``--keep-running`` the streams worker and a gateway stay up afterwards (pids and logs in
+``<workdir>/services.json``, the settings to use them in ``<workdir>/env.sh``, which the README's
+walkthroughs source); ``pcfx demo stop`` stops them, and the local broker if the demo started it.
 """
 
 from __future__ import annotations
@@ -53,12 +57,13 @@ from contracts import (
     sign,
 )
 from contracts.errors import BrokerError, PcfError
-from pcfx.console import console, handle_errors
+from pcfx._services import Service, Services, start_service, stop_services
+from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
-from producers.keys import load_private_key, new_key_pair
+from producers.keys import KeyRole, load_private_key, new_key_pair
 
-__all__ = ["DEMO_DIR", "DemoExchange", "demo"]
+__all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "demo" / "lfp"
@@ -84,6 +89,8 @@ class DemoExchange:
     workdir: Path
     prefix: str
     partitions: int = 6
+    detach: bool = False
+    """Workers in their own session, left running by :meth:`stop` (``--keep-running``)."""
     keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -91,7 +98,10 @@ class DemoExchange:
     def __post_init__(self) -> None:
         from streams.runtime import StreamsConfig, ensure_topics
 
-        files = new_key_pair("operator", self.workdir / "keys", overwrite=True)
+        files = new_key_pair(
+            "operator", self.workdir / "keys", overwrite=True, role=KeyRole.OPERATOR
+        )
+        self.operator_file = files.private_key
         self.operator = load_private_key(files.private_key)
         self.operator_pub = files.public_key
         self.operator_key_id = files.key_id
@@ -205,12 +215,14 @@ class DemoExchange:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap},
+            start_new_session=self.detach,
         )  # fmt: skip
         self.workers.append(proc)
         return proc
 
     def stop(self) -> None:
-        for proc in self.workers:
+        """Stop the workers (unless detached) and close the producer."""
+        for proc in [] if self.detach else self.workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -353,19 +365,22 @@ def _lineage(message: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def gateway_act(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Any]:
-    keys = workdir / "gateway-keys"
-    policy, subscriptions = _gateway_files(bootstrap, keys)
-    run = [
+def _gateway_run(prefix: str, workdir: Path) -> list[str]:
+    """``pcfx gateway run`` with the demo's policy, subscriptions and key (runs until stopped)."""
+    return [
         "gateway", "run",
-        "--policy", str(policy),
-        "--subscriptions", str(subscriptions),
-        "--gateway-key", str(keys / "gateway.key.pem"),
+        "--policy", str(workdir / "policy.yaml"),
+        "--subscriptions", str(workdir / "subscriptions.yaml"),
+        "--gateway-key", str(workdir / "gateway-keys" / "gateway.key.pem"),
         "--topic-prefix", prefix,
         "--group", f"{prefix}gateway",
-        "--idle-seconds", "15",
-        "--json",
     ]  # fmt: skip
+
+
+def gateway_act(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Any]:
+    keys = workdir / "gateway-keys"
+    _gateway_files(bootstrap, keys)
+    run = [*_gateway_run(prefix, workdir), "--idle-seconds", "15", "--json"]
     out = _pcfx(bootstrap, *run).stdout
     stats = json.loads(out[out.index("{") :])
     eu = _decrypt(bootstrap, prefix, keys, EU_OEM)[-1]
@@ -462,14 +477,27 @@ def _products_table(latest: dict[str, RolledUpFootprint], boms: list[BillOfMater
     return table
 
 
-def run_demo(bootstrap: str, workdir: Path, *, keep_running: bool = False) -> dict[str, Any]:
-    """Play the story; return the figures it showed (the end-to-end test checks them)."""
+def run_demo(
+    bootstrap: str, workdir: Path, *, keep_running: bool = False, broker_started: bool = False
+) -> dict[str, Any]:
+    """Play the story; return the figures it showed (the end-to-end test checks them).
+
+    With *keep_running* the streams worker and a gateway are left running, recorded in
+    ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
+    says the caller started the local broker for the demo, so that ``pcfx demo stop`` stops it.
+    """
     from streams.cli import run_rollup
 
-    prefix = f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}."
+    prefix = f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}-{os.getpid() % 10000:04d}."
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    if (workdir / "services.json").exists():
+        raise PcfError(
+            f"a demo left running in {workdir} is recorded in services.json",
+            hint=f"Stop it first: pcfx demo stop --workdir {workdir}",
+        )
     figures: dict[str, Any] = {"prefix": prefix}
-    exchange = DemoExchange(bootstrap, workdir, prefix)
+    exchange = DemoExchange(bootstrap, workdir, prefix, detach=keep_running)
     try:
         console.rule("[bold]1. The operator registers keys and publishes background factors")
         console.rule("[bold]2. Suppliers publish signed footprints, manufacturers their BOMs")
@@ -564,29 +592,141 @@ def run_demo(bootstrap: str, workdir: Path, *, keep_running: bool = False) -> di
             raise PcfError("the audit log did not verify")
 
         if keep_running:
-            console.rule("[bold]Left running")
-            console.print(
-                f"Topics: {prefix}pcf.*. Try:\n"
-                f"  pcfx rollup --footprints {DEMO_DIR}/suppliers-footprints.json "
-                f"--boms {DEMO_DIR}/manufacturers-boms.json --factors {FACTORS_FILE} "
-                f"--tree {PACK}\n"
-                "  pcfx broker status\n  pcfx broker stop   (when done)"
-            )
+            figures["services"] = _leave_running(exchange, broker_started)
+    except BaseException:
+        exchange.detach = False  # a demo that failed leaves nothing running
+        stop_services(workdir)
+        raise
     finally:
-        if not keep_running:
-            exchange.stop()
+        exchange.stop()
     return figures
 
 
+def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
+    """Start a gateway that runs on, record it and the streams worker, write ``env.sh`` and
+    print what to try next."""
+    workdir, prefix = exchange.workdir, exchange.prefix
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": exchange.bootstrap}
+    services = Services(exchange.bootstrap, prefix, broker_started=broker_started)
+    for number, proc in enumerate(exchange.workers, start=1):
+        log = str(workdir / f"worker-w{number}.log")
+        services.processes.append(Service(f"streams worker w{number}", proc.pid, log, prefix))
+    gateway, _ = start_service(
+        "gateway",
+        [sys.executable, "-m", "pcfx", *_gateway_run(prefix, workdir)],
+        workdir / "gateway.log",
+        prefix,
+        env,
+    )
+    services.processes.append(gateway)
+    services.save(workdir)
+    gw = workdir / "gateway-keys"
+    operator_pub = exchange.operator_pub.resolve()
+    (workdir / "env.sh").write_text(
+        "# pcfx demo --keep-running: `source` this to work with the running demo exchange\n"
+        f"export KAFKA_BOOTSTRAP_SERVERS={exchange.bootstrap}\n"
+        f"export PCFX_TOPIC_PREFIX={prefix}\n"
+        f"export OPERATOR_KEY={exchange.operator_file.resolve()}\n"
+        f"export OPERATOR_PUB={operator_pub}\n"
+        f"export GATEWAY_KEYS={gw}\n"
+        f"export DEMO_WORKDIR={workdir}\n"
+    )
+    console.rule("[bold]Left running")
+    table = Table(title=f"Running on {exchange.bootstrap}, topics {prefix}pcf.*")
+    for column in ("service", "pid", "log"):
+        table.add_column(column)
+    for service in services.processes:
+        table.add_row(service.name, str(service.pid), service.log)
+    table.add_row(
+        "Kafka broker",
+        "",
+        "started by the demo (pcfx broker logs)" if broker_started else "yours: left as it was",
+    )
+    console.print(table)
+    console.print(
+        "Try next (the README's walkthroughs start here):\n"
+        f"  source {workdir / 'env.sh'}\n"
+        "  pcfx keys list\n"
+        "  pcfx approvals list --all\n"
+        f"  pcfx audit verify --gateway-pub {gw / 'gateway.key.pub.pem'}\n"
+        f"  pcfx audit show --recipient {EU_OEM}\n"
+        f"  pcfx outbound decrypt --recipient {EU_OEM} --key {gw / (EU_OEM + '.x25519.pem')} "
+        f"--gateway-pub {gw / 'gateway.key.pub.pem'} --footprint-only\n"
+        f"  pcfx rollup --footprints {DEMO_DIR / 'suppliers-footprints.json'} "
+        f"--boms {DEMO_DIR / 'manufacturers-boms.json'} --factors {FACTORS_FILE} --tree {PACK}\n"
+        f"Stop everything: pcfx demo stop --workdir {workdir}",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    return services
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+demo_app = typer.Typer(
+    help="The whole exchange on an LFP battery supply chain (`pcfx demo stop` ends a demo left "
+    "running).",
+    invoke_without_command=True,
+)
+
+WorkDir = Annotated[
+    Path, typer.Option("--workdir", help="Where keys, logs, reports and services.json are written.")
+]
+
+
+@demo_app.callback()
 @handle_errors
 def demo(
+    ctx: typer.Context,
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="Leave the services up afterwards.")
+        bool,
+        typer.Option(
+            "--keep-running",
+            help="Leave the broker, the streams worker and the gateway up afterwards "
+            "(stop them with: pcfx demo stop).",
+        ),
     ] = False,
-    workdir: Annotated[
-        Path, typer.Option(help="Where keys, worker logs and reports are written.")
-    ] = Path(".pcfx/demo"),
+    workdir: WorkDir = Path(".pcfx/demo"),
 ) -> None:
-    """Play the whole exchange on an LFP battery supply chain, on the broker in use."""
-    run_demo(bootstrap_servers(), workdir, keep_running=keep_running)
+    """Play the whole exchange on an LFP battery supply chain, on the broker in use (a local
+    broker is started, and stopped again, when none is)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from infra.kafka import launcher
+
+    started = False
+    try:
+        bootstrap = bootstrap_servers()
+    except BrokerError:
+        with console.status("No broker configured: starting a local one…"):
+            bootstrap = launcher.start().bootstrap
+        started = True
+        console.print(f"Started a local Kafka broker at {bootstrap} for the demo.")
+    try:
+        run_demo(bootstrap, workdir, keep_running=keep_running, broker_started=started)
+    except BaseException:
+        if started:
+            launcher.stop()
+        raise
+    if started and not keep_running:
+        console.print(launcher.stop().detail)
     console.print("[green]Demo complete.[/]")
+
+
+@demo_app.command("stop")
+@handle_errors
+def demo_stop(workdir: WorkDir = Path(".pcfx/demo")) -> None:
+    """Stop what `pcfx demo --keep-running` left running (and a broker the demo started)."""
+    from infra.kafka import launcher
+
+    done, services = stop_services(workdir.resolve())
+    if services is None:
+        err_console.print(f"Nothing recorded as running in {workdir.resolve()}.")
+        return
+    for line in done:
+        console.print(line, highlight=False)
+    if services.broker_started:
+        console.print(launcher.stop().detail, highlight=False)
+    else:
+        console.print(f"The broker at {services.bootstrap} was not started by the demo: left up.")

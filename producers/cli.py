@@ -85,6 +85,15 @@ RegistryUrl = Annotated[
     ),
 ]
 KeysTopic = Annotated[str, typer.Option("--keys-topic", help="The key registry topic.")]
+TopicPrefix = Annotated[
+    str,
+    typer.Option(
+        "--topic-prefix",
+        envvar="PCFX_TOPIC_PREFIX",
+        help="Prefix of every topic name (a namespace on a shared cluster); also applies to "
+        "--keys-topic, not to --topic.",
+    ),
+]
 Files = Annotated[
     list[Path], typer.Argument(help="Input files.", show_default=False, metavar="FILE...")
 ]
@@ -287,9 +296,11 @@ def keys_register(
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
+    topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """Publish a supplier's public key to the key registry, signed with the operator key."""
+    keys_topic = topic_prefix + keys_topic
     start, end = _when(valid_from, "--valid-from"), _when(valid_until, "--valid-until")
     declared = read_key_info(public_key).owner
     supplier_id = supplier or declared
@@ -357,9 +368,11 @@ def keys_revoke(
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
+    topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """Revoke a supplier key from a given time on (a newer record with revokedAt)."""
+    keys_topic = topic_prefix + keys_topic
     moment = _when(at, "--at") or datetime.now(UTC)
     with _operator_publisher(
         key,
@@ -413,9 +426,11 @@ def keys_list(
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
+    topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """List the key registrations on the key topic (latest record per key)."""
+    keys_topic = topic_prefix + keys_topic
     from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 
     servers = bootstrap or bootstrap_servers()
@@ -540,8 +555,12 @@ def _publish(
     batch_size: int,
     keys_topic: str | None,
     operator_public_key: Path | None,
+    topic_prefix: str = "",
 ) -> None:
-    topics = Topics()
+    defaults = Topics()
+    topics = Topics(**{name: topic_prefix + value for name, value in defaults.__dict__.items()})
+    if keys_topic is not None:
+        keys_topic = topic_prefix + keys_topic
     if topic is not None:
         field = {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind]
         topics = Topics(**{**topics.__dict__, field: topic})
@@ -677,6 +696,7 @@ def publish_footprints(
     topic: Topic = None,
     keys_topic: KeysTopic = "pcf.keys",
     operator_public_key: OperatorPublicKey = None,
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish PACT v3 footprints (JSON, JSON Lines, CSV) to pcf.declared, keyed by product id."""
     signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
@@ -694,6 +714,7 @@ def publish_footprints(
         batch_size=batch_size,
         keys_topic=keys_topic,
         operator_public_key=operator_public_key,
+        topic_prefix=topic_prefix,
     )
 
 
@@ -714,6 +735,7 @@ def publish_bom(
     topic: Topic = None,
     keys_topic: KeysTopic = "pcf.keys",
     operator_public_key: OperatorPublicKey = None,
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish bills of materials (JSON) to pcf.bom, signed by the product's owner."""
     signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
@@ -731,6 +753,7 @@ def publish_bom(
         batch_size=batch_size,
         keys_topic=keys_topic,
         operator_public_key=operator_public_key,
+        topic_prefix=topic_prefix,
     )
 
 
@@ -748,6 +771,7 @@ def publish_factors(
     no_ledger: NoLedger = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     topic: Topic = None,
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish background emission factors (JSON, CSV) to pcf.factors (operator key)."""
     signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
@@ -765,4 +789,5 @@ def publish_factors(
         batch_size=batch_size,
         keys_topic=None,
         operator_public_key=None,
+        topic_prefix=topic_prefix,
     )

@@ -50,10 +50,16 @@ def run(
             help="Operator public key (PEM) that signs key registrations and factors; repeat.",
         ),
     ],
-    app_id: Annotated[str, typer.Option(help="Consumer group: workers with one id share work.")] = (
-        "pcfx-streams"
-    ),
-    topic_prefix: Annotated[str, typer.Option(help="Prefix of every topic name.")] = "",
+    app_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Consumer group: workers with one id share work "
+            "(default: <topic prefix>pcfx-streams)."
+        ),
+    ] = None,
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
+    ] = "",
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     key_grace: Annotated[
         float, typer.Option(help="Seconds a record waits for its signing key to be registered.")
@@ -67,10 +73,11 @@ def run(
     from streams.runtime import StreamsConfig, run_worker
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
+    data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
         bootstrap=bootstrap_servers(),
         operator_keys=keys,
-        app_id=app_id,
+        app_id=app_id or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,
         partitions=partitions,
         key_grace_s=key_grace,
