@@ -24,6 +24,7 @@ SLEEPER = (
     "import signal, sys, time\n"
     "if sys.argv[2] == 'stubborn':\n"
     "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
     "time.sleep(120)\n"
 )
 
@@ -31,9 +32,10 @@ SLEEPER = (
 def sleeper(tmp_path: Path, marker: str, mode: str = "polite") -> tuple[Service, Any]:
     argv = [sys.executable, "-c", SLEEPER, marker, mode]
     service, proc = start_service(mode, argv, tmp_path / f"{mode}.log", marker, dict(os.environ))
-    deadline = time.monotonic() + 10
-    while not is_running(service) and time.monotonic() < deadline:  # until exec has happened
-        time.sleep(0.05)
+    log = tmp_path / f"{mode}.log"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (log.exists() and "ready" in log.read_text()):
+        time.sleep(0.05)  # until its signal handling is set up
     return service, proc
 
 
