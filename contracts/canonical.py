@@ -73,15 +73,27 @@ def _plain(value: Any) -> bool:
     return kind is str or kind is int or kind is bool or value is None
 
 
-def canonical_json(value: Any) -> bytes:
-    """RFC 8785-style canonical JSON bytes of *value* (see the module docstring)."""
-    return json.dumps(
-        value if _plain(value) else to_canonical_value(value),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    ).encode("utf-8")
+_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+"""Built once: ``json.dumps`` with these options would build an encoder on every call."""
+
+
+def canonical_json(value: Any, *, checked: bool = False) -> bytes:
+    """RFC 8785-style canonical JSON bytes of *value* (see the module docstring).
+
+    *checked*: the caller guarantees *value* holds no binary float and no non-string key (it
+    built the value from checked parts), so the walk that looks for them is skipped. The bytes
+    are the same for such values; other non-JSON types (decimals, UUIDs, ...) are still
+    converted, since the encoder refuses them. Never pass it for a value read from outside.
+    """
+    if checked or _plain(value):
+        try:
+            return _encode(value).encode("utf-8")
+        except TypeError:
+            if not checked:
+                raise
+    return _encode(to_canonical_value(value)).encode("utf-8")
 
 
 def pae(payload_type: str, body: bytes) -> bytes:

@@ -148,8 +148,13 @@ def prepare_transfer(
         )
         # (3) sign + (4) encrypt
         envelope = transformed.envelope(message_id=message_id or str(uuid.uuid4()), issued_at=stamp)
+        # the envelope is built from decided leaves: a binary float blocks the record and the
+        # transforms drop non-string keys, so canonical JSON need not look for them again
         outbound = seal(
-            envelope, signer=secrets.signer, recipient_key=decision.recipient.encryption_key
+            envelope,
+            signer=secrets.signer,
+            recipient_key=decision.recipient.encryption_key,
+            checked=True,
         )
         if decision.counter_delta is not None:
             new_counters = counters.apply(decision.counter_delta)

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -20,9 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from contracts.canonical import pae
+from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
-from gateway._canonical import canonical_bytes
 
 __all__ = [
     "OUTBOUND_CONTENT_TYPE",
@@ -102,12 +102,14 @@ class KeyRing:
 
 def hpke_seal(public_key: bytes | X25519PublicKey, plaintext: bytes, info: bytes) -> bytes:
     """HPKE single-shot seal: ``enc (32 bytes) || ciphertext``, fresh ephemeral key each call."""
-    key = (
-        public_key
-        if isinstance(public_key, X25519PublicKey)
-        else X25519PublicKey.from_public_bytes(public_key)
-    )
+    key = public_key if isinstance(public_key, X25519PublicKey) else _public_key(public_key)
     return _SUITE.encrypt(plaintext, key, info=info)
+
+
+@lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> X25519PublicKey:
+    """Parsed once per recipient key (a public value: caching it shares nothing secret)."""
+    return X25519PublicKey.from_public_bytes(raw)
 
 
 def hpke_open(private_key: X25519PrivateKey, sealed: bytes, info: bytes) -> bytes:
@@ -124,7 +126,7 @@ def hpke_open(private_key: X25519PrivateKey, sealed: bytes, info: bytes) -> byte
 def seal_context(recipient_id: str, message_id: str, content_type: str) -> bytes:
     """The HPKE ``info``: binds the ciphertext to recipient, message and content type."""
     header = {"contentType": content_type, "messageId": message_id, "recipientId": recipient_id}
-    return pae(_INFO_TYPE, canonical_bytes(header))
+    return pae(_INFO_TYPE, canonical_json(header, checked=True))
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ class SealedMessage:
         }
 
     def to_bytes(self) -> bytes:
-        return canonical_bytes(self.to_json())
+        return canonical_json(self.to_json())
 
     @property
     def sha256(self) -> str:
@@ -200,16 +202,18 @@ def seal(
     *,
     signer: GatewayKey,
     recipient_key: bytes | X25519PublicKey,
+    checked: bool = False,
 ) -> SealedMessage:
     """Sign the envelope (canonical JSON, PAE), then HPKE-encrypt it to the recipient.
 
     The envelope must carry ``messageId``, ``recipientId`` and ``contentType``: they are signed
-    inside it and bound into the HPKE context outside it.
+    inside it and bound into the HPKE context outside it. *checked*: the caller built the
+    envelope with no binary float and no non-string key (``canonical_json(checked=True)``).
     """
     message_id = str(envelope["messageId"])
     recipient_id = str(envelope["recipientId"])
     content_type = str(envelope["contentType"])
-    body = canonical_bytes(envelope)
+    body = canonical_json(envelope, checked=checked)
     # (1) sign the canonical bytes under the content type
     signature = signer.sign(content_type, body)
     # (2) encrypt them to the recipient, bound to the clear header

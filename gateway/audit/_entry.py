@@ -13,9 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.canonical import pae
+from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
-from gateway._canonical import canonical_bytes
 from gateway._sealing import GatewayKey
 from gateway.audit._merkle import CompactRange, hash_leaf
 
@@ -102,6 +101,11 @@ class AuditEntry:
 
     def body(self) -> dict[str, Any]:
         """Everything that is hashed (all fields but ``entry_hash``), in canonical form."""
+        body = self._body_but_actions()
+        body["fieldActions"] = _actions_json(self.field_actions)
+        return body
+
+    def _body_but_actions(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "prevHash": self.prev_hash,
@@ -124,9 +128,6 @@ class AuditEntry:
                 "version": self.policy_version,
                 "digest": self.policy_digest,
             },
-            "fieldActions": [
-                {"action": a, "rule": r, "paths": list(p)} for a, r, p in self.field_actions
-            ],
             "reasons": list(self.reasons),
             "approval": {
                 "id": self.approval_id,
@@ -140,8 +141,25 @@ class AuditEntry:
         }
 
     def canonical_bytes(self) -> bytes:
-        """``pae(ENTRY_TYPE, canonical JSON body)``: the RFC 6962 leaf data."""
-        return pae(ENTRY_TYPE, canonical_bytes(self.body()))
+        """``pae(ENTRY_TYPE, canonical JSON body)``: the RFC 6962 leaf data.
+
+        Byte for byte ``pae(ENTRY_TYPE, canonical_json(self.body()))`` (a property test pins it),
+        built in three parts: the field groups (most of the body, the same for every record of a
+        layout) are encoded once per distinct value, and the members sorting before and after
+        ``fieldActions`` are encoded around them, which is the canonical order.
+        """
+        rest = self._body_but_actions()
+        before = {k: rest.pop(k) for k in _BEFORE_ACTIONS}
+        body = b"".join(
+            (
+                canonical_json(before)[:-1],
+                b',"fieldActions":',
+                _actions_bytes(self.field_actions),
+                b",",
+                canonical_json(rest)[1:],
+            )
+        )
+        return pae(ENTRY_TYPE, body)
 
     def compute_hash(self) -> str:
         return hash_leaf(self.canonical_bytes()).hex()
@@ -193,6 +211,26 @@ class AuditEntry:
 _FIELDS = tuple(
     f.name for f in fields(AuditEntry) if f.name not in ("seq", "prev_hash", "entry_hash")
 )
+_BEFORE_ACTIONS = tuple(
+    k for k in sorted(AuditEntry(0, "", "", "")._body_but_actions()) if k < "fieldActions"
+)
+"""The body members that sort before ``fieldActions`` (``approval``, ``decisionId``)."""
+_ACTIONS_CACHE: dict[tuple[FieldAction, ...], bytes] = {}
+
+
+def _actions_json(groups: tuple[FieldAction, ...]) -> list[dict[str, Any]]:
+    return [{"action": a, "rule": r, "paths": list(p)} for a, r, p in groups]
+
+
+def _actions_bytes(groups: tuple[FieldAction, ...]) -> bytes:
+    """Canonical JSON of the ``fieldActions`` member, memoised by value (layouts repeat)."""
+    found = _ACTIONS_CACHE.get(groups)
+    if found is None:
+        found = canonical_json(_actions_json(groups))
+        if len(_ACTIONS_CACHE) >= 4096:
+            _ACTIONS_CACHE.clear()
+        _ACTIONS_CACHE[groups] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -256,7 +294,7 @@ class Checkpoint:
         }
 
     def signed_bytes(self) -> bytes:
-        return canonical_bytes(self.body())
+        return canonical_json(self.body())
 
     def to_json(self) -> dict[str, Any]:
         return {**self.body(), "signature": base64.b64encode(self.signature).decode()}

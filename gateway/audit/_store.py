@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from contracts.canonical import canonical_json
 from contracts.errors import TrustError
-from gateway._canonical import canonical_bytes
 from gateway._errors import AuditStoreError
 from gateway.audit._entry import AuditEntry, Checkpoint
 
@@ -63,8 +63,8 @@ class JsonLinesAuditStore:
         self.path = Path(path)
 
     def append(self, entries: Sequence[AuditEntry], checkpoints: Sequence[Checkpoint] = ()) -> None:
-        lines = [canonical_bytes({"entry": e.to_json()}) for e in entries]
-        lines += [canonical_bytes({"checkpoint": c.to_json()}) for c in checkpoints]
+        lines = [canonical_json({"entry": e.to_json()}) for e in entries]
+        lines += [canonical_json({"checkpoint": c.to_json()}) for c in checkpoints]
         if not lines:
             return
         data = b"\n".join(lines) + b"\n"

@@ -7,11 +7,11 @@ outcome and *every* reason for it (no "0 of N rules matched": each cause is kept
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.policy._counters import CounterDelta
 from gateway.policy._model import (
@@ -112,6 +112,21 @@ class Verdict:
         object.__setattr__(self, "audit_key", (self.action.value, self.rule_id))
 
 
+FieldActions = tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
+def group_field_actions(fields: Iterable[FieldDecision]) -> FieldActions:
+    """Every field's action for the audit log: ``(action, rule id, paths)``, sorted."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for path, verdict in fields:
+        paths = groups.get(verdict.audit_key)
+        if paths is None:
+            groups[verdict.audit_key] = [path]
+        else:
+            paths.append(path)
+    return tuple((a, r, tuple(p)) for (a, r), p in sorted(groups.items()))
+
+
 class FieldDecision(NamedTuple):
     """One field of the record (its concrete path) and the verdict for it."""
 
@@ -129,6 +144,57 @@ class FieldDecision(NamedTuple):
     @property
     def basis(self) -> str:
         return self.verdict.basis
+
+
+class Layout:
+    """What a policy decides from a record's *layout* (its leaf paths) for one recipient and
+    purpose: compiled once per layout and shared by every record with the same leaf paths.
+
+    Built by :func:`~gateway.policy.evaluate` (which keys its cache on the exact tuple of leaf
+    paths, for records with no binary float and no non-string key); everything that depends on
+    values, counters or time is still decided per record. ``plan`` is the transform plan that
+    :func:`~gateway.policy.apply` compiles on first use.
+    """
+
+    __slots__ = (
+        "after_mechanisms",
+        "by_path",
+        "counts_pi",
+        "field_actions",
+        "fields",
+        "plan",
+        "reasons",
+        "record_grade",
+        "transformed",
+        "usage",
+        "verdicts",
+    )
+
+    def __init__(
+        self,
+        fields: tuple[FieldDecision, ...],
+        *,
+        reasons: tuple[Reason, ...] = (),
+        after_mechanisms: tuple[Reason, ...] = (),
+        record_grade: Grade = Grade.GENERAL,
+        counts_pi: bool = False,
+        usage: Mapping[str, Any] | None = None,
+        transformed: bool = False,
+    ) -> None:
+        self.fields = fields
+        self.verdicts = frozenset(f[1] for f in fields)
+        self.reasons = reasons
+        """Combinations and field-level reasons (they come before the mechanisms' reasons)."""
+        self.after_mechanisms = after_mechanisms
+        """Usage-policy and nothing-to-send reasons (after the mechanisms' reasons)."""
+        self.record_grade = record_grade
+        self.counts_pi = counts_pi
+        """Does the transfer disclose personal information across the border?"""
+        self.usage: Mapping[str, Any] = usage or {}
+        self.transformed = transformed
+        self.field_actions = group_field_actions(fields)
+        self.by_path: Mapping[str, FieldDecision] = {f.path: f for f in fields}
+        self.plan: Any = None
 
 
 @dataclass(frozen=True)
@@ -156,9 +222,13 @@ class PolicyDecision:
     counter_delta: CounterDelta | None = None
     hold_fingerprint: str | None = None
     """Held decisions: what an approval binds to (record, recipient, purpose, policy, fields)."""
+    layout: Layout | None = field(default=None, compare=False, repr=False)
+    """The compiled layout ``fields`` came from (a cache; ``None`` when decided the long way)."""
 
     @cached_property
     def by_path(self) -> Mapping[str, FieldDecision]:
+        if self.layout is not None and self.layout.fields is self.fields:
+            return self.layout.by_path
         return {f.path: f for f in self.fields}
 
     def field(self, path: str) -> FieldDecision:
@@ -173,16 +243,11 @@ class PolicyDecision:
     def held_fields(self) -> tuple[FieldDecision, ...]:
         return tuple(f for f in self.fields if f.action is Action.HOLD)
 
-    def field_actions(self) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    def field_actions(self) -> FieldActions:
         """Every field's action for the audit log: ``(action, rule id, paths)``, sorted."""
-        groups: dict[tuple[str, str], list[str]] = {}
-        for path, verdict in self.fields:
-            paths = groups.get(verdict.audit_key)
-            if paths is None:
-                groups[verdict.audit_key] = [path]
-            else:
-                paths.append(path)
-        return tuple((a, r, tuple(p)) for (a, r), p in sorted(groups.items()))
+        if self.layout is not None and self.layout.fields is self.fields:
+            return self.layout.field_actions
+        return group_field_actions(self.fields)
 
     def explain(self) -> str:
         """A compliance officer's summary: outcome, then every reason."""

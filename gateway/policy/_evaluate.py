@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from gateway._canonical import canonical_bytes
+from contracts.canonical import canonical_json
 from gateway.policy._counters import CounterDelta, CounterState, counting_year
 from gateway.policy._decision import (
     FieldDecision,
+    Layout,
     Outcome,
     PolicyDecision,
     Reason,
@@ -37,12 +38,14 @@ from gateway.policy._model import (
     RecipientType,
     Rule,
 )
-from gateway.policy._paths import FLOAT_SHAPE, iter_leaves
+from gateway.policy._paths import FLOAT_SHAPE, iter_leaves, leaf_paths
 
 __all__ = ["evaluate", "record_sha256"]
 
 _DECISION_NAMESPACE = uuid.UUID("5b0f7c1e-3f5a-4c59-9a55-8f6c2f1d0a11")
 _CACHE_LIMIT = 50_000
+_LAYOUT_LIMIT = 4096
+"""Compiled layouts kept per (recipient, purpose); a schema has a few, so this is generous."""
 _DENY = "deny-by-default"
 _BLOCK = ActionSpec(Action.BLOCK)
 _ALLOW = ActionSpec(Action.ALLOW)
@@ -64,7 +67,7 @@ def record_sha256(record: Mapping[str, Any]) -> str:
     :func:`evaluate`; its reference is then the SHA-256 of its ``repr``.
     """
     try:
-        data = canonical_bytes(record)
+        data = canonical_json(record)
     except (TypeError, ValueError):
         data = repr(record).encode("utf-8", "backslashreplace")
     return hashlib.sha256(data).hexdigest()
@@ -102,6 +105,16 @@ class _Index:
         self.classes: dict[str, tuple[str, ...]] = {}
         self.tables: dict[_Context, dict[str, Verdict]] = {}
         self.verdicts: dict[tuple[Any, ...], Verdict] = {}
+        self.compiled: dict[tuple[str, str], dict[tuple[str, ...], Layout]] = {}
+
+    def layouts(self, recipient: str, purpose: str) -> dict[tuple[str, ...], Layout]:
+        """The compiled layouts for one recipient and purpose, by leaf paths."""
+        found = self.compiled.get((recipient, purpose))
+        if found is None:
+            if len(self.compiled) > 1024:
+                self.compiled.clear()
+            found = self.compiled[(recipient, purpose)] = {}
+        return found
 
     def verdict(self, classes: tuple[str, ...], context: _Context) -> Verdict:
         """One shared verdict per (classes, recipient type, group, purpose, raise)."""
@@ -316,11 +329,12 @@ def evaluate(
                 )
             )
 
-    # (2) per field: classes by path, rules for the group, most restrictive wins (cached by shape)
-    index = _index(policy)
-    leaves = iter_leaves(record)
-    fields: list[FieldDecision] = []
+    # (2)-(4) and the layout-only parts of (5): compiled once per (recipient, purpose, leaf
+    # paths) and cached on the policy, since they depend on nothing but the paths
+    layout: Layout | None = None
     if target is None or group is None:
+        leaves = iter_leaves(record)
+        values = [value for _, _, value in leaves]
         deny = Verdict(
             Action.BLOCK,
             _BLOCK,
@@ -330,86 +344,15 @@ def evaluate(
             Grade.GENERAL,
             PersonalInformation.NONE,
         )
-        fields = [FieldDecision(path, deny) for path, _, _ in leaves]
+        fields: tuple[FieldDecision, ...] = tuple(FieldDecision(p, deny) for p, _, _ in leaves)
+        static = Layout(fields)
     else:
-        context = _Context(target.type, group, purpose)
-        table = index.table(context)
-        get = table.get
-        append = fields.append
-        for path, shape, _ in leaves:
-            verdict = get(shape)
-            if verdict is None:
-                if shape == FLOAT_SHAPE:
-                    verdict = _FLOAT
-                else:
-                    verdict = table[shape] = index.verdict(index.classes_for(shape), context)
-            append(FieldDecision(path, verdict))
-
-        # (3) combinations: classes disclosed precisely together raise the grade
-        if policy.combinations:
-            distinct = {f[1] for f in fields}
-            for combo in policy.combinations:
-                if not all(
-                    any(v.precise and not slot.isdisjoint(v.classes) for v in distinct)
-                    for slot in combo.all_of
-                ):
-                    continue
-                members = frozenset().union(*combo.all_of)
-                raise_context = _Context(target.type, group, purpose, combo.raise_to, combo.id)
-                raised = index.table(raise_context)
-                for i, (path, shape, _) in enumerate(leaves):
-                    current = fields[i].verdict
-                    if (
-                        members.isdisjoint(current.classes)
-                        or current.grade.rank >= combo.raise_to.rank
-                    ):
-                        continue
-                    verdict = raised.get(shape)
-                    if verdict is None:
-                        verdict = raised[shape] = index.verdict(current.classes, raise_context)
-                    fields[i] = FieldDecision(path, verdict)
-                reasons.append(
-                    Reason(
-                        "reclassified",
-                        f"{combo.description or combo.id}: disclosed together"
-                        f" they raise the record to {combo.raise_to.value}",
-                        Outcome.ALLOWED,
-                        rule_id=combo.id,
-                        basis=combo.basis,
-                    )
-                )
-
-    verdicts = {f[1] for f in fields}
-
-    # field-level reasons: every blocked and held field
-    if (
-        target is not None
-        and group is not None
-        and any(v.action is Action.BLOCK or v.action is Action.HOLD for v in verdicts)
-    ):
-        for f in fields:
-            v = f.verdict
-            if v.action is Action.BLOCK:
-                code = "unknown_field" if not v.classes and v.rule_id == _DENY else "field_blocked"
-                reasons.append(Reason(code, v.basis, blocked, f.path, v.rule_id, v.basis))
-            elif v.action is Action.HOLD:
-                then = v.release.describe() if v.release else "allow"
-                reasons.append(
-                    Reason(
-                        "field_held",
-                        f"held for approval, then {then}",
-                        Outcome.HELD,
-                        f.path,
-                        v.rule_id,
-                        v.basis,
-                    )
-                )
-
-    # (4) record grade: the highest grade of anything that goes out
-    record_grade = Grade.GENERAL
-    for v in verdicts:
-        if v.discloses and v.grade.rank > record_grade.rank:
-            record_grade = v.grade
+        static, values = _layout(policy, record, target, group, purpose)
+        fields = static.fields
+        layout = static
+    reasons.extend(static.reasons)
+    verdicts = static.verdicts
+    record_grade = static.record_grade
 
     # (5) cross-border: counters, mechanisms; usage policies
     year = counting_year(now)
@@ -417,9 +360,9 @@ def evaluate(
     delta = CounterDelta(year=year)
     usage: dict[str, Any] = {}
     if target is not None and group is not None:
+        if static.counts_pi:
+            delta = _count_individuals(fields, values, counters.for_year(year), year)
         if group is not DestinationGroup.DOMESTIC:
-            if any(v.discloses and v.personal_information is not _NO_PI for v in verdicts):
-                delta = _count_individuals(fields, leaves, counters.for_year(year), year)
             mechanisms = _check_mechanisms(
                 policy,
                 target,
@@ -429,27 +372,8 @@ def evaluate(
                 now=now,
                 reasons=reasons,
             )
-        for v in verdicts:
-            if not v.discloses:
-                continue
-            for name in v.usage_policies:
-                if name in usage:
-                    continue
-                usage[name] = policy.usage_policies.get(name, {})
-                if name not in target.usage_policies_accepted:
-                    reasons.append(
-                        Reason(
-                            "usage_policy_not_accepted",
-                            f"fields need usage policy '{name}',"
-                            f" which recipient '{target.id}' has not accepted",
-                            blocked,
-                            rule_id=v.rule_id,
-                        )
-                    )
-        if not any(v.discloses for v in verdicts):
-            reasons.append(
-                Reason("nothing_to_send", "no field of the record may be disclosed", blocked)
-            )
+        usage = dict(static.usage)
+        reasons.extend(static.after_mechanisms)
 
     # (6) outcome
     effects = {r.effect for r in reasons}
@@ -457,7 +381,7 @@ def evaluate(
         outcome = Outcome.BLOCKED
     elif Outcome.HELD in effects:
         outcome = Outcome.HELD
-    elif any(v.action not in _AS_IS for v in verdicts):
+    elif static.transformed:
         outcome = Outcome.TRANSFORMED
     else:
         outcome = Outcome.ALLOWED
@@ -488,6 +412,7 @@ def evaluate(
         usage_policies=usage,
         counter_delta=delta,
         hold_fingerprint=fingerprint,
+        layout=layout,
     )
 
 
@@ -507,19 +432,19 @@ def hold_fingerprint(
         "policy": policy_digest,
         "held": held,
     }
-    return hashlib.sha256(canonical_bytes(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def _count_individuals(
     fields: Sequence[FieldDecision],
-    leaves: Sequence[tuple[str, str, Any]],
+    values: Sequence[Any],
     state: CounterState,
     year: int,
 ) -> CounterDelta:
     """Individuals whose PI this transfer discloses: one per object holding PI fields."""
     people: dict[str, list[tuple[str, Any]]] = {}
     sensitive: set[str] = set()
-    for f, (_, _, value) in zip(fields, leaves, strict=True):
+    for f, value in zip(fields, values, strict=True):
         v = f.verdict
         if v.personal_information is PersonalInformation.NONE or not v.discloses:
             continue
@@ -530,8 +455,8 @@ def _count_individuals(
     if not people:
         return CounterDelta(year=year, counts_after={m: state.count(m) for m in CounterMetric})
     added: dict[CounterMetric, set[str]] = {m: set() for m in CounterMetric}
-    for parent, values in people.items():
-        key = state.individual_key(values)
+    for parent, found in people.items():
+        key = state.individual_key(found)
         metric = (
             CounterMetric.SENSITIVE_PI_INDIVIDUALS
             if parent in sensitive
@@ -640,3 +565,162 @@ def _check_mechanisms(
             memo.clear()
         memo[key] = (tuple(used), tuple(reasons[first_reason:]))
     return tuple(used)
+
+
+# ----------------------------------------------------------------------------------------------
+# the layout: everything decided from the leaf paths alone
+
+
+def _layout(
+    policy: Policy,
+    record: Mapping[str, Any],
+    target: Recipient,
+    group: DestinationGroup,
+    purpose: str,
+) -> tuple[Layout, list[Any]]:
+    """The compiled layout of *record* for this recipient and purpose, and its leaf values.
+
+    Records of one schema from one producer share a handful of layouts, so the field verdicts,
+    combinations, field-level reasons, record grade, usage policies and audit field groups are
+    worked out once per layout. The key is the exact tuple of leaf paths: equal paths mean equal
+    shapes (binary floats and non-string keys, whose shape is not their path's, are never
+    cached), hence equal verdicts, so a cached layout is what :func:`_compile` would return.
+    """
+    walked = leaf_paths(record)
+    if walked is None:
+        leaves = iter_leaves(record)
+        paths = [p for p, _, _ in leaves]
+        shapes = [s for _, s, _ in leaves]
+        return _compile(policy, target, group, purpose, paths, shapes), [v for *_, v in leaves]
+    paths, values = walked
+    cache = _index(policy).layouts(target.id, purpose)
+    key = tuple(paths)
+    found = cache.get(key)
+    if found is None:
+        shapes = [s for _, s, _ in iter_leaves(record)]
+        found = _compile(policy, target, group, purpose, paths, shapes)
+        if len(cache) >= _LAYOUT_LIMIT:
+            cache.clear()
+        cache[key] = found
+    return found, values
+
+
+def _compile(
+    policy: Policy,
+    target: Recipient,
+    group: DestinationGroup,
+    purpose: str,
+    paths: Sequence[str],
+    shapes: Sequence[str],
+) -> Layout:
+    """Steps (2)-(4) and the value-independent parts of (5) for one layout."""
+    index = _index(policy)
+    blocked = Outcome.BLOCKED
+    reasons: list[Reason] = []
+    # (2) per field: classes by path, rules for the group, most restrictive wins (cached by shape)
+    context = _Context(target.type, group, purpose)
+    table = index.table(context)
+    fields: list[FieldDecision] = []
+    for path, shape in zip(paths, shapes, strict=True):
+        verdict = table.get(shape)
+        if verdict is None:
+            if shape == FLOAT_SHAPE:
+                verdict = _FLOAT
+            else:
+                verdict = table[shape] = index.verdict(index.classes_for(shape), context)
+        fields.append(FieldDecision(path, verdict))
+
+    # (3) combinations: classes disclosed precisely together raise the grade
+    if policy.combinations:
+        distinct = {f[1] for f in fields}
+        for combo in policy.combinations:
+            if not all(
+                any(v.precise and not slot.isdisjoint(v.classes) for v in distinct)
+                for slot in combo.all_of
+            ):
+                continue
+            members = frozenset().union(*combo.all_of)
+            raise_context = _Context(target.type, group, purpose, combo.raise_to, combo.id)
+            raised = index.table(raise_context)
+            for i, (path, shape) in enumerate(zip(paths, shapes, strict=True)):
+                current = fields[i].verdict
+                if members.isdisjoint(current.classes) or current.grade.rank >= combo.raise_to.rank:
+                    continue
+                verdict = raised.get(shape)
+                if verdict is None:
+                    verdict = raised[shape] = index.verdict(current.classes, raise_context)
+                fields[i] = FieldDecision(path, verdict)
+            reasons.append(
+                Reason(
+                    "reclassified",
+                    f"{combo.description or combo.id}: disclosed together"
+                    f" they raise the record to {combo.raise_to.value}",
+                    Outcome.ALLOWED,
+                    rule_id=combo.id,
+                    basis=combo.basis,
+                )
+            )
+
+    verdicts = list(dict.fromkeys(f[1] for f in fields))
+    # distinct verdicts in document order (a set would iterate in memory-address order)
+
+    # field-level reasons: every blocked and held field
+    if any(v.action is Action.BLOCK or v.action is Action.HOLD for v in verdicts):
+        for f in fields:
+            v = f.verdict
+            if v.action is Action.BLOCK:
+                code = "unknown_field" if not v.classes and v.rule_id == _DENY else "field_blocked"
+                reasons.append(Reason(code, v.basis, blocked, f.path, v.rule_id, v.basis))
+            elif v.action is Action.HOLD:
+                then = v.release.describe() if v.release else "allow"
+                reasons.append(
+                    Reason(
+                        "field_held",
+                        f"held for approval, then {then}",
+                        Outcome.HELD,
+                        f.path,
+                        v.rule_id,
+                        v.basis,
+                    )
+                )
+
+    # (4) record grade: the highest grade of anything that goes out
+    record_grade = Grade.GENERAL
+    for v in verdicts:
+        if v.discloses and v.grade.rank > record_grade.rank:
+            record_grade = v.grade
+
+    # (5) what does not depend on values: is PI counted, usage policies, anything to send
+    counts_pi = group is not DestinationGroup.DOMESTIC and any(
+        v.discloses and v.personal_information is not _NO_PI for v in verdicts
+    )
+    after: list[Reason] = []
+    usage: dict[str, Any] = {}
+    for v in verdicts:
+        if not v.discloses:
+            continue
+        for name in v.usage_policies:
+            if name in usage:
+                continue
+            usage[name] = policy.usage_policies.get(name, {})
+            if name not in target.usage_policies_accepted:
+                after.append(
+                    Reason(
+                        "usage_policy_not_accepted",
+                        f"fields need usage policy '{name}',"
+                        f" which recipient '{target.id}' has not accepted",
+                        blocked,
+                        rule_id=v.rule_id,
+                    )
+                )
+    if not any(v.discloses for v in verdicts):
+        after.append(Reason("nothing_to_send", "no field of the record may be disclosed", blocked))
+    return Layout(
+        tuple(fields),
+        reasons=tuple(reasons),
+        after_mechanisms=tuple(after),
+        record_grade=record_grade,
+        counts_pi=counts_pi,
+        usage=usage,
+        transformed=any(v.action not in _AS_IS for v in verdicts),
+    )

@@ -21,6 +21,7 @@ __all__ = [
     "bind_indices",
     "get_path",
     "iter_leaves",
+    "leaf_paths",
     "parse_path",
 ]
 
@@ -101,6 +102,60 @@ def _walk(node: Any, path: str, shape: str, out: list[tuple[str, str, Any]]) -> 
         out.append((path, FLOAT_SHAPE, node))
     elif node is not None:
         out.append((path, shape, node))
+
+
+def leaf_paths(record: Mapping[str, Any]) -> tuple[list[str], list[Any]] | None:
+    """``(paths, values)`` of every leaf of *record*, in the order of :func:`iter_leaves`.
+
+    The policy's per-layout cache keys on the paths alone, so this walk builds no shapes.
+    ``None`` when a leaf's shape is not its path's (a binary float, a non-string key): those
+    records take :func:`iter_leaves` and the uncached way.
+    """
+    paths: list[str] = []
+    values: list[Any] = []
+    if type(record) is not dict and not isinstance(record, Mapping):
+        return paths, values
+    for key, value in record.items():
+        if type(key) is not str:
+            return None
+        part = _render_key(key)
+        if not _walk_paths(value, part[1:] if part[0] == "." else part, paths, values):
+            return None
+    return paths, values
+
+
+def _walk_paths(node: Any, path: str, paths: list[str], values: list[Any]) -> bool:
+    """:func:`_walk` without shapes; ``False`` on a float or a non-string key."""
+    kind = type(node)
+    if kind is dict or (kind is not list and kind is not str and isinstance(node, Mapping)):
+        for key, value in node.items():
+            if type(key) is not str:
+                return False
+            part = _KEYS.get(key) or _render_key(key)
+            vkind = type(value)
+            if vkind is str or vkind is int or vkind is bool:
+                paths.append(path + part)
+                values.append(value)
+            elif value is None:
+                continue
+            elif vkind is float or not _walk_paths(value, path + part, paths, values):
+                return False
+    elif kind is list or kind is tuple:
+        for i, value in enumerate(node):
+            vkind = type(value)
+            if vkind is str or vkind is int or vkind is bool:
+                paths.append(f"{path}[{i}]")
+                values.append(value)
+            elif value is None:
+                continue
+            elif vkind is float or not _walk_paths(value, f"{path}[{i}]", paths, values):
+                return False
+    elif kind is float:
+        return False
+    elif node is not None:
+        paths.append(path)
+        values.append(node)
+    return True
 
 
 class _NonStringKey:

@@ -10,20 +10,19 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, InvalidOperation
 from functools import lru_cache
 from json.encoder import encode_basestring as _escape
 from typing import TYPE_CHECKING, Any
 
-from contracts.canonical import pae
-from gateway._canonical import canonical_bytes
+from contracts.canonical import canonical_json, pae
 from gateway._errors import TransferBlocked, TransferHeld
 from gateway._sealing import OUTBOUND_CONTENT_TYPE, hpke_seal
-from gateway.policy._decision import Outcome, PolicyDecision, Verdict
+from gateway.policy._decision import FieldDecision, Outcome, PolicyDecision, Verdict
 from gateway.policy._model import Action, ActionSpec, GeneraliseTo
-from gateway.policy._paths import _KEYS, _render_key, bind_indices, get_path
+from gateway.policy._paths import _KEYS, _render_key, bind_indices, get_path, parse_path
 
 if TYPE_CHECKING:
     from gateway._approvals import Approval
@@ -103,8 +102,17 @@ def pseudonym(secret: bytes, recipient_id: str, value: Any) -> str:
     ``HMAC-SHA256(k_r, canonical JSON of the value)`` where ``k_r`` is the recipient's key; so
     ``"5"`` and ``5`` differ, and the same supplier id maps to the same pseudonym every time.
     """
-    data = _escape(value).encode() if type(value) is str else canonical_bytes(value)
-    digest = hmac.digest(_recipient_key(secret, recipient_id), data, "sha256")
+    if type(value) is str:
+        return _string_pseudonym(secret, recipient_id, value)
+    digest = hmac.digest(_recipient_key(secret, recipient_id), canonical_json(value), "sha256")
+    return PSEUDONYM_PREFIX + digest[:16].hex()
+
+
+@lru_cache(maxsize=65536)
+def _string_pseudonym(secret: bytes, recipient_id: str, value: str) -> str:
+    """:func:`pseudonym` of a string, memoised: supplier ids and contacts recur in every
+    roll-up that names them. The cache holds what the records held, keyed by the same secret."""
+    digest = hmac.digest(_recipient_key(secret, recipient_id), _escape(value).encode(), "sha256")
     return PSEUDONYM_PREFIX + digest[:16].hex()
 
 
@@ -112,7 +120,7 @@ def vault_context(recipient_id: str, decision_id: str) -> bytes:
     """HPKE ``info`` for a field vault: bound to the recipient and the decision."""
     return pae(
         FIELD_VAULT_CONTENT_TYPE,
-        canonical_bytes({"decisionId": decision_id, "recipientId": recipient_id}),
+        canonical_json({"decisionId": decision_id, "recipientId": recipient_id}),
     )
 
 
@@ -142,12 +150,18 @@ def apply(
     recipient = decision.recipient
     assert recipient is not None  # a decision that is not blocked has a known recipient
     builder = _Builder(decision, record, pseudonym_secret, release)
-    footprint = builder.build_root(record)
+    layout = decision.layout
+    if layout is not None and layout.fields is decision.fields:
+        if layout.plan is None:
+            layout.plan = _compile_plan(decision.fields)
+        footprint = builder.replay(layout.plan, record)
+    else:
+        footprint = builder.build_root(record)
     vault = None
     if builder.vault:
         vault = hpke_seal(
             recipient.field_key,
-            canonical_bytes(builder.vault),
+            canonical_json(builder.vault),
             vault_context(recipient.id, decision.decision_id),
         )
     return Outbound(
@@ -166,19 +180,154 @@ def apply(
     )
 
 
+_Plan = tuple[bool, tuple[tuple[Any, Any, Any, str], ...]]
+"""``(is_list, ((key or index, sub-plan or None, leaf verdict, leaf path), ...))``."""
+
+
+def _compile_plan(fields: Sequence[FieldDecision]) -> _Plan:
+    """The decided leaves as a tree mirroring the record (in document order), so a transform
+    walks the record without building a path string or looking a verdict up per node."""
+    root: dict[Any, Any] = {}
+    kinds: dict[int, bool] = {id(root): False}
+    for path, verdict in fields:
+        tokens = parse_path(path)
+        node = root
+        for i, token in enumerate(tokens):
+            key = token[1]
+            if i == len(tokens) - 1:
+                node[key] = (verdict, path)
+                break
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+                kinds[id(child)] = tokens[i + 1][0] == "i"
+            node = child
+
+    def freeze(node: dict[Any, Any]) -> _Plan:
+        entries = tuple(
+            (key, None, item[0], item[1])
+            if isinstance(item, tuple)
+            else (key, freeze(item), None, "")
+            for key, item in node.items()
+        )
+        return kinds[id(node)], entries
+
+    return freeze(root)
+
+
 class _Builder:
     def __init__(
         self, decision: PolicyDecision, record: Mapping[str, Any], secret: bytes, release: bool
     ) -> None:
-        self.verdicts: dict[str, Verdict] = {f.path: f.verdict for f in decision.fields}
+        self.fields = decision.fields
+        self._verdicts: dict[str, Verdict] | None = None
         self.record = record
         self.secret = secret
         self.release = release
         self.recipient_id = decision.recipient_id
         self.vault: dict[str, Any] = {}
 
+    @property
+    def verdicts(self) -> dict[str, Verdict]:
+        if self._verdicts is None:
+            self._verdicts = {f.path: f.verdict for f in self.fields}
+        return self._verdicts
+
+    def replay(self, plan: _Plan, record: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`build_root` driven by the compiled plan of the decided leaves.
+
+        Same output as :meth:`build_root` for any *record*: it visits only decided paths (a key
+        the plan lacks has no decided leaf, so the walk would drop it), skips ``None`` and
+        missing keys, drops emptied containers, and hands anything but a ``str``/``int``/``bool``
+        at a leaf (a container where the plan expects a value) to the generic walk.
+        """
+        release = self.release
+        transform = self.transform
+        allow, allow_pol, hold = Action.ALLOW, Action.ALLOW_WITH_USAGE_POLICY, Action.HOLD
+        redact, block = Action.REDACT, Action.BLOCK
+        absent = _ABSENT
+        walker: list[Callable[[Any, str], Any]] = []
+
+        def generic(value: Any, path: str) -> Any:
+            if not walker:
+                walker.append(self._walker())
+            return walker[0](value, path)
+
+        def leaf(value: Any, verdict: Verdict, path: str) -> Any:
+            action = verdict.action
+            if action is allow or action is allow_pol:
+                return value
+            if action is redact or action is block:
+                return absent
+            spec = verdict.spec
+            if action is hold:
+                if not release or verdict.release is None:
+                    return absent
+                spec = verdict.release
+            return transform(spec, value, path)
+
+        def run(plan: _Plan, node: Any) -> Any:
+            is_list, entries = plan
+            kind = type(node)
+            if is_list:
+                if kind is not list and kind is not tuple:
+                    return absent
+                items: list[Any] = []
+                size = len(node)
+                for index, sub, verdict, path in entries:
+                    if index >= size:
+                        continue
+                    value = node[index]
+                    if value is None:
+                        continue
+                    vkind = type(value)
+                    if sub is not None:
+                        built = run(sub, value)
+                    elif vkind is str or vkind is int or vkind is bool:
+                        built = leaf(value, verdict, path)
+                    else:
+                        built = generic(value, path)
+                    if built is not absent:
+                        items.append(built)
+                return items if items else absent
+            if kind is not dict and (
+                kind is list or kind is tuple or not isinstance(node, Mapping)
+            ):
+                return absent
+            out: dict[str, Any] = {}
+            for key, sub, verdict, path in entries:
+                value = node.get(key)
+                if value is None:
+                    continue
+                vkind = type(value)
+                if sub is not None:
+                    built = run(sub, value)
+                elif vkind is str or vkind is int or vkind is bool:
+                    built = leaf(value, verdict, path)
+                else:
+                    built = generic(value, path)
+                if built is not absent:
+                    out[key] = built
+            return out if out else absent
+
+        built = run(plan, record)
+        return built if built is not absent else {}
+
     def build_root(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Rebuild *record* from its decided leaves (closures keep the per-leaf cost low)."""
+        """Rebuild *record* from its decided leaves."""
+        build = self._walker()
+        out: dict[str, Any] = {}
+        for key, value in record.items():
+            if type(key) is not str or value is None:
+                continue
+            part = _render_key(key)
+            built = build(value, part[1:] if part[0] == "." else part)
+            if built is not _ABSENT:
+                out[key] = built
+        return out
+
+    def _walker(self) -> Callable[[Any, str], Any]:
+        """``build(node, path)``: the decided part of *node* (closures keep per-leaf cost low)."""
         get = self.verdicts.get
         keys_get = _KEYS.get
         release = self.release
@@ -237,15 +386,7 @@ class _Builder:
                 return items if items else absent
             return absent if node is None else leaf(node, path)
 
-        out: dict[str, Any] = {}
-        for key, value in record.items():
-            if type(key) is not str or value is None:
-                continue
-            part = _render_key(key)
-            built = build(value, part[1:] if part[0] == "." else part)
-            if built is not absent:
-                out[key] = built
-        return out
+        return build
 
     def transform(self, spec: ActionSpec, value: Any, path: str) -> Any:
         action = spec.action

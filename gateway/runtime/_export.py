@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from contracts.canonical import canonical_json
 from contracts.errors import ContractError, TrustError
-from gateway._canonical import canonical_bytes
 from gateway.audit import AuditEntry, Checkpoint
 
 __all__ = ["AuditLogs", "read_export", "write_export"]
@@ -36,11 +36,10 @@ def write_export(
     lines: list[bytes] = []
     for log_id in sorted(set(entries) | set(checkpoints)):
         lines += [
-            canonical_bytes({"logId": log_id, "entry": e.to_json()})
-            for e in entries.get(log_id, ())
+            canonical_json({"logId": log_id, "entry": e.to_json()}) for e in entries.get(log_id, ())
         ]
         lines += [
-            canonical_bytes({"logId": log_id, "checkpoint": c.to_json()})
+            canonical_json({"logId": log_id, "checkpoint": c.to_json()})
             for c in checkpoints.get(log_id, ())
         ]
     path.write_bytes(b"".join(line + b"\n" for line in lines))

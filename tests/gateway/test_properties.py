@@ -5,12 +5,17 @@
    vault, and only decided fields appear at all.
 2. Pseudonyms are stable per recipient and differ across recipients.
 3. Deny by default: unclassified fields and unknown recipients stop the record.
-4. The gateway's canonical JSON is byte-identical to ``contracts.canonical_json``.
+4. Canonical JSON is RFC 8785-style sorted compact JSON; an audit entry's leaf data, built in
+   parts, is byte-identical to ``pae(ENTRY_TYPE, canonical_json(body))``.
+5. Compiled layouts (cached per recipient, purpose and leaf paths) decide exactly what a fresh
+   policy decides, and the transform plan builds exactly what the generic walk builds, for any
+   record (also one whose layout differs from the plan's).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from contracts.canonical import canonical_json
+from contracts.canonical import canonical_json, pae, to_canonical_value
 from gateway import (
     GatewayKey,
     GatewaySecrets,
@@ -31,11 +36,19 @@ from gateway import (
     parse_policy,
     prepare_transfer,
 )
-from gateway._canonical import canonical_bytes
 from gateway._sealing import hpke_open
-from gateway.audit import ChainHead
-from gateway.policy import Action, CounterState, Outcome, evaluate, pseudonym, vault_context
-from gateway.policy._paths import iter_leaves
+from gateway.audit import AuditEntry, ChainHead
+from gateway.audit._entry import ENTRY_TYPE
+from gateway.policy import (
+    Action,
+    CounterState,
+    Outcome,
+    evaluate,
+    pseudonym,
+    vault_context,
+)
+from gateway.policy._paths import iter_leaves, leaf_paths
+from gateway.policy._transforms import _Builder, _compile_plan
 from tests.gateway._factories import NOW
 
 SIGNER = GatewayKey.generate()
@@ -341,5 +354,97 @@ json_values = st.recursive(
 
 
 @given(json_values)
-def test_fast_canonical_json_matches_contracts(value: Any) -> None:
-    assert canonical_bytes(value) == canonical_json(value)
+def test_canonical_json_is_sorted_compact_json(value: Any) -> None:
+    reference = json.dumps(
+        to_canonical_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    assert canonical_json(value) == reference
+
+
+texts = st.text(max_size=12)
+maybe = st.none() | texts
+
+
+@given(
+    st.builds(
+        AuditEntry,
+        seq=st.integers(0, 2**40),
+        prev_hash=texts,
+        kind=texts,
+        recorded_at=texts,
+        decision_id=maybe,
+        record_pf_id=maybe,
+        recipient_id=maybe,
+        purpose=maybe,
+        mechanisms=st.lists(st.dictionaries(texts, texts, max_size=3), max_size=2).map(tuple),
+        field_actions=st.lists(
+            st.tuples(texts, texts, st.lists(texts, max_size=4).map(tuple)), max_size=4
+        ).map(tuple),
+        reasons=st.lists(texts, max_size=3).map(tuple),
+        approval_id=maybe,
+        approval_reason=maybe,
+        message_id=maybe,
+        pi_individuals_added=st.integers(0, 10),
+    )
+)
+def test_entry_leaf_data_is_the_canonical_body(entry: AuditEntry) -> None:
+    assert entry.canonical_bytes() == pae(ENTRY_TYPE, canonical_json(entry.body()))
+    assert AuditEntry.from_json(entry.to_json()) == entry
+
+
+def _decided(decision: Any) -> tuple[Any, ...]:
+    """A decision without its verdict objects' identities (fresh policies have fresh ones)."""
+    return (
+        decision.outcome,
+        decision.decision_id,
+        decision.reasons,
+        decision.record_grade,
+        tuple(
+            (f.path, f.action, f.rule_id, f.verdict.spec, f.verdict.grade) for f in decision.fields
+        ),
+        decision.field_actions(),
+        dict(decision.usage_policies),
+        decision.counter_delta,
+        decision.mechanisms,
+        decision.hold_fingerprint,
+    )
+
+
+@PROPERTY_SETTINGS
+@given(worlds(), skeletons)
+def test_compiled_layouts_decide_and_build_as_the_walk_does(world: World, other: Any) -> None:
+    text = yaml.safe_dump(world.policy_doc, allow_unicode=True)
+    policy = parse_policy(text)
+    counters = CounterState.empty(2026, b"s")
+    twin = fill(_skeleton(world.record), "fedcba98", [0])
+    assert _paths(twin) == _paths(world.record)
+    stranger = fill(other, "01234567", [0])
+    for rid in world.keys:
+        evaluate(policy, world.record, rid, "p", counters, NOW)  # compiles the layout
+        cached = evaluate(policy, twin, rid, "p", counters, NOW)  # same paths: reuses it
+        fresh = evaluate(parse_policy(text), twin, rid, "p", counters, NOW)
+        assert _decided(cached) == _decided(fresh)
+        if cached.layout is None:  # no destination group: nothing compiled, all blocked
+            assert cached.destination is None and cached.outcome is Outcome.BLOCKED
+            continue
+        for release in (False, True):
+            for record in (twin, stranger, world.record):
+                planned = _Builder(cached, record, SECRETS.pseudonym_secret, release)
+                walked = _Builder(cached, record, SECRETS.pseudonym_secret, release)
+                plan = cached.layout.plan or _compile_plan(cached.fields)
+                assert planned.replay(plan, record) == walked.build_root(record)
+                assert planned.vault == walked.vault
+
+
+def _paths(record: dict[str, Any]) -> list[str]:
+    walked = leaf_paths(record)
+    assert walked is not None
+    return walked[0]
+
+
+def _skeleton(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _skeleton(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_skeleton(v) for v in node]
+    return None

@@ -8,6 +8,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from contracts.canonical import canonical_json
 from contracts.errors import TrustError
 from gateway import (
     OUTBOUND_CONTENT_TYPE,
@@ -17,7 +18,6 @@ from gateway import (
     open_message,
     seal,
 )
-from gateway._canonical import canonical_bytes
 from gateway._sealing import hpke_seal, seal_context
 
 
@@ -61,7 +61,7 @@ def test_round_trip(signer: GatewayKey, alice: X25519PrivateKey) -> None:
     assert opened.footprint["id"] == "pf-1"
     assert opened.key_id == signer.key_id
     # the signed bytes are the canonical JSON, and the signature is detached over the PAE
-    assert opened.plaintext == canonical_bytes(envelope())
+    assert opened.plaintext == canonical_json(envelope())
     # the ciphertext is not the plaintext and uses a fresh ephemeral key every time
     assert b"pf-1" not in message.ciphertext
     assert sealed_for(signer, alice).ciphertext[:32] != message.ciphertext[:32]
@@ -146,7 +146,7 @@ def test_untrusted_and_forged_signer(signer: GatewayKey, alice: X25519PrivateKey
 def test_attacker_encrypted_content(signer: GatewayKey, alice: X25519PrivateKey) -> None:
     # Anyone can encrypt to Alice's public key; without the gateway signature it is refused.
     message = sealed_for(signer, alice)
-    forged_body = canonical_bytes({**envelope(), "footprint": {"id": "evil"}})
+    forged_body = canonical_json({**envelope(), "footprint": {"id": "evil"}})
     context = seal_context("alice", message.message_id, message.content_type)
     forged = dataclasses.replace(
         message, ciphertext=hpke_seal(alice.public_key(), forged_body, context)
@@ -157,7 +157,7 @@ def test_attacker_encrypted_content(signer: GatewayKey, alice: X25519PrivateKey)
 def test_replay_under_another_header(signer: GatewayKey, alice: X25519PrivateKey) -> None:
     # A genuine signed envelope re-encrypted under a new message id: header and envelope disagree.
     message = sealed_for(signer, alice)
-    body = canonical_bytes(envelope())
+    body = canonical_json(envelope())
     context = seal_context("alice", "m-replayed", message.content_type)
     replayed = dataclasses.replace(
         message, message_id="m-replayed", ciphertext=hpke_seal(alice.public_key(), body, context)
