@@ -101,11 +101,12 @@ class AuditEntry:
 
     def body(self) -> dict[str, Any]:
         """Everything that is hashed (all fields but ``entry_hash``), in canonical form."""
-        body = self._body_but_actions()
+        body = self.body_except_actions()
         body["fieldActions"] = _actions_json(self.field_actions)
         return body
 
-    def _body_but_actions(self) -> dict[str, Any]:
+    def body_except_actions(self) -> dict[str, Any]:
+        """:meth:`body` without ``fieldActions`` (encoders write that part once per layout)."""
         return {
             "seq": self.seq,
             "prevHash": self.prev_hash,
@@ -148,7 +149,7 @@ class AuditEntry:
         layout) are encoded once per distinct value, and the members sorting before and after
         ``fieldActions`` are encoded around them, which is the canonical order.
         """
-        rest = self._body_but_actions()
+        rest = self.body_except_actions()
         before = {k: rest.pop(k) for k in _BEFORE_ACTIONS}
         body = b"".join(
             (
@@ -212,7 +213,7 @@ _FIELDS = tuple(
     f.name for f in fields(AuditEntry) if f.name not in ("seq", "prev_hash", "entry_hash")
 )
 _BEFORE_ACTIONS = tuple(
-    k for k in sorted(AuditEntry(0, "", "", "")._body_but_actions()) if k < "fieldActions"
+    k for k in sorted(AuditEntry(0, "", "", "").body_except_actions()) if k < "fieldActions"
 )
 """The body members that sort before ``fieldActions`` (``approval``, ``decisionId``)."""
 _ACTIONS_CACHE: dict[tuple[FieldAction, ...], bytes] = {}

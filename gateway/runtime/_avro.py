@@ -24,6 +24,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from contracts import KafkaSchemaRegistry, SchemaRegistry, subject_for, unframe
 from contracts.errors import RegistryError, SerdeError, UnknownSchemaError
+from gateway.audit import AuditEntry
 
 __all__ = [
     "GATEWAY_NAMESPACE",
@@ -87,6 +88,48 @@ def kafka_registrar(bootstrap: str, *, topic: str | None = None, attempts: int =
     return register
 
 
+@cache
+def _entry_parts() -> tuple[Any, Any, Any]:
+    """``AuditLogEntry`` cut around ``fieldActions``: (head, fieldActions, tail) record schemas.
+
+    An Avro record is the concatenation of its fields' encodings, in schema order, with nothing
+    between them, so head + fieldActions + tail encode to the bytes of the whole record. The
+    parts are records of their own (the named types they use move with them).
+    """
+    full = json.loads(schema_text("AuditLogEntry"))
+    fields = full["fields"]
+    cut = next(i for i, f in enumerate(fields) if f["name"] == "fieldActions")
+
+    def part(name: str, members: list[Any]) -> Any:
+        return parse_schema(
+            {"type": "record", "name": name, "namespace": GATEWAY_NAMESPACE, "fields": members},
+            named_schemas={},
+        )
+
+    return (
+        part("AuditLogEntryHead", fields[:cut]),
+        part("AuditLogEntryActions", [fields[cut]]),
+        part("AuditLogEntryTail", fields[cut + 1 :]),
+    )
+
+
+_ACTIONS_AVRO: dict[tuple[Any, ...], bytes] = {}
+
+
+def _actions_avro(groups: tuple[tuple[str, str, tuple[str, ...]], ...]) -> bytes:
+    """Avro of an entry's ``fieldActions``, memoised by value (records of a layout share it)."""
+    found = _ACTIONS_AVRO.get(groups)
+    if found is None:
+        buffer = io.BytesIO()
+        datum = {"fieldActions": [{"action": a, "rule": r, "paths": list(p)} for a, r, p in groups]}
+        schemaless_writer(buffer, _entry_parts()[1], datum)
+        found = buffer.getvalue()
+        if len(_ACTIONS_AVRO) >= 4096:
+            _ACTIONS_AVRO.clear()
+        _ACTIONS_AVRO[groups] = found
+    return found
+
+
 class _Reader:
     __slots__ = ("name", "reader", "writer")
 
@@ -147,6 +190,23 @@ class GatewaySerde:
             schemaless_writer(buffer, _parsed(name), datum)
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise SerdeError(f"cannot encode {name} as Avro: {exc}") from exc
+        return buffer.getvalue()
+
+    def encode_entry(self, topic: str, entry: AuditEntry, log_id: str) -> bytes:
+        """``encode(topic, "AuditLogEntry", entry_to_datum(entry, log_id))``, byte for byte, with
+        the field groups (most of an entry) written once per distinct value."""
+        head, _, tail = _entry_parts()
+        datum = entry.body_except_actions()
+        datum["logId"] = log_id
+        datum["entryHash"] = entry.entry_hash
+        buffer = io.BytesIO()
+        buffer.write(self._header(topic, "AuditLogEntry"))
+        try:
+            schemaless_writer(buffer, head, datum)
+            buffer.write(_actions_avro(entry.field_actions))
+            schemaless_writer(buffer, tail, datum)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise SerdeError(f"cannot encode AuditLogEntry as Avro: {exc}") from exc
         return buffer.getvalue()
 
     def _reader(self, schema_id: int, expected: str) -> _Reader:

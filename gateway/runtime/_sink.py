@@ -33,7 +33,6 @@ from gateway.runtime._codec import (
     checkpoint_from_datum,
     checkpoint_to_datum,
     entry_from_datum,
-    entry_to_datum,
     sealed_to_datum,
 )
 from gateway.runtime._kafka import producer_config, read_to_end
@@ -160,7 +159,7 @@ class KafkaTransferSink:
             # (3) their audit entries, in chain order, on the chain's one partition
             audit = topics.audit
             for entry in entries:
-                value = encode(audit, "AuditLogEntry", entry_to_datum(entry, self.log_id))
+                value = self.serde.encode_entry(audit, entry, self.log_id)
                 self._produce(audit, value, self._key, self.audit_partition)
             if fault is not None:
                 fault("after_audit")
