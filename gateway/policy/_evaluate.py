@@ -60,14 +60,15 @@ _ALL_KINDS = (
 )
 
 
-def record_sha256(record: Mapping[str, Any]) -> str:
+def record_sha256(record: Mapping[str, Any], *, checked: bool = False) -> str:
     """SHA-256 (hex) of the record's canonical JSON: the reference the audit log keeps.
 
     A record that has no canonical form (a binary float, a non-string key) is always blocked by
-    :func:`evaluate`; its reference is then the SHA-256 of its ``repr``.
+    :func:`evaluate`; its reference is then the SHA-256 of its ``repr``. *checked*: a walk of
+    the record already found no float and no non-string key (``canonical_json(checked=True)``).
     """
     try:
-        data = canonical_json(record)
+        data = canonical_json(record, checked=checked)
     except (TypeError, ValueError):
         data = repr(record).encode("utf-8", "backslashreplace")
     return hashlib.sha256(data).hexdigest()
@@ -291,7 +292,6 @@ def evaluate(
     """
     if now.tzinfo is None:
         raise ValueError("'now' must be timezone-aware (got a naive datetime)")
-    sha = record_hash or record_sha256(record)
     pf_id = record.get("id") if isinstance(record.get("id"), str) else None
     reasons: list[Reason] = []
     blocked = Outcome.BLOCKED
@@ -346,10 +346,12 @@ def evaluate(
         )
         fields: tuple[FieldDecision, ...] = tuple(FieldDecision(p, deny) for p, _, _ in leaves)
         static = Layout(fields)
+        sha = record_hash or record_sha256(record)
     else:
-        static, values = _layout(policy, record, target, group, purpose)
+        static, values, plain = _layout(policy, record, target, group, purpose)
         fields = static.fields
         layout = static
+        sha = record_hash or record_sha256(record, checked=plain)
     reasons.extend(static.reasons)
     verdicts = static.verdicts
     record_grade = static.record_grade
@@ -577,8 +579,9 @@ def _layout(
     target: Recipient,
     group: DestinationGroup,
     purpose: str,
-) -> tuple[Layout, list[Any]]:
-    """The compiled layout of *record* for this recipient and purpose, and its leaf values.
+) -> tuple[Layout, list[Any], bool]:
+    """The compiled layout of *record* for this recipient and purpose, its leaf values, and
+    whether the walk found no binary float and no non-string key.
 
     Records of one schema from one producer share a handful of layouts, so the field verdicts,
     combinations, field-level reasons, record grade, usage policies and audit field groups are
@@ -591,7 +594,8 @@ def _layout(
         leaves = iter_leaves(record)
         paths = [p for p, _, _ in leaves]
         shapes = [s for _, s, _ in leaves]
-        return _compile(policy, target, group, purpose, paths, shapes), [v for *_, v in leaves]
+        layout = _compile(policy, target, group, purpose, paths, shapes)
+        return layout, [v for *_, v in leaves], False
     paths, values = walked
     cache = _index(policy).layouts(target.id, purpose)
     key = tuple(paths)
@@ -602,7 +606,7 @@ def _layout(
         if len(cache) >= _LAYOUT_LIMIT:
             cache.clear()
         cache[key] = found
-    return found, values
+    return found, values, True
 
 
 def _compile(
