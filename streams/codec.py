@@ -20,7 +20,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
 from functools import cache
@@ -53,23 +53,52 @@ class CodecError(ValueError):
 
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        if all(isinstance(k, str) for k in value):
-            return {k: _plain(v) for k, v in value.items()}
-        # Keys that are not strings (e.g. Ref) travel as [key, value] pairs.
-        return [[_plain(k), _plain(v)] for k, v in value.items()]
-    if isinstance(value, tuple | list | frozenset | set):
-        items = sorted(value) if isinstance(value, frozenset | set) else value
-        return [_plain(v) for v in items]
-    raise CodecError(f"cannot encode a {type(value).__name__}")
+    encoder = _ENCODERS.get(type(value))
+    if encoder is None:
+        encoder = _ENCODERS[type(value)] = _encoder(type(value))
+    return encoder(value)
+
+
+_ENCODERS: dict[type[Any], Callable[[Any], Any]] = {}
+"""Per concrete type, how :func:`_plain` writes its values (found once per type)."""
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _encoder(cls: type[Any]) -> Callable[[Any], Any]:
+    if cls is type(None) or issubclass(cls, bool | int | str):
+        return _same
+    if issubclass(cls, Decimal):
+        return str
+    if issubclass(cls, Enum):
+        return _enum_value
+    if dataclasses.is_dataclass(cls):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        return lambda value: {name: _plain(getattr(value, name)) for name in names}
+    if issubclass(cls, Mapping):
+        return _plain_mapping
+    if issubclass(cls, tuple | list):
+        return lambda value: [_plain(v) for v in value]
+    if issubclass(cls, frozenset | set):
+        return lambda value: [_plain(v) for v in sorted(value)]
+
+    def refuse(value: Any) -> Any:
+        raise CodecError(f"cannot encode a {type(value).__name__}")
+
+    return refuse
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _plain_mapping(value: Mapping[Any, Any]) -> Any:
+    if all(isinstance(k, str) for k in value):
+        return {k: _plain(v) for k, v in value.items()}
+    # Keys that are not strings (e.g. Ref) travel as [key, value] pairs.
+    return [[_plain(k), _plain(v)] for k, v in value.items()]
 
 
 def _tagged(value: Any) -> Any:
@@ -146,6 +175,103 @@ def _build(tp: Any, data: Any, path: str) -> Any:
     raise CodecError(f"'{path}' has a type the codec does not know: {tp!r}")
 
 
+class _Mismatch(Exception):
+    """The fast path met data it does not expect: :func:`_build` says exactly what is wrong."""
+
+
+@cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """A function that builds *tp* from JSON data as :func:`_build` does, without the paths in
+    error messages (any surprise raises, and :func:`_checked` re-runs :func:`_build`)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return _same
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if len(options) == 1:
+            only = _decoder(options[0])
+            return lambda data: None if data is None else only(data)
+        by_name = {getattr(o, "__name__", None): o for o in options}
+
+        def union(data: Any) -> Any:
+            if data is None:
+                return None
+            return _decoder(by_name[data["@type"]])(data)
+
+        return union
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _decoder(args[0])
+            return lambda data: tuple([item(v) for v in _list(data)])
+        items = tuple(_decoder(a) for a in args)
+        return lambda data: tuple([f(v) for f, v in zip(items, _list(data), strict=True)])
+    if origin in (frozenset, set):
+        (arg,) = get_args(tp)
+        member = _decoder(arg)
+        return lambda data: frozenset([member(v) for v in data])
+    if origin in (Mapping, dict, typing.Mapping):
+        key_tp, value_tp = get_args(tp)
+        value_of = _decoder(value_tp)
+        if key_tp is str:
+            return lambda data: {k: value_of(v) for k, v in _dict(data).items()}
+        key_of = _decoder(key_tp)
+        return lambda data: {} if data == {} else {key_of(k): value_of(v) for k, v in _list(data)}
+    if tp is Decimal:
+        return _decimal
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp
+    if tp in (str, int, bool):
+
+        def scalar(data: Any) -> Any:
+            if type(data) is not tp:
+                raise _Mismatch
+            return data
+
+        return scalar
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        cls: type[Any] = tp
+        fields: list[tuple[str, Callable[[Any], Any]]] = []
+
+        def instance(data: Any) -> Any:
+            if not fields:  # resolved on first use: a dataclass may refer to itself
+                hints = _hints(tp)
+                fields.extend(
+                    (f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls) if f.init
+                )
+            d = _dict(data)
+            return cls(**{name: of(d[name]) for name, of in fields if name in d})
+
+        return instance
+    raise CodecError(f"the codec does not know the type {tp!r}")
+
+
+def _list(data: Any) -> list[Any]:
+    if type(data) is not list:
+        raise _Mismatch
+    return data
+
+
+def _dict(data: Any) -> dict[str, Any]:
+    if type(data) is not dict:
+        raise _Mismatch
+    return data
+
+
+def _decimal(data: Any) -> Decimal:
+    if type(data) is not str:
+        raise _Mismatch
+    return Decimal(data)
+
+
+def _checked(tp: Any, raw: Any) -> Any:
+    """*raw* built into *tp*: the fast path, else :func:`_build` with its precise errors."""
+    try:
+        return _decoder(tp)(raw)
+    except Exception:
+        return _build(tp, raw, "$")
+
+
 def encode(value: Any) -> bytes:
     """Compact JSON bytes of a core dataclass (or any value built from the supported types)."""
     return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False).encode()
@@ -157,7 +283,7 @@ def decode(tp: type[T], data: bytes) -> T:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"not JSON: {exc}") from exc
-    built: T = _build(tp, raw, "$")
+    built: T = _checked(tp, raw)
     return built
 
 
@@ -176,4 +302,4 @@ def decode_message(data: bytes) -> Any:
     cls = _MESSAGE_TYPES.get(name or "")
     if cls is None:
         raise CodecError(f"'@type' must be one of {sorted(_MESSAGE_TYPES)} (got {name!r})")
-    return _build(cls, raw, "$")
+    return _checked(cls, raw)

@@ -15,39 +15,51 @@ Topology (every topic has the same partition count; keys are product or factor i
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
 is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
-roll-up agents send a message's outputs and wait for the broker to acknowledge them *before* they
-store the new state (whose changelog record is what a restarted worker recovers). A crash
-therefore leaves either no stored state (the redelivered message is applied again and its
-outputs, sent again, are duplicates downstream) or the state *and* its outputs, so a
-``DUPLICATE`` never needs anything re-sent. (Re-sending the state's outputs on a ``DUPLICATE``
-instead makes the two sides echo each other forever: the re-sent messages are duplicates too.)
-The ingest agents record a sequence in the ledger before they forward the record, so they do
-forward a ``DUPLICATE`` again; their inputs come from outside, so nothing echoes. A rebalance
-waits for the message each agent is processing (``stream_wait_empty``), so a worker that loses a
-partition never writes that partition's changelog afterwards. Replays, restarts and rebalances
-therefore converge to the same results, without faust's (experimental) exactly-once mode.
+roll-up agents work in batches (``take_events``: up to :data:`BATCH_MAX` messages, or what came
+within :data:`BATCH_WITHIN_S`): a batch's messages are applied in order per key (a product's are
+absorbed together and recomputed once, :func:`~streams.rollup.product_step_many`), every output
+of the batch is sent, and the agent waits for the broker to acknowledge all of them *before* it
+stores the batch's new states, one row per key (whose changelog record is what a restarted
+worker recovers); the batch's input offsets are acknowledged to faust after that. A crash
+therefore leaves, for every key, either no new stored state (its redelivered messages are
+applied again and their outputs, sent again, are duplicates downstream) or the state *and* all
+its outputs, so a ``DUPLICATE`` never needs anything re-sent. (Re-sending the state's outputs on
+a ``DUPLICATE`` instead makes the two sides echo each other forever: the re-sent messages are
+duplicates too.) One round of acknowledgements per batch instead of per message is what lets a
+worker keep up with more than a few hundred messages a second. The ingest agents record a
+sequence in the ledger before they forward the record, so they do forward a ``DUPLICATE``
+again; their inputs come from outside, so nothing echoes. A rebalance waits until every message
+an agent has taken is acknowledged (``stream_wait_empty``; messages in a batch are not
+acknowledged until the batch's states are stored), so a worker that loses a partition never
+writes that partition's changelog afterwards. Replays, restarts and rebalances therefore
+converge to the same results, without faust's (experimental) exactly-once mode.
 
 Agents never block the event loop on the schema registry: the ids the worker encodes with are
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
 record is decoded (:class:`_Schemas`).
 
-Internal topics and table changelogs hold :mod:`streams.codec` JSON (never pickle).
+Internal topics and table changelogs hold :mod:`streams.codec` JSON (never pickle). The roll-up
+agents keep the rows they last wrote decoded (:class:`_Rows`); a row whose bytes in the table are
+not those (a recovery, a rebalance) is decoded from the table again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from faust.streams import _current_event
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 
@@ -86,16 +98,18 @@ from streams.rollup import (
     FootprintDeclared,
     Message,
     Outcome,
+    ProductMessage,
     ProductRolledUp,
     ProductState,
     Ref,
     component_step,
-    product_step,
+    product_step_many,
 )
 
 __all__ = ["TOPICS", "StreamsConfig", "build_app", "ensure_topics", "run_worker"]
 
 log = logging.getLogger("pcfx.streams")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,11 @@ def _source(event: Any, topic: str) -> SourceRef:
     msg = event.message
     return SourceRef(topic, msg.partition, msg.offset, _produced_at(event), msg.key)
 
+
+BATCH_MAX = 500
+"""Most messages a roll-up agent takes at once (one round of broker acknowledgements)."""
+BATCH_WITHIN_S = 0.005
+"""How long a roll-up agent waits for more messages before it processes a partial batch."""
 
 _STORED = (Outcome.APPLIED, Outcome.UNCHANGED)
 """Outcomes whose step state must be stored (``UNCHANGED`` stored a record nobody sees yet)."""
@@ -312,6 +331,32 @@ class _TableLedger(MutableMapping[str, tuple[int, str]]):
         return len(self.table)
 
 
+class _Rows(Generic[T]):
+    """Decoded rows of a roll-up table, kept next to it: a row is decoded again only when its
+    bytes are not the ones last seen for its key (written elsewhere: a recovery, a rebalance),
+    so a busy product is not re-parsed for every message. At most *limit* rows are kept."""
+
+    def __init__(self, tp: type[T], limit: int = 100_000) -> None:
+        self.tp = tp
+        self.limit = limit
+        self.rows: dict[bytes, tuple[bytes, T]] = {}
+
+    def get(self, key: bytes, stored: bytes | None) -> T | None:
+        if not stored:
+            return None
+        hit = self.rows.get(key)
+        if hit is not None and hit[0] == stored:
+            return hit[1]
+        value = codec.decode(self.tp, stored)
+        self.keep(key, stored, value)
+        return value
+
+    def keep(self, key: bytes, stored: bytes, value: T) -> None:
+        if key not in self.rows and len(self.rows) >= self.limit:
+            del self.rows[next(iter(self.rows))]  # the oldest
+        self.rows[key] = (stored, value)
+
+
 class _Recovery(Recovery):
     """faust's recovery with one race closed (faust-streaming/faust#596, open in 0.15.3).
 
@@ -446,6 +491,8 @@ def build_app(config: StreamsConfig) -> faust.App:
     component_table = table("components")
     product_table = table("products")
     ledger = SequenceLedger(_TableLedger(ledger_table))
+    component_rows = _Rows(ComponentState)
+    product_rows = _Rows(_ProductRecord)
 
     async def send(messages: Iterable[Message]) -> list[Awaitable[Any]]:
         """Hand *messages* to the producer; the returned futures complete on the broker's ack."""
@@ -532,53 +579,100 @@ def build_app(config: StreamsConfig) -> faust.App:
 
     @app.agent(component_in)
     async def component_side(stream: Any) -> None:
-        async for event in stream.events():
-            message = codec.decode_message(event.value)
-            key = str(message.ref).encode()
-            stored = component_table.get(key)
-            state = codec.decode(ComponentState, stored) if stored else None
-            step = component_step(state, message)
-            if step.outcome not in _STORED:
-                _no_op(step.outcome, message)
-                continue
-            # outputs acknowledged first, then the state: see "Effectively once" above
-            await asyncio.gather(*await send(step.outputs))
-            component_table[key] = codec.encode(step.state)
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            current: dict[bytes, ComponentState | None] = {}
+            changed: dict[bytes, Any] = {}  # key -> one of its events (its partition)
+            outputs: list[Message] = []
+            for event in events:
+                message = codec.decode_message(event.value)
+                key = str(message.ref).encode()
+                if key in current:
+                    state = current[key]
+                else:
+                    _in_partition_of(event)
+                    state = component_rows.get(key, component_table.get(key))
+                step = component_step(state, message)
+                current[key] = step.state
+                if step.outcome not in _STORED:
+                    _no_op(step.outcome, message)
+                    continue
+                outputs.extend(step.outputs)
+                changed[key] = event
+            # the batch's outputs acknowledged first, then its states: see "Effectively once"
+            await asyncio.gather(*await send(outputs))
+            for key, event in changed.items():
+                new_state = current[key]
+                assert new_state is not None
+                data = codec.encode(new_state)
+                _in_partition_of(event)
+                component_table[key] = data
+                component_rows.keep(key, data, new_state)
 
     @app.agent(product_in)
     async def product_side(stream: Any) -> None:
-        async for event in stream.events():
-            message = codec.decode_message(event.value)
-            pid = message.key
-            key = pid.encode()
-            stored = product_table.get(key)
-            row = codec.decode(_ProductRecord, stored) if stored else None
-            step = product_step(row.state if row else None, message)
-            if step.outcome not in _STORED:
-                _no_op(step.outcome, message)
-                continue
-            bom_json = _header(event, "bom") if isinstance(message, BomDeclared) else None
-            bom_doc = bom_json.decode() if bom_json is not None else row.bom if row else None
-            issued = row.issued if row else None
-            pending = await send(step.outputs)
-            for out in step.outputs:
-                if isinstance(out, ProductRolledUp) and bom_doc is not None:
-                    record = rolled_up_record(
-                        out.result,
-                        sequence=out.sequence,
-                        bom=BillOfMaterials.model_validate_json(bom_doc),
-                        previous_pf_id=issued,
-                        now=_now(),
-                    )
-                    if record.footprint is not None:
-                        issued = str(record.footprint.id)
-                    value = serde.encode(config.topic("pcf.products"), record)
-                    pending.append(await products_out.send(key=key, value=value))
-            # outputs acknowledged first, then the state: see "Effectively once" above
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            by_key: dict[bytes, list[tuple[Any, ProductMessage]]] = {}
+            for event in events:
+                message = codec.decode_message(event.value)
+                by_key.setdefault(message.key.encode(), []).append((event, message))
+            pending: list[Awaitable[Any]] = []
+            rows: dict[bytes, tuple[Any, _ProductRecord]] = {}
+            for key, items in by_key.items():
+                _in_partition_of(items[0][0])
+                row = product_rows.get(key, product_table.get(key))
+                # a product's messages in one batch: absorbed in order, recomputed once
+                step = product_step_many(row.state if row else None, [m for _, m in items])
+                bom_doc = row.bom if row else None
+                for (event, message), outcome in zip(items, step.each, strict=True):
+                    if outcome is not Outcome.APPLIED:
+                        _no_op(outcome, message)
+                    elif isinstance(message, BomDeclared):
+                        header = _header(event, "bom")
+                        bom_doc = header.decode() if header is not None else bom_doc
+                if step.outcome not in _STORED:
+                    continue
+                issued = row.issued if row else None
+                pending.extend(await send(step.outputs))
+                for out in step.outputs:
+                    if isinstance(out, ProductRolledUp) and bom_doc is not None:
+                        record = rolled_up_record(
+                            out.result,
+                            sequence=out.sequence,
+                            bom=_bom(bom_doc),
+                            previous_pf_id=issued,
+                            now=_now(),
+                        )
+                        if record.footprint is not None:
+                            issued = str(record.footprint.id)
+                        value = serde.encode(config.topic("pcf.products"), record)
+                        pending.append(await products_out.send(key=key, value=value))
+                rows[key] = (items[0][0], _ProductRecord(step.state, bom_doc, issued))
+            # the batch's outputs acknowledged first, then its states: see "Effectively once"
             await asyncio.gather(*pending)
-            product_table[key] = codec.encode(_ProductRecord(step.state, bom_doc, issued))
+            for key, (event, product_row) in rows.items():
+                data = codec.encode(product_row)
+                _in_partition_of(event)
+                product_table[key] = data
+                product_rows.keep(key, data, product_row)
 
     return app
+
+
+def _in_partition_of(event: Any) -> None:
+    """Make *event* the one faust's tables take the changelog partition from.
+
+    A table write goes to the changelog partition of the "current event" (a context variable
+    faust sets per event while iterating a stream; ``take_events`` does not set it for the
+    agent). The roll-up tables are keyed like their input topics, so the partition of any of
+    the key's events in the batch is the key's partition.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+@functools.lru_cache(maxsize=4096)
+def _bom(document: str) -> BillOfMaterials:
+    """A product row's BOM document, parsed once (it only changes with a new revision)."""
+    return BillOfMaterials.model_validate_json(document)
 
 
 def _no_op(outcome: Outcome, message: Message) -> None:
@@ -601,4 +695,7 @@ def run_worker(config: StreamsConfig, loglevel: str = "warn") -> None:
     ensure_topics(config)
     app = build_app(config)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # faust's progress spinner sets the root logger to DEBUG (so that it spins on every record):
+    # aiokafka then builds a debug record for every message sent, a few % of the worker's CPU
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -6,17 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from contracts import (
@@ -27,22 +24,15 @@ from contracts import (
     ProductFootprint,
     Rejection,
     RolledUpFootprint,
-    SupplierKey,
     load_boms,
     load_factors,
     load_footprints,
     register_all,
-    sign,
 )
 from producers.delivery import KafkaSink, Outgoing
-from producers.keys import new_key_pair
+from streams.harness import Participants, start_worker, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_KEY_ID = "op-1"
-
-
-def raw_public(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 @dataclass
@@ -60,12 +50,9 @@ class World:
     def __post_init__(self) -> None:
         from streams.runtime import StreamsConfig, ensure_topics
 
-        files = new_key_pair("operator", self.workdir / "keys")
-        from producers.keys import load_private_key
-
-        self.operator = load_private_key(files.private_key)
-        self.operator_pub = files.public_key
-        self.operator_key_id = files.key_id
+        self.participants = Participants(self.workdir / "keys")
+        self.keys = self.participants.keys
+        self.operator_pub = self.participants.operator_pub
         ensure_topics(
             StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=self.partitions)
         )
@@ -92,51 +79,26 @@ class World:
         assert report.result(timeout=60).ok
 
     def register(self, owner: str) -> Ed25519PrivateKey:
-        key = self.keys.setdefault(owner, Ed25519PrivateKey.generate())
-        registration = SupplierKey(
-            supplier_id=owner,
-            key_id=f"{owner}-k1",
-            public_key=raw_public(key),
-            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
-            registered_by="operator",
-        )
-        signed = sign(
-            self.operator,
-            registration,
-            supplier_id="operator",
-            key_id=self.operator_key_id,
-            sequence=self.seq(f"key:{owner}"),
-        )
+        signed = self.participants.registration(owner, sequence=self.seq(f"key:{owner}"))
         self._send("pcf.keys", owner, signed)
-        return key
+        return self.participants.key(owner)
 
     def publish_factor(self, factor: EmissionFactor) -> None:
-        signed = sign(
-            self.operator,
-            factor,
-            supplier_id="operator",
-            key_id=self.operator_key_id,
-            sequence=self.seq(factor.factor_id),
-        )
+        signed = self.participants.factor(factor, sequence=self.seq(factor.factor_id))
         self._send("pcf.factors", factor.factor_id, signed)
 
     def publish_footprint(self, fp: ProductFootprint, key: Ed25519PrivateKey | None = None) -> None:
         owner = fp.company_ids[0]
-        signer = key or self.keys.get(owner) or self.register(owner)
-        signed = sign(
-            signer,
-            fp,
-            supplier_id=owner,
-            key_id=f"{owner}-k1",
-            sequence=self.seq(f"fp:{fp.product_ids[0]}"),
-        )
+        if key is None and owner not in self.keys:
+            self.register(owner)
+        signed = self.participants.footprint(fp, self.seq(f"fp:{fp.product_ids[0]}"), key=key)
         self._send("pcf.declared", fp.product_ids[0], signed)
 
     def publish_bom(self, bom: BillOfMaterials) -> None:
         owner = bom.owner or "unknown"
-        signer = self.keys.get(owner) or self.register(owner)
-        signed = sign(signer, bom, supplier_id=owner, key_id=f"{owner}-k1", sequence=bom.revision)
-        self._send("pcf.bom", bom.product_id, signed)
+        if owner not in self.keys:
+            self.register(owner)
+        self._send("pcf.bom", bom.product_id, self.participants.bom(bom))
 
     def publish_demo_chain(self, hold_back: int = 0) -> list[BillOfMaterials]:
         """Publish the demo chain's keys, factors, footprints and BOMs (top tier first: the
@@ -169,22 +131,16 @@ class World:
         """Start a worker process; its log level is *loglevel*, else $PCFX_TEST_WORKER_LOGLEVEL,
         else ``warn`` (``info`` shows recovery and rebalance progress)."""
         loglevel = loglevel or os.environ.get("PCFX_TEST_WORKER_LOGLEVEL", "warn")
-        log = (self.workdir / f"worker-{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "pcfx", "streams", "run",
-                "--operator-key", str(self.operator_pub),
-                "--app-id", f"{self.prefix}streams",
-                "--topic-prefix", self.prefix,
-                "--partitions", str(self.partitions),
-                "--data-dir", str(self.workdir / f"data-{name}"),
-                "--key-grace", "5",
-                "--loglevel", loglevel,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap},
-        )  # fmt: skip
+        command = worker_command(
+            self.operator_pub,
+            app_id=f"{self.prefix}streams",
+            topic_prefix=self.prefix,
+            partitions=self.partitions,
+            data_dir=self.workdir / f"data-{name}",
+            key_grace_s=5,
+            loglevel=loglevel,
+        )
+        proc = start_worker(self.bootstrap, command, self.workdir / f"worker-{name}.log")
         self.workers.append(proc)
         return proc
 

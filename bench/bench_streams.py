@@ -1,0 +1,851 @@
+"""The streams roll-up on Kafka: sustained supplier-footprint updates/s through one worker, and
+end-to-end latency (publish → the top product's new result on ``pcf.products``) across 1, 3 and
+6 tiers, side by side with a no-op faust agent on the same broker, in one run.
+
+``python -m bench.bench_streams`` starts one real worker (``pcfx streams run``, a subprocess, as
+the broker tests do) on a fresh topic prefix and publishes synthetic supply chains: signed key
+registrations, a grid factor, supplier footprints (the realistic ``contracts.examples`` cell
+footprint, one product id and value each) and BOMs (one manufacturer, ``productInfo`` on every
+product, so each complete result also issues its PACT v3 footprint). Once the initial load has
+rolled up, it measures:
+
+- ``streams_component_updates``: a backlog of N footprint updates (new versions of parts of a
+  one-tier set of products, 4 parts per product, batch-signed per supplier as ``pcfx publish``
+  does) is produced while the worker is paused (SIGSTOP), the worker is resumed, and the time
+  until its last result lands on ``pcf.products`` (broker LogAppendTime) gives updates/s. Each
+  update runs the whole path: Avro decode + Ed25519/Merkle check + sequence ledger, component
+  side, product side (recompute, PACT footprint issue, Avro encode), both roll-up topics, the
+  changelogs. The final results are checked against batch mode (:func:`run_batch`) on the same
+  inputs. Baseline: a faust agent that forwards the same ``pcf.declared`` records unchanged
+  (consume → produce, no decoding): what faust and Kafka cost alone.
+- ``streams_latency_p99_{1,3,6}tier``: chains of 1, 3 and 6 tiers (each product: the tier below
+  at quantity 1, a static supplier part, own electricity); one leaf footprint per chain is
+  updated at a steady rate (default 1 000/s, individually signed, spread over the chains) and
+  the latency of an update is the time from its ``produce()`` call to the first result of the
+  chain's top product that includes it (the broker's LogAppendTime of that record; a later
+  update coalesced into the same result counts with that result). Baseline: one hop through the
+  no-op faust agent at the same rate. If the worker cannot keep up with the rate, latencies grow
+  with the backlog; the details say whether it kept up (first vs last tenth of the updates).
+
+Results via :func:`bench.report.write_result`. The machine's load average goes into the details:
+other work on a 2-core machine slows every figure down. ``--updates``, ``--rate``,
+``--seconds``, ``--chains``, ``--tiers``, ``--out DIR``; ``--noop-worker`` is the baseline
+worker's own entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
+from contracts import (
+    AvroSerde,
+    BillOfMaterials,
+    KafkaSchemaRegistry,
+    ProductFootprint,
+    RolledUpFootprint,
+    load_factors,
+    parse,
+    parse_footprint,
+    register_all,
+)
+from contracts.examples import example_footprint
+from streams.adapt import core_bom, core_factor, core_footprint, payload_hash
+from streams.harness import Participants, start_worker, worker_command
+from streams.rollup import run_batch
+from streams.runtime import StreamsConfig, ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATE = 5_000.0
+LATENCY_TARGET_MS = 1_000.0
+PARTITIONS = 6
+COMPANY = "urn:pact:company:customcode:vendor-assigned:"
+MAKER = f"{COMPANY}bench-maker"
+SUPPLIERS = tuple(f"{COMPANY}bench-supplier-{i}" for i in range(8))
+FACTOR_ID = "bg:cn-fj-grid-2022"
+UNIT = "kilowatt hour"
+STATIC_PARTS = 50
+STEP = Decimal("0.01")
+"""Each new version of a leaf adds this to its value: a top result names the update it includes."""
+
+
+# --- synthetic supply chains ---------------------------------------------------------------------
+
+
+_EXAMPLE = example_footprint()
+
+
+def footprint(product_id: str, supplier: str, value: Decimal, version: int) -> ProductFootprint:
+    """The example cell footprint as *supplier*'s *version* of *product_id*, worth *value*."""
+    data = copy.deepcopy(_EXAMPLE)
+    data["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{product_id}#{version}"))
+    data.pop("precedingPfIds", None)
+    data["productIds"] = [product_id]
+    data["companyIds"] = [supplier]
+    pcf = data["pcf"]
+    pcf["pcfExcludingBiogenicUptake"] = pcf["pcfIncludingBiogenicUptake"] = str(value)
+    pcf["fossilGhgEmissions"] = str(value - Decimal("0.30"))
+    for ext in data["extensions"]:
+        ext_data = ext["data"]
+        if "stageBreakdown" in ext_data:
+            ext_data["stageBreakdown"] = {
+                "raw_material_acquisition": str(value - Decimal("13.20")),
+                "production": "13.20",
+            }
+        if "uncertainty" in ext_data:
+            ext_data["uncertainty"] = {
+                "relativeStandardUncertaintyPercent": "7.5",
+                "lower95": str((value * Decimal("0.85")).quantize(STEP)),
+                "upper95": str((value * Decimal("1.15")).quantize(STEP)),
+            }
+    return parse_footprint(data)
+
+
+def bom(product_id: str, lines: Sequence[tuple[str, str]]) -> BillOfMaterials:
+    """*product_id*'s BOM (revision 1) from (component product id, quantity) lines."""
+    name = product_id.rsplit(":", 1)[-1]
+    return parse(
+        BillOfMaterials,
+        {
+            "productId": product_id,
+            "productName": name,
+            "owner": MAKER,
+            "declaredUnit": {"amount": "1", "unit": UNIT},
+            "productMassPerDeclaredUnit": "6.5",
+            "components": [{"productId": pid, "quantity": qty, "unit": UNIT} for pid, qty in lines],
+            "processEmissions": {
+                "directKgCO2e": "0.35",
+                "electricityKWh": "2.5",
+                "electricityFactorId": FACTOR_ID,
+            },
+            "productInfo": {
+                "companyName": "Bench Manufacturing Co.",
+                "companyIds": [MAKER],
+                "productDescription": f"Synthetic product {name}",
+                "productNameCompany": name,
+                "geographyCountrySubdivision": "CN-FJ",
+                "referencePeriodStart": "2024-01-01T00:00:00Z",
+                "referencePeriodEnd": "2025-01-01T00:00:00Z",
+                "pilotCategory": "LITHIUM_BATTERY",
+            },
+            "revision": 1,
+        },
+    )
+
+
+def pid(name: str) -> str:
+    return f"urn:pact:bench.example:product-id:{name}"
+
+
+@dataclass
+class Chains:
+    """Every synthetic product: the throughput set and one chain set per depth."""
+
+    chains: int
+    tiers: Sequence[int]
+    flat_products: int
+    boms: list[BillOfMaterials] = field(default_factory=list)
+    parts: dict[str, str] = field(default_factory=dict)
+    """part id -> supplier, for every part with a supplier footprint."""
+    flat_parts: list[str] = field(default_factory=list)
+    leaves: dict[int, list[str]] = field(default_factory=dict)
+    """tiers -> the leaf part of each chain (what the latency phase updates)."""
+    tops: dict[int, list[str]] = field(default_factory=dict)
+    """tiers -> the top product of each chain (whose result the latency phase waits for)."""
+
+    def __post_init__(self) -> None:
+        statics = [pid(f"STATIC-{i}") for i in range(STATIC_PARTS)]
+        for i, part in enumerate(statics):
+            self.parts[part] = SUPPLIERS[i % len(SUPPLIERS)]
+        for p in range(self.flat_products):
+            lines = [(pid(f"PART-{p}-{k}"), "0.25") for k in range(4)]
+            for part, _ in lines:
+                self.parts[part] = SUPPLIERS[len(self.parts) % len(SUPPLIERS)]
+                self.flat_parts.append(part)
+            self.boms.append(bom(pid(f"FLAT-{p}"), lines))
+        for depth in self.tiers:
+            self.leaves[depth], self.tops[depth] = [], []
+            for c in range(self.chains):
+                leaf = pid(f"LEAF-{depth}-{c}")
+                self.parts[leaf] = SUPPLIERS[c % len(SUPPLIERS)]
+                self.leaves[depth].append(leaf)
+                below = leaf
+                for t in reversed(range(depth)):
+                    product = pid(f"T{depth}-{c}-{t}")
+                    static = statics[(c * depth + t) % STATIC_PARTS]
+                    self.boms.append(bom(product, [(below, "1"), (static, "0.5")]))
+                    below = product
+                self.tops[depth].append(below)
+
+    @property
+    def products(self) -> list[str]:
+        return [b.product_id for b in self.boms]
+
+
+def base_value(part: str) -> Decimal:
+    """A part's first value (version 1): 40.00-79.99, from its name."""
+    return Decimal(40) + Decimal(uuid.uuid5(uuid.NAMESPACE_URL, part).int % 4000) * STEP
+
+
+def value_at(part: str, version: int) -> Decimal:
+    return base_value(part) + (version - 1) * STEP
+
+
+# --- Kafka plumbing ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if explicit:
+        yield explicit
+        return
+    from infra.kafka.provision import provision_broker
+
+    with provision_broker() as provisioned:
+        yield provisioned.bootstrap
+
+
+def create_log_append_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Topics whose record timestamps are the broker's append time (what latency is read from)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-streams")
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    n, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"}
+                )
+                for n in names
+            ]
+        )
+    finally:
+        admin.close()
+
+
+def producer(bootstrap: str, linger_ms: int = 5) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": linger_ms,
+            "enable.idempotence": True,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def produce_all(prod: Producer, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+    for key, value in records:
+        while True:
+            try:
+                prod.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                prod.poll(0.05)
+    if prod.flush(120) != 0:
+        raise RuntimeError("records left unacknowledged")
+
+
+def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets"})
+    try:
+        out = {}
+        for topic in topics:
+            for p in range(PARTITIONS):
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                out[(topic, p)] = high
+        return out
+    finally:
+        consumer.close()
+
+
+def read_records(
+    bootstrap: str,
+    topic: str,
+    start: dict[tuple[str, int], int] | None = None,
+    keys: set[bytes] | None = None,
+) -> list[tuple[bytes, bytes, int]]:
+    """(key, value, timestamp ms) of *topic* from *start* offsets to its end (only *keys*)."""
+    ends = end_offsets(bootstrap, [topic])
+    assign = [
+        TopicPartition(topic, p, (start or {}).get((topic, p), 0))
+        for p in range(PARTITIONS)
+        if ends[(topic, p)] > (start or {}).get((topic, p), 0)
+    ]
+    if not assign:
+        return []
+    remaining = sum(ends[(topic, tp.partition)] - tp.offset for tp in assign)
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-read", "enable.auto.commit": False}
+    )
+    out: list[tuple[bytes, bytes, int]] = []
+    try:
+        consumer.assign(assign)
+        deadline = time.monotonic() + 120
+        while remaining > 0 and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, 1.0):
+                if msg.error() is not None:
+                    continue
+                remaining -= 1
+                key = msg.key() or b""
+                if keys is None or key in keys:
+                    out.append((key, msg.value() or b"", msg.timestamp()[1]))
+    finally:
+        consumer.close()
+    return out
+
+
+def last_timestamp_ms(bootstrap: str, topic: str) -> int:
+    """The latest record timestamp on *topic* (its last record in every partition)."""
+    ends = end_offsets(bootstrap, [topic])
+    starts = {tp: max(0, end - 1) for tp, end in ends.items()}
+    return max((ts for _, _, ts in read_records(bootstrap, topic, starts)), default=0)
+
+
+def wait_quiet(
+    bootstrap: str, topics: Sequence[str], settle_s: float, timeout_s: float, worker: Any = None
+) -> float:
+    """Wait until nothing is written to *topics* for *settle_s*; return when the last write was
+    seen (monotonic)."""
+    deadline = time.monotonic() + timeout_s
+    count = sum(end_offsets(bootstrap, topics).values())
+    since = time.monotonic()
+    while time.monotonic() - since < settle_s:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still writing after {timeout_s:.0f} s ({count} records)")
+        if worker is not None and worker.poll() is not None:
+            raise RuntimeError(f"worker exited with {worker.returncode}")
+        time.sleep(0.5)
+        now = sum(end_offsets(bootstrap, topics).values())
+        if now != count:
+            count, since = now, time.monotonic()
+    return since
+
+
+def latest_results(
+    bootstrap: str, serde: AvroSerde, topic: str, products: Sequence[str]
+) -> dict[str, RolledUpFootprint]:
+    wanted = {p.encode() for p in products}
+    latest: dict[str, RolledUpFootprint] = {}
+    for key, value, _ in read_records(bootstrap, topic, keys=wanted):
+        latest[key.decode()] = serde.decode(value, RolledUpFootprint)
+    return latest
+
+
+# --- the baseline worker -----------------------------------------------------------------------
+
+
+def noop_worker(bootstrap: str, source: str, sink: str, app_id: str) -> None:
+    """A faust agent that forwards every record of *source* to *sink* unchanged."""
+    import faust
+
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix="bench-noop-"),
+        topic_partitions=PARTITIONS,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+    )
+    src = app.topic(source, key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+    out = app.topic(sink, key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+
+    @app.agent(src)
+    async def forward(stream: Any) -> None:
+        async for event in stream.events():
+            await out.send(key=event.key, value=event.value)
+
+    faust.Worker(app, loglevel="warn", quiet=True).execute_from_commandline()
+
+
+# --- the phases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    bootstrap: str
+    workdir: Path
+    chains: Chains
+    prefix: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}.")
+    versions: dict[str, int] = field(default_factory=dict)
+    worker: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.people = Participants(self.workdir / "keys")
+        create_log_append_topics(
+            self.bootstrap, [self.topic("pcf.products"), self.topic("noop.sink")]
+        )
+        ensure_topics(
+            StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=PARTITIONS)
+        )
+        writer = KafkaSchemaRegistry(self.bootstrap, writer=True)
+        try:
+            register_all(writer, self.prefix)
+        finally:
+            writer.close()
+        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
+        self.producer = producer(self.bootstrap)
+        factors = [r.value for r in load_factors(ROOT / "producers/data/factors-cn.json")]
+        self.factor = next(f for f in factors if f is not None and f.factor_id == FACTOR_ID)
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def encode(self, topic: str, record: Any) -> bytes:
+        return self.serde.encode(self.topic(topic), record)
+
+    def start_worker(self) -> None:
+        command = worker_command(
+            self.people.operator_pub,
+            app_id=f"{self.prefix}streams",
+            topic_prefix=self.prefix,
+            partitions=PARTITIONS,
+            data_dir=self.workdir / "data",
+            key_grace_s=5,
+            loglevel=os.environ.get("PCFX_BENCH_WORKER_LOGLEVEL", "warn"),
+        )
+        profile = os.environ.get("PCFX_BENCH_WORKER_PROFILE")  # cProfile output file, by hand
+        if profile:
+            command = [command[0], "-m", "cProfile", "-o", profile, *command[1:]]
+        self.worker = start_worker(self.bootstrap, command, self.workdir / "worker.log")
+
+    def stop(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+
+    def worker_log(self) -> str:
+        path = self.workdir / "worker.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def output_topics(self) -> list[str]:
+        names = ("pcf.rollup.component", "pcf.rollup.product", "pcf.products", "pcf.rejected")
+        return [self.topic(n) for n in names]
+
+    def rejected(self) -> int:
+        return sum(end_offsets(self.bootstrap, [self.topic("pcf.rejected")]).values())
+
+    # -- initial load
+
+    def footprint_update(self, part: str) -> ProductFootprint:
+        version = self.versions.get(part, 0) + 1
+        self.versions[part] = version
+        return footprint(part, self.chains.parts[part], value_at(part, version), version)
+
+    def load(self) -> float:
+        """Publish keys, the factor, every part's first footprint and every BOM; wait for the
+        roll-up to settle. Returns seconds."""
+        people, chains = self.people, self.chains
+        began = time.monotonic()
+        keys = [
+            (owner.encode(), self.encode("pcf.keys", people.registration(owner)))
+            for owner in (MAKER, *SUPPLIERS)
+        ]
+        produce_all(self.producer, self.topic("pcf.keys"), keys)
+        factor = self.encode("pcf.factors", people.factor(self.factor, 1))
+        produce_all(self.producer, self.topic("pcf.factors"), [(FACTOR_ID.encode(), factor)])
+        by_supplier: dict[str, list[tuple[ProductFootprint, int]]] = {}
+        for part in chains.parts:
+            fp = self.footprint_update(part)
+            by_supplier.setdefault(chains.parts[part], []).append((fp, self.versions[part]))
+        records = []
+        for fps in by_supplier.values():
+            for signed in self.batch_signed(fps):
+                records.append((signed.footprint.product_ids[0].encode(), signed))
+        produce_all(
+            self.producer,
+            self.topic("pcf.declared"),
+            [(k, self.encode("pcf.declared", s)) for k, s in records],
+        )
+        produce_all(
+            self.producer,
+            self.topic("pcf.bom"),
+            [(b.product_id.encode(), self.encode("pcf.bom", people.bom(b))) for b in chains.boms],
+        )
+        print(f"published {len(chains.parts)} footprints, {len(chains.boms)} BOMs", flush=True)
+        self.start_worker()
+        wanted = {p.encode() for p in chains.products}
+        deadline = time.monotonic() + 600
+        while True:
+            seen = {k for k, _, _ in read_records(self.bootstrap, self.topic("pcf.products"))}
+            if wanted <= seen:
+                break
+            if time.monotonic() > deadline or (self.worker and self.worker.poll() is not None):
+                raise RuntimeError(
+                    f"initial load incomplete: {len(wanted & seen)}/{len(wanted)} products\n"
+                    + self.worker_log()
+                )
+            time.sleep(2.0)
+        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 300, self.worker)
+        return time.monotonic() - began
+
+    def batch_signed(self, fps: Sequence[tuple[ProductFootprint, int]]) -> list[Any]:
+        """(footprint, version) pairs of one supplier, signed in batches of 64 (as ``pcfx
+        publish`` does)."""
+        out = []
+        for i in range(0, len(fps), 64):
+            chunk = fps[i : i + 64]
+            out.extend(self.people.footprints([fp for fp, _ in chunk], [v for _, v in chunk]))
+        return out
+
+    # -- throughput
+
+    def throughput(self, updates: int) -> dict[str, Any]:
+        parts = self.chains.flat_parts
+        rng = random.Random(5)
+        order: list[str] = []
+        while len(order) < updates:
+            round_ = list(parts)
+            rng.shuffle(round_)
+            order.extend(round_)
+        order = order[:updates]
+        began = time.monotonic()
+        by_supplier: dict[str, list[tuple[ProductFootprint, int]]] = {}
+        for part in order:
+            fp = self.footprint_update(part)
+            by_supplier.setdefault(self.chains.parts[part], []).append((fp, self.versions[part]))
+        signed: dict[int, bytes] = {}
+        positions: dict[str, list[int]] = {}
+        for i, part in enumerate(order):
+            positions.setdefault(self.chains.parts[part], []).append(i)
+        for supplier, fps in by_supplier.items():
+            for i, record in zip(positions[supplier], self.batch_signed(fps), strict=True):
+                signed[i] = self.encode("pcf.declared", record)
+        values = [(order[i].encode(), signed[i]) for i in range(updates)]
+        prepared_s = time.monotonic() - began
+        assert self.worker is not None
+        products_start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
+        self.worker.send_signal(signal.SIGSTOP)
+        try:
+            produce_all(producer(self.bootstrap, 20), self.topic("pcf.declared"), values)
+        finally:
+            resumed = time.time()
+            self.worker.send_signal(signal.SIGCONT)
+        wait_quiet(self.bootstrap, self.output_topics(), 4.0, 600, self.worker)
+        last = last_timestamp_ms(self.bootstrap, self.topic("pcf.products")) / 1000
+        products_end = end_offsets(self.bootstrap, [self.topic("pcf.products")])
+        elapsed = last - resumed
+        return {
+            "updates": updates,
+            "elapsed_s": round(elapsed, 3),
+            "updates_per_s": updates / elapsed,
+            "results_published": sum(products_end.values()) - sum(products_start.values()),
+            "prepare_s": round(prepared_s, 1),
+        }
+
+    def check_flat_results(self) -> int:
+        """Compare every flat product's latest result with batch mode on the same inputs."""
+        chains = self.chains
+        fps = [
+            core_footprint(fp, sequence=self.versions[part], content_hash=payload_hash(fp))
+            for part in [*chains.flat_parts, *(p for p in chains.parts if "STATIC" in p)]
+            for fp in [footprint(part, chains.parts[part], value_at(part, self.versions[part]), 1)]
+        ]
+        flat = [b for b in chains.boms if ":FLAT-" in b.product_id]
+        factor = core_factor(self.factor, sequence=1, content_hash=payload_hash(self.factor))
+        expected = run_batch(fps, [core_bom(b) for b in flat], [factor])
+        got = latest_results(
+            self.bootstrap, self.serde, self.topic("pcf.products"), [b.product_id for b in flat]
+        )
+        wrong = [
+            p
+            for p, r in expected.items()
+            if p not in got or got[p].pcf_excluding_biogenic_uptake != r.pcf
+        ]
+        if wrong:
+            example = wrong[0]
+            raise AssertionError(
+                f"{len(wrong)} products differ from batch mode, e.g. {example}:"
+                f" {got[example].pcf_excluding_biogenic_uptake if example in got else None}"
+                f" != {expected[example].pcf}"
+            )
+        return len(expected)
+
+    # -- latency
+
+    def latency(self, depth: int, rate: float, seconds: float) -> dict[str, Any]:
+        leaves, tops = self.chains.leaves[depth], self.chains.tops[depth]
+        top_of = dict(zip(tops, leaves, strict=True))
+        total = int(rate * seconds)
+        rng = random.Random(depth)
+        order: list[str] = []
+        while len(order) < total:
+            round_ = list(leaves)
+            rng.shuffle(round_)
+            order.extend(round_)
+        order = order[:total]
+        # the value each top holds now, and its offset from its leaf's value
+        current = latest_results(self.bootstrap, self.serde, self.topic("pcf.products"), tops)
+        offset = {
+            top: current[top].pcf_excluding_biogenic_uptake - value_at(leaf, self.versions[leaf])
+            for top, leaf in top_of.items()
+        }
+        updates: list[tuple[str, int, bytes]] = []
+        for leaf in order:
+            fp = self.footprint_update(leaf)
+            record = self.people.footprint(fp, self.versions[leaf])
+            updates.append((leaf, self.versions[leaf], self.encode("pcf.declared", record)))
+        start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
+        published = pace(self.bootstrap, self.topic("pcf.declared"), updates, rate)
+        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 600, self.worker)
+        tops_bytes = {t.encode() for t in tops}
+        results: dict[str, list[tuple[int, float]]] = {}
+        for key, value, ts in read_records(
+            self.bootstrap, self.topic("pcf.products"), start, tops_bytes
+        ):
+            top = key.decode()
+            leaf_value = self.serde.decode(value, RolledUpFootprint).pcf_excluding_biogenic_uptake
+            steps = (leaf_value - offset[top] - base_value(top_of[top])) / STEP
+            version = int(steps.to_integral_value()) + 1
+            results.setdefault(top_of[top], []).append((version, ts / 1000))
+        latencies = []
+        missing = 0
+        for leaf, version, sent in published:
+            found = next((ts for v, ts in results.get(leaf, []) if v >= version), None)
+            if found is None:
+                missing += 1
+            else:
+                latencies.append((found - sent) * 1000)
+        return summarise(latencies, published, missing, rate)
+
+
+def pace(
+    bootstrap: str, topic: str, updates: Sequence[tuple[str, int, bytes]], rate: float
+) -> list[tuple[str, int, float]]:
+    """Produce *updates* at *rate*/s; return (leaf, version, wall-clock time of produce())."""
+    prod = producer(bootstrap, 1)
+    sent: list[tuple[str, int, float]] = []
+    began = time.perf_counter()
+    for i, (leaf, version, value) in enumerate(updates):
+        due = began + i / rate
+        while (ahead := due - time.perf_counter()) > 0:
+            prod.poll(0)
+            time.sleep(min(ahead, 0.002))
+        sent.append((leaf, version, time.time()))
+        prod.produce(topic, key=leaf.encode(), value=value)
+        prod.poll(0)
+    if prod.flush(60) != 0:
+        raise RuntimeError("updates left unacknowledged")
+    return sent
+
+
+def summarise(
+    latencies: list[float], published: Sequence[tuple[str, int, float]], missing: int, rate: float
+) -> dict[str, Any]:
+    if not latencies:
+        raise RuntimeError(f"no update reached a top product ({missing} missing)")
+    ordered = sorted(latencies)
+    tenth = max(1, len(latencies) // 10)
+    span = published[-1][2] - published[0][2]
+    return {
+        "p50_ms": round(percentile(ordered, 50), 1),
+        "p99_ms": round(percentile(ordered, 99), 1),
+        "max_ms": round(ordered[-1], 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+        "updates": len(published),
+        "unmatched": missing,
+        "target_rate_per_s": rate,
+        "achieved_rate_per_s": round((len(published) - 1) / span, 1) if span > 0 else None,
+        "span_s": round(span, 2),
+        "first_tenth_p50_ms": round(statistics.median(latencies[:tenth]), 1),
+        "last_tenth_p50_ms": round(statistics.median(latencies[-tenth:]), 1),
+    }
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def kept_up(stats: dict[str, Any]) -> bool:
+    """Whether latencies stayed flat over the run: a worker that cannot keep up with the rate
+    builds a backlog, and latency grows by (1 - capacity / rate) of the elapsed time."""
+    growth = stats["last_tenth_p50_ms"] - stats["first_tenth_p50_ms"]
+    return bool(growth < 0.05 * stats["span_s"] * 1000 + 250)
+
+
+def baseline(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
+    """The no-op faust agent on the same records: forward rate and one-hop latency."""
+    source, sink = bench.topic("pcf.declared"), bench.topic("noop.sink")
+    total = sum(end_offsets(bench.bootstrap, [source]).values())
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "bench.bench_streams", "--noop-worker",
+            bench.bootstrap, source, sink, f"{bench.prefix}noop",
+        ],
+        stdout=(bench.workdir / "noop.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while sum(end_offsets(bench.bootstrap, [sink]).values()) < total:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the no-op agent did not forward every record")
+            time.sleep(0.5)
+        stamps = sorted(ts for _, _, ts in read_records(bench.bootstrap, sink))
+        # skip the first 5 % (group join, fetch start-up), as ours starts warm
+        skip = len(stamps) // 20
+        forward_rate = (len(stamps) - skip - 1) / ((stamps[-1] - stamps[skip]) / 1000)
+        # one hop at the latency phases' rate: the same kind of record, new keys
+        start = end_offsets(bench.bootstrap, [sink])
+        sample = read_records(bench.bootstrap, source, {(source, p): 0 for p in range(PARTITIONS)})
+        count = int(rate * seconds)
+        updates = [(f"noop-{i}", i, sample[i % len(sample)][1]) for i in range(count)]
+        published = pace(bench.bootstrap, source, updates, rate)
+        while sum(end_offsets(bench.bootstrap, [sink]).values()) < total + count:
+            if time.monotonic() > deadline + 120:
+                raise RuntimeError("the no-op agent did not forward the paced records")
+            time.sleep(0.5)
+        arrived = {
+            key.decode(): ts / 1000
+            for key, _, ts in read_records(bench.bootstrap, sink, start)
+            if key.startswith(b"noop-")
+        }
+        latencies = [(arrived[f"noop-{i}"] - t) * 1000 for _, i, t in published]
+        return {"forward_rate": forward_rate, **summarise(latencies, published, 0, rate)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noop-worker", nargs=4, metavar=("BOOTSTRAP", "SOURCE", "SINK", "APP"))
+    parser.add_argument("--updates", type=int, default=20_000)
+    parser.add_argument("--flat-products", type=int, default=1_000)
+    parser.add_argument("--rate", type=float, default=1_000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--chains", type=int, default=100)
+    parser.add_argument("--tiers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3, 6])
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.noop_worker:
+        noop_worker(*args.noop_worker)
+        return
+
+    chains = Chains(args.chains, args.tiers, args.flat_products)
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
+        bench = Bench(bootstrap, Path(tmp), chains)
+        try:
+            run(bench, args)
+        except BaseException:
+            print(bench.worker_log(), file=sys.stderr)
+            raise
+        finally:
+            bench.stop()
+
+
+def run(bench: Bench, args: argparse.Namespace) -> None:
+    load_s = bench.load()
+    print(f"initial load rolled up in {load_s:.1f} s", flush=True)
+    ours = bench.throughput(args.updates)
+    checked = bench.check_flat_results()
+    if bench.rejected():
+        raise AssertionError(f"{bench.rejected()} records were rejected (pcf.rejected)")
+    print(
+        f"ours: {ours['updates_per_s']:,.0f} updates/s ({ours['updates']} in"
+        f" {ours['elapsed_s']} s; {checked} products equal batch mode)",
+        flush=True,
+    )
+    latency: dict[int, dict[str, Any]] = {}
+    for depth in args.tiers:
+        stats = bench.latency(depth, args.rate, args.seconds)
+        stats["kept_up"] = kept_up(stats)
+        latency[depth] = stats
+        print(f"{depth} tier(s) at {args.rate:g}/s: {stats}", flush=True)
+    if bench.rejected():
+        raise AssertionError(f"{bench.rejected()} records were rejected (pcf.rejected)")
+    bench.stop()  # the baseline gets the machine to itself, as ours did
+    base = baseline(bench, args.rate, min(args.seconds, 5.0))
+    print(f"no-op faust agent: {base}", flush=True)
+    load = os.getloadavg()
+    common = {
+        "load_average": [round(x, 2) for x in load],
+        "partitions": PARTITIONS,
+        "workers": 1,
+        "initial_load_s": round(load_s, 1),
+        "products": len(bench.chains.boms),
+        "parts": len(bench.chains.parts),
+    }
+    write_result(
+        BenchResult(
+            name="streams_component_updates",
+            unit="updates/s",
+            value=round(ours["updates_per_s"]),
+            higher_is_better=True,
+            description=(
+                f"pcfx streams run, 1 worker, {PARTITIONS} partitions: {ours['updates']} signed"
+                " supplier-footprint updates (backlog) → verify + ledger → component side →"
+                " product side (recompute, PACT footprint, Avro) → pcf.products; results equal"
+                " batch mode"
+            ),
+            baseline=Baseline(
+                "no-op faust agent forwarding the same records",
+                round(base["forward_rate"]),
+                "records/s",
+            ),
+            target=TARGET_RATE,
+            details={**ours, **common, "products_checked_against_batch": checked},
+        ),
+        args.out,
+    )
+    for depth, stats in latency.items():
+        rate_note = (
+            f"{args.rate:g} updates/s"
+            if stats["kept_up"]
+            else f"{args.rate:g} updates/s offered, NOT sustained (backlog grew)"
+        )
+        write_result(
+            BenchResult(
+                name=f"streams_latency_p99_{depth}tier",
+                unit="ms",
+                value=stats["p99_ms"],
+                higher_is_better=False,
+                description=(
+                    f"publish → top product's new result on pcf.products, {depth}-tier chains"
+                    f" ({args.chains} chains), {rate_note}, 1 worker; p50"
+                    f" {stats['p50_ms']:g} ms, p99 {stats['p99_ms']:g} ms"
+                ),
+                baseline=Baseline(
+                    "one hop through a no-op faust agent (p99)", base["p99_ms"], "ms"
+                ),
+                target=LATENCY_TARGET_MS if depth == 6 else None,
+                details={**stats, **common, "baseline": base},
+            ),
+            args.out,
+        )
+
+
+if __name__ == "__main__":
+    main()
