@@ -20,12 +20,14 @@ rolled up, it measures:
   (consume → produce, no decoding): what faust and Kafka cost alone.
 - ``streams_latency_p99_{1,3,6}tier``: chains of 1, 3 and 6 tiers (each product: the tier below
   at quantity 1, a static supplier part, own electricity); one leaf footprint per chain is
-  updated at a steady rate (default 1 000/s, individually signed, spread over the chains) and
-  the latency of an update is the time from its ``produce()`` call to the first result of the
-  chain's top product that includes it (the broker's LogAppendTime of that record; a later
-  update coalesced into the same result counts with that result). Baseline: one hop through the
-  no-op faust agent at the same rate. If the worker cannot keep up with the rate, latencies grow
-  with the backlog; the details say whether it kept up (first vs last tenth of the updates).
+  updated at a steady rate (individually signed, spread over the chains) and the latency of an
+  update is the time from its ``produce()`` call to the first result of the chain's top product
+  that includes it (the broker's LogAppendTime of that record; a later update coalesced into the
+  same result counts with that result). The offered rate (default 1 000/s) is first tried for a
+  second: if the worker gets through less than 95 % of it (first publish to last result), a
+  backlog only makes latencies as long as the run, so the figure is measured at 80 % of what it
+  got through instead, and the description says so. The details say whether latencies stayed
+  flat (``kept_up``). Baseline: one hop through the no-op faust agent at the offered rate.
 
 Results via :func:`bench.report.write_result`. The machine's load average goes into the details:
 other work on a 2-core machine slows every figure down. ``--updates``, ``--rate``,
@@ -628,13 +630,20 @@ class Bench:
             results.setdefault(top_of[top], []).append((version, ts / 1000))
         latencies = []
         missing = 0
+        last = 0.0
         for leaf, version, sent in published:
             found = next((ts for v, ts in results.get(leaf, []) if v >= version), None)
             if found is None:
                 missing += 1
             else:
                 latencies.append((found - sent) * 1000)
-        return summarise(latencies, published, missing, rate)
+                last = max(last, found)
+        stats = summarise(latencies, published, missing, rate)
+        # updates/s the worker got through, first publish to last result: about the offered rate
+        # if it kept up, else its capacity for these chains (a backlog holds every hop back)
+        busy = last - published[0][2]
+        stats["capacity_per_s"] = round(len(published) / busy, 1) if busy > 0 else None
+        return stats
 
 
 def pace(
@@ -742,11 +751,12 @@ def baseline(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop-worker", nargs=4, metavar=("BOOTSTRAP", "SOURCE", "SINK", "APP"))
-    parser.add_argument("--updates", type=int, default=20_000)
-    parser.add_argument("--flat-products", type=int, default=1_000)
+    parser.add_argument("--updates", type=int, default=8_000)
+    parser.add_argument("--flat-products", type=int, default=400)
     parser.add_argument("--rate", type=float, default=1_000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--chains", type=int, default=100)
+    parser.add_argument("--probe-seconds", type=float, default=1.0)
+    parser.add_argument("--chains", type=int, default=60)
     parser.add_argument("--tiers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3, 6])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -780,10 +790,20 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     )
     latency: dict[int, dict[str, Any]] = {}
     for depth in args.tiers:
-        stats = bench.latency(depth, args.rate, args.seconds)
+        # a short probe at the offered rate: if the worker cannot keep up with it, latencies
+        # only say how long the run was, so the figure is taken at 80 % of what it sustains
+        probe = bench.latency(depth, args.rate, args.probe_seconds)
+        capacity = probe["capacity_per_s"] or 0.0
+        rate = args.rate
+        if capacity < 0.95 * args.rate:
+            rate = max(10.0, float(int(0.8 * capacity / 10) * 10))
+        print(f"{depth} tier(s): probe at {args.rate:g}/s got through {capacity:g}/s", flush=True)
+        stats = bench.latency(depth, rate, args.seconds)
         stats["kept_up"] = kept_up(stats)
+        stats["offered_rate_per_s"] = args.rate
+        stats["probe_at_offered_rate"] = probe
         latency[depth] = stats
-        print(f"{depth} tier(s) at {args.rate:g}/s: {stats}", flush=True)
+        print(f"{depth} tier(s) at {rate:g}/s: {stats}", flush=True)
     if bench.rejected():
         raise AssertionError(f"{bench.rejected()} records were rejected (pcf.rejected)")
     bench.stop()  # the baseline gets the machine to itself, as ours did
@@ -820,12 +840,39 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         ),
         args.out,
     )
-    for depth, stats in latency.items():
-        rate_note = (
-            f"{args.rate:g} updates/s"
-            if stats["kept_up"]
-            else f"{args.rate:g} updates/s offered, NOT sustained (backlog grew)"
+    if 6 in latency:
+        probe = latency[6]["probe_at_offered_rate"]
+        write_result(
+            BenchResult(
+                name="streams_updates_6tier",
+                unit="updates/s",
+                value=round(probe["capacity_per_s"] or 0.0),
+                higher_is_better=True,
+                description=(
+                    f"updates/s one worker gets through on 6-tier chains ({args.chains} chains),"
+                    f" offered {args.rate:g}/s for {args.probe_seconds:g} s, first publish to last"
+                    f" top result; the issue's p99 < 1 s target is at {args.rate:g} updates/s"
+                ),
+                baseline=Baseline(
+                    "no-op faust agent forwarding the same records",
+                    round(base["forward_rate"]),
+                    "records/s",
+                ),
+                target=args.rate,
+                details={**probe, **common},
+            ),
+            args.out,
         )
+    for depth, stats in latency.items():
+        rate = stats["target_rate_per_s"]
+        rate_note = f"{rate:g} updates/s"
+        if rate < args.rate:
+            rate_note += (
+                f" (80 % of the {stats['probe_at_offered_rate']['capacity_per_s']:g}/s the worker"
+                f" got through at {depth} tiers: {args.rate:g}/s is NOT sustained)"
+            )
+        if not stats["kept_up"]:
+            rate_note += ", backlog grew during the run"
         write_result(
             BenchResult(
                 name=f"streams_latency_p99_{depth}tier",
@@ -840,7 +887,9 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                 baseline=Baseline(
                     "one hop through a no-op faust agent (p99)", base["p99_ms"], "ms"
                 ),
-                target=LATENCY_TARGET_MS if depth == 6 else None,
+                # the target is p99 < 1 s *at 1 000 updates/s*: only a figure at that rate
+                # can meet it (streams_updates_6tier says whether the worker gets there)
+                target=LATENCY_TARGET_MS if depth == 6 and rate >= args.rate else None,
                 details={**stats, **common, "baseline": base},
             ),
             args.out,

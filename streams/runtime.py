@@ -475,11 +475,7 @@ def build_app(config: StreamsConfig) -> faust.App:
         )
 
     declared, factors, boms = topic("pcf.declared"), topic("pcf.factors"), topic("pcf.bom")
-    keys_topic, products_out, rejected = (
-        topic("pcf.keys"),
-        topic("pcf.products"),
-        topic("pcf.rejected"),
-    )
+    keys_topic, rejected = topic("pcf.keys"), topic("pcf.rejected")
     component_in, product_in = topic("pcf.rollup.component"), topic("pcf.rollup.product")
 
     def table(name: str) -> Any:
@@ -494,16 +490,28 @@ def build_app(config: StreamsConfig) -> faust.App:
     component_rows = _Rows(ComponentState)
     product_rows = _Rows(_ProductRecord)
 
+    component_name, product_name = (
+        config.topic("pcf.rollup.component"),
+        config.topic("pcf.rollup.product"),
+    )
+    products_name = config.topic("pcf.products")
+
+    async def emit(name: str, key: bytes, value: bytes) -> Awaitable[Any]:
+        """Hand one record to faust's producer directly (without ``Topic.send``'s per-message
+        bookkeeping, which the roll-up does not use); the future completes on the broker's ack.
+        Keyed like ``Topic.send``: the producer's partitioner on the key bytes."""
+        return await app.producer.send(name, key, value, None, None, None)
+
     async def send(messages: Iterable[Message]) -> list[Awaitable[Any]]:
         """Hand *messages* to the producer; the returned futures complete on the broker's ack."""
         sent: list[Awaitable[Any]] = []
         for message in messages:
             if isinstance(message, BomDeclared | ChildValue):
-                key, out = message.key.encode(), product_in
+                key, name = message.key.encode(), product_name
             else:
                 ref: Ref = message.ref
-                key, out = str(ref).encode(), component_in
-            sent.append(await out.send(key=key, value=codec.encode_message(message)))
+                key, name = str(ref).encode(), component_name
+            sent.append(await emit(name, key, codec.encode_message(message)))
         return sent
 
     async def reject(result: Ingested, original: bytes) -> None:
@@ -644,8 +652,8 @@ def build_app(config: StreamsConfig) -> faust.App:
                         )
                         if record.footprint is not None:
                             issued = str(record.footprint.id)
-                        value = serde.encode(config.topic("pcf.products"), record)
-                        pending.append(await products_out.send(key=key, value=value))
+                        value = serde.encode(products_name, record)
+                        pending.append(await emit(products_name, key, value))
                 rows[key] = (items[0][0], _ProductRecord(step.state, bom_doc, issued))
             # the batch's outputs acknowledged first, then its states: see "Effectively once"
             await asyncio.gather(*pending)
