@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import faust
+import mode
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faust.streams import _current_event
@@ -130,6 +131,10 @@ class StreamsConfig:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def changelog(self, table: str) -> str:
+        """The changelog topic faust names for *table* (``<app id>-<table>-changelog``)."""
+        return f"{self.app_id}-{table}-changelog"
 
 
 def _now() -> datetime:
@@ -397,13 +402,20 @@ TOPICS = (
     "pcf.rollup.component",
     "pcf.rollup.product",
 )
+TABLES = ("ingest-ledger", "components", "products")
+"""The app's tables: the ingestion ledger and the two roll-up sides' states."""
+_COMPACTED = {"cleanup.policy": "compact"}
 
 
 def ensure_topics(config: StreamsConfig) -> None:
-    """Create the app's topics with ``config.partitions`` partitions (existing ones are kept).
+    """Create the app's topics and its tables' changelogs with ``config.partitions`` partitions
+    (existing ones are kept).
 
-    Faust only creates its own changelogs; topics that Kafka would auto-create get one
-    partition, which breaks co-partitioning, so they are created here first.
+    Topics that Kafka would auto-create get one partition, which breaks co-partitioning. Faust
+    does create its changelogs, but while the worker starts: a worker whose client fetched the
+    cluster's metadata before then sees a changelog with 0 partitions, and the first table write
+    crashes its agent (``PartitionsMismatch``). Created here first, they are in every client's
+    metadata from the start.
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -412,11 +424,11 @@ def ensure_topics(config: StreamsConfig) -> None:
     admin = KafkaAdminClient(bootstrap_servers=config.bootstrap, client_id="pcfx-streams-setup")
     try:
         existing = set(admin.list_topics())
-        missing = [
-            NewTopic(config.topic(name), config.partitions, 1)
-            for name in TOPICS
-            if config.topic(name) not in existing
+        wanted = [NewTopic(config.topic(name), config.partitions, 1) for name in TOPICS] + [
+            NewTopic(config.changelog(t), config.partitions, 1, topic_configs=_COMPACTED)
+            for t in TABLES
         ]
+        missing = [t for t in wanted if t.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 admin.create_topics(missing)
@@ -464,6 +476,10 @@ def build_app(config: StreamsConfig) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         TableManager=_TableManager,
+        # an agent that fails (a bug, not a bad record: those go to the DLQ) stops the worker
+        # with exit code 1 for its supervisor to restart, instead of faust restarting the agent
+        # alone (a worker that stays up with a dead agent processes nothing, and says nothing)
+        agent_supervisor=mode.CrashingSupervisor,
         # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
         # a worker never writes the changelog of a partition it has lost; see the docstring)
     )
@@ -483,9 +499,7 @@ def build_app(config: StreamsConfig) -> faust.App:
         # otherwise its JSON default fails to read the changelog back on recovery.
         return app.Table(name, partitions=config.partitions, key_type=bytes, value_type=bytes)
 
-    ledger_table = table("ingest-ledger")
-    component_table = table("components")
-    product_table = table("products")
+    ledger_table, component_table, product_table = (table(name) for name in TABLES)
     ledger = SequenceLedger(_TableLedger(ledger_table))
     component_rows = _Rows(ComponentState)
     product_rows = _Rows(_ProductRecord)

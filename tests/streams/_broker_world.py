@@ -54,7 +54,13 @@ class World:
         self.keys = self.participants.keys
         self.operator_pub = self.participants.operator_pub
         ensure_topics(
-            StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=self.partitions)
+            StreamsConfig(
+                self.bootstrap,
+                {},
+                app_id=f"{self.prefix}pcfx-streams",  # as `pcfx streams run` names it
+                topic_prefix=self.prefix,
+                partitions=self.partitions,
+            )
         )
         writer = KafkaSchemaRegistry(self.bootstrap, writer=True)
         try:

@@ -155,3 +155,28 @@ def test_two_workers_on_six_partitions_give_the_same_results_as_one(world: World
     world.wait_quiet()
     assert all(w.poll() is None for w in world.workers), "both workers are still running"
     assert world.rejections() == []
+
+
+def test_the_tables_changelogs_exist_before_a_worker_starts(world: World) -> None:
+    # A worker whose client has no changelog in its metadata crashes on its first table write
+    # (faust PartitionsMismatch: "the changelog topic has 0 partitions"), so they are created
+    # with the app's other topics: compacted, co-partitioned with the inputs.
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from streams.runtime import TABLES
+
+    names = [f"{world.prefix}pcfx-streams-{table}-changelog" for table in TABLES]
+    admin = KafkaAdminClient(bootstrap_servers=world.bootstrap)
+    try:
+        described = {t["name"]: t for t in admin.describe_topics(names)}
+        assert {n: len(described[n]["partitions"]) for n in names} == dict.fromkeys(
+            names, world.partitions
+        )
+        configs = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        )["topic"]
+        policies = {n: configs[n]["cleanup.policy"]["value"] for n in names}
+        assert policies == dict.fromkeys(names, "compact")
+    finally:
+        admin.close()
