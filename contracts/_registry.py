@@ -282,6 +282,10 @@ class InMemorySchemaRegistry:
 # Kafka-topic-backed registry
 
 
+_MISS_PAUSES_S: Final = (0.0, 0.05, 0.2, 0.5)
+"""Pauses before each catch-up that follows a miss (see :meth:`KafkaSchemaRegistry._read`)."""
+
+
 class KafkaSchemaRegistry:
     """Schemas in a compacted, single-partition Kafka topic (the ``_schemas`` design).
 
@@ -429,11 +433,20 @@ class KafkaSchemaRegistry:
                 return
 
     def _read(self, attempt: Any) -> Any:
-        try:
-            return attempt()
-        except UnknownSchemaError:
-            self._catch_up()
-            return attempt()
+        """*attempt*, and on a miss again after catching up with the topic.
+
+        A registration another writer has just committed becomes readable once the broker has
+        written its transaction's markers, which can trail the writer's commit by a moment. So a
+        miss catches up a few times, pausing in between (:data:`_MISS_PAUSES_S`, under a
+        second in all), before it is an :class:`UnknownSchemaError`.
+        """
+        for pause in _MISS_PAUSES_S:
+            try:
+                return attempt()
+            except UnknownSchemaError:
+                time.sleep(pause)
+                self._catch_up()
+        return attempt()
 
     def lookup(self, subject: str, schema: str) -> int:
         with self._lock:

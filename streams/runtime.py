@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import faust
-import mode
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faust.streams import _current_event
@@ -476,10 +475,6 @@ def build_app(config: StreamsConfig) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         TableManager=_TableManager,
-        # an agent that fails (a bug, not a bad record: those go to the DLQ) stops the worker
-        # with exit code 1 for its supervisor to restart, instead of faust restarting the agent
-        # alone (a worker that stays up with a dead agent processes nothing, and says nothing)
-        agent_supervisor=mode.CrashingSupervisor,
         # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
         # a worker never writes the changelog of a partition it has lost; see the docstring)
     )

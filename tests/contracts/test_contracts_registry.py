@@ -178,3 +178,31 @@ def test_kafka_registry_single_writer_is_fenced(kafka_bootstrap: str) -> None:
                 )
     finally:
         first.close()
+
+
+@pytest.mark.broker
+def test_kafka_registry_reader_waits_briefly_for_a_fresh_registration(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A registration committed by another writer is readable only once the broker has written
+    # its transaction markers; until then catching up finds nothing. Here the first two
+    # catch-ups after the miss find nothing (as if the markers were late), the third the schema.
+    topic = f"pcf._schemas.test-{uuid.uuid4().hex[:8]}"
+    with KafkaSchemaRegistry(kafka_bootstrap, topic=topic) as reader:
+        with KafkaSchemaRegistry(kafka_bootstrap, topic=topic, writer=True) as writer:
+            schema_id = writer.register("late.subject-value", V1)
+        real, calls = reader._catch_up, []
+
+        def late_catch_up() -> None:
+            calls.append(1)
+            if len(calls) >= 3:
+                real()
+
+        monkeypatch.setattr(reader, "_catch_up", late_catch_up)
+        assert reader.lookup("late.subject-value", V1) == schema_id
+        assert len(calls) == 3
+        # a subject nobody registered is still a clear miss, after the last catch-up
+        calls.clear()
+        with pytest.raises(UnknownSchemaError, match=r"nobody\.subject-value"):
+            reader.lookup("nobody.subject-value", V1)
+        assert len(calls) == 4
