@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faust.streams import _current_event
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from contracts import (
     AvroSerde,
@@ -381,6 +382,39 @@ class _Recovery(Recovery):
         await super().on_recovery_completed(generation_id)
 
 
+FETCH_MAX_WAIT_MS = 10
+"""How long the broker may hold a fetch that finds no new records (faust hard-codes 1 500 ms).
+
+aiokafka has one fetch in flight per broker, and leaves out of it every partition whose records
+it still buffers (not yet taken by faust). When the agents keep the loop busy for longer than
+aiokafka's prefetch backoff (100 ms), the next fetch goes out without the roll-up topics and
+waits the full ``fetch_max_wait_ms`` on partitions with nothing new (the ingest topics, a drained
+backlog), while the agents' own outputs pile up on the roll-up topics unfetched: the worker
+idles. A short wait bounds that stall; an idle worker sends a small fetch every 10 ms instead."""
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's aiokafka consumer thread, with :data:`FETCH_MAX_WAIT_MS`."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by the fetcher it starts
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, with :class:`_ConsumerThread`."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport, with :class:`_Consumer`."""
+
+    Consumer = _Consumer
+
+
 class _TableManager(TableManager):
     """faust's table manager, with :class:`_Recovery`."""
 
@@ -478,6 +512,7 @@ def build_app(config: StreamsConfig) -> faust.App:
         # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
         # a worker never writes the changelog of a partition it has lost; see the docstring)
     )
+    app.transport = _Transport(app.conf.broker_consumer, app)  # (created lazily otherwise)
     keys = _Keys(config, serde, schemas)
 
     def topic(name: str) -> Any:
