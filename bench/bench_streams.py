@@ -71,7 +71,7 @@ from contracts import (
 )
 from contracts.examples import example_footprint
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash
-from streams.harness import Participants, start_worker, worker_command
+from streams.harness import Participants, start_worker, stop_worker, worker_command
 from streams.rollup import run_batch
 from streams.runtime import StreamsConfig, ensure_topics
 
@@ -437,12 +437,8 @@ class Bench:
         self.worker = start_worker(self.bootstrap, command, self.workdir / "worker.log")
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
+        if self.worker is not None:
+            stop_worker(self.worker, timeout_s=60)
 
     def worker_log(self) -> str:
         path = self.workdir / "worker.log"
@@ -741,11 +737,7 @@ def baseline(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         latencies = [(arrived[f"noop-{i}"] - t) * 1000 for _, i, t in published]
         return {"forward_rate": forward_rate, **summarise(latencies, published, 0, rate)}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_worker(proc)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -62,6 +61,7 @@ from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
 from producers.keys import KeyRole, load_private_key, new_key_pair
+from streams.harness import stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
@@ -223,12 +223,7 @@ class DemoExchange:
     def stop(self) -> None:
         """Stop the workers (unless detached) and close the producer."""
         for proc in [] if self.detach else self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_worker(proc)
         self.sink.close(timeout_s=10)
 
     def worker_logs(self) -> str:

@@ -11,6 +11,7 @@ benchmark share (one place, so both drive the workers the same way).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -170,3 +171,15 @@ def start_worker(
         )
     finally:
         log.close()  # the child has its own descriptor
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """Stop a worker as its supervisor would: SIGTERM, then SIGKILL after *timeout_s*."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -30,7 +30,7 @@ from contracts import (
     register_all,
 )
 from producers.delivery import KafkaSink, Outgoing
-from streams.harness import Participants, start_worker, worker_command
+from streams.harness import Participants, start_worker, stop_worker, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,12 +156,7 @@ class World:
 
     def stop(self) -> None:
         for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_worker(proc)
         self.sink.close(timeout_s=10)
 
     def worker_logs(self) -> str:
