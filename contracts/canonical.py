@@ -24,6 +24,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 __all__ = ["canonical_json", "pae", "to_canonical_value"]
 
 _PAE_PREFIX = b"PCFXv1"
@@ -76,7 +78,18 @@ def _plain(value: Any) -> bool:
 _encode = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
-"""Built once: ``json.dumps`` with these options would build an encoder on every call."""
+"""The reference encoder (built once: ``json.dumps`` would build one on every call)."""
+
+
+def _dumps(value: Any) -> bytes:
+    """:data:`_encode`'s UTF-8 bytes, written by orjson (several times faster) where it gives the
+    same bytes: for JSON-native values it escapes the same characters the same way and sorts keys
+    by code point. What orjson refuses (integers beyond 64 bits, lone surrogates, non-JSON types)
+    goes to :data:`_encode`, which converts or raises exactly as before."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _encode(value).encode("utf-8")
 
 
 def canonical_json(value: Any, *, checked: bool = False) -> bytes:
@@ -89,7 +102,7 @@ def canonical_json(value: Any, *, checked: bool = False) -> bytes:
     """
     if checked or _plain(value):
         try:
-            return _encode(value).encode("utf-8")
+            return _dumps(value)
         except TypeError:
             if not checked:
                 raise

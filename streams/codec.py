@@ -17,7 +17,6 @@ Ref(kind=<RefKind.PRODUCT: 'product'>, id='urn:x')
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -25,6 +24,8 @@ from decimal import Decimal
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, get_args, get_origin
+
+import orjson
 
 from streams import rollup
 
@@ -39,6 +40,7 @@ _MESSAGE_TYPES: dict[str, type[Any]] = {
         rollup.FactorPublished,
         rollup.BomDeclared,
         rollup.ProductRolledUp,
+        rollup.ProductOffered,
         rollup.Subscribe,
         rollup.Unsubscribe,
         rollup.ChildValue,
@@ -272,32 +274,33 @@ def _checked(tp: Any, raw: Any) -> Any:
         return _build(tp, raw, "$")
 
 
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:  # (a ValueError; also for bytes that are not UTF-8)
+        raise CodecError(f"not JSON: {exc}") from exc
+
+
 def encode(value: Any) -> bytes:
     """Compact JSON bytes of a core dataclass (or any value built from the supported types)."""
-    return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(_plain(value))
 
 
 def decode(tp: type[T], data: bytes) -> T:
     """Rebuild a value of type *tp* from :func:`encode`'s bytes."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CodecError(f"not JSON: {exc}") from exc
+    raw = _loads(data)
     built: T = _checked(tp, raw)
     return built
 
 
 def encode_message(message: Any) -> bytes:
     """JSON bytes of a message or state, tagged with its class name."""
-    return json.dumps(_tagged(message), separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(_tagged(message))
 
 
 def decode_message(data: bytes) -> Any:
     """Rebuild a message or state written by :func:`encode_message`."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CodecError(f"not JSON: {exc}") from exc
+    raw = _loads(data)
     name = raw.get("@type") if isinstance(raw, dict) else None
     cls = _MESSAGE_TYPES.get(name or "")
     if cls is None:

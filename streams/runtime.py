@@ -5,7 +5,7 @@ Topology (every topic has the same partition count; keys are product or factor i
     pcf.declared ─ingest─▶ FootprintDeclared ─┐
     pcf.factors  ─ingest─▶ FactorPublished ───┼─▶ <component topic>  (key: product:/factor: ref)
                     ┌─ Subscribe/Unsubscribe ─┤        │ component side (table: components)
-                    │   ProductRolledUp ──────┘        ▼ ChildValue
+                    │   ProductOffered ───────┘        ▼ ChildValue
     pcf.bom ─ingest─▶ BomDeclared ──────────────▶ <product topic>    (key: parent product id)
                                                        │ product side (tables: products, boms)
                                                        ├─▶ back to the component topic
@@ -104,6 +104,7 @@ from streams.rollup import (
     ProductState,
     Ref,
     component_step,
+    offered,
     product_step_many,
 )
 
@@ -550,12 +551,15 @@ def build_app(config: StreamsConfig) -> faust.App:
         """Hand *messages* to the producer; the returned futures complete on the broker's ack."""
         sent: list[Awaitable[Any]] = []
         for message in messages:
+            wire: Message = message
             if isinstance(message, BomDeclared | ChildValue):
                 key, name = message.key.encode(), product_name
             else:
+                if isinstance(message, ProductRolledUp):  # all the component side needs of it
+                    wire = offered(message)
                 ref: Ref = message.ref
                 key, name = str(ref).encode(), component_name
-            sent.append(await emit(name, key, codec.encode_message(message)))
+            sent.append(await emit(name, key, codec.encode_message(wire)))
         return sent
 
     async def reject(result: Ingested, original: bytes) -> None:

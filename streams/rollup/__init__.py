@@ -21,7 +21,7 @@ down in the docstrings of ``_model`` and ``_result``.
 from __future__ import annotations
 
 from ._batch import Network, children_first, run_batch
-from ._component import ComponentState, Subscription, component_step
+from ._component import ComponentState, Subscription, component_step, offered
 from ._compute import (
     compute_result,
     line_multiplier,
@@ -39,6 +39,7 @@ from ._messages import (
     Message,
     Outcome,
     ProductMessage,
+    ProductOffered,
     ProductRolledUp,
     Step,
     Subscribe,
@@ -110,6 +111,7 @@ __all__ = [
     "Outcome",
     "OwnProcess",
     "ProductMessage",
+    "ProductOffered",
     "ProductRolledUp",
     "ProductState",
     "Ref",
@@ -131,6 +133,7 @@ __all__ = [
     "contribution_tree",
     "hotspots",
     "line_multiplier",
+    "offered",
     "product_step",
     "product_step_many",
     "rollup_context",

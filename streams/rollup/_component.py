@@ -28,6 +28,7 @@ from ._messages import (
     FootprintDeclared,
     Message,
     Outcome,
+    ProductOffered,
     ProductRolledUp,
     Step,
     Subscribe,
@@ -37,7 +38,7 @@ from ._messages import (
 from ._model import ComponentFootprint, Factor, Ref, RefKind
 from ._result import SourceValue
 
-__all__ = ["ComponentState", "Subscription", "component_step"]
+__all__ = ["ComponentState", "Subscription", "component_step", "offered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class ComponentState:
     ref: Ref
     declared: ComponentFootprint | None = None
     factor: Factor | None = None
-    rolled: ProductRolledUp | None = None
+    rolled: ProductOffered | None = None
     subscribers: Mapping[str, Subscription] = field(default_factory=dict)
     version: int = 0
     """Bumped each time :attr:`value` changes; parents drop values at or below what they hold."""
@@ -74,7 +75,7 @@ def _offered(state: ComponentState) -> tuple[SourceValue | None, tuple[str, ...]
     if state.declared is not None:
         return source_from_footprint(state.declared), ()
     if state.rolled is not None:
-        return source_from_result(state.rolled.result), state.rolled.trace
+        return state.rolled.value, state.rolled.trace
     if state.factor is not None:
         return source_from_factor(state.factor), ()
     return None, ()
@@ -108,6 +109,12 @@ def _subscription(state: ComponentState, message: Subscribe | Unsubscribe) -> St
     if active and state.value is not None:
         outputs = (ChildValue(message.parent, state.ref, state.version, state.value, state.trace),)
     return Step(new, outputs, Outcome.APPLIED)
+
+
+def offered(rolled: ProductRolledUp) -> ProductOffered:
+    """The part of a product's new result that its component side needs (what adapters send)."""
+    value = source_from_result(rolled.result)
+    return ProductOffered(rolled.product_id, rolled.sequence, value, rolled.trace)
 
 
 def component_step(state: ComponentState | None, message: ComponentMessage) -> Step[ComponentState]:
@@ -145,9 +152,11 @@ def component_step(state: ComponentState | None, message: ComponentMessage) -> S
             if outcome is not None:
                 return Step(state, (), outcome)
         return _republish(replace(state, factor=factor))
+    if isinstance(message, ProductRolledUp):
+        message = offered(message)
     old_rolled = state.rolled
     if old_rolled is not None:
-        same = message.result.content_hash == old_rolled.result.content_hash
+        same = message.value.content_hash == old_rolled.value.content_hash
         outcome = order_outcome(message.sequence, old_rolled.sequence, same)
         if outcome is not None:
             return Step(state, (), outcome)

@@ -21,8 +21,8 @@ topic role                 key                     message (producer -> consumer
 ``DECLARED``               product id              FootprintDeclared (ingest -> component side)
 ``FACTORS``                factor id               FactorPublished (operator -> component side)
 ``BOMS``                   product id              BomDeclared (manufacturer -> product side)
-``PRODUCTS``               product id              ProductRolledUp (product side -> component side,
-                                                   and out to the gateway)
+``PRODUCTS``               product id              ProductRolledUp (product side -> out to the
+                                                   gateway; its ProductOffered -> component side)
 ``SUBSCRIPTIONS``          component product id    Subscribe/Unsubscribe (product -> component side)
 ``FACTOR_SUBSCRIPTIONS``   factor id               Subscribe/Unsubscribe for factor refs
 ``CONTRIBUTIONS``          parent product id       ChildValue (component side -> product side)
@@ -47,6 +47,7 @@ __all__ = [
     "Message",
     "Outcome",
     "ProductMessage",
+    "ProductOffered",
     "ProductRolledUp",
     "Step",
     "Subscribe",
@@ -171,6 +172,33 @@ class ProductRolledUp:
 
 
 @dataclass(frozen=True, slots=True)
+class ProductOffered:
+    """What a :class:`ProductRolledUp` offers the products that use it, and all the component
+    side keeps of it: the result as an input value (no lineage), its sequence and trace.
+
+    Adapters send this, not the whole result, on the component topic; :func:`component_step`
+    takes either (see :func:`~streams.rollup.offered`).
+    """
+
+    product_id: str
+    sequence: int
+    value: SourceValue
+    trace: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> Ref:
+        return Ref.product(self.product_id)
+
+    @property
+    def topic(self) -> TopicRole:
+        return TopicRole.PRODUCTS
+
+    @property
+    def key(self) -> str:
+        return self.product_id
+
+
+@dataclass(frozen=True, slots=True)
 class Subscribe:
     """``parent``'s BOM revision ``revision`` uses ``child``: send it the child's value."""
 
@@ -231,7 +259,9 @@ class ChildValue:
         return self.parent
 
 
-ComponentMessage = FootprintDeclared | FactorPublished | ProductRolledUp | Subscribe | Unsubscribe
+ComponentMessage = (
+    FootprintDeclared | FactorPublished | ProductRolledUp | ProductOffered | Subscribe | Unsubscribe
+)
 """What the component side consumes (keyed by ``msg.ref``)."""
 ProductMessage = BomDeclared | ChildValue
 """What the product side consumes (keyed by the product id, ``msg.key``)."""

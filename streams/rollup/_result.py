@@ -21,8 +21,6 @@ plus ``sum(multiplier x child totals)`` and nothing is ever averaged twice:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from typing import Any
 
 from contracts.errors import RollupError, Violation
 
-from ._model import HEADLINE_METRIC, Ref
+from ._model import HEADLINE_METRIC, Ref, _digest
 from ._numbers import rollup_context
 
 __all__ = [
@@ -53,14 +51,6 @@ RESULT_NAMESPACE = uuid.UUID("6c1f3f0e-4c1d-5a8e-9a55-0c9f0a7e2b31")
 def _d(value: Decimal | None) -> str | None:
     """A decimal as canonical JSON carries it (a string of its digits, PACT style)."""
     return None if value is None else format(value, "f")
-
-
-def _digest(payload: Mapping[str, Any]) -> str:
-    """SHA-256 of RFC 8785-style canonical JSON (the form ``contracts.canonical`` writes)."""
-    text = json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 _Z95 = Decimal("1.959963984540054")  # two-sided 95 % quantile of the standard normal

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import (
     PAYLOAD_BOM,
@@ -27,6 +30,10 @@ from contracts import (
     verify_bytes,
 )
 from contracts.canonical import canonical_json, pae
+
+_reference = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 
 def test_signed_bytes_are_pae_over_canonical_json(footprint: ProductFootprint) -> None:
@@ -151,3 +158,27 @@ def test_unsigned_and_batch_only(
 def test_sequence_bounds(private_key: Ed25519PrivateKey, footprint: ProductFootprint) -> None:
     with pytest.raises(ValueError, match="2\\^53-1"):
         sign(private_key, footprint, supplier_id="s", key_id="k", sequence=2**53)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500)
+@given(_JSON_VALUES)
+def test_canonical_bytes_are_the_reference_encoders(value: Any) -> None:
+    """orjson writes canonical JSON only where its bytes are the standard library's: every
+    character escaped the same way, keys in code-point order; what orjson refuses (an integer
+    beyond 64 bits, a lone surrogate) takes the reference path and fails the same way."""
+    try:
+        expected: bytes | type[Exception] = _reference(value).encode("utf-8")
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    try:
+        got: bytes | type[Exception] = canonical_json(value)
+    except UnicodeEncodeError:
+        got = UnicodeEncodeError
+    assert got == expected

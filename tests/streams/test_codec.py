@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from streams.codec import CodecError, decode, decode_message, encode, encode_message
-from streams.rollup import Network, Ref
+from streams.rollup import Network, ProductRolledUp, Ref, offered
 from tests.streams._rollup_scenarios import Scenario, scenarios
 
 
@@ -24,6 +24,7 @@ def test_every_message_and_state_round_trips(scenario: Scenario) -> None:
         seen.append(message)
         step = original_apply(message)
         seen.extend(step.outputs)
+        seen.extend(offered(m) for m in step.outputs if isinstance(m, ProductRolledUp))
         return step
 
     network.apply = apply  # type: ignore[method-assign]

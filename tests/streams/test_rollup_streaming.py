@@ -22,6 +22,7 @@ from streams.rollup import (
     TopicRole,
     Unsubscribe,
     component_step,
+    offered,
     product_step,
 )
 from tests.streams._rollup_helpers import D, bom, factor, fp, line
@@ -106,6 +107,24 @@ def test_rolled_up_value_of_a_declared_product_changes_nothing_downstream() -> N
     assert rolled is not None
     step = component_step(state, ProductRolledUp("cell", 1, rolled, ("cell",)))
     assert (step.outcome, step.outputs) == (Outcome.UNCHANGED, ())
+
+
+def test_the_component_side_takes_a_result_or_what_it_offers_alike() -> None:
+    """Adapters send :func:`offered` (the value, without lineage) on the component topic; the
+    component side treats it exactly as the whole result, redeliveries included."""
+    results = Network()
+    results.submit(FootprintDeclared(fp("cell", "2")), BomDeclared(bom("module", line("cell", 3))))
+    results.run()
+    module = results.result("module")
+    assert module is not None
+    rolled = ProductRolledUp("module", 1, module, ("module",))
+    state = component_step(None, Subscribe(Ref.product("module"), "pack", 1)).state
+    whole, slim = component_step(state, rolled), component_step(state, offered(rolled))
+    assert whole == slim and whole.outcome is Outcome.APPLIED
+    [value] = [m for m in slim.outputs if isinstance(m, ChildValue)]
+    assert (value.parent, value.value.totals, value.trace) == ("pack", module.totals, ("module",))
+    again = component_step(slim.state, offered(rolled))
+    assert (again.outcome, again.outputs) == (Outcome.DUPLICATE, ())
 
 
 def test_messages_routed_to_the_wrong_key_are_refused() -> None:
