@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -26,6 +24,7 @@ import fastavro
 import pydantic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench._timing import rate
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
 from contracts import (
     AvroSerde,
@@ -57,27 +56,6 @@ _REQUIRED_PCF = (
     "crossSectoralStandards",
     "exemptedEmissionsPercent",
 )
-
-
-def rate(fn: Callable[[], object], *, seconds: float = 1.5, repeats: int = 5) -> float:
-    """Best-of-*repeats* calls per second of *fn*."""
-    calls = 200
-    while True:  # size a batch to ~0.1 s
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed > 0.1:
-            break
-        calls *= 2
-    per_run = max(1, int(calls * (seconds / repeats) / elapsed))
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(per_run):
-            fn()
-        best = max(best, per_run / (time.perf_counter() - start))
-    return best
 
 
 def main(argv: list[str] | None = None) -> list[BenchResult]:
