@@ -33,7 +33,6 @@ from contracts import (
     Uncertainty,
     parse_footprint,
     payload_json,
-    to_pact_json,
 )
 from contracts.canonical import canonical_json
 from streams.rollup import (
@@ -82,7 +81,8 @@ def payload_hash(record: ProductFootprint | EmissionFactor | BillOfMaterials) ->
 
 def core_footprint(fp: ProductFootprint, *, sequence: int, content_hash: str) -> ComponentFootprint:
     """A supplier footprint as a roll-up input (figures by their PACT names)."""
-    pcf = to_pact_json(fp)["pcf"]
+    # (the "pcf" object of to_pact_json(fp), without dumping the rest of the footprint)
+    pcf = fp.pcf.model_dump(mode="json", by_alias=True, exclude_none=True)
     figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS}
     dqr = {k: Decimal(v) for k, v in (pcf.get("dqi") or {}).items() if k in DQR_RATINGS}
     headline = figures[HEADLINE_METRIC]

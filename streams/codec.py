@@ -27,6 +27,7 @@ from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
 
+from contracts.errors import ContractError, PcfError
 from streams import rollup
 
 __all__ = ["CodecError", "decode", "decode_message", "encode", "encode_message"]
@@ -50,8 +51,16 @@ _MESSAGE_TYPES: dict[str, type[Any]] = {
 }
 
 
-class CodecError(ValueError):
+class CodecError(ContractError):
     """Bytes on an internal topic or changelog that do not decode into the expected type."""
+
+    code = "codec"
+    hint = "Only pcfx streams workers write the internal topics (pcf.rollup.*) and changelogs."
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        """The JSON path of the value that does not fit (``$`` is the whole message)."""
 
 
 def _plain(value: Any) -> Any:
@@ -129,11 +138,13 @@ def _build(tp: Any, data: Any, path: str) -> Any:
         for option in options:
             if getattr(option, "__name__", None) == name:
                 return _build(option, data, path)
-        raise CodecError(f"'{path}' must name one of {options} in '@type' (got {name!r})")
+        raise CodecError(
+            f"'{path}' must name one of {options} in '@type' (got {name!r})", path=path
+        )
     if origin in (tuple,):
         args = get_args(tp)
         if not isinstance(data, list):
-            raise CodecError(f"'{path}' must be a list (got {type(data).__name__})")
+            raise CodecError(f"'{path}' must be a list (got {type(data).__name__})", path=path)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_build(args[0], v, f"{path}[{i}]") for i, v in enumerate(data))
         return tuple(
@@ -146,35 +157,46 @@ def _build(tp: Any, data: Any, path: str) -> Any:
         key_tp, value_tp = get_args(tp)
         if key_tp is not str and data != {}:  # an empty mapping encodes as {} whatever its keys
             if not isinstance(data, list):
-                raise CodecError(f"'{path}' must be a list of pairs (got {type(data).__name__})")
+                raise CodecError(
+                    f"'{path}' must be a list of pairs (got {type(data).__name__})", path=path
+                )
             return {
                 _build(key_tp, k, f"{path}[{i}].key"): _build(value_tp, v, f"{path}[{i}].value")
                 for i, (k, v) in enumerate(data)
             }
         if not isinstance(data, dict):
-            raise CodecError(f"'{path}' must be an object (got {type(data).__name__})")
+            raise CodecError(f"'{path}' must be an object (got {type(data).__name__})", path=path)
         return {k: _build(value_tp, v, f"{path}.{k}") for k, v in data.items()}
     if tp is Decimal:
         if not isinstance(data, str):
-            raise CodecError(f"'{path}' must be a decimal string (got {data!r})")
+            raise CodecError(f"'{path}' must be a decimal string (got {data!r})", path=path)
         return Decimal(data)
     if isinstance(tp, type) and issubclass(tp, Enum):
+        if data not in [m.value for m in tp]:  # (a list: data may be unhashable)
+            allowed = ", ".join(repr(m.value) for m in tp)
+            raise CodecError(f"'{path}' must be one of {allowed} (got {data!r})", path=path)
         return tp(data)
     if tp in (str, int, bool):
         if type(data) is not tp:
-            raise CodecError(f"'{path}' must be {tp.__name__} (got {data!r})")
+            raise CodecError(f"'{path}' must be {tp.__name__} (got {data!r})", path=path)
         return data
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(data, dict):
-            raise CodecError(f"'{path}' must be an object (got {type(data).__name__})")
+            raise CodecError(f"'{path}' must be an object (got {type(data).__name__})", path=path)
         hints = _hints(tp)
-        kwargs = {
-            f.name: _build(hints[f.name], data[f.name], f"{path}.{f.name}")
-            for f in dataclasses.fields(tp)
-            if f.name in data and f.init
-        }
-        return tp(**kwargs)
-    raise CodecError(f"'{path}' has a type the codec does not know: {tp!r}")
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if not f.init:
+                continue
+            if f.name in data:
+                kwargs[f.name] = _build(hints[f.name], data[f.name], f"{path}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise CodecError(f"'{path}.{f.name}' is required", path=f"{path}.{f.name}")
+        try:
+            return tp(**kwargs)
+        except (TypeError, ValueError, PcfError) as exc:  # the class's own checks
+            raise CodecError(f"'{path}' is not a valid {tp.__name__}: {exc}", path=path) from exc
+    raise CodecError(f"'{path}' has a type the codec does not know: {tp!r}", path=path)
 
 
 class _Mismatch(Exception):
@@ -304,5 +326,7 @@ def decode_message(data: bytes) -> Any:
     name = raw.get("@type") if isinstance(raw, dict) else None
     cls = _MESSAGE_TYPES.get(name or "")
     if cls is None:
-        raise CodecError(f"'@type' must be one of {sorted(_MESSAGE_TYPES)} (got {name!r})")
+        raise CodecError(
+            f"'@type' must be one of {sorted(_MESSAGE_TYPES)} (got {name!r})", path="$.@type"
+        )
     return _checked(cls, raw)

@@ -49,8 +49,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import signal
+import typing
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +82,7 @@ from contracts import (
     UnknownSchemaError,
     register_all,
 )
-from contracts.errors import PcfError, TrustError
+from contracts.errors import InfrastructureError, PcfError, TrustError
 from streams import codec
 from streams.adapt import core_bom, core_factor, core_footprint, rolled_up_record
 from streams.ingest import (
@@ -94,6 +97,7 @@ from streams.ingest import (
 from streams.rollup import (
     BomDeclared,
     ChildValue,
+    ComponentMessage,
     ComponentState,
     FactorPublished,
     FootprintDeclared,
@@ -426,6 +430,63 @@ class _TableManager(TableManager):
         return self._recovery
 
 
+@dataclass
+class AgentFailures:
+    """Every agent's ``on_error``: an agent that raises (a bug or a broken cluster, never a bad
+    record: those go to the DLQ) stops the worker.
+
+    faust would restart the agent alone, with the record it failed on still unacknowledged, so
+    nothing after it is committed and the partition is stuck while the worker looks healthy.
+    Stopping instead hands the partitions to the other workers and the failed record to the
+    worker's successor (at least once), and the exit says so (:func:`run_worker`).
+    """
+
+    stop: Callable[[], None] | None = None
+    """How to stop the worker (:func:`run_worker` sends itself SIGTERM; ``None``: only record)."""
+    failed: BaseException | None = None
+    """The first failure."""
+
+    async def __call__(self, agent: Any, exc: BaseException) -> None:
+        log.critical(
+            "agent %s failed, stopping the worker (its unacknowledged records are processed"
+            " again when it is restarted): %r",
+            getattr(agent, "name", agent),
+            exc,
+            exc_info=exc,
+        )
+        if self.failed is None:
+            self.failed = exc
+            if self.stop is not None:
+                self.stop()
+
+
+class _App(faust.App):
+    """faust's app, reporting every agent failure to :class:`AgentFailures`.
+
+    faust passes its own ``_on_agent_error`` as every agent's ``on_error`` (it commits what
+    was acknowledged); this adds ours after it. Re-check the hook on faust upgrades.
+    """
+
+    failures: AgentFailures
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        await super()._on_agent_error(agent, exc)
+        await self.failures(agent, exc)
+
+
+def _internal(data: bytes | None, kinds: Any, topic: str) -> Any:
+    """The roll-up message in *data*, one of the union *kinds* (``ComponentMessage`` or
+    ``ProductMessage``), else a :class:`~streams.codec.CodecError` naming the field."""
+    message = codec.decode_message(data or b"")
+    if not isinstance(message, kinds):
+        names = ", ".join(k.__name__ for k in typing.get_args(kinds))
+        raise codec.CodecError(
+            f"'@type' must be one of {names} on {topic} (got {type(message).__name__})",
+            path="$.@type",
+        )
+    return message
+
+
 TOPICS = (
     "pcf.declared",
     "pcf.factors",
@@ -470,8 +531,9 @@ def ensure_topics(config: StreamsConfig) -> None:
         admin.close()
 
 
-def build_app(config: StreamsConfig) -> faust.App:
-    """The faust app with its topics, tables and agents (see the module docstring)."""
+def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> faust.App:
+    """The faust app with its topics, tables and agents (see the module docstring); an agent
+    that fails is reported to *failures* (by default only logged and recorded)."""
     registry = config.registry
     if registry is None:
         # Register once with a short-lived writer (a new writer fences the previous one, so
@@ -493,7 +555,7 @@ def build_app(config: StreamsConfig) -> faust.App:
             (config.topic("pcf.rejected"), Rejection),
         ],
     )
-    app = faust.App(
+    app = _App(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
         store="memory://",
@@ -514,6 +576,7 @@ def build_app(config: StreamsConfig) -> faust.App:
         # a worker never writes the changelog of a partition it has lost; see the docstring)
     )
     app.transport = _Transport(app.conf.broker_consumer, app)  # (created lazily otherwise)
+    app.failures = failures if failures is not None else AgentFailures()
     keys = _Keys(config, serde, schemas)
 
     def topic(name: str) -> Any:
@@ -567,6 +630,11 @@ def build_app(config: StreamsConfig) -> faust.App:
         await rejected.send(
             key=result.source.key, value=serde.encode(config.topic("pcf.rejected"), rejection)
         )
+
+    async def unreadable(event: Any, topic: str, error: codec.CodecError) -> None:
+        """An internal-topic record no worker wrote (or a worker of another version): the DLQ."""
+        source = _source(event, topic)
+        await reject(Ingested(IngestOutcome.REJECTED, source, error=error), event.value or b"")
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_keys() -> None:
@@ -640,7 +708,11 @@ def build_app(config: StreamsConfig) -> faust.App:
             changed: dict[bytes, Any] = {}  # key -> one of its events (its partition)
             outputs: list[Message] = []
             for event in events:
-                message = codec.decode_message(event.value)
+                try:
+                    message = _internal(event.value, ComponentMessage, component_name)
+                except codec.CodecError as exc:
+                    await unreadable(event, component_name, exc)
+                    continue
                 key = str(message.ref).encode()
                 if key in current:
                     state = current[key]
@@ -669,7 +741,11 @@ def build_app(config: StreamsConfig) -> faust.App:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             by_key: dict[bytes, list[tuple[Any, ProductMessage]]] = {}
             for event in events:
-                message = codec.decode_message(event.value)
+                try:
+                    message = _internal(event.value, ProductMessage, product_name)
+                except codec.CodecError as exc:
+                    await unreadable(event, product_name, exc)
+                    continue
                 by_key.setdefault(message.key.encode(), []).append((event, message))
             pending: list[Awaitable[Any]] = []
             rows: dict[bytes, tuple[Any, _ProductRecord]] = {}
@@ -747,11 +823,28 @@ def _header(event: Any, name: str) -> bytes | None:
 
 
 def run_worker(config: StreamsConfig, loglevel: str = "warn") -> None:
-    """Run one worker in this process until it is stopped (SIGINT/SIGTERM)."""
+    """Run one worker in this process until it is stopped (SIGINT/SIGTERM).
+
+    Raises :class:`~contracts.errors.InfrastructureError` (``pcfx`` exits 3) when it stopped
+    because an agent failed (:class:`AgentFailures`).
+    """
     ensure_topics(config)
-    app = build_app(config)
+    failures = AgentFailures(stop=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    app = build_app(config, failures)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # faust's progress spinner sets the root logger to DEBUG (so that it spins on every record):
     # aiokafka then builds a debug record for every message sent, a few % of the worker's CPU
     worker.spinner = None
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if failures.failed is None:
+            raise
+    failed = failures.failed
+    raise InfrastructureError(
+        f"the streams worker stopped because an agent failed: {failed!r}",
+        hint=(
+            "The log above has the traceback. Restart the worker (as a supervisor would):"
+            " the records it had not finished are processed again."
+        ),
+    ) from failed

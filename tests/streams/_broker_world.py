@@ -132,10 +132,11 @@ class World:
     # --- workers -------------------------------------------------------------------------------
 
     def start_worker(
-        self, name: str = "w1", loglevel: str | None = None
+        self, name: str = "w1", loglevel: str | None = None, inject: str | None = None
     ) -> subprocess.Popen[bytes]:
         """Start a worker process; its log level is *loglevel*, else $PCFX_TEST_WORKER_LOGLEVEL,
-        else ``warn`` (``info`` shows recovery and rebalance progress)."""
+        else ``warn`` (``info`` shows recovery and rebalance progress). *inject*: Python code the
+        process runs before ``pcfx streams run`` (a fault to inject)."""
         loglevel = loglevel or os.environ.get("PCFX_TEST_WORKER_LOGLEVEL", "warn")
         command = worker_command(
             self.operator_pub,
@@ -146,6 +147,9 @@ class World:
             key_grace_s=5,
             loglevel=loglevel,
         )
+        if inject is not None:  # python -c "<inject>; run pcfx" streams run ...
+            launcher = f"{inject}\nfrom pcfx.cli import main\nmain()"
+            command = [command[0], "-c", launcher, *command[3:]]
         proc = start_worker(self.bootstrap, command, self.workdir / f"worker-{name}.log")
         self.workers.append(proc)
         return proc

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from streams.codec import CodecError, decode, decode_message, encode, encode_message
-from streams.rollup import Network, ProductRolledUp, Ref, offered
+from streams.rollup import Network, OwnProcess, ProductRolledUp, Ref, offered
 from tests.streams._rollup_scenarios import Scenario, scenarios
 
 
@@ -53,11 +53,22 @@ def test_decimals_keep_their_exponent() -> None:
             b'{"@type": "Subscribe", "child": {"kind": "product", "id": 7}}',
             r"'\$\.child\.id' must be str \(got 7\)",
         ),
+        (b'{"@type": "ChildValue", "parent": "p"}', r"'\$\.child' is required"),
+        (
+            b'{"@type": "Subscribe", "child": {"kind": "bogus", "id": "x"},'
+            b' "parent": "p", "revision": 1}',
+            r"'\$\.child\.kind' must be one of 'product', 'factor' \(got 'bogus'\)",
+        ),
     ],
 )
 def test_bad_bytes_raise_codec_error_naming_the_field(data: bytes, message: str) -> None:
     with pytest.raises(CodecError, match=message):
         decode_message(data)
+
+
+def test_a_value_its_class_refuses_is_a_codec_error_naming_the_field() -> None:
+    with pytest.raises(CodecError, match=r"'\$' is not a valid OwnProcess: .*directKgCO2e"):
+        decode(OwnProcess, b'{"direct_kgco2e": "-1"}')
 
 
 def test_a_plain_value_round_trips() -> None:

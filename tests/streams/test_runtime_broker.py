@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -180,3 +181,55 @@ def test_the_tables_changelogs_exist_before_a_worker_starts(world: World) -> Non
         assert policies == dict.fromkeys(names, "compact")
     finally:
         admin.close()
+
+
+def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world: World) -> None:
+    from confluent_kafka import Producer
+
+    proc = world.start_worker()
+    producer = Producer({"bootstrap.servers": world.bootstrap})
+    garbage = {
+        "pcf.rollup.component": (b"product:x", b"not json"),
+        "pcf.rollup.product": (b"p", b'{"@type": "ChildValue", "parent": "p"}'),
+    }
+    for topic, (key, value) in garbage.items():
+        producer.produce(world.topic(topic), value, key)
+    assert producer.flush(30) == 0
+    rejections: list[Any] = []
+    for _ in range(60):
+        rejections = world.rejections()
+        if len(rejections) >= 2:
+            break
+        time.sleep(1)
+    by_topic = {r.source_topic: r for r in rejections}
+    assert sorted(by_topic) == sorted(world.topic(t) for t in garbage), world.worker_logs()
+    component = by_topic[world.topic("pcf.rollup.component")]
+    assert (component.error_code, component.message[:8]) == ("codec", "not JSON")
+    product = by_topic[world.topic("pcf.rollup.product")]
+    assert (product.error_code, product.field_path) == ("codec", "$.child")
+    assert proc.poll() is None, "the worker goes on"
+
+
+_FAILING_PRODUCT_SIDE = """
+import streams.runtime
+
+def fail(*args, **kwargs):
+    raise RuntimeError("injected failure in the product side")
+
+streams.runtime.product_step_many = fail
+"""
+
+
+def test_a_failing_agent_stops_the_worker_with_exit_code_3(world: World) -> None:
+    # faust would restart the agent alone, its record unacknowledged and its partition stuck,
+    # while the worker looked healthy; the worker stops instead, saying why
+    from contracts import load_boms
+
+    proc = world.start_worker(inject=_FAILING_PRODUCT_SIDE)
+    bom = load_boms(ROOT / "demo/lfp/manufacturers-boms.json")[0].value
+    assert bom is not None
+    world.publish_bom(bom)
+    assert proc.wait(timeout=120) == 3, world.worker_logs()
+    log = world.worker_logs()
+    assert "injected failure in the product side" in log
+    assert "the streams worker stopped because an agent failed" in log
