@@ -398,6 +398,13 @@ backlog), while the agents' own outputs pile up on the roll-up topics unfetched:
 idles. A short wait bounds that stall; an idle worker sends a small fetch every 10 ms instead."""
 
 
+PRODUCER_LINGER_S = 0.005
+"""How long the producer waits to fill a batch (faust's default is 0: a produce request as soon
+as the previous one is answered). The agents send a few messages per input, and acknowledgements
+are awaited per batch, so 5 ms more per hop buys fuller produce requests: about 14 % less worker
+CPU per update, measured on the backlog bench (3.5 -> 3.0 ms)."""
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's aiokafka consumer thread, with :data:`FETCH_MAX_WAIT_MS`."""
 
@@ -566,6 +573,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         value_serializer="raw",
         web_enabled=False,
         producer_acks=-1,
+        producer_linger=PRODUCER_LINGER_S,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         # a killed worker's partitions move to the others after 10 s, not faust's default 60 s
