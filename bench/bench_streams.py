@@ -18,6 +18,8 @@ rolled up, it measures:
   changelogs. The final results are checked against batch mode (:func:`run_batch`) on the same
   inputs. Baseline: a faust agent that forwards the same ``pcf.declared`` records unchanged
   (consume → produce, no decoding): what faust and Kafka cost alone.
+- ``streams_component_updates_2workers``: the same backlog once a second worker has joined the
+  group (6 partitions shared), side by side with the one-worker figure of the same run.
 - ``streams_latency_p99_{1,3,6}tier``: chains of 1, 3 and 6 tiers (each product: the tier below
   at quantity 1, a static supplier part, own electricity); one leaf footprint per chain is
   updated at a steady rate (individually signed, spread over the chains) and the latency of an
@@ -326,18 +328,23 @@ def last_timestamp_ms(bootstrap: str, topic: str) -> int:
 
 
 def wait_quiet(
-    bootstrap: str, topics: Sequence[str], settle_s: float, timeout_s: float, worker: Any = None
+    bootstrap: str,
+    topics: Sequence[str],
+    settle_s: float,
+    timeout_s: float,
+    workers: Sequence[subprocess.Popen[bytes]] = (),
 ) -> float:
-    """Wait until nothing is written to *topics* for *settle_s*; return when the last write was
-    seen (monotonic)."""
+    """Wait until nothing is written to *topics* for *settle_s* (while every one of *workers*
+    runs); return when the last write was seen (monotonic)."""
     deadline = time.monotonic() + timeout_s
     count = sum(end_offsets(bootstrap, topics).values())
     since = time.monotonic()
     while time.monotonic() - since < settle_s:
         if time.monotonic() > deadline:
             raise TimeoutError(f"still writing after {timeout_s:.0f} s ({count} records)")
-        if worker is not None and worker.poll() is not None:
-            raise RuntimeError(f"worker exited with {worker.returncode}")
+        for worker in workers:
+            if worker.poll() is not None:
+                raise RuntimeError(f"a worker exited with {worker.returncode}")
         time.sleep(0.5)
         now = sum(end_offsets(bootstrap, topics).values())
         if now != count:
@@ -395,7 +402,7 @@ class Bench:
     chains: Chains
     prefix: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}.")
     versions: dict[str, int] = field(default_factory=dict)
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.people = Participants(self.workdir / "keys")
@@ -422,27 +429,50 @@ class Bench:
         return self.serde.encode(self.topic(topic), record)
 
     def start_worker(self) -> None:
+        """Start one more worker of the app (the first takes every partition)."""
+        n = len(self.workers) + 1
         command = worker_command(
             self.people.operator_pub,
             app_id=f"{self.prefix}streams",
             topic_prefix=self.prefix,
             partitions=PARTITIONS,
-            data_dir=self.workdir / "data",
+            data_dir=self.workdir / f"data-{n}",
             key_grace_s=5,
             loglevel=os.environ.get("PCFX_BENCH_WORKER_LOGLEVEL", "warn"),
         )
         profile = os.environ.get("PCFX_BENCH_WORKER_PROFILE")  # cProfile output file, by hand
         if profile:
             command = [command[0], "-m", "cProfile", "-o", profile, *command[1:]]
-        self.worker = start_worker(self.bootstrap, command, self.workdir / "worker.log")
+        self.workers.append(start_worker(self.bootstrap, command, self.workdir / f"worker-{n}.log"))
 
     def stop(self) -> None:
-        if self.worker is not None:
-            stop_worker(self.worker, timeout_s=60)
+        for worker in self.workers:
+            stop_worker(worker, timeout_s=60)
+        self.workers = []
 
     def worker_log(self) -> str:
-        path = self.workdir / "worker.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        logs = sorted(self.workdir.glob("worker-*.log"))
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)
+
+    def wait_for_group(self, members: int, timeout_s: float = 120.0) -> None:
+        """Wait until the workers' consumer group is stable with *members* members, and then
+        until they are quiet (a new member's partitions are recovered from the changelogs)."""
+        from kafka import KafkaAdminClient
+
+        group = f"{self.prefix}streams"
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                described = admin.describe_groups([group])[group]
+                if described["group_state"] == "Stable" and len(described["members"]) == members:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"group {group}: {described['group_state']}")
+                time.sleep(1.0)
+        finally:
+            admin.close()
+        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 300, self.workers)
 
     def output_topics(self) -> list[str]:
         names = ("pcf.rollup.component", "pcf.rollup.product", "pcf.products", "pcf.rejected")
@@ -496,13 +526,13 @@ class Bench:
             seen = {k for k, _, _ in read_records(self.bootstrap, self.topic("pcf.products"))}
             if wanted <= seen:
                 break
-            if time.monotonic() > deadline or (self.worker and self.worker.poll() is not None):
+            if time.monotonic() > deadline or any(w.poll() is not None for w in self.workers):
                 raise RuntimeError(
                     f"initial load incomplete: {len(wanted & seen)}/{len(wanted)} products\n"
                     + self.worker_log()
                 )
             time.sleep(2.0)
-        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 300, self.worker)
+        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 300, self.workers)
         return time.monotonic() - began
 
     def batch_signed(self, fps: Sequence[tuple[ProductFootprint, int]]) -> list[Any]:
@@ -539,15 +569,17 @@ class Bench:
                 signed[i] = self.encode("pcf.declared", record)
         values = [(order[i].encode(), signed[i]) for i in range(updates)]
         prepared_s = time.monotonic() - began
-        assert self.worker is not None
+        assert self.workers
         products_start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
-        self.worker.send_signal(signal.SIGSTOP)
+        for worker in self.workers:
+            worker.send_signal(signal.SIGSTOP)
         try:
             produce_all(producer(self.bootstrap, 20), self.topic("pcf.declared"), values)
         finally:
             resumed = time.time()
-            self.worker.send_signal(signal.SIGCONT)
-        wait_quiet(self.bootstrap, self.output_topics(), 4.0, 600, self.worker)
+            for worker in self.workers:
+                worker.send_signal(signal.SIGCONT)
+        wait_quiet(self.bootstrap, self.output_topics(), 4.0, 600, self.workers)
         last = last_timestamp_ms(self.bootstrap, self.topic("pcf.products")) / 1000
         products_end = end_offsets(self.bootstrap, [self.topic("pcf.products")])
         elapsed = last - resumed
@@ -613,7 +645,7 @@ class Bench:
             updates.append((leaf, self.versions[leaf], self.encode("pcf.declared", record)))
         start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
         published = pace(self.bootstrap, self.topic("pcf.declared"), updates, rate)
-        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 600, self.worker)
+        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 600, self.workers)
         tops_bytes = {t.encode() for t in tops}
         results: dict[str, list[tuple[int, float]]] = {}
         for key, value, ts in read_records(
@@ -751,6 +783,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chains", type=int, default=60)
     parser.add_argument("--tiers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3, 6])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--two-workers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the backlog through two workers",
+    )
     args = parser.parse_args(argv)
     if args.noop_worker:
         noop_worker(*args.noop_worker)
@@ -796,6 +834,15 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         stats["probe_at_offered_rate"] = probe
         latency[depth] = stats
         print(f"{depth} tier(s) at {rate:g}/s: {stats}", flush=True)
+    two: dict[str, Any] | None = None
+    if args.two_workers:
+        # the same backlog through two workers sharing the 6 partitions (a second process is
+        # the way past one Python core: see the figures)
+        bench.start_worker()
+        bench.wait_for_group(2)
+        two = bench.throughput(args.updates)
+        bench.check_flat_results()
+        print(f"two workers: {two['updates_per_s']:,.0f} updates/s", flush=True)
     if bench.rejected():
         raise AssertionError(f"{bench.rejected()} records were rejected (pcf.rejected)")
     bench.stop()  # the baseline gets the machine to itself, as ours did
@@ -832,6 +879,26 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         ),
         args.out,
     )
+    if two is not None:
+        write_result(
+            BenchResult(
+                name="streams_component_updates_2workers",
+                unit="updates/s",
+                value=round(two["updates_per_s"]),
+                higher_is_better=True,
+                description=(
+                    f"as streams_component_updates, with 2 workers sharing the {PARTITIONS}"
+                    f" partitions ({os.cpu_count()} cores, the broker on the same machine);"
+                    " results equal batch mode"
+                ),
+                baseline=Baseline(
+                    "1 worker, same backlog, same run", round(ours["updates_per_s"]), "updates/s"
+                ),
+                target=None,
+                details={**two, **common, "workers": 2},
+            ),
+            args.out,
+        )
     if 6 in latency:
         probe = latency[6]["probe_at_offered_rate"]
         write_result(
