@@ -439,8 +439,8 @@ class _TableManager(TableManager):
 
 @dataclass
 class AgentFailures:
-    """Every agent's ``on_error``: an agent that raises (a bug or a broken cluster, never a bad
-    record: those go to the DLQ) stops the worker.
+    """What a worker does when one of its agents raises (a bug or a broken cluster, never a bad
+    record: those go to the DLQ): it stops (:class:`_App` reports every agent error here).
 
     faust would restart the agent alone, with the record it failed on still unacknowledged, so
     nothing after it is committed and the partition is stuck while the worker looks healthy.
