@@ -506,6 +506,10 @@ TOPICS = (
 )
 TABLES = ("ingest-ledger", "components", "products")
 """The app's tables: the ingestion ledger and the two roll-up sides' states."""
+_CO_PARTITIONED = (
+    "pcf.declared", "pcf.factors", "pcf.bom", "pcf.rollup.component", "pcf.rollup.product",
+)  # fmt: skip
+"""The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
 _COMPACTED = {"cleanup.policy": "compact"}
 
 
@@ -518,6 +522,10 @@ def ensure_topics(config: StreamsConfig) -> None:
     cluster's metadata before then sees a changelog with 0 partitions, and the first table write
     crashes its agent (``PartitionsMismatch``). Created here first, they are in every client's
     metadata from the start.
+
+    Raises :class:`~contracts.errors.InfrastructureError` if a topic the tables are written from
+    already exists with another partition count (e.g. auto-created by a first publish on a
+    broker whose ``num.partitions`` is 1): every record on it would stop the worker.
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -534,8 +542,22 @@ def ensure_topics(config: StreamsConfig) -> None:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 admin.create_topics(missing)
+        names = [config.topic(n) for n in _CO_PARTITIONED] + [config.changelog(t) for t in TABLES]
+        counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
     finally:
         admin.close()
+    wrong = {name: n for name, n in counts.items() if n != config.partitions}
+    if wrong:
+        found = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        raise InfrastructureError(
+            f"the streams topics must have {config.partitions} partitions each (the tables are"
+            f" co-partitioned with them); {found}",
+            hint=(
+                "Recreate those topics with that many partitions (or run with --partitions to"
+                " match them). A topic the broker auto-created on a first publish gets its"
+                " num.partitions: start 'pcfx streams run' before publishing, or set it."
+            ),
+        )
 
 
 def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> faust.App:

@@ -233,3 +233,29 @@ def test_a_failing_agent_stops_the_worker_with_exit_code_3(world: World) -> None
     log = world.worker_logs()
     assert "injected failure in the product side" in log
     assert "the streams worker stopped because an agent failed" in log
+
+
+def test_a_streams_topic_with_another_partition_count_stops_the_worker_before_it_starts(
+    kafka_bootstrap: str,
+) -> None:
+    # e.g. pcf.factors auto-created with 1 partition by a first publish: every factor would
+    # crash the ingest agent on its ledger write (faust PartitionsMismatch)
+    import uuid
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from contracts.errors import InfrastructureError
+    from streams.runtime import StreamsConfig, ensure_topics
+
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(f"{prefix}pcf.factors", 1, 1)])
+    finally:
+        admin.close()
+    config = StreamsConfig(kafka_bootstrap, {}, app_id=f"{prefix}streams", topic_prefix=prefix)
+    with pytest.raises(InfrastructureError, match=rf"{prefix}pcf\.factors has 1") as raised:
+        ensure_topics(config)
+    assert "must have 6 partitions" in str(raised.value)
+    assert "start 'pcfx streams run' before publishing" in raised.value.hint
