@@ -51,6 +51,7 @@ import functools
 import logging
 import os
 import signal
+import time
 import typing
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
@@ -543,7 +544,11 @@ def ensure_topics(config: StreamsConfig) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 admin.create_topics(missing)
         names = [config.topic(n) for n in _CO_PARTITIONED] + [config.changelog(t) for t in TABLES]
-        counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+        for pause in (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 0):
+            counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+            if all(counts.values()) or not pause:
+                break
+            time.sleep(pause)  # a topic just created shows 0 partitions until its metadata is out
     finally:
         admin.close()
     wrong = {name: n for name, n in counts.items() if n != config.partitions}
