@@ -507,9 +507,7 @@ TOPICS = (
 )
 TABLES = ("ingest-ledger", "components", "products")
 """The app's tables: the ingestion ledger and the two roll-up sides' states."""
-_CO_PARTITIONED = (
-    "pcf.declared", "pcf.factors", "pcf.bom", "pcf.rollup.component", "pcf.rollup.product",
-)  # fmt: skip
+_CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup.component", "pcf.rollup.product")
 """The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
 _COMPACTED = {"cleanup.policy": "compact"}
 

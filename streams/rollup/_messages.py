@@ -145,8 +145,27 @@ class BomDeclared:
         return self.bom.product_id
 
 
+class _ProductNews:
+    """Where news about a product goes: the ``PRODUCTS`` role, keyed by its id."""
+
+    __slots__ = ()
+    product_id: str
+
+    @property
+    def ref(self) -> Ref:
+        return Ref.product(self.product_id)
+
+    @property
+    def topic(self) -> TopicRole:
+        return TopicRole.PRODUCTS
+
+    @property
+    def key(self) -> str:
+        return self.product_id
+
+
 @dataclass(frozen=True, slots=True)
-class ProductRolledUp:
+class ProductRolledUp(_ProductNews):
     """A product's new result. ``sequence`` counts the product's emissions (monotonic).
 
     ``trace`` is the chain of product ids whose changes led to this one (cycle detection); it is
@@ -158,21 +177,9 @@ class ProductRolledUp:
     result: RollupResult
     trace: tuple[str, ...] = ()
 
-    @property
-    def ref(self) -> Ref:
-        return Ref.product(self.product_id)
-
-    @property
-    def topic(self) -> TopicRole:
-        return TopicRole.PRODUCTS
-
-    @property
-    def key(self) -> str:
-        return self.product_id
-
 
 @dataclass(frozen=True, slots=True)
-class ProductOffered:
+class ProductOffered(_ProductNews):
     """What a :class:`ProductRolledUp` offers the products that use it, and all the component
     side keeps of it: the result as an input value (no lineage), its sequence and trace.
 
@@ -184,18 +191,6 @@ class ProductOffered:
     sequence: int
     value: SourceValue
     trace: tuple[str, ...] = ()
-
-    @property
-    def ref(self) -> Ref:
-        return Ref.product(self.product_id)
-
-    @property
-    def topic(self) -> TopicRole:
-        return TopicRole.PRODUCTS
-
-    @property
-    def key(self) -> str:
-        return self.product_id
 
 
 @dataclass(frozen=True, slots=True)
