@@ -13,8 +13,8 @@ rolled up, it measures:
   one-tier set of products, 4 parts per product, batch-signed per supplier as ``pcfx publish``
   does) is produced while the worker is paused (SIGSTOP), the worker is resumed, and the time
   until its last result lands on ``pcf.products`` (broker LogAppendTime) gives updates/s. Each
-  update runs the whole path: Avro decode + Ed25519/Merkle check + sequence ledger, component
-  side, product side (recompute, PACT footprint issue, Avro encode), both roll-up topics, the
+  update runs the whole path: Avro decode + Ed25519/Merkle check + sequence ledger, the part's
+  node, the product's node (recompute, PACT footprint issue, Avro encode), the roll-up topic, the
   changelogs. The final results are checked against batch mode (:func:`run_batch`) on the same
   inputs. Baseline: a faust agent that forwards the same ``pcf.declared`` records unchanged
   (consume → produce, no decoding): what faust and Kafka cost alone.
@@ -475,7 +475,7 @@ class Bench:
         wait_quiet(self.bootstrap, self.output_topics(), 3.0, 300, self.workers)
 
     def output_topics(self) -> list[str]:
-        names = ("pcf.rollup.component", "pcf.rollup.product", "pcf.products", "pcf.rejected")
+        names = ("pcf.rollup", "pcf.products", "pcf.rejected")
         return [self.topic(n) for n in names]
 
     def rejected(self) -> int:
@@ -868,8 +868,8 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
             higher_is_better=True,
             description=(
                 f"pcfx streams run, 1 worker, {PARTITIONS} partitions: {ours['updates']} signed"
-                " supplier-footprint updates (backlog) → verify + ledger → component side →"
-                " product side (recompute, PACT footprint, Avro) → pcf.products; results equal"
+                " supplier-footprint updates (backlog) → verify + ledger → part's node →"
+                " product's node (recompute, PACT footprint, Avro) → pcf.products; results equal"
                 " batch mode"
             ),
             baseline=Baseline(

@@ -1,21 +1,25 @@
 """The faust-streaming application: thin agents around the pure ingestion checks and roll-up core.
 
-Topology (every topic has the same partition count; keys are product or factor ids)::
+Topology (every topic has the same partition count)::
 
-    pcf.declared ─ingest─▶ FootprintDeclared ─┐
-    pcf.factors  ─ingest─▶ FactorPublished ───┼─▶ <component topic>  (key: product:/factor: ref)
-                    ┌─ Subscribe/Unsubscribe ─┤        │ component side (table: components)
-                    │   ProductOffered ───────┘        ▼ ChildValue
-    pcf.bom ─ingest─▶ BomDeclared ──────────────▶ <product topic>    (key: parent product id)
-                                                       │ product side (tables: products, boms)
-                                                       ├─▶ back to the component topic
-                                                       └─▶ pcf.products (Avro RolledUpFootprint)
-    anything refused ────────────────────────────────────▶ pcf.rejected (Avro Rejection)
+    pcf.declared ─ingest─▶ FootprintDeclared ─┐   (key: the node's ref, product:… or factor:…)
+    pcf.factors  ─ingest─▶ FactorPublished ───┼─▶ pcf.rollup ─▶ roll_up ─▶ pcf.products (Avro)
+    pcf.bom      ─ingest─▶ BomDeclared ───────┘        ▲          │  (table: nodes)
+                                                       └──────────┘  ChildValue, Subscribe,
+                                                                     Unsubscribe to other nodes
+    anything refused ─────────────────────────────────────────▶ pcf.rejected (Avro Rejection)
     pcf.keys ─▶ every worker reads it whole (the key registry) + one agent DLQs bad registrations
+
+The two roles of the pure core's foreign-key join (reference/streaming.md section 2.2) share one
+topic and one row per node: a product is a *parent* (its BOM and its inputs' latest values,
+:func:`~streams.rollup.product_step_many`) and an *input* of its own parents (its value and who
+subscribes to it, :func:`~streams.rollup.component_step`); a factor is only an input. A message
+is keyed by the node it is for (:func:`_node_key`), so a product's new result feeds its input
+role in the same batch, without a round trip through Kafka: one hop per tier.
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
 is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
-roll-up agents work in batches (``take_events``: up to :data:`BATCH_MAX` messages, or what came
+roll-up agent works in batches (``take_events``: up to :data:`BATCH_MAX` messages, or what came
 within :data:`BATCH_WITHIN_S`): a batch's messages are applied in order per key (a product's are
 absorbed together and recomputed once, :func:`~streams.rollup.product_step_many`), every output
 of the batch is sent, and the agent waits for the broker to acknowledge all of them *before* it
@@ -97,7 +101,6 @@ from streams.ingest import (
 )
 from streams.rollup import (
     BomDeclared,
-    ChildValue,
     ComponentMessage,
     ComponentState,
     FactorPublished,
@@ -179,6 +182,19 @@ class _ProductRecord:
     """The BOM's JSON (the metadata a PACT footprint needs), from the ``bom`` header."""
     issued: str | None = None
     """Id of the last PACT footprint issued for the product (the next one's predecessor)."""
+
+
+@dataclass(frozen=True)
+class _NodeRecord:
+    """One node of the graph (a product or a factor, keyed by its ref): both its roles' states.
+
+    As an input to its parents (``component``: its value and subscribers) and, for a product
+    with a BOM, as a parent (``product``). One row, so one changelog record: a crash cannot keep
+    a product's new result but lose the value it feeds to the next tier.
+    """
+
+    component: ComponentState | None = None
+    product: _ProductRecord | None = None
 
 
 class _Schemas:
@@ -482,12 +498,12 @@ class _App(faust.App):
         await self.failures(agent, exc)
 
 
-def _internal(data: bytes | None, kinds: Any, topic: str) -> Any:
-    """The roll-up message in *data*, one of the union *kinds* (``ComponentMessage`` or
-    ``ProductMessage``), else a :class:`~streams.codec.CodecError` naming the field."""
+def _internal(data: bytes | None, topic: str) -> Message:
+    """The roll-up message in *data*, else a :class:`~streams.codec.CodecError` naming the field
+    (a table row is no message)."""
     message = codec.decode_message(data or b"")
-    if not isinstance(message, kinds):
-        names = ", ".join(k.__name__ for k in typing.get_args(kinds))
+    if not isinstance(message, Message):
+        names = ", ".join(k.__name__ for k in typing.get_args(Message))
         raise codec.CodecError(
             f"'@type' must be one of {names} on {topic} (got {type(message).__name__})",
             path="$.@type",
@@ -502,12 +518,11 @@ TOPICS = (
     "pcf.keys",
     "pcf.products",
     "pcf.rejected",
-    "pcf.rollup.component",
-    "pcf.rollup.product",
+    "pcf.rollup",
 )
-TABLES = ("ingest-ledger", "components", "products")
-"""The app's tables: the ingestion ledger and the two roll-up sides' states."""
-_CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup.component", "pcf.rollup.product")
+TABLES = ("ingest-ledger", "nodes")
+"""The app's tables: the ingestion ledger and the roll-up's nodes (both roles of each)."""
+_CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup")
 """The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
 _COMPACTED = {"cleanup.policy": "compact"}
 
@@ -619,23 +634,17 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
 
     declared, factors, boms = topic("pcf.declared"), topic("pcf.factors"), topic("pcf.bom")
     keys_topic, rejected = topic("pcf.keys"), topic("pcf.rejected")
-    component_in, product_in = topic("pcf.rollup.component"), topic("pcf.rollup.product")
+    nodes_in = topic("pcf.rollup")
 
     def table(name: str) -> Any:
         # Keys and values are bytes (codec JSON): typed as bytes, faust uses its raw codec;
         # otherwise its JSON default fails to read the changelog back on recovery.
         return app.Table(name, partitions=config.partitions, key_type=bytes, value_type=bytes)
 
-    ledger_table, component_table, product_table = (table(name) for name in TABLES)
+    ledger_table, node_table = (table(name) for name in TABLES)
     ledger = SequenceLedger(_TableLedger(ledger_table))
-    component_rows = _Rows(ComponentState)
-    product_rows = _Rows(_ProductRecord)
-
-    component_name, product_name = (
-        config.topic("pcf.rollup.component"),
-        config.topic("pcf.rollup.product"),
-    )
-    products_name = config.topic("pcf.products")
+    node_rows = _Rows(_NodeRecord)
+    nodes_name, products_name = config.topic("pcf.rollup"), config.topic("pcf.products")
 
     async def emit(name: str, key: bytes, value: bytes) -> Awaitable[Any]:
         """Hand one record to faust's producer directly (without ``Topic.send``'s per-message
@@ -644,19 +653,12 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         return await app.producer.send(name, key, value, None, None, None)
 
     async def send(messages: Iterable[Message]) -> list[Awaitable[Any]]:
-        """Hand *messages* to the producer; the returned futures complete on the broker's ack."""
-        sent: list[Awaitable[Any]] = []
-        for message in messages:
-            wire: Message = message
-            if isinstance(message, BomDeclared | ChildValue):
-                key, name = message.key.encode(), product_name
-            else:
-                if isinstance(message, ProductRolledUp):  # all the component side needs of it
-                    wire = offered(message)
-                ref: Ref = message.ref
-                key, name = str(ref).encode(), component_name
-            sent.append(await emit(name, key, codec.encode_message(wire)))
-        return sent
+        """Hand *messages* to the producer, each to its node; the returned futures complete on
+        the broker's ack."""
+        return [
+            await emit(nodes_name, _node_key(message), codec.encode_message(message))
+            for message in messages
+        ]
 
     async def reject(result: Ingested, original: bytes) -> None:
         rejection: Rejection = result.rejection(original[:65536], _now(), config.processor)
@@ -717,10 +719,11 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             except PcfError as exc:
                 await reject(Ingested(IngestOutcome.REJECTED, result.source, error=exc), b"")
                 continue
-            # the BOM's metadata travels with it, so the product side keeps it in its row
-            await product_in.send(
-                key=bom.product_id.encode(),
-                value=codec.encode_message(BomDeclared(bom)),
+            # the BOM's metadata travels with it, so its node keeps it in its row
+            declared = BomDeclared(bom)
+            await nodes_in.send(
+                key=_node_key(declared),
+                value=codec.encode_message(declared),
                 headers={"bom": result.record.bom.model_dump_json(by_alias=True).encode()},
             )
 
@@ -734,93 +737,108 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             if result.outcome is IngestOutcome.REJECTED:
                 await reject(result, event.value)
 
-    @app.agent(component_in)
-    async def component_side(stream: Any) -> None:
+    @app.agent(nodes_in)
+    async def roll_up(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            current: dict[bytes, ComponentState | None] = {}
-            changed: dict[bytes, Any] = {}  # key -> one of its events (its partition)
+            by_key: dict[bytes, list[tuple[Any, Message]]] = {}
+            for event in events:
+                try:
+                    message = _internal(event.value, nodes_name)
+                except codec.CodecError as exc:
+                    await unreadable(event, nodes_name, exc)
+                    continue
+                by_key.setdefault(_node_key(message), []).append((event, message))
             outputs: list[Message] = []
-            for event in events:
-                try:
-                    message = _internal(event.value, ComponentMessage, component_name)
-                except codec.CodecError as exc:
-                    await unreadable(event, component_name, exc)
-                    continue
-                key = str(message.ref).encode()
-                if key in current:
-                    state = current[key]
-                else:
-                    _in_partition_of(event)
-                    state = component_rows.get(key, component_table.get(key))
-                step = component_step(state, message)
-                current[key] = step.state
-                if step.outcome not in _STORED:
-                    _no_op(step.outcome, message)
-                    continue
-                outputs.extend(step.outputs)
-                changed[key] = event
-            # the batch's outputs acknowledged first, then its states: see "Effectively once"
-            await asyncio.gather(*await send(outputs))
-            for key, event in changed.items():
-                new_state = current[key]
-                assert new_state is not None
-                data = codec.encode(new_state)
-                _in_partition_of(event)
-                component_table[key] = data
-                component_rows.keep(key, data, new_state)
-
-    @app.agent(product_in)
-    async def product_side(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            by_key: dict[bytes, list[tuple[Any, ProductMessage]]] = {}
-            for event in events:
-                try:
-                    message = _internal(event.value, ProductMessage, product_name)
-                except codec.CodecError as exc:
-                    await unreadable(event, product_name, exc)
-                    continue
-                by_key.setdefault(message.key.encode(), []).append((event, message))
             pending: list[Awaitable[Any]] = []
-            rows: dict[bytes, tuple[Any, _ProductRecord]] = {}
+            rows: dict[bytes, tuple[Any, _NodeRecord]] = {}
             for key, items in by_key.items():
                 _in_partition_of(items[0][0])
-                row = product_rows.get(key, product_table.get(key))
-                # a product's messages in one batch: absorbed in order, recomputed once
-                step = product_step_many(row.state if row else None, [m for _, m in items])
-                bom_doc = row.bom if row else None
-                for (event, message), outcome in zip(items, step.each, strict=True):
-                    if outcome is not Outcome.APPLIED:
-                        _no_op(outcome, message)
-                    elif isinstance(message, BomDeclared):
-                        header = _header(event, "bom")
-                        bom_doc = header.decode() if header is not None else bom_doc
-                if step.outcome not in _STORED:
-                    continue
-                issued = row.issued if row else None
-                pending.extend(await send(step.outputs))
-                for out in step.outputs:
-                    if isinstance(out, ProductRolledUp) and bom_doc is not None:
-                        record = rolled_up_record(
-                            out.result,
-                            sequence=out.sequence,
-                            bom=_bom(bom_doc),
-                            previous_pf_id=issued,
-                            now=_now(),
-                        )
-                        if record.footprint is not None:
-                            issued = str(record.footprint.id)
-                        value = serde.encode(products_name, record)
-                        pending.append(await emit(products_name, key, value))
-                rows[key] = (items[0][0], _ProductRecord(step.state, bom_doc, issued))
+                row = node_rows.get(key, node_table.get(key)) or _NodeRecord()
+                as_parent = [(e, m) for e, m in items if isinstance(m, ProductMessage)]
+                as_input = [m for _, m in items if not isinstance(m, ProductMessage)]
+                product = row.product
+                if as_parent:
+                    product, rolled = await parent_role(product, as_parent, outputs, pending)
+                    # a product's new result goes straight to its own input role (same node)
+                    as_input.extend(offered(r) for r in rolled)
+                component = input_role(row.component, as_input, outputs)
+                if product is not row.product or component is not row.component:
+                    rows[key] = (items[0][0], _NodeRecord(component, product))
             # the batch's outputs acknowledged first, then its states: see "Effectively once"
+            pending.extend(await send(outputs))
             await asyncio.gather(*pending)
-            for key, (event, product_row) in rows.items():
-                data = codec.encode(product_row)
+            for key, (event, node) in rows.items():
+                data = codec.encode(node)
                 _in_partition_of(event)
-                product_table[key] = data
-                product_rows.keep(key, data, product_row)
+                node_table[key] = data
+                node_rows.keep(key, data, node)
+
+    async def parent_role(
+        row: _ProductRecord | None,
+        items: list[tuple[Any, ProductMessage]],
+        outputs: list[Message],
+        pending: list[Awaitable[Any]],
+    ) -> tuple[_ProductRecord | None, list[ProductRolledUp]]:
+        """A product's BOM and input values in one batch: absorbed in order, recomputed once.
+
+        Returns its new row (*row* itself if nothing is to be stored) and its new results; the
+        messages for other nodes go to *outputs*, the PACT footprints are sent (*pending*)."""
+        step = product_step_many(row.state if row else None, [m for _, m in items])
+        bom_doc = row.bom if row else None
+        for (event, message), outcome in zip(items, step.each, strict=True):
+            if outcome is not Outcome.APPLIED:
+                _no_op(outcome, message)
+            elif isinstance(message, BomDeclared):
+                header = _header(event, "bom")
+                bom_doc = header.decode() if header is not None else bom_doc
+        if step.outcome not in _STORED:
+            return row, []
+        issued = row.issued if row else None
+        rolled = [out for out in step.outputs if isinstance(out, ProductRolledUp)]
+        outputs.extend(out for out in step.outputs if not isinstance(out, ProductRolledUp))
+        for out in rolled:
+            if bom_doc is None:
+                continue
+            record = rolled_up_record(
+                out.result,
+                sequence=out.sequence,
+                bom=_bom(bom_doc),
+                previous_pf_id=issued,
+                now=_now(),
+            )
+            if record.footprint is not None:
+                issued = str(record.footprint.id)
+            value = serde.encode(products_name, record)
+            pending.append(await emit(products_name, out.product_id.encode(), value))
+        return _ProductRecord(step.state, bom_doc, issued), rolled
+
+    def input_role(
+        state: ComponentState | None, messages: list[ComponentMessage], outputs: list[Message]
+    ) -> ComponentState | None:
+        """A node's messages as an input to its parents, in order; returns its new state
+        (*state* itself if nothing is to be stored). What its parents need goes to *outputs*."""
+        for message in messages:
+            step = component_step(state, message)
+            if step.outcome not in _STORED:
+                _no_op(step.outcome, message)
+                continue
+            state = step.state
+            outputs.extend(step.outputs)
+        return state
 
     return app
+
+
+def _node_key(message: Message) -> bytes:
+    """The key of the node *message* is for: the product or factor ref, as text.
+
+    Messages for a product as a parent (its BOM, its inputs' values) and as an input (a
+    supplier's footprint, its own new result, its parents' subscriptions) share the key, so one
+    worker holds both roles of a node in one row."""
+    if isinstance(message, ProductMessage):
+        return str(Ref.product(message.key)).encode()
+    ref: Ref = message.ref
+    return str(ref).encode()
 
 
 def _in_partition_of(event: Any) -> None:

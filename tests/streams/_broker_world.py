@@ -213,7 +213,7 @@ class World:
         """How many records the workers have written to the roll-up and result topics."""
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
         try:
-            names = ("pcf.rollup.component", "pcf.rollup.product", "pcf.products")
+            names = ("pcf.rollup", "pcf.products")
             tps = [TopicPartition(self.topic(t), p) for t in names for p in range(self.partitions)]
             return sum(consumer.end_offsets(tps).values())
         finally:
@@ -221,7 +221,7 @@ class World:
 
     def wait_quiet(self, settle_s: float = 4.0, timeout_s: float = 30.0) -> None:
         """Wait until the workers stop writing (for *settle_s*): redelivered messages must be
-        no-ops, not the start of an endless echo between the two roll-up sides."""
+        no-ops, not the start of an endless echo between nodes."""
         deadline = time.monotonic() + timeout_s
         count, since = self.traffic(), time.monotonic()
         while time.monotonic() - since < settle_s:
