@@ -43,7 +43,6 @@ from ._messages import (
     ProductRolledUp,
     Step,
     Subscribe,
-    TopicRole,
     Unsubscribe,
 )
 from ._model import (
@@ -123,7 +122,6 @@ __all__ = [
     "Step",
     "Subscribe",
     "Subscription",
-    "TopicRole",
     "Totals",
     "Uncertainty",
     "Unsubscribe",

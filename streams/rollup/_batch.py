@@ -1,7 +1,7 @@
 """Batch mode: the streaming transitions run over an in-memory message queue until quiescence.
 
-:class:`Network` stands in for the topics between the two sides: it routes each message to the
-component side (by ``msg.ref``) or the product side (by ``msg.key``), applies
+:class:`Network` stands in for the topic between the two roles: it routes each message to the
+input role (by ``msg.ref``) or the parent role (by ``msg.key``), applies
 :func:`component_step`/:func:`product_step`, and queues what they emit. Because batch mode is
 *the same transitions*, a dry run gives exactly what the streaming deployment converges to.
 

@@ -1,32 +1,30 @@
-"""The records the two sides of the roll-up exchange, and where a faust agent sends each.
+"""The records the roll-up's two roles exchange, and the node each is for.
 
-The roll-up runs as two keyed sides joined by topics (a hand-built foreign-key join,
-reference/streaming.md section 2.2), so that no worker needs the whole graph:
+The roll-up is a hand-built foreign-key join (reference/streaming.md section 2.2), keyed so that
+no worker needs the whole graph. Every node of the graph (a product, or a factor in its own key
+space) plays up to two roles:
 
-* the **component side**, keyed by the thing a BOM consumes (a product id, or a factor id in its
-  own key space), knows the input's current value and which parents subscribe to it, and sends
-  each of them the *absolute* value (:class:`ChildValue`) whenever it changes;
-* the **product side**, keyed by the parent product, holds the BOM and the latest value per
-  input, recomputes the whole result (replace, never add deltas) and publishes it
-  (:class:`ProductRolledUp`) when it changes -- which the component side of that product reads
-  to feed the next tier (the topic loop).
+* as an **input** (the *component* role: :func:`component_step`, keyed by the node's :attr:`ref`)
+  it knows its current value and which parents subscribe to it, and sends each of them the
+  *absolute* value (:class:`ChildValue`) whenever it changes;
+* as a **parent** (the *product* role: :func:`product_step`, keyed by the product id,
+  :attr:`key`) it holds its BOM and the latest value per input, recomputes the whole result
+  (replace, never add deltas) and publishes it (:class:`ProductRolledUp`) when it changes --
+  which its own input role takes to feed the next tier.
 
-Every message knows its :attr:`topic` role and Kafka :attr:`key`; an adapter only has to send
-``value`` to ``topics[msg.topic]`` with ``key=msg.key``. Topics keyed by product id must be
-co-partitioned (same partition count), as must the two factor-keyed ones.
+An adapter routes a message to the node it is for. The streams runtime keys both roles of a
+product by its ref (``product:<id>``), so one worker holds both in one row.
 
-=========================  ======================  ================================================
-topic role                 key                     message (producer -> consumer)
-=========================  ======================  ================================================
-``DECLARED``               product id              FootprintDeclared (ingest -> component side)
-``FACTORS``                factor id               FactorPublished (operator -> component side)
-``BOMS``                   product id              BomDeclared (manufacturer -> product side)
-``PRODUCTS``               product id              ProductRolledUp (product side -> out to the
-                                                   gateway; its ProductOffered -> component side)
-``SUBSCRIPTIONS``          component product id    Subscribe/Unsubscribe (product -> component side)
-``FACTOR_SUBSCRIPTIONS``   factor id               Subscribe/Unsubscribe for factor refs
-``CONTRIBUTIONS``          parent product id       ChildValue (component side -> product side)
-=========================  ======================  ================================================
+===============================  ==============================================================
+message                          for (role)
+===============================  ==============================================================
+FootprintDeclared                the product's ref (input; from ingest)
+FactorPublished                  the factor's ref (input; from ingest)
+BomDeclared                      the product (parent; from ingest)
+ProductRolledUp/ProductOffered   the product's ref (input; from its own parent role)
+Subscribe/Unsubscribe            the child's ref (input; from a parent's new BOM revision)
+ChildValue                       the parent product (parent; from an input)
+===============================  ==============================================================
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from ._model import Bom, ComponentFootprint, Factor, Ref, RefKind
+from ._model import Bom, ComponentFootprint, Factor, Ref
 from ._result import RollupResult, SourceValue
 
 __all__ = [
@@ -51,22 +49,9 @@ __all__ = [
     "ProductRolledUp",
     "Step",
     "Subscribe",
-    "TopicRole",
     "Unsubscribe",
     "order_outcome",
 ]
-
-
-class TopicRole(StrEnum):
-    """Where a message goes. Values are suggested topic names; the adapter may map them."""
-
-    DECLARED = "pcf.declared"
-    FACTORS = "pcf.factors"
-    BOMS = "pcf.bom"
-    PRODUCTS = "pcf.products"
-    SUBSCRIPTIONS = "pcf.rollup.subscriptions"
-    FACTOR_SUBSCRIPTIONS = "pcf.rollup.factor-subscriptions"
-    CONTRIBUTIONS = "pcf.rollup.contributions"
 
 
 class Outcome(StrEnum):
@@ -86,12 +71,6 @@ class Outcome(StrEnum):
     """A value for an input the product's current BOM no longer uses."""
 
 
-def _subscription_topic(ref: Ref) -> TopicRole:
-    if ref.kind is RefKind.FACTOR:
-        return TopicRole.FACTOR_SUBSCRIPTIONS
-    return TopicRole.SUBSCRIPTIONS
-
-
 @dataclass(frozen=True, slots=True)
 class FootprintDeclared:
     """A verified supplier footprint (upsert; monotonic ``footprint.sequence`` per product)."""
@@ -101,10 +80,6 @@ class FootprintDeclared:
     @property
     def ref(self) -> Ref:
         return self.footprint.ref
-
-    @property
-    def topic(self) -> TopicRole:
-        return TopicRole.DECLARED
 
     @property
     def key(self) -> str:
@@ -122,10 +97,6 @@ class FactorPublished:
         return self.factor.ref
 
     @property
-    def topic(self) -> TopicRole:
-        return TopicRole.FACTORS
-
-    @property
     def key(self) -> str:
         return self.factor.factor_id
 
@@ -137,16 +108,12 @@ class BomDeclared:
     bom: Bom
 
     @property
-    def topic(self) -> TopicRole:
-        return TopicRole.BOMS
-
-    @property
     def key(self) -> str:
         return self.bom.product_id
 
 
 class _ProductNews:
-    """Where news about a product goes: the ``PRODUCTS`` role, keyed by its id."""
+    """News about a product for its input role: keyed by its id, for its ref."""
 
     __slots__ = ()
     product_id: str
@@ -154,10 +121,6 @@ class _ProductNews:
     @property
     def ref(self) -> Ref:
         return Ref.product(self.product_id)
-
-    @property
-    def topic(self) -> TopicRole:
-        return TopicRole.PRODUCTS
 
     @property
     def key(self) -> str:
@@ -183,8 +146,8 @@ class ProductOffered(_ProductNews):
     """What a :class:`ProductRolledUp` offers the products that use it, and all the component
     side keeps of it: the result as an input value (no lineage), its sequence and trace.
 
-    Adapters send this, not the whole result, on the component topic; :func:`component_step`
-    takes either (see :func:`~streams.rollup.offered`).
+    Adapters hand this, not the whole result, to the input role; :func:`component_step` takes
+    either (see :func:`~streams.rollup.offered`).
     """
 
     product_id: str
@@ -206,10 +169,6 @@ class Subscribe:
         return self.child
 
     @property
-    def topic(self) -> TopicRole:
-        return _subscription_topic(self.child)
-
-    @property
     def key(self) -> str:
         return self.child.id
 
@@ -227,10 +186,6 @@ class Unsubscribe:
         return self.child
 
     @property
-    def topic(self) -> TopicRole:
-        return _subscription_topic(self.child)
-
-    @property
     def key(self) -> str:
         return self.child.id
 
@@ -244,10 +199,6 @@ class ChildValue:
     version: int
     value: SourceValue
     trace: tuple[str, ...] = ()
-
-    @property
-    def topic(self) -> TopicRole:
-        return TopicRole.CONTRIBUTIONS
 
     @property
     def key(self) -> str:

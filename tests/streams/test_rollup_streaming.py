@@ -19,7 +19,6 @@ from streams.rollup import (
     Ref,
     Status,
     Subscribe,
-    TopicRole,
     Unsubscribe,
     component_step,
     offered,
@@ -45,9 +44,9 @@ def test_footprint_fans_out_absolute_values_to_every_subscriber() -> None:
     assert step.outcome is Outcome.APPLIED
     sent = [m for m in step.outputs if isinstance(m, ChildValue)]
     assert len(sent) == len(step.outputs)
-    assert [(m.parent, m.version, m.topic, m.key) for m in sent] == [
-        ("module-a", 1, TopicRole.CONTRIBUTIONS, "module-a"),
-        ("module-b", 1, TopicRole.CONTRIBUTIONS, "module-b"),
+    assert [(m.parent, m.version, m.key) for m in sent] == [
+        ("module-a", 1, "module-a"),
+        ("module-b", 1, "module-b"),
     ]
     value = sent[0].value
     assert value.totals is not None
@@ -143,14 +142,14 @@ def test_bom_subscribes_to_every_input_and_publishes_a_first_result() -> None:
         BomDeclared(bom("m", line("cell", 2), line("tray", 1, fallback="alu"), kwh=1, grid="g")),
     )
     subs = [m for m in step.outputs if isinstance(m, Subscribe)]
-    assert [(str(m.child), m.topic, m.key) for m in subs] == [
-        ("factor:alu", TopicRole.FACTOR_SUBSCRIPTIONS, "alu"),
-        ("factor:g", TopicRole.FACTOR_SUBSCRIPTIONS, "g"),
-        ("product:cell", TopicRole.SUBSCRIPTIONS, "cell"),
-        ("product:tray", TopicRole.SUBSCRIPTIONS, "tray"),
+    assert [(str(m.ref), m.parent) for m in subs] == [
+        ("factor:alu", "m"),
+        ("factor:g", "m"),
+        ("product:cell", "m"),
+        ("product:tray", "m"),
     ]
     [published] = [m for m in step.outputs if isinstance(m, ProductRolledUp)]
-    assert (published.topic, published.key, published.sequence) == (TopicRole.PRODUCTS, "m", 1)
+    assert (str(published.ref), published.key, published.sequence) == ("product:m", "m", 1)
     assert published.result.status is Status.INCOMPLETE
 
 
