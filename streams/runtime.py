@@ -111,7 +111,7 @@ from streams.rollup import (
     ProductRolledUp,
     ProductState,
     Ref,
-    component_step,
+    component_step_many,
     offered,
     product_step_many,
 )
@@ -817,14 +817,16 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     ) -> ComponentState | None:
         """A node's messages as an input to its parents, in order; returns its new state
         (*state* itself if nothing is to be stored). What its parents need goes to *outputs*."""
-        for message in messages:
-            step = component_step(state, message)
-            if step.outcome not in _STORED:
-                _no_op(step.outcome, message)
-                continue
-            state = step.state
-            outputs.extend(step.outputs)
-        return state
+        if not messages:
+            return state
+        step = component_step_many(state, messages)
+        for message, outcome in zip(messages, step.each, strict=True):
+            if outcome not in _STORED:
+                _no_op(outcome, message)
+        if step.outcome not in _STORED:
+            return state
+        outputs.extend(step.outputs)
+        return step.state
 
     return app
 

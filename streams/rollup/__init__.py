@@ -5,7 +5,8 @@ adapters around two state-transition functions, and batch mode runs the very sam
 over an in-memory queue:
 
 * :func:`component_step` ``(ComponentState | None, ComponentMessage) -> Step`` -- the side keyed
-  by an input (product or factor): stores its value and subscribers, fans absolute values out;
+  by an input (product or factor): stores its value and subscribers, fans absolute values out
+  (:func:`component_step_many` takes a batch for one input and sends each parent its last value);
 * :func:`product_step` ``(ProductState | None, ProductMessage) -> Step`` -- the side keyed by the
   parent: stores BOM and input values, recomputes with :func:`compute_result`, emits on change
   (:func:`product_step_many` absorbs a batch for one product and recomputes once);
@@ -21,7 +22,13 @@ down in the docstrings of ``_model`` and ``_result``.
 from __future__ import annotations
 
 from ._batch import Network, children_first, run_batch
-from ._component import ComponentState, Subscription, component_step, offered
+from ._component import (
+    ComponentState,
+    Subscription,
+    component_step,
+    component_step_many,
+    offered,
+)
 from ._compute import (
     compute_result,
     line_multiplier,
@@ -127,6 +134,7 @@ __all__ = [
     "Unsubscribe",
     "children_first",
     "component_step",
+    "component_step_many",
     "compute_result",
     "contribution_tree",
     "hotspots",

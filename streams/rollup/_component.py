@@ -17,7 +17,7 @@ active parent; a new subscriber gets the current value at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ._compute import source_from_factor, source_from_footprint, source_from_result
@@ -38,7 +38,7 @@ from ._messages import (
 from ._model import ComponentFootprint, Factor, Ref, RefKind
 from ._result import SourceValue
 
-__all__ = ["ComponentState", "Subscription", "component_step", "offered"]
+__all__ = ["ComponentState", "Subscription", "component_step", "component_step_many", "offered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +161,30 @@ def component_step(state: ComponentState | None, message: ComponentMessage) -> S
         if outcome is not None:
             return Step(state, (), outcome)
     return _republish(replace(state, rolled=message))
+
+
+def component_step_many(
+    state: ComponentState | None, messages: Sequence[ComponentMessage]
+) -> Step[ComponentState]:
+    """Apply several messages for one input in order, sending each parent only its last value.
+
+    Equivalent to :func:`component_step` on each in turn, except that a value superseded within
+    the batch is not sent: a parent keeps only the highest version of an input anyway, so it
+    ends with the same values, from one message instead of several. The outcome is ``APPLIED``
+    if any message was, else ``UNCHANGED`` if any was (the state must still be stored), else
+    the last no-op; ``Step.each`` gives every message's own outcome.
+    """
+    if not messages:
+        raise ValueError("component_step_many needs at least one message")
+    latest: dict[str, ChildValue] = {}  # parent -> its last value, in first-sent order
+    each: list[Outcome] = []
+    for message in messages:
+        step = component_step(state, message)
+        state = step.state
+        each.append(step.outcome)
+        for out in step.outputs:
+            assert isinstance(out, ChildValue)  # all that component_step sends
+            latest[out.parent] = out
+    stored = [o for o in (Outcome.APPLIED, Outcome.UNCHANGED) if o in each]
+    outcome = stored[0] if stored else each[-1]
+    return Step(step.state, tuple(latest.values()), outcome, tuple(each))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.rollup import (
     BomDeclared,
     ChildValue,
+    ComponentMessage,
     ComponentState,
     FactorPublished,
     FootprintDeclared,
@@ -274,6 +277,57 @@ def test_a_batch_for_one_product_recomputes_once_and_matches_one_by_one() -> Non
         product_step_many(None, [messages[0], child_value("other", 1, "1")])
     with pytest.raises(ValueError, match="at least one"):
         product_step_many(None, [])
+
+
+_INPUT_MESSAGES = st.lists(
+    st.one_of(
+        st.builds(
+            lambda e, seq: FootprintDeclared(fp("cell", e, seq=seq)),
+            st.sampled_from(["1", "2", "2.5"]),
+            st.integers(1, 4),
+        ),
+        st.builds(
+            lambda active, parent, revision: (Subscribe if active else Unsubscribe)(
+                CELL, parent, revision
+            ),
+            st.booleans(),
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(1, 3),
+        ),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(_INPUT_MESSAGES)
+def test_a_batch_for_one_input_sends_each_parent_only_its_last_value(
+    messages: list[ComponentMessage],
+) -> None:
+    from streams.rollup import component_step_many
+
+    state: ComponentState | None = None
+    last: dict[str, ChildValue] = {}
+    outcomes = []
+    for message in messages:
+        step = component_step(state, message)
+        state = step.state
+        outcomes.append(step.outcome)
+        last.update((out.parent, out) for out in step.outputs if isinstance(out, ChildValue))
+    batch = component_step_many(None, messages)
+    assert batch.state == state
+    assert batch.each == tuple(outcomes)
+    assert {out.parent: out for out in batch.outputs if isinstance(out, ChildValue)} == last
+    assert len(batch.outputs) == len(last)
+    stored = Outcome.APPLIED in outcomes or Outcome.UNCHANGED in outcomes
+    assert (batch.outcome in (Outcome.APPLIED, Outcome.UNCHANGED)) is stored
+
+
+def test_a_batch_for_one_input_needs_a_message() -> None:
+    from streams.rollup import component_step_many
+
+    with pytest.raises(ValueError, match="at least one"):
+        component_step_many(None, [])
 
 
 def test_coalesced_waves_reach_the_same_state_with_fewer_recomputations() -> None:
