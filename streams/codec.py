@@ -1,7 +1,7 @@
 """JSON bytes for the roll-up core's messages and states, exact and type-directed.
 
-The faust agents exchange the core's frozen dataclasses over internal topics and keep the two
-sides' states in changelog-backed tables. Both need bytes; pickle would let anyone who can write
+The faust agents exchange the core's frozen dataclasses over an internal topic and keep the
+nodes' states in changelog-backed tables. Both need bytes; pickle would let anyone who can write
 an internal topic run code in every worker, so this codec writes plain JSON and reads it back
 *guided by the dataclass annotations*: decimals travel as strings and come back as the same
 :class:`~decimal.Decimal` (digits and exponent), tuples stay tuples, enums stay enums.

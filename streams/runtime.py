@@ -28,7 +28,7 @@ worker recovers); the batch's input offsets are acknowledged to faust after that
 therefore leaves, for every key, either no new stored state (its redelivered messages are
 applied again and their outputs, sent again, are duplicates downstream) or the state *and* all
 its outputs, so a ``DUPLICATE`` never needs anything re-sent. (Re-sending the state's outputs on
-a ``DUPLICATE`` instead makes the two sides echo each other forever: the re-sent messages are
+a ``DUPLICATE`` instead makes parents and inputs echo each other forever: the re-sent ones are
 duplicates too.) One round of acknowledgements per batch instead of per message is what lets a
 worker keep up with more than a few hundred messages a second. The ingest agents record a
 sequence in the ledger before they forward the record, so they do forward a ``DUPLICATE``
@@ -43,7 +43,7 @@ resolved at start-up, and a schema id an incoming record names is fetched in a t
 record is decoded (:class:`_Schemas`).
 
 Internal topics and table changelogs hold :mod:`streams.codec` JSON (never pickle). The roll-up
-agents keep the rows they last wrote decoded (:class:`_Rows`); a row whose bytes in the table are
+agent keeps the rows it last wrote decoded (:class:`_Rows`); a row whose bytes in the table are
 not those (a recovery, a rebalance) is decoded from the table again.
 """
 

@@ -45,7 +45,7 @@ __all__ = ["Network", "children_first", "run_batch"]
 
 
 class Network:
-    """Both sides' states plus a FIFO of messages in flight (one process, no Kafka)."""
+    """Both roles' states plus a FIFO of messages in flight (one process, no Kafka)."""
 
     def __init__(self) -> None:
         self.components: dict[Ref, ComponentState] = {}
