@@ -55,7 +55,7 @@ class CodecError(ContractError):
     """Bytes on an internal topic or changelog that do not decode into the expected type."""
 
     code = "codec"
-    hint = "Only pcfx streams workers write the internal topics (pcf.rollup.*) and changelogs."
+    hint = "Only pcfx streams workers write the internal topic (pcf.rollup) and changelogs."
 
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)

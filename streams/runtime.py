@@ -643,7 +643,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
 
     ledger_table, node_table = (table(name) for name in TABLES)
     ledger = SequenceLedger(_TableLedger(ledger_table))
-    node_rows = _Rows(_NodeRecord)
+    node_rows = _Rows(_NodeRecord, limit=200_000)  # products and the inputs they use
     nodes_name, products_name = config.topic("pcf.rollup"), config.topic("pcf.products")
 
     async def emit(name: str, key: bytes, value: bytes) -> Awaitable[Any]:
