@@ -110,8 +110,8 @@ from streams.rollup import (
     ProductMessage,
     ProductRolledUp,
     ProductState,
-    Ref,
     component_step_many,
+    node_of,
     offered,
     product_step_many,
 )
@@ -832,15 +832,8 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
 
 
 def _node_key(message: Message) -> bytes:
-    """The key of the node *message* is for: the product or factor ref, as text.
-
-    Messages for a product as a parent (its BOM, its inputs' values) and as an input (a
-    supplier's footprint, its own new result, its parents' subscriptions) share the key, so one
-    worker holds both roles of a node in one row."""
-    if isinstance(message, ProductMessage):
-        return str(Ref.product(message.key)).encode()
-    ref: Ref = message.ref
-    return str(ref).encode()
+    """The Kafka key of the node *message* is for (:func:`~streams.rollup.node_of`)."""
+    return str(node_of(message)).encode()
 
 
 def _in_partition_of(event: Any) -> None:

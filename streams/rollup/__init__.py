@@ -51,6 +51,7 @@ from ._messages import (
     Step,
     Subscribe,
     Unsubscribe,
+    node_of,
 )
 from ._model import (
     CARBON_CONTENT_METRICS,
@@ -139,6 +140,7 @@ __all__ = [
     "contribution_tree",
     "hotspots",
     "line_multiplier",
+    "node_of",
     "offered",
     "product_step",
     "product_step_many",

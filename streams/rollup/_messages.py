@@ -12,8 +12,8 @@ space) plays up to two roles:
   (replace, never add deltas) and publishes it (:class:`ProductRolledUp`) when it changes --
   which its own input role takes to feed the next tier.
 
-An adapter routes a message to the node it is for. The streams runtime keys both roles of a
-product by its ref (``product:<id>``), so one worker holds both in one row.
+An adapter routes a message to the node it is for (:func:`node_of`). The streams runtime keys
+both roles of a product by its ref (``product:<id>``), so one worker holds both in one row.
 
 ===============================  ==============================================================
 message                          for (role)
@@ -50,6 +50,7 @@ __all__ = [
     "Step",
     "Subscribe",
     "Unsubscribe",
+    "node_of",
     "order_outcome",
 ]
 
@@ -212,6 +213,14 @@ ComponentMessage = (
 ProductMessage = BomDeclared | ChildValue
 """What the product side consumes (keyed by the product id, ``msg.key``)."""
 Message = ComponentMessage | ProductMessage
+
+
+def node_of(message: Message) -> Ref:
+    """The node *message* is for (the table above): messages for a product as a parent (its BOM,
+    its inputs' values) and as an input share its ref, so one key holds both roles."""
+    if isinstance(message, BomDeclared | ChildValue):
+        return Ref.product(message.key)
+    return message.ref
 
 
 S = TypeVar("S")

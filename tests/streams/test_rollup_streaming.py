@@ -330,6 +330,27 @@ def test_a_batch_for_one_input_needs_a_message() -> None:
         component_step_many(None, [])
 
 
+def test_every_message_for_a_product_goes_to_its_node_whichever_role_it_is_for() -> None:
+    from streams.rollup import node_of
+
+    declared = BomDeclared(
+        bom("m", line("cell", 2), line("tray", 1, fallback="alu"), kwh=1, grid="g")
+    )
+    step = product_step(None, declared)
+    [rolled] = [m for m in step.outputs if isinstance(m, ProductRolledUp)]
+    subs = [m for m in step.outputs if isinstance(m, Subscribe)]
+    fan_out = component_step(subscribed("m"), FootprintDeclared(fp("cell", "2"))).outputs
+    m = Ref.product("m")
+    assert [node_of(x) for x in (declared, rolled, offered(rolled), *fan_out)] == [m] * 4
+    assert [str(node_of(x)) for x in subs] == [
+        "factor:alu",
+        "factor:g",
+        "product:cell",
+        "product:tray",
+    ]
+    assert node_of(FactorPublished(factor("g"))) == Ref.factor("g")
+
+
 def test_coalesced_waves_reach_the_same_state_with_fewer_recomputations() -> None:
     inputs: list[Message] = [
         FootprintDeclared(fp("cell", "2.5")),
