@@ -56,6 +56,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def print_error(error: PcfError) -> ExitCode:
+    """Print *error*'s diagnostics on stderr; return the exit code it means."""
+    err_console.print(f"[bold red]{type(error).__name__}[/]: {error.message}")
+    if error.hint:
+        err_console.print(f"[yellow]→ {error.hint}[/]")
+    return exit_code_for(error)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """The one error exit: a PcfError prints its diagnostics and exits with its code.
 
@@ -69,10 +77,6 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except PcfError as exc:
             if os.environ.get("PCFX_VERBOSE"):
                 raise
-            code = exit_code_for(exc)
-            err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc.message}")
-            if exc.hint:
-                err_console.print(f"[yellow]→ {exc.hint}[/]")
-            raise typer.Exit(int(code)) from None
+            raise typer.Exit(int(print_error(exc))) from None
 
     return wrapper

@@ -19,24 +19,25 @@ role in the same batch, without a round trip through Kafka: one hop per tier.
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
 is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
-roll-up agent works in batches (``take_events``: up to :data:`BATCH_MAX` messages, or what came
-within :data:`BATCH_WITHIN_S`): a batch's messages are applied in order per key (a product's are
-absorbed together and recomputed once, :func:`~streams.rollup.product_step_many`), every output
-of the batch is sent, and the agent waits for the broker to acknowledge all of them *before* it
-stores the batch's new states, one row per key (whose changelog record is what a restarted
-worker recovers); the batch's input offsets are acknowledged to faust after that. A crash
-therefore leaves, for every key, either no new stored state (its redelivered messages are
-applied again and their outputs, sent again, are duplicates downstream) or the state *and* all
-its outputs, so a ``DUPLICATE`` never needs anything re-sent. (Re-sending the state's outputs on
-a ``DUPLICATE`` instead makes parents and inputs echo each other forever: the re-sent ones are
-duplicates too.) One round of acknowledgements per batch instead of per message is what lets a
-worker keep up with more than a few hundred messages a second. The ingest agents record a
-sequence in the ledger before they forward the record, so they do forward a ``DUPLICATE``
-again; their inputs come from outside, so nothing echoes. A rebalance waits until every message
-an agent has taken is acknowledged (``stream_wait_empty``; messages in a batch are not
-acknowledged until the batch's states are stored), so a worker that loses a partition never
-writes that partition's changelog afterwards. Replays, restarts and rebalances therefore
-converge to the same results, without faust's (experimental) exactly-once mode.
+roll-up agent works in batches (:func:`_ready_batches`: what arrived while it worked on the last
+one, up to :data:`BATCH_MAX` messages; more gather under load): a batch's messages are applied
+in order per key (a product's are absorbed together and recomputed once,
+:func:`~streams.rollup.product_step_many`), every output of the batch is sent, and the agent
+waits for the broker to acknowledge all of them *before* it stores the batch's new states, one
+row per key (whose changelog record is what a restarted worker recovers); the batch's input
+offsets are acknowledged to faust after that. A crash therefore leaves, for every key, either no
+new stored state (its redelivered messages are applied again and their outputs, sent again, are
+duplicates downstream) or the state *and* all its outputs, so a ``DUPLICATE`` never needs
+anything re-sent. (Re-sending the state's outputs on a ``DUPLICATE`` instead makes parents and
+inputs echo each other forever: the re-sent ones are duplicates too.) One round of
+acknowledgements per batch instead of per message is what lets a worker keep up with more than a
+few hundred messages a second. The ingest agents record a sequence in the ledger before they
+forward the record, so they do forward a ``DUPLICATE`` again; their inputs come from outside, so
+nothing echoes. A rebalance waits until every message an agent has taken is acknowledged
+(``stream_wait_empty``; messages in a batch are not acknowledged until the batch's states are
+stored), so a worker that loses a partition never writes that partition's changelog afterwards.
+Replays, restarts and rebalances therefore converge to the same results, without faust's
+(experimental) exactly-once mode.
 
 Agents never block the event loop on the schema registry: the ids the worker encodes with are
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
@@ -54,7 +55,6 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import time
 import typing
 import weakref
@@ -161,9 +161,70 @@ def _source(event: Any, topic: str) -> SourceRef:
 
 
 BATCH_MAX = 500
-"""Most messages a roll-up agent takes at once (one round of broker acknowledgements)."""
-BATCH_WITHIN_S = 0.005
-"""How long a roll-up agent waits for more messages before it processes a partial batch."""
+"""Most messages the roll-up agent takes at once (one round of broker acknowledgements)."""
+BUSY_BATCH = 16
+"""A batch at least this big means the agent is behind: it then lets the next one gather."""
+LINGER_MAX_S = 0.05
+"""Longest a batch gathers after a busy one: the most a hop adds to latency under load."""
+
+
+async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
+    """The events of a faust *stream* in batches of at most *most*, sized by the load.
+
+    A batch is what arrived while the caller worked on the last one. The agent, faust's
+    delivery of new events and the ingest agents share one thread, and an agent that starts on
+    its next batch at once leaves delivery little of it: batches stay small (about 20 messages
+    with thousands waiting, measured), nothing coalesces, and every message costs a full step.
+    So after a busy batch (:data:`BUSY_BATCH` or more) the next one gathers for as long as the
+    last one took (at most :data:`LINGER_MAX_S`): under load batches grow until the work
+    coalesces (one recomputation per product per batch), while an agent that keeps up takes
+    a lone message at once. (faust's ``take_events`` stops reading while its caller works, then
+    waits ``within`` for every batch, busy or not.)
+
+    A batch's events are acknowledged when the caller asks for the next batch, never if it
+    raised: their offsets are committed only after their work is done.
+    """
+    ready: list[Any] = []
+    arrived, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    room.set()
+
+    async def gather(value: Any) -> Any:
+        ready.append(stream.current_event)
+        arrived.set()
+        if len(ready) >= most:  # the caller is behind: stop reading until it takes these
+            full.set()
+            room.clear()
+            await stream.wait(room)
+        return value
+
+    acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged below, after the batch's work
+    stream.add_processor(gather)
+    stream._enable_passive(aiter(stream.channel))
+    took, last = 0.0, 0
+    try:
+        while not stream.should_stop:
+            if not ready:
+                await stream.wait(arrived)  # (returns early when the stream stops)
+                continue
+            if last >= BUSY_BATCH and len(ready) < most:
+                await stream.wait(full, timeout=min(LINGER_MAX_S, took))
+                if stream.should_stop:
+                    break
+            batch = ready[:]
+            ready.clear()
+            arrived.clear()
+            full.clear()
+            room.set()
+            began = time.perf_counter()
+            yield batch
+            took, last = time.perf_counter() - began, len(batch)
+            for event in batch:
+                await stream.ack(event)
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(gather)
+
 
 _STORED = (Outcome.APPLIED, Outcome.UNCHANGED)
 """Outcomes whose step state must be stored (``UNCHANGED`` stored a record nobody sees yet)."""
@@ -461,12 +522,14 @@ class AgentFailures:
 
     faust would restart the agent alone, with the record it failed on still unacknowledged, so
     nothing after it is committed and the partition is stuck while the worker looks healthy.
-    Stopping instead hands the partitions to the other workers and the failed record to the
-    worker's successor (at least once), and the exit says so (:func:`run_worker`).
+    Stopping instead (at once, as a crash would: :func:`_exit_failed`) hands the partitions to
+    the other workers and the failed records to the worker's successor (at least once), and the
+    exit says so.
     """
 
-    stop: Callable[[], None] | None = None
-    """How to stop the worker (:func:`run_worker` sends itself SIGTERM; ``None``: only record)."""
+    stop: Callable[[BaseException], None] | None = None
+    """How to stop the worker, given the failure (:func:`run_worker` exits; ``None``: only
+    record)."""
     failed: BaseException | None = None
     """The first failure."""
 
@@ -481,7 +544,7 @@ class AgentFailures:
         if self.failed is None:
             self.failed = exc
             if self.stop is not None:
-                self.stop()
+                self.stop(exc)
 
 
 class _App(faust.App):
@@ -739,7 +802,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
 
     @app.agent(nodes_in)
     async def roll_up(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in _ready_batches(stream, BATCH_MAX):
             by_key: dict[bytes, list[tuple[Any, Message]]] = {}
             for event in events:
                 try:
@@ -840,8 +903,8 @@ def _in_partition_of(event: Any) -> None:
     """Make *event* the one faust's tables take the changelog partition from.
 
     A table write goes to the changelog partition of the "current event" (a context variable
-    faust sets per event while iterating a stream; ``take_events`` does not set it for the
-    agent). The roll-up tables are keyed like their input topics, so the partition of any of
+    faust sets per event while iterating a stream; :func:`_ready_batches` does not set it
+    for the agent). The roll-up tables are keyed like their input topics, so the partition of any of
     the key's events in the batch is the key's partition.
     """
     _current_event.set(weakref.ref(event))
@@ -871,26 +934,35 @@ def _header(event: Any, name: str) -> bytes | None:
 def run_worker(config: StreamsConfig, loglevel: str = "warn") -> None:
     """Run one worker in this process until it is stopped (SIGINT/SIGTERM).
 
-    Raises :class:`~contracts.errors.InfrastructureError` (``pcfx`` exits 3) when it stopped
-    because an agent failed (:class:`AgentFailures`).
+    When an agent fails (:class:`AgentFailures`) the process exits at once with code 3, saying
+    why (:func:`_exit_failed`).
     """
     ensure_topics(config)
-    failures = AgentFailures(stop=lambda: os.kill(os.getpid(), signal.SIGTERM))
-    app = build_app(config, failures)
+    app = build_app(config, AgentFailures(stop=_exit_failed))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # faust's progress spinner sets the root logger to DEBUG (so that it spins on every record):
     # aiokafka then builds a debug record for every message sent, a few % of the worker's CPU
     worker.spinner = None
-    try:
-        worker.execute_from_commandline()
-    except SystemExit:
-        if failures.failed is None:
-            raise
-    failed = failures.failed
-    raise InfrastructureError(
+    worker.execute_from_commandline()
+
+
+def _exit_failed(failed: BaseException) -> None:
+    """End this worker process as a crash would, exit code 3, saying why.
+
+    Not a graceful stop: faust's rebalance waits until every message an agent took is
+    acknowledged, and the failed batch's never will be (acknowledging it would commit the
+    offsets of records nobody processed). Like a ``kill -9``, this leaves every record whose
+    state was not stored to the worker's successor (see "Effectively once").
+    """
+    from pcfx.console import print_error
+
+    error = InfrastructureError(
         f"the streams worker stopped because an agent failed: {failed!r}",
         hint=(
             "The log above has the traceback. Restart the worker (as a supervisor would):"
             " the records it had not finished are processed again."
         ),
-    ) from failed
+    )
+    code = print_error(error)
+    logging.shutdown()
+    os._exit(int(code))
