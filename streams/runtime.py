@@ -903,9 +903,9 @@ def _in_partition_of(event: Any) -> None:
     """Make *event* the one faust's tables take the changelog partition from.
 
     A table write goes to the changelog partition of the "current event" (a context variable
-    faust sets per event while iterating a stream; :func:`_ready_batches` does not set it
-    for the agent). The roll-up tables are keyed like their input topics, so the partition of any of
-    the key's events in the batch is the key's partition.
+    faust sets per event while iterating a stream; :func:`_ready_batches` does not set it for
+    the agent). The roll-up tables are keyed like their input topics, so the partition of any
+    of the key's events in the batch is the key's partition.
     """
     _current_event.set(weakref.ref(event))
 

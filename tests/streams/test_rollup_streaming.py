@@ -24,6 +24,8 @@ from streams.rollup import (
     Subscribe,
     Unsubscribe,
     component_step,
+    component_step_many,
+    node_of,
     offered,
     product_step,
 )
@@ -304,8 +306,6 @@ _INPUT_MESSAGES = st.lists(
 def test_a_batch_for_one_input_sends_each_parent_only_its_last_value(
     messages: list[ComponentMessage],
 ) -> None:
-    from streams.rollup import component_step_many
-
     state: ComponentState | None = None
     last: dict[str, ChildValue] = {}
     outcomes = []
@@ -324,15 +324,11 @@ def test_a_batch_for_one_input_sends_each_parent_only_its_last_value(
 
 
 def test_a_batch_for_one_input_needs_a_message() -> None:
-    from streams.rollup import component_step_many
-
     with pytest.raises(ValueError, match="at least one"):
         component_step_many(None, [])
 
 
 def test_every_message_for_a_product_goes_to_its_node_whichever_role_it_is_for() -> None:
-    from streams.rollup import node_of
-
     declared = BomDeclared(
         bom("m", line("cell", 2), line("tray", 1, fallback="alu"), kwh=1, grid="g")
     )
