@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
 from functools import cache
@@ -30,7 +30,15 @@ import orjson
 from contracts.errors import ContractError, PcfError
 from streams import rollup
 
-__all__ = ["CodecError", "decode", "decode_message", "encode", "encode_message"]
+__all__ = [
+    "CodecError",
+    "decode",
+    "decode_message",
+    "decode_pack",
+    "encode",
+    "encode_message",
+    "encode_pack",
+]
 
 T = TypeVar("T")
 
@@ -288,12 +296,12 @@ def _decimal(data: Any) -> Decimal:
     return Decimal(data)
 
 
-def _checked(tp: Any, raw: Any) -> Any:
+def _checked(tp: Any, raw: Any, path: str = "$") -> Any:
     """*raw* built into *tp*: the fast path, else :func:`_build` with its precise errors."""
     try:
         return _decoder(tp)(raw)
     except Exception:
-        return _build(tp, raw, "$")
+        return _build(tp, raw, path)
 
 
 def _loads(data: bytes) -> Any:
@@ -322,11 +330,28 @@ def encode_message(message: Any) -> bytes:
 
 def decode_message(data: bytes) -> Any:
     """Rebuild a message or state written by :func:`encode_message`."""
+    return _message(_loads(data), "$")
+
+
+def encode_pack(messages: Iterable[bytes]) -> bytes:
+    """One JSON array of messages already encoded by :func:`encode_message`."""
+    return b"[" + b",".join(messages) + b"]"
+
+
+def decode_pack(data: bytes) -> list[Any]:
+    """The messages of :func:`encode_pack`'s bytes."""
     raw = _loads(data)
+    if not isinstance(raw, list):
+        raise CodecError(f"'$' must be a list of messages (got {type(raw).__name__})", path="$")
+    return [_message(item, f"$[{i}]") for i, item in enumerate(raw)]
+
+
+def _message(raw: Any, path: str) -> Any:
     name = raw.get("@type") if isinstance(raw, dict) else None
     cls = _MESSAGE_TYPES.get(name or "")
     if cls is None:
         raise CodecError(
-            f"'@type' must be one of {sorted(_MESSAGE_TYPES)} (got {name!r})", path="$.@type"
+            f"'{path}.@type' must be one of {sorted(_MESSAGE_TYPES)} (got {name!r})",
+            path=f"{path}.@type",
         )
-    return _checked(cls, raw)
+    return _checked(cls, raw, path)

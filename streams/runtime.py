@@ -66,6 +66,7 @@ from typing import Any, Generic, TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import murmur2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faust.streams import _current_event
 from faust.tables import TableManager
@@ -561,17 +562,27 @@ class _App(faust.App):
         await self.failures(agent, exc)
 
 
-def _internal(data: bytes | None, topic: str) -> Message:
-    """The roll-up message in *data*, else a :class:`~streams.codec.CodecError` naming the field
-    (a table row is no message)."""
-    message = codec.decode_message(data or b"")
-    if not isinstance(message, Message):
-        names = ", ".join(k.__name__ for k in typing.get_args(Message))
-        raise codec.CodecError(
-            f"'@type' must be one of {names} on {topic} (got {type(message).__name__})",
-            path="$.@type",
-        )
-    return message
+def _internal(event: Any, topic: str, partitions: int) -> list[Message]:
+    """The roll-up messages of *event*'s pack, else a :class:`~streams.codec.CodecError` naming
+    the message and field: a table row is no message, and every message must be for a node of
+    the partition the pack came on (the one whose changelog its node's row is written to)."""
+    messages = codec.decode_pack(event.value or b"")
+    arrived = event.message.partition
+    for i, message in enumerate(messages):
+        if not isinstance(message, Message):
+            names = ", ".join(k.__name__ for k in typing.get_args(Message))
+            raise codec.CodecError(
+                f"'$[{i}].@type' must be one of {names} on {topic} (got {type(message).__name__})",
+                path=f"$[{i}].@type",
+            )
+        key = _node_key(message)
+        if (home := _partition(key, partitions)) != arrived:
+            raise codec.CodecError(
+                f"'$[{i}]' is for {key.decode()}, whose partition of {topic} is {home}"
+                f" (got it on partition {arrived})",
+                path=f"$[{i}]",
+            )
+    return messages
 
 
 TOPICS = (
@@ -709,18 +720,24 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     node_rows = _Rows(_NodeRecord, limit=200_000)  # products and the inputs they use
     nodes_name, products_name = config.topic("pcf.rollup"), config.topic("pcf.products")
 
-    async def emit(name: str, key: bytes, value: bytes) -> Awaitable[Any]:
+    async def emit(
+        name: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Any]:
         """Hand one record to faust's producer directly (without ``Topic.send``'s per-message
         bookkeeping, which the roll-up does not use); the future completes on the broker's ack.
-        Keyed like ``Topic.send``: the producer's partitioner on the key bytes."""
-        return await app.producer.send(name, key, value, None, None, None)
+        Without a *partition*, keyed like ``Topic.send``: Kafka's partitioner on the key."""
+        return await app.producer.send(name, key, value, partition, None, headers)
 
     async def send(messages: Iterable[Message]) -> list[Awaitable[Any]]:
-        """Hand *messages* to the producer, each to its node; the returned futures complete on
-        the broker's ack."""
+        """Hand *messages* to the producer packed, one record per partition of their nodes
+        (:func:`_packs`); the returned futures complete on the broker's ack."""
         return [
-            await emit(nodes_name, _node_key(message), codec.encode_message(message))
-            for message in messages
+            await emit(nodes_name, None, pack, partition)
+            for partition, pack in _packs(messages, config.partitions)
         ]
 
     async def reject(result: Ingested, original: bytes) -> None:
@@ -738,57 +755,67 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     async def follow_keys() -> None:
         await keys.follow()
 
-    async def ingest(stream: AsyncIterator[Any], name: str) -> AsyncIterator[Ingested]:
-        """Checked records (``ACCEPTED`` and ``DUPLICATE``: the ledger is written before the
-        record is forwarded, so a redelivered one is forwarded again); rejections go to the DLQ."""
+    async def ingest(stream: Any, name: str) -> AsyncIterator[list[Ingested]]:
+        """Each batch's checked records (``ACCEPTED`` and ``DUPLICATE``: the ledger is written
+        before the record is forwarded, so a redelivered one is forwarded again); rejections go
+        to the DLQ. What the caller hands the producer is delivered before the batch's offsets
+        are committed (faust flushes the producer first)."""
         record_type = DATA_TOPICS[name]
-        async for event in stream.events():  # type: ignore[attr-defined]
-            data = event.value
-            source = _source(event, config.topic(name))
-            result = await keys.check(data, source, ledger, record_type)
-            if result.outcome is IngestOutcome.REJECTED:
-                await reject(result, data)
-                continue
-            yield result
+        async for events in _ready_batches(stream, BATCH_MAX):
+            checked: list[Ingested] = []
+            for event in events:
+                _in_partition_of(event)  # the ledger row's changelog partition
+                source = _source(event, config.topic(name))
+                result = await keys.check(event.value, source, ledger, record_type)
+                if result.outcome is IngestOutcome.REJECTED:
+                    await reject(result, event.value)
+                else:
+                    checked.append(result)
+            yield checked
 
     @app.agent(declared)
     async def ingest_declared(stream: Any) -> None:
-        async for result in ingest(stream, "pcf.declared"):
-            assert isinstance(result.record, SignedFootprint)
-            signed = result.record
-            fp = core_footprint(
-                signed.footprint, sequence=signed.sequence, content_hash=result.content_hash
-            )
-            await send([FootprintDeclared(fp)])
+        async for checked in ingest(stream, "pcf.declared"):
+            declared: list[Message] = []
+            for result in checked:
+                assert isinstance(result.record, SignedFootprint)
+                signed = result.record
+                fp = core_footprint(
+                    signed.footprint, sequence=signed.sequence, content_hash=result.content_hash
+                )
+                declared.append(FootprintDeclared(fp))
+            await send(declared)
 
     @app.agent(factors)
     async def ingest_factors(stream: Any) -> None:
-        async for result in ingest(stream, "pcf.factors"):
-            assert isinstance(result.record, SignedEmissionFactor)
-            signed_factor = result.record
-            factor = core_factor(
-                signed_factor.factor,
-                sequence=signed_factor.sequence,
-                content_hash=result.content_hash,
-            )
-            await send([FactorPublished(factor)])
+        async for checked in ingest(stream, "pcf.factors"):
+            published: list[Message] = []
+            for result in checked:
+                assert isinstance(result.record, SignedEmissionFactor)
+                signed_factor = result.record
+                factor = core_factor(
+                    signed_factor.factor,
+                    sequence=signed_factor.sequence,
+                    content_hash=result.content_hash,
+                )
+                published.append(FactorPublished(factor))
+            await send(published)
 
     @app.agent(boms)
     async def ingest_boms(stream: Any) -> None:
-        async for result in ingest(stream, "pcf.bom"):
-            assert isinstance(result.record, SignedBillOfMaterials)
-            try:
-                bom = core_bom(result.record.bom)
-            except PcfError as exc:
-                await reject(Ingested(IngestOutcome.REJECTED, result.source, error=exc), b"")
-                continue
-            # the BOM's metadata travels with it, so its node keeps it in its row
-            declared = BomDeclared(bom)
-            await nodes_in.send(
-                key=_node_key(declared),
-                value=codec.encode_message(declared),
-                headers={"bom": result.record.bom.model_dump_json(by_alias=True).encode()},
-            )
+        async for checked in ingest(stream, "pcf.bom"):
+            for result in checked:
+                assert isinstance(result.record, SignedBillOfMaterials)
+                try:
+                    bom = core_bom(result.record.bom)
+                except PcfError as exc:
+                    await reject(Ingested(IngestOutcome.REJECTED, result.source, error=exc), b"")
+                    continue
+                # a pack of its own: the BOM's metadata travels with it in a header, so its
+                # node keeps it in its row
+                ((partition, pack),) = _packs([BomDeclared(bom)], config.partitions)
+                document = result.record.bom.model_dump_json(by_alias=True).encode()
+                await emit(nodes_name, None, pack, partition, [("bom", document)])
 
     @app.agent(keys_topic)
     async def audit_keys(stream: Any) -> None:
@@ -806,11 +833,12 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             by_key: dict[bytes, list[tuple[Any, Message]]] = {}
             for event in events:
                 try:
-                    message = _internal(event.value, nodes_name)
+                    messages = _internal(event, nodes_name, config.partitions)
                 except codec.CodecError as exc:
                     await unreadable(event, nodes_name, exc)
                     continue
-                by_key.setdefault(_node_key(message), []).append((event, message))
+                for message in messages:
+                    by_key.setdefault(_node_key(message), []).append((event, message))
             outputs: list[Message] = []
             pending: list[Awaitable[Any]] = []
             rows: dict[bytes, tuple[Any, _NodeRecord]] = {}
@@ -897,6 +925,43 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
 def _node_key(message: Message) -> bytes:
     """The Kafka key of the node *message* is for (:func:`~streams.rollup.node_of`)."""
     return str(node_of(message)).encode()
+
+
+def _partition(key: bytes, partitions: int) -> int:
+    """The partition of the roll-up topic for a node's *key*: Kafka's default partitioner
+    (murmur2, as aiokafka's and the Java client's), so the node's rows stay in that partition
+    of the table, whichever client sent its messages."""
+    home: int = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return home
+
+
+PACK_MAX_BYTES = 256 * 1024
+"""Most bytes of messages in one record on the roll-up topic (the broker's default limit for
+a batch of records is 1 MiB); a single larger message travels alone."""
+
+
+def _packs(messages: Iterable[Message], partitions: int) -> list[tuple[int, bytes]]:
+    """*messages* packed per partition of their nodes' keys, in order: (partition, pack).
+
+    One record per partition per batch instead of one per message: a roll-up step's inputs
+    and outputs cost a record on the broker and a faust event each, a good share of a worker's
+    time when one update fans out into several messages."""
+    by_partition: dict[int, list[bytes]] = {}
+    for message in messages:
+        home = _partition(_node_key(message), partitions)
+        by_partition.setdefault(home, []).append(codec.encode_message(message))
+    packs: list[tuple[int, bytes]] = []
+    for home, encoded in by_partition.items():
+        chunk: list[bytes] = []
+        size = 0
+        for data in encoded:
+            if chunk and size + len(data) > PACK_MAX_BYTES:
+                packs.append((home, codec.encode_pack(chunk)))
+                chunk, size = [], 0
+            chunk.append(data)
+            size += len(data) + 1
+        packs.append((home, codec.encode_pack(chunk)))
+    return packs
 
 
 def _in_partition_of(event: Any) -> None:

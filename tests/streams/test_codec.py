@@ -8,8 +8,24 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from streams.codec import CodecError, decode, decode_message, encode, encode_message
-from streams.rollup import Network, OwnProcess, ProductRolledUp, Ref, offered
+from streams.codec import (
+    CodecError,
+    decode,
+    decode_message,
+    decode_pack,
+    encode,
+    encode_message,
+    encode_pack,
+)
+from streams.rollup import (
+    ComponentState,
+    Network,
+    OwnProcess,
+    ProductRolledUp,
+    Ref,
+    Subscribe,
+    offered,
+)
 from tests.streams._rollup_scenarios import Scenario, scenarios
 
 
@@ -48,7 +64,7 @@ def test_decimals_keep_their_exponent() -> None:
     ("data", "message"),
     [
         (b"not json", "not JSON"),
-        (b'{"@type": "os.system"}', "'@type' must be one of"),
+        (b'{"@type": "os.system"}', r"'\$\.@type' must be one of"),
         (
             b'{"@type": "Subscribe", "child": {"kind": "product", "id": 7}}',
             r"'\$\.child\.id' must be str \(got 7\)",
@@ -73,3 +89,31 @@ def test_a_value_its_class_refuses_is_a_codec_error_naming_the_field() -> None:
 
 def test_a_plain_value_round_trips() -> None:
     assert decode(Ref, encode(Ref.factor("bg:cn-grid-2022"))) == Ref.factor("bg:cn-grid-2022")
+
+
+def test_a_pack_round_trips_its_messages_in_order() -> None:
+    messages = [
+        ComponentState(Ref.product("urn:a")),
+        Subscribe(Ref.factor("bg:x"), "urn:p", 2),
+        ComponentState(Ref.factor("bg:y")),
+    ]
+    data = encode_pack(encode_message(m) for m in messages)
+    assert decode_pack(data) == messages
+    assert decode_pack(encode_pack([])) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "path"),
+    [
+        (b"[1", "not JSON", ""),
+        (b'{"@type": "ChildValue", "parent": "p"}', r"'\$' must be a list of messages", "$"),
+        (b'[{"@type": "Subscribe", "child": {"kind": "factor", "id": "x"}, "parent": "p",'
+         b' "revision": 1}, {"@type": "nope"}]', r"'\$\[1\]\.@type' must be one of", "$[1].@type"),
+        (b'[{"@type": "ChildValue", "parent": "p"}]', r"'\$\[0\]\.child' is required",
+         "$[0].child"),
+    ],
+)  # fmt: skip
+def test_a_bad_pack_names_the_message_and_field(data: bytes, message: str, path: str) -> None:
+    with pytest.raises(CodecError, match=message) as caught:
+        decode_pack(data)
+    assert caught.value.path == path

@@ -187,17 +187,24 @@ def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world
     from confluent_kafka import Producer
 
     from streams import codec
-    from streams.rollup import ComponentState, Ref
+    from streams.rollup import ComponentState, Ref, Subscribe
+    from streams.runtime import _partition
 
     proc = world.start_worker()
     producer = Producer({"bootstrap.servers": world.bootstrap})
+    subscribe = Subscribe(Ref.product("s"), "p", 1)  # for node product:s, on another partition
+    wrong = (_partition(b"product:s", world.partitions) + 1) % world.partitions
+    row = codec.encode_pack([codec.encode_message(ComponentState(Ref.product("q")))])
     garbage = [
-        (b"product:x", b"not json"),
-        (b"product:p", b'{"@type": "ChildValue", "parent": "p"}'),
-        (b"product:q", codec.encode_message(ComponentState(Ref.product("q")))),  # a row
+        (b"not json", None),
+        (b'[{"@type": "ChildValue", "parent": "p"}]', None),
+        (row, None),  # a table row, not a message
+        (codec.encode_message(subscribe), None),  # a message, not a pack of them
+        (codec.encode_pack([codec.encode_message(subscribe)]), wrong),
     ]
-    for key, value in garbage:
-        producer.produce(world.topic("pcf.rollup"), value, key)
+    topic = world.topic("pcf.rollup")
+    for value, partition in garbage:
+        producer.produce(topic, value, partition=0 if partition is None else partition)
     assert producer.flush(30) == 0
     rejections: list[Any] = []
     for _ in range(60):
@@ -206,11 +213,12 @@ def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world
             break
         time.sleep(1)
     found = {(r.source_topic, r.error_code, r.field_path, r.message[:8]) for r in rejections}
-    topic = world.topic("pcf.rollup")
     assert found == {
-        (topic, "codec", "$.@type", "'@type' "),
-        (topic, "codec", "$.child", "'$.child"),
         (topic, "codec", None, "not JSON"),
+        (topic, "codec", "$[0].child", "'$[0].ch"),
+        (topic, "codec", "$[0].@type", "'$[0].@t"),
+        (topic, "codec", "$", "'$' must"),
+        (topic, "codec", "$[0]", "'$[0]' i"),
     }, world.worker_logs()
     assert proc.poll() is None, "the worker goes on"
 
