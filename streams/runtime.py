@@ -14,8 +14,11 @@ The two roles of the pure core's foreign-key join (reference/streaming.md sectio
 topic and one row per node: a product is a *parent* (its BOM and its inputs' latest values,
 :func:`~streams.rollup.product_step_many`) and an *input* of its own parents (its value and who
 subscribes to it, :func:`~streams.rollup.component_step`); a factor is only an input. A message
-is keyed by the node it is for (:func:`_node_key`), so a product's new result feeds its input
-role in the same batch, without a round trip through Kafka: one hop per tier.
+goes to the partition of the node it is for (:func:`_node_key`, :func:`_partition`), so a
+product's new result feeds its input role in the same batch, without a round trip through
+Kafka: one hop per tier. A batch's messages for one partition travel as one record
+(:func:`_packs`): a record and a faust event cost about as much as a roll-up step, and one
+update fans out into several messages.
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
 is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
