@@ -956,11 +956,11 @@ def _packs(messages: Iterable[Message], partitions: int) -> list[tuple[int, byte
     packs: list[tuple[int, bytes]] = []
     for home, encoded in by_partition.items():
         chunk: list[bytes] = []
-        size = 0
+        size = 1  # the pack's bytes: "[", "]" and a comma before every message but the first
         for data in encoded:
-            if chunk and size + len(data) > PACK_MAX_BYTES:
+            if chunk and size + len(data) + 1 > PACK_MAX_BYTES:
                 packs.append((home, codec.encode_pack(chunk)))
-                chunk, size = [], 0
+                chunk, size = [], 1
             chunk.append(data)
             size += len(data) + 1
         packs.append((home, codec.encode_pack(chunk)))

@@ -3,6 +3,8 @@ record outgrows what the broker takes."""
 
 from __future__ import annotations
 
+import itertools
+
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
@@ -43,6 +45,10 @@ def test_a_big_batch_is_split_into_packs_the_broker_takes() -> None:
     packs = _packs(messages, 6)
     assert len(packs) > 1
     assert all(len(data) <= PACK_MAX_BYTES for _, data in packs)
+    # and full: the next pack's first message would not have fitted in the one before
+    for (_, data), (_, after) in itertools.pairwise(packs):
+        first = codec.encode_message(codec.decode_pack(after)[0])
+        assert len(data) + 1 + len(first) > PACK_MAX_BYTES
     assert [m for _, data in packs for m in codec.decode_pack(data)] == messages
 
 
@@ -51,3 +57,14 @@ def test_a_message_bigger_than_a_pack_travels_alone() -> None:
     small = _subscribe("y" * (PACK_MAX_BYTES + 10), "urn:other")
     packs = _packs([big, small], 1)
     assert [codec.decode_pack(data) for _, data in packs] == [[big], [small]]
+
+
+def test_a_pack_fills_up_to_the_limit_exactly() -> None:
+    # three messages whose pack ("[", two commas, "]") is exactly PACK_MAX_BYTES long
+    bare = len(codec.encode_message(_subscribe("")))
+    each, rest = divmod(PACK_MAX_BYTES - 4, 3)
+    assert rest == 0
+    fitting = [_subscribe("z" * (each - bare))] * 3
+    assert [len(data) for _, data in _packs(fitting, 1)] == [PACK_MAX_BYTES]
+    one_more = _packs([*fitting, fitting[0]], 1)
+    assert [len(data) for _, data in one_more] == [PACK_MAX_BYTES, each + 2]
