@@ -60,11 +60,14 @@ def test_a_message_bigger_than_a_pack_travels_alone() -> None:
 
 
 def test_a_pack_fills_up_to_the_limit_exactly() -> None:
-    # three messages whose pack ("[", two commas, "]") is exactly PACK_MAX_BYTES long
     bare = len(codec.encode_message(_subscribe("")))
-    each, rest = divmod(PACK_MAX_BYTES - 4, 3)
-    assert rest == 0
-    fitting = [_subscribe("z" * (each - bare))] * 3
-    assert [len(data) for _, data in _packs(fitting, 1)] == [PACK_MAX_BYTES]
-    one_more = _packs([*fitting, fitting[0]], 1)
-    assert [len(data) for _, data in one_more] == [PACK_MAX_BYTES, each + 2]
+
+    def sized(n: int) -> Subscribe:  # a message whose encoding is n bytes long
+        return _subscribe("z" * (n - bare))
+
+    each = 80_000
+    last = PACK_MAX_BYTES - 4 - 2 * each  # three messages, "[", two commas and "]"
+    exact = _packs([sized(each), sized(each), sized(last)], 1)
+    assert [len(data) for _, data in exact] == [PACK_MAX_BYTES]
+    over = _packs([sized(each), sized(each), sized(last + 1)], 1)
+    assert [len(data) for _, data in over] == [2 * each + 3, last + 3]
