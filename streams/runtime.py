@@ -779,30 +779,12 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     @app.agent(declared)
     async def ingest_declared(stream: Any) -> None:
         async for checked in ingest(stream, "pcf.declared"):
-            declared: list[Message] = []
-            for result in checked:
-                assert isinstance(result.record, SignedFootprint)
-                signed = result.record
-                fp = core_footprint(
-                    signed.footprint, sequence=signed.sequence, content_hash=result.content_hash
-                )
-                declared.append(FootprintDeclared(fp))
-            await send(declared)
+            await send([_footprint_declared(result) for result in checked])
 
     @app.agent(factors)
     async def ingest_factors(stream: Any) -> None:
         async for checked in ingest(stream, "pcf.factors"):
-            published: list[Message] = []
-            for result in checked:
-                assert isinstance(result.record, SignedEmissionFactor)
-                signed_factor = result.record
-                factor = core_factor(
-                    signed_factor.factor,
-                    sequence=signed_factor.sequence,
-                    content_hash=result.content_hash,
-                )
-                published.append(FactorPublished(factor))
-            await send(published)
+            await send([_factor_published(result) for result in checked])
 
     @app.agent(boms)
     async def ingest_boms(stream: Any) -> None:
@@ -923,6 +905,23 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         return step.state
 
     return app
+
+
+def _footprint_declared(result: Ingested) -> FootprintDeclared:
+    """The roll-up message for a checked ``pcf.declared`` record."""
+    signed = result.record
+    assert isinstance(signed, SignedFootprint)
+    footprint = signed.footprint
+    fp = core_footprint(footprint, sequence=signed.sequence, content_hash=result.content_hash)
+    return FootprintDeclared(fp)
+
+
+def _factor_published(result: Ingested) -> FactorPublished:
+    """The roll-up message for a checked ``pcf.factors`` record."""
+    signed = result.record
+    assert isinstance(signed, SignedEmissionFactor)
+    factor = core_factor(signed.factor, sequence=signed.sequence, content_hash=result.content_hash)
+    return FactorPublished(factor)
 
 
 def _node_key(message: Message) -> bytes:
