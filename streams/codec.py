@@ -339,10 +339,11 @@ def encode_pack(messages: Iterable[bytes]) -> bytes:
 
 
 def decode_pack(data: bytes) -> list[Any]:
-    """The messages of :func:`encode_pack`'s bytes."""
+    """The messages of :func:`encode_pack`'s bytes, or the one message of
+    :func:`encode_message`'s (what workers wrote before they packed: an upgrade reads them)."""
     raw = _loads(data)
     if not isinstance(raw, list):
-        raise CodecError(f"'$' must be a list of messages (got {type(raw).__name__})", path="$")
+        return [_message(raw, "$")]
     return [_message(item, f"$[{i}]") for i, item in enumerate(raw)]
 
 

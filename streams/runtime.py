@@ -566,9 +566,10 @@ class _App(faust.App):
 
 
 def _internal(event: Any, topic: str, partitions: int) -> list[Message]:
-    """The roll-up messages of *event*'s pack, else a :class:`~streams.codec.CodecError` naming
-    the message and field: a table row is no message, and every message must be for a node of
-    the partition the pack came on (the one whose changelog its node's row is written to)."""
+    """The roll-up messages of *event*'s pack (or its one bare message, as workers wrote before
+    they packed), else a :class:`~streams.codec.CodecError` naming the message and field: a
+    table row is no message, and every message must be for a node of the partition the pack
+    came on (the one whose changelog its node's row is written to)."""
     messages = codec.decode_pack(event.value or b"")
     arrived = event.message.partition
     for i, message in enumerate(messages):
@@ -929,10 +930,12 @@ def _node_key(message: Message) -> bytes:
     return str(node_of(message)).encode()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _partition(key: bytes, partitions: int) -> int:
     """The partition of the roll-up topic for a node's *key*: Kafka's default partitioner
     (murmur2, as aiokafka's and the Java client's), so the node's rows stay in that partition
-    of the table, whichever client sent its messages."""
+    of the table, whichever client sent its messages. (Cached: murmur2 is pure Python, about
+    5 µs, and a node's key recurs with every message for it.)"""
     home: int = (murmur2(key) & 0x7FFFFFFF) % partitions
     return home
 

@@ -102,11 +102,18 @@ def test_a_pack_round_trips_its_messages_in_order() -> None:
     assert decode_pack(encode_pack([])) == []
 
 
+def test_one_message_reads_as_a_pack_of_one() -> None:
+    # what workers wrote before they packed messages: a worker upgraded mid-stream reads them
+    message = Subscribe(Ref.factor("bg:x"), "urn:p", 2)
+    assert decode_pack(encode_message(message)) == [message]
+
+
 @pytest.mark.parametrize(
     ("data", "message", "path"),
     [
         (b"[1", "not JSON", ""),
-        (b'{"@type": "ChildValue", "parent": "p"}', r"'\$' must be a list of messages", "$"),
+        (b'{"@type": "ChildValue", "parent": "p"}', r"'\$\.child' is required", "$.child"),
+        (b"7", r"'\$\.@type' must be one of", "$.@type"),
         (b'[{"@type": "Subscribe", "child": {"kind": "factor", "id": "x"}, "parent": "p",'
          b' "revision": 1}, {"@type": "nope"}]', r"'\$\[1\]\.@type' must be one of", "$[1].@type"),
         (b'[{"@type": "ChildValue", "parent": "p"}]', r"'\$\[0\]\.child' is required",
