@@ -1,0 +1,148 @@
+"""What the streams worker's ingestion checks cost per record, without Kafka (one core).
+
+``python -m bench.bench_ingest`` measures, side by side in one run, ``check_record`` (decode,
+contract rules, signing key, signature, sequence ledger: what the worker does to every supplier
+footprint before it reaches the roll-up) on a realistic signed PACT footprint:
+
+- ``ingest_check_signed``: each record signed alone (one Ed25519 verification per record);
+  baseline decode + validation alone, so the ratio is what the trust checks add. Target: the
+  per-worker streams target (5 000 updates/s), which ingestion alone has to clear on one core.
+- ``ingest_check_batch_signed``: records signed 64 to a Merkle root, as ``pcfx publish`` signs
+  them (the root's verification is cached, each record checks its audit path).
+
+``--out DIR`` writes the result files elsewhere (and leaves BENCHMARKS.md alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import platform
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench._timing import rate
+from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
+from contracts import (
+    AvroSerde,
+    InMemorySchemaRegistry,
+    SignedFootprint,
+    SupplierKey,
+    parse_footprint,
+    register_all,
+    sign,
+    sign_batch,
+)
+from contracts.examples import example_footprint
+from streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef, check_record
+
+BATCH = 64
+"""Records per batch signature (``pcfx publish``'s default)."""
+STREAMS_TARGET = 5_000
+"""Component updates/s per streams worker (issue #5)."""
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def main(argv: list[str] | None = None) -> list[BenchResult]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument("--seconds", type=float, default=1.5, help="measuring time per figure")
+    args = parser.parse_args(argv)
+
+    operator, supplier = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    registry = InMemorySchemaRegistry()
+    register_all(registry)
+    serde = AvroSerde(registry)
+    footprint = parse_footprint(example_footprint())
+    owner = footprint.company_ids[0]  # the signer must be named in companyIds
+    keys = KeyRegistry(operator_keys={"op": operator.public_key()})
+    registration = SupplierKey(
+        supplier_id=owner,
+        key_id="k1",
+        public_key=supplier.public_key().public_bytes_raw(),
+        valid_from=datetime(2025, 1, 1, tzinfo=UTC),
+        registered_by="operator",
+    )
+    signed_key = sign(operator, registration, supplier_id="operator", key_id="op", sequence=1)
+    registered = keys.apply(
+        serde.encode("pcf.keys", signed_key), SourceRef("pcf.keys", 0, 0, AT), serde
+    )
+    assert registered.outcome is IngestOutcome.ACCEPTED, registered.error
+
+    alone = serde.encode(
+        "pcf.declared", sign(supplier, footprint, supplier_id=owner, key_id="k1", sequence=1)
+    )
+    batch = sign_batch(
+        supplier, [footprint] * BATCH, supplier_id=owner, key_id="k1", sequences=[1] * BATCH
+    )
+    in_batch = [serde.encode("pcf.declared", record) for record in batch.records]
+
+    def checker(records: list[bytes]) -> Callable[[], object]:
+        """check_record on *records* in turn, each against a fresh ledger (always accepted)."""
+        cycle = itertools.cycle(records)
+
+        def check() -> None:
+            result = check_record(
+                next(cycle),
+                SourceRef("pcf.declared", 0, 0, AT),
+                serde=serde,
+                keys=keys,
+                ledger=SequenceLedger(),
+            )
+            assert result.outcome is IngestOutcome.ACCEPTED, result.error
+
+        return check
+
+    validated = rate(lambda: serde.decode(alone, SignedFootprint), seconds=args.seconds)
+    checked_alone = rate(checker([alone]), seconds=args.seconds)
+    checked_batch = rate(checker(in_batch), seconds=args.seconds)
+
+    facts = {
+        "record": "SignedFootprint (PACT v3 ProductFootprint + pcfx extension + Ed25519 envelope)",
+        "avro_bytes": len(alone),
+        "python": platform.python_version(),
+        "threads": 1,
+        "decode_validate_us_per_record": round(1e6 / validated, 1),
+    }
+    baseline = Baseline("decode + validation alone", round(validated), "records/s")
+    results = [
+        BenchResult(
+            name="ingest_check_signed",
+            unit="records/s",
+            value=round(checked_alone),
+            higher_is_better=True,
+            description=(
+                "check_record (decode, rules, key, Ed25519 signature, ledger) on records signed"
+                " one by one, 1 core, no Kafka: the ceiling of one streams worker's ingestion"
+            ),
+            baseline=baseline,
+            target=STREAMS_TARGET,
+            details={**facts, "us_per_record": round(1e6 / checked_alone, 1)},
+        ),
+        BenchResult(
+            name="ingest_check_batch_signed",
+            unit="records/s",
+            value=round(checked_batch),
+            higher_is_better=True,
+            description=(
+                f"as ingest_check_signed, records signed {BATCH} to a Merkle root (as pcfx"
+                " publish does; the root's signature is checked once)"
+            ),
+            baseline=baseline,
+            target=STREAMS_TARGET,
+            details={**facts, "us_per_record": round(1e6 / checked_batch, 1), "batch": BATCH},
+        ),
+    ]
+    for result in results:
+        path = write_result(result, args.out)
+        base = result.baseline.value if result.baseline else 0
+        print(f"{result.name:26} {result.value:>8,.0f} {result.unit} vs {base:>8,.0f}")
+        print(f"{'':26} -> {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
