@@ -273,6 +273,7 @@ def _issue_pact(
     bom: BillOfMaterials,
     previous_id: str | None,
     now: datetime,
+    dqi: DataQualityIndicators | None,
 ) -> ProductFootprint | None:
     """The PACT v3 footprint for a complete roll-up of a BOM that has productInfo."""
     info = bom.product_info
@@ -301,7 +302,6 @@ def _issue_pact(
         pcf["geographyCountry"] = info.geography_country
     if result.primary_data_share is not None:
         pcf["primaryDataShare"] = format(_percent(result.primary_data_share), "f")
-    dqi = _dqi(result)
     if dqi is not None:
         pcf["dqi"] = dqi.model_dump(mode="json", by_alias=True)
     if result.factor_sources:
@@ -346,6 +346,7 @@ def rolled_up_record(
     missing = _missing(result, bom)
     resolved = total_lines - sum(1 for m in missing if m.reason != "cycle")
     uncertainty = result.uncertainty
+    dqi = _dqi(result)
     return RolledUpFootprint(
         product_id=result.product_id,
         owner=bom.owner,
@@ -370,7 +371,7 @@ def rolled_up_record(
         primary_data_share=(
             _percent(result.primary_data_share) if result.primary_data_share is not None else None
         ),
-        dqi=_dqi(result),
+        dqi=dqi,
         uncertainty=(
             Uncertainty(
                 relative_standard_uncertainty_percent=(
@@ -387,7 +388,7 @@ def rolled_up_record(
             if uncertainty is not None and uncertainty.std_dev > 0
             else None
         ),
-        footprint=_issue_pact(result, bom, previous_pf_id, now),
+        footprint=_issue_pact(result, bom, previous_pf_id, now, dqi),
         facility=bom.product_info.facility if bom.product_info else None,
         method=METHOD,
         engine_version=ENGINE_VERSION,
