@@ -21,6 +21,7 @@ import platform
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -108,32 +109,33 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
         "decode_validate_us_per_record": round(1e6 / validated, 1),
     }
     baseline = Baseline("decode + validation alone", round(validated), "records/s")
+
+    def figure(name: str, checks: float, description: str, **details: Any) -> BenchResult:
+        us_per_record = round(1e6 / checks, 1)
+        return BenchResult(
+            name=name,
+            unit="records/s",
+            value=round(checks),
+            higher_is_better=True,
+            description=description,
+            baseline=baseline,
+            target=STREAMS_TARGET,
+            details={**facts, "us_per_record": us_per_record, **details},
+        )
+
     results = [
-        BenchResult(
-            name="ingest_check_signed",
-            unit="records/s",
-            value=round(checked_alone),
-            higher_is_better=True,
-            description=(
-                "check_record (decode, rules, key, Ed25519 signature, ledger) on records signed"
-                " one by one, 1 core, no Kafka: the ceiling of one streams worker's ingestion"
-            ),
-            baseline=baseline,
-            target=STREAMS_TARGET,
-            details={**facts, "us_per_record": round(1e6 / checked_alone, 1)},
+        figure(
+            "ingest_check_signed",
+            checked_alone,
+            "check_record (decode, rules, key, Ed25519 signature, ledger) on records signed"
+            " one by one, 1 core, no Kafka: the ceiling of one streams worker's ingestion",
         ),
-        BenchResult(
-            name="ingest_check_batch_signed",
-            unit="records/s",
-            value=round(checked_batch),
-            higher_is_better=True,
-            description=(
-                f"as ingest_check_signed, records signed {BATCH} to a Merkle root (as pcfx"
-                " publish does; the root's signature is checked once)"
-            ),
-            baseline=baseline,
-            target=STREAMS_TARGET,
-            details={**facts, "us_per_record": round(1e6 / checked_batch, 1), "batch": BATCH},
+        figure(
+            "ingest_check_batch_signed",
+            checked_batch,
+            f"as ingest_check_signed, records signed {BATCH} to a Merkle root (as pcfx"
+            " publish does; the root's signature is checked once)",
+            batch=BATCH,
         ),
     ]
     for result in results:

@@ -576,14 +576,14 @@ class _App(faust.App):
         await self.failures(agent, exc)
 
 
-def _internal(event: Any, topic: str, partitions: int) -> list[Message]:
+def _internal(event: Any, topic: str, partitions: int) -> list[tuple[bytes, Message]]:
     """The roll-up messages of *event*'s pack (or its one bare message, as workers wrote before
-    they packed), else a :class:`~streams.codec.CodecError` naming the message and field: a
-    table row is no message, and every message must be for a node of the partition the pack
-    came on (the one whose changelog its node's row is written to)."""
-    messages = codec.decode_pack(event.value or b"")
+    they packed), each with its node's key, else a :class:`~streams.codec.CodecError` naming the
+    message and field: a table row is no message, and every message must be for a node of the
+    partition the pack came on (the one whose changelog its node's row is written to)."""
+    keyed: list[tuple[bytes, Message]] = []
     arrived = event.message.partition
-    for i, message in enumerate(messages):
+    for i, message in enumerate(codec.decode_pack(event.value or b"")):
         if not isinstance(message, Message):
             names = ", ".join(k.__name__ for k in typing.get_args(Message))
             raise codec.CodecError(
@@ -597,7 +597,8 @@ def _internal(event: Any, topic: str, partitions: int) -> list[Message]:
                 f" (got it on partition {arrived})",
                 path=f"$[{i}]",
             )
-    return messages
+        keyed.append((key, message))
+    return keyed
 
 
 TOPICS = (
@@ -830,12 +831,12 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             by_key: dict[bytes, list[tuple[Any, Message]]] = {}
             for event in events:
                 try:
-                    messages = _internal(event, nodes_name, config.partitions)
+                    keyed = _internal(event, nodes_name, config.partitions)
                 except codec.CodecError as exc:
                     await unreadable(event, nodes_name, exc)
                     continue
-                for message in messages:
-                    by_key.setdefault(_node_key(message), []).append((event, message))
+                for key, message in keyed:
+                    by_key.setdefault(key, []).append((event, message))
             outputs: list[Message] = []
             pending: list[Awaitable[Any]] = []
             rows: dict[bytes, tuple[Any, _NodeRecord]] = {}
