@@ -12,6 +12,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
+from functools import cache
 from typing import Any, Final, TypeVar
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -40,6 +41,7 @@ from contracts._records import (
 )
 from contracts._registry import SchemaRegistry
 from contracts._schemas import NAMESPACE, normalized, parsed, schema_json
+from contracts._unions import Prepare, preparer
 from contracts._validate import CheckResult, check
 from contracts.errors import SerdeError, UnknownSchemaError, ValidationFailed
 
@@ -152,6 +154,11 @@ def register_all(registry: SchemaRegistry, topic_prefix: str = "") -> dict[str, 
     return {s: registry.register(s, schema_json(m.__name__)) for s, m in subjects.items()}
 
 
+@cache
+def _preparer(name: str) -> Prepare | None:
+    return preparer(parsed(name))
+
+
 class _Reader:
     __slots__ = ("model", "reader", "writer")
 
@@ -209,12 +216,16 @@ class AvroSerde:
                 f"topic '{topic}' carries {expected.__name__}, not {type(record).__name__}"
             )
         schema_id = self.schema_id(topic, type(record))
-        schema = parsed(type(record).__name__)
+        name = type(record).__name__
+        schema, prepare = parsed(name), _preparer(name)
         datum = to_avro_dict(record)
         buffer = io.BytesIO()
         buffer.write(_HEADER.pack(MAGIC_BYTE, schema_id))
         try:
-            schemaless_writer(buffer, schema, datum, disable_tuple_notation=True)
+            if prepare is None:
+                schemaless_writer(buffer, schema, datum, disable_tuple_notation=True)
+            else:  # union branches named (tuple notation): fastavro need not try each one
+                schemaless_writer(buffer, schema, prepare(datum))
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise SerdeError(f"cannot encode {type(record).__name__} as Avro: {exc}") from exc
         return buffer.getvalue()

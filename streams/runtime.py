@@ -15,10 +15,18 @@ topic and one row per node: a product is a *parent* (its BOM and its inputs' lat
 :func:`~streams.rollup.product_step_many`) and an *input* of its own parents (its value and who
 subscribes to it, :func:`~streams.rollup.component_step`); a factor is only an input. A message
 goes to the partition of the node it is for (:func:`_node_key`, :func:`_partition`), so a
-product's new result feeds its input role in the same batch, without a round trip through
-Kafka: one hop per tier. A batch's messages for one partition travel as one record
-(:func:`_packs`): a record and a faust event cost about as much as a roll-up step, and one
-update fans out into several messages.
+product's new result feeds its input role in the same batch. A batch's messages for one
+partition travel as one record (:func:`_packs`): a record and a faust event cost about as much
+as a roll-up step, and one update fans out into several messages.
+
+**Local delivery.** A message for a node of a partition this worker holds is also applied at
+once, in the same batch (a round per tier, at most :data:`LOCAL_ROUNDS`), so an update reaches
+the top of its graph in one batch instead of one batch per tier (with one worker, every node is
+local). It still goes to the topic like every other output: when it comes back it is a
+``DUPLICATE`` no-op. That copy is what keeps a crash harmless: the rows of a batch are separate
+changelog records, and a crash may keep a sender's new row but lose the receiver's. The
+redelivered batch is then a ``DUPLICATE`` for the sender, which sends nothing again, and the
+receiver gets the message from the topic instead.
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
 is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
@@ -170,6 +178,9 @@ BUSY_BATCH = 16
 """A batch at least this big means the agent is behind: it then lets the next one gather."""
 LINGER_MAX_S = 0.05
 """Longest a batch gathers after a busy one: the most a hop adds to latency under load."""
+LOCAL_ROUNDS = 64
+"""Most rounds of local delivery in one batch (a round per tier): a fuse, since everything a
+round delivers is also on the topic; deeper graphs and cycles go on from there."""
 QUIET_TURNS = 3
 """Turns of the event loop without a new record after which a batch stops taking what faust is
 delivering (it hands over about one record per turn)."""
@@ -748,12 +759,12 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         Without a *partition*, keyed like ``Topic.send``: Kafka's partitioner on the key."""
         return await app.producer.send(name, key, value, partition, None, headers)
 
-    async def send(messages: Iterable[Message]) -> list[Awaitable[Any]]:
-        """Hand *messages* to the producer packed, one record per partition of their nodes
-        (:func:`_packs`); the returned futures complete on the broker's ack."""
+    async def send(keyed: Iterable[tuple[bytes, Message]]) -> list[Awaitable[Any]]:
+        """Hand messages (with their nodes' keys) to the producer packed, one record per
+        partition of their nodes (:func:`_packs`); the futures complete on the broker's ack."""
         return [
             await emit(nodes_name, None, pack, partition)
-            for partition, pack in _packs(messages, config.partitions)
+            for partition, pack in _packs(keyed, config.partitions)
         ]
 
     async def reject(result: Ingested, original: bytes) -> None:
@@ -792,12 +803,12 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     @app.agent(declared)
     async def ingest_declared(stream: Any) -> None:
         async for checked in ingest(stream, "pcf.declared"):
-            await send([_footprint_declared(result) for result in checked])
+            await send(_keyed(_footprint_declared(result) for result in checked))
 
     @app.agent(factors)
     async def ingest_factors(stream: Any) -> None:
         async for checked in ingest(stream, "pcf.factors"):
-            await send([_factor_published(result) for result in checked])
+            await send(_keyed(_factor_published(result) for result in checked))
 
     @app.agent(boms)
     async def ingest_boms(stream: Any) -> None:
@@ -811,7 +822,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     continue
                 # a pack of its own: the BOM's metadata travels with it in a header, so its
                 # node keeps it in its row
-                ((partition, pack),) = _packs([BomDeclared(bom)], config.partitions)
+                ((partition, pack),) = _packs(_keyed([BomDeclared(bom)]), config.partitions)
                 document = result.record.bom.model_dump_json(by_alias=True).encode()
                 await emit(nodes_name, None, pack, partition, [("bom", document)])
 
@@ -828,7 +839,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     @app.agent(nodes_in)
     async def roll_up(stream: Any) -> None:
         async for events in _ready_batches(stream, BATCH_MAX):
-            by_key: dict[bytes, list[tuple[Any, Message]]] = {}
+            work: dict[bytes, list[tuple[Any, Message]]] = {}
             for event in events:
                 try:
                     keyed = _internal(event, nodes_name, config.partitions)
@@ -836,31 +847,58 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     await unreadable(event, nodes_name, exc)
                     continue
                 for key, message in keyed:
-                    by_key.setdefault(key, []).append((event, message))
-            outputs: list[Message] = []
+                    work.setdefault(key, []).append((event, message))
+            # (stable until the batch is acknowledged: a rebalance waits for that)
+            local = {tp.partition for tp in app.consumer.assignment() if tp.topic == nodes_name}
+            outputs: list[tuple[bytes, Message]] = []
             pending: list[Awaitable[Any]] = []
-            rows: dict[bytes, tuple[Any, _NodeRecord]] = {}
-            for key, items in by_key.items():
-                _in_partition_of(items[0][0])
-                row = node_rows.get(key, node_table.get(key)) or _NodeRecord()
-                as_parent = [(e, m) for e, m in items if isinstance(m, ProductMessage)]
-                as_input = [m for _, m in items if not isinstance(m, ProductMessage)]
-                product = row.product
-                if as_parent:
-                    product, rolled = await parent_role(product, as_parent, outputs, pending)
-                    # a product's new result goes straight to its own input role (same node)
-                    as_input.extend(offered(r) for r in rolled)
-                component = input_role(row.component, as_input, outputs)
-                if product is not row.product or component is not row.component:
-                    rows[key] = (items[0][0], _NodeRecord(component, product))
+            rows: dict[bytes, _NodeRecord] = {}
+            for _ in range(LOCAL_ROUNDS):
+                sent = len(outputs)
+                for key, items in work.items():
+                    row = rows.get(key) or node_rows.get(key, node_table.get(key)) or _NodeRecord()
+                    node = await step(row, items, outputs, pending)
+                    if node is not row:
+                        rows[key] = node
+                # this worker's nodes take the new messages in this batch, one round per tier
+                work = {}
+                for key, message in outputs[sent:]:
+                    if _partition(key, config.partitions) in local:
+                        work.setdefault(key, []).append((None, message))
+                if not work:
+                    break
+            # every output goes to the topic, the ones applied above too (see "Local delivery");
             # the batch's outputs acknowledged first, then its states: see "Effectively once"
             pending.extend(await send(outputs))
             await asyncio.gather(*pending)
-            for key, (event, node) in rows.items():
+            for key, node in rows.items():
                 data = codec.encode(node)
-                _in_partition_of(event)
+                _in_partition(nodes_name, _partition(key, config.partitions))
                 node_table[key] = data
                 node_rows.keep(key, data, node)
+
+    async def step(
+        row: _NodeRecord,
+        items: list[tuple[Any, Message]],
+        outputs: list[tuple[bytes, Message]],
+        pending: list[Awaitable[Any]],
+    ) -> _NodeRecord:
+        """One node's messages in a batch (with the event each came in, ``None`` for one
+        delivered locally): its new row (*row* itself if nothing is to be stored). The messages
+        for other nodes go to *outputs*, the PACT footprints are sent (*pending*)."""
+        as_parent = [(e, m) for e, m in items if isinstance(m, ProductMessage)]
+        as_input = [m for _, m in items if not isinstance(m, ProductMessage)]
+        product = row.product
+        new: list[Message] = []
+        if as_parent:
+            product, rolled = await parent_role(product, as_parent, new, pending)
+            # a product's new result goes straight to its own input role (same node)
+            as_input.extend(offered(r) for r in rolled)
+        component = input_role(row.component, as_input, new)
+        outputs.extend(_keyed(new))
+        if product is row.product and component is row.component:
+            return row
+        return _NodeRecord(component, product)
 
     async def parent_role(
         row: _ProductRecord | None,
@@ -957,15 +995,21 @@ PACK_MAX_BYTES = 256 * 1024
 a batch of records is 1 MiB); a single larger message travels alone."""
 
 
-def _packs(messages: Iterable[Message], partitions: int) -> list[tuple[int, bytes]]:
-    """*messages* packed per partition of their nodes' keys, in order: (partition, pack).
+def _keyed(messages: Iterable[Message]) -> list[tuple[bytes, Message]]:
+    """*messages*, each with the key of the node it is for."""
+    return [(_node_key(message), message) for message in messages]
+
+
+def _packs(keyed: Iterable[tuple[bytes, Message]], partitions: int) -> list[tuple[int, bytes]]:
+    """Messages (:func:`_keyed`) packed per partition of their nodes, in order: (partition,
+    pack).
 
     One record per partition per batch instead of one per message: a roll-up step's inputs
     and outputs cost a record on the broker and a faust event each, a good share of a worker's
     time when one update fans out into several messages."""
     by_partition: dict[int, list[bytes]] = {}
-    for message in messages:
-        home = _partition(_node_key(message), partitions)
+    for key, message in keyed:
+        home = _partition(key, partitions)
         by_partition.setdefault(home, []).append(codec.encode_message(message))
     packs: list[tuple[int, bytes]] = []
     for home, encoded in by_partition.items():
@@ -990,6 +1034,31 @@ def _in_partition_of(event: Any) -> None:
     of the key's events in the batch is the key's partition.
     """
     _current_event.set(weakref.ref(event))
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class _Partition:
+    """A stand-in for faust's current event: all its tables read of it is ``event.message``'s
+    ``topic`` and ``partition``, the changelog partition a write goes to."""
+
+    topic: str
+    partition: int
+
+    @property
+    def message(self) -> _Partition:
+        return self
+
+
+@functools.cache
+def _partition_event(topic: str, partition: int) -> _Partition:
+    return _Partition(topic, partition)  # (kept: faust holds the current event weakly)
+
+
+def _in_partition(topic: str, partition: int) -> None:
+    """Make the next table writes go to *partition* of their changelogs, as if for an event of
+    *topic* (a node's row is written to its home partition, :func:`_partition`, whether its
+    messages came in on it or were delivered locally)."""
+    _current_event.set(weakref.ref(typing.cast(Any, _partition_event(topic, partition))))
 
 
 @functools.lru_cache(maxsize=4096)

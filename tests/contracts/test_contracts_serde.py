@@ -4,6 +4,7 @@ input ends in a typed error (SerdeError / UnknownSchemaError / ValidationFailed)
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import struct
@@ -19,11 +20,14 @@ from contracts import (
     TOPICS,
     WIRE_MODELS,
     AvroSerde,
+    DataQualityIndicators,
     InMemorySchemaRegistry,
     ProductFootprint,
     Rejection,
+    RolledUpFootprint,
     SerdeError,
     SignedFootprint,
+    Uncertainty,
     UnknownSchemaError,
     ValidationFailed,
     frame,
@@ -34,7 +38,8 @@ from contracts import (
     to_pact_json,
     unframe,
 )
-from contracts._schemas import expanded
+from contracts._schemas import expanded, parsed
+from contracts._unions import preparer
 
 
 def all_registered(registry: InMemorySchemaRegistry) -> AvroSerde:
@@ -64,6 +69,77 @@ def test_topics_carry_one_record_type_each(serde: AvroSerde, wire_samples: dict[
         SerdeError, match=r"topic 'pcf\.declared' carries SignedFootprint, not RolledUpFootprint"
     ):
         serde.encode("pcf.declared", wire_samples["RolledUpFootprint"])
+
+
+def _plain_bytes(schema: Any, datum: Any) -> bytes:
+    """What fastavro writes when it finds each union branch itself."""
+    out = io.BytesIO()
+    schemaless_writer(out, schema, datum, disable_tuple_notation=True)
+    return out.getvalue()
+
+
+def _named_bytes(schema: Any, datum: Any) -> bytes:
+    prepare = preparer(schema)
+    assert prepare is not None
+    out = io.BytesIO()
+    schemaless_writer(out, schema, prepare(datum))
+    return out.getvalue()
+
+
+def test_named_union_branches_write_the_same_bytes(wire_samples: dict[str, Any]) -> None:
+    """encode names union branches for fastavro (contracts._unions): the bytes must be those of
+    fastavro's own search, for every wire record, with every optional record present too."""
+    rolled: RolledUpFootprint = wire_samples["RolledUpFootprint"]
+    full = rolled.model_copy(
+        update={
+            "dqi": DataQualityIndicators.model_validate(
+                {"technologicalDQR": "1.5", "geographicalDQR": "2", "temporalDQR": "2.25"}
+            ),
+            "uncertainty": Uncertainty(lower95=Decimal("60.1"), upper95=Decimal("80.2")),
+        }
+    )
+    for record in [*wire_samples.values(), full]:
+        schema = parsed(type(record).__name__)
+        if preparer(schema) is None:
+            continue
+        datum = to_avro_dict(record)
+        assert _named_bytes(schema, to_avro_dict(record)) == _plain_bytes(schema, datum)
+
+
+def test_union_naming_leaves_what_it_cannot_name_to_fastavro() -> None:
+    """Two records in one union, a map, arrays (tuples, which tuple notation would misread) and a
+    recursive record: the same bytes as fastavro's own search."""
+    schema = parse_schema(
+        {
+            "type": "record",
+            "name": "t.Node",
+            "fields": [
+                {"name": "label", "type": ["null", "string"]},
+                {"name": "next", "type": ["null", "Node"]},
+                {
+                    "name": "either",
+                    "type": [
+                        "null",
+                        {"type": "record", "name": "A", "fields": [{"name": "a", "type": "long"}]},
+                        {"type": "record", "name": "B", "fields": [{"name": "b", "type": "bytes"}]},
+                    ],
+                },
+                {"name": "tags", "type": ["null", {"type": "map", "values": ["null", "Node"]}]},
+                {"name": "list", "type": ["null", {"type": "array", "items": ["null", "A"]}]},
+            ],
+        },
+        named_schemas={},
+    )
+    leaf = {"label": None, "next": None, "either": None, "tags": None, "list": None}
+    datum = {
+        "label": "root",
+        "next": {**leaf, "either": {"b": b"x"}, "list": ({"a": 1}, None, {"a": 2})},
+        "either": {"a": 7},
+        "tags": {"one": {**leaf, "label": "in a map"}, "none": None},
+        "list": (),
+    }
+    expected = _plain_bytes(schema, copy.deepcopy(datum))  # (naming changes records in place)
+    assert _named_bytes(schema, datum) == expected
 
 
 def test_decimal_digits_survive_avro(serde: AvroSerde, wire_samples: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from streams import codec
 from streams.rollup import Ref, Subscribe
-from streams.runtime import PACK_MAX_BYTES, _node_key, _packs, _partition
+from streams.runtime import PACK_MAX_BYTES, _keyed, _node_key, _packs, _partition
 
 
 def _subscribe(child: str, parent: str = "urn:parent") -> Subscribe:
@@ -23,7 +23,7 @@ def test_every_message_lands_in_its_nodes_partition_in_order(
     children: list[str], partitions: int
 ) -> None:
     messages = [_subscribe(c) for c in children]
-    packs = _packs(messages, partitions)
+    packs = _packs(_keyed(messages), partitions)
     kafka = DefaultPartitioner()
     received: dict[int, list[Subscribe]] = {}
     for partition, data in packs:
@@ -42,7 +42,7 @@ def test_every_message_lands_in_its_nodes_partition_in_order(
 def test_a_big_batch_is_split_into_packs_the_broker_takes() -> None:
     child = "x" * 2_000  # one partition: every message is for the same node
     messages = [_subscribe(child, f"urn:parent-{i}") for i in range(400)]
-    packs = _packs(messages, 6)
+    packs = _packs(_keyed(messages), 6)
     assert len(packs) > 1
     assert all(len(data) <= PACK_MAX_BYTES for _, data in packs)
     # and full: the next pack's first message would not have fitted in the one before
@@ -55,7 +55,7 @@ def test_a_big_batch_is_split_into_packs_the_broker_takes() -> None:
 def test_a_message_bigger_than_a_pack_travels_alone() -> None:
     big = _subscribe("y" * (PACK_MAX_BYTES + 10))
     small = _subscribe("y" * (PACK_MAX_BYTES + 10), "urn:other")
-    packs = _packs([big, small], 1)
+    packs = _packs(_keyed([big, small]), 1)
     assert [codec.decode_pack(data) for _, data in packs] == [[big], [small]]
 
 
@@ -67,7 +67,7 @@ def test_a_pack_fills_up_to_the_limit_exactly() -> None:
 
     each = 80_000
     last = PACK_MAX_BYTES - 4 - 2 * each  # three messages, "[", two commas and "]"
-    exact = _packs([sized(each), sized(each), sized(last)], 1)
+    exact = _packs(_keyed([sized(each), sized(each), sized(last)]), 1)
     assert [len(data) for _, data in exact] == [PACK_MAX_BYTES]
-    over = _packs([sized(each), sized(each), sized(last + 1)], 1)
+    over = _packs(_keyed([sized(each), sized(each), sized(last + 1)]), 1)
     assert [len(data) for _, data in over] == [2 * each + 3, last + 3]
