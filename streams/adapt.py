@@ -274,8 +274,10 @@ def _issue_pact(
     previous_id: str | None,
     now: datetime,
     dqi: DataQualityIndicators | None,
+    share: Decimal | None,
 ) -> ProductFootprint | None:
-    """The PACT v3 footprint for a complete roll-up of a BOM that has productInfo."""
+    """The PACT v3 footprint for a complete roll-up of a BOM that has productInfo (*dqi* and
+    the primary data *share* as in its record)."""
     info = bom.product_info
     figures = result.figures
     if info is None or figures is None or not figures.keys() >= _PACT_REQUIRED_FIGURES:
@@ -300,8 +302,8 @@ def _issue_pact(
         pcf["geographyCountrySubdivision"] = info.geography_country_subdivision
     elif info.geography_country:
         pcf["geographyCountry"] = info.geography_country
-    if result.primary_data_share is not None:
-        pcf["primaryDataShare"] = format(_percent(result.primary_data_share), "f")
+    if share is not None:
+        pcf["primaryDataShare"] = format(share, "f")
     if dqi is not None:
         pcf["dqi"] = dqi.model_dump(mode="json", by_alias=True)
     if result.factor_sources:
@@ -346,7 +348,9 @@ def rolled_up_record(
     missing = _missing(result, bom)
     resolved = total_lines - sum(1 for m in missing if m.reason != "cycle")
     uncertainty = result.uncertainty
-    dqi = _dqi(result)
+    dqi = _dqi(result)  # (built once: they go into the record and its PACT footprint)
+    share = result.primary_data_share
+    share = _percent(share) if share is not None else None
     return RolledUpFootprint(
         product_id=result.product_id,
         owner=bom.owner,
@@ -368,9 +372,7 @@ def rolled_up_record(
             complete=result.is_complete,
         ),
         missing_components=missing,
-        primary_data_share=(
-            _percent(result.primary_data_share) if result.primary_data_share is not None else None
-        ),
+        primary_data_share=share,
         dqi=dqi,
         uncertainty=(
             Uncertainty(
@@ -388,7 +390,7 @@ def rolled_up_record(
             if uncertainty is not None and uncertainty.std_dev > 0
             else None
         ),
-        footprint=_issue_pact(result, bom, previous_pf_id, now, dqi),
+        footprint=_issue_pact(result, bom, previous_pf_id, now, dqi, share),
         facility=bom.product_info.facility if bom.product_info else None,
         method=METHOD,
         engine_version=ENGINE_VERSION,

@@ -176,6 +176,9 @@ BATCH_MAX = 500
 """Most messages the roll-up agent takes at once (one round of broker acknowledgements)."""
 BUSY_BATCH = 16
 """A batch at least this big means the agent is behind: it then lets the next one gather."""
+BUSY_S = 0.01
+"""So does a batch that took at least this long (seconds): a roll-up batch holds a few packs
+of many messages, and with local delivery one update's batch runs through every tier."""
 LINGER_MAX_S = 0.05
 """Longest a batch gathers after a busy one: the most a hop adds to latency under load."""
 LOCAL_ROUNDS = 64
@@ -196,11 +199,11 @@ async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
     stay at one record with thousands waiting (measured on the ingest agents; about 20 on the
     roll-up), nothing coalesces, and every record costs a full step. So a batch first takes
     what keeps coming, until :data:`QUIET_TURNS` turns of the loop bring nothing new; and after
-    a busy batch (:data:`BUSY_BATCH` or more) the next one gathers for as long as the last one
-    took (at most :data:`LINGER_MAX_S`): under load batches grow until the work coalesces (one
-    recomputation per product per batch), while an agent that keeps up takes a lone message
-    after a few idle turns of the loop. (faust's ``take_events`` stops reading while its
-    caller works, then waits ``within`` for every batch, busy or not.)
+    a busy batch (:data:`BUSY_BATCH` or more, or :data:`BUSY_S` or longer) the next one gathers
+    for as long as the last one took (at most :data:`LINGER_MAX_S`): under load batches grow
+    until the work coalesces (one recomputation per product per batch), while an agent that
+    keeps up takes a lone message after a few idle turns of the loop. (faust's ``take_events``
+    stops reading while its caller works, then waits ``within`` for every batch, busy or not.)
 
     A batch's events are acknowledged when the caller asks for the next batch, never if it
     raised: their offsets are committed only after their work is done.
@@ -233,7 +236,7 @@ async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
                 count = len(ready)
                 await asyncio.sleep(0)  # one turn of the loop: faust hands over a record
                 quiet = quiet + 1 if len(ready) == count else 0
-            if last >= BUSY_BATCH and len(ready) < most:
+            if (last >= BUSY_BATCH or took >= BUSY_S) and len(ready) < most:
                 await stream.wait(full, timeout=min(LINGER_MAX_S, took))
                 if stream.should_stop:
                     break
