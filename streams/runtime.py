@@ -794,7 +794,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         async for events in _ready_batches(stream, BATCH_MAX):
             checked: list[Ingested] = []
             for event in events:
-                _in_partition_of(event)  # the ledger row's changelog partition
+                _in_partition(event.message.topic, event.message.partition)  # its ledger row
                 source = _source(event, config.topic(name))
                 result = await keys.check(event.value, source, ledger, record_type)
                 if result.outcome is IngestOutcome.REJECTED:
@@ -857,7 +857,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             pending: list[Awaitable[Any]] = []
             rows: dict[bytes, _NodeRecord] = {}
             for _ in range(LOCAL_ROUNDS):
-                sent = len(outputs)
+                start = len(outputs)
                 for key, items in work.items():
                     row = rows.get(key) or node_rows.get(key, node_table.get(key)) or _NodeRecord()
                     node = await step(row, items, outputs, pending)
@@ -865,7 +865,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                         rows[key] = node
                 # this worker's nodes take the new messages in this batch, one round per tier
                 work = {}
-                for key, message in outputs[sent:]:
+                for key, message in outputs[start:]:
                     if _partition(key, config.partitions) in local:
                         work.setdefault(key, []).append((None, message))
                 if not work:
@@ -1028,17 +1028,6 @@ def _packs(keyed: Iterable[tuple[bytes, Message]], partitions: int) -> list[tupl
     return packs
 
 
-def _in_partition_of(event: Any) -> None:
-    """Make *event* the one faust's tables take the changelog partition from.
-
-    A table write goes to the changelog partition of the "current event" (a context variable
-    faust sets per event while iterating a stream; :func:`_ready_batches` does not set it for
-    the agent). The roll-up tables are keyed like their input topics, so the partition of any
-    of the key's events in the batch is the key's partition.
-    """
-    _current_event.set(weakref.ref(event))
-
-
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class _Partition:
     """A stand-in for faust's current event: all its tables read of it is ``event.message``'s
@@ -1059,8 +1048,14 @@ def _partition_event(topic: str, partition: int) -> _Partition:
 
 def _in_partition(topic: str, partition: int) -> None:
     """Make the next table writes go to *partition* of their changelogs, as if for an event of
-    *topic* (a node's row is written to its home partition, :func:`_partition`, whether its
-    messages came in on it or were delivered locally)."""
+    *topic* on it.
+
+    A table write goes to the changelog partition of the "current event" (a context variable
+    faust sets per event while iterating a stream; :func:`_ready_batches` does not set it for
+    the agent). The tables are keyed like their input topics: a ledger row is written to its
+    record's partition, a node's row to its home partition (:func:`_partition`), whether its
+    messages came in on it or were delivered locally.
+    """
     _current_event.set(weakref.ref(typing.cast(Any, _partition_event(topic, partition))))
 
 
