@@ -84,6 +84,7 @@ class _Compiler:
         fields = [(f["name"], self.compile(f["type"], inner)) for f in schema["fields"]]
         active = [(name, prepare) for name, prepare in fields if prepare is not None]
         if not active:
+            del self.named[full]  # later references need nothing either (see _reference)
             return None
 
         def prepare_record(datum: dict[str, Any]) -> dict[str, Any]:
