@@ -82,7 +82,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faust.streams import _current_event
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
-from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from contracts import (
@@ -523,84 +522,10 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer, with :class:`_ConsumerThread`, handing a fetch's records to
-    the agents in one task (:meth:`_drain_messages`)."""
+    """faust's aiokafka consumer, with :class:`_ConsumerThread`."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def _drain_messages(self, fetcher: Any) -> None:
-        """faust's loop that hands fetched records to the agents' streams, with one
-        ``wait_first`` per fetch instead of one per record.
-
-        faust races every record's delivery against a rebalance's ``suspend_flow`` in a
-        ``wait_first``: four new tasks and an ``asyncio.wait`` per record, and a few turns of
-        the event loop, which made delivery, not the agents, the bound of a busy worker (a
-        no-op agent: about 4 500 records/s), and kept the agents' batches small (they take what
-        arrived while they worked, :func:`_ready_batches`). Here the records a fetch brought are
-        delivered in one task raced the same way: a rebalance still abandons the rest of them
-        at once (they are fetched again from the committed offsets). The rest is faust 0.15.3's
-        loop (the gap bookkeeping, the commit every ``commit_every`` acks, a turn of the loop
-        every 100 records); re-check it on faust upgrades.
-        """
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
-                records = aiter(self.getmany(timeout=1.0))
-                await self.sleep(0)
-                if not self.should_stop:
-                    first = await anext(records, None)  # the fetch: outside the race, as in faust
-                    if first is not None:
-                        await self.wait_first(
-                            self._deliver(first, records), self.suspend_flow.wait()
-                        )
-                self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
-
-    async def _deliver(self, first: tuple[Any, Any], rest: AsyncIterator[tuple[Any, Any]]) -> None:
-        """Hand *first* and the *rest* of a fetch's records to the agents (faust's per-record
-        body of ``_drain_messages``)."""
-        callback = self.callback
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        since_yield = 0
-        tp, message = first
-        while True:
-            since_yield += 1
-            if since_yield > 100:
-                await asyncio.sleep(0)
-                since_yield = 0
-            offset = message.offset
-            r_offset = read_offset[tp]
-            if r_offset is None or offset >= r_offset:
-                gap = offset - (r_offset or 0)
-                if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, r_offset + 1, offset)
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
-                await callback(message)
-                read_offset[tp] = offset
-            nxt = await anext(rest, None)
-            if nxt is None:
-                return
-            tp, message = nxt
 
 
 class _Transport(faust_aiokafka.Transport):
