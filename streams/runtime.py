@@ -23,10 +23,11 @@ as a roll-up step, and one update fans out into several messages.
 once, in the same batch (a round per tier, at most :data:`LOCAL_ROUNDS`), so an update reaches
 the top of its graph in one batch instead of one batch per tier (with one worker, every node is
 local). It still goes to the topic like every other output: when it comes back it is a
-``DUPLICATE`` no-op. That copy is what keeps a crash harmless: the rows of a batch are separate
-changelog records, and a crash may keep a sender's new row but lose the receiver's. The
-redelivered batch is then a ``DUPLICATE`` for the sender, which sends nothing again, and the
-receiver gets the message from the topic instead.
+``DUPLICATE`` no-op, which the app that applied it skips without decoding (its pack carries
+:func:`_echo_stamp`: that app, in that consumer generation). That copy is what keeps a crash
+harmless: the rows of a batch are separate changelog records, and a crash may keep a sender's
+new row but lose the receiver's. The redelivered batch is then a ``DUPLICATE`` for the sender,
+which sends nothing again, and the receiver (a new app) gets the message from the topic instead.
 
 **Effectively once** (ARCHITECTURE decision 4): faust delivers at least once; every state change
 is an upsert with a sequence, so a redelivered message is a ``DUPLICATE`` no-op in the core. The
@@ -762,11 +763,13 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         Without a *partition*, keyed like ``Topic.send``: Kafka's partitioner on the key."""
         return await app.producer.send(name, key, value, partition, None, headers)
 
-    async def send(keyed: Iterable[tuple[bytes, Message]]) -> list[Awaitable[Any]]:
+    async def send(
+        keyed: Iterable[tuple[bytes, Message]], headers: list[tuple[str, bytes]] | None = None
+    ) -> list[Awaitable[Any]]:
         """Hand messages (with their nodes' keys) to the producer packed, one record per
         partition of their nodes (:func:`_packs`); the futures complete on the broker's ack."""
         return [
-            await emit(nodes_name, None, pack, partition)
+            await emit(nodes_name, None, pack, partition, headers)
             for partition, pack in _packs(keyed, config.partitions)
         ]
 
@@ -839,11 +842,18 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             if result.outcome is IngestOutcome.REJECTED:
                 await reject(result, event.value)
 
+    incarnation = os.urandom(8)  # this app's, so that it knows its own echoes
+
     @app.agent(nodes_in)
     async def roll_up(stream: Any) -> None:
         async for events in _ready_batches(stream, BATCH_MAX):
+            # (stable until the batch is acknowledged: a rebalance waits for that)
+            local = {tp.partition for tp in app.consumer.assignment() if tp.topic == nodes_name}
+            echo = [(ECHO_HEADER, _echo_stamp(incarnation, app.consumer_generation_id))]
             work: dict[bytes, list[tuple[Any, Message]]] = {}
             for event in events:
+                if _header(event, ECHO_HEADER) == echo[0][1]:
+                    continue  # applied by this app before it sent it: see "Local delivery"
                 try:
                     keyed = _internal(event, nodes_name, config.partitions)
                 except codec.CodecError as exc:
@@ -851,28 +861,25 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     continue
                 for key, message in keyed:
                     work.setdefault(key, []).append((event, message))
-            # (stable until the batch is acknowledged: a rebalance waits for that)
-            local = {tp.partition for tp in app.consumer.assignment() if tp.topic == nodes_name}
-            outputs: list[tuple[bytes, Message]] = []
+            outputs = _Outputs(local, config.partitions)
             pending: list[Awaitable[Any]] = []
             rows: dict[bytes, _NodeRecord] = {}
-            for _ in range(LOCAL_ROUNDS):
-                start = len(outputs)
+            for round_ in range(1, LOCAL_ROUNDS + 1):
+                new: list[tuple[bytes, Message]] = []
                 for key, items in work.items():
                     row = rows.get(key) or node_rows.get(key, node_table.get(key)) or _NodeRecord()
-                    node = await step(row, items, outputs, pending)
+                    node = await step(row, items, new, pending)
                     if node is not row:
                         rows[key] = node
                 # this worker's nodes take the new messages in this batch, one round per tier
-                work = {}
-                for key, message in outputs[start:]:
-                    if _partition(key, config.partitions) in local:
-                        work.setdefault(key, []).append((None, message))
+                work = outputs.route(new, last_round=round_ == LOCAL_ROUNDS)
                 if not work:
                     break
-            # every output goes to the topic, the ones applied above too (see "Local delivery");
-            # the batch's outputs acknowledged first, then its states: see "Effectively once"
-            pending.extend(await send(outputs))
+            # every output goes to the topic, the ones applied above too (see "Local delivery"),
+            # those first (a node's later messages may be among the others); the batch's outputs
+            # acknowledged first, then its states: see "Effectively once"
+            pending.extend(await send(outputs.applied, echo))
+            pending.extend(await send(outputs.others))
             await asyncio.gather(*pending)
             for key, node in rows.items():
                 data = codec.encode(node)
@@ -991,6 +998,48 @@ def _partition(key: bytes, partitions: int) -> int:
     5 µs, and a node's key recurs with every message for it.)"""
     home: int = (murmur2(key) & 0x7FFFFFFF) % partitions
     return home
+
+
+@dataclass
+class _Outputs:
+    """A roll-up batch's outputs (messages for other nodes), as its rounds of local delivery
+    route them: the ones it applies itself and the others (every one is sent)."""
+
+    local: set[int]
+    """The roll-up topic's partitions this worker holds."""
+    partitions: int
+    applied: list[tuple[bytes, Message]] = field(default_factory=list)
+    """Applied in this batch (local delivery), in order."""
+    others: list[tuple[bytes, Message]] = field(default_factory=list)
+    """For the nodes of other workers, or left for the topic by the last round, in order."""
+
+    def route(
+        self, new: list[tuple[bytes, Message]], *, last_round: bool
+    ) -> dict[bytes, list[tuple[Any, Message]]]:
+        """The next round's work: the messages of a round's *new* outputs for this worker's
+        nodes, per node (none after the *last round*: those go to the topic only)."""
+        work: dict[bytes, list[tuple[Any, Message]]] = {}
+        for key, message in new:
+            if not last_round and _partition(key, self.partitions) in self.local:
+                work.setdefault(key, []).append((None, message))
+                self.applied.append((key, message))
+            else:
+                self.others.append((key, message))
+        return work
+
+
+ECHO_HEADER = "echo"
+"""Header of a roll-up pack whose messages the sending app applied itself (local delivery):
+:func:`_echo_stamp` of the app and its consumer generation when it sent them."""
+
+
+def _echo_stamp(incarnation: bytes, generation: int) -> bytes:
+    """What marks a pack as already applied: by this app (*incarnation*, random per start) in
+    this consumer *generation*. A pack with it needs no decoding when it comes back, since its
+    messages are already in the rows this app keeps; after a restart (new incarnation) or a
+    rebalance (new generation) the same pack is applied like any other, as ``DUPLICATE``
+    no-ops where the rows have them (see "Local delivery")."""
+    return incarnation + generation.to_bytes(8, "big", signed=True)
 
 
 PACK_MAX_BYTES = 256 * 1024

@@ -274,3 +274,98 @@ def test_a_streams_topic_with_another_partition_count_stops_the_worker_before_it
         ensure_topics(config)
     assert "must have 6 partitions" in str(raised.value)
     assert "start 'pcfx streams run' before publishing" in raised.value.hint
+
+
+def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
+    # With one worker every node is local: a message is applied in the batch that made it, and
+    # its copy on the roll-up topic carries the echo stamp of that worker's app, which skips it.
+    # A pack stamped by another app (a crashed predecessor whose receiver row was lost) is applied.
+    import dataclasses
+    import os
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from kafka import KafkaConsumer
+
+    from contracts import load_footprints
+    from streams import codec
+    from streams.adapt import core_footprint
+    from streams.rollup import FootprintDeclared
+    from streams.runtime import ECHO_HEADER, _node_key, _partition
+
+    expected = _expected_all()
+    world.start_worker()
+    world.publish_demo_chain()
+    world.wait_for(_converged(expected), what="the demo chain's roll-ups")
+    consumer = KafkaConsumer(
+        world.topic("pcf.rollup"),
+        bootstrap_servers=world.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        consumer_timeout_ms=3000,
+    )
+    stamps = {dict(m.headers).get(ECHO_HEADER) for m in consumer} - {None}
+    consumer.close()
+    assert len(stamps) == 1, "the worker stamps the packs it applied itself, with one stamp"
+    (own,) = stamps
+    assert own is not None
+    foreign = os.urandom(8) + own[8:]  # another app, same consumer generation
+
+    # a supplier footprint used in the chain, re-declared twice with other declared amounts
+    fp = next(r.value for r in load_footprints(ROOT / "demo/lfp/suppliers-footprints.json"))
+    assert fp is not None
+    core = core_footprint(fp, sequence=1000, content_hash="")
+
+    def declared(sequence: int, factor: int) -> FootprintDeclared:
+        amount = core.declared_unit_amount * factor
+        return FootprintDeclared(
+            dataclasses.replace(core, sequence=sequence, declared_unit_amount=amount)
+        )
+
+    applied, skipped = declared(1000, 2), declared(1001, 4)
+    home = _partition(_node_key(applied), world.partitions)
+    producer = Producer({"bootstrap.servers": world.bootstrap})
+    topic = world.topic("pcf.rollup")
+
+    def send(message: FootprintDeclared, stamp: bytes) -> int:
+        pack = codec.encode_pack([codec.encode_message(message)])
+        producer.produce(topic, pack, partition=home, headers=[(ECHO_HEADER, stamp)])
+        assert producer.flush(30) == 0
+        return _end_offsets(world, topic)[home]
+
+    send(applied, foreign)
+    world.wait_for(
+        lambda got: any(got[p].pcf_excluding_biogenic_uptake != v for p, v in expected.items()),
+        what="the pack another app stamped to be applied",
+    )
+    world.wait_quiet()  # (up every tier)
+    changed = world.latest_products()
+    end = send(skipped, own)
+    # the worker has gone past its own stamped pack (committed it), and nothing more changed
+    group = Consumer({"bootstrap.servers": world.bootstrap, "group.id": f"{world.prefix}streams"})
+    try:
+        for _ in range(60):
+            (committed,) = group.committed([TopicPartition(topic, home)], timeout=10)
+            if committed.offset >= end:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"the worker did not commit {topic}:{home} up to {end}")
+    finally:
+        group.close()
+    world.wait_quiet()
+    after = world.latest_products()
+    assert {p: r.pcf_excluding_biogenic_uptake for p, r in after.items()} == {
+        p: r.pcf_excluding_biogenic_uptake for p, r in changed.items()
+    }, "a pack with the worker's own stamp is skipped, not applied"
+    assert world.rejections() == []
+
+
+def _end_offsets(world: World, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=world.bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(world.partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        consumer.close()

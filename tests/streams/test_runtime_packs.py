@@ -1,5 +1,6 @@
 """The roll-up topic's packs: every message reaches its node's partition, in order, and no
-record outgrows what the broker takes."""
+record outgrows what the broker takes; a batch applies the ones for its own partitions itself,
+and says so."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams import codec
-from streams.rollup import Ref, Subscribe
-from streams.runtime import PACK_MAX_BYTES, _keyed, _node_key, _packs, _partition
+from streams.rollup import Message, Ref, Subscribe
+from streams.runtime import (
+    PACK_MAX_BYTES,
+    _echo_stamp,
+    _keyed,
+    _node_key,
+    _Outputs,
+    _packs,
+    _partition,
+)
 
 
 def _subscribe(child: str, parent: str = "urn:parent") -> Subscribe:
@@ -71,3 +80,44 @@ def test_a_pack_fills_up_to_the_limit_exactly() -> None:
     assert [len(data) for _, data in exact] == [PACK_MAX_BYTES]
     over = _packs(_keyed([sized(each), sized(each), sized(last + 1)]), 1)
     assert [len(data) for _, data in over] == [2 * each + 3, last + 3]
+
+
+@given(
+    st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=12), min_size=1, max_size=4),
+    st.sets(st.integers(0, 5)),
+)
+def test_local_delivery_applies_what_it_says_and_sends_every_message(
+    rounds: list[list[str]], local: set[int]
+) -> None:
+    outputs = _Outputs(local, 6)
+    sent: list[tuple[int, bytes, Message]] = []  # (round, key, message)
+    for r, children in enumerate(rounds):
+        new = _keyed([_subscribe(c, f"urn:parent-{r}") for c in children])
+        last = r == len(rounds) - 1
+        work = outputs.route(new, last_round=last)
+        # the next round gets the messages for this worker's nodes, per node in order
+        mine: dict[bytes, list[Message]] = {}
+        for key, message in new:
+            if _partition(key, 6) in local and not last:
+                mine.setdefault(key, []).append(message)
+        assert {k: [m for _, m in items] for k, items in work.items()} == mine
+        assert all(event is None for items in work.values() for event, _ in items)
+        sent.extend((r, k, m) for k, m in new)
+
+    # applied: those for this worker's nodes, except the last round's (nothing applies them in
+    # this batch); every other message is sent as is
+    def applied(r: int, key: bytes) -> bool:
+        return _partition(key, 6) in local and r < len(rounds) - 1
+
+    assert outputs.applied == [(k, m) for r, k, m in sent if applied(r, k)]
+    assert outputs.others == [(k, m) for r, k, m in sent if not applied(r, k)]
+    # sending the applied ones first keeps every node's messages in order
+    for node in {k for _, k, _ in sent}:
+        in_order = [m for k, m in outputs.applied + outputs.others if k == node]
+        assert in_order == [m for _, k, m in sent if k == node]
+
+
+def test_an_echo_stamp_names_the_app_and_its_consumer_generation() -> None:
+    a, b = b"A" * 8, b"B" * 8
+    assert _echo_stamp(a, 3) == _echo_stamp(a, 3)
+    assert len({_echo_stamp(a, 3), _echo_stamp(b, 3), _echo_stamp(a, 4), _echo_stamp(a, -1)}) == 4
