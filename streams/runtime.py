@@ -849,10 +849,10 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         async for events in _ready_batches(stream, BATCH_MAX):
             # (stable until the batch is acknowledged: a rebalance waits for that)
             local = {tp.partition for tp in app.consumer.assignment() if tp.topic == nodes_name}
-            echo = [(ECHO_HEADER, _echo_stamp(incarnation, app.consumer_generation_id))]
+            stamp = _echo_stamp(incarnation, app.consumer_generation_id)
             work: dict[bytes, list[tuple[Any, Message]]] = {}
             for event in events:
-                if _header(event, ECHO_HEADER) == echo[0][1]:
+                if _header(event, ECHO_HEADER) == stamp:
                     continue  # applied by this app before it sent it: see "Local delivery"
                 try:
                     keyed = _internal(event, nodes_name, config.partitions)
@@ -878,7 +878,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             # every output goes to the topic, the ones applied above too (see "Local delivery"),
             # those first (a node's later messages may be among the others); the batch's outputs
             # acknowledged first, then its states: see "Effectively once"
-            pending.extend(await send(outputs.applied, echo))
+            pending.extend(await send(outputs.applied, [(ECHO_HEADER, stamp)]))
             pending.extend(await send(outputs.others))
             await asyncio.gather(*pending)
             for key, node in rows.items():
