@@ -828,9 +828,8 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     continue
                 # a pack of its own: the BOM's metadata travels with it in a header, so its
                 # node keeps it in its row
-                ((partition, pack),) = _packs(_keyed([BomDeclared(bom)]), config.partitions)
                 document = result.record.bom.model_dump_json(by_alias=True).encode()
-                await emit(nodes_name, None, pack, partition, [("bom", document)])
+                await send(_keyed([BomDeclared(bom)]), [("bom", document)])
 
     @app.agent(keys_topic)
     async def audit_keys(stream: Any) -> None:

@@ -209,15 +209,18 @@ class World:
             f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}"
         )
 
-    def traffic(self) -> int:
-        """How many records the workers have written to the roll-up and result topics."""
+    def end_offsets(self, *names: str) -> dict[tuple[str, int], int]:
+        """The end offset of every partition of the topics *names* (without the prefix)."""
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
         try:
-            names = ("pcf.rollup", "pcf.products")
             tps = [TopicPartition(self.topic(t), p) for t in names for p in range(self.partitions)]
-            return sum(consumer.end_offsets(tps).values())
+            return {(tp.topic, tp.partition): end for tp, end in consumer.end_offsets(tps).items()}
         finally:
             consumer.close()
+
+    def traffic(self) -> int:
+        """How many records the workers have written to the roll-up and result topics."""
+        return sum(self.end_offsets("pcf.rollup", "pcf.products").values())
 
     def wait_quiet(self, settle_s: float = 4.0, timeout_s: float = 30.0) -> None:
         """Wait until the workers stop writing (for *settle_s*): redelivered messages must be

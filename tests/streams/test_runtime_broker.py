@@ -330,7 +330,7 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
         pack = codec.encode_pack([codec.encode_message(message)])
         producer.produce(topic, pack, partition=home, headers=[(ECHO_HEADER, stamp)])
         assert producer.flush(30) == 0
-        return _end_offsets(world, topic)[home]
+        return world.end_offsets("pcf.rollup")[topic, home]
 
     send(applied, foreign)
     world.wait_for(
@@ -358,14 +358,3 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
         p: r.pcf_excluding_biogenic_uptake for p, r in changed.items()
     }, "a pack with the worker's own stamp is skipped, not applied"
     assert world.rejections() == []
-
-
-def _end_offsets(world: World, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=world.bootstrap)
-    try:
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(world.partitions)])
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        consumer.close()
