@@ -9,9 +9,10 @@ in PACT JSON as a Data Model Extension and in Avro as the typed ``pcfx`` field.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from contracts._types import (
+    MAX_DECIMAL_CHARS,
     MAX_LIST,
     AnyDecimal,
     DecimalOneToFive,
@@ -171,7 +173,13 @@ def _same_at_precision(stated: Decimal, computed: Decimal) -> bool:
     exponent = stated.as_tuple().exponent
     if not isinstance(exponent, int):
         return False
-    return computed.quantize(Decimal(1).scaleb(exponent)) == stated
+    return computed.quantize(Decimal(1).scaleb(exponent), context=_ROOMY) == stated
+
+
+_ROOMY = Context(prec=2 * MAX_DECIMAL_CHARS, rounding=ROUND_HALF_EVEN)
+"""Sums and roundings of stated figures with room for every digit they may have (the default
+context rounds to 28 digits, and its quantize raises ``InvalidOperation`` beyond them, on figures
+the contract allows)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,7 +625,7 @@ class CarbonFootprint(Record, Titled, HasWarnings):
             )
         uptake = self.biogenic_co2_uptake
         if uptake is not None:
-            computed = self.pcf_excluding_biogenic_uptake + uptake
+            computed = _ROOMY.add(self.pcf_excluding_biogenic_uptake, uptake)
             if not _same_at_precision(self.pcf_including_biogenic_uptake, computed):
                 out.append(
                     _v(
@@ -814,7 +822,7 @@ class ProductFootprint(Record, Titled, HasWarnings):
                     "pcfx.uncertainty", value, "pcf.pcfExcludingBiogenicUptake"
                 )
             if ext.stage_breakdown:
-                total = sum(ext.stage_breakdown.values(), Decimal(0))
+                total = functools.reduce(_ROOMY.add, ext.stage_breakdown.values(), Decimal(0))
                 if not _same_at_precision(value, total):
                     out.append(
                         _v(

@@ -13,7 +13,7 @@ import binascii
 import re
 from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Annotated, Any, Final, TypeVar
 from uuid import UUID
 
@@ -141,8 +141,30 @@ def _to_decimal(value: Any) -> Decimal:
 
 
 def format_decimal(value: Decimal) -> str:
-    """PACT decimal text of *value*: plain digits, never an exponent, trailing zeros kept."""
-    return format(value, "f")
+    """PACT decimal text of *value*: plain digits, never an exponent, trailing zeros kept.
+
+    Text longer than :data:`MAX_DECIMAL_CHARS` would be refused by every reader, so a value
+    with more fractional digits than fit is rounded (half even) to the ones that do. Only a
+    computed value needs it: a roll-up keeps 50 significant digits, which below 1e-12 take
+    more than 64 characters (``0.0000000000000191568627450788823529411764705882352941176470588``
+    ``24``); a value whose integer digits alone do not fit raises :class:`ValueError`.
+    """
+    text = format(value, "f")
+    excess = len(text) - MAX_DECIMAL_CHARS
+    if excess <= 0:
+        return text
+    fraction = len(text) - text.find(".") - 1 if "." in text else 0
+    if excess > fraction:
+        raise ValueError(
+            f"a decimal must fit in {MAX_DECIMAL_CHARS} characters (got {len(text)} before the "
+            f"point: {text[:20]}…)"
+        )
+    exponent = Decimal(1).scaleb(excess - fraction)
+    return format(value.quantize(exponent, context=_FIT_CONTEXT), "f")
+
+
+_FIT_CONTEXT: Final = Context(prec=MAX_DECIMAL_CHARS, rounding=ROUND_HALF_EVEN)
+"""Room for every digit a fitted decimal keeps (the default context rounds to 28)."""
 
 
 def _bounded(check: Callable[[Decimal], bool], code: str, message: str) -> BeforeValidator:

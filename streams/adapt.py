@@ -34,6 +34,7 @@ from contracts import (
     parse_footprint,
     payload_json,
 )
+from contracts._types import format_decimal
 from contracts.canonical import canonical_json
 from streams.rollup import (
     DQR_RATINGS,
@@ -284,8 +285,8 @@ def _issue_pact(
         return None  # RolledUpFootprint still carries the figures, lineage and metric gaps
     pcf: dict[str, Any] = {
         "declaredUnitOfMeasurement": result.declared_unit,
-        "declaredUnitAmount": format(result.declared_unit_amount, "f"),
-        "productMassPerDeclaredUnit": format(result.mass_per_declared_unit or Decimal(0), "f"),
+        "declaredUnitAmount": format_decimal(result.declared_unit_amount),
+        "productMassPerDeclaredUnit": format_decimal(result.mass_per_declared_unit or Decimal(0)),
         "referencePeriodStart": info.reference_period_start.isoformat(),
         "referencePeriodEnd": info.reference_period_end.isoformat(),
         "boundaryProcessesDescription": (
@@ -296,14 +297,14 @@ def _issue_pact(
         "crossSectoralStandards": ["ISO14067"],
         "exemptedEmissionsPercent": "0",
         "packagingEmissionsIncluded": False,
-        **{name: format(value, "f") for name, value in figures.items()},
+        **{name: format_decimal(value) for name, value in figures.items()},
     }
     if info.geography_country_subdivision:
         pcf["geographyCountrySubdivision"] = info.geography_country_subdivision
     elif info.geography_country:
         pcf["geographyCountry"] = info.geography_country
     if share is not None:
-        pcf["primaryDataShare"] = format(share, "f")
+        pcf["primaryDataShare"] = format_decimal(share)
     if dqi is not None:
         pcf["dqi"] = dqi.model_dump(mode="json", by_alias=True)
     if result.factor_sources:

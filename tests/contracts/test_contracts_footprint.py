@@ -7,6 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from contracts import (
     PCFX_EXTENSION_SCHEMA,
@@ -21,6 +24,9 @@ from contracts import (
     to_pact_json,
 )
 from contracts._jsonio import loads
+from contracts._types import MAX_DECIMAL_CHARS, AnyDecimal, format_decimal
+
+_DECIMAL: TypeAdapter[Decimal] = TypeAdapter(AnyDecimal)
 
 
 def codes(result: CheckResult[Any]) -> set[tuple[str, str]]:
@@ -401,6 +407,42 @@ def test_sum_compared_at_stated_precision(footprint_json: dict[str, Any]) -> Non
     footprint_json["pcf"]["pcfIncludingBiogenicUptake"] = "59.9"  # 61.40 - 1.46 = 59.94 -> 59.9
     footprint_json["pcf"]["biogenicCO2Uptake"] = "-1.46"
     assert check_footprint(footprint_json).warnings == ()
+
+
+def test_sum_of_figures_with_many_digits_is_checked_not_crashed(
+    footprint_json: dict[str, Any],
+) -> None:
+    # 41 significant digits: the contract allows 64 characters, decimal's default context
+    # rounds to 28 (and raised InvalidOperation here before)
+    long = "61.400000000000000000000000000000000000001"
+    footprint_json["pcf"]["pcfExcludingBiogenicUptake"] = long
+    footprint_json["pcf"]["pcfIncludingBiogenicUptake"] = long
+    footprint_json["extensions"][0]["data"]["stageBreakdown"]["production"] = (
+        "13.200000000000000000000000000000000000001"  # and the stages add up to it
+    )
+    assert check_footprint(footprint_json).warnings == ()
+    footprint_json["pcf"]["pcfIncludingBiogenicUptake"] = long[:-1] + "2"
+    assert {(w.path, w.code) for w in check_footprint(footprint_json).warnings} == {
+        ("pcf.pcfIncludingBiogenicUptake", "sum_mismatch")
+    }
+
+
+@given(st.integers(-(10**50), 10**50), st.integers(-90, 5))
+def test_a_decimal_is_written_in_at_most_64_characters(digits: int, exponent: int) -> None:
+    value = Decimal(digits).scaleb(exponent)  # up to 50 significant digits, as a roll-up keeps
+    text = format_decimal(value)
+    assert len(text) <= MAX_DECIMAL_CHARS
+    assert Decimal(text) == value or len(format(value, "f")) > MAX_DECIMAL_CHARS
+    # only digits that do not fit are rounded: at most half a unit of the last one written
+    last = Decimal(text).as_tuple().exponent
+    assert isinstance(last, int)
+    assert abs(Decimal(text) - value) <= Decimal(5).scaleb(last - 1)
+    assert _DECIMAL.validate_python(text) == Decimal(text)  # what every reader accepts
+
+
+def test_a_decimal_too_big_for_64_characters_is_refused() -> None:
+    with pytest.raises(ValueError, match="64 characters"):
+        format_decimal(Decimal("1e70"))
 
 
 def test_extension_warnings(footprint_json: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,15 +16,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 from contracts import (
+    AvroSerde,
     BillOfMaterials,
     EmissionFactor,
+    InMemorySchemaRegistry,
     LoadedRecord,
+    RolledUpFootprint,
     SignedEmissionFactor,
     SignedFootprint,
     content_hash,
     load_boms,
     load_factors,
     load_footprints,
+    register_all,
     sign,
     to_pact_json,
 )
@@ -122,8 +127,6 @@ def test_a_new_result_names_its_predecessor() -> None:
 
 
 def _scaled(fp: ComponentFootprint, k: Decimal) -> ComponentFootprint:
-    from dataclasses import replace
-
     return replace(
         fp,
         sequence=fp.sequence + 1,
@@ -145,6 +148,30 @@ def test_unstated_carbon_content_is_not_read_as_zero() -> None:
     record = rolled_up_record(result, sequence=1, bom=cell, previous_pf_id=None, now=NOW)
     assert record.footprint is None, "PACT needs fossilCarbonContent: no footprint is issued"
     assert record.pcf_excluding_biogenic_uptake == result.pcf
+
+
+def test_a_tiny_footprint_with_many_digits_still_gives_a_readable_record() -> None:
+    # A supplier states a tiny footprint per 17 units: the division gives 50 significant digits
+    # below 1e-13, more than the 64 characters every reader accepts. This used to raise in
+    # rolled_up_record (and stop the streams worker on every restart).
+    fps, boms, factors = signed_inputs()
+    cathode = boms[0]
+    tiny = [
+        replace(_scaled(f, Decimal("1e-13")), declared_unit_amount=Decimal(17)) for f in fps
+    ]
+    bom = cathode.model_copy(update={"process_emissions": None})
+    result = roll([bom], tiny, factors)[bom.product_id]
+    assert result.pcf is not None and len(format(result.pcf, "f")) > 64
+    record = rolled_up_record(result, sequence=1, bom=bom, previous_pf_id=None, now=NOW)
+    assert record.footprint is not None
+    issued = record.footprint.pcf.pcf_excluding_biogenic_uptake
+    assert abs(issued - result.pcf) <= Decimal("1e-62")
+    registry = InMemorySchemaRegistry()
+    register_all(registry)
+    serde = AvroSerde(registry)
+    back = serde.decode(serde.encode("pcf.products", record), RolledUpFootprint)
+    assert back.footprint == record.footprint
+    assert abs(back.pcf_excluding_biogenic_uptake - result.pcf) <= Decimal("1e-62")
 
 
 @pytest.fixture
