@@ -56,6 +56,7 @@ __all__ = [
     "Urn",
     "UtcDateTime",
     "Uuid",
+    "decimal_fits",
     "format_datetime",
     "format_decimal",
     "pattern_str",
@@ -147,20 +148,29 @@ def format_decimal(value: Decimal) -> str:
     with more fractional digits than fit is rounded (half even) to the ones that do. Only a
     computed value needs it: a roll-up keeps 50 significant digits, which below 1e-12 take
     more than 64 characters (``0.0000000000000191568627450788823529411764705882352941176470588``
-    ``24``); a value whose integer digits alone do not fit raises :class:`ValueError`.
+    ``24``). A value whose integer digits alone do not fit (:func:`decimal_fits`) raises
+    :class:`ValueError`.
     """
     text = format(value, "f")
-    excess = len(text) - MAX_DECIMAL_CHARS
-    if excess <= 0:
+    if len(text) <= MAX_DECIMAL_CHARS:
         return text
-    fraction = len(text) - text.find(".") - 1 if "." in text else 0
-    if excess > fraction:
+    if not decimal_fits(value):
         raise ValueError(
-            f"a decimal must fit in {MAX_DECIMAL_CHARS} characters (got {len(text)} before the "
-            f"point: {text[:20]}…)"
+            f"a decimal must fit in {MAX_DECIMAL_CHARS} characters (got {value:.3E}, with more "
+            "digits than that before the point)"
         )
-    exponent = Decimal(1).scaleb(excess - fraction)
-    return format(value.quantize(exponent, context=_FIT_CONTEXT), "f")
+    whole = text.find(".")  # (there is a point: the integer digits fit, the text does not)
+    keep = max(MAX_DECIMAL_CHARS - whole - 1, 0)  # fractional digits after the point
+    fitted = format(value.quantize(Decimal(1).scaleb(-keep), context=_FIT_CONTEXT), "f")
+    if len(fitted) > MAX_DECIMAL_CHARS:  # 99…9.5 rounded up to a digit more
+        raise ValueError(f"a decimal must fit in {MAX_DECIMAL_CHARS} characters (got {fitted})")
+    return fitted
+
+
+def decimal_fits(value: Decimal) -> bool:
+    """Whether :func:`format_decimal` can write *value*: its sign and integer digits take at most
+    :data:`MAX_DECIMAL_CHARS` characters (fractional digits are rounded to fit)."""
+    return max(value.adjusted() + 1, 1) + value.is_signed() <= MAX_DECIMAL_CHARS
 
 
 _FIT_CONTEXT: Final = Context(prec=MAX_DECIMAL_CHARS, rounding=ROUND_HALF_EVEN)

@@ -34,8 +34,9 @@ from contracts import (
     parse_footprint,
     payload_json,
 )
-from contracts._types import format_decimal
+from contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
 from contracts.canonical import canonical_json
+from contracts.errors import RollupError
 from streams.rollup import (
     DQR_RATINGS,
     HEADLINE_METRIC,
@@ -331,6 +332,30 @@ def _issue_pact(
     return parse_footprint(doc)
 
 
+def _check_writable(result: RollupResult) -> None:
+    """Raise :class:`RollupError` naming the first figure of *result* that no decimal field can
+    hold (more integer digits than :data:`MAX_DECIMAL_CHARS`: inputs that are valid one by one
+    can multiply into one)."""
+    named: list[tuple[str, Decimal | None]] = [
+        (f"pcf.{name}", value) for name, value in (result.figures or {}).items()
+    ]
+    named += [(f"lineage[{i}].contribution", x.contribution) for i, x in enumerate(result.lineage)]
+    uncertainty = result.uncertainty
+    if uncertainty is not None:
+        named += [
+            ("uncertainty.lower95", uncertainty.low),
+            ("uncertainty.upper95", uncertainty.high),
+        ]
+    for path, value in named:
+        if value is not None and not decimal_fits(value):
+            raise RollupError(
+                f"'{path}' of the roll-up of {result.product_id} is {value:.3E}: more digits "
+                f"before the point than a decimal may have ({MAX_DECIMAL_CHARS} characters)",
+                path=path,
+                hint="Check the quantities and units of its BOM and the figures of its inputs.",
+            )
+
+
 def rolled_up_record(
     result: RollupResult,
     *,
@@ -344,6 +369,7 @@ def rolled_up_record(
     *previous_pf_id* is the id of the last PACT footprint issued for the product (results that
     issued none, e.g. a transiently incomplete one, do not count): it becomes ``precedingPfIds``.
     """
+    _check_writable(result)
     headline = result.pcf if result.pcf is not None else Decimal(0)
     total_lines = len(bom.components)
     missing = _missing(result, bom)

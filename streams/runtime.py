@@ -100,7 +100,7 @@ from contracts import (
     UnknownSchemaError,
     register_all,
 )
-from contracts.errors import InfrastructureError, PcfError, TrustError
+from contracts.errors import InfrastructureError, PcfError, RollupError, TrustError
 from streams import codec
 from streams.adapt import core_bom, core_factor, core_footprint, rolled_up_record
 from streams.ingest import (
@@ -817,6 +817,22 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         source = _source(event, topic)
         await reject(Ingested(IngestOutcome.REJECTED, source, error=error), event.value or b"")
 
+    async def unwritable(out: ProductRolledUp, exc: Exception, origin: Any) -> None:
+        """A product result no contract record can hold (a figure too large to write, see
+        :func:`~streams.adapt.rolled_up_record`): the DLQ, with the result, keyed by the product
+        and placed at the roll-up batch that computed it (*origin*, its first event), instead of
+        failing the agent on it at every restart. The product's state moves on as usual."""
+        if isinstance(exc, PcfError):
+            error: PcfError = exc
+        else:  # (a bug of ours: still one product's result, not a reason to stop them all)
+            error = RollupError(f"the result for {out.product_id} cannot be written: {exc}")
+        at = origin.message
+        key = out.product_id.encode()
+        source = SourceRef(nodes_name, at.partition, at.offset, _produced_at(origin), key)
+        log.error("result for %s sent to the DLQ: %s", out.product_id, error)
+        result = Ingested(IngestOutcome.REJECTED, source, error=error)
+        await reject(result, codec.encode_message(out))
+
     @app.task  # type: ignore[untyped-decorator]
     async def follow_keys() -> None:
         await keys.follow()
@@ -901,7 +917,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                 new: list[tuple[bytes, Message]] = []
                 for key, items in work.items():
                     row = rows.get(key) or node_rows.get(key, node_table.get(key)) or _NodeRecord()
-                    node = await step(row, items, new, pending)
+                    node = await step(row, items, new, pending, events[0])
                     if node is not row:
                         rows[key] = node
                 # this worker's nodes take the new messages in this batch, one round per tier
@@ -925,16 +941,18 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         items: list[tuple[Any, Message]],
         outputs: list[tuple[bytes, Message]],
         pending: list[Awaitable[Any]],
+        origin: Any,
     ) -> _NodeRecord:
         """One node's messages in a batch (with the event each came in, ``None`` for one
-        delivered locally): its new row (*row* itself if nothing is to be stored). The messages
-        for other nodes go to *outputs*, the PACT footprints are sent (*pending*)."""
+        delivered locally; *origin* is the batch's first): its new row (*row* itself if nothing
+        is to be stored). The messages for other nodes go to *outputs*, the PACT footprints are
+        sent (*pending*)."""
         as_parent = [(e, m) for e, m in items if isinstance(m, ProductMessage)]
         as_input = [m for _, m in items if not isinstance(m, ProductMessage)]
         product = row.product
         new: list[Message] = []
         if as_parent:
-            product, rolled = await parent_role(product, as_parent, new, pending)
+            product, rolled = await parent_role(product, as_parent, new, pending, origin)
             # a product's new result goes straight to its own input role (same node)
             as_input.extend(offered(r) for r in rolled)
         component = input_role(row.component, as_input, new)
@@ -948,11 +966,13 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         items: list[tuple[Any, ProductMessage]],
         outputs: list[Message],
         pending: list[Awaitable[Any]],
+        origin: Any,
     ) -> tuple[_ProductRecord | None, list[ProductRolledUp]]:
         """A product's BOM and input values in one batch: absorbed in order, recomputed once.
 
         Returns its new row (*row* itself if nothing is to be stored) and its new results; the
-        messages for other nodes go to *outputs*, the PACT footprints are sent (*pending*)."""
+        messages for other nodes go to *outputs*, the PACT footprints are sent (*pending*), and
+        a result no record can hold goes to the DLQ (:func:`unwritable`)."""
         step = product_step_many(row.state if row else None, [m for _, m in items])
         bom_doc = row.bom if row else None
         for (event, message), outcome in zip(items, step.each, strict=True):
@@ -969,16 +989,20 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         for out in rolled:
             if bom_doc is None:
                 continue
-            record = rolled_up_record(
-                out.result,
-                sequence=out.sequence,
-                bom=_bom(bom_doc),
-                previous_pf_id=issued,
-                now=_now(),
-            )
+            try:
+                record = rolled_up_record(
+                    out.result,
+                    sequence=out.sequence,
+                    bom=_bom(bom_doc),
+                    previous_pf_id=issued,
+                    now=_now(),
+                )
+                value = serde.encode(products_name, record)
+            except (PcfError, ValueError) as exc:
+                await unwritable(out, exc, origin)
+                continue
             if record.footprint is not None:
                 issued = str(record.footprint.id)
-            value = serde.encode(products_name, record)
             pending.append(await emit(products_name, out.product_id.encode(), value))
         return _ProductRecord(step.state, bom_doc, issued), rolled
 

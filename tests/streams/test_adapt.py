@@ -33,6 +33,7 @@ from contracts import (
     to_pact_json,
 )
 from contracts._jsonio import dumps
+from contracts.errors import RollupError
 from streams.adapt import core_bom, core_factor, core_footprint, rolled_up_record
 from streams.rollup import ComponentFootprint, Factor, RollupResult, run_batch
 from tests.contracts.test_contracts_pact_examples import openapi_validator
@@ -156,9 +157,7 @@ def test_a_tiny_footprint_with_many_digits_still_gives_a_readable_record() -> No
     # rolled_up_record (and stop the streams worker on every restart).
     fps, boms, factors = signed_inputs()
     cathode = boms[0]
-    tiny = [
-        replace(_scaled(f, Decimal("1e-13")), declared_unit_amount=Decimal(17)) for f in fps
-    ]
+    tiny = [replace(_scaled(f, Decimal("1e-13")), declared_unit_amount=Decimal(17)) for f in fps]
     bom = cathode.model_copy(update={"process_emissions": None})
     result = roll([bom], tiny, factors)[bom.product_id]
     assert result.pcf is not None and len(format(result.pcf, "f")) > 64
@@ -172,6 +171,18 @@ def test_a_tiny_footprint_with_many_digits_still_gives_a_readable_record() -> No
     back = serde.decode(serde.encode("pcf.products", record), RolledUpFootprint)
     assert back.footprint == record.footprint
     assert abs(back.pcf_excluding_biogenic_uptake - result.pcf) <= Decimal("1e-62")
+
+
+def test_a_figure_too_large_for_any_record_is_an_error_naming_it() -> None:
+    fps, boms, factors = signed_inputs()
+    huge = [_scaled(f, Decimal("1e55")) for f in fps]
+    cathode = boms[0]
+    lines = tuple(c.model_copy(update={"quantity": Decimal("1e10")}) for c in cathode.components)
+    bom = cathode.model_copy(update={"components": lines})
+    result = roll([bom], huge, factors)[bom.product_id]
+    with pytest.raises(RollupError, match="more digits before the point") as raised:
+        rolled_up_record(result, sequence=1, bom=bom, previous_pf_id=None, now=NOW)
+    assert raised.value.path.startswith("pcf.")
 
 
 @pytest.fixture

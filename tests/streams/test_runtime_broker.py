@@ -100,6 +100,55 @@ def test_forged_and_replayed_records_go_to_the_dlq(world: World) -> None:
     assert "signature does not match" in forged.message
 
 
+def test_a_result_too_large_to_write_goes_to_the_dlq_and_the_worker_goes_on(world: World) -> None:
+    # Valid inputs can multiply into a figure no decimal field holds (1e60 kg CO2e per kg, and a
+    # BOM line of 1e10 kg): the result goes to the DLQ, named, and the worker does not stop on it
+    from contracts import load_boms, load_footprints, parse_footprint, to_pact_json
+
+    proc = world.start_worker()
+    fp = load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")[0].value
+    template = load_boms(ROOT / "demo/lfp/manufacturers-boms.json")[0].value
+    assert fp is not None and template is not None
+    doc = to_pact_json(fp)
+    doc["productIds"] = ["urn:pact:qh-lithium.cn:product-id:HUGE"]
+    huge = "1" + "0" * 60
+    for name in ("pcfExcludingBiogenicUptake", "pcfIncludingBiogenicUptake", "fossilGhgEmissions"):
+        doc["pcf"][name] = huge
+    doc.pop("extensions", None)
+    line = template.components[0].model_copy(
+        update={"product_id": doc["productIds"][0], "quantity": Decimal("1e10")}
+    )
+    bom = template.model_copy(
+        update={
+            "product_id": "urn:pact:hn-cathode.cn:product-id:HUGE-CAM",
+            "components": (line,),
+            "process_emissions": None,
+        }
+    )
+    world.publish_footprint(parse_footprint(doc))
+    world.publish_bom(bom)
+    rejections: list[Any] = []
+    for _ in range(60):
+        rejections = world.rejections()
+        if rejections:
+            break
+        time.sleep(1)
+    assert len(rejections) == 1, world.worker_logs()
+    (rejected,) = rejections
+    assert rejected.source_topic == world.topic("pcf.rollup")
+    assert rejected.key == bom.product_id.encode()
+    assert rejected.error_code == "rollup"
+    assert (rejected.field_path or "").startswith("pcf."), rejected
+    assert "HUGE-CAM" in rejected.message and "more digits before the point" in rejected.message
+    # the worker goes on: the demo chain still rolls up to the batch figures
+    world.publish_demo_chain()
+    world.wait_for(_converged(_expected_all()), what="the demo chain after the DLQ'd result")
+    assert proc.poll() is None
+    # (an incomplete result may have gone out before the footprint reached the product)
+    last = world.latest_products().get(bom.product_id)
+    assert last is None or not last.completeness.complete
+
+
 def _expected_all() -> dict[str, Decimal]:
     return batch_figures()
 
