@@ -181,15 +181,7 @@ BUSY_S = 0.01
 """So does a batch that took at least this long (seconds): a roll-up batch holds a few packs
 of many messages, and with local delivery one update's batch runs through every tier."""
 LINGER_MAX_S = 0.05
-"""Longest an ingest batch gathers after a busy one: the most it adds to latency under load."""
-ROLLUP_LINGER_MAX_S = 0.25
-"""Longest a roll-up batch gathers after a busy one. A roll-up batch costs about one step per
-node it touches, however many updates reached the node, and under load each batch touches most
-nodes again (60 six-tier chains: 420 steps whatever the updates); so updates that wait for the
-next batch cost nearly nothing more. Measured, 6 tiers, 1 000 updates in 1 s, 6 runs each:
-1 265 steps and 2.7 s of worker CPU per 1 000 updates at 0.25 s, against 1 569 steps and 3.1 s
-at 0.05 s. With local delivery a batch takes an update through every tier, so this is the most
-the linger adds to an update's latency, once."""
+"""Longest a batch gathers after a busy one: the most a hop adds to latency under load."""
 LOCAL_ROUNDS = 64
 """Most rounds of local delivery in one batch (a round per tier): a fuse, since everything a
 round delivers is also on the topic; deeper graphs and cycles go on from there."""
@@ -198,9 +190,7 @@ QUIET_TURNS = 3
 delivering (it hands over about one record per turn)."""
 
 
-async def _ready_batches(
-    stream: Any, most: int, linger_max: float = LINGER_MAX_S
-) -> AsyncIterator[list[Any]]:
+async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
     """The events of a faust *stream* in batches of at most *most*, sized by the load.
 
     A batch is what arrived while the caller worked on the last one, and what faust is still
@@ -211,7 +201,7 @@ async def _ready_batches(
     roll-up), nothing coalesces, and every record costs a full step. So a batch first takes
     what keeps coming, until :data:`QUIET_TURNS` turns of the loop bring nothing new; and after
     a busy batch (:data:`BUSY_BATCH` or more, or :data:`BUSY_S` or longer) the next one gathers
-    for as long as the last one took (at most *linger_max*): under load batches grow
+    for as long as the last one took (at most :data:`LINGER_MAX_S`): under load batches grow
     until the work coalesces (one recomputation per product per batch), while an agent that
     keeps up takes a lone message after a few idle turns of the loop. (faust's ``take_events``
     stops reading while its caller works, then waits ``within`` for every batch, busy or not.)
@@ -248,7 +238,7 @@ async def _ready_batches(
                 await asyncio.sleep(0)  # one turn of the loop: faust hands over a record
                 quiet = quiet + 1 if len(ready) == count else 0
             if (last >= BUSY_BATCH or took >= BUSY_S) and len(ready) < most:
-                await stream.wait(full, timeout=min(linger_max, took))
+                await stream.wait(full, timeout=min(LINGER_MAX_S, took))
                 if stream.should_stop:
                     break
             batch = ready[:]
@@ -895,7 +885,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
 
     @app.agent(nodes_in)
     async def roll_up(stream: Any) -> None:
-        async for events in _ready_batches(stream, BATCH_MAX, ROLLUP_LINGER_MAX_S):
+        async for events in _ready_batches(stream, BATCH_MAX):
             # (stable until the batch is acknowledged: a rebalance waits for that)
             local = {tp.partition for tp in app.consumer.assignment() if tp.topic == nodes_name}
             stamp = _echo_stamp(incarnation, app.consumer_generation_id)
@@ -998,6 +988,8 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     now=_now(),
                 )
                 value = serde.encode(products_name, record)
+            except InfrastructureError:
+                raise  # (the registry, not this result: the worker stops, and is restarted)
             except (PcfError, ValueError) as exc:
                 await unwritable(out, exc, origin)
                 continue
