@@ -57,7 +57,7 @@ class World:
             StreamsConfig(
                 self.bootstrap,
                 {},
-                app_id=f"{self.prefix}pcfx-streams",  # as `pcfx streams run` names it
+                app_id=self.app_id,
                 topic_prefix=self.prefix,
                 partitions=self.partitions,
             )
@@ -69,6 +69,11 @@ class World:
             writer.close()
         self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
         self.sink = KafkaSink(self.bootstrap)
+
+    @property
+    def app_id(self) -> str:
+        """The workers' app id: their consumer group, and the start of their changelogs' names."""
+        return f"{self.prefix}streams"
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -140,7 +145,7 @@ class World:
         loglevel = loglevel or os.environ.get("PCFX_TEST_WORKER_LOGLEVEL", "warn")
         command = worker_command(
             self.operator_pub,
-            app_id=f"{self.prefix}streams",
+            app_id=self.app_id,
             topic_prefix=self.prefix,
             partitions=self.partitions,
             data_dir=self.workdir / f"data-{name}",
@@ -239,7 +244,7 @@ class World:
     def wait_for_group(self, members: int, timeout_s: float = 90.0) -> None:
         """Wait until the workers' consumer group is stable with *members* members."""
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        group = f"{self.prefix}streams"
+        group = self.app_id
         deadline = time.monotonic() + timeout_s
         described: dict[str, Any] = {}
         try:

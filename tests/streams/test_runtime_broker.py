@@ -216,7 +216,7 @@ def test_the_tables_changelogs_exist_before_a_worker_starts(world: World) -> Non
 
     from streams.runtime import TABLES
 
-    names = [f"{world.prefix}pcfx-streams-{table}-changelog" for table in TABLES]
+    names = [f"{world.app_id}-{table}-changelog" for table in TABLES]
     admin = KafkaAdminClient(bootstrap_servers=world.bootstrap)
     try:
         described = {t["name"]: t for t in admin.describe_topics(names)}
@@ -390,7 +390,7 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
     changed = world.latest_products()
     end = send(skipped, own)
     # the worker has gone past its own stamped pack (committed it), and nothing more changed
-    group = Consumer({"bootstrap.servers": world.bootstrap, "group.id": f"{world.prefix}streams"})
+    group = Consumer({"bootstrap.servers": world.bootstrap, "group.id": world.app_id})
     try:
         for _ in range(60):
             (committed,) = group.committed([TopicPartition(topic, home)], timeout=10)
