@@ -5,7 +5,10 @@ Inbound, verified records become core inputs: a signed PACT footprint a
 :class:`~streams.rollup.Bom`. Outbound, a :class:`~streams.rollup.RollupResult` becomes the
 ``RolledUpFootprint`` on ``pcf.products``, carrying — when the BOM has ``productInfo`` and the
 roll-up is complete — the PACT v3 footprint issued for it: id = the result's deterministic UUID,
-``precedingPfIds`` = the previous result's id.
+``precedingPfIds`` = the previous result's id. PACT v3 footprints are immutable and the one they
+supersede MUST become ``Deprecated``: :func:`deprecated_record` is the previous record again with
+only that changed, sent before its successor (as ``pcfx publish --supersedes`` does for
+suppliers).
 
 Mapping choices: a factor-only BOM line is a line whose component is the factor itself (so it is
 always resolved by the factor and flagged secondary); ``otherActivities`` of the own process are
@@ -21,6 +24,7 @@ from typing import Any
 
 from contracts import (
     BillOfMaterials,
+    BomComponent,
     Completeness,
     DataQualityIndicators,
     DeclaredUnit,
@@ -49,6 +53,7 @@ from streams.rollup import (
     OwnProcess,
     RollupResult,
     SourceKind,
+    Status,
 )
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "core_bom",
     "core_factor",
     "core_footprint",
+    "deprecated_record",
     "payload_hash",
     "rolled_up_record",
 ]
@@ -232,26 +238,46 @@ def _own(result: RollupResult) -> OwnEmissions:
     )
 
 
+def _refs(line: BomComponent) -> set[str]:
+    return {f"product:{line.product_id}", f"factor:{line.factor_id}"}
+
+
+def _gap(index: int, line: BomComponent | None, reason: str, detail: str) -> MissingComponent:
+    return MissingComponent(
+        component_index=index,
+        product_id=line.product_id if line else None,
+        factor_id=line.factor_id if line else None,
+        reason=reason,
+        detail=detail[:10_000],
+    )
+
+
 def _missing(result: RollupResult, bom: BillOfMaterials) -> tuple[MissingComponent, ...]:
-    missing = []
-    for index, line in enumerate(bom.components):
-        refs = {f"product:{line.product_id}", f"factor:{line.factor_id}"}
-        if refs & set(result.missing):
-            missing.append(
-                MissingComponent(
-                    component_index=index,
-                    product_id=line.product_id,
-                    factor_id=line.factor_id,
-                    reason="no_footprint" if line.product_id else "no_factor",
-                    detail="no supplier footprint and no usable background factor",
-                )
-            )
+    """Why *result* is not complete, line by line: no footprint and no factor, units that do not
+    convert, an input with no usable roll-up, an input that is itself incomplete (naming what
+    is missing further up); or the cycle."""
+    lines = bom.components
+    gone, blocked = set(result.missing), set(result.blocked_by)
+    further = ", ".join(sorted(gone - {ref for line in lines for ref in _refs(line)}))
+    incomplete = {_index(item.path) for item in result.lineage if item.status is Status.INCOMPLETE}
+    missing: list[MissingComponent] = []
+    for index, line in enumerate(lines):
+        if _refs(line) & gone:
+            reason = "no_footprint" if line.product_id else "no_factor"
+            detail = "no supplier footprint and no usable background factor"
+            missing.append(_gap(index, line, reason, detail))
+        elif _refs(line) & blocked:
+            detail = "its input has no usable roll-up (an error, a cycle or a blocked input)"
+            missing.append(_gap(index, line, "other", detail))
+        elif index in incomplete:
+            detail = f"its input is incomplete; missing further up: {further or 'unknown'}"
+            missing.append(_gap(index, line, "other", detail))
+    for error in result.errors:
+        where = _index(error.path.partition(".")[0])
+        at = lines[where] if where is not None and where < len(lines) else None
+        missing.append(_gap(where or 0, at, "unit_mismatch", f"{error.path}: {error.message}"))
     if result.cycle:
-        missing.append(
-            MissingComponent(
-                component_index=0, reason="cycle", detail=" -> ".join(result.cycle)[:10_000]
-            )
-        )
+        missing.append(_gap(0, None, "cycle", " -> ".join(result.cycle)))
     return tuple(missing)
 
 
@@ -373,7 +399,15 @@ def rolled_up_record(
     headline = result.pcf if result.pcf is not None else Decimal(0)
     total_lines = len(bom.components)
     missing = _missing(result, bom)
-    resolved = total_lines - sum(1 for m in missing if m.reason != "cycle")
+    resolved = len(  # the BOM's lines that contribute (an incomplete input counts)
+        {
+            index
+            for item in result.lineage
+            if item.contribution is not None
+            and (index := _index(item.path)) is not None
+            and index < total_lines
+        }
+    )
     uncertainty = result.uncertainty
     dqi = _dqi(result)  # (built once: they go into the record and its PACT footprint)
     share = result.primary_data_share
@@ -389,7 +423,7 @@ def rolled_up_record(
         inputs=_lineage(result, bom),
         completeness=Completeness(
             components_total=total_lines,
-            components_resolved=max(resolved, 0),
+            components_resolved=resolved,
             components_on_fallback=len(result.secondary),
             coverage_percent=(
                 (Decimal(resolved) * _HUNDRED / total_lines).quantize(Decimal("0.01"))
@@ -423,3 +457,12 @@ def rolled_up_record(
         engine_version=ENGINE_VERSION,
         computed_at=now,
     )
+
+
+def deprecated_record(record: RolledUpFootprint) -> RolledUpFootprint | None:
+    """*record* again with its PACT footprint's ``status`` set to ``Deprecated`` and nothing else
+    changed (PACT v3 lets a footprint change only that); ``None`` if it issued no footprint."""
+    if record.footprint is None:
+        return None
+    footprint = record.footprint.model_copy(update={"status": "Deprecated"})
+    return record.model_copy(update={"footprint": footprint})

@@ -207,10 +207,12 @@ def rollup(
         console.print(table)
         for problem in outcome.problems:
             err_console.print(f"[red]FAIL[/]: {problem}")
-        for r in outcome.records:
-            if r.missing_components:
-                names = ", ".join(m.product_id or m.factor_id or "?" for m in r.missing_components)
-                console.print(f"[yellow]incomplete[/] {r.product_id}: missing {names}")
+        for r in outcome.records:  # why each product is not complete, line by line
+            status = outcome.results[r.product_id].status.value
+            for m in r.missing_components:
+                line = f"components[{m.component_index}] {m.product_id or m.factor_id or ''}"
+                name = outcome.names.get(r.product_id, r.product_id)
+                console.print(f"[yellow]{status}[/] {name}: {line}: {m.detail or m.reason}")
         if tree is not None:
             if tree not in outcome.results:
                 raise ContractError(f"--tree must name a product with a BOM (got {tree!r})")

@@ -4,7 +4,8 @@ The faust agents exchange the core's frozen dataclasses over an internal topic a
 nodes' states in changelog-backed tables. Both need bytes; pickle would let anyone who can write
 an internal topic run code in every worker, so this codec writes plain JSON and reads it back
 *guided by the dataclass annotations*: decimals travel as strings and come back as the same
-:class:`~decimal.Decimal` (digits and exponent), tuples stay tuples, enums stay enums.
+:class:`~decimal.Decimal` (digits and exponent), bytes as base64 text, tuples stay tuples, enums
+stay enums.
 
 A value whose declared type is a union of several dataclasses carries its class name in
 ``"@type"``; top-level messages always do (:func:`encode_message`).
@@ -16,6 +17,8 @@ Ref(kind=<RefKind.PRODUCT: 'product'>, id='urn:x')
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import types
 import typing
@@ -91,6 +94,8 @@ def _encoder(cls: type[Any]) -> Callable[[Any], Any]:
         return _same
     if issubclass(cls, Decimal):
         return str
+    if issubclass(cls, bytes):
+        return _base64
     if issubclass(cls, Enum):
         return _enum_value
     if dataclasses.is_dataclass(cls):
@@ -107,6 +112,10 @@ def _encoder(cls: type[Any]) -> Callable[[Any], Any]:
         raise CodecError(f"cannot encode a {type(value).__name__}")
 
     return refuse
+
+
+def _base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
 
 
 def _enum_value(value: Enum) -> Any:
@@ -179,6 +188,12 @@ def _build(tp: Any, data: Any, path: str) -> Any:
         if not isinstance(data, str):
             raise CodecError(f"'{path}' must be a decimal string (got {data!r})", path=path)
         return Decimal(data)
+    if tp is bytes:
+        try:
+            return _bytes(data)
+        except (_Mismatch, binascii.Error):
+            got = f"{data!r:.40}"
+            raise CodecError(f"'{path}' must be base64 text (got {got})", path=path) from None
     if isinstance(tp, type) and issubclass(tp, Enum):
         if data not in [m.value for m in tp]:  # (a list: data may be unhashable)
             allowed = ", ".join(repr(m.value) for m in tp)
@@ -251,6 +266,8 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
         return lambda data: {} if data == {} else {key_of(k): value_of(v) for k, v in _list(data)}
     if tp is Decimal:
         return _decimal
+    if tp is bytes:
+        return _bytes
     if isinstance(tp, type) and issubclass(tp, Enum):
         return tp
     if tp in (str, int, bool):
@@ -294,6 +311,12 @@ def _decimal(data: Any) -> Decimal:
     if type(data) is not str:
         raise _Mismatch
     return Decimal(data)
+
+
+def _bytes(data: Any) -> bytes:
+    if type(data) is not str:
+        raise _Mismatch
+    return base64.b64decode(data, validate=True)
 
 
 def _checked(tp: Any, raw: Any, path: str = "$") -> Any:

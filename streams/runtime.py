@@ -102,7 +102,13 @@ from contracts import (
 )
 from contracts.errors import InfrastructureError, PcfError, RollupError, TrustError
 from streams import codec
-from streams.adapt import core_bom, core_factor, core_footprint, rolled_up_record
+from streams.adapt import (
+    core_bom,
+    core_factor,
+    core_footprint,
+    deprecated_record,
+    rolled_up_record,
+)
 from streams.ingest import (
     DATA_TOPICS,
     Ingested,
@@ -273,6 +279,11 @@ class _ProductRecord:
     """The BOM's JSON (the metadata a PACT footprint needs), from the ``bom`` header."""
     issued: str | None = None
     """Id of the last PACT footprint issued for the product (the next one's predecessor)."""
+    retire: bytes | None = None
+    """The ``pcf.products`` record (Avro) that deprecates ``issued``: the record that issued it
+    again, its footprint ``Deprecated`` (:func:`~streams.adapt.deprecated_record`), sent just
+    before the footprint that supersedes it. Made when ``issued`` is, so that superseding costs
+    no decoding; ``None`` in rows of workers before it (their last footprint is not deprecated)."""
 
 
 @dataclass(frozen=True)
@@ -973,7 +984,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                 bom_doc = header.decode() if header is not None else bom_doc
         if step.outcome not in _STORED:
             return row, []
-        issued = row.issued if row else None
+        issued, retire = (row.issued, row.retire) if row else (None, None)
         rolled = [out for out in step.outputs if isinstance(out, ProductRolledUp)]
         outputs.extend(out for out in step.outputs if not isinstance(out, ProductRolledUp))
         for out in rolled:
@@ -988,15 +999,20 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     now=_now(),
                 )
                 value = serde.encode(products_name, record)
+                deprecated = deprecated_record(record)
+                retired = None if deprecated is None else serde.encode(products_name, deprecated)
             except InfrastructureError:
                 raise  # (the registry, not this result: the worker stops, and is restarted)
             except (PcfError, ValueError) as exc:
                 await unwritable(out, exc, origin)
                 continue
+            key = out.product_id.encode()
             if record.footprint is not None:
-                issued = str(record.footprint.id)
-            pending.append(await emit(products_name, out.product_id.encode(), value))
-        return _ProductRecord(step.state, bom_doc, issued), rolled
+                if retire is not None and str(record.footprint.id) != issued:
+                    pending.append(await emit(products_name, key, retire))  # its predecessor
+                issued, retire = str(record.footprint.id), retired
+            pending.append(await emit(products_name, key, value))
+        return _ProductRecord(step.state, bom_doc, issued, retire), rolled
 
     def input_role(
         state: ComponentState | None, messages: list[ComponentMessage], outputs: list[Message]

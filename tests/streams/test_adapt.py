@@ -34,7 +34,13 @@ from contracts import (
 )
 from contracts._jsonio import dumps
 from contracts.errors import RollupError
-from streams.adapt import core_bom, core_factor, core_footprint, rolled_up_record
+from streams.adapt import (
+    core_bom,
+    core_factor,
+    core_footprint,
+    deprecated_record,
+    rolled_up_record,
+)
 from streams.rollup import ComponentFootprint, Factor, RollupResult, run_batch
 from tests.contracts.test_contracts_pact_examples import openapi_validator
 
@@ -125,6 +131,92 @@ def test_a_new_result_names_its_predecessor() -> None:
     record = rolled_up_record(second, sequence=2, bom=pack, previous_pf_id=first.result_id, now=NOW)
     assert record.footprint is not None
     assert [str(u) for u in record.footprint.preceding_pf_ids or ()] == [first.result_id]
+
+
+def test_a_superseded_record_is_the_same_record_with_its_footprint_deprecated(
+    pact_dir: Path,
+) -> None:
+    # PACT v3: a footprint is immutable; the one a new footprint supersedes MUST become
+    # Deprecated, and that status is the only change allowed
+    fps, boms, factors = signed_inputs()
+    pack = next(b for b in boms if b.product_name and "pack" in b.product_name)
+    record = rolled_up_record(
+        roll(boms, fps, factors)[pack.product_id],
+        sequence=3,
+        bom=pack,
+        previous_pf_id=None,
+        now=NOW,
+    )
+    retired = deprecated_record(record)
+    assert retired is not None and retired.footprint is not None and record.footprint is not None
+    assert (record.footprint.status, retired.footprint.status) == ("Active", "Deprecated")
+    unchanged = {"footprint": {"status"}}
+    assert retired.model_dump(exclude=unchanged) == record.model_dump(exclude=unchanged)
+    doc = json.loads(dumps(to_pact_json(retired.footprint)))
+    assert [e.message for e in openapi_validator(pact_dir).iter_errors(doc)] == []
+    registry = InMemorySchemaRegistry()
+    register_all(registry)
+    serde = AvroSerde(registry)
+    assert serde.decode(serde.encode("pcf.products", retired), RolledUpFootprint) == retired
+    # a result that issued no footprint has nothing to deprecate
+    assert deprecated_record(record.model_copy(update={"footprint": None})) is None
+
+
+ELECTROLYTE = "urn:pact:js-electrolyte.cn:product-id:LIPF6-EC"
+
+
+def _named(boms: list[BillOfMaterials], word: str) -> BillOfMaterials:
+    return next(b for b in boms if b.product_name and word in b.product_name)
+
+
+def test_a_missing_input_is_named_at_every_tier_above_it() -> None:
+    fps, boms, factors = signed_inputs()
+    results = roll(boms, [f for f in fps if f.product_id != ELECTROLYTE], factors)
+    cell, module = _named(boms, "cell"), _named(boms, "module")
+    on_cell = rolled_up_record(
+        results[cell.product_id], sequence=1, bom=cell, previous_pf_id=None, now=NOW
+    )
+    assert [(m.component_index, m.product_id, m.reason) for m in on_cell.missing_components] == [
+        (2, ELECTROLYTE, "no_footprint")
+    ]
+    assert (on_cell.completeness.components_resolved, on_cell.completeness.complete) == (5, False)
+    # the module has every input it names, but one of them is incomplete: it says which, and why
+    on_module = rolled_up_record(
+        results[module.product_id], sequence=1, bom=module, previous_pf_id=None, now=NOW
+    )
+    (gap,) = on_module.missing_components
+    assert (gap.component_index, gap.product_id, gap.reason) == (0, cell.product_id, "other")
+    assert gap.detail == f"its input is incomplete; missing further up: product:{ELECTROLYTE}"
+    assert on_module.completeness.components_resolved == 2  # the cell's part still counts
+    assert not on_module.completeness.complete and on_module.footprint is None
+
+
+def test_units_that_do_not_convert_are_named_and_block_the_products_above() -> None:
+    fps, boms, factors = signed_inputs()
+    module, pack = _named(boms, "module"), _named(boms, "pack")
+    per_area = module.components[0].model_copy(update={"unit": "square meter"})
+    broken = module.model_copy(update={"components": (per_area, *module.components[1:])})
+    boms = [broken if b is module else b for b in boms]
+    results = roll(boms, fps, factors)
+    on_module = rolled_up_record(
+        results[module.product_id], sequence=1, bom=broken, previous_pf_id=None, now=NOW
+    )
+    (gap,) = on_module.missing_components
+    assert (gap.component_index, gap.product_id, gap.reason) == (
+        0,
+        module.components[0].product_id,
+        "unit_mismatch",
+    )
+    assert gap.detail is not None and gap.detail.startswith("components[0]")
+    assert "square meter" in gap.detail
+    assert on_module.completeness.components_resolved == 1
+    on_pack = rolled_up_record(
+        results[pack.product_id], sequence=1, bom=pack, previous_pf_id=None, now=NOW
+    )
+    (blocked,) = on_pack.missing_components
+    assert (blocked.component_index, blocked.product_id) == (0, module.product_id)
+    assert blocked.detail is not None and "no usable roll-up" in blocked.detail
+    assert not on_pack.completeness.complete
 
 
 def _scaled(fp: ComponentFootprint, k: Decimal) -> ComponentFootprint:

@@ -91,6 +91,16 @@ def test_a_plain_value_round_trips() -> None:
     assert decode(Ref, encode(Ref.factor("bg:cn-grid-2022"))) == Ref.factor("bg:cn-grid-2022")
 
 
+def test_bytes_travel_as_base64_and_bad_base64_names_the_field() -> None:
+    value = (b"\x00\xff framed Avro", b"")
+    assert encode(value) == b'["AP8gZnJhbWVkIEF2cm8=",""]'
+    assert decode(tuple[bytes, ...], encode(value)) == value
+    with pytest.raises(CodecError, match=r"'\$\[1\]' must be base64 text \(got '!!'\)"):
+        decode(tuple[bytes, ...], b'["AA==","!!"]')
+    with pytest.raises(CodecError, match=r"'\$\[0\]' must be base64 text \(got 7\)"):
+        decode(tuple[bytes, ...], b"[7]")
+
+
 def test_a_pack_round_trips_its_messages_in_order() -> None:
     messages = [
         ComponentState(Ref.product("urn:a")),

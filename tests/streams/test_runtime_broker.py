@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from contracts import ProductFootprint, RolledUpFootprint
+from streams.adapt import deprecated_record
 from streams.cli import run_rollup
 from tests.streams._broker_world import ROOT, World
 
@@ -71,7 +73,42 @@ def test_streaming_equals_batch_and_updates_propagate(world: World) -> None:
     new_pack = latest[PACK]
     assert new_pack.footprint is not None and pack.footprint is not None
     assert [str(p) for p in new_pack.footprint.preceding_pf_ids or ()] == [str(pack.footprint.id)]
+    world.wait_quiet()
+    history = world.read("pcf.products", RolledUpFootprint)
+    deprecated = assert_pact_lifecycle(history)
+    assert str(pack.footprint.id) in deprecated, "the pack's superseded footprint is deprecated"
     assert world.rejections() == []
+
+
+def assert_pact_lifecycle(records: list[RolledUpFootprint]) -> set[str]:
+    """PACT v3 on ``pcf.products``, per product in topic order: every footprint a later one
+    names in ``precedingPfIds`` comes again, just before it, as ``Deprecated`` with nothing else
+    changed; nothing else is deprecated, and each product's last footprint is ``Active``.
+    Returns the deprecated ids."""
+    by_product: dict[str, list[tuple[RolledUpFootprint, ProductFootprint]]] = {}
+    for record in records:
+        if record.footprint is not None:
+            by_product.setdefault(record.product_id, []).append((record, record.footprint))
+    deprecated: set[str] = set()
+    for product, history in by_product.items():
+        issued: dict[str, RolledUpFootprint] = {}
+        named: set[str] = set()
+        retired: set[str] = set()
+        for i, (record, footprint) in enumerate(history):
+            pf_id = str(footprint.id)
+            named.update(str(p) for p in footprint.preceding_pf_ids or ())
+            if footprint.status == "Active":
+                issued[pf_id] = record
+                continue
+            assert deprecated_record(issued[pf_id]) == record, f"{product}: {pf_id} changed"
+            successor = history[i + 1][1] if i + 1 < len(history) else None
+            assert successor is not None and successor.status == "Active", product
+            assert [str(p) for p in successor.preceding_pf_ids or ()] == [pf_id], product
+            retired.add(pf_id)
+        assert named == retired, f"{product}: superseded {named}, deprecated {retired}"
+        deprecated |= retired
+        assert history[-1][1].status == "Active", product
+    return deprecated
 
 
 def test_forged_and_replayed_records_go_to_the_dlq(world: World) -> None:
