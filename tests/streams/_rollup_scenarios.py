@@ -82,6 +82,44 @@ class Scenario:
         )
 
 
+def bom_depth(boms: list[Bom]) -> int:
+    """Products on the longest chain of BOM lines (a product whose lines are all purchased parts
+    is 1 deep)."""
+    lines = {b.product_id: [line.component_id for line in b.components] for b in boms}
+    depth: dict[str, int] = {}
+
+    def of(product: str) -> int:
+        if product not in depth:
+            depth[product] = 1 + max((of(c) for c in lines[product] if c in lines), default=0)
+        return depth[product]
+
+    return max((of(p) for p in lines), default=0)
+
+
+def diamonds(boms: list[Bom]) -> int:
+    """Products reached from one product along two different lines (the shape a BOM tree
+    cannot have: an input counted through two paths)."""
+    lines = {b.product_id: {line.component_id for line in b.components} for b in boms}
+    below: dict[str, frozenset[str]] = {}
+
+    def reach(product: str) -> frozenset[str]:
+        if product not in below:
+            found: set[str] = set()
+            for child in lines.get(product, ()):
+                found |= {child} | reach(child)
+            below[product] = frozenset(found)
+        return below[product]
+
+    shared: set[str] = set()
+    for children in lines.values():
+        seen: set[str] = set()
+        for child in children:
+            here = {child} | reach(child)
+            shared |= seen & here
+            seen |= here
+    return len(shared)
+
+
 def _dec(draw: Any, lo: int, hi: int, places: int) -> Decimal:
     return Decimal(draw(st.integers(lo, hi))).scaleb(-places)
 
@@ -109,8 +147,14 @@ def scenarios(
     complete: bool = False,
     allow_errors: bool = True,
     well_conditioned: bool = False,
+    spine: bool = False,
 ) -> Scenario:
     """A random layered supply chain.
+
+    ``spine=True`` makes every tier at least 2 wide and gives each product two lines into the
+    tier just below (``p{t}_j`` uses ``p{t+1}_j`` and ``p{t+1}_{j+1}``, wrapping): the BOM graph
+    is then exactly as deep as its tiers, with a diamond at every tier (:func:`bom_depth`,
+    :func:`diamonds`); otherwise lines go to any lower node and the depth is what they make.
 
     ``complete=True`` gives every input a value and no unit errors. ``well_conditioned=True``
     keeps every technosphere coefficient below 1 (lines in the component's own unit, quantities
@@ -154,7 +198,7 @@ def scenarios(
 
     layers: list[list[str]] = []
     for t in range(tiers):
-        width = draw(st.integers(1, max_width))
+        width = draw(st.integers(2, max(2, max_width)) if spine else st.integers(1, max_width))
         layers.append([f"p{t}_{j}" for j in range(width)])
         for node in layers[-1]:
             describe(node)
@@ -179,6 +223,10 @@ def scenarios(
         below = below_all[:]
         for pid in layers[t]:
             candidates = draw(st.lists(st.sampled_from(below), min_size=0 if t else 1, max_size=4))
+            if spine and t + 1 < tiers:
+                under = layers[t + 1]
+                j = layers[t].index(pid)
+                candidates = [under[j % len(under)], under[(j + 1) % len(under)], *candidates]
             drop = draw(st.sampled_from(below)) if draw(st.booleans()) else None
             n_rev = draw(st.integers(1, 2))
             for rev in range(1, n_rev + 1):

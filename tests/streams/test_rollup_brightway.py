@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, given, settings
 from streams.rollup import ComponentFootprint, Factor, run_batch
 from tests.streams._rollup_helpers import bom, fp, line
 from tests.streams._rollup_oracle import evaluate
-from tests.streams._rollup_scenarios import Scenario, scenarios
+from tests.streams._rollup_scenarios import Scenario, bom_depth, diamonds, scenarios
 
 _BW_DIR = tempfile.mkdtemp(prefix="pcfx-brightway-")
 atexit.register(shutil.rmtree, _BW_DIR, True)
@@ -233,6 +233,24 @@ def test_random_supply_chains_against_bw2data(brightway: Any, scenario: Scenario
 )
 @given(scenarios(min_tiers=3, max_tiers=12, complete=True, well_conditioned=True))
 def test_random_supply_chains_against_brightway_float64(brightway: Any, scenario: Scenario) -> None:
+    check_against_datapackage(scenario)
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(scenarios(min_tiers=10, max_tiers=12, complete=True, well_conditioned=True, spine=True))
+def test_ten_plus_tier_diamonds_against_brightway_float64(
+    brightway: Any, scenario: Scenario
+) -> None:
+    boms = scenario.latest()[1]
+    assert bom_depth(boms) >= 10 and diamonds(boms) >= 8, "the shape this test is about"
+    check_against_datapackage(scenario)
+
+
+def check_against_datapackage(scenario: Scenario) -> None:
     scores = datapackage_scores(scenario)
     results = run_batch(*scenario.latest())
     assert set(results) == set(scores)
