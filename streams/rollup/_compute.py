@@ -224,6 +224,8 @@ def _find_cycle(
     values: Mapping[Ref, SourceValue],
     traces: Mapping[Ref, tuple[str, ...]],
 ) -> tuple[str, ...]:
+    """The shortest cycle through *product_id* its inputs show: their traces, or a cycle that
+    the next product on it reports."""
     candidates: list[tuple[str, ...]] = []
     for ref in refs:
         if ref.kind is not RefKind.PRODUCT:
@@ -237,7 +239,13 @@ def _find_cycle(
             flow = trace[last:]  # our value flowed into flow[1], ..., into this input
             candidates.append(_canonical_cycle((product_id, *reversed(flow[1:]))))
         if value.status is Status.CYCLE and product_id in value.cycle:
-            candidates.append(value.cycle)
+            # only the product after us on that path can vouch for it: it uses that product's
+            # roll-up. A path reported by another input may be stale (an edge since cut, e.g.
+            # by a supplier footprint that now stands for a product) and would otherwise be
+            # passed around its members forever (each keeps the first path it reported).
+            path = value.cycle
+            if path[path.index(product_id) + 1] == ref.id:
+                candidates.append(path)
     if not candidates:
         return ()
     return min(candidates, key=lambda c: (len(c), c))

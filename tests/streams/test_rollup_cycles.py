@@ -95,6 +95,24 @@ def test_declared_footprint_cuts_the_cycle() -> None:
     assert results["b"].pcf == 23
 
 
+def test_a_reported_cycle_is_taken_only_from_the_next_product_on_it() -> None:
+    # n1 -> n4 -> n5 -> n1 is a cycle; n1 also uses n2, whose supplier footprint cuts any path
+    # through n2's own BOM (n2 -> n4). In this order of delivery (seed 10066) the footprint
+    # arrives after a path n1 -> n2 -> n4 -> n5 -> n1 was reported; n2 is on no cycle, and took
+    # that stale path from n5, an input that is not the product after n2 on it.
+    graph = {"n0": [], "n1": ["n0", "n2", "n4"], "n2": ["n4", "n5", "n8"], "n3": []}
+    graph |= {"n4": ["n0", "n5"], "n5": ["n1", "n4"], "n6": ["n0"], "n7": ["n0"], "n8": ["n0"]}
+    boms = [bom(p, *(line(c, 1) for c in children), direct=1) for p, children in graph.items()]
+    footprints = [fp("n2", "0"), fp("n3", "0"), fp("n8", "0"), fp("leaf0", "3"), fp("leaf1", "0.5")]
+    messages: list[Message] = [
+        *(FootprintDeclared(f) for f in footprints),
+        *(BomDeclared(b) for b in boms),
+    ]
+    results = deliver_chaotically(messages, 10066, max_steps=200_000).results()
+    assert results["n2"].status is Status.BLOCKED, results["n2"].cycle
+    assert run_batch(footprints, boms, [], max_messages=FUSE)["n2"].status is Status.BLOCKED
+
+
 def test_cycle_closed_and_broken_by_bom_revisions_in_streaming() -> None:
     net = Network()
     net.submit(
