@@ -83,6 +83,15 @@ def roll(boms: list[BillOfMaterials], fps: list[ComponentFootprint], factors: li
     return run_batch(fps, [core_bom(b) for b in boms], factors)
 
 
+def _named(boms: list[BillOfMaterials], word: str) -> BillOfMaterials:
+    return next(b for b in boms if b.product_name and word in b.product_name)
+
+
+def _record(result: RollupResult, bom: BillOfMaterials, sequence: int = 1) -> RolledUpFootprint:
+    """The first record of a product (no predecessor)."""
+    return rolled_up_record(result, sequence=sequence, bom=bom, previous_pf_id=None, now=NOW)
+
+
 def test_the_demo_chain_rolls_up_into_valid_pact_v3(pact_dir: Path) -> None:
     fps, boms, factors = signed_inputs()
     results = roll(boms, fps, factors)
@@ -139,14 +148,8 @@ def test_a_superseded_record_is_the_same_record_with_its_footprint_deprecated(
     # PACT v3: a footprint is immutable; the one a new footprint supersedes MUST become
     # Deprecated, and that status is the only change allowed
     fps, boms, factors = signed_inputs()
-    pack = next(b for b in boms if b.product_name and "pack" in b.product_name)
-    record = rolled_up_record(
-        roll(boms, fps, factors)[pack.product_id],
-        sequence=3,
-        bom=pack,
-        previous_pf_id=None,
-        now=NOW,
-    )
+    pack = _named(boms, "pack")
+    record = _record(roll(boms, fps, factors)[pack.product_id], pack, sequence=3)
     retired = deprecated_record(record)
     assert retired is not None and retired.footprint is not None and record.footprint is not None
     assert (record.footprint.status, retired.footprint.status) == ("Active", "Deprecated")
@@ -165,25 +168,17 @@ def test_a_superseded_record_is_the_same_record_with_its_footprint_deprecated(
 ELECTROLYTE = "urn:pact:js-electrolyte.cn:product-id:LIPF6-EC"
 
 
-def _named(boms: list[BillOfMaterials], word: str) -> BillOfMaterials:
-    return next(b for b in boms if b.product_name and word in b.product_name)
-
-
 def test_a_missing_input_is_named_at_every_tier_above_it() -> None:
     fps, boms, factors = signed_inputs()
     results = roll(boms, [f for f in fps if f.product_id != ELECTROLYTE], factors)
     cell, module = _named(boms, "cell"), _named(boms, "module")
-    on_cell = rolled_up_record(
-        results[cell.product_id], sequence=1, bom=cell, previous_pf_id=None, now=NOW
-    )
+    on_cell = _record(results[cell.product_id], cell)
     assert [(m.component_index, m.product_id, m.reason) for m in on_cell.missing_components] == [
         (2, ELECTROLYTE, "no_footprint")
     ]
     assert (on_cell.completeness.components_resolved, on_cell.completeness.complete) == (5, False)
     # the module has every input it names, but one of them is incomplete: it says which, and why
-    on_module = rolled_up_record(
-        results[module.product_id], sequence=1, bom=module, previous_pf_id=None, now=NOW
-    )
+    on_module = _record(results[module.product_id], module)
     (gap,) = on_module.missing_components
     assert (gap.component_index, gap.product_id, gap.reason) == (0, cell.product_id, "other")
     assert gap.detail == f"its input is incomplete; missing further up: product:{ELECTROLYTE}"
@@ -198,9 +193,7 @@ def test_units_that_do_not_convert_are_named_and_block_the_products_above() -> N
     broken = module.model_copy(update={"components": (per_area, *module.components[1:])})
     boms = [broken if b is module else b for b in boms]
     results = roll(boms, fps, factors)
-    on_module = rolled_up_record(
-        results[module.product_id], sequence=1, bom=broken, previous_pf_id=None, now=NOW
-    )
+    on_module = _record(results[module.product_id], broken)
     (gap,) = on_module.missing_components
     assert (gap.component_index, gap.product_id, gap.reason) == (
         0,
@@ -210,9 +203,7 @@ def test_units_that_do_not_convert_are_named_and_block_the_products_above() -> N
     assert gap.detail is not None and gap.detail.startswith("components[0]")
     assert "square meter" in gap.detail
     assert on_module.completeness.components_resolved == 1
-    on_pack = rolled_up_record(
-        results[pack.product_id], sequence=1, bom=pack, previous_pf_id=None, now=NOW
-    )
+    on_pack = _record(results[pack.product_id], pack)
     (blocked,) = on_pack.missing_components
     assert (blocked.component_index, blocked.product_id) == (0, module.product_id)
     assert blocked.detail is not None and "no usable roll-up" in blocked.detail
