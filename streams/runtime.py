@@ -972,8 +972,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         """A product's BOM and input values in one batch: absorbed in order, recomputed once.
 
         Returns its new row (*row* itself if nothing is to be stored) and its new results; the
-        messages for other nodes go to *outputs*, the PACT footprints are sent (*pending*), and
-        a result no record can hold goes to the DLQ (:func:`unwritable`)."""
+        messages for other nodes go to *outputs*, the results are sent (*pending*; a new PACT
+        footprint just after its predecessor again, ``Deprecated``), and a result no record can
+        hold goes to the DLQ (:func:`unwritable`)."""
         step = product_step_many(row.state if row else None, [m for _, m in items])
         bom_doc = row.bom if row else None
         for (event, message), outcome in zip(items, step.each, strict=True):
