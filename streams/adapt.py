@@ -262,11 +262,12 @@ def _missing(result: RollupResult, bom: BillOfMaterials) -> tuple[MissingCompone
     incomplete = {_index(item.path) for item in result.lineage if item.status is Status.INCOMPLETE}
     missing: list[MissingComponent] = []
     for index, line in enumerate(lines):
-        if _refs(line) & gone:
+        refs = _refs(line)
+        if refs & gone:
             reason = "no_footprint" if line.product_id else "no_factor"
             detail = "no supplier footprint and no usable background factor"
             missing.append(_gap(index, line, reason, detail))
-        elif _refs(line) & blocked:
+        elif refs & blocked:
             detail = "its input has no usable roll-up (an error, a cycle or a blocked input)"
             missing.append(_gap(index, line, "other", detail))
         elif index in incomplete:
