@@ -19,10 +19,10 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
+from contracts.keyfiles import key_id_of
 
 __all__ = [
     "OUTBOUND_CONTENT_TYPE",
@@ -43,15 +43,6 @@ SEAL_SUITE = "HPKE-base/DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _INFO_TYPE = "application/vnd.pcfx.seal-context+json;v=1"
 _VERSION = 1
-
-
-def _raw(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def key_id_of(public_key: Ed25519PublicKey) -> str:
-    """``ed25519:`` + the first 16 bytes (hex) of SHA-256 over the raw public key."""
-    return "ed25519:" + hashlib.sha256(_raw(public_key)).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

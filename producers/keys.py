@@ -15,19 +15,25 @@ supplier key lets anyone forge that supplier's footprints.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from contracts.errors import KeyStoreError, TrustError
+from contracts.keyfiles import (
+    PASSPHRASE_ENV,
+    key_id_of,
+    load_ed25519_public_key,
+    private_key_pem,
+    public_key_pem,
+    raw_public_key,
+    read_ed25519_private_key,
+    write_key_file,
+)
 
 __all__ = [
     "DEFAULT_OPERATOR_ID",
@@ -48,7 +54,6 @@ __all__ = [
     "read_passphrase",
 ]
 
-PASSPHRASE_ENV: Final = "PCFX_KEY_PASSPHRASE"
 DEFAULT_OPERATOR_ID: Final = "operator"
 _HEADER_PREFIX: Final = "pcfx-key-"
 
@@ -100,21 +105,6 @@ class Signer:
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self.private_key.public_key()
-
-
-def key_id_of(public_key: Ed25519PublicKey) -> str:
-    return hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]
-
-
-def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes (RFC 8032) that a ``SupplierKey`` record carries."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def default_key_dir() -> Path:
@@ -187,23 +177,10 @@ def new_key_pair(
     stem = f"{_safe_name(owner)}.{key_id}"
     private_path = out_dir / f"{stem}.key.pem"
     public_path = out_dir / f"{stem}.pub.pem"
-    if not overwrite and private_path.exists():
-        raise KeyStoreError(f"'{private_path}' exists already; refusing to overwrite a key")
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
     header = _header(owner, role, key_id)
-    # Create with 0600 from the start: never a moment when the key is world-readable.
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(header + pem)
-    os.chmod(private_path, 0o600)
-    public_path.write_bytes(header + public_key_pem(public))
+    write_key_file(private_path, header + private_key_pem(private, passphrase), private=True,
+                   overwrite=overwrite)  # fmt: skip
+    write_key_file(public_path, header + public_key_pem(public), private=False, overwrite=True)
     return KeyPairFiles(owner, key_id, private_path, public_path, role)
 
 
@@ -243,56 +220,12 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
 
 
 def _load_private(path: Path, passphrase: bytes | None) -> tuple[Ed25519PrivateKey, KeyInfo]:
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyStoreError(
-            f"private key file '{path}' does not exist",
-            hint="Create one with 'pcfx keys new --supplier ID'.",
-        ) from None
-    except OSError as exc:
-        raise KeyStoreError(f"cannot read private key file '{path}': {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyStoreError(
-            f"private key file '{path}' is readable by others (mode {stat.S_IMODE(mode):o}, "
-            "expected 600)",
-            hint=f"Run: chmod 600 '{path}'",
-        )
-    try:
-        key = serialization.load_pem_private_key(data, password=passphrase or None)
-    except TypeError:
-        if passphrase:
-            raise KeyStoreError(
-                f"private key file '{path}' is not encrypted but a passphrase was given",
-                hint=f"Unset {PASSPHRASE_ENV} or drop --passphrase-file for this key.",
-            ) from None
-        raise KeyStoreError(
-            f"private key file '{path}' is encrypted and no passphrase was given",
-            hint=f"Pass --passphrase-file or set {PASSPHRASE_ENV}.",
-        ) from None
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        reason = "wrong passphrase" if passphrase else "not a PEM private key"
-        raise KeyStoreError(f"cannot load private key '{path}': {reason} ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyStoreError(
-            f"private key '{path}' must be Ed25519 (got {type(key).__name__.removeprefix('_')})"
-        )
+    key, data = read_ed25519_private_key(path, passphrase)
     return key, _parse_header(data)
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except FileNotFoundError:
-        raise KeyStoreError(f"public key file '{path}' does not exist") from None
-    except OSError as exc:
-        raise KeyStoreError(f"cannot read public key file '{path}': {exc.strerror}") from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyStoreError(f"'{path}' is not a PEM public key ({exc})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyStoreError(f"public key '{path}' must be Ed25519 (got {type(key).__name__})")
-    return key
+    return load_ed25519_public_key(path)
 
 
 def load_signer(

@@ -1,7 +1,8 @@
 """Key files for the gateway (Ed25519 signing key) and its recipients (X25519 keys), PEM.
 
-Private keys are written 0600 (PKCS#8, optionally passphrase-encrypted), public keys 0644
-(SubjectPublicKeyInfo). The policy names a recipient key as ``x25519:<base64 raw key>``.
+Written and loaded by :mod:`contracts.keyfiles` (private keys 0600 and refused when others can
+read them, PKCS#8, optionally passphrase-encrypted; public keys 0644, SubjectPublicKeyInfo).
+The policy names a recipient key as ``x25519:<base64 raw key>``.
 """
 
 from __future__ import annotations
@@ -9,25 +10,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-    load_pem_private_key,
-    load_pem_public_key,
-)
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from contracts.errors import KeyStoreError
-from gateway._sealing import GatewayKey, key_id_of
+from contracts.keyfiles import (
+    key_id_of,
+    load_ed25519_private_key,
+    load_ed25519_public_key,
+    load_x25519_private_key,
+    private_key_pem,
+    public_key_pem,
+    raw_public_key,
+    write_key_file,
+)
+from gateway._sealing import GatewayKey
 
 __all__ = [
     "derive_secret",
@@ -43,24 +45,6 @@ __all__ = [
 ]
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    if path.exists():
-        raise KeyStoreError(f"{path} exists; refusing to overwrite a key file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
-def _private_pem(key: Ed25519PrivateKey | X25519PrivateKey, passphrase: bytes | None) -> bytes:
-    encryption = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
-    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
-
-
-def _public_pem(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-
-
 def public_path_for(private: Path) -> Path:
     """``gateway.pem`` -> ``gateway.pub.pem``."""
     name = private.name[:-4] if private.name.endswith(".pem") else private.name
@@ -71,8 +55,8 @@ def write_gateway_key(path: Path, *, passphrase: bytes | None = None) -> tuple[s
     """New Ed25519 signing key at *path* (0600) and its public key beside it; returns key id."""
     key = Ed25519PrivateKey.generate()
     public = public_path_for(path)
-    _write(path, _private_pem(key, passphrase), 0o600)
-    _write(public, _public_pem(key.public_key()), 0o644)
+    write_key_file(path, private_key_pem(key, passphrase), private=True)
+    write_key_file(public, public_key_pem(key.public_key()), private=False)
     return key_id_of(key.public_key()), public
 
 
@@ -80,14 +64,14 @@ def write_recipient_key(path: Path, *, passphrase: bytes | None = None) -> tuple
     """New X25519 key for a recipient at *path* (0600) + public key; returns ``x25519:...``."""
     key = X25519PrivateKey.generate()
     public = public_path_for(path)
-    _write(path, _private_pem(key, passphrase), 0o600)
-    _write(public, _public_pem(key.public_key()), 0o644)
+    write_key_file(path, private_key_pem(key, passphrase), private=True)
+    write_key_file(public, public_key_pem(key.public_key()), private=False)
     return policy_key_text(key.public_key()), public
 
 
 def policy_key_text(key: X25519PublicKey) -> str:
     """How the policy names a recipient key: ``x25519:`` + base64 of the 32 raw bytes."""
-    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raw = raw_public_key(key)
     return "x25519:" + base64.b64encode(raw).decode()
 
 
@@ -98,49 +82,22 @@ def _read(path: Path) -> bytes:
         raise KeyStoreError(f"cannot read key file {path}: {exc}") from exc
 
 
-def _load_private(path: Path, passphrase: bytes | None) -> object:
-    try:
-        return load_pem_private_key(_read(path), password=passphrase)
-    except (ValueError, TypeError) as exc:
-        raise KeyStoreError(
-            f"{path} is not a readable PEM private key (wrong passphrase?): {exc}"
-        ) from exc
-
-
 def load_gateway_key(path: Path, *, passphrase: bytes | None = None) -> GatewayKey:
-    key = _load_private(path, passphrase)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyStoreError(f"{path} holds a {type(key).__name__}, not an Ed25519 signing key")
-    return GatewayKey.from_private_key(key)
+    return GatewayKey.from_private_key(load_ed25519_private_key(path, passphrase))
 
 
 def load_gateway_public_key(path: Path) -> Ed25519PublicKey:
-    data = _read(path)
-    try:
-        key = load_pem_public_key(data)
-    except ValueError:
-        try:  # a private key file also gives its public half
-            private = load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise KeyStoreError(f"{path} is not a PEM Ed25519 public key: {exc}") from exc
-        if not isinstance(private, Ed25519PrivateKey):
-            raise KeyStoreError(f"{path} is not an Ed25519 key") from None
-        return private.public_key()
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyStoreError(f"{path} holds a {type(key).__name__}, not an Ed25519 public key")
-    return key
+    """The gateway's public key from its public key file (or its private key file)."""
+    return load_ed25519_public_key(path)
 
 
 def load_recipient_private_key(path: Path, *, passphrase: bytes | None = None) -> X25519PrivateKey:
-    key = _load_private(path, passphrase)
-    if not isinstance(key, X25519PrivateKey):
-        raise KeyStoreError(f"{path} holds a {type(key).__name__}, not an X25519 private key")
-    return key
+    return load_x25519_private_key(path, passphrase)
 
 
 def write_secret(path: Path) -> None:
     """32 random bytes (hex) for pseudonyms and PI counters, 0600."""
-    _write(path, secrets.token_hex(32).encode() + b"\n", 0o600)
+    write_key_file(path, secrets.token_hex(32).encode() + b"\n", private=True)
 
 
 def load_secret(path: Path) -> bytes:

@@ -431,13 +431,26 @@ def test_key_files_round_trip(tmp_path: Path) -> None:
     text, _ = write_recipient_key(tmp_path / "r.pem")
     assert text.startswith("x25519:")
     load_recipient_private_key(tmp_path / "r.pem")
-    with pytest.raises(KeyStoreError, match="not an X25519"):
+    with pytest.raises(KeyStoreError, match="must be X25519"):
         load_recipient_private_key(tmp_path / "gw.pem", passphrase=b"pw")
     with pytest.raises(KeyStoreError, match="refusing to overwrite"):
         write_gateway_key(tmp_path / "gw.pem")
     with pytest.raises(KeyStoreError, match="wrong passphrase"):
         load_gateway_key(tmp_path / "gw.pem", passphrase=b"nope")
     assert isinstance(GatewayKey.generate(), GatewayKey)
+
+
+def test_a_world_readable_gateway_key_is_refused(tmp_path: Path) -> None:
+    """The gateway signs releases and checkpoints: its key file is held as a supplier's is."""
+    write_gateway_key(tmp_path / "gw.pem")
+    (tmp_path / "gw.pem").chmod(0o644)
+    with pytest.raises(KeyStoreError, match="readable by others") as caught:
+        load_gateway_key(tmp_path / "gw.pem")
+    assert caught.value.hint == f"Run: chmod 600 '{tmp_path / 'gw.pem'}'"
+    write_recipient_key(tmp_path / "r2.pem")
+    (tmp_path / "r2.pem").chmod(0o640)
+    with pytest.raises(KeyStoreError, match="readable by others"):
+        load_recipient_private_key(tmp_path / "r2.pem")
 
 
 def test_runtime_public_api_is_pinned() -> None:

@@ -18,7 +18,7 @@ def test_new_key_pair_is_0600_and_round_trips(tmp_path: Path) -> None:
     private = load_private_key(files.private_key)
     public = load_public_key(files.public_key)
     assert key_id_of(public) == files.key_id == key_id_of(private.public_key())
-    assert len(files.key_id) == 16
+    assert len(files.key_id) == 32
     assert ":" not in files.private_key.name, "owner ids are made safe for file names"
 
 

@@ -1,0 +1,45 @@
+"""One key-file loader and one key-id format (ARCHITECTURE decision 14), whoever holds the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from contracts.errors import KeyStoreError
+from contracts.keyfiles import (
+    key_id_of,
+    load_ed25519_private_key,
+    private_key_pem,
+    write_key_file,
+)
+from gateway import GatewayKey
+from producers.keys import Signer
+
+
+def test_one_key_id_format_for_suppliers_and_the_gateway() -> None:
+    key = Ed25519PrivateKey.generate()
+    supplier = Signer.from_private_key(key, "urn:pact:company:customcode:vendor-assigned:x")
+    gateway = GatewayKey.from_private_key(key)
+    assert supplier.key_id == gateway.key_id == key_id_of(key.public_key())
+    assert len(supplier.key_id) == 32 and int(supplier.key_id, 16) >= 0
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_private_key_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "k.pem"
+    write_key_file(path, private_key_pem(Ed25519PrivateKey.generate()), private=True)
+    assert path.stat().st_mode & 0o777 == 0o600
+    load_ed25519_private_key(path)
+    path.chmod(mode)
+    with pytest.raises(KeyStoreError, match=f"readable by others \\(mode {mode:o}"):
+        load_ed25519_private_key(path)
+
+
+def test_a_key_file_is_never_overwritten_silently(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    write_key_file(path, b"one", private=True)
+    with pytest.raises(KeyStoreError, match="refusing to overwrite"):
+        write_key_file(path, b"two", private=True)
+    assert path.read_bytes() == b"one"
