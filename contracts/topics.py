@@ -1,0 +1,350 @@
+"""Every topic of the exchange in one table: name, key, value, configs, and who may use it.
+
+=========================  ==========================  ====================================  ====
+topic                      key                         value (Confluent-framed Avro)          time
+=========================  ==========================  ====================================  ====
+``pcf.declared``           product id                  ``SignedFootprint``                    LAT
+``pcf.bom``                product id                  ``SignedBillOfMaterials``              LAT
+``pcf.factors``            factor id                   ``SignedEmissionFactor``               LAT
+``pcf.keys``               ``owner/keyId``             ``SignedSupplierKey``                  LAT
+``pcf.rollup``             (packs per partition)       streams codec JSON (internal)
+``pcf.products``           product id                  ``RolledUpFootprint``
+``pcf.rejected``           the input's key             ``Rejection``
+``pcf.approvals``          approval id                 ``gateway.ApprovalEvent``
+``pcf.audit``              log id                      ``gateway.AuditLogEntry``
+``pcf.audit.checkpoints``  log id                      ``gateway.AuditLogCheckpoint``
+``pcf.gateway.counters``   ``year|metric|individual``  ``gateway.PiCounterEntry``
+``pcf.outbound.<id>``      pseudonym of the product    ``gateway.SealedMessage``
+``pcf._schemas``           subject/version             the schema registry's own records
+=========================  ==========================  ====================================  ====
+
+(LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
+the broker appended it, never one its producer chose; key validity is judged on it.) Every
+deployment may put a prefix before every name (``PCFX_TOPIC_PREFIX``; tests use a fresh one)
+except the schemas topic, which all prefixes share.
+
+What a topic must be is checked where it is used: :func:`ensure_topics` creates the missing ones
+with their configs and then refuses to go on (an :class:`~contracts.errors.InfrastructureError`
+naming the topic, the config, what it must be and what it is, with the command that fixes it)
+when an existing one differs in a config the table fixes, such as the audit log's infinite
+retention or the input topics' broker clock. ``access`` says which role may read (R), write (W)
+or create (C) the topic: the broker's ACLs are made from it (``pcfx tenants``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from contracts.errors import InfrastructureError
+
+__all__ = [
+    "APPEND_TIME",
+    "FOREVER",
+    "SCHEMAS",
+    "TOPICS",
+    "Topic",
+    "TopicNames",
+    "ensure_topics",
+    "topic_problems",
+]
+
+APPEND_TIME: Final[Mapping[str, str]] = MappingProxyType(
+    {"message.timestamp.type": "LogAppendTime"}
+)
+"""The broker's clock: a record's timestamp is when the broker appended it."""
+FOREVER: Final[Mapping[str, str]] = MappingProxyType(
+    {"retention.ms": "-1", "retention.bytes": "-1"}
+)
+"""Kept for ever: evidence (audit, approvals) and the registrations everything else trusts."""
+COMPACTED: Final[Mapping[str, str]] = MappingProxyType({"cleanup.policy": "compact"})
+
+ROLES: Final = (
+    "supplier",
+    "manufacturer",
+    "recipient",
+    "streams",
+    "gateway",
+    "api",
+    "operator",
+    "officer",
+)
+"""Who uses the exchange's Kafka (one principal each, ``pcfx tenants``)."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One row of the table."""
+
+    name: str
+    """Without the deployment prefix; a *family* (``pcf.outbound.``) ends with its separator."""
+    key: str
+    value: str
+    """Full Avro name of the value record (``io.pcfexchange.…``), or what else it holds."""
+    doc: str
+    configs: Mapping[str, str] = field(default_factory=dict)
+    """Set at creation and checked at start-up (:func:`ensure_topics`)."""
+    access: Mapping[str, str] = field(default_factory=dict)
+    """role -> the operations it is granted: ``R`` read, ``W`` write, ``C`` create."""
+    prefixed: bool = True
+    """False for the one topic every deployment prefix shares (the schemas topic)."""
+
+    @property
+    def family(self) -> bool:
+        return self.name.endswith(".")
+
+    def full_name(self, prefix: str = "", member: str = "") -> str:
+        """The topic's name in a deployment (*prefix*), for a *member* of a family."""
+        if self.family != bool(member):
+            raise ValueError(
+                f"topic {self.name!r} {'needs' if self.family else 'takes no'} member name"
+            )
+        return f"{prefix if self.prefixed else ''}{self.name}{member}"
+
+
+_ALL_READ: Final = dict.fromkeys(ROLES, "R")
+
+_TABLE: Final = (
+    Topic(
+        "pcf.declared", "product id", "io.pcfexchange.SignedFootprint",
+        "suppliers' signed component footprints",
+        APPEND_TIME, {"supplier": "W", "manufacturer": "W", "streams": "R"},
+    ),
+    Topic(
+        "pcf.bom", "product id", "io.pcfexchange.SignedBillOfMaterials",
+        "manufacturers' signed bills of materials",
+        APPEND_TIME, {"supplier": "W", "manufacturer": "W", "streams": "R"},
+    ),
+    Topic(
+        "pcf.factors", "factor id", "io.pcfexchange.SignedEmissionFactor",
+        "the operator's signed background emission factors",
+        {**APPEND_TIME, **FOREVER}, {"operator": "RWC", "streams": "R"},
+    ),
+    Topic(
+        "pcf.keys", "owner/keyId", "io.pcfexchange.SignedSupplierKey",
+        "the operator's signed key registrations (role, namespaces, validity, revocation)",
+        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWC"},
+    ),
+    Topic(
+        "pcf.rollup", "none (a pack of messages per partition)", "streams codec JSON",
+        "the roll-up's messages between nodes (internal to the streams)",
+        {}, {"streams": "RWC"},
+    ),
+    Topic(
+        "pcf.products", "product id", "io.pcfexchange.RolledUpFootprint",
+        "rolled-up PCFs with lineage, signed by the streams' service key",
+        {}, {"streams": "RWC", "gateway": "R"},
+    ),
+    Topic(
+        "pcf.rejected", "the refused input's key", "io.pcfexchange.Rejection",
+        "the dead-letter topic: every refused record with its reason",
+        {}, {"streams": "WC", "gateway": "W", "operator": "R"},
+    ),
+    Topic(
+        "pcf.approvals", "approval id", "io.pcfexchange.gateway.ApprovalEvent",
+        "held transfers' requests and officers' signed decisions",
+        FOREVER, {"gateway": "RWC", "officer": "RW"},
+    ),
+    Topic(
+        "pcf.audit", "log id", "io.pcfexchange.gateway.AuditLogEntry",
+        "the gateway's hash-chained audit log (one chain per input partition)",
+        FOREVER, {"gateway": "RWC", "api": "RW", "officer": "R"},
+    ),
+    Topic(
+        "pcf.audit.checkpoints", "log id", "io.pcfexchange.gateway.AuditLogCheckpoint",
+        "signed RFC 6962 checkpoints of the audit chains",
+        FOREVER, {"gateway": "RWC", "api": "R", "officer": "R"},
+    ),
+    Topic(
+        "pcf.gateway.counters", "year|metric|individual", "io.pcfexchange.gateway.PiCounterEntry",
+        "personal-information counters per year (cross-border thresholds)",
+        COMPACTED, {"gateway": "RWC"},
+    ),
+    Topic(
+        "pcf.outbound.", "pseudonym of the product id", "io.pcfexchange.gateway.SealedMessage",
+        "what the gateway released to one recipient: signed, encrypted to its key",
+        {}, {},
+    ),
+    Topic(
+        "pcf._schemas", "subject/version", "schema registry records",
+        "the schema registry (Confluent-compatible ids)",
+        {}, {**_ALL_READ, "operator": "RWC"}, prefixed=False,
+    ),
+)  # fmt: skip
+
+TOPICS: Final[Mapping[str, Topic]] = MappingProxyType({t.name: t for t in _TABLE})
+"""Every topic by its (unprefixed) name."""
+SCHEMAS: Final = TOPICS["pcf._schemas"]
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The table's names in one deployment (``prefix`` before every name but the schemas')."""
+
+    prefix: str = ""
+
+    def of(self, name: str, member: str = "") -> str:
+        return TOPICS[name].full_name(self.prefix, member)
+
+    @property
+    def declared(self) -> str:
+        return self.of("pcf.declared")
+
+    @property
+    def bom(self) -> str:
+        return self.of("pcf.bom")
+
+    @property
+    def factors(self) -> str:
+        return self.of("pcf.factors")
+
+    @property
+    def keys(self) -> str:
+        return self.of("pcf.keys")
+
+    @property
+    def rollup(self) -> str:
+        return self.of("pcf.rollup")
+
+    @property
+    def products(self) -> str:
+        return self.of("pcf.products")
+
+    @property
+    def rejected(self) -> str:
+        return self.of("pcf.rejected")
+
+    @property
+    def approvals(self) -> str:
+        return self.of("pcf.approvals")
+
+    @property
+    def audit(self) -> str:
+        return self.of("pcf.audit")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.of("pcf.audit.checkpoints")
+
+    @property
+    def counters(self) -> str:
+        return self.of("pcf.gateway.counters")
+
+    def outbound(self, recipient_id: str) -> str:
+        """``pcf.outbound.<recipient id>``; the id must be a legal topic-name fragment."""
+        if not _legal_fragment(recipient_id):
+            raise ValueError(
+                f"recipient id '{recipient_id}' cannot name a Kafka topic"
+                " (letters, digits, '.', '_', '-' only)"
+            )
+        return self.of("pcf.outbound.", recipient_id)
+
+
+def _legal_fragment(text: str) -> bool:
+    return 0 < len(text) <= 200 and all(c.isascii() and (c.isalnum() or c in "._-") for c in text)
+
+
+# --- creating and checking topics on a cluster ------------------------------------------------
+
+
+def topic_problems(name: str, spec: Topic, found: Mapping[str, str]) -> list[str]:
+    """What differs between the configs *spec* fixes and those a topic has (*found*)."""
+    return [
+        f"topic '{name}' must have {key}={want} (it has {key}={found.get(key, 'unset')})"
+        for key, want in spec.configs.items()
+        if found.get(key) != want
+    ]
+
+
+def ensure_topics(
+    admin_config: Mapping[str, Any],
+    wanted: Sequence[tuple[str, Topic, int]],
+    *,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics of *wanted* — (full name, table row, partitions) — that do not exist,
+    with their rows' configs; then check every one of them has those configs.
+
+    Returns the names created. Raises :class:`~contracts.errors.InfrastructureError` listing
+    every topic whose configs differ from the table's (an existing topic made by hand or by an
+    older version), with the command that fixes each; and when the cluster cannot be reached.
+    *admin_config* is the librdkafka configuration of the admin client (bootstrap servers and
+    security settings).
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ConfigResource,
+        NewTopic,
+        ResourceType,
+    )
+
+    bootstrap = admin_config.get("bootstrap.servers", "?")
+    admin = AdminClient(dict(admin_config))
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise InfrastructureError(
+            f"cannot list the topics at {bootstrap}: {exc}",
+            hint="Check KAFKA_BOOTSTRAP_SERVERS and the client's security settings.",
+        ) from exc
+    missing = [
+        NewTopic(name, num_partitions=n, replication_factor=-1, config=dict(spec.configs))
+        for name, spec, n in wanted
+        if name not in existing
+    ]
+    created: list[str] = []
+    if missing:
+        for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # another process was quicker: checked below like any other
+                raise InfrastructureError(f"cannot create topic '{name}': {exc}") from exc
+    checked = [(name, spec) for name, spec, _ in wanted if spec.configs]
+    problems: list[str] = []
+    fixes: list[str] = []
+    if checked:
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name, _ in checked]
+        found = _describe(admin, resources, timeout_s)
+        for name, spec in checked:
+            wrong = topic_problems(name, spec, found.get(name, {}))
+            problems.extend(wrong)
+            if wrong:
+                fixes.append(_fix_command(bootstrap, name, spec))
+    if problems:
+        raise InfrastructureError(
+            "; ".join(problems),
+            hint="Fix the topics (or let this create them on a new cluster): " + " && ".join(fixes),
+        )
+    return created
+
+
+def _describe(admin: Any, resources: list[Any], timeout_s: float) -> dict[str, dict[str, str]]:
+    """Each topic's configs; retried while a just-created topic is not described yet."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return {
+                resource.name: {k: str(v.value) for k, v in future.result(timeout_s).items()}
+                for resource, future in admin.describe_configs(resources).items()
+            }
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"cannot read the topics' configs: {exc}") from exc
+            time.sleep(0.2)
+
+
+def _fix_command(bootstrap: str, name: str, spec: Topic) -> str:
+    settings = ",".join(f"{k}={v}" for k, v in spec.configs.items())
+    return (
+        f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics"
+        f" --entity-name {name} --add-config {settings}"
+    )
