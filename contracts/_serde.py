@@ -20,6 +20,7 @@ from fastavro._read_common import SchemaResolutionError
 from fastavro._schema_common import SchemaParseException
 from pydantic import BaseModel
 
+from contracts import topics as topic_table
 from contracts._envelope import (
     SignedBillOfMaterials,
     SignedEmissionFactor,
@@ -87,17 +88,12 @@ WIRE_MODELS: Final[tuple[type[BaseModel], ...]] = (
 )
 """Every record type that may be a topic value (one Avro record type per topic)."""
 
-TOPICS: Final[Mapping[str, type[BaseModel]]] = {
-    "pcf.declared": SignedFootprint,
-    "pcf.bom": SignedBillOfMaterials,
-    "pcf.factors": SignedEmissionFactor,
-    "pcf.keys": SignedSupplierKey,
-    "pcf.products": RolledUpFootprint,
-    "pcf.rejected": Rejection,
-}
-"""Value type of each topic of ARCHITECTURE.md's data flow."""
-
 _BY_NAME: Final[dict[str, type[BaseModel]]] = {f"{NAMESPACE}.{m.__name__}": m for m in WIRE_MODELS}
+
+TOPICS: Final[Mapping[str, type[BaseModel]]] = {
+    t.name: _BY_NAME[t.value] for t in topic_table.TOPICS.values() if t.value in _BY_NAME
+}
+"""Value type of each topic whose value is a contracts record (from :mod:`contracts.topics`)."""
 _HEADER: Final = struct.Struct(">bI")
 
 

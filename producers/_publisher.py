@@ -51,6 +51,7 @@ from contracts import (
 )
 from contracts.canonical import canonical_json
 from contracts.errors import PcfError, SerdeError, UnknownSchemaError
+from contracts.topics import TopicNames
 from producers._avro import WireEncoder
 from producers._input import Item, Record
 from producers._keydir import KeyDirectory, KeyStatus
@@ -67,14 +68,23 @@ DEFAULT_BATCH_SIZE: Final = 64
 the signature 37 µs per batch instead of per record."""
 
 
+_NAMES: Final = TopicNames()
+
+
 @dataclass(frozen=True)
 class Topics:
-    """Topic names (the defaults are ARCHITECTURE.md's; tests use fresh ones)."""
+    """Topic names (the defaults are :mod:`contracts.topics`'; tests use fresh ones)."""
 
-    declared: str = "pcf.declared"
-    bom: str = "pcf.bom"
-    factors: str = "pcf.factors"
-    keys: str = "pcf.keys"
+    declared: str = _NAMES.declared
+    bom: str = _NAMES.bom
+    factors: str = _NAMES.factors
+    keys: str = _NAMES.keys
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> Topics:
+        """The table's names under a deployment *prefix* (``PCFX_TOPIC_PREFIX``)."""
+        names = TopicNames(prefix)
+        return cls(names.declared, names.bom, names.factors, names.keys)
 
     def for_record(self, record: Record) -> str:
         if isinstance(record, ProductFootprint):

@@ -557,8 +557,7 @@ def _publish(
     operator_public_key: Path | None,
     topic_prefix: str = "",
 ) -> None:
-    defaults = Topics()
-    topics = Topics(**{name: topic_prefix + value for name, value in defaults.__dict__.items()})
+    topics = Topics.prefixed(topic_prefix)
     if keys_topic is not None:
         keys_topic = topic_prefix + keys_topic
     if topic is not None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from contracts.errors import InfrastructureError
 from contracts.topics import TOPICS, TopicNames, ensure_topics
@@ -38,7 +43,7 @@ def test_ensure_creates_with_the_configs_and_refuses_a_topic_that_differs(
     kafka_bootstrap: str,
 ) -> None:
     names = TopicNames(f"tt-{uuid.uuid4().hex[:8]}.")
-    config = {"bootstrap.servers": kafka_bootstrap}
+    config: dict[str, str | int | float | bool] = {"bootstrap.servers": kafka_bootstrap}
     wanted = [(names.declared, TOPICS["pcf.declared"], 2), (names.audit, TOPICS["pcf.audit"], 1)]
     assert sorted(ensure_topics(config, wanted)) == sorted([names.declared, names.audit])
     admin = AdminClient(config)
