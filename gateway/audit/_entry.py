@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts._merkle import CompactRange, hash_leaf
 from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
 from gateway._sealing import GatewayKey
-from gateway.audit._merkle import CompactRange, hash_leaf
 
 __all__ = [
     "CHECKPOINT_TYPE",
