@@ -8,7 +8,9 @@ from gateway.audit._entry import (
     CHECKPOINT_TYPE,
     ENTRY_TYPE,
     GENESIS_HASH,
+    SEAL_TYPE,
     AuditEntry,
+    BatchSeal,
     ChainHead,
     Checkpoint,
     EntryKind,
@@ -16,6 +18,7 @@ from gateway.audit._entry import (
     chain_new_entry,
     format_time,
     make_checkpoint,
+    seal_entry,
 )
 from gateway.audit._store import AuditStore, InMemoryAuditStore, JsonLinesAuditStore
 from gateway.audit._verify import (
@@ -36,9 +39,11 @@ __all__ = [
     "CHECKPOINT_TYPE",
     "ENTRY_TYPE",
     "GENESIS_HASH",
+    "SEAL_TYPE",
     "AuditEntry",
     "AuditStore",
     "AuditVerification",
+    "BatchSeal",
     "ChainHead",
     "Checkpoint",
     "EntryKind",
@@ -55,6 +60,7 @@ __all__ = [
     "make_checkpoint",
     "prove_consistency",
     "prove_inclusion",
+    "seal_entry",
     "verify_audit_log",
     "verify_checkpoint_consistency",
     "verify_inclusion_proof",

@@ -603,6 +603,7 @@ class GatewayRunner:
             timeout_s=s.transaction_timeout_s,
             fault=self.fault,
             overrides=s.producer_overrides,
+            signer=self.secrets.signer,
         )
         # fence any older writer of this chain (its open transaction is finished first) ...
         sink.open()

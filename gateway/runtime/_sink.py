@@ -5,7 +5,8 @@ chain (``log_id``). :meth:`KafkaTransferSink.commit` runs, in this order:
 
 1. ``begin_transaction``;
 2. produce the outbound messages (``pcf.outbound.<recipient>``);
-3. produce their audit entries (``pcf.audit``, key = log id, one partition per chain);
+3. produce their audit entries (``pcf.audit``, key = log id, one partition per chain), the
+   last one carrying the writer's batch seal (``gateway.audit.BatchSeal``) when it has a signer;
 4. produce the checkpoints (``pcf.audit.checkpoints``) and any other records of the unit
    (approval events, PI counter entries, rejections);
 5. ``send_offsets_to_transaction``: the consumed input offsets, with the group's metadata;
@@ -26,8 +27,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from contracts.errors import BrokerError, TrustError
 from gateway._errors import AuditStoreError, CommitFailed
-from gateway._sealing import SealedMessage
-from gateway.audit import AuditEntry, Checkpoint
+from gateway._sealing import GatewayKey, SealedMessage
+from gateway.audit import AuditEntry, Checkpoint, seal_entry
 from gateway.runtime._avro import GatewaySerde
 from gateway.runtime._codec import (
     checkpoint_from_datum,
@@ -59,7 +60,9 @@ class KafkaTransferSink:
 
     ``transactional_id`` must be stable for the chain (the runtime uses group + input
     partition): opening a new sink with it fences any older producer (a zombie instance) and
-    aborts its open transaction before :meth:`open` returns.
+    aborts its open transaction before :meth:`open` returns. With a *signer* (the gateway key)
+    the last entry of every commit is sealed, so the writer's own tail can be told apart from
+    entries anyone else appends to ``pcf.audit``.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class KafkaTransferSink:
         timeout_s: float = 30.0,
         fault: Fault | None = None,
         overrides: Mapping[str, Any] | None = None,
+        signer: GatewayKey | None = None,
     ) -> None:
         self.topics = topics
+        self.signer = signer
         self.serde = serde
         self.log_id = log_id
         self.audit_partition = audit_partition
@@ -156,8 +161,14 @@ class KafkaTransferSink:
                 )
             if fault is not None:
                 fault("after_outbound")
-            # (3) their audit entries, in chain order, on the chain's one partition
+            # (3) their audit entries, in chain order, on the chain's one partition; the last
+            # one sealed by the writer
             audit = topics.audit
+            if entries and self.signer is not None:
+                entries = [
+                    *entries[:-1],
+                    seal_entry(entries[-1], log_id=self.log_id, signer=self.signer),
+                ]
             for entry in entries:
                 value = self.serde.encode_entry(audit, entry, self.log_id)
                 self._produce(audit, value, self._key, self.audit_partition)
