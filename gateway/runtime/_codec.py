@@ -27,8 +27,8 @@ __all__ = [
     "entry_to_datum",
     "requested_event",
     "resolved_event",
-    "sealed_from_datum",
     "seal_to_datum",
+    "sealed_from_datum",
     "sealed_to_datum",
 ]
 
