@@ -20,6 +20,13 @@ from gateway.audit._entry import (
     make_checkpoint,
     seal_entry,
 )
+from gateway.audit._resume import (
+    AuditResumeRefused,
+    RefusalReason,
+    ResumeCheck,
+    check_resume,
+    resume_chain,
+)
 from gateway.audit._store import AuditStore, InMemoryAuditStore, JsonLinesAuditStore
 from gateway.audit._verify import (
     AuditVerification,
@@ -41,6 +48,7 @@ __all__ = [
     "GENESIS_HASH",
     "SEAL_TYPE",
     "AuditEntry",
+    "AuditResumeRefused",
     "AuditStore",
     "AuditVerification",
     "BatchSeal",
@@ -52,14 +60,18 @@ __all__ = [
     "InclusionProof",
     "JsonLinesAuditStore",
     "Problem",
+    "RefusalReason",
+    "ResumeCheck",
     "append_entry",
     "chain_new_entry",
     "check_audit_log",
     "check_inclusion",
+    "check_resume",
     "format_time",
     "make_checkpoint",
     "prove_consistency",
     "prove_inclusion",
+    "resume_chain",
     "seal_entry",
     "verify_audit_log",
     "verify_checkpoint_consistency",
