@@ -223,11 +223,13 @@ def read_audit_logs(
     log_ids: Sequence[str] | None = None,
     partitions: Sequence[int] | None = None,
     timeout_s: float = 120.0,
+    offsets: dict[str, list[int]] | None = None,
 ) -> tuple[dict[str, list[AuditEntry]], dict[str, list[Checkpoint]], list[str]]:
     """Every committed entry and checkpoint, per log id, in log order; plus unreadable records.
 
     A record that does not decode is not skipped silently: it is listed in the third value
     (``topic[partition]@offset: why``) and the caller decides (``audit verify`` fails on it).
+    When *offsets* is given it receives, per log id, the ``pcf.audit`` offset of each entry.
     """
     from gateway.runtime._kafka import partition_count
 
@@ -254,6 +256,8 @@ def read_audit_logs(
                         problems.append(f"{where}: entry of log '{log_id}' under key '{key}'")
                         continue
                     entries.setdefault(log_id, []).append(entry)
+                    if offsets is not None:
+                        offsets.setdefault(log_id, []).append(message.offset() or 0)
                 else:
                     cp = checkpoint_from_datum(datum)
                     if cp.log_id != key:
