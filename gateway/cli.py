@@ -553,14 +553,18 @@ def audit_verify(
 ) -> None:
     """Prove every chain and checkpoint; name the first entry altered, removed or reordered.
 
-    Exit codes: 0 intact; 1 not intact (an entry altered, removed, reordered or cut off, a
-    forged checkpoint or batch seal, entries no gateway signature vouches for, unreadable
-    records); with --trusted-checkpoint: 10 fork (the log disagrees with the pinned
-    checkpoint), 11 tail cut (entries the pinned checkpoint covers are gone), 12 rollback (the
-    log's newest checkpoint is older than the pinned one), 13 checkpoint missing (none left, or
-    not the pinned one); without a pin: 14 unsealed (entries but no checkpoint at all, unless
-    --allow-unsealed). The most severe applies (1 first, then 10..14); 3 broker unavailable,
-    4 input unreadable.
+    Exit codes (the most severe applies: 1 first, then 10 to 14):
+    0 intact;
+    1 not intact: an entry altered, removed, reordered or cut off, a forged
+    checkpoint or batch seal, entries no gateway signature vouches for,
+    unreadable records;
+    10 fork: the log disagrees with the pinned checkpoint at its size;
+    11 tail cut: entries the pinned checkpoint covers are gone;
+    12 rollback: the log's newest checkpoint is older than the pinned one;
+    13 checkpoint missing: none left in the log, or not the pinned one;
+    14 unsealed: no pin, and a log has entries but no checkpoint at all
+    (--allow-unsealed accepts that);
+    3 broker unavailable; 4 input unreadable.
     """
     keys = _keyring(gateway_pub)
     pins = _load_pins(trusted_checkpoint, keys)

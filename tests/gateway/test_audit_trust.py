@@ -581,3 +581,15 @@ def test_audit_topics_keep_their_evidence_forever(env: Env) -> None:
         other.runner(policy, subs).start()
     assert other.topics.checkpoints in caught.value.message
     assert "kafka-configs.sh" in caught.value.hint and "retention.ms=-1" in caught.value.hint
+
+
+def test_every_verify_exit_code_is_documented_in_the_help_and_the_readme() -> None:
+    from gateway.cli import VerifyExit
+
+    help_text = " ".join(invoke(cli, ["audit", "verify", "--help"]).stdout.split())
+    readme = (Path(__file__).resolve().parents[2] / "gateway" / "README.md").read_text()
+    for code in VerifyExit:
+        words = code.name.lower().replace("_", " ")
+        if code is not VerifyExit.OK:
+            assert f"{int(code)} {words}" in help_text, code
+            assert f"| {int(code)} | {code.name.lower()} |" in readme, code
