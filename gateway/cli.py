@@ -849,7 +849,7 @@ def audit_report(
     """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
     keys = _keyring(gateway_pub)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
-    results = _verify_all(entries, checkpoints, keys)
+    results = _verify_all(entries, checkpoints, keys, strict=True)
     out.write_text(
         render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
     )

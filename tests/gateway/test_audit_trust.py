@@ -179,14 +179,17 @@ def test_rewritten_or_truncated_history_under_a_checkpoint_is_refused(
 def test_verify_names_unvouched_entries_and_forged_seals(key: GatewayKey, ring: KeyRing) -> None:
     entries, head = _write(key, [2, 2])
     forged, _ = append_entry(head, _draft(7))
-    strict = {"log_id": LOG, "require_vouched": True}
-    assert check_audit_log(entries, [], ring, **strict).ok  # type: ignore[arg-type]
-    verdict = check_audit_log([*entries, forged], [], ring, offsets=[0, 1, 2, 3, 9], **strict)  # type: ignore[arg-type]
+
+    def strict(log: Sequence[AuditEntry], offsets: Sequence[int] | None = None) -> Any:
+        return check_audit_log(log, [], ring, log_id=LOG, require_vouched=True, offsets=offsets)
+
+    assert strict(entries).ok
+    verdict = strict([*entries, forged], [0, 1, 2, 3, 9])
     assert [f.problem for f in verdict.findings] == [Problem.UNVOUCHED]
     assert verdict.first_bad_entry == 4 and "(offset 9)" in verdict.findings[0].message
     assert check_audit_log([*entries, forged], [], ring).ok  # the lax form, as before
     sealed = seal_entry(forged, log_id=LOG, signer=GatewayKey.generate())
-    verdict = check_audit_log([*entries, sealed], [], ring, **strict)  # type: ignore[arg-type]
+    verdict = strict([*entries, sealed])
     assert {f.problem for f in verdict.findings} == {Problem.SEAL_INVALID, Problem.UNVOUCHED}
 
 
@@ -304,7 +307,7 @@ def _append_raw(env: Env, topic: str, key: str, value: bytes) -> int:
         key=key.encode(),
         value=value,
         partition=0,
-        on_delivery=lambda err, msg: offsets.append(msg.offset()),
+        on_delivery=lambda err, msg: offsets.append(msg.offset() or 0),
     )
     assert producer.flush(30) == 0
     return offsets[0]
