@@ -489,7 +489,10 @@ def _load_pins(values: Sequence[str], keys: KeyRing) -> list[Checkpoint]:
             for item in data:
                 collect(item, where)
         elif isinstance(data, dict) and "treeSize" in data:
-            pins.append(Checkpoint.from_json(data))
+            try:
+                pins.append(Checkpoint.from_json(data))
+            except TrustError as exc:
+                raise UnreadableInput(f"--trusted-checkpoint {where}: {exc.message}") from exc
         elif isinstance(data, dict) and "checkpoints" in data:
             collect(data["checkpoints"], where)
         elif isinstance(data, dict) and isinstance(data.get("logs"), dict):

@@ -596,3 +596,36 @@ def test_every_verify_exit_code_is_documented_in_the_help_and_the_readme() -> No
         if code is not VerifyExit.OK:
             assert f"{int(code)} {words}" in help_text, code
             assert f"| {int(code)} | {code.name.lower()} |" in readme, code
+
+
+def test_pins_on_an_exported_file_fork_untrusted_and_unreadable(
+    key: GatewayKey, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from gateway.runtime._export import write_export
+
+    pub = tmp_path / "gateway.pub.pem"
+    pub.write_bytes(key.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    entries, _ = _write(key, [2, 2])
+    export = tmp_path / "audit.jsonl"
+    write_export(export, {LOG: entries}, {LOG: [_checkpoint(key, entries)]})
+    verify = ["audit", "verify", "--gateway-pub", str(pub), "--file", str(export)]
+    assert invoke(cli, verify).exit_code == 0
+    # the auditor saw another history of the same size: a fork (inline JSON pin)
+    other, _ = _write(key, [4], recipient=EU)
+    result = invoke(
+        cli, [*verify, "--trusted-checkpoint", json.dumps(_checkpoint(key, other).to_json())]
+    )
+    assert result.exit_code == 10, result.output
+    assert f"log {LOG} forked" in result.stdout
+    # a pin the trusted keys did not sign is refused outright
+    foreign = _checkpoint(GatewayKey.generate(), entries)
+    result = invoke(cli, [*verify, "--trusted-checkpoint", json.dumps(foreign.to_json())])
+    assert result.exit_code == 1
+    assert "not signed by a trusted --gateway-pub key" in " ".join(result.output.split())
+    # a pin that is not a checkpoint
+    result = invoke(cli, [*verify, "--trusted-checkpoint", '{"treeSize": 4}'])
+    assert result.exit_code == 4, result.output
+    result = invoke(cli, [*verify, "--trusted-checkpoint", str(tmp_path / "missing.json")])
+    assert result.exit_code == 4, result.output
