@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,9 +27,11 @@ from gateway._errors import ApprovalStateError
 from gateway._pipeline import GatewaySecrets
 from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
 from gateway.audit import (
+    CHECKPOINT_TYPE,
     AuditEntry,
     AuditVerification,
     Checkpoint,
+    Problem,
     check_audit_log,
     check_inclusion,
     prove_inclusion,
@@ -64,7 +67,7 @@ keys_app = typer.Typer(
 )
 gateway_app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(
-    help="The audit log: verify, show, prove, export, report.", no_args_is_help=True
+    help="The audit log: verify, checkpoint, show, prove, export, report.", no_args_is_help=True
 )
 approvals_app = typer.Typer(
     help="Held transfers waiting for a compliance officer.", no_args_is_help=True
@@ -297,6 +300,14 @@ def run(
     audit_partitions: Annotated[
         int, typer.Option(min=1, help="Partitions of pcf.audit when created.")
     ] = 1,
+    trusted_gateway_pub: Annotated[
+        list[Path],
+        typer.Option(
+            "--trusted-gateway-pub",
+            help="An earlier gateway public key (PEM) whose checkpoints and batch seals a chain"
+            " may resume from, after a key rotation. Repeatable.",
+        ),
+    ] = [],  # noqa: B006 (typer reads the default)
     max_records: Annotated[int | None, typer.Option(help="Stop after N input records.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
     idle_seconds: Annotated[
@@ -343,6 +354,7 @@ def run(
             secrets=GatewaySecrets(signer=signer, pseudonym_secret=secret),
             registry=registry,
             registrar=kafka_registrar(servers),
+            trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
         ) as runner:
             stats = runner.run(
                 max_records=max_records,
@@ -350,10 +362,13 @@ def run(
                 idle_seconds=idle_seconds,
                 stop=stop,
             )
+            stopped = dict(runner.stopped)
     finally:
         registry.close()
+    for partition, error in sorted(stopped.items()):
+        err_console.print(f"FAIL: partition {partition} stopped: {error.message}", markup=False)
     if as_json:
-        print_json(stats.to_dict())
+        print_json({**stats.to_dict(), "stopped": {str(p): e.message for p, e in stopped.items()}})
     else:
         console.print(
             f"OK: {stats.records} records, {stats.decisions} decisions: {stats.sent} sent,"
@@ -361,6 +376,8 @@ def run(
             f" {stats.rejected} rejected; {stats.transactions} transactions"
             f" ({stats.aborted} aborted and retried), {stats.checkpoints} checkpoints"
         )
+    if stopped:
+        raise typer.Exit(int(ExitCode.REJECTED))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +385,10 @@ def run(
 
 
 def _audit_logs(
-    file: Path | None, topic_prefix: str, bootstrap: str | None
+    file: Path | None,
+    topic_prefix: str,
+    bootstrap: str | None,
+    offsets: dict[str, list[int]] | None = None,
 ) -> tuple[dict[str, list[AuditEntry]], dict[str, list[Checkpoint]], list[str], str]:
     if file is not None:
         entries, checkpoints, problems = read_export(file)
@@ -379,7 +399,9 @@ def _audit_logs(
     topics = Topics(topic_prefix)
     registry = _registry(servers)
     try:
-        entries, checkpoints, problems = read_audit_logs(servers, topics, GatewaySerde(registry))
+        entries, checkpoints, problems = read_audit_logs(
+            servers, topics, GatewaySerde(registry), offsets=offsets
+        )
     finally:
         registry.close()
     return entries, checkpoints, problems, f"{topics.audit} + {topics.checkpoints} at {servers}"
@@ -393,13 +415,113 @@ def _keyring(pubs: list[Path]) -> KeyRing:
     return KeyRing.of(*(load_gateway_public_key(p) for p in pubs))
 
 
-def _verify_all(
-    entries: dict[str, list[AuditEntry]], checkpoints: dict[str, list[Checkpoint]], keys: KeyRing
-) -> dict[str, AuditVerification]:
-    return {
-        log_id: check_audit_log(entries.get(log_id, []), checkpoints.get(log_id, []), keys)
-        for log_id in sorted(set(entries) | set(checkpoints))
+class VerifyExit(IntEnum):
+    """Exit codes of ``pcfx audit verify`` (the most severe finding decides; 1 comes first)."""
+
+    OK = 0
+    NOT_INTACT = 1
+    """Entries altered, removed, reordered, truncated; forged checkpoints or seals; entries no
+    gateway signature vouches for (appended by another writer); unreadable records."""
+    FORK = 10
+    """The log disagrees with the pinned checkpoint at its size (another history)."""
+    TAIL_CUT = 11
+    """Entries the pinned checkpoint covers are gone (an unsealed tail was cut)."""
+    ROLLBACK = 12
+    """The log's newest checkpoint is older than the pinned one."""
+    CHECKPOINT_MISSING = 13
+    """The log has no checkpoint any more, or not the pinned one."""
+    UNSEALED = 14
+    """No pin, and a log has entries but no checkpoint at all (--allow-unsealed accepts it)."""
+
+
+_EXIT_OF = {
+    Problem.PIN_FORK: VerifyExit.FORK,
+    Problem.PIN_TAIL_CUT: VerifyExit.TAIL_CUT,
+    Problem.PIN_ROLLBACK: VerifyExit.ROLLBACK,
+    Problem.PIN_MISSING: VerifyExit.CHECKPOINT_MISSING,
+    Problem.UNSEALED: VerifyExit.UNSEALED,
+}
+
+
+def _exit_for(results: dict[str, AuditVerification], problems: list[str]) -> VerifyExit:
+    codes = {
+        _EXIT_OF.get(f.problem, VerifyExit.NOT_INTACT) for v in results.values() for f in v.findings
     }
+    if problems or not results:
+        codes.add(VerifyExit.NOT_INTACT)
+    return min(codes, default=VerifyExit.OK)
+
+
+def _verify_all(
+    entries: dict[str, list[AuditEntry]],
+    checkpoints: dict[str, list[Checkpoint]],
+    keys: KeyRing,
+    *,
+    pins: Sequence[Checkpoint] = (),
+    strict: bool = False,
+    allow_unsealed: bool = True,
+    offsets: dict[str, list[int]] | None = None,
+) -> dict[str, AuditVerification]:
+    logs = set(entries) | set(checkpoints) | {p.log_id for p in pins}
+    return {
+        log_id: check_audit_log(
+            entries.get(log_id, []),
+            checkpoints.get(log_id, []),
+            keys,
+            log_id=log_id if strict else None,
+            pinned=[p for p in pins if p.log_id == log_id],
+            require_vouched=strict,
+            require_checkpoint=not allow_unsealed,
+            offsets=(offsets or {}).get(log_id),
+        )
+        for log_id in sorted(logs)
+    }
+
+
+def _load_pins(values: Sequence[str], keys: KeyRing) -> list[Checkpoint]:
+    """Checkpoints from ``--trusted-checkpoint`` values: inline JSON, or a file holding a
+    checkpoint, a list of them, ``{"checkpoints": [...]}`` (``pcfx audit checkpoint``) or the
+    document of ``pcfx audit verify --json``. Each must be signed by a trusted key."""
+    pins: list[Checkpoint] = []
+
+    def collect(data: Any, where: str) -> None:
+        if isinstance(data, list):
+            for item in data:
+                collect(item, where)
+        elif isinstance(data, dict) and "treeSize" in data:
+            try:
+                pins.append(Checkpoint.from_json(data))
+            except TrustError as exc:
+                raise UnreadableInput(f"--trusted-checkpoint {where}: {exc.message}") from exc
+        elif isinstance(data, dict) and "checkpoints" in data:
+            collect(data["checkpoints"], where)
+        elif isinstance(data, dict) and isinstance(data.get("logs"), dict):
+            collect([v["checkpoint"] for v in data["logs"].values() if v.get("checkpoint")], where)
+        else:
+            raise UnreadableInput(
+                f"--trusted-checkpoint {where}: expected a checkpoint (logId, treeSize, rootHash,"
+                " ...), a list of them, or the JSON of 'pcfx audit checkpoint' / 'audit verify"
+                f" --json' (got {type(data).__name__})"
+            )
+
+    for value in values:
+        inline = value.lstrip().startswith(("{", "["))
+        where = "(inline)" if inline else value
+        try:
+            text = value if inline else Path(value).read_text()
+            collect(json.loads(text), where)
+        except (OSError, ValueError) as exc:
+            raise UnreadableInput(f"--trusted-checkpoint {where}: cannot read it ({exc})") from exc
+    for pin in pins:
+        problem = keys.verify(pin.key_id, CHECKPOINT_TYPE, pin.signed_bytes(), pin.signature)
+        if problem is not None:
+            raise TrustError(
+                f"the pinned checkpoint of log {pin.log_id} (size {pin.tree_size}) is not signed"
+                f" by a trusted --gateway-pub key ({pin.key_id}: {problem})",
+                reason=problem,
+                hint="Pin only a checkpoint taken from a verified log ('pcfx audit checkpoint').",
+            )
+    return pins
 
 
 FileOpt = Annotated[
@@ -414,18 +536,60 @@ def audit_verify(
     file: FileOpt = None,
     topic_prefix: PrefixOpt = "",
     bootstrap: BootstrapOpt = None,
+    trusted_checkpoint: Annotated[
+        list[str],
+        typer.Option(
+            "--trusted-checkpoint",
+            help="A checkpoint you trust from an earlier check: a file written by 'pcfx audit"
+            " checkpoint --out' or 'audit verify --json', or the JSON inline. Repeatable.",
+        ),
+    ] = [],  # noqa: B006 (typer reads the default)
+    allow_unsealed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsealed",
+            help="Accept a log with entries but no checkpoint at all (a gateway that has not"
+            " sealed yet) when no checkpoint is pinned.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Prove every chain and checkpoint; name the first entry altered, removed or reordered."""
+    """Prove every chain and checkpoint; name the first entry altered, removed or reordered.
+
+    Exit codes (the most severe applies: 1 first, then 10 to 14):
+    0 intact;
+    1 not intact: an entry altered, removed, reordered or cut off, a forged
+    checkpoint or batch seal, entries no gateway signature vouches for,
+    unreadable records;
+    10 fork: the log disagrees with the pinned checkpoint at its size;
+    11 tail cut: entries the pinned checkpoint covers are gone;
+    12 rollback: the log's newest checkpoint is older than the pinned one;
+    13 checkpoint missing: none left in the log, or not the pinned one;
+    14 unsealed: no pin, and a log has entries but no checkpoint at all
+    (--allow-unsealed accepts that);
+    3 broker unavailable; 4 input unreadable.
+    """
     keys = _keyring(gateway_pub)
-    entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
-    results = _verify_all(entries, checkpoints, keys)
-    intact = bool(results) and all(v.ok for v in results.values()) and not problems
+    pins = _load_pins(trusted_checkpoint, keys)
+    offsets: dict[str, list[int]] = {}
+    entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap, offsets)
+    results = _verify_all(
+        entries,
+        checkpoints,
+        keys,
+        pins=pins,
+        strict=True,
+        allow_unsealed=allow_unsealed,
+        offsets=offsets,
+    )
+    code = _exit_for(results, problems)
     if as_json:
         print_json(
             {
                 "source": source,
-                "intact": intact,
+                "intact": code is VerifyExit.OK,
+                "exitCode": int(code),
+                "verdict": code.name.lower(),
                 "unreadable": problems,
                 "logs": {
                     log_id: {
@@ -433,7 +597,10 @@ def audit_verify(
                         "entries": v.entries,
                         "checkpoints": v.checkpoints,
                         "sealedSize": v.sealed_size,
+                        "vouchedSize": v.vouched_size,
                         "firstBadEntry": v.first_bad_entry,
+                        "checkpoint": None if v.anchor is None else v.anchor.to_json(),
+                        "pinned": [p.tree_size for p in pins if p.log_id == log_id],
                         "findings": [
                             {
                                 "problem": f.problem.value,
@@ -457,8 +624,47 @@ def audit_verify(
                 console.print(f"  - {finding}", markup=False)
         if not results:
             console.print(f"FAIL: no audit log found in {source}", markup=False)
-    if not intact:
+        if code is not VerifyExit.OK:
+            console.print(f"exit {int(code)}: {code.name.lower()}", markup=False)
+    if code is not VerifyExit.OK:
+        raise typer.Exit(int(code))
+
+
+@audit_app.command("checkpoint")
+@handle_errors
+def audit_checkpoint(
+    out: Annotated[Path, typer.Option("--out", help="JSON file to write the checkpoints to.")],
+    gateway_pub: PubOpt,
+    file: FileOpt = None,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Save each log's newest valid checkpoint, to pin later with 'audit verify
+    --trusted-checkpoint FILE'. Writes nothing (exit 1) unless every log verifies."""
+    keys = _keyring(gateway_pub)
+    entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
+    results = _verify_all(entries, checkpoints, keys, strict=True)
+    bad = {log_id: v for log_id, v in results.items() if not v.ok}
+    for line in problems:
+        console.print(f"FAIL: unreadable record {line}", markup=False)
+    for log_id, v in bad.items():
+        console.print(f"{log_id}: {v.summary()}", markup=False)
+    if bad or problems or not results:
+        if not results:
+            console.print(f"FAIL: no audit log found in {source}", markup=False)
+        console.print(f"FAIL: nothing written to {out}: pin only a verified log", markup=False)
         raise typer.Exit(int(ExitCode.REJECTED))
+    anchors = [v.anchor for v in results.values() if v.anchor is not None]
+    for log_id, v in results.items():
+        if v.anchor is None:
+            console.print(f"WARN: {log_id} has no checkpoint yet: not pinned", markup=False)
+    out.write_text(json.dumps({"checkpoints": [a.to_json() for a in anchors]}, indent=2) + "\n")
+    for a in anchors:
+        console.print(
+            f"OK: {a.log_id} size {a.tree_size} root {a.root_hash[:16]}… ({a.issued_at})",
+            markup=False,
+        )
+    console.print(f"OK: {len(anchors)} checkpoint(s) from {source} → {out}", markup=False)
 
 
 @audit_app.command("export")
@@ -646,7 +852,7 @@ def audit_report(
     """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
     keys = _keyring(gateway_pub)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
-    results = _verify_all(entries, checkpoints, keys)
+    results = _verify_all(entries, checkpoints, keys, strict=True)
     out.write_text(
         render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
     )

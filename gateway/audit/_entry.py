@@ -2,6 +2,12 @@
 
 An entry's hash is its RFC 6962 leaf hash ``SHA-256(0x00 || pae(type, canonical body))`` and the
 body holds ``prevHash``: one hash both chains the entries and feeds the signed Merkle tree.
+
+The last entry of every batch the gateway commits carries a :class:`BatchSeal`: the writer's
+Ed25519 signature over ``(log id, tree size, last entry hash)`` after that batch. It is not part
+of the hashed body (it vouches for the body, like ``entryHash`` names it), so it costs one
+signature per transaction, and it lets a restarted gateway tell the tail it wrote after its last
+checkpoint from entries someone else appended (see ``gateway.audit._resume``).
 """
 
 from __future__ import annotations
@@ -13,16 +19,18 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts._merkle import CompactRange, hash_leaf
 from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
-from gateway._sealing import GatewayKey
-from gateway.audit._merkle import CompactRange, hash_leaf
+from gateway._sealing import GatewayKey, KeyRing
 
 __all__ = [
     "CHECKPOINT_TYPE",
     "ENTRY_TYPE",
     "GENESIS_HASH",
+    "SEAL_TYPE",
     "AuditEntry",
+    "BatchSeal",
     "ChainHead",
     "Checkpoint",
     "EntryKind",
@@ -31,10 +39,12 @@ __all__ = [
     "chain_new_entry",
     "format_time",
     "make_checkpoint",
+    "seal_entry",
 ]
 
 ENTRY_TYPE = "application/vnd.pcfx.audit.entry+json;v=1"
 CHECKPOINT_TYPE = "application/vnd.pcfx.audit.checkpoint+json;v=1"
+SEAL_TYPE = "application/vnd.pcfx.audit.batch-seal+json;v=1"
 GENESIS_HASH = "00" * 32
 """``prevHash`` of entry 0."""
 
@@ -98,6 +108,8 @@ class AuditEntry:
     pi_individuals_added: int = 0
     sensitive_pi_individuals_added: int = 0
     entry_hash: str = ""
+    seal: BatchSeal | None = None
+    """Set on the last entry of a committed batch; not hashed (see :class:`BatchSeal`)."""
 
     def body(self) -> dict[str, Any]:
         """Everything that is hashed (all fields but ``entry_hash``), in canonical form."""
@@ -166,7 +178,10 @@ class AuditEntry:
         return hash_leaf(self.canonical_bytes()).hex()
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.body(), "entryHash": self.entry_hash}
+        data = {**self.body(), "entryHash": self.entry_hash}
+        if self.seal is not None:
+            data["seal"] = self.seal.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AuditEntry:
@@ -204,13 +219,14 @@ class AuditEntry:
                 pi_individuals_added=int(data["piIndividualsAdded"]),
                 sensitive_pi_individuals_added=int(data["sensitivePiIndividualsAdded"]),
                 entry_hash=data["entryHash"],
+                seal=None if data.get("seal") is None else BatchSeal.from_json(data["seal"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TrustError(f"audit entry is malformed: {exc!r}", reason="malformed") from exc
 
 
 _FIELDS = tuple(
-    f.name for f in fields(AuditEntry) if f.name not in ("seq", "prev_hash", "entry_hash")
+    f.name for f in fields(AuditEntry) if f.name not in ("seq", "prev_hash", "entry_hash", "seal")
 )
 _BEFORE_ACTIONS = tuple(
     k for k in sorted(AuditEntry(0, "", "", "").body_except_actions()) if k < "fieldActions"
@@ -329,3 +345,50 @@ def make_checkpoint(
         key_id=signer.key_id,
     )
     return replace(unsigned, signature=signer.sign(CHECKPOINT_TYPE, unsigned.signed_bytes()))
+
+
+@dataclass(frozen=True)
+class BatchSeal:
+    """The chain's writer vouches for everything up to and including the entry that carries it.
+
+    ``Ed25519(pae(SEAL_TYPE, canonical {logId, treeSize, lastEntryHash, keyId}))`` where
+    ``treeSize`` is the sealed entry's ``seq + 1`` and ``lastEntryHash`` its hash. Because every
+    entry's hash covers its predecessor's, one seal vouches for the whole chain before it; the
+    log id in the signed body keeps a seal from being moved to another chain.
+    """
+
+    key_id: str
+    signature: bytes = field(repr=False)
+
+    @staticmethod
+    def signed_bytes(log_id: str, entry: AuditEntry, key_id: str) -> bytes:
+        return canonical_json(
+            {
+                "logId": log_id,
+                "treeSize": entry.seq + 1,
+                "lastEntryHash": entry.entry_hash,
+                "keyId": key_id,
+            }
+        )
+
+    def check(self, log_id: str, entry: AuditEntry, keys: KeyRing) -> str | None:
+        """``None`` if this seal by a trusted key vouches for *entry* of *log_id*, else
+        ``unknown_key`` or ``bad_signature`` (forged, altered, or moved from elsewhere)."""
+        body = self.signed_bytes(log_id, entry, self.key_id)
+        return keys.verify(self.key_id, SEAL_TYPE, body, self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keyId": self.key_id, "signature": base64.b64encode(self.signature).decode()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BatchSeal:
+        signature = data["signature"]
+        if isinstance(signature, str):
+            signature = base64.b64decode(signature, validate=True)
+        return cls(key_id=str(data["keyId"]), signature=bytes(signature))
+
+
+def seal_entry(entry: AuditEntry, *, log_id: str, signer: GatewayKey) -> AuditEntry:
+    """*entry* (the last of a batch about to be committed) with the writer's :class:`BatchSeal`."""
+    body = BatchSeal.signed_bytes(log_id, entry, signer.key_id)
+    return replace(entry, seal=BatchSeal(signer.key_id, signer.sign(SEAL_TYPE, body)))

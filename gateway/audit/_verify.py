@@ -2,6 +2,14 @@
 
 :func:`check_audit_log` never raises and returns an :class:`AuditVerification` naming the *first*
 entry that was altered, removed, reordered or cut off; :func:`verify_audit_log` raises on it.
+
+A log checked on its own cannot show that its newest checkpoints were deleted, or that its
+checkpoints and entries were cut back together to an older, self-consistent state. An auditor
+therefore *pins* a checkpoint they saw earlier (``pinned=``): the log must still hold it and
+everything it covers (else ``pin_fork``, ``pin_tail_cut``, ``pin_rollback``, ``pin_missing``).
+Without a pin, ``require_checkpoint`` refuses a log with entries but no valid checkpoint at all
+(``unsealed``), and ``require_vouched`` refuses entries after the last checkpoint that no batch
+seal of the gateway covers (``unvouched``: appended by another writer).
 """
 
 from __future__ import annotations
@@ -10,16 +18,16 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts.errors import TrustError
-from gateway._sealing import KeyRing
-from gateway.audit._entry import CHECKPOINT_TYPE, GENESIS_HASH, AuditEntry, Checkpoint
-from gateway.audit._merkle import (
+from contracts._merkle import (
     CompactRange,
     consistency_proof,
     inclusion_proof,
     verify_consistency,
     verify_inclusion,
 )
+from contracts.errors import TrustError
+from gateway._sealing import KeyRing
+from gateway.audit._entry import CHECKPOINT_TYPE, GENESIS_HASH, AuditEntry, Checkpoint
 
 __all__ = [
     "AuditVerification",
@@ -51,6 +59,22 @@ class Problem(enum.Enum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     """The entries do not produce the root the checkpoint signed (rewritten history)."""
     CHECKPOINT_ROLLBACK = "checkpoint_rollback"
+    SEAL_INVALID = "seal_invalid"
+    """An entry's batch seal does not verify under the trusted keys (forged or moved)."""
+    UNVOUCHED = "unvouched"
+    """Entries after the last valid checkpoint that no valid batch seal covers."""
+    UNSEALED = "unsealed"
+    """The log has entries but no valid checkpoint at all (and no pin was given)."""
+    PIN_FORK = "pin_fork"
+    """The log disagrees with the pinned checkpoint at its size (another history)."""
+    PIN_TAIL_CUT = "pin_tail_cut"
+    """Entries the pinned checkpoint covers are gone from the log."""
+    PIN_ROLLBACK = "pin_rollback"
+    """The log's newest valid checkpoint is older than the pinned one."""
+    PIN_MISSING = "pin_missing"
+    """The log has no valid checkpoint, or not the pinned one."""
+    PIN_UNTRUSTED = "pin_untrusted"
+    """The pinned checkpoint itself does not verify under the trusted keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +101,10 @@ class AuditVerification:
     """Entries ``0..sealed_size-1`` are covered by a valid checkpoint that matches them."""
     first_bad_entry: int | None
     """Lowest sequence number that is not proven intact (``None`` when no entry is at fault)."""
+    anchor: Checkpoint | None = None
+    """The newest valid checkpoint that matches the entries (what an auditor may pin)."""
+    vouched_size: int = 0
+    """Entries ``0..vouched_size-1`` are covered by a valid checkpoint or a valid batch seal."""
 
     @property
     def ok(self) -> bool:
@@ -103,7 +131,15 @@ class AuditVerification:
 
 
 def check_audit_log(
-    entries: Sequence[AuditEntry], checkpoints: Sequence[Checkpoint], keys: KeyRing
+    entries: Sequence[AuditEntry],
+    checkpoints: Sequence[Checkpoint],
+    keys: KeyRing,
+    *,
+    log_id: str | None = None,
+    pinned: Sequence[Checkpoint] = (),
+    require_vouched: bool = False,
+    require_checkpoint: bool = False,
+    offsets: Sequence[int] | None = None,
 ) -> AuditVerification:
     """Check the chain and every checkpoint; never raises.
 
@@ -112,7 +148,11 @@ def check_audit_log(
     below it (else one of the two was altered after being chained); per checkpoint (4) key
     trusted, (5) signature valid, (6) sizes never shrink, (7) the log still has ``tree_size``
     entries (else truncated), (8) the entries' Merkle root equals the signed root (else
-    rewritten). "First bad entry" is the lowest sequence number not proven intact.
+    rewritten); then (9) batch seals (with *log_id*) verify, and with *require_vouched* every
+    entry after the last valid checkpoint is covered by one; (10) each *pinned* checkpoint is
+    still in the log with everything it covers; (11) with *require_checkpoint* and no pin, a log
+    with entries has a valid checkpoint. "First bad entry" is the lowest sequence number not
+    proven intact. *offsets* (where each entry lies on its topic) are named in messages.
     """
     findings: list[Finding] = []
     n = len(entries)
@@ -197,11 +237,16 @@ def check_audit_log(
 
     # checkpoints, in the order given; roots computed in one pass over the leaves
     logical = max(seen, default=-1) + 1
-    roots = _roots_at(leaves, {c.tree_size for c in checkpoints if 0 <= c.tree_size <= n})
+    roots = _roots_at(
+        leaves,
+        {c.tree_size for c in checkpoints if 0 <= c.tree_size <= n},
+    )
     sealed = 0
     last_size = -1
     window_start = 0
     windows: list[tuple[int, int, int, Checkpoint]] = []
+    valid: list[Checkpoint] = []
+    anchor: Checkpoint | None = None
     for i, cp in enumerate(checkpoints):
         # (4) + (5) trusted key, valid signature
         problem = keys.verify(cp.key_id, CHECKPOINT_TYPE, cp.signed_bytes(), cp.signature)
@@ -227,6 +272,8 @@ def check_audit_log(
                 )
             )
             continue
+        if log_id is None or cp.log_id == log_id:
+            valid.append(cp)
         # (6) sizes never shrink
         if cp.tree_size < last_size:
             findings.append(
@@ -258,6 +305,8 @@ def check_audit_log(
         if cp.tree_size > n or roots[cp.tree_size].hex() != cp.root_hash:
             windows.append((i, window_start, cp.tree_size, cp))
         else:
+            if cp.tree_size >= sealed and (log_id is None or cp.log_id == log_id):
+                anchor = cp
             sealed = max(sealed, cp.tree_size)
             window_start = cp.tree_size
 
@@ -290,6 +339,50 @@ def check_audit_log(
             )
         )
 
+    # (9) batch seals: each valid one vouches for its entry and every entry before it
+    vouched = sealed
+    if log_id is not None:
+        for pos, entry in enumerate(entries):
+            if entry.seal is None:
+                continue
+            why = entry.seal.check(log_id, entry, keys)
+            if why is not None:
+                findings.append(
+                    Finding(
+                        Problem.SEAL_INVALID,
+                        f"entry {entry.seq}{_at(offsets, pos)} carries a batch seal by"
+                        f" {entry.seal.key_id} that does not verify ({why}): forged, altered"
+                        " or moved from another log",
+                        entry=entry.seq,
+                    )
+                )
+            elif entry.entry_hash == entry.compute_hash():
+                vouched = max(vouched, entry.seq + 1)
+        if require_vouched and vouched < n:
+            findings.append(
+                Finding(
+                    Problem.UNVOUCHED,
+                    f"entries {vouched}..{n - 1}{_at(offsets, vouched)} follow the last valid"
+                    f" checkpoint (size {sealed}) and the last batch seal: no signature of a"
+                    " trusted gateway key covers them (appended by another writer)",
+                    entry=vouched,
+                )
+            )
+    # (10) pinned checkpoints
+    for pin in pinned:
+        findings.extend(_check_pin(pin, valid, leaves, n, keys, offsets))
+    # (11) a log with entries and no checkpoint is not clean
+    if require_checkpoint and not pinned and n and not valid:
+        findings.append(
+            Finding(
+                Problem.UNSEALED,
+                f"{n} entries and no valid checkpoint: nothing signed covers this log, so its"
+                " newest entries could have been cut or the log replaced (pin a checkpoint"
+                " from an earlier check, or accept the unsealed log explicitly)",
+                entry=0,
+            )
+        )
+
     located = [f.entry for f in findings if f.entry is not None]
     return AuditVerification(
         entries=n,
@@ -297,7 +390,101 @@ def check_audit_log(
         findings=tuple(findings),
         sealed_size=sealed,
         first_bad_entry=min(located) if located else None,
+        anchor=anchor,
+        vouched_size=vouched,
     )
+
+
+def _at(offsets: Sequence[int] | None, pos: int) -> str:
+    if offsets is None or not 0 <= pos < len(offsets):
+        return ""
+    return f" (offset {offsets[pos]})"
+
+
+def _check_pin(
+    pin: Checkpoint,
+    valid: Sequence[Checkpoint],
+    leaves: Sequence[bytes],
+    n: int,
+    keys: KeyRing,
+    offsets: Sequence[int] | None,
+) -> list[Finding]:
+    """Step (10) for one pinned checkpoint of size N: fork, tail cut, rollback, missing."""
+    size, log = pin.tree_size, pin.log_id
+    if keys.verify(pin.key_id, CHECKPOINT_TYPE, pin.signed_bytes(), pin.signature) is not None:
+        return [
+            Finding(
+                Problem.PIN_UNTRUSTED,
+                f"log {log}: the pinned checkpoint (size {size}) is not signed by a trusted key"
+                f" ({pin.key_id})",
+            )
+        ]
+    found: list[Finding] = []
+    # fork: another root at the pinned size, in a checkpoint or in the entries
+    for cp in valid:
+        if cp.tree_size == size and cp.root_hash != pin.root_hash:
+            found.append(
+                Finding(
+                    Problem.PIN_FORK,
+                    f"log {log} forked: its checkpoint of size {size} signs root"
+                    f" {cp.root_hash[:16]}…, the pinned one {pin.root_hash[:16]}…",
+                )
+            )
+            break
+    if n >= size and _roots_at(leaves, {size})[size].hex() != pin.root_hash:
+        found.append(
+            Finding(
+                Problem.PIN_FORK,
+                f"log {log} forked: its first {size} entries give root"
+                f" {_roots_at(leaves, {size})[size].hex()[:16]}…, the pinned checkpoint signed"
+                f" {pin.root_hash[:16]}… (history rewritten)",
+            )
+        )
+    # tail cut: entries the pin covers are gone
+    if n < size:
+        found.append(
+            Finding(
+                Problem.PIN_TAIL_CUT,
+                f"log {log} was cut: the pinned checkpoint covers {size} entries, the log holds"
+                f" {n}{_after(offsets)}: entries {n}..{size - 1} are gone",
+                entry=n,
+            )
+        )
+    newest = max((cp.tree_size for cp in valid), default=None)
+    if newest is None:
+        found.append(
+            Finding(
+                Problem.PIN_MISSING,
+                f"log {log} has no valid checkpoint at all; the pinned one has size {size}"
+                " (checkpoints deleted)",
+            )
+        )
+    elif newest < size:
+        found.append(
+            Finding(
+                Problem.PIN_ROLLBACK,
+                f"log {log} rolled back: its newest valid checkpoint has size {newest}, older"
+                f" than the pinned one (size {size})",
+            )
+        )
+    elif not found and not any(
+        cp.tree_size == size and cp.root_hash == pin.root_hash for cp in valid
+    ):
+        found.append(
+            Finding(
+                Problem.PIN_MISSING,
+                f"log {log}: the pinned checkpoint (size {size}) is missing from the log,"
+                f" whose valid checkpoints have sizes {sorted({c.tree_size for c in valid})}"
+                " (checkpoint deleted)",
+            )
+        )
+    return found
+
+
+def _after(offsets: Sequence[int] | None) -> str:
+    if not offsets:
+        return ""
+    return f" (its last entry at offset {offsets[-1]})"
 
 
 def verify_audit_log(

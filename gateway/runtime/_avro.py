@@ -25,6 +25,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from contracts import KafkaSchemaRegistry, SchemaRegistry, subject_for, unframe
 from contracts.errors import RegistryError, SerdeError, UnknownSchemaError
 from gateway.audit import AuditEntry
+from gateway.runtime._codec import seal_to_datum
 
 __all__ = [
     "GATEWAY_NAMESPACE",
@@ -199,6 +200,7 @@ class GatewaySerde:
         datum = entry.body_except_actions()
         datum["logId"] = log_id
         datum["entryHash"] = entry.entry_hash
+        datum["seal"] = seal_to_datum(entry)
         buffer = io.BytesIO()
         buffer.write(self._header(topic, "AuditLogEntry"))
         try:

@@ -27,6 +27,7 @@ __all__ = [
     "entry_to_datum",
     "requested_event",
     "resolved_event",
+    "seal_to_datum",
     "sealed_from_datum",
     "sealed_to_datum",
 ]
@@ -67,7 +68,15 @@ def sealed_from_datum(datum: Mapping[str, Any]) -> SealedMessage:
 def entry_to_datum(entry: AuditEntry, log_id: str) -> dict[str, Any]:
     datum = entry.to_json()
     datum["logId"] = log_id
+    datum["seal"] = seal_to_datum(entry)
     return datum
+
+
+def seal_to_datum(entry: AuditEntry) -> dict[str, Any] | None:
+    """The Avro ``seal`` member of *entry* (``None`` when the entry carries no batch seal)."""
+    if entry.seal is None:
+        return None
+    return {"keyId": entry.seal.key_id, "signature": entry.seal.signature}
 
 
 def entry_from_datum(datum: Mapping[str, Any]) -> tuple[str, AuditEntry]:

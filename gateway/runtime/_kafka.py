@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from contracts.errors import BrokerError
 
 __all__ = [
     "TopicSpec",
+    "check_topic_configs",
     "consumer_config",
     "coords",
     "ensure_topics",
@@ -104,6 +109,53 @@ def ensure_topics(
             raise BrokerError(f"topics {created} were created but never appeared in metadata")
         time.sleep(0.1)
     return created
+
+
+def check_topic_configs(
+    bootstrap: str, wanted: Mapping[str, Mapping[str, str]], *, timeout_s: float = 30.0
+) -> None:
+    """Refuse (:class:`BrokerError`) when a topic's config differs from *wanted*.
+
+    The message names the topic, each key, the value expected and the value found, and the
+    hint gives the ``kafka-configs.sh`` command that fixes it. A topic that does not exist is
+    not checked here (it is created with the right config, or the first read reports it).
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        names = [name for name in wanted if name in existing]
+        if not names:
+            return
+        futures = admin.describe_configs(
+            [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names],
+            request_timeout=timeout_s,
+        )
+        found = {
+            resource.name: {k: entry.value for k, entry in future.result(timeout_s).items()}
+            for resource, future in futures.items()
+        }
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read the configs of {sorted(wanted)}: {exc}") from exc
+    wrong: list[str] = []
+    fixes: list[str] = []
+    for name in names:
+        bad = {k: v for k, v in wanted[name].items() if found.get(name, {}).get(k) != v}
+        if bad:
+            wrong += [
+                f"'{name}' {k} must be {v} (got {found.get(name, {}).get(k)})"
+                for k, v in bad.items()
+            ]
+            fixes.append(
+                f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics"
+                f" --entity-name {name} --add-config "
+                + ",".join(f"{k}={v}" for k, v in bad.items())
+            )
+    if wrong:
+        raise BrokerError(
+            "topic config refused: " + "; ".join(wrong),
+            hint="Audit evidence must never be deleted by retention. Fix the topic(s), then"
+            " start again: " + " && ".join(fixes),
+        )
 
 
 def partition_count(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> int:

@@ -7,6 +7,11 @@ transactional producer (``transactional.id = pcfx-gateway.<group>.<topic>.<n>``)
 exactly one writer at any time, and the instance that takes a partition over fences the previous
 owner (``init_transactions``) before it reads the chain head back from ``pcf.audit``.
 
+It resumes a chain only from what it signed (``gateway.audit.resume_chain``): its newest
+checkpoint, matched by the entries it covers, and a tail that ends in its batch seal. A chain it
+cannot vouch for stops that partition only (``GatewayRunner.stopped``): the partition is paused,
+nothing of it is consumed, committed, extended or sealed, and the other partitions go on.
+
 For every batch of one partition, in this order (no I/O until step 4):
 
 1. decode each roll-up (Avro ``RolledUpFootprint``), build the policy's input record
@@ -38,10 +43,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import AvroSerde, Rejection, RolledUpFootprint, SchemaRegistry, subject_for
 from contracts._schemas import schema_json
-from contracts.errors import ContractError, PcfError, TrustError, UnknownSchemaError
+from contracts.errors import ContractError, PcfError, UnknownSchemaError
 from gateway._approvals import Approval, ApprovalState
 from gateway._errors import CommitFailed
 from gateway._pipeline import (
@@ -51,7 +57,16 @@ from gateway._pipeline import (
     prepare_transfer,
 )
 from gateway._sealing import KeyRing, SealedMessage
-from gateway.audit import AuditEntry, ChainHead, Checkpoint, check_audit_log, make_checkpoint
+from gateway.audit import (
+    AuditEntry,
+    AuditResumeRefused,
+    ChainHead,
+    Checkpoint,
+    RefusalReason,
+    ResumeCheck,
+    make_checkpoint,
+    resume_chain,
+)
 from gateway.audit._entry import format_time
 from gateway.policy import (
     CounterDelta,
@@ -73,6 +88,7 @@ from gateway.runtime._codec import (
 )
 from gateway.runtime._kafka import (
     TopicSpec,
+    check_topic_configs,
     consumer_config,
     coords,
     ensure_topics,
@@ -82,7 +98,7 @@ from gateway.runtime._kafka import (
 )
 from gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 from gateway.runtime._subscriptions import Subscriptions
-from gateway.runtime._topics import Topics, log_id_for
+from gateway.runtime._topics import AUDIT_TOPIC_CONFIG, Topics, log_id_for
 
 __all__ = ["GatewayRunner", "RunStats", "RunnerSettings"]
 
@@ -171,6 +187,8 @@ class GatewayRunner:
 
     ``run(max_records=, max_seconds=, idle_seconds=, stop=)`` is bounded on request, for tests
     and the demo. ``fault`` is handed to every sink (tests inject failures between the sends).
+    ``trusted_keys`` are earlier gateway public keys (after a key rotation) whose checkpoints and
+    batch seals a chain may resume from; the signing key's own public key is always trusted.
     """
 
     def __init__(
@@ -185,6 +203,7 @@ class GatewayRunner:
         counter_salt: bytes | None = None,
         clock: Callable[[], datetime] = _utcnow,
         fault: Fault | None = None,
+        trusted_keys: Sequence[Ed25519PublicKey] = (),
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
@@ -205,6 +224,9 @@ class GatewayRunner:
         self.counters = CounterState.empty(counting_year(clock()), salt=self._salt)
         self.book = ApprovalBook()
         self._chains: dict[int, _Chain] = {}
+        self._own_keys = KeyRing.of(secrets.signer.public_key, *trusted_keys)
+        self.stopped: dict[int, AuditResumeRefused] = {}
+        """Input partitions whose chain this instance refused to resume, and why."""
         self._positions: dict[tuple[str, int], int] = {}
         self._consumer: Consumer | None = None
         self._tail: Consumer | None = None
@@ -223,14 +245,16 @@ class GatewayRunner:
         recipients = self.subscriptions.recipients
         if s.create_topics:
             specs = {
-                t.audit: TopicSpec(s.audit_partitions),
-                t.checkpoints: TopicSpec(s.audit_partitions),
+                t.audit: TopicSpec(s.audit_partitions, AUDIT_TOPIC_CONFIG),
+                t.checkpoints: TopicSpec(s.audit_partitions, AUDIT_TOPIC_CONFIG),
                 t.approvals: TopicSpec(1),
                 t.counters: TopicSpec(1, {"cleanup.policy": "compact"}),
                 t.rejected: TopicSpec(1),
                 **{t.outbound(r): TopicSpec(s.outbound_partitions) for r in recipients},
             }
             ensure_topics(s.bootstrap, specs)
+        # audit evidence is kept forever: refuse to start on topics that would delete it
+        check_topic_configs(s.bootstrap, t.required_configs())
         self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
         self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
         self.serde.ensure(
@@ -345,6 +369,9 @@ class GatewayRunner:
                 continue
             by_partition.setdefault(coords(message)[1], []).append(message)
         for partition, batch in by_partition.items():
+            if partition in self.stopped:  # refused chain: nothing of it goes on
+                self._hold(TopicPartition(*coords(batch[0])))
+                continue
             chain = self._chains.get(partition)
             if chain is None:  # revoked while the batch was in flight: the new owner redoes it
                 continue
@@ -523,6 +550,15 @@ class GatewayRunner:
             chain.unsealed += len(unit.entries)
         self.stats.transactions += 1
 
+    def _hold(self, tp: TopicPartition) -> None:
+        """Pause a stopped partition where it is (nothing consumed, nothing committed)."""
+        assert self._consumer is not None
+        try:
+            self._consumer.pause([TopicPartition(tp.topic, tp.partition)])
+        except Exception as exc:
+            log.warning("cannot pause %s[%d]: %s", tp.topic, tp.partition, exc)
+        self._rewind(tp)
+
     def _rewind(self, tp: TopicPartition) -> None:
         assert self._consumer is not None
         try:
@@ -603,56 +639,132 @@ class GatewayRunner:
             timeout_s=s.transaction_timeout_s,
             fault=self.fault,
             overrides=s.producer_overrides,
+            signer=self.secrets.signer,
         )
         # fence any older writer of this chain (its open transaction is finished first) ...
         sink.open()
         # ... then read the chain back: nothing can be appended behind our back any more
-        head, unsealed = self._recover(log_id, partition)
+        try:
+            head, unsealed = self._recover(log_id, partition)
+        except BaseException:
+            sink.close()
+            raise
         return _Chain(partition, log_id, sink, head, unsealed, time.monotonic())
 
     def _recover(self, log_id: str, partition: int) -> tuple[ChainHead, int]:
-        """The chain head from ``pcf.audit``, after checking the chain; unsealed entry count."""
+        """The chain head from ``pcf.audit``, resumed only from what this gateway signed.
+
+        Reads the chain's entries (with their offsets) and its checkpoints, then
+        ``resume_chain``: the newest own checkpoint must match the entries it covers, and the
+        tail after it must chain on and end in an own batch seal. A record under the log's key
+        that does not decode as an entry of this log is a bad entry too. Raises
+        :class:`AuditResumeRefused` (only this partition stops); returns the head and the
+        number of entries after the anchor checkpoint.
+        """
         t, b = self.topics, self.settings.bootstrap
+        key = log_id.encode()
         entries: list[AuditEntry] = []
-        for message in read_to_end(b, [(t.audit, partition % self._audit_parts)], timeout_s=300):
-            if message.key() == log_id.encode():
-                entries.append(
-                    entry_from_datum(self.serde.decode(message.value() or b"", "AuditLogEntry"))[1]
+        offsets: list[int] = []
+        audit_tp = (t.audit, partition % self._audit_parts)
+        for message in read_to_end(b, [audit_tp], timeout_s=300):
+            if message.key() != key:
+                continue
+            offset = coords(message)[2]
+            try:
+                owner, entry = entry_from_datum(
+                    self.serde.decode(message.value() or b"", "AuditLogEntry")
                 )
-        verdict = check_audit_log(entries, [], KeyRing({}))
-        if not verdict.ok:
-            raise TrustError(
-                f"audit log {log_id} is broken ({verdict.summary()}); refusing to extend it",
-                reason="audit_log_tampered",
-            )
-        sealed = 0
+            except PcfError as exc:
+                raise self._unreadable(
+                    log_id, len(entries), offset, f"does not decode: {exc}"
+                ) from exc
+            if owner != log_id:
+                raise self._unreadable(
+                    log_id, len(entries), offset, f"holds an entry of log '{owner}'"
+                )
+            entries.append(entry)
+            offsets.append(offset)
+        checkpoints: list[Checkpoint] = []
         for message in read_to_end(
             b, [(t.checkpoints, partition % self._checkpoint_parts)], timeout_s=120
         ):
-            if message.key() == log_id.encode():
-                cp = checkpoint_from_datum(
-                    self.serde.decode(message.value() or b"", "AuditLogCheckpoint")
+            if message.key() != key:
+                continue
+            try:
+                checkpoints.append(
+                    checkpoint_from_datum(
+                        self.serde.decode(message.value() or b"", "AuditLogCheckpoint")
+                    )
                 )
-                sealed = max(sealed, cp.tree_size)
+            except PcfError as exc:  # not the gateway's: it cannot anchor anything
+                log.warning(
+                    "%s: checkpoint at %s offset %d ignored: %s",
+                    log_id,
+                    t.checkpoints,
+                    coords(message)[2],
+                    exc,
+                )
+        check = resume_chain(
+            log_id, entries, checkpoints, self._own_keys, offsets=offsets, topic=t.audit
+        )
+        if check.ignored_checkpoints:
+            log.warning(
+                "%s: %d checkpoint(s) not signed by this gateway's keys ignored",
+                log_id,
+                check.ignored_checkpoints,
+            )
+        assert check.head is not None
         log.info(
-            "chain %s recovered: %d entries, %d unsealed",
+            "chain %s resumed: %d entries, newest own checkpoint at %d, %d sealed after it",
             log_id,
             len(entries),
-            len(entries) - sealed,
+            check.anchor.tree_size if check.anchor is not None else 0,
+            check.unsealed,
         )
-        return ChainHead.of(entries), max(0, len(entries) - sealed)
+        return check.head, check.unsealed
+
+    def _unreadable(self, log_id: str, index: int, offset: int, why: str) -> AuditResumeRefused:
+        topic = self.topics.audit
+        return AuditResumeRefused(
+            ResumeCheck(
+                log_id,
+                index + 1,
+                None,
+                reason=RefusalReason.BAD_ENTRY,
+                first_bad_entry=index,
+                offset=offset,
+                message=(
+                    f"audit log {log_id}: refusing to resume (bad_entry): the record at {topic}"
+                    f" offset {offset} under key '{log_id}' {why}; first bad entry: entry"
+                    f" {index} ({topic} offset {offset}). The chain is not extended or sealed"
+                ),
+            )
+        )
+
+    def _stop(self, partition: int, error: AuditResumeRefused) -> None:
+        self.stopped[partition] = error
+        log.error("partition %d stopped: %s", partition, error.message)
 
     def _reopen(self, chain: _Chain) -> None:
         """After being fenced: a new writer (fencing back only if the group still gives us the
         partition), and the head read again."""
         chain.sink.close()
-        fresh = self._open_chain(chain.partition)
+        try:
+            fresh = self._open_chain(chain.partition)
+        except AuditResumeRefused as exc:
+            self._chains.pop(chain.partition, None)
+            self._stop(chain.partition, exc)
+            return
         chain.sink, chain.head, chain.unsealed = fresh.sink, fresh.head, fresh.unsealed
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             if tp.partition not in self._chains:
-                self._chains[tp.partition] = self._open_chain(tp.partition)
+                self.stopped.pop(tp.partition, None)  # assigned again: look at the chain again
+                try:
+                    self._chains[tp.partition] = self._open_chain(tp.partition)
+                except AuditResumeRefused as exc:  # this partition only; the others go on
+                    self._stop(tp.partition, exc)
         # approvals resolved by the previous owner are visible now (its transaction is done)
         self._catch_up()
 

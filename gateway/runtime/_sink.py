@@ -5,7 +5,8 @@ chain (``log_id``). :meth:`KafkaTransferSink.commit` runs, in this order:
 
 1. ``begin_transaction``;
 2. produce the outbound messages (``pcf.outbound.<recipient>``);
-3. produce their audit entries (``pcf.audit``, key = log id, one partition per chain);
+3. produce their audit entries (``pcf.audit``, key = log id, one partition per chain), the
+   last one carrying the writer's batch seal (``gateway.audit.BatchSeal``) when it has a signer;
 4. produce the checkpoints (``pcf.audit.checkpoints``) and any other records of the unit
    (approval events, PI counter entries, rejections);
 5. ``send_offsets_to_transaction``: the consumed input offsets, with the group's metadata;
@@ -26,8 +27,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from contracts.errors import BrokerError, TrustError
 from gateway._errors import AuditStoreError, CommitFailed
-from gateway._sealing import SealedMessage
-from gateway.audit import AuditEntry, Checkpoint
+from gateway._sealing import GatewayKey, SealedMessage
+from gateway.audit import AuditEntry, Checkpoint, seal_entry
 from gateway.runtime._avro import GatewaySerde
 from gateway.runtime._codec import (
     checkpoint_from_datum,
@@ -59,7 +60,9 @@ class KafkaTransferSink:
 
     ``transactional_id`` must be stable for the chain (the runtime uses group + input
     partition): opening a new sink with it fences any older producer (a zombie instance) and
-    aborts its open transaction before :meth:`open` returns.
+    aborts its open transaction before :meth:`open` returns. With a *signer* (the gateway key)
+    the last entry of every commit is sealed, so the writer's own tail can be told apart from
+    entries anyone else appends to ``pcf.audit``.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class KafkaTransferSink:
         timeout_s: float = 30.0,
         fault: Fault | None = None,
         overrides: Mapping[str, Any] | None = None,
+        signer: GatewayKey | None = None,
     ) -> None:
         self.topics = topics
+        self.signer = signer
         self.serde = serde
         self.log_id = log_id
         self.audit_partition = audit_partition
@@ -156,8 +161,14 @@ class KafkaTransferSink:
                 )
             if fault is not None:
                 fault("after_outbound")
-            # (3) their audit entries, in chain order, on the chain's one partition
+            # (3) their audit entries, in chain order, on the chain's one partition; the last
+            # one sealed by the writer
             audit = topics.audit
+            if entries and self.signer is not None:
+                entries = [
+                    *entries[:-1],
+                    seal_entry(entries[-1], log_id=self.log_id, signer=self.signer),
+                ]
             for entry in entries:
                 value = self.serde.encode_entry(audit, entry, self.log_id)
                 self._produce(audit, value, self._key, self.audit_partition)
@@ -212,11 +223,13 @@ def read_audit_logs(
     log_ids: Sequence[str] | None = None,
     partitions: Sequence[int] | None = None,
     timeout_s: float = 120.0,
+    offsets: dict[str, list[int]] | None = None,
 ) -> tuple[dict[str, list[AuditEntry]], dict[str, list[Checkpoint]], list[str]]:
     """Every committed entry and checkpoint, per log id, in log order; plus unreadable records.
 
     A record that does not decode is not skipped silently: it is listed in the third value
     (``topic[partition]@offset: why``) and the caller decides (``audit verify`` fails on it).
+    When *offsets* is given it receives, per log id, the ``pcf.audit`` offset of each entry.
     """
     from gateway.runtime._kafka import partition_count
 
@@ -243,6 +256,8 @@ def read_audit_logs(
                         problems.append(f"{where}: entry of log '{log_id}' under key '{key}'")
                         continue
                     entries.setdefault(log_id, []).append(entry)
+                    if offsets is not None:
+                        offsets.setdefault(log_id, []).append(message.offset() or 0)
                 else:
                     cp = checkpoint_from_datum(datum)
                     if cp.log_id != key:

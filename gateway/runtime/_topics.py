@@ -12,14 +12,24 @@ topic                      value (Confluent-framed Avro)            key
 ``pcf.gateway.counters``   ``...gateway.PiCounterEntry`` (compact)  year|metric|individual
 ``pcf.rejected``           ``io.pcfexchange.Rejection``             the input's key
 =========================  =======================================  ==========================
+
+The two audit topics are evidence: they are created with infinite retention
+(:data:`AUDIT_TOPIC_CONFIG`) and the gateway refuses to start on audit topics that lack it
+(:meth:`Topics.required_configs`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Topics", "log_id_for"]
+__all__ = ["AUDIT_TOPIC_CONFIG", "Topics", "log_id_for"]
+
+AUDIT_TOPIC_CONFIG: Final[Mapping[str, str]] = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Topic configs of ``pcf.audit`` and ``pcf.audit.checkpoints``: never delete audit evidence
+(the broker's default deletes records after 7 days)."""
 
 _RECIPIENT = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
@@ -61,6 +71,10 @@ class Topics:
     @property
     def rejected(self) -> str:
         return self._t("pcf.rejected")
+
+    def required_configs(self) -> dict[str, Mapping[str, str]]:
+        """The topic configs the gateway checks at start-up, by topic name."""
+        return {self.audit: AUDIT_TOPIC_CONFIG, self.checkpoints: AUDIT_TOPIC_CONFIG}
 
     def outbound(self, recipient_id: str) -> str:
         """``pcf.outbound.<recipient id>``; the id must be a legal topic-name fragment."""

@@ -1,4 +1,5 @@
-"""RFC 6962 Merkle hashing and proofs against the published Certificate Transparency vectors."""
+"""The one RFC 6962 Merkle module (``contracts._merkle``): hashing and proofs against the
+published Certificate Transparency vectors; the batch paths and the single proofs agree."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.audit._merkle import (
+from contracts._merkle import (
     EMPTY_ROOT,
     CompactRange,
+    audit_paths,
     consistency_proof,
     hash_children,
     hash_leaf,
     inclusion_proof,
     root,
+    root_from_path,
     verify_consistency,
     verify_inclusion,
 )
@@ -155,3 +158,16 @@ def test_degenerate_cases() -> None:
         consistency_proof(leaves, 9)
     with pytest.raises(ValueError):
         CompactRange(3, [b"\0" * 32])
+
+
+def test_batch_paths_and_single_proofs_are_the_same_tree() -> None:
+    """``audit_paths`` (batch signatures) and ``inclusion_proof``/``root`` (audit log) agree."""
+    many = _leaves(40)
+    for n in range(1, 41):
+        top, paths = audit_paths(many[:n])
+        assert top == root(many[:n])
+        for m in range(n):
+            assert paths[m] == inclusion_proof(many[:n], m)
+            assert root_from_path(many[m], m, n, paths[m]) == top
+    with pytest.raises(ValueError):
+        audit_paths([])
