@@ -50,13 +50,12 @@ from contracts import (
     subject_for,
 )
 from contracts._schemas import schema_json
+from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewayKey, GatewaySecrets, default_policy_path, load_policy
 from gateway.runtime import (
     GatewayRunner,
     RunnerSettings,
     Topics,
-    TopicSpec,
-    ensure_topics,
     gateway_record,
     kafka_registrar,
     parse_subscriptions,
@@ -261,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     with broker() as bootstrap:
         topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
         raw_sink = f"{topics.prefix}raw.sink"
-        ensure_topics(bootstrap, {topics.products: TopicSpec(1), raw_sink: TopicSpec(1)})
+        products = TOPICS["pcf.products"]
+        ensure_topics(bootstrap, [(topics.products, products, 1), (raw_sink, products, 1)])
         registrar = kafka_registrar(bootstrap)
         registrar([(subject_for(topics.products), schema_json("RolledUpFootprint"))])
         registry = KafkaSchemaRegistry(bootstrap)

@@ -260,19 +260,19 @@ def topic_problems(name: str, spec: Topic, found: Mapping[str, str]) -> list[str
 
 
 def ensure_topics(
-    admin_config: Mapping[str, Any],
+    bootstrap: str,
     wanted: Sequence[tuple[str, Topic, int]],
     *,
+    create: bool = True,
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create the topics of *wanted* — (full name, table row, partitions) — that do not exist,
-    with their rows' configs; then check every one of them has those configs.
+    with their rows' configs (unless not to *create*: topics managed elsewhere); then check
+    every one of them that exists has those configs.
 
     Returns the names created. Raises :class:`~contracts.errors.InfrastructureError` listing
     every topic whose configs differ from the table's (an existing topic made by hand or by an
     older version), with the command that fixes each; and when the cluster cannot be reached.
-    *admin_config* is the librdkafka configuration of the admin client (bootstrap servers and
-    security settings).
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -282,8 +282,7 @@ def ensure_topics(
         ResourceType,
     )
 
-    bootstrap = admin_config.get("bootstrap.servers", "?")
-    admin = AdminClient(dict(admin_config))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
@@ -294,7 +293,7 @@ def ensure_topics(
     missing = [
         NewTopic(name, num_partitions=n, replication_factor=-1, config=dict(spec.configs))
         for name, spec, n in wanted
-        if name not in existing
+        if name not in existing and create
     ]
     created: list[str] = []
     if missing:
@@ -306,7 +305,8 @@ def ensure_topics(
                 if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # another process was quicker: checked below like any other
                 raise InfrastructureError(f"cannot create topic '{name}': {exc}") from exc
-    checked = [(name, spec) for name, spec, _ in wanted if spec.configs]
+    present = existing | set(created)
+    checked = [(name, spec) for name, spec, _ in wanted if spec.configs and name in present]
     problems: list[str] = []
     fixes: list[str] = []
     if checked:

@@ -21,7 +21,7 @@ from gateway.runtime._codec import (
     sealed_from_datum,
     sealed_to_datum,
 )
-from gateway.runtime._kafka import TopicSpec, ensure_topics, fetch_one, partition_count, read_to_end
+from gateway.runtime._kafka import fetch_one, partition_count, read_to_end
 from gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats
 from gateway.runtime._sink import KafkaAuditStore, KafkaTransferSink, Produced, read_audit_logs
 from gateway.runtime._subscriptions import (
@@ -49,14 +49,12 @@ __all__ = [
     "RunnerSettings",
     "Subscription",
     "Subscriptions",
-    "TopicSpec",
     "Topics",
     "approval_from_request",
     "checkpoint_from_datum",
     "checkpoint_to_datum",
     "decided_event",
     "default_subscriptions_path",
-    "ensure_topics",
     "entry_from_datum",
     "entry_to_datum",
     "fetch_one",

@@ -1,4 +1,6 @@
-"""Thin confluent-kafka helpers: configs, topic creation, reading partitions to their end.
+"""Thin confluent-kafka helpers: configs, partition counts, reading partitions to their end.
+
+Topics are created and checked from the one table, :mod:`contracts.topics`.
 
 Every librdkafka failure leaves this module as :class:`BrokerError` (``from`` the original).
 Readers are ``read_committed``: an aborted transaction's records are never seen, and a reader
@@ -10,35 +12,21 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AdminClient,
-    ConfigResource,
-    NewTopic,
-)
+from confluent_kafka.admin import AdminClient
 
 from contracts.errors import BrokerError
 
 __all__ = [
-    "TopicSpec",
-    "check_topic_configs",
     "consumer_config",
     "coords",
-    "ensure_topics",
     "fetch_one",
     "partition_count",
     "producer_config",
     "read_to_end",
 ]
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    partitions: int = 1
-    config: Mapping[str, str] = field(default_factory=dict)
 
 
 def coords(message: Message) -> tuple[str, int, int]:
@@ -70,92 +58,6 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     }
     config.update(extra)
     return config
-
-
-def ensure_topics(
-    bootstrap: str, topics: Mapping[str, TopicSpec], *, timeout_s: float = 30.0
-) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot list topics at {bootstrap}: {exc}") from exc
-    wanted = [
-        NewTopic(
-            name, num_partitions=spec.partitions, replication_factor=-1, config=dict(spec.config)
-        )
-        for name, spec in topics.items()
-        if name not in existing
-    ]
-    if not wanted:
-        return []
-    created: list[str] = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
-        try:
-            future.result(timeout=timeout_s)
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            raise BrokerError(f"cannot create topic '{name}': {exc}") from exc
-    # metadata for new topics propagates asynchronously: wait until the broker lists them
-    deadline = time.monotonic() + timeout_s
-    while created:
-        listed = admin.list_topics(timeout=timeout_s).topics
-        if all(name in listed and not listed[name].error for name in created):
-            break
-        if time.monotonic() > deadline:
-            raise BrokerError(f"topics {created} were created but never appeared in metadata")
-        time.sleep(0.1)
-    return created
-
-
-def check_topic_configs(
-    bootstrap: str, wanted: Mapping[str, Mapping[str, str]], *, timeout_s: float = 30.0
-) -> None:
-    """Refuse (:class:`BrokerError`) when a topic's config differs from *wanted*.
-
-    The message names the topic, each key, the value expected and the value found, and the
-    hint gives the ``kafka-configs.sh`` command that fixes it. A topic that does not exist is
-    not checked here (it is created with the right config, or the first read reports it).
-    """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-        names = [name for name in wanted if name in existing]
-        if not names:
-            return
-        futures = admin.describe_configs(
-            [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names],
-            request_timeout=timeout_s,
-        )
-        found = {
-            resource.name: {k: entry.value for k, entry in future.result(timeout_s).items()}
-            for resource, future in futures.items()
-        }
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read the configs of {sorted(wanted)}: {exc}") from exc
-    wrong: list[str] = []
-    fixes: list[str] = []
-    for name in names:
-        bad = {k: v for k, v in wanted[name].items() if found.get(name, {}).get(k) != v}
-        if bad:
-            wrong += [
-                f"'{name}' {k} must be {v} (got {found.get(name, {}).get(k)})"
-                for k, v in bad.items()
-            ]
-            fixes.append(
-                f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics"
-                f" --entity-name {name} --add-config "
-                + ",".join(f"{k}={v}" for k, v in bad.items())
-            )
-    if wrong:
-        raise BrokerError(
-            "topic config refused: " + "; ".join(wrong),
-            hint="Audit evidence must never be deleted by retention. Fix the topic(s), then"
-            " start again: " + " && ".join(fixes),
-        )
 
 
 def partition_count(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> int:

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from contracts import AvroSerde, Rejection, RolledUpFootprint, SchemaRegistry, subject_for
 from contracts._schemas import schema_json
 from contracts.errors import ContractError, PcfError, UnknownSchemaError
+from contracts.topics import TOPICS, ensure_topics
 from gateway._approvals import Approval, ApprovalState
 from gateway._errors import CommitFailed
 from gateway._pipeline import (
@@ -87,18 +88,15 @@ from gateway.runtime._codec import (
     resolved_event,
 )
 from gateway.runtime._kafka import (
-    TopicSpec,
-    check_topic_configs,
     consumer_config,
     coords,
-    ensure_topics,
     fetch_one,
     partition_count,
     read_to_end,
 )
 from gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 from gateway.runtime._subscriptions import Subscriptions
-from gateway.runtime._topics import AUDIT_TOPIC_CONFIG, Topics, log_id_for
+from gateway.runtime._topics import Topics, log_id_for
 
 __all__ = ["GatewayRunner", "RunStats", "RunnerSettings"]
 
@@ -243,18 +241,17 @@ class GatewayRunner:
             return
         s, t = self.settings, self.topics
         recipients = self.subscriptions.recipients
-        if s.create_topics:
-            specs = {
-                t.audit: TopicSpec(s.audit_partitions, AUDIT_TOPIC_CONFIG),
-                t.checkpoints: TopicSpec(s.audit_partitions, AUDIT_TOPIC_CONFIG),
-                t.approvals: TopicSpec(1),
-                t.counters: TopicSpec(1, {"cleanup.policy": "compact"}),
-                t.rejected: TopicSpec(1),
-                **{t.outbound(r): TopicSpec(s.outbound_partitions) for r in recipients},
-            }
-            ensure_topics(s.bootstrap, specs)
-        # audit evidence is kept forever: refuse to start on topics that would delete it
-        check_topic_configs(s.bootstrap, t.required_configs())
+        # created when missing (if allowed), and refused when their configs differ from the
+        # table's: audit evidence and approvals are kept for ever
+        wanted = [
+            (t.audit, TOPICS["pcf.audit"], s.audit_partitions),
+            (t.checkpoints, TOPICS["pcf.audit.checkpoints"], s.audit_partitions),
+            (t.approvals, TOPICS["pcf.approvals"], 1),
+            (t.counters, TOPICS["pcf.gateway.counters"], 1),
+            (t.rejected, TOPICS["pcf.rejected"], 1),
+            *((t.outbound(r), TOPICS["pcf.outbound."], s.outbound_partitions) for r in recipients),
+        ]
+        ensure_topics(s.bootstrap, wanted, create=s.create_topics)
         self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
         self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
         self.serde.ensure(

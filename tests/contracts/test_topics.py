@@ -43,10 +43,9 @@ def test_ensure_creates_with_the_configs_and_refuses_a_topic_that_differs(
     kafka_bootstrap: str,
 ) -> None:
     names = TopicNames(f"tt-{uuid.uuid4().hex[:8]}.")
-    config: dict[str, str | int | float | bool] = {"bootstrap.servers": kafka_bootstrap}
     wanted = [(names.declared, TOPICS["pcf.declared"], 2), (names.audit, TOPICS["pcf.audit"], 1)]
-    assert sorted(ensure_topics(config, wanted)) == sorted([names.declared, names.audit])
-    admin = AdminClient(config)
+    assert sorted(ensure_topics(kafka_bootstrap, wanted)) == sorted([names.declared, names.audit])
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     described = {
         r.name: {k: v.value for k, v in f.result(10).items()}
         for r, f in admin.describe_configs(
@@ -56,7 +55,7 @@ def test_ensure_creates_with_the_configs_and_refuses_a_topic_that_differs(
     }  # fmt: skip
     assert described[names.declared]["message.timestamp.type"] == "LogAppendTime"
     assert described[names.audit]["retention.ms"] == "-1"
-    assert ensure_topics(config, wanted) == []  # idempotent
+    assert ensure_topics(kafka_bootstrap, wanted) == []  # idempotent
 
     # an attacker's (or an old version's) topic with the producer's clock and 7-day retention
     keys, checkpoints = names.keys, names.checkpoints
@@ -65,7 +64,7 @@ def test_ensure_creates_with_the_configs_and_refuses_a_topic_that_differs(
         future.result(10)
     with pytest.raises(InfrastructureError) as caught:
         ensure_topics(
-            config,
+            kafka_bootstrap,
             [(keys, TOPICS["pcf.keys"], 1), (checkpoints, TOPICS["pcf.audit.checkpoints"], 1)],
         )
     message = str(caught.value)

@@ -29,7 +29,8 @@ from typer.testing import CliRunner
 
 from contracts import KafkaSchemaRegistry, subject_for
 from contracts._schemas import schema_json
-from contracts.errors import BrokerError
+from contracts.errors import InfrastructureError
+from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewayKey, KeyRing
 from gateway.audit import (
     AuditEntry,
@@ -49,15 +50,12 @@ from gateway.cli import audit_app
 from gateway.runtime import (
     GatewaySerde,
     Topics,
-    TopicSpec,
-    ensure_topics,
     kafka_registrar,
     parse_subscriptions,
     read_audit_logs,
 )
 from gateway.runtime._codec import entry_from_datum, entry_to_datum
 from gateway.runtime._keys import write_gateway_key, write_recipient_key
-from gateway.runtime._topics import AUDIT_TOPIC_CONFIG
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import CN, EU, GB, GB_PURPOSE, Env, read_values
 
@@ -234,7 +232,7 @@ def test_a_seal_survives_the_wire_and_the_export(key: GatewayKey) -> None:
 def _make_env(kafka_bootstrap: str, tmp_path: Path, partitions: int) -> Iterator[Env]:
     """Like ``test_runtime_kafka.env``, with *partitions* partitions of ``pcf.products``."""
     topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
-    ensure_topics(kafka_bootstrap, {topics.products: TopicSpec(partitions)})
+    ensure_topics(kafka_bootstrap, [(topics.products, TOPICS["pcf.products"], partitions)])
     kafka_registrar(kafka_bootstrap)(
         [(subject_for(topics.products), schema_json("RolledUpFootprint"))]
     )
@@ -439,7 +437,10 @@ def _recreate(env: Env, topic: str, values: Sequence[tuple[bytes, bytes]]) -> No
         if topic not in admin.list_topics(timeout=10).topics:
             try:
                 new = NewTopic(
-                    topic, num_partitions=1, replication_factor=-1, config=dict(AUDIT_TOPIC_CONFIG)
+                    topic,
+                    num_partitions=1,
+                    replication_factor=-1,
+                    config=dict(TOPICS["pcf.audit"].configs),
                 )
                 admin.create_topics([new], operation_timeout=30)[topic].result(30)
                 break
@@ -572,15 +573,11 @@ def test_audit_topics_keep_their_evidence_forever(env: Env) -> None:
         env.recipient_keys,
         group=env.group + "-b",
     )
-    ensure_topics(env.bootstrap, {other.topics.products: TopicSpec(1)})
-    ensure_topics(
-        env.bootstrap,
-        {
-            other.topics.audit: TopicSpec(1),
-            other.topics.checkpoints: TopicSpec(1, {"retention.ms": "604800000"}),
-        },
-    )
-    with pytest.raises(BrokerError, match=r"retention\.ms must be -1") as caught:
+    ensure_topics(env.bootstrap, [(other.topics.products, TOPICS["pcf.products"], 1)])
+    admin = AdminClient({"bootstrap.servers": env.bootstrap})
+    weekly = NewTopic(other.topics.checkpoints, 1, 1, config={"retention.ms": "604800000"})
+    admin.create_topics([weekly])[other.topics.checkpoints].result(30)
+    with pytest.raises(InfrastructureError, match=r"must have retention\.ms=-1") as caught:
         other.runner(policy, subs).start()
     assert other.topics.checkpoints in caught.value.message
     assert "kafka-configs.sh" in caught.value.hint and "retention.ms=-1" in caught.value.hint

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from contracts import AvroSerde, KafkaSchemaRegistry, RolledUpFootprint, subject_for
 from contracts._schemas import schema_json
+from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
 from gateway.audit import EntryKind, check_audit_log
 from gateway.cli import approvals_app, audit_app, outbound_app
@@ -29,8 +30,6 @@ from gateway.runtime import (
     RunnerSettings,
     Subscriptions,
     Topics,
-    TopicSpec,
-    ensure_topics,
     kafka_registrar,
     load_subscriptions,
     parse_subscriptions,
@@ -135,7 +134,7 @@ class Env:
 @pytest.fixture
 def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
     topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
-    ensure_topics(kafka_bootstrap, {topics.products: TopicSpec(2)})
+    ensure_topics(kafka_bootstrap, [(topics.products, TOPICS["pcf.products"], 2)])
     kafka_registrar(kafka_bootstrap)(
         [(subject_for(topics.products), schema_json("RolledUpFootprint"))]
     )
@@ -667,11 +666,11 @@ def test_the_core_gateway_shell_commits_through_the_kafka_seams(env: Env) -> Non
     policy = env.policy()
     ensure_topics(
         env.bootstrap,
-        {
-            env.topics.audit: TopicSpec(1),
-            env.topics.checkpoints: TopicSpec(1),
-            env.topics.outbound(EU): TopicSpec(1),
-        },
+        [
+            (env.topics.audit, TOPICS["pcf.audit"], 1),
+            (env.topics.checkpoints, TOPICS["pcf.audit.checkpoints"], 1),
+            (env.topics.outbound(EU), TOPICS["pcf.outbound."], 1),
+        ],
     )
     serde = GatewaySerde(env.registry, registrar=kafka_registrar(env.bootstrap))
     sink = KafkaTransferSink(
