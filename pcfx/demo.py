@@ -56,6 +56,7 @@ from contracts import (
     sign,
 )
 from contracts.errors import BrokerError, PcfError
+from contracts.kafka_client import kafka_python_kwargs
 from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
@@ -236,6 +237,7 @@ class DemoExchange:
     def read(self, topic: str, model: type[Any], idle_s: float = 2.0) -> list[Any]:
         consumer = KafkaConsumer(
             self.topic(topic),
+            **kafka_python_kwargs(),
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",
             group_id=None,

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from contracts.errors import BrokerError
+from contracts.kafka_client import librdkafka_config
 
 __all__ = [
     "TopicSpec",
@@ -45,6 +46,7 @@ def coords(message: Message) -> tuple[str, int, int]:
 
 def consumer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
+        **librdkafka_config(),
         "bootstrap.servers": bootstrap,
         "group.id": f"pcfx-reader-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
@@ -57,6 +59,7 @@ def consumer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
 
 def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
+        **librdkafka_config(),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -71,7 +74,7 @@ def ensure_topics(
     bootstrap: str, topics: Mapping[str, TopicSpec], *, timeout_s: float = 30.0
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
@@ -108,7 +111,7 @@ def ensure_topics(
 
 def partition_count(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> int:
     """How many partitions *topic* has (0 when it does not exist)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
     try:
         meta = admin.list_topics(topic=topic, timeout=timeout_s)
     except KafkaException as exc:
