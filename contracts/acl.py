@@ -1,0 +1,168 @@
+"""Who may read and write what on the exchange's Kafka: the role -> ACL table, as data.
+
+The broker enforces it (``pcfx broker start --secure``: the KRaft ``StandardAuthorizer``, deny
+unless an ACL allows); ``pcfx tenants add`` turns a role into these grants for one principal.
+Two tables: :data:`TOPIC_ACCESS`, keyed by topic and role (``R`` read, ``W`` write, ``C`` create),
+and :data:`ROLE_EXTRAS` for what is not a shared topic (a tenant's own topics, consumer groups,
+transactional ids, the cluster). Names are templates: ``{prefix}`` is the deployment's topic
+prefix (``PCFX_TOPIC_PREFIX``), ``{tenant}`` the principal's name, ``{app_id}`` the streams
+application id, ``{group}`` the gateway's consumer group.
+
+The rules the tables keep (each proved by a test on a secure broker, tests/infra):
+
+- nobody but the operator writes ``pcf.keys``, ``pcf.factors`` or the schemas topic;
+- a supplier or manufacturer writes its declarations (``pcf.declared``, ``pcf.bom``) and reads
+  nothing of other companies' (no read of ``pcf.declared``, ``pcf.bom``, ``pcf.products``);
+- a manufacturer reads its results only from topics named after it: ``pcf.results.<tenant>``
+  (rolled-up results of the products it owns) and ``pcf.outbound.<tenant>`` (what the gateway
+  released to it); the shared ``pcf.products`` is never readable by a company;
+- a recipient reads only ``pcf.outbound.<tenant>``;
+- the streams, gateway, API and officer principals get what their stage needs and no more.
+
+Keys (``pcf.keys``: public keys and their namespaces) and the schemas topic are readable by every
+role: every client needs them to encode or check records, and they hold no company's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = [
+    "PATTERNS",
+    "RESOURCES",
+    "ROLES",
+    "ROLE_EXTRAS",
+    "SCHEMAS_TOPIC_NAME",
+    "TOPIC_ACCESS",
+    "Grant",
+    "grants_for",
+]
+
+Resource = Literal["topic", "group", "transactional_id", "cluster"]
+Pattern = Literal["literal", "prefixed"]
+RESOURCES: Final = ("topic", "group", "transactional_id", "cluster")
+PATTERNS: Final = ("literal", "prefixed")
+
+ROLES: Final = (
+    "supplier",
+    "manufacturer",
+    "recipient",
+    "streams",
+    "gateway",
+    "api",
+    "operator",
+    "officer",
+)
+
+SCHEMAS_TOPIC_NAME: Final = "pcf._schemas"
+"""The schema registry's topic (shared by every prefix; see ``contracts._registry``)."""
+
+_ALL: Final = ROLES
+
+TOPIC_ACCESS: Final[Mapping[str, Mapping[str, str]]] = {
+    # topic (under {prefix} unless it is the schemas topic) -> role -> R/W/C
+    "pcf.declared": {"supplier": "W", "manufacturer": "W", "streams": "R"},
+    "pcf.bom": {"supplier": "W", "manufacturer": "W", "streams": "R"},
+    "pcf.factors": {"operator": "RWC", "streams": "R"},
+    "pcf.keys": {**dict.fromkeys(_ALL, "R"), "operator": "RWC"},
+    "pcf.rollup": {"streams": "RWC"},
+    "pcf.products": {"streams": "RWC", "gateway": "R"},
+    "pcf.rejected": {"streams": "WC", "gateway": "W", "operator": "R"},
+    "pcf.approvals": {"gateway": "RWC", "officer": "RW"},
+    "pcf.audit": {"gateway": "RWC", "api": "RW", "officer": "R"},
+    "pcf.audit.checkpoints": {"gateway": "RWC", "api": "R", "officer": "R"},
+    "pcf.gateway.counters": {"gateway": "RWC"},
+    SCHEMAS_TOPIC_NAME: {**dict.fromkeys(_ALL, "R"), "operator": "RWC"},
+}
+"""Shared topics: who reads (R), writes (W) and may create (C) each one."""
+
+OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "R": ("READ",),
+    "W": ("WRITE",),
+    "C": ("CREATE",),
+}
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One ALLOW ACL: *operation* on a resource (*resource*, *name*, *pattern*)."""
+
+    resource: Resource
+    name: str
+    pattern: Pattern
+    operation: str
+    """Kafka's operation name: READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS, IDEMPOTENT_WRITE."""
+
+    def __str__(self) -> str:
+        star = "*" if self.pattern == "prefixed" else ""
+        return f"{self.operation} {self.resource}:{self.name}{star}"
+
+
+def _g(resource: Resource, name: str, pattern: Pattern, *operations: str) -> tuple[Grant, ...]:
+    return tuple(Grant(resource, name, pattern, op) for op in operations)
+
+
+ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
+    "supplier": (),
+    "manufacturer": (
+        *_g("topic", "{prefix}pcf.results.{tenant}", "literal", "READ"),
+        *_g("topic", "{prefix}pcf.outbound.{tenant}", "literal", "READ"),
+        *_g("group", "{tenant}.", "prefixed", "READ"),
+    ),
+    "recipient": (
+        *_g("topic", "{prefix}pcf.outbound.{tenant}", "literal", "READ"),
+        *_g("group", "{tenant}.", "prefixed", "READ"),
+    ),
+    "streams": (
+        # the app's own topics: changelogs, faust's leader/repartition topics (<app id>-...)
+        *_g("topic", "{app_id}-", "prefixed", "READ", "WRITE", "CREATE", "DESCRIBE_CONFIGS"),
+        *_g("group", "{app_id}", "prefixed", "READ"),
+        # per-company results (pcf.results.<tenant>), written from the roll-up's owners
+        *_g("topic", "{prefix}pcf.results.", "prefixed", "WRITE"),
+        *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
+    ),
+    "gateway": (
+        *_g("topic", "{prefix}pcf.outbound.", "prefixed", "READ", "WRITE", "CREATE"),
+        *_g("group", "{group}", "prefixed", "READ"),
+        *_g("transactional_id", "{group}.", "prefixed", "WRITE", "DESCRIBE"),
+        *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
+    ),
+    "api": (
+        *_g("topic", "{prefix}pcf.outbound.", "prefixed", "READ"),
+        *_g("group", "pcfx-api", "prefixed", "READ"),
+        *_g("transactional_id", "pcfx-api", "prefixed", "WRITE", "DESCRIBE"),
+        *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
+    ),
+    "operator": (
+        *_g("transactional_id", "pcfx-schema-writer:", "prefixed", "WRITE", "DESCRIBE"),
+        *_g("cluster", "kafka-cluster", "literal", "CREATE", "IDEMPOTENT_WRITE"),
+    ),
+    "officer": (),
+}
+"""Per role: grants on the tenant's own topics, groups, transactional ids and the cluster."""
+
+
+def grants_for(
+    role: str,
+    tenant: str,
+    *,
+    prefix: str = "",
+    app_id: str = "pcfx-streams",
+    group: str = "pcfx-gateway",
+) -> tuple[Grant, ...]:
+    """Every ACL *role* gives the principal *tenant* (sorted, no duplicates); a ``KeyError``
+    names an unknown role."""
+    if role not in ROLE_EXTRAS:
+        raise KeyError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    out: set[Grant] = set()
+    for topic, roles in TOPIC_ACCESS.items():
+        access = roles.get(role, "")
+        name = topic if topic == SCHEMAS_TOPIC_NAME else f"{prefix}{topic}"
+        for letter in access:
+            out.update(_g("topic", name, "literal", *OPERATIONS[letter]))
+    values = {"prefix": prefix, "tenant": tenant, "app_id": app_id, "group": group}
+    for grant in ROLE_EXTRAS[role]:
+        out.add(Grant(grant.resource, grant.name.format(**values), grant.pattern, grant.operation))
+    return tuple(sorted(out))
