@@ -33,6 +33,8 @@ __all__ = [
     "PATTERNS",
     "RESOURCES",
     "ROLES",
+    "COMMON",
+    "READERS",
     "ROLE_EXTRAS",
     "SCHEMAS_TOPIC_NAME",
     "TOPIC_ACCESS",
@@ -104,18 +106,35 @@ def _g(resource: Resource, name: str, pattern: Pattern, *operations: str) -> tup
     return tuple(Grant(resource, name, pattern, op) for op in operations)
 
 
+COMMON: Final[tuple[Grant, ...]] = (
+    # every tenant's own consumer groups: <tenant>.<anything>
+    *_g("group", "{tenant}.", "prefixed", "READ"),
+    # the key directory's short-lived readers (producers/_keydir.py: pcfx-keys-<random>); a
+    # librdkafka consumer finds its group's coordinator even when it only assigns partitions
+    *_g("group", "pcfx-keys-", "prefixed", "READ"),
+)
+"""Grants every role has: its own group namespace, and the key directory readers' groups."""
+
+READERS: Final[tuple[Grant, ...]] = (
+    # gateway/runtime/_kafka.read_to_end's short-lived readers (pcfx-reader-<random>)
+    *_g("group", "pcfx-reader-", "prefixed", "READ"),
+)
+
 ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
-    "supplier": (),
+    "supplier": COMMON,
     "manufacturer": (
+        *COMMON,
+        *READERS,
         *_g("topic", "{prefix}pcf.results.{tenant}", "literal", "READ"),
         *_g("topic", "{prefix}pcf.outbound.{tenant}", "literal", "READ"),
-        *_g("group", "{tenant}.", "prefixed", "READ"),
     ),
     "recipient": (
+        *COMMON,
+        *READERS,
         *_g("topic", "{prefix}pcf.outbound.{tenant}", "literal", "READ"),
-        *_g("group", "{tenant}.", "prefixed", "READ"),
     ),
     "streams": (
+        *COMMON,
         # the app's own topics: changelogs, faust's leader/repartition topics (<app id>-...)
         *_g("topic", "{app_id}-", "prefixed", "READ", "WRITE", "CREATE", "DESCRIBE_CONFIGS"),
         *_g("group", "{app_id}", "prefixed", "READ"),
@@ -124,22 +143,28 @@ ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
         *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
     ),
     "gateway": (
+        *COMMON,
+        *READERS,
         *_g("topic", "{prefix}pcf.outbound.", "prefixed", "READ", "WRITE", "CREATE"),
         *_g("group", "{group}", "prefixed", "READ"),
         *_g("transactional_id", "{group}.", "prefixed", "WRITE", "DESCRIBE"),
         *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
     ),
     "api": (
+        *COMMON,
+        *READERS,
         *_g("topic", "{prefix}pcf.outbound.", "prefixed", "READ"),
         *_g("group", "pcfx-api", "prefixed", "READ"),
         *_g("transactional_id", "pcfx-api", "prefixed", "WRITE", "DESCRIBE"),
         *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
     ),
     "operator": (
+        *COMMON,
+        *READERS,
         *_g("transactional_id", "pcfx-schema-writer:", "prefixed", "WRITE", "DESCRIBE"),
         *_g("cluster", "kafka-cluster", "literal", "CREATE", "IDEMPOTENT_WRITE"),
     ),
-    "officer": (),
+    "officer": (*COMMON, *READERS),
 }
 """Per role: grants on the tenant's own topics, groups, transactional ids and the cluster."""
 

@@ -138,6 +138,27 @@ class TenantAdmin:
         )
         return BrokerError(f"{what} at {self.bootstrap} failed as {who}: {detail}", hint=hint)
 
+    def require_cluster_admin(self) -> None:
+        """Refuse early unless the broker lets this principal DESCRIBE and ALTER the cluster
+        (what ACL and SCRAM administration need); the broker's own answer decides."""
+        try:
+            cluster = self._admin.describe_cluster(include_authorized_operations=True).result(
+                timeout=self.timeout_s
+            )
+        except KafkaException as exc:
+            raise self._fail("describing the cluster", exc) from exc
+        allowed = {op.name for op in cluster.authorized_operations or ()}
+        missing = {"DESCRIBE", "ALTER"} - allowed
+        if missing:
+            who = client_settings().username or "an anonymous client"
+            raise BrokerError(
+                f"the broker does not authorize {who} to administer principals: it may not"
+                f" {' or '.join(sorted(missing))} the cluster (authorized:"
+                f" {', '.join(sorted(allowed)) or 'nothing'})",
+                hint="Connect as a super user: the admin.properties 'pcfx broker start --secure'"
+                " wrote (--kafka-config FILE or KAFKA_CLIENT_CONFIG=FILE).",
+            )
+
     def upsert_credential(self, name: str, password: str) -> None:
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
         alteration = UserScramCredentialUpsertion(name, info, password.encode())
@@ -265,6 +286,7 @@ def add_tenant(
     password = _read_password(password_file) if password_file else secrets.token_urlsafe(32)
     admin_settings = settings or client_settings()
     admin = TenantAdmin(bootstrap, admin_settings)
+    admin.require_cluster_admin()
     grants = grants_for(role, name, prefix=prefix, app_id=app_id, group=group)
     admin.upsert_credential(name, password)
     principal = f"User:{name}"
@@ -308,8 +330,11 @@ def list_tenants(
 ) -> list[Tenant]:
     """Every SCRAM principal and every principal with ACLs, with the role its grants match."""
     admin = TenantAdmin(bootstrap, settings)
-    credentials = admin.credentials()
+    # asked first: confluent-kafka 2.16.1 aborts the process after a refused
+    # DescribeUserScramCredentials, and a refused DescribeAcls answers an empty list
+    admin.require_cluster_admin()
     acls = admin.acls()
+    credentials = admin.credentials()
     names = set(credentials) | {p.split(":", 1)[1] for p in acls if p.startswith("User:")}
     tenants = []
     for name in sorted(names):
@@ -338,6 +363,7 @@ def remove_tenant(
     """Delete User:*name*'s SCRAM credential and every ACL naming it."""
     check_name(name)
     admin = TenantAdmin(bootstrap, settings)
+    admin.require_cluster_admin()
     deleted = admin.delete_acls(f"User:{name}")
     existed = name in admin.credentials()
     if existed:
