@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 __all__ = [
+    "COMMON",
     "PATTERNS",
+    "READERS",
     "RESOURCES",
     "ROLES",
-    "COMMON",
-    "READERS",
     "ROLE_EXTRAS",
     "SCHEMAS_TOPIC_NAME",
     "TOPIC_ACCESS",

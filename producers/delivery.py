@@ -97,7 +97,7 @@ class KafkaSink:
         """Fail fast with a clear message when no broker answers a metadata request."""
         admin = AdminClient(
             librdkafka_config(**{"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOGGER})
-        )  # type: ignore[dict-item]
+        )
         try:
             admin.list_topics(timeout=timeout_s)
         except KafkaException as exc:

@@ -114,6 +114,20 @@ def _grant(binding: Any) -> Grant:
     return Grant(resource, binding.name, pattern, binding.operation.name)  # type: ignore[arg-type]
 
 
+def _filter(principal: str | None) -> Any:
+    """Every ACL (of *principal*, if given): ``None`` matches any name or host."""
+    anything: Any = None
+    return AclBindingFilter(
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        principal if principal is not None else anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+
+
 class TenantAdmin:
     """An admin client for principals and ACLs; every Kafka failure leaves as BrokerError."""
 
@@ -182,7 +196,8 @@ class TenantAdmin:
     def credentials(self) -> dict[str, tuple[str, ...]]:
         """Every SCRAM user and its mechanisms."""
         try:
-            described = self._admin.describe_user_scram_credentials().result(timeout=self.timeout_s)
+            pending: Any = self._admin.describe_user_scram_credentials()  # all users: one future
+            described = pending.result(timeout=self.timeout_s)
         except KafkaException as exc:
             raise self._fail("listing SCRAM credentials", exc) from exc
         return {
@@ -205,15 +220,7 @@ class TenantAdmin:
 
     def acls(self, principal: str | None = None) -> dict[str, tuple[Grant, ...]]:
         """ALLOW ACLs by principal (all principals, or one)."""
-        query = AclBindingFilter(
-            ResourceType.ANY,
-            None,
-            ResourcePatternType.ANY,
-            principal,
-            None,
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )
+        query = _filter(principal)
         try:
             found = self._admin.describe_acls(query).result(timeout=self.timeout_s)
         except KafkaException as exc:
@@ -224,15 +231,7 @@ class TenantAdmin:
         return {p: tuple(sorted(g)) for p, g in by_principal.items()}
 
     def delete_acls(self, principal: str) -> int:
-        query = AclBindingFilter(
-            ResourceType.ANY,
-            None,
-            ResourcePatternType.ANY,
-            principal,
-            None,
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )
+        query = _filter(principal)
         deleted = 0
         for future in self._admin.delete_acls([query]).values():
             try:
