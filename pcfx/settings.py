@@ -29,7 +29,17 @@ def bootstrap_servers() -> str:
         return configured
     state = launcher.status()
     if state.running and state.info is not None:
-        return state.info.bootstrap
+        info = state.info
+        if info.admin_config and not client_settings().uses_sasl:
+            raise BrokerError(
+                f"the local broker at {info.bootstrap} is {info.security_protocol}"
+                f" ({info.sasl_mechanism}): this client has no credentials"
+                f" ({client_settings().source})",
+                hint=f"Connect as the operator with --kafka-config {info.admin_config} (or"
+                " KAFKA_CLIENT_CONFIG=...), or as a tenant with the file 'pcfx tenants add'"
+                " wrote.",
+            )
+        return info.bootstrap
     raise BrokerError(
         "no Kafka broker is configured: KAFKA_BOOTSTRAP_SERVERS is not set and no local "
         "broker is running",

@@ -502,3 +502,27 @@ def test_status_says_how_to_connect(secure: SecureBroker) -> None:
     config = server.read_text()
     assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in config
     assert "allow.everyone.if.no.acl.found=false" in config
+
+
+def test_cli_without_credentials_is_told_how_to_connect_to_a_secure_local_broker(
+    secure: SecureBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contracts.errors import BrokerError
+    from contracts.kafka_client import reset
+    from pcfx.settings import bootstrap_servers
+
+    monkeypatch.setenv("PCFX_BROKER_DIR", secure.info.state_dir)
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CLIENT_CONFIG", "KAFKA_SECURITY_PROTOCOL"):
+        monkeypatch.delenv(var, raising=False)
+    reset()
+    try:
+        with pytest.raises(BrokerError) as caught:
+            bootstrap_servers()
+        assert "SASL_SSL" in caught.value.message
+        assert str(secure.info.admin_config) in caught.value.hint
+        monkeypatch.setenv("KAFKA_CLIENT_CONFIG", str(secure.configs["acme"]))
+        reset()
+        assert bootstrap_servers() == secure.bootstrap
+    finally:
+        monkeypatch.undo()
+        reset()
