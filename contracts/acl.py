@@ -2,7 +2,8 @@
 
 The broker enforces it (``pcfx broker start --secure``: the KRaft ``StandardAuthorizer``, deny
 unless an ACL allows); ``pcfx tenants add`` turns a role into these grants for one principal.
-Two tables: :data:`TOPIC_ACCESS`, keyed by topic and role (``R`` read, ``W`` write, ``C`` create),
+Two tables: :data:`TOPIC_ACCESS`, keyed by topic and role (``R`` read, ``W`` write, ``C`` create,
+``D`` describe its configs, e.g. to check LogAppendTime or retention at start-up),
 and :data:`ROLE_EXTRAS` for what is not a shared topic (a tenant's own topics, consumer groups,
 transactional ids, the cluster). Names are templates: ``{prefix}`` is the deployment's topic
 prefix (``PCFX_TOPIC_PREFIX``), ``{tenant}`` the principal's name, ``{app_id}`` the streams
@@ -65,25 +66,26 @@ _ALL: Final = ROLES
 
 TOPIC_ACCESS: Final[Mapping[str, Mapping[str, str]]] = {
     # topic (under {prefix} unless it is the schemas topic) -> role -> R/W/C
-    "pcf.declared": {"supplier": "W", "manufacturer": "W", "streams": "R"},
-    "pcf.bom": {"supplier": "W", "manufacturer": "W", "streams": "R"},
-    "pcf.factors": {"operator": "RWC", "streams": "R"},
-    "pcf.keys": {**dict.fromkeys(_ALL, "R"), "operator": "RWC"},
+    "pcf.declared": {"supplier": "W", "manufacturer": "W", "streams": "RD", "operator": "CD"},
+    "pcf.bom": {"supplier": "W", "manufacturer": "W", "streams": "RD", "operator": "CD"},
+    "pcf.factors": {"operator": "RWCD", "streams": "RD"},
+    "pcf.keys": {**dict.fromkeys(_ALL, "R"), "operator": "RWCD", "streams": "RD"},
     "pcf.rollup": {"streams": "RWC"},
     "pcf.products": {"streams": "RWC", "gateway": "R"},
     "pcf.rejected": {"streams": "WC", "gateway": "W", "operator": "R"},
     "pcf.approvals": {"gateway": "RWC", "officer": "RW"},
-    "pcf.audit": {"gateway": "RWC", "api": "RW", "officer": "R"},
-    "pcf.audit.checkpoints": {"gateway": "RWC", "api": "R", "officer": "R"},
+    "pcf.audit": {"gateway": "RWCD", "api": "RW", "officer": "R"},
+    "pcf.audit.checkpoints": {"gateway": "RWCD", "api": "R", "officer": "R"},
     "pcf.gateway.counters": {"gateway": "RWC"},
     SCHEMAS_TOPIC_NAME: {**dict.fromkeys(_ALL, "R"), "operator": "RWC"},
 }
-"""Shared topics: who reads (R), writes (W) and may create (C) each one."""
+"""Shared topics: who reads (R), writes (W), may create (C) and describe the configs (D) of each."""
 
 OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "R": ("READ",),
     "W": ("WRITE",),
     "C": ("CREATE",),
+    "D": ("DESCRIBE_CONFIGS",),
 }
 
 

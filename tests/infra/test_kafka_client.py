@@ -175,6 +175,6 @@ def test_companies_never_read_shared_data_topics() -> None:
 def test_the_table_names_only_known_roles() -> None:
     for topic, roles in TOPIC_ACCESS.items():
         assert set(roles) <= set(ROLES), topic
-        assert all(set(access) <= set("RWC") for access in roles.values()), topic
+        assert all(set(access) <= set("RWCD") for access in roles.values()), topic
     with pytest.raises(KeyError, match="unknown role"):
         grants_for("attacker", "x")

@@ -526,3 +526,19 @@ def test_cli_without_credentials_is_told_how_to_connect_to_a_secure_local_broker
     finally:
         monkeypatch.undo()
         reset()
+
+
+def test_cli_start_secure_reuses_the_broker_and_refuses_to_mix_modes(secure: SecureBroker) -> None:
+    state = secure.info.state_dir
+    again = subprocess.run(
+        [*PCFX, "broker", "start", "--secure", "--state-dir", state, "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["pid"] == secure.info.pid
+    plain = subprocess.run(
+        [*PCFX, "broker", "start", "--state-dir", state],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert plain.returncode == 3
+    assert "SASL_SSL" in plain.stderr and "pcfx broker stop" in " ".join(plain.stderr.split())
