@@ -703,6 +703,8 @@ def _demo_tenants(bootstrap: str, workdir: Path, prefix: str) -> None:
             bootstrap=bootstrap,
             out=folder / f"{name}.properties",
             prefix=prefix,
+            app_id=f"{prefix}streams",  # as DemoExchange.start_worker and _gateway_run name them
+            group=f"{prefix}gateway",
             force=True,
         )
     console.print(
