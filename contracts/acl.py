@@ -149,7 +149,8 @@ ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
         *READERS,
         *_g("topic", "{prefix}pcf.outbound.", "prefixed", "READ", "WRITE", "CREATE"),
         *_g("group", "{group}", "prefixed", "READ"),
-        *_g("transactional_id", "{group}.", "prefixed", "WRITE", "DESCRIBE"),
+        # gateway/runtime/_runner.py: pcfx-gateway.<group>.<products topic>.<partition>
+        *_g("transactional_id", "pcfx-gateway.{group}.", "prefixed", "WRITE", "DESCRIBE"),
         *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
     ),
     "api": (

@@ -178,3 +178,12 @@ def test_the_table_names_only_known_roles() -> None:
         assert all(set(access) <= set("RWCD") for access in roles.values()), topic
     with pytest.raises(KeyError, match="unknown role"):
         grants_for("attacker", "x")
+
+
+def test_the_gateway_may_use_the_transactional_ids_its_runner_names() -> None:
+    grants = grants_for("gateway", "gw", prefix="demo-1.", group="demo-1.gateway")
+    txn = [g for g in grants if g.resource == "transactional_id" and g.operation == "WRITE"]
+    used = "pcfx-gateway.demo-1.gateway.demo-1.pcf.products.3"  # _runner.py's format
+    assert any(used.startswith(g.name) for g in txn)
+    other = "pcfx-gateway.pcfx-gateway.pcf.products.0"  # another deployment's gateway
+    assert not any(other.startswith(g.name) for g in txn)
