@@ -714,6 +714,49 @@ def _demo_tenants(bootstrap: str, workdir: Path, prefix: str) -> None:
     )
 
 
+def _broker_refusals(bootstrap: str, workdir: Path, prefix: str) -> list[str]:
+    """What the broker itself refuses the demo's parties (a line each): the ACLs at work."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+    from contracts.kafka_client import KafkaClientSettings
+
+    def settings(name: str) -> dict[str, Any]:
+        path = workdir / "kafka" / f"{name}.properties"
+        return KafkaClientSettings.from_properties(path).librdkafka() | {
+            "bootstrap.servers": bootstrap,
+            "log_level": 2,  # the refusals are the point: no librdkafka notices about them
+        }
+
+    lines = []
+    for who, topic in (("fj-cells", "pcf.products"), ("fj-cells", "pcf.keys")):
+        errors: list[Any] = []
+        producer = Producer(settings(who) | {"message.timeout.ms": 10000})
+
+        def report(error: Any, _message: Any, out: list[Any] = errors) -> None:
+            out.append(error)
+
+        producer.produce(prefix + topic, b"forged", on_delivery=report)
+        producer.flush(15)
+        error = errors[0] if errors else None
+        lines.append(f"{who} writes {topic}: {error.str() if error else 'ACCEPTED (!)'}")
+    for who, topic in (("fj-cells", "pcf.declared"), (EU_OEM, f"pcf.outbound.{NOTIFIED_BODY}")):
+        consumer = Consumer(settings(who) | {"group.id": f"{who}.demo"})
+        try:
+            described = consumer.list_topics(prefix + topic, timeout=10).topics[prefix + topic]
+            error = described.error
+            if error is None:
+                consumer.assign([TopicPartition(prefix + topic, 0, 0)])
+                message = consumer.poll(10)
+                error = message.error() if message is not None else None
+            refused = error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+            lines.append(
+                f"{who} reads {topic}: {error.str() if refused and error else 'ALLOWED (!)'}"
+            )
+        finally:
+            consumer.close()
+    return lines
+
+
 demo_app = typer.Typer(
     help="The whole exchange on an LFP battery supply chain (`pcfx demo stop` ends a demo left "
     "running).",
@@ -769,6 +812,10 @@ def demo(
         if started:
             launcher.stop()
         raise
+    if started:
+        console.rule("[bold]The broker refuses what a party's ACLs do not allow")
+        for line in _broker_refusals(bootstrap, workdir.resolve(), prefix):
+            console.print(line, highlight=False, markup=False)
     if started and not keep_running:
         console.print(launcher.stop().detail)
     console.print("[green]Demo complete.[/]")
