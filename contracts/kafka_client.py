@@ -11,7 +11,8 @@ wins):
    ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, ``KAFKA_SSL_CA_LOCATION``,
    ``KAFKA_SSL_CERTIFICATE_LOCATION``, ``KAFKA_SSL_KEY_LOCATION``, ``KAFKA_SSL_KEY_PASSWORD``;
 3. the ``--kafka-config FILE`` option of ``pcfx`` (:func:`use_config_file`): it replaces the
-   environment's settings for this process and the processes it starts.
+   environment's settings (and ``KAFKA_BOOTSTRAP_SERVERS``, when the file has
+   ``bootstrap.servers``) for this process and the processes it starts.
 
 :func:`client_settings` returns them as a :class:`KafkaClientSettings`, which renders them for
 each client library the project uses: :meth:`~KafkaClientSettings.librdkafka` (confluent-kafka),
@@ -387,13 +388,14 @@ def reset() -> None:
 
 def use_config_file(path: Path | str | None) -> KafkaClientSettings:
     """Make *path* this process's client config (``pcfx --kafka-config``): it replaces the
-    environment's ``KAFKA_*`` security variables, here and in every process started after."""
+    environment's ``KAFKA_*`` security variables, here and in every process started after, and
+    its ``bootstrap.servers`` (if it names one) replaces ``KAFKA_BOOTSTRAP_SERVERS``."""
     if path is not None:
         settings = KafkaClientSettings.from_properties(path).validated()
         for var in ENV_VARS:
             os.environ.pop(var, None)
         os.environ[CONFIG_ENV] = str(Path(path).resolve())
-        if settings.bootstrap_servers and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        if settings.bootstrap_servers:  # the file given on the command line names its cluster
             os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     reset()
     return client_settings()

@@ -104,7 +104,7 @@ def test_env_vars_override_the_file_and_the_flag_replaces_both(
     path = write_client_properties(tmp_path / "acme.properties", _secure(ca))
     monkeypatch.setenv("KAFKA_CLIENT_CONFIG", str(path))
     monkeypatch.setenv("KAFKA_SASL_USERNAME", "other")
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")  # restored (removed) after the test
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # restored after the test
     kafka_client.reset()
     assert kafka_client.client_settings().username == "other"
     ops = write_client_properties(
