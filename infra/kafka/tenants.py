@@ -245,10 +245,12 @@ def _read_password(path: Path) -> str:
     try:
         password = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ContractError(
+        error = ContractError(
             f"the password file {str(path)!r} cannot be read ({exc.strerror})",
             hint="Give a readable file holding the password on its first line.",
-        ) from exc
+        )
+        error.code = "unreadable_input"  # exit code 4, as every pcfx command's unreadable input
+        raise error from exc
     if len(password) < 12:
         raise ContractError(
             f"the password in {str(path)!r} must be at least 12 characters (got {len(password)})",

@@ -447,7 +447,7 @@ def test_tenants_cli_add_list_remove(secure: SecureBroker) -> None:
         [*PCFX, *admin, "tenants", "add", "cli-supplier", "--role", "supplier", "--out", str(out)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert again.returncode == 1 and "written once" in again.stderr
+    assert again.returncode == 1 and "writtenonce" in "".join(again.stderr.split())
     listed = subprocess.run(
         [*PCFX, *admin, "tenants", "list", "--topic-prefix", PREFIX, "--json"],
         capture_output=True, text=True, timeout=120, check=False,
@@ -542,3 +542,44 @@ def test_cli_start_secure_reuses_the_broker_and_refuses_to_mix_modes(secure: Sec
     )  # fmt: skip
     assert plain.returncode == 3
     assert "SASL_SSL" in plain.stderr and "pcfx broker stop" in " ".join(plain.stderr.split())
+
+
+def test_a_password_from_a_file_is_used_and_bad_ones_are_refused(secure: SecureBroker) -> None:
+    admin = ["--kafka-config", str(secure.info.admin_config)]
+    secret = secure.workdir / "pw.txt"
+    secret.write_text("correct horse battery staple\n")
+    out = secure.workdir / "pw-tenant.properties"
+    added = subprocess.run(
+        [*PCFX, *admin, "tenants", "add", "pw-recipient", "--role", "recipient",
+         "--password-file", str(secret), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    settings = KafkaClientSettings.from_properties(out)
+    assert settings.password == "correct horse battery staple"
+    _values, error = read(secure, settings, f"{PREFIX}pcf.outbound.us-oem")
+    _denied(error, "pcf.outbound.us-oem")  # authenticated with that password, then refused
+    short = secure.workdir / "short.txt"
+    short.write_text("1234\n")
+    refused = subprocess.run(
+        [*PCFX, *admin, "tenants", "add", "pw-2", "--role", "recipient",
+         "--password-file", str(short), "--out", str(secure.workdir / "pw2.properties")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "atleast12characters" in "".join(refused.stderr.split())
+    missing = subprocess.run(
+        [*PCFX, *admin, "tenants", "add", "pw-3", "--role", "recipient",
+         "--password-file", str(secure.workdir / "nope.txt")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 4, missing.stderr
+    bad_role = subprocess.run(
+        [*PCFX, *admin, "tenants", "add", "pw-4", "--role", "root"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert bad_role.returncode == 2
+    bad_name = subprocess.run(
+        [*PCFX, *admin, "tenants", "add", "admin", "--role", "supplier"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert bad_name.returncode == 1 and "admin" in bad_name.stderr
