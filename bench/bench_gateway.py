@@ -50,6 +50,7 @@ from contracts import (
     subject_for,
 )
 from contracts._schemas import schema_json
+from contracts.kafka_client import librdkafka_config
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewayKey, GatewaySecrets, default_policy_path, load_policy
 from gateway.runtime import (
@@ -180,7 +181,9 @@ def broker() -> Iterator[str]:
 
 
 def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
+    producer = Producer(
+        {**librdkafka_config(), "bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"}
+    )
     for key, value in values:
         while True:
             try:
@@ -198,6 +201,7 @@ def raw_loop(
     group = f"bench-raw-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
         {
+            **librdkafka_config(),
             "bootstrap.servers": bootstrap,
             "group.id": group,
             "enable.auto.commit": False,
@@ -209,6 +213,7 @@ def raw_loop(
     )
     producer = Producer(
         {
+            **librdkafka_config(),
             "bootstrap.servers": bootstrap,
             "transactional.id": group,
             "enable.idempotence": True,

@@ -43,6 +43,7 @@ from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
 from contracts import ProductFootprint, check_footprint, sign_batch, to_avro_dict
 from contracts._envelope import signing_bytes
 from contracts.examples import example_footprint
+from contracts.kafka_client import librdkafka_config
 from pcfx.settings import bootstrap_servers
 from producers import Ledger, Publisher, Signer, Topics, load_items
 from producers._avro import WireEncoder
@@ -285,6 +286,7 @@ def _value_sizes(bootstrap: str, topic: str, sample: int = 2_000) -> dict[str, f
 
     consumer = Consumer(
         {
+            **librdkafka_config(),
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",

@@ -81,6 +81,7 @@ from contracts import (
     register_all,
 )
 from contracts.examples import example_footprint
+from contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash
 from streams.harness import Participants, start_worker, stop_worker, worker_command
 from streams.rollup import run_batch
@@ -244,7 +245,9 @@ def create_log_append_topics(bootstrap: str, names: Sequence[str]) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-streams")
+    admin = KafkaAdminClient(
+        **kafka_python_kwargs(), bootstrap_servers=bootstrap, client_id="bench-streams"
+    )
     try:
         admin.create_topics(
             [
@@ -261,6 +264,7 @@ def create_log_append_topics(bootstrap: str, names: Sequence[str]) -> None:
 def producer(bootstrap: str, linger_ms: int = 5) -> Producer:
     return Producer(
         {
+            **librdkafka_config(),
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "linger.ms": linger_ms,
@@ -283,7 +287,9 @@ def produce_all(prod: Producer, topic: str, records: Sequence[tuple[bytes, bytes
 
 
 def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets"})
+    consumer = Consumer(
+        {**librdkafka_config(), "bootstrap.servers": bootstrap, "group.id": "bench-offsets"}
+    )
     try:
         out = {}
         for topic in topics:
@@ -312,7 +318,12 @@ def read_records(
         return []
     remaining = sum(ends[(topic, tp.partition)] - tp.offset for tp in assign)
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "bench-read", "enable.auto.commit": False}
+        {
+            **librdkafka_config(),
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-read",
+            "enable.auto.commit": False,
+        }
     )
     out: list[tuple[bytes, bytes, int]] = []
     try:
@@ -385,6 +396,7 @@ def noop_worker(bootstrap: str, source: str, sink: str, app_id: str) -> None:
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(),
         store="memory://",
         datadir=tempfile.mkdtemp(prefix="bench-noop-"),
         topic_partitions=PARTITIONS,
@@ -476,7 +488,7 @@ class Bench:
         from kafka import KafkaAdminClient
 
         group = f"{self.prefix}streams"
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = KafkaAdminClient(**kafka_python_kwargs(), bootstrap_servers=self.bootstrap)
         deadline = time.monotonic() + timeout_s
         try:
             while True:

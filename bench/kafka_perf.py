@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from contracts.kafka_client import kafka_python_kwargs
 from infra.kafka.launcher import java_tool
 
 __all__ = ["PerfFigures", "ProducerSettings", "create_topic", "run_producer_perf"]
@@ -53,7 +54,9 @@ class PerfFigures:
 
 def create_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pcfx-bench")
+    admin = KafkaAdminClient(
+        **kafka_python_kwargs(), bootstrap_servers=bootstrap, client_id="pcfx-bench"
+    )
     try:
         admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     finally:

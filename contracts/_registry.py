@@ -313,6 +313,8 @@ class KafkaSchemaRegistry:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
         from kafka.errors import KafkaError
 
+        from contracts.kafka_client import kafka_python_kwargs
+
         self._topic = topic
         self._timeout_ms = int(timeout_s * 1000)
         self._state = _State()
@@ -323,6 +325,7 @@ class KafkaSchemaRegistry:
             if create_topic:
                 self._create_topic(bootstrap_servers, client_id)
             self._consumer: Any = KafkaConsumer(
+                **kafka_python_kwargs(),
                 bootstrap_servers=bootstrap_servers,
                 client_id=f"{client_id}-reader",
                 group_id=None,
@@ -334,6 +337,7 @@ class KafkaSchemaRegistry:
             self._consumer.seek_to_beginning(self._tp)
             if writer:
                 self._producer = KafkaProducer(
+                    **kafka_python_kwargs(),
                     bootstrap_servers=bootstrap_servers,
                     client_id=f"{client_id}-writer",
                     acks="all",
@@ -350,10 +354,14 @@ class KafkaSchemaRegistry:
 
     def _create_topic(self, bootstrap_servers: str, client_id: str) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
-        from kafka.errors import TopicAlreadyExistsError
+        from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
+
+        from contracts.kafka_client import kafka_python_kwargs
 
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, client_id=f"{client_id}-admin"
+            **kafka_python_kwargs(),
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{client_id}-admin",
         )
         try:
             admin.create_topics(
@@ -366,8 +374,8 @@ class KafkaSchemaRegistry:
                     )
                 ]
             )
-        except TopicAlreadyExistsError:
-            pass
+        except (TopicAlreadyExistsError, TopicAuthorizationFailedError):
+            pass  # exists, or this principal may not create it (the operator does, under ACLs)
         finally:
             admin.close()
 

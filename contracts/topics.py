@@ -40,10 +40,12 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from contracts.errors import InfrastructureError
+from contracts.kafka_client import librdkafka_config
 
 __all__ = [
     "APPEND_TIME",
     "FOREVER",
+    "ROLES",
     "SCHEMAS",
     "TOPICS",
     "Topic",
@@ -88,7 +90,8 @@ class Topic:
     configs: Mapping[str, str] = field(default_factory=dict)
     """Set at creation and checked at start-up (:func:`ensure_topics`)."""
     access: Mapping[str, str] = field(default_factory=dict)
-    """role -> the operations it is granted: ``R`` read, ``W`` write, ``C`` create."""
+    """role -> the operations it is granted: ``R`` read, ``W`` write, ``C`` create, ``D``
+    describe the configs (to check them at start-up); :mod:`contracts.acl` makes ACLs of it."""
     prefixed: bool = True
     """False for the one topic every deployment prefix shares (the schemas topic)."""
 
@@ -111,22 +114,22 @@ _TABLE: Final = (
     Topic(
         "pcf.declared", "product id", "io.pcfexchange.SignedFootprint",
         "suppliers' signed component footprints",
-        APPEND_TIME, {"supplier": "W", "manufacturer": "W", "streams": "R"},
+        APPEND_TIME, {"supplier": "W", "manufacturer": "W", "streams": "RD", "operator": "CD"},
     ),
     Topic(
         "pcf.bom", "product id", "io.pcfexchange.SignedBillOfMaterials",
         "manufacturers' signed bills of materials",
-        APPEND_TIME, {"supplier": "W", "manufacturer": "W", "streams": "R"},
+        APPEND_TIME, {"supplier": "W", "manufacturer": "W", "streams": "RD", "operator": "CD"},
     ),
     Topic(
         "pcf.factors", "factor id", "io.pcfexchange.SignedEmissionFactor",
         "the operator's signed background emission factors",
-        {**APPEND_TIME, **FOREVER}, {"operator": "RWC", "streams": "R"},
+        {**APPEND_TIME, **FOREVER}, {"operator": "RWCD", "streams": "RD"},
     ),
     Topic(
         "pcf.keys", "owner/keyId", "io.pcfexchange.SignedSupplierKey",
         "the operator's signed key registrations (role, namespaces, validity, revocation)",
-        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWC"},
+        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWCD", "streams": "RD"},
     ),
     Topic(
         "pcf.rollup", "none (a pack of messages per partition)", "streams codec JSON",
@@ -146,22 +149,22 @@ _TABLE: Final = (
     Topic(
         "pcf.approvals", "approval id", "io.pcfexchange.gateway.ApprovalEvent",
         "held transfers' requests and officers' signed decisions",
-        FOREVER, {"gateway": "RWC", "officer": "RW"},
+        FOREVER, {"gateway": "RWCD", "officer": "RW"},
     ),
     Topic(
         "pcf.audit", "log id", "io.pcfexchange.gateway.AuditLogEntry",
         "the gateway's hash-chained audit log (one chain per input partition)",
-        FOREVER, {"gateway": "RWC", "api": "RW", "officer": "R"},
+        FOREVER, {"gateway": "RWCD", "api": "RW", "officer": "R"},
     ),
     Topic(
         "pcf.audit.checkpoints", "log id", "io.pcfexchange.gateway.AuditLogCheckpoint",
         "signed RFC 6962 checkpoints of the audit chains",
-        FOREVER, {"gateway": "RWC", "api": "R", "officer": "R"},
+        FOREVER, {"gateway": "RWCD", "api": "R", "officer": "R"},
     ),
     Topic(
         "pcf.gateway.counters", "year|metric|individual", "io.pcfexchange.gateway.PiCounterEntry",
         "personal-information counters per year (cross-border thresholds)",
-        COMPACTED, {"gateway": "RWC"},
+        COMPACTED, {"gateway": "RWCD"},
     ),
     Topic(
         "pcf.outbound.", "pseudonym of the product id", "io.pcfexchange.gateway.SealedMessage",
@@ -282,7 +285,7 @@ def ensure_topics(
         ResourceType,
     )
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
@@ -305,6 +308,7 @@ def ensure_topics(
                 if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # another process was quicker: checked below like any other
                 raise InfrastructureError(f"cannot create topic '{name}': {exc}") from exc
+    _await_metadata(admin, created, timeout_s)
     present = existing | set(created)
     checked = [(name, spec) for name, spec, _ in wanted if spec.configs and name in present]
     problems: list[str] = []
@@ -323,6 +327,20 @@ def ensure_topics(
             hint="Fix the topics (or let this create them on a new cluster): " + " && ".join(fixes),
         )
     return created
+
+
+def _await_metadata(admin: Any, created: list[str], timeout_s: float) -> None:
+    """Wait until the cluster lists the topics just *created* (metadata propagates later)."""
+    deadline = time.monotonic() + timeout_s
+    while created:
+        listed = admin.list_topics(timeout=timeout_s).topics
+        if all(name in listed and not listed[name].error for name in created):
+            return
+        if time.monotonic() > deadline:
+            raise InfrastructureError(
+                f"topics {created} were created but never appeared in the cluster's metadata"
+            )
+        time.sleep(0.1)
 
 
 def _describe(admin: Any, resources: list[Any], timeout_s: float) -> dict[str, dict[str, str]]:

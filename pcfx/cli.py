@@ -7,7 +7,10 @@ import typer
 from gateway.api.cli import app as api_app
 from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
+from pcfx.console import handle_errors
 from pcfx.demo import demo_app
+from pcfx.kafka_options import KafkaConfig, apply
+from pcfx.tenants import tenants_app
 from producers.cli import keys_app, publish_app
 from streams.cli import rollup, streams_app
 
@@ -18,8 +21,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+@handle_errors
+def _connection(kafka_config: KafkaConfig = None) -> None:
+    """Options shared by every command: how Kafka clients connect."""
+    if kafka_config is not None:
+        apply(kafka_config)
+
+
 # platform operator
 app.add_typer(broker_app, name="broker")
+app.add_typer(tenants_app, name="tenants")
 # suppliers and manufacturers
 app.add_typer(keys_app, name="keys")
 app.add_typer(publish_app, name="publish")

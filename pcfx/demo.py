@@ -56,6 +56,7 @@ from contracts import (
     sign,
 )
 from contracts.errors import BrokerError, PcfError
+from contracts.kafka_client import kafka_python_kwargs, use_config_file
 from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
@@ -236,6 +237,7 @@ class DemoExchange:
     def read(self, topic: str, model: type[Any], idle_s: float = 2.0) -> list[Any]:
         consumer = KafkaConsumer(
             self.topic(topic),
+            **kafka_python_kwargs(),
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",
             group_id=None,
@@ -472,8 +474,18 @@ def _products_table(latest: dict[str, RolledUpFootprint], boms: list[BillOfMater
     return table
 
 
+def demo_prefix() -> str:
+    """A fresh topic namespace for one demo run."""
+    return f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}-{os.getpid() % 10000:04d}."
+
+
 def run_demo(
-    bootstrap: str, workdir: Path, *, keep_running: bool = False, broker_started: bool = False
+    bootstrap: str,
+    workdir: Path,
+    *,
+    keep_running: bool = False,
+    broker_started: bool = False,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
     """Play the story; return the figures it showed (the end-to-end test checks them).
 
@@ -483,7 +495,7 @@ def run_demo(
     """
     from streams.cli import run_rollup
 
-    prefix = f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}-{os.getpid() % 10000:04d}."
+    prefix = prefix or demo_prefix()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     if (workdir / "services.json").exists():
@@ -620,7 +632,12 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
     (workdir / "env.sh").write_text(
         "# pcfx demo --keep-running: `source` this to work with the running demo exchange\n"
         f"export KAFKA_BOOTSTRAP_SERVERS={exchange.bootstrap}\n"
-        f"export PCFX_TOPIC_PREFIX={prefix}\n"
+        + (
+            f"export KAFKA_CLIENT_CONFIG={os.environ['KAFKA_CLIENT_CONFIG']}\n"
+            if os.environ.get("KAFKA_CLIENT_CONFIG")
+            else ""
+        )
+        + f"export PCFX_TOPIC_PREFIX={prefix}\n"
         f"export OPERATOR_KEY={exchange.operator_file.resolve()}\n"
         f"export OPERATOR_PUB={operator_pub}\n"
         f"export GATEWAY_KEYS={gw}\n"
@@ -659,6 +676,87 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
 
 # --- the command line ----------------------------------------------------------------------------
 
+DEMO_TENANTS = {
+    "operator": "operator",
+    "streams": "streams",
+    "gateway": "gateway",
+    "api": "api",
+    "officer": "officer",
+    "cz-packs": "manufacturer",
+    "fj-cells": "supplier",
+    EU_OEM: "recipient",
+    NOTIFIED_BODY: "recipient",
+}
+"""The principals ``pcfx demo`` creates on a secure broker it started (by role)."""
+
+
+def _demo_tenants(bootstrap: str, workdir: Path, prefix: str) -> None:
+    """Create the demo's principals and their ACLs on the run's topics (*prefix*), with their
+    client configs in ``<workdir>/kafka/``."""
+    from infra.kafka.tenants import add_tenant
+
+    folder = workdir / "kafka"
+    for name, role in DEMO_TENANTS.items():
+        add_tenant(
+            name,
+            role,
+            bootstrap=bootstrap,
+            out=folder / f"{name}.properties",
+            prefix=prefix,
+            app_id=f"{prefix}streams",  # as DemoExchange.start_worker and _gateway_run name them
+            group=f"{prefix}gateway",
+            force=True,
+        )
+    console.print(
+        f"Created {len(DEMO_TENANTS)} principals with least-privilege ACLs"
+        f" ({', '.join(sorted(set(DEMO_TENANTS.values())))}); their client configs are in"
+        f" {folder} (pcfx tenants list shows them)."
+    )
+
+
+def _broker_refusals(bootstrap: str, workdir: Path, prefix: str) -> list[str]:
+    """What the broker itself refuses the demo's parties (a line each): the ACLs at work."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+    from contracts.kafka_client import KafkaClientSettings
+
+    def settings(name: str) -> dict[str, Any]:
+        path = workdir / "kafka" / f"{name}.properties"
+        return KafkaClientSettings.from_properties(path).librdkafka() | {
+            "bootstrap.servers": bootstrap,
+            "log_level": 2,  # the refusals are the point: no librdkafka notices about them
+        }
+
+    lines = []
+    for who, topic in (("fj-cells", "pcf.products"), ("fj-cells", "pcf.keys")):
+        errors: list[Any] = []
+        producer = Producer(settings(who) | {"message.timeout.ms": 10000})
+
+        def report(error: Any, _message: Any, out: list[Any] = errors) -> None:
+            out.append(error)
+
+        producer.produce(prefix + topic, b"forged", on_delivery=report)
+        producer.flush(15)
+        error = errors[0] if errors else None
+        lines.append(f"{who} writes {topic}: {error.str() if error else 'ACCEPTED (!)'}")
+    for who, topic in (("fj-cells", "pcf.declared"), (EU_OEM, f"pcf.outbound.{NOTIFIED_BODY}")):
+        consumer = Consumer(settings(who) | {"group.id": f"{who}.demo"})
+        try:
+            described = consumer.list_topics(prefix + topic, timeout=10).topics[prefix + topic]
+            error = described.error
+            if error is None:
+                consumer.assign([TopicPartition(prefix + topic, 0, 0)])
+                message = consumer.poll(10)
+                error = message.error() if message is not None else None
+            refused = error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+            lines.append(
+                f"{who} reads {topic}: {error.str() if refused and error else 'ALLOWED (!)'}"
+            )
+        finally:
+            consumer.close()
+    return lines
+
+
 demo_app = typer.Typer(
     help="The whole exchange on an LFP battery supply chain (`pcfx demo stop` ends a demo left "
     "running).",
@@ -691,19 +789,33 @@ def demo(
     from infra.kafka import launcher
 
     started = False
+    prefix = demo_prefix()
     try:
         bootstrap = bootstrap_servers()
     except BrokerError:
-        with console.status("No broker configured: starting a local one…"):
-            bootstrap = launcher.start().bootstrap
+        with console.status("No broker configured: starting a local secure one…"):
+            info = launcher.start(secure=True)
+        bootstrap = info.bootstrap
         started = True
-        console.print(f"Started a local Kafka broker at {bootstrap} for the demo.")
+        console.print(
+            f"Started a local Kafka broker at {bootstrap} for the demo: SASL_SSL (SCRAM-SHA-512),"
+            f" ACLs enforced; the operator connects with {info.admin_config}."
+        )
+        assert info.admin_config is not None
+        use_config_file(info.admin_config)
+        _demo_tenants(bootstrap, workdir.resolve(), prefix)
     try:
-        run_demo(bootstrap, workdir, keep_running=keep_running, broker_started=started)
+        run_demo(
+            bootstrap, workdir, keep_running=keep_running, broker_started=started, prefix=prefix
+        )
     except BaseException:
         if started:
             launcher.stop()
         raise
+    if started:
+        console.rule("[bold]The broker refuses what a party's ACLs do not allow")
+        for line in _broker_refusals(bootstrap, workdir.resolve(), prefix):
+            console.print(line, highlight=False, markup=False)
     if started and not keep_running:
         console.print(launcher.stop().detail)
     console.print("[green]Demo complete.[/]")

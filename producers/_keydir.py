@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import AvroSerde, SignedSupplierKey, check_signature
 from contracts.errors import BrokerError, PcfError
+from contracts.kafka_client import librdkafka_config
 from producers.delivery import KAFKA_LOGGER
 
 __all__ = ["KeyDirectory", "KeyState", "KeyStatus"]
@@ -80,6 +81,7 @@ class KeyDirectory:
         skipped = 0
         consumer = Consumer(
             {
+                **librdkafka_config(),
                 "bootstrap.servers": bootstrap,
                 "group.id": f"pcfx-keys-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from contracts.errors import BrokerError
+from contracts.kafka_client import librdkafka_config
 
 __all__ = ["DeliveryReport", "KafkaSink", "Outgoing"]
 
@@ -68,6 +69,7 @@ class KafkaSink:
     ) -> None:
         self.bootstrap = bootstrap
         self._config: dict[str, Any] = {
+            **librdkafka_config(),
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "enable.idempotence": True,
@@ -93,7 +95,9 @@ class KafkaSink:
 
     def check_reachable(self, timeout_s: float = 10.0) -> None:
         """Fail fast with a clear message when no broker answers a metadata request."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOGGER})  # type: ignore[dict-item]
+        admin = AdminClient(
+            librdkafka_config(**{"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOGGER})
+        )
         try:
             admin.list_topics(timeout=timeout_s)
         except KafkaException as exc:

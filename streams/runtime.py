@@ -101,6 +101,7 @@ from contracts import (
     register_all,
 )
 from contracts.errors import InfrastructureError, PcfError, RollupError, TrustError
+from contracts.kafka_client import aiokafka_kwargs, faust_credentials, kafka_python_kwargs
 from streams import codec
 from streams.adapt import (
     core_bom,
@@ -377,6 +378,7 @@ class _Keys:
         topic = self.config.topic("pcf.keys")
         consumer = AIOKafkaConsumer(
             topic,
+            **aiokafka_kwargs(),
             bootstrap_servers=self.config.bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
@@ -683,7 +685,9 @@ def ensure_topics(config: StreamsConfig) -> None:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap, client_id="pcfx-streams-setup")
+    admin = KafkaAdminClient(
+        **kafka_python_kwargs(), bootstrap_servers=config.bootstrap, client_id="pcfx-streams-setup"
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [NewTopic(config.topic(name), config.partitions, 1) for name in TOPICS] + [
@@ -743,6 +747,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     app = _App(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
+        broker_credentials=faust_credentials(),
         store="memory://",
         datadir=str(config.data_dir),
         topic_partitions=config.partitions,

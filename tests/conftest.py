@@ -14,6 +14,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from contracts.kafka_client import kafka_python_kwargs
 from infra.kafka.provision import ProvisionedBroker, provision_broker
 
 
@@ -31,7 +32,9 @@ def kafka_bootstrap(kafka_broker: ProvisionedBroker) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="pcfx-tests")
+    admin = KafkaAdminClient(
+        **kafka_python_kwargs(), bootstrap_servers=kafka_bootstrap, client_id="pcfx-tests"
+    )
     yield admin
     admin.close()
 

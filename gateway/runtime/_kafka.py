@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from contracts.errors import BrokerError
+from contracts.kafka_client import librdkafka_config
 
 __all__ = [
     "consumer_config",
@@ -38,6 +39,7 @@ def coords(message: Message) -> tuple[str, int, int]:
 
 def consumer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
+        **librdkafka_config(),
         "bootstrap.servers": bootstrap,
         "group.id": f"pcfx-reader-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
@@ -50,6 +52,7 @@ def consumer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
 
 def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
+        **librdkafka_config(),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -62,7 +65,7 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
 
 def partition_count(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> int:
     """How many partitions *topic* has (0 when it does not exist)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
     try:
         meta = admin.list_topics(topic=topic, timeout=timeout_s)
     except KafkaException as exc:

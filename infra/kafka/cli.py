@@ -34,12 +34,21 @@ def start(
     port: Annotated[
         int | None, typer.Option(help="Broker port on 127.0.0.1 (default: a free one).")
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="SASL/SCRAM-SHA-512 over TLS with the KRaft StandardAuthorizer (deny unless an"
+            " ACL allows): clients need the admin.properties it writes, or a tenant's file"
+            " from 'pcfx tenants add'.",
+        ),
+    ] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Start the broker (resolving the jars with Maven on first use) and wait until it answers."""
     began = time.monotonic()
     with console.status("Starting Kafka (first run downloads the jars with Maven)…"):
-        info = launcher.start(state_dir, port=port)
+        info = launcher.start(state_dir, port=port, secure=secure)
     if json_out:
         print_json(info.__dict__)
         return
@@ -48,6 +57,18 @@ def start(
         f"[green]Kafka {info.kafka_version} is ready[/] at [bold]{info.bootstrap}[/] "
         f"(pid {info.pid}, {took:.1f} s)."
     )
+    if info.admin_config:
+        console.print(
+            f"{info.security_protocol} ({info.sasl_mechanism}); CA file {info.ca_file};"
+            f" the operator ({info.admin_principal}, a super user) connects with"
+            f" {info.admin_config} (mode 0600)."
+        )
+        console.print(
+            f"Use it with: export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}"
+            f" KAFKA_CLIENT_CONFIG={info.admin_config}"
+        )
+        console.print("Create principals with: pcfx tenants add NAME --role ROLE")
+        return
     console.print(f"Use it with: export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}")
 
 

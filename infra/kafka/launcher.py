@@ -15,6 +15,14 @@ The steps of :func:`start`, in order:
 6. wait until the broker answers a metadata request (or died: show its log's last lines);
 7. write ``broker.json``.
 
+With ``secure=True`` (``pcfx broker start --secure``) step 4 also makes a private CA and the
+broker's TLS certificate (:mod:`infra.kafka.tls`), writes ``server-secure.properties.template``
+(clients on a SASL_SSL listener, SCRAM-SHA-512; broker and controller traffic on loopback-only
+SASL_PLAINTEXT/PLAIN listeners; the KRaft ``StandardAuthorizer`` denying whatever no ACL allows)
+and bootstraps the operator's SCRAM credential while formatting (``--add-scram``). The admin's
+client properties file (``admin.properties``, mode 0600) and the CA file are in the state dir,
+named in ``broker.json``.
+
 :func:`stop` never signals a process it did not start: the pid must still run ``kafka.Kafka``
 with this state directory's config on its command line.
 """
@@ -25,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +46,7 @@ from importlib import resources
 from pathlib import Path
 
 from contracts.errors import BrokerError, InfrastructureError
+from contracts.kafka_client import KafkaClientSettings, write_client_properties
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -51,6 +61,9 @@ __all__ = [
 ]
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
+ADMIN_USER = "admin"
+"""The operator's principal on a secure broker (``User:admin``, a super user)."""
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 MIN_JAVA = 17
 READY_TIMEOUT_S = 60.0
 BROKER_MAIN = "kafka.Kafka"
@@ -91,6 +104,22 @@ class BrokerInfo:
     state_dir: str
     started_at: float
     ready_after_s: float
+    security_protocol: str = "PLAINTEXT"
+    """``PLAINTEXT``, or ``SASL_SSL`` for a broker started with ``--secure``."""
+    sasl_mechanism: str | None = None
+    ca_file: str | None = None
+    """The CA certificate clients trust (``KAFKA_SSL_CA_LOCATION``), secure brokers only."""
+    admin_principal: str | None = None
+    admin_config: str | None = None
+    """Client properties file of the admin principal (mode 0600), secure brokers only."""
+    internal_port: int | None = None
+    """The loopback-only inter-broker listener of a secure broker (not for clients)."""
+
+    def client_settings(self) -> KafkaClientSettings:
+        """How the operator connects to this broker (the admin principal on a secure one)."""
+        if self.admin_config:
+            return KafkaClientSettings.from_properties(self.admin_config)
+        return KafkaClientSettings(bootstrap_servers=self.bootstrap, source="plain broker")
 
     @classmethod
     def load(cls, state_dir: Path) -> BrokerInfo | None:
@@ -250,7 +279,12 @@ def _is_our_broker(pid: int, state_dir: Path) -> bool:
     return BROKER_MAIN.encode() in argv and config in argv
 
 
-def _wait_ready(bootstrap: str, proc: subprocess.Popen[bytes], state_dir: Path) -> None:
+def _wait_ready(
+    bootstrap: str,
+    proc: subprocess.Popen[bytes],
+    state_dir: Path,
+    settings: KafkaClientSettings | None = None,
+) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -265,7 +299,10 @@ def _wait_ready(bootstrap: str, proc: subprocess.Popen[bytes], state_dir: Path) 
             )
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="pcfx-launcher"
+                **(settings or KafkaClientSettings()).kafka_python(),
+                bootstrap_servers=bootstrap,
+                request_timeout_ms=3000,
+                client_id="pcfx-launcher",
             )
             try:
                 admin.describe_cluster()
@@ -288,11 +325,22 @@ def start(
     port: int | None = None,
     controller_port: int | None = None,
     version: str | None = None,
+    secure: bool = False,
 ) -> BrokerInfo:
-    """Start a broker from *state_dir*, or return the one already running there."""
+    """Start a broker from *state_dir*, or return the one already running there.
+
+    A broker already running there is returned as it is; asking for ``secure`` when it is not
+    (or the reverse) is a :class:`BrokerError` (stop it first)."""
     state_dir = (state_dir or default_state_dir()).resolve()
     current = status(state_dir)
     if current.running and current.info is not None:
+        running_secure = current.info.security_protocol != "PLAINTEXT"
+        if running_secure != secure:
+            raise BrokerError(
+                f"the broker running from {state_dir} is {current.info.security_protocol}"
+                f" (asked for {'a secure' if secure else 'a plaintext'} one)",
+                hint=f"Stop it first: pcfx broker stop --state-dir {state_dir}",
+            )
         return current.info
     version = version or kafka_version()
     began = time.monotonic()
@@ -306,17 +354,49 @@ def start(
         raise BrokerError(f"broker and controller ports must differ (both {port})")
     _check_port_free(port, "broker")
     _check_port_free(controller_port, "controller")
+    internal_port = None
+    if secure:
+        internal_port = free_port()
+        while internal_port in {port, controller_port}:
+            internal_port = free_port()
     # (4) config and storage: a fresh data dir each start (the broker is for tests and demos)
     state_dir.mkdir(parents=True, exist_ok=True)
     data_dir = state_dir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    template = resources.files("infra.kafka").joinpath("server.properties.template").read_text()
+    name = "server-secure.properties.template" if secure else "server.properties.template"
+    template = resources.files("infra.kafka").joinpath(name).read_text()
     config = state_dir / "server.properties"
-    config.write_text(
-        string.Template(template).substitute(
-            port=port, controller_port=controller_port, data_dir=data_dir
+    values: dict[str, object] = {
+        "port": port,
+        "controller_port": controller_port,
+        "data_dir": data_dir,
+    }
+    admin_password = ""
+    settings: KafkaClientSettings | None = None
+    if secure:
+        from infra.kafka.tls import make_broker_tls
+
+        tls = make_broker_tls(state_dir / "tls")
+        admin_password = secrets.token_hex(24)
+        values |= {
+            "internal_port": internal_port,
+            "keystore": tls.keystore_file,
+            "internal_password": secrets.token_hex(24),
+            "admin_user": ADMIN_USER,
+        }
+        settings = KafkaClientSettings(
+            security_protocol="SASL_SSL",
+            sasl_mechanism=SCRAM_MECHANISM,
+            username=ADMIN_USER,
+            password=admin_password,
+            ssl_ca_location=str(tls.ca_file),
+            bootstrap_servers=f"127.0.0.1:{port}",
+            source="the secure broker's admin.properties",
         )
-    )
+    config.unlink(missing_ok=True)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(string.Template(template).substitute(values))
     log4j = state_dir / "log4j2.properties"
     log4j.write_text(resources.files("infra.kafka").joinpath("log4j2.properties").read_text())
     cp = f"{lib}{os.sep}*"
@@ -328,8 +408,13 @@ def start(
         timeout=120,
         check=True,
     ).stdout.strip()
+    scram = (
+        ["--add-scram", f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={admin_password}]"]
+        if secure
+        else []
+    )
     fmt = subprocess.run(
-        [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+        [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *scram],
         capture_output=True,
         text=True,
         timeout=120,
@@ -349,7 +434,10 @@ def start(
     log_file.close()
     bootstrap = f"127.0.0.1:{port}"
     # (6) ready?
-    _wait_ready(bootstrap, proc, state_dir)
+    admin_config = None
+    if settings is not None:
+        admin_config = write_client_properties(state_dir / "admin.properties", settings)
+    _wait_ready(bootstrap, proc, state_dir, settings)
     # (7) record
     info = BrokerInfo(
         pid=proc.pid,
@@ -360,6 +448,12 @@ def start(
         state_dir=str(state_dir),
         started_at=time.time(),
         ready_after_s=round(time.monotonic() - began, 2),
+        security_protocol="SASL_SSL" if secure else "PLAINTEXT",
+        sasl_mechanism=SCRAM_MECHANISM if secure else None,
+        ca_file=str(settings.ssl_ca_location) if settings else None,
+        admin_principal=f"User:{ADMIN_USER}" if secure else None,
+        admin_config=str(admin_config) if admin_config else None,
+        internal_port=internal_port,
     )
     (state_dir / "broker.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
     return info

@@ -2,8 +2,9 @@
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` if set: use that cluster, start nothing.
 2. A Docker engine that answers: testcontainers' Kafka module (``apache/kafka`` image).
-3. Otherwise the local jar broker: reuse the one ``pcfx broker start`` runs, or start a private
-   one in a temporary state folder and stop it afterwards.
+3. Otherwise the local jar broker: reuse the one ``pcfx broker start`` runs (connecting as its
+   operator when it is a ``--secure`` one and no ``KAFKA_CLIENT_CONFIG`` is set), or start a
+   private one in a temporary state folder and stop it afterwards.
 
 Whatever this starts, it stops; whatever it found running, it leaves running.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.kafka_client import CONFIG_ENV, reset
 from infra.kafka import launcher
 
 __all__ = ["ProvisionedBroker", "docker_engine_answers", "provision_broker"]
@@ -59,6 +61,10 @@ def provision_broker() -> Iterator[ProvisionedBroker]:
         return
     running = launcher.status()
     if running.running and running.info is not None:
+        if running.info.admin_config and not os.environ.get(CONFIG_ENV):
+            # a secure local broker: the tests connect as its operator (a super user)
+            os.environ[CONFIG_ENV] = running.info.admin_config
+            reset()
         yield ProvisionedBroker(running.info.bootstrap, "local-running")
         return
     with tempfile.TemporaryDirectory(prefix="pcfx-broker-") as tmp:

@@ -29,8 +29,8 @@ def test_cli_start_status_stop_round_trip(tmp_path: Path) -> None:
     started = run_pcfx("broker", "start", "--state-dir", state, "--json")
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout)
-    assert info["ready_after_s"] < 30, "start to ready must stay under 30 s"
-    try:
+    try:  # (the broker is stopped even when an assertion fails)
+        assert info["ready_after_s"] < 30, "start to ready must stay under 30 s"
         status = run_pcfx("broker", "status", "--state-dir", state, "--json")
         assert status.returncode == 0
         assert json.loads(status.stdout)["broker"]["bootstrap"] == info["bootstrap"]
