@@ -8,9 +8,9 @@ topic                      key                         value (Confluent-framed A
 ``pcf.factors``            factor id                   ``SignedEmissionFactor``               LAT
 ``pcf.keys``               ``owner/keyId``             ``SignedSupplierKey``                  LAT
 ``pcf.rollup``             (packs per partition)       streams codec JSON (internal)
-``pcf.products``           product id                  ``RolledUpFootprint``
+``pcf.products``           product id                  ``RolledUpFootprint``                  LAT
 ``pcf.rejected``           the input's key             ``Rejection``
-``pcf.approvals``          approval id                 ``gateway.ApprovalEvent``
+``pcf.approvals``          approval id                 ``gateway.ApprovalEvent``              LAT
 ``pcf.audit``              log id                      ``gateway.AuditLogEntry``
 ``pcf.audit.checkpoints``  log id                      ``gateway.AuditLogCheckpoint``
 ``pcf.gateway.counters``   ``year|metric|individual``  ``gateway.PiCounterEntry``
@@ -19,7 +19,8 @@ topic                      key                         value (Confluent-framed A
 =========================  ==========================  ====================================  ====
 
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
-the broker appended it, never one its producer chose; key validity is judged on it.) Every
+the broker appended it, never one its producer chose; the validity of the key that signed it —
+a supplier's, the streams' service key, an officer's — is judged on it.) Every
 deployment may put a prefix before every name (``PCFX_TOPIC_PREFIX``; tests use a fresh one)
 except the schemas topic, which all prefixes share.
 
@@ -139,7 +140,7 @@ _TABLE: Final = (
     Topic(
         "pcf.products", "product id", "io.pcfexchange.RolledUpFootprint",
         "rolled-up PCFs with lineage, signed by the streams' service key",
-        {}, {"streams": "RWC", "gateway": "R"},
+        APPEND_TIME, {"streams": "RWCD", "gateway": "RD"},
     ),
     Topic(
         "pcf.rejected", "the refused input's key", "io.pcfexchange.Rejection",
@@ -149,7 +150,7 @@ _TABLE: Final = (
     Topic(
         "pcf.approvals", "approval id", "io.pcfexchange.gateway.ApprovalEvent",
         "held transfers' requests and officers' signed decisions",
-        FOREVER, {"gateway": "RWCD", "officer": "RW"},
+        {**APPEND_TIME, **FOREVER}, {"gateway": "RWCD", "officer": "RW"},
     ),
     Topic(
         "pcf.audit", "log id", "io.pcfexchange.gateway.AuditLogEntry",
