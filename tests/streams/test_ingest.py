@@ -35,6 +35,10 @@ from tests.contracts.conftest import BOM_JSON, FACTOR_JSON, FOOTPRINT_JSON
 SUPPLIER = FOOTPRINT_JSON["companyIds"][0]
 MANUFACTURER = "example-pack"
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
+NAMESPACES = {
+    SUPPLIER: ("urn:pact:example-cells.cn", "urn:gtin:06901234567892"),
+    MANUFACTURER: ("urn:pact:example-pack.cn",),
+}
 
 
 def raw(key: Ed25519PrivateKey) -> bytes:
@@ -66,6 +70,7 @@ class World:
             public_key=raw(key),
             valid_from=kw.pop("valid_from", datetime(2025, 1, 1, tzinfo=UTC)),
             registered_by="operator",
+            namespaces=kw.pop("namespaces", NAMESPACES.get(owner, ())),
             **kw,
         )
         signed = sign(
