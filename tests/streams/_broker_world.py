@@ -164,7 +164,11 @@ class World:
     # --- workers -------------------------------------------------------------------------------
 
     def start_worker(
-        self, name: str = "w1", loglevel: str | None = None, inject: str | None = None
+        self,
+        name: str = "w1",
+        loglevel: str | None = None,
+        inject: str | None = None,
+        key_grace_s: float = 5,
     ) -> subprocess.Popen[bytes]:
         """Start a worker process; its log level is *loglevel*, else $PCFX_TEST_WORKER_LOGLEVEL,
         else ``warn`` (``info`` shows recovery and rebalance progress). *inject*: Python code the
@@ -176,7 +180,7 @@ class World:
             topic_prefix=self.prefix,
             partitions=self.partitions,
             data_dir=self.workdir / f"data-{name}",
-            key_grace_s=5,
+            key_grace_s=key_grace_s,
             loglevel=loglevel,
         )
         if inject is not None:  # python -c "<inject>; run pcfx" streams run ...
