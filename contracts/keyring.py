@@ -33,7 +33,7 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts._envelope import SignedSupplierKey, verify
+from contracts._envelope import SignedSupplierKey, content_hash, verify
 from contracts._namespace import in_namespace
 from contracts._records import SignerRole, SupplierKey
 from contracts.errors import TrustError
@@ -162,6 +162,17 @@ class Keyring:
     """Key id -> public key of the platform operator: the trust anchor, from configuration."""
     registrations: dict[tuple[str, str], KeyRegistration] = field(default_factory=dict)
     """(owner, key id) -> the registration in force."""
+    verify_signatures: bool = True
+    """Step (1); off only in :meth:`unsafe_unverified`."""
+
+    @classmethod
+    def unsafe_unverified(cls) -> Keyring:
+        """A keyring that skips step (1): it believes every record, whoever signed it.
+
+        Only for advisory views when no operator key is at hand (``pcfx keys list`` without
+        ``--operator-key``); nothing it says may make anything trusted.
+        """
+        return cls({}, verify_signatures=False)
 
     def apply(self, signed: SignedSupplierKey) -> KeyringUpdate:
         """Fold one decoded ``pcf.keys`` record (steps 1-3 of the module docstring)."""
@@ -169,7 +180,9 @@ class Keyring:
         subject = _subject(key)
         # (1) signed by a configured operator key
         operator_key = self.operator_keys.get(signed.key_id)
-        if operator_key is None:
+        if not self.verify_signatures:
+            digest = content_hash(signed)
+        elif operator_key is None:
             return KeyringUpdate(
                 KeyringOutcome.REJECTED,
                 subject,
@@ -182,10 +195,11 @@ class Keyring:
                     " with the operator key the streams are configured with.",
                 ),
             )
-        try:
-            digest = verify(operator_key, signed)
-        except TrustError as exc:
-            return KeyringUpdate(KeyringOutcome.REJECTED, subject, error=exc)
+        else:
+            try:
+                digest = verify(operator_key, signed)
+            except TrustError as exc:
+                return KeyringUpdate(KeyringOutcome.REJECTED, subject, error=exc)
         # (2) sequence
         slot = (key.supplier_id, key.key_id)
         stored = self.registrations.get(slot)
