@@ -51,6 +51,24 @@ stored), so a worker that loses a partition never writes that partition's change
 Replays, restarts and rebalances therefore converge to the same results, without faust's
 (experimental) exactly-once mode.
 
+**No stalls.** A record signed with a key not (yet) on ``pcf.keys`` (keys and data travel on
+different topics, which Kafka does not order) is parked (:class:`~streams.ingest.ParkingLot`,
+in memory) and the agent goes on with the records behind it. The task ``settle_parked``
+re-checks it, in arrival order, as soon as a registration for its key comes into force, and
+sends it to the DLQ (``unknown_key``) at its deadline: the time the broker appended it plus
+``key_grace_s``. At least once: a parked record's event stays *unacknowledged* until it is
+resolved (:func:`_ready_batches` skips it; faust commits a partition's offsets only up to its
+first unacknowledged record), so after a crash it and the records after it are read again
+(those are then ``DUPLICATE`` no-ops, forwarded again like any redelivery). Nothing is written
+to a table for it, so nothing needs recovering; the price is that a rebalance (which waits for
+every taken record to be acknowledged) can wait up to ``key_grace_s`` for the parked ones,
+which keeps that well below the rebalance timeout.
+
+**The broker's clock.** The data topics are created with ``message.timestamp.type=
+LogAppendTime`` (:func:`ensure_topics`, which refuses to start on one that has producer
+timestamps); key validity is judged at a record's append time. A record whose timestamp the
+producer chose is judged at the time it is read instead, and the topic is logged once.
+
 Agents never block the event loop on the schema registry: the ids the worker encodes with are
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
 record is decoded (:class:`_Schemas`).
