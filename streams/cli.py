@@ -62,7 +62,13 @@ def run(
     ] = "",
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     key_grace: Annotated[
-        float, typer.Option(help="Seconds a record waits for its signing key to be registered.")
+        float,
+        typer.Option(
+            help=(
+                "Seconds after its append a record whose signing key is not registered stays"
+                " parked (the partition goes on) before the DLQ (unknown_key)."
+            )
+        ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",

@@ -171,7 +171,8 @@ class StreamsConfig:
     """Prepended to every topic name (tests use a unique prefix per run)."""
     partitions: int = 6
     key_grace_s: float = 10.0
-    """How long a record signed with a not-yet-registered key waits before the DLQ."""
+    """How long after the broker appended it a record signed with a not-yet-registered key
+    stays parked (see "No stalls") before it goes to the DLQ as ``unknown_key``."""
     data_dir: Path = Path(".pcfx/streams")
     processor: str = "pcfx-streams"
     registry: SchemaRegistry | None = field(default=None, compare=False)
@@ -860,6 +861,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         # a killed worker's partitions move to the others after 10 s, not faust's default 60 s
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        # a rebalance waits for parked records (up to key_grace_s, see "No stalls"): the group
+        # must wait for this member that long
+        broker_rebalance_timeout=max(60.0, 2 * config.key_grace_s + 30.0),
         TableManager=_TableManager,
         # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
         # a worker never writes the changelog of a partition it has lost; see the docstring)

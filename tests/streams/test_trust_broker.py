@@ -254,3 +254,28 @@ def test_a_data_topic_with_producer_timestamps_stops_the_worker_before_it_starts
         ensure_topics(StreamsConfig(kafka_bootstrap, {}, app_id=f"{prefix}s", topic_prefix=prefix))
     assert f"{prefix}pcf.declared has CreateTime" in raised.value.message
     assert "message.timestamp.type=LogAppendTime" in (raised.value.hint or "")
+
+
+def test_a_parked_record_is_not_lost_when_the_worker_is_killed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """At least once: a parked record is not acknowledged (its offset not committed) until it
+    is resolved, so the worker's successor reads it again."""
+    w = World(kafka_bootstrap, tmp_path)
+    try:
+        first = w.start_worker(key_grace_s=120)
+        w.publish_demo_chain()
+        w.wait_for(lambda got: CAM in got, what="the cathode material")
+        crash, pid = company("crash-co"), "urn:pact:crash-co.cn:product-id:CAM"
+        bom = demo_bom(CAM).model_copy(update={"product_id": pid, "owner": crash, "revision": 1})
+        w.participants.claim(crash, pid)
+        w._send("pcf.bom", pid, w.participants.bom(bom))  # parked: its key is unknown
+        time.sleep(3)
+        assert pid not in w.latest_products()
+        w.kill_worker(first)  # kill -9 while it is parked
+        w.register(crash)
+        w.start_worker("w2", key_grace_s=120)
+        w.wait_for(lambda got: pid in got, timeout_s=120, what="the parked BOM after a crash")
+        assert not [r for r in w.rejections() if "crash-co" in r.message]
+    finally:
+        w.stop()
