@@ -6,20 +6,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from streams.rollup import run_batch
+from streams.rollup import ComponentFootprint, RollupResult, run_batch
 from tests.streams._rollup_helpers import D, bom, fp, line
 
 CELL, PACK = "urn:x:cells.cn:cell", "urn:x:packs.cn:pack"
 CELLS, PACKS, EVIL = "cells-co", "packs-co", "evil-co"
 
 
-def pack_with(*footprints: object) -> dict[str, object]:
+def pack_with(*footprints: ComponentFootprint) -> dict[str, RollupResult]:
     boms = [
         replace(bom(CELL, line("urn:x:mat.cn:m", "2")), owner=CELLS),
         replace(bom(PACK, line(CELL, "10")), owner=PACKS),
     ]
     material = replace(fp("urn:x:mat.cn:m", "3"), supplier="mat-co")
-    return run_batch([material, *footprints], boms, [])  # type: ignore[list-item]
+    return run_batch([material, *footprints], boms, [])
 
 
 def test_another_companys_footprint_does_not_override_a_rolled_up_product() -> None:
