@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
         public_key=supplier.public_key().public_bytes_raw(),
         valid_from=datetime(2025, 1, 1, tzinfo=UTC),
         registered_by="operator",
+        namespaces=tuple(footprint.product_ids),  # the ids it declares (exact names)
     )
     signed_key = sign(operator, registration, supplier_id="operator", key_id="op", sequence=1)
     registered = keys.apply(

@@ -88,6 +88,7 @@ from contracts._records import (
     Rejection,
     RejectionViolation,
     RolledUpFootprint,
+    SignerRole,
     SupplierKey,
     TransferDecision,
     TransferOutcome,
@@ -128,6 +129,13 @@ from contracts.errors import (
     UnknownSchemaError,
     ValidationFailed,
     Violation,
+)
+from contracts.keyring import (
+    KeyRegistration,
+    Keyring,
+    KeyringOutcome,
+    KeyringUpdate,
+    in_namespace,
 )
 
 __all__ = [
@@ -174,6 +182,10 @@ __all__ = [
     "IncompatibleSchemaError",
     "InvalidSchemaError",
     "KafkaSchemaRegistry",
+    "KeyRegistration",
+    "Keyring",
+    "KeyringOutcome",
+    "KeyringUpdate",
     "LegalMechanism",
     "LineageInput",
     "LoadedRecord",
@@ -203,6 +215,7 @@ __all__ = [
     "SignedFootprint",
     "SignedRecord",
     "SignedSupplierKey",
+    "SignerRole",
     "SupplierKey",
     "TransferDecision",
     "TransferOutcome",
@@ -222,6 +235,7 @@ __all__ = [
     "dump_pact_json",
     "frame",
     "from_avro_dict",
+    "in_namespace",
     "json_schema",
     "load_boms",
     "load_factors",

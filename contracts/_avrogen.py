@@ -35,6 +35,7 @@ ENUM_DEFAULTS: Final[dict[str, str]] = {
     "FieldActionKind": "BLK",
     "TransferOutcome": "DENY",
     "ApprovalOutcome": "REJECTED",
+    "SignerRole": "company",
 }
 
 

@@ -13,7 +13,15 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import Field, StrictBool, StrictInt, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts._footprint import (
     CountryCode,
@@ -24,7 +32,9 @@ from contracts._footprint import (
     Uncertainty,
     mass_warnings,
 )
+from contracts._namespace import NAMESPACE_RE, in_namespace
 from contracts._types import (
+    MAX_ID,
     MAX_LIST,
     AnyDecimal,
     Base64Bytes,
@@ -44,6 +54,8 @@ from contracts._types import (
     UtcDateTime,
     Uuid,
     format_datetime,
+    pattern_str,
+    unique_items,
 )
 from contracts._validate import HasWarnings, Titled, field_rules, model_rules
 from contracts.errors import PcfError, ValidationFailed, Violation
@@ -76,6 +88,7 @@ __all__ = [
     "Rejection",
     "RejectionViolation",
     "RolledUpFootprint",
+    "SignerRole",
     "SupplierKey",
     "TransferDecision",
     "TransferOutcome",
@@ -345,8 +358,39 @@ class EmissionFactor(Record, Titled, HasWarnings):
         return []
 
 
+class SignerRole(StrEnum):
+    """What a registered key may sign (a field of :class:`SupplierKey`).
+
+    An older reader that meets a role it does not know reads ``company``, the least privileged.
+    """
+
+    COMPANY = "company"
+    """A supplier or manufacturer: footprints and BOMs for products in its namespaces."""
+    OFFICER = "officer"
+    """A compliance officer: approvals of held transfers."""
+    SERVICE = "service"
+    """One of the exchange's own services (e.g. the streams signing what they publish)."""
+
+
+ProductNamespace = Annotated[
+    str,
+    pattern_str(
+        NAMESPACE_RE,
+        "namespace",
+        'must be a product-id URN prefix such as "urn:pact:acme.cn" (no spaces)',
+        MAX_ID,
+    ),
+]
+"""A product-id URN prefix: see :func:`contracts.keyring.in_namespace` for what it covers."""
+
+
 class SupplierKey(Record, Titled):
-    """An Ed25519 public key the operator registered for a supplier (topic ``pcf.keys``)."""
+    """An Ed25519 public key the operator registered for a supplier (topic ``pcf.keys``).
+
+    ``namespaces`` are the product-id URN prefixes the key's owner may declare footprints and
+    BOMs for (:meth:`owns`); ``role`` says what else it may sign. A newer registration of the
+    same (supplier, key id) replaces both.
+    """
 
     json_title: ClassVar[str] = "SupplierKey"
     supplier_id: IdText
@@ -358,6 +402,16 @@ class SupplierKey(Record, Titled):
     valid_until: UtcDateTime | None = None
     revoked_at: UtcDateTime | None = None
     registered_by: IdText
+    namespaces: Annotated[
+        tuple[ProductNamespace, ...], Field(max_length=1_000), AfterValidator(unique_items)
+    ] = ()
+    """Product-id URN prefixes the supplier may declare (empty: none)."""
+    role: SignerRole = SignerRole.COMPANY
+
+    def owns(self, product_id: str) -> bool:
+        """Whether *product_id* is in one of :attr:`namespaces` (URN boundaries, see
+        :func:`contracts.keyring.in_namespace`)."""
+        return any(in_namespace(product_id, ns) for ns in self.namespaces)
 
     @field_validator("public_key")
     @classmethod

@@ -62,7 +62,7 @@ from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
 from producers.keys import KeyRole, load_private_key, new_key_pair
-from streams.harness import stop_worker
+from streams.harness import namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
@@ -94,6 +94,8 @@ class DemoExchange:
     """Workers in their own session, left running by :meth:`stop` (``--keep-running``)."""
     keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
+    namespaces: dict[str, list[str]] = field(default_factory=dict)
+    """owner -> the product-id namespaces its key registration grants."""
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -134,7 +136,8 @@ class DemoExchange:
             raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
 
     def register(self, owner: str) -> Ed25519PrivateKey:
-        """The operator registers a (new) signing key for *owner* on ``pcf.keys``."""
+        """The operator registers a (new) signing key for *owner* on ``pcf.keys``, with the
+        product-id namespaces of the products it declares (:meth:`claim`)."""
         key = self.keys.setdefault(owner, Ed25519PrivateKey.generate())
         raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         registration = SupplierKey(
@@ -143,6 +146,7 @@ class DemoExchange:
             public_key=raw,
             valid_from=datetime(2020, 1, 1, tzinfo=UTC),
             registered_by="operator",
+            namespaces=tuple(self.namespaces.get(owner, ())),
         )
         signed = sign(
             self.operator,
@@ -153,6 +157,15 @@ class DemoExchange:
         )
         self.send("pcf.keys", owner, signed)
         return key
+
+    def claim(self, owner: str, *product_ids: str) -> None:
+        """Note the namespaces of *product_ids* (``urn:pact:<company>.cn``) for *owner*'s next
+        registration: the operator grants each company the product ids it declares."""
+        namespaces = self.namespaces.setdefault(owner, [])
+        for product_id in product_ids:
+            namespace = namespace_of(product_id)
+            if namespace not in namespaces:
+                namespaces.append(namespace)
 
     def publish_factor(self, factor: EmissionFactor) -> None:
         signed = sign(
@@ -189,6 +202,10 @@ class DemoExchange:
             list[ProductFootprint], _values(load_footprints(DEMO_DIR / "suppliers-footprints.json"))
         )
         boms = cast(list[BillOfMaterials], _values(load_boms(DEMO_DIR / "manufacturers-boms.json")))
+        for bom in boms:
+            self.claim(bom.owner or "", bom.product_id)
+        for fp in footprints:
+            self.claim(fp.company_ids[0], *fp.product_ids)
         for owner in {*(b.owner or "" for b in boms), *(f.company_ids[0] for f in footprints)}:
             self.register(owner)
         for factor in factors:

@@ -4,9 +4,11 @@ The operator publishes ``SignedSupplierKey`` records to ``pcf.keys`` (keyed
 ``supplierId/keyId``; a revocation is a newer record of the same key with ``revokedAt``). The
 streams trust those records only under the operator key they are configured with; producers read
 the topic (a) before publishing, to refuse a key registered to another supplier, revoked or
-expired, and (b) for ``pcfx keys revoke``/``list``. With ``operator_key`` given, records not
-signed by it are ignored; without it the check is advisory (a refusal here never makes the
-streams accept anything).
+expired, and (b) for ``pcfx keys revoke``/``list``. The records are folded by the one fold of
+the key registry, :class:`contracts.Keyring` (the streams use the same). With ``operator_key``
+given, records not signed by it are skipped; without it the view is advisory
+(:meth:`~contracts.Keyring.unsafe_unverified`: a refusal here never makes the streams accept
+anything).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from enum import StrEnum
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import AvroSerde, SignedSupplierKey, check_signature
+from contracts import AvroSerde, KeyRegistration, Keyring, KeyringOutcome, SignedSupplierKey
 from contracts.errors import BrokerError, PcfError
 from contracts.kafka_client import librdkafka_config
 from producers.delivery import KAFKA_LOGGER
+from producers.keys import key_id_of
 
 __all__ = ["KeyDirectory", "KeyState", "KeyStatus"]
 
@@ -60,8 +63,11 @@ class KeyDirectory:
         *,
         skipped: int = 0,
         topic_found: bool = True,
+        keyring: Keyring | None = None,
     ) -> None:
         self.registrations = registrations
+        self.keyring = keyring
+        """The fold the registrations come from (``None`` when built from a plain dict)."""
         self.skipped = skipped
         """Records that did not decode or were not signed by the operator key."""
         self.topic_found = topic_found
@@ -77,7 +83,11 @@ class KeyDirectory:
         timeout_s: float = 15.0,
     ) -> KeyDirectory:
         """Read *topic* from the beginning to its current end."""
-        found: dict[tuple[str, str], SignedSupplierKey] = {}
+        keyring = (
+            Keyring({key_id_of(operator_key): operator_key})
+            if operator_key is not None
+            else Keyring.unsafe_unverified()
+        )
         skipped = 0
         consumer = Consumer(
             {
@@ -106,16 +116,16 @@ class KeyDirectory:
                 except PcfError:
                     skipped += 1
                     continue
-                if operator_key is not None and not check_signature(operator_key, record):
+                if keyring.apply(record).outcome is KeyringOutcome.REJECTED:
                     skipped += 1
-                    continue
-                slot = (record.key.supplier_id, record.key.key_id)
-                known = found.get(slot)
-                if known is None or record.sequence > known.sequence:
-                    found[slot] = record
         finally:
             consumer.close()
-        return cls(found, skipped=skipped)
+        found = {slot: r.signed for slot, r in keyring.registrations.items()}
+        return cls(found, skipped=skipped, keyring=keyring)
+
+    def registration(self, supplier_id: str, key_id: str) -> KeyRegistration | None:
+        """The registration in force (role, namespaces, validity) for a key, if any."""
+        return None if self.keyring is None else self.keyring.lookup(supplier_id, key_id)
 
     def lookup(self, supplier_id: str, key_id: str) -> SignedSupplierKey | None:
         return self.registrations.get((supplier_id, key_id))

@@ -2,17 +2,19 @@
 
 A registration is a :class:`~contracts.SupplierKey` (the supplier's raw Ed25519 public key, its
 key id, the validity window, who registered it) signed by the operator key and published to
-``pcf.keys`` keyed ``supplierId/keyId``. A revocation is the same record again with
-``revokedAt`` and a higher sequence: signatures made from that moment on are refused.
+``pcf.keys`` keyed ``supplierId/keyId``, with the product-id namespaces the supplier may declare
+and the key's role. A revocation is the same record again with ``revokedAt`` and a higher
+sequence (namespaces and role kept): records appended from that moment on are refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import SignedSupplierKey, SupplierKey, parse
+from contracts import SignedSupplierKey, SignerRole, SupplierKey, parse
 from producers.keys import key_id_of, raw_public_key
 
 __all__ = ["registration", "revocation"]
@@ -25,8 +27,11 @@ def registration(
     registered_by: str,
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
+    namespaces: Sequence[str] = (),
+    role: SignerRole = SignerRole.COMPANY,
 ) -> SupplierKey:
-    """The record that registers *public_key* for *supplier_id* (validated)."""
+    """The record that registers *public_key* for *supplier_id* (validated): the product-id
+    *namespaces* it may declare (URN prefixes) and its *role*."""
     return parse(
         SupplierKey,
         {
@@ -36,6 +41,8 @@ def registration(
             "validFrom": valid_from or datetime.now(UTC),
             "validUntil": valid_until,
             "registeredBy": registered_by,
+            "namespaces": list(namespaces),
+            "role": role.value,
         },
     )
 

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from contracts import SignerRole
 from contracts.errors import TrustError
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.settings import bootstrap_servers
@@ -292,6 +293,25 @@ def keys_register(
     valid_until: Annotated[
         str | None, typer.Option("--valid-until", help="ISO 8601 (default: open-ended).")
     ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            help=(
+                "A product-id URN prefix the supplier may declare, e.g. urn:pact:acme.cn"
+                " (covers urn:pact:acme.cn:... and urn:pact:acme.cn/...); repeatable,"
+                " required for company keys."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    role: Annotated[
+        SignerRole,
+        typer.Option(
+            "--role",
+            help="company (footprints, BOMs), officer (approvals) or service (the streams).",
+        ),
+    ] = SignerRole.COMPANY,
     passphrase_file: PassphraseFile = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
@@ -299,8 +319,17 @@ def keys_register(
     topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """Publish a supplier's public key to the key registry, signed with the operator key."""
+    """Publish a supplier's public key to the key registry, signed with the operator key:
+    with the product-id namespaces it may declare (a newer registration replaces them)."""
     keys_topic = topic_prefix + keys_topic
+    namespaces = list(namespace or ())
+    if role is SignerRole.COMPANY and not namespaces:
+        raise typer.BadParameter(
+            "a company key must be registered with the product ids it may declare: give"
+            " --namespace URN (repeatable), e.g. --namespace urn:pact:acme.cn; the streams"
+            " refuse (not_owner) footprints and BOMs outside them",
+            param_hint="--namespace",
+        )
     start, end = _when(valid_from, "--valid-from"), _when(valid_until, "--valid-until")
     declared = read_key_info(public_key).owner
     supplier_id = supplier or declared
@@ -328,6 +357,8 @@ def keys_register(
             registered_by=publisher.signer.owner,
             valid_from=start,
             valid_until=end,
+            namespaces=namespaces,
+            role=role,
         )
         directory = KeyDirectory.read(
             publisher.bootstrap or "",
@@ -460,6 +491,8 @@ def keys_list(
                 "validFrom": k.valid_from.isoformat(),
                 "validUntil": k.valid_until.isoformat() if k.valid_until else None,
                 "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+                "role": k.role.value,
+                "namespaces": list(k.namespaces),
                 "registeredBy": k.registered_by,
                 "signedBy": f"{record.supplier_id}/{record.key_id}",
                 "sequence": record.sequence,
@@ -468,11 +501,23 @@ def keys_list(
     if json_out:
         print_json({"keys": rows, "skipped": directory.skipped})
         return
-    table = Table("supplier", "key id", "state", "valid from", "until", "revoked at", "signed by")
+    table = Table(
+        "supplier",
+        "key id",
+        "role",
+        "namespaces",
+        "state",
+        "valid from",
+        "until",
+        "revoked at",
+        "signed by",
+    )
     for row in rows:
         table.add_row(
             row["supplierId"],
             row["keyId"],
+            row["role"],
+            "\n".join(row["namespaces"]) or "(none)",
             row["state"],
             row["validFrom"],
             row["validUntil"] or "",

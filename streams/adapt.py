@@ -87,8 +87,14 @@ def payload_hash(record: ProductFootprint | EmissionFactor | BillOfMaterials) ->
     return hashlib.sha256(canonical_json(payload_json(record))).hexdigest()
 
 
-def core_footprint(fp: ProductFootprint, *, sequence: int, content_hash: str) -> ComponentFootprint:
-    """A supplier footprint as a roll-up input (figures by their PACT names)."""
+def core_footprint(
+    fp: ProductFootprint, *, sequence: int, content_hash: str, supplier: str | None = None
+) -> ComponentFootprint:
+    """A supplier footprint as a roll-up input (figures by their PACT names).
+
+    *supplier* is the company that signed it (the streams pass the envelope's ``supplierId``,
+    which ingestion checked is among ``companyIds``); by default the first of ``companyIds``
+    (batch mode: unsigned files)."""
     # (the "pcf" object of to_pact_json(fp), without dumping the rest of the footprint)
     pcf = fp.pcf.model_dump(mode="json", by_alias=True, exclude_none=True)
     figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS}
@@ -119,6 +125,7 @@ def core_footprint(fp: ProductFootprint, *, sequence: int, content_hash: str) ->
             f"{s['name']} {s['version']}" for s in pcf.get("secondaryEmissionFactorSources") or ()
         ),
         content_hash=content_hash,
+        supplier=fp.company_ids[0] if supplier is None else supplier,
     )
 
 
@@ -132,7 +139,9 @@ def _std_dev(uncertainty: Uncertainty | None, value: Decimal) -> Decimal | None:
     return None
 
 
-def core_factor(f: EmissionFactor, *, sequence: int, content_hash: str) -> Factor:
+def core_factor(
+    f: EmissionFactor, *, sequence: int, content_hash: str, publisher: str = ""
+) -> Factor:
     """A background factor: one GWP value, used for all three required PACT figures."""
     dqr: dict[str, Decimal] = {}
     if f.dqr is not None:
@@ -155,6 +164,7 @@ def core_factor(f: EmissionFactor, *, sequence: int, content_hash: str) -> Facto
         dqr=dqr,
         source=f"{f.source} ({f.version})",
         content_hash=content_hash,
+        publisher=publisher,
     )
 
 
@@ -189,6 +199,7 @@ def core_bom(bom: BillOfMaterials) -> Bom:
         declared_unit=bom.declared_unit.unit,
         declared_unit_amount=bom.declared_unit.amount,
         product_mass_per_declared_unit=bom.product_mass_per_declared_unit,
+        owner=bom.owner or "",
     )
 
 
@@ -216,6 +227,7 @@ def _lineage(result: RollupResult, bom: BillOfMaterials) -> tuple[LineageInput, 
                 product_id=None if by_factor else item.ref.removeprefix("product:"),
                 footprint_id=None if by_factor else item.footprint_id,
                 factor_id=item.ref.removeprefix("factor:") if by_factor else None,
+                supplier_id=item.supplier or None,
                 sequence=item.sequence,
                 content_hash=_hex(item.content_hash),
                 quantity=line.quantity if line else item.quantity,

@@ -62,7 +62,13 @@ def run(
     ] = "",
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     key_grace: Annotated[
-        float, typer.Option(help="Seconds a record waits for its signing key to be registered.")
+        float,
+        typer.Option(
+            help=(
+                "Seconds after its append a record whose signing key is not registered stays"
+                " parked (the partition goes on) before the DLQ (unknown_key)."
+            )
+        ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
@@ -84,6 +90,36 @@ def run(
         data_dir=data_dir,
     )
     run_worker(config, loglevel=loglevel)
+
+
+@streams_app.command("topics")
+@handle_errors
+def topics(
+    app_id: Annotated[
+        str | None,
+        typer.Option(help="The workers' consumer group (default: <topic prefix>pcfx-streams)."),
+    ] = None,
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
+    ] = "",
+    partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
+) -> None:
+    """Create the streams' topics (data topics with the broker's clock, LogAppendTime) and check
+    them, then exit: run it before anything is published, or the broker auto-creates a topic
+    the workers refuse (producer timestamps, its default partition count)."""
+    from pcfx.settings import bootstrap_servers
+    from streams.runtime import TOPICS, StreamsConfig, ensure_topics
+
+    config = StreamsConfig(
+        bootstrap=bootstrap_servers(),
+        operator_keys={},
+        app_id=app_id or f"{topic_prefix}pcfx-streams",
+        topic_prefix=topic_prefix,
+        partitions=partitions,
+    )
+    ensure_topics(config)
+    for name in TOPICS:
+        console.print(f"OK: {config.topic(name)} ({partitions} partitions)")
 
 
 # --- batch mode ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -36,9 +37,16 @@ from contracts import (
 )
 from producers.keys import load_private_key, new_key_pair
 
-__all__ = ["Participants", "raw_public", "start_worker", "worker_command"]
+__all__ = ["Participants", "namespace_of", "raw_public", "start_worker", "worker_command"]
 
 OPERATOR_ID = "operator"
+
+
+def namespace_of(product_id: str) -> str:
+    """The company namespace a product id sits in, as the demo and tests register them:
+    ``urn:<nid>:<first part>`` (``urn:pact:acme.cn:product-id:X`` -> ``urn:pact:acme.cn``).
+    """
+    return ":".join(product_id.split(":")[:3])
 
 
 def raw_public(key: Ed25519PrivateKey) -> bytes:
@@ -52,6 +60,8 @@ class Participants:
 
     keydir: Path
     keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
+    namespaces: dict[str, list[str]] = field(default_factory=dict)
+    """owner -> the product-id namespaces its registration grants (:meth:`claim`)."""
 
     def __post_init__(self) -> None:
         files = new_key_pair(OPERATOR_ID, self.keydir)
@@ -66,15 +76,27 @@ class Participants:
     def key_id(owner: str) -> str:
         return f"{owner}-k1"
 
-    def registration(self, owner: str, sequence: int = 1) -> SignedSupplierKey:
-        """The operator's registration of *owner*'s key (valid since 2020)."""
+    def claim(self, owner: str, product_id: str) -> bool:
+        """Grant *owner* the namespace of *product_id* in its next registration; whether it is
+        new (then the key must be registered again)."""
+        namespaces = self.namespaces.setdefault(owner, [])
+        namespace = namespace_of(product_id)
+        if namespace in namespaces:
+            return False
+        namespaces.append(namespace)
+        return True
+
+    def registration(self, owner: str, sequence: int = 1, **changes: Any) -> SignedSupplierKey:
+        """The operator's registration of *owner*'s key (valid since 2020, with the namespaces
+        it :meth:`claim`-ed); *changes* override fields (``valid_from``, ``revoked_at``...)."""
         registration = SupplierKey(
             supplier_id=owner,
             key_id=self.key_id(owner),
             public_key=raw_public(self.key(owner)),
             valid_from=datetime(2020, 1, 1, tzinfo=UTC),
             registered_by=OPERATOR_ID,
-        )
+            namespaces=tuple(self.namespaces.get(owner, ())),
+        ).model_copy(update=changes)
         signed = sign(
             self.operator,
             registration,
@@ -125,9 +147,9 @@ class Participants:
         assert len(records) == len(fps)
         return records
 
-    def bom(self, bom: BillOfMaterials) -> SignedBillOfMaterials:
-        """*bom* signed by its owner, with its revision as the sequence."""
-        owner = bom.owner or "unknown"
+    def bom(self, bom: BillOfMaterials, signer: str | None = None) -> SignedBillOfMaterials:
+        """*bom* signed by its owner (or *signer*), with its revision as the sequence."""
+        owner = signer or bom.owner or "unknown"
         key_id, sequence = self.key_id(owner), bom.revision
         signed = sign(self.key(owner), bom, supplier_id=owner, key_id=key_id, sequence=sequence)
         assert isinstance(signed, SignedBillOfMaterials)

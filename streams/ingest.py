@@ -4,28 +4,33 @@ Pure: bytes and state in, a typed :class:`Ingested` out; no Kafka here (the faus
 For each record on ``pcf.declared``, ``pcf.bom`` or ``pcf.factors`` the steps are, in order:
 
 1. decode the Confluent-framed Avro and validate the record's semantic rules;
-2. find the signing key: a supplier key registered on ``pcf.keys`` (an unknown key makes the
-   record *pending*: keys and data travel on different topics and Kafka does not order them; the
-   caller re-checks it when keys change and rejects it after a grace period), or an operator key
-   for factors;
-3. the key must be usable when the record was produced (valid, not yet revoked);
-4. the signer must own the payload: a footprint's ``companyIds`` name the supplier, a BOM's
-   ``owner`` is the manufacturer who signed;
-5. the Ed25519 signature over the canonical bytes must verify;
+2. find the signing key: a key registered on ``pcf.keys`` (:class:`~contracts.Keyring`; an
+   unknown key makes the record *pending*: keys and data travel on different topics and Kafka
+   does not order them; the caller parks it in a :class:`ParkingLot`, re-checks it when keys
+   change and rejects it at its deadline), or an operator key for factors;
+3. the key must be usable when the *broker appended* the record (``SourceRef.appended_at``:
+   valid from, not expired, not revoked; never a time the producer chose) and be a ``company``
+   key (officer and service keys do not declare products);
+4. the Ed25519 signature over the canonical bytes must verify;
+5. the signer must own the payload: a footprint's ``companyIds`` name the supplier and every one
+   of its ``productIds`` is in the signer's namespaces; a BOM has an ``owner``, the manufacturer
+   who signed, and its ``productId`` is in the signer's namespaces (else ``not_owner``, naming
+   the product id, the signer and its namespaces);
 6. the sequence must be above the last accepted one for the same subject (supplier + product, or
-   factor id). The same sequence with the same content is a harmless redelivery (``DUPLICATE``);
-   anything else at or below is a replay and is rejected.
+   product for a BOM, or factor id). The same sequence with the same content is a harmless
+   redelivery (``DUPLICATE``); anything else at or below is a replay and is rejected.
 
-``pcf.keys`` records are checked by :meth:`KeyRegistry.apply`: signed by a configured operator
-key, with a sequence above the last one for that (supplier, key id).
+``pcf.keys`` records are folded by :class:`KeyRegistry` (decoding, then the one fold of the key
+registry, :class:`contracts.Keyring`).
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -33,6 +38,9 @@ from contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
+    KeyRegistration,
+    Keyring,
+    KeyringOutcome,
     ProductFootprint,
     Rejection,
     SignedBillOfMaterials,
@@ -40,7 +48,7 @@ from contracts import (
     SignedFootprint,
     SignedRecord,
     SignedSupplierKey,
-    SupplierKey,
+    SignerRole,
     verify,
 )
 from contracts.errors import ContractError, PcfError, TrustError
@@ -50,12 +58,17 @@ __all__ = [
     "IngestOutcome",
     "Ingested",
     "KeyRegistry",
+    "Parked",
+    "ParkingLot",
     "SequenceLedger",
     "SourceRef",
     "check_record",
+    "not_owner",
     "reject",
     "subject_of",
 ]
+
+T = TypeVar("T")
 
 DATA_TOPICS: dict[str, type[SignedRecord]] = {
     "pcf.declared": SignedFootprint,
@@ -70,20 +83,25 @@ class IngestOutcome(StrEnum):
     DUPLICATE = "duplicate"
     """Already accepted with this sequence and content (a redelivery): nothing to do."""
     PENDING_KEY = "pending_key"
-    """Signed with a key not (yet) registered: hold it and re-check when keys change."""
+    """Signed with a key not (yet) registered: park it and re-check when keys change."""
     REJECTED = "rejected"
     """Refused: goes to the DLQ with the reason."""
 
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """Where a record came from: enough to find it again, and when it was produced."""
+    """Where a record came from: enough to find it again, and when the broker appended it."""
 
     topic: str
     partition: int
     offset: int
-    produced_at: datetime
+    appended_at: datetime
+    """When the broker appended the record (LogAppendTime): the time key validity is judged at.
+    For a record whose timestamp the producer chose (CreateTime), the caller passes the time it
+    read the record instead (:attr:`broker_time` false), which can only be later."""
     key: bytes | None = None
+    broker_time: bool = True
+    """Whether :attr:`appended_at` is the broker's append time (else the time it was read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +128,12 @@ class Ingested:
             processor=processor,
         )
 
+    @property
+    def signer(self) -> tuple[str, str] | None:
+        """(supplier id, key id) of a decoded record's signature."""
+        record = self.record
+        return None if record is None else (record.supplier_id, record.key_id)
+
 
 def reject(source: SourceRef, error: PcfError) -> Ingested:
     return Ingested(IngestOutcome.REJECTED, source, error=error)
@@ -120,48 +144,36 @@ def reject(source: SourceRef, error: PcfError) -> Ingested:
 
 @dataclass
 class KeyRegistry:
-    """Supplier keys registered by the operator, and the operator keys they are signed with."""
+    """The streams' view of ``pcf.keys``: decodes each record and folds it into the one
+    :class:`~contracts.Keyring`; the operator keys (the trust anchor) come from configuration."""
 
-    operator_keys: dict[str, Ed25519PublicKey]
-    """key id → public key of the platform operator (the trust anchor, from configuration)."""
-    keys: dict[tuple[str, str], tuple[int, SupplierKey]] = field(default_factory=dict)
-    """(supplier id, key id) → (sequence, registration)."""
+    operator_keys: Mapping[str, Ed25519PublicKey]
+    """key id -> public key of the platform operator."""
+    keyring: Keyring = field(init=False)
 
-    def lookup(self, supplier_id: str, key_id: str) -> SupplierKey | None:
-        entry = self.keys.get((supplier_id, key_id))
-        return entry[1] if entry else None
+    def __post_init__(self) -> None:
+        self.keyring = Keyring(dict(self.operator_keys))
+
+    def lookup(self, supplier_id: str, key_id: str) -> KeyRegistration | None:
+        return self.keyring.lookup(supplier_id, key_id)
 
     def apply(self, data: bytes, source: SourceRef, serde: AvroSerde) -> Ingested:
-        """Check a ``pcf.keys`` record and, if trusted and newer, register it."""
+        """Check a ``pcf.keys`` record and, if trusted and newer, put it in force."""
         try:
             signed = serde.decode(data, SignedSupplierKey)
         except ContractError as exc:
             return reject(source, exc)
-        operator_key = self.operator_keys.get(signed.key_id)
-        if operator_key is None:
-            return reject(
-                source,
-                TrustError(
-                    f"key registration for supplier {signed.key.supplier_id!r} is signed with "
-                    f"key {signed.key_id!r}, which is not a configured operator key "
-                    f"(known: {sorted(self.operator_keys) or 'none'})",
-                    reason="unknown_key",
-                ),
-            )
-        try:
-            digest = verify(operator_key, signed)
-        except TrustError as exc:
-            return reject(source, exc)
-        registration = signed.key
-        slot = (registration.supplier_id, registration.key_id)
-        subject = f"key:{registration.supplier_id}/{registration.key_id}"
-        stored = self.keys.get(slot)
-        if stored is not None and signed.sequence <= stored[0]:
-            if signed.sequence == stored[0] and stored[1] == registration:
-                return Ingested(IngestOutcome.DUPLICATE, source, signed, subject, digest)
-            return reject(source, _replay(subject, signed.sequence, stored[0]))
-        self.keys[slot] = (signed.sequence, registration)
-        return Ingested(IngestOutcome.ACCEPTED, source, signed, subject, digest)
+        update = self.keyring.apply(signed)
+        if update.outcome is KeyringOutcome.REJECTED:
+            assert update.error is not None
+            return reject(source, update.error)
+        outcome = (
+            IngestOutcome.ACCEPTED
+            if update.outcome is KeyringOutcome.ACCEPTED
+            else IngestOutcome.DUPLICATE
+        )
+        digest = update.registration.digest if update.registration else ""
+        return Ingested(outcome, source, signed, update.subject, digest)
 
 
 @dataclass
@@ -191,11 +203,76 @@ def _replay(subject: str, sequence: int, stored: int) -> TrustError:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Parked(Generic[T]):
+    """A record waiting for its signing key: what the caller needs to finish it (*item*, e.g.
+    the record and its event), the key it waits for, and when it goes to the DLQ."""
+
+    signer: tuple[str, str]
+    """(supplier id, key id) of the signature."""
+    deadline: datetime
+    item: T
+
+
+@dataclass
+class ParkingLot(Generic[T]):
+    """Records whose signing key is not (yet) registered, in arrival order.
+
+    A parked record does not hold up the records behind it: the caller goes on with them and
+    comes back to it when a key is registered (:meth:`waiting_for`, in arrival order: a
+    subject's records are re-checked in their original order) or at its deadline, the time the
+    broker appended it plus the grace period (:meth:`expired`: to the DLQ as ``unknown_key``).
+    """
+
+    grace: timedelta
+    parked: dict[int, Parked[T]] = field(default_factory=dict)
+    """Arrival number -> parked record (dicts keep insertion order)."""
+    _arrivals: int = 0
+
+    def park(self, signer: tuple[str, str], appended_at: datetime, item: T) -> Parked[T]:
+        entry = Parked(signer, appended_at + self.grace, item)
+        self._arrivals += 1
+        self.parked[self._arrivals] = entry
+        return entry
+
+    def waiting_for(self, known: Iterable[tuple[str, str]]) -> list[Parked[T]]:
+        """Take out (in arrival order) the records whose key is among *known* signers."""
+        wanted = set(known)
+        taken = [(n, p) for n, p in self.parked.items() if p.signer in wanted]
+        for n, _ in taken:
+            del self.parked[n]
+        return [p for _, p in taken]
+
+    def expired(self, now: datetime) -> list[Parked[T]]:
+        """Take out (in arrival order) the records whose deadline is at or before *now*."""
+        taken = [(n, p) for n, p in self.parked.items() if p.deadline <= now]
+        for n, _ in taken:
+            del self.parked[n]
+        return [p for _, p in taken]
+
+    def drop(self, keep: Callable[[T], bool]) -> list[Parked[T]]:
+        """Take out every record for which ``keep(item)`` is false (e.g. of a revoked partition)."""
+        taken = [(n, p) for n, p in self.parked.items() if not keep(p.item)]
+        for n, _ in taken:
+            del self.parked[n]
+        return [p for _, p in taken]
+
+    @property
+    def signers(self) -> set[tuple[str, str]]:
+        return {p.signer for p in self.parked.values()}
+
+    def next_deadline(self) -> datetime | None:
+        return min((p.deadline for p in self.parked.values()), default=None)
+
+    def __len__(self) -> int:
+        return len(self.parked)
+
+
 # --- the checks ----------------------------------------------------------------------------
 
 
 def subject_of(signed: SignedRecord) -> str:
-    """What a sequence is monotonic for: supplier + product, or the factor id."""
+    """What a sequence is monotonic for: supplier + product, the BOM's product, or the factor."""
     payload = signed.payload
     if isinstance(payload, ProductFootprint):
         return f"footprint:{signed.supplier_id}/{payload.product_ids[0]}"
@@ -206,20 +283,50 @@ def subject_of(signed: SignedRecord) -> str:
     raise TypeError(f"no subject for {type(payload).__name__}")
 
 
-def _owner_problem(signed: SignedRecord) -> TrustError | None:
+def not_owner(product_id: str, path: str, registration: KeyRegistration) -> TrustError:
+    """The ``not_owner`` refusal: *product_id* (at *path*) is outside the signer's namespaces."""
+    namespaces = list(registration.namespaces)
+    return TrustError(
+        f"{path!r} must be in the namespaces of the signer {registration.owner!r} (key "
+        f"{registration.key_id!r}: {namespaces or 'none registered'}) (got {product_id!r})",
+        reason="not_owner",
+        hint=(
+            "Declare only products in your own namespaces; if this product is yours, ask the"
+            " operator to register the namespace with your key"
+            " (pcfx keys register --namespace URN)."
+        ),
+    )
+
+
+def _owner_problem(signed: SignedRecord, registration: KeyRegistration) -> TrustError | None:
     payload = signed.payload
-    if isinstance(payload, ProductFootprint) and signed.supplier_id not in payload.company_ids:
-        return TrustError(
-            f"'companyIds' must name the signing supplier {signed.supplier_id!r} "
-            f"(got {list(payload.company_ids)!r})",
-            reason="key_supplier_mismatch",
-        )
-    if isinstance(payload, BillOfMaterials) and payload.owner not in (None, signed.supplier_id):
-        return TrustError(
-            f"'owner' must be the signing manufacturer {signed.supplier_id!r} "
-            f"(got {payload.owner!r})",
-            reason="key_supplier_mismatch",
-        )
+    if isinstance(payload, ProductFootprint):
+        if signed.supplier_id not in payload.company_ids:
+            return TrustError(
+                f"'companyIds' must name the signing supplier {signed.supplier_id!r} "
+                f"(got {list(payload.company_ids)!r})",
+                reason="key_supplier_mismatch",
+            )
+        for i, product_id in enumerate(payload.product_ids):
+            if not registration.owns(product_id):
+                return not_owner(product_id, f"productIds[{i}]", registration)
+        return None
+    if isinstance(payload, BillOfMaterials):
+        if payload.owner is None:
+            return TrustError(
+                f"'owner' must name the manufacturer whose product {payload.product_id!r} is "
+                f"(the signer {signed.supplier_id!r}, key {signed.key_id!r}) (got none)",
+                reason="not_owner",
+                hint="Set the BOM's owner to your company id and publish it again.",
+            )
+        if payload.owner != signed.supplier_id:
+            return TrustError(
+                f"'owner' must be the signing manufacturer {signed.supplier_id!r} "
+                f"(got {payload.owner!r})",
+                reason="key_supplier_mismatch",
+            )
+        if not registration.owns(payload.product_id):
+            return not_owner(payload.product_id, "productId", registration)
     return None
 
 
@@ -248,6 +355,7 @@ def check_record(
     subject = subject_of(signed)
     # (2) the key
     public: Ed25519PublicKey | bytes
+    registration: KeyRegistration | None = None
     if isinstance(signed, SignedEmissionFactor):
         operator_key = keys.operator_keys.get(signed.key_id)
         if operator_key is None:
@@ -274,40 +382,32 @@ def check_record(
                     hint="Ask the operator to run 'pcfx keys register' for this key.",
                 ),
             )
-        # (3) usable when produced
-        if not registration.usable_at(source.produced_at):
-            revoked = registration.revoked_at
-            reason = (
-                "revoked_key"
-                if revoked is not None and source.produced_at >= revoked
-                else "expired_key"
-            )
+        # (3) usable when the broker appended it, and a company's key
+        unusable = registration.unusable_at(source.appended_at)
+        if unusable is not None:
+            return reject(source, unusable)
+        if registration.role is not SignerRole.COMPANY:
             return reject(
                 source,
                 TrustError(
-                    f"key {signed.key_id!r} of {signed.supplier_id!r} was not usable at "
-                    f"{source.produced_at.isoformat()} (valid from "
-                    f"{registration.valid_from.isoformat()}"
-                    + (
-                        f" until {registration.valid_until.isoformat()}"
-                        if registration.valid_until
-                        else ""
-                    )
-                    + (f", revoked at {revoked.isoformat()}" if revoked else "")
-                    + ")",
-                    reason=reason,
+                    f"key {signed.key_id!r} of {signed.supplier_id!r} must be a"
+                    f" {SignerRole.COMPANY.value!r} key to sign a"
+                    f" {type(signed.payload).__name__} (got role {registration.role.value!r})",
+                    reason="wrong_role",
+                    hint="Sign footprints and BOMs with your company key.",
                 ),
             )
         public = registration.public_key
-    # (4) the signer owns the payload
-    problem = _owner_problem(signed)
-    if problem is not None:
-        return reject(source, problem)
-    # (5) signature
+    # (4) signature
     try:
         digest = verify(public, signed)
     except TrustError as exc:
         return reject(source, exc)
+    # (5) the signer owns the payload
+    if registration is not None:
+        problem = _owner_problem(signed, registration)
+        if problem is not None:
+            return reject(source, problem)
     # (6) sequence
     verdict = ledger.judge(subject, signed.sequence, digest)
     if isinstance(verdict, TrustError):

@@ -51,6 +51,24 @@ stored), so a worker that loses a partition never writes that partition's change
 Replays, restarts and rebalances therefore converge to the same results, without faust's
 (experimental) exactly-once mode.
 
+**No stalls.** A record signed with a key not (yet) on ``pcf.keys`` (keys and data travel on
+different topics, which Kafka does not order) is parked (:class:`~streams.ingest.ParkingLot`,
+in memory) and the agent goes on with the records behind it. The task ``settle_parked``
+re-checks it, in arrival order, as soon as a registration for its key comes into force, and
+sends it to the DLQ (``unknown_key``) at its deadline: the time the broker appended it plus
+``key_grace_s``. At least once: a parked record's event stays *unacknowledged* until it is
+resolved (:func:`_ready_batches` skips it; faust commits a partition's offsets only up to its
+first unacknowledged record), so after a crash it and the records after it are read again
+(those are then ``DUPLICATE`` no-ops, forwarded again like any redelivery). Nothing is written
+to a table for it, so nothing needs recovering; the price is that a rebalance (which waits for
+every taken record to be acknowledged) can wait up to ``key_grace_s`` for the parked ones,
+which keeps that well below the rebalance timeout.
+
+**The broker's clock.** The data topics are created with ``message.timestamp.type=
+LogAppendTime`` (:func:`ensure_topics`, which refuses to start on one that has producer
+timestamps); key validity is judged at a record's append time. A record whose timestamp the
+producer chose is judged at the time it is read instead, and the topic is logged once.
+
 Agents never block the event loop on the schema registry: the ids the worker encodes with are
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
 record is decoded (:class:`_Schemas`).
@@ -72,7 +90,7 @@ import typing
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -115,6 +133,7 @@ from streams.ingest import (
     Ingested,
     IngestOutcome,
     KeyRegistry,
+    ParkingLot,
     SequenceLedger,
     SourceRef,
     check_record,
@@ -153,7 +172,8 @@ class StreamsConfig:
     """Prepended to every topic name (tests use a unique prefix per run)."""
     partitions: int = 6
     key_grace_s: float = 10.0
-    """How long a record signed with a not-yet-registered key waits before the DLQ."""
+    """How long after the broker appended it a record signed with a not-yet-registered key
+    stays parked (see "No stalls") before it goes to the DLQ as ``unknown_key``."""
     data_dir: Path = Path(".pcfx/streams")
     processor: str = "pcfx-streams"
     registry: SchemaRegistry | None = field(default=None, compare=False)
@@ -170,14 +190,39 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _produced_at(event: Any) -> datetime:
-    ts = getattr(event.message, "timestamp", None)
-    return datetime.fromtimestamp(ts, UTC) if ts else _now()
+LOG_APPEND_TIME = 1
+"""Kafka's timestamp type of a record whose timestamp the broker set when it appended it."""
+SourceTime = tuple[datetime, bool]
+"""When a record was appended, and whether that is the broker's time (:func:`_appended_at`)."""
+_UNTRUSTED_CLOCKS: set[str] = set()
+"""Topics on which a record with a producer-chosen timestamp was met (logged once each)."""
+
+
+def _appended_at(topic: str, timestamp_s: float | None, timestamp_type: int | None) -> SourceTime:
+    """When the broker appended a record: its timestamp if the broker set it (LogAppendTime).
+
+    A timestamp the producer chose (CreateTime: the topic was not created by
+    :func:`ensure_topics`, or altered since) is never trusted: the record is judged at the time
+    this worker reads it, which can only be later than its append (a record signed after a
+    revocation cannot be passed off as older), and the topic is logged once.
+    """
+    if timestamp_type == LOG_APPEND_TIME and timestamp_s:
+        return datetime.fromtimestamp(timestamp_s, UTC), True
+    if topic not in _UNTRUSTED_CLOCKS:
+        _UNTRUSTED_CLOCKS.add(topic)
+        log.warning(
+            "%s carries producer-chosen timestamps (not LogAppendTime): key validity is judged"
+            " at the time records are read instead; alter the topic with"
+            " message.timestamp.type=LogAppendTime",
+            topic,
+        )
+    return _now(), False
 
 
 def _source(event: Any, topic: str) -> SourceRef:
     msg = event.message
-    return SourceRef(topic, msg.partition, msg.offset, _produced_at(event), msg.key)
+    at, broker_time = _appended_at(topic, msg.timestamp, getattr(msg, "timestamp_type", None))
+    return SourceRef(topic, msg.partition, msg.offset, at, msg.key, broker_time)
 
 
 BATCH_MAX = 500
@@ -192,12 +237,17 @@ LINGER_MAX_S = 0.05
 LOCAL_ROUNDS = 64
 """Most rounds of local delivery in one batch (a round per tier): a fuse, since everything a
 round delivers is also on the topic; deeper graphs and cycles go on from there."""
+PARKED_POLL_S = 0.25
+"""Longest the worker goes without looking at its parked records (a registration that comes
+into force wakes it at once)."""
 QUIET_TURNS = 3
 """Turns of the event loop without a new record after which a batch stops taking what faust is
 delivering (it hands over about one record per turn)."""
 
 
-async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
+async def _ready_batches(
+    stream: Any, most: int, held: Callable[[Any], bool] | None = None
+) -> AsyncIterator[list[Any]]:
     """The events of a faust *stream* in batches of at most *most*, sized by the load.
 
     A batch is what arrived while the caller worked on the last one, and what faust is still
@@ -214,7 +264,9 @@ async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
     stops reading while its caller works, then waits ``within`` for every batch, busy or not.)
 
     A batch's events are acknowledged when the caller asks for the next batch, never if it
-    raised: their offsets are committed only after their work is done.
+    raised: their offsets are committed only after their work is done. An event for which
+    *held* is true then (a parked record, see "No stalls") is left for its holder to
+    acknowledge once it is resolved.
     """
     ready: list[Any] = []
     arrived, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -257,7 +309,8 @@ async def _ready_batches(stream: Any, most: int) -> AsyncIterator[list[Any]]:
             yield batch
             took, last = time.perf_counter() - began, len(batch)
             for event in batch:
-                await stream.ack(event)
+                if held is None or not held(event):
+                    await stream.ack(event)
     finally:
         stream.enable_acks = acks
         stream._processors.remove(gather)
@@ -371,7 +424,8 @@ class _Keys:
         self.schemas = schemas
         self.registry = KeyRegistry(operator_keys=dict(config.operator_keys))
         self.ready = asyncio.Event()
-        self.changed = asyncio.Condition()
+        self.updated = asyncio.Event()
+        """Set when a registration comes into force (parked records may be released)."""
 
     async def follow(self) -> None:
         """Read ``pcf.keys`` from the start, forever; ``ready`` once caught up with the end."""
@@ -395,15 +449,16 @@ class _Keys:
                 batches = await consumer.getmany(timeout_ms=500)
                 for tp, records in batches.items():
                     for rec in records:
+                        at, broker_time = _appended_at(
+                            tp.topic, rec.timestamp / 1000, rec.timestamp_type
+                        )
                         source = SourceRef(
-                            tp.topic, tp.partition, rec.offset,
-                            datetime.fromtimestamp(rec.timestamp / 1000, UTC), rec.key,
-                        )  # fmt: skip
+                            tp.topic, tp.partition, rec.offset, at, rec.key, broker_time
+                        )
                         await self.schemas.resolve(rec.value)
-                        self.registry.apply(rec.value, source, self.serde)
-                if batches:
-                    async with self.changed:
-                        self.changed.notify_all()
+                        result = self.registry.apply(rec.value, source, self.serde)
+                        if result.outcome is IngestOutcome.ACCEPTED:
+                            self.updated.set()
                 if not self.ready.is_set():
                     positions = {tp: await consumer.position(tp) for tp in partitions}
                     if all(positions[tp] >= end[tp] for tp in partitions):
@@ -411,32 +466,31 @@ class _Keys:
         finally:
             await consumer.stop()
 
-    async def check(
+    def check(
         self, data: bytes, source: SourceRef, ledger: SequenceLedger, record_type: type[Any]
     ) -> Ingested:
-        """check_record, waiting up to the grace period for a key that is not registered yet."""
-        await self.ready.wait()
-        await self.schemas.resolve(data)
-        deadline = asyncio.get_running_loop().time() + self.config.key_grace_s
-        while True:
-            result = check_record(
-                data,
-                source,
-                serde=self.serde,
-                keys=self.registry,
-                ledger=ledger,
-                record_type=record_type,
-            )
-            remaining = deadline - asyncio.get_running_loop().time()
-            if result.outcome is not IngestOutcome.PENDING_KEY or remaining <= 0:
-                break
-            async with self.changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), timeout=remaining)
-        if result.outcome is IngestOutcome.PENDING_KEY:  # grace period over
-            error = result.error or TrustError("signing key unknown", reason="unknown_key")
-            return Ingested(IngestOutcome.REJECTED, source, error=error)
-        return result
+        """:func:`~streams.ingest.check_record` against the registry as it is now (the caller
+        awaits :attr:`ready` and the record's schema first); never waits for a key: a
+        ``PENDING_KEY`` record is the caller's to park."""
+        return check_record(
+            data,
+            source,
+            serde=self.serde,
+            keys=self.registry,
+            ledger=ledger,
+            record_type=record_type,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A parked record as the worker holds it: the event (unacknowledged) and its stream."""
+
+    name: str
+    """The data topic, without the deployment prefix."""
+    stream: Any
+    event: Any
+    source: SourceRef
 
 
 class _TableLedger(MutableMapping[str, tuple[int, str]]):
@@ -665,6 +719,11 @@ TABLES = ("ingest-ledger", "nodes")
 _CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup")
 """The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
 _COMPACTED = {"cleanup.policy": "compact"}
+_BROKER_CLOCK = {"message.timestamp.type": "LogAppendTime"}
+"""Topic config of the data topics: the broker stamps each record with the time it appended it,
+the time key validity is judged at (a producer cannot backdate a record)."""
+_STAMPED = ("pcf.declared", "pcf.factors", "pcf.bom", "pcf.keys")
+"""The data topics, created with :data:`_BROKER_CLOCK`."""
 
 
 def ensure_topics(config: StreamsConfig) -> None:
@@ -677,9 +736,14 @@ def ensure_topics(config: StreamsConfig) -> None:
     crashes its agent (``PartitionsMismatch``). Created here first, they are in every client's
     metadata from the start.
 
+    The data topics (``pcf.declared``, ``pcf.factors``, ``pcf.bom``, ``pcf.keys``) are created
+    with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time the broker
+    appended it, which key validity is judged at.
+
     Raises :class:`~contracts.errors.InfrastructureError` if a topic the tables are written from
     already exists with another partition count (e.g. auto-created by a first publish on a
-    broker whose ``num.partitions`` is 1): every record on it would stop the worker.
+    broker whose ``num.partitions`` is 1): every record on it would stop the worker; or if a
+    data topic exists with producer-chosen timestamps (``CreateTime``).
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -690,7 +754,15 @@ def ensure_topics(config: StreamsConfig) -> None:
     )
     try:
         existing = set(admin.list_topics())
-        wanted = [NewTopic(config.topic(name), config.partitions, 1) for name in TOPICS] + [
+        wanted = [
+            NewTopic(
+                config.topic(name),
+                config.partitions,
+                1,
+                topic_configs=_BROKER_CLOCK if name in _STAMPED else {},
+            )
+            for name in TOPICS
+        ] + [
             NewTopic(config.changelog(t), config.partitions, 1, topic_configs=_COMPACTED)
             for t in TABLES
         ]
@@ -704,6 +776,7 @@ def ensure_topics(config: StreamsConfig) -> None:
             if all(counts.values()) or not pause:
                 break
             time.sleep(pause)  # a topic just created shows 0 partitions until its metadata is out
+        clocks = _timestamp_types(admin, [config.topic(n) for n in _STAMPED])
     finally:
         admin.close()
     wrong = {name: n for name, n in counts.items() if n != config.partitions}
@@ -718,6 +791,37 @@ def ensure_topics(config: StreamsConfig) -> None:
                 " num.partitions: start 'pcfx streams run' before publishing, or set it."
             ),
         )
+    producer_clock = {n: t for n, t in sorted(clocks.items()) if t != "LogAppendTime"}
+    if producer_clock:
+        found = ", ".join(f"{name} has {kind}" for name, kind in producer_clock.items())
+        raise InfrastructureError(
+            "the data topics must have message.timestamp.type=LogAppendTime (key validity is"
+            f" judged at the time the broker appended a record, never a producer's); {found}",
+            hint=(
+                "Alter those topics: kafka-configs.sh --bootstrap-server HOST:PORT --alter"
+                " --entity-type topics --entity-name TOPIC --add-config"
+                " message.timestamp.type=LogAppendTime (or delete them and let 'pcfx streams"
+                " run' create them)."
+            ),
+        )
+
+
+def _timestamp_types(admin: Any, names: list[str]) -> dict[str, str]:
+    """``message.timestamp.type`` of each topic in *names* (``CreateTime`` when unset)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    found: dict[str, str] = {}
+    for name in names:  # (one resource per request: some brokers answer only the first)
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, configs={_TIMESTAMP_TYPE: None})],
+            config_filter="all",
+        )
+        entry = described.get("topic", {}).get(name, {}).get(_TIMESTAMP_TYPE) or {}
+        found[name] = str(entry.get("value") or "CreateTime")
+    return found
+
+
+_TIMESTAMP_TYPE = "message.timestamp.type"
 
 
 def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> faust.App:
@@ -762,6 +866,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         # a killed worker's partitions move to the others after 10 s, not faust's default 60 s
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        # a rebalance waits for parked records (up to key_grace_s, see "No stalls"): the group
+        # must wait for this member that long
+        broker_rebalance_timeout=max(60.0, 2 * config.key_grace_s + 30.0),
         TableManager=_TableManager,
         # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
         # a worker never writes the changelog of a partition it has lost; see the docstring)
@@ -834,7 +941,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             error = RollupError(f"the result for {out.product_id} cannot be written: {exc}")
         at = origin.message
         key = out.product_id.encode()
-        source = SourceRef(nodes_name, at.partition, at.offset, _produced_at(origin), key)
+        source = SourceRef(nodes_name, at.partition, at.offset, _now(), key)
         log.error("result for %s sent to the DLQ: %s", out.product_id, error)
         result = Ingested(IngestOutcome.REJECTED, source, error=error)
         await reject(result, codec.encode_message(out))
@@ -843,38 +950,29 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     async def follow_keys() -> None:
         await keys.follow()
 
-    async def ingest(stream: Any, name: str) -> AsyncIterator[list[Ingested]]:
-        """Each batch's checked records (``ACCEPTED`` and ``DUPLICATE``: the ledger is written
-        before the record is forwarded, so a redelivered one is forwarded again); rejections go
-        to the DLQ. What the caller hands the producer is delivered before the batch's offsets
-        are committed (faust flushes the producer first)."""
-        record_type = DATA_TOPICS[name]
-        async for events in _ready_batches(stream, BATCH_MAX):
-            checked: list[Ingested] = []
-            for event in events:
-                _in_partition(event.message.topic, event.message.partition)  # its ledger row
-                source = _source(event, config.topic(name))
-                result = await keys.check(event.value, source, ledger, record_type)
-                if result.outcome is IngestOutcome.REJECTED:
-                    await reject(result, event.value)
-                else:
-                    checked.append(result)
-            ledger_rows.flush()
-            yield checked
+    parking: ParkingLot[_Held] = ParkingLot(timedelta(seconds=config.key_grace_s))
+    parked_events: set[int] = set()
+    """``id()`` of every parked event: :func:`_ready_batches` leaves those unacknowledged."""
 
-    @app.agent(declared)
-    async def ingest_declared(stream: Any) -> None:
-        async for checked in ingest(stream, "pcf.declared"):
+    def park(held: _Held, result: Ingested) -> None:
+        assert result.signer is not None
+        parking.park(result.signer, held.source.appended_at, held)
+        parked_events.add(id(held.event))
+
+    async def unpark(held: _Held) -> None:
+        """A parked record is resolved (forwarded or in the DLQ): its offset may be committed."""
+        parked_events.discard(id(held.event))
+        await held.stream.ack(held.event)
+
+    async def forward(name: str, checked: list[Ingested]) -> None:
+        """Send checked records (``ACCEPTED``/``DUPLICATE``) of data topic *name* to the roll-up."""
+        if not checked:
+            return
+        if name == "pcf.declared":
             await send(_keyed(_footprint_declared(result) for result in _latest(checked)))
-
-    @app.agent(factors)
-    async def ingest_factors(stream: Any) -> None:
-        async for checked in ingest(stream, "pcf.factors"):
+        elif name == "pcf.factors":
             await send(_keyed(_factor_published(result) for result in _latest(checked)))
-
-    @app.agent(boms)
-    async def ingest_boms(stream: Any) -> None:
-        async for checked in ingest(stream, "pcf.bom"):
+        else:
             for result in checked:
                 assert isinstance(result.record, SignedBillOfMaterials)
                 try:
@@ -886,6 +984,98 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                 # node keeps it in its row
                 document = result.record.bom.model_dump_json(by_alias=True).encode()
                 await send(_keyed([BomDeclared(bom)]), [("bom", document)])
+
+    async def ingest(stream: Any, name: str) -> AsyncIterator[list[Ingested]]:
+        """Each batch's checked records (``ACCEPTED`` and ``DUPLICATE``: the ledger is written
+        before the record is forwarded, so a redelivered one is forwarded again); rejections go
+        to the DLQ, records whose key is not known yet are parked (see "No stalls"). What the
+        caller hands the producer is delivered before the batch's offsets are committed (faust
+        flushes the producer first)."""
+        record_type = DATA_TOPICS[name]
+        async for events in _ready_batches(
+            stream, BATCH_MAX, held=lambda e: id(e) in parked_events
+        ):
+            await keys.ready.wait()
+            checked: list[Ingested] = []
+            for event in events:
+                _in_partition(event.message.topic, event.message.partition)  # its ledger row
+                source = _source(event, config.topic(name))
+                await schemas.resolve(event.value)
+                result = keys.check(event.value, source, ledger, record_type)
+                if result.outcome is IngestOutcome.PENDING_KEY:
+                    park(_Held(name, stream, event, source), result)
+                elif result.outcome is IngestOutcome.REJECTED:
+                    await reject(result, event.value)
+                else:
+                    checked.append(result)
+            ledger_rows.flush()
+            yield checked
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def settle_parked() -> None:
+        """Release parked records whose key came into force, and send those past their
+        deadline to the DLQ (``unknown_key``), as keys arrive and deadlines pass."""
+        await keys.ready.wait()
+        while True:
+            deadline = parking.next_deadline()
+            wait_s = PARKED_POLL_S
+            if deadline is not None:
+                wait_s = min(wait_s, max(0.0, (deadline - _now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keys.updated.wait(), timeout=wait_s)
+            keys.updated.clear()
+            if not len(parking):
+                continue
+            known = [s for s in parking.signers if keys.registry.lookup(*s) is not None]
+            released = parking.waiting_for(known) if known else []
+            checked: dict[str, list[Ingested]] = {}
+            still: set[int] = set()
+            for entry in released:
+                held = entry.item
+                event = held.event
+                _in_partition(event.message.topic, event.message.partition)
+                result = keys.check(event.value, held.source, ledger, DATA_TOPICS[held.name])
+                if result.outcome is IngestOutcome.REJECTED:
+                    await reject(result, event.value)
+                elif result.outcome is IngestOutcome.PENDING_KEY:  # (registered: not expected)
+                    park(held, result)
+                    still.add(id(event))
+                else:
+                    checked.setdefault(held.name, []).append(result)
+            ledger_rows.flush()
+            for name, results in checked.items():
+                await forward(name, results)
+            for entry in released:
+                if id(entry.item.event) not in still:
+                    await unpark(entry.item)
+            for entry in parking.expired(_now()):
+                held = entry.item
+                error = TrustError(
+                    f"key {entry.signer[1]!r} is not registered for {entry.signer[0]!r}: the"
+                    f" record waited for it until {entry.deadline.isoformat()} (appended at"
+                    f" {held.source.appended_at.isoformat()}, plus {config.key_grace_s:g} s)",
+                    reason="unknown_key",
+                    hint="Ask the operator to register the key (pcfx keys register), then publish"
+                    " the record again.",
+                )
+                original: bytes = held.event.value or b""
+                await reject(Ingested(IngestOutcome.REJECTED, held.source, error=error), original)
+                await unpark(held)
+
+    @app.agent(declared)
+    async def ingest_declared(stream: Any) -> None:
+        async for checked in ingest(stream, "pcf.declared"):
+            await forward("pcf.declared", checked)
+
+    @app.agent(factors)
+    async def ingest_factors(stream: Any) -> None:
+        async for checked in ingest(stream, "pcf.factors"):
+            await forward("pcf.factors", checked)
+
+    @app.agent(boms)
+    async def ingest_boms(stream: Any) -> None:
+        async for checked in ingest(stream, "pcf.bom"):
+            await forward("pcf.bom", checked)
 
     @app.agent(keys_topic)
     async def audit_keys(stream: Any) -> None:
@@ -1055,7 +1245,12 @@ def _footprint_declared(result: Ingested) -> FootprintDeclared:
     signed = result.record
     assert isinstance(signed, SignedFootprint)
     footprint = signed.footprint
-    fp = core_footprint(footprint, sequence=signed.sequence, content_hash=result.content_hash)
+    fp = core_footprint(
+        footprint,
+        sequence=signed.sequence,
+        content_hash=result.content_hash,
+        supplier=signed.supplier_id,
+    )
     return FootprintDeclared(fp)
 
 
@@ -1063,7 +1258,12 @@ def _factor_published(result: Ingested) -> FactorPublished:
     """The roll-up message for a checked ``pcf.factors`` record."""
     signed = result.record
     assert isinstance(signed, SignedEmissionFactor)
-    factor = core_factor(signed.factor, sequence=signed.sequence, content_hash=result.content_hash)
+    factor = core_factor(
+        signed.factor,
+        sequence=signed.sequence,
+        content_hash=result.content_hash,
+        publisher=signed.supplier_id,
+    )
     return FactorPublished(factor)
 
 

@@ -5,7 +5,11 @@ the supplier's declared footprint and/or the product's own rolled-up result; for
 the factor. The value it offers parents is, in order of precedence:
 
 1. the declared (signed) supplier footprint -- what the supplier actually sells; a declared
-   footprint also cuts any cycle through the product, since it does not depend on a BOM;
+   footprint also cuts any cycle through the product, since it does not depend on a BOM. Not
+   when the product has a rolled-up result of another company (its BOM's owner): a product
+   belongs to its BOM's owner, and another company's footprint never overrides it (ingestion
+   refuses footprints outside the signer's namespaces; this holds even if two companies'
+   namespaces overlap);
 2. the product's rolled-up result;
 3. the factor.
 
@@ -72,7 +76,9 @@ class ComponentState:
 
 
 def _offered(state: ComponentState) -> tuple[SourceValue | None, tuple[str, ...]]:
-    if state.declared is not None:
+    if state.declared is not None and (
+        state.rolled is None or state.declared.supplier == state.rolled.value.supplier
+    ):
         return source_from_footprint(state.declared), ()
     if state.rolled is not None:
         return state.rolled.value, state.rolled.trace

@@ -86,6 +86,7 @@ def source_from_footprint(footprint: ComponentFootprint) -> SourceValue:
         status=Status.COMPLETE,
         totals=totals,
         factor_sources=footprint.secondary_sources,
+        supplier=footprint.supplier,
     )
 
 
@@ -114,6 +115,7 @@ def source_from_factor(factor: Factor) -> SourceValue:
         status=Status.COMPLETE,
         totals=totals,
         factor_sources=(factor.source or factor.factor_id,),
+        supplier=factor.publisher,
     )
 
 
@@ -135,6 +137,7 @@ def source_from_result(result: RollupResult) -> SourceValue:
         cycle=result.cycle,
         factor_sources=result.factor_sources,
         exact=result.exact,
+        supplier=result.owner,
     )
 
 
@@ -274,6 +277,7 @@ def _line_entry(
         contribution=contribution,
         secondary=secondary,
         status=source.status,
+        supplier=source.supplier,
     )
 
 
@@ -301,6 +305,7 @@ def compute_result(
             mass_per_declared_unit=bom.product_mass_per_declared_unit,
             totals=None,
             cycle=cycle,
+            owner=bom.owner,
         )
 
     parts: list[_Part] = []
@@ -499,6 +504,7 @@ def compute_result(
         secondary=tuple(secondary),
         factor_sources=tuple(sorted(factor_sources)),
         exact=exact,
+        owner=bom.owner,
     )
 
 

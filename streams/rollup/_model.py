@@ -240,6 +240,8 @@ class ComponentFootprint:
     stages: Mapping[str, Decimal] = field(default_factory=dict)
     secondary_sources: tuple[str, ...] = ()
     content_hash: str = ""
+    supplier: str = ""
+    """Who declared it (the signing company's id; empty when unknown, e.g. in batch mode)."""
 
     def __post_init__(self) -> None:
         _check_id(self.product_id, "productId")
@@ -309,6 +311,8 @@ class Factor:
     source: str = ""
     mass_per_unit: Decimal | None = None
     content_hash: str = ""
+    publisher: str = ""
+    """Who signed it (the operator's id; empty when unknown, e.g. in batch mode)."""
 
     def __post_init__(self) -> None:
         _check_id(self.factor_id, "factorId")
@@ -418,6 +422,9 @@ class Bom:
     declared_unit: str = "piece"
     declared_unit_amount: Decimal = Decimal(1)
     product_mass_per_declared_unit: Decimal | None = None
+    owner: str = ""
+    """The manufacturer whose product this is (the BOM's ``owner``; empty when unknown): its
+    rolled-up result belongs to it, and no other company's declared footprint replaces it."""
 
     def __post_init__(self) -> None:
         _check_id(self.product_id, "productId")

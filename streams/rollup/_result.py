@@ -173,6 +173,8 @@ class SourceValue:
     cycle: tuple[str, ...] = ()
     factor_sources: tuple[str, ...] = ()
     exact: bool = True
+    supplier: str = ""
+    """Whose value it is: the declaring supplier, the factor's publisher, the BOM's owner."""
 
     @property
     def usable(self) -> bool:
@@ -202,10 +204,14 @@ class LineageInput:
     contribution: Decimal | None
     secondary: bool = False
     status: Status = Status.COMPLETE
+    supplier: str = ""
+    """The company the input's value came from (:attr:`SourceValue.supplier`)."""
 
     def canonical(self) -> dict[str, Any]:
-        """Plain JSON values (decimals as strings)."""
-        return {
+        """Plain JSON values (decimals as strings); ``supplier`` only when known (so results
+        without one keep the content hash they had before it was recorded)."""
+        supplier = {"supplier": self.supplier} if self.supplier else {}
+        return supplier | {
             "path": self.path,
             "kind": self.kind.value,
             "ref": self.ref,
@@ -253,6 +259,8 @@ class RollupResult:
     exact: bool = True
     """No division rounded anywhere in this figure or upstream (50 significant digits)."""
     content_hash: str = ""
+    owner: str = ""
+    """The BOM's owner, whose product this is (empty when unknown)."""
 
     def __post_init__(self) -> None:
         if not self.content_hash:
@@ -277,7 +285,7 @@ class RollupResult:
             "secondary": list(self.secondary),
             "factorSources": list(self.factor_sources),
             "exact": self.exact,
-        }
+        } | ({"owner": self.owner} if self.owner else {})
 
     @property
     def result_id(self) -> str:

@@ -253,6 +253,10 @@ def test_operator_registers_revokes_and_a_revoked_key_cannot_publish(
             supplier_files.public_key,
             "--valid-until",
             "2099-01-01T00:00:00Z",
+            "--namespace",
+            "urn:pact:example-cells.cn",
+            "--namespace",
+            "urn:gtin:06901234567892",
             "--json",
             *common,
         ],
@@ -269,6 +273,8 @@ def test_operator_registers_revokes_and_a_revoked_key_cannot_publish(
         supplier_files.key_id,
         "active",
     )
+    assert row["role"] == "company"
+    assert row["namespaces"] == ["urn:pact:example-cells.cn", "urn:gtin:06901234567892"]
     path = write_json(tmp_path / "cells.json", [footprint_json(1)])
     ok = _run(publish_app, [*_publish_args(cluster, supplier_files, path), "--json"])
     assert ok.exit_code == 0, ok.output
@@ -430,3 +436,22 @@ def test_progress_bar_counts(monkeypatch: pytest.MonkeyPatch) -> None:
             tick(1)
     with cli._progress(False, "quiet") as tick:
         assert tick is None
+
+
+def test_a_company_key_cannot_be_registered_without_namespaces(
+    supplier_files: KeyPairFiles, operator_files: KeyPairFiles
+) -> None:
+    result = _run(
+        keys_app,
+        [
+            "register",
+            "--key",
+            operator_files.private_key,
+            "--public-key",
+            supplier_files.public_key,
+            "--bootstrap",
+            "127.0.0.1:1",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--namespace" in result.output and "urn:pact:acme.cn" in result.output

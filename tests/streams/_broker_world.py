@@ -89,27 +89,48 @@ class World:
         report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
         assert report.result(timeout=60).ok
 
-    def register(self, owner: str) -> Ed25519PrivateKey:
-        signed = self.participants.registration(owner, sequence=self.seq(f"key:{owner}"))
+    def register(self, owner: str, **changes: Any) -> Ed25519PrivateKey:
+        """The operator (re-)registers *owner*'s key with the namespaces it claimed; *changes*
+        override fields of the registration (``revoked_at``, ``valid_from``...)."""
+        signed = self.participants.registration(owner, sequence=self.seq(f"key:{owner}"), **changes)
         self._send("pcf.keys", owner, signed)
         return self.participants.key(owner)
+
+    def claim(self, owner: str, *product_ids: str) -> None:
+        """Grant *owner* the namespaces of *product_ids*, registering its key again if that
+        adds one (do it before publishing: keys and data travel on different topics)."""
+        new = [self.participants.claim(owner, pid) for pid in product_ids]
+        if any(new) or owner not in self.keys:
+            self.register(owner)
 
     def publish_factor(self, factor: EmissionFactor) -> None:
         signed = self.participants.factor(factor, sequence=self.seq(factor.factor_id))
         self._send("pcf.factors", factor.factor_id, signed)
 
-    def publish_footprint(self, fp: ProductFootprint, key: Ed25519PrivateKey | None = None) -> None:
+    def publish_footprint(
+        self, fp: ProductFootprint, key: Ed25519PrivateKey | None = None, *, claim: bool = True
+    ) -> None:
+        """*fp* signed by its supplier (``companyIds[0]``), who first claims its product ids'
+        namespaces (unless not *claim*: an attempt on another company's product), or by *key*."""
         owner = fp.company_ids[0]
-        if key is None and owner not in self.keys:
+        if key is None and claim:
+            self.claim(owner, *fp.product_ids)
+        elif key is None and owner not in self.keys:
             self.register(owner)
         signed = self.participants.footprint(fp, self.seq(f"fp:{fp.product_ids[0]}"), key=key)
         self._send("pcf.declared", fp.product_ids[0], signed)
 
-    def publish_bom(self, bom: BillOfMaterials) -> None:
-        owner = bom.owner or "unknown"
-        if owner not in self.keys:
+    def publish_bom(
+        self, bom: BillOfMaterials, *, claim: bool = True, signer: str | None = None
+    ) -> None:
+        """*bom* signed by its owner (or *signer*), who first claims the product's namespace
+        (unless not *claim*)."""
+        owner = signer or bom.owner or "unknown"
+        if claim:
+            self.claim(owner, bom.product_id)
+        elif owner not in self.keys:
             self.register(owner)
-        self._send("pcf.bom", bom.product_id, self.participants.bom(bom))
+        self._send("pcf.bom", bom.product_id, self.participants.bom(bom, signer=signer))
 
     def publish_demo_chain(self, hold_back: int = 0) -> list[BillOfMaterials]:
         """Publish the demo chain's keys, factors, footprints and BOMs (top tier first: the
@@ -121,7 +142,13 @@ class World:
         assert all(x is not None for x in [*factors, *footprints, *boms])
         for bom in boms:
             assert bom is not None
-            self.register(bom.owner or "")
+            self.participants.claim(bom.owner or "", bom.product_id)
+        for fp in footprints:
+            assert fp is not None
+            for pid in fp.product_ids:
+                self.participants.claim(fp.company_ids[0], pid)
+        for owner in sorted(self.participants.namespaces):
+            self.register(owner)
         for factor in factors:
             assert factor is not None
             self.publish_factor(factor)
@@ -137,7 +164,11 @@ class World:
     # --- workers -------------------------------------------------------------------------------
 
     def start_worker(
-        self, name: str = "w1", loglevel: str | None = None, inject: str | None = None
+        self,
+        name: str = "w1",
+        loglevel: str | None = None,
+        inject: str | None = None,
+        key_grace_s: float = 5,
     ) -> subprocess.Popen[bytes]:
         """Start a worker process; its log level is *loglevel*, else $PCFX_TEST_WORKER_LOGLEVEL,
         else ``warn`` (``info`` shows recovery and rebalance progress). *inject*: Python code the
@@ -149,7 +180,7 @@ class World:
             topic_prefix=self.prefix,
             partitions=self.partitions,
             data_dir=self.workdir / f"data-{name}",
-            key_grace_s=5,
+            key_grace_s=key_grace_s,
             loglevel=loglevel,
         )
         if inject is not None:  # python -c "<inject>; run pcfx" streams run ...

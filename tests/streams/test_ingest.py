@@ -16,6 +16,7 @@ from contracts import (
     BillOfMaterials,
     EmissionFactor,
     InMemorySchemaRegistry,
+    SignerRole,
     SupplierKey,
     parse,
     parse_footprint,
@@ -26,6 +27,7 @@ from contracts.errors import TrustError
 from streams.ingest import (
     IngestOutcome,
     KeyRegistry,
+    ParkingLot,
     SequenceLedger,
     SourceRef,
     check_record,
@@ -35,6 +37,10 @@ from tests.contracts.conftest import BOM_JSON, FACTOR_JSON, FOOTPRINT_JSON
 SUPPLIER = FOOTPRINT_JSON["companyIds"][0]
 MANUFACTURER = "example-pack"
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
+NAMESPACES = {
+    SUPPLIER: ("urn:pact:example-cells.cn", "urn:gtin:06901234567892"),
+    MANUFACTURER: ("urn:pact:example-pack.cn",),
+}
 
 
 def raw(key: Ed25519PrivateKey) -> bytes:
@@ -66,6 +72,7 @@ class World:
             public_key=raw(key),
             valid_from=kw.pop("valid_from", datetime(2025, 1, 1, tzinfo=UTC)),
             registered_by="operator",
+            namespaces=kw.pop("namespaces", NAMESPACES.get(owner, ())),
             **kw,
         )
         signed = sign(
@@ -253,3 +260,69 @@ def test_key_registration_must_be_signed_by_the_operator(world: World) -> None:
     assert result.outcome is IngestOutcome.REJECTED
     assert result.error is not None and "not a configured operator key" in result.error.message
     assert world.keys.lookup(SUPPLIER, "self-made") is None
+
+
+def bom_bytes(world: World, seq: int = 1, signer: str = MANUFACTURER, **changes: Any) -> bytes:
+    doc = copy.deepcopy(BOM_JSON)
+    doc.update(changes)
+    signed = sign(
+        world.manufacturer, parse(BillOfMaterials, doc), supplier_id=signer, key_id="m-1",
+        sequence=seq,
+    )  # fmt: skip
+    return world.serde.encode("pcf.bom", signed)
+
+
+def test_hijacked_footprint_outside_the_signers_namespaces_is_not_owner(world: World) -> None:
+    world.register(SUPPLIER, world.supplier, "s-1", seq=2, namespaces=("urn:pact:example-cells",))
+    result = world.check("pcf.declared", world.footprint_bytes())
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, TrustError) and result.error.reason == "not_owner"
+    message = result.error.message
+    assert "'productIds[0]'" in message and FOOTPRINT_JSON["productIds"][0] in message
+    assert SUPPLIER in message and "'s-1'" in message and "urn:pact:example-cells" in message
+
+
+def test_hijacked_bom_and_owner_less_bom_are_not_owner(world: World) -> None:
+    world.register(MANUFACTURER, world.manufacturer, "m-1", seq=2, namespaces=("urn:pact:x.cn",))
+    hijack = world.check("pcf.bom", bom_bytes(world))
+    assert hijack.error is not None and getattr(hijack.error, "reason", "") == "not_owner"
+    assert "'productId'" in hijack.error.message
+    ownerless = world.check("pcf.bom", bom_bytes(world, owner=None))
+    assert ownerless.error is not None and getattr(ownerless.error, "reason", "") == "not_owner"
+    assert "'owner'" in ownerless.error.message
+
+
+def test_the_real_owners_bom_lands_after_an_attackers_huge_revision(world: World) -> None:
+    attacker = Ed25519PrivateKey.generate()
+    world.register("evil", attacker, "e-1", namespaces=("urn:pact:evil.cn",))
+    doc = copy.deepcopy(BOM_JSON) | {"owner": "evil"}
+    huge = sign(attacker, parse(BillOfMaterials, doc), supplier_id="evil", key_id="e-1",
+                sequence=2**53 - 1)  # fmt: skip
+    refused = world.check("pcf.bom", world.serde.encode("pcf.bom", huge))
+    assert refused.error is not None and getattr(refused.error, "reason", "") == "not_owner"
+    assert world.check("pcf.bom", bom_bytes(world, seq=2)).outcome is IngestOutcome.ACCEPTED
+
+
+def test_an_officer_key_does_not_declare_products(world: World) -> None:
+    world.register(SUPPLIER, world.supplier, "s-1", seq=2, role=SignerRole.OFFICER)
+    result = world.check("pcf.declared", world.footprint_bytes())
+    assert result.error is not None and getattr(result.error, "reason", "") == "wrong_role"
+
+
+def test_record_appended_before_the_keys_not_before_is_refused(world: World) -> None:
+    result = world.check(
+        "pcf.declared", world.footprint_bytes(), at=datetime(2024, 12, 31, tzinfo=UTC)
+    )
+    assert result.error is not None and getattr(result.error, "reason", "") == "key_not_yet_valid"
+
+
+def test_the_parking_lot_releases_in_arrival_order_and_expires_at_append_time_plus_grace() -> None:
+    lot: ParkingLot[str] = ParkingLot(timedelta(seconds=10))
+    lot.park(("a", "k"), T0, "a1")
+    lot.park(("b", "k"), T0, "b1")
+    lot.park(("a", "k"), T0 + timedelta(seconds=5), "a2")
+    assert [p.item for p in lot.waiting_for([("a", "k")])] == ["a1", "a2"]
+    assert lot.next_deadline() == T0 + timedelta(seconds=10)
+    assert lot.expired(T0 + timedelta(seconds=9)) == []
+    assert [p.item for p in lot.expired(T0 + timedelta(seconds=10))] == ["b1"]
+    assert len(lot) == 0
