@@ -15,6 +15,7 @@ topic                      key                         value (Confluent-framed A
 ``pcf.audit.checkpoints``  log id                      ``gateway.AuditLogCheckpoint``
 ``pcf.gateway.counters``   ``year|metric|individual``  ``gateway.PiCounterEntry``
 ``pcf.outbound.<id>``      pseudonym of the product    ``gateway.SealedMessage``
+``<app>-<table>-changelog``  the table's key            streams codec JSON (compacted)
 ``pcf._schemas``           subject/version             the schema registry's own records
 =========================  ==========================  ====================================  ====
 
@@ -45,6 +46,7 @@ from contracts.kafka_client import librdkafka_config
 
 __all__ = [
     "APPEND_TIME",
+    "CHANGELOG",
     "FOREVER",
     "ROLES",
     "SCHEMAS",
@@ -173,6 +175,11 @@ _TABLE: Final = (
         {}, {},
     ),
     Topic(
+        "<app id>-<table>-changelog", "the table's key", "streams codec JSON",
+        "a streams table's changelog (faust names it; created before the workers start)",
+        COMPACTED, {}, prefixed=False,
+    ),
+    Topic(
         "pcf._schemas", "subject/version", "schema registry records",
         "the schema registry (Confluent-compatible ids)",
         {}, {**_ALL_READ, "operator": "RWC"}, prefixed=False,
@@ -182,6 +189,7 @@ _TABLE: Final = (
 TOPICS: Final[Mapping[str, Topic]] = MappingProxyType({t.name: t for t in _TABLE})
 """Every topic by its (unprefixed) name."""
 SCHEMAS: Final = TOPICS["pcf._schemas"]
+CHANGELOG: Final = TOPICS["<app id>-<table>-changelog"]
 
 
 @dataclass(frozen=True)

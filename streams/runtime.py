@@ -118,6 +118,7 @@ from contracts import (
     UnknownSchemaError,
     register_all,
 )
+from contracts import topics as table_topics
 from contracts.errors import InfrastructureError, PcfError, RollupError, TrustError
 from contracts.kafka_client import aiokafka_kwargs, faust_credentials, kafka_python_kwargs
 from streams import codec
@@ -718,17 +719,15 @@ TABLES = ("ingest-ledger", "nodes")
 """The app's tables: the ingestion ledger and the roll-up's nodes (both roles of each)."""
 _CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup")
 """The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
-_COMPACTED = {"cleanup.policy": "compact"}
-_BROKER_CLOCK = {"message.timestamp.type": "LogAppendTime"}
 """Topic config of the data topics: the broker stamps each record with the time it appended it,
 the time key validity is judged at (a producer cannot backdate a record)."""
-_STAMPED = ("pcf.declared", "pcf.factors", "pcf.bom", "pcf.keys")
-"""The data topics, created with :data:`_BROKER_CLOCK`."""
 
 
 def ensure_topics(config: StreamsConfig) -> None:
     """Create the app's topics and its tables' changelogs with ``config.partitions`` partitions
-    (existing ones are kept).
+    and the configs of the one table of topics (:func:`contracts.topics.ensure_topics`: the data
+    topics on the broker's clock, ``LogAppendTime``, which key validity is judged at; existing
+    topics are kept, and refused when their configs differ).
 
     Topics that Kafka would auto-create get one partition, which breaks co-partitioning. Faust
     does create its changelogs, but while the worker starts: a worker whose client fetched the
@@ -736,47 +735,28 @@ def ensure_topics(config: StreamsConfig) -> None:
     crashes its agent (``PartitionsMismatch``). Created here first, they are in every client's
     metadata from the start.
 
-    The data topics (``pcf.declared``, ``pcf.factors``, ``pcf.bom``, ``pcf.keys``) are created
-    with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time the broker
-    appended it, which key validity is judged at.
-
     Raises :class:`~contracts.errors.InfrastructureError` if a topic the tables are written from
     already exists with another partition count (e.g. auto-created by a first publish on a
     broker whose ``num.partitions`` is 1): every record on it would stop the worker; or if a
-    data topic exists with producer-chosen timestamps (``CreateTime``).
+    topic's configs differ from the table's (a data topic with producer-chosen timestamps).
     """
     from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
 
+    table_topics.ensure_topics(
+        config.bootstrap,
+        [(config.topic(name), table_topics.TOPICS[name], config.partitions) for name in TOPICS]
+        + [(config.changelog(t), table_topics.CHANGELOG, config.partitions) for t in TABLES],
+    )
     admin = KafkaAdminClient(
         **kafka_python_kwargs(), bootstrap_servers=config.bootstrap, client_id="pcfx-streams-setup"
     )
     try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(
-                config.topic(name),
-                config.partitions,
-                1,
-                topic_configs=_BROKER_CLOCK if name in _STAMPED else {},
-            )
-            for name in TOPICS
-        ] + [
-            NewTopic(config.changelog(t), config.partitions, 1, topic_configs=_COMPACTED)
-            for t in TABLES
-        ]
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
-                admin.create_topics(missing)
         names = [config.topic(n) for n in _CO_PARTITIONED] + [config.changelog(t) for t in TABLES]
         for pause in (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 0):
             counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
             if all(counts.values()) or not pause:
                 break
             time.sleep(pause)  # a topic just created shows 0 partitions until its metadata is out
-        clocks = _timestamp_types(admin, [config.topic(n) for n in _STAMPED])
     finally:
         admin.close()
     wrong = {name: n for name, n in counts.items() if n != config.partitions}
@@ -788,40 +768,9 @@ def ensure_topics(config: StreamsConfig) -> None:
             hint=(
                 "Recreate those topics with that many partitions (or run with --partitions to"
                 " match them). A topic the broker auto-created on a first publish gets its"
-                " num.partitions: start 'pcfx streams run' before publishing, or set it."
+                " num.partitions: run 'pcfx streams topics' before publishing, or set it."
             ),
         )
-    producer_clock = {n: t for n, t in sorted(clocks.items()) if t != "LogAppendTime"}
-    if producer_clock:
-        found = ", ".join(f"{name} has {kind}" for name, kind in producer_clock.items())
-        raise InfrastructureError(
-            "the data topics must have message.timestamp.type=LogAppendTime (key validity is"
-            f" judged at the time the broker appended a record, never a producer's); {found}",
-            hint=(
-                "Alter those topics: kafka-configs.sh --bootstrap-server HOST:PORT --alter"
-                " --entity-type topics --entity-name TOPIC --add-config"
-                " message.timestamp.type=LogAppendTime (or delete them and let 'pcfx streams"
-                " run' create them)."
-            ),
-        )
-
-
-def _timestamp_types(admin: Any, names: list[str]) -> dict[str, str]:
-    """``message.timestamp.type`` of each topic in *names* (``CreateTime`` when unset)."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    found: dict[str, str] = {}
-    for name in names:  # (one resource per request: some brokers answer only the first)
-        described = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name, configs={_TIMESTAMP_TYPE: None})],
-            config_filter="all",
-        )
-        entry = described.get("topic", {}).get(name, {}).get(_TIMESTAMP_TYPE) or {}
-        found[name] = str(entry.get("value") or "CreateTime")
-    return found
-
-
-_TIMESTAMP_TYPE = "message.timestamp.type"
 
 
 def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> faust.App:

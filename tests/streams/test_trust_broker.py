@@ -226,16 +226,15 @@ def test_unknown_key_past_the_deadline_goes_to_the_dlq(world: World) -> None:
 
 
 def test_data_topics_carry_the_brokers_clock(world: World, tmp_path: Path) -> None:
-    from kafka import KafkaAdminClient
+    from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-    from streams.runtime import _timestamp_types
-
-    admin = KafkaAdminClient(bootstrap_servers=world.bootstrap)
-    try:
-        names = [world.topic(n) for n in ("pcf.declared", "pcf.bom", "pcf.factors", "pcf.keys")]
-        assert set(_timestamp_types(admin, names).values()) == {"LogAppendTime"}
-    finally:
-        admin.close()
+    admin = AdminClient({"bootstrap.servers": world.bootstrap})
+    names = [world.topic(n) for n in ("pcf.declared", "pcf.bom", "pcf.factors", "pcf.keys")]
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    )
+    clocks = {r.name: f.result(30)["message.timestamp.type"].value for r, f in described.items()}
+    assert clocks == dict.fromkeys(names, "LogAppendTime")
 
 
 def test_a_data_topic_with_producer_timestamps_stops_the_worker_before_it_starts(
@@ -252,8 +251,11 @@ def test_a_data_topic_with_producer_timestamps_stops_the_worker_before_it_starts
     kafka_admin.create_topics([NewTopic(f"{prefix}pcf.declared", 6, 1)])  # type: ignore[attr-defined]
     with pytest.raises(InfrastructureError) as raised:
         ensure_topics(StreamsConfig(kafka_bootstrap, {}, app_id=f"{prefix}s", topic_prefix=prefix))
-    assert f"{prefix}pcf.declared has CreateTime" in raised.value.message
-    assert "message.timestamp.type=LogAppendTime" in (raised.value.hint or "")
+    assert (
+        f"topic '{prefix}pcf.declared' must have message.timestamp.type=LogAppendTime"
+        " (it has message.timestamp.type=CreateTime)" in raised.value.message
+    )
+    assert "--add-config message.timestamp.type=LogAppendTime" in (raised.value.hint or "")
 
 
 def test_a_parked_record_is_not_lost_when_the_worker_is_killed(
