@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import SignedSupplierKey, SupplierKey, parse
+from contracts import SignedSupplierKey, SignerRole, SupplierKey, parse
 from producers.keys import key_id_of, raw_public_key
 
 __all__ = ["registration", "revocation"]
@@ -25,8 +25,10 @@ def registration(
     registered_by: str,
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
+    role: SignerRole = SignerRole.COMPANY,
 ) -> SupplierKey:
-    """The record that registers *public_key* for *supplier_id* (validated)."""
+    """The record that registers *public_key* for *supplier_id* (validated), with *role*: what
+    else the key may sign (``officer``: approvals; ``service``: the streams' results)."""
     return parse(
         SupplierKey,
         {
@@ -36,6 +38,7 @@ def registration(
             "validFrom": valid_from or datetime.now(UTC),
             "validUntil": valid_until,
             "registeredBy": registered_by,
+            "role": role.value,
         },
     )
 

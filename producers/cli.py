@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from contracts import SignerRole
 from contracts.errors import TrustError
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.settings import bootstrap_servers
@@ -292,6 +293,14 @@ def keys_register(
     valid_until: Annotated[
         str | None, typer.Option("--valid-until", help="ISO 8601 (default: open-ended).")
     ] = None,
+    role: Annotated[
+        SignerRole,
+        typer.Option(
+            "--role",
+            help="What the key may sign: company (footprints, BOMs), officer (approvals of held"
+            " transfers), service (the streams' results on pcf.products).",
+        ),
+    ] = SignerRole.COMPANY,
     passphrase_file: PassphraseFile = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
@@ -299,7 +308,8 @@ def keys_register(
     topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """Publish a supplier's public key to the key registry, signed with the operator key."""
+    """Publish a supplier's (officer's, service's) public key to the key registry, signed with
+    the operator key."""
     keys_topic = topic_prefix + keys_topic
     start, end = _when(valid_from, "--valid-from"), _when(valid_until, "--valid-until")
     declared = read_key_info(public_key).owner
@@ -328,6 +338,7 @@ def keys_register(
             registered_by=publisher.signer.owner,
             valid_from=start,
             valid_until=end,
+            role=role,
         )
         directory = KeyDirectory.read(
             publisher.bootstrap or "",
@@ -341,7 +352,10 @@ def keys_register(
         known = directory.lookup(supplier_id, record.key_id)
         summary = publisher.publish_key(record, after_sequence=known.sequence if known else -1)
     _finish(
-        summary, json_out, what=f"key {record.key_id} of '{supplier_id}' registered", single=True
+        summary,
+        json_out,
+        what=f"{role.value} key {record.key_id} of '{supplier_id}' registered",
+        single=True,
     )
 
 

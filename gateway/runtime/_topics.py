@@ -11,6 +11,7 @@ topic                      value (Confluent-framed Avro)            key
 ``pcf.approvals``          ``...gateway.ApprovalEvent``             approval id
 ``pcf.gateway.counters``   ``...gateway.PiCounterEntry`` (compact)  year|metric|individual
 ``pcf.rejected``           ``io.pcfexchange.Rejection``             the input's key
+``pcf.keys``               ``io.pcfexchange.SignedSupplierKey``     owner/key id (read only)
 =========================  =======================================  ==========================
 """
 
@@ -41,6 +42,11 @@ class Topics:
     @property
     def products(self) -> str:
         return self._t("pcf.products")
+
+    @property
+    def keys(self) -> str:
+        """``pcf.keys``: the operator-signed key registry the gateway verifies hand-offs with."""
+        return self._t("pcf.keys")
 
     @property
     def audit(self) -> str:

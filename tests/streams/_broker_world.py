@@ -69,6 +69,8 @@ class World:
             writer.close()
         self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
         self.sink = KafkaSink(self.bootstrap)
+        # the operator registers the workers' service key (role service): it signs pcf.products
+        self._send("pcf.keys", "pcfx-streams", self.participants.service_registration())
 
     @property
     def app_id(self) -> str:
@@ -145,6 +147,7 @@ class World:
         loglevel = loglevel or os.environ.get("PCFX_TEST_WORKER_LOGLEVEL", "warn")
         command = worker_command(
             self.operator_pub,
+            service_key=self.participants.service_key,
             app_id=self.app_id,
             topic_prefix=self.prefix,
             partitions=self.partitions,
