@@ -138,9 +138,13 @@ class Env:
         )
         producer = Producer({"bootstrap.servers": self.bootstrap})
         for (key, value), head in zip(keyed, headers, strict=True):
-            extra = {} if partition is None else {"partition": partition}
+            items: list[tuple[str, str | bytes | None]] = list(head)
             producer.produce(
-                self.topics.products, key=key, value=value, headers=head or None, **extra
+                self.topics.products,
+                key=key,
+                value=value,
+                headers=items or None,
+                partition=-1 if partition is None else partition,  # -1: by the key
             )
         assert producer.flush(30) == 0
 

@@ -12,10 +12,11 @@ import pytest
 from confluent_kafka import Producer
 
 from contracts import AvroSerde, Rejection, SignerRole
+from gateway import Policy
 from gateway._approvals import approve
 from gateway._decision_signing import sign_decision
 from gateway.audit import AuditEntry, EntryKind
-from gateway.runtime import GatewaySerde, decided_event, parse_subscriptions
+from gateway.runtime import GatewaySerde, Subscriptions, decided_event, parse_subscriptions
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import COMPANY, OFFICER, SERVICE
 from tests.gateway.test_runtime_kafka import (
@@ -32,7 +33,7 @@ from tests.gateway.test_runtime_kafka import env as env  # noqa: PLC0414 (the fi
 pytestmark = pytest.mark.broker
 
 
-def _eu_only(env: Env, *, hold: bool = False) -> tuple[object, object]:
+def _eu_only(env: Env, *, hold: bool = False) -> tuple[Policy, Subscriptions]:
     policy = env.policy(hold_city_for_eu=hold)
     subs = parse_subscriptions(
         {"schema_version": 1, "subscriptions": [{"recipient": EU, "purpose": EU_PURPOSE}]}, policy
@@ -53,7 +54,7 @@ def _blocked_reasons(entries: dict[str, list[AuditEntry]]) -> dict[str, str]:
 def test_unsigned_record_written_straight_to_pcf_products_is_not_delivered(env: Env) -> None:
     policy, subs = _eu_only(env)
     env.publish([rolled_footprint()], signer=None)  # what an attacker with write access does
-    with env.runner(policy, subs) as runner:  # type: ignore[arg-type]
+    with env.runner(policy, subs) as runner:
         stats = runner.run(max_records=1, max_seconds=60)
     assert (stats.records, stats.sent, stats.untrusted, stats.blocked) == (1, 0, 1, 1)
     assert read_values(env.bootstrap, env.topics.outbound(EU)) == []
@@ -111,10 +112,11 @@ def test_forged_records_are_not_delivered_and_a_valid_signed_one_is(env: Env) ->
     ]
     producer = Producer({"bootstrap.servers": env.bootstrap})
     for value, headers in sends:
-        producer.produce(env.topics.products, key=key, value=value, headers=headers)
+        items: list[tuple[str, str | bytes | None]] = list(headers)
+        producer.produce(env.topics.products, key=key, value=value, headers=items)
     assert producer.flush(30) == 0
 
-    with env.runner(policy, subs) as runner:  # type: ignore[arg-type]
+    with env.runner(policy, subs) as runner:
         stats = runner.run(max_records=len(sends), max_seconds=60)
     assert (stats.records, stats.sent, stats.untrusted) == (6, 1, 5)
     (delivered,) = read_values(env.bootstrap, env.topics.outbound(EU))
@@ -134,7 +136,7 @@ def test_forged_records_are_not_delivered_and_a_valid_signed_one_is(env: Env) ->
     sent = [e for chain in entries.values() for e in chain if e.kind == EntryKind.TRANSFER.value]
     assert [e.record_sha256 for e in sent] == [sha["valid"]]
     rejected = [
-        AvroSerde(env.registry).decode(v, Rejection).reason
+        AvroSerde(env.registry).decode(v, Rejection).reason or ""
         for v in read_values(env.bootstrap, env.topics.rejected)
     ]
     assert sorted(rejected) == sorted(
@@ -163,7 +165,7 @@ def test_forged_and_unsigned_approvals_leave_the_transfer_held(env: Env) -> None
         [env.trust.registration(COMPANY, SignerRole.COMPANY)],
     )
     env.publish([rolled_footprint()])
-    with env.runner(policy, subs, approval_ttl=timedelta(minutes=10)) as runner:  # type: ignore[arg-type]
+    with env.runner(policy, subs, approval_ttl=timedelta(minutes=10)) as runner:
         assert runner.run(max_records=1, max_seconds=60).held == 1
         (pending,) = json.loads(invoke(cli, ["approvals", "list", "--json", *env.args()]).stdout)
         approval_id = pending["approvalId"]
