@@ -88,7 +88,7 @@ def test_the_officers_signed_decision_counts_with_the_registered_owner_as_approv
 
 
 def test_unsigned_approval_with_a_free_text_approver(keyring: Keyring) -> None:
-    verdict = {"state": "approved", "approver": "anonymous attacker", "reason": "r",
+    verdict: dict[str, Any] = {"state": "approved", "approver": "anonymous attacker", "reason": "r",
                "mechanismRef": None, "conditions": []}  # fmt: skip
     assert _reason(keyring, verdict) == "unsigned"
 
