@@ -354,7 +354,7 @@ def keys_register(
     _finish(
         summary,
         json_out,
-        what=f"{role.value} key {record.key_id} of '{supplier_id}' registered",
+        what=f"key {record.key_id} of '{supplier_id}' registered with role {role.value}",
         single=True,
     )
 
