@@ -543,7 +543,8 @@ def run_demo(
         began = time.monotonic()
         _, boms = exchange.publish_chain()
         console.print(
-            f"Published {len(exchange.keys)} key registrations, the factor set "
+            f"Published {len(exchange.keys) + 2} key registrations (the companies', the streams'"
+            f" service key, officer {OFFICER_ID}'s), the factor set "
             f"({FACTORS_FILE.name}), 5 supplier footprints and {len(boms)} BOMs to "
             f"topics {prefix}pcf.* in {time.monotonic() - began:.1f} s."
         )
@@ -694,6 +695,7 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
         f"  source {workdir / 'env.sh'}\n"
         "  pcfx keys list\n"
         "  pcfx approvals list --all\n"
+        "  pcfx approvals approve ID --key $OFFICER_KEY --reason TEXT   # signed by the officer\n"
         f"  pcfx audit verify --gateway-pub {gw / 'gateway.key.pub.pem'}\n"
         f"  pcfx audit show --recipient {EU_OEM}\n"
         f"  pcfx outbound decrypt --recipient {EU_OEM} --key {gw / (EU_OEM + '.x25519.pem')} "
