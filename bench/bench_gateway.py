@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -46,10 +47,14 @@ from contracts import (
     LineageInput,
     OwnEmissions,
     RolledUpFootprint,
+    SignerRole,
+    SupplierKey,
     parse_footprint,
+    sign,
     subject_for,
 )
 from contracts._schemas import schema_json
+from contracts.handoff import HandoffSigner, sign_handoffs
 from contracts.kafka_client import librdkafka_config
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewayKey, GatewaySecrets, default_policy_path, load_policy
@@ -61,6 +66,7 @@ from gateway.runtime import (
     kafka_registrar,
     parse_subscriptions,
 )
+from producers.keys import key_id_of, raw_public_key
 
 TARGET = 5_000
 RECIPIENTS = (
@@ -180,14 +186,20 @@ def broker() -> Iterator[str]:
         yield provisioned.bootstrap
 
 
-def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+def publish(
+    bootstrap: str,
+    topic: str,
+    values: list[tuple[bytes, bytes]],
+    headers: list[list[tuple[str, bytes]]] | None = None,
+) -> None:
     producer = Producer(
         {**librdkafka_config(), "bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"}
     )
-    for key, value in values:
+    for i, (key, value) in enumerate(values):
+        items: list[tuple[str, str | bytes | None]] = list(headers[i]) if headers else []
         while True:
             try:
-                producer.produce(topic, key=key, value=value, partition=0)
+                producer.produce(topic, key=key, value=value, partition=0, headers=items or None)
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -278,8 +290,32 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(total):
             rolled = rollup(i)
             values.append((rolled.product_id.encode(), serde.encode(topics.products, rolled)))
-        publish(bootstrap, topics.products, values)
-        print(f"published {total} roll-ups ({record_bytes} B Avro, {fields} fields each)")
+        # signed as the streams sign them: one batch signature per --batch records, with the
+        # service key the operator registered on pcf.keys (the gateway verifies every record)
+        operator, service = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        operator_id, service_id = key_id_of(operator.public_key()), key_id_of(service.public_key())
+        ensure_topics(bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
+        registrar([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
+        registration = SupplierKey(
+            supplier_id="pcfx-streams",
+            key_id=service_id,
+            public_key=raw_public_key(service.public_key()),
+            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+            registered_by="operator",
+            role=SignerRole.SERVICE,
+        )
+        signed = sign(
+            operator, registration, supplier_id="operator", key_id=operator_id, sequence=1
+        )
+        publish(bootstrap, topics.keys, [(b"pcfx-streams", serde.encode(topics.keys, signed))])
+        signer = HandoffSigner(service, "pcfx-streams", service_id)
+        headers = [
+            h
+            for start in range(0, total, args.batch)
+            for h in sign_handoffs(signer, values[start : start + args.batch])
+        ]
+        publish(bootstrap, topics.products, values, headers)
+        print(f"published {total} signed roll-ups ({record_bytes} B Avro, {fields} fields each)")
 
         # baseline first: the raw loop on the same records and batching
         raw = raw_loop(
@@ -328,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
             subscriptions=subs,
             secrets=GatewaySecrets(GatewayKey.generate(), b"s" * 32),
             registry=registry,
+            operator_keys={operator_id: operator.public_key()},
             registrar=registrar,
         )
         with runner:

@@ -461,6 +461,7 @@ class Bench:
         n = len(self.workers) + 1
         command = worker_command(
             self.people.operator_pub,
+            service_key=self.people.service_key,
             app_id=f"{self.prefix}streams",
             topic_prefix=self.prefix,
             partitions=PARTITIONS,

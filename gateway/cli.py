@@ -37,7 +37,7 @@ from gateway.audit import (
     prove_inclusion,
 )
 from gateway.policy import CounterState, Policy, evaluate, load_policy, vault_context
-from gateway.runtime._approvals_log import ApprovalBook, RowStatus
+from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
 from gateway.runtime._avro import GatewaySerde, kafka_registrar
 from gateway.runtime._codec import decided_event, sealed_from_datum
 from gateway.runtime._export import UnreadableInput, read_export, write_export
@@ -92,6 +92,22 @@ BootstrapOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document.")]
+OfficerKeyOpt = Annotated[
+    Path,
+    typer.Option(
+        "--key",
+        help="Your compliance-officer private key (PEM, mode 600), registered by the operator"
+        " with --role officer: it signs the decision, and its registration names you.",
+        show_default=False,
+    ),
+]
+PassphraseFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="File whose first line is the --key passphrase (else PCFX_KEY_PASSPHRASE).",
+    ),
+]
 PubOpt = Annotated[
     list[Path],
     typer.Option(
@@ -264,6 +280,15 @@ def run(
     gateway_key: Annotated[
         Path, typer.Option("--gateway-key", help="The gateway's Ed25519 key (PEM).")
     ],
+    operator_key: Annotated[
+        list[Path],
+        typer.Option(
+            "--operator-key",
+            help="The platform operator's public key (PEM), repeat for several: key"
+            " registrations on pcf.keys signed by it say which service keys may sign"
+            " pcf.products and which officer keys may decide approvals.",
+        ),
+    ],
     subscriptions: Annotated[
         Path | None,
         typer.Option("--subscriptions", help="Subscriptions YAML (default: the shipped example)."),
@@ -321,8 +346,11 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from producers.keys import key_id_of, load_public_key
+
     loaded, subs = _load(policy, subscriptions)
     signer = load_gateway_key(gateway_key, passphrase=_passphrase(passphrase_env))
+    operators = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
     secret = (
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
@@ -353,6 +381,7 @@ def run(
             subscriptions=subs,
             secrets=GatewaySecrets(signer=signer, pseudonym_secret=secret),
             registry=registry,
+            operator_keys=operators,
             registrar=kafka_registrar(servers),
             trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
         ) as runner:
@@ -372,7 +401,8 @@ def run(
     else:
         console.print(
             f"OK: {stats.records} records, {stats.decisions} decisions: {stats.sent} sent,"
-            f" {stats.blocked} blocked, {stats.held} held, {stats.unrouted} unrouted,"
+            f" {stats.blocked} blocked ({stats.untrusted} untrusted), {stats.held} held,"
+            f" {stats.unrouted} unrouted,"
             f" {stats.rejected} rejected; {stats.transactions} transactions"
             f" ({stats.aborted} aborted and retried), {stats.checkpoints} checkpoints"
         )
@@ -872,8 +902,23 @@ def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
     book = ApprovalBook()
     parts = [(topics.approvals, p) for p in range(partition_count(servers, topics.approvals))]
     for message in read_to_end(servers, parts):
-        book.apply(serde.decode(message.value() or b"", "ApprovalEvent"))
+        book.apply(serde.decode(message.value() or b"", "ApprovalEvent"), offset=message.offset())
     return book
+
+
+def _row(book: ApprovalBook, approval_id: str, topic: str) -> ApprovalRow:
+    """The approval *approval_id* names, or the one approval whose id starts with it."""
+    row = book.rows.get(approval_id)
+    if row is not None:
+        return row
+    found = [r for aid, r in book.rows.items() if approval_id and aid.startswith(approval_id)]
+    if len(found) == 1:
+        return found[0]
+    raise ApprovalStateError(
+        f"approval id {approval_id!r} must name one approval on {topic} (got"
+        f" {'no match' if not found else f'{len(found)} matches'})",
+        hint="Copy the id (or a longer prefix of it) from 'pcfx approvals list'.",
+    )
 
 
 @approvals_app.command("list")
@@ -907,7 +952,18 @@ def approvals_list(
                     "held": [{"path": p, "rule": rule} for p, rule in r.approval.held],
                     "requestedAt": r.approval.requested_at.isoformat(),
                     "expiresAt": r.approval.expires_at.isoformat(),
-                    "decision": dict(r.decision) if r.decision else None,
+                    "decisions": [
+                        {
+                            "offset": c.offset,
+                            "at": c.at,
+                            "state": c.verdict.get("state"),
+                            "signerId": c.verdict.get("signerId"),
+                            "keyId": c.verdict.get("keyId"),
+                            "reason": c.verdict.get("reason"),
+                            "refused": r.refused.get(c.offset),
+                        }
+                        for c in r.candidates
+                    ],
                     "resolution": dict(r.resolution) if r.resolution else None,
                 }
                 for r in rows
@@ -941,7 +997,8 @@ def approvals_list(
 def _decide(
     approval_id: str,
     verb: str,
-    approver: str,
+    key: Path,
+    passphrase_file: Path | None,
     reason: str,
     topic_prefix: str,
     bootstrap: str | None,
@@ -951,17 +1008,20 @@ def _decide(
     from confluent_kafka import KafkaException, Producer
 
     from contracts.errors import BrokerError
+    from gateway._decision_signing import sign_decision
     from gateway.runtime._kafka import producer_config
+    from producers.keys import load_signer, read_passphrase
 
+    officer = load_signer(key, read_passphrase(passphrase_file))
+    approver = officer.owner
     servers = _bootstrap(bootstrap)
     topics = Topics(topic_prefix)
     registry = _registry(servers)
     try:
         serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
         book = _book(servers, topics, serde)
-        row = book.rows.get(approval_id)
-        if row is None:
-            raise ApprovalStateError(f"no approval {approval_id} on {topics.approvals}")
+        row = _row(book, approval_id, topics.approvals)
+        approval_id = row.approval.approval_id
         now = datetime.now(UTC)
         status = row.status(now)
         if status is not RowStatus.PENDING:
@@ -979,7 +1039,16 @@ def _decide(
             )
         else:
             decided = deny(row.approval, approver=approver, reason=reason, now=now)
-        datum = decided_event(decided, at=now.isoformat())
+        at = now.isoformat()
+        signed = sign_decision(
+            decided,
+            row.approval,
+            private_key=officer.private_key,
+            signer_id=officer.owner,
+            key_id=officer.key_id,
+            at=at,
+        )
+        datum = decided_event(decided, at=at, signed=signed)
         value = serde.encode(topics.approvals, "ApprovalEvent", datum)
         producer = Producer(producer_config(servers))
         try:
@@ -993,9 +1062,10 @@ def _decide(
     finally:
         registry.close()
     console.print(
-        f"OK: approval {approval_id} {verb} by {approver}; the gateway will"
-        f" {'release the transfer' if verb == 'approved' else 'record the denial'}"
-        " and audit it",
+        f"OK: approval {approval_id} {verb} by {approver} (key {officer.key_id}); the gateway"
+        " checks the officer key's registration, then"
+        f" {'releases the transfer' if verb == 'approved' else 'records the denial'}"
+        " and audits it",
         markup=False,
     )
 
@@ -1003,8 +1073,10 @@ def _decide(
 @approvals_app.command("approve")
 @handle_errors
 def approvals_approve(
-    approval_id: Annotated[str, typer.Argument(help="The approval id (pcfx approvals list).")],
-    approver: Annotated[str, typer.Option("--approver", help="Who decides (not the requester).")],
+    approval_id: Annotated[
+        str, typer.Argument(help="The approval id, or a unique prefix (pcfx approvals list).")
+    ],
+    key: OfficerKeyOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why (goes into the audit log).")],
     mechanism_ref: Annotated[
         str | None, typer.Option(help="E.g. the security-assessment number relied on.")
@@ -1012,26 +1084,41 @@ def approvals_approve(
     condition: Annotated[
         list[str], typer.Option("--condition", help="A condition of the approval (repeat).")
     ] = [],  # noqa: B006
+    passphrase_file: PassphraseFileOpt = None,
     topic_prefix: PrefixOpt = "",
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Approve a held transfer: the gateway releases it (and audits both) in one transaction."""
+    """Approve a held transfer, signed with your officer key: the gateway checks the key's
+    registration (role officer), then releases the transfer (and audits both) in one
+    transaction. The approver on record is the key's registered owner."""
     _decide(
-        approval_id, "approved", approver, reason, topic_prefix, bootstrap, mechanism_ref, condition
+        approval_id,
+        "approved",
+        key,
+        passphrase_file,
+        reason,
+        topic_prefix,
+        bootstrap,
+        mechanism_ref,
+        condition,
     )
 
 
 @approvals_app.command("deny")
 @handle_errors
 def approvals_deny(
-    approval_id: Annotated[str, typer.Argument(help="The approval id (pcfx approvals list).")],
-    approver: Annotated[str, typer.Option("--approver", help="Who decides (not the requester).")],
+    approval_id: Annotated[
+        str, typer.Argument(help="The approval id, or a unique prefix (pcfx approvals list).")
+    ],
+    key: OfficerKeyOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why (goes into the audit log).")],
+    passphrase_file: PassphraseFileOpt = None,
     topic_prefix: PrefixOpt = "",
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Deny a held transfer: it never goes; the denial is audited."""
-    _decide(approval_id, "denied", approver, reason, topic_prefix, bootstrap, None, [])
+    """Deny a held transfer, signed with your officer key: it never goes; the denial is
+    audited with the key's registered owner as the approver."""
+    _decide(approval_id, "denied", key, passphrase_file, reason, topic_prefix, bootstrap, None, [])
 
 
 # ----------------------------------------------------------------------------------------------

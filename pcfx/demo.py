@@ -48,6 +48,7 @@ from contracts import (
     Rejection,
     RolledUpFootprint,
     SignedRecord,
+    SignerRole,
     SupplierKey,
     load_boms,
     load_factors,
@@ -61,7 +62,7 @@ from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
-from producers.keys import KeyRole, load_private_key, new_key_pair
+from producers.keys import KeyRole, key_id_of, load_private_key, new_key_pair
 from streams.harness import namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
@@ -76,6 +77,12 @@ def _values(loaded: list[Any]) -> list[Any]:
     if bad:
         raise bad[0].error
     return [item.value for item in loaded]
+
+
+SERVICE_ID = "pcfx-streams"
+"""Whom the streams workers' service key is registered for (role service)."""
+OFFICER_ID = "li-wei"
+"""The compliance officer whose registered key (role officer) approves held transfers."""
 
 
 @dataclass
@@ -108,6 +115,12 @@ class DemoExchange:
         self.operator = load_private_key(files.private_key)
         self.operator_pub = files.public_key
         self.operator_key_id = files.key_id
+        # the streams' service key (signs what they publish on pcf.products) and a compliance
+        # officer's key (signs approvals): key files, registered by the operator in step 1
+        service = new_key_pair(SERVICE_ID, self.workdir / "keys", overwrite=True)
+        self.service_key, self.service_key_id = service.private_key, service.key_id
+        officer = new_key_pair(OFFICER_ID, self.workdir / "keys", overwrite=True)
+        self.officer_key, self.officer_key_id = officer.private_key, officer.key_id
         ensure_topics(
             StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=self.partitions)
         )
@@ -167,6 +180,27 @@ class DemoExchange:
             if namespace not in namespaces:
                 namespaces.append(namespace)
 
+    def register_file(self, owner: str, key_file: Path, role: SignerRole) -> None:
+        """The operator registers the key in *key_file* for *owner* with *role* on ``pcf.keys``
+        (as ``pcfx keys register --role ROLE --public-key ...`` does)."""
+        public = load_private_key(key_file).public_key()
+        registration = SupplierKey(
+            supplier_id=owner,
+            key_id=key_id_of(public),
+            public_key=public.public_bytes(Encoding.Raw, PublicFormat.Raw),
+            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+            registered_by="operator",
+            role=role,
+        )
+        signed = sign(
+            self.operator,
+            registration,
+            supplier_id="operator",
+            key_id=self.operator_key_id,
+            sequence=self._next(f"key:{owner}"),
+        )
+        self.send("pcf.keys", owner, signed)
+
     def publish_factor(self, factor: EmissionFactor) -> None:
         signed = sign(
             self.operator,
@@ -208,6 +242,8 @@ class DemoExchange:
             self.claim(fp.company_ids[0], *fp.product_ids)
         for owner in {*(b.owner or "" for b in boms), *(f.company_ids[0] for f in footprints)}:
             self.register(owner)
+        self.register_file(SERVICE_ID, self.service_key, SignerRole.SERVICE)
+        self.register_file(OFFICER_ID, self.officer_key, SignerRole.OFFICER)
         for factor in factors:
             self.publish_factor(factor)
         for fp in footprints:
@@ -224,6 +260,7 @@ class DemoExchange:
             [
                 sys.executable, "-m", "pcfx", "streams", "run",
                 "--operator-key", str(self.operator_pub),
+                "--service-key", str(self.service_key),
                 "--app-id", f"{self.prefix}streams",
                 "--topic-prefix", self.prefix,
                 "--partitions", str(self.partitions),
@@ -379,22 +416,26 @@ def _lineage(message: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _gateway_run(prefix: str, workdir: Path) -> list[str]:
-    """``pcfx gateway run`` with the demo's policy, subscriptions and key (runs until stopped)."""
+def _gateway_run(prefix: str, workdir: Path, operator_pub: Path) -> list[str]:
+    """``pcfx gateway run`` with the demo's policy, subscriptions and key (runs until stopped);
+    it trusts the service and officer keys the operator (*operator_pub*) registered."""
     return [
         "gateway", "run",
         "--policy", str(workdir / "policy.yaml"),
         "--subscriptions", str(workdir / "subscriptions.yaml"),
         "--gateway-key", str(workdir / "gateway-keys" / "gateway.key.pem"),
+        "--operator-key", str(operator_pub),
         "--topic-prefix", prefix,
         "--group", f"{prefix}gateway",
     ]  # fmt: skip
 
 
-def gateway_act(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Any]:
+def gateway_act(
+    bootstrap: str, prefix: str, workdir: Path, *, operator_pub: Path, officer_key: Path
+) -> dict[str, Any]:
     keys = workdir / "gateway-keys"
     _gateway_files(bootstrap, keys)
-    run = [*_gateway_run(prefix, workdir), "--idle-seconds", "15", "--json"]
+    run = [*_gateway_run(prefix, workdir, operator_pub), "--idle-seconds", "15", "--json"]
     out = _pcfx(bootstrap, *run).stdout
     stats = json.loads(out[out.index("{") :])
     eu = _decrypt(bootstrap, prefix, keys, EU_OEM)[-1]
@@ -426,11 +467,14 @@ def gateway_act(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Any]:
         _pcfx(
             bootstrap,
             "approvals", "approve", approval["approvalId"],
-            "--approver", "Li Wei (data protection officer)",
+            "--key", str(officer_key),
             "--reason", "on-site verification under standard contract SC-2026-0117",
             "--topic-prefix", prefix,
         )  # fmt: skip
-        console.print(f"[green]APPROVED[/] {approval['approvalId'][:8]}… by Li Wei")
+        console.print(
+            f"[green]APPROVED[/] {approval['approvalId'][:8]}… by {OFFICER_ID}"
+            " (signed with the officer key the operator registered)"
+        )
     _pcfx(bootstrap, *run)  # releases the approved transfers
     released = _decrypt(bootstrap, prefix, keys, NOTIFIED_BODY)
     city = _lineage(released[-1]).get("facility", {}).get("city") if released else None
@@ -528,7 +572,8 @@ def run_demo(
         began = time.monotonic()
         _, boms = exchange.publish_chain()
         console.print(
-            f"Published {len(exchange.keys)} key registrations, the factor set "
+            f"Published {len(exchange.keys) + 2} key registrations (the companies', the streams'"
+            f" service key, officer {OFFICER_ID}'s), the factor set "
             f"({FACTORS_FILE.name}), 5 supplier footprints and {len(boms)} BOMs to "
             f"topics {prefix}pcf.* in {time.monotonic() - began:.1f} s."
         )
@@ -611,7 +656,13 @@ def run_demo(
         figures["rejection"] = {"reason": rejection.reason, "message": rejection.message}
 
         console.rule("[bold]6. The gateway releases the pack's footprint to EU recipients")
-        figures["gateway"] = gateway_act(bootstrap, prefix, workdir)
+        figures["gateway"] = gateway_act(
+            bootstrap,
+            prefix,
+            workdir,
+            operator_pub=exchange.operator_pub,
+            officer_key=exchange.officer_key,
+        )
         if not figures["gateway"]["audit_ok"]:
             raise PcfError("the audit log did not verify")
 
@@ -637,7 +688,7 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
         services.processes.append(Service(f"streams worker w{number}", proc.pid, log, prefix))
     gateway, _ = start_service(
         "gateway",
-        [sys.executable, "-m", "pcfx", *_gateway_run(prefix, workdir)],
+        [sys.executable, "-m", "pcfx", *_gateway_run(prefix, workdir, exchange.operator_pub)],
         workdir / "gateway.log",
         prefix,
         env,
@@ -657,6 +708,7 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
         + f"export PCFX_TOPIC_PREFIX={prefix}\n"
         f"export OPERATOR_KEY={exchange.operator_file.resolve()}\n"
         f"export OPERATOR_PUB={operator_pub}\n"
+        f"export OFFICER_KEY={exchange.officer_key.resolve()}\n"
         f"export GATEWAY_KEYS={gw}\n"
         f"export DEMO_WORKDIR={workdir}\n"
     )
@@ -677,6 +729,7 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
         f"  source {workdir / 'env.sh'}\n"
         "  pcfx keys list\n"
         "  pcfx approvals list --all\n"
+        "  pcfx approvals approve ID --key $OFFICER_KEY --reason TEXT   # signed by the officer\n"
         f"  pcfx audit verify --gateway-pub {gw / 'gateway.key.pub.pem'}\n"
         f"  pcfx audit show --recipient {EU_OEM}\n"
         f"  pcfx outbound decrypt --recipient {EU_OEM} --key {gw / (EU_OEM + '.x25519.pem')} "

@@ -31,7 +31,8 @@ def registration(
     role: SignerRole = SignerRole.COMPANY,
 ) -> SupplierKey:
     """The record that registers *public_key* for *supplier_id* (validated): the product-id
-    *namespaces* it may declare (URN prefixes) and its *role*."""
+    *namespaces* it may declare (URN prefixes) and its *role*, what else the key may sign
+    (``officer``: approvals; ``service``: the streams' results)."""
     return parse(
         SupplierKey,
         {

@@ -309,7 +309,8 @@ def keys_register(
         SignerRole,
         typer.Option(
             "--role",
-            help="company (footprints, BOMs), officer (approvals) or service (the streams).",
+            help="What the key may sign: company (footprints, BOMs), officer (approvals of held"
+            " transfers), service (the streams' results on pcf.products).",
         ),
     ] = SignerRole.COMPANY,
     passphrase_file: PassphraseFile = None,
@@ -372,7 +373,10 @@ def keys_register(
         known = directory.lookup(supplier_id, record.key_id)
         summary = publisher.publish_key(record, after_sequence=known.sequence if known else -1)
     _finish(
-        summary, json_out, what=f"key {record.key_id} of '{supplier_id}' registered", single=True
+        summary,
+        json_out,
+        what=f"key {record.key_id} of '{supplier_id}' registered with role {role.value}",
+        single=True,
     )
 
 

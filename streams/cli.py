@@ -50,6 +50,23 @@ def run(
             help="Operator public key (PEM) that signs key registrations and factors; repeat.",
         ),
     ],
+    service_key: Annotated[
+        Path,
+        typer.Option(
+            "--service-key",
+            help="The worker's private key (PEM, mode 600): it signs every batch the worker"
+            " writes to pcf.products; the operator registers its public key with --role service.",
+            show_default=False,
+        ),
+    ],
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file",
+            help="File whose first line is the --service-key passphrase"
+            " (else PCFX_KEY_PASSPHRASE).",
+        ),
+    ] = None,
     app_id: Annotated[
         str | None,
         typer.Option(
@@ -74,15 +91,18 @@ def run(
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
     """Run one streams worker (start more, with the same --app-id, to share the partitions)."""
+    from contracts.handoff import HandoffSigner
     from pcfx.settings import bootstrap_servers
-    from producers.keys import key_id_of, load_public_key
+    from producers.keys import key_id_of, load_public_key, load_signer, read_passphrase
     from streams.runtime import StreamsConfig, run_worker
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
+    signer = load_signer(service_key, read_passphrase(passphrase_file))
     data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
         bootstrap=bootstrap_servers(),
         operator_keys=keys,
+        signer=HandoffSigner(signer.private_key, signer.owner, signer.key_id),
         app_id=app_id or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,
         partitions=partitions,

@@ -1,7 +1,8 @@
 """Exchange participants and workers outside production: what the broker tests and the streams
 benchmark share (one place, so both drive the workers the same way).
 
-* :class:`Participants` -- the operator and every supplier/manufacturer with a signing key;
+* :class:`Participants` -- the operator, the streams' service key, and every
+  supplier/manufacturer with a signing key;
   turns payloads into the signed records the ingest agents verify (key registrations signed by
   the operator, factors by the operator, footprints and BOMs by their owners), one by one or
   batch-signed as ``pcfx publish`` does;
@@ -31,6 +32,7 @@ from contracts import (
     SignedEmissionFactor,
     SignedFootprint,
     SignedSupplierKey,
+    SignerRole,
     SupplierKey,
     sign,
     sign_batch,
@@ -40,6 +42,8 @@ from producers.keys import load_private_key, new_key_pair
 __all__ = ["Participants", "namespace_of", "raw_public", "start_worker", "worker_command"]
 
 OPERATOR_ID = "operator"
+SERVICE_ID = "pcfx-streams"
+"""Whom the streams workers' service key is registered for."""
 
 
 def namespace_of(product_id: str) -> str:
@@ -68,6 +72,30 @@ class Participants:
         self.operator = load_private_key(files.private_key)
         self.operator_pub: Path = files.public_key
         self.operator_key_id: str = files.key_id
+        service = new_key_pair(SERVICE_ID, self.keydir)
+        self.service_key: Path = service.private_key
+        """The streams workers' service key file (``--service-key``): it signs pcf.products."""
+        self.service_key_id: str = service.key_id
+
+    def service_registration(self, sequence: int = 1) -> SignedSupplierKey:
+        """The operator's registration of the streams' service key (role ``service``)."""
+        registration = SupplierKey(
+            supplier_id=SERVICE_ID,
+            key_id=self.service_key_id,
+            public_key=raw_public(load_private_key(self.service_key)),
+            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+            registered_by=OPERATOR_ID,
+            role=SignerRole.SERVICE,
+        )
+        signed = sign(
+            self.operator,
+            registration,
+            supplier_id=OPERATOR_ID,
+            key_id=self.operator_key_id,
+            sequence=sequence,
+        )
+        assert isinstance(signed, SignedSupplierKey)
+        return signed
 
     def key(self, owner: str) -> Ed25519PrivateKey:
         return self.keys.setdefault(owner, Ed25519PrivateKey.generate())
@@ -159,6 +187,7 @@ class Participants:
 def worker_command(
     operator_pub: Path,
     *,
+    service_key: Path,
     app_id: str,
     topic_prefix: str,
     partitions: int,
@@ -170,6 +199,7 @@ def worker_command(
     return [
         sys.executable, "-m", "pcfx", "streams", "run",
         "--operator-key", str(operator_pub),
+        "--service-key", str(service_key),
         "--app-id", app_id,
         "--topic-prefix", topic_prefix,
         "--partitions", str(partitions),

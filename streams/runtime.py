@@ -3,7 +3,8 @@
 Topology (every topic has the same partition count)::
 
     pcf.declared ─ingest─▶ FootprintDeclared ─┐   (key: the node's ref, product:… or factor:…)
-    pcf.factors  ─ingest─▶ FactorPublished ───┼─▶ pcf.rollup ─▶ roll_up ─▶ pcf.products (Avro)
+    pcf.factors  ─ingest─▶ FactorPublished ───┼─▶ pcf.rollup ─▶ roll_up ─▶ pcf.products (Avro,
+                                              │                         signed per batch)
     pcf.bom      ─ingest─▶ BomDeclared ───────┘        ▲          │  (table: nodes)
                                                        └──────────┘  ChildValue, Subscribe,
                                                                      Unsubscribe to other nodes
@@ -18,6 +19,12 @@ goes to the partition of the node it is for (:func:`_node_key`, :func:`_partitio
 product's new result feeds its input role in the same batch. A batch's messages for one
 partition travel as one record (:func:`_packs`): a record and a faust event cost about as much
 as a roll-up step, and one update fans out into several messages.
+
+**Signed hand-off.** What a roll-up batch writes to ``pcf.products`` (new footprints and the
+``Deprecated`` copies of their predecessors) is signed once per batch with the worker's service
+key (:attr:`StreamsConfig.signer`, :func:`contracts.handoff.sign_handoffs`): a Merkle root over
+the records' exact key and value bytes, signed once, and per record an inclusion proof, in Kafka
+headers. The gateway releases nothing from ``pcf.products`` that does not verify.
 
 **Local delivery.** A message for a node of a partition this worker holds is also applied at
 once, in the same batch (a round per tier, at most :data:`LOCAL_ROUNDS`), so an update reaches
@@ -119,7 +126,14 @@ from contracts import (
     register_all,
 )
 from contracts import topics as table_topics
-from contracts.errors import InfrastructureError, PcfError, RollupError, TrustError
+from contracts.errors import (
+    InfrastructureError,
+    KeyStoreError,
+    PcfError,
+    RollupError,
+    TrustError,
+)
+from contracts.handoff import HandoffSigner, sign_handoffs
 from contracts.kafka_client import aiokafka_kwargs, faust_credentials, kafka_python_kwargs
 from streams import codec
 from streams.adapt import (
@@ -178,6 +192,11 @@ class StreamsConfig:
     data_dir: Path = Path(".pcfx/streams")
     processor: str = "pcfx-streams"
     registry: SchemaRegistry | None = field(default=None, compare=False)
+    signer: HandoffSigner | None = field(default=None, compare=False, repr=False)
+    """The worker's service key: every record it writes to ``pcf.products`` is covered by a
+    batch signature of it (:mod:`contracts.handoff`; the operator registers it with role
+    ``service``), and the gateway releases nothing else. Required to run a worker
+    (:func:`build_app`); setting topics up (:func:`ensure_topics`) needs none."""
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -775,7 +794,19 @@ def ensure_topics(config: StreamsConfig) -> None:
 
 def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> faust.App:
     """The faust app with its topics, tables and agents (see the module docstring); an agent
-    that fails is reported to *failures* (by default only logged and recorded)."""
+    that fails is reported to *failures* (by default only logged and recorded).
+
+    Raises :class:`~contracts.errors.KeyStoreError` without a service key
+    (:attr:`StreamsConfig.signer`): the streams never publish unsigned results."""
+    if config.signer is None:
+        raise KeyStoreError(
+            "'signer' must be the streams worker's service key (got none): every record on"
+            f" {config.topic('pcf.products')} is signed with it",
+            hint="Create one (pcfx keys new --supplier pcfx-streams), have the operator register"
+            " it (pcfx keys register --role service ...) and pass it: pcfx streams run"
+            " --service-key FILE.",
+        )
+    signer = config.signer
     registry = config.registry
     if registry is None:
         # Register once with a short-lived writer (a new writer fences the previous one, so
@@ -857,6 +888,16 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         bookkeeping, which the roll-up does not use); the future completes on the broker's ack.
         Without a *partition*, keyed like ``Topic.send``: Kafka's partitioner on the key."""
         return await app.producer.send(name, key, value, partition, None, headers)
+
+    async def publish(records: list[tuple[bytes, bytes]]) -> list[Awaitable[Any]]:
+        """Hand a batch's ``pcf.products`` records (``(key, value)``, in order) to the producer,
+        each with the headers of one batch signature over all of them (:func:`sign_handoffs`:
+        one Ed25519 signature per roll-up batch, a Merkle proof per record)."""
+        signed = sign_handoffs(signer, records)
+        return [
+            await emit(products_name, key, value, None, headers)
+            for (key, value), headers in zip(records, signed, strict=True)
+        ]
 
     async def send(
         keyed: Iterable[tuple[bytes, Message]], headers: list[tuple[str, bytes]] | None = None
@@ -1057,12 +1098,13 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
                     work.setdefault(key, []).append((event, message))
             outputs = _Outputs(local, config.partitions)
             pending: list[Awaitable[Any]] = []
+            published: list[tuple[bytes, bytes]] = []  # pcf.products, signed as one batch
             rows: dict[bytes, _NodeRecord] = {}
             for round_ in range(1, LOCAL_ROUNDS + 1):
                 new: list[tuple[bytes, Message]] = []
                 for key, items in work.items():
                     row = rows.get(key) or node_rows.get(key, node_table.get(key)) or _NodeRecord()
-                    node = await step(row, items, new, pending, events[0])
+                    node = await step(row, items, new, published, events[0])
                     if node is not row:
                         rows[key] = node
                 # this worker's nodes take the new messages in this batch, one round per tier
@@ -1072,6 +1114,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             # every output goes to the topic, the ones applied above too (see "Local delivery"),
             # those first (a node's later messages may be among the others); the batch's outputs
             # acknowledged first, then its states: see "Effectively once"
+            pending.extend(await publish(published))
             pending.extend(await send(outputs.applied, [(ECHO_HEADER, stamp)]))
             pending.extend(await send(outputs.others))
             await asyncio.gather(*pending)
@@ -1085,19 +1128,19 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         row: _NodeRecord,
         items: list[tuple[Any, Message]],
         outputs: list[tuple[bytes, Message]],
-        pending: list[Awaitable[Any]],
+        published: list[tuple[bytes, bytes]],
         origin: Any,
     ) -> _NodeRecord:
         """One node's messages in a batch (with the event each came in, ``None`` for one
         delivered locally; *origin* is the batch's first): its new row (*row* itself if nothing
-        is to be stored). The messages for other nodes go to *outputs*, the PACT footprints are
-        sent (*pending*)."""
+        is to be stored). The messages for other nodes go to *outputs*, the PACT footprints to
+        *published* (sent, signed, with the batch's other outputs)."""
         as_parent = [(e, m) for e, m in items if isinstance(m, ProductMessage)]
         as_input = [m for _, m in items if not isinstance(m, ProductMessage)]
         product = row.product
         new: list[Message] = []
         if as_parent:
-            product, rolled = await parent_role(product, as_parent, new, pending, origin)
+            product, rolled = await parent_role(product, as_parent, new, published, origin)
             # a product's new result goes straight to its own input role (same node)
             as_input.extend(offered(r) for r in rolled)
         component = input_role(row.component, as_input, new)
@@ -1110,15 +1153,16 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         row: _ProductRecord | None,
         items: list[tuple[Any, ProductMessage]],
         outputs: list[Message],
-        pending: list[Awaitable[Any]],
+        published: list[tuple[bytes, bytes]],
         origin: Any,
     ) -> tuple[_ProductRecord | None, list[ProductRolledUp]]:
         """A product's BOM and input values in one batch: absorbed in order, recomputed once.
 
         Returns its new row (*row* itself if nothing is to be stored) and its new results; the
-        messages for other nodes go to *outputs*, the results are sent (*pending*; a new PACT
-        footprint just after its predecessor again, ``Deprecated``), and a result no record can
-        hold goes to the DLQ (:func:`unwritable`)."""
+        messages for other nodes go to *outputs*, the results to *published* (a new PACT
+        footprint just after its predecessor again, ``Deprecated``; the batch signs and sends
+        them, :func:`publish`), and a result no record can hold goes to the DLQ
+        (:func:`unwritable`)."""
         step = product_step_many(row.state if row else None, [m for _, m in items])
         bom_doc = row.bom if row else None
         for (event, message), outcome in zip(items, step.each, strict=True):
@@ -1154,9 +1198,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             key = out.product_id.encode()
             if record.footprint is not None:
                 if retire is not None and str(record.footprint.id) != issued:
-                    pending.append(await emit(products_name, key, retire))  # its predecessor
+                    published.append((key, retire))  # its predecessor
                 issued, retire = str(record.footprint.id), retired
-            pending.append(await emit(products_name, key, value))
+            published.append((key, value))
         return _ProductRecord(step.state, bom_doc, issued, retire), rolled
 
     def input_role(

@@ -65,6 +65,9 @@ class EntryKind(enum.Enum):
     APPROVAL_APPROVED = "approval_approved"
     APPROVAL_DENIED = "approval_denied"
     APPROVAL_EXPIRED = "approval_expired"
+    APPROVAL_REFUSED = "approval_refused"
+    """A decision the gateway did not trust (unsigned, not an officer's key, forged, ...): the
+    transfer stays held."""
 
 
 FieldAction = tuple[str, str, tuple[str, ...]]

@@ -25,6 +25,7 @@ __all__ = [
     "decided_event",
     "entry_from_datum",
     "entry_to_datum",
+    "refused_event",
     "requested_event",
     "resolved_event",
     "seal_to_datum",
@@ -168,24 +169,65 @@ def approval_from_request(datum: Mapping[str, Any]) -> tuple[Approval, HeldSourc
     return approval, source
 
 
-def decided_event(approval: Approval, *, at: str) -> dict[str, Any]:
-    """The officer's decision (``approval`` already moved to approved or denied by the core)."""
+_UNSIGNED: dict[str, Any] = {
+    "signerId": None,
+    "keyId": None,
+    "signature": None,
+    "requestDigest": None,
+}
+
+
+def decided_event(
+    approval: Approval, *, at: str, signed: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The officer's decision (``approval`` already moved to approved or denied by the core).
+
+    *signed*: the ``decision`` datum :func:`gateway._decision_signing.sign_decision` made (the
+    officer's signature). Without it the event is unsigned, and the gateway refuses it."""
     if approval.state not in (ApprovalState.APPROVED, ApprovalState.DENIED):
         raise ValueError(f"approval {approval.approval_id} is {approval.state.value}")
     assert approval.approver is not None and approval.reason is not None
-    return {
-        "approvalId": approval.approval_id,
-        "event": "decided",
-        "at": at,
-        "request": None,
-        "decision": {
+    decision = (
+        dict(signed)
+        if signed is not None
+        else {
             "state": approval.state.value,
             "approver": approval.approver,
             "reason": approval.reason,
             "mechanismRef": approval.mechanism_ref,
             "conditions": list(approval.conditions),
-        },
+            **_UNSIGNED,
+        }
+    )
+    return {
+        "approvalId": approval.approval_id,
+        "event": "decided",
+        "at": at,
+        "request": None,
+        "decision": decision,
         "resolution": None,
+    }
+
+
+def refused_event(
+    approval_id: str, *, log_id: str, entry_seq: int, at: str, decision_offset: int, detail: str
+) -> dict[str, Any]:
+    """The gateway refused (and audited, entry *entry_seq* of *log_id*) the ``decided`` event at
+    *decision_offset*; the approval stays open."""
+    return {
+        "approvalId": approval_id,
+        "event": "refused",
+        "at": at,
+        "request": None,
+        "decision": None,
+        "resolution": {
+            "outcome": "refused",
+            "logId": log_id,
+            "entrySeq": entry_seq,
+            "messageId": None,
+            "detail": detail,
+            "decisionOffset": decision_offset,
+        },
     }
 
 
@@ -211,5 +253,6 @@ def resolved_event(
             "entrySeq": entry_seq,
             "messageId": message_id,
             "detail": detail,
+            "decisionOffset": None,
         },
     }

@@ -14,6 +14,15 @@ nothing of it is consumed, committed, extended or sealed, and the other partitio
 
 For every batch of one partition, in this order (no I/O until step 4):
 
+0. verify each record as a signed hand-off of the streams (:mod:`contracts.handoff`: batch
+   signature headers, a key registered on ``pcf.keys`` with role ``service``, usable when the
+   broker appended the record, the proof and root signature over the exact bytes); a record that
+   does not verify is released to nobody: a ``transfer_blocked`` audit entry names why
+   (``unsigned``, ``unknown_key``, ``wrong_role``, ``bad_signature``, ``revoked_key``, ...) and
+   a ``Rejection`` with that reason goes to ``pcf.rejected``. The keyring is the one fold of
+   ``pcf.keys`` (:class:`~contracts.keyring.Keyring`, trusting the configured operator keys),
+   read to its end before the gateway subscribes and followed while it runs; a key registered
+   later than the record was read is still unknown then (refused, audited);
 1. decode each roll-up (Avro ``RolledUpFootprint``), build the policy's input record
    (``gateway_record``) and route it to its subscribers; undecodable records become
    ``Rejection`` records for ``pcf.rejected``;
@@ -28,7 +37,10 @@ For every batch of one partition, in this order (no I/O until step 4):
 
 Approval decisions on ``pcf.approvals`` are acted on by the owner of the held record's chain, in
 the same way: the approval's audit entry, the released transfer (or its block), and the
-``resolved`` event commit together.
+``resolved`` event commit together. A decision counts only if a registered compliance officer's
+key signed it for that very request (:mod:`gateway._decision_signing`); the approver audited is
+that key's registered owner. Every other decision is refused: an ``approval_refused`` audit entry
+and a ``refused`` event commit together, and the transfer stays held.
 """
 
 from __future__ import annotations
@@ -37,19 +49,36 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import AvroSerde, Rejection, RolledUpFootprint, SchemaRegistry, subject_for
+from contracts import (
+    AvroSerde,
+    Keyring,
+    KeyringOutcome,
+    Rejection,
+    RolledUpFootprint,
+    SchemaRegistry,
+    SignedSupplierKey,
+    subject_for,
+)
 from contracts._schemas import schema_json
-from contracts.errors import ContractError, PcfError, UnknownSchemaError
+from contracts.errors import (
+    ContractError,
+    KeyStoreError,
+    PcfError,
+    TrustError,
+    UnknownSchemaError,
+)
+from contracts.handoff import check_handoff
 from contracts.topics import TOPICS, ensure_topics
 from gateway._approvals import Approval, ApprovalState
+from gateway._decision_signing import check_decision
 from gateway._errors import CommitFailed
 from gateway._pipeline import (
     GatewaySecrets,
@@ -58,6 +87,7 @@ from gateway._pipeline import (
     prepare_transfer,
 )
 from gateway._sealing import KeyRing, SealedMessage
+from gateway._trust_entries import refused_decision_entry, untrusted_record_entry
 from gateway.audit import (
     AuditEntry,
     AuditResumeRefused,
@@ -78,12 +108,13 @@ from gateway.policy import (
     pseudonym,
 )
 from gateway.runtime._adapter import gateway_record, pilot_category_of
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow
+from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
 from gateway.runtime._avro import GatewaySerde, Registrar
 from gateway.runtime._codec import (
     HeldSource,
     checkpoint_from_datum,
     entry_from_datum,
+    refused_event,
     requested_event,
     resolved_event,
 )
@@ -140,6 +171,8 @@ class RunStats:
     no_footprint: int = 0
     """Roll-ups that issued no PACT footprint: nothing to send."""
     rejected: int = 0
+    untrusted: int = 0
+    """Records that are not a verified hand-off of the streams: blocked, audited, rejected."""
     transactions: int = 0
     aborted: int = 0
     checkpoints: int = 0
@@ -147,6 +180,8 @@ class RunStats:
     approvals_blocked: int = 0
     approvals_denied: int = 0
     approvals_expired: int = 0
+    approvals_refused: int = 0
+    """Decisions not signed by a registered officer's key for their request: refused, audited."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +222,9 @@ class GatewayRunner:
     and the demo. ``fault`` is handed to every sink (tests inject failures between the sends).
     ``trusted_keys`` are earlier gateway public keys (after a key rotation) whose checkpoints and
     batch seals a chain may resume from; the signing key's own public key is always trusted.
+    *operator_keys* (key id -> the platform operator's public key) are the trust anchor of the
+    key registry on ``pcf.keys``: the streams' service keys and the officers' keys are trusted
+    only as the operator registered them.
     """
 
     def __init__(
@@ -197,6 +235,7 @@ class GatewayRunner:
         subscriptions: Subscriptions,
         secrets: GatewaySecrets,
         registry: SchemaRegistry,
+        operator_keys: Mapping[str, Ed25519PublicKey],
         registrar: Registrar | None = None,
         counter_salt: bytes | None = None,
         clock: Callable[[], datetime] = _utcnow,
@@ -220,6 +259,14 @@ class GatewayRunner:
             or hashlib.sha256(b"pcfx/pi-counter/v1" + secrets.pseudonym_secret).digest()
         )
         self.counters = CounterState.empty(counting_year(clock()), salt=self._salt)
+        if not operator_keys:
+            raise KeyStoreError(
+                "'operator_keys' must name at least one operator public key (got none): without"
+                " one no key registration, and so no hand-off or approval, can be trusted",
+                hint="Pass the operator's public key: pcfx gateway run --operator-key"
+                " operator.pub.pem.",
+            )
+        self.keyring = Keyring(dict(operator_keys))
         self.book = ApprovalBook()
         self._chains: dict[int, _Chain] = {}
         self._own_keys = KeyRing.of(secrets.signer.public_key, *trusted_keys)
@@ -242,16 +289,20 @@ class GatewayRunner:
         s, t = self.settings, self.topics
         recipients = self.subscriptions.recipients
         # created when missing (if allowed), and refused when their configs differ from the
-        # table's: audit evidence and approvals are kept for ever
+        # table's: audit evidence and approvals are kept for ever, and approvals, keys and
+        # products carry the broker's clock (an officer's or the streams' key is judged on it)
         wanted = [
             (t.audit, TOPICS["pcf.audit"], s.audit_partitions),
             (t.checkpoints, TOPICS["pcf.audit.checkpoints"], s.audit_partitions),
             (t.approvals, TOPICS["pcf.approvals"], 1),
+            (t.keys, TOPICS["pcf.keys"], 1),
             (t.counters, TOPICS["pcf.gateway.counters"], 1),
             (t.rejected, TOPICS["pcf.rejected"], 1),
             *((t.outbound(r), TOPICS["pcf.outbound."], s.outbound_partitions) for r in recipients),
         ]
         ensure_topics(s.bootstrap, wanted, create=s.create_topics)
+        # the streams create pcf.products (their partition count): checked only
+        ensure_topics(s.bootstrap, [(t.products, TOPICS["pcf.products"], 1)], create=False)
         self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
         self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
         self.serde.ensure(
@@ -270,7 +321,7 @@ class GatewayRunner:
         )
         tail_parts = [
             (topic, p)
-            for topic in (t.approvals, t.counters)
+            for topic in (t.keys, t.approvals, t.counters)
             for p in range(max(1, partition_count(s.bootstrap, topic)))
         ]
         self._positions = {tp: 0 for tp in tail_parts}
@@ -412,6 +463,12 @@ class GatewayRunner:
         stats: RunStats,
     ) -> tuple[ChainHead, CounterState]:
         value = message.value() or b""
+        # (0) a signed hand-off of the streams, or released to nobody
+        refused = self._untrusted(message, head, unit)
+        if refused is not None:
+            stats.untrusted += 1
+            stats.blocked += 1
+            return refused, counters
         # (1) decode, adapt, route
         try:
             rolled = self._contracts.decode(value, RolledUpFootprint)
@@ -447,6 +504,58 @@ class GatewayRunner:
             self._collect(prepared, unit, source, stats)
             counters = prepared.counters
         return head, counters
+
+    def _handoff_error(self, message: Message) -> tuple[TrustError, str | None, str | None] | None:
+        """Why *message* is not a verified hand-off of the streams (error, claimed signer, key
+        id), or ``None`` if it is (step 0)."""
+        topic, partition, offset = coords(message)
+        kind, stamp = message.timestamp()
+        appended = (
+            datetime.fromtimestamp(stamp / 1000, UTC)
+            if kind != TIMESTAMP_NOT_AVAILABLE
+            else self.clock()
+        )
+        check = check_handoff(
+            self.keyring,
+            message.key(),
+            message.value() or b"",
+            message.headers(),
+            appended_at=appended,
+            what=f"{topic}[{partition}]@{offset}",
+        )
+        if check.error is None:
+            return None
+        return check.error, check.signer, check.key_id
+
+    def _untrusted(self, message: Message, head: ChainHead, unit: _Unit) -> ChainHead | None:
+        """Step (0): ``None`` if *message* verifies; else its ``transfer_blocked`` entry and its
+        rejection are added to *unit* and the new chain head is returned."""
+        found = self._handoff_error(message)
+        if found is None:
+            return None
+        error, signer, key_id = found
+        value = message.value() or b""
+        pf_id: str | None = None
+        try:  # (only to name the record in the entry; nothing of it is trusted)
+            rolled = self._contracts.decode(value, RolledUpFootprint)
+            pf_id = str(rolled.footprint.id) if rolled.footprint is not None else None
+        except PcfError:
+            pass
+        topic, partition, offset = coords(message)
+        entry, head = untrusted_record_entry(
+            head,
+            error,
+            where=f"{topic}[{partition}]@{offset}",
+            record_sha256=hashlib.sha256(value).hexdigest(),
+            pf_id=pf_id,
+            signer=signer,
+            key_id=key_id,
+            now=self.clock(),
+        )
+        unit.entries.append(entry)
+        unit.extra.append(self._rejection(message, error))
+        log.warning("not released (%s): %s", error.reason, error.message)
+        return head
 
     def _collect(
         self, prepared: PreparedTransfer, unit: _Unit, source: HeldSource, stats: RunStats
@@ -805,8 +914,21 @@ class GatewayRunner:
     def _apply_tail(self, message: Message) -> None:
         topic, value = message.topic(), message.value() or b""
         try:
-            if topic == self.topics.approvals:
-                self.book.apply(self.serde.decode(value, "ApprovalEvent"))
+            if topic == self.topics.keys:
+                update = self.keyring.apply(self._contracts.decode(value, SignedSupplierKey))
+                if update.outcome is KeyringOutcome.REJECTED and update.error is not None:
+                    log.warning("%s: key registration refused: %s", topic, update.error.message)
+            elif topic == self.topics.approvals:
+                kind, stamp = message.timestamp()
+                self.book.apply(
+                    self.serde.decode(value, "ApprovalEvent"),
+                    offset=message.offset(),
+                    appended_at=(
+                        datetime.fromtimestamp(stamp / 1000, UTC)
+                        if kind != TIMESTAMP_NOT_AVAILABLE
+                        else None
+                    ),
+                )
             else:
                 datum = self.serde.decode(value, "PiCounterEntry")
                 year, metric = int(datum["year"]), CounterMetric(datum["metric"])
@@ -821,13 +943,16 @@ class GatewayRunner:
             )
 
     def _catch_up(self) -> None:
-        """Read approvals and counters to their current end."""
-        parts = list(self._positions)
-        for message in read_to_end(self.settings.bootstrap, parts, start=self._positions):
-            topic, partition, offset = coords(message)
-            if offset >= self._positions.get((topic, partition), 0):
-                self._apply_tail(message)
-                self._positions[(topic, partition)] = offset + 1
+        """Read the key registry, then approvals and counters, to their current end (the keys
+        first: the records and decisions judged next are judged with every key known now)."""
+        keys = [tp for tp in self._positions if tp[0] == self.topics.keys]
+        rest = [tp for tp in self._positions if tp[0] != self.topics.keys]
+        for parts in (keys, rest):
+            for message in read_to_end(self.settings.bootstrap, parts, start=self._positions):
+                topic, partition, offset = coords(message)
+                if offset >= self._positions.get((topic, partition), 0):
+                    self._apply_tail(message)
+                    self._positions[(topic, partition)] = offset + 1
 
     def _follow(self) -> None:
         if self._tail is None:
@@ -845,10 +970,71 @@ class GatewayRunner:
         if not owned or not self.book.has_open:
             return False
         acted = False
-        for row, approval in self.book.actionable(owned, self.clock()):
+        for row, approval, refusals in self.book.actionable(owned, self.clock(), self._judge):
             chain = owned[row.source.log_id]
-            acted = self._resolve(chain, row, approval) or acted
+            if refusals:
+                if not self._refuse(chain, row, refusals):
+                    continue
+                acted = True
+            if approval is not None:
+                acted = self._resolve(chain, row, approval) or acted
         return acted
+
+    def _judge(self, row: ApprovalRow, candidate: Candidate) -> Approval | TrustError:
+        """A decision counts only if a registered officer's key signed it for this request."""
+        check = check_decision(
+            self.keyring,
+            row.approval,
+            candidate.verdict,
+            at=candidate.at,
+            appended_at=candidate.appended_at or self.clock(),
+            what=f"decision at {self.topics.approvals}@{candidate.offset}",
+        )
+        if check.approval is not None:
+            return check.approval
+        assert check.error is not None
+        return check.error
+
+    def _refuse(self, chain: _Chain, row: ApprovalRow, refusals: Sequence[Refusal]) -> bool:
+        """Audit each refused decision and mark it ``refused`` on the topic, in one transaction;
+        the approval stays open (the transfer stays held)."""
+        now = self.clock()
+        unit = _Unit()
+        head = chain.head
+        events = []
+        for refusal in refusals:
+            candidate, error = refusal.candidate, refusal.error
+            verdict = candidate.verdict
+            signer, key_id = verdict.get("signerId"), verdict.get("keyId")
+            entry, head = refused_decision_entry(
+                head,
+                row.approval,
+                error,
+                where=f"{self.topics.approvals}@{candidate.offset}",
+                signer=signer if isinstance(signer, str) else None,
+                key_id=key_id if isinstance(key_id, str) else None,
+                now=now,
+            )
+            unit.entries.append(entry)
+            event = refused_event(
+                row.approval.approval_id,
+                log_id=chain.log_id,
+                entry_seq=entry.seq,
+                at=format_time(now),
+                decision_offset=candidate.offset,
+                detail=f"{error.reason}: {error.message}",
+            )
+            events.append(event)
+            unit.extra.append(self._event(event))
+            log.warning("approval decision refused (%s): %s", error.reason, error.message)
+        checkpoints = self._due_checkpoint(chain, head, len(unit.entries))
+        if not self._commit(chain, unit, checkpoints):
+            return False
+        self._adopt(chain, head, self.counters, unit, checkpoints)
+        for event in events:
+            self.book.apply(event)
+        self._add(RunStats(approvals_refused=len(refusals)))
+        return True
 
     def _resolve(self, chain: _Chain, row: ApprovalRow, approval: Approval) -> bool:
         """The approval's entry, then (approved) the released transfer, and ``resolved``."""
@@ -902,6 +1088,10 @@ class GatewayRunner:
         if message is None:
             return head, counters, "blocked", "the held record is no longer on its topic", None
         value = message.value() or b""
+        untrusted = self._handoff_error(message)
+        if untrusted is not None:
+            error = untrusted[0]
+            return head, counters, "blocked", f"the held record is not trusted: {error}", None
         try:
             rolled = self._contracts.decode(value, RolledUpFootprint)
             record = gateway_record(rolled)

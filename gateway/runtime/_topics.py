@@ -11,6 +11,7 @@ topic                      value (Confluent-framed Avro)            key
 ``pcf.approvals``          ``...gateway.ApprovalEvent``             approval id
 ``pcf.gateway.counters``   ``...gateway.PiCounterEntry`` (compact)  year|metric|individual
 ``pcf.rejected``           ``io.pcfexchange.Rejection``             the input's key
+``pcf.keys``               ``io.pcfexchange.SignedSupplierKey``     owner/key id (read only)
 =========================  =======================================  ==========================
 
 The two audit topics and the approvals are evidence: the table creates them with infinite

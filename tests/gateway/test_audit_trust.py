@@ -27,8 +27,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from typer.testing import CliRunner
 
-from contracts import KafkaSchemaRegistry, subject_for
-from contracts._schemas import schema_json
 from contracts.errors import InfrastructureError
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewayKey, KeyRing
@@ -50,14 +48,12 @@ from gateway.cli import audit_app
 from gateway.runtime import (
     GatewaySerde,
     Topics,
-    kafka_registrar,
     parse_subscriptions,
     read_audit_logs,
 )
 from gateway.runtime._codec import entry_from_datum, entry_to_datum
-from gateway.runtime._keys import write_gateway_key, write_recipient_key
 from tests.gateway._rollups import rolled_footprint
-from tests.gateway.test_runtime_kafka import CN, EU, GB, GB_PURPOSE, Env, read_values
+from tests.gateway.test_runtime_kafka import EU, GB, GB_PURPOSE, Env, make_env, read_values
 
 cli = typer.Typer()
 cli.add_typer(audit_app, name="audit")
@@ -229,40 +225,14 @@ def test_a_seal_survives_the_wire_and_the_export(key: GatewayKey) -> None:
 # on the real broker
 
 
-def _make_env(kafka_bootstrap: str, tmp_path: Path, partitions: int) -> Iterator[Env]:
-    """Like ``test_runtime_kafka.env``, with *partitions* partitions of ``pcf.products``."""
-    topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
-    ensure_topics(kafka_bootstrap, [(topics.products, TOPICS["pcf.products"], partitions)])
-    kafka_registrar(kafka_bootstrap)(
-        [(subject_for(topics.products), schema_json("RolledUpFootprint"))]
-    )
-    key_path = tmp_path / "gateway.pem"
-    _, pub_path = write_gateway_key(key_path)
-    registry = KafkaSchemaRegistry(kafka_bootstrap)
-    e = Env(
-        kafka_bootstrap,
-        topics,
-        tmp_path,
-        registry,
-        key_path,
-        pub_path,
-        group=f"g-{uuid.uuid4().hex[:8]}",
-    )
-    for rid in (EU, GB, CN):
-        write_recipient_key(tmp_path / f"{rid}.pem")
-        e.recipient_keys[rid] = tmp_path / f"{rid}.pem"
-    yield e
-    registry.close()
-
-
 @pytest.fixture
 def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
-    yield from _make_env(kafka_bootstrap, tmp_path, 1)
+    yield from make_env(kafka_bootstrap, tmp_path, 1)
 
 
 @pytest.fixture
 def env3(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
-    yield from _make_env(kafka_bootstrap, tmp_path, 3)
+    yield from make_env(kafka_bootstrap, tmp_path, 3)
 
 
 def _gb(env: Env) -> Any:
@@ -273,19 +243,15 @@ def _gb(env: Env) -> Any:
 
 
 def _publish(env: Env, partition: int, products: Sequence[str]) -> None:
+    """Roll-ups of *products* on *partition* of ``pcf.products``, signed as the streams do."""
     from contracts import AvroSerde
 
     serde = AvroSerde(env.registry)
-    producer = Producer({"bootstrap.servers": env.bootstrap})
-    for product in products:
-        rolled = rolled_footprint(product_id=product)
-        producer.produce(
-            env.topics.products,
-            key=product.encode(),
-            value=serde.encode(env.topics.products, rolled),
-            partition=partition,
-        )
-    assert producer.flush(30) == 0
+    keyed = [
+        (p.encode(), serde.encode(env.topics.products, rolled_footprint(product_id=p)))
+        for p in products
+    ]
+    env.publish_values(keyed, partition=partition)
 
 
 def _logs(env: Env) -> tuple[dict[str, list[AuditEntry]], dict[str, list[Checkpoint]]]:
@@ -563,16 +529,7 @@ def test_audit_topics_keep_their_evidence_forever(env: Env) -> None:
         assert (configs["retention.ms"].value, configs["retention.bytes"].value) == ("-1", "-1")
 
     # audit topics someone created with the broker's default retention: the gateway refuses
-    other = Env(
-        env.bootstrap,
-        Topics(f"t{uuid.uuid4().hex[:10]}."),
-        env.tmp,
-        env.registry,
-        env.key_path,
-        env.pub_path,
-        env.recipient_keys,
-        group=env.group + "-b",
-    )
+    other = replace(env, topics=Topics(f"t{uuid.uuid4().hex[:10]}."), group=env.group + "-b")
     ensure_topics(env.bootstrap, [(other.topics.products, TOPICS["pcf.products"], 1)])
     admin = AdminClient({"bootstrap.servers": env.bootstrap})
     weekly = NewTopic(other.topics.checkpoints, 1, 1, config={"retention.ms": "604800000"})

@@ -18,7 +18,7 @@ import typer
 from confluent_kafka import Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
-from contracts import AvroSerde, KafkaSchemaRegistry, RolledUpFootprint, subject_for
+from contracts import AvroSerde, KafkaSchemaRegistry, RolledUpFootprint, SignerRole, subject_for
 from contracts._schemas import schema_json
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
@@ -49,6 +49,7 @@ from tests.gateway._rollups import (
     policy_with_keys,
     rolled_footprint,
 )
+from tests.gateway._trust import OFFICER, SERVICE, Trust, signed_batch
 
 pytestmark = pytest.mark.broker
 
@@ -72,6 +73,7 @@ class Env:
     registry: KafkaSchemaRegistry
     key_path: Path
     pub_path: Path
+    trust: Trust
     recipient_keys: dict[str, Path] = field(default_factory=dict)
     group: str = ""
 
@@ -107,40 +109,79 @@ class Env:
             subscriptions=subs,
             secrets=self.secrets,
             registry=self.registry,
+            operator_keys=self.trust.operator_keys,
             registrar=kafka_registrar(self.bootstrap),
             fault=fault,
         )
 
-    def publish(self, records: Sequence[RolledUpFootprint]) -> None:
+    def publish(
+        self, records: Sequence[RolledUpFootprint], *, signer: str | None = SERVICE
+    ) -> None:
+        """Publish roll-ups as the streams do: one batch signed by *signer*'s key (the service
+        key by default; ``None``: unsigned, as an attacker writing to the topic would)."""
         serde = AvroSerde(self.registry)
+        keyed = [(r.product_id.encode(), serde.encode(self.topics.products, r)) for r in records]
+        self.publish_values(keyed, signer=signer)
+
+    def publish_values(
+        self,
+        keyed: Sequence[tuple[bytes, bytes]],
+        *,
+        signer: str | None = SERVICE,
+        partition: int | None = None,
+    ) -> None:
+        headers: list[list[tuple[str, bytes]]] = (
+            signed_batch(self.trust.party(signer).signer, keyed)
+            if signer is not None
+            else [[] for _ in keyed]
+        )
         producer = Producer({"bootstrap.servers": self.bootstrap})
-        for rolled in records:
+        for (key, value), head in zip(keyed, headers, strict=True):
+            items: list[tuple[str, str | bytes | None]] = list(head)
             producer.produce(
                 self.topics.products,
-                key=rolled.product_id.encode(),
-                value=serde.encode(self.topics.products, rolled),
+                key=key,
+                value=value,
+                headers=items or None,
+                partition=-1 if partition is None else partition,  # -1: by the key
             )
         assert producer.flush(30) == 0
 
     def publish_raw(self, value: bytes) -> None:
-        producer = Producer({"bootstrap.servers": self.bootstrap})
-        producer.produce(self.topics.products, key=b"garbage", value=value, partition=0)
-        assert producer.flush(30) == 0
+        """A value that is no roll-up, signed by the service key (so it reaches decoding)."""
+        self.publish_values([(b"garbage", value)], partition=0)
+
+    def officer_args(self, owner: str = OFFICER) -> list[str]:
+        return ["--key", str(self.trust.party(owner).key_file)]
 
     def args(self) -> list[str]:
         return ["--topic-prefix", self.topics.prefix, "--bootstrap", self.bootstrap]
 
 
-@pytest.fixture
-def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
+def make_env(kafka_bootstrap: str, tmp_path: Path, partitions: int = 2) -> Iterator[Env]:
+    """A fresh topic prefix with *partitions* partitions of ``pcf.products``, a gateway key, the
+    streams' service key and an officer's key registered by the operator, three recipients."""
     topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
-    ensure_topics(kafka_bootstrap, [(topics.products, TOPICS["pcf.products"], 2)])
+    ensure_topics(kafka_bootstrap, [(topics.products, TOPICS["pcf.products"], partitions)])
     kafka_registrar(kafka_bootstrap)(
         [(subject_for(topics.products), schema_json("RolledUpFootprint"))]
     )
     key_path = tmp_path / "gateway.pem"
     _, pub_path = write_gateway_key(key_path)
     registry = KafkaSchemaRegistry(kafka_bootstrap)
+    # the operator registers the streams' service key and a compliance officer's key
+    ensure_topics(kafka_bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
+    kafka_registrar(kafka_bootstrap)([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
+    trust = Trust(tmp_path / "keys")
+    trust.register(
+        kafka_bootstrap,
+        registry,
+        topics.keys,
+        [
+            trust.registration(SERVICE, SignerRole.SERVICE),
+            trust.registration(OFFICER, SignerRole.OFFICER),
+        ],
+    )
     e = Env(
         kafka_bootstrap,
         topics,
@@ -148,6 +189,7 @@ def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
         registry,
         key_path,
         pub_path,
+        trust,
         group=f"g-{uuid.uuid4().hex[:8]}",
     )
     for rid in (EU, GB, CN):
@@ -155,6 +197,11 @@ def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
         e.recipient_keys[rid] = tmp_path / f"{rid}.pem"
     yield e
     registry.close()
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
+    yield from make_env(kafka_bootstrap, tmp_path)
 
 
 def read_values(bootstrap: str, topic: str, *, committed: bool = True) -> list[bytes]:
@@ -414,8 +461,7 @@ def test_held_transfers_wait_for_a_decision_and_every_step_is_audited(env: Env) 
                 "approvals",
                 "approve",
                 first,
-                "--approver",
-                "pcfx-gateway",
+                *env.officer_args("pcfx-gateway"),
                 "--reason",
                 "x",
                 *env.args(),
@@ -425,9 +471,8 @@ def test_held_transfers_wait_for_a_decision_and_every_step_is_audited(env: Env) 
         approve_args = [
             "approvals",
             "approve",
-            first,
-            "--approver",
-            "alice",
+            first[:8],  # a unique prefix of the id is enough
+            *env.officer_args(),
             "--reason",
             "CBAM plant location needed",
             *env.args(),
@@ -437,8 +482,7 @@ def test_held_transfers_wait_for_a_decision_and_every_step_is_audited(env: Env) 
             "approvals",
             "deny",
             second,
-            "--approver",
-            "alice",
+            *env.officer_args(),
             "--reason",
             "not needed",
             *env.args(),
@@ -459,7 +503,7 @@ def test_held_transfers_wait_for_a_decision_and_every_step_is_audited(env: Env) 
     states = {p["approvalId"]: p["status"] for p in json.loads(result.stdout)}
     assert states == {first: "released", second: "closed_denied", third: "pending"}
     result = invoke(
-        cli, ["approvals", "approve", second, "--approver", "bob", "--reason", "late", *env.args()]
+        cli, ["approvals", "approve", second, *env.officer_args(), "--reason", "late", *env.args()]
     )
     assert result.exit_code == 1
 
@@ -475,7 +519,8 @@ def test_held_transfers_wait_for_a_decision_and_every_step_is_audited(env: Env) 
         ]
     )
     approved = next(e for e in chain if e.kind == EntryKind.APPROVAL_APPROVED.value)
-    assert (approved.approver, approved.approval_reason) == ("alice", "CBAM plant location needed")
+    # the approver on record is the owner of the officer key's registration
+    assert (approved.approver, approved.approval_reason) == (OFFICER, "CBAM plant location needed")
     sent = next(e for e in chain if e.kind == EntryKind.TRANSFER.value)
     assert sent.approval_id == first and sent.message_id == released[0]["messageId"]
 
@@ -564,6 +609,8 @@ def test_the_cli_runs_the_gateway_and_recipients_decrypt_a_dumped_file(env: Env)
         str(policy_file),
         "--gateway-key",
         str(env.key_path),
+        "--operator-key",
+        str(env.trust.operator.public_file),
         "--subscriptions",
         str(subs_file),
         "--group",

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from contracts import InMemorySchemaRegistry
-from contracts.errors import KeyStoreError, SerdeError
+from contracts import InMemorySchemaRegistry, Keyring, SignerRole
+from contracts.errors import KeyStoreError, SerdeError, TrustError
 from gateway import (
     GatewayKey,
     GatewaySecrets,
@@ -23,6 +23,8 @@ from gateway import (
     open_message,
     prepare_transfer,
 )
+from gateway._approvals import Approval
+from gateway._decision_signing import check_decision, sign_decision
 from gateway._pipeline import prepare_approval_event
 from gateway.audit import ChainHead, EntryKind, check_audit_log, make_checkpoint
 from gateway.policy import Action, CounterState, Outcome, evaluate
@@ -45,6 +47,8 @@ from gateway.runtime import (
     sealed_to_datum,
 )
 from gateway.runtime._adapter import LINEAGE_SCHEMA, NoFootprint
+from gateway.runtime._approvals_log import ApprovalRow, Candidate
+from gateway.runtime._codec import refused_event
 from gateway.runtime._export import read_export, write_export
 from gateway.runtime._keys import (
     load_gateway_key,
@@ -62,6 +66,7 @@ from tests.gateway._rollups import (
     SECRET_COMMENT,
     rolled_footprint,
 )
+from tests.gateway._trust import Trust
 
 EU, EU_PURPOSE = "eu-battery-oem-de", "battery-regulation-art7"
 GB, GB_PURPOSE = "uk-customer-gb", "pcf-exchange"
@@ -308,7 +313,7 @@ def test_sealed_messages_survive_avro(
 
 
 def test_approval_events_rebuild_the_core_approval_and_its_states(
-    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets, tmp_path: Path
 ) -> None:
     held_policy = _hold_city(policy)
     p = prepare_transfer(
@@ -329,32 +334,66 @@ def test_approval_events_rebuild_the_core_approval_and_its_states(
     rebuilt, src = approval_from_request(serde.decode(wire, "ApprovalEvent"))
     assert (rebuilt, src) == (p.approval, source)
 
+    # the officer's key, registered by the operator with role officer
+    trust = Trust(tmp_path / "keys")
+    keyring = Keyring(trust.operator_keys)
+    keyring.apply(trust.registration("alice", SignerRole.OFFICER))
+    officer = trust.party("alice")
+
+    def judge(row: ApprovalRow, c: Candidate) -> Approval | TrustError:
+        check = check_decision(keyring, row.approval, c.verdict, at=c.at, appended_at=NOW)
+        if check.approval is not None:
+            return check.approval
+        assert check.error is not None
+        return check.error
+
     book = ApprovalBook()
     book.apply(serde.decode(wire, "ApprovalEvent"))
     row = book.rows[p.approval.approval_id]
     assert row.status(NOW) is RowStatus.PENDING
     assert row.status(NOW + timedelta(days=8)) is RowStatus.OVERDUE
+    # an unsigned decision (free-text approver) is only a candidate: refused when judged
+    forged = approve(p.approval, approver="mallory", reason="let it go", now=NOW)
+    book.apply(decided_event(forged, at=NOW.isoformat()), offset=7)
+    assert row.status(NOW) is RowStatus.PENDING
+    ((_, nothing, refusals),) = book.actionable(["gateway-p1"], NOW, judge)
+    assert nothing is None and [r.error.reason for r in refusals] == ["unsigned"]
+    # the officer's signed decision after it decides; the forged one before it is refused
     decided = approve(p.approval, approver="alice", reason="contract SC-1", now=NOW)
-    book.apply(decided_event(decided, at=NOW.isoformat()))
-    assert row.status(NOW) is RowStatus.APPROVED
-    assert book.actionable(["gateway-p1"], NOW) == [(row, decided)]
-    assert book.actionable(["gateway-p0"], NOW) == []
-    # a second decision does not override the first
-    book.apply(decided_event(replace(decided, approver="mallory"), at=NOW.isoformat()))
-    assert row.decision is not None and row.decision["approver"] == "alice"
+    signed = sign_decision(
+        decided,
+        p.approval,
+        private_key=officer.private_key,
+        signer_id="alice",
+        key_id=officer.key_id,
+        at=NOW.isoformat(),
+    )
+    datum = decided_event(decided, at=NOW.isoformat(), signed=signed)
+    book.apply(serde.decode(serde.encode("a", "ApprovalEvent", datum), "ApprovalEvent"), offset=8)
+    ((_, acted, refusals),) = book.actionable(["gateway-p1"], NOW, judge)
+    assert acted == decided and [r.candidate.offset for r in refusals] == [7]
+    assert book.actionable(["gateway-p0"], NOW, judge) == []
+    book.apply(
+        refused_event(
+            decided.approval_id,
+            log_id="gateway-p1",
+            entry_seq=1,
+            at="t",
+            decision_offset=7,
+            detail="unsigned",
+        )
+    )
+    assert book.actionable(["gateway-p1"], NOW, judge) == [(row, decided, [])]
+    # a signed decision altered afterwards (another reason) does not verify
+    altered = {**datum["decision"], "reason": "something else"}
+    assert check_decision(keyring, p.approval, altered, at=NOW.isoformat(), appended_at=NOW).error
     book.apply(
         resolved_event(
             decided.approval_id, outcome="released", log_id="gateway-p1", entry_seq=2, at="t"
         )
     )
     assert row.status(NOW) is RowStatus.RELEASED
-    assert book.actionable(["gateway-p1"], NOW) == []
-    # the requester cannot approve its own request: the gateway ignores such a decision
-    forged = replace(decided, approver="pcfx-gateway")
-    book2 = ApprovalBook()
-    book2.apply(serde.decode(wire, "ApprovalEvent"))
-    book2.apply(decided_event(forged, at=NOW.isoformat()))
-    assert book2.actionable(["gateway-p1"], NOW) == []
+    assert book.actionable(["gateway-p1"], NOW, judge) == []
     entry, _ = prepare_approval_event(decided, head=ChainHead(), now=NOW)
     assert entry.kind == EntryKind.APPROVAL_APPROVED.value
 

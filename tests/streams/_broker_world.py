@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,17 @@ from contracts import (
     BillOfMaterials,
     EmissionFactor,
     KafkaSchemaRegistry,
+    Keyring,
     ProductFootprint,
     Rejection,
     RolledUpFootprint,
+    SignedSupplierKey,
     load_boms,
     load_factors,
     load_footprints,
     register_all,
 )
+from contracts.handoff import HandoffCheck, check_handoff
 from producers.delivery import KafkaSink, Outgoing
 from streams.harness import Participants, start_worker, stop_worker, worker_command
 
@@ -69,6 +73,8 @@ class World:
             writer.close()
         self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
         self.sink = KafkaSink(self.bootstrap)
+        # the operator registers the workers' service key (role service): it signs pcf.products
+        self._send("pcf.keys", "pcfx-streams", self.participants.service_registration())
 
     @property
     def app_id(self) -> str:
@@ -176,6 +182,7 @@ class World:
         loglevel = loglevel or os.environ.get("PCFX_TEST_WORKER_LOGLEVEL", "warn")
         command = worker_command(
             self.operator_pub,
+            service_key=self.participants.service_key,
             app_id=self.app_id,
             topic_prefix=self.prefix,
             partitions=self.partitions,
@@ -217,6 +224,42 @@ class World:
         records = [self.serde.decode(m.value, model) for m in consumer]
         consumer.close()
         return records
+
+    def product_signatures(self, idle_s: float = 3.0) -> list[HandoffCheck]:
+        """Every ``pcf.products`` record checked as a signed hand-off against the key registry
+        (``pcf.keys`` folded with the operator key), at the broker's time of each record."""
+        keyring = Keyring(
+            {self.participants.operator_key_id: self.participants.operator.public_key()}
+        )
+        consumer = KafkaConsumer(
+            self.topic("pcf.keys"),
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            consumer_timeout_ms=int(idle_s * 1000),
+        )
+        for m in consumer:
+            keyring.apply(self.serde.decode(m.value, SignedSupplierKey))
+        consumer.close()
+        consumer = KafkaConsumer(
+            self.topic("pcf.products"),
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            consumer_timeout_ms=int(idle_s * 1000),
+        )
+        checks = [
+            check_handoff(
+                keyring,
+                m.key,
+                m.value,
+                m.headers,
+                appended_at=datetime.fromtimestamp(m.timestamp / 1000, UTC),
+            )
+            for m in consumer
+        ]
+        consumer.close()
+        return checks
 
     def latest_products(self) -> dict[str, RolledUpFootprint]:
         latest: dict[str, RolledUpFootprint] = {}

@@ -78,6 +78,12 @@ def test_streaming_equals_batch_and_updates_propagate(world: World) -> None:
     deprecated = assert_pact_lifecycle(history)
     assert str(pack.footprint.id) in deprecated, "the pack's superseded footprint is deprecated"
     assert world.rejections() == []
+    # every record on pcf.products (footprints and Deprecated copies) carries the batch
+    # signature of the workers' service key, registered by the operator with role service
+    checks = world.product_signatures()
+    assert len(checks) == len(history)
+    assert [c.reason for c in checks if not c.ok] == []
+    assert {c.signer for c in checks} == {"pcfx-streams"}
 
 
 def assert_pact_lifecycle(records: list[RolledUpFootprint]) -> set[str]:
