@@ -40,6 +40,10 @@ MAKE_LINES = [line for line in shell_lines() if line.startswith("make ")]
 def resolve(words: list[str]) -> tuple[Any, list[str]]:
     command: Any = get_command(app)  # typer's (vendored) click command tree
     rest = words
+    # options of the group itself (pcfx --kafka-config FILE publish ...) come before the command
+    options = {opt: p for p in command.params for opt in p.opts}
+    while rest and rest[0] in options:
+        rest = rest[1:] if options[rest[0]].is_flag else rest[2:]
     while hasattr(command, "commands") and rest and not rest[0].startswith("-"):
         sub = command.commands.get(rest[0])
         assert sub is not None, f"'{rest[0]}' is not a command of {command.name!r}"
