@@ -102,6 +102,7 @@ from contracts._registry import (
     RegisteredSchema,
     SchemaRegistry,
     check_compatibility,
+    register_missing,
 )
 from contracts._schemas import schema_json, schema_names
 from contracts._serde import (
@@ -113,6 +114,7 @@ from contracts._serde import (
     register_all,
     subject_for,
     to_avro_dict,
+    topic_schemas,
     unframe,
 )
 from contracts._v2 import V2_LOSSES, to_pact_v2_json
@@ -248,6 +250,7 @@ __all__ = [
     "read_factors_json",
     "read_footprints",
     "register_all",
+    "register_missing",
     "schema_json",
     "schema_names",
     "sign",
@@ -259,6 +262,7 @@ __all__ = [
     "to_avro_dict",
     "to_pact_json",
     "to_pact_v2_json",
+    "topic_schemas",
     "unframe",
     "verify",
     "verify_bytes",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ __all__ = [
     "RegisteredSchema",
     "SchemaRegistry",
     "check_compatibility",
+    "register_missing",
 ]
 
 SCHEMAS_TOPIC: Final = "pcf._schemas"
@@ -717,3 +719,48 @@ def _message(data: Any) -> str:
     if isinstance(data, dict):
         return str(data.get("message", data))[:500]
     return str(data)[:500]
+
+
+def register_missing(
+    bootstrap_servers: str,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    topic: str = SCHEMAS_TOPIC,
+    attempts: int = 8,
+) -> list[str]:
+    """Register the (subject, schema text) *pairs* the Kafka-topic registry does not hold yet;
+    returns the subjects registered.
+
+    Only the operator may write the schemas topic (its ACLs), and the registry has one writer at
+    a time (a transactional id, so a writer opened elsewhere at the same moment fences this
+    one): a service whose schemas are all registered therefore never opens a writer, and one
+    that must, opens it only for the missing ones, retrying with jitter when fenced, then gives
+    up with :class:`RegistryError`.
+    """
+    with KafkaSchemaRegistry(bootstrap_servers, topic=topic) as reader:
+        missing = [(subject, text) for subject, text in pairs if not _holds(reader, subject, text)]
+    if not missing:
+        return []
+    last: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            with KafkaSchemaRegistry(bootstrap_servers, topic=topic, writer=True) as writer:
+                for subject, text in missing:
+                    writer.register(subject, text)
+            return [subject for subject, _ in missing]
+        except RegistryError as exc:
+            last = exc
+            time.sleep(min(2.0, 0.2 * 2**attempt) * (0.5 + random.random()))
+    raise RegistryError(
+        f"could not register {len(missing)} schema(s) after {attempts} attempts: {last}",
+        hint="Only the operator's principal may write the schemas topic: have the operator"
+        " start this service once, or register the schemas with its credentials.",
+    ) from last
+
+
+def _holds(registry: KafkaSchemaRegistry, subject: str, text: str) -> bool:
+    try:
+        registry.lookup(subject, text)
+    except UnknownSchemaError:
+        return False
+    return True

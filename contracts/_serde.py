@@ -59,6 +59,7 @@ __all__ = [
     "register_all",
     "subject_for",
     "to_avro_dict",
+    "topic_schemas",
     "unframe",
 ]
 
@@ -143,11 +144,15 @@ def from_avro_dict(model: type[M], datum: Any) -> CheckResult[M]:
     return check(model, datum, context=AVRO_CONTEXT)
 
 
+def topic_schemas(topic_prefix: str = "") -> list[tuple[str, str]]:
+    """(subject, schema text) of the value of every topic in :data:`TOPICS`, names prefixed with
+    *topic_prefix* (as deployments and tests that share a cluster use)."""
+    return [(subject_for(topic_prefix + t), schema_json(m.__name__)) for t, m in TOPICS.items()]
+
+
 def register_all(registry: SchemaRegistry, topic_prefix: str = "") -> dict[str, int]:
-    """Register the value schema of every topic in :data:`TOPICS` (names prefixed with
-    *topic_prefix*, as deployments and tests that share a cluster use); returns subject -> id."""
-    subjects = {subject_for(topic_prefix + t): m for t, m in TOPICS.items()}
-    return {s: registry.register(s, schema_json(m.__name__)) for s, m in subjects.items()}
+    """Register :func:`topic_schemas` with *registry*; returns subject -> id."""
+    return {s: registry.register(s, text) for s, text in topic_schemas(topic_prefix)}
 
 
 @cache

@@ -124,6 +124,8 @@ from contracts import (
     SignedFootprint,
     UnknownSchemaError,
     register_all,
+    register_missing,
+    topic_schemas,
 )
 from contracts import topics as table_topics
 from contracts.errors import (
@@ -809,13 +811,10 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     signer = config.signer
     registry = config.registry
     if registry is None:
-        # Register once with a short-lived writer (a new writer fences the previous one, so
-        # a long-lived one would fight the publishers), then read with a plain client.
-        writer = KafkaSchemaRegistry(config.bootstrap, writer=True)
-        try:
-            register_all(writer, config.topic_prefix)
-        finally:
-            writer.close()
+        # Register what is missing with a short-lived writer (only the operator may write the
+        # schemas topic, and a new writer fences the previous one), then read with a plain
+        # client: a worker under its own principal needs only read access once they are there.
+        register_missing(config.bootstrap, topic_schemas(config.topic_prefix))
         registry = KafkaSchemaRegistry(config.bootstrap)
     else:
         register_all(registry, config.topic_prefix)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import random
 import struct
-import time
 from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
@@ -22,8 +20,8 @@ from typing import Any, Final
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from contracts import KafkaSchemaRegistry, SchemaRegistry, subject_for, unframe
-from contracts.errors import RegistryError, SerdeError, UnknownSchemaError
+from contracts import SchemaRegistry, register_missing, subject_for, unframe
+from contracts.errors import SerdeError, UnknownSchemaError
 from gateway.audit import AuditEntry
 from gateway.runtime._codec import seal_to_datum
 
@@ -62,29 +60,13 @@ def _parsed(name: str) -> Any:
 
 
 def kafka_registrar(bootstrap: str, *, topic: str | None = None, attempts: int = 8) -> Registrar:
-    """Register through a short-lived writer on the Kafka-topic registry.
-
-    The registry has one writer at a time (a transactional id), so a writer opened elsewhere at
-    the same moment fences this one: retry with jitter, then give up with :class:`RegistryError`.
-    """
+    """Register what is missing through a short-lived writer on the Kafka-topic registry
+    (:func:`contracts.register_missing`: a gateway under its own principal, which may not write
+    the schemas topic, starts once the operator registered them)."""
 
     def register(pairs: list[tuple[str, str]]) -> None:
-        last: Exception | None = None
-        for attempt in range(attempts):
-            try:
-                kwargs: dict[str, Any] = {"writer": True}
-                if topic is not None:
-                    kwargs["topic"] = topic
-                with KafkaSchemaRegistry(bootstrap, **kwargs) as writer:
-                    for subject, text in pairs:
-                        writer.register(subject, text)
-                return
-            except RegistryError as exc:
-                last = exc
-                time.sleep(min(2.0, 0.2 * 2**attempt) * (0.5 + random.random()))
-        raise RegistryError(
-            f"could not register {len(pairs)} gateway schema(s) after {attempts} attempts: {last}"
-        ) from last
+        kwargs: dict[str, Any] = {} if topic is None else {"topic": topic}
+        register_missing(bootstrap, pairs, attempts=attempts, **kwargs)
 
     return register
 

@@ -226,7 +226,7 @@ def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, wor
         out = shell.run(officer, timeout_s=300)
         assert "OK: policy pcfx-default" in out
         approved = re.search(
-            r"OK: approval ([0-9a-f-]{36}) approved by li-wei \(key [0-9a-f]{16}\)", out
+            r"OK: approval ([0-9a-f-]{36}) approved by li-wei \(key [0-9a-f]{32}\)", out
         )
         assert approved, out
         assert re.search(r"gateway-p\d+: OK: \d+ entries, \d+ checkpoints", out), out
