@@ -132,7 +132,8 @@ _TABLE: Final = (
     Topic(
         "pcf.keys", "owner/keyId", "io.pcfexchange.SignedSupplierKey",
         "the operator's signed key registrations (role, namespaces, validity, revocation)",
-        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWCD", "streams": "RD"},
+        {**APPEND_TIME, **FOREVER},
+        {**_ALL_READ, "operator": "RWCD", "streams": "RD", "gateway": "RD"},
     ),
     Topic(
         "pcf.rollup", "none (a pack of messages per partition)", "streams codec JSON",

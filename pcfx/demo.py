@@ -54,10 +54,12 @@ from contracts import (
     load_factors,
     load_footprints,
     register_all,
+    register_missing,
     sign,
 )
 from contracts.errors import BrokerError, PcfError
 from contracts.kafka_client import kafka_python_kwargs, use_config_file
+from gateway.runtime import Topics, gateway_schemas
 from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors
 from pcfx.settings import bootstrap_servers
@@ -269,7 +271,7 @@ class DemoExchange:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap},
+            env=principal_env(self.bootstrap, self.workdir, "streams"),
             start_new_session=self.detach,
         )  # fmt: skip
         self.workers.append(proc)
@@ -346,13 +348,27 @@ _HOLD_RULE = """  - id: D01-plant-address-for-verification
 """
 
 
-def _pcfx(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def principal_env(bootstrap: str, workdir: Path, principal: str) -> dict[str, str]:
+    """The environment a demo party's process runs with: on the secure broker the demo started,
+    the client config of *principal* (``<workdir>/kafka/<principal>.properties``, made by
+    :func:`_demo_tenants`), so the broker grants it what its role's ACLs allow and no more;
+    otherwise the settings this process has."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    config = workdir / "kafka" / f"{principal}.properties"
+    if config.exists():
+        env["KAFKA_CLIENT_CONFIG"] = str(config)
+    return env
+
+
+def _pcfx(
+    bootstrap: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "pcfx", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        env=env or {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
         check=False,
     )
     if check and result.returncode != 0:
@@ -436,7 +452,10 @@ def gateway_act(
     keys = workdir / "gateway-keys"
     _gateway_files(bootstrap, keys)
     run = [*_gateway_run(prefix, workdir, operator_pub), "--idle-seconds", "15", "--json"]
-    out = _pcfx(bootstrap, *run).stdout
+    # the operator registers the gateway's schemas: the gateway's principal may not
+    register_missing(bootstrap, gateway_schemas(Topics(prefix), (EU_OEM, NOTIFIED_BODY)))
+    as_gateway = principal_env(bootstrap, workdir, "gateway")
+    out = _pcfx(bootstrap, *run, env=as_gateway).stdout
     stats = json.loads(out[out.index("{") :])
     eu = _decrypt(bootstrap, prefix, keys, EU_OEM)[-1]
     pcf = eu["footprint"]["pcf"]
@@ -475,7 +494,7 @@ def gateway_act(
             f"[green]APPROVED[/] {approval['approvalId'][:8]}… by {OFFICER_ID}"
             " (signed with the officer key the operator registered)"
         )
-    _pcfx(bootstrap, *run)  # releases the approved transfers
+    _pcfx(bootstrap, *run, env=as_gateway)  # releases the approved transfers
     released = _decrypt(bootstrap, prefix, keys, NOTIFIED_BODY)
     city = _lineage(released[-1]).get("facility", {}).get("city") if released else None
     console.print(f"{NOTIFIED_BODY} received the exact plant city after approval: {city}")
@@ -681,7 +700,7 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
     """Start a gateway that runs on, record it and the streams worker, write ``env.sh`` and
     print what to try next."""
     workdir, prefix = exchange.workdir, exchange.prefix
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": exchange.bootstrap}
+    env = principal_env(exchange.bootstrap, workdir, "gateway")
     services = Services(exchange.bootstrap, prefix, broker_started=broker_started)
     for number, proc in enumerate(exchange.workers, start=1):
         log = str(workdir / f"worker-w{number}.log")
@@ -780,7 +799,8 @@ def _demo_tenants(bootstrap: str, workdir: Path, prefix: str) -> None:
     console.print(
         f"Created {len(DEMO_TENANTS)} principals with least-privilege ACLs"
         f" ({', '.join(sorted(set(DEMO_TENANTS.values())))}); their client configs are in"
-        f" {folder} (pcfx tenants list shows them)."
+        f" {folder} (pcfx tenants list shows them). The streams worker runs as User:streams"
+        " and the gateway as User:gateway, with only their roles' grants."
     )
 
 

@@ -22,7 +22,7 @@ from gateway.runtime._codec import (
     sealed_to_datum,
 )
 from gateway.runtime._kafka import fetch_one, partition_count, read_to_end
-from gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats
+from gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats, gateway_schemas
 from gateway.runtime._sink import KafkaAuditStore, KafkaTransferSink, Produced, read_audit_logs
 from gateway.runtime._subscriptions import (
     Subscription,
@@ -59,6 +59,7 @@ __all__ = [
     "entry_to_datum",
     "fetch_one",
     "gateway_record",
+    "gateway_schemas",
     "kafka_registrar",
     "lineage_of",
     "load_subscriptions",

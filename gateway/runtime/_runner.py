@@ -49,7 +49,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,7 +109,7 @@ from gateway.policy import (
 )
 from gateway.runtime._adapter import gateway_record, pilot_category_of
 from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
-from gateway.runtime._avro import GatewaySerde, Registrar
+from gateway.runtime._avro import GatewaySerde, Registrar, schema_text
 from gateway.runtime._codec import (
     HeldSource,
     checkpoint_from_datum,
@@ -215,6 +215,27 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _own_records(topics: Topics, recipients: Iterable[str]) -> list[tuple[str, str]]:
+    """(topic, record type) of every gateway record the gateway writes."""
+    return [
+        (topics.audit, "AuditLogEntry"),
+        (topics.checkpoints, "AuditLogCheckpoint"),
+        (topics.approvals, "ApprovalEvent"),
+        (topics.counters, "PiCounterEntry"),
+        *((topics.outbound(r), "SealedMessage") for r in recipients),
+    ]
+
+
+def gateway_schemas(topics: Topics, recipients: Iterable[str]) -> list[tuple[str, str]]:
+    """(subject, schema text) of every record a gateway writes for *recipients*: what the
+    operator registers (:func:`contracts.register_missing`) before a gateway runs under its own
+    principal, which may not write the schemas topic."""
+    own = [
+        (subject_for(topic), schema_text(name)) for topic, name in _own_records(topics, recipients)
+    ]
+    return [*own, (subject_for(topics.rejected), schema_json("Rejection"))]
+
+
 class GatewayRunner:
     """One gateway instance: a consumer-group member with one transactional writer per partition.
 
@@ -305,15 +326,7 @@ class GatewayRunner:
         ensure_topics(s.bootstrap, [(t.products, TOPICS["pcf.products"], 1)], create=False)
         self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
         self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
-        self.serde.ensure(
-            [
-                (t.audit, "AuditLogEntry"),
-                (t.checkpoints, "AuditLogCheckpoint"),
-                (t.approvals, "ApprovalEvent"),
-                (t.counters, "PiCounterEntry"),
-                *((t.outbound(r), "SealedMessage") for r in recipients),
-            ]
-        )
+        self.serde.ensure(_own_records(t, recipients))
         self._ensure_contract_schema(t.rejected, "Rejection")
         # the shared state every instance follows: approvals and PI counters
         self._tail = Consumer(

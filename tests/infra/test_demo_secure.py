@@ -36,6 +36,7 @@ def test_the_demo_runs_on_its_own_secure_broker(tmp_path: Path) -> None:
     out = " ".join(result.stdout.split())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SASL_SSL (SCRAM-SHA-512), ACLs enforced" in out
+    assert "The streams worker runs as User:streams and the gateway as User:gateway" in out
     for line in (
         "fj-cells writes pcf.products: Broker: Topic authorization failed",
         "fj-cells writes pcf.keys: Broker: Topic authorization failed",
