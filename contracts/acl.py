@@ -14,9 +14,10 @@ The rules the tables keep (each proved by a test on a secure broker, tests/infra
 - nobody but the operator writes ``pcf.keys``, ``pcf.factors`` or the schemas topic;
 - a supplier or manufacturer writes its declarations (``pcf.declared``, ``pcf.bom``) and reads
   nothing of other companies' (no read of ``pcf.declared``, ``pcf.bom``, ``pcf.products``);
-- a manufacturer reads its results only from topics named after it: ``pcf.results.<tenant>``
-  (rolled-up results of the products it owns) and ``pcf.outbound.<tenant>`` (what the gateway
-  released to it); the shared ``pcf.products`` is never readable by a company;
+- a manufacturer reads its results only from the topic named after it, ``pcf.outbound.<tenant>``:
+  the gateway delivers it its products' rolled-up footprints as a domestic recipient (signed,
+  encrypted to its key, audited like every release); the shared ``pcf.products`` is never
+  readable by a company;
 - a recipient reads only ``pcf.outbound.<tenant>``;
 - the streams, gateway, API and officer principals get what their stage needs and no more.
 
@@ -105,7 +106,6 @@ ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
     "manufacturer": (
         *COMMON,
         *READERS,
-        *_g("topic", "{prefix}pcf.results.{tenant}", "literal", "READ"),
         *_g("topic", "{prefix}pcf.outbound.{tenant}", "literal", "READ"),
     ),
     "recipient": (
@@ -118,8 +118,6 @@ ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
         # the app's own topics: changelogs, faust's leader/repartition topics (<app id>-...)
         *_g("topic", "{app_id}-", "prefixed", "READ", "WRITE", "CREATE", "DESCRIBE_CONFIGS"),
         *_g("group", "{app_id}", "prefixed", "READ"),
-        # per-company results (pcf.results.<tenant>), written from the roll-up's owners
-        *_g("topic", "{prefix}pcf.results.", "prefixed", "WRITE"),
         *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
     ),
     "gateway": (

@@ -46,7 +46,7 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 ROLE_HELP = (
     "supplier/manufacturer: write pcf.declared and pcf.bom, read no other company's data"
-    " (a manufacturer reads pcf.results.<name> and pcf.outbound.<name>); recipient: read"
+    " (a manufacturer reads its results on pcf.outbound.<name>); recipient: read"
     " pcf.outbound.<name>; streams, gateway, api, officer: their stage's topics; operator:"
     " write pcf.keys, pcf.factors, the schemas topic, create topics."
 )

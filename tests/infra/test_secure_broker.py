@@ -38,6 +38,7 @@ pytestmark = pytest.mark.broker
 
 PREFIX = "t18."
 SUPPLIER_URN = "urn:pact:company:customcode:vendor-assigned:example-cells"
+NAMESPACE = "urn:pact:example-cells.cn"
 PCFX = [sys.executable, "-m", "pcfx"]
 
 
@@ -77,6 +78,7 @@ TENANTS = {
     "us-oem": "recipient",
     "ops": "operator",
     "streams": "streams",
+    "gw": "gateway",
 }
 
 
@@ -100,8 +102,8 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
                 "pcf.audit",
                 "pcf.outbound.eu-oem",
                 "pcf.outbound.us-oem",
-                "pcf.results.cells",
-                "pcf.results.bus",
+                "pcf.outbound.cells",
+                "pcf.outbound.bus",
             )
         ]
         client = AdminClient(admin.librdkafka() | {"bootstrap.servers": info.bootstrap})
@@ -236,9 +238,10 @@ def test_a_recipient_reads_its_own_outbound_topic_and_no_other(secure: SecureBro
 def test_a_manufacturer_reads_its_own_results_and_not_another_companys(
     secure: SecureBroker,
 ) -> None:
-    mine, theirs = f"{PREFIX}pcf.results.cells", f"{PREFIX}pcf.results.bus"
-    assert produce(secure, secure.settings("streams"), mine, b"cells' pack") is None
-    assert produce(secure, secure.settings("streams"), theirs, b"bus' bus") is None
+    # the gateway releases each manufacturer its products' results on its own outbound topic
+    mine, theirs = f"{PREFIX}pcf.outbound.cells", f"{PREFIX}pcf.outbound.bus"
+    assert produce(secure, secure.settings("gw"), mine, b"cells' pack") is None
+    assert produce(secure, secure.settings("gw"), theirs, b"bus' bus") is None
     values, error = read(secure, secure.settings("cells"), mine)
     assert error is None and values == [b"cells' pack"]
     _denied(read(secure, secure.settings("cells"), theirs)[1], theirs)
@@ -341,7 +344,7 @@ def test_operator_registers_a_key_and_the_supplier_publishes_a_signed_footprint(
     forged = _pcfx(
         secure, "acme", "keys", "register", "--key", operator.private_key,
         "--public-key", supplier.public_key, "--valid-until", "2099-01-01T00:00:00Z",
-        "--topic-prefix", PREFIX,
+        "--namespace", NAMESPACE, "--topic-prefix", PREFIX,
     )  # fmt: skip
     assert forged.returncode != 0
     assert "authoriz" in (forged.stdout + forged.stderr).lower(), forged.stderr
@@ -349,7 +352,7 @@ def test_operator_registers_a_key_and_the_supplier_publishes_a_signed_footprint(
     registered = _pcfx(
         secure, "ops", "keys", "register", "--key", operator.private_key,
         "--public-key", supplier.public_key, "--valid-until", "2099-01-01T00:00:00Z",
-        "--topic-prefix", PREFIX, "--json",
+        "--namespace", NAMESPACE, "--topic-prefix", PREFIX, "--json",
     )  # fmt: skip
     assert registered.returncode == 0, registered.stdout + registered.stderr
     # the supplier publishes through the environment's settings (KAFKA_CLIENT_CONFIG)
