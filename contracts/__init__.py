@@ -103,6 +103,7 @@ from contracts._registry import (
     SchemaRegistry,
     check_compatibility,
     register_missing,
+    register_schemas,
 )
 from contracts._schemas import schema_json, schema_names
 from contracts._serde import (
@@ -251,6 +252,7 @@ __all__ = [
     "read_footprints",
     "register_all",
     "register_missing",
+    "register_schemas",
     "schema_json",
     "schema_names",
     "sign",

@@ -44,6 +44,7 @@ __all__ = [
     "SchemaRegistry",
     "check_compatibility",
     "register_missing",
+    "register_schemas",
 ]
 
 SCHEMAS_TOPIC: Final = "pcf._schemas"
@@ -728,33 +729,45 @@ def register_missing(
     topic: str = SCHEMAS_TOPIC,
     attempts: int = 8,
 ) -> list[str]:
-    """Register the (subject, schema text) *pairs* the Kafka-topic registry does not hold yet;
-    returns the subjects registered.
+    """Register the (subject, schema text) *pairs* the Kafka-topic registry does not hold yet
+    (:func:`register_schemas`); returns the subjects registered.
 
-    Only the operator may write the schemas topic (its ACLs), and the registry has one writer at
-    a time (a transactional id, so a writer opened elsewhere at the same moment fences this
-    one): a service whose schemas are all registered therefore never opens a writer, and one
-    that must, opens it only for the missing ones, retrying with jitter when fenced, then gives
-    up with :class:`RegistryError`.
+    Only the operator may write the schemas topic (its ACLs): a service whose schemas are all
+    registered therefore never opens a writer.
     """
     with KafkaSchemaRegistry(bootstrap_servers, topic=topic) as reader:
         missing = [(subject, text) for subject, text in pairs if not _holds(reader, subject, text)]
-    if not missing:
-        return []
+    if missing:
+        register_schemas(bootstrap_servers, missing, topic=topic, attempts=attempts)
+    return [subject for subject, _ in missing]
+
+
+def register_schemas(
+    bootstrap_servers: str,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    topic: str = SCHEMAS_TOPIC,
+    attempts: int = 8,
+) -> None:
+    """Register (subject, schema text) *pairs* through a short-lived writer.
+
+    The registry has one writer at a time (a transactional id), so a writer opened elsewhere at
+    the same moment fences this one: retry with jitter, then give up with
+    :class:`RegistryError`."""
     last: Exception | None = None
     for attempt in range(attempts):
         try:
             with KafkaSchemaRegistry(bootstrap_servers, topic=topic, writer=True) as writer:
-                for subject, text in missing:
+                for subject, text in pairs:
                     writer.register(subject, text)
-            return [subject for subject, _ in missing]
+            return
         except RegistryError as exc:
             last = exc
             time.sleep(min(2.0, 0.2 * 2**attempt) * (0.5 + random.random()))
     raise RegistryError(
-        f"could not register {len(missing)} schema(s) after {attempts} attempts: {last}",
+        f"could not register {len(pairs)} schema(s) after {attempts} attempts: {last}",
         hint="Only the operator's principal may write the schemas topic: have the operator"
-        " start this service once, or register the schemas with its credentials.",
+        " register them first (a service under its own principal only reads them).",
     ) from last
 
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from contracts import SchemaRegistry, register_missing, subject_for, unframe
+from contracts import SchemaRegistry, register_schemas, subject_for, unframe
 from contracts.errors import SerdeError, UnknownSchemaError
 from gateway.audit import AuditEntry
 from gateway.runtime._codec import seal_to_datum
@@ -60,13 +60,14 @@ def _parsed(name: str) -> Any:
 
 
 def kafka_registrar(bootstrap: str, *, topic: str | None = None, attempts: int = 8) -> Registrar:
-    """Register what is missing through a short-lived writer on the Kafka-topic registry
-    (:func:`contracts.register_missing`: a gateway under its own principal, which may not write
-    the schemas topic, starts once the operator registered them)."""
+    """Register through a short-lived writer on the Kafka-topic registry
+    (:func:`contracts.register_schemas`); the serde asks only for schemas it did not find, so a
+    gateway under its own principal (which may not write the schemas topic) starts once the
+    operator registered them (:func:`gateway.runtime.gateway_schemas`)."""
 
     def register(pairs: list[tuple[str, str]]) -> None:
         kwargs: dict[str, Any] = {} if topic is None else {"topic": topic}
-        register_missing(bootstrap, pairs, attempts=attempts, **kwargs)
+        register_schemas(bootstrap, pairs, attempts=attempts, **kwargs)
 
     return register
 
