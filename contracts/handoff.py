@@ -227,40 +227,15 @@ def check_handoff(
             signer,
             key_id,
         )
-    # (2) a registered key
-    registration = keyring.lookup(signer, key_id)
-    if registration is None:
-        others = keyring.owners_of(key_id)
+    # (2) a registered key, (3) with the role wanted, (4) usable when the broker appended it
+    registration = keyring.authorize(signer, key_id, role=role, at=appended_at)
+    if isinstance(registration, TrustError):
         return HandoffCheck(
             TrustError(
-                f"{what} is signed by key {key_id!r} of {signer!r}, which is not registered on"
-                f" pcf.keys (expected a {role.value} key the operator registered; key id"
-                f" registered for: {others or 'nobody'})",
-                reason="unknown_key",
-                hint=f"The operator registers the service key: pcfx keys register --role"
-                f" {role.value} --public-key ... (then the record is published again).",
+                f"{what}: {registration.message}",
+                reason=registration.reason,
+                hint=registration.hint,
             ),
-            signer,
-            key_id,
-        )
-    # (3) with the role wanted
-    if registration.role is not role:
-        return HandoffCheck(
-            TrustError(
-                f"{what} is signed by key {key_id!r} of {signer!r}, registered with role"
-                f" {registration.role.value!r}; this needs role {role.value!r}",
-                reason="wrong_role",
-                hint="Only the exchange's own services sign what they publish; a company or"
-                " officer key cannot vouch for a roll-up.",
-            ),
-            signer,
-            key_id,
-        )
-    # (4) usable when the broker appended the record
-    unusable = registration.unusable_at(appended_at)
-    if unusable is not None:
-        return HandoffCheck(
-            TrustError(f"{what}: {unusable.message}", reason=unusable.reason, hint=unusable.hint),
             signer,
             key_id,
         )

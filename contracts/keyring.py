@@ -56,6 +56,15 @@ class KeyringOutcome(StrEnum):
     """Not signed by an operator key, forged, or a replayed/out-of-date sequence."""
 
 
+_ROLE_HINTS: Mapping[SignerRole, str] = {
+    SignerRole.COMPANY: "Sign footprints and BOMs with your company key.",
+    SignerRole.OFFICER: "Only a compliance officer's key (registered with --role officer)"
+    " decides approvals.",
+    SignerRole.SERVICE: "Only the exchange's own services sign what they publish; a company or"
+    " officer key cannot vouch for a roll-up.",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRegistration:
     """The registration in force for one key: the operator-signed record and what it grants."""
@@ -225,6 +234,34 @@ class Keyring:
     def lookup(self, owner: str, key_id: str) -> KeyRegistration | None:
         """The registration in force for *owner*'s key *key_id*, if any."""
         return self.registrations.get((owner, key_id))
+
+    def authorize(
+        self, owner: str, key_id: str, *, role: SignerRole, at: datetime
+    ) -> KeyRegistration | TrustError:
+        """The registration under which *owner*'s key *key_id* may sign as *role* a record the
+        broker appended *at*; else why not: ``unknown_key`` (not registered), ``wrong_role``,
+        or why the key was not usable then (:meth:`KeyRegistration.unusable_at`). The one check
+        every consumer of signed records makes (the streams' ingestion, the gateway's hand-offs
+        and approvals)."""
+        registration = self.lookup(owner, key_id)
+        if registration is None:
+            others = self.owners_of(key_id)
+            return TrustError(
+                f"key {key_id!r} of {owner!r} is not registered on pcf.keys (expected a"
+                f" {role.value} key the operator registered; this key id is registered for:"
+                f" {', '.join(others) or 'nobody'})",
+                reason="unknown_key",
+                hint=f"The operator registers it: pcfx keys register --role {role.value}"
+                " --public-key ... (a record signed before that is refused).",
+            )
+        if registration.role is not role:
+            return TrustError(
+                f"key {key_id!r} of {owner!r} is registered with role"
+                f" {registration.role.value!r}; this needs role {role.value!r}",
+                reason="wrong_role",
+                hint=_ROLE_HINTS[role],
+            )
+        return registration.unusable_at(at) or registration
 
     def owners_of(self, key_id: str) -> list[str]:
         """Every owner a key id is registered for (sorted): who else uses a key id."""

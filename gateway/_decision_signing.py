@@ -212,43 +212,15 @@ def check_decision(
             signer,
             key_id,
         )
-    # (3) a registered key
-    registration = keyring.lookup(signer, key_id)
-    if registration is None:
+    # (3) a registered key, (4) an officer's, (5) usable when the broker appended it
+    registration = keyring.authorize(signer, key_id, role=SignerRole.OFFICER, at=appended_at)
+    if isinstance(registration, TrustError):
         return DecisionCheck(
             None,
             TrustError(
-                f"{what} on approval {aid} is signed by key {key_id!r} of {signer!r}, which is"
-                " not registered on pcf.keys (expected an officer key the operator registered)",
-                reason="unknown_key",
-                hint="The operator registers compliance officers' keys: pcfx keys register"
-                " --role officer --public-key OFFICER.pub.pem.",
-            ),
-            signer,
-            key_id,
-        )
-    # (4) an officer's
-    if registration.role is not SignerRole.OFFICER:
-        return DecisionCheck(
-            None,
-            TrustError(
-                f"{what} on approval {aid} is signed by key {key_id!r} of {signer!r}, registered"
-                f" with role {registration.role.value!r}; approvals need role 'officer'",
-                reason="wrong_role",
-                hint="Only a compliance officer's key (registered with --role officer) decides.",
-            ),
-            signer,
-            key_id,
-        )
-    # (5) usable when appended
-    unusable = registration.unusable_at(appended_at)
-    if unusable is not None:
-        return DecisionCheck(
-            None,
-            TrustError(
-                f"{what} on approval {aid}: {unusable.message}",
-                reason=unusable.reason,
-                hint=unusable.hint,
+                f"{what} on approval {aid}: {registration.message}",
+                reason=registration.reason,
+                hint=registration.hint,
             ),
             signer,
             key_id,

@@ -369,34 +369,17 @@ def check_record(
             )
         public = operator_key
     else:
-        registration = keys.lookup(signed.supplier_id, signed.key_id)
-        if registration is None:
-            return Ingested(
-                IngestOutcome.PENDING_KEY,
-                source,
-                signed,
-                subject,
-                error=TrustError(
-                    f"key {signed.key_id!r} is not registered for {signed.supplier_id!r}",
-                    reason="unknown_key",
-                    hint="Ask the operator to run 'pcfx keys register' for this key.",
-                ),
-            )
-        # (3) usable when the broker appended it, and a company's key
-        unusable = registration.unusable_at(source.appended_at)
-        if unusable is not None:
-            return reject(source, unusable)
-        if registration.role is not SignerRole.COMPANY:
-            return reject(
-                source,
-                TrustError(
-                    f"key {signed.key_id!r} of {signed.supplier_id!r} must be a"
-                    f" {SignerRole.COMPANY.value!r} key to sign a"
-                    f" {type(signed.payload).__name__} (got role {registration.role.value!r})",
-                    reason="wrong_role",
-                    hint="Sign footprints and BOMs with your company key.",
-                ),
-            )
+        # (3) a company's key, usable when the broker appended the record
+        authorized = keys.keyring.authorize(
+            signed.supplier_id, signed.key_id, role=SignerRole.COMPANY, at=source.appended_at
+        )
+        if isinstance(authorized, TrustError):
+            if authorized.reason == "unknown_key":  # its registration may still be on its way
+                return Ingested(
+                    IngestOutcome.PENDING_KEY, source, signed, subject, error=authorized
+                )
+            return reject(source, authorized)
+        registration = authorized
         public = registration.public_key
     # (4) signature
     try:

@@ -18,6 +18,7 @@ from contracts import (
     in_namespace,
     sign,
 )
+from contracts.errors import TrustError
 
 OPERATOR = Ed25519PrivateKey.generate()
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -79,6 +80,33 @@ def test_usable_at_the_append_time_names_why_not() -> None:
         for at in (T0 - timedelta(seconds=1), revoked, T0 + timedelta(days=31))
     }
     assert list(reasons.values()) == ["key_not_yet_valid", "revoked_key", "revoked_key"]
+
+
+def test_authorize_is_the_one_check_of_signer_role_and_append_time() -> None:
+    """What the streams (company keys), the gateway's hand-offs (service) and approvals
+    (officer) each ask of the registry."""
+    ring = Keyring({"op": OPERATOR.public_key()})
+    ring.apply(registration(1, role=SignerRole.SERVICE, revoked_at=T0 + timedelta(days=10)))
+    at = T0 + timedelta(days=1)
+    found = ring.authorize("acme", "acme-k1", role=SignerRole.SERVICE, at=at)
+    assert not isinstance(found, TrustError) and found.owner == "acme"
+    refusals = {
+        "unknown": ring.authorize("acme", "other", role=SignerRole.SERVICE, at=at),
+        "company": ring.authorize("acme", "acme-k1", role=SignerRole.COMPANY, at=at),
+        "officer": ring.authorize("acme", "acme-k1", role=SignerRole.OFFICER, at=at),
+        "revoked": ring.authorize(
+            "acme", "acme-k1", role=SignerRole.SERVICE, at=T0 + timedelta(days=10)
+        ),
+    }
+    reasons = {k: e.reason for k, e in refusals.items() if isinstance(e, TrustError)}
+    assert reasons == {
+        "unknown": "unknown_key",
+        "company": "wrong_role",
+        "officer": "wrong_role",
+        "revoked": "revoked_key",
+    }
+    assert "needs role 'officer'" in str(refusals["officer"])
+    assert "--role service" in refusals["unknown"].hint  # type: ignore[union-attr]
 
 
 def test_the_namespace_rule_is_on_urn_boundaries() -> None:
