@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kafka import KafkaConsumer
 from rich.table import Table
@@ -154,23 +154,7 @@ class DemoExchange:
         """The operator registers a (new) signing key for *owner* on ``pcf.keys``, with the
         product-id namespaces of the products it declares (:meth:`claim`)."""
         key = self.keys.setdefault(owner, Ed25519PrivateKey.generate())
-        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        registration = SupplierKey(
-            supplier_id=owner,
-            key_id=f"{owner}-k1",
-            public_key=raw,
-            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
-            registered_by="operator",
-            namespaces=tuple(self.namespaces.get(owner, ())),
-        )
-        signed = sign(
-            self.operator,
-            registration,
-            supplier_id="operator",
-            key_id=self.operator_key_id,
-            sequence=self._next(f"key:{owner}"),
-        )
-        self.send("pcf.keys", owner, signed)
+        self._register(owner, key.public_key(), namespaces=self.namespaces.get(owner, ()))
         return key
 
     def claim(self, owner: str, *product_ids: str) -> None:
@@ -185,7 +169,16 @@ class DemoExchange:
     def register_file(self, owner: str, key_file: Path, role: SignerRole) -> None:
         """The operator registers the key in *key_file* for *owner* with *role* on ``pcf.keys``
         (as ``pcfx keys register --role ROLE --public-key ...`` does)."""
-        public = load_private_key(key_file).public_key()
+        self._register(owner, load_private_key(key_file).public_key(), role=role)
+
+    def _register(
+        self,
+        owner: str,
+        public: Ed25519PublicKey,
+        *,
+        role: SignerRole = SignerRole.COMPANY,
+        namespaces: Sequence[str] = (),
+    ) -> None:
         registration = SupplierKey(
             supplier_id=owner,
             key_id=key_id_of(public),
@@ -193,6 +186,7 @@ class DemoExchange:
             valid_from=datetime(2020, 1, 1, tzinfo=UTC),
             registered_by="operator",
             role=role,
+            namespaces=tuple(namespaces),
         )
         signed = sign(
             self.operator,
@@ -215,12 +209,12 @@ class DemoExchange:
 
     def publish_footprint(self, fp: ProductFootprint, key: Ed25519PrivateKey | None = None) -> None:
         owner = fp.company_ids[0]
-        signer = key or self.keys.get(owner) or self.register(owner)
-        signed = sign(
-            signer,
+        registered = self.keys.get(owner) or self.register(owner)
+        signed = sign(  # (with another *key*: a forgery under the registered key's id)
+            key or registered,
             fp,
             supplier_id=owner,
-            key_id=f"{owner}-k1",
+            key_id=key_id_of(registered.public_key()),
             sequence=self._next(f"fp:{fp.product_ids[0]}"),
         )
         self.send("pcf.declared", fp.product_ids[0], signed)
@@ -228,7 +222,8 @@ class DemoExchange:
     def publish_bom(self, bom: BillOfMaterials) -> None:
         owner = bom.owner or "unknown"
         signer = self.keys.get(owner) or self.register(owner)
-        signed = sign(signer, bom, supplier_id=owner, key_id=f"{owner}-k1", sequence=bom.revision)
+        key_id = key_id_of(signer.public_key())
+        signed = sign(signer, bom, supplier_id=owner, key_id=key_id, sequence=bom.revision)
         self.send("pcf.bom", bom.product_id, signed)
 
     def publish_chain(self) -> tuple[list[ProductFootprint], list[BillOfMaterials]]:
