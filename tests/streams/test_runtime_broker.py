@@ -353,19 +353,21 @@ def test_a_streams_topic_with_another_partition_count_stops_the_worker_before_it
     from kafka.admin import NewTopic
 
     from contracts.errors import InfrastructureError
+    from contracts.topics import TOPICS
     from streams.runtime import StreamsConfig, ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:8]}."
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
-        admin.create_topics([NewTopic(f"{prefix}pcf.factors", 1, 1)])
+        clock = dict(TOPICS["pcf.factors"].configs)  # (only the partition count is wrong)
+        admin.create_topics([NewTopic(f"{prefix}pcf.factors", 1, 1, topic_configs=clock)])
     finally:
         admin.close()
     config = StreamsConfig(kafka_bootstrap, {}, app_id=f"{prefix}streams", topic_prefix=prefix)
     with pytest.raises(InfrastructureError, match=rf"{prefix}pcf\.factors has 1") as raised:
         ensure_topics(config)
     assert "must have 6 partitions" in str(raised.value)
-    assert "start 'pcfx streams run' before publishing" in raised.value.hint
+    assert "run 'pcfx streams topics' before publishing" in raised.value.hint
 
 
 def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
