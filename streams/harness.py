@@ -79,23 +79,13 @@ class Participants:
 
     def service_registration(self, sequence: int = 1) -> SignedSupplierKey:
         """The operator's registration of the streams' service key (role ``service``)."""
-        registration = SupplierKey(
-            supplier_id=SERVICE_ID,
+        return self.registration(
+            SERVICE_ID,
+            sequence,
             key_id=self.service_key_id,
             public_key=raw_public(load_private_key(self.service_key)),
-            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
-            registered_by=OPERATOR_ID,
             role=SignerRole.SERVICE,
         )
-        signed = sign(
-            self.operator,
-            registration,
-            supplier_id=OPERATOR_ID,
-            key_id=self.operator_key_id,
-            sequence=sequence,
-        )
-        assert isinstance(signed, SignedSupplierKey)
-        return signed
 
     def key(self, owner: str) -> Ed25519PrivateKey:
         return self.keys.setdefault(owner, Ed25519PrivateKey.generate())
