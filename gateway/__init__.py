@@ -25,13 +25,17 @@ from gateway._pipeline import (
 from gateway._sealing import (
     OUTBOUND_CONTENT_TYPE,
     SEAL_SUITE,
+    SEAL_SUITE_BATCH,
+    EncryptedRecord,
     GatewayKey,
     KeyRing,
     OpenedMessage,
+    OutboundBatch,
     SealedMessage,
     key_id_of,
     open_message,
     seal,
+    seal_batch,
 )
 from gateway.policy import (
     Outcome,
@@ -46,17 +50,20 @@ from gateway.policy import (
 __all__ = [
     "OUTBOUND_CONTENT_TYPE",
     "SEAL_SUITE",
+    "SEAL_SUITE_BATCH",
     "Approval",
     "ApprovalState",
     "ApprovalStateError",
     "AuditStoreError",
     "CommitFailed",
+    "EncryptedRecord",
     "Gateway",
     "GatewayKey",
     "GatewaySecrets",
     "InMemoryTransferSink",
     "KeyRing",
     "OpenedMessage",
+    "OutboundBatch",
     "Outcome",
     "Policy",
     "PolicyDecision",
@@ -80,6 +87,7 @@ __all__ = [
     "prepare_transfer",
     "request_approval",
     "seal",
+    "seal_batch",
 ]
 
 

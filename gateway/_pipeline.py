@@ -1,7 +1,18 @@
 """The gateway's pure core in its written order, and the seam that commits its output.
 
-``prepare_transfer``: (1) decide → (2) transform → (3) sign → (4) encrypt → (5) audit entry; then
-(6) a ``TransferSink`` commits message and audit entry together or neither (no audit, no transfer).
+``prepare_transfer``: (1) decide → (2) transform → (3) encrypt → (4) audit entry; then, once per
+batch, (5) sign (:meth:`~gateway._sealing.OutboundBatch.sign`: one Merkle root, one signature);
+then (6) a ``TransferSink`` commits messages and audit entries together or neither (no audit, no
+transfer).
+
+Crypto is per batch, not per record (ARCHITECTURE decision 12): the caller opens one
+:class:`~gateway._sealing.OutboundBatch` per unit it commits (the runner: one per Kafka
+transaction) and passes it to every ``prepare_transfer`` of that unit. The batch encapsulates
+once per recipient and signs once; each record is still encrypted and proven on its own. The
+ciphertext is final as soon as the record is encrypted (the signature covers the plaintext), so
+each audit entry binds its transfer (message id, ciphertext SHA-256) in step (4), before the
+batch is signed. Without a batch, ``prepare_transfer`` seals a batch of one itself and returns
+the signed message in ``PreparedTransfer.outbound``.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gateway._approvals import Approval, ApprovalState, request_approval
 from gateway._errors import CommitFailed
-from gateway._sealing import GatewayKey, SealedMessage, seal
+from gateway._sealing import EncryptedRecord, GatewayKey, OutboundBatch, SealedMessage
 from gateway.audit._entry import (
     AuditEntry,
     ChainHead,
@@ -58,7 +69,8 @@ class PreparedTransfer:
 
     decision: PolicyDecision
     outbound: SealedMessage | None
-    """``None`` unless the record goes out (allowed/transformed, or held and approved)."""
+    """The signed message, when ``prepare_transfer`` sealed a batch of one itself (no *batch*
+    given) and the record goes; with a batch, the caller gets it from ``batch.sign()``."""
     entries: tuple[AuditEntry, ...]
     head: ChainHead
     """The chain head after ``entries``: adopt it only once the commit succeeded."""
@@ -66,6 +78,13 @@ class PreparedTransfer:
     """The PI counters after the transfer: adopt them only once the commit succeeded."""
     approval: Approval | None = None
     """The pending approval request opened for a held decision."""
+    encrypted: EncryptedRecord | None = None
+    """``None`` unless the record goes out (allowed/transformed, or held and approved)."""
+
+    @property
+    def goes(self) -> bool:
+        """The record goes out (it was encrypted for its recipient)."""
+        return self.encrypted is not None
 
 
 def _reason_code(reason: Reason) -> str:
@@ -122,17 +141,20 @@ def prepare_transfer(
     message_id: str | None = None,
     requested_by: str = "gateway",
     record_hash: str | None = None,
+    batch: OutboundBatch | None = None,
 ) -> PreparedTransfer:
     """Run the core for one record in its fixed order; no I/O, nothing committed.
 
-    (1) decide; (2) transform (only if the record may go); (3) sign and (4) encrypt the
-    envelope; (5) chain one audit entry whatever the outcome (blocked, held, sent).
+    (1) decide; (2) transform (only if the record may go); (3) encrypt the envelope into
+    *batch*; (4) chain one audit entry whatever the outcome (blocked, held, sent). Without a
+    *batch*, (5) a batch of one is signed here and ``outbound`` holds the message.
     *record_hash*, if the caller already holds the record's canonical SHA-256, saves hashing it.
     """
     stamp = format_time(now)
     # (1) decide
     decision = evaluate(policy, record, recipient, purpose, counters, now, record_hash=record_hash)
     outbound: SealedMessage | None = None
+    encrypted: EncryptedRecord | None = None
     pending: Approval | None = None
     new_counters = counters
     goes = decision.outcome in (Outcome.ALLOWED, Outcome.TRANSFORMED)
@@ -146,24 +168,26 @@ def prepare_transfer(
         transformed = apply(
             decision, record, pseudonym_secret=secrets.pseudonym_secret, approval=approval
         )
-        # (3) sign + (4) encrypt
+        # (3) encrypt (into the caller's batch, or a batch of one signed below)
         envelope = transformed.envelope(message_id=message_id or str(uuid.uuid4()), issued_at=stamp)
+        own = batch is None
+        into = OutboundBatch(secrets.signer) if batch is None else batch
         # the envelope is built from decided leaves: a binary float blocks the record and the
         # transforms drop non-string keys, so canonical JSON need not look for them again
-        outbound = seal(
-            envelope,
-            signer=secrets.signer,
-            recipient_key=decision.recipient.encryption_key,
-            checked=True,
+        encrypted = into.add(
+            envelope, recipient_key=decision.recipient.encryption_key, checked=True
         )
+        if own:
+            # (5) a batch of one
+            (outbound,) = into.sign()
         if decision.counter_delta is not None:
             new_counters = counters.apply(decision.counter_delta)
         draft = _draft(
             decision,
             EntryKind.TRANSFER,
             stamp,
-            message_id=outbound.message_id,
-            outbound_sha256=outbound.ciphertext_sha256,
+            message_id=encrypted.message_id,
+            outbound_sha256=encrypted.ciphertext_sha256,
             approval_id=approval.approval_id if approval else None,
         )
     elif decision.outcome is Outcome.HELD and approval is None:
@@ -174,9 +198,11 @@ def prepare_transfer(
         if approval is not None:
             extra = {"approval_id": approval.approval_id, "approval_reason": problem}
         draft = _draft(decision, EntryKind.TRANSFER_BLOCKED, stamp, **extra)
-    # (5) the audit entry, chained
+    # (4) the audit entry, chained
     entry, new_head = chain_new_entry(head, draft)
-    return PreparedTransfer(decision, outbound, (entry,), new_head, new_counters, pending)
+    return PreparedTransfer(
+        decision, outbound, (entry,), new_head, new_counters, pending, encrypted
+    )
 
 
 _APPROVAL_KINDS = {

@@ -1,7 +1,39 @@
-"""Sign, then encrypt outbound messages; the recipient's ``open_message`` verifies and decrypts.
+"""Outbound messages: signed per batch (one Merkle root), encrypted per recipient per batch (HPKE).
 
-Ed25519 over ``pae(content type, canonical JSON)``, then HPKE (RFC 9180 base mode, X25519 /
-HKDF-SHA256 / AES-256-GCM, ephemeral key per message, ``info`` binding recipient/message/type).
+**Version 2 (what the gateway writes).** For each batch of outbound records (one Kafka
+transaction of the runner), :class:`OutboundBatch`:
+
+1. *encrypts* each record as it is decided. The first record for a recipient opens one HPKE
+   context (RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM,
+   ``info = pae(BATCH_INFO_TYPE, {"recipientId"})``): one encapsulation per recipient per batch.
+   Each record is then sealed with AES-256-GCM under its own key, exported from that context
+   (RFC 9180 §5.3, ``Export(exporter_context, 32)``) with ``exporter_context`` =
+   :func:`seal_context` (recipient id, message id, content type), a fresh random 96-bit nonce, and
+   the same ``seal_context`` as associated data. The wire ``ciphertext`` is
+   ``enc (32 bytes) || nonce (12 bytes) || AES-GCM output``: a recipient opens any one record
+   alone (decapsulate ``enc`` with its key, export, open) without the rest of the batch;
+2. *signs* the batch once (:meth:`OutboundBatch.sign`): an RFC 6962 Merkle tree
+   (:mod:`contracts._merkle`, the one Merkle module) over one leaf per record,
+   ``pae(PAYLOAD_OUTBOUND_LEAF, pae(content type, canonical envelope))``, i.e. over the exact
+   plaintext bytes the recipient decrypts, so nothing is re-canonicalised to verify; one Ed25519
+   signature over :func:`contracts._envelope.batch_root_bytes` (root, tree size, signer
+   :data:`GATEWAY_SIGNER`, key id), as the streams' hand-offs (:mod:`contracts.handoff`) and the
+   producers' batches do. Each record carries that signature and its ``proof``: leaf index,
+   tree size and audit path (``index (8 bytes) || size (8 bytes) || 32 bytes per hash``, the
+   hand-off's layout).
+
+Sign-then-encrypt stays: the recipient verifies the gateway's signature over what it decrypted,
+and can show that plaintext and proof to a third party. An audit path shows a recipient the leaf
+hashes of other records of the batch (possibly other recipients'); every envelope holds a random
+message id (UUID4), so those hashes cannot be matched against guessed contents.
+
+**Version 1 (single-shot, still opened).** Older records were signed one by one (Ed25519 over
+``pae(content type, canonical envelope)``) and HPKE single-shot encrypted (a fresh ephemeral
+key per record, ``info`` = :func:`seal_context`); ``ciphertext`` is ``enc || HPKE ciphertext``.
+A recipient tells them apart by the clear header: ``version`` 1 with suite :data:`SEAL_SUITE`
+and no ``proof``, or ``version`` 2 with suite :data:`SEAL_SUITE_BATCH` and a ``proof``.
+:func:`open_message` opens both; :func:`seal` still writes version 1 (tests and tools that
+need an old record).
 """
 
 from __future__ import annotations
@@ -10,44 +42,80 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import os
+import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
+from pyhpke.context_interface import ContextInterface
 
+from contracts._envelope import batch_root_bytes
+from contracts._merkle import HASH_SIZE, audit_paths, hash_leaf, root_from_path
 from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
 from contracts.keyfiles import key_id_of
 
 __all__ = [
+    "BATCH_INFO_TYPE",
+    "GATEWAY_SIGNER",
     "OUTBOUND_CONTENT_TYPE",
+    "PAYLOAD_OUTBOUND_LEAF",
     "SEAL_SUITE",
+    "SEAL_SUITE_BATCH",
+    "EncryptedRecord",
     "GatewayKey",
     "KeyRing",
     "OpenedMessage",
+    "OutboundBatch",
     "SealedMessage",
+    "batch_info",
     "hpke_open",
     "hpke_seal",
     "key_id_of",
     "open_message",
+    "outbound_leaf",
     "seal",
+    "seal_batch",
+    "seal_context",
 ]
 
-OUTBOUND_CONTENT_TYPE = "application/vnd.pcfx.gateway.outbound+json;v=1"
-SEAL_SUITE = "HPKE-base/DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
+OUTBOUND_CONTENT_TYPE: Final = "application/vnd.pcfx.gateway.outbound+json;v=1"
+SEAL_SUITE: Final = "HPKE-base/DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
+"""Version 1: single-shot HPKE per record, Ed25519 per record."""
+SEAL_SUITE_BATCH: Final = (
+    "HPKE-base-export/DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM+Ed25519-merkle-batch"
+)
+"""Version 2: one HPKE context per recipient per batch, a key exported per record, AES-256-GCM;
+one Ed25519 signature per batch over an RFC 6962 Merkle root, an inclusion proof per record."""
+PAYLOAD_OUTBOUND_LEAF: Final = "application/vnd.pcfx.gateway.outbound-leaf"
+"""What a leaf of an outbound batch is: ``pae(content type, canonical envelope)``."""
+BATCH_INFO_TYPE: Final = "application/vnd.pcfx.seal-batch+json;v=1"
+"""The payload type of a version-2 HPKE ``info`` (:func:`batch_info`)."""
+GATEWAY_SIGNER: Final = "pcfx-gateway"
+"""The signer named in the gateway's batch-root statement (``batch_root_bytes``)."""
+
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+_BATCH_SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
 _INFO_TYPE = "application/vnd.pcfx.seal-context+json;v=1"
-_VERSION = 1
+_VERSION: Final = 1
+_VERSION_BATCH: Final = 2
+_ENC_SIZE: Final = 32
+_NONCE_SIZE: Final = 12
+_KEY_SIZE: Final = 32
+_COUNTS: Final = struct.Struct(">QQ")
 
 
 @dataclass(frozen=True)
 class GatewayKey:
-    """The gateway's Ed25519 signing key (outbound messages, audit checkpoints)."""
+    """The gateway's Ed25519 signing key (outbound batches, audit checkpoints)."""
 
     private_key: Ed25519PrivateKey
     key_id: str
@@ -90,6 +158,25 @@ class KeyRing:
             return "bad_signature"
         return None
 
+    def verify_statement(self, key_id: str, statement: bytes, signature: bytes) -> str | None:
+        """As :meth:`verify`, for bytes that already are the signed statement (a batch root)."""
+        key = self.keys.get(key_id)
+        if key is None:
+            return "unknown_key"
+        if not _statement_signed(key.public_bytes_raw(), signature, statement):
+            return "bad_signature"
+        return None
+
+
+@lru_cache(maxsize=256)
+def _statement_signed(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
+    """Ed25519 check of a batch root, cached: the records of one batch share it."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
+    except InvalidSignature:
+        return False
+    return True
+
 
 def hpke_seal(public_key: bytes | X25519PublicKey, plaintext: bytes, info: bytes) -> bytes:
     """HPKE single-shot seal: ``enc (32 bytes) || ciphertext``, fresh ephemeral key each call."""
@@ -115,14 +202,30 @@ def hpke_open(private_key: X25519PrivateKey, sealed: bytes, info: bytes) -> byte
 
 
 def seal_context(recipient_id: str, message_id: str, content_type: str) -> bytes:
-    """The HPKE ``info``: binds the ciphertext to recipient, message and content type."""
+    """Binds a ciphertext to recipient, message and content type: the version-1 HPKE ``info``;
+    in version 2 the exporter context of the record's key and its AES-GCM associated data."""
     header = {"contentType": content_type, "messageId": message_id, "recipientId": recipient_id}
     return pae(_INFO_TYPE, canonical_json(header, checked=True))
 
 
+def batch_info(recipient_id: str) -> bytes:
+    """The HPKE ``info`` of a version-2 context: binds the encapsulation to its recipient."""
+    return pae(BATCH_INFO_TYPE, canonical_json({"recipientId": recipient_id}, checked=True))
+
+
+def outbound_leaf(content_type: str, body: bytes) -> bytes:
+    """The leaf data of one outbound record: ``pae(PAYLOAD_OUTBOUND_LEAF, pae(type, body))``."""
+    return pae(PAYLOAD_OUTBOUND_LEAF, pae(content_type, body))
+
+
 @dataclass(frozen=True)
 class SealedMessage:
-    """What goes on the wire to one recipient: a clear header, the HPKE blob, the signature."""
+    """What goes on the wire to one recipient: a clear header, the signature, the ciphertext.
+
+    Version 2: ``signature`` signs the batch's Merkle root, ``proof`` leads from this record's
+    leaf to it, ``ciphertext`` is ``enc || nonce || AES-GCM``. Version 1: ``signature`` signs
+    this record alone, ``proof`` is ``None``, ``ciphertext`` is ``enc || HPKE ciphertext``.
+    """
 
     message_id: str
     recipient_id: str
@@ -130,11 +233,12 @@ class SealedMessage:
     key_id: str
     signature: bytes
     ciphertext: bytes
-    suite: str = SEAL_SUITE
-    version: int = _VERSION
+    suite: str = SEAL_SUITE_BATCH
+    version: int = _VERSION_BATCH
+    proof: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "version": self.version,
             "suite": self.suite,
             "messageId": self.message_id,
@@ -144,6 +248,9 @@ class SealedMessage:
             "signature": base64.b64encode(self.signature).decode(),
             "ciphertext": base64.b64encode(self.ciphertext).decode(),
         }
+        if self.proof is not None:
+            data["proof"] = base64.b64encode(self.proof).decode()
+        return data
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_json())
@@ -155,13 +262,14 @@ class SealedMessage:
 
     @property
     def ciphertext_sha256(self) -> str:
-        """SHA-256 of the HPKE output: what the audit log records as having left."""
+        """SHA-256 of the ciphertext: what the audit log records as having left."""
         return hashlib.sha256(self.ciphertext).hexdigest()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SealedMessage:
         """Parse the wire form; :class:`TrustError` (``malformed``) names the bad key."""
         try:
+            proof = data.get("proof")
             return cls(
                 message_id=str(data["messageId"]),
                 recipient_id=str(data["recipientId"]),
@@ -171,6 +279,7 @@ class SealedMessage:
                 ciphertext=base64.b64decode(data["ciphertext"], validate=True),
                 suite=str(data["suite"]),
                 version=int(data["version"]),
+                proof=None if proof is None else base64.b64decode(proof, validate=True),
             )
         except KeyError as exc:
             raise TrustError(f"sealed message lacks '{exc.args[0]}'", reason="malformed") from exc
@@ -195,15 +304,14 @@ def seal(
     recipient_key: bytes | X25519PublicKey,
     checked: bool = False,
 ) -> SealedMessage:
-    """Sign the envelope (canonical JSON, PAE), then HPKE-encrypt it to the recipient.
+    """Version 1: sign the envelope alone (canonical JSON, PAE), then HPKE single-shot encrypt.
 
-    The envelope must carry ``messageId``, ``recipientId`` and ``contentType``: they are signed
-    inside it and bound into the HPKE context outside it. *checked*: the caller built the
-    envelope with no binary float and no non-string key (``canonical_json(checked=True)``).
+    The gateway writes version 2 (:class:`OutboundBatch`); this stays for tools and tests that
+    need a version-1 record. The envelope must carry ``messageId``, ``recipientId`` and
+    ``contentType``: they are signed inside it and bound into the HPKE context outside it.
+    *checked*: the caller built the envelope with no binary float and no non-string key.
     """
-    message_id = str(envelope["messageId"])
-    recipient_id = str(envelope["recipientId"])
-    content_type = str(envelope["contentType"])
+    message_id, recipient_id, content_type = _header_of(envelope)
     body = canonical_json(envelope, checked=checked)
     # (1) sign the canonical bytes under the content type
     signature = signer.sign(content_type, body)
@@ -218,7 +326,147 @@ def seal(
         key_id=signer.key_id,
         signature=signature,
         ciphertext=ciphertext,
+        suite=SEAL_SUITE,
+        version=_VERSION,
     )
+
+
+def _header_of(envelope: Mapping[str, Any]) -> tuple[str, str, str]:
+    return str(envelope["messageId"]), str(envelope["recipientId"]), str(envelope["contentType"])
+
+
+# ----------------------------------------------------------------------------------------------
+# version 2: a batch
+
+
+@dataclass(frozen=True)
+class EncryptedRecord:
+    """One record of an :class:`OutboundBatch`, encrypted, before the batch is signed.
+
+    Its ciphertext is final (the signature covers the plaintext, not the ciphertext), so the
+    audit entry can bind :attr:`ciphertext_sha256` as soon as the record is decided.
+    """
+
+    message_id: str
+    recipient_id: str
+    content_type: str
+    ciphertext: bytes
+    leaf_hash: bytes
+    """MTH of :func:`outbound_leaf` (the plaintext's leaf in the batch tree)."""
+
+    @property
+    def ciphertext_sha256(self) -> str:
+        return hashlib.sha256(self.ciphertext).hexdigest()
+
+
+class OutboundBatch:
+    """Seals the outbound records of one batch: one HPKE context per recipient, one signature.
+
+    A builder with a short life: :meth:`add` each record as it is decided (in the order they
+    will be written), then :meth:`sign` once; the batch cannot be added to afterwards. The
+    HPKE sender contexts it holds are secrets of this batch only and die with it.
+    """
+
+    def __init__(self, signer: GatewayKey) -> None:
+        self._signer = signer
+        self._contexts: dict[tuple[str, bytes], tuple[bytes, ContextInterface]] = {}
+        self._records: list[EncryptedRecord] = []
+        self._signed: tuple[SealedMessage, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _context(self, recipient_id: str, key: bytes | X25519PublicKey) -> tuple[bytes, Any]:
+        raw = key if isinstance(key, bytes) else key.public_bytes_raw()
+        found = self._contexts.get((recipient_id, raw))
+        if found is None:
+            # (1a) one encapsulation per recipient (and recipient key) per batch
+            public = KEMKey.from_pyca_cryptography_key(_public_key(raw))
+            found = _BATCH_SUITE.create_sender_context(public, info=batch_info(recipient_id))
+            self._contexts[(recipient_id, raw)] = found
+        return found
+
+    def add(
+        self,
+        envelope: Mapping[str, Any],
+        *,
+        recipient_key: bytes | X25519PublicKey,
+        checked: bool = False,
+    ) -> EncryptedRecord:
+        """Encrypt one envelope to its recipient (steps 1a-1c of the module docstring).
+
+        The envelope must carry ``messageId``, ``recipientId`` and ``contentType`` (signed
+        inside it, bound to the key, nonce and associated data outside it). *checked*: as
+        :func:`seal`.
+        """
+        if self._signed is not None:
+            raise ValueError("this outbound batch is signed already: open a new one")
+        message_id, recipient_id, content_type = _header_of(envelope)
+        body = canonical_json(envelope, checked=checked)
+        enc, context = self._context(recipient_id, recipient_key)
+        # (1b) the record's own key, exported from the recipient's context, bound to its header
+        bound = seal_context(recipient_id, message_id, content_type)
+        key = context.export(bound, _KEY_SIZE)
+        # (1c) AES-256-GCM with a fresh nonce, the header as associated data
+        nonce = os.urandom(_NONCE_SIZE)
+        sealed = AESGCM(key).encrypt(nonce, body, bound)
+        record = EncryptedRecord(
+            message_id=message_id,
+            recipient_id=recipient_id,
+            content_type=content_type,
+            ciphertext=enc + nonce + sealed,
+            leaf_hash=hash_leaf(outbound_leaf(content_type, body)),
+        )
+        self._records.append(record)
+        return record
+
+    def sign(self) -> tuple[SealedMessage, ...]:
+        """(2) One Merkle root over the records' leaves, one signature; the sealed messages in
+        the order they were added (empty for an empty batch). Signing twice gives the same."""
+        if self._signed is not None:
+            return self._signed
+        self._contexts.clear()
+        if not self._records:
+            self._signed = ()
+            return self._signed
+        root, paths = audit_paths([r.leaf_hash for r in self._records])
+        size = len(self._records)
+        signer = self._signer
+        signature = signer.private_key.sign(
+            batch_root_bytes(root, size, supplier_id=GATEWAY_SIGNER, key_id=signer.key_id)
+        )
+        self._signed = tuple(
+            SealedMessage(
+                message_id=r.message_id,
+                recipient_id=r.recipient_id,
+                content_type=r.content_type,
+                key_id=signer.key_id,
+                signature=signature,
+                ciphertext=r.ciphertext,
+                suite=SEAL_SUITE_BATCH,
+                version=_VERSION_BATCH,
+                proof=_COUNTS.pack(index, size) + b"".join(path),
+            )
+            for index, (r, path) in enumerate(zip(self._records, paths, strict=True))
+        )
+        return self._signed
+
+
+def seal_batch(
+    envelopes: Sequence[tuple[Mapping[str, Any], bytes | X25519PublicKey]],
+    *,
+    signer: GatewayKey,
+    checked: bool = False,
+) -> tuple[SealedMessage, ...]:
+    """Seal ``(envelope, recipient key)`` pairs as one version-2 batch (:class:`OutboundBatch`)."""
+    batch = OutboundBatch(signer)
+    for envelope, key in envelopes:
+        batch.add(envelope, recipient_key=key, checked=checked)
+    return batch.sign()
+
+
+# ----------------------------------------------------------------------------------------------
+# the recipient
 
 
 @dataclass(frozen=True)
@@ -235,6 +483,58 @@ class OpenedMessage:
         return fp if isinstance(fp, Mapping) else {}
 
 
+def _decrypt_batch_record(
+    message: SealedMessage, private_key: X25519PrivateKey, bound: bytes
+) -> bytes:
+    """Version 2, step (2): decapsulate ``enc``, export the record's key, open AES-GCM."""
+    blob = message.ciphertext
+    if len(blob) < _ENC_SIZE + _NONCE_SIZE + 16:
+        raise TrustError(
+            f"message {message.message_id}: ciphertext must hold enc (32 bytes), nonce (12) and"
+            f" an AES-GCM tag (16), got {len(blob)} bytes",
+            reason="decrypt_failed",
+        )
+    enc, nonce, sealed = blob[:_ENC_SIZE], blob[_ENC_SIZE : _ENC_SIZE + _NONCE_SIZE], blob[44:]
+    try:
+        context = _BATCH_SUITE.create_recipient_context(
+            enc,
+            KEMKey.from_pyca_cryptography_key(private_key),
+            info=batch_info(message.recipient_id),
+        )
+        key = context.export(bound, _KEY_SIZE)
+        return AESGCM(key).decrypt(nonce, sealed, bound)
+    except (InvalidTag, ValueError, PyHPKEError) as exc:
+        raise TrustError(
+            f"message {message.message_id}: cannot decrypt: wrong recipient key, or the"
+            " ciphertext, its enc or nonce, or its header was altered",
+            reason="decrypt_failed",
+        ) from exc
+
+
+def _proof_problem(message: SealedMessage, trusted: KeyRing, leaf: bytes) -> str | None:
+    """Version 2, steps (3)-(4): the leaf, walked up the proof, gives a root the key signed."""
+    proof = message.proof
+    if proof is None or len(proof) < _COUNTS.size or (len(proof) - _COUNTS.size) % HASH_SIZE:
+        raise TrustError(
+            f"message {message.message_id}: proof must be 16 bytes plus 32 per audit-path hash"
+            f" (got {'none' if proof is None else f'{len(proof)} bytes'})",
+            reason="bad_signature",
+        )
+    if message.key_id not in trusted.keys:
+        return "unknown_key"
+    index, size = _COUNTS.unpack_from(proof)
+    path = [proof[i : i + HASH_SIZE] for i in range(_COUNTS.size, len(proof), HASH_SIZE)]
+    try:
+        root = root_from_path(hash_leaf(leaf), index, size, path)
+    except ValueError as exc:
+        raise TrustError(
+            f"message {message.message_id}: proof (leaf {index} of {size}) is malformed: {exc}",
+            reason="bad_signature",
+        ) from exc
+    statement = batch_root_bytes(root, size, supplier_id=GATEWAY_SIGNER, key_id=message.key_id)
+    return trusted.verify_statement(message.key_id, statement, message.signature)
+
+
 def open_message(
     message: SealedMessage,
     *,
@@ -243,18 +543,28 @@ def open_message(
     trusted: KeyRing,
     accept_content_types: Iterable[str] = (OUTBOUND_CONTENT_TYPE,),
 ) -> OpenedMessage:
-    """Recipient side: check the header, decrypt, verify the gateway signature, match the envelope.
+    """Recipient side, one record at a time: check the header, decrypt, verify, match.
 
-    Steps, each a :class:`TrustError` with its ``reason``: (1) version, suite, recipient and
-    content type as expected (``unexpected_header``/``wrong_recipient``); (2) HPKE open bound to
-    the header (``decrypt_failed``); (3) signing key trusted (``unknown_key``); (4) signature
-    (``bad_signature``); (5) the signed envelope repeats the header (``envelope_mismatch``).
+    Steps, each a :class:`TrustError` with its ``reason``: (1) version and suite known
+    (1 / :data:`SEAL_SUITE` or 2 / :data:`SEAL_SUITE_BATCH`), recipient and content type as
+    expected (``unexpected_header``/``wrong_recipient``); (2) decrypt bound to the header
+    (``decrypt_failed``): version 2 decapsulates the batch's ``enc``, exports this record's key
+    and opens AES-GCM, version 1 opens HPKE single-shot; (3) signing key trusted
+    (``unknown_key``); (4) the signature (``bad_signature``): version 2 walks the record's leaf
+    up its proof to a root the key signed (so a record altered, moved, taken from another batch
+    or given another record's proof fails), version 1 checks the record's own signature;
+    (5) the signed envelope repeats the header (``envelope_mismatch``).
     """
     # (1) header
-    if message.version != _VERSION or message.suite != SEAL_SUITE:
+    known = (message.version, message.suite) in (
+        (_VERSION, SEAL_SUITE),
+        (_VERSION_BATCH, SEAL_SUITE_BATCH),
+    )
+    if not known:
         raise TrustError(
-            f"message {message.message_id}: expected version {_VERSION} / {SEAL_SUITE},"
-            f" got {message.version} / {message.suite}",
+            f"message {message.message_id}: expected version {_VERSION_BATCH} /"
+            f" {SEAL_SUITE_BATCH} (or {_VERSION} / {SEAL_SUITE}), got {message.version} /"
+            f" {message.suite}",
             reason="unexpected_header",
         )
     if message.recipient_id != recipient_id:
@@ -268,15 +578,20 @@ def open_message(
             reason="unexpected_header",
         )
     # (2) decrypt, bound to recipient id + message id + content type
-    context = seal_context(message.recipient_id, message.message_id, message.content_type)
-    try:
-        plaintext = hpke_open(private_key, message.ciphertext, context)
-    except TrustError as exc:
-        raise TrustError(
-            f"message {message.message_id}: {exc.message}", reason="decrypt_failed"
-        ) from exc.__cause__
-    # (3) + (4) the gateway's signature over the canonical plaintext
-    problem = trusted.verify(message.key_id, message.content_type, plaintext, message.signature)
+    bound = seal_context(message.recipient_id, message.message_id, message.content_type)
+    if message.version == _VERSION_BATCH:
+        plaintext = _decrypt_batch_record(message, private_key, bound)
+        # (3) + (4) the batch signature, through this record's proof
+        problem = _proof_problem(message, trusted, outbound_leaf(message.content_type, plaintext))
+    else:
+        try:
+            plaintext = hpke_open(private_key, message.ciphertext, bound)
+        except TrustError as exc:
+            raise TrustError(
+                f"message {message.message_id}: {exc.message}", reason="decrypt_failed"
+            ) from exc.__cause__
+        # (3) + (4) the gateway's signature over the canonical plaintext
+        problem = trusted.verify(message.key_id, message.content_type, plaintext, message.signature)
     if problem == "unknown_key":
         raise TrustError(
             f"message {message.message_id} is signed by {message.key_id}, which is not trusted",
@@ -285,7 +600,12 @@ def open_message(
     if problem == "bad_signature":
         raise TrustError(
             f"message {message.message_id}: the gateway signature by {message.key_id} does not"
-            " verify over the decrypted envelope",
+            + (
+                " match the Merkle root this record's plaintext and proof lead to (the record,"
+                " its proof or the signature was altered, or it comes from another batch)"
+                if message.version == _VERSION_BATCH
+                else " verify over the decrypted envelope"
+            ),
             reason="bad_signature",
         )
     # (5) the signed envelope must say what the header says

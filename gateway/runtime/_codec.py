@@ -47,6 +47,7 @@ def sealed_to_datum(message: SealedMessage) -> dict[str, Any]:
         "keyId": message.key_id,
         "signature": message.signature,
         "ciphertext": message.ciphertext,
+        "proof": message.proof,
     }
 
 
@@ -60,6 +61,7 @@ def sealed_from_datum(datum: Mapping[str, Any]) -> SealedMessage:
         ciphertext=bytes(datum["ciphertext"]),
         suite=datum["suite"],
         version=int(datum["version"]),
+        proof=None if datum.get("proof") is None else bytes(datum["proof"]),
     )
 
 

@@ -26,10 +26,12 @@ For every batch of one partition, in this order (no I/O until step 4):
 1. decode each roll-up (Avro ``RolledUpFootprint``), build the policy's input record
    (``gateway_record``) and route it to its subscribers; undecodable records become
    ``Rejection`` records for ``pcf.rejected``;
-2. run the pure core per ``(record, recipient)``: decide → transform → sign → encrypt → chain
+2. run the pure core per ``(record, recipient)``: decide → transform → encrypt into the batch's
+   :class:`~gateway._sealing.OutboundBatch` (one HPKE context per recipient per batch) → chain
    one audit entry (blocked and held decisions get one too; held ones open an approval);
 3. sign a checkpoint of the chain when one is due;
-4. commit the unit in one Kafka transaction (``KafkaTransferSink.commit``): outbound messages,
+4. sign the batch's outbound messages once (one Merkle root, an inclusion proof per message) and
+   commit the unit in one Kafka transaction (``KafkaTransferSink.commit``): outbound messages,
    audit entries, checkpoint, approval requests, PI counter entries, rejections and the
    consumed offsets — all visible to ``read_committed`` readers, or none;
 5. only then adopt the new chain head and counters. If the commit fails, rewind the partition
@@ -86,7 +88,7 @@ from gateway._pipeline import (
     prepare_approval_event,
     prepare_transfer,
 )
-from gateway._sealing import KeyRing, SealedMessage
+from gateway._sealing import KeyRing, OutboundBatch
 from gateway._trust_entries import refused_decision_entry, untrusted_record_entry
 from gateway.audit import (
     AuditEntry,
@@ -204,7 +206,8 @@ class _Chain:
 class _Unit:
     """Everything one transaction writes (built by the pure core, committed by the sink)."""
 
-    outbound: list[SealedMessage] = field(default_factory=list)
+    batch: OutboundBatch
+    """The outbound messages: each encrypted as it is decided, all signed once at commit."""
     entries: list[AuditEntry] = field(default_factory=list)
     keys: dict[str, bytes] = field(default_factory=dict)
     extra: list[Produced] = field(default_factory=list)
@@ -444,7 +447,7 @@ class GatewayRunner:
 
     def _commit_batch(self, chain: _Chain, batch: Sequence[Message]) -> None:
         head, counters = chain.head, self.counters
-        unit = _Unit()
+        unit = _Unit(OutboundBatch(self.secrets.signer))
         stats = RunStats()
         for message in batch:
             head, counters = self._one(chain, message, head, counters, unit, stats)
@@ -512,6 +515,7 @@ class GatewayRunner:
                 now=self.clock(),
                 requested_by=self.settings.requested_by,
                 record_hash=record_hash,
+                batch=unit.batch,
             )
             head = prepared.head
             self._collect(prepared, unit, source, stats)
@@ -575,9 +579,8 @@ class GatewayRunner:
     ) -> None:
         unit.entries.extend(prepared.entries)
         stats.decisions += 1
-        if prepared.outbound is not None:
-            message = prepared.outbound
-            unit.outbound.append(message)
+        if prepared.encrypted is not None:
+            message = prepared.encrypted
             if source.product_id is not None:
                 unit.keys[message.message_id] = pseudonym(
                     self.secrets.pseudonym_secret, message.recipient_id, source.product_id
@@ -632,7 +635,7 @@ class GatewayRunner:
         try:
             # (4) one transaction
             chain.sink.commit(
-                unit.outbound,
+                unit.batch.sign(),
                 unit.entries,
                 checkpoints,
                 keys=unit.keys,
@@ -1012,7 +1015,7 @@ class GatewayRunner:
         """Audit each refused decision and mark it ``refused`` on the topic, in one transaction;
         the approval stays open (the transfer stays held)."""
         now = self.clock()
-        unit = _Unit()
+        unit = _Unit(OutboundBatch(self.secrets.signer))
         head = chain.head
         events = []
         for refusal in refusals:
@@ -1052,7 +1055,7 @@ class GatewayRunner:
     def _resolve(self, chain: _Chain, row: ApprovalRow, approval: Approval) -> bool:
         """The approval's entry, then (approved) the released transfer, and ``resolved``."""
         now = self.clock()
-        unit = _Unit()
+        unit = _Unit(OutboundBatch(self.secrets.signer))
         stats = RunStats()
         entry, head = prepare_approval_event(approval, head=chain.head, now=now)
         unit.entries.append(entry)
@@ -1122,9 +1125,10 @@ class GatewayRunner:
             approval=approval,
             requested_by=self.settings.requested_by,
             record_hash=hashlib.sha256(value).hexdigest(),
+            batch=unit.batch,
         )
         self._collect(prepared, unit, source, stats)
-        if prepared.outbound is None:
+        if prepared.encrypted is None:
             reasons = "; ".join(str(r) for r in prepared.decision.reasons[:3])
             return prepared.head, counters, "blocked", reasons or "blocked by policy", None
         return (
@@ -1132,5 +1136,5 @@ class GatewayRunner:
             prepared.counters,
             "released",
             approval.reason,
-            prepared.outbound.message_id,
+            prepared.encrypted.message_id,
         )

@@ -120,7 +120,7 @@ def test_blocked_never_reaches_the_transforms(
         raise AssertionError("transform ran for a blocked record")
 
     monkeypatch.setattr(pipeline, "apply", explode)
-    monkeypatch.setattr(pipeline, "seal", explode)
+    monkeypatch.setattr(pipeline, "OutboundBatch", explode)
     prepared = prepare_transfer(
         policy,
         battery_record(),

@@ -37,6 +37,8 @@ def test_gateway_top_level_names() -> None:
         "apply",
         "prepare_transfer",
         "seal",
+        "seal_batch",
+        "OutboundBatch",
         "open_message",
         "approve",
         "deny",
