@@ -1178,34 +1178,94 @@ def outbound_dump(
     console.print(f"OK: {len(lines)} sealed messages from {topic} → {out}", markup=False)
 
 
+RecipientOpt = Annotated[str, typer.Option("--recipient", help="Your recipient id.")]
+RecipientKeyOpt = Annotated[Path, typer.Option("--key", help="Your X25519 private key (PEM).")]
+GatewayPubOpt = Annotated[
+    Path, typer.Option("--gateway-pub", help="The gateway's public key (PEM).")
+]
+SourceArg = Annotated[
+    Path | None, typer.Argument(help="A JSON-lines file of sealed messages (else the topic).")
+]
+TopicOpt = Annotated[
+    str | None,
+    typer.Option("--topic", help="Read this topic (default pcf.outbound.<recipient>)."),
+]
+PassphraseEnvOpt = Annotated[str | None, typer.Option(help="Env var holding the key's passphrase.")]
+
+
+def _outbound_messages(
+    recipient: str, source: Path | None, topic: str | None, topic_prefix: str, bootstrap: str | None
+) -> Iterator[SealedMessage]:
+    if source is not None:
+        return _sealed_from_file(source)
+    return _sealed_from_topic(
+        _bootstrap(bootstrap), topic or Topics(topic_prefix).outbound(recipient)
+    )
+
+
+def _format_of(message: SealedMessage) -> str:
+    """How the message was sealed, for OK lines: a batch leaf or a single-shot record."""
+    if message.version == 2 and message.proof is not None and len(message.proof) >= 16:
+        index, size = int.from_bytes(message.proof[:8]), int.from_bytes(message.proof[8:16])
+        return f"v2, leaf {index} of a batch of {size}"
+    return f"v{message.version}, signed alone"
+
+
+@outbound_app.command("verify")
+@handle_errors
+def outbound_verify(
+    recipient: RecipientOpt,
+    key: RecipientKeyOpt,
+    gateway_pub: GatewayPubOpt,
+    source: SourceArg = None,
+    topic: TopicOpt = None,
+    passphrase_env: PassphraseEnvOpt = None,
+    topic_prefix: PrefixOpt = "",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Check each message on its own: decrypt it and verify the gateway's signature (version 2:
+    its inclusion proof up to the batch root the gateway signed; version 1: its own signature).
+    Prints OK or FAIL (with the reason) per message, and no content."""
+    private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
+    trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
+    count = failed = 0
+    for message in _outbound_messages(recipient, source, topic, topic_prefix, bootstrap):
+        try:
+            open_message(message, recipient_id=recipient, private_key=private, trusted=trusted)
+        except TrustError as exc:
+            failed += 1
+            console.print(f"FAIL: {exc.reason}: {exc.message}", markup=False)
+            continue
+        count += 1
+        console.print(f"OK: {message.message_id} ({_format_of(message)})", markup=False)
+    console.print(
+        f"{'OK' if not failed else 'FAIL'}: {count} messages verified, {failed} refused",
+        markup=False,
+    )
+    if failed:
+        raise typer.Exit(int(ExitCode.REJECTED))
+
+
 @outbound_app.command("decrypt")
 @handle_errors
 def outbound_decrypt(
-    recipient: Annotated[str, typer.Option("--recipient", help="Your recipient id.")],
-    key: Annotated[Path, typer.Option("--key", help="Your X25519 private key (PEM).")],
-    gateway_pub: Annotated[
-        Path, typer.Option("--gateway-pub", help="The gateway's public key (PEM).")
-    ],
-    source: Annotated[
-        Path | None, typer.Argument(help="A JSON-lines file of sealed messages (else the topic).")
-    ] = None,
-    topic: Annotated[
-        str | None,
-        typer.Option("--topic", help="Read this topic (default pcf.outbound.<recipient>)."),
-    ] = None,
+    recipient: RecipientOpt,
+    key: RecipientKeyOpt,
+    gateway_pub: GatewayPubOpt,
+    source: SourceArg = None,
+    topic: TopicOpt = None,
     field_key: Annotated[
         Path | None, typer.Option(help="Need-to-know key for encrypted fields (default: --key).")
     ] = None,
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Env var holding the key's passphrase.")
-    ] = None,
+    passphrase_env: PassphraseEnvOpt = None,
     footprint_only: Annotated[
         bool, typer.Option("--footprint-only", help="Print only the PACT footprint.")
     ] = False,
     topic_prefix: PrefixOpt = "",
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Verify the gateway signature and decrypt each message; print PACT JSON, one per line."""
+    """Verify the gateway signature and decrypt each message on its own (version 2, sealed per
+    batch, and version 1, sealed alone); print PACT JSON, one per line."""
     private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
     vault_key = (
         load_recipient_private_key(field_key, passphrase=_passphrase(passphrase_env))
@@ -1213,21 +1273,15 @@ def outbound_decrypt(
         else private
     )
     trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
-    if source is not None:
-        messages = _sealed_from_file(source)
-    else:
-        messages = _sealed_from_topic(
-            _bootstrap(bootstrap), topic or Topics(topic_prefix).outbound(recipient)
-        )
     count = failed = 0
-    for message in messages:
+    for message in _outbound_messages(recipient, source, topic, topic_prefix, bootstrap):
         try:
             opened = open_message(
                 message, recipient_id=recipient, private_key=private, trusted=trusted
             )
         except TrustError as exc:
             failed += 1
-            err_console.print(f"FAIL: {exc.message}", markup=False)
+            err_console.print(f"FAIL: {exc.reason}: {exc.message}", markup=False)
             continue
         count += 1
         envelope = dict(opened.envelope)
