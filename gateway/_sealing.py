@@ -372,6 +372,7 @@ class OutboundBatch:
         self._contexts: dict[tuple[str, bytes], tuple[bytes, ContextInterface]] = {}
         self._records: list[EncryptedRecord] = []
         self._signed: tuple[SealedMessage, ...] | None = None
+        self._nonces = memoryview(b"")
 
     def __len__(self) -> int:
         return len(self._records)
@@ -407,8 +408,8 @@ class OutboundBatch:
         # (1b) the record's own key, exported from the recipient's context, bound to its header
         bound = seal_context(recipient_id, message_id, content_type)
         key = context.export(bound, _KEY_SIZE)
-        # (1c) AES-256-GCM with a fresh nonce, the header as associated data
-        nonce = os.urandom(_NONCE_SIZE)
+        # (1c) AES-256-GCM with a fresh random nonce, the header as associated data
+        nonce = self._nonce()
         sealed = AESGCM(key).encrypt(nonce, body, bound)
         record = EncryptedRecord(
             message_id=message_id,
@@ -419,6 +420,13 @@ class OutboundBatch:
         )
         self._records.append(record)
         return record
+
+    def _nonce(self) -> bytes:
+        """12 random bytes; drawn from the OS 256 nonces at a time (one system call, not 256)."""
+        if len(self._nonces) < _NONCE_SIZE:
+            self._nonces = memoryview(os.urandom(_NONCE_SIZE * 256))
+        nonce, self._nonces = bytes(self._nonces[:_NONCE_SIZE]), self._nonces[_NONCE_SIZE:]
+        return nonce
 
     def sign(self) -> tuple[SealedMessage, ...]:
         """(2) One Merkle root over the records' leaves, one signature; the sealed messages in
