@@ -22,6 +22,11 @@ transaction of the runner), :class:`OutboundBatch`:
    tree size and audit path (``index (8 bytes) || size (8 bytes) || 32 bytes per hash``, the
    hand-off's layout).
 
+The secret export comes from ``pyhpke`` (RFC 9180 in full; ``tests/gateway/test_sealing_batch.py``
+checks it against the RFC's Appendix A.1.1 exported values and against ``cryptography``'s own
+HPKE): ``cryptography`` 50's ``hpke`` module offers single-shot encrypt/decrypt only, which
+version 1 still uses.
+
 Sign-then-encrypt stays: the recipient verifies the gateway's signature over what it decrypted,
 and can show that plaintext and proof to a third party. An audit path shows a recipient the leaf
 hashes of other records of the batch (possibly other recipients'); every envelope holds a random
@@ -394,7 +399,10 @@ class OutboundBatch:
         recipient_key: bytes | X25519PublicKey,
         checked: bool = False,
     ) -> EncryptedRecord:
-        """Encrypt one envelope to its recipient (steps 1a-1c of the module docstring).
+        """Encrypt one envelope to its recipient (step 1 of the module docstring): (1a) the
+        recipient's HPKE context of this batch, opened by its first record; (1b) this record's key,
+        exported with :func:`seal_context` as exporter context; (1c) AES-256-GCM, a fresh nonce,
+        the same context as associated data. Returns the record with its final ciphertext.
 
         The envelope must carry ``messageId``, ``recipientId`` and ``contentType`` (signed
         inside it, bound to the key, nonce and associated data outside it). *checked*: as
