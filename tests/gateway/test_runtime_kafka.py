@@ -314,6 +314,18 @@ def test_end_to_end_recipients_get_what_the_policy_allows_and_the_audit_verifies
         "supplierId" not in e["footprint"]["extensions"][1]["data"]["lineage"]["inputs"][0]
         for e in uk
     )
+    # crypto per batch: every message is version 2 with its own proof; a transaction's messages
+    # (all recipients) share one root signature and each recipient's one HPKE encapsulation
+    serde = GatewaySerde(env.registry)
+    sealed = [
+        sealed_from_datum(serde.decode(v, "SealedMessage"))
+        for rid in (EU, GB)
+        for v in read_values(env.bootstrap, env.topics.outbound(rid))
+    ]
+    assert all(m.version == 2 and m.proof is not None for m in sealed)
+    assert len({m.signature for m in sealed}) <= stats.transactions
+    encs = {(m.recipient_id, m.ciphertext[:32]) for m in sealed}
+    assert len(encs) <= 2 * stats.transactions
 
     # (3) the audit log verifies (CLI), then an exported copy is tampered with
     assert (
