@@ -449,9 +449,16 @@ def content_hash(record: Payload | SignedRecord | bytes, **envelope: Any) -> str
 # Ed25519
 
 
-def _public(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
+def as_public_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
+    """*key* as an Ed25519 key object (raw 32-byte keys parsed once and cached); raise
+    :class:`TrustError` (``bad_key``) if it is not one."""
     if isinstance(key, Ed25519PublicKey):
         return key
+    return _parsed_key(bytes(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_key(key: bytes) -> Ed25519PublicKey:
     try:
         return Ed25519PublicKey.from_public_bytes(key)
     except ValueError as exc:
@@ -469,7 +476,7 @@ def verify_bytes(
 ) -> None:
     """Raise :class:`TrustError` (reason ``bad_signature``) unless *signature* is valid."""
     try:
-        _public(public_key).verify(signature, data)
+        as_public_key(public_key).verify(signature, data)
     except InvalidSignature:
         raise TrustError(
             f"{what}: the Ed25519 signature does not match the signed bytes "
@@ -685,7 +692,7 @@ def verify(public_key: Ed25519PublicKey | bytes, signed: SignedRecord) -> str:
     guarantees at least one of the two; when both are present both must hold.
     """
     # (1)
-    key = _public(public_key)
+    key = as_public_key(public_key)
     # (2) v2: the bytes as they were signed and received; v1: rebuilt from the record
     body = signed.signed_body if isinstance(signed, SignedFootprint) else None
     data = body if body is not None else signing_bytes(signed)
