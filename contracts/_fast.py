@@ -20,6 +20,7 @@ tested on every bad-record case of the contract tests and on generated mutations
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -145,44 +146,59 @@ _uri = _pattern(_URI_RE, 2048)
 _semver = _pattern(_SEMVER_RE, 64)
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if type(value) is not str or len(value) > MAX_DECIMAL_CHARS:
-        return None
-    if _DECIMAL_RE.fullmatch(value) is None:
-        return None
-    return Decimal(value)
+def _decimal_text(value: Any) -> bool:
+    """A PACT decimal string (``AnyDecimal``): at most 64 characters, ``[+-]digits[.digits]``."""
+    return (
+        type(value) is str
+        and len(value) <= MAX_DECIMAL_CHARS
+        and _DECIMAL_RE.fullmatch(value) is not None
+    )
+
+
+def _is_zero(text: str) -> bool:
+    """Whether decimal text (already matched) is a zero (``"0"``, ``"-0.00"``, ``"+000"``)."""
+    return not text.lstrip("+-").replace(".", "").strip("0")
+
+
+# The sign of matched decimal text is its first character, so the bounds of NonNeg, Positive
+# and NegOrZero need no Decimal; the ranges (percent, DQR) build one, cached (values recur).
 
 
 def _any_decimal(value: Any) -> bool:
-    return _decimal(value) is not None
+    return _decimal_text(value)
 
 
 def _non_neg(value: Any) -> bool:
-    d = _decimal(value)
-    return d is not None and d >= 0 and not d.is_signed()
+    # d >= 0 and not d.is_signed(): "-0" is refused too, as the model refuses it
+    return _decimal_text(value) and value[0] != "-"
 
 
 def _positive(value: Any) -> bool:
-    d = _decimal(value)
-    return d is not None and d > 0
+    return _decimal_text(value) and value[0] != "-" and not _is_zero(value)
 
 
 def _neg_or_zero(value: Any) -> bool:
-    d = _decimal(value)
-    return d is not None and d <= 0
+    return _decimal_text(value) and (value[0] == "-" or _is_zero(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _bounded(text: str, low: int, high: int, unsigned: bool) -> bool:
+    d = Decimal(text)
+    return low <= d <= high and not (unsigned and d.is_signed())
 
 
 def _percent(value: Any) -> bool:
-    d = _decimal(value)
-    return d is not None and 0 <= d <= 100 and not d.is_signed()
+    return _decimal_text(value) and _bounded(value, 0, 100, True)
 
 
 def _one_to_five(value: Any) -> bool:
-    d = _decimal(value)
-    return d is not None and 1 <= d <= 5
+    return _decimal_text(value) and _bounded(value, 1, 5, False)
 
 
+@functools.lru_cache(maxsize=8192)
 def _instant(value: Any) -> datetime | None:
+    """The instant of RFC 3339 text as the model reads it (cached: periods and creation times
+    recur across records), else None."""
     if not isinstance(value, str):
         return None
     match = _RFC3339_RE.fullmatch(value)
@@ -281,6 +297,33 @@ def _verification(value: Any) -> bool:
     return type(value) is dict and _fields_ok(value, checks, frozenset())
 
 
+_MEMO: Final[dict[tuple[int, bytes], bool]] = {}
+_MEMO_SIZE: Final = 4096
+
+
+def _recurring(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """*check*, answered once per distinct value: a supplier's rules, standards, verification
+    and extension are the same in record after record. The key is the value's JSON bytes
+    (orjson, ~1 µs), which are equal only for equal JSON values; the answer is a pure function
+    of the value, so the cache changes nothing but the time."""
+    tag = id(check)
+
+    def cached(value: Any) -> bool:
+        try:
+            key = (tag, orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            return check(value)
+        known = _MEMO.get(key)
+        if known is None:
+            known = check(value)
+            if len(_MEMO) >= _MEMO_SIZE:
+                _MEMO.clear()
+            _MEMO[key] = known
+        return known
+
+    return cached
+
+
 _PCF_FIELDS: Final[dict[str, Callable[[Any], bool]]] = {
     "declaredUnitOfMeasurement": _one_of(_UNITS),
     "declaredUnitAmount": _positive,
@@ -317,16 +360,18 @@ _PCF_FIELDS: Final[dict[str, Callable[[Any], bool]]] = {
     "ccuCarbonContent": _non_neg,
     "ccuCalculationApproach": _one_of(frozenset({"Cut-off", "Credit"})),
     "ccuCreditCertification": _uri,
-    "ipccCharacterizationFactors": lambda v: _unique_list(v, 1, 32, _pattern(_IPCC_RE, 16)),
-    "crossSectoralStandards": _names,
-    "productOrSectorSpecificRules": _rules,
+    "ipccCharacterizationFactors": _recurring(
+        lambda v: _unique_list(v, 1, 32, _pattern(_IPCC_RE, 16))
+    ),
+    "crossSectoralStandards": _recurring(_names),
+    "productOrSectorSpecificRules": _recurring(_rules),
     "exemptedEmissionsPercent": _percent,
     "exemptedEmissionsDescription": _text,
     "allocationRulesDescription": _text,
-    "secondaryEmissionFactorSources": _sources,
+    "secondaryEmissionFactorSources": _recurring(_sources),
     "primaryDataShare": _percent,
-    "dqi": _dqi,
-    "verification": _verification,
+    "dqi": _recurring(_dqi),
+    "verification": _recurring(_verification),
 }
 _PCF_REQUIRED: Final = frozenset(
     (info.alias or name)
@@ -475,14 +520,14 @@ _FOOTPRINT_FIELDS: Final[dict[str, Callable[[Any], bool]]] = {
     "validityPeriodStart": lambda v: _instant(v) is not None,
     "validityPeriodEnd": lambda v: _instant(v) is not None,
     "companyName": _name,
-    "companyIds": _urns,
+    "companyIds": _recurring(_urns),
     "productDescription": _text,
     "productIds": _urns,
-    "productClassifications": _urns,
+    "productClassifications": _recurring(_urns),
     "productNameCompany": _name,
     "comment": _text,
     "pcf": lambda v: type(v) is dict,  # checked below
-    "extensions": _extensions_ok,
+    "extensions": _recurring(_extensions_ok),
 }
 _FOOTPRINT_REQUIRED: Final = frozenset(
     {
