@@ -195,12 +195,14 @@ def _one_to_five(value: Any) -> bool:
     return _decimal_text(value) and _bounded(value, 1, 5, False)
 
 
-@functools.lru_cache(maxsize=8192)
 def _instant(value: Any) -> datetime | None:
-    """The instant of RFC 3339 text as the model reads it (cached: periods and creation times
-    recur across records), else None."""
-    if not isinstance(value, str):
-        return None
+    """The instant of RFC 3339 text as the model reads it, else None."""
+    return _instant_of(value) if type(value) is str else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _instant_of(value: str) -> datetime | None:
+    """(cached: periods and creation times recur across records)"""
     match = _RFC3339_RE.fullmatch(value)
     if match is None:
         return None
@@ -386,8 +388,13 @@ _CCS_DEPENDENT: Final = (
 
 
 def _fields_ok(
-    record: Mapping[str, Any], checks: Mapping[str, Callable[[Any], bool]], required: frozenset[str]
+    record: Mapping[str, Any],
+    checks: Mapping[str, Callable[[Any], bool]],
+    required: frozenset[str],
+    not_null: frozenset[str] = frozenset(),
 ) -> bool:
+    """Every field known and valid, the *required* ones present; ``null`` only where the model
+    allows it (required fields and *not_null* ones, which have a default but no ``None``)."""
     if not required <= record.keys():
         return False
     for key, value in record.items():
@@ -395,7 +402,7 @@ def _fields_ok(
         if check is None:
             return False  # an unknown field: the model names it
         if value is None:
-            if key in required:
+            if key in required or key in not_null:
                 return False
             continue
         if not check(value):
@@ -465,7 +472,9 @@ def _label(value: Any) -> bool:
         "tradeSecret": _strict_bool,
         "basis": _text,
     }
-    return type(value) is dict and _fields_ok(value, checks, frozenset({"grade"}))
+    return type(value) is dict and _fields_ok(
+        value, checks, frozenset({"grade"}), frozenset({"personalInfo", "tradeSecret"})
+    )
 
 
 _field_path = _pattern(_FIELD_PATH_RE, 300)
