@@ -436,7 +436,9 @@ def signing_bytes(
         "sequence": sequence,
         "supplierId": supplier_id,
     }
-    return pae(payload_type, canonical_json(body))
+    # checked: the payload is a validated record's JSON dump (string keys, no binary float),
+    # so the walk that looks for those is skipped; the bytes are the same
+    return pae(payload_type, canonical_json(body, checked=True))
 
 
 def content_hash(record: Payload | SignedRecord | bytes, **envelope: Any) -> str:

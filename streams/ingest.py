@@ -3,7 +3,12 @@
 Pure: bytes and state in, a typed :class:`Ingested` out; no Kafka here (the faust agents call it).
 For each record on ``pcf.declared``, ``pcf.bom`` or ``pcf.factors`` the steps are, in order:
 
-1. decode the Confluent-framed Avro and validate the record's semantic rules;
+1. decode the Confluent-framed Avro and validate the record's semantic rules. A footprint in the
+   v2 envelope (its signed bytes in ``signedBody``) is read once: the envelope's Avro datum, the
+   body's JSON with orjson, the PACT rules as plain checks (:func:`contracts._fast.read_footprint`,
+   giving a :class:`CheckedFootprint`, no model). Whatever the fast path cannot vouch for (v1
+   records, BOMs, factors, any broken rule) is validated through the models, so a refused record
+   carries the models' reasons and field paths either way;
 2. find the signing key: a key registered on ``pcf.keys`` (:class:`~contracts.Keyring`; an
    unknown key makes the record *pending*: keys and data travel on different topics and Kafka
    does not order them; the caller parks it in a :class:`ParkingLot`, re-checks it when keys
@@ -11,7 +16,9 @@ For each record on ``pcf.declared``, ``pcf.bom`` or ``pcf.factors`` the steps ar
 3. the key must be usable when the *broker appended* the record (``SourceRef.appended_at``:
    valid from, not expired, not revoked; never a time the producer chose) and be a ``company``
    key (officer and service keys do not declare products);
-4. the Ed25519 signature over the canonical bytes must verify;
+4. the Ed25519 signature (or the batch proof up to a signed Merkle root) must verify: over the
+   bytes received for a v2 footprint (:func:`contracts._envelope.verify_signed_bytes`), over
+   the canonical bytes rebuilt from the record otherwise; the content hash is their sha256;
 5. the signer must own the payload: a footprint's ``companyIds`` name the supplier and every one
    of its ``productIds`` is in the signer's namespaces; a BOM has an ``owner``, the manufacturer
    who signed, and its ``productId`` is in the signer's namespaces (else ``not_owner``, naming
