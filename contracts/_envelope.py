@@ -643,8 +643,12 @@ def check_signature(public_key: Ed25519PublicKey | bytes, signed: SignedRecord) 
 
 
 @functools.lru_cache(maxsize=4096)
-def _root_signed(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
-    """Ed25519 check of a batch root, cached: the records of one batch share it."""
+def _root_signed(
+    public_raw: bytes, signature: bytes, root: bytes, tree_size: int, supplier_id: str, key_id: str
+) -> bool:
+    """Ed25519 check of a batch root over :func:`batch_root_bytes`, cached by what those bytes
+    are built from: the records of one batch share it (and the statement is built once)."""
+    statement = batch_root_bytes(root, tree_size, supplier_id=supplier_id, key_id=key_id)
     try:
         Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
     except InvalidSignature:
@@ -675,8 +679,14 @@ def _verify_batch_proof(
             reason="bad_batch_proof",
         )
     # (4b) the root signature
-    statement = batch_root_bytes(root, proof.tree_size, supplier_id=supplier_id, key_id=key_id)
-    if not _root_signed(public_key.public_bytes_raw(), proof.root_signature, statement):
+    if not _root_signed(
+        public_key.public_bytes_raw(),
+        proof.root_signature,
+        root,
+        proof.tree_size,
+        supplier_id,
+        key_id,
+    ):
         raise TrustError(
             f"{what}: the batch signature does not match the Merkle root this record's "
             f"leafIndex ({proof.leaf_index}) and auditPath lead to (the record, its proof or the "
