@@ -48,6 +48,8 @@ from streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef
 
 BATCH = 64
 """Records per batch signature (``pcfx publish``'s default)."""
+ROUNDS = 5
+"""Interleaved rounds per run (see main)."""
 TARGET = 12_000
 """Batch-signed ingestion checks per second on one core (issue #19)."""
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -115,12 +117,31 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
         assert isinstance(split, tuple)
         orjson.loads(split[1])
 
-    decoded_v1 = rate(lambda: serde.decode_datum(v1_alone), seconds=args.seconds)
-    decoded_v2 = rate(v2_decode, seconds=args.seconds)
-    validated_v1 = rate(lambda: serde.decode(v1_alone, SignedFootprint), seconds=args.seconds)
-    checked_alone = rate(checker([alone]), seconds=args.seconds)
-    checked_batch = rate(checker(in_batch), seconds=args.seconds)
-    checked_v1 = rate(checker(v1_batch), seconds=args.seconds)
+    # Interleaved: a round measures each figure once, the best of the rounds counts. On a
+    # machine shared with other work the load changes within a run; interleaving exposes every
+    # figure to the same changes, so their ratios hold even when the absolute figures do not.
+    figures: dict[str, Callable[[], object]] = {
+        "decoded_v1": lambda: serde.decode_datum(v1_alone),
+        "decoded_v2": v2_decode,
+        "validated_v1": lambda: serde.decode(v1_alone, SignedFootprint),
+        "checked_alone": checker([alone]),
+        "checked_batch": checker(in_batch),
+        "checked_v1": checker(v1_batch),
+    }
+    best = dict.fromkeys(figures, 0.0)
+    for _ in range(ROUNDS):
+        for name, fn in figures.items():
+            best[name] = max(best[name], rate(fn, seconds=args.seconds / ROUNDS, repeats=1))
+    decoded_v1, decoded_v2, validated_v1 = (
+        best["decoded_v1"],
+        best["decoded_v2"],
+        best["validated_v1"],
+    )
+    checked_alone, checked_batch, checked_v1 = (
+        best["checked_alone"],
+        best["checked_batch"],
+        best["checked_v1"],
+    )
 
     facts = {
         "record": "SignedFootprint (PACT v3 ProductFootprint + pcfx extension + Ed25519 envelope)",
