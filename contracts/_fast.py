@@ -59,7 +59,7 @@ from contracts._types import (
     MAX_TEXT,
 )
 
-__all__ = ["BODY_KEYS", "CheckedFootprint", "FastProof", "read_footprint"]
+__all__ = ["BODY_KEYS", "CheckedFootprint", "FastProof", "footprint_ok", "read_footprint"]
 
 BODY_KEYS: Final = frozenset({"keyId", "payload", "sequence", "supplierId"})
 

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from contracts import (
     AvroSerde,
     BillOfMaterials,
+    CheckedFootprint,
     EmissionFactor,
     KeyRegistration,
     Keyring,
@@ -56,11 +57,11 @@ from contracts import (
     SignedRecord,
     SignedSupplierKey,
     SignerRole,
+    read_footprint,
     verify,
+    verify_signed_bytes,
 )
-from contracts._envelope import as_public_key as _key_of
-from contracts._envelope import verify_signed_bytes
-from contracts._fast import CheckedFootprint, read_footprint
+from contracts._envelope import as_public_key
 from contracts._serde import from_avro_dict
 from contracts.errors import ContractError, PcfError, SerdeError, TrustError, ValidationFailed
 
@@ -431,7 +432,7 @@ def check_record(
     try:
         if isinstance(signed, CheckedFootprint):
             verify_signed_bytes(
-                _key_of(public),
+                as_public_key(public),
                 signed.signed_body,
                 signature=signed.signature,
                 proof=signed.batch_proof,

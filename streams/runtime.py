@@ -1234,7 +1234,7 @@ def _latest(checked: list[Ingested]) -> list[Ingested]:
 
 def _footprint_declared(result: Ingested) -> FootprintDeclared:
     """The roll-up message for a checked ``pcf.declared`` record."""
-    from contracts._fast import CheckedFootprint  # (here: the runtime split moves this)
+    from contracts import CheckedFootprint  # (here: the runtime split moves these imports)
     from streams.adapt import core_footprint_pact
 
     signed = result.record
