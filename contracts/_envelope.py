@@ -648,17 +648,24 @@ def check_signature(public_key: Ed25519PublicKey | bytes, signed: SignedRecord) 
 
 
 @functools.lru_cache(maxsize=4096)
-def _root_signed(
-    public_raw: bytes, signature: bytes, root: bytes, tree_size: int, supplier_id: str, key_id: str
-) -> bool:
-    """Ed25519 check of a batch root over :func:`batch_root_bytes`, cached by what those bytes
-    are built from: the records of one batch share it (and the statement is built once)."""
-    statement = batch_root_bytes(root, tree_size, supplier_id=supplier_id, key_id=key_id)
+def _root_signed(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
+    """Ed25519 check of a batch root, cached: the records of one batch share it (also the
+    streams' hand-offs, :mod:`contracts.handoff`)."""
     try:
         Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
     except InvalidSignature:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _batch_root_signed(
+    public_raw: bytes, signature: bytes, root: bytes, tree_size: int, supplier_id: str, key_id: str
+) -> bool:
+    """:func:`_root_signed` over :func:`batch_root_bytes`, cached by what those bytes are built
+    from, so the records of one batch build the statement once, not each."""
+    statement = batch_root_bytes(root, tree_size, supplier_id=supplier_id, key_id=key_id)
+    return _root_signed(public_raw, signature, statement)
 
 
 def _verify_batch_proof(
@@ -684,7 +691,7 @@ def _verify_batch_proof(
             reason="bad_batch_proof",
         )
     # (4b) the root signature
-    if not _root_signed(
+    if not _batch_root_signed(
         public_key.public_bytes_raw(),
         proof.root_signature,
         root,
