@@ -10,12 +10,19 @@ returning a :class:`CheckedFootprint`: what the trust checks and the roll-up nee
 **The rules are the models' rules, and only theirs.** The plain checks answer one question:
 *does the model certainly accept this record?* When they cannot say yes (a rule is broken, or the
 record uses something they do not cover: a foreign Data Model Extension, JSON that is not in
-canonical form), :func:`read_footprint` returns ``None``
-and the caller validates through the model, which gives the rejection with its usual reason and
-field path. So a bad record reaches the DLQ with exactly the reasons it always had, and a good
-one costs no model. The property that makes this sound, *fast accepts => the model accepts*, is
-tested on every bad-record case of the contract tests and on generated mutations
-(``tests/contracts/test_fast_path.py``).
+canonical form), :func:`read_footprint` returns ``None`` and the caller validates through the
+model, which gives the rejection with its usual reason and field path. So a bad record reaches
+the DLQ with exactly the reasons it always had, and a good one costs no model. The property
+that makes this sound, *fast accepts => the model accepts*, is tested on every bad-record case
+of the contract tests and on generated mutations (``tests/contracts/test_fast_path.py``): a
+rule changed in :mod:`contracts._footprint` must be changed here too, and those tests say so
+when it is not. Only the messages live in one place (the models); the checks exist twice.
+
+**Where the time goes** (one record, ``bench/bench_ingest.py``): the envelope's Avro ~10 µs,
+the body read ~9 µs plus ~3 µs to confirm it is canonical, the rules ~33 µs on a loaded
+machine where fastavro needs ~87 µs for the same footprint as a typed Avro record. Sub-objects
+that recur record after record (a supplier's rules, standards, verification, our extension) are
+checked once per distinct value (:func:`_recurring`).
 """
 
 from __future__ import annotations
