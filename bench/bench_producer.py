@@ -7,6 +7,8 @@ parallel, so the figures do not steal each other's cores):
    lithium-cell record) through exactly what ``pcfx publish footprints`` runs: read, validate
    every rule, derive the sequence, batch-sign (one Ed25519 signature per 64 records over their
    Merkle root), encode framed Avro, produce (idempotent, acks=all), wait for every ack.
+   Footprints go out in the v2 envelope (the signed bytes travel as ``signedBody``: ~2.9 KB of
+   PACT JSON instead of ~1.4 KB of typed Avro), so the baseline runs at that size too.
 2. ``producer_footprints_signed``: the same N records already validated (an ERP integration that
    builds ``ProductFootprint`` objects): sign + encode + produce + ack; and, for its details,
    the same with one Ed25519 signature per record (``--batch-size 1``).
@@ -42,6 +44,7 @@ from bench.kafka_perf import ProducerSettings, create_topic, run_producer_perf
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
 from contracts import ProductFootprint, check_footprint, sign_batch, to_avro_dict
 from contracts._envelope import signing_bytes
+from contracts.errors import RegistryError
 from contracts.examples import example_footprint
 from contracts.kafka_client import librdkafka_config
 from pcfx.settings import bootstrap_servers
@@ -136,7 +139,41 @@ def _run(
     ledger: Ledger,
     items: Callable[[], Iterable[Any]],
 ) -> tuple[float, int, str]:
-    """Publish *items* to a fresh topic after a warm-up record; (seconds, sent, topic)."""
+    """Publish *items* to a fresh topic after a warm-up record; (seconds, sent, topic).
+
+    The warm-up registers the topic's schema through the registry topic's one transactional
+    writer; another process registering at that moment (other work on a shared broker) fences
+    it, so a fenced warm-up is tried again on a fresh topic (the measured run is not)."""
+    for attempt in range(3):
+        try:
+            return _run_once(
+                bootstrap,
+                signer,
+                prefix=prefix,
+                batch_size=batch_size,
+                ledger=ledger,
+                items=items,
+            )
+        except _Fenced:
+            if attempt == 2:
+                raise
+            time.sleep(2.0)
+    raise AssertionError("unreachable")
+
+
+class _Fenced(Exception):
+    """The warm-up's schema registration was fenced by another writer."""
+
+
+def _run_once(
+    bootstrap: str,
+    signer: Signer,
+    *,
+    prefix: str,
+    batch_size: int,
+    ledger: Ledger,
+    items: Callable[[], Iterable[Any]],
+) -> tuple[float, int, str]:
     topic = create_topic(bootstrap, prefix)
     warm = footprints(1)[0] | {"id": str(uuid.uuid4())}
     warm["productIds"] = ["urn:pact:example-cells.cn:product-id:WARMUP"]
@@ -147,7 +184,12 @@ def _run(
         ledger=ledger,
         batch_size=batch_size,
     ) as publisher:
-        publisher.publish(check_footprint(warm).unwrap())  # connection, producer id, schema id
+        try:  # connection, producer id, schema id
+            publisher.publish(check_footprint(warm).unwrap())
+        except RegistryError as exc:
+            if "fenced" not in str(exc):
+                raise
+            raise _Fenced(str(exc)) from exc
         seconds, sent, total = _publish(publisher, items())
     if sent != total:
         raise RuntimeError(f"{total - sent} records not sent")
@@ -239,6 +281,7 @@ def main() -> None:
         "source_file_mb": round(file_mb, 1),
         "kafka_settings": asdict(settings),
         "stage_cpu_us_per_record": profile,
+        "machine_load": "shared with other work",
         "load_average_before": load_before,
         "load_average_after": _load(),
         "cpus": os.cpu_count(),

@@ -32,7 +32,9 @@ from contracts._envelope import (
     signing_bytes,
     verify,
     verify_bytes,
+    verify_signed_bytes,
 )
+from contracts._fast import CheckedFootprint, read_footprint
 from contracts._files import (
     LoadedRecord,
     json_schema,
@@ -165,6 +167,7 @@ __all__ = [
     "BomComponent",
     "CarbonFootprint",
     "CheckResult",
+    "CheckedFootprint",
     "CompatibilityLevel",
     "Completeness",
     "ContractError",
@@ -249,6 +252,7 @@ __all__ = [
     "read_boms",
     "read_factors_csv",
     "read_factors_json",
+    "read_footprint",
     "read_footprints",
     "register_all",
     "register_missing",
@@ -268,4 +272,5 @@ __all__ = [
     "unframe",
     "verify",
     "verify_bytes",
+    "verify_signed_bytes",
 ]

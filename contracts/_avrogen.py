@@ -4,7 +4,10 @@ The committed ``.avsc`` files are the contract; this generator only proposes the
 ``python -m contracts._avrogen --check`` lists every difference; ``--write`` rewrites the
 files (then add a history version, see :mod:`contracts._schemas`). Mapping: decimals -> string
 (PACT decimal text), instants -> long/timestamp-micros, UUID -> string/uuid, tuple -> array,
-dict -> map, StrEnum -> enum with a fail-closed default, optional -> union with null first.
+dict -> map, StrEnum -> enum with a fail-closed default, optional -> union with null first;
+a field marked ``json_schema_extra={"avro_nullable": True}`` is required in Python but a union
+with null first (default null) on the wire (a signed footprint's ``footprint``, which the v2
+envelope carries inside ``signedBody`` instead).
 """
 
 from __future__ import annotations
@@ -102,6 +105,10 @@ def record_schema(model: type[BaseModel]) -> tuple[dict[str, Any], set[str]]:
     for name, info in model.model_fields.items():
         alias = info.alias or name
         avro = _avro_type(info.annotation, refs)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        nullable = bool(extra.get("avro_nullable"))
+        if nullable:  # required in Python, optional on the wire (e.g. carried as signed bytes)
+            avro = ["null", avro]
         is_decimal = _is_decimal(info.annotation)
         field: dict[str, Any] = {"name": alias, "type": avro}
         doc = (info.description or "").strip()
@@ -109,7 +116,9 @@ def record_schema(model: type[BaseModel]) -> tuple[dict[str, Any], set[str]]:
             doc = (doc + " " if doc else "") + "[PACT decimal string]"
         if doc:
             field["doc"] = " ".join(doc.split())
-        if info.default is not PydanticUndefined:
+        if nullable:
+            field["default"] = None
+        elif info.default is not PydanticUndefined:
             field["default"] = _default(info.default)
         fields.append(field)
     schema: dict[str, Any] = {"type": "record", "name": model.__name__, "namespace": NAMESPACE}

@@ -3,35 +3,65 @@
 A signature covers ``pae(payloadType, canonical_json({"keyId", "payload", "sequence",
 "supplierId"}))`` where ``payload`` is the record's JSON form without any signature field (PACT
 v3 JSON for a footprint). It never covers Kafka or Avro bytes, so re-encoding, schema evolution
-(new nullable fields) and replays through other topics cannot change or reuse it.
+(new nullable fields) and replays through other topics cannot change or reuse it; and it binds
+the signer (supplier id, key id), the sequence and the payload type.
+
+Two forms of a signed footprint carry those bytes (``SignedFootprint`` schema v2):
+
+- **v2 (what :func:`sign`, :func:`sign_batch` and :func:`sign_each` write)**: ``signedBody``
+  holds the exact signed bytes and ``footprint`` is null on the wire. A verifier checks the
+  signature (or the batch proof) over the bytes it received and the content hash is their
+  sha256: nothing is rebuilt, so no canonical JSON is written on the way in (the streams'
+  ingestion reads the body with orjson and checks the rules on it, :mod:`contracts._fast`).
+  The envelope's ``supplierId``/``keyId``/``sequence``/``payloadType`` are copies for routing;
+  they must equal what the body binds (else ``body_mismatch``). Decoding through the model
+  fills ``footprint`` from the body (its violations keep their ``footprint.`` paths).
+- **v1 (records written before)**: ``footprint`` is the typed Avro record and the verifier
+  rebuilds the signed bytes from it (:func:`signing_bytes`); these keep verifying unchanged.
+
+Both forms of the same record have the same signed bytes, so the same content hash. An object
+changed in Python after decoding (``model_copy``) is caught by :func:`verify`, which compares a
+v2 record's footprint with its body (the edge path; the streams never hold such objects).
 
 A record is signed either on its own (``signature``: Ed25519 over those bytes) or as one leaf of
 a batch (``batchProof``): the signer hashes each record's signed bytes as an RFC 6962 leaf, signs
 the Merkle root once (:func:`batch_root_bytes`), and every record carries its leaf index and
-audit path. Verification stays per record: rebuild the bytes, walk the path to the root, check the
+audit path. Verification stays per record: take the bytes, walk the path to the root, check the
 root signature (cached, so a verifier pays one Ed25519 check per batch, not per record).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import Field, StrictInt, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    FieldSerializationInfo,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from contracts._footprint import ProductFootprint
+from contracts._jsonio import loads
 from contracts._merkle import audit_paths, hash_leaf, root_from_path
-from contracts._pact import to_pact_json
+from contracts._pact import check_footprint, to_pact_json
 from contracts._records import BillOfMaterials, EmissionFactor, SupplierKey
 from contracts._types import Base64Bytes, IdText, Record
-from contracts._validate import Titled, field_rules
+from contracts._validate import Titled, field_rules, join_path, model_rules
 from contracts.canonical import canonical_json, pae
-from contracts.errors import TrustError, Violation
+from contracts.errors import TrustError, ValidationFailed, Violation
 
 __all__ = [
     "MAX_SEQUENCE",
@@ -42,6 +72,7 @@ __all__ = [
     "PAYLOAD_SUPPLIER_KEY",
     "BatchProof",
     "Payload",
+    "ProofFields",
     "SignatureCheck",
     "SignedBatch",
     "SignedBillOfMaterials",
@@ -49,17 +80,21 @@ __all__ = [
     "SignedFootprint",
     "SignedRecord",
     "SignedSupplierKey",
+    "as_public_key",
     "batch_root_bytes",
     "check_signature",
     "content_hash",
+    "open_signed_body",
     "payload_json",
     "sign",
     "sign_batch",
     "sign_bytes",
     "sign_each",
     "signing_bytes",
+    "split_pae",
     "verify",
     "verify_bytes",
+    "verify_signed_bytes",
 ]
 
 PAYLOAD_FOOTPRINT: Final = "application/vnd.pcfx.footprint+json"
@@ -74,6 +109,93 @@ MAX_SEQUENCE: Final = 2**53 - 1
 """Largest sequence number: canonical JSON (RFC 8785) holds integers exactly only up to 2^53-1."""
 
 Payload = ProductFootprint | BillOfMaterials | EmissionFactor | SupplierKey
+
+_TRUSTED_BODY: Final = "pcfx_trusted_body"
+"""Validation context flag of :func:`sign`/:func:`sign_batch`/:func:`sign_each`: the footprint
+and the signed body given together were built from each other, so they are not compared."""
+_PAE_PREFIX: Final = b"PCFXv1 "
+_BODY_FIELDS: Final = frozenset({"keyId", "payload", "sequence", "supplierId"})
+
+
+def _body_problem(message: str, got: Any = ...) -> Violation:
+    return Violation.of("signedBody", "signed_body", message, got)
+
+
+def split_pae(data: bytes) -> tuple[str, bytes] | Violation:
+    """(payload type, body) of ``PCFXv1 <len type> <type> <len body> <body>`` (see
+    :func:`contracts.canonical.pae`), lengths exact; a :class:`Violation` if it is not that."""
+    if not data.startswith(_PAE_PREFIX):
+        return _body_problem("must start with the signing envelope's 'PCFXv1 ' prefix")
+    rest = data[len(_PAE_PREFIX) :]
+    head, _, rest = rest.partition(b" ")
+    if not head.isdigit() or len(head) > 4:
+        return _body_problem("has no valid payload-type length")
+    size = int(head)
+    kind, rest = rest[:size], rest[size:]
+    if not rest.startswith(b" "):
+        return _body_problem("has a payload type whose length is not the one stated")
+    head, _, body = rest[1:].partition(b" ")
+    if not head.isdigit() or int(head) != len(body) or head != str(len(body)).encode():
+        return _body_problem("has a body whose length is not the one stated")
+    try:
+        return kind.decode("utf-8"), body
+    except UnicodeDecodeError:
+        return _body_problem("has a payload type that is not UTF-8")
+
+
+def open_signed_body(data: bytes) -> tuple[str, dict[str, Any], Any] | Violation:
+    """Read a v2 ``signedBody``: (payload type, envelope fields ``keyId``/``sequence``/
+    ``supplierId``, payload JSON), parsed strictly (:func:`contracts._jsonio.loads`: no
+    duplicate keys, exact numbers); a :class:`Violation` at ``signedBody`` if it is not one."""
+    split = split_pae(data)
+    if isinstance(split, Violation):
+        return split
+    payload_type, body = split
+    try:
+        parsed = loads(body, subject="signedBody")
+    except ValidationFailed as exc:
+        first = exc.violations[0] if exc.violations else None
+        return _body_problem(f"is not valid JSON: {first.message if first else exc}")
+    if not isinstance(parsed, dict) or set(parsed) != _BODY_FIELDS:
+        keys = sorted(parsed) if isinstance(parsed, dict) else type(parsed).__name__
+        return _body_problem(f"must be a JSON object with exactly {sorted(_BODY_FIELDS)}", keys)
+    fields = {k: parsed[k] for k in ("keyId", "sequence", "supplierId")}
+    return payload_type, fields, parsed["payload"]
+
+
+def _envelope_mismatches(
+    data: dict[str, Any], payload_type: str, fields: dict[str, Any]
+) -> list[Violation]:
+    """The envelope fields of a v2 record must be the ones its signed body binds."""
+    problems = []
+    for alias, name in (
+        ("supplierId", "supplier_id"),
+        ("keyId", "key_id"),
+        ("sequence", "sequence"),
+    ):
+        value = data.get(alias, data.get(name))
+        signed = fields[alias]
+        if type(value) is not type(signed) or value != signed:
+            problems.append(
+                Violation.of(
+                    alias,
+                    "body_mismatch",
+                    f"must equal the signed body's {alias} ({signed!r})",
+                    value,
+                )
+            )
+    declared = data.get("payloadType", data.get("payload_type", PAYLOAD_FOOTPRINT))
+    if payload_type != PAYLOAD_FOOTPRINT or declared != payload_type:
+        problems.append(
+            Violation.of(
+                "payloadType",
+                "body_mismatch",
+                f"must be {PAYLOAD_FOOTPRINT!r}, as the signed body's type",
+                payload_type,
+            )
+        )
+    return problems
+
 
 _PAYLOAD_TYPES: Final[dict[type[Record], str]] = {
     ProductFootprint: PAYLOAD_FOOTPRINT,
@@ -150,11 +272,87 @@ class _Envelope(Record, Titled):
 
 
 class SignedFootprint(_Envelope):
-    """Value of topic ``pcf.declared``: a supplier-signed PACT footprint."""
+    """Value of topic ``pcf.declared``: a supplier-signed PACT footprint.
+
+    Two forms (module docstring): v1 carries the typed ``footprint`` and the verifier rebuilds
+    the signed bytes from it; v2 carries ``signedBody``, the exact bytes that were signed, and
+    ``footprint`` is null on the wire (in Python it is always set: read from the body).
+    """
 
     json_title: ClassVar[str] = "SignedFootprint"
     payload_type: Literal["application/vnd.pcfx.footprint+json"] = PAYLOAD_FOOTPRINT
-    footprint: ProductFootprint
+    footprint: ProductFootprint = Field(json_schema_extra={"avro_nullable": True})
+    signed_body: Base64Bytes | None = None
+    """v2: the exact signed bytes, ``pae(payloadType, canonical_json({keyId, payload, sequence,
+    supplierId}))``; the signature, the batch proof and the content hash are over these bytes."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_signed_body(cls, data: Any, info: ValidationInfo) -> Any:
+        """v2: take ``footprint`` from ``signedBody`` (whose envelope fields must match)."""
+        if not isinstance(data, dict):
+            return data
+        body = data.get("signedBody", data.get("signed_body"))
+        if body is None:
+            return data
+        if isinstance(body, str):  # JSON: base64 text
+            try:
+                body = base64.b64decode(body.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeEncodeError):
+                raise model_rules(
+                    [Violation("signedBody", "base64", "must be standard base64 text")]
+                ) from None
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise model_rules([Violation("signedBody", "type", "must be bytes")])
+        body = bytes(body)
+        given = data.get("footprint")
+        if given is not None and info.context and info.context.get(_TRUSTED_BODY):
+            return data  # built by sign*/sign_batch from this very footprint
+        opened = open_signed_body(body)
+        if isinstance(opened, Violation):
+            raise model_rules([opened])
+        payload_type, fields, payload = opened
+        problems = _envelope_mismatches(data, payload_type, fields)
+        if problems:
+            raise model_rules(problems)
+        if given is not None:  # built in Python with both: they must be the same record
+            footprint = (
+                given
+                if isinstance(given, ProductFootprint)
+                else ProductFootprint.model_validate(given, context=info.context)
+            )
+            if payload_json(footprint) != payload:
+                raise model_rules(
+                    [
+                        Violation(
+                            "footprint",
+                            "body_mismatch",
+                            "must be the footprint signedBody holds (give one or the other)",
+                        )
+                    ]
+                )
+            return data
+        checked = check_footprint(payload)
+        if checked.value is None:
+            raise model_rules(
+                [
+                    Violation(join_path("footprint", v.path), v.code, v.message, v.got)
+                    for v in checked.violations
+                ]
+            )
+        return {**data, "footprint": checked.value, "signedBody": body}
+
+    @field_serializer("footprint", mode="wrap")
+    def _footprint_on_the_wire(
+        self,
+        value: ProductFootprint,
+        handler: SerializerFunctionWrapHandler,
+        info: FieldSerializationInfo,
+    ) -> Any:
+        # v2 on the wire: the footprint travels only inside signedBody
+        if self.signed_body is not None and info.context and info.context.get("avro"):
+            return None
+        return handler(value)
 
     @property
     def payload(self) -> ProductFootprint:
@@ -243,7 +441,9 @@ def signing_bytes(
         "sequence": sequence,
         "supplierId": supplier_id,
     }
-    return pae(payload_type, canonical_json(body))
+    # checked: the payload is a validated record's JSON dump (string keys, no binary float),
+    # so the walk that looks for those is skipped; the bytes are the same
+    return pae(payload_type, canonical_json(body, checked=True))
 
 
 def content_hash(record: Payload | SignedRecord | bytes, **envelope: Any) -> str:
@@ -256,9 +456,16 @@ def content_hash(record: Payload | SignedRecord | bytes, **envelope: Any) -> str
 # Ed25519
 
 
-def _public(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
+def as_public_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
+    """*key* as an Ed25519 key object (raw 32-byte keys parsed once and cached); raise
+    :class:`TrustError` (``bad_key``) if it is not one."""
     if isinstance(key, Ed25519PublicKey):
         return key
+    return _parsed_key(bytes(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_key(key: bytes) -> Ed25519PublicKey:
     try:
         return Ed25519PublicKey.from_public_bytes(key)
     except ValueError as exc:
@@ -276,7 +483,7 @@ def verify_bytes(
 ) -> None:
     """Raise :class:`TrustError` (reason ``bad_signature``) unless *signature* is valid."""
     try:
-        _public(public_key).verify(signature, data)
+        as_public_key(public_key).verify(signature, data)
     except InvalidSignature:
         raise TrustError(
             f"{what}: the Ed25519 signature does not match the signed bytes "
@@ -289,17 +496,33 @@ def sign(
     private_key: Ed25519PrivateKey, record: Payload, *, supplier_id: str, key_id: str, sequence: int
 ) -> SignedRecord:
     """Sign *record* and wrap it in its topic's envelope (e.g. a :class:`SignedFootprint`)."""
-    wrapper, field = _WRAPPERS[type(record)]
     data = signing_bytes(record, supplier_id=supplier_id, key_id=key_id, sequence=sequence)
-    signed = wrapper.model_validate(
-        {
-            "supplier_id": supplier_id,
-            "key_id": key_id,
-            "sequence": sequence,
-            "signature": private_key.sign(data),
-            field: record,
-        }
-    )
+    return _wrap(record, data, supplier_id, key_id, sequence, private_key.sign(data), None)
+
+
+def _wrap(
+    record: Payload,
+    data: bytes,
+    supplier_id: str,
+    key_id: str,
+    sequence: int,
+    signature: bytes,
+    proof: BatchProof | None,
+) -> SignedRecord:
+    """The envelope of *record* signed over *data*; a footprint in the v2 form (it carries
+    *data* as ``signedBody``)."""
+    wrapper, field = _WRAPPERS[type(record)]
+    fields: dict[str, Any] = {
+        "supplier_id": supplier_id,
+        "key_id": key_id,
+        "sequence": sequence,
+        "signature": signature,
+        "batch_proof": proof,
+        field: record,
+    }
+    if wrapper is SignedFootprint:
+        fields["signed_body"] = data
+    signed = wrapper.model_validate(fields, context={_TRUSTED_BODY: True})
     return signed  # type: ignore[return-value]
 
 
@@ -361,26 +584,16 @@ def sign_batch(
     )
     # (4)
     signed: list[SignedRecord] = []
-    for index, (record, sequence, path) in enumerate(zip(records, sequences, paths, strict=True)):
-        wrapper, field = _WRAPPERS[type(record)]
+    for index, (record, sequence, path, body) in enumerate(
+        zip(records, sequences, paths, data, strict=True)
+    ):
         proof = BatchProof(
             root_signature=root_signature,
             leaf_index=index,
             tree_size=size,
             audit_path=tuple(path),
         )
-        signed.append(
-            wrapper.model_validate(  # type: ignore[arg-type]
-                {
-                    "supplier_id": supplier_id,
-                    "key_id": key_id,
-                    "sequence": sequence,
-                    "signature": b"",
-                    "batch_proof": proof,
-                    field: record,
-                }
-            )
-        )
+        signed.append(_wrap(record, body, supplier_id, key_id, sequence, b"", proof))
     hashes = tuple(hashlib.sha256(d).hexdigest() for d in data)
     return SignedBatch(tuple(signed), hashes, root)
 
@@ -404,17 +617,8 @@ def sign_each(
     hashes: list[str] = []
     for record, sequence in zip(records, sequences, strict=True):
         data = signing_bytes(record, supplier_id=supplier_id, key_id=key_id, sequence=sequence)
-        wrapper, field = _WRAPPERS[type(record)]
         signed.append(
-            wrapper.model_validate(  # type: ignore[arg-type]
-                {
-                    "supplier_id": supplier_id,
-                    "key_id": key_id,
-                    "sequence": sequence,
-                    "signature": private_key.sign(data),
-                    field: record,
-                }
-            )
+            _wrap(record, data, supplier_id, key_id, sequence, private_key.sign(data), None)
         )
         hashes.append(hashlib.sha256(data).hexdigest())
     return SignedBatch(tuple(signed), tuple(hashes), b"")
@@ -445,7 +649,8 @@ def check_signature(public_key: Ed25519PublicKey | bytes, signed: SignedRecord) 
 
 @functools.lru_cache(maxsize=4096)
 def _root_signed(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
-    """Ed25519 check of a batch root, cached: the records of one batch share it."""
+    """Ed25519 check of a batch root, cached: the records of one batch share it (also the
+    streams' hand-offs, :mod:`contracts.handoff`)."""
     try:
         Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
     except InvalidSignature:
@@ -453,11 +658,25 @@ def _root_signed(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
+def _batch_root_signed(
+    public_raw: bytes, signature: bytes, root: bytes, tree_size: int, supplier_id: str, key_id: str
+) -> bool:
+    """:func:`_root_signed` over :func:`batch_root_bytes`, cached by what those bytes are built
+    from, so the records of one batch build the statement once, not each."""
+    statement = batch_root_bytes(root, tree_size, supplier_id=supplier_id, key_id=key_id)
+    return _root_signed(public_raw, signature, statement)
+
+
 def _verify_batch_proof(
-    public_key: Ed25519PublicKey, signed: SignedRecord, data: bytes, what: str
+    public_key: Ed25519PublicKey,
+    proof: ProofFields,
+    data: bytes,
+    what: str,
+    *,
+    supplier_id: str,
+    key_id: str,
 ) -> None:
-    proof = signed.batch_proof
-    assert proof is not None
     # (4a) leaf hash -> root along the audit path (RFC 9162 §2.1.3.2)
     try:
         root = root_from_path(hash_leaf(data), proof.leaf_index, proof.tree_size, proof.audit_path)
@@ -472,10 +691,14 @@ def _verify_batch_proof(
             reason="bad_batch_proof",
         )
     # (4b) the root signature
-    statement = batch_root_bytes(
-        root, proof.tree_size, supplier_id=signed.supplier_id, key_id=signed.key_id
-    )
-    if not _root_signed(public_key.public_bytes_raw(), proof.root_signature, statement):
+    if not _batch_root_signed(
+        public_key.public_bytes_raw(),
+        proof.root_signature,
+        root,
+        proof.tree_size,
+        supplier_id,
+        key_id,
+    ):
         raise TrustError(
             f"{what}: the batch signature does not match the Merkle root this record's "
             f"leafIndex ({proof.leaf_index}) and auditPath lead to (the record, its proof or the "
@@ -493,14 +716,79 @@ def verify(public_key: Ed25519PublicKey | bytes, signed: SignedRecord) -> str:
     guarantees at least one of the two; when both are present both must hold.
     """
     # (1)
-    key = _public(public_key)
-    # (2)
-    data = signing_bytes(signed)
+    key = as_public_key(public_key)
+    # (2) v2: the bytes as they were signed and received; v1: rebuilt from the record
+    body = signed.signed_body if isinstance(signed, SignedFootprint) else None
+    data = body if body is not None else signing_bytes(signed)
     what = f"{signed.json_title} from {signed.supplier_id}"
-    # (3)
-    if signed.signature:
-        verify_bytes(key, signed.signature, data, what=what)
-    # (4)
-    if signed.batch_proof is not None:
-        _verify_batch_proof(key, signed, data, what)
+    if body is not None:  # the envelope must claim what the signed bytes bind
+        opened = open_signed_body(body)
+        problems = (
+            [opened]
+            if isinstance(opened, Violation)
+            else _envelope_mismatches(
+                {
+                    "supplierId": signed.supplier_id,
+                    "keyId": signed.key_id,
+                    "sequence": signed.sequence,
+                    "payloadType": signed.payload_type,
+                },
+                opened[0],
+                opened[1],
+            )
+        )
+        if problems:
+            raise TrustError(
+                f"{what}: {problems[0].path!r} {problems[0].message} (the envelope was altered "
+                "after signing)",
+                reason="bad_signature",
+            )
+        # (an object changed in Python after decoding: its footprint must be the signed one)
+        if not isinstance(opened, Violation) and payload_json(signed.payload) != opened[2]:
+            raise TrustError(
+                f"{what}: the footprint does not match the signed bytes (altered after signing)",
+                reason="bad_signature",
+            )
+    verify_signed_bytes(
+        key,
+        data,
+        signature=signed.signature,
+        proof=signed.batch_proof,
+        supplier_id=signed.supplier_id,
+        key_id=signed.key_id,
+        what=what,
+    )
     return hashlib.sha256(data).hexdigest()
+
+
+class ProofFields(Protocol):
+    """What a batch-proof check reads (a :class:`BatchProof`, or the fast path's view of one)."""
+
+    @property
+    def root_signature(self) -> bytes: ...
+    @property
+    def leaf_index(self) -> int: ...
+    @property
+    def tree_size(self) -> int: ...
+    @property
+    def audit_path(self) -> Sequence[bytes]: ...
+
+
+def verify_signed_bytes(
+    key: Ed25519PublicKey,
+    data: bytes,
+    *,
+    signature: bytes,
+    proof: ProofFields | None,
+    supplier_id: str,
+    key_id: str,
+    what: str,
+) -> None:
+    """Steps (3) and (4) of :func:`verify` over the signed bytes *data*; raise
+    :class:`TrustError`. The one check both the pydantic path and the ingestion's fast path run."""
+    # (3)
+    if signature:
+        verify_bytes(key, signature, data, what=what)
+    # (4)
+    if proof is not None:
+        _verify_batch_proof(key, proof, data, what, supplier_id=supplier_id, key_id=key_id)

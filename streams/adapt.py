@@ -18,9 +18,11 @@ such lines too. Life-cycle stages and uncertainty come from the pcf-exchange PAC
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from contracts import (
     BillOfMaterials,
@@ -38,6 +40,7 @@ from contracts import (
     parse_footprint,
     payload_json,
 )
+from contracts._footprint import PCFX_EXTENSION_SCHEMA
 from contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
 from contracts.canonical import canonical_json
 from contracts.errors import RollupError
@@ -62,6 +65,7 @@ __all__ = [
     "core_bom",
     "core_factor",
     "core_footprint",
+    "core_footprint_pact",
     "deprecated_record",
     "payload_hash",
     "rolled_up_record",
@@ -129,13 +133,77 @@ def core_footprint(
     )
 
 
+def core_footprint_pact(
+    payload: Mapping[str, Any], *, sequence: int, content_hash: str, supplier: str
+) -> ComponentFootprint:
+    """:func:`core_footprint` of a footprint's checked PACT v3 JSON (the ingestion's fast path,
+    :class:`contracts.CheckedFootprint`): the same roll-up input, without building the model."""
+    pcf = payload["pcf"]
+    figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS and v is not None}
+    dqr = {k: Decimal(v) for k, v in (pcf.get("dqi") or {}).items() if k in DQR_RATINGS}
+    headline = figures[HEADLINE_METRIC]
+    stages: dict[str, Decimal] = {}
+    std_dev: Decimal | None = None
+    ours = [
+        e["data"]
+        for e in payload.get("extensions") or ()
+        if e.get("dataSchema") == PCFX_EXTENSION_SCHEMA
+    ]
+    if ours:
+        breakdown = {k: Decimal(v) for k, v in (ours[0].get("stageBreakdown") or {}).items()}
+        if breakdown and sum(breakdown.values(), Decimal(0)) == headline:
+            stages = breakdown
+        uncertainty = ours[0].get("uncertainty")
+        if uncertainty is not None:
+            std_dev = _std_dev_of(
+                _optional_decimal(uncertainty.get("relativeStandardUncertaintyPercent")),
+                _optional_decimal(uncertainty.get("lower95")),
+                _optional_decimal(uncertainty.get("upper95")),
+                headline,
+            )
+    share, mass = pcf.get("primaryDataShare"), pcf.get("productMassPerDeclaredUnit")
+    return ComponentFootprint(
+        product_id=payload["productIds"][0],
+        footprint_id=str(UUID(payload["id"])),
+        sequence=sequence,
+        declared_unit=pcf["declaredUnitOfMeasurement"],
+        declared_unit_amount=Decimal(pcf["declaredUnitAmount"]),
+        figures=figures,
+        product_mass_per_declared_unit=Decimal(mass) if mass is not None else None,
+        primary_data_share=Decimal(share) if share is not None else None,
+        dqr=dqr,
+        std_dev=std_dev,
+        stages=stages,
+        secondary_sources=tuple(
+            f"{s['name']} {s['version']}" for s in pcf.get("secondaryEmissionFactorSources") or ()
+        ),
+        content_hash=content_hash,
+        supplier=supplier,
+    )
+
+
+def _optional_decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
 def _std_dev(uncertainty: Uncertainty | None, value: Decimal) -> Decimal | None:
     if uncertainty is None:
         return None
-    if uncertainty.relative_standard_uncertainty_percent is not None:
-        return abs(value) * uncertainty.relative_standard_uncertainty_percent / _HUNDRED
-    if uncertainty.lower95 is not None and uncertainty.upper95 is not None:
-        return (uncertainty.upper95 - uncertainty.lower95) / (2 * _Z95)
+    return _std_dev_of(
+        uncertainty.relative_standard_uncertainty_percent,
+        uncertainty.lower95,
+        uncertainty.upper95,
+        value,
+    )
+
+
+def _std_dev_of(
+    percent: Decimal | None, lower95: Decimal | None, upper95: Decimal | None, value: Decimal
+) -> Decimal | None:
+    if percent is not None:
+        return abs(value) * percent / _HUNDRED
+    if lower95 is not None and upper95 is not None:
+        return (upper95 - lower95) / (2 * _Z95)
     return None
 
 

@@ -3,7 +3,12 @@
 Pure: bytes and state in, a typed :class:`Ingested` out; no Kafka here (the faust agents call it).
 For each record on ``pcf.declared``, ``pcf.bom`` or ``pcf.factors`` the steps are, in order:
 
-1. decode the Confluent-framed Avro and validate the record's semantic rules;
+1. decode the Confluent-framed Avro and validate the record's semantic rules. A footprint in the
+   v2 envelope (its signed bytes in ``signedBody``) is read once: the envelope's Avro datum, the
+   body's JSON with orjson, the PACT rules as plain checks (:func:`contracts._fast.read_footprint`,
+   giving a :class:`CheckedFootprint`, no model). Whatever the fast path cannot vouch for (v1
+   records, BOMs, factors, any broken rule) is validated through the models, so a refused record
+   carries the models' reasons and field paths either way;
 2. find the signing key: a key registered on ``pcf.keys`` (:class:`~contracts.Keyring`; an
    unknown key makes the record *pending*: keys and data travel on different topics and Kafka
    does not order them; the caller parks it in a :class:`ParkingLot`, re-checks it when keys
@@ -11,7 +16,9 @@ For each record on ``pcf.declared``, ``pcf.bom`` or ``pcf.factors`` the steps ar
 3. the key must be usable when the *broker appended* the record (``SourceRef.appended_at``:
    valid from, not expired, not revoked; never a time the producer chose) and be a ``company``
    key (officer and service keys do not declare products);
-4. the Ed25519 signature over the canonical bytes must verify;
+4. the Ed25519 signature (or the batch proof up to a signed Merkle root) must verify: over the
+   bytes received for a v2 footprint (:func:`contracts._envelope.verify_signed_bytes`), over
+   the canonical bytes rebuilt from the record otherwise; the content hash is their sha256;
 5. the signer must own the payload: a footprint's ``companyIds`` name the supplier and every one
    of its ``productIds`` is in the signer's namespaces; a BOM has an ``owner``, the manufacturer
    who signed, and its ``productId`` is in the signer's namespaces (else ``not_owner``, naming
@@ -37,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from contracts import (
     AvroSerde,
     BillOfMaterials,
+    CheckedFootprint,
     EmissionFactor,
     KeyRegistration,
     Keyring,
@@ -49,12 +57,17 @@ from contracts import (
     SignedRecord,
     SignedSupplierKey,
     SignerRole,
+    read_footprint,
     verify,
+    verify_signed_bytes,
 )
-from contracts.errors import ContractError, PcfError, TrustError
+from contracts._envelope import as_public_key
+from contracts._serde import from_avro_dict
+from contracts.errors import ContractError, PcfError, SerdeError, TrustError, ValidationFailed
 
 __all__ = [
     "DATA_TOPICS",
+    "CheckedFootprint",
     "IngestOutcome",
     "Ingested",
     "KeyRegistry",
@@ -108,7 +121,9 @@ class SourceRef:
 class Ingested:
     outcome: IngestOutcome
     source: SourceRef
-    record: SignedRecord | SignedSupplierKey | None = None
+    record: SignedRecord | SignedSupplierKey | CheckedFootprint | None = None
+    """The checked record: a v2 footprint read on the fast path is a :class:`CheckedFootprint`
+    (its PACT JSON, no model), anything else the envelope model."""
     subject: str = ""
     content_hash: str = ""
     error: PcfError | None = None
@@ -271,8 +286,10 @@ class ParkingLot(Generic[T]):
 # --- the checks ----------------------------------------------------------------------------
 
 
-def subject_of(signed: SignedRecord) -> str:
+def subject_of(signed: SignedRecord | CheckedFootprint) -> str:
     """What a sequence is monotonic for: supplier + product, the BOM's product, or the factor."""
+    if isinstance(signed, CheckedFootprint):
+        return f"footprint:{signed.supplier_id}/{signed.product_ids[0]}"
     payload = signed.payload
     if isinstance(payload, ProductFootprint):
         return f"footprint:{signed.supplier_id}/{payload.product_ids[0]}"
@@ -298,19 +315,36 @@ def not_owner(product_id: str, path: str, registration: KeyRegistration) -> Trus
     )
 
 
-def _owner_problem(signed: SignedRecord, registration: KeyRegistration) -> TrustError | None:
+def _footprint_owner(
+    supplier_id: str,
+    company_ids: tuple[str, ...],
+    product_ids: tuple[str, ...],
+    registration: KeyRegistration,
+) -> TrustError | None:
+    if supplier_id not in company_ids:
+        return TrustError(
+            f"'companyIds' must name the signing supplier {supplier_id!r} "
+            f"(got {list(company_ids)!r})",
+            reason="key_supplier_mismatch",
+        )
+    for i, product_id in enumerate(product_ids):
+        if not registration.owns(product_id):
+            return not_owner(product_id, f"productIds[{i}]", registration)
+    return None
+
+
+def _owner_problem(
+    signed: SignedRecord | CheckedFootprint, registration: KeyRegistration
+) -> TrustError | None:
+    if isinstance(signed, CheckedFootprint):
+        return _footprint_owner(
+            signed.supplier_id, signed.company_ids, signed.product_ids, registration
+        )
     payload = signed.payload
     if isinstance(payload, ProductFootprint):
-        if signed.supplier_id not in payload.company_ids:
-            return TrustError(
-                f"'companyIds' must name the signing supplier {signed.supplier_id!r} "
-                f"(got {list(payload.company_ids)!r})",
-                reason="key_supplier_mismatch",
-            )
-        for i, product_id in enumerate(payload.product_ids):
-            if not registration.owns(product_id):
-                return not_owner(product_id, f"productIds[{i}]", registration)
-        return None
+        return _footprint_owner(
+            signed.supplier_id, payload.company_ids, payload.product_ids, registration
+        )
     if isinstance(payload, BillOfMaterials):
         if payload.owner is None:
             return TrustError(
@@ -347,9 +381,22 @@ def check_record(
     model = record_type or DATA_TOPICS.get(source.topic)
     if model is None:
         raise ValueError(f"check_record reads {sorted(DATA_TOPICS)}, not {source.topic!r}")
-    # (1) decode + validate
+    # (1) decode once; a v2 footprint's rules as plain checks, anything else through the model
+    signed: SignedRecord | CheckedFootprint
     try:
-        signed = serde.decode(data, model)
+        found, datum = serde.decode_datum(data)
+        if found is not model:
+            raise SerdeError(
+                f"expected a {model.__name__} but the message holds a {found.__name__}"
+            )
+        fast = read_footprint(datum) if model is SignedFootprint else None
+        if fast is not None:
+            signed = fast
+        else:
+            result = from_avro_dict(model, datum)
+            if result.value is None:
+                raise ValidationFailed(result.violations, subject=f"{model.__name__} (Avro)")
+            signed = result.value
     except ContractError as exc:
         return reject(source, exc)
     subject = subject_of(signed)
@@ -381,9 +428,21 @@ def check_record(
             return reject(source, authorized)
         registration = authorized
         public = registration.public_key
-    # (4) signature
+    # (4) signature: over the bytes received (v2), else rebuilt from the record (v1)
     try:
-        digest = verify(public, signed)
+        if isinstance(signed, CheckedFootprint):
+            verify_signed_bytes(
+                as_public_key(public),
+                signed.signed_body,
+                signature=signed.signature,
+                proof=signed.batch_proof,
+                supplier_id=signed.supplier_id,
+                key_id=signed.key_id,
+                what=f"{signed.json_title} from {signed.supplier_id}",
+            )
+            digest = signed.content_hash
+        else:
+            digest = verify(public, signed)
     except TrustError as exc:
         return reject(source, exc)
     # (5) the signer owns the payload

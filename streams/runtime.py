@@ -1234,7 +1234,19 @@ def _latest(checked: list[Ingested]) -> list[Ingested]:
 
 def _footprint_declared(result: Ingested) -> FootprintDeclared:
     """The roll-up message for a checked ``pcf.declared`` record."""
+    from contracts import CheckedFootprint  # (here: the runtime split moves these imports)
+    from streams.adapt import core_footprint_pact
+
     signed = result.record
+    if isinstance(signed, CheckedFootprint):  # the v2 fast path: its checked PACT JSON
+        return FootprintDeclared(
+            core_footprint_pact(
+                signed.payload,
+                sequence=signed.sequence,
+                content_hash=result.content_hash,
+                supplier=signed.supplier_id,
+            )
+        )
     assert isinstance(signed, SignedFootprint)
     footprint = signed.footprint
     fp = core_footprint(

@@ -250,7 +250,8 @@ def test_non_utf8_string_in_avro_is_a_serde_error(serde: AvroSerde, good: bytes)
 def test_rule_breaks_inside_valid_avro_are_validation_failures(
     serde: AvroSerde, wire_samples: dict[str, Any]
 ) -> None:
-    datum = to_avro_dict(wire_samples["SignedFootprint"])
+    # the v1 form (the typed footprint in Avro; v2 carries it as signed bytes)
+    datum = to_avro_dict(wire_samples["SignedFootprint"].model_copy(update={"signed_body": None}))
     datum["footprint"]["pcf"]["pcfExcludingBiogenicUptake"] = "1e5"
     datum["footprint"]["pcf"]["declaredUnitAmount"] = "0"
     datum["signature"] = b"short"

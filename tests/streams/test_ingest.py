@@ -16,15 +16,18 @@ from contracts import (
     BillOfMaterials,
     EmissionFactor,
     InMemorySchemaRegistry,
+    SignedFootprint,
     SignerRole,
     SupplierKey,
     parse,
     parse_footprint,
     register_all,
     sign,
+    sign_batch,
 )
-from contracts.errors import TrustError
+from contracts.errors import TrustError, ValidationFailed
 from streams.ingest import (
+    CheckedFootprint,
     IngestOutcome,
     KeyRegistry,
     ParkingLot,
@@ -326,3 +329,162 @@ def test_the_parking_lot_releases_in_arrival_order_and_expires_at_append_time_pl
     assert lot.expired(T0 + timedelta(seconds=9)) == []
     assert [p.item for p in lot.expired(T0 + timedelta(seconds=10))] == ["b1"]
     assert len(lot) == 0
+
+
+# -- the v2 envelope: signatures over the bytes received --------------------------------------
+
+
+def _v2_datum(world: World, data: bytes) -> dict[str, Any]:
+    _, datum = world.serde.decode_datum(data)
+    return datum
+
+
+def _reencoded(world: World, datum: dict[str, Any]) -> bytes:
+    """Through the model and back: the way a tool that reads and re-writes records would."""
+    from contracts._serde import from_avro_dict
+
+    value = from_avro_dict(SignedFootprint, datum).unwrap()
+    return world.serde.encode("pcf.declared", value)
+
+
+def _raw_encode(world: World, datum: dict[str, Any]) -> bytes:
+    import io
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from contracts._schemas import expanded
+    from contracts._serde import frame
+
+    buffer = io.BytesIO()
+    schema = parse_schema(expanded("SignedFootprint"), named_schemas={})
+    schemaless_writer(buffer, schema, datum, disable_tuple_notation=True)
+    schema_id = world.serde.schema_id("pcf.declared", SignedFootprint)
+    return frame(schema_id, buffer.getvalue())
+
+
+def test_v2_records_take_the_fast_path_and_cite_the_hash_of_the_bytes_signed(
+    world: World,
+) -> None:
+    import hashlib
+
+    data = world.footprint_bytes(seq=5)
+    datum = _v2_datum(world, data)
+    assert datum["footprint"] is None and datum["signedBody"]
+    result = world.check("pcf.declared", data)
+    assert result.outcome is IngestOutcome.ACCEPTED
+    assert isinstance(result.record, CheckedFootprint)
+    assert result.content_hash == hashlib.sha256(datum["signedBody"]).hexdigest()
+    assert result.signer == (SUPPLIER, "s-1")
+
+
+def test_forged_bytes_in_the_signed_body_are_rejected(world: World) -> None:
+    datum = _v2_datum(world, world.footprint_bytes(seq=5))
+    body: bytes = datum["signedBody"]
+    # the same length (the PAE length still holds), one figure changed
+    forged = body.replace(b'"fossilGhgEmissions":"61.10"', b'"fossilGhgEmissions":"11.10"')
+    assert forged != body
+    result = world.check("pcf.declared", _raw_encode(world, {**datum, "signedBody": forged}))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, TrustError) and result.error.reason == "bad_signature"
+
+
+def test_a_batch_proof_for_another_record_is_rejected(world: World) -> None:
+    doc_a, doc_b = copy.deepcopy(FOOTPRINT_JSON), copy.deepcopy(FOOTPRINT_JSON)
+    doc_b["comment"] = "the second record of the batch"
+    batch = sign_batch(
+        world.supplier,
+        [parse_footprint(doc_a), parse_footprint(doc_b)],
+        supplier_id=SUPPLIER,
+        key_id="s-1",
+        sequences=[5, 5],
+    )
+    first, second = (_v2_datum(world, world.serde.encode("pcf.declared", r)) for r in batch.records)
+    swapped = _raw_encode(world, {**first, "batchProof": second["batchProof"]})
+    result = world.check("pcf.declared", swapped)
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, TrustError) and result.error.reason == "bad_signature"
+    # each with its own proof is fine
+    good = world.check("pcf.declared", _raw_encode(world, first))
+    assert good.outcome is IngestOutcome.ACCEPTED
+    assert good.content_hash == batch.content_hashes[0]
+
+
+def test_a_record_re_encoded_or_in_the_old_form_verifies_with_the_same_content_hash(
+    world: World,
+) -> None:
+    data = world.footprint_bytes(seq=5)
+    datum = _v2_datum(world, data)
+    v2 = world.check("pcf.declared", data)
+    # re-encoded through the model: still v2, the same bytes signed
+    again = world.check("pcf.declared", _reencoded(world, datum))
+    assert again.outcome is IngestOutcome.DUPLICATE and again.content_hash == v2.content_hash
+    # the old form (typed footprint, no signedBody) takes the model path, same hash
+    signed = sign(
+        world.supplier,
+        parse_footprint(copy.deepcopy(FOOTPRINT_JSON)),
+        supplier_id=SUPPLIER,
+        key_id="s-1",
+        sequence=5,
+    )
+    v1 = world.serde.encode("pcf.declared", signed.model_copy(update={"signed_body": None}))
+    assert _v2_datum(world, v1)["footprint"] is not None
+    old = world.check("pcf.declared", v1)
+    assert old.outcome is IngestOutcome.DUPLICATE, old.error
+    assert isinstance(old.record, SignedFootprint) and old.content_hash == v2.content_hash
+
+
+def test_an_old_form_record_with_a_forged_footprint_is_rejected(world: World) -> None:
+    signed = sign(
+        world.supplier,
+        parse_footprint(copy.deepcopy(FOOTPRINT_JSON)),
+        supplier_id=SUPPLIER,
+        key_id="s-1",
+        sequence=5,
+    )
+    v1 = _v2_datum(
+        world, world.serde.encode("pcf.declared", signed.model_copy(update={"signed_body": None}))
+    )
+    v1["footprint"]["pcf"]["fossilGhgEmissions"] = "11.10"
+    result = world.check("pcf.declared", _raw_encode(world, v1))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, TrustError) and result.error.reason == "bad_signature"
+
+
+def test_an_envelope_that_claims_another_sequence_than_its_body_is_rejected(
+    world: World,
+) -> None:
+    datum = _v2_datum(world, world.footprint_bytes(seq=5))
+    result = world.check("pcf.declared", _raw_encode(world, {**datum, "sequence": 9}))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, ValidationFailed)
+    assert [(v.path, v.code) for v in result.error.violations] == [("sequence", "body_mismatch")]
+
+
+def test_a_bad_footprint_in_a_v2_record_is_rejected_with_its_field_path(world: World) -> None:
+    import orjson
+
+    from contracts._envelope import PAYLOAD_FOOTPRINT
+    from contracts.canonical import pae
+
+    doc = copy.deepcopy(FOOTPRINT_JSON)
+    doc["pcf"]["declaredUnitAmount"] = "0"
+    body = pae(
+        PAYLOAD_FOOTPRINT,
+        orjson.dumps(
+            {"keyId": "s-1", "payload": doc, "sequence": 5, "supplierId": SUPPLIER},
+            option=orjson.OPT_SORT_KEYS,
+        ),
+    )
+    datum = _v2_datum(world, world.footprint_bytes(seq=5))
+    datum = {
+        **datum,
+        "signedBody": body,
+        "signature": world.supplier.sign(body),
+        "batchProof": None,
+    }
+    result = world.check("pcf.declared", _raw_encode(world, datum))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert isinstance(result.error, ValidationFailed)
+    assert [(v.path, v.code) for v in result.error.violations] == [
+        ("footprint.pcf.declaredUnitAmount", "min_value")
+    ]
