@@ -8,8 +8,8 @@ another. The rest of :mod:`streams` sees plain functions and classes:
 
 - :func:`ready_batches`: a faust stream's events in load-sized batches (:mod:`streams._batching`),
   acknowledged after their work;
-- :func:`in_partition` / :func:`current_partition`: which changelog partition a table write goes
-  to (faust's "current event");
+- :func:`in_partition`: which changelog partition a table write goes to (faust's "current
+  event");
 - :func:`assigned` / :func:`generation`: the partitions a worker holds and its consumer
   generation (local delivery and its echo stamps);
 - :func:`send`: one record to faust's producer, its future completing on the broker's ack;
@@ -39,12 +39,10 @@ __all__ = [
     "FETCH_MAX_WAIT_MS",
     "AgentFailureHook",
     "assigned",
-    "current_partition",
     "generation",
     "in_partition",
     "make_app",
     "ready_batches",
-    "restore_partition",
     "send",
 ]
 
@@ -119,16 +117,6 @@ def in_partition(topic: str, partition: int) -> None:
     _current_event.set(weakref.ref(typing.cast(Any, _partition_event(topic, partition))))
 
 
-def current_partition() -> Any:
-    """The current event as :func:`in_partition` left it (for :func:`restore_partition`)."""
-    return _current_event.get(None)
-
-
-def restore_partition(token: Any) -> None:
-    """Make the next table writes go where they went when :func:`current_partition` was read."""
-    _current_event.set(token)
-
-
 # --- the consumer as the roll-up sees it -----------------------------------------------------
 
 
@@ -140,7 +128,7 @@ def assigned(app: faust.App, topic: str) -> set[int]:
 
 def generation(app: faust.App) -> int:
     """This worker's consumer group generation (changes with every rebalance)."""
-    # relies on: App.consumer_generation_id, set by faust on every assignment
+    # relies on: AppT.consumer_generation_id, set by faust on every assignment
     generation_id: int = app.consumer_generation_id
     return generation_id
 
