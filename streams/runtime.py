@@ -312,12 +312,11 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         register_all(registry, config.topic_prefix)
     schemas = Schemas(registry)
     serde = AvroSerde(schemas)
-    products, nodes = config.topic("pcf.products"), config.topic("pcf.rollup")
-    schemas.warm(serde, [(products, RolledUpFootprint), (config.topic("pcf.rejected"), Rejection)])
-    failures = failures if failures is not None else AgentFailures()
+    encodes = [("pcf.products", RolledUpFootprint), ("pcf.rejected", Rejection)]
+    schemas.warm(serde, [(config.topic(name), model) for name, model in encodes])
     app = _faust.make_app(
         config.app_id,
-        failures,
+        failures if failures is not None else AgentFailures(),
         broker=f"kafka://{config.bootstrap}",
         broker_credentials=faust_credentials(),
         store="memory://",
@@ -340,8 +339,6 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         # (stream_wait_empty stays on: a rebalance waits for the message each agent is on, so
         # a worker never writes the changelog of a partition it has lost; see the docstring)
     )
-    edge = _Edge(app, config, serde)
-    keys = Keys(config.topic("pcf.keys"), config.bootstrap, config.operator_keys, serde, schemas)
 
     def topic(name: str) -> Any:
         return app.topic(
@@ -354,47 +351,103 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         return app.Table(name, partitions=config.partitions, key_type=bytes, value_type=bytes)
 
     ledger_table, node_table = (table(name) for name in TABLES)
-    ledger_rows = TableLedger(ledger_table)
-    ledger = SequenceLedger(ledger_rows)
-    node_rows = Rows(NodeRecord, limit=200_000)  # products and the inputs they use
-    publisher = Publisher(serde, products, config.signer)
-    parking: ParkingLot[Held] = ParkingLot(timedelta(seconds=config.key_grace_s))
-    parked: set[int] = set()
-    """``id()`` of every parked event: the batches leave those unacknowledged."""
+    worker = _Worker(app, config, config.signer, serde, schemas, ledger_table, node_table)
 
-    def check(name: str) -> Callable[[bytes, SourceRef], Ingested]:
-        return lambda data, source: keys.check(data, source, ledger, DATA_TOPICS[name])
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_keys() -> None:
+        await worker.keys.follow()
 
-    async def ingest(stream: Any, name: str) -> None:
+    @app.task  # type: ignore[untyped-decorator]
+    async def settle_parked() -> None:
+        await worker.settle_parked()
+
+    @app.agent(topic("pcf.declared"))
+    async def ingest_declared(stream: Any) -> None:
+        await worker.ingest(stream, "pcf.declared")
+
+    @app.agent(topic("pcf.factors"))
+    async def ingest_factors(stream: Any) -> None:
+        await worker.ingest(stream, "pcf.factors")
+
+    @app.agent(topic("pcf.bom"))
+    async def ingest_boms(stream: Any) -> None:
+        await worker.ingest(stream, "pcf.bom")
+
+    @app.agent(topic("pcf.keys"))
+    async def audit_keys(stream: Any) -> None:
+        await worker.audit_keys(stream)
+
+    @app.agent(topic("pcf.rollup"))
+    async def roll_up_nodes(stream: Any) -> None:
+        await worker.roll_up(stream)
+
+    return app
+
+
+class _Worker:
+    """What the agents of one app do, each batch through the plain steps; the I/O is here."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        config: StreamsConfig,
+        signer: HandoffSigner,
+        serde: AvroSerde,
+        schemas: Schemas,
+        ledger_table: Any,
+        node_table: Any,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.serde = serde
+        self.schemas = schemas
+        self.edge = _Edge(app, config, serde)
+        self.keys = Keys(
+            config.topic("pcf.keys"), config.bootstrap, config.operator_keys, serde, schemas
+        )
+        self.ledger_rows = TableLedger(ledger_table)
+        self.ledger = SequenceLedger(self.ledger_rows)
+        self.node_table = node_table
+        self.node_rows = Rows(NodeRecord, limit=200_000)  # products and the inputs they use
+        self.nodes = config.topic("pcf.rollup")
+        self.publisher = Publisher(serde, config.topic("pcf.products"), signer)
+        self.parking: ParkingLot[Held] = ParkingLot(timedelta(seconds=config.key_grace_s))
+        self.parked: set[int] = set()
+        """``id()`` of every parked event: the batches leave those unacknowledged."""
+        self.incarnation = os.urandom(8)  # this app's, so that it knows its own echoes
+
+    def check(self, name: str) -> Callable[[bytes, SourceRef], Ingested]:
+        """The checks of data topic *name*'s records, against the keys and ledger as they are."""
+        record_type = DATA_TOPICS[name]
+        return lambda data, source: self.keys.check(data, source, self.ledger, record_type)
+
+    async def ingest(self, stream: Any, name: str) -> None:
         """Each batch checked (:func:`~streams._ingest_step.check_batch`): rejections to the
         DLQ, records whose key is not known yet parked (see "No stalls"), the ledger rows
         written, the checked records forwarded. What it hands the producer is delivered
         before the batch's offsets are committed (faust flushes the producer first)."""
-        topic_name = config.topic(name)
+        topic = self.config.topic(name)
+        parked = self.parked
         async for events in _faust.ready_batches(stream, BATCH_MAX, lambda e: id(e) in parked):
-            await keys.ready.wait()
+            await self.keys.ready.wait()
             for event in events:
-                await schemas.resolve(event.value)
-            records = [(event, source_of(event, topic_name), event.value) for event in events]
-            batch = check_batch(records, check(name), ledger_rows)
+                await self.schemas.resolve(event.value)
+            records = [(event, source_of(event, topic), event.value) for event in events]
+            batch = check_batch(records, self.check(name), self.ledger_rows)
             for event, result in batch.parked:
                 assert result.signer is not None
                 held = Held(name, stream, event, result.source)
-                parking.park(result.signer, held.source.appended_at, held)
+                self.parking.park(result.signer, held.source.appended_at, held)
                 parked.add(id(event))
             for result, original in batch.rejected:
-                await edge.reject(result, original)
-            ledger_rows.flush()
-            await edge.forward(name, batch.checked)
+                await self.edge.reject(result, original)
+            self.ledger_rows.flush()
+            await self.edge.forward(name, batch.checked)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def follow_keys() -> None:
-        await keys.follow()
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def settle_parked() -> None:
+    async def settle_parked(self) -> None:
         """Release parked records whose key came into force, and send those past their
         deadline to the DLQ (``unknown_key``), as keys arrive and deadlines pass."""
+        keys, parking = self.keys, self.parking
         await keys.ready.wait()
         while True:
             deadline = parking.next_deadline()
@@ -409,69 +462,56 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             settled = settle(
                 parking,
                 keys.registry,
-                lambda held: check(held.name)(held.event.value, held.source),
-                ledger_rows,
+                lambda held: self.check(held.name)(held.event.value, held.source),
+                self.ledger_rows,
                 _now(),
-                config.key_grace_s,
+                self.config.key_grace_s,
             )
             for result, original in settled.rejected:
-                await edge.reject(result, original)
-            ledger_rows.flush()
+                await self.edge.reject(result, original)
+            self.ledger_rows.flush()
             for name, results in settled.checked.items():
-                await edge.forward(name, results)
+                await self.edge.forward(name, results)
             for held in settled.resolved:  # resolved: its offset may be committed
-                parked.discard(id(held.event))
+                self.parked.discard(id(held.event))
                 await held.stream.ack(held.event)
 
-    @app.agent(topic("pcf.declared"))
-    async def ingest_declared(stream: Any) -> None:
-        await ingest(stream, "pcf.declared")
-
-    @app.agent(topic("pcf.factors"))
-    async def ingest_factors(stream: Any) -> None:
-        await ingest(stream, "pcf.factors")
-
-    @app.agent(topic("pcf.bom"))
-    async def ingest_boms(stream: Any) -> None:
-        await ingest(stream, "pcf.bom")
-
-    @app.agent(topic("pcf.keys"))
-    async def audit_keys(stream: Any) -> None:
+    async def audit_keys(self, stream: Any) -> None:
         """One worker per partition reports bad key registrations to the DLQ (once)."""
-        registrations = KeyRegistry(operator_keys=dict(config.operator_keys))
+        registrations = KeyRegistry(operator_keys=dict(self.config.operator_keys))
+        topic = self.config.topic("pcf.keys")
         async for event in stream.events():
-            await schemas.resolve(event.value)
-            source = source_of(event, config.topic("pcf.keys"))
-            result = registrations.apply(event.value, source, serde)
+            await self.schemas.resolve(event.value)
+            result = registrations.apply(event.value, source_of(event, topic), self.serde)
             if result.outcome is IngestOutcome.REJECTED:
-                await edge.reject(result, event.value)
+                await self.edge.reject(result, event.value)
 
-    incarnation = os.urandom(8)  # this app's, so that it knows its own echoes
+    def row_of(self, key: bytes) -> NodeRecord | None:
+        """A node's stored row (decoded once per version, :class:`Rows`)."""
+        return self.node_rows.get(key, self.node_table.get(key))
 
-    def row_of(key: bytes) -> NodeRecord | None:
-        return node_rows.get(key, node_table.get(key))
-
-    @app.agent(topic("pcf.rollup"))
-    async def roll_up_nodes(stream: Any) -> None:
+    async def roll_up(self, stream: Any) -> None:
+        """Each batch of roll-up packs: applied (:func:`~streams._rollup_step.roll_up`), its
+        products' last results published (:class:`~streams._publish.Publisher`), every output
+        sent and acknowledged, then the new rows stored (see "Effectively once")."""
+        nodes, partitions, edge = self.nodes, self.config.partitions, self.edge
         async for events in _faust.ready_batches(stream, BATCH_MAX):
-            local = _faust.assigned(app, nodes)
-            stamp = echo_stamp(incarnation, _faust.generation(app))
+            local = _faust.assigned(self.app, nodes)
+            stamp = echo_stamp(self.incarnation, _faust.generation(self.app))
             work: Work = {}
             for event in events:
                 if _header(event, ECHO_HEADER) == stamp:
                     continue  # applied by this app before it sent it: see "Local delivery"
                 try:
-                    keyed = unpack(
-                        event.value or b"", event.message.partition, nodes, config.partitions
-                    )
+                    keyed = unpack(event.value or b"", event.message.partition, nodes, partitions)
                 except codec.CodecError as exc:
                     await edge.unreadable(event, exc)
                     continue
                 bom = _header(event, "bom")
                 for key, message in keyed:
                     work.setdefault(key, []).append((bom, message))
-            batch = roll_up(work, row_of, local, config.partitions)
-            published = publisher.publish(batch.results, batch.rows, _now)
+            batch = roll_up(work, self.row_of, local, partitions)
+            published = self.publisher.publish(batch.results, batch.rows, _now)
             for unwritable in published.unwritable:
                 await edge.unwritable(unwritable.result, unwritable.error, events[0])
             # every output goes to the topic, the ones applied above too (see "Local delivery"),
@@ -483,11 +523,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             await asyncio.gather(*pending)
             for key, node in {**batch.rows, **published.rows}.items():
                 data = codec.encode(node)
-                _faust.in_partition(nodes, partition(key, config.partitions))
-                node_table[key] = data
-                node_rows.keep(key, data, node)
-
-    return app
+                _faust.in_partition(nodes, partition(key, partitions))
+                self.node_table[key] = data
+                self.node_rows.keep(key, data, node)
 
 
 PRODUCER_LINGER_S = 0.005
