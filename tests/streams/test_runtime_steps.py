@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,8 +20,9 @@ from contracts import (
     RolledUpFootprint,
     register_all,
 )
-from contracts.errors import ContractError, TrustError
+from contracts.errors import ContractError, RollupError, TrustError
 from contracts.handoff import HEADER_ROOT_SIGNATURE, HandoffSigner
+from streams import _publish, adapt
 from streams._batching import Batcher
 from streams._ingest_step import Held, TableLedger, check_batch, forward, settle
 from streams._packs import keyed
@@ -330,3 +332,29 @@ def test_the_deprecated_copy_is_the_same_from_memory_and_from_the_stored_row(
     cold = Publisher(serde, PRODUCTS, SIGNER)
     from_row = cold.publish(batch.results, batch.rows, lambda: NOW)
     assert from_memory.records and from_memory.records == from_row.records
+
+
+def test_a_result_no_record_can_hold_goes_to_the_dlq_and_the_others_are_published(
+    chain: tuple[list[Message], dict[str, BillOfMaterials], dict[str, RollupResult]],
+    serde: AvroSerde,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (which figures no record can hold is streams.adapt's to say, tested there)
+    messages, boms, _ = chain
+    node = _Node(set(range(PARTITIONS)))
+    batch = node.batch(keyed(messages), _docs(boms))
+    (key, huge), *rest = batch.results.items()
+    build = adapt.rolled_up_record
+
+    def rolled_up_record(result: RollupResult, **kwargs: Any) -> RolledUpFootprint:
+        if result.product_id == huge.product_id:
+            raise RollupError(f"'pcf.x' of the roll-up of {result.product_id} is too large")
+        return build(result, **kwargs)
+
+    monkeypatch.setattr(_publish, "rolled_up_record", rolled_up_record)
+    publication = Publisher(serde, PRODUCTS, SIGNER).publish(batch.results, batch.rows, lambda: NOW)
+    (unwritable,) = publication.unwritable
+    assert unwritable.result is huge and isinstance(unwritable.error, RollupError)
+    published = {k for k, _ in publication.records}
+    assert published == {r.product_id.encode() for _, r in rest}
+    assert key not in publication.rows, "nothing was issued for it: its predecessor stands"
