@@ -14,16 +14,17 @@ verify. A result no contract record can hold (a figure too large to write) is re
 :class:`Unwritable` for the DLQ instead, and the product's state moves on as usual.
 
 **The Deprecated copy is made only when it is needed.** The product's row keeps the Avro bytes
-of the record that issued its current footprint (:attr:`ProductRecord.issued_record`), exactly
-as they were sent. When a new footprint supersedes it, the copy is made from those bytes:
-decoded, its footprint's ``status`` set to ``Deprecated`` and nothing else changed, encoded.
-(From the record this worker built, when it still holds it in memory and those are the row's
-bytes: the Avro round trip is exact, so that gives the same bytes.) The crash-safety argument
-of :mod:`streams.runtime` ("Effectively once") holds unchanged: the row with those bytes is
-stored only after the records of its batch were acknowledged, and the copy is a function of the
-stored bytes alone, so whichever worker supersedes the footprint, after any crash or rebalance,
-sends the same ``Deprecated`` record; a crash before the row is stored leaves the previous row,
-and the redelivered batch builds the same records again (duplicates downstream).
+of the record that issued its current footprint, exactly as they were sent
+(:attr:`~streams._rollup_step.ProductRecord.issued_record`). When a new footprint supersedes
+it, the copy is made from those bytes: decoded, its footprint's ``status`` set to
+``Deprecated`` and nothing else changed, encoded. (Or from the record this worker built, while
+it holds it in memory and those are the row's bytes: the Avro round trip is exact, so that
+gives the same bytes; ``tests/streams/test_runtime_steps.py`` checks it.) The crash-safety
+argument of :mod:`streams.runtime` ("Effectively once") holds unchanged: the row with those
+bytes is stored only after the records of its batch were acknowledged, and the copy is a
+function of the stored bytes alone, so whichever worker supersedes the footprint, after any
+crash or rebalance, sends the same ``Deprecated`` record; a crash before the row is stored
+leaves the previous row, and the redelivered batch builds records for the same results again.
 """
 
 from __future__ import annotations
