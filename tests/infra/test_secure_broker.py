@@ -408,7 +408,7 @@ def test_aiokafka_and_kafka_python_connect_with_the_same_settings(secure: Secure
     topic = f"{PREFIX}pcf.keys"
 
     async def partitions() -> set[int]:
-        # as streams/runtime.py's key reader does: subscribe without a group, wait for it
+        # as the streams' key reader (streams/_ingest_step.py): no group, wait for its assignment
         consumer = AIOKafkaConsumer(
             topic,
             **who.aiokafka(),

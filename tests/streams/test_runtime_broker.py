@@ -279,8 +279,8 @@ def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world
     from confluent_kafka import Producer
 
     from streams import codec
+    from streams._packs import partition as _partition
     from streams.rollup import ComponentState, Ref, Subscribe
-    from streams.runtime import _partition
 
     proc = world.start_worker()
     producer = Producer({"bootstrap.servers": world.bootstrap})
@@ -318,12 +318,12 @@ def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world
 
 
 _FAILING_PRODUCT_SIDE = """
-import streams.runtime
+import streams._rollup_step
 
 def fail(*args, **kwargs):
     raise RuntimeError("injected failure in the product side")
 
-streams.runtime.product_step_many = fail
+streams._rollup_step.product_step_many = fail
 """
 
 
@@ -382,9 +382,11 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
 
     from contracts import load_footprints
     from streams import codec
+    from streams._packs import ECHO_HEADER
+    from streams._packs import node_key as _node_key
+    from streams._packs import partition as _partition
     from streams.adapt import core_footprint
     from streams.rollup import FootprintDeclared
-    from streams.runtime import ECHO_HEADER, _node_key, _partition
 
     expected = _expected_all()
     world.start_worker()

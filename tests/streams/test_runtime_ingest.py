@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams import codec
+from streams._ingest_step import TableLedger as _TableLedger
+from streams._ingest_step import latest as _latest
 from streams.ingest import Ingested, IngestOutcome, SequenceLedger, SourceRef
-from streams.runtime import _in_partition, _latest, _TableLedger
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -53,7 +54,7 @@ def test_ledger_rows_are_held_until_the_batch_is_flushed_then_written_once() -> 
     rows = _TableLedger(table)
     ledger = SequenceLedger(rows)
     for partition, (subject, sequence) in [(1, ("a", 1)), (2, ("b", 1)), (1, ("a", 2))]:
-        _in_partition("pcf.declared", partition)
+        rows.at("pcf.declared", partition)
         ledger.record(subject, sequence, f"h{sequence}")
     ledger.record("old", 4, "h4")
     # the batch sees its own writes; the table has none of them yet
@@ -76,7 +77,7 @@ def test_ledger_rows_are_held_until_the_batch_is_flushed_then_written_once() -> 
 def test_a_held_row_can_be_deleted_before_and_after_it_is_written() -> None:
     table = _Table()
     rows = _TableLedger(table)
-    _in_partition("pcf.declared", 0)
+    rows.at("pcf.declared", 0)
     rows["a"] = (1, "h1")
     del rows["a"]
     assert "a" not in rows and table == {}

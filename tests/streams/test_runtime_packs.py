@@ -11,16 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams import codec
+from streams._packs import PACK_MAX_BYTES
+from streams._packs import echo_stamp as _echo_stamp
+from streams._packs import keyed as _keyed
+from streams._packs import node_key as _node_key
+from streams._packs import packs as _packs
+from streams._packs import partition as _partition
+from streams._rollup_step import RollupBatch, _route
 from streams.rollup import Message, Ref, Subscribe
-from streams.runtime import (
-    PACK_MAX_BYTES,
-    _echo_stamp,
-    _keyed,
-    _node_key,
-    _Outputs,
-    _packs,
-    _partition,
-)
 
 
 def _subscribe(child: str, parent: str = "urn:parent") -> Subscribe:
@@ -89,12 +87,12 @@ def test_a_pack_fills_up_to_the_limit_exactly() -> None:
 def test_local_delivery_applies_what_it_says_and_sends_every_message(
     rounds: list[list[str]], local: set[int]
 ) -> None:
-    outputs = _Outputs(local, 6)
+    outputs = RollupBatch()
     sent: list[tuple[int, bytes, Message]] = []  # (round, key, message)
     for r, children in enumerate(rounds):
         new = _keyed([_subscribe(c, f"urn:parent-{r}") for c in children])
         last = r == len(rounds) - 1
-        work = outputs.route(new, last_round=last)
+        work = _route(outputs, new, local, 6, last_round=last)
         # the next round gets the messages for this worker's nodes, per node in order
         mine: dict[bytes, list[Message]] = {}
         for key, message in new:

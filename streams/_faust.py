@@ -1,0 +1,246 @@
+"""Every adaptation of faust-streaming (and of the aiokafka consumer under it) the worker makes.
+
+Everything that reaches into a private name of faust or aiokafka is in this module and nowhere
+else, each with a comment saying what it relies on, so that an upgrade has one file to re-check:
+:data:`FAUST_STREAMING_VERSION` is the version they were written against, and
+``tests/streams/test_runtime_faust.py`` fails, naming this module, when the installed one is
+another. The rest of :mod:`streams` sees plain functions and classes:
+
+- :func:`ready_batches`: a faust stream's events in load-sized batches (:mod:`streams._batching`),
+  acknowledged after their work;
+- :func:`in_partition`: which changelog partition a table write goes to (faust's "current
+  event");
+- :func:`assigned` / :func:`generation`: the partitions a worker holds and its consumer
+  generation (local delivery and its echo stamps);
+- :func:`send`: one record to faust's producer, its future completing on the broker's ack;
+- :func:`make_app`: the app with the three fixes below (recovery race, fetch wait, agent
+  failures).
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # private: the context variable of the current event
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams._batching import Batcher
+
+__all__ = [
+    "FAUST_STREAMING_VERSION",
+    "FETCH_MAX_WAIT_MS",
+    "AgentFailureHook",
+    "assigned",
+    "generation",
+    "in_partition",
+    "make_app",
+    "ready_batches",
+    "send",
+]
+
+FAUST_STREAMING_VERSION = "0.15.3"
+"""The faust-streaming release every adaptation here was written against and tested with."""
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+async def ready_batches(
+    stream: Any, most: int, held: Callable[[Any], bool] | None = None
+) -> AsyncIterator[list[Any]]:
+    """The events of a faust *stream* in batches of at most *most* (:class:`Batcher`), each
+    acknowledged when the next is asked for unless *held* says it is not to be yet."""
+    batcher: Batcher[Any] = Batcher(stream, most, held)
+
+    async def gather(value: Any) -> Any:
+        await batcher.offer(stream.current_event)  # (public: the event being processed)
+        return value
+
+    # relies on: Stream.enable_acks (faust acknowledges an event once its processors and the
+    # agent's iteration are done; turned off, acknowledging is ours), add_processor (run on
+    # every value as it is delivered), the private _enable_passive (start delivery without an
+    # ``async for`` over the stream: the agent iterates the batches instead) and _processors
+    # (add_processor has no public inverse)
+    acks = stream.enable_acks
+    stream.enable_acks = False
+    stream.add_processor(gather)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        async for batch in batcher.batches():
+            yield batch
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(gather)
+
+
+# --- the changelog partition of a table write ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class _Partition:
+    """A stand-in for faust's current event: all its tables read of it is ``event.message``'s
+    ``topic`` and ``partition``, the changelog partition a write goes to."""
+
+    topic: str
+    partition: int
+
+    @property
+    def message(self) -> _Partition:
+        return self
+
+
+@functools.cache
+def _partition_event(topic: str, partition: int) -> _Partition:
+    return _Partition(topic, partition)  # (kept: faust holds the current event weakly)
+
+
+def in_partition(topic: str, partition: int) -> None:
+    """Make the next table writes go to *partition* of their changelogs, as if for an event of
+    *topic* on it.
+
+    A table write goes to the changelog partition of the "current event" (a context variable
+    faust sets per event while iterating a stream; :func:`ready_batches` does not set it for
+    the agent). The tables are keyed like their input topics: a ledger row is written to its
+    record's partition, a node's row to its home partition, whether its messages came in on it
+    or were delivered locally.
+    """
+    # relies on: faust.streams._current_event, a ContextVar holding a weakref to the event,
+    # read by Table.on_key_set through event.message.topic/partition
+    _current_event.set(weakref.ref(typing.cast(Any, _partition_event(topic, partition))))
+
+
+# --- the consumer as the roll-up sees it -----------------------------------------------------
+
+
+def assigned(app: faust.App, topic: str) -> set[int]:
+    """The partitions of *topic* this worker holds now (stable while a batch is unacknowledged:
+    a rebalance waits for that, ``stream_wait_empty``)."""
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
+def generation(app: faust.App) -> int:
+    """This worker's consumer group generation (changes with every rebalance)."""
+    # relies on: AppT.consumer_generation_id, set by faust on every assignment
+    generation_id: int = app.consumer_generation_id
+    return generation_id
+
+
+async def send(
+    app: faust.App,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Awaitable[Any]:
+    """Hand one record to faust's producer directly (without ``Topic.send``'s per-message
+    bookkeeping, which the roll-up does not use); the future completes on the broker's ack.
+    Without a *partition*, keyed like ``Topic.send``: Kafka's partitioner on the key."""
+    # relies on: Producer.send(topic, key, value, partition, timestamp, headers) -> future
+    return await app.producer.send(topic, key, value, partition, None, headers)
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+class _Recovery(Recovery):
+    """faust's recovery with one race closed (faust-streaming/faust#596, open in 0.15.3).
+
+    When a worker has changelogs to replay, the fetcher is already running when
+    ``on_recovery_completed`` resumes the stream partitions; it then awaits ``perform_seek()``
+    (a committed-offset look-up per partition) while the fetcher hands the records it prefetched
+    for those partitions to the agents' queues, and finally ``flow_control.resume()`` *clears*
+    those queues. The cleared records are never processed, yet the consumer's position is past
+    them, and a partition without a committed offset is not seeked back: after a restart or a
+    rebalance, inputs silently went missing until the next rebalance. Holding flow control until
+    that resume keeps the fetched records out of the queues until they have been cleared; they
+    are delivered right after (a record of a partition that was seeked back may then arrive
+    twice, which the idempotent core treats as a ``DUPLICATE``).
+    """
+
+    # relies on: Recovery.on_recovery_completed ending with app.flow_control.resume()
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        self.app.flow_control.suspend()
+        await super().on_recovery_completed(generation_id)
+
+
+class _TableManager(TableManager):
+    """faust's table manager, with :class:`_Recovery`."""
+
+    # relies on: TableManager.recovery creating its Recovery lazily into _recovery
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = _Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+FETCH_MAX_WAIT_MS = 10
+"""How long the broker may hold a fetch that finds no new records (faust hard-codes 1 500 ms).
+
+aiokafka has one fetch in flight per broker, and leaves out of it every partition whose records
+it still buffers (not yet taken by faust). When the agents keep the loop busy for longer than
+aiokafka's prefetch backoff (100 ms), the next fetch goes out without the roll-up topics and
+waits the full ``fetch_max_wait_ms`` on partitions with nothing new (the ingest topics, a drained
+backlog), while the agents' own outputs pile up on the roll-up topics unfetched: the worker
+idles. A short wait bounds that stall; an idle worker sends a small fetch every 10 ms instead."""
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's aiokafka consumer thread, with :data:`FETCH_MAX_WAIT_MS`."""
+
+    # relies on: _create_worker_consumer building the AIOKafkaConsumer, whose private
+    # _fetch_max_wait_ms its fetcher reads when the consumer starts
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, with :class:`_ConsumerThread`."""
+
+    # relies on: Consumer._new_consumer_thread, and the thread's (consumer, loop, beacon) init
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport, with :class:`_Consumer`."""
+
+    Consumer = _Consumer
+
+
+AgentFailureHook = Callable[[Any, BaseException], Awaitable[None]]
+"""Called with the agent and its exception whenever an agent fails."""
+
+
+class _App(faust.App):
+    """faust's app, reporting every agent failure to :attr:`on_agent_failure`."""
+
+    on_agent_failure: AgentFailureHook
+
+    # relies on: faust passing App._on_agent_error as every agent's on_error (it commits what
+    # was acknowledged); ours runs after it
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        await super()._on_agent_error(agent, exc)
+        await self.on_agent_failure(agent, exc)
+
+
+def make_app(app_id: str, on_agent_failure: AgentFailureHook, **settings: Any) -> faust.App:
+    """A faust app (``faust.App(app_id, **settings)``) with the recovery race closed
+    (:class:`_Recovery`), a short fetch wait (:data:`FETCH_MAX_WAIT_MS`) and every agent
+    failure reported to *on_agent_failure*."""
+    app = _App(app_id, TableManager=_TableManager, **settings)
+    # relies on: App.transport being created lazily, so a transport set first is the one used
+    app.transport = _Transport(app.conf.broker_consumer, app)
+    app.on_agent_failure = on_agent_failure
+    return app
