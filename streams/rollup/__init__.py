@@ -77,7 +77,7 @@ from ._model import (
     Ref,
     RefKind,
 )
-from ._numbers import PRECISION, ROLLUP_CONTEXT, rollup_context
+from ._numbers import EXACT_CONTEXT, PRECISION, ROLLUP_CONTEXT, exact_context, rollup_context
 from ._product import ChildSlot, ProductState, product_step, product_step_many
 from ._result import (
     Identity,
@@ -93,6 +93,7 @@ from ._result import (
 __all__ = [
     "CARBON_CONTENT_METRICS",
     "DQR_RATINGS",
+    "EXACT_CONTEXT",
     "FOSSIL_GHG_EMISSIONS",
     "HEADLINE_METRIC",
     "NOT_ROLLED_UP",
@@ -144,6 +145,7 @@ __all__ = [
     "component_step_many",
     "compute_result",
     "contribution_tree",
+    "exact_context",
     "hotspots",
     "line_multiplier",
     "node_of",

@@ -92,7 +92,16 @@ def _republish(state: ComponentState) -> Step[ComponentState]:
     if value == state.value:
         return Step(state, (), Outcome.UNCHANGED)
     version = state.version + 1
-    new = replace(state, version=version, value=value, trace=trace)
+    new = ComponentState(
+        state.ref,
+        state.declared,
+        state.factor,
+        state.rolled,
+        state.subscribers,
+        version,
+        value,
+        trace,
+    )
     outputs: tuple[Message, ...] = ()
     if value is not None:
         outputs = tuple(
@@ -166,7 +175,18 @@ def component_step(state: ComponentState | None, message: ComponentMessage) -> S
         outcome = order_outcome(message.sequence, old_rolled.sequence, same)
         if outcome is not None:
             return Step(state, (), outcome)
-    return _republish(replace(state, rolled=message))
+    return _republish(
+        ComponentState(
+            state.ref,
+            state.declared,
+            state.factor,
+            message,
+            state.subscribers,
+            state.version,
+            state.value,
+            state.trace,
+        )
+    )
 
 
 def component_step_many(

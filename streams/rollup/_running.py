@@ -66,7 +66,7 @@ __all__ = ["Running"]
 _METRIC_ORDER: tuple[str, ...] = (
     REQUIRED_METRICS + OPTIONAL_EMISSION_METRICS + CARBON_CONTENT_METRICS
 )
-_REQUIRED = frozenset(REQUIRED_METRICS)
+_METRIC_INDEX = {name: i for i, name in enumerate(_METRIC_ORDER)}
 _PRIMARY, _VARIANCE, _UNASSESSED = "~primary", "~variance", "~unassessed"
 _DQR, _DQW, _STAGE = "~dqr:", "~dqw:", "~stage:"
 _DQR_KEYS = tuple((name, _DQR + name, _DQW + name) for name in DQR_RATINGS)
@@ -166,6 +166,7 @@ class Running:
     """
 
     __slots__ = (
+        "_sources",
         "blocked",
         "bom",
         "counts",
@@ -196,6 +197,8 @@ class Running:
         self.factor_sources: dict[str, int] = {}
         self.errors = 0
         self.inexact = 0
+        self._sources: tuple[str, ...] | None = None
+        """``sorted(factor_sources)``, kept until they change."""
         self.cycles: dict[Ref, tuple[tuple[str, ...], ...]] = {}
         deps: dict[Ref, list[int]] = {}
         for i, line in enumerate(bom.components):
@@ -238,6 +241,7 @@ class Running:
         new.factor_sources = dict(self.factor_sources)
         new.errors = self.errors
         new.inexact = self.inexact
+        new._sources = self._sources
         new.cycles = dict(self.cycles)
         new.deps = self.deps  # (a function of the BOM: never changed in place)
         new.direct = self.direct
@@ -261,21 +265,27 @@ class Running:
         # (the grid is not a line: it neither reports figures for "common" nor passes on missing)
         return _Line(_OK, grid, part=_flat(part), exact=exact, is_line=False)
 
-    def _count(self, line: _Line, sign: int) -> None:
-        """Add (*sign* 1) or take away (-1) what *line* contributes besides its part's sums."""
-        for ref in line.missing:
-            _bump(self.missing, ref, sign)
+    def _count(self, line: _Line, sign: int, skip_lists: bool = False) -> None:
+        """Add (*sign* 1) or take away (-1) what *line* contributes besides its part's sums
+        (with *skip_lists*, not its missing refs, factor sources and figure names: the caller
+        knows they cancel out)."""
         kind = line.kind
+        if not skip_lists:
+            for ref in line.missing:
+                _bump(self.missing, ref, sign)
         if kind == _OK:
             assert line.source is not None
             if not line.exact:
                 self.inexact += sign
-            for name in line.source.factor_sources:
-                _bump(self.factor_sources, name, sign)
+            if not skip_lists:
+                self._sources = None
+                for name in line.source.factor_sources:
+                    _bump(self.factor_sources, name, sign)
             if line.is_line:
                 self.n_ok += sign
-                for name in line.metrics:
-                    _bump(self.metric_lines, name, sign)
+                if not skip_lists:
+                    for name in line.metrics:
+                        _bump(self.metric_lines, name, sign)
         elif kind == _BLOCKED:
             _bump(self.blocked, line.ref, sign)
         elif kind == _ERROR:
@@ -326,8 +336,17 @@ class Running:
             sums[key] = total
 
     def _replace(self, old: _Line, new: _Line) -> None:
-        self._count(old, -1)
-        self._count(new, 1)
+        # (an input's new value mostly has the same figures, sources and missing refs as before)
+        same = (
+            old.kind == new.kind == _OK
+            and old.metrics == new.metrics
+            and old.missing == new.missing
+            and old.source is not None
+            and new.source is not None
+            and old.source.factor_sources == new.source.factor_sources
+        )
+        self._count(old, -1, same)
+        self._count(new, 1, same)
         self._sum(old.part, new.part)
 
     def _trace(self, ref: Ref, value: SourceValue | None, trace: tuple[str, ...]) -> None:
@@ -428,20 +447,24 @@ class Running:
             status=status,
             totals=totals,
             missing=tuple(sorted(self.missing)),
-            factor_sources=tuple(sorted(self.factor_sources)),
+            factor_sources=self._factor_sources(),
             exact=self.inexact == 0,
             supplier=bom.owner,
             identity=Identity.pending((bom, grid, used), lambda: _build(bom, grid, used)),
         )
 
+    def _factor_sources(self) -> tuple[str, ...]:
+        if self._sources is None:
+            self._sources = tuple(sorted(self.factor_sources))
+        return self._sources
+
     def _totals(self) -> Totals:
         sums, counts = self.sums, self.counts
         n_ok = self.n_ok
         if n_ok:
-            lines = self.metric_lines
-            figures = {
-                name: sums.get(name, ZERO) for name in _METRIC_ORDER if lines.get(name) == n_ok
-            }
+            common = [name for name, n in self.metric_lines.items() if n == n_ok]
+            common.sort(key=_METRIC_INDEX.__getitem__)
+            figures = {name: sums.get(name, ZERO) for name in common}
         else:
             figures = {name: sums.get(name, ZERO) for name in REQUIRED_METRICS}
         stages = sorted(key for key in counts if key.startswith(_STAGE))
