@@ -70,7 +70,17 @@ class ProductState:
     row back rebuilds it (arithmetic only, no hashing).
     """
 
-    __slots__ = ("_dirty", "_rebuild", "_run", "bom", "children", "product_id", "sequence", "value")
+    __slots__ = (
+        "_dirty",
+        "_rebuild",
+        "_refs",
+        "_run",
+        "bom",
+        "children",
+        "product_id",
+        "sequence",
+        "value",
+    )
 
     def __init__(
         self,
@@ -88,6 +98,7 @@ class ProductState:
         self.value = value
         """The value published last (``None`` before the first)."""
         self._run = None if bom is None else Running(bom, self.children)
+        self._refs = frozenset() if bom is None else bom.refs
         self._dirty: set[Ref] = set()
         self._rebuild = False
 
@@ -111,6 +122,7 @@ class ProductState:
         new.sequence = self.sequence
         new.value = self.value
         new._run = None if self._run is None else self._run.copy()
+        new._refs = self._refs
         new._dirty = set()
         new._rebuild = False
         return new
@@ -155,7 +167,7 @@ def _check(state: ProductState, message: ProductMessage) -> Outcome | None:
         if old is None:
             return None
         return order_outcome(bom.revision, old.revision, bom == old)
-    if state.bom is None or message.child not in state.bom.refs:
+    if state.bom is None or message.child not in state._refs:
         return Outcome.UNSUBSCRIBED
     slot = state.children.get(message.child)
     if slot is None:
@@ -179,6 +191,7 @@ def _store(
         for ref in old_refs - new_refs:
             state.children.pop(ref, None)
         state.bom = bom
+        state._refs = new_refs
         state._rebuild = True
         return outputs, (pid,)
     assert isinstance(message, ChildValue)

@@ -136,14 +136,18 @@ class _Line:
         self.exact = exact
 
 
-def _evaluate(line: BomLine, path: str, children: Slots, ctx: object) -> _Line:
-    """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*)."""
-    source = _value(children, line.ref)
+def _evaluate(
+    line: BomLine, refs: tuple[Ref, Ref | None], path: str, children: Slots, ctx: object
+) -> _Line:
+    """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*);
+    *refs* are the line's ``ref`` and ``factor_ref``."""
+    ref, factor_ref = refs
+    source = _value(children, ref)
     if source is None:
-        source = _value(children, line.factor_ref)
+        source = _value(children, factor_ref)
     if source is None:
-        refs = (line.ref,) if line.factor_ref is None else (line.ref, line.factor_ref)
-        return _Line(_MISSING, None, missing=tuple(map(str, refs)))
+        both = (ref,) if factor_ref is None else (ref, factor_ref)
+        return _Line(_MISSING, None, missing=tuple(map(str, both)))
     if not source.usable or source.totals is None:
         return _Line(_BLOCKED, source)
     try:
@@ -181,6 +185,7 @@ class Running:
         "metric_lines",
         "missing",
         "n_ok",
+        "refs",
         "sums",
     )
 
@@ -201,11 +206,15 @@ class Running:
         """``sorted(factor_sources)``, kept until they change."""
         self.cycles: dict[Ref, tuple[tuple[str, ...], ...]] = {}
         deps: dict[Ref, list[int]] = {}
+        refs: list[tuple[Ref, Ref | None]] = []
         for i, line in enumerate(bom.components):
+            refs.append((line.ref, line.factor_ref))
             deps.setdefault(line.ref, []).append(i)
             if line.factor_ref is not None:
                 deps.setdefault(line.factor_ref, []).append(i)
         self.deps = deps
+        self.refs = refs
+        """Each line's ``(ref, factor_ref)`` (properties that build a new Ref at every call)."""
         direct = direct_part(bom.own)
         self.direct = None if direct is None else _flat(direct)
         self.grid: _Line | None = None
@@ -214,7 +223,7 @@ class Running:
             if bom.own.grid_ref is not None:
                 self.grid = self._evaluate_grid(children, ctx)
             self.lines = [
-                _evaluate(line, f"components[{i}]", children, ctx)
+                _evaluate(line, refs[i], f"components[{i}]", children, ctx)
                 for i, line in enumerate(bom.components)
             ]
         with localcontext(EXACT_CONTEXT):
@@ -244,6 +253,7 @@ class Running:
         new._sources = self._sources
         new.cycles = dict(self.cycles)
         new.deps = self.deps  # (a function of the BOM: never changed in place)
+        new.refs = self.refs
         new.direct = self.direct
         new.grid = self.grid
         new.lines = list(self.lines)  # (the _Line objects themselves are never changed)
@@ -314,6 +324,12 @@ class Running:
         if old is not None:
             for key, value in old.items():
                 total = sums[key]
+                if new is not None:
+                    replacement = new.get(key)
+                    if replacement is not None and replacement.same_quantum(value):
+                        # same exponent in, same exponent out: the sum's exponent holds
+                        sums[key] = total - value + replacement
+                        continue
                 if value.same_quantum(total) and not total.same_quantum(ZERO):
                     suspects.append((key, total))
                 sums[key] = total - value
@@ -324,6 +340,10 @@ class Running:
                     del counts[key]
         if new is not None:
             for key, value in new.items():
+                if old is not None:
+                    replaced = old.get(key)
+                    if replaced is not None and replaced.same_quantum(value):
+                        continue  # (done above)
                 sums[key] = sums.get(key, ZERO) + value
                 counts[key] = counts.get(key, 0) + 1
         for key, before in suspects:
@@ -391,7 +411,10 @@ class Running:
             if grid:
                 changes.append((-1, self._evaluate_grid(children, ctx)))
             for i in sorted(touched):
-                changes.append((i, _evaluate(components[i], f"components[{i}]", children, ctx)))
+                line = components[i]
+                changes.append(
+                    (i, _evaluate(line, self.refs[i], f"components[{i}]", children, ctx))
+                )
         with localcontext(EXACT_CONTEXT):
             for i, new in changes:
                 old = self.grid if i < 0 else self.lines[i]
