@@ -1,8 +1,13 @@
 """The roll-up arithmetic: one product's result from its BOM and the current value of each input.
 
-:func:`compute_result` is the single place where figures are added up; the streaming transitions
-and the batch runner both call it, so they agree by construction. It never adds deltas: the
-result is recomputed from the absolute value of every input, in BOM order, each time.
+:func:`compute_result` is the from-scratch reference: it adds every input up, in BOM order, and
+builds the whole result (lineage, content hash, id). The streaming transitions do not call it
+per update: a product keeps per-line parts and running sums (``_running``) and applies a new
+input by its difference; ``compute_result`` builds a result only when one is asked for (at the
+edge that publishes it, in batch mode). Both sides scale each input with the same functions
+(:func:`line_part`, :func:`grid_part`, :func:`direct_part`: 50-digit products, so the same
+digits) and add in the exact context (``_numbers``), so they agree digit for digit;
+``tests/streams/test_rollup_incremental.py`` checks it after any history.
 
 Steps (numbered in the code as ``# (n)``):
 

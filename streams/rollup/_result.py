@@ -169,7 +169,7 @@ class Identity:
     and a resolved identity (one read back from a row) are compared by building the result.
     """
 
-    __slots__ = ("_build", "_content_hash", "_footprint_id", "_key", "_result")
+    __slots__ = ("_build", "_content_hash", "_footprint_id", "_inputs", "_key", "_result")
 
     def __init__(
         self,
@@ -178,6 +178,7 @@ class Identity:
         *,
         key: object = None,
         build: Callable[[], RollupResult] | None = None,
+        inputs: tuple[Identity, ...] = (),
         result: RollupResult | None = None,
     ) -> None:
         if (footprint_id is None) != (content_hash is None) or (
@@ -188,6 +189,7 @@ class Identity:
         self._content_hash = content_hash
         self._key = key
         self._build = build
+        self._inputs = inputs
         self._result = result
         if result is not None:
             self._resolve_from(result)
@@ -198,15 +200,19 @@ class Identity:
         return cls(result=result)
 
     @classmethod
-    def pending(cls, key: object, build: Callable[[], RollupResult]) -> Identity:
-        """An identity whose result *build* makes on first use; equal to another on *key*."""
-        return cls(key=key, build=build)
+    def pending(
+        cls, key: object, build: Callable[[], RollupResult], inputs: tuple[Identity, ...] = ()
+    ) -> Identity:
+        """An identity whose result *build* makes on first use; equal to another on *key*.
+        *inputs* are the identities *build* will read (resolved first, without recursion)."""
+        return cls(key=key, build=build, inputs=inputs)
 
     def _resolve_from(self, result: RollupResult) -> None:
         self._result = result
         self._footprint_id = result.result_id
         self._content_hash = result.content_hash
         self._build = None  # (drops the snapshot's closure: the result now stands for it)
+        self._inputs = ()
 
     @property
     def resolved(self) -> bool:
@@ -217,7 +223,18 @@ class Identity:
         """The rolled-up result this identifies (built now if pending; ``None`` for a footprint,
         a factor, or a rolled-up identity read back from bytes)."""
         if self._result is None and self._build is not None:
-            self._resolve_from(self._build())
+            # the inputs' results first, deepest first, so that a long chain of products does not
+            # build itself by recursion (each build then only reads resolved identities)
+            stack: list[Identity] = [self]  # a path: each input is pushed when its turn comes
+            while stack:
+                top = stack[-1]
+                waiting = next((i for i in top._inputs if i._build is not None), None)
+                if waiting is not None:
+                    stack.append(waiting)
+                    continue
+                stack.pop()
+                if top._build is not None:
+                    top._resolve_from(top._build())
         return self._result
 
     @property

@@ -473,7 +473,11 @@ class Running:
             factor_sources=self._factor_sources(),
             exact=self.inexact == 0,
             supplier=bom.owner,
-            identity=Identity.pending((bom, grid, used), lambda: _build(bom, grid, used)),
+            identity=Identity.pending(
+                (bom, grid, used),
+                lambda: _build(bom, grid, used),
+                tuple(v.identity for v in (grid, *used) if v is not None),
+            ),
         )
 
     def _factor_sources(self) -> tuple[str, ...]:
