@@ -136,6 +136,20 @@ _WIRE: dict[type[Any], tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]] =
 """Types written through a wire form: (wire type, to wire, from wire); see the docstring."""
 
 
+def _flat_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """A value written before identities were lazy carried them as two fields: read them."""
+    if "identity" not in data and "content_hash" in data and "footprint_id" in data:
+        data = dict(data)
+        data["identity"] = [data.pop("footprint_id"), data.pop("content_hash")]
+    return data
+
+
+_UPGRADES: dict[type[Any], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    rollup.SourceValue: _flat_identity,
+}
+"""Per dataclass, how the JSON an earlier worker wrote is read (rows outlive an upgrade)."""
+
+
 def _plain(value: Any) -> Any:
     encoder = _ENCODERS.get(type(value))
     if encoder is None:
@@ -281,6 +295,9 @@ def _build(tp: Any, data: Any, path: str) -> Any:
             raise CodecError(f"'{path}' must be an object (got {type(data).__name__})", path=path)
         hints = _hints(tp)
         kwargs = {}
+        upgrade = _UPGRADES.get(tp)
+        if upgrade is not None:
+            data = upgrade(data)
         for f in dataclasses.fields(tp):
             if not f.init:
                 continue
@@ -358,6 +375,7 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         cls: type[Any] = tp
         fields: list[tuple[str, Callable[[Any], Any]]] = []
+        upgrade = _UPGRADES.get(cls)
 
         def instance(data: Any) -> Any:
             if not fields:  # resolved on first use: a dataclass may refer to itself
@@ -366,6 +384,8 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
                     (f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls) if f.init
                 )
             d = _dict(data)
+            if upgrade is not None:
+                d = upgrade(d)
             return cls(**{name: of(d[name]) for name, of in fields if name in d})
 
         return instance

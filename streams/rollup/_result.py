@@ -296,7 +296,7 @@ class SourceValue:
     exact: bool = True
     supplier: str = ""
     """Whose value it is: the declaring supplier, the factor's publisher, the BOM's owner."""
-    identity: Identity = field(default_factory=lambda: Identity("", ""))
+    identity: Identity = field(kw_only=True)
 
     @property
     def footprint_id(self) -> str:

@@ -257,7 +257,7 @@ def assert_same_as_from_scratch(state: ProductState) -> None:
 
 
 SETTINGS = settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
