@@ -220,7 +220,7 @@ def _children_of(products: dict[str, ProductState], product_id: str) -> list[str
     state = products.get(product_id)
     if state is None or state.bom is None:
         return None
-    return _children(state.bom)
+    return [ref.id for ref in state._refs if ref.kind is RefKind.PRODUCT]
 
 
 def _children(bom: Bom) -> list[str]:

@@ -324,13 +324,16 @@ class Running:
         if old is not None:
             for key, value in old.items():
                 total = sums[key]
-                if new is not None:
-                    replacement = new.get(key)
-                    if replacement is not None and replacement.same_quantum(value):
-                        # same exponent in, same exponent out: the sum's exponent holds
-                        sums[key] = total - value + replacement
-                        continue
-                if value.same_quantum(total) and not total.same_quantum(ZERO):
+                replacement = None if new is None else new.get(key)
+                if replacement is not None and replacement.same_quantum(value):
+                    # same exponent in, same exponent out: the sum's exponent holds
+                    sums[key] = total - value + replacement
+                    continue
+                if (
+                    value.same_quantum(total)
+                    and not total.same_quantum(ZERO)
+                    and (replacement is None or _exponent(replacement) > _exponent(value))
+                ):  # (a replacement with a smaller exponent sets the new one by itself)
                     suspects.append((key, total))
                 sums[key] = total - value
                 left = counts[key] - 1
@@ -503,6 +506,12 @@ class Running:
             dqr={name: (sums[ws], sums[w]) for name, ws, w in _DQR_KEYS if w in counts},
             stages={key[len(_STAGE) :]: sums[key] for key in stages},
         )
+
+
+def _exponent(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # (figures are finite: checked on the way in)
+    return exponent
 
 
 def _bump(counter: dict[str, int], key: str, sign: int) -> None:
