@@ -34,7 +34,7 @@ here equals, digit for digit, the one of a from-scratch ``compute_result`` after
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, localcontext
 from typing import Protocol
 
 from contracts.errors import RollupError
@@ -137,7 +137,7 @@ class _Line:
 
 
 def _evaluate(
-    line: BomLine, refs: tuple[Ref, Ref | None], path: str, children: Slots, ctx: object
+    line: BomLine, refs: tuple[Ref, Ref | None], path: str, children: Slots, ctx: Context
 ) -> _Line:
     """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*);
     *refs* are the line's ``ref`` and ``factor_ref``."""
@@ -151,7 +151,7 @@ def _evaluate(
     if not source.usable or source.totals is None:
         return _Line(_BLOCKED, source)
     try:
-        part, _, exact = line_part(line, source, path, ctx)  # type: ignore[arg-type]
+        part, _, exact = line_part(line, source, path, ctx)
     except RollupError:
         return _Line(_ERROR, source)
     missing = source.missing if source.status is Status.INCOMPLETE else ()
@@ -163,10 +163,11 @@ def _evaluate(
 class Running:
     """One product's incrementally kept roll-up (see the module docstring).
 
-    Built from a BOM and the current input values (:meth:`rebuild` semantics), then kept up to
-    date with :meth:`update`. Mutable, so that applying an update costs what the update touches;
-    :class:`~streams.rollup.ProductState` copies it (:meth:`copy`, shallow) before a step changes
-    it, so a state a caller holds never changes under it.
+    Built from a BOM and the current input values (from scratch: a new BOM revision builds a
+    new one), then kept up to date with :meth:`update`. Mutable, so that applying an update
+    costs what the update touches; :class:`~streams.rollup.ProductState` copies it
+    (:meth:`copy`, shallow) before a step changes it, so a state a caller holds never changes
+    under it.
     """
 
     __slots__ = (
@@ -261,7 +262,7 @@ class Running:
 
     # ------------------------------------------------------------------ applying a difference
 
-    def _evaluate_grid(self, children: Slots, ctx: object) -> _Line:
+    def _evaluate_grid(self, children: Slots, ctx: Context) -> _Line:
         own = self.bom.own
         grid_ref = own.grid_ref
         assert grid_ref is not None
@@ -269,7 +270,7 @@ class Running:
         if grid is None or grid.totals is None:
             return _Line(_MISSING, None, missing=(str(grid_ref),), is_line=False)
         try:
-            part, _, exact = grid_part(own, grid, ctx)  # type: ignore[arg-type]
+            part, _, exact = grid_part(own, grid, ctx)
         except RollupError:
             return _Line(_ERROR, grid, is_line=False)
         # (the grid is not a line: it neither reports figures for "common" nor passes on missing)
