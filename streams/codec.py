@@ -10,6 +10,15 @@ stay enums.
 A value whose declared type is a union of several dataclasses carries its class name in
 ``"@type"``; top-level messages always do (:func:`encode_message`).
 
+Three core types are not written field by field but through a *wire form* (:data:`_WIRE`):
+
+* :class:`~streams.rollup.Identity` -- ``[footprint_id, content_hash]``. A rolled-up value's
+  identity is pending (its result not built) while an update propagates; writing it resolves it
+  (builds that result once, cached), so what crosses workers and rows carries plain strings.
+* :class:`~streams.rollup.ProductState` -- its stored fields only (BOM, the latest value per
+  input, sequence, the value published last); the running sums are derived and rebuilt on read.
+* :class:`~streams.rollup.ProductRolledUp` -- with its full result (built if not yet).
+
 >>> from streams.rollup import Ref
 >>> decode(Ref, encode(Ref.product("urn:x")))
 Ref(kind=<RefKind.PRODUCT: 'product'>, id='urn:x')
@@ -74,6 +83,73 @@ class CodecError(ContractError):
         """The JSON path of the value that does not fit (``$`` is the whole message)."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ProductRow:
+    """The wire form of a :class:`~streams.rollup.ProductState` (no sums: they are derived)."""
+
+    product_id: str
+    bom: rollup.Bom | None = None
+    children: Mapping[rollup.Ref, rollup.ChildSlot] = dataclasses.field(default_factory=dict)
+    sequence: int = 0
+    value: rollup.SourceValue | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RolledRow:
+    """The wire form of a :class:`~streams.rollup.ProductRolledUp`: the value as its result."""
+
+    product_id: str
+    sequence: int
+    result: rollup.RollupResult
+    trace: tuple[str, ...] = ()
+
+
+def _product_row(state: rollup.ProductState) -> _ProductRow:
+    return _ProductRow(state.product_id, state.bom, state.children, state.sequence, state.value)
+
+
+def _product_state(row: _ProductRow) -> rollup.ProductState:
+    return rollup.ProductState(row.product_id, row.bom, row.children, row.sequence, row.value)
+
+
+def _rolled_row(rolled: rollup.ProductRolledUp) -> _RolledRow:
+    return _RolledRow(rolled.product_id, rolled.sequence, rolled.result, rolled.trace)
+
+
+def _rolled(row: _RolledRow) -> rollup.ProductRolledUp:
+    return rollup.ProductRolledUp(row.product_id, row.sequence, row.result, row.trace)
+
+
+def _identity_row(identity: rollup.Identity) -> tuple[str, str]:
+    return (identity.footprint_id, identity.content_hash)
+
+
+def _identity(row: tuple[str, str]) -> rollup.Identity:
+    return rollup.Identity(*row)
+
+
+_WIRE: dict[type[Any], tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]] = {
+    rollup.Identity: (tuple[str, str], _identity_row, _identity),
+    rollup.ProductState: (_ProductRow, _product_row, _product_state),
+    rollup.ProductRolledUp: (_RolledRow, _rolled_row, _rolled),
+}
+"""Types written through a wire form: (wire type, to wire, from wire); see the docstring."""
+
+
+def _flat_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """A value written before identities were lazy carried them as two fields: read them."""
+    if "identity" not in data and "content_hash" in data and "footprint_id" in data:
+        data = dict(data)
+        data["identity"] = [data.pop("footprint_id"), data.pop("content_hash")]
+    return data
+
+
+_UPGRADES: dict[type[Any], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    rollup.SourceValue: _flat_identity,
+}
+"""Per dataclass, how the JSON an earlier worker wrote is read (rows outlive an upgrade)."""
+
+
 def _plain(value: Any) -> Any:
     encoder = _ENCODERS.get(type(value))
     if encoder is None:
@@ -90,6 +166,10 @@ def _same(value: Any) -> Any:
 
 
 def _encoder(cls: type[Any]) -> Callable[[Any], Any]:
+    wire = _WIRE.get(cls)
+    if wire is not None:
+        to_wire = wire[1]
+        return lambda value: _plain(to_wire(value))
     if cls is type(None) or issubclass(cls, bool | int | str):
         return _same
     if issubclass(cls, Decimal):
@@ -145,6 +225,13 @@ def _build(tp: Any, data: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return data
+    wire = _WIRE.get(tp) if isinstance(tp, type) else None
+    if wire is not None:
+        row = _build(wire[0], data, path)
+        try:
+            return wire[2](row)
+        except (TypeError, ValueError, PcfError) as exc:
+            raise CodecError(f"'{path}' is not a valid {tp.__name__}: {exc}", path=path) from exc
     if origin in (typing.Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
         if data is None:
@@ -208,6 +295,9 @@ def _build(tp: Any, data: Any, path: str) -> Any:
             raise CodecError(f"'{path}' must be an object (got {type(data).__name__})", path=path)
         hints = _hints(tp)
         kwargs = {}
+        upgrade = _UPGRADES.get(tp)
+        if upgrade is not None:
+            data = upgrade(data)
         for f in dataclasses.fields(tp):
             if not f.init:
                 continue
@@ -233,6 +323,10 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
     origin = get_origin(tp)
     if tp is Any:
         return _same
+    wire = _WIRE.get(tp) if isinstance(tp, type) else None
+    if wire is not None:
+        of_row, from_wire = _decoder(wire[0]), wire[2]
+        return lambda data: from_wire(of_row(data))
     if origin in (typing.Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
         if len(options) == 1:
@@ -281,6 +375,7 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         cls: type[Any] = tp
         fields: list[tuple[str, Callable[[Any], Any]]] = []
+        upgrade = _UPGRADES.get(cls)
 
         def instance(data: Any) -> Any:
             if not fields:  # resolved on first use: a dataclass may refer to itself
@@ -289,6 +384,8 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
                     (f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls) if f.init
                 )
             d = _dict(data)
+            if upgrade is not None:
+                d = upgrade(d)
             return cls(**{name: of(d[name]) for name, of in fields if name in d})
 
         return instance

@@ -1,4 +1,4 @@
-"""The pure roll-up core: product carbon footprints through every tier of a bill of materials.
+r"""The pure roll-up core: product carbon footprints through every tier of a bill of materials.
 
 No Kafka, faust, pydantic or I/O in here (ARCHITECTURE decision 5). The faust agents are thin
 adapters around two state-transition functions, and batch mode runs the very same transitions
@@ -8,13 +8,17 @@ over an in-memory queue:
   by an input (product or factor): stores its value and subscribers, fans absolute values out
   (:func:`component_step_many` takes a batch for one input and sends each parent its last value);
 * :func:`product_step` ``(ProductState | None, ProductMessage) -> Step`` -- the side keyed by the
-  parent: stores BOM and input values, recomputes with :func:`compute_result`, emits on change
-  (:func:`product_step_many` absorbs a batch for one product and recomputes once);
+  parent: stores BOM and input values, applies each new value to running sums by the difference
+  it makes (``_running``), emits its new thin value on change (:func:`product_step_many` absorbs
+  a batch for one product and updates once);
 * :func:`run_batch` / :class:`Network` -- both sides over an in-memory queue until quiescence;
 * :func:`hotspots` / :func:`contribution_tree` -- what contributes most, from lineage.
 
 Inputs are :class:`ComponentFootprint`, :class:`Factor` and :class:`Bom` (with :class:`BomLine`
-and :class:`OwnProcess`); the output is :class:`RollupResult` with :class:`LineageInput` entries.
+and :class:`OwnProcess`); the output is :class:`RollupResult` with :class:`LineageInput` entries,
+built from scratch by :func:`compute_result` -- in batch mode, and at the edge, once, for what is
+published (:attr:`ProductRolledUp.result`): between nodes only thin :class:`SourceValue`\ s
+travel, whose :class:`Identity` (result id and content hash) is resolved only when needed.
 Which PACT figures are added up, and how shares, ratings and uncertainty are weighted, is written
 down in the docstrings of ``_model`` and ``_result``.
 """
@@ -73,9 +77,10 @@ from ._model import (
     Ref,
     RefKind,
 )
-from ._numbers import PRECISION, ROLLUP_CONTEXT, rollup_context
+from ._numbers import EXACT_CONTEXT, PRECISION, ROLLUP_CONTEXT, exact_context, rollup_context
 from ._product import ChildSlot, ProductState, product_step, product_step_many
 from ._result import (
+    Identity,
     LineageInput,
     RollupResult,
     SourceKind,
@@ -88,6 +93,7 @@ from ._result import (
 __all__ = [
     "CARBON_CONTENT_METRICS",
     "DQR_RATINGS",
+    "EXACT_CONTEXT",
     "FOSSIL_GHG_EMISSIONS",
     "HEADLINE_METRIC",
     "NOT_ROLLED_UP",
@@ -112,6 +118,7 @@ __all__ = [
     "FactorPublished",
     "FootprintDeclared",
     "Hotspot",
+    "Identity",
     "LineageInput",
     "Message",
     "Network",
@@ -138,6 +145,7 @@ __all__ = [
     "component_step_many",
     "compute_result",
     "contribution_tree",
+    "exact_context",
     "hotspots",
     "line_multiplier",
     "node_of",

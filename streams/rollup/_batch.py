@@ -6,7 +6,14 @@ input role (by ``msg.ref``) or the parent role (by ``msg.key``), applies
 *the same transitions*, a dry run gives exactly what the streaming deployment converges to.
 
 Kept around, a network is also the incremental engine: submit one changed footprint and
-:meth:`Network.run` touches only that input's ancestors (the bench measures this).
+:meth:`Network.run` touches only that input's ancestors (the bench measures this). With
+``coalesce=True`` it works as a batch of a streaming worker does, and better: component-side
+messages are applied as they come, and the products that have messages waiting are taken lowest
+in the BOM graph first (:meth:`Network.height`), each absorbing everything that reached it at
+once. Every change to a product comes from an input lower than it, so on a DAG each product
+affected by a batch is updated and republished exactly once -- a diamond is not recomputed once
+per path that reaches it. Only results are built on demand (:meth:`results`): the network itself
+never computes a hash.
 
 >>> from decimal import Decimal as D
 >>> from streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
@@ -20,6 +27,7 @@ Decimal('30.0')
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -53,10 +61,35 @@ class Network:
         self.outcomes: Counter[Outcome] = Counter()
         self.delivered = 0
         self._queue: deque[Message] = deque()
+        self._heights: dict[str, int] = {}
 
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
+    def height(self, product_id: str) -> int:
+        """1 + the height of the highest product this one's BOM uses (0: uses no product with a
+        BOM). Memoised until a BOM changes; on a cycle, a product met again counts 0."""
+        known = self._heights
+        if product_id in known:
+            return known[product_id]
+        products = self.products
+        acc = {product_id: 0}
+        on_path = {product_id}
+        stack = [(product_id, iter(_children_of(products, product_id) or ()))]
+        while stack:  # post-order, iteratively (a BOM graph may be deep)
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                on_path.discard(node)
+                known[node] = acc[node]
+                if stack:
+                    parent = stack[-1][0]
+                    acc[parent] = max(acc[parent], 1 + acc[node])
+            elif child in known:
+                acc[node] = max(acc[node], 1 + known[child])
+            elif child not in on_path and _children_of(products, child) is not None:
+                acc[child] = 0
+                on_path.add(child)
+                stack.append((child, iter(_children_of(products, child) or ())))
+        return known[product_id]
 
     def submit(self, *messages: Message) -> None:
         """Queue input records (footprints, factors, BOMs) or any other message."""
@@ -93,13 +126,15 @@ class Network:
         *max_messages* is a fuse: exceeding it raises :class:`RollupError` rather than spinning.
         *observe*, if given, sees every delivered message with the step it caused.
 
-        With *coalesce*, delivery goes in waves: all component-side messages first, then each
-        product absorbs everything that arrived for it and recomputes once
-        (:func:`product_step_many`). Same final state, fewer recomputations -- batch mode.
+        With *coalesce*, component-side messages are applied at once and the products with
+        messages waiting are taken lowest first (:meth:`height`), each absorbing everything that
+        arrived for it and updating once (:func:`product_step_many`). Same final state, each
+        product of a DAG updated once per run -- batch mode.
         """
         count = 0
         queue = self._queue
         pending: dict[str, list[ProductMessage]] = {}
+        ready: list[tuple[int, str]] = []  # (height, product id) of the pending products
         while queue or pending:
             while queue:
                 if max_messages is not None and count >= max_messages:
@@ -110,22 +145,31 @@ class Network:
                 message = queue.popleft()
                 count += 1
                 if coalesce and isinstance(message, BomDeclared | ChildValue):
-                    pending.setdefault(message.key, []).append(message)
+                    waiting = pending.get(message.key)
+                    if waiting is None:
+                        pending[message.key] = [message]
+                        heapq.heappush(ready, (self.height(message.key), message.key))
+                    else:
+                        waiting.append(message)
                     continue
                 step = self.apply(message)
                 queue.extend(step.outputs)
                 if observe is not None:
                     observe(message, step)
-            wave, pending = pending, {}
-            for pid, messages in wave.items():
-                step = product_step_many(self.products.get(pid), messages)
-                self.products[pid] = step.state
-                self.outcomes.update(step.each)
-                self.delivered += len(messages)
-                queue.extend(step.outputs)
-                if observe is not None:
-                    for message in messages:
-                        observe(message, step)
+            if not ready:
+                continue
+            _, pid = heapq.heappop(ready)
+            messages = pending.pop(pid)
+            step = product_step_many(self.products.get(pid), messages)
+            self.products[pid] = step.state
+            if any(isinstance(m, BomDeclared) for m in messages):
+                self._heights.clear()
+            self.outcomes.update(step.each)
+            self.delivered += len(messages)
+            queue.extend(step.outputs)
+            if observe is not None:
+                for message in messages:
+                    observe(message, step)
         return count
 
     def result(self, product_id: str) -> RollupResult | None:
@@ -169,6 +213,14 @@ def children_first(boms: Iterable[Bom]) -> list[Bom]:
                 stack.pop()
                 ordered.extend(by_product[pid])
     return ordered
+
+
+def _children_of(products: dict[str, ProductState], product_id: str) -> list[str] | None:
+    """The product ids *product_id*'s BOM uses (``None``: it has no BOM)."""
+    state = products.get(product_id)
+    if state is None or state.bom is None:
+        return None
+    return [ref.id for ref in state._refs if ref.kind is RefKind.PRODUCT]
 
 
 def _children(bom: Bom) -> list[str]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ._compute import source_from_factor, source_from_footprint, source_from_result
+from ._compute import source_from_factor, source_from_footprint
 from ._messages import (
     ChildValue,
     ComponentMessage,
@@ -92,7 +92,16 @@ def _republish(state: ComponentState) -> Step[ComponentState]:
     if value == state.value:
         return Step(state, (), Outcome.UNCHANGED)
     version = state.version + 1
-    new = replace(state, version=version, value=value, trace=trace)
+    new = ComponentState(
+        state.ref,
+        state.declared,
+        state.factor,
+        state.rolled,
+        state.subscribers,
+        version,
+        value,
+        trace,
+    )
     outputs: tuple[Message, ...] = ()
     if value is not None:
         outputs = tuple(
@@ -118,9 +127,9 @@ def _subscription(state: ComponentState, message: Subscribe | Unsubscribe) -> St
 
 
 def offered(rolled: ProductRolledUp) -> ProductOffered:
-    """The part of a product's new result that its component side needs (what adapters send)."""
-    value = source_from_result(rolled.result)
-    return ProductOffered(rolled.product_id, rolled.sequence, value, rolled.trace)
+    """What a product's new value offers its component side (what adapters send): the thin
+    value as it is, its result not built."""
+    return ProductOffered(rolled.product_id, rolled.sequence, rolled.value, rolled.trace)
 
 
 def component_step(state: ComponentState | None, message: ComponentMessage) -> Step[ComponentState]:
@@ -162,11 +171,22 @@ def component_step(state: ComponentState | None, message: ComponentMessage) -> S
         message = offered(message)
     old_rolled = state.rolled
     if old_rolled is not None:
-        same = message.value.content_hash == old_rolled.value.content_hash
+        same = message.value == old_rolled.value
         outcome = order_outcome(message.sequence, old_rolled.sequence, same)
         if outcome is not None:
             return Step(state, (), outcome)
-    return _republish(replace(state, rolled=message))
+    return _republish(
+        ComponentState(
+            state.ref,
+            state.declared,
+            state.factor,
+            message,
+            state.subscribers,
+            state.version,
+            state.value,
+            state.trace,
+        )
+    )
 
 
 def component_step_many(

@@ -1,8 +1,13 @@
 """The roll-up arithmetic: one product's result from its BOM and the current value of each input.
 
-:func:`compute_result` is the single place where figures are added up; the streaming transitions
-and the batch runner both call it, so they agree by construction. It never adds deltas: the
-result is recomputed from the absolute value of every input, in BOM order, each time.
+:func:`compute_result` is the from-scratch reference: it adds every input up, in BOM order, and
+builds the whole result (lineage, content hash, id). The streaming transitions do not call it
+per update: a product keeps per-line parts and running sums (``_running``) and applies a new
+input by its difference; ``compute_result`` builds a result only when one is asked for (at the
+edge that publishes it, in batch mode). Both sides scale each input with the same functions
+(:func:`line_part`, :func:`grid_part`, :func:`direct_part`: 50-digit products, so the same
+digits) and add in the exact context (``_numbers``), so they agree digit for digit;
+``tests/streams/test_rollup_incremental.py`` checks it after any history.
 
 Steps (numbered in the code as ``# (n)``):
 
@@ -20,7 +25,7 @@ Steps (numbered in the code as ``# (n)``):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, Inexact
+from decimal import Context, Decimal, Inexact
 
 from contracts.errors import RollupError, Violation
 from contracts.units import Dimension, unit
@@ -33,17 +38,31 @@ from ._model import (
     REQUIRED_METRICS,
     UNSPECIFIED_STAGE,
     Bom,
+    BomLine,
     ComponentFootprint,
     Factor,
+    OwnProcess,
     Ref,
     RefKind,
 )
-from ._numbers import ZERO, rollup_context
-from ._result import LineageInput, RollupResult, SourceKind, SourceValue, Status, Totals
+from ._numbers import ZERO, exact_context, rollup_context
+from ._result import (
+    Identity,
+    LineageInput,
+    RollupResult,
+    SourceKind,
+    SourceValue,
+    Status,
+    Totals,
+)
 
 __all__ = [
     "compute_result",
+    "cycle_result",
+    "direct_part",
+    "grid_part",
     "line_multiplier",
+    "line_part",
     "source_from_factor",
     "source_from_footprint",
     "source_from_result",
@@ -77,9 +96,8 @@ def source_from_footprint(footprint: ComponentFootprint) -> SourceValue:
     return SourceValue(
         ref=footprint.ref,
         kind=SourceKind.SUPPLIER,
-        footprint_id=footprint.footprint_id,
+        identity=Identity(footprint.footprint_id, footprint.content_hash),
         sequence=footprint.sequence,
-        content_hash=footprint.content_hash,
         declared_unit=footprint.declared_unit,
         declared_unit_amount=footprint.declared_unit_amount,
         mass_per_declared_unit=footprint.product_mass_per_declared_unit,
@@ -106,9 +124,8 @@ def source_from_factor(factor: Factor) -> SourceValue:
     return SourceValue(
         ref=factor.ref,
         kind=SourceKind.FACTOR,
-        footprint_id=factor.factor_id,
+        identity=Identity(factor.factor_id, factor.content_hash),
         sequence=factor.sequence,
-        content_hash=factor.content_hash,
         declared_unit=factor.unit,
         declared_unit_amount=Decimal(1),
         mass_per_declared_unit=factor.mass_per_unit,
@@ -125,9 +142,8 @@ def source_from_result(result: RollupResult) -> SourceValue:
     return SourceValue(
         ref=Ref.product(result.product_id),
         kind=SourceKind.ROLLED_UP,
-        footprint_id=result.result_id,
+        identity=Identity.of_result(result),
         sequence=result.bom_revision,
-        content_hash=result.content_hash,
         declared_unit=result.declared_unit,
         declared_unit_amount=result.declared_unit_amount,
         mass_per_declared_unit=result.mass_per_declared_unit,
@@ -215,6 +231,85 @@ def _scaled_quality(
     )
 
 
+def direct_part(own: OwnProcess) -> _Part | None:
+    """The own process's direct emissions as a part (``None`` when there are none)."""
+    direct = own.direct_kgco2e
+    if direct == 0:
+        return None
+    with rollup_context():
+        sigma = own.direct_std_dev
+        return _Part(
+            dict.fromkeys(REQUIRED_METRICS, direct),
+            neutral=True,
+            primary=direct,
+            variance=ZERO if sigma is None else sigma * sigma,
+            unassessed=direct if sigma is None else ZERO,
+            dqr={name: (direct * rating, direct) for name, rating in own.dqr.items()},
+            stages={own.stage: direct},
+        )
+
+
+def grid_part(own: OwnProcess, grid: SourceValue, ctx: Context) -> tuple[_Part, Decimal, bool]:
+    """Metered electricity x grid factor: (part, multiplier, exact); raises
+    :class:`RollupError` when the grid factor is not per an energy unit. Runs in *ctx* (the
+    roll-up context)."""
+    assert grid.totals is not None
+    ctx.clear_flags()
+    k = line_multiplier(own.electricity_kwh, _KWH, grid, "ownProcess")
+    figures = {name: value * k for name, value in grid.totals.figures.items()}
+    exact = grid.exact and not ctx.flags[Inexact]
+    head = figures[HEADLINE_METRIC]
+    _, variance, unassessed, dqr, _ = _scaled_quality(grid.totals, k)
+    part = _Part(
+        figures,
+        neutral=True,
+        primary=head,
+        variance=variance,
+        unassessed=unassessed,
+        dqr=dqr,
+        stages={own.stage: head},
+    )
+    return part, k, exact
+
+
+def line_part(
+    line: BomLine, source: SourceValue, path: str, ctx: Context
+) -> tuple[_Part, Decimal, bool]:
+    """One usable input scaled by its BOM line: (part, multiplier, exact); raises
+    :class:`RollupError` naming ``<path>.unit`` when the units do not convert. Runs in *ctx*."""
+    assert source.totals is not None
+    ctx.clear_flags()
+    k = line_multiplier(line.quantity, line.unit, source, path)
+    figures = {name: value * k for name, value in source.totals.figures.items()}
+    exact = source.exact and not ctx.flags[Inexact]
+    primary, variance, unassessed, dqr, stages = _scaled_quality(source.totals, k)
+    part = _Part(
+        figures,
+        neutral=False,
+        primary=primary,
+        variance=variance,
+        unassessed=unassessed,
+        dqr=dqr,
+        stages=stages,
+    )
+    return part, k, exact
+
+
+def cycle_result(bom: Bom, cycle: tuple[str, ...]) -> RollupResult:
+    """The result of a product found on *cycle*: no figures, the path."""
+    return RollupResult(
+        product_id=bom.product_id,
+        bom_revision=bom.revision,
+        status=Status.CYCLE,
+        declared_unit=bom.declared_unit,
+        declared_unit_amount=bom.declared_unit_amount,
+        mass_per_declared_unit=bom.product_mass_per_declared_unit,
+        totals=None,
+        cycle=cycle,
+        owner=bom.owner,
+    )
+
+
 def _canonical_cycle(nodes: tuple[str, ...]) -> tuple[str, ...]:
     start = nodes.index(min(nodes))
     rotated = nodes[start:] + nodes[:start]
@@ -296,17 +391,7 @@ def compute_result(
     # (1) cycle check
     cycle = _find_cycle(pid, bom.refs, values, traces or {})
     if cycle:
-        return RollupResult(
-            product_id=pid,
-            bom_revision=bom.revision,
-            status=Status.CYCLE,
-            declared_unit=bom.declared_unit,
-            declared_unit_amount=bom.declared_unit_amount,
-            mass_per_declared_unit=bom.product_mass_per_declared_unit,
-            totals=None,
-            cycle=cycle,
-            owner=bom.owner,
-        )
+        return cycle_result(bom, cycle)
 
     parts: list[_Part] = []
     lineage: list[LineageInput] = []
@@ -322,19 +407,9 @@ def compute_result(
     with rollup_context() as ctx:
         # (2) own process: direct emissions, then electricity x grid factor
         direct = own.direct_kgco2e
-        if direct != 0:
-            sigma = own.direct_std_dev
-            parts.append(
-                _Part(
-                    dict.fromkeys(REQUIRED_METRICS, direct),
-                    neutral=True,
-                    primary=direct,
-                    variance=ZERO if sigma is None else sigma * sigma,
-                    unassessed=direct if sigma is None else ZERO,
-                    dqr={name: (direct * rating, direct) for name, rating in own.dqr.items()},
-                    stages={own.stage: direct},
-                )
-            )
+        direct_part_ = direct_part(own)
+        if direct_part_ is not None:
+            parts.append(direct_part_)
             lineage.append(
                 LineageInput(
                     path="ownProcess.direct",
@@ -355,27 +430,14 @@ def compute_result(
             if grid is None or grid.totals is None:
                 missing.add(str(grid_ref))
             else:
-                ctx.clear_flags()
                 try:
-                    k = line_multiplier(own.electricity_kwh, _KWH, grid, "ownProcess")
+                    part, k, part_exact = grid_part(own, grid, ctx)
                 except RollupError as exc:
                     errors.append(Violation("ownProcess.gridFactorId", "unit", exc.message))
                 else:
-                    figures = {name: value * k for name, value in grid.totals.figures.items()}
-                    exact = exact and grid.exact and not ctx.flags[Inexact]
-                    head = figures[HEADLINE_METRIC]
-                    _, variance, unassessed, dqr, _ = _scaled_quality(grid.totals, k)
-                    parts.append(
-                        _Part(
-                            figures,
-                            neutral=True,
-                            primary=head,
-                            variance=variance,
-                            unassessed=unassessed,
-                            dqr=dqr,
-                            stages={own.stage: head},
-                        )
-                    )
+                    exact = exact and part_exact
+                    head = part.figures[HEADLINE_METRIC]
+                    parts.append(part)
                     factor_sources.update(grid.factor_sources)
                     lineage.append(
                         LineageInput(
@@ -411,29 +473,17 @@ def compute_result(
                     _line_entry(path, source, line.quantity, line.unit, secondary=is_secondary)
                 )
                 continue
-            ctx.clear_flags()
             try:
-                k = line_multiplier(line.quantity, line.unit, source, path)
+                part, k, part_exact = line_part(line, source, path, ctx)
             except RollupError as exc:
                 errors.append(Violation(exc.path, "unit", exc.message))
                 lineage.append(
                     _line_entry(path, source, line.quantity, line.unit, secondary=is_secondary)
                 )
                 continue
-            figures = {name: value * k for name, value in source.totals.figures.items()}
-            exact = exact and source.exact and not ctx.flags[Inexact]
-            primary, variance, unassessed, dqr, stages = _scaled_quality(source.totals, k)
-            parts.append(
-                _Part(
-                    figures,
-                    neutral=False,
-                    primary=primary,
-                    variance=variance,
-                    unassessed=unassessed,
-                    dqr=dqr,
-                    stages=stages,
-                )
-            )
+            figures = part.figures
+            exact = exact and part_exact
+            parts.append(part)
             line_metrics.append((str(source.ref), frozenset(figures)))
             factor_sources.update(source.factor_sources)
             if source.status is Status.INCOMPLETE:
@@ -475,18 +525,17 @@ def compute_result(
             status = Status.COMPLETE
         totals: Totals | None = None
         if status in (Status.COMPLETE, Status.INCOMPLETE):
-            ctx.clear_flags()
-            sums: dict[str, Decimal] = {}
-            for name in _METRIC_ORDER:
-                if name in common:
-                    total = ZERO
-                    for part in parts:
-                        value = part.figures.get(name)
-                        if value is not None:
-                            total += value
-                    sums[name] = total
-            exact = exact and not ctx.flags[Inexact]
-            totals = _sum_quality(parts, sums)
+            with exact_context():  # sums are exact (see ``_numbers``)
+                sums: dict[str, Decimal] = {}
+                for name in _METRIC_ORDER:
+                    if name in common:
+                        total = ZERO
+                        for part in parts:
+                            value = part.figures.get(name)
+                            if value is not None:
+                                total += value
+                        sums[name] = total
+                totals = _sum_quality(parts, sums)
 
     return RollupResult(
         product_id=pid,
@@ -517,8 +566,8 @@ def _sum_quality(parts: list[_Part], figures: dict[str, Decimal]) -> Totals:
         variance += part.variance
         unassessed += part.unassessed
         for name, (ws, w) in part.dqr.items():
-            acc = dqr.get(name)
-            dqr[name] = (ws, w) if acc is None else (acc[0] + ws, acc[1] + w)
+            acc = dqr.get(name, (ZERO, ZERO))
+            dqr[name] = (acc[0] + ws, acc[1] + w)
         for stage, value in part.stages.items():
             stage_sums[stage] = stage_sums.get(stage, ZERO) + value
     return Totals(

@@ -8,9 +8,16 @@ space) plays up to two roles:
   it knows its current value and which parents subscribe to it, and sends each of them the
   *absolute* value (:class:`ChildValue`) whenever it changes;
 * as a **parent** (the *product* role: :func:`product_step`, keyed by the product id,
-  :attr:`key`) it holds its BOM and the latest value per input, recomputes the whole result
-  (replace, never add deltas) and publishes it (:class:`ProductRolledUp`) when it changes --
-  which its own input role takes to feed the next tier.
+  :attr:`key`) it holds its BOM and the latest value per input, applies a new value to its
+  running sums by the difference it makes, and publishes its new value
+  (:class:`ProductRolledUp`) when it changes -- which its own input role takes to feed the next
+  tier.
+
+Messages are absolute values with versions (so duplicates and replays are no-ops) and *thin*:
+a :class:`~streams.rollup.SourceValue` carries totals and status, not lineage; the full result of
+a rolled-up product is built from its pending identity only where it is published
+(:attr:`ProductRolledUp.result`), and the codec resolves identities to plain strings before a
+value crosses a topic or a row.
 
 An adapter routes a message to the node it is for (:func:`node_of`). The streams runtime keys
 both roles of a product by its ref (``product:<id>``), so one worker holds both in one row.
@@ -33,6 +40,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from ._compute import source_from_result
 from ._model import Bom, ComponentFootprint, Factor, Ref
 from ._result import RollupResult, SourceValue
 
@@ -128,18 +136,56 @@ class _ProductNews:
         return self.product_id
 
 
-@dataclass(frozen=True, slots=True)
 class ProductRolledUp(_ProductNews):
-    """A product's new result. ``sequence`` counts the product's emissions (monotonic).
+    """A product's new value. ``sequence`` counts the product's emissions (monotonic).
 
-    ``trace`` is the chain of product ids whose changes led to this one (cycle detection); it is
-    transport metadata and not part of the result.
+    ``value`` is the thin value the product offers its parents; :attr:`result` is its full
+    result (lineage, content hash, id), built on first access and cached -- at the edge that
+    publishes it, once, never while an update propagates. Constructed from a result (batch tools,
+    tests), it carries that result. ``trace`` is the chain of product ids whose changes led to
+    this one (cycle detection); it is transport metadata and not part of the result.
     """
 
-    product_id: str
-    sequence: int
-    result: RollupResult
-    trace: tuple[str, ...] = ()
+    __slots__ = ("product_id", "sequence", "trace", "value")
+
+    def __init__(
+        self,
+        product_id: str,
+        sequence: int,
+        value: SourceValue | RollupResult,
+        trace: tuple[str, ...] = (),
+    ) -> None:
+        if isinstance(value, RollupResult):
+            value = source_from_result(value)
+        self.product_id = product_id
+        self.sequence = sequence
+        self.value: SourceValue = value
+        self.trace = tuple(trace)
+
+    @property
+    def result(self) -> RollupResult:
+        """The full result of :attr:`value` (built now if not yet, then cached)."""
+        result = self.value.identity.result
+        if result is None:
+            raise ValueError(f"the value of {self.product_id!r} has no result to build")
+        return result
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProductRolledUp):
+            return NotImplemented
+        return (self.product_id, self.sequence, self.trace, self.value) == (
+            other.product_id,
+            other.sequence,
+            other.trace,
+            other.value,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"ProductRolledUp({self.product_id!r}, {self.sequence}, {self.value!r}, {self.trace!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,14 @@ performs the same operations in the same order for the same inputs (lines in BOM
 in sorted order), a result has the same digits whatever order its inputs arrived in, even when a
 division rounds. Whether anything rounded is recorded on each result (``RollupResult.exact``).
 
+Sums are different: they run in :func:`exact_context` (:data:`EXACT_CONTEXT`, the "unlimited
+precision" recipe of the :mod:`decimal` docs: ``MAX_PREC`` digits, ``Inexact`` trapped), where an
+addition or subtraction is always exact. That is what lets a product keep *running* sums and apply
+a new input by the difference it makes (subtract the line's old part, add its new one) and still
+hold exactly the digits a from-scratch sum gives: the value is exact either way, and its exponent
+is put back to the from-scratch one (:func:`canonical_sum`). ``Inexact`` cannot happen there; were
+it to, the trap raises: a loud bug, never a rounded figure.
+
 >>> with rollup_context():
 ...     Decimal(1) / Decimal(3)
 Decimal('0.33333333333333333333333333333333333333333333333333')
@@ -19,10 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
     ROUND_HALF_EVEN,
     Context,
     Decimal,
     DivisionByZero,
+    Inexact,
     InvalidOperation,
     Overflow,
     localcontext,
@@ -31,11 +43,14 @@ from decimal import (
 from contracts.errors import RollupError
 
 __all__ = [
+    "EXACT_CONTEXT",
     "PRECISION",
     "ROLLUP_CONTEXT",
     "ZERO",
+    "canonical_sum",
     "check_decimal",
     "check_mapping",
+    "exact_context",
     "rollup_context",
 ]
 
@@ -56,11 +71,49 @@ ROLLUP_CONTEXT = Context(
 
 ZERO = Decimal(0)
 
+EXACT_CONTEXT = Context(
+    prec=MAX_PREC,
+    rounding=ROUND_HALF_EVEN,
+    Emin=MIN_EMIN,
+    Emax=MAX_EMAX,
+    capitals=1,
+    clamp=0,
+    flags=[],
+    traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
+)
+"""The context of every sum: additions and subtractions are exact, ``Inexact`` is trapped."""
+
+_UNIT_AT: dict[int, Decimal] = {}
+
+
+def canonical_sum(total: Decimal, exponent: int) -> Decimal:
+    """*total* written with *exponent*: the digits ``ZERO + part + part ...`` gives from scratch.
+
+    An exact sum of decimals has the smallest exponent of its operands (``ZERO``'s 0 included).
+    A running sum that had a part with a smaller exponent subtracted again still carries that
+    exponent (``1.50 - 1.50 = 0.00``); written with the exponent of the parts it holds *now*
+    (a multiple of ``10**exponent``, so exact) it is digit for digit the from-scratch sum.
+    """
+    if total.as_tuple().exponent == exponent:
+        return total
+    unit = _UNIT_AT.get(exponent)
+    if unit is None:
+        unit = _UNIT_AT[exponent] = Decimal((0, (1,), exponent))
+    return total.quantize(unit, context=EXACT_CONTEXT)
+
 
 @contextmanager
 def rollup_context() -> Iterator[Context]:
     """Run the body with a fresh copy of :data:`ROLLUP_CONTEXT` (flags cleared)."""
     with localcontext(ROLLUP_CONTEXT) as ctx:
+        ctx.clear_flags()
+        yield ctx
+
+
+@contextmanager
+def exact_context() -> Iterator[Context]:
+    """Run the body with a fresh copy of :data:`EXACT_CONTEXT` (for sums, see the docstring)."""
+    with localcontext(EXACT_CONTEXT) as ctx:
         ctx.clear_flags()
         yield ctx
 

@@ -1,17 +1,28 @@
-"""The product side: one state per product with a BOM, recomputing its result from its inputs.
+"""The product side: one state per product with a BOM, keeping its roll-up up to date.
 
 A :class:`ProductState` holds the product's current BOM revision and, per input ref, the latest
-absolute value the component side sent (with its version and trace). Every accepted message
-recomputes the whole result with :func:`~streams.rollup.compute_result` -- replace, never add a
-delta -- and the result is published only if its content hash changed.
+absolute value the component side sent (with its version and trace) -- messages stay absolute
+values with sequences, so duplicates and replays are no-ops (ARCHITECTURE decision 4). What it
+does with a new value is incremental (decision 12): it keeps a :class:`~streams.rollup._running.
+Running` roll-up -- each line's scaled part and running sums of every figure and accumulator --
+and applies the new value by the difference it makes to the lines that use it, exactly. A step
+copies the state once (shallow: a few small dicts) and changes the copy, so a state a caller
+holds never changes under it; :func:`product_step_many` copies once per batch.
+
+What it publishes (:class:`ProductRolledUp`) is the product's new *value*, thin: totals, status,
+what is missing, and a pending identity whose result (lineage, content hash, id) is built only if
+someone asks for it -- the edge that publishes it, once. A value is news only if it differs from
+the one published last; two values are compared by their figures and the values their lines used,
+never by hashing.
 
 A new BOM revision subscribes to the refs it adds and unsubscribes from the refs it drops; the
 values of dropped refs are forgotten at once, so a retracted line stops contributing in the very
-recomputation that follows (and a late value for it is ``UNSUBSCRIBED``).
+recomputation that follows (and a late value for it is ``UNSUBSCRIBED``); the line state is then
+rebuilt from scratch.
 
-Cycle detection works without any worker seeing the graph: every published result carries the
+Cycle detection works without any worker seeing the graph: every published value carries the
 ``trace`` of product ids whose changes led to it. A product that finds itself in the trace of an
-input's value (or in the cycle an input reports) is on a cycle; its result becomes ``CYCLE`` with
+input's value (or in the cycle an input reports) is on a cycle; its value becomes ``CYCLE`` with
 the path, a fixed value, so the wave stops after one more turn instead of looping (a different
 path through the same product is not news, see :func:`_same`).
 """
@@ -19,11 +30,12 @@ path through the same product is not news, see :func:`_same`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from ._compute import compute_result
 from ._messages import (
     BomDeclared,
+    ChildValue,
     Message,
     Outcome,
     ProductMessage,
@@ -35,6 +47,7 @@ from ._messages import (
 )
 from ._model import Bom, Ref
 from ._result import RollupResult, SourceValue, Status
+from ._running import Running
 
 __all__ = ["ChildSlot", "ProductState", "product_step", "product_step_many"]
 
@@ -48,83 +61,166 @@ class ChildSlot:
     trace: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
 class ProductState:
-    """What the product side knows about one product (see the module docstring)."""
+    """What the product side knows about one product (see the module docstring).
 
-    product_id: str
-    bom: Bom | None = None
-    children: Mapping[Ref, ChildSlot] = field(default_factory=dict)
-    result: RollupResult | None = None
-    sequence: int = 0
-    """Number of results published so far (the ``ProductRolledUp.sequence`` of the last one)."""
+    Stored (and what the codec writes): ``product_id``, ``bom``, ``children`` (the latest value
+    per input), ``sequence`` (number of values published) and ``value`` (the last published).
+    The running roll-up is derived from them, so a row holds no result and no sums: reading a
+    row back rebuilds it (arithmetic only, no hashing).
+    """
+
+    __slots__ = (
+        "_dirty",
+        "_rebuild",
+        "_refs",
+        "_run",
+        "bom",
+        "children",
+        "product_id",
+        "sequence",
+        "value",
+    )
+
+    def __init__(
+        self,
+        product_id: str,
+        bom: Bom | None = None,
+        children: Mapping[Ref, ChildSlot] | None = None,
+        sequence: int = 0,
+        value: SourceValue | None = None,
+    ) -> None:
+        self.product_id = product_id
+        self.bom = bom
+        self.children: dict[Ref, ChildSlot] = dict(children or {})
+        self.sequence = sequence
+        """Number of values published so far (the ``ProductRolledUp.sequence`` of the last)."""
+        self.value = value
+        """The value published last (``None`` before the first)."""
+        self._run = None if bom is None else Running(bom, self.children)
+        self._refs = frozenset() if bom is None else bom.refs
+        self._dirty: set[Ref] = set()
+        self._rebuild = False
+
+    @property
+    def result(self) -> RollupResult | None:
+        """The full result of the value published last, built on first access (the edge)."""
+        if self.value is None:
+            return None
+        result = self.value.identity.result
+        if result is None and self.bom is not None:  # a value read back from a row
+            values = {ref: slot.value for ref, slot in self.children.items()}
+            traces = {ref: slot.trace for ref, slot in self.children.items() if slot.trace}
+            result = compute_result(self.bom, values, traces)
+        return result
+
+    def _copy(self) -> ProductState:
+        new = ProductState.__new__(ProductState)
+        new.product_id = self.product_id
+        new.bom = self.bom
+        new.children = dict(self.children)
+        new.sequence = self.sequence
+        new.value = self.value
+        new._run = None if self._run is None else self._run.copy()
+        new._refs = self._refs
+        new._dirty = set()
+        new._rebuild = False
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProductState):
+            return NotImplemented
+        return (
+            self.product_id == other.product_id
+            and self.sequence == other.sequence
+            and self.bom == other.bom
+            and self.children == other.children
+            and self.value == other.value
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"ProductState({self.product_id!r}, bom={self.bom!r}, children={self.children!r}, "
+            f"sequence={self.sequence}, value={self.value!r})"
+        )
 
 
-def _same(new: RollupResult, old: RollupResult) -> bool:
-    """Whether *new* is no news compared with the published *old* result.
+def _same(new: SourceValue, old: SourceValue) -> bool:
+    """Whether *new* is no news compared with the published *old* value.
 
     On overlapping cycles a product may see several cycles through it, and which one its inputs
     name depends on the order waves arrive in; re-publishing on every switch would make the
     products of the cycles flip each other forever. So while a product stays on a cycle at the
     same BOM revision, another path is not a change: the first cycle found stays reported.
     """
-    if new.content_hash == old.content_hash:
-        return True
-    return (
-        new.status is Status.CYCLE
-        and old.status is Status.CYCLE
-        and new.bom_revision == old.bom_revision
-    )
+    if new.status is Status.CYCLE and old.status is Status.CYCLE:
+        return new.sequence == old.sequence
+    return new == old
 
 
-def _recompute(
-    state: ProductState, outputs: tuple[Message, ...], trace: tuple[str, ...]
-) -> Step[ProductState]:
-    bom = state.bom
-    assert bom is not None
-    values = {ref: slot.value for ref, slot in state.children.items()}
-    traces = {ref: slot.trace for ref, slot in state.children.items() if slot.trace}
-    result = compute_result(bom, values, traces)
-    if state.result is not None and _same(result, state.result):
-        return Step(state, outputs, Outcome.APPLIED if outputs else Outcome.UNCHANGED)
-    sequence = state.sequence + 1
-    pid = state.product_id
-    out_trace = (pid,) if result.status is Status.CYCLE else trace
-    published = ProductRolledUp(pid, sequence, result, out_trace)
-    new = replace(state, result=result, sequence=sequence)
-    return Step(new, (*outputs, published), Outcome.APPLIED)
+def _check(state: ProductState, message: ProductMessage) -> Outcome | None:
+    """The named no-op *message* is for *state*, or ``None`` if it changes it (step 2)."""
+    if isinstance(message, BomDeclared):
+        bom, old = message.bom, state.bom
+        if old is None:
+            return None
+        return order_outcome(bom.revision, old.revision, bom == old)
+    if state.bom is None or message.child not in state._refs:
+        return Outcome.UNSUBSCRIBED
+    slot = state.children.get(message.child)
+    if slot is None:
+        return None
+    return order_outcome(message.version, slot.version, message.value == slot.value)
 
 
-def _absorb(
+def _store(
     state: ProductState, message: ProductMessage
-) -> tuple[ProductState, tuple[Message, ...], Outcome | None, tuple[str, ...]]:
-    """Store one message without recomputing: (state, outputs, no-op outcome or None, trace)."""
+) -> tuple[tuple[Message, ...], tuple[str, ...]]:
+    """Store one accepted message in *state* (a copy this step owns): (outputs, trace) (step 3)."""
     pid = state.product_id
     if isinstance(message, BomDeclared):
         bom, old = message.bom, state.bom
-        if old is not None:  # (2)
-            outcome = order_outcome(bom.revision, old.revision, bom == old)
-            if outcome is not None:
-                return state, (), outcome, ()
-        # (3)
         old_refs = old.refs if old is not None else frozenset()
         new_refs = bom.refs
         outputs: tuple[Message, ...] = (
             *(Unsubscribe(ref, pid, bom.revision) for ref in sorted(old_refs - new_refs)),
             *(Subscribe(ref, pid, bom.revision) for ref in sorted(new_refs - old_refs)),
         )
-        children = {ref: slot for ref, slot in state.children.items() if ref in new_refs}
-        return replace(state, bom=bom, children=children), outputs, None, (pid,)
-    if state.bom is None or message.child not in state.bom.refs:  # (2)
-        return state, (), Outcome.UNSUBSCRIBED, ()
-    slot = state.children.get(message.child)
-    if slot is not None:
-        outcome = order_outcome(message.version, slot.version, message.value == slot.value)
-        if outcome is not None:
-            return state, (), outcome, ()
-    children = dict(state.children)  # (3)
-    children[message.child] = ChildSlot(message.version, message.value, message.trace)
-    return replace(state, children=children), (), None, (*message.trace, pid)
+        for ref in old_refs - new_refs:
+            state.children.pop(ref, None)
+        state.bom = bom
+        state._refs = new_refs
+        state._rebuild = True
+        return outputs, (pid,)
+    assert isinstance(message, ChildValue)
+    state.children[message.child] = ChildSlot(message.version, message.value, message.trace)
+    state._dirty.add(message.child)
+    return (), (*message.trace, pid)
+
+
+def _publish(
+    state: ProductState, outputs: tuple[Message, ...], trace: tuple[str, ...]
+) -> Step[ProductState]:
+    """Bring the running roll-up up to date with what was stored; publish if it changed (4)."""
+    bom = state.bom
+    assert bom is not None
+    if state._rebuild or state._run is None:
+        state._run = Running(bom, state.children)
+    elif state._dirty:
+        state._run.update(state._dirty, state.children)
+    state._dirty = set()
+    state._rebuild = False
+    value = state._run.value()
+    if state.value is not None and _same(value, state.value):
+        return Step(state, outputs, Outcome.APPLIED if outputs else Outcome.UNCHANGED)
+    state.sequence += 1
+    state.value = value
+    pid = state.product_id
+    out_trace = (pid,) if value.status is Status.CYCLE else trace
+    published = ProductRolledUp(pid, state.sequence, value, out_trace)
+    return Step(state, (*outputs, published), Outcome.APPLIED)
 
 
 def _check_key(state: ProductState | None, pid: str) -> ProductState:
@@ -143,21 +239,24 @@ def product_step(state: ProductState | None, message: ProductMessage) -> Step[Pr
        value for a ref the BOM no longer uses, is a named no-op;
     3. a new BOM revision: (un)subscribe the refs it adds (drops), forget dropped values;
        a new value: store it;
-    4. recompute the result from all current values; publish it only if it changed.
+    4. apply it to the running roll-up (a new BOM: rebuild it); publish the new value only if
+       it changed.
     """
     state = _check_key(state, message.key)  # (1)
-    new, outputs, outcome, trace = _absorb(state, message)
+    outcome = _check(state, message)  # (2)
     if outcome is not None:
         return Step(state, (), outcome)
-    return _recompute(new, outputs, trace)  # (4)
+    new = state._copy()
+    outputs, trace = _store(new, message)  # (3)
+    return _publish(new, outputs, trace)  # (4)
 
 
 def product_step_many(
     state: ProductState | None, messages: Sequence[ProductMessage]
 ) -> Step[ProductState]:
-    """Apply several messages for one product in order, recomputing once at the end.
+    """Apply several messages for one product in order, updating the roll-up once at the end.
 
-    Equivalent to :func:`product_step` on each in turn except that intermediate results are
+    Equivalent to :func:`product_step` on each in turn except that intermediate values are
     not published (for a consumer that takes batches, and for batch mode). The outcome is
     ``APPLIED`` if any message was, else the last no-op outcome; ``Step.each`` gives every
     message's own outcome, so a ``CONFLICT`` inside a batch can still go to the DLQ.
@@ -166,18 +265,22 @@ def product_step_many(
         raise ValueError("product_step_many needs at least one message")
     pid = messages[0].key
     state = _check_key(state, pid)
+    new: ProductState | None = None
     outputs: list[Message] = []
     each: list[Outcome] = []
     trace: tuple[str, ...] = (pid,)
     for message in messages:
         if message.key != pid:
             raise ValueError(f"message for {message.key!r} in a batch for {pid!r}")
-        state, out, outcome, message_trace = _absorb(state, message)
-        outputs.extend(out)
+        outcome = _check(new or state, message)
         each.append(Outcome.APPLIED if outcome is None else outcome)
-        if outcome is None:
-            trace = message_trace
-    if Outcome.APPLIED in each:
-        step = _recompute(state, tuple(outputs), trace)
+        if outcome is not None:
+            continue
+        if new is None:
+            new = state._copy()
+        out, trace = _store(new, message)
+        outputs.extend(out)
+    if new is not None:
+        step = _publish(new, tuple(outputs), trace)
         return Step(step.state, step.outputs, Outcome.APPLIED, tuple(each))
     return Step(state, tuple(outputs), each[-1], tuple(each))

@@ -22,7 +22,7 @@ plus ``sum(multiplier x child totals)`` and nothing is ever averaged twice:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -35,6 +35,7 @@ from ._numbers import rollup_context
 
 __all__ = [
     "RESULT_NAMESPACE",
+    "Identity",
     "LineageInput",
     "RollupResult",
     "SourceKind",
@@ -149,21 +150,141 @@ class Totals:
         }
 
 
+class Identity:
+    """Which record a value came from (``footprint_id``, ``content_hash``), resolved lazily.
+
+    A supplier footprint or a factor knows its identity up front (the signed record's id and
+    hash). A rolled-up product's identity is its result's id and content hash, and building that
+    result (lineage, canonical JSON, SHA-256, UUIDv5) is what an update must *not* pay for at every
+    tier it crosses. So a rolled-up value carries a *pending* identity instead: an immutable
+    snapshot of what its result is a pure function of (``key``: the BOM and the values its lines
+    used, themselves carrying their own identities) and a ``build`` that makes that result from
+    it. The result is built the first time anyone asks for it (the edge publishing it, a parent
+    building its own result's lineage, the codec writing the value to a topic or row) and cached,
+    so it is built at most once however many parents hold the value.
+
+    Because the snapshot holds the inputs' *values* and not a history, the identity is the same
+    whatever order the inputs arrived in (one worker or two, batch or streaming): two pending
+    identities are equal when their snapshots are, which compares values, never hashes; a pending
+    and a resolved identity (one read back from a row) are compared by building the result.
+    """
+
+    __slots__ = ("_build", "_content_hash", "_footprint_id", "_inputs", "_key", "_result")
+
+    def __init__(
+        self,
+        footprint_id: str | None = None,
+        content_hash: str | None = None,
+        *,
+        key: object = None,
+        build: Callable[[], RollupResult] | None = None,
+        inputs: tuple[Identity, ...] = (),
+        result: RollupResult | None = None,
+    ) -> None:
+        if (footprint_id is None) != (content_hash is None) or (
+            footprint_id is None and build is None and result is None
+        ):
+            raise ValueError("an identity needs its id and hash, a result, or a way to build it")
+        self._footprint_id = footprint_id
+        self._content_hash = content_hash
+        self._key = key
+        self._build = build
+        self._inputs = inputs
+        self._result = result
+        if result is not None:
+            self._resolve_from(result)
+
+    @classmethod
+    def of_result(cls, result: RollupResult) -> Identity:
+        """The identity of a result at hand (resolved, and able to hand the result back)."""
+        return cls(result=result)
+
+    @classmethod
+    def pending(
+        cls, key: object, build: Callable[[], RollupResult], inputs: tuple[Identity, ...] = ()
+    ) -> Identity:
+        """An identity whose result *build* makes on first use; equal to another on *key*.
+        *inputs* are the identities *build* will read (resolved first, without recursion)."""
+        return cls(key=key, build=build, inputs=inputs)
+
+    def _resolve_from(self, result: RollupResult) -> None:
+        self._result = result
+        self._footprint_id = result.result_id
+        self._content_hash = result.content_hash
+        self._build = None  # (drops the snapshot's closure: the result now stands for it)
+        self._inputs = ()
+
+    @property
+    def resolved(self) -> bool:
+        return self._content_hash is not None
+
+    @property
+    def result(self) -> RollupResult | None:
+        """The rolled-up result this identifies (built now if pending; ``None`` for a footprint,
+        a factor, or a rolled-up identity read back from bytes)."""
+        if self._result is None and self._build is not None:
+            # the inputs' results first, deepest first, so that a long chain of products does not
+            # build itself by recursion (each build then only reads resolved identities)
+            stack: list[Identity] = [self]  # a path: each input is pushed when its turn comes
+            while stack:
+                top = stack[-1]
+                waiting = next((i for i in top._inputs if i._build is not None), None)
+                if waiting is not None:
+                    stack.append(waiting)
+                    continue
+                stack.pop()
+                if top._build is not None:
+                    top._resolve_from(top._build())
+        return self._result
+
+    @property
+    def footprint_id(self) -> str:
+        if self._footprint_id is None:
+            self.result  # noqa: B018 - resolves
+        assert self._footprint_id is not None
+        return self._footprint_id
+
+    @property
+    def content_hash(self) -> str:
+        if self._content_hash is None:
+            self.result  # noqa: B018 - resolves
+        assert self._content_hash is not None
+        return self._content_hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Identity):
+            return NotImplemented
+        if self._key is not None and other._key is not None:
+            return bool(self._key == other._key)
+        return (self.footprint_id, self.content_hash) == (other.footprint_id, other.content_hash)
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash)
+
+    def __repr__(self) -> str:
+        if self._content_hash is None:
+            return "Identity(<pending>)"
+        return f"Identity({self._footprint_id!r}, {self._content_hash!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class SourceValue:
     """The current value one input offers to the BOMs that use it, per its declared unit.
 
-    Built by the component side from a supplier footprint, a factor or a rolled-up result; sent
-    to every subscribing parent inside a ``ChildValue``. ``footprint_id``/``sequence``/
-    ``content_hash`` identify exactly which record it came from (for a rolled-up product:
-    the result id, the BOM revision and the result's content hash).
+    Built by the component side from a supplier footprint, a factor or a rolled-up product's
+    state; sent to every subscribing parent inside a ``ChildValue``. It is *thin*: the totals and
+    what a parent's status depends on, never lineage. :attr:`footprint_id`/``sequence``/
+    :attr:`content_hash` identify exactly which record it came from (for a rolled-up product:
+    the result id, the BOM revision and the result's content hash), through :attr:`identity`,
+    which a rolled-up value resolves only when asked (see :class:`Identity`). ``identity`` is the
+    last field, so comparing two values compares their figures before their identities.
     """
 
     ref: Ref
     kind: SourceKind
-    footprint_id: str
     sequence: int
-    content_hash: str
     declared_unit: str
     declared_unit_amount: Decimal
     mass_per_declared_unit: Decimal | None
@@ -175,6 +296,15 @@ class SourceValue:
     exact: bool = True
     supplier: str = ""
     """Whose value it is: the declaring supplier, the factor's publisher, the BOM's owner."""
+    identity: Identity = field(kw_only=True)
+
+    @property
+    def footprint_id(self) -> str:
+        return self.identity.footprint_id
+
+    @property
+    def content_hash(self) -> str:
+        return self.identity.content_hash
 
     @property
     def usable(self) -> bool:

@@ -120,15 +120,26 @@ def test_rounding_division_is_flagged_inexact_with_50_digits() -> None:
     assert result.pcf == D("0." + "3" * PRECISION)
 
 
-def test_a_sum_that_needs_more_than_50_digits_is_flagged_inexact() -> None:
+def test_a_sum_that_needs_more_than_50_digits_stays_exact() -> None:
+    """Sums run in the exact context (``_numbers``): only products and divisions round, so a
+    running sum and a from-scratch sum cannot disagree in their last digits."""
     result = rollup(
         fp("big", "1" + "0" * 30),
         fp("tiny", "0." + "0" * 24 + "1"),
         bom("p", line("big", 1), line("tiny", 1)),
         product="p",
     )
-    assert not result.exact
-    assert result.pcf == D("1" + "0" * 30)  # 1e30 + 1e-25 rounded to 50 significant digits
+    assert result.exact
+    assert result.pcf == D("1" + "0" * 30 + "." + "0" * 24 + "1")  # 56 digits, none lost
+    # a parent multiplies it in the 50-digit context: that rounds, and says so
+    parent = rollup(
+        fp("big", "1" + "0" * 30),
+        fp("tiny", "0." + "0" * 24 + "1"),
+        bom("p", line("big", 1), line("tiny", 1)),
+        bom("q", line("p", 3)),
+        product="q",
+    )
+    assert not parent.exact
 
 
 # --------------------------------------------------------------------------- unit errors

@@ -1,0 +1,537 @@
+"""A product's roll-up kept incrementally: per-line parts and running sums, applied by difference.
+
+:func:`~streams.rollup.compute_result` adds every input up from scratch and builds the whole
+result (lineage, content hash, id). A parent in a live network does not need that at every
+update: it needs its new *value* (totals, status, what is missing) to pass on, and the full result
+only where it is published. :class:`Running` is that value kept up to date:
+
+* per BOM line (and the own process's direct and electricity parts) the line's classification --
+  ok, missing, blocked, error -- and, when ok, its scaled *part*: every figure, primary data,
+  variance, unassessed share, DQR (weighted sum, weight) pairs and stages, flattened into one
+  ``{key: Decimal}`` (figure names as they are; ``~primary``, ``~variance``, ``~unassessed``,
+  ``~dqr:<rating>``, ``~dqw:<rating>``, ``~stage:<stage>`` for the rest);
+* running sums of every key over all parts, and the counts that decide presence the way
+  ``compute_result`` does: how many parts carry a key (a DQR rating or stage is reported when one
+  part has it, even if its sum is back to 0), how many ok lines report each figure ("common"
+  figures -- reported by every ok line -- are summed, the others are gaps), and multisets of the
+  missing and blocked refs, the factor sources and the lines that rounded.
+
+A new value of one input re-evaluates only the lines that use it (:meth:`Running.update`): the
+line's old part is subtracted from the sums and the new one added. The parts come from the very
+functions ``compute_result`` uses (:func:`~streams.rollup.line_part` ...: 50-digit products, the
+same digits); the sums run in the exact context (``_numbers``), so subtracting and adding is
+exact, and each sum is kept written with the exponent a from-scratch sum would have (see
+:func:`_Sums.replace`). A new BOM revision simply rebuilds the product's lines from scratch.
+
+:meth:`Running.value` is the thin :class:`~streams.rollup.SourceValue` the product offers its
+parents. Its identity is *pending* (:class:`~streams.rollup.Identity`): the key is the BOM and the
+values the lines used, the builder ``compute_result`` over them -- so no hash, uuid, lineage or
+canonical JSON is computed while an update propagates, and a published result is built once, at
+the edge. The property test ``tests/streams/test_rollup_incremental.py`` checks that the value kept
+here equals, digit for digit, the one of a from-scratch ``compute_result`` after any history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Context, Decimal, localcontext
+from typing import Protocol
+
+from contracts.errors import RollupError
+
+from ._compute import (
+    _canonical_cycle,
+    _Part,
+    compute_result,
+    cycle_result,
+    direct_part,
+    grid_part,
+    line_part,
+)
+from ._model import (
+    CARBON_CONTENT_METRICS,
+    DQR_RATINGS,
+    OPTIONAL_EMISSION_METRICS,
+    REQUIRED_METRICS,
+    Bom,
+    BomLine,
+    Ref,
+    RefKind,
+)
+from ._numbers import EXACT_CONTEXT, ZERO, rollup_context
+from ._result import Identity, RollupResult, SourceKind, SourceValue, Status, Totals
+
+__all__ = ["Running"]
+
+_METRIC_ORDER: tuple[str, ...] = (
+    REQUIRED_METRICS + OPTIONAL_EMISSION_METRICS + CARBON_CONTENT_METRICS
+)
+_METRIC_INDEX = {name: i for i, name in enumerate(_METRIC_ORDER)}
+_PRIMARY, _VARIANCE, _UNASSESSED = "~primary", "~variance", "~unassessed"
+_DQR, _DQW, _STAGE = "~dqr:", "~dqw:", "~stage:"
+_DQR_KEYS = tuple((name, _DQR + name, _DQW + name) for name in DQR_RATINGS)
+
+_OK, _MISSING, _BLOCKED, _ERROR = range(4)
+
+
+class Slot(Protocol):
+    """What the product side stores per input (:class:`~streams.rollup.ChildSlot`)."""
+
+    @property
+    def value(self) -> SourceValue: ...
+
+    @property
+    def trace(self) -> tuple[str, ...]: ...
+
+
+Slots = Mapping[Ref, Slot]
+
+
+def _value(children: Slots, ref: Ref | None) -> SourceValue | None:
+    if ref is None:
+        return None
+    slot = children.get(ref)
+    return None if slot is None else slot.value
+
+
+def _flat(part: _Part) -> dict[str, Decimal]:
+    flat = dict(part.figures)
+    flat[_PRIMARY] = part.primary
+    flat[_VARIANCE] = part.variance
+    flat[_UNASSESSED] = part.unassessed
+    for name, (ws, w) in part.dqr.items():
+        flat[_DQR + name] = ws
+        flat[_DQW + name] = w
+    for stage, value in part.stages.items():
+        flat[_STAGE + stage] = value
+    return flat
+
+
+class _Line:
+    """One BOM line (or the grid electricity) as evaluated from the current input values."""
+
+    __slots__ = ("exact", "is_line", "kind", "metrics", "missing", "part", "ref", "source")
+
+    def __init__(
+        self,
+        kind: int,
+        source: SourceValue | None,
+        *,
+        part: dict[str, Decimal] | None = None,
+        metrics: frozenset[str] = frozenset(),
+        missing: tuple[str, ...] = (),
+        exact: bool = True,
+        is_line: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.is_line = is_line
+        """A BOM line (counts for "common" figures), not the grid electricity."""
+        self.source = source
+        """The value the line used (``None`` when missing)."""
+        self.ref = "" if source is None else str(source.ref)
+        self.part = part
+        self.metrics = metrics
+        self.missing = missing
+        """Refs this line makes missing: its own (no value at all) or an incomplete input's."""
+        self.exact = exact
+
+
+def _evaluate(
+    line: BomLine, refs: tuple[Ref, Ref | None], path: str, children: Slots, ctx: Context
+) -> _Line:
+    """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*);
+    *refs* are the line's ``ref`` and ``factor_ref``."""
+    ref, factor_ref = refs
+    source = _value(children, ref)
+    if source is None:
+        source = _value(children, factor_ref)
+    if source is None:
+        both = (ref,) if factor_ref is None else (ref, factor_ref)
+        return _Line(_MISSING, None, missing=tuple(map(str, both)))
+    if not source.usable or source.totals is None:
+        return _Line(_BLOCKED, source)
+    try:
+        part, _, exact = line_part(line, source, path, ctx)
+    except RollupError:
+        return _Line(_ERROR, source)
+    missing = source.missing if source.status is Status.INCOMPLETE else ()
+    return _Line(
+        _OK, source, part=_flat(part), metrics=frozenset(part.figures), missing=missing, exact=exact
+    )
+
+
+class Running:
+    """One product's incrementally kept roll-up (see the module docstring).
+
+    Built from a BOM and the current input values (from scratch: a new BOM revision builds a
+    new one), then kept up to date with :meth:`update`. Mutable, so that applying an update
+    costs what the update touches; :class:`~streams.rollup.ProductState` copies it
+    (:meth:`copy`, shallow) before a step changes it, so a state a caller holds never changes
+    under it.
+    """
+
+    __slots__ = (
+        "_sources",
+        "blocked",
+        "bom",
+        "counts",
+        "cycles",
+        "deps",
+        "direct",
+        "errors",
+        "factor_sources",
+        "grid",
+        "inexact",
+        "lines",
+        "metric_lines",
+        "missing",
+        "n_ok",
+        "refs",
+        "sums",
+    )
+
+    def __init__(self, bom: Bom, children: Slots) -> None:
+        self.bom = bom
+        self.sums: dict[str, Decimal] = {}
+        self.counts: dict[str, int] = {}
+        """How many parts carry each key."""
+        self.metric_lines: dict[str, int] = {}
+        """How many ok lines report each figure."""
+        self.n_ok = 0
+        self.missing: dict[str, int] = {}
+        self.blocked: dict[str, int] = {}
+        self.factor_sources: dict[str, int] = {}
+        self.errors = 0
+        self.inexact = 0
+        self._sources: tuple[str, ...] | None = None
+        """``sorted(factor_sources)``, kept until they change."""
+        self.cycles: dict[Ref, tuple[tuple[str, ...], ...]] = {}
+        deps: dict[Ref, list[int]] = {}
+        refs: list[tuple[Ref, Ref | None]] = []
+        for i, line in enumerate(bom.components):
+            refs.append((line.ref, line.factor_ref))
+            deps.setdefault(line.ref, []).append(i)
+            if line.factor_ref is not None:
+                deps.setdefault(line.factor_ref, []).append(i)
+        self.deps = deps
+        self.refs = refs
+        """Each line's ``(ref, factor_ref)`` (properties that build a new Ref at every call)."""
+        direct = direct_part(bom.own)
+        self.direct = None if direct is None else _flat(direct)
+        self.grid: _Line | None = None
+        self.lines: list[_Line] = []
+        with rollup_context() as ctx:
+            if bom.own.grid_ref is not None:
+                self.grid = self._evaluate_grid(children, ctx)
+            self.lines = [
+                _evaluate(line, refs[i], f"components[{i}]", children, ctx)
+                for i, line in enumerate(bom.components)
+            ]
+        with localcontext(EXACT_CONTEXT):
+            if self.direct is not None:
+                self._sum(None, self.direct)
+            if self.grid is not None:
+                self._count(self.grid, 1)
+                self._sum(None, self.grid.part)
+            for line_state in self.lines:
+                self._count(line_state, 1)
+                self._sum(None, line_state.part)
+        for ref, slot in children.items():
+            self._trace(ref, slot.value, slot.trace)
+
+    def copy(self) -> Running:
+        new = Running.__new__(Running)
+        new.bom = self.bom
+        new.sums = dict(self.sums)
+        new.counts = dict(self.counts)
+        new.metric_lines = dict(self.metric_lines)
+        new.n_ok = self.n_ok
+        new.missing = dict(self.missing)
+        new.blocked = dict(self.blocked)
+        new.factor_sources = dict(self.factor_sources)
+        new.errors = self.errors
+        new.inexact = self.inexact
+        new._sources = self._sources
+        new.cycles = dict(self.cycles)
+        new.deps = self.deps  # (a function of the BOM: never changed in place)
+        new.refs = self.refs
+        new.direct = self.direct
+        new.grid = self.grid
+        new.lines = list(self.lines)  # (the _Line objects themselves are never changed)
+        return new
+
+    # ------------------------------------------------------------------ applying a difference
+
+    def _evaluate_grid(self, children: Slots, ctx: Context) -> _Line:
+        own = self.bom.own
+        grid_ref = own.grid_ref
+        assert grid_ref is not None
+        grid = _value(children, grid_ref)
+        if grid is None or grid.totals is None:
+            return _Line(_MISSING, None, missing=(str(grid_ref),), is_line=False)
+        try:
+            part, _, exact = grid_part(own, grid, ctx)
+        except RollupError:
+            return _Line(_ERROR, grid, is_line=False)
+        # (the grid is not a line: it neither reports figures for "common" nor passes on missing)
+        return _Line(_OK, grid, part=_flat(part), exact=exact, is_line=False)
+
+    def _count(self, line: _Line, sign: int, skip_lists: bool = False) -> None:
+        """Add (*sign* 1) or take away (-1) what *line* contributes besides its part's sums
+        (with *skip_lists*, not its missing refs, factor sources and figure names: the caller
+        knows they cancel out)."""
+        kind = line.kind
+        if not skip_lists:
+            for ref in line.missing:
+                _bump(self.missing, ref, sign)
+        if kind == _OK:
+            assert line.source is not None
+            if not line.exact:
+                self.inexact += sign
+            if not skip_lists:
+                self._sources = None
+                for name in line.source.factor_sources:
+                    _bump(self.factor_sources, name, sign)
+            if line.is_line:
+                self.n_ok += sign
+                if not skip_lists:
+                    for name in line.metrics:
+                        _bump(self.metric_lines, name, sign)
+        elif kind == _BLOCKED:
+            _bump(self.blocked, line.ref, sign)
+        elif kind == _ERROR:
+            self.errors += sign
+
+    def _parts(self) -> Iterable[dict[str, Decimal]]:
+        if self.direct is not None:
+            yield self.direct
+        if self.grid is not None and self.grid.part is not None:
+            yield self.grid.part
+        for line in self.lines:
+            if line.part is not None:
+                yield line.part
+
+    def _sum(self, old: dict[str, Decimal] | None, new: dict[str, Decimal] | None) -> None:
+        """Replace part *old* by *new* in the running sums (in the exact context).
+
+        Every sum is kept written as ``ZERO + parts`` would write it from scratch: with the
+        smallest exponent among 0 and the parts it holds. Adding a part does that by itself (an
+        exact sum takes the smaller exponent); taking one away does too, unless that part had
+        the sum's exponent and no other part (nor 0) has it: then that one sum is added up again
+        from the parts (rare: the part that set the exponent was the only one to have it).
+        """
+        sums, counts = self.sums, self.counts
+        suspects: list[tuple[str, Decimal]] = []
+        if old is not None:
+            for key, value in old.items():
+                total = sums[key]
+                replacement = None if new is None else new.get(key)
+                if replacement is not None and replacement.same_quantum(value):
+                    # same exponent in, same exponent out: the sum's exponent holds
+                    sums[key] = total - value + replacement
+                    continue
+                if (
+                    value.same_quantum(total)
+                    and not total.same_quantum(ZERO)
+                    and (replacement is None or _exponent(replacement) > _exponent(value))
+                ):  # (a replacement with a smaller exponent sets the new one by itself)
+                    suspects.append((key, total))
+                sums[key] = total - value
+                left = counts[key] - 1
+                if left:
+                    counts[key] = left
+                else:
+                    del counts[key]
+        if new is not None:
+            for key, value in new.items():
+                if old is not None:
+                    replaced = old.get(key)
+                    if replaced is not None and replaced.same_quantum(value):
+                        continue  # (done above)
+                sums[key] = sums.get(key, ZERO) + value
+                counts[key] = counts.get(key, 0) + 1
+        for key, before in suspects:
+            parts = [p[key] for p in self._parts() if key in p]
+            if any(v.same_quantum(before) for v in parts):
+                continue
+            total = ZERO
+            for value in parts:
+                total += value
+            sums[key] = total
+
+    def _replace(self, old: _Line, new: _Line) -> None:
+        # (an input's new value mostly has the same figures, sources and missing refs as before)
+        same = (
+            old.kind == new.kind == _OK
+            and old.metrics == new.metrics
+            and old.missing == new.missing
+            and old.source is not None
+            and new.source is not None
+            and old.source.factor_sources == new.source.factor_sources
+        )
+        self._count(old, -1, same)
+        self._count(new, 1, same)
+        self._sum(old.part, new.part)
+
+    def _trace(self, ref: Ref, value: SourceValue | None, trace: tuple[str, ...]) -> None:
+        """Step (1) of ``compute_result`` for one input: the cycles through us it shows."""
+        if ref.kind is not RefKind.PRODUCT or value is None:
+            self.cycles.pop(ref, None)
+            return
+        pid = self.bom.product_id
+        found: list[tuple[str, ...]] = []
+        if pid in trace:
+            last = len(trace) - 1 - trace[::-1].index(pid)
+            flow = trace[last:]
+            found.append(_canonical_cycle((pid, *reversed(flow[1:]))))
+        if value.status is Status.CYCLE and pid in value.cycle:
+            path = value.cycle
+            if path[path.index(pid) + 1] == ref.id:
+                found.append(path)
+        if found:
+            self.cycles[ref] = tuple(found)
+        else:
+            self.cycles.pop(ref, None)
+
+    def update(self, refs: Iterable[Ref], children: Slots) -> None:
+        """The inputs *refs* have new values (or none any more): re-evaluate the lines that use
+        them and apply each line's difference to the sums."""
+        grid_ref = self.bom.own.grid_ref
+        touched: set[int] = set()
+        grid = False
+        for ref in refs:
+            touched.update(self.deps.get(ref, ()))
+            if ref == grid_ref:
+                grid = True
+            if ref.kind is RefKind.PRODUCT:
+                slot = children.get(ref)
+                if slot is None:
+                    self.cycles.pop(ref, None)
+                else:
+                    self._trace(ref, slot.value, slot.trace)
+        changes: list[tuple[int, _Line]] = []
+        components = self.bom.components
+        with rollup_context() as ctx:
+            if grid:
+                changes.append((-1, self._evaluate_grid(children, ctx)))
+            for i in sorted(touched):
+                line = components[i]
+                changes.append(
+                    (i, _evaluate(line, self.refs[i], f"components[{i}]", children, ctx))
+                )
+        with localcontext(EXACT_CONTEXT):
+            for i, new in changes:
+                old = self.grid if i < 0 else self.lines[i]
+                assert old is not None
+                if new.source is old.source and new.kind == old.kind:
+                    continue  # (the line uses an input that did not change: a fallback)
+                if i < 0:
+                    self.grid = new
+                else:
+                    self.lines[i] = new
+                self._replace(old, new)
+
+    # ------------------------------------------------------------------ the value
+
+    def value(self) -> SourceValue:
+        """The product's current value for its parents (thin; its result is built on demand)."""
+        bom = self.bom
+        if self.cycles:
+            cycle = min(
+                (c for found in self.cycles.values() for c in found), key=lambda c: (len(c), c)
+            )
+            return SourceValue(
+                ref=bom.ref,
+                kind=SourceKind.ROLLED_UP,
+                sequence=bom.revision,
+                declared_unit=bom.declared_unit,
+                declared_unit_amount=bom.declared_unit_amount,
+                mass_per_declared_unit=bom.product_mass_per_declared_unit,
+                status=Status.CYCLE,
+                totals=None,
+                cycle=cycle,
+                supplier=bom.owner,
+                identity=Identity.pending(("cycle", bom, cycle), lambda: cycle_result(bom, cycle)),
+            )
+        if self.errors:
+            status = Status.ERROR
+        elif self.blocked:
+            status = Status.BLOCKED
+        elif self.missing:
+            status = Status.INCOMPLETE
+        else:
+            status = Status.COMPLETE
+        totals = self._totals() if status in (Status.COMPLETE, Status.INCOMPLETE) else None
+        grid = None if self.grid is None else self.grid.source
+        used = tuple(line.source for line in self.lines)
+        return SourceValue(
+            ref=bom.ref,
+            kind=SourceKind.ROLLED_UP,
+            sequence=bom.revision,
+            declared_unit=bom.declared_unit,
+            declared_unit_amount=bom.declared_unit_amount,
+            mass_per_declared_unit=bom.product_mass_per_declared_unit,
+            status=status,
+            totals=totals,
+            missing=tuple(sorted(self.missing)),
+            factor_sources=self._factor_sources(),
+            exact=self.inexact == 0,
+            supplier=bom.owner,
+            identity=Identity.pending(
+                (bom, grid, used),
+                lambda: _build(bom, grid, used),
+                tuple(v.identity for v in (grid, *used) if v is not None),
+            ),
+        )
+
+    def _factor_sources(self) -> tuple[str, ...]:
+        if self._sources is None:
+            self._sources = tuple(sorted(self.factor_sources))
+        return self._sources
+
+    def _totals(self) -> Totals:
+        sums, counts = self.sums, self.counts
+        n_ok = self.n_ok
+        if n_ok:
+            common = [name for name, n in self.metric_lines.items() if n == n_ok]
+            common.sort(key=_METRIC_INDEX.__getitem__)
+            figures = {name: sums.get(name, ZERO) for name in common}
+        else:
+            figures = {name: sums.get(name, ZERO) for name in REQUIRED_METRICS}
+        stages = sorted(key for key in counts if key.startswith(_STAGE))
+        return Totals(
+            figures=figures,
+            primary=sums.get(_PRIMARY, ZERO),
+            variance=sums.get(_VARIANCE, ZERO),
+            unassessed=sums.get(_UNASSESSED, ZERO),
+            dqr={name: (sums[ws], sums[w]) for name, ws, w in _DQR_KEYS if w in counts},
+            stages={key[len(_STAGE) :]: sums[key] for key in stages},
+        )
+
+
+def _exponent(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # (figures are finite: checked on the way in)
+    return exponent
+
+
+def _bump(counter: dict[str, int], key: str, sign: int) -> None:
+    left = counter.get(key, 0) + sign
+    if left:
+        counter[key] = left
+    else:
+        del counter[key]
+
+
+def _build(
+    bom: Bom, grid: SourceValue | None, used: tuple[SourceValue | None, ...]
+) -> RollupResult:
+    """The full result of a product from the values its lines used (a pending identity's
+    builder): ``compute_result`` over exactly those, so the result is a pure function of them."""
+    values: dict[Ref, SourceValue] = {}
+    if grid is not None:
+        values[grid.ref] = grid
+    for source in used:
+        if source is not None:
+            values[source.ref] = source
+    return compute_result(bom, values)
