@@ -39,6 +39,7 @@ from contracts import (
     Uncertainty,
     parse_footprint,
     payload_json,
+    to_pact_json,
 )
 from contracts._footprint import PCFX_EXTENSION_SCHEMA
 from contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
@@ -99,35 +100,9 @@ def core_footprint(
     *supplier* is the company that signed it (the streams pass the envelope's ``supplierId``,
     which ingestion checked is among ``companyIds``); by default the first of ``companyIds``
     (batch mode: unsigned files)."""
-    # (the "pcf" object of to_pact_json(fp), without dumping the rest of the footprint)
-    pcf = fp.pcf.model_dump(mode="json", by_alias=True, exclude_none=True)
-    figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS}
-    dqr = {k: Decimal(v) for k, v in (pcf.get("dqi") or {}).items() if k in DQR_RATINGS}
-    headline = figures[HEADLINE_METRIC]
-    stages: dict[str, Decimal] = {}
-    std_dev: Decimal | None = None
-    if fp.pcfx is not None:
-        breakdown = dict(fp.pcfx.stage_breakdown or {})
-        if breakdown and sum(breakdown.values(), Decimal(0)) == headline:
-            stages = {str(k): v for k, v in breakdown.items()}
-        std_dev = _std_dev(fp.pcfx.uncertainty, headline)
-    share = pcf.get("primaryDataShare")
-    mass = pcf.get("productMassPerDeclaredUnit")
-    return ComponentFootprint(
-        product_id=fp.product_ids[0],
-        footprint_id=str(fp.id),
+    return core_footprint_pact(
+        to_pact_json(fp),
         sequence=sequence,
-        declared_unit=pcf["declaredUnitOfMeasurement"],
-        declared_unit_amount=Decimal(pcf["declaredUnitAmount"]),
-        figures=figures,
-        product_mass_per_declared_unit=Decimal(mass) if mass is not None else None,
-        primary_data_share=Decimal(share) if share is not None else None,
-        dqr=dqr,
-        std_dev=std_dev,
-        stages=stages,
-        secondary_sources=tuple(
-            f"{s['name']} {s['version']}" for s in pcf.get("secondaryEmissionFactorSources") or ()
-        ),
         content_hash=content_hash,
         supplier=fp.company_ids[0] if supplier is None else supplier,
     )
@@ -136,8 +111,9 @@ def core_footprint(
 def core_footprint_pact(
     payload: Mapping[str, Any], *, sequence: int, content_hash: str, supplier: str
 ) -> ComponentFootprint:
-    """:func:`core_footprint` of a footprint's checked PACT v3 JSON (the ingestion's fast path,
-    :class:`contracts.CheckedFootprint`): the same roll-up input, without building the model."""
+    """A footprint's PACT v3 JSON (``to_pact_json``, or the ingestion's fast path's checked
+    payload, :class:`contracts.CheckedFootprint`) as a roll-up input: the one mapping, which
+    :func:`core_footprint` uses for a model too."""
     pcf = payload["pcf"]
     figures = {k: Decimal(v) for k, v in pcf.items() if k in ROLLED_UP_METRICS and v is not None}
     dqr = {k: Decimal(v) for k, v in (pcf.get("dqi") or {}).items() if k in DQR_RATINGS}
