@@ -257,7 +257,7 @@ def _generate(plan: _Plan) -> _Factory | None:
         lines: list[str], sub: Any, verdict: Any, path: str, emit: str, ind: str, depth: int
     ) -> bool:
         if sub is not None:
-            child = function(sub, depth + 1)
+            child = generate_container(sub, depth + 1)
             if child is None:
                 return False
             lines.extend((f"{ind}b = {child}(v)", f"{ind}if b is not A: {emit}"))
@@ -278,7 +278,7 @@ def _generate(plan: _Plan) -> _Factory | None:
         lines.extend((f"{ind}else:", f"{ind}    b = G(v, {p})", f"{ind}    if b is not A: {emit}"))
         return True
 
-    def function(node: _Plan, depth: int) -> str | None:
+    def generate_container(node: _Plan, depth: int) -> str | None:
         if depth > _GENERATED_DEPTH:
             return None
         is_list, entries = node
@@ -311,7 +311,7 @@ def _generate(plan: _Plan) -> _Factory | None:
         defs.extend(lines)
         return name
 
-    root = function(plan, 0)
+    root = generate_container(plan, 0)
     if root is None:
         return None
     source = "\n".join(("def make(T, L, G):", *defs, f"    return {root}", ""))
