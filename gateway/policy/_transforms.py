@@ -235,13 +235,14 @@ def _generated(plan: _Plan) -> _Factory | None:
 
 
 def _generate(plan: _Plan) -> _Factory | None:
-    """``make(transform, leaf, generic) -> build(record)``: ``replay``'s ``run`` for one plan,
-    unrolled into straight-line code (one function per container of the plan): each decided
-    key or index is looked up directly and each leaf's action is known when the code is written
-    (allowed: copied; redacted or blocked: dropped; transformed: ``transform(spec, value,
-    path)``; held: ``leaf`` decides with the approval). Same output as ``run`` for any record
-    (a property test pins it): the same type checks, ``None`` skipped, emptied containers
-    dropped, and anything but a ``str``/``int``/``bool`` at a leaf handed to ``generic``.
+    """``make(transform, leaf, generic, pseudonymise) -> build(record)``: ``replay``'s ``run`` for
+    one plan, unrolled into straight-line code (one function per container of the plan): each
+    decided key or index is looked up directly and each leaf's action is known when the code is
+    written (allowed: copied; redacted or blocked: dropped; pseudonymised: ``pseudonymise(value)``;
+    other transforms: ``transform(spec, value, path)``; held: ``leaf`` decides with the
+    approval). Same output as ``run`` for any record (a property test pins it): the same type
+    checks, ``None`` skipped, emptied containers dropped, and anything but a
+    ``str``/``int``/``bool`` at a leaf handed to ``generic``.
     """
     consts: dict[str, Any] = {"A": _ABSENT, "Mapping": Mapping}
     defs: list[str] = []
@@ -269,6 +270,8 @@ def _generate(plan: _Plan) -> _Factory | None:
             lines.append(f"{ind}    b = v; {emit}")
         elif action in drop:
             lines.append(f"{ind}    pass")
+        elif action is Action.PSEUDONYMISE and verdict.spec.action is Action.PSEUDONYMISE:
+            lines.append(f"{ind}    b = P(v); {emit}")
         elif action is Action.HOLD:
             lines.append(f"{ind}    b = L(v, {const(verdict)}, {p})")
             lines.append(f"{ind}    if b is not A: {emit}")
@@ -314,7 +317,7 @@ def _generate(plan: _Plan) -> _Factory | None:
     root = generate_container(plan, 0)
     if root is None:
         return None
-    source = "\n".join(("def make(T, L, G):", *defs, f"    return {root}", ""))
+    source = "\n".join(("def make(T, L, G, P):", *defs, f"    return {root}", ""))
     namespace: dict[str, Any] = dict(consts)
     exec(compile(source, "<gateway transform plan>", "exec"), namespace)
     factory: _Factory = namespace["make"]
@@ -417,7 +420,15 @@ class _Builder:
             return out if out else absent
 
         make = _generated(plan)
-        built = make(transform, leaf, generic)(record) if make is not None else run(plan, record)
+        if make is not None:
+            secret, recipient_id = self.secret, self.recipient_id
+
+            def pseudonymise(value: Any) -> str:
+                return pseudonym(secret, recipient_id, value)
+
+            built = make(transform, leaf, generic, pseudonymise)(record)
+        else:
+            built = run(plan, record)
         return built if built is not absent else {}
 
     def build_root(self, record: Mapping[str, Any]) -> dict[str, Any]:
