@@ -507,9 +507,18 @@ def _check_mechanisms(
     Without personal information the answer depends only on recipient, grade and (Beijing) day,
     so it is memoised per policy.
     """
-    exports = [v for v in verdicts if v.discloses]
-    pi = any(v.personal_information is not PersonalInformation.NONE for v in exports)
-    spi = any(v.personal_information is PersonalInformation.SENSITIVE_PI for v in exports)
+    flags: dict[Any, tuple[bool, bool]] = policy._memo.setdefault("mechanism_flags", {})
+    found = flags.get(verdicts) if isinstance(verdicts, frozenset) else None
+    if found is None:
+        exports = [v for v in verdicts if v.discloses]
+        pi = any(v.personal_information is not PersonalInformation.NONE for v in exports)
+        spi = any(v.personal_information is PersonalInformation.SENSITIVE_PI for v in exports)
+        if isinstance(verdicts, frozenset):  # a layout's verdicts: (pi, spi) once per layout
+            if len(flags) > _CACHE_LIMIT:
+                flags.clear()
+            flags[verdicts] = (pi, spi)
+    else:
+        pi, spi = found
     memo: dict[Any, tuple[tuple[Mechanism, ...], tuple[Reason, ...]]] = policy._memo.setdefault(
         "mechanisms", {}
     )
