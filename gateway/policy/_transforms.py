@@ -215,7 +215,7 @@ def _compile_plan(fields: Sequence[FieldDecision]) -> _Plan:
     return freeze(root)
 
 
-_Factory = Callable[..., Callable[[Any], Any]]
+_Factory = Callable[..., Any]
 _GENERATED: dict[int, tuple[_Plan, _Factory | None]] = {}
 _GENERATED_LIMIT = 4096
 _GENERATED_DEPTH = 24
@@ -235,7 +235,7 @@ def _generated(plan: _Plan) -> _Factory | None:
 
 
 def _generate(plan: _Plan) -> _Factory | None:
-    """``make(transform, leaf, generic, pseudonymise) -> build(record)``: ``replay``'s ``run`` for
+    """``build(record, transform, leaf, generic, pseudonymise)``: ``replay``'s ``run`` for
     one plan, unrolled into straight-line code (one function per container of the plan): each
     decided key or index is looked up directly and each leaf's action is known when the code is
     written (allowed: copied; redacted or blocked: dropped; pseudonymised: ``pseudonymise(value)``;
@@ -261,7 +261,7 @@ def _generate(plan: _Plan) -> _Factory | None:
             child = generate_container(sub, depth + 1)
             if child is None:
                 return False
-            lines.extend((f"{ind}b = {child}(v)", f"{ind}if b is not A: {emit}"))
+            lines.extend((f"{ind}b = {child}(v, T, L, G, P)", f"{ind}if b is not A: {emit}"))
             return True
         p = const(path)
         lines.extend((f"{ind}t = type(v)", f"{ind}if t is str or t is int or t is bool:"))
@@ -286,7 +286,7 @@ def _generate(plan: _Plan) -> _Factory | None:
             return None
         is_list, entries = node
         name = f"f{len(defs)}_{depth}"
-        lines = [f"    def {name}(n):"]
+        lines = [f"    def {name}(n, T, L, G, P):"]
         if is_list:
             lines.append("        if type(n) is not list and type(n) is not tuple: return A")
             lines.extend(("        o = []", "        s = len(n)"))
@@ -317,10 +317,10 @@ def _generate(plan: _Plan) -> _Factory | None:
     root = generate_container(plan, 0)
     if root is None:
         return None
-    source = "\n".join(("def make(T, L, G, P):", *defs, f"    return {root}", ""))
+    source = "\n".join(("if True:", *defs, ""))  # (the functions are module-level)
     namespace: dict[str, Any] = dict(consts)
     exec(compile(source, "<gateway transform plan>", "exec"), namespace)
-    factory: _Factory = namespace["make"]
+    factory: _Factory = namespace[root]
     return factory
 
 
@@ -419,14 +419,14 @@ class _Builder:
                     out[key] = built
             return out if out else absent
 
-        make = _generated(plan)
-        if make is not None:
+        build = _generated(plan)
+        if build is not None:
             secret, recipient_id = self.secret, self.recipient_id
 
             def pseudonymise(value: Any) -> str:
                 return pseudonym(secret, recipient_id, value)
 
-            built = make(transform, leaf, generic, pseudonymise)(record)
+            built = build(record, transform, leaf, generic, pseudonymise)
         else:
             built = run(plan, record)
         return built if built is not absent else {}
