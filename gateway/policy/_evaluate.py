@@ -38,7 +38,13 @@ from gateway.policy._model import (
     RecipientType,
     Rule,
 )
-from gateway.policy._paths import FLOAT_SHAPE, iter_leaves, leaf_paths
+from gateway.policy._paths import (
+    FLOAT_SHAPE,
+    Extractor,
+    compile_extractor,
+    iter_leaves,
+    leaf_paths,
+)
 
 __all__ = ["evaluate", "record_sha256"]
 
@@ -46,6 +52,8 @@ _DECISION_NAMESPACE = uuid.UUID("5b0f7c1e-3f5a-4c59-9a55-8f6c2f1d0a11")
 _CACHE_LIMIT = 50_000
 _LAYOUT_LIMIT = 4096
 """Compiled layouts kept per (recipient, purpose); a schema has a few, so this is generous."""
+_EXTRACTORS = 4
+"""Layout extractors tried per (recipient, purpose) before the walk (the newest ones)."""
 _DENY = "deny-by-default"
 _BLOCK = ActionSpec(Action.BLOCK)
 _ALLOW = ActionSpec(Action.ALLOW)
@@ -107,6 +115,8 @@ class _Index:
         self.tables: dict[_Context, dict[str, Verdict]] = {}
         self.verdicts: dict[tuple[Any, ...], Verdict] = {}
         self.compiled: dict[tuple[str, str], dict[tuple[str, ...], Layout]] = {}
+        self.extractors: dict[tuple[str, str], list[tuple[Extractor, Layout]]] = {}
+        self.extractor_by_paths: dict[tuple[str, ...], Extractor | None] = {}
 
     def layouts(self, recipient: str, purpose: str) -> dict[tuple[str, ...], Layout]:
         """The compiled layouts for one recipient and purpose, by leaf paths."""
@@ -115,6 +125,15 @@ class _Index:
             if len(self.compiled) > 1024:
                 self.compiled.clear()
             found = self.compiled[(recipient, purpose)] = {}
+        return found
+
+    def extractors_for(self, recipient: str, purpose: str) -> list[tuple[Extractor, Layout]]:
+        """The newest compiled layouts' extractors for one recipient and purpose (newest first)."""
+        found = self.extractors.get((recipient, purpose))
+        if found is None:
+            if len(self.extractors) > 1024:
+                self.extractors.clear()
+            found = self.extractors[(recipient, purpose)] = []
         return found
 
     def verdict(self, classes: tuple[str, ...], context: _Context) -> Verdict:
@@ -488,9 +507,18 @@ def _check_mechanisms(
     Without personal information the answer depends only on recipient, grade and (Beijing) day,
     so it is memoised per policy.
     """
-    exports = [v for v in verdicts if v.discloses]
-    pi = any(v.personal_information is not PersonalInformation.NONE for v in exports)
-    spi = any(v.personal_information is PersonalInformation.SENSITIVE_PI for v in exports)
+    flags: dict[Any, tuple[bool, bool]] = policy._memo.setdefault("mechanism_flags", {})
+    found = flags.get(verdicts) if isinstance(verdicts, frozenset) else None
+    if found is None:
+        exports = [v for v in verdicts if v.discloses]
+        pi = any(v.personal_information is not PersonalInformation.NONE for v in exports)
+        spi = any(v.personal_information is PersonalInformation.SENSITIVE_PI for v in exports)
+        if isinstance(verdicts, frozenset):  # a layout's verdicts: (pi, spi) once per layout
+            if len(flags) > _CACHE_LIMIT:
+                flags.clear()
+            flags[verdicts] = (pi, spi)
+    else:
+        pi, spi = found
     memo: dict[Any, tuple[tuple[Mechanism, ...], tuple[Reason, ...]]] = policy._memo.setdefault(
         "mechanisms", {}
     )
@@ -588,7 +616,17 @@ def _layout(
     worked out once per layout. The key is the exact tuple of leaf paths: equal paths mean equal
     shapes (binary floats and non-string keys, whose shape is not their path's, are never
     cached), hence equal verdicts, so a cached layout is what :func:`_compile` would return.
+
+    Before walking, the newest layouts' extractors
+    (:func:`~gateway.policy._paths.compile_extractor`) are tried: one that returns values has
+    found a record whose leaf paths are exactly its layout's, so its layout is the one the walk
+    would look up, and no path is built.
     """
+    extractors = _index(policy).extractors_for(target.id, purpose)
+    for extract, known in extractors:
+        got = extract(record)
+        if got is not None:
+            return known, got, True
     walked = leaf_paths(record)
     if walked is None:
         leaves = iter_leaves(record)
@@ -606,6 +644,16 @@ def _layout(
         if len(cache) >= _LAYOUT_LIMIT:
             cache.clear()
         cache[key] = found
+    # this layout's extractor (compiled once per layout) becomes the first one tried
+    compiled = _index(policy).extractor_by_paths
+    if key not in compiled:
+        if len(compiled) >= _LAYOUT_LIMIT:
+            compiled.clear()
+        compiled[key] = compile_extractor(record)
+    own = compiled[key]
+    if own is not None:
+        extractors[:] = [(own, found), *(e for e in extractors if e[0] is not own)]
+        del extractors[_EXTRACTORS:]
     return found, values, True
 
 

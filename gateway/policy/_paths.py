@@ -2,13 +2,20 @@
 
 Every leaf of a record has a concrete *path* (``extensions[0].data.x``) and a *shape*, the path with
 indices written ``[*]``. Patterns match shapes, so classification is decided once per shape.
+
+Records of one producer share a handful of layouts (the same keys, the same list lengths), so
+:func:`compile_extractor` turns one record's layout into a small generated function that checks a
+record has exactly that layout (every mapping's keys in order, every list's length, every leaf a
+``str``/``int``/``bool``, every skipped ``None`` still ``None``) and returns its leaf values in
+document order, or ``None`` when anything differs. It does per record what :func:`leaf_paths`
+does, without building one path string: the paths are the layout's, known once.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +26,7 @@ __all__ = [
     "PATTERN_RE",
     "Pattern",
     "bind_indices",
+    "compile_extractor",
     "get_path",
     "iter_leaves",
     "leaf_paths",
@@ -156,6 +164,77 @@ def _walk_paths(node: Any, path: str, paths: list[str], values: list[Any]) -> bo
         paths.append(path)
         values.append(node)
     return True
+
+
+Extractor = Callable[[Any], list[Any] | None]
+"""Leaf values of a record of the compiled layout, in document order; ``None`` otherwise."""
+_EXTRACT_LEAVES = 2_000
+"""Layouts larger than this are not compiled (they take :func:`leaf_paths`)."""
+
+
+def compile_extractor(record: Any) -> Extractor | None:
+    """An :data:`Extractor` for the layout of *record* (see the module docstring).
+
+    For any record ``r`` it returns either ``None`` or ``leaf_paths(r)[1]``, and it returns the
+    values exactly when ``leaf_paths(r)[0] == leaf_paths(record)[0]`` and ``r`` is built of the
+    same container types with ``str``/``int``/``bool`` leaves (a property test pins it). Returns
+    ``None`` (nothing to compile) for a record whose leaves are not all ``str``/``int``/``bool``
+    or that is not made of ``dict``/``list``/``tuple``.
+    """
+    lines: list[str] = []
+    consts: dict[str, Any] = {"_L": _LEAF_TYPES}
+    leaves: list[str] = []
+    counter = [0]
+
+    def name() -> str:
+        counter[0] += 1
+        return f"n{counter[0]}"
+
+    def emit(node: Any, var: str) -> bool:
+        kind = type(node)
+        if kind is dict:
+            keys = tuple(node)
+            if any(type(k) is not str for k in keys):
+                return False
+            key_const = f"K{len(consts)}"
+            consts[key_const] = keys
+            lines.append(
+                f"    if type({var}) is not dict or tuple({var}) != {key_const}: return None"
+            )
+            items: list[tuple[str, Any]] = [(repr(k), v) for k, v in node.items()]
+        elif kind is list or kind is tuple:
+            lines.append(
+                f"    if type({var}) is not {kind.__name__} or len({var}) != {len(node)}:"
+                " return None"
+            )
+            items = [(str(i), v) for i, v in enumerate(node)]
+        else:
+            return False
+        for sub, value in items:
+            child = name()
+            lines.append(f"    {child} = {var}[{sub}]")
+            vkind = type(value)
+            if value is None:
+                lines.append(f"    if {child} is not None: return None")
+            elif vkind is str or vkind is int or vkind is bool:
+                lines.append(f"    if type({child}) not in _L: return None")
+                leaves.append(child)
+            elif not emit(value, child):
+                return False
+            if len(leaves) > _EXTRACT_LEAVES:
+                return False
+        return True
+
+    if type(record) is not dict or not emit(record, "r"):
+        return None
+    source = "def extract(r):\n" + "\n".join(lines) + f"\n    return [{', '.join(leaves)}]\n"
+    namespace: dict[str, Any] = dict(consts)
+    exec(compile(source, "<gateway layout extractor>", "exec"), namespace)
+    extract: Extractor = namespace["extract"]
+    return extract
+
+
+_LEAF_TYPES = frozenset({str, int, bool})
 
 
 class _NonStringKey:

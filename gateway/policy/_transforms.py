@@ -215,6 +215,115 @@ def _compile_plan(fields: Sequence[FieldDecision]) -> _Plan:
     return freeze(root)
 
 
+_Factory = Callable[..., Any]
+_GENERATED: dict[int, tuple[_Plan, _Factory | None]] = {}
+_GENERATED_LIMIT = 4096
+_GENERATED_DEPTH = 24
+"""Plans nested deeper than this are not generated (they run through ``replay``'s ``run``)."""
+
+
+def _generated(plan: _Plan) -> _Factory | None:
+    """The plan as generated Python, once per plan (see :func:`_generate`)."""
+    found = _GENERATED.get(id(plan))
+    if found is not None and found[0] is plan:
+        return found[1]
+    if len(_GENERATED) >= _GENERATED_LIMIT:
+        _GENERATED.clear()
+    make = _generate(plan)
+    _GENERATED[id(plan)] = (plan, make)
+    return make
+
+
+def _generate(plan: _Plan) -> _Factory | None:
+    """``build(record, transform, leaf, generic, pseudonymise)``: ``replay``'s ``run`` for
+    one plan, unrolled into straight-line code (one function per container of the plan): each
+    decided key or index is looked up directly and each leaf's action is known when the code is
+    written (allowed: copied; redacted or blocked: dropped; pseudonymised: ``pseudonymise(value)``;
+    other transforms: ``transform(spec, value, path)``; held: ``leaf`` decides with the
+    approval). Same output as ``run`` for any record (a property test pins it): the same type
+    checks, ``None`` skipped, emptied containers dropped, and anything but a
+    ``str``/``int``/``bool`` at a leaf handed to ``generic``.
+    """
+    consts: dict[str, Any] = {"A": _ABSENT, "Mapping": Mapping}
+    defs: list[str] = []
+    allow = (Action.ALLOW, Action.ALLOW_WITH_USAGE_POLICY)
+    drop = (Action.REDACT, Action.BLOCK)
+
+    def const(value: Any) -> str:
+        name = f"c{len(consts)}"
+        consts[name] = value
+        return name
+
+    def value_code(
+        lines: list[str], sub: Any, verdict: Any, path: str, emit: str, ind: str, depth: int
+    ) -> bool:
+        if sub is not None:
+            child = generate_container(sub, depth + 1)
+            if child is None:
+                return False
+            lines.extend((f"{ind}b = {child}(v, T, L, G, P)", f"{ind}if b is not A: {emit}"))
+            return True
+        p = const(path)
+        lines.extend((f"{ind}t = type(v)", f"{ind}if t is str or t is int or t is bool:"))
+        action = verdict.action
+        if action in allow:
+            lines.append(f"{ind}    b = v; {emit}")
+        elif action in drop:
+            lines.append(f"{ind}    pass")
+        elif action is Action.PSEUDONYMISE and verdict.spec.action is Action.PSEUDONYMISE:
+            lines.append(f"{ind}    b = P(v); {emit}")
+        elif action is Action.HOLD:
+            lines.append(f"{ind}    b = L(v, {const(verdict)}, {p})")
+            lines.append(f"{ind}    if b is not A: {emit}")
+        else:
+            lines.append(f"{ind}    b = T({const(verdict.spec)}, v, {p})")
+            lines.append(f"{ind}    if b is not A: {emit}")
+        lines.extend((f"{ind}else:", f"{ind}    b = G(v, {p})", f"{ind}    if b is not A: {emit}"))
+        return True
+
+    def generate_container(node: _Plan, depth: int) -> str | None:
+        if depth > _GENERATED_DEPTH:
+            return None
+        is_list, entries = node
+        name = f"f{len(defs)}_{depth}"
+        lines = [f"    def {name}(n, T, L, G, P):"]
+        if is_list:
+            lines.append("        if type(n) is not list and type(n) is not tuple: return A")
+            lines.extend(("        o = []", "        s = len(n)"))
+            for index, sub, verdict, path in entries:
+                if type(index) is not int:
+                    return None
+                lines.extend((f"        if {index} < s:", f"            v = n[{index}]"))
+                lines.append("            if v is not None:")
+                if not value_code(lines, sub, verdict, path, "o.append(b)", " " * 16, depth):
+                    return None
+        else:
+            lines.append("        k = type(n)")
+            lines.append(
+                "        if k is not dict and (k is list or k is tuple"
+                " or not isinstance(n, Mapping)): return A"
+            )
+            lines.extend(("        o = {}", "        g = n.get"))
+            for key, sub, verdict, path in entries:
+                if type(key) is not str:
+                    return None
+                lines.extend((f"        v = g({key!r})", "        if v is not None:"))
+                if not value_code(lines, sub, verdict, path, f"o[{key!r}] = b", " " * 12, depth):
+                    return None
+        lines.append("        return o if o else A")
+        defs.extend(lines)
+        return name
+
+    root = generate_container(plan, 0)
+    if root is None:
+        return None
+    source = "\n".join(("if True:", *defs, ""))  # (the functions are module-level)
+    namespace: dict[str, Any] = dict(consts)
+    exec(compile(source, "<gateway transform plan>", "exec"), namespace)
+    factory: _Factory = namespace[root]
+    return factory
+
+
 class _Builder:
     def __init__(
         self, decision: PolicyDecision, record: Mapping[str, Any], secret: bytes, release: bool
@@ -310,7 +419,16 @@ class _Builder:
                     out[key] = built
             return out if out else absent
 
-        built = run(plan, record)
+        build = _generated(plan)
+        if build is not None:
+            secret, recipient_id = self.secret, self.recipient_id
+
+            def pseudonymise(value: Any) -> str:
+                return pseudonym(secret, recipient_id, value)
+
+            built = build(record, transform, leaf, generic, pseudonymise)
+        else:
+            built = run(plan, record)
         return built if built is not absent else {}
 
     def build_root(self, record: Mapping[str, Any]) -> dict[str, Any]:

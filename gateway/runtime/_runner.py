@@ -23,9 +23,11 @@ For every batch of one partition, in this order (no I/O until step 4):
    ``pcf.keys`` (:class:`~contracts.keyring.Keyring`, trusting the configured operator keys),
    read to its end before the gateway subscribes and followed while it runs; a key registered
    later than the record was read is still unknown then (refused, audited);
-1. decode each roll-up (Avro ``RolledUpFootprint``), build the policy's input record
-   (``gateway_record``) and route it to its subscribers; undecodable records become
-   ``Rejection`` records for ``pcf.rejected``;
+1. decode each roll-up once (the Avro datum of ``RolledUpFootprint``, with the writer's
+   registered schema), build the policy's input record straight from it
+   (:func:`~gateway.runtime._adapter.record_from_datum`) and route it to its subscribers;
+   records that do not decode (framing, unknown schema id, another record type, malformed
+   Avro) become ``Rejection`` records for ``pcf.rejected`` naming why;
 2. run the pure core per ``(record, recipient)``: decide → transform → encrypt into the batch's
    :class:`~gateway._sealing.OutboundBatch` (one HPKE context per recipient per batch) → chain
    one audit entry (blocked and held decisions get one too; held ones open an approval);
@@ -36,6 +38,17 @@ For every batch of one partition, in this order (no I/O until step 4):
    consumed offsets — all visible to ``read_committed`` readers, or none;
 5. only then adopt the new chain head and counters. If the commit fails, rewind the partition
    to the batch's first offset and process it again (nothing went out, nothing is half-done).
+
+**Decode once, check once.** Step 1 does not validate the roll-up into the pydantic model
+again (``contracts`` ``from_avro_dict``, a third of the time per record). It need not: the
+streams built and validated every record on ``pcf.products`` (the contract rules ran when the
+model was built) and signed it per batch over its exact key and value bytes; step 0 verifies
+that signature before anything is read, and a record that fails it is refused as before. So the
+bytes the gateway decodes are, bit for bit, bytes the streams validated: re-validating them
+would find nothing new. What can still go wrong is the wire (a record of another schema id or
+type, undecodable Avro): ``decode_datum`` raises for those and they end on ``pcf.rejected``
+with the reason, as before. Pydantic stays at the edges (files, CLI, API) and for an approved
+release (``_release``), which re-reads one held record.
 
 Approval decisions on ``pcf.approvals`` are acted on by the owner of the held record's chain, in
 the same way: the approval's audit entry, the released transfer (or its block), and the
@@ -74,6 +87,7 @@ from contracts.errors import (
     ContractError,
     KeyStoreError,
     PcfError,
+    SerdeError,
     TrustError,
     UnknownSchemaError,
 )
@@ -109,7 +123,7 @@ from gateway.policy import (
     counting_year,
     pseudonym,
 )
-from gateway.runtime._adapter import gateway_record, pilot_category_of
+from gateway.runtime._adapter import gateway_record, record_from_datum
 from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
 from gateway.runtime._avro import GatewaySerde, Registrar, schema_text
 from gateway.runtime._codec import (
@@ -485,23 +499,22 @@ class GatewayRunner:
             stats.untrusted += 1
             stats.blocked += 1
             return refused, counters
-        # (1) decode, adapt, route
+        # (1) decode once (no model: see "Decode once, check once" above), adapt, route
         try:
-            rolled = self._contracts.decode(value, RolledUpFootprint)
+            record, category, product_id = self._decode(value)
         except ContractError as exc:
             unit.extra.append(self._rejection(message, exc))
             stats.rejected += 1
             return head, counters
-        if rolled.footprint is None:
+        if record is None:
             stats.no_footprint += 1
             return head, counters
-        routes = self.subscriptions.routes(rolled.product_id, pilot_category_of(rolled))
+        routes = self.subscriptions.routes(product_id, category)
         if not routes:
             stats.unrouted += 1
             return head, counters
-        record = gateway_record(rolled)
         record_hash = hashlib.sha256(value).hexdigest()
-        source = HeldSource(chain.log_id, *coords(message), rolled.product_id)
+        source = HeldSource(chain.log_id, *coords(message), product_id)
         for recipient, purpose in routes:
             # (2) the pure core
             prepared = prepare_transfer(
@@ -521,6 +534,21 @@ class GatewayRunner:
             self._collect(prepared, unit, source, stats)
             counters = prepared.counters
         return head, counters
+
+    def _decode(self, value: bytes) -> tuple[dict[str, Any] | None, str | None, str]:
+        """(policy input record or ``None`` without a footprint, pilot category, product id) of
+        a verified hand-off: the Avro datum read once with the writer's registered schema and
+        adapted straight from it (:func:`~gateway.runtime._adapter.record_from_datum`).
+
+        Raises :class:`SerdeError`/:class:`UnknownSchemaError` (framing, schema id, Avro) and
+        :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does."""
+        model, datum = self._contracts.decode_datum(value)
+        if model is not RolledUpFootprint:
+            raise SerdeError(
+                f"expected a RolledUpFootprint but the message holds a {model.__name__}"
+            )
+        record, category = record_from_datum(datum)
+        return record, category, datum["productId"]
 
     def _handoff_error(self, message: Message) -> tuple[TrustError, str | None, str | None] | None:
         """Why *message* is not a verified hand-off of the streams (error, claimed signer, key

@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -337,3 +338,35 @@ def test_jsonl_store_refuses_a_torn_line(
     path.write_bytes(b"not json\n")
     with pytest.raises(TrustError, match=":1: not JSON"):
         JsonLinesAuditStore(path).entries()
+
+
+def test_a_chained_entry_is_the_entry_the_constructor_builds() -> None:
+    """``chain_new_entry`` fills the frozen dataclass in one step: the same entry, field for field,
+    as ``AuditEntry(...)``; unknown or missing fields still raise as the constructor does."""
+    from dataclasses import replace as _replace
+
+    from gateway.audit._entry import AuditEntry, ChainHead, chain_new_entry
+
+    head = ChainHead()
+    drafts: list[dict[str, Any]] = [
+        {"kind": "transfer", "recorded_at": "2026-05-04T09:30:00Z"},
+        {
+            "kind": "transfer_blocked",
+            "recorded_at": "2026-05-04T09:30:00Z",
+            "decision_id": "d",
+            "reasons": ("a|b|c",),
+            "mechanisms": ({"kind": "k", "reference": "r", "expires": "2027-01-01"},),
+            "field_actions": (("redact", "r1", ("a.b",)),),
+            "pi_individuals_added": 2,
+        },
+    ]
+    for draft in drafts:
+        entry, new_head = chain_new_entry(head, draft)
+        built = AuditEntry(seq=head.size, prev_hash=head.last_hash, **draft)
+        assert entry == _replace(built, entry_hash=built.compute_hash())
+        assert entry.entry_hash == entry.compute_hash() and new_head.last_hash == entry.entry_hash
+        head = new_head
+    with pytest.raises(TypeError):
+        chain_new_entry(head, {"kind": "transfer", "recorded_at": "t", "nonsense": 1})
+    with pytest.raises(TypeError):
+        chain_new_entry(head, {"kind": "transfer"})

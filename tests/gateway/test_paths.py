@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gateway.policy._paths import (
@@ -77,3 +79,78 @@ def test_bind_indices_and_get_path() -> None:
     assert get_path(record, "in[1].m") == "2"
     assert get_path(record, "in[5].m") is None
     assert get_path(record, "f.missing") is None
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled layout extractors: values exactly when the leaf paths are the layout's
+
+
+def _mutations(record: dict[str, Any]) -> list[Any]:
+    """Records near *record*: each differs from it in one way a layout can differ (or not)."""
+    import copy as _copy
+
+    out: list[Any] = [_copy.deepcopy(record)]
+    changed = _copy.deepcopy(record)
+    changed["id"] = "another id"  # same layout, another value
+    out.append(changed)
+    for key in list(record):
+        dropped = _copy.deepcopy(record)
+        del dropped[key]
+        out.append(dropped)
+        nulled = _copy.deepcopy(record)
+        nulled[key] = None
+        out.append(nulled)
+        retyped = _copy.deepcopy(record)
+        retyped[key] = 1.5
+        out.append(retyped)
+        nested = _copy.deepcopy(record)
+        nested[key] = {"x": "y"}
+        out.append(nested)
+    extra = _copy.deepcopy(record)
+    extra["zzz"] = "new"
+    out.append(extra)
+    reordered = dict(reversed(list(_copy.deepcopy(record).items())))
+    out.append(reordered)
+    pcf = _copy.deepcopy(record)
+    if isinstance(pcf.get("pcf"), dict):
+        pcf["pcf"]["declaredUnitAmount"] = 1  # an int leaf: same path
+        out.append(pcf)
+    lists = _copy.deepcopy(record)
+    for value in lists.values():
+        if isinstance(value, list):
+            value.append("one more")
+    out.append(lists)
+    tupled = _copy.deepcopy(record)
+    for k, value in list(tupled.items()):
+        if isinstance(value, list):
+            tupled[k] = tuple(value)
+    out.append(tupled)
+    out.append([record])
+    return out
+
+
+def test_an_extractor_returns_the_walk_values_exactly_for_its_layout() -> None:
+    from gateway.examples import example_record
+    from gateway.policy._paths import compile_extractor, leaf_paths
+
+    base = example_record()
+    extract = compile_extractor(base)
+    assert extract is not None
+    walked = leaf_paths(base)
+    assert walked is not None and extract(base) == walked[1]
+    hits = 0
+    for other in _mutations(base):
+        got = extract(other)
+        other_walk = leaf_paths(other) if isinstance(other, dict) else None
+        if got is not None:
+            hits += 1
+            assert other_walk is not None and other_walk == (walked[0], got)
+    assert hits >= 3  # itself, a changed value, an int leaf
+
+
+def test_no_extractor_for_what_the_walk_does_not_cache() -> None:
+    from gateway.policy._paths import compile_extractor
+
+    assert compile_extractor({"a": 1.5}) is None
+    assert compile_extractor({1: "x"}) is None
+    assert compile_extractor(["a"]) is None
