@@ -419,7 +419,6 @@ def main(argv: list[str] | None = None) -> None:
                     "record_avro_bytes": record_bytes,
                     "fields_per_record": fields,
                     "load_average_1m": load,
-                    "machine_load": "shared with other work",
                     "us_per_record_in_process": stages,
                     "policy": f"{policy.id} {policy.version}",
                 },

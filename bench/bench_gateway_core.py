@@ -177,7 +177,6 @@ def measure(name: str, record: dict[str, Any], seconds: float) -> BenchResult:
             "speedup_vs_before": round(ours / before_rate, 2),
             "batch_size": BATCH,
             "load_average_1m": load,
-            "machine_load": "shared with other work",
             "policy": f"{policy.id} {policy.version}",
             "recipient": RECIPIENT,
         },

@@ -149,7 +149,6 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
         "avro_bytes_v1": len(v1_alone),
         "python": platform.python_version(),
         "threads": 1,
-        "machine_load": "shared with other work",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "v1_fastavro_decode_us_per_record": round(1e6 / decoded_v1, 1),
         "v1_decode_validate_us_per_record": round(1e6 / validated_v1, 1),

@@ -281,7 +281,6 @@ def main() -> None:
         "source_file_mb": round(file_mb, 1),
         "kafka_settings": asdict(settings),
         "stage_cpu_us_per_record": profile,
-        "machine_load": "shared with other work",
         "load_average_before": load_before,
         "load_average_after": _load(),
         "cpus": os.cpu_count(),

@@ -409,7 +409,6 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
                 "docstring); one re-solve yields one demand's score, ours updates every "
                 "ancestor's exact value (its full result is the edge's, in the details)"
             ),
-            "machine_load": "shared with other work",
         },
     )
 
@@ -470,7 +469,6 @@ def run_grid(size: int) -> BenchResult:
             "edge_build_results_s": round(total - propagated, 3),
             "process_cpu_s": round(cpu, 3),
             "peak_rss_mb": round(rss_mb),
-            "machine_load": "shared with other work",
         },
     )
 

@@ -176,7 +176,6 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
             details={
                 **facts,
                 "v2_avro_bytes": len(v2_framed),
-                "machine_load": "shared with other work",
                 "us_per_record": round(1e6 / checked_v2, 1),
             },
         ),

@@ -918,9 +918,6 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     load = os.getloadavg()
     common = {
         "load_average": [round(x, 2) for x in load],
-        # the reference machine has 2 cores; other work on it slows every figure down, so
-        # figures measured with a load average above 1 are lower bounds
-        "machine_load": "shared with other work" if load[0] > 1.0 else "quiet",
         "partitions": PARTITIONS,
         "workers": 1,
         "initial_load_s": round(load_s, 1),

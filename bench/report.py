@@ -83,6 +83,9 @@ def machine_facts() -> dict[str, Any]:
     except (OSError, subprocess.TimeoutExpired, IndexError):
         java = None
     return {
+        # (1, 5, 15 min) at write time: a benchmark loads about one core itself, so well above
+        # 1 on this 2-core machine means other work ran beside it and the figures are lower bounds
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": mem_gib,
