@@ -436,34 +436,36 @@ class Running:
     def value(self) -> SourceValue:
         """The product's current value for its parents (thin; its result is built on demand)."""
         bom = self.bom
+        cycle: tuple[str, ...] = ()
+        totals: Totals | None = None
+        missing: tuple[str, ...] = ()
+        factor_sources: tuple[str, ...] = ()
         if self.cycles:
             cycle = min(
                 (c for found in self.cycles.values() for c in found), key=lambda c: (len(c), c)
             )
-            return SourceValue(
-                ref=bom.ref,
-                kind=SourceKind.ROLLED_UP,
-                sequence=bom.revision,
-                declared_unit=bom.declared_unit,
-                declared_unit_amount=bom.declared_unit_amount,
-                mass_per_declared_unit=bom.product_mass_per_declared_unit,
-                status=Status.CYCLE,
-                totals=None,
-                cycle=cycle,
-                supplier=bom.owner,
-                identity=Identity.pending(("cycle", bom, cycle), lambda: cycle_result(bom, cycle)),
-            )
-        if self.errors:
-            status = Status.ERROR
-        elif self.blocked:
-            status = Status.BLOCKED
-        elif self.missing:
-            status = Status.INCOMPLETE
+            status = Status.CYCLE
+            identity = Identity.pending(("cycle", bom, cycle), lambda: cycle_result(bom, cycle))
         else:
-            status = Status.COMPLETE
-        totals = self._totals() if status in (Status.COMPLETE, Status.INCOMPLETE) else None
-        grid = None if self.grid is None else self.grid.source
-        used = tuple(line.source for line in self.lines)
+            if self.errors:
+                status = Status.ERROR
+            elif self.blocked:
+                status = Status.BLOCKED
+            elif self.missing:
+                status = Status.INCOMPLETE
+            else:
+                status = Status.COMPLETE
+            if status in (Status.COMPLETE, Status.INCOMPLETE):
+                totals = self._totals()
+            missing = tuple(sorted(self.missing))
+            factor_sources = self._factor_sources()
+            grid = None if self.grid is None else self.grid.source
+            used = tuple(line.source for line in self.lines)
+            identity = Identity.pending(
+                (bom, grid, used),
+                lambda: _build(bom, grid, used),
+                tuple(v.identity for v in (grid, *used) if v is not None),
+            )
         return SourceValue(
             ref=bom.ref,
             kind=SourceKind.ROLLED_UP,
@@ -473,15 +475,12 @@ class Running:
             mass_per_declared_unit=bom.product_mass_per_declared_unit,
             status=status,
             totals=totals,
-            missing=tuple(sorted(self.missing)),
-            factor_sources=self._factor_sources(),
-            exact=self.inexact == 0,
+            missing=missing,
+            cycle=cycle,
+            factor_sources=factor_sources,
+            exact=bool(cycle) or self.inexact == 0,
             supplier=bom.owner,
-            identity=Identity.pending(
-                (bom, grid, used),
-                lambda: _build(bom, grid, used),
-                tuple(v.identity for v in (grid, *used) if v is not None),
-            ),
+            identity=identity,
         )
 
     def _factor_sources(self) -> tuple[str, ...]:
