@@ -14,6 +14,7 @@ sections 2.1.3.2 (inclusion) and 2.1.4.2 (consistency).
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 from typing import Final
 
@@ -23,6 +24,8 @@ __all__ = [
     "CompactRange",
     "audit_paths",
     "consistency_proof",
+    "decode_proof",
+    "encode_proof",
     "hash_children",
     "hash_leaf",
     "inclusion_proof",
@@ -37,6 +40,7 @@ _LEAF: Final = b"\x00"
 _NODE: Final = b"\x01"
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 """MTH({}) = SHA-256() (RFC 6962 §2.1)."""
+_PROOF_HEAD: Final = struct.Struct(">QQ")
 
 
 def hash_leaf(data: bytes) -> bytes:
@@ -267,3 +271,20 @@ class CompactRange:
 
     def copy(self) -> CompactRange:
         return CompactRange(self.size, self.nodes)
+
+
+def encode_proof(index: int, tree_size: int, path: Sequence[bytes]) -> bytes:
+    """An inclusion proof as it travels with a batch-signed record: the leaf index and the tree
+    size (8 bytes each, big-endian), then the audit path's hashes (32 bytes each)."""
+    return _PROOF_HEAD.pack(index, tree_size) + b"".join(path)
+
+
+def decode_proof(data: bytes) -> tuple[int, int, list[bytes]] | None:
+    """``(index, tree_size, path)`` of :func:`encode_proof`'s bytes; ``None`` when their length
+    is not 16 bytes plus whole hashes (the caller says what was malformed)."""
+    hashes = len(data) - _PROOF_HEAD.size
+    if hashes < 0 or hashes % HASH_SIZE:
+        return None
+    index, tree_size = _PROOF_HEAD.unpack_from(data)
+    path = [data[i : i + HASH_SIZE] for i in range(_PROOF_HEAD.size, len(data), HASH_SIZE)]
+    return index, tree_size, path

@@ -48,7 +48,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts._envelope import _root_signed, batch_root_bytes
-from contracts._merkle import HASH_SIZE, audit_paths, hash_leaf, root_from_path
+from contracts._merkle import audit_paths, decode_proof, encode_proof, hash_leaf, root_from_path
 from contracts._records import SignerRole
 from contracts.canonical import pae
 from contracts.errors import TrustError
@@ -82,7 +82,6 @@ HEADER_PROOF: Final = "pcfx-proof"
 """``leaf index (8 bytes) || tree size (8 bytes) || audit path (32 bytes each)``, big-endian."""
 HANDOFF_HEADERS: Final = (HEADER_SIGNER, HEADER_KEY_ID, HEADER_ROOT_SIGNATURE, HEADER_PROOF)
 
-_COUNTS: Final = struct.Struct(">QQ")
 _KEY_LENGTH: Final = struct.Struct(">I")
 
 Headers = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
@@ -130,7 +129,7 @@ def sign_handoffs(
             (HEADER_SIGNER, owner),
             (HEADER_KEY_ID, key_id),
             (HEADER_ROOT_SIGNATURE, signature),
-            (HEADER_PROOF, _COUNTS.pack(index, size) + b"".join(path)),
+            (HEADER_PROOF, encode_proof(index, size, path)),
         ]
         for index, path in enumerate(paths)
     ]
@@ -216,8 +215,8 @@ def check_handoff(
             )
         )
     proof, signature = found[HEADER_PROOF], found[HEADER_ROOT_SIGNATURE]
-    path_bytes = len(proof) - _COUNTS.size
-    if path_bytes < 0 or path_bytes % HASH_SIZE or len(signature) != 64:
+    decoded = decode_proof(proof)
+    if decoded is None or len(signature) != 64:
         return HandoffCheck(
             TrustError(
                 f"{what}: header {HEADER_PROOF} must be 16 bytes plus 32 per audit-path hash and"
@@ -240,8 +239,7 @@ def check_handoff(
             key_id,
         )
     # (5) the proof leads to a root the key signed
-    index, size = _COUNTS.unpack_from(proof)
-    path = [proof[i : i + HASH_SIZE] for i in range(_COUNTS.size, len(proof), HASH_SIZE)]
+    index, size, path = decoded
     try:
         root = root_from_path(hash_leaf(handoff_leaf(key, value)), index, size, path)
     except ValueError as exc:

@@ -48,7 +48,6 @@ import binascii
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,8 +61,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 from pyhpke.context_interface import ContextInterface
 
-from contracts._envelope import batch_root_bytes
-from contracts._merkle import HASH_SIZE, audit_paths, hash_leaf, root_from_path
+from contracts._envelope import _root_signed, batch_root_bytes
+from contracts._merkle import audit_paths, decode_proof, encode_proof, hash_leaf, root_from_path
 from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
 from contracts.keyfiles import key_id_of
@@ -115,7 +114,6 @@ _VERSION_BATCH: Final = 2
 _ENC_SIZE: Final = 32
 _NONCE_SIZE: Final = 12
 _KEY_SIZE: Final = 32
-_COUNTS: Final = struct.Struct(">QQ")
 
 
 @dataclass(frozen=True)
@@ -168,19 +166,9 @@ class KeyRing:
         key = self.keys.get(key_id)
         if key is None:
             return "unknown_key"
-        if not _statement_signed(key.public_bytes_raw(), signature, statement):
+        if not _root_signed(key.public_bytes_raw(), signature, statement):
             return "bad_signature"
         return None
-
-
-@lru_cache(maxsize=256)
-def _statement_signed(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
-    """Ed25519 check of a batch root, cached: the records of one batch share it."""
-    try:
-        Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
-    except InvalidSignature:
-        return False
-    return True
 
 
 def hpke_seal(public_key: bytes | X25519PublicKey, plaintext: bytes, info: bytes) -> bytes:
@@ -461,7 +449,7 @@ class OutboundBatch:
                 ciphertext=r.ciphertext,
                 suite=SEAL_SUITE_BATCH,
                 version=_VERSION_BATCH,
-                proof=_COUNTS.pack(index, size) + b"".join(path),
+                proof=encode_proof(index, size, path),
             )
             for index, (r, path) in enumerate(zip(self._records, paths, strict=True))
         )
@@ -530,7 +518,8 @@ def _decrypt_batch_record(
 def _proof_problem(message: SealedMessage, trusted: KeyRing, leaf: bytes) -> str | None:
     """Version 2, steps (3)-(4): the leaf, walked up the proof, gives a root the key signed."""
     proof = message.proof
-    if proof is None or len(proof) < _COUNTS.size or (len(proof) - _COUNTS.size) % HASH_SIZE:
+    decoded = None if proof is None else decode_proof(proof)
+    if decoded is None:
         raise TrustError(
             f"message {message.message_id}: proof must be 16 bytes plus 32 per audit-path hash"
             f" (got {'none' if proof is None else f'{len(proof)} bytes'})",
@@ -538,8 +527,7 @@ def _proof_problem(message: SealedMessage, trusted: KeyRing, leaf: bytes) -> str
         )
     if message.key_id not in trusted.keys:
         return "unknown_key"
-    index, size = _COUNTS.unpack_from(proof)
-    path = [proof[i : i + HASH_SIZE] for i in range(_COUNTS.size, len(proof), HASH_SIZE)]
+    index, size, path = decoded
     try:
         root = root_from_path(hash_leaf(leaf), index, size, path)
     except ValueError as exc:
