@@ -371,7 +371,11 @@ FactorCoverage = Literal["total", "split"]
 """What a factor's figures cover: ``total`` (one kgCO2e value, nothing said of its origin) or
 ``split`` (fossil, biogenic non-CO2 and land-use change given separately)."""
 
-_SPLIT_FIELDS: Final = ("fossilGhgEmissions", "biogenicNonCO2Emissions", "landUseChangeGhgEmissions")
+_SPLIT_FIELDS: Final = (
+    "fossilGhgEmissions",
+    "biogenicNonCO2Emissions",
+    "landUseChangeGhgEmissions",
+)
 
 
 class EmissionFactor(Record, Titled, HasWarnings):
