@@ -9,7 +9,7 @@ the field path as written on the wire (``components[2].quantity``).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -365,6 +365,18 @@ class FactorReference(Record, Titled):
     as_published: Text | None = None
     """The figure as printed, with its unit (e.g. ``"74 100 kg CO2/TJ"``) when the factor's
     ``value`` is that figure converted to the factor's unit."""
+
+    @field_validator("published")
+    @classmethod
+    def _real_date(cls, value: str) -> str:
+        year, month, day = [*value.split("-"), "01", "01"][:3]
+        try:
+            date(int(year), int(month), int(day))
+        except ValueError:
+            raise field_rules(
+                [_v("published", "date", "is not a calendar date (YYYY-MM-DD)", value)]
+            ) from None
+        return value
 
 
 FactorCoverage = Literal["total", "split"]
