@@ -5,11 +5,16 @@ version supersedes the old; a product that still gets no footprint says why."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
 from contracts import BillOfMaterials, EmissionFactor, RolledUpFootprint, parse
+from pcfx.cli import app
 from streams.adapt import (
     ASSUMED,
     CARBON_CONTENT_AS_ZERO,
@@ -23,6 +28,7 @@ from streams.adapt import (
 from streams.rollup import RollupResult, run_batch
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+FOOTPRINTS = Path(__file__).resolve().parents[2] / "demo/lfp/suppliers-footprints.json"
 OWNER = "urn:pact:company:customcode:vendor-assigned:acme"
 
 
@@ -164,3 +170,23 @@ def test_an_incomplete_roll_up_says_which_input_is_missing() -> None:
     assert rec.footprint is None and not rec.completeness.complete
     reason = rec.footprint_withheld or ""
     assert reason.startswith("the roll-up is incomplete") and "factor:bg:steel" in reason
+
+
+def test_pcfx_rollup_shows_the_assumption_and_why_no_footprint(tmp_path: Path) -> None:
+    bare = bom("BARE", [{"factorId": "bg:steel", "quantity": "2", "unit": "kilogram"}], info=False)
+    boms = tmp_path / "boms.json"
+    boms.write_text(json.dumps([b.model_dump(mode="json", by_alias=True) for b in (PART, bare)]))
+    factors = tmp_path / "factors.json"
+    factors.write_text(json.dumps([factor().model_dump(mode="json", by_alias=True)]))
+    args = ["rollup", "--footprints", str(FOOTPRINTS), "--boms", str(boms)]
+    args += ["--factors", str(factors)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "no PACT footprint BARE: the BOM has no productInfo" in result.output
+    assert "[assumed: value only, counted as fossil" in result.output
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+    rollups = {d["productId"]: d["rollup"] for d in json.loads(as_json.stdout)["results"]}
+    assert rollups[PART.product_id]["footprintWithheld"] is None
+    assert rollups[bare.product_id]["footprintWithheld"].startswith("the BOM has no productInfo")
+    assert rollups[PART.product_id]["inputs"][0]["factorVersion"] == "2022"
+    assert VALUE_ONLY_AS_FOSSIL in rollups[PART.product_id]["assumptions"][0]
