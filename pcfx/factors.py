@@ -11,7 +11,7 @@ factor id, 3 broker unavailable, 4 a file that cannot be read.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -20,6 +20,7 @@ from contracts import EmissionFactor, load_factors
 from contracts._types import format_decimal
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.settings import bootstrap_servers
+from producers._publisher import Publisher, Topics
 from producers.cli import (
     BatchSize,
     Bootstrap,
@@ -31,10 +32,16 @@ from producers.cli import (
     PassphraseFile,
     RegistryUrl,
     TopicPrefix,
+    _finish,
     _ledger,
-    _publish,
 )
-from producers.factors import FactorCatalogue, FactorTable, FactorVersion, check_factor_table
+from producers.factors import (
+    FactorCatalogue,
+    FactorVersion,
+    RowProblem,
+    check_factor_table,
+    plan_import,
+)
 from producers.keys import KeyRole, load_public_key, load_signer, read_passphrase
 from streams.adapt import factor_assumptions
 
@@ -64,7 +71,7 @@ Key = Annotated[
 # --- import ------------------------------------------------------------------------------------
 
 
-def _problems_json(table: FactorTable) -> list[dict[str, Any]]:
+def _problems_json(problems: tuple[RowProblem, ...]) -> list[dict[str, Any]]:
     return [
         {
             "row": p.index,
@@ -76,8 +83,32 @@ def _problems_json(table: FactorTable) -> list[dict[str, Any]]:
                 for v in p.violations
             ],
         }
-        for p in table.problems
+        for p in problems
     ]
+
+
+def _refuse(
+    file: Path, problems: tuple[RowProblem, ...], json_out: bool, *, unreadable: bool
+) -> NoReturn:
+    """Print why a table is refused (nothing of it published) and exit 1 (4: unreadable)."""
+    if json_out:
+        print_json(
+            {"file": str(file), "ok": False, "published": 0, "problems": _problems_json(problems)}
+        )
+    else:
+        shown = Table("where", "factor id", "field", "problem", title=f"{file}: refused")
+        for problem in problems:
+            for v in problem.violations:
+                got = f" (got {v.got})" if v.got is not None else ""
+                shown.add_row(
+                    problem.where, problem.factor_id or "", v.path or "-", v.message + got
+                )
+        console.print(shown)
+        err_console.print(
+            f"[red]FAIL[/]: {len(problems)} row(s) refused; nothing was published. "
+            "Fix them and run the import again (all rows are published together or none)."
+        )
+    raise typer.Exit(int(ExitCode.UNREADABLE_INPUT if unreadable else ExitCode.REJECTED))
 
 
 @factors_app.command("import")
@@ -103,28 +134,14 @@ def import_factors(
     relativeStandardUncertaintyPercent, lower95, upper95, uncertaintyMethod,
     fossilGhgEmissions, biogenicNonCO2Emissions, landUseChangeGhgEmissions,
     fossilCarbonContent, biogenicCarbonContent. Every row must name its published source (the
-    four reference columns); a (factorId, version) may appear once.
+    four reference columns); a (factorId, version) may appear once. A version already on
+    pcf.factors with the same content is not sent again; one with other content refuses the
+    import (a published version does not change: give a corrected figure a new version). List
+    older versions first: the last one published becomes current.
     """
     table = check_factor_table(load_factors(file), file=str(file))
     if not table.ok:
-        if json_out:
-            print_json(
-                {"file": str(file), "ok": False, "published": 0, "problems": _problems_json(table)}
-            )
-        else:
-            shown = Table("where", "factor id", "field", "problem", title=f"{file}: refused")
-            for problem in table.problems:
-                for v in problem.violations:
-                    got = f" (got {v.got})" if v.got is not None else ""
-                    shown.add_row(
-                        problem.where, problem.factor_id or "", v.path or "-", v.message + got
-                    )
-            console.print(shown)
-            err_console.print(
-                f"[red]FAIL[/]: {len(table.problems)} row(s) refused; nothing was published. "
-                "Fix them and run the import again (all rows are published together or none)."
-            )
-        raise typer.Exit(int(ExitCode.UNREADABLE_INPUT if table.unreadable else ExitCode.REJECTED))
+        _refuse(file, table.problems, json_out, unreadable=table.unreadable)
     if dry_run and key is None:
         if json_out:
             print_json({"file": str(file), "ok": True, "published": 0, "valid": len(table.factors)})
@@ -136,22 +153,38 @@ def import_factors(
         return
     if key is None:
         raise typer.BadParameter("is required to publish (or use --dry-run)", param_hint="--key")
-    _publish(
-        "factors",
-        [file],
-        signer=load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR),
-        topic=None,
-        supersedes=None,
-        dry_run=dry_run,
-        json_out=json_out,
-        bootstrap=bootstrap,
-        registry_url=registry_url,
+    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    factors = table.factors
+    if not dry_run:  # what the topic holds decides which rows are new versions
+        plan = plan_import(table, _catalogue(None, bootstrap, registry_url, topic_prefix, None))
+        if not plan.ok:
+            _refuse(file, plan.conflicts, json_out, unreadable=False)
+        factors = plan.to_publish
+        if plan.already and not json_out:
+            console.print(
+                f"{len(plan.already)} version(s) already published as they are: not sent again."
+            )
+        if not factors:
+            if json_out:
+                print_json(
+                    {"file": str(file), "ok": True, "published": 0, "already": len(plan.already)}
+                )
+            else:
+                console.print(f"[green]OK[/]: nothing new in {file}.")
+            return
+    topics = Topics.prefixed(topic_prefix)
+    with Publisher(
+        None if dry_run else bootstrap or bootstrap_servers(),
+        signer=signer,
+        registry=registry_url,
+        topics=topics,
         ledger=_ledger(ledger, no_ledger),
         batch_size=batch_size,
-        keys_topic=None,
-        operator_public_key=None,
-        topic_prefix=topic_prefix,
-    )
+        dry_run=dry_run,
+    ) as publisher:
+        summary = publisher.publish_many(factors)
+    what = "factors valid" if dry_run else f"factors acknowledged on {topics.factors}"
+    _finish(summary, json_out, what=what)
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ operator's side of that:
   a real date), every row citing its published source (``reference``), no (factorId, version)
   twice. One bad row and nothing is published (:attr:`FactorTable.ok`), with a reason per row
   naming the column.
+* :func:`plan_import` -- against what ``pcf.factors`` already holds: a version published before
+  with the same content is not sent again, and one published before with *other* content
+  refuses the import (a published version is immutable; a corrected figure is a new version).
 * :class:`FactorCatalogue` -- the versions of every factor in publication order, the current one
   (highest sequence) and the ones it superseded. Pure (:meth:`FactorCatalogue.of`) over signed
   records; :meth:`FactorCatalogue.read` reads them from the topic (I/O at the edge), checking
@@ -43,8 +46,10 @@ __all__ = [
     "FactorCatalogue",
     "FactorTable",
     "FactorVersion",
+    "ImportPlan",
     "RowProblem",
     "check_factor_table",
+    "plan_import",
 ]
 
 SOURCED_FACTORS: Final = Path(__file__).resolve().parent / "data" / "factors-sourced.json"
@@ -141,6 +146,52 @@ def check_factor_table(loaded: Sequence[LoadedRecord[EmissionFactor]], *, file: 
             RowProblem(None, None, None, (Violation("", "empty", "has no factor rows"),))
         )
     return FactorTable(file, tuple(factors), tuple(problems), unreadable)
+
+
+# --- an import against what is published -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """What importing a checked table does, given the versions already published."""
+
+    to_publish: tuple[EmissionFactor, ...]
+    """New versions, in table order (so a table listing older versions first publishes the
+    newest last, and it becomes current)."""
+    already: tuple[EmissionFactor, ...]
+    """Versions published before with the same content: not sent again."""
+    conflicts: tuple[RowProblem, ...]
+    """Versions published before with *other* content: a version is immutable."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts
+
+
+def plan_import(table: FactorTable, published: FactorCatalogue) -> ImportPlan:
+    """Split a checked table into new versions, versions already published as they are, and
+    conflicts (a published version with other content), which refuse the whole import."""
+    to_publish: list[EmissionFactor] = []
+    already: list[EmissionFactor] = []
+    conflicts: list[RowProblem] = []
+    for index, factor in enumerate(table.factors):
+        same = [
+            v for v in published.history(factor.factor_id) if v.factor.version == factor.version
+        ]
+        if not same:
+            to_publish.append(factor)
+        elif any(v.factor == factor for v in same):
+            already.append(factor)
+        else:
+            violation = Violation(
+                "version",
+                "immutable_version",
+                f"{factor.factor_id!r} version {factor.version!r} was published before with "
+                f"other content (sequence {same[-1].sequence}); a published version does not "
+                "change: give the corrected figure a new version",
+            )
+            conflicts.append(RowProblem(index, None, factor.factor_id, (violation,)))
+    return ImportPlan(tuple(to_publish), tuple(already), tuple(conflicts))
 
 
 # --- versions on the topic ---------------------------------------------------------------------

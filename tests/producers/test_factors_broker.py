@@ -63,6 +63,15 @@ def test_import_then_history_from_the_topic(
         ("2023", False, True),
         ("2024", True, True),
     ]
+    # importing the same set again sends nothing; changing a published version is refused whole
+    again = _run("factors", "import", SOURCED_FACTORS, "--key", key, *where, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["published"] == 0
+    newer.write_text(newer.read_text().replace(",0.5,", ",0.51,"))
+    changed = _run("factors", "import", newer, "--key", key, *where, "--json")
+    assert changed.exit_code == 1
+    (problem,) = json.loads(changed.stdout)["problems"]
+    assert problem["violations"][0]["code"] == "immutable_version"
     listed = _run("factors", "list", *where, "--json")
     factors = json.loads(listed.stdout)["factors"]
     national = next(f for f in factors if f["factorId"] == "cn:mee:grid:national")

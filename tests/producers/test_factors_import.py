@@ -5,6 +5,7 @@ publishing itself is ``pcfx publish factors``' path, tested in test_cli.py."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from producers.factors import (
     FactorCatalogue,
     FactorVersion,
     check_factor_table,
+    plan_import,
 )
 
 runner = CliRunner()
@@ -122,9 +124,9 @@ def test_a_header_only_table_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def no_publishing(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record any attempt to publish (the import must make none for a bad table)."""
+    """Record any attempt to make a publisher (a refused table must make none)."""
     calls: list[Any] = []
-    monkeypatch.setattr(pcfx.factors, "_publish", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(pcfx.factors, "Publisher", lambda *a, **k: calls.append((a, k)))
     return calls
 
 
@@ -166,15 +168,33 @@ def test_import_dry_run_of_a_good_table(tmp_path: Path, no_publishing: list[Any]
     assert no_publishing == []
 
 
-def test_import_of_a_good_table_publishes_the_whole_file(
-    tmp_path: Path, no_publishing: list[Any], operator_files: KeyPairFiles
+def test_import_dry_run_with_a_key_signs_and_encodes_every_row(
+    tmp_path: Path, operator_files: KeyPairFiles
 ) -> None:
     path = write(tmp_path, GOOD)
     key = str(operator_files.private_key)
-    result = runner.invoke(app, ["factors", "import", str(path), "--key", key])
+    result = runner.invoke(app, ["factors", "import", str(path), "--key", key, "--dry-run"])
     assert result.exit_code == 0, result.output
-    ((args, kwargs),) = no_publishing
-    assert args == ("factors", [path]) and kwargs["dry_run"] is False
+    assert "3 factors valid" in " ".join(result.output.split())
+
+
+def test_a_version_published_before_is_kept_or_refused_never_changed(tmp_path: Path) -> None:
+    checked = table(write(tmp_path, GOOD))
+    grid_2022, grid_2023, steel = checked.factors
+    published = FactorCatalogue.of(
+        [
+            FactorVersion(grid_2022, sequence=1, signed_by="op/k", verified=True),
+            FactorVersion(steel.model_copy(update={"value": Decimal("2")}), 1, "op/k", True),
+        ]
+    )
+    plan = plan_import(checked, published)
+    assert not plan.ok  # steel 2022 was published with another value
+    (conflict,) = plan.conflicts
+    assert (conflict.factor_id, conflict.violations[0].code) == ("cn:steel", "immutable_version")
+    assert plan.already == (grid_2022,) and plan.to_publish == (grid_2023,)
+    fine = plan_import(checked, FactorCatalogue.of([FactorVersion(grid_2022, 1, "op/k", True)]))
+    assert fine.ok and fine.to_publish == (grid_2023, steel)
+    assert plan_import(checked, FactorCatalogue()).to_publish == checked.factors
 
 
 def test_import_without_a_key_asks_for_one(tmp_path: Path, no_publishing: list[Any]) -> None:
