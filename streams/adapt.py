@@ -13,6 +13,11 @@ suppliers).
 Mapping choices: a factor-only BOM line is a line whose component is the factor itself (so it is
 always resolved by the factor and flagged secondary); ``otherActivities`` of the own process are
 such lines too. Life-cycle stages and uncertainty come from the pcf-exchange PACT extension.
+A background factor that gives only a value counts as fossil, and one that does not state its
+fossil carbon content counts it as 0: documented, flagged assumptions made here, where a factor
+becomes an input, not in the roll-up's arithmetic (:func:`core_factor`). The flag travels up with
+the factor's source label, so every product above it lists it in ``assumptions``; a product that
+issues no PACT footprint says why in ``footprintWithheld`` (:func:`footprint_withheld`).
 """
 
 from __future__ import annotations
