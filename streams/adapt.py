@@ -559,6 +559,7 @@ def rolled_up_record(
     )
     uncertainty = result.uncertainty
     dqi = _dqi(result)  # (built once: they go into the record and its PACT footprint)
+    withheld = footprint_withheld(result, bom)  # (the one decision whether PACT is issued)
     share = result.primary_data_share
     share = _percent(share) if share is not None else None
     return RolledUpFootprint(
@@ -600,13 +601,15 @@ def rolled_up_record(
             if uncertainty is not None and uncertainty.std_dev > 0
             else None
         ),
-        footprint=_issue_pact(result, bom, previous_pf_id, now, dqi, share),
+        footprint=(
+            _issue_pact(result, bom, previous_pf_id, now, dqi, share) if withheld is None else None
+        ),
         facility=bom.product_info.facility if bom.product_info else None,
         method=METHOD,
         engine_version=ENGINE_VERSION,
         computed_at=now,
         assumptions=assumptions(result),
-        footprint_withheld=footprint_withheld(result, bom),
+        footprint_withheld=withheld,
     )
 
 
