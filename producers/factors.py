@@ -223,7 +223,10 @@ class FactorCatalogue:
         """A catalogue of *published* versions, in the order they were published."""
         by_id: dict[str, list[FactorVersion]] = {}
         for version in published:
-            by_id.setdefault(version.factor.factor_id, []).append(version)
+            found = by_id.setdefault(version.factor.factor_id, [])
+            if any(v.sequence == version.sequence and v.factor == version.factor for v in found):
+                continue  # the same record sent again (a retry): one version
+            found.append(version)
         ordered = {
             fid: tuple(sorted(found, key=lambda v: v.sequence))  # (stable: ties keep order)
             for fid, found in sorted(by_id.items())
