@@ -6,6 +6,7 @@ version supersedes the old; a product that still gets no footprint says why."""
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -190,3 +191,24 @@ def test_pcfx_rollup_shows_the_assumption_and_why_no_footprint(tmp_path: Path) -
     assert rollups[bare.product_id]["footprintWithheld"].startswith("the BOM has no productInfo")
     assert rollups[PART.product_id]["inputs"][0]["factorVersion"] == "2022"
     assert VALUE_ONLY_AS_FOSSIL in rollups[PART.product_id]["assumptions"][0]
+
+
+def test_on_a_random_graph_over_value_only_factors_every_product_gets_a_footprint() -> None:
+    # (the issue's 1 700-product graph lost 1 027 footprints silently; this is a small one)
+    rng = random.Random(21)
+    factors = [factor(f"bg:f{i}", f"{rng.randint(1, 500)}.{rng.randint(0, 99)}") for i in range(12)]
+    boms = []
+    for i in range(60):
+        lines: dict[str, dict[str, Any]] = {}
+        for _ in range(rng.randint(1, 4)):
+            if i and rng.random() < 0.6:
+                ref = pid(f"G{rng.randrange(max(0, i - 15), i)}")
+                lines[ref] = {"productId": ref, "quantity": "0.5", "unit": "kilogram"}
+            else:
+                ref = f"bg:f{rng.randrange(len(factors))}"
+                lines[ref] = {"factorId": ref, "quantity": "0.3", "unit": "kilogram"}
+        boms.append(bom(f"G{i}", list(lines.values())))
+    results = roll(boms, factors)
+    records = [record(results[b.product_id], b) for b in boms]
+    assert all(r.footprint is not None and r.footprint_withheld is None for r in records)
+    assert all(r.assumptions for r in records)
