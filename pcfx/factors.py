@@ -200,16 +200,19 @@ def _catalogue(
     if files:
         factors: list[EmissionFactor] = []
         for path in files:
-            table = check_factor_table(load_factors(path), file=str(path))
-            bad = [p for p in table.problems if p.index is None or p.factor_id is None]
-            if bad:  # (a missing reference is fine for reading; unreadable rows are not)
-                first = bad[0].violations[0] if bad[0].violations else None
+            loaded = load_factors(path)
+            bad = [r for r in loaded if r.value is None]
+            if bad:  # (reading needs valid records, not a reference or unique versions)
+                first = bad[0].error.violations[0] if bad[0].error else None
+                row = bad[0]
+                where = f" line {row.line}" if row.line else f" [{row.index}]"
                 err_console.print(
-                    f"[red]FAIL[/]: {path} {bad[0].where}: "
+                    f"[red]FAIL[/]: {path}{where if row.index is not None else ''}: "
                     + (f"'{first.path}' {first.message}" if first else "cannot be read")
+                    + ". Fix the file, or check it with 'pcfx factors import FILE --dry-run'."
                 )
                 raise typer.Exit(int(ExitCode.UNREADABLE_INPUT))
-            factors.extend(r.value for r in load_factors(path) if r.value is not None)
+            factors.extend(r.value for r in loaded if r.value is not None)
         return FactorCatalogue.of_factors(factors)
     from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 

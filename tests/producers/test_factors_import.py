@@ -258,3 +258,11 @@ def test_an_unknown_factor_id_exits_1_and_says_what_to_do() -> None:
     result = runner.invoke(app, ["factors", "history", "cn:nope", "--file", str(SOURCED_FACTORS)])
     assert result.exit_code == 1
     assert "pcfx factors list" in " ".join(result.output.split())
+
+
+def test_reading_an_unreadable_file_exits_4_naming_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("factorId,name\n")
+    result = runner.invoke(app, ["factors", "list", "--file", str(path)])
+    assert result.exit_code == 4
+    assert "'unit' column is required" in " ".join(result.output.split())
