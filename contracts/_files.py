@@ -60,8 +60,34 @@ FACTOR_CSV_COLUMNS: Final[dict[str, str | None]] = {
     "lower95": "uncertainty",
     "upper95": "uncertainty",
     "uncertaintyMethod": "uncertainty",
+    "referenceYear": None,
+    "fossilGhgEmissions": None,
+    "biogenicNonCO2Emissions": None,
+    "landUseChangeGhgEmissions": None,
+    "fossilCarbonContent": None,
+    "biogenicCarbonContent": None,
+    "referencePublisher": "reference",
+    "referenceTitle": "reference",
+    "referenceUrl": "reference",
+    "referencePublished": "reference",
+    "referenceAsPublished": "reference",
 }
 _REQUIRED_COLUMNS: Final = ("factorId", "name", "unit", "value", "source", "version")
+_CSV_KEYS: Final = {
+    # column -> key inside its group, where they differ
+    "uncertaintyMethod": "method",
+    "referencePublisher": "publisher",
+    "referenceTitle": "title",
+    "referenceUrl": "url",
+    "referencePublished": "published",
+    "referenceAsPublished": "asPublished",
+}
+
+
+def _csv_int(cell: str) -> int | str:
+    """A whole-number cell as an int (the model then checks its range); anything else as
+    written, so the model's error names what came in."""
+    return int(cell) if cell.isascii() and cell.isdigit() else cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +234,17 @@ def read_factors_json(
 def _csv_path(violation: Violation) -> Violation:
     """``dqr.technologicalDQR`` -> ``technologicalDQR``: name the column the sender wrote."""
     path = violation.path
-    for prefix in ("dqr.", "uncertainty."):
+    for prefix in ("dqr.", "uncertainty.", "reference."):
         if path.startswith(prefix):
-            column = path[len(prefix) :]
-            column = "uncertaintyMethod" if column == "method" else column
+            key = path[len(prefix) :]
+            column = next(
+                (
+                    c
+                    for c, k in _CSV_KEYS.items()
+                    if k == key and FACTOR_CSV_COLUMNS[c] == prefix[:-1]
+                ),
+                key,
+            )
             return Violation(column, violation.code, violation.message, violation.got)
     return violation
 
@@ -223,7 +256,12 @@ def read_factors_csv(
 
     Columns: ``factorId,name,unit,value,source,version`` and optionally ``geography``, the
     three DQR columns, ``relativeStandardUncertaintyPercent``, ``lower95``, ``upper95``,
-    ``uncertaintyMethod``. Empty cells are absent values; ``value`` is kgCO2e per unit.
+    ``uncertaintyMethod``, ``referenceYear``, the split ``fossilGhgEmissions``,
+    ``biogenicNonCO2Emissions``, ``landUseChangeGhgEmissions``, the carbon contents
+    ``fossilCarbonContent``, ``biogenicCarbonContent``, and the published source
+    ``referencePublisher``, ``referenceTitle``, ``referenceUrl``, ``referencePublished``,
+    ``referenceAsPublished`` (:class:`~contracts.FactorReference`). Empty cells are absent
+    values; ``value`` is kgCO2e per unit. Errors name the CSV column (``referenceUrl``).
     """
     if isinstance(data, bytes | bytearray):
         try:
@@ -308,9 +346,9 @@ def read_factors_csv(
                 continue
             group = FACTOR_CSV_COLUMNS[column]
             if group is None:
-                record[column] = cell
+                record[column] = _csv_int(cell) if column == "referenceYear" else cell
             else:
-                key = "method" if column == "uncertaintyMethod" else column
+                key = _CSV_KEYS.get(column, column)
                 record.setdefault(group, {})[key] = cell
         result = check(EmissionFactor, record, subject=subject)
         result = CheckResult(

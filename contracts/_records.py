@@ -8,7 +8,9 @@ the field path as written on the wire (``components[2].quantity``).
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
@@ -54,6 +56,7 @@ from contracts._types import (
     UtcDateTime,
     Uuid,
     format_datetime,
+    format_decimal,
     pattern_str,
     unique_items,
 )
@@ -76,6 +79,8 @@ __all__ = [
     "DestinationType",
     "EmissionFactor",
     "Facility",
+    "FactorCoverage",
+    "FactorReference",
     "FieldAction",
     "FieldActionKind",
     "LegalMechanism",
@@ -332,17 +337,88 @@ class BillOfMaterials(Record, Titled, HasWarnings):
 # Emission factor, supplier key
 
 
+_PUBLISHED_RE: Final = re.compile(r"[0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2})?)?")
+_HTTP_RE: Final = re.compile(r"https?://\S+")
+
+
+class FactorReference(Record, Titled):
+    """Where a factor's figure was published, so anyone can check it: who published which
+    document, when, where to read it, and the figure exactly as the document prints it."""
+
+    json_title: ClassVar[str] = "FactorReference"
+    publisher: Name
+    """The issuing body, e.g. ``"Ministry of Ecology and Environment; National Bureau of
+    Statistics"``."""
+    title: Name
+    """The document's title (announcement, guideline, table), as published."""
+    url: Annotated[
+        str, pattern_str(_HTTP_RE, "url", 'must be an http(s) URL such as "https://x.org/a"', 2048)
+    ]
+    published: Annotated[
+        str,
+        pattern_str(
+            _PUBLISHED_RE, "date", 'must be a date "YYYY-MM-DD" (or "YYYY-MM", "YYYY")', 10
+        ),
+    ]
+    """Publication date of the document (``YYYY-MM-DD``; ``YYYY-MM`` or ``YYYY`` when the
+    document gives no day)."""
+    as_published: Text | None = None
+    """The figure as printed, with its unit (e.g. ``"74 100 kg CO2/TJ"``) when the factor's
+    ``value`` is that figure converted to the factor's unit."""
+
+    @field_validator("published")
+    @classmethod
+    def _real_date(cls, value: str) -> str:
+        year, month, day = [*value.split("-"), "01", "01"][:3]
+        try:
+            date(int(year), int(month), int(day))
+        except ValueError:
+            raise field_rules(
+                [_v("published", "date", "is not a calendar date (YYYY-MM-DD)", value)]
+            ) from None
+        return value
+
+
+FactorCoverage = Literal["total", "split"]
+"""What a factor's figures cover: ``total`` (one kgCO2e value, nothing said of its origin) or
+``split`` (fossil, biogenic non-CO2 and land-use change given separately)."""
+
+_SPLIT_FIELDS: Final = (
+    "fossilGhgEmissions",
+    "biogenicNonCO2Emissions",
+    "landUseChangeGhgEmissions",
+)
+
+
 class EmissionFactor(Record, Titled, HasWarnings):
-    """A background (secondary-data) factor: kgCO2e per one ``unit`` of the activity."""
+    """A background (secondary-data) factor: kgCO2e per one ``unit`` of the activity.
+
+    A factor is identified by ``factorId`` and versioned by ``version``: a new version of a
+    factor is a new record under the same id on ``pcf.factors`` (kept forever), which supersedes
+    the older ones for new roll-ups while they stay readable (``pcfx factors history ID``);
+    roll-up lineage names the id *and* the version it used.
+
+    Metadata that makes the number checkable: ``reference`` (publisher, document, URL, date),
+    ``geography``, ``referenceYear``, ``dqr``, ``uncertainty``. What the figure covers: either
+    ``value`` alone (:attr:`coverage` ``total``) or ``value`` split into ``fossilGhgEmissions``,
+    ``biogenicNonCO2Emissions`` and ``landUseChangeGhgEmissions`` (``split``: all three, adding up
+    exactly to ``value``). How a ``total`` factor becomes a roll-up input (counted as fossil, by a
+    flagged assumption) is :func:`streams.adapt.core_factor`'s business, not the record's.
+    Records written before the metadata existed (schema v1/v2) still read: every new field is
+    optional.
+    """
 
     json_title: ClassVar[str] = "EmissionFactor"
     factor_id: FactorId
     name: Name
     unit: UnitName
     value: AnyDecimal
-    """kgCO2e per unit (negative for credits, e.g. avoided burden of recycling)."""
+    """kgCO2e per unit (negative for credits, e.g. avoided burden of recycling): PACT's
+    ``pcfExcludingBiogenicUptake`` of one ``unit``."""
     geography: Annotated[str, Field(min_length=1, max_length=100, strict=True)] | None = None
     source: Name
+    """Short source label (named in PACT ``secondaryEmissionFactorSources``); the checkable
+    citation is ``reference``."""
     version: Name
     dqr: DataQualityIndicators | None = None
     uncertainty: Uncertainty | None = None
@@ -351,6 +427,60 @@ class EmissionFactor(Record, Titled, HasWarnings):
     0 for electricity and for carbon-free materials such as metals. Unstated is not zero."""
     biogenic_carbon_content: NonNegDecimal | None = None
     """kg biogenic carbon contained in one ``unit`` (PACT ``biogenicCarbonContent``), if stated."""
+    reference: FactorReference | None = None
+    """The published source of the figure (required by ``pcfx factors import``)."""
+    reference_year: Annotated[StrictInt, Field(ge=1900, le=2100)] | None = None
+    """The year the figure describes (e.g. 2023 for MEE's 2023 grid factor, published 2025)."""
+    fossil_ghg_emissions: AnyDecimal | None = None
+    """kgCO2e of fossil origin per unit (``split`` coverage)."""
+    biogenic_non_co2_emissions: NonNegDecimal | None = Field(
+        default=None, alias="biogenicNonCO2Emissions"
+    )
+    """kgCO2e of biogenic CH4/N2O per unit (``split`` coverage)."""
+    land_use_change_ghg_emissions: NonNegDecimal | None = None
+    """kgCO2e from land-use change per unit (``split`` coverage)."""
+
+    @property
+    def coverage(self) -> FactorCoverage:
+        """``split`` when the fossil / biogenic / land-use figures are given, else ``total``."""
+        return "split" if self.fossil_ghg_emissions is not None else "total"
+
+    @model_validator(mode="after")
+    def _split(self) -> EmissionFactor:
+        parts = (
+            self.fossil_ghg_emissions,
+            self.biogenic_non_co2_emissions,
+            self.land_use_change_ghg_emissions,
+        )
+        given = [name for name, part in zip(_SPLIT_FIELDS, parts, strict=True) if part is not None]
+        if given and len(given) != len(parts):
+            absent = [name for name in _SPLIT_FIELDS if name not in given]
+            raise model_rules(
+                [
+                    _v(
+                        absent[0],
+                        "split_incomplete",
+                        "is required when " + ", ".join(given) + " is given (a split gives "
+                        "fossilGhgEmissions, biogenicNonCO2Emissions and "
+                        "landUseChangeGhgEmissions, 0 where there is none)",
+                    )
+                ]
+            )
+        if given:
+            total = sum((p for p in parts if p is not None), Decimal(0))
+            if total != self.value:
+                raise model_rules(
+                    [
+                        _v(
+                            "value",
+                            "split_sum",
+                            "must equal fossilGhgEmissions + biogenicNonCO2Emissions + "
+                            f"landUseChangeGhgEmissions ({format_decimal(total)})",
+                            format_decimal(self.value),
+                        )
+                    ]
+                )
+        return self
 
     def warnings(self) -> list[Violation]:
         if self.uncertainty is not None:
@@ -557,6 +687,11 @@ class RolledUpFootprint(Record, Titled):
     """Calculation method, e.g. ``"pcfx-rollup/attributional"``."""
     engine_version: Name
     computed_at: UtcDateTime
+    assumptions: Annotated[tuple[Text, ...], Field(max_length=MAX_LIST)] = ()
+    """Documented assumptions the figures rest on, here or upstream, e.g. a background factor
+    that gave only a total, counted as fossil (see :func:`streams.adapt.core_factor`)."""
+    footprint_withheld: Text | None = None
+    """Why no PACT ``footprint`` was issued for this roll-up (``None`` when one was)."""
 
 
 # --------------------------------------------------------------------------------------------

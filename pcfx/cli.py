@@ -9,6 +9,7 @@ from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
 from pcfx.console import handle_errors
 from pcfx.demo import demo_app
+from pcfx.factors import factors_app
 from pcfx.kafka_options import KafkaConfig, apply
 from pcfx.tenants import tenants_app
 from producers.cli import keys_app, publish_app
@@ -34,6 +35,7 @@ def _connection(kafka_config: KafkaConfig = None) -> None:
 # platform operator
 app.add_typer(broker_app, name="broker")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(factors_app, name="factors")
 # suppliers and manufacturers
 app.add_typer(keys_app, name="keys")
 app.add_typer(publish_app, name="publish")

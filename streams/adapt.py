@@ -13,6 +13,11 @@ suppliers).
 Mapping choices: a factor-only BOM line is a line whose component is the factor itself (so it is
 always resolved by the factor and flagged secondary); ``otherActivities`` of the own process are
 such lines too. Life-cycle stages and uncertainty come from the pcf-exchange PACT extension.
+A background factor that gives only a value counts as fossil, and one that does not state its
+fossil carbon content counts it as 0: documented, flagged assumptions made here, where a factor
+becomes an input, not in the roll-up's arithmetic (:func:`core_factor`). The flag travels up with
+the factor's source label, so every product above it lists it in ``assumptions``; a product that
+issues no PACT footprint says why in ``footprintWithheld`` (:func:`footprint_withheld`).
 """
 
 from __future__ import annotations
@@ -61,13 +66,19 @@ from streams.rollup import (
 )
 
 __all__ = [
+    "ASSUMED",
+    "CARBON_CONTENT_AS_ZERO",
     "ENGINE_VERSION",
     "METHOD",
+    "VALUE_ONLY_AS_FOSSIL",
+    "assumptions",
     "core_bom",
     "core_factor",
     "core_footprint",
     "core_footprint_pact",
     "deprecated_record",
+    "factor_assumptions",
+    "footprint_withheld",
     "payload_hash",
     "rolled_up_record",
 ]
@@ -183,10 +194,43 @@ def _std_dev_of(
     return None
 
 
+VALUE_ONLY_AS_FOSSIL = "value only, counted as fossil (excl = incl = fossil = value)"
+"""The assumption a ``total`` factor (a value and nothing said of its origin) is used under."""
+CARBON_CONTENT_AS_ZERO = "fossil carbon content not stated, counted as 0"
+"""The assumption a factor that does not state ``fossilCarbonContent`` is used under."""
+ASSUMED = " [assumed: "
+"""Marks a factor's source label that carries assumptions: ``"<source> (<version>) [assumed:
+<assumption>; ...]"``."""
+
+
+def factor_assumptions(f: EmissionFactor) -> tuple[str, ...]:
+    """The documented assumptions under which :func:`core_factor` uses *f* (empty: none)."""
+    assumed: list[str] = []
+    if f.coverage == "total":
+        assumed.append(VALUE_ONLY_AS_FOSSIL)
+    if f.fossil_carbon_content is None:
+        assumed.append(CARBON_CONTENT_AS_ZERO)
+    return tuple(assumed)
+
+
 def core_factor(
     f: EmissionFactor, *, sequence: int, content_hash: str, publisher: str = ""
 ) -> Factor:
-    """A background factor: one GWP value, used for all three required PACT figures."""
+    """A background factor as a roll-up input, per one ``unit``.
+
+    A ``split`` factor gives PACT's figures as stated: ``pcfExcludingBiogenicUptake`` = value,
+    ``fossilGhgEmissions`` = its fossil part, ``biogenicNonCO2Emissions`` and
+    ``landUseChangeGhgEmissions`` as given, ``pcfIncludingBiogenicUptake`` = value (a factor
+    states no biogenic uptake). A ``total`` factor -- a value alone, the common case -- counts
+    as fossil: excl = incl = fossil = value (:data:`VALUE_ONLY_AS_FOSSIL`). A factor that does
+    not state its fossil carbon content counts it as 0 (:data:`CARBON_CONTENT_AS_ZERO`; PACT
+    requires the figure, and without it every product above the factor would lose its
+    footprint). Both are *flagged*, never silent: the factor's source label carries them
+    (``... [assumed: ...]``), which the roll-up hands up to every product above it in
+    ``factor_sources``, so :func:`rolled_up_record` lists them in ``assumptions`` and PACT's
+    ``secondaryEmissionFactorSources`` names them. The factor's ``version`` goes into its lineage
+    identity (``id@version``).
+    """
     dqr: dict[str, Decimal] = {}
     if f.dqr is not None:
         dqr = {
@@ -195,10 +239,19 @@ def core_factor(
             if k in DQR_RATINGS and v is not None
         }
     figures = dict.fromkeys(REQUIRED_METRICS, f.value)
-    if f.fossil_carbon_content is not None:
-        figures["fossilCarbonContent"] = f.fossil_carbon_content
+    if f.fossil_ghg_emissions is not None:
+        figures["fossilGhgEmissions"] = f.fossil_ghg_emissions
+        figures["biogenicNonCO2Emissions"] = f.biogenic_non_co2_emissions or Decimal(0)
+        figures["landUseChangeGhgEmissions"] = f.land_use_change_ghg_emissions or Decimal(0)
+    figures["fossilCarbonContent"] = (
+        f.fossil_carbon_content if f.fossil_carbon_content is not None else Decimal(0)
+    )
     if f.biogenic_carbon_content is not None:
         figures["biogenicCarbonContent"] = f.biogenic_carbon_content
+    assumed = factor_assumptions(f)
+    label = f"{f.source} ({f.version})"
+    if assumed:
+        label += ASSUMED + "; ".join(assumed) + "]"
     return Factor(
         factor_id=f.factor_id,
         sequence=sequence,
@@ -206,9 +259,10 @@ def core_factor(
         figures=figures,
         std_dev=_std_dev(f.uncertainty, f.value),
         dqr=dqr,
-        source=f"{f.source} ({f.version})",
+        source=label,
         content_hash=content_hash,
         publisher=publisher,
+        version=f.version,
     )
 
 
@@ -264,6 +318,7 @@ def _lineage(result: RollupResult, bom: BillOfMaterials) -> tuple[LineageInput, 
             continue  # own process: reported in OwnEmissions; unresolved: in missing
         line = bom.components[index] if index < len(bom.components) else None
         by_factor = item.kind is SourceKind.FACTOR
+        version = item.footprint_id.partition("@")[2]
         inputs.append(
             LineageInput(
                 component_index=index,
@@ -271,6 +326,7 @@ def _lineage(result: RollupResult, bom: BillOfMaterials) -> tuple[LineageInput, 
                 product_id=None if by_factor else item.ref.removeprefix("product:"),
                 footprint_id=None if by_factor else item.footprint_id,
                 factor_id=item.ref.removeprefix("factor:") if by_factor else None,
+                factor_version=(version or None) if by_factor else None,
                 supplier_id=item.supplier or None,
                 sequence=item.sequence,
                 content_hash=_hex(item.content_hash),
@@ -351,6 +407,42 @@ def _dqi(result: RollupResult) -> DataQualityIndicators | None:
     return DataQualityIndicators.model_validate(
         {n: format(_percent(ratings[n]), "f") for n in names}
     )
+
+
+def assumptions(result: RollupResult) -> tuple[str, ...]:
+    """The flagged assumptions of the factors *result* rests on, here or upstream (their source
+    labels, see :func:`core_factor`)."""
+    return tuple(s for s in result.factor_sources if ASSUMED in s)
+
+
+def footprint_withheld(result: RollupResult, bom: BillOfMaterials) -> str | None:
+    """Why no PACT footprint is issued for *result* (``None``: one is)."""
+    if result.status is not Status.COMPLETE:
+        why = {
+            Status.INCOMPLETE: "some inputs have no footprint and no factor: "
+            + ", ".join(result.missing),
+            Status.ERROR: "a line of the BOM cannot be evaluated: "
+            + "; ".join(f"{e.path}: {e.message}" for e in result.errors),
+            Status.BLOCKED: "inputs cannot be rolled up: " + ", ".join(result.blocked_by),
+            Status.CYCLE: "the product is on a cycle: " + " -> ".join(result.cycle),
+        }[result.status]
+        return f"the roll-up is {result.status.value}; {why}"[:10_000]
+    if bom.product_info is None:
+        return (
+            "the BOM has no productInfo (company, product name and description, reference "
+            "period), which a PACT footprint needs"
+        )
+    figures = result.figures or {}
+    absent = sorted(_PACT_REQUIRED_FIGURES - figures.keys())
+    if absent:
+        lacking = "; ".join(
+            f"{name} lacking from {', '.join(result.metric_gaps.get(name, ())) or 'every input'}"
+            for name in absent
+        )
+        return f"PACT requires {', '.join(absent)}, which not every input reports: {lacking}"[
+            :10_000
+        ]
+    return None
 
 
 def _issue_pact(
@@ -467,6 +559,7 @@ def rolled_up_record(
     )
     uncertainty = result.uncertainty
     dqi = _dqi(result)  # (built once: they go into the record and its PACT footprint)
+    withheld = footprint_withheld(result, bom)  # (the one decision whether PACT is issued)
     share = result.primary_data_share
     share = _percent(share) if share is not None else None
     return RolledUpFootprint(
@@ -508,11 +601,15 @@ def rolled_up_record(
             if uncertainty is not None and uncertainty.std_dev > 0
             else None
         ),
-        footprint=_issue_pact(result, bom, previous_pf_id, now, dqi, share),
+        footprint=(
+            _issue_pact(result, bom, previous_pf_id, now, dqi, share) if withheld is None else None
+        ),
         facility=bom.product_info.facility if bom.product_info else None,
         method=METHOD,
         engine_version=ENGINE_VERSION,
         computed_at=now,
+        assumptions=assumptions(result),
+        footprint_withheld=withheld,
     )
 
 

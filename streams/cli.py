@@ -269,6 +269,15 @@ def rollup(
                 line = f"components[{m.component_index}] {m.product_id or m.factor_id or ''}"
                 name = outcome.names.get(r.product_id, r.product_id)
                 console.print(f"[yellow]{status}[/] {name}: {line}: {m.detail or m.reason}")
+        for r in outcome.records:  # a complete roll-up without a PACT footprint says why
+            name = outcome.names.get(r.product_id, r.product_id)
+            if r.footprint is None and r.completeness.complete and r.footprint_withheld:
+                console.print(f"[yellow]no PACT footprint[/] {name}: {r.footprint_withheld}")
+        assumed = sorted({a for r in outcome.records for a in r.assumptions})
+        if assumed:  # the flagged assumptions of background factors (streams.adapt.core_factor)
+            console.print("[yellow]Assumed[/] for background factors used above:")
+            for assumption in assumed:
+                console.print(f"  {assumption}", markup=False, highlight=False)
         if tree is not None:
             if tree not in outcome.results:
                 raise ContractError(f"--tree must name a product with a BOM (got {tree!r})")

@@ -124,7 +124,7 @@ def source_from_factor(factor: Factor) -> SourceValue:
     return SourceValue(
         ref=factor.ref,
         kind=SourceKind.FACTOR,
-        identity=Identity(factor.factor_id, factor.content_hash),
+        identity=Identity(factor.record_id, factor.content_hash),
         sequence=factor.sequence,
         declared_unit=factor.unit,
         declared_unit_amount=Decimal(1),

@@ -313,6 +313,8 @@ class Factor:
     content_hash: str = ""
     publisher: str = ""
     """Who signed it (the operator's id; empty when unknown, e.g. in batch mode)."""
+    version: str = ""
+    """The factor record's ``version`` (empty when unknown): lineage names ``id@version``."""
 
     def __post_init__(self) -> None:
         _check_id(self.factor_id, "factorId")
@@ -341,11 +343,18 @@ class Factor:
             "stage": self.stage,
             "source": self.source,
             "massPerUnit": self.mass_per_unit,
-        }
+        } | ({"version": self.version} if self.version else {})
 
     @property
     def ref(self) -> Ref:
         return Ref.factor(self.factor_id)
+
+    @property
+    def record_id(self) -> str:
+        """Which factor record exactly: ``id@version`` (the id alone when no version is known).
+        It is the factor's identity in lineage (``footprint_id``), so a result names the version
+        it used; ``@`` cannot occur in a factor id."""
+        return f"{self.factor_id}@{self.version}" if self.version else self.factor_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from contracts import (
 from contracts._jsonio import dumps
 from contracts.errors import RollupError
 from streams.adapt import (
+    CARBON_CONTENT_AS_ZERO,
     core_bom,
     core_factor,
     core_footprint,
@@ -220,7 +221,9 @@ def _scaled(fp: ComponentFootprint, k: Decimal) -> ComponentFootprint:
     )
 
 
-def test_unstated_carbon_content_is_not_read_as_zero() -> None:
+def test_unstated_carbon_content_counts_as_zero_and_is_flagged() -> None:
+    # (Until issue #21 an unstated fossilCarbonContent was a metric gap, and every product above
+    # such a factor silently lost its PACT footprint. Now it counts as 0 by a flagged assumption.)
     docs = [
         f.model_copy(update={"fossil_carbon_content": None, "biogenic_carbon_content": None})
         for f in values(load_factors(ROOT / "producers/data/factors-cn.json"))
@@ -228,10 +231,11 @@ def test_unstated_carbon_content_is_not_read_as_zero() -> None:
     fps, boms, factors = signed_inputs(docs)
     cell = next(b for b in boms if b.product_name and "cell" in b.product_name)
     result = roll(boms, fps, factors)[cell.product_id]
-    assert "fossilCarbonContent" in result.metric_gaps
+    assert "fossilCarbonContent" not in result.metric_gaps
     record = rolled_up_record(result, sequence=1, bom=cell, previous_pf_id=None, now=NOW)
-    assert record.footprint is None, "PACT needs fossilCarbonContent: no footprint is issued"
+    assert record.footprint is not None and record.footprint_withheld is None
     assert record.pcf_excluding_biogenic_uptake == result.pcf
+    assert record.assumptions and all(CARBON_CONTENT_AS_ZERO in a for a in record.assumptions)
 
 
 def test_a_tiny_footprint_with_many_digits_still_gives_a_readable_record() -> None:
