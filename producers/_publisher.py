@@ -694,12 +694,13 @@ class Publisher:
                 )
                 settle(position, self._rejected(item, violations))
                 continue
+            record = item.record
             gated = pcr_gate(item, strict=self.strict_pcr)  # product category rules
             if isinstance(gated, list):
                 settle(position, self._rejected(item, gated))
                 continue
             item = gated
-            prepared = self._prepare(item, item.record)
+            prepared = self._prepare(item, record)
             if isinstance(prepared, list):
                 settle(position, self._rejected(item, prepared))
                 continue
