@@ -1,13 +1,13 @@
 """Hold for review on a real broker, end to end: a supplier's update to 999 kgCO2e/kg is held on
-``pcf.review`` (the value before it stays in force), a compliance officer's signed release
-brings it into the roll-up, and a signed rejection of another one lands in the DLQ naming the
-officer."""
+``pcf.review`` (the value before it stays in force); a compliance officer lists the held records
+and, with ``pcfx review release|reject`` (signed with the officer key), brings one into the
+roll-up and sends another to the DLQ, which names the officer and the reason."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from contracts import KafkaSchemaRegistry, ProductFootprint, SignerRole, load_footprints
-from contracts.pcr import DecisionState, ReviewEvent, ReviewSerde, decide
+from contracts.pcr import ReviewEvent, ReviewSerde
 from tests.streams._broker_world import ROOT, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -61,30 +61,24 @@ def _read(world: World, name: str, serde: ReviewSerde, want: int) -> list[Review
     raise AssertionError(f"{len(events)} events on {name}, not {want}\n{world.worker_logs()}")
 
 
-def _decide(world: World, serde: ReviewSerde, held: ReviewEvent, state: DecisionState) -> None:
-    from confluent_kafka import Producer
+def _pcfx(world: World, *args: Any) -> Any:
+    """``pcfx …`` on this test's topics, as an officer runs it."""
+    from typer.testing import CliRunner
 
-    from contracts.kafka_client import librdkafka_config
+    from pcfx.cli import app
 
-    event = decide(
-        held,
-        state,
-        reason=f"{state.value}: checked against the plant's records",
-        private_key=world.participants.key(OFFICER),
-        signer_id=OFFICER,
-        key_id=world.participants.key_id(OFFICER),
-        now=datetime.now(UTC),
-    )
-    topic = world.topic("pcf.review.decisions")
-    value = serde.encode(topic, event)
-    # as pcfx review does: uncompressed, on the held record's partition
-    producer = Producer({**librdkafka_config(), "bootstrap.servers": world.bootstrap})
-    producer.produce(topic, key=held.subject.encode(), value=value, partition=held.source_partition)
-    assert producer.flush(30) == 0
+    common = ["--bootstrap", world.bootstrap, "--topic-prefix", world.prefix]
+    result = CliRunner().invoke(app, [str(a) for a in (*args, *common)])
+    assert result.exit_code == 0, result.output
+    return result
 
 
-def test_held_then_released_then_rejected(world: World) -> None:
-    world.register(OFFICER, role=SignerRole.OFFICER)
+def test_held_then_released_then_rejected(world: World, tmp_path: Path) -> None:
+    from producers.keys import load_private_key, new_key_pair
+
+    officer = new_key_pair(OFFICER, tmp_path / "officer")
+    world.participants.keys[OFFICER] = load_private_key(officer.private_key)
+    world.register(OFFICER, role=SignerRole.OFFICER, key_id=officer.key_id)
     world.start_worker()
     world.publish_demo_chain()
     first = world.wait_for(lambda got: CATHODE in got, what="the cathode's first roll-up")
@@ -99,22 +93,33 @@ def test_held_then_released_then_rejected(world: World) -> None:
     world.publish_footprint(_at_999(phosphate))
     registry = KafkaSchemaRegistry(world.bootstrap)
     try:
-        serde = ReviewSerde(registry)
-        held = {e.subject.rsplit(":", 1)[-1]: e for e in _read(world, "pcf.review", serde, 2)}
-        assert set(held) == {"LI2CO3-BG", "FEPO4-BG"}, held
-        for event in held.values():
-            assert (event.rule, event.field_path) == (
-                "plausible-range",
-                "pcf.pcfExcludingBiogenicUptake",
-            )
-            assert "999 kgCO2e per kilogram" in event.reason
-        # neither accepted nor dropped: the cathode keeps the values before the update
-        assert world.latest_products()[CATHODE].pcf_excluding_biogenic_uptake == before
-        assert world.rejections() == []
-        _decide(world, serde, held["LI2CO3-BG"], DecisionState.RELEASED)
-        _decide(world, serde, held["FEPO4-BG"], DecisionState.REJECTED)
+        held = {
+            e.subject.rsplit(":", 1)[-1]: e
+            for e in _read(world, "pcf.review", ReviewSerde(registry), 2)
+        }
     finally:
         registry.close()
+    assert set(held) == {"LI2CO3-BG", "FEPO4-BG"}, held
+    for event in held.values():
+        assert (event.rule, event.field_path) == (
+            "plausible-range",
+            "pcf.pcfExcludingBiogenicUptake",
+        )
+        assert "999 kgCO2e per kilogram" in event.reason
+    # neither accepted nor dropped: the cathode keeps the values before the update
+    assert world.latest_products()[CATHODE].pcf_excluding_biogenic_uptake == before
+    assert world.rejections() == []
+    listed = json.loads(_pcfx(world, "review", "list", "--json").stdout)
+    assert sorted(e["heldId"] for e in listed) == sorted(e.held_id for e in held.values())
+    key = ["--key", officer.private_key]
+    lithium_id, phosphate_id = held["LI2CO3-BG"].held_id, held["FEPO4-BG"].held_id
+    _pcfx(world, "review", "release", lithium_id, *key, "--reason", "plant records checked")
+    _pcfx(world, "review", "reject", phosphate_id, *key, "--reason", "999 g entered as kg")
+    left = json.loads(_pcfx(world, "review", "list", "--all", "--json").stdout)
+    assert {e["heldId"]: e["state"] for e in left} == {
+        lithium_id: "released",
+        phosphate_id: "rejected",
+    }
     after = world.wait_for(
         lambda got: got[CATHODE].pcf_excluding_biogenic_uptake > before + 100,
         what="the released lithium carbonate to reach the cathode",
@@ -130,3 +135,4 @@ def test_held_then_released_then_rejected(world: World) -> None:
     assert rejection.error_code == "pcr_review_rejected"
     assert rejection.source_topic == world.topic("pcf.declared")
     assert f"rejected by compliance officer {OFFICER}" in rejection.message
+    assert "999 g entered as kg" in rejection.message
