@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from contracts import BillOfMaterials, ProductFootprint
-from contracts._pact import to_pact_json
 from contracts.errors import Violation
-from contracts.pcr import PcrCheck, PcrOutcome, check_bom, check_footprint
+from contracts.pcr import PcrCheck, PcrOutcome, check_bom, check_footprint_model
 from producers._input import Item
 
 __all__ = ["pcr_gate", "pcr_of"]
@@ -23,7 +22,7 @@ __all__ = ["pcr_gate", "pcr_of"]
 def pcr_of(record: object) -> PcrCheck | None:
     """The PCR check of a footprint or BOM (``None`` for other records)."""
     if isinstance(record, ProductFootprint):
-        return check_footprint(to_pact_json(record))
+        return check_footprint_model(record)
     if isinstance(record, BillOfMaterials):
         return check_bom(record.model_dump(by_alias=True, mode="json", exclude_none=True))
     return None

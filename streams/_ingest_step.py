@@ -47,7 +47,6 @@ from contracts import (
     SignedEmissionFactor,
     SignedFootprint,
 )
-from contracts._pact import to_pact_json
 from contracts.errors import PcfError, PcrReviewRejected, TrustError, Violation
 from contracts.kafka_client import aiokafka_kwargs
 from contracts.pcr import (
@@ -58,6 +57,7 @@ from contracts.pcr import (
     check_bom,
     check_decision,
     check_footprint,
+    check_footprint_model,
     held_id,
 )
 from streams import codec
@@ -282,7 +282,7 @@ def pcr_screen(result: Ingested, *, waive_range: bool = False) -> PcrCheck:
     if isinstance(record, CheckedFootprint):
         return check_footprint(record.payload, waive_range=waive_range)
     if isinstance(record, SignedFootprint):
-        return check_footprint(to_pact_json(record.footprint), waive_range=waive_range)
+        return check_footprint_model(record.footprint, waive_range=waive_range)
     if isinstance(record, SignedBillOfMaterials):
         return check_bom(record.bom.model_dump(by_alias=True, mode="json", exclude_none=True))
     return PcrCheck(PcrOutcome.NOT_APPLICABLE, note="the record names no product category")

@@ -12,6 +12,7 @@ from contracts.pcr._check import (
     PcrOutcome,
     check_bom,
     check_footprint,
+    check_footprint_model,
     verify_footprint,
 )
 from contracts.pcr._packs import (
@@ -62,6 +63,7 @@ __all__ = [
     "check_bom",
     "check_decision",
     "check_footprint",
+    "check_footprint_model",
     "decide",
     "decision_statement",
     "default_packs",

@@ -34,13 +34,14 @@ range (a compliance officer released it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
 
-from contracts._footprint import PCFX_EXTENSION_SCHEMA
+from contracts._footprint import PCFX_EXTENSION_SCHEMA, CarbonFootprint, ProductFootprint
 from contracts.errors import PcrOutOfRange, PcrViolation, UnitError, ValidationFailed, Violation
 from contracts.pcr._packs import (
     GRAVE_STAGES,
@@ -59,6 +60,7 @@ __all__ = [
     "PcrOutcome",
     "check_bom",
     "check_footprint",
+    "check_footprint_model",
     "verify_footprint",
 ]
 
@@ -161,7 +163,7 @@ class _Facts:
     amount: Decimal | None
     figure: Decimal | None
     figure_path: str
-    stages: frozenset[str] | None
+    stages: AbstractSet[str] | None
     stages_path: str
     pcf: Mapping[str, Any]
     pcf_path: str
@@ -182,26 +184,26 @@ def _decimal(value: Any) -> Decimal | None:
 
 def _footprint_facts(pact: Mapping[str, Any]) -> _Facts:
     pcf = pact.get("pcf")
-    pcf = pcf if isinstance(pcf, Mapping) else {}
+    pcf = pcf if isinstance(pcf, dict) else {}
     category, category_path = None, "extensions"
-    stages: frozenset[str] | None = None
+    stages: AbstractSet[str] | None = None
     stages_path = "extensions"
     extensions = pact.get("extensions")
     for i, ext in enumerate(extensions if isinstance(extensions, list) else []):
-        if isinstance(ext, Mapping) and ext.get("dataSchema") == PCFX_EXTENSION_SCHEMA:
+        if isinstance(ext, dict) and ext.get("dataSchema") == PCFX_EXTENSION_SCHEMA:
             data = ext.get("data")
-            data = data if isinstance(data, Mapping) else {}
+            data = data if isinstance(data, dict) else {}
             value = data.get("pilotCategory")
             category = value if isinstance(value, str) else None
             category_path = f"extensions[{i}].data.pilotCategory"
             breakdown = data.get("stageBreakdown")
-            stages = frozenset(breakdown) if isinstance(breakdown, Mapping) else frozenset()
+            stages = breakdown.keys() if isinstance(breakdown, dict) else frozenset()
             stages_path = f"extensions[{i}].data.stageBreakdown"
             break
     named: list[str] = []
     rules = pcf.get("productOrSectorSpecificRules")
     for rule in rules if isinstance(rules, list) else []:
-        names = rule.get("ruleNames") if isinstance(rule, Mapping) else None
+        names = rule.get("ruleNames") if isinstance(rule, dict) else None
         named += [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
     unit = pcf.get("declaredUnitOfMeasurement")
     return _Facts(
@@ -221,11 +223,66 @@ def _footprint_facts(pact: Mapping[str, Any]) -> _Facts:
     )
 
 
+_ALIASES: Final = {f.alias or n: n for n, f in CarbonFootprint.model_fields.items()}
+"""PACT name -> attribute of the ``pcf`` model (the packs name figures as PACT does)."""
+
+
+class _PcfView:
+    """A footprint model's ``pcf`` read by PACT name, as :func:`_product_findings` reads the JSON
+    (``dqi`` as its three DQR strings): no dump of the whole record at publish time."""
+
+    __slots__ = ("pcf",)
+
+    def __init__(self, pcf: CarbonFootprint) -> None:
+        self.pcf = pcf
+
+    def get(self, alias: str, default: Any = None) -> Any:
+        name = _ALIASES.get(alias)
+        value = default if name is None else getattr(self.pcf, name, default)
+        if alias == "dqi" and value is not None:
+            return {
+                "technologicalDQR": str(value.technological_dqr),
+                "geographicalDQR": str(value.geographical_dqr),
+                "temporalDQR": str(value.temporal_dqr),
+            }
+        return value
+
+
+def _model_facts(footprint: ProductFootprint) -> _Facts:
+    """The facts of a footprint model, at the paths its PACT JSON has (:func:`to_pact_json`
+    appends our extension after the foreign ones)."""
+    pcf, ext = footprint.pcf, footprint.pcfx
+    at = f"extensions[{len(footprint.extensions or ())}].data"
+    named = [
+        n
+        for rule in pcf.product_or_sector_specific_rules or ()
+        for n in rule.rule_names
+        if n.startswith(PACK_ID_PREFIX)
+    ]
+    category = None if ext is None or ext.pilot_category is None else ext.pilot_category.value
+    stages = None if ext is None else (ext.stage_breakdown or {}).keys()
+    return _Facts(
+        category=category,
+        category_path=f"{at}.pilotCategory" if ext is not None else "extensions",
+        named=tuple(named),
+        unit=pcf.declared_unit_of_measurement,
+        unit_path="pcf.declaredUnitOfMeasurement",
+        amount=pcf.declared_unit_amount,
+        figure=pcf.pcf_excluding_biogenic_uptake,
+        figure_path="pcf.pcfExcludingBiogenicUptake",
+        stages=stages,
+        stages_path=f"{at}.stageBreakdown" if ext is not None else "extensions",
+        pcf=_PcfView(pcf),  # type: ignore[arg-type]
+        pcf_path="pcf",
+        is_bom=False,
+    )
+
+
 def _bom_facts(bom: Mapping[str, Any]) -> _Facts:
     info = bom.get("productInfo")
-    info = info if isinstance(info, Mapping) else {}
+    info = info if isinstance(info, dict) else {}
     declared = bom.get("declaredUnit")
-    declared = declared if isinstance(declared, Mapping) else {}
+    declared = declared if isinstance(declared, dict) else {}
     category = info.get("pilotCategory")
     unit = declared.get("unit")
     return _Facts(
@@ -292,8 +349,8 @@ def _product_findings(facts: _Facts, pack: RulePack) -> list[PcrFinding]:
         )
     if facts.is_bom:
         return out
-    stages = facts.stages or frozenset()
-    beyond = sorted(GRAVE_STAGES & stages)
+    stages = facts.stages if facts.stages is not None else frozenset()
+    beyond = sorted(GRAVE_STAGES & set(stages)) if stages else []
     if pack.boundary is Boundary.CRADLE_TO_GATE and beyond:
         out.append(
             PcrFinding(
@@ -329,7 +386,7 @@ def _product_findings(facts: _Facts, pack: RulePack) -> list[PcrFinding]:
             )
     if pack.max_dqr is not None:
         dqi = facts.pcf.get("dqi")
-        if isinstance(dqi, Mapping):
+        if isinstance(dqi, dict):
             for name in _DQRS:
                 value = _decimal(dqi.get(name))
                 if value is not None and value > pack.max_dqr:
@@ -412,40 +469,40 @@ def _decide(facts: _Facts, packs: PackSet, waive_range: bool) -> PcrCheck:
     products = [p for p in family if dim is not None and p.product_rule(dim) is not None]
     if products:
         return _result(
-            [_trial(facts, p, "product", waive_range) for p in products],
+            (_trial(facts, p, "product", waive_range) for p in products),
             f"category {facts.category}",
         )
     chain = [p for p in family if dim is not None and p.supply_chain_rule(dim) is not None]
     if chain:
         return _result(
-            [_trial(facts, p, "supply chain", waive_range) for p in chain],
+            (_trial(facts, p, "supply chain", waive_range) for p in chain),
             f"category {facts.category}, upstream record",
         )
     # a unit no entry of the category is declared in: every rule of the closest entry, so that
     # all its problems are named at once (the unit first)
     return _result(
-        [_trial(facts, p, "product", waive_range) for p in family],
+        (_trial(facts, p, "product", waive_range) for p in family),
         f"category {facts.category}, in no unit its entries are declared in",
     )
 
 
-def _result(trials: Sequence[_Trial], how: str) -> PcrCheck:
-    best = min(trials, key=lambda t: t.rank)  # stable: the first of equals
+def _result(trials: Iterable[_Trial], how: str) -> PcrCheck:
+    """The first trial that passes every rule and its range (the rest are not evaluated), else
+    the closest one: fewest violations, then in range, then the first of equals."""
+    tried: list[_Trial] = []
+    for trial in trials:
+        tried.append(trial)
+        if not trial.findings and trial.range_finding is None:
+            return PcrCheck(PcrOutcome.PASSED, trial.pack, trial.role, (), trial.figure,
+                            trial.unit, f"{how}; passed {trial.pack.ref}")  # fmt: skip
+    best = min(tried, key=lambda t: t.rank)
     if best.findings:
         outcome, findings = PcrOutcome.VIOLATED, best.findings
-    elif best.range_finding is not None:
-        outcome, findings = PcrOutcome.OUT_OF_RANGE, (best.range_finding,)
     else:
-        outcome, findings = PcrOutcome.PASSED, ()
-    return PcrCheck(
-        outcome,
-        best.pack,
-        best.role,
-        findings,
-        best.figure,
-        best.unit,
-        f"{how}; checked against {', '.join(t.pack.ref for t in trials)}",
-    )
+        assert best.range_finding is not None
+        outcome, findings = PcrOutcome.OUT_OF_RANGE, (best.range_finding,)
+    return PcrCheck(outcome, best.pack, best.role, findings, best.figure, best.unit,
+                    f"{how}; checked against {', '.join(t.pack.ref for t in tried)}")  # fmt: skip
 
 
 def check_footprint(
@@ -454,6 +511,14 @@ def check_footprint(
     """Check a footprint's PACT v3 JSON (as published, already valid PACT) against its pack;
     *waive_range* for a record a compliance officer released (every other rule still holds)."""
     return _decide(_footprint_facts(pact), packs or default_packs(), waive_range)
+
+
+def check_footprint_model(
+    footprint: ProductFootprint, packs: PackSet | None = None, *, waive_range: bool = False
+) -> PcrCheck:
+    """:func:`check_footprint` on a parsed footprint (publish time), without dumping it to
+    PACT JSON: the same findings at the same paths (a test checks both agree)."""
+    return _decide(_model_facts(footprint), packs or default_packs(), waive_range)
 
 
 def check_bom(bom: Mapping[str, Any], packs: PackSet | None = None) -> PcrCheck:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -131,17 +131,22 @@ class RulePack:
     max_dqr_source: str | None
     supply_chain: tuple[DeclaredUnitRule, ...]
     file: str
+    ref: str = field(init=False, compare=False)
+    """``id@version``: how violations and held records name the pack."""
+    _products: Mapping[Dimension, DeclaredUnitRule] = field(init=False, repr=False, compare=False)
+    _chain: Mapping[Dimension, DeclaredUnitRule] = field(init=False, repr=False, compare=False)
 
-    @property
-    def ref(self) -> str:
-        """``id@version``: how violations and held records name the pack."""
-        return f"{self.id}@{self.version}"
+    def __post_init__(self) -> None:
+        # looked up per record at ingestion: built once (the loader allows one rule per dimension)
+        object.__setattr__(self, "ref", f"{self.id}@{self.version}")
+        object.__setattr__(self, "_products", {r.dimension: r for r in self.declared_units})
+        object.__setattr__(self, "_chain", {r.dimension: r for r in self.supply_chain})
 
     def product_rule(self, dimension: Dimension) -> DeclaredUnitRule | None:
-        return next((r for r in self.declared_units if r.dimension is dimension), None)
+        return self._products.get(dimension)
 
     def supply_chain_rule(self, dimension: Dimension) -> DeclaredUnitRule | None:
-        return next((r for r in self.supply_chain if r.dimension is dimension), None)
+        return self._chain.get(dimension)
 
 
 @dataclass(frozen=True)
@@ -149,15 +154,21 @@ class PackSet:
     """Packs by id, and by pilot category (a category may have several catalogue entries)."""
 
     packs: tuple[RulePack, ...]
+    _by_id: Mapping[str, RulePack] = field(init=False, repr=False, compare=False)
+    _by_category: Mapping[str, tuple[RulePack, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        seen: dict[str, str] = {}
+        seen: dict[str, RulePack] = {}
+        by_category: dict[str, list[RulePack]] = {}
         for pack in self.packs:
             if pack.id in seen:
                 raise PcrPackError(
-                    pack.file, "id", f"a pack id used once (also in {seen[pack.id]})", pack.id
+                    pack.file, "id", f"a pack id used once (also in {seen[pack.id].file})", pack.id
                 )
-            seen[pack.id] = pack.file
+            seen[pack.id] = pack
+            by_category.setdefault(pack.pilot_category.value, []).append(pack)
+        object.__setattr__(self, "_by_id", seen)
+        object.__setattr__(self, "_by_category", {c: tuple(p) for c, p in by_category.items()})
 
     def __iter__(self) -> Iterator[RulePack]:
         return iter(self.packs)
@@ -166,10 +177,10 @@ class PackSet:
         return len(self.packs)
 
     def get(self, pack_id: str) -> RulePack | None:
-        return next((p for p in self.packs if p.id == pack_id), None)
+        return self._by_id.get(pack_id)
 
     def of_category(self, category: str) -> tuple[RulePack, ...]:
-        return tuple(p for p in self.packs if p.pilot_category.value == category)
+        return self._by_category.get(category, ())
 
 
 # --- the loader: every key checked, with the file and key path in the error ---------------------

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import PilotCategory
+from contracts import PilotCategory, parse_footprint
 from contracts.errors import PcrOutOfRange, PcrPackError, PcrViolation
 from contracts.examples import example_bom, example_footprint
 from contracts.pcr import (
@@ -23,6 +23,7 @@ from contracts.pcr import (
     RulePack,
     check_bom,
     check_footprint,
+    check_footprint_model,
     default_packs,
     load_pack,
     load_packs,
@@ -351,3 +352,27 @@ def test_a_footprint_inside_its_packs_rules_is_never_refused(
     doc = _inside(pack, data)
     result = check_footprint(copy.deepcopy(doc))
     assert result.outcome is PcrOutcome.PASSED, (pack.id, result.findings)
+    assert check_footprint_model(parse_footprint(doc)) == result  # publish time: the model
+
+
+BAD_CASES = {
+    "cement in litres": lambda: cement("liter", "0.5"),
+    "missing stage": lambda: cement("kilogram", "0.72", "production"),
+    "boundary": lambda: cement("kilogram", "0.72", "raw_material_acquisition", "production", "use"),
+    "dqr": lambda: _dqr(named(footprint(), "CN-CCL-PCR-LIB-TRACTION"), "3.4"),
+    "cathode": lambda: footprint(declaredUnitOfMeasurement="kilogram",
+                                 pcfExcludingBiogenicUptake="999"),
+    "unknown pack": lambda: named(footprint(), "CN-CCL-PCR-LIB-SPACESHIP"),
+    "no category": lambda: footprint(None),
+}  # fmt: skip
+
+
+def _dqr(doc: dict[str, Any], value: str) -> dict[str, Any]:
+    doc["pcf"]["dqi"]["temporalDQR"] = value
+    return doc
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_the_model_check_at_publish_time_agrees_with_the_json_check(case: str) -> None:
+    doc = BAD_CASES[case]()
+    assert check_footprint_model(parse_footprint(copy.deepcopy(doc))) == check_footprint(doc)
