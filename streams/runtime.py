@@ -105,7 +105,7 @@ from contracts import topics as table_topics
 from contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
 from contracts.handoff import HandoffSigner
 from contracts.kafka_client import faust_credentials, kafka_python_kwargs
-from contracts.pcr import ReviewSerde, review_schemas
+from contracts.pcr import REVIEW_TOPICS, ReviewSerde
 from streams import _faust, codec
 from streams._batching import BATCH_MAX
 from streams._ingest_step import (
@@ -326,17 +326,14 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
             " --service-key FILE.",
         )
     registry = config.registry
-    reviews = review_schemas(config.topic(name) for name in REVIEW_TOPICS)
     if registry is None:
         # Register what is missing with a short-lived writer (only the operator may write the
         # schemas topic, and a new writer fences the previous one), then read with a plain
         # client: a worker under its own principal needs only read access once they are there.
-        register_missing(config.bootstrap, [*topic_schemas(config.topic_prefix), *reviews])
+        register_missing(config.bootstrap, topic_schemas(config.topic_prefix))
         registry = KafkaSchemaRegistry(config.bootstrap)
     else:
         register_all(registry, config.topic_prefix)
-        for subject, text in reviews:
-            registry.register(subject, text)
     schemas = Schemas(registry)
     serde = AvroSerde(schemas)
     encodes = [("pcf.products", RolledUpFootprint), ("pcf.rejected", Rejection)]
@@ -621,8 +618,6 @@ TOPICS = (
 )
 TABLES = ("ingest-ledger", "nodes")
 """The app's tables: the ingestion ledger and the roll-up's nodes (both roles of each)."""
-REVIEW_TOPICS = ("pcf.review", "pcf.review.decisions")
-"""Records held for review, and officers' decisions on them (:mod:`contracts.pcr`)."""
 _CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup", "pcf.review.decisions")
 """The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
 

@@ -30,6 +30,7 @@ from contracts.pcr._packs import (
 )
 from contracts.pcr._review import (
     PAYLOAD_REVIEW_DECISION,
+    REVIEW_TOPICS,
     DecisionState,
     ReviewDecision,
     ReviewEvent,
@@ -45,6 +46,7 @@ from contracts.pcr._review import (
 __all__ = [
     "PACK_ID_PREFIX",
     "PAYLOAD_REVIEW_DECISION",
+    "REVIEW_TOPICS",
     "STAGES",
     "Boundary",
     "DecisionState",

@@ -55,6 +55,7 @@ from contracts.keyring import KeyRegistration
 __all__ = [
     "PAYLOAD_REVIEW_DECISION",
     "REVIEW_SCHEMA",
+    "REVIEW_TOPICS",
     "DecisionState",
     "ReviewDecision",
     "ReviewEvent",
@@ -69,6 +70,9 @@ __all__ = [
 
 PAYLOAD_REVIEW_DECISION: Final = "application/vnd.pcfx.review-decision+json"
 REVIEW_SCHEMA: Final = "ReviewEvent"
+REVIEW_TOPICS: Final = ("pcf.review", "pcf.review.decisions")
+"""The topics of :class:`ReviewEvent` (held records; officers' decisions), without a prefix:
+their schema is registered with every topic's (:func:`contracts.topic_schemas`)."""
 
 
 class DecisionState(StrEnum):
