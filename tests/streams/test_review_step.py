@@ -33,7 +33,7 @@ from streams._ingest_step import (
 )
 from streams.ingest import Ingested, IngestOutcome, SourceRef
 from tests.contracts.conftest import FOOTPRINT_JSON
-from tests.streams.test_ingest import MANUFACTURER, SUPPLIER, T0, World
+from tests.streams.test_ingest import MANUFACTURER, SUPPLIER, T0, World, bom_bytes
 
 OFFICER = "compliance-officer-li"
 NOW = T0 + timedelta(days=2)
@@ -157,6 +157,34 @@ def test_the_999_cathode_is_held_and_held_again_when_redelivered(world: ReviewWo
     )
     assert event.original == data and "999 kgCO2e per kilogram" in event.reason
     assert event.held_id == f"pcf.declared/0/{first.held[0].result.source.offset}"
+
+
+def test_a_bom_in_a_unit_its_category_is_never_declared_in_goes_to_the_dlq(
+    world: ReviewWorld,
+) -> None:
+    info = {
+        "companyName": "Example Pack Co.",
+        "companyIds": ["urn:pact:example-pack.cn:company:1"],
+        "productDescription": "48 V battery pack",
+        "productNameCompany": "PACK-48V",
+        "referencePeriodStart": "2025-01-01T00:00:00Z",
+        "referencePeriodEnd": "2026-01-01T00:00:00Z",
+        "pilotCategory": "LITHIUM_BATTERY",
+    }
+    good = bom_bytes(world, 1, productInfo=info)
+    litres = bom_bytes(world, 2, productInfo=info, declaredUnit={"amount": "1", "unit": "liter"})
+
+    def check(data: bytes, source: SourceRef) -> Ingested:
+        result: Ingested = world.check("pcf.bom", data)
+        return result
+
+    records = [(i, world.source("pcf.bom"), d) for i, d in enumerate([good, litres])]
+    batch = check_batch(records, check, TableLedger({}))
+    assert len(batch.checked) == 1 and not batch.held
+    ((rejected, _),) = batch.rejected
+    assert isinstance(rejected.error, PcrViolation)
+    assert rejected.error.violations[0].path == "declaredUnit.unit"
+    assert rejected.error.violations[0].got == "'liter'"
 
 
 def test_every_input_ends_somewhere(world: ReviewWorld) -> None:
