@@ -370,7 +370,7 @@ def act_on_decision(
     4. released: screened again with the range waived (every other rule still holds), and
        forwarded like any trusted record.
     """
-    problem = check_decision(event, registry.lookup, decision_source.appended_at)  # (1)
+    problem = check_decision(event, registry.keyring, decision_source.appended_at)  # (1)
     if problem is not None:
         return Screened(rejected=Ingested(IngestOutcome.REJECTED, decision_source, error=problem))
     assert event.decision is not None

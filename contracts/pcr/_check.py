@@ -1,8 +1,10 @@
 """The PCR check: a footprint or BOM that names a category, against its rule pack.
 
 Pure: PACT JSON (or a BOM's JSON) in, a typed :class:`PcrCheck` out. The producers run it at
-publish time (``--dry-run`` too), the streams at ingestion (:mod:`streams._ingest_step`), and
-``pcfx pcr check`` on a file, so all three judge a record the same way.
+publish time (``--dry-run`` too) on the parsed footprint (:func:`check_footprint_model`: the same
+facts read from the model, no dump to JSON), the streams at ingestion (:mod:`streams._ingest_step`)
+on the checked PACT JSON, and ``pcfx pcr check`` on a file, so all three judge a record the same
+way (a test checks the model and JSON checks agree).
 
 **Which pack.** A footprint names its catalogue entry by listing the pack id among
 ``pcf.productOrSectorSpecificRules[*].ruleNames`` (e.g. ``CN-CCL-PCR-CEMENT``); it is then held

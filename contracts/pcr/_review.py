@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,7 +50,7 @@ from contracts._registry import SchemaRegistry
 from contracts._serde import frame, subject_for, unframe
 from contracts.canonical import canonical_json, pae
 from contracts.errors import SerdeError, TrustError
-from contracts.keyring import KeyRegistration
+from contracts.keyring import Keyring
 
 __all__ = [
     "PAYLOAD_REVIEW_DECISION",
@@ -229,31 +229,22 @@ def decide(
 
 
 def check_decision(
-    event: ReviewEvent,
-    lookup: Callable[[str, str], KeyRegistration | None],
-    appended_at: datetime,
+    event: ReviewEvent, keyring: Keyring, appended_at: datetime
 ) -> TrustError | None:
     """Why a ``decided`` event cannot be acted on (steps 1-5 of the module docstring), or
-    ``None``: it is an officer's, under a key usable when it was appended, and verifies."""
+    ``None``: it is an officer's, under a key usable when it was appended, and verifies.
+    Steps 2-4 are the one check every consumer of signed records makes
+    (:meth:`~contracts.keyring.Keyring.authorize`), as for the gateway's approvals."""
     d = event.decision
     if event.event != "decided" or d is None:  # (1)
         return TrustError(
             f"review event {event.held_id} carries no signed decision", reason="unsigned"
         )
-    registration = lookup(d.signer_id, d.key_id)  # (2)
-    if registration is None:
-        return TrustError(
-            f"key {d.key_id!r} is not registered for {d.signer_id!r}", reason="unknown_key"
-        )
-    if registration.role is not SignerRole.OFFICER:  # (3)
-        return TrustError(
-            f"key {d.key_id!r} of {d.signer_id!r} has role {registration.role.value!r}; a"
-            " review decision must be signed with an officer's key (role 'officer')",
-            reason="wrong_role",
-        )
-    unusable = registration.unusable_at(appended_at)  # (4)
-    if unusable is not None:
-        return unusable
+    registration = keyring.authorize(  # (2)-(4)
+        d.signer_id, d.key_id, role=SignerRole.OFFICER, at=appended_at
+    )
+    if isinstance(registration, TrustError):
+        return registration
     statement = decision_statement(event, d.state, d.signer_id, d.key_id)
     try:  # (5)
         Ed25519PublicKey.from_public_bytes(registration.public_key).verify(d.signature, statement)
