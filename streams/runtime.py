@@ -520,7 +520,9 @@ class _Worker:
         """Compliance officers' decisions on held records
         (:func:`~streams._ingest_step.act_on_decision`): a release re-enters ingestion (range
         waived) and is forwarded, a rejection (or a decision that does not verify) goes to the
-        DLQ. One at a time: decisions are rare, and each is a person's."""
+        DLQ. One at a time: decisions are rare, and each is a person's. At least once: a
+        redelivered release re-checks as a ``DUPLICATE`` and is forwarded again (a no-op in the
+        roll-up); a redelivered rejection writes its DLQ record again."""
         topic = self.config.topic("pcf.review.decisions")
         prefix = self.config.topic_prefix
         async for event in stream.events():
