@@ -147,7 +147,11 @@ def from_avro_dict(model: type[M], datum: Any) -> CheckResult[M]:
 def topic_schemas(topic_prefix: str = "") -> list[tuple[str, str]]:
     """(subject, schema text) of the value of every topic in :data:`TOPICS`, names prefixed with
     *topic_prefix* (as deployments and tests that share a cluster use)."""
-    return [(subject_for(topic_prefix + t), schema_json(m.__name__)) for t, m in TOPICS.items()]
+    from contracts.pcr import REVIEW_TOPICS, review_schemas  # (it imports this module)
+
+    pairs = [(subject_for(topic_prefix + t), schema_json(m.__name__)) for t, m in TOPICS.items()]
+    # and the review topics' (records held for a compliance officer, contracts.pcr)
+    return pairs + review_schemas(topic_prefix + t for t in REVIEW_TOPICS)
 
 
 def register_all(registry: SchemaRegistry, topic_prefix: str = "") -> dict[str, int]:

@@ -6,8 +6,12 @@ act* (as python-tuf splits repository from download errors)::
     PcfError                      base: .code, .message, diagnostics()
     ├── ContractError             the data is wrong: the sender must fix the record
     │   ├── ValidationFailed      one record broke one or more rules (all listed, with field paths)
+    │   │   ├── PcrViolation      a footprint or BOM breaks its product category rule pack
+    │   │   ├── PcrOutOfRange     a figure far outside its category's plausible range (held)
+    │   │   └── PcrReviewRejected a held record a compliance officer rejected
     │   ├── SerdeError            bytes are not a well-formed framed Avro record
     │   │   └── UnknownSchemaError  the schema id in the frame is not registered
+    │   ├── PcrPackError          a rule pack's YAML is malformed (file, key, expected, got)
     │   ├── UnitError             a unit is unknown or cannot be converted to the one wanted
     │   ├── IncompatibleSchemaError  a new schema version would break existing readers
     │   └── InvalidSchemaError    a schema offered for registration is not valid Avro
@@ -38,6 +42,10 @@ __all__ = [
     "InvalidSchemaError",
     "KeyStoreError",
     "PcfError",
+    "PcrOutOfRange",
+    "PcrPackError",
+    "PcrReviewRejected",
+    "PcrViolation",
     "PolicyDenied",
     "RegistryError",
     "RollupError",
@@ -133,6 +141,55 @@ class ValidationFailed(ContractError):
             {"path": v.path, "code": v.code, "message": v.message, "got": v.got}
             for v in self.violations
         ]
+        return data
+
+
+class PcrViolation(ValidationFailed):
+    """A footprint or BOM broke rules of the product category rule pack it falls under
+    (:mod:`contracts.pcr`); each violation's code is ``pcr.<rule>`` and its message names the
+    pack (id and version), the rule, what was expected and what came in."""
+
+    code = "pcr"
+    hint = (
+        "Correct the record to its category's rule pack (pcfx pcr show PACK), or name the"
+        " catalogue entry it belongs to in pcf.productOrSectorSpecificRules, and publish again."
+    )
+
+
+class PcrOutOfRange(ValidationFailed):
+    """A figure far outside its category's plausible range: neither accepted nor dropped, but
+    held for a compliance officer's review (``pcf.review``); at publish time a warning, and a
+    refusal with ``--strict``."""
+
+    code = "pcr_out_of_range"
+    hint = (
+        "Check the figure and its declared unit; if it is right, a compliance officer can"
+        " release the held record (pcfx review release)."
+    )
+
+
+class PcrReviewRejected(ValidationFailed):
+    """A record held for review that a compliance officer rejected (named, with the reason)."""
+
+    code = "pcr_review_rejected"
+    hint = "Correct the figure the officer rejected and publish the record again."
+
+
+class PcrPackError(ContractError):
+    """A product category rule pack (YAML) is malformed: names the file and the key path."""
+
+    code = "pcr_pack"
+    hint = "Fix the pack file; 'pcfx pcr list' loads every pack and reports the first problem."
+
+    def __init__(self, file: str, key: str, expected: str, got: Any) -> None:
+        self.file, self.key, self.expected = file, key, expected
+        self.got = None if got is None else _short(got)
+        received = "nothing" if got is None else self.got
+        super().__init__(f"rule pack {file}: '{key}' must be {expected} (got {received})")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update(file=self.file, key=self.key, expected=self.expected, got=self.got)
         return data
 
 

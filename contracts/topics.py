@@ -17,6 +17,8 @@ topic                      key                         value (Confluent-framed A
 ``pcf.outbound.<id>``      pseudonym of the product    ``gateway.SealedMessage``
 ``<app>-<table>-changelog``  the table's key            streams codec JSON (compacted)
 ``pcf._schemas``           subject/version             the schema registry's own records
+``pcf.review``             the held record's subject   ``pcr.ReviewEvent`` (held)             LAT
+``pcf.review.decisions``   the held record's subject   ``pcr.ReviewEvent`` (decided)          LAT
 =========================  ==========================  ====================================  ====
 
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
@@ -185,6 +187,17 @@ _TABLE: Final = (
         "the schema registry (Confluent-compatible ids)",
         {}, {**_ALL_READ, "operator": "RWC"}, prefixed=False,
     ),
+    Topic(
+        "pcf.review", "the held record's subject", "io.pcfexchange.pcr.ReviewEvent",
+        "records held for review: a figure far outside its product category's plausible range"
+        " (contracts.pcr), with the record as received; kept for ever as evidence",
+        {**APPEND_TIME, **FOREVER}, {"streams": "WCD", "officer": "R", "operator": "R"},
+    ),
+    Topic(
+        "pcf.review.decisions", "the held record's subject", "io.pcfexchange.pcr.ReviewEvent",
+        "compliance officers' signed decisions on held records (released or rejected)",
+        {**APPEND_TIME, **FOREVER}, {"officer": "RW", "streams": "RCD", "operator": "R"},
+    ),
 )  # fmt: skip
 
 TOPICS: Final[Mapping[str, Topic]] = MappingProxyType({t.name: t for t in _TABLE})
@@ -245,6 +258,14 @@ class TopicNames:
     @property
     def counters(self) -> str:
         return self.of("pcf.gateway.counters")
+
+    @property
+    def review(self) -> str:
+        return self.of("pcf.review")
+
+    @property
+    def review_decisions(self) -> str:
+        return self.of("pcf.review.decisions")
 
     def outbound(self, recipient_id: str) -> str:
         """``pcf.outbound.<recipient id>``; the id must be a legal topic-name fragment."""

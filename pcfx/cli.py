@@ -11,6 +11,7 @@ from pcfx.console import handle_errors
 from pcfx.demo import demo_app
 from pcfx.factors import factors_app
 from pcfx.kafka_options import KafkaConfig, apply
+from pcfx.pcr import pcr_app, review_app
 from pcfx.tenants import tenants_app
 from producers.cli import keys_app, publish_app
 from streams.cli import rollup, streams_app
@@ -39,6 +40,8 @@ app.add_typer(factors_app, name="factors")
 # suppliers and manufacturers
 app.add_typer(keys_app, name="keys")
 app.add_typer(publish_app, name="publish")
+app.add_typer(pcr_app, name="pcr")
+app.add_typer(review_app, name="review")
 app.command("rollup")(rollup)
 app.add_typer(streams_app, name="streams")
 # compliance and the border

@@ -56,6 +56,7 @@ from producers._avro import WireEncoder
 from producers._input import Item, Record
 from producers._keydir import KeyDirectory, KeyStatus
 from producers._lifecycle import supersede
+from producers._pcr import pcr_gate
 from producers._sequence import Ledger, LedgerEntry, footprint_sequence, next_sequence
 from producers._summary import PublishSummary, RecordOutcome, Status
 from producers.delivery import DeliveryReport, KafkaSink, Outgoing
@@ -214,6 +215,7 @@ class Publisher:
         connect_timeout_s: float = 10.0,
         schemas_topic: str = SCHEMAS_TOPIC,
         pause_gc: bool = True,
+        strict_pcr: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
@@ -222,6 +224,8 @@ class Publisher:
         self.ledger = ledger if ledger is not None else Ledger.default()
         self.batch_size = batch_size
         self.dry_run = dry_run
+        self.strict_pcr = strict_pcr
+        """Refuse a figure outside its category's plausible range (else a warning)."""
         self.bootstrap = bootstrap
         self._schemas_topic = schemas_topic
         self._pause_gc = pause_gc
@@ -690,7 +694,13 @@ class Publisher:
                 )
                 settle(position, self._rejected(item, violations))
                 continue
-            prepared = self._prepare(item, item.record)
+            record = item.record
+            gated = pcr_gate(item, strict=self.strict_pcr)  # product category rules
+            if isinstance(gated, list):
+                settle(position, self._rejected(item, gated))
+                continue
+            item = gated
+            prepared = self._prepare(item, record)
             if isinstance(prepared, list):
                 settle(position, self._rejected(item, prepared))
                 continue

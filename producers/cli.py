@@ -111,6 +111,14 @@ SupplierId = Annotated[
     ),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate, sign and encode; send nothing.")]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse a figure far outside its product category's plausible range (pcfx pcr"
+        " show PACK); without it, a warning (the streams hold such a record for review).",
+    ),
+]
 LedgerPath = Annotated[
     Path | None,
     typer.Option(
@@ -605,6 +613,7 @@ def _publish(
     keys_topic: str | None,
     operator_public_key: Path | None,
     topic_prefix: str = "",
+    strict: bool = False,
 ) -> None:
     topics = Topics.prefixed(topic_prefix)
     if keys_topic is not None:
@@ -620,6 +629,7 @@ def _publish(
         ledger=ledger,
         batch_size=batch_size,
         dry_run=dry_run,
+        strict_pcr=strict,
     ) as publisher:
         warning = None
         if not dry_run and keys_topic is not None:
@@ -734,6 +744,7 @@ def publish_footprints(
         ),
     ] = None,
     dry_run: DryRun = False,
+    strict: Strict = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
     bootstrap: Bootstrap = None,
@@ -763,6 +774,7 @@ def publish_footprints(
         keys_topic=keys_topic,
         operator_public_key=operator_public_key,
         topic_prefix=topic_prefix,
+        strict=strict,
     )
 
 
@@ -773,6 +785,7 @@ def publish_bom(
     key: PrivateKey,
     supplier: SupplierId,
     dry_run: DryRun = False,
+    strict: Strict = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
     bootstrap: Bootstrap = None,
@@ -802,6 +815,7 @@ def publish_bom(
         keys_topic=keys_topic,
         operator_public_key=operator_public_key,
         topic_prefix=topic_prefix,
+        strict=strict,
     )
 
 

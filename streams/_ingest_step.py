@@ -10,6 +10,16 @@ see "No stalls" in :mod:`streams.runtime`). :func:`forward` turns the checked on
 roll-up's messages (only each subject's last, :func:`latest`). :func:`settle` is the same for
 parked records whose key came into force, or whose deadline passed.
 
+**Product category rules** (:mod:`contracts.pcr`). A record that passed the trust checks is
+then screened against the rule pack of the category it names (:func:`pcr_screen`): a broken rule
+(unit dimension, mandatory stage, required figure, data quality, boundary) sends it to the DLQ
+like any contract violation (``pcr``); a figure far outside the category's plausible range holds
+it for review (:class:`Hold`, written to ``pcf.review`` by the worker: neither accepted nor
+dropped). A compliance officer's signed release (:mod:`contracts.pcr._review`) brings the record
+back through :func:`screen` with the range waived; a signed rejection sends it to the DLQ
+(``pcr_review_rejected``, naming the officer). The screen runs on ``DUPLICATE`` records too, so a
+redelivered held record is held again, not forwarded.
+
 The ledger's rows live in a faust table (:class:`TableLedger`), written once per subject per
 batch, before the batch's messages are forwarded.
 
@@ -37,8 +47,19 @@ from contracts import (
     SignedEmissionFactor,
     SignedFootprint,
 )
-from contracts.errors import PcfError, TrustError
+from contracts.errors import PcfError, PcrReviewRejected, TrustError, Violation
 from contracts.kafka_client import aiokafka_kwargs
+from contracts.pcr import (
+    DecisionState,
+    PcrCheck,
+    PcrOutcome,
+    ReviewEvent,
+    check_bom,
+    check_decision,
+    check_footprint,
+    check_footprint_model,
+    held_id,
+)
 from streams import codec
 from streams._faust import in_partition
 from streams._packs import Keyed, keyed
@@ -59,14 +80,19 @@ __all__ = [
     "LOG_APPEND_TIME",
     "Forwarded",
     "Held",
+    "Hold",
     "IngestBatch",
     "Keys",
     "Settled",
     "TableLedger",
+    "act_on_decision",
     "appended_at",
     "check_batch",
     "forward",
+    "held_event",
     "latest",
+    "pcr_screen",
+    "screen",
     "settle",
     "source_of",
 ]
@@ -238,6 +264,152 @@ class TableLedger(MutableMapping[str, tuple[int, str]]):
         self.held.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A trusted record held for review: its figure is far outside its category's plausible
+    range (``check.outcome`` is ``OUT_OF_RANGE``); the worker writes it to ``pcf.review``."""
+
+    result: Ingested
+    original: bytes
+    check: PcrCheck
+
+
+def pcr_screen(result: Ingested, *, waive_range: bool = False) -> PcrCheck:
+    """The product-category-rule check of a trusted record (:mod:`contracts.pcr`): a footprint
+    by its PACT JSON (the fast path's checked JSON, or the model's), a BOM by its declared unit;
+    factors name no category. *waive_range*: a compliance officer released the record."""
+    record = result.record
+    if isinstance(record, CheckedFootprint):
+        return check_footprint(record.payload, waive_range=waive_range)
+    if isinstance(record, SignedFootprint):
+        return check_footprint_model(record.footprint, waive_range=waive_range)
+    if isinstance(record, SignedBillOfMaterials):
+        return check_bom(record.bom.model_dump(by_alias=True, mode="json", exclude_none=True))
+    return PcrCheck(PcrOutcome.NOT_APPLICABLE, note="the record names no product category")
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Where :func:`screen` sends one trusted record: exactly one of the three."""
+
+    checked: Ingested | None = None
+    rejected: Ingested | None = None
+    hold: Hold | None = None
+
+
+def screen(
+    result: Ingested,
+    original: bytes,
+    check: Callable[[Ingested], PcrCheck] = pcr_screen,
+) -> Screened:
+    """Screen a trusted (``ACCEPTED``/``DUPLICATE``) record against its rule pack: passed, to
+    the DLQ (a broken rule: :class:`~contracts.errors.PcrViolation`), or held for review."""
+    verdict = check(result)
+    subject = result.subject or "record"
+    if verdict.outcome is PcrOutcome.VIOLATED:
+        error = verdict.error(subject)
+        rejected = Ingested(
+            IngestOutcome.REJECTED,
+            result.source,
+            record=result.record,
+            subject=result.subject,
+            content_hash=result.content_hash,
+            error=error,
+        )
+        return Screened(rejected=rejected)
+    if verdict.outcome is PcrOutcome.OUT_OF_RANGE:
+        held = Ingested(
+            result.outcome,
+            result.source,
+            record=result.record,
+            subject=result.subject,
+            content_hash=result.content_hash,
+            error=verdict.error(subject),
+        )
+        return Screened(hold=Hold(held, original, verdict))
+    return Screened(checked=result)
+
+
+def held_event(hold: Hold, now: datetime) -> ReviewEvent:
+    """The ``held`` event a :class:`Hold` is written to ``pcf.review`` as."""
+    source, finding = hold.result.source, hold.check.findings[0]
+    return ReviewEvent(
+        event="held",
+        held_id=held_id(source.topic, source.partition, source.offset),
+        at=now,
+        subject=hold.result.subject,
+        source_topic=source.topic,
+        source_partition=source.partition,
+        source_offset=source.offset,
+        source_appended_at=source.appended_at,
+        content_hash=hold.result.content_hash,
+        pack=finding.pack,
+        rule=finding.rule,
+        field_path=finding.path,
+        reason=f"must be {finding.expected} (got {finding.got})",
+        original=hold.original,
+    )
+
+
+def act_on_decision(
+    event: ReviewEvent,
+    decision_source: SourceRef,
+    registry: KeyRegistry,
+    check: Callable[[bytes, SourceRef], Ingested],
+) -> Screened:
+    """What a compliance officer's ``decided`` event (on ``pcf.review.decisions``, appended as
+    *decision_source* says) does, in order:
+
+    1. the decision must be an officer's, signed and usable when appended
+       (:func:`~contracts.pcr.check_decision`), else the decision itself goes to the DLQ;
+    2. the held record re-enters ingestion: *check* (the data topic's trust checks, on the
+       record's own coordinates and append time) must pass it again, and to the content hash
+       the officer signed (``decision_mismatch`` otherwise);
+    3. rejected: the record goes to the DLQ (:class:`~contracts.errors.PcrReviewRejected`,
+       naming the officer, the key, the time and the reason);
+    4. released: screened again with the range waived (every other rule still holds), and
+       forwarded like any trusted record.
+    """
+    problem = check_decision(event, registry.keyring, decision_source.appended_at)  # (1)
+    if problem is not None:
+        return Screened(rejected=Ingested(IngestOutcome.REJECTED, decision_source, error=problem))
+    assert event.decision is not None
+    source = SourceRef(
+        event.source_topic,
+        event.source_partition,
+        event.source_offset,
+        event.source_appended_at,
+        event.subject.encode(),
+        True,
+    )
+    result = check(event.original, source)  # (2)
+    if result.outcome is IngestOutcome.REJECTED:
+        return Screened(rejected=result)
+    if result.outcome is IngestOutcome.PENDING_KEY or result.content_hash != event.content_hash:
+        error = TrustError(
+            f"the decision on {event.held_id} names content {event.content_hash}, but the record"
+            f" it carries re-checks to {result.content_hash or 'no trusted content'}",
+            reason="decision_mismatch",
+        )
+        return Screened(rejected=Ingested(IngestOutcome.REJECTED, source, error=error))
+    d = event.decision
+    if d.state is DecisionState.REJECTED:  # (3)
+        rejected = PcrReviewRejected(
+            [
+                Violation.of(
+                    event.field_path,
+                    "pcr.review_rejected",
+                    f"rejected by compliance officer {d.signer_id} (key {d.key_id}) at"
+                    f" {event.at.isoformat()}: {event.reason}; held for rule {event.rule} of"
+                    f" pack {event.pack}",
+                )
+            ],
+            subject=event.subject,
+        )
+        return Screened(rejected=Ingested(IngestOutcome.REJECTED, source, error=rejected))
+    return screen(result, event.original, lambda r: pcr_screen(r, waive_range=True))  # (4)
+
+
 @dataclass(frozen=True)
 class IngestBatch(Generic[E]):
     """A batch of records checked (:func:`check_batch`), each with the item it came as."""
@@ -248,6 +420,21 @@ class IngestBatch(Generic[E]):
     """For the DLQ, with the record's bytes."""
     parked: list[tuple[E, Ingested]] = field(default_factory=list)
     """``PENDING_KEY``: signed with a key not registered yet, for the caller to park."""
+    held: list[Hold] = field(default_factory=list)
+    """Trusted, but a figure far outside its category's range: for ``pcf.review``."""
+
+
+def _sort(batch: IngestBatch[E] | Settled, result: Ingested, data: bytes, name: str = "") -> None:
+    """Put a trusted record where :func:`screen` sends it."""
+    screened = screen(result, data)
+    if screened.rejected is not None:
+        batch.rejected.append((screened.rejected, data))
+    elif screened.hold is not None:
+        batch.held.append(screened.hold)
+    elif isinstance(batch, Settled):
+        batch.checked.setdefault(name, []).append(result)
+    else:
+        batch.checked.append(result)
 
 
 def check_batch(
@@ -256,7 +443,8 @@ def check_batch(
     rows: TableLedger,
 ) -> IngestBatch[E]:
     """Check *records* ((item, source, bytes), in order) with *check* (:meth:`Keys.check`
-    bound to the ledger over *rows*); each ledger row goes to its record's partition."""
+    bound to the ledger over *rows*), then screen the trusted ones against their rule packs
+    (:func:`screen`); each ledger row goes to its record's partition."""
     batch: IngestBatch[E] = IngestBatch()
     for item, source, data in records:
         rows.at(source.topic, source.partition)
@@ -266,7 +454,7 @@ def check_batch(
         elif result.outcome is IngestOutcome.REJECTED:
             batch.rejected.append((result, data))
         else:
-            batch.checked.append(result)
+            _sort(batch, result, data)
     return batch
 
 
@@ -370,6 +558,8 @@ class Settled:
     checked: dict[str, list[Ingested]] = field(default_factory=dict)
     rejected: list[tuple[Ingested, bytes]] = field(default_factory=list)
     resolved: list[Held] = field(default_factory=list)
+    held: list[Hold] = field(default_factory=list)
+    """Trusted once their key came, but held for review (:func:`screen`)."""
 
 
 def settle(
@@ -395,7 +585,7 @@ def settle(
             parking.park(result.signer, held.source.appended_at, held)
             continue
         else:
-            out.checked.setdefault(held.name, []).append(result)
+            _sort(out, result, held.event.value or b"", held.name)
         out.resolved.append(held)
     for entry in parking.expired(now):
         held = entry.item

@@ -9,6 +9,8 @@ Topology (every topic has the same partition count)::
                                                        └──────────┘  ChildValue, Subscribe,
                                                                      Unsubscribe to other nodes
     anything refused ─────────────────────────────────────────▶ pcf.rejected (Avro Rejection)
+    a figure far outside its category's range (contracts.pcr) ─▶ pcf.review (held for review)
+    pcf.review.decisions ─▶ an officer's signed release (ingested again) or rejection (DLQ)
     pcf.keys ─▶ every worker reads it whole (the key registry) + one agent DLQs bad registrations
 
 This module only wires; each step is a plain module with typed inputs and outputs:
@@ -100,17 +102,21 @@ from contracts import (
     topic_schemas,
 )
 from contracts import topics as table_topics
-from contracts.errors import InfrastructureError, KeyStoreError, PcfError
+from contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
 from contracts.handoff import HandoffSigner
 from contracts.kafka_client import faust_credentials, kafka_python_kwargs
+from contracts.pcr import REVIEW_TOPICS, ReviewSerde
 from streams import _faust, codec
 from streams._batching import BATCH_MAX
 from streams._ingest_step import (
     Held,
+    Hold,
     Keys,
     TableLedger,
+    act_on_decision,
     check_batch,
     forward,
+    held_event,
     settle,
     source_of,
 )
@@ -234,13 +240,17 @@ class _Edge:
     """The worker's outputs: records handed to faust's producer (each returns the future of
     the broker's acknowledgement) and rejections to the DLQ."""
 
-    def __init__(self, app: faust.App, config: StreamsConfig, serde: AvroSerde) -> None:
+    def __init__(
+        self, app: faust.App, config: StreamsConfig, serde: AvroSerde, reviews: ReviewSerde
+    ) -> None:
         self.app = app
         self.config = config
         self.serde = serde
+        self.reviews = reviews
         self.nodes = config.topic("pcf.rollup")
         self.products = config.topic("pcf.products")
         self.rejected = config.topic("pcf.rejected")
+        self.review = config.topic("pcf.review")
 
     async def publish(
         self, records: list[tuple[bytes, bytes]], headers: list[list[tuple[str, bytes]]]
@@ -267,6 +277,13 @@ class _Edge:
         # (acknowledged with the batch's other outputs: faust flushes its producer before it
         # commits the batch's offsets)
         await _faust.send(self.app, self.rejected, result.source.key, value)
+
+    async def hold(self, hold: Hold) -> None:
+        """A record held for review (:mod:`contracts.pcr`): to ``pcf.review``, on its own
+        partition (the officer's decision goes to the same one, with the ledger's rows)."""
+        value = self.reviews.encode(self.review, held_event(hold, _now()))
+        source = hold.result.source
+        await _faust.send(self.app, self.review, source.key, value, source.partition)
 
     async def unreadable(self, event: Any, error: codec.CodecError) -> None:
         """An internal-topic record no worker wrote (or a worker of another version): the DLQ."""
@@ -321,6 +338,10 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     serde = AvroSerde(schemas)
     encodes = [("pcf.products", RolledUpFootprint), ("pcf.rejected", Rejection)]
     schemas.warm(serde, [(config.topic(name), model) for name, model in encodes])
+    review_serde = ReviewSerde(schemas)
+    for name in REVIEW_TOPICS:  # (resolved at start-up, like the ids above)
+        schema_id = review_serde.schema_id(config.topic(name))
+        schemas.schemas[schema_id] = registry.get_schema(schema_id)
     app = _faust.make_app(
         config.app_id,
         failures if failures is not None else AgentFailures(),
@@ -358,7 +379,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         return app.Table(name, partitions=config.partitions, key_type=bytes, value_type=bytes)
 
     ledger_table, node_table = (table(name) for name in TABLES)
-    worker = _Worker(app, config, config.signer, serde, schemas, ledger_table, node_table)
+    worker = _Worker(
+        app, config, config.signer, serde, review_serde, schemas, ledger_table, node_table
+    )
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_keys() -> None:
@@ -380,6 +403,10 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
     async def ingest_boms(stream: Any) -> None:
         await worker.ingest(stream, "pcf.bom")
 
+    @app.agent(topic("pcf.review.decisions"))
+    async def review_decisions(stream: Any) -> None:
+        await worker.review_decisions(stream)
+
     @app.agent(topic("pcf.keys"))
     async def audit_keys(stream: Any) -> None:
         await worker.audit_keys(stream)
@@ -400,6 +427,7 @@ class _Worker:
         config: StreamsConfig,
         signer: HandoffSigner,
         serde: AvroSerde,
+        reviews: ReviewSerde,
         schemas: Schemas,
         ledger_table: Any,
         node_table: Any,
@@ -407,8 +435,9 @@ class _Worker:
         self.app = app
         self.config = config
         self.serde = serde
+        self.reviews = reviews
         self.schemas = schemas
-        self.edge = _Edge(app, config, serde)
+        self.edge = _Edge(app, config, serde, reviews)
         self.keys = Keys(
             config.topic("pcf.keys"), config.bootstrap, config.operator_keys, serde, schemas
         )
@@ -448,6 +477,8 @@ class _Worker:
                 parked.add(id(event))
             for result, original in batch.rejected:
                 await self.edge.reject(result, original)
+            for hold in batch.held:
+                await self.edge.hold(hold)
             self.ledger_rows.flush()
             await self.edge.forward(name, batch.checked)
 
@@ -476,12 +507,53 @@ class _Worker:
             )
             for result, original in settled.rejected:
                 await self.edge.reject(result, original)
+            for hold in settled.held:
+                await self.edge.hold(hold)
             self.ledger_rows.flush()
             for name, results in settled.checked.items():
                 await self.edge.forward(name, results)
             for held in settled.resolved:  # resolved: its offset may be committed
                 self.parked.discard(id(held.event))
                 await held.stream.ack(held.event)
+
+    async def review_decisions(self, stream: Any) -> None:
+        """Compliance officers' decisions on held records
+        (:func:`~streams._ingest_step.act_on_decision`): a release re-enters ingestion (range
+        waived) and is forwarded, a rejection (or a decision that does not verify) goes to the
+        DLQ. One at a time: decisions are rare, and each is a person's. At least once: a
+        redelivered release re-checks as a ``DUPLICATE`` and is forwarded again (a no-op in the
+        roll-up); a redelivered rejection writes its DLQ record again."""
+        topic = self.config.topic("pcf.review.decisions")
+        prefix = self.config.topic_prefix
+        async for event in stream.events():
+            await self.keys.ready.wait()
+            await self.schemas.resolve(event.value)
+            source = source_of(event, topic)
+            try:
+                review = self.reviews.decode(event.value or b"")
+            except PcfError as exc:
+                unreadable = Ingested(IngestOutcome.REJECTED, source, error=exc)
+                await self.edge.reject(unreadable, event.value or b"")
+                continue
+            name = review.source_topic.removeprefix(prefix)
+            if name not in DATA_TOPICS or not review.source_topic.startswith(prefix):
+                data_topics = ", ".join(map(self.config.topic, DATA_TOPICS))
+                error = TrustError(
+                    f"the decision on {review.held_id} names topic {review.source_topic!r}, not"
+                    f" a data topic of this deployment ({data_topics})",
+                    reason="decision_mismatch",
+                )
+                refused = Ingested(IngestOutcome.REJECTED, source, error=error)
+                await self.edge.reject(refused, event.value or b"")
+                continue
+            await self.schemas.resolve(review.original)
+            self.ledger_rows.at(review.source_topic, review.source_partition)
+            acted = act_on_decision(review, source, self.keys.registry, self.check(name))
+            if acted.rejected is not None:
+                await self.edge.reject(acted.rejected, review.original)
+            self.ledger_rows.flush()
+            if acted.checked is not None:
+                await self.edge.forward(name, [acted.checked])
 
     async def audit_keys(self, stream: Any) -> None:
         """One worker per partition reports bad key registrations to the DLQ (once)."""
@@ -543,10 +615,12 @@ TOPICS = (
     "pcf.products",
     "pcf.rejected",
     "pcf.rollup",
+    "pcf.review",
+    "pcf.review.decisions",
 )
 TABLES = ("ingest-ledger", "nodes")
 """The app's tables: the ingestion ledger and the roll-up's nodes (both roles of each)."""
-_CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup")
+_CO_PARTITIONED = (*DATA_TOPICS, "pcf.rollup", "pcf.review.decisions")
 """The topics whose agents write the tables: faust needs as many partitions as the changelogs."""
 
 
