@@ -9,6 +9,12 @@ verifies alone) or one per record, (4) encodes framed Avro with the topic's regi
 id (factor id for factors), and (6) records the broker's answer. A record that fails (1)-(4) is
 reported and never sent; the others still are ("nothing half-sent": a bad record never stops
 the good ones, and a good record counts as sent only once acknowledged).
+
+A footprint read from a file by the fast lane (:class:`~producers._fastpath.PactFootprint`: the
+PACT JSON as read, which the model would accept without warnings and write the same) follows the
+same steps without a pydantic model: its signed bytes are the canonical JSON of what was read,
+and it is encoded from its Avro datum (:meth:`Publisher._sign`). A PCR or other check between
+reading and signing sees ``payload`` (the JSON) or calls :meth:`PactFootprint.model`.
 """
 
 from __future__ import annotations
