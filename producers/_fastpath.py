@@ -34,6 +34,7 @@ are byte-identical to ``signing_bytes`` of the model.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -102,11 +103,17 @@ def accept(value: Any) -> PactFootprint | None:
 def no_repeated_key(raw: bytes, value: Any) -> bool:
     """Whether the JSON text *raw*, which orjson read as *value*, repeats no key in an object.
 
-    Every ``:`` of JSON text is a key's or inside a string; with no ``\\u`` escape in *raw*, the
-    strings hold the same colons as text and as values. So *raw* has exactly as many colons as
-    orjson's compact writing of *value* unless an object repeated a key (orjson keeps the last).
+    Every ``:`` of JSON text is a key's or inside a string, and the only escape that gives a
+    colon is ``\\u003a``; with none in *raw*, its strings hold the same colons as text and as
+    values. So *raw* has exactly as many colons as orjson's compact writing of *value* unless an
+    object repeated a key (orjson keeps the last; the strict parser refuses the document).
     """
-    return b"\\u" not in raw and raw.count(b":") == orjson.dumps(value).count(b":")
+    if _COLON_ESCAPE.search(raw) is not None:
+        return False
+    return raw.count(b":") == orjson.dumps(value).count(b":")
+
+
+_COLON_ESCAPE: Final = re.compile(rb"\\u003[aA]")
 
 
 # -- the model would write it the same ----------------------------------------------------------

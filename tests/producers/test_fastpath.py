@@ -5,6 +5,7 @@ generated mutations of a valid footprint, against ``check_footprint`` and ``sign
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -143,3 +144,7 @@ def test_a_repeated_key_is_seen_and_colons_in_strings_are_not() -> None:
     assert not no_repeated_key(repeated, orjson.loads(repeated))
     escaped = clean[:-1] + b',"comment":"x\\u003a","comment":"y"}'
     assert not no_repeated_key(escaped, orjson.loads(escaped))
+    upper = clean[:-1] + b',"comment":"x\\u003A","comment":"y"}'
+    assert not no_repeated_key(upper, orjson.loads(upper))
+    ascii_only = json.dumps(FOOTPRINT_JSON).encode()  # non-ASCII written as \u escapes
+    assert b"\\u" in ascii_only and no_repeated_key(ascii_only, orjson.loads(ascii_only))
