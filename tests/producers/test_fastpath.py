@@ -7,18 +7,24 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts import check_footprint
 from contracts._envelope import signing_bytes
-from producers._fastpath import accept, no_repeated_key
+from producers import Ledger, Publisher, Signer, load_items
+from producers._fastpath import PactFootprint, accept, no_repeated_key
+from producers._input import Item
 from tests.contracts.conftest import FOOTPRINT_JSON
 from tests.contracts.test_fast_path import PATHS, TRICKY, _mutated
+from tests.producers.conftest import SUPPLIER as CONFTEST_SUPPLIER
+from tests.producers.conftest import footprint_json
 
 SUPPLIER = FOOTPRINT_JSON["companyIds"][0]
 
@@ -148,3 +154,43 @@ def test_a_repeated_key_is_seen_and_colons_in_strings_are_not() -> None:
     assert not no_repeated_key(upper, orjson.loads(upper))
     ascii_only = json.dumps(FOOTPRINT_JSON).encode()  # non-ASCII written as \u escapes
     assert b"\\u" in ascii_only and no_repeated_key(ascii_only, orjson.loads(ascii_only))
+
+
+# -- through the publisher: the same bytes on the topic ------------------------------------------
+
+
+def _wire_values(items: list[Item], signer: Signer, batch_size: int) -> list[bytes]:
+    """The framed Avro values a dry run would send for *items* (in order)."""
+    with Publisher(
+        signer=signer, dry_run=True, ledger=Ledger.in_memory(), batch_size=batch_size
+    ) as publisher:
+        values: list[bytes] = []
+        encode = publisher._encode
+
+        def capture(topic: str, signed: Any) -> bytes:
+            values.append(encode(topic, signed))
+            return values[-1]
+
+        publisher._encode = capture  # type: ignore[method-assign]
+        summary = publisher.publish_many(items)
+    assert summary.ok, summary.by_error()
+    return values
+
+
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_the_fast_lane_sends_the_bytes_the_model_path_sends(
+    tmp_path: Path, batch_size: int
+) -> None:
+    signer = Signer.from_private_key(
+        Ed25519PrivateKey.from_private_bytes(bytes(32)), CONFTEST_SUPPLIER
+    )
+    records = [footprint_json(n) for n in range(70)]
+    source = tmp_path / "footprints.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    fast = list(load_items("footprints", source))
+    assert all(isinstance(item.record, PactFootprint) for item in fast)
+    modelled = [Item(check_footprint(r).unwrap(), f"m{n}") for n, r in enumerate(records)]
+    if batch_size == 1:
+        fast, modelled = fast[:3], modelled[:3]
+    sent = _wire_values(fast, signer, batch_size)
+    assert len(sent) == len(fast) and sent == _wire_values(modelled, signer, batch_size)
