@@ -7,6 +7,10 @@ parallel, so the figures do not steal each other's cores):
    lithium-cell record) through exactly what ``pcfx publish footprints`` runs: read, validate
    every rule, derive the sequence, batch-sign (one Ed25519 signature per 64 records over their
    Merkle root), encode framed Avro, produce (idempotent, acks=all), wait for every ack.
+   The records are consistent (stages add up, the interval holds the total: no warning), so
+   they take the fast lane (:mod:`producers._fastpath`: orjson, the compiled PACT rules, signed
+   over the JSON as read); a record the model would warn about or write differently takes the
+   model path, whose cost is the ``parse_and_validate_us`` stage of the profile.
    Footprints go out in the v2 envelope (the signed bytes travel as ``signedBody``: ~2.9 KB of
    PACT JSON instead of ~1.4 KB of typed Avro), so the baseline runs at that size too.
 2. ``producer_footprints_signed``: the same N records already validated (an ERP integration that
@@ -50,6 +54,7 @@ from contracts.kafka_client import librdkafka_config
 from pcfx.settings import bootstrap_servers
 from producers import Ledger, Publisher, Signer, Topics, load_items
 from producers._avro import WireEncoder
+from producers._input import _fast_lane
 
 TARGET = 25_000.0
 BATCH_SIZE = 64
@@ -64,9 +69,21 @@ def footprints(count: int) -> list[dict[str, Any]]:
         record["id"] = str(uuid.UUID(int=(0xBE << 120) + i))
         record["productIds"] = [f"urn:pact:example-cells.cn:product-id:LFP-{i:07d}"]
         record["created"] = (base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        value = f"{50 + (i % 2000) / 100:.2f}"
+        cents = 5000 + i % 2000
+        value = f"{cents / 100:.2f}"
         record["pcf"]["pcfExcludingBiogenicUptake"] = value
         record["pcf"]["pcfIncludingBiogenicUptake"] = value
+        # consistent figures (no warning): the stages add up to the total, the interval holds it
+        data = record["extensions"][0]["data"]
+        data["stageBreakdown"] = {
+            "raw_material_acquisition": f"{(cents - 1320) / 100:.2f}",
+            "production": "13.20",
+        }
+        low, high = cents * 9 // 10, cents * 11 // 10
+        data["uncertainty"] = {
+            "lower95": f"{low // 100}.{low % 100:02d}",
+            "upper95": f"{high // 100}.{high % 100:02d}",
+        }
         out.append(record)
     return out
 
@@ -98,6 +115,14 @@ def stage_profile(
 
 def _stages(sample: list[dict[str, Any]], signer: Signer, publisher: Publisher) -> dict[str, float]:
     texts = [json.dumps(r) for r in sample]
+    raw = [t.encode() for t in texts]
+    f0 = time.process_time()
+    lane = [_fast_lane(r) for r in raw]
+    f1 = time.process_time()
+    for fast in lane:
+        assert fast is not None, "a benchmark record left the fast lane"
+        fast.signing_bytes(supplier_id=signer.owner, key_id=signer.key_id, sequence=1)
+    f2 = time.process_time()
     t0 = time.process_time()
     parsed = [check_footprint(t).value for t in texts]
     t1 = time.process_time()
@@ -122,6 +147,8 @@ def _stages(sample: list[dict[str, Any]], signer: Signer, publisher: Publisher) 
     t5 = time.process_time()
     n = len(sample)
     return {
+        "fast_lane_read_and_check_us": round((f1 - f0) / n * 1e6, 1),
+        "fast_lane_signing_bytes_us": round((f2 - f1) / n * 1e6, 1),
         "parse_and_validate_us": round((t1 - t0) / n * 1e6, 1),
         "canonical_signing_bytes_us": round((t2 - t1) / n * 1e6, 1),
         "sign_batch_total_us": round((t3 - t2) / n * 1e6, 1),

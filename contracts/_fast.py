@@ -1,36 +1,45 @@
-"""The ingestion's fast path: a v2 signed footprint read once, its rules checked as plain code.
+"""The ingestion's fast path: a v2 signed footprint read once, its rules checked as compiled code.
 
 The streams check every supplier footprint before the roll-up sees it. Through the models that
 costs a fastavro decode of ~100 fields, a pydantic validation and (v1) rebuilding the canonical
 JSON the signature covers. A v2 record (:mod:`contracts._envelope`) carries the signed bytes
 instead, so :func:`read_footprint` takes the Avro datum of its small envelope, reads the body
-once with orjson and checks the PACT v3 rules on that JSON with plain Python (no model objects),
-returning a :class:`CheckedFootprint`: what the trust checks and the roll-up need.
+once with orjson and checks the PACT v3 rules on that JSON without model objects, returning a
+:class:`CheckedFootprint`: what the trust checks and the roll-up need. ``pcfx publish`` checks
+footprint files with the same validator (:mod:`producers._fastpath`).
 
-**The rules are the models' rules, and only theirs.** The plain checks answer one question:
-*does the model certainly accept this record?* When they cannot say yes (a rule is broken, or the
-record uses something they do not cover: a foreign Data Model Extension, JSON that is not in
-canonical form), :func:`read_footprint` returns ``None`` and the caller validates through the
+**The rules are tables, compiled once.** :data:`FOOTPRINT_RULES` says, object by object, which
+fields exist, which are required or may not be null, and what each must be (a decimal with a
+sign rule, an instant, a URN list, ...), plus each object's cross-field rules as a small
+function. :func:`contracts._checkgen.compile_object` turns the table, at import, into generated
+straight-line Python (one function per object, each field's check inlined as an expression):
+:data:`footprint_ok`. Sub-objects a supplier repeats record after record (its sector rules,
+emission-factor sources, verification) are answered once per distinct value; everything that
+varies per record (figures, stages, interval, ids) is checked every time.
+
+**The rules are the models' rules, and only theirs.** The validator answers one question: *does
+the model certainly accept this record?* When it cannot say yes (a rule is broken, or the
+record uses something the tables do not cover: a foreign Data Model Extension, JSON that is not
+in canonical form), :func:`read_footprint` returns ``None`` and the caller validates through the
 model, which gives the rejection with its usual reason and field path. So a bad record reaches
 the DLQ with exactly the reasons it always had, and a good one costs no model. The property
 that makes this sound, *fast accepts => the model accepts*, is tested on every bad-record case
-of the contract tests and on generated mutations (``tests/contracts/test_fast_path.py``): a
-rule changed in :mod:`contracts._footprint` must be changed here too, and those tests say so
-when it is not. Only the messages live in one place (the models); the checks exist twice.
+of the contract tests, on generated single and double mutations, and kind by kind against the
+pydantic types (``tests/contracts/test_fast_path.py``): a rule changed in
+:mod:`contracts._footprint` must be changed in the tables too, and those tests say so when it is
+not. Only the messages live in one place (the models); the checks exist twice.
 
-**Where the time goes** (one record, ``bench/bench_ingest.py``): the envelope's Avro ~10 µs,
-the body read ~9 µs plus ~3 µs to confirm it is canonical, the rules ~33 µs on a loaded
-machine where fastavro needs ~87 µs for the same footprint as a typed Avro record. Sub-objects
-that recur record after record (a supplier's rules, standards, verification, our extension) are
-checked once per distinct value (:func:`_recurring`).
+**Where the time goes** (one record, ``bench/bench_ingest.py``; CPU time, measured on this
+2-core machine under a load average of ~7, so the absolute figures are high): the envelope's Avro
+~16 µs, the body read ~15 µs plus ~4 µs to confirm it is canonical, the rules ~46 µs for a record
+not seen before (the interpreted checks they replace took ~68 µs on the same records).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +47,20 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
+from contracts._checkgen import (
+    Bool,
+    Call,
+    Dec,
+    Instant,
+    List,
+    Obj,
+    OneOf,
+    Pattern,
+    Recurring,
+    Str,
+    compile_object,
+    instant,
+)
 from contracts._envelope import MAX_SEQUENCE, PAYLOAD_FOOTPRINT, split_pae
 from contracts._footprint import (
     DECLARED_UNITS,
@@ -54,7 +77,6 @@ from contracts._pact import parse_footprint
 from contracts._types import (
     _DECIMAL_RE,
     _FIELD_PATH_RE,
-    _RFC3339_RE,
     _SEMVER_RE,
     _URI_RE,
     _URN_RE,
@@ -71,7 +93,7 @@ __all__ = ["BODY_KEYS", "CheckedFootprint", "FastProof", "footprint_ok", "read_f
 BODY_KEYS: Final = frozenset({"keyId", "payload", "sequence", "supplierId"})
 
 _STRICT_JSON: Final = orjson.OPT_SORT_KEYS
-_SPEC_VERSION_RE: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(-[0-9]{8})?")
+_SPEC_VERSION_3_RE: Final = re.compile(r"3\.[0-9]+\.[0-9]+(-[0-9]{8})?")
 _COUNTRY_RE: Final = re.compile(r"[A-Z]{2}")
 _SUBDIVISION_RE: Final = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}")
 _IPCC_RE: Final = re.compile(r"AR[0-9]+")
@@ -126,336 +148,174 @@ class CheckedFootprint:
 
 
 # --------------------------------------------------------------------------------------------
-# Field checks: each returns True only when the model accepts the value.
+# The rules, as tables (contracts._checkgen compiles them once, at import, into one function per
+# object). Each says what the model accepts and nothing more.
 
 
-def _is_str(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, str) and low <= len(value) <= high
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_TEXT
-
-
-def _name(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= MAX_NAME
-
-
-def _pattern(regex: re.Pattern[str], high: int) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        return isinstance(value, str) and len(value) <= high and regex.fullmatch(value) is not None
-
-    return check
-
-
-_urn = _pattern(_URN_RE, MAX_ID)
-_uri = _pattern(_URI_RE, 2048)
-_semver = _pattern(_SEMVER_RE, 64)
-
-
-def _decimal_text(value: Any) -> bool:
-    """A PACT decimal string (``AnyDecimal``): at most 64 characters, ``[+-]digits[.digits]``."""
-    return (
-        type(value) is str
-        and len(value) <= MAX_DECIMAL_CHARS
-        and _DECIMAL_RE.fullmatch(value) is not None
-    )
-
-
-def _is_zero(text: str) -> bool:
-    """Whether decimal text (already matched) is a zero (``"0"``, ``"-0.00"``, ``"+000"``)."""
-    return not text.lstrip("+-").replace(".", "").strip("0")
-
-
-# The sign of matched decimal text is its first character, so the bounds of NonNeg, Positive
-# and NegOrZero need no Decimal; the ranges (percent, DQR) build one, cached (values recur).
-
-
-def _any_decimal(value: Any) -> bool:
-    return _decimal_text(value)
-
-
-def _non_neg(value: Any) -> bool:
-    # d >= 0 and not d.is_signed(): "-0" is refused too, as the model refuses it
-    return _decimal_text(value) and value[0] != "-"
-
-
-def _positive(value: Any) -> bool:
-    return _decimal_text(value) and value[0] != "-" and not _is_zero(value)
-
-
-def _neg_or_zero(value: Any) -> bool:
-    return _decimal_text(value) and (value[0] == "-" or _is_zero(value))
-
-
-@functools.lru_cache(maxsize=4096)
-def _bounded(text: str, low: int, high: int, unsigned: bool) -> bool:
-    d = Decimal(text)
-    return low <= d <= high and not (unsigned and d.is_signed())
-
-
-def _percent(value: Any) -> bool:
-    return _decimal_text(value) and _bounded(value, 0, 100, True)
-
-
-def _one_to_five(value: Any) -> bool:
-    return _decimal_text(value) and _bounded(value, 1, 5, False)
+_name: Final = Str(1, MAX_NAME)
+_text: Final = Str(0, MAX_TEXT)
+_names: Final = List(_name, 1, 1_000)
+_urns: Final = List(Pattern(_URN_RE, MAX_ID), 1, MAX_LIST)
 
 
 def _instant(value: Any) -> datetime | None:
     """The instant of RFC 3339 text as the model reads it, else None."""
-    return _instant_of(value) if type(value) is str else None
+    return instant(value) if type(value) is str else None
 
 
-@functools.lru_cache(maxsize=8192)
-def _instant_of(value: str) -> datetime | None:
-    """(cached: periods and creation times recur across records)"""
-    match = _RFC3339_RE.fullmatch(value)
-    if match is None:
-        return None
-    day, clock, fraction, offset = match.groups()
-    fraction = (fraction or "")[:7]
-    offset = "+00:00" if offset in ("Z", "z") else offset
-    try:
-        return datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}")
-    except ValueError:
-        return None
+def _rule_cross(rule: dict[str, Any]) -> bool:
+    """An "Other" operator names itself."""
+    return not (rule["operator"] == "Other" and rule.get("otherOperatorName") is None)
 
 
-def _strict_bool(value: Any) -> bool:
-    return type(value) is bool
-
-
-def _unique_list(
-    value: Any, low: int, high: int, item: Callable[[Any], bool], key: Callable[[str], str] = str
-) -> bool:
-    if type(value) is not list or not low <= len(value) <= high:
-        return False
-    if not all(item(v) for v in value):
-        return False
-    return len({key(v) for v in value}) == len(value)
-
-
-def _urns(value: Any) -> bool:
-    return _unique_list(value, 1, MAX_LIST, _urn)
-
-
-def _names(value: Any) -> bool:
-    return _unique_list(value, 1, 1_000, _name)
-
-
-def _uuid(value: Any) -> bool:
-    return isinstance(value, str) and _UUID_RE.fullmatch(value) is not None
-
-
-def _one_of(choices: frozenset[str]) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, str) and value in choices
-
-
-def _dqi(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and value.keys() == {"technologicalDQR", "geographicalDQR", "temporalDQR"}
-        and all(_one_to_five(v) for v in value.values())
+_rule: Final = compile_object(
+    Obj(
+        {
+            "operator": OneOf(frozenset({"PEF", "EPD International", "Other"})),
+            "ruleNames": _names,
+            "otherOperatorName": _name,
+        },
+        required=frozenset({"operator", "ruleNames"}),
+        post=_rule_cross,
+        name="rule",
     )
-
-
-def _sources(value: Any) -> bool:
-    if type(value) is not list or not 1 <= len(value) <= 1_000:
-        return False
-    return all(
-        type(s) is dict
-        and s.keys() == {"name", "version"}
-        and _name(s["name"])
-        and _name(s["version"])
-        for s in value
-    )
+)
 
 
 def _rules(value: Any) -> bool:
-    """``productOrSectorSpecificRules``: 1..100 unique rules; "Other" names its operator."""
+    """``productOrSectorSpecificRules``: 1..100 unique rules."""
     if type(value) is not list or not 1 <= len(value) <= 100:
         return False
-    checks = {
-        "operator": _one_of(frozenset({"PEF", "EPD International", "Other"})),
-        "ruleNames": _names,
-        "otherOperatorName": _name,
-    }
-    seen = set()
-    for rule in value:
-        if type(rule) is not dict or not _fields_ok(rule, checks, _RULE_REQUIRED):
-            return False
-        other = rule.get("otherOperatorName")
-        if rule["operator"] == "Other" and other is None:
-            return False
-        seen.add((rule["operator"], tuple(rule["ruleNames"]), other))
+    if not all(_rule(rule) for rule in value):
+        return False
+    seen = {(r["operator"], tuple(r["ruleNames"]), r.get("otherOperatorName")) for r in value}
     return len(seen) == len(value)
 
 
-_RULE_REQUIRED: Final = frozenset({"operator", "ruleNames"})
-
-
-def _verification(value: Any) -> bool:
-    checks = {
-        "coverage": _one_of(frozenset({"PCF calculation model", "PCF program", "product level"})),
-        "providerName": _name,
-        "completedAt": lambda v: _instant(v) is not None,
-        "standardName": _text,
-        "comments": _text,
-    }
-    return type(value) is dict and _fields_ok(value, checks, frozenset())
-
-
-_MEMO: Final[dict[tuple[int, bytes], bool]] = {}
-_MEMO_SIZE: Final = 4096
-
-
-def _recurring(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    """*check*, answered once per distinct value: a supplier's rules, standards, verification
-    and extension are the same in record after record. The key is the value's JSON bytes
-    (orjson, ~1 µs), which are equal only for equal JSON values; the answer is a pure function
-    of the value, so the cache changes nothing but the time."""
-    tag = id(check)
-
-    def cached(value: Any) -> bool:
-        try:
-            key = (tag, orjson.dumps(value))
-        except orjson.JSONEncodeError:
-            return check(value)
-        known = _MEMO.get(key)
-        if known is None:
-            known = check(value)
-            if len(_MEMO) >= _MEMO_SIZE:
-                _MEMO.clear()
-            _MEMO[key] = known
-        return known
-
-    return cached
-
-
-_PCF_FIELDS: Final[dict[str, Callable[[Any], bool]]] = {
-    "declaredUnitOfMeasurement": _one_of(_UNITS),
-    "declaredUnitAmount": _positive,
-    "productMassPerDeclaredUnit": _non_neg,
-    "referencePeriodStart": lambda v: _instant(v) is not None,
-    "referencePeriodEnd": lambda v: _instant(v) is not None,
-    "geographyRegionOrSubregion": _one_of(_REGIONS),
-    "geographyCountry": _pattern(_COUNTRY_RE, 2),
-    "geographyCountrySubdivision": _pattern(_SUBDIVISION_RE, 6),
-    "boundaryProcessesDescription": _text,
-    "pcfExcludingBiogenicUptake": _any_decimal,
-    "pcfIncludingBiogenicUptake": _any_decimal,
-    "fossilCarbonContent": _non_neg,
-    "biogenicCarbonContent": _non_neg,
-    "recycledCarbonContent": _non_neg,
-    "fossilGhgEmissions": _non_neg,
-    "landUseChangeGhgEmissions": _non_neg,
-    "landCarbonLeakage": _non_neg,
-    "landManagementFossilGhgEmissions": _non_neg,
-    "landManagementBiogenicCO2Emissions": _non_neg,
-    "landManagementBiogenicCO2Removals": _neg_or_zero,
-    "biogenicCO2Uptake": _neg_or_zero,
-    "biogenicNonCO2Emissions": _non_neg,
-    "landAreaOccupation": _non_neg,
-    "aircraftGhgEmissions": _non_neg,
-    "packagingEmissionsIncluded": _strict_bool,
-    "packagingGhgEmissions": _non_neg,
-    "packagingBiogenicCarbonContent": _non_neg,
-    "outboundLogisticsGhgEmissions": _non_neg,
-    "ccsTechnologicalCO2CaptureIncluded": _strict_bool,
-    "ccsTechnologicalCO2Capture": _neg_or_zero,
-    "technologicalCO2CaptureOrigin": _text,
-    "technologicalCO2Removals": _neg_or_zero,
-    "ccuCarbonContent": _non_neg,
-    "ccuCalculationApproach": _one_of(frozenset({"Cut-off", "Credit"})),
-    "ccuCreditCertification": _uri,
-    "ipccCharacterizationFactors": _recurring(
-        lambda v: _unique_list(v, 1, 32, _pattern(_IPCC_RE, 16))
-    ),
-    "crossSectoralStandards": _recurring(_names),
-    "productOrSectorSpecificRules": _recurring(_rules),
-    "exemptedEmissionsPercent": _percent,
-    "exemptedEmissionsDescription": _text,
-    "allocationRulesDescription": _text,
-    "secondaryEmissionFactorSources": _recurring(_sources),
-    "primaryDataShare": _percent,
-    "dqi": _recurring(_dqi),
-    "verification": _recurring(_verification),
-}
-_PCF_REQUIRED: Final = frozenset(
-    (info.alias or name)
-    for name, info in CarbonFootprint.model_fields.items()
-    if info.is_required()
-)
-_CCS_DEPENDENT: Final = (
-    "ccsTechnologicalCO2Capture",
-    "technologicalCO2CaptureOrigin",
-    "technologicalCO2Removals",
-)
-
-
-def _fields_ok(
-    record: Mapping[str, Any],
-    checks: Mapping[str, Callable[[Any], bool]],
-    required: frozenset[str],
-    not_null: frozenset[str] = frozenset(),
-) -> bool:
-    """Every field known and valid, the *required* ones present; ``null`` only where the model
-    allows it (required fields and *not_null* ones, which have a default but no ``None``)."""
-    if not required <= record.keys():
-        return False
-    for key, value in record.items():
-        check = checks.get(key)
-        if check is None:
-            return False  # an unknown field: the model names it
-        if value is None:
-            if key in required or key in not_null:
-                return False
-            continue
-        if not check(value):
-            return False
-    return True
-
-
-def _pcf_ok(pcf: Any) -> datetime | None:
-    """The pcf object's reference-period end if every CarbonFootprint rule holds, else None."""
-    if type(pcf) is not dict or not _fields_ok(pcf, _PCF_FIELDS, _PCF_REQUIRED):
-        return None
+def _pcf_cross(pcf: dict[str, Any]) -> bool:
+    """The CarbonFootprint rules across fields (its own fields already passed)."""
     start = _instant(pcf["referencePeriodStart"])
     end = _instant(pcf["referencePeriodEnd"])
     if start is None or end is None or not start < end:
-        return None
+        return False
     geographies = (
         pcf.get("geographyRegionOrSubregion"),
         pcf.get("geographyCountry"),
         pcf.get("geographyCountrySubdivision"),
     )
     if sum(g is not None for g in geographies) > 1:
-        return None
+        return False
     if (
         pcf.get("packagingEmissionsIncluded") is False
         and pcf.get("packagingGhgEmissions") is not None
     ):
-        return None
-    if pcf.get("ccsTechnologicalCO2CaptureIncluded") is False and any(
-        pcf.get(k) is not None for k in _CCS_DEPENDENT
-    ):
-        return None
-    return end
+        return False
+    return not (
+        pcf.get("ccsTechnologicalCO2CaptureIncluded") is False
+        and any(pcf.get(k) is not None for k in _CCS_DEPENDENT)
+    )
+
+
+_CCS_DEPENDENT: Final = (
+    "ccsTechnologicalCO2Capture",
+    "technologicalCO2CaptureOrigin",
+    "technologicalCO2Removals",
+)
+_PCF: Final = Obj(
+    {
+        "declaredUnitOfMeasurement": OneOf(_UNITS),
+        "declaredUnitAmount": Dec("positive"),
+        "productMassPerDeclaredUnit": Dec("non_neg"),
+        "referencePeriodStart": Instant(),
+        "referencePeriodEnd": Instant(),
+        "geographyRegionOrSubregion": OneOf(_REGIONS),
+        "geographyCountry": Pattern(_COUNTRY_RE, 2),
+        "geographyCountrySubdivision": Pattern(_SUBDIVISION_RE, 6),
+        "boundaryProcessesDescription": _text,
+        "pcfExcludingBiogenicUptake": Dec(),
+        "pcfIncludingBiogenicUptake": Dec(),
+        "fossilCarbonContent": Dec("non_neg"),
+        "biogenicCarbonContent": Dec("non_neg"),
+        "recycledCarbonContent": Dec("non_neg"),
+        "fossilGhgEmissions": Dec("non_neg"),
+        "landUseChangeGhgEmissions": Dec("non_neg"),
+        "landCarbonLeakage": Dec("non_neg"),
+        "landManagementFossilGhgEmissions": Dec("non_neg"),
+        "landManagementBiogenicCO2Emissions": Dec("non_neg"),
+        "landManagementBiogenicCO2Removals": Dec("neg_or_zero"),
+        "biogenicCO2Uptake": Dec("neg_or_zero"),
+        "biogenicNonCO2Emissions": Dec("non_neg"),
+        "landAreaOccupation": Dec("non_neg"),
+        "aircraftGhgEmissions": Dec("non_neg"),
+        "packagingEmissionsIncluded": Bool(),
+        "packagingGhgEmissions": Dec("non_neg"),
+        "packagingBiogenicCarbonContent": Dec("non_neg"),
+        "outboundLogisticsGhgEmissions": Dec("non_neg"),
+        "ccsTechnologicalCO2CaptureIncluded": Bool(),
+        "ccsTechnologicalCO2Capture": Dec("neg_or_zero"),
+        "technologicalCO2CaptureOrigin": _text,
+        "technologicalCO2Removals": Dec("neg_or_zero"),
+        "ccuCarbonContent": Dec("non_neg"),
+        "ccuCalculationApproach": OneOf(frozenset({"Cut-off", "Credit"})),
+        "ccuCreditCertification": Pattern(_URI_RE, 2048),
+        "ipccCharacterizationFactors": List(Pattern(_IPCC_RE, 16), 1, 32),
+        "crossSectoralStandards": _names,
+        # sub-objects a supplier repeats record after record: checked once per distinct value
+        "productOrSectorSpecificRules": Recurring(Call(_rules)),
+        "exemptedEmissionsPercent": Dec("percent"),
+        "exemptedEmissionsDescription": _text,
+        "allocationRulesDescription": _text,
+        "secondaryEmissionFactorSources": Recurring(
+            List(
+                Obj(
+                    {"name": _name, "version": _name},
+                    required=frozenset({"name", "version"}),
+                    name="source",
+                ),
+                1,
+                1_000,
+                unique=False,
+            )
+        ),
+        "primaryDataShare": Dec("percent"),
+        "dqi": Obj(
+            {
+                "technologicalDQR": Dec("one_to_five"),
+                "geographicalDQR": Dec("one_to_five"),
+                "temporalDQR": Dec("one_to_five"),
+            },
+            required=frozenset({"technologicalDQR", "geographicalDQR", "temporalDQR"}),
+            name="dqi",
+        ),
+        "verification": Recurring(
+            Obj(
+                {
+                    "coverage": OneOf(
+                        frozenset({"PCF calculation model", "PCF program", "product level"})
+                    ),
+                    "providerName": _name,
+                    "completedAt": Instant(),
+                    "standardName": _text,
+                    "comments": _text,
+                },
+                name="verification",
+            )
+        ),
+    },
+    required=frozenset(
+        (info.alias or name)
+        for name, info in CarbonFootprint.model_fields.items()
+        if info.is_required()
+    ),
+    post=_pcf_cross,
+    name="pcf",
+)
 
 
 # -- our extension (its Data Model Extension's data) ------------------------------------------
 
 
-def _uncertainty(value: Any) -> bool:
-    checks = {
-        "relativeStandardUncertaintyPercent": _non_neg,
-        "lower95": _any_decimal,
-        "upper95": _any_decimal,
-        "method": _text,
-    }
-    if type(value) is not dict or not _fields_ok(value, checks, frozenset()):
-        return False
+def _uncertainty_cross(value: dict[str, Any]) -> bool:
     lo, hi = value.get("lower95"), value.get("upper95")
     if value.get("relativeStandardUncertaintyPercent") is None and lo is None and hi is None:
         return False
@@ -464,125 +324,149 @@ def _uncertainty(value: Any) -> bool:
     return lo is None or hi is None or Decimal(lo) <= Decimal(hi)
 
 
+_stage_name: Final = _STAGE_RE.fullmatch
+_field_path: Final = _FIELD_PATH_RE.fullmatch
+_decimal: Final = _DECIMAL_RE.fullmatch
+
+
 def _stages(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and 1 <= len(value) <= 64
-        and all(_pattern(_STAGE_RE, 64)(k) and _any_decimal(v) for k, v in value.items())
+    """``stageBreakdown``: 1..64 stages, each a snake_case name and a decimal."""
+    if type(value) is not dict or not 1 <= len(value) <= 64:
+        return False
+    for key, amount in value.items():
+        if type(key) is not str or len(key) > 64 or _stage_name(key) is None:
+            return False
+        if type(amount) is not str or len(amount) > MAX_DECIMAL_CHARS or _decimal(amount) is None:
+            return False
+    return True
+
+
+_label: Final = compile_object(
+    Obj(
+        {
+            "grade": OneOf(_GRADES),
+            "personalInfo": OneOf(_PERSONAL),
+            "tradeSecret": Bool(),
+            "basis": _text,
+        },
+        required=frozenset({"grade"}),
+        not_null=frozenset({"personalInfo", "tradeSecret"}),
+        name="label",
     )
-
-
-def _label(value: Any) -> bool:
-    checks = {
-        "grade": _one_of(_GRADES),
-        "personalInfo": _one_of(_PERSONAL),
-        "tradeSecret": _strict_bool,
-        "basis": _text,
-    }
-    return type(value) is dict and _fields_ok(
-        value, checks, frozenset({"grade"}), frozenset({"personalInfo", "tradeSecret"})
-    )
-
-
-_field_path = _pattern(_FIELD_PATH_RE, 300)
+)
 
 
 def _labels(value: Any) -> bool:
-    return (
-        type(value) is dict
-        and 1 <= len(value) <= 1_000
-        and all(_field_path(k) and _label(v) for k, v in value.items())
+    """``fieldLabels``: 1..1000 field paths, each with its label."""
+    if type(value) is not dict or not 1 <= len(value) <= 1_000:
+        return False
+    return all(
+        type(path) is str and len(path) <= 300 and _field_path(path) is not None and _label(label)
+        for path, label in value.items()
     )
 
 
-_PCFX_FIELDS: Final[dict[str, Callable[[Any], bool]]] = {
-    "pilotCategory": _one_of(_PILOT),
-    "standards": _names,
-    "stageBreakdown": _stages,
-    "uncertainty": _uncertainty,
-    "fieldLabels": _labels,
-}
-
-
-def _extensions_ok(value: Any) -> bool:
-    """Only our own extension, once (a foreign one goes the model's way)."""
-    if type(value) is not list or len(value) > 1:
-        return False
-    for ext in value:
-        if type(ext) is not dict or ext.get("dataSchema") != PCFX_EXTENSION_SCHEMA:
-            return False
-        if not ext.keys() <= {"specVersion", "dataSchema", "documentation", "data"}:
-            return False
-        if not {"specVersion", "data"} <= ext.keys() or not _semver(ext["specVersion"]):
-            return False
-        documentation = ext.get("documentation")
-        if documentation is not None and not _uri(documentation):
-            return False
-        data = ext["data"]
-        if type(data) is not dict or not _fields_ok(data, _PCFX_FIELDS, frozenset()):
-            return False
-    return True
+_EXTENSION: Final = Obj(
+    {
+        "specVersion": Pattern(_SEMVER_RE, 64),
+        # only our own extension (a foreign one goes the model's way)
+        "dataSchema": OneOf(frozenset({PCFX_EXTENSION_SCHEMA})),
+        "documentation": Pattern(_URI_RE, 2048),
+        "data": Obj(
+            {
+                "pilotCategory": OneOf(_PILOT),
+                "standards": _names,
+                "stageBreakdown": Call(_stages),
+                "uncertainty": Obj(
+                    {
+                        "relativeStandardUncertaintyPercent": Dec("non_neg"),
+                        "lower95": Dec(),
+                        "upper95": Dec(),
+                        "method": _text,
+                    },
+                    post=_uncertainty_cross,
+                    name="uncertainty",
+                ),
+                "fieldLabels": Call(_labels),
+            },
+            name="pcfx_data",
+        ),
+    },
+    required=frozenset({"specVersion", "dataSchema", "data"}),
+    name="extension",
+)
 
 
 # -- the footprint ---------------------------------------------------------------------------
 
 
-_FOOTPRINT_FIELDS: Final[dict[str, Callable[[Any], bool]]] = {
-    "id": _uuid,
-    "specVersion": lambda v: _pattern(_SPEC_VERSION_RE, 32)(v) and v.startswith("3."),
-    "precedingPfIds": lambda v: _unique_list(v, 1, MAX_LIST, _uuid, str.lower),
-    "created": lambda v: _instant(v) is not None,
-    "status": _one_of(frozenset({"Active", "Deprecated"})),
-    "validityPeriodStart": lambda v: _instant(v) is not None,
-    "validityPeriodEnd": lambda v: _instant(v) is not None,
-    "companyName": _name,
-    "companyIds": _recurring(_urns),
-    "productDescription": _text,
-    "productIds": _urns,
-    "productClassifications": _recurring(_urns),
-    "productNameCompany": _name,
-    "comment": _text,
-    "pcf": lambda v: type(v) is dict,  # checked below
-    "extensions": _recurring(_extensions_ok),
-}
-_FOOTPRINT_REQUIRED: Final = frozenset(
-    {
-        "id",
-        "specVersion",
-        "created",
-        "status",
-        "companyName",
-        "companyIds",
-        "productDescription",
-        "productIds",
-        "productNameCompany",
-        "pcf",
-    }
-)
-
-
-def footprint_ok(payload: Any) -> bool:
-    """Whether ``check_footprint(payload)`` certainly accepts this PACT v3 JSON (see the module
-    docstring: ``False`` means "ask the model", not "bad")."""
-    if type(payload) is not dict or not _fields_ok(payload, _FOOTPRINT_FIELDS, _FOOTPRINT_REQUIRED):
-        return False
-    reference_end = _pcf_ok(payload["pcf"])
-    if reference_end is None:
-        return False
+def _footprint_cross(payload: dict[str, Any]) -> bool:
+    """The ProductFootprint rules across fields (its fields, pcf included, already passed)."""
     preceding = payload.get("precedingPfIds")
     if preceding is not None and payload["id"].lower() in {p.lower() for p in preceding}:
         return False
+    reference_end = instant(payload["pcf"]["referencePeriodEnd"])
     start_text, end_text = payload.get("validityPeriodStart"), payload.get("validityPeriodEnd")
-    start = _instant(start_text) if start_text is not None else None
-    end = _instant(end_text) if end_text is not None else None
+    start = instant(start_text) if start_text is not None else None
+    end = instant(end_text) if end_text is not None else None
     if start is not None and end is not None and not start < end:
         return False
-    if start is not None and start < reference_end:
+    if reference_end is None or (start is not None and start < reference_end):
         return False
     return not (end is not None and end > _add_years(reference_end, 3))
 
 
+FOOTPRINT_RULES: Final = Obj(
+    {
+        "id": Pattern(_UUID_RE, 36),
+        # a spec version "3.x.y[-yyyymmdd]": the fast path reads PACT v3 only
+        "specVersion": Pattern(_SPEC_VERSION_3_RE, 32),
+        "precedingPfIds": List(Pattern(_UUID_RE, 36), 1, MAX_LIST, fold_case=True),
+        "created": Instant(),
+        "status": OneOf(frozenset({"Active", "Deprecated"})),
+        "validityPeriodStart": Instant(),
+        "validityPeriodEnd": Instant(),
+        "companyName": _name,
+        "companyIds": _urns,
+        "productDescription": _text,
+        "productIds": _urns,
+        "productClassifications": _urns,
+        "productNameCompany": _name,
+        "comment": _text,
+        "pcf": _PCF,
+        "extensions": List(_EXTENSION, 0, 1, unique=False),
+    },
+    required=frozenset(
+        {
+            "id",
+            "specVersion",
+            "created",
+            "status",
+            "companyName",
+            "companyIds",
+            "productDescription",
+            "productIds",
+            "productNameCompany",
+            "pcf",
+        }
+    ),
+    post=_footprint_cross,
+    name="footprint",
+)
+"""The PACT v3 ProductFootprint rules (with our extension) the fast path checks: the models'
+rules, as a table :func:`contracts._checkgen.compile_object` turns into code."""
+
+footprint_ok: Final = compile_object(FOOTPRINT_RULES)
+"""Whether ``check_footprint(payload)`` certainly accepts this PACT v3 JSON (see the module
+docstring: ``False`` means "ask the model", not "bad"). Generated once, at import, from
+:data:`FOOTPRINT_RULES` (its source: ``contracts._checkgen.source_of(footprint_ok)``)."""
+
+
 # -- the envelope ----------------------------------------------------------------------------
+
+
+def _is_str(value: Any, low: int, high: int) -> bool:
+    return type(value) is str and low <= len(value) <= high
 
 
 def _proof(value: Any) -> FastProof | None:

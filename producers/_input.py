@@ -45,6 +45,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import orjson
+
 from contracts import (
     PCFX_EXTENSION_SCHEMA,
     BillOfMaterials,
@@ -60,6 +62,7 @@ from contracts import (
     load_factors,
     load_footprints,
 )
+from producers._fastpath import PactFootprint, accept, no_repeated_key
 
 __all__ = [
     "FOOTPRINT_CSV_DEFAULTS",
@@ -72,7 +75,7 @@ __all__ = [
 ]
 
 Kind = Literal["footprints", "boms", "factors"]
-Record = ProductFootprint | BillOfMaterials | EmissionFactor | SupplierKey
+Record = ProductFootprint | PactFootprint | BillOfMaterials | EmissionFactor | SupplierKey
 
 FOOTPRINT_CSV_DEFAULTS: Final[Mapping[str, str]] = {"specVersion": "3.0.0", "status": "Active"}
 _LIST_SEPARATOR: Final = "|"
@@ -376,14 +379,64 @@ def read_footprints_jsonl(path: Path) -> Iterator[Item]:
                 too_large = ValidationFailed([Violation("", "too_large", message)], subject=ref)
                 yield Item(None, ref, name, index, number, too_large)
             else:
-                result = check_footprint(raw, subject=ref)
-                error = None if result.value is not None else result.error()
-                yield Item(result.value, ref, name, index, number, error, result.warnings)
+                fast = _fast_lane(raw)
+                if fast is not None:
+                    yield Item(fast, ref, name, index, number)
+                else:
+                    result = check_footprint(raw, subject=ref)
+                    error = None if result.value is not None else result.error()
+                    yield Item(result.value, ref, name, index, number, error, result.warnings)
             index += 1
     except OSError as exc:
         yield from _unreadable(name, "unreadable", f"cannot be read: {exc.strerror or exc}")
     finally:
         handle.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The fast lane (producers._fastpath): a footprint the model would accept without warnings and
+# write back the same is kept as the JSON read; anything else is read by the model as before.
+
+
+def _fast_lane(raw: bytes) -> PactFootprint | None:
+    """One JSON object's :class:`PactFootprint`, or ``None``: let the model read it."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not no_repeated_key(raw, value):
+        return None
+    return accept(value)
+
+
+def _fast_json(path: Path) -> list[Item] | None:
+    """The items of a PACT JSON file when the fast lane takes every footprint in it, else
+    ``None`` (the file is read by the model path, which names each problem)."""
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None  # the model path reports it
+    if len(data) > MAX_JSON_BYTES:
+        return None
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not no_repeated_key(data, doc):
+        return None
+    if type(doc) is dict and "data" in doc and "pcf" not in doc and "id" not in doc:
+        if doc.keys() != {"data"}:
+            return None
+        doc = doc["data"]
+    records = doc if type(doc) is list else [doc]
+    items = []
+    for index, value in enumerate(records):
+        fast = accept(value)
+        if fast is None:
+            return None
+        items.append(Item(fast, f"{name}#{index}", name, index))
+    return items
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,6 +469,10 @@ def load_items(kind: Kind, path: Path) -> Iterator[Item]:
             return
         if suffix not in ("", ".json"):
             yield from _wrong_format(name, suffix, ".json, .jsonl, .ndjson or .csv")
+            return
+        fast_items = _fast_json(path)
+        if fast_items is not None:
+            yield from fast_items
             return
         loaded: list[LoadedRecord[Any]] = list(load_footprints(path))
     elif kind == "boms":

@@ -13,9 +13,11 @@ end with the new footprint as the product's current one. Pure functions; no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from contracts import ProductFootprint, Violation
+from producers._fastpath import PactFootprint
 from producers._input import Item
 
 __all__ = ["deprecated", "supersede", "superseding"]
@@ -59,6 +61,13 @@ def _problems(new: ProductFootprint, old: Sequence[ProductFootprint]) -> list[Vi
     return problems
 
 
+def _modelled(item: Item) -> Item:
+    """*item* with a fast-lane footprint (JSON as read) as its model: updates edit the model."""
+    if isinstance(item.record, PactFootprint):
+        return dataclasses.replace(item, record=item.record.model())
+    return item
+
+
 def supersede(old: Sequence[Item], new: Sequence[Item]) -> list[Item]:
     """The items that publish *new* as updates of *old*, paired by product key.
 
@@ -68,6 +77,7 @@ def supersede(old: Sequence[Item], new: Sequence[Item]) -> list[Item]:
     is rejected (``not_superseded``): it was named as superseded, so publishing nothing for it
     silently would hide a pairing mistake.
     """
+    old, new = [_modelled(i) for i in old], [_modelled(i) for i in new]
     by_product: dict[str, list[Item]] = {}
     out: list[Item] = []
     for item in old:

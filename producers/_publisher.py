@@ -9,6 +9,12 @@ verifies alone) or one per record, (4) encodes framed Avro with the topic's regi
 id (factor id for factors), and (6) records the broker's answer. A record that fails (1)-(4) is
 reported and never sent; the others still are ("nothing half-sent": a bad record never stops
 the good ones, and a good record counts as sent only once acknowledged).
+
+A footprint read from a file by the fast lane (:class:`~producers._fastpath.PactFootprint`: the
+PACT JSON as read, which the model would accept without warnings and write the same) follows the
+same steps without a pydantic model: its signed bytes are the canonical JSON of what was read,
+and it is encoded from its Avro datum (:meth:`Publisher._sign`). A PCR or other check between
+reading and signing sees ``payload`` (the JSON) or calls :meth:`PactFootprint.model`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pydantic import BaseModel
 from contracts import (
     SCHEMAS_TOPIC,
     AvroSerde,
+    BatchProof,
     BillOfMaterials,
     EmissionFactor,
     HttpSchemaRegistry,
@@ -38,6 +45,7 @@ from contracts import (
     ProductFootprint,
     SchemaRegistry,
     SignedBatch,
+    SignedFootprint,
     SignedRecord,
     SupplierKey,
     ValidationFailed,
@@ -49,10 +57,13 @@ from contracts import (
     sign_each,
     subject_for,
 )
+from contracts._envelope import PAYLOAD_FOOTPRINT, _wrap, batch_root_bytes, signing_bytes
+from contracts._merkle import audit_paths, hash_leaf
 from contracts.canonical import canonical_json
 from contracts.errors import PcfError, SerdeError, UnknownSchemaError
 from contracts.topics import TopicNames
 from producers._avro import WireEncoder
+from producers._fastpath import PactFootprint
 from producers._input import Item, Record
 from producers._keydir import KeyDirectory, KeyStatus
 from producers._lifecycle import supersede
@@ -88,7 +99,7 @@ class Topics:
         return cls(names.declared, names.bom, names.factors, names.keys)
 
     def for_record(self, record: Record) -> str:
-        if isinstance(record, ProductFootprint):
+        if isinstance(record, ProductFootprint | PactFootprint):
             return self.declared
         if isinstance(record, BillOfMaterials):
             return self.bom
@@ -97,8 +108,9 @@ class Topics:
         return self.keys
 
 
-_KINDS: Final[dict[type[BaseModel], str]] = {
+_KINDS: Final[dict[type[BaseModel] | type[PactFootprint], str]] = {
     ProductFootprint: "footprint",
+    PactFootprint: "footprint",
     BillOfMaterials: "bom",
     EmissionFactor: "factor",
     SupplierKey: "key",
@@ -108,7 +120,7 @@ _KINDS: Final[dict[type[BaseModel], str]] = {
 def record_key(record: Record) -> str:
     """The Kafka key: product id (first ``productIds`` URN for a footprint), factor id, or
     ``supplierId/keyId`` for a key registration."""
-    if isinstance(record, ProductFootprint):
+    if isinstance(record, ProductFootprint | PactFootprint):
         return record.product_ids[0]
     if isinstance(record, BillOfMaterials):
         return record.product_id
@@ -118,7 +130,7 @@ def record_key(record: Record) -> str:
 
 
 def _record_id(record: Record) -> str:
-    if isinstance(record, ProductFootprint):
+    if isinstance(record, ProductFootprint | PactFootprint):
         return str(record.id)
     if isinstance(record, SupplierKey):
         return record.key_id
@@ -127,6 +139,8 @@ def _record_id(record: Record) -> str:
 
 def _body_hash(record: Record) -> str:
     """sha256 of the canonical payload JSON (no envelope): "same content" for the ledger."""
+    if isinstance(record, PactFootprint):
+        return hashlib.sha256(canonical_json(record.payload, checked=True)).hexdigest()
     if isinstance(record, BillOfMaterials):
         record = record.model_copy(update={"revision": 0})
     return hashlib.sha256(canonical_json(payload_json(record))).hexdigest()
@@ -379,7 +393,7 @@ class Publisher:
 
         Returns the record ready to sign, a :class:`_Skip`, or why it is refused.
         """
-        if isinstance(record, ProductFootprint):
+        if isinstance(record, ProductFootprint | PactFootprint):
             return self._prepare_footprint(item, record)
         if isinstance(record, BillOfMaterials):
             return self._prepare_bom(item, record, floor)
@@ -396,7 +410,7 @@ class Publisher:
         return _Prepared(item, record, kind, "", key, sequence, slot, ((slot, entry),), item.note)
 
     def _prepare_footprint(
-        self, item: Item, record: ProductFootprint
+        self, item: Item, record: ProductFootprint | PactFootprint
     ) -> _Prepared | list[Violation]:
         owner = self.signer.owner
         key = record_key(record)
@@ -510,7 +524,7 @@ class Publisher:
         if prepared.kind != "footprint":
             return prepared
         record = prepared.record
-        assert isinstance(record, ProductFootprint)
+        assert isinstance(record, ProductFootprint | PactFootprint)
         key_id = self.signer.key_id
         known = self._known(prepared.slot)
         same_place = (
@@ -552,19 +566,90 @@ class Publisher:
 
     # -- signing and encoding
 
-    def _sign(self, batch: Sequence[_Prepared]) -> tuple[list[SignedRecord], list[str]]:
+    def _sign(
+        self, batch: Sequence[_Prepared]
+    ) -> tuple[list[SignedRecord | dict[str, Any]], list[str]]:
         """Sign *batch*: one signature over its Merkle root, or one per record when the
-        publisher signs individually (``batch_size=1``) or the batch holds one record."""
+        publisher signs individually (``batch_size=1``) or the batch holds one record.
+
+        A batch holding records of the fast lane (:class:`PactFootprint`) is signed over the
+        bytes each record gives (:meth:`PactFootprint.signing_bytes`, the model's
+        ``signing_bytes`` for the others), with the same Merkle tree and root statement as
+        ``sign_batch``; a fast-lane record comes back as its Avro datum (the v2 envelope)."""
         signer = self.signer
-        how = sign_each if len(batch) == 1 or self.batch_size == 1 else sign_batch
+        each = len(batch) == 1 or self.batch_size == 1
+        if any(isinstance(p.record, PactFootprint) for p in batch):
+            return self._sign_bytes(batch, each=each)
+        how = sign_each if each else sign_batch
         result: SignedBatch = how(
             signer.private_key,
-            [p.record for p in batch],
+            [p.record for p in batch if not isinstance(p.record, PactFootprint)],
             supplier_id=signer.owner,
             key_id=signer.key_id,
             sequences=[p.sequence for p in batch],
         )
         return list(result.records), list(result.content_hashes)
+
+    def _sign_bytes(
+        self, batch: Sequence[_Prepared], *, each: bool
+    ) -> tuple[list[SignedRecord | dict[str, Any]], list[str]]:
+        signer = self.signer
+        owner, key_id = signer.owner, signer.key_id
+        data = [
+            p.record.signing_bytes(supplier_id=owner, key_id=key_id, sequence=p.sequence)
+            if isinstance(p.record, PactFootprint)
+            else signing_bytes(p.record, supplier_id=owner, key_id=key_id, sequence=p.sequence)
+            for p in batch
+        ]
+        hashes = [hashlib.sha256(d).hexdigest() for d in data]
+        signed: list[SignedRecord | dict[str, Any]] = []
+        if each:
+            for p, body in zip(batch, data, strict=True):
+                signature = signer.private_key.sign(body)
+                signed.append(self._signed(p, body, signature, None))
+            return signed, hashes
+        root, paths = audit_paths([hash_leaf(d) for d in data])
+        size = len(batch)
+        root_signature = signer.private_key.sign(
+            batch_root_bytes(root, size, supplier_id=owner, key_id=key_id)
+        )
+        for index, (p, body, path) in enumerate(zip(batch, data, paths, strict=True)):
+            proof = BatchProof(
+                root_signature=root_signature,
+                leaf_index=index,
+                tree_size=size,
+                audit_path=tuple(path),
+            )
+            signed.append(self._signed(p, body, b"", proof))
+        return signed, hashes
+
+    def _signed(
+        self, prepared: _Prepared, body: bytes, signature: bytes, proof: BatchProof | None
+    ) -> SignedRecord | dict[str, Any]:
+        """The v2 ``SignedFootprint`` Avro datum of a fast-lane record; a model record is
+        wrapped as ``sign``/``sign_batch`` wrap it."""
+        signer = self.signer
+        if isinstance(prepared.record, PactFootprint):
+            return {
+                "supplierId": signer.owner,
+                "keyId": signer.key_id,
+                "sequence": prepared.sequence,
+                "payloadType": PAYLOAD_FOOTPRINT,
+                "signature": signature,
+                "batchProof": None
+                if proof is None
+                else {
+                    "rootSignature": proof.root_signature,
+                    "leafIndex": proof.leaf_index,
+                    "treeSize": proof.tree_size,
+                    "auditPath": proof.audit_path,
+                },
+                "footprint": None,
+                "signedBody": body,
+            }
+        return _wrap(
+            prepared.record, body, signer.owner, signer.key_id, prepared.sequence, signature, proof
+        )
 
     # -- outcomes
 
@@ -749,7 +834,7 @@ class Publisher:
                 settle(position, replace(self._skipped(before.item, p), sequence=before.sequence))
                 continue
             try:
-                value = self._wire.encode(p.topic, record)
+                value = self._encode(p.topic, record)
             except SerdeError as exc:
                 settle(position, self._rejected(p.item, [Violation("", exc.code, exc.message)]))
                 continue
@@ -763,6 +848,12 @@ class Publisher:
                     position, prepared=p, digest=digest, settle=settle, in_flight=in_flight
                 ),
             )
+
+    def _encode(self, topic: str, signed: SignedRecord | dict[str, Any]) -> bytes:
+        """Framed Avro bytes of a signed record (a fast-lane record's datum: see :meth:`_sign`)."""
+        if isinstance(signed, dict):
+            return self._wire.encode_datum(topic, SignedFootprint, signed)
+        return self._wire.encode(topic, signed)
 
     def _on_report(
         self,
@@ -810,7 +901,7 @@ class Publisher:
         if isinstance(prepared, _Skip):
             future.set_result(DeliveryReport(item.ref, topic, None, None, None))
             return future
-        value = self._wire.encode(topic, signed)
+        value = self._encode(topic, signed)
         if self._sink is None:
             future.set_result(DeliveryReport(item.ref, topic, None, None, None))
             return future
@@ -884,6 +975,7 @@ def _signed_type(record: Record) -> type[BaseModel]:
 
     by_payload = {
         ProductFootprint: TOPICS["pcf.declared"],
+        PactFootprint: TOPICS["pcf.declared"],
         BillOfMaterials: TOPICS["pcf.bom"],
         EmissionFactor: TOPICS["pcf.factors"],
         SupplierKey: TOPICS["pcf.keys"],

@@ -39,10 +39,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from contracts import MAX_SEQUENCE, ProductFootprint
 from contracts.errors import KeyStoreError
+
+if TYPE_CHECKING:
+    from producers._fastpath import PactFootprint
 
 __all__ = [
     "Ledger",
@@ -62,7 +65,7 @@ def _micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def footprint_sequence(footprint: ProductFootprint) -> int:
+def footprint_sequence(footprint: ProductFootprint | PactFootprint) -> int:
     """``2 × created (µs since 1970) + (1 if Deprecated)``: see the module docstring.
 
     Raises ``ValueError`` for a ``created`` before 1970 or after 2112 (outside 0..2^53-1).

@@ -1,6 +1,8 @@
 """The ingestion's fast path (contracts._fast) accepts only what the models accept, and every bad
 record gets the models' reasons: each bad-record case of the contract tests, sent in the v2
-envelope, is run through both paths, then generated mutations of a valid footprint are."""
+envelope, is run through both paths, then generated mutations of a valid footprint are (one
+and two at a time). The validator is generated from rule tables (contracts._checkgen): each
+kind of check is also compared with the pydantic type it stands for."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import (
     SignedFootprint,
@@ -23,10 +26,20 @@ from contracts import (
     sign,
     to_avro_dict,
 )
+from contracts._checkgen import Dec, Instant, List, Obj, Str, compile_object, source_of
 from contracts._envelope import PAYLOAD_FOOTPRINT, open_signed_body
-from contracts._fast import footprint_ok, read_footprint
+from contracts._fast import FOOTPRINT_RULES, footprint_ok, read_footprint
 from contracts._schemas import expanded
 from contracts._serde import from_avro_dict
+from contracts._types import (
+    AnyDecimal,
+    DecimalOneToFive,
+    NegOrZeroDecimal,
+    NonNegDecimal,
+    PercentDecimal,
+    PositiveDecimal,
+    UtcDateTime,
+)
 from contracts.canonical import pae
 from streams.adapt import core_footprint, core_footprint_pact
 from tests.contracts.conftest import FOOTPRINT_JSON
@@ -335,3 +348,124 @@ def test_fast_accepts_only_what_the_model_accepts(
     accepted, model = both_paths(payload)  # asserts fast => model on the whole record
     if not model.ok:
         assert not accepted
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "delete"])),
+    second=st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "delete"])),
+    values=st.tuples(st.sampled_from(TRICKY), st.sampled_from(TRICKY)),
+)
+def test_two_mutations_at_once_fast_accepts_only_what_the_model_accepts(
+    first: tuple[tuple[Any, ...], str], second: tuple[tuple[Any, ...], str], values: tuple[Any, Any]
+) -> None:
+    """Cross-field rules (periods, geographies, packaging, CCS, uncertainty) need two changes."""
+    payload = _mutated(first[0], first[1], values[0])
+    try:
+        payload = _apply(payload, second[0], second[1], values[1])
+    except (KeyError, IndexError, TypeError):
+        return  # the first change removed what the second one names
+    assert footprint_ok(payload) <= check_footprint(copy.deepcopy(payload)).ok
+
+
+def _apply(data: dict[str, Any], path: tuple[Any, ...], action: str, value: Any) -> dict[str, Any]:
+    parent: Any = data
+    for step in path[:-1]:
+        parent = parent[step]
+    if action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return data
+
+
+# -- the generated checks, kind by kind --------------------------------------------------------
+
+_DECIMAL_TYPES: list[tuple[str, Any]] = [
+    ("any", AnyDecimal),
+    ("non_neg", NonNegDecimal),
+    ("positive", PositiveDecimal),
+    ("neg_or_zero", NegOrZeroDecimal),
+    ("percent", PercentDecimal),
+    ("one_to_five", DecimalOneToFive),
+]
+_DECIMAL_TEXT = st.one_of(
+    st.from_regex(r"[+-]?[0-9]{1,3}(\.[0-9]{1,3})?", fullmatch=True),
+    st.sampled_from(["0", "-0", "+0", "-0.0", "100", "100.0", "100.000001", "1", "5", "5.0"]),
+    st.sampled_from(["0.99999", "1e2", "1.", ".5", "٣", " 1", "", "x", "9" * 65]),
+    st.integers(-3, 3),
+    st.floats(-2, 2, allow_nan=False),
+    st.none(),
+)
+
+
+def _accepts(adapter: TypeAdapter[Any], value: Any) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("kind", "annotated"), _DECIMAL_TYPES, ids=[k for k, _ in _DECIMAL_TYPES])
+@settings(max_examples=120, deadline=None)
+@given(value=_DECIMAL_TEXT)
+def test_each_decimal_kind_accepts_only_what_its_pydantic_type_accepts(
+    kind: str, annotated: Any, value: Any
+) -> None:
+    check = compile_object(Obj({"x": Dec(kind)}, required=frozenset({"x"})))
+    assert check({"x": value}) <= _accepts(TypeAdapter(annotated), value)
+    if isinstance(value, str) and len(value) <= 64:
+        # decimal text: the two agree both ways (the fast path takes every valid decimal)
+        assert check({"x": value}) == _accepts(TypeAdapter(annotated), value)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    value=st.one_of(
+        st.from_regex(
+            r"20[0-9]{2}-[01][0-9]-[0-3][0-9][Tt][0-2][0-9]:[0-5][0-9]:[0-6][0-9](\.[0-9]{1,9})?"
+            r"([Zz]|[+-][01][0-9]:[0-5][0-9])",
+            fullmatch=True,
+        ),
+        st.sampled_from(
+            ["2025-01-01T00:00:00", "2025-01-01 00:00:00Z", "", "2025-02-29T00:00:00Z"]
+        ),
+    )
+)
+def test_an_instant_is_accepted_only_when_the_model_reads_it(value: str) -> None:
+    check = compile_object(Obj({"at": Instant()}, required=frozenset({"at"})))
+    assert check({"at": value}) == _accepts(TypeAdapter(UtcDateTime), value)
+
+
+def test_an_object_rule_table_knows_required_not_null_and_unknown_fields() -> None:
+    check = compile_object(
+        Obj(
+            {"a": Str(1, 3), "b": Str(0, 3), "c": List(Str(1, 9), 1, 3, fold_case=True)},
+            required=frozenset({"a"}),
+            not_null=frozenset({"b"}),
+            post=lambda d: d["a"] != "no",
+            name="demo",
+        )
+    )
+    assert check({"a": "x"}) and check({"a": "x", "c": None}) and check({"a": "x", "b": ""})
+    assert not check({"a": None})  # required: not null
+    assert not check({"b": "x"})  # required: present
+    assert not check({"a": "x", "b": None})  # not_null: absent or a value
+    assert not check({"a": "x", "d": 1})  # an unknown field
+    assert not check({"a": "abcd"})  # too long
+    assert not check({"a": "no"})  # the cross-field rule
+    assert not check({"a": "x", "c": ["A", "a"]})  # unique, ignoring case
+    assert not check({"a": "x", "c": []}) and not check({"a": "x", "c": ["a", "b", "c", "d"]})
+    assert not check(["a"]) and not check(None)
+    with pytest.raises(ValueError, match="name no field"):
+        Obj({"a": Str(0, 1)}, required=frozenset({"z"}))
+    with pytest.raises(ValueError, match="Dec kind"):
+        Dec("negative")
+
+
+def test_the_footprint_validator_is_generated_code_from_the_rule_table() -> None:
+    source = source_of(footprint_ok)
+    for name in FOOTPRINT_RULES.fields:
+        assert repr(name) in source
+    assert "def footprint" in source and "def pcf" in source and "def extension" in source

@@ -1,0 +1,255 @@
+"""The publish path's fast lane for footprint files: PACT JSON read once, checked as compiled code,
+signed as it was read.
+
+``pcfx publish footprints FILE`` used to build a pydantic :class:`~contracts.ProductFootprint`
+for every record (the strict JSON parser, then ~60 fields validated: over half of its time) and
+dump it back to PACT JSON to sign it (another fifth). The streams already check the same rules
+without the models (:mod:`contracts._fast`, compiled by :mod:`contracts._checkgen`); this module
+lets the producer do the same, under one condition: **the fast lane takes a record only when
+the model path would give exactly the same result** — accepted, with no warning, and the same
+signed bytes. Then :func:`accept` returns a :class:`PactFootprint` (the JSON as read plus the
+few fields the publisher needs: id, created, status, company and product ids), and its signed
+body is the canonical JSON of the record as read. Anything else (a broken rule, a warning, a
+field the model would write differently) returns ``None`` and the record goes through the
+model, which gives the error or warning with its field path, as before.
+
+"The model would write the same JSON" (:func:`_normal`) means: no ``null`` (the model leaves
+undefined fields out), decimals and instants already in the form the model writes
+(``format_decimal``, ``format_datetime``: ``"61.40"``, ``"2025-03-01T08:00:00Z"``), UUIDs in
+lower case, our extension in its current ``specVersion`` with no ``documentation`` and no label
+field at its default. "No warning" (:func:`_may_warn`) re-asks the conditions of the models'
+``warnings()`` with the same functions (``mass_warnings``, ``_same_at_precision``).
+
+Reading JSON with orjson rather than the strict parser is sound for what the lane accepts:
+orjson refuses invalid UTF-8, NaN/Infinity and huge integers just as the strict parser does; the
+accepted records hold no number at all (the compiled rules accept strings, booleans, lists and
+objects only); and a repeated key (which the strict parser refuses and orjson lets through) is
+caught by counting colons (:func:`no_repeated_key`).
+
+``tests/producers/test_fastpath.py`` proves on the example records and on generated mutations
+that the lane accepts only what the model accepts without warnings, and that its signed bytes
+are byte-identical to ``signing_bytes`` of the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+
+from contracts import PCFX_EXTENSION_SCHEMA, ProductFootprint, parse_footprint
+from contracts._checkgen import instant
+from contracts._envelope import PAYLOAD_FOOTPRINT
+from contracts._fast import footprint_ok
+from contracts._footprint import _ROOMY, _same_at_precision, mass_warnings
+from contracts._pact import PCFX_EXTENSION_SPEC_VERSION
+from contracts._types import format_datetime, format_decimal
+from contracts.canonical import canonical_json, pae
+
+__all__ = ["PactFootprint", "accept", "no_repeated_key"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PactFootprint:
+    """A footprint the model certainly accepts without warnings, kept as the PACT v3 JSON read
+    (in the form the model writes it), with the fields the publisher reads."""
+
+    payload: dict[str, Any]
+    id: str
+    created: datetime
+    status: str
+    company_ids: tuple[str, ...]
+    product_ids: tuple[str, ...]
+
+    def model(self) -> ProductFootprint:
+        """The pydantic model of :attr:`payload` (for edges that need it; validated again)."""
+        return parse_footprint(self.payload)
+
+    def signing_bytes(self, *, supplier_id: str, key_id: str, sequence: int) -> bytes:
+        """What ``contracts.signing_bytes(self.model(), ...)`` returns, without the model."""
+        body = {
+            "keyId": key_id,
+            "payload": self.payload,
+            "sequence": sequence,
+            "supplierId": supplier_id,
+        }
+        # checked: the payload holds strings, booleans, lists and objects only (footprint_ok)
+        return pae(PAYLOAD_FOOTPRINT, canonical_json(body, checked=True))
+
+
+def accept(value: Any) -> PactFootprint | None:
+    """*value* (JSON read with orjson) as a :class:`PactFootprint` when the model path would
+    accept it without warnings and sign the same bytes; ``None``: take the model path."""
+    if not footprint_ok(value) or not _normal(value) or _may_warn(value):
+        return None
+    created = instant(value["created"])
+    if created is None:  # pragma: no cover - footprint_ok checked it
+        return None
+    return PactFootprint(
+        value,
+        value["id"],
+        created,
+        value["status"],
+        tuple(value["companyIds"]),
+        tuple(value["productIds"]),
+    )
+
+
+def no_repeated_key(raw: bytes, value: Any) -> bool:
+    """Whether the JSON text *raw*, which orjson read as *value*, repeats no key in an object.
+
+    Every ``:`` of JSON text is a key's or inside a string, and the only escape that gives a
+    colon is ``\\u003a``; with none in *raw*, its strings hold the same colons as text and as
+    values. So *raw* has exactly as many colons as orjson's compact writing of *value* unless an
+    object repeated a key (orjson keeps the last; the strict parser refuses the document).
+    """
+    if _COLON_ESCAPE.search(raw) is not None:
+        return False
+    return raw.count(b":") == orjson.dumps(value).count(b":")
+
+
+_COLON_ESCAPE: Final = re.compile(rb"\\u003[aA]")
+
+
+# -- the model would write it the same ----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8192)
+def _normal_decimal(text: str) -> bool:
+    return format_decimal(Decimal(text)) == text
+
+
+@functools.lru_cache(maxsize=8192)
+def _normal_instant(text: str) -> bool:
+    moment = instant(text)
+    return moment is not None and format_datetime(moment) == text
+
+
+_TOP_INSTANTS: Final = ("created", "validityPeriodStart", "validityPeriodEnd")
+_PCF_NOT_DECIMAL: Final = frozenset(
+    {
+        "declaredUnitOfMeasurement",
+        "referencePeriodStart",
+        "referencePeriodEnd",
+        "geographyRegionOrSubregion",
+        "geographyCountry",
+        "geographyCountrySubdivision",
+        "boundaryProcessesDescription",
+        "packagingEmissionsIncluded",
+        "ccsTechnologicalCO2CaptureIncluded",
+        "technologicalCO2CaptureOrigin",
+        "ccuCalculationApproach",
+        "ccuCreditCertification",
+        "ipccCharacterizationFactors",
+        "crossSectoralStandards",
+        "productOrSectorSpecificRules",
+        "exemptedEmissionsDescription",
+        "allocationRulesDescription",
+        "secondaryEmissionFactorSources",
+        "dqi",
+        "verification",
+    }
+)
+"""The pcf fields that are not decimal text (every other pcf field is)."""
+
+
+def _normal(p: dict[str, Any]) -> bool:
+    """Whether ``to_pact_json(parse_footprint(p)) == p`` (given ``footprint_ok(p)``)."""
+    if b":null" in orjson.dumps(p):  # (a string holding ":null" only sends it the model's way)
+        return False
+    if p["id"] != p["id"].lower():
+        return False
+    preceding = p.get("precedingPfIds")
+    if preceding is not None and any(x != x.lower() for x in preceding):
+        return False
+    if not all(_normal_instant(p[k]) for k in _TOP_INSTANTS if k in p):
+        return False
+    pcf = p["pcf"]
+    for key, value in pcf.items():
+        if key not in _PCF_NOT_DECIMAL and not _normal_decimal(value):
+            return False
+    if not (
+        _normal_instant(pcf["referencePeriodStart"]) and _normal_instant(pcf["referencePeriodEnd"])
+    ):
+        return False
+    dqi = pcf.get("dqi")
+    if dqi is not None and not all(_normal_decimal(v) for v in dqi.values()):
+        return False
+    verification = pcf.get("verification")
+    completed = verification.get("completedAt") if verification is not None else None
+    if completed is not None and not _normal_instant(completed):
+        return False
+    if "extensions" in p:
+        return _normal_extension(p["extensions"])
+    return True
+
+
+def _normal_extension(extensions: list[dict[str, Any]]) -> bool:
+    if len(extensions) != 1:  # an empty list is left out by the model
+        return False
+    (ext,) = extensions
+    if ext["specVersion"] != PCFX_EXTENSION_SPEC_VERSION or "documentation" in ext:
+        return False
+    if ext["dataSchema"] != PCFX_EXTENSION_SCHEMA:  # pragma: no cover - footprint_ok checked it
+        return False
+    data = ext["data"]
+    stages = data.get("stageBreakdown")
+    if stages is not None and not all(_normal_decimal(v) for v in stages.values()):
+        return False
+    uncertainty = data.get("uncertainty")
+    if uncertainty is not None and not all(
+        _normal_decimal(v) for k, v in uncertainty.items() if k != "method"
+    ):
+        return False
+    labels = data.get("fieldLabels")
+    if labels is not None:
+        for label in labels.values():  # the model leaves a field at its default out
+            if label.get("personalInfo") == "NONE" or label.get("tradeSecret") is False:
+                return False
+    return True
+
+
+# -- the model would warn ------------------------------------------------------------------------
+
+
+def _may_warn(p: dict[str, Any]) -> bool:
+    """Whether ``check_footprint(p)`` may give a warning (then the model path gives it)."""
+    pcf = p["pcf"]
+    mass = pcf.get("productMassPerDeclaredUnit")
+    if pcf["declaredUnitOfMeasurement"] == "kilogram" and mass is not None:
+        amount = Decimal(pcf["declaredUnitAmount"])
+        if mass_warnings(amount, "kilogram", Decimal(mass)):
+            return True
+    excluding = Decimal(pcf["pcfExcludingBiogenicUptake"])
+    uptake = pcf.get("biogenicCO2Uptake")
+    if uptake is not None:
+        computed = _ROOMY.add(excluding, Decimal(uptake))
+        if not _same_at_precision(Decimal(pcf["pcfIncludingBiogenicUptake"]), computed):
+            return True
+    if pcf.get("ccuCreditCertification") is not None and pcf.get("ccuCalculationApproach") != (
+        "Credit"
+    ):
+        return True
+    for rule in pcf.get("productOrSectorSpecificRules", ()):
+        if rule["operator"] != "Other" and rule.get("otherOperatorName") is not None:
+            return True
+    for ext in p.get("extensions", ()):
+        data = ext["data"]
+        uncertainty = data.get("uncertainty")
+        low = uncertainty.get("lower95") if uncertainty is not None else None
+        high = uncertainty.get("upper95") if uncertainty is not None else None
+        if low is not None and high is not None and not Decimal(low) <= excluding <= Decimal(high):
+            return True
+        stages = data.get("stageBreakdown")
+        if stages:
+            total = Decimal(0)
+            for amount_text in stages.values():
+                total = _ROOMY.add(total, Decimal(amount_text))
+            if not _same_at_precision(excluding, total):
+                return True
+    return False
