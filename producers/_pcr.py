@@ -13,14 +13,26 @@ from dataclasses import replace
 
 from contracts import BillOfMaterials, ProductFootprint
 from contracts.errors import Violation
-from contracts.pcr import PcrCheck, PcrOutcome, check_bom, check_footprint_model
+from contracts.pcr import (
+    PcrCheck,
+    PcrOutcome,
+    check_bom,
+    check_footprint,
+    check_footprint_model,
+)
+from producers._fastpath import PactFootprint
 from producers._input import Item
 
 __all__ = ["pcr_gate", "pcr_of"]
 
 
 def pcr_of(record: object) -> PcrCheck | None:
-    """The PCR check of a footprint or BOM (``None`` for other records)."""
+    """The PCR check of a footprint or BOM (``None`` for other records).
+
+    A footprint the fast lane read (:class:`~producers._fastpath.PactFootprint`) is checked on
+    its PACT JSON, the same check the streams make at ingestion."""
+    if isinstance(record, PactFootprint):
+        return check_footprint(record.payload)
     if isinstance(record, ProductFootprint):
         return check_footprint_model(record)
     if isinstance(record, BillOfMaterials):

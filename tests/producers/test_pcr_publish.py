@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from typer.testing import CliRunner
 
 from infra.kafka.launcher import free_port
 from producers import KeyPairFiles
+from producers._fastpath import accept
 from producers.cli import publish_app
 from tests.producers.conftest import SUPPLIER, footprint_json, write_json
 
@@ -73,3 +75,15 @@ def test_strict_refuses_an_out_of_range_figure(
     (record,) = json.loads(result.stdout)["records"]
     assert record["status"] == "rejected" and record["errorCode"] == "pcr.plausible-range"
     assert "999 kgCO2e per kilogram" in record["message"]
+
+
+def test_a_file_read_by_the_fast_lane_is_checked_too(
+    tmp_path: Path, supplier_files: KeyPairFiles
+) -> None:
+    """A file whose every record takes the fast lane (no pydantic model) still meets its pack."""
+    doc = cement_in_litres(0)
+    assert accept(orjson.loads(orjson.dumps(doc))) is not None  # the fast lane reads it
+    result = _dry_run(tmp_path, supplier_files, [doc])
+    (record,) = json.loads(result.stdout)["records"]
+    assert record["status"] == "rejected" and record["errorCode"] == "pcr.declared-unit"
+    assert result.exit_code != 0
