@@ -602,6 +602,7 @@ class Bench:
         prepared_s = time.monotonic() - began
         assert self.workers
         products_start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
+        changelog_start = end_offsets(self.bootstrap, [self.changelog()])
         cpu_before = cpu_seconds(self.workers)
         for worker in self.workers:
             worker.send_signal(signal.SIGSTOP)
@@ -623,7 +624,14 @@ class Bench:
             "results_published": sum(products_end.values()) - sum(products_start.values()),
             "prepare_s": round(prepared_s, 1),
             "worker_cpu_ms_per_update": per_update_ms(cpu_before, cpu_after, updates),
+            **changelog_written(
+                read_records(self.bootstrap, self.changelog(), changelog_start), updates
+            ),
         }
+
+    def changelog(self) -> str:
+        """The nodes table's changelog (the worker's app id is ``<prefix>streams``)."""
+        return f"{self.prefix}streams-nodes-changelog"
 
     def check_flat_results(self) -> int:
         """Compare every flat product's latest result with batch mode on the same inputs."""
@@ -710,6 +718,55 @@ class Bench:
         # (includes the quiet seconds waited for at the end: a worker's idle timers)
         stats["worker_cpu_ms_per_update"] = per_update_ms(cpu_before, cpu_after, len(published))
         return stats
+
+
+def changelog_written(records: Sequence[tuple[bytes, bytes, int]], updates: int) -> dict[str, Any]:
+    """What the worker wrote to the nodes changelog for *updates* updates: records, bytes, rows
+    and the mean row size. A record is one row (workers before row groups) or a group of rows
+    (key :data:`~streams._rollup_step.GROUP_PREFIX`), or a tombstone (empty value). With a codec
+    that still writes layout 0 (:func:`~streams.codec.encode_layout0`), the same rows are also
+    encoded and decoded both ways here, side by side (µs per row)."""
+    rows: list[bytes] = []
+    for key, value, _ in records:
+        if key.startswith(b"\x00rows:"):
+            if value:
+                from streams.codec import decode_rows  # (only workers with row groups write them)
+
+                rows.extend(row for _, row in decode_rows(value))
+        elif value:
+            rows.append(value)
+    out: dict[str, Any] = {
+        "changelog_records_per_update": round(len(records) / updates, 3),
+        "changelog_bytes_per_update": round(sum(len(v) for _, v, _ in records) / updates),
+        "rows_written_per_update": round(len(rows) / updates, 3),
+        "row_bytes_mean": round(sum(map(len, rows)) / len(rows)) if rows else None,
+    }
+    out.update(row_codec(rows[-2000:]))
+    return out
+
+
+def row_codec(rows: Sequence[bytes]) -> dict[str, Any]:
+    """Layout 0 (JSON with field names) against layout 1 (positional) on the same rows: bytes
+    and µs per row to encode and to decode (nothing when the codec has no layout 1)."""
+    from streams import codec
+    from streams._rollup_step import NodeRecord
+
+    if not rows or not hasattr(codec, "encode_layout0"):
+        return {}
+    nodes = [codec.decode(NodeRecord, row) for row in rows]
+    out: dict[str, Any] = {"rows_timed": len(nodes)}
+    for name, encode in (("layout0", codec.encode_layout0), ("layout1", codec.encode)):
+        start = time.perf_counter()
+        data = [encode(node) for node in nodes]
+        encoded = time.perf_counter() - start
+        start = time.perf_counter()
+        for row in data:
+            codec.decode(NodeRecord, row)
+        decoded = time.perf_counter() - start
+        out[f"{name}_row_bytes_mean"] = round(sum(map(len, data)) / len(data))
+        out[f"{name}_encode_us_per_row"] = round(encoded / len(data) * 1e6, 1)
+        out[f"{name}_decode_us_per_row"] = round(decoded / len(data) * 1e6, 1)
+    return out
 
 
 def cpu_seconds(workers: Sequence[subprocess.Popen[bytes]]) -> float | None:

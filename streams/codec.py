@@ -52,6 +52,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import struct
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -70,9 +71,11 @@ __all__ = [
     "decode",
     "decode_message",
     "decode_pack",
+    "decode_rows",
     "encode",
     "encode_message",
     "encode_pack",
+    "encode_rows",
 ]
 
 T = TypeVar("T")
@@ -909,3 +912,46 @@ def _message(raw: Any, path: str) -> Any:
             path=f"{path}.@type",
         )
     return _checked(cls, raw, path)
+
+
+# --- a batch's rows of one partition: one changelog record ---------------------------------------
+
+_GROUP = b"\x02"
+_LENGTH = struct.Struct(">I")
+
+
+def encode_rows(rows: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Several table rows (key, stored bytes) as one record: the byte ``0x02``, then per row
+    its key and its bytes, each after its length (4 bytes, big-endian). The rows' bytes are
+    kept as they are (no re-encoding), so reading a row back gives the bytes written."""
+    parts = [_GROUP]
+    for key, value in rows:
+        parts += (_LENGTH.pack(len(key)), key, _LENGTH.pack(len(value)), value)
+    return b"".join(parts)
+
+
+def decode_rows(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The rows of :func:`encode_rows`'s bytes, in order, else a :class:`CodecError` saying
+    where the record stops making sense."""
+    if data[:1] != _GROUP:
+        raise CodecError(f"a group of rows must start with 0x02 (got {data[:1]!r})", path="$")
+    out: list[tuple[bytes, bytes]] = []
+    at, end = 1, len(data)
+    while at < end:
+        pair = []
+        for what in ("key", "value"):
+            if at + 4 > end:
+                where = f"$[{len(out)}].{what}"
+                raise CodecError(f"'{where}' is cut off (the record ends)", path=where)
+            (n,) = _LENGTH.unpack_from(data, at)
+            at += 4
+            if at + n > end:
+                where = f"$[{len(out)}].{what}"
+                raise CodecError(
+                    f"'{where}' must be {n} bytes long (got {end - at}: the record ends)",
+                    path=where,
+                )
+            pair.append(data[at : at + n])
+            at += n
+        out.append((pair[0], pair[1]))
+    return out
