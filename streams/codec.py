@@ -18,6 +18,9 @@ with no field names, since the reader knows the type:
   occurrence is its number (0 for the first such string of the record, in the order written).
   Refs, metric names, grid-factor source names and content hashes recur in every value a row
   holds;
+* likewise a :class:`~streams.rollup.SourceValue` met again in a record (the same object: a
+  product's value is in its row as published, as offered and as its input role's value) is its
+  number among the record's values, and reads back as one object again (:data:`_SHARED`);
 * a message (and a field whose type is a union of several dataclasses) is ``[number, fields]``,
   the number of its class in :data:`_MESSAGE_CODES` (append only).
 
@@ -52,6 +55,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import operator
 import struct
 import types
 import typing
@@ -483,10 +487,31 @@ _MESSAGE_CODES: tuple[type[Any], ...] = (
 layout, as much as the order of each dataclass's fields is."""
 _CODE_OF = {cls: code for code, cls in enumerate(_MESSAGE_CODES)}
 
-_Interned = dict[str, int]
-"""While encoding a record: each long string written so far, with its number."""
-_Strings = list[str]
-"""While decoding a record: the long strings read so far, in order."""
+_SHARED: frozenset[type[Any]] = frozenset({rollup.SourceValue})
+"""Classes whose instance, met again in the same record (the same object), is written as its
+number: a product's value is in its row three times (published, offered, as an input's value)."""
+
+
+class _Interned:
+    """While encoding a record: each long string and each shared object written so far, with
+    its number (separate counts)."""
+
+    __slots__ = ("objects", "strings")
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.objects: dict[int, int] = {}  # id() -> number (the record holds the objects)
+
+
+class _Strings:
+    """While decoding a record: the long strings and shared objects read so far, in order."""
+
+    __slots__ = ("objects", "strings")
+
+    def __init__(self) -> None:
+        self.strings: list[str] = []
+        self.objects: list[Any] = []
+
 
 _Enc = Callable[[Any, _Interned], Any]
 _Dec = Callable[[Any, _Strings], Any]
@@ -504,20 +529,21 @@ class _Bad(Exception):
 
 def _str_out(value: str, seen: _Interned) -> Any:
     if len(value) >= INTERN_MIN:
-        number = seen.get(value)
+        strings = seen.strings
+        number = strings.get(value)
         if number is not None:
             return number
-        seen[value] = len(seen)
+        strings[value] = len(strings)
     return value
 
 
 def _str_in(data: Any, seen: _Strings) -> str:
     if type(data) is str:
         if len(data) >= INTERN_MIN:
-            seen.append(data)
+            seen.strings.append(data)
         return data
-    if type(data) is int and 0 <= data < len(seen):
-        return seen[data]
+    if type(data) is int and 0 <= data < len(seen.strings):
+        return seen.strings[data]
     raise _Bad(f"must be str (got {data!r:.40})")
 
 
@@ -621,23 +647,38 @@ def _out_of(tp: Any) -> _Enc:
 def _dataclass_out(cls: type[Any]) -> _Enc:
     """A dataclass as the list of its fields' values in declaration order, without the trailing
     ones that equal their defaults."""
-    fields: list[tuple[str, _Enc, Any]] = []
+    encoders: list[_Enc] = []
+    defaults: list[Any] = []
+    getter: list[Callable[[Any], tuple[Any, ...]]] = []
 
-    def instance(value: Any, seen: _Interned) -> list[Any]:
-        if not fields:  # resolved on first use: a dataclass may refer to itself
+    def instance(value: Any, seen: _Interned) -> Any:
+        if not getter:  # resolved on first use: a dataclass may refer to itself
             hints = _hints(typing.cast(Any, cls))
+            names = []
             for f in dataclasses.fields(cls):
                 if f.init:
                     default = f.default
                     if f.default_factory is not dataclasses.MISSING:
                         default = f.default_factory()
-                    fields.append((f.name, _out(hints[f.name]), default))
-        values = [getattr(value, name) for name, _, _ in fields]
+                    names.append(f.name)
+                    encoders.append(_out(hints[f.name]))
+                    defaults.append(default)
+            get = operator.attrgetter(*names)
+            getter.append(get if len(names) > 1 else lambda v: (get(v),))
+        if shared:
+            number = seen.objects.get(id(value))
+            if number is not None:
+                return number
+        values = getter[0](value)
         n = len(values)
-        while n and (values[n - 1] is fields[n - 1][2] or values[n - 1] == fields[n - 1][2]):
+        while n and (values[n - 1] is defaults[n - 1] or values[n - 1] == defaults[n - 1]):
             n -= 1
-        return [of(v, seen) for (_, of, _), v in zip(fields[:n], values[:n], strict=True)]
+        out = [of(v, seen) for of, v in zip(encoders, values[:n], strict=False)]
+        if shared:  # (numbered once written, as the reader numbers it once read)
+            seen.objects[id(value)] = len(seen.objects)
+        return out
 
+    shared = cls in _SHARED
     return instance
 
 
@@ -777,6 +818,10 @@ def _dataclass_in(cls: type[Any]) -> _Dec:
                 for f in init
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             )
+        if shared and type(data) is int:
+            if 0 <= data < len(seen.objects):
+                return seen.objects[data]
+            raise _Bad(f"must be a {cls.__name__} or the number of one read before (got {data})")
         items = _array(data)
         if len(items) < required[0]:
             bad = _Bad("is required")
@@ -792,10 +837,14 @@ def _dataclass_in(cls: type[Any]) -> _Dec:
             bad.parts.append(f".{fields[len(kwargs)][0]}")
             raise
         try:
-            return cls(**kwargs)
+            built = cls(**kwargs)
         except (TypeError, ValueError, PcfError) as exc:  # the class's own checks
             raise _Bad(f"is not a valid {cls.__name__}: {exc}") from exc
+        if shared:
+            seen.objects.append(built)
+        return built
 
+    shared = cls in _SHARED
     return instance
 
 
@@ -823,7 +872,7 @@ def _array(data: Any) -> list[Any]:
 def _v1(decoder: _Dec, raw: Any, path: str) -> Any:
     """*raw* (layout 1) read by *decoder*, or a :class:`CodecError` naming the field."""
     try:
-        return decoder(raw, [])
+        return decoder(raw, _Strings())
     except _Bad as bad:
         where = path + "".join(reversed(bad.parts))
         raise CodecError(f"'{where}' {bad.message}", path=where) from None
@@ -841,7 +890,7 @@ _ALL_MESSAGES: tuple[type[Any], ...] = _MESSAGE_CODES
 
 def encode(value: Any) -> bytes:
     """Layout-1 bytes of a core dataclass (or any value built from the supported types)."""
-    return _V1 + orjson.dumps(_out(type(value))(value, {}))
+    return _V1 + orjson.dumps(_out(type(value))(value, _Interned()))
 
 
 def decode(tp: type[T], data: bytes) -> T:
@@ -855,7 +904,7 @@ def decode(tp: type[T], data: bytes) -> T:
 
 def encode_message(message: Any) -> bytes:
     """Layout-1 bytes of a message or state, tagged with its class's number."""
-    return _V1 + orjson.dumps(_tagged_out(message, {}))
+    return _V1 + orjson.dumps(_tagged_out(message, _Interned()))
 
 
 def decode_message(data: bytes) -> Any:

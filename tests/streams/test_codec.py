@@ -224,3 +224,29 @@ def scenarios_example() -> list[Any]:
         BomDeclared(Bom("module", 1, (BomLine("cell", Decimal(12), "piece"),))),
         BomDeclared(Bom("pack", 1, (BomLine("module", Decimal(8), "piece"),))),
     ]
+
+
+def test_a_value_met_again_in_a_record_is_written_once_and_reads_back_as_one_object() -> None:
+    from streams._rollup_step import NodeRecord, ProductRecord
+    from streams.rollup import ProductState
+
+    network = Network()
+    network.submit(*scenarios_example())
+    network.run()
+    state = network.products["module"]
+    component = network.components[Ref.product("module")]
+    assert component.value is state.value  # the same object, three times in the row
+    row = NodeRecord(component, ProductRecord(state))
+    data = encode(row)
+    assert data.count(b'"rolled_up"') == 1
+    again = decode(NodeRecord, data)
+    assert again == row
+    assert again.component is not None and again.product is not None
+    assert again.component.value is again.product.state.value
+    assert encode(again) == data
+    # a number that names no value read before is refused, naming the field
+    bad = orjson.loads(data[1:])
+    bad[0][6] = 7  # (the component's value field; 0 is the first value written)
+    with pytest.raises(CodecError, match=r"'\$\.component\.value' must be a SourceValue or the"):
+        decode(NodeRecord, b"\x01" + orjson.dumps(bad))
+    assert isinstance(again.product.state, ProductState)
