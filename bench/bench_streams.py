@@ -914,6 +914,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3, 6])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="results of the code before a change, run the same session (e.g. from a worktree"
+        " of main with --out DIR): their figures go into each result's details",
+    )
+    parser.add_argument(
         "--two-workers",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -934,6 +941,39 @@ def main(argv: list[str] | None = None) -> None:
             raise
         finally:
             bench.stop()
+
+
+def before(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The same result of the code before a change (``--before DIR``), for the details."""
+    path = args.before / f"{name}.json" if args.before else None
+    if path is None or not path.exists():
+        return {}
+    import json
+
+    data = json.loads(path.read_text())
+    keep = (
+        "updates_per_s",
+        "capacity_per_s",
+        "capacities_per_s",
+        "p99_ms",
+        "worker_cpu_ms_per_update",
+        "changelog_records_per_update",
+        "changelog_bytes_per_update",
+        "rows_written_per_update",
+        "row_bytes_mean",
+        "load_average",
+    )
+    details = {k: v for k, v in data.get("details", {}).items() if k in keep}
+    baseline = (data.get("baseline") or {}).get("value")
+    return {
+        "before_this_change": {
+            "value": data.get("value"),
+            "baseline": baseline,
+            "ratio": data.get("ratio"),
+            "measured_at": data.get("measured_at"),
+            **details,
+        }
+    }
 
 
 def run(bench: Bench, args: argparse.Namespace) -> None:
@@ -1012,7 +1052,12 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                 "records/s",
             ),
             target=TARGET_RATE,
-            details={**ours, **common, "products_checked_against_batch": checked},
+            details={
+                **ours,
+                **common,
+                "products_checked_against_batch": checked,
+                **before(args, "streams_component_updates"),
+            },
         ),
         args.out,
     )
@@ -1057,7 +1102,7 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                     "records/s",
                 ),
                 target=args.rate,
-                details={**probe, **common},
+                details={**probe, **common, **before(args, "streams_updates_6tier")},
             ),
             args.out,
         )
@@ -1089,7 +1134,12 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                 # the target is p99 < 1 s *at 1 000 updates/s*: only a figure at that rate
                 # can meet it (streams_updates_6tier says whether the worker gets there)
                 target=LATENCY_TARGET_MS if depth == 6 and rate >= args.rate else None,
-                details={**stats, **common, "baseline": base},
+                details={
+                    **stats,
+                    **common,
+                    "baseline": base,
+                    **before(args, f"streams_latency_p99_{depth}tier"),
+                },
             ),
             args.out,
         )
