@@ -21,6 +21,10 @@ with no field names, since the reader knows the type:
 * likewise a :class:`~streams.rollup.SourceValue` met again in a record (the same object: a
   product's value is in its row as published, as offered and as its input role's value) is its
   number among the record's values, and reads back as one object again (:data:`_SHARED`);
+* a value, a BOM, a footprint and a factor number their long strings in a scope of their own
+  (:data:`_SCOPED`), so their bytes are the same in any record: the codec writes each instance
+  once and reuses its bytes in every row and message it is in afterwards (a child's value is in
+  its own row, its parents' rows and the messages to them).
 * a message (and a field whose type is a union of several dataclasses) is ``[number, fields]``,
   the number of its class in :data:`_MESSAGE_CODES` (append only).
 
@@ -492,6 +496,18 @@ _SHARED: frozenset[type[Any]] = frozenset({rollup.SourceValue})
 number: a product's value is in its row three times (published, offered, as an input's value)."""
 
 
+_SCOPED: frozenset[type[Any]] = frozenset(
+    {rollup.SourceValue, rollup.Bom, rollup.ComponentFootprint, rollup.Factor}
+)
+"""Immutable classes whose long strings are numbered apart from the record's (a scope of their
+own), so that an instance's bytes do not depend on the record it is in: they are written once
+per instance and kept (:data:`_WRITTEN_MAX` per class), since the same value is in many rows and
+messages (a child's value: its own row, each parent's row, each ``ChildValue``)."""
+
+_WRITTEN_MAX = 20_000
+"""Most instances per class of :data:`_SCOPED` whose bytes the codec keeps."""
+
+
 class _Interned:
     """While encoding a record: each long string and each shared object written so far, with
     its number (separate counts)."""
@@ -669,16 +685,31 @@ def _dataclass_out(cls: type[Any]) -> _Enc:
             number = seen.objects.get(id(value))
             if number is not None:
                 return number
-        values = getter[0](value)
-        n = len(values)
-        while n and (values[n - 1] is defaults[n - 1] or values[n - 1] == defaults[n - 1]):
-            n -= 1
-        out = [of(v, seen) for of, v in zip(encoders, values[:n], strict=False)]
+        if scoped:
+            hit = written.get(id(value))
+            if hit is not None and hit[0] is value:
+                out: Any = hit[1]
+            else:
+                out = orjson.Fragment(orjson.dumps(fields(value, _Interned())))
+                if len(written) >= _WRITTEN_MAX:
+                    del written[next(iter(written))]  # the oldest
+                written[id(value)] = (value, out)  # (holds the value: its id stays its own)
+        else:
+            out = fields(value, seen)
         if shared:  # (numbered once written, as the reader numbers it once read)
             seen.objects[id(value)] = len(seen.objects)
         return out
 
+    def fields(value: Any, seen: _Interned) -> list[Any]:
+        values = getter[0](value)
+        n = len(values)
+        while n and (values[n - 1] is defaults[n - 1] or values[n - 1] == defaults[n - 1]):
+            n -= 1
+        return [of(v, seen) for of, v in zip(encoders, values[:n], strict=False)]
+
     shared = cls in _SHARED
+    scoped = cls in _SCOPED
+    written: dict[int, tuple[Any, orjson.Fragment]] = {}
     return instance
 
 
@@ -830,9 +861,13 @@ def _dataclass_in(cls: type[Any]) -> _Dec:
         if len(items) > len(fields):
             raise _Bad(f"must have at most {len(fields)} fields (got {len(items)})")
         kwargs: dict[str, Any] = {}
+        inner = seen
+        if scoped:
+            inner = _Strings()
+            inner.objects = seen.objects
         try:
             for (name, of), v in zip(fields, items, strict=False):
-                kwargs[name] = of(v, seen)
+                kwargs[name] = of(v, inner)
         except _Bad as bad:
             bad.parts.append(f".{fields[len(kwargs)][0]}")
             raise
@@ -845,6 +880,7 @@ def _dataclass_in(cls: type[Any]) -> _Dec:
         return built
 
     shared = cls in _SHARED
+    scoped = cls in _SCOPED
     return instance
 
 
