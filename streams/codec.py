@@ -28,7 +28,9 @@ with no field names, since the reader knows the type:
 * a message (and a field whose type is a union of several dataclasses) is ``[number, fields]``,
   the number of its class in :data:`_MESSAGE_CODES` (append only).
 
-A row is a third of its layout-0 size (e.g. 634 against 1 605 bytes for a small product row).
+On the roll-up benchmark's 1k graph (``bench/bench_rollup.py``) a row is 1 329 bytes against
+3 228 in layout 0 (mean of 2 064 rows), and writing a row again costs 51 µs of CPU against
+101-146 µs in layout 0 (two runs), since its values' bytes are kept.
 Errors name the field as before (``'$[1].child.id' must be str (got 7)``), found on the way
 out of the fast path, which carries no paths.
 

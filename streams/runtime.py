@@ -537,7 +537,7 @@ class _Worker:
             pending.extend(await edge.send(batch.applied, [(ECHO_HEADER, stamp)]))
             pending.extend(await edge.send(batch.others))
             await asyncio.gather(*pending)
-            # the new rows, one changelog record per partition (see "One record per partition")
+            # the new rows, one changelog record per partition (_rollup_step.RowGroups)
             by_partition: dict[int, dict[bytes, bytes]] = {}
             for key, node in {**batch.rows, **published.rows}.items():
                 data = codec.encode(node)
