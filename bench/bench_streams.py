@@ -602,6 +602,7 @@ class Bench:
         prepared_s = time.monotonic() - began
         assert self.workers
         products_start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
+        changelog_start = end_offsets(self.bootstrap, [self.changelog()])
         cpu_before = cpu_seconds(self.workers)
         for worker in self.workers:
             worker.send_signal(signal.SIGSTOP)
@@ -612,6 +613,11 @@ class Bench:
             for worker in self.workers:
                 worker.send_signal(signal.SIGCONT)
         wait_quiet(self.bootstrap, self.output_topics(), 4.0, 600, self.workers)
+        # on a loaded machine a worker can stall for longer than the quiet period: the backlog
+        # is through only when every flat product shows its last update
+        deadline = time.monotonic() + 600
+        while self.flat_results_wrong() and time.monotonic() < deadline:
+            wait_quiet(self.bootstrap, self.output_topics(), 4.0, 600, self.workers)
         cpu_after = cpu_seconds(self.workers)
         last = last_timestamp_ms(self.bootstrap, self.topic("pcf.products")) / 1000
         products_end = end_offsets(self.bootstrap, [self.topic("pcf.products")])
@@ -623,10 +629,32 @@ class Bench:
             "results_published": sum(products_end.values()) - sum(products_start.values()),
             "prepare_s": round(prepared_s, 1),
             "worker_cpu_ms_per_update": per_update_ms(cpu_before, cpu_after, updates),
+            **changelog_written(
+                read_records(self.bootstrap, self.changelog(), changelog_start), updates
+            ),
         }
+
+    def changelog(self) -> str:
+        """The nodes table's changelog (the worker's app id is ``<prefix>streams``)."""
+        return f"{self.prefix}streams-nodes-changelog"
 
     def check_flat_results(self) -> int:
         """Compare every flat product's latest result with batch mode on the same inputs."""
+        wrong, expected, got = self._flat_results()
+        if wrong:
+            example = wrong[0]
+            raise AssertionError(
+                f"{len(wrong)} products differ from batch mode, e.g. {example}:"
+                f" {got[example].pcf_excluding_biogenic_uptake if example in got else None}"
+                f" != {expected[example].pcf}"
+            )
+        return len(expected)
+
+    def flat_results_wrong(self) -> bool:
+        """Whether some flat product's latest result is not batch mode's (yet)."""
+        return bool(self._flat_results()[0])
+
+    def _flat_results(self) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
         chains = self.chains
         fps = [
             core_footprint(fp, sequence=self.versions[part], content_hash=payload_hash(fp))
@@ -644,14 +672,7 @@ class Bench:
             for p, r in expected.items()
             if p not in got or got[p].pcf_excluding_biogenic_uptake != r.pcf
         ]
-        if wrong:
-            example = wrong[0]
-            raise AssertionError(
-                f"{len(wrong)} products differ from batch mode, e.g. {example}:"
-                f" {got[example].pcf_excluding_biogenic_uptake if example in got else None}"
-                f" != {expected[example].pcf}"
-            )
-        return len(expected)
+        return wrong, expected, got
 
     # -- latency
 
@@ -710,6 +731,55 @@ class Bench:
         # (includes the quiet seconds waited for at the end: a worker's idle timers)
         stats["worker_cpu_ms_per_update"] = per_update_ms(cpu_before, cpu_after, len(published))
         return stats
+
+
+def changelog_written(records: Sequence[tuple[bytes, bytes, int]], updates: int) -> dict[str, Any]:
+    """What the worker wrote to the nodes changelog for *updates* updates: records, bytes, rows
+    and the mean row size. A record is one row (workers before row groups) or a group of rows
+    (key :data:`~streams._rollup_step.GROUP_PREFIX`), or a tombstone (empty value). With a codec
+    that still writes layout 0 (:func:`~streams.codec.encode_layout0`), the same rows are also
+    encoded and decoded both ways here, side by side (µs per row)."""
+    rows: list[bytes] = []
+    for key, value, _ in records:
+        if key.startswith(b"\x00rows:"):
+            if value:
+                from streams.codec import decode_rows  # (only workers with row groups write them)
+
+                rows.extend(row for _, row in decode_rows(value))
+        elif value:
+            rows.append(value)
+    out: dict[str, Any] = {
+        "changelog_records_per_update": round(len(records) / updates, 3),
+        "changelog_bytes_per_update": round(sum(len(v) for _, v, _ in records) / updates),
+        "rows_written_per_update": round(len(rows) / updates, 3),
+        "row_bytes_mean": round(sum(map(len, rows)) / len(rows)) if rows else None,
+    }
+    out.update(row_codec(rows[-2000:]))
+    return out
+
+
+def row_codec(rows: Sequence[bytes]) -> dict[str, Any]:
+    """Layout 0 (JSON with field names) against layout 1 (positional) on the same rows: bytes
+    and µs per row to encode and to decode (nothing when the codec has no layout 1)."""
+    from streams import codec
+    from streams._rollup_step import NodeRecord
+
+    if not rows or not hasattr(codec, "encode_layout0"):
+        return {}
+    nodes = [codec.decode(NodeRecord, row) for row in rows]
+    out: dict[str, Any] = {"rows_timed": len(nodes)}
+    for name, encode in (("layout0", codec.encode_layout0), ("layout1", codec.encode)):
+        start = time.perf_counter()
+        data = [encode(node) for node in nodes]
+        encoded = time.perf_counter() - start
+        start = time.perf_counter()
+        for row in data:
+            codec.decode(NodeRecord, row)
+        decoded = time.perf_counter() - start
+        out[f"{name}_row_bytes_mean"] = round(sum(map(len, data)) / len(data))
+        out[f"{name}_encode_us_per_row"] = round(encoded / len(data) * 1e6, 1)
+        out[f"{name}_decode_us_per_row"] = round(decoded / len(data) * 1e6, 1)
+    return out
 
 
 def cpu_seconds(workers: Sequence[subprocess.Popen[bytes]]) -> float | None:
@@ -844,6 +914,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3, 6])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="results of the code before a change, run the same session (e.g. from a worktree"
+        " of main with --out DIR): their figures go into each result's details",
+    )
+    parser.add_argument(
         "--two-workers",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -864,6 +941,39 @@ def main(argv: list[str] | None = None) -> None:
             raise
         finally:
             bench.stop()
+
+
+def before(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The same result of the code before a change (``--before DIR``), for the details."""
+    path = args.before / f"{name}.json" if args.before else None
+    if path is None or not path.exists():
+        return {}
+    import json
+
+    data = json.loads(path.read_text())
+    keep = (
+        "updates_per_s",
+        "capacity_per_s",
+        "capacities_per_s",
+        "p99_ms",
+        "worker_cpu_ms_per_update",
+        "changelog_records_per_update",
+        "changelog_bytes_per_update",
+        "rows_written_per_update",
+        "row_bytes_mean",
+        "load_average",
+    )
+    details = {k: v for k, v in data.get("details", {}).items() if k in keep}
+    baseline = (data.get("baseline") or {}).get("value")
+    return {
+        "before_this_change": {
+            "value": data.get("value"),
+            "baseline": baseline,
+            "ratio": data.get("ratio"),
+            "measured_at": data.get("measured_at"),
+            **details,
+        }
+    }
 
 
 def run(bench: Bench, args: argparse.Namespace) -> None:
@@ -942,7 +1052,12 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                 "records/s",
             ),
             target=TARGET_RATE,
-            details={**ours, **common, "products_checked_against_batch": checked},
+            details={
+                **ours,
+                **common,
+                "products_checked_against_batch": checked,
+                **before(args, "streams_component_updates"),
+            },
         ),
         args.out,
     )
@@ -987,7 +1102,7 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                     "records/s",
                 ),
                 target=args.rate,
-                details={**probe, **common},
+                details={**probe, **common, **before(args, "streams_updates_6tier")},
             ),
             args.out,
         )
@@ -1019,7 +1134,12 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                 # the target is p99 < 1 s *at 1 000 updates/s*: only a figure at that rate
                 # can meet it (streams_updates_6tier says whether the worker gets there)
                 target=LATENCY_TARGET_MS if depth == 6 and rate >= args.rate else None,
-                details={**stats, **common, "baseline": base},
+                details={
+                    **stats,
+                    **common,
+                    "baseline": base,
+                    **before(args, f"streams_latency_p99_{depth}tier"),
+                },
             ),
             args.out,
         )

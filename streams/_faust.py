@@ -13,6 +13,8 @@ another. The rest of :mod:`streams` sees plain functions and classes:
 - :func:`assigned` / :func:`generation`: the partitions a worker holds and its consumer
   generation (local delivery and its echo stamps);
 - :func:`send`: one record to faust's producer, its future completing on the broker's ack;
+- :func:`row_table` / :class:`RowTable`: the nodes table, whose changelog holds a batch's rows
+  of a partition in one record (:class:`~streams._rollup_step.RowGroups`);
 - :func:`make_app`: the app with the three fixes below (recovery race, fetch wait, agent
   failures).
 """
@@ -33,6 +35,7 @@ from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams._batching import Batcher
+from streams._rollup_step import RowGroups
 
 __all__ = [
     "FAUST_STREAMING_VERSION",
@@ -43,6 +46,7 @@ __all__ = [
     "in_partition",
     "make_app",
     "ready_batches",
+    "row_table",
     "send",
 ]
 
@@ -137,7 +141,7 @@ async def send(
     app: faust.App,
     topic: str,
     key: bytes | None,
-    value: bytes,
+    value: bytes | None,
     partition: int | None = None,
     headers: list[tuple[str, bytes]] | None = None,
 ) -> Awaitable[Any]:
@@ -146,6 +150,62 @@ async def send(
     Without a *partition*, keyed like ``Topic.send``: Kafka's partitioner on the key."""
     # relies on: Producer.send(topic, key, value, partition, timestamp, headers) -> future
     return await app.producer.send(topic, key, value, partition, None, headers)
+
+
+# --- the nodes table: a batch's rows of a partition in one changelog record ----------------------
+
+
+class RowTable(faust.Table[bytes, bytes]):
+    """A faust table of bytes (memory store) whose rows a batch stores together
+    (:meth:`store_rows`), one changelog record per partition per batch, and whose recovery reads
+    those records back into rows (:class:`~streams._rollup_step.RowGroups` explains the
+    layout). Plain records (one row each, as workers wrote before groups, and as
+    ``table[key] = value`` still writes) are read as before."""
+
+    groups: RowGroups
+
+    def store_rows(
+        self, partition: int, rows: dict[bytes, bytes]
+    ) -> list[tuple[bytes, bytes | None]]:
+        """Set *rows* (all of *partition*) in the table without faust's changelog write per key;
+        returns the changelog records to send instead (:meth:`RowGroups.write`)."""
+        # relies on: the memory store's ``data`` dict and ``_key_partition`` (which partition a
+        # key belongs to: what it drops when a partition is revoked), as its own
+        # apply_changelog_batch fills them
+        store: Any = self.data
+        data, of_partition = store.data, store._key_partition
+        for key, value in rows.items():
+            data[key] = value
+            of_partition[key] = partition
+        return self.groups.write(partition, rows)
+
+    # relies on: Recovery calling Table.apply_changelog_batch(events) with a partition's
+    # changelog events in offset order, each with raw ``key``/``value`` (bytes key and value
+    # types) and ``message.partition``/``message.value`` (``None``: a tombstone)
+    def apply_changelog_batch(self, batch: Any) -> None:
+        store: Any = self.data
+        data, of_partition, apply = store.data, store._key_partition, self.groups.apply
+        for event in batch:
+            message = event.message
+            value = None if message.value is None else event.value
+            apply(event.key, value, message.partition, data, of_partition)
+
+
+def row_table(app: faust.App, name: str, partitions: int, incarnation: bytes) -> RowTable:
+    """The app's :class:`RowTable` *name* (keys and values bytes), as ``app.Table`` makes a
+    table; its group keys carry *incarnation* (this app's: unique per start)."""
+    # relies on: App.Table being ``app.tables.add(conf.Table(app, name=..., beacon=...))``
+    table = RowTable(
+        app,
+        name=name,
+        beacon=app.tables.beacon,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    table.groups = RowGroups(incarnation)
+    app.tables.add(table)
+    return table
 
 
 # --- the app -----------------------------------------------------------------------------------

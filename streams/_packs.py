@@ -82,13 +82,15 @@ def packs(messages: Iterable[tuple[bytes, Message]], partitions: int) -> list[tu
     out: list[tuple[int, bytes]] = []
     for home, encoded in by_partition.items():
         chunk: list[bytes] = []
-        size = 1  # the pack's bytes: "[", "]" and a comma before every message but the first
+        # the pack's bytes (codec.encode_pack): its layout byte, "[", and per message its bytes
+        # without their own layout byte, then a comma or (after the last) "]"
+        size = 2
         for data in encoded:
-            if chunk and size + len(data) + 1 > PACK_MAX_BYTES:
+            if chunk and size + len(data) > PACK_MAX_BYTES:
                 out.append((home, codec.encode_pack(chunk)))
-                chunk, size = [], 1
+                chunk, size = [], 2
             chunk.append(data)
-            size += len(data) + 1
+            size += len(data)
         out.append((home, codec.encode_pack(chunk)))
     return out
 

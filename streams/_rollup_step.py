@@ -19,16 +19,17 @@ update reaches the top of its graph in one batch instead of one batch per tier (
 every node is local). It still goes to the topic like every other output
 (:attr:`RollupBatch.applied`): when it comes back it is a ``DUPLICATE`` no-op, which the app
 that applied it skips without decoding (its pack carries :func:`~streams._packs.echo_stamp`:
-that app, in that consumer generation). That copy is what keeps a crash harmless: the rows of a
-batch are separate changelog records, and a crash may keep a sender's new row but lose the
-receiver's. The redelivered batch is then a ``DUPLICATE`` for the sender, which sends nothing
-again, and the receiver (a new app) gets the message from the topic instead.
+that app, in that consumer generation). That copy is what keeps a crash harmless: a batch's rows
+are one changelog record per partition (:class:`RowGroups`), so a crash may keep a sender's new
+row but lose the receiver's in another partition (or in a partition's next record, past
+:data:`GROUP_BYTES`). The redelivered batch is then a ``DUPLICATE`` for the sender, which
+sends nothing again, and the receiver (a new app) gets the message from the topic instead.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -49,10 +50,14 @@ from streams.rollup import (
 )
 
 __all__ = [
+    "GROUP_BYTES",
+    "GROUP_PREFIX",
     "LOCAL_ROUNDS",
+    "Changelog",
     "NodeRecord",
     "ProductRecord",
     "RollupBatch",
+    "RowGroups",
     "Rows",
     "Work",
     "roll_up",
@@ -132,6 +137,136 @@ class Rows(Generic[T]):
         if key not in self.rows and len(self.rows) >= self.limit:
             del self.rows[next(iter(self.rows))]  # the oldest
         self.rows[key] = (stored, value)
+
+
+GROUP_PREFIX = b"\x00rows:"
+"""The start of a changelog key that names a group of rows (:class:`RowGroups`); a node's key
+starts with ``product:`` or ``factor:``."""
+
+Changelog = list[tuple[bytes, bytes | None]]
+"""Changelog records to send, (key, value) in order (``None``: a tombstone)."""
+
+GROUP_BYTES = 512 * 1024
+"""Most bytes of rows in one changelog record (the broker's default limit for a record batch is
+1 MiB); a batch with more rows for one partition writes several records."""
+
+
+class RowGroups:
+    """The nodes table's changelog as a batch writes it: one record per partition per batch.
+
+    A batch's new rows of one partition are stored as *one* changelog record (a *group*,
+    :func:`~streams.codec.encode_rows`, at most :data:`GROUP_BYTES` of rows each) instead of one
+    record per node: 6 tiers of an update are one record, not six, and a partition's rows of a
+    batch (up to :data:`GROUP_BYTES`) are stored together or not at all.
+
+    A group's key is unique (:data:`GROUP_PREFIX`, the app's incarnation, a counter), since
+    compaction keeps only the last record per key and a group's rows stay the latest until
+    later groups hold them all. Recovery replays the records in offset order (:meth:`apply`),
+    so a later group's row wins, as a later record of the same key did. To keep the changelog
+    from growing without end, a group whose rows are all in later groups (or later plain
+    records) is *dead*, and the next write to its partition also writes its tombstone
+    (:meth:`write`); compaction then drops both. A crash between a group and its tombstone
+    leaves a dead group that the next recovery finds dead again.
+
+    Plain bookkeeping, no I/O (the faust table of :mod:`streams._faust` reads and writes
+    through it)."""
+
+    def __init__(self, incarnation: bytes) -> None:
+        self.prefix = GROUP_PREFIX + incarnation.hex().encode() + b":"
+        self.count = 0
+        self.owner: dict[bytes, bytes] = {}
+        """Per node key: the group its latest row is in (none: a plain record, or no row)."""
+        self.live: dict[bytes, int] = {}
+        """Per group: how many of its rows are still the latest of their keys."""
+        self.dead: dict[int, dict[bytes, None]] = {}
+        """Per partition: groups whose rows are all superseded (their tombstones are due)."""
+
+    def write(
+        self, partition: int, rows: Mapping[bytes, bytes]
+    ) -> list[tuple[bytes, bytes | None]]:
+        """The changelog records (key, value) that store *rows* (stored bytes per node key, all
+        of *partition*): its groups, then the tombstones of the partition's dead groups."""
+        records: Changelog = []
+        chunk: list[tuple[bytes, bytes]] = []
+        size = 0
+        for key, value in rows.items():
+            if chunk and size + len(key) + len(value) > GROUP_BYTES:
+                records.append(self._group(partition, chunk))
+                chunk, size = [], 0
+            chunk.append((key, value))
+            size += len(key) + len(value)
+        if chunk:
+            records.append(self._group(partition, chunk))
+        dead = [g for g in self.dead.pop(partition, {}) if not self.live.get(g)]
+        for group in dead:
+            self.live.pop(group, None)
+        records.extend((group, None) for group in dead)
+        return records
+
+    def _group(self, partition: int, rows: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+        self.count += 1
+        group = self.prefix + str(self.count).encode()
+        self.place(group, partition, [key for key, _ in rows])
+        return group, codec.encode_rows(rows)
+
+    def place(self, group: bytes, partition: int, keys: Iterable[bytes]) -> None:
+        """*group* (of *partition*) now holds the latest rows of *keys*."""
+        live = self.live
+        live.setdefault(group, 0)
+        for key in keys:
+            old = self.owner.get(key)
+            if old == group:
+                continue  # (a group replayed again: a partition recovered a second time)
+            if old is not None:
+                self._superseded(old, partition)
+            self.owner[key] = group
+            live[group] += 1
+
+    def apply(
+        self,
+        key: bytes,
+        value: bytes | None,
+        partition: int,
+        rows: MutableMapping[bytes, bytes],
+        of_partition: MutableMapping[bytes, int],
+    ) -> None:
+        """One changelog record read back (recovery, in offset order) into *rows* (the table's
+        stored bytes per node key) and *of_partition*: a group's rows, a group's tombstone, or
+        a plain record of one row (workers before groups) or its tombstone."""
+        if key.startswith(GROUP_PREFIX):
+            if value is None:
+                self.forget(key, partition)
+                return
+            group = codec.decode_rows(value)
+            self.place(key, partition, [k for k, _ in group])
+            for k, row in group:
+                rows[k] = row
+                of_partition[k] = partition
+            return
+        self.release(key, partition)
+        if value is None:
+            rows.pop(key, None)
+            of_partition.pop(key, None)
+        else:
+            rows[key] = value
+            of_partition[key] = partition
+
+    def release(self, key: bytes, partition: int) -> None:
+        """A plain record (of a worker before groups) now holds *key*'s latest row."""
+        old = self.owner.pop(key, None)
+        if old is not None:
+            self._superseded(old, partition)
+
+    def forget(self, group: bytes, partition: int) -> None:
+        """*group*'s tombstone was read: it is gone."""
+        self.live.pop(group, None)
+        self.dead.get(partition, {}).pop(group, None)
+
+    def _superseded(self, group: bytes, partition: int) -> None:
+        left = self.live.get(group, 0) - 1
+        self.live[group] = left
+        if left <= 0:
+            self.dead.setdefault(partition, {})[group] = None
 
 
 @dataclass

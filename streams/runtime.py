@@ -33,8 +33,9 @@ roll-up agent works in batches (what arrived while it worked on the last one, up
 (a product's are absorbed together and recomputed once), every output of the batch is sent (its
 ``pcf.products`` records, then the messages it applied itself, then the others), and the agent
 waits for the broker to acknowledge all of them *before* it stores the batch's new states, one
-row per key (whose changelog record is what a restarted worker recovers); the batch's input
-offsets are acknowledged to faust after that. A crash therefore leaves, for every key, either no
+row per key, written to the changelog (what a restarted worker recovers) as one record per
+partition per batch (:class:`~streams._rollup_step.RowGroups`); the batch's input offsets are
+acknowledged to faust after that. A crash therefore leaves, for every key, either no
 new stored state (its redelivered messages are applied again and their outputs, sent again, are
 duplicates downstream) or the state *and* all its outputs, so a ``DUPLICATE`` never needs
 anything re-sent. (Re-sending the state's outputs on a ``DUPLICATE`` instead makes parents and
@@ -70,9 +71,11 @@ Agents never block the event loop on the schema registry: the ids the worker enc
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
 record is decoded (:class:`~streams._schemas.Schemas`).
 
-Internal topics and table changelogs hold :mod:`streams.codec` JSON (never pickle). The roll-up
-agent keeps the rows it last wrote decoded (:class:`~streams._rollup_step.Rows`); a row whose
-bytes in the table are not those (a recovery, a rebalance) is decoded from the table again.
+Internal topics and table changelogs hold :mod:`streams.codec` bytes (positional JSON, layout 1;
+never pickle; what workers wrote before, layout 0 and one changelog record per row, still
+reads). The roll-up agent keeps the rows it last wrote decoded
+(:class:`~streams._rollup_step.Rows`); a row whose bytes in the table are not those (a recovery,
+a rebalance) is decoded from the table again, when its node is next touched.
 """
 
 from __future__ import annotations
@@ -378,9 +381,19 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         # otherwise its JSON default fails to read the changelog back on recovery.
         return app.Table(name, partitions=config.partitions, key_type=bytes, value_type=bytes)
 
-    ledger_table, node_table = (table(name) for name in TABLES)
+    incarnation = os.urandom(8)  # this app's, so that it knows its own echoes and row groups
+    ledger_table = table(TABLES[0])
+    node_table = _faust.row_table(app, TABLES[1], config.partitions, incarnation)
     worker = _Worker(
-        app, config, config.signer, serde, review_serde, schemas, ledger_table, node_table
+        app,
+        config,
+        config.signer,
+        serde,
+        review_serde,
+        schemas,
+        ledger_table,
+        node_table,
+        incarnation,
     )
 
     @app.task  # type: ignore[untyped-decorator]
@@ -430,7 +443,8 @@ class _Worker:
         reviews: ReviewSerde,
         schemas: Schemas,
         ledger_table: Any,
-        node_table: Any,
+        node_table: _faust.RowTable,
+        incarnation: bytes,
     ) -> None:
         self.app = app
         self.config = config
@@ -450,7 +464,8 @@ class _Worker:
         self.parking: ParkingLot[Held] = ParkingLot(timedelta(seconds=config.key_grace_s))
         self.parked: set[int] = set()
         """``id()`` of every parked event: the batches leave those unacknowledged."""
-        self.incarnation = os.urandom(8)  # this app's, so that it knows its own echoes
+        self.incarnation = incarnation
+        self.changelog = config.changelog(TABLES[1])
 
     def check(self, name: str) -> Callable[[bytes, SourceRef], Ingested]:
         """The checks of data topic *name*'s records, against the keys and ledger as they are."""
@@ -600,11 +615,15 @@ class _Worker:
             pending.extend(await edge.send(batch.applied, [(ECHO_HEADER, stamp)]))
             pending.extend(await edge.send(batch.others))
             await asyncio.gather(*pending)
+            # the new rows, one changelog record per partition (_rollup_step.RowGroups)
+            by_partition: dict[int, dict[bytes, bytes]] = {}
             for key, node in {**batch.rows, **published.rows}.items():
                 data = codec.encode(node)
-                _faust.in_partition(nodes, partition(key, partitions))
-                self.node_table[key] = data
+                by_partition.setdefault(partition(key, partitions), {})[key] = data
                 self.node_rows.keep(key, data, node)
+            for home, rows in by_partition.items():
+                for key, value in self.node_table.store_rows(home, rows):
+                    await _faust.send(self.app, self.changelog, key, value, home)
 
 
 TOPICS = (

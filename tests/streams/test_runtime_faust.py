@@ -46,3 +46,15 @@ def test_a_table_write_goes_to_the_partition_it_is_made_for() -> None:
     event = ref()
     assert event is not None
     assert (event.message.topic, event.message.partition) == ("t.pcf.rollup", 4)
+
+
+def test_the_table_internals_the_row_table_uses_are_there() -> None:
+    from faust.stores import memory
+    from faust.tables.base import Collection
+
+    assert list(inspect.signature(Collection.apply_changelog_batch).parameters) == ["self", "batch"]
+    table = _faust.row_table(faust.App("pin-row-table", store="memory://"), "nodes", 1, b"i")
+    store = table.data
+    assert isinstance(store, memory.Store)
+    assert isinstance(store.data, dict)
+    assert isinstance(store._key_partition, dict)

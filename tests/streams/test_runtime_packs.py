@@ -73,11 +73,13 @@ def test_a_pack_fills_up_to_the_limit_exactly() -> None:
         return _subscribe("z" * (n - bare))
 
     each = 80_000
-    last = PACK_MAX_BYTES - 4 - 2 * each  # three messages, "[", two commas and "]"
+    # three messages (each without its layout byte), the pack's layout byte, "[", two commas
+    # and "]"
+    last = PACK_MAX_BYTES - 2 - 2 * each
     exact = _packs(_keyed([sized(each), sized(each), sized(last)]), 1)
     assert [len(data) for _, data in exact] == [PACK_MAX_BYTES]
     over = _packs(_keyed([sized(each), sized(each), sized(last + 1)]), 1)
-    assert [len(data) for _, data in over] == [2 * each + 3, last + 3]
+    assert [len(data) for _, data in over] == [2 * each + 2, last + 1 + 2]
 
 
 @given(
