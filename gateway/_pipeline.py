@@ -94,36 +94,54 @@ def _reason_code(reason: Reason) -> str:
 def _draft(
     decision: PolicyDecision, kind: EntryKind, recorded_at: str, **extra: Any
 ) -> dict[str, Any]:
-    """The audit entry's fields for a decision (seq and hashes are added by the chain)."""
-    recipient = decision.recipient
+    """The audit entry's fields for a decision (seq and hashes are added by the chain).
+
+    The fields a layout fixes (:func:`_layout_fields`) are built once per compiled layout and
+    kept on it; the rest are the decision's own.
+    """
+    layout = decision.layout
+    if layout is not None and layout.fields is decision.fields:
+        fixed = layout.audit_fields
+        if fixed is None:
+            fixed = layout.audit_fields = _layout_fields(decision)
+    else:
+        fixed = _layout_fields(decision)
     delta = decision.counter_delta
-    sent = kind is EntryKind.TRANSFER
+    sent = kind is EntryKind.TRANSFER and delta is not None
     return dict(
+        fixed,
         kind=kind.value,
         recorded_at=recorded_at,
         decision_id=decision.decision_id,
         record_pf_id=decision.record_ref.pf_id,
         record_sha256=decision.record_ref.sha256,
+        outcome=decision.outcome.value,
+        mechanisms=tuple(m.to_dict() for m in decision.mechanisms),
+        reasons=tuple(_reason_code(r) for r in decision.reasons),
+        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS) if sent else 0,
+        sensitive_pi_individuals_added=(
+            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if sent else 0
+        ),
+        **extra,
+    )
+
+
+def _layout_fields(decision: PolicyDecision) -> dict[str, Any]:
+    """The audit fields that depend only on what a compiled layout fixes: the recipient (and so
+    its jurisdiction, destination group and type), the purpose, the policy, the record grade and
+    the field actions."""
+    recipient = decision.recipient
+    return dict(
         recipient_id=decision.recipient_id,
         jurisdiction=recipient.jurisdiction if recipient else None,
         destination=decision.destination.value if decision.destination else None,
         recipient_type=recipient.type.value if recipient else None,
         purpose=decision.purpose,
-        outcome=decision.outcome.value,
         record_grade=decision.record_grade.value,
-        mechanisms=tuple(m.to_dict() for m in decision.mechanisms),
         policy_id=decision.policy_id,
         policy_version=decision.policy_version,
         policy_digest=decision.policy_digest,
         field_actions=decision.field_actions(),
-        reasons=tuple(_reason_code(r) for r in decision.reasons),
-        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS)
-        if sent and delta
-        else 0,
-        sensitive_pi_individuals_added=(
-            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if sent and delta else 0
-        ),
-        **extra,
     )
 
 

@@ -486,3 +486,13 @@ def _skeleton(node: Any) -> Any:
     if isinstance(node, list):
         return [_skeleton(v) for v in node]
     return None
+
+
+@settings(max_examples=200)
+@given(st.text())
+def test_decision_ids_are_uuid5_of_the_decision_namespace(name: str) -> None:
+    import uuid
+
+    from gateway.policy._evaluate import _DECISION_NAMESPACE, decision_uuid
+
+    assert decision_uuid(name) == str(uuid.uuid5(_DECISION_NAMESPACE, name))
