@@ -106,8 +106,7 @@ def _draft(
             fixed = layout.audit_fields = _layout_fields(decision)
     else:
         fixed = _layout_fields(decision)
-    delta = decision.counter_delta
-    sent = kind is EntryKind.TRANSFER and delta is not None
+    delta = decision.counter_delta if kind is EntryKind.TRANSFER else None  # counted if sent
     return dict(
         fixed,
         kind=kind.value,
@@ -118,9 +117,9 @@ def _draft(
         outcome=decision.outcome.value,
         mechanisms=tuple(m.to_dict() for m in decision.mechanisms),
         reasons=tuple(_reason_code(r) for r in decision.reasons),
-        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS) if sent else 0,
+        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS) if delta else 0,
         sensitive_pi_individuals_added=(
-            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if sent else 0
+            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if delta else 0
         ),
         **extra,
     )
