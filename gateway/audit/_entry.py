@@ -353,9 +353,10 @@ def chain_new_entry(head: ChainHead, fields: dict[str, Any]) -> tuple[AuditEntry
     else:
         entry = AuditEntry(seq=head.size, prev_hash=head.last_hash, **fields)
     # The hash covers every other field; the entry is not shared yet, so set it in place.
-    object.__setattr__(entry, "entry_hash", entry.compute_hash())
+    leaf = hash_leaf(entry.canonical_bytes())
+    object.__setattr__(entry, "entry_hash", leaf.hex())
     compact = CompactRange(head.size, head.nodes)
-    compact.append(bytes.fromhex(entry.entry_hash))
+    compact.append(leaf)
     return entry, ChainHead(compact.size, entry.entry_hash, tuple(compact.nodes))
 
 
