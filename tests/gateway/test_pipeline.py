@@ -233,7 +233,8 @@ def test_a_transfer_that_adds_no_one_leaves_the_counters_as_they_are() -> None:
         CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset({"a"})})
     )
     assert state.apply(CounterDelta(2026)) is state
-    assert state.apply(CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset()})) is state
+    nobody = CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset()})
+    assert state.apply(nobody) is state
     # a new year restarts counting even when the transfer adds no one
     assert state.apply(CounterDelta(2027)).count(CounterMetric.PI_INDIVIDUALS) == 0
     grown = state.apply(CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset("b")}))
