@@ -49,7 +49,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -536,8 +536,8 @@ Committed = list[tuple[float, int]]
 def _raw_worker(
     spec: dict[str, Any], counter: Any, stop: Any, ready: Any, results: Any
 ) -> None:  # pragma: no cover - runs in a spawned process
-    """One raw consume→produce process of a group: as :func:`raw_loop`, reporting each commit,
-    until the processes together committed ``spec['total']`` records."""
+    """One raw consume→produce process: as :func:`raw_loop` on partition ``spec['index']``,
+    reporting each commit, until the processes together committed ``spec['total']`` records."""
     group, batch = spec["group"], spec["batch"]
     consumer = Consumer(
         {
@@ -563,8 +563,10 @@ def _raw_worker(
         }
     )
     producer.init_transactions(30)
-    consumer.subscribe([spec["source"]])
-    ready.wait(300)  # every process set up: they join the group together
+    # one partition each, assigned: a raw loop drains a partition in well under the time a
+    # second process takes to join a group, so a subscribed first process would take all
+    consumer.assign([TopicPartition(spec["source"], spec["index"], OFFSET_BEGINNING)])
+    ready.wait(300)  # every process set up: they start together
     committed: Committed = []
     while not stop.is_set():
         messages = [m for m in consumer.consume(batch, 0.1) if m.error() is None]
@@ -622,6 +624,12 @@ def _gateway_worker(
                 committed.append((time.time(), gained))
                 _count(counter, stop, gained, spec["total"])
     registry.close()
+    stats = runner.stats
+    print(
+        f"  gateway process {spec['index']}: {stats.records} records, {stats.transactions}"
+        f" transactions, {stats.aborted} aborted, {stats.untrusted} untrusted",
+        flush=True,
+    )
     results.put(committed)
 
 
@@ -679,7 +687,10 @@ def committed_rate(per_process: Sequence[Committed], warmup: int) -> tuple[float
                 warm_at = at
                 break
         if warm_at is None:
-            raise ValueError(f"a process committed fewer than {share:.0f} records: nothing to time")
+            raise ValueError(
+                f"a process committed fewer than {share:.0f} records (commits per process:"
+                f" {[sum(r for _, r in c) for c in per_process]}): nothing to time"
+            )
         began = max(began, warm_at)
     after = [(at, r) for commits in per_process for at, r in commits if at > began]
     if not after:
