@@ -17,8 +17,20 @@ partition) and measures, in one run:
 Both skip a warm-up (group join, chain recovery) before timing. The details hold where the time
 goes per record in process (µs: ``decode``, ``adapt``, ``core``, ``avro_out``), and in the same
 run ``before_decode_adapt``: the decode + adapt the runner did before (pydantic model, then
-``gateway_record``). ``--records``, ``--batch``,
-``--recipients`` (1-3 subscribers per record), ``--out DIR`` (results elsewhere).
+``gateway_record``).
+
+**Scaled out** (``gateway_kafka_decisions_<n>p``, ``--instances 1,2``, the default): a quarter
+of the raw loop leaves one process about four times the raw loop's per-record time (about 210 µs
+at the raw loop's 18 800/s on a quiet machine) for everything, and the decode (100-130 µs)
+plus the core (the in-process stages above) take more than that, so the gateway scales out by
+consumer group (ARCHITECTURE decision 9). This run publishes the same records to an
+*n*-partition topic (record *i* to partition *i mod n*) and measures, side by side, *n* gateway
+processes in one consumer group against *n* raw consume→produce processes (one partition
+each): each process reports its records as they commit, and the rate is the records committed
+after every process committed its share of ``--warmup`` (the group joined, chains resumed),
+over the time they took, across all processes. ``--records``, ``--batch``, ``--recipients``
+(1-3 subscribers per record), ``--instances`` (comma-separated: ``1`` is the single-process run
+above), ``--out DIR`` (results elsewhere).
 """
 
 from __future__ import annotations
@@ -26,18 +38,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import multiprocessing
 import os
+import queue
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -62,7 +76,7 @@ from contracts._schemas import schema_json
 from contracts.handoff import HandoffSigner, sign_handoffs
 from contracts.kafka_client import librdkafka_config
 from contracts.topics import TOPICS, ensure_topics
-from gateway import GatewayKey, GatewaySecrets, default_policy_path, load_policy
+from gateway import GatewayKey, GatewaySecrets, Policy, default_policy_path, load_policy
 from gateway.runtime import (
     GatewayRunner,
     RunnerSettings,
@@ -196,6 +210,8 @@ def publish(
     topic: str,
     values: list[tuple[bytes, bytes]],
     headers: list[list[tuple[str, bytes]]] | None = None,
+    *,
+    partitions: int = 1,
 ) -> None:
     producer = Producer(
         {**librdkafka_config(), "bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"}
@@ -204,7 +220,9 @@ def publish(
         items: list[tuple[str, str | bytes | None]] = list(headers[i]) if headers else []
         while True:
             try:
-                producer.produce(topic, key=key, value=value, partition=0, headers=items or None)
+                producer.produce(
+                    topic, key=key, value=value, partition=i % partitions, headers=items or None
+                )
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -275,157 +293,489 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--recipients", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument(
+        "--instances",
+        default="1,2",
+        help="comma-separated process counts: 1 is the single-process run, n > 1 runs n gateway"
+        " processes in one consumer group against n raw loops on an n-partition topic",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    total = args.records + args.warmup
-
+    counts = sorted({int(n) for n in args.instances.split(",") if n.strip()})
     with broker() as bootstrap:
-        topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
-        raw_sink = f"{topics.prefix}raw.sink"
-        products = TOPICS["pcf.products"]
-        ensure_topics(bootstrap, [(topics.products, products, 1), (raw_sink, products, 1)])
-        registrar = kafka_registrar(bootstrap)
-        registrar([(subject_for(topics.products), schema_json("RolledUpFootprint"))])
-        registry = KafkaSchemaRegistry(bootstrap)
-        serde = AvroSerde(registry)
-        sample = rollup(0)
-        record_bytes = len(serde.encode(topics.products, sample))
-        fields = _leaf_count(gateway_record(sample))
-        values = []
-        for i in range(total):
-            rolled = rollup(i)
-            values.append((rolled.product_id.encode(), serde.encode(topics.products, rolled)))
-        # signed as the streams sign them: one batch signature per --batch records, with the
-        # service key the operator registered on pcf.keys (the gateway verifies every record)
-        operator, service = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-        operator_id, service_id = key_id_of(operator.public_key()), key_id_of(service.public_key())
-        ensure_topics(bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
-        registrar([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
-        registration = SupplierKey(
-            supplier_id="pcfx-streams",
-            key_id=service_id,
-            public_key=raw_public_key(service.public_key()),
-            valid_from=datetime(2020, 1, 1, tzinfo=UTC),
-            registered_by="operator",
-            role=SignerRole.SERVICE,
-        )
-        signed = sign(
-            operator, registration, supplier_id="operator", key_id=operator_id, sequence=1
-        )
-        publish(bootstrap, topics.keys, [(b"pcfx-streams", serde.encode(topics.keys, signed))])
-        signer = HandoffSigner(service, "pcfx-streams", service_id)
-        headers = [
-            h
-            for start in range(0, total, args.batch)
-            for h in sign_handoffs(signer, values[start : start + args.batch])
-        ]
-        publish(bootstrap, topics.products, values, headers)
-        print(f"published {total} signed roll-ups ({record_bytes} B Avro, {fields} fields each)")
+        for n in counts:
+            if n == 1:
+                single(bootstrap, args)
+            else:
+                scaled_out(bootstrap, args, n)
 
-        # baseline first: the raw loop on the same records and batching
-        raw = raw_loop(
-            bootstrap, topics.products, raw_sink, warmup=args.warmup, total=total, batch=args.batch
-        )
-        print(f"raw consume→produce: {raw:,.0f} records/s")
 
-        # ours: the full gateway
-        keys = {rid: X25519PrivateKey.generate() for rid, _ in RECIPIENTS}
-        policy = load_policy(default_policy_path())
-        policy = replace(
-            policy,
-            recipients={
-                rid: replace(
-                    r,
-                    encryption_key=keys[rid]
-                    .public_key()
-                    .public_bytes(Encoding.Raw, PublicFormat.Raw)
-                    if rid in keys
-                    else r.encryption_key,
-                )
-                for rid, r in policy.recipients.items()
-            },
-        )
-        subs = parse_subscriptions(
-            {
-                "schema_version": 1,
-                "subscriptions": [
-                    {"recipient": rid, "purpose": purpose}
-                    for rid, purpose in RECIPIENTS[: args.recipients]
-                ],
-            },
-            policy,
-        )
-        settings = RunnerSettings(
-            bootstrap,
-            topics=topics,
-            group_id=f"bench-gw-{uuid.uuid4().hex[:8]}",
-            batch_size=args.batch,
-            checkpoint_every=args.batch,
-            checkpoint_interval_s=3600.0,
-        )
-        runner = GatewayRunner(
-            settings,
-            policy=policy,
-            subscriptions=subs,
-            secrets=GatewaySecrets(GatewayKey.generate(), b"s" * 32),
-            registry=registry,
-            operator_keys={operator_id: operator.public_key()},
-            registrar=registrar,
-        )
-        with runner:
-            runner.run(max_records=args.warmup, max_seconds=300)
-            warm = runner.stats.records
-            began = time.perf_counter()
-            stats = runner.run(max_records=total, max_seconds=1800)
-            elapsed = time.perf_counter() - began
-        measured = stats.records - warm
-        stages = stage_costs(serde, runner.serde, topics, policy, *RECIPIENTS[0])
-        registry.close()
-        records_s = measured / elapsed
-        decisions_s = records_s * args.recipients
-        load = os.getloadavg()[0]
-        print(
-            f"gateway: {records_s:,.0f} records/s, {decisions_s:,.0f} decisions/s"
-            f" ({stats.transactions} transactions, {stats.aborted} aborted,"
-            f" {stats.checkpoints} checkpoints), raw {raw:,.0f} records/s, load {load:.2f}"
-        )
-        print(f"in process, µs per record: {stages}")
-        name = "gateway_kafka_decisions" + ("" if args.recipients == 1 else f"_{args.recipients}r")
-        path = write_result(
-            BenchResult(
-                name=name,
-                unit="decisions/s",
-                value=round(decisions_s),
-                higher_is_better=True,
-                description=(
-                    f"GatewayRunner on Kafka, 1 process, 1 partition: hand-off check + decode +"
-                    f" policy + transforms + encryption (one HPKE context per recipient per batch)"
-                    f" + audit chain + one Ed25519 per batch + checkpoint, {args.batch} records"
-                    f" per transaction, {args.recipients} subscriber(s) per record"
-                ),
-                baseline=Baseline(
-                    "raw consume→produce, same records and transactions", round(raw), "records/s"
-                ),
-                target=TARGET,
-                details={
-                    "records": measured,
-                    "records_per_s": round(records_s),
-                    "recipients_per_record": args.recipients,
-                    "batch_size": args.batch,
-                    "transactions": stats.transactions,
-                    "aborted": stats.aborted,
-                    "checkpoints": stats.checkpoints,
-                    "sent": stats.sent,
-                    "record_avro_bytes": record_bytes,
-                    "fields_per_record": fields,
-                    "load_average_1m": load,
-                    "us_per_record_in_process": stages,
-                    "policy": f"{policy.id} {policy.version}",
-                },
+@dataclass(frozen=True)
+class Published:
+    """What :func:`publish_rollups` put on the broker for one run."""
+
+    topics: Topics
+    registry: KafkaSchemaRegistry
+    operator_id: str
+    operator_public: bytes
+    record_bytes: int
+    fields: int
+
+
+def publish_rollups(bootstrap: str, total: int, batch: int, partitions: int) -> Published:
+    """Fresh topics; the operator's registration of the streams' service key on ``pcf.keys``;
+    *total* roll-ups signed as the streams sign them (one batch signature per *batch* records)
+    on ``pcf.products`` with *partitions* partitions, record *i* on partition *i mod partitions*."""
+    topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
+    products = TOPICS["pcf.products"]
+    ensure_topics(bootstrap, [(topics.products, products, partitions)])
+    registrar = kafka_registrar(bootstrap)
+    registrar([(subject_for(topics.products), schema_json("RolledUpFootprint"))])
+    registry = KafkaSchemaRegistry(bootstrap)
+    serde = AvroSerde(registry)
+    sample = rollup(0)
+    record_bytes = len(serde.encode(topics.products, sample))
+    fields = _leaf_count(gateway_record(sample))
+    values = []
+    for i in range(total):
+        rolled = rollup(i)
+        values.append((rolled.product_id.encode(), serde.encode(topics.products, rolled)))
+    # signed as the streams sign them: one batch signature per *batch* records, with the
+    # service key the operator registered on pcf.keys (the gateway verifies every record)
+    operator, service = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    operator_id, service_id = key_id_of(operator.public_key()), key_id_of(service.public_key())
+    ensure_topics(bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
+    registrar([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
+    registration = SupplierKey(
+        supplier_id="pcfx-streams",
+        key_id=service_id,
+        public_key=raw_public_key(service.public_key()),
+        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+        registered_by="operator",
+        role=SignerRole.SERVICE,
+    )
+    signed = sign(operator, registration, supplier_id="operator", key_id=operator_id, sequence=1)
+    publish(bootstrap, topics.keys, [(b"pcfx-streams", serde.encode(topics.keys, signed))])
+    signer = HandoffSigner(service, "pcfx-streams", service_id)
+    headers = [
+        h
+        for start in range(0, total, batch)
+        for h in sign_handoffs(signer, values[start : start + batch])
+    ]
+    publish(bootstrap, topics.products, values, headers, partitions=partitions)
+    print(
+        f"published {total} signed roll-ups ({record_bytes} B Avro, {fields} fields each)"
+        f" on {partitions} partition(s)"
+    )
+    return Published(
+        topics,
+        registry,
+        operator_id,
+        operator.public_key().public_bytes_raw(),
+        record_bytes,
+        fields,
+    )
+
+
+def bench_policy(public_keys: dict[str, bytes]) -> Policy:
+    """The shipped policy, with the bench's recipients' encryption keys."""
+    policy = load_policy(default_policy_path())
+    return replace(
+        policy,
+        recipients={
+            rid: replace(r, encryption_key=public_keys.get(rid, r.encryption_key))
+            for rid, r in policy.recipients.items()
+        },
+    )
+
+
+def bench_runner(
+    bootstrap: str,
+    *,
+    prefix: str,
+    group: str,
+    batch: int,
+    recipients: int,
+    public_keys: dict[str, bytes],
+    signer: GatewayKey,
+    operator_id: str,
+    operator_public: bytes,
+    registry: KafkaSchemaRegistry,
+) -> GatewayRunner:
+    """One gateway instance as the bench runs it: EU (and more) subscribers, the shipped policy,
+    *batch* records per transaction, a checkpoint per batch."""
+    policy = bench_policy(public_keys)
+    subs = parse_subscriptions(
+        {
+            "schema_version": 1,
+            "subscriptions": [
+                {"recipient": rid, "purpose": purpose} for rid, purpose in RECIPIENTS[:recipients]
+            ],
+        },
+        policy,
+    )
+    settings = RunnerSettings(
+        bootstrap,
+        topics=Topics(prefix),
+        group_id=group,
+        batch_size=batch,
+        checkpoint_every=batch,
+        checkpoint_interval_s=3600.0,
+    )
+    return GatewayRunner(
+        settings,
+        policy=policy,
+        subscriptions=subs,
+        secrets=GatewaySecrets(signer, b"s" * 32),
+        registry=registry,
+        operator_keys={operator_id: Ed25519PublicKey.from_public_bytes(operator_public)},
+        registrar=kafka_registrar(bootstrap),
+    )
+
+
+def _public_keys() -> dict[str, bytes]:
+    return {
+        rid: X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        for rid, _ in RECIPIENTS
+    }
+
+
+def single(bootstrap: str, args: argparse.Namespace) -> None:
+    """One gateway process on a one-partition topic against one raw loop (same records)."""
+    total = args.records + args.warmup
+    published = publish_rollups(bootstrap, total, args.batch, 1)
+    topics = published.topics
+    raw_sink = f"{topics.prefix}raw.sink"
+    ensure_topics(bootstrap, [(raw_sink, TOPICS["pcf.products"], 1)])
+
+    # baseline first: the raw loop on the same records and batching
+    raw = raw_loop(
+        bootstrap, topics.products, raw_sink, warmup=args.warmup, total=total, batch=args.batch
+    )
+    print(f"raw consume→produce: {raw:,.0f} records/s")
+
+    # ours: the full gateway
+    public_keys = _public_keys()
+    runner = bench_runner(
+        bootstrap,
+        prefix=topics.prefix,
+        group=f"bench-gw-{uuid.uuid4().hex[:8]}",
+        batch=args.batch,
+        recipients=args.recipients,
+        public_keys=public_keys,
+        signer=GatewayKey.generate(),
+        operator_id=published.operator_id,
+        operator_public=published.operator_public,
+        registry=published.registry,
+    )
+    with runner:
+        runner.run(max_records=args.warmup, max_seconds=300)
+        warm = runner.stats.records
+        began = time.perf_counter()
+        stats = runner.run(max_records=total, max_seconds=1800)
+        elapsed = time.perf_counter() - began
+    measured = stats.records - warm
+    policy = bench_policy(public_keys)
+    serde = AvroSerde(published.registry)
+    stages = stage_costs(serde, runner.serde, topics, policy, *RECIPIENTS[0])
+    published.registry.close()
+    records_s = measured / elapsed
+    decisions_s = records_s * args.recipients
+    load = os.getloadavg()[0]
+    print(
+        f"gateway: {records_s:,.0f} records/s, {decisions_s:,.0f} decisions/s"
+        f" ({stats.transactions} transactions, {stats.aborted} aborted,"
+        f" {stats.checkpoints} checkpoints), raw {raw:,.0f} records/s, load {load:.2f}"
+    )
+    print(f"in process, µs per record: {stages}")
+    name = "gateway_kafka_decisions" + ("" if args.recipients == 1 else f"_{args.recipients}r")
+    path = write_result(
+        BenchResult(
+            name=name,
+            unit="decisions/s",
+            value=round(decisions_s),
+            higher_is_better=True,
+            description=(
+                f"GatewayRunner on Kafka, 1 process, 1 partition: hand-off check + decode +"
+                f" policy + transforms + encryption (one HPKE context per recipient per batch)"
+                f" + audit chain + one Ed25519 per batch + checkpoint, {args.batch} records"
+                f" per transaction, {args.recipients} subscriber(s) per record"
             ),
-            args.out,
+            baseline=Baseline(
+                "raw consume→produce, same records and transactions", round(raw), "records/s"
+            ),
+            target=TARGET,
+            details={
+                "records": measured,
+                "records_per_s": round(records_s),
+                "recipients_per_record": args.recipients,
+                "batch_size": args.batch,
+                "transactions": stats.transactions,
+                "aborted": stats.aborted,
+                "checkpoints": stats.checkpoints,
+                "sent": stats.sent,
+                "record_avro_bytes": published.record_bytes,
+                "fields_per_record": published.fields,
+                "load_average_1m": load,
+                "us_per_record_in_process": stages,
+                "policy": f"{policy.id} {policy.version}",
+            },
+        ),
+        args.out,
+    )
+    print(f"-> {path}")
+
+
+# ----------------------------------------------------------------------------------------------
+# scaled out: n processes in one consumer group, against n raw loops
+
+
+Committed = list[tuple[float, int]]
+"""``(wall time, records)`` of each transaction a process committed."""
+
+
+def _raw_worker(
+    spec: dict[str, Any], counter: Any, stop: Any, ready: Any, results: Any
+) -> None:  # pragma: no cover - runs in a spawned process
+    """One raw consume→produce process: as :func:`raw_loop` on partition ``spec['index']``,
+    reporting each commit, until the processes together committed ``spec['total']`` records."""
+    group, batch = spec["group"], spec["batch"]
+    consumer = Consumer(
+        {
+            **librdkafka_config(),
+            "bootstrap.servers": spec["bootstrap"],
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 50,
+            "fetch.queue.backoff.ms": 20,
+        }
+    )
+    producer = Producer(
+        {
+            **librdkafka_config(),
+            "bootstrap.servers": spec["bootstrap"],
+            "transactional.id": f"{group}-{spec['index']}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    producer.init_transactions(30)
+    # one partition each, assigned: a raw loop drains a partition in well under the time a
+    # second process takes to join a group, so a subscribed first process would take all
+    consumer.assign([TopicPartition(spec["source"], spec["index"], OFFSET_BEGINNING)])
+    ready.wait(300)  # every process set up: they start together
+    committed: Committed = []
+    while not stop.is_set():
+        messages = [m for m in consumer.consume(batch, 0.1) if m.error() is None]
+        if not messages:
+            continue
+        producer.begin_transaction()
+        ends: dict[int, int] = {}
+        for m in messages:
+            while True:
+                try:
+                    producer.produce(spec["sink"], key=m.key(), value=m.value())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            ends[m.partition() or 0] = (m.offset() or 0) + 1
+        producer.send_offsets_to_transaction(
+            [TopicPartition(spec["source"], p, end) for p, end in ends.items()],
+            consumer.consumer_group_metadata(),
+            30,
         )
-        print(f"-> {path}")
+        producer.commit_transaction(30)
+        committed.append((time.time(), len(messages)))
+        _count(counter, stop, len(messages), spec["total"])
+    consumer.close()
+    results.put(committed)
+
+
+def _gateway_worker(
+    spec: dict[str, Any], counter: Any, stop: Any, ready: Any, results: Any
+) -> None:  # pragma: no cover - runs in a spawned process
+    """One gateway instance of a group, reporting each committed transaction, until the
+    instances together committed ``spec['total']`` records."""
+    registry = KafkaSchemaRegistry(spec["bootstrap"])
+    runner = bench_runner(
+        spec["bootstrap"],
+        prefix=spec["prefix"],
+        group=spec["group"],
+        batch=spec["batch"],
+        recipients=spec["recipients"],
+        public_keys=spec["public_keys"],
+        signer=GatewayKey.from_private_key(Ed25519PrivateKey.from_private_bytes(spec["signer"])),
+        operator_id=spec["operator_id"],
+        operator_public=spec["operator_public"],
+        registry=registry,
+    )
+    committed: Committed = []
+    with runner:
+        runner.start()  # topics, schemas, keys and shared state read, subscribed
+        ready.wait(300)  # every instance set up: they join the group together
+        while not stop.is_set():
+            before = runner.stats.records
+            runner.run(max_records=before + 1, max_seconds=0.5)
+            gained = runner.stats.records - before
+            if gained:
+                committed.append((time.time(), gained))
+                _count(counter, stop, gained, spec["total"])
+    registry.close()
+    stats = runner.stats
+    print(
+        f"  gateway process {spec['index']}: {stats.records} records, {stats.transactions}"
+        f" transactions, {stats.aborted} aborted, {stats.untrusted} untrusted",
+        flush=True,
+    )
+    results.put(committed)
+
+
+def _count(counter: Any, stop: Any, gained: int, total: int) -> None:
+    with counter.get_lock():
+        counter.value += gained
+        if counter.value >= total:
+            stop.set()
+
+
+def run_processes(
+    worker: Callable[[dict[str, Any], Any, Any, Any, Any], None],
+    spec: dict[str, Any],
+    n: int,
+    warmup: int,
+    timeout_s: float = 900.0,
+) -> tuple[float, int]:
+    """*n* spawned processes of *worker*, set up first, then started together (a barrier);
+    ``(records/s, records measured)`` of their commits (:func:`committed_rate`)."""
+    ctx = multiprocessing.get_context("spawn")
+    counter, stop, results = ctx.Value("q", 0), ctx.Event(), ctx.Queue()
+    ready = ctx.Barrier(n)
+    processes = [
+        ctx.Process(target=worker, args=({**spec, "index": i}, counter, stop, ready, results))
+        for i in range(n)
+    ]
+    for process in processes:
+        process.start()
+    per_process: list[Committed] = []
+    try:
+        for _ in processes:
+            per_process.append(results.get(timeout=timeout_s))
+    except queue.Empty as exc:
+        raise RuntimeError(f"a {worker.__name__} process did not finish in {timeout_s} s") from exc
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(60)
+            if process.is_alive():
+                process.kill()
+    return committed_rate(per_process, warmup)
+
+
+def committed_rate(per_process: Sequence[Committed], warmup: int) -> tuple[float, int]:
+    """``(records/s, records)`` in steady state: from the moment every process has committed
+    its share of the warm-up (*warmup* / processes records: the group joined, chains resumed)
+    to the last commit of any, counting the records committed in between. Pure (tested)."""
+    share = warmup / len(per_process)
+    began = 0.0
+    for commits in per_process:
+        done, warm_at = 0, None
+        for at, records in sorted(commits):
+            done += records
+            if done >= share:
+                warm_at = at
+                break
+        if warm_at is None:
+            raise ValueError(
+                f"a process committed fewer than {share:.0f} records (commits per process:"
+                f" {[sum(r for _, r in c) for c in per_process]}): nothing to time"
+            )
+        began = max(began, warm_at)
+    after = [(at, r) for commits in per_process for at, r in commits if at > began]
+    if not after:
+        raise ValueError("no commit after every process warmed up: nothing to time")
+    measured = sum(r for _, r in after)
+    return measured / max(max(at for at, _ in after) - began, 1e-9), measured
+
+
+def scaled_out(bootstrap: str, args: argparse.Namespace, n: int) -> None:
+    """*n* gateway processes in one consumer group against *n* raw loops, same records."""
+    total = args.records + args.warmup
+    published = publish_rollups(bootstrap, total, args.batch, n)
+    topics = published.topics
+    raw_sink = f"{topics.prefix}raw.sink"
+    ensure_topics(bootstrap, [(raw_sink, TOPICS["pcf.products"], n)])
+    common = {"bootstrap": bootstrap, "batch": args.batch, "total": total}
+    raw, raw_measured = run_processes(
+        _raw_worker,
+        {
+            **common,
+            "group": f"bench-raw-{uuid.uuid4().hex[:8]}",
+            "source": topics.products,
+            "sink": raw_sink,
+        },
+        n,
+        args.warmup,
+    )
+    print(f"raw consume→produce, {n} processes: {raw:,.0f} records/s")
+    gateway_spec = {
+        **common,
+        "prefix": topics.prefix,
+        "group": f"bench-gw-{uuid.uuid4().hex[:8]}",
+        "recipients": args.recipients,
+        "public_keys": _public_keys(),
+        "signer": Ed25519PrivateKey.generate().private_bytes_raw(),
+        "operator_id": published.operator_id,
+        "operator_public": published.operator_public,
+    }
+    records_s, measured = run_processes(_gateway_worker, gateway_spec, n, args.warmup)
+    published.registry.close()
+    decisions_s = records_s * args.recipients
+    load = os.getloadavg()[0]
+    print(
+        f"gateway, {n} processes: {records_s:,.0f} records/s, {decisions_s:,.0f} decisions/s;"
+        f" raw {raw:,.0f} records/s ({decisions_s / raw:.3f}x), load {load:.2f}"
+    )
+    name = f"gateway_kafka_decisions_{n}p" + (
+        "" if args.recipients == 1 else f"_{args.recipients}r"
+    )
+    path = write_result(
+        BenchResult(
+            name=name,
+            unit="decisions/s",
+            value=round(decisions_s),
+            higher_is_better=True,
+            description=(
+                f"{n} GatewayRunner processes in one consumer group, {n}-partition topic (as"
+                f" gateway_kafka_decisions per process), against {n} raw consume→produce"
+                f" processes, one partition each: {args.batch} records per transaction,"
+                f" {args.recipients} subscriber(s) per record, {os.cpu_count()} cores"
+            ),
+            baseline=Baseline(
+                f"{n} raw consume→produce processes, same records and transactions",
+                round(raw),
+                "records/s",
+            ),
+            target=TARGET,
+            details={
+                "processes": n,
+                "partitions": n,
+                "records": measured,
+                "raw_records": raw_measured,
+                "records_per_s": round(records_s),
+                "recipients_per_record": args.recipients,
+                "batch_size": args.batch,
+                "warmup_records": args.warmup,
+                "record_avro_bytes": published.record_bytes,
+                "fields_per_record": published.fields,
+                "load_average_1m": load,
+            },
+        ),
+        args.out,
+    )
+    print(f"-> {path}")
 
 
 def stage_costs(

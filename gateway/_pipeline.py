@@ -17,7 +17,7 @@ the signed message in ``PreparedTransfer.outbound``.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +40,7 @@ from gateway.audit._store import AuditStore, InMemoryAuditStore
 from gateway.policy._counters import CounterState
 from gateway.policy._decision import Outcome, PolicyDecision, Reason
 from gateway.policy._evaluate import evaluate
-from gateway.policy._model import CounterMetric, Policy
+from gateway.policy._model import CounterMetric, Mechanism, Policy
 from gateway.policy._transforms import apply
 
 __all__ = [
@@ -87,6 +87,16 @@ class PreparedTransfer:
         return self.encrypted is not None
 
 
+def new_message_id() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it, without the ``UUID``
+    object: 16 bytes from the OS, the version and variant bits set, hex with dashes."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    x = raw.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def _reason_code(reason: Reason) -> str:
     return f"{reason.code}|{reason.path or ''}|{reason.rule_id or ''}"
 
@@ -94,36 +104,69 @@ def _reason_code(reason: Reason) -> str:
 def _draft(
     decision: PolicyDecision, kind: EntryKind, recorded_at: str, **extra: Any
 ) -> dict[str, Any]:
-    """The audit entry's fields for a decision (seq and hashes are added by the chain)."""
-    recipient = decision.recipient
-    delta = decision.counter_delta
-    sent = kind is EntryKind.TRANSFER
+    """The audit entry's fields for a decision (seq and hashes are added by the chain).
+
+    The fields a layout fixes (:func:`_layout_fields`) are built once per compiled layout and
+    kept on it; the rest are the decision's own.
+    """
+    layout = decision.layout
+    if layout is not None and layout.fields is decision.fields:
+        fixed = layout.audit_fields
+        if fixed is None:
+            fixed = layout.audit_fields = _layout_fields(decision)
+    else:
+        fixed = _layout_fields(decision)
+    delta = decision.counter_delta if kind is EntryKind.TRANSFER else None  # counted if sent
     return dict(
+        fixed,
         kind=kind.value,
         recorded_at=recorded_at,
         decision_id=decision.decision_id,
         record_pf_id=decision.record_ref.pf_id,
         record_sha256=decision.record_ref.sha256,
+        outcome=decision.outcome.value,
+        mechanisms=_mechanism_dicts(decision.mechanisms),
+        reasons=tuple(_reason_code(r) for r in decision.reasons),
+        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS) if delta else 0,
+        sensitive_pi_individuals_added=(
+            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if delta else 0
+        ),
+        **extra,
+    )
+
+
+_MECHANISMS: dict[tuple[Mechanism, ...], tuple[dict[str, Any], ...]] = {}
+
+
+def _mechanism_dicts(mechanisms: tuple[Mechanism, ...]) -> tuple[dict[str, Any], ...]:
+    """``m.to_dict()`` of each mechanism, fresh dicts copied from one kept per distinct tuple
+    (a recipient's few mechanisms repeat on every record)."""
+    if not mechanisms:
+        return ()
+    found = _MECHANISMS.get(mechanisms)
+    if found is None:
+        if len(_MECHANISMS) >= 1024:
+            _MECHANISMS.clear()
+        found = _MECHANISMS[mechanisms] = tuple(m.to_dict() for m in mechanisms)
+    return tuple(dict(m) for m in found)
+
+
+def _layout_fields(decision: PolicyDecision) -> dict[str, Any]:
+    """The audit fields that depend only on what a compiled layout fixes: the recipient (and so
+    its jurisdiction, destination group and type), the purpose, the policy, the record grade and
+    the field actions."""
+    recipient = decision.recipient
+    return dict(
         recipient_id=decision.recipient_id,
         jurisdiction=recipient.jurisdiction if recipient else None,
         destination=decision.destination.value if decision.destination else None,
         recipient_type=recipient.type.value if recipient else None,
         purpose=decision.purpose,
-        outcome=decision.outcome.value,
         record_grade=decision.record_grade.value,
-        mechanisms=tuple(m.to_dict() for m in decision.mechanisms),
         policy_id=decision.policy_id,
         policy_version=decision.policy_version,
         policy_digest=decision.policy_digest,
         field_actions=decision.field_actions(),
-        reasons=tuple(_reason_code(r) for r in decision.reasons),
-        pi_individuals_added=delta.added_count(CounterMetric.PI_INDIVIDUALS)
-        if sent and delta
-        else 0,
-        sensitive_pi_individuals_added=(
-            delta.added_count(CounterMetric.SENSITIVE_PI_INDIVIDUALS) if sent and delta else 0
-        ),
-        **extra,
     )
 
 
@@ -169,7 +212,7 @@ def prepare_transfer(
             decision, record, pseudonym_secret=secrets.pseudonym_secret, approval=approval
         )
         # (3) encrypt (into the caller's batch, or a batch of one signed below)
-        envelope = transformed.envelope(message_id=message_id or str(uuid.uuid4()), issued_at=stamp)
+        envelope = transformed.envelope(message_id=message_id or new_message_id(), issued_at=stamp)
         own = batch is None
         into = OutboundBatch(secrets.signer) if batch is None else batch
         # the envelope is built from decided leaves: a binary float blocks the record and the

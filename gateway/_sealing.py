@@ -22,10 +22,13 @@ transaction of the runner), :class:`OutboundBatch`:
    tree size and audit path (``index (8 bytes) || size (8 bytes) || 32 bytes per hash``, the
    hand-off's layout).
 
-The secret export comes from ``pyhpke`` (RFC 9180 in full; ``tests/gateway/test_sealing_batch.py``
-checks it against the RFC's Appendix A.1.1 exported values and against ``cryptography``'s own
-HPKE): ``cryptography`` 50's ``hpke`` module offers single-shot encrypt/decrypt only, which
-version 1 still uses.
+The context (encapsulation and key schedule) comes from ``pyhpke`` (RFC 9180 in full;
+``tests/gateway/test_sealing_batch.py`` checks it against the RFC's Appendix A.1.1 exported values
+and against ``cryptography``'s own HPKE): ``cryptography`` 50's ``hpke`` module offers single-shot
+encrypt/decrypt only, which version 1 still uses. The per-record export is done here, on the
+context's exporter secret, with ``cryptography``'s HKDF-Expand (:func:`export_key`: the same
+RFC 9180 §5.3 ``LabeledExpand``, one call per record instead of pyhpke's Python layers; a test
+pins that it equals pyhpke's ``export``, and the A.1.1 vectors hold for it too).
 
 Sign-then-encrypt stays: the recipient verifies the gateway's signature over what it decrypted,
 and can show that plaintext and proof to a third party. An audit path shows a recipient the leaf
@@ -48,16 +51,19 @@ import binascii
 import hashlib
 import json
 import os
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+import orjson
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 from pyhpke.context_interface import ContextInterface
 
@@ -199,6 +205,81 @@ def seal_context(recipient_id: str, message_id: str, content_type: str) -> bytes
     in version 2 the exporter context of the record's key and its AES-GCM associated data."""
     header = {"contentType": content_type, "messageId": message_id, "recipientId": recipient_id}
     return pae(_INFO_TYPE, canonical_json(header, checked=True))
+
+
+@lru_cache(maxsize=1024)
+def _seal_context_parts(recipient_id: str, content_type: str) -> tuple[bytes, bytes] | None:
+    """:func:`seal_context` around its message id: the bytes before and after it (the header's
+    keys sort ``contentType``, ``messageId``, ``recipientId``), or ``None`` if a string has no
+    orjson form (a lone surrogate), which :func:`seal_context` then handles."""
+    try:
+        before = b'{"contentType":' + orjson.dumps(content_type) + b',"messageId":'
+        after = b',"recipientId":' + orjson.dumps(recipient_id) + b"}"
+    except orjson.JSONEncodeError:
+        return None
+    return before, after
+
+
+_CONTEXT_PAE: Final = b"PCFXv1 %d %s " % (len(_INFO_TYPE.encode()), _INFO_TYPE.encode())
+
+
+def _seal_context_fast(recipient_id: str, message_id: str, content_type: str) -> bytes:
+    """Byte for byte :func:`seal_context` (a test pins it), with the parts that are the same for
+    every record of a recipient encoded once: only the message id is encoded per record."""
+    parts = _seal_context_parts(recipient_id, content_type)
+    if parts is not None and type(message_id) is str:
+        try:
+            body = parts[0] + orjson.dumps(message_id) + parts[1]
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            return b"%s%d %s" % (_CONTEXT_PAE, len(body), body)
+    return seal_context(recipient_id, message_id, content_type)
+
+
+_EXPORT_INFO_PREFIX: Final = (
+    struct.pack(">H", _KEY_SIZE)
+    + b"HPKE-v1"
+    + b"HPKE"
+    + struct.pack(
+        ">HHH",
+        KEMId.DHKEM_X25519_HKDF_SHA256.value,
+        KDFId.HKDF_SHA256.value,
+        AEADId.AES256_GCM.value,
+    )
+    + b"sec"
+)
+"""RFC 9180 §4 / §5.3: ``I2OSP(L, 2) || "HPKE-v1" || suite_id || "sec"``, with ``L`` = 32 and
+``suite_id = "HPKE" || I2OSP(kem_id, 2) || I2OSP(kdf_id, 2) || I2OSP(aead_id, 2)`` of
+:data:`_BATCH_SUITE`: what ``LabeledExpand`` puts before the exporter context."""
+_SHA256: Final = hashes.SHA256()
+
+
+def export_key(secret: bytes, exporter_context: bytes) -> bytes:
+    """RFC 9180 §5.3 ``Export(exporter_context, 32)`` of the context whose exporter secret is
+    *secret*: ``LabeledExpand(exporter_secret, "sec", exporter_context, 32)``, i.e. HKDF-Expand
+    (RFC 5869, SHA-256) with info ``I2OSP(32, 2) || "HPKE-v1" || suite_id || "sec" ||
+    exporter_context``, done by ``cryptography`` in one call per record (pyhpke's ``export``
+    does the same in several Python layers; a test pins that both give the same key)."""
+    return HKDFExpand(_SHA256, _KEY_SIZE, _EXPORT_INFO_PREFIX + exporter_context).derive(secret)
+
+
+def exporter_secret(context: ContextInterface) -> bytes:
+    """The key schedule's ``exporter_secret`` (RFC 9180 §5.1) of a pyhpke context.
+
+    Relies on pyhpke 0.6.5 (pinned in pyproject.toml): ``ExporterContext`` (the base of its
+    sender and recipient contexts) keeps it as ``_exporter_secret`` and has no public accessor.
+    ``tests/gateway/test_sealing_batch.py`` pins the version and that :func:`export_key` on it
+    equals the context's own ``export``.
+    """
+    secret = getattr(context, "_exporter_secret", None)
+    if not isinstance(secret, bytes) or len(secret) != _SHA256.digest_size:
+        raise RuntimeError(
+            "pyhpke's context no longer keeps its exporter secret as '_exporter_secret'"
+            " (the gateway relies on pyhpke 0.6.5): pin pyhpke==0.6.5 or adapt"
+            " gateway._sealing.exporter_secret"
+        )
+    return secret
 
 
 def batch_info(recipient_id: str) -> bytes:
@@ -362,7 +443,7 @@ class OutboundBatch:
 
     def __init__(self, signer: GatewayKey) -> None:
         self._signer = signer
-        self._contexts: dict[tuple[str, bytes], tuple[bytes, ContextInterface]] = {}
+        self._contexts: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}
         self._records: list[EncryptedRecord] = []
         self._signed: tuple[SealedMessage, ...] | None = None
         self._nonces = memoryview(b"")
@@ -370,14 +451,15 @@ class OutboundBatch:
     def __len__(self) -> int:
         return len(self._records)
 
-    def _context(self, recipient_id: str, key: bytes | X25519PublicKey) -> tuple[bytes, Any]:
+    def _context(self, recipient_id: str, key: bytes | X25519PublicKey) -> tuple[bytes, bytes]:
+        """``(enc, exporter secret)`` of the recipient's context in this batch."""
         raw = key if isinstance(key, bytes) else key.public_bytes_raw()
         found = self._contexts.get((recipient_id, raw))
         if found is None:
             # (1a) one encapsulation per recipient (and recipient key) per batch
             public = KEMKey.from_pyca_cryptography_key(_public_key(raw))
-            found = _BATCH_SUITE.create_sender_context(public, info=batch_info(recipient_id))
-            self._contexts[(recipient_id, raw)] = found
+            enc, context = _BATCH_SUITE.create_sender_context(public, info=batch_info(recipient_id))
+            found = self._contexts[(recipient_id, raw)] = (enc, exporter_secret(context))
         return found
 
     def add(
@@ -400,10 +482,10 @@ class OutboundBatch:
             raise ValueError("this outbound batch is signed already: open a new one")
         message_id, recipient_id, content_type = _header_of(envelope)
         body = canonical_json(envelope, checked=checked)
-        enc, context = self._context(recipient_id, recipient_key)
+        enc, secret = self._context(recipient_id, recipient_key)
         # (1b) the record's own key, exported from the recipient's context, bound to its header
-        bound = seal_context(recipient_id, message_id, content_type)
-        key = context.export(bound, _KEY_SIZE)
+        bound = _seal_context_fast(recipient_id, message_id, content_type)
+        key = export_key(secret, bound)
         # (1c) AES-256-GCM with a fresh random nonce, the header as associated data
         nonce = self._nonce()
         sealed = AESGCM(key).encrypt(nonce, body, bound)
@@ -505,7 +587,7 @@ def _decrypt_batch_record(
             KEMKey.from_pyca_cryptography_key(private_key),
             info=batch_info(message.recipient_id),
         )
-        key = context.export(bound, _KEY_SIZE)
+        key = export_key(exporter_secret(context), bound)
         return AESGCM(key).decrypt(nonce, sealed, bound)
     except (InvalidTag, ValueError, PyHPKEError) as exc:
         raise TrustError(

@@ -19,6 +19,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from contracts._merkle import CompactRange, hash_leaf
 from contracts.canonical import canonical_json, pae
 from contracts.errors import TrustError
@@ -160,17 +162,28 @@ class AuditEntry:
         """``pae(ENTRY_TYPE, canonical JSON body)``: the RFC 6962 leaf data.
 
         Byte for byte ``pae(ENTRY_TYPE, canonical_json(self.body()))`` (a property test pins it),
-        built in three parts: the field groups (most of the body, the same for every record of a
-        layout) are encoded once per distinct value, and the members sorting before and after
-        ``fieldActions`` are encoded around them, which is the canonical order.
+        in one encoder pass: the ``fieldActions`` member (the same for every record of a layout)
+        is encoded once per distinct value and spliced in as an already-encoded fragment, and a
+        flat check of the fields' types (exact ``str``/``int``/``bool``/``None``, mechanisms as
+        dicts of those) stands in for the walk that looks for binary floats and non-string keys.
+        An entry that fails the check (read from outside with odd types) or that orjson refuses
+        (an integer beyond 64 bits) takes the general encoder, which converts or raises as before.
         """
+        actions = _actions_bytes(self.field_actions)
         rest = self.body_except_actions()
+        if _flat_plain(self.__dict__):
+            rest["fieldActions"] = orjson.Fragment(actions)
+            try:
+                return pae(ENTRY_TYPE, orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
+            except orjson.JSONEncodeError:
+                del rest["fieldActions"]
+        # the general way, in three parts: the members sorting before and after fieldActions
         before = {k: rest.pop(k) for k in _BEFORE_ACTIONS}
         body = b"".join(
             (
                 canonical_json(before)[:-1],
                 b',"fieldActions":',
-                _actions_bytes(self.field_actions),
+                actions,
                 b",",
                 canonical_json(rest)[1:],
             )
@@ -246,6 +259,39 @@ _REQUIRED = frozenset(
 )
 
 
+_PLAIN_TYPES = frozenset((str, int, bool, type(None)))
+_SCALAR_FIELDS = tuple(
+    f.name
+    for f in fields(AuditEntry)
+    if f.name not in ("mechanisms", "field_actions", "reasons", "entry_hash", "seal")
+)
+
+
+def _flat_plain(state: Mapping[str, Any]) -> bool:
+    """Every hashed field holds exact JSON-native types (see :meth:`AuditEntry.canonical_bytes`):
+    a flat check, since the entry's shape is fixed; ``field_actions`` is encoded separately."""
+    plain = _PLAIN_TYPES
+    for name in _SCALAR_FIELDS:
+        if type(state[name]) not in plain:
+            return False
+    reasons = state["reasons"]
+    if type(reasons) is not tuple and type(reasons) is not list:
+        return False
+    for reason in reasons:
+        if type(reason) is not str:
+            return False
+    mechanisms = state["mechanisms"]
+    if type(mechanisms) is not tuple and type(mechanisms) is not list:
+        return False
+    for mechanism in mechanisms:
+        if type(mechanism) is not dict:
+            return False
+        for key, value in mechanism.items():
+            if type(key) is not str or type(value) not in plain:
+                return False
+    return True
+
+
 def _actions_json(groups: tuple[FieldAction, ...]) -> list[dict[str, Any]]:
     return [{"action": a, "rule": r, "paths": list(p)} for a, r, p in groups]
 
@@ -307,9 +353,10 @@ def chain_new_entry(head: ChainHead, fields: dict[str, Any]) -> tuple[AuditEntry
     else:
         entry = AuditEntry(seq=head.size, prev_hash=head.last_hash, **fields)
     # The hash covers every other field; the entry is not shared yet, so set it in place.
-    object.__setattr__(entry, "entry_hash", entry.compute_hash())
+    leaf = hash_leaf(entry.canonical_bytes())
+    object.__setattr__(entry, "entry_hash", leaf.hex())
     compact = CompactRange(head.size, head.nodes)
-    compact.append(bytes.fromhex(entry.entry_hash))
+    compact.append(leaf)
     return entry, ChainHead(compact.size, entry.entry_hash, tuple(compact.nodes))
 
 

@@ -71,7 +71,12 @@ class CounterState:
         return hmac.new(self.salt, body, hashlib.sha256).hexdigest()[:32]
 
     def apply(self, delta: CounterDelta) -> CounterState:
-        """The state after a committed transfer (apply only once the transfer is committed)."""
+        """The state after a committed transfer (apply only once the transfer is committed).
+
+        A transfer that adds no one in this state's year leaves it as it is (the same object).
+        """
+        if delta.year == self.year and not any(delta.added.values()):
+            return self
         base = self.for_year(delta.year)
         seen = dict(base.seen)
         for metric, keys in delta.added.items():

@@ -153,11 +153,13 @@ class Layout:
     Built by :func:`~gateway.policy.evaluate` (which keys its cache on the exact tuple of leaf
     paths, for records with no binary float and no non-string key); everything that depends on
     values, counters or time is still decided per record. ``plan`` is the transform plan that
-    :func:`~gateway.policy.apply` compiles on first use.
+    :func:`~gateway.policy.apply` compiles on first use, ``audit_fields`` the audit entry's
+    per-layout fields the pipeline fills on first use.
     """
 
     __slots__ = (
         "after_mechanisms",
+        "audit_fields",
         "by_path",
         "counts_pi",
         "field_actions",
@@ -195,6 +197,10 @@ class Layout:
         self.field_actions = group_field_actions(fields)
         self.by_path: Mapping[str, FieldDecision] = {f.path: f for f in fields}
         self.plan: Any = None
+        self.audit_fields: Mapping[str, Any] | None = None
+        """The audit entry's fields that are the same for every decision of this layout
+        (recipient, destination, purpose, grade, policy, field actions): filled by the pipeline
+        on first use."""
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from contracts.canonical import canonical_json
-from gateway.policy._counters import CounterDelta, CounterState, counting_year
+from gateway.policy._counters import CounterDelta, CounterState
 from gateway.policy._decision import (
     FieldDecision,
     Layout,
@@ -376,7 +376,8 @@ def evaluate(
     record_grade = static.record_grade
 
     # (5) cross-border: counters, mechanisms; usage policies
-    year = counting_year(now)
+    beijing = now.astimezone(CHINA_TIME)  # once: the counting year and the mechanisms' memo day
+    year = beijing.year  # what _counters.counting_year(now) gives
     mechanisms: tuple[Mechanism, ...] = ()
     delta = CounterDelta(year=year)
     usage: dict[str, Any] = {}
@@ -391,6 +392,7 @@ def evaluate(
                 record_grade=record_grade,
                 delta=delta,
                 now=now,
+                day=beijing.date(),
                 reasons=reasons,
             )
         usage = dict(static.usage)
@@ -408,9 +410,7 @@ def evaluate(
         outcome = Outcome.ALLOWED
 
     decided = now.isoformat()
-    decision_id = str(
-        uuid.uuid5(_DECISION_NAMESPACE, f"{sha}|{recipient}|{purpose}|{policy.digest}|{decided}")
-    )
+    decision_id = decision_uuid(f"{sha}|{recipient}|{purpose}|{policy.digest}|{decided}")
     fingerprint = None
     if outcome is Outcome.HELD:
         fingerprint = hold_fingerprint(sha, recipient, purpose, policy.digest, fields)
@@ -435,6 +435,21 @@ def evaluate(
         hold_fingerprint=fingerprint,
         layout=layout,
     )
+
+
+_NAMESPACE_BYTES = _DECISION_NAMESPACE.bytes
+
+
+def decision_uuid(name: str) -> str:
+    """``str(uuid.uuid5(_DECISION_NAMESPACE, name))`` (RFC 4122 §4.3, a test pins it) without the
+    ``UUID`` object: SHA-1 of namespace and name, version 5 and variant bits, hex with dashes."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 _NO_PI = PersonalInformation.NONE
@@ -500,12 +515,13 @@ def _check_mechanisms(
     record_grade: Grade,
     delta: CounterDelta,
     now: datetime,
+    day: date,
     reasons: list[Reason],
 ) -> tuple[Mechanism, ...]:
     """Every cross-border requirement needs one mechanism of a listed kind, valid at *now*.
 
     Without personal information the answer depends only on recipient, grade and (Beijing) day,
-    so it is memoised per policy.
+    so it is memoised per policy; *day* is *now*'s date in Beijing time (the caller has it).
     """
     flags: dict[Any, tuple[bool, bool]] = policy._memo.setdefault("mechanism_flags", {})
     found = flags.get(verdicts) if isinstance(verdicts, frozenset) else None
@@ -524,7 +540,7 @@ def _check_mechanisms(
     )
     key = None
     if not pi:
-        key = (target.id, record_grade, now.astimezone(CHINA_TIME).date())
+        key = (target.id, record_grade, day)
         hit = memo.get(key)
         if hit is not None:
             reasons.extend(hit[1])

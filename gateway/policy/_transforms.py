@@ -527,15 +527,7 @@ class _Builder:
         code = _as_region(value, to_province)
         if code is not None:
             return code
-        candidates: list[str] = []
-        if spec.source:
-            bound = bind_indices(spec.source, path)
-            if bound is not None:
-                candidates.append(bound)
-        parent = path.rpartition(".")[0]
-        keys = (_PROVINCE_KEYS + _COUNTRY_KEYS) if to_province else _COUNTRY_KEYS + _PROVINCE_KEYS
-        candidates.extend(f"{parent}.{k}" if parent else k for k in keys)
-        for candidate in candidates:
+        for candidate in _region_candidates(spec.source, path, to_province):
             code = _as_region(get_path(self.record, candidate), to_province)
             if code is not None:
                 return code
@@ -544,18 +536,45 @@ class _Builder:
     def intensity(self, spec: ActionSpec, value: Any, path: str) -> Any:
         """Absolute quantity ÷ denominator (e.g. production volume), to N significant digits."""
         numerator = _decimal(value)
-        bound = bind_indices(spec.denominator or "", path)
+        bound, unit_path = _intensity_paths(spec.denominator, spec.denominator_unit, path)
         denominator = _decimal(get_path(self.record, bound)) if bound else None
         if numerator is None or denominator is None or denominator == 0:
             return _ABSENT
         ratio = _context(spec.significant_digits).divide(numerator, denominator)
         out: dict[str, Any] = {"intensity": format(ratio, "f")}
         if spec.denominator_unit:
-            unit_path = bind_indices(spec.denominator_unit, path)
             unit = get_path(self.record, unit_path) if unit_path else None
             if isinstance(unit, str):
                 out["per"] = unit
         return out
+
+
+@lru_cache(maxsize=65536)
+def _region_candidates(source: str | None, path: str, to_province: bool) -> tuple[str, ...]:
+    """Where a location field's region may be found instead, in the order tried: the spec's
+    source (its ``[*]`` bound to *path*'s indices), then the sibling province/country keys.
+    Depends on the leaf's path and spec only, so it is worked out once per leaf of a layout."""
+    candidates: list[str] = []
+    if source:
+        bound = bind_indices(source, path)
+        if bound is not None:
+            candidates.append(bound)
+    parent = path.rpartition(".")[0]
+    keys = (_PROVINCE_KEYS + _COUNTRY_KEYS) if to_province else _COUNTRY_KEYS + _PROVINCE_KEYS
+    candidates.extend(f"{parent}.{k}" if parent else k for k in keys)
+    return tuple(candidates)
+
+
+@lru_cache(maxsize=65536)
+def _intensity_paths(
+    denominator: str | None, unit: str | None, path: str
+) -> tuple[str | None, str | None]:
+    """The concrete paths of an intensity's denominator and its unit for the leaf at *path*
+    (their ``[*]`` bound to its indices): once per leaf of a layout."""
+    return (
+        bind_indices(denominator or "", path),
+        bind_indices(unit, path) if unit else None,
+    )
 
 
 @lru_cache(maxsize=16)

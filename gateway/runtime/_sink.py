@@ -153,8 +153,11 @@ class KafkaTransferSink:
             self._producer.begin_transaction()
             began = True
             # (2) outbound messages
+            named: dict[str, str] = {}  # a recipient's topic, checked once per commit
             for message in outbound:
-                topic = topics.outbound(message.recipient_id)
+                topic = named.get(message.recipient_id) or named.setdefault(
+                    message.recipient_id, topics.outbound(message.recipient_id)
+                )
                 key = keys.get(message.message_id) if keys else None
                 self._produce(
                     topic, encode(topic, "SealedMessage", sealed_to_datum(message)), key, None

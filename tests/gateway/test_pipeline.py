@@ -198,3 +198,44 @@ def test_many_transfers_form_one_verifiable_chain(gateway: Gateway, keyring: Key
     result = verify_audit_log(sink.audit.entries(), sink.audit.checkpoints(), keyring)
     assert (result.entries, result.sealed_size, result.unsealed) == (12, 10, 2)
     assert len(sink.sent) == 8
+
+
+def test_message_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from gateway._pipeline import new_message_id
+
+    ids = [new_message_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+def test_mechanism_dicts_are_fresh_per_entry() -> None:
+    from datetime import date
+
+    from gateway._pipeline import _mechanism_dicts
+    from gateway.policy._model import Mechanism, MechanismType
+
+    mechanisms = (Mechanism(MechanismType.STANDARD_CONTRACT, "SCC-1", date(2027, 1, 1)),)
+    first, second = _mechanism_dicts(mechanisms), _mechanism_dicts(mechanisms)
+    assert first == second == tuple(m.to_dict() for m in mechanisms)
+    first[0]["reference"] = "changed"
+    assert _mechanism_dicts(mechanisms)[0]["reference"] == "SCC-1"
+    assert _mechanism_dicts(()) == ()
+
+
+def test_a_transfer_that_adds_no_one_leaves_the_counters_as_they_are() -> None:
+    from gateway.policy._counters import CounterDelta
+
+    state = CounterState.empty(2026, b"s" * 32).apply(
+        CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset({"a"})})
+    )
+    assert state.apply(CounterDelta(2026)) is state
+    nobody = CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset()})
+    assert state.apply(nobody) is state
+    # a new year restarts counting even when the transfer adds no one
+    assert state.apply(CounterDelta(2027)).count(CounterMetric.PI_INDIVIDUALS) == 0
+    grown = state.apply(CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset("b")}))
+    assert grown.count(CounterMetric.PI_INDIVIDUALS) == 2

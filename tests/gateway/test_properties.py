@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -397,6 +398,38 @@ def test_entry_leaf_data_is_the_canonical_body(entry: AuditEntry) -> None:
     assert AuditEntry.from_json(entry.to_json()) == entry
 
 
+def test_entry_leaf_data_off_the_fast_path_is_still_the_canonical_body() -> None:
+    # the one-pass encoding hands odd entries to the general encoder: an integer beyond 64 bits
+    # (orjson refuses it), a str subclass, a Mapping that is not a dict, a list of reasons
+    from collections import OrderedDict
+    from decimal import Decimal
+    from types import MappingProxyType
+
+    class Text(str):
+        pass
+
+    odd = [
+        AuditEntry(seq=2**70, prev_hash="p", kind="k", recorded_at="t"),
+        AuditEntry(seq=1, prev_hash=Text("p"), kind="k", recorded_at="t"),
+        AuditEntry(1, "p", "k", "t", mechanisms=(MappingProxyType({"kind": "x"}),)),
+        AuditEntry(1, "p", "k", "t", mechanisms=(OrderedDict(kind="x"),)),
+        AuditEntry(1, "p", "k", "t", reasons=["a", "b"]),  # type: ignore[arg-type]
+        AuditEntry(1, "p", "k", "t", purpose=Decimal("1.5")),  # type: ignore[arg-type]
+    ]
+    for entry in odd:
+        assert entry.canonical_bytes() == pae(ENTRY_TYPE, canonical_json(entry.body()))
+
+
+def test_entry_with_a_binary_float_has_no_leaf_data() -> None:
+    # refused on both paths, as canonical JSON refuses it
+    for entry in (
+        AuditEntry(1, "p", "k", "t", purpose=1.5),  # type: ignore[arg-type]
+        AuditEntry(1, "p", "k", "t", mechanisms=({"kind": 1.5},)),  # type: ignore[dict-item]
+    ):
+        with pytest.raises(TypeError, match="binary float"):
+            entry.canonical_bytes()
+
+
 def _decided(decision: Any) -> tuple[Any, ...]:
     """A decision without its verdict objects' identities (fresh policies have fresh ones)."""
     return (
@@ -453,3 +486,13 @@ def _skeleton(node: Any) -> Any:
     if isinstance(node, list):
         return [_skeleton(v) for v in node]
     return None
+
+
+@settings(max_examples=200)
+@given(st.text())
+def test_decision_ids_are_uuid5_of_the_decision_namespace(name: str) -> None:
+    import uuid
+
+    from gateway.policy._evaluate import _DECISION_NAMESPACE, decision_uuid
+
+    assert decision_uuid(name) == str(uuid.uuid5(_DECISION_NAMESPACE, name))
