@@ -34,7 +34,7 @@ here equals, digit for digit, the one of a from-scratch ``compute_result`` after
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import Context, Decimal, localcontext
+from decimal import Context, Decimal, Inexact, localcontext
 from typing import Protocol
 
 from contracts.errors import RollupError
@@ -46,7 +46,7 @@ from ._compute import (
     cycle_result,
     direct_part,
     grid_part,
-    line_part,
+    line_multiplier,
 )
 from ._model import (
     CARBON_CONTENT_METRICS,
@@ -58,7 +58,7 @@ from ._model import (
     Ref,
     RefKind,
 )
-from ._numbers import EXACT_CONTEXT, ZERO, rollup_context
+from ._numbers import EXACT_CONTEXT, ROLLUP_CONTEXT, ZERO, rollup_context
 from ._result import Identity, RollupResult, SourceKind, SourceValue, Status, Totals
 
 __all__ = ["Running"]
@@ -136,28 +136,87 @@ class _Line:
         self.exact = exact
 
 
+def _scaled(totals: Totals, k: Decimal, ctx: Context) -> tuple[dict[str, Decimal], bool]:
+    """*totals* times the line multiplier *k*, flattened, and whether the figures' products were
+    exact: what ``line_part`` gives (then ``_flat``), by the same operations in the same order (so
+    the same digits), without the intermediate :class:`_Part`. Runs in the roll-up context *ctx*;
+    like ``line_part``, exactness covers the figures, not the quality accumulators."""
+    ctx.clear_flags()
+    flat = {name: value * k for name, value in totals.figures.items()}
+    exact = not ctx.flags[Inexact]
+    flat[_PRIMARY] = totals.primary * k
+    flat[_VARIANCE] = totals.variance * k * k
+    flat[_UNASSESSED] = totals.unassessed * k
+    for name, (ws, w) in totals.dqr.items():
+        flat[_DQR + name] = ws * k
+        flat[_DQW + name] = w * k
+    for stage, value in totals.stages.items():
+        flat[_STAGE + stage] = value * k
+    return flat, exact
+
+
+_Multiplier = tuple[str, Decimal, Decimal | None, Decimal | None, bool]
+"""A line's multiplier for one input unit: ``(declared unit, amount, mass, k, exact)``, ``k``
+``None`` when the units do not convert (an error line)."""
+
+
+def _same_decimal(a: Decimal | None, b: Decimal | None) -> bool:
+    """Same value *and* same exponent (``1`` and ``1.0`` give multipliers of other exponents)."""
+    return a is b or (a is not None and b is not None and a == b and a.as_tuple() == b.as_tuple())
+
+
 def _evaluate(
-    line: BomLine, refs: tuple[Ref, Ref | None], path: str, children: Slots, ctx: Context
-) -> _Line:
+    line: BomLine,
+    refs: tuple[Ref, Ref | None],
+    path: str,
+    children: Slots,
+    ctx: Context,
+    cached: _Multiplier | None = None,
+) -> tuple[_Line, _Multiplier | None]:
     """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*);
-    *refs* are the line's ``ref`` and ``factor_ref``."""
+    *refs* are the line's ``ref`` and ``factor_ref``.
+
+    The line multiplier depends only on the line and the input's declared unit, amount and mass,
+    which an input's new value almost never changes: *cached* is the one computed last (returned
+    with the line, to pass back next time), reused while those stay the same, so an update costs
+    the scaling of the input's totals and nothing else."""
     ref, factor_ref = refs
     source = _value(children, ref)
     if source is None:
         source = _value(children, factor_ref)
     if source is None:
         both = (ref,) if factor_ref is None else (ref, factor_ref)
-        return _Line(_MISSING, None, missing=tuple(map(str, both)))
-    if not source.usable or source.totals is None:
-        return _Line(_BLOCKED, source)
-    try:
-        part, _, exact = line_part(line, source, path, ctx)
-    except RollupError:
-        return _Line(_ERROR, source)
+        return _Line(_MISSING, None, missing=tuple(map(str, both))), cached
+    totals = source.totals
+    if totals is None or not source.usable:
+        return _Line(_BLOCKED, source), cached
+    if (
+        cached is None
+        or cached[0] != source.declared_unit
+        or not _same_decimal(cached[1], source.declared_unit_amount)
+        or not _same_decimal(cached[2], source.mass_per_declared_unit)
+    ):
+        ctx.clear_flags()
+        try:
+            k: Decimal | None = line_multiplier(line.quantity, line.unit, source, path)
+        except RollupError:
+            k = None
+        cached = (
+            source.declared_unit,
+            source.declared_unit_amount,
+            source.mass_per_declared_unit,
+            k,
+            not ctx.flags[Inexact],
+        )
+    k = cached[3]
+    if k is None:
+        return _Line(_ERROR, source), cached
+    part, exact = _scaled(totals, k, ctx)
+    exact = exact and source.exact and cached[4]
     missing = source.missing if source.status is Status.INCOMPLETE else ()
     return _Line(
-        _OK, source, part=_flat(part), metrics=frozenset(part.figures), missing=missing, exact=exact
-    )
+        _OK, source, part=part, metrics=frozenset(totals.figures), missing=missing, exact=exact
+    ), cached
 
 
 class Running:
@@ -185,6 +244,7 @@ class Running:
         "lines",
         "metric_lines",
         "missing",
+        "mults",
         "n_ok",
         "refs",
         "sums",
@@ -220,13 +280,15 @@ class Running:
         self.direct = None if direct is None else _flat(direct)
         self.grid: _Line | None = None
         self.lines: list[_Line] = []
+        self.mults: list[_Multiplier | None] = []
+        """Each line's multiplier for the input unit it saw last (see :func:`_evaluate`)."""
         with rollup_context() as ctx:
             if bom.own.grid_ref is not None:
                 self.grid = self._evaluate_grid(children, ctx)
-            self.lines = [
-                _evaluate(line, refs[i], f"components[{i}]", children, ctx)
-                for i, line in enumerate(bom.components)
-            ]
+            for i, line in enumerate(bom.components):
+                evaluated, mult = _evaluate(line, refs[i], f"components[{i}]", children, ctx)
+                self.lines.append(evaluated)
+                self.mults.append(mult)
         with localcontext(EXACT_CONTEXT):
             if self.direct is not None:
                 self._sum(None, self.direct)
@@ -258,6 +320,7 @@ class Running:
         new.direct = self.direct
         new.grid = self.grid
         new.lines = list(self.lines)  # (the _Line objects themselves are never changed)
+        new.mults = list(self.mults)
         return new
 
     # ------------------------------------------------------------------ applying a difference
@@ -411,14 +474,15 @@ class Running:
                     self._trace(ref, slot.value, slot.trace)
         changes: list[tuple[int, _Line]] = []
         components = self.bom.components
-        with rollup_context() as ctx:
+        mults = self.mults
+        with localcontext(ROLLUP_CONTEXT) as ctx:
             if grid:
                 changes.append((-1, self._evaluate_grid(children, ctx)))
             for i in sorted(touched):
-                line = components[i]
-                changes.append(
-                    (i, _evaluate(line, self.refs[i], f"components[{i}]", children, ctx))
+                evaluated, mults[i] = _evaluate(
+                    components[i], self.refs[i], f"components[{i}]", children, ctx, mults[i]
                 )
+                changes.append((i, evaluated))
         with localcontext(EXACT_CONTEXT):
             for i, new in changes:
                 old = self.grid if i < 0 else self.lines[i]
