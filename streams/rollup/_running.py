@@ -73,6 +73,9 @@ _DQR_KEYS = tuple((name, _DQR + name, _DQW + name) for name in DQR_RATINGS)
 
 _OK, _MISSING, _BLOCKED, _ERROR = range(4)
 
+_Shape = tuple[tuple[str, ...], tuple[tuple[str, str, str], ...], tuple[tuple[str, str], ...]]
+"""What the totals report: (common figures, (rating, weighted key, weight key)s, (stage, key)s)."""
+
 
 class Slot(Protocol):
     """What the product side stores per input (:class:`~streams.rollup.ChildSlot`)."""
@@ -230,6 +233,7 @@ class Running:
     """
 
     __slots__ = (
+        "_shape",
         "_sources",
         "blocked",
         "bom",
@@ -265,6 +269,9 @@ class Running:
         self.inexact = 0
         self._sources: tuple[str, ...] | None = None
         """``sorted(factor_sources)``, kept until they change."""
+        self._shape: _Shape | None = None
+        """Which figures, DQR ratings and stages the totals report, kept until the keys of
+        ``counts`` or ``metric_lines`` (or ``n_ok``) change."""
         self.cycles: dict[Ref, tuple[tuple[str, ...], ...]] = {}
         deps: dict[Ref, list[int]] = {}
         refs: list[tuple[Ref, Ref | None]] = []
@@ -314,6 +321,7 @@ class Running:
         new.errors = self.errors
         new.inexact = self.inexact
         new._sources = self._sources
+        new._shape = self._shape
         new.cycles = dict(self.cycles)
         new.deps = self.deps  # (a function of the BOM: never changed in place)
         new.refs = self.refs
@@ -358,6 +366,7 @@ class Running:
             if line.is_line:
                 self.n_ok += sign
                 if not skip_lists:
+                    self._shape = None
                     for name in line.metrics:
                         _bump(self.metric_lines, name, sign)
         elif kind == _BLOCKED:
@@ -405,6 +414,7 @@ class Running:
                     counts[key] = left
                 else:
                     del counts[key]
+                    self._shape = None
         if new is not None:
             for key, value in new.items():
                 if old is not None:
@@ -412,7 +422,12 @@ class Running:
                     if replaced is not None and replaced.same_quantum(value):
                         continue  # (done above)
                 sums[key] = sums.get(key, ZERO) + value
-                counts[key] = counts.get(key, 0) + 1
+                n = counts.get(key)
+                if n is None:
+                    counts[key] = 1
+                    self._shape = None
+                else:
+                    counts[key] = n + 1
         for key, before in suspects:
             parts = [p[key] for p in self._parts() if key in p]
             if any(v.same_quantum(before) for v in parts):
@@ -553,22 +568,32 @@ class Running:
         return self._sources
 
     def _totals(self) -> Totals:
-        sums, counts = self.sums, self.counts
-        n_ok = self.n_ok
-        if n_ok:
-            common = [name for name, n in self.metric_lines.items() if n == n_ok]
-            common.sort(key=_METRIC_INDEX.__getitem__)
-            figures = {name: sums.get(name, ZERO) for name in common}
-        else:
-            figures = {name: sums.get(name, ZERO) for name in REQUIRED_METRICS}
-        stages = sorted(key for key in counts if key.startswith(_STAGE))
+        shape = self._shape
+        if shape is None:
+            shape = self._shape = self._compute_shape()
+        common, dqrs, stages = shape
+        sums = self.sums
         return Totals(
-            figures=figures,
+            figures={name: sums.get(name, ZERO) for name in common},
             primary=sums.get(_PRIMARY, ZERO),
             variance=sums.get(_VARIANCE, ZERO),
             unassessed=sums.get(_UNASSESSED, ZERO),
-            dqr={name: (sums[ws], sums[w]) for name, ws, w in _DQR_KEYS if w in counts},
-            stages={key[len(_STAGE) :]: sums[key] for key in stages},
+            dqr={name: (sums[ws], sums[w]) for name, ws, w in dqrs},
+            stages={stage: sums[key] for stage, key in stages},
+        )
+
+    def _compute_shape(self) -> _Shape:
+        counts, n_ok = self.counts, self.n_ok
+        if n_ok:
+            common = [name for name, n in self.metric_lines.items() if n == n_ok]
+            common.sort(key=_METRIC_INDEX.__getitem__)
+        else:
+            common = list(REQUIRED_METRICS)
+        stages = sorted(key for key in counts if key.startswith(_STAGE))
+        return (
+            tuple(common),
+            tuple(keys for keys in _DQR_KEYS if keys[2] in counts),
+            tuple((key[len(_STAGE) :], key) for key in stages),
         )
 
 
