@@ -270,10 +270,10 @@ class Engine:
         if observe is not None:
             for message in messages:
                 observe(message, step)  # type: ignore[arg-type]
-        for message in step.outputs:
-            if isinstance(message, ProductRolledUp):
+        for made in step.outputs:
+            if isinstance(made, ProductRolledUp):
                 out.published.pop(pid, None)  # (keeps the order of the last values)
-                out.published[pid] = message
-                queue.append(offered(message))
+                out.published[pid] = made
+                queue.append(offered(made))
             else:
-                queue.append(message)
+                queue.append(made)
