@@ -5,15 +5,15 @@ input role (by ``msg.ref``) or the parent role (by ``msg.key``), applies
 :func:`component_step`/:func:`product_step`, and queues what they emit. Because batch mode is
 *the same transitions*, a dry run gives exactly what the streaming deployment converges to.
 
-Kept around, a network is also the incremental engine: submit one changed footprint and
-:meth:`Network.run` touches only that input's ancestors (the bench measures this). With
-``coalesce=True`` it works as a batch of a streaming worker does, and better: component-side
-messages are applied as they come, and the products that have messages waiting are taken lowest
-in the BOM graph first (:meth:`Network.height`), each absorbing everything that reached it at
-once. Every change to a product comes from an input lower than it, so on a DAG each product
-affected by a batch is updated and republished exactly once -- a diamond is not recomputed once
-per path that reaches it. Only results are built on demand (:meth:`results`): the network itself
-never computes a hash.
+Kept around, a network is also the incremental core (the bench measures this): submit one
+changed footprint and :meth:`Network.run` touches only that input's ancestors. With
+``coalesce=True`` the queue goes to the :class:`~streams.rollup.Engine` that holds the network's
+states (``_engine``): component-side messages are applied as they come, and the products that
+have values waiting are taken lowest in the BOM graph first, each absorbing everything that
+reached it at once, in place. Every change to a product comes from an input lower than it, so on
+a DAG each product affected by a batch is updated and republished exactly once -- a diamond is
+not recomputed once per path that reaches it. Only results are built on demand
+(:meth:`results`): the network itself never computes a hash.
 
 >>> from decimal import Decimal as D
 >>> from streams.rollup import Bom, BomLine, ComponentFootprint, run_batch

@@ -17,11 +17,15 @@ only where it is published. :class:`Running` is that value kept up to date:
   missing and blocked refs, the factor sources and the lines that rounded.
 
 A new value of one input re-evaluates only the lines that use it (:meth:`Running.update`): the
-line's old part is subtracted from the sums and the new one added. The parts come from the very
-functions ``compute_result`` uses (:func:`~streams.rollup.line_part` ...: 50-digit products, the
-same digits); the sums run in the exact context (``_numbers``), so subtracting and adding is
-exact, and each sum is kept written with the exponent a from-scratch sum would have (see
-:func:`_Sums.replace`). A new BOM revision simply rebuilds the product's lines from scratch.
+line's old part is subtracted from the sums and the new one added. A part is the input's totals
+times the line multiplier by exactly the operations of ``compute_result``'s
+:func:`~streams.rollup.line_part` (50-digit products, the same digits, see :func:`_scaled`); the
+multiplier itself is kept per line for the input unit it was computed for, since a new value
+rarely changes the input's unit. The sums run in the exact context (``_numbers``), so
+subtracting and adding is exact, and each sum is kept written with the exponent a from-scratch
+sum would have (see :meth:`Running._sum`). Which figures, ratings and stages the totals report
+(their *shape*) is kept too, until a key appears or disappears. A new BOM revision simply
+rebuilds the product's lines from scratch.
 
 :meth:`Running.value` is the thin :class:`~streams.rollup.SourceValue` the product offers its
 parents. Its identity is *pending* (:class:`~streams.rollup.Identity`): the key is the BOM and the
