@@ -50,6 +50,7 @@ from ._messages import (
     Message,
     Outcome,
     ProductMessage,
+    ProductOffered,
     ProductRolledUp,
     Step,
 )
@@ -75,6 +76,10 @@ class Delivery:
     the edge publishes (and builds the result of), once."""
     remote: list[Message] = field(default_factory=list)
     """Messages for nodes this engine does not own (``local``), in the order they were made."""
+    applied: list[Message] = field(default_factory=list)
+    """Messages the batch made for nodes this engine owns and applied itself, in order (a
+    product's new value to its own input role aside): a streams worker still sends them, so
+    that a crash between storing one node's row and another's loses nothing."""
     noops: list[tuple[Message, Outcome]] = field(default_factory=list)
     """Messages that changed nothing, with why (a ``CONFLICT`` is worth a DLQ record)."""
     outcomes: Counter[Outcome] = field(default_factory=Counter)
@@ -183,6 +188,7 @@ class Engine:
         """
         out = Delivery()
         queue: deque[Message] = deque(messages)
+        inputs = len(queue)  # (what the queue holds beyond them, the batch made)
         pending: dict[str, list[ProductMessage]] = {}
         ready: list[tuple[int, str]] = []  # (height, product id) of the pending products
         owned: dict[str, ProductState] = {}  # products this batch has copied (changed in place)
@@ -202,6 +208,8 @@ class Engine:
                     if local is not None and not local(Ref.product(pid)):
                         out.remote.append(message)
                         continue
+                    if count > inputs:
+                        out.applied.append(message)
                     waiting = pending.get(pid)
                     if waiting is None:
                         pending[pid] = [message]
@@ -213,6 +221,8 @@ class Engine:
                 if local is not None and not local(ref):
                     out.remote.append(message)
                     continue
+                if count > inputs and not isinstance(message, ProductOffered):
+                    out.applied.append(message)
                 step = component_step(self.component(ref), message)
                 self.components[ref] = out.components[ref] = step.state
                 self._count(out, message, step.outcome)

@@ -162,6 +162,13 @@ def test_a_diamond_is_recomputed_and_published_once_per_batch() -> None:
     assert delivery.published["pack"].result.pcf == Decimal("291")  # 8 x 12 x 3 + 3
     assert engine.products["pack"].sequence == loaded + 1  # reached by two paths, once
     assert set(delivery.products) == {"module", "pack"}
+    # what it made for its own nodes and applied itself: cell's value to both parents, then
+    # module's to pack (a worker still sends them)
+    assert [(type(m), m.key, str(m.child)) for m in delivery.applied] == [  # type: ignore[union-attr]
+        (ChildValue, "module", "product:cell"),
+        (ChildValue, "pack", "product:cell"),
+        (ChildValue, "pack", "product:module"),
+    ]
 
 
 def test_the_same_batch_again_is_a_named_no_op_and_a_conflict_is_reported() -> None:
