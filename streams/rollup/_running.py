@@ -175,13 +175,13 @@ def _same_decimal(a: Decimal | None, b: Decimal | None) -> bool:
 def _evaluate(
     line: BomLine,
     refs: tuple[Ref, Ref | None],
-    path: str,
+    index: int,
     children: Slots,
     ctx: Context,
     cached: _Multiplier | None = None,
 ) -> tuple[_Line, _Multiplier | None]:
     """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*);
-    *refs* are the line's ``ref`` and ``factor_ref``.
+    *refs* are the line's ``ref`` and ``factor_ref``, *index* its place in the BOM.
 
     The line multiplier depends only on the line and the input's declared unit, amount and mass,
     which an input's new value almost never changes: *cached* is the one computed last (returned
@@ -205,6 +205,7 @@ def _evaluate(
     ):
         ctx.clear_flags()
         try:
+            path = f"components[{index}]"
             k: Decimal | None = line_multiplier(line.quantity, line.unit, source, path)
         except RollupError:
             k = None
@@ -254,12 +255,14 @@ class Running:
         "missing",
         "mults",
         "n_ok",
+        "ref",
         "refs",
         "sums",
     )
 
     def __init__(self, bom: Bom, children: Slots) -> None:
         self.bom = bom
+        self.ref = bom.ref
         self.sums: dict[str, Decimal] = {}
         self.counts: dict[str, int] = {}
         """How many parts carry each key."""
@@ -297,7 +300,7 @@ class Running:
             if bom.own.grid_ref is not None:
                 self.grid = self._evaluate_grid(children, ctx)
             for i, line in enumerate(bom.components):
-                evaluated, mult = _evaluate(line, refs[i], f"components[{i}]", children, ctx)
+                evaluated, mult = _evaluate(line, refs[i], i, children, ctx)
                 self.lines.append(evaluated)
                 self.mults.append(mult)
         with localcontext(EXACT_CONTEXT):
@@ -315,6 +318,7 @@ class Running:
     def copy(self) -> Running:
         new = Running.__new__(Running)
         new.bom = self.bom
+        new.ref = self.ref
         new.sums = dict(self.sums)
         new.counts = dict(self.counts)
         new.metric_lines = dict(self.metric_lines)
@@ -499,7 +503,7 @@ class Running:
                 changes.append((-1, self._evaluate_grid(children, ctx)))
             for i in sorted(touched):
                 evaluated, mults[i] = _evaluate(
-                    components[i], self.refs[i], f"components[{i}]", children, ctx, mults[i]
+                    components[i], self.refs[i], i, children, ctx, mults[i]
                 )
                 changes.append((i, evaluated))
         with localcontext(EXACT_CONTEXT):
@@ -550,7 +554,7 @@ class Running:
                 tuple(v.identity for v in (grid, *used) if v is not None),
             )
         return SourceValue(
-            ref=bom.ref,
+            ref=self.ref,
             kind=SourceKind.ROLLED_UP,
             sequence=bom.revision,
             declared_unit=bom.declared_unit,
