@@ -165,6 +165,23 @@ class Engine:
                 stack.append((child, iter(self._children_of(child) or ())))
         return known[product_id]
 
+    def _forget_height(self, product_id: str) -> None:
+        """A new BOM of *product_id* may change its height and its ancestors' (found through the
+        subscribers its input role knows), nobody else's: forget just those."""
+        heights = self._heights
+        stack = [product_id]
+        seen = {product_id}
+        while stack:
+            pid = stack.pop()
+            heights.pop(pid, None)
+            component = self.components.get(Ref.product(pid))
+            if component is None:
+                continue
+            for parent in component.subscribers:  # (active or not: a dropped line counts too)
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+
     def _children_of(self, product_id: str) -> list[str] | None:
         """The product ids *product_id*'s BOM uses (``None``: it has no BOM)."""
         state = self.product(product_id)
@@ -272,7 +289,7 @@ class Engine:
             bom_changed = bom_changed or isinstance(message, BomDeclared)
             self._count(out, message, Outcome.APPLIED)
         if bom_changed:
-            self._heights.clear()
+            self._forget_height(pid)
         if not applied:
             return
         assert state is not None
