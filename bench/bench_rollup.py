@@ -11,14 +11,15 @@ factors) on 30 % of the products.
 **Ours** -- the core kept as an in-memory :class:`~streams.rollup.Network` (both sides' states,
 the same transitions the faust agents run): one new footprint version of a random purchased part
 (built before the clock starts: its content hash is the producer's and ingestion's business),
-then :meth:`Network.run` with ``coalesce=True`` until quiescence, as a worker's batch applies it:
-every ancestor's state takes the new value by the difference it makes to its running sums, once
-(lowest products first), and publishes its new thin value. No result is built while the update
-propagates: that is the edge's cost, paid once per published product per batch, and reported
-separately (``edge_build_results_ms``: the full result -- lineage, content hash, id -- of every
-republished product, built once). The details also give the same update delivered one message at
-a time (FIFO, as a faust agent with concurrency 1 would; diamonds then recompute a node once per
-path that reaches it).
+then :meth:`Network.run` with ``coalesce=True``, which hands the batch to the
+:class:`~streams.rollup.Engine` (local delivery: every ancestor's state copied once and updated
+in place by the difference the new value makes to its running sums, lowest products first, each
+once, values straight to the parents) until quiescence, as a worker's batch applies it. No result
+is built while the update propagates: that is the edge's cost, paid once per published product
+per batch (``Delivery.published``), and reported separately (``edge_build_results_ms``: the full
+result -- lineage, content hash, id -- of every republished product, built once). The details
+also give the same update delivered one message at a time (FIFO, as a faust agent with
+concurrency 1 would; diamonds then recompute a node once per path that reaches it).
 
 **Baseline** -- Brightway (bw2calc 3.1.0) on the same graph: an ``LCA`` built once from a
 float64 ``bw_processing`` datapackage (demand = one unit of every finished product), its
@@ -36,7 +37,8 @@ a refactorise-and-solve (what a BOM quantity change costs Brightway).
 **Grid-factor revision** (``rollup_grid_revision_<n>k``) -- the same shape where *every* product
 has metered electricity, so every product uses a grid factor directly or through its inputs: one
 new version of all 20 grid factors, timed until every product's new value has propagated and the
-result of each republished product is built once (each product must be republished exactly once).
+result of each republished product is built once (each product must be republished exactly once:
+its sequence goes up by one).
 Baseline: loading the same graph from a backlog (footprints, factors, then every BOM) in the same
 run. Memory is the process's peak resident set after the run (the grid benchmarks run first,
 smallest first, so that figure is theirs).
@@ -189,19 +191,23 @@ def time_core_updates(
     (what the load of other processes on the machine inflates least)."""
     times, touched, edge = [], [], []
     for message in updates:
-        published: dict[str, ProductRolledUp] = {}
+        seen: dict[str, ProductRolledUp] = {}
 
-        def observe(_message: Message, step: Any, seen: dict[str, Any] = published) -> None:
+        def observe(_message: Message, step: Any, seen: dict[str, Any] = seen) -> None:
             for out in step.outputs:
                 if isinstance(out, ProductRolledUp):
                     seen[out.product_id] = out
 
         start, cpu_start = time.perf_counter(), time.process_time()
         net.submit(message)
-        net.run(observe=observe, coalesce=coalesce)
+        if coalesce:  # the engine reports each product's last new value itself
+            net.run(coalesce=True)
+        else:
+            net.run(observe=observe)
         times.append(time.perf_counter() - start)
         if cpu is not None:
             cpu.append(time.process_time() - cpu_start)
+        published = net.last.published if coalesce and net.last is not None else seen
         start = time.perf_counter()
         for rolled in published.values():
             rolled.result  # noqa: B018 - builds (and caches) the full result
@@ -424,21 +430,15 @@ def run_grid(size: int) -> BenchResult:
         )
         for f in graph.factors
     ]
-    published: dict[str, ProductRolledUp] = {}
-    counts: dict[str, int] = {}
-
-    def observe(_message: Message, step: Any) -> None:
-        for out in step.outputs:
-            if isinstance(out, ProductRolledUp) and published.get(out.product_id) is not out:
-                published[out.product_id] = out
-                counts[out.product_id] = counts.get(out.product_id, 0) + 1
-
+    before = {pid: state.sequence for pid, state in net.products.items()}
     gc.disable()
     try:
         start, cpu_start = time.perf_counter(), time.process_time()
         net.submit(*revision)
-        net.run(observe=observe, coalesce=True)
+        net.run(coalesce=True)
         propagated = time.perf_counter() - start
+        assert net.last is not None
+        published = net.last.published
         for rolled in published.values():
             rolled.result  # noqa: B018 - builds (and caches) the full result, once
         total = time.perf_counter() - start
@@ -447,7 +447,7 @@ def run_grid(size: int) -> BenchResult:
         gc.enable()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert len(published) == len(graph.boms), (len(published), len(graph.boms))
-    once = sum(1 for n in counts.values() if n == 1)
+    once = sum(1 for pid in published if net.products[pid].sequence == before[pid] + 1)
     label = f"{size // 1000}k"
     return BenchResult(
         name=f"rollup_grid_revision_{label}",

@@ -11,6 +11,8 @@ over an in-memory queue:
   parent: stores BOM and input values, applies each new value to running sums by the difference
   it makes (``_running``), emits its new thin value on change (:func:`product_step_many` absorbs
   a batch for one product and updates once);
+* :class:`Engine` -- local delivery: a batch applied to the states one process holds, in place,
+  products lowest first and each once, values straight to local parents (``_engine``);
 * :func:`run_batch` / :class:`Network` -- both sides over an in-memory queue until quiescence;
 * :func:`hotspots` / :func:`contribution_tree` -- what contributes most, from lineage.
 
@@ -40,6 +42,7 @@ from ._compute import (
     source_from_footprint,
     source_from_result,
 )
+from ._engine import Delivery, Engine
 from ._explain import ContributionNode, Hotspot, contribution_tree, hotspots
 from ._messages import (
     BomDeclared,
@@ -114,6 +117,8 @@ __all__ = [
     "ComponentMessage",
     "ComponentState",
     "ContributionNode",
+    "Delivery",
+    "Engine",
     "Factor",
     "FactorPublished",
     "FootprintDeclared",

@@ -5,15 +5,15 @@ input role (by ``msg.ref``) or the parent role (by ``msg.key``), applies
 :func:`component_step`/:func:`product_step`, and queues what they emit. Because batch mode is
 *the same transitions*, a dry run gives exactly what the streaming deployment converges to.
 
-Kept around, a network is also the incremental engine: submit one changed footprint and
-:meth:`Network.run` touches only that input's ancestors (the bench measures this). With
-``coalesce=True`` it works as a batch of a streaming worker does, and better: component-side
-messages are applied as they come, and the products that have messages waiting are taken lowest
-in the BOM graph first (:meth:`Network.height`), each absorbing everything that reached it at
-once. Every change to a product comes from an input lower than it, so on a DAG each product
-affected by a batch is updated and republished exactly once -- a diamond is not recomputed once
-per path that reaches it. Only results are built on demand (:meth:`results`): the network itself
-never computes a hash.
+Kept around, a network is also the incremental core (the bench measures this): submit one
+changed footprint and :meth:`Network.run` touches only that input's ancestors. With
+``coalesce=True`` the queue goes to the :class:`~streams.rollup.Engine` that holds the network's
+states (``_engine``): component-side messages are applied as they come, and the products that
+have values waiting are taken lowest in the BOM graph first, each absorbing everything that
+reached it at once, in place. Every change to a product comes from an input lower than it, so on
+a DAG each product affected by a batch is updated and republished exactly once -- a diamond is
+not recomputed once per path that reaches it. Only results are built on demand
+(:meth:`results`): the network itself never computes a hash.
 
 >>> from decimal import Decimal as D
 >>> from streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
@@ -27,7 +27,6 @@ Decimal('30.0')
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 from contracts.errors import RollupError
 
 from ._component import ComponentState, component_step
+from ._engine import Delivery, Engine
 from ._messages import (
     BomDeclared,
     ChildValue,
@@ -42,18 +42,21 @@ from ._messages import (
     FootprintDeclared,
     Message,
     Outcome,
-    ProductMessage,
     Step,
 )
 from ._model import Bom, ComponentFootprint, Factor, Ref, RefKind
-from ._product import ProductState, product_step, product_step_many
+from ._product import ProductState, product_step
 from ._result import RollupResult
 
 __all__ = ["Network", "children_first", "run_batch"]
 
 
 class Network:
-    """Both roles' states plus a FIFO of messages in flight (one process, no Kafka)."""
+    """Both roles' states plus a FIFO of messages in flight (one process, no Kafka).
+
+    ``run(coalesce=True)`` delivers through the :class:`~streams.rollup.Engine` that holds the
+    same two dicts of states; ``run()`` and :meth:`apply` deliver one message at a time.
+    """
 
     def __init__(self) -> None:
         self.components: dict[Ref, ComponentState] = {}
@@ -61,35 +64,14 @@ class Network:
         self.outcomes: Counter[Outcome] = Counter()
         self.delivered = 0
         self._queue: deque[Message] = deque()
-        self._heights: dict[str, int] = {}
+        self.engine = Engine(self.products, self.components)
+        self.last: Delivery | None = None
+        """What the last coalesced :meth:`run` did (its products' last values: ``published``)."""
 
     def height(self, product_id: str) -> int:
-        """1 + the height of the highest product this one's BOM uses (0: uses no product with a
-        BOM). Memoised until a BOM changes; on a cycle, a product met again counts 0."""
-        known = self._heights
-        if product_id in known:
-            return known[product_id]
-        products = self.products
-        acc = {product_id: 0}
-        on_path = {product_id}
-        stack = [(product_id, iter(_children_of(products, product_id) or ()))]
-        while stack:  # post-order, iteratively (a BOM graph may be deep)
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                on_path.discard(node)
-                known[node] = acc[node]
-                if stack:
-                    parent = stack[-1][0]
-                    acc[parent] = max(acc[parent], 1 + acc[node])
-            elif child in known:
-                acc[node] = max(acc[node], 1 + known[child])
-            elif child not in on_path and _children_of(products, child) is not None:
-                acc[child] = 0
-                on_path.add(child)
-                stack.append((child, iter(_children_of(products, child) or ())))
-        return known[product_id]
+        """1 + the height of the highest product this one's BOM uses (see
+        :meth:`Engine.height`)."""
+        return self.engine.height(product_id)
 
     def submit(self, *messages: Message) -> None:
         """Queue input records (footprints, factors, BOMs) or any other message."""
@@ -106,6 +88,8 @@ class Network:
             pid = message.key
             step = product_step(self.products.get(pid), message)
             self.products[pid] = step.state
+            if isinstance(message, BomDeclared):
+                self.engine._heights.clear()
         else:
             ref = message.ref
             step = component_step(self.components.get(ref), message)
@@ -126,50 +110,33 @@ class Network:
         *max_messages* is a fuse: exceeding it raises :class:`RollupError` rather than spinning.
         *observe*, if given, sees every delivered message with the step it caused.
 
-        With *coalesce*, component-side messages are applied at once and the products with
-        messages waiting are taken lowest first (:meth:`height`), each absorbing everything that
-        arrived for it and updating once (:func:`product_step_many`). Same final state, each
-        product of a DAG updated once per run -- batch mode.
+        With *coalesce*, the queue goes to the engine as one batch (:meth:`Engine.deliver`):
+        component-side messages are applied at once, the products with values waiting are taken
+        lowest first, each absorbing everything that arrived for it and updating once, in place.
+        Same final state, each product of a DAG updated once per run -- batch mode. What it did
+        is kept in :attr:`last`.
         """
+        if coalesce:
+            messages, self._queue = self._queue, deque()
+            delivery = self.engine.deliver(messages, max_messages, observe)
+            self.outcomes.update(delivery.outcomes)
+            self.delivered += delivery.delivered
+            self.last = delivery
+            return delivery.count
         count = 0
         queue = self._queue
-        pending: dict[str, list[ProductMessage]] = {}
-        ready: list[tuple[int, str]] = []  # (height, product id) of the pending products
-        while queue or pending:
-            while queue:
-                if max_messages is not None and count >= max_messages:
-                    raise RollupError(
-                        f"roll-up did not settle within {max_messages} messages "
-                        f"({len(queue) + sum(map(len, pending.values()))} still queued)"
-                    )
-                message = queue.popleft()
-                count += 1
-                if coalesce and isinstance(message, BomDeclared | ChildValue):
-                    waiting = pending.get(message.key)
-                    if waiting is None:
-                        pending[message.key] = [message]
-                        heapq.heappush(ready, (self.height(message.key), message.key))
-                    else:
-                        waiting.append(message)
-                    continue
-                step = self.apply(message)
-                queue.extend(step.outputs)
-                if observe is not None:
-                    observe(message, step)
-            if not ready:
-                continue
-            _, pid = heapq.heappop(ready)
-            messages = pending.pop(pid)
-            step = product_step_many(self.products.get(pid), messages)
-            self.products[pid] = step.state
-            if any(isinstance(m, BomDeclared) for m in messages):
-                self._heights.clear()
-            self.outcomes.update(step.each)
-            self.delivered += len(messages)
+        while queue:
+            if max_messages is not None and count >= max_messages:
+                raise RollupError(
+                    f"roll-up did not settle within {max_messages} messages "
+                    f"({len(queue)} still queued)"
+                )
+            message = queue.popleft()
+            count += 1
+            step = self.apply(message)
             queue.extend(step.outputs)
             if observe is not None:
-                for message in messages:
-                    observe(message, step)
+                observe(message, step)
         return count
 
     def result(self, product_id: str) -> RollupResult | None:
@@ -213,14 +180,6 @@ def children_first(boms: Iterable[Bom]) -> list[Bom]:
                 stack.pop()
                 ordered.extend(by_product[pid])
     return ordered
-
-
-def _children_of(products: dict[str, ProductState], product_id: str) -> list[str] | None:
-    """The product ids *product_id*'s BOM uses (``None``: it has no BOM)."""
-    state = products.get(product_id)
-    if state is None or state.bom is None:
-        return None
-    return [ref.id for ref in state._refs if ref.kind is RefKind.PRODUCT]
 
 
 def _children(bom: Bom) -> list[str]:

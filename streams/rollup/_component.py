@@ -170,7 +170,7 @@ def component_step(state: ComponentState | None, message: ComponentMessage) -> S
     if isinstance(message, ProductRolledUp):
         message = offered(message)
     old_rolled = state.rolled
-    if old_rolled is not None:
+    if old_rolled is not None and message.sequence <= old_rolled.sequence:
         same = message.value == old_rolled.value
         outcome = order_outcome(message.sequence, old_rolled.sequence, same)
         if outcome is not None:

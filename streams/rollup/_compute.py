@@ -4,9 +4,10 @@
 builds the whole result (lineage, content hash, id). The streaming transitions do not call it
 per update: a product keeps per-line parts and running sums (``_running``) and applies a new
 input by its difference; ``compute_result`` builds a result only when one is asked for (at the
-edge that publishes it, in batch mode). Both sides scale each input with the same functions
-(:func:`line_part`, :func:`grid_part`, :func:`direct_part`: 50-digit products, so the same
-digits) and add in the exact context (``_numbers``), so they agree digit for digit;
+edge that publishes it, in batch mode). Both sides scale each input by the same operations in
+the same order (:func:`line_part`, :func:`grid_part`, :func:`direct_part`; ``_running`` scales a
+line with ``_scaled``, ``line_part``'s operations on a multiplier it keeps: 50-digit products, so
+the same digits) and add in the exact context (``_numbers``), so they agree digit for digit;
 ``tests/streams/test_rollup_incremental.py`` checks it after any history.
 
 Steps (numbered in the code as ``# (n)``):

@@ -164,14 +164,14 @@ def _check(state: ProductState, message: ProductMessage) -> Outcome | None:
     """The named no-op *message* is for *state*, or ``None`` if it changes it (step 2)."""
     if isinstance(message, BomDeclared):
         bom, old = message.bom, state.bom
-        if old is None:
+        if old is None or bom.revision > old.revision:
             return None
         return order_outcome(bom.revision, old.revision, bom == old)
     if state.bom is None or message.child not in state._refs:
         return Outcome.UNSUBSCRIBED
     slot = state.children.get(message.child)
-    if slot is None:
-        return None
+    if slot is None or message.version > slot.version:
+        return None  # (the content is compared only when the versions say it might be a copy)
     return order_outcome(message.version, slot.version, message.value == slot.value)
 
 

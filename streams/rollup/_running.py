@@ -17,11 +17,15 @@ only where it is published. :class:`Running` is that value kept up to date:
   missing and blocked refs, the factor sources and the lines that rounded.
 
 A new value of one input re-evaluates only the lines that use it (:meth:`Running.update`): the
-line's old part is subtracted from the sums and the new one added. The parts come from the very
-functions ``compute_result`` uses (:func:`~streams.rollup.line_part` ...: 50-digit products, the
-same digits); the sums run in the exact context (``_numbers``), so subtracting and adding is
-exact, and each sum is kept written with the exponent a from-scratch sum would have (see
-:func:`_Sums.replace`). A new BOM revision simply rebuilds the product's lines from scratch.
+line's old part is subtracted from the sums and the new one added. A part is the input's totals
+times the line multiplier by exactly the operations of ``compute_result``'s
+:func:`~streams.rollup.line_part` (50-digit products, the same digits, see :func:`_scaled`); the
+multiplier itself is kept per line for the input unit it was computed for, since a new value
+rarely changes the input's unit. The sums run in the exact context (``_numbers``), so
+subtracting and adding is exact, and each sum is kept written with the exponent a from-scratch
+sum would have (see :meth:`Running._sum`). Which figures, ratings and stages the totals report
+(their *shape*) is kept too, until a key appears or disappears. A new BOM revision simply
+rebuilds the product's lines from scratch.
 
 :meth:`Running.value` is the thin :class:`~streams.rollup.SourceValue` the product offers its
 parents. Its identity is *pending* (:class:`~streams.rollup.Identity`): the key is the BOM and the
@@ -34,7 +38,7 @@ here equals, digit for digit, the one of a from-scratch ``compute_result`` after
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import Context, Decimal, localcontext
+from decimal import Context, Decimal, Inexact, localcontext
 from typing import Protocol
 
 from contracts.errors import RollupError
@@ -46,7 +50,7 @@ from ._compute import (
     cycle_result,
     direct_part,
     grid_part,
-    line_part,
+    line_multiplier,
 )
 from ._model import (
     CARBON_CONTENT_METRICS,
@@ -58,7 +62,7 @@ from ._model import (
     Ref,
     RefKind,
 )
-from ._numbers import EXACT_CONTEXT, ZERO, rollup_context
+from ._numbers import EXACT_CONTEXT, ROLLUP_CONTEXT, ZERO, rollup_context
 from ._result import Identity, RollupResult, SourceKind, SourceValue, Status, Totals
 
 __all__ = ["Running"]
@@ -72,6 +76,9 @@ _DQR, _DQW, _STAGE = "~dqr:", "~dqw:", "~stage:"
 _DQR_KEYS = tuple((name, _DQR + name, _DQW + name) for name in DQR_RATINGS)
 
 _OK, _MISSING, _BLOCKED, _ERROR = range(4)
+
+_Shape = tuple[tuple[str, ...], tuple[tuple[str, str, str], ...], tuple[tuple[str, str], ...]]
+"""What the totals report: (common figures, (rating, weighted key, weight key)s, (stage, key)s)."""
 
 
 class Slot(Protocol):
@@ -136,28 +143,88 @@ class _Line:
         self.exact = exact
 
 
+def _scaled(totals: Totals, k: Decimal, ctx: Context) -> tuple[dict[str, Decimal], bool]:
+    """*totals* times the line multiplier *k*, flattened, and whether the figures' products were
+    exact: what ``line_part`` gives (then ``_flat``), by the same operations in the same order (so
+    the same digits), without the intermediate :class:`_Part`. Runs in the roll-up context *ctx*;
+    like ``line_part``, exactness covers the figures, not the quality accumulators."""
+    ctx.clear_flags()
+    flat = {name: value * k for name, value in totals.figures.items()}
+    exact = not ctx.flags[Inexact]
+    flat[_PRIMARY] = totals.primary * k
+    flat[_VARIANCE] = totals.variance * k * k
+    flat[_UNASSESSED] = totals.unassessed * k
+    for name, (ws, w) in totals.dqr.items():
+        flat[_DQR + name] = ws * k
+        flat[_DQW + name] = w * k
+    for stage, value in totals.stages.items():
+        flat[_STAGE + stage] = value * k
+    return flat, exact
+
+
+_Multiplier = tuple[str, Decimal, Decimal | None, Decimal | None, bool]
+"""A line's multiplier for one input unit: ``(declared unit, amount, mass, k, exact)``, ``k``
+``None`` when the units do not convert (an error line)."""
+
+
+def _same_decimal(a: Decimal | None, b: Decimal | None) -> bool:
+    """Same value *and* same exponent (``1`` and ``1.0`` give multipliers of other exponents)."""
+    return a is b or (a is not None and b is not None and a == b and a.as_tuple() == b.as_tuple())
+
+
 def _evaluate(
-    line: BomLine, refs: tuple[Ref, Ref | None], path: str, children: Slots, ctx: Context
-) -> _Line:
+    line: BomLine,
+    refs: tuple[Ref, Ref | None],
+    index: int,
+    children: Slots,
+    ctx: Context,
+    cached: _Multiplier | None = None,
+) -> tuple[_Line, _Multiplier | None]:
     """Step (3) of ``compute_result`` for one line (runs in the roll-up context *ctx*);
-    *refs* are the line's ``ref`` and ``factor_ref``."""
+    *refs* are the line's ``ref`` and ``factor_ref``, *index* its place in the BOM.
+
+    The line multiplier depends only on the line and the input's declared unit, amount and mass,
+    which an input's new value almost never changes: *cached* is the one computed last (returned
+    with the line, to pass back next time), reused while those stay the same, so an update costs
+    the scaling of the input's totals and nothing else."""
     ref, factor_ref = refs
     source = _value(children, ref)
     if source is None:
         source = _value(children, factor_ref)
     if source is None:
         both = (ref,) if factor_ref is None else (ref, factor_ref)
-        return _Line(_MISSING, None, missing=tuple(map(str, both)))
-    if not source.usable or source.totals is None:
-        return _Line(_BLOCKED, source)
-    try:
-        part, _, exact = line_part(line, source, path, ctx)
-    except RollupError:
-        return _Line(_ERROR, source)
+        return _Line(_MISSING, None, missing=tuple(map(str, both))), cached
+    totals = source.totals
+    if totals is None or not source.usable:
+        return _Line(_BLOCKED, source), cached
+    if (
+        cached is None
+        or cached[0] != source.declared_unit
+        or not _same_decimal(cached[1], source.declared_unit_amount)
+        or not _same_decimal(cached[2], source.mass_per_declared_unit)
+    ):
+        ctx.clear_flags()
+        try:
+            path = f"components[{index}]"
+            k: Decimal | None = line_multiplier(line.quantity, line.unit, source, path)
+        except RollupError:
+            k = None
+        cached = (
+            source.declared_unit,
+            source.declared_unit_amount,
+            source.mass_per_declared_unit,
+            k,
+            not ctx.flags[Inexact],
+        )
+    k = cached[3]
+    if k is None:
+        return _Line(_ERROR, source), cached
+    part, exact = _scaled(totals, k, ctx)
+    exact = exact and source.exact and cached[4]
     missing = source.missing if source.status is Status.INCOMPLETE else ()
     return _Line(
-        _OK, source, part=_flat(part), metrics=frozenset(part.figures), missing=missing, exact=exact
-    )
+        _OK, source, part=part, metrics=frozenset(totals.figures), missing=missing, exact=exact
+    ), cached
 
 
 class Running:
@@ -171,6 +238,7 @@ class Running:
     """
 
     __slots__ = (
+        "_shape",
         "_sources",
         "blocked",
         "bom",
@@ -185,13 +253,16 @@ class Running:
         "lines",
         "metric_lines",
         "missing",
+        "mults",
         "n_ok",
+        "ref",
         "refs",
         "sums",
     )
 
     def __init__(self, bom: Bom, children: Slots) -> None:
         self.bom = bom
+        self.ref = bom.ref
         self.sums: dict[str, Decimal] = {}
         self.counts: dict[str, int] = {}
         """How many parts carry each key."""
@@ -205,6 +276,9 @@ class Running:
         self.inexact = 0
         self._sources: tuple[str, ...] | None = None
         """``sorted(factor_sources)``, kept until they change."""
+        self._shape: _Shape | None = None
+        """Which figures, DQR ratings and stages the totals report, kept until the keys of
+        ``counts`` or ``metric_lines`` (or ``n_ok``) change."""
         self.cycles: dict[Ref, tuple[tuple[str, ...], ...]] = {}
         deps: dict[Ref, list[int]] = {}
         refs: list[tuple[Ref, Ref | None]] = []
@@ -220,13 +294,15 @@ class Running:
         self.direct = None if direct is None else _flat(direct)
         self.grid: _Line | None = None
         self.lines: list[_Line] = []
+        self.mults: list[_Multiplier | None] = []
+        """Each line's multiplier for the input unit it saw last (see :func:`_evaluate`)."""
         with rollup_context() as ctx:
             if bom.own.grid_ref is not None:
                 self.grid = self._evaluate_grid(children, ctx)
-            self.lines = [
-                _evaluate(line, refs[i], f"components[{i}]", children, ctx)
-                for i, line in enumerate(bom.components)
-            ]
+            for i, line in enumerate(bom.components):
+                evaluated, mult = _evaluate(line, refs[i], i, children, ctx)
+                self.lines.append(evaluated)
+                self.mults.append(mult)
         with localcontext(EXACT_CONTEXT):
             if self.direct is not None:
                 self._sum(None, self.direct)
@@ -242,6 +318,7 @@ class Running:
     def copy(self) -> Running:
         new = Running.__new__(Running)
         new.bom = self.bom
+        new.ref = self.ref
         new.sums = dict(self.sums)
         new.counts = dict(self.counts)
         new.metric_lines = dict(self.metric_lines)
@@ -252,12 +329,14 @@ class Running:
         new.errors = self.errors
         new.inexact = self.inexact
         new._sources = self._sources
+        new._shape = self._shape
         new.cycles = dict(self.cycles)
         new.deps = self.deps  # (a function of the BOM: never changed in place)
         new.refs = self.refs
         new.direct = self.direct
         new.grid = self.grid
         new.lines = list(self.lines)  # (the _Line objects themselves are never changed)
+        new.mults = list(self.mults)
         return new
 
     # ------------------------------------------------------------------ applying a difference
@@ -295,6 +374,7 @@ class Running:
             if line.is_line:
                 self.n_ok += sign
                 if not skip_lists:
+                    self._shape = None
                     for name in line.metrics:
                         _bump(self.metric_lines, name, sign)
         elif kind == _BLOCKED:
@@ -342,6 +422,7 @@ class Running:
                     counts[key] = left
                 else:
                     del counts[key]
+                    self._shape = None
         if new is not None:
             for key, value in new.items():
                 if old is not None:
@@ -349,7 +430,12 @@ class Running:
                     if replaced is not None and replaced.same_quantum(value):
                         continue  # (done above)
                 sums[key] = sums.get(key, ZERO) + value
-                counts[key] = counts.get(key, 0) + 1
+                n = counts.get(key)
+                if n is None:
+                    counts[key] = 1
+                    self._shape = None
+                else:
+                    counts[key] = n + 1
         for key, before in suspects:
             parts = [p[key] for p in self._parts() if key in p]
             if any(v.same_quantum(before) for v in parts):
@@ -411,14 +497,15 @@ class Running:
                     self._trace(ref, slot.value, slot.trace)
         changes: list[tuple[int, _Line]] = []
         components = self.bom.components
-        with rollup_context() as ctx:
+        mults = self.mults
+        with localcontext(ROLLUP_CONTEXT) as ctx:
             if grid:
                 changes.append((-1, self._evaluate_grid(children, ctx)))
             for i in sorted(touched):
-                line = components[i]
-                changes.append(
-                    (i, _evaluate(line, self.refs[i], f"components[{i}]", children, ctx))
+                evaluated, mults[i] = _evaluate(
+                    components[i], self.refs[i], i, children, ctx, mults[i]
                 )
+                changes.append((i, evaluated))
         with localcontext(EXACT_CONTEXT):
             for i, new in changes:
                 old = self.grid if i < 0 else self.lines[i]
@@ -467,7 +554,7 @@ class Running:
                 tuple(v.identity for v in (grid, *used) if v is not None),
             )
         return SourceValue(
-            ref=bom.ref,
+            ref=self.ref,
             kind=SourceKind.ROLLED_UP,
             sequence=bom.revision,
             declared_unit=bom.declared_unit,
@@ -489,22 +576,32 @@ class Running:
         return self._sources
 
     def _totals(self) -> Totals:
-        sums, counts = self.sums, self.counts
-        n_ok = self.n_ok
-        if n_ok:
-            common = [name for name, n in self.metric_lines.items() if n == n_ok]
-            common.sort(key=_METRIC_INDEX.__getitem__)
-            figures = {name: sums.get(name, ZERO) for name in common}
-        else:
-            figures = {name: sums.get(name, ZERO) for name in REQUIRED_METRICS}
-        stages = sorted(key for key in counts if key.startswith(_STAGE))
+        shape = self._shape
+        if shape is None:
+            shape = self._shape = self._compute_shape()
+        common, dqrs, stages = shape
+        sums = self.sums
         return Totals(
-            figures=figures,
+            figures={name: sums.get(name, ZERO) for name in common},
             primary=sums.get(_PRIMARY, ZERO),
             variance=sums.get(_VARIANCE, ZERO),
             unassessed=sums.get(_UNASSESSED, ZERO),
-            dqr={name: (sums[ws], sums[w]) for name, ws, w in _DQR_KEYS if w in counts},
-            stages={key[len(_STAGE) :]: sums[key] for key in stages},
+            dqr={name: (sums[ws], sums[w]) for name, ws, w in dqrs},
+            stages={stage: sums[key] for stage, key in stages},
+        )
+
+    def _compute_shape(self) -> _Shape:
+        counts, n_ok = self.counts, self.n_ok
+        if n_ok:
+            common = [name for name, n in self.metric_lines.items() if n == n_ok]
+            common.sort(key=_METRIC_INDEX.__getitem__)
+        else:
+            common = list(REQUIRED_METRICS)
+        stages = sorted(key for key in counts if key.startswith(_STAGE))
+        return (
+            tuple(common),
+            tuple(keys for keys in _DQR_KEYS if keys[2] in counts),
+            tuple((key[len(_STAGE) :], key) for key in stages),
         )
 
 

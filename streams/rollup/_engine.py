@@ -1,0 +1,306 @@
+"""Local delivery: a batch of messages applied to the nodes one process holds, in one call.
+
+Between workers the roll-up stays a protocol of absolute values with sequences (``_messages``):
+a product's new value is a :class:`~streams.rollup.ProductRolledUp`, its input role turns it into
+one :class:`~streams.rollup.ChildValue` per parent, and each parent applies it by the difference
+it makes (``_running``). Inside one process none of that has to be a queue of immutable steps.
+:class:`Engine` holds the states of the nodes it owns and delivers a batch to them directly:
+
+* **in place, copied once.** A product the batch changes is copied once (its state, its running
+  sums) the first time the batch touches it; every later change in the batch -- another input, a
+  second wave on a cycle -- goes to that copy, which is what the batch writes back. A state a
+  caller held before the batch never changes under it. The input roles' states are small
+  immutable records, replaced as they change.
+* **lowest first, each product once.** Input-side records (footprints, factors, subscriptions,
+  products' own new values) are applied as they come; the products with values waiting are taken
+  lowest in the BOM graph first (:meth:`Engine.height`), each absorbing everything that reached
+  it at once. Every change to a product comes from something lower, so on a DAG each product
+  the batch affects is recomputed and republished exactly once, however many paths reach it.
+* **values straight to parents.** A product's new value goes to its own input role and from
+  there to every local parent without a round through a topic; only values for nodes the
+  process does not own (``local``) leave the engine, as messages (:attr:`Delivery.remote`).
+* **no result.** Nothing here computes a hash, a uuid or lineage: a published value's result is
+  pending (:class:`~streams.rollup.Identity`) until the edge asks for it, once per product per
+  batch (:attr:`Delivery.published` holds each product's *last* new value of the batch).
+
+The transitions are the per-node ones (:func:`~streams.rollup.component_step`, the product
+side's check/store/publish of ``_product``) in the same order as :meth:`Network.run` with
+``coalesce=True`` had them, so the engine reaches the same states and the same values, digit for
+digit, as one message at a time -- ``tests/streams/test_rollup_engine.py`` checks it against
+:func:`~streams.rollup.compute_result` and against per-message delivery.
+
+A streams worker uses it for its local-delivery rounds the same way (:meth:`Engine.deliver` with
+``load`` reading the stored rows and ``local`` the partitions it owns): states in, the states
+that changed out, plus the messages for other workers.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from contracts.errors import RollupError
+
+from ._component import ComponentState, component_step, offered
+from ._messages import (
+    BomDeclared,
+    ChildValue,
+    Message,
+    Outcome,
+    ProductMessage,
+    ProductOffered,
+    ProductRolledUp,
+    Step,
+)
+from ._model import Ref, RefKind
+from ._product import ProductState, _check, _check_key, _publish, _store
+
+__all__ = ["Delivery", "Engine"]
+
+Observer = Callable[[Message, Step[object]], None]
+Loader = Callable[[Ref], tuple[ComponentState | None, ProductState | None]]
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What one :meth:`Engine.deliver` did."""
+
+    products: dict[str, ProductState] = field(default_factory=dict)
+    """The product states the batch changed (each built once, the batch's last)."""
+    components: dict[Ref, ComponentState] = field(default_factory=dict)
+    """The input states the batch changed or created."""
+    published: dict[str, ProductRolledUp] = field(default_factory=dict)
+    """Each product's last new value of the batch, in the order they were last published: what
+    the edge publishes (and builds the result of), once."""
+    remote: list[Message] = field(default_factory=list)
+    """Messages for nodes this engine does not own (``local``), in the order they were made."""
+    applied: list[Message] = field(default_factory=list)
+    """Messages the batch made for nodes this engine owns and applied itself, in order (a
+    product's new value to its own input role aside): a streams worker still sends them, so
+    that a crash between storing one node's row and another's loses nothing."""
+    noops: list[tuple[Message, Outcome]] = field(default_factory=list)
+    """Messages that changed nothing, with why (a ``CONFLICT`` is worth a DLQ record)."""
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    delivered: int = 0
+    """Messages applied to a node's state (any outcome)."""
+    count: int = 0
+    """Messages taken from the queue (what a ``max_messages`` fuse counts)."""
+
+
+class Engine:
+    """The states of the nodes one process owns, and the batch delivery over them.
+
+    ``products`` and ``components`` are the states (keyed by product id and by ref); they may be
+    a cache in front of *load*, which gives both states of a node not yet in memory (a stored
+    row). *local* says whether a node is this process's (default: all are).
+    """
+
+    def __init__(
+        self,
+        products: dict[str, ProductState] | None = None,
+        components: dict[Ref, ComponentState] | None = None,
+        *,
+        load: Loader | None = None,
+        local: Callable[[Ref], bool] | None = None,
+    ) -> None:
+        self.products: dict[str, ProductState] = {} if products is None else products
+        self.components: dict[Ref, ComponentState] = {} if components is None else components
+        self._load = load
+        self._local = local
+        self._loaded: set[Ref] = set()
+        self._heights: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ states
+
+    def _fetch(self, ref: Ref) -> None:
+        if self._load is None or ref in self._loaded:
+            return
+        self._loaded.add(ref)
+        component, product = self._load(ref)
+        if component is not None:
+            self.components.setdefault(ref, component)
+        if product is not None:
+            self.products.setdefault(ref.id, product)
+
+    def product(self, product_id: str) -> ProductState | None:
+        state = self.products.get(product_id)
+        if state is None and self._load is not None:
+            self._fetch(Ref.product(product_id))
+            state = self.products.get(product_id)
+        return state
+
+    def component(self, ref: Ref) -> ComponentState | None:
+        state = self.components.get(ref)
+        if state is None and self._load is not None:
+            self._fetch(ref)
+            state = self.components.get(ref)
+        return state
+
+    def height(self, product_id: str) -> int:
+        """1 + the height of the highest product this one's BOM uses (0: uses no product with a
+        BOM). Memoised until a BOM changes; on a cycle, a product met again counts 0."""
+        known = self._heights
+        if product_id in known:
+            return known[product_id]
+        acc = {product_id: 0}
+        on_path = {product_id}
+        stack = [(product_id, iter(self._children_of(product_id) or ()))]
+        while stack:  # post-order, iteratively (a BOM graph may be deep)
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                on_path.discard(node)
+                known[node] = acc[node]
+                if stack:
+                    parent = stack[-1][0]
+                    acc[parent] = max(acc[parent], 1 + acc[node])
+            elif child in known:
+                acc[node] = max(acc[node], 1 + known[child])
+            elif child not in on_path and self._children_of(child) is not None:
+                acc[child] = 0
+                on_path.add(child)
+                stack.append((child, iter(self._children_of(child) or ())))
+        return known[product_id]
+
+    def _forget_height(self, product_id: str) -> None:
+        """A new BOM of *product_id* may change its height and its ancestors' (found through the
+        subscribers its input role knows), nobody else's: forget just those."""
+        heights = self._heights
+        stack = [product_id]
+        seen = {product_id}
+        while stack:
+            pid = stack.pop()
+            heights.pop(pid, None)
+            component = self.components.get(Ref.product(pid))
+            if component is None:
+                continue
+            for parent in component.subscribers:  # (active or not: a dropped line counts too)
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+
+    def _children_of(self, product_id: str) -> list[str] | None:
+        """The product ids *product_id*'s BOM uses (``None``: it has no BOM)."""
+        state = self.product(product_id)
+        if state is None or state.bom is None:
+            return None
+        return [ref.id for ref in state._refs if ref.kind is RefKind.PRODUCT]
+
+    # ------------------------------------------------------------------ delivery
+
+    def deliver(
+        self,
+        messages: Iterable[Message],
+        max_messages: int | None = None,
+        observe: Observer | None = None,
+    ) -> Delivery:
+        """Apply *messages* and everything they cause on this engine's nodes until none is left.
+
+        *max_messages* is a fuse: exceeding it raises :class:`RollupError` rather than spinning.
+        *observe*, if given, sees every input-side message with its step, and every product's
+        update with the messages it absorbed (one call per message, all with the same step).
+        """
+        out = Delivery()
+        queue: deque[Message] = deque(messages)
+        inputs = len(queue)  # (what the queue holds beyond them, the batch made)
+        pending: dict[str, list[ProductMessage]] = {}
+        ready: list[tuple[int, str]] = []  # (height, product id) of the pending products
+        owned: dict[str, ProductState] = {}  # products this batch has copied (changed in place)
+        local = self._local
+        count = 0
+        while queue or pending:
+            while queue:
+                if max_messages is not None and count >= max_messages:
+                    raise RollupError(
+                        f"roll-up did not settle within {max_messages} messages "
+                        f"({len(queue) + sum(map(len, pending.values()))} still queued)"
+                    )
+                message = queue.popleft()
+                count += 1
+                if isinstance(message, BomDeclared | ChildValue):
+                    pid = message.key
+                    if local is not None and not local(Ref.product(pid)):
+                        out.remote.append(message)
+                        continue
+                    if count > inputs:
+                        out.applied.append(message)
+                    waiting = pending.get(pid)
+                    if waiting is None:
+                        pending[pid] = [message]
+                        heapq.heappush(ready, (self.height(pid), pid))
+                    else:
+                        waiting.append(message)
+                    continue
+                ref = message.ref
+                if local is not None and not local(ref):
+                    out.remote.append(message)
+                    continue
+                if count > inputs and not isinstance(message, ProductOffered):
+                    out.applied.append(message)
+                step = component_step(self.component(ref), message)
+                self.components[ref] = out.components[ref] = step.state
+                self._count(out, message, step.outcome)
+                queue.extend(step.outputs)
+                if observe is not None:
+                    observe(message, step)  # type: ignore[arg-type]
+            if not ready:
+                continue
+            _, pid = heapq.heappop(ready)
+            self._product_batch(pid, pending.pop(pid), owned, out, queue, observe)
+        out.count = count
+        return out
+
+    def _count(self, out: Delivery, message: Message, outcome: Outcome) -> None:
+        out.outcomes[outcome] += 1
+        out.delivered += 1
+        if outcome is not Outcome.APPLIED and outcome is not Outcome.UNCHANGED:
+            out.noops.append((message, outcome))
+
+    def _product_batch(
+        self,
+        pid: str,
+        messages: list[ProductMessage],
+        owned: dict[str, ProductState],
+        out: Delivery,
+        queue: deque[Message],
+        observe: Observer | None,
+    ) -> None:
+        """One product absorbs what reached it, updates once, and hands its new value on."""
+        state = owned.get(pid)
+        base = state if state is not None else _check_key(self.product(pid), pid)
+        outputs: list[Message] = []
+        trace: tuple[str, ...] = (pid,)
+        applied = False
+        bom_changed = False
+        for message in messages:
+            outcome = _check(state or base, message)
+            if outcome is not None:
+                self._count(out, message, outcome)
+                continue
+            if state is None:  # (the batch's own copy, made once)
+                state = owned[pid] = base._copy()
+                self.products[pid] = out.products[pid] = state
+            stored, trace = _store(state, message)
+            outputs.extend(stored)
+            applied = True
+            bom_changed = bom_changed or isinstance(message, BomDeclared)
+            self._count(out, message, Outcome.APPLIED)
+        if bom_changed:
+            self._forget_height(pid)
+        if not applied:
+            return
+        assert state is not None
+        step = _publish(state, tuple(outputs), trace)
+        if observe is not None:
+            for message in messages:
+                observe(message, step)  # type: ignore[arg-type]
+        for made in step.outputs:
+            if isinstance(made, ProductRolledUp):
+                out.published.pop(pid, None)  # (keeps the order of the last values)
+                out.published[pid] = made
+                queue.append(offered(made))
+            else:
+                queue.append(made)
