@@ -52,10 +52,10 @@ class World:
         public = self.operator.public_key()
         self.registry = CertRegistry({key_id_of(public): public})
 
-    def registration(self, body_id: str = "cqc", **changes: object) -> BodyRegistration:
+    def registration(self, **changes: object) -> BodyRegistration:
         self.sequence += 1
         base = BodyRegistration(
-            body_id,
+            "cqc",
             "China Quality Certification Centre",
             "CNCA-R-2002-001",
             ("LITHIUM_BATTERY", "PHOTOVOLTAIC"),
@@ -302,7 +302,7 @@ def test_the_operator_may_revoke_a_certificate() -> None:
 )
 def test_a_malformed_certificate_names_the_field(field_name: str, value: object, path: str) -> None:
     data = World().certificate().to_json()
-    data[field_name] = value  # type: ignore[assignment]
+    data[field_name] = value
     with pytest.raises(ValidationFailed) as caught:
         Certificate.from_json(data)
     assert path in {v.path for v in caught.value.violations}
