@@ -942,6 +942,10 @@ class CertRegistry:
     def _last_sequence(self, body_id: str) -> tuple[int, str]:
         return self._sequences.get(body_id, (-1, ""))
 
+    def next_sequence(self, body_id: str) -> int:
+        """The sequence the body's next registration or listing must carry (step 3)."""
+        return self._last_sequence(body_id)[0] + 1
+
     def _certificate(
         self,
         signed: SignedStatement,

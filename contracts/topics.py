@@ -17,6 +17,8 @@ topic                      key                         value (Confluent-framed A
 ``pcf.outbound.<id>``      pseudonym of the product    ``gateway.SealedMessage``
 ``<app>-<table>-changelog``  the table's key            streams codec JSON (compacted)
 ``pcf._schemas``           subject/version             the schema registry's own records
+``pcf.bodies``             body id                     ``certification.SignedStatement``      LAT
+``pcf.certificates``       certificate id              ``certification.SignedStatement``      LAT
 =========================  ==========================  ====================================  ====
 
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
@@ -76,8 +78,10 @@ ROLES: Final = (
     "api",
     "operator",
     "officer",
+    "certifier",
 )
-"""Who uses the exchange's Kafka (one principal each, ``pcfx tenants``)."""
+"""Who uses the exchange's Kafka (one principal each, ``pcfx tenants``); a ``certifier`` is a
+certification body (it writes its certificates and revocations)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,16 @@ _TABLE: Final = (
         "pcf._schemas", "subject/version", "schema registry records",
         "the schema registry (Confluent-compatible ids)",
         {}, {**_ALL_READ, "operator": "RWC"}, prefixed=False,
+    ),
+    Topic(
+        "pcf.bodies", "body id", "io.pcfexchange.certification.SignedStatement",
+        "the operator's signed registrations and blacklistings of certification bodies",
+        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWCD"},
+    ),
+    Topic(
+        "pcf.certificates", "certificate id", "io.pcfexchange.certification.SignedStatement",
+        "bodies' signed certificates and revocations, the operator's stale notices",
+        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWCD", "certifier": "RW"},
     ),
 )  # fmt: skip
 

@@ -1,0 +1,542 @@
+"""Certification on Kafka: publish and read the signed statements, issue certificates, watch for
+stale ones. The decisions are in :mod:`contracts.certification` (pure); this is the I/O edge.
+
+**Wire form.** ``pcf.bodies`` and ``pcf.certificates`` carry one Avro record type,
+``io.pcfexchange.certification.SignedStatement`` (``payloadType``, ``signedBody``,
+``signature``), Confluent-framed under ``<topic>-value`` like every topic. The Avro is only an
+envelope: what is signed and checked is the canonical JSON in ``signedBody``, exactly as
+received (as ``SignedFootprint`` v2 does), so a new statement field needs no schema change.
+
+**Time.** Both topics are created with ``LogAppendTime`` (``contracts/topics.py``); a record
+whose timestamp is not the broker's append time is refused when read
+(:class:`~contracts.errors.InfrastructureError` naming the topic), since a body's validity and a
+blacklisting are judged on it.
+
+**Current footprints** come from ``pcf.declared`` (a supplier's) and ``pcf.products`` (a
+roll-up's): the last appended footprint per product id, hashed with
+:func:`contracts.certification.footprint_digest`.
+
+**The staleness watcher** (:func:`watch_once`, ``pcfx certificates watch``) is a plain consumer
+the operator runs, not a faust agent: the decision needs every certificate and every product's
+latest footprint at once (a global view, small: one row per certificate), while the streams
+partition by product. Each pass reads the topics to their end, folds them
+(:meth:`~contracts.certification.CertRegistry.stale` decides), and publishes one operator-signed
+:class:`~contracts.certification.StaleNotice` per (certificate, superseding footprint) to
+``pcf.certificates``, where the holder and the body read it. The notices already on the topic
+are part of the fold, so a restart or a second pass publishes nothing twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from contracts import (
+    AvroSerde,
+    PcfError,
+    ProductFootprint,
+    RolledUpFootprint,
+    SchemaRegistry,
+    SignedFootprint,
+    parse_footprint,
+    subject_for,
+    to_pact_json,
+    unframe,
+)
+from contracts.certification import (
+    CATALOGUE,
+    Certificate,
+    CertRegistry,
+    CertUpdate,
+    CurrentFootprint,
+    SignedStatement,
+    StaleNotice,
+    footprint_digest,
+    sign_statement,
+)
+from contracts.errors import (
+    BrokerError,
+    InfrastructureError,
+    SerdeError,
+    UnknownSchemaError,
+    ValidationFailed,
+    Violation,
+)
+from contracts.kafka_client import librdkafka_config
+from contracts.keyfiles import key_id_of
+from contracts.topics import TOPICS, TopicNames, ensure_topics
+from producers.delivery import KAFKA_LOGGER
+
+__all__ = [
+    "STATEMENT_SCHEMA",
+    "CertTopics",
+    "Exchange",
+    "StatementSerde",
+    "WatchPass",
+    "certificate_from_footprint",
+    "ensure_cert_topics",
+    "publish",
+    "read_exchange",
+    "watch_once",
+]
+
+STATEMENT_SCHEMA: Final = json.dumps(
+    {
+        "type": "record",
+        "name": "SignedStatement",
+        "namespace": "io.pcfexchange.certification",
+        "doc": "A certification statement (body registration or listing, certificate,"
+        " revocation, stale notice): signedBody is the canonical JSON that was signed,"
+        " signature the Ed25519 signature over pae(payloadType, signedBody).",
+        "fields": [
+            {"name": "payloadType", "type": "string"},
+            {"name": "signedBody", "type": "bytes"},
+            {"name": "signature", "type": "bytes"},
+        ],
+    },
+    sort_keys=True,
+)
+_PARSED: Final = parse_schema(json.loads(STATEMENT_SCHEMA), named_schemas={})
+_HEADER: Final = struct.Struct(">bI")
+
+Registrar = Callable[[list[tuple[str, str]]], None]
+
+
+@dataclass(frozen=True)
+class CertTopics:
+    """The certification topics of one deployment (``prefix`` as ``PCFX_TOPIC_PREFIX``)."""
+
+    prefix: str = ""
+
+    @property
+    def bodies(self) -> str:
+        return TopicNames(self.prefix).of("pcf.bodies")
+
+    @property
+    def certificates(self) -> str:
+        return TopicNames(self.prefix).of("pcf.certificates")
+
+    @property
+    def declared(self) -> str:
+        return TopicNames(self.prefix).declared
+
+    @property
+    def products(self) -> str:
+        return TopicNames(self.prefix).products
+
+
+class StatementSerde:
+    """Framed Avro of :class:`~contracts.certification.SignedStatement` through a schema registry;
+    a missing schema is registered through *registrar* (the operator's short-lived writer)."""
+
+    def __init__(self, registry: SchemaRegistry, *, registrar: Registrar | None = None) -> None:
+        self.registry = registry
+        self._registrar = registrar
+        self._ids: dict[str, int] = {}
+        self._known: set[int] = set()
+
+    def _schema_id(self, topic: str) -> int:
+        found = self._ids.get(topic)
+        if found is None:
+            subject = subject_for(topic)
+            try:
+                found = self.registry.lookup(subject, STATEMENT_SCHEMA)
+            except UnknownSchemaError:
+                if self._registrar is not None:
+                    self._registrar([(subject, STATEMENT_SCHEMA)])
+                else:
+                    self.registry.register(subject, STATEMENT_SCHEMA)
+                found = self.registry.lookup(subject, STATEMENT_SCHEMA)
+            self._ids[topic] = found
+            self._known.add(found)
+        return found
+
+    def encode(self, topic: str, signed: SignedStatement) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(_HEADER.pack(0, self._schema_id(topic)))
+        datum = {
+            "payloadType": signed.payload_type,
+            "signedBody": signed.body,
+            "signature": signed.signature,
+        }
+        schemaless_writer(buffer, _PARSED, datum)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> SignedStatement:
+        """The statement in a framed value; :class:`SerdeError` if it is not one."""
+        schema_id, payload = unframe(data)
+        if schema_id not in self._known:
+            text = self.registry.get_schema(schema_id)
+            if json.loads(text).get("name") != "SignedStatement":
+                raise SerdeError(f"schema id {schema_id} is not a certification SignedStatement")
+            self._known.add(schema_id)
+        stream = io.BytesIO(payload)
+        try:
+            datum = schemaless_reader(stream, _PARSED, None)
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, struct.error) as exc:
+            raise SerdeError(f"malformed SignedStatement (schema id {schema_id}): {exc!r}") from exc
+        if stream.tell() != len(payload) or not isinstance(datum, dict):
+            raise SerdeError(f"trailing bytes after the SignedStatement (schema id {schema_id})")
+        return SignedStatement(datum["payloadType"], datum["signedBody"], datum["signature"])
+
+
+def ensure_cert_topics(bootstrap: str, topics: CertTopics, *, create: bool = True) -> list[str]:
+    """Create ``pcf.bodies`` and ``pcf.certificates`` with the table's configs (broker clock,
+    kept for ever), or refuse to go on if they exist with others."""
+    wanted = [
+        (topics.bodies, TOPICS["pcf.bodies"], 1),
+        (topics.certificates, TOPICS["pcf.certificates"], 1),
+    ]
+    return ensure_topics(bootstrap, wanted, create=create)
+
+
+def publish(
+    bootstrap: str,
+    serde: StatementSerde,
+    records: Iterable[tuple[str, str, SignedStatement]],
+    *,
+    timeout_s: float = 30.0,
+) -> int:
+    """Send (topic, key, statement) records, waiting until the broker acknowledged every one
+    (acks=all); :class:`BrokerError` naming the first failure. Returns how many were sent."""
+    producer = Producer(
+        librdkafka_config(
+            **{
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "logger": KAFKA_LOGGER,
+            }
+        )
+    )
+    failures: list[str] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is not None:
+            failures.append(f"{message.topic()}: {error}")
+
+    count = 0
+    for topic, key, signed in records:
+        try:
+            producer.produce(
+                topic, serde.encode(topic, signed), key.encode(), on_delivery=delivered
+            )
+        except KafkaException as exc:
+            raise BrokerError(f"cannot send to '{topic}': {exc}") from exc
+        count += 1
+    left = producer.flush(timeout_s)
+    if left or failures:
+        raise BrokerError(
+            f"{len(failures) + left} of {count} statement(s) were not acknowledged: "
+            + "; ".join(failures or [f"{left} still queued after {timeout_s:.0f} s"]),
+        )
+    return count
+
+
+def _read(bootstrap: str, topic: str, timeout_s: float) -> Iterator[tuple[datetime, bytes]]:
+    """(broker append time, value) of every record of *topic* up to its current end, in
+    append order per partition; a topic that does not exist reads as empty."""
+    consumer = Consumer(
+        librdkafka_config(
+            **{
+                "bootstrap.servers": bootstrap,
+                "group.id": f"pcfx-reader-cert-{uuid.uuid4().hex[:8]}",  # acl.READERS
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "logger": KAFKA_LOGGER,
+            }
+        )
+    )
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read '{topic}' at {bootstrap}: {exc.args[0]}") from exc
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            return
+        ends: dict[int, int] = {}
+        for partition in sorted(described.partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
+            if high > low:
+                ends[partition] = high
+        if not ends:
+            return
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"'{topic}' was not read to its end within {timeout_s:.0f} s")
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            partition = message.partition() or 0
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ends.pop(partition, None)
+                continue
+            kind, millis = message.timestamp()
+            if kind != TIMESTAMP_LOG_APPEND_TIME:
+                raise InfrastructureError(
+                    f"topic '{topic}' does not stamp records with the broker's clock (a record at"
+                    f" offset {message.offset()} carries its producer's time)",
+                    hint=f"Recreate it with message.timestamp.type=LogAppendTime (kafka-configs.sh"
+                    f" --alter --entity-type topics --entity-name {topic} --add-config"
+                    " message.timestamp.type=LogAppendTime).",
+                )
+            value = message.value()
+            if value is not None:
+                yield datetime.fromtimestamp(millis / 1000, UTC), value
+            if (message.offset() or 0) + 1 >= ends.get(partition, 0):
+                ends.pop(partition, None)
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Exchange:
+    """The certification registry as read from Kafka at one moment, with what was skipped."""
+
+    registry: CertRegistry
+    refused: list[tuple[SignedStatement, CertUpdate]]
+    """Statements on the topics the fold refused, each with its reason."""
+    undecodable: int
+    """Values that were not a decodable statement or footprint."""
+
+
+def read_exchange(
+    bootstrap: str,
+    serde: StatementSerde,
+    operator_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    topics: CertTopics,
+    footprints: AvroSerde | None = None,
+    timeout_s: float = 30.0,
+) -> Exchange:
+    """Fold ``pcf.bodies`` and ``pcf.certificates`` in append-time order (bodies first at equal
+    times) and, given a *footprints* serde, the latest footprint per product."""
+    undecodable = 0
+    statements: list[tuple[datetime, int, SignedStatement]] = []
+    for order, topic in enumerate((topics.bodies, topics.certificates)):
+        for at, value in _read(bootstrap, topic, timeout_s):
+            try:
+                statements.append((at, order, serde.decode(value)))
+            except PcfError:
+                undecodable += 1
+    registry = CertRegistry(operator_keys)
+    refused: list[tuple[SignedStatement, CertUpdate]] = []
+    for at, _, signed in sorted(statements, key=lambda s: (s[0], s[1])):
+        update = registry.apply(signed, at)
+        if update.error is not None:
+            refused.append((signed, update))
+    if footprints is not None:
+        currents, skipped = _current_footprints(bootstrap, footprints, topics, timeout_s)
+        for current in currents:
+            registry.observe_footprint(current)
+        undecodable += skipped
+    return Exchange(registry, refused, undecodable)
+
+
+def _current_footprints(
+    bootstrap: str, serde: AvroSerde, topics: CertTopics, timeout_s: float
+) -> tuple[list[CurrentFootprint], int]:
+    """The last appended footprint per product on ``pcf.declared`` and ``pcf.products``, and
+    how many values did not decode."""
+    latest: dict[str, tuple[datetime, CurrentFootprint]] = {}
+    skipped = 0
+    for topic in (topics.declared, topics.products):
+        for at, value in _read(bootstrap, topic, timeout_s):
+            footprint: ProductFootprint | None
+            try:
+                if topic == topics.declared:
+                    footprint = serde.decode(value, SignedFootprint).footprint
+                else:
+                    footprint = serde.decode(value, RolledUpFootprint).footprint
+            except PcfError:
+                skipped += 1
+                continue
+            if footprint is None:
+                continue
+            pact = to_pact_json(footprint)
+            current = CurrentFootprint("", str(pact["id"]), footprint_digest(pact), topic)
+            for product_id in pact.get("productIds", []):
+                seen = latest.get(product_id)
+                if seen is None or seen[0] <= at:
+                    latest[product_id] = (at, _for(current, product_id))
+    return [current for _, current in latest.values()], skipped
+
+
+def _for(current: CurrentFootprint, product_id: str) -> CurrentFootprint:
+    return CurrentFootprint(product_id, current.footprint_id, current.content_hash, current.source)
+
+
+# --- issuing --------------------------------------------------------------------------------
+
+_UNIT_SYMBOLS: Final[Mapping[str, str]] = {
+    "kilowatt hour": "kWh",
+    "kilogram": "kg",
+    "ton": "t",
+    "square meter": "m²",
+    "cubic meter": "m³",
+    "liter": "l",
+    "megajoule": "MJ",
+    "meter": "m",
+    "ton kilometer": "t·km",
+}
+
+
+def certificate_from_footprint(
+    pact_json: Mapping[str, Any],
+    *,
+    certificate_id: str,
+    body_id: str,
+    body_key: Ed25519PrivateKey,
+    holder: str,
+    pcr_pack_id: str,
+    pcr_pack_version: str,
+    valid_from: datetime,
+    valid_until: datetime,
+    scope: str | None = None,
+    product_id: str | None = None,
+) -> Certificate:
+    """The certificate a body issues for the PACT v3 footprint it verified (*pact_json*, checked
+    by the PACT rules first): bound to its content hash and id, its figure (excluding biogenic
+    uptake) per declared unit, the PCR pack and the catalogue entry (*scope*, by default the
+    footprint's ``pilotCategory``). :class:`ValidationFailed` names every field that is wrong."""
+    footprint = parse_footprint(dict(pact_json))
+    pact = to_pact_json(footprint)
+    problems: list[Violation] = []
+    category = _pilot_category(pact)
+    chosen = scope or category
+    if chosen is None:
+        problems.append(
+            Violation.of(
+                "extensions[].data.pilotCategory",
+                "scope",
+                "must name a pilot catalogue entry (or give the scope explicitly)",
+            )
+        )
+    elif chosen not in CATALOGUE:
+        problems.append(
+            Violation.of("scope", "scope", f"must be one of {', '.join(CATALOGUE)}", chosen)
+        )
+    elif category is not None and category != chosen:
+        problems.append(
+            Violation.of(
+                "scope", "scope", f"must be the footprint's pilotCategory {category!r}", chosen
+            )
+        )
+    products = list(pact.get("productIds", []))
+    product = product_id or (products[0] if products else None)
+    if product is None or product not in products:
+        problems.append(
+            Violation.of(
+                "productIds", "product", "must contain the certified product id", product_id
+            )
+        )
+    for name, value in (("pcrPackId", pcr_pack_id), ("pcrPackVersion", pcr_pack_version)):
+        if not value.strip():
+            problems.append(
+                Violation.of(name, "required", "is required (the PCR pack verified against)", value)
+            )
+    if problems:
+        raise ValidationFailed(problems, subject="certificate request")
+    assert chosen is not None and product is not None
+    pcf = pact["pcf"]
+    amount = Decimal(str(pcf["declaredUnitAmount"]))
+    unit = str(pcf["declaredUnitOfMeasurement"])
+    symbol = _UNIT_SYMBOLS.get(unit, unit)
+    per = symbol if amount == 1 else f"{format(amount, 'f')} {symbol}"
+    certificate = Certificate(
+        certificate_id,
+        body_id,
+        key_id_of(body_key.public_key()),
+        holder,
+        product,
+        str(pact["id"]),
+        footprint_digest(pact),
+        chosen,
+        pcr_pack_id,
+        pcr_pack_version,
+        Decimal(str(pcf["pcfExcludingBiogenicUptake"])),
+        f"kgCO2e/{per}",
+        valid_from.astimezone(UTC),
+        valid_until.astimezone(UTC),
+    )
+    return Certificate.from_json(certificate.to_json())  # the same checks a reader makes
+
+
+def _pilot_category(pact: Mapping[str, Any]) -> str | None:
+    for extension in pact.get("extensions") or []:
+        data = extension.get("data") if isinstance(extension, Mapping) else None
+        if isinstance(data, Mapping) and isinstance(data.get("pilotCategory"), str):
+            return str(data["pilotCategory"])
+    return None
+
+
+# --- the staleness watcher ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchPass:
+    """What one pass of the watcher did."""
+
+    certificates: int
+    notices: tuple[StaleNotice, ...]
+    refused: int
+
+
+def watch_once(
+    bootstrap: str,
+    serde: StatementSerde,
+    footprints: AvroSerde,
+    operator: Ed25519PrivateKey,
+    *,
+    operator_id: str,
+    topics: CertTopics,
+    operator_keys: Mapping[str, Ed25519PublicKey] | None = None,
+) -> WatchPass:
+    """Read, decide (:meth:`CertRegistry.stale`), publish the new stale notices signed by
+    *operator* (see the module docstring)."""
+    public = operator.public_key()
+    keys = dict(operator_keys or {}) | {key_id_of(public): public}
+    exchange = read_exchange(bootstrap, serde, keys, topics=topics, footprints=footprints)
+    notices = exchange.registry.stale()
+    if notices:
+        publish(
+            bootstrap,
+            serde,
+            [
+                (
+                    topics.certificates,
+                    n.certificate_id,
+                    sign_statement(operator, n, signer_id=operator_id),
+                )
+                for n in notices
+            ],
+        )
+    return WatchPass(len(exchange.registry.certificates), tuple(notices), len(exchange.refused))
