@@ -30,7 +30,7 @@ def served(tls: DevCertificate, trust: ssl.SSLContext) -> Iterator[tuple[World, 
     def registry() -> CertRegistry:
         return world.registry
 
-    app = create_app(InMemoryFootprintSource([]), [], label_registry=registry, clock=lambda: NOW)
+    app = create_app(InMemoryFootprintSource(), [], label_registry=registry, clock=lambda: NOW)
     with (
         start_in_thread(app, tls.cert_file, tls.key_file) as server,
         httpx.Client(base_url=server.url, verify=trust, timeout=10) as client,
