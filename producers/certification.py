@@ -13,8 +13,11 @@ whose timestamp is not the broker's append time is refused when read
 blacklisting are judged on it.
 
 **Current footprints** come from ``pcf.declared`` (a supplier's) and ``pcf.products`` (a
-roll-up's): the last appended footprint per product id, hashed with
-:func:`contracts.certification.footprint_digest`.
+roll-up's): the last appended footprint per product id that is not ``Deprecated`` (a superseded
+version is republished as deprecated after its successor), hashed with
+:func:`contracts.certification.footprint_digest`. They are decoded, not verified: a record the
+streams refused can make a certificate look stale (fail safe: a label then shows *stale*, never
+*valid* by mistake).
 
 **The staleness watcher** (:func:`watch_once`, ``pcfx certificates watch``) is a plain consumer
 the operator runs, not a faust agent: the decision needs every certificate and every product's
@@ -382,6 +385,8 @@ def _current_footprints(
             if footprint is None:
                 continue
             pact = to_pact_json(footprint)
+            if pact.get("status") == "Deprecated":
+                continue  # the republished old version a new one superseded, never current
             current = CurrentFootprint("", str(pact["id"]), footprint_digest(pact), topic)
             for product_id in pact.get("productIds", []):
                 seen = latest.get(product_id)
