@@ -781,6 +781,9 @@ class CurrentFootprint:
     """:func:`footprint_digest` of its PACT record."""
     source: str
     """The topic it came from."""
+    pact: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """Its PACT v3 record, when read from the exchange (what a body certifies); not in
+    snapshots."""
 
 
 @dataclass(frozen=True, slots=True)

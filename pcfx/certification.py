@@ -216,7 +216,12 @@ def _precheck(registry: CertRegistry, signed: SignedStatement) -> None:
     """Refuse before sending what the exchange would refuse now (nothing is half-applied)."""
     update = registry.apply(signed, datetime.now(UTC))
     if update.outcome is CertOutcome.REJECTED and update.error is not None:
-        raise update.error
+        raise CertificationError(
+            f"{update.error.message} (checked before sending, at this machine's time: nothing"
+            " was sent)",
+            reason=update.error.reason,
+            hint=update.error.hint,
+        )
 
 
 def _body_row(registry: CertRegistry, body_id: str) -> dict[str, Any]:
@@ -549,7 +554,6 @@ def _read_json(path: Path) -> Any:
 @certificates_app.command("issue")
 @handle_errors
 def certificates_issue(
-    footprint: Annotated[Path, typer.Argument(help="The PACT v3 footprint (JSON) verified.")],
     key: SigningKey,
     body_id: Annotated[str, typer.Option("--body-id", help="Your body id.", show_default=False)],
     holder: Annotated[
@@ -561,6 +565,13 @@ def certificates_issue(
     pcr_version: Annotated[
         str, typer.Option("--pcr-version", help="Its version.", show_default=False)
     ],
+    footprint: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The PACT v3 footprint (JSON) verified; default: the product's current"
+            " footprint on the exchange (--product)."
+        ),
+    ] = None,
     certificate_id: Annotated[
         str | None, typer.Option("--certificate-id", help="Default: BODY-<random>.")
     ] = None,
@@ -590,23 +601,53 @@ def certificates_issue(
     body = _signing_key(key, passphrase_file)
     start = _when(valid_from, "--valid-from") or datetime.now(UTC)
     end = _when(valid_until, "--valid-until") or start + timedelta(days=365)
-    cert = certificate_from_footprint(
-        _read_json(footprint),
-        certificate_id=certificate_id or f"{body_id}-{uuid.uuid4().hex[:12]}",
-        body_id=body_id,
-        body_key=body,
-        holder=holder,
-        pcr_pack_id=pcr_pack,
-        pcr_pack_version=pcr_version,
-        valid_from=start,
-        valid_until=end,
-        scope=scope,
-        product_id=product,
-    )
-    signed = sign_statement(body, cert, signer_id=body_id)
     keys = _operator_keys(operator_key)
+    if footprint is None and product is None:
+        raise typer.BadParameter(
+            "give the footprint file you verified, or --product to certify the product's current"
+            " footprint on the exchange",
+            param_hint="FOOTPRINT / --product",
+        )
     with _session(bootstrap, registry_url, topic_prefix, writes=not dry_run) as session:
-        _precheck(_read(session, keys, footprints=False), signed)
+        current = _read(session, keys, footprints=True)
+        published = current.footprints.get(product) if product is not None else None
+        if footprint is None:
+            if published is None or published.pact is None:
+                raise CertificationError(
+                    f"product {product!r} has no current footprint on"
+                    f" {session.topics.declared} or {session.topics.products}",
+                    reason="unknown_footprint",
+                    hint="Give the footprint file you verified instead.",
+                )
+            pact = dict(published.pact)
+        else:
+            pact = _read_json(footprint)
+        cert = certificate_from_footprint(
+            pact,
+            certificate_id=certificate_id or f"{body_id}-{uuid.uuid4().hex[:12]}",
+            body_id=body_id,
+            body_key=body,
+            holder=holder,
+            pcr_pack_id=pcr_pack,
+            pcr_pack_version=pcr_version,
+            valid_from=start,
+            valid_until=end,
+            scope=scope,
+            product_id=product,
+        )
+        on_exchange = current.footprints.get(cert.product_id)
+        if on_exchange is not None and on_exchange.content_hash != cert.content_hash:
+            raise CertificationError(
+                f"the footprint certified ({cert.footprint_id}, content hash"
+                f" {cert.content_hash[:16]}…) is not product {cert.product_id!r}'s current"
+                f" footprint on {on_exchange.source} ({on_exchange.footprint_id}, content hash"
+                f" {on_exchange.content_hash[:16]}…): the certificate would be stale at once",
+                reason="stale",
+                hint="Certify what was published: --product ID without a file takes it from the"
+                " exchange.",
+            )
+        signed = sign_statement(body, cert, signer_id=body_id)
+        _precheck(current, signed)
         if not dry_run:
             _publish_and_confirm(
                 session, keys, session.topics.certificates, cert.certificate_id, signed

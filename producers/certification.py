@@ -37,7 +37,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -256,9 +256,13 @@ def publish(
     return count
 
 
-def _read(bootstrap: str, topic: str, timeout_s: float) -> Iterator[tuple[datetime, bytes]]:
+def _read(
+    bootstrap: str, topic: str, timeout_s: float, *, broker_clock: bool = True
+) -> Iterator[tuple[datetime, bytes]]:
     """(broker append time, value) of every record of *topic* up to its current end, in
-    append order per partition; a topic that does not exist reads as empty."""
+    append order per partition; a topic that does not exist reads as empty. *broker_clock*:
+    refuse a record not stamped by the broker (the certification topics, whose times decide);
+    the footprint topics' times only order a product's versions."""
     consumer = Consumer(
         librdkafka_config(
             **{
@@ -303,7 +307,7 @@ def _read(bootstrap: str, topic: str, timeout_s: float) -> Iterator[tuple[dateti
                     ends.pop(partition, None)
                 continue
             kind, millis = message.timestamp()
-            if kind != TIMESTAMP_LOG_APPEND_TIME:
+            if broker_clock and kind != TIMESTAMP_LOG_APPEND_TIME:
                 raise InfrastructureError(
                     f"topic '{topic}' does not stamp records with the broker's clock (a record at"
                     f" offset {message.offset()} carries its producer's time)",
@@ -372,7 +376,7 @@ def _current_footprints(
     latest: dict[str, tuple[datetime, CurrentFootprint]] = {}
     skipped = 0
     for topic in (topics.declared, topics.products):
-        for at, value in _read(bootstrap, topic, timeout_s):
+        for at, value in _read(bootstrap, topic, timeout_s, broker_clock=False):
             footprint: ProductFootprint | None
             try:
                 if topic == topics.declared:
@@ -387,7 +391,7 @@ def _current_footprints(
             pact = to_pact_json(footprint)
             if pact.get("status") == "Deprecated":
                 continue  # the republished old version a new one superseded, never current
-            current = CurrentFootprint("", str(pact["id"]), footprint_digest(pact), topic)
+            current = CurrentFootprint("", str(pact["id"]), footprint_digest(pact), topic, pact)
             for product_id in pact.get("productIds", []):
                 seen = latest.get(product_id)
                 if seen is None or seen[0] <= at:
@@ -396,7 +400,7 @@ def _current_footprints(
 
 
 def _for(current: CurrentFootprint, product_id: str) -> CurrentFootprint:
-    return CurrentFootprint(product_id, current.footprint_id, current.content_hash, current.source)
+    return replace(current, product_id=product_id)
 
 
 # --- issuing --------------------------------------------------------------------------------
