@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from contracts.certification import CertOutcome, CertRegistry, CurrentFootprint
+from contracts.certification import (
+    CertOutcome,
+    CertRegistry,
+    CurrentFootprint,
+    Revocation,
+    Snapshot,
+    sign_statement,
+)
+from contracts.errors import CertificationError
+from contracts.keyfiles import key_id_of
 from contracts.labels import encode_label, label_for
 from gateway.api import DevCertificate, InMemoryFootprintSource, create_app, start_in_thread
+from gateway.api._labels import SnapshotFile
 from tests.contracts.test_cert_registry import DAY, HASH_A, HASH_B, PRODUCT, T0, World
 from tests.producers.test_label_verify import _resign_body
 
@@ -76,3 +89,32 @@ def test_a_good_label_is_valid_then_stale_once_the_footprint_moves(
     verdict = _verify(client, text).json()
     assert verdict["valid"] is False and verdict["reasons"] == ["stale"]
     assert verdict["verifiedAt"] == "2026-01-11T00:00:00Z"
+
+
+def test_a_snapshot_file_is_reread_when_it_changes_and_a_tampered_one_is_not_used(
+    tmp_path: Path,
+) -> None:
+    world = World()
+    world.register()
+    world.issue(T0 + DAY)
+    public = world.operator.public_key()
+    path = tmp_path / "snapshot.json"
+
+    def export() -> dict[str, Any]:
+        return Snapshot.of(world.registry, exported_by="operator", at=T0 + 2 * DAY).sign(
+            world.operator
+        )
+
+    path.write_text(json.dumps(export()))
+    source = SnapshotFile(path, {key_id_of(public): public})
+    assert set(source().certificates) == {"CQC-2026-0001"}
+    revoke = Revocation("CQC-2026-0001", "cqc", "figure wrong")
+    world.registry.apply(sign_statement(world.body_key, revoke, signer_id="cqc"), T0 + 3 * DAY)
+    path.write_text(json.dumps(export(), indent=1))
+    assert source().certificates["CQC-2026-0001"].revoked_at == T0 + 3 * DAY
+    tampered = export()
+    tampered["snapshot"]["statements"].pop()  # hide the revocation
+    path.write_text(json.dumps(tampered))
+    assert source().certificates["CQC-2026-0001"].revoked_at == T0 + 3 * DAY  # last good kept
+    with pytest.raises(CertificationError):
+        SnapshotFile(path, {key_id_of(public): public})
