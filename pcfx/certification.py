@@ -961,15 +961,28 @@ def label_verify(
             error.code = "unreadable_input"
             raise error from None
     keys = _operator_keys(operator_key)
+    exported: str | None = None
     if snapshot is not None:
-        _, registry = Snapshot.verify(_read_json(snapshot), keys)
+        loaded, registry = Snapshot.verify(_read_json(snapshot), keys)
+        exported = _iso(loaded.exported_at)
     else:
         with _session(bootstrap, registry_url, topic_prefix) as session:
             registry = _read(session, keys, footprints=True)
     verdict = check_label(text, registry, at=datetime.now(UTC))
     if json_out:
-        print_json({**verdict.to_json(), "source": str(snapshot) if snapshot else "kafka"})
+        print_json(
+            {
+                **verdict.to_json(),
+                "source": str(snapshot) if snapshot else "kafka",
+                "snapshotExportedAt": exported,
+            }
+        )
     else:
+        if exported is not None:
+            console.print(
+                f"(against the snapshot exported at {exported}: anything later is not"
+                " in it; verify live when a broker is reachable)"
+            )
         for check in verdict.checks:
             mark = "OK:  " if check.ok else "FAIL:"
             detail = f" - {check.message}" if check.message else ""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.certification import (
     CertOutcome,
@@ -189,3 +191,36 @@ def test_the_label_expires_with_the_certificate_or_earlier() -> None:
     verdict = check_label(text, world.registry, at=T0 + 31 * DAY)
     assert [c.reason for c in verdict.failures] == ["expired_label"]
     assert timedelta(0) < cert.valid_until - short.valid_until
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_changed_character_of_a_label_makes_it_not_valid(data: st.DataObject) -> None:
+    world, text = _WORLD
+    index = data.draw(st.integers(min_value=len(LABEL_PREFIX), max_value=len(text) - 1))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+    replacement = data.draw(st.sampled_from([c for c in alphabet if c != text[index]]))
+    changed = text[:index] + replacement + text[index + 1 :]
+    verdict = check_label(changed, world.registry, at=NOW)
+    # base64 padding bits can absorb a change of the last character: then the bytes are equal
+    if decode_or_none(changed) == decode_or_none(text) and decode_or_none(text) is not None:
+        assert verdict.valid
+    else:
+        assert not verdict.valid
+        assert verdict.failures[0].reason in {
+            "malformed",
+            "bad_signature",
+            "unknown_key",
+            "unknown_body",
+        }
+
+
+def decode_or_none(text: str) -> tuple[bytes, bytes] | None:
+    try:
+        _, body, signature = decode_label(text)
+    except CertificationError:
+        return None
+    return body, signature
+
+
+_WORLD = _world()
