@@ -55,6 +55,14 @@ A *registry snapshot* (:class:`Snapshot`) is every accepted statement with its a
 the current footprint digests, signed by an operator key: what ``pcfx label verify`` checks a
 label against offline. Verifying it re-folds the statements (each keeps its own signature), so a
 snapshot can only vouch for the append times and digests, never invent a body or certificate.
+
+**Wire form.** Both topics carry one Avro record type, ``io.pcfexchange.certification.
+SignedStatement`` (:data:`STATEMENT_SCHEMA`: ``payloadType``, ``signedBody``, ``signature``),
+Confluent-framed under ``<topic>-value`` (:class:`StatementSerde`). The Avro is only an
+envelope: what is signed and checked is the canonical JSON in ``signedBody``, exactly as
+received (as ``SignedFootprint`` v2 does), so a new statement field needs no schema change. The
+schema lives here, not in ``schemas/``: that folder holds the types generated from the pydantic
+models (as the gateway keeps its own record types in ``gateway/runtime/schemas``).
 """
 
 from __future__ import annotations
@@ -62,8 +70,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
+import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -72,10 +83,20 @@ from typing import Any, ClassVar, Final
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from contracts._envelope import as_public_key, verify_bytes
+from contracts._registry import SchemaRegistry
+from contracts._serde import subject_for, unframe
 from contracts.canonical import canonical_json, pae
-from contracts.errors import CertificationError, TrustError, ValidationFailed, Violation
+from contracts.errors import (
+    CertificationError,
+    SerdeError,
+    TrustError,
+    UnknownSchemaError,
+    ValidationFailed,
+    Violation,
+)
 from contracts.keyfiles import key_id_of, raw_public_key
 
 __all__ = [
@@ -86,6 +107,7 @@ __all__ = [
     "PAYLOAD_REVOCATION",
     "PAYLOAD_SNAPSHOT",
     "PAYLOAD_STALE_NOTICE",
+    "STATEMENT_SCHEMA",
     "BodyKey",
     "BodyListing",
     "BodyRegistration",
@@ -103,6 +125,7 @@ __all__ = [
     "Snapshot",
     "StaleNotice",
     "Statement",
+    "StatementSerde",
     "StatusReport",
     "fold",
     "footprint_digest",
@@ -1348,3 +1371,82 @@ def fold(
     registry = CertRegistry(operator_keys)
     updates = [registry.apply(s, at) for at, s in sorted(statements, key=lambda p: p[0])]
     return registry, updates
+
+
+# --- the wire form --------------------------------------------------------------------------
+
+STATEMENT_SCHEMA: Final = json.dumps(
+    {
+        "type": "record",
+        "name": "SignedStatement",
+        "namespace": "io.pcfexchange.certification",
+        "doc": "A certification statement (body registration or listing, certificate,"
+        " revocation, stale notice): signedBody is the canonical JSON that was signed,"
+        " signature the Ed25519 signature over pae(payloadType, signedBody).",
+        "fields": [
+            {"name": "payloadType", "type": "string"},
+            {"name": "signedBody", "type": "bytes"},
+            {"name": "signature", "type": "bytes"},
+        ],
+    },
+    sort_keys=True,
+)
+_PARSED: Final = parse_schema(json.loads(STATEMENT_SCHEMA), named_schemas={})
+_HEADER: Final = struct.Struct(">bI")
+
+Registrar = Callable[[list[tuple[str, str]]], None]
+
+
+class StatementSerde:
+    """Framed Avro of :class:`~contracts.certification.SignedStatement` through a schema registry;
+    a missing schema is registered through *registrar* (the operator's short-lived writer)."""
+
+    def __init__(self, registry: SchemaRegistry, *, registrar: Registrar | None = None) -> None:
+        self.registry = registry
+        self._registrar = registrar
+        self._ids: dict[str, int] = {}
+        self._known: set[int] = set()
+
+    def _schema_id(self, topic: str) -> int:
+        found = self._ids.get(topic)
+        if found is None:
+            subject = subject_for(topic)
+            try:
+                found = self.registry.lookup(subject, STATEMENT_SCHEMA)
+            except UnknownSchemaError:
+                if self._registrar is not None:
+                    self._registrar([(subject, STATEMENT_SCHEMA)])
+                else:
+                    self.registry.register(subject, STATEMENT_SCHEMA)
+                found = self.registry.lookup(subject, STATEMENT_SCHEMA)
+            self._ids[topic] = found
+            self._known.add(found)
+        return found
+
+    def encode(self, topic: str, signed: SignedStatement) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(_HEADER.pack(0, self._schema_id(topic)))
+        datum = {
+            "payloadType": signed.payload_type,
+            "signedBody": signed.body,
+            "signature": signed.signature,
+        }
+        schemaless_writer(buffer, _PARSED, datum)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> SignedStatement:
+        """The statement in a framed value; :class:`SerdeError` if it is not one."""
+        schema_id, payload = unframe(data)
+        if schema_id not in self._known:
+            text = self.registry.get_schema(schema_id)
+            if json.loads(text).get("name") != "SignedStatement":
+                raise SerdeError(f"schema id {schema_id} is not a certification SignedStatement")
+            self._known.add(schema_id)
+        stream = io.BytesIO(payload)
+        try:
+            datum = schemaless_reader(stream, _PARSED, None)
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, struct.error) as exc:
+            raise SerdeError(f"malformed SignedStatement (schema id {schema_id}): {exc!r}") from exc
+        if stream.tell() != len(payload) or not isinstance(datum, dict):
+            raise SerdeError(f"trailing bytes after the SignedStatement (schema id {schema_id})")
+        return SignedStatement(datum["payloadType"], datum["signedBody"], datum["signature"])

@@ -44,6 +44,7 @@ from contracts.certification import (
     Revocation,
     SignedStatement,
     Snapshot,
+    StatementSerde,
     sign_statement,
 )
 from contracts.errors import CertificationError, ContractError
@@ -53,7 +54,6 @@ from pcfx.console import ExitCode, console, handle_errors, print_json
 from pcfx.settings import bootstrap_servers
 from producers.certification import (
     CertTopics,
-    StatementSerde,
     certificate_from_footprint,
     ensure_cert_topics,
     publish,

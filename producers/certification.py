@@ -1,11 +1,8 @@
 """Certification on Kafka: publish and read the signed statements, issue certificates, watch for
 stale ones. The decisions are in :mod:`contracts.certification` (pure); this is the I/O edge.
 
-**Wire form.** ``pcf.bodies`` and ``pcf.certificates`` carry one Avro record type,
-``io.pcfexchange.certification.SignedStatement`` (``payloadType``, ``signedBody``,
-``signature``), Confluent-framed under ``<topic>-value`` like every topic. The Avro is only an
-envelope: what is signed and checked is the canonical JSON in ``signedBody``, exactly as
-received (as ``SignedFootprint`` v2 does), so a new statement field needs no schema change.
+**Wire form**: :class:`contracts.certification.StatementSerde` (one Avro envelope type for
+``pcf.bodies`` and ``pcf.certificates``, the signed canonical JSON inside).
 
 **Time.** Both topics are created with ``LogAppendTime`` (``contracts/topics.py``); a record
 whose timestamp is not the broker's append time is refused when read
@@ -31,12 +28,9 @@ are part of the fold, so a restart or a second pass publishes nothing twice.
 
 from __future__ import annotations
 
-import io
-import json
-import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -52,19 +46,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from contracts import (
     AvroSerde,
     PcfError,
     ProductFootprint,
     RolledUpFootprint,
-    SchemaRegistry,
     SignedFootprint,
     parse_footprint,
-    subject_for,
     to_pact_json,
-    unframe,
 )
 from contracts.certification import (
     CATALOGUE,
@@ -74,14 +64,13 @@ from contracts.certification import (
     CurrentFootprint,
     SignedStatement,
     StaleNotice,
+    StatementSerde,
     footprint_digest,
     sign_statement,
 )
 from contracts.errors import (
     BrokerError,
     InfrastructureError,
-    SerdeError,
-    UnknownSchemaError,
     ValidationFailed,
     Violation,
 )
@@ -91,10 +80,8 @@ from contracts.topics import TOPICS, TopicNames, ensure_topics
 from producers.delivery import KAFKA_LOGGER
 
 __all__ = [
-    "STATEMENT_SCHEMA",
     "CertTopics",
     "Exchange",
-    "StatementSerde",
     "WatchPass",
     "certificate_from_footprint",
     "ensure_cert_topics",
@@ -102,27 +89,6 @@ __all__ = [
     "read_exchange",
     "watch_once",
 ]
-
-STATEMENT_SCHEMA: Final = json.dumps(
-    {
-        "type": "record",
-        "name": "SignedStatement",
-        "namespace": "io.pcfexchange.certification",
-        "doc": "A certification statement (body registration or listing, certificate,"
-        " revocation, stale notice): signedBody is the canonical JSON that was signed,"
-        " signature the Ed25519 signature over pae(payloadType, signedBody).",
-        "fields": [
-            {"name": "payloadType", "type": "string"},
-            {"name": "signedBody", "type": "bytes"},
-            {"name": "signature", "type": "bytes"},
-        ],
-    },
-    sort_keys=True,
-)
-_PARSED: Final = parse_schema(json.loads(STATEMENT_SCHEMA), named_schemas={})
-_HEADER: Final = struct.Struct(">bI")
-
-Registrar = Callable[[list[tuple[str, str]]], None]
 
 
 @dataclass(frozen=True)
@@ -146,61 +112,6 @@ class CertTopics:
     @property
     def products(self) -> str:
         return TopicNames(self.prefix).products
-
-
-class StatementSerde:
-    """Framed Avro of :class:`~contracts.certification.SignedStatement` through a schema registry;
-    a missing schema is registered through *registrar* (the operator's short-lived writer)."""
-
-    def __init__(self, registry: SchemaRegistry, *, registrar: Registrar | None = None) -> None:
-        self.registry = registry
-        self._registrar = registrar
-        self._ids: dict[str, int] = {}
-        self._known: set[int] = set()
-
-    def _schema_id(self, topic: str) -> int:
-        found = self._ids.get(topic)
-        if found is None:
-            subject = subject_for(topic)
-            try:
-                found = self.registry.lookup(subject, STATEMENT_SCHEMA)
-            except UnknownSchemaError:
-                if self._registrar is not None:
-                    self._registrar([(subject, STATEMENT_SCHEMA)])
-                else:
-                    self.registry.register(subject, STATEMENT_SCHEMA)
-                found = self.registry.lookup(subject, STATEMENT_SCHEMA)
-            self._ids[topic] = found
-            self._known.add(found)
-        return found
-
-    def encode(self, topic: str, signed: SignedStatement) -> bytes:
-        buffer = io.BytesIO()
-        buffer.write(_HEADER.pack(0, self._schema_id(topic)))
-        datum = {
-            "payloadType": signed.payload_type,
-            "signedBody": signed.body,
-            "signature": signed.signature,
-        }
-        schemaless_writer(buffer, _PARSED, datum)
-        return buffer.getvalue()
-
-    def decode(self, data: bytes) -> SignedStatement:
-        """The statement in a framed value; :class:`SerdeError` if it is not one."""
-        schema_id, payload = unframe(data)
-        if schema_id not in self._known:
-            text = self.registry.get_schema(schema_id)
-            if json.loads(text).get("name") != "SignedStatement":
-                raise SerdeError(f"schema id {schema_id} is not a certification SignedStatement")
-            self._known.add(schema_id)
-        stream = io.BytesIO(payload)
-        try:
-            datum = schemaless_reader(stream, _PARSED, None)
-        except (EOFError, ValueError, TypeError, IndexError, KeyError, struct.error) as exc:
-            raise SerdeError(f"malformed SignedStatement (schema id {schema_id}): {exc!r}") from exc
-        if stream.tell() != len(payload) or not isinstance(datum, dict):
-            raise SerdeError(f"trailing bytes after the SignedStatement (schema id {schema_id})")
-        return SignedStatement(datum["payloadType"], datum["signedBody"], datum["signature"])
 
 
 def ensure_cert_topics(bootstrap: str, topics: CertTopics, *, create: bool = True) -> list[str]:

@@ -28,6 +28,7 @@ from contracts.certification import (
     ListingAction,
     Snapshot,
     StaleNotice,
+    StatementSerde,
     sign_statement,
 )
 from contracts.kafka_client import librdkafka_config
@@ -36,7 +37,6 @@ from contracts.labels import check_label, encode_label, label_for
 from contracts.topics import TOPICS, ensure_topics
 from producers.certification import (
     CertTopics,
-    StatementSerde,
     certificate_from_footprint,
     ensure_cert_topics,
     publish,

@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from contracts import InMemorySchemaRegistry
 from contracts.certification import (
     BodyKey,
     BodyListing,
@@ -27,10 +28,11 @@ from contracts.certification import (
     Revocation,
     SignedStatement,
     Snapshot,
+    StatementSerde,
     footprint_digest,
     sign_statement,
 )
-from contracts.errors import CertificationError, ValidationFailed
+from contracts.errors import CertificationError, SerdeError, ValidationFailed
 from contracts.keyfiles import key_id_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -398,3 +400,21 @@ def test_a_snapshot_signed_by_someone_else_is_refused() -> None:
     with pytest.raises(CertificationError) as caught:
         Snapshot.verify({"format": "something else"}, {})
     assert caught.value.reason == "bad_snapshot"
+
+
+# --- the wire form --------------------------------------------------------------------------
+
+
+def test_statements_round_trip_through_framed_avro_and_other_records_are_refused() -> None:
+    world = World()
+    registry = InMemorySchemaRegistry()
+    serde = StatementSerde(registry)
+    signed = sign_statement(world.body_key, world.certificate(), signer_id="cqc")
+    data = serde.encode("p.pcf.certificates", signed)
+    assert data[0] == 0 and serde.decode(data) == signed
+    assert StatementSerde(registry).decode(data) == signed  # a fresh reader looks the id up
+    with pytest.raises(SerdeError):
+        serde.decode(data + b"\x00")
+    other = registry.register("x-value", '{"type": "record", "name": "Other", "fields": []}')
+    with pytest.raises(SerdeError):
+        StatementSerde(registry).decode(bytes([0]) + other.to_bytes(4, "big"))
