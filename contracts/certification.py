@@ -2,7 +2,7 @@
 
 China's carbon-label programme (``regulation.md`` §0-§2) has accredited *certification bodies*
 verify a product's footprint against its product category rules and certify it. On the exchange
-that is four kinds of signed statement, each a small canonical-JSON body signed with Ed25519
+that is five kinds of signed statement, each a small canonical-JSON body signed with Ed25519
 (:func:`contracts.canonical.pae` binds the kind, so one kind's signature never passes as
 another's):
 
@@ -30,15 +30,17 @@ and the same fold discipline (signature, then a monotonic sequence per subject, 
 **Time is the broker's** (decision 11): :meth:`CertRegistry.apply` takes the time the broker
 appended each statement (``LogAppendTime``). A blacklisting takes effect at its append time: a
 certificate appended from then on is refused (``blacklisted_body``); one appended before stays,
-*flagged* (:attr:`CertState.FLAGGED`) while the blacklisting is in force. Nothing is deleted.
+*flagged* (:attr:`CertStatus.FLAGGED`) while the blacklisting is in force. Nothing is deleted.
 
 The fold, for each statement (in append order), in steps marked ``# (n)`` in the code:
 
 1. the body decodes and its kind is known (``malformed``);
 2. the signer is who may sign that kind: an operator key for registrations, listings and
    notices; a key of the certificate's body (registered before the certificate was appended)
-   for a certificate; the body or an operator for a revocation (``unknown_key``,
-   ``unknown_body``), and the signature verifies (``bad_signature``);
+   for a certificate, under its own id (a certificate appended before its body's registration
+   is refused for good: ``pcfx certificates issue`` checks before sending); the body or an
+   operator for a revocation (``unknown_key``, ``unknown_body``); and the signature verifies
+   (``bad_signature``);
 3. a registration or listing needs a sequence above the body's stored one (same bytes again:
    ``DUPLICATE``; else ``replayed``); a certificate id is issued once (``duplicate_id``);
 4. a certificate is checked against its body at the append time: registration valid

@@ -35,7 +35,7 @@ from contracts.labels import check_label
 __all__ = ["MAX_PAYLOAD", "SnapshotFile", "label_router"]
 
 MAX_PAYLOAD: Final = 2_000
-"""Characters: a label is ~330; a QR code holds at most ~2 900 bytes."""
+"""Characters: a label is ~370; a QR code holds at most ~2 900 bytes."""
 
 
 class SnapshotFile:
