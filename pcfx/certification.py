@@ -874,6 +874,17 @@ def certificates_watch(
 
 # --- pcfx label -----------------------------------------------------------------------------
 
+_STATUS_REASONS = {
+    CertStatus.VALID: "",
+    CertStatus.STALE: "stale",
+    CertStatus.REVOKED: "revoked_certificate",
+    CertStatus.EXPIRED: "expired_certificate",
+    CertStatus.NOT_YET_VALID: "certificate_not_yet_valid",
+    CertStatus.FLAGGED: "blacklisted_body",
+    CertStatus.UNKNOWN: "unknown_certificate",
+}
+"""The reason code a label is refused with, per certificate status (as ``check_label``'s)."""
+
 
 @label_app.command("issue")
 @handle_errors
@@ -900,7 +911,7 @@ def label_issue(
         raise CertificationError(
             f"certificate {certificate_id!r} is {report.status.value}: "
             + "; ".join(report.reasons),
-            reason="unknown_certificate" if report.state is None else report.status.value,
+            reason=_STATUS_REASONS[report.status],
             hint="Only a valid certificate gets a label: re-certify the current footprint.",
         )
     cert = report.state.certificate
