@@ -116,6 +116,9 @@ class Topic:
 
 
 _ALL_READ: Final = dict.fromkeys(ROLES, "R")
+_DOMESTIC_READ: Final = {role: "R" for role in ROLES if role != "recipient"}
+"""Everyone but a recipient abroad: what names companies' products and figures leaves the
+country only through the gateway (decision 13)."""
 
 _TABLE: Final = (
     Topic(
@@ -197,7 +200,7 @@ _TABLE: Final = (
     Topic(
         "pcf.certificates", "certificate id", "io.pcfexchange.certification.SignedStatement",
         "bodies' signed certificates and revocations, the operator's stale notices",
-        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWCD", "certifier": "RW"},
+        {**APPEND_TIME, **FOREVER}, {**_DOMESTIC_READ, "operator": "RWCD", "certifier": "RW"},
     ),
 )  # fmt: skip
 
