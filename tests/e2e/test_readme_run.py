@@ -186,6 +186,7 @@ def expected_what_if_pack() -> Decimal:
     return next(r.pcf_excluding_biogenic_uptake for r in outcome.records if r.product_id == PACK)
 
 
+@pytest.mark.timeout(900)  # the demo, then eleven blocks (three of them certification's)
 def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, workdir: Path) -> None:
     blocks = section("Walkthroughs")
     assert len(blocks) == 11, "update this test with the README's walkthrough blocks"
