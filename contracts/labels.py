@@ -9,7 +9,7 @@ The body is the one canonical JSON (:func:`contracts.canonical.canonical_json`) 
 (``b`` body id, ``c`` certificate id, ``f`` figure as a decimal string, ``k`` key id, ``p``
 product id, ``u`` unit, ``nb``/``na`` valid from / until, ``v`` version); the signature covers
 ``pae(PAYLOAD_LABEL, body)`` (:func:`contracts.canonical.pae`), so no other statement's
-signature can pass as a label's. About 360-380 characters for a typical product URN (the
+signature can pass as a label's. About 360-390 characters for a typical product URN (the
 Ed25519 signature alone is 86): a QR code of version 15 (77 modules) at error correction M.
 
 Anyone verifies a label against a :class:`~contracts.certification.CertRegistry` (folded live
