@@ -144,6 +144,11 @@ ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
         *_g("cluster", "kafka-cluster", "literal", "CREATE", "IDEMPOTENT_WRITE"),
     ),
     "officer": (*COMMON, *READERS),
+    "certifier": (
+        *COMMON,
+        *READERS,
+        *_g("cluster", "kafka-cluster", "literal", "IDEMPOTENT_WRITE"),
+    ),
 }
 """Per role: grants on the tenant's own topics, groups, transactional ids and the cluster."""
 

@@ -16,6 +16,7 @@ act* (as python-tuf splits repository from download errors)::
     │   ├── IncompatibleSchemaError  a new schema version would break existing readers
     │   └── InvalidSchemaError    a schema offered for registration is not valid Avro
     ├── TrustError                the data cannot be trusted: unsigned, forged, revoked, replayed
+    │   └── CertificationError    a certificate, body statement, label or registry snapshot refused
     ├── PolicyDenied              the gateway's policy forbids the transfer
     ├── RollupError               a bill of materials cannot be rolled up (cycle, units, missing)
     └── InfrastructureError       something the operator runs is unavailable
@@ -36,6 +37,7 @@ from typing import Any
 
 __all__ = [
     "BrokerError",
+    "CertificationError",
     "ContractError",
     "IncompatibleSchemaError",
     "InfrastructureError",
@@ -251,6 +253,21 @@ class TrustError(PcfError):
         data = super().to_dict()
         data["reason"] = self.reason
         return data
+
+
+class CertificationError(TrustError):
+    """A certification statement, carbon label or registry snapshot cannot be trusted.
+
+    ``reason`` names the rule: ``unknown_body``, ``unknown_key``, ``bad_signature``,
+    ``blacklisted_body``, ``expired_body``, ``body_not_yet_valid``, ``out_of_scope``,
+    ``expired_certificate``, ``revoked_certificate``, ``unknown_certificate``, ``stale``,
+    ``label_mismatch``, ``malformed``, ``bad_snapshot``, ``replayed``, ``duplicate_id``.
+    """
+
+    code = "certification"
+    hint = (
+        "Check the certificate's status (pcfx certificates status) and its body (pcfx bodies show)."
+    )
 
 
 class PolicyDenied(PcfError):

@@ -19,6 +19,8 @@ topic                      key                         value (Confluent-framed A
 ``pcf._schemas``           subject/version             the schema registry's own records
 ``pcf.review``             the held record's subject   ``pcr.ReviewEvent`` (held)             LAT
 ``pcf.review.decisions``   the held record's subject   ``pcr.ReviewEvent`` (decided)          LAT
+``pcf.bodies``             body id                     ``certification.SignedStatement``      LAT
+``pcf.certificates``       certificate id              ``certification.SignedStatement``      LAT
 =========================  ==========================  ====================================  ====
 
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
@@ -78,8 +80,10 @@ ROLES: Final = (
     "api",
     "operator",
     "officer",
+    "certifier",
 )
-"""Who uses the exchange's Kafka (one principal each, ``pcfx tenants``)."""
+"""Who uses the exchange's Kafka (one principal each, ``pcfx tenants``); a ``certifier`` is a
+certification body (it writes its certificates and revocations)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class Topic:
 
 
 _ALL_READ: Final = dict.fromkeys(ROLES, "R")
+_DOMESTIC_READ: Final = {role: "R" for role in ROLES if role != "recipient"}
+"""Everyone but a recipient abroad: what names companies' products and figures leaves the
+country only through the gateway (decision 13)."""
 
 _TABLE: Final = (
     Topic(
@@ -197,6 +204,16 @@ _TABLE: Final = (
         "pcf.review.decisions", "the held record's subject", "io.pcfexchange.pcr.ReviewEvent",
         "compliance officers' signed decisions on held records (released or rejected)",
         {**APPEND_TIME, **FOREVER}, {"officer": "RW", "streams": "RCD", "operator": "R"},
+    ),
+    Topic(
+        "pcf.bodies", "body id", "io.pcfexchange.certification.SignedStatement",
+        "the operator's signed registrations and blacklistings of certification bodies",
+        {**APPEND_TIME, **FOREVER}, {**_ALL_READ, "operator": "RWCD"},
+    ),
+    Topic(
+        "pcf.certificates", "certificate id", "io.pcfexchange.certification.SignedStatement",
+        "bodies' signed certificates and revocations, the operator's stale notices",
+        {**APPEND_TIME, **FOREVER}, {**_DOMESTIC_READ, "operator": "RWCD", "certifier": "RW"},
     ),
 )  # fmt: skip
 

@@ -7,6 +7,7 @@ import typer
 from gateway.api.cli import app as api_app
 from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
+from pcfx.certification import bodies_app, certificates_app, label_app
 from pcfx.console import handle_errors
 from pcfx.demo import demo_app
 from pcfx.factors import factors_app
@@ -50,6 +51,10 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(outbound_app, name="outbound")
 app.add_typer(api_app, name="api")
+# certification bodies, certificates and carbon labels
+app.add_typer(bodies_app, name="bodies")
+app.add_typer(certificates_app, name="certificates")
+app.add_typer(label_app, name="label")
 # everything at once
 app.add_typer(demo_app, name="demo")
 

@@ -31,6 +31,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.certification import CertRegistry
 from contracts.errors import PcfError, ValidationFailed
 from gateway.api._auth import ALL_SCOPES, SCOPE_LIST, SCOPE_READ, AccessToken, Client, TokenIssuer
 from gateway.api._disclosure import Disclosure, DisclosureRecorder
@@ -53,6 +54,7 @@ from gateway.api._events import (
     check_event,
     source_matches,
 )
+from gateway.api._labels import label_router
 from gateway.api._query import Cursor, CursorCodec, Footprint, ListRequest, SortKey, sort_key
 from gateway.api._source import FootprintSource
 
@@ -206,6 +208,7 @@ def create_app(
     disclosures: DisclosureRecorder | None = None,
     max_event_bytes: int = 8 * 2**20,
     clock: Callable[[], float] = time.time,
+    label_registry: Callable[[], CertRegistry] | None = None,
 ) -> FastAPI:
     """A PACT v3 host serving *source* to the registered *clients*.
 
@@ -218,6 +221,8 @@ def create_app(
       published notifications are sent, the CloudEvents ``source`` they carry, and retries.
     - ``disclosures``: told of every footprint before it is sent; if it raises, nothing is sent.
     - ``clock``: seconds since the epoch (tests move it to expire tokens).
+    - ``label_registry``: serve ``GET /labels/verify`` against the certification registry it
+      returns (:mod:`gateway.api._labels`); off when not given.
 
     Serve it only over TLS (:func:`gateway.api.serve`); v3 allows HTTPS only.
     """
@@ -261,6 +266,8 @@ def create_app(
     )
     app.state.pact = state
     app.add_middleware(_SecurityHeaders)
+    if label_registry is not None:
+        app.include_router(label_router(label_registry, clock=clock))
 
     @app.exception_handler(PcfError)
     async def on_pcf_error(_: Request, exc: PcfError) -> JSONResponse:

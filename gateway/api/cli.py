@@ -12,8 +12,10 @@ from typing import Annotated
 
 import typer
 
+from contracts.keyfiles import key_id_of, load_ed25519_public_key
 from gateway.api._app import create_app
 from gateway.api._auth import hash_secret, load_clients
+from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
 from gateway.api._source import InMemoryFootprintSource
 from pcfx.console import console, handle_errors, print_json
@@ -60,6 +62,22 @@ def serve_command(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    label_snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--label-snapshot",
+            help="Serve GET /labels/verify against this registry snapshot (pcfx bodies export),"
+            " re-read when it changes.",
+        ),
+    ] = None,
+    label_operator_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--label-operator-key",
+            envvar="PCFX_OPERATOR_KEY",
+            help="The operator's public key that signed the snapshot.",
+        ),
+    ] = None,
 ) -> None:
     """Serve ListFootprints, GetFootprint, Events and the token endpoint over HTTPS."""
     if self_signed == (cert is not None or key is not None):
@@ -81,11 +99,20 @@ def serve_command(
             f"[yellow]Development certificate.[/] Clients must trust: [bold]{dev.ca_file}[/]"
         )
     assert cert is not None and key is not None
+    labels = None
+    if label_snapshot is not None:
+        if label_operator_key is None:
+            raise typer.BadParameter(
+                "give the operator's public key", param_hint="--label-operator-key"
+            )
+        public = load_ed25519_public_key(label_operator_key)
+        labels = SnapshotFile(label_snapshot, {key_id_of(public): public})
     api = create_app(
         source,
         registered,
         token_ttl=token_ttl,
         event_source=event_source or f"//{host}:{port}/3/events",
+        label_registry=labels,
     )
 
     def ready(url: str) -> None:

@@ -186,10 +186,12 @@ def expected_what_if_pack() -> Decimal:
     return next(r.pcf_excluding_biogenic_uptake for r in outcome.records if r.product_id == PACK)
 
 
+@pytest.mark.timeout(900)  # the demo, then eleven blocks (three of them certification's)
 def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, workdir: Path) -> None:
     blocks = section("Walkthroughs")
-    assert len(blocks) == 8, "update this test with the README's walkthrough blocks"
-    start, supplier, broken, update, manufacturer, officer, api, stop = blocks
+    assert len(blocks) == 11, "update this test with the README's walkthrough blocks"
+    start, supplier, broken, update, manufacturer, officer = blocks[:6]
+    certify, stale, blacklist, api, stop = blocks[6:]
     shell = Shell(workdir, shell_env(kafka_bootstrap, workdir), "walkthroughs")
     try:
         # pcfx demo --keep-running: the demo, then the broker, worker and gateway stay up
@@ -234,6 +236,25 @@ def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, wor
         report = (workdir / "audit-report.html").read_text()
         assert "Every audit log verified" in report and approved.group(1) in report
         assert re.fullmatch(r'"\d+\.\d+"', out.strip().splitlines()[-1]), out
+
+        # a certification body: register, certify, label, verify offline
+        out = shell.run(certify, timeout_s=300)
+        assert "OK: body 'cqc' registered for LITHIUM_BATTERY" in out, out
+        assert (
+            "OK: certificate CQC-2026-0001 for urn:pact:qh-lithium.cn:product-id:LI2CO3-BG" in out
+        )
+        assert "OK: label for CQC-2026-0001" in out and "(8) footprint current" in out
+        assert out.rstrip().endswith("VALID") and "NOT VALID" not in out, out
+        assert (workdir / "labels" / "CQC-2026-0001.qr.png").read_bytes().startswith(b"\x89PNG")
+
+        out = shell.run(stale, timeout_s=300)
+        assert "STALE: certificate CQC-2026-0001" in out and "exit code 1: stale" in out, out
+        assert out.rstrip().endswith("exit code 1: the label is stale"), out
+
+        out = shell.run(blacklist, timeout_s=300)
+        assert "OK: body 'cqc' blacklisted from" in out and "exit code 1: refused" in out, out
+        assert "body 'cqc' is blacklisted since" in out, out
+        assert '"status": "flagged"' in out, out
 
         out = shell.run(api, timeout_s=120)
         assert '"pcf": "' in out and PACK in out, out
