@@ -897,7 +897,7 @@ def audit_report(
 
 
 def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
-    from gateway.runtime._kafka import partition_count, read_to_end
+    from gateway.runtime import partition_count, read_to_end
 
     book = ApprovalBook()
     parts = [(topics.approvals, p) for p in range(partition_count(servers, topics.approvals))]
@@ -1148,7 +1148,7 @@ def _sealed_from_file(path: Path) -> Iterator[SealedMessage]:
 
 
 def _sealed_from_topic(servers: str, topic: str) -> Iterator[SealedMessage]:
-    from gateway.runtime._kafka import partition_count, read_to_end
+    from gateway.runtime import partition_count, read_to_end
 
     registry = _registry(servers)
     try:

@@ -60,6 +60,14 @@ from producers.certification import (
     read_exchange,
     watch_once,
 )
+from producers.cli import (
+    Bootstrap,
+    JsonOut,
+    PassphraseFile,
+    RegistryUrl,
+    TopicPrefix,
+    parse_when,
+)
 from producers.keys import read_passphrase
 from producers.labels import label_svg, write_qr
 
@@ -83,7 +91,6 @@ label_app = typer.Typer(
 
 # --- shared options -------------------------------------------------------------------------
 
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
 SigningKey = Annotated[
     Path, typer.Option("--key", help="Private key file (PEM) that signs.", show_default=False)
 ]
@@ -96,35 +103,6 @@ OperatorKey = Annotated[
         " (default: $PCFX_OPERATOR_KEY).",
     ),
 ]
-PassphraseFile = Annotated[
-    Path | None,
-    typer.Option("--passphrase-file", help="First line: the key's passphrase."),
-]
-Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers.")]
-RegistryUrl = Annotated[
-    str | None, typer.Option("--registry-url", help="A Confluent-compatible schema registry.")
-]
-TopicPrefix = Annotated[
-    str,
-    typer.Option("--topic-prefix", envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name."),
-]
-
-
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"must be an ISO 8601 date-time such as 2026-01-01T00:00:00Z (got {value!r})",
-            param_hint=option,
-        ) from None
-    if moment.tzinfo is None:
-        raise typer.BadParameter(
-            f"must carry a time zone, e.g. ...Z or +08:00 (got {value!r})", param_hint=option
-        )
-    return moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -309,8 +287,8 @@ def bodies_register(
     the operator key, on pcf.bodies."""
     operator = _signing_key(key, passphrase_file)
     keys = {key_id_of(operator.public_key()): operator.public_key()}
-    start = _when(valid_from, "--valid-from") or datetime.now(UTC)
-    end = _when(valid_until, "--valid-until") or start + timedelta(days=3 * 365)
+    start = parse_when(valid_from, "--valid-from") or datetime.now(UTC)
+    end = parse_when(valid_until, "--valid-until") or start + timedelta(days=3 * 365)
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
         current = _read(session, keys, footprints=False)
         registration = BodyRegistration.from_json(
@@ -599,8 +577,8 @@ def certificates_issue(
     PCR pack and catalogue entry) and publish it on pcf.certificates; the exchange's verdict
     (registered, in scope, not blacklisted, at the broker's time) is read back."""
     body = _signing_key(key, passphrase_file)
-    start = _when(valid_from, "--valid-from") or datetime.now(UTC)
-    end = _when(valid_until, "--valid-until") or start + timedelta(days=365)
+    start = parse_when(valid_from, "--valid-from") or datetime.now(UTC)
+    end = parse_when(valid_until, "--valid-until") or start + timedelta(days=365)
     keys = _operator_keys(operator_key)
     if footprint is None and product is None:
         raise typer.BadParameter(

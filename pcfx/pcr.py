@@ -243,7 +243,7 @@ def pcr_check(
 
 
 def _read(servers: str, topic: str, serde: ReviewSerde) -> Iterator[ReviewEvent]:
-    from gateway.runtime._kafka import partition_count, read_to_end
+    from gateway.runtime import partition_count, read_to_end
 
     parts = [(topic, p) for p in range(partition_count(servers, topic))]
     for message in read_to_end(servers, parts):

@@ -150,7 +150,8 @@ OperatorPublicKey = Annotated[
 ]
 
 
-def _when(value: str | None, option: str) -> datetime | None:
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """An option's ISO 8601 date-time (with a time zone) in UTC; ``None`` when not given."""
     if value is None:
         return None
     try:
@@ -339,7 +340,7 @@ def keys_register(
             " refuse (not_owner) footprints and BOMs outside them",
             param_hint="--namespace",
         )
-    start, end = _when(valid_from, "--valid-from"), _when(valid_until, "--valid-until")
+    start, end = parse_when(valid_from, "--valid-from"), parse_when(valid_until, "--valid-until")
     declared = read_key_info(public_key).owner
     supplier_id = supplier or declared
     if supplier_id is None:
@@ -416,7 +417,7 @@ def keys_revoke(
 ) -> None:
     """Revoke a supplier key from a given time on (a newer record with revokedAt)."""
     keys_topic = topic_prefix + keys_topic
-    moment = _when(at, "--at") or datetime.now(UTC)
+    moment = parse_when(at, "--at") or datetime.now(UTC)
     with _operator_publisher(
         key,
         passphrase_file=passphrase_file,
