@@ -30,6 +30,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from contracts.acl import grants_for
 from contracts.kafka_client import KafkaClientSettings
 from infra.kafka import launcher
 from infra.kafka.tenants import add_tenant
@@ -469,7 +470,9 @@ def test_tenants_cli_add_list_remove(secure: SecureBroker) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert removed.returncode == 0, removed.stderr
-    assert json.loads(removed.stdout)["acls_deleted"] == 6
+    # every ACL the role gives (the topic table's, e.g. READ of pcf.bodies and pcf.certificates)
+    expected = grants_for("supplier", "cli-supplier", prefix=PREFIX)
+    assert json.loads(removed.stdout)["acls_deleted"] == len(expected)
     gone = subprocess.run(
         [*PCFX, *admin, "tenants", "remove", "cli-supplier"],
         capture_output=True, text=True, timeout=120, check=False,
