@@ -9,8 +9,8 @@ outcome back (:class:`Release`).
 
 **The record.** ``{"id": <declaration id>, "declaration": <the declaration's JSON>}``, plus
 ``batteryPassport`` for Art. 7 (the passport part, decimals as strings: canonical JSON carries
-no binary numbers; the passport file written locally has JSON numbers). ``None`` values are
-left out. The shipped policy (``gateway/policies/default.yaml``, section *Declarations*)
+no binary numbers; the passport file written locally has JSON numbers). ``None`` values and empty
+lists are left out. The shipped policy (``gateway/policies/default.yaml``, section *Declarations*)
 classifies every path of the three kinds; any other path blocks the record (deny by default).
 What is public by law goes as it is (the Art. 7 declaration, R02 and R20); the CBAM
 installation's coordinates and UN/LOCODE are held for a compliance officer's approval
@@ -51,13 +51,15 @@ DEFAULT_PURPOSES: Final = {
 
 
 def _strings(value: Any) -> Any:
-    """Decimals to strings, ``None`` dropped (the record the policy sees)."""
+    """Decimals to strings; ``None`` and empty lists or objects dropped (the record the policy
+    sees, and exactly what the recipient opens)."""
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, Mapping):
-        return {k: _strings(v) for k, v in value.items() if v is not None}
+        items = ((k, _strings(v)) for k, v in value.items())
+        return {k: v for k, v in items if v is not None and v not in ([], {})}
     if isinstance(value, list | tuple):
-        return [_strings(v) for v in value if v is not None]
+        return [v for v in (_strings(v) for v in value) if v is not None]
     return value
 
 

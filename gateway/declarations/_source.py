@@ -339,6 +339,8 @@ class InputFields:
         self.subject = subject
         self.path = path
         self.problems: list[Violation] = []
+        self.missing = False
+        """The object itself is missing (reported once; its fields are not named again)."""
         if not isinstance(data, Mapping):
             self.problems.append(
                 Violation.of(path, "type", "must be an object", type(data).__name__)
@@ -352,7 +354,7 @@ class InputFields:
     def text(self, key: str, *, required: bool = True, what: str = "text") -> str | None:
         value = self.data.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
-            if required:
+            if required and not self.missing:
                 self.problems.append(
                     Violation.of(self._at(key), "required", f"is required ({what})", None)
                 )
@@ -367,7 +369,7 @@ class InputFields:
     def decimal(self, key: str, *, required: bool = True, positive: bool = False) -> Decimal | None:
         value = self.data.get(key)
         if value is None:
-            if required:
+            if required and not self.missing:
                 self.problems.append(
                     Violation.of(self._at(key), "required", "is required (a decimal string)", None)
                 )
@@ -394,7 +396,8 @@ class InputFields:
 
     def child(self, key: str) -> InputFields:
         child = InputFields(self.data.get(key), self.subject, self._at(key))
-        if key not in self.data:
+        if self.data.get(key) is None:
+            child.missing = True
             child.problems = [
                 Violation.of(self._at(key), "required", "is required (an object)", None)
             ]
