@@ -47,6 +47,7 @@ from gateway.declarations._release import (
     Declaration,
     Release,
     declaration_record,
+    doc_id,
     release,
 )
 from gateway.declarations._render import dump_json, render_html
@@ -92,6 +93,7 @@ __all__ = [
     "build_study",
     "certificate_refs",
     "declaration_record",
+    "doc_id",
     "dump_json",
     "read_art7_input",
     "read_cbam_input",

@@ -38,7 +38,14 @@ from gateway.declarations._cbam import CbamCommunication
 from gateway.declarations._study import StudyReport
 from gateway.policy._decision import Outcome
 
-__all__ = ["DEFAULT_PURPOSES", "Declaration", "Release", "declaration_record", "release"]
+__all__ = [
+    "DEFAULT_PURPOSES",
+    "Declaration",
+    "Release",
+    "declaration_record",
+    "doc_id",
+    "release",
+]
 
 Declaration = Art7Declaration | CbamCommunication | StudyReport
 
@@ -64,6 +71,7 @@ def _strings(value: Any) -> Any:
 
 
 def doc_id(doc: Declaration) -> str:
+    """The declaration's own id (declaration, communication or report id)."""
     if isinstance(doc, Art7Declaration):
         return doc.declaration_id
     if isinstance(doc, CbamCommunication):
