@@ -78,7 +78,7 @@ def test_a_missing_input_field_is_named_and_nothing_is_written(files: dict[str, 
             "--out",
             str(d / "out"),
             "--dry-run",
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 1, result.output
     assert "manufacturingPlant.country" in result.output
@@ -98,7 +98,7 @@ def test_an_unreadable_footprint_exits_4(files: dict[str, Any]) -> None:
             "--out",
             str(d / "out"),
             "--dry-run",
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 4, result.output
 
@@ -117,7 +117,7 @@ def test_a_refused_recipient_gets_nothing_and_exit_1(files: dict[str, Any]) -> N
             "uk-customer-gb",
             "--json",
             *release_args(d),
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 1, result.output
     out = json.loads(result.stdout)
@@ -129,8 +129,16 @@ def test_a_refused_recipient_gets_nothing_and_exit_1(files: dict[str, Any]) -> N
 
 def test_a_tampered_audit_log_is_not_extended(files: dict[str, Any]) -> None:
     d: Path = files["dir"]
-    args = ["declarations", "art7", str(d / "lfp.json"), "--input", str(d / "art7.yaml"),
-            "--recipient", OEM, *release_args(d)]  # fmt: skip
+    args = [
+        "declarations",
+        "art7",
+        str(d / "lfp.json"),
+        "--input",
+        str(d / "art7.yaml"),
+        "--recipient",
+        OEM,
+        *release_args(d),
+    ]
     assert invoke(app, args).exit_code == 0
     log = d / "audit.jsonl"
     log.write_text(log.read_text(encoding="utf-8").replace(OEM, "eu-battery-oem-xx"), "utf-8")
@@ -157,7 +165,7 @@ def test_dry_run_writes_json_html_and_a_schema_valid_passport(files: dict[str, A
             str(d / "out"),
             "--dry-run",
             "--json",
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -185,7 +193,7 @@ def test_release_seals_for_the_recipient_with_one_checked_audit_entry(
             OEM,
             "--json",
             *release_args(d),
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)["release"]
@@ -216,7 +224,7 @@ def test_cbam_is_held_for_approval_and_the_study_goes_home(files: dict[str, Any]
             "eu-cbam-importer-nl",
             "--json",
             *release_args(d),
-        ],  # fmt: skip
+        ],
     )
     assert cbam.exit_code == 1, cbam.output
     held = json.loads(cbam.stdout)["release"]
@@ -233,7 +241,7 @@ def test_cbam_is_held_for_approval_and_the_study_goes_home(files: dict[str, Any]
             "carbon-label-certification",
             "--json",
             *release_args(d),
-        ],  # fmt: skip
+        ],
     )
     assert study.exit_code == 0, study.output
     assert json.loads(study.stdout)["release"]["released"] is True
