@@ -16,11 +16,21 @@ extended, and checkpointed after each release). The sealed message is written as
 ``*.sealed.jsonl`` for the recipient (``pcfx outbound decrypt`` opens it). A declaration the
 policy blocks or holds is audited too and nothing is sealed (exit code 1; a held one names the
 approval it waits for).
+
+With ``--kafka`` the same release goes onto the exchange's topics, as the gateway runner's do:
+one :class:`~gateway.runtime.KafkaTransferSink` transaction holds the sealed message on
+``pcf.outbound.<recipient>`` and the audit entry (batch-sealed) and checkpoint on the audit
+topics, under the chain ``pcfx-declarations``; the chain is resumed with
+:func:`gateway.audit.resume_chain` (only from the gateway key's own checkpoints and seals), so a
+chain someone else wrote to is refused, never extended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -74,6 +84,9 @@ AUDIT_LOG_ID = "default"
 """The log id of the declarations' audit chain. A JSON-lines audit file
 (:class:`gateway.audit.JsonLinesAuditStore`) holds one log, which ``pcfx audit verify --file``
 reads as log ``default``; the chain's checkpoints are signed under that id so they verify."""
+KAFKA_LOG_ID = "pcfx-declarations"
+"""The declarations' audit chain on ``pcf.audit`` (``--kafka``): one transactional writer (its
+transactional id fences an older one), resumed only from what the gateway key signed."""
 
 Footprint = Annotated[
     Path,
@@ -143,6 +156,26 @@ Certs = Annotated[
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Kafka = Annotated[
+    bool,
+    typer.Option(
+        "--kafka",
+        help="Release onto the exchange's topics (pcf.outbound.<recipient>, audit chain"
+        f" '{KAFKA_LOG_ID}' on pcf.audit, one transaction) instead of files.",
+    ),
+]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap", help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)."
+    ),
+]
+Prefix = Annotated[
+    str,
+    typer.Option(
+        "--topic-prefix", envvar="PCFX_TOPIC_PREFIX", help="Prefix of the exchange's topic names."
+    ),
+]
 _DEFAULT_AUDIT = Path("~/.local/state/pcf-exchange/declarations-audit.jsonl")
 
 
@@ -196,6 +229,99 @@ def _write(doc: Declaration, out: Path) -> dict[str, str]:
     return files
 
 
+def _file_gateway(loaded: Any, secrets: GatewaySecrets, audit_log: Path, now: datetime) -> Gateway:
+    """A gateway whose sink writes the audit chain to a JSON-lines file (checked intact under
+    the gateway key before it is extended)."""
+    path = audit_log.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = JsonLinesAuditStore(path)
+    entries, checkpoints = store.entries(), store.checkpoints()
+    check = check_audit_log(entries, checkpoints, KeyRing.of(secrets.signer.public_key))
+    if not check.ok:
+        raise TrustError(
+            f"audit log {path}: {check.summary()}; refusing to extend it",
+            reason="audit_log_tampered",
+            hint="Review it with 'pcfx audit verify --file', then start a new log.",
+        )
+    return Gateway(
+        loaded,
+        replace(secrets, log_id=AUDIT_LOG_ID),
+        InMemoryTransferSink(audit=store),
+        counters=CounterState.empty(now.year, salt=derive_secret(secrets.signer, "counters")),
+        head=ChainHead.of(entries),
+    )
+
+
+@contextlib.contextmanager
+def _kafka_gateway(
+    loaded: Any,
+    secrets: GatewaySecrets,
+    recipient: str,
+    bootstrap: str | None,
+    prefix: str,
+    now: datetime,
+) -> Iterator[Gateway]:
+    """A gateway on the exchange's topics: the audit chain ``pcfx-declarations`` resumed from
+    ``pcf.audit`` (:func:`gateway.audit.resume_chain`), one transaction per release."""
+    from contracts import KafkaSchemaRegistry
+    from contracts.topics import TOPICS, TopicNames, ensure_topics
+    from gateway.audit import resume_chain
+    from gateway.runtime import KafkaAuditStore, KafkaTransferSink
+    from gateway.runtime._avro import GatewaySerde, kafka_registrar
+    from pcfx.settings import bootstrap_servers
+
+    servers = bootstrap or bootstrap_servers()
+    topics = TopicNames(prefix)
+    ensure_topics(
+        servers,
+        [
+            (topics.audit, TOPICS["pcf.audit"], 1),
+            (topics.checkpoints, TOPICS["pcf.audit.checkpoints"], 1),
+            (topics.outbound(recipient), TOPICS["pcf.outbound."], 1),
+        ],
+    )
+    registry = KafkaSchemaRegistry(servers)
+    sink: KafkaTransferSink | None = None
+    try:
+        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
+        serde.ensure(
+            [
+                (topics.audit, "AuditLogEntry"),
+                (topics.checkpoints, "AuditLogCheckpoint"),
+                (topics.outbound(recipient), "SealedMessage"),
+            ]
+        )
+        sink = KafkaTransferSink(
+            servers,
+            topics=topics,
+            serde=serde,
+            log_id=KAFKA_LOG_ID,
+            transactional_id=f"{prefix}pcfx-declarations",
+            signer=secrets.signer,
+        )
+        sink.open()  # fences an older writer of the chain before it is read back
+        store = KafkaAuditStore(servers, topics=topics, serde=serde, log_id=KAFKA_LOG_ID)
+        check = resume_chain(
+            KAFKA_LOG_ID,
+            store.entries(),
+            store.checkpoints(),
+            KeyRing.of(secrets.signer.public_key),
+            topic=topics.audit,
+        )
+        assert check.head is not None
+        yield Gateway(
+            loaded,
+            replace(secrets, log_id=KAFKA_LOG_ID),
+            sink,
+            counters=CounterState.empty(now.year, salt=derive_secret(secrets.signer, "counters")),
+            head=check.head,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
+        registry.close()
+
+
 def _release(
     doc: Declaration,
     *,
@@ -207,6 +333,9 @@ def _release(
     passphrase_env: str | None,
     pseudonym_secret: Path | None,
     audit_log: Path,
+    kafka: bool,
+    bootstrap: str | None,
+    prefix: str,
 ) -> tuple[Release, str | None]:
     if gateway_key is None:
         raise typer.BadParameter("releasing needs the gateway key", param_hint="--gateway-key")
@@ -215,29 +344,18 @@ def _release(
     secret = (
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
+    secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
     loaded = load_policy_file(str(policy) if policy else default_policy_path())
-    path = audit_log.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store = JsonLinesAuditStore(path)
-    entries, checkpoints = store.entries(), store.checkpoints()
-    check = check_audit_log(entries, checkpoints, KeyRing.of(signer.public_key))
-    if not check.ok:
-        raise TrustError(
-            f"audit log {path}: {check.summary()}; refusing to extend it",
-            reason="audit_log_tampered",
-            hint="Review it with 'pcfx audit verify --file', then start a new log.",
-        )
     now = datetime.now(UTC)
-    sink = InMemoryTransferSink(audit=store)
-    gateway = Gateway(
-        loaded,
-        GatewaySecrets(signer=signer, pseudonym_secret=secret, log_id=AUDIT_LOG_ID),
-        sink,
-        counters=CounterState.empty(now.year, salt=derive_secret(signer, "counters")),
-        head=ChainHead.of(entries),
-    )
-    result = release(doc, gateway=gateway, recipient=recipient, purpose=purpose, now=now)
-    gateway.checkpoint(now=now)
+    with contextlib.ExitStack() as stack:
+        if kafka:
+            gateway = stack.enter_context(
+                _kafka_gateway(loaded, secrets, recipient, bootstrap, prefix, now)
+            )
+        else:
+            gateway = _file_gateway(loaded, secrets, audit_log, now)
+        result = release(doc, gateway=gateway, recipient=recipient, purpose=purpose, now=now)
+        gateway.checkpoint(now=now)
     sealed = None
     if result.message is not None:
         sealed = str(out / f"{doc.doc_type}-{doc_id(doc)}.sealed.jsonl")
@@ -258,6 +376,9 @@ def _finish(
     pseudonym_secret: Path | None,
     audit_log: Path,
     json_out: bool,
+    kafka: bool = False,
+    bootstrap: str | None = None,
+    prefix: str = "",
 ) -> None:
     if not dry_run and not recipient:
         raise typer.BadParameter("give the recipient, or --dry-run", param_hint="--recipient")
@@ -276,6 +397,9 @@ def _finish(
             passphrase_env=passphrase_env,
             pseudonym_secret=pseudonym_secret,
             audit_log=audit_log,
+            kafka=kafka,
+            bootstrap=bootstrap,
+            prefix=prefix,
         )
     if json_out:
         print_json(
@@ -292,19 +416,20 @@ def _finish(
         for kind, name in files.items():
             table.add_row(kind, name)
         console.print(table)
+        log = KAFKA_LOG_ID if kafka else str(audit_log)
         if result is None:
             console.print("dry run: written locally, nothing released")
         elif result.released:
             console.print(
                 f"OK: released to {result.recipient} for {result.purpose} (message"
                 f" {result.message.message_id if result.message else ''}, audit entry"
-                f" {AUDIT_LOG_ID}:{result.entry.seq}); sealed message {sealed}"
+                f" {log}:{result.entry.seq}); sealed message {sealed}"
             )
         else:
             why = "; ".join(result.reasons) or result.outcome.value
             console.print(
                 f"NOT RELEASED ({result.outcome.value}) to {result.recipient} for"
-                f" {result.purpose}: {why} (audit entry {AUDIT_LOG_ID}:{result.entry.seq})"
+                f" {result.purpose}: {why} (audit entry {log}:{result.entry.seq})"
             )
             if result.approval_id:
                 console.print(
@@ -340,6 +465,9 @@ def art7(
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
     audit_log: AuditLog = _DEFAULT_AUDIT,
+    kafka: Kafka = False,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """EU Battery Regulation Art. 7 carbon-footprint declaration (JSON, printable HTML, battery
@@ -360,6 +488,9 @@ def art7(
         pseudonym_secret=pseudonym_secret,
         audit_log=audit_log,
         json_out=json_out,
+        kafka=kafka,
+        bootstrap=bootstrap,
+        prefix=topic_prefix,
     )
 
 
@@ -388,6 +519,9 @@ def cbam(
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
     audit_log: AuditLog = _DEFAULT_AUDIT,
+    kafka: Kafka = False,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """CBAM embedded-emissions communication (direct and indirect t CO2e per t) for an
@@ -408,6 +542,9 @@ def cbam(
         pseudonym_secret=pseudonym_secret,
         audit_log=audit_log,
         json_out=json_out,
+        kafka=kafka,
+        bootstrap=bootstrap,
+        prefix=topic_prefix,
     )
 
 
@@ -450,6 +587,9 @@ def study(
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
     audit_log: AuditLog = _DEFAULT_AUDIT,
+    kafka: Kafka = False,
+    bootstrap: Bootstrap = None,
+    topic_prefix: Prefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """GB/T 24067 / ISO 14067 study report (printable HTML + JSON): boundary, data sources with
@@ -479,4 +619,7 @@ def study(
         pseudonym_secret=pseudonym_secret,
         audit_log=audit_log,
         json_out=json_out,
+        kafka=kafka,
+        bootstrap=bootstrap,
+        prefix=topic_prefix,
     )
