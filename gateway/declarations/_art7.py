@@ -567,7 +567,7 @@ def build_art7(
             ),
         )
     kwh = _kwh_per_declared_unit(source, inp)
-    check = source.pcr()
+    check = source.pcr(certificates)
     assert check.pack is not None
     stages = tuple(
         StageFigure(key, stage, wording, DIVISION.divide(source.stages[key], kwh), "footprint")

@@ -382,7 +382,7 @@ def build_cbam(
                 None,
             ),
         )
-    check = source.pcr()
+    check = source.pcr(certificates)
     kg = convert(amount, str(unit), "kilogram")
     indirect = DIVISION.divide(source.own_electricity, kg)
     direct = DIVISION.divide(figure - source.own_electricity, kg)

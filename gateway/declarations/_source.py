@@ -118,14 +118,29 @@ class ProductSource:
     def figure(self, name: str) -> Decimal | None:
         return _decimal(self.pcf.get(name))
 
-    def pcr(self) -> PcrCheck:
+    def pcr(self, certificates: Iterable[CertificateRef] = ()) -> PcrCheck:
         """The PCR check of the footprint (:func:`contracts.pcr.check_footprint`), raising its
         error when the footprint breaks its pack or is held for review: a declaration cites a
-        pack the footprint meets."""
+        pack the footprint meets. Each cited certificate must name that very pack and version
+        (a certificate for another catalogue entry does not vouch for this declaration)."""
         result = check_footprint(self.pact)
         error = result.error(self.subject)
         if error is not None:
             raise error
+        pack = result.pack
+        problems = [
+            Violation.of(
+                f"certificates[{i}]",
+                "certificate_other_pack",
+                f"certificate {c.certificate_id} must be for the pack the footprint meets"
+                f" ({'none' if pack is None else pack.ref})",
+                f"{c.pcr_pack_id}@{c.pcr_pack_version}",
+            )
+            for i, c in enumerate(certificates)
+            if pack is None or (c.pcr_pack_id, c.pcr_pack_version) != (pack.id, pack.version)
+        ]
+        if problems:
+            raise fail(self.subject, *problems)
         return result
 
 

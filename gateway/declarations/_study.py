@@ -295,7 +295,7 @@ def build_study(
                 None,
             ),
         )
-    check = source.pcr()
+    check = source.pcr(certificates)
     cited: list[FactorCitation] = []
     for row in source.inputs:
         if row.kind != "factor" or row.factor_id is None:

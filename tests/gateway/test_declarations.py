@@ -6,6 +6,7 @@ Pure builders (no broker): a footprint and an input file in, a document out; rel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -362,6 +363,17 @@ def test_a_revoked_or_stale_certificate_cannot_be_cited() -> None:
         "certificate_other_footprint",
     ]
     assert "revoked by cqc" in str(caught.value)
+
+
+def test_a_certificate_for_another_pack_is_refused() -> None:
+    source = read_source(battery())
+    (ref,) = certificate_refs(source, [_certificate(footprint_digest(source.pact))])
+    other = dataclasses.replace(ref, pcr_pack_id="CN-CCL-PCR-LIB-STORAGE")
+    with pytest.raises(DeclarationInvalid) as caught:
+        build_art7(source, read_art7_input(art7_input()), certificates=(other,), issued_at=NOW)
+    (v,) = caught.value.violations
+    assert (v.path, v.code) == ("certificates[0]", "certificate_other_pack")
+    assert "CN-CCL-PCR-LIB-TRACTION@1.0.0" in v.message
 
 
 # ----------------------------------------------------------------------------------------------
