@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from contracts import EmissionFactor
+from contracts._footprint import PCFX_EXTENSION_SCHEMA
 from contracts.errors import Violation
 from gateway.declarations._source import CertificateRef, InputFields, ProductSource, fail
 
@@ -185,6 +186,7 @@ class StudyReport:
                 "perStage": [{"stage": k, "kgCO2e": _s(v)} for k, v in stages.items()],
                 "ipccCharacterizationFactors": list(pcf.get("ipccCharacterizationFactors") or []),
             },
+            "uncertainty": _uncertainty(self.source),
             "assumptions": list(self.source.assumptions),
             "pcrPack": None
             if self.pcr_pack is None
@@ -254,6 +256,11 @@ class StudyReport:
                 + [(k, str(pcf.get(k))) for k in _SPLIT if pcf.get(k) is not None]
                 + [(f"Stage: {k}", _s(v)) for k, v in (self.source.stages or {}).items()],
             ),
+            (
+                "Uncertainty and characterisation",
+                [(k, str(v)) for k, v in (_uncertainty(self.source) or {}).items()]
+                + [("IPCC GWP set", ", ".join(doc["results"]["ipccCharacterizationFactors"]))],
+            ),
             ("Assumptions", [(str(n + 1), a) for n, a in enumerate(self.source.assumptions)]),
             (
                 "PCR and verification",
@@ -264,6 +271,15 @@ class StudyReport:
                 ],
             ),
         ]
+
+
+def _uncertainty(source: ProductSource) -> Mapping[str, Any] | None:
+    """The pcfx extension's ``uncertainty`` of the total, as published (or ``None``)."""
+    for ext in source.pact.get("extensions") or ():
+        if isinstance(ext, Mapping) and ext.get("dataSchema") == PCFX_EXTENSION_SCHEMA:
+            found = (ext.get("data") or {}).get("uncertainty")
+            return found if isinstance(found, Mapping) else None
+    return None
 
 
 def _s(value: Decimal) -> str:

@@ -43,10 +43,11 @@ from gateway.declarations import (
     read_art7_input,
     read_cbam_input,
     read_source,
+    read_study_input,
     release,
     render_html,
 )
-from gateway.policy import CounterState, Outcome
+from gateway.policy import CounterState, Outcome, evaluate
 from producers.factors import SOURCED_FACTORS
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -439,6 +440,8 @@ def test_a_declaration_with_an_unclassified_field_is_blocked(gateway: Gateway) -
         record, recipient="eu-battery-oem-de", purpose="battery-regulation-art7", now=NOW
     )
     assert prepared.decision.outcome is Outcome.BLOCKED and prepared.outbound is None
+    unknown = [r.path for r in prepared.decision.reasons if r.code == "unknown_field"]
+    assert unknown == ["declaration.batteryModel.cellChemistryRecipe"]
 
 
 def test_the_cbam_location_is_held_for_approval_not_sent(gateway: Gateway) -> None:
@@ -462,6 +465,36 @@ def test_the_cbam_location_is_held_for_approval_not_sent(gateway: Gateway) -> No
 
 # ----------------------------------------------------------------------------------------------
 # good paths
+
+
+def test_the_shipped_policy_classifies_every_path_of_every_declaration(
+    policy: Policy, counters: CounterState, factors: dict[tuple[str, str], EmissionFactor]
+) -> None:
+    """The richest document of each kind (every optional field filled) has no unknown field
+    for any recipient: deny by default never blocks a declaration for a missing policy row."""
+    source = read_source(battery())
+    certs = certificate_refs(source, [_certificate(footprint_digest(source.pact))])
+    inp = art7_input(performanceClass="B")
+    art7 = build_art7(source, read_art7_input(inp), certificates=certs, issued_at=NOW)
+    data = cbam_input(goodDescription="unwrought aluminium")
+    data["installation"]["installationId"] = "CN-INST-0001"
+    cbam = build_cbam(read_source(aluminium()), read_cbam_input(data), issued_at=NOW)
+    study = build_study(
+        source,
+        factors=factors,
+        inp=read_study_input(
+            {"goal": "g", "intendedApplication": "a", "commissioner": "c", "practitioner": "p"}
+        ),
+        certificates=certs,
+        issued_at=NOW,
+    )
+    al_study = build_study(read_source(aluminium()), factors=factors, issued_at=NOW)
+    for doc in (art7, cbam, study, al_study):
+        for rid, recipient in policy.recipients.items():
+            for purpose in recipient.purposes:
+                decision = evaluate(policy, declaration_record(doc), rid, purpose, counters, NOW)
+                unknown = [r.path for r in decision.reasons if r.code == "unknown_field"]
+                assert unknown == [], (doc.doc_type, rid, purpose)
 
 
 def test_art7_figures_per_kwh_and_the_passport_validates_against_the_schema() -> None:
@@ -584,6 +617,8 @@ def test_the_study_report_cites_each_factor_with_its_source_and_version(
         {"stage": "production", "kgCO2e": "12000"},
     ]
     assert body["systemBoundary"]["boundary"] == "cradle-to-gate"
+    with_uncertainty = build_study(read_source(battery()), factors=factors, issued_at=NOW)
+    assert with_uncertainty.to_json()["uncertainty"]["upper95"] == "70.9"
 
 
 def test_the_printable_document_escapes_and_is_self_contained() -> None:
