@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from contracts.errors import UnitError, Violation
 from contracts.units import Dimension, convert, dimension_of
@@ -261,7 +261,8 @@ class Art7Declaration:
     footprint_id: str
     content_hash: str
 
-    doc_type: str = ART7_TYPE
+    doc_type: ClassVar[str] = ART7_TYPE
+    """The declaration's kind (its ``type`` in JSON, and the policy's default purpose key)."""
 
     @property
     def title(self) -> str:

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from contracts.errors import UnitError, Violation
 from contracts.units import Dimension, convert, dimension_of
@@ -222,7 +222,8 @@ class CbamCommunication:
     footprint_id: str
     content_hash: str
 
-    doc_type: str = CBAM_TYPE
+    doc_type: ClassVar[str] = CBAM_TYPE
+    """The declaration's kind (its ``type`` in JSON, and the policy's default purpose key)."""
 
     @property
     def total(self) -> Decimal:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from contracts import EmissionFactor
 from contracts._footprint import PCFX_EXTENSION_SCHEMA
@@ -120,7 +120,8 @@ class StudyReport:
     boundary: str | None
     max_dqr: Decimal | None
 
-    doc_type: str = STUDY_TYPE
+    doc_type: ClassVar[str] = STUDY_TYPE
+    """The declaration's kind (its ``type`` in JSON, and the policy's default purpose key)."""
 
     @property
     def title(self) -> str:

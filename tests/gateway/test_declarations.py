@@ -48,7 +48,9 @@ from gateway.declarations import (
     render_html,
 )
 from gateway.policy import CounterState, Outcome, evaluate
+from gateway.runtime._adapter import gateway_record
 from producers.factors import SOURCED_FACTORS
+from tests.gateway._rollups import rolled_footprint
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 LINEAGE = "https://pcf-exchange.example/schemas/lineage/v1.json"
@@ -636,3 +638,16 @@ def test_inputs_with_wrong_types_are_named() -> None:
         read_art7_input(["not", "an", "object"])
     assert caught.value.violations[0].code == "type"
     assert isinstance(read_art7_input(art7_input()), Art7Input)
+
+
+def test_a_roll_up_and_its_gateway_record_read_the_same() -> None:
+    """The ``pcf.products`` roll-up as JSON and the gateway's record of it (PACT + lineage
+    extension) give the same footprint, hash, lineage and own emissions."""
+    rolled = rolled_footprint()
+    as_json = json.loads(rolled.model_dump_json(by_alias=True, exclude_none=True))
+    a, b = read_source(as_json), read_source(gateway_record(rolled))
+    assert (a.pact, a.content_hash, a.inputs) == (b.pact, b.content_hash, b.inputs)
+    assert a.own_electricity == b.own_electricity == Decimal("6.70750")
+    assert [(r.factor_id, r.factor_version) for r in a.inputs if r.kind == "factor"] == [
+        ("bg:cn-aluminium-ingot", "2022")
+    ]
