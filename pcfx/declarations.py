@@ -418,7 +418,7 @@ def _finish(
         console.print(table)
         log = KAFKA_LOG_ID if kafka else str(audit_log)
         if result is None:
-            console.print("dry run: written locally, nothing released")
+            console.print("OK: written locally (dry run: nothing released)")
         elif result.released:
             console.print(
                 f"OK: released to {result.recipient} for {result.purpose} (message"
@@ -428,7 +428,7 @@ def _finish(
         else:
             why = "; ".join(result.reasons) or result.outcome.value
             console.print(
-                f"NOT RELEASED ({result.outcome.value}) to {result.recipient} for"
+                f"FAIL: not released ({result.outcome.value}) to {result.recipient} for"
                 f" {result.purpose}: {why} (audit entry {log}:{result.entry.seq})"
             )
             if result.approval_id:

@@ -651,3 +651,13 @@ def test_a_roll_up_and_its_gateway_record_read_the_same() -> None:
     assert [(r.factor_id, r.factor_version) for r in a.inputs if r.kind == "factor"] == [
         ("bg:cn-aluminium-ingot", "2022")
     ]
+
+
+def test_the_public_names_are_sorted_and_complete() -> None:
+    import gateway.declarations as module
+
+    names = list(module.__all__)
+    assert names == sorted(names, key=lambda n: (not n.isupper(), n))
+    public = {n for n, v in vars(module).items() if not n.startswith("_")}
+    public -= {n for n, v in vars(module).items() if isinstance(v, type(module))}
+    assert public == set(names)
