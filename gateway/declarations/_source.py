@@ -24,9 +24,9 @@ from contracts._footprint import PCFX_EXTENSION_SCHEMA
 from contracts.certification import CertStatus, StatusReport, footprint_digest
 from contracts.errors import DeclarationInvalid, Violation
 from contracts.pcr import PcrCheck, check_footprint
+from gateway.runtime._adapter import LINEAGE_SCHEMA  # the one name of the lineage extension
 
 __all__ = [
-    "LINEAGE_SCHEMA",
     "CertificateRef",
     "InputFields",
     "LineageRow",
@@ -35,9 +35,6 @@ __all__ = [
     "fail",
     "read_source",
 ]
-
-LINEAGE_SCHEMA: Final = "https://pcf-exchange.example/schemas/lineage/v1.json"
-"""The gateway's lineage extension (``gateway/runtime/_adapter.py``); read here, never written."""
 
 DIVISION: Final = Context(prec=34)
 """Per-unit figures (kg CO2e per kWh, t CO2e per t) divide the declared figure by the declared
