@@ -50,9 +50,11 @@ from contracts.errors import UnitError, Violation
 from contracts.units import Dimension, convert, dimension_of
 from gateway.declarations._source import (
     DIVISION,
+    EXACT,
     CertificateRef,
     InputFields,
     ProductSource,
+    exact_sum,
     fail,
 )
 
@@ -448,7 +450,10 @@ def _kwh_per_declared_unit(source: ProductSource, inp: Art7Input) -> Decimal:
         raise fail(
             source.subject,
             Violation.of(
-                "pcf.declaredUnitAmount", "required", "must be a positive decimal", amount
+                "pcf.declaredUnitAmount",
+                "required",
+                "must be a positive decimal",
+                None if amount is None else format(amount, "f"),
             ),
         )
     if dimension is Dimension.ENERGY:
@@ -466,7 +471,7 @@ def _kwh_per_declared_unit(source: ProductSource, inp: Art7Input) -> Decimal:
                     None,
                 ),
             )
-        return amount * inp.service_life_energy_kwh
+        return EXACT.multiply(amount, inp.service_life_energy_kwh)
     raise fail(
         source.subject,
         Violation.of(
@@ -535,7 +540,7 @@ def build_art7(
                     f"beyondGate.{_INPUT_KEYS[key]}",
                     "given_twice",
                     f"must not be given: the footprint's stageBreakdown already has {key}",
-                    inp.beyond_gate[key],
+                    format(inp.beyond_gate[key], "f"),
                 )
             )
         elif not in_footprint and not in_input:
@@ -555,7 +560,7 @@ def build_art7(
     if problems:
         raise fail(source.subject, *problems)
     figure = source.figure("pcfExcludingBiogenicUptake")
-    all_stages = sum(source.stages.values(), Decimal(0))
+    all_stages = exact_sum(source.stages.values())
     if figure is None or all_stages != figure:
         raise fail(
             source.subject,
@@ -564,7 +569,7 @@ def build_art7(
                 "sum_mismatch",
                 f"must add up to pcf.pcfExcludingBiogenicUptake ({figure}): the stages are"
                 " declared as this footprint's",
-                all_stages,
+                format(all_stages, "f"),
             ),
         )
     kwh = _kwh_per_declared_unit(source, inp)
@@ -576,9 +581,10 @@ def build_art7(
         else StageFigure(key, stage, wording, inp.beyond_gate[key], "declaration input")
         for key, stage, wording in ART7_STAGES
     )
-    total = sum((s.kg_co2e_per_kwh for s in stages), Decimal(0))
+    total = exact_sum(s.kg_co2e_per_kwh for s in stages)
     use = source.stages.get("use")
-    absolute = None if inp.service_life_energy_kwh is None else total * inp.service_life_energy_kwh
+    energy = inp.service_life_energy_kwh
+    absolute = None if energy is None else EXACT.multiply(total, energy)
     return Art7Declaration(
         declaration_id=declaration_id or str(uuid.uuid4()),
         issued_at=issued_at,

@@ -37,6 +37,7 @@ from contracts.errors import UnitError, Violation
 from contracts.units import Dimension, convert, dimension_of
 from gateway.declarations._source import (
     DIVISION,
+    EXACT,
     CertificateRef,
     InputFields,
     ProductSource,
@@ -148,11 +149,15 @@ def read_cbam_input(data: Any, *, subject: str = "installation input") -> CbamIn
     lat, lon = i.decimal("latitude"), i.decimal("longitude")
     if lat is not None and not Decimal(-90) <= lat <= Decimal(90):
         i.problems.append(
-            Violation.of("installation.latitude", "range", "must be between -90 and 90", lat)
+            Violation.of(
+                "installation.latitude", "range", "must be between -90 and 90", format(lat, "f")
+            )
         )
     if lon is not None and not Decimal(-180) <= lon <= Decimal(180):
         i.problems.append(
-            Violation.of("installation.longitude", "range", "must be between -180 and 180", lon)
+            Violation.of(
+                "installation.longitude", "range", "must be between -180 and 180", format(lon, "f")
+            )
         )
     installation_id = i.text("installationId", required=False)
     cn = f.text("cnCode", what="the CN code of the good (8 digits)")
@@ -178,7 +183,12 @@ def read_cbam_input(data: Any, *, subject: str = "installation input") -> CbamIn
     start, end = _date(period, "start"), _date(period, "end")
     if start and end and end < start:
         period.problems.append(
-            Violation.of("reportingPeriod.end", "range", f"must not be before start ({start})", end)
+            Violation.of(
+                "reportingPeriod.end",
+                "range",
+                f"must not be before start ({start})",
+                end.isoformat(),
+            )
         )
     description = f.text("goodDescription", required=False)
     f.done(i, period)
@@ -227,7 +237,7 @@ class CbamCommunication:
 
     @property
     def total(self) -> Decimal:
-        return self.direct + self.indirect
+        return EXACT.add(self.direct, self.indirect)
 
     @property
     def title(self) -> str:
@@ -367,7 +377,10 @@ def build_cbam(
         raise fail(
             source.subject,
             Violation.of(
-                "pcf.declaredUnitAmount", "required", "must be a positive decimal", amount
+                "pcf.declaredUnitAmount",
+                "required",
+                "must be a positive decimal",
+                None if amount is None else format(amount, "f"),
             ),
         )
     figure = source.figure("pcfExcludingBiogenicUptake")
@@ -386,7 +399,7 @@ def build_cbam(
     check = source.pcr(certificates)
     kg = convert(amount, str(unit), "kilogram")
     indirect = DIVISION.divide(source.own_electricity, kg)
-    direct = DIVISION.divide(figure - source.own_electricity, kg)
+    direct = DIVISION.divide(EXACT.subtract(figure, source.own_electricity), kg)
     return CbamCommunication(
         communication_id=communication_id or str(uuid.uuid4()),
         issued_at=issued_at,

@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Context, Decimal, InvalidOperation
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 from typing import Any, Final
 
 from contracts import RolledUpFootprint, parse, parse_footprint, to_pact_json
@@ -27,11 +36,14 @@ from contracts.pcr import PcrCheck, check_footprint
 from gateway.runtime._adapter import LINEAGE_SCHEMA  # the one name of the lineage extension
 
 __all__ = [
+    "DIVISION",
+    "EXACT",
     "CertificateRef",
     "InputFields",
     "LineageRow",
     "ProductSource",
     "certificate_refs",
+    "exact_sum",
     "fail",
     "read_source",
 ]
@@ -39,7 +51,17 @@ __all__ = [
 DIVISION: Final = Context(prec=34)
 """Per-unit figures (kg CO2e per kWh, t CO2e per t) divide the declared figure by the declared
 unit's amount: 34 significant digits (IEEE 754 decimal128), exact whenever the quotient ends
-within them. Sums are exact."""
+within them. Sums, differences and products are exact (:data:`EXACT`)."""
+EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, Overflow])
+"""Addition, subtraction and multiplication without rounding (an inexact result would raise,
+and cannot happen for finite decimals at this precision)."""
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
 
 
 def fail(subject: str, *violations: Violation) -> DeclarationInvalid:

@@ -237,6 +237,18 @@ def test_art7_refuses_a_breakdown_that_is_not_the_footprints() -> None:
     assert [v.code for v in caught.value.violations] == ["sum_mismatch"]
 
 
+def test_art7_sums_stages_exactly() -> None:
+    """A difference in the 34th digit is a different footprint (28-digit rounding would hide it)."""
+    fp = battery()
+    fp["extensions"][0]["data"]["stageBreakdown"]["raw_material_acquisition"] = (
+        "48.20000000000000000000000000000001"
+    )
+    with pytest.raises(DeclarationInvalid) as caught:
+        build_art7(read_source(fp), read_art7_input(art7_input()), issued_at=NOW)
+    assert [v.code for v in caught.value.violations] == ["sum_mismatch"]
+    assert caught.value.violations[0].got == "'61.40000000000000000000000000000001'"
+
+
 def test_art7_refuses_a_non_battery_product() -> None:
     with pytest.raises(DeclarationInvalid) as caught:
         build_art7(read_source(aluminium()), read_art7_input(art7_input()), issued_at=NOW)
