@@ -12,10 +12,17 @@ outcome back (:class:`Release`).
 no binary numbers; the passport file written locally has JSON numbers). ``None`` values and empty
 lists are left out. The shipped policy (``gateway/policies/default.yaml``, section *Declarations*)
 classifies every path of the three kinds; any other path blocks the record (deny by default).
-What is public by law goes as it is (the Art. 7 declaration, R02 and R20); the CBAM
-installation's coordinates and UN/LOCODE are held for a compliance officer's approval
-(regulation.md §2.3: required by the EU side, so *approval*, not *block*); free text of a study
-report stays home abroad (R04).
+What the law makes public goes unchanged (the Art. 7 figures, class and links under R02,
+the plant's location under R20 for ``battery-regulation-art7`` only; the manufacturer's and
+product's identity under R05, with the Catena-X usage policy abroad); the CBAM installation's
+identity goes under R21 for ``cbam-reporting`` only, and its coordinates and UN/LOCODE are held
+for a compliance officer's approval (R22; regulation.md §2.3: required by the EU side, so
+*approval*, not *block*); a study report's free text stays home abroad (R04) and the background
+factors' contributions are BOM composition (R15: redacted abroad).
+
+**Known limit.** A held declaration has no approval route yet: the runner's approvals re-read
+the held record from ``pcf.products``, and a declaration is not on a topic. It is audited as
+held (``transfer_held``, with its approval id) and nothing leaves.
 
 **Purposes.** Art. 7 → ``battery-regulation-art7``; CBAM → ``cbam-reporting``; a study report
 → ``pcf-exchange`` (``carbon-label-certification`` for a certification body). The recipient must
