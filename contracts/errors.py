@@ -39,6 +39,7 @@ __all__ = [
     "BrokerError",
     "CertificationError",
     "ContractError",
+    "DeclarationInvalid",
     "IncompatibleSchemaError",
     "InfrastructureError",
     "InvalidSchemaError",
@@ -175,6 +176,19 @@ class PcrReviewRejected(ValidationFailed):
 
     code = "pcr_review_rejected"
     hint = "Correct the figure the officer rejected and publish the record again."
+
+
+class DeclarationInvalid(ValidationFailed):
+    """A regulatory declaration (EU Battery Regulation Art. 7, CBAM communication, GB/T 24067
+    study report; :mod:`gateway.declarations`) cannot be built from its footprint and input file:
+    each violation names the field (in the footprint or the input file), what the declaration
+    needs and what came in. Nothing is built or released."""
+
+    code = "declaration_invalid"
+    hint = (
+        "Correct the footprint (publish a new one) or the declaration input file named in the"
+        " message, then build the declaration again (--dry-run to check without releasing)."
+    )
 
 
 class PcrPackError(ContractError):
