@@ -44,8 +44,8 @@ from contracts._jsonio import loads
 from contracts.certification import Snapshot
 from contracts.errors import ContractError, TrustError
 from contracts.keyfiles import key_id_of, load_ed25519_public_key
-from gateway import Gateway, GatewaySecrets, InMemoryTransferSink, KeyRing, default_policy_path
-from gateway import load_policy as load_policy_file
+from gateway._pipeline import Gateway, GatewaySecrets, InMemoryTransferSink
+from gateway._sealing import KeyRing
 from gateway.audit import ChainHead, JsonLinesAuditStore, check_audit_log
 from gateway.declarations import (
     DEFAULT_PURPOSES,
@@ -68,6 +68,7 @@ from gateway.declarations import (
     render_html,
 )
 from gateway.policy import CounterState
+from gateway.policy import load_policy as load_policy_file
 from gateway.runtime._keys import derive_secret, load_gateway_key, load_secret
 from pcfx.console import ExitCode, console, handle_errors, print_json
 from producers.factors import SOURCED_FACTORS
@@ -345,6 +346,10 @@ def _release(
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
     secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
+    # Imported here, not at the top: under an editable install a ``gateway`` folder in the working
+    # directory (the README walkthrough makes one) shadows the package's ``__init__`` at start-up.
+    from gateway import default_policy_path
+
     loaded = load_policy_file(str(policy) if policy else default_policy_path())
     now = datetime.now(UTC)
     with contextlib.ExitStack() as stack:
