@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from gateway.api.cli import app as api_app
-from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
-from infra.kafka.cli import app as broker_app
-from pcfx.certification import bodies_app, certificates_app, label_app
+from pcfx.commands.api import app as api_app
+from pcfx.commands.broker import app as broker_app
+from pcfx.commands.certification import bodies_app, certificates_app, label_app
+from pcfx.commands.declarations import declarations_app
+from pcfx.commands.demo import demo_app
+from pcfx.commands.factors import factors_app
+from pcfx.commands.gateway import approvals_app, audit_app, gateway_app, outbound_app
+from pcfx.commands.pcr import pcr_app, review_app
+from pcfx.commands.publish import keys_app, publish_app
+from pcfx.commands.streams import rollup, streams_app
+from pcfx.commands.tenants import tenants_app
 from pcfx.console import handle_errors
-from pcfx.declarations import declarations_app
-from pcfx.demo import demo_app
-from pcfx.factors import factors_app
 from pcfx.kafka_options import KafkaConfig, apply
-from pcfx.pcr import pcr_app, review_app
-from pcfx.tenants import tenants_app
-from producers.cli import keys_app, publish_app
-from streams.cli import rollup, streams_app
 
 app = typer.Typer(
     name="pcfx",

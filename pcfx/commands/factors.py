@@ -18,10 +18,7 @@ from rich.table import Table
 
 from contracts import EmissionFactor, load_factors
 from contracts._types import format_decimal
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.settings import bootstrap_servers
-from producers._publisher import Publisher, Topics
-from producers.cli import (
+from pcfx.commands.publish import (
     BatchSize,
     Bootstrap,
     DryRun,
@@ -35,6 +32,9 @@ from producers.cli import (
     _finish,
     _ledger,
 )
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.settings import bootstrap_servers
+from producers._publisher import Publisher, Topics
 from producers.factors import (
     FactorCatalogue,
     FactorVersion,

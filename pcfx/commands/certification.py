@@ -50,6 +50,14 @@ from contracts.certification import (
 from contracts.errors import CertificationError, ContractError
 from contracts.keyfiles import key_id_of, load_ed25519_public_key, read_ed25519_private_key
 from contracts.labels import check_label, encode_label, label_for
+from pcfx.commands.publish import (
+    Bootstrap,
+    JsonOut,
+    PassphraseFile,
+    RegistryUrl,
+    TopicPrefix,
+    parse_when,
+)
 from pcfx.console import ExitCode, console, handle_errors, print_json
 from pcfx.settings import bootstrap_servers
 from producers.certification import (
@@ -59,14 +67,6 @@ from producers.certification import (
     publish,
     read_exchange,
     watch_once,
-)
-from producers.cli import (
-    Bootstrap,
-    JsonOut,
-    PassphraseFile,
-    RegistryUrl,
-    TopicPrefix,
-    parse_when,
 )
 from producers.keys import read_passphrase
 from producers.labels import label_svg, write_qr
