@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from pcfx.commands.api import app as api_app
@@ -27,9 +29,42 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed distribution's version (``pcf-exchange``), else the source tree's
+    ``pyproject.toml`` version (a checkout run with ``PYTHONPATH``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("pcf-exchange")
+    except PackageNotFoundError:  # pragma: no cover - only outside an install
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pcfx {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 @handle_errors
-def _connection(kafka_config: KafkaConfig = None) -> None:
+def _connection(
+    kafka_config: KafkaConfig = None,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print pcfx's version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Options shared by every command: how Kafka clients connect."""
     if kafka_config is not None:
         apply(kafka_config)

@@ -4,10 +4,11 @@ Exit codes mean the same in every command:
 
 ====  =========================================================================
 0     done, nothing rejected
-1     done, but something was rejected or failed verification (see the output)
+1     done, but something was rejected or failed verification (see the output), a wrong
+      or missing key passphrase included
 2     the command line was wrong (typer's usage errors)
 3     infrastructure unavailable: broker, registry, key store, Java/Maven
-4     the input could not be read at all (missing file, unknown format)
+4     the input could not be read at all (missing file, key file included; unknown format)
 ====  =========================================================================
 """
 
@@ -24,7 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from contracts.errors import ContractError, InfrastructureError, PcfError
+from contracts.errors import InfrastructureError, PassphraseError, PcfError
 
 __all__ = ["ExitCode", "console", "err_console", "handle_errors", "print_json"]
 
@@ -44,10 +45,20 @@ class ExitCode(IntEnum):
 
 
 def exit_code_for(error: PcfError) -> ExitCode:
+    """The README's exit code for *error*, from the error tree (:mod:`contracts.errors`).
+
+    ``unreadable_input`` (a missing or unparsable input file, a key file that does not exist)
+    is 4 wherever it sits in the tree; a wrong or missing passphrase is a credential that failed
+    (1), although it is a :class:`~contracts.errors.KeyStoreError`; the rest of
+    :class:`~contracts.errors.InfrastructureError` (broker, registry, key store) is 3; every
+    other error (contract, trust, policy, roll-up) is 1.
+    """
+    if error.code == "unreadable_input":
+        return ExitCode.UNREADABLE_INPUT
+    if isinstance(error, PassphraseError):
+        return ExitCode.REJECTED
     if isinstance(error, InfrastructureError):
         return ExitCode.INFRASTRUCTURE
-    if isinstance(error, ContractError) and error.code in {"unreadable_input"}:
-        return ExitCode.UNREADABLE_INPUT
     return ExitCode.REJECTED
 
 

@@ -19,6 +19,7 @@ from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
 from gateway.api._source import InMemoryFootprintSource
 from pcfx.console import console, handle_errors, print_json
+from pcfx.options import LogLevel, log_level
 
 __all__ = ["app"]
 
@@ -61,7 +62,7 @@ def serve_command(
             help="CloudEvents 'source' of events we send (default: //HOST:PORT/3/events)."
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    level: LogLevel = "info",
     label_snapshot: Annotated[
         Path | None,
         typer.Option(
@@ -122,7 +123,7 @@ def serve_command(
             soft_wrap=True,
         )
 
-    serve(api, host, port, cert, key, log_level=log_level, on_ready=ready)
+    serve(api, host, port, cert, key, log_level=log_level(level), on_ready=ready)
 
 
 @app.command("hash-secret")

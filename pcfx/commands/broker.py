@@ -10,6 +10,7 @@ import typer
 
 from infra.kafka import launcher
 from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.options import JsonOut
 
 app = typer.Typer(
     help="Run a real Apache Kafka broker (KRaft) from Maven Central jars, without Docker.",
@@ -24,7 +25,6 @@ StateDir = Annotated[
         "(default: $PCFX_BROKER_DIR or ~/.cache/pcf-exchange/broker).",
     ),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command()

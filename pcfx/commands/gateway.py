@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -55,6 +54,7 @@ from gateway.runtime._report import render_report
 from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
 from gateway.runtime._topics import Topics
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 
 __all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
 
@@ -76,22 +76,6 @@ outbound_app = typer.Typer(
     help="What recipients receive: verify and decrypt.", no_args_is_help=True
 )
 
-PrefixOpt = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix",
-        envvar="PCFX_TOPIC_PREFIX",
-        help="Prefix of every topic name (tenants, tests).",
-    ),
-]
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or the local broker).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document.")]
 OfficerKeyOpt = Annotated[
     Path,
     typer.Option(
@@ -99,13 +83,6 @@ OfficerKeyOpt = Annotated[
         help="Your compliance-officer private key (PEM, mode 600), registered by the operator"
         " with --role officer: it signs the decision, and its registration names you.",
         show_default=False,
-    ),
-]
-PassphraseFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="File whose first line is the --key passphrase (else PCFX_KEY_PASSPHRASE).",
     ),
 ]
 PubOpt = Annotated[
@@ -117,20 +94,9 @@ PubOpt = Annotated[
 
 
 def _bootstrap(explicit: str | None) -> str:
-    if explicit:
-        return explicit
     from pcfx.settings import bootstrap_servers
 
-    return bootstrap_servers()
-
-
-def _passphrase(env: str | None) -> bytes | None:
-    if not env:
-        return None
-    value = os.environ.get(env)
-    if value is None:
-        raise KeyStoreError(f"environment variable {env} (the key passphrase) is not set")
-    return value.encode()
+    return bootstrap_servers(explicit)
 
 
 def _registry(bootstrap: str) -> Any:
@@ -149,12 +115,11 @@ def keys_signing(
     out: Annotated[Path, typer.Option("--out", help="Private key file to create (0600).")] = Path(
         "gateway.pem"
     ),
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Encrypt with the passphrase in this env var.")
-    ] = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
 ) -> None:
     """New Ed25519 signing key for the gateway (outbound messages, audit checkpoints)."""
-    key_id, public = write_gateway_key(out, passphrase=_passphrase(passphrase_env))
+    key_id, public = write_gateway_key(out, passphrase=passphrase(passphrase_file, passphrase_env))
     console.print(f"OK: {out} (private, 0600), {public} (give to recipients and auditors)")
     console.print(f"key id: {key_id}")
 
@@ -163,12 +128,11 @@ def keys_signing(
 @handle_errors
 def keys_recipient(
     out: Annotated[Path, typer.Option("--out", help="The recipient's private key file (0600).")],
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Encrypt with the passphrase in this env var.")
-    ] = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
 ) -> None:
     """New X25519 key pair for a recipient; prints the line for the policy's encryption_key."""
-    text, public = write_recipient_key(out, passphrase=_passphrase(passphrase_env))
+    text, public = write_recipient_key(out, passphrase=passphrase(passphrase_file, passphrase_env))
     console.print(f"OK: {out} (private: the recipient keeps it), {public}")
     console.print(f'policy: encryption_key: "{text}"')
 
@@ -202,7 +166,7 @@ def policy_check(
     subscriptions: Annotated[
         Path | None, typer.Option("--subscriptions", help="Subscriptions YAML.")
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Load and check a policy and its subscriptions; nothing is sent."""
     loaded, subs = _load(policy, subscriptions)
@@ -243,7 +207,7 @@ def decide(
     recipient: Annotated[str, typer.Option("--recipient")],
     purpose: Annotated[str, typer.Option("--purpose")],
     policy: Annotated[Path, typer.Option("--policy", help="Policy YAML.")],
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Dry run: what the policy decides for one record and recipient (per field, with rules)."""
     loaded = load_policy(policy)
@@ -299,9 +263,8 @@ def run(
             help="Secret file for pseudonyms and PI counters (default: derived from the key)."
         ),
     ] = None,
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Env var holding the key's passphrase.")
-    ] = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     group: Annotated[
         str | None,
         typer.Option(
@@ -310,8 +273,8 @@ def run(
             "(default: <topic prefix>pcfx-gateway).",
         ),
     ] = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Most records per transaction.")] = 1000,
     checkpoint_every: Annotated[
         int, typer.Option(min=1, help="Sign a checkpoint every N entries...")
@@ -338,7 +301,7 @@ def run(
     idle_seconds: Annotated[
         float | None, typer.Option(help="Stop after S seconds without work.")
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Consume pcf.products; per subscriber decide, seal and send, audited in one transaction."""
     from gateway.runtime._runner import GatewayRunner, RunnerSettings
@@ -349,7 +312,7 @@ def run(
     from producers.keys import key_id_of, load_public_key
 
     loaded, subs = _load(policy, subscriptions)
-    signer = load_gateway_key(gateway_key, passphrase=_passphrase(passphrase_env))
+    signer = load_gateway_key(gateway_key, passphrase=passphrase(passphrase_file, passphrase_env))
     operators = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
     secret = (
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
@@ -564,8 +527,8 @@ FileOpt = Annotated[
 def audit_verify(
     gateway_pub: PubOpt,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     trusted_checkpoint: Annotated[
         list[str],
         typer.Option(
@@ -582,7 +545,7 @@ def audit_verify(
             " sealed yet) when no checkpoint is pinned.",
         ),
     ] = False,
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Prove every chain and checkpoint; name the first entry altered, removed or reordered.
 
@@ -666,8 +629,8 @@ def audit_checkpoint(
     out: Annotated[Path, typer.Option("--out", help="JSON file to write the checkpoints to.")],
     gateway_pub: PubOpt,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Save each log's newest valid checkpoint, to pin later with 'audit verify
     --trusted-checkpoint FILE'. Writes nothing (exit 1) unless every log verifies."""
@@ -701,8 +664,8 @@ def audit_checkpoint(
 @handle_errors
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file to write.")],
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Copy every audit log (entries and checkpoints) from Kafka to a JSON-lines file."""
     entries, checkpoints, problems, source = _audit_logs(None, topic_prefix, bootstrap)
@@ -742,9 +705,9 @@ def audit_show(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most N entries (the newest).")] = 200,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
-    as_json: JsonOpt = False,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    as_json: JsonOut = False,
 ) -> None:
     """List audit entries (newest last), filtered."""
     entries, _, problems, _ = _audit_logs(file, topic_prefix, bootstrap)
@@ -802,9 +765,9 @@ def audit_prove(
     ],
     gateway_pub: PubOpt,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
-    as_json: JsonOpt = False,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    as_json: JsonOut = False,
 ) -> None:
     """RFC 6962 inclusion proof of one entry against the newest checkpoint that covers it."""
     keys = _keyring(gateway_pub)
@@ -876,8 +839,8 @@ def audit_report(
     gateway_pub: PubOpt,
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
     keys = _keyring(gateway_pub)
@@ -925,9 +888,9 @@ def _row(book: ApprovalBook, approval_id: str, topic: str) -> ApprovalRow:
 @handle_errors
 def approvals_list(
     show_all: Annotated[bool, typer.Option("--all", help="Include resolved approvals.")] = False,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
-    as_json: JsonOpt = False,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    as_json: JsonOut = False,
 ) -> None:
     """Held transfers and their state (pending, approved, denied, overdue, resolved)."""
     servers = _bootstrap(bootstrap)
@@ -998,7 +961,7 @@ def _decide(
     approval_id: str,
     verb: str,
     key: Path,
-    passphrase_file: Path | None,
+    secret: bytes | None,
     reason: str,
     topic_prefix: str,
     bootstrap: str | None,
@@ -1010,9 +973,9 @@ def _decide(
     from contracts.errors import BrokerError
     from gateway._decision_signing import sign_decision
     from gateway.runtime._kafka import producer_config
-    from producers.keys import load_signer, read_passphrase
+    from producers.keys import load_signer
 
-    officer = load_signer(key, read_passphrase(passphrase_file))
+    officer = load_signer(key, secret)
     approver = officer.owner
     servers = _bootstrap(bootstrap)
     topics = Topics(topic_prefix)
@@ -1084,9 +1047,10 @@ def approvals_approve(
     condition: Annotated[
         list[str], typer.Option("--condition", help="A condition of the approval (repeat).")
     ] = [],  # noqa: B006
-    passphrase_file: PassphraseFileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Approve a held transfer, signed with your officer key: the gateway checks the key's
     registration (role officer), then releases the transfer (and audits both) in one
@@ -1095,7 +1059,7 @@ def approvals_approve(
         approval_id,
         "approved",
         key,
-        passphrase_file,
+        passphrase(passphrase_file, passphrase_env),
         reason,
         topic_prefix,
         bootstrap,
@@ -1112,13 +1076,24 @@ def approvals_deny(
     ],
     key: OfficerKeyOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why (goes into the audit log).")],
-    passphrase_file: PassphraseFileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Deny a held transfer, signed with your officer key: it never goes; the denial is
     audited with the key's registered owner as the approver."""
-    _decide(approval_id, "denied", key, passphrase_file, reason, topic_prefix, bootstrap, None, [])
+    _decide(
+        approval_id,
+        "denied",
+        key,
+        passphrase(passphrase_file, passphrase_env),
+        reason,
+        topic_prefix,
+        bootstrap,
+        None,
+        [],
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1167,8 +1142,8 @@ def _sealed_from_topic(servers: str, topic: str) -> Iterator[SealedMessage]:
 def outbound_dump(
     recipient: Annotated[str, typer.Option("--recipient", help="Recipient id.")],
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file of sealed messages.")],
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Copy a recipient's sealed messages to a file (no key needed: they stay encrypted)."""
     servers = _bootstrap(bootstrap)
@@ -1190,7 +1165,6 @@ TopicOpt = Annotated[
     str | None,
     typer.Option("--topic", help="Read this topic (default pcf.outbound.<recipient>)."),
 ]
-PassphraseEnvOpt = Annotated[str | None, typer.Option(help="Env var holding the key's passphrase.")]
 
 
 def _outbound_messages(
@@ -1219,14 +1193,17 @@ def outbound_verify(
     gateway_pub: GatewayPubOpt,
     source: SourceArg = None,
     topic: TopicOpt = None,
-    passphrase_env: PassphraseEnvOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Check each message on its own: decrypt it and verify the gateway's signature (version 2:
     its inclusion proof up to the batch root the gateway signed; version 1: its own signature).
     Prints OK or FAIL (with the reason) per message, and no content."""
-    private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
+    private = load_recipient_private_key(
+        key, passphrase=passphrase(passphrase_file, passphrase_env)
+    )
     trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
     count = failed = 0
     for message in _outbound_messages(recipient, source, topic, topic_prefix, bootstrap):
@@ -1257,18 +1234,23 @@ def outbound_decrypt(
     field_key: Annotated[
         Path | None, typer.Option(help="Need-to-know key for encrypted fields (default: --key).")
     ] = None,
-    passphrase_env: PassphraseEnvOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     footprint_only: Annotated[
         bool, typer.Option("--footprint-only", help="Print only the PACT footprint.")
     ] = False,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Verify the gateway signature and decrypt each message on its own (version 2, sealed per
     batch, and version 1, sealed alone); print PACT JSON, one per line."""
-    private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
+    private = load_recipient_private_key(
+        key, passphrase=passphrase(passphrase_file, passphrase_env)
+    )
     vault_key = (
-        load_recipient_private_key(field_key, passphrase=_passphrase(passphrase_env))
+        load_recipient_private_key(
+            field_key, passphrase=passphrase(passphrase_file, passphrase_env)
+        )
         if field_key
         else private
     )

@@ -28,6 +28,7 @@ from rich.table import Table
 from contracts import SignerRole
 from contracts.errors import TrustError
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from pcfx.settings import bootstrap_servers
 from producers._input import Item, Kind, load_items
 from producers._keydir import KeyDirectory, KeyState
@@ -46,7 +47,6 @@ from producers.keys import (
     load_signer,
     new_key_pair,
     read_key_info,
-    read_passphrase,
 )
 
 __all__ = ["keys_app", "publish_app"]
@@ -63,21 +63,6 @@ publish_app = typer.Typer(
 # --------------------------------------------------------------------------------------------
 # Shared options
 
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
-PassphraseFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="File whose first line is the key's passphrase (else $PCFX_KEY_PASSPHRASE).",
-    ),
-]
-Bootstrap = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else the local broker).",
-    ),
-]
 RegistryUrl = Annotated[
     str | None,
     typer.Option(
@@ -86,15 +71,6 @@ RegistryUrl = Annotated[
     ),
 ]
 KeysTopic = Annotated[str, typer.Option("--keys-topic", help="The key registry topic.")]
-TopicPrefix = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix",
-        envvar="PCFX_TOPIC_PREFIX",
-        help="Prefix of every topic name (a namespace on a shared cluster); also applies to "
-        "--keys-topic, not to --topic.",
-    ),
-]
 Files = Annotated[
     list[Path], typer.Argument(help="Input files.", show_default=False, metavar="FILE...")
 ]
@@ -197,6 +173,7 @@ def keys_new(
         ),
     ] = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     json_out: JsonOut = False,
 ) -> None:
     """Create an Ed25519 key pair: the private key (mode 0600) and the public key to register."""
@@ -205,8 +182,8 @@ def keys_new(
     owner, role = (
         (operator_id, KeyRole.OPERATOR) if operator else (supplier or "", KeyRole.SUPPLIER)
     )
-    passphrase = read_passphrase(passphrase_file)
-    files = new_key_pair(owner, out_dir or default_key_dir(), passphrase=passphrase, role=role)
+    secret = passphrase(passphrase_file, passphrase_env)
+    files = new_key_pair(owner, out_dir or default_key_dir(), passphrase=secret, role=role)
     if json_out:
         print_json(
             {
@@ -215,14 +192,14 @@ def keys_new(
                 "keyId": files.key_id,
                 "privateKey": str(files.private_key),
                 "publicKey": str(files.public_key),
-                "encrypted": bool(passphrase),
+                "encrypted": bool(secret),
             }
         )
         return
     console.print(f"[green]OK[/]: {role.value} key [bold]{files.key_id}[/] for '{owner}'")
     console.print(f"  private key: {files.private_key} (mode 600, keep it secret)")
     console.print(f"  public key:  {files.public_key}")
-    if not passphrase:
+    if not secret:
         console.print(
             "[yellow]The private key is not encrypted[/]: consider --passphrase-file or "
             "PCFX_KEY_PASSPHRASE."
@@ -265,15 +242,15 @@ def keys_show(
 def _operator_publisher(
     key: Path,
     *,
-    passphrase_file: Path | None,
+    secret: bytes | None,
     bootstrap: str | None,
     registry_url: str | None,
     topics: Topics,
     dry_run: bool = False,
 ) -> Publisher:
-    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    signer = load_signer(key, secret, role=KeyRole.OPERATOR)
     return Publisher(
-        None if dry_run else bootstrap or bootstrap_servers(),
+        None if dry_run else bootstrap_servers(bootstrap),
         signer=signer,
         registry=registry_url,
         topics=topics,
@@ -323,6 +300,7 @@ def keys_register(
         ),
     ] = SignerRole.COMPANY,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
@@ -356,7 +334,7 @@ def keys_register(
     pub = load_public_key(public_key)
     with _operator_publisher(
         key,
-        passphrase_file=passphrase_file,
+        secret=passphrase(passphrase_file, passphrase_env),
         bootstrap=bootstrap,
         registry_url=registry_url,
         topics=Topics(keys=keys_topic),
@@ -409,6 +387,7 @@ def keys_revoke(
         ),
     ] = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
@@ -420,7 +399,7 @@ def keys_revoke(
     moment = parse_when(at, "--at") or datetime.now(UTC)
     with _operator_publisher(
         key,
-        passphrase_file=passphrase_file,
+        secret=passphrase(passphrase_file, passphrase_env),
         bootstrap=bootstrap,
         registry_url=registry_url,
         topics=Topics(keys=keys_topic),
@@ -477,7 +456,7 @@ def keys_list(
     keys_topic = topic_prefix + keys_topic
     from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 
-    servers = bootstrap or bootstrap_servers()
+    servers = bootstrap_servers(bootstrap)
     operator = load_public_key(operator_public_key) if operator_public_key else None
     registry: SchemaRegistry = (
         HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
@@ -623,7 +602,7 @@ def _publish(
         field = {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind]
         topics = Topics(**{**topics.__dict__, field: topic})
     with Publisher(
-        None if dry_run else bootstrap or bootstrap_servers(),
+        None if dry_run else bootstrap_servers(bootstrap),
         signer=signer,
         registry=registry_url,
         topics=topics,
@@ -748,6 +727,7 @@ def publish_footprints(
     strict: Strict = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -759,7 +739,7 @@ def publish_footprints(
     topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish PACT v3 footprints (JSON, JSON Lines, CSV) to pcf.declared, keyed by product id."""
-    signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=supplier)
     _publish(
         "footprints",
         files,
@@ -789,6 +769,7 @@ def publish_bom(
     strict: Strict = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -800,7 +781,7 @@ def publish_bom(
     topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish bills of materials (JSON) to pcf.bom, signed by the product's owner."""
-    signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=supplier)
     _publish(
         "boms",
         files,
@@ -828,6 +809,7 @@ def publish_factors(
     dry_run: DryRun = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -837,7 +819,7 @@ def publish_factors(
     topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish background emission factors (JSON, CSV) to pcf.factors (operator key)."""
-    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), role=KeyRole.OPERATOR)
     _publish(
         "factors",
         files,

@@ -29,7 +29,9 @@ from contracts import (
     to_pact_json,
 )
 from contracts._jsonio import dumps
+from contracts.errors import UnreadableInput
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.options import LogLevel, PassphraseEnv, PassphraseFile, deprecated, log_level, passphrase
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
 from streams.rollup import ContributionNode, RollupResult, contribution_tree, hotspots, run_batch
 
@@ -38,6 +40,23 @@ __all__ = ["rollup", "streams_app"]
 streams_app = typer.Typer(
     help="The stream processors: continuous multi-tier roll-up on Kafka.", no_args_is_help=True
 )
+
+
+OldAppId = Annotated[str | None, typer.Option("--app-id", hidden=True, help="Deprecated: --group.")]
+
+
+def _group(group: str | None, app_id: str | None) -> str | None:
+    if app_id is not None:
+        deprecated("--app-id", "--group")
+        if group is not None and group != app_id:
+            raise typer.BadParameter(f"--group {group!r} and --app-id {app_id!r} differ")
+        return app_id
+    return group
+
+
+def _faust_level(level: str) -> str:
+    """faust's names for the standard levels."""
+    return {"critical": "crit", "warning": "warn"}.get(level, level)
 
 
 @streams_app.command("run")
@@ -59,21 +78,18 @@ def run(
             show_default=False,
         ),
     ],
-    passphrase_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--passphrase-file",
-            help="File whose first line is the --service-key passphrase"
-            " (else PCFX_KEY_PASSPHRASE).",
-        ),
-    ] = None,
-    app_id: Annotated[
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    group: Annotated[
         str | None,
         typer.Option(
-            help="Consumer group: workers with one id share work "
-            "(default: <topic prefix>pcfx-streams)."
+            "--group",
+            help="Consumer group: workers with one group share the partitions"
+            " (default: <topic prefix>pcfx-streams).",
+            show_default=False,
         ),
     ] = None,
+    app_id: OldAppId = None,
     topic_prefix: Annotated[
         str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
     ] = "",
@@ -88,37 +104,42 @@ def run(
         ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
-    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+    level: LogLevel = "warning",
 ) -> None:
-    """Run one streams worker (start more, with the same --app-id, to share the partitions)."""
+    """Run one streams worker (start more, with the same --group, to share the partitions)."""
     from contracts.handoff import HandoffSigner
     from pcfx.settings import bootstrap_servers
-    from producers.keys import key_id_of, load_public_key, load_signer, read_passphrase
+    from producers.keys import key_id_of, load_public_key, load_signer
     from streams.runtime import StreamsConfig, run_worker
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
-    signer = load_signer(service_key, read_passphrase(passphrase_file))
+    signer = load_signer(service_key, passphrase(passphrase_file, passphrase_env))
     data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
         bootstrap=bootstrap_servers(),
         operator_keys=keys,
         signer=HandoffSigner(signer.private_key, signer.owner, signer.key_id),
-        app_id=app_id or f"{topic_prefix}pcfx-streams",
+        app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,
         partitions=partitions,
         key_grace_s=key_grace,
         data_dir=data_dir,
     )
-    run_worker(config, loglevel=loglevel)
+    run_worker(config, loglevel=_faust_level(log_level(level)))
 
 
 @streams_app.command("topics")
 @handle_errors
 def topics(
-    app_id: Annotated[
+    group: Annotated[
         str | None,
-        typer.Option(help="The workers' consumer group (default: <topic prefix>pcfx-streams)."),
+        typer.Option(
+            "--group",
+            help="The workers' consumer group (default: <topic prefix>pcfx-streams).",
+            show_default=False,
+        ),
     ] = None,
+    app_id: OldAppId = None,
     topic_prefix: Annotated[
         str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
     ] = "",
@@ -133,7 +154,7 @@ def topics(
     config = StreamsConfig(
         bootstrap=bootstrap_servers(),
         operator_keys={},
-        app_id=app_id or f"{topic_prefix}pcfx-streams",
+        app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,
         partitions=partitions,
     )
@@ -224,7 +245,7 @@ def rollup(
     """Roll footprints up through BOMs from files (dry run / what-if); no Kafka needed."""
     for path in [*footprints, *boms, *(factors or [])]:
         if not path.is_file():
-            raise ContractError(
+            raise UnreadableInput(
                 f"input file '{path}' does not exist",
                 hint="Check the path; --footprints, --boms and --factors take files.",
             )

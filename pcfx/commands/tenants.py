@@ -16,6 +16,7 @@ from contracts.acl import ROLES
 from infra.kafka import tenants as sdk
 from pcfx.console import ExitCode, console, handle_errors, print_json
 from pcfx.kafka_options import KafkaConfig, apply
+from pcfx.options import Bootstrap, JsonOut, TopicPrefix
 from pcfx.settings import bootstrap_servers
 
 tenants_app = typer.Typer(
@@ -24,25 +25,8 @@ tenants_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Bootstrap = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, the client config's"
-        " bootstrap.servers, else the local broker).",
-    ),
-]
-Prefix = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix",
-        envvar="PCFX_TOPIC_PREFIX",
-        help="Prefix of the exchange's topic names (default: $PCFX_TOPIC_PREFIX).",
-    ),
-]
 AppId = Annotated[str, typer.Option("--app-id", help="The streams application id (role streams).")]
 Group = Annotated[str, typer.Option("--group", help="The gateway's consumer group (role gateway).")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 ROLE_HELP = (
     "supplier/manufacturer: write pcf.declared and pcf.bom, read no other company's data"
@@ -54,7 +38,7 @@ ROLE_HELP = (
 
 def _connect(kafka_config: Path | None, bootstrap: str | None) -> str:
     apply(kafka_config)
-    return bootstrap or bootstrap_servers()
+    return bootstrap_servers(bootstrap)
 
 
 @tenants_app.command("add")
@@ -79,7 +63,7 @@ def add(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing credential and file.")
     ] = False,
-    prefix: Prefix = "",
+    prefix: TopicPrefix = "",
     app_id: AppId = "pcfx-streams",
     group: Group = "pcfx-gateway",
     bootstrap: Bootstrap = None,
@@ -124,7 +108,7 @@ def add(
 @tenants_app.command("list")
 @handle_errors
 def list_(
-    prefix: Prefix = "",
+    prefix: TopicPrefix = "",
     app_id: AppId = "pcfx-streams",
     group: Group = "pcfx-gateway",
     bootstrap: Bootstrap = None,
