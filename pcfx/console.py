@@ -27,7 +27,7 @@ from rich.console import Console
 
 from contracts.errors import InfrastructureError, PassphraseError, PcfError
 
-__all__ = ["ExitCode", "console", "err_console", "handle_errors", "print_json"]
+__all__ = ["ExitCode", "camel_keys", "console", "err_console", "handle_errors", "print_json"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -60,6 +60,24 @@ def exit_code_for(error: PcfError) -> ExitCode:
     if isinstance(error, InfrastructureError):
         return ExitCode.INFRASTRUCTURE
     return ExitCode.REJECTED
+
+
+def camel_keys(data: Any) -> Any:
+    """*data* with every ``snake_case`` dict key written ``camelCase``, all the way down: for
+    records the packages give as dataclasses (``asdict``) or ``__dict__``. Keys that are data,
+    not names (topic names, ids with ``.``, ``:`` or ``/``), are left alone."""
+    if isinstance(data, dict):
+        return {_camel(k) if isinstance(k, str) else k: camel_keys(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [camel_keys(v) for v in data]
+    return data
+
+
+def _camel(key: str) -> str:
+    if "_" not in key or any(c in key for c in ".:/@ "):
+        return key
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def print_json(data: Any) -> None:

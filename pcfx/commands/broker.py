@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from infra.kafka import launcher
-from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
 from pcfx.options import JsonOut
 
 app = typer.Typer(
@@ -90,7 +90,9 @@ def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
             {
                 "running": result.running,
                 "detail": result.detail,
-                "broker": result.info.__dict__ if result.info and result.running else None,
+                "broker": camel_keys(result.info.__dict__)
+                if result.info and result.running
+                else None,
             }
         )
     else:

@@ -86,8 +86,16 @@ CASES: dict[str, tuple[Callable[[World], list[Any]], ExitCode]] = {
     "publish, broker down": (lambda w: w.publish(w.supplier), ExitCode.INFRASTRUCTURE),
     "streams topics, broker down": (lambda w: ["streams", "topics"], ExitCode.INFRASTRUCTURE),
     "streams run, broker down": (
-        lambda w: ["streams", "run", "--operator-key", w.operator_pub, "--service-key",
-                   w.service, "--data-dir", w.root / "state"],  # fmt: skip
+        lambda w: [
+            "streams",
+            "run",
+            "--operator-key",
+            w.operator_pub,
+            "--service-key",
+            w.service,
+            "--data-dir",
+            w.root / "state",
+        ],
         ExitCode.INFRASTRUCTURE,
     ),
     "approvals list, broker down": (lambda w: ["approvals", "list"], ExitCode.INFRASTRUCTURE),
