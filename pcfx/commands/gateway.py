@@ -21,8 +21,6 @@ import typer
 from rich.table import Table
 
 from contracts.errors import KeyStoreError, TrustError
-from gateway._approvals import approve, deny
-from gateway._errors import ApprovalStateError
 from gateway._pipeline import GatewaySecrets
 from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
 from gateway.audit import (
@@ -36,9 +34,10 @@ from gateway.audit import (
     prove_inclusion,
 )
 from gateway.policy import CounterState, Policy, evaluate, load_policy, vault_context
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from gateway.runtime._approvals_log import RowStatus
 from gateway.runtime._avro import GatewaySerde, kafka_registrar
-from gateway.runtime._codec import decided_event, sealed_from_datum
+from gateway.runtime._codec import sealed_from_datum
+from gateway.runtime._decisions import find_approval, read_approvals, write_decision
 from gateway.runtime._export import UnreadableInput, read_export, write_export
 from gateway.runtime._keys import (
     derive_secret,
@@ -99,6 +98,10 @@ def _bootstrap(explicit: str | None) -> str:
     return bootstrap_servers(explicit)
 
 
+def _quiet(*_: Any, **__: Any) -> None:
+    """``console.print``'s stand-in under ``--json``: the JSON document is the only output."""
+
+
 def _registry(bootstrap: str) -> Any:
     from contracts import KafkaSchemaRegistry
 
@@ -117,9 +120,13 @@ def keys_signing(
     ),
     passphrase_file: PassphraseFile = None,
     passphrase_env: PassphraseEnv = None,
+    json_out: JsonOut = False,
 ) -> None:
     """New Ed25519 signing key for the gateway (outbound messages, audit checkpoints)."""
     key_id, public = write_gateway_key(out, passphrase=passphrase(passphrase_file, passphrase_env))
+    if json_out:
+        print_json({"privateKey": str(out), "publicKey": str(public), "keyId": key_id})
+        return
     console.print(f"OK: {out} (private, 0600), {public} (give to recipients and auditors)")
     console.print(f"key id: {key_id}")
 
@@ -130,9 +137,13 @@ def keys_recipient(
     out: Annotated[Path, typer.Option("--out", help="The recipient's private key file (0600).")],
     passphrase_file: PassphraseFile = None,
     passphrase_env: PassphraseEnv = None,
+    json_out: JsonOut = False,
 ) -> None:
     """New X25519 key pair for a recipient; prints the line for the policy's encryption_key."""
     text, public = write_recipient_key(out, passphrase=passphrase(passphrase_file, passphrase_env))
+    if json_out:
+        print_json({"privateKey": str(out), "publicKey": str(public), "encryptionKey": text})
+        return
     console.print(f"OK: {out} (private: the recipient keeps it), {public}")
     console.print(f'policy: encryption_key: "{text}"')
 
@@ -631,33 +642,46 @@ def audit_checkpoint(
     file: FileOpt = None,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Save each log's newest valid checkpoint, to pin later with 'audit verify
     --trusted-checkpoint FILE'. Writes nothing (exit 1) unless every log verifies."""
+    say = _quiet if json_out else console.print
     keys = _keyring(gateway_pub)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
     results = _verify_all(entries, checkpoints, keys, strict=True)
     bad = {log_id: v for log_id, v in results.items() if not v.ok}
     for line in problems:
-        console.print(f"FAIL: unreadable record {line}", markup=False)
+        say(f"FAIL: unreadable record {line}", markup=False)
     for log_id, v in bad.items():
-        console.print(f"{log_id}: {v.summary()}", markup=False)
+        say(f"{log_id}: {v.summary()}", markup=False)
     if bad or problems or not results:
         if not results:
-            console.print(f"FAIL: no audit log found in {source}", markup=False)
-        console.print(f"FAIL: nothing written to {out}: pin only a verified log", markup=False)
+            say(f"FAIL: no audit log found in {source}", markup=False)
+        say(f"FAIL: nothing written to {out}: pin only a verified log", markup=False)
+        if json_out:
+            print_json(
+                {"written": None, "source": source, "unreadable": problems,
+                 "failed": {log_id: v.summary() for log_id, v in bad.items()}}
+            )  # fmt: skip
         raise typer.Exit(int(ExitCode.REJECTED))
     anchors = [v.anchor for v in results.values() if v.anchor is not None]
     for log_id, v in results.items():
         if v.anchor is None:
-            console.print(f"WARN: {log_id} has no checkpoint yet: not pinned", markup=False)
+            say(f"WARN: {log_id} has no checkpoint yet: not pinned", markup=False)
     out.write_text(json.dumps({"checkpoints": [a.to_json() for a in anchors]}, indent=2) + "\n")
     for a in anchors:
-        console.print(
+        say(
             f"OK: {a.log_id} size {a.tree_size} root {a.root_hash[:16]}… ({a.issued_at})",
             markup=False,
         )
-    console.print(f"OK: {len(anchors)} checkpoint(s) from {source} → {out}", markup=False)
+    say(f"OK: {len(anchors)} checkpoint(s) from {source} → {out}", markup=False)
+    if json_out:
+        print_json(
+            {"written": str(out), "source": source,
+             "checkpoints": [a.to_json() for a in anchors],
+             "unpinned": [log_id for log_id, v in results.items() if v.anchor is None]}
+        )  # fmt: skip
 
 
 @audit_app.command("export")
@@ -666,14 +690,18 @@ def audit_export(
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file to write.")],
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Copy every audit log (entries and checkpoints) from Kafka to a JSON-lines file."""
     entries, checkpoints, problems, source = _audit_logs(None, topic_prefix, bootstrap)
     lines = write_export(out, entries, checkpoints)
-    console.print(f"OK: {lines} lines from {source} → {out}", markup=False)
-    if problems:
+    if json_out:
+        print_json({"lines": lines, "source": source, "out": str(out), "unreadable": problems})
+    else:
+        console.print(f"OK: {lines} lines from {source} → {out}", markup=False)
         for line in problems:
             console.print(f"FAIL: unreadable record {line}", markup=False)
+    if problems:
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
@@ -841,6 +869,7 @@ def audit_report(
     file: FileOpt = None,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
     keys = _keyring(gateway_pub)
@@ -850,7 +879,13 @@ def audit_report(
         render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
     )
     intact = bool(results) and all(v.ok for v in results.values()) and not problems
-    console.print(f"{'OK' if intact else 'FAIL'}: report → {out}", markup=False)
+    if json_out:
+        print_json(
+            {"intact": intact, "out": str(out), "source": source, "unreadable": problems,
+             "logs": {log_id: v.summary() for log_id, v in results.items()}}
+        )  # fmt: skip
+    else:
+        console.print(f"{'OK' if intact else 'FAIL'}: report → {out}", markup=False)
     if not intact:
         raise typer.Exit(int(ExitCode.REJECTED))
 
@@ -859,29 +894,9 @@ def audit_report(
 # pcfx approvals ...
 
 
-def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
-    from gateway.runtime import partition_count, read_to_end
-
-    book = ApprovalBook()
-    parts = [(topics.approvals, p) for p in range(partition_count(servers, topics.approvals))]
-    for message in read_to_end(servers, parts):
-        book.apply(serde.decode(message.value() or b"", "ApprovalEvent"), offset=message.offset())
-    return book
-
-
-def _row(book: ApprovalBook, approval_id: str, topic: str) -> ApprovalRow:
-    """The approval *approval_id* names, or the one approval whose id starts with it."""
-    row = book.rows.get(approval_id)
-    if row is not None:
-        return row
-    found = [r for aid, r in book.rows.items() if approval_id and aid.startswith(approval_id)]
-    if len(found) == 1:
-        return found[0]
-    raise ApprovalStateError(
-        f"approval id {approval_id!r} must name one approval on {topic} (got"
-        f" {'no match' if not found else f'{len(found)} matches'})",
-        hint="Copy the id (or a longer prefix of it) from 'pcfx approvals list'.",
-    )
+# the approvals topic as a book, and an id (or unique prefix) in it: gateway.runtime._decisions
+_book = read_approvals
+_row = find_approval
 
 
 @approvals_app.command("list")
@@ -959,7 +974,7 @@ def approvals_list(
 
 def _decide(
     approval_id: str,
-    verb: str,
+    approved: bool,
     key: Path,
     secret: bytes | None,
     reason: str,
@@ -967,68 +982,46 @@ def _decide(
     bootstrap: str | None,
     mechanism_ref: str | None,
     conditions: list[str],
+    json_out: bool,
 ) -> None:
-    from confluent_kafka import KafkaException, Producer
-
-    from contracts.errors import BrokerError
-    from gateway._decision_signing import sign_decision
-    from gateway.runtime._kafka import producer_config
     from producers.keys import load_signer
 
     officer = load_signer(key, secret)
-    approver = officer.owner
     servers = _bootstrap(bootstrap)
-    topics = Topics(topic_prefix)
     registry = _registry(servers)
     try:
-        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
-        book = _book(servers, topics, serde)
-        row = _row(book, approval_id, topics.approvals)
-        approval_id = row.approval.approval_id
-        now = datetime.now(UTC)
-        status = row.status(now)
-        if status is not RowStatus.PENDING:
-            raise ApprovalStateError(
-                f"approval {approval_id} is {status.value}; only a pending one can be {verb}"
-            )
-        if verb == "approved":
-            decided = approve(
-                row.approval,
-                approver=approver,
-                reason=reason,
-                now=now,
-                mechanism_ref=mechanism_ref,
-                conditions=tuple(conditions),
-            )
-        else:
-            decided = deny(row.approval, approver=approver, reason=reason, now=now)
-        at = now.isoformat()
-        signed = sign_decision(
-            decided,
-            row.approval,
+        written = write_decision(
+            servers,
+            Topics(topic_prefix),
+            GatewaySerde(registry, registrar=kafka_registrar(servers)),
+            approval_id,
+            approved=approved,
             private_key=officer.private_key,
-            signer_id=officer.owner,
+            officer=officer.owner,
             key_id=officer.key_id,
-            at=at,
+            reason=reason,
+            now=datetime.now(UTC),
+            mechanism_ref=mechanism_ref,
+            conditions=conditions,
         )
-        datum = decided_event(decided, at=at, signed=signed)
-        value = serde.encode(topics.approvals, "ApprovalEvent", datum)
-        producer = Producer(producer_config(servers))
-        try:
-            producer.produce(topics.approvals, key=approval_id.encode(), value=value)
-            if producer.flush(30) != 0:
-                raise BrokerError(
-                    f"the decision on {approval_id} was not acknowledged by the broker"
-                )
-        except KafkaException as exc:
-            raise BrokerError(f"cannot write the decision on {approval_id}: {exc}") from exc
     finally:
         registry.close()
+    if json_out:
+        print_json(
+            {
+                "approvalId": written.approval_id,
+                "decision": "approved" if written.approved else "denied",
+                "approver": written.approver,
+                "keyId": written.key_id,
+                "at": written.at,
+            }
+        )
+        return
     console.print(
-        f"OK: approval {approval_id} {verb} by {approver} (key {officer.key_id}); the gateway"
-        " checks the officer key's registration, then"
-        f" {'releases the transfer' if verb == 'approved' else 'records the denial'}"
-        " and audits it",
+        f"OK: approval {written.approval_id} {'approved' if approved else 'denied'} by"
+        f" {written.approver} (key {written.key_id}); the gateway checks the officer key's"
+        " registration, then"
+        f" {'releases the transfer' if approved else 'records the denial'} and audits it",
         markup=False,
     )
 
@@ -1051,13 +1044,14 @@ def approvals_approve(
     passphrase_env: PassphraseEnv = None,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Approve a held transfer, signed with your officer key: the gateway checks the key's
     registration (role officer), then releases the transfer (and audits both) in one
     transaction. The approver on record is the key's registered owner."""
     _decide(
         approval_id,
-        "approved",
+        True,
         key,
         passphrase(passphrase_file, passphrase_env),
         reason,
@@ -1065,6 +1059,7 @@ def approvals_approve(
         bootstrap,
         mechanism_ref,
         condition,
+        json_out,
     )
 
 
@@ -1080,12 +1075,13 @@ def approvals_deny(
     passphrase_env: PassphraseEnv = None,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Deny a held transfer, signed with your officer key: it never goes; the denial is
     audited with the key's registered owner as the approver."""
     _decide(
         approval_id,
-        "denied",
+        False,
         key,
         passphrase(passphrase_file, passphrase_env),
         reason,
@@ -1093,6 +1089,7 @@ def approvals_deny(
         bootstrap,
         None,
         [],
+        json_out,
     )
 
 
@@ -1144,13 +1141,17 @@ def outbound_dump(
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file of sealed messages.")],
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Copy a recipient's sealed messages to a file (no key needed: they stay encrypted)."""
     servers = _bootstrap(bootstrap)
     topic = Topics(topic_prefix).outbound(recipient)
     lines = [m.to_bytes() for m in _sealed_from_topic(servers, topic)]
     out.write_bytes(b"".join(line + b"\n" for line in lines))
-    console.print(f"OK: {len(lines)} sealed messages from {topic} → {out}", markup=False)
+    if json_out:
+        print_json({"messages": len(lines), "topic": topic, "out": str(out)})
+    else:
+        console.print(f"OK: {len(lines)} sealed messages from {topic} → {out}", markup=False)
 
 
 RecipientOpt = Annotated[str, typer.Option("--recipient", help="Your recipient id.")]
@@ -1197,6 +1198,7 @@ def outbound_verify(
     passphrase_env: PassphraseEnv = None,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Check each message on its own: decrypt it and verify the gateway's signature (version 2:
     its inclusion proof up to the batch root the gateway signed; version 1: its own signature).
@@ -1205,17 +1207,26 @@ def outbound_verify(
         key, passphrase=passphrase(passphrase_file, passphrase_env)
     )
     trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
+    say = _quiet if json_out else console.print
     count = failed = 0
+    verdicts: list[dict[str, Any]] = []
     for message in _outbound_messages(recipient, source, topic, topic_prefix, bootstrap):
         try:
             open_message(message, recipient_id=recipient, private_key=private, trusted=trusted)
         except TrustError as exc:
             failed += 1
-            console.print(f"FAIL: {exc.reason}: {exc.message}", markup=False)
+            verdicts.append({"messageId": message.message_id, "ok": False,
+                             "reason": exc.reason, "message": exc.message})  # fmt: skip
+            say(f"FAIL: {exc.reason}: {exc.message}", markup=False)
             continue
         count += 1
-        console.print(f"OK: {message.message_id} ({_format_of(message)})", markup=False)
-    console.print(
+        verdicts.append(
+            {"messageId": message.message_id, "ok": True, "format": _format_of(message)}
+        )
+        say(f"OK: {message.message_id} ({_format_of(message)})", markup=False)
+    if json_out:
+        print_json({"verified": count, "refused": failed, "messages": verdicts})
+    say(
         f"{'OK' if not failed else 'FAIL'}: {count} messages verified, {failed} refused",
         markup=False,
     )

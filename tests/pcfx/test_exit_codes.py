@@ -68,7 +68,10 @@ CASES: dict[str, tuple[Callable[[World], list[Any]], ExitCode]] = {
         ExitCode.OK,
     ),
     "pcr list": (lambda w: ["pcr", "list", "--json"], ExitCode.OK),
-    "rejected record": (lambda w: w.publish(w.supplier, "--dry-run", source=w.bad), 1),
+    "rejected record": (
+        lambda w: w.publish(w.supplier, "--dry-run", source=w.bad),
+        ExitCode.REJECTED,
+    ),
     "wrong passphrase": (
         lambda w: w.publish(w.locked, "--dry-run", "--passphrase-file", w.root / "wrong"),
         ExitCode.REJECTED,
