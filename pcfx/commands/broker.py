@@ -74,10 +74,13 @@ def start(
 
 @app.command()
 @handle_errors
-def stop(state_dir: StateDir = None) -> None:
+def stop(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
     """Stop the broker that `pcfx broker start` started (never any other process)."""
     result = launcher.stop(state_dir)
-    console.print(result.detail)
+    if json_out:
+        print_json({"running": result.running, "detail": result.detail})
+    else:
+        console.print(result.detail)
 
 
 @app.command()
@@ -106,7 +109,12 @@ def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
 def logs(
     state_dir: StateDir = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 40,
+    json_out: JsonOut = False,
 ) -> None:
     """Show the last lines of the broker's log."""
     directory = (state_dir or launcher.default_state_dir()).resolve()
-    console.print(launcher.read_log_tail(directory, lines), markup=False, highlight=False)
+    tail = launcher.read_log_tail(directory, lines)
+    if json_out:
+        print_json({"stateDir": str(directory), "lines": tail.splitlines()})
+    else:
+        console.print(tail, markup=False, highlight=False)

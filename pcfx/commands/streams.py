@@ -31,7 +31,16 @@ from contracts import (
 from contracts._jsonio import dumps
 from contracts.errors import UnreadableInput
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import LogLevel, PassphraseEnv, PassphraseFile, deprecated, log_level, passphrase
+from pcfx.options import (
+    JsonOut,
+    LogLevel,
+    PassphraseEnv,
+    PassphraseFile,
+    TopicPrefix,
+    deprecated,
+    log_level,
+    passphrase,
+)
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
 from streams.rollup import ContributionNode, RollupResult, contribution_tree, hotspots, run_batch
 
@@ -90,9 +99,7 @@ def run(
         ),
     ] = None,
     app_id: OldAppId = None,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
-    ] = "",
+    topic_prefix: TopicPrefix = "",
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     key_grace: Annotated[
         float,
@@ -140,10 +147,9 @@ def topics(
         ),
     ] = None,
     app_id: OldAppId = None,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
-    ] = "",
+    topic_prefix: TopicPrefix = "",
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
+    json_out: JsonOut = False,
 ) -> None:
     """Create the streams' topics (data topics with the broker's clock, LogAppendTime) and check
     them, then exit: run it before anything is published, or the broker auto-creates a topic
@@ -159,6 +165,9 @@ def topics(
         partitions=partitions,
     )
     ensure_topics(config)
+    if json_out:
+        print_json({"topics": [config.topic(name) for name in TOPICS], "partitions": partitions})
+        return
     for name in TOPICS:
         console.print(f"OK: {config.topic(name)} ({partitions} partitions)")
 
