@@ -14,20 +14,39 @@ Exit codes mean the same in every command:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from contracts.errors import InfrastructureError, PassphraseError, PcfError
 
-__all__ = ["ExitCode", "camel_keys", "console", "err_console", "handle_errors", "print_json"]
+__all__ = [
+    "ExitCode",
+    "Stage",
+    "camel_keys",
+    "console",
+    "err_console",
+    "handle_errors",
+    "print_json",
+    "progress",
+    "stages",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -78,6 +97,68 @@ def _camel(key: str) -> str:
         return key
     head, *rest = key.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+Tick = Callable[[int], None]
+Stage = Callable[[str, int | None], Tick]
+"""``stage(label, total)`` starts a stage of long work (``None``: no known total) and returns
+the callable that advances it."""
+
+
+def _no_tick(_: int) -> None:
+    return None
+
+
+def _columns(label: str) -> tuple[Any, ...]:
+    return (
+        SpinnerColumn(),
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+
+
+@contextlib.contextmanager
+def progress(enabled: bool, label: str, total: int | None = None) -> Iterator[Tick | None]:
+    """A progress bar on stderr for one piece of long work; ``None`` (no bar) unless *enabled*
+    (commands pass ``not json_out and err_console.is_terminal``). Transient: it disappears
+    when the work is done, so what stays on the screen is the result."""
+    if not enabled:
+        yield None
+        return
+    with Progress(*_columns(label), console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def stages(enabled: bool) -> Iterator[Stage]:
+    """One progress line on stderr for work in stages (read, compute, write); each call of
+    the yielded :data:`Stage` finishes the previous stage and starts the next. When not
+    *enabled* every call is a no-op."""
+    if not enabled:
+        yield lambda label, total: _no_tick
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        current: list[Any] = []
+
+        def stage(label: str, total: int | None) -> Tick:
+            if current:
+                bar.update(current[-1], visible=False)
+            task = bar.add_task(label, total=total)
+            current.append(task)
+            return lambda n: bar.advance(task, n)
+
+        yield stage
 
 
 def print_json(data: Any) -> None:

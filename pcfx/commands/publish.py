@@ -9,25 +9,17 @@ claimed as sent), 4 an input file could not be read at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from contracts import SignerRole
 from contracts.errors import TrustError
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
 from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from pcfx.settings import bootstrap_servers
 from producers._input import Item, Kind, load_items
@@ -560,21 +552,9 @@ def _check_key(publisher: Publisher, keys_topic: str, operator_key: Path | None)
     return None
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool, label: str) -> Iterator[Callable[[int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    columns = (
-        SpinnerColumn(),
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(label, total=None)
-        yield lambda n: progress.advance(task, n)
+def _progress(enabled: bool, label: str) -> contextlib.AbstractContextManager[Any]:
+    """A bar on stderr while records are checked or sent (:func:`pcfx.console.progress`)."""
+    return progress(enabled, label)
 
 
 def _publish(
