@@ -54,6 +54,7 @@ from gateway.runtime._subscriptions import default_subscriptions_path, load_subs
 from gateway.runtime._topics import Topics
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.tables import approvals_table
 
 __all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
 
@@ -948,27 +949,7 @@ def approvals_list(
             ]
         )
         return
-    table = Table(
-        "approval",
-        "status",
-        "recipient",
-        "purpose",
-        "product",
-        "held fields",
-        "expires",
-        title=f"{len(rows)} approvals",
-    )
-    for r in rows:
-        held = ", ".join(sorted({rule for _, rule in r.approval.held}))
-        table.add_row(
-            r.approval.approval_id,
-            r.status(now).value,
-            r.approval.recipient_id,
-            r.approval.purpose,
-            r.source.product_id or "",
-            f"{len(r.approval.held)} ({held})",
-            r.approval.expires_at.isoformat(timespec="seconds"),
-        )
+    table = approvals_table(rows, now, console.width)
     console.print(table)
 
 

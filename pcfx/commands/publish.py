@@ -22,6 +22,7 @@ from contracts.errors import TrustError
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
 from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from pcfx.settings import bootstrap_servers
+from pcfx.tables import keys_table
 from producers._input import Item, Kind, load_items
 from producers._keydir import KeyDirectory, KeyState
 from producers._keyops import registration, revocation
@@ -485,29 +486,7 @@ def keys_list(
     if json_out:
         print_json({"keys": rows, "skipped": directory.skipped})
         return
-    table = Table(
-        "supplier",
-        "key id",
-        "role",
-        "namespaces",
-        "state",
-        "valid from",
-        "until",
-        "revoked at",
-        "signed by",
-    )
-    for row in rows:
-        table.add_row(
-            row["supplierId"],
-            row["keyId"],
-            row["role"],
-            "\n".join(row["namespaces"]) or "(none)",
-            row["state"],
-            row["validFrom"],
-            row["validUntil"] or "",
-            row["revokedAt"] or "",
-            row["signedBy"],
-        )
+    table = keys_table(rows, console.width)
     console.print(table)
     if directory.skipped:
         console.print(
