@@ -19,9 +19,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import typer
 from rich.table import Table
 
-__all__ = ["WIDE", "approvals_table", "keys_table", "short_time", "unique_prefixes"]
+__all__ = [
+    "WIDE",
+    "approvals_table",
+    "keys_table",
+    "resolve_id",
+    "short_time",
+    "unique_prefixes",
+]
 
 WIDE = 110
 """At this width and above, tables show their secondary columns."""
@@ -40,6 +48,24 @@ def unique_prefixes(ids: Iterable[str], minimum: int = 8) -> dict[str, str]:
             length = max(length, min(common + 1, len(this)))
         shortest[this] = this[:length]
     return shortest
+
+
+def resolve_id(wanted: str, ids: Iterable[str], what: str) -> str:
+    """The id *wanted* names among *ids*: itself, else the one id it is a prefix of. An
+    ambiguous prefix is a usage error (exit 2) listing the first matches; a prefix of nothing
+    is returned as given, so that the command's own "unknown" error names it."""
+    known = sorted(set(ids))
+    if wanted in known:
+        return wanted
+    found = [i for i in known if wanted and i.startswith(wanted)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+        raise typer.BadParameter(
+            f"{wanted!r} is the start of {len(found)} {what}s ({shown}): give more of the id"
+        )
+    return wanted
 
 
 def short_time(value: str | datetime | None) -> str:

@@ -54,6 +54,7 @@ from pcfx.commands.publish import RegistryUrl, parse_when
 from pcfx.console import ExitCode, console, handle_errors, print_json
 from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from pcfx.settings import bootstrap_servers
+from pcfx.tables import resolve_id
 from producers.certification import (
     CertTopics,
     certificate_from_footprint,
@@ -738,15 +739,17 @@ def certificates_list(
 @certificates_app.command("show")
 @handle_errors
 def certificates_show(
-    certificate_id: Annotated[str, typer.Argument(help="The certificate.")],
+    certificate_id: Annotated[str, typer.Argument(help="The certificate id, or a unique prefix.")],
     operator_key: OperatorKey = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """One certificate: what it binds, when the broker appended it, its status now."""
+    """One certificate (its id or a unique prefix): what it binds, when the broker appended it,
+    its status now."""
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
+    certificate_id = resolve_id(certificate_id, registry.certificates, "certificate")
     if certificate_id not in registry.certificates:
         raise CertificationError(
             f"certificate {certificate_id!r} is not on pcf.certificates",
@@ -776,7 +779,10 @@ def certificates_status(
     """valid / stale / revoked / flagged / expired per certificate; exit 1 if any is not valid."""
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
     now = datetime.now(UTC)
-    wanted = certificate_ids or sorted(registry.certificates)
+    wanted = [
+        resolve_id(c, registry.certificates, "certificate")
+        for c in certificate_ids or sorted(registry.certificates)
+    ]
     missing = [c for c in wanted if c not in registry.certificates]
     rows = [_cert_row(registry, c, now) for c in wanted if c in registry.certificates]
     if json_out:
@@ -885,6 +891,7 @@ def label_issue(
     (<id>.label.txt), QR code (<id>.qr.png, <id>.qr.svg) and label image (<id>.label.svg)."""
     private = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
+    certificate_id = resolve_id(certificate_id, registry.certificates, "certificate")
     report = registry.status(certificate_id, datetime.now(UTC))
     if report.state is None or report.status is not CertStatus.VALID:
         raise CertificationError(

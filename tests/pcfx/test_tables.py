@@ -142,3 +142,17 @@ def test_unique_prefixes_are_unique_prefixes(ids: list[str]) -> None:
 def test_short_time() -> None:
     assert short_time("2026-05-01T08:30:59+00:00") == "2026-05-01 08:30"
     assert short_time(None) == "" and short_time(NOW) == "2026-05-01 08:30"
+
+
+def test_resolve_id_takes_the_whole_id_or_a_unique_prefix() -> None:
+    import typer
+
+    from pcfx.tables import resolve_id
+
+    ids = ["CQC-2026-0001", "CQC-2026-0002", "CQC-2026-00021", "TUV-1"]
+    assert resolve_id("TUV", ids, "certificate") == "TUV-1"
+    assert resolve_id("CQC-2026-0001", ids, "certificate") == "CQC-2026-0001"
+    assert resolve_id("CQC-2026-0002", ids, "certificate") == "CQC-2026-0002", "exact wins"
+    assert resolve_id("nope", ids, "certificate") == "nope", "the command names the unknown"
+    with pytest.raises(typer.BadParameter, match="start of 3 certificates"):
+        resolve_id("CQC", ids, "certificate")
