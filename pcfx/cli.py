@@ -1,4 +1,11 @@
-"""``pcfx``: the one command line of pcf-exchange. Each component contributes a command group."""
+"""``pcfx``: the one command line of pcf-exchange.
+
+Every command group lives in :mod:`pcfx.commands` (one module each) and is registered here;
+the options they share are in :mod:`pcfx.options`, the console, exit codes and ``--json`` in
+:mod:`pcfx.console`, where the cluster is in :mod:`pcfx.settings`. The packages below
+(``producers``, ``streams``, ``gateway``, ``infra``, ``contracts``) never import ``pcfx``
+(``tests/pcfx/test_layering.py``).
+"""
 
 from __future__ import annotations
 

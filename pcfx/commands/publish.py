@@ -2,8 +2,8 @@
 
 Every command prints ``OK``/``FAIL`` lines and a summary, or one JSON document with ``--json``,
 and takes its exit code from the result (``pcfx.console.ExitCode``): 0 everything acknowledged,
-1 something rejected or not acknowledged, 3 broker/registry/key store unavailable (nothing
-claimed as sent), 4 an input file could not be read at all.
+1 something rejected or not acknowledged (or the key's passphrase is wrong), 3 broker or
+registry unavailable (nothing claimed as sent), 4 an input or key file could not be read at all.
 """
 
 from __future__ import annotations
