@@ -31,6 +31,7 @@ from contracts._jsonio import dumps
 from contracts.errors import UnreadableInput
 from pcfx.console import ExitCode, Stage, console, err_console, handle_errors, print_json, stages
 from pcfx.options import (
+    Bootstrap,
     JsonOut,
     LogLevel,
     PassphraseEnv,
@@ -99,6 +100,7 @@ def run(
     ] = None,
     app_id: OldAppId = None,
     topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     key_grace: Annotated[
         float,
@@ -122,7 +124,7 @@ def run(
     signer = load_signer(service_key, passphrase(passphrase_file, passphrase_env))
     data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
-        bootstrap=bootstrap_servers(),
+        bootstrap=bootstrap_servers(bootstrap),
         operator_keys=keys,
         signer=HandoffSigner(signer.private_key, signer.owner, signer.key_id),
         app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",
@@ -147,6 +149,7 @@ def topics(
     ] = None,
     app_id: OldAppId = None,
     topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     json_out: JsonOut = False,
 ) -> None:
@@ -157,7 +160,7 @@ def topics(
     from streams.runtime import TOPICS, StreamsConfig, ensure_topics
 
     config = StreamsConfig(
-        bootstrap=bootstrap_servers(),
+        bootstrap=bootstrap_servers(bootstrap),
         operator_keys={},
         app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,

@@ -25,8 +25,21 @@ tenants_app = typer.Typer(
     no_args_is_help=True,
 )
 
-AppId = Annotated[str, typer.Option("--app-id", help="The streams application id (role streams).")]
-Group = Annotated[str, typer.Option("--group", help="The gateway's consumer group (role gateway).")]
+StreamsGroup = Annotated[
+    str,
+    typer.Option(
+        "--streams-group",
+        help="The streams workers' consumer group, their 'pcfx streams run --group' (role"
+        " streams).",
+    ),
+]
+GatewayGroup = Annotated[
+    str,
+    typer.Option(
+        "--gateway-group",
+        help="The gateway's consumer group, its 'pcfx gateway run --group' (role gateway).",
+    ),
+]
 
 ROLE_HELP = (
     "supplier/manufacturer: write pcf.declared and pcf.bom, read no other company's data"
@@ -64,8 +77,8 @@ def add(
         bool, typer.Option("--force", help="Replace an existing credential and file.")
     ] = False,
     prefix: TopicPrefix = "",
-    app_id: AppId = "pcfx-streams",
-    group: Group = "pcfx-gateway",
+    app_id: StreamsGroup = "pcfx-streams",
+    group: GatewayGroup = "pcfx-gateway",
     bootstrap: Bootstrap = None,
     kafka_config: KafkaConfig = None,
     json_out: JsonOut = False,
@@ -93,7 +106,7 @@ def add(
                 "name": tenant.name,
                 "principal": tenant.principal,
                 "role": role,
-                "config_file": tenant.config_file,
+                "configFile": tenant.config_file,
                 "acls": [str(g) for g in tenant.grants],
             }
         )
@@ -109,8 +122,8 @@ def add(
 @handle_errors
 def list_(
     prefix: TopicPrefix = "",
-    app_id: AppId = "pcfx-streams",
-    group: Group = "pcfx-gateway",
+    app_id: StreamsGroup = "pcfx-streams",
+    group: GatewayGroup = "pcfx-gateway",
     bootstrap: Bootstrap = None,
     kafka_config: KafkaConfig = None,
     json_out: JsonOut = False,
