@@ -147,7 +147,7 @@ def hash_secret_command(
         secret = typer.prompt("Client secret", hide_input=True, confirmation_prompt=True)
     hashed = hash_secret(secret)
     if json_out:
-        print_json({"secret_hash": hashed, **({"secret": secret} if generate else {})})
+        print_json({"secretHash": hashed, **({"secret": secret} if generate else {})})
     elif generate:
         console.print(f"secret:      {secret}", soft_wrap=True, highlight=False)
         console.print(f"secret_hash: {hashed}", soft_wrap=True, highlight=False)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from contracts.acl import ROLES
 from infra.kafka import tenants as sdk
-from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
 from pcfx.kafka_options import KafkaConfig, apply
 from pcfx.options import Bootstrap, JsonOut, TopicPrefix
 from pcfx.settings import bootstrap_servers
@@ -170,7 +170,7 @@ def remove(
     servers = _connect(kafka_config, bootstrap)
     removed = sdk.remove_tenant(name, bootstrap=servers)
     if json_out:
-        print_json(removed.__dict__)
+        print_json(camel_keys(removed.__dict__))
     else:
         console.print(
             f"User:{name}: credential {'deleted' if removed.credential_deleted else 'not found'},"

@@ -34,7 +34,7 @@ def test_hash_secret_generate_json() -> None:
     result = runner.invoke(app, ["hash-secret", "--generate", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert verify_secret(document["secret"], document["secret_hash"])
+    assert verify_secret(document["secret"], document["secretHash"])
 
 
 def test_serve_needs_exactly_one_tls_choice(tmp_path: Path) -> None:

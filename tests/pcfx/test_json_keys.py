@@ -64,6 +64,7 @@ def _commands(tmp: Path) -> dict[str, list[Any]]:
     lfp = ROOT / "demo" / "lfp"
     return {
         "broker status": ["broker", "status"],
+        "api hash-secret": ["api", "hash-secret", "--generate"],
         "pcr list": ["pcr", "list"],
         "pcr show": ["pcr", "show", "CN-CCL-PCR-CEMENT"],
         "pcr check": ["pcr", "check", good],
@@ -114,6 +115,7 @@ def _commands(tmp: Path) -> dict[str, list[Any]]:
 
 
 COMMANDS = [
+    "api hash-secret",
     "broker status", "pcr list", "pcr show", "pcr check", "keys new", "keys show",
     "publish footprints", "publish bom", "publish factors", "rollup", "gateway policy-check",
 ]  # fmt: skip
