@@ -14,7 +14,8 @@ act* (as python-tuf splits repository from download errors)::
     │   ├── PcrPackError          a rule pack's YAML is malformed (file, key, expected, got)
     │   ├── UnitError             a unit is unknown or cannot be converted to the one wanted
     │   ├── IncompatibleSchemaError  a new schema version would break existing readers
-    │   └── InvalidSchemaError    a schema offered for registration is not valid Avro
+    │   ├── InvalidSchemaError    a schema offered for registration is not valid Avro
+    │   └── UnreadableInput       an input file cannot be read at all (missing, not JSON)
     ├── TrustError                the data cannot be trusted: unsigned, forged, revoked, replayed
     │   └── CertificationError    a certificate, body statement, label or registry snapshot refused
     ├── PolicyDenied              the gateway's policy forbids the transfer
@@ -23,6 +24,8 @@ act* (as python-tuf splits repository from download errors)::
         ├── BrokerError           Kafka is unreachable or refused the request
         ├── RegistryError         the schema registry failed
         └── KeyStoreError         a key file is missing, unreadable or has the wrong mode
+            ├── PassphraseError   a key's passphrase is wrong, missing or not wanted
+            └── KeyFileMissing    a named key file does not exist
 
 Messages follow one shape: *the field path, what was expected, what came in*, e.g.
 ``'components[3].quantity' must be a decimal > 0 (got '-1')``. The same facts are kept as
@@ -43,7 +46,9 @@ __all__ = [
     "IncompatibleSchemaError",
     "InfrastructureError",
     "InvalidSchemaError",
+    "KeyFileMissing",
     "KeyStoreError",
+    "PassphraseError",
     "PcfError",
     "PcrOutOfRange",
     "PcrPackError",
@@ -56,6 +61,7 @@ __all__ = [
     "TrustError",
     "UnitError",
     "UnknownSchemaError",
+    "UnreadableInput",
     "ValidationFailed",
     "Violation",
 ]
@@ -325,3 +331,28 @@ class KeyStoreError(InfrastructureError):
     """A key file is missing, unreadable, encrypted with another passphrase, or too open."""
 
     code = "key_store"
+
+
+class PassphraseError(KeyStoreError):
+    """A private key's passphrase is wrong, missing, or given for a key that has none.
+
+    A credential the user typed, not a store that is down: the CLI exits ``1`` (failed
+    verification), not ``3``. A :class:`KeyStoreError` so that callers catching key problems
+    keep catching it."""
+
+    code = "passphrase"
+
+
+class KeyFileMissing(KeyStoreError):
+    """A key file named on the command line does not exist: the CLI exits ``4`` (unreadable
+    input), like any other missing input file."""
+
+    code = "unreadable_input"
+
+
+class UnreadableInput(ContractError):
+    """An input file or argument cannot be read at all (missing, not JSON, unknown format):
+    the CLI exits ``4``."""
+
+    code = "unreadable_input"
+    hint = "Check the path and the file's format."

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from contracts.errors import KeyStoreError
+from contracts.errors import KeyFileMissing, KeyStoreError, PassphraseError
 
 __all__ = [
     "PASSPHRASE_ENV",
@@ -109,7 +109,7 @@ def _read_private_key(path: Path, passphrase: bytes | None) -> tuple[PrivateKeyT
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
-        raise KeyStoreError(
+        raise KeyFileMissing(
             f"private key file '{path}' does not exist",
             hint="Create one with 'pcfx keys new' (or 'pcfx gateway keys').",
         ) from None
@@ -125,17 +125,23 @@ def _read_private_key(path: Path, passphrase: bytes | None) -> tuple[PrivateKeyT
         key: PrivateKeyTypes = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError:
         if passphrase:
-            raise KeyStoreError(
+            raise PassphraseError(
                 f"private key file '{path}' is not encrypted but a passphrase was given",
                 hint=f"Unset {PASSPHRASE_ENV} or drop --passphrase-file for this key.",
             ) from None
-        raise KeyStoreError(
+        raise PassphraseError(
             f"private key file '{path}' is encrypted and no passphrase was given",
             hint=f"Pass --passphrase-file or set {PASSPHRASE_ENV}.",
         ) from None
     except (ValueError, UnsupportedAlgorithm) as exc:
-        reason = "wrong passphrase" if passphrase else "not a PEM private key"
-        raise KeyStoreError(f"cannot load private key '{path}': {reason} ({exc})") from None
+        if passphrase:
+            raise PassphraseError(
+                f"cannot load private key '{path}': wrong passphrase ({exc})",
+                hint="Check --passphrase-file / --passphrase-env (or $PCFX_KEY_PASSPHRASE).",
+            ) from None
+        raise KeyStoreError(
+            f"cannot load private key '{path}': not a PEM private key ({exc})"
+        ) from None
     return key, data
 
 
@@ -167,7 +173,7 @@ def load_ed25519_public_key(path: Path) -> Ed25519PublicKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise KeyStoreError(f"public key file '{path}' does not exist") from None
+        raise KeyFileMissing(f"public key file '{path}' does not exist") from None
     except OSError as exc:
         raise KeyStoreError(f"cannot read public key file '{path}': {exc.strerror}") from exc
     key: PublicKeyTypes

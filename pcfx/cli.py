@@ -1,22 +1,31 @@
-"""``pcfx``: the one command line of pcf-exchange. Each component contributes a command group."""
+"""``pcfx``: the one command line of pcf-exchange.
+
+Every command group lives in :mod:`pcfx.commands` (one module each) and is registered here;
+the options they share are in :mod:`pcfx.options`, the console, exit codes and ``--json`` in
+:mod:`pcfx.console`, where the cluster is in :mod:`pcfx.settings`. The packages below
+(``producers``, ``streams``, ``gateway``, ``infra``, ``contracts``) never import ``pcfx``
+(``tests/pcfx/test_layering.py``).
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from gateway.api.cli import app as api_app
-from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
-from infra.kafka.cli import app as broker_app
-from pcfx.certification import bodies_app, certificates_app, label_app
+from pcfx.commands.api import app as api_app
+from pcfx.commands.broker import app as broker_app
+from pcfx.commands.certification import bodies_app, certificates_app, label_app
+from pcfx.commands.declarations import declarations_app
+from pcfx.commands.demo import demo_app
+from pcfx.commands.factors import factors_app
+from pcfx.commands.gateway import approvals_app, audit_app, gateway_app, outbound_app
+from pcfx.commands.pcr import pcr_app, review_app
+from pcfx.commands.publish import keys_app, publish_app
+from pcfx.commands.streams import rollup, streams_app
+from pcfx.commands.tenants import tenants_app
 from pcfx.console import handle_errors
-from pcfx.declarations import declarations_app
-from pcfx.demo import demo_app
-from pcfx.factors import factors_app
 from pcfx.kafka_options import KafkaConfig, apply
-from pcfx.pcr import pcr_app, review_app
-from pcfx.tenants import tenants_app
-from producers.cli import keys_app, publish_app
-from streams.cli import rollup, streams_app
 
 app = typer.Typer(
     name="pcfx",
@@ -27,9 +36,42 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed distribution's version (``pcf-exchange``), else the source tree's
+    ``pyproject.toml`` version (a checkout run with ``PYTHONPATH``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("pcf-exchange")
+    except PackageNotFoundError:  # pragma: no cover - only outside an install
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pcfx {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 @handle_errors
-def _connection(kafka_config: KafkaConfig = None) -> None:
+def _connection(
+    kafka_config: KafkaConfig = None,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print pcfx's version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Options shared by every command: how Kafka clients connect."""
     if kafka_config is not None:
         apply(kafka_config)

@@ -9,7 +9,8 @@ The SDK in one page (``producers/README.md`` has a runnable example)::
         future = publisher.submit(footprint)             # concurrent.futures.Future
         publisher.publish_update(old, new)               # PACT v3 lifecycle
 
-``pcfx keys`` and ``pcfx publish`` (:mod:`producers.cli`) are thin commands over the same calls.
+``pcfx keys`` and ``pcfx publish`` (:mod:`pcfx.commands.publish`) are thin commands over the
+same calls.
 """
 
 from producers._input import FOOTPRINT_CSV_DEFAULTS, Item, footprint_csv_columns, load_items

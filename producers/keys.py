@@ -23,7 +23,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from contracts.errors import KeyStoreError, TrustError
+from contracts.errors import KeyFileMissing, KeyStoreError, TrustError
 from contracts.keyfiles import (
     PASSPHRASE_ENV,
     key_id_of,
@@ -208,7 +208,7 @@ def read_key_info(path: Path) -> KeyInfo:
     try:
         return _parse_header(path.read_bytes())
     except FileNotFoundError:
-        raise KeyStoreError(f"key file '{path}' does not exist") from None
+        raise KeyFileMissing(f"key file '{path}' does not exist") from None
     except OSError as exc:
         raise KeyStoreError(f"cannot read key file '{path}': {exc.strerror}") from exc
 

@@ -84,6 +84,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -716,8 +717,6 @@ def _exit_failed(failed: BaseException) -> None:
     offsets of records nobody processed). Like a ``kill -9``, this leaves every record whose
     state was not stored to the worker's successor (see "Effectively once").
     """
-    from pcfx.console import print_error
-
     error = InfrastructureError(
         f"the streams worker stopped because an agent failed: {failed!r}",
         hint=(
@@ -725,6 +724,9 @@ def _exit_failed(failed: BaseException) -> None:
             " the records it had not finished are processed again."
         ),
     )
-    code = print_error(error)
+    # plain stderr, no rich: this package sits below the command line (it never imports pcfx);
+    # 3 is the README's exit code for "infrastructure unavailable", as pcfx.console maps it
+    sys.stderr.write(f"{type(error).__name__}: {error.message}\n→ {error.hint}\n")
+    sys.stderr.flush()
     logging.shutdown()
-    os._exit(int(code))
+    os._exit(3)

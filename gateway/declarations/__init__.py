@@ -19,7 +19,7 @@ certificates that are valid for this very footprint (:func:`certificate_refs`), 
 Every document has ``to_json()`` (decimals as strings), ``sections()`` for the printable HTML
 (:func:`render_html`), and is released by :func:`release`: decided, sealed and audited by
 :class:`gateway.Gateway` like any other outbound transfer. The command line is
-``pcfx declarations art7|cbam|study`` (``pcfx/declarations.py``).
+``pcfx declarations art7|cbam|study`` (``pcfx/commands/declarations.py``).
 """
 
 from gateway.declarations._art7 import (

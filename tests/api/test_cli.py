@@ -1,4 +1,4 @@
-"""``gateway.api.cli``: ``hash-secret`` in-process, and ``serve --self-signed`` as a real process
+"""``pcfx.commands.api``: ``hash-secret`` in-process, and ``serve --self-signed`` as a real process
 that answers a token request and a ListFootprints call over TLS."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import httpx
 from typer.testing import CliRunner
 
 from gateway.api import hash_secret, verify_secret
-from gateway.api.cli import app
+from pcfx.commands.api import app
 from tests.api._factory import make_footprint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_hash_secret_generate_json() -> None:
     result = runner.invoke(app, ["hash-secret", "--generate", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert verify_secret(document["secret"], document["secret_hash"])
+    assert verify_secret(document["secret"], document["secretHash"])
 
 
 def test_serve_needs_exactly_one_tls_choice(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_serve_self_signed_end_to_end(tmp_path: Path) -> None:
     clients = tmp_path / "clients.yaml"
     clients.write_text(f'acme-buyer:\n  recipient: acme\n  secret_hash: "{hash_secret("pw")}"\n')
     command = [
-        sys.executable, "-c", "from gateway.api.cli import app; app()", "serve",
+        sys.executable, "-c", "from pcfx.commands.api import app; app()", "serve",
         "--clients", str(clients), "--footprints", str(tmp_path / "fps"),
         "--self-signed", "--tls-dir", str(tmp_path / "tls"),
         "--port", "0", "--log-level", "warning",

@@ -32,7 +32,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from contracts import load_factors
 from pcfx._services import Services, is_running
-from pcfx.demo import DEMO_DIR, FACTORS_FILE, PACK
+from pcfx.commands.demo import DEMO_DIR, FACTORS_FILE, PACK
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -176,7 +176,7 @@ def section(name: str) -> list[str]:
 
 
 def expected_what_if_pack() -> Decimal:
-    from streams.cli import run_rollup
+    from pcfx.commands.streams import run_rollup
 
     outcome = run_rollup(
         [DEMO_DIR / "suppliers-footprints.json"],

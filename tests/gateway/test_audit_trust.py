@@ -44,7 +44,6 @@ from gateway.audit import (
     resume_chain,
     seal_entry,
 )
-from gateway.cli import audit_app
 from gateway.runtime import (
     GatewaySerde,
     Topics,
@@ -52,6 +51,7 @@ from gateway.runtime import (
     read_audit_logs,
 )
 from gateway.runtime._codec import entry_from_datum, entry_to_datum
+from pcfx.commands.gateway import audit_app
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import EU, GB, GB_PURPOSE, Env, make_env, read_values
 
@@ -541,7 +541,7 @@ def test_audit_topics_keep_their_evidence_forever(env: Env) -> None:
 
 
 def test_every_verify_exit_code_is_documented_in_the_help_and_the_readme() -> None:
-    from gateway.cli import VerifyExit
+    from pcfx.commands.gateway import VerifyExit
 
     help_text = " ".join(invoke(cli, ["audit", "verify", "--help"]).stdout.split())
     readme = (Path(__file__).resolve().parents[2] / "gateway" / "README.md").read_text()

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 from typer.testing import CliRunner
 
 from gateway import OUTBOUND_CONTENT_TYPE, GatewayKey, SealedMessage, seal, seal_batch
-from gateway.cli import outbound_app
+from pcfx.commands.gateway import outbound_app
 
 cli = typer.Typer()
 cli.add_typer(outbound_app, name="outbound")

@@ -23,7 +23,6 @@ from contracts._schemas import schema_json
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
 from gateway.audit import EntryKind, check_audit_log
-from gateway.cli import approvals_app, audit_app, outbound_app
 from gateway.runtime import (
     GatewayRunner,
     GatewaySerde,
@@ -42,6 +41,7 @@ from gateway.runtime._keys import (
     write_gateway_key,
     write_recipient_key,
 )
+from pcfx.commands.gateway import approvals_app, audit_app, outbound_app
 from tests.gateway._rollups import (
     CELL_SUPPLIER,
     SECRET_ADDRESS,
@@ -585,7 +585,7 @@ def test_two_instances_share_the_partitions_and_each_record_goes_once(env: Env) 
 
 
 def test_the_cli_runs_the_gateway_and_recipients_decrypt_a_dumped_file(env: Env) -> None:
-    from gateway.cli import gateway_app
+    from pcfx.commands.gateway import gateway_app
 
     app = typer.Typer()
     app.add_typer(gateway_app, name="gateway")

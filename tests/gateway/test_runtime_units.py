@@ -498,6 +498,6 @@ def test_runtime_public_api_is_pinned() -> None:
     assert len(set(runtime.__all__)) == len(runtime.__all__)
     for name in runtime.__all__:
         assert getattr(runtime, name) is not None
-    from gateway import cli
+    from pcfx.commands import gateway as cli
 
     assert {"gateway_app", "audit_app", "approvals_app", "outbound_app"} <= set(cli.__all__)

@@ -472,7 +472,7 @@ def test_tenants_cli_add_list_remove(secure: SecureBroker) -> None:
     assert removed.returncode == 0, removed.stderr
     # every ACL the role gives (the topic table's, e.g. READ of pcf.bodies and pcf.certificates)
     expected = grants_for("supplier", "cli-supplier", prefix=PREFIX)
-    assert json.loads(removed.stdout)["acls_deleted"] == len(expected)
+    assert json.loads(removed.stdout)["aclsDeleted"] == len(expected)
     gone = subprocess.run(
         [*PCFX, *admin, "tenants", "remove", "cli-supplier"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -23,7 +23,7 @@ def test_every_module_explains_itself() -> None:
 
 
 def test_cli_apps_are_exposed() -> None:
-    from producers.cli import keys_app, publish_app
+    from pcfx.commands.publish import keys_app, publish_app
 
     assert {c.name for c in keys_app.registered_commands} == {
         "new",

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from contracts import SignedFootprint, SignedSupplierKey, verify
 from infra.kafka.launcher import free_port
+from pcfx.commands.publish import keys_app, publish_app
 from producers import KeyPairFiles, Ledger, load_public_key, load_signer, registration
-from producers.cli import keys_app, publish_app
 from tests.producers.conftest import SUPPLIER, Cluster, footprint_json, write_json
 from tests.producers.test_input import _csv, _flatten
 
@@ -428,7 +428,7 @@ def test_publish_factors_and_bom(
 
 
 def test_progress_bar_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from producers import cli
+    from pcfx.commands import publish as cli
 
     with cli._progress(True, "publishing footprints") as tick:
         assert tick is not None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pcfx.factors
+import pcfx.commands.factors
 from contracts import EmissionFactor, load_factors, parse
 from pcfx.cli import app
 from producers import KeyPairFiles
@@ -126,7 +126,7 @@ def test_a_header_only_table_is_refused(tmp_path: Path) -> None:
 def no_publishing(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Record any attempt to make a publisher (a refused table must make none)."""
     calls: list[Any] = []
-    monkeypatch.setattr(pcfx.factors, "Publisher", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(pcfx.commands.factors, "Publisher", lambda *a, **k: calls.append((a, k)))
     return calls
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from contracts import AvroSerde, KafkaSchemaRegistry, SignedSupplierKey, SignerRole, verify
+from pcfx.commands.publish import keys_app
 from producers import KeyPairFiles, load_public_key
-from producers.cli import keys_app
 from tests.producers.conftest import Cluster
 from tests.producers.test_cli import _run
 

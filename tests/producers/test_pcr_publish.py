@@ -12,9 +12,9 @@ import orjson
 from typer.testing import CliRunner
 
 from infra.kafka.launcher import free_port
+from pcfx.commands.publish import publish_app
 from producers import KeyPairFiles
 from producers._fastpath import accept
-from producers.cli import publish_app
 from tests.producers.conftest import SUPPLIER, footprint_json, write_json
 
 runner = CliRunner()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -22,8 +21,6 @@ import typer
 from rich.table import Table
 
 from contracts.errors import KeyStoreError, TrustError
-from gateway._approvals import approve, deny
-from gateway._errors import ApprovalStateError
 from gateway._pipeline import GatewaySecrets
 from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
 from gateway.audit import (
@@ -37,9 +34,10 @@ from gateway.audit import (
     prove_inclusion,
 )
 from gateway.policy import CounterState, Policy, evaluate, load_policy, vault_context
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from gateway.runtime._approvals_log import RowStatus
 from gateway.runtime._avro import GatewaySerde, kafka_registrar
-from gateway.runtime._codec import decided_event, sealed_from_datum
+from gateway.runtime._codec import sealed_from_datum
+from gateway.runtime._decisions import find_approval, read_approvals, write_decision
 from gateway.runtime._export import UnreadableInput, read_export, write_export
 from gateway.runtime._keys import (
     derive_secret,
@@ -55,6 +53,8 @@ from gateway.runtime._report import render_report
 from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
 from gateway.runtime._topics import Topics
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.tables import approvals_table
 
 __all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
 
@@ -76,22 +76,6 @@ outbound_app = typer.Typer(
     help="What recipients receive: verify and decrypt.", no_args_is_help=True
 )
 
-PrefixOpt = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix",
-        envvar="PCFX_TOPIC_PREFIX",
-        help="Prefix of every topic name (tenants, tests).",
-    ),
-]
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or the local broker).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document.")]
 OfficerKeyOpt = Annotated[
     Path,
     typer.Option(
@@ -99,13 +83,6 @@ OfficerKeyOpt = Annotated[
         help="Your compliance-officer private key (PEM, mode 600), registered by the operator"
         " with --role officer: it signs the decision, and its registration names you.",
         show_default=False,
-    ),
-]
-PassphraseFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="File whose first line is the --key passphrase (else PCFX_KEY_PASSPHRASE).",
     ),
 ]
 PubOpt = Annotated[
@@ -117,20 +94,13 @@ PubOpt = Annotated[
 
 
 def _bootstrap(explicit: str | None) -> str:
-    if explicit:
-        return explicit
     from pcfx.settings import bootstrap_servers
 
-    return bootstrap_servers()
+    return bootstrap_servers(explicit)
 
 
-def _passphrase(env: str | None) -> bytes | None:
-    if not env:
-        return None
-    value = os.environ.get(env)
-    if value is None:
-        raise KeyStoreError(f"environment variable {env} (the key passphrase) is not set")
-    return value.encode()
+def _quiet(*_: Any, **__: Any) -> None:
+    """``console.print``'s stand-in under ``--json``: the JSON document is the only output."""
 
 
 def _registry(bootstrap: str) -> Any:
@@ -149,12 +119,15 @@ def keys_signing(
     out: Annotated[Path, typer.Option("--out", help="Private key file to create (0600).")] = Path(
         "gateway.pem"
     ),
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Encrypt with the passphrase in this env var.")
-    ] = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    json_out: JsonOut = False,
 ) -> None:
     """New Ed25519 signing key for the gateway (outbound messages, audit checkpoints)."""
-    key_id, public = write_gateway_key(out, passphrase=_passphrase(passphrase_env))
+    key_id, public = write_gateway_key(out, passphrase=passphrase(passphrase_file, passphrase_env))
+    if json_out:
+        print_json({"privateKey": str(out), "publicKey": str(public), "keyId": key_id})
+        return
     console.print(f"OK: {out} (private, 0600), {public} (give to recipients and auditors)")
     console.print(f"key id: {key_id}")
 
@@ -163,12 +136,15 @@ def keys_signing(
 @handle_errors
 def keys_recipient(
     out: Annotated[Path, typer.Option("--out", help="The recipient's private key file (0600).")],
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Encrypt with the passphrase in this env var.")
-    ] = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    json_out: JsonOut = False,
 ) -> None:
     """New X25519 key pair for a recipient; prints the line for the policy's encryption_key."""
-    text, public = write_recipient_key(out, passphrase=_passphrase(passphrase_env))
+    text, public = write_recipient_key(out, passphrase=passphrase(passphrase_file, passphrase_env))
+    if json_out:
+        print_json({"privateKey": str(out), "publicKey": str(public), "encryptionKey": text})
+        return
     console.print(f"OK: {out} (private: the recipient keeps it), {public}")
     console.print(f'policy: encryption_key: "{text}"')
 
@@ -202,7 +178,7 @@ def policy_check(
     subscriptions: Annotated[
         Path | None, typer.Option("--subscriptions", help="Subscriptions YAML.")
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Load and check a policy and its subscriptions; nothing is sent."""
     loaded, subs = _load(policy, subscriptions)
@@ -243,7 +219,7 @@ def decide(
     recipient: Annotated[str, typer.Option("--recipient")],
     purpose: Annotated[str, typer.Option("--purpose")],
     policy: Annotated[Path, typer.Option("--policy", help="Policy YAML.")],
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Dry run: what the policy decides for one record and recipient (per field, with rules)."""
     loaded = load_policy(policy)
@@ -299,9 +275,8 @@ def run(
             help="Secret file for pseudonyms and PI counters (default: derived from the key)."
         ),
     ] = None,
-    passphrase_env: Annotated[
-        str | None, typer.Option(help="Env var holding the key's passphrase.")
-    ] = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     group: Annotated[
         str | None,
         typer.Option(
@@ -310,8 +285,8 @@ def run(
             "(default: <topic prefix>pcfx-gateway).",
         ),
     ] = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Most records per transaction.")] = 1000,
     checkpoint_every: Annotated[
         int, typer.Option(min=1, help="Sign a checkpoint every N entries...")
@@ -338,7 +313,7 @@ def run(
     idle_seconds: Annotated[
         float | None, typer.Option(help="Stop after S seconds without work.")
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Consume pcf.products; per subscriber decide, seal and send, audited in one transaction."""
     from gateway.runtime._runner import GatewayRunner, RunnerSettings
@@ -349,7 +324,7 @@ def run(
     from producers.keys import key_id_of, load_public_key
 
     loaded, subs = _load(policy, subscriptions)
-    signer = load_gateway_key(gateway_key, passphrase=_passphrase(passphrase_env))
+    signer = load_gateway_key(gateway_key, passphrase=passphrase(passphrase_file, passphrase_env))
     operators = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
     secret = (
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
@@ -564,8 +539,8 @@ FileOpt = Annotated[
 def audit_verify(
     gateway_pub: PubOpt,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     trusted_checkpoint: Annotated[
         list[str],
         typer.Option(
@@ -582,7 +557,7 @@ def audit_verify(
             " sealed yet) when no checkpoint is pinned.",
         ),
     ] = False,
-    as_json: JsonOpt = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Prove every chain and checkpoint; name the first entry altered, removed or reordered.
 
@@ -666,51 +641,68 @@ def audit_checkpoint(
     out: Annotated[Path, typer.Option("--out", help="JSON file to write the checkpoints to.")],
     gateway_pub: PubOpt,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Save each log's newest valid checkpoint, to pin later with 'audit verify
     --trusted-checkpoint FILE'. Writes nothing (exit 1) unless every log verifies."""
+    say = _quiet if json_out else console.print
     keys = _keyring(gateway_pub)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
     results = _verify_all(entries, checkpoints, keys, strict=True)
     bad = {log_id: v for log_id, v in results.items() if not v.ok}
     for line in problems:
-        console.print(f"FAIL: unreadable record {line}", markup=False)
+        say(f"FAIL: unreadable record {line}", markup=False)
     for log_id, v in bad.items():
-        console.print(f"{log_id}: {v.summary()}", markup=False)
+        say(f"{log_id}: {v.summary()}", markup=False)
     if bad or problems or not results:
         if not results:
-            console.print(f"FAIL: no audit log found in {source}", markup=False)
-        console.print(f"FAIL: nothing written to {out}: pin only a verified log", markup=False)
+            say(f"FAIL: no audit log found in {source}", markup=False)
+        say(f"FAIL: nothing written to {out}: pin only a verified log", markup=False)
+        if json_out:
+            print_json(
+                {"written": None, "source": source, "unreadable": problems,
+                 "failed": {log_id: v.summary() for log_id, v in bad.items()}}
+            )  # fmt: skip
         raise typer.Exit(int(ExitCode.REJECTED))
     anchors = [v.anchor for v in results.values() if v.anchor is not None]
     for log_id, v in results.items():
         if v.anchor is None:
-            console.print(f"WARN: {log_id} has no checkpoint yet: not pinned", markup=False)
+            say(f"WARN: {log_id} has no checkpoint yet: not pinned", markup=False)
     out.write_text(json.dumps({"checkpoints": [a.to_json() for a in anchors]}, indent=2) + "\n")
     for a in anchors:
-        console.print(
+        say(
             f"OK: {a.log_id} size {a.tree_size} root {a.root_hash[:16]}… ({a.issued_at})",
             markup=False,
         )
-    console.print(f"OK: {len(anchors)} checkpoint(s) from {source} → {out}", markup=False)
+    say(f"OK: {len(anchors)} checkpoint(s) from {source} → {out}", markup=False)
+    if json_out:
+        print_json(
+            {"written": str(out), "source": source,
+             "checkpoints": [a.to_json() for a in anchors],
+             "unpinned": [log_id for log_id, v in results.items() if v.anchor is None]}
+        )  # fmt: skip
 
 
 @audit_app.command("export")
 @handle_errors
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file to write.")],
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Copy every audit log (entries and checkpoints) from Kafka to a JSON-lines file."""
     entries, checkpoints, problems, source = _audit_logs(None, topic_prefix, bootstrap)
     lines = write_export(out, entries, checkpoints)
-    console.print(f"OK: {lines} lines from {source} → {out}", markup=False)
-    if problems:
+    if json_out:
+        print_json({"lines": lines, "source": source, "out": str(out), "unreadable": problems})
+    else:
+        console.print(f"OK: {lines} lines from {source} → {out}", markup=False)
         for line in problems:
             console.print(f"FAIL: unreadable record {line}", markup=False)
+    if problems:
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
@@ -742,9 +734,9 @@ def audit_show(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most N entries (the newest).")] = 200,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
-    as_json: JsonOpt = False,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    as_json: JsonOut = False,
 ) -> None:
     """List audit entries (newest last), filtered."""
     entries, _, problems, _ = _audit_logs(file, topic_prefix, bootstrap)
@@ -802,9 +794,9 @@ def audit_prove(
     ],
     gateway_pub: PubOpt,
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
-    as_json: JsonOpt = False,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    as_json: JsonOut = False,
 ) -> None:
     """RFC 6962 inclusion proof of one entry against the newest checkpoint that covers it."""
     keys = _keyring(gateway_pub)
@@ -876,8 +868,9 @@ def audit_report(
     gateway_pub: PubOpt,
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
     file: FileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
     keys = _keyring(gateway_pub)
@@ -887,7 +880,13 @@ def audit_report(
         render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
     )
     intact = bool(results) and all(v.ok for v in results.values()) and not problems
-    console.print(f"{'OK' if intact else 'FAIL'}: report → {out}", markup=False)
+    if json_out:
+        print_json(
+            {"intact": intact, "out": str(out), "source": source, "unreadable": problems,
+             "logs": {log_id: v.summary() for log_id, v in results.items()}}
+        )  # fmt: skip
+    else:
+        console.print(f"{'OK' if intact else 'FAIL'}: report → {out}", markup=False)
     if not intact:
         raise typer.Exit(int(ExitCode.REJECTED))
 
@@ -896,38 +895,18 @@ def audit_report(
 # pcfx approvals ...
 
 
-def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
-    from gateway.runtime import partition_count, read_to_end
-
-    book = ApprovalBook()
-    parts = [(topics.approvals, p) for p in range(partition_count(servers, topics.approvals))]
-    for message in read_to_end(servers, parts):
-        book.apply(serde.decode(message.value() or b"", "ApprovalEvent"), offset=message.offset())
-    return book
-
-
-def _row(book: ApprovalBook, approval_id: str, topic: str) -> ApprovalRow:
-    """The approval *approval_id* names, or the one approval whose id starts with it."""
-    row = book.rows.get(approval_id)
-    if row is not None:
-        return row
-    found = [r for aid, r in book.rows.items() if approval_id and aid.startswith(approval_id)]
-    if len(found) == 1:
-        return found[0]
-    raise ApprovalStateError(
-        f"approval id {approval_id!r} must name one approval on {topic} (got"
-        f" {'no match' if not found else f'{len(found)} matches'})",
-        hint="Copy the id (or a longer prefix of it) from 'pcfx approvals list'.",
-    )
+# the approvals topic as a book, and an id (or unique prefix) in it: gateway.runtime._decisions
+_book = read_approvals
+_row = find_approval
 
 
 @approvals_app.command("list")
 @handle_errors
 def approvals_list(
     show_all: Annotated[bool, typer.Option("--all", help="Include resolved approvals.")] = False,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
-    as_json: JsonOpt = False,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    as_json: JsonOut = False,
 ) -> None:
     """Held transfers and their state (pending, approved, denied, overdue, resolved)."""
     servers = _bootstrap(bootstrap)
@@ -970,102 +949,60 @@ def approvals_list(
             ]
         )
         return
-    table = Table(
-        "approval",
-        "status",
-        "recipient",
-        "purpose",
-        "product",
-        "held fields",
-        "expires",
-        title=f"{len(rows)} approvals",
-    )
-    for r in rows:
-        held = ", ".join(sorted({rule for _, rule in r.approval.held}))
-        table.add_row(
-            r.approval.approval_id,
-            r.status(now).value,
-            r.approval.recipient_id,
-            r.approval.purpose,
-            r.source.product_id or "",
-            f"{len(r.approval.held)} ({held})",
-            r.approval.expires_at.isoformat(timespec="seconds"),
-        )
+    table = approvals_table(rows, now, console.width)
     console.print(table)
 
 
 def _decide(
     approval_id: str,
-    verb: str,
+    approved: bool,
     key: Path,
-    passphrase_file: Path | None,
+    secret: bytes | None,
     reason: str,
     topic_prefix: str,
     bootstrap: str | None,
     mechanism_ref: str | None,
     conditions: list[str],
+    json_out: bool,
 ) -> None:
-    from confluent_kafka import KafkaException, Producer
+    from producers.keys import load_signer
 
-    from contracts.errors import BrokerError
-    from gateway._decision_signing import sign_decision
-    from gateway.runtime._kafka import producer_config
-    from producers.keys import load_signer, read_passphrase
-
-    officer = load_signer(key, read_passphrase(passphrase_file))
-    approver = officer.owner
+    officer = load_signer(key, secret)
     servers = _bootstrap(bootstrap)
-    topics = Topics(topic_prefix)
     registry = _registry(servers)
     try:
-        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
-        book = _book(servers, topics, serde)
-        row = _row(book, approval_id, topics.approvals)
-        approval_id = row.approval.approval_id
-        now = datetime.now(UTC)
-        status = row.status(now)
-        if status is not RowStatus.PENDING:
-            raise ApprovalStateError(
-                f"approval {approval_id} is {status.value}; only a pending one can be {verb}"
-            )
-        if verb == "approved":
-            decided = approve(
-                row.approval,
-                approver=approver,
-                reason=reason,
-                now=now,
-                mechanism_ref=mechanism_ref,
-                conditions=tuple(conditions),
-            )
-        else:
-            decided = deny(row.approval, approver=approver, reason=reason, now=now)
-        at = now.isoformat()
-        signed = sign_decision(
-            decided,
-            row.approval,
+        written = write_decision(
+            servers,
+            Topics(topic_prefix),
+            GatewaySerde(registry, registrar=kafka_registrar(servers)),
+            approval_id,
+            approved=approved,
             private_key=officer.private_key,
-            signer_id=officer.owner,
+            officer=officer.owner,
             key_id=officer.key_id,
-            at=at,
+            reason=reason,
+            now=datetime.now(UTC),
+            mechanism_ref=mechanism_ref,
+            conditions=conditions,
         )
-        datum = decided_event(decided, at=at, signed=signed)
-        value = serde.encode(topics.approvals, "ApprovalEvent", datum)
-        producer = Producer(producer_config(servers))
-        try:
-            producer.produce(topics.approvals, key=approval_id.encode(), value=value)
-            if producer.flush(30) != 0:
-                raise BrokerError(
-                    f"the decision on {approval_id} was not acknowledged by the broker"
-                )
-        except KafkaException as exc:
-            raise BrokerError(f"cannot write the decision on {approval_id}: {exc}") from exc
     finally:
         registry.close()
+    if json_out:
+        print_json(
+            {
+                "approvalId": written.approval_id,
+                "decision": "approved" if written.approved else "denied",
+                "approver": written.approver,
+                "keyId": written.key_id,
+                "at": written.at,
+            }
+        )
+        return
     console.print(
-        f"OK: approval {approval_id} {verb} by {approver} (key {officer.key_id}); the gateway"
-        " checks the officer key's registration, then"
-        f" {'releases the transfer' if verb == 'approved' else 'records the denial'}"
-        " and audits it",
+        f"OK: approval {written.approval_id} {'approved' if approved else 'denied'} by"
+        f" {written.approver} (key {written.key_id}); the gateway checks the officer key's"
+        " registration, then"
+        f" {'releases the transfer' if approved else 'records the denial'} and audits it",
         markup=False,
     )
 
@@ -1084,23 +1021,26 @@ def approvals_approve(
     condition: Annotated[
         list[str], typer.Option("--condition", help="A condition of the approval (repeat).")
     ] = [],  # noqa: B006
-    passphrase_file: PassphraseFileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Approve a held transfer, signed with your officer key: the gateway checks the key's
     registration (role officer), then releases the transfer (and audits both) in one
     transaction. The approver on record is the key's registered owner."""
     _decide(
         approval_id,
-        "approved",
+        True,
         key,
-        passphrase_file,
+        passphrase(passphrase_file, passphrase_env),
         reason,
         topic_prefix,
         bootstrap,
         mechanism_ref,
         condition,
+        json_out,
     )
 
 
@@ -1112,13 +1052,26 @@ def approvals_deny(
     ],
     key: OfficerKeyOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why (goes into the audit log).")],
-    passphrase_file: PassphraseFileOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Deny a held transfer, signed with your officer key: it never goes; the denial is
     audited with the key's registered owner as the approver."""
-    _decide(approval_id, "denied", key, passphrase_file, reason, topic_prefix, bootstrap, None, [])
+    _decide(
+        approval_id,
+        False,
+        key,
+        passphrase(passphrase_file, passphrase_env),
+        reason,
+        topic_prefix,
+        bootstrap,
+        None,
+        [],
+        json_out,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1167,15 +1120,19 @@ def _sealed_from_topic(servers: str, topic: str) -> Iterator[SealedMessage]:
 def outbound_dump(
     recipient: Annotated[str, typer.Option("--recipient", help="Recipient id.")],
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file of sealed messages.")],
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Copy a recipient's sealed messages to a file (no key needed: they stay encrypted)."""
     servers = _bootstrap(bootstrap)
     topic = Topics(topic_prefix).outbound(recipient)
     lines = [m.to_bytes() for m in _sealed_from_topic(servers, topic)]
     out.write_bytes(b"".join(line + b"\n" for line in lines))
-    console.print(f"OK: {len(lines)} sealed messages from {topic} → {out}", markup=False)
+    if json_out:
+        print_json({"messages": len(lines), "topic": topic, "out": str(out)})
+    else:
+        console.print(f"OK: {len(lines)} sealed messages from {topic} → {out}", markup=False)
 
 
 RecipientOpt = Annotated[str, typer.Option("--recipient", help="Your recipient id.")]
@@ -1190,7 +1147,6 @@ TopicOpt = Annotated[
     str | None,
     typer.Option("--topic", help="Read this topic (default pcf.outbound.<recipient>)."),
 ]
-PassphraseEnvOpt = Annotated[str | None, typer.Option(help="Env var holding the key's passphrase.")]
 
 
 def _outbound_messages(
@@ -1219,26 +1175,39 @@ def outbound_verify(
     gateway_pub: GatewayPubOpt,
     source: SourceArg = None,
     topic: TopicOpt = None,
-    passphrase_env: PassphraseEnvOpt = None,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Check each message on its own: decrypt it and verify the gateway's signature (version 2:
     its inclusion proof up to the batch root the gateway signed; version 1: its own signature).
     Prints OK or FAIL (with the reason) per message, and no content."""
-    private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
+    private = load_recipient_private_key(
+        key, passphrase=passphrase(passphrase_file, passphrase_env)
+    )
     trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
+    say = _quiet if json_out else console.print
     count = failed = 0
+    verdicts: list[dict[str, Any]] = []
     for message in _outbound_messages(recipient, source, topic, topic_prefix, bootstrap):
         try:
             open_message(message, recipient_id=recipient, private_key=private, trusted=trusted)
         except TrustError as exc:
             failed += 1
-            console.print(f"FAIL: {exc.reason}: {exc.message}", markup=False)
+            verdicts.append({"messageId": message.message_id, "ok": False,
+                             "reason": exc.reason, "message": exc.message})  # fmt: skip
+            say(f"FAIL: {exc.reason}: {exc.message}", markup=False)
             continue
         count += 1
-        console.print(f"OK: {message.message_id} ({_format_of(message)})", markup=False)
-    console.print(
+        verdicts.append(
+            {"messageId": message.message_id, "ok": True, "format": _format_of(message)}
+        )
+        say(f"OK: {message.message_id} ({_format_of(message)})", markup=False)
+    if json_out:
+        print_json({"verified": count, "refused": failed, "messages": verdicts})
+    say(
         f"{'OK' if not failed else 'FAIL'}: {count} messages verified, {failed} refused",
         markup=False,
     )
@@ -1257,18 +1226,23 @@ def outbound_decrypt(
     field_key: Annotated[
         Path | None, typer.Option(help="Need-to-know key for encrypted fields (default: --key).")
     ] = None,
-    passphrase_env: PassphraseEnvOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     footprint_only: Annotated[
         bool, typer.Option("--footprint-only", help="Print only the PACT footprint.")
     ] = False,
-    topic_prefix: PrefixOpt = "",
-    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
 ) -> None:
     """Verify the gateway signature and decrypt each message on its own (version 2, sealed per
     batch, and version 1, sealed alone); print PACT JSON, one per line."""
-    private = load_recipient_private_key(key, passphrase=_passphrase(passphrase_env))
+    private = load_recipient_private_key(
+        key, passphrase=passphrase(passphrase_file, passphrase_env)
+    )
     vault_key = (
-        load_recipient_private_key(field_key, passphrase=_passphrase(passphrase_env))
+        load_recipient_private_key(
+            field_key, passphrase=passphrase(passphrase_file, passphrase_env)
+        )
         if field_key
         else private
     )

@@ -19,6 +19,7 @@ from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
 from gateway.api._source import InMemoryFootprintSource
 from pcfx.console import console, handle_errors, print_json
+from pcfx.options import LogLevel, log_level
 
 __all__ = ["app"]
 
@@ -61,7 +62,7 @@ def serve_command(
             help="CloudEvents 'source' of events we send (default: //HOST:PORT/3/events)."
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    level: LogLevel = "info",
     label_snapshot: Annotated[
         Path | None,
         typer.Option(
@@ -122,7 +123,7 @@ def serve_command(
             soft_wrap=True,
         )
 
-    serve(api, host, port, cert, key, log_level=log_level, on_ready=ready)
+    serve(api, host, port, cert, key, log_level=log_level(level), on_ready=ready)
 
 
 @app.command("hash-secret")
@@ -146,7 +147,7 @@ def hash_secret_command(
         secret = typer.prompt("Client secret", hide_input=True, confirmation_prompt=True)
     hashed = hash_secret(secret)
     if json_out:
-        print_json({"secret_hash": hashed, **({"secret": secret} if generate else {})})
+        print_json({"secretHash": hashed, **({"secret": secret} if generate else {})})
     elif generate:
         console.print(f"secret:      {secret}", soft_wrap=True, highlight=False)
         console.print(f"secret_hash: {hashed}", soft_wrap=True, highlight=False)

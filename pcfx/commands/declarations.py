@@ -28,7 +28,6 @@ chain someone else wrote to is refused, never extended.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -71,6 +70,7 @@ from gateway.policy import CounterState
 from gateway.policy import load_policy as load_policy_file
 from gateway.runtime._keys import derive_secret, load_gateway_key, load_secret
 from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from producers.factors import SOURCED_FACTORS
 
 __all__ = ["declarations_app"]
@@ -117,9 +117,6 @@ GatewayKeyOpt = Annotated[
     Path | None,
     typer.Option("--gateway-key", help="The gateway's Ed25519 key (PEM); required to release."),
 ]
-PassphraseEnv = Annotated[
-    str | None, typer.Option("--passphrase-env", help="Env var holding the key's passphrase.")
-]
 PseudonymOpt = Annotated[
     Path | None,
     typer.Option(
@@ -156,25 +153,12 @@ Certs = Annotated[
         "--certificate", help="A certificate id to cite (valid for this footprint); repeatable."
     ),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Kafka = Annotated[
     bool,
     typer.Option(
         "--kafka",
         help="Release onto the exchange's topics (pcf.outbound.<recipient>, audit chain"
         f" '{KAFKA_LOG_ID}' on pcf.audit, one transaction) instead of files.",
-    ),
-]
-Bootstrap = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap", help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)."
-    ),
-]
-Prefix = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix", envvar="PCFX_TOPIC_PREFIX", help="Prefix of the exchange's topic names."
     ),
 ]
 _DEFAULT_AUDIT = Path("~/.local/state/pcf-exchange/declarations-audit.jsonl")
@@ -271,7 +255,7 @@ def _kafka_gateway(
     from gateway.runtime._avro import GatewaySerde, kafka_registrar
     from pcfx.settings import bootstrap_servers
 
-    servers = bootstrap or bootstrap_servers()
+    servers = bootstrap_servers(bootstrap)
     topics = TopicNames(prefix)
     ensure_topics(
         servers,
@@ -331,7 +315,7 @@ def _release(
     purpose: str,
     policy: Path | None,
     gateway_key: Path | None,
-    passphrase_env: str | None,
+    secret_passphrase: bytes | None,
     pseudonym_secret: Path | None,
     audit_log: Path,
     kafka: bool,
@@ -340,8 +324,7 @@ def _release(
 ) -> tuple[Release, str | None]:
     if gateway_key is None:
         raise typer.BadParameter("releasing needs the gateway key", param_hint="--gateway-key")
-    passphrase = os.environ.get(passphrase_env, "").encode() if passphrase_env else None
-    signer = load_gateway_key(gateway_key, passphrase=passphrase or None)
+    signer = load_gateway_key(gateway_key, passphrase=secret_passphrase)
     secret = (
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
@@ -377,7 +360,7 @@ def _finish(
     purpose: str | None,
     policy: Path | None,
     gateway_key: Path | None,
-    passphrase_env: str | None,
+    secret_passphrase: bytes | None,
     pseudonym_secret: Path | None,
     audit_log: Path,
     json_out: bool,
@@ -399,7 +382,7 @@ def _finish(
             purpose=purpose or DEFAULT_PURPOSES[doc.doc_type],
             policy=policy,
             gateway_key=gateway_key,
-            passphrase_env=passphrase_env,
+            secret_passphrase=secret_passphrase,
             pseudonym_secret=pseudonym_secret,
             audit_log=audit_log,
             kafka=kafka,
@@ -467,12 +450,13 @@ def art7(
     certificate: Certs = [],  # noqa: B006 (typer reads the default)
     policy: PolicyOpt = None,
     gateway_key: GatewayKeyOpt = None,
+    passphrase_file: PassphraseFile = None,
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
     audit_log: AuditLog = _DEFAULT_AUDIT,
     kafka: Kafka = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """EU Battery Regulation Art. 7 carbon-footprint declaration (JSON, printable HTML, battery
@@ -489,7 +473,7 @@ def art7(
         purpose=purpose,
         policy=policy,
         gateway_key=gateway_key,
-        passphrase_env=passphrase_env,
+        secret_passphrase=passphrase(passphrase_file, passphrase_env),
         pseudonym_secret=pseudonym_secret,
         audit_log=audit_log,
         json_out=json_out,
@@ -521,12 +505,13 @@ def cbam(
     certificate: Certs = [],  # noqa: B006 (typer reads the default)
     policy: PolicyOpt = None,
     gateway_key: GatewayKeyOpt = None,
+    passphrase_file: PassphraseFile = None,
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
     audit_log: AuditLog = _DEFAULT_AUDIT,
     kafka: Kafka = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """CBAM embedded-emissions communication (direct and indirect t CO2e per t) for an
@@ -543,7 +528,7 @@ def cbam(
         purpose=purpose,
         policy=policy,
         gateway_key=gateway_key,
-        passphrase_env=passphrase_env,
+        secret_passphrase=passphrase(passphrase_file, passphrase_env),
         pseudonym_secret=pseudonym_secret,
         audit_log=audit_log,
         json_out=json_out,
@@ -589,12 +574,13 @@ def study(
     certificate: Certs = [],  # noqa: B006 (typer reads the default)
     policy: PolicyOpt = None,
     gateway_key: GatewayKeyOpt = None,
+    passphrase_file: PassphraseFile = None,
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
     audit_log: AuditLog = _DEFAULT_AUDIT,
     kafka: Kafka = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
     """GB/T 24067 / ISO 14067 study report (printable HTML + JSON): boundary, data sources with
@@ -620,7 +606,7 @@ def study(
         purpose=purpose,
         policy=policy,
         gateway_key=gateway_key,
-        passphrase_env=passphrase_env,
+        secret_passphrase=passphrase(passphrase_file, passphrase_env),
         pseudonym_secret=pseudonym_secret,
         audit_log=audit_log,
         json_out=json_out,

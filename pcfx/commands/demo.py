@@ -61,7 +61,8 @@ from contracts.errors import BrokerError, PcfError
 from contracts.kafka_client import kafka_python_kwargs, use_config_file
 from gateway.runtime import Topics, gateway_schemas
 from pcfx._services import Service, Services, start_service, stop_services
-from pcfx.console import console, err_console, handle_errors
+from pcfx.console import console, err_console, handle_errors, print_json
+from pcfx.options import JsonOut
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
 from producers.keys import KeyRole, key_id_of, load_private_key, new_key_pair
@@ -258,7 +259,7 @@ class DemoExchange:
                 sys.executable, "-m", "pcfx", "streams", "run",
                 "--operator-key", str(self.operator_pub),
                 "--service-key", str(self.service_key),
-                "--app-id", f"{self.prefix}streams",
+                "--group", f"{self.prefix}streams",
                 "--topic-prefix", self.prefix,
                 "--partitions", str(self.partitions),
                 "--data-dir", str(self.workdir / f"data-{name}"),
@@ -568,7 +569,7 @@ def run_demo(
     ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
     says the caller started the local broker for the demo, so that ``pcfx demo stop`` stops it.
     """
-    from streams.cli import run_rollup
+    from pcfx.commands.streams import run_rollup
 
     prefix = prefix or demo_prefix()
     workdir = workdir.resolve()
@@ -876,7 +877,7 @@ def demo(
     started = False
     prefix = demo_prefix()
     try:
-        bootstrap = bootstrap_servers()
+        bootstrap = bootstrap_servers(check=False)  # a dead one fails in the first client
     except BrokerError:
         with console.status("No broker configured: starting a local secure one…"):
             info = launcher.start(secure=True)
@@ -908,17 +909,24 @@ def demo(
 
 @demo_app.command("stop")
 @handle_errors
-def demo_stop(workdir: WorkDir = Path(".pcfx/demo")) -> None:
+def demo_stop(workdir: WorkDir = Path(".pcfx/demo"), json_out: JsonOut = False) -> None:
     """Stop what `pcfx demo --keep-running` left running (and a broker the demo started)."""
     from infra.kafka import launcher
 
     done, services = stop_services(workdir.resolve())
     if services is None:
+        if json_out:
+            print_json({"stopped": [], "broker": None})
+            return
         err_console.print(f"Nothing recorded as running in {workdir.resolve()}.")
+        return
+    broker = launcher.stop().detail if services.broker_started else None
+    if json_out:
+        print_json({"stopped": done, "broker": broker, "brokerStartedByDemo": broker is not None})
         return
     for line in done:
         console.print(line, highlight=False)
-    if services.broker_started:
-        console.print(launcher.stop().detail, highlight=False)
+    if broker is not None:
+        console.print(broker, highlight=False)
     else:
         console.print(f"The broker at {services.bootstrap} was not started by the demo: left up.")

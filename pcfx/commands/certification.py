@@ -50,8 +50,11 @@ from contracts.certification import (
 from contracts.errors import CertificationError, ContractError
 from contracts.keyfiles import key_id_of, load_ed25519_public_key, read_ed25519_private_key
 from contracts.labels import check_label, encode_label, label_for
+from pcfx.commands.publish import RegistryUrl, parse_when
 from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from pcfx.settings import bootstrap_servers
+from pcfx.tables import resolve_id
 from producers.certification import (
     CertTopics,
     certificate_from_footprint,
@@ -60,15 +63,6 @@ from producers.certification import (
     read_exchange,
     watch_once,
 )
-from producers.cli import (
-    Bootstrap,
-    JsonOut,
-    PassphraseFile,
-    RegistryUrl,
-    TopicPrefix,
-    parse_when,
-)
-from producers.keys import read_passphrase
 from producers.labels import label_svg, write_qr
 
 __all__ = ["bodies_app", "certificates_app", "label_app"]
@@ -119,8 +113,8 @@ def _operator_keys(path: Path | None) -> dict[str, Ed25519PublicKey]:
     return {key_id_of(public): public}
 
 
-def _signing_key(path: Path, passphrase_file: Path | None) -> Ed25519PrivateKey:
-    return read_ed25519_private_key(path, read_passphrase(passphrase_file))[0]
+def _signing_key(path: Path, secret: bytes | None) -> Ed25519PrivateKey:
+    return read_ed25519_private_key(path, secret)[0]
 
 
 @dataclass
@@ -137,7 +131,7 @@ def _session(
 ) -> Iterator[_Session]:
     """Kafka, the schema registry and the topics for one command; *writes*: create the
     certification topics if missing and register the statement schema if it is not."""
-    servers = bootstrap or bootstrap_servers()
+    servers = bootstrap_servers(bootstrap)
     registry: SchemaRegistry = (
         HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
     )
@@ -278,6 +272,7 @@ def bodies_register(
     ] = None,
     operator_id: Annotated[str, typer.Option("--operator-id", help="Who registers.")] = OPERATOR,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -285,7 +280,7 @@ def bodies_register(
 ) -> None:
     """Register (or re-register: new scopes, keys, validity) a certification body, signed with
     the operator key, on pcf.bodies."""
-    operator = _signing_key(key, passphrase_file)
+    operator = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     keys = {key_id_of(operator.public_key()): operator.public_key()}
     start = parse_when(valid_from, "--valid-from") or datetime.now(UTC)
     end = parse_when(valid_until, "--valid-until") or start + timedelta(days=3 * 365)
@@ -319,13 +314,13 @@ def _listing(
     key: Path,
     reason: str,
     operator_id: str,
-    passphrase_file: Path | None,
+    secret: bytes | None,
     bootstrap: str | None,
     registry_url: str | None,
     topic_prefix: str,
     json_out: bool,
 ) -> None:
-    operator = _signing_key(key, passphrase_file)
+    operator = _signing_key(key, secret)
     keys = {key_id_of(operator.public_key()): operator.public_key()}
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
         current = _read(session, keys, footprints=False)
@@ -368,6 +363,7 @@ def bodies_blacklist(
     reason: Reason,
     operator_id: OperatorId = OPERATOR,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -381,7 +377,7 @@ def bodies_blacklist(
         key,
         reason,
         operator_id,
-        passphrase_file,
+        passphrase(passphrase_file, passphrase_env),
         bootstrap,
         registry_url,
         topic_prefix,
@@ -397,6 +393,7 @@ def bodies_unlist(
     reason: Reason,
     operator_id: OperatorId = OPERATOR,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -409,7 +406,7 @@ def bodies_unlist(
         key,
         reason,
         operator_id,
-        passphrase_file,
+        passphrase(passphrase_file, passphrase_env),
         bootstrap,
         registry_url,
         topic_prefix,
@@ -485,6 +482,7 @@ def bodies_export(
     ],
     operator_id: OperatorId = OPERATOR,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -493,7 +491,7 @@ def bodies_export(
     """Export a registry snapshot signed by the operator key: every accepted body and
     certificate statement with its broker time, and every product's current footprint hash;
     what 'pcfx label verify --snapshot' checks labels against offline."""
-    operator = _signing_key(key, passphrase_file)
+    operator = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     keys = {key_id_of(operator.public_key()): operator.public_key()}
     with _session(bootstrap, registry_url, topic_prefix) as session:
         registry = _read(session, keys, footprints=True)
@@ -568,6 +566,7 @@ def certificates_issue(
     ] = False,
     operator_key: OperatorKey = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -576,7 +575,7 @@ def certificates_issue(
     """Sign a certificate for a footprint you verified (bound to its content hash, id, product,
     PCR pack and catalogue entry) and publish it on pcf.certificates; the exchange's verdict
     (registered, in scope, not blacklisted, at the broker's time) is read back."""
-    body = _signing_key(key, passphrase_file)
+    body = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     start = parse_when(valid_from, "--valid-from") or datetime.now(UTC)
     end = parse_when(valid_until, "--valid-until") or start + timedelta(days=365)
     keys = _operator_keys(operator_key)
@@ -659,6 +658,7 @@ def certificates_revoke(
     ],
     operator_key: OperatorKey = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -666,7 +666,7 @@ def certificates_revoke(
 ) -> None:
     """Revoke a certificate (by its body, or the operator) from the moment the broker appends
     the revocation."""
-    private = _signing_key(key, passphrase_file)
+    private = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     keys = _operator_keys(operator_key)
     statement = Revocation(certificate_id, signer, reason)
     signed = sign_statement(private, statement, signer_id=signer)
@@ -739,15 +739,17 @@ def certificates_list(
 @certificates_app.command("show")
 @handle_errors
 def certificates_show(
-    certificate_id: Annotated[str, typer.Argument(help="The certificate.")],
+    certificate_id: Annotated[str, typer.Argument(help="The certificate id, or a unique prefix.")],
     operator_key: OperatorKey = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """One certificate: what it binds, when the broker appended it, its status now."""
+    """One certificate (its id or a unique prefix): what it binds, when the broker appended it,
+    its status now."""
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
+    certificate_id = resolve_id(certificate_id, registry.certificates, "certificate")
     if certificate_id not in registry.certificates:
         raise CertificationError(
             f"certificate {certificate_id!r} is not on pcf.certificates",
@@ -777,7 +779,10 @@ def certificates_status(
     """valid / stale / revoked / flagged / expired per certificate; exit 1 if any is not valid."""
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
     now = datetime.now(UTC)
-    wanted = certificate_ids or sorted(registry.certificates)
+    wanted = [
+        resolve_id(c, registry.certificates, "certificate")
+        for c in certificate_ids or sorted(registry.certificates)
+    ]
     missing = [c for c in wanted if c not in registry.certificates]
     rows = [_cert_row(registry, c, now) for c in wanted if c in registry.certificates]
     if json_out:
@@ -814,6 +819,7 @@ def certificates_watch(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between passes.")] = 30.0,
     operator_id: OperatorId = OPERATOR,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -821,7 +827,7 @@ def certificates_watch(
 ) -> None:
     """The staleness watcher (operator): publish a signed stale notice to pcf.certificates for
     every certificate whose product's current footprint is no longer the certified one."""
-    operator = _signing_key(key, passphrase_file)
+    operator = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
         while True:
             result = watch_once(
@@ -875,6 +881,7 @@ def label_issue(
     product_name: Annotated[str, typer.Option("--product-name", help="Printed name.")] = "",
     operator_key: OperatorKey = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     topic_prefix: TopicPrefix = "",
@@ -882,8 +889,9 @@ def label_issue(
 ) -> None:
     """Sign a carbon label for a valid certificate of yours and write it as text
     (<id>.label.txt), QR code (<id>.qr.png, <id>.qr.svg) and label image (<id>.label.svg)."""
-    private = _signing_key(key, passphrase_file)
+    private = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
+    certificate_id = resolve_id(certificate_id, registry.certificates, "certificate")
     report = registry.status(certificate_id, datetime.now(UTC))
     if report.state is None or report.status is not CertStatus.VALID:
         raise CertificationError(

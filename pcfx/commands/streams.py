@@ -7,7 +7,7 @@ dry run or what-if gives exactly what the exchange would converge to.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,7 +20,6 @@ from rich.tree import Tree
 
 from contracts import (
     BillOfMaterials,
-    ContractError,
     LoadedRecord,
     RolledUpFootprint,
     load_boms,
@@ -29,7 +28,19 @@ from contracts import (
     to_pact_json,
 )
 from contracts._jsonio import dumps
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from contracts.errors import UnreadableInput
+from pcfx.console import ExitCode, Stage, console, err_console, handle_errors, print_json, stages
+from pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    LogLevel,
+    PassphraseEnv,
+    PassphraseFile,
+    TopicPrefix,
+    deprecated,
+    log_level,
+    passphrase,
+)
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
 from streams.rollup import ContributionNode, RollupResult, contribution_tree, hotspots, run_batch
 
@@ -38,6 +49,23 @@ __all__ = ["rollup", "streams_app"]
 streams_app = typer.Typer(
     help="The stream processors: continuous multi-tier roll-up on Kafka.", no_args_is_help=True
 )
+
+
+OldAppId = Annotated[str | None, typer.Option("--app-id", hidden=True, help="Deprecated: --group.")]
+
+
+def _group(group: str | None, app_id: str | None) -> str | None:
+    if app_id is not None:
+        deprecated("--app-id", "--group")
+        if group is not None and group != app_id:
+            raise typer.BadParameter(f"--group {group!r} and --app-id {app_id!r} differ")
+        return app_id
+    return group
+
+
+def _faust_level(level: str) -> str:
+    """faust's names for the standard levels."""
+    return {"critical": "crit", "warning": "warn"}.get(level, level)
 
 
 @streams_app.command("run")
@@ -59,24 +87,20 @@ def run(
             show_default=False,
         ),
     ],
-    passphrase_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--passphrase-file",
-            help="File whose first line is the --service-key passphrase"
-            " (else PCFX_KEY_PASSPHRASE).",
-        ),
-    ] = None,
-    app_id: Annotated[
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    group: Annotated[
         str | None,
         typer.Option(
-            help="Consumer group: workers with one id share work "
-            "(default: <topic prefix>pcfx-streams)."
+            "--group",
+            help="Consumer group: workers with one group share the partitions"
+            " (default: <topic prefix>pcfx-streams).",
+            show_default=False,
         ),
     ] = None,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
-    ] = "",
+    app_id: OldAppId = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
     key_grace: Annotated[
         float,
@@ -88,41 +112,46 @@ def run(
         ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
-    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+    level: LogLevel = "warning",
 ) -> None:
-    """Run one streams worker (start more, with the same --app-id, to share the partitions)."""
+    """Run one streams worker (start more, with the same --group, to share the partitions)."""
     from contracts.handoff import HandoffSigner
     from pcfx.settings import bootstrap_servers
-    from producers.keys import key_id_of, load_public_key, load_signer, read_passphrase
+    from producers.keys import key_id_of, load_public_key, load_signer
     from streams.runtime import StreamsConfig, run_worker
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
-    signer = load_signer(service_key, read_passphrase(passphrase_file))
+    signer = load_signer(service_key, passphrase(passphrase_file, passphrase_env))
     data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
-        bootstrap=bootstrap_servers(),
+        bootstrap=bootstrap_servers(bootstrap),
         operator_keys=keys,
         signer=HandoffSigner(signer.private_key, signer.owner, signer.key_id),
-        app_id=app_id or f"{topic_prefix}pcfx-streams",
+        app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,
         partitions=partitions,
         key_grace_s=key_grace,
         data_dir=data_dir,
     )
-    run_worker(config, loglevel=loglevel)
+    run_worker(config, loglevel=_faust_level(log_level(level)))
 
 
 @streams_app.command("topics")
 @handle_errors
 def topics(
-    app_id: Annotated[
+    group: Annotated[
         str | None,
-        typer.Option(help="The workers' consumer group (default: <topic prefix>pcfx-streams)."),
+        typer.Option(
+            "--group",
+            help="The workers' consumer group (default: <topic prefix>pcfx-streams).",
+            show_default=False,
+        ),
     ] = None,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name.")
-    ] = "",
+    app_id: OldAppId = None,
+    topic_prefix: TopicPrefix = "",
+    bootstrap: Bootstrap = None,
     partitions: Annotated[int, typer.Option(help="Partitions of every topic.")] = 6,
+    json_out: JsonOut = False,
 ) -> None:
     """Create the streams' topics (data topics with the broker's clock, LogAppendTime) and check
     them, then exit: run it before anything is published, or the broker auto-creates a topic
@@ -131,13 +160,16 @@ def topics(
     from streams.runtime import TOPICS, StreamsConfig, ensure_topics
 
     config = StreamsConfig(
-        bootstrap=bootstrap_servers(),
+        bootstrap=bootstrap_servers(bootstrap),
         operator_keys={},
-        app_id=app_id or f"{topic_prefix}pcfx-streams",
+        app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",
         topic_prefix=topic_prefix,
         partitions=partitions,
     )
     ensure_topics(config)
+    if json_out:
+        print_json({"topics": [config.topic(name) for name in TOPICS], "partitions": partitions})
+        return
     for name in TOPICS:
         console.print(f"OK: {config.topic(name)} ({partitions} partitions)")
 
@@ -164,16 +196,35 @@ def _good(loaded: Sequence[LoadedRecord[Any]], problems: list[str]) -> list[Any]
     return good
 
 
+def _no_stage(label: str, total: int | None) -> Callable[[int], None]:
+    return lambda n: None
+
+
 def run_rollup(
-    footprint_files: Sequence[Path], bom_files: Sequence[Path], factor_files: Sequence[Path]
+    footprint_files: Sequence[Path],
+    bom_files: Sequence[Path],
+    factor_files: Sequence[Path],
+    *,
+    stage: Stage = _no_stage,
 ) -> BatchOutcome:
-    """Load the files (reporting every bad record), roll everything up, build the records."""
+    """Load the files (reporting every bad record), roll everything up, build the records;
+    *stage* (:func:`pcfx.console.stages`) is told of each stage and advanced per file and per
+    product."""
     problems: list[str] = []
-    footprints = [
-        r for f in footprint_files for r in _good(load_footprints(f), problems) if r is not None
-    ]
-    boms: list[BillOfMaterials] = [r for f in bom_files for r in _good(load_boms(f), problems)]
-    factors = [r for f in factor_files for r in _good(load_factors(f), problems)]
+    tick = stage("reading files", len(footprint_files) + len(bom_files) + len(factor_files))
+    footprints = []
+    for f in footprint_files:
+        footprints += [r for r in _good(load_footprints(f), problems) if r is not None]
+        tick(1)
+    boms: list[BillOfMaterials] = []
+    for f in bom_files:
+        boms += _good(load_boms(f), problems)
+        tick(1)
+    factors = []
+    for f in factor_files:
+        factors += _good(load_factors(f), problems)
+        tick(1)
+    stage(f"rolling up {len(boms)} BOMs", None)
     results = run_batch(
         [core_footprint(fp, sequence=1, content_hash=payload_hash(fp)) for fp in footprints],
         [core_bom(b) for b in boms],
@@ -184,13 +235,70 @@ def run_rollup(
     for bom in boms:
         if bom.product_id not in latest or bom.revision > latest[bom.product_id].revision:
             latest[bom.product_id] = bom
-    records = [
-        rolled_up_record(results[pid], sequence=1, bom=bom, previous_pf_id=None, now=now)
-        for pid, bom in latest.items()
-        if pid in results
-    ]
+    tick = stage("building records", len(latest))
+    records = []
+    for pid, bom in latest.items():
+        if pid in results:
+            records.append(
+                rolled_up_record(results[pid], sequence=1, bom=bom, previous_pf_id=None, now=now)
+            )
+        tick(1)
     names = {pid: bom.product_name or pid for pid, bom in latest.items()}
     return BatchOutcome(records, results, problems, names)
+
+
+def why_no_footprint(record: RolledUpFootprint) -> str | None:
+    """Why *record* has no PACT footprint, in one line (``None`` when it has one): the roll-up's
+    own ``footprintWithheld``, else the inputs that are missing."""
+    if record.footprint is not None:
+        return None
+    if record.footprint_withheld:
+        return record.footprint_withheld
+    if not record.completeness.complete:
+        return f"incomplete: {_missing(record)}"
+    return "no footprint was issued and the roll-up gives no reason"
+
+
+def _missing(record: RolledUpFootprint) -> str:
+    """What is missing from an incomplete roll-up, briefly: the count of inputs and reasons."""
+    c = record.completeness
+    reasons = sorted({m.reason.replace("_", " ") for m in record.missing_components})
+    if not reasons:
+        return "an input further up the supply chain is missing"
+    return (
+        f"{c.components_total - c.components_resolved} of {c.components_total} inputs"
+        f" unresolved ({', '.join(reasons)})"
+    )
+
+
+def resolve_product(wanted: str, products: Iterable[str], names: Mapping[str, str]) -> str:
+    """The one product *wanted* names, tried in this order: its full id, a unique prefix or
+    end of the id (the part after the URN's last ``:``), its BOM's product name, a unique part
+    of that name (any case). An unknown or ambiguous name is a usage error listing the
+    candidates."""
+    ids = sorted(products)
+    if wanted in ids:
+        return wanted
+    for match in (
+        lambda pid: pid.startswith(wanted),
+        lambda pid: pid.endswith(wanted),
+        lambda pid: names.get(pid, "").casefold() == wanted.casefold(),
+        lambda pid: wanted.casefold() in names.get(pid, "").casefold(),
+    ):
+        found = [pid for pid in ids if match(pid)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+            raise typer.BadParameter(
+                f"{wanted!r} matches {len(found)} products ({shown}): give more of the id",
+                param_hint="--tree",
+            )
+    raise typer.BadParameter(
+        f"{wanted!r} names no product with a BOM (give its id, a unique part of it, or its"
+        f" name; {len(ids)} products were rolled up)",
+        param_hint="--tree",
+    )
 
 
 def _fmt(value: Decimal | None, places: str = "0.001") -> str:
@@ -217,22 +325,30 @@ def rollup(
         Path | None, typer.Option("--out", help="Write PACT v3 footprints + lineage here.")
     ] = None,
     tree: Annotated[
-        str | None, typer.Option("--tree", help="Product id to show as a contribution tree.")
+        str | None,
+        typer.Option(
+            "--tree",
+            help="Product to show as a contribution tree: its id, a unique prefix or end of the"
+            " id, or its name.",
+        ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Roll footprints up through BOMs from files (dry run / what-if); no Kafka needed."""
     for path in [*footprints, *boms, *(factors or [])]:
         if not path.is_file():
-            raise ContractError(
+            raise UnreadableInput(
                 f"input file '{path}' does not exist",
                 hint="Check the path; --footprints, --boms and --factors take files.",
             )
-    outcome = run_rollup(footprints, boms, factors or [])
+    with stages(not json_out and err_console.is_terminal) as stage:
+        outcome = run_rollup(footprints, boms, factors or [], stage=stage)
+    root_id = resolve_product(tree, outcome.results, outcome.names) if tree else None
     documents = [
         {
             "productId": r.product_id,
             "footprint": to_pact_json(r.footprint) if r.footprint is not None else None,
+            "footprintWithheld": why_no_footprint(r),
             "rollup": json.loads(r.model_dump_json(by_alias=True, exclude={"footprint"})),
         }
         for r in outcome.records
@@ -244,7 +360,7 @@ def rollup(
     else:
         table = Table(title="Rolled-up footprints (per declared unit)")
         for column in ("product", "status", "kgCO2e", "unit", "95 % interval", "primary %"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for r in outcome.records:
             result = outcome.results[r.product_id]
             interval = (
@@ -252,10 +368,12 @@ def rollup(
                 if r.uncertainty and r.uncertainty.lower95 is not None
                 else "—"
             )
+            complete = r.completeness.complete
             table.add_row(
                 outcome.names.get(r.product_id, r.product_id),
                 result.status.value,
-                _fmt(r.pcf_excluding_biogenic_uptake),
+                # a partial sum is not a footprint: — here, and why in the lines below
+                _fmt(r.pcf_excluding_biogenic_uptake) if complete else "—",
                 f"{_fmt(r.declared_unit.amount, '1')} {r.declared_unit.unit}",
                 interval,
                 _fmt(r.primary_data_share, "0.1"),
@@ -269,18 +387,18 @@ def rollup(
                 line = f"components[{m.component_index}] {m.product_id or m.factor_id or ''}"
                 name = outcome.names.get(r.product_id, r.product_id)
                 console.print(f"[yellow]{status}[/] {name}: {line}: {m.detail or m.reason}")
-        for r in outcome.records:  # a complete roll-up without a PACT footprint says why
+        for r in outcome.records:  # a roll-up without a PACT footprint says why
             name = outcome.names.get(r.product_id, r.product_id)
-            if r.footprint is None and r.completeness.complete and r.footprint_withheld:
-                console.print(f"[yellow]no PACT footprint[/] {name}: {r.footprint_withheld}")
+            why = why_no_footprint(r)
+            if why is not None:
+                console.print(f"[yellow]no PACT footprint[/] {name}: {why}", highlight=False)
         assumed = sorted({a for r in outcome.records for a in r.assumptions})
         if assumed:  # the flagged assumptions of background factors (streams.adapt.core_factor)
             console.print("[yellow]Assumed[/] for background factors used above:")
             for assumption in assumed:
                 console.print(f"  {assumption}", markup=False, highlight=False)
-        if tree is not None:
-            if tree not in outcome.results:
-                raise ContractError(f"--tree must name a product with a BOM (got {tree!r})")
+        if root_id is not None:
+            tree = root_id
             root = Tree(f"[bold]{tree}[/]")
             for node in contribution_tree(outcome.results, tree).children:
                 _tree(node, root)

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from infra.kafka import launcher
-from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
+from pcfx.options import JsonOut
 
 app = typer.Typer(
     help="Run a real Apache Kafka broker (KRaft) from Maven Central jars, without Docker.",
@@ -24,7 +25,6 @@ StateDir = Annotated[
         "(default: $PCFX_BROKER_DIR or ~/.cache/pcf-exchange/broker).",
     ),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command()
@@ -74,10 +74,13 @@ def start(
 
 @app.command()
 @handle_errors
-def stop(state_dir: StateDir = None) -> None:
+def stop(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
     """Stop the broker that `pcfx broker start` started (never any other process)."""
     result = launcher.stop(state_dir)
-    console.print(result.detail)
+    if json_out:
+        print_json({"running": result.running, "detail": result.detail})
+    else:
+        console.print(result.detail)
 
 
 @app.command()
@@ -90,7 +93,9 @@ def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
             {
                 "running": result.running,
                 "detail": result.detail,
-                "broker": result.info.__dict__ if result.info and result.running else None,
+                "broker": camel_keys(result.info.__dict__)
+                if result.info and result.running
+                else None,
             }
         )
     else:
@@ -104,7 +109,12 @@ def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
 def logs(
     state_dir: StateDir = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 40,
+    json_out: JsonOut = False,
 ) -> None:
     """Show the last lines of the broker's log."""
     directory = (state_dir or launcher.default_state_dir()).resolve()
-    console.print(launcher.read_log_tail(directory, lines), markup=False, highlight=False)
+    tail = launcher.read_log_tail(directory, lines)
+    if json_out:
+        print_json({"stateDir": str(directory), "lines": tail.splitlines()})
+    else:
+        console.print(tail, markup=False, highlight=False)

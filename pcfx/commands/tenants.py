@@ -14,8 +14,9 @@ from rich.table import Table
 
 from contracts.acl import ROLES
 from infra.kafka import tenants as sdk
-from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
 from pcfx.kafka_options import KafkaConfig, apply
+from pcfx.options import Bootstrap, JsonOut, TopicPrefix
 from pcfx.settings import bootstrap_servers
 
 tenants_app = typer.Typer(
@@ -24,25 +25,21 @@ tenants_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Bootstrap = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, the client config's"
-        " bootstrap.servers, else the local broker).",
-    ),
-]
-Prefix = Annotated[
+StreamsGroup = Annotated[
     str,
     typer.Option(
-        "--topic-prefix",
-        envvar="PCFX_TOPIC_PREFIX",
-        help="Prefix of the exchange's topic names (default: $PCFX_TOPIC_PREFIX).",
+        "--streams-group",
+        help="The streams workers' consumer group, their 'pcfx streams run --group' (role"
+        " streams).",
     ),
 ]
-AppId = Annotated[str, typer.Option("--app-id", help="The streams application id (role streams).")]
-Group = Annotated[str, typer.Option("--group", help="The gateway's consumer group (role gateway).")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+GatewayGroup = Annotated[
+    str,
+    typer.Option(
+        "--gateway-group",
+        help="The gateway's consumer group, its 'pcfx gateway run --group' (role gateway).",
+    ),
+]
 
 ROLE_HELP = (
     "supplier/manufacturer: write pcf.declared and pcf.bom, read no other company's data"
@@ -54,7 +51,7 @@ ROLE_HELP = (
 
 def _connect(kafka_config: Path | None, bootstrap: str | None) -> str:
     apply(kafka_config)
-    return bootstrap or bootstrap_servers()
+    return bootstrap_servers(bootstrap)
 
 
 @tenants_app.command("add")
@@ -79,9 +76,9 @@ def add(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing credential and file.")
     ] = False,
-    prefix: Prefix = "",
-    app_id: AppId = "pcfx-streams",
-    group: Group = "pcfx-gateway",
+    prefix: TopicPrefix = "",
+    app_id: StreamsGroup = "pcfx-streams",
+    group: GatewayGroup = "pcfx-gateway",
     bootstrap: Bootstrap = None,
     kafka_config: KafkaConfig = None,
     json_out: JsonOut = False,
@@ -109,7 +106,7 @@ def add(
                 "name": tenant.name,
                 "principal": tenant.principal,
                 "role": role,
-                "config_file": tenant.config_file,
+                "configFile": tenant.config_file,
                 "acls": [str(g) for g in tenant.grants],
             }
         )
@@ -124,9 +121,9 @@ def add(
 @tenants_app.command("list")
 @handle_errors
 def list_(
-    prefix: Prefix = "",
-    app_id: AppId = "pcfx-streams",
-    group: Group = "pcfx-gateway",
+    prefix: TopicPrefix = "",
+    app_id: StreamsGroup = "pcfx-streams",
+    group: GatewayGroup = "pcfx-gateway",
     bootstrap: Bootstrap = None,
     kafka_config: KafkaConfig = None,
     json_out: JsonOut = False,
@@ -173,7 +170,7 @@ def remove(
     servers = _connect(kafka_config, bootstrap)
     removed = sdk.remove_tenant(name, bootstrap=servers)
     if json_out:
-        print_json(removed.__dict__)
+        print_json(camel_keys(removed.__dict__))
     else:
         console.print(
             f"User:{name}: credential {'deleted' if removed.credential_deleted else 'not found'},"

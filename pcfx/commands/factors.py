@@ -18,23 +18,20 @@ from rich.table import Table
 
 from contracts import EmissionFactor, load_factors
 from contracts._types import format_decimal
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.settings import bootstrap_servers
-from producers._publisher import Publisher, Topics
-from producers.cli import (
+from pcfx.commands.publish import (
     BatchSize,
-    Bootstrap,
     DryRun,
-    JsonOut,
     LedgerPath,
     NoLedger,
     OperatorPublicKey,
-    PassphraseFile,
     RegistryUrl,
-    TopicPrefix,
     _finish,
     _ledger,
 )
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.settings import bootstrap_servers
+from producers._publisher import Publisher, Topics
 from producers.factors import (
     FactorCatalogue,
     FactorVersion,
@@ -42,7 +39,7 @@ from producers.factors import (
     check_factor_table,
     plan_import,
 )
-from producers.keys import KeyRole, load_public_key, load_signer, read_passphrase
+from producers.keys import KeyRole, load_public_key, load_signer
 from streams.adapt import factor_assumptions
 
 __all__ = ["factors_app"]
@@ -119,6 +116,7 @@ def import_factors(
     dry_run: DryRun = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -153,7 +151,7 @@ def import_factors(
         return
     if key is None:
         raise typer.BadParameter("is required to publish (or use --dry-run)", param_hint="--key")
-    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), role=KeyRole.OPERATOR)
     factors = table.factors
     if not dry_run:  # what the topic holds decides which rows are new versions
         plan = plan_import(table, _catalogue(None, bootstrap, registry_url, topic_prefix, None))
@@ -174,7 +172,7 @@ def import_factors(
             return
     topics = Topics.prefixed(topic_prefix)
     with Publisher(
-        None if dry_run else bootstrap or bootstrap_servers(),
+        None if dry_run else bootstrap_servers(bootstrap),
         signer=signer,
         registry=registry_url,
         topics=topics,
@@ -216,7 +214,7 @@ def _catalogue(
         return FactorCatalogue.of_factors(factors)
     from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 
-    servers = bootstrap or bootstrap_servers()
+    servers = bootstrap_servers(bootstrap)
     registry: SchemaRegistry = (
         HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
     )

@@ -2,33 +2,27 @@
 
 Every command prints ``OK``/``FAIL`` lines and a summary, or one JSON document with ``--json``,
 and takes its exit code from the result (``pcfx.console.ExitCode``): 0 everything acknowledged,
-1 something rejected or not acknowledged, 3 broker/registry/key store unavailable (nothing
-claimed as sent), 4 an input file could not be read at all.
+1 something rejected or not acknowledged (or the key's passphrase is wrong), 3 broker or
+registry unavailable (nothing claimed as sent), 4 an input or key file could not be read at all.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from contracts import SignerRole
 from contracts.errors import TrustError
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 from pcfx.settings import bootstrap_servers
+from pcfx.tables import keys_table
 from producers._input import Item, Kind, load_items
 from producers._keydir import KeyDirectory, KeyState
 from producers._keyops import registration, revocation
@@ -46,7 +40,6 @@ from producers.keys import (
     load_signer,
     new_key_pair,
     read_key_info,
-    read_passphrase,
 )
 
 __all__ = ["keys_app", "publish_app"]
@@ -63,21 +56,6 @@ publish_app = typer.Typer(
 # --------------------------------------------------------------------------------------------
 # Shared options
 
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
-PassphraseFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="File whose first line is the key's passphrase (else $PCFX_KEY_PASSPHRASE).",
-    ),
-]
-Bootstrap = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else the local broker).",
-    ),
-]
 RegistryUrl = Annotated[
     str | None,
     typer.Option(
@@ -86,15 +64,6 @@ RegistryUrl = Annotated[
     ),
 ]
 KeysTopic = Annotated[str, typer.Option("--keys-topic", help="The key registry topic.")]
-TopicPrefix = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix",
-        envvar="PCFX_TOPIC_PREFIX",
-        help="Prefix of every topic name (a namespace on a shared cluster); also applies to "
-        "--keys-topic, not to --topic.",
-    ),
-]
 Files = Annotated[
     list[Path], typer.Argument(help="Input files.", show_default=False, metavar="FILE...")
 ]
@@ -197,6 +166,7 @@ def keys_new(
         ),
     ] = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     json_out: JsonOut = False,
 ) -> None:
     """Create an Ed25519 key pair: the private key (mode 0600) and the public key to register."""
@@ -205,8 +175,8 @@ def keys_new(
     owner, role = (
         (operator_id, KeyRole.OPERATOR) if operator else (supplier or "", KeyRole.SUPPLIER)
     )
-    passphrase = read_passphrase(passphrase_file)
-    files = new_key_pair(owner, out_dir or default_key_dir(), passphrase=passphrase, role=role)
+    secret = passphrase(passphrase_file, passphrase_env)
+    files = new_key_pair(owner, out_dir or default_key_dir(), passphrase=secret, role=role)
     if json_out:
         print_json(
             {
@@ -215,14 +185,14 @@ def keys_new(
                 "keyId": files.key_id,
                 "privateKey": str(files.private_key),
                 "publicKey": str(files.public_key),
-                "encrypted": bool(passphrase),
+                "encrypted": bool(secret),
             }
         )
         return
     console.print(f"[green]OK[/]: {role.value} key [bold]{files.key_id}[/] for '{owner}'")
     console.print(f"  private key: {files.private_key} (mode 600, keep it secret)")
     console.print(f"  public key:  {files.public_key}")
-    if not passphrase:
+    if not secret:
         console.print(
             "[yellow]The private key is not encrypted[/]: consider --passphrase-file or "
             "PCFX_KEY_PASSPHRASE."
@@ -265,15 +235,15 @@ def keys_show(
 def _operator_publisher(
     key: Path,
     *,
-    passphrase_file: Path | None,
+    secret: bytes | None,
     bootstrap: str | None,
     registry_url: str | None,
     topics: Topics,
     dry_run: bool = False,
 ) -> Publisher:
-    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    signer = load_signer(key, secret, role=KeyRole.OPERATOR)
     return Publisher(
-        None if dry_run else bootstrap or bootstrap_servers(),
+        None if dry_run else bootstrap_servers(bootstrap),
         signer=signer,
         registry=registry_url,
         topics=topics,
@@ -323,6 +293,7 @@ def keys_register(
         ),
     ] = SignerRole.COMPANY,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
@@ -356,7 +327,7 @@ def keys_register(
     pub = load_public_key(public_key)
     with _operator_publisher(
         key,
-        passphrase_file=passphrase_file,
+        secret=passphrase(passphrase_file, passphrase_env),
         bootstrap=bootstrap,
         registry_url=registry_url,
         topics=Topics(keys=keys_topic),
@@ -409,6 +380,7 @@ def keys_revoke(
         ),
     ] = None,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     keys_topic: KeysTopic = "pcf.keys",
@@ -420,7 +392,7 @@ def keys_revoke(
     moment = parse_when(at, "--at") or datetime.now(UTC)
     with _operator_publisher(
         key,
-        passphrase_file=passphrase_file,
+        secret=passphrase(passphrase_file, passphrase_env),
         bootstrap=bootstrap,
         registry_url=registry_url,
         topics=Topics(keys=keys_topic),
@@ -477,7 +449,7 @@ def keys_list(
     keys_topic = topic_prefix + keys_topic
     from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 
-    servers = bootstrap or bootstrap_servers()
+    servers = bootstrap_servers(bootstrap)
     operator = load_public_key(operator_public_key) if operator_public_key else None
     registry: SchemaRegistry = (
         HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
@@ -514,29 +486,7 @@ def keys_list(
     if json_out:
         print_json({"keys": rows, "skipped": directory.skipped})
         return
-    table = Table(
-        "supplier",
-        "key id",
-        "role",
-        "namespaces",
-        "state",
-        "valid from",
-        "until",
-        "revoked at",
-        "signed by",
-    )
-    for row in rows:
-        table.add_row(
-            row["supplierId"],
-            row["keyId"],
-            row["role"],
-            "\n".join(row["namespaces"]) or "(none)",
-            row["state"],
-            row["validFrom"],
-            row["validUntil"] or "",
-            row["revokedAt"] or "",
-            row["signedBy"],
-        )
+    table = keys_table(rows, console.width)
     console.print(table)
     if directory.skipped:
         console.print(
@@ -581,21 +531,9 @@ def _check_key(publisher: Publisher, keys_topic: str, operator_key: Path | None)
     return None
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool, label: str) -> Iterator[Callable[[int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    columns = (
-        SpinnerColumn(),
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(label, total=None)
-        yield lambda n: progress.advance(task, n)
+def _progress(enabled: bool, label: str) -> contextlib.AbstractContextManager[Any]:
+    """A bar on stderr while records are checked or sent (:func:`pcfx.console.progress`)."""
+    return progress(enabled, label)
 
 
 def _publish(
@@ -623,7 +561,7 @@ def _publish(
         field = {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind]
         topics = Topics(**{**topics.__dict__, field: topic})
     with Publisher(
-        None if dry_run else bootstrap or bootstrap_servers(),
+        None if dry_run else bootstrap_servers(bootstrap),
         signer=signer,
         registry=registry_url,
         topics=topics,
@@ -748,6 +686,7 @@ def publish_footprints(
     strict: Strict = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -759,7 +698,7 @@ def publish_footprints(
     topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish PACT v3 footprints (JSON, JSON Lines, CSV) to pcf.declared, keyed by product id."""
-    signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=supplier)
     _publish(
         "footprints",
         files,
@@ -789,6 +728,7 @@ def publish_bom(
     strict: Strict = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -800,7 +740,7 @@ def publish_bom(
     topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish bills of materials (JSON) to pcf.bom, signed by the product's owner."""
-    signer = load_signer(key, read_passphrase(passphrase_file), owner=supplier)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=supplier)
     _publish(
         "boms",
         files,
@@ -828,6 +768,7 @@ def publish_factors(
     dry_run: DryRun = False,
     json_out: JsonOut = False,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     bootstrap: Bootstrap = None,
     registry_url: RegistryUrl = None,
     ledger: LedgerPath = None,
@@ -837,7 +778,7 @@ def publish_factors(
     topic_prefix: TopicPrefix = "",
 ) -> None:
     """Publish background emission factors (JSON, CSV) to pcf.factors (operator key)."""
-    signer = load_signer(key, read_passphrase(passphrase_file), role=KeyRole.OPERATOR)
+    signer = load_signer(key, passphrase(passphrase_file, passphrase_env), role=KeyRole.OPERATOR)
     _publish(
         "factors",
         files,

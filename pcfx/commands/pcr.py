@@ -36,6 +36,7 @@ from contracts.pcr import (
 )
 from contracts.topics import TopicNames
 from pcfx.console import ExitCode, console, handle_errors, print_json
+from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
 
 __all__ = ["pcr_app", "review_app"]
 
@@ -49,20 +50,6 @@ review_app = typer.Typer(
     " list them, and release or reject them with a compliance officer's signed decision.",
     no_args_is_help=True,
 )
-
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-Bootstrap = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap", help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)."
-    ),
-]
-Prefix = Annotated[
-    str,
-    typer.Option(
-        "--topic-prefix", envvar="PCFX_TOPIC_PREFIX", help="Prefix of the exchange's topic names."
-    ),
-]
 
 
 class UnknownPack(ContractError):
@@ -266,7 +253,7 @@ def _book(servers: str, names: TopicNames) -> tuple[list[ReviewEvent], list[Revi
 def _servers(bootstrap: str | None) -> str:
     from pcfx.settings import bootstrap_servers
 
-    return bootstrap or bootstrap_servers()
+    return bootstrap_servers(bootstrap)
 
 
 def _find(held: list[ReviewEvent], held_id: str) -> ReviewEvent:
@@ -282,7 +269,7 @@ def review_list(
     show_all: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
     json_out: JsonOut = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """Records held for review (pending unless --all), oldest first."""
     held, decided = _book(_servers(bootstrap), TopicNames(topic_prefix))
@@ -324,7 +311,7 @@ def review_show(
     held_id: Annotated[str, typer.Argument(help="topic/partition/offset, from 'review list'.")],
     json_out: JsonOut = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """One held record: why it is held, and any decision on it."""
     held, decided = _book(_servers(bootstrap), TopicNames(topic_prefix))
@@ -357,7 +344,7 @@ def _decide(
     held_id: str,
     state: DecisionState,
     key: Path,
-    passphrase_file: Path | None,
+    secret: bytes | None,
     reason: str,
     bootstrap: str | None,
     topic_prefix: str,
@@ -367,9 +354,9 @@ def _decide(
 
     from contracts import KafkaSchemaRegistry
     from contracts.kafka_client import librdkafka_config
-    from producers.keys import load_signer, read_passphrase
+    from producers.keys import load_signer
 
-    officer = load_signer(key, read_passphrase(passphrase_file))
+    officer = load_signer(key, secret)
     servers = _servers(bootstrap)
     names = TopicNames(topic_prefix)
     held, decided = _book(servers, names)
@@ -424,9 +411,6 @@ def _decide(
 
 KeyFile = Annotated[Path, typer.Option("--key", help="The compliance officer's private key file.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")]
-PassphraseFile = Annotated[
-    Path | None, typer.Option("--passphrase-file", help="File holding the key's passphrase.")
-]
 HeldId = Annotated[str, typer.Argument(help="topic/partition/offset, from 'pcfx review list'.")]
 
 
@@ -437,13 +421,14 @@ def review_release(
     key: KeyFile,
     reason: Reason,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     json_out: JsonOut = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """Release a held record: the figure is right; it is ingested again and accepted."""
-    _decide(held_id, DecisionState.RELEASED, key, passphrase_file, reason, bootstrap,
-            topic_prefix, json_out)  # fmt: skip
+    secret = passphrase(passphrase_file, passphrase_env)
+    _decide(held_id, DecisionState.RELEASED, key, secret, reason, bootstrap, topic_prefix, json_out)
 
 
 @review_app.command("reject")
@@ -453,10 +438,11 @@ def review_reject(
     key: KeyFile,
     reason: Reason,
     passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
     json_out: JsonOut = False,
     bootstrap: Bootstrap = None,
-    topic_prefix: Prefix = "",
+    topic_prefix: TopicPrefix = "",
 ) -> None:
     """Reject a held record: it goes to pcf.rejected naming you and the reason."""
-    _decide(held_id, DecisionState.REJECTED, key, passphrase_file, reason, bootstrap,
-            topic_prefix, json_out)  # fmt: skip
+    secret = passphrase(passphrase_file, passphrase_env)
+    _decide(held_id, DecisionState.REJECTED, key, secret, reason, bootstrap, topic_prefix, json_out)

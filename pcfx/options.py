@@ -1,0 +1,142 @@
+"""The options every ``pcfx`` command shares: one name, one meaning, one help text.
+
+A command declares a shared option by its alias here (``json_out: JsonOut = False``) instead of
+spelling the ``typer.Option`` again, so that ``--passphrase-file`` means the same in
+``pcfx keys``, ``pcfx approvals`` and ``pcfx gateway run``, and a help text is fixed once.
+
+The names:
+
+==========================  ===================================================================
+``--json``                  one machine-readable JSON document on stdout (camelCase keys)
+``--bootstrap``             Kafka bootstrap servers (default: :mod:`pcfx.settings`)
+``--topic-prefix``          prefix of every topic name (``$PCFX_TOPIC_PREFIX``)
+``--passphrase-file FILE``  the first line of FILE is the private key's passphrase
+``--passphrase-env NAME``   the environment variable NAME holds it
+``--log-level``             ``critical``, ``error``, ``warning``, ``info`` or ``debug``
+``--group``                 the consumer group a long-running process joins
+==========================  ===================================================================
+
+With neither passphrase option, ``$PCFX_KEY_PASSPHRASE`` is used when set (:func:`passphrase`).
+Old spellings stay as hidden, deprecated aliases only where the README used them: ``--app-id``
+for ``pcfx streams run|topics --group``; it prints a one-line deprecation notice on stderr.
+(``--loglevel`` of ``streams run`` was used nowhere and is gone: ``--log-level``.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from contracts.errors import PassphraseError
+from pcfx.console import err_console
+from pcfx.kafka_options import KafkaConfig
+from producers.keys import read_passphrase
+
+__all__ = [
+    "LOG_LEVELS",
+    "Bootstrap",
+    "Group",
+    "JsonOut",
+    "KafkaConfig",
+    "LogLevel",
+    "PassphraseEnv",
+    "PassphraseFile",
+    "TopicPrefix",
+    "deprecated",
+    "log_level",
+    "passphrase",
+]
+
+JsonOut = Annotated[
+    bool,
+    typer.Option("--json", help="Print one machine-readable JSON document (camelCase keys)."),
+]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, the client config's"
+        " bootstrap.servers, else the local broker).",
+        show_default=False,
+    ),
+]
+TopicPrefix = Annotated[
+    str,
+    typer.Option(
+        "--topic-prefix",
+        envvar="PCFX_TOPIC_PREFIX",
+        help="Prefix of every topic name (a namespace on a shared cluster).",
+    ),
+]
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="File whose first line is the private key's passphrase"
+        " (else --passphrase-env, else $PCFX_KEY_PASSPHRASE).",
+        show_default=False,
+    ),
+]
+PassphraseEnv = Annotated[
+    str | None,
+    typer.Option(
+        "--passphrase-env",
+        help="Name of the environment variable that holds the private key's passphrase.",
+        show_default=False,
+    ),
+]
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LogLevel = Annotated[
+    str,
+    typer.Option("--log-level", help=f"Log level: {', '.join(LOG_LEVELS)}."),
+]
+Group = Annotated[
+    str | None,
+    typer.Option(
+        "--group",
+        help="Consumer group: processes with one group share the partitions.",
+        show_default=False,
+    ),
+]
+
+
+def passphrase(file: Path | None, env: str | None) -> bytes | None:
+    """The passphrase the options name: *file*'s first line, else the variable *env* (which
+    must be set), else ``$PCFX_KEY_PASSPHRASE``, else ``None`` (an unencrypted key).
+
+    Raises :class:`~contracts.errors.PassphraseError` when both are given or *env* is unset,
+    :class:`~contracts.errors.KeyStoreError` when *file* cannot be read."""
+    if file is not None and env:
+        raise PassphraseError(
+            "give --passphrase-file or --passphrase-env, not both",
+            hint="Keep the one that holds the key's passphrase.",
+        )
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise PassphraseError(
+                f"--passphrase-env names {env}, which is not set",
+                hint=f"export {env}=... (the key's passphrase), or use --passphrase-file.",
+            )
+        return value.encode("utf-8")
+    return read_passphrase(file)
+
+
+def log_level(level: str) -> str:
+    """*level*, checked and lower-cased; ``warn`` and ``crit`` (faust's short names) are
+    accepted too."""
+    short = {"warn": "warning", "crit": "critical"}
+    wanted = short.get(level.lower(), level.lower())
+    if wanted not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(LOG_LEVELS)} (got {level!r})", param_hint="--log-level"
+        )
+    return wanted
+
+
+def deprecated(old: str, new: str) -> None:
+    """Say once on stderr that *old* is a deprecated spelling of *new*."""
+    err_console.print(f"[yellow]{old} is deprecated: use {new}[/]")
