@@ -22,8 +22,6 @@ import typer
 from rich.table import Table
 
 from contracts.errors import KeyStoreError, TrustError
-from gateway._approvals import approve, deny
-from gateway._errors import ApprovalStateError
 from gateway._pipeline import GatewaySecrets
 from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
 from gateway.audit import (
@@ -37,9 +35,9 @@ from gateway.audit import (
     prove_inclusion,
 )
 from gateway.policy import CounterState, Policy, evaluate, load_policy, vault_context
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from gateway.runtime._approvals_log import ApprovalBook, RowStatus
 from gateway.runtime._avro import GatewaySerde, kafka_registrar
-from gateway.runtime._codec import decided_event, sealed_from_datum
+from gateway.runtime._codec import sealed_from_datum
 from gateway.runtime._export import UnreadableInput, read_export, write_export
 from gateway.runtime._keys import (
     derive_secret,
@@ -50,6 +48,12 @@ from gateway.runtime._keys import (
     write_gateway_key,
     write_recipient_key,
     write_secret,
+)
+from gateway.runtime._officer import (
+    find_row,
+    officer_decision,
+    publish_decision,
+    read_approval_book,
 )
 from gateway.runtime._report import render_report
 from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
@@ -875,16 +879,45 @@ def audit_prove(
 def audit_report(
     gateway_pub: PubOpt,
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    since: Annotated[
+        str | None, typer.Option("--since", help="First day (YYYY-MM-DD, UTC) to report on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day (YYYY-MM-DD, UTC) to report on.")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy file naming each rule's legal basis (default: the shipped policy).",
+        ),
+    ] = None,
     file: FileOpt = None,
     topic_prefix: PrefixOpt = "",
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
+    """A self-contained HTML compliance report (exit 1 if a log does not verify).
+
+    Entries that fail verification are marked and counted in no total; a transfer released
+    after approval reads 'released (approved by X)' with the reason."""
+    from gateway.console._views import Filters
+
+    period = Filters.parse({"since": since, "until": until})
     keys = _keyring(gateway_pub)
+    basis = rule_basis(policy)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
     results = _verify_all(entries, checkpoints, keys, strict=True)
     out.write_text(
-        render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
+        render_report(
+            entries,
+            results,
+            source=source,
+            unreadable=problems,
+            since=period.since,
+            until=period.until,
+            rule_basis=basis,
+        ),
+        encoding="utf-8",
     )
     intact = bool(results) and all(v.ok for v in results.values()) and not problems
     console.print(f"{'OK' if intact else 'FAIL'}: report → {out}", markup=False)
@@ -892,33 +925,23 @@ def audit_report(
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
+def rule_basis(policy: Path | None) -> dict[str, str]:
+    """Rule id -> legal basis, from *policy* (default: the shipped policy file)."""
+    from gateway import default_policy_path
+
+    loaded = load_policy(policy or Path(default_policy_path()))
+    return {
+        **{r.id: r.basis for r in loaded.rules},
+        **{c.id: c.basis for c in loaded.combinations},
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # pcfx approvals ...
 
 
 def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
-    from gateway.runtime import partition_count, read_to_end
-
-    book = ApprovalBook()
-    parts = [(topics.approvals, p) for p in range(partition_count(servers, topics.approvals))]
-    for message in read_to_end(servers, parts):
-        book.apply(serde.decode(message.value() or b"", "ApprovalEvent"), offset=message.offset())
-    return book
-
-
-def _row(book: ApprovalBook, approval_id: str, topic: str) -> ApprovalRow:
-    """The approval *approval_id* names, or the one approval whose id starts with it."""
-    row = book.rows.get(approval_id)
-    if row is not None:
-        return row
-    found = [r for aid, r in book.rows.items() if approval_id and aid.startswith(approval_id)]
-    if len(found) == 1:
-        return found[0]
-    raise ApprovalStateError(
-        f"approval id {approval_id!r} must name one approval on {topic} (got"
-        f" {'no match' if not found else f'{len(found)} matches'})",
-        hint="Copy the id (or a longer prefix of it) from 'pcfx approvals list'.",
-    )
+    return read_approval_book(servers, topics.approvals, serde)
 
 
 @approvals_app.command("list")
@@ -1005,11 +1028,6 @@ def _decide(
     mechanism_ref: str | None,
     conditions: list[str],
 ) -> None:
-    from confluent_kafka import KafkaException, Producer
-
-    from contracts.errors import BrokerError
-    from gateway._decision_signing import sign_decision
-    from gateway.runtime._kafka import producer_config
     from producers.keys import load_signer, read_passphrase
 
     officer = load_signer(key, read_passphrase(passphrase_file))
@@ -1019,46 +1037,19 @@ def _decide(
     registry = _registry(servers)
     try:
         serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
-        book = _book(servers, topics, serde)
-        row = _row(book, approval_id, topics.approvals)
+        row = find_row(_book(servers, topics, serde), approval_id, topics.approvals)
         approval_id = row.approval.approval_id
-        now = datetime.now(UTC)
-        status = row.status(now)
-        if status is not RowStatus.PENDING:
-            raise ApprovalStateError(
-                f"approval {approval_id} is {status.value}; only a pending one can be {verb}"
-            )
-        if verb == "approved":
-            decided = approve(
-                row.approval,
-                approver=approver,
-                reason=reason,
-                now=now,
-                mechanism_ref=mechanism_ref,
-                conditions=tuple(conditions),
-            )
-        else:
-            decided = deny(row.approval, approver=approver, reason=reason, now=now)
-        at = now.isoformat()
-        signed = sign_decision(
-            decided,
-            row.approval,
-            private_key=officer.private_key,
-            signer_id=officer.owner,
-            key_id=officer.key_id,
-            at=at,
+        datum = officer_decision(
+            row,
+            approved=verb == "approved",
+            officer=officer,
+            reason=reason,
+            now=datetime.now(UTC),
+            mechanism_ref=mechanism_ref,
+            conditions=conditions,
         )
-        datum = decided_event(decided, at=at, signed=signed)
         value = serde.encode(topics.approvals, "ApprovalEvent", datum)
-        producer = Producer(producer_config(servers))
-        try:
-            producer.produce(topics.approvals, key=approval_id.encode(), value=value)
-            if producer.flush(30) != 0:
-                raise BrokerError(
-                    f"the decision on {approval_id} was not acknowledged by the broker"
-                )
-        except KafkaException as exc:
-            raise BrokerError(f"cannot write the decision on {approval_id}: {exc}") from exc
+        publish_decision(servers, topics.approvals, approval_id, value)
     finally:
         registry.close()
     console.print(

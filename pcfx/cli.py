@@ -9,6 +9,7 @@ from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
 from pcfx.certification import bodies_app, certificates_app, label_app
 from pcfx.console import handle_errors
+from pcfx.console_cmd import console_app
 from pcfx.declarations import declarations_app
 from pcfx.demo import demo_app
 from pcfx.factors import factors_app
@@ -53,6 +54,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(outbound_app, name="outbound")
 app.add_typer(api_app, name="api")
 app.add_typer(declarations_app, name="declarations")
+app.add_typer(console_app, name="console")
 # certification bodies, certificates and carbon labels
 app.add_typer(bodies_app, name="bodies")
 app.add_typer(certificates_app, name="certificates")
