@@ -450,7 +450,8 @@ class Chart:
 def timeline(
     rows: Sequence[TransferView], *, by: str, since: date | None = None, until: date | None = None
 ) -> Chart:
-    """Proven transfers per day, stacked by ``by="decision"`` (status) or ``"destination"``.
+    """Proven transfers per day, stacked by ``by="decision"`` (status) or ``"destination"``
+    (the recipient's jurisdiction, a country code; the destination group when none is recorded).
 
     Days run from *since* (else the first transfer) to *until* (else the last), at most 366.
     Only non-empty series are kept; not-proven rows are never drawn.
@@ -472,7 +473,11 @@ def timeline(
     for row, day in zip(counted, days, strict=True):
         if day not in index:
             continue
-        name = row.status.value if by == "decision" else (row.entry.destination or "unknown")
+        name = (
+            row.status.value
+            if by == "decision"
+            else (row.entry.jurisdiction or row.entry.destination or "unknown")
+        )
         if name not in layers:
             layers[name] = [0] * len(buckets)
             if name not in order:

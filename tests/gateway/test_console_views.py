@@ -215,7 +215,10 @@ def test_the_timeline_stacks_proven_transfers_per_day(scenario: Scenario, keyrin
     }
     assert chart.peak == 3  # the forged transfer (dated day 1) is not drawn
     by_destination = timeline(rows, by="destination")
-    assert sum(sum(s.values) for s in by_destination.series) == 7
+    assert {s.name: s.values for s in by_destination.series} == {
+        "DE": (3, 0, 1),
+        "NL": (0, 2, 1),
+    }
     svg = render_chart(chart)
     # one bar per non-empty (series, day) cell
     assert svg.count('class="series"') == 5 and svg.count('class="bar"') == 6
