@@ -322,7 +322,9 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
             "transfer.html",
             session=session,
             row=row,
-            groups=field_groups(described, settings.rule_basis),
+            groups=field_groups(
+                described, settings.rule_basis, approved=row.status is Status.RELEASED
+            ),
             described=described,
             verification=verification,
         )

@@ -58,6 +58,12 @@ class FileAuditSource:
         from gateway.runtime._export import read_export
 
         entries, checkpoints, problems = read_export(self.path)
+        # A gateway's own audit file has no log id per line (read_export calls it "default");
+        # its checkpoints name the log, and the strict check binds seals and anchors to it.
+        named = {c.log_id for c in checkpoints.get("default", [])}
+        if len(named) == 1 and (log_id := named.pop()) not in entries:
+            entries = {(log_id if k == "default" else k): v for k, v in entries.items()}
+            checkpoints = {(log_id if k == "default" else k): v for k, v in checkpoints.items()}
         return AuditSnapshot(entries, checkpoints, tuple(problems), str(self.path))
 
 

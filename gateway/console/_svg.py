@@ -33,7 +33,7 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def render_chart(chart: Chart, *, width: int = 720, height: int = 220) -> str:
+def render_chart(chart: Chart, *, width: int = 640, height: int = 220) -> str:
     """*chart* as an inline ``<svg>`` element with a legend (empty charts say so)."""
     left, bottom, top, right = 36, 34, 12, 8
     plot_w, plot_h = width - left - right, height - top - bottom

@@ -506,7 +506,7 @@ _CATEGORY = {
     "redact": "withheld",
     "block": "withheld",
 }
-_CATEGORY_ORDER = {"sent": 0, "transformed": 1, "withheld": 2}
+_CATEGORY_ORDER = {"sent": 0, "sent on approval": 1, "transformed": 2, "withheld": 3}
 
 
 @dataclass(frozen=True)
@@ -514,8 +514,8 @@ class FieldGroup:
     """Fields with one action under one rule, folded by parent path (indexes as ``[*]``)."""
 
     category: str
-    """``sent``, ``transformed`` or ``withheld`` (or ``other`` for an action this build does
-    not know)."""
+    """``sent``, ``sent on approval``, ``transformed`` or ``withheld`` (or ``other`` for an
+    action this build does not know)."""
     action: str
     rule: str
     basis: str
@@ -536,8 +536,14 @@ def _split(shape: str) -> tuple[str, str]:
     return parent, leaf
 
 
-def field_groups(entry: AuditEntry, basis: Mapping[str, str] | None = None) -> list[FieldGroup]:
-    """The entry's field actions, grouped for reading (see the module docstring)."""
+def field_groups(
+    entry: AuditEntry, basis: Mapping[str, str] | None = None, *, approved: bool = False
+) -> list[FieldGroup]:
+    """The entry's field actions, grouped for reading (see the module docstring).
+
+    With *approved* (the entry released a held transfer), ``hold`` fields went out on the
+    officer's approval: their category is ``sent on approval``, not ``withheld``.
+    """
     found: dict[tuple[str, str, str], tuple[set[str], list[str]]] = {}
     for action, rule, paths in entry.field_actions:
         for path in paths:
@@ -547,7 +553,11 @@ def field_groups(entry: AuditEntry, basis: Mapping[str, str] | None = None) -> l
             concrete.append(path)
     groups = [
         FieldGroup(
-            category=_CATEGORY.get(action, "other"),
+            category=(
+                "sent on approval"
+                if approved and action == "hold"
+                else _CATEGORY.get(action, "other")
+            ),
             action=action,
             rule=rule,
             basis=(basis or {}).get(rule, ""),
@@ -558,7 +568,7 @@ def field_groups(entry: AuditEntry, basis: Mapping[str, str] | None = None) -> l
         )
         for (action, rule, parent), (leaves, concrete) in found.items()
     ]
-    groups.sort(key=lambda g: (_CATEGORY_ORDER.get(g.category, 3), g.parent, g.action, g.rule))
+    groups.sort(key=lambda g: (_CATEGORY_ORDER.get(g.category, 4), g.parent, g.action, g.rule))
     return groups
 
 

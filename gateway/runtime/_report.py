@@ -262,7 +262,7 @@ def render_report(
         sent = row.sent_entry
         if sent is None:
             continue
-        for g in field_groups(sent, rule_basis):
+        for g in field_groups(sent, rule_basis, approved=row.status is Status.RELEASED):
             key = (g.category, g.action, g.rule, g.basis, g.parent or "(top level)")
             fields[(*key, ", ".join(g.leaves))] += 1
     parts.append("<h2>Per-field actions (transfers that went out; list indexes folded)</h2>")

@@ -97,6 +97,15 @@ def build_scenario(
         now=NOW + DAY + timedelta(hours=2),
         approval=approved,
     )
+    queue.events.append(
+        resolved_event(
+            first.approval_id,
+            outcome="released",
+            log_id=secrets.log_id,
+            entry_seq=gw.head.size - 1,
+            at=(NOW + DAY + timedelta(hours=2)).isoformat(),
+        )
+    )
     second = hold(NOW + DAY + timedelta(hours=3))
     gw.record_approval(
         deny(
@@ -106,6 +115,15 @@ def build_scenario(
             now=NOW + DAY + timedelta(hours=4),
         ),
         now=NOW + DAY + timedelta(hours=4),
+    )
+    queue.events.append(
+        resolved_event(
+            second.approval_id,
+            outcome="denied",
+            log_id=secrets.log_id,
+            entry_seq=gw.head.size - 1,
+            at=(NOW + DAY + timedelta(hours=4)).isoformat(),
+        )
     )
     # day 3: one more OEM transfer, one CBAM transfer held and pending
     gw.process(battery_record(), recipient=OEM[0], purpose=OEM[1], now=NOW + 2 * DAY)

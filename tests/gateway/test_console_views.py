@@ -249,7 +249,8 @@ def test_field_groups_fold_lineage_paths_by_shape_and_parent(
     assert len(groups) < paths / 2  # and far fewer rows than paths
     assert {g.category for g in groups} <= {"sent", "transformed", "withheld"}
     assert [g.category for g in groups] == sorted(
-        (g.category for g in groups), key=["sent", "transformed", "withheld"].index
+        (g.category for g in groups),
+        key=["sent", "sent on approval", "transformed", "withheld"].index,
     )
     assert all("[" not in g.parent or "[*]" in g.parent for g in groups)
     assert all(g.basis == basis[g.rule] for g in groups if g.rule in basis)
@@ -258,7 +259,12 @@ def test_field_groups_fold_lineage_paths_by_shape_and_parent(
     released = next(r for r in rows if r.status is Status.RELEASED)
     assert released.sent_entry is not None
     held_rule = scenario.pending.held[0][1]
-    assert any(g.rule == held_rule for g in field_groups(released.sent_entry))
+    (as_logged,) = [g for g in field_groups(released.sent_entry) if g.rule == held_rule]
+    assert as_logged.category == "withheld"  # a hold, read without the approval
+    (as_released,) = [
+        g for g in field_groups(released.sent_entry, approved=True) if g.rule == held_rule
+    ]
+    assert as_released.category == "sent on approval" and as_released.leaves == ("unLocode",)
 
 
 # ----------------------------------------------------------------------------------------------
