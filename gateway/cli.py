@@ -900,9 +900,15 @@ def audit_report(
 
     Entries that fail verification are marked and counted in no total; a transfer released
     after approval reads 'released (approved by X)' with the reason."""
+    from contracts.errors import ValidationFailed
     from gateway.console._views import Filters
 
-    period = Filters.parse({"since": since, "until": until})
+    try:
+        period = Filters.parse({"since": since, "until": until})
+    except ValidationFailed as exc:
+        raise typer.BadParameter(
+            "; ".join(str(v) for v in exc.violations), param_hint="--since/--until"
+        ) from None
     keys = _keyring(gateway_pub)
     basis = rule_basis(policy)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)

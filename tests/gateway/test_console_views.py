@@ -305,3 +305,18 @@ def test_the_report_narrows_to_a_period(scenario: Scenario, keyring: KeyRing) ->
     assert '<td>transfers that went out</td><td class="num">0</td>' in later
     assert "Every audit log verified" in later  # verification is about the whole log
     assert (NOW + timedelta(days=3)).date() > (NOW + 2 * DAY).date()
+
+
+def test_the_console_package_exports_what_all_says() -> None:
+    import types
+
+    import gateway.console
+
+    names = list(gateway.console.__all__)
+    assert names == sorted(names)
+    public = {
+        n
+        for n, v in vars(gateway.console).items()
+        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+    }
+    assert public == set(names)
