@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from contracts.errors import PcfError, ValidationFailed
 from gateway._sealing import KeyRing
@@ -176,13 +177,13 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
     # login
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, next: str = "/") -> Response:
+    def login_form(request: Request) -> Response:
         nonce = secrets.token_urlsafe(16)
         response = page(
             "login.html",
             session=None,
             csrf=sessions.login_token(nonce),
-            next=_safe_next(next),
+            next=_safe_next(request.query_params.get("next")),
             message=None,
         )
         _cookie(response, LOGIN_COOKIE, nonce, max_age=1800)
@@ -223,12 +224,15 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
             )
             response.headers["Retry-After"] = str(int(locked) + 1)
             return response
-        officer = check_password(settings.users, name, form.get("password", ""))
+        # scrypt, key files and Kafka block: off the event loop
+        officer = await run_in_threadpool(
+            check_password, settings.users, name, form.get("password", "")
+        )
         if officer is None:
             throttle.failed(f"name:{name}", client)
             return refuse(401, "wrong officer name or password")
         try:
-            key = settings.load_key(officer)
+            key = await run_in_threadpool(settings.load_key, officer)
         except PcfError as exc:
             return refuse(403, f"your officer key cannot be used: {exc.message}")
         if key.owner != officer.name:
@@ -236,7 +240,7 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
                 403, f"your key file belongs to {key.owner!r}, not to officer {officer.name!r}"
             )
         if settings.authorize is not None:
-            problem = settings.authorize(key)
+            problem = await run_in_threadpool(settings.authorize, key)
             if problem is not None:
                 return refuse(403, f"your officer key is not authorized: {problem}")
         throttle.succeeded(f"name:{name}", client)
@@ -385,16 +389,23 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
             return error_page(session, 403, "CSRF token missing or wrong: reload the page")
         verdict = form.get("verdict")
         if verdict not in ("approve", "deny"):
-            return approvals_page(
-                session, 400, f"'verdict' must be 'approve' or 'deny' (got {verdict!r})"
+            return await run_in_threadpool(
+                approvals_page,
+                session,
+                400,
+                f"'verdict' must be 'approve' or 'deny' (got {verdict!r})",
             )
         if settings.approvals is None:
-            return approvals_page(session, 503)
+            return await run_in_threadpool(approvals_page, session, 503)
         try:
-            row = settings.approvals.book().rows.get(approval_id)
+            queue = settings.approvals
+            row = (await run_in_threadpool(queue.book)).rows.get(approval_id)
             if row is None:
-                return approvals_page(
-                    session, 404, f"no approval {approval_id} on {settings.approvals.topic}"
+                return await run_in_threadpool(
+                    approvals_page,
+                    session,
+                    404,
+                    f"no approval {approval_id} on {settings.approvals.topic}",
                 )
             conditions = [c.strip() for c in form.get("conditions", "").splitlines() if c.strip()]
             datum = officer_decision(
@@ -406,9 +417,9 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
                 mechanism_ref=form.get("mechanism_ref", "").strip() or None,
                 conditions=conditions,
             )
-            settings.approvals.submit(approval_id, datum)
+            await run_in_threadpool(queue.submit, approval_id, datum)
         except PcfError as exc:
-            return approvals_page(session, 409, exc.message)
+            return await run_in_threadpool(approvals_page, session, 409, exc.message)
         done = f"{approval_id} {'approved' if verdict == 'approve' else 'denied'}"
         return RedirectResponse(f"/approvals?{urlencode({'done': done})}", status_code=303)
 
