@@ -320,3 +320,37 @@ def test_the_console_package_exports_what_all_says() -> None:
         if not n.startswith("_") and not isinstance(v, types.ModuleType)
     }
     assert public == set(names)
+
+
+@pytest.mark.parametrize("first_bad", range(11))
+def test_wherever_a_log_goes_bad_nothing_is_lost_or_counted_twice(
+    scenario: Scenario, keyring: KeyRing, first_bad: int
+) -> None:
+    """For every position of the first bad entry: each transfer-kind entry is in exactly one
+    row (as its opening entry or its release), and a counted row rests only on proven entries."""
+    from gateway.audit import Finding, Problem
+
+    entries, _, _ = read_export(scenario.path)
+    (chain,) = entries.values()
+    assert len(chain) == 10
+    verdict = AuditVerification(
+        entries=len(chain),
+        checkpoints=0,
+        findings=(Finding(Problem.ALTERED, "altered", entry=first_bad),)
+        if first_bad < len(chain)
+        else (),
+        sealed_size=first_bad,
+        first_bad_entry=first_bad if first_bad < len(chain) else None,
+    )
+    rows = build_transfers(entries, {"default": verdict})
+    transfer_kinds = {"transfer", "transfer_blocked", "transfer_held"}
+    placed = [r.entry.seq for r in rows] + [r.release.seq for r in rows if r.release]
+    assert sorted(placed) == [e.seq for e in chain if e.kind in transfer_kinds]
+    for row in rows:
+        if row.counted:
+            assert all(e.seq < first_bad for e in row.history), row.key
+        else:
+            assert row.entry.seq >= first_bad and row.problem
+    assert totals(rows).not_proven == sum(
+        1 for e in chain if e.kind in transfer_kinds and e.seq >= first_bad
+    )
