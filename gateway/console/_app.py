@@ -167,11 +167,23 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
     def error_page(session: Session | None, status: int, message: str) -> HTMLResponse:
         return page("error.html", status, session=session, status=status, message=message)
 
+    seen: list[tuple[AuditSnapshot, list[TransferView], dict[str, Any]]] = []
+
     def snapshot() -> tuple[AuditSnapshot, list[TransferView], dict[str, Any]]:
+        """The logs, verified and folded; recomputed only when the source gives a new
+        snapshot (a source returns the same object while its data has not changed)."""
         snap = settings.audit.load()
+        if seen and seen[0][0] is snap:
+            return seen[0]
         verifications = verify_logs(snap.entries, snap.checkpoints, settings.keys)
         rows = build_transfers(snap.entries, verifications)
-        return snap, rows, {"chains": chain_statuses(verifications), "verifications": verifications}
+        done = (
+            snap,
+            rows,
+            {"chains": chain_statuses(verifications), "verifications": verifications},
+        )
+        seen[:] = [done]
+        return done
 
     # ------------------------------------------------------------------------------------------
     # login

@@ -47,24 +47,38 @@ class AuditSource(Protocol):
     def load(self) -> AuditSnapshot: ...
 
 
-@dataclass(frozen=True)
 class FileAuditSource:
-    """A JSON-lines audit file (``pcfx audit export``, or a gateway's own audit log), read
-    afresh on every page so the console shows what the file holds now."""
+    """A JSON-lines audit file (``pcfx audit export``, or a gateway's own audit file). Read
+    again whenever its size or modification time changes, else the last snapshot is returned
+    (the same object, so the console reuses its verification too)."""
 
-    path: Path
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._cached: tuple[tuple[int, int], AuditSnapshot] | None = None
 
     def load(self) -> AuditSnapshot:
         from gateway.runtime._export import read_export
 
-        entries, checkpoints, problems = read_export(self.path)
-        # A gateway's own audit file has no log id per line (read_export calls it "default");
-        # its checkpoints name the log, and the strict check binds seals and anchors to it.
-        named = {c.log_id for c in checkpoints.get("default", [])}
-        if len(named) == 1 and (log_id := named.pop()) not in entries:
-            entries = {(log_id if k == "default" else k): v for k, v in entries.items()}
-            checkpoints = {(log_id if k == "default" else k): v for k, v in checkpoints.items()}
-        return AuditSnapshot(entries, checkpoints, tuple(problems), str(self.path))
+        with self._lock:
+            try:
+                stat = self.path.stat()
+                stamp = (stat.st_size, stat.st_mtime_ns)
+            except OSError:
+                stamp = (-1, -1)  # read_export reports the missing file
+            if self._cached is not None and self._cached[0] == stamp:
+                return self._cached[1]
+            entries, checkpoints, problems = read_export(self.path)
+            # A gateway's own audit file has no log id per line (read_export calls it
+            # "default"); its checkpoints name the log, and the strict check binds seals and
+            # anchors to it.
+            named = {c.log_id for c in checkpoints.get("default", [])}
+            if len(named) == 1 and (log_id := named.pop()) not in entries:
+                entries = {(log_id if k == "default" else k): v for k, v in entries.items()}
+                checkpoints = {(log_id if k == "default" else k): v for k, v in checkpoints.items()}
+            snapshot = AuditSnapshot(entries, checkpoints, tuple(problems), str(self.path))
+            self._cached = (stamp, snapshot)
+            return snapshot
 
 
 class KafkaAuditSource:

@@ -354,3 +354,15 @@ def test_wherever_a_log_goes_bad_nothing_is_lost_or_counted_twice(
     assert totals(rows).not_proven == sum(
         1 for e in chain if e.kind in transfer_kinds and e.seq >= first_bad
     )
+
+
+def test_a_file_source_rereads_only_when_the_file_changes(scenario: Scenario) -> None:
+    from gateway.console import FileAuditSource
+
+    source = FileAuditSource(scenario.path)
+    first = source.load()
+    assert source.load() is first  # unchanged: the same snapshot (the console reuses its check)
+    assert list(first.entries) == ["test-log"]  # named by its checkpoints' log id
+    _forge_transfer(scenario.path, "evil-corp")
+    second = source.load()
+    assert second is not first and len(second.entries["test-log"]) == 11
