@@ -4,9 +4,12 @@ Server-rendered pages (FastAPI + Jinja2, no JavaScript) served over TLS only by 
 helper as the PACT API (``pcfx console serve``). The view model (:mod:`._views`) is pure and is
 shared with the offline ``pcfx audit report``; login, sessions, CSRF and lockout are in
 :mod:`._auth`; the audit and approvals seams in :mod:`._sources`.
+
+The app itself (``ConsoleSettings``, ``create_console_app``) is imported from
+:mod:`gateway.console._app`, not from here: ``pcfx audit report`` imports this package for the
+view model at every ``pcfx`` start-up, and FastAPI and Jinja2 stay out of that.
 """
 
-from gateway.console._app import ConsoleSettings, create_console_app, load_officer_key
 from gateway.console._auth import (
     LoginRefused,
     Officer,
@@ -51,7 +54,6 @@ __all__ = [
     "AuditSource",
     "ChainStatus",
     "Chart",
-    "ConsoleSettings",
     "FieldGroup",
     "FileAuditSource",
     "Filters",
@@ -70,11 +72,9 @@ __all__ = [
     "UsersFileError",
     "build_transfers",
     "chain_statuses",
-    "create_console_app",
     "field_groups",
     "filter_transfers",
     "hash_password",
-    "load_officer_key",
     "render_chart",
     "timeline",
     "totals",

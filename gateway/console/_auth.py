@@ -26,6 +26,7 @@ pre-login cookie); a POST without the right token is refused with 403 before any
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -215,7 +216,10 @@ class UsersFile:
         path.chmod(0o600)
 
 
-_DUMMY = hash_password("not-a-password-of-anyone", salt=b"\0" * 16)
+@functools.cache
+def _dummy() -> dict[str, Any]:
+    """A hash to check unknown names against (made on first use: scrypt costs ~0.1 s)."""
+    return hash_password("not-a-password-of-anyone", salt=b"\0" * 16)
 
 
 @dataclass
@@ -311,6 +315,6 @@ def check_password(users: UsersFile, name: str, password: str) -> Officer | None
     """The officer if *name* and *password* match; the same scrypt work when *name* is unknown."""
     officer = users.officers.get(name)
     if officer is None:
-        verify_password(password, _DUMMY)
+        verify_password(password, _dummy())
         return None
     return officer if verify_password(password, officer.password) else None

@@ -13,12 +13,11 @@ from fastapi.testclient import TestClient
 
 from gateway import KeyRing
 from gateway.console import (
-    ConsoleSettings,
     KafkaApprovalQueue,
     KafkaAuditSource,
     UsersFile,
-    create_console_app,
 )
+from gateway.console._app import ConsoleSettings, create_console_app
 from gateway.runtime import parse_subscriptions
 from gateway.runtime._keys import load_gateway_key
 from pcfx.console_cmd import _registration_check

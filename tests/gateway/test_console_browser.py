@@ -14,7 +14,8 @@ import pytest
 
 from gateway import GatewaySecrets, KeyRing, Policy
 from gateway.api._server import create_self_signed_cert, start_in_thread
-from gateway.console import ConsoleSettings, FileAuditSource, UsersFile, create_console_app
+from gateway.console import FileAuditSource, UsersFile
+from gateway.console._app import ConsoleSettings, create_console_app
 from gateway.policy import CounterState
 from tests.gateway._console_logs import DAY, Scenario, act_on_decisions, build_scenario
 from tests.gateway._factories import NOW

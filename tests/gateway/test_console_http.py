@@ -14,13 +14,12 @@ from fastapi.testclient import TestClient
 from gateway import GatewaySecrets, KeyRing, Policy
 from gateway._decision_signing import check_decision
 from gateway.console import (
-    ConsoleSettings,
     FileAuditSource,
     SessionStore,
     Throttle,
     UsersFile,
-    create_console_app,
 )
+from gateway.console._app import ConsoleSettings, create_console_app
 from gateway.policy import CounterState
 from tests.gateway._console_logs import DAY, Scenario, act_on_decisions, build_scenario
 from tests.gateway._factories import NOW
