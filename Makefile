@@ -27,12 +27,18 @@ install: $(VENV)/.installed
 jars: install
 	@$(PY) -c 'from infra.kafka.launcher import ensure_jars, check_java; check_java(); print("Kafka jars:", ensure_jars())'
 
-# Headless Chromium (Debian's package) for the browser test of the HTML compliance report.
+# Headless Chromium (Debian's package, /usr/bin/chromium) for the browser tests of the HTML
+# compliance report and the compliance console (Playwright drives the system browser; no
+# `playwright install`). Installed with apt-get when missing: as root, else through sudo -n.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	@[ -x /usr/bin/chromium ] || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "/usr/bin/chromium not found and no apt-get: install Chromium for the browser tests"; \
+	  elif [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium not found: install it (Debian: apt-get install chromium) for the browser test"; fi; }
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    sudo -n apt-get update -qq >/dev/null && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "/usr/bin/chromium not found: run 'sudo apt-get install -y chromium' for the browser tests"; fi; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -16,6 +16,7 @@ import typer
 from pcfx.commands.api import app as api_app
 from pcfx.commands.broker import app as broker_app
 from pcfx.commands.certification import bodies_app, certificates_app, label_app
+from pcfx.commands.console import console_app
 from pcfx.commands.declarations import declarations_app
 from pcfx.commands.demo import demo_app
 from pcfx.commands.factors import factors_app
@@ -95,6 +96,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(outbound_app, name="outbound")
 app.add_typer(api_app, name="api")
 app.add_typer(declarations_app, name="declarations")
+app.add_typer(console_app, name="console")
 # certification bodies, certificates and carbon labels
 app.add_typer(bodies_app, name="bodies")
 app.add_typer(certificates_app, name="certificates")

@@ -34,10 +34,9 @@ from gateway.audit import (
     prove_inclusion,
 )
 from gateway.policy import CounterState, Policy, evaluate, load_policy, vault_context
-from gateway.runtime._approvals_log import RowStatus
+from gateway.runtime._approvals_log import ApprovalBook, RowStatus
 from gateway.runtime._avro import GatewaySerde, kafka_registrar
 from gateway.runtime._codec import sealed_from_datum
-from gateway.runtime._decisions import find_approval, read_approvals, write_decision
 from gateway.runtime._export import UnreadableInput, read_export, write_export
 from gateway.runtime._keys import (
     derive_secret,
@@ -49,6 +48,7 @@ from gateway.runtime._keys import (
     write_recipient_key,
     write_secret,
 )
+from gateway.runtime._officer import read_approval_book, write_decision
 from gateway.runtime._report import render_report
 from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
 from gateway.runtime._topics import Topics
@@ -867,17 +867,54 @@ def audit_prove(
 def audit_report(
     gateway_pub: PubOpt,
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    since: Annotated[
+        str | None, typer.Option("--since", help="First day (YYYY-MM-DD, UTC) to report on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day (YYYY-MM-DD, UTC) to report on.")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy file naming each rule's legal basis (default: the shipped policy).",
+        ),
+    ] = None,
     file: FileOpt = None,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
     json_out: JsonOut = False,
 ) -> None:
-    """A self-contained HTML compliance report (exit 1 if a log does not verify)."""
+    """A self-contained HTML compliance report (exit 1 if a log does not verify).
+
+    Entries that fail verification are marked and counted in no total; a transfer released
+    after approval reads 'released (approved by X)' with the reason."""
+    from contracts.errors import ValidationFailed
+    from gateway.console._views import Filters
+
+    try:
+        period = Filters.parse({"since": since, "until": until})
+    except ValidationFailed as exc:
+        raise typer.BadParameter(
+            "; ".join(str(v) for v in exc.violations), param_hint="--since/--until"
+        ) from None
     keys = _keyring(gateway_pub)
+    from gateway.console._sources import rule_basis
+
+    basis = rule_basis(policy)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)
     results = _verify_all(entries, checkpoints, keys, strict=True)
     out.write_text(
-        render_report(entries, results, source=source, unreadable=problems), encoding="utf-8"
+        render_report(
+            entries,
+            results,
+            source=source,
+            unreadable=problems,
+            since=period.since,
+            until=period.until,
+            rule_basis=basis,
+        ),
+        encoding="utf-8",
     )
     intact = bool(results) and all(v.ok for v in results.values()) and not problems
     if json_out:
@@ -895,9 +932,8 @@ def audit_report(
 # pcfx approvals ...
 
 
-# the approvals topic as a book, and an id (or unique prefix) in it: gateway.runtime._decisions
-_book = read_approvals
-_row = find_approval
+def _book(servers: str, topics: Topics, serde: GatewaySerde) -> ApprovalBook:
+    return read_approval_book(servers, topics.approvals, serde)
 
 
 @approvals_app.command("list")
@@ -973,13 +1009,11 @@ def _decide(
     try:
         written = write_decision(
             servers,
-            Topics(topic_prefix),
+            Topics(topic_prefix).approvals,
             GatewaySerde(registry, registrar=kafka_registrar(servers)),
             approval_id,
             approved=approved,
-            private_key=officer.private_key,
-            officer=officer.owner,
-            key_id=officer.key_id,
+            officer=officer,
             reason=reason,
             now=datetime.now(UTC),
             mechanism_ref=mechanism_ref,

@@ -17,7 +17,7 @@ from gateway._approvals import Approval
 from gateway.policy._decision import RecordRef
 from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow
 from gateway.runtime._codec import HeldSource
-from gateway.runtime._decisions import find_approval
+from gateway.runtime._officer import find_row as find_approval
 from pcfx.tables import WIDE, approvals_table, keys_table, short_time, unique_prefixes
 
 NOW = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
