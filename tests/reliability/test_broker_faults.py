@@ -138,6 +138,7 @@ def _run_with_fault(exchange: Exchange, fault: Callable[[], None], versions: int
     return verdict
 
 
+@pytest.mark.timeout(1200)
 def test_kill_9_of_one_broker_under_load_loses_nothing(
     healthy: Cluster, exchange: Exchange
 ) -> None:
@@ -152,6 +153,7 @@ def test_kill_9_of_one_broker_under_load_loses_nothing(
     assert verdict.outbound > 0 and verdict.acknowledged > 150
 
 
+@pytest.mark.timeout(1200)
 def test_the_cluster_unreachable_for_30_s_everything_resumes(
     healthy: Cluster, exchange: Exchange
 ) -> None:
@@ -170,6 +172,7 @@ def test_the_cluster_unreachable_for_30_s_everything_resumes(
     assert verdict.outbound > 0
 
 
+@pytest.mark.timeout(1200)
 def test_a_paused_worker_and_gateway_resume(healthy: Cluster, exchange: Exchange) -> None:
     """SIGSTOP of the worker and the gateway for 20 s (longer than the group's session)."""
 
