@@ -12,11 +12,13 @@ need around it:
 - **the gateway** as a process (``pcfx gateway run`` with the demo's policy, keys and
   subscriptions: the EU OEM gets the pack, the notified body's transfers are held);
 - :meth:`Exchange.check`: a :class:`Verdict` comparing the final state with the oracle (the
-  batch roll-up, :func:`streams.cli.run_rollup`, of the last acknowledged versions) and the
-  outbound topics with the audit chains. It counts, never hides: records lost (acknowledged but
-  not on ``pcf.declared``), records on the DLQ with their reasons (a legitimate record there is
-  a false rejection), outbound messages without exactly one audit entry, audit transfers
-  without their message, transfers of the same record to the same recipient twice.
+  batch roll-up, :func:`streams.cli.run_rollup`, of the last acknowledged versions) and, once
+  the gateway's group has committed every roll-up (its lag is part of the verdict: a stalled
+  gateway fails it), the outbound topics with the audit chains. It counts, never hides:
+  records lost (acknowledged but not on their topic), records on the DLQ with their reasons (a
+  legitimate record there is a false rejection), outbound messages without exactly one audit
+  entry, audit transfers without their message, transfers of the same record to the same
+  recipient twice.
 
 Faults are injected by the callers (the tests and :mod:`tests.reliability.nemesis`): brokers
 through :class:`infra.kafka.launcher.Cluster`, processes with :func:`signal_process`.
@@ -94,6 +96,8 @@ class Verdict:
     converged: bool
     mismatched: tuple[str, ...]
     """``product: got != expected`` for every product whose last roll-up differs."""
+    gateway_lag: int
+    """``pcf.products`` records the gateway had not committed when judged (it stalled)."""
     outbound: int
     transfers: int
     outbound_without_audit: int
@@ -109,6 +113,7 @@ class Verdict:
             self.lost == 0
             and not self.rejected
             and self.converged
+            and self.gateway_lag == 0
             and self.outbound_without_audit == 0
             and self.audit_without_outbound == 0
             and self.outbound_twice == 0
@@ -120,7 +125,8 @@ class Verdict:
         return (
             f"acknowledged {self.acknowledged}, lost {self.lost}; rejected {len(self.rejected)}"
             f" {dict(rejected)}; roll-ups {'equal the oracle' if self.converged else 'DIFFER'}"
-            f" {list(self.mismatched)[:3]}; outbound {self.outbound}, transfers"
+            f" {list(self.mismatched)[:3]}; gateway lag {self.gateway_lag}; outbound"
+            f" {self.outbound}, transfers"
             f" {self.transfers}, outbound without audit {self.outbound_without_audit}, audit"
             f" without outbound {self.audit_without_outbound}, outbound twice"
             f" {self.outbound_twice}, transfers twice {self.transfers_twice}"
@@ -289,6 +295,38 @@ class Exchange(World):
             return False
         return True
 
+    @property
+    def gateway_group(self) -> str:
+        return f"{self.prefix}gateway"  # (what pcfx.demo._gateway_run passes as --group)
+
+    def gateway_lag(self) -> int:
+        """How many ``pcf.products`` records the gateway's group has not committed yet."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="pcfx-reliability")
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            topic = self.topic("pcf.products")
+            tps = [TopicPartition(topic, p) for p in range(self.partitions)]
+            ends = consumer.end_offsets(tps)
+            committed = admin.list_consumer_group_offsets(self.gateway_group)
+            return sum(
+                max(0, end - (committed[tp].offset if tp in committed else 0))
+                for tp, end in ends.items()
+            )
+        finally:
+            consumer.close()
+            admin.close()
+
+    def wait_gateway_caught_up(self, timeout_s: float = 300.0) -> int:
+        """Wait until the gateway has committed every ``pcf.products`` record; the lag left."""
+        deadline = time.monotonic() + timeout_s
+        lag = self.gateway_lag()
+        while lag and time.monotonic() < deadline:
+            time.sleep(2.0)
+            lag = self.gateway_lag()
+        return lag
+
     def check(self, *, with_gateway: bool = True) -> Verdict:
         from pcfx.demo import EU_OEM
 
@@ -312,7 +350,9 @@ class Exchange(World):
         )
         outbound_ids: list[str] = []
         transfers: list[Any] = []
+        lag = 0
         if with_gateway:
+            lag = self.wait_gateway_caught_up()
             registry = KafkaSchemaRegistry(self.bootstrap)
             try:
                 serde = GatewaySerde(registry)
@@ -337,6 +377,7 @@ class Exchange(World):
             rejected=rejected,
             converged=not mismatched,
             mismatched=mismatched,
+            gateway_lag=lag,
             outbound=len(outbound_ids),
             transfers=len(transfers),
             outbound_without_audit=sum(1 for m in sent if audited.get(m, 0) != 1),
