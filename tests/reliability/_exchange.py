@@ -309,7 +309,8 @@ class Exchange(World):
             topic = self.topic("pcf.products")
             tps = [TopicPartition(topic, p) for p in range(self.partitions)]
             ends = consumer.end_offsets(tps)
-            committed = admin.list_consumer_group_offsets(self.gateway_group)
+            group = self.gateway_group
+            committed = admin.list_group_offsets({group: None}).get(group, {})
             return sum(
                 max(0, end - (committed[tp].offset if tp in committed else 0))
                 for tp, end in ends.items()
