@@ -201,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"nemesis: {len(result.faults)} faults ({', '.join(kinds)}); {result.verdict.summary()};"
         f" send failures {len(result.send_failures)}"
     )
+    for line in (*result.verdict.rejected[:10], *result.verdict.mismatched[:10]):
+        print(f"nemesis:   {line}")
+    for line in result.send_failures[:10]:
+        print(f"nemesis:   not acknowledged: {line}")
     print(f"nemesis: {'OK' if result.ok else 'FAILED'} — seed {seed} (replay: --seed {seed})")
     return 0 if result.ok else 1
 
