@@ -2,6 +2,7 @@
 #   make test   lint + the whole suite on a real Kafka broker (started and stopped here)
 #   make demo   the whole exchange on a lithium-iron-phosphate battery supply chain
 #   make bench  benchmarks; figures to bench/results/*.json and BENCHMARKS.md
+#   make test-reliability  the fault tests and a 10-minute nemesis on a private 3-node cluster
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3.11
@@ -10,10 +11,10 @@ PY := $(VENV)/bin/python
 PCFX := $(VENV)/bin/pcfx
 PYTEST_ARGS ?=
 
-.PHONY: install jars browser lint fmt test demo bench clean help
+.PHONY: install jars browser lint fmt test test-reliability demo bench clean help
 
 help:
-	@sed -n '2,5p' Makefile
+	@sed -n '2,6p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 3; }
@@ -61,6 +62,16 @@ endef
 
 test: jars lint browser
 	@$(call with_broker,$(PY) -m pytest $(PYTEST_ARGS))
+
+# Every fault test (tests/reliability: a broker killed under load, the cluster unreachable for
+# 30 s, paused processes), then the randomized nemesis for NEMESIS_MINUTES (seeded: it prints
+# the seed; NEMESIS_ARGS=--seed N replays a run). Each starts and stops its own 3-node cluster;
+# `make test` runs only the short case of tests/reliability.
+NEMESIS_MINUTES ?= 10
+NEMESIS_ARGS ?=
+test-reliability: jars lint
+	PCFX_RELIABILITY=full $(PY) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
+	$(PY) -m tests.reliability.nemesis --minutes $(NEMESIS_MINUTES) $(NEMESIS_ARGS)
 
 # `pcfx demo` starts a local broker when none is configured and stops everything it started;
 # make demo DEMO_ARGS=--keep-running leaves the broker, the streams worker and the gateway up

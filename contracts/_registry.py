@@ -360,6 +360,7 @@ class KafkaSchemaRegistry:
         from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
         from contracts.kafka_client import kafka_python_kwargs
+        from contracts.topics import replication_for
 
         admin = KafkaAdminClient(
             **kafka_python_kwargs(),
@@ -367,13 +368,15 @@ class KafkaSchemaRegistry:
             client_id=f"{client_id}-admin",
         )
         try:
+            # replicated like every topic of the table (3 where the cluster has 3 brokers)
+            replication = replication_for(len(admin.describe_cluster()["brokers"]))
             admin.create_topics(
                 [
                     NewTopic(
                         self._topic,
                         num_partitions=1,
-                        replication_factor=1,
-                        topic_configs={"cleanup.policy": "compact"},
+                        replication_factor=replication.factor,
+                        topic_configs={"cleanup.policy": "compact", **replication.configs},
                     )
                 ]
             )

@@ -35,6 +35,12 @@ naming the topic, the config, what it must be and what it is, with the command t
 when an existing one differs in a config the table fixes, such as the audit log's infinite
 retention or the input topics' broker clock. ``access`` says which role may read (R), write (W)
 or create (C) the topic: the broker's ACLs are made from it (``pcfx tenants``).
+
+Replication is the same for every row and depends on the cluster, so it is decided when a topic
+is created, from the brokers the cluster lists then (:func:`replication_for`): ``min(3,
+brokers)`` replicas, with ``min.insync.replicas=2`` when that is 3 (one broker of three may be
+lost without losing an acknowledged ``acks=all`` write or refusing new ones). A single test
+broker gets 1.
 """
 
 from __future__ import annotations
@@ -55,9 +61,11 @@ __all__ = [
     "ROLES",
     "SCHEMAS",
     "TOPICS",
+    "Replication",
     "Topic",
     "TopicNames",
     "ensure_topics",
+    "replication_for",
     "topic_problems",
 ]
 
@@ -300,6 +308,39 @@ def _legal_fragment(text: str) -> bool:
 
 # --- creating and checking topics on a cluster ------------------------------------------------
 
+MAX_REPLICATION: Final = 3
+"""Every topic is kept on three brokers where the cluster has them."""
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How a topic is replicated on a cluster: decided when it is created, from the number of
+    brokers the cluster has then (:func:`replication_for`)."""
+
+    factor: int
+    min_insync_replicas: int
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """The topic configs that go with it: ``min.insync.replicas`` when it is above 1 (an
+        ``acks=all`` write is then on that many replicas before it is acknowledged)."""
+        if self.min_insync_replicas <= 1:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
+
+
+def replication_for(brokers: int) -> Replication:
+    """``min(3, brokers)`` replicas, with ``min.insync.replicas=2`` at 3: a cluster of three
+    may lose one broker without losing an acknowledged write or refusing new ones. A single
+    broker (tests, the demo) gets 1 and 1, what it allows."""
+    if brokers < 1:
+        raise InfrastructureError(
+            f"the cluster lists no broker (got {brokers}); cannot decide the topics' replication",
+            hint="Check KAFKA_BOOTSTRAP_SERVERS: the brokers must be up and registered.",
+        )
+    factor = min(MAX_REPLICATION, brokers)
+    return Replication(factor, 2 if factor == MAX_REPLICATION else 1)
+
 
 def topic_problems(name: str, spec: Topic, found: Mapping[str, str]) -> list[str]:
     """What differs between the configs *spec* fixes and those a topic has (*found*)."""
@@ -321,6 +362,10 @@ def ensure_topics(
     with their rows' configs (unless not to *create*: topics managed elsewhere); then check
     every one of them that exists has those configs.
 
+    Replication is decided here from the brokers the cluster lists (:func:`replication_for`):
+    ``min(3, brokers)`` replicas, and ``min.insync.replicas=2`` on top of the row's configs
+    when that is 3.
+
     Returns the names created. Raises :class:`~contracts.errors.InfrastructureError` listing
     every topic whose configs differ from the table's (an existing topic made by hand or by an
     older version), with the command that fixes each; and when the cluster cannot be reached.
@@ -335,14 +380,21 @@ def ensure_topics(
 
     admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
     try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise InfrastructureError(
             f"cannot list the topics at {bootstrap}: {exc}",
             hint="Check KAFKA_BOOTSTRAP_SERVERS and the client's security settings.",
         ) from exc
+    existing = set(metadata.topics)
+    replication = replication_for(len(metadata.brokers))
     missing = [
-        NewTopic(name, num_partitions=n, replication_factor=-1, config=dict(spec.configs))
+        NewTopic(
+            name,
+            num_partitions=n,
+            replication_factor=replication.factor,
+            config={**spec.configs, **replication.configs},
+        )
         for name, spec, n in wanted
         if name not in existing and create
     ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import typing
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,10 +273,22 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _Producer(faust_aiokafka.Producer):
+    """faust's aiokafka producer, idempotent: ``acks=all`` with ``enable_idempotence``, so that
+    a retry after a leader change never writes a record twice (faust turns idempotence on only
+    inside exactly-once transactions, which the worker does not use)."""
+
+    # relies on: faust building its AIOKafkaProducer from _settings_extra() last (0.15.3)
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class _Transport(faust_aiokafka.Transport):
-    """faust's aiokafka transport, with :class:`_Consumer`."""
+    """faust's aiokafka transport, with :class:`_Consumer` and :class:`_Producer` (the app's
+    producer is made by this transport: ``App._new_producer``)."""
 
     Consumer = _Consumer
+    Producer = _Producer
 
 
 AgentFailureHook = Callable[[Any, BaseException], Awaitable[None]]

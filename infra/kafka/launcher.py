@@ -1,4 +1,5 @@
-"""A real Apache Kafka broker (KRaft, single node) started from Maven Central jars.
+"""A real Apache Kafka broker (KRaft, single node), or a replicated cluster of them, started from
+Maven Central jars.
 
 No Docker needed: the first start resolves ``kafka_2.13`` and ``kafka-tools`` with Maven into a
 cache outside the repository (``~/.cache/pcf-exchange/kafka-<version>/lib``) and reuses it after.
@@ -23,6 +24,17 @@ and bootstraps the operator's SCRAM credential while formatting (``--add-scram``
 client properties file (``admin.properties``, mode 0600) and the CA file are in the state dir,
 named in ``broker.json``.
 
+:func:`start_cluster` (``pcfx broker start --nodes 3``) runs N combined broker+controller nodes
+on loopback, all voters of one static KRaft quorum, from the same jars: each node has its own
+ports and folder (``<state dir>/node-<id>``: config, data, ``broker.log``), and ``cluster.json``
+records them. Topics are replicated to ``min(3, N)`` nodes with ``min.insync.replicas=2`` from
+three nodes on (:func:`cluster_replication`; the consumer offsets and the transaction state
+too), so with ``acks=all`` one node may be killed without losing an acknowledged record and
+without refusing writes. The :class:`Cluster` handle is the fault tests' API: ``kill(node)``
+(SIGKILL), ``restart(node)`` (on its data), ``pause(node)``/``resume(node)`` (SIGSTOP/SIGCONT).
+:func:`status` and :func:`stop` handle a cluster like a broker (``pcfx broker stop`` stops every
+node), and :mod:`infra.kafka.provision` reuses a running one with every node as bootstrap.
+
 :func:`stop` never signals a process it did not start: the pid must still run ``kafka.Kafka``
 with this state directory's config on its command line.
 """
@@ -41,21 +53,29 @@ import string
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from contracts.errors import BrokerError, InfrastructureError
 from contracts.kafka_client import KafkaClientSettings, write_client_properties
+from contracts.topics import replication_for
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "BrokerInfo",
     "BrokerStatus",
+    "Cluster",
+    "ClusterInfo",
+    "NodeInfo",
+    "cluster_config",
+    "cluster_replication",
     "ensure_jars",
     "java_tool",
     "read_log_tail",
     "start",
+    "start_cluster",
     "status",
     "stop",
 ]
@@ -332,6 +352,11 @@ def start(
     A broker already running there is returned as it is; asking for ``secure`` when it is not
     (or the reverse) is a :class:`BrokerError` (stop it first)."""
     state_dir = (state_dir or default_state_dir()).resolve()
+    if ClusterInfo.load(state_dir) is not None and status(state_dir).running:
+        raise BrokerError(
+            f"a cluster runs from {state_dir} (asked for a single broker)",
+            hint=f"Stop it first: pcfx broker stop --state-dir {state_dir}",
+        )
     current = status(state_dir)
     if current.running and current.info is not None:
         running_secure = current.info.security_protocol != "PLAINTEXT"
@@ -460,7 +485,23 @@ def start(
 
 
 def status(state_dir: Path | None = None) -> BrokerStatus:
+    """The broker, or the cluster, running from *state_dir*: a cluster is running while any of
+    its nodes is (its ``info`` is the cluster seen as one broker, see
+    :meth:`ClusterInfo.as_broker`)."""
     state_dir = (state_dir or default_state_dir()).resolve()
+    cluster = ClusterInfo.load(state_dir)
+    if cluster is not None:
+        alive = [n for n in cluster.nodes if _is_our_broker(n.pid, Path(n.state_dir))]
+        if not alive:
+            return BrokerStatus(
+                False, None, f"no cluster is running from {state_dir} (every node has exited)"
+            )
+        return BrokerStatus(
+            True,
+            cluster.as_broker(alive[0]),
+            f"cluster of {len(cluster.nodes)} nodes at {cluster.bootstrap}"
+            f" ({len(alive)} running: nodes {', '.join(str(n.node_id) for n in alive)})",
+        )
     info = BrokerInfo.load(state_dir)
     if info is None:
         return BrokerStatus(False, None, f"no broker is running from {state_dir}")
@@ -472,8 +513,16 @@ def status(state_dir: Path | None = None) -> BrokerStatus:
 
 
 def stop(state_dir: Path | None = None, *, timeout: float = 30.0) -> BrokerStatus:
-    """Stop the broker this launcher started from *state_dir*; never signal anything else."""
+    """Stop the broker (or every node of the cluster) this launcher started from *state_dir*;
+    never signal anything else."""
     state_dir = (state_dir or default_state_dir()).resolve()
+    cluster = Cluster.load(state_dir)
+    if cluster is not None:
+        pids = cluster.stop(timeout=timeout)
+        if not pids:
+            return BrokerStatus(False, None, f"no cluster is running from {state_dir}")
+        listed = ", ".join(str(pid) for pid in pids)
+        return BrokerStatus(False, None, f"stopped the cluster's {len(pids)} nodes (pids {listed})")
     current = status(state_dir)
     if not current.running or current.info is None:
         (state_dir / "broker.json").unlink(missing_ok=True)
@@ -496,3 +545,428 @@ def _reap(pid: int) -> None:
     """Collect the exit status if the broker is our child (a zombie still shows in /proc)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+# --- a replicated cluster (pcfx broker start --nodes N) ----------------------------------------
+
+CLUSTER_RECORD = "cluster.json"
+CLUSTER_JVM_OPTS = (
+    "-Xms128m",
+    "-Xmx384m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+)
+"""Smaller heaps than a single broker's: N JVMs share the machine with the code under test."""
+MAX_NODES = 5
+
+
+def cluster_replication(nodes: int) -> tuple[int, int]:
+    """(replication factor, ``min.insync.replicas``) for a cluster of *nodes* brokers, the
+    broker defaults a node gets: the same rule the topic table applies to the topics it
+    creates (:func:`contracts.topics.replication_for`)."""
+    replication = replication_for(nodes)
+    return replication.factor, replication.min_insync_replicas
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node of a local cluster: a combined broker and controller (a quorum voter)."""
+
+    node_id: int
+    pid: int
+    port: int
+    controller_port: int
+    state_dir: str
+    """The node's own folder (``<cluster dir>/node-<id>``): config, data, ``broker.log``."""
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``cluster.json`` records about a cluster this launcher started."""
+
+    nodes: tuple[NodeInfo, ...]
+    cluster_id: str
+    kafka_version: str
+    state_dir: str
+    replication_factor: int
+    min_insync_replicas: int
+    started_at: float
+    ready_after_s: float
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address: a client reaches the cluster through whichever answers."""
+        return ",".join(node.address for node in self.nodes)
+
+    def node(self, node_id: int) -> NodeInfo:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise BrokerError(
+            f"the cluster in {self.state_dir} has no node {node_id}"
+            f" (its nodes are {', '.join(str(n.node_id) for n in self.nodes)})"
+        )
+
+    def as_broker(self, running: NodeInfo) -> BrokerInfo:
+        """The cluster seen as one broker (``pcfx broker status``, :mod:`infra.kafka.provision`):
+        the bootstrap lists every node; the pid and ports are those of *running*."""
+        return BrokerInfo(
+            pid=running.pid,
+            port=running.port,
+            controller_port=running.controller_port,
+            bootstrap=self.bootstrap,
+            kafka_version=self.kafka_version,
+            state_dir=self.state_dir,
+            started_at=self.started_at,
+            ready_after_s=self.ready_after_s,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ClusterInfo | None:
+        path = state_dir / CLUSTER_RECORD
+        try:
+            raw = json.loads(path.read_text())
+            return cls(**{**raw, "nodes": tuple(NodeInfo(**n) for n in raw["nodes"])})
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InfrastructureError(
+                f"'{path}' is not a cluster record this launcher wrote ({exc})",
+                hint=f"Remove '{path}' if no cluster is running from {state_dir}.",
+            ) from exc
+
+
+def cluster_config(
+    node_id: int, ports: Sequence[tuple[int, int]], data_dir: Path, *, template: str | None = None
+) -> str:
+    """``server.properties`` of node *node_id* (1-based) of a cluster whose nodes listen on
+    *ports* (broker, controller) in node order: every node is a voter of one static quorum."""
+    if not 1 <= node_id <= len(ports):
+        raise ValueError(f"node {node_id} is not one of the cluster's 1..{len(ports)}")
+    replication, min_isr = cluster_replication(len(ports))
+    voters = ",".join(f"{i}@127.0.0.1:{ctl}" for i, (_, ctl) in enumerate(ports, start=1))
+    port, controller_port = ports[node_id - 1]
+    text = (
+        template
+        or resources.files("infra.kafka").joinpath("server-cluster.properties.template").read_text()
+    )
+    return string.Template(text).substitute(
+        node_id=node_id,
+        voters=voters,
+        port=port,
+        controller_port=controller_port,
+        data_dir=data_dir,
+        replication=replication,
+        min_isr=min_isr,
+    )
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    """*count* different free ports (the OS may hand one out twice between binds)."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
+
+
+def _java_command(lib: Path, log4j: Path) -> list[str]:
+    return ["java", *CLUSTER_JVM_OPTS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{lib}/*"]
+
+
+def _spawn_node(java: list[str], node_dir: Path) -> subprocess.Popen[bytes]:
+    """Start one node's JVM detached (its own session), appending to its ``broker.log``."""
+    with (node_dir / "broker.log").open("ab") as log_file:
+        return subprocess.Popen(
+            [*java, BROKER_MAIN, str(node_dir / "server.properties")],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _wait_cluster(
+    bootstrap: str, expected: int, procs: dict[int, subprocess.Popen[bytes]], state_dir: Path
+) -> None:
+    """Wait until the cluster's metadata lists *expected* serving brokers (or a node died)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + READY_TIMEOUT_S * 2
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        for node_id, proc in procs.items():
+            if proc.poll() is not None:
+                node_dir = state_dir / f"node-{node_id}"
+                raise BrokerError(
+                    f"node {node_id} exited with code {proc.returncode} before the cluster was"
+                    f" ready; last lines of {node_dir / 'broker.log'}:\n{read_log_tail(node_dir)}",
+                    hint="Fix what the log says (often a taken port or a full disk) and start"
+                    " again.",
+                )
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="pcfx-launcher"
+            )
+            try:
+                brokers = _unfenced(admin.describe_cluster())
+            finally:
+                admin.close()
+            if len(brokers) >= expected:
+                return
+            last = f"{len(brokers)} of {expected} brokers registered"
+        except (KafkaError, OSError, ValueError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.5)
+    raise BrokerError(
+        f"the cluster did not list {expected} brokers within {READY_TIMEOUT_S * 2:.0f} s ({last})",
+        hint=f"Look at the nodes' logs: {state_dir}/node-*/broker.log",
+    )
+
+
+def _unfenced(described: dict[str, Any]) -> set[int]:
+    """The ids of the brokers a ``describe_cluster`` answer lists as serving (not fenced)."""
+    return {int(b["broker_id"]) for b in described["brokers"] if not b.get("is_fenced")}
+
+
+def start_cluster(
+    state_dir: Path | None = None, *, nodes: int = 3, version: str | None = None
+) -> Cluster:
+    """Start a cluster of *nodes* combined broker+controller nodes on loopback from
+    *state_dir* (each node in ``node-<id>``, with fresh data), or return the one running there.
+
+    All nodes are voters of one static KRaft quorum; topics are replicated to
+    ``min(3, nodes)`` nodes with ``min.insync.replicas`` 2 from three nodes on (also for the
+    consumer offsets and the transaction state). A single broker already running from
+    *state_dir* is a :class:`BrokerError` (stop it first)."""
+    if not 1 <= nodes <= MAX_NODES:
+        raise BrokerError(
+            f"--nodes must be between 1 and {MAX_NODES} (got {nodes})",
+            hint="Use 3 for a replicated cluster that survives losing one node.",
+        )
+    state_dir = (state_dir or default_state_dir()).resolve()
+    existing = ClusterInfo.load(state_dir)
+    if existing is not None and any(
+        _is_our_broker(n.pid, Path(n.state_dir)) for n in existing.nodes
+    ):
+        if len(existing.nodes) != nodes:
+            raise BrokerError(
+                f"a cluster of {len(existing.nodes)} nodes runs from {state_dir}"
+                f" (asked for {nodes})",
+                hint=f"Stop it first: pcfx broker stop --state-dir {state_dir}",
+            )
+        return Cluster(existing)
+    if status(state_dir).running:
+        raise BrokerError(
+            f"a single broker runs from {state_dir} (asked for a cluster of {nodes} nodes)",
+            hint=f"Stop it first: pcfx broker stop --state-dir {state_dir}",
+        )
+    version = version or kafka_version()
+    began = time.monotonic()
+    check_java()
+    lib = ensure_jars(version)
+    flat = _distinct_free_ports(2 * nodes)
+    ports = [(flat[2 * i], flat[2 * i + 1]) for i in range(nodes)]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log4j = state_dir / "log4j2.properties"
+    log4j.write_text(resources.files("infra.kafka").joinpath("log4j2.properties").read_text())
+    java = _java_command(lib, log4j)
+    cluster_id = subprocess.run(
+        [*java, "kafka.tools.StorageTool", "random-uuid"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.strip()
+    template = resources.files("infra.kafka").joinpath("server-cluster.properties.template")
+    text = template.read_text()
+    for node_id in range(1, nodes + 1):
+        node_dir = state_dir / f"node-{node_id}"
+        shutil.rmtree(node_dir, ignore_errors=True)
+        node_dir.mkdir(parents=True)
+        config = node_dir / "server.properties"
+        config.write_text(cluster_config(node_id, ports, node_dir / "data", template=text))
+        fmt = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(
+                f"formatting the storage of node {node_id} failed:\n{fmt.stdout}{fmt.stderr}"
+            )
+    procs = {i: _spawn_node(java, state_dir / f"node-{i}") for i in range(1, nodes + 1)}
+    bootstrap = ",".join(f"127.0.0.1:{port}" for port, _ in ports)
+    replication, min_isr = cluster_replication(nodes)
+    info = ClusterInfo(
+        nodes=tuple(
+            NodeInfo(
+                i, procs[i].pid, ports[i - 1][0], ports[i - 1][1], str(state_dir / f"node-{i}")
+            )
+            for i in range(1, nodes + 1)
+        ),
+        cluster_id=cluster_id,
+        kafka_version=version,
+        state_dir=str(state_dir),
+        replication_factor=replication,
+        min_insync_replicas=min_isr,
+        started_at=time.time(),
+        ready_after_s=0.0,
+    )
+    (state_dir / CLUSTER_RECORD).write_text(info.to_json())  # recorded at once: stop finds it
+    try:
+        _wait_cluster(bootstrap, nodes, procs, state_dir)
+    except BaseException:
+        Cluster(info).stop()
+        raise
+    info = replace(info, ready_after_s=round(time.monotonic() - began, 2))
+    (state_dir / CLUSTER_RECORD).write_text(info.to_json())
+    return Cluster(info)
+
+
+class Cluster:
+    """A handle on a running local cluster, for the fault tests: kill, restart, pause and resume
+    one node by id, or stop them all. Only processes this launcher started are ever signalled
+    (the pid must still run ``kafka.Kafka`` with that node's config); each change of pid is
+    written back to ``cluster.json``."""
+
+    def __init__(self, info: ClusterInfo) -> None:
+        self.info = info
+        self.state_dir = Path(info.state_dir)
+
+    @classmethod
+    def load(cls, state_dir: Path | None = None) -> Cluster | None:
+        info = ClusterInfo.load((state_dir or default_state_dir()).resolve())
+        return None if info is None else cls(info)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.info.bootstrap
+
+    @property
+    def node_ids(self) -> tuple[int, ...]:
+        return tuple(node.node_id for node in self.info.nodes)
+
+    def running(self, node_id: int) -> bool:
+        node = self.info.node(node_id)
+        return _is_our_broker(node.pid, Path(node.state_dir))
+
+    def _signal(self, node_id: int, sig: signal.Signals) -> NodeInfo:
+        node = self.info.node(node_id)
+        if not _is_our_broker(node.pid, Path(node.state_dir)):
+            raise BrokerError(
+                f"node {node_id} of the cluster in {self.state_dir} is not running"
+                f" (pid {node.pid} has exited)",
+                hint=f"Restart it first: Cluster.restart({node_id}).",
+            )
+        os.kill(node.pid, sig)
+        return node
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 node *node_id*: no shutdown, no flush, no leadership hand-over."""
+        node = self._signal(node_id, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _is_our_broker(node.pid, Path(node.state_dir)):
+            _reap(node.pid)
+            time.sleep(0.1)
+
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP node *node_id*: it holds its sockets open and answers nothing (a partition
+        the others see as a silent node, not a refused connection)."""
+        self._signal(node_id, signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> None:
+        """SIGCONT a node :meth:`pause` stopped."""
+        self._signal(node_id, signal.SIGCONT)
+
+    def restart(self, node_id: int, *, wait: bool = True) -> NodeInfo:
+        """Start node *node_id* again on its data (after :meth:`kill`; a running node is
+        killed first) and, with *wait*, wait until the cluster lists it again."""
+        node = self.info.node(node_id)
+        node_dir = Path(node.state_dir)
+        if _is_our_broker(node.pid, node_dir):
+            self.kill(node_id)
+        lib = ensure_jars(self.info.kafka_version)
+        proc = _spawn_node(_java_command(lib, self.state_dir / "log4j2.properties"), node_dir)
+        fresh = replace(node, pid=proc.pid)
+        self.info = replace(
+            self.info,
+            nodes=tuple(fresh if n.node_id == node_id else n for n in self.info.nodes),
+        )
+        (self.state_dir / CLUSTER_RECORD).write_text(self.info.to_json())
+        if wait:
+            self.wait_listed(node_id, proc)
+        return fresh
+
+    def wait_listed(self, node_id: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Wait until node *node_id* answers and lists itself as a serving (unfenced) broker."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        node = self.info.node(node_id)
+        deadline = time.monotonic() + READY_TIMEOUT_S * 2
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise BrokerError(
+                    f"node {node_id} exited with code {proc.returncode} on restart; last lines"
+                    f" of its log:\n{read_log_tail(Path(node.state_dir))}"
+                )
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=node.address,
+                    request_timeout_ms=3000,
+                    client_id="pcfx-launcher",
+                )
+                try:
+                    ids = _unfenced(admin.describe_cluster())
+                finally:
+                    admin.close()
+                if node_id in ids:
+                    return
+            except (KafkaError, OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise BrokerError(f"node {node_id} was not listed again within {READY_TIMEOUT_S * 2:.0f} s")
+
+    def stop(self, *, timeout: float = 30.0) -> list[int]:
+        """Stop every node still running (paused ones are resumed first, so that SIGTERM is
+        handled); SIGKILL after *timeout*. Returns the pids stopped; forgets the record."""
+        stopped = []
+        for node in self.info.nodes:
+            node_dir = Path(node.state_dir)
+            if not _is_our_broker(node.pid, node_dir):
+                continue
+            os.kill(node.pid, signal.SIGCONT)
+            os.kill(node.pid, signal.SIGTERM)
+            stopped.append(node.pid)
+        deadline = time.monotonic() + timeout
+        for node in self.info.nodes:
+            node_dir = Path(node.state_dir)
+            while time.monotonic() < deadline and _is_our_broker(node.pid, node_dir):
+                _reap(node.pid)
+                time.sleep(0.2)
+            if _is_our_broker(node.pid, node_dir):
+                os.kill(node.pid, signal.SIGKILL)
+                time.sleep(0.3)
+                _reap(node.pid)
+        (self.state_dir / CLUSTER_RECORD).unlink(missing_ok=True)
+        return stopped
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

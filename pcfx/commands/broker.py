@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from contracts.errors import BrokerError
 from infra.kafka import launcher
 from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
 from pcfx.options import JsonOut
@@ -43,10 +44,50 @@ def start(
             " from 'pcfx tenants add'.",
         ),
     ] = False,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            "--nodes",
+            min=1,
+            max=launcher.MAX_NODES,
+            help="Run a replicated KRaft cluster of this many nodes on loopback (3: replication"
+            " factor 3, min.insync.replicas 2; 'pcfx broker stop' stops them all).",
+        ),
+    ] = 1,
     json_out: JsonOut = False,
 ) -> None:
     """Start the broker (resolving the jars with Maven on first use) and wait until it answers."""
     began = time.monotonic()
+    if nodes > 1:
+        if secure or port is not None:
+            raise BrokerError(
+                "--nodes runs a plaintext cluster on free ports: it takes neither --secure nor"
+                " --port",
+                hint="Leave those out, or start a single broker (--nodes 1).",
+            )
+        with console.status(f"Starting a {nodes}-node Kafka cluster…"):
+            cluster = launcher.start_cluster(state_dir, nodes=nodes)
+        if json_out:
+            print_json(
+                {
+                    "bootstrap": cluster.bootstrap,
+                    "replicationFactor": cluster.info.replication_factor,
+                    "minInsyncReplicas": cluster.info.min_insync_replicas,
+                    "nodes": [
+                        {"nodeId": n.node_id, "pid": n.pid, "port": n.port}
+                        for n in cluster.info.nodes
+                    ],
+                }
+            )
+            return
+        console.print(
+            f"[green]Kafka {cluster.info.kafka_version} cluster of {nodes} nodes is ready[/] at"
+            f" [bold]{cluster.bootstrap}[/] (replication factor"
+            f" {cluster.info.replication_factor}, min.insync.replicas"
+            f" {cluster.info.min_insync_replicas}; {time.monotonic() - began:.1f} s)."
+        )
+        console.print(f"Use it with: export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
+        return
     with console.status("Starting Kafka (first run downloads the jars with Maven)…"):
         info = launcher.start(state_dir, port=port, secure=secure)
     if json_out:
@@ -75,7 +116,8 @@ def start(
 @app.command()
 @handle_errors
 def stop(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
-    """Stop the broker that `pcfx broker start` started (never any other process)."""
+    """Stop the broker (or every node of the cluster) that `pcfx broker start` started (never
+    any other process)."""
     result = launcher.stop(state_dir)
     if json_out:
         print_json({"running": result.running, "detail": result.detail})
