@@ -459,6 +459,7 @@ class _Worker:
         self.ledger = SequenceLedger(self.ledger_rows)
         self.node_table = node_table
         self.node_rows = Rows(NodeRecord, limit=200_000)  # products and the inputs they use
+        self.heights: dict[str, int] = {}  # products' heights in the BOM graph (Engine.height)
         self.nodes = config.topic("pcf.rollup")
         self.publisher = Publisher(serde, config.topic("pcf.products"), signer)
         self.parking: ParkingLot[Held] = ParkingLot(timedelta(seconds=config.key_grace_s))
@@ -604,7 +605,7 @@ class _Worker:
                 bom = _header(event, "bom")
                 for key, message in keyed:
                     work.setdefault(key, []).append((bom, message))
-            batch = roll_up(work, self.row_of, local, partitions)
+            batch = roll_up(work, self.row_of, local, partitions, heights=self.heights)
             published = self.publisher.publish(batch.results, batch.rows, _now)
             for unwritable in published.unwritable:
                 await edge.unwritable(unwritable.result, unwritable.error, events[0])
