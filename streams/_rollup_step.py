@@ -2,9 +2,9 @@
 
 The two roles of the pure core's foreign-key join (reference/streaming.md section 2.2) share
 one row per node (:class:`NodeRecord`): a product is a *parent* (its BOM and its inputs' latest
-values, :func:`~streams.rollup.product_step_many`) and an *input* of its own parents (its value
-and who subscribes to it, :func:`~streams.rollup.component_step_many`); a factor is only an
-input. A product's new result feeds its input role in the same step.
+values, a :class:`~streams.rollup.ProductState`) and an *input* of its own parents (its value
+and who subscribes to it, a :class:`~streams.rollup.ComponentState`); a factor is only an
+input. A product's new result feeds its input role in the same batch.
 
 :func:`roll_up` takes a batch's messages per node and hands them to one
 :class:`~streams.rollup.Engine` (:meth:`~streams.rollup.Engine.deliver`), whose states are the

@@ -20,8 +20,8 @@ This module only wires; each step is a plain module with typed inputs and output
   parked) and forwarded to the roll-up as messages;
 - :mod:`streams._packs`: those messages keyed by node and packed per partition;
 - :mod:`streams._rollup_step`: a batch of messages applied to the nodes' rows, with local
-  delivery (a round per tier), giving new rows, messages for other nodes and, per product, its
-  last new result;
+  delivery (one :class:`~streams.rollup.Engine` per batch: products lowest first, each once),
+  giving new rows, messages for other nodes and, per product, its last new result;
 - :mod:`streams._publish`: those results built, encoded and signed once per batch;
 - :mod:`streams._faust`: every adaptation of faust's and aiokafka's internals, and the faust
   version they were written against.
