@@ -349,6 +349,10 @@ def last_timestamp_ms(bootstrap: str, topic: str) -> int:
     return max((ts for _, _, ts in read_records(bootstrap, topic, starts)), default=0)
 
 
+LATENCY_SETTLE_S = 10.0
+"""How long nothing may be written before a latency probe counts as done."""
+
+
 def wait_quiet(
     bootstrap: str,
     topics: Sequence[str],
@@ -701,7 +705,10 @@ class Bench:
         start = end_offsets(self.bootstrap, [self.topic("pcf.products")])
         cpu_before = cpu_seconds(self.workers)
         published = pace(self.bootstrap, self.topic("pcf.declared"), updates, rate)
-        wait_quiet(self.bootstrap, self.output_topics(), 3.0, 600, self.workers)
+        # (a burst's first batches run every tier before they write anything: on a loaded
+        # machine that took over 3 s, and a shorter quiet spell ended the probe before its
+        # results came)
+        wait_quiet(self.bootstrap, self.output_topics(), LATENCY_SETTLE_S, 600, self.workers)
         cpu_after = cpu_seconds(self.workers)
         tops_bytes = {t.encode() for t in tops}
         results: dict[str, list[tuple[int, float]]] = {}

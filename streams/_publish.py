@@ -1,8 +1,8 @@
 """The publish step: a roll-up batch's new results as signed ``pcf.products`` records, built once.
 
 The roll-up step (:mod:`streams._rollup_step`) keeps, per product, only its last new result of
-the batch, whatever number of rounds and messages reached it; :meth:`Publisher.publish` builds
-the record for each of those once, after every round: the PACT footprint and lineage
+the batch, whatever number of messages reached it; :meth:`Publisher.publish` builds the record
+for each of those once, after the whole batch is applied: the PACT footprint and lineage
 (:func:`~streams.adapt.rolled_up_record`), its Avro encoding, and, when its footprint supersedes
 the product's previous one, the previous record again with its footprint ``Deprecated``
 (:func:`~streams.adapt.deprecated_record`), sent just before it. So a product's records stay one

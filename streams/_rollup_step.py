@@ -2,28 +2,35 @@
 
 The two roles of the pure core's foreign-key join (reference/streaming.md section 2.2) share
 one row per node (:class:`NodeRecord`): a product is a *parent* (its BOM and its inputs' latest
-values, :func:`~streams.rollup.product_step_many`) and an *input* of its own parents (its value
-and who subscribes to it, :func:`~streams.rollup.component_step_many`); a factor is only an
-input. A product's new result feeds its input role in the same step.
+values, a :class:`~streams.rollup.ProductState`) and an *input* of its own parents (its value
+and who subscribes to it, a :class:`~streams.rollup.ComponentState`); a factor is only an
+input. A product's new result feeds its input role in the same batch.
 
-:func:`roll_up` takes a batch's messages per node and returns a :class:`RollupBatch`: the rows
-to store, the messages for other nodes (those it applied itself and the others), and per
-product only its *last* new result of the batch, which the publish step
-(:mod:`streams._publish`) turns into records once, after every round. It does no I/O: the
-caller reads rows through *row_of* and sends and stores what it returns (in the order
-:mod:`streams.runtime` explains under "Effectively once").
+:func:`roll_up` takes a batch's messages per node and hands them to one
+:class:`~streams.rollup.Engine` (:meth:`~streams.rollup.Engine.deliver`), whose states are the
+rows (``load`` reads a node's row through *row_of*, once per batch): it returns a
+:class:`RollupBatch` with the rows to store (a new :class:`NodeRecord` for every node whose
+component or product state changed; a product's BOM document is the ``bom`` header of the
+batch's BOM that its state now holds), the messages for other nodes (those it applied itself and
+the others), and per product only its *last* new result of the batch, which the publish step
+(:mod:`streams._publish`) turns into records once. It does no I/O: the caller reads rows through
+*row_of* and sends and stores what it returns (in the order :mod:`streams.runtime` explains
+under "Effectively once").
 
 **Local delivery.** A message for a node of a partition this worker holds (*local*) is also
-applied at once, in the same batch (a round per tier, at most :data:`LOCAL_ROUNDS`), so an
-update reaches the top of its graph in one batch instead of one batch per tier (with one worker,
-every node is local). It still goes to the topic like every other output
-(:attr:`RollupBatch.applied`): when it comes back it is a ``DUPLICATE`` no-op, which the app
-that applied it skips without decoding (its pack carries :func:`~streams._packs.echo_stamp`:
-that app, in that consumer generation). That copy is what keeps a crash harmless: a batch's rows
-are one changelog record per partition (:class:`RowGroups`), so a crash may keep a sender's new
-row but lose the receiver's in another partition (or in a partition's next record, past
-:data:`GROUP_BYTES`). The redelivered batch is then a ``DUPLICATE`` for the sender, which
-sends nothing again, and the receiver (a new app) gets the message from the topic instead.
+applied at once, in the same batch: the engine takes the products lowest in the BOM graph first,
+so an update reaches the top of its graph in one batch, each product recomputed and republished
+once (with one worker, every node is local). At most :data:`SPILL` such messages per batch;
+past that, what the batch makes goes to the topic only, for a later batch. A message applied
+locally still goes to the topic like every other output (:attr:`RollupBatch.applied`): when it
+comes back it is a ``DUPLICATE`` no-op, which the app that applied it skips without decoding (its
+pack carries :func:`~streams._packs.echo_stamp`: that app, in that consumer generation). That
+copy is what keeps a crash harmless: a batch's rows are one changelog record per partition
+(:class:`RowGroups`), so a crash may keep a sender's new row but lose the receiver's in another
+partition (or in a partition's next record, past :data:`GROUP_BYTES`). The redelivered batch is
+then a ``DUPLICATE`` for the sender, which sends nothing again, and the receiver (a new app) gets
+the message from the topic instead. Of the values an input sends a parent of another worker in
+one batch, only the last leaves (a parent keeps only an input's latest version anyway).
 """
 
 from __future__ import annotations
@@ -37,22 +44,19 @@ from streams import codec
 from streams._packs import Keyed, keyed, partition
 from streams.rollup import (
     BomDeclared,
-    ComponentMessage,
     ComponentState,
+    Engine,
     Message,
     Outcome,
-    ProductMessage,
     ProductRolledUp,
     ProductState,
-    component_step_many,
-    offered,
-    product_step_many,
+    Ref,
 )
 
 __all__ = [
     "GROUP_BYTES",
     "GROUP_PREFIX",
-    "LOCAL_ROUNDS",
+    "SPILL",
     "Changelog",
     "NodeRecord",
     "ProductRecord",
@@ -66,16 +70,15 @@ __all__ = [
 log = logging.getLogger("pcfx.streams")
 T = TypeVar("T")
 
-LOCAL_ROUNDS = 64
-"""Most rounds of local delivery in one batch (a round per tier): a fuse, since everything a
-round delivers is also on the topic; deeper graphs and cycles go on from there."""
-
-_STORED = (Outcome.APPLIED, Outcome.UNCHANGED)
-"""Outcomes whose step state must be stored (``UNCHANGED`` stored a record nobody sees yet)."""
+SPILL = 100_000
+"""Most messages a batch makes and applies itself (local delivery, :meth:`Engine.deliver`'s
+*spill*): everything it applies is also on the topic, so past it what the batch makes goes to
+the topic only (:attr:`RollupBatch.others`) and a later batch takes it from there. A fuse for
+cycles and very large waves, and a bound on a batch's memory and time."""
 
 Work = dict[bytes, list[tuple[bytes | None, Message]]]
-"""A round's messages per node key, in order, each with the ``bom`` header of the pack it came
-in (``None`` for one delivered locally, or without one)."""
+"""A batch's messages per node key, in order, each with the ``bom`` header of the pack it came
+in (``None`` without one)."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,8 @@ class RollupBatch:
     applied: Keyed = field(default_factory=list)
     """Messages for other nodes applied in this batch (local delivery), in order: still sent."""
     others: Keyed = field(default_factory=list)
-    """Messages for the nodes of other workers, or left for the topic by the last round."""
+    """Messages for the nodes of other workers, or left for the topic past the batch's
+    :data:`SPILL` (only each input's last value per parent)."""
     results: dict[bytes, ProductRolledUp] = field(default_factory=dict)
     """Per product (node key), its last new result in the batch: the one to publish."""
 
@@ -288,108 +292,74 @@ def roll_up(
     row_of: Callable[[bytes], NodeRecord | None],
     local: set[int],
     partitions: int,
-    rounds: int = LOCAL_ROUNDS,
+    spill: int = SPILL,
+    heights: dict[str, int] | None = None,
 ) -> RollupBatch:
     """Apply a batch's messages (*work*) to the rows (*row_of*: a node's stored row, if any),
-    then the messages they make for nodes of the *local* partitions, one round per tier, at
-    most *rounds* rounds."""
+    and what they make for nodes of the *local* partitions, in one :meth:`Engine.deliver`
+    (at most *spill* messages of its own; *heights*: the products' heights in the BOM graph,
+    kept by the caller from batch to batch, or ``None`` to work them out again)."""
+    loaded: dict[bytes, NodeRecord] = {}
+    keys: dict[Ref, bytes] = {}
+
+    def key_of(ref: Ref) -> bytes:
+        key = keys.get(ref)
+        if key is None:
+            key = keys[ref] = str(ref).encode()
+        return key
+
+    def load(ref: Ref) -> tuple[ComponentState | None, ProductState | None]:
+        key = key_of(ref)
+        row = row_of(key)
+        if row is None:
+            return None, None
+        loaded[key] = row
+        return row.component, None if row.product is None else row.product.state
+
+    def is_local(ref: Ref) -> bool:  # (a batch's own inputs are this worker's, whatever
+        key = key_of(ref)  # a rebalance has done to *local* since)
+        return key in work or partition(key, partitions) in local
+
+    messages: list[Message] = []
+    boms: list[tuple[BomDeclared, bytes]] = []
+    for items in work.values():
+        for bom, message in items:
+            messages.append(message)
+            if bom is not None and isinstance(message, BomDeclared):
+                boms.append((message, bom))
+    engine = Engine(load=load, local=is_local, heights=heights)
+    delivery = engine.deliver(messages, spill=spill)
+    for message, outcome in delivery.noops:
+        _no_op(outcome, message)
+
+    # a product's BOM document: the header of the batch's BOM that its state now holds
+    docs: dict[str, bytes] = {}
+    for message, bom in boms:
+        state = delivery.products.get(message.key)
+        if state is not None and state.bom is message.bom:
+            docs[message.key] = bom
     batch = RollupBatch()
     rows = batch.rows
-    for round_ in range(1, rounds + 1):
-        new: Keyed = []
-        for key, items in work.items():
-            row = rows.get(key) or row_of(key) or NodeRecord()
-            node = _step(key, row, items, new, batch.results)
-            if node is not row:
-                rows[key] = node
-        work = _route(batch, new, local, partitions, last_round=round_ == rounds)
-        if not work:
-            break
-    return batch
-
-
-def _route(
-    batch: RollupBatch, new: Keyed, local: set[int], partitions: int, *, last_round: bool
-) -> Work:
-    """The next round's work: the messages of a round's *new* outputs for this worker's
-    nodes, per node (none after the *last round*: those go to the topic only)."""
-    work: Work = {}
-    for key, message in new:
-        if not last_round and partition(key, partitions) in local:
-            work.setdefault(key, []).append((None, message))
-            batch.applied.append((key, message))
+    for pid, product in delivery.products.items():
+        ref = Ref.product(pid)
+        key = key_of(ref)
+        old = loaded.get(key) or row_of(key) or NodeRecord()
+        doc = docs.get(pid)
+        bom_doc = doc.decode() if doc is not None else None
+        if old.product is None:
+            record = ProductRecord(product, bom_doc)
         else:
-            batch.others.append((key, message))
-    return work
-
-
-def _step(
-    key: bytes,
-    row: NodeRecord,
-    items: list[tuple[bytes | None, Message]],
-    outputs: Keyed,
-    results: dict[bytes, ProductRolledUp],
-) -> NodeRecord:
-    """One node's messages in a round: its new row (*row* itself if nothing is to be stored).
-    The messages for other nodes go to *outputs*, a product's last new result to *results*."""
-    as_parent = [(b, m) for b, m in items if isinstance(m, ProductMessage)]
-    as_input = [m for _, m in items if not isinstance(m, ProductMessage)]
-    product = row.product
-    new: list[Message] = []
-    if as_parent:
-        product, rolled = _parent_role(product, as_parent, new)
-        if rolled:
-            results.pop(key, None)  # (the order of the batch's last results)
-            results[key] = rolled[-1]
-        # a product's new result goes straight to its own input role (same node)
-        as_input.extend(offered(r) for r in rolled)
-    component = _input_role(row.component, as_input, new)
-    outputs.extend(keyed(new))
-    if product is row.product and component is row.component:
-        return row
-    return NodeRecord(component, product)
-
-
-def _parent_role(
-    row: ProductRecord | None,
-    items: list[tuple[bytes | None, ProductMessage]],
-    outputs: list[Message],
-) -> tuple[ProductRecord | None, list[ProductRolledUp]]:
-    """A product's BOM and input values in a round: absorbed in order, recomputed once.
-
-    Returns its new row (*row* itself if nothing is to be stored) and its new results; the
-    messages for other nodes go to *outputs*."""
-    step = product_step_many(row.state if row else None, [m for _, m in items])
-    bom_doc = row.bom if row else None
-    for (bom, message), outcome in zip(items, step.each, strict=True):
-        if outcome is not Outcome.APPLIED:
-            _no_op(outcome, message)
-        elif isinstance(message, BomDeclared) and bom is not None:
-            bom_doc = bom.decode()
-    if step.outcome not in _STORED:
-        return row, []
-    rolled = [out for out in step.outputs if isinstance(out, ProductRolledUp)]
-    outputs.extend(out for out in step.outputs if not isinstance(out, ProductRolledUp))
-    if row is None:
-        return ProductRecord(step.state, bom_doc), rolled
-    return replace(row, state=step.state, bom=bom_doc), rolled
-
-
-def _input_role(
-    state: ComponentState | None, messages: list[ComponentMessage], outputs: list[Message]
-) -> ComponentState | None:
-    """A node's messages as an input to its parents, in order; returns its new state
-    (*state* itself if nothing is to be stored). What its parents need goes to *outputs*."""
-    if not messages:
-        return state
-    step = component_step_many(state, messages)
-    for message, outcome in zip(messages, step.each, strict=True):
-        if outcome not in _STORED:
-            _no_op(outcome, message)
-    if step.outcome not in _STORED:
-        return state
-    outputs.extend(step.outputs)
-    return step.state
+            record = replace(old.product, state=product, bom=bom_doc or old.product.bom)
+        rows[key] = NodeRecord(engine.components.get(ref), record)
+    for ref, component in delivery.components.items():
+        key = key_of(ref)
+        if key not in rows:
+            old = loaded.get(key) or row_of(key) or NodeRecord()
+            rows[key] = NodeRecord(component, old.product)
+    batch.results = {key_of(Ref.product(p)): r for p, r in delivery.published.items()}
+    batch.applied = keyed(delivery.applied)
+    batch.others = keyed(delivery.remote)
+    return batch
 
 
 def _no_op(outcome: Outcome, message: Message) -> None:

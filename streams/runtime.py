@@ -20,8 +20,8 @@ This module only wires; each step is a plain module with typed inputs and output
   parked) and forwarded to the roll-up as messages;
 - :mod:`streams._packs`: those messages keyed by node and packed per partition;
 - :mod:`streams._rollup_step`: a batch of messages applied to the nodes' rows, with local
-  delivery (a round per tier), giving new rows, messages for other nodes and, per product, its
-  last new result;
+  delivery (one :class:`~streams.rollup.Engine` per batch: products lowest first, each once),
+  giving new rows, messages for other nodes and, per product, its last new result;
 - :mod:`streams._publish`: those results built, encoded and signed once per batch;
 - :mod:`streams._faust`: every adaptation of faust's and aiokafka's internals, and the faust
   version they were written against.
@@ -460,6 +460,7 @@ class _Worker:
         self.ledger = SequenceLedger(self.ledger_rows)
         self.node_table = node_table
         self.node_rows = Rows(NodeRecord, limit=200_000)  # products and the inputs they use
+        self.heights: dict[str, int] = {}  # products' heights in the BOM graph (Engine.height)
         self.nodes = config.topic("pcf.rollup")
         self.publisher = Publisher(serde, config.topic("pcf.products"), signer)
         self.parking: ParkingLot[Held] = ParkingLot(timedelta(seconds=config.key_grace_s))
@@ -605,7 +606,7 @@ class _Worker:
                 bom = _header(event, "bom")
                 for key, message in keyed:
                     work.setdefault(key, []).append((bom, message))
-            batch = roll_up(work, self.row_of, local, partitions)
+            batch = roll_up(work, self.row_of, local, partitions, heights=self.heights)
             published = self.publisher.publish(batch.results, batch.rows, _now)
             for unwritable in published.unwritable:
                 await edge.unwritable(unwritable.result, unwritable.error, events[0])

@@ -22,7 +22,7 @@ active parent; a new subscriber gets the current value at once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ._compute import source_from_factor, source_from_footprint
 from ._messages import (
@@ -42,7 +42,14 @@ from ._messages import (
 from ._model import ComponentFootprint, Factor, Ref, RefKind
 from ._result import SourceValue
 
-__all__ = ["ComponentState", "Subscription", "component_step", "component_step_many", "offered"]
+__all__ = [
+    "ComponentState",
+    "Draft",
+    "Subscription",
+    "component_step",
+    "component_step_many",
+    "offered",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +82,7 @@ class ComponentState:
         return tuple(sorted(p for p, sub in self.subscribers.items() if sub.active))
 
 
-def _offered(state: ComponentState) -> tuple[SourceValue | None, tuple[str, ...]]:
+def _offered(state: ComponentState | Draft) -> tuple[SourceValue | None, tuple[str, ...]]:
     if state.declared is not None and (
         state.rolled is None or state.declared.supplier == state.rolled.value.supplier
     ):
@@ -87,43 +94,136 @@ def _offered(state: ComponentState) -> tuple[SourceValue | None, tuple[str, ...]
     return None, ()
 
 
-def _republish(state: ComponentState) -> Step[ComponentState]:
-    value, trace = _offered(state)
-    if value == state.value:
-        return Step(state, (), Outcome.UNCHANGED)
-    version = state.version + 1
-    new = ComponentState(
-        state.ref,
-        state.declared,
-        state.factor,
-        state.rolled,
-        state.subscribers,
-        version,
-        value,
-        trace,
+class Draft:
+    """A :class:`ComponentState` being changed in place: what one input's messages of a batch
+    do, applied one after the other to one mutable copy, frozen once at the end
+    (:meth:`freeze`).
+
+    Its subscribers are copied the first time a (un)subscription changes them, not before: a
+    popular input (a grid factor) that a batch subscribes ten thousand parents to copies its
+    subscribers once, not once per parent. :func:`component_step` is one message on a draft of
+    its own; the :class:`~streams.rollup.Engine` keeps one draft per input for a whole batch.
+    """
+
+    __slots__ = (
+        "_own",
+        "base",
+        "changed",
+        "declared",
+        "factor",
+        "ref",
+        "rolled",
+        "subscribers",
+        "trace",
+        "value",
+        "version",
     )
-    outputs: tuple[Message, ...] = ()
-    if value is not None:
-        outputs = tuple(
-            ChildValue(parent, state.ref, version, value, trace) for parent in new.parents
+
+    def __init__(self, state: ComponentState | None, ref: Ref) -> None:
+        if state is None:
+            state = ComponentState(ref)
+        elif state.ref != ref:
+            raise ValueError(f"message for {ref} routed to the component state of {state.ref}")
+        self.base = state
+        """The state the draft started from (what :meth:`freeze` returns if nothing changed)."""
+        self.changed = False
+        """Whether a message was stored (``APPLIED`` or ``UNCHANGED``): the state to keep."""
+        self.ref = ref
+        self.declared = state.declared
+        self.factor = state.factor
+        self.rolled = state.rolled
+        self.subscribers: Mapping[str, Subscription] = state.subscribers
+        self._own = False
+        self.version = state.version
+        self.value = state.value
+        self.trace = state.trace
+
+    def freeze(self) -> ComponentState:
+        """The state the draft holds now (its :attr:`base` if nothing was stored)."""
+        if not self.changed:
+            return self.base
+        self._own = False  # (the frozen state keeps the dict: a later change copies it again)
+        return ComponentState(
+            self.ref,
+            self.declared,
+            self.factor,
+            self.rolled,
+            self.subscribers,
+            self.version,
+            self.value,
+            self.trace,
         )
-    return Step(new, outputs, Outcome.APPLIED)
 
+    def parents(self) -> list[str]:
+        """Parents currently subscribed, sorted."""
+        return sorted(p for p, sub in self.subscribers.items() if sub.active)
 
-def _subscription(state: ComponentState, message: Subscribe | Unsubscribe) -> Step[ComponentState]:
-    active = isinstance(message, Subscribe)
-    current = state.subscribers.get(message.parent)
-    if current is not None:
-        outcome = order_outcome(message.revision, current.revision, current.active is active)
-        if outcome is not None:
-            return Step(state, (), outcome)
-    subscribers = dict(state.subscribers)
-    subscribers[message.parent] = Subscription(message.revision, active)
-    new = replace(state, subscribers=subscribers)
-    outputs: tuple[Message, ...] = ()
-    if active and state.value is not None:
-        outputs = (ChildValue(message.parent, state.ref, state.version, state.value, state.trace),)
-    return Step(new, outputs, Outcome.APPLIED)
+    def apply(self, message: ComponentMessage) -> tuple[Outcome, list[Message]]:
+        """Apply one message (the steps of :func:`component_step`): its outcome and what it
+        sends."""
+        if isinstance(message, Subscribe | Unsubscribe):
+            return self._subscription(message)
+        if isinstance(message, FootprintDeclared):
+            if self.ref.kind is not RefKind.PRODUCT:  # pragma: no cover - guarded by Ref
+                raise ValueError(f"footprint routed to {self.ref}")
+            fp, old_fp = message.footprint, self.declared
+            if old_fp is not None:  # (2)
+                same = fp.content_hash == old_fp.content_hash
+                outcome = order_outcome(fp.sequence, old_fp.sequence, same)
+                if outcome is not None:
+                    return outcome, []
+            self.declared = fp  # (3)
+            return self._republish()  # (4)
+        if isinstance(message, FactorPublished):
+            factor, old_factor = message.factor, self.factor
+            if old_factor is not None:
+                same = factor.content_hash == old_factor.content_hash
+                outcome = order_outcome(factor.sequence, old_factor.sequence, same)
+                if outcome is not None:
+                    return outcome, []
+            self.factor = factor
+            return self._republish()
+        if isinstance(message, ProductRolledUp):
+            message = offered(message)
+        old_rolled = self.rolled
+        if old_rolled is not None and message.sequence <= old_rolled.sequence:
+            same = message.value == old_rolled.value
+            outcome = order_outcome(message.sequence, old_rolled.sequence, same)
+            if outcome is not None:
+                return outcome, []
+        self.rolled = message
+        return self._republish()
+
+    def _republish(self) -> tuple[Outcome, list[Message]]:
+        self.changed = True
+        value, trace = _offered(self)
+        if value == self.value:
+            return Outcome.UNCHANGED, []
+        self.version += 1
+        self.value, self.trace = value, trace
+        if value is None:
+            return Outcome.APPLIED, []
+        ref, version = self.ref, self.version
+        return Outcome.APPLIED, [
+            ChildValue(parent, ref, version, value, trace) for parent in self.parents()
+        ]
+
+    def _subscription(self, message: Subscribe | Unsubscribe) -> tuple[Outcome, list[Message]]:
+        active = isinstance(message, Subscribe)
+        current = self.subscribers.get(message.parent)
+        if current is not None:
+            outcome = order_outcome(message.revision, current.revision, current.active is active)
+            if outcome is not None:
+                return outcome, []
+        if not self._own:
+            self.subscribers = dict(self.subscribers)
+            self._own = True
+        self.subscribers[message.parent] = Subscription(message.revision, active)  # type: ignore[index]
+        self.changed = True
+        if active and self.value is not None:
+            child = ChildValue(message.parent, self.ref, self.version, self.value, self.trace)
+            return Outcome.APPLIED, [child]
+        return Outcome.APPLIED, []
 
 
 def offered(rolled: ProductRolledUp) -> ProductOffered:
@@ -140,53 +240,12 @@ def component_step(state: ComponentState | None, message: ComponentMessage) -> S
     3. store the record (upsert of an absolute value);
     4. if the offered value changed, bump the version and send it to every subscribed parent;
        a (re)subscription gets the current value right away.
+
+    (One message on a :class:`Draft` of its own; a state a caller holds never changes.)
     """
-    ref = message.ref
-    # (1)
-    if state is None:
-        state = ComponentState(ref)
-    elif state.ref != ref:
-        raise ValueError(f"message for {ref} routed to the component state of {state.ref}")
-    if isinstance(message, Subscribe | Unsubscribe):
-        return _subscription(state, message)
-    if isinstance(message, FootprintDeclared):
-        if ref.kind is not RefKind.PRODUCT:  # pragma: no cover - guarded by Ref construction
-            raise ValueError(f"footprint routed to {ref}")
-        fp, old_fp = message.footprint, state.declared
-        if old_fp is not None:  # (2)
-            same = fp.content_hash == old_fp.content_hash
-            outcome = order_outcome(fp.sequence, old_fp.sequence, same)
-            if outcome is not None:
-                return Step(state, (), outcome)
-        return _republish(replace(state, declared=fp))  # (3), (4)
-    if isinstance(message, FactorPublished):
-        factor, old_factor = message.factor, state.factor
-        if old_factor is not None:
-            same = factor.content_hash == old_factor.content_hash
-            outcome = order_outcome(factor.sequence, old_factor.sequence, same)
-            if outcome is not None:
-                return Step(state, (), outcome)
-        return _republish(replace(state, factor=factor))
-    if isinstance(message, ProductRolledUp):
-        message = offered(message)
-    old_rolled = state.rolled
-    if old_rolled is not None and message.sequence <= old_rolled.sequence:
-        same = message.value == old_rolled.value
-        outcome = order_outcome(message.sequence, old_rolled.sequence, same)
-        if outcome is not None:
-            return Step(state, (), outcome)
-    return _republish(
-        ComponentState(
-            state.ref,
-            state.declared,
-            state.factor,
-            message,
-            state.subscribers,
-            state.version,
-            state.value,
-            state.trace,
-        )
-    )
+    draft = Draft(state, message.ref)  # (1)
+    outcome, outputs = draft.apply(message)
+    return Step(draft.freeze(), tuple(outputs), outcome)
 
 
 def component_step_many(
@@ -202,15 +261,19 @@ def component_step_many(
     """
     if not messages:
         raise ValueError("component_step_many needs at least one message")
+    draft = Draft(state, messages[0].ref)
     latest: dict[str, ChildValue] = {}  # parent -> its last value, in first-sent order
     each: list[Outcome] = []
     for message in messages:
-        step = component_step(state, message)
-        state = step.state
-        each.append(step.outcome)
-        for out in step.outputs:
-            assert isinstance(out, ChildValue)  # all that component_step sends
+        if message.ref != draft.ref:
+            raise ValueError(
+                f"message for {message.ref} routed to the component state of {draft.ref}"
+            )
+        outcome, outputs = draft.apply(message)
+        each.append(outcome)
+        for out in outputs:
+            assert isinstance(out, ChildValue)  # all that an input sends
             latest[out.parent] = out
     stored = [o for o in (Outcome.APPLIED, Outcome.UNCHANGED) if o in each]
     outcome = stored[0] if stored else each[-1]
-    return Step(step.state, tuple(latest.values()), outcome, tuple(each))
+    return Step(draft.freeze(), tuple(latest.values()), outcome, tuple(each))

@@ -9,8 +9,10 @@ it makes (``_running``). Inside one process none of that has to be a queue of im
 * **in place, copied once.** A product the batch changes is copied once (its state, its running
   sums) the first time the batch touches it; every later change in the batch -- another input, a
   second wave on a cycle -- goes to that copy, which is what the batch writes back. A state a
-  caller held before the batch never changes under it. The input roles' states are small
-  immutable records, replaced as they change.
+  caller held before the batch never changes under it. An input role's state is changed the same
+  way, on a :class:`~streams.rollup._component.Draft` made the first time the batch touches it
+  and frozen once at the end (a factor a batch subscribes ten thousand parents to copies its
+  subscribers once).
 * **lowest first, each product once.** Input-side records (footprints, factors, subscriptions,
   products' own new values) are applied as they come; the products with values waiting are taken
   lowest in the BOM graph first (:meth:`Engine.height`), each absorbing everything that reached
@@ -18,7 +20,10 @@ it makes (``_running``). Inside one process none of that has to be a queue of im
   the batch affects is recomputed and republished exactly once, however many paths reach it.
 * **values straight to parents.** A product's new value goes to its own input role and from
   there to every local parent without a round through a topic; only values for nodes the
-  process does not own (``local``) leave the engine, as messages (:attr:`Delivery.remote`).
+  process does not own (``local``) leave the engine, as messages (:attr:`Delivery.remote`),
+  and of an input's values for one such parent only the batch's last. Past a *spill* limit of
+  messages the batch made and applied itself, the rest leaves too (a streams worker's topic
+  takes it to a later batch) instead of the batch growing without bound.
 * **no result.** Nothing here computes a hash, a uuid or lineage: a published value's result is
   pending (:class:`~streams.rollup.Identity`) until the edge asks for it, once per product per
   batch (:attr:`Delivery.published` holds each product's *last* new value of the batch).
@@ -29,21 +34,24 @@ side's check/store/publish of ``_product``) in the same order as :meth:`Network.
 digit, as one message at a time -- ``tests/streams/test_rollup_engine.py`` checks it against
 :func:`~streams.rollup.compute_result` and against per-message delivery.
 
-A streams worker uses it for its local-delivery rounds the same way (:meth:`Engine.deliver` with
-``load`` reading the stored rows and ``local`` the partitions it owns): states in, the states
-that changed out, plus the messages for other workers.
+A streams worker uses it for each batch the same way (``streams._rollup_step.roll_up``: one
+:meth:`Engine.deliver` with ``load`` reading the stored rows and ``local`` the partitions it
+owns): states in, the states that changed out, plus the messages for other workers. *heights*
+may be kept by the caller from one engine to the next (a worker makes one per batch); a height
+that is out of date (a BOM changed on another worker) costs order, never correctness: a product
+taken too early is simply taken again when the later value reaches it.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from contracts.errors import RollupError
 
-from ._component import ComponentState, component_step, offered
+from ._component import ComponentState, Draft, Subscription, offered
 from ._messages import (
     BomDeclared,
     ChildValue,
@@ -104,13 +112,15 @@ class Engine:
         *,
         load: Loader | None = None,
         local: Callable[[Ref], bool] | None = None,
+        heights: dict[str, int] | None = None,
     ) -> None:
         self.products: dict[str, ProductState] = {} if products is None else products
         self.components: dict[Ref, ComponentState] = {} if components is None else components
         self._load = load
         self._local = local
         self._loaded: set[Ref] = set()
-        self._heights: dict[str, int] = {}
+        self._heights: dict[str, int] = {} if heights is None else heights
+        self._drafts: dict[Ref, Draft] = {}
 
     # ------------------------------------------------------------------ states
 
@@ -165,6 +175,13 @@ class Engine:
                 stack.append((child, iter(self._children_of(child) or ())))
         return known[product_id]
 
+    def _subscribers(self, ref: Ref) -> Mapping[str, Subscription] | None:
+        draft = self._drafts.get(ref)
+        if draft is not None:
+            return draft.subscribers
+        component = self.components.get(ref)
+        return None if component is None else component.subscribers
+
     def _forget_height(self, product_id: str) -> None:
         """A new BOM of *product_id* may change its height and its ancestors' (found through the
         subscribers its input role knows), nobody else's: forget just those."""
@@ -174,10 +191,10 @@ class Engine:
         while stack:
             pid = stack.pop()
             heights.pop(pid, None)
-            component = self.components.get(Ref.product(pid))
-            if component is None:
+            subscribers = self._subscribers(Ref.product(pid))
+            if subscribers is None:
                 continue
-            for parent in component.subscribers:  # (active or not: a dropped line counts too)
+            for parent in subscribers:  # (active or not: a dropped line counts too)
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
@@ -196,12 +213,19 @@ class Engine:
         messages: Iterable[Message],
         max_messages: int | None = None,
         observe: Observer | None = None,
+        *,
+        spill: int | None = None,
     ) -> Delivery:
         """Apply *messages* and everything they cause on this engine's nodes until none is left.
 
         *max_messages* is a fuse: exceeding it raises :class:`RollupError` rather than spinning.
-        *observe*, if given, sees every input-side message with its step, and every product's
-        update with the messages it absorbed (one call per message, all with the same step).
+        *spill* is a softer one, for a process whose messages have somewhere else to go (a
+        streams worker's topic): once the batch has applied that many messages it made itself,
+        every further message it makes leaves as :attr:`Delivery.remote` instead (the products
+        already waiting still update once, and a product's own new value still reaches its own
+        input role, the same node). *observe*, if given, sees every input-side message with its
+        step, and every product's update with the messages it absorbed (one call per message,
+        all with the same step).
         """
         out = Delivery()
         queue: deque[Message] = deque(messages)
@@ -209,47 +233,67 @@ class Engine:
         pending: dict[str, list[ProductMessage]] = {}
         ready: list[tuple[int, str]] = []  # (height, product id) of the pending products
         owned: dict[str, ProductState] = {}  # products this batch has copied (changed in place)
+        drafts = self._drafts = {}  # inputs this batch has touched (changed in place)
+        remote: list[Message | None] = []
+        last_value: dict[tuple[str, Ref], int] = {}  # (parent, child) -> index in remote
         local = self._local
         count = 0
-        while queue or pending:
-            while queue:
-                if max_messages is not None and count >= max_messages:
-                    raise RollupError(
-                        f"roll-up did not settle within {max_messages} messages "
-                        f"({len(queue) + sum(map(len, pending.values()))} still queued)"
-                    )
-                message = queue.popleft()
-                count += 1
-                if isinstance(message, BomDeclared | ChildValue):
-                    pid = message.key
-                    if local is not None and not local(Ref.product(pid)):
-                        out.remote.append(message)
+        limit = None if spill is None else inputs + spill
+        try:
+            while queue or pending:
+                while queue:
+                    if max_messages is not None and count >= max_messages:
+                        raise RollupError(
+                            f"roll-up did not settle within {max_messages} messages "
+                            f"({len(queue) + sum(map(len, pending.values()))} still queued)"
+                        )
+                    message = queue.popleft()
+                    count += 1
+                    made = count > inputs
+                    if isinstance(message, BomDeclared | ChildValue):
+                        pid = message.key
+                        if (local is not None and not local(Ref.product(pid))) or (
+                            made and limit is not None and count > limit
+                        ):
+                            _send(remote, last_value, message)
+                            continue
+                        if made:
+                            out.applied.append(message)
+                        waiting = pending.get(pid)
+                        if waiting is None:
+                            pending[pid] = [message]
+                            heapq.heappush(ready, (self.height(pid), pid))
+                        else:
+                            waiting.append(message)
                         continue
-                    if count > inputs:
-                        out.applied.append(message)
-                    waiting = pending.get(pid)
-                    if waiting is None:
-                        pending[pid] = [message]
-                        heapq.heappush(ready, (self.height(pid), pid))
-                    else:
-                        waiting.append(message)
+                    ref = message.ref
+                    if not (made and isinstance(message, ProductOffered)):  # (its own node)
+                        if (local is not None and not local(ref)) or (
+                            made and limit is not None and count > limit
+                        ):
+                            _send(remote, last_value, message)
+                            continue
+                        if made:
+                            out.applied.append(message)
+                    draft = drafts.get(ref)
+                    if draft is None:
+                        draft = drafts[ref] = Draft(self.component(ref), ref)
+                    outcome, outputs = draft.apply(message)
+                    self._count(out, message, outcome)
+                    queue.extend(outputs)
+                    if observe is not None:
+                        step = Step(draft.freeze(), tuple(outputs), outcome)
+                        observe(message, step)  # type: ignore[arg-type]
+                if not ready:
                     continue
-                ref = message.ref
-                if local is not None and not local(ref):
-                    out.remote.append(message)
-                    continue
-                if count > inputs and not isinstance(message, ProductOffered):
-                    out.applied.append(message)
-                step = component_step(self.component(ref), message)
-                self.components[ref] = out.components[ref] = step.state
-                self._count(out, message, step.outcome)
-                queue.extend(step.outputs)
-                if observe is not None:
-                    observe(message, step)  # type: ignore[arg-type]
-            if not ready:
-                continue
-            _, pid = heapq.heappop(ready)
-            self._product_batch(pid, pending.pop(pid), owned, out, queue, observe)
+                _, pid = heapq.heappop(ready)
+                self._product_batch(pid, pending.pop(pid), owned, out, queue, observe)
+        finally:
+            for ref, draft in drafts.items():
+                if draft.changed:
+                    self.components[ref] = out.components[ref] = draft.freeze()
+            self._drafts = {}
+        out.remote = [m for m in remote if m is not None]
         out.count = count
         return out
 
@@ -304,3 +348,17 @@ class Engine:
                 queue.append(offered(made))
             else:
                 queue.append(made)
+
+
+def _send(
+    remote: list[Message | None], last_value: dict[tuple[str, Ref], int], message: Message
+) -> None:
+    """*message* leaves the engine; a parent keeps only an input's latest value, so an earlier
+    value of the same input for the same parent in the batch is dropped (its place left empty)."""
+    if isinstance(message, ChildValue):
+        slot = (message.parent, message.child)
+        at = last_value.get(slot)
+        if at is not None:
+            remote[at] = None
+        last_value[slot] = len(remote)
+    remote.append(message)

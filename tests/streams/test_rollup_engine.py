@@ -228,3 +228,57 @@ def test_run_batch_uses_the_engine_and_agrees_with_per_message_delivery() -> Non
     net.run()
     assert _hashes(results) == _hashes(net.results())
     assert results["pack"].pcf == Decimal("242.5")
+
+
+def test_past_the_spill_limit_what_a_batch_makes_leaves_as_messages() -> None:
+    # the diamond's update makes 3 messages for its own nodes; with room for 1, the rest leave
+    # (module, which took that one, still updates once and its value leaves too); delivered
+    # later, they reach the same result
+    engine = Engine()
+    engine.deliver(_chain())
+    delivery = engine.deliver([FootprintDeclared(_fp("cell", "3", 2))], spill=1)
+    assert [(m.key, str(m.child)) for m in delivery.applied] == [  # type: ignore[union-attr]
+        ("module", "product:cell")
+    ]
+    assert [(m.key, str(m.child)) for m in delivery.remote] == [  # type: ignore[union-attr]
+        ("pack", "product:cell"),
+        ("pack", "product:module"),
+    ]
+    assert "pack" not in delivery.published
+    later = engine.deliver(delivery.remote)
+    assert later.published["pack"].result.pcf == Decimal("291")
+    # no spill limit: all of it in the one batch
+    fresh = Engine()
+    fresh.deliver(_chain())
+    whole = fresh.deliver([FootprintDeclared(_fp("cell", "3", 2))])
+    assert whole.remote == [] and whole.published["pack"].result.pcf == Decimal("291")
+
+
+def test_only_the_last_value_of_an_input_for_a_remote_parent_leaves() -> None:
+    mine = {Ref.product("cell")}
+    engine = Engine(local=lambda ref: ref in mine)
+    engine.deliver([FootprintDeclared(_fp("cell", "2.5"))])
+    sub = Subscribe(Ref.product("cell"), "module", 1)
+    updates = [FootprintDeclared(_fp("cell", v, s)) for s, v in ((2, "3"), (3, "4"), (4, "5"))]
+    delivery = engine.deliver([sub, *updates])
+    assert [(m.key, m.version) for m in delivery.remote] == [("module", 4)]  # type: ignore[union-attr]
+    (last,) = delivery.remote
+    assert isinstance(last, ChildValue) and last.value.sequence == 4  # (the footprint's)
+
+
+def test_an_input_is_changed_in_place_once_per_batch() -> None:
+    # a thousand parents subscribing to one factor in one batch: one state out, built once,
+    # holding every subscription (and the state held before the batch unchanged)
+    engine = Engine()
+    ref = Ref.product("cell")
+    engine.deliver([FootprintDeclared(_fp("cell", "2.5"))])
+    before = engine.components[ref]
+    subs = [Subscribe(ref, f"p{i}", 1) for i in range(1000)]
+    delivery = engine.deliver(subs, spill=0)
+    after = delivery.components[ref]
+    assert after is engine.components[ref] and after is not before
+    assert len(after.subscribers) == 1000 and before.subscribers == {}
+    assert len(delivery.remote) == 1000  # (each parent gets the current value once)
+    assert delivery.outcomes[Outcome.APPLIED] == 1000
+    again = engine.deliver(subs)
+    assert again.components == {} and again.outcomes[Outcome.DUPLICATE] == 1000

@@ -318,12 +318,12 @@ def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world
 
 
 _FAILING_PRODUCT_SIDE = """
-import streams._rollup_step
+import streams.rollup._engine
 
 def fail(*args, **kwargs):
     raise RuntimeError("injected failure in the product side")
 
-streams._rollup_step.product_step_many = fail
+streams.rollup._engine.Engine._product_batch = fail
 """
 
 

@@ -27,7 +27,7 @@ from streams._batching import Batcher
 from streams._ingest_step import Held, TableLedger, check_batch, forward, settle
 from streams._packs import keyed
 from streams._publish import Publisher
-from streams._rollup_step import NodeRecord, RollupBatch, Work, roll_up
+from streams._rollup_step import SPILL, NodeRecord, RollupBatch, Work, roll_up
 from streams.adapt import core_bom
 from streams.ingest import Ingested, IngestOutcome, KeyRegistry, ParkingLot, SourceRef
 from streams.rollup import (
@@ -190,8 +190,9 @@ def chain() -> tuple[list[Message], dict[str, BillOfMaterials], dict[str, Rollup
 class _Node:
     """A worker as the steps see it: its stored rows and the messages on the topic."""
 
-    def __init__(self, local: set[int]) -> None:
+    def __init__(self, local: set[int], spill: int = SPILL) -> None:
         self.local = local
+        self.spill = spill
         self.rows: dict[bytes, NodeRecord] = {}
         self.topic: list[tuple[bytes, Message]] = []
 
@@ -202,7 +203,7 @@ class _Node:
             if isinstance(message, BomDeclared):
                 bom = docs[message.bom.product_id].encode()
             work.setdefault(key, []).append((bom, message))
-        batch = roll_up(work, self.rows.get, self.local, PARTITIONS)
+        batch = roll_up(work, self.rows.get, self.local, PARTITIONS, self.spill)
         self.rows.update(batch.rows)
         self.topic.extend(batch.others)
         return batch
@@ -229,17 +230,24 @@ def test_one_batch_with_every_node_local_gives_the_batch_results_once_per_produc
         assert row.product.bom == _docs(boms)[rolled.product_id]
 
 
-def test_without_local_nodes_the_messages_go_round_the_topic_to_the_same_results(
+@pytest.mark.parametrize("local", [set(), set(range(PARTITIONS))], ids=["no-local", "spill-0"])
+def test_without_local_delivery_the_messages_go_round_the_topic_to_the_same_results(
     chain: tuple[list[Message], dict[str, BillOfMaterials], dict[str, RollupResult]],
+    local: set[int],
 ) -> None:
+    # no partition of this worker's (only the batch's own nodes are), or all of them with a
+    # spill limit of 0: every message a batch makes goes round the topic
     messages, boms, expected = chain
-    node = _Node(set())
+    node = _Node(local, spill=0 if local else SPILL)
     pending = keyed(messages)
     latest: dict[str, RollupResult] = {}
     for _ in range(50):
         node.topic = []
         batch = node.batch(pending, _docs(boms))
-        assert batch.applied == []
+        if local:
+            assert batch.applied == [], "past the spill limit, nothing is applied locally"
+        else:  # (only the batch's own nodes are this worker's)
+            assert {k for k, _ in batch.applied} <= {k for k, _ in pending}
         latest.update({r.product_id: r.result for r in batch.results.values()})
         pending = node.topic
         if not pending:
