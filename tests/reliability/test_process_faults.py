@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from gateway.audit import EntryKind
 from gateway.runtime._keys import load_recipient_private_key
@@ -176,10 +177,23 @@ def _start_gateway(env: Env, name: str, idle_s: float) -> subprocess.Popen[bytes
     log = (env.tmp / f"gateway-{name}.log").open("wb")
     try:  # (run from the test's folder: no 'gateway' folder there shadows the package)
         return subprocess.Popen(
-            _gateway_command(env, idle_s), stdout=log, stderr=subprocess.STDOUT, cwd=env.tmp
+            _gateway_command(env, idle_s),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=env.tmp,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     finally:
         log.close()
+
+
+def _written(watch: Consumer, env: Env) -> int:
+    """The end offset of the outbound topic (committed or not: any transaction written)."""
+    topic = env.topics.outbound(GB)
+    try:
+        return int(watch.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[1])
+    except KafkaException:  # (not created yet)
+        return 0
 
 
 def _outbound(env: Env) -> list[dict[str, object]]:
@@ -195,16 +209,19 @@ def _kill_gateway(env: Env, kills: int, seed: int, total: int) -> None:
         env.publish([rolled_footprint(product_id=p) for p in products[i : i + 200]])
     procs: list[subprocess.Popen[bytes]] = []
     at_kill: list[int] = []
+    watch = Consumer({"bootstrap.servers": env.bootstrap, "group.id": f"w-{uuid.uuid4().hex}"})
     try:
         for k in range(kills):
             procs.append(_start_gateway(env, f"g{k}", idle_s=300))
-            # the kill point: once this instance has sent something more, at a random moment
-            before = len(read_values(env.bootstrap, env.topics.outbound(GB)))
+            # the kill point: a random moment after this instance wrote its first transaction
+            # (for the second and later ones, after the dead one's session timed out)
+            log = env.tmp / f"gateway-g{k}.log"
+            written = _written(watch, env)
             deadline = time.monotonic() + 240
-            while len(read_values(env.bootstrap, env.topics.outbound(GB))) <= before:
-                assert procs[-1].poll() is None, (env.tmp / f"gateway-g{k}.log").read_text()
-                assert time.monotonic() < deadline, "the gateway sent nothing"
-                time.sleep(0.5)
+            while _written(watch, env) == written:
+                assert procs[-1].poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"nothing written\n{log.read_text()}"
+                time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 1.0))
             procs[-1].send_signal(signal.SIGKILL)
             procs[-1].wait(timeout=60)
@@ -216,9 +233,9 @@ def _kill_gateway(env: Env, kills: int, seed: int, total: int) -> None:
         last = _start_gateway(env, "last", idle_s=3)
         procs.append(last)
         last.wait(timeout=420)
-        log = (env.tmp / "gateway-last.log").read_text()
-        assert last.returncode == 0, log
+        assert last.returncode == 0, (env.tmp / "gateway-last.log").read_text()
     finally:
+        watch.close()
         for proc in procs:
             stop_worker(proc)
     envelopes = _outbound(env)
