@@ -118,11 +118,13 @@ def _kill_streams(world: World, kills: int, seed: int) -> None:
     assert [(r.reason, r.message) for r in rejections] == [], "a legitimate record in the DLQ"
 
 
+@pytest.mark.timeout(600)
 def test_streams_worker_killed_once_mid_stream_with_supplier_updates(world: World) -> None:
     _kill_streams(world, kills=1, seed=SEED)
 
 
 @full_only
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("seed", [SEED, SEED + 1])
 def test_streams_worker_killed_three_times_at_seeded_points(world: World, seed: int) -> None:
     _kill_streams(world, kills=3, seed=seed)
@@ -256,11 +258,13 @@ def _kill_gateway(env: Env, kills: int, seed: int, total: int) -> None:
     assert {str(e["messageId"]) for e in envelopes} == set(ids), "a transfer without audit"
 
 
+@pytest.mark.timeout(600)
 def test_gateway_killed_once_then_restarted_with_a_short_idle_timer(env: Env) -> None:
     _kill_gateway(env, kills=1, seed=SEED, total=3000)
 
 
 @full_only
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("seed", [SEED, SEED + 1])
 def test_gateway_killed_three_times_mid_backlog(env: Env, seed: int) -> None:
-    _kill_gateway(env, kills=3, seed=seed, total=6000)
+    _kill_gateway(env, kills=3, seed=seed, total=4000)
