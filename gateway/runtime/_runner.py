@@ -478,13 +478,18 @@ class GatewayRunner:
 
     def ready(self) -> bool:
         """Whether this instance holds partitions of ``pcf.products`` and knows where to read
-        each from (its committed offset, or the reset position, has been fetched)."""
+        each from (its committed offset, or the reset position, has been fetched); a partition
+        whose chain it refused to resume (:attr:`stopped`, paused) counts as ready: nothing of
+        it will be read."""
         if self._consumer is None:
             return False
         assigned = self._consumer.assignment()
         if not assigned:
             return False
-        return all(tp.offset >= 0 for tp in self._consumer.position(assigned))
+        return all(
+            tp.offset >= 0 or tp.partition in self.stopped
+            for tp in self._consumer.position(assigned)
+        )
 
     def _process(self, messages: Sequence[Message]) -> bool:
         by_partition: dict[int, list[Message]] = {}
