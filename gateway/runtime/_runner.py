@@ -86,7 +86,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import (
@@ -343,6 +350,8 @@ class GatewayRunner:
         self._audit_parts = 1
         self._checkpoint_parts = 1
         self._started = False
+        self._ready = False
+        """Partitions held and positioned (:meth:`ready`), until the next rebalance."""
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -477,19 +486,26 @@ class GatewayRunner:
         return self.stats
 
     def ready(self) -> bool:
-        """Whether this instance holds partitions of ``pcf.products`` and knows where to read
-        each from (its committed offset, or the reset position, has been fetched); a partition
-        whose chain it refused to resume (:attr:`stopped`, paused) counts as ready: nothing of
-        it will be read."""
-        if self._consumer is None:
+        """Whether this instance holds partitions of ``pcf.products``, has taken each over (its
+        chain resumed, or refused and paused: :attr:`stopped`) and knows where to read each
+        from (its committed offsets fetched from the group coordinator; with none, the reset
+        position). Cached until the next rebalance."""
+        if self._ready:
+            return True
+        consumer = self._consumer
+        if consumer is None:
             return False
-        assigned = self._consumer.assignment()
-        if not assigned:
+        assigned = consumer.assignment()
+        if not assigned or any(
+            tp.partition not in self._chains and tp.partition not in self.stopped for tp in assigned
+        ):
             return False
-        return all(
-            tp.offset >= 0 or tp.partition in self.stopped
-            for tp in self._consumer.position(assigned)
-        )
+        try:
+            consumer.committed(assigned, timeout=5)
+        except KafkaException:
+            return False
+        self._ready = True
+        return True
 
     def _process(self, messages: Sequence[Message]) -> bool:
         by_partition: dict[int, list[Message]] = {}
@@ -1009,6 +1025,7 @@ class GatewayRunner:
         chain.retired = fresh.retired
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
         for tp in partitions:
             if tp.partition not in self._chains:
                 self.stopped.pop(tp.partition, None)  # assigned again: look at the chain again
@@ -1020,6 +1037,7 @@ class GatewayRunner:
         self._catch_up()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
         for tp in partitions:
             chain = self._chains.pop(tp.partition, None)
             if chain is None:
@@ -1029,6 +1047,7 @@ class GatewayRunner:
             chain.sink.close()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
         for tp in partitions:
             chain = self._chains.pop(tp.partition, None)
             if chain is not None:
