@@ -71,6 +71,7 @@ NEMESIS_MINUTES ?= 10
 NEMESIS_ARGS ?=
 test-reliability: jars lint
 	PCFX_RELIABILITY=full $(PY) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
+	PCFX_FUZZ_EXAMPLES=500 $(PY) -m pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 	$(PY) -m tests.reliability.nemesis --minutes $(NEMESIS_MINUTES) $(NEMESIS_ARGS)
 
 # `pcfx demo` starts a local broker when none is configured and stops everything it started;

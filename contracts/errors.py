@@ -267,7 +267,9 @@ class TrustError(PcfError):
         super().__init__(message, hint=hint)
         self.reason = reason
         """Stable reason code: ``unsigned``, ``unknown_key``, ``revoked_key``,
-        ``key_supplier_mismatch``, ``bad_signature``, ``replayed``."""
+        ``key_supplier_mismatch``, ``bad_signature``, ``replayed``, ``sequence_reused`` (a
+        supplier record: one sequence signed over two contents; an older sequence is not an
+        error at all, see :mod:`streams.ingest`)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

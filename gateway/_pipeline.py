@@ -13,6 +13,15 @@ ciphertext is final as soon as the record is encrypted (the signature covers the
 each audit entry binds its transfer (message id, ciphertext SHA-256) in step (4), before the
 batch is signed. Without a batch, ``prepare_transfer`` seals a batch of one itself and returns
 the signed message in ``PreparedTransfer.outbound``.
+
+**A recipient's history stays consistent** (issue #22): once a recipient was sent a footprint as
+``Deprecated``, it is never sent that footprint as ``Active`` again. The transfer of a
+``Deprecated`` footprint says so in its audit entry (the reason :data:`DEPRECATED_NOTE`), so a
+gateway that resumes a chain knows, from the chain alone, which footprints each recipient has
+seen retired (:func:`retired_by`); a later ``Active`` copy of one of them (a re-release after a
+streams restart, or a result that came back to an earlier one: the footprint id is the
+result's deterministic UUID) gets a ``transfer_blocked`` entry naming why
+(:func:`reactivation_entry`, reason code ``reactivated``) and goes nowhere.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from gateway.policy._model import CounterMetric, Mechanism, Policy
 from gateway.policy._transforms import apply
 
 __all__ = [
+    "DEPRECATED_NOTE",
     "Gateway",
     "GatewaySecrets",
     "InMemoryTransferSink",
@@ -51,7 +61,13 @@ __all__ = [
     "TransferSink",
     "prepare_approval_event",
     "prepare_transfer",
+    "reactivation_entry",
+    "retired_by",
 ]
+
+DEPRECATED_NOTE = "deprecated|status|"
+"""The reason (``code|path|rule``) a transfer's audit entry carries when the footprint it sent
+was ``Deprecated``: the recipient has seen it retired."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +201,7 @@ def prepare_transfer(
     requested_by: str = "gateway",
     record_hash: str | None = None,
     batch: OutboundBatch | None = None,
+    note: str | None = None,
 ) -> PreparedTransfer:
     """Run the core for one record in its fixed order; no I/O, nothing committed.
 
@@ -192,6 +209,8 @@ def prepare_transfer(
     *batch*; (4) chain one audit entry whatever the outcome (blocked, held, sent). Without a
     *batch*, (5) a batch of one is signed here and ``outbound`` holds the message.
     *record_hash*, if the caller already holds the record's canonical SHA-256, saves hashing it.
+    *note* (e.g. :data:`DEPRECATED_NOTE`) is added to the reasons of the entry of a transfer that
+    goes (not to a held or blocked one).
     """
     stamp = format_time(now)
     # (1) decide
@@ -233,6 +252,8 @@ def prepare_transfer(
             outbound_sha256=encrypted.ciphertext_sha256,
             approval_id=approval.approval_id if approval else None,
         )
+        if note is not None:
+            draft["reasons"] = (*draft["reasons"], note)
     elif decision.outcome is Outcome.HELD and approval is None:
         pending = request_approval(decision, requested_by=requested_by, now=now)
         draft = _draft(decision, EntryKind.TRANSFER_HELD, stamp, approval_id=pending.approval_id)
@@ -245,6 +266,51 @@ def prepare_transfer(
     entry, new_head = chain_new_entry(head, draft)
     return PreparedTransfer(
         decision, outbound, (entry,), new_head, new_counters, pending, encrypted
+    )
+
+
+def retired_by(entries: Sequence[AuditEntry]) -> set[tuple[str, str]]:
+    """(recipient id, footprint id) of every ``Deprecated`` footprint a chain's *entries* show
+    as sent (a ``transfer`` entry with a message id and :data:`DEPRECATED_NOTE`)."""
+    return {
+        (e.recipient_id, e.record_pf_id)
+        for e in entries
+        if e.kind == EntryKind.TRANSFER.value
+        and e.message_id is not None
+        and e.recipient_id is not None
+        and e.record_pf_id is not None
+        and DEPRECATED_NOTE in e.reasons
+    }
+
+
+def reactivation_entry(
+    head: ChainHead,
+    *,
+    pf_id: str,
+    recipient: str,
+    purpose: str,
+    record_sha256: str,
+    where: str,
+    now: datetime,
+) -> tuple[AuditEntry, ChainHead]:
+    """The ``transfer_blocked`` entry of an ``Active`` footprint *pf_id* that *recipient* was
+    already sent as ``Deprecated``: it goes nowhere (reason code ``reactivated``)."""
+    return chain_new_entry(
+        head,
+        {
+            "kind": EntryKind.TRANSFER_BLOCKED.value,
+            "recorded_at": format_time(now),
+            "record_pf_id": pf_id,
+            "record_sha256": record_sha256,
+            "recipient_id": recipient,
+            "purpose": purpose,
+            "outcome": "blocked",
+            "reasons": (
+                f"reactivated|status|{where}",
+                f"detail: footprint {pf_id} was already sent to {recipient} as Deprecated; a"
+                " deprecated PACT footprint never becomes Active again, so this copy is not sent",
+            ),
+        },
     )
 
 

@@ -5,10 +5,11 @@ For each batch of ``pcf.declared``, ``pcf.factors`` or ``pcf.bom`` records an in
 (:func:`~streams.ingest.check_record`: decode, signature, key, owner, sequence) against the key
 registry as it is now and the sequence ledger, and comes out ``checked`` (``ACCEPTED`` or
 ``DUPLICATE``: the ledger is written before the record is forwarded, so a redelivered one is
-forwarded again), ``rejected`` (the DLQ) or ``parked`` (signed with a key not registered yet;
-see "No stalls" in :mod:`streams.runtime`). :func:`forward` turns the checked ones into the
-roll-up's messages (only each subject's last, :func:`latest`). :func:`settle` is the same for
-parked records whose key came into force, or whose deadline passed.
+forwarded again), ``superseded`` (older than the subject's record in force: counted and logged,
+neither forwarded nor rejected), ``rejected`` (the DLQ) or ``parked`` (signed with a key not
+registered yet; see "No stalls" in :mod:`streams.runtime`). :func:`forward` turns the checked
+ones into the roll-up's messages (only each subject's last, :func:`latest`). :func:`settle` is
+the same for parked records whose key came into force, or whose deadline passed.
 
 **Product category rules** (:mod:`contracts.pcr`). A record that passed the trust checks is
 then screened against the rule pack of the category it names (:func:`pcr_screen`): a broken rule
@@ -22,6 +23,14 @@ redelivered held record is held again, not forwarded.
 
 The ledger's rows live in a faust table (:class:`TableLedger`), written once per subject per
 batch, before the batch's messages are forwarded.
+
+**Redelivery is not replay.** A worker killed mid-stream has written its ledger rows for
+batches whose offsets it never committed; its successor reads those records again, and each is
+now at or below its subject's stored sequence. The redelivered batch is checked like any other:
+the record at the stored sequence is a ``DUPLICATE`` (forwarded again, so whatever the dead
+worker did not send is sent), the older ones are ``SUPERSEDED`` (the newer record in force
+already says what they said later; see step 6 of :mod:`streams.ingest`). None of them reaches
+the DLQ: only a signature or key problem, or a sequence reused for other content, does.
 
 **The broker's clock.** Key validity is judged at the time the broker appended a record
 (:func:`appended_at`); a record whose timestamp the producer chose is judged at the time it is
@@ -290,11 +299,14 @@ def pcr_screen(result: Ingested, *, waive_range: bool = False) -> PcrCheck:
 
 @dataclass(frozen=True)
 class Screened:
-    """Where :func:`screen` sends one trusted record: exactly one of the three."""
+    """Where :func:`screen` (or :func:`act_on_decision`) sends one record: exactly one of
+    the four."""
 
     checked: Ingested | None = None
     rejected: Ingested | None = None
     hold: Hold | None = None
+    superseded: Ingested | None = None
+    """A released record whose subject moved on meanwhile: nothing to forward (no rule ran)."""
 
 
 def screen(
@@ -364,7 +376,8 @@ def act_on_decision(
        (:func:`~contracts.pcr.check_decision`), else the decision itself goes to the DLQ;
     2. the held record re-enters ingestion: *check* (the data topic's trust checks, on the
        record's own coordinates and append time) must pass it again, and to the content hash
-       the officer signed (``decision_mismatch`` otherwise);
+       the officer signed (``decision_mismatch`` otherwise); a record whose subject has a newer
+       record in force by now is ``SUPERSEDED``: the decision has nothing left to act on;
     3. rejected: the record goes to the DLQ (:class:`~contracts.errors.PcrReviewRejected`,
        naming the officer, the key, the time and the reason);
     4. released: screened again with the range waived (every other rule still holds), and
@@ -385,6 +398,8 @@ def act_on_decision(
     result = check(event.original, source)  # (2)
     if result.outcome is IngestOutcome.REJECTED:
         return Screened(rejected=result)
+    if result.outcome is IngestOutcome.SUPERSEDED:  # a newer record of its subject came since
+        return Screened(superseded=result)
     if result.outcome is IngestOutcome.PENDING_KEY or result.content_hash != event.content_hash:
         error = TrustError(
             f"the decision on {event.held_id} names content {event.content_hash}, but the record"
@@ -422,6 +437,9 @@ class IngestBatch(Generic[E]):
     """``PENDING_KEY``: signed with a key not registered yet, for the caller to park."""
     held: list[Hold] = field(default_factory=list)
     """Trusted, but a figure far outside its category's range: for ``pcf.review``."""
+    superseded: list[Ingested] = field(default_factory=list)
+    """Trusted, but older than their subject's record in force (redelivered after a restart,
+    or late): neither forwarded nor rejected; counted and logged (:func:`check_batch`)."""
 
 
 def _sort(batch: IngestBatch[E] | Settled, result: Ingested, data: bytes, name: str = "") -> None:
@@ -446,15 +464,32 @@ def check_batch(
     bound to the ledger over *rows*), then screen the trusted ones against their rule packs
     (:func:`screen`); each ledger row goes to its record's partition."""
     batch: IngestBatch[E] = IngestBatch()
+    duplicates = 0
     for item, source, data in records:
         rows.at(source.topic, source.partition)
         result = check(data, source)
-        if result.outcome is IngestOutcome.PENDING_KEY:
+        outcome = result.outcome
+        if outcome is IngestOutcome.PENDING_KEY:
             batch.parked.append((item, result))
-        elif result.outcome is IngestOutcome.REJECTED:
+        elif outcome is IngestOutcome.REJECTED:
             batch.rejected.append((result, data))
+        elif outcome is IngestOutcome.SUPERSEDED:
+            batch.superseded.append(result)
         else:
+            duplicates += outcome is IngestOutcome.DUPLICATE
             _sort(batch, result, data)
+    if batch.superseded or duplicates:
+        first = records[0][1]
+        log.info(
+            "%s[%d]: %d redelivered duplicate(s) forwarded again, %d superseded record(s) (older"
+            " than their subject's record in force) skipped, from offset %d: a redelivery,"
+            " not a replay",
+            first.topic,
+            first.partition,
+            duplicates,
+            len(batch.superseded),
+            first.offset,
+        )
     return batch
 
 
@@ -571,7 +606,8 @@ def settle(
     grace_s: float,
 ) -> Settled:
     """Release the parked records whose key came into force (checked again with *check*, in
-    arrival order), and send those past their deadline to the DLQ (``unknown_key``)."""
+    arrival order; a ``SUPERSEDED`` one is only resolved), and send those past their deadline
+    to the DLQ (``unknown_key``)."""
     out = Settled()
     known = [s for s in parking.signers if registry.lookup(*s) is not None]
     for entry in parking.waiting_for(known) if known else []:
@@ -580,6 +616,8 @@ def settle(
         result = check(held)
         if result.outcome is IngestOutcome.REJECTED:
             out.rejected.append((result, held.event.value or b""))
+        elif result.outcome is IngestOutcome.SUPERSEDED:  # counted by the ledger; done
+            pass
         elif result.outcome is IngestOutcome.PENDING_KEY:  # (registered: not expected)
             assert result.signer is not None
             parking.park(result.signer, held.source.appended_at, held)

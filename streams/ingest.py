@@ -23,9 +23,28 @@ For each record on ``pcf.declared``, ``pcf.bom`` or ``pcf.factors`` the steps ar
    of its ``productIds`` is in the signer's namespaces; a BOM has an ``owner``, the manufacturer
    who signed, and its ``productId`` is in the signer's namespaces (else ``not_owner``, naming
    the product id, the signer and its namespaces);
-6. the sequence must be above the last accepted one for the same subject (supplier + product, or
-   product for a BOM, or factor id). The same sequence with the same content is a harmless
-   redelivery (``DUPLICATE``); anything else at or below is a replay and is rejected.
+6. the sequence, against the last accepted one for the same subject (supplier + product, or
+   product for a BOM, or factor id) and its content hash, kept by the :class:`SequenceLedger`:
+
+   - above it: ``ACCEPTED`` (applied, and the ledger moves on);
+   - the same sequence with the same content: ``DUPLICATE``, a redelivery (forwarded again,
+     since the ledger is written before the record is forwarded: see
+     :mod:`streams._ingest_step`);
+   - below it: ``SUPERSEDED``, whatever its content. After a worker is killed, Kafka
+     redelivers every record after the last committed offset, and the ledger (written per
+     batch) is often ahead of that offset: those are the supplier's own, correctly signed
+     records, already passed once. They are **not** rejected: an older sequence can never
+     overwrite a newer one (decision 4), so such a record can do no harm, and reporting it as
+     an attack would send legitimate records to the DLQ (it did: 775 and 2 667 in two runs,
+     issue #22). It is not forwarded either: the newer record in force already supersedes it.
+     It is counted (:attr:`SequenceLedger.counts`) and logged per batch. The ledger keeps one
+     hash per subject, so it cannot tell a redelivered older record from another older one
+     with other content; both are equally harmless, and both are ``SUPERSEDED``;
+   - the same sequence with *other* content: refused (``sequence_reused``, to the DLQ). Not an
+     attack either (the signature holds), but the signer said two different things under one
+     sequence: only the first counts, and the second must not be lost silently.
+
+   Only a signature or key problem (steps 2-5) is treated as an attack.
 
 ``pcf.keys`` records are folded by :class:`KeyRegistry` (decoding, then the one fold of the key
 registry, :class:`contracts.Keyring`).
@@ -95,6 +114,9 @@ class IngestOutcome(StrEnum):
     """New and trusted: apply it to the state."""
     DUPLICATE = "duplicate"
     """Already accepted with this sequence and content (a redelivery): nothing to do."""
+    SUPERSEDED = "superseded"
+    """Trusted, but older than the subject's record in force (a redelivery after a restart, or
+    a late one): counted, neither applied nor rejected."""
     PENDING_KEY = "pending_key"
     """Signed with a key not (yet) registered: park it and re-check when keys change."""
     REJECTED = "rejected"
@@ -193,28 +215,39 @@ class KeyRegistry:
 
 @dataclass
 class SequenceLedger:
-    """The last accepted (sequence, content hash) per subject."""
+    """The last accepted (sequence, content hash) per subject: one small row per subject.
+
+    :meth:`judge` applies step 6 of the module docstring; :attr:`counts` counts the trusted
+    records that were not applied (``DUPLICATE`` and ``SUPERSEDED``), for logs and metrics."""
 
     seen: MutableMapping[str, tuple[int, str]] = field(default_factory=dict)
+    counts: dict[IngestOutcome, int] = field(
+        default_factory=lambda: {IngestOutcome.DUPLICATE: 0, IngestOutcome.SUPERSEDED: 0}
+    )
 
     def judge(self, subject: str, sequence: int, digest: str) -> IngestOutcome | TrustError:
         stored = self.seen.get(subject)
         if stored is None or sequence > stored[0]:
             return IngestOutcome.ACCEPTED
-        if sequence == stored[0] and digest == stored[1]:
+        if sequence < stored[0]:
+            self.counts[IngestOutcome.SUPERSEDED] += 1
+            return IngestOutcome.SUPERSEDED
+        if digest == stored[1]:
+            self.counts[IngestOutcome.DUPLICATE] += 1
             return IngestOutcome.DUPLICATE
-        return _replay(subject, sequence, stored[0])
+        return _reused(subject, sequence, stored[1], digest)
 
     def record(self, subject: str, sequence: int, digest: str) -> None:
         self.seen[subject] = (sequence, digest)
 
 
-def _replay(subject: str, sequence: int, stored: int) -> TrustError:
+def _reused(subject: str, sequence: int, stored: str, digest: str) -> TrustError:
     return TrustError(
-        f"'sequence' must be above {stored} for {subject} (got {sequence}): a replayed or "
-        "out-of-date record",
-        reason="replayed",
-        hint="Publish changes with a higher sequence; pcfx publish does this for you.",
+        f"'sequence' {sequence} of {subject} must name one content (already accepted with"
+        f" content {stored[:16]}…, got {digest[:16]}…): a sequence reused for other content",
+        reason="sequence_reused",
+        hint="Publish a change with a higher sequence; pcfx publish does this for you (a PACT"
+        " footprint's change is a new footprint with a later 'created').",
     )
 
 

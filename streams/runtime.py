@@ -43,9 +43,12 @@ inputs echo each other forever: the re-sent ones are duplicates too.) One round 
 acknowledgements per batch instead of per message is what lets a worker keep up with more than a
 few hundred messages a second. The ingest agents record a sequence in the ledger before they
 forward the record, so they do forward a ``DUPLICATE`` again; their inputs come from outside, so
-nothing echoes. A rebalance waits until every message an agent has taken is acknowledged
-(``stream_wait_empty``; messages in a batch are not acknowledged until the batch's states are
-stored), so a worker that loses a partition never writes that partition's changelog afterwards.
+nothing echoes. A redelivered record *older* than its subject's stored one is ``SUPERSEDED``:
+counted and logged, neither forwarded nor sent to the DLQ (redelivery is not replay; see
+:mod:`streams._ingest_step`). A rebalance waits until every message an agent has taken is
+acknowledged (``stream_wait_empty``; messages in a batch are not acknowledged until the batch's
+states are stored), so a worker that loses a partition never writes that partition's changelog
+afterwards.
 Replays, restarts and rebalances therefore converge to the same results, without faust's
 (experimental) exactly-once mode.
 
@@ -57,7 +60,8 @@ sends it to the DLQ (``unknown_key``) at its deadline: the time the broker appen
 ``key_grace_s`` (:func:`~streams._ingest_step.settle`). At least once: a parked record's event
 stays *unacknowledged* until it is resolved (the batches skip it; faust commits a partition's
 offsets only up to its first unacknowledged record), so after a crash it and the records after
-it are read again (those are then ``DUPLICATE`` no-ops, forwarded again like any redelivery).
+it are read again (those are then ``DUPLICATE`` no-ops, forwarded again like any redelivery,
+or ``SUPERSEDED``).
 Nothing is written to a table for it, so nothing needs recovering; the price is that a rebalance
 (which waits for every taken record to be acknowledged) can wait up to ``key_grace_s`` for the
 parked ones, which keeps that well below the rebalance timeout.

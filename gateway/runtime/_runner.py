@@ -39,6 +39,23 @@ For every batch of one partition, in this order (no I/O until step 4):
 5. only then adopt the new chain head and counters. If the commit fails, rewind the partition
    to the batch's first offset and process it again (nothing went out, nothing is half-done).
 
+**A recipient never gets a footprint as Active after its deprecation.** The records of a
+product share its partition, so its whole history passes through one chain. Each chain
+remembers the (recipient, footprint id) pairs it sent as ``Deprecated`` (``_Chain.retired``;
+adopted with the commit, step 5), rebuilt on resume from the chain's own entries
+(:func:`gateway._pipeline.retired_by`: such transfers carry the reason
+:data:`~gateway._pipeline.DEPRECATED_NOTE`). An ``Active`` copy of a retired footprint for
+that recipient is refused in step 2 with a ``transfer_blocked`` entry (``reactivated``) and
+counted (``RunStats.reactivated``). The notified body of the pilot got one footprint as
+``Deprecated`` and then ``Active`` again (issue #22): the streams re-issue a footprint id when a
+product's result comes back to an earlier one (the id is the result's deterministic UUID), for
+instance while a restarted worker replays older inputs before newer ones. The set grows by one
+pair per deprecation sent, per recipient.
+
+**After a restart the gateway waits for its partitions.** ``run(idle_seconds=...)`` counts
+idle time only while the instance holds partitions and is positioned on them
+(:meth:`GatewayRunner.ready`); see :meth:`GatewayRunner.run`.
+
 **Decode once, check once.** Step 1 does not validate the roll-up into the pydantic model
 again (``contracts`` ``from_avro_dict``, a third of the time per record). It need not: the
 streams built and validated every record on ``pcf.products`` (the contract rules ran when the
@@ -69,7 +86,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import (
@@ -97,10 +121,13 @@ from gateway._approvals import Approval, ApprovalState
 from gateway._decision_signing import check_decision
 from gateway._errors import CommitFailed
 from gateway._pipeline import (
+    DEPRECATED_NOTE,
     GatewaySecrets,
     PreparedTransfer,
     prepare_approval_event,
     prepare_transfer,
+    reactivation_entry,
+    retired_by,
 )
 from gateway._sealing import KeyRing, OutboundBatch
 from gateway._trust_entries import refused_decision_entry, untrusted_record_entry
@@ -198,6 +225,9 @@ class RunStats:
     approvals_expired: int = 0
     approvals_refused: int = 0
     """Decisions not signed by a registered officer's key for their request: refused, audited."""
+    reactivated: int = 0
+    """``Active`` copies of a footprint its recipient was already sent as ``Deprecated``:
+    blocked, audited (``reactivated``), also counted in ``blocked``."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +244,8 @@ class _Chain:
     head: ChainHead
     unsealed: int = 0
     unsealed_since: float = 0.0
+    retired: set[tuple[str, str]] = field(default_factory=set)
+    """(recipient, footprint id) sent as ``Deprecated`` on this chain (committed)."""
 
 
 @dataclass
@@ -226,6 +258,8 @@ class _Unit:
     keys: dict[str, bytes] = field(default_factory=dict)
     extra: list[Produced] = field(default_factory=list)
     counters_added: list[tuple[int, CounterMetric, str]] = field(default_factory=list)
+    retired: set[tuple[str, str]] = field(default_factory=set)
+    """(recipient, footprint id) this unit sends as ``Deprecated``."""
 
 
 def _utcnow() -> datetime:
@@ -316,6 +350,8 @@ class GatewayRunner:
         self._audit_parts = 1
         self._checkpoint_parts = 1
         self._started = False
+        self._ready = False
+        """Partitions held and positioned (:meth:`ready`), until the next rebalance."""
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -412,7 +448,16 @@ class GatewayRunner:
         idle_seconds: float | None = None,
         stop: threading.Event | None = None,
     ) -> RunStats:
-        """Process until a bound is reached (records committed, wall time, idle time, *stop*)."""
+        """Process until a bound is reached (records committed, wall time, idle time, *stop*).
+
+        *idle_seconds* counts only while this instance holds partitions of ``pcf.products``
+        and its consumer is positioned on each (:meth:`ready`). A gateway restarted after a
+        kill -9 is not given its partitions until the dead instance's session times out (the
+        broker's ``session.timeout.ms``, 45 s by default); an idle timer running meanwhile made
+        it exit 0 having processed nothing, while the backlog waited (issue #22). It now waits
+        for its partitions, bounded only by *max_seconds* and *stop*; an instance the group
+        gives no partition at all (more instances than partitions) therefore never goes idle:
+        bound it with *max_seconds*."""
         self.start()
         assert self._consumer is not None
         began = last = time.monotonic()
@@ -425,8 +470,11 @@ class GatewayRunner:
                 break
             if max_seconds is not None and now_m - began >= max_seconds:
                 break
-            if idle_seconds is not None and now_m - last >= idle_seconds:
-                break
+            if idle_seconds is not None:
+                if not self.ready():
+                    last = now_m  # waiting for partitions is not being idle
+                elif now_m - last >= idle_seconds:
+                    break
             messages = self._consumer.consume(num_messages=s.batch_size, timeout=s.poll_timeout_s)
             self._follow()
             if messages and self._process(messages):
@@ -436,6 +484,28 @@ class GatewayRunner:
             self._seal_idle()
         self.stats.seconds += time.monotonic() - began
         return self.stats
+
+    def ready(self) -> bool:
+        """Whether this instance holds partitions of ``pcf.products``, has taken each over (its
+        chain resumed, or refused and paused: :attr:`stopped`) and knows where to read each
+        from (its committed offsets fetched from the group coordinator; with none, the reset
+        position). Cached until the next rebalance."""
+        if self._ready:
+            return True
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        assigned = consumer.assignment()
+        if not assigned or any(
+            tp.partition not in self._chains and tp.partition not in self.stopped for tp in assigned
+        ):
+            return False
+        try:
+            consumer.committed(assigned, timeout=5)
+        except KafkaException:
+            return False
+        self._ready = True
+        return True
 
     def _process(self, messages: Sequence[Message]) -> bool:
         by_partition: dict[int, list[Message]] = {}
@@ -515,7 +585,14 @@ class GatewayRunner:
             return head, counters
         record_hash = hashlib.sha256(value).hexdigest()
         source = HeldSource(chain.log_id, *coords(message), product_id)
+        status, pf_id = record.get("status"), str(record.get("id"))
         for recipient, purpose in routes:
+            retired = (recipient, pf_id)
+            if status == "Active" and (retired in chain.retired or retired in unit.retired):
+                head = self._reactivated(message, head, unit, retired, purpose, record_hash)
+                stats.blocked += 1
+                stats.reactivated += 1
+                continue
             # (2) the pure core
             prepared = prepare_transfer(
                 self.policy,
@@ -529,11 +606,48 @@ class GatewayRunner:
                 requested_by=self.settings.requested_by,
                 record_hash=record_hash,
                 batch=unit.batch,
+                note=DEPRECATED_NOTE if status == "Deprecated" else None,
             )
             head = prepared.head
             self._collect(prepared, unit, source, stats)
             counters = prepared.counters
+            if status == "Deprecated" and prepared.encrypted is not None:
+                unit.retired.add(retired)
         return head, counters
+
+    def _reactivated(
+        self,
+        message: Message,
+        head: ChainHead,
+        unit: _Unit,
+        retired: tuple[str, str],
+        purpose: str,
+        record_hash: str,
+    ) -> ChainHead:
+        """Step (2) for an ``Active`` footprint its recipient was sent as ``Deprecated``: a
+        ``transfer_blocked`` entry (``reactivated``), nothing sent."""
+        recipient, pf_id = retired
+        topic, partition, offset = coords(message)
+        entry, head = reactivation_entry(
+            head,
+            pf_id=pf_id,
+            recipient=recipient,
+            purpose=purpose,
+            record_sha256=record_hash,
+            where=f"{topic}[{partition}]@{offset}",
+            now=self.clock(),
+        )
+        unit.entries.append(entry)
+        log.warning(
+            "not sent to %s: footprint %s is Active again at %s[%d]@%d after its deprecation"
+            " was sent (reactivated)",
+            recipient,
+            pf_id,
+            topic,
+            partition,
+            offset,
+        )
+        return head
 
     def _decode(self, value: bytes) -> tuple[dict[str, Any] | None, str | None, str]:
         """(policy input record or ``None`` without a footprint, pilot category, product id) of
@@ -690,6 +804,7 @@ class GatewayRunner:
     ) -> None:
         # (5) state moves only after the commit
         chain.head = head
+        chain.retired |= unit.retired
         self.counters = counters
         if checkpoints:
             chain.unsealed = 0
@@ -795,21 +910,22 @@ class GatewayRunner:
         sink.open()
         # ... then read the chain back: nothing can be appended behind our back any more
         try:
-            head, unsealed = self._recover(log_id, partition)
+            head, unsealed, retired = self._recover(log_id, partition)
         except BaseException:
             sink.close()
             raise
-        return _Chain(partition, log_id, sink, head, unsealed, time.monotonic())
+        return _Chain(partition, log_id, sink, head, unsealed, time.monotonic(), retired)
 
-    def _recover(self, log_id: str, partition: int) -> tuple[ChainHead, int]:
+    def _recover(self, log_id: str, partition: int) -> tuple[ChainHead, int, set[tuple[str, str]]]:
         """The chain head from ``pcf.audit``, resumed only from what this gateway signed.
 
         Reads the chain's entries (with their offsets) and its checkpoints, then
         ``resume_chain``: the newest own checkpoint must match the entries it covers, and the
         tail after it must chain on and end in an own batch seal. A record under the log's key
         that does not decode as an entry of this log is a bad entry too. Raises
-        :class:`AuditResumeRefused` (only this partition stops); returns the head and the
-        number of entries after the anchor checkpoint.
+        :class:`AuditResumeRefused` (only this partition stops); returns the head, the
+        number of entries after the anchor checkpoint, and the footprints the chain sent as
+        ``Deprecated`` (:func:`~gateway._pipeline.retired_by`).
         """
         t, b = self.topics, self.settings.bootstrap
         key = log_id.encode()
@@ -871,7 +987,7 @@ class GatewayRunner:
             check.anchor.tree_size if check.anchor is not None else 0,
             check.unsealed,
         )
-        return check.head, check.unsealed
+        return check.head, check.unsealed, retired_by(entries)
 
     def _unreadable(self, log_id: str, index: int, offset: int, why: str) -> AuditResumeRefused:
         topic = self.topics.audit
@@ -906,8 +1022,10 @@ class GatewayRunner:
             self._stop(chain.partition, exc)
             return
         chain.sink, chain.head, chain.unsealed = fresh.sink, fresh.head, fresh.unsealed
+        chain.retired = fresh.retired
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
         for tp in partitions:
             if tp.partition not in self._chains:
                 self.stopped.pop(tp.partition, None)  # assigned again: look at the chain again
@@ -919,6 +1037,7 @@ class GatewayRunner:
         self._catch_up()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
         for tp in partitions:
             chain = self._chains.pop(tp.partition, None)
             if chain is None:
@@ -928,6 +1047,7 @@ class GatewayRunner:
             chain.sink.close()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready = False
         for tp in partitions:
             chain = self._chains.pop(tp.partition, None)
             if chain is not None:

@@ -311,7 +311,12 @@ def run(
     max_records: Annotated[int | None, typer.Option(help="Stop after N input records.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
     idle_seconds: Annotated[
-        float | None, typer.Option(help="Stop after S seconds without work.")
+        float | None,
+        typer.Option(
+            help="Stop after S seconds without work, counted only while this instance holds"
+            " partitions (after a restart it first waits for them; bound that with"
+            " --max-seconds)."
+        ),
     ] = None,
     as_json: JsonOut = False,
 ) -> None:

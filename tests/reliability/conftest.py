@@ -1,9 +1,10 @@
 """A 3-node cluster for the fault tests, started once per run and stopped however it ends.
 
 Every test here is marked ``reliability``. ``make test`` runs only the reduced form
-(:data:`REDUCED`, one short case) so that the suite stays short; ``make test-reliability`` sets
-``PCFX_RELIABILITY=full`` and runs them all, then the nemesis for 10 minutes. The cluster is
-private to the run (its own state folder, its own ports): the shared broker is never touched.
+(:data:`REDUCED`, one short case of each kind) so that the suite stays short;
+``make test-reliability`` sets ``PCFX_RELIABILITY=full`` and runs them all, then the nemesis
+for 10 minutes. The cluster is private to the run (its own state folder, its own ports): the
+shared broker is never touched.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ import pytest
 
 from infra.kafka.launcher import Cluster, start_cluster
 
-REDUCED = {"test_acknowledged_records_survive_kill_9_of_a_broker"}
-"""What ``make test`` runs of this folder (the rest needs ``PCFX_RELIABILITY=full``)."""
+REDUCED = {
+    "test_acknowledged_records_survive_kill_9_of_a_broker",
+    "test_streams_worker_killed_once_mid_stream_with_supplier_updates",
+    "test_gateway_killed_once_then_restarted_with_a_short_idle_timer",
+}
+"""What ``make test`` runs of this folder: one short case of each kind (the rest needs
+``PCFX_RELIABILITY=full``)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -201,6 +201,28 @@ class World:
         proc.send_signal(sig)
         proc.wait(timeout=60)
 
+    def publish_footprint_versions(self, note: str, versions: int = 1) -> int:
+        """Publish every demo footprint again *versions* times, each under a new (higher)
+        sequence with other content (its ``comment`` says *note* and the version) and the same
+        figures: legitimate updates the roll-up must take without any change to the results.
+        They are sent together and acknowledged together, so they arrive in few batches.
+        Returns how many were sent."""
+        footprints = [r.value for r in load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")]
+        reports = []
+        for v in range(versions):
+            for fp in footprints:
+                assert fp is not None and fp.company_ids[0] in self.keys
+                pid = fp.product_ids[0]
+                signed = self.participants.footprint(
+                    fp.model_copy(update={"comment": f"{note}, version {v}"}),
+                    self.seq(f"fp:{pid}"),
+                )
+                value = self.serde.encode(self.topic("pcf.declared"), signed)
+                outgoing = Outgoing(self.topic("pcf.declared"), pid.encode(), value, pid)
+                reports.append(self.sink.send(outgoing))
+        assert all(report.result(timeout=60).ok for report in reports)
+        return len(reports)
+
     def stop(self) -> None:
         for proc in self.workers:
             stop_worker(proc)

@@ -124,17 +124,35 @@ def test_signed_footprint_is_accepted_then_a_redelivery_is_a_duplicate(world: Wo
     )
 
 
-def test_replayed_or_older_sequence_is_rejected(world: World) -> None:
+def test_an_older_sequence_is_superseded_not_rejected(world: World) -> None:
+    # a redelivery after a restart (the same bytes) or any older record of the subject: counted,
+    # neither applied nor sent to the DLQ as an attack
+    four = world.footprint_bytes(seq=4)
+    assert world.check("pcf.declared", four).outcome is IngestOutcome.ACCEPTED
     assert (
         world.check("pcf.declared", world.footprint_bytes(seq=5)).outcome is IngestOutcome.ACCEPTED
     )
-    older = world.check("pcf.declared", world.footprint_bytes(seq=4))
+    redelivered = world.check("pcf.declared", four)
+    other = world.check("pcf.declared", world.footprint_bytes(seq=3, comment="other content"))
+    for result in (redelivered, other):
+        assert result.outcome is IngestOutcome.SUPERSEDED
+        assert result.error is None and result.content_hash
+    assert world.ledger.seen[redelivered.subject][0] == 5  # the newer one stays in force
+    assert world.ledger.counts[IngestOutcome.SUPERSEDED] == 2
+    assert world.ledger.counts[IngestOutcome.DUPLICATE] == 0
+
+
+def test_the_same_sequence_with_other_content_is_refused_as_reused(world: World) -> None:
+    assert (
+        world.check("pcf.declared", world.footprint_bytes(seq=5)).outcome is IngestOutcome.ACCEPTED
+    )
     changed = world.check("pcf.declared", world.footprint_bytes(seq=5, comment="altered, same seq"))
-    for result in (older, changed):
-        assert result.outcome is IngestOutcome.REJECTED
-        assert isinstance(result.error, TrustError)
-        assert result.error.reason == "replayed"
-        assert "'sequence' must be above 5" in result.error.message
+    assert changed.outcome is IngestOutcome.REJECTED
+    assert isinstance(changed.error, TrustError)
+    assert changed.error.reason == "sequence_reused"
+    assert "'sequence' 5 of footprint:" in changed.error.message
+    assert "must name one content" in changed.error.message
+    assert world.ledger.counts[IngestOutcome.DUPLICATE] == 0
 
 
 def test_forged_signature_is_rejected(world: World) -> None:

@@ -117,7 +117,7 @@ def assert_pact_lifecycle(records: list[RolledUpFootprint]) -> set[str]:
     return deprecated
 
 
-def test_forged_and_replayed_records_go_to_the_dlq(world: World) -> None:
+def test_forged_and_sequence_reusing_records_go_to_the_dlq(world: World) -> None:
     world.start_worker()
     from contracts import load_footprints
 
@@ -128,14 +128,14 @@ def test_forged_and_replayed_records_go_to_the_dlq(world: World) -> None:
     world.publish_footprint(fp, key=Ed25519PrivateKey.generate())  # sequence 2, forged
     world.sequences[f"fp:{fp.product_ids[0]}"] = 0
     changed = copy.deepcopy(fp).model_copy(update={"comment": "replayed with an old sequence"})
-    world.publish_footprint(changed)  # sequence 1 again, other content: a replay
+    world.publish_footprint(changed)  # sequence 1 again, other content: a reused sequence
     rejections = []
     for _ in range(60):
         rejections = world.rejections()
         if len(rejections) >= 2:
             break
         time.sleep(1)
-    assert sorted(r.reason or "" for r in rejections) == ["bad_signature", "replayed"], (
+    assert sorted(r.reason or "" for r in rejections) == ["bad_signature", "sequence_reused"], (
         world.worker_logs()
     )
     forged = next(r for r in rejections if r.reason == "bad_signature")
