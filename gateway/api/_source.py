@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from contracts.errors import ContractError, PolicyDenied
+from contracts.errors import ContractError
 from gateway.api._query import Footprint, FootprintQuery
 
 __all__ = ["FootprintSource", "InMemoryFootprintSource"]
@@ -37,9 +37,9 @@ class FootprintSource(Protocol):
     async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
         """The footprint *pf_id* as released to *recipient_id*, or ``None`` if there is none.
 
-        Raise :class:`~contracts.errors.PolicyDenied` when the footprint exists but is not
-        released to this recipient: the API then answers 403 ``AccessDenied`` as v3 requires
-        (return ``None`` instead to answer 404 and hide that it exists).
+        A footprint released only to other recipients is ``None`` too: the API answers 404
+        for it exactly as for an unknown id, so a client cannot learn that it exists (a source
+        that raises :class:`~contracts.errors.PolicyDenied` is answered the same way).
         """
         ...
 
@@ -55,10 +55,8 @@ class InMemoryFootprintSource:
     >>> source = InMemoryFootprintSource({"acme": [{"id": "A1", "status": "Active"}]})
     >>> [fp["id"] for fp in asyncio.run(source.list_for("acme", FootprintQuery()))]
     ['A1']
-    >>> asyncio.run(source.get_for("other", "a1"))
-    Traceback (most recent call last):
-    ...
-    contracts.errors.PolicyDenied: footprint 'a1' is not released to recipient 'other'
+    >>> asyncio.run(source.get_for("other", "a1")) is None
+    True
     """
 
     def __init__(self, released: Mapping[str, Iterable[Footprint]] | None = None) -> None:
@@ -94,13 +92,8 @@ class InMemoryFootprintSource:
         return [fp for fp in footprints if query.matches(fp)]
 
     async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
-        key = _norm_id(pf_id)
         with self._lock:
-            found = self._by_recipient.get(recipient_id, {}).get(key)
-            elsewhere = found is None and any(key in fps for fps in self._by_recipient.values())
-        if elsewhere:
-            raise PolicyDenied(f"footprint '{pf_id}' is not released to recipient '{recipient_id}'")
-        return found
+            return self._by_recipient.get(recipient_id, {}).get(_norm_id(pf_id))
 
     @classmethod
     def from_directory(cls, root: Path) -> InMemoryFootprintSource:
