@@ -21,6 +21,7 @@ topic                      key                         value (Confluent-framed A
 ``pcf.review.decisions``   the held record's subject   ``pcr.ReviewEvent`` (decided)          LAT
 ``pcf.bodies``             body id                     ``certification.SignedStatement``      LAT
 ``pcf.certificates``       certificate id              ``certification.SignedStatement``      LAT
+``pcf.api.releases``       ``recipient|footprint id``  ``gateway.SealedMessage`` (compacted)
 =========================  ==========================  ====================================  ====
 
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
@@ -214,6 +215,13 @@ _TABLE: Final = (
         "pcf.certificates", "certificate id", "io.pcfexchange.certification.SignedStatement",
         "bodies' signed certificates and revocations, the operator's stale notices",
         {**APPEND_TIME, **FOREVER}, {**_DOMESTIC_READ, "operator": "RWCD", "certifier": "RW"},
+    ),
+    Topic(
+        "pcf.api.releases", "recipient id|footprint id", "io.pcfexchange.gateway.SealedMessage",
+        "what the gateway released for delivery through the PACT API: each footprint as its"
+        " recipient may see it, signed, encrypted to the API service's key, written in the"
+        " transaction of its audit entry; the latest per recipient and footprint is kept",
+        COMPACTED, {"gateway": "RWCD", "api": "R"},
     ),
 )  # fmt: skip
 

@@ -50,6 +50,15 @@ type, undecodable Avro): ``decode_datum`` raises for those and they end on ``pcf
 with the reason, as before. Pydantic stays at the edges (files, CLI, API) and for an approved
 release (``_release``), which re-reads one held record.
 
+**Delivery through the PACT API.** With an ``api_key`` (the API service's X25519 public key), a
+footprint released to a recipient the API serves (``api_recipients``; default: every one) is
+also encrypted to that key in step 2 (``prepare_transfer(api_key=...)``: the same envelope, in
+the same batch, so the same signature and the same audit entry), and step 4 writes it to
+``pcf.api.releases`` under the key ``<recipient id>|<footprint id>`` in the same transaction.
+The topic is compacted: a footprint deprecated later is released again under the same key and
+replaces the earlier copy. The API (:mod:`gateway.api._kafka`) reads that topic and nothing
+else, so it serves only what the gateway released and audited.
+
 Approval decisions on ``pcf.approvals`` are acted on by the owner of the held record's chain, in
 the same way: the approval's audit entry, the released transfer (or its block), and the
 ``resolved`` event commit together. A decision counts only if a registered compliance officer's
@@ -71,6 +80,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from contracts import (
     AvroSerde,
@@ -102,7 +112,7 @@ from gateway._pipeline import (
     prepare_approval_event,
     prepare_transfer,
 )
-from gateway._sealing import KeyRing, OutboundBatch
+from gateway._sealing import KeyRing, OutboundBatch, SealedMessage
 from gateway._trust_entries import refused_decision_entry, untrusted_record_entry
 from gateway.audit import (
     AuditEntry,
@@ -133,6 +143,7 @@ from gateway.runtime._codec import (
     refused_event,
     requested_event,
     resolved_event,
+    sealed_to_datum,
 )
 from gateway.runtime._kafka import (
     consumer_config,
@@ -145,7 +156,10 @@ from gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 from gateway.runtime._subscriptions import Subscriptions
 from gateway.runtime._topics import Topics, log_id_for
 
-__all__ = ["GatewayRunner", "RunStats", "RunnerSettings"]
+__all__ = ["API_RELEASES", "GatewayRunner", "RunStats", "RunnerSettings"]
+
+API_RELEASES = "pcf.api.releases"
+"""The table's row for what the gateway releases for delivery through the PACT API."""
 
 log = logging.getLogger("pcfx.gateway")
 
@@ -226,6 +240,9 @@ class _Unit:
     keys: dict[str, bytes] = field(default_factory=dict)
     extra: list[Produced] = field(default_factory=list)
     counters_added: list[tuple[int, CounterMetric, str]] = field(default_factory=list)
+    api_releases: dict[int, bytes] = field(default_factory=dict)
+    """Position in :attr:`batch` of each copy for the PACT API -> its key on
+    ``pcf.api.releases`` (``recipient|footprint id``)."""
 
 
 def _utcnow() -> datetime:
@@ -239,6 +256,7 @@ def _own_records(topics: Topics, recipients: Iterable[str]) -> list[tuple[str, s
         (topics.checkpoints, "AuditLogCheckpoint"),
         (topics.approvals, "ApprovalEvent"),
         (topics.counters, "PiCounterEntry"),
+        (topics.of(API_RELEASES), "SealedMessage"),
         *((topics.outbound(r), "SealedMessage") for r in recipients),
     ]
 
@@ -262,7 +280,8 @@ class GatewayRunner:
     batch seals a chain may resume from; the signing key's own public key is always trusted.
     *operator_keys* (key id -> the platform operator's public key) are the trust anchor of the
     key registry on ``pcf.keys``: the streams' service keys and the officers' keys are trusted
-    only as the operator registered them.
+    only as the operator registered them. *api_key* (the PACT API service's X25519 public key)
+    turns on delivery through the API for *api_recipients* (default: every recipient).
     """
 
     def __init__(
@@ -279,8 +298,12 @@ class GatewayRunner:
         clock: Callable[[], datetime] = _utcnow,
         fault: Fault | None = None,
         trusted_keys: Sequence[Ed25519PublicKey] = (),
+        api_key: X25519PublicKey | None = None,
+        api_recipients: Iterable[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.api_key = api_key
+        self.api_recipients = None if api_recipients is None else frozenset(api_recipients)
         self.topics = settings.topics
         self.policy = policy
         self.subscriptions = subscriptions
@@ -337,6 +360,7 @@ class GatewayRunner:
             (t.counters, TOPICS["pcf.gateway.counters"], 1),
             (t.rejected, TOPICS["pcf.rejected"], 1),
             *((t.outbound(r), TOPICS["pcf.outbound."], s.outbound_partitions) for r in recipients),
+            *([(t.of(API_RELEASES), TOPICS[API_RELEASES], 1)] if self.api_key is not None else []),
         ]
         ensure_topics(s.bootstrap, wanted, create=s.create_topics)
         # the streams create pcf.products (their partition count): checked only
@@ -529,6 +553,7 @@ class GatewayRunner:
                 requested_by=self.settings.requested_by,
                 record_hash=record_hash,
                 batch=unit.batch,
+                api_key=self._api_key_for(recipient),
             )
             head = prepared.head
             self._collect(prepared, unit, source, stats)
@@ -614,6 +639,9 @@ class GatewayRunner:
                     self.secrets.pseudonym_secret, message.recipient_id, source.product_id
                 ).encode()
             stats.sent += 1
+            if prepared.api_copy is not None:  # added to the batch right after `message`
+                pf_id = prepared.decision.record_ref.pf_id or message.message_id
+                unit.api_releases[len(unit.batch) - 1] = f"{message.recipient_id}|{pf_id}".encode()
             delta = prepared.decision.counter_delta
             if delta is not None and not delta.empty:
                 for metric, keys in delta.added.items():
@@ -629,6 +657,32 @@ class GatewayRunner:
             )
         else:
             stats.blocked += 1
+
+    def _api_key_for(self, recipient_id: str) -> X25519PublicKey | None:
+        """The API service's key if *recipient_id*'s releases are delivered through the API."""
+        if self.api_key is None:
+            return None
+        if self.api_recipients is not None and recipient_id not in self.api_recipients:
+            return None
+        return self.api_key
+
+    def _split_api_copies(
+        self, unit: _Unit, signed: Sequence[SealedMessage]
+    ) -> tuple[Sequence[SealedMessage], list[Produced]]:
+        """The signed batch as (outbound messages, records for ``pcf.api.releases``)."""
+        if not unit.api_releases:
+            return signed, []
+        topic = self.topics.of(API_RELEASES)
+        outbound: list[SealedMessage] = []
+        copies: list[Produced] = []
+        for index, message in enumerate(signed):
+            key = unit.api_releases.get(index)
+            if key is None:
+                outbound.append(message)
+            else:
+                value = self.serde.encode(topic, "SealedMessage", sealed_to_datum(message))
+                copies.append(Produced(topic, value, key))
+        return outbound, copies
 
     def _ttl(self, approval: Approval) -> Approval:
         """The core opens approvals for 7 days; apply the configured time to live."""
@@ -660,10 +714,12 @@ class GatewayRunner:
         extra = list(unit.extra)
         for year, metric, individual in unit.counters_added:
             extra.append(self._counter_record(year, metric, individual, chain, unit))
+        outbound, api_copies = self._split_api_copies(unit, unit.batch.sign())
+        extra.extend(api_copies)
         try:
             # (4) one transaction
             chain.sink.commit(
-                unit.batch.sign(),
+                outbound,
                 unit.entries,
                 checkpoints,
                 keys=unit.keys,
@@ -1154,6 +1210,7 @@ class GatewayRunner:
             requested_by=self.settings.requested_by,
             record_hash=hashlib.sha256(value).hexdigest(),
             batch=unit.batch,
+            api_key=self._api_key_for(approval.recipient_id),
         )
         self._collect(prepared, unit, source, stats)
         if prepared.encrypted is None:
