@@ -167,13 +167,14 @@ _TABLE: Final = (
     ),
     Topic(
         "pcf.audit", "log id", "io.pcfexchange.gateway.AuditLogEntry",
-        "the gateway's hash-chained audit log (one chain per input partition)",
-        FOREVER, {"gateway": "RWCD", "api": "RW", "officer": "R"},
+        "the hash-chained audit log: one chain per gateway input partition, and the PACT"
+        " API's disclosure chain (``pcfx-api``)",
+        FOREVER, {"gateway": "RWCD", "api": "RWD", "officer": "R"},
     ),
     Topic(
         "pcf.audit.checkpoints", "log id", "io.pcfexchange.gateway.AuditLogCheckpoint",
         "signed RFC 6962 checkpoints of the audit chains",
-        FOREVER, {"gateway": "RWCD", "api": "R", "officer": "R"},
+        FOREVER, {"gateway": "RWCD", "api": "RWD", "officer": "R"},
     ),
     Topic(
         "pcf.gateway.counters", "year|metric|individual", "io.pcfexchange.gateway.PiCounterEntry",
@@ -221,7 +222,7 @@ _TABLE: Final = (
         "what the gateway released for delivery through the PACT API: each footprint as its"
         " recipient may see it, signed, encrypted to the API service's key, written in the"
         " transaction of its audit entry; the latest per recipient and footprint is kept",
-        COMPACTED, {"gateway": "RWCD", "api": "R"},
+        COMPACTED, {"gateway": "RWCD", "api": "RD"},
     ),
 )  # fmt: skip
 

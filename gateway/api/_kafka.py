@@ -26,7 +26,8 @@ so the API does not answer "nothing released" while it is still catching up.
 writes its chains: one transactional writer (:class:`~gateway.runtime._sink.KafkaTransferSink`,
 which fences an older instance of the same log), entries hash-chained with
 :func:`~gateway.audit.chain_new_entry`, the last entry of every commit sealed with the API's
-Ed25519 key, a signed checkpoint every ``checkpoint_every`` entries, and the chain resumed at
+Ed25519 key, a signed checkpoint with the first commit and then every ``checkpoint_every``
+entries (and on close), and the chain resumed at
 start-up only from what that key sealed (:func:`~gateway.audit.resume_chain`). Each footprint
 in a response is one ``disclosure`` entry (recipient, footprint id, SHA-256 of the canonical JSON
 served, the PACT action as ``purpose``, the client and request ids as ``reasons``). Disclosures
@@ -317,6 +318,9 @@ class KafkaDisclosureRecorder:
         )
         self.head: ChainHead | None = None
         self._unsealed = 0
+        self._anchored = False
+        """Whether the chain has a checkpoint (the first commit writes one, so a verifier never
+        finds entries without any)."""
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.recorded = 0
@@ -351,6 +355,7 @@ class KafkaDisclosureRecorder:
         )
         self.head = check.head
         self._unsealed = check.unsealed
+        self._anchored = check.anchor is not None
         self._thread = threading.Thread(target=self._run, name="pcfx-api-audit", daemon=True)
         self._thread.start()
         return self
@@ -411,7 +416,7 @@ class KafkaDisclosureRecorder:
                 made, head = _entries(head, pending, now)
                 entries.extend(made)
             checkpoints = []
-            if self._unsealed + len(entries) >= self.checkpoint_every:
+            if not self._anchored or self._unsealed + len(entries) >= self.checkpoint_every:
                 checkpoints.append(
                     make_checkpoint(
                         head, log_id=self.log_id, signer=self.signer, issued_at=datetime.now(UTC)
@@ -428,6 +433,7 @@ class KafkaDisclosureRecorder:
             return
         self.head = head
         self._unsealed = 0 if checkpoints else self._unsealed + len(entries)
+        self._anchored = self._anchored or bool(checkpoints)
         self.recorded += len(entries)
         for pending in batch:
             if not pending.done.done():

@@ -1,15 +1,15 @@
 """The API's one data seam: :class:`FootprintSource` answers, per recipient, which footprints the
-gateway released to it. :class:`InMemoryFootprintSource` is the reference implementation (tests,
-demo, CLI); a Kafka-backed source implements the same two coroutines.
+gateway released to it. :class:`InMemoryFootprintSource` is the per-recipient view in memory:
+the pure tests fill it directly, and :class:`gateway.api._kafka.KafkaReleaseSource` (what
+``pcfx api serve`` uses) fills it from the gateway's releases on Kafka. There is no folder
+source: nothing reaches the API except what the gateway released.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from contracts.errors import ContractError
 from gateway.api._query import Footprint, FootprintQuery
@@ -94,30 +94,3 @@ class InMemoryFootprintSource:
     async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
         with self._lock:
             return self._by_recipient.get(recipient_id, {}).get(_norm_id(pf_id))
-
-    @classmethod
-    def from_directory(cls, root: Path) -> InMemoryFootprintSource:
-        """Load ``root/<recipient id>/*.json``: each file one ``ProductFootprint``, or a
-        ListFootprints/GetFootprint response body (``{"data": [...]}`` / ``{"data": {...}}``).
-        """
-        if not root.is_dir():
-            raise ContractError(f"footprint directory '{root}' does not exist")
-        source = cls()
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            for path in sorted(folder.glob("*.json")):
-                for footprint in _footprints_in(path):
-                    source.release(folder.name, footprint)
-        return source
-
-
-def _footprints_in(path: Path) -> list[Footprint]:
-    try:
-        document: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ContractError(f"'{path}' is not a readable JSON file: {exc}") from exc
-    if isinstance(document, dict) and "data" in document:
-        document = document["data"]
-    items = document if isinstance(document, list) else [document]
-    if not all(isinstance(item, dict) for item in items):
-        raise ContractError(f"'{path}' must hold ProductFootprint objects")
-    return items
