@@ -16,7 +16,10 @@ from contracts.canonical import canonical_json
 from gateway.api._auth import Client
 from gateway.api._query import Footprint
 
-__all__ = ["Disclosure", "DisclosureRecorder"]
+__all__ = ["DEFAULT_AUDIT_LOG", "Disclosure", "DisclosureRecorder"]
+
+DEFAULT_AUDIT_LOG = "pcfx-api"
+"""Log id of the API's disclosure chain on ``pcf.audit`` (``pcfx api serve --audit-log``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ from contracts.errors import BrokerError, PcfError, TrustError
 from contracts.topics import TOPICS, ensure_topics
 from gateway._errors import CommitFailed
 from gateway._sealing import GatewayKey, KeyRing, open_message
-from gateway.api._disclosure import Disclosure
+from gateway.api._disclosure import DEFAULT_AUDIT_LOG, Disclosure
 from gateway.api._query import Footprint, FootprintQuery
 from gateway.api._source import InMemoryFootprintSource
 from gateway.audit import (
@@ -87,7 +87,6 @@ __all__ = [
 log = logging.getLogger("gateway.api")
 
 API_RELEASES: Final = "pcf.api.releases"
-DEFAULT_AUDIT_LOG: Final = "pcfx-api"
 _MAX_REFUSED_KEPT: Final = 1000
 
 

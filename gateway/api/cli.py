@@ -25,13 +25,11 @@ from contracts.keyfiles import (
     load_ed25519_public_key,
     load_x25519_private_key,
 )
-from gateway._sealing import GatewayKey
 from gateway.api._app import create_app
 from gateway.api._auth import hash_secret, load_clients
-from gateway.api._kafka import DEFAULT_AUDIT_LOG, KafkaDisclosureRecorder, KafkaReleaseSource
+from gateway.api._disclosure import DEFAULT_AUDIT_LOG
 from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
-from gateway.runtime._topics import Topics
 from pcfx.console import console, handle_errors, print_json
 
 __all__ = ["app"]
@@ -147,6 +145,11 @@ def serve_command(
         raise typer.BadParameter("--cert and --key go together")
     if not gateway_pub:
         raise typer.BadParameter("give the gateway's public key", param_hint="--gateway-pub")
+    # the Kafka side is imported here, not when `pcfx` starts
+    from gateway._sealing import GatewayKey
+    from gateway.api._kafka import KafkaDisclosureRecorder, KafkaReleaseSource
+    from gateway.runtime._topics import Topics
+
     registered = load_clients(clients)
     passphrase = os.environ.get(passphrase_env, "").encode() if passphrase_env else None
     private = load_x25519_private_key(api_key, passphrase)

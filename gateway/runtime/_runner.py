@@ -200,6 +200,8 @@ class RunStats:
     """Records no subscription matched: nothing decided, nothing sent."""
     no_footprint: int = 0
     """Roll-ups that issued no PACT footprint: nothing to send."""
+    api_released: int = 0
+    """Of ``sent``, also released for delivery through the PACT API."""
     rejected: int = 0
     untrusted: int = 0
     """Records that are not a verified hand-off of the streams: blocked, audited, rejected."""
@@ -249,14 +251,17 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _own_records(topics: Topics, recipients: Iterable[str]) -> list[tuple[str, str]]:
-    """(topic, record type) of every gateway record the gateway writes."""
+def _own_records(
+    topics: Topics, recipients: Iterable[str], *, api: bool = True
+) -> list[tuple[str, str]]:
+    """(topic, record type) of every gateway record the gateway writes (with *api*: also its
+    releases for the PACT API)."""
     return [
         (topics.audit, "AuditLogEntry"),
         (topics.checkpoints, "AuditLogCheckpoint"),
         (topics.approvals, "ApprovalEvent"),
         (topics.counters, "PiCounterEntry"),
-        (topics.of(API_RELEASES), "SealedMessage"),
+        *([(topics.of(API_RELEASES), "SealedMessage")] if api else []),
         *((topics.outbound(r), "SealedMessage") for r in recipients),
     ]
 
@@ -367,7 +372,7 @@ class GatewayRunner:
         ensure_topics(s.bootstrap, [(t.products, TOPICS["pcf.products"], 1)], create=False)
         self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
         self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
-        self.serde.ensure(_own_records(t, recipients))
+        self.serde.ensure(_own_records(t, recipients, api=self.api_key is not None))
         self._ensure_contract_schema(t.rejected, "Rejection")
         # the shared state every instance follows: approvals and PI counters
         self._tail = Consumer(
@@ -640,6 +645,7 @@ class GatewayRunner:
                 ).encode()
             stats.sent += 1
             if prepared.api_copy is not None:  # added to the batch right after `message`
+                stats.api_released += 1
                 pf_id = prepared.decision.record_ref.pf_id or message.message_id
                 unit.api_releases[len(unit.batch) - 1] = f"{message.recipient_id}|{pf_id}".encode()
             delta = prepared.decision.counter_delta
