@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -208,11 +209,29 @@ def serve_command(
                 soft_wrap=True,
             )
 
-        serve(api, host, port, cert, key, log_level=log_level, on_ready=ready)
+        # SIGTERM (`kill`) stops as Ctrl-C does: uvicorn shuts down gracefully and re-raises
+        # the signal, which lands here, so the reader stops, the audit chain gets its closing
+        # checkpoint, and the exit code is 0
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            serve(api, host, port, cert, key, log_level=log_level, on_ready=ready)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
         source.close()
         recorder.close()
         registry.close()
+    console.print(
+        f"stopped: {source.served} releases read, {len(source.refused)} refused;"
+        f" {recorder.recorded} disclosures audited",
+        soft_wrap=True,
+    )
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("hash-secret")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from contracts.keyfiles import load_x25519_public_key
 from gateway.api import hash_secret, verify_secret
 from gateway.api.cli import app
+from gateway.cli import audit_app
 from gateway.runtime import (
     GatewayRunner,
     GatewaySerde,
@@ -104,7 +105,7 @@ def test_serve_self_signed_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> N
     api_key, api_pub = tmp_path / "api.x25519.pem", tmp_path / "api.x25519.pub.pem"
     write_recipient_key(api_key)
     signing_key = tmp_path / "api.key.pem"
-    write_gateway_key(signing_key)
+    _, signing_pub = write_gateway_key(signing_key)
     rolled = rolled_footprint()
     exchange.publish([rolled])
     policy = exchange.policy()
@@ -164,7 +165,7 @@ def test_serve_self_signed_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> N
         [served] = listed.json()["data"]
         assert rolled.footprint is not None and served["id"] == str(rolled.footprint.id)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # as `kill $API_PID` in the README
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
@@ -177,4 +178,13 @@ def test_serve_self_signed_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> N
     assert [(e.kind, e.record_pf_id, e.recipient_id) for e in entries["pcfx-api"]] == [
         ("disclosure", served["id"], EU)
     ]
+    assert process.returncode == 0  # a graceful stop
+    # the README's check: the gateway's chains and the API's, each with its own key
+    keys = ["--gateway-pub", str(exchange.pub_path), "--gateway-pub", str(signing_pub)]
+    where = ["--topic-prefix", exchange.topics.prefix, "--bootstrap", kafka_bootstrap]
+    verified = runner.invoke(audit_app, ["verify", *keys, *where])
+    assert verified.exit_code == 0, verified.output
+    assert re.search(r"pcfx-api: OK: 1 entries, [12] checkpoints", verified.output), verified.output
+    alone = runner.invoke(audit_app, ["verify", *keys[:2], *where])
+    assert alone.exit_code == 1  # the API's chain is not the gateway's to vouch for
     exchange.registry.close()
