@@ -39,6 +39,7 @@ __all__ = [
     "load_ed25519_private_key",
     "load_ed25519_public_key",
     "load_x25519_private_key",
+    "load_x25519_public_key",
     "private_key_pem",
     "public_key_pem",
     "raw_public_key",
@@ -170,6 +171,21 @@ def load_x25519_private_key(path: Path, passphrase: bytes | None = None) -> X255
 def load_ed25519_public_key(path: Path) -> Ed25519PublicKey:
     """The Ed25519 public key in *path*: a public key PEM, or a private key file (unencrypted)
     whose public half is taken."""
+    key = _load_public_key(path)
+    if not isinstance(key, Ed25519PublicKey):
+        raise _wrong_kind(path, "public", "Ed25519", key)
+    return key
+
+
+def load_x25519_public_key(path: Path) -> X25519PublicKey:
+    """The X25519 (encryption) public key in *path*, read as :func:`load_ed25519_public_key`."""
+    key = _load_public_key(path)
+    if not isinstance(key, X25519PublicKey):
+        raise _wrong_kind(path, "public", "X25519", key)
+    return key
+
+
+def _load_public_key(path: Path) -> PublicKeyTypes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -184,8 +200,6 @@ def load_ed25519_public_key(path: Path) -> Ed25519PublicKey:
             key = serialization.load_pem_private_key(data, password=None).public_key()
         except (ValueError, TypeError, UnsupportedAlgorithm):
             raise KeyStoreError(f"'{path}' is not a PEM public key ({exc})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise _wrong_kind(path, "public", "Ed25519", key)
     return key
 
 

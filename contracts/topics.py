@@ -21,6 +21,7 @@ topic                      key                         value (Confluent-framed A
 ``pcf.review.decisions``   the held record's subject   ``pcr.ReviewEvent`` (decided)          LAT
 ``pcf.bodies``             body id                     ``certification.SignedStatement``      LAT
 ``pcf.certificates``       certificate id              ``certification.SignedStatement``      LAT
+``pcf.api.releases``       ``recipient|footprint id``  ``gateway.SealedMessage`` (compacted)
 =========================  ==========================  ====================================  ====
 
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
@@ -174,13 +175,14 @@ _TABLE: Final = (
     ),
     Topic(
         "pcf.audit", "log id", "io.pcfexchange.gateway.AuditLogEntry",
-        "the gateway's hash-chained audit log (one chain per input partition)",
-        FOREVER, {"gateway": "RWCD", "api": "RW", "officer": "R"},
+        "the hash-chained audit log: one chain per gateway input partition, and the PACT"
+        " API's disclosure chain (``pcfx-api``)",
+        FOREVER, {"gateway": "RWCD", "api": "RWD", "officer": "R"},
     ),
     Topic(
         "pcf.audit.checkpoints", "log id", "io.pcfexchange.gateway.AuditLogCheckpoint",
         "signed RFC 6962 checkpoints of the audit chains",
-        FOREVER, {"gateway": "RWCD", "api": "R", "officer": "R"},
+        FOREVER, {"gateway": "RWCD", "api": "RWD", "officer": "R"},
     ),
     Topic(
         "pcf.gateway.counters", "year|metric|individual", "io.pcfexchange.gateway.PiCounterEntry",
@@ -222,6 +224,13 @@ _TABLE: Final = (
         "pcf.certificates", "certificate id", "io.pcfexchange.certification.SignedStatement",
         "bodies' signed certificates and revocations, the operator's stale notices",
         {**APPEND_TIME, **FOREVER}, {**_DOMESTIC_READ, "operator": "RWCD", "certifier": "RW"},
+    ),
+    Topic(
+        "pcf.api.releases", "recipient id|footprint id", "io.pcfexchange.gateway.SealedMessage",
+        "what the gateway released for delivery through the PACT API: each footprint as its"
+        " recipient may see it, signed, encrypted to the API service's key, written in the"
+        " transaction of its audit entry; the latest per recipient and footprint is kept",
+        COMPACTED, {"gateway": "RWCD", "api": "RD"},
     ),
 )  # fmt: skip
 

@@ -22,6 +22,13 @@ seen retired (:func:`retired_by`); a later ``Active`` copy of one of them (a re-
 streams restart, or a result that came back to an earlier one: the footprint id is the
 result's deterministic UUID) gets a ``transfer_blocked`` entry naming why
 (:func:`reactivation_entry`, reason code ``reactivated``) and goes nowhere.
+
+**A copy for the PACT API.** Given ``api_key`` (the API service's X25519 public key), a record
+that goes is also encrypted, in step (3), to that key: the *same* envelope (same message id,
+same recipient id inside it), added to the same batch right after the recipient's copy, so the
+batch signature covers both and the one audit entry of step (4) covers the decision that
+released them. The API opens it with its own key and serves the footprint to that recipient's
+clients only (decision 13: the API serves what the gateway released).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from gateway._approvals import Approval, ApprovalState, request_approval
 from gateway._errors import CommitFailed
@@ -96,6 +105,9 @@ class PreparedTransfer:
     """The pending approval request opened for a held decision."""
     encrypted: EncryptedRecord | None = None
     """``None`` unless the record goes out (allowed/transformed, or held and approved)."""
+    api_copy: EncryptedRecord | None = None
+    """The same envelope encrypted to the API service (``api_key`` given and the record goes);
+    in the batch right after :attr:`encrypted`."""
 
     @property
     def goes(self) -> bool:
@@ -202,6 +214,7 @@ def prepare_transfer(
     record_hash: str | None = None,
     batch: OutboundBatch | None = None,
     note: str | None = None,
+    api_key: bytes | X25519PublicKey | None = None,
 ) -> PreparedTransfer:
     """Run the core for one record in its fixed order; no I/O, nothing committed.
 
@@ -211,12 +224,14 @@ def prepare_transfer(
     *record_hash*, if the caller already holds the record's canonical SHA-256, saves hashing it.
     *note* (e.g. :data:`DEPRECATED_NOTE`) is added to the reasons of the entry of a transfer that
     goes (not to a held or blocked one).
+    *api_key*: also encrypt the envelope to the API service (see the module docstring).
     """
     stamp = format_time(now)
     # (1) decide
     decision = evaluate(policy, record, recipient, purpose, counters, now, record_hash=record_hash)
     outbound: SealedMessage | None = None
     encrypted: EncryptedRecord | None = None
+    api_copy: EncryptedRecord | None = None
     pending: Approval | None = None
     new_counters = counters
     goes = decision.outcome in (Outcome.ALLOWED, Outcome.TRANSFORMED)
@@ -239,9 +254,11 @@ def prepare_transfer(
         encrypted = into.add(
             envelope, recipient_key=decision.recipient.encryption_key, checked=True
         )
+        if api_key is not None:  # the same envelope, for delivery through the PACT API
+            api_copy = into.add(envelope, recipient_key=api_key, checked=True)
         if own:
-            # (5) a batch of one
-            (outbound,) = into.sign()
+            # (5) a batch of one (two with the API's copy)
+            outbound = into.sign()[0]
         if decision.counter_delta is not None:
             new_counters = counters.apply(decision.counter_delta)
         draft = _draft(
@@ -265,7 +282,7 @@ def prepare_transfer(
     # (4) the audit entry, chained
     entry, new_head = chain_new_entry(head, draft)
     return PreparedTransfer(
-        decision, outbound, (entry,), new_head, new_counters, pending, encrypted
+        decision, outbound, (entry,), new_head, new_counters, pending, encrypted, api_copy
     )
 
 

@@ -1,6 +1,22 @@
 """The PACT v3 host as a FastAPI app: Authenticate (``/auth/token``, OpenID discovery),
 ListFootprints (filters, RFC 8288 pagination), GetFootprint and Events. Data actions need a
 bearer token, and each client sees only what the gateway released to its recipient id.
+
+What the app holds to, whatever a client sends:
+
+- **No audit record, no response.** Every footprint a response carries is first handed to the
+  :class:`~gateway.api._disclosure.DisclosureRecorder` (``pcfx api serve`` always gives one that
+  appends to the audit log); if it fails, the answer is 503 and nothing is disclosed.
+- **Existence is not disclosed.** An id the client's recipient was not released answers 404
+  exactly like an unknown id (never 403).
+- **The public URL is configuration.** The OpenID ``issuer`` and the pagination ``Link`` are
+  built from ``public_url`` (or, without it, the address the server listens on), never from the
+  request's ``Host`` header.
+- **Bounded input.** Bodies are capped (token form 8 KiB, events ``max_event_bytes``), query
+  strings at :data:`MAX_QUERY_BYTES`, bearer tokens at :data:`MAX_TOKEN_CHARS`, JSON nesting at
+  :data:`MAX_JSON_DEPTH`: anything beyond is a 400 with a v3 ``Error`` body, never a 500.
+- **Failed token attempts are throttled** per client id and per remote address before any
+  secret is hashed (:mod:`gateway.api._throttle`): 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -32,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.certification import CertRegistry
-from contracts.errors import PcfError, ValidationFailed
+from contracts.errors import PcfError, PolicyDenied, ValidationFailed
 from gateway.api._auth import ALL_SCOPES, SCOPE_LIST, SCOPE_READ, AccessToken, Client, TokenIssuer
 from gateway.api._disclosure import Disclosure, DisclosureRecorder
 from gateway.api._errors import (
@@ -57,14 +73,28 @@ from gateway.api._events import (
 from gateway.api._labels import label_router
 from gateway.api._query import Cursor, CursorCodec, Footprint, ListRequest, SortKey, sort_key
 from gateway.api._source import FootprintSource
+from gateway.api._throttle import FailureThrottle
 
-__all__ = ["PactApiState", "api_state", "create_app"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_QUERY_BYTES",
+    "MAX_TOKEN_CHARS",
+    "PactApiState",
+    "api_state",
+    "create_app",
+]
 
 log = logging.getLogger("gateway.api")
 _T = TypeVar("_T")
 
-_HOST: Final = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 _MAX_TOKEN_REQUEST_BYTES: Final = 8 * 1024
+MAX_QUERY_BYTES: Final = 8 * 1024
+"""Longest query string a data action reads (ListFootprints filters are short)."""
+MAX_TOKEN_CHARS: Final = 512
+"""Longest bearer token looked up (ours are 43 characters)."""
+MAX_JSON_DEPTH: Final = 32
+"""Deepest nesting of arrays and objects accepted in an event (v3 events nest 4 deep)."""
+_TOKEN_CHARS: Final = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 
 
 @dataclass(slots=True)
@@ -78,6 +108,11 @@ class PactApiState:
     cursors: CursorCodec
     max_page_size: int
     disclosures: DisclosureRecorder | None
+    throttle: FailureThrottle
+    """Failed token attempts per client id and remote address."""
+    public_url: str | None = None
+    """The base URL clients reach this API at (``issuer``, ``Link``); ``None``: the address
+    the server listens on."""
     loop: asyncio.AbstractEventLoop | None = None
     """The server's event loop, once it runs."""
 
@@ -148,11 +183,36 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _request_host(request: Request) -> str:
-    host = request.headers.get("host") or request.url.netloc
-    if not _HOST.match(host):
-        raise ApiError.bad_request("malformed Host header")
-    return host
+def _base_url(request: Request, public_url: str | None) -> str:
+    """The configured public URL, or the scheme and the address the server's socket listens on
+    (from the server, not the client: the ``Host`` header is never echoed)."""
+    if public_url is not None:
+        return public_url
+    server = request.scope.get("server") or ("localhost", None)
+    host, port = server[0], server[1]
+    shown = f"[{host}]" if ":" in str(host) else str(host)
+    return f"{request.url.scheme}://{shown}" + (f":{port}" if port else "")
+
+
+def _json_depth_exceeds(document: Any, limit: int) -> bool:
+    """Whether arrays/objects in *document* nest deeper than *limit* (iterative, no recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _remote_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
@@ -209,6 +269,8 @@ def create_app(
     max_event_bytes: int = 8 * 2**20,
     clock: Callable[[], float] = time.time,
     label_registry: Callable[[], CertRegistry] | None = None,
+    public_url: str | None = None,
+    throttle: FailureThrottle | None = None,
 ) -> FastAPI:
     """A PACT v3 host serving *source* to the registered *clients*.
 
@@ -219,15 +281,25 @@ def create_app(
     - ``inbox``: receives accepted Published/Fulfilled/Rejected events (default: in memory).
     - ``event_sender``/``event_source``/``delivery``: how answers to footprint requests and
       published notifications are sent, the CloudEvents ``source`` they carry, and retries.
-    - ``disclosures``: told of every footprint before it is sent; if it raises, nothing is sent.
+    - ``disclosures``: told of every footprint before it is sent; if it raises, the answer is
+      503 and nothing is sent (``pcfx api serve`` always gives one: the audit log).
     - ``clock``: seconds since the epoch (tests move it to expire tokens).
     - ``label_registry``: serve ``GET /labels/verify`` against the certification registry it
       returns (:mod:`gateway.api._labels`); off when not given.
+    - ``public_url``: the base URL clients use (``https://pact.example.com``), for the OpenID
+      ``issuer`` and pagination links; default: the address the server listens on.
+    - ``throttle``: failed token attempts (:class:`~gateway.api._throttle.FailureThrottle`).
 
     Serve it only over TLS (:func:`gateway.api.serve`); v3 allows HTTPS only.
     """
     if max_page_size < 1:
         raise ValueError("max_page_size must be at least 1")
+    if public_url is not None:
+        if not re.match(r"^https://[^/?#\s]+(/[^?#\s]*)?$", public_url):
+            raise ValueError(
+                f"public_url must be an https:// URL without query (got {public_url!r})"
+            )
+        public_url = public_url.rstrip("/")
     tokens = TokenIssuer(clients, ttl=token_ttl, clock=clock)
     sender = event_sender or HttpEventSender()
     state = PactApiState(
@@ -245,6 +317,8 @@ def create_app(
         cursors=CursorCodec(cursor_secret or secrets.token_bytes(32)),
         max_page_size=max_page_size,
         disclosures=disclosures,
+        throttle=throttle if throttle is not None else FailureThrottle(),
+        public_url=public_url,
     )
 
     @contextlib.asynccontextmanager
@@ -299,11 +373,14 @@ def create_app(
         if not header:
             raise ApiError.invalid_token("missing bearer token", error=None)  # (1)
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise ApiError.invalid_token(
                 "Authorization must be 'Bearer <token>'", error="invalid_request"
             )
-        info = tokens.check(token.strip())  # (2)
+        if len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.match(token):
+            raise ApiError.invalid_token("invalid access token")
+        info = tokens.check(token)  # (2)
         if scope is not None and scope not in info.scopes:  # (3)
             raise ApiError(
                 403,
@@ -314,15 +391,24 @@ def create_app(
         return info
 
     async def disclose(info: AccessToken, action: str, footprints: Sequence[Footprint]) -> None:
-        if state.disclosures is not None and footprints:
-            client = tokens.clients[info.client_id]
+        """Record the disclosure before the response exists; 503 if it cannot be recorded."""
+        if state.disclosures is None or not footprints:
+            return
+        client = tokens.clients[info.client_id]
+        try:
             await state.disclosures.record(Disclosure.of(client, action, footprints))
+        except Exception as exc:  # whatever failed: no audit record, no response
+            log.error("disclosure to %s not recorded, nothing sent: %s", client.client_id, exc)
+            raise ApiError.unavailable() from None
+
+    def query_items(request: Request) -> list[tuple[str, str]]:
+        if len(request.scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            raise ApiError.bad_request(f"query string exceeds {MAX_QUERY_BYTES} bytes")
+        return request.query_params.multi_items()
 
     @app.get("/.well-known/openid-configuration", include_in_schema=False)
     async def openid_configuration(request: Request) -> JSONResponse:
-        base = (
-            f"{request.url.scheme}://{_request_host(request)}{request.scope.get('root_path', '')}"
-        )
+        base = _base_url(request, state.public_url)
         document = {
             "issuer": base,
             "token_endpoint": f"{base}/auth/token",
@@ -371,14 +457,26 @@ def create_app(
             return _oauth_error(
                 400, "unsupported_grant_type", "only client_credentials is supported"
             )
-        client = await run_in_threadpool(tokens.authenticate, *credentials)
-        if client is None and basic:  # RFC 6749 §2.3.1: ids and secrets may be form-encoded
-            decoded = (unquote_plus(credentials[0]), unquote_plus(credentials[1]))
-            if decoded != credentials:
-                client = await run_in_threadpool(tokens.authenticate, *decoded)
+        # throttled per client id and address before any secret is hashed
+        keys = (f"client:{credentials[0][:256]}", f"addr:{_remote_address(request)}")
+        client: Client | None = None
+        wait = state.throttle.retry_after(keys)
+        if wait is None:
+            with state.throttle.admit() as busy:
+                if busy is None:
+                    client = await run_in_threadpool(tokens.authenticate, *credentials)
+                    if client is None and basic:  # RFC 6749 §2.3.1: may be form-encoded
+                        decoded = (unquote_plus(credentials[0]), unquote_plus(credentials[1]))
+                        if decoded != credentials:
+                            client = await run_in_threadpool(tokens.authenticate, *decoded)
+                wait = busy
+        if wait is not None:
+            return _too_many(wait)
         if client is None:
+            state.throttle.failed(keys)
             log.info("token refused for client id %r", credentials[0][:64])
             return _oauth_error(401, "invalid_client", "Authentication failed")
+        state.throttle.succeeded(keys)
         requested = frozenset(form.get("scope", "").split())
         if requested - client.scopes:
             return _oauth_error(
@@ -399,7 +497,7 @@ def create_app(
     async def list_footprints(request: Request) -> JSONResponse:
         """Action ListFootprints: filter, order by (created, id), page by signed keyset cursor."""
         info = authorize(request, SCOPE_LIST)
-        wanted = ListRequest.from_params(request.query_params.multi_items())
+        wanted = ListRequest.from_params(query_items(request))
         after = (
             state.cursors.decode(wanted.cursor, recipient_id=info.recipient_id).after
             if wanted.cursor
@@ -413,12 +511,10 @@ def create_app(
         headers: dict[str, str] = {}
         if more:
             last = page[-1][0] if page else after
-            params = [
-                (k, v) for k, v in request.query_params.multi_items() if k.lower() != "cursor"
-            ]
+            params = [(k, v) for k, v in query_items(request) if k.lower() != "cursor"]
             if last is not None:
                 params.append(("cursor", state.cursors.encode(Cursor(info.recipient_id, last))))
-            link = f"{request.url.scheme}://{_request_host(request)}{request.url.path}"
+            link = f"{_base_url(request, state.public_url)}{request.url.path}"
             link += f"?{urlencode(params, quote_via=quote)}" if params else ""
             headers["Link"] = f'<{link}>; rel="next"'
         footprints = [fp for _, fp in page]
@@ -427,10 +523,13 @@ def create_app(
 
     @app.get("/3/footprints/{pf_id}")
     async def get_footprint(pf_id: str, request: Request) -> JSONResponse:
-        """Action GetFootprint: 404 ``NotFound`` for unknown (or non-UUID) ids, 403
-        ``AccessDenied`` when the source says the footprint is not this recipient's."""
+        """Action GetFootprint: 404 ``NotFound`` for unknown (or non-UUID) ids and, alike, for
+        ids not released to this client's recipient (nothing tells them apart)."""
         info = authorize(request, SCOPE_READ)
-        footprint = await source.get_for(info.recipient_id, pf_id) if _is_uuid(pf_id) else None
+        try:
+            footprint = await source.get_for(info.recipient_id, pf_id) if _is_uuid(pf_id) else None
+        except PolicyDenied:
+            footprint = None
         if footprint is None:
             raise ApiError.not_found()
         await disclose(info, "GetFootprint", [footprint])
@@ -449,8 +548,12 @@ def create_app(
         body = await _read_body(request, max_event_bytes)
         try:
             event: Any = json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError.bad_request("body is not valid JSON") from None
+        if _json_depth_exceeds(event, MAX_JSON_DEPTH):
+            raise ApiError.bad_request(
+                f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+            )
         try:
             event_type = check_event(event)
         except ValidationFailed as exc:
@@ -465,6 +568,19 @@ def create_app(
         return Response(status_code=200)
 
     return app
+
+
+def _too_many(wait: float) -> JSONResponse:
+    """429 for a throttled token request: nothing was hashed; ``Retry-After`` in whole seconds."""
+    seconds = max(1, int(wait + 0.999))
+    return JSONResponse(
+        {
+            "error": "invalid_client",
+            "error_description": f"too many failed attempts; retry after {seconds} s",
+        },
+        429,
+        headers={"Retry-After": str(seconds), "Pragma": "no-cache"},
+    )
 
 
 def _reject_constant(name: str) -> Any:

@@ -38,7 +38,8 @@ class ApiError(PcfError):
     The status/code pairs used: 400 ``BadRequest`` (malformed request), 400 ``NotImplemented``
     (a feature we do not offer, as the v2 error table has it), 401 ``BadRequest`` (missing or
     invalid token; the conformance tool expects this code), 401 ``TokenExpired``,
-    403 ``AccessDenied``, 404 ``NotFound``, 500 ``InternalError``.
+    403 ``AccessDenied`` (a token without the scope), 404 ``NotFound``, 500 ``InternalError``,
+    503 ``InternalError`` (the disclosure could not be audited, so nothing was sent).
     """
 
     code = "api"
@@ -73,6 +74,16 @@ class ApiError(PcfError):
         return cls(403, PactErrorCode.ACCESS_DENIED, message)
 
     @classmethod
+    def unavailable(cls) -> ApiError:
+        """503: the audit log could not record the disclosure; the client may retry."""
+        return cls(
+            503,
+            PactErrorCode.INTERNAL_ERROR,
+            "The service cannot serve footprints right now; retry later",
+            headers={"Retry-After": "5"},
+        )
+
+    @classmethod
     def invalid_token(cls, message: str, *, error: str | None = "invalid_token") -> ApiError:
         """401 for a missing or unusable bearer token (RFC 6750 §3 challenge included)."""
         challenge = BEARER_CHALLENGE + (f', error="{error}"' if error else "")
@@ -104,14 +115,17 @@ def error_response(
 def error_response_for(exc: PcfError) -> JSONResponse:
     """Map one error of the tree onto the v3 error table.
 
-    ``PolicyDenied`` → 403 ``AccessDenied``; ``ContractError`` → 400 ``BadRequest``;
+    ``PolicyDenied`` → 404 ``NotFound`` (a footprint not released to this client is answered
+    as an unknown one: nothing discloses that it exists); ``ContractError`` → 400 ``BadRequest``;
     infrastructure and every other ``PcfError`` → 500 ``InternalError`` with a generic message
     (details go to the log, never to the client).
     """
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.pact_code, exc.message, exc.headers)
     if isinstance(exc, PolicyDenied):
-        return error_response(403, PactErrorCode.ACCESS_DENIED, "Access denied")
+        return error_response(
+            404, PactErrorCode.NOT_FOUND, "The requested footprint could not be found."
+        )
     if isinstance(exc, ContractError):
         return error_response(400, PactErrorCode.BAD_REQUEST, exc.message)
     if isinstance(exc, InfrastructureError):

@@ -124,9 +124,11 @@ class FootprintQuery:
     """The v3 filter criteria. Values of one criterion are ORed, criteria are ANDed; string
     matching is case-insensitive. An empty query matches every footprint.
 
-    ``geography`` matches ``pcf.geographyRegionOrSubregion``, ``pcf.geographyCountry`` or
-    ``pcf.geographyCountrySubdivision``; a country also matches its ISO 3166-2 subdivisions
-    (``DE`` matches ``DE-BY``). ``status`` values other than Active/Deprecated match nothing.
+    ``geography`` matches a footprint whose ``pcf.geographyRegionOrSubregion``,
+    ``pcf.geographyCountry`` or ``pcf.geographyCountrySubdivision`` *equals* one of the values
+    (case-insensitive): ``CN`` matches a footprint of country ``CN``, not one that declares only
+    the subdivision ``CN-JS`` (the official conformance suite's TC 22 checks exactly this).
+    ``status`` values other than Active/Deprecated match nothing.
     """
 
     product_ids: tuple[str, ...] = ()
@@ -183,12 +185,7 @@ class FootprintQuery:
                 "geographyCountrySubdivision",
             )
         )
-        declared = _lowered(v for v in (region, country, subdivision) if v)
-        if declared & wanted:
-            return True
-        if isinstance(subdivision, str) and "-" in subdivision:
-            return subdivision.split("-", 1)[0].lower() in wanted
-        return False
+        return bool(_lowered(v for v in (region, country, subdivision) if v) & wanted)
 
     def _validity_matches(self, footprint: Footprint) -> bool:
         if self.valid_on is None and self.valid_after is None and self.valid_before is None:

@@ -1,17 +1,17 @@
 """The API's one data seam: :class:`FootprintSource` answers, per recipient, which footprints the
-gateway released to it. :class:`InMemoryFootprintSource` is the reference implementation (tests,
-demo, CLI); a Kafka-backed source implements the same two coroutines.
+gateway released to it. :class:`InMemoryFootprintSource` is the per-recipient view in memory:
+the pure tests fill it directly, and :class:`gateway.api._kafka.KafkaReleaseSource` (what
+``pcfx api serve`` uses) fills it from the gateway's releases on Kafka. There is no folder
+source: nothing reaches the API except what the gateway released.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from contracts.errors import ContractError, PolicyDenied
+from contracts.errors import ContractError
 from gateway.api._query import Footprint, FootprintQuery
 
 __all__ = ["FootprintSource", "InMemoryFootprintSource"]
@@ -37,9 +37,9 @@ class FootprintSource(Protocol):
     async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
         """The footprint *pf_id* as released to *recipient_id*, or ``None`` if there is none.
 
-        Raise :class:`~contracts.errors.PolicyDenied` when the footprint exists but is not
-        released to this recipient: the API then answers 403 ``AccessDenied`` as v3 requires
-        (return ``None`` instead to answer 404 and hide that it exists).
+        A footprint released only to other recipients is ``None`` too: the API answers 404
+        for it exactly as for an unknown id, so a client cannot learn that it exists (a source
+        that raises :class:`~contracts.errors.PolicyDenied` is answered the same way).
         """
         ...
 
@@ -55,10 +55,8 @@ class InMemoryFootprintSource:
     >>> source = InMemoryFootprintSource({"acme": [{"id": "A1", "status": "Active"}]})
     >>> [fp["id"] for fp in asyncio.run(source.list_for("acme", FootprintQuery()))]
     ['A1']
-    >>> asyncio.run(source.get_for("other", "a1"))
-    Traceback (most recent call last):
-    ...
-    contracts.errors.PolicyDenied: footprint 'a1' is not released to recipient 'other'
+    >>> asyncio.run(source.get_for("other", "a1")) is None
+    True
     """
 
     def __init__(self, released: Mapping[str, Iterable[Footprint]] | None = None) -> None:
@@ -94,37 +92,5 @@ class InMemoryFootprintSource:
         return [fp for fp in footprints if query.matches(fp)]
 
     async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
-        key = _norm_id(pf_id)
         with self._lock:
-            found = self._by_recipient.get(recipient_id, {}).get(key)
-            elsewhere = found is None and any(key in fps for fps in self._by_recipient.values())
-        if elsewhere:
-            raise PolicyDenied(f"footprint '{pf_id}' is not released to recipient '{recipient_id}'")
-        return found
-
-    @classmethod
-    def from_directory(cls, root: Path) -> InMemoryFootprintSource:
-        """Load ``root/<recipient id>/*.json``: each file one ``ProductFootprint``, or a
-        ListFootprints/GetFootprint response body (``{"data": [...]}`` / ``{"data": {...}}``).
-        """
-        if not root.is_dir():
-            raise ContractError(f"footprint directory '{root}' does not exist")
-        source = cls()
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            for path in sorted(folder.glob("*.json")):
-                for footprint in _footprints_in(path):
-                    source.release(folder.name, footprint)
-        return source
-
-
-def _footprints_in(path: Path) -> list[Footprint]:
-    try:
-        document: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ContractError(f"'{path}' is not a readable JSON file: {exc}") from exc
-    if isinstance(document, dict) and "data" in document:
-        document = document["data"]
-    items = document if isinstance(document, list) else [document]
-    if not all(isinstance(item, dict) for item in items):
-        raise ContractError(f"'{path}' must hold ProductFootprint objects")
-    return items
+            return self._by_recipient.get(recipient_id, {}).get(_norm_id(pf_id))

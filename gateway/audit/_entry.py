@@ -70,6 +70,8 @@ class EntryKind(enum.Enum):
     APPROVAL_REFUSED = "approval_refused"
     """A decision the gateway did not trust (unsigned, not an officer's key, forged, ...): the
     transfer stays held."""
+    DISCLOSURE = "disclosure"
+    """A footprint the PACT API served to a client (the API's own chain, ``pcfx-api``)."""
 
 
 FieldAction = tuple[str, str, tuple[str, ...]]

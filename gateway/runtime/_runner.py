@@ -67,6 +67,15 @@ type, undecodable Avro): ``decode_datum`` raises for those and they end on ``pcf
 with the reason, as before. Pydantic stays at the edges (files, CLI, API) and for an approved
 release (``_release``), which re-reads one held record.
 
+**Delivery through the PACT API.** With an ``api_key`` (the API service's X25519 public key), a
+footprint released to a recipient the API serves (``api_recipients``; default: every one) is
+also encrypted to that key in step 2 (``prepare_transfer(api_key=...)``: the same envelope, in
+the same batch, so the same signature and the same audit entry), and step 4 writes it to
+``pcf.api.releases`` under the key ``<recipient id>|<footprint id>`` in the same transaction.
+The topic is compacted: a footprint deprecated later is released again under the same key and
+replaces the earlier copy. The API (:mod:`gateway.api._kafka`) reads that topic and nothing
+else, so it serves only what the gateway released and audited.
+
 Approval decisions on ``pcf.approvals`` are acted on by the owner of the held record's chain, in
 the same way: the approval's audit entry, the released transfer (or its block), and the
 ``resolved`` event commit together. A decision counts only if a registered compliance officer's
@@ -95,6 +104,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from contracts import (
     AvroSerde,
@@ -129,7 +139,7 @@ from gateway._pipeline import (
     reactivation_entry,
     retired_by,
 )
-from gateway._sealing import KeyRing, OutboundBatch
+from gateway._sealing import KeyRing, OutboundBatch, SealedMessage
 from gateway._trust_entries import refused_decision_entry, untrusted_record_entry
 from gateway.audit import (
     AuditEntry,
@@ -160,6 +170,7 @@ from gateway.runtime._codec import (
     refused_event,
     requested_event,
     resolved_event,
+    sealed_to_datum,
 )
 from gateway.runtime._kafka import (
     consumer_config,
@@ -172,7 +183,10 @@ from gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 from gateway.runtime._subscriptions import Subscriptions
 from gateway.runtime._topics import Topics, log_id_for
 
-__all__ = ["GatewayRunner", "RunStats", "RunnerSettings"]
+__all__ = ["API_RELEASES", "GatewayRunner", "RunStats", "RunnerSettings"]
+
+API_RELEASES = "pcf.api.releases"
+"""The table's row for what the gateway releases for delivery through the PACT API."""
 
 log = logging.getLogger("pcfx.gateway")
 
@@ -213,6 +227,8 @@ class RunStats:
     """Records no subscription matched: nothing decided, nothing sent."""
     no_footprint: int = 0
     """Roll-ups that issued no PACT footprint: nothing to send."""
+    api_released: int = 0
+    """Of ``sent``, also released for delivery through the PACT API."""
     rejected: int = 0
     untrusted: int = 0
     """Records that are not a verified hand-off of the streams: blocked, audited, rejected."""
@@ -260,19 +276,26 @@ class _Unit:
     counters_added: list[tuple[int, CounterMetric, str]] = field(default_factory=list)
     retired: set[tuple[str, str]] = field(default_factory=set)
     """(recipient, footprint id) this unit sends as ``Deprecated``."""
+    api_releases: dict[int, bytes] = field(default_factory=dict)
+    """Position in :attr:`batch` of each copy for the PACT API -> its key on
+    ``pcf.api.releases`` (``recipient|footprint id``)."""
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _own_records(topics: Topics, recipients: Iterable[str]) -> list[tuple[str, str]]:
-    """(topic, record type) of every gateway record the gateway writes."""
+def _own_records(
+    topics: Topics, recipients: Iterable[str], *, api: bool = True
+) -> list[tuple[str, str]]:
+    """(topic, record type) of every gateway record the gateway writes (with *api*: also its
+    releases for the PACT API)."""
     return [
         (topics.audit, "AuditLogEntry"),
         (topics.checkpoints, "AuditLogCheckpoint"),
         (topics.approvals, "ApprovalEvent"),
         (topics.counters, "PiCounterEntry"),
+        *([(topics.of(API_RELEASES), "SealedMessage")] if api else []),
         *((topics.outbound(r), "SealedMessage") for r in recipients),
     ]
 
@@ -296,7 +319,8 @@ class GatewayRunner:
     batch seals a chain may resume from; the signing key's own public key is always trusted.
     *operator_keys* (key id -> the platform operator's public key) are the trust anchor of the
     key registry on ``pcf.keys``: the streams' service keys and the officers' keys are trusted
-    only as the operator registered them.
+    only as the operator registered them. *api_key* (the PACT API service's X25519 public key)
+    turns on delivery through the API for *api_recipients* (default: every recipient).
     """
 
     def __init__(
@@ -313,8 +337,12 @@ class GatewayRunner:
         clock: Callable[[], datetime] = _utcnow,
         fault: Fault | None = None,
         trusted_keys: Sequence[Ed25519PublicKey] = (),
+        api_key: X25519PublicKey | None = None,
+        api_recipients: Iterable[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.api_key = api_key
+        self.api_recipients = None if api_recipients is None else frozenset(api_recipients)
         self.topics = settings.topics
         self.policy = policy
         self.subscriptions = subscriptions
@@ -373,13 +401,14 @@ class GatewayRunner:
             (t.counters, TOPICS["pcf.gateway.counters"], 1),
             (t.rejected, TOPICS["pcf.rejected"], 1),
             *((t.outbound(r), TOPICS["pcf.outbound."], s.outbound_partitions) for r in recipients),
+            *([(t.of(API_RELEASES), TOPICS[API_RELEASES], 1)] if self.api_key is not None else []),
         ]
         ensure_topics(s.bootstrap, wanted, create=s.create_topics)
         # the streams create pcf.products (their partition count): checked only
         ensure_topics(s.bootstrap, [(t.products, TOPICS["pcf.products"], 1)], create=False)
         self._audit_parts = max(1, partition_count(s.bootstrap, t.audit))
         self._checkpoint_parts = max(1, partition_count(s.bootstrap, t.checkpoints))
-        self.serde.ensure(_own_records(t, recipients))
+        self.serde.ensure(_own_records(t, recipients, api=self.api_key is not None))
         self._ensure_contract_schema(t.rejected, "Rejection")
         # the shared state every instance follows: approvals and PI counters
         self._tail = Consumer(
@@ -607,6 +636,7 @@ class GatewayRunner:
                 record_hash=record_hash,
                 batch=unit.batch,
                 note=DEPRECATED_NOTE if status == "Deprecated" else None,
+                api_key=self._api_key_for(recipient),
             )
             head = prepared.head
             self._collect(prepared, unit, source, stats)
@@ -728,6 +758,10 @@ class GatewayRunner:
                     self.secrets.pseudonym_secret, message.recipient_id, source.product_id
                 ).encode()
             stats.sent += 1
+            if prepared.api_copy is not None:  # added to the batch right after `message`
+                stats.api_released += 1
+                pf_id = prepared.decision.record_ref.pf_id or message.message_id
+                unit.api_releases[len(unit.batch) - 1] = f"{message.recipient_id}|{pf_id}".encode()
             delta = prepared.decision.counter_delta
             if delta is not None and not delta.empty:
                 for metric, keys in delta.added.items():
@@ -743,6 +777,32 @@ class GatewayRunner:
             )
         else:
             stats.blocked += 1
+
+    def _api_key_for(self, recipient_id: str) -> X25519PublicKey | None:
+        """The API service's key if *recipient_id*'s releases are delivered through the API."""
+        if self.api_key is None:
+            return None
+        if self.api_recipients is not None and recipient_id not in self.api_recipients:
+            return None
+        return self.api_key
+
+    def _split_api_copies(
+        self, unit: _Unit, signed: Sequence[SealedMessage]
+    ) -> tuple[Sequence[SealedMessage], list[Produced]]:
+        """The signed batch as (outbound messages, records for ``pcf.api.releases``)."""
+        if not unit.api_releases:
+            return signed, []
+        topic = self.topics.of(API_RELEASES)
+        outbound: list[SealedMessage] = []
+        copies: list[Produced] = []
+        for index, message in enumerate(signed):
+            key = unit.api_releases.get(index)
+            if key is None:
+                outbound.append(message)
+            else:
+                value = self.serde.encode(topic, "SealedMessage", sealed_to_datum(message))
+                copies.append(Produced(topic, value, key))
+        return outbound, copies
 
     def _ttl(self, approval: Approval) -> Approval:
         """The core opens approvals for 7 days; apply the configured time to live."""
@@ -774,10 +834,12 @@ class GatewayRunner:
         extra = list(unit.extra)
         for year, metric, individual in unit.counters_added:
             extra.append(self._counter_record(year, metric, individual, chain, unit))
+        outbound, api_copies = self._split_api_copies(unit, unit.batch.sign())
+        extra.extend(api_copies)
         try:
             # (4) one transaction
             chain.sink.commit(
-                unit.batch.sign(),
+                outbound,
                 unit.entries,
                 checkpoints,
                 keys=unit.keys,
@@ -1274,6 +1336,7 @@ class GatewayRunner:
             requested_by=self.settings.requested_by,
             record_hash=hashlib.sha256(value).hexdigest(),
             batch=unit.batch,
+            api_key=self._api_key_for(approval.recipient_id),
         )
         self._collect(prepared, unit, source, stats)
         if prepared.encrypted is None:

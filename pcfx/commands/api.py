@@ -1,10 +1,18 @@
 """``pcfx api``: ``serve`` runs the PACT v3 API over TLS only (your certificate, or
 ``--self-signed`` for development); ``hash-secret`` prints a client's ``secret_hash``.
+
+``serve`` serves what the gateway released for the API and nothing else: it reads
+``pcf.api.releases`` continuously with the API service's X25519 key (``--api-key``), verifying
+the gateway's signature (``--gateway-pub``), and records every footprint it serves on its own
+audit chain on ``pcf.audit`` (``--audit-log``), sealed with its Ed25519 key
+(``--signing-key``): no audit record, no response (:mod:`gateway.api._kafka`).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -12,12 +20,17 @@ from typing import Annotated
 
 import typer
 
-from contracts.keyfiles import key_id_of, load_ed25519_public_key
+from contracts.keyfiles import (
+    key_id_of,
+    load_ed25519_private_key,
+    load_ed25519_public_key,
+    load_x25519_private_key,
+)
 from gateway.api._app import create_app
 from gateway.api._auth import hash_secret, load_clients
+from gateway.api._disclosure import DEFAULT_AUDIT_LOG
 from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
-from gateway.api._source import InMemoryFootprintSource
 from pcfx.console import console, handle_errors, print_json
 from pcfx.options import LogLevel, log_level
 
@@ -51,9 +64,55 @@ def serve_command(
         Path | None,
         typer.Option(help="Where --self-signed writes ca.pem/server.pem (default: a temp dir)."),
     ] = None,
-    footprints: Annotated[
-        Path | None,
-        typer.Option(help="Directory <recipient id>/*.json of released PACT v3 footprints."),
+    api_key: Annotated[
+        Path,
+        typer.Option(
+            "--api-key",
+            help="The API service's X25519 private key (PEM): opens what the gateway released"
+            " for the API (gateway run --api-key takes its public key).",
+        ),
+    ],
+    gateway_pub: Annotated[
+        list[Path],
+        typer.Option(
+            "--gateway-pub",
+            help="The gateway's public key (PEM) whose signature releases must carry (repeat"
+            " for earlier keys after a rotation).",
+        ),
+    ],
+    signing_key: Annotated[
+        Path,
+        typer.Option(
+            "--signing-key",
+            help="The API service's Ed25519 key (PEM) that seals its disclosure audit chain.",
+        ),
+    ],
+    audit_log: Annotated[
+        str, typer.Option("--audit-log", help="Log id of this API's chain on pcf.audit.")
+    ] = DEFAULT_AUDIT_LOG,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="The https:// base URL clients use (OpenID issuer, pagination links);"
+            " default: https://HOST:PORT as served. The Host header is never used.",
+        ),
+    ] = None,
+    topic_prefix: Annotated[
+        str,
+        typer.Option(
+            "--topic-prefix", envvar="PCFX_TOPIC_PREFIX", help="Prefix of every topic name."
+        ),
+    ] = "",
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap",
+            help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or the local broker).",
+        ),
+    ] = None,
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Env var holding the private keys' passphrase.")
     ] = None,
     token_ttl: Annotated[float, typer.Option(help="Access token lifetime in seconds.")] = 3600.0,
     event_source: Annotated[
@@ -80,17 +139,24 @@ def serve_command(
         ),
     ] = None,
 ) -> None:
-    """Serve ListFootprints, GetFootprint, Events and the token endpoint over HTTPS."""
+    """Serve what the gateway released (ListFootprints, GetFootprint, Events) over HTTPS,
+    every disclosure audited."""
     if self_signed == (cert is not None or key is not None):
         raise typer.BadParameter("give either --cert and --key, or --self-signed")
     if not self_signed and (cert is None or key is None):
         raise typer.BadParameter("--cert and --key go together")
+    if not gateway_pub:
+        raise typer.BadParameter("give the gateway's public key", param_hint="--gateway-pub")
+    # the Kafka side is imported here, not when `pcfx` starts
+    from gateway._sealing import GatewayKey
+    from gateway.api._kafka import KafkaDisclosureRecorder, KafkaReleaseSource
+    from gateway.runtime._topics import Topics
+
     registered = load_clients(clients)
-    source = (
-        InMemoryFootprintSource.from_directory(footprints)
-        if footprints
-        else InMemoryFootprintSource()
-    )
+    passphrase = os.environ.get(passphrase_env, "").encode() if passphrase_env else None
+    private = load_x25519_private_key(api_key, passphrase)
+    signer = GatewayKey.from_private_key(load_ed25519_private_key(signing_key, passphrase))
+    gateways = [load_ed25519_public_key(p) for p in gateway_pub]
     if self_signed:
         directory = tls_dir or Path(tempfile.mkdtemp(prefix="pcfx-api-tls-"))
         names = list(dict.fromkeys([host, "localhost", "127.0.0.1"]))
@@ -100,6 +166,8 @@ def serve_command(
             f"[yellow]Development certificate.[/] Clients must trust: [bold]{dev.ca_file}[/]"
         )
     assert cert is not None and key is not None
+    if public_url is None and port != 0:  # (port 0: the address bound, read from the socket)
+        public_url = f"https://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
     labels = None
     if label_snapshot is not None:
         if label_operator_key is None:
@@ -108,22 +176,63 @@ def serve_command(
             )
         public = load_ed25519_public_key(label_operator_key)
         labels = SnapshotFile(label_snapshot, {key_id_of(public): public})
-    api = create_app(
-        source,
-        registered,
-        token_ttl=token_ttl,
-        event_source=event_source or f"//{host}:{port}/3/events",
-        label_registry=labels,
-    )
+    from contracts import KafkaSchemaRegistry
+    from pcfx.settings import bootstrap_servers
 
-    def ready(url: str) -> None:
-        console.print(
-            f"[green]PACT v3 API[/] on [bold]{url}[/] "
-            f"({len(registered)} clients, {len(source.recipients())} recipients with footprints)",
-            soft_wrap=True,
+    servers = bootstrap or bootstrap_servers()
+    topics = Topics(topic_prefix)
+    registry = KafkaSchemaRegistry(servers)
+    source = KafkaReleaseSource(
+        servers, topics=topics, registry=registry, private_key=private, gateway_keys=gateways
+    )
+    recorder = KafkaDisclosureRecorder(
+        servers, topics=topics, registry=registry, signer=signer, log_id=audit_log
+    )
+    try:
+        source.start()
+        recorder.start()
+        source.wait_ready()
+        api = create_app(
+            source,
+            registered,
+            token_ttl=token_ttl,
+            event_source=event_source or f"//{host}:{port}/3/events",
+            label_registry=labels,
+            disclosures=recorder,
+            public_url=public_url,
         )
 
-    serve(api, host, port, cert, key, log_level=log_level(level), on_ready=ready)
+        def ready(url: str) -> None:
+            console.print(
+                f"[green]PACT v3 API[/] on [bold]{url}[/] ({len(registered)} clients,"
+                f" {len(source.recipients())} recipients with releases; disclosures audited on"
+                f" {topics.audit} as '{audit_log}')",
+                soft_wrap=True,
+            )
+
+        # SIGTERM (`kill`) stops as Ctrl-C does: uvicorn shuts down gracefully and re-raises
+        # the signal, which lands here, so the reader stops, the audit chain gets its closing
+        # checkpoint, and the exit code is 0
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            serve(api, host, port, cert, key, log_level=log_level(level), on_ready=ready)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        source.close()
+        recorder.close()
+        registry.close()
+    console.print(
+        f"stopped: {source.served} releases read, {len(source.refused)} refused;"
+        f" {recorder.recorded} disclosures audited",
+        soft_wrap=True,
+    )
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("hash-secret")

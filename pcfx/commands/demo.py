@@ -373,12 +373,20 @@ def _pcfx(
 
 
 def _gateway_files(bootstrap: str, keys: Path) -> tuple[Path, Path]:
-    """Gateway and recipients' keys, the shipped policy with these recipients' keys and a hold
-    rule for the notified body, and the demo's subscriptions."""
+    """Gateway and recipients' keys, the PACT API service's keys (X25519 to open what the gateway
+    releases for it, Ed25519 to seal its disclosure audit chain), the shipped policy with these
+    recipients' keys and a hold rule for the notified body, and the demo's subscriptions."""
     from gateway import default_policy_path
-    from gateway.runtime._keys import load_recipient_private_key, policy_with_recipient_keys
+    from gateway.runtime._keys import (
+        load_recipient_private_key,
+        policy_with_recipient_keys,
+        write_gateway_key,
+        write_recipient_key,
+    )
 
     _pcfx(bootstrap, "gateway", "keys", "signing", "--out", str(keys / "gateway.key.pem"))
+    write_recipient_key(keys / "api.x25519.pem")
+    write_gateway_key(keys / "api.key.pem")
     public = {}
     for rid in (EU_OEM, NOTIFIED_BODY):
         path = keys / f"{rid}.x25519.pem"
@@ -430,7 +438,8 @@ def _lineage(message: dict[str, Any]) -> dict[str, Any]:
 
 def _gateway_run(prefix: str, workdir: Path, operator_pub: Path) -> list[str]:
     """``pcfx gateway run`` with the demo's policy, subscriptions and key (runs until stopped);
-    it trusts the service and officer keys the operator (*operator_pub*) registered."""
+    it trusts the service and officer keys the operator (*operator_pub*) registered, and
+    releases the EU customer's footprints for the PACT API too (``pcfx api serve``)."""
     return [
         "gateway", "run",
         "--policy", str(workdir / "policy.yaml"),
@@ -439,6 +448,8 @@ def _gateway_run(prefix: str, workdir: Path, operator_pub: Path) -> list[str]:
         "--operator-key", str(operator_pub),
         "--topic-prefix", prefix,
         "--group", f"{prefix}gateway",
+        "--api-key", str(workdir / "gateway-keys" / "api.x25519.pub.pem"),
+        "--api-recipient", EU_OEM,
     ]  # fmt: skip
 
 

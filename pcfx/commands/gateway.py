@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from contracts.errors import KeyStoreError, TrustError
+from contracts.keyfiles import load_x25519_public_key
 from gateway._pipeline import GatewaySecrets
 from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
 from gateway.audit import (
@@ -308,6 +309,21 @@ def run(
             " may resume from, after a key rotation. Repeatable.",
         ),
     ] = [],  # noqa: B006 (typer reads the default)
+    api_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key",
+            help="The PACT API service's X25519 public key (PEM): also release each footprint,"
+            " sealed to it, on pcf.api.releases for 'pcfx api serve' (same transaction).",
+        ),
+    ] = None,
+    api_recipient: Annotated[
+        list[str],
+        typer.Option(
+            "--api-recipient",
+            help="With --api-key: a recipient served through the API (repeat; default: all).",
+        ),
+    ] = [],  # noqa: B006 (typer reads the default)
     max_records: Annotated[int | None, typer.Option(help="Stop after N input records.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
     idle_seconds: Annotated[
@@ -334,6 +350,14 @@ def run(
     secret = (
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
+    unknown = sorted(set(api_recipient) - set(subs.recipients))
+    if api_key is None and api_recipient:
+        raise typer.BadParameter("give --api-key with --api-recipient", param_hint="--api-key")
+    if unknown:
+        raise typer.BadParameter(
+            f"{unknown} subscribe to nothing (subscribed: {sorted(subs.recipients)})",
+            param_hint="--api-recipient",
+        )
     servers = _bootstrap(bootstrap)
     group = group or f"{topic_prefix}pcfx-gateway"
     settings = RunnerSettings(
@@ -364,6 +388,8 @@ def run(
             operator_keys=operators,
             registrar=kafka_registrar(servers),
             trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
+            api_key=load_x25519_public_key(api_key) if api_key is not None else None,
+            api_recipients=api_recipient or None,
         ) as runner:
             stats = runner.run(
                 max_records=max_records,

@@ -78,15 +78,18 @@ def test_footprints_are_served_as_released(world: World, spec: SpecCheck) -> Non
     assert upper.json() == {"data": wanted}
 
 
-def test_another_recipients_footprint_is_access_denied(world: World, spec: SpecCheck) -> None:
+def test_another_recipients_footprint_is_not_found_like_an_unknown_id(
+    world: World, spec: SpecCheck
+) -> None:
     with world.http() as http:
         response = http.get(f"{LIST}/{world.globex[0]['id']}", headers=world.auth("acme-buyer"))
+        unknown = http.get(f"{LIST}/{uuid.uuid4()}", headers=world.auth("acme-buyer"))
         listed = http.get(
             f"{LIST}?productId={world.globex[0]['productIds'][0]}", headers=world.auth()
         )
-    assert response.status_code == 403
-    assert response.json()["code"] == "AccessDenied"
-    assert "data" not in response.json()
+    assert response.status_code == 404
+    assert response.json() == unknown.json()  # nothing tells "someone else's" from "none"
+    assert response.headers.keys() == unknown.headers.keys()
     spec.response(GET, "get", response)
     assert listed.json() == {"data": []}
 
@@ -156,19 +159,20 @@ def test_any_page_size_covers_every_footprint_exactly_once(
     assert all(size == min(limit, 10) for size in sizes[:-1])
 
 
-def test_pagination_link_is_absolute_on_the_request_host_and_repeatable(
+def test_pagination_link_is_absolute_on_the_server_address_never_the_host_header(
     world: World, spec: SpecCheck
 ) -> None:
     with world.http() as http:
         first = http.get(
-            f"{LIST}?geography=DE&limit=2", headers={**world.auth(), "Host": "api.example.test"}
+            f"{LIST}?geography=DE&limit=2", headers={**world.auth(), "Host": "evil.example.test"}
         )
         link = first.links["next"]["url"]
         parts = urlsplit(link)
-        assert (parts.scheme, parts.netloc, parts.path) == ("https", "api.example.test", LIST)
-        assert "geography=DE" in parts.query and "limit=2" in parts.query
-        # Call the link on the real address (as the conformance tool does), twice.
         here = urlsplit(world.url)
+        assert (parts.scheme, parts.netloc, parts.path) == ("https", here.netloc, LIST)
+        assert "evil" not in first.headers["link"]
+        assert "geography=DE" in parts.query and "limit=2" in parts.query
+        # Call the link (as the conformance tool does), twice.
         local = urlunsplit((here.scheme, here.netloc, parts.path, parts.query, ""))
         again = [http.get(local, headers=world.auth()) for _ in range(2)]
     assert first.headers["link"] == f'<{link}>; rel="next"'
@@ -226,7 +230,7 @@ C0, C1, C2 = 25, 26, 27
             {C0, C1, 3},
         ),
         ("companyId=urn:pact:example.com:company-id:supplier-2&companyId=notaurn", {C0}),
-        ("geography=DE", {*(i for i in GENERATED if i % 3 == 0), C0}),
+        ("geography=DE", {i for i in GENERATED if i % 3 == 0}),  # not DE-BY: TC 22, exact
         ("geography=de-by", {C0}),
         ("geography=Western%20Europe&geography=FR", {*(i for i in GENERATED if i % 3 == 1), C1}),
         ("geography=XX", set()),

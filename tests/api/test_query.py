@@ -150,3 +150,24 @@ def test_cursor_round_trip_and_refusals() -> None:
             codec.decode(bad, recipient_id=recipient)
     with pytest.raises(ApiError):
         CursorCodec(b"other-key-" * 4).decode(text, recipient_id="acme")
+
+
+@pytest.mark.parametrize(
+    ("declared", "wanted", "matches"),
+    [
+        ({"geographyCountry": "CN"}, "CN", True),
+        ({"geographyCountry": "cn"}, "CN", True),
+        ({"geographyCountrySubdivision": "CN-JS"}, "CN", False),  # TC 22: equality, not prefix
+        ({"geographyCountrySubdivision": "CN-JS"}, "cn-js", True),
+        ({"geographyCountry": "CN", "geographyCountrySubdivision": "CN-JS"}, "CN", True),
+        ({"geographyRegionOrSubregion": "Eastern Asia"}, "CN", False),
+        ({"geographyRegionOrSubregion": "Eastern Asia"}, "eastern asia", True),
+        ({"geographyCountry": "CNX"}, "CN", False),
+        ({}, "CN", False),
+    ],
+)
+def test_geography_matches_only_equal_values(
+    declared: dict[str, str], wanted: str, matches: bool
+) -> None:
+    query = FootprintQuery(geographies=(wanted,))
+    assert query.matches(make_footprint(geography=declared)) is matches

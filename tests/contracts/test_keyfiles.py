@@ -43,3 +43,27 @@ def test_a_key_file_is_never_overwritten_silently(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="refusing to overwrite"):
         write_key_file(path, b"two", private=True)
     assert path.read_bytes() == b"one"
+
+
+def test_an_x25519_public_key_loads_from_its_pem_or_its_private_file_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from contracts.keyfiles import load_x25519_public_key, public_key_pem, raw_public_key
+
+    key = X25519PrivateKey.generate()
+    public, private = tmp_path / "x.pub.pem", tmp_path / "x.pem"
+    write_key_file(public, public_key_pem(key.public_key()), private=False)
+    write_key_file(private, private_key_pem(key), private=True)
+    for path in (public, private):
+        assert raw_public_key(load_x25519_public_key(path)) == raw_public_key(key.public_key())
+    signing = tmp_path / "ed.pub.pem"
+    write_key_file(
+        signing, public_key_pem(Ed25519PrivateKey.generate().public_key()), private=False
+    )
+    with pytest.raises(KeyStoreError, match="must be X25519"):
+        load_x25519_public_key(signing)
+    (tmp_path / "junk.pem").write_text("not a key")
+    with pytest.raises(KeyStoreError, match="not a PEM public key"):
+        load_x25519_public_key(tmp_path / "junk.pem")

@@ -256,9 +256,12 @@ def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, wor
         assert "body 'cqc' is blacklisted since" in out, out
         assert '"status": "flagged"' in out, out
 
-        out = shell.run(api, timeout_s=120)
+        out = shell.run(api, timeout_s=180)
         assert '"pcf": "' in out and PACK in out, out
         assert "PACT v3 API" in (workdir / "api.log").read_text()
+        # the footprints it served are disclosure entries on its own chain, which verifies
+        assert re.search(r"pcfx-api: OK: \d+ entries, \d+ checkpoints", out), out
+        assert "FAIL" not in out
 
         # pcfx demo stop: what the demo left running is alive until now, then gone
         assert all(is_running(s) for s in services.processes)
