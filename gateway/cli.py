@@ -7,7 +7,6 @@ Thin: every command calls ``gateway`` / ``gateway.runtime`` and prints. Errors l
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -55,6 +54,7 @@ from gateway.runtime._report import render_report
 from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
 from gateway.runtime._topics import Topics
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.ops_options import LogFormat, LogFormatName, LogLevel, LogLevelName, MetricsPort
 
 __all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
 
@@ -339,13 +339,15 @@ def run(
         float | None, typer.Option(help="Stop after S seconds without work.")
     ] = None,
     as_json: JsonOpt = False,
+    log_level: LogLevel = LogLevelName.info,
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Consume pcf.products; per subscriber decide, seal and send, audited in one transaction."""
-    from gateway.runtime._runner import GatewayRunner, RunnerSettings
+    from contracts.observability import configure_logging, start_ops_server
+    from gateway.runtime._runner import SERVICE, GatewayRunner, RunnerSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(SERVICE, log_level.value, log_format.value)
     from producers.keys import key_id_of, load_public_key
 
     loaded, subs = _load(policy, subscriptions)
@@ -374,6 +376,7 @@ def run(
         f"gateway: policy {loaded.id} {loaded.version}, key {signer.key_id},"
         f" {len(subs.items)} subscriptions, group {group}"
     )
+    ops = None
     try:
         with GatewayRunner(
             settings,
@@ -385,6 +388,7 @@ def run(
             registrar=kafka_registrar(servers),
             trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
         ) as runner:
+            ops = start_ops_server(SERVICE, metrics_port, runner.readiness)
             stats = runner.run(
                 max_records=max_records,
                 max_seconds=max_seconds,
@@ -393,6 +397,8 @@ def run(
             )
             stopped = dict(runner.stopped)
     finally:
+        if ops is not None:
+            ops.stop()
         registry.close()
     for partition, error in sorted(stopped.items()):
         err_console.print(f"FAIL: partition {partition} stopped: {error.message}", markup=False)

@@ -30,6 +30,7 @@ from contracts import (
 )
 from contracts._jsonio import dumps
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcfx.ops_options import LogFormat, LogFormatName, LogLevel, LogLevelName, MetricsPort
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
 from streams.rollup import ContributionNode, RollupResult, contribution_tree, hotspots, run_batch
 
@@ -88,7 +89,9 @@ def run(
         ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
-    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+    log_level: LogLevel = LogLevelName.warn,
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one streams worker (start more, with the same --app-id, to share the partitions)."""
     from contracts.handoff import HandoffSigner
@@ -109,7 +112,9 @@ def run(
         key_grace_s=key_grace,
         data_dir=data_dir,
     )
-    run_worker(config, loglevel=loglevel)
+    run_worker(
+        config, loglevel=log_level.value, log_format=log_format.value, metrics_port=metrics_port
+    )
 
 
 @streams_app.command("topics")

@@ -13,12 +13,13 @@ from typing import Annotated
 import typer
 
 from contracts.keyfiles import key_id_of, load_ed25519_public_key
-from gateway.api._app import create_app
+from gateway.api._app import api_readiness, api_state, create_app
 from gateway.api._auth import hash_secret, load_clients
 from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
 from gateway.api._source import InMemoryFootprintSource
 from pcfx.console import console, handle_errors, print_json
+from pcfx.ops_options import LogFormat, LogFormatName, LogLevel, LogLevelName, MetricsPort
 
 __all__ = ["app"]
 
@@ -61,7 +62,9 @@ def serve_command(
             help="CloudEvents 'source' of events we send (default: //HOST:PORT/3/events)."
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: LogLevel = LogLevelName.info,
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
     label_snapshot: Annotated[
         Path | None,
         typer.Option(
@@ -79,7 +82,11 @@ def serve_command(
         ),
     ] = None,
 ) -> None:
-    """Serve ListFootprints, GetFootprint, Events and the token endpoint over HTTPS."""
+    """Serve ListFootprints, GetFootprint, Events and the token endpoint over HTTPS (and
+    /healthz, /readyz, /metrics; with --metrics-port, those also on plain HTTP)."""
+    from contracts.observability import configure_logging, log_level_of, start_ops_server
+
+    configure_logging("api", log_level.value, log_format.value)
     if self_signed == (cert is not None or key is not None):
         raise typer.BadParameter("give either --cert and --key, or --self-signed")
     if not self_signed and (cert is None or key is None):
@@ -122,7 +129,21 @@ def serve_command(
             soft_wrap=True,
         )
 
-    serve(api, host, port, cert, key, log_level=log_level, on_ready=ready)
+    ops = start_ops_server("api", metrics_port, lambda: api_readiness(api_state(api)))
+    try:
+        serve(
+            api,
+            host,
+            port,
+            cert,
+            key,
+            log_level=log_level_of(log_level.value),
+            on_ready=ready,
+            root_logging=True,
+        )
+    finally:
+        if ops is not None:
+            ops.stop()
 
 
 @app.command("hash-secret")

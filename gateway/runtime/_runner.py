@@ -56,6 +56,13 @@ the same way: the approval's audit entry, the released transfer (or its block), 
 key signed it for that very request (:mod:`gateway._decision_signing`); the approver audited is
 that key's registered owner. Every other decision is refused: an ``approval_refused`` audit entry
 and a ``refused`` event commit together, and the transfer stays held.
+
+**Operations.** Each committed batch adds to the process's metrics
+(:data:`contracts.observability.METRICS`, label ``service="gateway"``): the records taken, the
+transfers by decision and recipient, the outbound messages, the rejections by reason and the
+partition's lag; approvals pending are set as the approvals topic is followed. Counted per batch
+and only once committed, so an aborted and retried batch counts once. :meth:`GatewayRunner.
+readiness` answers ``/readyz``.
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ from contracts.errors import (
     UnknownSchemaError,
 )
 from contracts.handoff import check_handoff
+from contracts.observability import METRICS, Readiness
 from contracts.topics import TOPICS, ensure_topics
 from gateway._approvals import Approval, ApprovalState
 from gateway._decision_signing import check_decision
@@ -148,6 +156,9 @@ from gateway.runtime._topics import Topics, log_id_for
 __all__ = ["GatewayRunner", "RunStats", "RunnerSettings"]
 
 log = logging.getLogger("pcfx.gateway")
+
+SERVICE = "gateway"
+"""The ``service`` label of the gateway's metrics and logs (:mod:`contracts.observability`)."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +237,14 @@ class _Unit:
     keys: dict[str, bytes] = field(default_factory=dict)
     extra: list[Produced] = field(default_factory=list)
     counters_added: list[tuple[int, CounterMetric, str]] = field(default_factory=list)
+    transfers: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(decision, recipient) -> how many: the transfers metric, added once committed."""
+    rejected: list[str] = field(default_factory=list)
+    """The reason of each rejection in ``extra``: the DLQ metric, added once committed."""
+
+
+_GOES = frozenset({"allowed", "transformed", "approval_released"})
+"""Decisions whose record goes out (an outbound message)."""
 
 
 def _utcnow() -> datetime:
@@ -316,6 +335,8 @@ class GatewayRunner:
         self._audit_parts = 1
         self._checkpoint_parts = 1
         self._started = False
+        self._assigned = False
+        """Whether the consumer group gave this instance its share yet (readiness)."""
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -401,6 +422,17 @@ class GatewayRunner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def readiness(self) -> Readiness:
+        """``/readyz``: started (topics checked, keys, approvals and counters read to their end,
+        subscribed) and given its partitions by the consumer group. A partition whose chain it
+        refused (:attr:`stopped`) does not make it unready: the others go on, and the refusal is
+        in the log and the run's result."""
+        if not self._started:
+            return Readiness.no("starting: checking topics, reading keys and approvals")
+        if not self._assigned:
+            return Readiness.no(f"joining consumer group {self.settings.group_id!r}")
+        return Readiness.yes()
+
     # ------------------------------------------------------------------------------------------
     # the loop
 
@@ -482,6 +514,32 @@ class GatewayRunner:
         self._adopt(chain, head, counters, unit, checkpoints)
         stats.records = len(batch)
         self._add(stats)
+        self._observe(batch, unit)
+
+    def _observe(self, batch: Sequence[Message], unit: _Unit) -> None:
+        """A committed batch's metrics (once per batch, see "Operations")."""
+        topic, partition, last = coords(batch[-1])
+        METRICS.records_in.labels(SERVICE, topic).inc(len(batch))
+        self._count(unit)
+        assert self._consumer is not None
+        try:  # (the end the last fetch saw: no request to the broker)
+            _, end = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+        except Exception:  # (confluent_kafka raises KafkaException, even for no data yet)
+            return
+        if end >= 0:
+            METRICS.lag(SERVICE, topic, partition, end, last + 1)
+
+    def _count(self, unit: _Unit) -> None:
+        for (decision, recipient), n in unit.transfers.items():
+            METRICS.transfers.labels(SERVICE, decision, recipient).inc(n)
+            if decision in _GOES:
+                METRICS.records_out.labels(SERVICE, self.topics.outbound(recipient)).inc(n)
+        for reason in unit.rejected:
+            METRICS.dlq.labels(SERVICE, reason).inc()
+        if unit.rejected:
+            METRICS.records_out.labels(SERVICE, self.topics.rejected).inc(len(unit.rejected))
 
     def _one(
         self,
@@ -504,6 +562,7 @@ class GatewayRunner:
             record, category, product_id = self._decode(value)
         except ContractError as exc:
             unit.extra.append(self._rejection(message, exc))
+            unit.rejected.append(getattr(exc, "reason", None) or exc.code)
             stats.rejected += 1
             return head, counters
         if record is None:
@@ -599,6 +658,7 @@ class GatewayRunner:
         )
         unit.entries.append(entry)
         unit.extra.append(self._rejection(message, error))
+        unit.rejected.append(error.reason)
         log.warning("not released (%s): %s", error.reason, error.message)
         return head
 
@@ -607,6 +667,8 @@ class GatewayRunner:
     ) -> None:
         unit.entries.extend(prepared.entries)
         stats.decisions += 1
+        decided = (prepared.decision.outcome.value, prepared.decision.recipient_id)
+        unit.transfers[decided] = unit.transfers.get(decided, 0) + 1
         if prepared.encrypted is not None:
             message = prepared.encrypted
             if source.product_id is not None:
@@ -908,6 +970,7 @@ class GatewayRunner:
         chain.sink, chain.head, chain.unsealed = fresh.sink, fresh.head, fresh.unsealed
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = True
         for tp in partitions:
             if tp.partition not in self._chains:
                 self.stopped.pop(tp.partition, None)  # assigned again: look at the chain again
@@ -973,6 +1036,7 @@ class GatewayRunner:
                         else None
                     ),
                 )
+                METRICS.approvals_pending.labels(SERVICE).set(self.book.pending)
             else:
                 datum = self.serde.decode(value, "PiCounterEntry")
                 year, metric = int(datum["year"]), CounterMetric(datum["metric"])
@@ -1108,6 +1172,9 @@ class GatewayRunner:
             return False
         self._adopt(chain, head, counters, unit, checkpoints)
         self.book.apply(resolution)
+        unit.transfers[(f"approval_{outcome}", approval.recipient_id)] = 1
+        self._count(unit)
+        METRICS.approvals_pending.labels(SERVICE).set(self.book.pending)
         name = {
             "released": "approvals_released",
             "blocked": "approvals_blocked",
