@@ -7,6 +7,7 @@ Thin: every command calls ``gateway`` / ``gateway.runtime`` and prints. Errors l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -372,9 +373,13 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     registry = _registry(servers)
-    err_console.print(
-        f"gateway: policy {loaded.id} {loaded.version}, key {signer.key_id},"
-        f" {len(subs.items)} subscriptions, group {group}"
+    logging.getLogger("pcfx.gateway").info(
+        "gateway: policy %s %s, key %s, %d subscriptions, group %s",
+        loaded.id,
+        loaded.version,
+        signer.key_id,
+        len(subs.items),
+        group,
     )
     ops = None
     try:

@@ -377,6 +377,7 @@ class GatewayRunner:
         ]
         self._positions = {tp: 0 for tp in tail_parts}
         self._catch_up()
+        METRICS.approvals_pending.labels(SERVICE).set(self.book.pending)
         self._tail.assign([TopicPartition(topic, p, 0) for topic, p in tail_parts])
         self._consumer = Consumer(
             consumer_config(

@@ -24,7 +24,8 @@ def compose_schemas(prefix: str) -> list[tuple[str, str]]:
     """(subject, schema text) of every record the compose services write under *prefix*."""
     policy = load_policy(default_policy_path())
     recipients = load_subscriptions(default_subscriptions_path(), policy).recipients
-    return [*topic_schemas(prefix), *gateway_schemas(Topics(prefix), recipients)]
+    pairs = [*topic_schemas(prefix), *gateway_schemas(Topics(prefix), recipients)]
+    return list(dict.fromkeys(pairs))  # (both name pcf.rejected's)
 
 
 def main() -> None:
