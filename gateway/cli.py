@@ -56,6 +56,7 @@ from gateway.runtime._subscriptions import default_subscriptions_path, load_subs
 from gateway.runtime._topics import Topics
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.ops_options import LogFormat, LogFormatName, LogLevel, LogLevelName, MetricsPort
+from producers.cli import RegistryUrl
 
 __all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
 
@@ -134,10 +135,11 @@ def _passphrase(env: str | None) -> bytes | None:
     return value.encode()
 
 
-def _registry(bootstrap: str) -> Any:
-    from contracts import KafkaSchemaRegistry
+def _registry(bootstrap: str, url: str | None = None) -> Any:
+    """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka."""
+    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
 
-    return KafkaSchemaRegistry(bootstrap)
+    return HttpSchemaRegistry(url) if url else KafkaSchemaRegistry(bootstrap)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,6 +342,7 @@ def run(
         float | None, typer.Option(help="Stop after S seconds without work.")
     ] = None,
     as_json: JsonOpt = False,
+    registry_url: RegistryUrl = None,
     log_level: LogLevel = LogLevelName.info,
     log_format: LogFormat = LogFormatName.text,
     metrics_port: MetricsPort = 0,
@@ -372,7 +375,7 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    registry = _registry(servers)
+    registry = _registry(servers, registry_url)
     logging.getLogger("pcfx.gateway").info(
         "gateway: policy %s %s, key %s, %d subscriptions, group %s",
         loaded.id,
@@ -390,7 +393,8 @@ def run(
             secrets=GatewaySecrets(signer=signer, pseudonym_secret=secret),
             registry=registry,
             operator_keys=operators,
-            registrar=kafka_registrar(servers),
+            # (an HTTP registry registers what is missing itself; the topic has one writer)
+            registrar=None if registry_url else kafka_registrar(servers),
             trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
         ) as runner:
             ops = start_ops_server(SERVICE, metrics_port, runner.readiness)

@@ -31,6 +31,7 @@ from contracts import (
 from contracts._jsonio import dumps
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.ops_options import LogFormat, LogFormatName, LogLevel, LogLevelName, MetricsPort
+from producers.cli import RegistryUrl
 from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
 from streams.rollup import ContributionNode, RollupResult, contribution_tree, hotspots, run_batch
 
@@ -89,11 +90,13 @@ def run(
         ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
+    registry_url: RegistryUrl = None,
     log_level: LogLevel = LogLevelName.warn,
     log_format: LogFormat = LogFormatName.text,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one streams worker (start more, with the same --app-id, to share the partitions)."""
+    from contracts import HttpSchemaRegistry
     from contracts.handoff import HandoffSigner
     from pcfx.settings import bootstrap_servers
     from producers.keys import key_id_of, load_public_key, load_signer, read_passphrase
@@ -111,6 +114,7 @@ def run(
         partitions=partitions,
         key_grace_s=key_grace,
         data_dir=data_dir,
+        registry=HttpSchemaRegistry(registry_url) if registry_url else None,
     )
     run_worker(
         config, loglevel=log_level.value, log_format=log_format.value, metrics_port=metrics_port

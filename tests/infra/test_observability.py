@@ -347,3 +347,23 @@ def test_the_api_is_not_ready_while_its_source_says_so() -> None:
         answer = running.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["reason"] == "reading pcf.outbound.api to its end"
+
+
+@pytest.mark.parametrize("command", [["streams", "run"], ["gateway", "run"]], ids=" ".join)
+def test_the_worker_and_the_gateway_take_an_http_schema_registry(command: list[str]) -> None:
+    from pcfx.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--registry-url" in result.output
+
+
+def test_the_gateway_reads_schemas_from_the_url_it_is_given() -> None:
+    from contracts import HttpSchemaRegistry
+    from gateway.cli import _registry
+
+    registry = _registry("127.0.0.1:1", "http://registry.example:8081")
+    try:
+        assert isinstance(registry, HttpSchemaRegistry)
+        assert registry._url == "http://registry.example:8081"
+    finally:
+        registry.close()

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts import AvroSerde, HttpSchemaRegistry, register_all
 from contracts.observability import METRICS
 from streams.harness import start_worker, stop_worker, worker_command
+from tests.contracts.conftest import registry_server  # noqa: F401 (a fixture)
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import CN, EU, GB, make_env
 from tests.streams._broker_world import World
@@ -154,3 +156,39 @@ def test_the_gateway_counts_what_it_committed_and_is_ready_once_assigned(
         assert [lag for lag in lags if lag is not None] and all(
             lag == 0 for lag in lags if lag is not None
         )
+
+
+def test_a_worker_can_use_an_http_schema_registry(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    registry_server: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """``--registry-url``: the worker registers and resolves its schemas over Confluent's REST
+    API (here the project's test server, tests/contracts/conftest.py), and the records it
+    publishes carry that registry's ids (Confluent framing), readable by any of its clients."""
+    world = World(kafka_bootstrap, tmp_path)
+    http = HttpSchemaRegistry(registry_server.url)
+    register_all(http, world.prefix)
+    world.serde = AvroSerde(http)  # the parties publish with the HTTP registry's ids too
+    # the service key registered again, framed with the HTTP registry's ids
+    world._send("pcf.keys", "pcfx-streams", world.participants.service_registration(sequence=2))
+    log = tmp_path / "worker.log"
+    command = worker_command(
+        world.operator_pub,
+        service_key=world.participants.service_key,
+        app_id=world.app_id,
+        topic_prefix=world.prefix,
+        partitions=world.partitions,
+        data_dir=tmp_path / "data",
+    )
+    proc = start_worker(kafka_bootstrap, [*command, "--registry-url", registry_server.url], log)
+    world.workers.append(proc)
+    try:
+        world.publish_demo_chain()
+        latest = world.wait_for(lambda got: len(got) >= 3, what="roll-ups over HTTP ids")
+        assert all(r.pcf_excluding_biogenic_uptake is not None for r in latest.values())
+        products = f"{world.prefix}pcf.products-value"
+        assert products in registry_server.backend.subjects()
+    finally:
+        world.stop()
+        http.close()
