@@ -71,6 +71,13 @@ Agents never block the event loop on the schema registry: the ids the worker enc
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
 record is decoded (:class:`~streams._schemas.Schemas`).
 
+**Operations** (:mod:`contracts.observability`, label ``service="streams"``). Each batch adds
+to the process's metrics once: records taken per topic and the partitions' lag (each
+partition's end as the fetcher last saw it, minus the offset after the batch), records written
+per topic, DLQ records by reason, and for the roll-up the time from the batch's oldest message
+to its outputs acknowledged. :meth:`_Worker.readiness` answers ``/readyz``; :func:`run_worker`
+sets up the log format and the metrics port.
+
 Internal topics and table changelogs hold :mod:`streams.codec` bytes (positional JSON, layout 1;
 never pickle; what workers wrote before, layout 0 and one changelog record per row, still
 reads). The roll-up agent keeps the rows it last wrote decoded
