@@ -317,10 +317,13 @@ def test_a_wrong_log_format_is_refused_before_anything_starts() -> None:
     from pcfx.cli import app
 
     result = CliRunner().invoke(
-        app, ["streams", "run", "--operator-key", "x", "--service-key", "y", "--log-format", "xml"]
+        app,
+        ["streams", "run", "--operator-key", "x", "--service-key", "y", "--log-format", "xml"],
+        env={"COLUMNS": "200"},
     )
     assert result.exit_code == 2
-    assert "'xml' is not one of" in result.output or "xml" in result.output
+    assert "Invalid value for '--log-format'" in result.output
+    assert "'xml' is not one of 'text', 'json'" in result.output
 
 
 def test_the_api_serves_health_readiness_and_metrics_without_a_token() -> None:
