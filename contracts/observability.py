@@ -387,7 +387,7 @@ class RetryableStartup(logging.Filter):
 
 
 _RETRYABLE_LOGGERS: Final = ("aiokafka.consumer.group_coordinator",)
-_NOISY: Final = ("kafka", "aiokafka")
+_NOISY: Final = ("kafka", "aiokafka", "librdkafka")
 """Client libraries whose INFO is a line per connection: kept at WARNING unless debugging."""
 
 

@@ -99,7 +99,10 @@ def test_a_worker_is_ready_counts_its_batches_and_logs_json_without_an_error(
     finally:
         stop_worker(proc)
         world.stop()
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    raw = [line for line in lines if not line.startswith("{")]
+    assert raw == [], "every line is a JSON record (librdkafka's included)"
+    records = [json.loads(line) for line in lines]
     assert records, "the worker wrote no log line at info"
     for record in records:
         assert {"ts", "level", "service", "logger", "message"} <= set(record), record
