@@ -25,13 +25,14 @@ redacted`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from contracts.errors import BrokerError
 
@@ -402,8 +403,13 @@ def use_config_file(path: Path | str | None) -> KafkaClientSettings:
 
 
 def librdkafka_config(**extra: Any) -> dict[str, Any]:
-    """The process's settings for confluent-kafka, with *extra* properties on top."""
-    return {**client_settings().librdkafka(), **extra}
+    """The process's settings for confluent-kafka, with *extra* properties on top; librdkafka's
+    own log lines go to the ``librdkafka`` Python logger (so a service's log format applies to
+    them, :mod:`contracts.observability`) instead of raw to stderr."""
+    return {**client_settings().librdkafka(), "logger": _LIBRDKAFKA_LOG, **extra}
+
+
+_LIBRDKAFKA_LOG: Final = logging.getLogger("librdkafka")
 
 
 def kafka_python_kwargs(**extra: Any) -> dict[str, Any]:

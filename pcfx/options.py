@@ -25,6 +25,7 @@ for ``pcfx streams run|topics --group``; it prints a one-line deprecation notice
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -37,13 +38,18 @@ from producers.keys import read_passphrase
 
 __all__ = [
     "LOG_LEVELS",
+    "OPS_PORTS",
     "Bootstrap",
     "Group",
     "JsonOut",
     "KafkaConfig",
+    "LogFormat",
+    "LogFormatName",
     "LogLevel",
+    "MetricsPort",
     "PassphraseEnv",
     "PassphraseFile",
+    "RegistryUrl",
     "TopicPrefix",
     "deprecated",
     "log_level",
@@ -93,6 +99,44 @@ LogLevel = Annotated[
     str,
     typer.Option("--log-level", help=f"Log level: {', '.join(LOG_LEVELS)}."),
 ]
+
+
+class LogFormatName(StrEnum):
+    """``--log-format`` choices (:func:`contracts.observability.configure_logging`)."""
+
+    text = "text"
+    json = "json"
+
+
+LogFormat = Annotated[
+    LogFormatName,
+    typer.Option(
+        "--log-format",
+        help="text: one line per record; json: one JSON object per line (ts, level, service,"
+        " logger, message, and the record's extra fields).",
+    ),
+]
+OPS_PORTS = {"streams": 9464, "gateway": 9465, "api": 9466}
+"""The ``--metrics-port`` each service uses in docker-compose.yml (and the README's examples);
+the default is 0, off."""
+MetricsPort = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on this port"
+        " (0: off).",
+    ),
+]
+RegistryUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-url",
+        help="A Confluent-compatible schema registry (default: the registry topic on Kafka).",
+    ),
+]
+
 Group = Annotated[
     str | None,
     typer.Option(

@@ -15,6 +15,8 @@ another. The rest of :mod:`streams` sees plain functions and classes:
 - :func:`send`: one record to faust's producer, its future completing on the broker's ack;
 - :func:`row_table` / :class:`RowTable`: the nodes table, whose changelog holds a batch's rows
   of a partition in one record (:class:`~streams._rollup_step.RowGroups`);
+- :func:`highwater` / :func:`joined`: a partition's end offset and whether the worker is in its
+  consumer group (for the lag metric and ``/readyz``, :mod:`contracts.observability`);
 - :func:`make_app`: the app with the three fixes below (recovery race, fetch wait, agent
   failures).
 """
@@ -41,9 +43,12 @@ __all__ = [
     "FAUST_STREAMING_VERSION",
     "FETCH_MAX_WAIT_MS",
     "AgentFailureHook",
+    "WorkerApp",
     "assigned",
     "generation",
+    "highwater",
     "in_partition",
+    "joined",
     "make_app",
     "ready_batches",
     "row_table",
@@ -135,6 +140,25 @@ def generation(app: faust.App) -> int:
     # relies on: AppT.consumer_generation_id, set by faust on every assignment
     generation_id: int = app.consumer_generation_id
     return generation_id
+
+
+def joined(app: faust.App) -> bool:
+    """Whether this worker has joined its consumer group and is not rebalancing (readiness)."""
+    # relies on: AppT.consumer_generation_id (0 until the first assignment; Kafka's generations
+    # start at 1) and App.rebalancing (set by on_rebalance_start, cleared by on_rebalance_end)
+    return generation(app) > 0 and not app.rebalancing
+
+
+def highwater(app: faust.App, topic: str, partition: int) -> int | None:
+    """The end offset of a partition this worker holds (what the broker last told its fetcher),
+    or ``None`` when it does not hold it (any more) or the consumer has not fetched it yet."""
+    # relies on: Consumer.highwater(tp) reading aiokafka's subscription state (no I/O); it
+    # asserts that the partition is assigned, and may answer None before the first fetch
+    try:
+        end = app.consumer.highwater(faust.types.TP(topic, partition))
+    except (AssertionError, KeyError, AttributeError):
+        return None
+    return end if isinstance(end, int) else None
 
 
 async def send(
@@ -295,10 +319,12 @@ AgentFailureHook = Callable[[Any, BaseException], Awaitable[None]]
 """Called with the agent and its exception whenever an agent fails."""
 
 
-class _App(faust.App):
+class WorkerApp(faust.App):
     """faust's app, reporting every agent failure to :attr:`on_agent_failure`."""
 
     on_agent_failure: AgentFailureHook
+    readiness: Callable[[], Any]
+    """The worker's answer to ``/readyz`` (set by :func:`streams.runtime.build_app`)."""
 
     # relies on: faust passing App._on_agent_error as every agent's on_error (it commits what
     # was acknowledged); ours runs after it
@@ -307,11 +333,11 @@ class _App(faust.App):
         await self.on_agent_failure(agent, exc)
 
 
-def make_app(app_id: str, on_agent_failure: AgentFailureHook, **settings: Any) -> faust.App:
+def make_app(app_id: str, on_agent_failure: AgentFailureHook, **settings: Any) -> WorkerApp:
     """A faust app (``faust.App(app_id, **settings)``) with the recovery race closed
     (:class:`_Recovery`), a short fetch wait (:data:`FETCH_MAX_WAIT_MS`) and every agent
     failure reported to *on_agent_failure*."""
-    app = _App(app_id, TableManager=_TableManager, **settings)
+    app = WorkerApp(app_id, TableManager=_TableManager, **settings)
     # relies on: App.transport being created lazily, so a transport set first is the one used
     app.transport = _Transport(app.conf.broker_consumer, app)
     app.on_agent_failure = on_agent_failure

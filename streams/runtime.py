@@ -75,6 +75,13 @@ Agents never block the event loop on the schema registry: the ids the worker enc
 resolved at start-up, and a schema id an incoming record names is fetched in a thread before the
 record is decoded (:class:`~streams._schemas.Schemas`).
 
+**Operations** (:mod:`contracts.observability`, label ``service="streams"``). Each batch adds
+to the process's metrics once: records taken per topic and the partitions' lag (each
+partition's end as the fetcher last saw it, minus the offset after the batch), records written
+per topic, DLQ records by reason, and for the roll-up the time from the batch's oldest message
+to its outputs acknowledged. :meth:`_Worker.readiness` answers ``/readyz``; :func:`run_worker`
+sets up the log format and the metrics port.
+
 Internal topics and table changelogs hold :mod:`streams.codec` bytes (positional JSON, layout 1;
 never pickle; what workers wrote before, layout 0 and one changelog record per row, still
 reads). The roll-up agent keeps the rows it last wrote decoded
@@ -113,6 +120,12 @@ from contracts import topics as table_topics
 from contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
 from contracts.handoff import HandoffSigner
 from contracts.kafka_client import faust_credentials, kafka_python_kwargs
+from contracts.observability import (
+    METRICS,
+    Readiness,
+    configure_logging,
+    start_ops_server,
+)
 from contracts.pcr import REVIEW_TOPICS, ReviewSerde
 from streams import _faust, codec
 from streams._batching import BATCH_MAX
@@ -154,6 +167,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("pcfx.streams")
+
+SERVICE = "streams"
+"""The ``service`` label of this worker's metrics and logs (:mod:`contracts.observability`)."""
 
 
 @dataclass(frozen=True)
@@ -259,11 +275,17 @@ class _Edge:
         self.products = config.topic("pcf.products")
         self.rejected = config.topic("pcf.rejected")
         self.review = config.topic("pcf.review")
+        out = METRICS.records_out
+        self._out_products = out.labels(SERVICE, self.products)
+        self._out_nodes = out.labels(SERVICE, self.nodes)
+        self._out_rejected = out.labels(SERVICE, self.rejected)
+        self._out_review = out.labels(SERVICE, self.review)
 
     async def publish(
         self, records: list[tuple[bytes, bytes]], headers: list[list[tuple[str, bytes]]]
     ) -> list[Awaitable[Any]]:
         """A batch's ``pcf.products`` records, in order, with their signature headers."""
+        self._out_products.inc(len(records))
         return [
             await _faust.send(self.app, self.products, key, value, None, signed)
             for (key, value), signed in zip(records, headers, strict=True)
@@ -274,14 +296,18 @@ class _Edge:
     ) -> list[Awaitable[Any]]:
         """Messages (with their nodes' keys) packed, one record per partition of their nodes
         (:func:`~streams._packs.packs`)."""
-        return [
+        sent = [
             await _faust.send(self.app, self.nodes, None, pack, home, headers)
             for home, pack in packs(messages, self.config.partitions)
         ]
+        self._out_nodes.inc(len(sent))
+        return sent
 
     async def reject(self, result: Ingested, original: bytes) -> None:
         rejection: Rejection = result.rejection(original[:65536], _now(), self.config.processor)
         value = self.serde.encode(self.rejected, rejection)
+        METRICS.dlq.labels(SERVICE, rejection.reason or rejection.error_code).inc()
+        self._out_rejected.inc()
         # (acknowledged with the batch's other outputs: faust flushes its producer before it
         # commits the batch's offsets)
         await _faust.send(self.app, self.rejected, result.source.key, value)
@@ -291,6 +317,7 @@ class _Edge:
         partition (the officer's decision goes to the same one, with the ledger's rows)."""
         value = self.reviews.encode(self.review, held_event(hold, _now()))
         source = hold.result.source
+        self._out_review.inc()
         await _faust.send(self.app, self.review, source.key, value, source.partition)
 
     async def unreadable(self, event: Any, error: codec.CodecError) -> None:
@@ -319,7 +346,7 @@ class _Edge:
             await self.send(messages, headers)
 
 
-def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> faust.App:
+def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _faust.WorkerApp:
     """The faust app with its topics, tables and agents (see the module docstring); an agent
     that fails is reported to *failures* (by default only logged and recorded).
 
@@ -400,6 +427,7 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> f
         node_table,
         incarnation,
     )
+    app.readiness = worker.readiness
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_keys() -> None:
@@ -485,7 +513,10 @@ class _Worker:
         before the batch's offsets are committed (faust flushes the producer first)."""
         topic = self.config.topic(name)
         parked = self.parked
+        taken = METRICS.records_in.labels(SERVICE, topic)
         async for events in _faust.ready_batches(stream, BATCH_MAX, lambda e: id(e) in parked):
+            taken.inc(len(events))
+            self.lag(topic, events)
             await self.keys.ready.wait()
             for event in events:
                 await self.schemas.resolve(event.value)
@@ -586,6 +617,24 @@ class _Worker:
             if result.outcome is IngestOutcome.REJECTED:
                 await self.edge.reject(result, event.value)
 
+    def lag(self, topic: str, events: list[Any]) -> None:
+        """Set the consumer lag of the partitions of *topic* a batch came from: each one's end
+        minus the offset after the batch's last event on it (per batch, a look-up each)."""
+        last = {event.message.partition: event.message.offset for event in events}
+        for partition_, offset in last.items():
+            end = _faust.highwater(self.app, topic, partition_)
+            if end is not None:
+                METRICS.lag(SERVICE, topic, partition_, end, offset + 1)
+
+    def readiness(self) -> Readiness:
+        """``/readyz``: the key registry read (records are judged against it) and the consumer
+        group joined, not rebalancing."""
+        if not self.keys.ready.is_set():
+            return Readiness.no(f"reading the key registry ({self.config.topic('pcf.keys')})")
+        if not _faust.joined(self.app):
+            return Readiness.no(f"joining consumer group {self.config.app_id!r}")
+        return Readiness.yes()
+
     def row_of(self, key: bytes) -> NodeRecord | None:
         """A node's stored row (decoded once per version, :class:`Rows`)."""
         return self.node_rows.get(key, self.node_table.get(key))
@@ -595,7 +644,12 @@ class _Worker:
         products' last results published (:class:`~streams._publish.Publisher`), every output
         sent and acknowledged, then the new rows stored (see "Effectively once")."""
         nodes, partitions, edge = self.nodes, self.config.partitions, self.edge
+        taken = METRICS.records_in.labels(SERVICE, nodes)
+        latency = METRICS.rollup_latency.labels(SERVICE)
         async for events in _faust.ready_batches(stream, BATCH_MAX):
+            taken.inc(len(events))
+            self.lag(nodes, events)
+            oldest = min(event.message.timestamp for event in events)
             local = _faust.assigned(self.app, nodes)
             stamp = echo_stamp(self.incarnation, _faust.generation(self.app))
             work: Work = {}
@@ -621,6 +675,7 @@ class _Worker:
             pending.extend(await edge.send(batch.applied, [(ECHO_HEADER, stamp)]))
             pending.extend(await edge.send(batch.others))
             await asyncio.gather(*pending)
+            latency.observe(max(0.0, time.time() - oldest))
             # the new rows, one changelog record per partition (_rollup_step.RowGroups)
             by_partition: dict[int, dict[bytes, bytes]] = {}
             for key, node in {**batch.rows, **published.rows}.items():
@@ -699,15 +754,28 @@ def ensure_topics(config: StreamsConfig) -> None:
         )
 
 
-def run_worker(config: StreamsConfig, loglevel: str = "warn") -> None:
+def run_worker(
+    config: StreamsConfig,
+    loglevel: str = "warn",
+    *,
+    log_format: str = "text",
+    metrics_port: int = 0,
+) -> None:
     """Run one worker in this process until it is stopped (SIGINT/SIGTERM).
+
+    Logs go to stderr in *log_format* from *loglevel* up (:func:`contracts.observability.
+    configure_logging`: faust's own logging set-up is turned off, so that the worker's lines
+    have the same fields as the other services'). With a *metrics_port*, ``/metrics``,
+    ``/healthz`` and ``/readyz`` are served on it (:meth:`_Worker.readiness`).
 
     When an agent fails (:class:`AgentFailures`) the process exits at once with code 3, saying
     why (:func:`_exit_failed`).
     """
+    configure_logging(SERVICE, loglevel, log_format)
     ensure_topics(config)
     app = build_app(config, AgentFailures(stop=_exit_failed))
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    start_ops_server(SERVICE, metrics_port, app.readiness)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False)
     # faust's progress spinner sets the root logger to DEBUG (so that it spins on every record):
     # aiokafka then builds a debug record for every message sent, a few % of the worker's CPU
     worker.spinner = None

@@ -17,6 +17,10 @@ What the app holds to, whatever a client sends:
   :data:`MAX_JSON_DEPTH`: anything beyond is a 400 with a v3 ``Error`` body, never a 500.
 - **Failed token attempts are throttled** per client id and per remote address before any
   secret is hashed (:mod:`gateway.api._throttle`): 429 with ``Retry-After``.
+
+Operations (no token, nothing disclosed): ``/healthz`` (the process answers), ``/readyz``
+(serving, and the footprint source ready if it says so through a ``ready()`` method) and
+``/metrics`` (:mod:`contracts.observability`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.certification import CertRegistry
 from contracts.errors import PcfError, PolicyDenied, ValidationFailed
+from contracts.observability import METRICS, METRICS_CONTENT_TYPE, Readiness
 from gateway.api._auth import ALL_SCOPES, SCOPE_LIST, SCOPE_READ, AccessToken, Client, TokenIssuer
 from gateway.api._disclosure import Disclosure, DisclosureRecorder
 from gateway.api._errors import (
@@ -80,6 +85,7 @@ __all__ = [
     "MAX_QUERY_BYTES",
     "MAX_TOKEN_CHARS",
     "PactApiState",
+    "api_readiness",
     "api_state",
     "create_app",
 ]
@@ -342,6 +348,7 @@ def create_app(
     app.add_middleware(_SecurityHeaders)
     if label_registry is not None:
         app.include_router(label_router(label_registry, clock=clock))
+    _add_ops_routes(app, state)
 
     @app.exception_handler(PcfError)
     async def on_pcf_error(_: Request, exc: PcfError) -> JSONResponse:
@@ -581,6 +588,41 @@ def _too_many(wait: float) -> JSONResponse:
         429,
         headers={"Retry-After": str(seconds), "Pragma": "no-cache"},
     )
+
+
+def api_readiness(state: PactApiState) -> Readiness:
+    """``/readyz`` of the API: its server runs (the lifespan started) and its footprint source,
+    if it can tell (a ``ready()`` method returning a :class:`Readiness` or a bool), is ready."""
+    if state.loop is None:
+        return Readiness.no("the API server is not running yet")
+    ready = getattr(state.source, "ready", None)
+    if callable(ready):
+        answer = ready()
+        if isinstance(answer, Readiness):
+            return answer
+        if not answer:
+            return Readiness.no("the footprint source is not ready")
+    return Readiness.yes()
+
+
+def _add_ops_routes(app: FastAPI, state: PactApiState) -> None:
+    """``/healthz``, ``/readyz``, ``/metrics``: public, like the OpenID discovery document."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok", "service": "api"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        answer = api_readiness(state)
+        body = {"status": "ready" if answer.ready else "not ready", "service": "api"}
+        if answer.reason:
+            body["reason"] = answer.reason
+        return JSONResponse(body, 200 if answer.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(METRICS.exposition(), media_type=METRICS_CONTENT_TYPE)
 
 
 def _reject_constant(name: str) -> Any:

@@ -158,6 +158,11 @@ class KafkaReleaseSource:
         self._thread.start()
         return self
 
+    def ready(self) -> bool:
+        """Whether the releases present at start-up are read and the reader is still running
+        (the API's ``/readyz``)."""
+        return self._ready.is_set() and self._error is None
+
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Block until the releases present at start-up are read (:class:`BrokerError` if not)."""
         if not self._ready.wait(timeout_s):

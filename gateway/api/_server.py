@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from uvicorn.config import LOGGING_CONFIG
 
 from contracts.errors import InfrastructureError
 
@@ -143,7 +144,13 @@ def _tls_context_factory(
 
 
 def _config(
-    app: Any, host: str, port: int, tls: tuple[Path | str, Path | str], log_level: str
+    app: Any,
+    host: str,
+    port: int,
+    tls: tuple[Path | str, Path | str],
+    log_level: str | int,
+    *,
+    root_logging: bool = False,
 ) -> uvicorn.Config:
     certfile, keyfile = tls
     for path in (certfile, keyfile):
@@ -157,6 +164,7 @@ def _config(
         ssl_keyfile=str(keyfile),
         ssl_context_factory=_tls_context_factory,
         log_level=log_level,
+        log_config=None if root_logging else LOGGING_CONFIG,
         server_header=False,
         proxy_headers=False,
     )
@@ -190,14 +198,17 @@ def serve(
     certfile: Path | str,
     keyfile: Path | str,
     *,
-    log_level: str = "info",
+    log_level: str | int = "info",
     on_ready: Callable[[str], None] | None = None,
+    root_logging: bool = False,
 ) -> None:
     """Serve *app* over HTTPS until interrupted (there is no plain-HTTP mode).
 
     *port* 0 lets the OS choose; *on_ready* receives the base URL once the socket is bound.
+    With *root_logging*, uvicorn leaves logging as the caller configured it (its records go to
+    the root logger: :func:`contracts.observability.configure_logging`) instead of its own.
     """
-    config = _config(app, host, port, (certfile, keyfile), log_level)
+    config = _config(app, host, port, (certfile, keyfile), log_level, root_logging=root_logging)
     sock = _bind(host, port)
     try:
         if on_ready is not None:

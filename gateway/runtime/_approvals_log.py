@@ -166,6 +166,11 @@ class ApprovalBook:
     def has_open(self) -> bool:
         return bool(self._open)
 
+    @property
+    def pending(self) -> int:
+        """How many approvals are not resolved yet (the ``pcfx_approvals_pending`` gauge)."""
+        return len(self._open)
+
     def extend(self, data: Iterable[Mapping[str, Any]]) -> None:
         for datum in data:
             self.apply(datum)

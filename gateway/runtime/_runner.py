@@ -82,6 +82,13 @@ the same way: the approval's audit entry, the released transfer (or its block), 
 key signed it for that very request (:mod:`gateway._decision_signing`); the approver audited is
 that key's registered owner. Every other decision is refused: an ``approval_refused`` audit entry
 and a ``refused`` event commit together, and the transfer stays held.
+
+**Operations.** Each committed batch adds to the process's metrics
+(:data:`contracts.observability.METRICS`, label ``service="gateway"``): the records taken, the
+transfers by decision and recipient, the outbound messages, the rejections by reason and the
+partition's lag; approvals pending are set as the approvals topic is followed. Counted per batch
+and only once committed, so an aborted and retried batch counts once. :meth:`GatewayRunner.
+readiness` answers ``/readyz``.
 """
 
 from __future__ import annotations
@@ -126,6 +133,7 @@ from contracts.errors import (
     UnknownSchemaError,
 )
 from contracts.handoff import check_handoff
+from contracts.observability import METRICS, Readiness
 from contracts.topics import TOPICS, ensure_topics
 from gateway._approvals import Approval, ApprovalState
 from gateway._decision_signing import check_decision
@@ -189,6 +197,9 @@ API_RELEASES = "pcf.api.releases"
 """The table's row for what the gateway releases for delivery through the PACT API."""
 
 log = logging.getLogger("pcfx.gateway")
+
+SERVICE = "gateway"
+"""The ``service`` label of the gateway's metrics and logs (:mod:`contracts.observability`)."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +290,14 @@ class _Unit:
     api_releases: dict[int, bytes] = field(default_factory=dict)
     """Position in :attr:`batch` of each copy for the PACT API -> its key on
     ``pcf.api.releases`` (``recipient|footprint id``)."""
+    transfers: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(decision, recipient) -> how many: the transfers metric, added once committed."""
+    rejected: list[str] = field(default_factory=list)
+    """The reason of each rejection in ``extra``: the DLQ metric, added once committed."""
+
+
+_GOES = frozenset({"allowed", "transformed", "approval_released"})
+"""Decisions whose record goes out (an outbound message)."""
 
 
 def _utcnow() -> datetime:
@@ -380,6 +399,8 @@ class GatewayRunner:
         self._started = False
         self._ready = False
         """Partitions held and positioned (:meth:`ready`), until the next rebalance."""
+        self._assigned = False
+        """Whether the consumer group gave this instance its share yet (``/readyz``)."""
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -421,6 +442,7 @@ class GatewayRunner:
         ]
         self._positions = {tp: 0 for tp in tail_parts}
         self._catch_up()
+        METRICS.approvals_pending.labels(SERVICE).set(self.book.pending)
         self._tail.assign([TopicPartition(topic, p, 0) for topic, p in tail_parts])
         self._consumer = Consumer(
             consumer_config(
@@ -465,6 +487,17 @@ class GatewayRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def readiness(self) -> Readiness:
+        """``/readyz``: started (topics checked, keys, approvals and counters read to their end,
+        subscribed) and given its partitions by the consumer group. A partition whose chain it
+        refused (:attr:`stopped`) does not make it unready: the others go on, and the refusal is
+        in the log and the run's result."""
+        if not self._started:
+            return Readiness.no("starting: checking topics, reading keys and approvals")
+        if not self._assigned:
+            return Readiness.no(f"joining consumer group {self.settings.group_id!r}")
+        return Readiness.yes()
 
     # ------------------------------------------------------------------------------------------
     # the loop
@@ -581,6 +614,32 @@ class GatewayRunner:
         self._adopt(chain, head, counters, unit, checkpoints)
         stats.records = len(batch)
         self._add(stats)
+        self._observe(batch, unit)
+
+    def _observe(self, batch: Sequence[Message], unit: _Unit) -> None:
+        """A committed batch's metrics (once per batch, see "Operations")."""
+        topic, partition, last = coords(batch[-1])
+        METRICS.records_in.labels(SERVICE, topic).inc(len(batch))
+        self._count(unit)
+        assert self._consumer is not None
+        try:  # (the end the last fetch saw: no request to the broker)
+            _, end = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+        except Exception:  # (confluent_kafka raises KafkaException, even for no data yet)
+            return
+        if end >= 0:
+            METRICS.lag(SERVICE, topic, partition, end, last + 1)
+
+    def _count(self, unit: _Unit) -> None:
+        for (decision, recipient), n in unit.transfers.items():
+            METRICS.transfers.labels(SERVICE, decision, recipient).inc(n)
+            if decision in _GOES:
+                METRICS.records_out.labels(SERVICE, self.topics.outbound(recipient)).inc(n)
+        for reason in unit.rejected:
+            METRICS.dlq.labels(SERVICE, reason).inc()
+        if unit.rejected:
+            METRICS.records_out.labels(SERVICE, self.topics.rejected).inc(len(unit.rejected))
 
     def _one(
         self,
@@ -603,6 +662,7 @@ class GatewayRunner:
             record, category, product_id = self._decode(value)
         except ContractError as exc:
             unit.extra.append(self._rejection(message, exc))
+            unit.rejected.append(getattr(exc, "reason", None) or exc.code)
             stats.rejected += 1
             return head, counters
         if record is None:
@@ -743,6 +803,7 @@ class GatewayRunner:
         )
         unit.entries.append(entry)
         unit.extra.append(self._rejection(message, error))
+        unit.rejected.append(error.reason)
         log.warning("not released (%s): %s", error.reason, error.message)
         return head
 
@@ -751,6 +812,8 @@ class GatewayRunner:
     ) -> None:
         unit.entries.extend(prepared.entries)
         stats.decisions += 1
+        decided = (prepared.decision.outcome.value, prepared.decision.recipient_id)
+        unit.transfers[decided] = unit.transfers.get(decided, 0) + 1
         if prepared.encrypted is not None:
             message = prepared.encrypted
             if source.product_id is not None:
@@ -1097,6 +1160,7 @@ class GatewayRunner:
                     self._stop(tp.partition, exc)
         # approvals resolved by the previous owner are visible now (its transaction is done)
         self._catch_up()
+        self._assigned = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._ready = False
@@ -1155,6 +1219,7 @@ class GatewayRunner:
                         else None
                     ),
                 )
+                METRICS.approvals_pending.labels(SERVICE).set(self.book.pending)
             else:
                 datum = self.serde.decode(value, "PiCounterEntry")
                 year, metric = int(datum["year"]), CounterMetric(datum["metric"])
@@ -1290,6 +1355,9 @@ class GatewayRunner:
             return False
         self._adopt(chain, head, counters, unit, checkpoints)
         self.book.apply(resolution)
+        unit.transfers[(f"approval_{outcome}", approval.recipient_id)] = 1
+        self._count(unit)
+        METRICS.approvals_pending.labels(SERVICE).set(self.book.pending)
         name = {
             "released": "approvals_released",
             "blocked": "approvals_blocked",

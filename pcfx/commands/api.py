@@ -26,13 +26,13 @@ from contracts.keyfiles import (
     load_ed25519_public_key,
     load_x25519_private_key,
 )
-from gateway.api._app import create_app
+from gateway.api._app import api_readiness, api_state, create_app
 from gateway.api._auth import hash_secret, load_clients
 from gateway.api._disclosure import DEFAULT_AUDIT_LOG
 from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
 from pcfx.console import console, handle_errors, print_json
-from pcfx.options import LogLevel, log_level
+from pcfx.options import LogFormat, LogFormatName, LogLevel, MetricsPort, log_level
 
 __all__ = ["app"]
 
@@ -122,6 +122,8 @@ def serve_command(
         ),
     ] = None,
     level: LogLevel = "info",
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
     label_snapshot: Annotated[
         Path | None,
         typer.Option(
@@ -140,7 +142,11 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve what the gateway released (ListFootprints, GetFootprint, Events) over HTTPS,
-    every disclosure audited."""
+    every disclosure audited (and /healthz, /readyz, /metrics; with --metrics-port, those also
+    on plain HTTP)."""
+    from contracts.observability import configure_logging, log_level_of, start_ops_server
+
+    configure_logging("api", log_level(level), log_format.value)
     if self_signed == (cert is not None or key is not None):
         raise typer.BadParameter("give either --cert and --key, or --self-signed")
     if not self_signed and (cert is None or key is None):
@@ -214,12 +220,24 @@ def serve_command(
         # the signal, which lands here, so the reader stops, the audit chain gets its closing
         # checkpoint, and the exit code is 0
         previous = signal.signal(signal.SIGTERM, _interrupt)
+        ops = start_ops_server("api", metrics_port, lambda: api_readiness(api_state(api)))
         try:
-            serve(api, host, port, cert, key, log_level=log_level(level), on_ready=ready)
+            serve(
+                api,
+                host,
+                port,
+                cert,
+                key,
+                log_level=log_level_of(log_level(level)),
+                on_ready=ready,
+                root_logging=True,
+            )
         except KeyboardInterrupt:
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if ops is not None:
+                ops.stop()
     finally:
         source.close()
         recorder.close()

@@ -50,9 +50,17 @@ from contracts.certification import (
 from contracts.errors import CertificationError, ContractError
 from contracts.keyfiles import key_id_of, load_ed25519_public_key, read_ed25519_private_key
 from contracts.labels import check_label, encode_label, label_for
-from pcfx.commands.publish import RegistryUrl, parse_when
+from pcfx.commands.publish import parse_when
 from pcfx.console import ExitCode, console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    PassphraseEnv,
+    PassphraseFile,
+    RegistryUrl,
+    TopicPrefix,
+    passphrase,
+)
 from pcfx.settings import bootstrap_servers
 from pcfx.tables import resolve_id
 from producers.certification import (

@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pcfx.console import console, handle_errors, print_json
-from pcfx.options import PassphraseEnv, PassphraseFile, passphrase
+from pcfx.options import (
+    LogFormat,
+    LogFormatName,
+    LogLevel,
+    MetricsPort,
+    PassphraseEnv,
+    PassphraseFile,
+    log_level,
+    passphrase,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -149,9 +158,20 @@ def serve_console(
     bootstrap: Annotated[
         str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers.")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    level: LogLevel = "info",
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
 ) -> None:
-    """Serve the compliance console over HTTPS (officer login required for every page)."""
+    """Serve the compliance console over HTTPS (officer login required for every page); with
+    --metrics-port, /metrics, /healthz and /readyz on plain HTTP."""
+    import threading
+
+    from contracts.observability import (
+        Readiness,
+        configure_logging,
+        log_level_of,
+        start_ops_server,
+    )
     from gateway._sealing import KeyRing
     from gateway.api._server import create_self_signed_cert, serve
     from gateway.console._app import ConsoleSettings, create_console_app
@@ -166,6 +186,7 @@ def serve_console(
     )
     from gateway.runtime._keys import load_gateway_public_key
 
+    configure_logging("console", log_level(level), log_format.value)
     if self_signed == (tls_cert is not None or tls_key is not None):
         raise typer.BadParameter("give either --tls-cert and --tls-key, or --self-signed")
     if not self_signed and (tls_cert is None or tls_key is None):
@@ -207,7 +228,10 @@ def serve_console(
         )
     )
 
+    serving = threading.Event()
+
     def ready(url: str) -> None:
+        serving.set()
         console.print(
             f"[green]compliance console[/] on [bold]{url}[/] ({len(officers.officers)} officers;"
             f" audit from {audit_log or 'the audit topics'};"
@@ -215,7 +239,25 @@ def serve_console(
             soft_wrap=True,
         )
 
-    serve(app, host, port, tls_cert, tls_key, log_level=log_level, on_ready=ready)
+    ops = start_ops_server(
+        "console",
+        metrics_port,
+        lambda: Readiness.yes() if serving.is_set() else Readiness.no("starting the HTTPS server"),
+    )
+    try:
+        serve(
+            app,
+            host,
+            port,
+            tls_cert,
+            tls_key,
+            log_level=log_level_of(log_level(level)),
+            on_ready=ready,
+            root_logging=True,
+        )
+    finally:
+        if ops is not None:
+            ops.stop()
 
 
 def _registration_check(

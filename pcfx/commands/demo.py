@@ -21,6 +21,7 @@ walkthroughs source); ``pcfx demo stop`` stops them, and the local broker if the
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import subprocess
@@ -71,7 +72,21 @@ from streams.harness import namespace_of, stop_worker
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = ROOT / "demo" / "lfp"
+
+
+def _demo_dir() -> Path:
+    """The demo's supply chain: the repository's ``demo/lfp`` in a checkout, else the copy an
+    installed wheel carries as package data (``pcfx.demo_data``, see pyproject.toml)."""
+    checkout = ROOT / "demo" / "lfp"
+    if checkout.is_dir():
+        return checkout
+    try:
+        return Path(str(importlib.resources.files("pcfx.demo_data") / "lfp"))
+    except ModuleNotFoundError:
+        return checkout  # (neither: the loaders name the missing file)
+
+
+DEMO_DIR = _demo_dir()
 FACTORS_FILE = ROOT / "producers" / "data" / "factors-cn.json"
 
 

@@ -24,12 +24,19 @@ from pcfx.commands.publish import (
     LedgerPath,
     NoLedger,
     OperatorPublicKey,
-    RegistryUrl,
     _finish,
     _ledger,
 )
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    PassphraseEnv,
+    PassphraseFile,
+    RegistryUrl,
+    TopicPrefix,
+    passphrase,
+)
 from pcfx.settings import bootstrap_servers
 from producers._publisher import Publisher, Topics
 from producers.factors import (

@@ -54,7 +54,20 @@ from gateway.runtime._report import render_report
 from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
 from gateway.runtime._topics import Topics
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    LogFormat,
+    LogFormatName,
+    LogLevel,
+    MetricsPort,
+    PassphraseEnv,
+    PassphraseFile,
+    RegistryUrl,
+    TopicPrefix,
+    log_level,
+    passphrase,
+)
 from pcfx.tables import approvals_table
 
 __all__ = ["approvals_app", "audit_app", "gateway_app", "outbound_app"]
@@ -104,10 +117,11 @@ def _quiet(*_: Any, **__: Any) -> None:
     """``console.print``'s stand-in under ``--json``: the JSON document is the only output."""
 
 
-def _registry(bootstrap: str) -> Any:
-    from contracts import KafkaSchemaRegistry
+def _registry(bootstrap: str, url: str | None = None) -> Any:
+    """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka."""
+    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
 
-    return KafkaSchemaRegistry(bootstrap)
+    return HttpSchemaRegistry(url) if url else KafkaSchemaRegistry(bootstrap)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,13 +349,16 @@ def run(
         ),
     ] = None,
     as_json: JsonOut = False,
+    registry_url: RegistryUrl = None,
+    level: LogLevel = "info",
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Consume pcf.products; per subscriber decide, seal and send, audited in one transaction."""
-    from gateway.runtime._runner import GatewayRunner, RunnerSettings
+    from contracts.observability import configure_logging, start_ops_server
+    from gateway.runtime._runner import SERVICE, GatewayRunner, RunnerSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(SERVICE, log_level(level), log_format.value)
     from producers.keys import key_id_of, load_public_key
 
     loaded, subs = _load(policy, subscriptions)
@@ -373,11 +390,16 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    registry = _registry(servers)
-    err_console.print(
-        f"gateway: policy {loaded.id} {loaded.version}, key {signer.key_id},"
-        f" {len(subs.items)} subscriptions, group {group}"
+    registry = _registry(servers, registry_url)
+    logging.getLogger("pcfx.gateway").info(
+        "gateway: policy %s %s, key %s, %d subscriptions, group %s",
+        loaded.id,
+        loaded.version,
+        signer.key_id,
+        len(subs.items),
+        group,
     )
+    ops = None
     try:
         with GatewayRunner(
             settings,
@@ -386,11 +408,13 @@ def run(
             secrets=GatewaySecrets(signer=signer, pseudonym_secret=secret),
             registry=registry,
             operator_keys=operators,
-            registrar=kafka_registrar(servers),
+            # (an HTTP registry registers what is missing itself; the topic has one writer)
+            registrar=None if registry_url else kafka_registrar(servers),
             trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
             api_key=load_x25519_public_key(api_key) if api_key is not None else None,
             api_recipients=api_recipient or None,
         ) as runner:
+            ops = start_ops_server(SERVICE, metrics_port, runner.readiness)
             stats = runner.run(
                 max_records=max_records,
                 max_seconds=max_seconds,
@@ -399,6 +423,8 @@ def run(
             )
             stopped = dict(runner.stopped)
     finally:
+        if ops is not None:
+            ops.stop()
         registry.close()
     for partition, error in sorted(stopped.items()):
         err_console.print(f"FAIL: partition {partition} stopped: {error.message}", markup=False)

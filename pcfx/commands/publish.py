@@ -20,7 +20,15 @@ from rich.table import Table
 from contracts import SignerRole
 from contracts.errors import TrustError
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
-from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    PassphraseEnv,
+    PassphraseFile,
+    RegistryUrl,
+    TopicPrefix,
+    passphrase,
+)
 from pcfx.settings import bootstrap_servers
 from pcfx.tables import keys_table
 from producers._input import Item, Kind, load_items
@@ -56,13 +64,6 @@ publish_app = typer.Typer(
 # --------------------------------------------------------------------------------------------
 # Shared options
 
-RegistryUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--registry-url",
-        help="A Confluent-compatible schema registry (default: the registry topic on Kafka).",
-    ),
-]
 KeysTopic = Annotated[str, typer.Option("--keys-topic", help="The key registry topic.")]
 Files = Annotated[
     list[Path], typer.Argument(help="Input files.", show_default=False, metavar="FILE...")

@@ -33,9 +33,13 @@ from pcfx.console import ExitCode, Stage, console, err_console, handle_errors, p
 from pcfx.options import (
     Bootstrap,
     JsonOut,
+    LogFormat,
+    LogFormatName,
     LogLevel,
+    MetricsPort,
     PassphraseEnv,
     PassphraseFile,
+    RegistryUrl,
     TopicPrefix,
     deprecated,
     log_level,
@@ -112,9 +116,13 @@ def run(
         ),
     ] = 10.0,
     data_dir: Annotated[Path, typer.Option(help="Worker state folder.")] = Path(".pcfx/streams"),
+    registry_url: RegistryUrl = None,
     level: LogLevel = "warning",
+    log_format: LogFormat = LogFormatName.text,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one streams worker (start more, with the same --group, to share the partitions)."""
+    from contracts import HttpSchemaRegistry
     from contracts.handoff import HandoffSigner
     from pcfx.settings import bootstrap_servers
     from producers.keys import key_id_of, load_public_key, load_signer
@@ -132,8 +140,14 @@ def run(
         partitions=partitions,
         key_grace_s=key_grace,
         data_dir=data_dir,
+        registry=HttpSchemaRegistry(registry_url) if registry_url else None,
     )
-    run_worker(config, loglevel=_faust_level(log_level(level)))
+    run_worker(
+        config,
+        loglevel=_faust_level(log_level(level)),
+        log_format=log_format.value,
+        metrics_port=metrics_port,
+    )
 
 
 @streams_app.command("topics")

@@ -4,10 +4,13 @@ with the rules `docker compose config` applies that matter to us)."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +57,7 @@ def test_project_services_use_the_internal_listener() -> None:
 
 def test_dockerfile_copies_every_package() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    for package in ("contracts", "producers", "streams", "gateway", "pcfx", "infra"):
+    for package in ("contracts", "producers", "streams", "gateway", "pcfx", "infra", "demo"):
         assert f"COPY {package} {package}" in text
 
 
@@ -120,3 +123,108 @@ def test_compose_secrets_are_complete_and_private(tmp_path: Path) -> None:
     )
     assert admin.password == (tmp_path / "secrets" / "admin.password").read_text()
     assert len((tmp_path / "secrets" / "cluster.id").read_text()) == 22
+
+
+# --- the whole exchange: services, healthchecks, set-up ------------------------------------------
+
+LONG_RUNNING = ("streams", "gateway", "api", "console")
+SETUP = ROOT / "infra" / "compose" / "setup.sh"
+
+
+def command_of(service: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """(the pcfx command path, its options as --name -> value) of a service's command."""
+    words = [str(w) for w in service["command"]]
+    path = [w for w in words if not w.startswith("-")]
+    options = {}
+    for word in words:
+        if word.startswith("--"):
+            name, _, value = word.partition("=")
+            options[name] = value
+    return path, options
+
+
+def test_docker_compose_up_starts_the_whole_exchange() -> None:
+    services = load()["services"]
+    assert set(LONG_RUNNING) | {"kafka", "kafka-secrets", "kafka-tenants", "pcfx-setup"} == set(
+        services
+    )
+    for name in LONG_RUNNING:
+        service = services[name]
+        assert service["restart"] == "unless-stopped", name
+        assert "healthcheck" in service, name
+        for dependency, how in service["depends_on"].items():
+            wanted = (
+                "service_completed_successfully"
+                if dependency == "pcfx-setup"
+                else ("service_healthy")
+            )
+            assert how["condition"] == wanted, (name, dependency)
+            assert "healthcheck" in services[dependency] or dependency == "pcfx-setup"
+    assert services["streams"]["depends_on"]["pcfx-setup"]
+    assert services["pcfx-setup"]["depends_on"]["kafka-tenants"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_each_service_runs_a_real_pcfx_command_with_options_it_has(name: str) -> None:
+    from pcfx.cli import app
+
+    path, options = command_of(load()["services"][name])
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
+    if name == "console" and result.exit_code != 0 and "No such command" in result.output:
+        pytest.skip("`pcfx console serve` (#20 item 2) is not on this branch yet")
+    assert result.exit_code == 0, result.output
+    for option in options:
+        assert option in result.output, f"{name}: pcfx {' '.join(path)} has no {option}"
+    assert options["--log-format"] == "json"
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_each_healthcheck_asks_readyz_on_the_port_the_service_serves(name: str) -> None:
+    service = load()["services"][name]
+    _, options = command_of(service)
+    port = options["--metrics-port"]
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    (url,) = re.findall(r"'(http://[^']+)'", test[3])
+    assert url == f"http://localhost:{port}/readyz", url
+    assert f"{port}:{port}" in service["ports"]
+    from pcfx.options import OPS_PORTS
+
+    if name in OPS_PORTS:
+        assert int(port) == OPS_PORTS[name]
+
+
+def test_every_file_a_service_reads_is_made_by_the_setup_or_shipped_in_the_image() -> None:
+    script = SETUP.read_text()
+    for name in LONG_RUNNING:
+        _, options = command_of(load()["services"][name])
+        for value in options.values():
+            if value.startswith("/secrets/pcfx/"):
+                made = value.removeprefix("/secrets/pcfx/")
+                assert f'"$S/{made}"' in script, f"{name}: nothing writes {value}"
+            elif value.startswith("/app/"):  # WORKDIR /app holds the copied sources
+                assert (ROOT / value.removeprefix("/app/")).is_file(), value
+
+
+def test_the_setup_script_parses_and_registers_what_the_services_write() -> None:
+    checked = subprocess.run(["sh", "-n", str(SETUP)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    setup = load()["services"]["pcfx-setup"]
+    assert setup["entrypoint"] == ["/bin/sh", "/app/infra/compose/setup.sh"]
+    assert setup["environment"]["KAFKA_CLIENT_CONFIG"] == "/secrets/kafka/admin.properties"
+    from infra.compose.register_schemas import compose_schemas
+
+    subjects = {subject for subject, _ in compose_schemas("")}
+    for topic in ("pcf.products", "pcf.rejected", "pcf.audit", "pcf.approvals"):
+        assert f"{topic}-value" in subjects, topic
+
+
+def test_the_image_carries_the_demo_and_exposes_the_service_ports() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "COPY demo demo" in text
+    assert "RUN pip install --no-cache-dir ." in text
+    exposed = re.search(r"^EXPOSE (.+)$", text, re.MULTILINE)
+    assert exposed is not None
+    assert {"8443", "9464", "9465", "9466"} <= set(exposed.group(1).split())
