@@ -8,6 +8,7 @@ from gateway.api.cli import app as api_app
 from gateway.cli import approvals_app, audit_app, gateway_app, outbound_app
 from infra.kafka.cli import app as broker_app
 from pcfx.certification import bodies_app, certificates_app, label_app
+from pcfx.commands.results import results
 from pcfx.console import handle_errors
 from pcfx.declarations import declarations_app
 from pcfx.demo import demo_app
@@ -45,6 +46,7 @@ app.add_typer(publish_app, name="publish")
 app.add_typer(pcr_app, name="pcr")
 app.add_typer(review_app, name="review")
 app.command("rollup")(rollup)
+app.command("results")(results)
 app.add_typer(streams_app, name="streams")
 # compliance and the border
 app.add_typer(gateway_app, name="gateway")
