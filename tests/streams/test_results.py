@@ -203,3 +203,44 @@ def test_one_product_shows_its_tree_hotspots_and_changes(
     assert any(i["input"] == CELL for i in module["inputs"]), "the tree goes down the tiers"
     unknown = invoke(app, ["results", "NOPE"])
     assert unknown.exit_code == 1 and "no product on the topic matches" in unknown.output
+
+
+@pytest.mark.broker
+def test_results_reads_the_products_topic_to_its_end(versions: Any, kafka_bootstrap: str) -> None:
+    """On the broker: two versions of each product on a fresh ``pcf.products``; ``pcfx results``
+    shows the latest with its change, and a product's tree."""
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from contracts import AvroSerde, KafkaSchemaRegistry, subject_for
+    from contracts._schemas import schema_json
+    from contracts.topics import TOPICS, TopicNames, ensure_topics
+    from gateway.runtime._avro import kafka_registrar
+
+    before, after = versions
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    topic = TopicNames(prefix).products
+    ensure_topics(kafka_bootstrap, [(topic, TOPICS["pcf.products"], 2)])
+    kafka_registrar(kafka_bootstrap)([(subject_for(topic), schema_json("RolledUpFootprint"))])
+    registry = KafkaSchemaRegistry(kafka_bootstrap)
+    try:
+        serde = AvroSerde(registry)
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        for record in (*before.values(), *after.values()):
+            producer.produce(
+                topic, key=record.product_id.encode(), value=serde.encode(topic, record)
+            )
+        assert producer.flush(30) == 0
+    finally:
+        registry.close()
+    scope = ["--bootstrap", kafka_bootstrap, "--topic-prefix", prefix]
+    listing = invoke(app, ["results", "--json", *scope])
+    assert listing.exit_code == 0, listing.output
+    data = json.loads(listing.stdout)
+    assert data["count"] == len(after) and data["undecodable"] == 0
+    for row in data["products"]:
+        assert row["sequence"] == 2, row["productId"]
+        assert Decimal(row["figure"]) == after[row["productId"]].pcf_excluding_biogenic_uptake
+    one = json.loads(invoke(app, ["results", "E-BUS", "--json", *scope]).stdout)
+    assert one["productId"] == BUS and Decimal(one["changes"]["delta"]) < 0
