@@ -529,7 +529,7 @@ def _finish(
                     f"→ held for approval {result.approval_id} (queued on pcf.approvals): a"
                     " compliance officer decides with 'pcfx approvals approve|deny"
                     f" {result.approval_id[:8]} --key OFFICER.key.pem', then 'pcfx declarations"
-                    f" release --approval {result.approval_id[:8]} --out {out} --kafka' releases"
+                    f" release --approval {result.approval_id[:8]} --out {out}' releases"
                     " it",
                     markup=False,
                 )
@@ -774,7 +774,15 @@ def release_held(
         ),
     ],
     out: Out,
-    operator_key: OperatorKey = None,
+    operator_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--operator-key",
+            envvar="PCFX_OPERATOR_KEY",
+            help="The operator's public key (PEM): only officer keys it registered on pcf.keys"
+            " can decide.",
+        ),
+    ] = None,
     held_file: Annotated[
         Path | None,
         typer.Option(
@@ -785,16 +793,15 @@ def release_held(
     gateway_key: GatewayKeyOpt = None,
     passphrase_env: PassphraseEnv = None,
     pseudonym_secret: PseudonymOpt = None,
-    kafka: Kafka = True,
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """Release a held declaration once a compliance officer decided it (pcfx approvals
-    approve|deny --key): the decision counts only if an officer key the operator registered
-    signed it for this request; then the approval's audit entry and (approved) the sealed
-    declaration, whose transfer entry names the approval, in one transaction. Exit 1 when it is
-    denied, blocked or not decided yet."""
+    """Release a held declaration (held by a release with --kafka) once a compliance officer
+    decided it (pcfx approvals approve|deny --key): the decision counts only if an officer key
+    the operator registered signed it for this request; then the approval's audit entry and
+    (approved) the sealed declaration, whose transfer entry names the approval, in one
+    transaction. Exit 1 when it is denied, blocked or not decided yet."""
     from contracts import AvroSerde, KafkaSchemaRegistry
     from gateway._decision_signing import check_decision
     from gateway._errors import ApprovalStateError
@@ -804,11 +811,6 @@ def release_held(
     from gateway.runtime._codec import refused_event, resolved_event
     from producers._keydir import KeyDirectory
 
-    if not kafka:
-        raise typer.BadParameter(
-            "held declarations wait on the exchange's approvals queue: release with --kafka",
-            param_hint="--kafka",
-        )
     if operator_key is None:
         raise typer.BadParameter(
             "the operator's public key is needed to trust the officer's key registration",

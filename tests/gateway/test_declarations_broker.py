@@ -160,7 +160,7 @@ def _release(env: dict[str, Any]) -> Any:
             "declarations", "release", "--approval", env["approval"][:10], "--out", str(d / "out"),
             "--operator-key", str(env["operator"]), "--policy", str(d / "policy.yaml"),
             "--gateway-key", str(d / "gw.pem"), "--json",
-            *env["kafka"],
+            *env["kafka"][1:],
         ],
     )  # fmt: skip
 
