@@ -550,8 +550,9 @@ def gateway_act(
 
 # --- the certification act: a body certifies the cell, a label is printed, verified, goes stale --
 
-BODY = "cqc"
-"""The registered certification body that certifies the cell maker's footprint."""
+BODY = "cec"
+"""The registered certification body that certifies the cell maker's footprint (not the
+README walkthrough's ``cqc``, which runs on the demo left running)."""
 ROGUE_BODY = "quick-cert"
 """A body the operator blacklists after it issued a label."""
 PCR_PACK = ("CN-CCL-PCR-LIB-TRACTION", "1.0.0")
@@ -775,7 +776,7 @@ def art7_footprint(
     pact = to_pact_json(record.footprint)
     stages = annex_ii_stages(latest, product, tiers)
     pact["pcf"]["productOrSectorSpecificRules"] = [
-        {"operator": "Other", "ruleNames": [PCR_PACK[0]], "otherOperatorName": "CQC (demo)"}
+        {"operator": "Other", "ruleNames": [PCR_PACK[0]], "otherOperatorName": "CEC (demo)"}
     ]
     pact["extensions"] = [
         *(
@@ -1061,8 +1062,8 @@ def run_demo(
         )
         certifying = time.monotonic()
         act = CertificationAct(exchange)
-        act.register(BODY, "China Quality Certification Centre (demo)", "CNCA-R-2002-001")
-        issued = act.certify_cell(BODY, "CQC-2026-0001")
+        act.register(BODY, "China Environmental Certification Centre (demo)", "CNCA-R-2002-008")
+        issued = act.certify_cell(BODY, "CEC-2026-0001")
         cert = issued["certificate"]
         label_files = {k: v for k, v in issued["label"].items() if k not in ("label", "length")}
         console.print(

@@ -101,7 +101,7 @@ def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_p
         assert Decimal(figures["update"][product]) == updated[product], product
     cert = figures["certification"]
     certificate = cert["certificate"]
-    assert certificate["bodyId"] == "cqc" and certificate["productId"] == CELL
+    assert certificate["bodyId"] == "cec" and certificate["productId"] == CELL
     assert Decimal(certificate["figure"]) == after[CELL], "certified: the cell's figure then"
     assert certificate["pcrPackId"] == "CN-CCL-PCR-LIB-TRACTION" and certificate["published"]
     for kind, suffix in (("qrPng", ".qr.png"), ("qrSvg", ".qr.svg"), ("labelSvg", ".label.svg")):
