@@ -805,6 +805,32 @@ BATTERY_TIERS = (
 """The battery manufacturing tiers (cell, module, pack): Annex II's *main product production*."""
 
 
+def _opened(
+    bootstrap: str, topics: Topics, serde: Any, keys: Path, recipient: str
+) -> list[dict[str, Any]]:
+    """What *recipient* opens on its outbound topic (as ``pcfx outbound decrypt`` does, in this
+    process): each message's signature verified and decrypted with the recipient's key."""
+    from contracts.errors import TrustError
+    from contracts.kafka_client import read_to_end
+    from gateway._sealing import KeyRing, open_message
+    from gateway.runtime._codec import sealed_from_datum
+    from gateway.runtime._keys import load_gateway_public_key, load_recipient_private_key
+
+    private = load_recipient_private_key(keys / f"{recipient}.x25519.pem")
+    trusted = KeyRing.of(load_gateway_public_key(keys / "gateway.key.pub.pem"))
+    opened = []
+    for message in read_to_end(bootstrap, topics.outbound(recipient)):
+        sealed = sealed_from_datum(serde.decode(message.value() or b"", "SealedMessage"))
+        try:
+            envelope = open_message(
+                sealed, recipient_id=recipient, private_key=private, trusted=trusted
+            ).envelope
+        except TrustError as exc:
+            raise PcfError(f"{recipient} cannot open {sealed.message_id}: {exc.message}") from exc
+        opened.append(dict(envelope))
+    return opened
+
+
 def declaration_act(exchange: DemoExchange, latest: dict[str, RolledUpFootprint]) -> dict[str, Any]:
     """``pcfx declarations art7 --kafka``: the pack maker's Art. 7 declaration built from the
     pack's current roll-up, decided, sealed to the EU customer and audited by the gateway (one
@@ -845,23 +871,20 @@ def declaration_act(exchange: DemoExchange, latest: dict[str, RolledUpFootprint]
     release = out["release"]
     document = json.loads(Path(out["files"]["json"]).read_text(encoding="utf-8"))
     registry = KafkaSchemaRegistry(exchange.bootstrap)
-    try:
+    try:  # one registry reader for the audit chain and the customer's topic
+        serde = GatewaySerde(registry)
         entries, _, problems = read_audit_logs(
-            exchange.bootstrap,
-            Topics(prefix),
-            GatewaySerde(registry),
-            log_ids=["pcfx-declarations"],
+            exchange.bootstrap, Topics(prefix), serde, log_ids=["pcfx-declarations"]
         )
+        received = [
+            envelope
+            for envelope in _opened(exchange.bootstrap, Topics(prefix), serde, keys, EU_OEM)
+            if envelope.get("footprint", {}).get("declaration", {}).get("declarationId")
+            == out["declarationId"]
+        ]
     finally:
         registry.close()
     chain = entries.get("pcfx-declarations", [])
-    received = [
-        m
-        for m in _decrypt(exchange.bootstrap, prefix, keys, EU_OEM)
-        if m.get("footprint", {}).get("declaration", {}).get("declarationId")
-        == out["declarationId"]
-        or m.get("declaration", {}).get("declarationId") == out["declarationId"]
-    ]
     cf = document["carbonFootprint"]
     table = Table(title=f"Art. 7 declaration {out['declarationId'][:8]}… for {EU_OEM}")
     table.add_column("Annex II stage")
@@ -875,7 +898,7 @@ def declaration_act(exchange: DemoExchange, latest: dict[str, RolledUpFootprint]
         f"Released through the gateway ({release['outcome']}): sealed to {EU_OEM} on"
         f" {prefix}pcf.outbound.{EU_OEM} (message {release['messageId']}), audit entry"
         f" pcfx-declarations:{release['auditEntry']['seq']} in the same transaction"
-        f" ({len(chain)} entry on that chain); the customer opened it: {bool(received)}."
+        f" ({len(chain)} on that chain); the customer opened it: {bool(received)}."
         f" JSON, printable HTML and the Battery Pass part: {folder}",
         highlight=False,
     )
