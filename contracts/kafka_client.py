@@ -21,6 +21,10 @@ each client library the project uses: :meth:`~KafkaClientSettings.librdkafka` (c
 they already build (``{**librdkafka_config(), "bootstrap.servers": ...}``), so no call site
 needs a new parameter. Secrets never appear in ``repr``, logs or :meth:`~KafkaClientSettings.
 redacted`.
+
+:func:`read_to_end` is the one way the project reads a topic (or some partitions) from its start,
+or from given offsets, to its current end: the key directory, the factor catalogue, the
+certification registry, the gateway's catch-up and audit readers and ``pcfx results`` all use it.
 """
 
 from __future__ import annotations
@@ -29,10 +33,14 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from contracts.errors import BrokerError
 
@@ -48,7 +56,9 @@ __all__ = [
     "kafka_python_kwargs",
     "librdkafka_config",
     "read_properties",
+    "read_to_end",
     "reset",
+    "topic_exists",
     "use_config_file",
     "write_client_properties",
 ]
@@ -425,3 +435,110 @@ def aiokafka_kwargs(**extra: Any) -> dict[str, Any]:
 def faust_credentials() -> Any:
     """The process's settings as faust's ``broker_credentials`` (``None``: plaintext)."""
     return client_settings().faust_credentials()
+
+
+OFFSET_BEGINNING = -2
+"""librdkafka's logical offset for a partition's first record."""
+
+
+def read_to_end(
+    bootstrap: str,
+    source: str | Sequence[tuple[str, int]],
+    *,
+    start: Mapping[tuple[str, int], int] | None = None,
+    timeout_s: float = 60.0,
+    group_prefix: str = "pcfx-reader-",
+    batch: int = 2000,
+    **extra: Any,
+) -> Iterator[Message]:
+    """Every committed record of *source* from its start (or the offsets in *start*) to its
+    current end, in append order per partition.
+
+    *source* is a topic name (all its partitions; a topic that does not exist reads as empty) or
+    a list of ``(topic, partition)``. The end is the end-of-partition event librdkafka reports on
+    reaching the last stable offset (readers are ``read_committed``: an aborted transaction's
+    records are never seen and an open one is never half-read), so an empty partition ends at
+    once and no watermark round trip is needed. Tombstones (``value() is None``) are yielded too:
+    the caller decides what they mean. The short-lived consumer's group id is *group_prefix*
+    plus a random suffix (the ACLs of :mod:`contracts.acl` grant readers by that prefix); it
+    assigns partitions and never commits. *extra* librdkafka properties go on top (e.g. a
+    ``logger``).
+
+    Raises :class:`BrokerError` when the metadata cannot be read or a partition is not read to
+    its end within *timeout_s* (naming the partitions still open).
+    """
+    config = librdkafka_config(
+        **{
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{group_prefix}{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,
+            "fetch.queue.backoff.ms": 10,
+        },
+        **extra,
+    )
+    consumer = Consumer(config)
+    try:
+        if isinstance(source, str):
+            partitions = _partitions_of(consumer, bootstrap, source, timeout_s)
+        else:
+            partitions = list(source)
+        if not partitions:
+            return
+        offsets = start or {}
+        consumer.assign(
+            [TopicPartition(t, p, offsets.get((t, p), OFFSET_BEGINNING)) for t, p in partitions]
+        )
+        waiting = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while waiting:
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"could not read {sorted(waiting)} to the end within {timeout_s:.0f} s"
+                )
+            for message in consumer.consume(num_messages=batch, timeout=0.05):
+                error = message.error()
+                if error is not None:
+                    if error.code() in (
+                        KafkaError._PARTITION_EOF,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    ):
+                        waiting.discard((message.topic() or "", message.partition() or 0))
+                        continue
+                    raise BrokerError(f"reading {message.topic()}: {error.str()}")
+                yield message
+    except KafkaException as exc:
+        raise BrokerError(f"reading {source!r} at {bootstrap}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def _partitions_of(
+    consumer: Consumer, bootstrap: str, topic: str, timeout_s: float
+) -> list[tuple[str, int]]:
+    """``(topic, partition)`` for every partition of *topic*; none when it does not exist."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read '{topic}' at {bootstrap}: {exc.args[0]}") from exc
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None:
+        return []
+    return [(topic, p) for p in sorted(described.partitions)]
+
+
+def topic_exists(bootstrap: str, topic: str, timeout_s: float = 15.0) -> bool:
+    """Whether *topic* exists (has partitions) on the cluster at *bootstrap* (a metadata request
+    only: no consumer group is involved)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
+    try:
+        metadata = admin.list_topics(topic=topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read '{topic}' at {bootstrap}: {exc.args[0]}") from exc
+    described = metadata.topics.get(topic)
+    return described is not None and described.error is None and bool(described.partitions)

@@ -23,6 +23,7 @@ from pcfx.commands.factors import factors_app
 from pcfx.commands.gateway import approvals_app, audit_app, gateway_app, outbound_app
 from pcfx.commands.pcr import pcr_app, review_app
 from pcfx.commands.publish import keys_app, publish_app
+from pcfx.commands.results import results
 from pcfx.commands.streams import rollup, streams_app
 from pcfx.commands.tenants import tenants_app
 from pcfx.console import handle_errors
@@ -88,6 +89,7 @@ app.add_typer(publish_app, name="publish")
 app.add_typer(pcr_app, name="pcr")
 app.add_typer(review_app, name="review")
 app.command("rollup")(rollup)
+app.command("results")(results)
 app.add_typer(streams_app, name="streams")
 # compliance and the border
 app.add_typer(gateway_app, name="gateway")

@@ -13,19 +13,15 @@ anything).
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import AvroSerde, KeyRegistration, Keyring, KeyringOutcome, SignedSupplierKey
-from contracts.errors import BrokerError, PcfError
-from contracts.kafka_client import librdkafka_config
+from contracts.errors import PcfError
+from contracts.kafka_client import read_to_end, topic_exists
 from producers.delivery import KAFKA_LOGGER
 from producers.keys import key_id_of
 
@@ -89,37 +85,24 @@ class KeyDirectory:
             else Keyring.unsafe_unverified()
         )
         skipped = 0
-        consumer = Consumer(
-            {
-                **librdkafka_config(),
-                "bootstrap.servers": bootstrap,
-                "group.id": f"pcfx-keys-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "logger": KAFKA_LOGGER,
-            }
+        messages = read_to_end(
+            bootstrap, topic, timeout_s=timeout_s, group_prefix="pcfx-keys-", logger=KAFKA_LOGGER
         )
-        try:
+        found_topic = False
+        for message in messages:
+            found_topic = True
+            value = message.value()
+            if value is None:
+                continue
             try:
-                metadata = consumer.list_topics(topic, timeout=timeout_s)
-            except KafkaException as exc:
-                raise BrokerError(
-                    f"cannot read key topic '{topic}' at {bootstrap}: {exc.args[0]}"
-                ) from exc
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None or not described.partitions:
-                return cls({}, topic_found=False)
-            for value in _values(consumer, topic, sorted(described.partitions), timeout_s):
-                try:
-                    record = serde.decode(value, SignedSupplierKey)
-                except PcfError:
-                    skipped += 1
-                    continue
-                if keyring.apply(record).outcome is KeyringOutcome.REJECTED:
-                    skipped += 1
-        finally:
-            consumer.close()
+                record = serde.decode(value, SignedSupplierKey)
+            except PcfError:
+                skipped += 1
+                continue
+            if keyring.apply(record).outcome is KeyringOutcome.REJECTED:
+                skipped += 1
+        if not found_topic and not topic_exists(bootstrap, topic, timeout_s):
+            return cls({}, topic_found=False)
         found = {slot: r.signed for slot, r in keyring.registrations.items()}
         return cls(found, skipped=skipped, keyring=keyring)
 
@@ -166,40 +149,3 @@ class KeyDirectory:
                 f"key {key_id} is valid only from {key.valid_from.isoformat()}",
             )
         return KeyStatus(KeyState.ACTIVE, record, f"key {key_id} is registered for '{supplier_id}'")
-
-
-def _values(
-    consumer: Consumer, topic: str, partitions: list[int], timeout_s: float
-) -> Iterator[bytes]:
-    """Every value of *topic* up to the end offsets read at the start."""
-    ends: dict[int, int] = {}
-    for partition in partitions:
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=timeout_s
-        )
-        if high > low:
-            ends[partition] = high
-    if not ends:
-        return
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-    deadline = time.monotonic() + timeout_s
-    remaining = dict(ends)
-    while remaining:
-        if time.monotonic() > deadline:
-            raise BrokerError(
-                f"key topic '{topic}' was not read to its end within {timeout_s:.0f} s"
-            )
-        message = consumer.poll(0.5)
-        if message is None:
-            continue
-        partition = message.partition() or 0
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                remaining.pop(partition, None)
-            continue
-        value = message.value()
-        if value is not None:
-            yield value
-        if (message.offset() or 0) + 1 >= remaining.get(partition, 0):
-            remaining.pop(partition, None)

@@ -28,8 +28,6 @@ are part of the fold, so a restart or a second pass publishes nothing twice.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,13 +35,9 @@ from decimal import Decimal
 from typing import Any, Final
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     TIMESTAMP_LOG_APPEND_TIME,
-    Consumer,
-    KafkaError,
     KafkaException,
     Producer,
-    TopicPartition,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -74,7 +68,7 @@ from contracts.errors import (
     ValidationFailed,
     Violation,
 )
-from contracts.kafka_client import librdkafka_config
+from contracts.kafka_client import librdkafka_config, read_to_end
 from contracts.keyfiles import key_id_of
 from contracts.pcr import PackSet, PcrOutcome, check_footprint, default_packs
 from contracts.topics import TOPICS, TopicNames, ensure_topics
@@ -175,65 +169,25 @@ def _read(
     append order per partition; a topic that does not exist reads as empty. *broker_clock*:
     refuse a record not stamped by the broker (the certification topics, whose times decide);
     the footprint topics' times only order a product's versions."""
-    consumer = Consumer(
-        librdkafka_config(
-            **{
-                "bootstrap.servers": bootstrap,
-                "group.id": f"pcfx-reader-cert-{uuid.uuid4().hex[:8]}",  # acl.READERS
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "logger": KAFKA_LOGGER,
-            }
-        )
-    )
-    try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as exc:
-            raise BrokerError(f"cannot read '{topic}' at {bootstrap}: {exc.args[0]}") from exc
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
-            return
-        ends: dict[int, int] = {}
-        for partition in sorted(described.partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout_s
+    for message in read_to_end(
+        bootstrap,
+        topic,
+        timeout_s=timeout_s,
+        group_prefix="pcfx-reader-cert-",  # acl.READERS
+        logger=KAFKA_LOGGER,
+    ):
+        kind, millis = message.timestamp()
+        if broker_clock and kind != TIMESTAMP_LOG_APPEND_TIME:
+            raise InfrastructureError(
+                f"topic '{topic}' does not stamp records with the broker's clock (a record at"
+                f" offset {message.offset()} carries its producer's time)",
+                hint=f"Recreate it with message.timestamp.type=LogAppendTime (kafka-configs.sh"
+                f" --alter --entity-type topics --entity-name {topic} --add-config"
+                " message.timestamp.type=LogAppendTime).",
             )
-            if high > low:
-                ends[partition] = high
-        if not ends:
-            return
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout_s
-        while ends:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"'{topic}' was not read to its end within {timeout_s:.0f} s")
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            partition = message.partition() or 0
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    ends.pop(partition, None)
-                continue
-            kind, millis = message.timestamp()
-            if broker_clock and kind != TIMESTAMP_LOG_APPEND_TIME:
-                raise InfrastructureError(
-                    f"topic '{topic}' does not stamp records with the broker's clock (a record at"
-                    f" offset {message.offset()} carries its producer's time)",
-                    hint=f"Recreate it with message.timestamp.type=LogAppendTime (kafka-configs.sh"
-                    f" --alter --entity-type topics --entity-name {topic} --add-config"
-                    " message.timestamp.type=LogAppendTime).",
-                )
-            value = message.value()
-            if value is not None:
-                yield datetime.fromtimestamp(millis / 1000, UTC), value
-            if (message.offset() or 0) + 1 >= ends.get(partition, 0):
-                ends.pop(partition, None)
-    finally:
-        consumer.close()
+        value = message.value()
+        if value is not None:
+            yield datetime.fromtimestamp(millis / 1000, UTC), value
 
 
 @dataclass

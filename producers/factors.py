@@ -26,19 +26,16 @@ each figure exactly as published and its source (``producers/data/factors-source
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import Consumer, KafkaException
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import AvroSerde, EmissionFactor, LoadedRecord, SignedEmissionFactor, verify
-from contracts.errors import BrokerError, PcfError, Violation
-from contracts.kafka_client import librdkafka_config
-from producers._keydir import _values
+from contracts.errors import PcfError, Violation
+from contracts.kafka_client import read_to_end
 from producers.delivery import KAFKA_LOGGER
 
 __all__ = [
@@ -264,45 +261,27 @@ class FactorCatalogue:
     ) -> FactorCatalogue:
         """Read *topic* from the beginning to its current end. With *operator_key*, a record
         whose signature does not verify under it is skipped (counted in :attr:`skipped`)."""
-        consumer = Consumer(
-            {
-                **librdkafka_config(),
-                "bootstrap.servers": bootstrap,
-                "group.id": f"pcfx-factors-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "logger": KAFKA_LOGGER,
-            }
-        )
         published: list[FactorVersion] = []
         skipped = 0
-        try:
+        for message in read_to_end(
+            bootstrap, topic, timeout_s=timeout_s, group_prefix="pcfx-factors-", logger=KAFKA_LOGGER
+        ):
+            value = message.value()
+            if value is None:
+                continue
             try:
-                metadata = consumer.list_topics(topic, timeout=timeout_s)
-            except KafkaException as exc:
-                raise BrokerError(
-                    f"cannot read factor topic '{topic}' at {bootstrap}: {exc.args[0]}"
-                ) from exc
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None or not described.partitions:
-                return cls()
-            for value in _values(consumer, topic, sorted(described.partitions), timeout_s):
-                try:
-                    record = serde.decode(value, SignedEmissionFactor)
-                    if operator_key is not None:
-                        verify(operator_key, record)
-                except PcfError:
-                    skipped += 1
-                    continue
-                published.append(
-                    FactorVersion(
-                        record.factor,
-                        record.sequence,
-                        f"{record.supplier_id}/{record.key_id}",
-                        verified=operator_key is not None,
-                    )
+                record = serde.decode(value, SignedEmissionFactor)
+                if operator_key is not None:
+                    verify(operator_key, record)
+            except PcfError:
+                skipped += 1
+                continue
+            published.append(
+                FactorVersion(
+                    record.factor,
+                    record.sequence,
+                    f"{record.supplier_id}/{record.key_id}",
+                    verified=operator_key is not None,
                 )
-        finally:
-            consumer.close()
+            )
         return cls.of(published, skipped=skipped)

@@ -18,7 +18,9 @@ certificates that are valid for this very footprint (:func:`certificate_refs`), 
 :class:`~contracts.errors.DeclarationInvalid` naming the field when something is missing.
 Every document has ``to_json()`` (decimals as strings), ``sections()`` for the printable HTML
 (:func:`render_html`), and is released by :func:`release`: decided, sealed and audited by
-:class:`gateway.Gateway` like any other outbound transfer. The command line is
+:class:`gateway.Gateway` like any other outbound transfer. A declaration the policy holds waits
+as a :class:`HeldDeclaration` for a compliance officer's signed decision on ``pcf.approvals``;
+:func:`prepare_approved_release` releases (or closes) it then. The command line is
 ``pcfx declarations art7|cbam|study`` (``pcfx/commands/declarations.py``).
 """
 
@@ -43,11 +45,15 @@ from gateway.declarations._cbam import (
     read_cbam_input,
 )
 from gateway.declarations._release import (
+    DECLARATION_SOURCE,
     DEFAULT_PURPOSES,
+    ApprovedRelease,
     Declaration,
+    HeldDeclaration,
     Release,
     declaration_record,
     doc_id,
+    prepare_approved_release,
     release,
 )
 from gateway.declarations._render import dump_json, render_html
@@ -69,8 +75,10 @@ from gateway.declarations._study import (
 __all__ = [
     "ART7_STAGES",
     "CBAM_HEADINGS",
+    "DECLARATION_SOURCE",
     "DEFAULT_PURPOSES",
     "PASSPORT_SCHEMA_URN",
+    "ApprovedRelease",
     "Art7Declaration",
     "Art7Input",
     "BatteryCategory",
@@ -79,6 +87,7 @@ __all__ = [
     "CertificateRef",
     "Declaration",
     "FactorCitation",
+    "HeldDeclaration",
     "Installation",
     "LineageRow",
     "Manufacturer",
@@ -95,6 +104,7 @@ __all__ = [
     "declaration_record",
     "doc_id",
     "dump_json",
+    "prepare_approved_release",
     "read_art7_input",
     "read_cbam_input",
     "read_source",

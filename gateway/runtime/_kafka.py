@@ -1,4 +1,7 @@
-"""Thin confluent-kafka helpers: configs, partition counts, reading partitions to their end.
+"""Thin confluent-kafka helpers: configs, partition counts, fetching one record.
+
+Reading partitions to their end is :func:`contracts.kafka_client.read_to_end` (re-exported here,
+as the gateway has always named it).
 
 Topics are created and checked from the one table, :mod:`contracts.topics`.
 
@@ -9,16 +12,14 @@ stops at the last stable offset, so an open transaction is never half-read.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
 from contracts.errors import BrokerError
-from contracts.kafka_client import librdkafka_config
+from contracts.kafka_client import librdkafka_config, read_to_end
 
 __all__ = [
     "consumer_config",
@@ -74,63 +75,6 @@ def partition_count(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> i
     if found is None or found.error is not None:
         return 0
     return len(found.partitions)
-
-
-def read_to_end(
-    bootstrap: str,
-    partitions: Sequence[tuple[str, int]],
-    *,
-    start: Mapping[tuple[str, int], int] | None = None,
-    timeout_s: float = 60.0,
-    batch: int = 2000,
-) -> Iterator[Message]:
-    """Every committed record of *partitions* from their start (or *start*) to their current end.
-
-    Ends when each partition reported end-of-partition (the last stable offset). A partition
-    that cannot be read to its end within *timeout_s* raises :class:`BrokerError`.
-    """
-    if not partitions:
-        return
-    consumer = Consumer(
-        consumer_config(
-            bootstrap,
-            **{
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
-                "fetch.queue.backoff.ms": 10,
-            },
-        )
-    )
-    try:
-        offsets = start or {}
-        consumer.assign(
-            [
-                TopicPartition(t, p, offsets.get((t, p), -2))  # -2: OFFSET_BEGINNING
-                for t, p in partitions
-            ]
-        )
-        waiting = set(partitions)
-        deadline = time.monotonic() + timeout_s
-        while waiting:
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"could not read {sorted(waiting)} to the end within {timeout_s:.0f} s"
-                )
-            for message in consumer.consume(num_messages=batch, timeout=0.05):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        waiting.discard((message.topic(), message.partition()))
-                        continue
-                    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                        waiting.discard((message.topic(), message.partition()))
-                        continue
-                    raise BrokerError(f"reading {message.topic()}: {error.str()}")
-                yield message
-    except KafkaException as exc:
-        raise BrokerError(f"reading {sorted(set(partitions))}: {exc}") from exc
-    finally:
-        consumer.close()
 
 
 def fetch_one(

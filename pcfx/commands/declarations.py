@@ -17,6 +17,19 @@ extended, and checkpointed after each release). The sealed message is written as
 policy blocks or holds is audited too and nothing is sealed (exit code 1; a held one names the
 approval it waits for).
 
+**Held declarations.** A held declaration's exact record is written as ``*.held.json``
+(:class:`gateway.declarations.HeldDeclaration`). With ``--kafka`` its approval request goes onto
+``pcf.approvals`` in the same transaction as its ``transfer_held`` entry (source
+:data:`~gateway.declarations.DECLARATION_SOURCE`, the declaration id as its product), so a
+compliance officer sees it in ``pcfx approvals list`` and decides it with the signed path every
+held transfer has (``pcfx approvals approve|deny ID --key OFFICER.key.pem``). ``pcfx declarations
+release --approval ID`` then judges the decisions as the gateway runner does (only an officer key
+the operator registered, for this very request; each refused decision is audited as
+``approval_refused``) and commits, in one transaction, the approval's entry, the sealed
+declaration (whose ``transfer`` entry names the approval) and the ``resolved`` event, so it is
+never released twice. A file-mode release (no ``--kafka``) has no approvals queue: its hold is
+audited and the command says to release onto the exchange to queue it.
+
 With ``--kafka`` the same release goes onto the exchange's topics, as the gateway runner's do:
 one :class:`~gateway.runtime.KafkaTransferSink` transaction holds the sealed message on
 ``pcf.outbound.<recipient>`` and the audit entry (batch-sealed) and checkpoint on the audit
@@ -29,7 +42,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,14 +56,16 @@ from contracts._jsonio import loads
 from contracts.certification import Snapshot
 from contracts.errors import ContractError, TrustError
 from contracts.keyfiles import key_id_of, load_ed25519_public_key
-from gateway._pipeline import Gateway, GatewaySecrets, InMemoryTransferSink
+from gateway._pipeline import Gateway, GatewaySecrets, InMemoryTransferSink, PreparedTransfer
 from gateway._sealing import KeyRing
 from gateway.audit import ChainHead, JsonLinesAuditStore, check_audit_log
 from gateway.declarations import (
+    DECLARATION_SOURCE,
     DEFAULT_PURPOSES,
     Art7Declaration,
     CertificateRef,
     Declaration,
+    HeldDeclaration,
     ProductSource,
     Release,
     build_art7,
@@ -237,6 +252,63 @@ def _file_gateway(loaded: Any, secrets: GatewaySecrets, audit_log: Path, now: da
     )
 
 
+@dataclass(frozen=True)
+class _ApprovalsQueue:
+    """``pcf.approvals`` as the declarations see it: requests in, decisions read back."""
+
+    servers: str
+    topics: Any
+    """:class:`contracts.topics.TopicNames` of the exchange."""
+    serde: Any
+    """The gateway's :class:`~gateway.runtime._avro.GatewaySerde`."""
+
+    def event(self, datum: dict[str, Any]) -> Any:
+        """An ``ApprovalEvent`` encoded for the sink's transaction (``Produced``)."""
+        from gateway.runtime._sink import Produced
+
+        topic = self.topics.approvals
+        return Produced(
+            topic, self.serde.encode(topic, "ApprovalEvent", datum), datum["approvalId"].encode()
+        )
+
+    def requested(self, prepared: PreparedTransfer, declaration_id: str) -> list[Any]:
+        """The approval request of a held declaration: its source is the declarations' chain,
+        the held entry's sequence number and the declaration id (the record waits in the
+        ``*.held.json`` file)."""
+        from gateway.runtime._codec import HeldSource, requested_event
+
+        assert prepared.approval is not None
+        source = HeldSource(
+            KAFKA_LOG_ID, DECLARATION_SOURCE, 0, prepared.entries[0].seq, declaration_id
+        )
+        at = prepared.approval.requested_at.isoformat()
+        return [self.event(requested_event(prepared.approval, source, at=at))]
+
+    def book(self) -> Any:
+        """Every approval on the topic (:class:`~gateway.runtime._approvals_log.ApprovalBook`),
+        each decision with the broker's append time (the officer key's validity is judged
+        then)."""
+        from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
+        from contracts.kafka_client import read_to_end
+        from gateway.runtime._approvals_log import ApprovalBook
+
+        book = ApprovalBook()
+        for message in read_to_end(self.servers, self.topics.approvals):
+            kind, millis = message.timestamp()
+            appended = (
+                datetime.fromtimestamp(millis / 1000, UTC)
+                if kind == TIMESTAMP_LOG_APPEND_TIME
+                else None
+            )
+            book.apply(
+                self.serde.decode(message.value() or b"", "ApprovalEvent"),
+                offset=message.offset(),
+                appended_at=appended,
+            )
+        return book
+
+
 @contextlib.contextmanager
 def _kafka_gateway(
     loaded: Any,
@@ -245,9 +317,10 @@ def _kafka_gateway(
     bootstrap: str | None,
     prefix: str,
     now: datetime,
-) -> Iterator[Gateway]:
+) -> Iterator[tuple[Gateway, _ApprovalsQueue]]:
     """A gateway on the exchange's topics: the audit chain ``pcfx-declarations`` resumed from
-    ``pcf.audit`` (:func:`gateway.audit.resume_chain`), one transaction per release."""
+    ``pcf.audit`` (:func:`gateway.audit.resume_chain`), one transaction per release; and the
+    approvals queue (``pcf.approvals``) a held declaration's request goes to."""
     from contracts import KafkaSchemaRegistry
     from contracts.topics import TOPICS, TopicNames, ensure_topics
     from gateway.audit import resume_chain
@@ -263,6 +336,7 @@ def _kafka_gateway(
             (topics.audit, TOPICS["pcf.audit"], 1),
             (topics.checkpoints, TOPICS["pcf.audit.checkpoints"], 1),
             (topics.outbound(recipient), TOPICS["pcf.outbound."], 1),
+            (topics.approvals, TOPICS["pcf.approvals"], 1),
         ],
     )
     registry = KafkaSchemaRegistry(servers)
@@ -274,6 +348,7 @@ def _kafka_gateway(
                 (topics.audit, "AuditLogEntry"),
                 (topics.checkpoints, "AuditLogCheckpoint"),
                 (topics.outbound(recipient), "SealedMessage"),
+                (topics.approvals, "ApprovalEvent"),
             ]
         )
         sink = KafkaTransferSink(
@@ -294,13 +369,14 @@ def _kafka_gateway(
             topic=topics.audit,
         )
         assert check.head is not None
-        yield Gateway(
+        gateway = Gateway(
             loaded,
             replace(secrets, log_id=KAFKA_LOG_ID),
             sink,
             counters=CounterState.empty(now.year, salt=derive_secret(secrets.signer, "counters")),
             head=check.head,
         )
+        yield gateway, _ApprovalsQueue(servers, topics, serde)
     finally:
         if sink is not None:
             sink.close()
@@ -337,17 +413,29 @@ def _release(
     now = datetime.now(UTC)
     with contextlib.ExitStack() as stack:
         if kafka:
-            gateway = stack.enter_context(
+            gateway, queue = stack.enter_context(
                 _kafka_gateway(loaded, secrets, recipient, bootstrap, prefix, now)
+            )
+            result = release(
+                doc,
+                gateway=gateway,
+                recipient=recipient,
+                purpose=purpose,
+                now=now,
+                on_hold=lambda prepared: queue.requested(prepared, doc_id(doc)),
             )
         else:
             gateway = _file_gateway(loaded, secrets, audit_log, now)
-        result = release(doc, gateway=gateway, recipient=recipient, purpose=purpose, now=now)
+            result = release(doc, gateway=gateway, recipient=recipient, purpose=purpose, now=now)
         gateway.checkpoint(now=now)
     sealed = None
     if result.message is not None:
         sealed = str(out / f"{doc.doc_type}-{doc_id(doc)}.sealed.jsonl")
         Path(sealed).write_bytes(result.message.to_bytes() + b"\n")
+    elif result.approval_id is not None:
+        held = HeldDeclaration.of(doc, result)
+        path = out / f"{doc.doc_type}-{doc_id(doc)}.held.json"
+        path.write_text(dump_json(held.to_json()), encoding="utf-8")
     return result, sealed
 
 
@@ -419,9 +507,21 @@ def _finish(
                 f"FAIL: not released ({result.outcome.value}) to {result.recipient} for"
                 f" {result.purpose}: {why} (audit entry {log}:{result.entry.seq})"
             )
-            if result.approval_id:
+            if result.approval_id and kafka:
                 console.print(
-                    f"→ held for approval {result.approval_id}: a compliance officer decides"
+                    f"→ held for approval {result.approval_id} (queued on pcf.approvals): a"
+                    " compliance officer decides with 'pcfx approvals approve|deny"
+                    f" {result.approval_id[:8]} --key OFFICER.key.pem', then 'pcfx declarations"
+                    f" release --approval {result.approval_id[:8]} --out {out}' releases"
+                    " it",
+                    markup=False,
+                )
+            elif result.approval_id:
+                console.print(
+                    f"→ held for approval {result.approval_id}; only a release onto the exchange"
+                    " (--kafka) queues the request for a compliance officer on pcf.approvals:"
+                    " run this command again with --kafka",
+                    markup=False,
                 )
     if result is not None and not result.released:
         raise typer.Exit(int(ExitCode.REJECTED))
@@ -614,3 +714,267 @@ def study(
         bootstrap=bootstrap,
         prefix=topic_prefix,
     )
+
+
+# --- a held declaration, released once a compliance officer approved it ------------------------
+
+
+def _approval_row(book: Any, approval_id: str, topic: str) -> Any:
+    """The approval *approval_id* names on *topic*, or the one whose id starts with it."""
+    from gateway._errors import ApprovalStateError
+
+    row = book.rows.get(approval_id)
+    if row is not None:
+        return row
+    found = [r for aid, r in book.rows.items() if approval_id and aid.startswith(approval_id)]
+    if len(found) == 1:
+        return found[0]
+    raise ApprovalStateError(
+        f"approval id {approval_id!r} must name one approval on {topic} (got"
+        f" {'no match' if not found else f'{len(found)} matches'})",
+        hint="Copy the id (or a longer prefix of it) from 'pcfx approvals list'.",
+    )
+
+
+def _held_file(out: Path, declaration_id: str, given: Path | None) -> HeldDeclaration:
+    if given is None:
+        found = sorted(out.glob(f"*-{declaration_id}.held.json"))
+        if len(found) != 1:
+            raise _unreadable(
+                f"expected one held declaration '*-{declaration_id}.held.json' in '{out}'"
+                f" (got {len(found)}); give it with --held"
+            )
+        given = found[0]
+    return HeldDeclaration.from_json(_read(given, yaml_ok=False), subject=str(given))
+
+
+@declarations_app.command("release")
+@handle_errors
+def release_held(
+    approval: Annotated[
+        str,
+        typer.Option(
+            "--approval",
+            help="The held declaration's approval id, or a unique prefix (pcfx approvals list).",
+            show_default=False,
+        ),
+    ],
+    out: Out,
+    operator_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--operator-key",
+            envvar="PCFX_OPERATOR_KEY",
+            help="The operator's public key (PEM): only officer keys it registered on pcf.keys"
+            " can decide.",
+        ),
+    ] = None,
+    held_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--held", help="The *.held.json file (default: the one for the approval in --out)."
+        ),
+    ] = None,
+    policy: PolicyOpt = None,
+    gateway_key: GatewayKeyOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    pseudonym_secret: PseudonymOpt = None,
+    bootstrap: Bootstrap = None,
+    topic_prefix: TopicPrefix = "",
+    json_out: JsonOut = False,
+) -> None:
+    """Release a held declaration (held by a release with --kafka) once a compliance officer
+    decided it (pcfx approvals approve|deny --key): the decision counts only if an officer key
+    the operator registered signed it for this request; then the approval's audit entry and
+    (approved) the sealed declaration, whose transfer entry names the approval, in one
+    transaction. Exit 1 when it is denied, blocked or not decided yet."""
+    from contracts import AvroSerde, KafkaSchemaRegistry
+    from gateway._decision_signing import check_decision
+    from gateway._errors import ApprovalStateError
+    from gateway._trust_entries import refused_decision_entry
+    from gateway.audit._entry import format_time
+    from gateway.declarations import prepare_approved_release
+    from gateway.runtime._codec import refused_event, resolved_event
+    from producers._keydir import KeyDirectory
+
+    if operator_key is None:
+        raise typer.BadParameter(
+            "the operator's public key is needed to trust the officer's key registration",
+            param_hint="--operator-key",
+        )
+    if gateway_key is None:
+        raise typer.BadParameter("releasing needs the gateway key", param_hint="--gateway-key")
+    signer = load_gateway_key(gateway_key, passphrase=passphrase(passphrase_file, passphrase_env))
+    secret = (
+        load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
+    )
+    secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
+    from gateway import default_policy_path  # (here: see _release)
+
+    loaded = load_policy_file(str(policy) if policy else default_policy_path())
+    operator = load_ed25519_public_key(operator_key)
+    now = datetime.now(UTC)
+    with contextlib.ExitStack() as stack:
+        # the recipient's topic is known only from the request: read the book first
+        from contracts.topics import TopicNames
+        from pcfx.settings import bootstrap_servers
+
+        servers = bootstrap or bootstrap_servers()
+        topics = TopicNames(topic_prefix)
+        registry = KafkaSchemaRegistry(servers)
+        stack.callback(registry.close)
+        from gateway.runtime._avro import GatewaySerde
+
+        book = _ApprovalsQueue(servers, topics, GatewaySerde(registry)).book()
+        row = _approval_row(book, approval, topics.approvals)
+        requested = row.approval
+        if row.source.topic != DECLARATION_SOURCE or row.source.log_id != KAFKA_LOG_ID:
+            raise ApprovalStateError(
+                f"approval {requested.approval_id} holds a record of {row.source.topic}, not a"
+                " declaration",
+                hint="The gateway runner releases held products once approved.",
+            )
+        if row.resolution is not None:
+            raise ApprovalStateError(
+                f"approval {requested.approval_id} is already resolved"
+                f" ({row.resolution.get('outcome')}): nothing to release again"
+            )
+        held = _held_file(out, str(row.source.product_id), held_file)
+        if held.approval_id != requested.approval_id:
+            raise ApprovalStateError(
+                f"{held.declaration_id}'s held file waits for approval {held.approval_id},"
+                f" not {requested.approval_id}"
+            )
+        keys = KeyDirectory.read(
+            servers, AvroSerde(registry), topic=topics.keys, operator_key=operator
+        )
+        assert keys.keyring is not None
+        decided = None
+        refusals = []
+        for candidate in row.untried():
+            check = check_decision(
+                keys.keyring,
+                requested,
+                candidate.verdict,
+                at=candidate.at,
+                appended_at=candidate.appended_at or now,
+                what=f"decision at {topics.approvals}@{candidate.offset}",
+            )
+            if check.approval is not None:
+                decided = check.approval
+                break
+            assert check.error is not None
+            refusals.append((candidate, check.error))
+        gateway, queue = stack.enter_context(
+            _kafka_gateway(loaded, secrets, held.recipient, servers, topic_prefix, now)
+        )
+        head, entries, events = gateway.head, [], []
+        for candidate, error in refusals:
+            verdict = candidate.verdict
+            who, kid = verdict.get("signerId"), verdict.get("keyId")
+            entry, head = refused_decision_entry(
+                head,
+                requested,
+                error,
+                where=f"{topics.approvals}@{candidate.offset}",
+                signer=who if isinstance(who, str) else None,
+                key_id=kid if isinstance(kid, str) else None,
+                now=now,
+            )
+            entries.append(entry)
+            events.append(
+                refused_event(
+                    requested.approval_id,
+                    log_id=KAFKA_LOG_ID,
+                    entry_seq=entry.seq,
+                    at=format_time(now),
+                    decision_offset=candidate.offset,
+                    detail=f"{error.reason}: {error.message}",
+                )
+            )
+        outcome, detail, message, counters = "pending", None, None, gateway.counters
+        if decided is not None:
+            prepared = prepare_approved_release(
+                held,
+                decided,
+                policy=loaded,
+                secrets=replace(secrets, log_id=KAFKA_LOG_ID),
+                head=head,
+                counters=gateway.counters,
+                now=now,
+            )
+            outcome, detail, message = prepared.outcome, prepared.detail, prepared.outbound
+            entries.extend(prepared.entries)
+            head, counters = prepared.head, prepared.counters
+            events.append(
+                resolved_event(
+                    requested.approval_id,
+                    outcome=outcome,
+                    log_id=KAFKA_LOG_ID,
+                    entry_seq=entries[-1].seq,
+                    at=format_time(now),
+                    message_id=None if message is None else message.message_id,
+                    detail=detail,
+                )
+            )
+        if entries:
+            commit: Any = gateway.sink.commit
+            commit(
+                [message] if message else [],
+                entries,
+                extra=[queue.event(e) for e in events],
+            )
+            gateway.head, gateway.counters = head, counters
+            gateway.checkpoint(now=now)
+    sealed = None
+    if message is not None:
+        sealed = str(out / f"{held.declaration_type}-{held.declaration_id}.sealed.jsonl")
+        Path(sealed).write_bytes(message.to_bytes() + b"\n")
+    refused = [f"{e.reason}: {e.message}" for _, e in refusals]
+    if json_out:
+        print_json(
+            {
+                "approvalId": requested.approval_id,
+                "declarationType": held.declaration_type,
+                "declarationId": held.declaration_id,
+                "recipient": held.recipient,
+                "purpose": held.purpose,
+                "outcome": outcome,
+                "released": message is not None,
+                "messageId": None if message is None else message.message_id,
+                "approver": None if decided is None else decided.approver,
+                "detail": detail,
+                "refusedDecisions": refused,
+                "auditEntries": [
+                    {"seq": e.seq, "kind": e.kind, "hash": e.entry_hash} for e in entries
+                ],
+                "sealedFile": sealed,
+            }
+        )
+    else:
+        for line in refused:
+            console.print(f"REFUSED decision: {line} (audited)", markup=False)
+        seqs = ", ".join(f"{KAFKA_LOG_ID}:{e.seq} {e.kind}" for e in entries) or "none"
+        if message is not None:
+            console.print(
+                f"OK: {held.declaration_type} {held.declaration_id} released to {held.recipient}"
+                f" for {held.purpose} under approval {requested.approval_id} (approved by"
+                f" {decided.approver if decided else '?'}); audit entries {seqs}; sealed"
+                f" message {sealed}",
+                markup=False,
+            )
+        elif decided is None:
+            console.print(
+                f"FAIL: approval {requested.approval_id} has no decision a registered officer"
+                " signed yet: the declaration stays held (pcfx approvals approve ID --key"
+                " OFFICER.key.pem)",
+                markup=False,
+            )
+        else:
+            console.print(
+                f"FAIL: not released ({outcome}): {detail or ''} (audit entries {seqs})",
+                markup=False,
+            )
+    if message is None:
+        raise typer.Exit(int(ExitCode.REJECTED))

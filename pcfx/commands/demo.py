@@ -10,7 +10,24 @@ The story, each step on the real broker with real signatures, workers and encryp
 5. a forged supplier record is refused into the DLQ, with the reason;
 6. the gateway releases the pack's footprint to an EU customer (location generalised, BOM
    detail withheld, encrypted to the customer), holds a transfer for approval, which is
-   approved; the audit log verifies; an HTML compliance report is written.
+   approved; the audit log verifies; an HTML compliance report is written;
+7. the operator registers a certification body, which certifies the cell maker's current
+   footprint against its PCR pack and prints a carbon label (text, QR PNG/SVG, label SVG); the
+   label verifies with ``pcfx label verify`` (live) and the PACT API's ``GET /labels/verify``
+   (against the snapshot the operator exports);
+8. the cell maker's electrolyte supplier publishes a new version: the roll-up republishes the
+   cell, the watcher tells holder and body, and the label now verifies as *stale*, naming the
+   superseding footprint;
+9. a second body certifies and labels the cell, the operator blacklists it: its label is refused
+   (``blacklisted_body``);
+10. the pack maker's EU Battery Regulation Art. 7 declaration, built from the pack's current
+    roll-up (its Annex II stages split from the roll-ups' lineage, :func:`annex_ii_stages`),
+    goes to the EU customer through the gateway (``pcfx declarations art7 --kafka``: decided,
+    sealed, one audit entry), and the customer opens it.
+
+The certification and declaration steps run the very ``pcfx`` commands each party would, in
+this process (:func:`_pcfx_here`: no interpreter start-up per command); the gateway act runs
+them as separate processes, with each party's own principal on a secure broker.
 
 Every run uses a fresh topic namespace (``demo-<time>.``) so runs never see each other's data.
 
@@ -54,9 +71,12 @@ from contracts import (
     load_boms,
     load_factors,
     load_footprints,
-    register_all,
     register_missing,
+    register_schemas,
     sign,
+    subject_for,
+    to_pact_json,
+    topic_schemas,
 )
 from contracts.errors import BrokerError, PcfError
 from contracts.kafka_client import kafka_python_kwargs, use_config_file
@@ -66,12 +86,13 @@ from pcfx.console import console, err_console, handle_errors, print_json
 from pcfx.options import JsonOut
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
-from producers.keys import KeyRole, key_id_of, load_private_key, new_key_pair
+from producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
 from streams.harness import namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding the packages: the repository in a checkout, site-packages when installed."""
 
 
 def _demo_dir() -> Path:
@@ -142,11 +163,24 @@ class DemoExchange:
         ensure_topics(
             StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=self.partitions)
         )
-        writer = KafkaSchemaRegistry(self.bootstrap, writer=True)
-        try:
-            register_all(writer, self.prefix)
-        finally:
-            writer.close()
+        # every schema of the run's topics, the certification topics' statement schema included,
+        # in one write session at set-up (the registry has one writer at a time on the cluster:
+        # register_schemas retries with jitter when another writer fenced this one)
+        from contracts.certification import STATEMENT_SCHEMA
+        from producers.certification import CertTopics, ensure_cert_topics
+
+        cert_topics = CertTopics(self.prefix)
+        ensure_cert_topics(self.bootstrap, cert_topics)
+        register_schemas(
+            self.bootstrap,
+            [
+                *topic_schemas(self.prefix),
+                *(
+                    (subject_for(topic), STATEMENT_SCHEMA)
+                    for topic in (cert_topics.bodies, cert_topics.certificates)
+                ),
+            ],
+        )
         self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
         self.sink = KafkaSink(self.bootstrap)
 
@@ -542,6 +576,373 @@ def gateway_act(
     }
 
 
+# --- the certification act: a body certifies the cell, a label is printed, verified, goes stale --
+
+BODY = "cec"
+"""The registered certification body that certifies the cell maker's footprint (not the
+README walkthrough's ``cqc``, which runs on the demo left running)."""
+ROGUE_BODY = "quick-cert"
+"""A body the operator blacklists after it issued a label."""
+PCR_PACK = ("CN-CCL-PCR-LIB-TRACTION", "1.0.0")
+"""The PCR pack (id, version) the bodies verify the cell against (traction batteries)."""
+CELL_HOLDER = "urn:pact:company:customcode:vendor-assigned:fj-cells"
+ELECTROLYTE_UPDATE = DEMO_DIR / "electrolyte-update.json"
+"""The cell maker's electrolyte supplier's new footprint version (it buys green power)."""
+ART7_INPUT = DEMO_DIR / "art7-pack.yaml"
+"""What the pack maker's Art. 7 declaration needs beyond the footprint (manufacturer, plant, …)."""
+
+
+def _pcfx_here(*args: str) -> tuple[int, str]:
+    """Run a ``pcfx`` command in this process, as the operator's shell would run it (the same
+    command code, without a second interpreter's start-up): its exit code and what it wrote to
+    stdout (its ``--json`` document, if asked for). Its diagnostics go to stderr as usual."""
+    import contextlib
+    import io
+
+    from typer.main import get_command
+
+    from pcfx.cli import app
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = get_command(app).main(list(args), prog_name="pcfx", standalone_mode=False)
+    return int(code or 0), out.getvalue()
+
+
+def _must(*args: str) -> str:
+    code, out = _pcfx_here(*args)
+    if code != 0:
+        raise PcfError(f"pcfx {' '.join(args[:2])} failed (exit {code})")
+    return out
+
+
+def _verdict_lines(verdict: dict[str, Any]) -> list[str]:
+    lines = []
+    for check in verdict["checks"]:
+        mark = "OK:  " if check["ok"] else "FAIL:"
+        detail = f" - {check['message']}" if check.get("message") else ""
+        lines.append(f"{mark} ({check['step']}) {check['check']}{detail}")
+    lines.append(
+        "VALID" if verdict["valid"] else "NOT VALID: " + ", ".join(verdict["reasons"] or ())
+    )
+    return lines
+
+
+@dataclass
+class CertificationAct:
+    """The certification steps on the demo exchange, with the commands each party runs."""
+
+    exchange: DemoExchange
+    folder: Path = field(init=False)
+    keys: dict[str, KeyPairFiles] = field(default_factory=dict)
+    """body id -> its key files (:func:`producers.keys.new_key_pair`)."""
+
+    def __post_init__(self) -> None:
+        self.folder = self.exchange.workdir / "certification"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.scope = ["--topic-prefix", self.exchange.prefix]
+        self.operator_pub = str(self.exchange.operator_pub)
+
+    def body_key(self, body: str) -> Path:
+        return self.keys[body].private_key
+
+    def register(self, body: str, name: str, accreditation: str) -> None:
+        """The operator registers *body* (its signing key, scope: lithium batteries)."""
+        self.keys[body] = new_key_pair(body, self.folder, overwrite=True)
+        _must(
+            "bodies", "register", "--key", str(self.exchange.operator_file),
+            "--body-id", body, "--name", name, "--accreditation-no", accreditation,
+            "--scope", "LITHIUM_BATTERY", "--body-key", str(self.keys[body].public_key),
+            *self.scope,
+        )  # fmt: skip
+
+    def certify_cell(self, body: str, certificate_id: str) -> dict[str, Any]:
+        """*body* certifies the cell's current footprint on the exchange and prints its label."""
+        cert = json.loads(
+            _must(
+                "certificates",
+                "issue",
+                "--product",
+                CELL,
+                "--key",
+                str(self.body_key(body)),
+                "--body-id",
+                body,
+                "--holder",
+                CELL_HOLDER,
+                "--pcr-pack",
+                PCR_PACK[0],
+                "--pcr-version",
+                PCR_PACK[1],
+                "--scope",
+                "LITHIUM_BATTERY",
+                "--certificate-id",
+                certificate_id,
+                "--operator-key",
+                self.operator_pub,
+                "--json",
+                *self.scope,
+            )
+        )
+        files = json.loads(
+            _must(
+                "label",
+                "issue",
+                certificate_id,
+                "--key",
+                str(self.body_key(body)),
+                "--out-dir",
+                str(self.folder / "labels"),
+                "--product-name",
+                "LFP280 cell (1 kWh)",
+                "--operator-key",
+                self.operator_pub,
+                "--json",
+                *self.scope,
+            )
+        )
+        return {"certificate": cert, "label": files}
+
+    def verify(self, label: dict[str, Any], what: str) -> dict[str, Any]:
+        """``pcfx label verify`` (live from the topics) and the API's ``GET /labels/verify``
+        (against a snapshot the operator exports now), side by side."""
+        text_file = label["text"]
+        console.print(f"$ pcfx label verify {text_file}   [{what}]", markup=False)
+        code, out = _pcfx_here(
+            "label", "verify", text_file, "--operator-key", self.operator_pub, "--json",
+            *self.scope,
+        )  # fmt: skip
+        verdict = json.loads(out)
+        if (code == 0) != verdict["valid"]:
+            raise PcfError(f"pcfx label verify exited {code} for a verdict {verdict['valid']}")
+        for line in _verdict_lines(verdict):
+            console.print("  " + line, markup=False, highlight=False)
+        api = self.api_verify(label["label"])
+        console.print(
+            f"GET /labels/verify?payload=PCFX1.… (PACT API, registry snapshot exported now):"
+            f" valid={str(api['valid']).lower()}"
+            + (f", reasons {', '.join(api['reasons'])}" if api["reasons"] else ""),
+            markup=False,
+            highlight=False,
+        )
+        return {
+            "valid": verdict["valid"],
+            "reasons": verdict["reasons"],
+            "certificateStatus": verdict["certificateStatus"],
+            "exitCode": code,
+            "apiValid": api["valid"],
+            "apiReasons": api["reasons"],
+        }
+
+    def api_verify(self, payload: str) -> dict[str, Any]:
+        """The PACT API's label endpoint (:func:`gateway.api._labels.label_router`, as ``pcfx api
+        serve --label-snapshot`` mounts it) asked over HTTP in this process."""
+        import warnings
+
+        from fastapi import FastAPI
+
+        with warnings.catch_warnings():  # starlette's note on its httpx transport: not ours
+            warnings.simplefilter("ignore")
+            from fastapi.testclient import TestClient
+
+        from contracts.keyfiles import load_ed25519_public_key
+        from gateway.api._labels import SnapshotFile, label_router
+
+        snapshot = self.folder / "registry-snapshot.json"
+        _must(
+            "bodies", "export", "--key", str(self.exchange.operator_file), "--out", str(snapshot),
+            "--json", *self.scope,
+        )  # fmt: skip
+        public = load_ed25519_public_key(self.exchange.operator_pub)
+        api = FastAPI()
+        api.include_router(label_router(SnapshotFile(snapshot, {key_id_of(public): public})))
+        with TestClient(api) as client:
+            response = client.get("/labels/verify", params={"payload": payload})
+        if response.status_code != 200:
+            raise PcfError(f"GET /labels/verify answered {response.status_code}: {response.text}")
+        return cast(dict[str, Any], response.json())
+
+
+def annex_ii_stages(
+    latest: dict[str, RolledUpFootprint], product: str, tiers: Sequence[str]
+) -> dict[str, Decimal]:
+    """Split *product*'s rolled-up figure into the EU Battery Regulation's cradle-to-gate stages
+    from the roll-ups' own lineage: *main product production* is the own process emissions of
+    the battery manufacturing *tiers* (cell, module, pack), each scaled by the quantity the tier
+    above uses; *raw material acquisition and pre-processing* is everything else (what those
+    tiers buy: materials, active materials, foils, background factors). Exact: the two add up to
+    the figure by construction."""
+
+    def production(pid: str) -> Decimal:
+        record = latest[pid]
+        own = record.own_emissions
+        total = own.direct_kg_co2e + own.electricity_kg_co2e + own.other_kg_co2e
+        for line in record.inputs:
+            if line.product_id in tiers and line.product_id in latest:
+                below = latest[line.product_id]
+                total += line.quantity * production(line.product_id) / below.declared_unit.amount
+        return total / record.declared_unit.amount
+
+    made = production(product)
+    figure = latest[product].pcf_excluding_biogenic_uptake
+    if not Decimal(0) <= made <= figure:
+        raise PcfError(f"the production stage ({made}) is not within the footprint ({figure})")
+    return {"raw_material_acquisition": figure - made, "production": made}
+
+
+def art7_footprint(
+    latest: dict[str, RolledUpFootprint], product: str, tiers: Sequence[str]
+) -> dict[str, Any]:
+    """The pack maker's footprint for its Art. 7 declaration: the pack's current roll-up from
+    ``pcf.products`` as PACT JSON, naming its catalogue entry and PCR pack, with the stage
+    breakdown :func:`annex_ii_stages` derives from the roll-up's lineage."""
+    from contracts import to_pact_json
+
+    record = latest[product]
+    if record.footprint is None:
+        raise PcfError(f"{product} has no PACT footprint yet: {record.footprint_withheld}")
+    pact = to_pact_json(record.footprint)
+    stages = annex_ii_stages(latest, product, tiers)
+    pact["pcf"]["productOrSectorSpecificRules"] = [
+        {"operator": "Other", "ruleNames": [PCR_PACK[0]], "otherOperatorName": "CEC (demo)"}
+    ]
+    pact["extensions"] = [
+        *(
+            e
+            for e in pact.get("extensions") or ()
+            if not e["dataSchema"].endswith("pcfx-footprint/1.0.0/data-model.json")
+        ),
+        {
+            "specVersion": "2.0.0",
+            "dataSchema": "https://pcf-exchange.io/schemas/pcfx-footprint/1.0.0/data-model.json",
+            "data": {
+                "pilotCategory": "LITHIUM_BATTERY",
+                "stageBreakdown": {k: format(v, "f") for k, v in stages.items()},
+            },
+        },
+    ]
+    return pact
+
+
+MODULE = "urn:pact:js-modules.cn:product-id:MOD-16S"
+BATTERY_TIERS = (
+    "urn:pact:fj-cells.cn:product-id:LFP280-CELL",
+    MODULE,
+    "urn:pact:cz-packs.cn:product-id:PACK-282",
+)
+"""The battery manufacturing tiers (cell, module, pack): Annex II's *main product production*."""
+
+
+def _opened(
+    bootstrap: str, topics: Topics, serde: Any, keys: Path, recipient: str
+) -> list[dict[str, Any]]:
+    """What *recipient* opens on its outbound topic (as ``pcfx outbound decrypt`` does, in this
+    process): each message's signature verified and decrypted with the recipient's key."""
+    from contracts.errors import TrustError
+    from contracts.kafka_client import read_to_end
+    from gateway._sealing import KeyRing, open_message
+    from gateway.runtime._codec import sealed_from_datum
+    from gateway.runtime._keys import load_gateway_public_key, load_recipient_private_key
+
+    private = load_recipient_private_key(keys / f"{recipient}.x25519.pem")
+    trusted = KeyRing.of(load_gateway_public_key(keys / "gateway.key.pub.pem"))
+    opened = []
+    for message in read_to_end(bootstrap, topics.outbound(recipient)):
+        sealed = sealed_from_datum(serde.decode(message.value() or b"", "SealedMessage"))
+        try:
+            envelope = open_message(
+                sealed, recipient_id=recipient, private_key=private, trusted=trusted
+            ).envelope
+        except TrustError as exc:
+            raise PcfError(f"{recipient} cannot open {sealed.message_id}: {exc.message}") from exc
+        opened.append(dict(envelope))
+    return opened
+
+
+def declaration_act(exchange: DemoExchange, latest: dict[str, RolledUpFootprint]) -> dict[str, Any]:
+    """``pcfx declarations art7 --kafka``: the pack maker's Art. 7 declaration built from the
+    pack's current roll-up, decided, sealed to the EU customer and audited by the gateway (one
+    entry on the chain ``pcfx-declarations``); then the customer opens it."""
+    from contracts import KafkaSchemaRegistry
+    from gateway.runtime import read_audit_logs
+    from gateway.runtime._avro import GatewaySerde
+
+    workdir, prefix = exchange.workdir, exchange.prefix
+    folder = workdir / "declarations"
+    folder.mkdir(parents=True, exist_ok=True)
+    footprint = folder / "pack-282-footprint.json"
+    footprint.write_text(
+        json.dumps(art7_footprint(latest, PACK, BATTERY_TIERS), ensure_ascii=False), "utf-8"
+    )
+    keys = workdir / "gateway-keys"
+    out = json.loads(
+        _must(
+            "declarations",
+            "art7",
+            str(footprint),
+            "--input",
+            str(ART7_INPUT),
+            "--out",
+            str(folder),
+            "--recipient",
+            EU_OEM,
+            "--gateway-key",
+            str(keys / "gateway.key.pem"),
+            "--policy",
+            str(workdir / "policy.yaml"),
+            "--kafka",
+            "--topic-prefix",
+            prefix,
+            "--json",
+        )
+    )
+    release = out["release"]
+    document = json.loads(Path(out["files"]["json"]).read_text(encoding="utf-8"))
+    registry = KafkaSchemaRegistry(exchange.bootstrap)
+    try:  # one registry reader for the audit chain and the customer's topic
+        serde = GatewaySerde(registry)
+        entries, _, problems = read_audit_logs(
+            exchange.bootstrap, Topics(prefix), serde, log_ids=["pcfx-declarations"]
+        )
+        received = [
+            envelope
+            for envelope in _opened(exchange.bootstrap, Topics(prefix), serde, keys, EU_OEM)
+            if envelope.get("footprint", {}).get("declaration", {}).get("declarationId")
+            == out["declarationId"]
+        ]
+    finally:
+        registry.close()
+    chain = entries.get("pcfx-declarations", [])
+    cf = document["carbonFootprint"]
+    table = Table(title=f"Art. 7 declaration {out['declarationId'][:8]}… for {EU_OEM}")
+    table.add_column("Annex II stage")
+    table.add_column("kgCO2e per kWh", justify="right")
+    table.add_column("from")
+    for stage in cf["lifeCycleStages"]:
+        table.add_row(stage["annexII"], stage["kgCO2ePerKWh"], stage["origin"])
+    table.add_row("life cycle", cf["lifeCycle"], "")
+    console.print(table)
+    console.print(
+        f"Released through the gateway ({release['outcome']}): sealed to {EU_OEM} on"
+        f" {prefix}pcf.outbound.{EU_OEM} (message {release['messageId']}), audit entry"
+        f" pcfx-declarations:{release['auditEntry']['seq']} in the same transaction"
+        f" ({len(chain)} on that chain); the customer opened it: {bool(received)}."
+        f" JSON, printable HTML and the Battery Pass part: {folder}",
+        highlight=False,
+    )
+    return {
+        "outcome": release["outcome"],
+        "released": release["released"],
+        "messageId": release["messageId"],
+        "lifeCycle": cf["lifeCycle"],
+        "stages": {s["annexII"]: s["kgCO2ePerKWh"] for s in cf["lifeCycleStages"]},
+        "auditEntries": [{"seq": e.seq, "kind": e.kind, "messageId": e.message_id} for e in chain],
+        "auditProblems": problems,
+        "received": len(received),
+        "files": out["files"],
+    }
+
+
 # --- the narrative -------------------------------------------------------------------------------
 
 PACK = "urn:pact:cz-packs.cn:product-id:PACK-282"
@@ -706,6 +1107,115 @@ def run_demo(
         )
         if not figures["gateway"]["audit_ok"]:
             raise PcfError("the audit log did not verify")
+
+        console.rule(
+            "[bold]7. A registered certification body certifies the cell maker's footprint"
+        )
+        certifying = time.monotonic()
+        act = CertificationAct(exchange)
+        act.register(BODY, "China Environmental Certification Centre (demo)", "CNCA-R-2002-008")
+        issued = act.certify_cell(BODY, "CEC-2026-0001")
+        cert = issued["certificate"]
+        label_files = {k: v for k, v in issued["label"].items() if k not in ("label", "length")}
+        console.print(
+            f"Operator registered body {BODY} (scope LITHIUM_BATTERY); {BODY} certified"
+            f" {CELL.rsplit(':', 1)[-1]}'s current footprint {cert['footprintId'][:8]}… on the"
+            f" exchange: certificate {cert['certificateId']}, {cert['figure']} {cert['unit']},"
+            f" PCR {cert['pcrPackId']} {cert['pcrPackVersion']}, bound to content hash"
+            f" {cert['contentHash'][:16]}…. Label printed:"
+            f" {', '.join(Path(v).name for v in label_files.values())}"
+            f" ({issued['label']['length']} characters in the QR code).",
+            highlight=False,
+        )
+        certification: dict[str, Any] = {
+            "certificate": cert,
+            "files": label_files,
+            "valid": act.verify(issued["label"], "the label just printed"),
+        }
+
+        console.rule(
+            "[bold]8. The cell maker's supplier updates its footprint: the label turns stale"
+        )
+        update = cast(ProductFootprint, _values(load_footprints(ELECTROLYTE_UPDATE))[0])
+        suppliers = [
+            update if fp.product_ids[0] == update.product_ids[0] else fp
+            for fp in cast(
+                list[ProductFootprint],
+                _values(load_footprints(DEMO_DIR / "suppliers-footprints.json")),
+            )
+        ]
+        updated_file = workdir / "suppliers-after-update.json"
+        updated_file.write_text(
+            json.dumps([to_pact_json(fp) for fp in suppliers], ensure_ascii=False), "utf-8"
+        )
+        updated = {
+            r.product_id: r.pcf_excluding_biogenic_uptake
+            for r in run_rollup(
+                [updated_file],
+                [DEMO_DIR / "manufacturers-boms.json", DEMO_DIR / "cell-green-electricity.json"],
+                [FACTORS_FILE],
+            ).records
+        }
+        began = time.monotonic()
+        exchange.publish_footprint(update)
+        latest = exchange.wait_for(
+            lambda got: all(
+                got[p].pcf_excluding_biogenic_uptake == updated[p] for p in (CELL, PACK, BUS)
+            ),
+            what="the electrolyte update to reach the cell, the pack and the bus",
+        )
+        took = time.monotonic() - began
+        console.print(
+            f"{update.company_name} published version 2 of its electrolyte footprint"
+            f" ({update.pcf.pcf_excluding_biogenic_uptake} kgCO2e/kg, superseding"
+            f" {update.preceding_pf_ids[0] if update.preceding_pf_ids else '?'}); the roll-up"
+            f" republished the cell at {_kg(updated[CELL])} kgCO2e per kWh"
+            f" (was {_kg(after[CELL])}) and the pack at {_kg(updated[PACK])} in {took:.1f} s.",
+            highlight=False,
+        )
+        figures["update"] = {p: str(r.pcf_excluding_biogenic_uptake) for p, r in latest.items()}
+        watch = json.loads(
+            _must(
+                "certificates",
+                "watch",
+                "--key",
+                str(exchange.operator_file),
+                "--once",
+                "--json",
+                "--topic-prefix",
+                prefix,
+            )
+        )
+        for notice in watch["staleNotices"]:
+            console.print(
+                f"[yellow]STALE[/] notice for certificate {notice['certificateId']}: told"
+                f" {notice['holder']} and {notice['bodyId']} (pcfx certificates watch)",
+                highlight=False,
+            )
+        certification["staleNotices"] = watch["staleNotices"]
+        certification["stale"] = act.verify(issued["label"], "after the supplier's update")
+
+        console.rule("[bold]9. A blacklisted body's label is refused")
+        act.register(ROGUE_BODY, "Quick Cert Services (demo)", "CNCA-R-2019-0999")
+        rogue = act.certify_cell(ROGUE_BODY, "QC-2026-0042")
+        _must(
+            "bodies", "blacklist", ROGUE_BODY, "--key", str(exchange.operator_file),
+            "--reason", "accreditation withdrawn by the accreditor (demo)",
+            "--topic-prefix", prefix,
+        )  # fmt: skip
+        console.print(
+            f"{ROGUE_BODY} certified the cell (certificate QC-2026-0042) and printed a label; the"
+            f" operator then blacklisted {ROGUE_BODY} (pcfx bodies blacklist).",
+            highlight=False,
+        )
+        certification["blacklisted"] = act.verify(rogue["label"], "its body is blacklisted")
+        figures["certification"] = certification
+
+        console.rule(
+            "[bold]10. The pack's Art. 7 declaration goes to the EU customer through the gateway"
+        )
+        figures["declaration"] = declaration_act(exchange, latest)
+        figures["certification_and_declaration_s"] = round(time.monotonic() - certifying, 1)
 
         if keep_running:
             figures["services"] = _leave_running(exchange, broker_started)

@@ -17,7 +17,10 @@ from pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK, run_demo
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def independent_footprints(cell_bom_override: dict[str, Any] | None = None) -> dict[str, Decimal]:
+def independent_footprints(
+    cell_bom_override: dict[str, Any] | None = None,
+    supplier_override: dict[str, Any] | None = None,
+) -> dict[str, Decimal]:
     """PCF(P) = direct + kWh x grid factor + sum(quantity x PCF(input)), per declared unit.
 
     The demo's BOM lines use each input's own declared unit, so no conversion is needed here;
@@ -25,7 +28,13 @@ def independent_footprints(cell_bom_override: dict[str, Any] | None = None) -> d
     """
     factors = {f["factorId"]: Decimal(f["value"]) for f in json.loads(FACTORS_FILE.read_text())}
     supplied: dict[str, tuple[Decimal, str]] = {}
-    for fp in json.loads((DEMO_DIR / "suppliers-footprints.json").read_text()):
+    suppliers = json.loads((DEMO_DIR / "suppliers-footprints.json").read_text())
+    if supplier_override is not None:
+        suppliers = [
+            supplier_override if fp["productIds"] == supplier_override["productIds"] else fp
+            for fp in suppliers
+        ]
+    for fp in suppliers:
         declared = fp["pcf"]
         supplied[fp["productIds"][0]] = (
             Decimal(declared["pcfExcludingBiogenicUptake"])
@@ -65,6 +74,7 @@ def independent_footprints(cell_bom_override: dict[str, Any] | None = None) -> d
     return {pid: pcf(pid) for pid in boms}
 
 
+@pytest.mark.timeout(900)  # a guard only: the run is 2-3 min on a quiet machine, more under load
 def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_path: Path) -> None:
     figures = run_demo(kafka_bootstrap, tmp_path / "demo")
     before = independent_footprints()
@@ -84,6 +94,36 @@ def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_p
     ), "no sub-tier supplier identity reaches the EU customer"
     assert gateway["held"] >= 1 and gateway["released_city"] == "Changzhou"
     assert gateway["audit_ok"]
+    # #21 item 6: the certification act, on the same run
+    (electrolyte,) = json.loads((DEMO_DIR / "electrolyte-update.json").read_text())
+    updated = independent_footprints(green, electrolyte)
+    for product in (CELL, PACK, BUS):
+        assert Decimal(figures["update"][product]) == updated[product], product
+    cert = figures["certification"]
+    certificate = cert["certificate"]
+    assert certificate["bodyId"] == "cec" and certificate["productId"] == CELL
+    assert Decimal(certificate["figure"]) == after[CELL], "certified: the cell's figure then"
+    assert certificate["pcrPackId"] == "CN-CCL-PCR-LIB-TRACTION" and certificate["published"]
+    for kind, suffix in (("qrPng", ".qr.png"), ("qrSvg", ".qr.svg"), ("labelSvg", ".label.svg")):
+        assert cert["files"][kind].endswith(suffix) and Path(cert["files"][kind]).stat().st_size
+    valid = cert["valid"]
+    assert valid["valid"] and valid["apiValid"] and valid["exitCode"] == 0
+    assert valid["reasons"] == [] and valid["certificateStatus"] == "valid"
+    stale = cert["stale"]
+    assert not stale["valid"] and stale["exitCode"] == 1
+    assert stale["reasons"] == ["stale"] and stale["apiReasons"] == ["stale"]
+    assert [n["certificateId"] for n in cert["staleNotices"]] == [certificate["certificateId"]]
+    refused = cert["blacklisted"]
+    assert not refused["valid"] and not refused["apiValid"] and refused["exitCode"] == 1
+    assert "blacklisted_body" in refused["reasons"] and "blacklisted_body" in refused["apiReasons"]
+    declaration = figures["declaration"]
+    assert declaration["released"] and declaration["auditProblems"] == []
+    assert declaration["auditEntries"] == [
+        {"seq": 0, "kind": "transfer", "messageId": declaration["messageId"]}
+    ], "one audit entry for the one release"
+    assert declaration["received"] == 1, "the EU customer opens the sealed declaration"
+    beyond = Decimal("0.42") + Decimal("-2.10")  # demo/lfp/art7-pack.yaml
+    assert Decimal(declaration["lifeCycle"]) == updated[PACK] + beyond
     report = Path(gateway["report"])
     assert "<script" not in report.read_text().lower(), "the report is static, escaped HTML"
     dom = render_in_chromium(report, tmp_path)

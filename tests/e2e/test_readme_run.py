@@ -186,7 +186,7 @@ def expected_what_if_pack() -> Decimal:
     return next(r.pcf_excluding_biogenic_uptake for r in outcome.records if r.product_id == PACK)
 
 
-@pytest.mark.timeout(900)  # the demo, then eleven blocks (three of them certification's)
+@pytest.mark.timeout(1200)  # the demo, then eleven blocks (three of them certification's)
 def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, workdir: Path) -> None:
     blocks = section("Walkthroughs")
     assert len(blocks) == 11, "update this test with the README's walkthrough blocks"
@@ -195,7 +195,7 @@ def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, wor
     shell = Shell(workdir, shell_env(kafka_bootstrap, workdir), "walkthroughs")
     try:
         # pcfx demo --keep-running: the demo, then the broker, worker and gateway stay up
-        out = shell.run(start, timeout_s=420)
+        out = shell.run(start, timeout_s=600)  # the demo's certification and Art. 7 acts too
         assert "Demo complete." in out and "Try next" in out and "pcfx demo stop" in out
         services = Services.load(workdir / ".pcfx" / "demo")
         assert services is not None and services.bootstrap == kafka_bootstrap

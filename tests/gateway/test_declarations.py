@@ -31,15 +31,19 @@ from contracts.errors import DeclarationInvalid, PcrViolation, ValidationFailed
 from contracts.examples import example_footprint
 from contracts.keyfiles import key_id_of
 from gateway import Gateway, GatewaySecrets, InMemoryTransferSink, KeyRing, Policy, open_message
+from gateway._approvals import Approval, approve, deny
 from gateway.audit import EntryKind
 from gateway.declarations import (
+    ApprovedRelease,
     Art7Input,
+    HeldDeclaration,
     build_art7,
     build_cbam,
     build_study,
     certificate_refs,
     declaration_record,
     dump_json,
+    prepare_approved_release,
     read_art7_input,
     read_cbam_input,
     read_source,
@@ -475,6 +479,72 @@ def test_the_cbam_location_is_held_for_approval_not_sent(gateway: Gateway) -> No
         "declaration.installation.coordinates.latitude",
         "declaration.installation.coordinates.longitude",
     }
+
+
+def _held(gateway: Gateway) -> tuple[HeldDeclaration, Approval]:
+    doc = build_cbam(read_source(aluminium()), read_cbam_input(cbam_input()), issued_at=NOW)
+    result = release(
+        doc, gateway=gateway, recipient="eu-cbam-importer-nl", purpose="cbam-reporting", now=NOW
+    )
+    (pending,) = gateway.pending.values()
+    return HeldDeclaration.of(doc, result), pending
+
+
+def _approved(gateway: Gateway, held: HeldDeclaration, decided: Approval) -> ApprovedRelease:
+    return prepare_approved_release(
+        held,
+        decided,
+        policy=gateway.policy,
+        secrets=gateway.secrets,
+        head=gateway.head,
+        counters=gateway.counters,
+        now=NOW + timedelta(hours=1),
+    )
+
+
+@pytest.mark.parametrize("missing", ["approvalId", "recipient", "record"])
+def test_a_held_file_missing_a_field_is_refused_naming_it(missing: str) -> None:
+    good = {
+        "approvalId": "a1",
+        "declarationType": "cbam-embedded-emissions",
+        "declarationId": "c1",
+        "recipient": "eu-cbam-importer-nl",
+        "purpose": "cbam-reporting",
+        "record": {"id": "c1"},
+    }
+    with pytest.raises(DeclarationInvalid) as caught:
+        HeldDeclaration.from_json({k: v for k, v in good.items() if k != missing}, subject="f")
+    assert paths(caught.value.violations) == [missing]
+    with pytest.raises(DeclarationInvalid):
+        HeldDeclaration.from_json([good], subject="f")
+
+
+def test_an_edited_held_declaration_is_blocked_even_when_approved(gateway: Gateway) -> None:
+    held, pending = _held(gateway)
+    decided = approve(pending, approver="li-wei", reason="checked", now=NOW + timedelta(hours=1))
+    record = json.loads(json.dumps(held.record))
+    record["declaration"]["installation"]["unLocode"] = "NLRTM"
+    edited = dataclasses.replace(held, record=record)
+    result = _approved(gateway, edited, decided)
+    assert result.outcome == "blocked" and result.outbound is None
+    assert [e.kind for e in result.entries] == ["approval_approved", "transfer_blocked"]
+
+
+def test_an_approved_held_declaration_is_sealed_once_naming_the_approval(
+    gateway: Gateway,
+) -> None:
+    held, pending = _held(gateway)
+    decided = approve(pending, approver="li-wei", reason="checked", now=NOW + timedelta(hours=1))
+    result = _approved(gateway, held, decided)
+    assert result.outcome == "released" and result.outbound is not None
+    kinds = [(e.kind, e.approval_id) for e in result.entries]
+    assert kinds == [("approval_approved", pending.approval_id), ("transfer", pending.approval_id)]
+    denied = deny(pending, approver="li-wei", reason="no", now=NOW + timedelta(hours=1))
+    closed = _approved(gateway, held, denied)
+    assert closed.outcome == "denied" and closed.outbound is None
+    assert [e.kind for e in closed.entries] == ["approval_denied"]
+    with pytest.raises(ValueError, match="is pending"):
+        _approved(gateway, held, pending)
 
 
 # ----------------------------------------------------------------------------------------------

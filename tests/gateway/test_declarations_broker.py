@@ -81,3 +81,161 @@ def test_kafka_release_one_transaction_one_entry_chain_resumed(
     opened = open_message(sealed[1], recipient_id=OEM, private_key=files["oem"], trusted=keys)
     assert opened.footprint["batteryPassport"]["batteryCarbonFootprint"] == "60.65"
     assert isinstance(sealed[0], SealedMessage)
+
+
+# --- a held declaration: approved, denied, or decided by a key that is not an officer's --------
+
+
+@pytest.fixture
+def held_env(files: dict[str, Any], kafka_bootstrap: str) -> dict[str, Any]:
+    """A CBAM communication held for approval on a fresh prefix (its request queued on
+    ``pcf.approvals``), with the operator's registrations of an officer and a company key."""
+    from contracts import SignerRole, subject_for
+    from contracts._schemas import schema_json
+    from contracts.topics import TOPICS, ensure_topics
+    from gateway.runtime._avro import kafka_registrar
+    from tests.gateway._trust import COMPANY, OFFICER, Trust
+
+    d: Path = files["dir"]
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    topics = Topics(prefix)
+    ensure_topics(kafka_bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
+    kafka_registrar(kafka_bootstrap)([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
+    trust = Trust(d / "keys")
+    registry = KafkaSchemaRegistry(kafka_bootstrap)
+    try:
+        trust.register(
+            kafka_bootstrap,
+            registry,
+            topics.keys,
+            [
+                trust.registration(OFFICER, SignerRole.OFFICER),
+                trust.registration(COMPANY, SignerRole.COMPANY),
+            ],
+        )
+    finally:
+        registry.close()
+    kafka = ["--kafka", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix]
+    held = invoke(
+        app,
+        [
+            "declarations", "cbam", str(d / "al.json"), "--input", str(d / "cbam.json"),
+            "--recipient", "eu-cbam-importer-nl", "--json", *kafka, *release_args(d),
+        ],
+    )  # fmt: skip
+    assert held.exit_code == 1, held.output
+    out = json.loads(held.stdout)["release"]
+    assert out["outcome"] == "held" and out["released"] is False
+    return {
+        "dir": d,
+        "prefix": prefix,
+        "topics": topics,
+        "kafka": kafka,
+        "approval": out["approvalId"],
+        "officer": trust.party(OFFICER).key_file,
+        "company": trust.party(COMPANY).key_file,
+        "operator": trust.operator.public_file,
+        "bootstrap": kafka_bootstrap,
+    }
+
+
+def _decide(env: dict[str, Any], verb: str, key: Path) -> None:
+    from pcfx.commands.gateway import approvals_app
+
+    result = invoke(
+        approvals_app,
+        [
+            verb, env["approval"][:10], "--key", str(key), "--reason", f"{verb} in a test",
+            "--topic-prefix", env["prefix"], "--bootstrap", env["bootstrap"],
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def _release(env: dict[str, Any]) -> Any:
+    d: Path = env["dir"]
+    return invoke(
+        app,
+        [
+            "declarations", "release", "--approval", env["approval"][:10], "--out", str(d / "out"),
+            "--operator-key", str(env["operator"]), "--policy", str(d / "policy.yaml"),
+            "--gateway-key", str(d / "gw.pem"), "--json",
+            *env["kafka"][1:],
+        ],
+    )  # fmt: skip
+
+
+def _chain(env: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    registry = KafkaSchemaRegistry(env["bootstrap"])
+    try:
+        serde = GatewaySerde(registry)
+        topics = env["topics"]
+        entries, _, problems = read_audit_logs(
+            env["bootstrap"], topics, serde, log_ids=["pcfx-declarations"]
+        )
+        sealed = [
+            sealed_from_datum(serde.decode(m.value() or b"", "SealedMessage"))
+            for m in read_to_end(
+                env["bootstrap"], [(topics.outbound("eu-cbam-importer-nl"), 0)], timeout_s=60
+            )
+        ]
+    finally:
+        registry.close()
+    assert problems == []
+    return entries["pcfx-declarations"], sealed
+
+
+def test_a_held_declaration_is_released_once_an_officer_approves_it(
+    held_env: dict[str, Any],
+) -> None:
+    env = held_env
+    assert (env["dir"] / "out").glob("cbam-embedded-emissions-*.held.json")
+    # not decided yet: stays held, nothing audited or sent
+    early = _release(env)
+    assert early.exit_code == 1, early.output
+    assert json.loads(early.stdout)["outcome"] == "pending"
+    # a company key signs an "approval": refused and audited, still held
+    _decide(env, "approve", env["company"])
+    refused = _release(env)
+    assert refused.exit_code == 1, refused.output
+    body = json.loads(refused.stdout)
+    assert body["released"] is False and len(body["refusedDecisions"]) == 1
+    assert "officer" in body["refusedDecisions"][0]
+    # the registered officer approves: released, sealed, audited naming the approval
+    _decide(env, "approve", env["officer"])
+    released = _release(env)
+    assert released.exit_code == 0, released.output
+    out = json.loads(released.stdout)
+    assert out["outcome"] == "released" and out["approver"] == "alice"
+    chain, sealed = _chain(env)
+    assert [e.kind for e in chain] == [
+        "transfer_held",
+        "approval_refused",
+        "approval_approved",
+        "transfer",
+    ]
+    sent = [e for e in chain if e.kind == "transfer"]
+    assert len(sent) == 1 and sent[0].approval_id == env["approval"]
+    assert [m.message_id for m in sealed] == [out["messageId"]]
+    keys = KeyRing.of(env_gateway_key(env).public_key)
+    assert check_audit_log(chain, [], keys, log_id="pcfx-declarations").ok
+    # once resolved, it is not released again
+    again = _release(env)
+    assert again.exit_code != 0 and "already resolved" in " ".join(again.output.split())
+
+
+def env_gateway_key(env: dict[str, Any]) -> Any:
+    from gateway.runtime._keys import load_gateway_key
+
+    return load_gateway_key(env["dir"] / "gw.pem")
+
+
+def test_a_denied_declaration_is_never_released(held_env: dict[str, Any]) -> None:
+    env = held_env
+    _decide(env, "deny", env["officer"])
+    denied = _release(env)
+    assert denied.exit_code == 1, denied.output
+    assert json.loads(denied.stdout)["outcome"] == "denied"
+    chain, sealed = _chain(env)
+    assert [e.kind for e in chain] == ["transfer_held", "approval_denied"]
+    assert sealed == []
