@@ -190,12 +190,12 @@ def worker_command(
         sys.executable, "-m", "pcfx", "streams", "run",
         "--operator-key", str(operator_pub),
         "--service-key", str(service_key),
-        "--app-id", app_id,
+        "--group", app_id,
         "--topic-prefix", topic_prefix,
         "--partitions", str(partitions),
         "--data-dir", str(data_dir),
         "--key-grace", f"{key_grace_s:g}",
-        "--loglevel", loglevel,
+        "--log-level", loglevel,
     ]  # fmt: skip
 
 
