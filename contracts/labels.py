@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -58,6 +59,8 @@ __all__ = [
     "decode_label",
     "encode_label",
     "label_for",
+    "label_from_scan",
+    "label_url",
     "verify_label",
 ]
 
@@ -139,6 +142,29 @@ def label_for(certificate: Certificate, *, valid_until: datetime | None = None) 
         certificate.valid_from,
         until,
     )
+
+
+def label_url(verify_url: str, text: str) -> str:
+    """What a QR code carries for a person: the verification page's address (``GET
+    /labels/verify`` of the exchange's API) with the label *text* as its ``payload``, so a phone
+    that scans it opens the verdict. The label inside is unchanged: :func:`label_from_scan`
+    takes it back out."""
+    if not verify_url.startswith("https://"):
+        raise ValueError(f"the verification address must be https:// (got {verify_url!r:.80})")
+    separator = "&" if "?" in verify_url else "?"
+    return f"{verify_url}{separator}{urllib.parse.urlencode({'payload': text})}"
+
+
+def label_from_scan(scanned: str) -> str:
+    """The label text from what a scanner read: the text itself (``PCFX1.…``), or an address
+    made by :func:`label_url` (its ``payload`` parameter); anything else comes back unchanged
+    (and :func:`check_label` calls it malformed)."""
+    scanned = scanned.strip()
+    if scanned.startswith(LABEL_PREFIX):
+        return scanned
+    query = urllib.parse.urlsplit(scanned).query
+    payloads = urllib.parse.parse_qs(query).get("payload", [])
+    return payloads[0] if len(payloads) == 1 else scanned
 
 
 def encode_label(label: Label, private_key: Ed25519PrivateKey) -> str:

@@ -49,7 +49,7 @@ from contracts.certification import (
 )
 from contracts.errors import CertificationError, ContractError
 from contracts.keyfiles import key_id_of, load_ed25519_public_key, read_ed25519_private_key
-from contracts.labels import check_label, encode_label, label_for
+from contracts.labels import check_label, encode_label, label_for, label_from_scan, label_url
 from pcfx.commands.publish import parse_when
 from pcfx.console import ExitCode, console, handle_errors, print_json
 from pcfx.options import (
@@ -887,6 +887,15 @@ def label_issue(
         Path, typer.Option("--out-dir", help="Where to write the label files.")
     ] = Path("."),
     product_name: Annotated[str, typer.Option("--product-name", help="Printed name.")] = "",
+    verify_url: Annotated[
+        str | None,
+        typer.Option(
+            "--verify-url",
+            help="The exchange API's verification page (https://HOST/labels/verify): the QR"
+            " codes then carry its address with the label, so a phone that scans one opens"
+            " the verdict (default: the label text alone).",
+        ),
+    ] = None,
     operator_key: OperatorKey = None,
     passphrase_file: PassphraseFile = None,
     passphrase_env: PassphraseEnv = None,
@@ -913,19 +922,31 @@ def label_issue(
     body = registry.bodies[cert.body_id].registration
     stem = out_dir / "".join(c if c.isalnum() or c in "-_." else "_" for c in certificate_id)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        scanned = label_url(verify_url, text) if verify_url else text
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--verify-url") from None
     files = {
         "text": stem.with_suffix(".label.txt"),
-        "qrPng": write_qr(text, stem.with_suffix(".qr.png")),
-        "qrSvg": write_qr(text, stem.with_suffix(".qr.svg")),
+        "qrPng": write_qr(scanned, stem.with_suffix(".qr.png")),
+        "qrSvg": write_qr(scanned, stem.with_suffix(".qr.svg")),
         "labelSvg": stem.with_suffix(".label.svg"),
     }
     files["text"].write_text(text + "\n", encoding="ascii")
     label = label_for(cert)
     files["labelSvg"].write_text(
-        label_svg(label, text, product_name=product_name, body_name=body.name), encoding="utf-8"
+        label_svg(label, scanned, product_name=product_name, body_name=body.name),
+        encoding="utf-8",
     )
     if json_out:
-        print_json({"label": text, "length": len(text), **{k: str(v) for k, v in files.items()}})
+        print_json(
+            {
+                "label": text,
+                "length": len(text),
+                "qrContent": scanned,
+                **{k: str(v) for k, v in files.items()},
+            }
+        )
         return
     console.print(
         f"OK: label for {certificate_id} ({len(text)} characters) written to"
@@ -936,7 +957,13 @@ def label_issue(
 @label_app.command("verify")
 @handle_errors
 def label_verify(
-    payload: Annotated[str, typer.Argument(help="The label text (PCFX1.…) or a file holding it.")],
+    payload: Annotated[
+        str,
+        typer.Argument(
+            help="The label text (PCFX1.…), the address its QR code carries, or a file holding"
+            " either."
+        ),
+    ],
     snapshot: Annotated[
         Path | None,
         typer.Option(
@@ -953,15 +980,15 @@ def label_verify(
 ) -> None:
     """Verify a carbon label: signature, body registered and not blacklisted, certificate on the
     exchange and not revoked, valid now, footprint not superseded. Exit 0 valid, 1 not."""
-    text = payload
-    if not payload.startswith("PCFX1."):
+    text = label_from_scan(payload)
+    if not text.startswith("PCFX1."):
         path = Path(payload)
         try:
-            text = path.read_text(encoding="utf-8").strip()
+            text = label_from_scan(path.read_text(encoding="utf-8"))
         except OSError as exc:
             error = ContractError(
-                f"'{payload}' is neither a label (PCFX1.…) nor a readable file:"
-                f" {exc.strerror or exc}"
+                f"'{payload}' is neither a label (PCFX1.…), nor a label's address, nor a"
+                f" readable file: {exc.strerror or exc}"
             )
             error.code = "unreadable_input"
             raise error from None
