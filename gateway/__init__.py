@@ -42,6 +42,7 @@ from gateway.policy import (
     Policy,
     PolicyDecision,
     apply,
+    default_policy_path,
     evaluate,
     load_policy,
     parse_policy,
@@ -89,10 +90,3 @@ __all__ = [
     "seal",
     "seal_batch",
 ]
-
-
-def default_policy_path() -> str:
-    """Path of the shipped example policy (EU battery / CBAM customers, a domestic body)."""
-    from importlib import resources
-
-    return str(resources.files("gateway").joinpath("policies", "default.yaml"))

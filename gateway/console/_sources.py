@@ -184,8 +184,7 @@ class KafkaApprovalQueue:
 
 def rule_basis(policy: Path | None) -> dict[str, str]:
     """Rule id -> legal basis, from *policy* (default: the shipped policy file)."""
-    from gateway import default_policy_path
-    from gateway.policy import load_policy
+    from gateway.policy import default_policy_path, load_policy
 
     loaded = load_policy(policy or Path(default_policy_path()))
     return {

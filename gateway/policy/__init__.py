@@ -14,7 +14,7 @@ from gateway.policy._decision import (
     Verdict,
 )
 from gateway.policy._evaluate import evaluate, record_sha256
-from gateway.policy._loader import load_policy, parse_policy, policy_schema
+from gateway.policy._loader import default_policy_path, load_policy, parse_policy, policy_schema
 from gateway.policy._model import (
     Action,
     ActionSpec,
@@ -70,6 +70,7 @@ __all__ = [
     "Verdict",
     "apply",
     "counting_year",
+    "default_policy_path",
     "evaluate",
     "load_policy",
     "parse_policy",

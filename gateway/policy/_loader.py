@@ -537,3 +537,10 @@ def _build(doc: Mapping[str, Any], source: str) -> Policy:
         thresholds=thresholds,
         source=source,
     )
+
+
+def default_policy_path() -> str:
+    """Path of the shipped example policy (EU battery / CBAM customers, a domestic body):
+    ``gateway/policies/default.yaml`` beside this package, found from this file rather than by
+    package name, so a ``gateway`` folder in the working directory cannot stand in for it."""
+    return str(Path(__file__).resolve().parents[1] / "policies" / "default.yaml")

@@ -42,9 +42,9 @@ _CACHE_LIMIT = 100_000
 
 
 def default_subscriptions_path() -> str:
-    from importlib import resources
-
-    return str(resources.files("gateway").joinpath("policies", "subscriptions.yaml"))
+    """The shipped subscriptions (``gateway/policies/subscriptions.yaml``), found from this file
+    (as :func:`gateway.policy.default_policy_path`), not by package name."""
+    return str(Path(__file__).resolve().parents[1] / "policies" / "subscriptions.yaml")
 
 
 @dataclass(frozen=True)

@@ -407,7 +407,7 @@ def _release(
     secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
     # Imported here, not at the top: under an editable install a ``gateway`` folder in the working
     # directory (the README walkthrough makes one) shadows the package's ``__init__`` at start-up.
-    from gateway import default_policy_path
+    from gateway.policy import default_policy_path
 
     loaded = load_policy_file(str(policy) if policy else default_policy_path())
     now = datetime.now(UTC)
@@ -810,7 +810,7 @@ def release_held(
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
     secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
-    from gateway import default_policy_path  # (here: see _release)
+    from gateway.policy import default_policy_path  # (here: see _release)
 
     loaded = load_policy_file(str(policy) if policy else default_policy_path())
     operator = load_ed25519_public_key(operator_key)

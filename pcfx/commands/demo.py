@@ -425,7 +425,7 @@ def _gateway_files(bootstrap: str, keys: Path) -> tuple[Path, Path]:
     """Gateway and recipients' keys, the PACT API service's keys (X25519 to open what the gateway
     releases for it, Ed25519 to seal its disclosure audit chain), the shipped policy with these
     recipients' keys and a hold rule for the notified body, and the demo's subscriptions."""
-    from gateway import default_policy_path
+    from gateway.policy import default_policy_path
     from gateway.runtime._keys import (
         load_recipient_private_key,
         policy_with_recipient_keys,
