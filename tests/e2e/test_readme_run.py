@@ -234,7 +234,7 @@ def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, wor
         assert re.search(r"gateway-p\d+: OK: \d+ entries, \d+ checkpoints", out), out
         assert "FAIL" not in out
         report = (workdir / "audit-report.html").read_text()
-        assert "Every audit log verified" in report and approved.group(1) in report
+        assert "Every audit log verified" in report and approved.group(1)[:8] in report
         assert re.fullmatch(r'"\d+\.\d+"', out.strip().splitlines()[-1]), out
 
         # a certification body: register, certify, label, verify offline
