@@ -18,7 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "demo", "bench", "contracts", "gateway", "infra",
            "pcfx", "producers", "streams")  # fmt: skip
-DEMO_FILES = ("cell-green-electricity.json", "manufacturers-boms.json", "suppliers-footprints.json")
+DEMO_FILES = (
+    "art7-pack.yaml",
+    "cell-green-electricity.json",
+    "electrolyte-update.json",
+    "manufacturers-boms.json",
+    "suppliers-footprints.json",
+)
 
 
 def repository_packages() -> set[str]:
@@ -35,7 +41,7 @@ def test_every_package_of_the_repository_is_listed_for_the_wheel() -> None:
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert set(listed["packages"]) - {"pcfx.demo_data"} == repository_packages()
     assert listed["package-dir"] == {"pcfx.demo_data": "demo"}
-    assert sorted(p.name for p in (ROOT / "demo" / "lfp").glob("*.json")) == list(DEMO_FILES)
+    assert sorted(p.name for p in (ROOT / "demo" / "lfp").iterdir()) == list(DEMO_FILES)
 
 
 @pytest.fixture(scope="module")
