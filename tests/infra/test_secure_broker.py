@@ -496,10 +496,10 @@ def test_status_says_how_to_connect(secure: SecureBroker) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     broker: dict[str, Any] = json.loads(status.stdout)["broker"]
-    assert broker["security_protocol"] == "SASL_SSL"
-    assert broker["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert Path(broker["ca_file"]).is_file()
-    admin_file = Path(broker["admin_config"])
+    assert broker["securityProtocol"] == "SASL_SSL"
+    assert broker["saslMechanism"] == "SCRAM-SHA-512"
+    assert Path(broker["caFile"]).is_file()
+    admin_file = Path(broker["adminConfig"])
     assert oct(admin_file.stat().st_mode & 0o777) == "0o600"
     text = admin_file.read_text()
     assert "security.protocol=SASL_SSL" in text and "ssl.truststore.location=" in text
