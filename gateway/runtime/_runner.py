@@ -523,6 +523,7 @@ class GatewayRunner:
         self.start()
         assert self._consumer is not None
         began = last = time.monotonic()
+        was_ready = False
         s = self.settings
         while True:
             now_m = time.monotonic()
@@ -533,10 +534,15 @@ class GatewayRunner:
             if max_seconds is not None and now_m - began >= max_seconds:
                 break
             if idle_seconds is not None:
-                if not self.ready():
-                    last = now_m  # waiting for partitions is not being idle
+                ready = self.ready()
+                if not (ready and was_ready):
+                    # waiting for partitions is not being idle, and neither is the time the
+                    # take-over itself took (the chains resumed inside the consume call that
+                    # ran the assignment): the idle clock starts once positioned
+                    last = now_m
                 elif now_m - last >= idle_seconds:
                     break
+                was_ready = ready
             messages = self._consumer.consume(num_messages=s.batch_size, timeout=s.poll_timeout_s)
             self._follow()
             if messages and self._process(messages):
