@@ -5,7 +5,8 @@ inside its pack's rules is never refused."""
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+import os
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -323,11 +324,12 @@ def _inside(pack: RulePack, data: st.DataObject) -> dict[str, Any]:
     units = [u for u in PACT_DECLARED_UNITS if dimension_of(u) is rule.dimension]
     unit = data.draw(st.sampled_from(units))
     amount = Decimal(data.draw(st.integers(1, 10_000))) / 100
-    per_unit = (
-        rule.range.low
-        + (rule.range.high - rule.range.low) * Decimal(data.draw(st.integers(0, 1000))) / 1000
-    )
-    value = per_unit * convert(amount, unit, rule.unit)
+    step = data.draw(st.integers(0, 1000))
+    per_unit = rule.range.low + (rule.range.high - rule.range.low) * Decimal(step) / 1000
+    # a declared figure has a dozen significant digits, rounded towards the inside of the range:
+    # at an edge, the 28-digit product of a unit conversion may otherwise lie a last digit out
+    inward = Context(prec=12, rounding=ROUND_CEILING if step <= 500 else ROUND_FLOOR)
+    value = inward.plus(per_unit * convert(amount, unit, rule.unit))
     doc = footprint(
         pack.pilot_category.value,
         declaredUnitOfMeasurement=unit,
@@ -344,7 +346,7 @@ def _inside(pack: RulePack, data: st.DataObject) -> dict[str, Any]:
     return doc
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=int(os.environ.get("PCFX_PCR_EXAMPLES", "60")), deadline=None)
 @given(st.sampled_from(PACKS.packs), st.data())
 def test_a_footprint_inside_its_packs_rules_is_never_refused(
     pack: RulePack, data: st.DataObject
