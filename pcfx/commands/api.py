@@ -187,7 +187,7 @@ def serve_command(
 
     servers = bootstrap or bootstrap_servers()
     topics = Topics(topic_prefix)
-    registry = KafkaSchemaRegistry(servers)
+    registry = KafkaSchemaRegistry(servers, prefix=topic_prefix)
     source = KafkaReleaseSource(
         servers, topics=topics, registry=registry, private_key=private, gateway_keys=gateways
     )

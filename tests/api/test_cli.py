@@ -116,7 +116,7 @@ def test_serve_self_signed_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> N
         secrets=exchange.secrets,
         registry=exchange.registry,
         operator_keys=exchange.trust.operator_keys,
-        registrar=kafka_registrar(exchange.bootstrap),
+        registrar=kafka_registrar(exchange.bootstrap, prefix=exchange.topics.prefix),
         api_key=load_x25519_public_key(api_pub),
     ) as gateway:
         gateway.run(max_records=1, max_seconds=90)
