@@ -18,7 +18,14 @@ import typer
 from confluent_kafka import Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
-from contracts import AvroSerde, KafkaSchemaRegistry, RolledUpFootprint, SignerRole, subject_for
+from contracts import (
+    AvroSerde,
+    HttpSchemaRegistry,
+    KafkaSchemaRegistry,
+    RolledUpFootprint,
+    SignerRole,
+    subject_for,
+)
 from contracts._schemas import schema_json
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
@@ -70,7 +77,7 @@ class Env:
     bootstrap: str
     topics: Topics
     tmp: Path
-    registry: KafkaSchemaRegistry
+    registry: KafkaSchemaRegistry | HttpSchemaRegistry
     key_path: Path
     pub_path: Path
     trust: Trust
