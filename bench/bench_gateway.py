@@ -329,9 +329,9 @@ def publish_rollups(bootstrap: str, total: int, batch: int, partitions: int) -> 
     topics = Topics(f"bench{uuid.uuid4().hex[:8]}.")
     products = TOPICS["pcf.products"]
     ensure_topics(bootstrap, [(topics.products, products, partitions)])
-    registrar = kafka_registrar(bootstrap)
+    registrar = kafka_registrar(bootstrap, prefix=topics.prefix)
     registrar([(subject_for(topics.products), schema_json("RolledUpFootprint"))])
-    registry = KafkaSchemaRegistry(bootstrap)
+    registry = KafkaSchemaRegistry(bootstrap, prefix=topics.prefix)
     serde = AvroSerde(registry)
     sample = rollup(0)
     record_bytes = len(serde.encode(topics.products, sample))
@@ -429,7 +429,7 @@ def bench_runner(
         secrets=GatewaySecrets(signer, b"s" * 32),
         registry=registry,
         operator_keys={operator_id: Ed25519PublicKey.from_public_bytes(operator_public)},
-        registrar=kafka_registrar(bootstrap),
+        registrar=kafka_registrar(bootstrap, prefix=prefix),
     )
 
 
@@ -600,7 +600,7 @@ def _gateway_worker(
 ) -> None:  # pragma: no cover - runs in a spawned process
     """One gateway instance of a group, reporting each committed transaction, until the
     instances together committed ``spec['total']`` records."""
-    registry = KafkaSchemaRegistry(spec["bootstrap"])
+    registry = KafkaSchemaRegistry(spec["bootstrap"], prefix=spec["prefix"])
     runner = bench_runner(
         spec["bootstrap"],
         prefix=spec["prefix"],

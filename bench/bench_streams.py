@@ -444,12 +444,12 @@ class Bench:
         ensure_topics(
             StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=PARTITIONS)
         )
-        writer = KafkaSchemaRegistry(self.bootstrap, writer=True)
+        writer = KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix, writer=True)
         try:
             register_all(writer, self.prefix)
         finally:
             writer.close()
-        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
+        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix))
         self.producer = producer(self.bootstrap)
         factors = [r.value for r in load_factors(ROOT / "producers/data/factors-cn.json")]
         self.factor = next(f for f in factors if f is not None and f.factor_id == FACTOR_ID)

@@ -1,10 +1,17 @@
 """Schema registries behind one :class:`SchemaRegistry` protocol, and compatibility checks.
 
 Three implementations: :class:`InMemorySchemaRegistry` (tests, batch mode),
-:class:`KafkaSchemaRegistry` (a compacted topic ``pcf._schemas``; one transactional writer
-assigns ids, every client reads the topic on start: no extra server), and
+:class:`KafkaSchemaRegistry` (a compacted topic ``<prefix>pcf._schemas``; one transactional
+writer assigns ids, every client reads the topic on start: no extra server), and
 :class:`HttpSchemaRegistry` (a Confluent-compatible REST registry). Compatibility uses
 ``avro.compatibility`` and defaults to BACKWARD_TRANSITIVE: a new reader against every writer.
+
+The Kafka topic belongs to one deployment: it is the topic table's ``pcf._schemas`` under the
+deployment's prefix (``PCFX_TOPIC_PREFIX``, :class:`contracts.topics.TopicNames`), and its
+writer's transactional id names that topic (``pcfx-schema-writer:<prefix>pcf._schemas``). So
+every service, command and test of a deployment passes its prefix (``prefix=``), and two
+deployments on one cluster keep their own ids and never fence each other's writer. Records carry
+only a schema id: a deployment reads its topics with its own registry, never another's.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from contracts.errors import (
     RegistryError,
     UnknownSchemaError,
 )
+from contracts.topics import SCHEMAS, TopicNames
 
 __all__ = [
     "DEFAULT_COMPATIBILITY",
@@ -45,9 +53,24 @@ __all__ = [
     "check_compatibility",
     "register_missing",
     "register_schemas",
+    "schemas_topic",
 ]
 
-SCHEMAS_TOPIC: Final = "pcf._schemas"
+SCHEMAS_TOPIC: Final = SCHEMAS.name
+"""The registry topic's name without a deployment prefix (``TopicNames(prefix).schemas``)."""
+
+
+def schemas_topic(prefix: str = "", topic: str | None = None) -> str:
+    """The registry topic of the deployment *prefix*, or *topic* itself when one is named
+    (tests give their own); both at once is a mistake, refused."""
+    if topic is None:
+        return TopicNames(prefix).schemas
+    if prefix:
+        raise ValueError(
+            f"give the deployment prefix or the registry topic, not both"
+            f" (prefix {prefix!r}, topic {topic!r})"
+        )
+    return topic
 
 
 class CompatibilityLevel(StrEnum):
@@ -295,7 +318,9 @@ class KafkaSchemaRegistry:
     Every client reads the whole topic on start and catches up before answering a miss. Only a
     client made with ``writer=True`` registers: it is a transactional producer, so starting a
     second writer fences the first (its next registration fails with :class:`RegistryError`)
-    and ids are never assigned twice. Record layout (JSON, Confluent-like)::
+    and ids are never assigned twice. The topic is the deployment's (*prefix*, see the module
+    docstring), or *topic* when given; the writer's transactional id is
+    ``pcfx-schema-writer:<topic>``, one per deployment. Record layout (JSON, Confluent-like)::
 
         key   {"keytype": "SCHEMA", "subject": s, "version": v, "magic": 1}
         value {"subject": s, "version": v, "id": n, "schema": "...", "deleted": false}
@@ -307,7 +332,8 @@ class KafkaSchemaRegistry:
         self,
         bootstrap_servers: str,
         *,
-        topic: str = SCHEMAS_TOPIC,
+        prefix: str = "",
+        topic: str | None = None,
         writer: bool = False,
         timeout_s: float = 15.0,
         create_topic: bool = True,
@@ -318,6 +344,7 @@ class KafkaSchemaRegistry:
 
         from contracts.kafka_client import kafka_python_kwargs
 
+        topic = schemas_topic(prefix, topic)
         self._topic = topic
         self._timeout_ms = int(timeout_s * 1000)
         self._state = _State()
@@ -376,7 +403,7 @@ class KafkaSchemaRegistry:
                         self._topic,
                         num_partitions=1,
                         replication_factor=replication.factor,
-                        topic_configs={"cleanup.policy": "compact", **replication.configs},
+                        topic_configs={**SCHEMAS.configs, **replication.configs},
                     )
                 ]
             )
@@ -729,15 +756,17 @@ def register_missing(
     bootstrap_servers: str,
     pairs: Sequence[tuple[str, str]],
     *,
-    topic: str = SCHEMAS_TOPIC,
+    prefix: str = "",
+    topic: str | None = None,
     attempts: int = 8,
 ) -> list[str]:
-    """Register the (subject, schema text) *pairs* the Kafka-topic registry does not hold yet
-    (:func:`register_schemas`); returns the subjects registered.
+    """Register the (subject, schema text) *pairs* the Kafka-topic registry of the deployment
+    *prefix* does not hold yet (:func:`register_schemas`); returns the subjects registered.
 
     Only the operator may write the schemas topic (its ACLs): a service whose schemas are all
     registered therefore never opens a writer.
     """
+    topic = schemas_topic(prefix, topic)
     with KafkaSchemaRegistry(bootstrap_servers, topic=topic) as reader:
         missing = [(subject, text) for subject, text in pairs if not _holds(reader, subject, text)]
     if missing:
@@ -749,14 +778,17 @@ def register_schemas(
     bootstrap_servers: str,
     pairs: Sequence[tuple[str, str]],
     *,
-    topic: str = SCHEMAS_TOPIC,
+    prefix: str = "",
+    topic: str | None = None,
     attempts: int = 8,
 ) -> None:
-    """Register (subject, schema text) *pairs* through a short-lived writer.
+    """Register (subject, schema text) *pairs* through a short-lived writer on the registry of
+    the deployment *prefix*.
 
-    The registry has one writer at a time (a transactional id), so a writer opened elsewhere at
-    the same moment fences this one: retry with jitter, then give up with
-    :class:`RegistryError`."""
+    The registry has one writer at a time (a transactional id), so a writer opened elsewhere
+    in the same deployment at the same moment fences this one: retry with jitter, then give up
+    with :class:`RegistryError`."""
+    topic = schemas_topic(prefix, topic)
     last: Exception | None = None
     for attempt in range(attempts):
         try:

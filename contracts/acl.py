@@ -52,7 +52,7 @@ RESOURCES: Final = ("topic", "group", "transactional_id", "cluster")
 PATTERNS: Final = ("literal", "prefixed")
 
 SCHEMAS_TOPIC_NAME: Final = SCHEMAS.name
-"""The schema registry's topic (shared by every prefix; see ``contracts._registry``)."""
+"""The schema registry's topic, before the deployment prefix (see ``contracts._registry``)."""
 
 TOPIC_ACCESS: Final[Mapping[str, Mapping[str, str]]] = {
     topic.name: topic.access for topic in TOPICS.values() if topic.access
@@ -140,7 +140,8 @@ ROLE_EXTRAS: Final[Mapping[str, tuple[Grant, ...]]] = {
     "operator": (
         *COMMON,
         *READERS,
-        *_g("transactional_id", "pcfx-schema-writer:", "prefixed", "WRITE", "DESCRIBE"),
+        # the deployment's registry writer: pcfx-schema-writer:<prefix>pcf._schemas
+        *_g("transactional_id", "pcfx-schema-writer:{prefix}", "prefixed", "WRITE", "DESCRIBE"),
         *_g("cluster", "kafka-cluster", "literal", "CREATE", "IDEMPOTENT_WRITE"),
     ),
     "officer": (*COMMON, *READERS),
@@ -168,7 +169,7 @@ def grants_for(
     out: set[Grant] = set()
     for topic, roles in TOPIC_ACCESS.items():
         access = roles.get(role, "")
-        name = topic if topic == SCHEMAS_TOPIC_NAME else f"{prefix}{topic}"
+        name = TOPICS[topic].full_name(prefix)
         for letter in access:
             out.update(_g("topic", name, "literal", *OPERATIONS[letter]))
     values = {"prefix": prefix, "tenant": tenant, "app_id": app_id, "group": group}

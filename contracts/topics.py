@@ -27,8 +27,12 @@ topic                      key                         value (Confluent-framed A
 (LAT: created with ``message.timestamp.type=LogAppendTime``: a record's timestamp is the time
 the broker appended it, never one its producer chose; the validity of the key that signed it —
 a supplier's, the streams' service key, an officer's — is judged on it.) Every
-deployment may put a prefix before every name (``PCFX_TOPIC_PREFIX``; tests use a fresh one)
-except the schemas topic, which all prefixes share.
+deployment may put a prefix before every name (``PCFX_TOPIC_PREFIX``; tests use a fresh one),
+the schemas topic's included: ``<prefix>pcf._schemas`` holds that deployment's schemas and ids,
+and its one transactional writer is ``pcfx-schema-writer:<prefix>pcf._schemas``, so two
+deployments (or two test runs) on one cluster never fence each other's writer nor read each
+other's registrations. Only a streams table's changelog is named by faust (after the app id,
+which the deployment prefixes itself).
 
 What a topic must be is checked where it is used: :func:`ensure_topics` creates the missing ones
 with their configs and then refuses to go on (an :class:`~contracts.errors.InfrastructureError`
@@ -111,7 +115,7 @@ class Topic:
     """role -> the operations it is granted: ``R`` read, ``W`` write, ``C`` create, ``D``
     describe the configs (to check them at start-up); :mod:`contracts.acl` makes ACLs of it."""
     prefixed: bool = True
-    """False for the one topic every deployment prefix shares (the schemas topic)."""
+    """False for a name the table does not make (faust names a changelog after the app id)."""
 
     @property
     def family(self) -> bool:
@@ -201,8 +205,9 @@ _TABLE: Final = (
     ),
     Topic(
         "pcf._schemas", "subject/version", "schema registry records",
-        "the schema registry (Confluent-compatible ids)",
-        {}, {**_ALL_READ, "operator": "RWC"}, prefixed=False,
+        "the deployment's schema registry (Confluent-compatible ids; one transactional writer,"
+        " contracts._registry)",
+        COMPACTED, {**_ALL_READ, "operator": "RWC"},
     ),
     Topic(
         "pcf.review", "the held record's subject", "io.pcfexchange.pcr.ReviewEvent",
@@ -242,7 +247,7 @@ CHANGELOG: Final = TOPICS["<app id>-<table>-changelog"]
 
 @dataclass(frozen=True)
 class TopicNames:
-    """The table's names in one deployment (``prefix`` before every name but the schemas')."""
+    """The table's names in one deployment (``prefix`` before every name)."""
 
     prefix: str = ""
 
@@ -292,6 +297,11 @@ class TopicNames:
     @property
     def counters(self) -> str:
         return self.of("pcf.gateway.counters")
+
+    @property
+    def schemas(self) -> str:
+        """The deployment's schema registry topic (:class:`contracts.KafkaSchemaRegistry`)."""
+        return self.of("pcf._schemas")
 
     @property
     def review(self) -> str:

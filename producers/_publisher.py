@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
 from contracts import (
-    SCHEMAS_TOPIC,
     AvroSerde,
     BatchProof,
     BillOfMaterials,
@@ -91,12 +90,14 @@ class Topics:
     bom: str = _NAMES.bom
     factors: str = _NAMES.factors
     keys: str = _NAMES.keys
+    schemas: str = _NAMES.schemas
+    """The deployment's schema registry topic (the Kafka-topic registry's)."""
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:
         """The table's names under a deployment *prefix* (``PCFX_TOPIC_PREFIX``)."""
         names = TopicNames(prefix)
-        return cls(names.declared, names.bom, names.factors, names.keys)
+        return cls(names.declared, names.bom, names.factors, names.keys, names.schemas)
 
     def for_record(self, record: Record) -> str:
         if isinstance(record, ProductFootprint | PactFootprint):
@@ -204,11 +205,12 @@ class Publisher:
 
     ``Publisher(bootstrap, signer=signer)`` checks that a broker answers (else
     :class:`~contracts.errors.BrokerError`, nothing sent) and reads schema ids from the Kafka-topic
-    registry (``pcf._schemas``), registering a missing schema through a short-lived writer.
-    ``registry`` may be any :class:`~contracts.SchemaRegistry` or a Confluent-compatible URL;
-    ``schemas_topic`` names the registry topic otherwise. ``dry_run=True`` needs no broker:
-    everything but sending (an in-memory registry). ``ledger`` defaults to the user's ledger
-    file (:func:`~producers.default_ledger_path`); ``Ledger.in_memory()`` keeps none.
+    registry (``topics.schemas``: ``<prefix>pcf._schemas``), registering a missing schema
+    through a short-lived writer. ``registry`` may be any :class:`~contracts.SchemaRegistry` or
+    a Confluent-compatible URL; ``schemas_topic`` names another registry topic.
+    ``dry_run=True`` needs no broker: everything but sending (an in-memory registry).
+    ``ledger`` defaults to the user's ledger file (:func:`~producers.default_ledger_path`);
+    ``Ledger.in_memory()`` keeps none.
     ``batch_size`` records share one batch signature (1: every record signed alone).
 
     Use it as a context manager, or call :meth:`close` (it flushes and saves the ledger).
@@ -227,7 +229,7 @@ class Publisher:
         sink: KafkaSink | None = None,
         delivery_timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
-        schemas_topic: str = SCHEMAS_TOPIC,
+        schemas_topic: str | None = None,
         pause_gc: bool = True,
         strict_pcr: bool = False,
     ) -> None:
@@ -241,7 +243,7 @@ class Publisher:
         self.strict_pcr = strict_pcr
         """Refuse a figure outside its category's plausible range (else a warning)."""
         self.bootstrap = bootstrap
-        self._schemas_topic = schemas_topic
+        self._schemas_topic = schemas_topic or self.topics.schemas
         self._pause_gc = pause_gc
         self._delivery_timeout_s = delivery_timeout_s
         self._assigned: dict[tuple[str, str, str], LedgerEntry] = {}
@@ -273,7 +275,7 @@ class Publisher:
                 elif registry is None:
                     assert bootstrap is not None
                     self.registry = KafkaSchemaRegistry(
-                        bootstrap, topic=schemas_topic, timeout_s=connect_timeout_s
+                        bootstrap, topic=self._schemas_topic, timeout_s=connect_timeout_s
                     )
                     self._owns_registry = True
                 else:

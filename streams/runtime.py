@@ -365,8 +365,11 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _
         # Register what is missing with a short-lived writer (only the operator may write the
         # schemas topic, and a new writer fences the previous one), then read with a plain
         # client: a worker under its own principal needs only read access once they are there.
-        register_missing(config.bootstrap, topic_schemas(config.topic_prefix))
-        registry = KafkaSchemaRegistry(config.bootstrap)
+        # The deployment's own registry topic (<prefix>pcf._schemas).
+        register_missing(
+            config.bootstrap, topic_schemas(config.topic_prefix), prefix=config.topic_prefix
+        )
+        registry = KafkaSchemaRegistry(config.bootstrap, prefix=config.topic_prefix)
     else:
         register_all(registry, config.topic_prefix)
     schemas = Schemas(registry)

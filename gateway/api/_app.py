@@ -13,8 +13,10 @@ What the app holds to, whatever a client sends:
   built from ``public_url`` (or, without it, the address the server listens on), never from the
   request's ``Host`` header.
 - **Bounded input.** Bodies are capped (token form 8 KiB, events ``max_event_bytes``), query
-  strings at :data:`MAX_QUERY_BYTES`, bearer tokens at :data:`MAX_TOKEN_CHARS`, JSON nesting at
-  :data:`MAX_JSON_DEPTH`: anything beyond is a 400 with a v3 ``Error`` body, never a 500.
+  strings at :data:`MAX_QUERY_BYTES` on every path (before routing, :class:`_QueryCap`), bearer
+  tokens at :data:`MAX_TOKEN_CHARS`, JSON nesting at :data:`MAX_JSON_DEPTH`: anything beyond is
+  a 400 with a v3 ``Error`` body (an RFC 6749 error on ``/auth/token``), never a 500; what an
+  error repeats of the request is cut short.
 - **Failed token attempts are throttled** per client id and per remote address before any
   secret is hashed (:mod:`gateway.api._throttle`): 429 with ``Retry-After``.
 
@@ -163,6 +165,31 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class _QueryCap:
+    """Refuses a query string longer than :data:`MAX_QUERY_BYTES` on any path, before routing
+    or parsing: 400 with a v3 ``Error`` body (an RFC 6749 error on ``/auth/token``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            message = f"query string exceeds {MAX_QUERY_BYTES} bytes"
+            response = (
+                _oauth_error(400, "invalid_request", message)
+                if scope.get("path") == "/auth/token"
+                else error_response(400, PactErrorCode.BAD_REQUEST, message)
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_ECHOED_SCOPES: Final = 5
+"""At most this many refused scopes are named in an ``invalid_scope`` error, each cut to 64
+characters: an error names what was wrong without repeating the request."""
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
@@ -345,7 +372,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.pact = state
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_QueryCap)
+    app.add_middleware(_SecurityHeaders)  # (added last: outermost, so it marks the 400s too)
     if label_registry is not None:
         app.include_router(label_router(label_registry, clock=clock))
     _add_ops_routes(app, state)
@@ -409,9 +437,7 @@ def create_app(
             raise ApiError.unavailable() from None
 
     def query_items(request: Request) -> list[tuple[str, str]]:
-        if len(request.scope.get("query_string", b"")) > MAX_QUERY_BYTES:
-            raise ApiError.bad_request(f"query string exceeds {MAX_QUERY_BYTES} bytes")
-        return request.query_params.multi_items()
+        return request.query_params.multi_items()  # (its length is capped by _QueryCap)
 
     @app.get("/.well-known/openid-configuration", include_in_schema=False)
     async def openid_configuration(request: Request) -> JSONResponse:
@@ -485,10 +511,11 @@ def create_app(
             return _oauth_error(401, "invalid_client", "Authentication failed")
         state.throttle.succeeded(keys)
         requested = frozenset(form.get("scope", "").split())
-        if requested - client.scopes:
-            return _oauth_error(
-                400, "invalid_scope", f"scopes not granted: {sorted(requested - client.scopes)}"
-            )
+        refused = sorted(requested - client.scopes)
+        if refused:
+            named = [s[:64] for s in refused[:_ECHOED_SCOPES]]
+            more = f" and {len(refused) - len(named)} more" if len(refused) > len(named) else ""
+            return _oauth_error(400, "invalid_scope", f"scopes not granted: {named}{more}")
         granted = requested or client.scopes
         token, info = tokens.issue(client, granted)
         body_out = {

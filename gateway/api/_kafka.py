@@ -16,6 +16,10 @@ audit entry of the decision that released it (:mod:`gateway.runtime._runner`). F
 
 A record that fails any step is served to nobody; it is logged with its place and reason and
 counted in :attr:`KafkaReleaseSource.refused` (it stays on the topic, nothing is lost). A record
+that cannot be decoded because the schema registry does not answer (an
+:class:`~contracts.errors.InfrastructureError`, e.g. an HTTP registry given with
+``--registry-url`` that is down) is not at fault and is not refused: the reader waits and tries
+the same record again, with growing pauses, so no later release is served before it. A record
 that passes replaces what that recipient had under that footprint id: a later release of the
 same footprint (``Deprecated`` after a new revision) changes its status without a restart.
 :meth:`KafkaReleaseSource.wait_ready` returns once the topic was read to its end at start-up,
@@ -54,7 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from contracts import SchemaRegistry
-from contracts.errors import BrokerError, PcfError, TrustError
+from contracts.errors import BrokerError, InfrastructureError, PcfError, TrustError
 from contracts.topics import TOPICS, ensure_topics
 from gateway._errors import CommitFailed
 from gateway._sealing import GatewayKey, KeyRing, open_message
@@ -88,6 +92,9 @@ log = logging.getLogger("gateway.api")
 
 API_RELEASES: Final = "pcf.api.releases"
 _MAX_REFUSED_KEPT: Final = 1000
+_OUTAGE_PAUSES_S: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Pauses before each new attempt at a record while the schema registry does not answer (the
+last one repeats)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +218,7 @@ class KafkaReleaseSource:
                 for message in consumer.consume(num_messages=500, timeout=self._poll):
                     error = message.error()
                     if error is None:
-                        self.apply(message.key(), message.value(), where=_where(message))
+                        self._deliver(message.key(), message.value(), where=_where(message))
                     elif error.code() == KafkaError._PARTITION_EOF:
                         waiting.discard(message.partition() or 0)
                     else:
@@ -223,10 +230,35 @@ class KafkaReleaseSource:
         finally:
             consumer.close()
 
+    def _deliver(self, key: bytes | None, value: bytes | None, *, where: str) -> None:
+        """:meth:`apply`, tried again after a pause while the schema registry does not answer
+        (until it does, or the reader is stopped)."""
+        attempt = 0
+        while True:
+            try:
+                self.apply(key, value, where=where)
+                return
+            except InfrastructureError as exc:
+                pause = _OUTAGE_PAUSES_S[min(attempt, len(_OUTAGE_PAUSES_S) - 1)]
+                attempt += 1
+                log.warning(
+                    "release %s waits (attempt %d): %s; trying again in %.1f s",
+                    where,
+                    attempt,
+                    exc.message,
+                    pause,
+                )
+                if self._stop.wait(pause):
+                    return
+
     def apply(self, key: bytes | None, value: bytes | None, *, where: str) -> bool:
-        """Steps 1-3 of the module docstring for one record; ``True`` if it is now served."""
+        """Steps 1-3 of the module docstring for one record; ``True`` if it is now served,
+        ``False`` if it is refused. Raises :class:`~contracts.errors.InfrastructureError` when
+        the schema registry does not answer (the record is not at fault)."""
         try:
             recipient_id, pf_id, footprint = self._open(key, value or b"")
+        except InfrastructureError:
+            raise
         except PcfError as exc:
             reason = getattr(exc, "reason", None) or exc.code
             refused = Refused(where, str(reason), exc.message)

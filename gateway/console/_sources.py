@@ -102,7 +102,7 @@ class KafkaAuditSource:
             now = time.monotonic()
             if self._cached is not None and now - self._cached[0] < self.refresh_s:
                 return self._cached[1]
-            registry = KafkaSchemaRegistry(self.servers)
+            registry = KafkaSchemaRegistry(self.servers, prefix=self.topics.prefix)
             try:
                 entries, checkpoints, problems = read_audit_logs(
                     self.servers, self.topics, GatewaySerde(registry)
@@ -155,6 +155,7 @@ class KafkaApprovalQueue:
         from gateway.runtime._topics import Topics
 
         self.servers = servers
+        self.prefix = topic_prefix
         self.topic = Topics(topic_prefix).approvals
 
     def book(self) -> ApprovalBook:
@@ -162,7 +163,7 @@ class KafkaApprovalQueue:
         from gateway.runtime._avro import GatewaySerde
         from gateway.runtime._officer import read_approval_book
 
-        registry = KafkaSchemaRegistry(self.servers)
+        registry = KafkaSchemaRegistry(self.servers, prefix=self.prefix)
         try:
             return read_approval_book(self.servers, self.topic, GatewaySerde(registry))
         finally:
@@ -173,9 +174,11 @@ class KafkaApprovalQueue:
         from gateway.runtime._avro import GatewaySerde, kafka_registrar
         from gateway.runtime._officer import publish_decision
 
-        registry = KafkaSchemaRegistry(self.servers)
+        registry = KafkaSchemaRegistry(self.servers, prefix=self.prefix)
         try:
-            serde = GatewaySerde(registry, registrar=kafka_registrar(self.servers))
+            serde = GatewaySerde(
+                registry, registrar=kafka_registrar(self.servers, prefix=self.prefix)
+            )
             value = serde.encode(self.topic, "ApprovalEvent", dict(datum))
         finally:
             registry.close()

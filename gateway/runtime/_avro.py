@@ -59,15 +59,16 @@ def _parsed(name: str) -> Any:
     return parse_schema(json.loads(schema_text(name)), named_schemas={})
 
 
-def kafka_registrar(bootstrap: str, *, topic: str | None = None, attempts: int = 8) -> Registrar:
-    """Register through a short-lived writer on the Kafka-topic registry
-    (:func:`contracts.register_schemas`); the serde asks only for schemas it did not find, so a
-    gateway under its own principal (which may not write the schemas topic) starts once the
-    operator registered them (:func:`gateway.runtime.gateway_schemas`)."""
+def kafka_registrar(
+    bootstrap: str, *, prefix: str = "", topic: str | None = None, attempts: int = 8
+) -> Registrar:
+    """Register through a short-lived writer on the Kafka-topic registry of the deployment
+    *prefix* (:func:`contracts.register_schemas`); the serde asks only for schemas it did not
+    find, so a gateway under its own principal (which may not write the schemas topic) starts
+    once the operator registered them (:func:`gateway.runtime.gateway_schemas`)."""
 
     def register(pairs: list[tuple[str, str]]) -> None:
-        kwargs: dict[str, Any] = {} if topic is None else {"topic": topic}
-        register_schemas(bootstrap, pairs, attempts=attempts, **kwargs)
+        register_schemas(bootstrap, pairs, prefix=prefix, topic=topic, attempts=attempts)
 
     return register
 

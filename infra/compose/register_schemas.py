@@ -3,7 +3,8 @@ compose services write (the streams' topics, the gateway's own records for the r
 the shipped subscriptions), so that each service, under its own principal, only reads the
 schema registry. Registers only what is missing (:func:`contracts.register_missing`); prints
 what it registered. The cluster is ``KAFKA_BOOTSTRAP_SERVERS``, the principal
-``KAFKA_CLIENT_CONFIG``'s, the topic prefix ``PCFX_TOPIC_PREFIX`` (default none).
+``KAFKA_CLIENT_CONFIG``'s, the topic prefix ``PCFX_TOPIC_PREFIX`` (default none), which names
+the registry topic too (``<prefix>pcf._schemas``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def compose_schemas(prefix: str) -> list[tuple[str, str]]:
 def main() -> None:
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     prefix = os.environ.get("PCFX_TOPIC_PREFIX", "")
-    registered = register_missing(bootstrap, compose_schemas(prefix))
+    registered = register_missing(bootstrap, compose_schemas(prefix), prefix=prefix)
     print(f"registered {len(registered)} schema(s): {', '.join(registered) or 'none missing'}")
 
 

@@ -5,7 +5,9 @@
 ``pcf.api.releases`` continuously with the API service's X25519 key (``--api-key``), verifying
 the gateway's signature (``--gateway-pub``), and records every footprint it serves on its own
 audit chain on ``pcf.audit`` (``--audit-log``), sealed with its Ed25519 key
-(``--signing-key``): no audit record, no response (:mod:`gateway.api._kafka`).
+(``--signing-key``): no audit record, no response (:mod:`gateway.api._kafka`). Schema ids come
+from the deployment's registry topic (``<prefix>pcf._schemas``), or from a Confluent-compatible
+registry with ``--registry-url`` (as ``streams run`` and ``gateway run`` take it).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from gateway.api._disclosure import DEFAULT_AUDIT_LOG
 from gateway.api._labels import SnapshotFile
 from gateway.api._server import create_self_signed_cert, serve
 from pcfx.console import console, handle_errors, print_json
-from pcfx.options import LogFormat, LogFormatName, LogLevel, MetricsPort, log_level
+from pcfx.options import LogFormat, LogFormatName, LogLevel, MetricsPort, RegistryUrl, log_level
 
 __all__ = ["app"]
 
@@ -111,6 +113,7 @@ def serve_command(
             help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or the local broker).",
         ),
     ] = None,
+    registry_url: RegistryUrl = None,
     passphrase_env: Annotated[
         str | None, typer.Option(help="Env var holding the private keys' passphrase.")
     ] = None,
@@ -182,12 +185,16 @@ def serve_command(
             )
         public = load_ed25519_public_key(label_operator_key)
         labels = SnapshotFile(label_snapshot, {key_id_of(public): public})
-    from contracts import KafkaSchemaRegistry
+    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
     from pcfx.settings import bootstrap_servers
 
     servers = bootstrap or bootstrap_servers()
     topics = Topics(topic_prefix)
-    registry = KafkaSchemaRegistry(servers)
+    registry: HttpSchemaRegistry | KafkaSchemaRegistry = (
+        HttpSchemaRegistry(registry_url)
+        if registry_url
+        else KafkaSchemaRegistry(servers, prefix=topic_prefix)
+    )
     source = KafkaReleaseSource(
         servers, topics=topics, registry=registry, private_key=private, gateway_keys=gateways
     )

@@ -141,7 +141,9 @@ def _session(
     certification topics if missing and register the statement schema if it is not."""
     servers = bootstrap_servers(bootstrap)
     registry: SchemaRegistry = (
-        HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
+        HttpSchemaRegistry(registry_url)
+        if registry_url
+        else KafkaSchemaRegistry(servers, prefix=prefix)
     )
     topics = CertTopics(prefix)
     try:
@@ -149,7 +151,7 @@ def _session(
             ensure_cert_topics(servers, topics)
 
         def registrar(pairs: list[tuple[str, str]]) -> None:
-            register_schemas(servers, pairs)
+            register_schemas(servers, pairs, prefix=prefix)
 
         yield _Session(
             servers,

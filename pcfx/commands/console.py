@@ -275,7 +275,7 @@ def _registration_check(
     topic = Topics(topic_prefix).keys
 
     def check(key: OfficerKey) -> str | None:
-        registry = KafkaSchemaRegistry(servers)
+        registry = KafkaSchemaRegistry(servers, prefix=topic_prefix)
         try:
             directory = KeyDirectory.read(
                 servers, AvroSerde(registry), topic=topic, operator_key=operator

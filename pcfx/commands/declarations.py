@@ -339,10 +339,10 @@ def _kafka_gateway(
             (topics.approvals, TOPICS["pcf.approvals"], 1),
         ],
     )
-    registry = KafkaSchemaRegistry(servers)
+    registry = KafkaSchemaRegistry(servers, prefix=prefix)
     sink: KafkaTransferSink | None = None
     try:
-        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
+        serde = GatewaySerde(registry, registrar=kafka_registrar(servers, prefix=prefix))
         serde.ensure(
             [
                 (topics.audit, "AuditLogEntry"),
@@ -822,7 +822,7 @@ def release_held(
 
         servers = bootstrap or bootstrap_servers()
         topics = TopicNames(topic_prefix)
-        registry = KafkaSchemaRegistry(servers)
+        registry = KafkaSchemaRegistry(servers, prefix=topic_prefix)
         stack.callback(registry.close)
         from gateway.runtime._avro import GatewaySerde
 

@@ -164,8 +164,7 @@ class DemoExchange:
             StreamsConfig(self.bootstrap, {}, topic_prefix=self.prefix, partitions=self.partitions)
         )
         # every schema of the run's topics, the certification topics' statement schema included,
-        # in one write session at set-up (the registry has one writer at a time on the cluster:
-        # register_schemas retries with jitter when another writer fenced this one)
+        # in one write session at set-up, on the run's own registry topic (<prefix>pcf._schemas)
         from contracts.certification import STATEMENT_SCHEMA
         from producers.certification import CertTopics, ensure_cert_topics
 
@@ -180,8 +179,9 @@ class DemoExchange:
                     for topic in (cert_topics.bodies, cert_topics.certificates)
                 ),
             ],
+            prefix=self.prefix,
         )
-        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
+        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix))
         self.sink = KafkaSink(self.bootstrap)
 
     def topic(self, name: str) -> str:
@@ -509,7 +509,9 @@ def gateway_act(
     _gateway_files(bootstrap, keys)
     run = [*_gateway_run(prefix, workdir, operator_pub), "--idle-seconds", "15", "--json"]
     # the operator registers the gateway's schemas: the gateway's principal may not
-    register_missing(bootstrap, gateway_schemas(Topics(prefix), (EU_OEM, NOTIFIED_BODY)))
+    register_missing(
+        bootstrap, gateway_schemas(Topics(prefix), (EU_OEM, NOTIFIED_BODY)), prefix=prefix
+    )
     as_gateway = principal_env(bootstrap, workdir, "gateway")
     out = _pcfx(bootstrap, *run, env=as_gateway).stdout
     stats = json.loads(out[out.index("{") :])
@@ -898,7 +900,7 @@ def declaration_act(exchange: DemoExchange, latest: dict[str, RolledUpFootprint]
     )
     release = out["release"]
     document = json.loads(Path(out["files"]["json"]).read_text(encoding="utf-8"))
-    registry = KafkaSchemaRegistry(exchange.bootstrap)
+    registry = KafkaSchemaRegistry(exchange.bootstrap, prefix=prefix)
     try:  # one registry reader for the audit chain and the customer's topic
         serde = GatewaySerde(registry)
         entries, _, problems = read_audit_logs(

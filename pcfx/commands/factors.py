@@ -223,7 +223,9 @@ def _catalogue(
 
     servers = bootstrap_servers(bootstrap)
     registry: SchemaRegistry = (
-        HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
+        HttpSchemaRegistry(registry_url)
+        if registry_url
+        else KafkaSchemaRegistry(servers, prefix=topic_prefix)
     )
     operator = load_public_key(operator_public_key) if operator_public_key else None
     try:

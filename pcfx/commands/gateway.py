@@ -117,11 +117,12 @@ def _quiet(*_: Any, **__: Any) -> None:
     """``console.print``'s stand-in under ``--json``: the JSON document is the only output."""
 
 
-def _registry(bootstrap: str, url: str | None = None) -> Any:
-    """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka."""
+def _registry(bootstrap: str, url: str | None = None, prefix: str = "") -> Any:
+    """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka of
+    the deployment *prefix*."""
     from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
 
-    return HttpSchemaRegistry(url) if url else KafkaSchemaRegistry(bootstrap)
+    return HttpSchemaRegistry(url) if url else KafkaSchemaRegistry(bootstrap, prefix=prefix)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,7 +391,7 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    registry = _registry(servers, registry_url)
+    registry = _registry(servers, registry_url, topic_prefix)
     logging.getLogger("pcfx.gateway").info(
         "gateway: policy %s %s, key %s, %d subscriptions, group %s",
         loaded.id,
@@ -409,7 +410,7 @@ def run(
             registry=registry,
             operator_keys=operators,
             # (an HTTP registry registers what is missing itself; the topic has one writer)
-            registrar=None if registry_url else kafka_registrar(servers),
+            registrar=None if registry_url else kafka_registrar(servers, prefix=topic_prefix),
             trusted_keys=[load_gateway_public_key(p) for p in trusted_gateway_pub],
             api_key=load_x25519_public_key(api_key) if api_key is not None else None,
             api_recipients=api_recipient or None,
@@ -459,7 +460,7 @@ def _audit_logs(
 
     servers = _bootstrap(bootstrap)
     topics = Topics(topic_prefix)
-    registry = _registry(servers)
+    registry = _registry(servers, prefix=topic_prefix)
     try:
         entries, checkpoints, problems = read_audit_logs(
             servers, topics, GatewaySerde(registry), offsets=offsets
@@ -1003,7 +1004,7 @@ def approvals_list(
 ) -> None:
     """Held transfers and their state (pending, approved, denied, overdue, resolved)."""
     servers = _bootstrap(bootstrap)
-    registry = _registry(servers)
+    registry = _registry(servers, prefix=topic_prefix)
     try:
         book = _book(servers, Topics(topic_prefix), GatewaySerde(registry))
     finally:
@@ -1062,12 +1063,12 @@ def _decide(
 
     officer = load_signer(key, secret)
     servers = _bootstrap(bootstrap)
-    registry = _registry(servers)
+    registry = _registry(servers, prefix=topic_prefix)
     try:
         written = write_decision(
             servers,
             Topics(topic_prefix).approvals,
-            GatewaySerde(registry, registrar=kafka_registrar(servers)),
+            GatewaySerde(registry, registrar=kafka_registrar(servers, prefix=topic_prefix)),
             approval_id,
             approved=approved,
             officer=officer,
@@ -1191,10 +1192,10 @@ def _sealed_from_file(path: Path) -> Iterator[SealedMessage]:
                 raise TrustError(f"{path}:{number}: {exc.message}", reason="malformed") from exc
 
 
-def _sealed_from_topic(servers: str, topic: str) -> Iterator[SealedMessage]:
+def _sealed_from_topic(servers: str, topic: str, prefix: str) -> Iterator[SealedMessage]:
     from gateway.runtime import partition_count, read_to_end
 
-    registry = _registry(servers)
+    registry = _registry(servers, prefix=prefix)
     try:
         serde = GatewaySerde(registry)
         count = partition_count(servers, topic)
@@ -1218,7 +1219,7 @@ def outbound_dump(
     """Copy a recipient's sealed messages to a file (no key needed: they stay encrypted)."""
     servers = _bootstrap(bootstrap)
     topic = Topics(topic_prefix).outbound(recipient)
-    lines = [m.to_bytes() for m in _sealed_from_topic(servers, topic)]
+    lines = [m.to_bytes() for m in _sealed_from_topic(servers, topic, topic_prefix)]
     out.write_bytes(b"".join(line + b"\n" for line in lines))
     if json_out:
         print_json({"messages": len(lines), "topic": topic, "out": str(out)})
@@ -1246,7 +1247,7 @@ def _outbound_messages(
     if source is not None:
         return _sealed_from_file(source)
     return _sealed_from_topic(
-        _bootstrap(bootstrap), topic or Topics(topic_prefix).outbound(recipient)
+        _bootstrap(bootstrap), topic or Topics(topic_prefix).outbound(recipient), topic_prefix
     )
 
 

@@ -240,7 +240,7 @@ def _read(servers: str, topic: str, serde: ReviewSerde) -> Iterator[ReviewEvent]
 def _book(servers: str, names: TopicNames) -> tuple[list[ReviewEvent], list[ReviewEvent]]:
     from contracts import KafkaSchemaRegistry
 
-    registry = KafkaSchemaRegistry(servers)
+    registry = KafkaSchemaRegistry(servers, prefix=names.prefix)
     try:
         serde = ReviewSerde(registry)
         held = list(_read(servers, names.review, serde))
@@ -375,7 +375,7 @@ def _decide(
         )
     except ValueError as exc:
         raise ReviewStateError(str(exc)) from exc
-    registry = KafkaSchemaRegistry(servers)
+    registry = KafkaSchemaRegistry(servers, prefix=topic_prefix)
     try:
         value = ReviewSerde(registry).encode(names.review_decisions, signed)
     finally:

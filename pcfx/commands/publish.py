@@ -331,7 +331,7 @@ def keys_register(
         secret=passphrase(passphrase_file, passphrase_env),
         bootstrap=bootstrap,
         registry_url=registry_url,
-        topics=Topics(keys=keys_topic),
+        topics=Topics(keys=keys_topic, schemas=Topics.prefixed(topic_prefix).schemas),
     ) as publisher:
         record = registration(
             supplier_id,
@@ -396,7 +396,7 @@ def keys_revoke(
         secret=passphrase(passphrase_file, passphrase_env),
         bootstrap=bootstrap,
         registry_url=registry_url,
-        topics=Topics(keys=keys_topic),
+        topics=Topics(keys=keys_topic, schemas=Topics.prefixed(topic_prefix).schemas),
     ) as publisher:
         directory = KeyDirectory.read(
             publisher.bootstrap or "",
@@ -453,7 +453,9 @@ def keys_list(
     servers = bootstrap_servers(bootstrap)
     operator = load_public_key(operator_public_key) if operator_public_key else None
     registry: SchemaRegistry = (
-        HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(servers)
+        HttpSchemaRegistry(registry_url)
+        if registry_url
+        else KafkaSchemaRegistry(servers, prefix=topic_prefix)
     )
     try:
         directory = KeyDirectory.read(

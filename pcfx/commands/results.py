@@ -49,15 +49,23 @@ MAX_DEPTH = 12
 
 
 def read_results(
-    bootstrap: str, topic: str, *, registry_url: str | None = None, timeout_s: float = 60.0
+    bootstrap: str,
+    topic: str,
+    *,
+    registry_url: str | None = None,
+    prefix: str = "",
+    timeout_s: float = 60.0,
 ) -> tuple[dict[str, ProductResults], int]:
     """Every product's latest roll-up (and the one before) on *topic*, and how many records did
-    not decode (counted, never silently dropped)."""
+    not decode (counted, never silently dropped); the schemas come from *registry_url*, else
+    the registry topic of the deployment *prefix*."""
     from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry
     from contracts.kafka_client import read_to_end
 
     registry: Any = (
-        HttpSchemaRegistry(registry_url) if registry_url else KafkaSchemaRegistry(bootstrap)
+        HttpSchemaRegistry(registry_url)
+        if registry_url
+        else KafkaSchemaRegistry(bootstrap, prefix=prefix)
     )
     serde = AvroSerde(registry)
     records: list[RolledUpFootprint] = []
@@ -328,7 +336,9 @@ def results(
     servers = bootstrap or bootstrap_servers()
     topic = TopicNames(topic_prefix).products
     with console.status(f"Reading {topic} to its end…"):
-        products, skipped = read_results(servers, topic, registry_url=registry_url)
+        products, skipped = read_results(
+            servers, topic, registry_url=registry_url, prefix=topic_prefix
+        )
     if product is None:
         if json_out:
             print_json(

@@ -71,7 +71,7 @@ def gateway(env: Env, api_key: X25519PrivateKey, recipients: list[str] | None = 
         secrets=env.secrets,
         registry=env.registry,
         operator_keys=env.trust.operator_keys,
-        registrar=kafka_registrar(env.bootstrap),
+        registrar=kafka_registrar(env.bootstrap, prefix=env.topics.prefix),
         api_key=api_key.public_key(),
         api_recipients=recipients,
     )

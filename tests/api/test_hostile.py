@@ -6,6 +6,7 @@ No timing: every assertion is on status codes, bodies and how often scrypt ran."
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -114,6 +115,79 @@ def test_malformed_and_oversized_bearer_tokens_are_401_never_500(api: Api, heade
     assert "data" not in response.json()
 
 
+def _basic(raw: bytes) -> str:
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+GRANT = b"grant_type=client_credentials"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "description"),
+    [
+        ("Basic !!!not-base64", "malformed Basic credentials"),
+        (_basic(b"acme-erp"), "malformed Basic credentials"),  # no colon
+        (_basic(b"\xff\xfe:\xff"), "malformed Basic credentials"),  # not UTF-8
+        ("Basic ", "malformed Basic credentials"),
+        (_basic(b"acme-erp:" + b"s" * 30_000), "Authentication failed"),  # a 30 kB secret
+        (_basic(b"a" * 30_000 + b":" + SECRET.encode()), "Authentication failed"),  # a 30 kB id
+    ],
+)
+def test_malformed_and_oversized_client_credentials_are_401_and_never_echoed(
+    api: Api, authorization: str, description: str
+) -> None:
+    response = api.call(
+        "POST", "/auth/token", headers={**FORM, "Authorization": authorization}, content=GRANT
+    )
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "invalid_client", "error_description": description}
+    assert "sss" not in response.text and "aaa" not in response.text
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "error"),
+    [
+        (FORM, b"\x00\xff\xfe=\x01", "invalid_request"),  # not a form
+        (FORM, GRANT + b"&grant_type=password", "invalid_request"),  # repeated
+        (FORM, b"", "invalid_request"),  # no grant_type
+        (FORM, b"grant_type=%zz%ff", "unsupported_grant_type"),
+        ({"Content-Type": "application/json"}, b'{"grant_type": "client_credentials"}',
+         "invalid_request"),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\ngarbage", "invalid_request"),
+    ],
+)  # fmt: skip
+def test_malformed_token_requests_are_400_oauth_errors(
+    api: Api, headers: dict[str, str], body: bytes, error: str
+) -> None:
+    response = api.call(
+        "POST",
+        "/auth/token",
+        headers={**headers, "Authorization": _basic(f"acme-erp:{SECRET}".encode())},
+        content=body,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == error
+    assert "access_token" not in response.text and SECRET not in response.text
+    assert api.hashed == 0  # refused before any secret was hashed
+
+
+def test_an_invalid_scope_error_names_a_few_scopes_cut_short(api: Api) -> None:
+    asked = " ".join(f"{i:03d}" + "x" * 5_000 for i in range(1))
+    asked += " " + " ".join(f"s{i}" for i in range(500))
+    response = api.call(
+        "POST",
+        "/auth/token",
+        headers={**FORM, "Authorization": _basic(f"acme-erp:{SECRET}".encode())},
+        content=GRANT + b"&scope=" + asked.replace(" ", "+").encode(),
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
+    description = response.json()["error_description"]
+    assert "and 496 more" in description and len(description) < 500
+    assert "access_token" not in response.text
+
+
 def test_a_flood_of_wrong_secrets_locks_the_address_and_the_id_before_any_hashing(
     api: Api,
 ) -> None:
@@ -215,6 +289,66 @@ def test_hostile_query_strings_are_400_never_500(api: Api, query: str) -> None:
         assert response.json()["code"] in ("BadRequest", "NotImplemented")
     else:  # unknown-but-harmless filters: still only this recipient's footprints
         assert {fp["id"] for fp in response.json()["data"]} <= {OURS["id"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/3/footprints/{OURS['id']}"),
+        ("POST", "/auth/token"),
+        ("POST", "/3/events"),
+        ("GET", "/.well-known/openid-configuration"),
+        ("GET", "/no/such/path"),
+    ],
+)
+def test_an_oversized_query_string_is_400_on_every_path(api: Api, method: str, path: str) -> None:
+    headers = {**api.bearer(), **FORM}
+    body = GRANT if path == "/auth/token" else b"{}"
+    query = "x=" + "y" * MAX_QUERY_BYTES
+    response = api.call(method, f"{path}?{query}", headers=headers, content=body)
+    assert response.status_code == 400, response.text
+    if path == "/auth/token":
+        assert response.json()["error"] == "invalid_request"
+    else:
+        assert response.json()["code"] == "BadRequest"
+    assert "yyyy" not in response.text and OURS["id"] not in response.text
+    assert response.headers["cache-control"] == "no-store"  # the security headers still apply
+    # one byte less is no reason to refuse: the query cap is the only thing that changed
+    shorter = api.call(
+        "GET", f"/3/footprints/{OURS['id']}?{query[:MAX_QUERY_BYTES]}", headers=headers
+    )
+    assert shorter.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "pf_id",
+    ["not-a-uuid", "a" * 5_000, "%00", "%E2%80%AE", "00000000-0000-0000-0000-000000000000",
+     THEIRS["id"].upper()],
+)  # fmt: skip
+def test_malformed_ids_are_404_exactly_like_unknown_ones(api: Api, pf_id: str) -> None:
+    headers = api.bearer()
+    response = api.call("GET", f"/3/footprints/{pf_id}", headers=headers)
+    unknown = api.call("GET", f"/3/footprints/{uuid.uuid4()}", headers=headers)
+    assert response.status_code == 404 and response.content == unknown.content
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/2/footprints", 404),
+        ("GET", "/3/footprints/..%2F..%2Fetc%2Fpasswd", 404),
+        ("DELETE", "/3/footprints", 405),
+        ("PUT", f"/3/footprints/{OURS['id']}", 405),
+        ("GET", "/" + "a" * 10_000, 404),
+    ],
+)
+def test_unknown_paths_and_methods_answer_a_pact_error_and_nothing_else(
+    api: Api, method: str, path: str, status: int
+) -> None:
+    response = api.call(method, path, headers=api.bearer(), content=b"{}")
+    assert response.status_code == status
+    assert set(response.json()) == {"code", "message"}
+    assert OURS["id"] not in response.text and "Traceback" not in response.text
 
 
 # --- bodies ------------------------------------------------------------------------------------

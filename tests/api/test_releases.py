@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contracts import InMemorySchemaRegistry
+from contracts.errors import RegistryError
 from gateway import (
     GatewayKey,
     GatewaySecrets,
@@ -212,3 +213,68 @@ def test_a_reader_needs_a_gateway_key() -> None:
             private_key=X25519PrivateKey.generate(),
             gateway_keys=[],
         )
+
+
+class _Flaky(InMemorySchemaRegistry):
+    """A registry that does not answer the first *down* schema requests (an HTTP registry that
+    is down), then answers."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    def get_schema(self, schema_id: int) -> str:
+        if self.down > 0:
+            self.down -= 1
+            raise RegistryError("schema registry http://registry:8081 unreachable (ConnectError)")
+        return super().get_schema(schema_id)
+
+
+def test_a_registry_outage_is_no_refusal_the_record_waits_and_is_served_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.api._kafka as kafka_module
+
+    monkeypatch.setattr(kafka_module, "_OUTAGE_PAUSES_S", (0.0,))
+    reader = Reader()
+    flaky = _Flaky(down=3)
+    source = KafkaReleaseSource(
+        "unused:9092",
+        topics=TOPICS,
+        registry=flaky,
+        private_key=reader.api_key,
+        gateway_keys=[reader.gateway.public_key],
+    )
+    footprint = make_footprint()
+    message = reader.sealed(footprint)
+    value = GatewaySerde(flaky).encode(TOPIC, "SealedMessage", sealed_to_datum(message))
+    key = f"{OEM}|{footprint['id']}".encode()
+    flaky.down = 3
+    with pytest.raises(RegistryError):  # apply alone: the outage is raised, not a refusal
+        source.apply(key, value, where=f"{TOPIC}[0]@7")
+    assert source.refused == [] and source.served == 0
+    source._deliver(key, value, where=f"{TOPIC}[0]@7")  # the reader's loop: waits, then serves
+    assert flaky.down == 0 and source.refused == [] and source.served == 1
+    assert [fp["id"] for fp in asyncio.run(source.list_for(OEM, FootprintQuery()))] == [
+        footprint["id"]
+    ]
+
+
+def test_a_stopped_reader_gives_up_waiting_for_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.api._kafka as kafka_module
+
+    monkeypatch.setattr(kafka_module, "_OUTAGE_PAUSES_S", (0.0,))
+    reader = Reader()
+    flaky = _Flaky(down=10**9)
+    source = KafkaReleaseSource(
+        "unused:9092",
+        topics=TOPICS,
+        registry=flaky,
+        private_key=reader.api_key,
+        gateway_keys=[reader.gateway.public_key],
+    )
+    source.close()  # sets the stop flag (no thread was started)
+    source._deliver(b"k|v", b"\x00\x00\x00\x00\x01x", where=f"{TOPIC}[0]@8")
+    assert source.served == 0 and source.refused == []

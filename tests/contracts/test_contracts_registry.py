@@ -208,3 +208,54 @@ def test_kafka_registry_reader_waits_briefly_for_a_fresh_registration(
         with pytest.raises(UnknownSchemaError, match=r"nobody\.subject-value"):
             reader.lookup("nobody.subject-value", V1)
         assert len(calls) == 4
+
+
+# -- one registry topic per deployment prefix ---------------------------------------------------
+
+
+def test_the_registry_topic_is_the_deployments() -> None:
+    from contracts._registry import schemas_topic
+    from contracts.topics import TopicNames
+
+    assert schemas_topic() == "pcf._schemas"
+    assert schemas_topic("acme.") == "acme.pcf._schemas" == TopicNames("acme.").schemas
+    assert schemas_topic(topic="mine") == "mine"  # tests name their own
+    with pytest.raises(ValueError, match="prefix or the registry topic, not both"):
+        schemas_topic("acme.", "mine")
+
+
+@pytest.mark.broker
+def test_two_prefixes_register_the_same_subject_independently_without_fencing(
+    kafka_bootstrap: str,
+) -> None:
+    from contracts import register_missing
+
+    one, two = (f"t{uuid.uuid4().hex[:8]}." for _ in range(2))
+    first = KafkaSchemaRegistry(kafka_bootstrap, prefix=one, writer=True)
+    second = KafkaSchemaRegistry(kafka_bootstrap, prefix=two, writer=True)
+    try:
+        # two writers open at once: each is its deployment's only writer, neither is fenced
+        assert first._topic == f"{one}pcf._schemas" and second._topic == f"{two}pcf._schemas"
+        assert first.register("same-value", V1) == 1
+        assert second.register("same-value", _v2_optional()) == 1  # its own ids, from 1
+        assert first.register("other-value", _v2_optional()) == 2  # first still writes
+        with pytest.raises(UnknownSchemaError):  # V1 is registered in the other deployment
+            second.lookup("same-value", V1)
+    finally:
+        first.close()
+        second.close()
+    with (
+        KafkaSchemaRegistry(kafka_bootstrap, prefix=one) as reader_one,
+        KafkaSchemaRegistry(kafka_bootstrap, prefix=two) as reader_two,
+    ):
+        assert reader_one.get_schema(1) == V1
+        assert reader_two.get_schema(1) == _v2_optional()
+        assert reader_one.subjects() == ["other-value", "same-value"]
+        assert reader_two.subjects() == ["same-value"]
+        with pytest.raises(UnknownSchemaError):
+            reader_two.lookup("other-value", _v2_optional())
+    # the short-lived writers of register_missing are per prefix too
+    assert register_missing(kafka_bootstrap, [("third-value", V1)], prefix=two) == ["third-value"]
+    assert register_missing(kafka_bootstrap, [("third-value", V1)], prefix=two) == []
+    with KafkaSchemaRegistry(kafka_bootstrap, prefix=one) as reader_one:
+        assert "third-value" not in reader_one.subjects()

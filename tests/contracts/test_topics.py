@@ -16,12 +16,13 @@ from contracts.errors import InfrastructureError
 from contracts.topics import TOPICS, TopicNames, ensure_topics
 
 
-def test_names_carry_the_prefix_except_the_shared_schemas_topic() -> None:
+def test_names_carry_the_prefix_the_schemas_topic_too() -> None:
     names = TopicNames("t1.")
     assert names.products == "t1.pcf.products"
     assert names.checkpoints == "t1.pcf.audit.checkpoints"
     assert names.outbound("eu-oem") == "t1.pcf.outbound.eu-oem"
-    assert names.of("pcf._schemas") == "pcf._schemas"
+    assert names.of("pcf._schemas") == names.schemas == "t1.pcf._schemas"
+    assert TopicNames().schemas == "pcf._schemas"
     with pytest.raises(ValueError, match="cannot name a Kafka topic"):
         names.outbound("eu oem/../x")
     with pytest.raises(ValueError, match="needs member name"):

@@ -54,7 +54,7 @@ def test_kafka_release_one_transaction_one_entry_chain_resumed(
     ids = [json.loads(r.stdout)["release"]["messageId"] for r in (first, second)]
     assert not (d / "audit.jsonl").exists()  # the chain is on the broker, not in a file
     topics = Topics(prefix)
-    registry = KafkaSchemaRegistry(kafka_bootstrap)
+    registry = KafkaSchemaRegistry(kafka_bootstrap, prefix=prefix)
     try:
         serde = GatewaySerde(registry)
         entries, checkpoints, problems = read_audit_logs(
@@ -100,9 +100,11 @@ def held_env(files: dict[str, Any], kafka_bootstrap: str) -> dict[str, Any]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     topics = Topics(prefix)
     ensure_topics(kafka_bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
-    kafka_registrar(kafka_bootstrap)([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
+    kafka_registrar(kafka_bootstrap, prefix=prefix)(
+        [(subject_for(topics.keys), schema_json("SignedSupplierKey"))]
+    )
     trust = Trust(d / "keys")
-    registry = KafkaSchemaRegistry(kafka_bootstrap)
+    registry = KafkaSchemaRegistry(kafka_bootstrap, prefix=prefix)
     try:
         trust.register(
             kafka_bootstrap,
@@ -166,7 +168,7 @@ def _release(env: dict[str, Any]) -> Any:
 
 
 def _chain(env: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-    registry = KafkaSchemaRegistry(env["bootstrap"])
+    registry = KafkaSchemaRegistry(env["bootstrap"], prefix=env["topics"].prefix)
     try:
         serde = GatewaySerde(registry)
         topics = env["topics"]

@@ -18,7 +18,14 @@ import typer
 from confluent_kafka import Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
-from contracts import AvroSerde, KafkaSchemaRegistry, RolledUpFootprint, SignerRole, subject_for
+from contracts import (
+    AvroSerde,
+    HttpSchemaRegistry,
+    KafkaSchemaRegistry,
+    RolledUpFootprint,
+    SignerRole,
+    subject_for,
+)
 from contracts._schemas import schema_json
 from contracts.topics import TOPICS, ensure_topics
 from gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
@@ -70,7 +77,7 @@ class Env:
     bootstrap: str
     topics: Topics
     tmp: Path
-    registry: KafkaSchemaRegistry
+    registry: KafkaSchemaRegistry | HttpSchemaRegistry
     key_path: Path
     pub_path: Path
     trust: Trust
@@ -110,7 +117,7 @@ class Env:
             secrets=self.secrets,
             registry=self.registry,
             operator_keys=self.trust.operator_keys,
-            registrar=kafka_registrar(self.bootstrap),
+            registrar=kafka_registrar(self.bootstrap, prefix=self.topics.prefix),
             fault=fault,
         )
 
@@ -163,15 +170,17 @@ def make_env(kafka_bootstrap: str, tmp_path: Path, partitions: int = 2) -> Itera
     streams' service key and an officer's key registered by the operator, three recipients."""
     topics = Topics(f"t{uuid.uuid4().hex[:10]}.")
     ensure_topics(kafka_bootstrap, [(topics.products, TOPICS["pcf.products"], partitions)])
-    kafka_registrar(kafka_bootstrap)(
+    kafka_registrar(kafka_bootstrap, prefix=topics.prefix)(
         [(subject_for(topics.products), schema_json("RolledUpFootprint"))]
     )
     key_path = tmp_path / "gateway.pem"
     _, pub_path = write_gateway_key(key_path)
-    registry = KafkaSchemaRegistry(kafka_bootstrap)
+    registry = KafkaSchemaRegistry(kafka_bootstrap, prefix=topics.prefix)
     # the operator registers the streams' service key and a compliance officer's key
     ensure_topics(kafka_bootstrap, [(topics.keys, TOPICS["pcf.keys"], 1)])
-    kafka_registrar(kafka_bootstrap)([(subject_for(topics.keys), schema_json("SignedSupplierKey"))])
+    kafka_registrar(kafka_bootstrap, prefix=topics.prefix)(
+        [(subject_for(topics.keys), schema_json("SignedSupplierKey"))]
+    )
     trust = Trust(tmp_path / "keys")
     trust.register(
         kafka_bootstrap,
@@ -731,7 +740,9 @@ def test_the_core_gateway_shell_commits_through_the_kafka_seams(env: Env) -> Non
             (env.topics.outbound(EU), TOPICS["pcf.outbound."], 1),
         ],
     )
-    serde = GatewaySerde(env.registry, registrar=kafka_registrar(env.bootstrap))
+    serde = GatewaySerde(
+        env.registry, registrar=kafka_registrar(env.bootstrap, prefix=env.topics.prefix)
+    )
     sink = KafkaTransferSink(
         env.bootstrap,
         topics=env.topics,

@@ -149,7 +149,7 @@ def test_wrong_settings_name_the_setting_expected_and_got(
 def test_nobody_but_the_operator_writes_keys_factors_or_schemas() -> None:
     for role in ROLES:
         for topic in ("pcf.keys", "pcf.factors", SCHEMAS_TOPIC_NAME):
-            name = topic if topic == SCHEMAS_TOPIC_NAME else f"p.{topic}"
+            name = f"p.{topic}"  # the schemas topic is the deployment's too
             writes = {
                 g
                 for g in grants_for(role, "x", prefix="p.")
@@ -157,6 +157,12 @@ def test_nobody_but_the_operator_writes_keys_factors_or_schemas() -> None:
                 if g.pattern == "prefixed" or g.name == name
             }
             assert bool(writes) == (role == "operator"), (role, topic, writes)
+    writers = {
+        (g.name, g.pattern)
+        for g in grants_for("operator", "x", prefix="p.")
+        if g.resource == "transactional_id"
+    }
+    assert writers == {("pcfx-schema-writer:p.", "prefixed")}, "its own deployment's writer only"
 
 
 def test_companies_never_read_shared_data_topics() -> None:

@@ -115,7 +115,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
             ]
             + [  # the schema registry's topic, as the operator creates it
                 NewTopic(
-                    "pcf._schemas",
+                    f"{PREFIX}pcf._schemas",
                     num_partitions=1,
                     replication_factor=1,
                     config={"cleanup.policy": "compact"},
@@ -212,7 +212,7 @@ def _denied(error: KafkaError | None, topic: str) -> None:
     ["pcf.keys", "pcf.factors", "pcf.products", "pcf._schemas", "pcf.approvals"],
 )
 def test_a_supplier_cannot_write_what_only_others_write(secure: SecureBroker, topic: str) -> None:
-    name = topic if topic == "pcf._schemas" else f"{PREFIX}{topic}"
+    name = f"{PREFIX}{topic}"
     _denied(produce(secure, secure.settings("acme"), name, b"forged"), name)
 
 
@@ -333,7 +333,7 @@ def test_operator_registers_a_key_and_the_supplier_publishes_a_signed_footprint(
     os.environ["KAFKA_CLIENT_CONFIG"] = str(secure.configs["ops"])
     reset()
     try:
-        with KafkaSchemaRegistry(secure.bootstrap, writer=True) as writer:
+        with KafkaSchemaRegistry(secure.bootstrap, prefix=PREFIX, writer=True) as writer:
             register_all(writer, PREFIX)
     finally:
         if saved is None:

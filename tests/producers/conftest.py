@@ -1,8 +1,9 @@
 """Fixtures for the producer tests: keys, realistic records, fresh topics, reading back.
 
 Every test gets its own ledger, key folder and state folder (never the user's ``~``), and on the
-broker its own topics, including its own schema-registry topic, so that runs never see each
-other's records.
+broker its own topic prefix and topics, including its own schema-registry topic
+(``<prefix>pcf._schemas``, the one the CLI reads under ``--topic-prefix``), so that runs never
+see each other's records nor fence each other's registry writer.
 """
 
 from __future__ import annotations
@@ -92,11 +93,20 @@ class Cluster:
     bootstrap: str
     topics: Topics
     schemas_topic: str
+    prefix: str = ""
+    """The deployment prefix the topics were made under (the CLI's ``--topic-prefix``)."""
 
     def publisher(self, signer: Signer, **kwargs: Any) -> Publisher:
         kwargs.setdefault("ledger", Ledger.in_memory())
         kwargs.setdefault("schemas_topic", self.schemas_topic)
         return Publisher(self.bootstrap, signer=signer, topics=self.topics, **kwargs)
+
+    def scope(self) -> list[str]:
+        """CLI options for this cluster's prefix and key topic (``--keys-topic`` is prefixed)."""
+        return [
+            "--bootstrap", self.bootstrap, "--topic-prefix", self.prefix,
+            "--keys-topic", self.topics.keys.removeprefix(self.prefix),
+        ]  # fmt: skip
 
     def serde(self) -> tuple[AvroSerde, KafkaSchemaRegistry]:
         registry = KafkaSchemaRegistry(self.bootstrap, topic=self.schemas_topic)
@@ -134,10 +144,12 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.
 
 @pytest.fixture
 def cluster(kafka_bootstrap: str, new_topic: Callable[..., str]) -> Iterator[Cluster]:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
     topics = Topics(
-        declared=new_topic(partitions=3, prefix="declared"),
-        bom=new_topic(partitions=3, prefix="bom"),
-        factors=new_topic(partitions=1, prefix="factors"),
-        keys=new_topic(partitions=1, prefix="keys"),
+        declared=new_topic(partitions=3, prefix=f"{prefix}declared"),
+        bom=new_topic(partitions=3, prefix=f"{prefix}bom"),
+        factors=new_topic(partitions=1, prefix=f"{prefix}factors"),
+        keys=new_topic(partitions=1, prefix=f"{prefix}keys"),
+        schemas=f"{prefix}pcf._schemas",
     )
-    yield Cluster(kafka_bootstrap, topics, f"schemas-{uuid.uuid4().hex[:12]}")
+    yield Cluster(kafka_bootstrap, topics, topics.schemas, prefix)

@@ -182,12 +182,9 @@ def _publish_args(cluster: Cluster, files: KeyPairFiles, *paths: Path) -> list[A
         files.private_key,
         "--supplier",
         files.owner,
-        "--bootstrap",
-        cluster.bootstrap,
         "--topic",
         cluster.topics.declared,
-        "--keys-topic",
-        cluster.topics.keys,
+        *cluster.scope(),
     ]
 
 
@@ -231,7 +228,8 @@ def test_publish_mixed_file_and_csv(
 def _registry_serde(cluster: Cluster) -> Any:
     from contracts import AvroSerde, KafkaSchemaRegistry
 
-    registry = KafkaSchemaRegistry(cluster.bootstrap)  # the CLI uses the default registry topic
+    # the CLI uses the registry topic of its --topic-prefix: the cluster's own
+    registry = KafkaSchemaRegistry(cluster.bootstrap, topic=cluster.schemas_topic)
     return AvroSerde(registry), registry
 
 
@@ -242,7 +240,7 @@ def test_operator_registers_revokes_and_a_revoked_key_cannot_publish(
     operator_files: KeyPairFiles,
     tmp_path: Path,
 ) -> None:
-    common = ["--bootstrap", cluster.bootstrap, "--keys-topic", cluster.topics.keys]
+    common = cluster.scope()
     result = _run(
         keys_app,
         [
@@ -319,8 +317,8 @@ def test_a_key_registered_to_another_supplier_is_refused(
     tmp_path: Path,
 ) -> None:
     supplier_key = load_public_key(supplier_files.public_key)
-    # registered through the default schema registry topic, the one the CLI reads with
-    with cluster.publisher(operator_signer, schemas_topic="pcf._schemas") as operator:
+    # registered through the cluster's registry topic, the one the CLI reads under its prefix
+    with cluster.publisher(operator_signer) as operator:
         assert operator.publish_key(
             registration("other-co", supplier_key, registered_by="operator")
         ).ok
@@ -392,6 +390,8 @@ def test_publish_factors_and_bom(
             operator_files.private_key,
             "--bootstrap",
             cluster.bootstrap,
+            "--topic-prefix",
+            cluster.prefix,
             "--topic",
             cluster.topics.factors,
             "--json",
@@ -413,12 +413,9 @@ def test_publish_factors_and_bom(
             supplier_files.private_key,
             "--supplier",
             SUPPLIER,
-            "--bootstrap",
-            cluster.bootstrap,
             "--topic",
             cluster.topics.bom,
-            "--keys-topic",
-            cluster.topics.keys,
+            *cluster.scope(),
             "--json",
         ],
     )

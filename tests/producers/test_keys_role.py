@@ -20,7 +20,7 @@ def test_the_operator_registers_a_key_with_a_role(
     operator_files: KeyPairFiles,
     role: SignerRole,
 ) -> None:
-    common = ["--bootstrap", cluster.bootstrap, "--keys-topic", cluster.topics.keys]
+    common = cluster.scope()
     result = _run(
         keys_app,
         [
@@ -37,7 +37,7 @@ def test_the_operator_registers_a_key_with_a_role(
     assert result.exit_code == 0, result.output
     assert f"registered with role {role.value}" in " ".join(result.stdout.split())
     (message,) = cluster.read(cluster.topics.keys, expected=1)
-    registry = KafkaSchemaRegistry(cluster.bootstrap)
+    registry = KafkaSchemaRegistry(cluster.bootstrap, topic=cluster.schemas_topic)
     try:
         signed = AvroSerde(registry).decode(message.value(), SignedSupplierKey)
     finally:

@@ -198,7 +198,9 @@ class Exchange(World):
 
         _gateway_files(self.bootstrap, self.workdir / "gateway-keys")
         register_missing(
-            self.bootstrap, gateway_schemas(Topics(self.prefix), (EU_OEM, NOTIFIED_BODY))
+            self.bootstrap,
+            gateway_schemas(Topics(self.prefix), (EU_OEM, NOTIFIED_BODY)),
+            prefix=self.prefix,
         )
 
     def start_gateway(self, name: str = "g1") -> subprocess.Popen[bytes]:
@@ -355,7 +357,7 @@ class Exchange(World):
         lag = 0
         if with_gateway:
             lag = self.wait_gateway_caught_up()
-            registry = KafkaSchemaRegistry(self.bootstrap)
+            registry = KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix)
             try:
                 serde = GatewaySerde(registry)
                 topics = Topics(self.prefix)

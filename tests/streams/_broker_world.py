@@ -66,12 +66,12 @@ class World:
                 partitions=self.partitions,
             )
         )
-        writer = KafkaSchemaRegistry(self.bootstrap, writer=True)
+        writer = KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix, writer=True)
         try:
             register_all(writer, self.prefix)
         finally:
             writer.close()
-        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
+        self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix))
         self.sink = KafkaSink(self.bootstrap)
         # the operator registers the workers' service key (role service): it signs pcf.products
         self._send("pcf.keys", "pcfx-streams", self.participants.service_registration())

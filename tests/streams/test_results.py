@@ -224,8 +224,10 @@ def test_results_reads_the_products_topic_to_its_end(versions: Any, kafka_bootst
     prefix = f"t{uuid.uuid4().hex[:8]}."
     topic = TopicNames(prefix).products
     ensure_topics(kafka_bootstrap, [(topic, TOPICS["pcf.products"], 2)])
-    kafka_registrar(kafka_bootstrap)([(subject_for(topic), schema_json("RolledUpFootprint"))])
-    registry = KafkaSchemaRegistry(kafka_bootstrap)
+    kafka_registrar(kafka_bootstrap, prefix=prefix)(
+        [(subject_for(topic), schema_json("RolledUpFootprint"))]
+    )
+    registry = KafkaSchemaRegistry(kafka_bootstrap, prefix=prefix)
     try:
         serde = AvroSerde(registry)
         producer = Producer({"bootstrap.servers": kafka_bootstrap})

@@ -91,7 +91,7 @@ def test_held_then_released_then_rejected(world: World, tmp_path: Path) -> None:
     lithium, phosphate = loaded["LI2CO3-BG"], loaded["FEPO4-BG"]
     world.publish_footprint(_at_999(lithium))
     world.publish_footprint(_at_999(phosphate))
-    registry = KafkaSchemaRegistry(world.bootstrap)
+    registry = KafkaSchemaRegistry(world.bootstrap, prefix=world.prefix)
     try:
         held = {
             e.subject.rsplit(":", 1)[-1]: e
