@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import json
 import os
 import random
 import resource
@@ -61,8 +62,9 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from bench.report import Baseline, BenchResult, write_result
@@ -216,6 +218,26 @@ def time_core_updates(
     return times, touched, edge
 
 
+def count_calls(net: Network, updates: list[FootprintDeclared]) -> tuple[float, float]:
+    """Python function calls (and C calls the profiler sees) per update and per republished
+    ancestor, counted by cProfile over *updates* (untimed): unlike a time, a count does not move
+    with the load of the shared machine, so it compares two versions of the code exactly. A cost
+    per update that does not shrink with the graph is plumbing, not arithmetic."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    republished = 0
+    profile.enable()
+    for message in updates:
+        net.submit(message)
+        net.run(coalesce=True)
+        republished += len(net.last.published) if net.last is not None else 0
+    profile.disable()
+    calls = sum(row[1] for row in pstats.Stats(profile).stats.values())  # type: ignore[attr-defined]
+    return calls / max(1, len(updates)), calls / max(1, republished)
+
+
 # --------------------------------------------------------------------------- Brightway
 
 
@@ -355,6 +377,7 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
     seq: dict[str, int] = {}
     messages = _footprints(updates, seq)
     fifo_messages = _footprints(updates[: len(updates) // 4], seq)
+    counted_messages = _footprints(updates[: min(50, len(updates))], seq)
     core_cpu: list[float] = []
     gc.disable()
     try:
@@ -362,6 +385,7 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
         results = net.results()
         ours_total = sum(float(results[p].pcf or 0) for p in graph.finished)
         fifo, fifo_touched, _ = time_core_updates(net, fifo_messages, coalesce=False)
+        calls_per_update, calls_per_ancestor = count_calls(net, counted_messages)
     finally:
         gc.enable()
     lca, ids, bw_build_s = build_brightway(graph)
@@ -401,6 +425,8 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
             "ours_fifo_per_message_median_ms": _ms(fifo),
             "ours_fifo_republished_mean": round(statistics.fmean(fifo_touched), 1),
             "ours_initial_load_s": round(load_s, 2),
+            "calls_per_update": round(calls_per_update),
+            "calls_per_ancestor": round(calls_per_ancestor, 1),
             "brightway_resolve_mean_ms": round(statistics.fmean(bw_ms), 3),
             "brightway_all_products_transposed_solve_ms": _ms(bw["all_products"]),
             "brightway_refactorize_and_solve_ms": _ms(bw["refactorize"]),
@@ -473,6 +499,36 @@ def run_grid(size: int) -> BenchResult:
     )
 
 
+def _before(directory: Path | None, result: BenchResult) -> BenchResult:
+    """*result* with the same benchmark's figures of the code before a change (``--before DIR``:
+    the results directory of a worktree of the old code, run in the same window) in its
+    details, so that the file says what the change did under the same load."""
+    path = None if directory is None else directory / f"{result.name}.json"
+    if path is None or not path.exists():
+        return result
+    data = json.loads(path.read_text())
+    details = data.get("details", {})
+    keep = (
+        "ours_cpu_median_ms",
+        "brightway_resolve_cpu_median_ms",
+        "ancestors_republished_mean",
+        "ours_per_ancestor_us",
+        "calls_per_update",
+        "calls_per_ancestor",
+        "propagation_s",
+        "process_cpu_s",
+    )
+    before = {
+        "value": data.get("value"),
+        "baseline": (data.get("baseline") or {}).get("value"),
+        "ratio": data.get("ratio"),
+        "measured_at": data.get("measured_at"),
+        "load_average": (data.get("machine") or {}).get("load_average"),
+        **{k: details[k] for k in keep if k in details},
+    }
+    return replace(result, details={**result.details, "before_this_change": before})
+
+
 def _ms(samples: list[float]) -> float | None:
     return round(1000 * statistics.median(samples), 3) if samples else None
 
@@ -482,6 +538,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000])
     parser.add_argument("--grid-sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="results directory of the code before a change, run in the same window "
+        "(its figures go into each result's details as before_this_change)",
+    )
     args = parser.parse_args(argv)
     if "BRIGHTWAY2_DIR" not in os.environ:  # bw2calc imports bw2data, which creates a project dir
         scratch = tempfile.mkdtemp(prefix="pcfx-bench-bw-")
@@ -490,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     # the grid first: its peak RSS is then its own (the process's peak only grows)
     for size in args.grid_sizes:
-        result = run_grid(size)
+        result = _before(args.before, run_grid(size))
         path = write_result(result)
         d = result.details
         baseline = result.baseline.value if result.baseline else None
@@ -505,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         started = time.perf_counter()
         result = run(size, args.updates if size < 100_000 else max(50, args.updates // 2))
+        result = _before(args.before, result)
         path = write_result(result)
         d = result.details
         baseline = result.baseline.value if result.baseline else None
