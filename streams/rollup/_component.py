@@ -156,11 +156,13 @@ class Draft:
 
     def parents(self) -> list[str]:
         """Parents currently subscribed, sorted."""
-        return sorted(p for p, sub in self.subscribers.items() if sub.active)
+        return sorted([p for p, sub in self.subscribers.items() if sub.active])
 
     def apply(self, message: ComponentMessage) -> tuple[Outcome, list[Message]]:
         """Apply one message (the steps of :func:`component_step`): its outcome and what it
         sends."""
+        if type(message) is ProductOffered:  # (the most frequent: a product's own new value)
+            return self._rolled(message)
         if isinstance(message, Subscribe | Unsubscribe):
             return self._subscription(message)
         if isinstance(message, FootprintDeclared):
@@ -185,6 +187,9 @@ class Draft:
             return self._republish()
         if isinstance(message, ProductRolledUp):
             message = offered(message)
+        return self._rolled(message)
+
+    def _rolled(self, message: ProductOffered) -> tuple[Outcome, list[Message]]:
         old_rolled = self.rolled
         if old_rolled is not None and message.sequence <= old_rolled.sequence:
             same = message.value == old_rolled.value

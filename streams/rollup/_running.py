@@ -135,7 +135,8 @@ class _Line:
         """A BOM line (counts for "common" figures), not the grid electricity."""
         self.source = source
         """The value the line used (``None`` when missing)."""
-        self.ref = "" if source is None else str(source.ref)
+        self.ref = "" if source is None or kind != _BLOCKED else str(source.ref)
+        """The input's ref as text (only a blocked line needs it: ``blocked`` counts by it)."""
         self.part = part
         self.metrics = metrics
         self.missing = missing
@@ -200,8 +201,14 @@ def _evaluate(
     if (
         cached is None
         or cached[0] != source.declared_unit
-        or not _same_decimal(cached[1], source.declared_unit_amount)
-        or not _same_decimal(cached[2], source.mass_per_declared_unit)
+        or (
+            cached[1] is not source.declared_unit_amount
+            and not _same_decimal(cached[1], source.declared_unit_amount)
+        )
+        or (
+            cached[2] is not source.mass_per_declared_unit
+            and not _same_decimal(cached[2], source.mass_per_declared_unit)
+        )
     ):
         ctx.clear_flags()
         try:
@@ -401,6 +408,16 @@ class Running:
         from the parts (rare: the part that set the exponent was the only one to have it).
         """
         sums, counts = self.sums, self.counts
+        if old is not None and new is not None and old.keys() == new.keys():
+            # the common case (an input's new value: the same figures, same exponents): one pass,
+            # the sum's exponent holds and no key appears or disappears
+            for key, value in new.items():
+                if not value.same_quantum(old[key]):
+                    break
+            else:
+                for key, value in new.items():
+                    sums[key] = sums[key] - old[key] + value
+                return
         suspects: list[tuple[str, Decimal]] = []
         if old is not None:
             for key, value in old.items():
@@ -455,8 +472,11 @@ class Running:
             and new.source is not None
             and old.source.factor_sources == new.source.factor_sources
         )
-        self._count(old, -1, same)
-        self._count(new, 1, same)
+        if same and old.is_line is new.is_line:  # (then only exactness can differ)
+            self.inexact += (not new.exact) - (not old.exact)
+        else:
+            self._count(old, -1, same)
+            self._count(new, 1, same)
         self._sum(old.part, new.part)
 
     def _trace(self, ref: Ref, value: SourceValue | None, trace: tuple[str, ...]) -> None:
@@ -547,11 +567,11 @@ class Running:
             missing = tuple(sorted(self.missing))
             factor_sources = self._factor_sources()
             grid = None if self.grid is None else self.grid.source
-            used = tuple(line.source for line in self.lines)
+            used = tuple([line.source for line in self.lines])
             identity = Identity.pending(
                 (bom, grid, used),
                 lambda: _build(bom, grid, used),
-                tuple(v.identity for v in (grid, *used) if v is not None),
+                tuple([v.identity for v in (grid, *used) if v is not None]),
             )
         return SourceValue(
             ref=self.ref,
