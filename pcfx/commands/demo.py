@@ -996,7 +996,7 @@ def run_demo(
     ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
     says the caller started the local broker for the demo, so that ``pcfx demo stop`` stops it.
     """
-    from pcfx.commands.streams import run_rollup
+    from streams.batch import run_rollup
 
     prefix = prefix or demo_prefix()
     workdir = workdir.resolve()
