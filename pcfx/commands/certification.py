@@ -204,6 +204,20 @@ def _precheck(registry: CertRegistry, signed: SignedStatement) -> None:
         )
 
 
+def _known_certificate(registry: CertRegistry, wanted: str, topics: CertTopics) -> str:
+    """The certificate *wanted* names (its id or a unique prefix, :func:`pcfx.tables.resolve_id`:
+    an ambiguous prefix exits 2 listing the candidates); one that names nothing is refused
+    (``unknown_certificate``, exit 1) before anything is sent."""
+    certificate_id = resolve_id(wanted, registry.certificates, "certificate")
+    if certificate_id not in registry.certificates:
+        raise CertificationError(
+            f"certificate {certificate_id!r} is not on {topics.certificates}",
+            reason="unknown_certificate",
+            hint="List them: pcfx certificates list",
+        )
+    return certificate_id
+
+
 def _body_row(registry: CertRegistry, body_id: str) -> dict[str, Any]:
     state = registry.bodies[body_id]
     reg = state.registration
@@ -655,7 +669,7 @@ def certificates_issue(
 @certificates_app.command("revoke")
 @handle_errors
 def certificates_revoke(
-    certificate_id: Annotated[str, typer.Argument(help="The certificate.")],
+    certificate_id: Annotated[str, typer.Argument(help="The certificate id, or a unique prefix.")],
     key: SigningKey,
     reason: Reason,
     signer: Annotated[
@@ -672,20 +686,18 @@ def certificates_revoke(
     topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """Revoke a certificate (by its body, or the operator) from the moment the broker appends
-    the revocation."""
+    """Revoke a certificate (its id or a unique prefix; by its body, or the operator) from the
+    moment the broker appends the revocation."""
     private = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     keys = _operator_keys(operator_key)
-    statement = Revocation(certificate_id, signer, reason)
-    signed = sign_statement(private, statement, signer_id=signer)
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
+        current = _read(session, keys, footprints=False)
+        certificate_id = _known_certificate(current, certificate_id, session.topics)
+        statement = Revocation(certificate_id, signer, reason)
+        signed = sign_statement(private, statement, signer_id=signer)
+        _precheck(current, signed)
         registry = _publish_and_confirm(
             session, keys, session.topics.certificates, certificate_id, signed
-        )
-    if certificate_id not in registry.certificates:
-        raise CertificationError(
-            f"certificate {certificate_id!r} is not on pcf.certificates",
-            reason="unknown_certificate",
         )
     row = _cert_row(registry, certificate_id, datetime.now(UTC))
     if json_out:
@@ -757,13 +769,7 @@ def certificates_show(
     """One certificate (its id or a unique prefix): what it binds, when the broker appended it,
     its status now."""
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
-    certificate_id = resolve_id(certificate_id, registry.certificates, "certificate")
-    if certificate_id not in registry.certificates:
-        raise CertificationError(
-            f"certificate {certificate_id!r} is not on pcf.certificates",
-            reason="unknown_certificate",
-            hint="List them: pcfx certificates list",
-        )
+    certificate_id = _known_certificate(registry, certificate_id, CertTopics(topic_prefix))
     row = _cert_row(registry, certificate_id, datetime.now(UTC))
     if json_out:
         print_json(row)

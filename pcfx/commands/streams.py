@@ -37,6 +37,7 @@ from pcfx.options import (
     log_level,
     passphrase,
 )
+from pcfx.tables import resolve_id
 from streams.batch import run_rollup, why_no_footprint
 from streams.rollup import ContributionNode, contribution_tree, hotspots
 
@@ -184,28 +185,24 @@ def topics(
 
 
 def resolve_product(wanted: str, products: Iterable[str], names: Mapping[str, str]) -> str:
-    """The one product *wanted* names, tried in this order: its full id, a unique prefix or
-    end of the id (the part after the URN's last ``:``), its BOM's product name, a unique part
-    of that name (any case). An unknown or ambiguous name is a usage error listing the
-    candidates."""
+    """The one product *wanted* names (:func:`pcfx.tables.resolve_id`), tried in this order: its
+    full id, a unique prefix or end of the id (the part after the URN's last ``:``), its BOM's
+    product name, a unique part of that name (any case). An unknown or ambiguous name is a
+    usage error listing the candidates."""
     ids = sorted(products)
-    if wanted in ids:
-        return wanted
-    for match in (
-        lambda pid: pid.startswith(wanted),
-        lambda pid: pid.endswith(wanted),
-        lambda pid: names.get(pid, "").casefold() == wanted.casefold(),
-        lambda pid: wanted.casefold() in names.get(pid, "").casefold(),
-    ):
-        found = [pid for pid in ids if match(pid)]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
-            raise typer.BadParameter(
-                f"{wanted!r} matches {len(found)} products ({shown}): give more of the id",
-                param_hint="--tree",
-            )
+    found = resolve_id(
+        wanted,
+        ids,
+        "product",
+        also=(
+            lambda pid, w: pid.endswith(w),
+            lambda pid, w: names.get(pid, "").casefold() == w.casefold(),
+            lambda pid, w: w.casefold() in names.get(pid, "").casefold(),
+        ),
+        param_hint="--tree",
+    )
+    if found in ids:
+        return found
     raise typer.BadParameter(
         f"{wanted!r} names no product with a BOM (give its id, a unique part of it, or its"
         f" name; {len(ids)} products were rolled up)",
