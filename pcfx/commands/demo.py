@@ -44,7 +44,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,7 +54,6 @@ from typing import Annotated, Any, cast
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from kafka import KafkaConsumer
 from rich.table import Table
 
 from contracts import (
@@ -79,7 +78,7 @@ from contracts import (
     topic_schemas,
 )
 from contracts.errors import BrokerError, PcfError
-from contracts.kafka_client import kafka_python_kwargs, use_config_file
+from contracts.kafka_client import use_config_file
 from gateway.runtime import Topics, gateway_schemas
 from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors, print_json
@@ -87,7 +86,7 @@ from pcfx.options import JsonOut
 from pcfx.settings import bootstrap_servers
 from producers.delivery import KafkaSink, Outgoing
 from producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
-from streams.harness import namespace_of, stop_worker
+from streams.harness import ResultsReader, namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
@@ -125,7 +124,7 @@ OFFICER_ID = "li-wei"
 
 
 @dataclass
-class DemoExchange:
+class DemoExchange(ResultsReader):
     """One topic namespace on a broker, its operator, and every party's signing key.
 
     Used by ``pcfx demo`` and by the end-to-end tests: publish signed records as each party,
@@ -327,56 +326,6 @@ class DemoExchange:
         for proc in [] if self.detach else self.workers:
             stop_worker(proc)
         self.sink.close(timeout_s=10)
-
-    def worker_logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in self.workdir.glob("worker-*.log")
-        )
-
-    # --- reading -------------------------------------------------------------------------------
-
-    def read(self, topic: str, model: type[Any], idle_s: float = 2.0) -> list[Any]:
-        consumer = KafkaConsumer(
-            self.topic(topic),
-            **kafka_python_kwargs(),
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            consumer_timeout_ms=int(idle_s * 1000),
-        )
-        try:
-            return [self.serde.decode(m.value, model) for m in consumer]
-        finally:
-            consumer.close()
-
-    def latest_products(self) -> dict[str, RolledUpFootprint]:
-        latest: dict[str, RolledUpFootprint] = {}
-        for record in self.read("pcf.products", RolledUpFootprint):
-            current = latest.get(record.product_id)
-            if current is None or record.sequence >= current.sequence:
-                latest[record.product_id] = record
-        return latest
-
-    def rejections(self) -> list[Rejection]:
-        return cast(list[Rejection], self.read("pcf.rejected", Rejection))
-
-    def wait_for(
-        self,
-        predicate: Callable[[dict[str, RolledUpFootprint]], bool],
-        timeout_s: float = 180.0,
-        what: str = "results",
-    ) -> dict[str, RolledUpFootprint]:
-        deadline = time.monotonic() + timeout_s
-        latest: dict[str, RolledUpFootprint] = {}
-        while time.monotonic() < deadline:
-            latest = self.latest_products()
-            if predicate(latest):
-                return latest
-            dead = [p for p in self.workers if p.poll() not in (None, -9, -15, 0)]
-            if dead:
-                raise PcfError(f"a streams worker died:\n{self.worker_logs()}")
-            time.sleep(0.5)
-        raise PcfError(f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}")
 
 
 # --- the gateway act: the very commands a compliance officer and a recipient run ---------------

@@ -44,6 +44,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from contracts import KafkaSchemaRegistry, ProductFootprint, read_footprints
+from contracts.errors import PcfError
 from contracts.kafka_client import librdkafka_config
 from gateway.audit import EntryKind
 from gateway.runtime import GatewaySerde, Topics, gateway_schemas, read_audit_logs
@@ -292,7 +293,7 @@ class Exchange(World):
                 timeout_s=timeout_s,
                 what="the roll-ups to equal the oracle",
             )
-        except AssertionError:
+        except PcfError:  # timed out, or a worker died (streams.harness.ResultsReader.wait_for)
             return False
         return True
 
