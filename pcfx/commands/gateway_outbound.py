@@ -201,9 +201,11 @@ def outbound_decrypt(
     ] = False,
     topic_prefix: TopicPrefix = "",
     bootstrap: Bootstrap = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Verify the gateway signature and decrypt each message on its own (version 2, sealed per
-    batch, and version 1, sealed alone); print PACT JSON, one per line."""
+    batch, and version 1, sealed alone); print PACT JSON, one per line (with --json: one
+    document, the messages and the refusals in it)."""
     private = load_recipient_private_key(
         key, passphrase=passphrase(passphrase_file, passphrase_env)
     )
@@ -216,6 +218,8 @@ def outbound_decrypt(
     )
     trusted = KeyRing.of(load_gateway_public_key(gateway_pub))
     count = failed = 0
+    documents: list[Any] = []
+    refused: list[dict[str, Any]] = []
     for message in _outbound_messages(recipient, source, topic, topic_prefix, bootstrap):
         try:
             opened = open_message(
@@ -223,7 +227,11 @@ def outbound_decrypt(
             )
         except TrustError as exc:
             failed += 1
-            err_console.print(f"FAIL: {exc.reason}: {exc.message}", markup=False)
+            refused.append(
+                {"messageId": message.message_id, "reason": exc.reason, "message": exc.message}
+            )
+            if not json_out:
+                err_console.print(f"FAIL: {exc.reason}: {exc.message}", markup=False)
             continue
         count += 1
         envelope = dict(opened.envelope)
@@ -241,11 +249,18 @@ def outbound_decrypt(
             except (TrustError, ValueError):
                 envelope["decryptedFields"] = None
         doc = envelope.get("footprint") if footprint_only else envelope
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n")
-    err_console.print(
-        f"{'OK' if not failed else 'FAIL'}: {count} messages verified and decrypted,"
-        f" {failed} refused",
-        markup=False,
-    )
+        if json_out:
+            documents.append(doc)
+        else:
+            sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n")
+    if json_out:
+        print_json({"decrypted": count, "refused": failed, "messages": documents,
+                    "refusals": refused})  # fmt: skip
+    else:
+        err_console.print(
+            f"{'OK' if not failed else 'FAIL'}: {count} messages verified and decrypted,"
+            f" {failed} refused",
+            markup=False,
+        )
     if failed:
         raise typer.Exit(int(ExitCode.REJECTED))
