@@ -7,9 +7,10 @@ benchmark share (one place, so both drive the workers the same way).
   the operator, factors by the operator, footprints and BOMs by their owners), one by one or
   batch-signed as ``pcfx publish`` does;
 * :func:`worker_command` / :func:`start_worker` -- a ``pcfx streams run`` worker process;
-* :class:`ResultsReader` -- reading back what the workers wrote (the latest roll-up per product,
-  the rejections) and waiting for a result, for ``pcfx demo``'s :class:`DemoExchange` and the
-  broker tests' ``World`` alike.
+* :class:`ExchangeSession` -- one topic namespace on a broker: sending signed records to it
+  and reading back what the workers wrote (the latest roll-up per product, the rejections),
+  waiting for a result; ``pcfx demo``'s ``DemoExchange`` and the broker tests' ``World`` are
+  both one.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ from contracts import (
     sign,
     sign_batch,
 )
-from contracts.errors import PcfError
+from contracts.errors import BrokerError, PcfError
 from contracts.kafka_client import kafka_python_kwargs
+from producers.delivery import KafkaSink, Outgoing
 from producers.keys import load_private_key, new_key_pair
 
 __all__ = [
+    "ExchangeSession",
     "Participants",
-    "ResultsReader",
     "namespace_of",
     "raw_public",
     "start_worker",
@@ -244,23 +246,43 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
         proc.wait()
 
 
-class ResultsReader:
-    """What the workers wrote, read back from a topic namespace: mixed into a class that has
-    *bootstrap*, *serde*, *workdir* (the workers' logs are ``worker-*.log`` there), *workers*
-    and :meth:`topic` (a name with the namespace's prefix).
+class ExchangeSession:
+    """One topic namespace on a broker, as the demo and the broker tests drive it: mixed into
+    a class that has *bootstrap*, *prefix*, *serde*, *sink* (a :class:`KafkaSink`),
+    *sequences* (subject -> the last sequence sent), *workdir* (the workers' logs are
+    ``worker-*.log`` there) and *workers*.
 
-    Reading a topic means consuming it from the start until it is idle for *read_idle_s*
-    (the class's default); :meth:`wait_for` polls the latest roll-ups until a predicate holds,
-    and stops early, with the workers' logs, if a worker died (killed by a test is not dead)."""
+    Sending encodes a record with the topic's schema and waits for the broker's
+    acknowledgement (:class:`BrokerError` if none). Reading a topic means consuming it from the
+    start until it is idle for *read_idle_s* (the class's default); :meth:`wait_for` polls the
+    latest roll-ups until a predicate holds, and stops early, with the workers' logs, if a
+    worker died (killed by a test is not dead)."""
 
     bootstrap: str
+    prefix: str
     serde: AvroSerde
+    sink: KafkaSink
+    sequences: dict[str, int]
     workdir: Path
     workers: list[subprocess.Popen[bytes]]
     read_idle_s: ClassVar[float] = 2.0
 
     def topic(self, name: str) -> str:
-        raise NotImplementedError
+        """*name* in this namespace (``pcf.products`` -> ``<prefix>pcf.products``)."""
+        return self.prefix + name
+
+    def next_sequence(self, subject: str) -> int:
+        """The next sequence of *subject* (a key owner, a factor, a product's footprint)."""
+        self.sequences[subject] = self.sequences.get(subject, 0) + 1
+        return self.sequences[subject]
+
+    def send(self, topic: str, key: str, record: Any) -> None:
+        """*record* on *topic* (without the prefix) under *key*, acknowledged by the broker."""
+        value = self.serde.encode(self.topic(topic), record)
+        report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
+        outcome = report.result(timeout=60)
+        if not outcome.ok:
+            raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
 
     def read(self, topic: str, model: type[Any], idle_s: float | None = None) -> list[Any]:
         from kafka import KafkaConsumer

@@ -64,7 +64,6 @@ from contracts import (
     ProductFootprint,
     Rejection,
     RolledUpFootprint,
-    SignedRecord,
     SignerRole,
     SupplierKey,
     load_boms,
@@ -84,9 +83,9 @@ from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors, print_json
 from pcfx.options import JsonOut
 from pcfx.settings import bootstrap_servers
-from producers.delivery import KafkaSink, Outgoing
+from producers.delivery import KafkaSink
 from producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
-from streams.harness import ResultsReader, namespace_of, stop_worker
+from streams.harness import ExchangeSession, namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
@@ -124,7 +123,7 @@ OFFICER_ID = "li-wei"
 
 
 @dataclass
-class DemoExchange(ResultsReader):
+class DemoExchange(ExchangeSession):
     """One topic namespace on a broker, its operator, and every party's signing key.
 
     Used by ``pcfx demo`` and by the end-to-end tests: publish signed records as each party,
@@ -183,22 +182,6 @@ class DemoExchange(ResultsReader):
         self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap))
         self.sink = KafkaSink(self.bootstrap)
 
-    def topic(self, name: str) -> str:
-        return self.prefix + name
-
-    def _next(self, subject: str) -> int:
-        self.sequences[subject] = self.sequences.get(subject, 0) + 1
-        return self.sequences[subject]
-
-    # --- publishing ------------------------------------------------------------------------
-
-    def send(self, topic: str, key: str, record: SignedRecord) -> None:
-        value = self.serde.encode(self.topic(topic), record)
-        report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
-        outcome = report.result(timeout=60)
-        if not outcome.ok:
-            raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
-
     def register(self, owner: str) -> Ed25519PrivateKey:
         """The operator registers a (new) signing key for *owner* on ``pcf.keys``, with the
         product-id namespaces of the products it declares (:meth:`claim`)."""
@@ -242,7 +225,7 @@ class DemoExchange(ResultsReader):
             registration,
             supplier_id="operator",
             key_id=self.operator_key_id,
-            sequence=self._next(f"key:{owner}"),
+            sequence=self.next_sequence(f"key:{owner}"),
         )
         self.send("pcf.keys", owner, signed)
 
@@ -252,7 +235,7 @@ class DemoExchange(ResultsReader):
             factor,
             supplier_id="operator",
             key_id=self.operator_key_id,
-            sequence=self._next(f"factor:{factor.factor_id}"),
+            sequence=self.next_sequence(f"factor:{factor.factor_id}"),
         )
         self.send("pcf.factors", factor.factor_id, signed)
 
@@ -264,7 +247,7 @@ class DemoExchange(ResultsReader):
             fp,
             supplier_id=owner,
             key_id=key_id_of(registered.public_key()),
-            sequence=self._next(f"fp:{fp.product_ids[0]}"),
+            sequence=self.next_sequence(f"fp:{fp.product_ids[0]}"),
         )
         self.send("pcf.declared", fp.product_ids[0], signed)
 

@@ -34,8 +34,8 @@ from contracts import (
 from contracts.handoff import HandoffCheck, check_handoff
 from producers.delivery import KafkaSink, Outgoing
 from streams.harness import (
+    ExchangeSession,
     Participants,
-    ResultsReader,
     start_worker,
     stop_worker,
     worker_command,
@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class World(ResultsReader):
-    """A topic namespace on the broker, the operator, and every party's signing key; reading
-    the results back is the demo's own (:class:`streams.harness.ResultsReader`)."""
+class World(ExchangeSession):
+    """A topic namespace on the broker, the operator, and every party's signing key; sending
+    and reading the results back are the demo's own (:class:`streams.harness.ExchangeSession`)."""
 
     read_idle_s: ClassVar[float] = 3.0
 
@@ -89,19 +89,9 @@ class World(ResultsReader):
         """The workers' app id: their consumer group, and the start of their changelogs' names."""
         return f"{self.prefix}streams"
 
-    def topic(self, name: str) -> str:
-        return self.prefix + name
-
-    def seq(self, subject: str) -> int:
-        self.sequences[subject] = self.sequences.get(subject, 0) + 1
-        return self.sequences[subject]
-
-    # --- publishing ------------------------------------------------------------------------
-
-    def _send(self, topic: str, key: str, record: Any) -> None:
-        value = self.serde.encode(self.topic(topic), record)
-        report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
-        assert report.result(timeout=60).ok
+    # the names the broker tests use for ExchangeSession's
+    seq = ExchangeSession.next_sequence
+    _send = ExchangeSession.send
 
     def register(self, owner: str, **changes: Any) -> Ed25519PrivateKey:
         """The operator (re-)registers *owner*'s key with the namespaces it claimed; *changes*
