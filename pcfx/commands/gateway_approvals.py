@@ -27,7 +27,7 @@ from pcfx.options import (
     TopicPrefix,
     passphrase,
 )
-from pcfx.tables import approvals_table
+from pcfx.tables import approvals_table, resolve_id
 
 __all__ = ["approvals_app"]
 
@@ -123,11 +123,17 @@ def _decide(
     officer = load_signer(key, secret)
     servers = _bootstrap(bootstrap)
     registry = _registry(servers)
+    topics = Topics(topic_prefix)
     try:
+        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
+        # the id or a unique prefix (pcfx.tables.resolve_id): an ambiguous prefix is a usage
+        # error (exit 2) listing the candidates, as everywhere; write_decision refuses an id
+        # that names no approval (exit 1)
+        approval_id = resolve_id(approval_id, _book(servers, topics, serde).rows, "approval")
         written = write_decision(
             servers,
-            Topics(topic_prefix).approvals,
-            GatewaySerde(registry, registrar=kafka_registrar(servers)),
+            topics.approvals,
+            serde,
             approval_id,
             approved=approved,
             officer=officer,

@@ -1,5 +1,6 @@
 """Short id prefixes where the last session left full ids: ``pcfx review show|release|reject``
-(held ids are ``topic/partition/offset``) and ``pcfx certificates revoke``. Through typer's
+(held ids are ``topic/partition/offset``), ``pcfx certificates revoke``, and the ambiguous
+prefix of ``pcfx approvals approve|deny`` (exit 2 like the others, no longer 1). Through typer's
 CliRunner on the whole app, without a broker: the commands' Kafka reads are replaced by
 in-memory books (the held records; a :class:`~contracts.certification.CertRegistry` fed by
 :class:`tests.contracts.test_cert_registry.World`).
@@ -192,3 +193,67 @@ def test_revoke_refuses_an_unknown_certificate_before_sending(exchange: SimpleNa
     assert "'TUV-1' is not on pcf.certificates" in result.output
     assert "pcfx certificates list" in result.output and "Traceback" not in result.output
     assert exchange.sent == [], "nothing is sent"
+
+
+# --- pcfx approvals approve|deny ------------------------------------------------------------
+
+APPROVALS = ["3f9a1c22-0000-4000-8000-000000000001", "3f9a1c22-0000-4000-8000-000000000002",
+             "7b20e5d1-0000-4000-8000-000000000003"]  # fmt: skip
+
+
+@pytest.fixture
+def approvals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A book of three approvals (the ids are all the CLI reads of it); the decision that
+    would be written is recorded instead."""
+    from pcfx.commands import gateway_approvals
+
+    written: list[str] = []
+
+    def write(servers: str, topic: str, serde: Any, approval_id: str, **kw: Any) -> Any:
+        written.append(approval_id)
+        return SimpleNamespace(
+            approval_id=approval_id, approved=kw["approved"], approver="li-wei", key_id="k",
+            at=NOW.isoformat(),
+        )  # fmt: skip
+
+    class _Registry:
+        def close(self) -> None:
+            return None
+
+    monkeypatch.setattr(gateway_approvals, "_bootstrap", lambda bootstrap: "in-memory:0")
+    monkeypatch.setattr(gateway_approvals, "_registry", lambda servers: _Registry())
+    monkeypatch.setattr(gateway_approvals, "kafka_registrar", lambda servers: None)
+    monkeypatch.setattr(
+        gateway_approvals,
+        "_book",
+        lambda servers, topics, serde: SimpleNamespace(rows=dict.fromkeys(APPROVALS)),
+    )
+    monkeypatch.setattr(gateway_approvals, "write_decision", write)
+    return written
+
+
+def _approve(wanted: str, tmp_path: Path, verb: str = "approve") -> Any:
+    officer = new_key_pair("li-wei", tmp_path).private_key
+    return runner.invoke(
+        app,
+        ["approvals", verb, wanted, "--key", str(officer), "--reason", "checked", "--json"],
+        env={"COLUMNS": "200"},
+    )
+
+
+def test_approvals_take_a_unique_prefix(approvals: list[str], tmp_path: Path) -> None:
+    result = _approve("7b20", tmp_path)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert f'"approvalId": "{APPROVALS[2]}"' in result.stdout
+    assert _approve(APPROVALS[1], tmp_path, "deny").exit_code == ExitCode.OK
+    assert approvals == [APPROVALS[2], APPROVALS[1]], "the whole id is what is signed"
+
+
+def test_approvals_refuse_an_ambiguous_prefix_listing_the_candidates(
+    approvals: list[str], tmp_path: Path
+) -> None:
+    result = _approve("3f9a1c22", tmp_path)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "start of 2 approvals" in result.output
+    assert APPROVALS[0] in result.output and APPROVALS[1] in result.output
+    assert approvals == [], "nothing is written"
