@@ -562,91 +562,75 @@ def _finish(doc: Declaration, opts: _Release) -> None:
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
-@declarations_app.command("art7")
-@handle_errors
-def art7(
-    footprint: Footprint,
-    input_file: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            help="Declaration input (JSON/YAML): manufacturer, batteryModel, batteryCategory,"
-            " manufacturingPlant, euDeclarationOfConformityId, studyUrl, serviceLifeEnergyKWh,"
-            " beyondGate.",
-            show_default=False,
-        ),
-    ],
-    out: Out,
-    recipient: Recipient = None,
-    purpose: Purpose = None,
-    dry_run: DryRun = False,
-    snapshot: Snap = None,
-    operator_key: OperatorKey = None,
-    certificate: Certs = [],  # noqa: B006 (typer reads the default)
-    policy: PolicyOpt = None,
-    gateway_key: GatewayKeyOpt = None,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    pseudonym_secret: PseudonymOpt = None,
-    audit_log: AuditLog = _DEFAULT_AUDIT,
-    kafka: Kafka = False,
-    bootstrap: Bootstrap = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
+def _declaration_command(
+    name: str,
+    input_help: str,
+    read_input: Callable[..., Any],
+    build: Callable[..., Declaration],
+    doc: str,
 ) -> None:
+    """Register ``pcfx declarations <name>`` for a declaration made of a footprint and one input
+    file (art7, cbam): one command body, differing by the input it reads, the builder it calls,
+    and its help."""
+
+    def command(
+        footprint: Footprint,
+        input_file: Path,
+        out: Out,
+        recipient: Recipient = None,
+        purpose: Purpose = None,
+        dry_run: DryRun = False,
+        snapshot: Snap = None,
+        operator_key: OperatorKey = None,
+        certificate: Certs = [],  # noqa: B006 (typer reads the default)
+        policy: PolicyOpt = None,
+        gateway_key: GatewayKeyOpt = None,
+        passphrase_file: PassphraseFile = None,
+        passphrase_env: PassphraseEnv = None,
+        pseudonym_secret: PseudonymOpt = None,
+        audit_log: AuditLog = _DEFAULT_AUDIT,
+        kafka: Kafka = False,
+        bootstrap: Bootstrap = None,
+        topic_prefix: TopicPrefix = "",
+        json_out: JsonOut = False,
+    ) -> None:
+        _declare(
+            footprint,
+            lambda: read_input(_read(input_file, yaml_ok=True), subject=str(input_file)),
+            lambda source, inp, certs: build(
+                source, inp, certificates=certs, issued_at=datetime.now(UTC)
+            ),
+            _Release.of(locals()),
+        )
+
+    # the input's help differs per declaration: given as an object, not a string annotation
+    command.__annotations__["input_file"] = Annotated[
+        Path, typer.Option("--input", help=input_help, show_default=False)
+    ]
+    command.__doc__ = doc
+    command.__name__ = name
+    declarations_app.command(name)(handle_errors(command))
+
+
+_declaration_command(
+    "art7",
+    "Declaration input (JSON/YAML): manufacturer, batteryModel, batteryCategory,"
+    " manufacturingPlant, euDeclarationOfConformityId, studyUrl, serviceLifeEnergyKWh,"
+    " beyondGate.",
+    read_art7_input,
+    build_art7,
     """EU Battery Regulation Art. 7 carbon-footprint declaration (JSON, printable HTML, battery
-    passport part) for a battery model at a plant, released under battery-regulation-art7."""
-    _declare(
-        footprint,
-        lambda: read_art7_input(_read(input_file, yaml_ok=True), subject=str(input_file)),
-        lambda source, inp, certs: build_art7(
-            source, inp, certificates=certs, issued_at=datetime.now(UTC)
-        ),
-        _Release.of(locals()),
-    )
-
-
-@declarations_app.command("cbam")
-@handle_errors
-def cbam(
-    footprint: Footprint,
-    input_file: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            help="Installation input (JSON/YAML): installation {name, operator, address, city,"
-            " country, unLocode, latitude, longitude}, cnCode, productionRoute, reportingPeriod.",
-            show_default=False,
-        ),
-    ],
-    out: Out,
-    recipient: Recipient = None,
-    purpose: Purpose = None,
-    dry_run: DryRun = False,
-    snapshot: Snap = None,
-    operator_key: OperatorKey = None,
-    certificate: Certs = [],  # noqa: B006 (typer reads the default)
-    policy: PolicyOpt = None,
-    gateway_key: GatewayKeyOpt = None,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    pseudonym_secret: PseudonymOpt = None,
-    audit_log: AuditLog = _DEFAULT_AUDIT,
-    kafka: Kafka = False,
-    bootstrap: Bootstrap = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
-) -> None:
+    passport part) for a battery model at a plant, released under battery-regulation-art7.""",
+)
+_declaration_command(
+    "cbam",
+    "Installation input (JSON/YAML): installation {name, operator, address, city,"
+    " country, unLocode, latitude, longitude}, cnCode, productionRoute, reportingPeriod.",
+    read_cbam_input,
+    build_cbam,
     """CBAM embedded-emissions communication (direct and indirect t CO2e per t) for an
-    installation's good, released under cbam-reporting."""
-    _declare(
-        footprint,
-        lambda: read_cbam_input(_read(input_file, yaml_ok=True), subject=str(input_file)),
-        lambda source, inp, certs: build_cbam(
-            source, inp, certificates=certs, issued_at=datetime.now(UTC)
-        ),
-        _Release.of(locals()),
-    )
+    installation's good, released under cbam-reporting.""",
+)
 
 
 def _factor_table(path: Path | None) -> dict[tuple[str, str], EmissionFactor]:
