@@ -27,7 +27,7 @@ from pcfx.options import (
     TopicPrefix,
     passphrase,
 )
-from pcfx.tables import approvals_table, resolve_id
+from pcfx.tables import approvals_table
 
 __all__ = ["approvals_app"]
 
@@ -123,17 +123,14 @@ def _decide(
     officer = load_signer(key, secret)
     servers = _bootstrap(bootstrap)
     registry = _registry(servers)
-    topics = Topics(topic_prefix)
     try:
-        serde = GatewaySerde(registry, registrar=kafka_registrar(servers))
-        # the id or a unique prefix (pcfx.tables.resolve_id): an ambiguous prefix is a usage
-        # error (exit 2) listing the candidates, as everywhere; write_decision refuses an id
-        # that names no approval (exit 1)
-        approval_id = resolve_id(approval_id, _book(servers, topics, serde).rows, "approval")
+        # the id or a unique prefix: write_decision refuses an ambiguous prefix listing the
+        # candidates (code ambiguous_id: exit 2, a usage error as everywhere) and an id that
+        # names no approval (exit 1)
         written = write_decision(
             servers,
-            topics.approvals,
-            serde,
+            Topics(topic_prefix).approvals,
+            GatewaySerde(registry, registrar=kafka_registrar(servers)),
             approval_id,
             approved=approved,
             officer=officer,

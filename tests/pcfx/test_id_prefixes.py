@@ -203,32 +203,36 @@ APPROVALS = ["3f9a1c22-0000-4000-8000-000000000001", "3f9a1c22-0000-4000-8000-00
 
 @pytest.fixture
 def approvals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A book of three approvals (the ids are all the CLI reads of it); the decision that
-    would be written is recorded instead."""
+    """A book of three approvals read by the real ``write_decision`` (its id lookup is what is
+    tested); the decision that would be published is recorded instead."""
+    from gateway.runtime import _officer
     from pcfx.commands import gateway_approvals
 
     written: list[str] = []
-
-    def write(servers: str, topic: str, serde: Any, approval_id: str, **kw: Any) -> Any:
-        written.append(approval_id)
-        return SimpleNamespace(
-            approval_id=approval_id, approved=kw["approved"], approver="li-wei", key_id="k",
-            at=NOW.isoformat(),
-        )  # fmt: skip
+    book = SimpleNamespace(
+        rows={i: SimpleNamespace(approval=SimpleNamespace(approval_id=i)) for i in APPROVALS}
+    )
 
     class _Registry:
         def close(self) -> None:
             return None
 
+    class _Serde:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        def encode(self, *args: Any) -> bytes:
+            return b""
+
     monkeypatch.setattr(gateway_approvals, "_bootstrap", lambda bootstrap: "in-memory:0")
     monkeypatch.setattr(gateway_approvals, "_registry", lambda servers: _Registry())
     monkeypatch.setattr(gateway_approvals, "kafka_registrar", lambda servers: None)
+    monkeypatch.setattr(gateway_approvals, "GatewaySerde", _Serde)
+    monkeypatch.setattr(_officer, "read_approval_book", lambda servers, topic, serde: book)
+    monkeypatch.setattr(_officer, "officer_decision", lambda row, **kw: {"at": NOW.isoformat()})
     monkeypatch.setattr(
-        gateway_approvals,
-        "_book",
-        lambda servers, topics, serde: SimpleNamespace(rows=dict.fromkeys(APPROVALS)),
+        _officer, "publish_decision", lambda servers, topic, full_id, value: written.append(full_id)
     )
-    monkeypatch.setattr(gateway_approvals, "write_decision", write)
     return written
 
 
@@ -254,6 +258,12 @@ def test_approvals_refuse_an_ambiguous_prefix_listing_the_candidates(
 ) -> None:
     result = _approve("3f9a1c22", tmp_path)
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert "start of 2 approvals" in result.output
+    assert "2 matches" in result.output
     assert APPROVALS[0] in result.output and APPROVALS[1] in result.output
     assert approvals == [], "nothing is written"
+
+
+def test_approvals_refuse_an_unknown_id(approvals: list[str], tmp_path: Path) -> None:
+    result = _approve("0000", tmp_path, "deny")
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert "no match" in result.output and approvals == []
