@@ -6,7 +6,7 @@ Exit codes mean the same in every command:
 0     done, nothing rejected
 1     done, but something was rejected or failed verification (see the output), a wrong
       or missing key passphrase included
-2     the command line was wrong (typer's usage errors)
+2     the command line was wrong (typer's usage errors, an ambiguous id prefix)
 3     infrastructure unavailable: broker, registry, key store, Java/Maven
 4     the input could not be read at all (missing file, key file included; unknown format)
 ====  =========================================================================
@@ -67,13 +67,16 @@ def exit_code_for(error: PcfError) -> ExitCode:
     """The README's exit code for *error*, from the error tree (:mod:`contracts.errors`).
 
     ``unreadable_input`` (a missing or unparsable input file, a key file that does not exist)
-    is 4 wherever it sits in the tree; a wrong or missing passphrase is a credential that failed
+    is 4 wherever it sits in the tree, and ``ambiguous_id`` (an id prefix that names several
+    records) 2, as typer's usage errors; a wrong or missing passphrase is a credential that failed
     (1), although it is a :class:`~contracts.errors.KeyStoreError`; the rest of
     :class:`~contracts.errors.InfrastructureError` (broker, registry, key store) is 3; every
     other error (contract, trust, policy, roll-up) is 1.
     """
     if error.code == "unreadable_input":
         return ExitCode.UNREADABLE_INPUT
+    if error.code == "ambiguous_id":
+        return ExitCode.USAGE
     if isinstance(error, PassphraseError):
         return ExitCode.REJECTED
     if isinstance(error, InfrastructureError):

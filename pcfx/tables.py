@@ -15,7 +15,7 @@ render them with ``Console(width=80)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,9 @@ from rich.table import Table
 
 __all__ = [
     "WIDE",
+    "Match",
     "approvals_table",
+    "ends_with_part",
     "keys_table",
     "resolve_id",
     "short_time",
@@ -50,21 +52,47 @@ def unique_prefixes(ids: Iterable[str], minimum: int = 8) -> dict[str, str]:
     return shortest
 
 
-def resolve_id(wanted: str, ids: Iterable[str], what: str) -> str:
-    """The id *wanted* names among *ids*: itself, else the one id it is a prefix of. An
-    ambiguous prefix is a usage error (exit 2) listing the first matches; a prefix of nothing
-    is returned as given, so that the command's own "unknown" error names it."""
+Match = Callable[[str, str], bool]
+"""``match(id, wanted)``: whether *wanted* names *id* by some rule other than a prefix."""
+
+
+def ends_with_part(separator: str) -> Match:
+    """A rule for ids made of parts (``topic/partition/offset``, a URN): *wanted* is the id's
+    last parts, whole (``0/12`` or ``12`` for ``pcf.review/0/12``; never ``2``)."""
+    return lambda pid, wanted: pid.endswith(separator + wanted)
+
+
+def resolve_id(
+    wanted: str,
+    ids: Iterable[str],
+    what: str,
+    *,
+    also: Sequence[Match] = (),
+    param_hint: str | None = None,
+) -> str:
+    """The id *wanted* names among *ids*, the one helper every command that takes an id uses.
+
+    Tried in order: the id itself; the one id it is a prefix of; then each rule of *also*
+    (e.g. :func:`ends_with_part`), the first rule that finds anything deciding. An ambiguous
+    prefix (or rule) is a usage error (exit 2, :class:`typer.BadParameter`) listing the first
+    candidates; a prefix of nothing is returned as given, so that the command's own "unknown"
+    error (exit 1) names it and says where to list the ids."""
     known = sorted(set(ids))
     if wanted in known:
         return wanted
-    found = [i for i in known if wanted and i.startswith(wanted)]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
-        raise typer.BadParameter(
-            f"{wanted!r} is the start of {len(found)} {what}s ({shown}): give more of the id"
-        )
+    rules: list[Match] = [lambda pid, w: pid.startswith(w), *also]
+    for rule in rules:
+        found = [i for i in known if wanted and rule(i, wanted)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+            raise typer.BadParameter(
+                f"{wanted!r} is the start of {len(found)} {what}s ({shown}): give more of the id"
+                if rule is rules[0]
+                else f"{wanted!r} matches {len(found)} {what}s ({shown}): give more of the id",
+                param_hint=param_hint,
+            )
     return wanted
 
 

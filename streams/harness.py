@@ -6,7 +6,11 @@ benchmark share (one place, so both drive the workers the same way).
   turns payloads into the signed records the ingest agents verify (key registrations signed by
   the operator, factors by the operator, footprints and BOMs by their owners), one by one or
   batch-signed as ``pcfx publish`` does;
-* :func:`worker_command` / :func:`start_worker` -- a ``pcfx streams run`` worker process.
+* :func:`worker_command` / :func:`start_worker` -- a ``pcfx streams run`` worker process;
+* :class:`ExchangeSession` -- one topic namespace on a broker: sending signed records to it
+  and reading back what the workers wrote (the latest roll-up per product, the rejections),
+  waiting for a result; ``pcfx demo``'s ``DemoExchange`` and the broker tests' ``World`` are
+  both one.
 """
 
 from __future__ import annotations
@@ -15,19 +19,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contracts import (
+    AvroSerde,
     BillOfMaterials,
     EmissionFactor,
     ProductFootprint,
+    Rejection,
+    RolledUpFootprint,
     SignedBillOfMaterials,
     SignedEmissionFactor,
     SignedFootprint,
@@ -37,9 +45,20 @@ from contracts import (
     sign,
     sign_batch,
 )
+from contracts.errors import BrokerError, PcfError
+from contracts.kafka_client import kafka_python_kwargs
+from producers.delivery import KafkaSink, Outgoing
 from producers.keys import load_private_key, new_key_pair
 
-__all__ = ["Participants", "namespace_of", "raw_public", "start_worker", "worker_command"]
+__all__ = [
+    "ExchangeSession",
+    "Participants",
+    "namespace_of",
+    "raw_public",
+    "start_worker",
+    "stop_worker",
+    "worker_command",
+]
 
 OPERATOR_ID = "operator"
 SERVICE_ID = "pcfx-streams"
@@ -225,3 +244,96 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class ExchangeSession:
+    """One topic namespace on a broker, as the demo and the broker tests drive it: mixed into
+    a class that has *bootstrap*, *prefix*, *serde*, *sink* (a :class:`KafkaSink`),
+    *sequences* (subject -> the last sequence sent), *workdir* (the workers' logs are
+    ``worker-*.log`` there) and *workers*.
+
+    Sending encodes a record with the topic's schema and waits for the broker's
+    acknowledgement (:class:`BrokerError` if none). Reading a topic means consuming it from the
+    start until it is idle for *read_idle_s* (the class's default); :meth:`wait_for` polls the
+    latest roll-ups until a predicate holds, and stops early, with the workers' logs, if a
+    worker died (killed by a test is not dead)."""
+
+    bootstrap: str
+    prefix: str
+    serde: AvroSerde
+    sink: KafkaSink
+    sequences: dict[str, int]
+    workdir: Path
+    workers: list[subprocess.Popen[bytes]]
+    read_idle_s: ClassVar[float] = 2.0
+
+    def topic(self, name: str) -> str:
+        """*name* in this namespace (``pcf.products`` -> ``<prefix>pcf.products``)."""
+        return self.prefix + name
+
+    def next_sequence(self, subject: str) -> int:
+        """The next sequence of *subject* (a key owner, a factor, a product's footprint)."""
+        self.sequences[subject] = self.sequences.get(subject, 0) + 1
+        return self.sequences[subject]
+
+    def send(self, topic: str, key: str, record: Any) -> None:
+        """*record* on *topic* (without the prefix) under *key*, acknowledged by the broker."""
+        value = self.serde.encode(self.topic(topic), record)
+        report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
+        outcome = report.result(timeout=60)
+        if not outcome.ok:
+            raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
+
+    def read(self, topic: str, model: type[Any], idle_s: float | None = None) -> list[Any]:
+        from kafka import KafkaConsumer
+
+        idle = self.read_idle_s if idle_s is None else idle_s
+        consumer = KafkaConsumer(
+            self.topic(topic),
+            **kafka_python_kwargs(),
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            consumer_timeout_ms=int(idle * 1000),
+        )
+        try:
+            return [self.serde.decode(m.value, model) for m in consumer]
+        finally:
+            consumer.close()
+
+    def latest_products(self) -> dict[str, RolledUpFootprint]:
+        """The roll-up with the highest sequence per product on ``pcf.products``."""
+        latest: dict[str, RolledUpFootprint] = {}
+        for record in self.read("pcf.products", RolledUpFootprint):
+            current = latest.get(record.product_id)
+            if current is None or record.sequence >= current.sequence:
+                latest[record.product_id] = record
+        return latest
+
+    def rejections(self) -> list[Rejection]:
+        return self.read("pcf.rejected", Rejection)
+
+    def worker_logs(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in self.workdir.glob("worker-*.log")
+        )
+
+    def wait_for(
+        self,
+        predicate: Callable[[dict[str, RolledUpFootprint]], bool],
+        timeout_s: float = 180.0,
+        what: str = "results",
+    ) -> dict[str, RolledUpFootprint]:
+        """The latest roll-ups once *predicate* holds for them; :class:`PcfError` (with the
+        workers' logs) when a worker died or *timeout_s* passed."""
+        deadline = time.monotonic() + timeout_s
+        latest: dict[str, RolledUpFootprint] = {}
+        while time.monotonic() < deadline:
+            latest = self.latest_products()
+            if predicate(latest):
+                return latest
+            dead = [p for p in self.workers if p.poll() not in (None, -9, -15, 0)]
+            if dead:
+                raise PcfError(f"a streams worker died:\n{self.worker_logs()}")
+            time.sleep(0.5)
+        raise PcfError(f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}")

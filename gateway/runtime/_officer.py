@@ -103,18 +103,24 @@ def officer_decision(
 
 
 def find_row(book: ApprovalBook, approval_id: str, topic: str) -> ApprovalRow:
-    """The approval *approval_id* names, or the one approval whose id starts with it."""
+    """The approval *approval_id* names, or the one approval whose id starts with it. An id
+    that names nothing, or a prefix of several (then with code ``ambiguous_id``, listing them:
+    the command line's usage error, exit 2), is an :class:`ApprovalStateError`."""
     row = book.rows.get(approval_id)
     if row is not None:
         return row
     found = [r for aid, r in book.rows.items() if approval_id and aid.startswith(approval_id)]
     if len(found) == 1:
         return found[0]
-    raise ApprovalStateError(
+    ids = sorted(r.approval.approval_id for r in found)
+    error = ApprovalStateError(
         f"approval id {approval_id!r} must name one approval on {topic} (got"
-        f" {'no match' if not found else f'{len(found)} matches'})",
+        f" {'no match' if not found else f'{len(found)} matches: ' + ', '.join(ids[:5])})",
         hint="Copy the id (or a longer prefix of it) from 'pcfx approvals list'.",
     )
+    if found:
+        error.code = "ambiguous_id"  # a usage error, as every ambiguous id prefix is
+    raise error
 
 
 class _Decoder(Protocol):

@@ -44,6 +44,7 @@ from contracts.certification import (
     Revocation,
     SignedStatement,
     Snapshot,
+    Statement,
     StatementSerde,
     sign_statement,
 )
@@ -125,6 +126,16 @@ def _signing_key(path: Path, secret: bytes | None) -> Ed25519PrivateKey:
     return read_ed25519_private_key(path, secret)[0]
 
 
+def _operator_signer(
+    path: Path, secret: bytes | None
+) -> tuple[Ed25519PrivateKey, dict[str, Ed25519PublicKey]]:
+    """The operator's private key, and the trust anchor it makes (its own public key): a
+    command signed by the operator trusts only the bodies that key registered."""
+    operator = _signing_key(path, secret)
+    public = operator.public_key()
+    return operator, {key_id_of(public): public}
+
+
 @dataclass
 class _Session:
     bootstrap: str
@@ -177,6 +188,26 @@ def _read(
     ).registry
 
 
+def _send(
+    session: _Session,
+    keys: dict[str, Ed25519PublicKey],
+    signer: Ed25519PrivateKey,
+    statement: Statement,
+    *,
+    signer_id: str,
+    topic: str,
+    key: str,
+    precheck: CertRegistry | None = None,
+) -> CertRegistry:
+    """Sign *statement* and send it (the one path of every statement command: bodies register,
+    blacklist, unlist; certificates issue, revoke). With *precheck* (the registry as read), a
+    statement the exchange would refuse now is refused before sending (:func:`_precheck`)."""
+    signed = sign_statement(signer, statement, signer_id=signer_id)
+    if precheck is not None:
+        _precheck(precheck, signed)
+    return _publish_and_confirm(session, keys, topic, key, signed)
+
+
 def _publish_and_confirm(
     session: _Session,
     keys: dict[str, Ed25519PublicKey],
@@ -204,6 +235,20 @@ def _precheck(registry: CertRegistry, signed: SignedStatement) -> None:
             reason=update.error.reason,
             hint=update.error.hint,
         )
+
+
+def _known_certificate(registry: CertRegistry, wanted: str, topics: CertTopics) -> str:
+    """The certificate *wanted* names (its id or a unique prefix, :func:`pcfx.tables.resolve_id`:
+    an ambiguous prefix exits 2 listing the candidates); one that names nothing is refused
+    (``unknown_certificate``, exit 1) before anything is sent."""
+    certificate_id = resolve_id(wanted, registry.certificates, "certificate")
+    if certificate_id not in registry.certificates:
+        raise CertificationError(
+            f"certificate {certificate_id!r} is not on {topics.certificates}",
+            reason="unknown_certificate",
+            hint="List them: pcfx certificates list",
+        )
+    return certificate_id
 
 
 def _body_row(registry: CertRegistry, body_id: str) -> dict[str, Any]:
@@ -290,8 +335,7 @@ def bodies_register(
 ) -> None:
     """Register (or re-register: new scopes, keys, validity) a certification body, signed with
     the operator key, on pcf.bodies."""
-    operator = _signing_key(key, passphrase(passphrase_file, passphrase_env))
-    keys = {key_id_of(operator.public_key()): operator.public_key()}
+    operator, keys = _operator_signer(key, passphrase(passphrase_file, passphrase_env))
     start = parse_when(valid_from, "--valid-from") or datetime.now(UTC)
     end = parse_when(valid_until, "--valid-until") or start + timedelta(days=3 * 365)
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
@@ -309,8 +353,15 @@ def bodies_register(
                 current.next_sequence(body_id),
             ).to_json()
         )
-        signed = sign_statement(operator, registration, signer_id=operator_id)
-        registry = _publish_and_confirm(session, keys, session.topics.bodies, body_id, signed)
+        registry = _send(
+            session,
+            keys,
+            operator,
+            registration,
+            signer_id=operator_id,
+            topic=session.topics.bodies,
+            key=body_id,
+        )
     row = _body_row(registry, body_id)
     if json_out:
         print_json({"registered": row})
@@ -330,8 +381,7 @@ def _listing(
     topic_prefix: str,
     json_out: bool,
 ) -> None:
-    operator = _signing_key(key, secret)
-    keys = {key_id_of(operator.public_key()): operator.public_key()}
+    operator, keys = _operator_signer(key, secret)
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
         current = _read(session, keys, footprints=False)
         if body_id not in current.bodies:
@@ -342,8 +392,15 @@ def _listing(
                 hint="List the bodies: pcfx bodies list --operator-key OPERATOR_PUB",
             )
         listing = BodyListing(body_id, action, reason, operator_id, current.next_sequence(body_id))
-        signed = sign_statement(operator, listing, signer_id=operator_id)
-        registry = _publish_and_confirm(session, keys, session.topics.bodies, body_id, signed)
+        registry = _send(
+            session,
+            keys,
+            operator,
+            listing,
+            signer_id=operator_id,
+            topic=session.topics.bodies,
+            key=body_id,
+        )
     row = _body_row(registry, body_id)
     if json_out:
         print_json({action.value: row})
@@ -365,63 +422,53 @@ Reason = Annotated[
 OperatorId = Annotated[str, typer.Option("--operator-id", help="Who decides.")]
 
 
-@bodies_app.command("blacklist")
-@handle_errors
-def bodies_blacklist(
-    body_id: Annotated[str, typer.Argument(help="The body to blacklist.")],
-    key: SigningKey,
-    reason: Reason,
-    operator_id: OperatorId = OPERATOR,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    bootstrap: Bootstrap = None,
-    registry_url: RegistryUrl = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
-) -> None:
+def _listing_command(action: ListingAction, body_help: str, doc: str) -> None:
+    """Register ``pcfx bodies <action>``: blacklist and unlist are one command body that
+    differs by the action it signs (and its help)."""
+
+    def command(
+        body_id: str,
+        key: SigningKey,
+        reason: Reason,
+        operator_id: OperatorId = OPERATOR,
+        passphrase_file: PassphraseFile = None,
+        passphrase_env: PassphraseEnv = None,
+        bootstrap: Bootstrap = None,
+        registry_url: RegistryUrl = None,
+        topic_prefix: TopicPrefix = "",
+        json_out: JsonOut = False,
+    ) -> None:
+        _listing(
+            action,
+            body_id,
+            key,
+            reason,
+            operator_id,
+            passphrase(passphrase_file, passphrase_env),
+            bootstrap,
+            registry_url,
+            topic_prefix,
+            json_out,
+        )
+
+    # the argument's help differs per action: given as an object, not as a string annotation
+    command.__annotations__["body_id"] = Annotated[str, typer.Argument(help=body_help)]
+    command.__doc__ = doc
+    command.__name__ = f"bodies_{action.value}"
+    bodies_app.command(action.value)(handle_errors(command))
+
+
+_listing_command(
+    ListingAction.BLACKLIST,
+    "The body to blacklist.",
     """Blacklist a body (operator key): its certificates are refused from the moment the broker
-    appends this, and its earlier ones are flagged."""
-    _listing(
-        ListingAction.BLACKLIST,
-        body_id,
-        key,
-        reason,
-        operator_id,
-        passphrase(passphrase_file, passphrase_env),
-        bootstrap,
-        registry_url,
-        topic_prefix,
-        json_out,
-    )
-
-
-@bodies_app.command("unlist")
-@handle_errors
-def bodies_unlist(
-    body_id: Annotated[str, typer.Argument(help="The body to take off the blacklist.")],
-    key: SigningKey,
-    reason: Reason,
-    operator_id: OperatorId = OPERATOR,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    bootstrap: Bootstrap = None,
-    registry_url: RegistryUrl = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
-) -> None:
-    """Take a body off the blacklist (operator key), from the moment the broker appends this."""
-    _listing(
-        ListingAction.UNLIST,
-        body_id,
-        key,
-        reason,
-        operator_id,
-        passphrase(passphrase_file, passphrase_env),
-        bootstrap,
-        registry_url,
-        topic_prefix,
-        json_out,
-    )
+    appends this, and its earlier ones are flagged.""",
+)
+_listing_command(
+    ListingAction.UNLIST,
+    "The body to take off the blacklist.",
+    "Take a body off the blacklist (operator key), from the moment the broker appends this.",
+)
 
 
 @bodies_app.command("list")
@@ -501,8 +548,7 @@ def bodies_export(
     """Export a registry snapshot signed by the operator key: every accepted body and
     certificate statement with its broker time, and every product's current footprint hash;
     what 'pcfx label verify --snapshot' checks labels against offline."""
-    operator = _signing_key(key, passphrase(passphrase_file, passphrase_env))
-    keys = {key_id_of(operator.public_key()): operator.public_key()}
+    operator, keys = _operator_signer(key, passphrase(passphrase_file, passphrase_env))
     with _session(bootstrap, registry_url, topic_prefix) as session:
         registry = _read(session, keys, footprints=True)
     now = datetime.now(UTC)
@@ -633,11 +679,18 @@ def certificates_issue(
                 hint="Certify what was published: --product ID without a file takes it from the"
                 " exchange.",
             )
-        signed = sign_statement(body, cert, signer_id=body_id)
-        _precheck(current, signed)
-        if not dry_run:
-            _publish_and_confirm(
-                session, keys, session.topics.certificates, cert.certificate_id, signed
+        if dry_run:
+            _precheck(current, sign_statement(body, cert, signer_id=body_id))
+        else:
+            _send(
+                session,
+                keys,
+                body,
+                cert,
+                signer_id=body_id,
+                topic=session.topics.certificates,
+                key=cert.certificate_id,
+                precheck=current,
             )
     out = {**cert.to_json(), "published": not dry_run}
     if json_out:
@@ -657,7 +710,7 @@ def certificates_issue(
 @certificates_app.command("revoke")
 @handle_errors
 def certificates_revoke(
-    certificate_id: Annotated[str, typer.Argument(help="The certificate.")],
+    certificate_id: Annotated[str, typer.Argument(help="The certificate id, or a unique prefix.")],
     key: SigningKey,
     reason: Reason,
     signer: Annotated[
@@ -674,20 +727,22 @@ def certificates_revoke(
     topic_prefix: TopicPrefix = "",
     json_out: JsonOut = False,
 ) -> None:
-    """Revoke a certificate (by its body, or the operator) from the moment the broker appends
-    the revocation."""
+    """Revoke a certificate (its id or a unique prefix; by its body, or the operator) from the
+    moment the broker appends the revocation."""
     private = _signing_key(key, passphrase(passphrase_file, passphrase_env))
     keys = _operator_keys(operator_key)
-    statement = Revocation(certificate_id, signer, reason)
-    signed = sign_statement(private, statement, signer_id=signer)
     with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
-        registry = _publish_and_confirm(
-            session, keys, session.topics.certificates, certificate_id, signed
-        )
-    if certificate_id not in registry.certificates:
-        raise CertificationError(
-            f"certificate {certificate_id!r} is not on pcf.certificates",
-            reason="unknown_certificate",
+        current = _read(session, keys, footprints=False)
+        certificate_id = _known_certificate(current, certificate_id, session.topics)
+        registry = _send(
+            session,
+            keys,
+            private,
+            Revocation(certificate_id, signer, reason),
+            signer_id=signer,
+            topic=session.topics.certificates,
+            key=certificate_id,
+            precheck=current,
         )
     row = _cert_row(registry, certificate_id, datetime.now(UTC))
     if json_out:
@@ -759,13 +814,7 @@ def certificates_show(
     """One certificate (its id or a unique prefix): what it binds, when the broker appended it,
     its status now."""
     registry = _certificates(operator_key, bootstrap, registry_url, topic_prefix)
-    certificate_id = resolve_id(certificate_id, registry.certificates, "certificate")
-    if certificate_id not in registry.certificates:
-        raise CertificationError(
-            f"certificate {certificate_id!r} is not on pcf.certificates",
-            reason="unknown_certificate",
-            hint="List them: pcfx certificates list",
-        )
+    certificate_id = _known_certificate(registry, certificate_id, CertTopics(topic_prefix))
     row = _cert_row(registry, certificate_id, datetime.now(UTC))
     if json_out:
         print_json(row)

@@ -41,11 +41,11 @@ chain someone else wrote to is refused, never extended.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -439,23 +439,58 @@ def _release(
     return result, sealed
 
 
-def _finish(
-    doc: Declaration,
-    *,
-    out: Path,
-    dry_run: bool,
-    recipient: str | None,
-    purpose: str | None,
-    policy: Path | None,
-    gateway_key: Path | None,
-    secret_passphrase: bytes | None,
-    pseudonym_secret: Path | None,
-    audit_log: Path,
-    json_out: bool,
-    kafka: bool = False,
-    bootstrap: str | None = None,
-    prefix: str = "",
+@dataclass(frozen=True)
+class _Release:
+    """The options every declaration command (art7, cbam, study) shares: where the files go,
+    which certificates are cited, and whether and how the declaration is released."""
+
+    out: Path
+    recipient: str | None
+    purpose: str | None
+    dry_run: bool
+    snapshot: Path | None
+    operator_key: Path | None
+    certificate: list[str]
+    policy: Path | None
+    gateway_key: Path | None
+    passphrase_file: Path | None
+    passphrase_env: str | None
+    pseudonym_secret: Path | None
+    audit_log: Path
+    kafka: bool
+    bootstrap: str | None
+    topic_prefix: str
+    json_out: bool
+
+    @classmethod
+    def of(cls, parameters: Mapping[str, Any]) -> _Release:
+        """The shared options from a command's parameters (its ``locals()``), by name."""
+        return cls(**{f.name: parameters[f.name] for f in fields(cls)})
+
+
+Input = TypeVar("Input")
+
+
+def _declare(
+    footprint: Path,
+    read_input: Callable[[], Input],
+    build: Callable[[ProductSource, Input, tuple[CertificateRef, ...]], Declaration],
+    opts: _Release,
 ) -> None:
+    """The one body of art7, cbam and study: read the footprint, then the command's own input,
+    check the cited certificates, build the declaration, write it and (unless a dry run)
+    release it (:func:`_finish`)."""
+    source = read_source(_read(footprint, yaml_ok=False), subject=str(footprint))
+    inp = read_input()
+    certs = _certificates(source, opts.snapshot, opts.operator_key, opts.certificate)
+    _finish(build(source, inp, certs), opts)
+
+
+def _finish(doc: Declaration, opts: _Release) -> None:
+    """Write *doc*'s files; release it unless a dry run; print the outcome (exit 1 if it was
+    not released)."""
+    out, dry_run, recipient, audit_log = opts.out, opts.dry_run, opts.recipient, opts.audit_log
+    kafka, json_out = opts.kafka, opts.json_out
     if not dry_run and not recipient:
         raise typer.BadParameter("give the recipient, or --dry-run", param_hint="--recipient")
     files = _write(doc, out)
@@ -467,15 +502,15 @@ def _finish(
             doc,
             out=out,
             recipient=recipient,
-            purpose=purpose or DEFAULT_PURPOSES[doc.doc_type],
-            policy=policy,
-            gateway_key=gateway_key,
-            secret_passphrase=secret_passphrase,
-            pseudonym_secret=pseudonym_secret,
+            purpose=opts.purpose or DEFAULT_PURPOSES[doc.doc_type],
+            policy=opts.policy,
+            gateway_key=opts.gateway_key,
+            secret_passphrase=passphrase(opts.passphrase_file, opts.passphrase_env),
+            pseudonym_secret=opts.pseudonym_secret,
             audit_log=audit_log,
             kafka=kafka,
-            bootstrap=bootstrap,
-            prefix=prefix,
+            bootstrap=opts.bootstrap,
+            prefix=opts.topic_prefix,
         )
     if json_out:
         print_json(
@@ -527,115 +562,75 @@ def _finish(
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
-@declarations_app.command("art7")
-@handle_errors
-def art7(
-    footprint: Footprint,
-    input_file: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            help="Declaration input (JSON/YAML): manufacturer, batteryModel, batteryCategory,"
-            " manufacturingPlant, euDeclarationOfConformityId, studyUrl, serviceLifeEnergyKWh,"
-            " beyondGate.",
-            show_default=False,
-        ),
-    ],
-    out: Out,
-    recipient: Recipient = None,
-    purpose: Purpose = None,
-    dry_run: DryRun = False,
-    snapshot: Snap = None,
-    operator_key: OperatorKey = None,
-    certificate: Certs = [],  # noqa: B006 (typer reads the default)
-    policy: PolicyOpt = None,
-    gateway_key: GatewayKeyOpt = None,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    pseudonym_secret: PseudonymOpt = None,
-    audit_log: AuditLog = _DEFAULT_AUDIT,
-    kafka: Kafka = False,
-    bootstrap: Bootstrap = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
+def _declaration_command(
+    name: str,
+    input_help: str,
+    read_input: Callable[..., Any],
+    build: Callable[..., Declaration],
+    doc: str,
 ) -> None:
+    """Register ``pcfx declarations <name>`` for a declaration made of a footprint and one input
+    file (art7, cbam): one command body, differing by the input it reads, the builder it calls,
+    and its help."""
+
+    def command(
+        footprint: Footprint,
+        input_file: Path,
+        out: Out,
+        recipient: Recipient = None,
+        purpose: Purpose = None,
+        dry_run: DryRun = False,
+        snapshot: Snap = None,
+        operator_key: OperatorKey = None,
+        certificate: Certs = [],  # noqa: B006 (typer reads the default)
+        policy: PolicyOpt = None,
+        gateway_key: GatewayKeyOpt = None,
+        passphrase_file: PassphraseFile = None,
+        passphrase_env: PassphraseEnv = None,
+        pseudonym_secret: PseudonymOpt = None,
+        audit_log: AuditLog = _DEFAULT_AUDIT,
+        kafka: Kafka = False,
+        bootstrap: Bootstrap = None,
+        topic_prefix: TopicPrefix = "",
+        json_out: JsonOut = False,
+    ) -> None:
+        _declare(
+            footprint,
+            lambda: read_input(_read(input_file, yaml_ok=True), subject=str(input_file)),
+            lambda source, inp, certs: build(
+                source, inp, certificates=certs, issued_at=datetime.now(UTC)
+            ),
+            _Release.of(locals()),
+        )
+
+    # the input's help differs per declaration: given as an object, not a string annotation
+    command.__annotations__["input_file"] = Annotated[
+        Path, typer.Option("--input", help=input_help, show_default=False)
+    ]
+    command.__doc__ = doc
+    command.__name__ = name
+    declarations_app.command(name)(handle_errors(command))
+
+
+_declaration_command(
+    "art7",
+    "Declaration input (JSON/YAML): manufacturer, batteryModel, batteryCategory,"
+    " manufacturingPlant, euDeclarationOfConformityId, studyUrl, serviceLifeEnergyKWh,"
+    " beyondGate.",
+    read_art7_input,
+    build_art7,
     """EU Battery Regulation Art. 7 carbon-footprint declaration (JSON, printable HTML, battery
-    passport part) for a battery model at a plant, released under battery-regulation-art7."""
-    source = read_source(_read(footprint, yaml_ok=False), subject=str(footprint))
-    inp = read_art7_input(_read(input_file, yaml_ok=True), subject=str(input_file))
-    certs = _certificates(source, snapshot, operator_key, certificate)
-    doc = build_art7(source, inp, certificates=certs, issued_at=datetime.now(UTC))
-    _finish(
-        doc,
-        out=out,
-        dry_run=dry_run,
-        recipient=recipient,
-        purpose=purpose,
-        policy=policy,
-        gateway_key=gateway_key,
-        secret_passphrase=passphrase(passphrase_file, passphrase_env),
-        pseudonym_secret=pseudonym_secret,
-        audit_log=audit_log,
-        json_out=json_out,
-        kafka=kafka,
-        bootstrap=bootstrap,
-        prefix=topic_prefix,
-    )
-
-
-@declarations_app.command("cbam")
-@handle_errors
-def cbam(
-    footprint: Footprint,
-    input_file: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            help="Installation input (JSON/YAML): installation {name, operator, address, city,"
-            " country, unLocode, latitude, longitude}, cnCode, productionRoute, reportingPeriod.",
-            show_default=False,
-        ),
-    ],
-    out: Out,
-    recipient: Recipient = None,
-    purpose: Purpose = None,
-    dry_run: DryRun = False,
-    snapshot: Snap = None,
-    operator_key: OperatorKey = None,
-    certificate: Certs = [],  # noqa: B006 (typer reads the default)
-    policy: PolicyOpt = None,
-    gateway_key: GatewayKeyOpt = None,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    pseudonym_secret: PseudonymOpt = None,
-    audit_log: AuditLog = _DEFAULT_AUDIT,
-    kafka: Kafka = False,
-    bootstrap: Bootstrap = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
-) -> None:
+    passport part) for a battery model at a plant, released under battery-regulation-art7.""",
+)
+_declaration_command(
+    "cbam",
+    "Installation input (JSON/YAML): installation {name, operator, address, city,"
+    " country, unLocode, latitude, longitude}, cnCode, productionRoute, reportingPeriod.",
+    read_cbam_input,
+    build_cbam,
     """CBAM embedded-emissions communication (direct and indirect t CO2e per t) for an
-    installation's good, released under cbam-reporting."""
-    source = read_source(_read(footprint, yaml_ok=False), subject=str(footprint))
-    inp = read_cbam_input(_read(input_file, yaml_ok=True), subject=str(input_file))
-    certs = _certificates(source, snapshot, operator_key, certificate)
-    doc = build_cbam(source, inp, certificates=certs, issued_at=datetime.now(UTC))
-    _finish(
-        doc,
-        out=out,
-        dry_run=dry_run,
-        recipient=recipient,
-        purpose=purpose,
-        policy=policy,
-        gateway_key=gateway_key,
-        secret_passphrase=passphrase(passphrase_file, passphrase_env),
-        pseudonym_secret=pseudonym_secret,
-        audit_log=audit_log,
-        json_out=json_out,
-        kafka=kafka,
-        bootstrap=bootstrap,
-        prefix=topic_prefix,
-    )
+    installation's good, released under cbam-reporting.""",
+)
 
 
 def _factor_table(path: Path | None) -> dict[tuple[str, str], EmissionFactor]:
@@ -685,34 +680,20 @@ def study(
 ) -> None:
     """GB/T 24067 / ISO 14067 study report (printable HTML + JSON): boundary, data sources with
     the background factors' sources and versions, allocation, data quality, results per stage."""
-    source = read_source(_read(footprint, yaml_ok=False), subject=str(footprint))
-    inp = read_study_input(
-        None if input_file is None else _read(input_file, yaml_ok=True),
-        subject=str(input_file),
-    )
-    certs = _certificates(source, snapshot, operator_key, certificate)
-    doc = build_study(
-        source,
-        factors=_factor_table(factors),
-        inp=inp,
-        certificates=certs,
-        issued_at=datetime.now(UTC),
-    )
-    _finish(
-        doc,
-        out=out,
-        dry_run=dry_run,
-        recipient=recipient,
-        purpose=purpose,
-        policy=policy,
-        gateway_key=gateway_key,
-        secret_passphrase=passphrase(passphrase_file, passphrase_env),
-        pseudonym_secret=pseudonym_secret,
-        audit_log=audit_log,
-        json_out=json_out,
-        kafka=kafka,
-        bootstrap=bootstrap,
-        prefix=topic_prefix,
+    _declare(
+        footprint,
+        lambda: read_study_input(
+            None if input_file is None else _read(input_file, yaml_ok=True),
+            subject=str(input_file),
+        ),
+        lambda source, inp, certs: build_study(
+            source,
+            factors=_factor_table(factors),
+            inp=inp,
+            certificates=certs,
+            issued_at=datetime.now(UTC),
+        ),
+        _Release.of(locals()),
     )
 
 

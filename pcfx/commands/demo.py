@@ -44,7 +44,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,7 +54,6 @@ from typing import Annotated, Any, cast
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from kafka import KafkaConsumer
 from rich.table import Table
 
 from contracts import (
@@ -65,7 +64,6 @@ from contracts import (
     ProductFootprint,
     Rejection,
     RolledUpFootprint,
-    SignedRecord,
     SignerRole,
     SupplierKey,
     load_boms,
@@ -79,15 +77,15 @@ from contracts import (
     topic_schemas,
 )
 from contracts.errors import BrokerError, PcfError
-from contracts.kafka_client import kafka_python_kwargs, use_config_file
+from contracts.kafka_client import use_config_file
 from gateway.runtime import Topics, gateway_schemas
 from pcfx._services import Service, Services, start_service, stop_services
 from pcfx.console import console, err_console, handle_errors, print_json
 from pcfx.options import JsonOut
 from pcfx.settings import bootstrap_servers
-from producers.delivery import KafkaSink, Outgoing
+from producers.delivery import KafkaSink
 from producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
-from streams.harness import namespace_of, stop_worker
+from streams.harness import ExchangeSession, namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
@@ -125,7 +123,7 @@ OFFICER_ID = "li-wei"
 
 
 @dataclass
-class DemoExchange:
+class DemoExchange(ExchangeSession):
     """One topic namespace on a broker, its operator, and every party's signing key.
 
     Used by ``pcfx demo`` and by the end-to-end tests: publish signed records as each party,
@@ -184,22 +182,6 @@ class DemoExchange:
         self.serde = AvroSerde(KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix))
         self.sink = KafkaSink(self.bootstrap)
 
-    def topic(self, name: str) -> str:
-        return self.prefix + name
-
-    def _next(self, subject: str) -> int:
-        self.sequences[subject] = self.sequences.get(subject, 0) + 1
-        return self.sequences[subject]
-
-    # --- publishing ------------------------------------------------------------------------
-
-    def send(self, topic: str, key: str, record: SignedRecord) -> None:
-        value = self.serde.encode(self.topic(topic), record)
-        report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
-        outcome = report.result(timeout=60)
-        if not outcome.ok:
-            raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
-
     def register(self, owner: str) -> Ed25519PrivateKey:
         """The operator registers a (new) signing key for *owner* on ``pcf.keys``, with the
         product-id namespaces of the products it declares (:meth:`claim`)."""
@@ -243,7 +225,7 @@ class DemoExchange:
             registration,
             supplier_id="operator",
             key_id=self.operator_key_id,
-            sequence=self._next(f"key:{owner}"),
+            sequence=self.next_sequence(f"key:{owner}"),
         )
         self.send("pcf.keys", owner, signed)
 
@@ -253,7 +235,7 @@ class DemoExchange:
             factor,
             supplier_id="operator",
             key_id=self.operator_key_id,
-            sequence=self._next(f"factor:{factor.factor_id}"),
+            sequence=self.next_sequence(f"factor:{factor.factor_id}"),
         )
         self.send("pcf.factors", factor.factor_id, signed)
 
@@ -265,7 +247,7 @@ class DemoExchange:
             fp,
             supplier_id=owner,
             key_id=key_id_of(registered.public_key()),
-            sequence=self._next(f"fp:{fp.product_ids[0]}"),
+            sequence=self.next_sequence(f"fp:{fp.product_ids[0]}"),
         )
         self.send("pcf.declared", fp.product_ids[0], signed)
 
@@ -327,56 +309,6 @@ class DemoExchange:
         for proc in [] if self.detach else self.workers:
             stop_worker(proc)
         self.sink.close(timeout_s=10)
-
-    def worker_logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in self.workdir.glob("worker-*.log")
-        )
-
-    # --- reading -------------------------------------------------------------------------------
-
-    def read(self, topic: str, model: type[Any], idle_s: float = 2.0) -> list[Any]:
-        consumer = KafkaConsumer(
-            self.topic(topic),
-            **kafka_python_kwargs(),
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            consumer_timeout_ms=int(idle_s * 1000),
-        )
-        try:
-            return [self.serde.decode(m.value, model) for m in consumer]
-        finally:
-            consumer.close()
-
-    def latest_products(self) -> dict[str, RolledUpFootprint]:
-        latest: dict[str, RolledUpFootprint] = {}
-        for record in self.read("pcf.products", RolledUpFootprint):
-            current = latest.get(record.product_id)
-            if current is None or record.sequence >= current.sequence:
-                latest[record.product_id] = record
-        return latest
-
-    def rejections(self) -> list[Rejection]:
-        return cast(list[Rejection], self.read("pcf.rejected", Rejection))
-
-    def wait_for(
-        self,
-        predicate: Callable[[dict[str, RolledUpFootprint]], bool],
-        timeout_s: float = 180.0,
-        what: str = "results",
-    ) -> dict[str, RolledUpFootprint]:
-        deadline = time.monotonic() + timeout_s
-        latest: dict[str, RolledUpFootprint] = {}
-        while time.monotonic() < deadline:
-            latest = self.latest_products()
-            if predicate(latest):
-                return latest
-            dead = [p for p in self.workers if p.poll() not in (None, -9, -15, 0)]
-            if dead:
-                raise PcfError(f"a streams worker died:\n{self.worker_logs()}")
-            time.sleep(0.5)
-        raise PcfError(f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}")
 
 
 # --- the gateway act: the very commands a compliance officer and a recipient run ---------------
@@ -998,7 +930,7 @@ def run_demo(
     ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
     says the caller started the local broker for the demo, so that ``pcfx demo stop`` stops it.
     """
-    from pcfx.commands.streams import run_rollup
+    from streams.batch import run_rollup
 
     prefix = prefix or demo_prefix()
     workdir = workdir.resolve()

@@ -37,6 +37,7 @@ from contracts.pcr import (
 from contracts.topics import TopicNames
 from pcfx.console import ExitCode, console, handle_errors, print_json
 from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.tables import ends_with_part, resolve_id
 
 __all__ = ["pcr_app", "review_app"]
 
@@ -257,10 +258,27 @@ def _servers(bootstrap: str | None) -> str:
 
 
 def _find(held: list[ReviewEvent], held_id: str) -> ReviewEvent:
-    found = [e for e in held if e.held_id == held_id]
+    """The held record *held_id* names: its whole id (``topic/partition/offset``), a unique
+    prefix, or its unique last parts (``partition/offset``, or the offset alone);
+    :func:`pcfx.tables.resolve_id` refuses an ambiguous one (exit 2), an unknown one is
+    refused here (exit 1)."""
+    wanted = resolve_id(held_id, (e.held_id for e in held), "held record", also=(_tail,))
+    found = [e for e in held if e.held_id == wanted]
     if len(found) != 1:
-        raise ReviewStateError(f"held id must name one held record (got {held_id!r}: no match)")
+        raise ReviewStateError(
+            f"held id must name one held record (got {held_id!r}: no match among {len(held)} held)"
+        )
     return found[0]
+
+
+_tail = ends_with_part("/")
+HeldId = Annotated[
+    str,
+    typer.Argument(
+        help="topic/partition/offset from 'pcfx review list', a unique prefix, or its unique"
+        " end (partition/offset, or the offset)."
+    ),
+]
 
 
 @review_app.command("list")
@@ -308,7 +326,7 @@ def _by(decision: ReviewEvent | None) -> str | None:
 @review_app.command("show")
 @handle_errors
 def review_show(
-    held_id: Annotated[str, typer.Argument(help="topic/partition/offset, from 'review list'.")],
+    held_id: HeldId,
     json_out: JsonOut = False,
     bootstrap: Bootstrap = None,
     topic_prefix: TopicPrefix = "",
@@ -361,6 +379,7 @@ def _decide(
     names = TopicNames(topic_prefix)
     held, decided = _book(servers, names)
     event = _find(held, held_id)
+    held_id = event.held_id
     if any(e.held_id == held_id for e in decided):
         raise ReviewStateError(f"held record {held_id} was decided already")
     try:
@@ -411,7 +430,6 @@ def _decide(
 
 KeyFile = Annotated[Path, typer.Option("--key", help="The compliance officer's private key file.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")]
-HeldId = Annotated[str, typer.Argument(help="topic/partition/offset, from 'pcfx review list'.")]
 
 
 @review_app.command("release")

@@ -9,7 +9,8 @@ registry unavailable (nothing claimed as sent), 4 an input or key file could not
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -539,43 +540,58 @@ def _progress(enabled: bool, label: str) -> contextlib.AbstractContextManager[An
     return progress(enabled, label)
 
 
-def _publish(
-    kind: Kind,
-    files: list[Path],
-    *,
-    signer: Signer,
-    topic: str | None,
-    supersedes: list[Path] | None,
-    dry_run: bool,
-    json_out: bool,
-    bootstrap: str | None,
-    registry_url: str | None,
-    ledger: Ledger,
-    batch_size: int,
-    keys_topic: str | None,
-    operator_public_key: Path | None,
-    topic_prefix: str = "",
-    strict: bool = False,
-) -> None:
+@dataclass(frozen=True)
+class _Options:
+    """The options the publish commands (footprints, bom, factors) share; factors have no key
+    check on pcf.keys, no --strict and no --supersedes, so those keep their defaults."""
+
+    dry_run: bool
+    json_out: bool
+    bootstrap: str | None
+    registry_url: str | None
+    ledger: Path | None
+    no_ledger: bool
+    batch_size: int
+    topic: str | None
+    topic_prefix: str
+    keys_topic: str | None = None
+    operator_public_key: Path | None = None
+    strict: bool = False
+    supersedes: list[Path] | None = None
+
+    @classmethod
+    def of(cls, parameters: Mapping[str, Any]) -> _Options:
+        """The shared options from a command's parameters (its ``locals()``), by name."""
+        return cls(**{f.name: parameters[f.name] for f in fields(cls) if f.name in parameters})
+
+
+_TOPIC_FIELD = {"footprints": "declared", "boms": "bom", "factors": "factors"}
+"""Which :class:`producers.Topics` field each kind is sent to."""
+
+
+def _publish(kind: Kind, files: list[Path], signer: Signer, opts: _Options) -> None:
+    """The one body of ``publish footprints|bom|factors``: check the signer's key on pcf.keys,
+    load the files, validate, sign and send them with a progress bar, print the summary."""
+    topic, supersedes, dry_run, json_out = opts.topic, opts.supersedes, opts.dry_run, opts.json_out
+    topic_prefix, keys_topic = opts.topic_prefix, opts.keys_topic
     topics = Topics.prefixed(topic_prefix)
     if keys_topic is not None:
         keys_topic = topic_prefix + keys_topic
     if topic is not None:
-        field = {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind]
-        topics = Topics(**{**topics.__dict__, field: topic})
+        topics = Topics(**{**topics.__dict__, _TOPIC_FIELD[kind]: topic})
     with Publisher(
-        None if dry_run else bootstrap_servers(bootstrap),
+        None if dry_run else bootstrap_servers(opts.bootstrap),
         signer=signer,
-        registry=registry_url,
+        registry=opts.registry_url,
         topics=topics,
-        ledger=ledger,
-        batch_size=batch_size,
+        ledger=_ledger(opts.ledger, opts.no_ledger),
+        batch_size=opts.batch_size,
         dry_run=dry_run,
-        strict_pcr=strict,
+        strict_pcr=opts.strict,
     ) as publisher:
         warning = None
         if not dry_run and keys_topic is not None:
-            warning = _check_key(publisher, keys_topic, operator_public_key)
+            warning = _check_key(publisher, keys_topic, opts.operator_public_key)
         if warning and not json_out:
             err_console.print(f"[yellow]WARN[/]: {warning}")
         items: Iterable[Item] = _load(kind, files)
@@ -584,7 +600,7 @@ def _publish(
         show = not json_out and err_console.is_terminal
         with _progress(show, f"{'checking' if dry_run else 'publishing'} {kind}") as tick:
             summary = publisher.publish_many(items, progress=tick)
-    target = getattr(topics, {"footprints": "declared", "boms": "bom", "factors": "factors"}[kind])
+    target = getattr(topics, _TOPIC_FIELD[kind])
     _finish(
         summary,
         json_out,
@@ -702,23 +718,7 @@ def publish_footprints(
 ) -> None:
     """Publish PACT v3 footprints (JSON, JSON Lines, CSV) to pcf.declared, keyed by product id."""
     signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=supplier)
-    _publish(
-        "footprints",
-        files,
-        signer=signer,
-        topic=topic,
-        supersedes=supersedes,
-        dry_run=dry_run,
-        json_out=json_out,
-        bootstrap=bootstrap,
-        registry_url=registry_url,
-        ledger=_ledger(ledger, no_ledger),
-        batch_size=batch_size,
-        keys_topic=keys_topic,
-        operator_public_key=operator_public_key,
-        topic_prefix=topic_prefix,
-        strict=strict,
-    )
+    _publish("footprints", files, signer, _Options.of(locals()))
 
 
 @publish_app.command("bom")
@@ -744,23 +744,7 @@ def publish_bom(
 ) -> None:
     """Publish bills of materials (JSON) to pcf.bom, signed by the product's owner."""
     signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=supplier)
-    _publish(
-        "boms",
-        files,
-        signer=signer,
-        topic=topic,
-        supersedes=None,
-        dry_run=dry_run,
-        json_out=json_out,
-        bootstrap=bootstrap,
-        registry_url=registry_url,
-        ledger=_ledger(ledger, no_ledger),
-        batch_size=batch_size,
-        keys_topic=keys_topic,
-        operator_public_key=operator_public_key,
-        topic_prefix=topic_prefix,
-        strict=strict,
-    )
+    _publish("boms", files, signer, _Options.of(locals()))
 
 
 @publish_app.command("factors")
@@ -782,19 +766,4 @@ def publish_factors(
 ) -> None:
     """Publish background emission factors (JSON, CSV) to pcf.factors (operator key)."""
     signer = load_signer(key, passphrase(passphrase_file, passphrase_env), role=KeyRole.OPERATOR)
-    _publish(
-        "factors",
-        files,
-        signer=signer,
-        topic=topic,
-        supersedes=None,
-        dry_run=dry_run,
-        json_out=json_out,
-        bootstrap=bootstrap,
-        registry_url=registry_url,
-        ledger=_ledger(ledger, no_ledger),
-        batch_size=batch_size,
-        keys_topic=None,
-        operator_public_key=None,
-        topic_prefix=topic_prefix,
-    )
+    _publish("factors", files, signer, _Options.of(locals()))

@@ -31,6 +31,7 @@ from contracts import RolledUpFootprint
 from contracts.errors import PcfError
 from pcfx.console import console, handle_errors, print_json
 from pcfx.options import Bootstrap, JsonOut, RegistryUrl, TopicPrefix
+from pcfx.tables import resolve_id
 from streams.results import (
     FigureState,
     Hotspot,
@@ -137,6 +138,11 @@ def _hotspot_json(h: Hotspot) -> dict[str, Any]:
         "quantity": _d(h.quantity),
         "unit": h.unit,
     }
+
+
+def _last_segment_prefix(pid: str, wanted: str) -> bool:
+    """``PACK`` names ``urn:pact:cz-packs.cn:product-id:PACK-282`` (as :func:`resolve` does)."""
+    return pid.rsplit(":", 1)[-1].startswith(wanted)
 
 
 def product_json(found: ProductResults) -> dict[str, Any]:
@@ -354,7 +360,10 @@ def results(
         if skipped:
             console.print(f"({skipped} record(s) on {topic} did not decode: left out)")
         return
-    pid = resolve(product, products)
+    # an ambiguous prefix is a usage error (2) as everywhere; streams.results.resolve refuses
+    # an unknown one (1), naming how many products the topic holds
+    wanted = resolve_id(product, products, "product", also=(_last_segment_prefix,))
+    pid = resolve(wanted, products)
     found = products[pid]
     if json_out:
         print_json(

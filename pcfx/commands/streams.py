@@ -1,35 +1,27 @@
 """``pcfx streams run`` (a faust worker) and ``pcfx rollup`` (batch mode: files in, results out).
 
 Batch mode runs the very transitions the streaming workers run, over an in-memory queue, so a
-dry run or what-if gives exactly what the exchange would converge to.
+dry run or what-if gives exactly what the exchange would converge to. The roll-up itself is
+:func:`streams.batch.run_rollup` (the harnesses and the demo call it too); ``pcfx rollup`` is
+the shell around it: the progress bar, the table, the tree, ``--json`` and the exit code.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from contracts import (
-    BillOfMaterials,
-    LoadedRecord,
-    RolledUpFootprint,
-    load_boms,
-    load_factors,
-    load_footprints,
-    to_pact_json,
-)
+from contracts import to_pact_json
 from contracts._jsonio import dumps
 from contracts.errors import UnreadableInput
-from pcfx.console import ExitCode, Stage, console, err_console, handle_errors, print_json, stages
+from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, stages
 from pcfx.options import (
     Bootstrap,
     JsonOut,
@@ -45,8 +37,9 @@ from pcfx.options import (
     log_level,
     passphrase,
 )
-from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
-from streams.rollup import ContributionNode, RollupResult, contribution_tree, hotspots, run_batch
+from pcfx.tables import resolve_id
+from streams.batch import run_rollup, why_no_footprint
+from streams.rollup import ContributionNode, contribution_tree, hotspots
 
 __all__ = ["rollup", "streams_app"]
 
@@ -188,126 +181,28 @@ def topics(
         console.print(f"OK: {config.topic(name)} ({partitions} partitions)")
 
 
-# --- batch mode ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    records: list[RolledUpFootprint]
-    results: Mapping[str, RollupResult]
-    problems: list[str]
-    names: Mapping[str, str]
-    """product id -> the BOM's product name, for display."""
-
-
-def _good(loaded: Sequence[LoadedRecord[Any]], problems: list[str]) -> list[Any]:
-    good = []
-    for item in loaded:
-        if item.error is not None:
-            problems.append(f"{item.file}#{item.index}: {item.error}")
-        else:
-            good.append(item.value)
-    return good
-
-
-def _no_stage(label: str, total: int | None) -> Callable[[int], None]:
-    return lambda n: None
-
-
-def run_rollup(
-    footprint_files: Sequence[Path],
-    bom_files: Sequence[Path],
-    factor_files: Sequence[Path],
-    *,
-    stage: Stage = _no_stage,
-) -> BatchOutcome:
-    """Load the files (reporting every bad record), roll everything up, build the records;
-    *stage* (:func:`pcfx.console.stages`) is told of each stage and advanced per file and per
-    product."""
-    problems: list[str] = []
-    tick = stage("reading files", len(footprint_files) + len(bom_files) + len(factor_files))
-    footprints = []
-    for f in footprint_files:
-        footprints += [r for r in _good(load_footprints(f), problems) if r is not None]
-        tick(1)
-    boms: list[BillOfMaterials] = []
-    for f in bom_files:
-        boms += _good(load_boms(f), problems)
-        tick(1)
-    factors = []
-    for f in factor_files:
-        factors += _good(load_factors(f), problems)
-        tick(1)
-    stage(f"rolling up {len(boms)} BOMs", None)
-    results = run_batch(
-        [core_footprint(fp, sequence=1, content_hash=payload_hash(fp)) for fp in footprints],
-        [core_bom(b) for b in boms],
-        [core_factor(f, sequence=1, content_hash=payload_hash(f)) for f in factors],
-    )
-    now = datetime.now(UTC)
-    latest: dict[str, BillOfMaterials] = {}
-    for bom in boms:
-        if bom.product_id not in latest or bom.revision > latest[bom.product_id].revision:
-            latest[bom.product_id] = bom
-    tick = stage("building records", len(latest))
-    records = []
-    for pid, bom in latest.items():
-        if pid in results:
-            records.append(
-                rolled_up_record(results[pid], sequence=1, bom=bom, previous_pf_id=None, now=now)
-            )
-        tick(1)
-    names = {pid: bom.product_name or pid for pid, bom in latest.items()}
-    return BatchOutcome(records, results, problems, names)
-
-
-def why_no_footprint(record: RolledUpFootprint) -> str | None:
-    """Why *record* has no PACT footprint, in one line (``None`` when it has one): the roll-up's
-    own ``footprintWithheld``, else the inputs that are missing."""
-    if record.footprint is not None:
-        return None
-    if record.footprint_withheld:
-        return record.footprint_withheld
-    if not record.completeness.complete:
-        return f"incomplete: {_missing(record)}"
-    return "no footprint was issued and the roll-up gives no reason"
-
-
-def _missing(record: RolledUpFootprint) -> str:
-    """What is missing from an incomplete roll-up, briefly: the count of inputs and reasons."""
-    c = record.completeness
-    reasons = sorted({m.reason.replace("_", " ") for m in record.missing_components})
-    if not reasons:
-        return "an input further up the supply chain is missing"
-    return (
-        f"{c.components_total - c.components_resolved} of {c.components_total} inputs"
-        f" unresolved ({', '.join(reasons)})"
-    )
+# --- batch mode (the roll-up itself is streams.batch) ------------------------------------------
 
 
 def resolve_product(wanted: str, products: Iterable[str], names: Mapping[str, str]) -> str:
-    """The one product *wanted* names, tried in this order: its full id, a unique prefix or
-    end of the id (the part after the URN's last ``:``), its BOM's product name, a unique part
-    of that name (any case). An unknown or ambiguous name is a usage error listing the
-    candidates."""
+    """The one product *wanted* names (:func:`pcfx.tables.resolve_id`), tried in this order: its
+    full id, a unique prefix or end of the id (the part after the URN's last ``:``), its BOM's
+    product name, a unique part of that name (any case). An unknown or ambiguous name is a
+    usage error listing the candidates."""
     ids = sorted(products)
-    if wanted in ids:
-        return wanted
-    for match in (
-        lambda pid: pid.startswith(wanted),
-        lambda pid: pid.endswith(wanted),
-        lambda pid: names.get(pid, "").casefold() == wanted.casefold(),
-        lambda pid: wanted.casefold() in names.get(pid, "").casefold(),
-    ):
-        found = [pid for pid in ids if match(pid)]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
-            raise typer.BadParameter(
-                f"{wanted!r} matches {len(found)} products ({shown}): give more of the id",
-                param_hint="--tree",
-            )
+    found = resolve_id(
+        wanted,
+        ids,
+        "product",
+        also=(
+            lambda pid, w: pid.endswith(w),
+            lambda pid, w: names.get(pid, "").casefold() == w.casefold(),
+            lambda pid, w: w.casefold() in names.get(pid, "").casefold(),
+        ),
+        param_hint="--tree",
+    )
+    if found in ids:
+        return found
     raise typer.BadParameter(
         f"{wanted!r} names no product with a BOM (give its id, a unique part of it, or its"
         f" name; {len(ids)} products were rolled up)",

@@ -176,7 +176,7 @@ def section(name: str) -> list[str]:
 
 
 def expected_what_if_pack() -> Decimal:
-    from pcfx.commands.streams import run_rollup
+    from streams.batch import run_rollup
 
     outcome = run_rollup(
         [DEMO_DIR / "suppliers-footprints.json"],

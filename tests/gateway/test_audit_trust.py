@@ -541,7 +541,7 @@ def test_audit_topics_keep_their_evidence_forever(env: Env) -> None:
 
 
 def test_every_verify_exit_code_is_documented_in_the_help_and_the_readme() -> None:
-    from pcfx.commands.gateway import VerifyExit
+    from pcfx.commands.gateway_audit import VerifyExit
 
     help_text = " ".join(invoke(cli, ["audit", "verify", "--help"]).stdout.split())
     readme = (Path(__file__).resolve().parents[2] / "gateway" / "README.md").read_text()

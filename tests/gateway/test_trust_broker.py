@@ -169,7 +169,7 @@ def test_forged_and_unsigned_approvals_leave_the_transfer_held(env: Env) -> None
         assert runner.run(max_records=1, max_seconds=60).held == 1
         (pending,) = json.loads(invoke(cli, ["approvals", "list", "--json", *env.args()]).stdout)
         approval_id = pending["approvalId"]
-        from pcfx.commands.gateway import _book
+        from pcfx.commands.gateway_approvals import _book
 
         row = _book(env.bootstrap, env.topics, GatewaySerde(env.registry)).rows[approval_id]
         now = datetime.now(UTC)

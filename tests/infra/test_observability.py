@@ -362,7 +362,7 @@ def test_the_worker_and_the_gateway_take_an_http_schema_registry(command: list[s
 
 def test_the_gateway_reads_schemas_from_the_url_it_is_given() -> None:
     from contracts import HttpSchemaRegistry
-    from pcfx.commands.gateway import _registry
+    from pcfx.commands._gateway_shared import _registry
 
     registry = _registry("127.0.0.1:1", "http://registry.example:8081")
     try:

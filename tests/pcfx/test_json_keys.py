@@ -138,3 +138,54 @@ def test_the_judge_and_the_fixer_agree() -> None:
     assert [k for _, k in names(data) if NOT_CAMEL.match(k)] == ["kafka_version", "state_dir",
                                                                  "a_b_c"]  # fmt: skip
     assert [k for _, k in names(fixed) if NOT_CAMEL.match(k)] == []
+
+
+LONG_RUNNING = {"streams run", "api serve", "console serve"}
+"""Services that run until stopped: they log (``--log-format json``) instead of printing one
+document."""
+
+
+def test_every_command_but_the_services_has_json() -> None:
+    from tests.pcfx.test_options import COMMANDS as OPTIONS
+
+    without = {path for path, opts in OPTIONS.items() if "--json" not in opts}
+    assert without == LONG_RUNNING
+
+
+def test_outbound_decrypt_json_is_one_document_with_every_message(tmp_path: Path) -> None:
+    """``outbound decrypt --json``: one document (not JSON Lines) holding the decrypted messages
+    and the refusals, camelCase; a message sealed for someone else is a refusal with its
+    reason, and the exit code still says so."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from contracts.keyfiles import private_key_pem, public_key_pem, write_key_file
+    from gateway import GatewayKey, seal, seal_batch
+    from tests.gateway.test_outbound_cli import envelope
+
+    alice, bob = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    signer = GatewayKey.generate()
+    write_key_file(tmp_path / "alice.pem", private_key_pem(alice), private=True)
+    (tmp_path / "gateway.pub.pem").write_bytes(public_key_pem(signer.public_key))
+    batch = seal_batch(
+        [
+            (envelope("a-1", "alice"), alice.public_key()),
+            (envelope("b-1", "bob"), bob.public_key()),
+        ],
+        signer=signer,
+    )
+    old = seal(envelope("a-0", "alice"), signer=signer, recipient_key=alice.public_key())
+    source = tmp_path / "alice.jsonl"
+    source.write_bytes(b"".join(m.to_bytes() + b"\n" for m in [old, *batch]))
+    result = runner.invoke(
+        app,
+        ["outbound", "decrypt", "--recipient", "alice", "--key", str(tmp_path / "alice.pem"),
+         "--gateway-pub", str(tmp_path / "gateway.pub.pem"), str(source), "--footprint-only",
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # b-1 is bob's
+    document = json.loads(result.stdout)
+    assert document["decrypted"] == 2 and document["refused"] == 1
+    assert [m["id"] for m in document["messages"]] == ["pf-a-0", "pf-a-1"]
+    (refusal,) = document["refusals"]
+    assert refusal["messageId"] == "b-1" and refusal["reason"]
+    assert [f"{w}: {k}" for w, k in names(document) if NOT_CAMEL.match(k)] == []

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -24,7 +24,6 @@ from contracts import (
     KafkaSchemaRegistry,
     Keyring,
     ProductFootprint,
-    Rejection,
     RolledUpFootprint,
     SignedSupplierKey,
     load_boms,
@@ -34,14 +33,23 @@ from contracts import (
 )
 from contracts.handoff import HandoffCheck, check_handoff
 from producers.delivery import KafkaSink, Outgoing
-from streams.harness import Participants, start_worker, stop_worker, worker_command
+from streams.harness import (
+    ExchangeSession,
+    Participants,
+    start_worker,
+    stop_worker,
+    worker_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class World:
-    """A topic namespace on the broker, the operator, and every party's signing key."""
+class World(ExchangeSession):
+    """A topic namespace on the broker, the operator, and every party's signing key; sending
+    and reading the results back are the demo's own (:class:`streams.harness.ExchangeSession`)."""
+
+    read_idle_s: ClassVar[float] = 3.0
 
     bootstrap: str
     workdir: Path
@@ -81,19 +89,9 @@ class World:
         """The workers' app id: their consumer group, and the start of their changelogs' names."""
         return f"{self.prefix}streams"
 
-    def topic(self, name: str) -> str:
-        return self.prefix + name
-
-    def seq(self, subject: str) -> int:
-        self.sequences[subject] = self.sequences.get(subject, 0) + 1
-        return self.sequences[subject]
-
-    # --- publishing ------------------------------------------------------------------------
-
-    def _send(self, topic: str, key: str, record: Any) -> None:
-        value = self.serde.encode(self.topic(topic), record)
-        report = self.sink.send(Outgoing(self.topic(topic), key.encode(), value, key))
-        assert report.result(timeout=60).ok
+    # the names the broker tests use for ExchangeSession's
+    seq = ExchangeSession.next_sequence
+    _send = ExchangeSession.send
 
     def register(self, owner: str, **changes: Any) -> Ed25519PrivateKey:
         """The operator (re-)registers *owner*'s key with the namespaces it claimed; *changes*
@@ -228,24 +226,7 @@ class World:
             stop_worker(proc)
         self.sink.close(timeout_s=10)
 
-    def worker_logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in self.workdir.glob("worker-*.log")
-        )
-
     # --- reading results -----------------------------------------------------------------------
-
-    def read(self, topic: str, model: type[Any], idle_s: float = 3.0) -> list[Any]:
-        consumer = KafkaConsumer(
-            self.topic(topic),
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            consumer_timeout_ms=int(idle_s * 1000),
-        )
-        records = [self.serde.decode(m.value, model) for m in consumer]
-        consumer.close()
-        return records
 
     def product_signatures(self, idle_s: float = 3.0) -> list[HandoffCheck]:
         """Every ``pcf.products`` record checked as a signed hand-off against the key registry
@@ -282,33 +263,6 @@ class World:
         ]
         consumer.close()
         return checks
-
-    def latest_products(self) -> dict[str, RolledUpFootprint]:
-        latest: dict[str, RolledUpFootprint] = {}
-        for record in self.read("pcf.products", RolledUpFootprint):
-            current = latest.get(record.product_id)
-            if current is None or record.sequence >= current.sequence:
-                latest[record.product_id] = record
-        return latest
-
-    def rejections(self) -> list[Rejection]:
-        return self.read("pcf.rejected", Rejection)
-
-    def wait_for(
-        self, predicate: Any, timeout_s: float = 120.0, what: str = "results"
-    ) -> dict[str, RolledUpFootprint]:
-        deadline = time.monotonic() + timeout_s
-        latest: dict[str, RolledUpFootprint] = {}
-        while time.monotonic() < deadline:
-            latest = self.latest_products()
-            if predicate(latest):
-                return latest
-            for proc in self.workers:
-                assert proc.poll() is None or proc.returncode in (-9, -15, 0), self.worker_logs()
-            time.sleep(1.0)
-        raise AssertionError(
-            f"timed out waiting for {what}; have {sorted(latest)}\n{self.worker_logs()}"
-        )
 
     def end_offsets(self, *names: str) -> dict[tuple[str, int], int]:
         """The end offset of every partition of the topics *names* (without the prefix)."""

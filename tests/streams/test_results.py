@@ -16,7 +16,7 @@ from contracts import Completeness, MissingComponent, RolledUpFootprint
 from contracts.errors import ContractError
 from pcfx.cli import app
 from pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK
-from pcfx.commands.streams import run_rollup
+from streams.batch import run_rollup
 from streams.results import (
     OWN_PROCESS,
     ProductResults,

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts import ProductFootprint, RolledUpFootprint
-from pcfx.commands.streams import run_rollup
 from streams.adapt import deprecated_record
+from streams.batch import run_rollup
 from tests.streams._broker_world import ROOT, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

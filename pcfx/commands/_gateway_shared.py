@@ -1,0 +1,24 @@
+"""What the gateway's command modules share: the broker address, the schema registry, and
+the quiet printer of ``--json`` (``pcfx/commands/gateway*.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _bootstrap(explicit: str | None) -> str:
+    from pcfx.settings import bootstrap_servers
+
+    return bootstrap_servers(explicit)
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    """``console.print``'s stand-in under ``--json``: the JSON document is the only output."""
+
+
+def _registry(bootstrap: str, url: str | None = None, prefix: str = "") -> Any:
+    """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka of
+    the deployment *prefix*."""
+    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
+
+    return HttpSchemaRegistry(url) if url else KafkaSchemaRegistry(bootstrap, prefix=prefix)
