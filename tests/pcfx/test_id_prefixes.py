@@ -225,8 +225,8 @@ def approvals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return b""
 
     monkeypatch.setattr(gateway_approvals, "_bootstrap", lambda bootstrap: "in-memory:0")
-    monkeypatch.setattr(gateway_approvals, "_registry", lambda servers: _Registry())
-    monkeypatch.setattr(gateway_approvals, "kafka_registrar", lambda servers: None)
+    monkeypatch.setattr(gateway_approvals, "_registry", lambda servers, **_: _Registry())
+    monkeypatch.setattr(gateway_approvals, "kafka_registrar", lambda servers, **_: None)
     monkeypatch.setattr(gateway_approvals, "GatewaySerde", _Serde)
     monkeypatch.setattr(_officer, "read_approval_book", lambda servers, topic, serde: book)
     monkeypatch.setattr(_officer, "officer_decision", lambda row, **kw: {"at": NOW.isoformat()})
