@@ -64,6 +64,7 @@ import contextlib
 import itertools
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -937,6 +938,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    # stopped by SIGTERM (a supervisor, a CI timeout): unwind, so that every process and the
+    # broker this run started are stopped by the ``finally`` blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="pcfx-soak-") as tmp:
         result = run(
             bootstrap,
