@@ -152,6 +152,14 @@ def test_kill_9_of_one_broker_under_load_loses_nothing(
     verdict = _run_with_fault(exchange, fault)
     assert verdict.ok, verdict.summary()
     assert verdict.outbound > 0 and verdict.acknowledged > 150
+    # faust's own leader-election topic is replicated like the table's topics (it was RF 1)
+    leader = f"{exchange.app_id}-__assignor-__leader"
+    admin = KafkaAdminClient(bootstrap_servers=healthy.bootstrap, client_id="pcfx-reliability")
+    try:
+        (described,) = admin.describe_topics([leader])
+    finally:
+        admin.close()
+    assert [len(p["replica_nodes"]) for p in described["partitions"]] == [3], described
 
 
 @pytest.mark.timeout(1200)
