@@ -122,6 +122,9 @@ def test_growth_is_judged_on_the_second_half_only() -> None:
         {"rejected": 1},
         {"load_error": "TimeoutError()"},
         {"exited": ("worker-1 (-9)",)},
+        {"check_error": "not checked: the groups had not drained"},
+        {"products": 0},
+        {"recipients": {}},
         {
             "recipients": {
                 "uk-customer-gb": {
