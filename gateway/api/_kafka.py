@@ -333,6 +333,8 @@ class KafkaDisclosureRecorder:
         self._thread: threading.Thread | None = None
         self.recorded = 0
         """Entries committed so far."""
+        self._reopening = False
+        """A reopen of the writer did not finish (the cluster still unreachable): try again."""
 
     def start(self) -> KafkaDisclosureRecorder:
         """Fence an older writer of this chain, read the chain back (resumed only from what this
@@ -381,11 +383,13 @@ class KafkaDisclosureRecorder:
         ``init_transactions`` finishes or aborts what the old one left open, and the head is
         read again (a commit that timed out here may still have committed on the broker).
         Raises (each request of the batch then answers 503) while the cluster is unreachable;
-        the next batch tries again."""
+        the next batch tries again, until a new writer is open and the head read back."""
+        self._reopening = True  # until the new writer is open and the head read back
         self._sink.close()
         self._sink = KafkaTransferSink(self.bootstrap, **self._sink_args)
         self._sink.open()
         self._resume()
+        self._reopening = False
         log.warning("disclosure log %s: writer reopened, head at %s", self.log_id, self.head)
 
     def close(self) -> None:
@@ -436,7 +440,7 @@ class KafkaDisclosureRecorder:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            if self._sink.fenced:
+            if self._sink.fenced or self._reopening:
                 self._reopen()
             head = self.head
             assert head is not None
