@@ -787,10 +787,12 @@ def run(
         sampler.start()
         load.start()
         try:
+            shown = -1.0
             while load.is_alive():
                 load.join(30)
-                if sampler.samples:
+                if sampler.samples and sampler.samples[-1].t_s != shown:
                     s = sampler.samples[-1]
+                    shown = s.t_s
                     log(f"soak: t+{s.t_s:.0f}s {s.updates} updates, lag {s.lag}, RSS {s.rss_mb} MB")
             soak_s = time.monotonic() - began
             log(f"soak: load stopped after {soak_s:.0f} s ({load.updates} updates); draining")
