@@ -803,10 +803,10 @@ def run(
                 if sampler.samples and not any(sampler.samples[-1].lag.values()):
                     drained = True
                     break
-                s = sampler.samples[-1] if sampler.samples else None
-                if s is not None and s.t_s - shown >= 30:
-                    shown = s.t_s
-                    log(f"soak: draining, t+{s.t_s:.0f}s lag {s.lag}, RSS {s.rss_mb} MB")
+                last = sampler.samples[-1] if sampler.samples else None
+                if last is not None and last.t_s - shown >= 30:
+                    shown = last.t_s
+                    log(f"soak: draining, t+{last.t_s:.0f}s lag {last.lag}, RSS {last.rss_mb} MB")
             drain_s = time.monotonic() - drain_began
         finally:
             sampler.stop()
