@@ -3,6 +3,7 @@
 #   make demo   the whole exchange on a lithium-iron-phosphate battery supply chain
 #   make bench  benchmarks; figures to bench/results/*.json and BENCHMARKS.md
 #   make test-reliability  the fault tests and a 10-minute nemesis on a private 3-node cluster
+#   make soak   the whole exchange under load for SOAK_MINUTES (memory, lag, throughput; a plot)
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3.11
@@ -11,10 +12,10 @@ PY := $(VENV)/bin/python
 PCFX := $(VENV)/bin/pcfx
 PYTEST_ARGS ?=
 
-.PHONY: install jars browser lint fmt test test-reliability demo bench clean help
+.PHONY: install jars browser lint fmt test test-reliability soak demo bench clean help
 
 help:
-	@sed -n '2,6p' Makefile
+	@sed -n '2,7p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 3; }
@@ -73,6 +74,16 @@ test-reliability: jars lint
 	PCFX_RELIABILITY=full $(PY) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
 	PCFX_FUZZ_EXAMPLES=500 $(PY) -m pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 	$(PY) -m tests.reliability.nemesis --minutes $(NEMESIS_MINUTES) $(NEMESIS_ARGS)
+
+# The soak (tests/reliability/soak.py): a 10k-product graph, two streams workers and the gateway
+# to three recipients under supplier updates, BOM changes and factor revisions for SOAK_MINUTES;
+# RSS, lag and throughput sampled over time, then the oracle and outbound against audit.
+# Figures to bench/results/soak.json, the plot to bench/results/soak.png (SOAK_ARGS: e.g.
+# --products 2000, --updates N, --rate R).
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
+soak: jars
+	@$(call with_broker,$(PY) -m tests.reliability.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS))
 
 # `pcfx demo` starts a local broker when none is configured and stops everything it started;
 # make demo DEMO_ARGS=--keep-running leaves the broker, the streams worker and the gateway up

@@ -119,7 +119,7 @@ from contracts import (
 from contracts import topics as table_topics
 from contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
 from contracts.handoff import HandoffSigner
-from contracts.kafka_client import faust_credentials, kafka_python_kwargs
+from contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
 from contracts.observability import (
     METRICS,
     Readiness,
@@ -346,6 +346,23 @@ class _Edge:
             await self.send(messages, headers)
 
 
+def cluster_replication(bootstrap: str) -> int:
+    """The replication factor the topic table gives on the cluster at *bootstrap*
+    (:func:`contracts.topics.replication_for` of the brokers it lists now)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(librdkafka_config(**{"bootstrap.servers": bootstrap}))
+    try:
+        brokers = len(admin.list_topics(timeout=30).brokers)
+    except KafkaException as exc:  # the cluster did not answer
+        raise InfrastructureError(
+            f"cannot list the brokers at {bootstrap}: {exc}",
+            hint="Check KAFKA_BOOTSTRAP_SERVERS and the client's security settings.",
+        ) from exc
+    return table_topics.replication_for(brokers).factor
+
+
 def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _faust.WorkerApp:
     """The faust app with its topics, tables and agents (see the module docstring); an agent
     that fails is reported to *failures* (by default only logged and recorded).
@@ -388,7 +405,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _
         store="memory://",
         datadir=str(config.data_dir),
         topic_partitions=config.partitions,
-        topic_replication_factor=1,
+        # what the topic table gives on this cluster (3 on a 3-node cluster): faust creates its
+        # leader-election topic (<app id>-__assignor-__leader) itself, with this factor
+        topic_replication_factor=cluster_replication(config.bootstrap),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,

@@ -38,6 +38,10 @@ served, the PACT action as ``purpose``, the client and request ids as ``reasons`
 arriving together are committed in one transaction (group commit). ``record`` returns only once
 the transaction committed; if it fails or takes longer than ``timeout_s``, it raises and the app
 answers 503 with nothing disclosed. ``pcfx audit verify`` checks this chain like the gateway's.
+When the cluster is unreachable for longer than the timeout, the writer can neither commit nor
+abort and counts itself fenced; the next batch opens a new writer and reads the head again
+(``_reopen``, as the gateway's runner does), so the API answers 503 during an outage and serves
+again after it without a restart (``tests/reliability``: 30 s of every node SIGSTOPped).
 """
 
 from __future__ import annotations
@@ -342,16 +346,16 @@ class KafkaDisclosureRecorder:
         self.max_batch = max_batch
         self._serde = GatewaySerde(registry, registrar=registrar)
         self._keys = KeyRing.of(signer.public_key, *trusted_keys)
-        self._sink = KafkaTransferSink(
-            bootstrap,
-            topics=topics,
-            serde=self._serde,
-            log_id=log_id,
-            transactional_id=f"pcfx-api.{topics.prefix}{log_id}",
-            timeout_s=timeout_s,
-            signer=signer,
-            overrides={"client.id": f"pcfx-api-{log_id}", **dict(overrides or {})},
-        )
+        self._sink_args: dict[str, Any] = {
+            "topics": topics,
+            "serde": self._serde,
+            "log_id": log_id,
+            "transactional_id": f"pcfx-api.{topics.prefix}{log_id}",
+            "timeout_s": timeout_s,
+            "signer": signer,
+            "overrides": {"client.id": f"pcfx-api-{log_id}", **dict(overrides or {})},
+        }
+        self._sink = KafkaTransferSink(bootstrap, **self._sink_args)
         self.head: ChainHead | None = None
         self._unsealed = 0
         self._anchored = False
@@ -361,6 +365,8 @@ class KafkaDisclosureRecorder:
         self._thread: threading.Thread | None = None
         self.recorded = 0
         """Entries committed so far."""
+        self._reopening = False
+        """A reopen of the writer did not finish (the cluster still unreachable): try again."""
 
     def start(self) -> KafkaDisclosureRecorder:
         """Fence an older writer of this chain, read the chain back (resumed only from what this
@@ -375,6 +381,14 @@ class KafkaDisclosureRecorder:
         )
         self._serde.ensure([(t.audit, "AuditLogEntry"), (t.checkpoints, "AuditLogCheckpoint")])
         self._sink.open()
+        self._resume()
+        self._thread = threading.Thread(target=self._run, name="pcfx-api-audit", daemon=True)
+        self._thread.start()
+        return self
+
+    def _resume(self) -> None:
+        """Read the chain back and take its head (resumed only from what this key sealed)."""
+        t = self.topics
         offsets: dict[str, list[int]] = {}
         entries, checkpoints, problems = read_audit_logs(
             self.bootstrap, t, self._serde, log_ids=[self.log_id], offsets=offsets
@@ -392,9 +406,23 @@ class KafkaDisclosureRecorder:
         self.head = check.head
         self._unsealed = check.unsealed
         self._anchored = check.anchor is not None
-        self._thread = threading.Thread(target=self._run, name="pcfx-api-audit", daemon=True)
-        self._thread.start()
-        return self
+
+    def _reopen(self) -> None:
+        """A new writer after the old one became unusable, as the gateway's runner does
+        (``GatewayRunner._reopen``): a transaction that could neither commit nor abort (the
+        cluster unreachable for longer than the timeout) leaves the sink counting itself
+        fenced, and without this the API would answer 503 until restarted. The new writer's
+        ``init_transactions`` finishes or aborts what the old one left open, and the head is
+        read again (a commit that timed out here may still have committed on the broker).
+        Raises (each request of the batch then answers 503) while the cluster is unreachable;
+        the next batch tries again, until a new writer is open and the head read back."""
+        self._reopening = True  # until the new writer is open and the head read back
+        self._sink.close()
+        self._sink = KafkaTransferSink(self.bootstrap, **self._sink_args)
+        self._sink.open()
+        self._resume()
+        self._reopening = False
+        log.warning("disclosure log %s: writer reopened, head at %s", self.log_id, self.head)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -443,8 +471,10 @@ class KafkaDisclosureRecorder:
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
-        head = self.head
         try:
+            if self._sink.fenced or self._reopening:
+                self._reopen()
+            head = self.head
             assert head is not None
             entries: list[AuditEntry] = []
             now = format_time(datetime.now(UTC))

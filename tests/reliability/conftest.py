@@ -22,6 +22,7 @@ REDUCED = {
     "test_acknowledged_records_survive_kill_9_of_a_broker",
     "test_streams_worker_killed_once_mid_stream_with_supplier_updates",
     "test_gateway_killed_once_then_restarted_with_a_short_idle_timer",
+    "test_a_second_worker_joins_mid_backlog_and_leaves_mid_batch",
 }
 """What ``make test`` runs of this folder: one short case of each kind (the rest needs
 ``PCFX_RELIABILITY=full``)."""

@@ -10,6 +10,7 @@ the DLQ.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -151,6 +152,14 @@ def test_kill_9_of_one_broker_under_load_loses_nothing(
     verdict = _run_with_fault(exchange, fault)
     assert verdict.ok, verdict.summary()
     assert verdict.outbound > 0 and verdict.acknowledged > 150
+    # faust's own leader-election topic is replicated like the table's topics (it was RF 1)
+    leader = f"{exchange.app_id}-__assignor-__leader"
+    admin = KafkaAdminClient(bootstrap_servers=healthy.bootstrap, client_id="pcfx-reliability")
+    try:
+        (described,) = admin.describe_topics([leader])
+    finally:
+        admin.close()
+    assert [len(p["replica_nodes"]) for p in described["partitions"]] == [3], described
 
 
 @pytest.mark.timeout(1200)
@@ -187,3 +196,103 @@ def test_a_paused_worker_and_gateway_resume(healthy: Cluster, exchange: Exchange
 
     verdict = _run_with_fault(exchange, fault)
     assert verdict.ok, verdict.summary()
+
+
+# --- the PACT API through the outage ---------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_the_api_through_30_s_of_cluster_outage(healthy: Cluster, tmp_path: Path) -> None:
+    """The API (the release source and the disclosure recorder ``pcfx api serve`` runs, behind
+    the app, in process) reading releases from the cluster while every node is SIGSTOPped for
+    30 s: it answers each request during the outage either with what it holds (only if that
+    disclosure was audited) or 503 with a reason and ``Retry-After`` (its audit write cannot
+    commit: no disclosure without audit); afterwards it serves again without a restart, a new
+    release appears, and its audit chain verifies with an entry for every footprint served."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from gateway import KeyRing
+    from gateway._sealing import GatewayKey
+    from gateway.api._kafka import KafkaDisclosureRecorder
+    from gateway.audit import EntryKind, check_audit_log
+    from gateway.runtime import GatewaySerde, read_audit_logs
+    from tests.api.test_api_kafka import Harness, eventually, gateway
+    from tests.gateway._rollups import rolled_footprint
+    from tests.gateway.test_runtime_kafka import make_env
+
+    with contextlib.contextmanager(make_env)(healthy.bootstrap, tmp_path, partitions=1) as env:
+        api_key, api_signer = X25519PrivateKey.generate(), GatewayKey.generate()
+        before = rolled_footprint(product_id="urn:pact:example-pack.cn:product-id:OUT1")
+        env.publish([before])
+        with gateway(env, api_key) as runner:
+            runner.run(max_records=1, max_seconds=120)
+        recorder = KafkaDisclosureRecorder(
+            env.bootstrap, topics=env.topics, registry=env.registry, signer=api_signer
+        )
+        harness = Harness(env, api_key, recorder)
+        served = 0  # footprints answered with 200 (each must have its disclosure entry)
+        with harness.source, recorder:
+            harness.source.wait_ready()
+            eu = harness.auth("eu-erp")
+            first = harness.call("GET", "/3/footprints", headers=eu)
+            assert first.status_code == 200 and len(first.json()["data"]) == 1
+            served += 1
+            during: list[tuple[int, str]] = []
+            for node in healthy.node_ids:
+                healthy.pause(node)
+            try:
+                paused_at = time.monotonic()
+                while time.monotonic() - paused_at < 30:
+                    answer = harness.call("GET", "/3/footprints", headers=eu)
+                    during.append((answer.status_code, answer.text))
+                    if answer.status_code == 200:
+                        served += len(answer.json()["data"])
+                    else:
+                        assert answer.status_code == 503, answer.text
+                        assert answer.headers.get("Retry-After") == "5"
+                        assert "data" not in answer.json() and "retry" in answer.text
+                    time.sleep(1.0)
+            finally:
+                for node in healthy.node_ids:
+                    healthy.resume(node)
+            print(f"\nduring the outage: {[code for code, _ in during]}")
+            assert during and any(code == 503 for code, _ in during), during
+
+            # it comes back by itself: the same app serves again, and a new release shows
+            def serves() -> bool:
+                nonlocal served
+                answer = harness.call("GET", "/3/footprints", headers=eu)
+                if answer.status_code == 200:
+                    served += len(answer.json()["data"])
+                return answer.status_code == 200
+
+            eventually(serves, "the API serving again after the outage", seconds=240)
+            after = rolled_footprint(product_id="urn:pact:example-pack.cn:product-id:OUT2")
+            env.publish([after])
+            with gateway(env, api_key) as runner:
+                runner.run(max_records=1, max_seconds=180)
+            wanted = {str(before.footprint.id), str(after.footprint.id)}  # type: ignore[union-attr]
+
+            def shows_new_release() -> bool:
+                nonlocal served
+                answer = harness.call("GET", "/3/footprints", headers=eu)
+                if answer.status_code != 200:
+                    return False
+                served += len(answer.json()["data"])
+                return {fp["id"] for fp in answer.json()["data"]} == wanted
+
+            eventually(shows_new_release, "the release made after the outage", seconds=240)
+        entries, checkpoints, problems = read_audit_logs(
+            env.bootstrap, env.topics, GatewaySerde(env.registry), log_ids=["pcfx-api"]
+        )
+        assert problems == []
+        chain = entries["pcfx-api"]
+        assert {e.kind for e in chain} == {EntryKind.DISCLOSURE.value}
+        # every footprint served has its entry; a request that timed out while its entry was
+        # still being committed may leave one more entry than answers (audited, not disclosed)
+        assert len(chain) >= served, (len(chain), served)
+        print(f"served {served} footprints, {len(chain)} disclosure entries")
+        verdict = check_audit_log(
+            chain, checkpoints.get("pcfx-api", []), KeyRing.of(api_signer.public_key)
+        )
+        assert verdict.ok, verdict.summary()

@@ -1,10 +1,13 @@
 """Process faults (#22 item 2): kill -9 of a streams worker, and separately of the gateway,
-mid-stream, several times at seeded random points, on the shared broker.
+mid-stream, several times at seeded random points, and a rebalance with a batch in flight (a
+second worker joins mid-backlog and leaves mid-batch, by SIGTERM or kill -9), on the shared
+broker.
 
 What must hold after each schedule, against an uninterrupted run (the oracle):
 
-- **streams**: the final roll-ups equal the batch roll-up of the same inputs (no double
-  counting: a record applied twice would change a sum), and no legitimate record is on the DLQ
+- **streams** (kills and rebalances): the final roll-ups equal the batch roll-up of the same
+  inputs (no double counting: a record applied twice would change a sum), and no legitimate
+  record is on the DLQ
   (a redelivered supplier record is a duplicate or superseded, never ``replayed``: 775 and
   2 667 were before the fix);
 - **gateway**: every input record reaches each subscriber exactly once (no transfer twice, none
@@ -13,8 +16,9 @@ What must hold after each schedule, against an uninterrupted run (the oracle):
   waits for its partitions instead of exiting with the backlog untouched.
 
 The seed of each schedule is printed (``-s``) and part of the test id: a failure reruns with
-the same kill points. ``make test`` runs one short case of each (one kill); the full schedules
-(three kills) run with ``PCFX_RELIABILITY=full`` (``make test-reliability``). The rows of
+the same kill points. ``make test`` runs one short case of each (one kill; one clean leave of
+the second worker); the full schedules (three kills; a leave by SIGTERM and by kill -9, two seeds
+each) run with ``PCFX_RELIABILITY=full`` (``make test-reliability``). The rows of
 RELIABILITY.md ("Process faults") come from these tests.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -68,12 +73,18 @@ def _superseded_logged(world: World) -> tuple[int, int]:
     """(duplicates, superseded) the workers logged (:func:`streams._ingest_step.check_batch`)."""
     duplicates = superseded = 0
     for path in world.workdir.glob("worker-*.log"):
-        for line in path.read_text(errors="replace").splitlines():
-            if "redelivered duplicate(s) forwarded again" in line:
-                words = line.split(": ", 1)[1].split()
-                duplicates += int(words[0])
-                superseded += int(line.split("again, ", 1)[1].split()[0])
+        for found in _REDELIVERED.finditer(path.read_text(errors="replace")):
+            duplicates += int(found["duplicates"])
+            superseded += int(found["superseded"])
     return duplicates, superseded
+
+
+_REDELIVERED = re.compile(
+    r"(?P<duplicates>\d+) redelivered duplicate\(s\) forwarded again,"
+    r" (?P<superseded>\d+) superseded"
+)
+"""The line :func:`streams._ingest_step.check_batch` logs (after the logger's name and the
+topic[partition], both of which contain ``: ``)."""
 
 
 def _kill_streams(world: World, kills: int, seed: int) -> None:
@@ -128,6 +139,70 @@ def test_streams_worker_killed_once_mid_stream_with_supplier_updates(world: Worl
 @pytest.mark.parametrize("seed", [SEED, SEED + 1])
 def test_streams_worker_killed_three_times_at_seeded_points(world: World, seed: int) -> None:
     _kill_streams(world, kills=3, seed=seed)
+
+
+def _rebalance(world: World, leave: signal.Signals, seed: int, versions: int) -> None:
+    """A second worker joins while the first works through a backlog, takes half the
+    partitions, and leaves (*leave*: SIGTERM, a clean leave; SIGKILL, the group notices after
+    its session times out) at a seeded point while a second backlog is in flight. The first
+    worker alone finishes; the roll-ups must equal the oracle with nothing on the DLQ."""
+    rng = random.Random(seed)
+    expected = batch_figures()
+    world.start_worker("w0", loglevel="info")
+    held_back = world.publish_demo_chain(hold_back=2)
+    world.wait_for(lambda got: len(got) >= 1, timeout_s=240, what="the first worker to produce")
+    # the backlog: legitimate versions of every supplier footprint (same figures, higher
+    # sequences), and a held-back BOM; the second worker joins while the first is on it
+    traffic = world.traffic()
+    sent = world.publish_footprint_versions("backlog", versions=versions)
+    world.publish_bom(held_back[0])
+    joiner = world.start_worker("w1", loglevel="info")
+    world.wait_for_group(2, timeout_s=180)
+    joined_mid_backlog = world.traffic() > traffic
+    # a second backlog; the joiner leaves mid-batch: once the workers write again
+    traffic = world.traffic()
+    sent += world.publish_footprint_versions("in flight", versions=versions)
+    world.publish_bom(held_back[1])
+    deadline = time.monotonic() + 240
+    while world.traffic() == traffic:
+        assert time.monotonic() < deadline, world.worker_logs()
+        time.sleep(0.1)
+    time.sleep(rng.uniform(0.0, 1.0))  # the leave point
+    world.kill_worker(joiner, leave)
+    latest = world.wait_for(
+        lambda got: all(
+            pid in got and got[pid].pcf_excluding_biogenic_uptake == value
+            for pid, value in expected.items()
+        ),
+        timeout_s=300,
+        what=f"convergence after the second worker left ({leave.name}, seed {seed})",
+    )
+    world.wait_quiet(timeout_s=120)
+    rejections = world.rejections()
+    duplicates, superseded = _superseded_logged(world)
+    print(
+        f"\nrebalance, joiner left by {leave.name}, seed {seed}: {sent} supplier updates,"
+        f" joined mid-backlog {joined_mid_backlog}, {len(latest)} products, DLQ"
+        f" {len(rejections)}, redelivered duplicates {duplicates}, superseded {superseded}"
+    )
+    assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == expected
+    assert [(r.reason, r.message) for r in rejections] == [], "a legitimate record in the DLQ"
+    assert world.workers[0].poll() is None, world.worker_logs()
+
+
+@pytest.mark.timeout(600)
+def test_a_second_worker_joins_mid_backlog_and_leaves_mid_batch(world: World) -> None:
+    _rebalance(world, signal.SIGTERM, seed=SEED, versions=12)
+
+
+@full_only
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("leave", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+@pytest.mark.parametrize("seed", [SEED, SEED + 1])
+def test_a_second_worker_joins_and_leaves_at_seeded_points(
+    world: World, leave: signal.Signals, seed: int
+) -> None:
+    _rebalance(world, leave, seed=seed, versions=60)
 
 
 # --- gateway -----------------------------------------------------------------------------------
