@@ -99,6 +99,7 @@ from contracts._records import (
 )
 from contracts._registry import (
     SCHEMAS_TOPIC,
+    SERVICE_STARTUP_S,
     CompatibilityLevel,
     HttpSchemaRegistry,
     InMemorySchemaRegistry,
@@ -154,6 +155,7 @@ __all__ = [
     "PAYLOAD_SUPPLIER_KEY",
     "PCFX_EXTENSION_SCHEMA",
     "SCHEMAS_TOPIC",
+    "SERVICE_STARTUP_S",
     "TOPICS",
     "V2_LOSSES",
     "WIRE_MODELS",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import threading
 import time
@@ -41,9 +42,17 @@ from contracts.errors import (
 )
 from contracts.topics import SCHEMAS, TopicNames
 
+log = logging.getLogger(__name__)
+
+SERVICE_STARTUP_S: Final = 120.0
+"""How long a long-running service (streams worker, gateway, API) retries opening the registry
+topic at start-up before it gives up (``startup_s``): a cluster restarting or under a fault
+answers late, and a service that exits on the first timeout stays down (issue #22's nemesis)."""
+
 __all__ = [
     "DEFAULT_COMPATIBILITY",
     "SCHEMAS_TOPIC",
+    "SERVICE_STARTUP_S",
     "CompatibilityLevel",
     "HttpSchemaRegistry",
     "InMemorySchemaRegistry",
@@ -338,11 +347,12 @@ class KafkaSchemaRegistry:
         timeout_s: float = 15.0,
         create_topic: bool = True,
         client_id: str = "pcfx-schema-registry",
+        startup_s: float = 0.0,
     ) -> None:
-        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-        from kafka.errors import KafkaError
-
-        from contracts.kafka_client import kafka_python_kwargs
+        """*startup_s* > 0 (the long-running services): opening is retried for that long when
+        the cluster does not answer in time (a broker restarting, a cluster under a fault),
+        each failure logged, before :class:`RegistryError`; a command gives up at once."""
+        from kafka import TopicPartition
 
         topic = schemas_topic(prefix, topic)
         self._topic = topic
@@ -351,10 +361,33 @@ class KafkaSchemaRegistry:
         self._lock = threading.RLock()
         self._tp = TopicPartition(topic, 0)
         self._producer: Any = None
+        self._consumer: Any = None
+        deadline = time.monotonic() + startup_s
+        while True:
+            try:
+                self._open(bootstrap_servers, writer, create_topic, client_id)
+                return
+            except RegistryError as exc:
+                self.close()
+                self._state = _State()
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("%s; retrying for up to %.0f s more", exc, deadline - time.monotonic())
+                time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+
+    def _open(
+        self, bootstrap_servers: str, writer: bool, create_topic: bool, client_id: str
+    ) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+        from kafka.errors import KafkaError
+
+        from contracts.kafka_client import kafka_python_kwargs
+
+        topic = self._topic
         try:
             if create_topic:
                 self._create_topic(bootstrap_servers, client_id)
-            self._consumer: Any = KafkaConsumer(
+            self._consumer = KafkaConsumer(
                 **kafka_python_kwargs(),
                 bootstrap_servers=bootstrap_servers,
                 client_id=f"{client_id}-reader",
@@ -376,7 +409,6 @@ class KafkaSchemaRegistry:
                 )
                 self._producer.init_transactions()
         except KafkaError as exc:
-            self.close()
             raise RegistryError(
                 f"cannot open schema topic '{topic}' at {bootstrap_servers}: {exc}"
             ) from exc
@@ -413,9 +445,10 @@ class KafkaSchemaRegistry:
             admin.close()
 
     def close(self) -> None:
-        for client in (getattr(self, "_consumer", None), self._producer):
+        for client in (self._consumer, self._producer):
             if client is not None:
                 client.close()
+        self._consumer = self._producer = None
 
     def __enter__(self) -> KafkaSchemaRegistry:
         return self

@@ -107,6 +107,7 @@ import faust
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import (
+    SERVICE_STARTUP_S,
     AvroSerde,
     KafkaSchemaRegistry,
     Rejection,
@@ -386,7 +387,9 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _
         register_missing(
             config.bootstrap, topic_schemas(config.topic_prefix), prefix=config.topic_prefix
         )
-        registry = KafkaSchemaRegistry(config.bootstrap, prefix=config.topic_prefix)
+        registry = KafkaSchemaRegistry(
+            config.bootstrap, prefix=config.topic_prefix, startup_s=SERVICE_STARTUP_S
+        )
     else:
         register_all(registry, config.topic_prefix)
     schemas = Schemas(registry)

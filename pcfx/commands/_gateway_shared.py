@@ -16,9 +16,15 @@ def _quiet(*_: Any, **__: Any) -> None:
     """``console.print``'s stand-in under ``--json``: the JSON document is the only output."""
 
 
-def _registry(bootstrap: str, url: str | None = None, prefix: str = "") -> Any:
+def _registry(
+    bootstrap: str, url: str | None = None, prefix: str = "", startup_s: float = 0.0
+) -> Any:
     """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka of
     the deployment *prefix*."""
     from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
 
-    return HttpSchemaRegistry(url) if url else KafkaSchemaRegistry(bootstrap, prefix=prefix)
+    return (
+        HttpSchemaRegistry(url)
+        if url
+        else KafkaSchemaRegistry(bootstrap, prefix=prefix, startup_s=startup_s)
+    )

@@ -185,7 +185,7 @@ def serve_command(
             )
         public = load_ed25519_public_key(label_operator_key)
         labels = SnapshotFile(label_snapshot, {key_id_of(public): public})
-    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
+    from contracts import SERVICE_STARTUP_S, HttpSchemaRegistry, KafkaSchemaRegistry
     from pcfx.settings import bootstrap_servers
 
     servers = bootstrap or bootstrap_servers()
@@ -193,7 +193,7 @@ def serve_command(
     registry: HttpSchemaRegistry | KafkaSchemaRegistry = (
         HttpSchemaRegistry(registry_url)
         if registry_url
-        else KafkaSchemaRegistry(servers, prefix=topic_prefix)
+        else KafkaSchemaRegistry(servers, prefix=topic_prefix, startup_s=SERVICE_STARTUP_S)
     )
     source = KafkaReleaseSource(
         servers, topics=topics, registry=registry, private_key=private, gateway_keys=gateways

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from contracts._registry import SERVICE_STARTUP_S
 from contracts.keyfiles import load_x25519_public_key
 from gateway._pipeline import GatewaySecrets
 from gateway.policy import CounterState, Policy, evaluate, load_policy
@@ -284,7 +285,7 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    registry = _registry(servers, registry_url, topic_prefix)
+    registry = _registry(servers, registry_url, topic_prefix, SERVICE_STARTUP_S)
     logging.getLogger("pcfx.gateway").info(
         "gateway: policy %s %s, key %s, %d subscriptions, group %s",
         loaded.id,

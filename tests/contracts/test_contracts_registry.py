@@ -259,3 +259,39 @@ def test_two_prefixes_register_the_same_subject_independently_without_fencing(
     assert register_missing(kafka_bootstrap, [("third-value", V1)], prefix=two) == []
     with KafkaSchemaRegistry(kafka_bootstrap, prefix=one) as reader_one:
         assert "third-value" not in reader_one.subjects()
+
+
+# --- a service's start-up outlives a slow cluster -----------------------------------------------
+
+
+def _flaky_open(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
+    """``KafkaSchemaRegistry._open`` failing *failures* times as a cluster under a fault does
+    (no broker needed), then opening; the sleeps between attempts are recorded, not slept."""
+    from contracts import _registry
+
+    calls: list[str] = []
+
+    def open_(self: Any, *_: Any) -> None:
+        calls.append("open")
+        if calls.count("open") <= failures:
+            raise RegistryError("cannot read schema topic 'pcf._schemas': Request timed out")
+
+    monkeypatch.setattr(_registry.KafkaSchemaRegistry, "_open", open_)
+    monkeypatch.setattr("contracts._registry.time.sleep", lambda s: calls.append(f"sleep {s:.0f}"))
+    return calls
+
+
+def test_a_service_retries_opening_the_registry_within_its_startup_budget(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = _flaky_open(monkeypatch, failures=2)
+    KafkaSchemaRegistry("127.0.0.1:9092", startup_s=60)
+    assert calls == ["open", "sleep 2", "open", "sleep 2", "open"]
+    assert "Request timed out; retrying for up to" in caplog.text
+
+
+def test_a_command_gives_up_at_once_and_the_error_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _flaky_open(monkeypatch, failures=1)
+    with pytest.raises(RegistryError, match="Request timed out"):
+        KafkaSchemaRegistry("127.0.0.1:9092")
+    assert calls == ["open"]
