@@ -42,6 +42,11 @@ def _minimal(doc: dict[str, Any]) -> None:
         doc["pcf"].pop(key)
 
 
+def _region(doc: dict[str, Any]) -> None:
+    del doc["pcf"]["geographyCountrySubdivision"]
+    doc["pcf"]["geographyRegionOrSubregion"] = "Eastern Asia"
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "example": _plain(),
     "minimal": _edit(_minimal),
@@ -59,12 +64,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             ],
         )
     ),
-    "region": _edit(
-        lambda d: (
-            d["pcf"].pop("geographyCountrySubdivision"),
-            d["pcf"].update(geographyRegionOrSubregion="Eastern Asia"),
-        )
-    ),
+    "region": _edit(_region),
 }
 
 
