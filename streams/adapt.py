@@ -4,11 +4,22 @@ Inbound, verified records become core inputs: a signed PACT footprint a
 :class:`~streams.rollup.ComponentFootprint`, a factor a :class:`~streams.rollup.Factor`, a BOM a
 :class:`~streams.rollup.Bom`. Outbound, a :class:`~streams.rollup.RollupResult` becomes the
 ``RolledUpFootprint`` on ``pcf.products``, carrying — when the BOM has ``productInfo`` and the
-roll-up is complete — the PACT v3 footprint issued for it: id = the result's deterministic UUID,
-``precedingPfIds`` = the previous result's id. PACT v3 footprints are immutable and the one they
-supersede MUST become ``Deprecated``: :func:`deprecated_record` is the previous record again with
-only that changed, sent before its successor (as ``pcfx publish --supersedes`` does for
-suppliers).
+roll-up is complete — the PACT v3 footprint issued for it: id = :func:`issued_id` (the result's
+content id for a product's first footprint, then chained on the predecessor's id, so that every
+version has an id of its own even when a result returns to an earlier content),
+``precedingPfIds`` = the previous footprint's id. PACT v3 footprints are immutable and the one
+they supersede MUST become ``Deprecated``: :func:`deprecated_record` is the previous record again
+with only that changed, sent before its successor (as ``pcfx publish --supersedes`` does for
+suppliers). A product's lineage names a rolled-up input by its result's content id and content
+hash (what the core keeps), which is that input's PACT id only for its first footprint.
+
+Two builders give the same record. :func:`rolled_up_record` goes through the models (pydantic,
+and the PACT footprint through ``parse_footprint``): batch mode, files and tests, and the
+reference that names a broken rule. :func:`rolled_up_datum` builds the record's Avro datum
+directly, for the streams' publish step, checked by the same rules compiled as plain code
+(:mod:`contracts._fast`); when those cannot say yes it returns ``None`` and the caller uses the
+models. Both share every computation below (lineage rows, gaps, the PACT document), and
+``tests/streams/test_publish_datum.py`` compares their bytes.
 
 Mapping choices: a factor-only BOM line is a line whose component is the factor itself (so it is
 always resolved by the factor and flagged secondary); ``otherActivities`` of the own process are
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -68,6 +80,7 @@ from streams.rollup import (
     SourceKind,
     Status,
 )
+from streams.rollup._result import RESULT_NAMESPACE
 
 __all__ = [
     "ASSUMED",
@@ -605,8 +618,23 @@ _INTERVAL_METHOD = "first-order propagation, independent inputs, normal 95 % int
 
 def issued_id(result: RollupResult, previous_id: str | None) -> str:
     """The id of the PACT footprint issued for *result* when the product's last issued one is
-    *previous_id*."""
-    return result.result_id
+    *previous_id*: unique to each version, deterministic.
+
+    The product's first footprint has the result's own id (``uuid5(product | content hash)``,
+    :attr:`~streams.rollup.RollupResult.result_id`); every later one
+    ``uuid5(product | content hash | previous id)``, so each id is a function of the product's
+    history of issued footprints. A product whose result returns to an earlier content (A, then
+    B, then A again) thus issues a new id the third time, with B as its predecessor: a content
+    id alone re-issued A's, which the gateway (rightly) refuses to reactivate once it was sent
+    as ``Deprecated``, leaving the recipient with no ``Active`` footprint. The previous id is
+    the product row's (:attr:`~streams._rollup_step.ProductRecord.issued`), stored with the
+    row after the batch's records were acknowledged: a redelivered batch after a crash, or
+    another worker after a rebalance, sees the same one, so it issues the same ids.
+    """
+    if previous_id is None:
+        return result.result_id
+    name = f"{result.product_id}|{result.content_hash}|{previous_id}"
+    return str(uuid.uuid5(RESULT_NAMESPACE, name))
 
 
 def rolled_up_record(
