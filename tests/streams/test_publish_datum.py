@@ -29,7 +29,8 @@ from contracts import (
 from contracts._fast import rolled_up_ok
 from contracts._serde import from_avro_dict, to_avro_dict
 from contracts.errors import RollupError, ValidationFailed
-from streams.adapt import rolled_up_datum, rolled_up_record
+from streams._publish import deprecated_bytes
+from streams.adapt import deprecated_record, rolled_up_datum, rolled_up_record
 from streams.rollup import ComponentFootprint, RollupResult
 from tests.streams.test_adapt import (
     ELECTROLYTE,
@@ -43,6 +44,7 @@ from tests.streams.test_adapt import (
 
 TOPIC = "pcf.products"
 PREVIOUS = "6f1e1f4e-3a63-4f0e-9a53-0d0bb5d6f0a1"
+NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 MOMENTS = (
     datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
     datetime(2026, 3, 1, 20, 0, 0, tzinfo=timezone(timedelta(hours=8))),
@@ -292,3 +294,49 @@ def test_the_models_datum_passes_the_compiled_rules() -> None:
             assert isinstance(datum["computedAt"], datetime)
             for line in datum["inputs"]:
                 assert line["footprintId"] is None or isinstance(line["footprintId"], UUID)
+
+
+def _copy_by_datum(serde: AvroSerde, stored: bytes) -> bytes:
+    _, datum = serde.decode_datum(stored)
+    datum["footprint"]["status"] = "Deprecated"
+    return serde.encode_datum(TOPIC, RolledUpFootprint, datum)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_deprecated_copy_on_the_bytes_is_the_copy_through_the_datum(
+    serde: AvroSerde, name: str
+) -> None:
+    schema_id = serde.schema_id(TOPIC, RolledUpFootprint)
+    seen = 0
+    for result, bom in CASES[name]():
+        for previous in (None, PREVIOUS):
+            record = rolled_up_record(result, sequence=3, bom=bom, previous_pf_id=previous, now=NOW)
+            stored = serde.encode(TOPIC, record)
+            if record.footprint is None:
+                assert deprecated_bytes(stored, PREVIOUS, schema_id) is None
+                continue
+            seen += 1
+            copy_ = deprecated_bytes(stored, str(record.footprint.id), schema_id)
+            assert copy_ is not None and copy_ == _copy_by_datum(serde, stored)
+            retired = deprecated_record(record)
+            assert retired is not None and copy_ == serde.encode(TOPIC, retired)
+            # anything not exactly as expected is left to the datum path
+            assert deprecated_bytes(copy_, str(record.footprint.id), schema_id) is None
+            assert deprecated_bytes(stored, str(record.footprint.id), schema_id + 1) is None
+            assert deprecated_bytes(stored, PREVIOUS.replace("6", "7"), schema_id) is None
+            assert deprecated_bytes(stored[:-40], str(record.footprint.id), schema_id) in (
+                None,
+                copy_[:-40],
+            )
+    assert seen or name in ("incomplete", "blocked", "withheld")
+
+
+def test_a_truncated_record_is_left_to_the_datum_path(serde: AvroSerde) -> None:
+    result, bom = demo_chain()[0]
+    record = rolled_up_record(result, sequence=3, bom=bom, previous_pf_id=PREVIOUS, now=NOW)
+    assert record.footprint is not None
+    stored = serde.encode(TOPIC, record)
+    schema_id = serde.schema_id(TOPIC, RolledUpFootprint)
+    fid = str(record.footprint.id)
+    cut = stored.find(fid.encode()) + 36 + 6  # (the marker and nothing after it)
+    assert deprecated_bytes(stored[:cut], fid, schema_id) is None
