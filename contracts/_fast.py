@@ -98,6 +98,7 @@ __all__ = [
     "ROLLED_UP_RULES",
     "CheckedFootprint",
     "FastProof",
+    "canonical_uuid",
     "footprint_datum",
     "footprint_ok",
     "read_footprint",
@@ -595,9 +596,25 @@ def _sequence_no(value: Any) -> bool:
     return type(value) is int and 0 <= value <= 2**63 - 1
 
 
+_CANONICAL_UUID_RE: Final = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
+def canonical_uuid(value: str) -> str:
+    """A UUID's text as the models write it (``str(UUID(value))``: lower case), without a
+    :class:`UUID` when it already is (fastavro writes a ``uuid`` string as it is). Raises
+    :class:`ValueError` for text that is no UUID."""
+    if _CANONICAL_UUID_RE.fullmatch(value) is not None:
+        return value
+    return str(UUID(value))
+
+
 def _uuid(value: Any) -> bool:
-    """A ``Uuid`` in an Avro datum (a :class:`uuid.UUID`)."""
-    return type(value) is UUID
+    """A ``Uuid`` in an Avro datum: a :class:`uuid.UUID`, or its text in canonical form."""
+    return type(value) is UUID or (
+        type(value) is str and _CANONICAL_UUID_RE.fullmatch(value) is not None
+    )
 
 
 def _utc_instant(value: Any) -> bool:
@@ -773,7 +790,7 @@ model). Generated once, at import, from :data:`ROLLED_UP_RULES`."""
 def _avro_converter(schema: Any, named: dict[str, Any]) -> Any:
     """The function that turns PACT JSON checked by :data:`footprint_ok` into the Avro datum of
     *schema* (a part of ``ProductFootprint``'s): every field of a record present (``None`` when
-    absent), uuids as :class:`UUID`, instants as :class:`datetime`, arrays as lists."""
+    absent), uuids in canonical text, instants as :class:`datetime`, arrays as lists."""
     if isinstance(schema, str):
         return named.get(schema) or named.get(f"io.pcfexchange.{schema}") or _same
     if isinstance(schema, list):
@@ -785,7 +802,7 @@ def _avro_converter(schema: Any, named: dict[str, Any]) -> Any:
         return _avro_converter(kind, named)
     logical = schema.get("logicalType")
     if logical == "uuid":
-        return UUID
+        return canonical_uuid
     if logical == "timestamp-micros":
         return instant
     if kind == "array":
@@ -793,14 +810,16 @@ def _avro_converter(schema: Any, named: dict[str, Any]) -> Any:
         return list if item is _same else (lambda v: [item(x) for x in v])
     if kind == "record":
         fields = [(f["name"], _avro_converter(f["type"], named)) for f in schema["fields"]]
-        plain = [name for name, conv in fields if conv is _same]
+        absent = dict.fromkeys(name for name, _ in fields)
         special = [(name, conv) for name, conv in fields if conv is not _same]
 
         def record(v: dict[str, Any]) -> dict[str, Any]:
-            out = {name: v.get(name) for name in plain}
+            out = absent.copy()  # (every field; footprint_ok let no unknown field through)
+            out.update(v)
             for name, conv in special:
-                got = v.get(name)
-                out[name] = None if got is None else conv(got)
+                got = out[name]
+                if got is not None:
+                    out[name] = conv(got)
             return out
 
         full = schema["name"] if "." in schema["name"] else f"io.pcfexchange.{schema['name']}"

@@ -60,7 +60,7 @@ from contracts import (
     payload_json,
     to_pact_json,
 )
-from contracts._fast import footprint_datum, footprint_ok, rolled_up_ok
+from contracts._fast import canonical_uuid, footprint_datum, footprint_ok, rolled_up_ok
 from contracts._footprint import PCFX_EXTENSION_SCHEMA
 from contracts._serde import to_avro_dict
 from contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
@@ -774,7 +774,7 @@ def _datum(
     inputs = _lineage_rows(result, bom)
     for row in inputs:
         if row["footprintId"] is not None:
-            row["footprintId"] = UUID(row["footprintId"])
+            row["footprintId"] = canonical_uuid(row["footprintId"])
         row["quantity"] = format_decimal(row["quantity"])
         row["contributionKgCO2e"] = format_decimal(row["contributionKgCO2e"])
     for item in result.lineage:  # (own process lines: summed below, and checked like all)
