@@ -13,10 +13,22 @@
   once with orjson, every rule as a plain check: ``contracts._fast.read_footprint``); baseline
   ``serde_decode_validate``, the way a checked footprint was had before.
 
+- ``serde_publish_record``: a rolled-up product as the streams publish it, per product of the
+  demo chain (six products, four tiers): its ``pcf.products`` record built from the core's
+  result as an Avro datum and checked by the compiled rules (``streams.adapt.rolled_up_datum``),
+  encoded (``AvroSerde.encode_datum``), and its predecessor's ``Deprecated`` copy made on the
+  stored bytes (``streams._publish.deprecated_bytes``; its fallback, decoding the datum and
+  encoding it again, is in the details); baseline the same through the models
+  (``rolled_up_record``: pydantic and the PACT round trip of its footprint;
+  ``AvroSerde.encode``; the copy from the model in memory, as the publisher did before). Both
+  give the same bytes (checked before timing). Timed in CPU time (``time.process_time``), which
+  other load on the machine disturbs far less than wall time.
+
 The first three use the footprint in the v1 form (the typed Avro record), which is what they
 measure: fastavro and the models on ~100 Avro fields.
 
-``--out DIR`` writes the result files elsewhere (and leaves BENCHMARKS.md alone).
+``--out DIR`` writes the result files elsewhere (and leaves BENCHMARKS.md alone); ``--rows
+publish`` measures only ``serde_publish_record``.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -35,9 +49,14 @@ from bench._timing import rate
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
 from contracts import (
     AvroSerde,
+    BillOfMaterials,
     InMemorySchemaRegistry,
+    RolledUpFootprint,
     SignedFootprint,
     dump_pact_json,
+    load_boms,
+    load_factors,
+    load_footprints,
     parse_footprint,
     register_all,
     sign,
@@ -45,6 +64,17 @@ from contracts import (
 )
 from contracts._fast import read_footprint
 from contracts.examples import example_footprint
+from streams._publish import deprecated_bytes
+from streams.adapt import (
+    core_bom,
+    core_factor,
+    core_footprint,
+    deprecated_record,
+    payload_hash,
+    rolled_up_datum,
+    rolled_up_record,
+)
+from streams.rollup import RollupResult, run_batch
 
 # A lithium-battery cell footprint as a supplier would send it (contracts.examples).
 RECORD: Final = example_footprint()
@@ -66,11 +96,138 @@ _REQUIRED_PCF = (
 )
 
 
+ROOT: Final = Path(__file__).resolve().parents[1]
+PREVIOUS: Final = "6f1e1f4e-3a63-4f0e-9a53-0d0bb5d6f0a1"
+ROUNDS: Final = 4
+"""Rounds of the publish row: each path is timed once per round, in turn, the best counts."""
+"""The id of the footprint each product's new one supersedes."""
+
+
+def demo_chain() -> list[tuple[RollupResult, BillOfMaterials]]:
+    """The demo chain's roll-up results in batch mode, each with its BOM."""
+    footprints = [r.value for r in load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")]
+    boms = [r.value for r in load_boms(ROOT / "demo/lfp/manufacturers-boms.json")]
+    factors = [r.value for r in load_factors(ROOT / "producers/data/factors-cn.json")]
+    assert all(x is not None for x in (*footprints, *boms, *factors)), "the demo files load"
+    results = run_batch(
+        [core_footprint(f, sequence=1, content_hash=payload_hash(f)) for f in footprints if f],
+        [core_bom(b) for b in boms if b],
+        [core_factor(f, sequence=1, content_hash=payload_hash(f)) for f in factors if f],
+    )
+    return [(results[b.product_id], b) for b in boms if b]
+
+
+def publish_row(seconds: float) -> BenchResult:
+    """``serde_publish_record`` (see the module docstring)."""
+    registry = InMemorySchemaRegistry()
+    register_all(registry)
+    serde = AvroSerde(registry)
+    topic = "pcf.products"
+    now = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    chain = demo_chain()
+    # each product's previous record, as stored (its footprint the one superseded)
+    in_memory = [
+        rolled_up_record(r, sequence=1, bom=b, previous_pf_id=None, now=now) for r, b in chain
+    ]
+    stored = [serde.encode(topic, record) for record in in_memory]
+
+    def models() -> list[bytes]:
+        out = []
+        for result, bom in chain:
+            record = rolled_up_record(result, sequence=2, bom=bom, previous_pf_id=PREVIOUS, now=now)
+            out.append(serde.encode(topic, record))
+        return out
+
+    def datums() -> list[bytes]:
+        out = []
+        for result, bom in chain:
+            datum = rolled_up_datum(result, sequence=2, bom=bom, previous_pf_id=PREVIOUS, now=now)
+            assert datum is not None, "the compiled rules accept the demo chain"
+            out.append(serde.encode_datum(topic, RolledUpFootprint, datum))
+        return out
+
+    def copies_from_models() -> list[bytes]:
+        out = []
+        for record in in_memory:
+            retired = deprecated_record(record)
+            assert retired is not None
+            out.append(serde.encode(topic, retired))
+        return out
+
+    ids = [str(r.footprint.id) for r in in_memory if r.footprint is not None]
+    schema_id = serde.schema_id(topic, RolledUpFootprint)
+
+    def copies_from_bytes() -> list[bytes]:  # (as the publisher makes them)
+        out = []
+        for value, footprint_id in zip(stored, ids, strict=True):
+            copy = deprecated_bytes(value, footprint_id, schema_id)
+            assert copy is not None, "the stored record is rewritten in place"
+            out.append(copy)
+        return out
+
+    def copies_through_datums() -> list[bytes]:  # (its fallback)
+        out = []
+        for value in stored:
+            _, datum = serde.decode_datum(value)
+            datum["footprint"]["status"] = "Deprecated"
+            out.append(serde.encode_datum(topic, RolledUpFootprint, datum))
+        return out
+
+    if models() != datums() or not (
+        copies_from_models() == copies_from_bytes() == copies_through_datums()
+    ):
+        raise AssertionError("the datum path must give the models' bytes")
+    n = len(chain)
+    cpu = time.process_time  # (CPU time: the machine is shared; one thread, no I/O)
+    paths = (models, datums, copies_from_models, copies_from_bytes, copies_through_datums)
+    best = [0.0] * len(paths)
+    for _ in range(ROUNDS):  # (in turn, so that every path meets the same moments of load)
+        for i, path in enumerate(paths):
+            best[i] = max(best[i], rate(path, seconds=seconds / ROUNDS, clock=cpu) * n)
+    old_build, new_build, old_copy, new_copy, datum_copy = best
+
+    def both(build: float, copy: float) -> float:
+        return 1 / (1 / build + 1 / copy)  # a product published after a predecessor
+
+    return BenchResult(
+        name="serde_publish_record",
+        unit="products/s",
+        value=round(both(new_build, new_copy)),
+        higher_is_better=True,
+        description="a published product: pcf.products record built from the core's result as"
+        " an Avro datum (compiled rules) + encoded + its predecessor's Deprecated copy rewritten"
+        " on the stored bytes, demo chain, 1 core",
+        baseline=Baseline(
+            "the same through the models (pydantic + PACT round trip + model dump)",
+            round(both(old_build, old_copy)),
+            "products/s",
+        ),
+        details={
+            "products": n,
+            "record_bytes": [len(v) for v in datums()],
+            "us_per_record_built_and_encoded": round(1e6 / new_build, 1),
+            "us_per_record_built_and_encoded_models": round(1e6 / old_build, 1),
+            "us_per_deprecated_copy": round(1e6 / new_copy, 1),
+            "us_per_deprecated_copy_models": round(1e6 / old_copy, 1),
+            "us_per_deprecated_copy_through_datum": round(1e6 / datum_copy, 1),
+            "clock": "process CPU time (time.process_time), paths timed in turn over"
+            f" {ROUNDS} rounds, best of 5 windows each",
+            "python": platform.python_version(),
+            "threads": 1,
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> list[BenchResult]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--seconds", type=float, default=1.5, help="measuring time per figure")
+    parser.add_argument(
+        "--rows", choices=("all", "publish"), default="all", help="which figures to measure"
+    )
     args = parser.parse_args(argv)
+    if args.rows == "publish":
+        return _report([publish_row(args.seconds)], args.out)
 
     footprint = parse_footprint(RECORD)
     signed = sign(
@@ -179,15 +336,21 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
                 "us_per_record": round(1e6 / checked_v2, 1),
             },
         ),
+        publish_row(args.seconds),
     ]
+    _report(results, args.out)
+    print(f"lean record (PACT-required fields): decode {lean_decode:,.0f}/s, ", end="")
+    print(f"validated {lean_validated:,.0f}/s")
+    return results
+
+
+def _report(results: list[BenchResult], out: Path) -> list[BenchResult]:
     for result in results:
-        path = write_result(result, args.out)
+        path = write_result(result, out)
         ratio = f"{result.ratio:.2f}" if result.ratio is not None else "-"
         base = result.baseline.value if result.baseline else 0
         print(f"{result.name:24} {result.value:>10,.0f} {result.unit} vs {base:>10,.0f} ({ratio}x)")
         print(f"{'':24} -> {path}")
-    print(f"lean record (PACT-required fields): decode {lean_decode:,.0f}/s, ", end="")
-    print(f"validated {lean_validated:,.0f}/s")
     return results
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Final
+from uuid import UUID
 
 import orjson
 
@@ -74,10 +75,13 @@ from contracts._footprint import (
     _add_years,
 )
 from contracts._pact import parse_footprint
+from contracts._schemas import expanded
 from contracts._types import (
     _DECIMAL_RE,
+    _FACTOR_ID_RE,
     _FIELD_PATH_RE,
     _SEMVER_RE,
+    _SHA256_RE,
     _URI_RE,
     _URN_RE,
     _UUID_RE,
@@ -87,8 +91,19 @@ from contracts._types import (
     MAX_NAME,
     MAX_TEXT,
 )
+from contracts.units import UNITS
 
-__all__ = ["BODY_KEYS", "CheckedFootprint", "FastProof", "footprint_ok", "read_footprint"]
+__all__ = [
+    "BODY_KEYS",
+    "ROLLED_UP_RULES",
+    "CheckedFootprint",
+    "FastProof",
+    "canonical_uuid",
+    "footprint_datum",
+    "footprint_ok",
+    "read_footprint",
+    "rolled_up_ok",
+]
 
 BODY_KEYS: Final = frozenset({"keyId", "payload", "sequence", "supplierId"})
 
@@ -557,3 +572,274 @@ def read_footprint(datum: Mapping[str, Any]) -> CheckedFootprint | None:
         product_ids=tuple(payload["productIds"]),
         company_ids=tuple(payload["companyIds"]),
     )
+
+
+# -- the publish path: a rolled-up product's record, built as its Avro datum -------------------
+#
+# The streams build each published ``RolledUpFootprint`` straight from the roll-up's result as
+# the Avro datum the model would give (:func:`streams.adapt.rolled_up_datum`), with no model in
+# between. The same question as above decides whether that datum may be written: *does the
+# model certainly accept it?* Its PACT footprint is checked as PACT v3 JSON by
+# :data:`footprint_ok` (then turned into its Avro form by :func:`footprint_datum`), the wrapper
+# by :data:`rolled_up_ok`, compiled from :data:`ROLLED_UP_RULES`. ``False`` again means "ask the
+# model": the builder then goes through ``streams.adapt.rolled_up_record``, which refuses a bad
+# result with its usual error and field path, so the DLQ reasons do not change.
+
+
+def _count(value: Any) -> bool:
+    """``Count``: a JSON integer 0..2**31-1 (not a boolean)."""
+    return type(value) is int and 0 <= value <= 2**31 - 1
+
+
+def _sequence_no(value: Any) -> bool:
+    """``SequenceNo``: a JSON integer 0..2**63-1 (not a boolean)."""
+    return type(value) is int and 0 <= value <= 2**63 - 1
+
+
+_CANONICAL_UUID_RE: Final = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
+def canonical_uuid(value: str) -> str:
+    """A UUID's text as the models write it (``str(UUID(value))``: lower case), without a
+    :class:`UUID` when it already is (fastavro writes a ``uuid`` string as it is). Raises
+    :class:`ValueError` for text that is no UUID."""
+    if _CANONICAL_UUID_RE.fullmatch(value) is not None:
+        return value
+    return str(UUID(value))
+
+
+def _uuid(value: Any) -> bool:
+    """A ``Uuid`` in an Avro datum: a :class:`uuid.UUID`, or its text in canonical form."""
+    return type(value) is UUID or (
+        type(value) is str and _CANONICAL_UUID_RE.fullmatch(value) is not None
+    )
+
+
+def _utc_instant(value: Any) -> bool:
+    """A ``UtcDateTime`` in an Avro datum: a :class:`datetime` with an offset."""
+    return type(value) is datetime and value.utcoffset() is not None
+
+
+def _footprint_datum_shape(value: Any) -> bool:
+    """The PACT footprint inside a rolled-up datum: checked apart, as PACT JSON, by
+    :data:`footprint_ok` before :func:`footprint_datum` made this Avro form of it."""
+    return type(value) is dict
+
+
+def _lineage_cross(line: dict[str, Any]) -> bool:
+    """``LineageInput._refs``: a footprint line names its footprint and product, a factor line
+    its factor."""
+    if line["kind"] == "footprint":
+        return line.get("footprintId") is not None and line.get("productId") is not None
+    return line.get("factorId") is not None
+
+
+def _interval_cross(value: dict[str, Any]) -> bool:
+    """``Uncertainty._consistent``: a figure or both bounds, the lower one not above."""
+    lo, hi = value.get("lower95"), value.get("upper95")
+    if value.get("relativeStandardUncertaintyPercent") is None and lo is None and hi is None:
+        return False
+    if (lo is None) != (hi is None):
+        return False
+    return lo is None or hi is None or Decimal(lo) <= Decimal(hi)
+
+
+_id_text: Final = Str(1, MAX_ID)
+_urn: Final = Pattern(_URN_RE, MAX_ID)
+_factor_id: Final = Pattern(_FACTOR_ID_RE, MAX_ID)
+_unit: Final = OneOf(frozenset(UNITS))
+
+ROLLED_UP_RULES: Final = Obj(
+    {
+        "productId": _urn,
+        "owner": _id_text,
+        "bomRevision": Call(_sequence_no),
+        "sequence": Call(_sequence_no),
+        "declaredUnit": Obj(
+            {"amount": Dec("positive"), "unit": _unit},
+            required=frozenset({"amount", "unit"}),
+            name="declaredUnit",
+        ),
+        "pcfExcludingBiogenicUptake": Dec(),
+        "ownEmissions": Obj(
+            {"directKgCO2e": Dec(), "electricityKgCO2e": Dec(), "otherKgCO2e": Dec()},
+            required=frozenset({"directKgCO2e", "electricityKgCO2e", "otherKgCO2e"}),
+            name="ownEmissions",
+        ),
+        "inputs": List(
+            Obj(
+                {
+                    "componentIndex": Call(_count),
+                    "kind": OneOf(frozenset({"footprint", "factor"})),
+                    "productId": _urn,
+                    "footprintId": Call(_uuid),
+                    "factorId": _factor_id,
+                    "factorVersion": _name,
+                    "supplierId": _id_text,
+                    "sequence": Call(_sequence_no),
+                    "contentHash": Pattern(_SHA256_RE, 64),
+                    "quantity": Dec("positive"),
+                    "unit": _unit,
+                    "contributionKgCO2e": Dec(),
+                },
+                required=frozenset(
+                    {"componentIndex", "kind", "contentHash", "quantity", "unit"}
+                    | {"contributionKgCO2e"}
+                ),
+                post=_lineage_cross,
+                name="lineage",
+            ),
+            0,
+            MAX_LIST,
+            unique=False,
+        ),
+        "completeness": Obj(
+            {
+                "componentsTotal": Call(_count),
+                "componentsResolved": Call(_count),
+                "componentsOnFallback": Call(_count),
+                "coveragePercent": Dec("percent"),
+                "complete": Bool(),
+            },
+            required=frozenset(
+                {"componentsTotal", "componentsResolved", "coveragePercent", "complete"}
+            ),
+            not_null=frozenset({"componentsOnFallback"}),
+            name="completeness",
+        ),
+        "missingComponents": List(
+            Obj(
+                {
+                    "componentIndex": Call(_count),
+                    "productId": _urn,
+                    "factorId": _factor_id,
+                    "reason": OneOf(
+                        frozenset(
+                            {"no_footprint", "no_factor", "unit_mismatch", "expired", "cycle"}
+                            | {"other"}
+                        )
+                    ),
+                    "detail": _text,
+                },
+                required=frozenset({"componentIndex", "reason"}),
+                name="missing",
+            ),
+            0,
+            MAX_LIST,
+            unique=False,
+        ),
+        "primaryDataShare": Dec("percent"),
+        "dqi": Obj(
+            {
+                "technologicalDQR": Dec("one_to_five"),
+                "geographicalDQR": Dec("one_to_five"),
+                "temporalDQR": Dec("one_to_five"),
+            },
+            required=frozenset({"technologicalDQR", "geographicalDQR", "temporalDQR"}),
+            name="dqi",
+        ),
+        "uncertainty": Obj(
+            {
+                "relativeStandardUncertaintyPercent": Dec("non_neg"),
+                "lower95": Dec(),
+                "upper95": Dec(),
+                "method": _text,
+            },
+            post=_interval_cross,
+            name="uncertainty",
+        ),
+        "footprint": Call(_footprint_datum_shape),
+        # the BOM's site, the same record after record: checked once per distinct value
+        "facility": Recurring(
+            Obj(
+                {
+                    "name": _name,
+                    "address": _text,
+                    "city": _name,
+                    "countrySubdivision": Pattern(_SUBDIVISION_RE, 6),
+                    "annualProductionVolume": Dec("non_neg"),
+                    "annualEnergyUseKWh": Dec("non_neg"),
+                },
+                name="facility",
+            )
+        ),
+        "method": _name,
+        "engineVersion": _name,
+        "computedAt": Call(_utc_instant),
+        "assumptions": List(_text, 0, MAX_LIST, unique=False),
+        "footprintWithheld": _text,
+    },
+    required=frozenset(
+        {"productId", "bomRevision", "sequence", "declaredUnit", "pcfExcludingBiogenicUptake"}
+        | {"ownEmissions", "inputs", "completeness", "method", "engineVersion", "computedAt"}
+    ),
+    not_null=frozenset({"missingComponents", "assumptions"}),
+    name="rolledUp",
+)
+"""The ``RolledUpFootprint`` rules (``contracts._records``) on its Avro datum, as a table: every
+field known and of its type, the lineage and uncertainty rules across fields. Its ``footprint``
+is checked apart, as PACT JSON (:data:`footprint_ok`)."""
+
+rolled_up_ok: Final = compile_object(ROLLED_UP_RULES)
+"""Whether the model certainly accepts this ``RolledUpFootprint`` Avro datum (``False``: ask the
+model). Generated once, at import, from :data:`ROLLED_UP_RULES`."""
+
+
+def _avro_converter(schema: Any, named: dict[str, Any]) -> Any:
+    """The function that turns PACT JSON checked by :data:`footprint_ok` into the Avro datum of
+    *schema* (a part of ``ProductFootprint``'s): every field of a record present (``None`` when
+    absent), uuids in canonical text, instants as :class:`datetime`, arrays as lists."""
+    if isinstance(schema, str):
+        return named.get(schema) or named.get(f"io.pcfexchange.{schema}") or _same
+    if isinstance(schema, list):
+        (branch,) = [b for b in schema if b != "null"]
+        inner = _avro_converter(branch, named)
+        return lambda v: None if v is None else inner(v)
+    kind = schema["type"]
+    if isinstance(kind, dict | list):
+        return _avro_converter(kind, named)
+    logical = schema.get("logicalType")
+    if logical == "uuid":
+        return canonical_uuid
+    if logical == "timestamp-micros":
+        return instant
+    if kind == "array":
+        item = _avro_converter(schema["items"], named)
+        return list if item is _same else (lambda v: [item(x) for x in v])
+    if kind == "record":
+        fields = [(f["name"], _avro_converter(f["type"], named)) for f in schema["fields"]]
+        absent = dict.fromkeys(name for name, _ in fields)
+        special = [(name, conv) for name, conv in fields if conv is not _same]
+
+        def record(v: dict[str, Any]) -> dict[str, Any]:
+            out = absent.copy()  # (every field; footprint_ok let no unknown field through)
+            out.update(v)
+            for name, conv in special:
+                got = out[name]
+                if got is not None:
+                    out[name] = conv(got)
+            return out
+
+        full = schema["name"] if "." in schema["name"] else f"io.pcfexchange.{schema['name']}"
+        named[full] = record
+        return record
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_FOOTPRINT_DATUM: Final = _avro_converter(expanded("ProductFootprint"), {})
+
+
+def footprint_datum(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The Avro datum ``ProductFootprint`` gives for PACT v3 JSON that :data:`footprint_ok`
+    accepted (``to_avro_dict(parse_footprint(payload))``, without the model); ``None`` for one
+    with Data Model Extensions (whose typed Avro form only the model builds): use the model."""
+    if payload.get("extensions") is not None:
+        return None
+    datum: dict[str, Any] = _FOOTPRINT_DATUM(payload)
+    return datum

@@ -215,15 +215,23 @@ class AvroSerde:
 
     def encode(self, topic: str, record: BaseModel) -> bytes:
         """Framed Avro bytes of *record* for *topic*."""
+        return self.encode_datum(topic, type(record), to_avro_dict(record))
+
+    def encode_datum(self, topic: str, model: type[BaseModel], datum: dict[str, Any]) -> bytes:
+        """Framed Avro bytes of the Avro *datum* of a *model* record for *topic*, with no model
+        in between: for a hot path that builds the datum itself and has checked its rules (the
+        streams' publish step, :func:`streams.adapt.rolled_up_datum`). The same bytes as
+        :meth:`encode` of the record whose :func:`to_avro_dict` *datum* is.
+
+        *datum* is consumed: naming its union branches changes its records in place, so a
+        caller that needs it again (e.g. to make a ``Deprecated`` copy) must read it back from
+        the bytes (:meth:`decode_datum`), never reuse it."""
         expected = TOPICS.get(topic)
-        if expected is not None and type(record) is not expected:
-            raise SerdeError(
-                f"topic '{topic}' carries {expected.__name__}, not {type(record).__name__}"
-            )
-        schema_id = self.schema_id(topic, type(record))
-        name = type(record).__name__
+        if expected is not None and model is not expected:
+            raise SerdeError(f"topic '{topic}' carries {expected.__name__}, not {model.__name__}")
+        schema_id = self.schema_id(topic, model)
+        name = model.__name__
         schema, prepare = parsed(name), _preparer(name)
-        datum = to_avro_dict(record)
         buffer = io.BytesIO()
         buffer.write(_HEADER.pack(MAGIC_BYTE, schema_id))
         try:
@@ -232,7 +240,7 @@ class AvroSerde:
             else:  # union branches named (tuple notation): fastavro need not try each one
                 schemaless_writer(buffer, schema, prepare(datum))
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            raise SerdeError(f"cannot encode {type(record).__name__} as Avro: {exc}") from exc
+            raise SerdeError(f"cannot encode {name} as Avro: {exc}") from exc
         return buffer.getvalue()
 
     # -- decode

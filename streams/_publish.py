@@ -2,28 +2,40 @@
 
 The roll-up step (:mod:`streams._rollup_step`) keeps, per product, only its last new result of
 the batch, whatever number of messages reached it; :meth:`Publisher.publish` builds the record
-for each of those once, after the whole batch is applied: the PACT footprint and lineage
-(:func:`~streams.adapt.rolled_up_record`), its Avro encoding, and, when its footprint supersedes
-the product's previous one, the previous record again with its footprint ``Deprecated``
-(:func:`~streams.adapt.deprecated_record`), sent just before it. So a product's records stay one
-consistent sequence: each footprint is deprecated once, then its successor follows. The whole
-batch is signed once (:func:`contracts.handoff.sign_handoffs`: a Merkle root over the records'
-exact key and value bytes, signed with the worker's service key, and per record an inclusion
-proof, in Kafka headers); the gateway releases nothing from ``pcf.products`` that does not
-verify. A result no contract record can hold (a figure too large to write) is returned as
-:class:`Unwritable` for the DLQ instead, and the product's state moves on as usual.
+for each of those once, after the whole batch is applied, and, when its footprint supersedes
+the product's previous one, the previous record again with its footprint ``Deprecated``, sent
+just before it. So a product's records stay one consistent sequence: each footprint is
+deprecated once, then its successor follows. The whole batch is signed once
+(:func:`contracts.handoff.sign_handoffs`: a Merkle root over the records' exact key and value
+bytes, signed with the worker's service key, and per record an inclusion proof, in Kafka
+headers); the gateway releases nothing from ``pcf.products`` that does not verify. A result no
+contract record can hold (a figure too large to write) is returned as :class:`Unwritable` for
+the DLQ instead, and the product's state moves on as usual.
 
-**The Deprecated copy is made only when it is needed.** The product's row keeps the Avro bytes
-of the record that issued its current footprint, exactly as they were sent
-(:attr:`~streams._rollup_step.ProductRecord.issued_record`). When a new footprint supersedes
-it, the copy is made from those bytes: decoded, its footprint's ``status`` set to
-``Deprecated`` and nothing else changed, encoded. (Or from the record this worker built, while
-it holds it in memory and those are the row's bytes: the Avro round trip is exact, so that
-gives the same bytes; ``tests/streams/test_runtime_steps.py`` checks it.) The crash-safety
-argument of :mod:`streams.runtime` ("Effectively once") holds unchanged: the row with those
-bytes is stored only after the records of its batch were acknowledged, and the copy is a
-function of the stored bytes alone, so whichever worker supersedes the footprint, after any
-crash or rebalance, sends the same ``Deprecated`` record; a crash before the row is stored
+**The record is built as its Avro datum, from the core's result.** Through the models it cost
+~650 µs per product on the demo chain (pydantic for the record and a PACT round trip of its
+footprint, ~70 %; the model dump and Avro, ~30 %). :func:`~streams.adapt.rolled_up_datum`
+builds the datum the models would give, checks it with the models' rules compiled as plain
+code (:mod:`contracts._fast`: the wrapper's table and the PACT footprint's), and
+:meth:`~contracts.AvroSerde.encode_datum` writes it: the same bytes
+(``tests/streams/test_publish_datum.py``). When the compiled rules cannot say yes, the record
+is built through the models (:func:`~streams.adapt.rolled_up_record`), which refuse a bad
+result with the error and field they always named: the DLQ reasons do not change.
+
+**The Deprecated copy is made from the stored bytes, only when it is needed.** The product's
+row keeps the Avro bytes of the record that issued its current footprint, exactly as they were
+sent (:attr:`~streams._rollup_step.ProductRecord.issued_record`). When a new footprint
+supersedes it, the copy is made from those bytes, with nothing but the footprint's ``status``
+changed to ``Deprecated``: rewritten in place (:func:`deprecated_bytes`, a few µs: the status
+string is found by reading through the footprint's first fields), or, when anything there is
+not exactly as expected (an older schema id, a changed layout), read back as an Avro datum
+(:meth:`~contracts.AvroSerde.decode_datum`, no model), the status set, encoded again (~300 µs):
+both give the same bytes (``tests/streams/test_publish_datum.py``). (Never from the datum this
+worker built: encoding names its union branches in place, so it is consumed.) The
+crash-safety argument of :mod:`streams.runtime` ("Effectively once") holds unchanged: the row
+with those bytes is stored only after the records of its batch were acknowledged, and the copy
+is a function of the stored bytes alone, so whichever worker supersedes the footprint, after
+any crash or rebalance, sends the same ``Deprecated`` record; a crash before the row is stored
 leaves the previous row, and the redelivered batch builds records for the same results again.
 """
 
@@ -34,15 +46,18 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Final
 
 from contracts import AvroSerde, BillOfMaterials, RolledUpFootprint
-from contracts.errors import InfrastructureError, PcfError, RollupError
+from contracts._schemas import expanded
+from contracts._serde import to_avro_dict
+from contracts.errors import InfrastructureError, PcfError, RollupError, SerdeError
 from contracts.handoff import HandoffSigner, sign_handoffs
 from streams._rollup_step import NodeRecord, ProductRecord
-from streams.adapt import deprecated_record, rolled_up_record
+from streams.adapt import rolled_up_datum, rolled_up_record
 from streams.rollup import ProductRolledUp
 
-__all__ = ["Publication", "Publisher", "Unwritable"]
+__all__ = ["Publication", "Publisher", "Unwritable", "deprecated_bytes"]
 
 log = logging.getLogger("pcfx.streams")
 
@@ -77,21 +92,102 @@ def _bom(document: str) -> BillOfMaterials:
     return BillOfMaterials.model_validate_json(document)
 
 
+_FOOTPRINT_HEAD: Final = (
+    ("id", {"type": "string", "logicalType": "uuid"}),
+    ("specVersion", "string"),
+    (
+        "precedingPfIds",
+        ["null", {"type": "array", "items": {"type": "string", "logicalType": "uuid"}}],
+    ),
+    ("created", {"type": "long", "logicalType": "timestamp-micros"}),
+    ("status", "string"),
+)
+"""The first fields of ``ProductFootprint``, in the order Avro writes them: what
+:func:`deprecated_bytes` reads through to find ``status``."""
+
+
+def _layout_holds() -> bool:
+    """Whether the current ``RolledUpFootprint`` schema writes its footprint as
+    :data:`_FOOTPRINT_HEAD` assumes: the ``footprint`` union's second branch, starting with
+    those fields (a schema change turns the byte path off; the datum path remains)."""
+    fields = {f["name"]: f["type"] for f in expanded("RolledUpFootprint")["fields"]}
+    union = fields.get("footprint")
+    if not (isinstance(union, list) and len(union) == 2 and union[0] == "null"):
+        return False
+    head = tuple((f["name"], f["type"]) for f in union[1]["fields"][: len(_FOOTPRINT_HEAD)])
+    return head == _FOOTPRINT_HEAD
+
+
+_LAYOUT_HOLDS: Final = _layout_holds()
+_ACTIVE: Final = b"\x0cActive"  # (an Avro string: zigzag length 6, then the text)
+_DEPRECATED: Final = b"\x14Deprecated"
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The zigzag Avro ``long`` at *at*, and where the next value starts."""
+    shift = result = 0
+    while True:
+        byte = data[at]
+        at += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), at
+        shift += 7
+
+
+def deprecated_bytes(stored: bytes, footprint_id: str, schema_id: int) -> bytes | None:
+    """The ``Deprecated`` copy of a stored ``pcf.products`` record that issued *footprint_id*,
+    made on its bytes: its footprint's ``status`` string, ``Active``, written as
+    ``Deprecated``, every other byte as it was -- what decoding it, setting the status and
+    encoding it again gives, without either (~300 µs for a record of 3 KB).
+
+    The footprint is found by its union branch, its id and spec version (the id is this
+    record's own and occurs once), then read through ``precedingPfIds`` and ``created`` to
+    ``status``. ``None`` whenever anything is not exactly as expected (the record was written
+    under another schema id than *schema_id*, the layout changed, the marker is not found once,
+    the status is not ``Active``): then decode and encode."""
+    if not _LAYOUT_HOLDS or len(stored) < 5 or stored[0] != 0:
+        return None
+    if int.from_bytes(stored[1:5], "big") != schema_id:
+        return None
+    ident = footprint_id.encode()
+    if len(ident) != 36:
+        return None
+    marker = b"\x02\x48" + ident + b"\x0a3.0.0"  # branch 1, 36-char id, specVersion "3.0.0"
+    at = stored.find(marker)
+    if at < 0 or stored.find(marker, at + 1) >= 0:
+        return None
+    try:
+        at += len(marker)
+        branch, at = _varint(stored, at)  # precedingPfIds: null, or an array of uuids
+        if branch == 1:
+            while True:
+                count, at = _varint(stored, at)
+                if count == 0:
+                    break
+                if count < 0:  # (a block with its size in bytes)
+                    count = -count
+                    _, at = _varint(stored, at)
+                for _ in range(count):
+                    length, at = _varint(stored, at)
+                    at += length
+        elif branch != 0:
+            return None
+        _, at = _varint(stored, at)  # created
+    except IndexError:
+        return None
+    if stored[at : at + len(_ACTIVE)] != _ACTIVE:
+        return None
+    return stored[:at] + _DEPRECATED + stored[at + len(_ACTIVE) :]
+
+
 class Publisher:
-    """Builds, encodes and signs a batch's ``pcf.products`` records (see the module docstring).
+    """Builds, encodes and signs a batch's ``pcf.products`` records (see the module docstring)."""
 
-    Remembers, per product, the last record it issued (at most *limit* products), so that the
-    ``Deprecated`` copy of a record it built needs no decoding."""
-
-    def __init__(
-        self, serde: AvroSerde, topic: str, signer: HandoffSigner, limit: int = 4096
-    ) -> None:
+    def __init__(self, serde: AvroSerde, topic: str, signer: HandoffSigner) -> None:
         self.serde = serde
         self.topic = topic
         self.signer = signer
-        self.limit = limit
-        self.issued: dict[bytes, tuple[bytes, RolledUpFootprint]] = {}
-        """Per product node key: the issuing record's bytes and the record."""
 
     def publish(
         self,
@@ -108,14 +204,7 @@ class Publisher:
             if product is None or product.bom is None:
                 continue  # (no BOM document yet: nothing a record can say what it is of)
             try:
-                record = rolled_up_record(
-                    result.result,
-                    sequence=result.sequence,
-                    bom=_bom(product.bom),
-                    previous_pf_id=product.issued,
-                    now=now(),
-                )
-                value = self.serde.encode(self.topic, record)
+                value, issued = self._record(result, _bom(product.bom), product.issued, now())
             except InfrastructureError:
                 raise  # (the registry, not this result: the worker stops, and is restarted)
             except PcfError as exc:
@@ -126,10 +215,10 @@ class Publisher:
                 out.unwritable.append(Unwritable(result, error))
                 continue
             pkey = result.product_id.encode()
-            if record.footprint is not None:
-                if product.issued is not None and str(record.footprint.id) != product.issued:
+            if issued is not None:
+                if product.issued is not None and issued != product.issued:
                     try:
-                        retired = self._retired(key, product)
+                        retired = self._retired(product)
                     except InfrastructureError:
                         raise
                     except PcfError as exc:  # (our own record: a bug, logged, never hidden)
@@ -137,28 +226,50 @@ class Publisher:
                         retired = None
                     if retired is not None:
                         out.records.append((pkey, retired))  # its predecessor, once
-                issued = str(record.footprint.id)
                 product = replace(product, issued=issued, issued_record=value, retire=None)
                 out.rows[key] = replace(node, product=product)
-                self._remember(key, value, record)
             out.records.append((pkey, value))
         if out.records:
             out.headers.extend(sign_handoffs(self.signer, out.records))
         return out
 
-    def _retired(self, key: bytes, product: ProductRecord) -> bytes | None:
-        """The ``Deprecated`` copy of the record that issued *product*'s current footprint."""
-        if product.issued_record is None:
-            return product.retire  # (a row of a worker before issued_record, or none)
-        cached = self.issued.get(key)
-        if cached is not None and cached[0] == product.issued_record:
-            record = cached[1]
-        else:
-            record = self.serde.decode(product.issued_record, RolledUpFootprint)
-        deprecated = deprecated_record(record)
-        return None if deprecated is None else self.serde.encode(self.topic, deprecated)
+    def _record(
+        self, result: ProductRolledUp, bom: BillOfMaterials, previous: str | None, now: datetime
+    ) -> tuple[bytes, str | None]:
+        """(Avro bytes, id of the PACT footprint it issues or ``None``) of *result*'s record:
+        built as its Avro datum (:func:`~streams.adapt.rolled_up_datum`); through the models
+        (:func:`~streams.adapt.rolled_up_record`) only when the compiled rules cannot say yes,
+        which raises the broken rule's error."""
+        rolled = result.result
+        datum = rolled_up_datum(
+            rolled, sequence=result.sequence, bom=bom, previous_pf_id=previous, now=now
+        )
+        if datum is None:
+            record = rolled_up_record(
+                rolled, sequence=result.sequence, bom=bom, previous_pf_id=previous, now=now
+            )
+            datum = to_avro_dict(record)
+        footprint = datum["footprint"]
+        issued = None if footprint is None else str(footprint["id"])
+        return self.serde.encode_datum(self.topic, RolledUpFootprint, datum), issued
 
-    def _remember(self, key: bytes, value: bytes, record: RolledUpFootprint) -> None:
-        if key not in self.issued and len(self.issued) >= self.limit:
-            del self.issued[next(iter(self.issued))]  # the oldest
-        self.issued[key] = (value, record)
+    def _retired(self, product: ProductRecord) -> bytes | None:
+        """The ``Deprecated`` copy of the record that issued *product*'s current footprint, from
+        its stored bytes: the status rewritten in place (:func:`deprecated_bytes`), or else read
+        back as an Avro datum, the footprint's ``status`` set, encoded."""
+        stored = product.issued_record
+        if stored is None:
+            return product.retire  # (a row of a worker before issued_record, or none)
+        if product.issued is not None:
+            schema_id = self.serde.schema_id(self.topic, RolledUpFootprint)
+            copy = deprecated_bytes(stored, product.issued, schema_id)
+            if copy is not None:
+                return copy
+        model, datum = self.serde.decode_datum(stored)
+        if model is not RolledUpFootprint:
+            raise SerdeError(f"a product row's issued record is a {model.__name__}")
+        footprint = datum.get("footprint")
+        if footprint is None:
+            return None
+        footprint["status"] = "Deprecated"
+        return self.serde.encode_datum(self.topic, RolledUpFootprint, datum)

@@ -4,11 +4,22 @@ Inbound, verified records become core inputs: a signed PACT footprint a
 :class:`~streams.rollup.ComponentFootprint`, a factor a :class:`~streams.rollup.Factor`, a BOM a
 :class:`~streams.rollup.Bom`. Outbound, a :class:`~streams.rollup.RollupResult` becomes the
 ``RolledUpFootprint`` on ``pcf.products``, carrying — when the BOM has ``productInfo`` and the
-roll-up is complete — the PACT v3 footprint issued for it: id = the result's deterministic UUID,
-``precedingPfIds`` = the previous result's id. PACT v3 footprints are immutable and the one they
-supersede MUST become ``Deprecated``: :func:`deprecated_record` is the previous record again with
-only that changed, sent before its successor (as ``pcfx publish --supersedes`` does for
-suppliers).
+roll-up is complete — the PACT v3 footprint issued for it: id = :func:`issued_id` (the result's
+content id for a product's first footprint, then chained on the predecessor's id, so that every
+version has an id of its own even when a result returns to an earlier content),
+``precedingPfIds`` = the previous footprint's id. PACT v3 footprints are immutable and the one
+they supersede MUST become ``Deprecated``: :func:`deprecated_record` is the previous record again
+with only that changed, sent before its successor (as ``pcfx publish --supersedes`` does for
+suppliers). A product's lineage names a rolled-up input by its result's content id and content
+hash (what the core keeps), which is that input's PACT id only for its first footprint.
+
+Two builders give the same record. :func:`rolled_up_record` goes through the models (pydantic,
+and the PACT footprint through ``parse_footprint``): batch mode, files and tests, and the
+reference that names a broken rule. :func:`rolled_up_datum` builds the record's Avro datum
+directly, for the streams' publish step, checked by the same rules compiled as plain code
+(:mod:`contracts._fast`); when those cannot say yes it returns ``None`` and the caller uses the
+models. Both share every computation below (lineage rows, gaps, the PACT document), and
+``tests/streams/test_publish_datum.py`` compares their bytes.
 
 Mapping choices: a factor-only BOM line is a line whose component is the factor itself (so it is
 always resolved by the factor and flagged secondary); ``otherActivities`` of the own process are
@@ -22,10 +33,12 @@ issues no PACT footprint says why in ``footprintWithheld`` (:func:`footprint_wit
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +49,7 @@ from contracts import (
     DataQualityIndicators,
     DeclaredUnit,
     EmissionFactor,
+    Facility,
     LineageInput,
     MissingComponent,
     OwnEmissions,
@@ -46,7 +60,9 @@ from contracts import (
     payload_json,
     to_pact_json,
 )
+from contracts._fast import canonical_uuid, footprint_datum, footprint_ok, rolled_up_ok
 from contracts._footprint import PCFX_EXTENSION_SCHEMA
+from contracts._serde import to_avro_dict
 from contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
 from contracts.canonical import canonical_json
 from contracts.errors import RollupError
@@ -64,6 +80,7 @@ from streams.rollup import (
     SourceKind,
     Status,
 )
+from streams.rollup._result import RESULT_NAMESPACE
 
 __all__ = [
     "ASSUMED",
@@ -79,7 +96,9 @@ __all__ = [
     "deprecated_record",
     "factor_assumptions",
     "footprint_withheld",
+    "issued_id",
     "payload_hash",
+    "rolled_up_datum",
     "rolled_up_record",
 ]
 
@@ -310,41 +329,55 @@ def _index(path: str) -> int | None:
     return None
 
 
-def _lineage(result: RollupResult, bom: BillOfMaterials) -> tuple[LineageInput, ...]:
-    inputs = []
+def _lineage_rows(result: RollupResult, bom: BillOfMaterials) -> list[dict[str, Any]]:
+    """The lineage inputs of *result* as plain values by their wire names (decimals as
+    :class:`Decimal`): what :func:`_lineage` makes models of and :func:`rolled_up_datum`
+    writes."""
+    rows = []
+    lines = bom.components
     for item in result.lineage:
         index = _index(item.path)
         if index is None or item.contribution is None:
             continue  # own process: reported in OwnEmissions; unresolved: in missing
-        line = bom.components[index] if index < len(bom.components) else None
+        line = lines[index] if index < len(lines) else None
         by_factor = item.kind is SourceKind.FACTOR
         version = item.footprint_id.partition("@")[2]
-        inputs.append(
-            LineageInput(
-                component_index=index,
-                kind="factor" if by_factor else "footprint",
-                product_id=None if by_factor else item.ref.removeprefix("product:"),
-                footprint_id=None if by_factor else item.footprint_id,
-                factor_id=item.ref.removeprefix("factor:") if by_factor else None,
-                factor_version=(version or None) if by_factor else None,
-                supplier_id=item.supplier or None,
-                sequence=item.sequence,
-                content_hash=_hex(item.content_hash),
-                quantity=line.quantity if line else item.quantity,
-                unit=line.unit if line else item.unit,
-                contribution_kg_co2e=item.contribution,
-            )
+        rows.append(
+            {
+                "componentIndex": index,
+                "kind": "factor" if by_factor else "footprint",
+                "productId": None if by_factor else item.ref.removeprefix("product:"),
+                "footprintId": None if by_factor else item.footprint_id,
+                "factorId": item.ref.removeprefix("factor:") if by_factor else None,
+                "factorVersion": (version or None) if by_factor else None,
+                "supplierId": item.supplier or None,
+                "sequence": item.sequence,
+                "contentHash": _hex(item.content_hash),
+                "quantity": line.quantity if line else item.quantity,
+                "unit": line.unit if line else item.unit,
+                "contributionKgCO2e": item.contribution,
+            }
         )
-    return tuple(inputs)
+    return rows
 
 
-def _own(result: RollupResult) -> OwnEmissions:
+def _lineage(result: RollupResult, bom: BillOfMaterials) -> tuple[LineageInput, ...]:
+    return tuple(LineageInput(**row) for row in _lineage_rows(result, bom))
+
+
+def _own_sums(result: RollupResult) -> tuple[Decimal, Decimal]:
+    """(direct, electricity): the own process emissions of *result*."""
     direct = electricity = Decimal(0)
     for item in result.lineage:
         if item.kind is SourceKind.OWN_DIRECT and item.contribution is not None:
             direct += item.contribution
         elif item.kind is SourceKind.OWN_ELECTRICITY and item.contribution is not None:
             electricity += item.contribution
+    return direct, electricity
+
+
+def _own(result: RollupResult) -> OwnEmissions:
+    direct, electricity = _own_sums(result)
     return OwnEmissions(
         direct_kg_co2e=direct, electricity_kg_co2e=electricity, other_kg_co2e=Decimal(0)
     )
@@ -354,25 +387,25 @@ def _refs(line: BomComponent) -> set[str]:
     return {f"product:{line.product_id}", f"factor:{line.factor_id}"}
 
 
-def _gap(index: int, line: BomComponent | None, reason: str, detail: str) -> MissingComponent:
-    return MissingComponent(
-        component_index=index,
-        product_id=line.product_id if line else None,
-        factor_id=line.factor_id if line else None,
-        reason=reason,
-        detail=detail[:10_000],
-    )
+def _gap(index: int, line: BomComponent | None, reason: str, detail: str) -> dict[str, Any]:
+    return {
+        "componentIndex": index,
+        "productId": line.product_id if line else None,
+        "factorId": line.factor_id if line else None,
+        "reason": reason,
+        "detail": detail[:10_000],
+    }
 
 
-def _missing(result: RollupResult, bom: BillOfMaterials) -> tuple[MissingComponent, ...]:
-    """Why *result* is not complete, line by line: no footprint and no factor, units that do not
-    convert, an input with no usable roll-up, an input that is itself incomplete (naming what
-    is missing further up); or the cycle."""
+def _missing_rows(result: RollupResult, bom: BillOfMaterials) -> list[dict[str, Any]]:
+    """Why *result* is not complete, line by line (by the wire names): no footprint and no
+    factor, units that do not convert, an input with no usable roll-up, an input that is itself
+    incomplete (naming what is missing further up); or the cycle."""
     lines = bom.components
     gone, blocked = set(result.missing), set(result.blocked_by)
     further = ", ".join(sorted(gone - {ref for line in lines for ref in _refs(line)}))
     incomplete = {_index(item.path) for item in result.lineage if item.status is Status.INCOMPLETE}
-    missing: list[MissingComponent] = []
+    missing: list[dict[str, Any]] = []
     for index, line in enumerate(lines):
         refs = _refs(line)
         if refs & gone:
@@ -391,7 +424,11 @@ def _missing(result: RollupResult, bom: BillOfMaterials) -> tuple[MissingCompone
         missing.append(_gap(where or 0, at, "unit_mismatch", f"{error.path}: {error.message}"))
     if result.cycle:
         missing.append(_gap(0, None, "cycle", " -> ".join(result.cycle)))
-    return tuple(missing)
+    return missing
+
+
+def _missing(result: RollupResult, bom: BillOfMaterials) -> tuple[MissingComponent, ...]:
+    return tuple(MissingComponent(**row) for row in _missing_rows(result, bom))
 
 
 def _percent(value: Decimal) -> Decimal:
@@ -400,13 +437,8 @@ def _percent(value: Decimal) -> Decimal:
 
 
 def _dqi(result: RollupResult) -> DataQualityIndicators | None:
-    ratings = result.dqr
-    names = ("technologicalDQR", "geographicalDQR", "temporalDQR")
-    if not all(n in ratings for n in names):
-        return None
-    return DataQualityIndicators.model_validate(
-        {n: format(_percent(ratings[n]), "f") for n in names}
-    )
+    ratings = _dqi_json(result)
+    return None if ratings is None else DataQualityIndicators.model_validate(ratings)
 
 
 def assumptions(result: RollupResult) -> tuple[str, ...]:
@@ -445,16 +477,27 @@ def footprint_withheld(result: RollupResult, bom: BillOfMaterials) -> str | None
     return None
 
 
-def _issue_pact(
+def _dqi_json(result: RollupResult) -> dict[str, str] | None:
+    """The three DQRs of *result* as PACT decimal text (two decimals), when it has all three."""
+    ratings = result.dqr
+    names = ("technologicalDQR", "geographicalDQR", "temporalDQR")
+    if not all(n in ratings for n in names):
+        return None
+    return {n: format(_percent(ratings[n]), "f") for n in names}
+
+
+def _pact_doc(
     result: RollupResult,
     bom: BillOfMaterials,
     previous_id: str | None,
     now: datetime,
-    dqi: DataQualityIndicators | None,
+    dqi: Mapping[str, str] | None,
     share: Decimal | None,
-) -> ProductFootprint | None:
-    """The PACT v3 footprint for a complete roll-up of a BOM that has productInfo (*dqi* and
-    the primary data *share* as in its record)."""
+) -> dict[str, Any] | None:
+    """The PACT v3 JSON of the footprint issued for a complete roll-up of a BOM that has
+    productInfo (*dqi* and the primary data *share* as in its record); ``None`` when there is
+    none to issue. Checked by the model (:func:`_issue_pact`) or by the fast rules
+    (:func:`rolled_up_datum`)."""
     info = bom.product_info
     figures = result.figures
     if info is None or figures is None or not figures.keys() >= _PACT_REQUIRED_FIGURES:
@@ -482,13 +525,14 @@ def _issue_pact(
     if share is not None:
         pcf["primaryDataShare"] = format_decimal(share)
     if dqi is not None:
-        pcf["dqi"] = dqi.model_dump(mode="json", by_alias=True)
+        pcf["dqi"] = dict(dqi)
     if result.factor_sources:
         pcf["secondaryEmissionFactorSources"] = [
             {"name": source, "version": "-"} for source in result.factor_sources
         ]
+    footprint_id = issued_id(result, previous_id)
     doc: dict[str, Any] = {
-        "id": result.result_id,
+        "id": footprint_id,
         "specVersion": "3.0.0",
         "created": now.isoformat(),
         "status": "Active",
@@ -500,11 +544,26 @@ def _issue_pact(
         "comment": f"Rolled up from BOM revision {result.bom_revision}; lineage in pcf.products",
         "pcf": pcf,
     }
-    if previous_id is not None and previous_id != result.result_id:
+    if previous_id is not None and previous_id != footprint_id:
         doc["precedingPfIds"] = [previous_id]
     if info.product_classifications:
         doc["productClassifications"] = list(info.product_classifications)
-    return parse_footprint(doc)
+    return doc
+
+
+def _issue_pact(
+    result: RollupResult,
+    bom: BillOfMaterials,
+    previous_id: str | None,
+    now: datetime,
+    dqi: DataQualityIndicators | None,
+    share: Decimal | None,
+) -> ProductFootprint | None:
+    """The PACT v3 footprint for a complete roll-up of a BOM that has productInfo (*dqi* and
+    the primary data *share* as in its record), through the model."""
+    dqi_json = None if dqi is None else dqi.model_dump(mode="json", by_alias=True)
+    doc = _pact_doc(result, bom, previous_id, now, dqi_json, share)
+    return None if doc is None else parse_footprint(doc)
 
 
 def _check_writable(result: RollupResult) -> None:
@@ -531,6 +590,53 @@ def _check_writable(result: RollupResult) -> None:
             )
 
 
+def _resolved(result: RollupResult, total_lines: int) -> int:
+    """The BOM's lines that contribute (an incomplete input counts)."""
+    return len(
+        {
+            index
+            for item in result.lineage
+            if item.contribution is not None
+            and (index := _index(item.path)) is not None
+            and index < total_lines
+        }
+    )
+
+
+def _coverage(resolved: int, total_lines: int) -> Decimal:
+    if not total_lines:
+        return _HUNDRED
+    return (Decimal(resolved) * _HUNDRED / total_lines).quantize(Decimal("0.01"))
+
+
+def _relative_uncertainty(std_dev: Decimal, headline: Decimal) -> Decimal | None:
+    return (std_dev * _HUNDRED / headline).quantize(Decimal("0.01")) if headline else None
+
+
+_INTERVAL_METHOD = "first-order propagation, independent inputs, normal 95 % interval"
+
+
+def issued_id(result: RollupResult, previous_id: str | None) -> str:
+    """The id of the PACT footprint issued for *result* when the product's last issued one is
+    *previous_id*: unique to each version, deterministic.
+
+    The product's first footprint has the result's own id (``uuid5(product | content hash)``,
+    :attr:`~streams.rollup.RollupResult.result_id`); every later one
+    ``uuid5(product | content hash | previous id)``, so each id is a function of the product's
+    history of issued footprints. A product whose result returns to an earlier content (A, then
+    B, then A again) thus issues a new id the third time, with B as its predecessor: a content
+    id alone re-issued A's, which the gateway (rightly) refuses to reactivate once it was sent
+    as ``Deprecated``, leaving the recipient with no ``Active`` footprint. The previous id is
+    the product row's (:attr:`~streams._rollup_step.ProductRecord.issued`), stored with the
+    row after the batch's records were acknowledged: a redelivered batch after a crash, or
+    another worker after a rebalance, sees the same one, so it issues the same ids.
+    """
+    if previous_id is None:
+        return result.result_id
+    name = f"{result.product_id}|{result.content_hash}|{previous_id}"
+    return str(uuid.uuid5(RESULT_NAMESPACE, name))
+
+
 def rolled_up_record(
     result: RollupResult,
     *,
@@ -543,20 +649,15 @@ def rolled_up_record(
 
     *previous_pf_id* is the id of the last PACT footprint issued for the product (results that
     issued none, e.g. a transiently incomplete one, do not count): it becomes ``precedingPfIds``.
+    Through the models: every rule checked, a broken one raised with its field (the publish
+    step builds the same record's Avro datum with :func:`rolled_up_datum`, and comes here only
+    when its rules cannot say yes).
     """
     _check_writable(result)
     headline = result.pcf if result.pcf is not None else Decimal(0)
     total_lines = len(bom.components)
     missing = _missing(result, bom)
-    resolved = len(  # the BOM's lines that contribute (an incomplete input counts)
-        {
-            index
-            for item in result.lineage
-            if item.contribution is not None
-            and (index := _index(item.path)) is not None
-            and index < total_lines
-        }
-    )
+    resolved = _resolved(result, total_lines)
     uncertainty = result.uncertainty
     dqi = _dqi(result)  # (built once: they go into the record and its PACT footprint)
     withheld = footprint_withheld(result, bom)  # (the one decision whether PACT is issued)
@@ -575,11 +676,7 @@ def rolled_up_record(
             components_total=total_lines,
             components_resolved=resolved,
             components_on_fallback=len(result.secondary),
-            coverage_percent=(
-                (Decimal(resolved) * _HUNDRED / total_lines).quantize(Decimal("0.01"))
-                if total_lines
-                else _HUNDRED
-            ),
+            coverage_percent=_coverage(resolved, total_lines),
             complete=result.is_complete,
         ),
         missing_components=missing,
@@ -587,14 +684,12 @@ def rolled_up_record(
         dqi=dqi,
         uncertainty=(
             Uncertainty(
-                relative_standard_uncertainty_percent=(
-                    (uncertainty.std_dev * _HUNDRED / headline).quantize(Decimal("0.01"))
-                    if headline
-                    else None
+                relative_standard_uncertainty_percent=_relative_uncertainty(
+                    uncertainty.std_dev, headline
                 ),
                 lower95=uncertainty.low,
                 upper95=uncertainty.high,
-                method="first-order propagation, independent inputs, normal 95 % interval",
+                method=_INTERVAL_METHOD,
             )
             # an interval only when some input assessed its uncertainty: a zero-width
             # interval from unassessed inputs would claim a certainty nobody stated
@@ -611,6 +706,130 @@ def rolled_up_record(
         assumptions=assumptions(result),
         footprint_withheld=withheld,
     )
+
+
+def _optional_text(value: Decimal | None) -> str | None:
+    return None if value is None else format_decimal(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _facility_datum(facility: Facility) -> dict[str, Any]:
+    """A BOM's site as its Avro datum (the same record after record: made once; copied by
+    the caller, since encoding changes a datum in place)."""
+    return to_avro_dict(facility)
+
+
+def rolled_up_datum(
+    result: RollupResult,
+    *,
+    sequence: int,
+    bom: BillOfMaterials,
+    previous_pf_id: str | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The Avro datum of :func:`rolled_up_record`'s record, built without the models: the
+    publish step's path (``to_avro_dict(rolled_up_record(...))``, the same bytes once encoded;
+    ``tests/streams/test_publish_datum.py`` compares them on varied results).
+
+    ``None`` when the compiled rules cannot say the models certainly accept it
+    (:func:`contracts._fast.rolled_up_ok` for the record, :func:`contracts._fast.footprint_ok`
+    for its PACT footprint, a figure too large to write): then build it with
+    :func:`rolled_up_record`, which raises the rule's error naming the field, so a bad result
+    reaches the DLQ with the reason it always had.
+    """
+    try:
+        datum = _datum(result, sequence, bom, previous_pf_id, now)
+    except (ValueError, TypeError, KeyError, InvalidOperation):  # (e.g. a figure too large)
+        return None
+    return datum if datum is not None and rolled_up_ok(datum) else None
+
+
+def _datum(
+    result: RollupResult,
+    sequence: int,
+    bom: BillOfMaterials,
+    previous_pf_id: str | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    figures = result.figures
+    if figures is not None and not all(decimal_fits(v) for v in figures.values()):
+        return None  # (written or not, the model path refuses it: _check_writable)
+    headline = result.pcf if result.pcf is not None else Decimal(0)
+    total_lines = len(bom.components)
+    resolved = _resolved(result, total_lines)
+    dqi = _dqi_json(result)
+    withheld = footprint_withheld(result, bom)
+    share = result.primary_data_share
+    share = _percent(share) if share is not None else None
+    footprint = None
+    if withheld is None:
+        doc = _pact_doc(result, bom, previous_pf_id, now, dqi, share)
+        if doc is not None:
+            if not footprint_ok(doc):
+                return None
+            footprint = footprint_datum(doc)
+            if footprint is None:
+                return None
+            footprint["created"] = now  # (the instant itself, as the model keeps it)
+    inputs = _lineage_rows(result, bom)
+    for row in inputs:
+        if row["footprintId"] is not None:
+            row["footprintId"] = canonical_uuid(row["footprintId"])
+        row["quantity"] = format_decimal(row["quantity"])
+        row["contributionKgCO2e"] = format_decimal(row["contributionKgCO2e"])
+    for item in result.lineage:  # (own process lines: summed below, and checked like all)
+        if item.contribution is not None and not decimal_fits(item.contribution):
+            return None
+    direct, electricity = _own_sums(result)
+    uncertainty = result.uncertainty
+    info = bom.product_info
+    facility = info.facility if info is not None else None
+    return {
+        "productId": result.product_id,
+        "owner": bom.owner,
+        "bomRevision": result.bom_revision,
+        "sequence": sequence,
+        "declaredUnit": {
+            "amount": format_decimal(result.declared_unit_amount),
+            "unit": result.declared_unit,
+        },
+        "pcfExcludingBiogenicUptake": format_decimal(headline),
+        "ownEmissions": {
+            "directKgCO2e": format_decimal(direct),
+            "electricityKgCO2e": format_decimal(electricity),
+            "otherKgCO2e": "0",
+        },
+        "inputs": inputs,
+        "completeness": {
+            "componentsTotal": total_lines,
+            "componentsResolved": resolved,
+            "componentsOnFallback": len(result.secondary),
+            "coveragePercent": format_decimal(_coverage(resolved, total_lines)),
+            "complete": result.is_complete,
+        },
+        "missingComponents": _missing_rows(result, bom),
+        "primaryDataShare": _optional_text(share),
+        "dqi": dqi,
+        "uncertainty": (
+            {
+                "relativeStandardUncertaintyPercent": _optional_text(
+                    _relative_uncertainty(uncertainty.std_dev, headline)
+                ),
+                "lower95": format_decimal(uncertainty.low),
+                "upper95": format_decimal(uncertainty.high),
+                "method": _INTERVAL_METHOD,
+            }
+            if uncertainty is not None and uncertainty.std_dev > 0
+            else None
+        ),
+        "footprint": footprint,
+        "facility": None if facility is None else dict(_facility_datum(facility)),
+        "method": METHOD,
+        "engineVersion": ENGINE_VERSION,
+        "computedAt": now,
+        "assumptions": list(assumptions(result)),
+        "footprintWithheld": withheld,
+    }
 
 
 def deprecated_record(record: RolledUpFootprint) -> RolledUpFootprint | None:
