@@ -36,6 +36,7 @@ one batch, only the last leaves (a parent keeps only an input's latest version a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
@@ -54,6 +55,7 @@ from streams.rollup import (
 )
 
 __all__ = [
+    "BATCH_SECONDS",
     "GROUP_BYTES",
     "GROUP_PREFIX",
     "SPILL",
@@ -75,6 +77,14 @@ SPILL = 100_000
 *spill*): everything it applies is also on the topic, so past it what the batch makes goes to
 the topic only (:attr:`RollupBatch.others`) and a later batch takes it from there. A fuse for
 cycles and very large waves, and a bound on a batch's memory and time."""
+
+BATCH_SECONDS = 2.0
+"""How long a batch's cascade runs locally before what it makes spills to the topic (the
+*deadline* of :func:`roll_up`). The worker's session is 10 s and its heartbeats go out only
+between batches: a grid-factor revision reaching 3 700 products in one batch ran 16 s under load
+and the group evicted the worker, which reloaded and took the same batch again (the soak's
+livelock, issue #22). Spilled work is exact (a later batch applies it), so this bounds a batch's
+time at the cost of some products being republished once per batch that reaches them."""
 
 Work = dict[bytes, list[tuple[bytes | None, Message]]]
 """A batch's messages per node key, in order, each with the ``bom`` header of the pack it came
@@ -294,11 +304,13 @@ def roll_up(
     partitions: int,
     spill: int = SPILL,
     heights: dict[str, int] | None = None,
+    deadline: float | None = None,
 ) -> RollupBatch:
     """Apply a batch's messages (*work*) to the rows (*row_of*: a node's stored row, if any),
     and what they make for nodes of the *local* partitions, in one :meth:`Engine.deliver`
     (at most *spill* messages of its own; *heights*: the products' heights in the BOM graph,
-    kept by the caller from batch to batch, or ``None`` to work them out again)."""
+    kept by the caller from batch to batch, or ``None`` to work them out again; *deadline*: a
+    :func:`time.monotonic` instant past which what the batch makes spills, as past *spill*)."""
     loaded: dict[bytes, NodeRecord] = {}
     keys: dict[Ref, bytes] = {}
 
@@ -328,7 +340,8 @@ def roll_up(
             if bom is not None and isinstance(message, BomDeclared):
                 boms.append((message, bom))
     engine = Engine(load=load, local=is_local, heights=heights)
-    delivery = engine.deliver(messages, spill=spill)
+    past = None if deadline is None else (lambda: time.monotonic() > deadline)
+    delivery = engine.deliver(messages, spill=spill, past_deadline=past)
     for message, outcome in delivery.noops:
         _no_op(outcome, message)
 

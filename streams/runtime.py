@@ -144,7 +144,7 @@ from streams._ingest_step import (
 )
 from streams._packs import ECHO_HEADER, Keyed, echo_stamp, packs, partition, unpack
 from streams._publish import Publisher
-from streams._rollup_step import NodeRecord, Rows, Work, roll_up
+from streams._rollup_step import BATCH_SECONDS, NodeRecord, Rows, Work, roll_up
 from streams._schemas import Schemas
 from streams.ingest import (
     DATA_TOPICS,
@@ -689,7 +689,14 @@ class _Worker:
                 bom = _header(event, "bom")
                 for key, message in keyed:
                     work.setdefault(key, []).append((bom, message))
-            batch = roll_up(work, self.row_of, local, partitions, heights=self.heights)
+            batch = roll_up(
+                work,
+                self.row_of,
+                local,
+                partitions,
+                heights=self.heights,
+                deadline=time.monotonic() + BATCH_SECONDS,
+            )
             published = self.publisher.publish(batch.results, batch.rows, _now)
             for unwritable in published.unwritable:
                 await edge.unwritable(unwritable.result, unwritable.error, events[0])

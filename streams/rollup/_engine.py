@@ -23,7 +23,8 @@ it makes (``_running``). Inside one process none of that has to be a queue of im
   process does not own (``local``) leave the engine, as messages (:attr:`Delivery.remote`),
   and of an input's values for one such parent only the batch's last. Past a *spill* limit of
   messages the batch made and applied itself, the rest leaves too (a streams worker's topic
-  takes it to a later batch) instead of the batch growing without bound.
+  takes it to a later batch) instead of the batch growing without bound; past a *deadline*, too
+  (a batch bounded in time as well as in messages).
 * **no result.** Nothing here computes a hash, a uuid or lineage: a published value's result is
   pending (:class:`~streams.rollup.Identity`) until the edge asks for it, once per product per
   batch (:attr:`Delivery.published` holds each product's *last* new value of the batch).
@@ -215,6 +216,7 @@ class Engine:
         observe: Observer | None = None,
         *,
         spill: int | None = None,
+        past_deadline: Callable[[], bool] | None = None,
     ) -> Delivery:
         """Apply *messages* and everything they cause on this engine's nodes until none is left.
 
@@ -223,9 +225,13 @@ class Engine:
         streams worker's topic): once the batch has applied that many messages it made itself,
         every further message it makes leaves as :attr:`Delivery.remote` instead (the products
         already waiting still update once, and a product's own new value still reaches its own
-        input role, the same node). *observe*, if given, sees every input-side message with its
-        step, and every product's update with the messages it absorbed (one call per message,
-        all with the same step).
+        input role, the same node). *past_deadline* (asked at each message the batch makes) is
+        the same limit in time: once it says yes, every further message the batch makes leaves
+        as remote, so a worker's batch that fans out to thousands of products hands the event
+        loop back (its consumer's heartbeats) instead of holding it past the group's session.
+        The engine keeps no clock itself (a pure core): the caller's check holds it. *observe*, if
+        given, sees every input-side message with its step, and every product's update with the
+        messages it absorbed (one call per message, all with the same step).
         """
         out = Delivery()
         queue: deque[Message] = deque(messages)
@@ -250,6 +256,8 @@ class Engine:
                     message = queue.popleft()
                     count += 1
                     made = count > inputs
+                    if made and past_deadline is not None and past_deadline():
+                        limit, past_deadline = count - 1, None  # from here on, all it makes leaves
                     if isinstance(message, BomDeclared | ChildValue):
                         pid = message.key
                         if (local is not None and not local(Ref.product(pid))) or (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -251,6 +252,26 @@ def test_past_the_spill_limit_what_a_batch_makes_leaves_as_messages() -> None:
     fresh = Engine()
     fresh.deliver(_chain())
     whole = fresh.deliver([FootprintDeclared(_fp("cell", "3", 2))])
+    assert whole.remote == [] and whole.published["pack"].result.pcf == Decimal("291")
+
+
+def test_past_the_deadline_what_a_batch_makes_leaves_as_past_a_spill_limit() -> None:
+    # a deadline already passed: the batch applies its own inputs and nothing it makes, as
+    # with spill=0; the topic (here: a second delivery) takes the rest to the same result
+    def run(**bound: Any) -> tuple[list[tuple[str, str]], Decimal | None]:
+        engine = Engine()
+        engine.deliver(_chain())
+        first = engine.deliver([FootprintDeclared(_fp("cell", "3", 2))], **bound)
+        left = [(m.key, str(m.child)) for m in first.remote]  # type: ignore[union-attr]
+        return left, engine.deliver(first.remote).published["pack"].result.pcf
+
+    assert run(past_deadline=lambda: True) == run(spill=0)
+    left, pcf = run(past_deadline=lambda: True)
+    assert left and pcf == Decimal("291")
+    # a deadline not reached changes nothing
+    engine = Engine()
+    engine.deliver(_chain())
+    whole = engine.deliver([FootprintDeclared(_fp("cell", "3", 2))], past_deadline=lambda: False)
     assert whole.remote == [] and whole.published["pack"].result.pcf == Decimal("291")
 
 
