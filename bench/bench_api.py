@@ -259,6 +259,26 @@ def main() -> None:
         ),
         args.out,
     )
+    write_result(
+        BenchResult(
+            name="api_quiet_rps",
+            unit="requests/s",
+            value=round(ours["quiet"].rps, 1),
+            higher_is_better=True,
+            description=(
+                f"PACT API: ListFootprints (limit=50) and GetFootprint answered per second,"
+                f" {args.clients} concurrent clients over TLS, {args.footprints} footprints"
+                " released to their recipient, no flood (vs the code before)"
+            ),
+            baseline=(
+                Baseline("code before, same load", round(base["quiet"].rps, 1), "requests/s")
+                if base is not None
+                else None
+            ),
+            details=details,
+        ),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

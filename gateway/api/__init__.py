@@ -40,7 +40,7 @@ from gateway.api._server import (
     serve,
     start_in_thread,
 )
-from gateway.api._source import FootprintSource, InMemoryFootprintSource
+from gateway.api._source import FootprintSource, InMemoryFootprintSource, Page, page_of
 from gateway.api._spec import PACT_SPEC_VERSION
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "PactApiState",
     "PactClient",
     "PactErrorCode",
+    "Page",
     "ReceivedEvent",
     "TokenIssuer",
     "api_state",
@@ -80,6 +81,7 @@ __all__ = [
     "hash_secret",
     "load_clients",
     "new_event",
+    "page_of",
     "serve",
     "start_in_thread",
     "validity_period",

@@ -31,7 +31,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import heapq
 import json
 import logging
 import re
@@ -41,7 +40,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
@@ -78,7 +76,7 @@ from gateway.api._events import (
     source_matches,
 )
 from gateway.api._labels import label_router
-from gateway.api._query import Cursor, CursorCodec, Footprint, ListRequest, SortKey, sort_key
+from gateway.api._query import Cursor, CursorCodec, Footprint, ListRequest
 from gateway.api._source import FootprintSource
 from gateway.api._throttle import FailureThrottle
 
@@ -266,25 +264,6 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return len(text) == 36
-
-
-def _page(
-    found: Iterable[Footprint],
-    matches: Callable[[Footprint], bool],
-    after: SortKey | None,
-    size: int,
-) -> tuple[list[tuple[SortKey, Footprint]], bool]:
-    """The first *size* matching footprints (one per id) after the key *after* in the stable
-    listing order, and whether more follow. O(n log size), not a full sort per page."""
-    unique: dict[str, Footprint] = {}
-    for footprint in found:
-        if matches(footprint):
-            unique[str(footprint.get("id", "")).lower()] = footprint
-    keyed: Iterable[tuple[SortKey, Footprint]] = ((sort_key(fp), fp) for fp in unique.values())
-    if after is not None:
-        keyed = (pair for pair in keyed if pair[0] > after)
-    smallest = heapq.nsmallest(size + 1, keyed, key=itemgetter(0))
-    return smallest[:size], len(smallest) > size
 
 
 def create_app(
@@ -537,21 +516,20 @@ def create_app(
             if wanted.cursor
             else None
         )
-        found = await source.list_for(info.recipient_id, wanted.query)
         size = (
             state.max_page_size if wanted.limit is None else min(wanted.limit, state.max_page_size)
         )
-        page, more = _page(found, wanted.query.matches, after, size)
+        page = await source.page_for(info.recipient_id, wanted.query, after, size)
         headers: dict[str, str] = {}
-        if more:
-            last = page[-1][0] if page else after
+        if page.more:
+            last = page.entries[-1][0] if page.entries else after
             params = [(k, v) for k, v in query_items(request) if k.lower() != "cursor"]
             if last is not None:
                 params.append(("cursor", state.cursors.encode(Cursor(info.recipient_id, last))))
             link = f"{_base_url(request, state.public_url)}{request.url.path}"
             link += f"?{urlencode(params, quote_via=quote)}" if params else ""
             headers["Link"] = f'<{link}>; rel="next"'
-        footprints = [fp for _, fp in page]
+        footprints = page.footprints
         await disclose(info, "ListFootprints", footprints)
         return JSONResponse({"data": footprints}, headers=headers)
 

@@ -67,8 +67,8 @@ from contracts.topics import TOPICS, ensure_topics
 from gateway._errors import CommitFailed
 from gateway._sealing import GatewayKey, KeyRing, open_message
 from gateway.api._disclosure import DEFAULT_AUDIT_LOG, Disclosure
-from gateway.api._query import Footprint, FootprintQuery
-from gateway.api._source import InMemoryFootprintSource
+from gateway.api._query import Footprint, FootprintQuery, SortKey
+from gateway.api._source import InMemoryFootprintSource, Page
 from gateway.audit import (
     AuditEntry,
     ChainHead,
@@ -153,6 +153,11 @@ class KafkaReleaseSource:
 
     async def list_for(self, recipient_id: str, query: FootprintQuery) -> Sequence[Footprint]:
         return await self._view.list_for(recipient_id, query)
+
+    async def page_for(
+        self, recipient_id: str, query: FootprintQuery, after: SortKey | None, size: int
+    ) -> Page:
+        return await self._view.page_for(recipient_id, query, after, size)
 
     async def get_for(self, recipient_id: str, pf_id: str) -> Footprint | None:
         return await self._view.get_for(recipient_id, pf_id)

@@ -23,6 +23,7 @@ from gateway.api import (
     EventType,
     FootprintQuery,
     InMemoryFootprintSource,
+    Page,
     api_state,
     create_app,
     start_in_thread,
@@ -439,6 +440,9 @@ def test_source_policy_denial_is_not_found(tls: Any, trust: Any, spec: SpecCheck
     class DenyingSource:
         async def list_for(self, recipient_id: str, query: FootprintQuery) -> list[dict[str, Any]]:
             return []
+
+        async def page_for(self, recipient_id: str, query: Any, after: Any, size: int) -> Page:
+            return Page((), False)
 
         async def get_for(self, recipient_id: str, pf_id: str) -> dict[str, Any] | None:
             raise PolicyDenied("field-level policy forbids this transfer")

@@ -14,10 +14,10 @@ EXPECTED = {
     "BackgroundServer", "Client", "DeliveryOutcome", "DeliveryPolicy", "DeliveryStatus",
     "DevCertificate", "Disclosure", "DisclosureRecorder", "EventEndpoint", "EventInbox",
     "EventSender", "EventType", "Footprint", "FootprintQuery", "FootprintSource",
-    "HttpEventSender", "InMemoryEventInbox", "InMemoryFootprintSource", "PactApiState",
+    "HttpEventSender", "InMemoryEventInbox", "InMemoryFootprintSource", "Page", "PactApiState",
     "PactClient", "PactErrorCode", "ReceivedEvent", "TokenIssuer", "api_state", "check_event",
-    "create_app", "create_self_signed_cert", "hash_secret", "load_clients", "new_event", "serve",
-    "start_in_thread", "validity_period", "verify_secret",
+    "create_app", "create_self_signed_cert", "hash_secret", "load_clients", "new_event", "page_of",
+    "serve", "start_in_thread", "validity_period", "verify_secret",
 }  # fmt: skip
 
 
