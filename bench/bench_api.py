@@ -43,8 +43,8 @@ SECRET = "bench-secret"
 _SERVER = r"""
 import sys, uuid
 from pathlib import Path
-from gateway.api import Client, InMemoryFootprintSource, create_app, hash_secret
-from gateway.api import create_self_signed_cert, start_in_thread
+from pcf_exchange.gateway.api import Client, InMemoryFootprintSource, create_app, hash_secret
+from pcf_exchange.gateway.api import create_self_signed_cert, start_in_thread
 from tests.api._factory import many_footprints
 
 tls = create_self_signed_cert(Path(sys.argv[1]), hostnames=["localhost", "127.0.0.1"])

@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     PCFX_EXTENSION_SCHEMA,
     AvroSerde,
     Completeness,
@@ -72,12 +72,12 @@ from contracts import (
     sign,
     subject_for,
 )
-from contracts._schemas import schema_json
-from contracts.handoff import HandoffSigner, sign_handoffs
-from contracts.kafka_client import librdkafka_config
-from contracts.topics import TOPICS, ensure_topics
-from gateway import GatewayKey, GatewaySecrets, Policy, default_policy_path, load_policy
-from gateway.runtime import (
+from pcf_exchange.contracts._schemas import schema_json
+from pcf_exchange.contracts.handoff import HandoffSigner, sign_handoffs
+from pcf_exchange.contracts.kafka_client import librdkafka_config
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway import GatewayKey, GatewaySecrets, Policy, default_policy_path, load_policy
+from pcf_exchange.gateway.runtime import (
     GatewayRunner,
     RunnerSettings,
     Topics,
@@ -85,7 +85,7 @@ from gateway.runtime import (
     kafka_registrar,
     parse_subscriptions,
 )
-from producers.keys import key_id_of, raw_public_key
+from pcf_exchange.producers.keys import key_id_of, raw_public_key
 
 TARGET = 5_000
 RECIPIENTS = (
@@ -199,7 +199,7 @@ def broker() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    from infra.kafka.provision import provision_broker
+    from pcf_exchange.infra.kafka.provision import provision_broker
 
     with provision_broker() as provisioned:
         yield provisioned.bootstrap
@@ -790,14 +790,14 @@ def stage_costs(
     """µs per record of each stage, in process (no Kafka): where the time goes."""
     import hashlib
 
-    from gateway import OutboundBatch, prepare_transfer
-    from gateway.audit import ChainHead
-    from gateway.policy import CounterState
-    from gateway.runtime import sealed_to_datum
+    from pcf_exchange.gateway import OutboundBatch, prepare_transfer
+    from pcf_exchange.gateway.audit import ChainHead
+    from pcf_exchange.gateway.policy import CounterState
+    from pcf_exchange.gateway.runtime import sealed_to_datum
 
     values = [serde.encode(topics.products, rollup(i)) for i in range(n)]
     secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
-    from gateway.runtime._adapter import record_from_datum
+    from pcf_exchange.gateway.runtime._adapter import record_from_datum
 
     times = dict.fromkeys(("decode", "adapt", "core", "avro_out", "before_decode_adapt"), 0.0)
     head, counters = ChainHead(), CounterState.empty(2026)
@@ -850,7 +850,7 @@ def stage_costs(
 
 
 def _leaf_count(record: Any) -> int:
-    from gateway.policy._paths import iter_leaves
+    from pcf_exchange.gateway.policy._paths import iter_leaves
 
     return len(iter_leaves(record))
 

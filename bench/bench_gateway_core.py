@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench._timing import rate
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from gateway import (
+from pcf_exchange.gateway import (
     GatewayKey,
     GatewaySecrets,
     KeyRing,
@@ -44,10 +44,10 @@ from gateway import (
     prepare_transfer,
     seal,
 )
-from gateway._pipeline import _draft
-from gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
-from gateway.examples import example_record
-from gateway.policy import CounterState, Outcome, apply, evaluate
+from pcf_exchange.gateway._pipeline import _draft
+from pcf_exchange.gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
+from pcf_exchange.gateway.examples import example_record
+from pcf_exchange.gateway.policy import CounterState, Outcome, apply, evaluate
 
 NOW = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 RECIPIENT, PURPOSE = "eu-battery-oem-de", "battery-regulation-art7"

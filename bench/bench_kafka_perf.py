@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from bench.kafka_perf import ProducerSettings, create_topic, run_producer_perf
 from bench.report import BenchResult, write_result
-from pcfx.settings import bootstrap_servers
+from pcf_exchange.pcfx.settings import bootstrap_servers
 
 RECORD_SIZE = 250
 NUM_RECORDS = 1_000_000

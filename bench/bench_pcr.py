@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._timing import rate
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     InMemorySchemaRegistry,
     SupplierKey,
@@ -40,13 +40,13 @@ from contracts import (
     sign,
     sign_batch,
 )
-from contracts.examples import example_footprint
-from contracts.pcr import check_footprint, default_packs
-from producers._input import Item
-from producers._pcr import pcr_gate
-from streams import _ingest_step
-from streams._ingest_step import TableLedger, check_batch
-from streams.ingest import (
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.contracts.pcr import check_footprint, default_packs
+from pcf_exchange.producers._input import Item
+from pcf_exchange.producers._pcr import pcr_gate
+from pcf_exchange.streams import _ingest_step
+from pcf_exchange.streams._ingest_step import TableLedger, check_batch
+from pcf_exchange.streams.ingest import (
     CheckedFootprint,
     Ingested,
     IngestOutcome,

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._timing import rate
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     InMemorySchemaRegistry,
@@ -62,10 +62,10 @@ from contracts import (
     sign,
     to_pact_json,
 )
-from contracts._fast import read_footprint
-from contracts.examples import example_footprint
-from streams._publish import deprecated_bytes
-from streams.adapt import (
+from pcf_exchange.contracts._fast import read_footprint
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.streams._publish import deprecated_bytes
+from pcf_exchange.streams.adapt import (
     core_bom,
     core_factor,
     core_footprint,
@@ -74,7 +74,7 @@ from streams.adapt import (
     rolled_up_datum,
     rolled_up_record,
 )
-from streams.rollup import RollupResult, run_batch
+from pcf_exchange.streams.rollup import RollupResult, run_batch
 
 # A lithium-battery cell footprint as a supplier would send it (contracts.examples).
 RECORD: Final = example_footprint()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from contracts.kafka_client import kafka_python_kwargs
-from infra.kafka.launcher import java_tool
+from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+from pcf_exchange.infra.kafka.launcher import java_tool
 
 __all__ = ["PerfFigures", "ProducerSettings", "create_topic", "run_producer_perf"]
 

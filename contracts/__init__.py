@@ -5,7 +5,7 @@ are private. Records are frozen pydantic models; external data goes through ``ch
 (returns a :class:`CheckResult`) or ``parse_*`` (raises :class:`ValidationFailed`).
 """
 
-from contracts._envelope import (
+from pcf_exchange.contracts._envelope import (
     MAX_SEQUENCE,
     PAYLOAD_BATCH_ROOT,
     PAYLOAD_BOM,
@@ -34,8 +34,8 @@ from contracts._envelope import (
     verify_bytes,
     verify_signed_bytes,
 )
-from contracts._fast import CheckedFootprint, read_footprint
-from contracts._files import (
+from pcf_exchange.contracts._fast import CheckedFootprint, read_footprint
+from pcf_exchange.contracts._files import (
     LoadedRecord,
     json_schema,
     load_boms,
@@ -46,7 +46,7 @@ from contracts._files import (
     read_factors_json,
     read_footprints,
 )
-from contracts._footprint import (
+from pcf_exchange.contracts._footprint import (
     PCFX_EXTENSION_SCHEMA,
     CarbonFootprint,
     DataGrade,
@@ -62,8 +62,8 @@ from contracts._footprint import (
     Uncertainty,
     Verification,
 )
-from contracts._pact import check_footprint, dump_pact_json, parse_footprint, to_pact_json
-from contracts._records import (
+from pcf_exchange.contracts._pact import check_footprint, dump_pact_json, parse_footprint, to_pact_json
+from pcf_exchange.contracts._records import (
     ActivityLine,
     ApprovalDecision,
     ApprovalOutcome,
@@ -97,7 +97,7 @@ from contracts._records import (
     TransferDecision,
     TransferOutcome,
 )
-from contracts._registry import (
+from pcf_exchange.contracts._registry import (
     SCHEMAS_TOPIC,
     SERVICE_STARTUP_S,
     CompatibilityLevel,
@@ -110,8 +110,8 @@ from contracts._registry import (
     register_missing,
     register_schemas,
 )
-from contracts._schemas import schema_json, schema_names
-from contracts._serde import (
+from pcf_exchange.contracts._schemas import schema_json, schema_names
+from pcf_exchange.contracts._serde import (
     TOPICS,
     WIRE_MODELS,
     AvroSerde,
@@ -123,9 +123,9 @@ from contracts._serde import (
     topic_schemas,
     unframe,
 )
-from contracts._v2 import V2_LOSSES, to_pact_v2_json
-from contracts._validate import CheckResult, check, parse
-from contracts.errors import (
+from pcf_exchange.contracts._v2 import V2_LOSSES, to_pact_v2_json
+from pcf_exchange.contracts._validate import CheckResult, check, parse
+from pcf_exchange.contracts.errors import (
     ContractError,
     IncompatibleSchemaError,
     InvalidSchemaError,
@@ -138,7 +138,7 @@ from contracts.errors import (
     ValidationFailed,
     Violation,
 )
-from contracts.keyring import (
+from pcf_exchange.contracts.keyring import (
     KeyRegistration,
     Keyring,
     KeyringOutcome,

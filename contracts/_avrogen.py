@@ -142,7 +142,7 @@ def enum_schema(enum: type[StrEnum]) -> dict[str, Any]:
 
 def all_schemas() -> dict[str, dict[str, Any]]:
     """Schema of every named type reachable from the wire records."""
-    from contracts._serde import WIRE_MODELS
+    from pcf_exchange.contracts._serde import WIRE_MODELS
 
     named: dict[str, type[Any]] = {}
     todo: list[type[Any]] = list(WIRE_MODELS)
@@ -162,7 +162,7 @@ def all_schemas() -> dict[str, dict[str, Any]]:
 
 
 def _lookup_types() -> dict[str, type[Any]]:
-    from contracts import _envelope, _footprint, _records
+    from pcf_exchange.contracts import _envelope, _footprint, _records
 
     found: dict[str, type[Any]] = {}
     for module in (_footprint, _records, _envelope):
@@ -173,7 +173,7 @@ def _lookup_types() -> dict[str, type[Any]]:
 
 
 def main(argv: list[str]) -> int:
-    from contracts._schemas import SCHEMA_DIR, pretty
+    from pcf_exchange.contracts._schemas import SCHEMA_DIR, pretty
 
     write = "--write" in argv
     differences = 0

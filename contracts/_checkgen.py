@@ -44,7 +44,7 @@ from typing import Any, Final
 
 import orjson
 
-from contracts._types import _DECIMAL_RE, _RFC3339_RE, MAX_DECIMAL_CHARS
+from pcf_exchange.contracts._types import _DECIMAL_RE, _RFC3339_RE, MAX_DECIMAL_CHARS
 
 __all__ = [
     "Bool",

@@ -53,15 +53,15 @@ from pydantic import (
     model_validator,
 )
 
-from contracts._footprint import ProductFootprint
-from contracts._jsonio import loads
-from contracts._merkle import audit_paths, hash_leaf, root_from_path
-from contracts._pact import check_footprint, to_pact_json
-from contracts._records import BillOfMaterials, EmissionFactor, SupplierKey
-from contracts._types import Base64Bytes, IdText, Record
-from contracts._validate import Titled, field_rules, join_path, model_rules
-from contracts.canonical import canonical_json, pae
-from contracts.errors import TrustError, ValidationFailed, Violation
+from pcf_exchange.contracts._footprint import ProductFootprint
+from pcf_exchange.contracts._jsonio import loads
+from pcf_exchange.contracts._merkle import audit_paths, hash_leaf, root_from_path
+from pcf_exchange.contracts._pact import check_footprint, to_pact_json
+from pcf_exchange.contracts._records import BillOfMaterials, EmissionFactor, SupplierKey
+from pcf_exchange.contracts._types import Base64Bytes, IdText, Record
+from pcf_exchange.contracts._validate import Titled, field_rules, join_path, model_rules
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.errors import TrustError, ValidationFailed, Violation
 
 __all__ = [
     "MAX_SEQUENCE",

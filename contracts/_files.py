@@ -19,12 +19,12 @@ from typing import Any, Final, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from contracts._footprint import ProductFootprint
-from contracts._jsonio import MAX_JSON_BYTES, loads
-from contracts._pact import check_footprint
-from contracts._records import BillOfMaterials, EmissionFactor
-from contracts._validate import CheckResult, check
-from contracts.errors import ValidationFailed, Violation
+from pcf_exchange.contracts._footprint import ProductFootprint
+from pcf_exchange.contracts._jsonio import MAX_JSON_BYTES, loads
+from pcf_exchange.contracts._pact import check_footprint
+from pcf_exchange.contracts._records import BillOfMaterials, EmissionFactor
+from pcf_exchange.contracts._validate import CheckResult, check
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
 
 __all__ = [
     "FACTOR_CSV_COLUMNS",

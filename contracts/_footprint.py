@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts._types import (
+from pcf_exchange.contracts._types import (
     MAX_DECIMAL_CHARS,
     MAX_LIST,
     AnyDecimal,
@@ -51,9 +51,9 @@ from contracts._types import (
     pattern_str,
     unique_items,
 )
-from contracts._validate import HasWarnings, Titled, field_rules, model_rules
-from contracts.errors import Violation
-from contracts.units import UNITS
+from pcf_exchange.contracts._validate import HasWarnings, Titled, field_rules, model_rules
+from pcf_exchange.contracts.errors import Violation
+from pcf_exchange.contracts.units import UNITS
 
 __all__ = [
     "DECLARED_UNITS",
@@ -285,7 +285,7 @@ class DataModelExtension(Record, Titled):
     @field_serializer("data")
     def _data_to_avro(self, value: dict[str, Any], info: SerializationInfo) -> Any:
         if info.context and info.context.get("avro"):
-            from contracts._jsonio import dumps
+            from pcf_exchange.contracts._jsonio import dumps
 
             return dumps(value)
         return value
@@ -295,7 +295,7 @@ class DataModelExtension(Record, Titled):
     def _data_from_avro(cls, value: Any, info: ValidationInfo) -> Any:
         # In Avro the object travels as JSON text (its schema is the extension's, not ours).
         if isinstance(value, str) and info.context and info.context.get("avro"):
-            from contracts._jsonio import loads
+            from pcf_exchange.contracts._jsonio import loads
 
             return loads(value, subject="extension data")
         return value
@@ -660,7 +660,7 @@ class CarbonFootprint(Record, Titled, HasWarnings):
 
 def mass_warnings(amount: Decimal, unit: str, mass: Decimal | None) -> list[Violation]:
     """A mass declared unit fixes the product mass: flag a productMassPerDeclaredUnit off it."""
-    from contracts.units import Dimension, convert, dimension_of
+    from pcf_exchange.contracts.units import Dimension, convert, dimension_of
 
     if mass is None or unit not in UNITS or dimension_of(unit) is not Dimension.MASS:
         return []

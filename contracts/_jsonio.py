@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final, NoReturn
 
-from contracts._types import JsonNumber
-from contracts.errors import ValidationFailed, Violation
+from pcf_exchange.contracts._types import JsonNumber
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
 
 __all__ = ["MAX_JSON_BYTES", "dumps", "loads"]
 

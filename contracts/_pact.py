@@ -13,10 +13,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from contracts._footprint import PCFX_EXTENSION_SCHEMA, DataModelExtension, ProductFootprint
-from contracts._jsonio import dumps, loads
-from contracts._validate import CheckResult, check
-from contracts.errors import ValidationFailed, Violation
+from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA, DataModelExtension, ProductFootprint
+from pcf_exchange.contracts._jsonio import dumps, loads
+from pcf_exchange.contracts._validate import CheckResult, check
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
 
 __all__ = [
     "PCFX_EXTENSION_SPEC_VERSION",

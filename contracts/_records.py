@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts._footprint import (
+from pcf_exchange.contracts._footprint import (
     CountryCode,
     DataQualityIndicators,
     PilotCategory,
@@ -34,8 +34,8 @@ from contracts._footprint import (
     Uncertainty,
     mass_warnings,
 )
-from contracts._namespace import NAMESPACE_RE, in_namespace
-from contracts._types import (
+from pcf_exchange.contracts._namespace import NAMESPACE_RE, in_namespace
+from pcf_exchange.contracts._types import (
     MAX_ID,
     MAX_LIST,
     AnyDecimal,
@@ -60,8 +60,8 @@ from contracts._types import (
     pattern_str,
     unique_items,
 )
-from contracts._validate import HasWarnings, Titled, field_rules, model_rules
-from contracts.errors import PcfError, ValidationFailed, Violation
+from pcf_exchange.contracts._validate import HasWarnings, Titled, field_rules, model_rules
+from pcf_exchange.contracts.errors import PcfError, ValidationFailed, Violation
 
 __all__ = [
     "MAX_ORIGINAL_BYTES",

@@ -33,14 +33,14 @@ import avro.schema
 import httpx
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from contracts._schemas import normalized
-from contracts.errors import (
+from pcf_exchange.contracts._schemas import normalized
+from pcf_exchange.contracts.errors import (
     IncompatibleSchemaError,
     InvalidSchemaError,
     RegistryError,
     UnknownSchemaError,
 )
-from contracts.topics import SCHEMAS, TopicNames
+from pcf_exchange.contracts.topics import SCHEMAS, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ class KafkaSchemaRegistry:
         from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
-        from contracts.kafka_client import kafka_python_kwargs
+        from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
 
         topic = self._topic
         try:
@@ -418,8 +418,8 @@ class KafkaSchemaRegistry:
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
-        from contracts.kafka_client import kafka_python_kwargs
-        from contracts.topics import replication_for
+        from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+        from pcf_exchange.contracts.topics import replication_for
 
         admin = KafkaAdminClient(
             **kafka_python_kwargs(),

@@ -20,15 +20,15 @@ from fastavro._read_common import SchemaResolutionError
 from fastavro._schema_common import SchemaParseException
 from pydantic import BaseModel
 
-from contracts import topics as topic_table
-from contracts._envelope import (
+from pcf_exchange.contracts import topics as topic_table
+from pcf_exchange.contracts._envelope import (
     SignedBillOfMaterials,
     SignedEmissionFactor,
     SignedFootprint,
     SignedSupplierKey,
 )
-from contracts._footprint import ProductFootprint
-from contracts._records import (
+from pcf_exchange.contracts._footprint import ProductFootprint
+from pcf_exchange.contracts._records import (
     ApprovalDecision,
     ApprovalRequest,
     AuditCheckpoint,
@@ -40,11 +40,11 @@ from contracts._records import (
     SupplierKey,
     TransferDecision,
 )
-from contracts._registry import SchemaRegistry
-from contracts._schemas import NAMESPACE, normalized, parsed, schema_json
-from contracts._unions import Prepare, preparer
-from contracts._validate import CheckResult, check
-from contracts.errors import SerdeError, UnknownSchemaError, ValidationFailed
+from pcf_exchange.contracts._registry import SchemaRegistry
+from pcf_exchange.contracts._schemas import NAMESPACE, normalized, parsed, schema_json
+from pcf_exchange.contracts._unions import Prepare, preparer
+from pcf_exchange.contracts._validate import CheckResult, check
+from pcf_exchange.contracts.errors import SerdeError, UnknownSchemaError, ValidationFailed
 
 __all__ = [
     "AVRO_CONTEXT",
@@ -147,7 +147,7 @@ def from_avro_dict(model: type[M], datum: Any) -> CheckResult[M]:
 def topic_schemas(topic_prefix: str = "") -> list[tuple[str, str]]:
     """(subject, schema text) of the value of every topic in :data:`TOPICS`, names prefixed with
     *topic_prefix* (as deployments and tests that share a cluster use)."""
-    from contracts.pcr import REVIEW_TOPICS, review_schemas  # (it imports this module)
+    from pcf_exchange.contracts.pcr import REVIEW_TOPICS, review_schemas  # (it imports this module)
 
     pairs = [(subject_for(topic_prefix + t), schema_json(m.__name__)) for t, m in TOPICS.items()]
     # and the review topics' (records held for a compliance officer, contracts.pcr)

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from contracts.units import UNITS
+from pcf_exchange.contracts.units import UNITS
 
 __all__ = [
     "MAX_ID",

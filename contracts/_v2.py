@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Final
 
-from contracts._footprint import PCFX_EXTENSION_SCHEMA, ProductFootprint
-from contracts._pact import to_pact_json
-from contracts.errors import ValidationFailed, Violation
+from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA, ProductFootprint
+from pcf_exchange.contracts._pact import to_pact_json
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
 
 __all__ = ["V2_LOSSES", "V2_SPEC_VERSION", "to_pact_v2_json"]
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
-from contracts.errors import ValidationFailed, Violation
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
 
 __all__ = [
     "CheckResult",

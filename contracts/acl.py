@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from contracts.topics import ROLES, SCHEMAS, TOPICS
+from pcf_exchange.contracts.topics import ROLES, SCHEMAS, TOPICS
 
 __all__ = [
     "COMMON",

@@ -87,11 +87,11 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from contracts._envelope import as_public_key, verify_bytes
-from contracts._registry import SchemaRegistry
-from contracts._serde import subject_for, unframe
-from contracts.canonical import canonical_json, pae
-from contracts.errors import (
+from pcf_exchange.contracts._envelope import as_public_key, verify_bytes
+from pcf_exchange.contracts._registry import SchemaRegistry
+from pcf_exchange.contracts._serde import subject_for, unframe
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.errors import (
     CertificationError,
     SerdeError,
     TrustError,
@@ -99,7 +99,7 @@ from contracts.errors import (
     ValidationFailed,
     Violation,
 )
-from contracts.keyfiles import key_id_of, raw_public_key
+from pcf_exchange.contracts.keyfiles import key_id_of, raw_public_key
 
 __all__ = [
     "CATALOGUE",

@@ -4,7 +4,7 @@ would send (PACT v3 field names, decimals as strings).
 They are the documentation's examples and the fixtures the tests and benchmarks start from, so
 they live in one place. Each function returns a fresh deep copy: change it freely.
 
->>> from contracts import parse_footprint
+>>> from pcf_exchange.contracts import parse_footprint
 >>> parse_footprint(example_footprint()).pcf.declared_unit_of_measurement
 'kilowatt hour'
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from contracts._footprint import PCFX_EXTENSION_SCHEMA
+from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA
 
 __all__ = ["example_bom", "example_factor", "example_footprint"]
 

@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from contracts.errors import BrokerError
+from pcf_exchange.contracts.errors import BrokerError
 
 __all__ = [
     "CONFIG_ENV",

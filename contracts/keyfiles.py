@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from contracts.errors import KeyFileMissing, KeyStoreError, PassphraseError
+from pcf_exchange.contracts.errors import KeyFileMissing, KeyStoreError, PassphraseError
 
 __all__ = [
     "PASSPHRASE_ENV",

@@ -43,11 +43,11 @@ from typing import Any, Final
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts._envelope import verify_bytes
-from contracts.canonical import canonical_json, pae
-from contracts.certification import Certificate, CertRegistry, CertStatus
-from contracts.errors import CertificationError, TrustError
-from contracts.keyfiles import key_id_of
+from pcf_exchange.contracts._envelope import verify_bytes
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.certification import Certificate, CertRegistry, CertStatus
+from pcf_exchange.contracts.errors import CertificationError, TrustError
+from pcf_exchange.contracts.keyfiles import key_id_of
 
 __all__ = [
     "LABEL_PREFIX",

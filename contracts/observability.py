@@ -66,7 +66,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from contracts.errors import InfrastructureError
+from pcf_exchange.contracts.errors import InfrastructureError
 
 __all__ = [
     "LOG_FORMATS",

@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from contracts.errors import InfrastructureError
-from contracts.kafka_client import librdkafka_config
+from pcf_exchange.contracts.errors import InfrastructureError
+from pcf_exchange.contracts.kafka_client import librdkafka_config
 
 __all__ = [
     "APPEND_TIME",

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
-from contracts.errors import UnitError
+from pcf_exchange.contracts.errors import UnitError
 
 __all__ = [
     "PACT_DECLARED_UNITS",

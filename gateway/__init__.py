@@ -4,8 +4,8 @@ Everything here is plain Python with no Kafka or HTTP in it; the I/O shells plug
 ``AuditStore`` and ``TransferSink``. Sub-packages: ``gateway.policy``, ``gateway.audit``.
 """
 
-from gateway._approvals import Approval, ApprovalState, approve, deny, expire, request_approval
-from gateway._errors import (
+from pcf_exchange.gateway._approvals import Approval, ApprovalState, approve, deny, expire, request_approval
+from pcf_exchange.gateway._errors import (
     ApprovalStateError,
     AuditStoreError,
     CommitFailed,
@@ -13,7 +13,7 @@ from gateway._errors import (
     TransferBlocked,
     TransferHeld,
 )
-from gateway._pipeline import (
+from pcf_exchange.gateway._pipeline import (
     Gateway,
     GatewaySecrets,
     InMemoryTransferSink,
@@ -22,7 +22,7 @@ from gateway._pipeline import (
     prepare_approval_event,
     prepare_transfer,
 )
-from gateway._sealing import (
+from pcf_exchange.gateway._sealing import (
     OUTBOUND_CONTENT_TYPE,
     SEAL_SUITE,
     SEAL_SUITE_BATCH,
@@ -37,7 +37,7 @@ from gateway._sealing import (
     seal,
     seal_batch,
 )
-from gateway.policy import (
+from pcf_exchange.gateway.policy import (
     Outcome,
     Policy,
     PolicyDecision,

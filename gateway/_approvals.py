@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from gateway._errors import ApprovalStateError
-from gateway.policy._decision import Outcome, PolicyDecision, RecordRef
+from pcf_exchange.gateway._errors import ApprovalStateError
+from pcf_exchange.gateway.policy._decision import Outcome, PolicyDecision, RecordRef
 
 __all__ = [
     "Approval",

@@ -40,12 +40,12 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from contracts import SignerRole
-from contracts.canonical import canonical_json, pae
-from contracts.errors import TrustError
-from contracts.keyring import KeyRegistration, Keyring
-from gateway._approvals import Approval, ApprovalState, approve, deny
-from gateway._errors import ApprovalStateError
+from pcf_exchange.contracts import SignerRole
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.contracts.keyring import KeyRegistration, Keyring
+from pcf_exchange.gateway._approvals import Approval, ApprovalState, approve, deny
+from pcf_exchange.gateway._errors import ApprovalStateError
 
 __all__ = [
     "PAYLOAD_APPROVAL_DECISION",

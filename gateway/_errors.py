@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from contracts.errors import (
+from pcf_exchange.contracts.errors import (
     InfrastructureError,
     PcfError,
     PolicyDenied,

@@ -41,10 +41,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from gateway._approvals import Approval, ApprovalState, request_approval
-from gateway._errors import CommitFailed
-from gateway._sealing import EncryptedRecord, GatewayKey, OutboundBatch, SealedMessage
-from gateway.audit._entry import (
+from pcf_exchange.gateway._approvals import Approval, ApprovalState, request_approval
+from pcf_exchange.gateway._errors import CommitFailed
+from pcf_exchange.gateway._sealing import EncryptedRecord, GatewayKey, OutboundBatch, SealedMessage
+from pcf_exchange.gateway.audit._entry import (
     AuditEntry,
     ChainHead,
     Checkpoint,
@@ -54,12 +54,12 @@ from gateway.audit._entry import (
     format_time,
     make_checkpoint,
 )
-from gateway.audit._store import AuditStore, InMemoryAuditStore
-from gateway.policy._counters import CounterState
-from gateway.policy._decision import Outcome, PolicyDecision, Reason
-from gateway.policy._evaluate import evaluate
-from gateway.policy._model import CounterMetric, Mechanism, Policy
-from gateway.policy._transforms import apply
+from pcf_exchange.gateway.audit._store import AuditStore, InMemoryAuditStore
+from pcf_exchange.gateway.policy._counters import CounterState
+from pcf_exchange.gateway.policy._decision import Outcome, PolicyDecision, Reason
+from pcf_exchange.gateway.policy._evaluate import evaluate
+from pcf_exchange.gateway.policy._model import CounterMetric, Mechanism, Policy
+from pcf_exchange.gateway.policy._transforms import apply
 
 __all__ = [
     "DEPRECATED_NOTE",

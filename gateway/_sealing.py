@@ -67,11 +67,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 from pyhpke.context_interface import ContextInterface
 
-from contracts._envelope import _root_signed, batch_root_bytes
-from contracts._merkle import audit_paths, decode_proof, encode_proof, hash_leaf, root_from_path
-from contracts.canonical import canonical_json, pae
-from contracts.errors import TrustError
-from contracts.keyfiles import key_id_of
+from pcf_exchange.contracts._envelope import _root_signed, batch_root_bytes
+from pcf_exchange.contracts._merkle import audit_paths, decode_proof, encode_proof, hash_leaf, root_from_path
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.contracts.keyfiles import key_id_of
 
 __all__ = [
     "BATCH_INFO_TYPE",

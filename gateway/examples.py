@@ -4,7 +4,7 @@ A PACT v3 footprint with the lineage extension (facility, contacts, two tiers of
 kind of record ``prepare_transfer`` decides on. The gateway tests and benchmarks start from it, so
 it lives in one place. The function returns a fresh deep copy: change it freely.
 
->>> from gateway.examples import example_record
+>>> from pcf_exchange.gateway.examples import example_record
 >>> example_record()["extensions"][0]["data"]["lineage"]["facility"]["facilityId"]
 'FAC-SZ-03'
 """

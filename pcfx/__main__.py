@@ -1,3 +1,3 @@
-from pcfx.cli import main
+from pcf_exchange.pcfx.cli import main
 
 main()

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from contracts.errors import ContractError
+from pcf_exchange.contracts.errors import ContractError
 
 __all__ = ["STATE_FILE", "Service", "Services", "is_running", "start_service", "stop_services"]
 

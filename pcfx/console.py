@@ -34,7 +34,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from contracts.errors import InfrastructureError, PassphraseError, PcfError
+from pcf_exchange.contracts.errors import InfrastructureError, PassphraseError, PcfError
 
 __all__ = [
     "ExitCode",

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from contracts.kafka_client import KafkaClientSettings, use_config_file
+from pcf_exchange.contracts.kafka_client import KafkaClientSettings, use_config_file
 
 __all__ = ["KafkaConfig", "apply"]
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import socket
 
-from contracts.errors import BrokerError
-from contracts.kafka_client import client_settings
-from infra.kafka import launcher
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.contracts.kafka_client import client_settings
+from pcf_exchange.infra.kafka import launcher
 
 __all__ = ["bootstrap_servers", "check_reachable"]
 

@@ -13,21 +13,21 @@ The SDK in one page (``producers/README.md`` has a runnable example)::
 same calls.
 """
 
-from producers._input import FOOTPRINT_CSV_DEFAULTS, Item, footprint_csv_columns, load_items
-from producers._keydir import KeyDirectory, KeyState, KeyStatus
-from producers._keyops import registration, revocation
-from producers._lifecycle import deprecated, supersede, superseding
-from producers._publisher import DEFAULT_BATCH_SIZE, Publisher, Topics, record_key
-from producers._sequence import (
+from pcf_exchange.producers._input import FOOTPRINT_CSV_DEFAULTS, Item, footprint_csv_columns, load_items
+from pcf_exchange.producers._keydir import KeyDirectory, KeyState, KeyStatus
+from pcf_exchange.producers._keyops import registration, revocation
+from pcf_exchange.producers._lifecycle import deprecated, supersede, superseding
+from pcf_exchange.producers._publisher import DEFAULT_BATCH_SIZE, Publisher, Topics, record_key
+from pcf_exchange.producers._sequence import (
     Ledger,
     LedgerEntry,
     default_ledger_path,
     footprint_sequence,
     next_sequence,
 )
-from producers._summary import PublishSummary, RecordOutcome, Status
-from producers.delivery import DeliveryReport, KafkaSink, Outgoing
-from producers.keys import (
+from pcf_exchange.producers._summary import PublishSummary, RecordOutcome, Status
+from pcf_exchange.producers.delivery import DeliveryReport, KafkaSink, Outgoing
+from pcf_exchange.producers.keys import (
     DEFAULT_OPERATOR_ID,
     KeyInfo,
     KeyPairFiles,

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from contracts import AvroSerde, from_avro_dict, schema_json, to_avro_dict
+from pcf_exchange.contracts import AvroSerde, from_avro_dict, schema_json, to_avro_dict
 
 __all__ = ["Unsupported", "WireEncoder", "compile_encoder"]
 

@@ -19,11 +19,11 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import AvroSerde, KeyRegistration, Keyring, KeyringOutcome, SignedSupplierKey
-from contracts.errors import PcfError
-from contracts.kafka_client import read_to_end, topic_exists
-from producers.delivery import KAFKA_LOGGER
-from producers.keys import key_id_of
+from pcf_exchange.contracts import AvroSerde, KeyRegistration, Keyring, KeyringOutcome, SignedSupplierKey
+from pcf_exchange.contracts.errors import PcfError
+from pcf_exchange.contracts.kafka_client import read_to_end, topic_exists
+from pcf_exchange.producers.delivery import KAFKA_LOGGER
+from pcf_exchange.producers.keys import key_id_of
 
 __all__ = ["KeyDirectory", "KeyState", "KeyStatus"]
 

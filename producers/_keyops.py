@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import SignedSupplierKey, SignerRole, SupplierKey, parse
-from producers.keys import key_id_of, raw_public_key
+from pcf_exchange.contracts import SignedSupplierKey, SignerRole, SupplierKey, parse
+from pcf_exchange.producers.keys import key_id_of, raw_public_key
 
 __all__ = ["registration", "revocation"]
 

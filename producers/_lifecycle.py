@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from contracts import ProductFootprint, Violation
-from producers._fastpath import PactFootprint
-from producers._input import Item
+from pcf_exchange.contracts import ProductFootprint, Violation
+from pcf_exchange.producers._fastpath import PactFootprint
+from pcf_exchange.producers._input import Item
 
 __all__ = ["deprecated", "supersede", "superseding"]
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from contracts import BillOfMaterials, ProductFootprint
-from contracts.errors import Violation
-from contracts.pcr import (
+from pcf_exchange.contracts import BillOfMaterials, ProductFootprint
+from pcf_exchange.contracts.errors import Violation
+from pcf_exchange.contracts.pcr import (
     PcrCheck,
     PcrOutcome,
     check_bom,
     check_footprint,
     check_footprint_model,
 )
-from producers._fastpath import PactFootprint
-from producers._input import Item
+from pcf_exchange.producers._fastpath import PactFootprint
+from pcf_exchange.producers._input import Item
 
 __all__ = ["pcr_gate", "pcr_of"]
 

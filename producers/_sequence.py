@@ -41,11 +41,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from contracts import MAX_SEQUENCE, ProductFootprint
-from contracts.errors import KeyStoreError
+from pcf_exchange.contracts import MAX_SEQUENCE, ProductFootprint
+from pcf_exchange.contracts.errors import KeyStoreError
 
 if TYPE_CHECKING:
-    from producers._fastpath import PactFootprint
+    from pcf_exchange.producers._fastpath import PactFootprint
 
 __all__ = [
     "Ledger",

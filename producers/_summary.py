@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from contracts.errors import Violation
+from pcf_exchange.contracts.errors import Violation
 
 __all__ = ["PublishSummary", "RecordOutcome", "Status"]
 

@@ -41,7 +41,7 @@ from confluent_kafka import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     PcfError,
     ProductFootprint,
@@ -50,7 +50,7 @@ from contracts import (
     parse_footprint,
     to_pact_json,
 )
-from contracts.certification import (
+from pcf_exchange.contracts.certification import (
     CATALOGUE,
     Certificate,
     CertRegistry,
@@ -62,17 +62,17 @@ from contracts.certification import (
     footprint_digest,
     sign_statement,
 )
-from contracts.errors import (
+from pcf_exchange.contracts.errors import (
     BrokerError,
     InfrastructureError,
     ValidationFailed,
     Violation,
 )
-from contracts.kafka_client import librdkafka_config, read_to_end
-from contracts.keyfiles import key_id_of
-from contracts.pcr import PackSet, PcrOutcome, check_footprint, default_packs
-from contracts.topics import TOPICS, TopicNames, ensure_topics
-from producers.delivery import KAFKA_LOGGER
+from pcf_exchange.contracts.kafka_client import librdkafka_config, read_to_end
+from pcf_exchange.contracts.keyfiles import key_id_of
+from pcf_exchange.contracts.pcr import PackSet, PcrOutcome, check_footprint, default_packs
+from pcf_exchange.contracts.topics import TOPICS, TopicNames, ensure_topics
+from pcf_exchange.producers.delivery import KAFKA_LOGGER
 
 __all__ = [
     "CertTopics",

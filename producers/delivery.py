@@ -20,8 +20,8 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from contracts.errors import BrokerError
-from contracts.kafka_client import librdkafka_config
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.contracts.kafka_client import librdkafka_config
 
 __all__ = ["DeliveryReport", "KafkaSink", "Outgoing"]
 

@@ -33,10 +33,10 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import AvroSerde, EmissionFactor, LoadedRecord, SignedEmissionFactor, verify
-from contracts.errors import PcfError, Violation
-from contracts.kafka_client import read_to_end
-from producers.delivery import KAFKA_LOGGER
+from pcf_exchange.contracts import AvroSerde, EmissionFactor, LoadedRecord, SignedEmissionFactor, verify
+from pcf_exchange.contracts.errors import PcfError, Violation
+from pcf_exchange.contracts.kafka_client import read_to_end
+from pcf_exchange.producers.delivery import KAFKA_LOGGER
 
 __all__ = [
     "SOURCED_FACTORS",

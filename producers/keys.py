@@ -23,8 +23,8 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from contracts.errors import KeyFileMissing, KeyStoreError, TrustError
-from contracts.keyfiles import (
+from pcf_exchange.contracts.errors import KeyFileMissing, KeyStoreError, TrustError
+from pcf_exchange.contracts.keyfiles import (
     PASSPHRASE_ENV,
     key_id_of,
     load_ed25519_public_key,

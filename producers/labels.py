@@ -16,8 +16,8 @@ from xml.sax.saxutils import escape
 
 import segno
 
-from contracts.errors import ContractError
-from contracts.labels import Label
+from pcf_exchange.contracts.errors import ContractError
+from pcf_exchange.contracts.labels import Label
 
 __all__ = ["label_svg", "qr_code", "write_qr"]
 

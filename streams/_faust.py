@@ -36,8 +36,8 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams._batching import Batcher
-from streams._rollup_step import RowGroups
+from pcf_exchange.streams._batching import Batcher
+from pcf_exchange.streams._rollup_step import RowGroups
 
 __all__ = [
     "FAUST_STREAMING_VERSION",

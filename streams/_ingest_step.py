@@ -49,16 +49,16 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     CheckedFootprint,
     SignedBillOfMaterials,
     SignedEmissionFactor,
     SignedFootprint,
 )
-from contracts.errors import PcfError, PcrReviewRejected, TrustError, Violation
-from contracts.kafka_client import aiokafka_kwargs
-from contracts.pcr import (
+from pcf_exchange.contracts.errors import PcfError, PcrReviewRejected, TrustError, Violation
+from pcf_exchange.contracts.kafka_client import aiokafka_kwargs
+from pcf_exchange.contracts.pcr import (
     DecisionState,
     PcrCheck,
     PcrOutcome,
@@ -69,12 +69,12 @@ from contracts.pcr import (
     check_footprint_model,
     held_id,
 )
-from streams import codec
-from streams._faust import in_partition
-from streams._packs import Keyed, keyed
-from streams._schemas import Schemas
-from streams.adapt import core_bom, core_factor, core_footprint, core_footprint_pact
-from streams.ingest import (
+from pcf_exchange.streams import codec
+from pcf_exchange.streams._faust import in_partition
+from pcf_exchange.streams._packs import Keyed, keyed
+from pcf_exchange.streams._schemas import Schemas
+from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, core_footprint_pact
+from pcf_exchange.streams.ingest import (
     Ingested,
     IngestOutcome,
     KeyRegistry,
@@ -83,7 +83,7 @@ from streams.ingest import (
     SourceRef,
     check_record,
 )
-from streams.rollup import BomDeclared, FactorPublished, FootprintDeclared
+from pcf_exchange.streams.rollup import BomDeclared, FactorPublished, FootprintDeclared
 
 __all__ = [
     "LOG_APPEND_TIME",

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from aiokafka.partitioner import murmur2
 
-from streams import codec
-from streams.rollup import Message, node_of
+from pcf_exchange.streams import codec
+from pcf_exchange.streams.rollup import Message, node_of
 
 __all__ = [
     "ECHO_HEADER",

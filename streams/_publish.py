@@ -48,14 +48,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
-from contracts import AvroSerde, BillOfMaterials, RolledUpFootprint
-from contracts._schemas import expanded
-from contracts._serde import to_avro_dict
-from contracts.errors import InfrastructureError, PcfError, RollupError, SerdeError
-from contracts.handoff import HandoffSigner, sign_handoffs
-from streams._rollup_step import NodeRecord, ProductRecord
-from streams.adapt import rolled_up_datum, rolled_up_record
-from streams.rollup import ProductRolledUp
+from pcf_exchange.contracts import AvroSerde, BillOfMaterials, RolledUpFootprint
+from pcf_exchange.contracts._schemas import expanded
+from pcf_exchange.contracts._serde import to_avro_dict
+from pcf_exchange.contracts.errors import InfrastructureError, PcfError, RollupError, SerdeError
+from pcf_exchange.contracts.handoff import HandoffSigner, sign_handoffs
+from pcf_exchange.streams._rollup_step import NodeRecord, ProductRecord
+from pcf_exchange.streams.adapt import rolled_up_datum, rolled_up_record
+from pcf_exchange.streams.rollup import ProductRolledUp
 
 __all__ = ["Publication", "Publisher", "Unwritable", "deprecated_bytes"]
 

@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from streams import codec
-from streams._packs import Keyed, keyed, partition
-from streams.rollup import (
+from pcf_exchange.streams import codec
+from pcf_exchange.streams._packs import Keyed, keyed, partition
+from pcf_exchange.streams.rollup import (
     BomDeclared,
     ComponentState,
     Engine,

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     CompatibilityLevel,
     RegisteredSchema,

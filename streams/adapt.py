@@ -42,7 +42,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from contracts import (
+from pcf_exchange.contracts import (
     BillOfMaterials,
     BomComponent,
     Completeness,
@@ -60,13 +60,13 @@ from contracts import (
     payload_json,
     to_pact_json,
 )
-from contracts._fast import canonical_uuid, footprint_datum, footprint_ok, rolled_up_ok
-from contracts._footprint import PCFX_EXTENSION_SCHEMA
-from contracts._serde import to_avro_dict
-from contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
-from contracts.canonical import canonical_json
-from contracts.errors import RollupError
-from streams.rollup import (
+from pcf_exchange.contracts._fast import canonical_uuid, footprint_datum, footprint_ok, rolled_up_ok
+from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA
+from pcf_exchange.contracts._serde import to_avro_dict
+from pcf_exchange.contracts._types import MAX_DECIMAL_CHARS, decimal_fits, format_decimal
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import RollupError
+from pcf_exchange.streams.rollup import (
     DQR_RATINGS,
     HEADLINE_METRIC,
     REQUIRED_METRICS,
@@ -80,7 +80,7 @@ from streams.rollup import (
     SourceKind,
     Status,
 )
-from streams.rollup._result import RESULT_NAMESPACE
+from pcf_exchange.streams.rollup._result import RESULT_NAMESPACE
 
 __all__ = [
     "ASSUMED",

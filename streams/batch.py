@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts import (
+from pcf_exchange.contracts import (
     BillOfMaterials,
     LoadedRecord,
     RolledUpFootprint,
@@ -31,8 +31,8 @@ from contracts import (
     load_factors,
     load_footprints,
 )
-from streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
-from streams.rollup import RollupResult, run_batch
+from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
+from pcf_exchange.streams.rollup import RollupResult, run_batch
 
 __all__ = ["BatchOutcome", "Stage", "run_rollup", "why_no_footprint"]
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -45,10 +45,10 @@ from contracts import (
     sign,
     sign_batch,
 )
-from contracts.errors import BrokerError, PcfError
-from contracts.kafka_client import kafka_python_kwargs
-from producers.delivery import KafkaSink, Outgoing
-from producers.keys import load_private_key, new_key_pair
+from pcf_exchange.contracts.errors import BrokerError, PcfError
+from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+from pcf_exchange.producers.delivery import KafkaSink, Outgoing
+from pcf_exchange.producers.keys import load_private_key, new_key_pair
 
 __all__ = [
     "ExchangeSession",
@@ -206,7 +206,7 @@ def worker_command(
 ) -> list[str]:
     """The ``pcfx streams run`` command line of one worker."""
     return [
-        sys.executable, "-m", "pcfx", "streams", "run",
+        sys.executable, "-m", "pcf_exchange.pcfx", "streams", "run",
         "--operator-key", str(operator_pub),
         "--service-key", str(service_key),
         "--group", app_id,

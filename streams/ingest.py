@@ -60,7 +60,7 @@ from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     CheckedFootprint,
@@ -80,9 +80,9 @@ from contracts import (
     verify,
     verify_signed_bytes,
 )
-from contracts._envelope import as_public_key
-from contracts._serde import from_avro_dict
-from contracts.errors import ContractError, PcfError, SerdeError, TrustError, ValidationFailed
+from pcf_exchange.contracts._envelope import as_public_key
+from pcf_exchange.contracts._serde import from_avro_dict
+from pcf_exchange.contracts.errors import ContractError, PcfError, SerdeError, TrustError, ValidationFailed
 
 __all__ = [
     "DATA_TOPICS",

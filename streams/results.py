@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Final
 
-from contracts import RolledUpFootprint
-from contracts.errors import ContractError
+from pcf_exchange.contracts import RolledUpFootprint
+from pcf_exchange.contracts.errors import ContractError
 
 __all__ = [
     "OWN_PROCESS",

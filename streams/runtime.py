@@ -106,7 +106,7 @@ from typing import Any
 import faust
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     SERVICE_STARTUP_S,
     AvroSerde,
     KafkaSchemaRegistry,
@@ -117,20 +117,20 @@ from contracts import (
     register_missing,
     topic_schemas,
 )
-from contracts import topics as table_topics
-from contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
-from contracts.handoff import HandoffSigner
-from contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
-from contracts.observability import (
+from pcf_exchange.contracts import topics as table_topics
+from pcf_exchange.contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
+from pcf_exchange.contracts.handoff import HandoffSigner
+from pcf_exchange.contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
+from pcf_exchange.contracts.observability import (
     METRICS,
     Readiness,
     configure_logging,
     start_ops_server,
 )
-from contracts.pcr import REVIEW_TOPICS, ReviewSerde
-from streams import _faust, codec
-from streams._batching import BATCH_MAX
-from streams._ingest_step import (
+from pcf_exchange.contracts.pcr import REVIEW_TOPICS, ReviewSerde
+from pcf_exchange.streams import _faust, codec
+from pcf_exchange.streams._batching import BATCH_MAX
+from pcf_exchange.streams._ingest_step import (
     Held,
     Hold,
     Keys,
@@ -142,11 +142,11 @@ from streams._ingest_step import (
     settle,
     source_of,
 )
-from streams._packs import ECHO_HEADER, Keyed, echo_stamp, packs, partition, unpack
-from streams._publish import Publisher
-from streams._rollup_step import BATCH_SECONDS, NodeRecord, Rows, Work, roll_up
-from streams._schemas import Schemas
-from streams.ingest import (
+from pcf_exchange.streams._packs import ECHO_HEADER, Keyed, echo_stamp, packs, partition, unpack
+from pcf_exchange.streams._publish import Publisher
+from pcf_exchange.streams._rollup_step import BATCH_SECONDS, NodeRecord, Rows, Work, roll_up
+from pcf_exchange.streams._schemas import Schemas
+from pcf_exchange.streams.ingest import (
     DATA_TOPICS,
     Ingested,
     IngestOutcome,
@@ -155,7 +155,7 @@ from streams.ingest import (
     SequenceLedger,
     SourceRef,
 )
-from streams.rollup import ProductRolledUp
+from pcf_exchange.streams.rollup import ProductRolledUp
 
 __all__ = [
     "TABLES",

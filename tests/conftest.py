@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from contracts.kafka_client import kafka_python_kwargs
-from infra.kafka.provision import ProvisionedBroker, provision_broker
+from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+from pcf_exchange.infra.kafka.provision import ProvisionedBroker, provision_broker
 
 
 @pytest.fixture(scope="session")

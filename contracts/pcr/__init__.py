@@ -5,7 +5,7 @@ See :mod:`contracts.pcr._packs` (the packs and their loader) and :mod:`contracts
 (records held for review, and the officer's signed decisions).
 """
 
-from contracts.pcr._check import (
+from pcf_exchange.contracts.pcr._check import (
     PACK_ID_PREFIX,
     PcrCheck,
     PcrFinding,
@@ -15,7 +15,7 @@ from contracts.pcr._check import (
     check_footprint_model,
     verify_footprint,
 )
-from contracts.pcr._packs import (
+from pcf_exchange.contracts.pcr._packs import (
     STAGES,
     Boundary,
     DeclaredUnitRule,
@@ -28,7 +28,7 @@ from contracts.pcr._packs import (
     load_pack,
     load_packs,
 )
-from contracts.pcr._review import (
+from pcf_exchange.contracts.pcr._review import (
     PAYLOAD_REVIEW_DECISION,
     REVIEW_TOPICS,
     DecisionState,

@@ -43,9 +43,9 @@ from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
 
-from contracts._footprint import PCFX_EXTENSION_SCHEMA, CarbonFootprint, ProductFootprint
-from contracts.errors import PcrOutOfRange, PcrViolation, UnitError, ValidationFailed, Violation
-from contracts.pcr._packs import (
+from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA, CarbonFootprint, ProductFootprint
+from pcf_exchange.contracts.errors import PcrOutOfRange, PcrViolation, UnitError, ValidationFailed, Violation
+from pcf_exchange.contracts.pcr._packs import (
     GRAVE_STAGES,
     Boundary,
     DeclaredUnitRule,
@@ -53,7 +53,7 @@ from contracts.pcr._packs import (
     RulePack,
     default_packs,
 )
-from contracts.units import Dimension, convert, dimension_of
+from pcf_exchange.contracts.units import Dimension, convert, dimension_of
 
 __all__ = [
     "PACK_ID_PREFIX",

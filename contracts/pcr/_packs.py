@@ -35,9 +35,9 @@ from typing import Any, Final
 
 import yaml
 
-from contracts._footprint import PilotCategory
-from contracts.errors import PcrPackError, UnitError
-from contracts.units import Dimension, dimension_of
+from pcf_exchange.contracts._footprint import PilotCategory
+from pcf_exchange.contracts.errors import PcrPackError, UnitError
+from pcf_exchange.contracts.units import Dimension, dimension_of
 
 __all__ = [
     "Boundary",
@@ -406,7 +406,7 @@ def load_packs(directory: Path | None = None) -> PackSet:
     if directory is not None:
         files = sorted(directory.glob("*.yaml"))
         return PackSet(tuple(load_pack(f.read_text(encoding="utf-8"), f.name) for f in files))
-    root = resources.files("contracts.pcr").joinpath("packs")
+    root = resources.files("pcf_exchange.contracts.pcr").joinpath("packs")
     entries = sorted((e for e in root.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name)
     return PackSet(tuple(load_pack(e.read_text(encoding="utf-8"), e.name) for e in entries))
 

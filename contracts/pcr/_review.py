@@ -45,12 +45,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from contracts._records import SignerRole
-from contracts._registry import SchemaRegistry
-from contracts._serde import frame, subject_for, unframe
-from contracts.canonical import canonical_json, pae
-from contracts.errors import SerdeError, TrustError
-from contracts.keyring import Keyring
+from pcf_exchange.contracts._records import SignerRole
+from pcf_exchange.contracts._registry import SchemaRegistry
+from pcf_exchange.contracts._serde import frame, subject_for, unframe
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.errors import SerdeError, TrustError
+from pcf_exchange.contracts.keyring import Keyring
 
 __all__ = [
     "PAYLOAD_REVIEW_DECISION",
@@ -268,7 +268,7 @@ def pending(held: Iterable[ReviewEvent], decided: Iterable[ReviewEvent]) -> list
 
 @cache
 def _schema_text() -> str:
-    return resources.files("contracts.pcr").joinpath("schemas", f"{REVIEW_SCHEMA}.avsc").read_text()
+    return resources.files("pcf_exchange.contracts.pcr").joinpath("schemas", f"{REVIEW_SCHEMA}.avsc").read_text()
 
 
 @cache

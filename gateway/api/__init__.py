@@ -3,8 +3,8 @@ client credentials, list and get the footprints released to their recipient id, 
 receive footprints through CloudEvents. ``create_app`` builds it, ``serve`` runs it over TLS.
 """
 
-from gateway.api._app import PactApiState, api_state, create_app
-from gateway.api._auth import (
+from pcf_exchange.gateway.api._app import PactApiState, api_state, create_app
+from pcf_exchange.gateway.api._auth import (
     ALL_SCOPES,
     SCOPE_LIST,
     SCOPE_READ,
@@ -16,9 +16,9 @@ from gateway.api._auth import (
     load_clients,
     verify_secret,
 )
-from gateway.api._disclosure import Disclosure, DisclosureRecorder
-from gateway.api._errors import ApiError, PactErrorCode
-from gateway.api._events import (
+from pcf_exchange.gateway.api._disclosure import Disclosure, DisclosureRecorder
+from pcf_exchange.gateway.api._errors import ApiError, PactErrorCode
+from pcf_exchange.gateway.api._events import (
     DeliveryOutcome,
     DeliveryPolicy,
     DeliveryStatus,
@@ -32,16 +32,16 @@ from gateway.api._events import (
     check_event,
     new_event,
 )
-from gateway.api._query import Footprint, FootprintQuery, validity_period
-from gateway.api._server import (
+from pcf_exchange.gateway.api._query import Footprint, FootprintQuery, validity_period
+from pcf_exchange.gateway.api._server import (
     BackgroundServer,
     DevCertificate,
     create_self_signed_cert,
     serve,
     start_in_thread,
 )
-from gateway.api._source import FootprintSource, InMemoryFootprintSource, Page, page_of
-from gateway.api._spec import PACT_SPEC_VERSION
+from pcf_exchange.gateway.api._source import FootprintSource, InMemoryFootprintSource, Page, page_of
+from pcf_exchange.gateway.api._spec import PACT_SPEC_VERSION
 
 __all__ = [
     "ALL_SCOPES",

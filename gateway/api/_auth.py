@@ -22,8 +22,8 @@ from typing import Any, Final
 
 import yaml
 
-from contracts.errors import ContractError, ValidationFailed, Violation
-from gateway.api._errors import ApiError
+from pcf_exchange.contracts.errors import ContractError, ValidationFailed, Violation
+from pcf_exchange.gateway.api._errors import ApiError
 
 __all__ = [
     "ALL_SCOPES",

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from contracts.canonical import canonical_json
-from gateway.api._auth import Client
-from gateway.api._query import Footprint
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.gateway.api._auth import Client
+from pcf_exchange.gateway.api._query import Footprint
 
 __all__ = ["DEFAULT_AUDIT_LOG", "Disclosure", "DisclosureRecorder"]
 

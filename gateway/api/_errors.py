@@ -11,7 +11,7 @@ from typing import Final
 
 from fastapi.responses import JSONResponse
 
-from contracts.errors import ContractError, InfrastructureError, PcfError, PolicyDenied
+from pcf_exchange.contracts.errors import ContractError, InfrastructureError, PcfError, PolicyDenied
 
 __all__ = ["ApiError", "PactErrorCode", "error_response", "error_response_for"]
 

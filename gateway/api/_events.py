@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from contracts.errors import InfrastructureError, PcfError, ValidationFailed, Violation
-from gateway.api._auth import Client, EventEndpoint
-from gateway.api._disclosure import Disclosure, DisclosureRecorder
-from gateway.api._errors import ApiError
-from gateway.api._query import Footprint, FootprintQuery, sort_key
-from gateway.api._source import FootprintSource
-from gateway.api._spec import spec_validator
+from pcf_exchange.contracts.errors import InfrastructureError, PcfError, ValidationFailed, Violation
+from pcf_exchange.gateway.api._auth import Client, EventEndpoint
+from pcf_exchange.gateway.api._disclosure import Disclosure, DisclosureRecorder
+from pcf_exchange.gateway.api._errors import ApiError
+from pcf_exchange.gateway.api._query import Footprint, FootprintQuery, sort_key
+from pcf_exchange.gateway.api._source import FootprintSource
+from pcf_exchange.gateway.api._spec import spec_validator
 
 __all__ = [
     "DeliveryOutcome",

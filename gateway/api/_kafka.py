@@ -61,15 +61,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from contracts import SchemaRegistry
-from contracts.errors import BrokerError, InfrastructureError, PcfError, TrustError
-from contracts.topics import TOPICS, ensure_topics
-from gateway._errors import CommitFailed
-from gateway._sealing import GatewayKey, KeyRing, open_message
-from gateway.api._disclosure import DEFAULT_AUDIT_LOG, Disclosure
-from gateway.api._query import Footprint, FootprintQuery, SortKey
-from gateway.api._source import InMemoryFootprintSource, Page
-from gateway.audit import (
+from pcf_exchange.contracts import SchemaRegistry
+from pcf_exchange.contracts.errors import BrokerError, InfrastructureError, PcfError, TrustError
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway._errors import CommitFailed
+from pcf_exchange.gateway._sealing import GatewayKey, KeyRing, open_message
+from pcf_exchange.gateway.api._disclosure import DEFAULT_AUDIT_LOG, Disclosure
+from pcf_exchange.gateway.api._query import Footprint, FootprintQuery, SortKey
+from pcf_exchange.gateway.api._source import InMemoryFootprintSource, Page
+from pcf_exchange.gateway.audit import (
     AuditEntry,
     ChainHead,
     EntryKind,
@@ -78,11 +78,11 @@ from gateway.audit import (
     make_checkpoint,
     resume_chain,
 )
-from gateway.runtime._avro import GatewaySerde
-from gateway.runtime._codec import sealed_from_datum
-from gateway.runtime._kafka import consumer_config, partition_count
-from gateway.runtime._sink import KafkaTransferSink, read_audit_logs
-from gateway.runtime._topics import Topics
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
+from pcf_exchange.gateway.runtime._codec import sealed_from_datum
+from pcf_exchange.gateway.runtime._kafka import consumer_config, partition_count
+from pcf_exchange.gateway.runtime._sink import KafkaTransferSink, read_audit_logs
+from pcf_exchange.gateway.runtime._topics import Topics
 
 __all__ = [
     "API_RELEASES",

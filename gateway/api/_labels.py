@@ -34,9 +34,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from contracts.certification import CertRegistry, Snapshot
-from contracts.errors import CertificationError
-from contracts.labels import LabelVerdict, check_label
+from pcf_exchange.contracts.certification import CertRegistry, Snapshot
+from pcf_exchange.contracts.errors import CertificationError
+from pcf_exchange.contracts.labels import LabelVerdict, check_label
 
 __all__ = ["MAX_PAYLOAD", "SnapshotFile", "label_router", "render_label_page", "wants_html"]
 
@@ -151,7 +151,7 @@ def _template() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(
-        loader=PackageLoader("gateway.api", "templates"),
+        loader=PackageLoader("pcf_exchange.gateway.api", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     return env.get_template("label.html")

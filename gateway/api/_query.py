@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from gateway.api._errors import ApiError
+from pcf_exchange.gateway.api._errors import ApiError
 
 __all__ = [
     "Cursor",

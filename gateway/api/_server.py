@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from uvicorn.config import LOGGING_CONFIG
 
-from contracts.errors import InfrastructureError
+from pcf_exchange.contracts.errors import InfrastructureError
 
 __all__ = [
     "BackgroundServer",

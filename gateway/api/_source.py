@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Protocol, runtime_checkable
 
-from contracts.errors import ContractError
-from gateway.api._query import Footprint, FootprintQuery, SortKey, sort_key
+from pcf_exchange.contracts.errors import ContractError
+from pcf_exchange.gateway.api._query import Footprint, FootprintQuery, SortKey, sort_key
 
 __all__ = ["FootprintSource", "InMemoryFootprintSource", "Page", "page_of"]
 

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from contracts.errors import Violation
+from pcf_exchange.contracts.errors import Violation
 
 __all__ = [
     "PACT_OPENAPI_PATH",

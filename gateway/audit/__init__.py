@@ -4,7 +4,7 @@ Build entries with ``append_entry``, seal with ``make_checkpoint``, check with
 ``check_audit_log`` / ``verify_audit_log``; store through any ``AuditStore``.
 """
 
-from gateway.audit._entry import (
+from pcf_exchange.gateway.audit._entry import (
     CHECKPOINT_TYPE,
     ENTRY_TYPE,
     GENESIS_HASH,
@@ -20,15 +20,15 @@ from gateway.audit._entry import (
     make_checkpoint,
     seal_entry,
 )
-from gateway.audit._resume import (
+from pcf_exchange.gateway.audit._resume import (
     AuditResumeRefused,
     RefusalReason,
     ResumeCheck,
     check_resume,
     resume_chain,
 )
-from gateway.audit._store import AuditStore, InMemoryAuditStore, JsonLinesAuditStore
-from gateway.audit._verify import (
+from pcf_exchange.gateway.audit._store import AuditStore, InMemoryAuditStore, JsonLinesAuditStore
+from pcf_exchange.gateway.audit._verify import (
     AuditVerification,
     Finding,
     InclusionProof,

@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
-from contracts._merkle import CompactRange, hash_leaf
-from contracts.canonical import canonical_json, pae
-from contracts.errors import TrustError
-from gateway._sealing import GatewayKey, KeyRing
+from pcf_exchange.contracts._merkle import CompactRange, hash_leaf
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway._sealing import GatewayKey, KeyRing
 
 __all__ = [
     "CHECKPOINT_TYPE",

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from contracts.canonical import canonical_json
-from contracts.errors import TrustError
-from gateway._errors import AuditStoreError
-from gateway.audit._entry import AuditEntry, Checkpoint
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway._errors import AuditStoreError
+from pcf_exchange.gateway.audit._entry import AuditEntry, Checkpoint
 
 __all__ = ["AuditStore", "InMemoryAuditStore", "JsonLinesAuditStore"]
 

@@ -18,16 +18,16 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts._merkle import (
+from pcf_exchange.contracts._merkle import (
     CompactRange,
     consistency_proof,
     inclusion_proof,
     verify_consistency,
     verify_inclusion,
 )
-from contracts.errors import TrustError
-from gateway._sealing import KeyRing
-from gateway.audit._entry import CHECKPOINT_TYPE, GENESIS_HASH, AuditEntry, Checkpoint
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway._sealing import KeyRing
+from pcf_exchange.gateway.audit._entry import CHECKPOINT_TYPE, GENESIS_HASH, AuditEntry, Checkpoint
 
 __all__ = [
     "AuditVerification",

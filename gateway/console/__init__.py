@@ -10,7 +10,7 @@ The app itself (``ConsoleSettings``, ``create_console_app``) is imported from
 view model at every ``pcfx`` start-up, and FastAPI and Jinja2 stay out of that.
 """
 
-from gateway.console._auth import (
+from pcf_exchange.gateway.console._auth import (
     LoginRefused,
     Officer,
     SessionStore,
@@ -20,7 +20,7 @@ from gateway.console._auth import (
     hash_password,
     verify_password,
 )
-from gateway.console._sources import (
+from pcf_exchange.gateway.console._sources import (
     ApprovalQueue,
     AuditSnapshot,
     AuditSource,
@@ -29,8 +29,8 @@ from gateway.console._sources import (
     KafkaApprovalQueue,
     KafkaAuditSource,
 )
-from gateway.console._svg import render_chart
-from gateway.console._views import (
+from pcf_exchange.gateway.console._svg import render_chart
+from pcf_exchange.gateway.console._views import (
     ChainStatus,
     Chart,
     FieldGroup,

@@ -40,9 +40,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from contracts.errors import PcfError, ValidationFailed
-from gateway._sealing import KeyRing
-from gateway.console._auth import (
+from pcf_exchange.contracts.errors import PcfError, ValidationFailed
+from pcf_exchange.gateway._sealing import KeyRing
+from pcf_exchange.gateway.console._auth import (
     Officer,
     Session,
     SessionStore,
@@ -50,9 +50,9 @@ from gateway.console._auth import (
     UsersFile,
     check_password,
 )
-from gateway.console._sources import ApprovalQueue, AuditSnapshot, AuditSource
-from gateway.console._svg import render_chart
-from gateway.console._views import (
+from pcf_exchange.gateway.console._sources import ApprovalQueue, AuditSnapshot, AuditSource
+from pcf_exchange.gateway.console._svg import render_chart
+from pcf_exchange.gateway.console._views import (
     COUNTED,
     Filters,
     Status,
@@ -65,8 +65,8 @@ from gateway.console._views import (
     totals,
     verify_logs,
 )
-from gateway.runtime._approvals_log import RowStatus
-from gateway.runtime._officer import OfficerKey, officer_decision
+from pcf_exchange.gateway.runtime._approvals_log import RowStatus
+from pcf_exchange.gateway.runtime._officer import OfficerKey, officer_decision
 
 __all__ = ["ConsoleSettings", "create_console_app", "load_officer_key"]
 
@@ -83,8 +83,8 @@ _CSP = (
 def load_officer_key(officer: Officer) -> OfficerKey:
     """The officer's key file, loaded as ``pcfx approvals approve --key`` loads it; its
     declared owner must be the officer's name."""
-    from contracts.errors import PassphraseError
-    from producers.keys import load_signer, read_passphrase
+    from pcf_exchange.contracts.errors import PassphraseError
+    from pcf_exchange.producers.keys import load_signer, read_passphrase
 
     phrase = read_passphrase(officer.passphrase_file)
     if officer.passphrase_file is None and officer.passphrase_env:
@@ -128,7 +128,7 @@ class _Refused(Exception):
 def create_console_app(settings: ConsoleSettings) -> FastAPI:
     """The console app (serve it with :func:`gateway.api._server.serve`: TLS only)."""
     env = Environment(
-        loader=PackageLoader("gateway.console", "templates"),
+        loader=PackageLoader("pcf_exchange.gateway.console", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -137,7 +137,7 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
     env.globals["render_chart"] = render_chart
     sessions = settings.sessions or SessionStore()
     throttle = settings.throttle or Throttle()
-    css = resources.files("gateway.console").joinpath("static/console.css").read_bytes()
+    css = resources.files("pcf_exchange.gateway.console").joinpath("static/console.css").read_bytes()
     app = FastAPI(
         title="pcf-exchange compliance console",
         docs_url=None,

@@ -41,8 +41,8 @@ from typing import Any
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from contracts.errors import KeyStoreError, TrustError
-from gateway.runtime._officer import OfficerKey
+from pcf_exchange.contracts.errors import KeyStoreError, TrustError
+from pcf_exchange.gateway.runtime._officer import OfficerKey
 
 __all__ = [
     "LoginRefused",

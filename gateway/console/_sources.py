@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.audit import AuditEntry, Checkpoint
-from gateway.runtime._approvals_log import ApprovalBook
+from pcf_exchange.gateway.audit import AuditEntry, Checkpoint
+from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook
 
 __all__ = [
     "ApprovalQueue",
@@ -58,7 +58,7 @@ class FileAuditSource:
         self._cached: tuple[tuple[int, int], AuditSnapshot] | None = None
 
     def load(self) -> AuditSnapshot:
-        from gateway.runtime._export import read_export
+        from pcf_exchange.gateway.runtime._export import read_export
 
         with self._lock:
             try:
@@ -85,7 +85,7 @@ class KafkaAuditSource:
     """The audit and checkpoint topics, read to their end at most every *refresh_s* seconds."""
 
     def __init__(self, servers: str, topic_prefix: str = "", *, refresh_s: float = 5.0) -> None:
-        from gateway.runtime._topics import Topics
+        from pcf_exchange.gateway.runtime._topics import Topics
 
         self.servers = servers
         self.topics = Topics(topic_prefix)
@@ -94,9 +94,9 @@ class KafkaAuditSource:
         self._cached: tuple[float, AuditSnapshot] | None = None
 
     def load(self) -> AuditSnapshot:
-        from contracts import KafkaSchemaRegistry
-        from gateway.runtime._avro import GatewaySerde
-        from gateway.runtime._sink import read_audit_logs
+        from pcf_exchange.contracts import KafkaSchemaRegistry
+        from pcf_exchange.gateway.runtime._avro import GatewaySerde
+        from pcf_exchange.gateway.runtime._sink import read_audit_logs
 
         with self._lock:
             now = time.monotonic()
@@ -152,16 +152,16 @@ class KafkaApprovalQueue:
     """``pcf.approvals`` on the broker: the book read to the end, decisions produced to it."""
 
     def __init__(self, servers: str, topic_prefix: str = "") -> None:
-        from gateway.runtime._topics import Topics
+        from pcf_exchange.gateway.runtime._topics import Topics
 
         self.servers = servers
         self.prefix = topic_prefix
         self.topic = Topics(topic_prefix).approvals
 
     def book(self) -> ApprovalBook:
-        from contracts import KafkaSchemaRegistry
-        from gateway.runtime._avro import GatewaySerde
-        from gateway.runtime._officer import read_approval_book
+        from pcf_exchange.contracts import KafkaSchemaRegistry
+        from pcf_exchange.gateway.runtime._avro import GatewaySerde
+        from pcf_exchange.gateway.runtime._officer import read_approval_book
 
         registry = KafkaSchemaRegistry(self.servers, prefix=self.prefix)
         try:
@@ -170,9 +170,9 @@ class KafkaApprovalQueue:
             registry.close()
 
     def submit(self, approval_id: str, datum: Mapping[str, Any]) -> None:
-        from contracts import KafkaSchemaRegistry
-        from gateway.runtime._avro import GatewaySerde, kafka_registrar
-        from gateway.runtime._officer import publish_decision
+        from pcf_exchange.contracts import KafkaSchemaRegistry
+        from pcf_exchange.gateway.runtime._avro import GatewaySerde, kafka_registrar
+        from pcf_exchange.gateway.runtime._officer import publish_decision
 
         registry = KafkaSchemaRegistry(self.servers, prefix=self.prefix)
         try:
@@ -187,7 +187,7 @@ class KafkaApprovalQueue:
 
 def rule_basis(policy: Path | None) -> dict[str, str]:
     """Rule id -> legal basis, from *policy* (default: the shipped policy file)."""
-    from gateway.policy import default_policy_path, load_policy
+    from pcf_exchange.gateway.policy import default_policy_path, load_policy
 
     loaded = load_policy(policy or Path(default_policy_path()))
     return {

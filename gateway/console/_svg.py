@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 
-from gateway.console._views import Chart
+from pcf_exchange.gateway.console._views import Chart
 
 __all__ = ["PALETTE", "render_chart"]
 

@@ -35,9 +35,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from contracts.errors import ValidationFailed, Violation
-from gateway._sealing import KeyRing
-from gateway.audit import (
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
+from pcf_exchange.gateway._sealing import KeyRing
+from pcf_exchange.gateway.audit import (
     AuditEntry,
     AuditVerification,
     Checkpoint,

@@ -24,7 +24,7 @@ as a :class:`HeldDeclaration` for a compliance officer's signed decision on ``pc
 ``pcfx declarations art7|cbam|study`` (``pcfx/commands/declarations.py``).
 """
 
-from gateway.declarations._art7 import (
+from pcf_exchange.gateway.declarations._art7 import (
     ART7_STAGES,
     PASSPORT_SCHEMA_URN,
     Art7Declaration,
@@ -36,7 +36,7 @@ from gateway.declarations._art7 import (
     build_art7,
     read_art7_input,
 )
-from gateway.declarations._cbam import (
+from pcf_exchange.gateway.declarations._cbam import (
     CBAM_HEADINGS,
     CbamCommunication,
     CbamInput,
@@ -44,7 +44,7 @@ from gateway.declarations._cbam import (
     build_cbam,
     read_cbam_input,
 )
-from gateway.declarations._release import (
+from pcf_exchange.gateway.declarations._release import (
     DECLARATION_SOURCE,
     DEFAULT_PURPOSES,
     ApprovedRelease,
@@ -56,15 +56,15 @@ from gateway.declarations._release import (
     prepare_approved_release,
     release,
 )
-from gateway.declarations._render import dump_json, render_html
-from gateway.declarations._source import (
+from pcf_exchange.gateway.declarations._render import dump_json, render_html
+from pcf_exchange.gateway.declarations._source import (
     CertificateRef,
     LineageRow,
     ProductSource,
     certificate_refs,
     read_source,
 )
-from gateway.declarations._study import (
+from pcf_exchange.gateway.declarations._study import (
     FactorCitation,
     StudyInput,
     StudyReport,

@@ -46,9 +46,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Final
 
-from contracts.errors import UnitError, Violation
-from contracts.units import Dimension, convert, dimension_of
-from gateway.declarations._source import (
+from pcf_exchange.contracts.errors import UnitError, Violation
+from pcf_exchange.contracts.units import Dimension, convert, dimension_of
+from pcf_exchange.gateway.declarations._source import (
     DIVISION,
     EXACT,
     CertificateRef,

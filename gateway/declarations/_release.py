@@ -47,22 +47,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from contracts.errors import DeclarationInvalid, Violation
-from gateway._approvals import Approval, ApprovalState
-from gateway._pipeline import (
+from pcf_exchange.contracts.errors import DeclarationInvalid, Violation
+from pcf_exchange.gateway._approvals import Approval, ApprovalState
+from pcf_exchange.gateway._pipeline import (
     Gateway,
     GatewaySecrets,
     PreparedTransfer,
     prepare_approval_event,
     prepare_transfer,
 )
-from gateway._sealing import SealedMessage
-from gateway.audit._entry import AuditEntry, ChainHead
-from gateway.declarations._art7 import Art7Declaration
-from gateway.declarations._cbam import CbamCommunication
-from gateway.declarations._study import StudyReport
-from gateway.policy import CounterState, Policy
-from gateway.policy._decision import Outcome
+from pcf_exchange.gateway._sealing import SealedMessage
+from pcf_exchange.gateway.audit._entry import AuditEntry, ChainHead
+from pcf_exchange.gateway.declarations._art7 import Art7Declaration
+from pcf_exchange.gateway.declarations._cbam import CbamCommunication
+from pcf_exchange.gateway.declarations._study import StudyReport
+from pcf_exchange.gateway.policy import CounterState, Policy
+from pcf_exchange.gateway.policy._decision import Outcome
 
 __all__ = [
     "DECLARATION_SOURCE",

@@ -15,7 +15,7 @@ import html
 from collections.abc import Sequence
 from typing import Any, Final
 
-from contracts._jsonio import dumps
+from pcf_exchange.contracts._jsonio import dumps
 
 __all__ = ["dump_json", "render_html"]
 

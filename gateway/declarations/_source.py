@@ -28,12 +28,12 @@ from decimal import (
 )
 from typing import Any, Final
 
-from contracts import RolledUpFootprint, parse, parse_footprint, to_pact_json
-from contracts._footprint import PCFX_EXTENSION_SCHEMA
-from contracts.certification import CertStatus, StatusReport, footprint_digest
-from contracts.errors import DeclarationInvalid, Violation
-from contracts.pcr import PcrCheck, check_footprint
-from gateway.runtime._adapter import LINEAGE_SCHEMA  # the one name of the lineage extension
+from pcf_exchange.contracts import RolledUpFootprint, parse, parse_footprint, to_pact_json
+from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA
+from pcf_exchange.contracts.certification import CertStatus, StatusReport, footprint_digest
+from pcf_exchange.contracts.errors import DeclarationInvalid, Violation
+from pcf_exchange.contracts.pcr import PcrCheck, check_footprint
+from pcf_exchange.gateway.runtime._adapter import LINEAGE_SCHEMA  # the one name of the lineage extension
 
 __all__ = [
     "DIVISION",

@@ -4,8 +4,8 @@
 ``apply(decision, record, pseudonym_secret=...)``. Pure: no I/O beyond reading the policy file.
 """
 
-from gateway.policy._counters import CounterDelta, CounterState, counting_year
-from gateway.policy._decision import (
+from pcf_exchange.gateway.policy._counters import CounterDelta, CounterState, counting_year
+from pcf_exchange.gateway.policy._decision import (
     FieldDecision,
     Outcome,
     PolicyDecision,
@@ -13,9 +13,9 @@ from gateway.policy._decision import (
     RecordRef,
     Verdict,
 )
-from gateway.policy._evaluate import evaluate, record_sha256
-from gateway.policy._loader import default_policy_path, load_policy, parse_policy, policy_schema
-from gateway.policy._model import (
+from pcf_exchange.gateway.policy._evaluate import evaluate, record_sha256
+from pcf_exchange.gateway.policy._loader import default_policy_path, load_policy, parse_policy, policy_schema
+from pcf_exchange.gateway.policy._model import (
     Action,
     ActionSpec,
     CounterMetric,
@@ -32,7 +32,7 @@ from gateway.policy._model import (
     RecipientType,
     Rule,
 )
-from gateway.policy._transforms import (
+from pcf_exchange.gateway.policy._transforms import (
     ENCRYPTED_MARKER,
     PSEUDONYM_PREFIX,
     Outbound,

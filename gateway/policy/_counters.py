@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from contracts.canonical import canonical_json
-from gateway.policy._model import CHINA_TIME, CounterMetric
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.gateway.policy._model import CHINA_TIME, CounterMetric
 
 __all__ = ["CounterDelta", "CounterState", "counting_year"]
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from gateway.policy._counters import CounterDelta
-from gateway.policy._model import (
+from pcf_exchange.gateway.policy._counters import CounterDelta
+from pcf_exchange.gateway.policy._model import (
     Action,
     ActionSpec,
     DestinationGroup,

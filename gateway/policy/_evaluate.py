@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from contracts.canonical import canonical_json
-from gateway.policy._counters import CounterDelta, CounterState
-from gateway.policy._decision import (
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.gateway.policy._counters import CounterDelta, CounterState
+from pcf_exchange.gateway.policy._decision import (
     FieldDecision,
     Layout,
     Outcome,
@@ -23,7 +23,7 @@ from gateway.policy._decision import (
     RecordRef,
     Verdict,
 )
-from gateway.policy._model import (
+from pcf_exchange.gateway.policy._model import (
     CHINA_TIME,
     Action,
     ActionSpec,
@@ -38,7 +38,7 @@ from gateway.policy._model import (
     RecipientType,
     Rule,
 )
-from gateway.policy._paths import (
+from pcf_exchange.gateway.policy._paths import (
     FLOAT_SHAPE,
     Extractor,
     compile_extractor,

@@ -20,10 +20,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from contracts.canonical import canonical_json
-from contracts.errors import Violation
-from gateway._errors import PolicyFileInvalid
-from gateway.policy._model import (
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import Violation
+from pcf_exchange.gateway._errors import PolicyFileInvalid
+from pcf_exchange.gateway.policy._model import (
     Action,
     ActionSpec,
     Combination,
@@ -46,7 +46,7 @@ from gateway.policy._model import (
     Rule,
     RuleWhen,
 )
-from gateway.policy._paths import Pattern
+from pcf_exchange.gateway.policy._paths import Pattern
 
 __all__ = ["load_policy", "parse_policy", "policy_schema"]
 
@@ -72,7 +72,7 @@ _PolicyLoader.yaml_implicit_resolvers = {
 @cache
 def policy_schema() -> dict[str, Any]:
     """The JSON Schema every policy file must satisfy (shipped as ``policy.schema.json``)."""
-    text = resources.files("gateway.policy").joinpath("policy.schema.json").read_text("utf-8")
+    text = resources.files("pcf_exchange.gateway.policy").joinpath("policy.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

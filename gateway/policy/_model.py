@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from gateway.policy._paths import Pattern
+from pcf_exchange.gateway.policy._paths import Pattern
 
 __all__ = [
     "CHINA_TIME",

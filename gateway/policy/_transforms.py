@@ -17,15 +17,15 @@ from functools import lru_cache
 from json.encoder import encode_basestring as _escape
 from typing import TYPE_CHECKING, Any
 
-from contracts.canonical import canonical_json, pae
-from gateway._errors import TransferBlocked, TransferHeld
-from gateway._sealing import OUTBOUND_CONTENT_TYPE, hpke_seal
-from gateway.policy._decision import FieldDecision, Outcome, PolicyDecision, Verdict
-from gateway.policy._model import Action, ActionSpec, GeneraliseTo
-from gateway.policy._paths import _KEYS, _render_key, bind_indices, get_path, parse_path
+from pcf_exchange.contracts.canonical import canonical_json, pae
+from pcf_exchange.gateway._errors import TransferBlocked, TransferHeld
+from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, hpke_seal
+from pcf_exchange.gateway.policy._decision import FieldDecision, Outcome, PolicyDecision, Verdict
+from pcf_exchange.gateway.policy._model import Action, ActionSpec, GeneraliseTo
+from pcf_exchange.gateway.policy._paths import _KEYS, _render_key, bind_indices, get_path, parse_path
 
 if TYPE_CHECKING:
-    from gateway._approvals import Approval
+    from pcf_exchange.gateway._approvals import Approval
 
 __all__ = [
     "ENCRYPTED_MARKER",

@@ -5,10 +5,10 @@ partition, outbound messages + audit entries + checkpoints + offsets in one Kafk
 (``KafkaTransferSink``). ``KafkaAuditStore`` reads a chain back. See ``gateway/README.md``.
 """
 
-from gateway.runtime._adapter import LINEAGE_SCHEMA, gateway_record, lineage_of, pilot_category_of
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
-from gateway.runtime._avro import SCHEMA_NAMES, GatewaySerde, kafka_registrar, schema_text
-from gateway.runtime._codec import (
+from pcf_exchange.gateway.runtime._adapter import LINEAGE_SCHEMA, gateway_record, lineage_of, pilot_category_of
+from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from pcf_exchange.gateway.runtime._avro import SCHEMA_NAMES, GatewaySerde, kafka_registrar, schema_text
+from pcf_exchange.gateway.runtime._codec import (
     HeldSource,
     approval_from_request,
     checkpoint_from_datum,
@@ -21,17 +21,17 @@ from gateway.runtime._codec import (
     sealed_from_datum,
     sealed_to_datum,
 )
-from gateway.runtime._kafka import fetch_one, partition_count, read_to_end
-from gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats, gateway_schemas
-from gateway.runtime._sink import KafkaAuditStore, KafkaTransferSink, Produced, read_audit_logs
-from gateway.runtime._subscriptions import (
+from pcf_exchange.gateway.runtime._kafka import fetch_one, partition_count, read_to_end
+from pcf_exchange.gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats, gateway_schemas
+from pcf_exchange.gateway.runtime._sink import KafkaAuditStore, KafkaTransferSink, Produced, read_audit_logs
+from pcf_exchange.gateway.runtime._subscriptions import (
     Subscription,
     Subscriptions,
     default_subscriptions_path,
     load_subscriptions,
     parse_subscriptions,
 )
-from gateway.runtime._topics import Topics, log_id_for
+from pcf_exchange.gateway.runtime._topics import Topics, log_id_for
 
 __all__ = [
     "LINEAGE_SCHEMA",

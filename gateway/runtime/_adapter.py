@@ -39,12 +39,12 @@ from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
-from contracts import PCFX_EXTENSION_SCHEMA, RolledUpFootprint, to_pact_json
-from contracts._jsonio import loads as json_loads
-from contracts._pact import PCFX_EXTENSION_SPEC_VERSION
-from contracts._serde import from_avro_dict
-from contracts._types import format_datetime
-from contracts.errors import ValidationFailed, Violation
+from pcf_exchange.contracts import PCFX_EXTENSION_SCHEMA, RolledUpFootprint, to_pact_json
+from pcf_exchange.contracts._jsonio import loads as json_loads
+from pcf_exchange.contracts._pact import PCFX_EXTENSION_SPEC_VERSION
+from pcf_exchange.contracts._serde import from_avro_dict
+from pcf_exchange.contracts._types import format_datetime
+from pcf_exchange.contracts.errors import ValidationFailed, Violation
 
 __all__ = [
     "LINEAGE_SCHEMA",

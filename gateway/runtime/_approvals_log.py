@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from contracts.errors import TrustError
-from gateway._approvals import Approval, expire
-from gateway.runtime._codec import HeldSource, approval_from_request
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway._approvals import Approval, expire
+from pcf_exchange.gateway.runtime._codec import HeldSource, approval_from_request
 
 __all__ = ["ApprovalBook", "ApprovalRow", "Candidate", "Judge", "Refusal", "RowStatus"]
 

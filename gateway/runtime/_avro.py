@@ -20,10 +20,10 @@ from typing import Any, Final
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from contracts import SchemaRegistry, register_schemas, subject_for, unframe
-from contracts.errors import SerdeError, UnknownSchemaError
-from gateway.audit import AuditEntry
-from gateway.runtime._codec import seal_to_datum
+from pcf_exchange.contracts import SchemaRegistry, register_schemas, subject_for, unframe
+from pcf_exchange.contracts.errors import SerdeError, UnknownSchemaError
+from pcf_exchange.gateway.audit import AuditEntry
+from pcf_exchange.gateway.runtime._codec import seal_to_datum
 
 __all__ = [
     "GATEWAY_NAMESPACE",
@@ -51,7 +51,7 @@ Registrar = Callable[[list[tuple[str, str]]], None]
 def schema_text(name: str) -> str:
     if name not in SCHEMA_NAMES:
         raise KeyError(f"'{name}' is not a gateway record type (one of {', '.join(SCHEMA_NAMES)})")
-    return resources.files("gateway.runtime").joinpath("schemas", f"{name}.avsc").read_text()
+    return resources.files("pcf_exchange.gateway.runtime").joinpath("schemas", f"{name}.avsc").read_text()
 
 
 @cache

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway._approvals import Approval, ApprovalState
-from gateway._sealing import SealedMessage
-from gateway.audit import AuditEntry, Checkpoint
-from gateway.policy import RecordRef
+from pcf_exchange.gateway._approvals import Approval, ApprovalState
+from pcf_exchange.gateway._sealing import SealedMessage
+from pcf_exchange.gateway.audit import AuditEntry, Checkpoint
+from pcf_exchange.gateway.policy import RecordRef
 
 __all__ = [
     "HeldSource",

@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from contracts.canonical import canonical_json
-from contracts.errors import ContractError, TrustError
-from gateway.audit import AuditEntry, Checkpoint
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import ContractError, TrustError
+from pcf_exchange.gateway.audit import AuditEntry, Checkpoint
 
 __all__ = ["AuditLogs", "read_export", "write_export"]
 

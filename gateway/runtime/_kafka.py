@@ -18,8 +18,8 @@ from typing import Any
 from confluent_kafka import KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
-from contracts.errors import BrokerError
-from contracts.kafka_client import librdkafka_config, read_to_end
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.contracts.kafka_client import librdkafka_config, read_to_end
 
 __all__ = [
     "consumer_config",

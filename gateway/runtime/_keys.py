@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from contracts.errors import KeyStoreError
-from contracts.keyfiles import (
+from pcf_exchange.contracts.errors import KeyStoreError
+from pcf_exchange.contracts.keyfiles import (
     key_id_of,
     load_ed25519_private_key,
     load_ed25519_public_key,
@@ -29,7 +29,7 @@ from contracts.keyfiles import (
     raw_public_key,
     write_key_file,
 )
-from gateway._sealing import GatewayKey
+from pcf_exchange.gateway._sealing import GatewayKey
 
 __all__ = [
     "derive_secret",

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway._approvals import approve, deny
-from gateway._decision_signing import sign_decision
-from gateway._errors import ApprovalStateError
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
-from gateway.runtime._codec import decided_event
+from pcf_exchange.gateway._approvals import approve, deny
+from pcf_exchange.gateway._decision_signing import sign_decision
+from pcf_exchange.gateway._errors import ApprovalStateError
+from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from pcf_exchange.gateway.runtime._codec import decided_event
 
 __all__ = [
     "DecisionWritten",
@@ -129,7 +129,7 @@ class _Decoder(Protocol):
 
 def read_approval_book(servers: str, topic: str, serde: _Decoder) -> ApprovalBook:
     """Every event on the approvals topic, folded into a book (read from the start to the end)."""
-    from gateway.runtime import partition_count, read_to_end
+    from pcf_exchange.gateway.runtime import partition_count, read_to_end
 
     book = ApprovalBook()
     parts = [(topic, p) for p in range(partition_count(servers, topic))]
@@ -142,8 +142,8 @@ def publish_decision(servers: str, topic: str, approval_id: str, value: bytes) -
     """Write one encoded ``decided`` event, keyed by the approval id, and wait for the ack."""
     from confluent_kafka import KafkaException, Producer
 
-    from contracts.errors import BrokerError
-    from gateway.runtime._kafka import producer_config
+    from pcf_exchange.contracts.errors import BrokerError
+    from pcf_exchange.gateway.runtime._kafka import producer_config
 
     producer = Producer(producer_config(servers))
     try:

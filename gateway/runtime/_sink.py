@@ -25,19 +25,19 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from contracts.errors import BrokerError, TrustError
-from gateway._errors import AuditStoreError, CommitFailed
-from gateway._sealing import GatewayKey, SealedMessage
-from gateway.audit import AuditEntry, Checkpoint, seal_entry
-from gateway.runtime._avro import GatewaySerde
-from gateway.runtime._codec import (
+from pcf_exchange.contracts.errors import BrokerError, TrustError
+from pcf_exchange.gateway._errors import AuditStoreError, CommitFailed
+from pcf_exchange.gateway._sealing import GatewayKey, SealedMessage
+from pcf_exchange.gateway.audit import AuditEntry, Checkpoint, seal_entry
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
+from pcf_exchange.gateway.runtime._codec import (
     checkpoint_from_datum,
     checkpoint_to_datum,
     entry_from_datum,
     sealed_to_datum,
 )
-from gateway.runtime._kafka import producer_config, read_to_end
-from gateway.runtime._topics import Topics
+from pcf_exchange.gateway.runtime._kafka import producer_config, read_to_end
+from pcf_exchange.gateway.runtime._topics import Topics
 
 __all__ = ["KafkaAuditStore", "KafkaTransferSink", "Produced", "read_audit_logs"]
 
@@ -234,7 +234,7 @@ def read_audit_logs(
     (``topic[partition]@offset: why``) and the caller decides (``audit verify`` fails on it).
     When *offsets* is given it receives, per log id, the ``pcf.audit`` offset of each entry.
     """
-    from gateway.runtime._kafka import partition_count
+    from pcf_exchange.gateway.runtime._kafka import partition_count
 
     wanted = set(log_ids) if log_ids is not None else None
     problems: list[str] = []

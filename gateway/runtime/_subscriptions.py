@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from contracts.errors import Violation
-from gateway._errors import PolicyFileInvalid
-from gateway.policy import Policy
+from pcf_exchange.contracts.errors import Violation
+from pcf_exchange.gateway._errors import PolicyFileInvalid
+from pcf_exchange.gateway.policy import Policy
 
 __all__ = [
     "Subscription",
@@ -166,7 +166,7 @@ def parse_subscriptions(data: Any, policy: Policy, *, source: str = "<memory>") 
 
 def load_subscriptions(path: str | Path, policy: Policy) -> Subscriptions:
     """Read and check a subscriptions YAML file (see the module docstring)."""
-    from contracts.errors import ContractError
+    from pcf_exchange.contracts.errors import ContractError
 
     path = Path(path)
     try:

@@ -21,7 +21,7 @@ retention, and the gateway refuses to start on topics that lack it
 
 from __future__ import annotations
 
-from contracts.topics import TopicNames as Topics
+from pcf_exchange.contracts.topics import TopicNames as Topics
 
 __all__ = ["Topics", "log_id_for"]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 
-from contracts import register_missing, topic_schemas
-from gateway import default_policy_path
-from gateway.policy import load_policy
-from gateway.runtime._runner import gateway_schemas
-from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
-from gateway.runtime._topics import Topics
+from pcf_exchange.contracts import register_missing, topic_schemas
+from pcf_exchange.gateway import default_policy_path
+from pcf_exchange.gateway.policy import load_policy
+from pcf_exchange.gateway.runtime._runner import gateway_schemas
+from pcf_exchange.gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
+from pcf_exchange.gateway.runtime._topics import Topics
 
 __all__ = ["compose_schemas", "main"]
 

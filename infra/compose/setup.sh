@@ -34,7 +34,7 @@ pcfx keys new --supplier officer --out-dir "$S/keys" --json > "$S/keys/officer.j
 cp "$(field "$S/keys/officer.json" privateKey)" "$S/keys/officer.key.pem"
 
 pcfx streams topics
-python -m infra.compose.register_schemas
+python -m pcf_exchange.infra.compose.register_schemas
 pcfx keys register --key "$(field "$S/keys/operator.json" privateKey)" --role service \
     --public-key "$(field "$S/keys/streams.json" publicKey)"
 pcfx keys register --key "$(field "$S/keys/operator.json" privateKey)" --role officer \

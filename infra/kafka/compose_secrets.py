@@ -25,9 +25,9 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from contracts.kafka_client import KafkaClientSettings, write_client_properties
-from infra.kafka.launcher import ADMIN_USER, SCRAM_MECHANISM
-from infra.kafka.tls import make_broker_tls
+from pcf_exchange.contracts.kafka_client import KafkaClientSettings, write_client_properties
+from pcf_exchange.infra.kafka.launcher import ADMIN_USER, SCRAM_MECHANISM
+from pcf_exchange.infra.kafka.tls import make_broker_tls
 
 __all__ = ["write_compose_secrets"]
 
@@ -53,7 +53,7 @@ def write_compose_secrets(
         cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
     server = directory / "server.properties"
     if not server.exists():
-        template = resources.files("infra.kafka").joinpath("server-compose.properties.template")
+        template = resources.files("pcf_exchange.infra.kafka").joinpath("server-compose.properties.template")
         _secret_file(
             server,
             string.Template(template.read_text()).substitute(

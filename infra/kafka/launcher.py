@@ -58,9 +58,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import BrokerError, InfrastructureError
-from contracts.kafka_client import KafkaClientSettings, write_client_properties
-from contracts.topics import replication_for
+from pcf_exchange.contracts.errors import BrokerError, InfrastructureError
+from pcf_exchange.contracts.kafka_client import KafkaClientSettings, write_client_properties
+from pcf_exchange.contracts.topics import replication_for
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -216,7 +216,7 @@ def ensure_jars(version: str | None = None) -> Path:
     partial = lib.with_name("lib.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(resources.files("infra.kafka") / "pom.xml") as pom:
+    with resources.as_file(resources.files("pcf_exchange.infra.kafka") / "pom.xml") as pom:
         cmd = [
             mvn,
             "-q",
@@ -389,7 +389,7 @@ def start(
     data_dir = state_dir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     name = "server-secure.properties.template" if secure else "server.properties.template"
-    template = resources.files("infra.kafka").joinpath(name).read_text()
+    template = resources.files("pcf_exchange.infra.kafka").joinpath(name).read_text()
     config = state_dir / "server.properties"
     values: dict[str, object] = {
         "port": port,
@@ -399,7 +399,7 @@ def start(
     admin_password = ""
     settings: KafkaClientSettings | None = None
     if secure:
-        from infra.kafka.tls import make_broker_tls
+        from pcf_exchange.infra.kafka.tls import make_broker_tls
 
         tls = make_broker_tls(state_dir / "tls")
         admin_password = secrets.token_hex(24)
@@ -423,7 +423,7 @@ def start(
     with os.fdopen(fd, "w") as out:
         out.write(string.Template(template).substitute(values))
     log4j = state_dir / "log4j2.properties"
-    log4j.write_text(resources.files("infra.kafka").joinpath("log4j2.properties").read_text())
+    log4j.write_text(resources.files("pcf_exchange.infra.kafka").joinpath("log4j2.properties").read_text())
     cp = f"{lib}{os.sep}*"
     java = ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
     cluster_id = subprocess.run(
@@ -657,7 +657,7 @@ def cluster_config(
     port, controller_port = ports[node_id - 1]
     text = (
         template
-        or resources.files("infra.kafka").joinpath("server-cluster.properties.template").read_text()
+        or resources.files("pcf_exchange.infra.kafka").joinpath("server-cluster.properties.template").read_text()
     )
     return string.Template(text).substitute(
         node_id=node_id,
@@ -780,7 +780,7 @@ def start_cluster(
     ports = [(flat[2 * i], flat[2 * i + 1]) for i in range(nodes)]
     state_dir.mkdir(parents=True, exist_ok=True)
     log4j = state_dir / "log4j2.properties"
-    log4j.write_text(resources.files("infra.kafka").joinpath("log4j2.properties").read_text())
+    log4j.write_text(resources.files("pcf_exchange.infra.kafka").joinpath("log4j2.properties").read_text())
     java = _java_command(lib, log4j)
     cluster_id = subprocess.run(
         [*java, "kafka.tools.StorageTool", "random-uuid"],
@@ -789,7 +789,7 @@ def start_cluster(
         timeout=120,
         check=True,
     ).stdout.strip()
-    template = resources.files("infra.kafka").joinpath("server-cluster.properties.template")
+    template = resources.files("pcf_exchange.infra.kafka").joinpath("server-cluster.properties.template")
     text = template.read_text()
     for node_id in range(1, nodes + 1):
         node_dir = state_dir / f"node-{node_id}"

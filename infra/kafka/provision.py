@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.kafka_client import CONFIG_ENV, reset
-from infra.kafka import launcher
+from pcf_exchange.contracts.kafka_client import CONFIG_ENV, reset
+from pcf_exchange.infra.kafka import launcher
 
 __all__ = ["ProvisionedBroker", "docker_engine_answers", "provision_broker"]
 

@@ -33,9 +33,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from contracts.acl import ROLES, Grant, grants_for
-from contracts.errors import BrokerError, ContractError
-from contracts.kafka_client import (
+from pcf_exchange.contracts.acl import ROLES, Grant, grants_for
+from pcf_exchange.contracts.errors import BrokerError, ContractError
+from pcf_exchange.contracts.kafka_client import (
     KafkaClientSettings,
     client_settings,
     librdkafka_config,

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def _bootstrap(explicit: str | None) -> str:
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     return bootstrap_servers(explicit)
 
@@ -21,7 +21,7 @@ def _registry(
 ) -> Any:
     """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka of
     the deployment *prefix*."""
-    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
+    from pcf_exchange.contracts import HttpSchemaRegistry, KafkaSchemaRegistry
 
     return (
         HttpSchemaRegistry(url)

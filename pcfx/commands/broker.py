@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from contracts.errors import BrokerError
-from infra.kafka import launcher
-from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
-from pcfx.options import JsonOut
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.infra.kafka import launcher
+from pcf_exchange.pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
+from pcf_exchange.pcfx.options import JsonOut
 
 app = typer.Typer(
     help="Run a real Apache Kafka broker (KRaft) from Maven Central jars, without Docker.",

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pcfx.console import console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.pcfx.console import console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     LogFormat,
     LogFormatName,
     LogLevel,
@@ -35,7 +35,7 @@ from pcfx.options import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gateway.runtime._officer import OfficerKey
+    from pcf_exchange.gateway.runtime._officer import OfficerKey
 
 __all__ = ["console_app"]
 
@@ -75,9 +75,9 @@ def add_user(
     as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
 ) -> None:
     """Add an officer (or set a new password): the key must load and belong to OFFICER."""
-    from contracts.errors import KeyStoreError
-    from gateway.console._auth import UsersFile
-    from producers.keys import load_signer
+    from pcf_exchange.contracts.errors import KeyStoreError
+    from pcf_exchange.gateway.console._auth import UsersFile
+    from pcf_exchange.producers.keys import load_signer
 
     signer = load_signer(key, passphrase(passphrase_file, passphrase_env), owner=officer)
     if password_env is not None:
@@ -166,17 +166,17 @@ def serve_console(
     --metrics-port, /metrics, /healthz and /readyz on plain HTTP."""
     import threading
 
-    from contracts.observability import (
+    from pcf_exchange.contracts.observability import (
         Readiness,
         configure_logging,
         log_level_of,
         start_ops_server,
     )
-    from gateway._sealing import KeyRing
-    from gateway.api._server import create_self_signed_cert, serve
-    from gateway.console._app import ConsoleSettings, create_console_app
-    from gateway.console._auth import UsersFile
-    from gateway.console._sources import (
+    from pcf_exchange.gateway._sealing import KeyRing
+    from pcf_exchange.gateway.api._server import create_self_signed_cert, serve
+    from pcf_exchange.gateway.console._app import ConsoleSettings, create_console_app
+    from pcf_exchange.gateway.console._auth import UsersFile
+    from pcf_exchange.gateway.console._sources import (
         ApprovalQueue,
         AuditSource,
         FileAuditSource,
@@ -184,7 +184,7 @@ def serve_console(
         KafkaAuditSource,
         rule_basis,
     )
-    from gateway.runtime._keys import load_gateway_public_key
+    from pcf_exchange.gateway.runtime._keys import load_gateway_public_key
 
     configure_logging("console", log_level(level), log_format.value)
     if self_signed == (tls_cert is not None or tls_key is not None):
@@ -197,7 +197,7 @@ def serve_console(
     keys = KeyRing.of(*(load_gateway_public_key(p) for p in gateway_pub))
     servers: str | None = None
     if audit_log is None or not no_approvals or operator_pub is not None:
-        from pcfx.settings import bootstrap_servers
+        from pcf_exchange.pcfx.settings import bootstrap_servers
 
         servers = bootstrap or bootstrap_servers()
     audit: AuditSource = (
@@ -265,11 +265,11 @@ def _registration_check(
 ) -> Callable[[OfficerKey], str | None]:
     """At login: the key registered with role officer on ``pcf.keys`` (under the operator key)
     and usable now, read afresh each time (a revocation takes effect at the next login)."""
-    from contracts import AvroSerde, KafkaSchemaRegistry, SignerRole
-    from contracts.errors import TrustError
-    from contracts.keyfiles import load_ed25519_public_key
-    from gateway.runtime._topics import Topics
-    from producers._keydir import KeyDirectory
+    from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry, SignerRole
+    from pcf_exchange.contracts.errors import TrustError
+    from pcf_exchange.contracts.keyfiles import load_ed25519_public_key
+    from pcf_exchange.gateway.runtime._topics import Topics
+    from pcf_exchange.producers._keydir import KeyDirectory
 
     operator = load_ed25519_public_key(operator_pub)
     topic = Topics(topic_prefix).keys

@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from rich.table import Table
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -76,16 +76,16 @@ from contracts import (
     to_pact_json,
     topic_schemas,
 )
-from contracts.errors import BrokerError, PcfError
-from contracts.kafka_client import use_config_file
-from gateway.runtime import Topics, gateway_schemas
-from pcfx._services import Service, Services, start_service, stop_services
-from pcfx.console import console, err_console, handle_errors, print_json
-from pcfx.options import JsonOut
-from pcfx.settings import bootstrap_servers
-from producers.delivery import KafkaSink
-from producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
-from streams.harness import ExchangeSession, namespace_of, stop_worker
+from pcf_exchange.contracts.errors import BrokerError, PcfError
+from pcf_exchange.contracts.kafka_client import use_config_file
+from pcf_exchange.gateway.runtime import Topics, gateway_schemas
+from pcf_exchange.pcfx._services import Service, Services, start_service, stop_services
+from pcf_exchange.pcfx.console import console, err_console, handle_errors, print_json
+from pcf_exchange.pcfx.options import JsonOut
+from pcf_exchange.pcfx.settings import bootstrap_servers
+from pcf_exchange.producers.delivery import KafkaSink
+from pcf_exchange.producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
+from pcf_exchange.streams.harness import ExchangeSession, namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 
@@ -100,7 +100,7 @@ def _demo_dir() -> Path:
     if checkout.is_dir():
         return checkout
     try:
-        return Path(str(importlib.resources.files("pcfx.demo_data") / "lfp"))
+        return Path(str(importlib.resources.files("pcf_exchange.pcfx.demo_data") / "lfp"))
     except ModuleNotFoundError:
         return checkout  # (neither: the loaders name the missing file)
 
@@ -143,7 +143,7 @@ class DemoExchange(ExchangeSession):
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from streams.runtime import StreamsConfig, ensure_topics
+        from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
 
         files = new_key_pair(
             "operator", self.workdir / "keys", overwrite=True, role=KeyRole.OPERATOR
@@ -163,8 +163,8 @@ class DemoExchange(ExchangeSession):
         )
         # every schema of the run's topics, the certification topics' statement schema included,
         # in one write session at set-up, on the run's own registry topic (<prefix>pcf._schemas)
-        from contracts.certification import STATEMENT_SCHEMA
-        from producers.certification import CertTopics, ensure_cert_topics
+        from pcf_exchange.contracts.certification import STATEMENT_SCHEMA
+        from pcf_exchange.producers.certification import CertTopics, ensure_cert_topics
 
         cert_topics = CertTopics(self.prefix)
         ensure_cert_topics(self.bootstrap, cert_topics)
@@ -287,7 +287,7 @@ class DemoExchange(ExchangeSession):
         log = (self.workdir / f"worker-{name}.log").open("wb")
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "pcfx", "streams", "run",
+                sys.executable, "-m", "pcf_exchange.pcfx", "streams", "run",
                 "--operator-key", str(self.operator_pub),
                 "--service-key", str(self.service_key),
                 "--group", f"{self.prefix}streams",
@@ -341,7 +341,7 @@ def _pcfx(
     bootstrap: str, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "pcfx", *args],
+        [sys.executable, "-m", "pcf_exchange.pcfx", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -357,8 +357,8 @@ def _gateway_files(bootstrap: str, keys: Path) -> tuple[Path, Path]:
     """Gateway and recipients' keys, the PACT API service's keys (X25519 to open what the gateway
     releases for it, Ed25519 to seal its disclosure audit chain), the shipped policy with these
     recipients' keys and a hold rule for the notified body, and the demo's subscriptions."""
-    from gateway.policy import default_policy_path
-    from gateway.runtime._keys import (
+    from pcf_exchange.gateway.policy import default_policy_path
+    from pcf_exchange.gateway.runtime._keys import (
         load_recipient_private_key,
         policy_with_recipient_keys,
         write_gateway_key,
@@ -535,7 +535,7 @@ def _pcfx_here(*args: str) -> tuple[int, str]:
 
     from typer.main import get_command
 
-    from pcfx.cli import app
+    from pcf_exchange.pcfx.cli import app
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -679,8 +679,8 @@ class CertificationAct:
             warnings.simplefilter("ignore")
             from fastapi.testclient import TestClient
 
-        from contracts.keyfiles import load_ed25519_public_key
-        from gateway.api._labels import SnapshotFile, label_router
+        from pcf_exchange.contracts.keyfiles import load_ed25519_public_key
+        from pcf_exchange.gateway.api._labels import SnapshotFile, label_router
 
         snapshot = self.folder / "registry-snapshot.json"
         _must(
@@ -730,7 +730,7 @@ def art7_footprint(
     """The pack maker's footprint for its Art. 7 declaration: the pack's current roll-up from
     ``pcf.products`` as PACT JSON, naming its catalogue entry and PCR pack, with the stage
     breakdown :func:`annex_ii_stages` derives from the roll-up's lineage."""
-    from contracts import to_pact_json
+    from pcf_exchange.contracts import to_pact_json
 
     record = latest[product]
     if record.footprint is None:
@@ -772,11 +772,11 @@ def _opened(
 ) -> list[dict[str, Any]]:
     """What *recipient* opens on its outbound topic (as ``pcfx outbound decrypt`` does, in this
     process): each message's signature verified and decrypted with the recipient's key."""
-    from contracts.errors import TrustError
-    from contracts.kafka_client import read_to_end
-    from gateway._sealing import KeyRing, open_message
-    from gateway.runtime._codec import sealed_from_datum
-    from gateway.runtime._keys import load_gateway_public_key, load_recipient_private_key
+    from pcf_exchange.contracts.errors import TrustError
+    from pcf_exchange.contracts.kafka_client import read_to_end
+    from pcf_exchange.gateway._sealing import KeyRing, open_message
+    from pcf_exchange.gateway.runtime._codec import sealed_from_datum
+    from pcf_exchange.gateway.runtime._keys import load_gateway_public_key, load_recipient_private_key
 
     private = load_recipient_private_key(keys / f"{recipient}.x25519.pem")
     trusted = KeyRing.of(load_gateway_public_key(keys / "gateway.key.pub.pem"))
@@ -797,9 +797,9 @@ def declaration_act(exchange: DemoExchange, latest: dict[str, RolledUpFootprint]
     """``pcfx declarations art7 --kafka``: the pack maker's Art. 7 declaration built from the
     pack's current roll-up, decided, sealed to the EU customer and audited by the gateway (one
     entry on the chain ``pcfx-declarations``); then the customer opens it."""
-    from contracts import KafkaSchemaRegistry
-    from gateway.runtime import read_audit_logs
-    from gateway.runtime._avro import GatewaySerde
+    from pcf_exchange.contracts import KafkaSchemaRegistry
+    from pcf_exchange.gateway.runtime import read_audit_logs
+    from pcf_exchange.gateway.runtime._avro import GatewaySerde
 
     workdir, prefix = exchange.workdir, exchange.prefix
     folder = workdir / "declarations"
@@ -930,7 +930,7 @@ def run_demo(
     ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
     says the caller started the local broker for the demo, so that ``pcfx demo stop`` stops it.
     """
-    from streams.batch import run_rollup
+    from pcf_exchange.streams.batch import run_rollup
 
     prefix = prefix or demo_prefix()
     workdir = workdir.resolve()
@@ -1173,7 +1173,7 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
         services.processes.append(Service(f"streams worker w{number}", proc.pid, log, prefix))
     gateway, _ = start_service(
         "gateway",
-        [sys.executable, "-m", "pcfx", *_gateway_run(prefix, workdir, exchange.operator_pub)],
+        [sys.executable, "-m", "pcf_exchange.pcfx", *_gateway_run(prefix, workdir, exchange.operator_pub)],
         workdir / "gateway.log",
         prefix,
         env,
@@ -1248,7 +1248,7 @@ DEMO_TENANTS = {
 def _demo_tenants(bootstrap: str, workdir: Path, prefix: str) -> None:
     """Create the demo's principals and their ACLs on the run's topics (*prefix*), with their
     client configs in ``<workdir>/kafka/``."""
-    from infra.kafka.tenants import add_tenant
+    from pcf_exchange.infra.kafka.tenants import add_tenant
 
     folder = workdir / "kafka"
     for name, role in DEMO_TENANTS.items():
@@ -1274,7 +1274,7 @@ def _broker_refusals(bootstrap: str, workdir: Path, prefix: str) -> list[str]:
     """What the broker itself refuses the demo's parties (a line each): the ACLs at work."""
     from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-    from contracts.kafka_client import KafkaClientSettings
+    from pcf_exchange.contracts.kafka_client import KafkaClientSettings
 
     def settings(name: str) -> dict[str, Any]:
         path = workdir / "kafka" / f"{name}.properties"
@@ -1342,7 +1342,7 @@ def demo(
     broker is started, and stopped again, when none is)."""
     if ctx.invoked_subcommand is not None:
         return
-    from infra.kafka import launcher
+    from pcf_exchange.infra.kafka import launcher
 
     started = False
     prefix = demo_prefix()
@@ -1381,7 +1381,7 @@ def demo(
 @handle_errors
 def demo_stop(workdir: WorkDir = Path(".pcfx/demo"), json_out: JsonOut = False) -> None:
     """Stop what `pcfx demo --keep-running` left running (and a broker the demo started)."""
-    from infra.kafka import launcher
+    from pcf_exchange.infra.kafka import launcher
 
     done, services = stop_services(workdir.resolve())
     if services is None:

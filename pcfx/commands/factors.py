@@ -16,9 +16,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.table import Table
 
-from contracts import EmissionFactor, load_factors
-from contracts._types import format_decimal
-from pcfx.commands.publish import (
+from pcf_exchange.contracts import EmissionFactor, load_factors
+from pcf_exchange.contracts._types import format_decimal
+from pcf_exchange.pcfx.commands.publish import (
     BatchSize,
     DryRun,
     LedgerPath,
@@ -27,8 +27,8 @@ from pcfx.commands.publish import (
     _finish,
     _ledger,
 )
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     PassphraseEnv,
@@ -37,17 +37,17 @@ from pcfx.options import (
     TopicPrefix,
     passphrase,
 )
-from pcfx.settings import bootstrap_servers
-from producers._publisher import Publisher, Topics
-from producers.factors import (
+from pcf_exchange.pcfx.settings import bootstrap_servers
+from pcf_exchange.producers._publisher import Publisher, Topics
+from pcf_exchange.producers.factors import (
     FactorCatalogue,
     FactorVersion,
     RowProblem,
     check_factor_table,
     plan_import,
 )
-from producers.keys import KeyRole, load_public_key, load_signer
-from streams.adapt import factor_assumptions
+from pcf_exchange.producers.keys import KeyRole, load_public_key, load_signer
+from pcf_exchange.streams.adapt import factor_assumptions
 
 __all__ = ["factors_app"]
 
@@ -219,7 +219,7 @@ def _catalogue(
                 raise typer.Exit(int(ExitCode.UNREADABLE_INPUT))
             factors.extend(r.value for r in loaded if r.value is not None)
         return FactorCatalogue.of_factors(factors)
-    from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
+    from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 
     servers = bootstrap_servers(bootstrap)
     registry: SchemaRegistry = (

@@ -27,27 +27,27 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from contracts._registry import SERVICE_STARTUP_S
-from contracts.keyfiles import load_x25519_public_key
-from gateway._pipeline import GatewaySecrets
-from gateway.policy import CounterState, Policy, evaluate, load_policy
-from gateway.runtime._avro import kafka_registrar
-from gateway.runtime._export import UnreadableInput
-from gateway.runtime._keys import (
+from pcf_exchange.contracts._registry import SERVICE_STARTUP_S
+from pcf_exchange.contracts.keyfiles import load_x25519_public_key
+from pcf_exchange.gateway._pipeline import GatewaySecrets
+from pcf_exchange.gateway.policy import CounterState, Policy, evaluate, load_policy
+from pcf_exchange.gateway.runtime._avro import kafka_registrar
+from pcf_exchange.gateway.runtime._export import UnreadableInput
+from pcf_exchange.gateway.runtime._keys import (
     derive_secret,
     load_gateway_key,
     load_gateway_public_key,
     load_secret,
 )
-from gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
-from gateway.runtime._topics import Topics
-from pcfx.commands._gateway_shared import _bootstrap, _registry
-from pcfx.commands.gateway_approvals import approvals_app
-from pcfx.commands.gateway_audit import audit_app
-from pcfx.commands.gateway_keys import keys_app
-from pcfx.commands.gateway_outbound import outbound_app
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
+from pcf_exchange.gateway.runtime._topics import Topics
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _registry
+from pcf_exchange.pcfx.commands.gateway_approvals import approvals_app
+from pcf_exchange.pcfx.commands.gateway_audit import audit_app
+from pcf_exchange.pcfx.commands.gateway_keys import keys_app
+from pcf_exchange.pcfx.commands.gateway_outbound import outbound_app
+from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     LogFormat,
@@ -250,11 +250,11 @@ def run(
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Consume pcf.products; per subscriber decide, seal and send, audited in one transaction."""
-    from contracts.observability import configure_logging, start_ops_server
-    from gateway.runtime._runner import SERVICE, GatewayRunner, RunnerSettings
+    from pcf_exchange.contracts.observability import configure_logging, start_ops_server
+    from pcf_exchange.gateway.runtime._runner import SERVICE, GatewayRunner, RunnerSettings
 
     configure_logging(SERVICE, log_level(level), log_format.value)
-    from producers.keys import key_id_of, load_public_key
+    from pcf_exchange.producers.keys import key_id_of, load_public_key
 
     loaded, subs = _load(policy, subscriptions)
     signer = load_gateway_key(gateway_key, passphrase=passphrase(passphrase_file, passphrase_env))

@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from gateway.runtime._keys import (
+from pcf_exchange.gateway.runtime._keys import (
     write_gateway_key,
     write_recipient_key,
     write_secret,
 )
-from pcfx.console import console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.pcfx.console import console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     JsonOut,
     PassphraseEnv,
     PassphraseFile,

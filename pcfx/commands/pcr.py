@@ -20,8 +20,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from contracts.errors import BrokerError, ContractError
-from contracts.pcr import (
+from pcf_exchange.contracts.errors import BrokerError, ContractError
+from pcf_exchange.contracts.pcr import (
     DecisionState,
     PcrCheck,
     PcrOutcome,
@@ -34,10 +34,10 @@ from contracts.pcr import (
     default_packs,
     pending,
 )
-from contracts.topics import TopicNames
-from pcfx.console import ExitCode, console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
-from pcfx.tables import ends_with_part, resolve_id
+from pcf_exchange.contracts.topics import TopicNames
+from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
+from pcf_exchange.pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcf_exchange.pcfx.tables import ends_with_part, resolve_id
 
 __all__ = ["pcr_app", "review_app"]
 
@@ -231,7 +231,7 @@ def pcr_check(
 
 
 def _read(servers: str, topic: str, serde: ReviewSerde) -> Iterator[ReviewEvent]:
-    from gateway.runtime import partition_count, read_to_end
+    from pcf_exchange.gateway.runtime import partition_count, read_to_end
 
     parts = [(topic, p) for p in range(partition_count(servers, topic))]
     for message in read_to_end(servers, parts):
@@ -239,7 +239,7 @@ def _read(servers: str, topic: str, serde: ReviewSerde) -> Iterator[ReviewEvent]
 
 
 def _book(servers: str, names: TopicNames) -> tuple[list[ReviewEvent], list[ReviewEvent]]:
-    from contracts import KafkaSchemaRegistry
+    from pcf_exchange.contracts import KafkaSchemaRegistry
 
     registry = KafkaSchemaRegistry(servers, prefix=names.prefix)
     try:
@@ -252,7 +252,7 @@ def _book(servers: str, names: TopicNames) -> tuple[list[ReviewEvent], list[Revi
 
 
 def _servers(bootstrap: str | None) -> str:
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     return bootstrap_servers(bootstrap)
 
@@ -370,9 +370,9 @@ def _decide(
 ) -> None:
     from confluent_kafka import KafkaException, Producer
 
-    from contracts import KafkaSchemaRegistry
-    from contracts.kafka_client import librdkafka_config
-    from producers.keys import load_signer
+    from pcf_exchange.contracts import KafkaSchemaRegistry
+    from pcf_exchange.contracts.kafka_client import librdkafka_config
+    from pcf_exchange.producers.keys import load_signer
 
     officer = load_signer(key, secret)
     servers = _servers(bootstrap)

@@ -18,10 +18,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from contracts import SignerRole
-from contracts.errors import TrustError
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
-from pcfx.options import (
+from pcf_exchange.contracts import SignerRole
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     PassphraseEnv,
@@ -30,16 +30,16 @@ from pcfx.options import (
     TopicPrefix,
     passphrase,
 )
-from pcfx.settings import bootstrap_servers
-from pcfx.tables import keys_table
-from producers._input import Item, Kind, load_items
-from producers._keydir import KeyDirectory, KeyState
-from producers._keyops import registration, revocation
-from producers._lifecycle import supersede
-from producers._publisher import DEFAULT_BATCH_SIZE, Publisher, Topics
-from producers._sequence import Ledger
-from producers._summary import PublishSummary, Status
-from producers.keys import (
+from pcf_exchange.pcfx.settings import bootstrap_servers
+from pcf_exchange.pcfx.tables import keys_table
+from pcf_exchange.producers._input import Item, Kind, load_items
+from pcf_exchange.producers._keydir import KeyDirectory, KeyState
+from pcf_exchange.producers._keyops import registration, revocation
+from pcf_exchange.producers._lifecycle import supersede
+from pcf_exchange.producers._publisher import DEFAULT_BATCH_SIZE, Publisher, Topics
+from pcf_exchange.producers._sequence import Ledger
+from pcf_exchange.producers._summary import PublishSummary, Status
+from pcf_exchange.producers.keys import (
     DEFAULT_OPERATOR_ID,
     KeyRole,
     Signer,
@@ -449,7 +449,7 @@ def keys_list(
 ) -> None:
     """List the key registrations on the key topic (latest record per key)."""
     keys_topic = topic_prefix + keys_topic
-    from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
+    from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
 
     servers = bootstrap_servers(bootstrap)
     operator = load_public_key(operator_public_key) if operator_public_key else None

@@ -27,12 +27,12 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from contracts import RolledUpFootprint
-from contracts.errors import PcfError
-from pcfx.console import console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, RegistryUrl, TopicPrefix
-from pcfx.tables import resolve_id
-from streams.results import (
+from pcf_exchange.contracts import RolledUpFootprint
+from pcf_exchange.contracts.errors import PcfError
+from pcf_exchange.pcfx.console import console, handle_errors, print_json
+from pcf_exchange.pcfx.options import Bootstrap, JsonOut, RegistryUrl, TopicPrefix
+from pcf_exchange.pcfx.tables import resolve_id
+from pcf_exchange.streams.results import (
     FigureState,
     Hotspot,
     ProductResults,
@@ -60,8 +60,8 @@ def read_results(
     """Every product's latest roll-up (and the one before) on *topic*, and how many records did
     not decode (counted, never silently dropped); the schemas come from *registry_url*, else
     the registry topic of the deployment *prefix*."""
-    from contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry
-    from contracts.kafka_client import read_to_end
+    from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry
+    from pcf_exchange.contracts.kafka_client import read_to_end
 
     registry: Any = (
         HttpSchemaRegistry(registry_url)
@@ -336,8 +336,8 @@ def results(
 ) -> None:
     """Live results from pcf.products: every product's latest figure, or one product's tree,
     hotspots and what changed since its previous version."""
-    from contracts.topics import TopicNames
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.contracts.topics import TopicNames
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     servers = bootstrap or bootstrap_servers()
     topic = TopicNames(topic_prefix).products

@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from contracts.acl import ROLES
-from infra.kafka import tenants as sdk
-from pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
-from pcfx.kafka_options import KafkaConfig, apply
-from pcfx.options import Bootstrap, JsonOut, TopicPrefix
-from pcfx.settings import bootstrap_servers
+from pcf_exchange.contracts.acl import ROLES
+from pcf_exchange.infra.kafka import tenants as sdk
+from pcf_exchange.pcfx.console import ExitCode, camel_keys, console, handle_errors, print_json
+from pcf_exchange.pcfx.kafka_options import KafkaConfig, apply
+from pcf_exchange.pcfx.options import Bootstrap, JsonOut, TopicPrefix
+from pcf_exchange.pcfx.settings import bootstrap_servers
 
 tenants_app = typer.Typer(
     help="Principals (SCRAM-SHA-512) and their ACLs on a secured broker (pcfx broker start"

@@ -16,7 +16,7 @@ not recomputed once per path that reaches it. Only results are built on demand
 (:meth:`results`): the network itself never computes a hash.
 
 >>> from decimal import Decimal as D
->>> from streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
+>>> from pcf_exchange.streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
 >>> figures = {"pcfExcludingBiogenicUptake": D("2.5"), "pcfIncludingBiogenicUptake": D("2.5"),
 ...            "fossilGhgEmissions": D("2.5")}
 >>> cell = ComponentFootprint("cell", "fp-1", 1, "piece", D(1), figures)
@@ -31,7 +31,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from contracts.errors import RollupError
+from pcf_exchange.contracts.errors import RollupError
 
 from ._component import ComponentState, component_step
 from ._engine import Delivery, Engine

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import Context, Decimal, Inexact
 
-from contracts.errors import RollupError, Violation
-from contracts.units import Dimension, unit
+from pcf_exchange.contracts.errors import RollupError, Violation
+from pcf_exchange.contracts.units import Dimension, unit
 
 from ._model import (
     CARBON_CONTENT_METRICS,

@@ -50,7 +50,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from contracts.errors import RollupError
+from pcf_exchange.contracts.errors import RollupError
 
 from ._component import ComponentState, Draft, Subscription, offered
 from ._messages import (

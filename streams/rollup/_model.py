@@ -37,9 +37,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from contracts.canonical import canonical_json
-from contracts.errors import RollupError, UnitError
-from contracts.units import unit
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import RollupError, UnitError
+from pcf_exchange.contracts.units import unit
 
 from ._numbers import ZERO, check_decimal, check_mapping
 

@@ -40,7 +40,7 @@ from decimal import (
     localcontext,
 )
 
-from contracts.errors import RollupError
+from pcf_exchange.contracts.errors import RollupError
 
 __all__ = [
     "EXACT_CONTEXT",

@@ -28,7 +28,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from contracts.errors import RollupError, Violation
+from pcf_exchange.contracts.errors import RollupError, Violation
 
 from ._model import HEADLINE_METRIC, Ref, _digest
 from ._numbers import rollup_context

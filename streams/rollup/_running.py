@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Context, Decimal, Inexact, localcontext
 from typing import Protocol
 
-from contracts.errors import RollupError
+from pcf_exchange.contracts.errors import RollupError
 
 from ._compute import (
     _canonical_cycle,

@@ -20,7 +20,7 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from gateway.api import (
+from pcf_exchange.gateway.api import (
     BackgroundServer,
     Client,
     DeliveryPolicy,

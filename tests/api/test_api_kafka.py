@@ -17,15 +17,15 @@ import pytest
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway import KeyRing
-from gateway._errors import CommitFailed
-from gateway._sealing import OUTBOUND_CONTENT_TYPE, GatewayKey, seal_batch
-from gateway.api import Client, api_state, create_app, hash_secret
-from gateway.api._kafka import API_RELEASES, KafkaDisclosureRecorder, KafkaReleaseSource
-from gateway.audit import EntryKind, check_audit_log
-from gateway.runtime import GatewaySerde, read_audit_logs, sealed_to_datum
-from gateway.runtime._keys import load_gateway_key
-from streams.adapt import deprecated_record
+from pcf_exchange.gateway import KeyRing
+from pcf_exchange.gateway._errors import CommitFailed
+from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, GatewayKey, seal_batch
+from pcf_exchange.gateway.api import Client, api_state, create_app, hash_secret
+from pcf_exchange.gateway.api._kafka import API_RELEASES, KafkaDisclosureRecorder, KafkaReleaseSource
+from pcf_exchange.gateway.audit import EntryKind, check_audit_log
+from pcf_exchange.gateway.runtime import GatewaySerde, read_audit_logs, sealed_to_datum
+from pcf_exchange.gateway.runtime._keys import load_gateway_key
+from pcf_exchange.streams.adapt import deprecated_record
 from tests.gateway._rollups import SECRET_ADDRESS, rolled_footprint
 from tests.gateway.test_runtime_kafka import EU, GB, Env, make_env
 
@@ -49,7 +49,7 @@ def eventually(check: Callable[[], bool], what: str, seconds: float = 60.0) -> N
 
 def gateway(env: Env, api_key: X25519PrivateKey, recipients: list[str] | None = None) -> Any:
     """The gateway of *env*, releasing for the API (key *api_key*) to *recipients*."""
-    from gateway.runtime import (
+    from pcf_exchange.gateway.runtime import (
         GatewayRunner,
         RunnerSettings,
         default_subscriptions_path,

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contracts.errors import ContractError, ValidationFailed
-from gateway.api import Client, hash_secret, load_clients, verify_secret
+from pcf_exchange.contracts.errors import ContractError, ValidationFailed
+from pcf_exchange.gateway.api import Client, hash_secret, load_clients, verify_secret
 from tests.api.conftest import SECRETS, TOKEN_TTL, SpecCheck, World
 
 

@@ -22,12 +22,12 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
-from contracts import HttpSchemaRegistry, SignerRole, register_all, subject_for
-from contracts.keyfiles import load_x25519_public_key
-from contracts.topics import TOPICS, ensure_topics
-from gateway.api import hash_secret, verify_secret
-from gateway.api._kafka import API_RELEASES
-from gateway.runtime import (
+from pcf_exchange.contracts import HttpSchemaRegistry, SignerRole, register_all, subject_for
+from pcf_exchange.contracts.keyfiles import load_x25519_public_key
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway.api import hash_secret, verify_secret
+from pcf_exchange.gateway.api._kafka import API_RELEASES
+from pcf_exchange.gateway.runtime import (
     GatewayRunner,
     GatewaySerde,
     RunnerSettings,
@@ -37,9 +37,9 @@ from gateway.runtime import (
     load_subscriptions,
     read_audit_logs,
 )
-from gateway.runtime._keys import write_gateway_key, write_recipient_key
-from pcfx.commands.api import app
-from pcfx.commands.gateway import audit_app
+from pcf_exchange.gateway.runtime._keys import write_gateway_key, write_recipient_key
+from pcf_exchange.pcfx.commands.api import app
+from pcf_exchange.pcfx.commands.gateway import audit_app
 from tests.contracts.conftest import registry_server  # noqa: F401 (a fixture)
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import SERVICE, Trust

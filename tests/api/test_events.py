@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from contracts.errors import InfrastructureError, PolicyDenied
-from gateway.api import (
+from pcf_exchange.contracts.errors import InfrastructureError, PolicyDenied
+from pcf_exchange.gateway.api import (
     Client,
     DeliveryPolicy,
     DeliveryStatus,
@@ -28,7 +28,7 @@ from gateway.api import (
     create_app,
     start_in_thread,
 )
-from gateway.api._events import RequestResponder
+from pcf_exchange.gateway.api._events import RequestResponder
 from tests.api._factory import make_footprint
 from tests.api.conftest import SpecCheck, World
 
@@ -396,7 +396,7 @@ class Recorder:
 def test_every_disclosure_is_recorded_first_or_nothing_is_sent(
     tls: Any, trust: Any, spec: SpecCheck, fail: bool
 ) -> None:
-    from gateway.api import hash_secret
+    from pcf_exchange.gateway.api import hash_secret
 
     footprints = [make_footprint(), make_footprint()]
     recorder = Recorder(fail=fail)
@@ -435,7 +435,7 @@ def test_every_disclosure_is_recorded_first_or_nothing_is_sent(
 def test_source_policy_denial_is_not_found(tls: Any, trust: Any, spec: SpecCheck) -> None:
     """A source that denies (the gateway's policy) yields 404, as an unknown id: a client cannot
     tell a footprint it may not see from one that does not exist."""
-    from gateway.api import hash_secret
+    from pcf_exchange.gateway.api import hash_secret
 
     class DenyingSource:
         async def list_for(self, recipient_id: str, query: FootprintQuery) -> list[dict[str, Any]]:

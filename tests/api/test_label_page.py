@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from contracts.certification import CertOutcome, CurrentFootprint
-from contracts.labels import encode_label, label_for, label_from_scan, label_url
-from gateway.api import InMemoryFootprintSource, create_app
-from gateway.api._labels import wants_html
-from gateway.api._server import create_self_signed_cert, start_in_thread
+from pcf_exchange.contracts.certification import CertOutcome, CurrentFootprint
+from pcf_exchange.contracts.labels import encode_label, label_for, label_from_scan, label_url
+from pcf_exchange.gateway.api import InMemoryFootprintSource, create_app
+from pcf_exchange.gateway.api._labels import wants_html
+from pcf_exchange.gateway.api._server import create_self_signed_cert, start_in_thread
 from tests.contracts.test_cert_registry import DAY, HASH_A, HASH_B, PRODUCT, T0, World
 from tests.producers.test_label_verify import _resign_body
 

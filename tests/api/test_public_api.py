@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import gateway.api
-from gateway.api._spec import PACT_OPENAPI_PATH, pact_openapi
+from pcf_exchange.gateway.api._spec import PACT_OPENAPI_PATH, pact_openapi
 from tests.api.conftest import OPENAPI_PATH
 
 EXPECTED = {

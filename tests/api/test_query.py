@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.api import ApiError, FootprintQuery, validity_period
-from gateway.api._query import Cursor, CursorCodec, ListRequest
+from pcf_exchange.gateway.api import ApiError, FootprintQuery, validity_period
+from pcf_exchange.gateway.api._query import Cursor, CursorCodec, ListRequest
 from tests.api._factory import make_footprint
 
 PRODUCTS = [f"urn:pact:example.com:product-id:{c}" for c in "abcd"]

@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from contracts import InMemorySchemaRegistry
-from contracts.errors import RegistryError
-from gateway import (
+from pcf_exchange.contracts import InMemorySchemaRegistry
+from pcf_exchange.contracts.errors import RegistryError
+from pcf_exchange.gateway import (
     GatewayKey,
     GatewaySecrets,
     KeyRing,
@@ -26,13 +26,13 @@ from gateway import (
     open_message,
     prepare_transfer,
 )
-from gateway._sealing import OUTBOUND_CONTENT_TYPE, OutboundBatch, SealedMessage, seal_batch
-from gateway.api import FootprintQuery
-from gateway.api._kafka import API_RELEASES, KafkaReleaseSource
-from gateway.audit import ChainHead, EntryKind
-from gateway.policy import CounterState
-from gateway.runtime import GatewaySerde, Topics, sealed_to_datum
-from gateway.runtime._runner import _own_records
+from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, OutboundBatch, SealedMessage, seal_batch
+from pcf_exchange.gateway.api import FootprintQuery
+from pcf_exchange.gateway.api._kafka import API_RELEASES, KafkaReleaseSource
+from pcf_exchange.gateway.audit import ChainHead, EntryKind
+from pcf_exchange.gateway.policy import CounterState
+from pcf_exchange.gateway.runtime import GatewaySerde, Topics, sealed_to_datum
+from pcf_exchange.gateway.runtime._runner import _own_records
 from tests.api._factory import make_footprint
 from tests.gateway._factories import NOW, PSEUDONYM_SECRET, battery_record
 
@@ -233,7 +233,7 @@ class _Flaky(InMemorySchemaRegistry):
 def test_a_registry_outage_is_no_refusal_the_record_waits_and_is_served_once_it_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gateway.api._kafka as kafka_module
+    import pcf_exchange.gateway.api._kafka as kafka_module
 
     monkeypatch.setattr(kafka_module, "_OUTAGE_PAUSES_S", (0.0,))
     reader = Reader()
@@ -263,7 +263,7 @@ def test_a_registry_outage_is_no_refusal_the_record_waits_and_is_served_once_it_
 def test_a_stopped_reader_gives_up_waiting_for_the_registry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gateway.api._kafka as kafka_module
+    import pcf_exchange.gateway.api._kafka as kafka_module
 
     monkeypatch.setattr(kafka_module, "_OUTAGE_PAUSES_S", (0.0,))
     reader = Reader()

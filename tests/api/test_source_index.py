@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.api import FootprintQuery, InMemoryFootprintSource, Page, page_of
-from gateway.api._query import sort_key
+from pcf_exchange.gateway.api import FootprintQuery, InMemoryFootprintSource, Page, page_of
+from pcf_exchange.gateway.api._query import sort_key
 from tests.api._factory import make_footprint
 
 IDS = [str(uuid.UUID(int=n)) for n in range(12)]

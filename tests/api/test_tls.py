@@ -12,8 +12,8 @@ import httpx
 import pytest
 from cryptography import x509
 
-from contracts.errors import InfrastructureError
-from gateway.api import (
+from pcf_exchange.contracts.errors import InfrastructureError
+from pcf_exchange.gateway.api import (
     DevCertificate,
     InMemoryFootprintSource,
     create_app,

@@ -17,8 +17,8 @@ from uuid import UUID
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import contracts
-from contracts import (
+from pcf_exchange import contracts
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -29,7 +29,7 @@ from contracts import (
     parse_footprint,
     register_all,
 )
-from contracts.examples import example_bom, example_factor, example_footprint
+from pcf_exchange.contracts.examples import example_bom, example_factor, example_footprint
 
 ROOT = Path(__file__).resolve().parents[2]
 PACT_DIR = ROOT.parent / "shared" / "pact"
@@ -249,7 +249,7 @@ def wire_samples(
     supplier_key: SupplierKey,
     private_key: Ed25519PrivateKey,
 ) -> dict[str, Any]:
-    from contracts import (
+    from pcf_exchange.contracts import (
         ApprovalDecision,
         ApprovalRequest,
         AuditCheckpoint,

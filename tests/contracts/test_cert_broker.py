@@ -19,8 +19,8 @@ from typing import Any
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts import AvroSerde, InMemorySchemaRegistry, parse_footprint, register_all, sign
-from contracts.certification import (
+from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, parse_footprint, register_all, sign
+from pcf_exchange.contracts.certification import (
     BodyKey,
     BodyListing,
     BodyRegistration,
@@ -31,11 +31,11 @@ from contracts.certification import (
     StatementSerde,
     sign_statement,
 )
-from contracts.kafka_client import librdkafka_config
-from contracts.keyfiles import key_id_of
-from contracts.labels import check_label, encode_label, label_for
-from contracts.topics import TOPICS, ensure_topics
-from producers.certification import (
+from pcf_exchange.contracts.kafka_client import librdkafka_config
+from pcf_exchange.contracts.keyfiles import key_id_of
+from pcf_exchange.contracts.labels import check_label, encode_label, label_for
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.producers.certification import (
     CertTopics,
     certificate_from_footprint,
     ensure_cert_topics,

@@ -14,8 +14,8 @@ from decimal import Decimal
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts import InMemorySchemaRegistry
-from contracts.certification import (
+from pcf_exchange.contracts import InMemorySchemaRegistry
+from pcf_exchange.contracts.certification import (
     BodyKey,
     BodyListing,
     BodyRegistration,
@@ -32,8 +32,8 @@ from contracts.certification import (
     footprint_digest,
     sign_statement,
 )
-from contracts.errors import CertificationError, SerdeError, ValidationFailed
-from contracts.keyfiles import key_id_of
+from pcf_exchange.contracts.errors import CertificationError, SerdeError, ValidationFailed
+from pcf_exchange.contracts.keyfiles import key_id_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PRODUCT = "urn:pact:fj-cells.cn:product-id:LFP280-CELL"

@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import contracts
-
-
+from pcf_exchange import contracts
 def test_all_lists_exactly_the_public_names() -> None:
     modules = {m.name for m in pkgutil.iter_modules(contracts.__path__)}
     public = {name for name in vars(contracts) if not name.startswith("_") and name not in modules}
@@ -17,7 +15,7 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 def test_every_module_explains_itself() -> None:
     for module in pkgutil.iter_modules(contracts.__path__):
-        loaded = importlib.import_module(f"contracts.{module.name}")
+        loaded = importlib.import_module(f"pcf_exchange.contracts.{module.name}")
         doc = (loaded.__doc__ or "").strip()
         assert doc and len(doc.splitlines()[0]) > 20, (
             f"contracts.{module.name} needs a module docstring"

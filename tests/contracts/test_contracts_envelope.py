@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from pcf_exchange.contracts import (
     PAYLOAD_BOM,
     PAYLOAD_FOOTPRINT,
     AvroSerde,
@@ -29,7 +29,7 @@ from contracts import (
     verify,
     verify_bytes,
 )
-from contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts.canonical import canonical_json, pae
 
 _reference = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -137,7 +137,7 @@ def test_signing_all_payload_kinds(
 def test_unsigned_and_batch_only(
     private_key: Ed25519PrivateKey, footprint: ProductFootprint
 ) -> None:
-    from contracts import ValidationFailed, parse
+    from pcf_exchange.contracts import ValidationFailed, parse
 
     signed = sign(private_key, footprint, supplier_id="s", key_id="k", sequence=1)
     data = signed.model_dump(mode="json")

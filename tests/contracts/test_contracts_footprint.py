@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from contracts import (
+from pcf_exchange.contracts import (
     PCFX_EXTENSION_SCHEMA,
     CheckResult,
     DataGrade,
@@ -23,8 +23,8 @@ from contracts import (
     parse_footprint,
     to_pact_json,
 )
-from contracts._jsonio import loads
-from contracts._types import MAX_DECIMAL_CHARS, AnyDecimal, format_decimal
+from pcf_exchange.contracts._jsonio import loads
+from pcf_exchange.contracts._types import MAX_DECIMAL_CHARS, AnyDecimal, format_decimal
 
 _DECIMAL: TypeAdapter[Decimal] = TypeAdapter(AnyDecimal)
 

@@ -15,14 +15,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from pcf_exchange.contracts import (
     ProductFootprint,
     check_footprint,
     parse_footprint,
     read_footprints,
     to_pact_json,
 )
-from contracts._jsonio import dumps, loads
+from pcf_exchange.contracts._jsonio import dumps, loads
 
 
 @cache

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from contracts import (
+from pcf_exchange.contracts import (
     TOPICS,
     AvroSerde,
     CompatibilityLevel,
@@ -25,8 +25,8 @@ from contracts import (
     register_all,
     schema_json,
 )
-from contracts._schemas import expanded
-from contracts.pcr import REVIEW_TOPICS
+from pcf_exchange.contracts._schemas import expanded
+from pcf_exchange.contracts.pcr import REVIEW_TOPICS
 
 V1 = schema_json("EmissionFactor")
 
@@ -214,8 +214,8 @@ def test_kafka_registry_reader_waits_briefly_for_a_fresh_registration(
 
 
 def test_the_registry_topic_is_the_deployments() -> None:
-    from contracts._registry import schemas_topic
-    from contracts.topics import TopicNames
+    from pcf_exchange.contracts._registry import schemas_topic
+    from pcf_exchange.contracts.topics import TopicNames
 
     assert schemas_topic() == "pcf._schemas"
     assert schemas_topic("acme.") == "acme.pcf._schemas" == TopicNames("acme.").schemas
@@ -228,7 +228,7 @@ def test_the_registry_topic_is_the_deployments() -> None:
 def test_two_prefixes_register_the_same_subject_independently_without_fencing(
     kafka_bootstrap: str,
 ) -> None:
-    from contracts import register_missing
+    from pcf_exchange.contracts import register_missing
 
     one, two = (f"t{uuid.uuid4().hex[:8]}." for _ in range(2))
     first = KafkaSchemaRegistry(kafka_bootstrap, prefix=one, writer=True)
@@ -267,7 +267,7 @@ def test_two_prefixes_register_the_same_subject_independently_without_fencing(
 def _flaky_open(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
     """``KafkaSchemaRegistry._open`` failing *failures* times as a cluster under a fault does
     (no broker needed), then opening; the sleeps between attempts are recorded, not slept."""
-    from contracts import _registry
+    from pcf_exchange.contracts import _registry
 
     calls: list[str] = []
 
@@ -277,7 +277,7 @@ def _flaky_open(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
             raise RegistryError("cannot read schema topic 'pcf._schemas': Request timed out")
 
     monkeypatch.setattr(_registry.KafkaSchemaRegistry, "_open", open_)
-    monkeypatch.setattr("contracts._registry.time.sleep", lambda s: calls.append(f"sleep {s:.0f}"))
+    monkeypatch.setattr("pcf_exchange.contracts._registry.time.sleep", lambda s: calls.append(f"sleep {s:.0f}"))
     return calls
 
 

@@ -11,15 +11,15 @@ import pytest
 from fastavro import parse_schema
 from pydantic import BaseModel
 
-from contracts import (
+from pcf_exchange.contracts import (
     CompatibilityLevel,
     IncompatibleSchemaError,
     InMemorySchemaRegistry,
     check_compatibility,
 )
-from contracts._avrogen import _lookup_types, all_schemas
-from contracts._avrogen import main as avrogen_main
-from contracts._schemas import (
+from pcf_exchange.contracts._avrogen import _lookup_types, all_schemas
+from pcf_exchange.contracts._avrogen import main as avrogen_main
+from pcf_exchange.contracts._schemas import (
     NAMESPACE,
     SCHEMA_DIR,
     expanded,

@@ -16,7 +16,7 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from pcf_exchange.contracts import (
     TOPICS,
     WIRE_MODELS,
     AvroSerde,
@@ -38,8 +38,8 @@ from contracts import (
     to_pact_json,
     unframe,
 )
-from contracts._schemas import expanded, parsed
-from contracts._unions import preparer
+from pcf_exchange.contracts._schemas import expanded, parsed
+from pcf_exchange.contracts._unions import preparer
 
 
 def all_registered(registry: InMemorySchemaRegistry) -> AvroSerde:

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from contracts import (
+from pcf_exchange.contracts import (
     V2_LOSSES,
     ProductFootprint,
     ValidationFailed,
     parse_footprint,
     to_pact_v2_json,
 )
-from contracts._jsonio import dumps
+from pcf_exchange.contracts._jsonio import dumps
 
 from .test_contracts_pact_examples import openapi_validator
 
@@ -44,7 +44,7 @@ def test_projection_validates_against_v2_openapi(
 
 
 def test_every_v3_only_field_is_listed() -> None:
-    from contracts import CarbonFootprint
+    from pcf_exchange.contracts import CarbonFootprint
 
     v3_fields = {f"pcf.{info.alias}" for info in CarbonFootprint.model_fields.values()}
     kept = {

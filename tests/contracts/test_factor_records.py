@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from contracts import EmissionFactor, check, from_avro_dict, load_factors, to_avro_dict
-from contracts._schemas import expanded, history
-from producers.factors import SOURCED_FACTORS, check_factor_table
+from pcf_exchange.contracts import EmissionFactor, check, from_avro_dict, load_factors, to_avro_dict
+from pcf_exchange.contracts._schemas import expanded, history
+from pcf_exchange.producers.factors import SOURCED_FACTORS, check_factor_table
 
 from .conftest import FACTOR_JSON
 

@@ -19,19 +19,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import (
+from pcf_exchange.contracts import (
     SignedFootprint,
     check_footprint,
     parse_footprint,
     sign,
     to_avro_dict,
 )
-from contracts._checkgen import Dec, Instant, List, Obj, Str, compile_object, source_of
-from contracts._envelope import PAYLOAD_FOOTPRINT, open_signed_body
-from contracts._fast import FOOTPRINT_RULES, footprint_ok, read_footprint
-from contracts._schemas import expanded
-from contracts._serde import from_avro_dict
-from contracts._types import (
+from pcf_exchange.contracts._checkgen import Dec, Instant, List, Obj, Str, compile_object, source_of
+from pcf_exchange.contracts._envelope import PAYLOAD_FOOTPRINT, open_signed_body
+from pcf_exchange.contracts._fast import FOOTPRINT_RULES, footprint_ok, read_footprint
+from pcf_exchange.contracts._schemas import expanded
+from pcf_exchange.contracts._serde import from_avro_dict
+from pcf_exchange.contracts._types import (
     AnyDecimal,
     DecimalOneToFive,
     NegOrZeroDecimal,
@@ -40,8 +40,8 @@ from contracts._types import (
     PositiveDecimal,
     UtcDateTime,
 )
-from contracts.canonical import pae
-from streams.adapt import core_footprint, core_footprint_pact
+from pcf_exchange.contracts.canonical import pae
+from pcf_exchange.streams.adapt import core_footprint, core_footprint_pact
 from tests.contracts.conftest import FOOTPRINT_JSON
 from tests.contracts.test_contracts_footprint import CROSS_CASES, DECIMAL_CASES, FIELD_CASES
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from contracts import AvroSerde, InMemorySchemaRegistry, ProductFootprint, parse_footprint
-from contracts._fast import footprint_datum, footprint_ok
-from contracts.examples import example_footprint
+from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, ProductFootprint, parse_footprint
+from pcf_exchange.contracts._fast import footprint_datum, footprint_ok
+from pcf_exchange.contracts.examples import example_footprint
 
 TOPIC = "t.footprints"
 

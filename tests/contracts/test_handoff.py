@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts import Keyring, SignerRole
-from contracts.errors import TrustError
-from contracts.handoff import (
+from pcf_exchange.contracts import Keyring, SignerRole
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.contracts.handoff import (
     HEADER_PROOF,
     HEADER_ROOT_SIGNATURE,
     HEADER_SIGNER,

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts.errors import KeyStoreError
-from contracts.keyfiles import (
+from pcf_exchange.contracts.errors import KeyStoreError
+from pcf_exchange.contracts.keyfiles import (
     key_id_of,
     load_ed25519_private_key,
     private_key_pem,
     write_key_file,
 )
-from gateway import GatewayKey
-from producers.keys import Signer
+from pcf_exchange.gateway import GatewayKey
+from pcf_exchange.producers.keys import Signer
 
 
 def test_one_key_id_format_for_suppliers_and_the_gateway() -> None:
@@ -50,7 +50,7 @@ def test_an_x25519_public_key_loads_from_its_pem_or_its_private_file_and_nothing
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from contracts.keyfiles import load_x25519_public_key, public_key_pem, raw_public_key
+    from pcf_exchange.contracts.keyfiles import load_x25519_public_key, public_key_pem, raw_public_key
 
     key = X25519PrivateKey.generate()
     public, private = tmp_path / "x.pub.pem", tmp_path / "x.pem"

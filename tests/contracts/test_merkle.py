@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts._merkle import (
+from pcf_exchange.contracts._merkle import (
     EMPTY_ROOT,
     CompactRange,
     audit_paths,

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import PilotCategory, parse_footprint
-from contracts.errors import PcrOutOfRange, PcrPackError, PcrViolation
-from contracts.examples import example_bom, example_footprint
-from contracts.pcr import (
+from pcf_exchange.contracts import PilotCategory, parse_footprint
+from pcf_exchange.contracts.errors import PcrOutOfRange, PcrPackError, PcrViolation
+from pcf_exchange.contracts.examples import example_bom, example_footprint
+from pcf_exchange.contracts.pcr import (
     STAGES,
     Boundary,
     PcrOutcome,
@@ -30,7 +30,7 @@ from contracts.pcr import (
     load_packs,
     verify_footprint,
 )
-from contracts.units import PACT_DECLARED_UNITS, convert, dimension_of
+from pcf_exchange.contracts.units import PACT_DECLARED_UNITS, convert, dimension_of
 
 PACKS = default_packs()
 PACK_DIR = Path(__file__).resolve().parents[2] / "contracts" / "pcr" / "packs"

@@ -9,8 +9,8 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from contracts.examples import example_footprint
-from pcfx.cli import app
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.pcfx.cli import app
 
 runner = CliRunner()
 

@@ -12,8 +12,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from contracts.errors import InfrastructureError
-from contracts.topics import TOPICS, TopicNames, ensure_topics
+from pcf_exchange.contracts.errors import InfrastructureError
+from pcf_exchange.contracts.topics import TOPICS, TopicNames, ensure_topics
 
 
 def test_names_carry_the_prefix_the_schemas_topic_too() -> None:

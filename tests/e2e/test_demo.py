@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK, run_demo
+from pcf_exchange.pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK, run_demo
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -17,8 +17,8 @@ from typing import Any
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from pcfx._services import Service, Services, is_running, start_service, stop_services
-from pcfx.cli import app
+from pcf_exchange.pcfx._services import Service, Services, is_running, start_service, stop_services
+from pcf_exchange.pcfx.cli import app
 
 SLEEPER = (
     "import signal, sys, time\n"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.main import get_command
 
-from pcfx.cli import app
+from pcf_exchange.pcfx.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from contracts import load_factors
-from pcfx._services import Services, is_running
-from pcfx.commands.demo import DEMO_DIR, FACTORS_FILE, PACK
+from pcf_exchange.contracts import load_factors
+from pcf_exchange.pcfx._services import Services, is_running
+from pcf_exchange.pcfx.commands.demo import DEMO_DIR, FACTORS_FILE, PACK
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -152,7 +152,7 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
     shutil.copytree(ROOT / "producers" / "data", tmp_path / "producers" / "data")
     shutil.copytree(ROOT / "gateway" / "policies", tmp_path / "gateway" / "policies")
     yield tmp_path
-    from pcfx._services import stop_services
+    from pcf_exchange.pcfx._services import stop_services
 
     stop_services(tmp_path / ".pcfx" / "demo")  # a failed run leaves nothing behind
 
@@ -176,7 +176,7 @@ def section(name: str) -> list[str]:
 
 
 def expected_what_if_pack() -> Decimal:
-    from streams.batch import run_rollup
+    from pcf_exchange.streams.batch import run_rollup
 
     outcome = run_rollup(
         [DEMO_DIR / "suppliers-footprints.json"],

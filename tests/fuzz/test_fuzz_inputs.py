@@ -26,18 +26,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import AvroSerde, InMemorySchemaRegistry, parse_footprint, register_all, sign
-from contracts._files import (
+from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, parse_footprint, register_all, sign
+from pcf_exchange.contracts._files import (
     read_boms,
     read_factors_csv,
     read_factors_json,
     read_footprints,
 )
-from contracts.errors import PcfError
-from contracts.labels import decode_label
-from gateway.policy._loader import parse_policy
-from producers._input import read_footprints_csv
-from streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef, check_record
+from pcf_exchange.contracts.errors import PcfError
+from pcf_exchange.contracts.labels import decode_label
+from pcf_exchange.gateway.policy._loader import parse_policy
+from pcf_exchange.producers._input import read_footprints_csv
+from pcf_exchange.streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef, check_record
 from tests.contracts.conftest import BOM_JSON, FACTOR_JSON, FOOTPRINT_JSON
 
 pytestmark = pytest.mark.fuzz
@@ -181,7 +181,7 @@ def test_csv_readers_never_crash_on_random_bytes(data: bytes) -> None:
 @FUZZ
 @given(st.lists(st.lists(CELL, max_size=8), min_size=1, max_size=4))
 def test_footprint_csv_never_crashes(rows: list[list[str]]) -> None:
-    from producers._input import footprint_csv_columns
+    from pcf_exchange.producers._input import footprint_csv_columns
 
     header = footprint_csv_columns()[:8]
     _never_crashes(read_footprints_csv, _csv(header, rows))

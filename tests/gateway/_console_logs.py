@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from contracts import SignerRole
-from contracts.keyring import Keyring
-from gateway import Gateway, GatewaySecrets, InMemoryTransferSink, Policy, approve, deny
-from gateway._approvals import Approval, ApprovalState
-from gateway._decision_signing import check_decision
-from gateway.audit import JsonLinesAuditStore
-from gateway.console import InMemoryApprovalQueue
-from gateway.policy import CounterState
-from gateway.runtime._codec import HeldSource, requested_event, resolved_event
+from pcf_exchange.contracts import SignerRole
+from pcf_exchange.contracts.keyring import Keyring
+from pcf_exchange.gateway import Gateway, GatewaySecrets, InMemoryTransferSink, Policy, approve, deny
+from pcf_exchange.gateway._approvals import Approval, ApprovalState
+from pcf_exchange.gateway._decision_signing import check_decision
+from pcf_exchange.gateway.audit import JsonLinesAuditStore
+from pcf_exchange.gateway.console import InMemoryApprovalQueue
+from pcf_exchange.gateway.policy import CounterState
+from pcf_exchange.gateway.runtime._codec import HeldSource, requested_event, resolved_event
 from tests.gateway._factories import NOW, battery_record
 from tests.gateway._trust import OFFICER, Trust
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.examples import example_record
+from pcf_exchange.gateway.examples import example_record
 
 NOW = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 PSEUDONYM_SECRET = b"p" * 32

@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     PCFX_EXTENSION_SCHEMA,
     Completeness,
     DeclaredUnit,
@@ -22,8 +22,8 @@ from contracts import (
     RolledUpFootprint,
     parse_footprint,
 )
-from gateway import default_policy_path
-from gateway.runtime._keys import policy_with_recipient_keys
+from pcf_exchange.gateway import default_policy_path
+from pcf_exchange.gateway.runtime._keys import policy_with_recipient_keys
 
 PRODUCT_ID = "urn:pact:example-pack.cn:product-id:PACK-48V"
 CELL_SUPPLIER = "example-cells-ningde"

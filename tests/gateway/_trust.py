@@ -15,7 +15,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     SchemaRegistry,
     SignedSupplierKey,
@@ -23,8 +23,8 @@ from contracts import (
     SupplierKey,
     sign,
 )
-from contracts.handoff import HandoffSigner, sign_handoffs
-from producers.keys import KeyRole, key_id_of, load_private_key, new_key_pair, raw_public_key
+from pcf_exchange.contracts.handoff import HandoffSigner, sign_handoffs
+from pcf_exchange.producers.keys import KeyRole, key_id_of, load_private_key, new_key_pair, raw_public_key
 
 OPERATOR = "operator"
 SERVICE = "pcfx-streams"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway import (
+from pcf_exchange.gateway import (
     Approval,
     ApprovalState,
     ApprovalStateError,
@@ -19,8 +19,8 @@ from gateway import (
     prepare_approval_event,
     request_approval,
 )
-from gateway.audit import ChainHead, EntryKind
-from gateway.policy import CounterState, evaluate
+from pcf_exchange.gateway.audit import ChainHead, EntryKind
+from pcf_exchange.gateway.policy import CounterState, evaluate
 from tests.gateway._factories import NOW, battery_record
 
 CBAM = ("eu-cbam-importer-nl", "cbam-reporting")

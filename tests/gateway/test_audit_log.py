@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from contracts.errors import TrustError
-from gateway import GatewayKey, KeyRing
-from gateway.audit import (
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway import GatewayKey, KeyRing
+from pcf_exchange.gateway.audit import (
     AuditEntry,
     ChainHead,
     Checkpoint,
@@ -345,7 +345,7 @@ def test_a_chained_entry_is_the_entry_the_constructor_builds() -> None:
     as ``AuditEntry(...)``; unknown or missing fields still raise as the constructor does."""
     from dataclasses import replace as _replace
 
-    from gateway.audit._entry import AuditEntry, ChainHead, chain_new_entry
+    from pcf_exchange.gateway.audit._entry import AuditEntry, ChainHead, chain_new_entry
 
     head = ChainHead()
     drafts: list[dict[str, Any]] = [

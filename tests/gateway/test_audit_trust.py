@@ -27,10 +27,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from typer.testing import CliRunner
 
-from contracts.errors import InfrastructureError
-from contracts.topics import TOPICS, ensure_topics
-from gateway import GatewayKey, KeyRing
-from gateway.audit import (
+from pcf_exchange.contracts.errors import InfrastructureError
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway import GatewayKey, KeyRing
+from pcf_exchange.gateway.audit import (
     AuditEntry,
     AuditResumeRefused,
     ChainHead,
@@ -44,14 +44,14 @@ from gateway.audit import (
     resume_chain,
     seal_entry,
 )
-from gateway.runtime import (
+from pcf_exchange.gateway.runtime import (
     GatewaySerde,
     Topics,
     parse_subscriptions,
     read_audit_logs,
 )
-from gateway.runtime._codec import entry_from_datum, entry_to_datum
-from pcfx.commands.gateway import audit_app
+from pcf_exchange.gateway.runtime._codec import entry_from_datum, entry_to_datum
+from pcf_exchange.pcfx.commands.gateway import audit_app
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import EU, GB, GB_PURPOSE, Env, make_env, read_values
 
@@ -244,7 +244,7 @@ def _gb(env: Env) -> Any:
 
 def _publish(env: Env, partition: int, products: Sequence[str]) -> None:
     """Roll-ups of *products* on *partition* of ``pcf.products``, signed as the streams do."""
-    from contracts import AvroSerde
+    from pcf_exchange.contracts import AvroSerde
 
     serde = AvroSerde(env.registry)
     keyed = [
@@ -278,9 +278,9 @@ def _append_raw(env: Env, topic: str, key: str, value: bytes) -> int:
 
 
 def _delivered(env: Env) -> list[str]:
-    from gateway import open_message
-    from gateway.runtime import sealed_from_datum
-    from gateway.runtime._keys import load_gateway_key, load_recipient_private_key
+    from pcf_exchange.gateway import open_message
+    from pcf_exchange.gateway.runtime import sealed_from_datum
+    from pcf_exchange.gateway.runtime._keys import load_gateway_key, load_recipient_private_key
 
     serde = GatewaySerde(env.registry)
     key = load_recipient_private_key(env.recipient_keys[GB])
@@ -508,7 +508,7 @@ def test_deleted_rolled_back_and_cut_audit_topics_are_reported_against_a_pinned_
 
 
 def _cps(env: Env, raw: Sequence[tuple[bytes, bytes]]) -> list[Checkpoint]:
-    from gateway.runtime._codec import checkpoint_from_datum
+    from pcf_exchange.gateway.runtime._codec import checkpoint_from_datum
 
     serde = GatewaySerde(env.registry)
     return [checkpoint_from_datum(serde.decode(v, "AuditLogCheckpoint")) for _, v in raw]
@@ -541,7 +541,7 @@ def test_audit_topics_keep_their_evidence_forever(env: Env) -> None:
 
 
 def test_every_verify_exit_code_is_documented_in_the_help_and_the_readme() -> None:
-    from pcfx.commands.gateway_audit import VerifyExit
+    from pcf_exchange.pcfx.commands.gateway_audit import VerifyExit
 
     help_text = " ".join(invoke(cli, ["audit", "verify", "--help"]).stdout.split())
     readme = (Path(__file__).resolve().parents[2] / "gateway" / "README.md").read_text()
@@ -557,7 +557,7 @@ def test_pins_on_an_exported_file_fork_untrusted_and_unreadable(
 ) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from gateway.runtime._export import write_export
+    from pcf_exchange.gateway.runtime._export import write_export
 
     pub = tmp_path / "gateway.pub.pem"
     pub.write_bytes(key.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))

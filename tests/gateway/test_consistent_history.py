@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from gateway._pipeline import DEPRECATED_NOTE, retired_by
-from gateway.audit import EntryKind
-from gateway.runtime import parse_subscriptions
-from streams.adapt import deprecated_record
+from pcf_exchange.gateway._pipeline import DEPRECATED_NOTE, retired_by
+from pcf_exchange.gateway.audit import EntryKind
+from pcf_exchange.gateway.runtime import parse_subscriptions
+from pcf_exchange.streams.adapt import deprecated_record
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import (
     GB,

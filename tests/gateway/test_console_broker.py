@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import KeyRing
-from gateway.console import (
+from pcf_exchange.gateway import KeyRing
+from pcf_exchange.gateway.console import (
     KafkaApprovalQueue,
     KafkaAuditSource,
     UsersFile,
 )
-from gateway.console._app import ConsoleSettings, create_console_app
-from gateway.runtime import parse_subscriptions
-from gateway.runtime._keys import load_gateway_key
-from pcfx.commands.console import _registration_check
+from pcf_exchange.gateway.console._app import ConsoleSettings, create_console_app
+from pcf_exchange.gateway.runtime import parse_subscriptions
+from pcf_exchange.gateway.runtime._keys import load_gateway_key
+from pcf_exchange.pcfx.commands.console import _registration_check
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import OFFICER
 from tests.gateway.test_runtime_kafka import EU, EU_PURPOSE, Env, make_env

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import GatewaySecrets, KeyRing, Policy
-from gateway.api._server import create_self_signed_cert, start_in_thread
-from gateway.console import FileAuditSource, UsersFile
-from gateway.console._app import ConsoleSettings, create_console_app
-from gateway.policy import CounterState
+from pcf_exchange.gateway import GatewaySecrets, KeyRing, Policy
+from pcf_exchange.gateway.api._server import create_self_signed_cert, start_in_thread
+from pcf_exchange.gateway.console import FileAuditSource, UsersFile
+from pcf_exchange.gateway.console._app import ConsoleSettings, create_console_app
+from pcf_exchange.gateway.policy import CounterState
 from tests.gateway._console_logs import DAY, Scenario, act_on_decisions, build_scenario
 from tests.gateway._factories import NOW
 from tests.gateway._trust import OFFICER

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway import GatewaySecrets, Policy
-from gateway.policy import CounterState
-from gateway.runtime._keys import load_gateway_key, write_gateway_key
-from pcfx.commands.console import console_app
-from pcfx.commands.gateway import audit_app
+from pcf_exchange.gateway import GatewaySecrets, Policy
+from pcf_exchange.gateway.policy import CounterState
+from pcf_exchange.gateway.runtime._keys import load_gateway_key, write_gateway_key
+from pcf_exchange.pcfx.commands.console import console_app
+from pcf_exchange.pcfx.commands.gateway import audit_app
 from tests.gateway._console_logs import DAY, Scenario, build_scenario
 from tests.gateway._factories import NOW, PSEUDONYM_SECRET
 from tests.gateway._trust import OFFICER
@@ -91,7 +91,7 @@ def test_serve_runs_the_console_over_tls(
 ) -> None:
     users = tmp_path / "console-users.json"
     env = {**os.environ, "CONSOLE_PASSWORD": PASSWORD, "PYTHONPATH": str(ROOT)}
-    pcfx = [sys.executable, "-m", "pcfx"]
+    pcfx = [sys.executable, "-m", "pcf_exchange.pcfx"]
     subprocess.run(
         [*pcfx, "console", "add-user", OFFICER, "--key", str(scenario.officer_key),
          "--users", str(users), "--password-env", "CONSOLE_PASSWORD"],

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import GatewaySecrets, KeyRing, Policy
-from gateway._decision_signing import check_decision
-from gateway.console import (
+from pcf_exchange.gateway import GatewaySecrets, KeyRing, Policy
+from pcf_exchange.gateway._decision_signing import check_decision
+from pcf_exchange.gateway.console import (
     FileAuditSource,
     SessionStore,
     Throttle,
     UsersFile,
 )
-from gateway.console._app import ConsoleSettings, create_console_app
-from gateway.policy import CounterState
+from pcf_exchange.gateway.console._app import ConsoleSettings, create_console_app
+from pcf_exchange.gateway.policy import CounterState
 from tests.gateway._console_logs import DAY, Scenario, act_on_decisions, build_scenario
 from tests.gateway._factories import NOW
 from tests.gateway._trust import OFFICER
@@ -197,7 +197,7 @@ def test_a_users_file_pointing_at_someone_elses_key_is_refused_at_login(
 
 
 def test_the_users_file_must_be_private_and_well_formed(tmp_path: Path, users: UsersFile) -> None:
-    from gateway.console import UsersFileError
+    from pcf_exchange.gateway.console import UsersFileError
 
     users.path.chmod(0o644)
     with pytest.raises(UsersFileError, match="mode 0600 expected"):

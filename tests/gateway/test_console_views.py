@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts.errors import ValidationFailed
-from gateway import GatewaySecrets, KeyRing, Policy
-from gateway.audit import (
+from pcf_exchange.contracts.errors import ValidationFailed
+from pcf_exchange.gateway import GatewaySecrets, KeyRing, Policy
+from pcf_exchange.gateway.audit import (
     AuditEntry,
     AuditVerification,
     ChainHead,
@@ -19,7 +19,7 @@ from gateway.audit import (
     JsonLinesAuditStore,
     chain_new_entry,
 )
-from gateway.console import (
+from pcf_exchange.gateway.console import (
     Filters,
     Status,
     TransferView,
@@ -31,9 +31,9 @@ from gateway.console import (
     totals,
     verify_logs,
 )
-from gateway.policy import CounterState
-from gateway.runtime._export import read_export
-from gateway.runtime._report import render_report
+from pcf_exchange.gateway.policy import CounterState
+from pcf_exchange.gateway.runtime._export import read_export
+from pcf_exchange.gateway.runtime._report import render_report
 from tests.gateway._console_logs import CBAM, DAY, Scenario, build_scenario
 from tests.gateway._factories import NOW
 
@@ -328,7 +328,7 @@ def test_wherever_a_log_goes_bad_nothing_is_lost_or_counted_twice(
 ) -> None:
     """For every position of the first bad entry: each transfer-kind entry is in exactly one
     row (as its opening entry or its release), and a counted row rests only on proven entries."""
-    from gateway.audit import Finding, Problem
+    from pcf_exchange.gateway.audit import Finding, Problem
 
     entries, _, _ = read_export(scenario.path)
     (chain,) = entries.values()
@@ -357,7 +357,7 @@ def test_wherever_a_log_goes_bad_nothing_is_lost_or_counted_twice(
 
 
 def test_a_file_source_rereads_only_when_the_file_changes(scenario: Scenario) -> None:
-    from gateway.console import FileAuditSource
+    from pcf_exchange.gateway.console import FileAuditSource
 
     source = FileAuditSource(scenario.path)
     first = source.load()

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from contracts import Keyring, SignerRole
-from gateway._approvals import Approval, ApprovalState, approve, deny
-from gateway._decision_signing import check_decision, sign_decision
-from gateway.policy import RecordRef
+from pcf_exchange.contracts import Keyring, SignerRole
+from pcf_exchange.gateway._approvals import Approval, ApprovalState, approve, deny
+from pcf_exchange.gateway._decision_signing import check_decision, sign_decision
+from pcf_exchange.gateway.policy import RecordRef
 from tests.gateway._factories import NOW
 from tests.gateway._trust import COMPANY, OFFICER, Trust
 

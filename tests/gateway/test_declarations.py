@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from contracts import EmissionFactor, load_factors
-from contracts.certification import (
+from pcf_exchange.contracts import EmissionFactor, load_factors
+from pcf_exchange.contracts.certification import (
     Certificate,
     CertState,
     CertStatus,
@@ -27,13 +27,13 @@ from contracts.certification import (
     footprint_digest,
     sign_statement,
 )
-from contracts.errors import DeclarationInvalid, PcrViolation, ValidationFailed
-from contracts.examples import example_footprint
-from contracts.keyfiles import key_id_of
-from gateway import Gateway, GatewaySecrets, InMemoryTransferSink, KeyRing, Policy, open_message
-from gateway._approvals import Approval, approve, deny
-from gateway.audit import EntryKind
-from gateway.declarations import (
+from pcf_exchange.contracts.errors import DeclarationInvalid, PcrViolation, ValidationFailed
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.contracts.keyfiles import key_id_of
+from pcf_exchange.gateway import Gateway, GatewaySecrets, InMemoryTransferSink, KeyRing, Policy, open_message
+from pcf_exchange.gateway._approvals import Approval, approve, deny
+from pcf_exchange.gateway.audit import EntryKind
+from pcf_exchange.gateway.declarations import (
     ApprovedRelease,
     Art7Input,
     HeldDeclaration,
@@ -51,9 +51,9 @@ from gateway.declarations import (
     release,
     render_html,
 )
-from gateway.policy import CounterState, Outcome, evaluate
-from gateway.runtime._adapter import gateway_record
-from producers.factors import SOURCED_FACTORS
+from pcf_exchange.gateway.policy import CounterState, Outcome, evaluate
+from pcf_exchange.gateway.runtime._adapter import gateway_record
+from pcf_exchange.producers.factors import SOURCED_FACTORS
 from tests.gateway._rollups import rolled_footprint
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -736,7 +736,7 @@ def test_a_roll_up_and_its_gateway_record_read_the_same() -> None:
 
 
 def test_the_public_names_are_sorted_and_complete() -> None:
-    import gateway.declarations as module
+    import pcf_exchange.gateway.declarations as module
 
     names = list(module.__all__)
     assert names == sorted(names, key=lambda n: (not n.isupper(), n))

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from contracts import KafkaSchemaRegistry
-from gateway import KeyRing, SealedMessage, open_message
-from gateway.audit import check_audit_log
-from gateway.runtime import read_audit_logs
-from gateway.runtime._avro import GatewaySerde
-from gateway.runtime._codec import sealed_from_datum
-from gateway.runtime._kafka import read_to_end
-from gateway.runtime._topics import Topics
-from pcfx.cli import app
+from pcf_exchange.contracts import KafkaSchemaRegistry
+from pcf_exchange.gateway import KeyRing, SealedMessage, open_message
+from pcf_exchange.gateway.audit import check_audit_log
+from pcf_exchange.gateway.runtime import read_audit_logs
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
+from pcf_exchange.gateway.runtime._codec import sealed_from_datum
+from pcf_exchange.gateway.runtime._kafka import read_to_end
+from pcf_exchange.gateway.runtime._topics import Topics
+from pcf_exchange.pcfx.cli import app
 from tests.gateway.test_declarations_cli import OEM, files, invoke, release_args
 
 pytestmark = pytest.mark.broker
@@ -90,10 +90,10 @@ def test_kafka_release_one_transaction_one_entry_chain_resumed(
 def held_env(files: dict[str, Any], kafka_bootstrap: str) -> dict[str, Any]:
     """A CBAM communication held for approval on a fresh prefix (its request queued on
     ``pcf.approvals``), with the operator's registrations of an officer and a company key."""
-    from contracts import SignerRole, subject_for
-    from contracts._schemas import schema_json
-    from contracts.topics import TOPICS, ensure_topics
-    from gateway.runtime._avro import kafka_registrar
+    from pcf_exchange.contracts import SignerRole, subject_for
+    from pcf_exchange.contracts._schemas import schema_json
+    from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+    from pcf_exchange.gateway.runtime._avro import kafka_registrar
     from tests.gateway._trust import COMPANY, OFFICER, Trust
 
     d: Path = files["dir"]
@@ -142,7 +142,7 @@ def held_env(files: dict[str, Any], kafka_bootstrap: str) -> dict[str, Any]:
 
 
 def _decide(env: dict[str, Any], verb: str, key: Path) -> None:
-    from pcfx.commands.gateway import approvals_app
+    from pcf_exchange.pcfx.commands.gateway import approvals_app
 
     result = invoke(
         approvals_app,
@@ -227,7 +227,7 @@ def test_a_held_declaration_is_released_once_an_officer_approves_it(
 
 
 def env_gateway_key(env: dict[str, Any]) -> Any:
-    from gateway.runtime._keys import load_gateway_key
+    from pcf_exchange.gateway.runtime._keys import load_gateway_key
 
     return load_gateway_key(env["dir"] / "gw.pem")
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway import Policy, parse_policy
-from gateway.policy import (
+from pcf_exchange.gateway import Policy, parse_policy
+from pcf_exchange.gateway.policy import (
     Action,
     CounterMetric,
     CounterState,

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from typer.testing import CliRunner
 
-from gateway import OUTBOUND_CONTENT_TYPE, GatewayKey, SealedMessage, seal, seal_batch
-from pcfx.commands.gateway import outbound_app
+from pcf_exchange.gateway import OUTBOUND_CONTENT_TYPE, GatewayKey, SealedMessage, seal, seal_batch
+from pcf_exchange.pcfx.commands.gateway import outbound_app
 
 cli = typer.Typer()
 cli.add_typer(outbound_app, name="outbound")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.policy._paths import (
+from pcf_exchange.gateway.policy._paths import (
     FLOAT_SHAPE,
     NON_STRING_SHAPE,
     Pattern,
@@ -130,8 +130,8 @@ def _mutations(record: dict[str, Any]) -> list[Any]:
 
 
 def test_an_extractor_returns_the_walk_values_exactly_for_its_layout() -> None:
-    from gateway.examples import example_record
-    from gateway.policy._paths import compile_extractor, leaf_paths
+    from pcf_exchange.gateway.examples import example_record
+    from pcf_exchange.gateway.policy._paths import compile_extractor, leaf_paths
 
     base = example_record()
     extract = compile_extractor(base)
@@ -149,7 +149,7 @@ def test_an_extractor_returns_the_walk_values_exactly_for_its_layout() -> None:
 
 
 def test_no_extractor_for_what_the_walk_does_not_cache() -> None:
-    from gateway.policy._paths import compile_extractor
+    from pcf_exchange.gateway.policy._paths import compile_extractor
 
     assert compile_extractor({"a": 1.5}) is None
     assert compile_extractor({1: "x"}) is None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway import (
+from pcf_exchange.gateway import (
     CommitFailed,
     Gateway,
     GatewaySecrets,
@@ -21,14 +21,14 @@ from gateway import (
     open_message,
     prepare_transfer,
 )
-from gateway.audit import (
+from pcf_exchange.gateway.audit import (
     ChainHead,
     EntryKind,
     InMemoryAuditStore,
     JsonLinesAuditStore,
     verify_audit_log,
 )
-from gateway.policy import CounterMetric, CounterState
+from pcf_exchange.gateway.policy import CounterMetric, CounterState
 from tests.gateway._factories import NOW, battery_record
 
 OEM, PURPOSE = "eu-battery-oem-de", "battery-regulation-art7"
@@ -114,7 +114,7 @@ def test_blocked_record_is_audited_not_sent(gateway: Gateway) -> None:
 def test_blocked_never_reaches_the_transforms(
     policy: Policy, secrets: GatewaySecrets, counters: CounterState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway._pipeline as pipeline
+    import pcf_exchange.gateway._pipeline as pipeline
 
     def explode(*_: Any, **__: Any) -> Any:
         raise AssertionError("transform ran for a blocked record")
@@ -203,7 +203,7 @@ def test_many_transfers_form_one_verifiable_chain(gateway: Gateway, keyring: Key
 def test_message_ids_are_random_version_4_uuids() -> None:
     import uuid
 
-    from gateway._pipeline import new_message_id
+    from pcf_exchange.gateway._pipeline import new_message_id
 
     ids = [new_message_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
@@ -215,8 +215,8 @@ def test_message_ids_are_random_version_4_uuids() -> None:
 def test_mechanism_dicts_are_fresh_per_entry() -> None:
     from datetime import date
 
-    from gateway._pipeline import _mechanism_dicts
-    from gateway.policy._model import Mechanism, MechanismType
+    from pcf_exchange.gateway._pipeline import _mechanism_dicts
+    from pcf_exchange.gateway.policy._model import Mechanism, MechanismType
 
     mechanisms = (Mechanism(MechanismType.STANDARD_CONTRACT, "SCC-1", date(2027, 1, 1)),)
     first, second = _mechanism_dicts(mechanisms), _mechanism_dicts(mechanisms)
@@ -227,7 +227,7 @@ def test_mechanism_dicts_are_fresh_per_entry() -> None:
 
 
 def test_a_transfer_that_adds_no_one_leaves_the_counters_as_they_are() -> None:
-    from gateway.policy._counters import CounterDelta
+    from pcf_exchange.gateway.policy._counters import CounterDelta
 
     state = CounterState.empty(2026, b"s" * 32).apply(
         CounterDelta(2026, added={CounterMetric.PI_INDIVIDUALS: frozenset({"a"})})

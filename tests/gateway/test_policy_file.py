@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from gateway import PolicyFileInvalid, default_policy_path, load_policy, parse_policy
-from gateway.policy import Action, DestinationGroup, GeneraliseTo, Grade, MechanismType
+from pcf_exchange.gateway import PolicyFileInvalid, default_policy_path, load_policy, parse_policy
+from pcf_exchange.gateway.policy import Action, DestinationGroup, GeneraliseTo, Grade, MechanismType
 
 KEY = "x25519:5b1lxe+9XPPpoWJ/FZ7B+b+7rCRwfshPEmswxCwdKVw="
 

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from contracts.canonical import canonical_json, pae, to_canonical_value
-from gateway import (
+from pcf_exchange.contracts.canonical import canonical_json, pae, to_canonical_value
+from pcf_exchange.gateway import (
     GatewayKey,
     GatewaySecrets,
     KeyRing,
@@ -38,10 +38,10 @@ from gateway import (
     parse_policy,
     prepare_transfer,
 )
-from gateway._sealing import hpke_open
-from gateway.audit import AuditEntry, ChainHead
-from gateway.audit._entry import ENTRY_TYPE
-from gateway.policy import (
+from pcf_exchange.gateway._sealing import hpke_open
+from pcf_exchange.gateway.audit import AuditEntry, ChainHead
+from pcf_exchange.gateway.audit._entry import ENTRY_TYPE
+from pcf_exchange.gateway.policy import (
     PSEUDONYM_PREFIX,
     Action,
     CounterState,
@@ -50,8 +50,8 @@ from gateway.policy import (
     pseudonym,
     vault_context,
 )
-from gateway.policy._paths import iter_leaves, leaf_paths
-from gateway.policy._transforms import _Builder, _compile_plan
+from pcf_exchange.gateway.policy._paths import iter_leaves, leaf_paths
+from pcf_exchange.gateway.policy._transforms import _Builder, _compile_plan
 from tests.gateway._factories import NOW
 
 SIGNER = GatewayKey.generate()
@@ -493,6 +493,6 @@ def _skeleton(node: Any) -> Any:
 def test_decision_ids_are_uuid5_of_the_decision_namespace(name: str) -> None:
     import uuid
 
-    from gateway.policy._evaluate import _DECISION_NAMESPACE, decision_uuid
+    from pcf_exchange.gateway.policy._evaluate import _DECISION_NAMESPACE, decision_uuid
 
     assert decision_uuid(name) == str(uuid.uuid5(_DECISION_NAMESPACE, name))

@@ -6,7 +6,7 @@ from types import ModuleType
 
 import pytest
 
-import gateway
+from pcf_exchange import gateway
 import gateway.audit
 import gateway.policy
 

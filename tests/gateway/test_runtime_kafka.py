@@ -18,7 +18,7 @@ import typer
 from confluent_kafka import Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     HttpSchemaRegistry,
     KafkaSchemaRegistry,
@@ -26,11 +26,11 @@ from contracts import (
     SignerRole,
     subject_for,
 )
-from contracts._schemas import schema_json
-from contracts.topics import TOPICS, ensure_topics
-from gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
-from gateway.audit import EntryKind, check_audit_log
-from gateway.runtime import (
+from pcf_exchange.contracts._schemas import schema_json
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
+from pcf_exchange.gateway.audit import EntryKind, check_audit_log
+from pcf_exchange.gateway.runtime import (
     GatewayRunner,
     GatewaySerde,
     RunnerSettings,
@@ -42,13 +42,13 @@ from gateway.runtime import (
     read_audit_logs,
     sealed_from_datum,
 )
-from gateway.runtime._keys import (
+from pcf_exchange.gateway.runtime._keys import (
     load_gateway_key,
     load_recipient_private_key,
     write_gateway_key,
     write_recipient_key,
 )
-from pcfx.commands.gateway import approvals_app, audit_app, outbound_app
+from pcf_exchange.pcfx.commands.gateway import approvals_app, audit_app, outbound_app
 from tests.gateway._rollups import (
     CELL_SUPPLIER,
     SECRET_ADDRESS,
@@ -99,7 +99,7 @@ class Env:
         subscriptions: Subscriptions | None = None,
         **settings: Any,
     ) -> GatewayRunner:
-        from gateway.runtime import default_subscriptions_path
+        from pcf_exchange.gateway.runtime import default_subscriptions_path
 
         subs = subscriptions or load_subscriptions(default_subscriptions_path(), policy)
         fault = settings.pop("fault", None)
@@ -594,7 +594,7 @@ def test_two_instances_share_the_partitions_and_each_record_goes_once(env: Env) 
 
 
 def test_the_cli_runs_the_gateway_and_recipients_decrypt_a_dumped_file(env: Env) -> None:
-    from pcfx.commands.gateway import gateway_app
+    from pcf_exchange.pcfx.commands.gateway import gateway_app
 
     app = typer.Typer()
     app.add_typer(gateway_app, name="gateway")
@@ -650,7 +650,7 @@ def test_the_cli_runs_the_gateway_and_recipients_decrypt_a_dumped_file(env: Env)
     stats = json.loads(result.stdout)
     assert (stats["records"], stats["sent"], stats["rejected"]) == (2, 1, 1)
     rejected = read_values(env.bootstrap, env.topics.rejected)
-    from contracts import Rejection
+    from pcf_exchange.contracts import Rejection
 
     (rejection,) = (AvroSerde(env.registry).decode(v, Rejection) for v in rejected)
     assert (
@@ -726,10 +726,10 @@ def test_the_cli_runs_the_gateway_and_recipients_decrypt_a_dumped_file(env: Env)
 
 
 def test_the_core_gateway_shell_commits_through_the_kafka_seams(env: Env) -> None:
-    from gateway import Gateway, TransferSink
-    from gateway.audit import AuditStore
-    from gateway.policy import CounterState
-    from gateway.runtime import KafkaAuditStore, KafkaTransferSink, gateway_record
+    from pcf_exchange.gateway import Gateway, TransferSink
+    from pcf_exchange.gateway.audit import AuditStore
+    from pcf_exchange.gateway.policy import CounterState
+    from pcf_exchange.gateway.runtime import KafkaAuditStore, KafkaTransferSink, gateway_record
 
     policy = env.policy()
     ensure_topics(
@@ -759,7 +759,7 @@ def test_the_core_gateway_shell_commits_through_the_kafka_seams(env: Env) -> Non
     shell = Gateway(
         policy, replace(secrets, log_id="shell"), sink, counters=CounterState.empty(2026)
     )
-    from gateway.audit import ChainHead
+    from pcf_exchange.gateway.audit import ChainHead
 
     prepared = shell.process(
         gateway_record(rolled_footprint()), recipient=EU, purpose=EU_PURPOSE, now=datetime.now(UTC)
@@ -771,7 +771,7 @@ def test_the_core_gateway_shell_commits_through_the_kafka_seams(env: Env) -> Non
     assert entries == list(prepared.entries) and ChainHead.of(entries) == shell.head
     assert [cp.tree_size for cp in store.checkpoints()] == [1]
     reader = KafkaAuditStore(env.bootstrap, topics=env.topics, serde=serde, log_id="shell")
-    from gateway import AuditStoreError
+    from pcf_exchange.gateway import AuditStoreError
 
     with pytest.raises(AuditStoreError, match="read-only"):
         reader.append(entries)

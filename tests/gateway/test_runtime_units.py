@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from contracts import InMemorySchemaRegistry, Keyring, SignerRole
-from contracts.errors import KeyStoreError, SerdeError, TrustError
-from gateway import (
+from pcf_exchange.contracts import InMemorySchemaRegistry, Keyring, SignerRole
+from pcf_exchange.contracts.errors import KeyStoreError, SerdeError, TrustError
+from pcf_exchange.gateway import (
     GatewayKey,
     GatewaySecrets,
     KeyRing,
@@ -23,12 +23,12 @@ from gateway import (
     open_message,
     prepare_transfer,
 )
-from gateway._approvals import Approval
-from gateway._decision_signing import check_decision, sign_decision
-from gateway._pipeline import prepare_approval_event
-from gateway.audit import ChainHead, EntryKind, check_audit_log, make_checkpoint
-from gateway.policy import Action, CounterState, Outcome, evaluate
-from gateway.runtime import (
+from pcf_exchange.gateway._approvals import Approval
+from pcf_exchange.gateway._decision_signing import check_decision, sign_decision
+from pcf_exchange.gateway._pipeline import prepare_approval_event
+from pcf_exchange.gateway.audit import ChainHead, EntryKind, check_audit_log, make_checkpoint
+from pcf_exchange.gateway.policy import Action, CounterState, Outcome, evaluate
+from pcf_exchange.gateway.runtime import (
     ApprovalBook,
     GatewaySerde,
     HeldSource,
@@ -46,18 +46,18 @@ from gateway.runtime import (
     sealed_from_datum,
     sealed_to_datum,
 )
-from gateway.runtime._adapter import LINEAGE_SCHEMA, NoFootprint
-from gateway.runtime._approvals_log import ApprovalRow, Candidate
-from gateway.runtime._codec import refused_event
-from gateway.runtime._export import read_export, write_export
-from gateway.runtime._keys import (
+from pcf_exchange.gateway.runtime._adapter import LINEAGE_SCHEMA, NoFootprint
+from pcf_exchange.gateway.runtime._approvals_log import ApprovalRow, Candidate
+from pcf_exchange.gateway.runtime._codec import refused_event
+from pcf_exchange.gateway.runtime._export import read_export, write_export
+from pcf_exchange.gateway.runtime._keys import (
     load_gateway_key,
     load_gateway_public_key,
     load_recipient_private_key,
     write_gateway_key,
     write_recipient_key,
 )
-from gateway.runtime._report import render_report
+from pcf_exchange.gateway.runtime._report import render_report
 from tests.gateway._factories import NOW
 from tests.gateway._rollups import (
     CELL_PRODUCT,
@@ -400,7 +400,7 @@ def test_approval_events_rebuild_the_core_approval_and_its_states(
 
 def _hold_city(policy: Policy) -> Policy:
     """The policy with R09 (facility address) held for EU recipients, then allowed."""
-    from gateway.policy._model import ActionSpec, DestinationGroup
+    from pcf_exchange.gateway.policy._model import ActionSpec, DestinationGroup
 
     rules = tuple(
         replace(
@@ -493,11 +493,11 @@ def test_a_world_readable_gateway_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_runtime_public_api_is_pinned() -> None:
-    import gateway.runtime as runtime
+    import pcf_exchange.gateway.runtime as runtime
 
     assert len(set(runtime.__all__)) == len(runtime.__all__)
     for name in runtime.__all__:
         assert getattr(runtime, name) is not None
-    from pcfx.commands import gateway as cli
+    from pcf_exchange.pcfx.commands import gateway as cli
 
     assert {"gateway_app", "audit_app", "approvals_app", "outbound_app"} <= set(cli.__all__)

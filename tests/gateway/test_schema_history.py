@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts import CompatibilityLevel, check_compatibility
-from gateway.runtime import SCHEMA_NAMES, schema_text
+from pcf_exchange.contracts import CompatibilityLevel, check_compatibility
+from pcf_exchange.gateway.runtime import SCHEMA_NAMES, schema_text
 
 HISTORY = Path(__file__).resolve().parents[2] / "gateway" / "runtime" / "schemas" / "history"
 

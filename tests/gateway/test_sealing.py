@@ -8,9 +8,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from contracts.canonical import canonical_json
-from contracts.errors import TrustError
-from gateway import (
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway import (
     OUTBOUND_CONTENT_TYPE,
     GatewayKey,
     KeyRing,
@@ -18,7 +18,7 @@ from gateway import (
     open_message,
     seal,
 )
-from gateway._sealing import hpke_seal, seal_context
+from pcf_exchange.gateway._sealing import hpke_seal, seal_context
 
 
 @pytest.fixture(scope="module")

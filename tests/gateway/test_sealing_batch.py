@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, KEMKeyPair
 
-from contracts.canonical import canonical_json
-from contracts.errors import TrustError
-from gateway import (
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway import (
     OUTBOUND_CONTENT_TYPE,
     SEAL_SUITE,
     SEAL_SUITE_BATCH,
@@ -30,7 +30,7 @@ from gateway import (
     seal,
     seal_batch,
 )
-from gateway._sealing import batch_info, seal_context
+from pcf_exchange.gateway._sealing import batch_info, seal_context
 
 # RFC 9180, Appendix A.1.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base mode
 A11_INFO = "4f6465206f6e2061204772656369616e2055726e"
@@ -195,7 +195,7 @@ def test_the_builder_signs_once_and_then_closes(
 
 
 def test_wire_form_and_avro_round_trip(batch: list[SealedMessage]) -> None:
-    from gateway.runtime._codec import sealed_from_datum, sealed_to_datum
+    from pcf_exchange.gateway.runtime._codec import sealed_from_datum, sealed_to_datum
 
     for message in batch[:2]:
         assert SealedMessage.from_bytes(message.to_bytes()) == message
@@ -363,7 +363,7 @@ def test_pyhpke_version_the_export_relies_on() -> None:
 
 
 def test_export_key_equals_pyhpke_export_for_the_same_context() -> None:
-    from gateway._sealing import export_key, exporter_secret
+    from pcf_exchange.gateway._sealing import export_key, exporter_secret
 
     suite = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
     key = X25519PrivateKey.generate()
@@ -389,7 +389,7 @@ def test_export_key_gives_the_rfc9180_a11_values_for_an_aes128_context() -> None
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-    from gateway._sealing import _EXPORT_INFO_PREFIX, exporter_secret
+    from pcf_exchange.gateway._sealing import _EXPORT_INFO_PREFIX, exporter_secret
 
     suite = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES128_GCM)
     recipient = X25519PrivateKey.from_private_bytes(bytes.fromhex(A11_SKRM))
@@ -418,7 +418,7 @@ def test_export_key_gives_the_rfc9180_a11_values_for_an_aes128_context() -> None
 def test_fast_seal_context_is_seal_context(
     recipient: str, message_id: str, content_type: str
 ) -> None:
-    from gateway._sealing import _seal_context_fast
+    from pcf_exchange.gateway._sealing import _seal_context_fast
 
     assert _seal_context_fast(recipient, message_id, content_type) == seal_context(
         recipient, message_id, content_type
@@ -427,7 +427,7 @@ def test_fast_seal_context_is_seal_context(
 
 def test_fast_seal_context_fails_as_seal_context_on_a_lone_surrogate() -> None:
     # orjson refuses it, so the fast path falls back to seal_context, which cannot encode it
-    from gateway._sealing import _seal_context_fast
+    from pcf_exchange.gateway._sealing import _seal_context_fast
 
     with pytest.raises(UnicodeEncodeError):
         seal_context("r", "\ud800", OUTBOUND_CONTENT_TYPE)

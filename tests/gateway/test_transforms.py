@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway import Policy, TransferBlocked, TransferHeld
-from gateway._sealing import hpke_open
-from gateway.policy import (
+from pcf_exchange.gateway import Policy, TransferBlocked, TransferHeld
+from pcf_exchange.gateway._sealing import hpke_open
+from pcf_exchange.gateway.policy import (
     ENCRYPTED_MARKER,
     PSEUDONYM_PREFIX,
     CounterState,
@@ -98,7 +98,7 @@ def test_domestic_fields_go_in_the_vault(
     assert out.field_vault is not None and b"22.7213" not in out.field_vault
     vault = hpke_open(recipient_keys[rid], out.field_vault, vault_context(rid, out.decision_id))
     assert b'"22.7213"' in vault and b"Example Cathode Materials Co." in vault
-    from contracts.errors import TrustError
+    from pcf_exchange.contracts.errors import TrustError
 
     with pytest.raises(TrustError):
         hpke_open(recipient_keys[rid], out.field_vault, vault_context(rid, "another-decision"))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts.errors import BrokerError, InfrastructureError
-from contracts.topics import Replication, replication_for
-from infra.kafka import launcher
+from pcf_exchange.contracts.errors import BrokerError, InfrastructureError
+from pcf_exchange.contracts.topics import Replication, replication_for
+from pcf_exchange.infra.kafka import launcher
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_a_corrupt_cluster_record_is_named(tmp_path: Path) -> None:
 def test_cli_refuses_nodes_with_secure_or_a_port(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from pcfx.commands.broker import app
+    from pcf_exchange.pcfx.commands.broker import app
 
     runner = CliRunner()
     for extra in (["--secure"], ["--port", "9999"]):

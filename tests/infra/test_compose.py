@@ -62,7 +62,7 @@ def test_dockerfile_copies_every_package() -> None:
 
 
 def _server_properties() -> dict[str, str]:
-    from contracts.kafka_client import read_properties
+    from pcf_exchange.contracts.kafka_client import read_properties
 
     return read_properties(ROOT / "infra" / "kafka" / "server-compose.properties.template")
 
@@ -102,8 +102,8 @@ def test_compose_services_connect_with_a_client_config() -> None:
 
 
 def test_compose_secrets_are_complete_and_private(tmp_path: Path) -> None:
-    from contracts.kafka_client import KafkaClientSettings, read_properties
-    from infra.kafka.compose_secrets import write_compose_secrets
+    from pcf_exchange.contracts.kafka_client import KafkaClientSettings, read_properties
+    from pcf_exchange.infra.kafka.compose_secrets import write_compose_secrets
 
     written = write_compose_secrets(tmp_path / "secrets")
     again = write_compose_secrets(tmp_path / "secrets")
@@ -168,7 +168,7 @@ def test_docker_compose_up_starts_the_whole_exchange() -> None:
 
 @pytest.mark.parametrize("name", LONG_RUNNING)
 def test_each_service_runs_a_real_pcfx_command_with_options_it_has(name: str) -> None:
-    from pcfx.cli import app
+    from pcf_exchange.pcfx.cli import app
 
     path, options = command_of(load()["services"][name])
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
@@ -190,7 +190,7 @@ def test_each_healthcheck_asks_readyz_on_the_port_the_service_serves(name: str) 
     (url,) = re.findall(r"'(http://[^']+)'", test[3])
     assert url == f"http://localhost:{port}/readyz", url
     assert f"{port}:{port}" in service["ports"]
-    from pcfx.options import OPS_PORTS
+    from pcf_exchange.pcfx.options import OPS_PORTS
 
     if name in OPS_PORTS:
         assert int(port) == OPS_PORTS[name]
@@ -214,7 +214,7 @@ def test_the_setup_script_parses_and_registers_what_the_services_write() -> None
     setup = load()["services"]["pcfx-setup"]
     assert setup["entrypoint"] == ["/bin/sh", "/app/infra/compose/setup.sh"]
     assert setup["environment"]["KAFKA_CLIENT_CONFIG"] == "/secrets/kafka/admin.properties"
-    from infra.compose.register_schemas import compose_schemas
+    from pcf_exchange.infra.compose.register_schemas import compose_schemas
 
     subjects = {subject for subject, _ in compose_schemas("")}
     for topic in ("pcf.products", "pcf.rejected", "pcf.audit", "pcf.approvals"):

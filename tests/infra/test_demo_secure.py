@@ -25,12 +25,12 @@ def test_the_demo_runs_on_its_own_secure_broker(tmp_path: Path) -> None:
     env |= {"PCFX_BROKER_DIR": str(tmp_path / "broker"), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pcfx", "demo", "--workdir", str(tmp_path / "work")],
+            [sys.executable, "-m", "pcf_exchange.pcfx", "demo", "--workdir", str(tmp_path / "work")],
             capture_output=True, text=True, timeout=1400, env=env, cwd=tmp_path, check=False,
         )  # fmt: skip
     finally:  # never leave the broker running, whatever happened
         subprocess.run(
-            [sys.executable, "-m", "pcfx", "broker", "stop"],
+            [sys.executable, "-m", "pcf_exchange.pcfx", "broker", "stop"],
             capture_output=True, text=True, timeout=120, env=env, check=False,
         )  # fmt: skip
     out = " ".join(result.stdout.split())

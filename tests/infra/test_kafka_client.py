@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from contracts import kafka_client
-from contracts.acl import ROLES, SCHEMAS_TOPIC_NAME, TOPIC_ACCESS, grants_for
-from contracts.errors import BrokerError
-from contracts.kafka_client import KafkaClientSettings, write_client_properties
-from infra.kafka.tls import make_broker_tls
+from pcf_exchange.contracts import kafka_client
+from pcf_exchange.contracts.acl import ROLES, SCHEMAS_TOPIC_NAME, TOPIC_ACCESS, grants_for
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.contracts.kafka_client import KafkaClientSettings, write_client_properties
+from pcf_exchange.infra.kafka.tls import make_broker_tls
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts.errors import BrokerError, InfrastructureError
-from infra.kafka import launcher
+from pcf_exchange.contracts.errors import BrokerError, InfrastructureError
+from pcf_exchange.infra.kafka import launcher
 
-PCFX = [sys.executable, "-m", "pcfx"]
+PCFX = [sys.executable, "-m", "pcf_exchange.pcfx"]
 
 
 def run_pcfx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from contracts.errors import InfrastructureError
-from contracts.observability import (
+from pcf_exchange.contracts.errors import InfrastructureError
+from pcf_exchange.contracts.observability import (
     JsonFormatter,
     Metrics,
     OpsServer,
@@ -29,9 +29,9 @@ from contracts.observability import (
     log_level_of,
     start_ops_server,
 )
-from gateway.api import create_app
-from gateway.api._source import InMemoryFootprintSource
-from gateway.runtime._approvals_log import ApprovalBook
+from pcf_exchange.gateway.api import create_app
+from pcf_exchange.gateway.api._source import InMemoryFootprintSource
+from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook
 
 
 @pytest.fixture
@@ -304,7 +304,7 @@ def test_the_downgrade_shows_at_info_when_the_client_libraries_debug(
     "command", [["streams", "run"], ["gateway", "run"], ["api", "serve"]], ids=" ".join
 )
 def test_every_long_running_service_takes_the_same_operations_options(command: list[str]) -> None:
-    from pcfx.cli import app
+    from pcf_exchange.pcfx.cli import app
 
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -314,7 +314,7 @@ def test_every_long_running_service_takes_the_same_operations_options(command: l
 
 
 def test_a_wrong_log_format_is_refused_before_anything_starts() -> None:
-    from pcfx.cli import app
+    from pcf_exchange.pcfx.cli import app
 
     result = CliRunner().invoke(
         app,
@@ -354,15 +354,15 @@ def test_the_api_is_not_ready_while_its_source_says_so() -> None:
 
 @pytest.mark.parametrize("command", [["streams", "run"], ["gateway", "run"]], ids=" ".join)
 def test_the_worker_and_the_gateway_take_an_http_schema_registry(command: list[str]) -> None:
-    from pcfx.cli import app
+    from pcf_exchange.pcfx.cli import app
 
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "--registry-url" in result.output
 
 
 def test_the_gateway_reads_schemas_from_the_url_it_is_given() -> None:
-    from contracts import HttpSchemaRegistry
-    from pcfx.commands._gateway_shared import _registry
+    from pcf_exchange.contracts import HttpSchemaRegistry
+    from pcf_exchange.pcfx.commands._gateway_shared import _registry
 
     registry = _registry("127.0.0.1:1", "http://registry.example:8081")
     try:

@@ -30,17 +30,17 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from contracts.acl import grants_for
-from contracts.kafka_client import KafkaClientSettings
-from infra.kafka import launcher
-from infra.kafka.tenants import add_tenant
+from pcf_exchange.contracts.acl import grants_for
+from pcf_exchange.contracts.kafka_client import KafkaClientSettings
+from pcf_exchange.infra.kafka import launcher
+from pcf_exchange.infra.kafka.tenants import add_tenant
 
 pytestmark = pytest.mark.broker
 
 PREFIX = "t18."
 SUPPLIER_URN = "urn:pact:company:customcode:vendor-assigned:example-cells"
 NAMESPACE = "urn:pact:example-cells.cn"
-PCFX = [sys.executable, "-m", "pcfx"]
+PCFX = [sys.executable, "-m", "pcf_exchange.pcfx"]
 
 
 @dataclass(frozen=True)
@@ -320,9 +320,9 @@ def _pcfx(secure: SecureBroker, tenant: str, *args: str | Path) -> subprocess.Co
 def test_operator_registers_a_key_and_the_supplier_publishes_a_signed_footprint(
     secure: SecureBroker,
 ) -> None:
-    from contracts import KafkaSchemaRegistry, register_all
-    from contracts.kafka_client import reset
-    from producers import KeyRole, new_key_pair
+    from pcf_exchange.contracts import KafkaSchemaRegistry, register_all
+    from pcf_exchange.contracts.kafka_client import reset
+    from pcf_exchange.producers import KeyRole, new_key_pair
     from tests.producers.conftest import footprint_json, write_json
 
     keys = secure.workdir / "keys"
@@ -513,9 +513,9 @@ def test_status_says_how_to_connect(secure: SecureBroker) -> None:
 def test_cli_without_credentials_is_told_how_to_connect_to_a_secure_local_broker(
     secure: SecureBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from contracts.errors import BrokerError
-    from contracts.kafka_client import reset
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.contracts.errors import BrokerError
+    from pcf_exchange.contracts.kafka_client import reset
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     monkeypatch.setenv("PCFX_BROKER_DIR", secure.info.state_dir)
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CLIENT_CONFIG", "KAFKA_SECURITY_PROTOCOL"):

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pcfx.cli import app
-from pcfx.console import ExitCode
-from producers import KeyRole, new_key_pair
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.console import ExitCode
+from pcf_exchange.producers import KeyRole, new_key_pair
 from tests.producers.conftest import SUPPLIER, footprint_json
 
 runner = CliRunner()

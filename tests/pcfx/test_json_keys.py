@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pcfx.cli import app
-from pcfx.console import camel_keys
-from producers import KeyRole, new_key_pair
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.console import camel_keys
+from pcf_exchange.producers import KeyRole, new_key_pair
 from tests.contracts.conftest import BOM_JSON, FACTOR_JSON
 from tests.producers.conftest import SUPPLIER, footprint_json
 
@@ -158,8 +158,8 @@ def test_outbound_decrypt_json_is_one_document_with_every_message(tmp_path: Path
     reason, and the exit code still says so."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from contracts.keyfiles import private_key_pem, public_key_pem, write_key_file
-    from gateway import GatewayKey, seal, seal_batch
+    from pcf_exchange.contracts.keyfiles import private_key_pem, public_key_pem, write_key_file
+    from pcf_exchange.gateway import GatewayKey, seal, seal_batch
     from tests.gateway.test_outbound_cli import envelope
 
     alice, bob = X25519PrivateKey.generate(), X25519PrivateKey.generate()

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from gateway._approvals import Approval
-from gateway.policy._decision import RecordRef
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow
-from gateway.runtime._codec import HeldSource
-from gateway.runtime._officer import find_row as find_approval
-from pcfx.tables import WIDE, approvals_table, keys_table, short_time, unique_prefixes
+from pcf_exchange.gateway._approvals import Approval
+from pcf_exchange.gateway.policy._decision import RecordRef
+from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow
+from pcf_exchange.gateway.runtime._codec import HeldSource
+from pcf_exchange.gateway.runtime._officer import find_row as find_approval
+from pcf_exchange.pcfx.tables import WIDE, approvals_table, keys_table, short_time, unique_prefixes
 
 NOW = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 SUPPLIER = "urn:pact:company:customcode:vendor-assigned:example-cells-and-modules-co-ltd"
@@ -112,7 +112,7 @@ def test_approvals_list_fits_and_prefixes_resolve(width: int) -> None:
 
 
 def test_an_ambiguous_prefix_is_refused_naming_the_count() -> None:
-    from gateway._errors import ApprovalStateError
+    from pcf_exchange.gateway._errors import ApprovalStateError
 
     rows = approval_rows(3)
     book = ApprovalBook()
@@ -147,7 +147,7 @@ def test_short_time() -> None:
 def test_resolve_id_takes_the_whole_id_or_a_unique_prefix() -> None:
     import typer
 
-    from pcfx.tables import resolve_id
+    from pcf_exchange.pcfx.tables import resolve_id
 
     ids = ["CQC-2026-0001", "CQC-2026-0002", "CQC-2026-00021", "TUV-1"]
     assert resolve_id("TUV", ids, "certificate") == "TUV-1"

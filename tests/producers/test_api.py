@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import producers
-
-
+from pcf_exchange import producers
 def test_all_lists_exactly_the_public_names() -> None:
     modules = {m.name for m in pkgutil.iter_modules(producers.__path__)}
     public = {n for n in vars(producers) if not n.startswith("_") and n not in modules}
@@ -17,13 +15,13 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 def test_every_module_explains_itself() -> None:
     for module in pkgutil.iter_modules(producers.__path__):
-        loaded = importlib.import_module(f"producers.{module.name}")
+        loaded = importlib.import_module(f"pcf_exchange.producers.{module.name}")
         doc = (loaded.__doc__ or "").strip()
         assert doc and len(doc.splitlines()[0]) > 20, f"producers.{module.name} needs a docstring"
 
 
 def test_cli_apps_are_exposed() -> None:
-    from pcfx.commands.publish import keys_app, publish_app
+    from pcf_exchange.pcfx.commands.publish import keys_app, publish_app
 
     assert {c.name for c in keys_app.registered_commands} == {
         "new",

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -22,7 +22,7 @@ from contracts import (
     sign,
     sign_batch,
 )
-from producers._avro import Unsupported, WireEncoder, compile_encoder
+from pcf_exchange.producers._avro import Unsupported, WireEncoder, compile_encoder
 from tests.producers.conftest import bom_json, factor_json, footprint_json
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -36,7 +36,7 @@ def serde() -> AvroSerde:
 
 
 def _key_record() -> SupplierKey:
-    from producers.keys import key_id_of, raw_public_key
+    from pcf_exchange.producers.keys import key_id_of, raw_public_key
 
     public = KEY.public_key()
     return SupplierKey(
@@ -132,7 +132,7 @@ def test_a_datum_the_fast_path_cannot_write_falls_back(serde: AvroSerde, monkeyp
         KEY, parse(EmissionFactor, factor_json()), supplier_id="s", key_id="k", sequence=1
     )
     wire.encode("pcf.factors", signed)
-    from producers import _avro
+    from pcf_exchange.producers import _avro
 
     monkeypatch.setattr(_avro, "to_avro_dict", lambda record: {})  # fast path: KeyError
     assert wire.encode("pcf.factors", signed) == serde.encode("pcf.factors", signed)

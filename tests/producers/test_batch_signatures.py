@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BatchProof,
     InMemorySchemaRegistry,
@@ -27,8 +27,8 @@ from contracts import (
     sign_batch,
     verify,
 )
-from contracts._merkle import audit_paths, hash_children, hash_leaf, root_from_path
-from contracts.canonical import canonical_json, to_canonical_value
+from pcf_exchange.contracts._merkle import audit_paths, hash_children, hash_leaf, root_from_path
+from pcf_exchange.contracts.canonical import canonical_json, to_canonical_value
 from tests.producers.conftest import footprint_json
 
 # -- an independent oracle: RFC 6962 §2.1 written out recursively
@@ -273,7 +273,7 @@ def test_canonical_still_refuses_floats_and_renders_decimals() -> None:
 
 
 def test_sign_each_signs_alone_and_reports_hashes(key: Ed25519PrivateKey) -> None:
-    from contracts import sign_each
+    from pcf_exchange.contracts import sign_each
 
     records = [parse_footprint(footprint_json(i)) for i in range(3)]
     result = sign_each(key, records, supplier_id="s", key_id="k", sequences=[5, 6, 7])

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from contracts import SignedFootprint, SignedSupplierKey, verify
-from infra.kafka.launcher import free_port
-from pcfx.commands.publish import keys_app, publish_app
-from producers import KeyPairFiles, Ledger, load_public_key, load_signer, registration
+from pcf_exchange.contracts import SignedFootprint, SignedSupplierKey, verify
+from pcf_exchange.infra.kafka.launcher import free_port
+from pcf_exchange.pcfx.commands.publish import keys_app, publish_app
+from pcf_exchange.producers import KeyPairFiles, Ledger, load_public_key, load_signer, registration
 from tests.producers.conftest import SUPPLIER, Cluster, footprint_json, write_json
 from tests.producers.test_input import _csv, _flatten
 
@@ -226,7 +226,7 @@ def test_publish_mixed_file_and_csv(
 
 
 def _registry_serde(cluster: Cluster) -> Any:
-    from contracts import AvroSerde, KafkaSchemaRegistry
+    from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry
 
     # the CLI uses the registry topic of its --topic-prefix: the cluster's own
     registry = KafkaSchemaRegistry(cluster.bootstrap, topic=cluster.schemas_topic)
@@ -425,7 +425,7 @@ def test_publish_factors_and_bom(
 
 
 def test_progress_bar_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pcfx.commands import publish as cli
+    from pcf_exchange.pcfx.commands import publish as cli
 
     with cli._progress(True, "publishing footprints") as tick:
         assert tick is not None

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from kafka import KafkaConsumer
 
-from contracts.errors import BrokerError
-from infra.kafka.launcher import free_port
-from producers.delivery import KafkaSink, Outgoing
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.infra.kafka.launcher import free_port
+from pcf_exchange.producers.delivery import KafkaSink, Outgoing
 
 
 @pytest.mark.broker

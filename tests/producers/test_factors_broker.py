@@ -14,9 +14,9 @@ import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 from typer.testing import CliRunner
 
-from pcfx.cli import app
-from producers import KeyPairFiles
-from producers.factors import SOURCED_FACTORS
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.producers import KeyPairFiles
+from pcf_exchange.producers.factors import SOURCED_FACTORS
 
 pytestmark = pytest.mark.broker
 

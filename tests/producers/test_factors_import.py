@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 import pcfx.commands.factors
-from contracts import EmissionFactor, load_factors, parse
-from pcfx.cli import app
-from producers import KeyPairFiles
-from producers.factors import (
+from pcf_exchange.contracts import EmissionFactor, load_factors, parse
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.producers import KeyPairFiles
+from pcf_exchange.producers.factors import (
     SOURCED_FACTORS,
     FactorCatalogue,
     FactorVersion,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from contracts import parse_footprint, to_pact_json
-from producers import load_items
-from producers._input import read_footprints_csv
+from pcf_exchange.contracts import parse_footprint, to_pact_json
+from pcf_exchange.producers import load_items
+from pcf_exchange.producers._input import read_footprints_csv
 from tests.producers.conftest import footprint_json, write_json
 
 ROOT = Path(__file__).resolve().parents[2]

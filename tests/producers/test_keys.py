@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts.errors import KeyStoreError
-from producers.keys import key_id_of, load_private_key, load_public_key, new_key_pair
+from pcf_exchange.contracts.errors import KeyStoreError
+from pcf_exchange.producers.keys import key_id_of, load_private_key, load_public_key, new_key_pair
 
 
 def test_new_key_pair_is_0600_and_round_trips(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_non_ed25519_public_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_key_files_say_whose_they_are(tmp_path: Path) -> None:
-    from producers.keys import KeyRole, read_key_info
+    from pcf_exchange.producers.keys import KeyRole, read_key_info
 
     files = new_key_pair("urn:pact:company:customcode:vendor-assigned:cathode-co", tmp_path)
     for path in (files.private_key, files.public_key):
@@ -102,8 +102,8 @@ def test_key_files_say_whose_they_are(tmp_path: Path) -> None:
 
 
 def test_load_signer_refuses_another_suppliers_key(tmp_path: Path) -> None:
-    from contracts.errors import TrustError
-    from producers.keys import load_signer
+    from pcf_exchange.contracts.errors import TrustError
+    from pcf_exchange.producers.keys import load_signer
 
     files = new_key_pair("supplier-a", tmp_path)
     signer = load_signer(files.private_key, owner="supplier-a")
@@ -116,8 +116,8 @@ def test_load_signer_refuses_another_suppliers_key(tmp_path: Path) -> None:
 
 
 def test_load_signer_refuses_the_wrong_role(tmp_path: Path) -> None:
-    from contracts.errors import TrustError
-    from producers.keys import KeyRole, load_signer
+    from pcf_exchange.contracts.errors import TrustError
+    from pcf_exchange.producers.keys import KeyRole, load_signer
 
     supplier = new_key_pair("supplier-a", tmp_path)
     with pytest.raises(TrustError, match="is a supplier key; this needs an operator key"):
@@ -128,8 +128,8 @@ def test_load_signer_refuses_the_wrong_role(tmp_path: Path) -> None:
 
 
 def test_a_pem_without_header_falls_back_to_the_file_name(tmp_path: Path) -> None:
-    from contracts.errors import KeyStoreError, TrustError
-    from producers.keys import load_signer
+    from pcf_exchange.contracts.errors import KeyStoreError, TrustError
+    from pcf_exchange.producers.keys import load_signer
 
     files = new_key_pair("urn:x:supplier-a", tmp_path)
     pem = files.private_key.read_bytes().split(b"-----BEGIN", 1)[1]
@@ -148,8 +148,8 @@ def test_a_pem_without_header_falls_back_to_the_file_name(tmp_path: Path) -> Non
 def test_passphrase_from_file_or_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from contracts.errors import KeyStoreError
-    from producers.keys import load_signer, read_passphrase
+    from pcf_exchange.contracts.errors import KeyStoreError
+    from pcf_exchange.producers.keys import load_signer, read_passphrase
 
     files = new_key_pair("supplier-a", tmp_path, passphrase=b"correct horse")
     secret = tmp_path / "pass.txt"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import AvroSerde, KafkaSchemaRegistry, SignedSupplierKey, SignerRole, verify
-from pcfx.commands.publish import keys_app
-from producers import KeyPairFiles, load_public_key
+from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry, SignedSupplierKey, SignerRole, verify
+from pcf_exchange.pcfx.commands.publish import keys_app
+from pcf_exchange.producers import KeyPairFiles, load_public_key
 from tests.producers.conftest import Cluster
 from tests.producers.test_cli import _run
 

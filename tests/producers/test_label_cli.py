@@ -12,13 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from contracts import parse_footprint, to_pact_json
-from contracts.certification import Snapshot, footprint_digest
-from contracts.errors import ValidationFailed
-from contracts.keyfiles import public_key_pem
-from contracts.labels import encode_label, label_for
-from pcfx.cli import app
-from producers.certification import certificate_from_footprint
+from pcf_exchange.contracts import parse_footprint, to_pact_json
+from pcf_exchange.contracts.certification import Snapshot, footprint_digest
+from pcf_exchange.contracts.errors import ValidationFailed
+from pcf_exchange.contracts.keyfiles import public_key_pem
+from pcf_exchange.contracts.labels import encode_label, label_for
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.producers.certification import certificate_from_footprint
 from tests.contracts.test_cert_registry import DAY, T0, World
 from tests.producers.test_label_verify import _resign_body, _world
 

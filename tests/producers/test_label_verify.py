@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.certification import (
+from pcf_exchange.contracts.certification import (
     CertOutcome,
     CurrentFootprint,
     ListingAction,
@@ -22,10 +22,10 @@ from contracts.certification import (
     Snapshot,
     sign_statement,
 )
-from contracts.errors import CertificationError, ContractError
-from contracts.keyfiles import key_id_of
-from contracts.labels import LABEL_PREFIX, check_label, decode_label, encode_label, label_for
-from producers.labels import label_svg, qr_code, write_qr
+from pcf_exchange.contracts.errors import CertificationError, ContractError
+from pcf_exchange.contracts.keyfiles import key_id_of
+from pcf_exchange.contracts.labels import LABEL_PREFIX, check_label, decode_label, encode_label, label_for
+from pcf_exchange.producers.labels import label_svg, qr_code, write_qr
 from tests.contracts.test_cert_registry import DAY, HASH_A, HASH_B, PRODUCT, T0, World
 
 NOW = T0 + 10 * DAY

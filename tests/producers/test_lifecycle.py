@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contracts import ProductFootprint, parse_footprint
-from producers import Item, footprint_sequence, supersede
+from pcf_exchange.contracts import ProductFootprint, parse_footprint
+from pcf_exchange.producers import Item, footprint_sequence, supersede
 from tests.producers.conftest import footprint_json
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 from typer.testing import CliRunner
 
-from infra.kafka.launcher import free_port
-from pcfx.commands.publish import publish_app
-from producers import KeyPairFiles
-from producers._fastpath import accept
+from pcf_exchange.infra.kafka.launcher import free_port
+from pcf_exchange.pcfx.commands.publish import publish_app
+from pcf_exchange.producers import KeyPairFiles
+from pcf_exchange.producers._fastpath import accept
 from tests.producers.conftest import SUPPLIER, footprint_json, write_json
 
 runner = CliRunner()

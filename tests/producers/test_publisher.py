@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kafka.partitioner.default import murmur2
 
-from contracts import (
+from pcf_exchange.contracts import (
     BillOfMaterials,
     SignedBillOfMaterials,
     SignedEmissionFactor,
@@ -22,9 +22,9 @@ from contracts import (
     parse_footprint,
     verify,
 )
-from contracts.errors import BrokerError
-from infra.kafka.launcher import free_port
-from producers import (
+from pcf_exchange.contracts.errors import BrokerError
+from pcf_exchange.infra.kafka.launcher import free_port
+from pcf_exchange.producers import (
     Item,
     KeyDirectory,
     KeyState,
@@ -228,7 +228,7 @@ def test_key_registration_and_revocation(
 def test_records_the_broker_refuses_are_not_acknowledged(
     kafka_bootstrap: str, new_topic: Callable[..., str], signer: Signer
 ) -> None:
-    from producers import Topics
+    from pcf_exchange.producers import Topics
 
     tiny = new_topic(prefix="tiny", **{"max.message.bytes": "600"})
     cluster = Cluster(kafka_bootstrap, Topics(declared=tiny), f"schemas-{tiny}")
@@ -291,7 +291,7 @@ def http_registry() -> Iterator[Any]:
 
     import uvicorn
 
-    from contracts import InMemorySchemaRegistry
+    from pcf_exchange.contracts import InMemorySchemaRegistry
     from tests.contracts.conftest import RegistryServer, registry_app
 
     backend = InMemorySchemaRegistry()
@@ -321,7 +321,7 @@ def test_confluent_compatible_registry_by_url(
     assert summary.ok and summary.sent == 3
     assert "pcf.declared-value" not in http_registry.backend.subjects()
     assert f"{cluster.topics.declared}-value" in http_registry.backend.subjects()
-    from contracts import AvroSerde
+    from pcf_exchange.contracts import AvroSerde
 
     serde = AvroSerde(http_registry.backend)
     for message in cluster.read(cluster.topics.declared, expected=3):

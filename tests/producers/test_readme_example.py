@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts import AvroSerde, KafkaSchemaRegistry, SignedFootprint, verify
-from producers import load_signer
+from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry, SignedFootprint, verify
+from pcf_exchange.producers import load_signer
 from tests.producers.conftest import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts import BillOfMaterials, EmissionFactor, parse, parse_footprint
-from contracts.errors import KeyStoreError
-from producers import (
+from pcf_exchange.contracts import BillOfMaterials, EmissionFactor, parse, parse_footprint
+from pcf_exchange.contracts.errors import KeyStoreError
+from pcf_exchange.producers import (
     Item,
     Ledger,
     LedgerEntry,
@@ -21,7 +21,7 @@ from producers import (
     footprint_sequence,
     next_sequence,
 )
-from producers._sequence import clock_sequence
+from pcf_exchange.producers._sequence import clock_sequence
 from tests.producers.conftest import bom_json, factor_json, footprint_json
 
 
@@ -111,7 +111,7 @@ def test_bom_revision_is_assigned_reused_and_raised(signer: Signer) -> None:
 
 
 def _hash(bom: BillOfMaterials) -> str:
-    from producers._publisher import _body_hash
+    from pcf_exchange.producers._publisher import _body_hash
 
     return _body_hash(bom)
 

@@ -43,13 +43,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from contracts import KafkaSchemaRegistry, ProductFootprint, read_footprints
-from contracts.errors import PcfError
-from contracts.kafka_client import librdkafka_config
-from gateway.audit import EntryKind
-from gateway.runtime import GatewaySerde, Topics, gateway_schemas, read_audit_logs
-from producers.delivery import KafkaSink, Outgoing
-from streams.batch import run_rollup
+from pcf_exchange.contracts import KafkaSchemaRegistry, ProductFootprint, read_footprints
+from pcf_exchange.contracts.errors import PcfError
+from pcf_exchange.contracts.kafka_client import librdkafka_config
+from pcf_exchange.gateway.audit import EntryKind
+from pcf_exchange.gateway.runtime import GatewaySerde, Topics, gateway_schemas, read_audit_logs
+from pcf_exchange.producers.delivery import KafkaSink, Outgoing
+from pcf_exchange.streams.batch import run_rollup
 from tests.streams._broker_world import ROOT, World
 
 SUPPLIERS_FILE = ROOT / "demo/lfp/suppliers-footprints.json"
@@ -194,8 +194,8 @@ class Exchange(World):
 
     def prepare_gateway(self) -> None:
         """Keys, policy and subscriptions as the demo makes them; the gateway's schemas."""
-        from contracts import register_missing
-        from pcfx.commands.demo import EU_OEM, NOTIFIED_BODY, _gateway_files
+        from pcf_exchange.contracts import register_missing
+        from pcf_exchange.pcfx.commands.demo import EU_OEM, NOTIFIED_BODY, _gateway_files
 
         _gateway_files(self.bootstrap, self.workdir / "gateway-keys")
         register_missing(
@@ -205,12 +205,12 @@ class Exchange(World):
         )
 
     def start_gateway(self, name: str = "g1") -> subprocess.Popen[bytes]:
-        from pcfx.commands.demo import _gateway_run
+        from pcf_exchange.pcfx.commands.demo import _gateway_run
 
         argv = [
             sys.executable,
             "-m",
-            "pcfx",
+            "pcf_exchange.pcfx",
             *_gateway_run(self.prefix, self.workdir, self.operator_pub),
         ]
         log = (self.workdir / f"gateway-{name}.log").open("wb")
@@ -228,7 +228,7 @@ class Exchange(World):
         return proc
 
     def stop(self) -> None:
-        from streams.harness import stop_worker
+        from pcf_exchange.streams.harness import stop_worker
 
         for proc in self.gateways:
             signal_process(proc, signal.SIGCONT)
@@ -333,7 +333,7 @@ class Exchange(World):
         return lag
 
     def check(self, *, with_gateway: bool = True) -> Verdict:
-        from pcfx.commands.demo import EU_OEM
+        from pcf_exchange.pcfx.commands.demo import EU_OEM
 
         with self._lock:
             acked = list(self.acked)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka.launcher import Cluster, start_cluster
+from pcf_exchange.infra.kafka.launcher import Cluster, start_cluster
 
 REDUCED = {
     "test_acknowledged_records_survive_kill_9_of_a_broker",

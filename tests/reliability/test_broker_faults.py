@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from contracts.topics import TOPICS, ensure_topics
-from infra.kafka.launcher import Cluster
-from producers.delivery import DeliveryReport, KafkaSink, Outgoing
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.infra.kafka.launcher import Cluster
+from pcf_exchange.producers.delivery import DeliveryReport, KafkaSink, Outgoing
 from tests.reliability._exchange import Exchange, Verdict, signal_process
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -211,11 +211,11 @@ def test_the_api_through_30_s_of_cluster_outage(healthy: Cluster, tmp_path: Path
     release appears, and its audit chain verifies with an entry for every footprint served."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from gateway import KeyRing
-    from gateway._sealing import GatewayKey
-    from gateway.api._kafka import KafkaDisclosureRecorder
-    from gateway.audit import EntryKind, check_audit_log
-    from gateway.runtime import GatewaySerde, read_audit_logs
+    from pcf_exchange.gateway import KeyRing
+    from pcf_exchange.gateway._sealing import GatewayKey
+    from pcf_exchange.gateway.api._kafka import KafkaDisclosureRecorder
+    from pcf_exchange.gateway.audit import EntryKind, check_audit_log
+    from pcf_exchange.gateway.runtime import GatewaySerde, read_audit_logs
     from tests.api.test_api_kafka import Harness, eventually, gateway
     from tests.gateway._rollups import rolled_footprint
     from tests.gateway.test_runtime_kafka import make_env

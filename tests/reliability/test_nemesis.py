@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka.launcher import Cluster
+from pcf_exchange.infra.kafka.launcher import Cluster
 from tests.reliability import nemesis
 from tests.reliability._exchange import (
     SCALED,

@@ -39,9 +39,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from gateway.audit import EntryKind
-from gateway.runtime._keys import load_recipient_private_key
-from streams.harness import stop_worker
+from pcf_exchange.gateway.audit import EntryKind
+from pcf_exchange.gateway.runtime._keys import load_recipient_private_key
+from pcf_exchange.streams.harness import stop_worker
 from tests.gateway._rollups import policy_with_keys, rolled_footprint
 from tests.gateway.test_runtime_kafka import GB, GB_PURPOSE, Env, audit, make_env, read_values
 from tests.gateway.test_runtime_kafka import open_all as open_envelopes
@@ -224,7 +224,7 @@ def _gateway_command(env: Env, idle_s: float) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "pcfx",
+        "pcf_exchange.pcfx",
         "gateway",
         "run",
         "--policy",

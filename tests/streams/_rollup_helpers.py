@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     Bom,
     BomLine,
     ComponentFootprint,

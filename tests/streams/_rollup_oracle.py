@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TypedDict, TypeVar
 
-from streams.rollup import Bom, ComponentFootprint, Factor
+from pcf_exchange.streams.rollup import Bom, ComponentFootprint, Factor
 
 E = "pcfExcludingBiogenicUptake"
 REQUIRED = ("pcfExcludingBiogenicUptake", "pcfIncludingBiogenicUptake", "fossilGhgEmissions")

@@ -23,7 +23,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     Bom,
     BomDeclared,
     BomLine,

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -32,9 +32,9 @@ from contracts import (
     sign,
     to_pact_json,
 )
-from contracts._jsonio import dumps
-from contracts.errors import RollupError
-from streams.adapt import (
+from pcf_exchange.contracts._jsonio import dumps
+from pcf_exchange.contracts.errors import RollupError
+from pcf_exchange.streams.adapt import (
     CARBON_CONTENT_AS_ZERO,
     core_bom,
     core_factor,
@@ -42,7 +42,7 @@ from streams.adapt import (
     deprecated_record,
     rolled_up_record,
 )
-from streams.rollup import ComponentFootprint, Factor, RollupResult, run_batch
+from pcf_exchange.streams.rollup import ComponentFootprint, Factor, RollupResult, run_batch
 from tests.contracts.test_contracts_pact_examples import openapi_validator
 
 T = TypeVar("T", bound=BaseModel)

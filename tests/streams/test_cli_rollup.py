@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pcfx.cli import app
-from pcfx.console import ExitCode
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.console import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = "urn:pact:cz-packs.cn:product-id:PACK-282"

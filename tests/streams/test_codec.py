@@ -9,7 +9,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from streams.codec import (
+from pcf_exchange.streams.codec import (
     CodecError,
     decode,
     decode_message,
@@ -20,7 +20,7 @@ from streams.codec import (
     encode_message_layout0,
     encode_pack,
 )
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     ComponentState,
     Network,
     OwnProcess,
@@ -190,7 +190,7 @@ def test_a_bad_pack_names_the_message_and_field(data: bytes, message: str, path:
 
 def test_rows_written_before_identities_were_lazy_still_read() -> None:
     """A value's identity used to be two fields; a row an earlier worker wrote reads the same."""
-    from streams.rollup import ProductState, compute_result
+    from pcf_exchange.streams.rollup import ProductState, compute_result
 
     network = Network()
     network.submit(*scenarios_example())
@@ -212,7 +212,7 @@ def test_rows_written_before_identities_were_lazy_still_read() -> None:
 
 
 def scenarios_example() -> list[Any]:
-    from streams.rollup import Bom, BomDeclared, BomLine, ComponentFootprint, FootprintDeclared
+    from pcf_exchange.streams.rollup import Bom, BomDeclared, BomLine, ComponentFootprint, FootprintDeclared
 
     figures = {
         "pcfExcludingBiogenicUptake": Decimal("2.5"),
@@ -227,8 +227,8 @@ def scenarios_example() -> list[Any]:
 
 
 def test_a_value_met_again_in_a_record_is_written_once_and_reads_back_as_one_object() -> None:
-    from streams._rollup_step import NodeRecord, ProductRecord
-    from streams.rollup import ProductState
+    from pcf_exchange.streams._rollup_step import NodeRecord, ProductRecord
+    from pcf_exchange.streams.rollup import ProductState
 
     network = Network()
     network.submit(*scenarios_example())

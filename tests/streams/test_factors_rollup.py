@@ -14,9 +14,9 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from contracts import BillOfMaterials, EmissionFactor, RolledUpFootprint, parse
-from pcfx.cli import app
-from streams.adapt import (
+from pcf_exchange.contracts import BillOfMaterials, EmissionFactor, RolledUpFootprint, parse
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.streams.adapt import (
     ASSUMED,
     CARBON_CONTENT_AS_ZERO,
     VALUE_ONLY_AS_FOSSIL,
@@ -26,7 +26,7 @@ from streams.adapt import (
     payload_hash,
     rolled_up_record,
 )
-from streams.rollup import RollupResult, run_batch
+from pcf_exchange.streams.rollup import RollupResult, run_batch
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FOOTPRINTS = Path(__file__).resolve().parents[2] / "demo/lfp/suppliers-footprints.json"

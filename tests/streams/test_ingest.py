@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -25,8 +25,8 @@ from contracts import (
     sign,
     sign_batch,
 )
-from contracts.errors import TrustError, ValidationFailed
-from streams.ingest import (
+from pcf_exchange.contracts.errors import TrustError, ValidationFailed
+from pcf_exchange.streams.ingest import (
     CheckedFootprint,
     IngestOutcome,
     KeyRegistry,
@@ -359,7 +359,7 @@ def _v2_datum(world: World, data: bytes) -> dict[str, Any]:
 
 def _reencoded(world: World, datum: dict[str, Any]) -> bytes:
     """Through the model and back: the way a tool that reads and re-writes records would."""
-    from contracts._serde import from_avro_dict
+    from pcf_exchange.contracts._serde import from_avro_dict
 
     value = from_avro_dict(SignedFootprint, datum).unwrap()
     return world.serde.encode("pcf.declared", value)
@@ -370,8 +370,8 @@ def _raw_encode(world: World, datum: dict[str, Any]) -> bytes:
 
     from fastavro import parse_schema, schemaless_writer
 
-    from contracts._schemas import expanded
-    from contracts._serde import frame
+    from pcf_exchange.contracts._schemas import expanded
+    from pcf_exchange.contracts._serde import frame
 
     buffer = io.BytesIO()
     schema = parse_schema(expanded("SignedFootprint"), named_schemas={})
@@ -481,8 +481,8 @@ def test_an_envelope_that_claims_another_sequence_than_its_body_is_rejected(
 def test_a_bad_footprint_in_a_v2_record_is_rejected_with_its_field_path(world: World) -> None:
     import orjson
 
-    from contracts._envelope import PAYLOAD_FOOTPRINT
-    from contracts.canonical import pae
+    from pcf_exchange.contracts._envelope import PAYLOAD_FOOTPRINT
+    from pcf_exchange.contracts.canonical import pae
 
     doc = copy.deepcopy(FOOTPRINT_JSON)
     doc["pcf"]["declaredUnitAmount"] = "0"

@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     InMemorySchemaRegistry,
@@ -26,12 +26,12 @@ from contracts import (
     load_factors,
     register_all,
 )
-from contracts._fast import rolled_up_ok
-from contracts._serde import from_avro_dict, to_avro_dict
-from contracts.errors import RollupError, ValidationFailed
-from streams._publish import deprecated_bytes
-from streams.adapt import deprecated_record, rolled_up_datum, rolled_up_record
-from streams.rollup import ComponentFootprint, RollupResult
+from pcf_exchange.contracts._fast import rolled_up_ok
+from pcf_exchange.contracts._serde import from_avro_dict, to_avro_dict
+from pcf_exchange.contracts.errors import RollupError, ValidationFailed
+from pcf_exchange.streams._publish import deprecated_bytes
+from pcf_exchange.streams.adapt import deprecated_record, rolled_up_datum, rolled_up_record
+from pcf_exchange.streams.rollup import ComponentFootprint, RollupResult
 from tests.streams.test_adapt import (
     ELECTROLYTE,
     ROOT,

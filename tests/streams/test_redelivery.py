@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import parse_footprint, sign
-from streams._ingest_step import TableLedger, check_batch, latest
-from streams.ingest import IngestOutcome, SequenceLedger, SourceRef, check_record
+from pcf_exchange.contracts import parse_footprint, sign
+from pcf_exchange.streams._ingest_step import TableLedger, check_batch, latest
+from pcf_exchange.streams.ingest import IngestOutcome, SequenceLedger, SourceRef, check_record
 from tests.contracts.conftest import FOOTPRINT_JSON
 from tests.streams.test_ingest import SUPPLIER, T0, World
 

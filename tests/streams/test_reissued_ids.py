@@ -13,13 +13,13 @@ from decimal import Decimal
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts import AvroSerde, InMemorySchemaRegistry, RolledUpFootprint, register_all
-from contracts.handoff import HandoffSigner
-from streams._publish import Publisher
-from streams._rollup_step import NodeRecord, ProductRecord
-from streams.adapt import issued_id
-from streams.rollup import ProductRolledUp, RollupResult
-from streams.rollup._product import ProductState
+from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, RolledUpFootprint, register_all
+from pcf_exchange.contracts.handoff import HandoffSigner
+from pcf_exchange.streams._publish import Publisher
+from pcf_exchange.streams._rollup_step import NodeRecord, ProductRecord
+from pcf_exchange.streams.adapt import issued_id
+from pcf_exchange.streams.rollup import ProductRolledUp, RollupResult
+from pcf_exchange.streams.rollup._product import ProductState
 from tests.streams.test_adapt import _named, _scaled, roll, signed_inputs
 
 TOPIC = "t.pcf.products"

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from contracts import Completeness, MissingComponent, RolledUpFootprint
-from contracts.errors import ContractError
-from pcfx.cli import app
-from pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK
-from streams.batch import run_rollup
-from streams.results import (
+from pcf_exchange.contracts import Completeness, MissingComponent, RolledUpFootprint
+from pcf_exchange.contracts.errors import ContractError
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK
+from pcf_exchange.streams.batch import run_rollup
+from pcf_exchange.streams.results import (
     OWN_PROCESS,
     ProductResults,
     diff,
@@ -167,10 +167,10 @@ def on_topic(versions: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Produc
     def read(*_: Any, **__: Any) -> tuple[dict[str, ProductResults], int]:
         return products, 1
 
-    monkeypatch.setattr("pcfx.commands.results.read_results", read)
+    monkeypatch.setattr("pcf_exchange.pcfx.commands.results.read_results", read)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
     # (the command's up-front check that a broker answers: none is needed, nothing is read)
-    monkeypatch.setattr("pcfx.settings.check_reachable", lambda *_a, **_k: None)
+    monkeypatch.setattr("pcf_exchange.pcfx.settings.check_reachable", lambda *_a, **_k: None)
     return products
 
 
@@ -215,10 +215,10 @@ def test_results_reads_the_products_topic_to_its_end(versions: Any, kafka_bootst
 
     from confluent_kafka import Producer
 
-    from contracts import AvroSerde, KafkaSchemaRegistry, subject_for
-    from contracts._schemas import schema_json
-    from contracts.topics import TOPICS, TopicNames, ensure_topics
-    from gateway.runtime._avro import kafka_registrar
+    from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry, subject_for
+    from pcf_exchange.contracts._schemas import schema_json
+    from pcf_exchange.contracts.topics import TOPICS, TopicNames, ensure_topics
+    from pcf_exchange.gateway.runtime._avro import kafka_registrar
 
     before, after = versions
     prefix = f"t{uuid.uuid4().hex[:8]}."

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from contracts import KafkaSchemaRegistry, ProductFootprint, SignerRole, load_footprints
-from contracts.pcr import ReviewEvent, ReviewSerde
+from pcf_exchange.contracts import KafkaSchemaRegistry, ProductFootprint, SignerRole, load_footprints
+from pcf_exchange.contracts.pcr import ReviewEvent, ReviewSerde
 from tests.streams._broker_world import ROOT, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -65,7 +65,7 @@ def _pcfx(world: World, *args: Any) -> Any:
     """``pcfx …`` on this test's topics, as an officer runs it."""
     from typer.testing import CliRunner
 
-    from pcfx.cli import app
+    from pcf_exchange.pcfx.cli import app
 
     common = ["--bootstrap", world.bootstrap, "--topic-prefix", world.prefix]
     result = CliRunner().invoke(app, [str(a) for a in (*args, *common)])
@@ -74,7 +74,7 @@ def _pcfx(world: World, *args: Any) -> Any:
 
 
 def test_held_then_released_then_rejected(world: World, tmp_path: Path) -> None:
-    from producers.keys import load_private_key, new_key_pair
+    from pcf_exchange.producers.keys import load_private_key, new_key_pair
 
     officer = new_key_pair(OFFICER, tmp_path / "officer")
     world.participants.keys[OFFICER] = load_private_key(officer.private_key)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts import InMemorySchemaRegistry, SignerRole
-from contracts.errors import PcrOutOfRange, PcrReviewRejected, PcrViolation, TrustError
-from contracts.pcr import (
+from pcf_exchange.contracts import InMemorySchemaRegistry, SignerRole
+from pcf_exchange.contracts.errors import PcrOutOfRange, PcrReviewRejected, PcrViolation, TrustError
+from pcf_exchange.contracts.pcr import (
     DecisionState,
     PcrOutcome,
     ReviewEvent,
@@ -25,13 +25,13 @@ from contracts.pcr import (
     pending,
     review_schemas,
 )
-from streams._ingest_step import (
+from pcf_exchange.streams._ingest_step import (
     TableLedger,
     act_on_decision,
     check_batch,
     held_event,
 )
-from streams.ingest import Ingested, IngestOutcome, SourceRef
+from pcf_exchange.streams.ingest import Ingested, IngestOutcome, SourceRef
 from tests.contracts.conftest import FOOTPRINT_JSON
 from tests.streams.test_ingest import MANUFACTURER, SUPPLIER, T0, World, bom_bytes
 

@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-import streams.rollup as rollup
+import pcf_exchange.streams.rollup as rollup
 
 PACKAGE_DIR = Path(rollup.__file__).parent
 FORBIDDEN = {
@@ -39,7 +39,7 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 def test_every_module_has_a_docstring() -> None:
     for info in pkgutil.iter_modules([str(PACKAGE_DIR)]):
-        module = importlib.import_module(f"streams.rollup.{info.name}")
+        module = importlib.import_module(f"pcf_exchange.streams.rollup.{info.name}")
         assert module.__doc__ and len(module.__doc__) > 80, info.name
     assert rollup.__doc__
 
@@ -70,8 +70,8 @@ def test_no_binary_floats_in_the_core() -> None:
 def test_content_hash_is_sha256_of_contracts_canonical_json() -> None:
     import hashlib
 
-    from contracts.canonical import canonical_json
-    from streams.rollup import run_batch
+    from pcf_exchange.contracts.canonical import canonical_json
+    from pcf_exchange.streams.rollup import run_batch
     from tests.streams._rollup_helpers import bom, fp, line
 
     result = run_batch([fp("a", "2.50", std="0.1")], [bom("p", line("a", 3), direct="1.5")], [])[
@@ -85,6 +85,6 @@ def test_docstring_examples_run() -> None:
     import doctest
 
     for info in pkgutil.iter_modules([str(PACKAGE_DIR)]):
-        module = importlib.import_module(f"streams.rollup.{info.name}")
+        module = importlib.import_module(f"pcf_exchange.streams.rollup.{info.name}")
         failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failed == 0, info.name

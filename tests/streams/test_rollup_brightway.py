@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from streams.rollup import ComponentFootprint, Factor, run_batch
+from pcf_exchange.streams.rollup import ComponentFootprint, Factor, run_batch
 from tests.streams._rollup_helpers import bom, fp, line
 from tests.streams._rollup_oracle import evaluate
 from tests.streams._rollup_scenarios import Scenario, bom_depth, diamonds, scenarios

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.errors import RollupError
-from streams.rollup import (
+from pcf_exchange.contracts.errors import RollupError
+from pcf_exchange.streams.rollup import (
     Bom,
     BomDeclared,
     BomLine,

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     DQR_RATINGS,
     Bom,
     BomDeclared,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from streams.rollup import ComponentFootprint, RollupResult, run_batch
+from pcf_exchange.streams.rollup import ComponentFootprint, RollupResult, run_batch
 from tests.streams._rollup_helpers import D, bom, fp, line
 
 CELL, PACK = "urn:x:cells.cn:cell", "urn:x:packs.cn:pack"

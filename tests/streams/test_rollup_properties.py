@@ -11,7 +11,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     ChildValue,
     Network,
     ProductRolledUp,

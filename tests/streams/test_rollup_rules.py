@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from contracts.errors import RollupError
-from streams.rollup import (
+from pcf_exchange.contracts.errors import RollupError
+from pcf_exchange.streams.rollup import (
     HEADLINE_METRIC,
     PRECISION,
     Bom,

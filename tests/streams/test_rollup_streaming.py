@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     BomDeclared,
     ChildValue,
     ComponentMessage,
@@ -244,7 +244,7 @@ def test_an_update_propagates_through_every_tier_and_touches_only_ancestors() ->
 
 
 def test_network_fuse_raises_instead_of_spinning() -> None:
-    from contracts.errors import RollupError
+    from pcf_exchange.contracts.errors import RollupError
 
     net = Network()
     net.submit(FootprintDeclared(fp("cell")), BomDeclared(bom("m", line("cell", 1))))
@@ -253,7 +253,7 @@ def test_network_fuse_raises_instead_of_spinning() -> None:
 
 
 def test_a_batch_for_one_product_recomputes_once_and_matches_one_by_one() -> None:
-    from streams.rollup import product_step_many
+    from pcf_exchange.streams.rollup import product_step_many
 
     messages: list[ProductMessage] = [
         BomDeclared(bom("m", line("cell", 2), line("fan", 1))),

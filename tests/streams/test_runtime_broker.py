@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts import ProductFootprint, RolledUpFootprint
-from streams.adapt import deprecated_record
-from streams.batch import run_rollup
+from pcf_exchange.contracts import ProductFootprint, RolledUpFootprint
+from pcf_exchange.streams.adapt import deprecated_record
+from pcf_exchange.streams.batch import run_rollup
 from tests.streams._broker_world import ROOT, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -56,7 +56,7 @@ def test_streaming_equals_batch_and_updates_propagate(world: World) -> None:
     assert pack.footprint is not None, "a complete roll-up issues a PACT footprint"
     assert pack.completeness.complete
     # the cell maker moves to hydro power: a new BOM revision propagates to pack and bus
-    from contracts import load_boms
+    from pcf_exchange.contracts import load_boms
 
     green = load_boms(ROOT / "demo/lfp/cell-green-electricity.json")[0].value
     assert green is not None
@@ -119,7 +119,7 @@ def assert_pact_lifecycle(records: list[RolledUpFootprint]) -> set[str]:
 
 def test_forged_and_sequence_reusing_records_go_to_the_dlq(world: World) -> None:
     world.start_worker()
-    from contracts import load_footprints
+    from pcf_exchange.contracts import load_footprints
 
     fp = load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")[0].value
     assert fp is not None
@@ -146,7 +146,7 @@ def test_forged_and_sequence_reusing_records_go_to_the_dlq(world: World) -> None
 def test_a_result_too_large_to_write_goes_to_the_dlq_and_the_worker_goes_on(world: World) -> None:
     # Valid inputs can multiply into a figure no decimal field holds (1e60 kg CO2e per kg, and a
     # BOM line of 1e10 kg): the result goes to the DLQ, named, and the worker does not stop on it
-    from contracts import load_boms, load_footprints, parse_footprint, to_pact_json
+    from pcf_exchange.contracts import load_boms, load_footprints, parse_footprint, to_pact_json
 
     proc = world.start_worker()
     fp = load_footprints(ROOT / "demo/lfp/suppliers-footprints.json")[0].value
@@ -236,7 +236,7 @@ def test_two_workers_on_six_partitions_give_the_same_results_as_one(world: World
     latest = world.wait_for(_converged(expected), what="two workers to converge")
     assert {pid: r.pcf_excluding_biogenic_uptake for pid, r in latest.items()} == expected
     world.wait_for_group(members=2)  # both workers own partitions now
-    from contracts import load_boms
+    from pcf_exchange.contracts import load_boms
 
     green = load_boms(ROOT / "demo/lfp/cell-green-electricity.json")[0].value
     assert green is not None
@@ -257,7 +257,7 @@ def test_the_tables_changelogs_exist_before_a_worker_starts(world: World) -> Non
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from streams.runtime import TABLES
+    from pcf_exchange.streams.runtime import TABLES
 
     names = [f"{world.app_id}-{table}-changelog" for table in TABLES]
     admin = KafkaAdminClient(bootstrap_servers=world.bootstrap)
@@ -278,9 +278,9 @@ def test_the_tables_changelogs_exist_before_a_worker_starts(world: World) -> Non
 def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world: World) -> None:
     from confluent_kafka import Producer
 
-    from streams import codec
-    from streams._packs import partition as _partition
-    from streams.rollup import ComponentState, Ref, Subscribe
+    from pcf_exchange.streams import codec
+    from pcf_exchange.streams._packs import partition as _partition
+    from pcf_exchange.streams.rollup import ComponentState, Ref, Subscribe
 
     proc = world.start_worker()
     producer = Producer({"bootstrap.servers": world.bootstrap})
@@ -330,7 +330,7 @@ streams.rollup._engine.Engine._product_batch = fail
 def test_a_failing_agent_stops_the_worker_with_exit_code_3(world: World) -> None:
     # faust would restart the agent alone, its record unacknowledged and its partition stuck,
     # while the worker looked healthy; the worker stops instead, saying why
-    from contracts import load_boms
+    from pcf_exchange.contracts import load_boms
 
     proc = world.start_worker(inject=_FAILING_PRODUCT_SIDE)
     bom = load_boms(ROOT / "demo/lfp/manufacturers-boms.json")[0].value
@@ -352,9 +352,9 @@ def test_a_streams_topic_with_another_partition_count_stops_the_worker_before_it
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    from contracts.errors import InfrastructureError
-    from contracts.topics import TOPICS
-    from streams.runtime import StreamsConfig, ensure_topics
+    from pcf_exchange.contracts.errors import InfrastructureError
+    from pcf_exchange.contracts.topics import TOPICS
+    from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:8]}."
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -380,13 +380,13 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
     from kafka import KafkaConsumer
 
-    from contracts import load_footprints
-    from streams import codec
-    from streams._packs import ECHO_HEADER
-    from streams._packs import node_key as _node_key
-    from streams._packs import partition as _partition
-    from streams.adapt import core_footprint
-    from streams.rollup import FootprintDeclared
+    from pcf_exchange.contracts import load_footprints
+    from pcf_exchange.streams import codec
+    from pcf_exchange.streams._packs import ECHO_HEADER
+    from pcf_exchange.streams._packs import node_key as _node_key
+    from pcf_exchange.streams._packs import partition as _partition
+    from pcf_exchange.streams.adapt import core_footprint
+    from pcf_exchange.streams.rollup import FootprintDeclared
 
     expected = _expected_all()
     world.start_worker()

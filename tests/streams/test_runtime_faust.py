@@ -13,7 +13,7 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import _faust
+from pcf_exchange.streams import _faust
 
 
 def test_faust_streaming_is_the_version_the_adaptations_were_written_against() -> None:

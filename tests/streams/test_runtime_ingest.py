@@ -11,10 +11,10 @@ from faust.streams import _current_event
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import codec
-from streams._ingest_step import TableLedger as _TableLedger
-from streams._ingest_step import latest as _latest
-from streams.ingest import Ingested, IngestOutcome, SequenceLedger, SourceRef
+from pcf_exchange.streams import codec
+from pcf_exchange.streams._ingest_step import TableLedger as _TableLedger
+from pcf_exchange.streams._ingest_step import latest as _latest
+from pcf_exchange.streams.ingest import Ingested, IngestOutcome, SequenceLedger, SourceRef
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

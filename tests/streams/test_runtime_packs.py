@@ -11,15 +11,15 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import codec
-from streams._packs import PACK_MAX_BYTES
-from streams._packs import echo_stamp as _echo_stamp
-from streams._packs import keyed as _keyed
-from streams._packs import node_key as _node_key
-from streams._packs import packs as _packs
-from streams._packs import partition as _partition
-from streams._rollup_step import NodeRecord, Work, roll_up
-from streams.rollup import ChildValue, Ref, RollupResult, Subscribe, run_batch
+from pcf_exchange.streams import codec
+from pcf_exchange.streams._packs import PACK_MAX_BYTES
+from pcf_exchange.streams._packs import echo_stamp as _echo_stamp
+from pcf_exchange.streams._packs import keyed as _keyed
+from pcf_exchange.streams._packs import node_key as _node_key
+from pcf_exchange.streams._packs import packs as _packs
+from pcf_exchange.streams._packs import partition as _partition
+from pcf_exchange.streams._rollup_step import NodeRecord, Work, roll_up
+from pcf_exchange.streams.rollup import ChildValue, Ref, RollupResult, Subscribe, run_batch
 from tests.streams._rollup_scenarios import Scenario, scenarios
 
 

@@ -14,8 +14,8 @@ from faust.stores import memory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import _faust, codec
-from streams._rollup_step import GROUP_BYTES, GROUP_PREFIX, Changelog, RowGroups
+from pcf_exchange.streams import _faust, codec
+from pcf_exchange.streams._rollup_step import GROUP_BYTES, GROUP_PREFIX, Changelog, RowGroups
 
 Log = list[tuple[int, bytes, bytes | None]]  # (partition, key, value) in offset order
 
@@ -179,8 +179,8 @@ def test_a_changelog_from_before_the_upgrade_restores_the_same_rows() -> None:
     """Layout-0 rows, one plain changelog record each (what workers wrote before), recovered
     into the table and read by the roll-up as the rows they were; the next batch's group
     supersedes them."""
-    from streams._rollup_step import NodeRecord, ProductRecord, Rows
-    from streams.rollup import Network, Ref
+    from pcf_exchange.streams._rollup_step import NodeRecord, ProductRecord, Rows
+    from pcf_exchange.streams.rollup import Network, Ref
     from tests.streams.test_codec import scenarios_example
 
     network = Network()

@@ -13,24 +13,24 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     InMemorySchemaRegistry,
     RolledUpFootprint,
     register_all,
 )
-from contracts.errors import ContractError, RollupError, TrustError
-from contracts.handoff import HEADER_ROOT_SIGNATURE, HandoffSigner
-from streams import _publish, adapt
-from streams._batching import Batcher
-from streams._ingest_step import Held, TableLedger, check_batch, forward, settle
-from streams._packs import keyed
-from streams._publish import Publisher
-from streams._rollup_step import SPILL, NodeRecord, RollupBatch, Work, roll_up
-from streams.adapt import core_bom
-from streams.ingest import Ingested, IngestOutcome, KeyRegistry, ParkingLot, SourceRef
-from streams.rollup import (
+from pcf_exchange.contracts.errors import ContractError, RollupError, TrustError
+from pcf_exchange.contracts.handoff import HEADER_ROOT_SIGNATURE, HandoffSigner
+from pcf_exchange.streams import _publish, adapt
+from pcf_exchange.streams._batching import Batcher
+from pcf_exchange.streams._ingest_step import Held, TableLedger, check_batch, forward, settle
+from pcf_exchange.streams._packs import keyed
+from pcf_exchange.streams._publish import Publisher
+from pcf_exchange.streams._rollup_step import SPILL, NodeRecord, RollupBatch, Work, roll_up
+from pcf_exchange.streams.adapt import core_bom
+from pcf_exchange.streams.ingest import Ingested, IngestOutcome, KeyRegistry, ParkingLot, SourceRef
+from pcf_exchange.streams.rollup import (
     BomDeclared,
     FactorPublished,
     FootprintDeclared,

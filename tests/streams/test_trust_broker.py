@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from contracts import (
+from pcf_exchange.contracts import (
     MAX_SEQUENCE,
     BillOfMaterials,
     ProductFootprint,
@@ -248,8 +248,8 @@ def test_a_data_topic_with_producer_timestamps_stops_the_worker_before_it_starts
 
     from kafka.admin import NewTopic
 
-    from contracts.errors import InfrastructureError
-    from streams.runtime import StreamsConfig, ensure_topics
+    from pcf_exchange.contracts.errors import InfrastructureError
+    from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:8]}."
     kafka_admin.create_topics([NewTopic(f"{prefix}pcf.declared", 6, 1)])  # type: ignore[attr-defined]
