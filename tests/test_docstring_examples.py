@@ -17,7 +17,8 @@ def modules_with_examples() -> list[str]:
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             if ">>> " in path.read_text(encoding="utf-8"):
-                found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+                parts = path.relative_to(ROOT).with_suffix("").parts
+                found.append(".".join(("pcf_exchange", *parts)))
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import gateway.api
+from pcf_exchange.gateway import api
 from pcf_exchange.gateway.api._spec import PACT_OPENAPI_PATH, pact_openapi
 from tests.api.conftest import OPENAPI_PATH
 
@@ -22,16 +22,16 @@ EXPECTED = {
 
 
 def test_public_names_are_pinned_and_importable() -> None:
-    assert set(gateway.api.__all__) == EXPECTED
-    assert all(getattr(gateway.api, name) is not None for name in EXPECTED)
+    assert set(api.__all__) == EXPECTED
+    assert all(getattr(api, name) is not None for name in EXPECTED)
 
 
 def test_pinned_openapi_equals_the_normative_file() -> None:
     if not OPENAPI_PATH.is_file():
         pytest.skip(f"normative PACT v3 OpenAPI not found at {OPENAPI_PATH}")
     assert PACT_OPENAPI_PATH.read_bytes() == OPENAPI_PATH.read_bytes()
-    assert pact_openapi()["info"]["version"] == gateway.api.PACT_SPEC_VERSION
+    assert pact_openapi()["info"]["version"] == api.PACT_SPEC_VERSION
 
 
 def test_in_memory_source_satisfies_the_protocol() -> None:
-    assert isinstance(gateway.api.InMemoryFootprintSource(), gateway.api.FootprintSource)
+    assert isinstance(api.InMemoryFootprintSource(), api.FootprintSource)

@@ -310,13 +310,13 @@ def test_the_report_narrows_to_a_period(scenario: Scenario, keyring: KeyRing) ->
 def test_the_console_package_exports_what_all_says() -> None:
     import types
 
-    import gateway.console
+    from pcf_exchange.gateway import console
 
-    names = list(gateway.console.__all__)
+    names = list(console.__all__)
     assert names == sorted(names)
     public = {
         n
-        for n, v in vars(gateway.console).items()
+        for n, v in vars(console).items()
         if not n.startswith("_") and not isinstance(v, types.ModuleType)
     }
     assert public == set(names)

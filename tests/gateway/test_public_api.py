@@ -7,11 +7,10 @@ from types import ModuleType
 import pytest
 
 from pcf_exchange import gateway
-import gateway.audit
-import gateway.policy
+from pcf_exchange.gateway import audit, policy
 
 
-@pytest.mark.parametrize("module", [gateway, gateway.policy, gateway.audit])
+@pytest.mark.parametrize("module", [gateway, policy, audit])
 def test_all_is_sorted_and_importable(module: ModuleType) -> None:
     names = list(module.__all__)
     assert names == sorted(names, key=lambda n: (not n.isupper(), n))
@@ -19,7 +18,7 @@ def test_all_is_sorted_and_importable(module: ModuleType) -> None:
         assert hasattr(module, name), name
 
 
-@pytest.mark.parametrize("module", [gateway.policy, gateway.audit])
+@pytest.mark.parametrize("module", [policy, audit])
 def test_nothing_public_is_left_out(module: ModuleType) -> None:
     public = {
         n

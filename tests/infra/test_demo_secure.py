@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+PCFX = [sys.executable, "-m", "pcf_exchange.pcfx"]
+
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +27,12 @@ def test_the_demo_runs_on_its_own_secure_broker(tmp_path: Path) -> None:
     env |= {"PCFX_BROKER_DIR": str(tmp_path / "broker"), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pcf_exchange.pcfx", "demo", "--workdir", str(tmp_path / "work")],
+            [*PCFX, "demo", "--workdir", str(tmp_path / "work")],
             capture_output=True, text=True, timeout=1400, env=env, cwd=tmp_path, check=False,
         )  # fmt: skip
     finally:  # never leave the broker running, whatever happened
         subprocess.run(
-            [sys.executable, "-m", "pcf_exchange.pcfx", "broker", "stop"],
+            [*PCFX, "broker", "stop"],
             capture_output=True, text=True, timeout=120, env=env, check=False,
         )  # fmt: skip
     out = " ".join(result.stdout.split())

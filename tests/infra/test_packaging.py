@@ -5,6 +5,7 @@ checkout on the path), as a user who ran ``pip install`` would."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "demo", "bench", "contracts", "gateway", "infra",
-           "pcfx", "producers", "streams")  # fmt: skip
+PACKAGES = ("contracts", "gateway", "infra", "pcfx", "producers", "streams")
+SOURCES = ("pyproject.toml", "README.md", "demo", "bench", "pcf_exchange", *PACKAGES)
 DEMO_FILES = (
     "art7-pack.yaml",
     "cell-green-electricity.json",
@@ -28,20 +29,59 @@ DEMO_FILES = (
 
 
 def repository_packages() -> set[str]:
-    """Every folder with an ``__init__.py`` under the shipped top-level packages."""
-    found = set()
-    for top in ("bench", "contracts", "gateway", "infra", "pcfx", "producers", "streams"):
+    """Every folder with an ``__init__.py`` under the shipped top-level packages, named as
+    installed (under ``pcf_exchange``)."""
+    found = {"pcf_exchange"}
+    for top in PACKAGES:
         for init in (ROOT / top).rglob("__init__.py"):
             if "__pycache__" not in init.parts:
-                found.add(".".join(init.parent.relative_to(ROOT).parts))
+                found.add(".".join(("pcf_exchange", *init.parent.relative_to(ROOT).parts)))
     return found
 
 
 def test_every_package_of_the_repository_is_listed_for_the_wheel() -> None:
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert set(listed["packages"]) - {"pcfx.demo_data"} == repository_packages()
-    assert listed["package-dir"] == {"pcfx.demo_data": "demo"}
+    assert set(listed["packages"]) - {"pcf_exchange.pcfx.demo_data"} == repository_packages()
+    assert listed["package-dir"] == {"pcf_exchange.pcfx.demo_data": "demo"}
     assert sorted(p.name for p in (ROOT / "demo" / "lfp").iterdir()) == list(DEMO_FILES)
+
+
+def test_the_namespace_links_each_package_folder_of_the_repository() -> None:
+    links = {p.name: p for p in (ROOT / "pcf_exchange").iterdir() if p.is_symlink()}
+    assert sorted(links) == sorted(PACKAGES)
+    for name, link in links.items():
+        assert link.resolve() == (ROOT / name).resolve(), name
+
+
+IMPORT_OF_A_BARE_PACKAGE = re.compile(
+    rf"^\s*(?:>>> )?(?:from|import) (?:{'|'.join(PACKAGES)})\b", re.M
+)
+
+
+def test_no_module_imports_a_package_outside_the_namespace() -> None:
+    """``from contracts import …`` would load a second copy of a module beside
+    ``pcf_exchange.contracts`` in a checkout, and fail once installed."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+        for top in (*PACKAGES, "bench", "tests")
+        for path in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in path.parts
+        for text in [path.read_text("utf-8")]
+        for match in IMPORT_OF_A_BARE_PACKAGE.finditer(text)
+    ]
+    assert offenders == []
+
+
+def test_the_cli_loads_no_module_outside_the_namespace() -> None:
+    probe = (
+        "import sys, pcf_exchange.pcfx.cli as c\n"
+        "c.app  # every command group registered\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {set(PACKAGES)!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +146,13 @@ def run(venv: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_wheel_carries_the_demo_data_and_no_test_or_result_files(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for name in DEMO_FILES:
-        assert f"pcfx/demo_data/lfp/{name}" in names, name
-    assert "producers/data/factors-cn.json" in names
-    assert "gateway/policies/default.yaml" in names
-    assert not [n for n in names if n.startswith(("tests/", "bench/results/", "demo/"))]
+        assert f"pcf_exchange/pcfx/demo_data/lfp/{name}" in names, name
+    assert "pcf_exchange/producers/data/factors-cn.json" in names
+    assert "pcf_exchange/gateway/policies/default.yaml" in names
+    # one top-level package: nothing generic (contracts, gateway, bench, …) in site-packages
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {
+        "pcf_exchange"
+    }
 
 
 @pytest.mark.slow
@@ -123,8 +166,8 @@ def test_an_installed_pcfx_finds_the_demo_data_in_its_own_package(
         venv,
         "python",
         "-c",
-        "import pcfx.commands.demo as d, pcfx\n"
-        "print(d.DEMO_DIR, d.FACTORS_FILE, pcfx.__file__, sep='\\n')",
+        "import pcf_exchange.pcfx.commands.demo as d, pcf_exchange\n"
+        "print(d.DEMO_DIR, d.FACTORS_FILE, pcf_exchange.__file__, sep='\\n')",
         cwd=tmp_path,
     )
     assert where.returncode == 0, where.stderr

@@ -15,14 +15,24 @@ ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = ("contracts", "producers", "streams", "gateway", "infra")
 
 
+def root_of(module: str) -> str:
+    """The package a module path names: ``pcf_exchange.pcfx.console`` → ``pcfx``."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pcf_exchange" and len(parts) > 1 else parts[0]
+
+
 def imported_roots(source: str) -> set[str]:
-    """The top-level package of every absolute import in *source*, wherever it sits."""
+    """The package of every absolute import in *source*, wherever it sits (our own packages
+    named without their ``pcf_exchange.`` namespace)."""
     roots: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            roots.update(root_of(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            roots.add(node.module.split(".")[0])
+            if node.module == "pcf_exchange":
+                roots.update(alias.name for alias in node.names)
+            else:
+                roots.add(root_of(node.module))
     return roots
 
 
@@ -31,8 +41,12 @@ def domain_modules() -> list[Path]:
 
 
 def test_the_scan_sees_imports_anywhere_in_a_module() -> None:
-    source = "import os\n\ndef f():\n    from pcfx.console import x\n    import typer.testing\n"
+    source = (
+        "import os\n\ndef f():\n    from pcf_exchange.pcfx.console import x\n    import typer\n"
+    )
     assert imported_roots(source) == {"os", "pcfx", "typer"}
+    namespaced = "from pcf_exchange import pcfx\nimport pcf_exchange.pcfx.cli\n"
+    assert imported_roots(namespaced) == {"pcfx"}
     assert imported_roots("from . import sibling\nfrom .cli import app\n") == set()
 
 

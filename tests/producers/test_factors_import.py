@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pcfx.commands.factors
 from pcf_exchange.contracts import EmissionFactor, load_factors, parse
 from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.commands import factors as factors_command
 from pcf_exchange.producers import KeyPairFiles
 from pcf_exchange.producers.factors import (
     SOURCED_FACTORS,
@@ -126,7 +126,7 @@ def test_a_header_only_table_is_refused(tmp_path: Path) -> None:
 def no_publishing(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Record any attempt to make a publisher (a refused table must make none)."""
     calls: list[Any] = []
-    monkeypatch.setattr(pcfx.commands.factors, "Publisher", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(factors_command, "Publisher", lambda *a, **k: calls.append((a, k)))
     return calls
 
 

@@ -318,12 +318,12 @@ def test_records_on_the_internal_topics_that_no_worker_wrote_go_to_the_dlq(world
 
 
 _FAILING_PRODUCT_SIDE = """
-import streams.rollup._engine
+import pcf_exchange.streams.rollup._engine as engine_module
 
 def fail(*args, **kwargs):
     raise RuntimeError("injected failure in the product side")
 
-streams.rollup._engine.Engine._product_batch = fail
+engine_module.Engine._product_batch = fail
 """
 
 
