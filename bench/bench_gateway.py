@@ -76,7 +76,13 @@ from pcf_exchange.contracts._schemas import schema_json
 from pcf_exchange.contracts.handoff import HandoffSigner, sign_handoffs
 from pcf_exchange.contracts.kafka_client import librdkafka_config
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
-from pcf_exchange.gateway import GatewayKey, GatewaySecrets, Policy, default_policy_path, load_policy
+from pcf_exchange.gateway import (
+    GatewayKey,
+    GatewaySecrets,
+    Policy,
+    default_policy_path,
+    load_policy,
+)
 from pcf_exchange.gateway.runtime import (
     GatewayRunner,
     RunnerSettings,

@@ -48,7 +48,13 @@ from pcf_exchange.contracts import (
 )
 from pcf_exchange.contracts._envelope import split_pae
 from pcf_exchange.contracts.examples import example_footprint
-from pcf_exchange.streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef, check_record
+from pcf_exchange.streams.ingest import (
+    IngestOutcome,
+    KeyRegistry,
+    SequenceLedger,
+    SourceRef,
+    check_record,
+)
 
 BATCH = 64
 """Records per batch signature (``pcfx publish``'s default)."""

@@ -81,7 +81,11 @@ from pcf_exchange.contracts import (
     register_all,
 )
 from pcf_exchange.contracts.examples import example_footprint
-from pcf_exchange.contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
+from pcf_exchange.contracts.kafka_client import (
+    faust_credentials,
+    kafka_python_kwargs,
+    librdkafka_config,
+)
 from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash
 from pcf_exchange.streams.harness import Participants, start_worker, stop_worker, worker_command
 from pcf_exchange.streams.rollup import run_batch
@@ -750,7 +754,9 @@ def changelog_written(records: Sequence[tuple[bytes, bytes, int]], updates: int)
     for key, value, _ in records:
         if key.startswith(b"\x00rows:"):
             if value:
-                from pcf_exchange.streams.codec import decode_rows  # (only workers with row groups write them)
+                from pcf_exchange.streams.codec import (
+                    decode_rows,  # (only workers with row groups write them)
+                )
 
                 rows.extend(row for _, row in decode_rows(value))
         elif value:

@@ -62,7 +62,12 @@ from pcf_exchange.contracts._footprint import (
     Uncertainty,
     Verification,
 )
-from pcf_exchange.contracts._pact import check_footprint, dump_pact_json, parse_footprint, to_pact_json
+from pcf_exchange.contracts._pact import (
+    check_footprint,
+    dump_pact_json,
+    parse_footprint,
+    to_pact_json,
+)
 from pcf_exchange.contracts._records import (
     ActivityLine,
     ApprovalDecision,

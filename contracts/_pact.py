@@ -13,7 +13,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA, DataModelExtension, ProductFootprint
+from pcf_exchange.contracts._footprint import (
+    PCFX_EXTENSION_SCHEMA,
+    DataModelExtension,
+    ProductFootprint,
+)
 from pcf_exchange.contracts._jsonio import dumps, loads
 from pcf_exchange.contracts._validate import CheckResult, check
 from pcf_exchange.contracts.errors import ValidationFailed, Violation

@@ -48,7 +48,13 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pcf_exchange.contracts._envelope import _root_signed, batch_root_bytes
-from pcf_exchange.contracts._merkle import audit_paths, decode_proof, encode_proof, hash_leaf, root_from_path
+from pcf_exchange.contracts._merkle import (
+    audit_paths,
+    decode_proof,
+    encode_proof,
+    hash_leaf,
+    root_from_path,
+)
 from pcf_exchange.contracts._records import SignerRole
 from pcf_exchange.contracts.canonical import pae
 from pcf_exchange.contracts.errors import TrustError

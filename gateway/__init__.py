@@ -4,7 +4,14 @@ Everything here is plain Python with no Kafka or HTTP in it; the I/O shells plug
 ``AuditStore`` and ``TransferSink``. Sub-packages: ``gateway.policy``, ``gateway.audit``.
 """
 
-from pcf_exchange.gateway._approvals import Approval, ApprovalState, approve, deny, expire, request_approval
+from pcf_exchange.gateway._approvals import (
+    Approval,
+    ApprovalState,
+    approve,
+    deny,
+    expire,
+    request_approval,
+)
 from pcf_exchange.gateway._errors import (
     ApprovalStateError,
     AuditStoreError,

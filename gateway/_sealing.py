@@ -68,7 +68,13 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 from pyhpke.context_interface import ContextInterface
 
 from pcf_exchange.contracts._envelope import _root_signed, batch_root_bytes
-from pcf_exchange.contracts._merkle import audit_paths, decode_proof, encode_proof, hash_leaf, root_from_path
+from pcf_exchange.contracts._merkle import (
+    audit_paths,
+    decode_proof,
+    encode_proof,
+    hash_leaf,
+    root_from_path,
+)
 from pcf_exchange.contracts.canonical import canonical_json, pae
 from pcf_exchange.contracts.errors import TrustError
 from pcf_exchange.contracts.keyfiles import key_id_of

@@ -16,7 +16,13 @@ from datetime import datetime
 
 from pcf_exchange.contracts.errors import TrustError
 from pcf_exchange.gateway._approvals import Approval
-from pcf_exchange.gateway.audit._entry import AuditEntry, ChainHead, EntryKind, chain_new_entry, format_time
+from pcf_exchange.gateway.audit._entry import (
+    AuditEntry,
+    ChainHead,
+    EntryKind,
+    chain_new_entry,
+    format_time,
+)
 
 __all__ = ["refused_decision_entry", "untrusted_record_entry"]
 

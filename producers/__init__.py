@@ -13,7 +13,12 @@ The SDK in one page (``producers/README.md`` has a runnable example)::
 same calls.
 """
 
-from pcf_exchange.producers._input import FOOTPRINT_CSV_DEFAULTS, Item, footprint_csv_columns, load_items
+from pcf_exchange.producers._input import (
+    FOOTPRINT_CSV_DEFAULTS,
+    Item,
+    footprint_csv_columns,
+    load_items,
+)
 from pcf_exchange.producers._keydir import KeyDirectory, KeyState, KeyStatus
 from pcf_exchange.producers._keyops import registration, revocation
 from pcf_exchange.producers._lifecycle import deprecated, supersede, superseding

@@ -19,7 +19,13 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pcf_exchange.contracts import AvroSerde, KeyRegistration, Keyring, KeyringOutcome, SignedSupplierKey
+from pcf_exchange.contracts import (
+    AvroSerde,
+    KeyRegistration,
+    Keyring,
+    KeyringOutcome,
+    SignedSupplierKey,
+)
 from pcf_exchange.contracts.errors import PcfError
 from pcf_exchange.contracts.kafka_client import read_to_end, topic_exists
 from pcf_exchange.producers.delivery import KAFKA_LOGGER

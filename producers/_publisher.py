@@ -56,7 +56,12 @@ from pcf_exchange.contracts import (
     sign_each,
     subject_for,
 )
-from pcf_exchange.contracts._envelope import PAYLOAD_FOOTPRINT, _wrap, batch_root_bytes, signing_bytes
+from pcf_exchange.contracts._envelope import (
+    PAYLOAD_FOOTPRINT,
+    _wrap,
+    batch_root_bytes,
+    signing_bytes,
+)
 from pcf_exchange.contracts._merkle import audit_paths, hash_leaf
 from pcf_exchange.contracts.canonical import canonical_json
 from pcf_exchange.contracts.errors import PcfError, SerdeError, UnknownSchemaError

@@ -33,7 +33,13 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pcf_exchange.contracts import AvroSerde, EmissionFactor, LoadedRecord, SignedEmissionFactor, verify
+from pcf_exchange.contracts import (
+    AvroSerde,
+    EmissionFactor,
+    LoadedRecord,
+    SignedEmissionFactor,
+    verify,
+)
 from pcf_exchange.contracts.errors import PcfError, Violation
 from pcf_exchange.contracts.kafka_client import read_to_end
 from pcf_exchange.producers.delivery import KAFKA_LOGGER

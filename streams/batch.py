@@ -31,7 +31,13 @@ from pcf_exchange.contracts import (
     load_factors,
     load_footprints,
 )
-from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash, rolled_up_record
+from pcf_exchange.streams.adapt import (
+    core_bom,
+    core_factor,
+    core_footprint,
+    payload_hash,
+    rolled_up_record,
+)
 from pcf_exchange.streams.rollup import RollupResult, run_batch
 
 __all__ = ["BatchOutcome", "Stage", "run_rollup", "why_no_footprint"]

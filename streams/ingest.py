@@ -82,7 +82,13 @@ from pcf_exchange.contracts import (
 )
 from pcf_exchange.contracts._envelope import as_public_key
 from pcf_exchange.contracts._serde import from_avro_dict
-from pcf_exchange.contracts.errors import ContractError, PcfError, SerdeError, TrustError, ValidationFailed
+from pcf_exchange.contracts.errors import (
+    ContractError,
+    PcfError,
+    SerdeError,
+    TrustError,
+    ValidationFailed,
+)
 
 __all__ = [
     "DATA_TOPICS",

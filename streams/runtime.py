@@ -120,7 +120,11 @@ from pcf_exchange.contracts import (
 from pcf_exchange.contracts import topics as table_topics
 from pcf_exchange.contracts.errors import InfrastructureError, KeyStoreError, PcfError, TrustError
 from pcf_exchange.contracts.handoff import HandoffSigner
-from pcf_exchange.contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
+from pcf_exchange.contracts.kafka_client import (
+    faust_credentials,
+    kafka_python_kwargs,
+    librdkafka_config,
+)
 from pcf_exchange.contracts.observability import (
     METRICS,
     Readiness,

@@ -43,8 +43,18 @@ from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
 
-from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA, CarbonFootprint, ProductFootprint
-from pcf_exchange.contracts.errors import PcrOutOfRange, PcrViolation, UnitError, ValidationFailed, Violation
+from pcf_exchange.contracts._footprint import (
+    PCFX_EXTENSION_SCHEMA,
+    CarbonFootprint,
+    ProductFootprint,
+)
+from pcf_exchange.contracts.errors import (
+    PcrOutOfRange,
+    PcrViolation,
+    UnitError,
+    ValidationFailed,
+    Violation,
+)
 from pcf_exchange.contracts.pcr._packs import (
     GRAVE_STAGES,
     Boundary,

@@ -268,7 +268,11 @@ def pending(held: Iterable[ReviewEvent], decided: Iterable[ReviewEvent]) -> list
 
 @cache
 def _schema_text() -> str:
-    return resources.files("pcf_exchange.contracts.pcr").joinpath("schemas", f"{REVIEW_SCHEMA}.avsc").read_text()
+    return (
+        resources.files("pcf_exchange.contracts.pcr")
+        .joinpath("schemas", f"{REVIEW_SCHEMA}.avsc")
+        .read_text()
+    )
 
 
 @cache

@@ -54,7 +54,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pcf_exchange.contracts.certification import CertRegistry
 from pcf_exchange.contracts.errors import PcfError, PolicyDenied, ValidationFailed
 from pcf_exchange.contracts.observability import METRICS, METRICS_CONTENT_TYPE, Readiness
-from pcf_exchange.gateway.api._auth import ALL_SCOPES, SCOPE_LIST, SCOPE_READ, AccessToken, Client, TokenIssuer
+from pcf_exchange.gateway.api._auth import (
+    ALL_SCOPES,
+    SCOPE_LIST,
+    SCOPE_READ,
+    AccessToken,
+    Client,
+    TokenIssuer,
+)
 from pcf_exchange.gateway.api._disclosure import Disclosure, DisclosureRecorder
 from pcf_exchange.gateway.api._errors import (
     BEARER_CHALLENGE,

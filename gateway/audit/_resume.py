@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from pcf_exchange.contracts._merkle import CompactRange
 from pcf_exchange.contracts.errors import TrustError
 from pcf_exchange.gateway._sealing import KeyRing
-from pcf_exchange.gateway.audit._entry import CHECKPOINT_TYPE, GENESIS_HASH, AuditEntry, ChainHead, Checkpoint
+from pcf_exchange.gateway.audit._entry import (
+    CHECKPOINT_TYPE,
+    GENESIS_HASH,
+    AuditEntry,
+    ChainHead,
+    Checkpoint,
+)
 
 __all__ = ["AuditResumeRefused", "RefusalReason", "ResumeCheck", "check_resume", "resume_chain"]
 

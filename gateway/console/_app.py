@@ -137,7 +137,9 @@ def create_console_app(settings: ConsoleSettings) -> FastAPI:
     env.globals["render_chart"] = render_chart
     sessions = settings.sessions or SessionStore()
     throttle = settings.throttle or Throttle()
-    css = resources.files("pcf_exchange.gateway.console").joinpath("static/console.css").read_bytes()
+    css = (
+        resources.files("pcf_exchange.gateway.console").joinpath("static/console.css").read_bytes()
+    )
     app = FastAPI(
         title="pcf-exchange compliance console",
         docs_url=None,

@@ -28,7 +28,12 @@ from typing import Any, ClassVar, Final
 from pcf_exchange.contracts import EmissionFactor
 from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA
 from pcf_exchange.contracts.errors import Violation
-from pcf_exchange.gateway.declarations._source import CertificateRef, InputFields, ProductSource, fail
+from pcf_exchange.gateway.declarations._source import (
+    CertificateRef,
+    InputFields,
+    ProductSource,
+    fail,
+)
 
 __all__ = ["FactorCitation", "StudyInput", "StudyReport", "build_study", "read_study_input"]
 

@@ -14,7 +14,12 @@ from pcf_exchange.gateway.policy._decision import (
     Verdict,
 )
 from pcf_exchange.gateway.policy._evaluate import evaluate, record_sha256
-from pcf_exchange.gateway.policy._loader import default_policy_path, load_policy, parse_policy, policy_schema
+from pcf_exchange.gateway.policy._loader import (
+    default_policy_path,
+    load_policy,
+    parse_policy,
+    policy_schema,
+)
 from pcf_exchange.gateway.policy._model import (
     Action,
     ActionSpec,

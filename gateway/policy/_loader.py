@@ -72,7 +72,11 @@ _PolicyLoader.yaml_implicit_resolvers = {
 @cache
 def policy_schema() -> dict[str, Any]:
     """The JSON Schema every policy file must satisfy (shipped as ``policy.schema.json``)."""
-    text = resources.files("pcf_exchange.gateway.policy").joinpath("policy.schema.json").read_text("utf-8")
+    text = (
+        resources.files("pcf_exchange.gateway.policy")
+        .joinpath("policy.schema.json")
+        .read_text("utf-8")
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -22,7 +22,13 @@ from pcf_exchange.gateway._errors import TransferBlocked, TransferHeld
 from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, hpke_seal
 from pcf_exchange.gateway.policy._decision import FieldDecision, Outcome, PolicyDecision, Verdict
 from pcf_exchange.gateway.policy._model import Action, ActionSpec, GeneraliseTo
-from pcf_exchange.gateway.policy._paths import _KEYS, _render_key, bind_indices, get_path, parse_path
+from pcf_exchange.gateway.policy._paths import (
+    _KEYS,
+    _render_key,
+    bind_indices,
+    get_path,
+    parse_path,
+)
 
 if TYPE_CHECKING:
     from pcf_exchange.gateway._approvals import Approval

@@ -5,9 +5,19 @@ partition, outbound messages + audit entries + checkpoints + offsets in one Kafk
 (``KafkaTransferSink``). ``KafkaAuditStore`` reads a chain back. See ``gateway/README.md``.
 """
 
-from pcf_exchange.gateway.runtime._adapter import LINEAGE_SCHEMA, gateway_record, lineage_of, pilot_category_of
+from pcf_exchange.gateway.runtime._adapter import (
+    LINEAGE_SCHEMA,
+    gateway_record,
+    lineage_of,
+    pilot_category_of,
+)
 from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
-from pcf_exchange.gateway.runtime._avro import SCHEMA_NAMES, GatewaySerde, kafka_registrar, schema_text
+from pcf_exchange.gateway.runtime._avro import (
+    SCHEMA_NAMES,
+    GatewaySerde,
+    kafka_registrar,
+    schema_text,
+)
 from pcf_exchange.gateway.runtime._codec import (
     HeldSource,
     approval_from_request,
@@ -22,8 +32,18 @@ from pcf_exchange.gateway.runtime._codec import (
     sealed_to_datum,
 )
 from pcf_exchange.gateway.runtime._kafka import fetch_one, partition_count, read_to_end
-from pcf_exchange.gateway.runtime._runner import GatewayRunner, RunnerSettings, RunStats, gateway_schemas
-from pcf_exchange.gateway.runtime._sink import KafkaAuditStore, KafkaTransferSink, Produced, read_audit_logs
+from pcf_exchange.gateway.runtime._runner import (
+    GatewayRunner,
+    RunnerSettings,
+    RunStats,
+    gateway_schemas,
+)
+from pcf_exchange.gateway.runtime._sink import (
+    KafkaAuditStore,
+    KafkaTransferSink,
+    Produced,
+    read_audit_logs,
+)
 from pcf_exchange.gateway.runtime._subscriptions import (
     Subscription,
     Subscriptions,

@@ -51,7 +51,11 @@ Registrar = Callable[[list[tuple[str, str]]], None]
 def schema_text(name: str) -> str:
     if name not in SCHEMA_NAMES:
         raise KeyError(f"'{name}' is not a gateway record type (one of {', '.join(SCHEMA_NAMES)})")
-    return resources.files("pcf_exchange.gateway.runtime").joinpath("schemas", f"{name}.avsc").read_text()
+    return (
+        resources.files("pcf_exchange.gateway.runtime")
+        .joinpath("schemas", f"{name}.avsc")
+        .read_text()
+    )
 
 
 @cache

@@ -169,7 +169,12 @@ from pcf_exchange.gateway.policy import (
     pseudonym,
 )
 from pcf_exchange.gateway.runtime._adapter import gateway_record, record_from_datum
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
+from pcf_exchange.gateway.runtime._approvals_log import (
+    ApprovalBook,
+    ApprovalRow,
+    Candidate,
+    Refusal,
+)
 from pcf_exchange.gateway.runtime._avro import GatewaySerde, Registrar, schema_text
 from pcf_exchange.gateway.runtime._codec import (
     HeldSource,

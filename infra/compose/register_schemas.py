@@ -15,7 +15,10 @@ from pcf_exchange.contracts import register_missing, topic_schemas
 from pcf_exchange.gateway import default_policy_path
 from pcf_exchange.gateway.policy import load_policy
 from pcf_exchange.gateway.runtime._runner import gateway_schemas
-from pcf_exchange.gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
+from pcf_exchange.gateway.runtime._subscriptions import (
+    default_subscriptions_path,
+    load_subscriptions,
+)
 from pcf_exchange.gateway.runtime._topics import Topics
 
 __all__ = ["compose_schemas", "main"]

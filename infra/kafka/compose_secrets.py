@@ -53,7 +53,9 @@ def write_compose_secrets(
         cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
     server = directory / "server.properties"
     if not server.exists():
-        template = resources.files("pcf_exchange.infra.kafka").joinpath("server-compose.properties.template")
+        template = resources.files("pcf_exchange.infra.kafka").joinpath(
+            "server-compose.properties.template"
+        )
         _secret_file(
             server,
             string.Template(template.read_text()).substitute(

@@ -423,7 +423,9 @@ def start(
     with os.fdopen(fd, "w") as out:
         out.write(string.Template(template).substitute(values))
     log4j = state_dir / "log4j2.properties"
-    log4j.write_text(resources.files("pcf_exchange.infra.kafka").joinpath("log4j2.properties").read_text())
+    log4j.write_text(
+        resources.files("pcf_exchange.infra.kafka").joinpath("log4j2.properties").read_text()
+    )
     cp = f"{lib}{os.sep}*"
     java = ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
     cluster_id = subprocess.run(
@@ -657,7 +659,9 @@ def cluster_config(
     port, controller_port = ports[node_id - 1]
     text = (
         template
-        or resources.files("pcf_exchange.infra.kafka").joinpath("server-cluster.properties.template").read_text()
+        or resources.files("pcf_exchange.infra.kafka")
+        .joinpath("server-cluster.properties.template")
+        .read_text()
     )
     return string.Template(text).substitute(
         node_id=node_id,
@@ -780,7 +784,9 @@ def start_cluster(
     ports = [(flat[2 * i], flat[2 * i + 1]) for i in range(nodes)]
     state_dir.mkdir(parents=True, exist_ok=True)
     log4j = state_dir / "log4j2.properties"
-    log4j.write_text(resources.files("pcf_exchange.infra.kafka").joinpath("log4j2.properties").read_text())
+    log4j.write_text(
+        resources.files("pcf_exchange.infra.kafka").joinpath("log4j2.properties").read_text()
+    )
     java = _java_command(lib, log4j)
     cluster_id = subprocess.run(
         [*java, "kafka.tools.StorageTool", "random-uuid"],
@@ -789,7 +795,9 @@ def start_cluster(
         timeout=120,
         check=True,
     ).stdout.strip()
-    template = resources.files("pcf_exchange.infra.kafka").joinpath("server-cluster.properties.template")
+    template = resources.files("pcf_exchange.infra.kafka").joinpath(
+        "server-cluster.properties.template"
+    )
     text = template.read_text()
     for node_id in range(1, nodes + 1):
         node_dir = state_dir / f"node-{node_id}"

@@ -34,7 +34,14 @@ from pcf_exchange.gateway.api._disclosure import DEFAULT_AUDIT_LOG
 from pcf_exchange.gateway.api._labels import SnapshotFile
 from pcf_exchange.gateway.api._server import create_self_signed_cert, serve
 from pcf_exchange.pcfx.console import console, handle_errors, print_json
-from pcf_exchange.pcfx.options import LogFormat, LogFormatName, LogLevel, MetricsPort, RegistryUrl, log_level
+from pcf_exchange.pcfx.options import (
+    LogFormat,
+    LogFormatName,
+    LogLevel,
+    MetricsPort,
+    RegistryUrl,
+    log_level,
+)
 
 __all__ = ["app"]
 
@@ -147,7 +154,11 @@ def serve_command(
     """Serve what the gateway released (ListFootprints, GetFootprint, Events) over HTTPS,
     every disclosure audited (and /healthz, /readyz, /metrics; with --metrics-port, those also
     on plain HTTP)."""
-    from pcf_exchange.contracts.observability import configure_logging, log_level_of, start_ops_server
+    from pcf_exchange.contracts.observability import (
+        configure_logging,
+        log_level_of,
+        start_ops_server,
+    )
 
     configure_logging("api", log_level(level), log_format.value)
     if self_signed == (cert is not None or key is not None):

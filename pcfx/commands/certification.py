@@ -49,8 +49,18 @@ from pcf_exchange.contracts.certification import (
     sign_statement,
 )
 from pcf_exchange.contracts.errors import CertificationError, ContractError
-from pcf_exchange.contracts.keyfiles import key_id_of, load_ed25519_public_key, read_ed25519_private_key
-from pcf_exchange.contracts.labels import check_label, encode_label, label_for, label_from_scan, label_url
+from pcf_exchange.contracts.keyfiles import (
+    key_id_of,
+    load_ed25519_public_key,
+    read_ed25519_private_key,
+)
+from pcf_exchange.contracts.labels import (
+    check_label,
+    encode_label,
+    label_for,
+    label_from_scan,
+    label_url,
+)
 from pcf_exchange.pcfx.commands.publish import parse_when
 from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (

@@ -56,7 +56,12 @@ from pcf_exchange.contracts._jsonio import loads
 from pcf_exchange.contracts.certification import Snapshot
 from pcf_exchange.contracts.errors import ContractError, TrustError
 from pcf_exchange.contracts.keyfiles import key_id_of, load_ed25519_public_key
-from pcf_exchange.gateway._pipeline import Gateway, GatewaySecrets, InMemoryTransferSink, PreparedTransfer
+from pcf_exchange.gateway._pipeline import (
+    Gateway,
+    GatewaySecrets,
+    InMemoryTransferSink,
+    PreparedTransfer,
+)
 from pcf_exchange.gateway._sealing import KeyRing
 from pcf_exchange.gateway.audit import ChainHead, JsonLinesAuditStore, check_audit_log
 from pcf_exchange.gateway.declarations import (
@@ -85,7 +90,14 @@ from pcf_exchange.gateway.policy import CounterState
 from pcf_exchange.gateway.policy import load_policy as load_policy_file
 from pcf_exchange.gateway.runtime._keys import derive_secret, load_gateway_key, load_secret
 from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
-from pcf_exchange.pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcf_exchange.pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    PassphraseEnv,
+    PassphraseFile,
+    TopicPrefix,
+    passphrase,
+)
 from pcf_exchange.producers.factors import SOURCED_FACTORS
 
 __all__ = ["declarations_app"]

@@ -84,7 +84,13 @@ from pcf_exchange.pcfx.console import console, err_console, handle_errors, print
 from pcf_exchange.pcfx.options import JsonOut
 from pcf_exchange.pcfx.settings import bootstrap_servers
 from pcf_exchange.producers.delivery import KafkaSink
-from pcf_exchange.producers.keys import KeyPairFiles, KeyRole, key_id_of, load_private_key, new_key_pair
+from pcf_exchange.producers.keys import (
+    KeyPairFiles,
+    KeyRole,
+    key_id_of,
+    load_private_key,
+    new_key_pair,
+)
 from pcf_exchange.streams.harness import ExchangeSession, namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
@@ -776,7 +782,10 @@ def _opened(
     from pcf_exchange.contracts.kafka_client import read_to_end
     from pcf_exchange.gateway._sealing import KeyRing, open_message
     from pcf_exchange.gateway.runtime._codec import sealed_from_datum
-    from pcf_exchange.gateway.runtime._keys import load_gateway_public_key, load_recipient_private_key
+    from pcf_exchange.gateway.runtime._keys import (
+        load_gateway_public_key,
+        load_recipient_private_key,
+    )
 
     private = load_recipient_private_key(keys / f"{recipient}.x25519.pem")
     trusted = KeyRing.of(load_gateway_public_key(keys / "gateway.key.pub.pem"))
@@ -1173,7 +1182,12 @@ def _leave_running(exchange: DemoExchange, broker_started: bool) -> Services:
         services.processes.append(Service(f"streams worker w{number}", proc.pid, log, prefix))
     gateway, _ = start_service(
         "gateway",
-        [sys.executable, "-m", "pcf_exchange.pcfx", *_gateway_run(prefix, workdir, exchange.operator_pub)],
+        [
+            sys.executable,
+            "-m",
+            "pcf_exchange.pcfx",
+            *_gateway_run(prefix, workdir, exchange.operator_pub),
+        ],
         workdir / "gateway.log",
         prefix,
         env,

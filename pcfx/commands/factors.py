@@ -219,7 +219,12 @@ def _catalogue(
                 raise typer.Exit(int(ExitCode.UNREADABLE_INPUT))
             factors.extend(r.value for r in loaded if r.value is not None)
         return FactorCatalogue.of_factors(factors)
-    from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
+    from pcf_exchange.contracts import (
+        AvroSerde,
+        HttpSchemaRegistry,
+        KafkaSchemaRegistry,
+        SchemaRegistry,
+    )
 
     servers = bootstrap_servers(bootstrap)
     registry: SchemaRegistry = (

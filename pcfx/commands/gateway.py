@@ -39,7 +39,10 @@ from pcf_exchange.gateway.runtime._keys import (
     load_gateway_public_key,
     load_secret,
 )
-from pcf_exchange.gateway.runtime._subscriptions import default_subscriptions_path, load_subscriptions
+from pcf_exchange.gateway.runtime._subscriptions import (
+    default_subscriptions_path,
+    load_subscriptions,
+)
 from pcf_exchange.gateway.runtime._topics import Topics
 from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _registry
 from pcf_exchange.pcfx.commands.gateway_approvals import approvals_app

@@ -36,7 +36,14 @@ from pcf_exchange.contracts.pcr import (
 )
 from pcf_exchange.contracts.topics import TopicNames
 from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
-from pcf_exchange.pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcf_exchange.pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    PassphraseEnv,
+    PassphraseFile,
+    TopicPrefix,
+    passphrase,
+)
 from pcf_exchange.pcfx.tables import ends_with_part, resolve_id
 
 __all__ = ["pcr_app", "review_app"]

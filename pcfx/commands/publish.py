@@ -20,7 +20,14 @@ from rich.table import Table
 
 from pcf_exchange.contracts import SignerRole
 from pcf_exchange.contracts.errors import TrustError
-from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json, progress
+from pcf_exchange.pcfx.console import (
+    ExitCode,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    progress,
+)
 from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
@@ -449,7 +456,12 @@ def keys_list(
 ) -> None:
     """List the key registrations on the key topic (latest record per key)."""
     keys_topic = topic_prefix + keys_topic
-    from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, KafkaSchemaRegistry, SchemaRegistry
+    from pcf_exchange.contracts import (
+        AvroSerde,
+        HttpSchemaRegistry,
+        KafkaSchemaRegistry,
+        SchemaRegistry,
+    )
 
     servers = bootstrap_servers(bootstrap)
     operator = load_public_key(operator_public_key) if operator_public_key else None

@@ -21,7 +21,14 @@ from rich.tree import Tree
 from pcf_exchange.contracts import to_pact_json
 from pcf_exchange.contracts._jsonio import dumps
 from pcf_exchange.contracts.errors import UnreadableInput
-from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json, stages
+from pcf_exchange.pcfx.console import (
+    ExitCode,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    stages,
+)
 from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,

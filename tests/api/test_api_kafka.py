@@ -21,7 +21,11 @@ from pcf_exchange.gateway import KeyRing
 from pcf_exchange.gateway._errors import CommitFailed
 from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, GatewayKey, seal_batch
 from pcf_exchange.gateway.api import Client, api_state, create_app, hash_secret
-from pcf_exchange.gateway.api._kafka import API_RELEASES, KafkaDisclosureRecorder, KafkaReleaseSource
+from pcf_exchange.gateway.api._kafka import (
+    API_RELEASES,
+    KafkaDisclosureRecorder,
+    KafkaReleaseSource,
+)
 from pcf_exchange.gateway.audit import EntryKind, check_audit_log
 from pcf_exchange.gateway.runtime import GatewaySerde, read_audit_logs, sealed_to_datum
 from pcf_exchange.gateway.runtime._keys import load_gateway_key

@@ -15,7 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pcf_exchange.gateway.api import Client, InMemoryFootprintSource, api_state, create_app, hash_secret
+from pcf_exchange.gateway.api import (
+    Client,
+    InMemoryFootprintSource,
+    api_state,
+    create_app,
+    hash_secret,
+)
 from pcf_exchange.gateway.api._app import MAX_JSON_DEPTH, MAX_QUERY_BYTES, MAX_TOKEN_CHARS
 from pcf_exchange.gateway.api._throttle import FailureThrottle, ThrottleSettings
 from tests.api._factory import make_footprint

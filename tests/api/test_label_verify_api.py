@@ -23,7 +23,12 @@ from pcf_exchange.contracts.certification import (
 from pcf_exchange.contracts.errors import CertificationError
 from pcf_exchange.contracts.keyfiles import key_id_of
 from pcf_exchange.contracts.labels import encode_label, label_for
-from pcf_exchange.gateway.api import DevCertificate, InMemoryFootprintSource, create_app, start_in_thread
+from pcf_exchange.gateway.api import (
+    DevCertificate,
+    InMemoryFootprintSource,
+    create_app,
+    start_in_thread,
+)
 from pcf_exchange.gateway.api._labels import SnapshotFile
 from tests.contracts.test_cert_registry import DAY, HASH_A, HASH_B, PRODUCT, T0, World
 from tests.producers.test_label_verify import _resign_body

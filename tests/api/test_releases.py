@@ -26,7 +26,12 @@ from pcf_exchange.gateway import (
     open_message,
     prepare_transfer,
 )
-from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, OutboundBatch, SealedMessage, seal_batch
+from pcf_exchange.gateway._sealing import (
+    OUTBOUND_CONTENT_TYPE,
+    OutboundBatch,
+    SealedMessage,
+    seal_batch,
+)
 from pcf_exchange.gateway.api import FootprintQuery
 from pcf_exchange.gateway.api._kafka import API_RELEASES, KafkaReleaseSource
 from pcf_exchange.gateway.audit import ChainHead, EntryKind

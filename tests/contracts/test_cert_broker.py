@@ -19,7 +19,13 @@ from typing import Any
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, parse_footprint, register_all, sign
+from pcf_exchange.contracts import (
+    AvroSerde,
+    InMemorySchemaRegistry,
+    parse_footprint,
+    register_all,
+    sign,
+)
 from pcf_exchange.contracts.certification import (
     BodyKey,
     BodyListing,

@@ -6,6 +6,8 @@ import importlib
 import pkgutil
 
 from pcf_exchange import contracts
+
+
 def test_all_lists_exactly_the_public_names() -> None:
     modules = {m.name for m in pkgutil.iter_modules(contracts.__path__)}
     public = {name for name in vars(contracts) if not name.startswith("_") and name not in modules}

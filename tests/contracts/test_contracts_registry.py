@@ -277,7 +277,9 @@ def _flaky_open(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
             raise RegistryError("cannot read schema topic 'pcf._schemas': Request timed out")
 
     monkeypatch.setattr(_registry.KafkaSchemaRegistry, "_open", open_)
-    monkeypatch.setattr("pcf_exchange.contracts._registry.time.sleep", lambda s: calls.append(f"sleep {s:.0f}"))
+    monkeypatch.setattr(
+        "pcf_exchange.contracts._registry.time.sleep", lambda s: calls.append(f"sleep {s:.0f}")
+    )
     return calls
 
 

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, ProductFootprint, parse_footprint
+from pcf_exchange.contracts import (
+    AvroSerde,
+    InMemorySchemaRegistry,
+    ProductFootprint,
+    parse_footprint,
+)
 from pcf_exchange.contracts._fast import footprint_datum, footprint_ok
 from pcf_exchange.contracts.examples import example_footprint
 

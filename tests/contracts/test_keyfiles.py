@@ -50,7 +50,11 @@ def test_an_x25519_public_key_loads_from_its_pem_or_its_private_file_and_nothing
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from pcf_exchange.contracts.keyfiles import load_x25519_public_key, public_key_pem, raw_public_key
+    from pcf_exchange.contracts.keyfiles import (
+        load_x25519_public_key,
+        public_key_pem,
+        raw_public_key,
+    )
 
     key = X25519PrivateKey.generate()
     public, private = tmp_path / "x.pub.pem", tmp_path / "x.pem"

@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, parse_footprint, register_all, sign
+from pcf_exchange.contracts import (
+    AvroSerde,
+    InMemorySchemaRegistry,
+    parse_footprint,
+    register_all,
+    sign,
+)
 from pcf_exchange.contracts._files import (
     read_boms,
     read_factors_csv,
@@ -37,7 +43,13 @@ from pcf_exchange.contracts.errors import PcfError
 from pcf_exchange.contracts.labels import decode_label
 from pcf_exchange.gateway.policy._loader import parse_policy
 from pcf_exchange.producers._input import read_footprints_csv
-from pcf_exchange.streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef, check_record
+from pcf_exchange.streams.ingest import (
+    IngestOutcome,
+    KeyRegistry,
+    SequenceLedger,
+    SourceRef,
+    check_record,
+)
 from tests.contracts.conftest import BOM_JSON, FACTOR_JSON, FOOTPRINT_JSON
 
 pytestmark = pytest.mark.fuzz

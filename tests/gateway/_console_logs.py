@@ -17,7 +17,14 @@ from typing import Any
 
 from pcf_exchange.contracts import SignerRole
 from pcf_exchange.contracts.keyring import Keyring
-from pcf_exchange.gateway import Gateway, GatewaySecrets, InMemoryTransferSink, Policy, approve, deny
+from pcf_exchange.gateway import (
+    Gateway,
+    GatewaySecrets,
+    InMemoryTransferSink,
+    Policy,
+    approve,
+    deny,
+)
 from pcf_exchange.gateway._approvals import Approval, ApprovalState
 from pcf_exchange.gateway._decision_signing import check_decision
 from pcf_exchange.gateway.audit import JsonLinesAuditStore

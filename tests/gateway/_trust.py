@@ -24,7 +24,13 @@ from pcf_exchange.contracts import (
     sign,
 )
 from pcf_exchange.contracts.handoff import HandoffSigner, sign_handoffs
-from pcf_exchange.producers.keys import KeyRole, key_id_of, load_private_key, new_key_pair, raw_public_key
+from pcf_exchange.producers.keys import (
+    KeyRole,
+    key_id_of,
+    load_private_key,
+    new_key_pair,
+    raw_public_key,
+)
 
 OPERATOR = "operator"
 SERVICE = "pcfx-streams"

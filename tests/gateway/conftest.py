@@ -10,7 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pcf_exchange.gateway import GatewayKey, GatewaySecrets, KeyRing, Policy, default_policy_path, load_policy
+from pcf_exchange.gateway import (
+    GatewayKey,
+    GatewaySecrets,
+    KeyRing,
+    Policy,
+    default_policy_path,
+    load_policy,
+)
 from pcf_exchange.gateway.policy import CounterState
 from tests.gateway._factories import PSEUDONYM_SECRET, battery_record
 

@@ -30,7 +30,14 @@ from pcf_exchange.contracts.certification import (
 from pcf_exchange.contracts.errors import DeclarationInvalid, PcrViolation, ValidationFailed
 from pcf_exchange.contracts.examples import example_footprint
 from pcf_exchange.contracts.keyfiles import key_id_of
-from pcf_exchange.gateway import Gateway, GatewaySecrets, InMemoryTransferSink, KeyRing, Policy, open_message
+from pcf_exchange.gateway import (
+    Gateway,
+    GatewaySecrets,
+    InMemoryTransferSink,
+    KeyRing,
+    Policy,
+    open_message,
+)
 from pcf_exchange.gateway._approvals import Approval, approve, deny
 from pcf_exchange.gateway.audit import EntryKind
 from pcf_exchange.gateway.declarations import (

@@ -16,7 +16,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner
 
 from pcf_exchange.contracts.keyfiles import private_key_pem, write_key_file
-from pcf_exchange.gateway import GatewayKey, KeyRing, SealedMessage, default_policy_path, open_message
+from pcf_exchange.gateway import (
+    GatewayKey,
+    KeyRing,
+    SealedMessage,
+    default_policy_path,
+    open_message,
+)
 from pcf_exchange.gateway.audit import JsonLinesAuditStore, check_audit_log
 from pcf_exchange.pcfx.cli import app
 from tests.gateway.test_declarations import SCHEMA, aluminium, art7_input, battery, cbam_input

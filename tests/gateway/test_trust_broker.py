@@ -16,7 +16,12 @@ from pcf_exchange.gateway import Policy
 from pcf_exchange.gateway._approvals import approve
 from pcf_exchange.gateway._decision_signing import sign_decision
 from pcf_exchange.gateway.audit import AuditEntry, EntryKind
-from pcf_exchange.gateway.runtime import GatewaySerde, Subscriptions, decided_event, parse_subscriptions
+from pcf_exchange.gateway.runtime import (
+    GatewaySerde,
+    Subscriptions,
+    decided_event,
+    parse_subscriptions,
+)
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import COMPANY, OFFICER, SERVICE
 from tests.gateway.test_runtime_kafka import (

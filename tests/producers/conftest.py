@@ -22,7 +22,15 @@ from confluent_kafka import Consumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry
-from pcf_exchange.producers import KeyPairFiles, KeyRole, Ledger, Publisher, Signer, Topics, new_key_pair
+from pcf_exchange.producers import (
+    KeyPairFiles,
+    KeyRole,
+    Ledger,
+    Publisher,
+    Signer,
+    Topics,
+    new_key_pair,
+)
 from tests.contracts.conftest import BOM_JSON, FACTOR_JSON, FOOTPRINT_JSON
 
 SUPPLIER = "urn:pact:company:customcode:vendor-assigned:example-cells"

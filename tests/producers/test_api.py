@@ -6,6 +6,8 @@ import importlib
 import pkgutil
 
 from pcf_exchange import producers
+
+
 def test_all_lists_exactly_the_public_names() -> None:
     modules = {m.name for m in pkgutil.iter_modules(producers.__path__)}
     public = {n for n in vars(producers) if not n.startswith("_") and n not in modules}

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry, SignedSupplierKey, SignerRole, verify
+from pcf_exchange.contracts import (
+    AvroSerde,
+    KafkaSchemaRegistry,
+    SignedSupplierKey,
+    SignerRole,
+    verify,
+)
 from pcf_exchange.pcfx.commands.publish import keys_app
 from pcf_exchange.producers import KeyPairFiles, load_public_key
 from tests.producers.conftest import Cluster

@@ -24,7 +24,13 @@ from pcf_exchange.contracts.certification import (
 )
 from pcf_exchange.contracts.errors import CertificationError, ContractError
 from pcf_exchange.contracts.keyfiles import key_id_of
-from pcf_exchange.contracts.labels import LABEL_PREFIX, check_label, decode_label, encode_label, label_for
+from pcf_exchange.contracts.labels import (
+    LABEL_PREFIX,
+    check_label,
+    decode_label,
+    encode_label,
+    label_for,
+)
 from pcf_exchange.producers.labels import label_svg, qr_code, write_qr
 from tests.contracts.test_cert_registry import DAY, HASH_A, HASH_B, PRODUCT, T0, World
 

@@ -212,7 +212,13 @@ def test_rows_written_before_identities_were_lazy_still_read() -> None:
 
 
 def scenarios_example() -> list[Any]:
-    from pcf_exchange.streams.rollup import Bom, BomDeclared, BomLine, ComponentFootprint, FootprintDeclared
+    from pcf_exchange.streams.rollup import (
+        Bom,
+        BomDeclared,
+        BomLine,
+        ComponentFootprint,
+        FootprintDeclared,
+    )
 
     figures = {
         "pcfExcludingBiogenicUptake": Decimal("2.5"),

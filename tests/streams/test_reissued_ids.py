@@ -13,7 +13,12 @@ from decimal import Decimal
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, RolledUpFootprint, register_all
+from pcf_exchange.contracts import (
+    AvroSerde,
+    InMemorySchemaRegistry,
+    RolledUpFootprint,
+    register_all,
+)
 from pcf_exchange.contracts.handoff import HandoffSigner
 from pcf_exchange.streams._publish import Publisher
 from pcf_exchange.streams._rollup_step import NodeRecord, ProductRecord

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from pcf_exchange.contracts import KafkaSchemaRegistry, ProductFootprint, SignerRole, load_footprints
+from pcf_exchange.contracts import (
+    KafkaSchemaRegistry,
+    ProductFootprint,
+    SignerRole,
+    load_footprints,
+)
 from pcf_exchange.contracts.pcr import ReviewEvent, ReviewSerde
 from tests.streams._broker_world import ROOT, World
 

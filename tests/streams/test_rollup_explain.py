@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pcf_exchange.streams.rollup import SourceKind, contribution_tree, hotspots, rollup_context, run_batch
+from pcf_exchange.streams.rollup import (
+    SourceKind,
+    contribution_tree,
+    hotspots,
+    rollup_context,
+    run_batch,
+)
 from tests.streams._rollup_helpers import D, bom, factor, fp, line
 
 
