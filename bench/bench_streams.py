@@ -86,8 +86,8 @@ from pcf_exchange.contracts.kafka_client import (
     kafka_python_kwargs,
     librdkafka_config,
 )
+from pcf_exchange.pcfx._exchange import Participants, start_worker, stop_worker, worker_command
 from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash
-from pcf_exchange.streams.harness import Participants, start_worker, stop_worker, worker_command
 from pcf_exchange.streams.rollup import run_batch
 from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
 

@@ -79,6 +79,7 @@ from pcf_exchange.contracts import (
 from pcf_exchange.contracts.errors import BrokerError, PcfError
 from pcf_exchange.contracts.kafka_client import use_config_file
 from pcf_exchange.gateway.runtime import Topics, gateway_schemas
+from pcf_exchange.pcfx._exchange import ExchangeSession, namespace_of, stop_worker
 from pcf_exchange.pcfx._services import Service, Services, start_service, stop_services
 from pcf_exchange.pcfx.console import console, err_console, handle_errors, print_json
 from pcf_exchange.pcfx.options import JsonOut
@@ -91,7 +92,6 @@ from pcf_exchange.producers.keys import (
     load_private_key,
     new_key_pair,
 )
-from pcf_exchange.streams.harness import ExchangeSession, namespace_of, stop_worker
 
 __all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, register_all
 from pcf_exchange.contracts.observability import METRICS
-from pcf_exchange.streams.harness import start_worker, stop_worker, worker_command
+from pcf_exchange.pcfx._exchange import start_worker, stop_worker, worker_command
 from tests.contracts.conftest import registry_server  # noqa: F401 (a fixture)
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import CN, EU, GB, make_env

@@ -228,7 +228,7 @@ class Exchange(World):
         return proc
 
     def stop(self) -> None:
-        from pcf_exchange.streams.harness import stop_worker
+        from pcf_exchange.pcfx._exchange import stop_worker
 
         for proc in self.gateways:
             signal_process(proc, signal.SIGCONT)
@@ -295,7 +295,7 @@ class Exchange(World):
                 timeout_s=timeout_s,
                 what="the roll-ups to equal the oracle",
             )
-        except PcfError:  # timed out, or a worker died (streams.harness.ResultsReader.wait_for)
+        except PcfError:  # timed out, or a worker died (pcfx._exchange.ResultsReader.wait_for)
             return False
         return True
 

@@ -32,14 +32,14 @@ from pcf_exchange.contracts import (
     register_all,
 )
 from pcf_exchange.contracts.handoff import HandoffCheck, check_handoff
-from pcf_exchange.producers.delivery import KafkaSink, Outgoing
-from pcf_exchange.streams.harness import (
+from pcf_exchange.pcfx._exchange import (
     ExchangeSession,
     Participants,
     start_worker,
     stop_worker,
     worker_command,
 )
+from pcf_exchange.producers.delivery import KafkaSink, Outgoing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class World(ExchangeSession):
     """A topic namespace on the broker, the operator, and every party's signing key; sending
-    and reading the results back are the demo's own (:class:`streams.harness.ExchangeSession`)."""
+    and reading the results back are the demo's own (:class:`pcfx._exchange.ExchangeSession`)."""
 
     read_idle_s: ClassVar[float] = 3.0
 

@@ -1,5 +1,6 @@
-"""Exchange participants and workers outside production: what the broker tests and the streams
-benchmark share (one place, so both drive the workers the same way).
+"""An exchange run on one machine: what ``pcfx demo`` drives, and the broker tests and the
+streams benchmark drive the same way (one place). It lives with the command line, not in
+``streams/``: the stream processors hold no test or demo machinery.
 
 * :class:`Participants` -- the operator, the streams' service key, and every
   supplier/manufacturer with a signing key;
