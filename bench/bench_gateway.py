@@ -803,7 +803,7 @@ def stage_costs(
 
     values = [serde.encode(topics.products, rollup(i)) for i in range(n)]
     secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
-    from pcf_exchange.gateway.runtime._adapter import record_from_datum
+    from pcf_exchange.gateway._adapter import record_from_datum
 
     times = dict.fromkeys(("decode", "adapt", "core", "avro_out", "before_decode_adapt"), 0.0)
     head, counters = ChainHead(), CounterState.empty(2026)

@@ -64,8 +64,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pcf_exchange.contracts import SchemaRegistry
 from pcf_exchange.contracts.errors import BrokerError, InfrastructureError, PcfError, TrustError
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway._codec import sealed_from_datum
 from pcf_exchange.gateway._errors import CommitFailed
 from pcf_exchange.gateway._sealing import GatewayKey, KeyRing, open_message
+from pcf_exchange.gateway._topics import Topics
 from pcf_exchange.gateway.api._disclosure import DEFAULT_AUDIT_LOG, Disclosure
 from pcf_exchange.gateway.api._query import Footprint, FootprintQuery, SortKey
 from pcf_exchange.gateway.api._source import InMemoryFootprintSource, Page
@@ -79,10 +81,8 @@ from pcf_exchange.gateway.audit import (
     resume_chain,
 )
 from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.gateway.runtime._codec import sealed_from_datum
 from pcf_exchange.gateway.runtime._kafka import consumer_config, partition_count
 from pcf_exchange.gateway.runtime._sink import KafkaTransferSink, read_audit_logs
-from pcf_exchange.gateway.runtime._topics import Topics
 
 __all__ = [
     "API_RELEASES",

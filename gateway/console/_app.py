@@ -41,6 +41,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.concurrency import run_in_threadpool
 
 from pcf_exchange.contracts.errors import PcfError, ValidationFailed
+from pcf_exchange.gateway._approvals_log import RowStatus
 from pcf_exchange.gateway._sealing import KeyRing
 from pcf_exchange.gateway.console._auth import (
     Officer,
@@ -65,7 +66,6 @@ from pcf_exchange.gateway.console._views import (
     totals,
     verify_logs,
 )
-from pcf_exchange.gateway.runtime._approvals_log import RowStatus
 from pcf_exchange.gateway.runtime._officer import OfficerKey, officer_decision
 
 __all__ = ["ConsoleSettings", "create_console_app", "load_officer_key"]

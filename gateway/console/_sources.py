@@ -3,7 +3,7 @@
 Two seams, each with a Kafka implementation and one for files or memory (tests, a laptop):
 
 - :class:`AuditSource` loads every log's entries and checkpoints through the existing readers
-  (``gateway.runtime._export.read_export`` for a JSON-lines export or the gateway's own audit
+  (``gateway.audit._export.read_export`` for a JSON-lines export or the gateway's own audit
   file, ``gateway.runtime._sink.read_audit_logs`` for the audit topics). Nothing is re-parsed
   here, and unreadable records are passed on, never skipped.
 - :class:`ApprovalQueue` gives the book of ``pcf.approvals`` (``ApprovalBook``) and takes an
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pcf_exchange.gateway._approvals_log import ApprovalBook
 from pcf_exchange.gateway.audit import AuditEntry, Checkpoint
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook
 
 __all__ = [
     "ApprovalQueue",
@@ -58,7 +58,7 @@ class FileAuditSource:
         self._cached: tuple[tuple[int, int], AuditSnapshot] | None = None
 
     def load(self) -> AuditSnapshot:
-        from pcf_exchange.gateway.runtime._export import read_export
+        from pcf_exchange.gateway.audit._export import read_export
 
         with self._lock:
             try:
@@ -85,7 +85,7 @@ class KafkaAuditSource:
     """The audit and checkpoint topics, read to their end at most every *refresh_s* seconds."""
 
     def __init__(self, servers: str, topic_prefix: str = "", *, refresh_s: float = 5.0) -> None:
-        from pcf_exchange.gateway.runtime._topics import Topics
+        from pcf_exchange.gateway._topics import Topics
 
         self.servers = servers
         self.topics = Topics(topic_prefix)
@@ -152,7 +152,7 @@ class KafkaApprovalQueue:
     """``pcf.approvals`` on the broker: the book read to the end, decisions produced to it."""
 
     def __init__(self, servers: str, topic_prefix: str = "") -> None:
-        from pcf_exchange.gateway.runtime._topics import Topics
+        from pcf_exchange.gateway._topics import Topics
 
         self.servers = servers
         self.prefix = topic_prefix

@@ -3,7 +3,7 @@
 The audit log is a list of events per chain; an officer thinks in *transfers*. This module folds
 the events into :class:`TransferView` rows, one per transfer decision, and everything the pages
 draw from them (totals, the timeline, the field-by-field table). Both the console
-(``gateway.console``) and ``pcfx audit report`` (``gateway.runtime._report``) use it, so the two
+(``gateway.console``) and ``pcfx audit report`` (``gateway.audit._report``) use it, so the two
 never disagree.
 
 How entries become transfers:

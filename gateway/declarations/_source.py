@@ -33,7 +33,7 @@ from pcf_exchange.contracts._footprint import PCFX_EXTENSION_SCHEMA
 from pcf_exchange.contracts.certification import CertStatus, StatusReport, footprint_digest
 from pcf_exchange.contracts.errors import DeclarationInvalid, Violation
 from pcf_exchange.contracts.pcr import PcrCheck, check_footprint
-from pcf_exchange.gateway.runtime._adapter import (
+from pcf_exchange.gateway._adapter import (
     LINEAGE_SCHEMA,  # the one name of the lineage extension
 )
 

@@ -1,24 +1,22 @@
 """The gateway on Kafka: the outbound pipeline, its transactional seams, approvals, subscriptions.
 
+This package is the Kafka shell only; the pure modules it runs (the adapter, the codec, the
+approvals book, subscriptions, topic names) live beside the core in ``gateway/`` and are
+re-exported here for the runtime's callers.
+
 ``GatewayRunner`` consumes ``pcf.products`` in a consumer group and commits, per input
 partition, outbound messages + audit entries + checkpoints + offsets in one Kafka transaction
 (``KafkaTransferSink``). ``KafkaAuditStore`` reads a chain back. See ``gateway/README.md``.
 """
 
-from pcf_exchange.gateway.runtime._adapter import (
+from pcf_exchange.gateway._adapter import (
     LINEAGE_SCHEMA,
     gateway_record,
     lineage_of,
     pilot_category_of,
 )
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
-from pcf_exchange.gateway.runtime._avro import (
-    SCHEMA_NAMES,
-    GatewaySerde,
-    kafka_registrar,
-    schema_text,
-)
-from pcf_exchange.gateway.runtime._codec import (
+from pcf_exchange.gateway._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from pcf_exchange.gateway._codec import (
     HeldSource,
     approval_from_request,
     checkpoint_from_datum,
@@ -30,6 +28,20 @@ from pcf_exchange.gateway.runtime._codec import (
     resolved_event,
     sealed_from_datum,
     sealed_to_datum,
+)
+from pcf_exchange.gateway._subscriptions import (
+    Subscription,
+    Subscriptions,
+    default_subscriptions_path,
+    load_subscriptions,
+    parse_subscriptions,
+)
+from pcf_exchange.gateway._topics import Topics, log_id_for
+from pcf_exchange.gateway.runtime._avro import (
+    SCHEMA_NAMES,
+    GatewaySerde,
+    kafka_registrar,
+    schema_text,
 )
 from pcf_exchange.gateway.runtime._kafka import fetch_one, partition_count, read_to_end
 from pcf_exchange.gateway.runtime._runner import (
@@ -44,14 +56,6 @@ from pcf_exchange.gateway.runtime._sink import (
     Produced,
     read_audit_logs,
 )
-from pcf_exchange.gateway.runtime._subscriptions import (
-    Subscription,
-    Subscriptions,
-    default_subscriptions_path,
-    load_subscriptions,
-    parse_subscriptions,
-)
-from pcf_exchange.gateway.runtime._topics import Topics, log_id_for
 
 __all__ = [
     "LINEAGE_SCHEMA",

@@ -22,8 +22,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from pcf_exchange.contracts import SchemaRegistry, register_schemas, subject_for, unframe
 from pcf_exchange.contracts.errors import SerdeError, UnknownSchemaError
+from pcf_exchange.gateway._codec import seal_to_datum
 from pcf_exchange.gateway.audit import AuditEntry
-from pcf_exchange.gateway.runtime._codec import seal_to_datum
 
 __all__ = [
     "GATEWAY_NAMESPACE",

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pcf_exchange.gateway._approvals import approve, deny
+from pcf_exchange.gateway._approvals_log import ApprovalBook, ApprovalRow, RowStatus
+from pcf_exchange.gateway._codec import decided_event
 from pcf_exchange.gateway._decision_signing import sign_decision
 from pcf_exchange.gateway._errors import ApprovalStateError
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, RowStatus
-from pcf_exchange.gateway.runtime._codec import decided_event
 
 __all__ = [
     "DecisionWritten",

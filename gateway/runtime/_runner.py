@@ -25,7 +25,7 @@ For every batch of one partition, in this order (no I/O until step 4):
    later than the record was read is still unknown then (refused, audited);
 1. decode each roll-up once (the Avro datum of ``RolledUpFootprint``, with the writer's
    registered schema), build the policy's input record straight from it
-   (:func:`~gateway.runtime._adapter.record_from_datum`) and route it to its subscribers;
+   (:func:`~gateway._adapter.record_from_datum`) and route it to its subscribers;
    records that do not decode (framing, unknown schema id, another record type, malformed
    Avro) become ``Rejection`` records for ``pcf.rejected`` naming why;
 2. run the pure core per ``(record, recipient)``: decide → transform → encrypt into the batch's
@@ -135,7 +135,23 @@ from pcf_exchange.contracts.errors import (
 from pcf_exchange.contracts.handoff import check_handoff
 from pcf_exchange.contracts.observability import METRICS, Readiness
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway._adapter import gateway_record, record_from_datum
 from pcf_exchange.gateway._approvals import Approval, ApprovalState
+from pcf_exchange.gateway._approvals_log import (
+    ApprovalBook,
+    ApprovalRow,
+    Candidate,
+    Refusal,
+)
+from pcf_exchange.gateway._codec import (
+    HeldSource,
+    checkpoint_from_datum,
+    entry_from_datum,
+    refused_event,
+    requested_event,
+    resolved_event,
+    sealed_to_datum,
+)
 from pcf_exchange.gateway._decision_signing import check_decision
 from pcf_exchange.gateway._errors import CommitFailed
 from pcf_exchange.gateway._pipeline import (
@@ -148,6 +164,8 @@ from pcf_exchange.gateway._pipeline import (
     retired_by,
 )
 from pcf_exchange.gateway._sealing import KeyRing, OutboundBatch, SealedMessage
+from pcf_exchange.gateway._subscriptions import Subscriptions
+from pcf_exchange.gateway._topics import Topics, log_id_for
 from pcf_exchange.gateway._trust_entries import refused_decision_entry, untrusted_record_entry
 from pcf_exchange.gateway.audit import (
     AuditEntry,
@@ -168,23 +186,7 @@ from pcf_exchange.gateway.policy import (
     counting_year,
     pseudonym,
 )
-from pcf_exchange.gateway.runtime._adapter import gateway_record, record_from_datum
-from pcf_exchange.gateway.runtime._approvals_log import (
-    ApprovalBook,
-    ApprovalRow,
-    Candidate,
-    Refusal,
-)
 from pcf_exchange.gateway.runtime._avro import GatewaySerde, Registrar, schema_text
-from pcf_exchange.gateway.runtime._codec import (
-    HeldSource,
-    checkpoint_from_datum,
-    entry_from_datum,
-    refused_event,
-    requested_event,
-    resolved_event,
-    sealed_to_datum,
-)
 from pcf_exchange.gateway.runtime._kafka import (
     consumer_config,
     coords,
@@ -193,8 +195,6 @@ from pcf_exchange.gateway.runtime._kafka import (
     read_to_end,
 )
 from pcf_exchange.gateway.runtime._sink import Fault, KafkaTransferSink, Produced
-from pcf_exchange.gateway.runtime._subscriptions import Subscriptions
-from pcf_exchange.gateway.runtime._topics import Topics, log_id_for
 
 __all__ = ["API_RELEASES", "GatewayRunner", "RunStats", "RunnerSettings"]
 
@@ -753,7 +753,7 @@ class GatewayRunner:
     def _decode(self, value: bytes) -> tuple[dict[str, Any] | None, str | None, str]:
         """(policy input record or ``None`` without a footprint, pilot category, product id) of
         a verified hand-off: the Avro datum read once with the writer's registered schema and
-        adapted straight from it (:func:`~gateway.runtime._adapter.record_from_datum`).
+        adapted straight from it (:func:`~gateway._adapter.record_from_datum`).
 
         Raises :class:`SerdeError`/:class:`UnknownSchemaError` (framing, schema id, Avro) and
         :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does."""

@@ -26,18 +26,18 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from pcf_exchange.contracts.errors import BrokerError, TrustError
-from pcf_exchange.gateway._errors import AuditStoreError, CommitFailed
-from pcf_exchange.gateway._sealing import GatewayKey, SealedMessage
-from pcf_exchange.gateway.audit import AuditEntry, Checkpoint, seal_entry
-from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.gateway.runtime._codec import (
+from pcf_exchange.gateway._codec import (
     checkpoint_from_datum,
     checkpoint_to_datum,
     entry_from_datum,
     sealed_to_datum,
 )
+from pcf_exchange.gateway._errors import AuditStoreError, CommitFailed
+from pcf_exchange.gateway._sealing import GatewayKey, SealedMessage
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.audit import AuditEntry, Checkpoint, seal_entry
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
 from pcf_exchange.gateway.runtime._kafka import producer_config, read_to_end
-from pcf_exchange.gateway.runtime._topics import Topics
 
 __all__ = ["KafkaAuditStore", "KafkaTransferSink", "Produced", "read_audit_logs"]
 

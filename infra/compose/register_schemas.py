@@ -13,13 +13,13 @@ import os
 
 from pcf_exchange.contracts import register_missing, topic_schemas
 from pcf_exchange.gateway import default_policy_path
-from pcf_exchange.gateway.policy import load_policy
-from pcf_exchange.gateway.runtime._runner import gateway_schemas
-from pcf_exchange.gateway.runtime._subscriptions import (
+from pcf_exchange.gateway._subscriptions import (
     default_subscriptions_path,
     load_subscriptions,
 )
-from pcf_exchange.gateway.runtime._topics import Topics
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.policy import load_policy
+from pcf_exchange.gateway.runtime._runner import gateway_schemas
 
 __all__ = ["compose_schemas", "main"]
 

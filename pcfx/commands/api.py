@@ -169,8 +169,8 @@ def serve_command(
         raise typer.BadParameter("give the gateway's public key", param_hint="--gateway-pub")
     # the Kafka side is imported here, not when `pcfx` starts
     from pcf_exchange.gateway._sealing import GatewayKey
+    from pcf_exchange.gateway._topics import Topics
     from pcf_exchange.gateway.api._kafka import KafkaDisclosureRecorder, KafkaReleaseSource
-    from pcf_exchange.gateway.runtime._topics import Topics
 
     registered = load_clients(clients)
     passphrase = os.environ.get(passphrase_env, "").encode() if passphrase_env else None

@@ -172,6 +172,7 @@ def serve_console(
         log_level_of,
         start_ops_server,
     )
+    from pcf_exchange.gateway._keys import load_gateway_public_key
     from pcf_exchange.gateway._sealing import KeyRing
     from pcf_exchange.gateway.api._server import create_self_signed_cert, serve
     from pcf_exchange.gateway.console._app import ConsoleSettings, create_console_app
@@ -184,7 +185,6 @@ def serve_console(
         KafkaAuditSource,
         rule_basis,
     )
-    from pcf_exchange.gateway.runtime._keys import load_gateway_public_key
 
     configure_logging("console", log_level(level), log_format.value)
     if self_signed == (tls_cert is not None or tls_key is not None):
@@ -268,7 +268,7 @@ def _registration_check(
     from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry, SignerRole
     from pcf_exchange.contracts.errors import TrustError
     from pcf_exchange.contracts.keyfiles import load_ed25519_public_key
-    from pcf_exchange.gateway.runtime._topics import Topics
+    from pcf_exchange.gateway._topics import Topics
     from pcf_exchange.producers._keydir import KeyDirectory
 
     operator = load_ed25519_public_key(operator_pub)

@@ -56,6 +56,7 @@ from pcf_exchange.contracts._jsonio import loads
 from pcf_exchange.contracts.certification import Snapshot
 from pcf_exchange.contracts.errors import ContractError, TrustError
 from pcf_exchange.contracts.keyfiles import key_id_of, load_ed25519_public_key
+from pcf_exchange.gateway._keys import derive_secret, load_gateway_key, load_secret
 from pcf_exchange.gateway._pipeline import (
     Gateway,
     GatewaySecrets,
@@ -88,7 +89,6 @@ from pcf_exchange.gateway.declarations import (
 )
 from pcf_exchange.gateway.policy import CounterState
 from pcf_exchange.gateway.policy import load_policy as load_policy_file
-from pcf_exchange.gateway.runtime._keys import derive_secret, load_gateway_key, load_secret
 from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (
     Bootstrap,
@@ -287,7 +287,7 @@ class _ApprovalsQueue:
         """The approval request of a held declaration: its source is the declarations' chain,
         the held entry's sequence number and the declaration id (the record waits in the
         ``*.held.json`` file)."""
-        from pcf_exchange.gateway.runtime._codec import HeldSource, requested_event
+        from pcf_exchange.gateway._codec import HeldSource, requested_event
 
         assert prepared.approval is not None
         source = HeldSource(
@@ -297,13 +297,13 @@ class _ApprovalsQueue:
         return [self.event(requested_event(prepared.approval, source, at=at))]
 
     def book(self) -> Any:
-        """Every approval on the topic (:class:`~gateway.runtime._approvals_log.ApprovalBook`),
+        """Every approval on the topic (:class:`~gateway._approvals_log.ApprovalBook`),
         each decision with the broker's append time (the officer key's validity is judged
         then)."""
         from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
         from pcf_exchange.contracts.kafka_client import read_to_end
-        from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook
+        from pcf_exchange.gateway._approvals_log import ApprovalBook
 
         book = ApprovalBook()
         for message in read_to_end(self.servers, self.topics.approvals):
@@ -783,12 +783,12 @@ def release_held(
     (approved) the sealed declaration, whose transfer entry names the approval, in one
     transaction. Exit 1 when it is denied, blocked or not decided yet."""
     from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry
+    from pcf_exchange.gateway._codec import refused_event, resolved_event
     from pcf_exchange.gateway._decision_signing import check_decision
     from pcf_exchange.gateway._errors import ApprovalStateError
     from pcf_exchange.gateway._trust_entries import refused_decision_entry
     from pcf_exchange.gateway.audit._entry import format_time
     from pcf_exchange.gateway.declarations import prepare_approved_release
-    from pcf_exchange.gateway.runtime._codec import refused_event, resolved_event
     from pcf_exchange.producers._keydir import KeyDirectory
 
     if operator_key is None:

@@ -363,13 +363,13 @@ def _gateway_files(bootstrap: str, keys: Path) -> tuple[Path, Path]:
     """Gateway and recipients' keys, the PACT API service's keys (X25519 to open what the gateway
     releases for it, Ed25519 to seal its disclosure audit chain), the shipped policy with these
     recipients' keys and a hold rule for the notified body, and the demo's subscriptions."""
-    from pcf_exchange.gateway.policy import default_policy_path
-    from pcf_exchange.gateway.runtime._keys import (
+    from pcf_exchange.gateway._keys import (
         load_recipient_private_key,
         policy_with_recipient_keys,
         write_gateway_key,
         write_recipient_key,
     )
+    from pcf_exchange.gateway.policy import default_policy_path
 
     _pcfx(bootstrap, "gateway", "keys", "signing", "--out", str(keys / "gateway.key.pem"))
     write_recipient_key(keys / "api.x25519.pem")
@@ -780,12 +780,12 @@ def _opened(
     process): each message's signature verified and decrypted with the recipient's key."""
     from pcf_exchange.contracts.errors import TrustError
     from pcf_exchange.contracts.kafka_client import read_to_end
-    from pcf_exchange.gateway._sealing import KeyRing, open_message
-    from pcf_exchange.gateway.runtime._codec import sealed_from_datum
-    from pcf_exchange.gateway.runtime._keys import (
+    from pcf_exchange.gateway._codec import sealed_from_datum
+    from pcf_exchange.gateway._keys import (
         load_gateway_public_key,
         load_recipient_private_key,
     )
+    from pcf_exchange.gateway._sealing import KeyRing, open_message
 
     private = load_recipient_private_key(keys / f"{recipient}.x25519.pem")
     trusted = KeyRing.of(load_gateway_public_key(keys / "gateway.key.pub.pem"))

@@ -29,21 +29,21 @@ from rich.table import Table
 
 from pcf_exchange.contracts._registry import SERVICE_STARTUP_S
 from pcf_exchange.contracts.keyfiles import load_x25519_public_key
-from pcf_exchange.gateway._pipeline import GatewaySecrets
-from pcf_exchange.gateway.policy import CounterState, Policy, evaluate, load_policy
-from pcf_exchange.gateway.runtime._avro import kafka_registrar
-from pcf_exchange.gateway.runtime._export import UnreadableInput
-from pcf_exchange.gateway.runtime._keys import (
+from pcf_exchange.gateway._keys import (
     derive_secret,
     load_gateway_key,
     load_gateway_public_key,
     load_secret,
 )
-from pcf_exchange.gateway.runtime._subscriptions import (
+from pcf_exchange.gateway._pipeline import GatewaySecrets
+from pcf_exchange.gateway._subscriptions import (
     default_subscriptions_path,
     load_subscriptions,
 )
-from pcf_exchange.gateway.runtime._topics import Topics
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.audit._export import UnreadableInput
+from pcf_exchange.gateway.policy import CounterState, Policy, evaluate, load_policy
+from pcf_exchange.gateway.runtime._avro import kafka_registrar
 from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _registry
 from pcf_exchange.pcfx.commands.gateway_approvals import approvals_app
 from pcf_exchange.pcfx.commands.gateway_audit import audit_app

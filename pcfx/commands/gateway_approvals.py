@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, RowStatus
+from pcf_exchange.gateway._approvals_log import ApprovalBook, RowStatus
+from pcf_exchange.gateway._topics import Topics
 from pcf_exchange.gateway.runtime._avro import GatewaySerde, kafka_registrar
 from pcf_exchange.gateway.runtime._officer import read_approval_book, write_decision
-from pcf_exchange.gateway.runtime._topics import Topics
 from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _registry
 from pcf_exchange.pcfx.console import console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (

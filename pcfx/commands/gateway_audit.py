@@ -16,7 +16,11 @@ import typer
 from rich.table import Table
 
 from pcf_exchange.contracts.errors import KeyStoreError, TrustError
+from pcf_exchange.gateway._keys import (
+    load_gateway_public_key,
+)
 from pcf_exchange.gateway._sealing import KeyRing
+from pcf_exchange.gateway._topics import Topics
 from pcf_exchange.gateway.audit import (
     CHECKPOINT_TYPE,
     AuditEntry,
@@ -27,13 +31,9 @@ from pcf_exchange.gateway.audit import (
     check_inclusion,
     prove_inclusion,
 )
+from pcf_exchange.gateway.audit._export import UnreadableInput, read_export, write_export
+from pcf_exchange.gateway.audit._report import render_report
 from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.gateway.runtime._export import UnreadableInput, read_export, write_export
-from pcf_exchange.gateway.runtime._keys import (
-    load_gateway_public_key,
-)
-from pcf_exchange.gateway.runtime._report import render_report
-from pcf_exchange.gateway.runtime._topics import Topics
 from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
 from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (

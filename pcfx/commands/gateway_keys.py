@@ -1,5 +1,5 @@
 """``pcfx gateway keys signing|recipient|secret``: the gateway's key files (the key formats and
-writers are :mod:`gateway.runtime._keys`). Every command prints what it wrote, or one JSON
+writers are :mod:`gateway._keys`). Every command prints what it wrote, or one JSON
 document with ``--json``, through one helper (:func:`_wrote`).
 """
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pcf_exchange.gateway.runtime._keys import (
+from pcf_exchange.gateway._keys import (
     write_gateway_key,
     write_recipient_key,
     write_secret,

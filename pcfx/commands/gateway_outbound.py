@@ -14,16 +14,16 @@ from typing import Annotated, Any
 import typer
 
 from pcf_exchange.contracts.errors import TrustError
-from pcf_exchange.gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
-from pcf_exchange.gateway.policy import vault_context
-from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.gateway.runtime._codec import sealed_from_datum
-from pcf_exchange.gateway.runtime._export import UnreadableInput
-from pcf_exchange.gateway.runtime._keys import (
+from pcf_exchange.gateway._codec import sealed_from_datum
+from pcf_exchange.gateway._keys import (
     load_gateway_public_key,
     load_recipient_private_key,
 )
-from pcf_exchange.gateway.runtime._topics import Topics
+from pcf_exchange.gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.audit._export import UnreadableInput
+from pcf_exchange.gateway.policy import vault_context
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
 from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
 from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from pcf_exchange.gateway import KeyRing
 from pcf_exchange.gateway._errors import CommitFailed
+from pcf_exchange.gateway._keys import load_gateway_key
 from pcf_exchange.gateway._sealing import OUTBOUND_CONTENT_TYPE, GatewayKey, seal_batch
 from pcf_exchange.gateway.api import Client, api_state, create_app, hash_secret
 from pcf_exchange.gateway.api._kafka import (
@@ -28,7 +29,6 @@ from pcf_exchange.gateway.api._kafka import (
 )
 from pcf_exchange.gateway.audit import EntryKind, check_audit_log
 from pcf_exchange.gateway.runtime import GatewaySerde, read_audit_logs, sealed_to_datum
-from pcf_exchange.gateway.runtime._keys import load_gateway_key
 from pcf_exchange.streams.adapt import deprecated_record
 from tests.gateway._rollups import SECRET_ADDRESS, rolled_footprint
 from tests.gateway.test_runtime_kafka import EU, GB, Env, make_env

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from pcf_exchange.contracts import HttpSchemaRegistry, SignerRole, register_all, subject_for
 from pcf_exchange.contracts.keyfiles import load_x25519_public_key
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway._keys import write_gateway_key, write_recipient_key
 from pcf_exchange.gateway.api import hash_secret, verify_secret
 from pcf_exchange.gateway.api._kafka import API_RELEASES
 from pcf_exchange.gateway.runtime import (
@@ -37,7 +38,6 @@ from pcf_exchange.gateway.runtime import (
     load_subscriptions,
     read_audit_logs,
 )
-from pcf_exchange.gateway.runtime._keys import write_gateway_key, write_recipient_key
 from pcf_exchange.pcfx.commands.api import app
 from pcf_exchange.pcfx.commands.gateway import audit_app
 from tests.contracts.conftest import registry_server  # noqa: F401 (a fixture)

@@ -26,11 +26,11 @@ from pcf_exchange.gateway import (
     deny,
 )
 from pcf_exchange.gateway._approvals import Approval, ApprovalState
+from pcf_exchange.gateway._codec import HeldSource, requested_event, resolved_event
 from pcf_exchange.gateway._decision_signing import check_decision
 from pcf_exchange.gateway.audit import JsonLinesAuditStore
 from pcf_exchange.gateway.console import InMemoryApprovalQueue
 from pcf_exchange.gateway.policy import CounterState
-from pcf_exchange.gateway.runtime._codec import HeldSource, requested_event, resolved_event
 from tests.gateway._factories import NOW, battery_record
 from tests.gateway._trust import OFFICER, Trust
 

@@ -23,7 +23,7 @@ from pcf_exchange.contracts import (
     parse_footprint,
 )
 from pcf_exchange.gateway import default_policy_path
-from pcf_exchange.gateway.runtime._keys import policy_with_recipient_keys
+from pcf_exchange.gateway._keys import policy_with_recipient_keys
 
 PRODUCT_ID = "urn:pact:example-pack.cn:product-id:PACK-48V"
 CELL_SUPPLIER = "example-cells-ningde"

@@ -17,7 +17,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from pcf_exchange.contracts import RolledUpFootprint, Uncertainty, parse_footprint
 from pcf_exchange.contracts._schemas import parsed
 from pcf_exchange.contracts._serde import from_avro_dict, to_avro_dict
-from pcf_exchange.gateway.runtime._adapter import (
+from pcf_exchange.gateway._adapter import (
     gateway_record,
     pilot_category_of,
     record_from_datum,

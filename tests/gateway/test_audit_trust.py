@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from pcf_exchange.contracts.errors import InfrastructureError
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
 from pcf_exchange.gateway import GatewayKey, KeyRing
+from pcf_exchange.gateway._codec import entry_from_datum, entry_to_datum
 from pcf_exchange.gateway.audit import (
     AuditEntry,
     AuditResumeRefused,
@@ -50,7 +51,6 @@ from pcf_exchange.gateway.runtime import (
     parse_subscriptions,
     read_audit_logs,
 )
-from pcf_exchange.gateway.runtime._codec import entry_from_datum, entry_to_datum
 from pcf_exchange.pcfx.commands.gateway import audit_app
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import EU, GB, GB_PURPOSE, Env, make_env, read_values
@@ -279,8 +279,8 @@ def _append_raw(env: Env, topic: str, key: str, value: bytes) -> int:
 
 def _delivered(env: Env) -> list[str]:
     from pcf_exchange.gateway import open_message
+    from pcf_exchange.gateway._keys import load_gateway_key, load_recipient_private_key
     from pcf_exchange.gateway.runtime import sealed_from_datum
-    from pcf_exchange.gateway.runtime._keys import load_gateway_key, load_recipient_private_key
 
     serde = GatewaySerde(env.registry)
     key = load_recipient_private_key(env.recipient_keys[GB])
@@ -508,7 +508,7 @@ def test_deleted_rolled_back_and_cut_audit_topics_are_reported_against_a_pinned_
 
 
 def _cps(env: Env, raw: Sequence[tuple[bytes, bytes]]) -> list[Checkpoint]:
-    from pcf_exchange.gateway.runtime._codec import checkpoint_from_datum
+    from pcf_exchange.gateway._codec import checkpoint_from_datum
 
     serde = GatewaySerde(env.registry)
     return [checkpoint_from_datum(serde.decode(v, "AuditLogCheckpoint")) for _, v in raw]
@@ -557,7 +557,7 @@ def test_pins_on_an_exported_file_fork_untrusted_and_unreadable(
 ) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from pcf_exchange.gateway.runtime._export import write_export
+    from pcf_exchange.gateway.audit._export import write_export
 
     pub = tmp_path / "gateway.pub.pem"
     pub.write_bytes(key.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))

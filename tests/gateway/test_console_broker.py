@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pcf_exchange.gateway import KeyRing
+from pcf_exchange.gateway._keys import load_gateway_key
 from pcf_exchange.gateway.console import (
     KafkaApprovalQueue,
     KafkaAuditSource,
@@ -19,7 +20,6 @@ from pcf_exchange.gateway.console import (
 )
 from pcf_exchange.gateway.console._app import ConsoleSettings, create_console_app
 from pcf_exchange.gateway.runtime import parse_subscriptions
-from pcf_exchange.gateway.runtime._keys import load_gateway_key
 from pcf_exchange.pcfx.commands.console import _registration_check
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import OFFICER

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pcf_exchange.gateway import GatewaySecrets, Policy
+from pcf_exchange.gateway._keys import load_gateway_key, write_gateway_key
 from pcf_exchange.gateway.policy import CounterState
-from pcf_exchange.gateway.runtime._keys import load_gateway_key, write_gateway_key
 from pcf_exchange.pcfx.commands.console import console_app
 from pcf_exchange.pcfx.commands.gateway import audit_app
 from tests.gateway._console_logs import DAY, Scenario, build_scenario

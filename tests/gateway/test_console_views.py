@@ -19,6 +19,8 @@ from pcf_exchange.gateway.audit import (
     JsonLinesAuditStore,
     chain_new_entry,
 )
+from pcf_exchange.gateway.audit._export import read_export
+from pcf_exchange.gateway.audit._report import render_report
 from pcf_exchange.gateway.console import (
     Filters,
     Status,
@@ -32,8 +34,6 @@ from pcf_exchange.gateway.console import (
     verify_logs,
 )
 from pcf_exchange.gateway.policy import CounterState
-from pcf_exchange.gateway.runtime._export import read_export
-from pcf_exchange.gateway.runtime._report import render_report
 from tests.gateway._console_logs import CBAM, DAY, Scenario, build_scenario
 from tests.gateway._factories import NOW
 

@@ -38,6 +38,7 @@ from pcf_exchange.gateway import (
     Policy,
     open_message,
 )
+from pcf_exchange.gateway._adapter import gateway_record
 from pcf_exchange.gateway._approvals import Approval, approve, deny
 from pcf_exchange.gateway.audit import EntryKind
 from pcf_exchange.gateway.declarations import (
@@ -59,7 +60,6 @@ from pcf_exchange.gateway.declarations import (
     render_html,
 )
 from pcf_exchange.gateway.policy import CounterState, Outcome, evaluate
-from pcf_exchange.gateway.runtime._adapter import gateway_record
 from pcf_exchange.producers.factors import SOURCED_FACTORS
 from tests.gateway._rollups import rolled_footprint
 

@@ -13,12 +13,12 @@ import pytest
 
 from pcf_exchange.contracts import KafkaSchemaRegistry
 from pcf_exchange.gateway import KeyRing, SealedMessage, open_message
+from pcf_exchange.gateway._codec import sealed_from_datum
+from pcf_exchange.gateway._topics import Topics
 from pcf_exchange.gateway.audit import check_audit_log
 from pcf_exchange.gateway.runtime import read_audit_logs
 from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.gateway.runtime._codec import sealed_from_datum
 from pcf_exchange.gateway.runtime._kafka import read_to_end
-from pcf_exchange.gateway.runtime._topics import Topics
 from pcf_exchange.pcfx.cli import app
 from tests.gateway.test_declarations_cli import OEM, files, invoke, release_args
 
@@ -227,7 +227,7 @@ def test_a_held_declaration_is_released_once_an_officer_approves_it(
 
 
 def env_gateway_key(env: dict[str, Any]) -> Any:
-    from pcf_exchange.gateway.runtime._keys import load_gateway_key
+    from pcf_exchange.gateway._keys import load_gateway_key
 
     return load_gateway_key(env["dir"] / "gw.pem")
 

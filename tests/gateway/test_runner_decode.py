@@ -12,10 +12,10 @@ from pcf_exchange.contracts._schemas import schema_json
 from pcf_exchange.contracts._serde import subject_for
 from pcf_exchange.contracts.errors import ContractError, SerdeError, UnknownSchemaError
 from pcf_exchange.gateway import GatewayKey, GatewaySecrets, default_policy_path, load_policy
+from pcf_exchange.gateway._adapter import gateway_record
+from pcf_exchange.gateway._subscriptions import Subscriptions
+from pcf_exchange.gateway._topics import Topics
 from pcf_exchange.gateway.runtime import GatewayRunner, RunnerSettings
-from pcf_exchange.gateway.runtime._adapter import gateway_record
-from pcf_exchange.gateway.runtime._subscriptions import Subscriptions
-from pcf_exchange.gateway.runtime._topics import Topics
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import Trust
 

@@ -29,6 +29,12 @@ from pcf_exchange.contracts import (
 from pcf_exchange.contracts._schemas import schema_json
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
 from pcf_exchange.gateway import GatewaySecrets, KeyRing, Policy, load_policy, open_message
+from pcf_exchange.gateway._keys import (
+    load_gateway_key,
+    load_recipient_private_key,
+    write_gateway_key,
+    write_recipient_key,
+)
 from pcf_exchange.gateway.audit import EntryKind, check_audit_log
 from pcf_exchange.gateway.runtime import (
     GatewayRunner,
@@ -41,12 +47,6 @@ from pcf_exchange.gateway.runtime import (
     parse_subscriptions,
     read_audit_logs,
     sealed_from_datum,
-)
-from pcf_exchange.gateway.runtime._keys import (
-    load_gateway_key,
-    load_recipient_private_key,
-    write_gateway_key,
-    write_recipient_key,
 )
 from pcf_exchange.pcfx.commands.gateway import approvals_app, audit_app, outbound_app
 from tests.gateway._rollups import (

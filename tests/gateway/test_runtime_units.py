@@ -23,10 +23,22 @@ from pcf_exchange.gateway import (
     open_message,
     prepare_transfer,
 )
+from pcf_exchange.gateway._adapter import LINEAGE_SCHEMA, NoFootprint
 from pcf_exchange.gateway._approvals import Approval
+from pcf_exchange.gateway._approvals_log import ApprovalRow, Candidate
+from pcf_exchange.gateway._codec import refused_event
 from pcf_exchange.gateway._decision_signing import check_decision, sign_decision
+from pcf_exchange.gateway._keys import (
+    load_gateway_key,
+    load_gateway_public_key,
+    load_recipient_private_key,
+    write_gateway_key,
+    write_recipient_key,
+)
 from pcf_exchange.gateway._pipeline import prepare_approval_event
 from pcf_exchange.gateway.audit import ChainHead, EntryKind, check_audit_log, make_checkpoint
+from pcf_exchange.gateway.audit._export import read_export, write_export
+from pcf_exchange.gateway.audit._report import render_report
 from pcf_exchange.gateway.policy import Action, CounterState, Outcome, evaluate
 from pcf_exchange.gateway.runtime import (
     ApprovalBook,
@@ -46,18 +58,6 @@ from pcf_exchange.gateway.runtime import (
     sealed_from_datum,
     sealed_to_datum,
 )
-from pcf_exchange.gateway.runtime._adapter import LINEAGE_SCHEMA, NoFootprint
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalRow, Candidate
-from pcf_exchange.gateway.runtime._codec import refused_event
-from pcf_exchange.gateway.runtime._export import read_export, write_export
-from pcf_exchange.gateway.runtime._keys import (
-    load_gateway_key,
-    load_gateway_public_key,
-    load_recipient_private_key,
-    write_gateway_key,
-    write_recipient_key,
-)
-from pcf_exchange.gateway.runtime._report import render_report
 from tests.gateway._factories import NOW
 from tests.gateway._rollups import (
     CELL_PRODUCT,

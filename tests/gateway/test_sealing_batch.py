@@ -195,7 +195,7 @@ def test_the_builder_signs_once_and_then_closes(
 
 
 def test_wire_form_and_avro_round_trip(batch: list[SealedMessage]) -> None:
-    from pcf_exchange.gateway.runtime._codec import sealed_from_datum, sealed_to_datum
+    from pcf_exchange.gateway._codec import sealed_from_datum, sealed_to_datum
 
     for message in batch[:2]:
         assert SealedMessage.from_bytes(message.to_bytes()) == message

@@ -29,9 +29,9 @@ from pcf_exchange.contracts.observability import (
     log_level_of,
     start_ops_server,
 )
+from pcf_exchange.gateway._approvals_log import ApprovalBook
 from pcf_exchange.gateway.api import create_app
 from pcf_exchange.gateway.api._source import InMemoryFootprintSource
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (lib / "site-packages" / "deps-of-the-test.pth").write_text(deps + "\n")
     pip = [sys.executable, "-m", "pip", "--python", str(home / "bin" / "python")]
     install = subprocess.run(
-        [*pip, "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        [*pip, "install", "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)],
         check=False,
         capture_output=True,
         text=True,

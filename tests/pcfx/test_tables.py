@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from pcf_exchange.gateway._approvals import Approval
+from pcf_exchange.gateway._approvals_log import ApprovalBook, ApprovalRow
+from pcf_exchange.gateway._codec import HeldSource
 from pcf_exchange.gateway.policy._decision import RecordRef
-from pcf_exchange.gateway.runtime._approvals_log import ApprovalBook, ApprovalRow
-from pcf_exchange.gateway.runtime._codec import HeldSource
 from pcf_exchange.gateway.runtime._officer import find_row as find_approval
 from pcf_exchange.pcfx.tables import WIDE, approvals_table, keys_table, short_time, unique_prefixes
 

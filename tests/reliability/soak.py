@@ -386,13 +386,13 @@ class Soak(Exchange):
         """The gateway's key, the recipients' keys in the shipped policy, subscriptions of the
         three recipients to every finished product, the gateway's schemas."""
         from pcf_exchange.contracts import register_missing
-        from pcf_exchange.gateway.policy import default_policy_path
-        from pcf_exchange.gateway.runtime._keys import (
+        from pcf_exchange.gateway._keys import (
             load_recipient_private_key,
             policy_with_recipient_keys,
             write_gateway_key,
             write_recipient_key,
         )
+        from pcf_exchange.gateway.policy import default_policy_path
 
         keys = self.workdir / "gateway-keys"
         keys.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from pcf_exchange.gateway._keys import load_recipient_private_key
 from pcf_exchange.gateway.audit import EntryKind
-from pcf_exchange.gateway.runtime._keys import load_recipient_private_key
 from pcf_exchange.pcfx._exchange import stop_worker
 from tests.gateway._rollups import policy_with_keys, rolled_footprint
 from tests.gateway.test_runtime_kafka import GB, GB_PURPOSE, Env, audit, make_env, read_values

@@ -44,7 +44,7 @@ _CACHE_LIMIT = 100_000
 def default_subscriptions_path() -> str:
     """The shipped subscriptions (``gateway/policies/subscriptions.yaml``), found from this file
     (as :func:`gateway.policy.default_policy_path`), not by package name."""
-    return str(Path(__file__).resolve().parents[1] / "policies" / "subscriptions.yaml")
+    return str(Path(__file__).resolve().parent / "policies" / "subscriptions.yaml")
 
 
 @dataclass(frozen=True)

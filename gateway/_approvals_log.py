@@ -29,7 +29,7 @@ from typing import Any
 
 from pcf_exchange.contracts.errors import TrustError
 from pcf_exchange.gateway._approvals import Approval, expire
-from pcf_exchange.gateway.runtime._codec import HeldSource, approval_from_request
+from pcf_exchange.gateway._codec import HeldSource, approval_from_request
 
 __all__ = ["ApprovalBook", "ApprovalRow", "Candidate", "Judge", "Refusal", "RowStatus"]
 
