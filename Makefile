@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 jars: install
-	@$(PY) -c 'from infra.kafka.launcher import ensure_jars, check_java; check_java(); print("Kafka jars:", ensure_jars())'
+	@$(PY) -c 'from pcf_exchange.infra.kafka.launcher import ensure_jars, check_java; check_java(); print("Kafka jars:", ensure_jars())'
 
 # Headless Chromium (Debian's package, /usr/bin/chromium) for the browser tests of the HTML
 # compliance report and the compliance console (Playwright drives the system browser; no

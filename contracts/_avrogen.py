@@ -1,9 +1,10 @@
 """Developer tool: derive Avro schemas from the records, to review against ``schemas/*.avsc``.
 
 The committed ``.avsc`` files are the contract; this generator only proposes them.
-``python -m contracts._avrogen --check`` lists every difference; ``--write`` rewrites the
-files (then add a history version, see :mod:`contracts._schemas`). Mapping: decimals -> string
-(PACT decimal text), instants -> long/timestamp-micros, UUID -> string/uuid, tuple -> array,
+``python -m pcf_exchange.contracts._avrogen --check`` lists every difference; ``--write``
+rewrites the files (then add a history version, see :mod:`contracts._schemas`). Mapping:
+decimals -> string (PACT decimal text), instants -> long/timestamp-micros, UUID -> string/uuid,
+tuple -> array,
 dict -> map, StrEnum -> enum with a fail-closed default, optional -> union with null first;
 a field marked ``json_schema_extra={"avro_nullable": True}`` is required in Python but a union
 with null first (default null) on the wire (a signed footprint's ``footprint``, which the v2

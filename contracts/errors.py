@@ -254,7 +254,7 @@ class InvalidSchemaError(ContractError):
     """A schema offered to the registry is not valid Avro."""
 
     code = "invalid_schema"
-    hint = "Fix the .avsc file; check it with 'python -m contracts._avrogen --check'."
+    hint = "Fix the .avsc file; check it with 'python -m pcf_exchange.contracts._avrogen --check'."
 
 
 class TrustError(PcfError):

@@ -1,6 +1,7 @@
-"""``python -m infra.compose.register_schemas``: register, as the operator, every schema the
-compose services write (the streams' topics, the gateway's own records for the recipients of
-the shipped subscriptions), so that each service, under its own principal, only reads the
+"""``python -m pcf_exchange.infra.compose.register_schemas``: register, as the operator, every
+schema the compose services write (the streams' topics, the gateway's own records for the
+recipients of the shipped subscriptions), so that each service, under its own principal, only
+reads the
 schema registry. Registers only what is missing (:func:`contracts.register_missing`); prints
 what it registered. The cluster is ``KAFKA_BOOTSTRAP_SERVERS``, the principal
 ``KAFKA_CLIENT_CONFIG``'s, the topic prefix ``PCFX_TOPIC_PREFIX`` (default none), which names

@@ -1,4 +1,4 @@
-"""The docker-compose broker's secrets: ``python -m infra.kafka.compose_secrets DIR``.
+"""The docker-compose broker's secrets: ``python -m pcf_exchange.infra.kafka.compose_secrets DIR``.
 
 Run once by the ``kafka-secrets`` service of ``docker-compose.yml`` into a volume the broker
 and the services mount. It writes, keeping whatever exists already (a restart rotates nothing):

@@ -116,7 +116,8 @@ def serving(
     the process, the line that reported its URL, and a client trusting its development CA;
     stops it with SIGTERM (as ``kill $API_PID`` in the README) and waits for it to exit."""
     command = [
-        sys.executable, "-c", "from pcfx.commands.api import app; app()", "serve", *args,
+        sys.executable, "-c", "from pcf_exchange.pcfx.commands.api import app; app()",
+        "serve", *args,
         "--self-signed", "--tls-dir", str(tmp_path / "tls"), "--port", "0",
         "--log-level", "warning",
     ]  # fmt: skip

@@ -84,7 +84,7 @@ def test_history_is_backward_transitive_and_current(name: str) -> None:
         assert problems == [], f"{name} v{version}: {problems}"
     assert normalized(versions[-1][1]) == normalized(expanded(name)), (
         f"schemas/{name}.avsc changed without a history entry: run "
-        "python -c 'from contracts._schemas import write_history_version as w; "
+        "python -c 'from pcf_exchange.contracts._schemas import write_history_version as w; "
         f'w("{name}")\' and commit it'
     )
 

@@ -60,7 +60,11 @@ def test_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
 def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path)}  # a PATH with no java on it
     result = subprocess.run(
-        [sys.executable, "-c", "from infra.kafka import launcher; launcher.check_java()"],
+        [
+            sys.executable,
+            "-c",
+            "from pcf_exchange.infra.kafka import launcher; launcher.check_java()",
+        ],
         capture_output=True,
         text=True,
         env=env,
