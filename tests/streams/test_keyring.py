@@ -94,11 +94,13 @@ def test_unusable_at_is_the_window_rule_at_every_boundary(
     early for a usable key without building the refusal's message: the same answers)."""
     ring = Keyring({"op": OPERATOR.public_key()})
     day = timedelta(days=1)
-    changes = {
-        "valid_until": None if until is None else T0 + until * day,
-        "revoked_at": None if revoked is None else T0 + revoked * day,
-    }
-    reg = ring.apply(registration(1, **changes)).registration
+    reg = ring.apply(
+        registration(
+            1,
+            valid_until=None if until is None else T0 + until * day,
+            revoked_at=None if revoked is None else T0 + revoked * day,
+        )
+    ).registration
     assert reg is not None
     at = T0 + moment * day
     expected = (
