@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._timing import rate
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     InMemorySchemaRegistry,
     SignedFootprint,
@@ -62,9 +62,15 @@ from contracts import (
     sign,
     sign_batch,
 )
-from contracts._envelope import split_pae
-from contracts.examples import example_footprint
-from streams.ingest import IngestOutcome, KeyRegistry, SequenceLedger, SourceRef, check_record
+from pcf_exchange.contracts._envelope import split_pae
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.streams.ingest import (
+    IngestOutcome,
+    KeyRegistry,
+    SequenceLedger,
+    SourceRef,
+    check_record,
+)
 
 BATCH = 64
 """Records per batch signature (``pcfx publish``'s default)."""

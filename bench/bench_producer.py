@@ -60,15 +60,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.kafka_perf import ProducerSettings, create_topic, run_producer_perf
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import ProductFootprint, check_footprint, sign_batch, to_avro_dict
-from contracts._envelope import signing_bytes
-from contracts.errors import RegistryError
-from contracts.examples import example_footprint
-from contracts.kafka_client import librdkafka_config
-from pcfx.settings import bootstrap_servers
-from producers import Ledger, Publisher, Signer, Topics, load_items
-from producers._avro import WireEncoder
-from producers._input import _fast_lane
+from pcf_exchange.contracts import ProductFootprint, check_footprint, sign_batch, to_avro_dict
+from pcf_exchange.contracts._envelope import signing_bytes
+from pcf_exchange.contracts.errors import RegistryError
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.contracts.kafka_client import librdkafka_config
+from pcf_exchange.pcfx.settings import bootstrap_servers
+from pcf_exchange.producers import Ledger, Publisher, Signer, Topics, load_items
+from pcf_exchange.producers._avro import WireEncoder
+from pcf_exchange.producers._input import _fast_lane
 
 TARGET = 25_000.0
 BATCH_SIZE = 64

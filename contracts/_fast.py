@@ -48,7 +48,7 @@ from uuid import UUID
 
 import orjson
 
-from contracts._checkgen import (
+from pcf_exchange.contracts._checkgen import (
     Bool,
     Call,
     Dec,
@@ -62,8 +62,8 @@ from contracts._checkgen import (
     compile_object,
     instant,
 )
-from contracts._envelope import MAX_SEQUENCE, PAYLOAD_FOOTPRINT, split_pae
-from contracts._footprint import (
+from pcf_exchange.contracts._envelope import MAX_SEQUENCE, PAYLOAD_FOOTPRINT, split_pae
+from pcf_exchange.contracts._footprint import (
     DECLARED_UNITS,
     PCFX_EXTENSION_SCHEMA,
     REGIONS,
@@ -74,9 +74,9 @@ from contracts._footprint import (
     ProductFootprint,
     _add_years,
 )
-from contracts._pact import parse_footprint
-from contracts._schemas import expanded
-from contracts._types import (
+from pcf_exchange.contracts._pact import parse_footprint
+from pcf_exchange.contracts._schemas import expanded
+from pcf_exchange.contracts._types import (
     _DECIMAL_RE,
     _FACTOR_ID_RE,
     _FIELD_PATH_RE,
@@ -91,7 +91,7 @@ from contracts._types import (
     MAX_NAME,
     MAX_TEXT,
 )
-from contracts.units import UNITS
+from pcf_exchange.contracts.units import UNITS
 
 __all__ = [
     "BODY_KEYS",

@@ -33,10 +33,10 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts._envelope import SignedSupplierKey, content_hash, verify
-from contracts._namespace import in_namespace
-from contracts._records import SignerRole, SupplierKey
-from contracts.errors import TrustError
+from pcf_exchange.contracts._envelope import SignedSupplierKey, content_hash, verify
+from pcf_exchange.contracts._namespace import in_namespace
+from pcf_exchange.contracts._records import SignerRole, SupplierKey
+from pcf_exchange.contracts.errors import TrustError
 
 __all__ = [
     "KeyRegistration",

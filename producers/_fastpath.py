@@ -42,14 +42,14 @@ from typing import Any, Final
 
 import orjson
 
-from contracts import PCFX_EXTENSION_SCHEMA, ProductFootprint, parse_footprint
-from contracts._checkgen import instant
-from contracts._envelope import PAYLOAD_FOOTPRINT
-from contracts._fast import footprint_ok
-from contracts._footprint import _ROOMY, _same_at_precision, mass_warnings
-from contracts._pact import PCFX_EXTENSION_SPEC_VERSION
-from contracts._types import format_datetime, format_decimal
-from contracts.canonical import canonical_json, pae
+from pcf_exchange.contracts import PCFX_EXTENSION_SCHEMA, ProductFootprint, parse_footprint
+from pcf_exchange.contracts._checkgen import instant
+from pcf_exchange.contracts._envelope import PAYLOAD_FOOTPRINT
+from pcf_exchange.contracts._fast import footprint_ok
+from pcf_exchange.contracts._footprint import _ROOMY, _same_at_precision, mass_warnings
+from pcf_exchange.contracts._pact import PCFX_EXTENSION_SPEC_VERSION
+from pcf_exchange.contracts._types import format_datetime, format_decimal
+from pcf_exchange.contracts.canonical import canonical_json, pae
 
 __all__ = ["PactFootprint", "accept", "no_repeated_key"]
 

@@ -47,7 +47,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from contracts import (
+from pcf_exchange.contracts import (
     PCFX_EXTENSION_SCHEMA,
     BillOfMaterials,
     EmissionFactor,
@@ -62,7 +62,7 @@ from contracts import (
     load_factors,
     load_footprints,
 )
-from producers._fastpath import PactFootprint, accept, no_repeated_key
+from pcf_exchange.producers._fastpath import PactFootprint, accept, no_repeated_key
 
 __all__ = [
     "FOOTPRINT_CSV_DEFAULTS",

@@ -32,7 +32,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BatchProof,
     BillOfMaterials,
@@ -56,21 +56,26 @@ from contracts import (
     sign_each,
     subject_for,
 )
-from contracts._envelope import PAYLOAD_FOOTPRINT, _wrap, batch_root_bytes, signing_bytes
-from contracts._merkle import audit_paths, hash_leaf
-from contracts.canonical import canonical_json
-from contracts.errors import PcfError, SerdeError, UnknownSchemaError
-from contracts.topics import TopicNames
-from producers._avro import WireEncoder
-from producers._fastpath import PactFootprint
-from producers._input import Item, Record
-from producers._keydir import KeyDirectory, KeyStatus
-from producers._lifecycle import supersede
-from producers._pcr import pcr_gate
-from producers._sequence import Ledger, LedgerEntry, footprint_sequence, next_sequence
-from producers._summary import PublishSummary, RecordOutcome, Status
-from producers.delivery import DeliveryReport, KafkaSink, Outgoing
-from producers.keys import Signer
+from pcf_exchange.contracts._envelope import (
+    PAYLOAD_FOOTPRINT,
+    _wrap,
+    batch_root_bytes,
+    signing_bytes,
+)
+from pcf_exchange.contracts._merkle import audit_paths, hash_leaf
+from pcf_exchange.contracts.canonical import canonical_json
+from pcf_exchange.contracts.errors import PcfError, SerdeError, UnknownSchemaError
+from pcf_exchange.contracts.topics import TopicNames
+from pcf_exchange.producers._avro import WireEncoder
+from pcf_exchange.producers._fastpath import PactFootprint
+from pcf_exchange.producers._input import Item, Record
+from pcf_exchange.producers._keydir import KeyDirectory, KeyStatus
+from pcf_exchange.producers._lifecycle import supersede
+from pcf_exchange.producers._pcr import pcr_gate
+from pcf_exchange.producers._sequence import Ledger, LedgerEntry, footprint_sequence, next_sequence
+from pcf_exchange.producers._summary import PublishSummary, RecordOutcome, Status
+from pcf_exchange.producers.delivery import DeliveryReport, KafkaSink, Outgoing
+from pcf_exchange.producers.keys import Signer
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Publisher", "Topics", "record_key"]
 
@@ -940,7 +945,7 @@ class Publisher:
 
     def deprecate(self, footprint: ProductFootprint) -> PublishSummary:
         """Publish *footprint* as ``Deprecated`` (no successor)."""
-        from producers._lifecycle import deprecated
+        from pcf_exchange.producers._lifecycle import deprecated
 
         return self.publish_many([Item.of(deprecated(footprint), f"footprint {footprint.id}")])
 
@@ -985,7 +990,7 @@ def _gc_paused(pause: bool) -> Iterator[None]:
 
 
 def _signed_type(record: Record) -> type[BaseModel]:
-    from contracts import TOPICS
+    from pcf_exchange.contracts import TOPICS
 
     by_payload = {
         ProductFootprint: TOPICS["pcf.declared"],

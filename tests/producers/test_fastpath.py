@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import check_footprint
-from contracts._envelope import signing_bytes
-from producers import Ledger, Publisher, Signer, load_items
-from producers._fastpath import PactFootprint, accept, no_repeated_key
-from producers._input import Item
+from pcf_exchange.contracts import check_footprint
+from pcf_exchange.contracts._envelope import signing_bytes
+from pcf_exchange.producers import Ledger, Publisher, Signer, load_items
+from pcf_exchange.producers._fastpath import PactFootprint, accept, no_repeated_key
+from pcf_exchange.producers._input import Item
 from tests.contracts.conftest import FOOTPRINT_JSON
 from tests.contracts.test_fast_path import PATHS, TRICKY, _mutated
 from tests.producers.conftest import SUPPLIER as CONFTEST_SUPPLIER

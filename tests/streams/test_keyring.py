@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from pcf_exchange.contracts import (
     Keyring,
     KeyringOutcome,
     SignedSupplierKey,
@@ -18,7 +18,7 @@ from contracts import (
     in_namespace,
     sign,
 )
-from contracts.errors import TrustError
+from pcf_exchange.contracts.errors import TrustError
 
 OPERATOR = Ed25519PrivateKey.generate()
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
