@@ -231,6 +231,20 @@ def _pcf_cross(pcf: dict[str, Any]) -> bool:
     )
 
 
+_PRIMARY_DATA_SHARE: Final = Dec("percent")
+"""PACT ``primaryDataShare``: a percentage (0..100). One rule object for the supplier's
+footprint (:data:`_PCF`) and the rolled-up wrapper (:data:`ROLLED_UP_RULES`)."""
+_DQI: Final = Obj(
+    {
+        "technologicalDQR": Dec("one_to_five"),
+        "geographicalDQR": Dec("one_to_five"),
+        "temporalDQR": Dec("one_to_five"),
+    },
+    required=frozenset({"technologicalDQR", "geographicalDQR", "temporalDQR"}),
+    name="dqi",
+)
+"""PACT ``dqi``: the three data quality ratings, each 1..5, all required. Shared as
+:data:`_PRIMARY_DATA_SHARE` is."""
 _CCS_DEPENDENT: Final = (
     "ccsTechnologicalCO2Capture",
     "technologicalCO2CaptureOrigin",
@@ -292,16 +306,8 @@ _PCF: Final = Obj(
                 unique=False,
             )
         ),
-        "primaryDataShare": Dec("percent"),
-        "dqi": Obj(
-            {
-                "technologicalDQR": Dec("one_to_five"),
-                "geographicalDQR": Dec("one_to_five"),
-                "temporalDQR": Dec("one_to_five"),
-            },
-            required=frozenset({"technologicalDQR", "geographicalDQR", "temporalDQR"}),
-            name="dqi",
-        ),
+        "primaryDataShare": _PRIMARY_DATA_SHARE,
+        "dqi": _DQI,
         "verification": Recurring(
             Obj(
                 {
@@ -730,16 +736,8 @@ ROLLED_UP_RULES: Final = Obj(
             MAX_LIST,
             unique=False,
         ),
-        "primaryDataShare": Dec("percent"),
-        "dqi": Obj(
-            {
-                "technologicalDQR": Dec("one_to_five"),
-                "geographicalDQR": Dec("one_to_five"),
-                "temporalDQR": Dec("one_to_five"),
-            },
-            required=frozenset({"technologicalDQR", "geographicalDQR", "temporalDQR"}),
-            name="dqi",
-        ),
+        "primaryDataShare": _PRIMARY_DATA_SHARE,
+        "dqi": _DQI,
         "uncertainty": Obj(
             {
                 "relativeStandardUncertaintyPercent": Dec("non_neg"),

@@ -114,6 +114,11 @@ class KeyRegistration:
         """Why a record the broker appended at *moment* may not be accepted under this key
         (``key_not_yet_valid``, ``expired_key``, ``revoked_key``), or ``None`` if it may."""
         key = self.signed.key
+        usable = (key.revoked_at is None or moment < key.revoked_at) and (
+            key.valid_until is None or moment < key.valid_until
+        )
+        if usable and moment >= key.valid_from:  # every record of a feed: no message built
+            return None
         window = f"valid from {key.valid_from.isoformat()}" + (
             f" until {key.valid_until.isoformat()}" if key.valid_until else ""
         )

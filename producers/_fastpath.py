@@ -82,10 +82,13 @@ class PactFootprint:
         return pae(PAYLOAD_FOOTPRINT, canonical_json(body, checked=True))
 
 
-def accept(value: Any) -> PactFootprint | None:
+def accept(value: Any, compact: bytes | None = None) -> PactFootprint | None:
     """*value* (JSON read with orjson) as a :class:`PactFootprint` when the model path would
-    accept it without warnings and sign the same bytes; ``None``: take the model path."""
-    if not footprint_ok(value) or not _normal(value) or _may_warn(value):
+    accept it without warnings and sign the same bytes; ``None``: take the model path.
+
+    *compact* is ``orjson.dumps(value)`` when the caller has it already (the file reader
+    writes it once for :func:`no_repeated_key` and this check both)."""
+    if not footprint_ok(value) or not _normal(value, compact) or _may_warn(value):
         return None
     created = instant(value["created"])
     if created is None:  # pragma: no cover - footprint_ok checked it
@@ -100,17 +103,19 @@ def accept(value: Any) -> PactFootprint | None:
     )
 
 
-def no_repeated_key(raw: bytes, value: Any) -> bool:
+def no_repeated_key(raw: bytes, value: Any, compact: bytes | None = None) -> bool:
     """Whether the JSON text *raw*, which orjson read as *value*, repeats no key in an object.
 
     Every ``:`` of JSON text is a key's or inside a string, and the only escape that gives a
     colon is ``\\u003a``; with none in *raw*, its strings hold the same colons as text and as
     values. So *raw* has exactly as many colons as orjson's compact writing of *value* unless an
     object repeated a key (orjson keeps the last; the strict parser refuses the document).
+    *compact* is that compact writing when the caller has it already.
     """
     if _COLON_ESCAPE.search(raw) is not None:
         return False
-    return raw.count(b":") == orjson.dumps(value).count(b":")
+    written = orjson.dumps(value) if compact is None else compact
+    return raw.count(b":") == written.count(b":")
 
 
 _COLON_ESCAPE: Final = re.compile(rb"\\u003[aA]")
@@ -158,9 +163,11 @@ _PCF_NOT_DECIMAL: Final = frozenset(
 """The pcf fields that are not decimal text (every other pcf field is)."""
 
 
-def _normal(p: dict[str, Any]) -> bool:
-    """Whether ``to_pact_json(parse_footprint(p)) == p`` (given ``footprint_ok(p)``)."""
-    if b":null" in orjson.dumps(p):  # (a string holding ":null" only sends it the model's way)
+def _normal(p: dict[str, Any], compact: bytes | None = None) -> bool:
+    """Whether ``to_pact_json(parse_footprint(p)) == p`` (given ``footprint_ok(p)``); *compact*
+    is ``orjson.dumps(p)`` if the caller has it."""
+    # (a string holding ":null" only sends it the model's way)
+    if b":null" in (orjson.dumps(p) if compact is None else compact):
         return False
     if p["id"] != p["id"].lower():
         return False

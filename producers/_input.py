@@ -404,9 +404,10 @@ def _fast_lane(raw: bytes) -> PactFootprint | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not no_repeated_key(raw, value):
+    compact = orjson.dumps(value)  # written once, read by both checks
+    if not no_repeated_key(raw, value, compact):
         return None
-    return accept(value)
+    return accept(value, compact)
 
 
 def _fast_json(path: Path) -> list[Item] | None:

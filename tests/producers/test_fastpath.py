@@ -31,7 +31,10 @@ SUPPLIER = FOOTPRINT_JSON["companyIds"][0]
 
 def _same_as_the_model(payload: dict[str, Any]) -> bool:
     """Whether the lane took *payload*; when it did, assert the model path agrees in full."""
-    fast = accept(orjson.loads(orjson.dumps(payload)))
+    value = orjson.loads(orjson.dumps(payload))
+    fast = accept(value)
+    # the file reader passes the compact writing it made for no_repeated_key: the same answer
+    assert (accept(value, orjson.dumps(value)) is None) is (fast is None)
     if fast is None:
         return False
     result = check_footprint(copy.deepcopy(payload))
@@ -154,6 +157,10 @@ def test_a_repeated_key_is_seen_and_colons_in_strings_are_not() -> None:
     assert not no_repeated_key(upper, orjson.loads(upper))
     ascii_only = json.dumps(FOOTPRINT_JSON).encode()  # non-ASCII written as \u escapes
     assert b"\\u" in ascii_only and no_repeated_key(ascii_only, orjson.loads(ascii_only))
+    # given the compact writing the reader made already, the same answers
+    for raw, answer in ((clean, True), (spaced, True), (repeated, False), (upper, False)):
+        value = orjson.loads(raw)
+        assert no_repeated_key(raw, value, orjson.dumps(value)) is answer
 
 
 # -- through the publisher: the same bytes on the topic ------------------------------------------

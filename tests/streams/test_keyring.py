@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pcf_exchange.contracts import (
@@ -80,6 +80,43 @@ def test_usable_at_the_append_time_names_why_not() -> None:
         for at in (T0 - timedelta(seconds=1), revoked, T0 + timedelta(days=31))
     }
     assert list(reasons.values()) == ["key_not_yet_valid", "revoked_key", "revoked_key"]
+
+
+_DAYS = st.integers(min_value=-5, max_value=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(until=st.none() | _DAYS, revoked=st.none() | _DAYS, moment=_DAYS)
+def test_unusable_at_is_the_window_rule_at_every_boundary(
+    until: int | None, revoked: int | None, moment: int
+) -> None:
+    """Revoked first, then expired, then not yet valid, each bound exact (the check returns
+    early for a usable key without building the refusal's message: the same answers)."""
+    ring = Keyring({"op": OPERATOR.public_key()})
+    day = timedelta(days=1)
+    reg = ring.apply(
+        registration(
+            1,
+            valid_until=None if until is None else T0 + until * day,
+            revoked_at=None if revoked is None else T0 + revoked * day,
+        )
+    ).registration
+    assert reg is not None
+    at = T0 + moment * day
+    expected = (
+        "revoked_key"
+        if revoked is not None and moment >= revoked
+        else "expired_key"
+        if until is not None and moment >= until
+        else "key_not_yet_valid"
+        if moment < 0
+        else None
+    )
+    error = reg.unusable_at(at)
+    assert (error.reason if error else None) == expected
+    assert reg.usable_at(at) is (expected is None)
+    if error is not None:  # the refusal names the key's window and the append time
+        assert "valid from 2025-01-01" in error.message and at.isoformat() in error.message
 
 
 def test_authorize_is_the_one_check_of_signer_role_and_append_time() -> None:
