@@ -88,6 +88,8 @@ from gateway.runtime import (
 from producers.keys import key_id_of, raw_public_key
 
 TARGET = 5_000
+SAMPLE = 1_000
+"""Records :func:`stage_costs` splits the time of."""
 RECIPIENTS = (
     ("eu-battery-oem-de", "battery-regulation-art7"),
     ("uk-customer-gb", "pcf-exchange"),
@@ -231,8 +233,9 @@ def publish(
 
 def raw_loop(
     bootstrap: str, source: str, sink: str, *, warmup: int, total: int, batch: int
-) -> float:
-    """Baseline: consume → produce the same bytes → send offsets → commit, per batch."""
+) -> tuple[float, float]:
+    """Baseline: consume → produce the same bytes → send offsets → commit, per batch.
+    ``(records/s, process CPU µs per record)`` after *warmup* records."""
     group = f"bench-raw-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
         {
@@ -259,10 +262,10 @@ def raw_loop(
     )
     producer.init_transactions(30)
     consumer.subscribe([source])
-    done, began = 0, 0.0
+    done, began, cpu = 0, 0.0, 0.0
     while done < total:
         if done >= warmup and not began:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
         messages = [m for m in consumer.consume(batch, 0.1) if m.error() is None]
         if not messages:
             continue
@@ -282,9 +285,9 @@ def raw_loop(
         )
         producer.commit_transaction(30)
         done += len(messages)
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     consumer.close()
-    return (total - warmup) / elapsed
+    return (total - warmup) / elapsed, cpu / (total - warmup) * 1e6
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -320,6 +323,9 @@ class Published:
     operator_public: bytes
     record_bytes: int
     fields: int
+    sample: tuple[tuple[bytes, bytes, list[tuple[str, bytes]]], ...] = ()
+    """The first published records as ``(key, value, hand-off headers)``, for
+    :func:`stage_costs`."""
 
 
 def publish_rollups(bootstrap: str, total: int, batch: int, partitions: int) -> Published:
@@ -374,6 +380,7 @@ def publish_rollups(bootstrap: str, total: int, batch: int, partitions: int) -> 
         operator.public_key().public_bytes_raw(),
         record_bytes,
         fields,
+        tuple((k, v, list(h)) for (k, v), h in zip(values[:SAMPLE], headers[:SAMPLE], strict=True)),
     )
 
 
@@ -449,7 +456,7 @@ def single(bootstrap: str, args: argparse.Namespace) -> None:
     ensure_topics(bootstrap, [(raw_sink, TOPICS["pcf.products"], 1)])
 
     # baseline first: the raw loop on the same records and batching
-    raw = raw_loop(
+    raw, raw_cpu = raw_loop(
         bootstrap, topics.products, raw_sink, warmup=args.warmup, total=total, batch=args.batch
     )
     print(f"raw consume→produce: {raw:,.0f} records/s")
@@ -471,13 +478,14 @@ def single(bootstrap: str, args: argparse.Namespace) -> None:
     with runner:
         runner.run(max_records=args.warmup, max_seconds=300)
         warm = runner.stats.records
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         stats = runner.run(max_records=total, max_seconds=1800)
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     measured = stats.records - warm
+    cpu_us = cpu / measured * 1e6
     policy = bench_policy(public_keys)
     serde = AvroSerde(published.registry)
-    stages = stage_costs(serde, runner.serde, topics, policy, *RECIPIENTS[0])
+    stages = stage_costs(serde, runner, topics, policy, *RECIPIENTS[0], published.sample)
     published.registry.close()
     records_s = measured / elapsed
     decisions_s = records_s * args.recipients
@@ -487,7 +495,10 @@ def single(bootstrap: str, args: argparse.Namespace) -> None:
         f" ({stats.transactions} transactions, {stats.aborted} aborted,"
         f" {stats.checkpoints} checkpoints), raw {raw:,.0f} records/s, load {load:.2f}"
     )
-    print(f"in process, µs per record: {stages}")
+    print(
+        f"process CPU µs per record: gateway {cpu_us:,.0f}, raw loop {raw_cpu:,.1f};"
+        f" in process, CPU µs per record by stage: {stages}"
+    )
     name = "gateway_kafka_decisions" + ("" if args.recipients == 1 else f"_{args.recipients}r")
     path = write_result(
         BenchResult(
@@ -517,7 +528,9 @@ def single(bootstrap: str, args: argparse.Namespace) -> None:
                 "record_avro_bytes": published.record_bytes,
                 "fields_per_record": published.fields,
                 "load_average_1m": load,
-                "us_per_record_in_process": stages,
+                "cpu_us_per_record": round(cpu_us, 1),
+                "raw_cpu_us_per_record": round(raw_cpu, 1),
+                "cpu_us_per_record_by_stage": stages,
                 "policy": f"{policy.id} {policy.version}",
             },
         ),
@@ -780,73 +793,145 @@ def scaled_out(bootstrap: str, args: argparse.Namespace, n: int) -> None:
 
 def stage_costs(
     serde: AvroSerde,
-    out_serde: Any,
+    runner: GatewayRunner,
     topics: Topics,
     policy: Any,
     recipient: str,
     purpose: str,
-    n: int = 1000,
+    messages: Sequence[tuple[bytes, bytes, list[tuple[str, bytes]]]],
 ) -> dict[str, float]:
-    """µs per record of each stage, in process (no Kafka): where the time goes."""
+    """CPU µs per record of each stage of the runner's step 0-4, in process (no Kafka), each
+    stage run over all *messages* (``(key, value, hand-off headers)``, as published) in turn,
+    timed with the process's CPU clock (``time.process_time``: on a machine others load, wall
+    time counts their work too). The stages are the calls the runner makes, in its order:
+    ``handoff`` (step 0, ``check_handoff``), ``decode`` (the Avro datum), ``adapt`` (the policy's
+    record from it), ``evaluate``, ``apply`` (transforms), ``seal`` (envelope encrypted into
+    the batch, the batch signed once), ``audit`` (the entry drafted and chained), ``avro_out``
+    (each sealed message and audit entry to Avro, as the sink writes them). ``before_decode_adapt``
+    is the decode + adapt the runner did before "decode once" (pydantic model, then
+    ``gateway_record``)."""
     import hashlib
 
+    from contracts.handoff import check_handoff
     from gateway import OutboundBatch, prepare_transfer
-    from gateway.audit import ChainHead
-    from gateway.policy import CounterState
+    from gateway._pipeline import _draft, new_message_id
+    from gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
+    from gateway.policy import CounterState, apply, evaluate
     from gateway.runtime import sealed_to_datum
-
-    values = [serde.encode(topics.products, rollup(i)) for i in range(n)]
-    secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
     from gateway.runtime._adapter import record_from_datum
 
-    times = dict.fromkeys(("decode", "adapt", "core", "avro_out", "before_decode_adapt"), 0.0)
-    head, counters = ChainHead(), CounterState.empty(2026)
+    secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
     now = datetime.now(UTC)
-    batch = OutboundBatch(secrets.signer)
-    for i, value in enumerate(values):
-        if i == 50:  # the first 50 warm caches up (schema ids, parsed schemas, verdicts)
-            times = dict.fromkeys(times, 0.0)
-            batch = OutboundBatch(secrets.signer)
-        # as the runner decodes: the Avro datum once, adapted straight from it
-        t0 = time.perf_counter()
-        _, datum = serde.decode_datum(value)
-        t1 = time.perf_counter()
-        record, _ = record_from_datum(datum)
-        t2 = time.perf_counter()
-        assert record is not None
-        prepared = prepare_transfer(
-            policy,
-            record,
-            recipient=recipient,
-            purpose=purpose,
-            counters=counters,
-            head=head,
-            secrets=secrets,
-            now=now,
-            record_hash=hashlib.sha256(value).hexdigest(),
-            batch=batch,
+    stamp = format_time(now)
+    counters = CounterState.empty(2026)
+    keyring = runner.keyring
+    key = policy.recipients[recipient].encryption_key
+    values = [value for _, value, _ in messages]
+    hashes = [hashlib.sha256(value).hexdigest() for value in values]
+    times: dict[str, float] = {}
+
+    def timed(name: str, work: Callable[[], Any]) -> Any:
+        began = time.process_time()
+        out = work()
+        times[name] = (time.process_time() - began) / len(messages) * 1e6
+        return out
+
+    def one_round() -> list[Any]:
+        timed(
+            "handoff",
+            lambda: [
+                check_handoff(keyring, k, v, h, appended_at=now, what="bench")
+                for k, v, h in messages
+            ],
         )
-        head = prepared.head
-        t3 = time.perf_counter()
-        assert prepared.goes
-        out_serde.encode_entry(topics.audit, prepared.entries[0], "p0")  # what the sink does
-        t4 = time.perf_counter()
-        for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=False):
-            times[name] += dt
-        # before: validated into the pydantic model, then adapted from the model
-        t5 = time.perf_counter()
-        gateway_record(serde.decode(value, RolledUpFootprint))
-        times["before_decode_adapt"] += time.perf_counter() - t5
-    # once per batch: the signature (core), then each signed message to Avro (avro_out)
-    t0 = time.perf_counter()
-    sealed = batch.sign()
-    t1 = time.perf_counter()
-    for message in sealed:
-        out_serde.encode(topics.outbound(recipient), "SealedMessage", sealed_to_datum(message))
-    t2 = time.perf_counter()
-    times["core"] += t1 - t0
-    times["avro_out"] += t2 - t1
-    return {k: round(v / (n - 50) * 1e6, 1) for k, v in times.items()}
+        datums = timed("decode", lambda: [serde.decode_datum(v)[1] for v in values])
+        records: list[Any] = timed("adapt", lambda: [record_from_datum(d)[0] for d in datums])
+        decisions = timed(
+            "evaluate",
+            lambda: [
+                evaluate(policy, r, recipient, purpose, counters, now, record_hash=h)
+                for r, h in zip(records, hashes, strict=True)
+            ],
+        )
+        outs = timed(
+            "apply",
+            lambda: [
+                apply(d, r, pseudonym_secret=secrets.pseudonym_secret)
+                for d, r in zip(decisions, records, strict=True)
+            ],
+        )
+
+        def seal_all() -> tuple[list[Any], list[Any]]:
+            batch = OutboundBatch(secrets.signer)
+            added = [
+                batch.add(
+                    o.envelope(message_id=new_message_id(), issued_at=stamp),
+                    recipient_key=key,
+                    checked=True,
+                )
+                for o in outs
+            ]
+            return added, list(batch.sign())
+
+        added, sealed = timed("seal", seal_all)
+
+        def chain_all() -> list[Any]:
+            head, entries = ChainHead(), []
+            for d, e in zip(decisions, added, strict=True):
+                draft = _draft(
+                    d,
+                    EntryKind.TRANSFER,
+                    stamp,
+                    message_id=e.message_id,
+                    outbound_sha256=e.ciphertext_sha256,
+                    approval_id=None,
+                )
+                entry, head = chain_new_entry(head, draft)
+                entries.append(entry)
+            return entries
+
+        entries = timed("audit", chain_all)
+        out_serde, outbound = runner.serde, topics.outbound(recipient)
+        timed(
+            "avro_out",
+            lambda: [
+                (
+                    out_serde.encode(outbound, "SealedMessage", sealed_to_datum(m)),
+                    out_serde.encode_entry(topics.audit, e, "p0"),
+                )
+                for m, e in zip(sealed, entries, strict=True)
+            ],
+        )
+        timed(
+            "before_decode_adapt",
+            lambda: [gateway_record(serde.decode(v, RolledUpFootprint)) for v in values],
+        )
+        return records
+
+    one_round()  # the first round warms caches (schema ids, layouts, pseudonyms)
+    records = one_round()
+    # the same core through its one entry point, to check the stages add up to it
+    batch = OutboundBatch(secrets.signer)
+
+    def core() -> None:
+        head = ChainHead()
+        for r, h in zip(records, hashes, strict=True):
+            head = prepare_transfer(
+                policy,
+                r,
+                recipient=recipient,
+                purpose=purpose,
+                counters=counters,
+                head=head,
+                secrets=secrets,
+                now=now,
+                record_hash=h,
+                batch=batch,
+            ).head
+        batch.sign()
+
+    timed("prepare_transfer", core)
+    return {k: round(v, 1) for k, v in times.items()}
 
 
 def _leaf_count(record: Any) -> int:
