@@ -32,8 +32,11 @@ the stages cost about 600 µs of CPU per record of this shape (decode alone 80-1
 150 µs) against 12 µs for the raw loop, so **0.25× the raw loop is out of reach for one Python
 process** (it leaves 4 × the raw loop's time, ~50-80 µs, for everything); the design's answer is
 scaling out by consumer group (below). Running steps 0 and 1 stage by stage over each batch
-(``gateway.runtime._runner``, "Stage by stage") took a fifth to a third off the main thread's CPU
-per record against running every stage per record.
+(``gateway.runtime._runner``, "Stage by stage"): in process, steps 0-2 cost 576 µs of CPU per
+record against 825 µs record by record (``steps_0_to_2_*``, load 9.4); on Kafka, at a load of
+7-12, old and new code alternated gave 1 233 / 1 260 against 942 / 1 032 µs of main-thread CPU
+per record in one pair of runs, and 973 / 779 against 853 / 874 in another: inside the noise of
+the shared machine.
 
 **Scaled out** (``gateway_kafka_decisions_<n>p``, ``--instances 1,2``, the default): a quarter
 of the raw loop leaves one process about four times the raw loop's per-record time (about 210 µs
@@ -858,7 +861,10 @@ def stage_costs(
     the batch, the batch signed once), ``audit`` (the entry drafted and chained), ``avro_out``
     (each sealed message and audit entry to Avro, as the sink writes them). ``before_decode_adapt``
     is the decode + adapt the runner did before "decode once" (pydantic model, then
-    ``gateway_record``)."""
+    ``gateway_record``). ``steps_0_to_2_record_by_record`` runs the hand-off check, decode,
+    adaptation and core per record, one record after the other, against
+    ``steps_0_to_2_stage_by_stage`` (the same calls, each stage over the batch: the sum of
+    ``handoff``, ``decode``, ``adapt`` and ``prepare_transfer``)."""
     import hashlib
 
     from contracts.handoff import check_handoff
@@ -980,6 +986,32 @@ def stage_costs(
         batch.sign()
 
     timed("prepare_transfer", core)
+
+    def interleaved() -> None:
+        # steps 0-2 record by record (what the runner did before "Stage by stage")
+        head, into = ChainHead(), OutboundBatch(secrets.signer)
+        for (k, v, h), digest in zip(messages, hashes, strict=True):
+            check_handoff(keyring, k, v, h, appended_at=now, what="bench")
+            record = record_from_datum(serde.decode_datum(v)[1])[0]
+            assert record is not None
+            head = prepare_transfer(
+                policy,
+                record,
+                recipient=recipient,
+                purpose=purpose,
+                counters=counters,
+                head=head,
+                secrets=secrets,
+                now=now,
+                record_hash=digest,
+                batch=into,
+            ).head
+        into.sign()
+
+    timed("steps_0_to_2_record_by_record", interleaved)
+    times["steps_0_to_2_stage_by_stage"] = (
+        times["handoff"] + times["decode"] + times["adapt"] + times["prepare_transfer"]
+    )
     return {k: round(v, 1) for k, v in times.items()}
 
 
