@@ -76,7 +76,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     PCFX_EXTENSION_SCHEMA,
     AvroSerde,
     Completeness,
@@ -92,12 +92,18 @@ from contracts import (
     sign,
     subject_for,
 )
-from contracts._schemas import schema_json
-from contracts.handoff import HandoffSigner, sign_handoffs
-from contracts.kafka_client import librdkafka_config
-from contracts.topics import TOPICS, ensure_topics
-from gateway import GatewayKey, GatewaySecrets, Policy, default_policy_path, load_policy
-from gateway.runtime import (
+from pcf_exchange.contracts._schemas import schema_json
+from pcf_exchange.contracts.handoff import HandoffSigner, sign_handoffs
+from pcf_exchange.contracts.kafka_client import librdkafka_config
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway import (
+    GatewayKey,
+    GatewaySecrets,
+    Policy,
+    default_policy_path,
+    load_policy,
+)
+from pcf_exchange.gateway.runtime import (
     GatewayRunner,
     RunnerSettings,
     Topics,
@@ -105,7 +111,7 @@ from gateway.runtime import (
     kafka_registrar,
     parse_subscriptions,
 )
-from producers.keys import key_id_of, raw_public_key
+from pcf_exchange.producers.keys import key_id_of, raw_public_key
 
 TARGET = 5_000
 SAMPLE = 1_000
@@ -221,7 +227,7 @@ def broker() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    from infra.kafka.provision import provision_broker
+    from pcf_exchange.infra.kafka.provision import provision_broker
 
     with provision_broker() as provisioned:
         yield provisioned.bootstrap
@@ -867,13 +873,13 @@ def stage_costs(
     ``handoff``, ``decode``, ``adapt`` and ``prepare_transfer``)."""
     import hashlib
 
-    from contracts.handoff import check_handoff
-    from gateway import OutboundBatch, prepare_transfer
-    from gateway._pipeline import _draft, new_message_id
-    from gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
-    from gateway.policy import CounterState, apply, evaluate
-    from gateway.runtime import sealed_to_datum
-    from gateway.runtime._adapter import record_from_datum
+    from pcf_exchange.contracts.handoff import check_handoff
+    from pcf_exchange.gateway import OutboundBatch, prepare_transfer
+    from pcf_exchange.gateway._adapter import record_from_datum
+    from pcf_exchange.gateway._pipeline import _draft, new_message_id
+    from pcf_exchange.gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
+    from pcf_exchange.gateway.policy import CounterState, apply, evaluate
+    from pcf_exchange.gateway.runtime import sealed_to_datum
 
     secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
     now = datetime.now(UTC)
@@ -1016,7 +1022,7 @@ def stage_costs(
 
 
 def _leaf_count(record: Any) -> int:
-    from gateway.policy._paths import iter_leaves
+    from pcf_exchange.gateway.policy._paths import iter_leaves
 
     return len(iter_leaves(record))
 

@@ -124,7 +124,7 @@ from confluent_kafka import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     Keyring,
     KeyringOutcome,
@@ -134,8 +134,8 @@ from contracts import (
     SignedSupplierKey,
     subject_for,
 )
-from contracts._schemas import schema_json
-from contracts.errors import (
+from pcf_exchange.contracts._schemas import schema_json
+from pcf_exchange.contracts.errors import (
     ContractError,
     KeyStoreError,
     PcfError,
@@ -143,13 +143,24 @@ from contracts.errors import (
     TrustError,
     UnknownSchemaError,
 )
-from contracts.handoff import check_handoff
-from contracts.observability import METRICS, Readiness
-from contracts.topics import TOPICS, ensure_topics
-from gateway._approvals import Approval, ApprovalState
-from gateway._decision_signing import check_decision
-from gateway._errors import CommitFailed
-from gateway._pipeline import (
+from pcf_exchange.contracts.handoff import check_handoff
+from pcf_exchange.contracts.observability import METRICS, Readiness
+from pcf_exchange.contracts.topics import TOPICS, ensure_topics
+from pcf_exchange.gateway._adapter import gateway_record, record_from_datum
+from pcf_exchange.gateway._approvals import Approval, ApprovalState
+from pcf_exchange.gateway._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
+from pcf_exchange.gateway._codec import (
+    HeldSource,
+    checkpoint_from_datum,
+    entry_from_datum,
+    refused_event,
+    requested_event,
+    resolved_event,
+    sealed_to_datum,
+)
+from pcf_exchange.gateway._decision_signing import check_decision
+from pcf_exchange.gateway._errors import CommitFailed
+from pcf_exchange.gateway._pipeline import (
     DEPRECATED_NOTE,
     GatewaySecrets,
     PreparedTransfer,
@@ -158,9 +169,11 @@ from gateway._pipeline import (
     reactivation_entry,
     retired_by,
 )
-from gateway._sealing import KeyRing, OutboundBatch, SealedMessage
-from gateway._trust_entries import refused_decision_entry, untrusted_record_entry
-from gateway.audit import (
+from pcf_exchange.gateway._sealing import KeyRing, OutboundBatch, SealedMessage
+from pcf_exchange.gateway._subscriptions import Subscriptions
+from pcf_exchange.gateway._topics import Topics, log_id_for
+from pcf_exchange.gateway._trust_entries import refused_decision_entry, untrusted_record_entry
+from pcf_exchange.gateway.audit import (
     AuditEntry,
     AuditResumeRefused,
     ChainHead,
@@ -170,8 +183,8 @@ from gateway.audit import (
     make_checkpoint,
     resume_chain,
 )
-from gateway.audit._entry import format_time
-from gateway.policy import (
+from pcf_exchange.gateway.audit._entry import format_time
+from pcf_exchange.gateway.policy import (
     CounterDelta,
     CounterMetric,
     CounterState,
@@ -179,28 +192,15 @@ from gateway.policy import (
     counting_year,
     pseudonym,
 )
-from gateway.runtime._adapter import gateway_record, record_from_datum
-from gateway.runtime._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
-from gateway.runtime._avro import GatewaySerde, Registrar, schema_text
-from gateway.runtime._codec import (
-    HeldSource,
-    checkpoint_from_datum,
-    entry_from_datum,
-    refused_event,
-    requested_event,
-    resolved_event,
-    sealed_to_datum,
-)
-from gateway.runtime._kafka import (
+from pcf_exchange.gateway.runtime._avro import GatewaySerde, Registrar, schema_text
+from pcf_exchange.gateway.runtime._kafka import (
     consumer_config,
     coords,
     fetch_one,
     partition_count,
     read_to_end,
 )
-from gateway.runtime._sink import Fault, KafkaTransferSink, Produced
-from gateway.runtime._subscriptions import Subscriptions
-from gateway.runtime._topics import Topics, log_id_for
+from pcf_exchange.gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 
 __all__ = ["API_RELEASES", "GatewayRunner", "RunStats", "RunnerSettings"]
 

@@ -11,12 +11,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
-from contracts import AvroSerde, Rejection, SignerRole
-from gateway import Policy
-from gateway._approvals import approve
-from gateway._decision_signing import sign_decision
-from gateway.audit import AuditEntry, EntryKind
-from gateway.runtime import GatewaySerde, Subscriptions, decided_event, parse_subscriptions
+from pcf_exchange.contracts import AvroSerde, Rejection, SignerRole
+from pcf_exchange.gateway import Policy
+from pcf_exchange.gateway._approvals import approve
+from pcf_exchange.gateway._decision_signing import sign_decision
+from pcf_exchange.gateway.audit import AuditEntry, EntryKind
+from pcf_exchange.gateway.runtime import (
+    GatewaySerde,
+    Subscriptions,
+    decided_event,
+    parse_subscriptions,
+)
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway._trust import COMPANY, OFFICER, SERVICE
 from tests.gateway.test_runtime_kafka import (
@@ -173,7 +178,7 @@ def test_forged_and_unsigned_approvals_leave_the_transfer_held(env: Env) -> None
         assert runner.run(max_records=1, max_seconds=60).held == 1
         (pending,) = json.loads(invoke(cli, ["approvals", "list", "--json", *env.args()]).stdout)
         approval_id = pending["approvalId"]
-        from pcfx.commands.gateway_approvals import _book
+        from pcf_exchange.pcfx.commands.gateway_approvals import _book
 
         row = _book(env.bootstrap, env.topics, GatewaySerde(env.registry)).rows[approval_id]
         now = datetime.now(UTC)
