@@ -25,7 +25,7 @@ For every batch of one partition, in this order (no I/O until step 4):
    later than the record was read is still unknown then (refused, audited);
 1. decode each roll-up once (the Avro datum of ``RolledUpFootprint``, with the writer's
    registered schema), build the policy's input record straight from it
-   (:func:`~gateway._adapter.record_from_datum`) and route it to its subscribers;
+   (:func:`~gateway.runtime._adapter.record_from_datum`) and route it to its subscribers;
    records that do not decode (framing, unknown schema id, another record type, malformed
    Avro) become ``Rejection`` records for ``pcf.rejected`` naming why;
 2. run the pure core per ``(record, recipient)``: decide → transform → encrypt into the batch's
@@ -38,6 +38,17 @@ For every batch of one partition, in this order (no I/O until step 4):
    consumed offsets — all visible to ``read_committed`` readers, or none;
 5. only then adopt the new chain head and counters. If the commit fails, rewind the partition
    to the batch's first offset and process it again (nothing went out, nothing is half-done).
+
+**Stage by stage.** Steps 0 and 1 have no chain and no state that a record of the batch
+changes (the keyring and the registry move between batches, in ``_follow``), so each runs over
+the whole batch before step 2 walks the records in offset order: the hand-off check of every
+record, then the decode and adaptation of every verified one, then the core per record, where
+an unverified record's ``transfer_blocked`` entry and an undecodable record's rejection take
+their place in the chain exactly as before. Only the order of the work changes, not what is
+decided or written: one stage's code and data stay hot for a thousand records instead of
+being evicted by the next stage after each one. In process, on the bench's roll-ups (76
+fields), steps 0-2 cost 576 µs of CPU per record stage by stage against 825 µs record by record
+(``bench/bench_gateway.py``, details ``steps_0_to_2_*``).
 
 **A recipient never gets a footprint as Active after its deprecation.** The records of a
 product share its partition, so its whole history passes through one chain. Each chain
@@ -137,12 +148,7 @@ from pcf_exchange.contracts.observability import METRICS, Readiness
 from pcf_exchange.contracts.topics import TOPICS, ensure_topics
 from pcf_exchange.gateway._adapter import gateway_record, record_from_datum
 from pcf_exchange.gateway._approvals import Approval, ApprovalState
-from pcf_exchange.gateway._approvals_log import (
-    ApprovalBook,
-    ApprovalRow,
-    Candidate,
-    Refusal,
-)
+from pcf_exchange.gateway._approvals_log import ApprovalBook, ApprovalRow, Candidate, Refusal
 from pcf_exchange.gateway._codec import (
     HeldSource,
     checkpoint_from_datum,
@@ -303,6 +309,13 @@ class _Unit:
 
 _GOES = frozenset({"allowed", "transformed", "approval_released"})
 """Decisions whose record goes out (an outbound message)."""
+
+
+_Refusal = tuple[TrustError, str | None, str | None]
+"""Why a record is not a verified hand-off: (error, claimed signer, key id)."""
+_Decoded = tuple[dict[str, Any] | None, str | None, str] | ContractError
+"""Step (1) of one record: (policy input record or ``None``, pilot category, product id), or
+the error that makes it a rejection."""
 
 
 def _utcnow() -> datetime:
@@ -606,8 +619,15 @@ class GatewayRunner:
         head, counters = chain.head, self.counters
         unit = _Unit(OutboundBatch(self.secrets.signer))
         stats = RunStats()
-        for message in batch:
-            head, counters = self._one(chain, message, head, counters, unit, stats)
+        # (0) and (1) stage by stage over the whole batch, then (2) record by record in order
+        # (see "Stage by stage" in the module docstring)
+        refused = [self._handoff_error(message) for message in batch]
+        decoded = [
+            self._decode_or_error(message.value() or b"") if why is None else None
+            for message, why in zip(batch, refused, strict=True)
+        ]
+        for message, why, found in zip(batch, refused, decoded, strict=True):
+            head, counters = self._one(chain, message, why, found, head, counters, unit, stats)
         checkpoints = self._due_checkpoint(chain, head, len(unit.entries))
         topic, partition, last = coords(batch[-1])
         offsets = [TopicPartition(topic, partition, last + 1)]
@@ -656,26 +676,30 @@ class GatewayRunner:
         self,
         chain: _Chain,
         message: Message,
+        refused: _Refusal | None,
+        decoded: _Decoded | None,
         head: ChainHead,
         counters: CounterState,
         unit: _Unit,
         stats: RunStats,
     ) -> tuple[ChainHead, CounterState]:
+        """One record of a batch, in the chain's order: *refused* is what step (0) found
+        (:meth:`_handoff_error`), *decoded* what step (1) gave (:meth:`_decode_or_error`; not
+        run for a refused record)."""
         value = message.value() or b""
         # (0) a signed hand-off of the streams, or released to nobody
-        refused = self._untrusted(message, head, unit)
         if refused is not None:
             stats.untrusted += 1
             stats.blocked += 1
-            return refused, counters
-        # (1) decode once (no model: see "Decode once, check once" above), adapt, route
-        try:
-            record, category, product_id = self._decode(value)
-        except ContractError as exc:
-            unit.extra.append(self._rejection(message, exc))
-            unit.rejected.append(getattr(exc, "reason", None) or exc.code)
+            return self._untrusted(message, refused, head, unit), counters
+        # (1) decoded once (no model: see "Decode once, check once" above), adapted; route
+        assert decoded is not None
+        if isinstance(decoded, ContractError):
+            unit.extra.append(self._rejection(message, decoded))
+            unit.rejected.append(getattr(decoded, "reason", None) or decoded.code)
             stats.rejected += 1
             return head, counters
+        record, category, product_id = decoded
         if record is None:
             stats.no_footprint += 1
             return head, counters
@@ -753,7 +777,7 @@ class GatewayRunner:
     def _decode(self, value: bytes) -> tuple[dict[str, Any] | None, str | None, str]:
         """(policy input record or ``None`` without a footprint, pilot category, product id) of
         a verified hand-off: the Avro datum read once with the writer's registered schema and
-        adapted straight from it (:func:`~gateway._adapter.record_from_datum`).
+        adapted straight from it (:func:`~gateway.runtime._adapter.record_from_datum`).
 
         Raises :class:`SerdeError`/:class:`UnknownSchemaError` (framing, schema id, Avro) and
         :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does."""
@@ -765,7 +789,15 @@ class GatewayRunner:
         record, category = record_from_datum(datum)
         return record, category, datum["productId"]
 
-    def _handoff_error(self, message: Message) -> tuple[TrustError, str | None, str | None] | None:
+    def _decode_or_error(self, value: bytes) -> _Decoded:
+        """:meth:`_decode`, or the :class:`ContractError` it raised (step 1 runs over a whole
+        batch before step 2 turns its errors into rejections, in the chain's order)."""
+        try:
+            return self._decode(value)
+        except ContractError as exc:
+            return exc
+
+    def _handoff_error(self, message: Message) -> _Refusal | None:
         """Why *message* is not a verified hand-off of the streams (error, claimed signer, key
         id), or ``None`` if it is (step 0)."""
         topic, partition, offset = coords(message)
@@ -787,13 +819,13 @@ class GatewayRunner:
             return None
         return check.error, check.signer, check.key_id
 
-    def _untrusted(self, message: Message, head: ChainHead, unit: _Unit) -> ChainHead | None:
-        """Step (0): ``None`` if *message* verifies; else its ``transfer_blocked`` entry and its
-        rejection are added to *unit* and the new chain head is returned."""
-        found = self._handoff_error(message)
-        if found is None:
-            return None
-        error, signer, key_id = found
+    def _untrusted(
+        self, message: Message, refused: _Refusal, head: ChainHead, unit: _Unit
+    ) -> ChainHead:
+        """Step (0) for a record that did not verify (*refused*, from :meth:`_handoff_error`):
+        its ``transfer_blocked`` entry and its rejection are added to *unit*; the new chain
+        head is returned."""
+        error, signer, key_id = refused
         value = message.value() or b""
         pf_id: str | None = None
         try:  # (only to name the record in the entry; nothing of it is trusted)

@@ -140,6 +140,10 @@ def test_forged_records_are_not_delivered_and_a_valid_signed_one_is(env: Env) ->
     }
     sent = [e for chain in entries.values() for e in chain if e.kind == EntryKind.TRANSFER.value]
     assert [e.record_sha256 for e in sent] == [sha["valid"]]
+    # one chain, its entries in the records' offset order: the runner checks a whole batch's
+    # hand-offs first, but each refusal takes its record's place in the chain
+    (chain,) = entries.values()
+    assert [e.record_sha256 for e in chain] == list(sha.values())
     rejected = [
         AvroSerde(env.registry).decode(v, Rejection).reason or ""
         for v in read_values(env.bootstrap, env.topics.rejected)
