@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import heapq
 import json
@@ -254,7 +253,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError)
         return None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else None
