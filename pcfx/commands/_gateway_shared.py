@@ -20,11 +20,18 @@ def _registry(
     bootstrap: str, url: str | None = None, prefix: str = "", startup_s: float = 0.0
 ) -> Any:
     """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka of
-    the deployment *prefix*."""
+    the deployment *prefix*. A service's (*startup_s* > 0) refuses an un-migrated prefixed
+    deployment (:func:`contracts._registry.require_migrated`)."""
     from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
+    from contracts._registry import require_migrated
 
-    return (
-        HttpSchemaRegistry(url)
-        if url
-        else KafkaSchemaRegistry(bootstrap, prefix=prefix, startup_s=startup_s)
-    )
+    if url:
+        return HttpSchemaRegistry(url)
+    registry = KafkaSchemaRegistry(bootstrap, prefix=prefix, startup_s=startup_s)
+    if startup_s > 0:
+        try:
+            require_migrated(bootstrap, prefix, registry=registry)
+        except BaseException:
+            registry.close()
+            raise
+    return registry

@@ -116,6 +116,7 @@ def run(
 ) -> None:
     """Run one streams worker (start more, with the same --group, to share the partitions)."""
     from contracts import HttpSchemaRegistry
+    from contracts._registry import require_migrated
     from contracts.handoff import HandoffSigner
     from pcfx.settings import bootstrap_servers
     from producers.keys import key_id_of, load_public_key, load_signer
@@ -123,6 +124,8 @@ def run(
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
     signer = load_signer(service_key, passphrase(passphrase_file, passphrase_env))
+    if not registry_url:  # an un-migrated prefixed deployment: refuse, say what to run
+        require_migrated(bootstrap_servers(bootstrap), topic_prefix)
     data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
         bootstrap=bootstrap_servers(bootstrap),
