@@ -32,7 +32,7 @@ from gateway.runtime._export import UnreadableInput, read_export, write_export
 from gateway.runtime._keys import (
     load_gateway_public_key,
 )
-from gateway.runtime._report import render_report
+from gateway.runtime._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells, render_report
 from gateway.runtime._topics import Topics
 from pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
@@ -426,32 +426,9 @@ def audit_show(
     if as_json:
         print_json([{"logId": log_id, **e.to_json()} for log_id, e in rows])
     else:
-        table = Table(
-            "log",
-            "seq",
-            "recorded",
-            "kind",
-            "outcome",
-            "recipient",
-            "purpose",
-            "footprint",
-            "policy",
-            "fields",
-            title=f"{len(rows)} audit entries",
-        )
+        table = Table(*AUDIT_ENTRY_COLUMNS, "fields", title=f"{len(rows)} audit entries")
         for log_id, e in rows:
-            table.add_row(
-                log_id,
-                str(e.seq),
-                e.recorded_at,
-                e.kind,
-                e.outcome or "",
-                e.recipient_id or "",
-                e.purpose or "",
-                e.record_pf_id or "",
-                e.policy_version or "",
-                _summary(e),
-            )
+            table.add_row(*audit_entry_cells(log_id, e), _summary(e))
         console.print(table)
     for line in problems:
         err_console.print(f"unreadable record {line}", markup=False)
