@@ -85,7 +85,15 @@ from gateway.policy import CounterState
 from gateway.policy import load_policy as load_policy_file
 from gateway.runtime._keys import derive_secret, load_gateway_key, load_secret
 from pcfx.console import ExitCode, console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, PassphraseEnv, PassphraseFile, TopicPrefix, passphrase
+from pcfx.options import (
+    Bootstrap,
+    JsonOut,
+    PassphraseEnv,
+    PassphraseFile,
+    TopicPrefix,
+    passphrase,
+    with_options,
+)
 from producers.factors import SOURCED_FACTORS
 
 __all__ = ["declarations_app"]
@@ -562,6 +570,28 @@ def _finish(doc: Declaration, opts: _Release) -> None:
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
+def _release_options(
+    recipient: Recipient = None,
+    purpose: Purpose = None,
+    dry_run: DryRun = False,
+    snapshot: Snap = None,
+    operator_key: OperatorKey = None,
+    certificate: Certs = [],  # noqa: B006 (typer reads the default)
+    policy: PolicyOpt = None,
+    gateway_key: GatewayKeyOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    pseudonym_secret: PseudonymOpt = None,
+    audit_log: AuditLog = _DEFAULT_AUDIT,
+    kafka: Kafka = False,
+    bootstrap: Bootstrap = None,
+    topic_prefix: TopicPrefix = "",
+    json_out: JsonOut = False,
+) -> None:
+    """The options art7, cbam and study share after their own (:func:`pcfx.options.with_options`;
+    :class:`_Release` holds their values)."""
+
+
 def _declaration_command(
     name: str,
     input_help: str,
@@ -573,34 +603,14 @@ def _declaration_command(
     file (art7, cbam): one command body, differing by the input it reads, the builder it calls,
     and its help."""
 
-    def command(
-        footprint: Footprint,
-        input_file: Path,
-        out: Out,
-        recipient: Recipient = None,
-        purpose: Purpose = None,
-        dry_run: DryRun = False,
-        snapshot: Snap = None,
-        operator_key: OperatorKey = None,
-        certificate: Certs = [],  # noqa: B006 (typer reads the default)
-        policy: PolicyOpt = None,
-        gateway_key: GatewayKeyOpt = None,
-        passphrase_file: PassphraseFile = None,
-        passphrase_env: PassphraseEnv = None,
-        pseudonym_secret: PseudonymOpt = None,
-        audit_log: AuditLog = _DEFAULT_AUDIT,
-        kafka: Kafka = False,
-        bootstrap: Bootstrap = None,
-        topic_prefix: TopicPrefix = "",
-        json_out: JsonOut = False,
-    ) -> None:
+    def command(footprint: Footprint, input_file: Path, out: Out, **release: Any) -> None:
         _declare(
             footprint,
             lambda: read_input(_read(input_file, yaml_ok=True), subject=str(input_file)),
             lambda source, inp, certs: build(
                 source, inp, certificates=certs, issued_at=datetime.now(UTC)
             ),
-            _Release.of(locals()),
+            _Release.of({**release, "out": out}),
         )
 
     # the input's help differs per declaration: given as an object, not a string annotation
@@ -609,7 +619,7 @@ def _declaration_command(
     ]
     command.__doc__ = doc
     command.__name__ = name
-    declarations_app.command(name)(handle_errors(command))
+    declarations_app.command(name)(handle_errors(with_options(_release_options)(command)))
 
 
 _declaration_command(
@@ -643,6 +653,7 @@ def _factor_table(path: Path | None) -> dict[tuple[str, str], EmissionFactor]:
 
 @declarations_app.command("study")
 @handle_errors
+@with_options(_release_options)
 def study(
     footprint: Footprint,
     out: Out,
@@ -661,22 +672,7 @@ def study(
             help="The background factor table the roll-up used (default: the shipped sourced set).",
         ),
     ] = None,
-    recipient: Recipient = None,
-    purpose: Purpose = None,
-    dry_run: DryRun = False,
-    snapshot: Snap = None,
-    operator_key: OperatorKey = None,
-    certificate: Certs = [],  # noqa: B006 (typer reads the default)
-    policy: PolicyOpt = None,
-    gateway_key: GatewayKeyOpt = None,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    pseudonym_secret: PseudonymOpt = None,
-    audit_log: AuditLog = _DEFAULT_AUDIT,
-    kafka: Kafka = False,
-    bootstrap: Bootstrap = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
+    **release: Any,
 ) -> None:
     """GB/T 24067 / ISO 14067 study report (printable HTML + JSON): boundary, data sources with
     the background factors' sources and versions, allocation, data quality, results per stage."""
@@ -693,7 +689,7 @@ def study(
             certificates=certs,
             issued_at=datetime.now(UTC),
         ),
-        _Release.of(locals()),
+        _Release.of({**release, "out": out}),
     )
 
 
