@@ -1,9 +1,14 @@
-"""What the gateway's command modules share: the broker address, the schema registry, and
-the quiet printer of ``--json`` (``pcfx/commands/gateway*.py``)."""
+"""What the gateway's command modules share: the broker address, the schema registry, the
+gateway's serde over it (:func:`_serde`, opened and closed in one place), and the quiet
+printer of ``--json`` (``pcfx/commands/gateway*.py``)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+from gateway.runtime._avro import GatewaySerde, kafka_registrar
 
 
 def _bootstrap(explicit: str | None) -> str:
@@ -35,3 +40,16 @@ def _registry(
             registry.close()
             raise
     return registry
+
+
+@contextlib.contextmanager
+def _serde(servers: str, prefix: str, *, writes: bool = False) -> Iterator[GatewaySerde]:
+    """The gateway's serde over the deployment's registry topic for one command, the registry
+    closed after; ``writes``: it may register a schema it does not find (a command that
+    writes records)."""
+    registry = _registry(servers, prefix=prefix)
+    try:
+        registrar = kafka_registrar(servers, prefix=prefix) if writes else None
+        yield GatewaySerde(registry, registrar=registrar)
+    finally:
+        registry.close()

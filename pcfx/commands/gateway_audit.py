@@ -27,14 +27,13 @@ from gateway.audit import (
     check_inclusion,
     prove_inclusion,
 )
-from gateway.runtime._avro import GatewaySerde
 from gateway.runtime._export import UnreadableInput, read_export, write_export
 from gateway.runtime._keys import (
     load_gateway_public_key,
 )
 from gateway.runtime._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells, render_report
 from gateway.runtime._topics import Topics
-from pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
+from pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.options import (
     Bootstrap,
@@ -73,13 +72,8 @@ def _audit_logs(
 
     servers = _bootstrap(bootstrap)
     topics = Topics(topic_prefix)
-    registry = _registry(servers, prefix=topic_prefix)
-    try:
-        entries, checkpoints, problems = read_audit_logs(
-            servers, topics, GatewaySerde(registry), offsets=offsets
-        )
-    finally:
-        registry.close()
+    with _serde(servers, topic_prefix) as serde:
+        entries, checkpoints, problems = read_audit_logs(servers, topics, serde, offsets=offsets)
     return entries, checkpoints, problems, f"{topics.audit} + {topics.checkpoints} at {servers}"
 
 

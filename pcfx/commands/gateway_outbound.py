@@ -16,7 +16,6 @@ import typer
 from contracts.errors import TrustError
 from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
 from gateway.policy import vault_context
-from gateway.runtime._avro import GatewaySerde
 from gateway.runtime._codec import sealed_from_datum
 from gateway.runtime._export import UnreadableInput
 from gateway.runtime._keys import (
@@ -24,7 +23,7 @@ from gateway.runtime._keys import (
     load_recipient_private_key,
 )
 from gateway.runtime._topics import Topics
-from pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
+from pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
 from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcfx.options import (
     Bootstrap,
@@ -71,16 +70,12 @@ def _sealed_from_file(path: Path) -> Iterator[SealedMessage]:
 def _sealed_from_topic(servers: str, topic: str, prefix: str) -> Iterator[SealedMessage]:
     from gateway.runtime import partition_count, read_to_end
 
-    registry = _registry(servers, prefix=prefix)
-    try:
-        serde = GatewaySerde(registry)
+    with _serde(servers, prefix) as serde:
         count = partition_count(servers, topic)
         if count == 0:
             raise UnreadableInput(f"topic {topic} does not exist")
         for message in read_to_end(servers, [(topic, p) for p in range(count)]):
             yield sealed_from_datum(serde.decode(message.value() or b"", "SealedMessage"))
-    finally:
-        registry.close()
 
 
 @outbound_app.command("dump")
