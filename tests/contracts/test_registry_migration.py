@@ -209,14 +209,14 @@ def test_pcfx_schemas_migrate_json_dry_run_then_copy(
     base = ["schemas", "migrate", "--from", old_topic, "--bootstrap", kafka_bootstrap, "--json"]
     dry = runner.invoke(app, [*base, "--topic-prefix", one, "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    planned = json.loads(dry.output)
+    planned = json.loads(dry.stdout)  # (logs, if any, go to stderr)
     assert planned["dryRun"] is True and planned["copied"] == []
     assert [e["id"] for e in planned["toCopy"]] == [3, 1, 2]
     assert planned["target"] == f"{one}pcf._schemas"
-    copied = json.loads(runner.invoke(app, [*base, "--topic-prefix", one]).output)
+    copied = json.loads(runner.invoke(app, [*base, "--topic-prefix", one]).stdout)
     assert [e["id"] for e in copied["copied"]] == [3, 1, 2]
     assert copied["compatibility"] == {f"{one}pcf.other-value": "NONE"}
-    again = json.loads(runner.invoke(app, [*base, "--topic-prefix", one]).output)
+    again = json.loads(runner.invoke(app, [*base, "--topic-prefix", one]).stdout)
     assert again["copied"] == [] and len(again["present"]) == 3
     table = runner.invoke(app, [*base[:-1], "--topic-prefix", one])
     assert table.exit_code == 0 and "0 copied, 3 already there" in table.output
