@@ -44,14 +44,14 @@ import avro.schema
 import httpx
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from contracts._schemas import normalized
-from contracts.errors import (
+from pcf_exchange.contracts._schemas import normalized
+from pcf_exchange.contracts.errors import (
     IncompatibleSchemaError,
     InvalidSchemaError,
     RegistryError,
     UnknownSchemaError,
 )
-from contracts.topics import SCHEMAS, TopicNames
+from pcf_exchange.contracts.topics import SCHEMAS, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ class KafkaSchemaRegistry:
         from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
-        from contracts.kafka_client import kafka_python_kwargs
+        from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
 
         topic = self._topic
         try:
@@ -436,8 +436,8 @@ class KafkaSchemaRegistry:
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
-        from contracts.kafka_client import kafka_python_kwargs
-        from contracts.topics import replication_for
+        from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+        from pcf_exchange.contracts.topics import replication_for
 
         admin = KafkaAdminClient(
             **kafka_python_kwargs(),
@@ -1015,7 +1015,7 @@ def _topic_exists(bootstrap_servers: str, topic: str) -> bool:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    from contracts.kafka_client import kafka_python_kwargs
+    from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
 
     try:
         consumer = KafkaConsumer(

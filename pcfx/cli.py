@@ -13,22 +13,22 @@ from typing import Annotated
 
 import typer
 
-from pcfx.commands.api import app as api_app
-from pcfx.commands.broker import app as broker_app
-from pcfx.commands.certification import bodies_app, certificates_app, label_app
-from pcfx.commands.console import console_app
-from pcfx.commands.declarations import declarations_app
-from pcfx.commands.demo import demo_app
-from pcfx.commands.factors import factors_app
-from pcfx.commands.gateway import approvals_app, audit_app, gateway_app, outbound_app
-from pcfx.commands.pcr import pcr_app, review_app
-from pcfx.commands.publish import keys_app, publish_app
-from pcfx.commands.results import results
-from pcfx.commands.schemas import schemas_app
-from pcfx.commands.streams import rollup, streams_app
-from pcfx.commands.tenants import tenants_app
-from pcfx.console import handle_errors
-from pcfx.kafka_options import KafkaConfig, apply
+from pcf_exchange.pcfx.commands.api import app as api_app
+from pcf_exchange.pcfx.commands.broker import app as broker_app
+from pcf_exchange.pcfx.commands.certification import bodies_app, certificates_app, label_app
+from pcf_exchange.pcfx.commands.console import console_app
+from pcf_exchange.pcfx.commands.declarations import declarations_app
+from pcf_exchange.pcfx.commands.demo import demo_app
+from pcf_exchange.pcfx.commands.factors import factors_app
+from pcf_exchange.pcfx.commands.gateway import approvals_app, audit_app, gateway_app, outbound_app
+from pcf_exchange.pcfx.commands.pcr import pcr_app, review_app
+from pcf_exchange.pcfx.commands.publish import keys_app, publish_app
+from pcf_exchange.pcfx.commands.results import results
+from pcf_exchange.pcfx.commands.schemas import schemas_app
+from pcf_exchange.pcfx.commands.streams import rollup, streams_app
+from pcf_exchange.pcfx.commands.tenants import tenants_app
+from pcf_exchange.pcfx.console import handle_errors
+from pcf_exchange.pcfx.kafka_options import KafkaConfig, apply
 
 app = typer.Typer(
     name="pcfx",

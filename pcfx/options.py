@@ -39,10 +39,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from contracts.errors import PassphraseError
-from pcfx.console import err_console
-from pcfx.kafka_options import KafkaConfig
-from producers.keys import read_passphrase
+from pcf_exchange.contracts.errors import PassphraseError
+from pcf_exchange.pcfx.console import err_console
+from pcf_exchange.pcfx.kafka_options import KafkaConfig
+from pcf_exchange.producers.keys import read_passphrase
 
 __all__ = [
     "LOG_LEVELS",

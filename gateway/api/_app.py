@@ -54,19 +54,26 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.certification import CertRegistry
-from contracts.errors import PcfError, PolicyDenied, ValidationFailed
-from contracts.observability import METRICS, METRICS_CONTENT_TYPE, Readiness
-from gateway.api._auth import ALL_SCOPES, SCOPE_LIST, SCOPE_READ, AccessToken, Client, TokenIssuer
-from gateway.api._disclosure import Disclosure, DisclosureRecorder
-from gateway.api._errors import (
+from pcf_exchange.contracts.certification import CertRegistry
+from pcf_exchange.contracts.errors import PcfError, PolicyDenied, ValidationFailed
+from pcf_exchange.contracts.observability import METRICS, METRICS_CONTENT_TYPE, Readiness
+from pcf_exchange.gateway.api._auth import (
+    ALL_SCOPES,
+    SCOPE_LIST,
+    SCOPE_READ,
+    AccessToken,
+    Client,
+    TokenIssuer,
+)
+from pcf_exchange.gateway.api._disclosure import Disclosure, DisclosureRecorder
+from pcf_exchange.gateway.api._errors import (
     BEARER_CHALLENGE,
     ApiError,
     PactErrorCode,
     error_response,
     error_response_for,
 )
-from gateway.api._events import (
+from pcf_exchange.gateway.api._events import (
     CLOUDEVENTS_MEDIA_TYPE,
     DeliveryPolicy,
     EventInbox,
@@ -78,10 +85,17 @@ from gateway.api._events import (
     check_event,
     source_matches,
 )
-from gateway.api._labels import label_router
-from gateway.api._query import Cursor, CursorCodec, Footprint, ListRequest, SortKey, sort_key
-from gateway.api._source import FootprintSource
-from gateway.api._throttle import FailureThrottle
+from pcf_exchange.gateway.api._labels import label_router
+from pcf_exchange.gateway.api._query import (
+    Cursor,
+    CursorCodec,
+    Footprint,
+    ListRequest,
+    SortKey,
+    sort_key,
+)
+from pcf_exchange.gateway.api._source import FootprintSource
+from pcf_exchange.gateway.api._throttle import FailureThrottle
 
 __all__ = [
     "MAX_JSON_DEPTH",

@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Final
 
-from gateway.audit import AuditEntry, AuditVerification
-from gateway.console._svg import render_chart
-from gateway.console._views import (
+from pcf_exchange.gateway.audit import AuditEntry, AuditVerification
+from pcf_exchange.gateway.console._svg import render_chart
+from pcf_exchange.gateway.console._views import (
     COUNTED,
     Filters,
     Status,

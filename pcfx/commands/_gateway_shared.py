@@ -8,11 +8,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from gateway.runtime._avro import GatewaySerde, kafka_registrar
+from pcf_exchange.gateway.runtime._avro import GatewaySerde, kafka_registrar
 
 
 def _bootstrap(explicit: str | None) -> str:
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     return bootstrap_servers(explicit)
 
@@ -27,8 +27,8 @@ def _registry(
     """The schema registry: the Confluent-compatible one at *url*, else the topic on Kafka of
     the deployment *prefix*. A service's (*startup_s* > 0) refuses an un-migrated prefixed
     deployment (:func:`contracts._registry.require_migrated`)."""
-    from contracts import HttpSchemaRegistry, KafkaSchemaRegistry
-    from contracts._registry import require_migrated
+    from pcf_exchange.contracts import HttpSchemaRegistry, KafkaSchemaRegistry
+    from pcf_exchange.contracts._registry import require_migrated
 
     if url:
         return HttpSchemaRegistry(url)

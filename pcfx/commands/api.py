@@ -22,19 +22,26 @@ from typing import Annotated
 
 import typer
 
-from contracts.keyfiles import (
+from pcf_exchange.contracts.keyfiles import (
     key_id_of,
     load_ed25519_private_key,
     load_ed25519_public_key,
     load_x25519_private_key,
 )
-from gateway.api._app import api_readiness, api_state, create_app
-from gateway.api._auth import hash_secret, load_clients
-from gateway.api._disclosure import DEFAULT_AUDIT_LOG
-from gateway.api._labels import SnapshotFile
-from gateway.api._server import create_self_signed_cert, serve
-from pcfx.console import console, handle_errors, print_json
-from pcfx.options import LogFormat, LogFormatName, LogLevel, MetricsPort, RegistryUrl, log_level
+from pcf_exchange.gateway.api._app import api_readiness, api_state, create_app
+from pcf_exchange.gateway.api._auth import hash_secret, load_clients
+from pcf_exchange.gateway.api._disclosure import DEFAULT_AUDIT_LOG
+from pcf_exchange.gateway.api._labels import SnapshotFile
+from pcf_exchange.gateway.api._server import create_self_signed_cert, serve
+from pcf_exchange.pcfx.console import console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
+    LogFormat,
+    LogFormatName,
+    LogLevel,
+    MetricsPort,
+    RegistryUrl,
+    log_level,
+)
 
 __all__ = ["app"]
 
@@ -147,7 +154,11 @@ def serve_command(
     """Serve what the gateway released (ListFootprints, GetFootprint, Events) over HTTPS,
     every disclosure audited (and /healthz, /readyz, /metrics; with --metrics-port, those also
     on plain HTTP)."""
-    from contracts.observability import configure_logging, log_level_of, start_ops_server
+    from pcf_exchange.contracts.observability import (
+        configure_logging,
+        log_level_of,
+        start_ops_server,
+    )
 
     configure_logging("api", log_level(level), log_format.value)
     if self_signed == (cert is not None or key is not None):
@@ -157,9 +168,9 @@ def serve_command(
     if not gateway_pub:
         raise typer.BadParameter("give the gateway's public key", param_hint="--gateway-pub")
     # the Kafka side is imported here, not when `pcfx` starts
-    from gateway._sealing import GatewayKey
-    from gateway.api._kafka import KafkaDisclosureRecorder, KafkaReleaseSource
-    from gateway.runtime._topics import Topics
+    from pcf_exchange.gateway._sealing import GatewayKey
+    from pcf_exchange.gateway._topics import Topics
+    from pcf_exchange.gateway.api._kafka import KafkaDisclosureRecorder, KafkaReleaseSource
 
     registered = load_clients(clients)
     passphrase = os.environ.get(passphrase_env, "").encode() if passphrase_env else None
@@ -185,9 +196,9 @@ def serve_command(
             )
         public = load_ed25519_public_key(label_operator_key)
         labels = SnapshotFile(label_snapshot, {key_id_of(public): public})
-    from contracts import SERVICE_STARTUP_S, HttpSchemaRegistry, KafkaSchemaRegistry
-    from contracts._registry import require_migrated
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.contracts import SERVICE_STARTUP_S, HttpSchemaRegistry, KafkaSchemaRegistry
+    from pcf_exchange.contracts._registry import require_migrated
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     servers = bootstrap or bootstrap_servers()
     topics = Topics(topic_prefix)

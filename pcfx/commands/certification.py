@@ -24,14 +24,14 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from rich.table import Table
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     HttpSchemaRegistry,
     KafkaSchemaRegistry,
     SchemaRegistry,
     register_schemas,
 )
-from contracts.certification import (
+from pcf_exchange.contracts.certification import (
     CATALOGUE,
     OPERATOR,
     BodyKey,
@@ -48,12 +48,22 @@ from contracts.certification import (
     StatementSerde,
     sign_statement,
 )
-from contracts.errors import CertificationError, ContractError
-from contracts.keyfiles import key_id_of, load_ed25519_public_key, read_ed25519_private_key
-from contracts.labels import check_label, encode_label, label_for, label_from_scan, label_url
-from pcfx.commands.publish import parse_when
-from pcfx.console import ExitCode, console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.contracts.errors import CertificationError, ContractError
+from pcf_exchange.contracts.keyfiles import (
+    key_id_of,
+    load_ed25519_public_key,
+    read_ed25519_private_key,
+)
+from pcf_exchange.contracts.labels import (
+    check_label,
+    encode_label,
+    label_for,
+    label_from_scan,
+    label_url,
+)
+from pcf_exchange.pcfx.commands.publish import parse_when
+from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     PassphraseEnv,
@@ -63,9 +73,9 @@ from pcfx.options import (
     passphrase,
     with_options,
 )
-from pcfx.settings import bootstrap_servers
-from pcfx.tables import resolve_id
-from producers.certification import (
+from pcf_exchange.pcfx.settings import bootstrap_servers
+from pcf_exchange.pcfx.tables import resolve_id
+from pcf_exchange.producers.certification import (
     CertTopics,
     certificate_from_footprint,
     ensure_cert_topics,
@@ -73,7 +83,7 @@ from producers.certification import (
     read_exchange,
     watch_once,
 )
-from producers.labels import label_svg, write_qr
+from pcf_exchange.producers.labels import label_svg, write_qr
 
 __all__ = ["bodies_app", "certificates_app", "label_app"]
 

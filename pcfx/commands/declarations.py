@@ -51,15 +51,21 @@ import typer
 import yaml
 from rich.table import Table
 
-from contracts import EmissionFactor, load_factors
-from contracts._jsonio import loads
-from contracts.certification import Snapshot
-from contracts.errors import ContractError, TrustError
-from contracts.keyfiles import key_id_of, load_ed25519_public_key
-from gateway._pipeline import Gateway, GatewaySecrets, InMemoryTransferSink, PreparedTransfer
-from gateway._sealing import KeyRing
-from gateway.audit import ChainHead, JsonLinesAuditStore, check_audit_log
-from gateway.declarations import (
+from pcf_exchange.contracts import EmissionFactor, load_factors
+from pcf_exchange.contracts._jsonio import loads
+from pcf_exchange.contracts.certification import Snapshot
+from pcf_exchange.contracts.errors import ContractError, TrustError
+from pcf_exchange.contracts.keyfiles import key_id_of, load_ed25519_public_key
+from pcf_exchange.gateway._keys import derive_secret, load_gateway_key, load_secret
+from pcf_exchange.gateway._pipeline import (
+    Gateway,
+    GatewaySecrets,
+    InMemoryTransferSink,
+    PreparedTransfer,
+)
+from pcf_exchange.gateway._sealing import KeyRing
+from pcf_exchange.gateway.audit import ChainHead, JsonLinesAuditStore, check_audit_log
+from pcf_exchange.gateway.declarations import (
     DECLARATION_SOURCE,
     DEFAULT_PURPOSES,
     Art7Declaration,
@@ -81,11 +87,10 @@ from gateway.declarations import (
     release,
     render_html,
 )
-from gateway.policy import CounterState
-from gateway.policy import load_policy as load_policy_file
-from gateway.runtime._keys import derive_secret, load_gateway_key, load_secret
-from pcfx.console import ExitCode, console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.gateway.policy import CounterState
+from pcf_exchange.gateway.policy import load_policy as load_policy_file
+from pcf_exchange.pcfx.console import ExitCode, console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     PassphraseEnv,
@@ -94,7 +99,7 @@ from pcfx.options import (
     passphrase,
     with_options,
 )
-from producers.factors import SOURCED_FACTORS
+from pcf_exchange.producers.factors import SOURCED_FACTORS
 
 __all__ = ["declarations_app"]
 
@@ -272,7 +277,7 @@ class _ApprovalsQueue:
 
     def event(self, datum: dict[str, Any]) -> Any:
         """An ``ApprovalEvent`` encoded for the sink's transaction (``Produced``)."""
-        from gateway.runtime._sink import Produced
+        from pcf_exchange.gateway.runtime._sink import Produced
 
         topic = self.topics.approvals
         return Produced(
@@ -283,7 +288,7 @@ class _ApprovalsQueue:
         """The approval request of a held declaration: its source is the declarations' chain,
         the held entry's sequence number and the declaration id (the record waits in the
         ``*.held.json`` file)."""
-        from gateway.runtime._codec import HeldSource, requested_event
+        from pcf_exchange.gateway._codec import HeldSource, requested_event
 
         assert prepared.approval is not None
         source = HeldSource(
@@ -298,8 +303,8 @@ class _ApprovalsQueue:
         then)."""
         from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
-        from contracts.kafka_client import read_to_end
-        from gateway.runtime._approvals_log import ApprovalBook
+        from pcf_exchange.contracts.kafka_client import read_to_end
+        from pcf_exchange.gateway._approvals_log import ApprovalBook
 
         book = ApprovalBook()
         for message in read_to_end(self.servers, self.topics.approvals):
@@ -329,12 +334,12 @@ def _kafka_gateway(
     """A gateway on the exchange's topics: the audit chain ``pcfx-declarations`` resumed from
     ``pcf.audit`` (:func:`gateway.audit.resume_chain`), one transaction per release; and the
     approvals queue (``pcf.approvals``) a held declaration's request goes to."""
-    from contracts import KafkaSchemaRegistry
-    from contracts.topics import TOPICS, TopicNames, ensure_topics
-    from gateway.audit import resume_chain
-    from gateway.runtime import KafkaAuditStore, KafkaTransferSink
-    from gateway.runtime._avro import GatewaySerde, kafka_registrar
-    from pcfx.settings import bootstrap_servers
+    from pcf_exchange.contracts import KafkaSchemaRegistry
+    from pcf_exchange.contracts.topics import TOPICS, TopicNames, ensure_topics
+    from pcf_exchange.gateway.audit import resume_chain
+    from pcf_exchange.gateway.runtime import KafkaAuditStore, KafkaTransferSink
+    from pcf_exchange.gateway.runtime._avro import GatewaySerde, kafka_registrar
+    from pcf_exchange.pcfx.settings import bootstrap_servers
 
     servers = bootstrap_servers(bootstrap)
     topics = TopicNames(prefix)
@@ -415,7 +420,7 @@ def _release(
     secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
     # Imported here, not at the top: under an editable install a ``gateway`` folder in the working
     # directory (the README walkthrough makes one) shadows the package's ``__init__`` at start-up.
-    from gateway.policy import default_policy_path
+    from pcf_exchange.gateway.policy import default_policy_path
 
     loaded = load_policy_file(str(policy) if policy else default_policy_path())
     now = datetime.now(UTC)
@@ -698,7 +703,7 @@ def study(
 
 def _approval_row(book: Any, approval_id: str, topic: str) -> Any:
     """The approval *approval_id* names on *topic*, or the one whose id starts with it."""
-    from gateway._errors import ApprovalStateError
+    from pcf_exchange.gateway._errors import ApprovalStateError
 
     row = book.rows.get(approval_id)
     if row is not None:
@@ -766,14 +771,14 @@ def release_held(
     the operator registered signed it for this request; then the approval's audit entry and
     (approved) the sealed declaration, whose transfer entry names the approval, in one
     transaction. Exit 1 when it is denied, blocked or not decided yet."""
-    from contracts import AvroSerde, KafkaSchemaRegistry
-    from gateway._decision_signing import check_decision
-    from gateway._errors import ApprovalStateError
-    from gateway._trust_entries import refused_decision_entry
-    from gateway.audit._entry import format_time
-    from gateway.declarations import prepare_approved_release
-    from gateway.runtime._codec import refused_event, resolved_event
-    from producers._keydir import KeyDirectory
+    from pcf_exchange.contracts import AvroSerde, KafkaSchemaRegistry
+    from pcf_exchange.gateway._codec import refused_event, resolved_event
+    from pcf_exchange.gateway._decision_signing import check_decision
+    from pcf_exchange.gateway._errors import ApprovalStateError
+    from pcf_exchange.gateway._trust_entries import refused_decision_entry
+    from pcf_exchange.gateway.audit._entry import format_time
+    from pcf_exchange.gateway.declarations import prepare_approved_release
+    from pcf_exchange.producers._keydir import KeyDirectory
 
     if operator_key is None:
         raise typer.BadParameter(
@@ -787,21 +792,21 @@ def release_held(
         load_secret(pseudonym_secret) if pseudonym_secret else derive_secret(signer, "pseudonym")
     )
     secrets = GatewaySecrets(signer=signer, pseudonym_secret=secret)
-    from gateway.policy import default_policy_path  # (here: see _release)
+    from pcf_exchange.gateway.policy import default_policy_path  # (here: see _release)
 
     loaded = load_policy_file(str(policy) if policy else default_policy_path())
     operator = load_ed25519_public_key(operator_key)
     now = datetime.now(UTC)
     with contextlib.ExitStack() as stack:
         # the recipient's topic is known only from the request: read the book first
-        from contracts.topics import TopicNames
-        from pcfx.settings import bootstrap_servers
+        from pcf_exchange.contracts.topics import TopicNames
+        from pcf_exchange.pcfx.settings import bootstrap_servers
 
         servers = bootstrap or bootstrap_servers()
         topics = TopicNames(topic_prefix)
         registry = KafkaSchemaRegistry(servers, prefix=topic_prefix)
         stack.callback(registry.close)
-        from gateway.runtime._avro import GatewaySerde
+        from pcf_exchange.gateway.runtime._avro import GatewaySerde
 
         book = _ApprovalsQueue(servers, topics, GatewaySerde(registry)).book()
         row = _approval_row(book, approval, topics.approvals)

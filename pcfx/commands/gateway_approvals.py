@@ -13,13 +13,13 @@ from typing import Annotated
 
 import typer
 
-from gateway.runtime._approvals_log import ApprovalBook, RowStatus
-from gateway.runtime._avro import GatewaySerde
-from gateway.runtime._officer import read_approval_book, write_decision
-from gateway.runtime._topics import Topics
-from pcfx.commands._gateway_shared import _bootstrap, _serde
-from pcfx.console import console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.gateway._approvals_log import ApprovalBook, RowStatus
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
+from pcf_exchange.gateway.runtime._officer import read_approval_book, write_decision
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _serde
+from pcf_exchange.pcfx.console import console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     PassphraseEnv,
@@ -27,7 +27,7 @@ from pcfx.options import (
     TopicPrefix,
     passphrase,
 )
-from pcfx.tables import approvals_table
+from pcf_exchange.pcfx.tables import approvals_table
 
 __all__ = ["approvals_app"]
 
@@ -115,7 +115,7 @@ def _decide(
     conditions: list[str],
     json_out: bool,
 ) -> None:
-    from producers.keys import load_signer
+    from pcf_exchange.producers.keys import load_signer
 
     officer = load_signer(key, secret)
     servers = _bootstrap(bootstrap)

@@ -15,9 +15,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from contracts.errors import KeyStoreError, TrustError
-from gateway._sealing import KeyRing
-from gateway.audit import (
+from pcf_exchange.contracts.errors import KeyStoreError, TrustError
+from pcf_exchange.gateway._keys import (
+    load_gateway_public_key,
+)
+from pcf_exchange.gateway._sealing import KeyRing
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.audit import (
     CHECKPOINT_TYPE,
     AuditEntry,
     AuditVerification,
@@ -27,15 +31,11 @@ from gateway.audit import (
     check_inclusion,
     prove_inclusion,
 )
-from gateway.runtime._export import UnreadableInput, read_export, write_export
-from gateway.runtime._keys import (
-    load_gateway_public_key,
-)
-from gateway.runtime._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells, render_report
-from gateway.runtime._topics import Topics
-from pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.gateway.audit._export import UnreadableInput, read_export, write_export
+from pcf_exchange.gateway.audit._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells, render_report
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
+from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     TopicPrefix,
@@ -68,7 +68,7 @@ def _audit_logs(
     if file is not None:
         entries, checkpoints, problems = read_export(file)
         return entries, checkpoints, problems, str(file)
-    from gateway.runtime._sink import read_audit_logs
+    from pcf_exchange.gateway.runtime._sink import read_audit_logs
 
     servers = _bootstrap(bootstrap)
     topics = Topics(topic_prefix)
@@ -531,8 +531,8 @@ def audit_report(
 
     Entries that fail verification are marked and counted in no total; a transfer released
     after approval reads 'released (approved by X)' with the reason."""
-    from contracts.errors import ValidationFailed
-    from gateway.console._views import Filters
+    from pcf_exchange.contracts.errors import ValidationFailed
+    from pcf_exchange.gateway.console._views import Filters
 
     try:
         period = Filters.parse({"since": since, "until": until})
@@ -541,7 +541,7 @@ def audit_report(
             "; ".join(str(v) for v in exc.violations), param_hint="--since/--until"
         ) from None
     keys = _keyring(gateway_pub)
-    from gateway.console._sources import rule_basis
+    from pcf_exchange.gateway.console._sources import rule_basis
 
     basis = rule_basis(policy)
     entries, checkpoints, problems, source = _audit_logs(file, topic_prefix, bootstrap)

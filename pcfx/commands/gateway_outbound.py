@@ -13,19 +13,19 @@ from typing import Annotated, Any
 
 import typer
 
-from contracts.errors import TrustError
-from gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
-from gateway.policy import vault_context
-from gateway.runtime._codec import sealed_from_datum
-from gateway.runtime._export import UnreadableInput
-from gateway.runtime._keys import (
+from pcf_exchange.contracts.errors import TrustError
+from pcf_exchange.gateway._codec import sealed_from_datum
+from pcf_exchange.gateway._keys import (
     load_gateway_public_key,
     load_recipient_private_key,
 )
-from gateway.runtime._topics import Topics
-from pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json
-from pcfx.options import (
+from pcf_exchange.gateway._sealing import KeyRing, SealedMessage, hpke_open, open_message
+from pcf_exchange.gateway._topics import Topics
+from pcf_exchange.gateway.audit._export import UnreadableInput
+from pcf_exchange.gateway.policy import vault_context
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
+from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     PassphraseEnv,
@@ -68,7 +68,7 @@ def _sealed_from_file(path: Path) -> Iterator[SealedMessage]:
 
 
 def _sealed_from_topic(servers: str, topic: str, prefix: str) -> Iterator[SealedMessage]:
-    from gateway.runtime import partition_count, read_to_end
+    from pcf_exchange.gateway.runtime import partition_count, read_to_end
 
     with _serde(servers, prefix) as serde:
         count = partition_count(servers, topic)

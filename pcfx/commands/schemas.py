@@ -17,15 +17,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from contracts._registry import (
+from pcf_exchange.contracts._registry import (
     LEGACY_SCHEMAS_TOPIC,
     RegisteredSchema,
     migrate_schemas,
     require_prefix,
 )
-from pcfx.console import console, handle_errors, print_json
-from pcfx.options import Bootstrap, JsonOut, TopicPrefix
-from pcfx.settings import bootstrap_servers
+from pcf_exchange.pcfx.console import console, handle_errors, print_json
+from pcf_exchange.pcfx.options import Bootstrap, JsonOut, TopicPrefix
+from pcf_exchange.pcfx.settings import bootstrap_servers
 
 __all__ = ["schemas_app"]
 

@@ -18,11 +18,18 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from contracts import to_pact_json
-from contracts._jsonio import dumps
-from contracts.errors import UnreadableInput
-from pcfx.console import ExitCode, console, err_console, handle_errors, print_json, stages
-from pcfx.options import (
+from pcf_exchange.contracts import to_pact_json
+from pcf_exchange.contracts._jsonio import dumps
+from pcf_exchange.contracts.errors import UnreadableInput
+from pcf_exchange.pcfx.console import (
+    ExitCode,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    stages,
+)
+from pcf_exchange.pcfx.options import (
     Bootstrap,
     JsonOut,
     LogFormat,
@@ -37,9 +44,9 @@ from pcfx.options import (
     log_level,
     passphrase,
 )
-from pcfx.tables import resolve_id
-from streams.batch import run_rollup, why_no_footprint
-from streams.rollup import ContributionNode, contribution_tree, hotspots
+from pcf_exchange.pcfx.tables import resolve_id
+from pcf_exchange.streams.batch import run_rollup, why_no_footprint
+from pcf_exchange.streams.rollup import ContributionNode, contribution_tree, hotspots
 
 __all__ = ["rollup", "streams_app"]
 
@@ -115,12 +122,12 @@ def run(
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one streams worker (start more, with the same --group, to share the partitions)."""
-    from contracts import HttpSchemaRegistry
-    from contracts._registry import require_migrated
-    from contracts.handoff import HandoffSigner
-    from pcfx.settings import bootstrap_servers
-    from producers.keys import key_id_of, load_public_key, load_signer
-    from streams.runtime import StreamsConfig, run_worker
+    from pcf_exchange.contracts import HttpSchemaRegistry
+    from pcf_exchange.contracts._registry import require_migrated
+    from pcf_exchange.contracts.handoff import HandoffSigner
+    from pcf_exchange.pcfx.settings import bootstrap_servers
+    from pcf_exchange.producers.keys import key_id_of, load_public_key, load_signer
+    from pcf_exchange.streams.runtime import StreamsConfig, run_worker
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
     signer = load_signer(service_key, passphrase(passphrase_file, passphrase_env))
@@ -167,8 +174,8 @@ def topics(
     """Create the streams' topics (data topics with the broker's clock, LogAppendTime) and check
     them, then exit: run it before anything is published, or the broker auto-creates a topic
     the workers refuse (producer timestamps, its default partition count)."""
-    from pcfx.settings import bootstrap_servers
-    from streams.runtime import TOPICS, StreamsConfig, ensure_topics
+    from pcf_exchange.pcfx.settings import bootstrap_servers
+    from pcf_exchange.streams.runtime import TOPICS, StreamsConfig, ensure_topics
 
     config = StreamsConfig(
         bootstrap=bootstrap_servers(bootstrap),

@@ -33,10 +33,16 @@ import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.api import Client, InMemoryFootprintSource, api_state, create_app, hash_secret
-from gateway.api._app import MAX_JSON_DEPTH
-from gateway.api._disclosure import Disclosure
-from gateway.api._throttle import FailureThrottle, ThrottleSettings
+from pcf_exchange.gateway.api import (
+    Client,
+    InMemoryFootprintSource,
+    api_state,
+    create_app,
+    hash_secret,
+)
+from pcf_exchange.gateway.api._app import MAX_JSON_DEPTH
+from pcf_exchange.gateway.api._disclosure import Disclosure
+from pcf_exchange.gateway.api._throttle import FailureThrottle, ThrottleSettings
 from tests.api._factory import make_footprint, many_footprints
 
 pytestmark = pytest.mark.fuzz

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from contracts import KafkaSchemaRegistry, RegistryError, schema_json
-from contracts._registry import (
+from pcf_exchange.contracts import KafkaSchemaRegistry, RegistryError, schema_json
+from pcf_exchange.contracts._registry import (
     CompatibilityLevel,
     RegisteredSchema,
     migrate_schemas,
@@ -25,8 +25,8 @@ from contracts._registry import (
     require_migrated,
     stranded_subjects,
 )
-from contracts._schemas import expanded
-from pcfx.cli import app
+from pcf_exchange.contracts._schemas import expanded
+from pcf_exchange.pcfx.cli import app
 
 A = schema_json("EmissionFactor")
 B = json.dumps(  # another record name, the same fields
@@ -236,8 +236,8 @@ def test_gateway_runs_registry_refuses_an_unmigrated_deployment_and_says_what_to
 ) -> None:
     """``gateway run`` opens its registry through ``_registry`` (``api serve`` and ``streams
     run`` call the same check); here the check reads the stand-in for the old topic."""
-    import contracts._registry as registry_module
-    from pcfx.commands._gateway_shared import _registry
+    import pcf_exchange.contracts._registry as registry_module
+    from pcf_exchange.pcfx.commands._gateway_shared import _registry
 
     check = registry_module.require_migrated
     monkeypatch.setattr(

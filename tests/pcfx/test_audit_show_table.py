@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.audit import AuditEntry, format_time
-from gateway.runtime._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells
-from pcfx.cli import app
+from pcf_exchange.gateway.audit import AuditEntry, format_time
+from pcf_exchange.gateway.audit._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells
+from pcf_exchange.pcfx.cli import app
 from tests.gateway._factories import NOW
 
 
@@ -37,7 +37,7 @@ def _entry(seq: int, **changes: Any) -> AuditEntry:
 def test_the_table_lists_the_shared_columns_then_the_fields(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pcfx.commands.gateway_audit as audit
+    import pcf_exchange.pcfx.commands.gateway_audit as audit
 
     logs = {"gateway-p0": [_entry(0)], "gateway-p1": [_entry(1, recipient_id=None, outcome=None)]}
     monkeypatch.setattr(audit, "_audit_logs", lambda *_a, **_k: (logs, {}, [], "topic"))

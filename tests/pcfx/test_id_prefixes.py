@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from contracts.certification import CertRegistry, Revocation, SignedStatement
-from contracts.keyfiles import private_key_pem, public_key_pem, write_key_file
-from contracts.pcr import ReviewEvent
-from pcfx.cli import app
-from pcfx.console import ExitCode
-from producers import new_key_pair
-from producers.certification import CertTopics
+from pcf_exchange.contracts.certification import CertRegistry, Revocation, SignedStatement
+from pcf_exchange.contracts.keyfiles import private_key_pem, public_key_pem, write_key_file
+from pcf_exchange.contracts.pcr import ReviewEvent
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.console import ExitCode
+from pcf_exchange.producers import new_key_pair
+from pcf_exchange.producers.certification import CertTopics
 from tests.contracts.test_cert_registry import World
 
 runner = CliRunner()
@@ -57,7 +57,7 @@ def _held(held_id: str) -> ReviewEvent:
 
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> list[ReviewEvent]:
-    from pcfx.commands import pcr
+    from pcf_exchange.pcfx.commands import pcr
 
     events = [_held(h) for h in HELD]
     monkeypatch.setattr(pcr, "_servers", lambda bootstrap: "in-memory:0")
@@ -124,7 +124,7 @@ CERTS = ["CQC-2026-0001", "CQC-2026-0002", "CQC-2026-00021", "CQC-2027-0001"]
 @pytest.fixture
 def exchange(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SimpleNamespace:
     """Three certificates of body ``cqc``; revoking sends into a list instead of Kafka."""
-    from pcfx.commands import certification
+    from pcf_exchange.pcfx.commands import certification
 
     world = World()
     start = NOW - timedelta(days=10)
@@ -205,8 +205,8 @@ APPROVALS = ["3f9a1c22-0000-4000-8000-000000000001", "3f9a1c22-0000-4000-8000-00
 def approvals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A book of three approvals read by the real ``write_decision`` (its id lookup is what is
     tested); the decision that would be published is recorded instead."""
-    from gateway.runtime import _officer
-    from pcfx.commands import gateway_approvals
+    from pcf_exchange.gateway.runtime import _officer
+    from pcf_exchange.pcfx.commands import gateway_approvals
 
     written: list[str] = []
     book = SimpleNamespace(

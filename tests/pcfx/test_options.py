@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.main import get_command
 
-from contracts.errors import PassphraseError
-from pcfx.cli import app
-from pcfx.options import JsonOut, TopicPrefix, log_level, passphrase, with_options
+from pcf_exchange.contracts.errors import PassphraseError
+from pcf_exchange.pcfx.cli import app
+from pcf_exchange.pcfx.options import JsonOut, TopicPrefix, log_level, passphrase, with_options
 
 
 def commands(group: Any = None, path: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
