@@ -12,6 +12,17 @@ writer's transactional id names that topic (``pcfx-schema-writer:<prefix>pcf._sc
 every service, command and test of a deployment passes its prefix (``prefix=``), and two
 deployments on one cluster keep their own ids and never fence each other's writer. Records carry
 only a schema id: a deployment reads its topics with its own registry, never another's.
+
+**Upgrading a prefixed deployment.** Before the registry followed the prefix, a deployment with
+``PCFX_TOPIC_PREFIX`` registered its subjects (``<prefix><topic>-value``) in the shared
+``pcf._schemas``, and its records carry those ids. :func:`migrate_schemas` (``pcfx schemas
+migrate``) copies that prefix's subjects into ``<prefix>pcf._schemas`` *with their ids and
+versions*, in one transaction, planned first by the pure :func:`plan_migration` (what to copy,
+what is there already, and every conflict: an id or a version the target holds for another
+schema, which refuses the whole copy). A long-running service checks at start-up
+(:func:`require_migrated`) and refuses to start on an empty prefixed registry while the shared
+one holds its prefix's subjects: registering fresh ids there first would make the old records
+undecodable and the copy conflict.
 """
 
 from __future__ import annotations
@@ -51,18 +62,25 @@ answers late, and a service that exits on the first timeout stays down (issue #2
 
 __all__ = [
     "DEFAULT_COMPATIBILITY",
+    "LEGACY_SCHEMAS_TOPIC",
     "SCHEMAS_TOPIC",
     "SERVICE_STARTUP_S",
     "CompatibilityLevel",
     "HttpSchemaRegistry",
     "InMemorySchemaRegistry",
     "KafkaSchemaRegistry",
+    "MigrationPlan",
     "RegisteredSchema",
     "SchemaRegistry",
     "check_compatibility",
+    "migrate_schemas",
+    "plan_migration",
     "register_missing",
     "register_schemas",
+    "require_migrated",
+    "require_prefix",
     "schemas_topic",
+    "stranded_subjects",
 ]
 
 SCHEMAS_TOPIC: Final = SCHEMAS.name
@@ -552,6 +570,22 @@ class KafkaSchemaRegistry:
         with self._lock:
             return self._state.level(subject)
 
+    def entries(self) -> list[RegisteredSchema]:
+        """Every registered (subject, version, id, schema), by subject then version."""
+        self._catch_up()
+        with self._lock:
+            return [
+                e
+                for subject in sorted(self._state.by_subject)
+                for e in self._state.by_subject[subject]
+            ]
+
+    def configs(self) -> dict[str | None, CompatibilityLevel]:
+        """The compatibility levels set: ``None`` is the global one, else per subject."""
+        self._catch_up()
+        with self._lock:
+            return dict(self._state.config)
+
     def test_compatibility(self, subject: str, schema: str) -> list[str]:
         self._catch_up()
         with self._lock:
@@ -564,6 +598,10 @@ class KafkaSchemaRegistry:
     # -- writing (single writer)
 
     def _write(self, key: dict[str, Any], value: dict[str, Any]) -> None:
+        self._write_all([(key, value)])
+
+    def _write_all(self, records: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """Write *records* (key, value) in one transaction: all of them or none."""
         from kafka.errors import KafkaError
 
         if self._producer is None:
@@ -573,7 +611,8 @@ class KafkaSchemaRegistry:
             )
         try:
             self._producer.begin_transaction()
-            self._producer.send(self._topic, key=_json(key), value=_json(value), partition=0)
+            for key, value in records:
+                self._producer.send(self._topic, key=_json(key), value=_json(value), partition=0)
             self._producer.commit_transaction()
         except KafkaError as exc:
             with contextlib.suppress(KafkaError):
@@ -589,27 +628,59 @@ class KafkaSchemaRegistry:
             entry = self._state.plan(subject, schema)
             if entry is None:
                 return self._state.lookup(subject, schema)
-            self._write(
-                {"keytype": "SCHEMA", "subject": subject, "version": entry.version, "magic": 1},
-                {
-                    "subject": subject,
-                    "version": entry.version,
-                    "id": entry.schema_id,
-                    "schema": schema,
-                    "deleted": False,
-                },
-            )
+            self._write(*_schema_record(entry))
             self._state.apply(entry)
             return entry.schema_id
+
+    def import_plan(self, plan: MigrationPlan) -> None:
+        """Write *plan*'s copies (ids and versions kept) and subject levels in one transaction,
+        after planning again against this registry as it is now (another writer may have
+        registered since): any conflict refuses the whole plan, nothing written."""
+        self._catch_up()
+        with self._lock:
+            again = plan_migration(
+                plan.copies + plan.present,
+                self.entries(),
+                levels=dict(plan.levels),
+                target_levels=self.configs(),
+                source=plan.source,
+                target=self._topic,
+            )
+            again.raise_for_conflicts()
+            records = [_schema_record(e) for e in again.copies]
+            records += [_config_record(s, level) for s, level in again.levels]
+            if records:
+                self._write_all(records)
+            for entry in again.copies:
+                self._state.apply(entry)
+            for subject, level in again.levels:
+                self._state.config[subject] = level
 
     def set_compatibility(self, level: CompatibilityLevel, subject: str | None = None) -> None:
         level = CompatibilityLevel(level)
         with self._lock:
-            self._write(
-                {"keytype": "CONFIG", "subject": subject, "magic": 0},
-                {"compatibilityLevel": level.value},
-            )
+            self._write(*_config_record(subject, level))
             self._state.config[subject] = level
+
+
+def _schema_record(entry: RegisteredSchema) -> tuple[dict[str, Any], dict[str, Any]]:
+    key = {"keytype": "SCHEMA", "subject": entry.subject, "version": entry.version, "magic": 1}
+    value = {
+        "subject": entry.subject,
+        "version": entry.version,
+        "id": entry.schema_id,
+        "schema": entry.schema,
+        "deleted": False,
+    }
+    return key, value
+
+
+def _config_record(
+    subject: str | None, level: CompatibilityLevel
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    return {"keytype": "CONFIG", "subject": subject, "magic": 0}, {
+        "compatibilityLevel": level.value
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -845,3 +916,218 @@ def _holds(registry: KafkaSchemaRegistry, subject: str, text: str) -> bool:
     except UnknownSchemaError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------------------------
+# Upgrading a prefixed deployment from the shared registry topic (module docstring)
+
+LEGACY_SCHEMAS_TOPIC: Final = SCHEMAS_TOPIC
+"""Where every deployment registered its schemas before the registry followed the prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationPlan:
+    """What copying one prefix's subjects from *source* to *target* does (pure, see
+    :func:`plan_migration`); ``conflicts`` non-empty means nothing may be written."""
+
+    source: str
+    target: str
+    copies: tuple[RegisteredSchema, ...]
+    """Entries the target lacks, to write with their ids and versions."""
+    present: tuple[RegisteredSchema, ...]
+    """Entries the target already holds alike (same subject, version, id and schema)."""
+    levels: tuple[tuple[str, CompatibilityLevel], ...]
+    """Subject compatibility levels to set in the target (the source's, where they differ)."""
+    conflicts: tuple[str, ...]
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({e.subject for e in (*self.copies, *self.present)})
+
+    def raise_for_conflicts(self) -> None:
+        if self.conflicts:
+            shown = "; ".join(self.conflicts[:10])
+            more = f" (and {len(self.conflicts) - 10} more)" if len(self.conflicts) > 10 else ""
+            raise RegistryError(
+                f"cannot copy the schemas of '{self.source}' into '{self.target}' keeping their"
+                f" ids: {shown}{more}; nothing was copied",
+                hint=f"'{self.target}' already holds other schemas under those ids or versions"
+                " (a service registered there before the upgrade). Records written with the new"
+                " ids must be kept readable: ask for help before deleting anything; if nothing"
+                f" was written with them, delete '{self.target}' and run the copy again.",
+            )
+
+
+def plan_migration(
+    source_entries: Sequence[RegisteredSchema],
+    target_entries: Sequence[RegisteredSchema],
+    *,
+    levels: dict[str | None, CompatibilityLevel] | None = None,
+    target_levels: dict[str | None, CompatibilityLevel] | None = None,
+    source: str = LEGACY_SCHEMAS_TOPIC,
+    target: str = "",
+) -> MigrationPlan:
+    """Plan copying *source_entries* (already chosen: one prefix's subjects) into a registry
+    holding *target_entries*, keeping each entry's id and version.
+
+    An entry the target holds alike is ``present`` (so running the copy again does nothing). A
+    conflict is (1) the target's same subject and version with another id or schema, or (2) the
+    entry's id taken in the target by another schema; each names the subject, version and id.
+    Subject-level compatibility *levels* of the source are copied where the target differs."""
+    by_version = {(e.subject, e.version): e for e in target_entries}
+    by_id: dict[int, RegisteredSchema] = {}
+    for entry in target_entries:
+        by_id.setdefault(entry.schema_id, entry)
+    copies: list[RegisteredSchema] = []
+    present: list[RegisteredSchema] = []
+    conflicts: list[str] = []
+    for entry in sorted(source_entries, key=lambda e: (e.subject, e.version)):
+        where = f"subject '{entry.subject}' version {entry.version} (id {entry.schema_id})"
+        held = by_version.get((entry.subject, entry.version))
+        same_text = normalized(entry.schema)
+        if held is not None:
+            if held.schema_id == entry.schema_id and normalized(held.schema) == same_text:
+                present.append(entry)
+            else:
+                conflicts.append(
+                    f"{where}: the target holds this version with id {held.schema_id}"
+                    + ("" if normalized(held.schema) == same_text else " and another schema")
+                )
+            continue
+        taken = by_id.get(entry.schema_id)
+        if taken is not None and normalized(taken.schema) != same_text:
+            conflicts.append(
+                f"{where}: id {entry.schema_id} is taken in the target by another schema"
+                f" (subject '{taken.subject}' version {taken.version})"
+            )
+            continue
+        copies.append(entry)
+        by_version[(entry.subject, entry.version)] = entry
+        by_id.setdefault(entry.schema_id, entry)
+    subjects = {e.subject for e in source_entries}
+    wanted = {s: level for s, level in (levels or {}).items() if s is not None and s in subjects}
+    have = target_levels or {}
+    to_set = tuple(sorted((s, lv) for s, lv in wanted.items() if have.get(s) != lv))
+    return MigrationPlan(source, target, tuple(copies), tuple(present), to_set, tuple(conflicts))
+
+
+def _topic_exists(bootstrap_servers: str, topic: str) -> bool:
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+
+    try:
+        consumer = KafkaConsumer(
+            **kafka_python_kwargs(), bootstrap_servers=bootstrap_servers, client_id="pcfx-topics"
+        )
+    except KafkaError as exc:
+        raise RegistryError(f"cannot reach the cluster at {bootstrap_servers}: {exc}") from exc
+    try:
+        return topic in consumer.topics()
+    except KafkaError as exc:
+        raise RegistryError(f"cannot list the topics at {bootstrap_servers}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def require_prefix(prefix: str) -> None:
+    """A migration needs the deployment's prefix (:class:`RegistryError` without one)."""
+    if not prefix:
+        raise RegistryError(
+            "no topic prefix: a deployment without one already uses 'pcf._schemas'",
+            hint="Set PCFX_TOPIC_PREFIX (or --topic-prefix) to the deployment's prefix.",
+        )
+
+
+def migrate_schemas(
+    bootstrap_servers: str,
+    prefix: str,
+    *,
+    source_topic: str = LEGACY_SCHEMAS_TOPIC,
+    dry_run: bool = False,
+) -> MigrationPlan:
+    """Copy the subjects of the deployment *prefix* (those named ``<prefix>…``) from
+    *source_topic* into the deployment's registry topic, ids and versions kept; the plan.
+
+    Idempotent (what is there alike is left); ``dry_run`` plans without writing. Refuses
+    (:class:`RegistryError`, nothing written) on any conflict, an empty prefix, the source being
+    the target, or a source topic that does not exist. Only reads the source topic."""
+    require_prefix(prefix)
+    target_topic = schemas_topic(prefix)
+    if source_topic == target_topic:
+        raise RegistryError(f"the source '{source_topic}' is the deployment's own registry topic")
+    if not _topic_exists(bootstrap_servers, source_topic):
+        raise RegistryError(
+            f"the source registry topic '{source_topic}' does not exist at {bootstrap_servers}",
+            hint="Name the topic the deployment used before the upgrade with --from.",
+        )
+    with KafkaSchemaRegistry(bootstrap_servers, topic=source_topic, create_topic=False) as old:
+        chosen = [e for e in old.entries() if e.subject.startswith(prefix)]
+        levels = old.configs()
+    with KafkaSchemaRegistry(bootstrap_servers, topic=target_topic, writer=not dry_run) as new:
+        plan = plan_migration(
+            chosen,
+            new.entries(),
+            levels=levels,
+            target_levels=new.configs(),
+            source=source_topic,
+            target=target_topic,
+        )
+        plan.raise_for_conflicts()
+        if not dry_run and (plan.copies or plan.levels):
+            new.import_plan(plan)
+    return plan
+
+
+def stranded_subjects(
+    bootstrap_servers: str,
+    prefix: str,
+    *,
+    registry: KafkaSchemaRegistry | None = None,
+    source_topic: str = LEGACY_SCHEMAS_TOPIC,
+) -> list[str]:
+    """The subjects of deployment *prefix* left in *source_topic* while its own registry topic
+    (*registry*, or read here) holds none: the deployment has not been migrated. Empty when
+    there is no prefix, the prefixed registry holds subjects, or the old topic does not exist."""
+    if not prefix or schemas_topic(prefix) == source_topic:
+        return []
+    if registry is not None:
+        if registry.subjects():
+            return []
+    elif _topic_exists(bootstrap_servers, schemas_topic(prefix)):
+        with KafkaSchemaRegistry(bootstrap_servers, prefix=prefix, create_topic=False) as own:
+            if own.subjects():
+                return []
+    if not _topic_exists(bootstrap_servers, source_topic):
+        return []
+    with KafkaSchemaRegistry(bootstrap_servers, topic=source_topic, create_topic=False) as old:
+        return [s for s in old.subjects() if s.startswith(prefix)]
+
+
+def require_migrated(
+    bootstrap_servers: str,
+    prefix: str,
+    *,
+    registry: KafkaSchemaRegistry | None = None,
+    source_topic: str = LEGACY_SCHEMAS_TOPIC,
+) -> None:
+    """Refuse to start a service of deployment *prefix* that was not migrated
+    (:func:`stranded_subjects`): :class:`RegistryError` with the command to run. A cluster that
+    cannot be asked is no reason to refuse (the service's own start-up retry deals with it):
+    the check is skipped with a warning."""
+    try:
+        stranded = stranded_subjects(
+            bootstrap_servers, prefix, registry=registry, source_topic=source_topic
+        )
+    except RegistryError as exc:
+        log.warning("could not check for schemas left in '%s': %s", source_topic, exc)
+        return
+    if stranded:
+        raise RegistryError(
+            f"the registry topic '{schemas_topic(prefix)}' is empty, but '{source_topic}'"
+            f" holds {len(stranded)} subject(s) of prefix '{prefix}' (e.g. '{stranded[0]}'): this"
+            " deployment's records carry those schema ids",
+            hint=f"Copy them first, ids kept: PCFX_TOPIC_PREFIX={prefix} pcfx schemas migrate"
+            f" --from {source_topic} (--dry-run shows what it copies).",
+        )

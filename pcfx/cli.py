@@ -24,6 +24,7 @@ from pcf_exchange.pcfx.commands.gateway import approvals_app, audit_app, gateway
 from pcf_exchange.pcfx.commands.pcr import pcr_app, review_app
 from pcf_exchange.pcfx.commands.publish import keys_app, publish_app
 from pcf_exchange.pcfx.commands.results import results
+from pcf_exchange.pcfx.commands.schemas import schemas_app
 from pcf_exchange.pcfx.commands.streams import rollup, streams_app
 from pcf_exchange.pcfx.commands.tenants import tenants_app
 from pcf_exchange.pcfx.console import handle_errors
@@ -83,6 +84,7 @@ def _connection(
 app.add_typer(broker_app, name="broker")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(factors_app, name="factors")
+app.add_typer(schemas_app, name="schemas")
 # suppliers and manufacturers
 app.add_typer(keys_app, name="keys")
 app.add_typer(publish_app, name="publish")

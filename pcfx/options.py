@@ -16,6 +16,11 @@ The names:
 ``--group``                 the consumer group a long-running process joins
 ==========================  ===================================================================
 
+A block of options several commands take together (the release options of every declaration,
+the operator options of the certification registry's commands) is written once, as the
+parameters of a function that only declares them, and added to each command by
+:func:`with_options`: the command receives them as ``**kwargs``.
+
 With neither passphrase option, ``$PCFX_KEY_PASSPHRASE`` is used when set (:func:`passphrase`).
 Old spellings stay as hidden, deprecated aliases only where the README used them: ``--app-id``
 for ``pcfx streams run|topics --group``; it prints a one-line deprecation notice on stderr.
@@ -24,10 +29,13 @@ for ``pcfx streams run|topics --group``; it prints a one-line deprecation notice
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -54,7 +62,10 @@ __all__ = [
     "deprecated",
     "log_level",
     "passphrase",
+    "with_options",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 JsonOut = Annotated[
     bool,
@@ -184,3 +195,38 @@ def log_level(level: str) -> str:
 def deprecated(old: str, new: str) -> None:
     """Say once on stderr that *old* is a deprecated spelling of *new*."""
     err_console.print(f"[yellow]{old} is deprecated: use {new}[/]")
+
+
+def with_options(block: Callable[..., Any]) -> Callable[[_F], _F]:
+    """Add the parameters of *block* (a function that only declares options, with their
+    aliases and defaults) to the decorated command's, after its own and keyword-only; the
+    command takes them as ``**kwargs``. Typer reads the merged signature, so ``--help`` and
+    parsing are as if each command spelled the block out. A name in both is a mistake (raised
+    at import)."""
+    extra = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(block, eval_str=True).parameters.values()
+    ]
+
+    def decorate(command: _F) -> _F:
+        own = inspect.signature(command, eval_str=True)
+        kept = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        if len(kept) == len(own.parameters):
+            raise TypeError(f"{command.__name__} must take **kwargs to receive {block.__name__}")
+        clash = {p.name for p in kept} & {p.name for p in extra}
+        if clash:
+            raise TypeError(f"{command.__name__} declares {sorted(clash)} of {block.__name__}")
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return command(*args, **kwargs)
+
+        merged = own.replace(parameters=[*kept, *extra])
+        wrapper.__signature__ = merged  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {
+            **{p.name: p.annotation for p in merged.parameters.values()},
+            "return": own.return_annotation,
+        }
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -16,7 +16,9 @@ What the app holds to, whatever a client sends:
   strings at :data:`MAX_QUERY_BYTES` on every path (before routing, :class:`_QueryCap`), bearer
   tokens at :data:`MAX_TOKEN_CHARS`, JSON nesting at :data:`MAX_JSON_DEPTH`: anything beyond is
   a 400 with a v3 ``Error`` body (an RFC 6749 error on ``/auth/token``), never a 500; what an
-  error repeats of the request is cut short.
+  error repeats of the request is cut short (no value beyond 80 characters, at most
+  :data:`_ECHOED_PROBLEMS` problems of an event), so an error body stays under 2 KiB whatever
+  was sent (``tests/api/test_fuzz.py`` checks it).
 - **Failed token attempts are throttled** per client id and per remote address before any
   secret is hashed (:mod:`gateway.api._throttle`): 429 with ``Retry-After``.
 
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -259,7 +260,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError)
         return None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else None
@@ -576,7 +577,7 @@ def create_app(
         try:
             event_type = check_event(event)
         except ValidationFailed as exc:
-            raise ApiError.bad_request(exc.message) from None
+            raise ApiError.bad_request(_event_problems(exc)) from None
         if event_type is EventType.REQUEST_CREATED:
             _accept_request(state.responder, client, event)
         else:
@@ -587,6 +588,28 @@ def create_app(
         return Response(status_code=200)
 
     return app
+
+
+_ECHOED_PROBLEMS: Final = 4
+"""At most this many problems of a refused event are named, each with its path cut to 48 and
+its message to 80 characters (the value it repeats is already cut to 80, ``Violation.got``):
+an event with a thousand bad attributes gets a short answer, not its own text back."""
+
+
+def _event_problems(refused: ValidationFailed) -> str:
+    """The 400 message for an event that broke the v3 schema: the count and a few problems."""
+    count = len(refused.violations)
+    named = []
+    for problem in refused.violations[:_ECHOED_PROBLEMS]:
+        where = f"'{_cut(problem.path, 48)}'" if problem.path else "event"
+        got = f" (got {problem.got})" if problem.got is not None else ""
+        named.append(f"{where}: {_cut(problem.message, 80)}{got}")
+    more = f"; and {count - len(named)} more" if count > len(named) else ""
+    return f"event has {count} problem{'s' * (count != 1)}: {'; '.join(named)}{more}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _too_many(wait: float) -> JSONResponse:
@@ -650,7 +673,7 @@ def _accept_request(responder: RequestResponder, client: Client, event: Mapping[
         )
     if not source_matches(str(event["source"]), client.events.url):
         raise ApiError.bad_request(
-            f"event source {str(event['source'])[:100]!r} does not match the events endpoint "
+            f"event source {_cut(str(event['source']), 60)!r} does not match the events endpoint "
             f"registered for client '{client.client_id}'"
         )
     responder.submit_request(client, event)

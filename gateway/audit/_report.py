@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from typing import Final
 
 from pcf_exchange.gateway.audit import AuditEntry, AuditVerification
 from pcf_exchange.gateway.console._svg import render_chart
@@ -42,7 +43,37 @@ from pcf_exchange.gateway.console._views import (
     totals,
 )
 
-__all__ = ["render_report"]
+__all__ = ["AUDIT_ENTRY_COLUMNS", "audit_entry_cells", "render_report"]
+
+AUDIT_ENTRY_COLUMNS: Final = (
+    "log",
+    "seq",
+    "recorded",
+    "kind",
+    "outcome",
+    "recipient",
+    "purpose",
+    "footprint",
+    "policy",
+)
+"""The columns an audit entry is listed under, here and in ``pcfx audit list`` (each adds its
+own after them: the approval and proof here, the disclosed fields there)."""
+
+
+def audit_entry_cells(log_id: str, entry: AuditEntry) -> tuple[str, ...]:
+    """*entry*'s cells under :data:`AUDIT_ENTRY_COLUMNS` (empty where it has nothing)."""
+    return (
+        log_id,
+        str(entry.seq),
+        entry.recorded_at,
+        entry.kind,
+        entry.outcome or "",
+        entry.recipient_id or "",
+        entry.purpose or "",
+        entry.record_pf_id or "",
+        entry.policy_version or "",
+    )
+
 
 _INDEX = re.compile(r"\[\d+\]")
 _CSS = """
@@ -337,15 +368,7 @@ def render_report(
     parts.append(
         _table(
             [
-                "log",
-                "seq",
-                "recorded",
-                "kind",
-                "outcome",
-                "recipient",
-                "purpose",
-                "footprint",
-                "policy",
+                *AUDIT_ENTRY_COLUMNS,
                 "approval",
                 "approver",
                 "approval reason",
@@ -354,15 +377,7 @@ def render_report(
             ],
             [
                 (
-                    log_id,
-                    e.seq,
-                    e.recorded_at,
-                    e.kind,
-                    e.outcome,
-                    e.recipient_id,
-                    e.purpose,
-                    e.record_pf_id,
-                    e.policy_version,
+                    *audit_entry_cells(log_id, e),
                     (e.approval_id or "")[:8],
                     e.approver,
                     e.approval_reason,

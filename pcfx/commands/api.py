@@ -197,6 +197,7 @@ def serve_command(
         public = load_ed25519_public_key(label_operator_key)
         labels = SnapshotFile(label_snapshot, {key_id_of(public): public})
     from pcf_exchange.contracts import SERVICE_STARTUP_S, HttpSchemaRegistry, KafkaSchemaRegistry
+    from pcf_exchange.contracts._registry import require_migrated
     from pcf_exchange.pcfx.settings import bootstrap_servers
 
     servers = bootstrap or bootstrap_servers()
@@ -206,6 +207,12 @@ def serve_command(
         if registry_url
         else KafkaSchemaRegistry(servers, prefix=topic_prefix, startup_s=SERVICE_STARTUP_S)
     )
+    if isinstance(registry, KafkaSchemaRegistry):  # an un-migrated prefixed deployment: refuse
+        try:
+            require_migrated(servers, topic_prefix, registry=registry)
+        except BaseException:
+            registry.close()
+            raise
     source = KafkaReleaseSource(
         servers, topics=topics, registry=registry, private_key=private, gateway_keys=gateways
     )

@@ -71,6 +71,7 @@ from pcf_exchange.pcfx.options import (
     RegistryUrl,
     TopicPrefix,
     passphrase,
+    with_options,
 )
 from pcf_exchange.pcfx.settings import bootstrap_servers
 from pcf_exchange.pcfx.tables import resolve_id
@@ -432,40 +433,60 @@ Reason = Annotated[
 OperatorId = Annotated[str, typer.Option("--operator-id", help="Who decides.")]
 
 
+def _operator_options(
+    operator_id: OperatorId = OPERATOR,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    bootstrap: Bootstrap = None,
+    registry_url: RegistryUrl = None,
+    topic_prefix: TopicPrefix = "",
+    json_out: JsonOut = False,
+) -> None:
+    """The options of the commands the operator signs with its key (blacklist, unlist, export,
+    watch), after their own (:func:`pcfx.options.with_options`; :class:`_Operator` holds them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Operator:
+    """The values of :func:`_operator_options`."""
+
+    operator_id: str
+    passphrase_file: Path | None
+    passphrase_env: str | None
+    bootstrap: str | None
+    registry_url: str | None
+    topic_prefix: str
+    json_out: bool
+
+    def secret(self) -> bytes | None:
+        """The key's passphrase the options name (:func:`pcfx.options.passphrase`)."""
+        return passphrase(self.passphrase_file, self.passphrase_env)
+
+
 def _listing_command(action: ListingAction, body_help: str, doc: str) -> None:
     """Register ``pcfx bodies <action>``: blacklist and unlist are one command body that
     differs by the action it signs (and its help)."""
 
-    def command(
-        body_id: str,
-        key: SigningKey,
-        reason: Reason,
-        operator_id: OperatorId = OPERATOR,
-        passphrase_file: PassphraseFile = None,
-        passphrase_env: PassphraseEnv = None,
-        bootstrap: Bootstrap = None,
-        registry_url: RegistryUrl = None,
-        topic_prefix: TopicPrefix = "",
-        json_out: JsonOut = False,
-    ) -> None:
+    def command(body_id: str, key: SigningKey, reason: Reason, **options: Any) -> None:
+        o = _Operator(**options)
         _listing(
             action,
             body_id,
             key,
             reason,
-            operator_id,
-            passphrase(passphrase_file, passphrase_env),
-            bootstrap,
-            registry_url,
-            topic_prefix,
-            json_out,
+            o.operator_id,
+            o.secret(),
+            o.bootstrap,
+            o.registry_url,
+            o.topic_prefix,
+            o.json_out,
         )
 
     # the argument's help differs per action: given as an object, not as a string annotation
     command.__annotations__["body_id"] = Annotated[str, typer.Argument(help=body_help)]
     command.__doc__ = doc
     command.__name__ = f"bodies_{action.value}"
-    bodies_app.command(action.value)(handle_errors(command))
+    bodies_app.command(action.value)(handle_errors(with_options(_operator_options)(command)))
 
 
 _listing_command(
@@ -542,27 +563,23 @@ def bodies_show(
 
 @bodies_app.command("export")
 @handle_errors
+@with_options(_operator_options)
 def bodies_export(
     key: SigningKey,
     out: Annotated[
         Path, typer.Option("--out", help="The snapshot file (JSON).", show_default=False)
     ],
-    operator_id: OperatorId = OPERATOR,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    bootstrap: Bootstrap = None,
-    registry_url: RegistryUrl = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
+    **options: Any,
 ) -> None:
     """Export a registry snapshot signed by the operator key: every accepted body and
     certificate statement with its broker time, and every product's current footprint hash;
     what 'pcfx label verify --snapshot' checks labels against offline."""
-    operator, keys = _operator_signer(key, passphrase(passphrase_file, passphrase_env))
-    with _session(bootstrap, registry_url, topic_prefix) as session:
+    o = _Operator(**options)
+    operator, keys = _operator_signer(key, o.secret())
+    with _session(o.bootstrap, o.registry_url, o.topic_prefix) as session:
         registry = _read(session, keys, footprints=True)
     now = datetime.now(UTC)
-    data = Snapshot.of(registry, exported_by=operator_id, at=now).sign(operator)
+    data = Snapshot.of(registry, exported_by=o.operator_id, at=now).sign(operator)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     summary = {
@@ -572,7 +589,7 @@ def bodies_export(
         "certificates": len(registry.certificates),
         "footprints": len(registry.footprints),
     }
-    if json_out:
+    if o.json_out:
         print_json(summary)
         return
     console.print(
@@ -882,33 +899,29 @@ def certificates_verify(
 
 @certificates_app.command("watch")
 @handle_errors
+@with_options(_operator_options)
 def certificates_watch(
     key: SigningKey,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between passes.")] = 30.0,
-    operator_id: OperatorId = OPERATOR,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    bootstrap: Bootstrap = None,
-    registry_url: RegistryUrl = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
+    **options: Any,
 ) -> None:
     """The staleness watcher (operator): publish a signed stale notice to pcf.certificates for
     every certificate whose product's current footprint is no longer the certified one."""
-    operator = _signing_key(key, passphrase(passphrase_file, passphrase_env))
-    with _session(bootstrap, registry_url, topic_prefix, writes=True) as session:
+    o = _Operator(**options)
+    operator = _signing_key(key, o.secret())
+    with _session(o.bootstrap, o.registry_url, o.topic_prefix, writes=True) as session:
         while True:
             result = watch_once(
                 session.bootstrap,
                 session.statements,
                 session.footprints,
                 operator,
-                operator_id=operator_id,
+                operator_id=o.operator_id,
                 topics=session.topics,
             )
             notices = [n.to_json() for n in result.notices]
-            if json_out:
+            if o.json_out:
                 print_json({"certificates": result.certificates, "staleNotices": notices})
             else:
                 for n in result.notices:

@@ -97,6 +97,7 @@ from pcf_exchange.pcfx.options import (
     PassphraseFile,
     TopicPrefix,
     passphrase,
+    with_options,
 )
 from pcf_exchange.producers.factors import SOURCED_FACTORS
 
@@ -297,7 +298,7 @@ class _ApprovalsQueue:
         return [self.event(requested_event(prepared.approval, source, at=at))]
 
     def book(self) -> Any:
-        """Every approval on the topic (:class:`~gateway._approvals_log.ApprovalBook`),
+        """Every approval on the topic (:class:`~gateway.runtime._approvals_log.ApprovalBook`),
         each decision with the broker's append time (the officer key's validity is judged
         then)."""
         from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
@@ -574,6 +575,28 @@ def _finish(doc: Declaration, opts: _Release) -> None:
         raise typer.Exit(int(ExitCode.REJECTED))
 
 
+def _release_options(
+    recipient: Recipient = None,
+    purpose: Purpose = None,
+    dry_run: DryRun = False,
+    snapshot: Snap = None,
+    operator_key: OperatorKey = None,
+    certificate: Certs = [],  # noqa: B006 (typer reads the default)
+    policy: PolicyOpt = None,
+    gateway_key: GatewayKeyOpt = None,
+    passphrase_file: PassphraseFile = None,
+    passphrase_env: PassphraseEnv = None,
+    pseudonym_secret: PseudonymOpt = None,
+    audit_log: AuditLog = _DEFAULT_AUDIT,
+    kafka: Kafka = False,
+    bootstrap: Bootstrap = None,
+    topic_prefix: TopicPrefix = "",
+    json_out: JsonOut = False,
+) -> None:
+    """The options art7, cbam and study share after their own (:func:`pcfx.options.with_options`;
+    :class:`_Release` holds their values)."""
+
+
 def _declaration_command(
     name: str,
     input_help: str,
@@ -585,34 +608,14 @@ def _declaration_command(
     file (art7, cbam): one command body, differing by the input it reads, the builder it calls,
     and its help."""
 
-    def command(
-        footprint: Footprint,
-        input_file: Path,
-        out: Out,
-        recipient: Recipient = None,
-        purpose: Purpose = None,
-        dry_run: DryRun = False,
-        snapshot: Snap = None,
-        operator_key: OperatorKey = None,
-        certificate: Certs = [],  # noqa: B006 (typer reads the default)
-        policy: PolicyOpt = None,
-        gateway_key: GatewayKeyOpt = None,
-        passphrase_file: PassphraseFile = None,
-        passphrase_env: PassphraseEnv = None,
-        pseudonym_secret: PseudonymOpt = None,
-        audit_log: AuditLog = _DEFAULT_AUDIT,
-        kafka: Kafka = False,
-        bootstrap: Bootstrap = None,
-        topic_prefix: TopicPrefix = "",
-        json_out: JsonOut = False,
-    ) -> None:
+    def command(footprint: Footprint, input_file: Path, out: Out, **release: Any) -> None:
         _declare(
             footprint,
             lambda: read_input(_read(input_file, yaml_ok=True), subject=str(input_file)),
             lambda source, inp, certs: build(
                 source, inp, certificates=certs, issued_at=datetime.now(UTC)
             ),
-            _Release.of(locals()),
+            _Release.of({**release, "out": out}),
         )
 
     # the input's help differs per declaration: given as an object, not a string annotation
@@ -621,7 +624,7 @@ def _declaration_command(
     ]
     command.__doc__ = doc
     command.__name__ = name
-    declarations_app.command(name)(handle_errors(command))
+    declarations_app.command(name)(handle_errors(with_options(_release_options)(command)))
 
 
 _declaration_command(
@@ -655,6 +658,7 @@ def _factor_table(path: Path | None) -> dict[tuple[str, str], EmissionFactor]:
 
 @declarations_app.command("study")
 @handle_errors
+@with_options(_release_options)
 def study(
     footprint: Footprint,
     out: Out,
@@ -673,22 +677,7 @@ def study(
             help="The background factor table the roll-up used (default: the shipped sourced set).",
         ),
     ] = None,
-    recipient: Recipient = None,
-    purpose: Purpose = None,
-    dry_run: DryRun = False,
-    snapshot: Snap = None,
-    operator_key: OperatorKey = None,
-    certificate: Certs = [],  # noqa: B006 (typer reads the default)
-    policy: PolicyOpt = None,
-    gateway_key: GatewayKeyOpt = None,
-    passphrase_file: PassphraseFile = None,
-    passphrase_env: PassphraseEnv = None,
-    pseudonym_secret: PseudonymOpt = None,
-    audit_log: AuditLog = _DEFAULT_AUDIT,
-    kafka: Kafka = False,
-    bootstrap: Bootstrap = None,
-    topic_prefix: TopicPrefix = "",
-    json_out: JsonOut = False,
+    **release: Any,
 ) -> None:
     """GB/T 24067 / ISO 14067 study report (printable HTML + JSON): boundary, data sources with
     the background factors' sources and versions, allocation, data quality, results per stage."""
@@ -705,7 +694,7 @@ def study(
             certificates=certs,
             issued_at=datetime.now(UTC),
         ),
-        _Release.of(locals()),
+        _Release.of({**release, "out": out}),
     )
 
 

@@ -15,9 +15,9 @@ import typer
 
 from pcf_exchange.gateway._approvals_log import ApprovalBook, RowStatus
 from pcf_exchange.gateway._topics import Topics
-from pcf_exchange.gateway.runtime._avro import GatewaySerde, kafka_registrar
+from pcf_exchange.gateway.runtime._avro import GatewaySerde
 from pcf_exchange.gateway.runtime._officer import read_approval_book, write_decision
-from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _registry
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _serde
 from pcf_exchange.pcfx.console import console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (
     Bootstrap,
@@ -63,11 +63,8 @@ def approvals_list(
 ) -> None:
     """Held transfers and their state (pending, approved, denied, overdue, resolved)."""
     servers = _bootstrap(bootstrap)
-    registry = _registry(servers, prefix=topic_prefix)
-    try:
-        book = _book(servers, Topics(topic_prefix), GatewaySerde(registry))
-    finally:
-        registry.close()
+    with _serde(servers, topic_prefix) as serde:
+        book = _book(servers, Topics(topic_prefix), serde)
     now = datetime.now(UTC)
     open_states = {RowStatus.PENDING, RowStatus.APPROVED, RowStatus.DENIED, RowStatus.OVERDUE}
     rows = [r for r in book.rows.values() if show_all or r.status(now) in open_states]
@@ -122,15 +119,14 @@ def _decide(
 
     officer = load_signer(key, secret)
     servers = _bootstrap(bootstrap)
-    registry = _registry(servers, prefix=topic_prefix)
-    try:
+    with _serde(servers, topic_prefix, writes=True) as serde:
         # the id or a unique prefix: write_decision refuses an ambiguous prefix listing the
         # candidates (code ambiguous_id: exit 2, a usage error as everywhere) and an id that
         # names no approval (exit 1)
         written = write_decision(
             servers,
             Topics(topic_prefix).approvals,
-            GatewaySerde(registry, registrar=kafka_registrar(servers, prefix=topic_prefix)),
+            serde,
             approval_id,
             approved=approved,
             officer=officer,
@@ -139,8 +135,6 @@ def _decide(
             mechanism_ref=mechanism_ref,
             conditions=conditions,
         )
-    finally:
-        registry.close()
     if json_out:
         print_json(
             {

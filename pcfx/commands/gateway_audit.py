@@ -32,9 +32,8 @@ from pcf_exchange.gateway.audit import (
     prove_inclusion,
 )
 from pcf_exchange.gateway.audit._export import UnreadableInput, read_export, write_export
-from pcf_exchange.gateway.audit._report import render_report
-from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
+from pcf_exchange.gateway.audit._report import AUDIT_ENTRY_COLUMNS, audit_entry_cells, render_report
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
 from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (
     Bootstrap,
@@ -73,13 +72,8 @@ def _audit_logs(
 
     servers = _bootstrap(bootstrap)
     topics = Topics(topic_prefix)
-    registry = _registry(servers, prefix=topic_prefix)
-    try:
-        entries, checkpoints, problems = read_audit_logs(
-            servers, topics, GatewaySerde(registry), offsets=offsets
-        )
-    finally:
-        registry.close()
+    with _serde(servers, topic_prefix) as serde:
+        entries, checkpoints, problems = read_audit_logs(servers, topics, serde, offsets=offsets)
     return entries, checkpoints, problems, f"{topics.audit} + {topics.checkpoints} at {servers}"
 
 
@@ -426,32 +420,9 @@ def audit_show(
     if as_json:
         print_json([{"logId": log_id, **e.to_json()} for log_id, e in rows])
     else:
-        table = Table(
-            "log",
-            "seq",
-            "recorded",
-            "kind",
-            "outcome",
-            "recipient",
-            "purpose",
-            "footprint",
-            "policy",
-            "fields",
-            title=f"{len(rows)} audit entries",
-        )
+        table = Table(*AUDIT_ENTRY_COLUMNS, "fields", title=f"{len(rows)} audit entries")
         for log_id, e in rows:
-            table.add_row(
-                log_id,
-                str(e.seq),
-                e.recorded_at,
-                e.kind,
-                e.outcome or "",
-                e.recipient_id or "",
-                e.purpose or "",
-                e.record_pf_id or "",
-                e.policy_version or "",
-                _summary(e),
-            )
+            table.add_row(*audit_entry_cells(log_id, e), _summary(e))
         console.print(table)
     for line in problems:
         err_console.print(f"unreadable record {line}", markup=False)

@@ -23,8 +23,7 @@ from pcf_exchange.gateway._sealing import KeyRing, SealedMessage, hpke_open, ope
 from pcf_exchange.gateway._topics import Topics
 from pcf_exchange.gateway.audit._export import UnreadableInput
 from pcf_exchange.gateway.policy import vault_context
-from pcf_exchange.gateway.runtime._avro import GatewaySerde
-from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _registry
+from pcf_exchange.pcfx.commands._gateway_shared import _bootstrap, _quiet, _serde
 from pcf_exchange.pcfx.console import ExitCode, console, err_console, handle_errors, print_json
 from pcf_exchange.pcfx.options import (
     Bootstrap,
@@ -71,16 +70,12 @@ def _sealed_from_file(path: Path) -> Iterator[SealedMessage]:
 def _sealed_from_topic(servers: str, topic: str, prefix: str) -> Iterator[SealedMessage]:
     from pcf_exchange.gateway.runtime import partition_count, read_to_end
 
-    registry = _registry(servers, prefix=prefix)
-    try:
-        serde = GatewaySerde(registry)
+    with _serde(servers, prefix) as serde:
         count = partition_count(servers, topic)
         if count == 0:
             raise UnreadableInput(f"topic {topic} does not exist")
         for message in read_to_end(servers, [(topic, p) for p in range(count)]):
             yield sealed_from_datum(serde.decode(message.value() or b"", "SealedMessage"))
-    finally:
-        registry.close()
 
 
 @outbound_app.command("dump")

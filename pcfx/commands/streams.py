@@ -123,6 +123,7 @@ def run(
 ) -> None:
     """Run one streams worker (start more, with the same --group, to share the partitions)."""
     from pcf_exchange.contracts import HttpSchemaRegistry
+    from pcf_exchange.contracts._registry import require_migrated
     from pcf_exchange.contracts.handoff import HandoffSigner
     from pcf_exchange.pcfx.settings import bootstrap_servers
     from pcf_exchange.producers.keys import key_id_of, load_public_key, load_signer
@@ -130,9 +131,12 @@ def run(
 
     keys = {key_id_of(k): k for k in (load_public_key(p) for p in operator_key)}
     signer = load_signer(service_key, passphrase(passphrase_file, passphrase_env))
+    servers = bootstrap_servers(bootstrap)
+    if not registry_url:  # an un-migrated prefixed deployment: refuse, say what to run
+        require_migrated(servers, topic_prefix)
     data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     config = StreamsConfig(
-        bootstrap=bootstrap_servers(bootstrap),
+        bootstrap=servers,
         operator_keys=keys,
         signer=HandoffSigner(signer.private_key, signer.owner, signer.key_id),
         app_id=_group(group, app_id) or f"{topic_prefix}pcfx-streams",

@@ -213,21 +213,16 @@ def approvals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         rows={i: SimpleNamespace(approval=SimpleNamespace(approval_id=i)) for i in APPROVALS}
     )
 
-    class _Registry:
-        def close(self) -> None:
-            return None
-
     class _Serde:
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
         def encode(self, *args: Any) -> bytes:
             return b""
 
+    @contextlib.contextmanager
+    def serde(servers: str, prefix: str, **_: Any) -> Iterator[_Serde]:
+        yield _Serde()
+
     monkeypatch.setattr(gateway_approvals, "_bootstrap", lambda bootstrap: "in-memory:0")
-    monkeypatch.setattr(gateway_approvals, "_registry", lambda servers, **_: _Registry())
-    monkeypatch.setattr(gateway_approvals, "kafka_registrar", lambda servers, **_: None)
-    monkeypatch.setattr(gateway_approvals, "GatewaySerde", _Serde)
+    monkeypatch.setattr(gateway_approvals, "_serde", serde)
     monkeypatch.setattr(_officer, "read_approval_book", lambda servers, topic, serde: book)
     monkeypatch.setattr(_officer, "officer_decision", lambda row, **kw: {"at": NOW.isoformat()})
     monkeypatch.setattr(

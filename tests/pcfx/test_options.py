@@ -5,6 +5,7 @@ Walks the click command tree typer builds for the whole ``pcfx`` app.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typer.main import get_command
 
 from pcf_exchange.contracts.errors import PassphraseError
 from pcf_exchange.pcfx.cli import app
-from pcf_exchange.pcfx.options import log_level, passphrase
+from pcf_exchange.pcfx.options import JsonOut, TopicPrefix, log_level, passphrase, with_options
 
 
 def commands(group: Any = None, path: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
@@ -71,3 +72,40 @@ def test_log_levels() -> None:
 
     with pytest.raises(typer.BadParameter, match="loud"):
         log_level("loud")
+
+
+def _block(json_out: JsonOut = False, topic_prefix: TopicPrefix = "") -> None:
+    """A block of two options."""
+
+
+def test_with_options_adds_a_block_after_the_commands_own_options() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    seen: dict[str, object] = {}
+    cli = typer.Typer()
+
+    @cli.command()
+    @with_options(_block)
+    def show(name: str, **options: object) -> None:
+        seen.update(options, name=name)
+
+    @cli.command()
+    def other() -> None:  # (two commands: typer then needs the command's name)
+        pass
+
+    result = CliRunner().invoke(cli, ["show", "x", "--json", "--topic-prefix", "p."])
+    assert result.exit_code == 0, result.output
+    assert seen == {"name": "x", "json_out": True, "topic_prefix": "p."}
+    assert list(inspect.signature(show).parameters) == ["name", "json_out", "topic_prefix"]
+
+
+def test_with_options_refuses_a_command_without_kwargs_or_declaring_a_block_option() -> None:
+    def no_kwargs(name: str) -> None: ...
+
+    def clash(json_out: bool, **options: object) -> None: ...
+
+    with pytest.raises(TypeError, match="must take \\*\\*kwargs"):
+        with_options(_block)(no_kwargs)
+    with pytest.raises(TypeError, match="declares \\['json_out'\\] of _block"):
+        with_options(_block)(clash)
