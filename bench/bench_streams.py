@@ -86,10 +86,10 @@ from pcf_exchange.contracts.kafka_client import (
     kafka_python_kwargs,
     librdkafka_config,
 )
-from pcf_exchange.pcfx._exchange import Participants, start_worker, stop_worker, worker_command
 from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash
 from pcf_exchange.streams.rollup import run_batch
 from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
+from tests.harness import Participants, start_worker, stop_worker, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATE = 5_000.0

@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pcf_exchange.contracts import AvroSerde, HttpSchemaRegistry, register_all
 from pcf_exchange.contracts.observability import METRICS
-from pcf_exchange.pcfx._exchange import start_worker, stop_worker, worker_command
 from tests.contracts.conftest import registry_server  # noqa: F401 (a fixture)
 from tests.gateway._rollups import rolled_footprint
 from tests.gateway.test_runtime_kafka import CN, EU, GB, make_env
+from tests.harness import start_worker, stop_worker, worker_command
 from tests.streams._broker_world import World
 
 pytestmark = pytest.mark.broker

@@ -32,14 +32,9 @@ from pcf_exchange.contracts import (
     register_all,
 )
 from pcf_exchange.contracts.handoff import HandoffCheck, check_handoff
-from pcf_exchange.pcfx._exchange import (
-    ExchangeSession,
-    Participants,
-    start_worker,
-    stop_worker,
-    worker_command,
-)
+from pcf_exchange.pcfx._exchange import ExchangeSession
 from pcf_exchange.producers.delivery import KafkaSink, Outgoing
+from tests.harness import Participants, start_worker, stop_worker, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
