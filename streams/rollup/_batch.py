@@ -29,12 +29,14 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from contracts.errors import RollupError
 
 from ._component import ComponentState, component_step
 from ._engine import Delivery, Engine
+from ._flat import FlatRollup, rolled_value
 from ._messages import (
     BomDeclared,
     ChildValue,
@@ -42,11 +44,13 @@ from ._messages import (
     FootprintDeclared,
     Message,
     Outcome,
+    ProductOffered,
+    ProductRolledUp,
     Step,
 )
 from ._model import Bom, ComponentFootprint, Factor, Ref, RefKind
-from ._product import ProductState, product_step
-from ._result import RollupResult
+from ._product import ChildSlot, ProductState, product_step
+from ._result import RollupResult, SourceValue
 
 __all__ = ["Network", "children_first", "run_batch"]
 
@@ -55,18 +59,47 @@ class Network:
     """Both roles' states plus a FIFO of messages in flight (one process, no Kafka).
 
     ``run(coalesce=True)`` delivers through the :class:`~streams.rollup.Engine` that holds the
-    same two dicts of states; ``run()`` and :meth:`apply` deliver one message at a time.
+    same two dicts of states -- or, for the updates it models, through the flat mirror of those
+    states (:class:`~streams.rollup._flat.FlatRollup`, see :meth:`run`); ``run()`` and
+    :meth:`apply` deliver one message at a time. *flat* ``False`` keeps every run on the engine.
     """
 
-    def __init__(self) -> None:
-        self.components: dict[Ref, ComponentState] = {}
-        self.products: dict[str, ProductState] = {}
+    def __init__(self, *, flat: bool = True) -> None:
+        self._components: dict[Ref, ComponentState] = {}
+        self._products: dict[str, ProductState] = {}
         self.outcomes: Counter[Outcome] = Counter()
         self.delivered = 0
         self._queue: deque[Message] = deque()
-        self.engine = Engine(self.products, self.components)
-        self.last: Delivery | None = None
+        self._engine = Engine(self._products, self._components)
+        self._last: Delivery | None = None
+        self._flat = flat
+        self._mirror: FlatRollup | None = None
+        self._pending: _Pending | None = None
+
+    # ------------------------------------------------------------------ the object states
+
+    @property
+    def products(self) -> dict[str, ProductState]:
+        """The product side's states (what the flat mirror changed, built now)."""
+        self._sync()
+        return self._products
+
+    @property
+    def components(self) -> dict[Ref, ComponentState]:
+        """The input side's states (what the flat mirror changed, built now)."""
+        self._sync()
+        return self._components
+
+    @property
+    def engine(self) -> Engine:
+        self._sync()
+        return self._engine
+
+    @property
+    def last(self) -> Delivery | None:
         """What the last coalesced :meth:`run` did (its products' last values: ``published``)."""
+        self._sync()
+        return self._last
 
     def height(self, product_id: str) -> int:
         """1 + the height of the highest product this one's BOM uses (see
@@ -83,17 +116,19 @@ class Network:
         The outputs are *not* queued: :meth:`run` does that, and tests with their own delivery
         schedule (reordering, duplicates, replays) call this directly.
         """
+        self._sync()
+        self._mirror = None
         step: Step[Any]
         if isinstance(message, BomDeclared | ChildValue):
             pid = message.key
-            step = product_step(self.products.get(pid), message)
-            self.products[pid] = step.state
+            step = product_step(self._products.get(pid), message)
+            self._products[pid] = step.state
             if isinstance(message, BomDeclared):
-                self.engine._heights.clear()
+                self._engine._heights.clear()
         else:
             ref = message.ref
-            step = component_step(self.components.get(ref), message)
-            self.components[ref] = step.state
+            step = component_step(self._components.get(ref), message)
+            self._components[ref] = step.state
         self.outcomes[step.outcome] += 1
         self.delivered += 1
         return step
@@ -115,14 +150,26 @@ class Network:
         lowest first, each absorbing everything that arrived for it and updating once, in place.
         Same final state, each product of a DAG updated once per run -- batch mode. What it did
         is kept in :attr:`last`.
+
+        A coalesced batch of new footprint or factor versions that the flat mirror models (no
+        fuse, no observer: see ``_flat``) runs there instead: the numbers of every ancestor are
+        brought up to date as plain integers, and the states, values and :attr:`last` those
+        ancestors would have from the engine -- the same, field for field -- are built when
+        someone reads them. Anything else syncs them first and runs on the engine.
         """
         if coalesce:
             messages, self._queue = self._queue, deque()
-            delivery = self.engine.deliver(messages, max_messages, observe)
+            if max_messages is None and observe is None and self._run_flat(messages):
+                return self._pending.count if self._pending is not None else 0
+            self._sync()
+            self._mirror = None
+            delivery = self._engine.deliver(messages, max_messages, observe)
             self.outcomes.update(delivery.outcomes)
             self.delivered += delivery.delivered
-            self.last = delivery
+            self._last = delivery
             return delivery.count
+        self._sync()
+        self._mirror = None
         count = 0
         queue = self._queue
         while queue:
@@ -148,6 +195,153 @@ class Network:
         return {
             pid: state.result for pid, state in self.products.items() if state.result is not None
         }
+
+    # ------------------------------------------------------------------ the flat path
+
+    def _run_flat(self, messages: deque[Message]) -> bool:
+        """Run *messages* on the flat mirror if it models every one of them (nothing changes
+        otherwise); whether it did."""
+        if not self._flat or not messages:
+            return False
+        if not all(type(m) in (FootprintDeclared, FactorPublished) for m in messages):
+            return False
+        mirror = self._mirror
+        if mirror is None:
+            self._sync()
+            mirror = self._mirror = FlatRollup.load(self._products, self._components)
+        components = self._components
+        staged: dict[Ref, ComponentState] = {}
+        changes: list[tuple[int, SourceValue, list[Message]]] = []
+        steps: list[tuple[Message, Outcome]] = []
+        for message in messages:
+            ref = message.ref  # type: ignore[union-attr]
+            current = staged.get(ref) or components.get(ref)
+            step = component_step(current, message)  # type: ignore[arg-type]
+            steps.append((message, step.outcome))
+            if current is None or step.state.version == current.version:
+                if current is None and step.state.value is not None:
+                    return False  # (a new input: its subscribers are the engine's business)
+                staged[ref] = step.state
+                continue
+            value = step.state.value
+            node = None if value is None else mirror.accepts(value)
+            if node is None:
+                return False
+            assert value is not None
+            staged[ref] = step.state
+            changes.append((node, value, list(step.outputs)))
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = _Pending()
+        pending.new_run()
+        components_before = {ref: components.get(ref) for ref in staged}
+        components.update(staged)
+        for node, value, _ in changes:
+            mirror.set_leaf(node, value)
+        pending.run_components = [
+            ref for ref, state in staged.items() if state is not components_before.get(ref)
+        ]
+        run = mirror.propagate([node for node, _, _ in changes], pending.touched)
+        parents = mirror.parents
+        count = len(messages)
+        made: list[Message] = []
+        for _, _, outputs in changes:
+            made.extend(outputs)
+        count += len(made)
+        for node, last in run:
+            pending.sequence[node] = pending.sequence.get(node, 0) + 1
+            pid = mirror.refs[node].id
+            before = pending.trace.get(last, ()) if mirror.product[last] else ()
+            pending.trace[node] = (*before, pid)
+            pending.run_published[node] = None
+            count += 1 + len(parents[node])
+        pending.run_touched = [node for node, _ in run]
+        pending.run_made = made
+        pending.count = count
+        outcomes: Counter[Outcome] = Counter(outcome for _, outcome in steps)
+        outcomes[Outcome.APPLIED] += count - len(messages)
+        pending.run_outcomes = outcomes
+        pending.run_noops = [
+            (m, o) for m, o in steps if o is not Outcome.APPLIED and o is not Outcome.UNCHANGED
+        ]
+        self.outcomes.update(outcomes)
+        self.delivered += count
+        return True
+
+    def _sync(self) -> None:
+        """Build the object states (and :attr:`last`) of what the flat mirror changed."""
+        pending, mirror = self._pending, self._mirror
+        if pending is None:
+            return
+        self._pending = None
+        assert mirror is not None
+        products, components = self._products, self._components
+        published: dict[str, ProductRolledUp] = {}
+        delivery = Delivery()
+        order = sorted(pending.touched, key=lambda n: (mirror.height[n], n))
+        made: list[Message] = list(pending.run_made)
+        for node in order:
+            ref = mirror.refs[node]
+            pid = ref.id
+            old = products[pid]
+            bom = old.bom
+            assert bom is not None and old.value is not None
+            children = dict(old.children)
+            for child in pending.touched[node]:
+                comp = components[mirror.refs[child]]
+                assert comp.value is not None
+                children[comp.ref] = ChildSlot(comp.version, comp.value, comp.trace)
+            times = pending.sequence[node]
+            sequence = old.sequence + times
+            value = rolled_value(old.value, mirror.totals(node), bom, children)
+            mirror.value[node] = value
+            trace = pending.trace[node]
+            state = ProductState._rebuilt(old, children, sequence, value)
+            products[pid] = state
+            offered = ProductOffered(pid, sequence, value, trace)
+            before = components[ref]
+            comp = replace(component_step(before, offered).state, version=before.version + times)
+            components[ref] = comp
+            if node in pending.run_published:
+                rolled = ProductRolledUp(pid, sequence, value, trace)
+                published[pid] = rolled
+                delivery.products[pid] = state
+                delivery.components[ref] = comp
+                made.extend(
+                    ChildValue(parent, ref, comp.version, value, trace) for parent in comp.parents
+                )
+        for ref in pending.run_components:
+            delivery.components.setdefault(ref, components[ref])
+        delivery.published = {
+            mirror.refs[n].id: published[mirror.refs[n].id] for n in pending.run_touched
+        }
+        delivery.applied = made
+        delivery.noops = pending.run_noops
+        delivery.outcomes = pending.run_outcomes
+        delivery.delivered = delivery.count = pending.count
+        self._last = delivery
+
+
+class _Pending:
+    """What the flat mirror changed since the object states were last built (``Network._sync``),
+    and what its last run did (for :attr:`Network.last`)."""
+
+    def __init__(self) -> None:
+        self.touched: dict[int, dict[int, None]] = {}
+        """Per product, the children whose new values reached it."""
+        self.sequence: dict[int, int] = {}
+        """Per product, how many times it republished."""
+        self.trace: dict[int, tuple[str, ...]] = {}
+        self.new_run()
+
+    def new_run(self) -> None:
+        self.run_published: dict[int, None] = {}
+        self.run_touched: list[int] = []
+        self.run_made: list[Message] = []
+        self.run_components: list[Ref] = []
+        self.run_outcomes: Counter[Outcome] = Counter()
+        self.run_noops: list[tuple[Message, Outcome]] = []
+        self.count = 0
 
 
 def children_first(boms: Iterable[Bom]) -> list[Bom]:
