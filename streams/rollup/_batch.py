@@ -211,7 +211,7 @@ class Network:
             mirror = self._mirror = FlatRollup.load(self._products, self._components)
         components = self._components
         staged: dict[Ref, ComponentState] = {}
-        changes: list[tuple[int, SourceValue, list[Message]]] = []
+        changes: list[tuple[tuple[int, int, int], SourceValue, list[Message]]] = []
         steps: list[tuple[Message, Outcome]] = []
         for message in messages:
             ref = message.ref  # type: ignore[union-attr]
@@ -224,38 +224,34 @@ class Network:
                 staged[ref] = step.state
                 continue
             value = step.state.value
-            node = None if value is None else mirror.accepts(value)
-            if node is None:
+            accepted = None if value is None else mirror.accepts(value)
+            if accepted is None:
                 return False
             assert value is not None
             staged[ref] = step.state
-            changes.append((node, value, list(step.outputs)))
+            changes.append((accepted, value, list(step.outputs)))
         pending = self._pending
         if pending is None:
             pending = self._pending = _Pending()
         pending.new_run()
         components_before = {ref: components.get(ref) for ref in staged}
         components.update(staged)
-        for node, value, _ in changes:
-            mirror.set_leaf(node, value)
         pending.run_components = [
             ref for ref, state in staged.items() if state is not components_before.get(ref)
         ]
-        run = mirror.propagate([node for node, _, _ in changes], pending.touched)
-        parents = mirror.parents
-        count = len(messages)
         made: list[Message] = []
-        for _, _, outputs in changes:
+        for accepted, value, outputs in changes:
+            mirror.set_leaf(accepted, value)
+            pending.changed[accepted[0]] = None
             made.extend(outputs)
-        count += len(made)
-        for node, last in run:
-            pending.sequence[node] = pending.sequence.get(node, 0) + 1
-            pid = mirror.refs[node].id
-            before = pending.trace.get(last, ()) if mirror.product[last] else ()
-            pending.trace[node] = (*before, pid)
-            pending.run_published[node] = None
-            count += 1 + len(parents[node])
-        pending.run_touched = [node for node, _ in run]
+        run = mirror.propagate([accepted[0] for accepted, _, _ in changes], pending.last)
+        parents, times = mirror.parents, pending.times
+        count = len(messages) + len(made) + len(run)
+        for node in run:
+            times[node] = times.get(node, 0) + 1
+            count += len(parents[node])
+        pending.changed.update(dict.fromkeys(run))
+        pending.run_touched = run
         pending.run_made = made
         pending.count = count
         outcomes: Counter[Outcome] = Counter(outcome for _, outcome in steps)
@@ -269,42 +265,48 @@ class Network:
         return True
 
     def _sync(self) -> None:
-        """Build the object states (and :attr:`last`) of what the flat mirror changed."""
+        """Build the object states (and :attr:`last`) of what the flat mirror changed: each
+        republished product lowest first, its children's slots from their input roles' states
+        (a child's change reached every parent), its value from the mirror's sums, its trace
+        extending its last child's, its input role through :func:`component_step`."""
         pending, mirror = self._pending, self._mirror
         if pending is None:
             return
         self._pending = None
         assert mirror is not None
         products, components = self._products, self._components
-        published: dict[str, ProductRolledUp] = {}
+        refs, lines, changed = mirror.refs, mirror.lines, pending.changed
         delivery = Delivery()
-        order = sorted(pending.touched, key=lambda n: (mirror.height[n], n))
+        traces: dict[int, tuple[str, ...]] = {}
+        run = dict.fromkeys(pending.run_touched)
         made: list[Message] = list(pending.run_made)
-        for node in order:
-            ref = mirror.refs[node]
+        for node in sorted(pending.times, key=lambda n: (mirror.height[n], n)):
+            ref = refs[node]
             pid = ref.id
             old = products[pid]
             bom = old.bom
             assert bom is not None and old.value is not None
             children = dict(old.children)
-            for child in pending.touched[node]:
-                comp = components[mirror.refs[child]]
-                assert comp.value is not None
-                children[comp.ref] = ChildSlot(comp.version, comp.value, comp.trace)
-            times = pending.sequence[node]
+            for child in lines[node]:
+                if child in changed:
+                    comp = components[refs[child]]
+                    assert comp.value is not None
+                    children[comp.ref] = ChildSlot(comp.version, comp.value, comp.trace)
+            times = pending.times[node]
             sequence = old.sequence + times
             value = rolled_value(old.value, mirror.totals(node), bom, children)
             mirror.value[node] = value
-            trace = pending.trace[node]
+            last = pending.last[node]
+            trace = traces[node] = (*traces.get(last, ()), pid)
             state = ProductState._rebuilt(old, children, sequence, value)
             products[pid] = state
-            offered = ProductOffered(pid, sequence, value, trace)
             before = components[ref]
-            comp = replace(component_step(before, offered).state, version=before.version + times)
+            comp = component_step(before, ProductOffered(pid, sequence, value, trace)).state
+            if times > 1:  # (the engine's input role took each of its values: one version each)
+                comp = replace(comp, version=before.version + times)
             components[ref] = comp
-            if node in pending.run_published:
-                rolled = ProductRolledUp(pid, sequence, value, trace)
-                published[pid] = rolled
+            if node in run:
+                delivery.published[pid] = ProductRolledUp(pid, sequence, value, trace)
                 delivery.products[pid] = state
                 delivery.components[ref] = comp
                 made.extend(
@@ -312,9 +314,6 @@ class Network:
                 )
         for ref in pending.run_components:
             delivery.components.setdefault(ref, components[ref])
-        delivery.published = {
-            mirror.refs[n].id: published[mirror.refs[n].id] for n in pending.run_touched
-        }
         delivery.applied = made
         delivery.noops = pending.run_noops
         delivery.outcomes = pending.run_outcomes
@@ -327,15 +326,15 @@ class _Pending:
     and what its last run did (for :attr:`Network.last`)."""
 
     def __init__(self) -> None:
-        self.touched: dict[int, dict[int, None]] = {}
-        """Per product, the children whose new values reached it."""
-        self.sequence: dict[int, int] = {}
+        self.changed: dict[int, None] = {}
+        """The nodes whose values changed (inputs and products)."""
+        self.times: dict[int, int] = {}
         """Per product, how many times it republished."""
-        self.trace: dict[int, tuple[str, ...]] = {}
+        self.last: dict[int, int] = {}
+        """Per product, the last child that reached it the last time it republished."""
         self.new_run()
 
     def new_run(self) -> None:
-        self.run_published: dict[int, None] = {}
         self.run_touched: list[int] = []
         self.run_made: list[Message] = []
         self.run_components: list[Ref] = []

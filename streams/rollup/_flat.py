@@ -47,14 +47,12 @@ against the object engine and :func:`~streams.rollup.compute_result`, state for 
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from decimal import Decimal
 
 from ._component import ComponentState
 from ._model import Bom, Ref
-from ._numbers import PRECISION
+from ._numbers import EXACT_CONTEXT, PRECISION
 from ._result import Identity, SourceValue, Status, Totals
 
 __all__ = ["HEADROOM", "FlatRollup", "flat_keys"]
@@ -84,15 +82,14 @@ def flat_keys(totals: Totals) -> dict[str, Decimal]:
 
 def _pair(value: Decimal) -> tuple[int, int]:
     """*value* as (coefficient, exponent): ``value == coefficient · 10^exponent``."""
-    sign, digits, exponent = value.as_tuple()
+    exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)  # (figures are finite: checked on the way in)
-    coef = int("".join(map(str, digits))) if digits else 0
-    return (-coef if sign else coef), exponent
+    return int(value.scaleb(-exponent, EXACT_CONTEXT)), exponent
 
 
 def _decimal(coef: int, exponent: int) -> Decimal:
-    digits = tuple(map(int, str(abs(coef))))
-    return Decimal((1 if coef < 0 else 0, digits, exponent))
+    """``coef · 10^exponent`` written with that exponent (``0E-3`` is ``0.000``)."""
+    return Decimal(coef).scaleb(exponent, EXACT_CONTEXT)
 
 
 def _bases(parts: Iterable[Mapping[str, Decimal]]) -> tuple[int, int]:
@@ -130,11 +127,10 @@ def _same_decimal(a: Decimal | None, b: Decimal | None) -> bool:
     return a is b or (a is not None and b is not None and a.as_tuple() == b.as_tuple())
 
 
-def same_shape(old: SourceValue, new: SourceValue) -> bool:
-    """Whether *new* differs from *old* only in its figures' values (what the flat path applies
-    by difference): the same keys at the same exponents, and the same unit, status and
-    everything else a line's classification or its parent's lists depend on."""
-    if (
+def _same_kind(old: SourceValue, new: SourceValue) -> bool:
+    """Whether *new* is *old*'s kind of value: the same unit, status and everything else a
+    line's classification or its parent's lists depend on (the figures aside)."""
+    return not (
         old.totals is None
         or new.totals is None
         or old.ref != new.ref
@@ -148,10 +144,7 @@ def same_shape(old: SourceValue, new: SourceValue) -> bool:
         or old.factor_sources != new.factor_sources
         or old.exact != new.exact
         or old.usable != new.usable
-    ):
-        return False
-    a, b = flat_keys(old.totals), flat_keys(new.totals)
-    return list(a) == list(b) and all(_pair(v)[1] == _pair(b[k])[1] for k, v in a.items())
+    )
 
 
 class FlatRollup:
@@ -450,36 +443,53 @@ class FlatRollup:
 
     # ------------------------------------------------------------------ an update
 
-    def accepts(self, value: SourceValue) -> int | None:
-        """The node a new *value* of an input can be applied to here, or ``None`` (module
-        docstring): a clean leaf, the same shape as its value now, within its bound."""
+    def accepts(self, value: SourceValue) -> tuple[int, int, int] | None:
+        """Where a new *value* of an input goes here, or ``None`` if it is not modelled (module
+        docstring): ``(node, packed, variance)`` for a clean leaf when *value* has the shape of
+        the leaf's value now and fits its bounds; :meth:`set_leaf` then applies it."""
         node = self.index.get(value.ref)
         if node is None or self.product[node] or not self.clean[node]:
             return None
         old = self.value[node]
-        if old is None or not same_shape(old, value):
+        if old is None or value.totals is None or not _same_kind(old, value):
             return None
-        assert value.totals is not None
-        coefs, var = _split(flat_keys(value.totals), self.base[node], self.vbase[node])
-        if max(map(abs, coefs)) > self.bound[node] or abs(var) > self.vbound[node]:
+        figures = flat_keys(value.totals)
+        if tuple(figures) != self.keys[node]:
             return None
-        return node
-
-    def set_leaf(self, node: int, value: SourceValue) -> None:
-        """Give leaf *node* (one :meth:`accepts` named) its new *value*."""
-        assert value.totals is not None
-        self.value[node] = value
-        self.packed[node], self.var[node] = self._packed(
-            flat_keys(value.totals), self.base[node], self.vbase[node]
+        packed = var = 0
+        base, vbase, width, slot, bound = (
+            self.base[node],
+            self.vbase[node],
+            self.width,
+            self.slot,
+            self.bound[node],
         )
+        for (key, figure), before in zip(figures.items(), self.exps[node], strict=True):
+            exponent = figure.as_tuple().exponent
+            if exponent != before:
+                return None
+            coef = int(figure.scaleb(-before, EXACT_CONTEXT))
+            if key == _VARIANCE:
+                var = coef * 10 ** (exponent - vbase)
+                if abs(var) > self.vbound[node]:
+                    return None
+            else:
+                coef *= 10 ** (exponent - base)
+                if abs(coef) > bound:
+                    return None
+                packed += coef << (width * slot[key])
+        return node, packed, var
 
-    def propagate(
-        self, changed: Iterable[int], touched: dict[int, dict[int, None]]
-    ) -> list[tuple[int, int]]:
-        """Bring every product the *changed* nodes reach up to date, each once, lowest first.
-        Returns ``(product, last child)`` in the order they were taken (each republishes:
-        its inputs' values changed); *touched* gets, per product, the children that reached it.
-        """
+    def set_leaf(self, accepted: tuple[int, int, int], value: SourceValue) -> None:
+        """Give a leaf its new *value*, as :meth:`accepts` packed it."""
+        node, self.packed[accepted[0]], self.var[accepted[0]] = accepted
+        self.value[node] = value
+
+    def propagate(self, changed: Iterable[int], last: dict[int, int]) -> list[int]:
+        """Bring every product the *changed* nodes reach up to date, each once, lowest first
+        (by height, then node: the engine's order). Returns them in that order (each
+        republishes: its inputs' values changed); *last* gets, per product, the last child
+        that reached it (whose trace its own extends)."""
         height, parents, packed, var, lines = (
             self.height,
             self.parents,
@@ -488,45 +498,50 @@ class FlatRollup:
             self.lines,
         )
         dirty: dict[int, list[int]] = {}
-        ready: list[tuple[int, int]] = []
-        push, pop = heapq.heappush, heapq.heappop
+        levels: list[list[int]] = []
         for child in changed:
             for parent in parents[child]:
                 waiting = dirty.get(parent)
                 if waiting is None:
                     dirty[parent] = [child]
-                    push(ready, (height[parent], parent))
+                    up = height[parent]
+                    while len(levels) <= up:
+                        levels.append([])
+                    levels[up].append(parent)
                 else:
                     waiting.append(child)
-        out: list[tuple[int, int]] = []
-        while ready:
-            node = pop(ready)[1]
-            children = dirty.pop(node)
-            m, v = packed[node], var[node]
-            mine = lines[node]
-            seen = touched.get(node)
-            if seen is None:
-                seen = touched[node] = {}
-            for child in children:
-                seen[child] = None
-            for child in dict.fromkeys(children):
-                cm, cv = packed[child], var[child]
-                for record in mine[child]:
-                    nm = cm * record[0]
-                    nv = cv * record[1]
-                    m += nm - record[2]
-                    v += nv - record[3]
-                    record[2] = nm
-                    record[3] = nv
-            packed[node], var[node] = m, v
-            out.append((node, children[-1]))
-            for parent in parents[node]:
-                waiting = dirty.get(parent)
-                if waiting is None:
-                    dirty[parent] = [node]
-                    push(ready, (height[parent], parent))
-                else:
-                    waiting.append(node)
+        out: list[int] = []
+        at = 0
+        while at < len(levels):
+            level = levels[at]
+            at += 1
+            level.sort()
+            for node in level:
+                children = dirty[node]
+                last[node] = children[-1]
+                m, v = packed[node], var[node]
+                mine = lines[node]
+                for child in dict.fromkeys(children) if len(children) > 1 else children:
+                    cm, cv = packed[child], var[child]
+                    for record in mine[child]:
+                        nm = cm * record[0]
+                        nv = cv * record[1]
+                        m += nm - record[2]
+                        v += nv - record[3]
+                        record[2] = nm
+                        record[3] = nv
+                packed[node], var[node] = m, v
+                out.append(node)
+                for parent in parents[node]:
+                    waiting = dirty.get(parent)
+                    if waiting is None:
+                        dirty[parent] = [node]
+                        up = height[parent]
+                        while len(levels) <= up:
+                            levels.append([])
+                        levels[up].append(parent)
+                    else:
+                        waiting.append(node)
         return out
 
     # ------------------------------------------------------------------ the edge
@@ -602,4 +617,19 @@ def rolled_value(
         lambda: _build(bom, grid, used),
         tuple([v.identity for v in (grid, *used) if v is not None]),
     )
-    return replace(old, totals=totals, identity=identity)
+    return SourceValue(
+        ref=old.ref,
+        kind=old.kind,
+        sequence=old.sequence,
+        declared_unit=old.declared_unit,
+        declared_unit_amount=old.declared_unit_amount,
+        mass_per_declared_unit=old.mass_per_declared_unit,
+        status=old.status,
+        totals=totals,
+        missing=old.missing,
+        cycle=old.cycle,
+        factor_sources=old.factor_sources,
+        exact=old.exact,
+        supplier=old.supplier,
+        identity=identity,
+    )
