@@ -15,6 +15,15 @@ a DAG each product affected by a batch is updated and republished exactly once -
 not recomputed once per path that reaches it. Only results are built on demand
 (:meth:`results`): the network itself never computes a hash.
 
+A network kept around also has a *flat* mirror of its states (``_flat``): a coalesced batch of
+new footprint or factor versions that it models -- the steady-state update, figures changing
+but not their shape -- runs there as integer arithmetic, and the object states, values and
+:attr:`Network.last` that the engine would have made are built from it only when something
+reads them (``_sync``: lowest first, each republished product's slots from its inputs' states,
+its value from the mirror's sums, its input role through :func:`component_step`). Everything
+else syncs them first and runs on the engine; the mirror is then loaded again when the next
+batch it models comes (or by :meth:`Network.flatten`). ``Network(flat=False)`` never takes it.
+
 >>> from decimal import Decimal as D
 >>> from streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
 >>> figures = {"pcfExcludingBiogenicUptake": D("2.5"), "pcfIncludingBiogenicUptake": D("2.5"),
@@ -72,7 +81,10 @@ class Network:
         self._queue: deque[Message] = deque()
         self._engine = Engine(self._products, self._components)
         self._last: Delivery | None = None
-        self._flat = flat
+        self.flat = flat
+        """Whether coalesced runs may take the flat path (``False``: every run on the engine)."""
+        self.flat_runs = 0
+        """How many coalesced runs the flat mirror took."""
         self._mirror: FlatRollup | None = None
         self._pending: _Pending | None = None
 
@@ -198,17 +210,23 @@ class Network:
 
     # ------------------------------------------------------------------ the flat path
 
+    def flatten(self) -> None:
+        """Load the flat mirror now (otherwise the first coalesced run it can take loads it):
+        for a caller that wants that one-off cost outside what it measures."""
+        if self.flat and self._mirror is None:
+            self._sync()
+            self._mirror = FlatRollup.load(self._products, self._components)
+
     def _run_flat(self, messages: deque[Message]) -> bool:
         """Run *messages* on the flat mirror if it models every one of them (nothing changes
         otherwise); whether it did."""
-        if not self._flat or not messages:
+        if not self.flat or not messages:
             return False
         if not all(type(m) in (FootprintDeclared, FactorPublished) for m in messages):
             return False
+        self.flatten()
         mirror = self._mirror
-        if mirror is None:
-            self._sync()
-            mirror = self._mirror = FlatRollup.load(self._products, self._components)
+        assert mirror is not None
         components = self._components
         staged: dict[Ref, ComponentState] = {}
         changes: list[tuple[tuple[int, int, int], SourceValue, list[Message]]] = []
@@ -262,6 +280,7 @@ class Network:
         ]
         self.outcomes.update(outcomes)
         self.delivered += count
+        self.flat_runs += 1
         return True
 
     def _sync(self) -> None:

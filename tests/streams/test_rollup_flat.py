@@ -56,8 +56,10 @@ def _step(nets: tuple[Network, Network], batch: list[Message]) -> bool:
     flat, engine = nets
     flat.submit(*batch)
     engine.submit(*batch)
+    before = flat.flat_runs
     counts = flat.run(coalesce=True), engine.run(coalesce=True)
-    took = flat._pending is not None
+    took = flat.flat_runs > before
+    assert engine.flat_runs == 0
     assert counts[0] == counts[1]
     a, b = flat.last, engine.last
     assert a is not None and b is not None
