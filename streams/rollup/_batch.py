@@ -224,6 +224,8 @@ class Network:
             return False
         if not all(type(m) in (FootprintDeclared, FactorPublished) for m in messages):
             return False
+        if self._mirror is None and not self._worth_flattening(messages):
+            return False
         self.flatten()
         mirror = self._mirror
         assert mirror is not None
@@ -281,6 +283,26 @@ class Network:
         self.outcomes.update(outcomes)
         self.delivered += count
         self.flat_runs += 1
+        return True
+
+    def _worth_flattening(self, messages: Iterable[Message]) -> bool:
+        """Whether loading the mirror (a pass over every node) could pay for *messages*: each
+        is for an input that has a value and parents, none of which meters it as its grid
+        (a grid factor's part is not modelled). A cheap look at the object states, so that a
+        batch the mirror would refuse anyway -- a grid revision, a first value -- does not pay
+        for loading it."""
+        components, products = self._components, self._products
+        for message in messages:
+            ref = message.ref  # type: ignore[union-attr]
+            state = components.get(ref)
+            if state is None or state.value is None or not state.subscribers:
+                return False
+            if ref.kind is RefKind.PRODUCT and ref.id in products:
+                return False  # (a product with a BOM: its input role is not a leaf)
+            for parent in state.subscribers:
+                bom = getattr(products.get(parent), "bom", None)
+                if bom is not None and bom.own.grid_ref == ref:
+                    return False
         return True
 
     def _sync(self) -> None:

@@ -328,3 +328,12 @@ def test_random_chains_and_updates_give_the_engines_states(data: st.DataObject, 
             batch.append(update)
         _step(nets, batch)
     _same_everywhere(nets)
+
+
+def test_a_grid_revision_runs_on_the_engine_without_loading_the_mirror() -> None:
+    nets = _pair()
+    _load(nets, _chain())
+    revision = FactorPublished(factor("grid0", "0.5", seq=2, unit="kilowatt hour"))
+    assert not _step(nets, [revision])
+    assert nets[0]._mirror is None  # (a grid factor's part is not modelled: no pass over nodes)
+    _same_everywhere(nets)
