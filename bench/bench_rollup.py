@@ -414,14 +414,14 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
     gc.disable()
     try:
         core_times, touched, edge = time_core_updates(net, messages, cpu=core_cpu)
+        results = net.results()  # (before the engine's and FIFO's updates: Brightway's state)
+        ours_total = sum(float(results[p].pcf or 0) for p in graph.finished)
         flat_runs = net.flat_runs
         net.flat = False  # the same network on the object engine: the code before the flat path
         engine, engine_touched, engine_edge = time_core_updates(
             net, engine_messages, cpu=engine_cpu
         )
         net.flat = True
-        results = net.results()
-        ours_total = sum(float(results[p].pcf or 0) for p in graph.finished)
         fifo, fifo_touched, _ = time_core_updates(net, fifo_messages, coalesce=False)
         net.flatten()
         calls_per_update, calls_per_ancestor = count_calls(net, counted_messages)
