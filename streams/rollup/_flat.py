@@ -34,7 +34,8 @@ headline becomes primary data and a stage) and no product whose input role offer
 footprint instead of its roll-up. ``Decimal`` multiplies exactly up to 50 digits (``PRECISION``)
 and rounds past that, and a field of ``W`` bits holds ``|c| < 2^(W-1)``; neither may be reached
 silently, so each node keeps an upper bound ``B`` of its coefficients (a leaf: its largest times
-:data:`HEADROOM`; a product: ``Σ B_child · max(a1, a2)`` plus its constant parts). A line whose
+:data:`HEADROOM`, a variance of 0 staying 0; a product: ``Σ B_child · a`` plus its constant
+parts, for the packed keys and the variance apart). A line whose
 ``B_child · k²`` could reach ``10^50`` is not modelled (a rounding would move an exponent), and
 ``W`` is chosen at load so that every ``B`` fits. Anything else -- a value past its bound, a BOM
 change, a subscription, a value of another shape -- :meth:`FlatRollup.accepts` refuses, and the
@@ -371,7 +372,9 @@ class FlatRollup:
                 base[node], vbase[node] = _bases([own])
                 coefs = _split(own, base[node], vbase[node])
                 bound[node] = max(1, *map(abs, coefs[0])) * HEADROOM
-                vbound[node] = max(1, abs(coefs[1])) * HEADROOM
+                # (a variance of 0 stays bounded by 0: a leaf that gains a standard deviation
+                # is refused, rather than every tier above it budgeting digits for one)
+                vbound[node] = abs(coefs[1]) * HEADROOM
                 continue
             b, vb = _bases([own, *self.constants[node]])
             for child, records in self.lines[node].items():
