@@ -37,7 +37,9 @@ silently, so each node keeps an upper bound ``B`` of its coefficients (a leaf: i
 :data:`HEADROOM`, a variance of 0 staying 0; a product: ``Σ B_child · a`` plus its constant
 parts, for the packed keys and the variance apart). A line whose
 ``B_child · k²`` could reach ``10^50`` is not modelled (a rounding would move an exponent), and
-``W`` is chosen at load so that every ``B`` fits. Anything else -- a value past its bound, a BOM
+``W`` is chosen at load so that every ``B`` fits. A leaf value past its bound raises it and its
+ancestors' (:meth:`FlatRollup._widen`) if both conditions still hold. Anything else -- a value
+that would break them, a BOM
 change, a subscription, a value of another shape -- :meth:`FlatRollup.accepts` refuses, and the
 caller hands it to the object engine, the reference (the mirror is then loaded again when the
 next update it models comes). At load every product's sums made from its parts are checked
@@ -175,6 +177,9 @@ class FlatRollup:
         self.vbase: list[int] = []
         self.bound: list[int] = []
         self.vbound: list[int] = []
+        self.cbound: list[int] = []
+        self.cvbound: list[int] = []
+        """Per product, the part of its bounds its constant parts take."""
         self.parents: list[list[int]] = []
         """Per node, the products its value goes to (its input role's active subscribers,
         sorted: the order the engine's queue brings them)."""
@@ -207,6 +212,8 @@ class FlatRollup:
                 self.var,
                 self.bound,
                 self.vbound,
+                self.cbound,
+                self.cvbound,
             ):
                 number.append(0)
             self.keys.append(())
@@ -387,6 +394,7 @@ class FlatRollup:
                 figures, variance = _split(part, b, vb)
                 total += sum(abs(c) for c in figures)
                 vtotal += abs(variance)
+            self.cbound[node], self.cvbound[node] = total, vtotal
             for child, records in self.lines[node].items():
                 for record in records:
                     kc, ke = record[4], record[5]
@@ -467,6 +475,7 @@ class FlatRollup:
             self.slot,
             self.bound[node],
         )
+        largest = 0
         for (key, figure), before in zip(figures.items(), self.exps[node], strict=True):
             exponent = figure.as_tuple().exponent
             if exponent != before:
@@ -474,14 +483,49 @@ class FlatRollup:
             coef = int(figure.scaleb(-before, EXACT_CONTEXT))
             if key == _VARIANCE:
                 var = coef * 10 ** (exponent - vbase)
-                if abs(var) > self.vbound[node]:
-                    return None
             else:
                 coef *= 10 ** (exponent - base)
-                if abs(coef) > bound:
-                    return None
+                largest = max(largest, abs(coef))
                 packed += coef << (width * slot[key])
+        if (largest > bound or abs(var) > self.vbound[node]) and not self._widen(
+            node, largest * HEADROOM, abs(var) * HEADROOM
+        ):
+            return None
         return node, packed, var
+
+    def _widen(self, leaf: int, bound: int, vbound: int) -> bool:
+        """Raise *leaf*'s bounds to take a larger value, and every ancestor's with them, if every
+        line above still multiplies under 50 digits and every field still fits its width;
+        whether they were raised (nothing changes otherwise)."""
+        new_bound = {leaf: max(bound, self.bound[leaf])}
+        new_vbound = {leaf: max(vbound, self.vbound[leaf])}
+        limit = 1 << (self.width - 2)
+        levels: dict[int, dict[int, None]] = {}
+        for parent in self.parents[leaf]:
+            levels.setdefault(self.height[parent], {})[parent] = None
+        while levels:
+            level = min(levels)
+            for node in sorted(levels.pop(level)):
+                total, vtotal = self.cbound[node], self.cvbound[node]
+                for child, records in self.lines[node].items():
+                    b = new_bound.get(child, self.bound[child])
+                    vb = new_vbound.get(child, self.vbound[child])
+                    for record in records:
+                        kc = record[4]
+                        if b * abs(kc) >= _DIGITS or vb * kc * kc >= _DIGITS:
+                            return False
+                        total += b * abs(record[0])
+                        vtotal += vb * abs(record[1])
+                if total >= limit:
+                    return False
+                new_bound[node], new_vbound[node] = total, vtotal
+                for parent in self.parents[node]:
+                    levels.setdefault(self.height[parent], {})[parent] = None
+        for node, value in new_bound.items():
+            self.bound[node] = value
+        for node, value in new_vbound.items():
+            self.vbound[node] = value
+        return True
 
     def set_leaf(self, accepted: tuple[int, int, int], value: SourceValue) -> None:
         """Give a leaf its new *value*, as :meth:`accepts` packed it."""

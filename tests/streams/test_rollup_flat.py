@@ -337,3 +337,16 @@ def test_a_grid_revision_runs_on_the_engine_without_loading_the_mirror() -> None
     assert not _step(nets, [revision])
     assert nets[0]._mirror is None  # (a grid factor's part is not modelled: no pass over nodes)
     _same_everywhere(nets)
+
+
+def test_a_value_past_its_bound_that_still_fits_widens_the_bounds_and_runs_flat() -> None:
+    nets = _pair()
+    _load(nets, _chain())
+    mirror = FlatRollup.load(nets[0].products, nets[0].components)
+    cell = mirror.index[FootprintDeclared(fp("cell")).ref]
+    before = mirror.bound[cell]
+    larger = _cell(10**6, 2)  # (4 000 times the leaf's bound; its ancestors still fit)
+    assert mirror.accepts(source_from_footprint(larger.footprint)) is not None
+    assert mirror.bound[cell] > before
+    assert _step(nets, [larger])
+    _same_everywhere(nets)
