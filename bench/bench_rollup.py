@@ -90,7 +90,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Baseline, BenchResult, write_result
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     Bom,
     BomDeclared,
     BomLine,

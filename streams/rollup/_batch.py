@@ -25,7 +25,7 @@ else syncs them first and runs on the engine; the mirror is then loaded again wh
 batch it models comes (or by :meth:`Network.flatten`). ``Network(flat=False)`` never takes it.
 
 >>> from decimal import Decimal as D
->>> from streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
+>>> from pcf_exchange.streams.rollup import Bom, BomLine, ComponentFootprint, run_batch
 >>> figures = {"pcfExcludingBiogenicUptake": D("2.5"), "pcfIncludingBiogenicUptake": D("2.5"),
 ...            "fossilGhgEmissions": D("2.5")}
 >>> cell = ComponentFootprint("cell", "fp-1", 1, "piece", D(1), figures)
@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from contracts.errors import RollupError
+from pcf_exchange.contracts.errors import RollupError
 
 from ._component import ComponentState, component_step
 from ._engine import Delivery, Engine

@@ -19,7 +19,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.rollup import (
+from pcf_exchange.streams.rollup import (
     BomDeclared,
     ComponentFootprint,
     FactorPublished,
@@ -30,7 +30,7 @@ from streams.rollup import (
     compute_result,
     source_from_footprint,
 )
-from streams.rollup._flat import FlatRollup
+from pcf_exchange.streams.rollup._flat import FlatRollup
 
 from ._rollup_helpers import bom, factor, figs, fp, line
 from ._rollup_scenarios import scenarios
@@ -98,7 +98,7 @@ def _same_everywhere(nets: tuple[Network, Network]) -> None:
 
 
 def _digits(totals: object) -> object:
-    from streams.rollup._flat import flat_keys
+    from pcf_exchange.streams.rollup._flat import flat_keys
 
     return {key: value.as_tuple() for key, value in flat_keys(totals).items()}  # type: ignore[arg-type]
 
