@@ -11,15 +11,18 @@ factors) on 30 % of the products.
 **Ours** -- the core kept as an in-memory :class:`~streams.rollup.Network` (both sides' states,
 the same transitions the faust agents run): one new footprint version of a random purchased part
 (built before the clock starts: its content hash is the producer's and ingestion's business),
-then :meth:`Network.run` with ``coalesce=True``, which hands the batch to the
-:class:`~streams.rollup.Engine` (local delivery: every ancestor's state copied once and updated
-in place by the difference the new value makes to its running sums, lowest products first, each
-once, values straight to the parents) until quiescence, as a worker's batch applies it. No result
-is built while the update propagates: that is the edge's cost, paid once per published product
-per batch (``Delivery.published``), and reported separately (``edge_build_results_ms``: the full
-result -- lineage, content hash, id -- of every republished product, built once). The details
-also give the same update delivered one message at a time (FIFO, as a faust agent with
-concurrency 1 would; diamonds then recompute a node once per path that reaches it).
+then :meth:`Network.run` with ``coalesce=True``, which takes it on the network's *flat* mirror
+(``streams/rollup/_flat.py``, loaded once after the graph, untimed: ``ours_flat_mirror_load_s``):
+every ancestor's numbers -- scaled integers, all keys but the variance packed in one int per
+node -- moved by the difference the changed lines make, lowest first, each once. No object is
+built while the update propagates: the states, values and messages the engine would have made,
+and the full result of every republished product (lineage, content hash, id), are the edge's
+cost, paid when read and reported separately (``edge_build_results_ms``). The details give the
+same network's **engine** on updates of the same kind in the same run (``engine_*``:
+``Network.flat`` off, i.e. the object :class:`~streams.rollup.Engine` every update ran on before
+the flat path -- copies of each ancestor's state, values and messages as objects), and the same
+update delivered one message at a time (FIFO, as a faust agent with concurrency 1 would;
+diamonds then recompute a node once per path that reaches it).
 
 **Baseline** -- Brightway (bw2calc 3.1.0) on the same graph: an ``LCA`` built once from a
 float64 ``bw_processing`` datapackage (demand = one unit of every finished product), its
@@ -50,32 +53,20 @@ with the load of the shared machine, so it compares two versions of the code exa
 ``--before DIR`` copies the same result of the old code (its results directory, run just before
 in the same window) into the details as ``before_this_change``.
 
-Where an update's time goes (session 14, ``main`` before the change; SIGPROF sampling of 600
-updates at 10k products, 1 213 samples, so C time is charged to the Python line that called it):
-
-* **it scales with the ancestors republished, not with the graph**: no pass over every node,
-  no result, lineage, hash or uuid built while an update propagates (none of them appears in the
-  samples); the fixed per-update cost (the queue, ``Delivery``, ``Counter.update``) is ~3 %.
-  Per republished ancestor the code made 204 calls at 10k (233 at 1k).
-* **the arithmetic is a sixth of it**: scaling the changed line's 8 keys (3 figures, primary,
-  variance, unassessed, 2 stages) and applying its difference to the sums -- ``_scaled`` + its
-  dict comprehension 8.1 %, ``Running._sum`` 8.7 %; 1.2-1.4 changed lines per ancestor (diamonds).
-* **the rest is per-node objects rebuilt at every ancestor**: frozen-dataclass ``__init__``s
-  14 % (``SourceValue``, ``Totals``, ``ChildValue``, ``ChildSlot``, ``ComponentState``,
-  ``Step``, ``ProductOffered``), the new value and its pending identity (``Running.value``)
-  14.5 % inclusive, the copies of the state and its running sums 7 %, ``Ref``'s generated
-  ``__hash__``/``__eq__`` 8.2 % (now written out, and refs interned), the component side's
-  draft, re-comparison and fan-out 8 %, the engine's queue/heap loop 7 %; Decimal contexts
-  (two ``localcontext`` per ancestor) about 2 %.
-
-What that means for the target, measured in one window (load 13-14): in a hot loop, scaling
-one line's 8 keys and applying its difference costs 3.2 µs (1.2-1.5 µs + 1.8-2.6 µs); in the
-engine an ancestor costs 133 µs of CPU (min of 4 rounds of 60 updates at 1k), where the samples
-charge that arithmetic 17 %. The ≥ 10x target at 10k asks for 0.18 ms per update: 3-4 µs for
-each of the 46-60 ancestors an update republishes on average, the arithmetic of one changed
-line. No rearrangement of these per-node objects gets there; only a design without them on the
-hot path might (one record of plain numbers per node, scaled integers in place of Decimal, the
-objects built at the edge for what is published) -- not built this session.
+Where an update's time went on the engine (session 14, SIGPROF sampling of 600 updates at 10k
+products): it scales with the ancestors republished (46-60 at 10k), 133 µs of CPU each; the
+arithmetic (scaling the changed line's 8 keys, applying its difference) was a sixth of it, the
+rest per-node objects rebuilt at every ancestor (frozen-dataclass inits 14 %, the new value and
+its pending identity 14.5 %, copies 7 %, ``Ref`` hash/eq 8 %, the component side 8 %, the
+queue 7 %). The ≥ 10x target at 10k asks for 3-4 µs per ancestor: no rearrangement of those
+objects gets there, hence the flat path (session 15). Measured in one window at load 8
+(``propagate`` timed inside the run): **4.4-5.0 µs per ancestor** of
+propagation at 10k (a changed line is two big-int multiplications, two subtractions, two
+additions; the rest is the height buckets and the parents' dirty lists), plus a fixed
+~230 µs per update that is the leaf's own object step (``component_step`` on the footprint:
+its value, subscribers and ChildValue messages, which the edge needs) and the check that the new
+value keeps its shape and bounds. The edge (states, values, messages, then the results) is
+paid per republished product when read.
 """
 
 from __future__ import annotations
@@ -182,7 +173,9 @@ def build_graph(
 # --------------------------------------------------------------------------- ours
 
 
-def load_core(graph: Graph) -> tuple[Network, float]:
+def load_core(graph: Graph, *, flatten: bool = False) -> tuple[Network, float, float]:
+    """The graph loaded from a backlog into a :class:`Network`: (network, seconds, seconds to
+    load its flat mirror after, with *flatten*; 0 without)."""
     gc.collect()
     gc.disable()  # millions of long-lived objects: generational GC passes would dominate
     start = time.perf_counter()
@@ -194,9 +187,14 @@ def load_core(graph: Graph) -> tuple[Network, float]:
         net.submit(BomDeclared(bom))
         net.run(coalesce=True)
     elapsed = time.perf_counter() - start
+    mirror = 0.0
+    if flatten:
+        start = time.perf_counter()
+        net.flatten()
+        mirror = time.perf_counter() - start
     gc.enable()
     gc.freeze()
-    return net, elapsed
+    return net, elapsed, mirror
 
 
 def _footprints(updates: list[tuple[str, Decimal]], seq: dict[str, int]) -> list[FootprintDeclared]:
@@ -240,8 +238,8 @@ def time_core_updates(
         times.append(time.perf_counter() - start)
         if cpu is not None:
             cpu.append(time.process_time() - cpu_start)
+        start = time.perf_counter()  # (the edge: reading net.last builds the flat path's states)
         published = net.last.published if coalesce and net.last is not None else seen
-        start = time.perf_counter()
         for rolled in published.values():
             rolled.result  # noqa: B018 - builds (and caches) the full result
         edge.append(time.perf_counter() - start)
@@ -259,12 +257,13 @@ def count_calls(net: Network, updates: list[FootprintDeclared]) -> tuple[float, 
 
     profile = cProfile.Profile()
     republished = 0
-    profile.enable()
     for message in updates:
         net.submit(message)
+        profile.enable()
         net.run(coalesce=True)
-        republished += len(net.last.published) if net.last is not None else 0
-    profile.disable()
+        profile.disable()
+        last = net.last  # (outside the count: on the flat path, reading it builds the edge)
+        republished += len(last.published) if last is not None else 0
     calls = sum(row[1] for row in pstats.Stats(profile).stats.values())  # type: ignore[attr-defined]
     return calls / max(1, len(updates)), calls / max(1, republished)
 
@@ -404,18 +403,27 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
         (rng.choice(parts), Decimal(rng.randint(1, 99_999)).scaleb(-3)) for _ in range(n_updates)
     ]
     gc.collect()
-    net, load_s = load_core(graph)
+    net, load_s, mirror_s = load_core(graph, flatten=True)
     seq: dict[str, int] = {}
     messages = _footprints(updates, seq)
+    engine_messages = _footprints(updates[: len(updates) // 2], seq)
     fifo_messages = _footprints(updates[: len(updates) // 4], seq)
     counted_messages = _footprints(updates[: min(50, len(updates))], seq)
     core_cpu: list[float] = []
+    engine_cpu: list[float] = []
     gc.disable()
     try:
         core_times, touched, edge = time_core_updates(net, messages, cpu=core_cpu)
-        results = net.results()
+        results = net.results()  # (before the engine's and FIFO's updates: Brightway's state)
         ours_total = sum(float(results[p].pcf or 0) for p in graph.finished)
+        flat_runs = net.flat_runs
+        net.flat = False  # the same network on the object engine: the code before the flat path
+        engine, engine_touched, engine_edge = time_core_updates(
+            net, engine_messages, cpu=engine_cpu
+        )
+        net.flat = True
         fifo, fifo_touched, _ = time_core_updates(net, fifo_messages, coalesce=False)
+        net.flatten()
         calls_per_update, calls_per_ancestor = count_calls(net, counted_messages)
     finally:
         gc.enable()
@@ -450,6 +458,17 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
             "ours_p95_ms": round(sorted(ms)[int(0.95 * (len(ms) - 1))], 3),
             "ancestors_republished_mean": round(statistics.fmean(touched), 1),
             "ours_per_ancestor_us": round(1000 * sum(ms) / max(1, sum(touched)), 1),
+            "ours_flat_path_updates": flat_runs,
+            "ours_flat_mirror_load_s": round(mirror_s, 2),
+            "engine_median_ms": _ms(engine),
+            "engine_cpu_median_ms": _ms(engine_cpu),
+            "engine_per_ancestor_us": round(1e6 * sum(engine) / max(1, sum(engine_touched)), 1),
+            "engine_ancestors_republished_mean": round(statistics.fmean(engine_touched), 1),
+            "engine_edge_build_results_median_ms": _ms(engine_edge),
+            "engine_note": (
+                "the same network and updates of the same kind through the object Engine "
+                "(Network(flat=False) path): the code before the flat engine, same run"
+            ),
             "edge_build_results_median_ms": _ms(edge),
             "edge_build_results_per_product_us": round(1e6 * sum(edge) / max(1, sum(touched)), 1),
             "ours_plus_edge_median_ms": _ms([a + b for a, b in zip(core_times, edge, strict=True)]),
@@ -480,7 +499,7 @@ def run_grid(size: int) -> BenchResult:
     """One new version of every grid factor on a graph where every product uses one."""
     graph = build_graph(size, electricity_share=1.0)
     gc.collect()
-    net, load_s = load_core(graph)
+    net, load_s, _ = load_core(graph)
     revision = [
         FactorPublished(
             Factor(f.factor_id, f.sequence + 1, f.unit, _figures(f.figures[E] * Decimal("0.9")))
@@ -606,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{result.name}: ours {result.value} ms/update (mean {d['ours_mean_ms']}, "
             f"{d['ancestors_republished_mean']} ancestors; edge {d['edge_build_results_median_ms']}"
-            f" ms) vs Brightway re-solve {baseline} ms; load {d['ours_initial_load_s']} s; "
+            f" ms; engine {d['engine_median_ms']} ms) vs Brightway re-solve {baseline} ms; "
+            f"load {d['ours_initial_load_s']} s + mirror {d['ours_flat_mirror_load_s']} s; "
             f"{time.perf_counter() - started:.0f} s -> {path}",
             file=sys.stderr,
         )

@@ -14,6 +14,8 @@ over an in-memory queue:
 * :class:`Engine` -- local delivery: a batch applied to the states one process holds, in place,
   products lowest first and each once, values straight to local parents (``_engine``);
 * :func:`run_batch` / :class:`Network` -- both sides over an in-memory queue until quiescence;
+  a network kept in memory runs the steady-state update (new figures, same shape) on its flat
+  mirror (``_flat``: one record of integers per node, objects built when read);
 * :func:`hotspots` / :func:`contribution_tree` -- what contributes most, from lineage.
 
 Inputs are :class:`ComponentFootprint`, :class:`Factor` and :class:`Bom` (with :class:`BomLine`

@@ -127,6 +127,28 @@ class ProductState:
         new._rebuild = False
         return new
 
+    @classmethod
+    def _rebuilt(
+        cls,
+        old: ProductState,
+        children: dict[Ref, ChildSlot],
+        sequence: int,
+        value: SourceValue,
+    ) -> ProductState:
+        """*old* with new *children*, *sequence* and *value* (what the flat path computed), its
+        running roll-up left to be rebuilt from the children if a step ever needs it."""
+        new = cls.__new__(cls)
+        new.product_id = old.product_id
+        new.bom = old.bom
+        new.children = children
+        new.sequence = sequence
+        new.value = value
+        new._run = None
+        new._refs = old._refs
+        new._dirty = set()
+        new._rebuild = False
+        return new
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProductState):
             return NotImplemented
