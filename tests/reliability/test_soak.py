@@ -6,11 +6,13 @@ takes about two minutes with the set-up, the initial load and the checks, too lo
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 
 from bench.bench_streams import SUPPLIERS
 from bench.report import RESULTS_DIR
@@ -123,6 +125,7 @@ def test_growth_is_judged_on_the_second_half_only() -> None:
         {"load_error": "TimeoutError()"},
         {"exited": ("worker-1 (-9)",)},
         {"check_error": "not checked: the groups had not drained"},
+        {"stalled": "stalled: lag {'streams-rollup': 488} unchanged for 180 s"},
         {"products": 0},
         {"recipients": {}},
         {
@@ -154,6 +157,77 @@ def test_the_verdict_fails_on_any_single_problem(change: dict[str, object]) -> N
     bad = replace(CLEAN, **change)  # type: ignore[arg-type]
     assert not bad.ok
     assert "products equal the oracle" in bad.summary()
+
+
+def at(t: float, lag: int, results: int = 100, outbound: int = 30) -> soak.Sample:
+    return soak.Sample(
+        t_s=t,
+        rss_mb={"worker-1": 900.0},
+        lag={"streams": 0, "streams-rollup": lag, "gateway": 0},
+        updates=500,
+        results=results,
+        outbound=outbound,
+    )
+
+
+def test_a_drain_where_nothing_moves_is_a_stall_once_it_lasts() -> None:
+    # the lag stuck at 488 from t+600 (session 14's drain), samples every 5 s
+    samples = [at(t, 900 - t // 2 if t < 600 else 488) for t in range(0, 781, 5)]
+    assert soak.stall(samples[: 600 // 5 + 30], 750, 180) is None, "145 s: not yet"
+    found = soak.stall(samples, 781, 180)
+    assert found is not None
+    assert "488" in found and "unchanged for 180 s" in found and "t+600s" in found
+
+
+@pytest.mark.parametrize(
+    "moving",
+    [
+        lambda t: at(t, 488 - t // 20),  # the lag goes down, slowly
+        lambda t: at(t, 488, results=100 + t // 20),  # results still written
+        lambda t: at(t, 488, outbound=30 + t // 20),  # the gateway still sends
+        lambda t: at(t, 488 + (t // 5) % 2),  # the lag moves at all
+    ],
+)
+def test_a_slow_drain_is_not_a_stall(moving: object) -> None:
+    samples = [moving(t) for t in range(0, 1001, 5)]  # type: ignore[operator]
+    assert soak.stall(samples, 1001, 180) is None
+
+
+def test_a_drained_exchange_is_not_a_stall_and_no_samples_at_all_is_one() -> None:
+    assert soak.stall([at(t, 0) for t in range(0, 1001, 5)], 1001, 180) is None
+    assert soak.stall([], 10, 180) is None
+    found = soak.stall([at(0, 5), at(5, 5)], 200, 180)
+    assert found is not None and "no sample for 195 s" in found
+
+
+class FlakySampler(soak.Sampler):
+    """A sampler whose look-ups fail twice, then answer (no broker: sample() is scripted)."""
+
+    def __init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+        self.interval_s, self.samples, self.failures, self.error = 0.0, [], 0, None
+        self.halt, self.lags, self.calls = threading.Event(), {}, 0
+
+    def sample(self) -> soak.Sample:
+        self.calls += 1
+        if self.calls <= 2:
+            raise KafkaException("committed timed out")
+        if self.calls >= 5:
+            self.halt.set()
+        return at(self.calls, 0)
+
+
+def test_the_sampler_goes_on_after_a_failed_look_up_and_the_progress_line_says_so() -> None:
+    sampler = FlakySampler()
+    sampler.start()
+    sampler.join(30)
+    assert not sampler.is_alive()
+    assert [s.t_s for s in sampler.samples] == [3, 4, 5]
+    assert sampler.failures == 2 and "committed timed out" in (sampler.error or "")
+    line = soak.progress(sampler, 120.0, "draining")
+    assert line.startswith("soak: t+120s draining (last sample 115 s ago)")
+    assert "2 samples failed" in line and "committed timed out" in line
+    assert soak.progress(FlakySampler(), 3.0) == "soak: t+3s no sample yet"
 
 
 def test_the_record_and_its_plot_are_written(tmp_path: Path) -> None:
