@@ -76,11 +76,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -123,6 +123,7 @@ GRIDS = ("bg:cn-fj-grid-2022", "bg:cn-grid-2022", "bg:cn-grid-east-2022", "bg:cn
 LINES = 3
 STEP = Decimal("0.01")
 STREAMS_INPUTS = ("pcf.declared", "pcf.bom", "pcf.factors", "pcf.keys")
+T = TypeVar("T")
 LOAD_GRACE_S = 300.0
 """How long past its time the load may still be finishing a send before it is reported stuck."""
 
@@ -484,7 +485,7 @@ class Soak(Exchange):
     def outbound_against_audit(self) -> dict[str, dict[str, int]]:
         """Per recipient: messages, transfer entries, messages without exactly one entry,
         entries without their message, messages on the topic twice."""
-        registry = KafkaSchemaRegistry(self.bootstrap)
+        registry = KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix)  # (the run's own)
         try:
             serde = GatewaySerde(registry)
             topics = Topics(self.prefix)
@@ -644,6 +645,31 @@ class Sampler(threading.Thread):
         if not self.is_alive():
             for lag in self.lags.values():
                 lag.close()
+
+
+def bounded(check: Callable[[], T], timeout_s: float, what: str) -> T:
+    """*check()*, in a thread given *timeout_s* seconds: its result, its exception, or a
+    ``TimeoutError`` naming *what* (the thread is left to end with the process). The checks
+    read whole topics and the registry; one that waits on something that never comes (the audit
+    read through a registry that was not the run's: every entry missed its schema, a second of
+    retries each) must fail the verdict, not hang the soak."""
+    out: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(check())
+        except BaseException as exc:  # (handed to the caller)
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=f"soak-check {what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"{what}: not done in {timeout_s:.0f} s")
+    if failed:
+        raise failed[0]
+    return out[0]
 
 
 def progress(sampler: Sampler, now_s: float, doing: str = "") -> str:
@@ -811,6 +837,7 @@ def run(
     max_rss_slope: float = 5.0,
     drain_timeout_s: float = 600.0,
     stall_s: float = 180.0,
+    check_s: float = 600.0,
     seed: int = 22,
     log: Any = print,
 ) -> SoakResult:
@@ -904,19 +931,22 @@ def run(
         recipients: dict[str, dict[str, int]] = {}
         products_checked, rejected, check_error = 0, 0, None
         if drained:
+            log(f"soak: drained in {drain_s:.0f} s; checking the oracle, the DLQ and the audit")
             time.sleep(5)  # the gateway's last transaction commits
             try:
                 expected = soak.expected()
-                got = soak.latest_figures()
+                got = bounded(soak.latest_figures, check_s, "reading the results")
                 products_checked = len(expected)
                 mismatched = tuple(
                     f"{product}: {got.get(product)} != {value}"
                     for product, value in sorted(expected.items())
                     if got.get(product) != value
                 )
-                rejected = len(soak.read_raw(soak.topic("pcf.rejected")))
-                recipients = soak.outbound_against_audit()
-            except (AssertionError, PcfError) as exc:  # (a topic not read to its end in time)
+                rejected = len(
+                    bounded(lambda: soak.read_raw(soak.topic("pcf.rejected")), check_s, "the DLQ")
+                )
+                recipients = bounded(soak.outbound_against_audit, check_s, "outbound and audit")
+            except (AssertionError, PcfError, TimeoutError) as exc:  # (a topic not read in time)
                 check_error = f"{type(exc).__name__}: {exc}"[:500]
         else:
             why = "stalled" if stalled else f"had not drained {drain_timeout_s:.0f} s after"

@@ -10,6 +10,7 @@ import threading
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import KafkaException
@@ -287,3 +288,34 @@ def test_a_short_soak_on_a_small_graph_ends_clean(kafka_bootstrap: str, tmp_path
     assert lags == {"streams", "streams-rollup", "gateway"}
     assert not any(result.samples[-1].lag.values())
     assert all(a.updates <= b.updates for a, b in itertools.pairwise(result.samples))
+
+
+def test_a_check_is_bounded_its_result_and_its_error_come_back() -> None:
+    assert soak.bounded(lambda: 42, 30, "answer") == 42
+    with pytest.raises(AssertionError, match="partitions"):
+        soak.bounded(lambda: (_ for _ in ()).throw(AssertionError("partitions")), 30, "x")
+    never = threading.Event()
+    try:
+        with pytest.raises(TimeoutError, match="outbound and audit: not done in 0 s"):
+            soak.bounded(never.wait, 0.05, "outbound and audit")
+    finally:
+        never.set()
+
+
+def test_the_audit_check_reads_the_runs_own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the registry topic follows the prefix: read through the shared one, every audit entry
+    # missed its schema (a second of retries each) and the soak hung in its check
+    opened: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    class Opened(Exception):
+        pass
+
+    def registry(*args: object, **kwargs: object) -> None:
+        opened.append((args, kwargs))
+        raise Opened
+
+    monkeypatch.setattr(soak, "KafkaSchemaRegistry", registry)
+    run = SimpleNamespace(bootstrap="127.0.0.1:1", prefix="t1234.")
+    with pytest.raises(Opened):
+        soak.Soak.outbound_against_audit(run)  # type: ignore[arg-type]
+    assert opened == [(("127.0.0.1:1",), {"prefix": "t1234."})]
