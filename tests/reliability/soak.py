@@ -87,7 +87,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from bench.bench_streams import (
     MAKER,
     SUPPLIERS,
-    UNIT,
+    bom,
     broker,
     footprint,
     pid,
@@ -102,7 +102,6 @@ from contracts import (
     ProductFootprint,
     RolledUpFootprint,
     load_factors,
-    parse,
 )
 from contracts.errors import PcfError
 from contracts.kafka_client import librdkafka_config
@@ -180,34 +179,14 @@ def soak_bom(
     product: str, lines: Sequence[tuple[str, str]], factor_id: str, revision: int
 ) -> BillOfMaterials:
     """*product*'s BOM at *revision*: *lines*, own process emissions and 2.5 kWh metered under
-    *factor_id*, ``productInfo`` (so its complete result carries a PACT footprint)."""
-    name = product.rsplit(":", 1)[-1]
-    return parse(
-        BillOfMaterials,
-        {
-            "productId": product,
-            "productName": name,
-            "owner": MAKER,
-            "declaredUnit": {"amount": "1", "unit": UNIT},
-            "productMassPerDeclaredUnit": "6.5",
-            "components": [{"productId": c, "quantity": q, "unit": UNIT} for c, q in lines],
-            "processEmissions": {
-                "directKgCO2e": "0.35",
-                "electricityKWh": "2.5",
-                "electricityFactorId": factor_id,
-            },
-            "productInfo": {
-                "companyName": "Soak Manufacturing Co.",
-                "companyIds": [MAKER],
-                "productDescription": f"Synthetic product {name}",
-                "productNameCompany": name,
-                "geographyCountrySubdivision": "CN-FJ",
-                "referencePeriodStart": "2024-01-01T00:00:00Z",
-                "referencePeriodEnd": "2025-01-01T00:00:00Z",
-                "pilotCategory": "LITHIUM_BATTERY",
-            },
-            "revision": revision,
-        },
+    *factor_id*, ``productInfo`` (so its complete result carries a PACT footprint): the bench's
+    BOM (:func:`bench.bench_streams.bom`) under the soak's own company name."""
+    return bom(
+        product,
+        lines,
+        factor_id=factor_id,
+        revision=revision,
+        company="Soak Manufacturing Co.",
     )
 
 

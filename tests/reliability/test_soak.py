@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import KafkaException
 
-from bench.bench_streams import SUPPLIERS
+from bench.bench_streams import SUPPLIERS, bom, pid
 from bench.report import RESULTS_DIR
 from tests.reliability import soak
 from tests.reliability._exchange import FACTORS_FILE
@@ -319,3 +319,18 @@ def test_the_audit_check_reads_the_runs_own_registry(monkeypatch: pytest.MonkeyP
     with pytest.raises(Opened):
         soak.Soak.outbound_against_audit(run)  # type: ignore[arg-type]
     assert opened == [(("127.0.0.1:1",), {"prefix": "t1234."})]
+
+
+def test_the_soak_bom_is_the_bench_bom_under_the_soak_company() -> None:
+    product, lines = pid("SOAK-T0-7"), [(pid("SOAK-T1-1"), "0.5"), (pid("SOAK-T1-2"), "2")]
+    got = soak.soak_bom(product, lines, "bg:cn-grid-2022", 3).model_dump(mode="json")
+    assert got["revision"] == 3
+    assert got["processEmissions"]["electricityFactorId"] == "bg:cn-grid-2022"
+    assert got["productInfo"]["companyName"] == "Soak Manufacturing Co."
+    assert [(c["productId"], c["quantity"]) for c in got["components"]] == lines
+    bench_bom = bom(product, lines).model_dump(mode="json")
+    assert bench_bom["productInfo"]["companyName"] == "Bench Manufacturing Co."
+    assert bench_bom["revision"] == 1
+    for field in ("revision", "processEmissions", "productInfo"):
+        got.pop(field), bench_bom.pop(field)
+    assert got == bench_bom, "the rest is the bench's"
