@@ -69,7 +69,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     KafkaSchemaRegistry,
@@ -80,12 +80,16 @@ from contracts import (
     parse_footprint,
     register_all,
 )
-from contracts.examples import example_footprint
-from contracts.kafka_client import faust_credentials, kafka_python_kwargs, librdkafka_config
-from streams.adapt import core_bom, core_factor, core_footprint, payload_hash
-from streams.harness import Participants, start_worker, stop_worker, worker_command
-from streams.rollup import run_batch
-from streams.runtime import StreamsConfig, ensure_topics
+from pcf_exchange.contracts.examples import example_footprint
+from pcf_exchange.contracts.kafka_client import (
+    faust_credentials,
+    kafka_python_kwargs,
+    librdkafka_config,
+)
+from pcf_exchange.pcfx._exchange import Participants, start_worker, stop_worker, worker_command
+from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash
+from pcf_exchange.streams.rollup import run_batch
+from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATE = 5_000.0
@@ -244,7 +248,7 @@ def broker() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    from infra.kafka.provision import provision_broker
+    from pcf_exchange.infra.kafka.provision import provision_broker
 
     with provision_broker() as provisioned:
         yield provisioned.bootstrap
@@ -760,7 +764,9 @@ def changelog_written(records: Sequence[tuple[bytes, bytes, int]], updates: int)
     for key, value, _ in records:
         if key.startswith(b"\x00rows:"):
             if value:
-                from streams.codec import decode_rows  # (only workers with row groups write them)
+                from pcf_exchange.streams.codec import (
+                    decode_rows,  # (only workers with row groups write them)
+                )
 
                 rows.extend(row for _, row in decode_rows(value))
         elif value:
@@ -778,8 +784,8 @@ def changelog_written(records: Sequence[tuple[bytes, bytes, int]], updates: int)
 def row_codec(rows: Sequence[bytes]) -> dict[str, Any]:
     """Layout 0 (JSON with field names) against layout 1 (positional) on the same rows: bytes
     and µs per row to encode and to decode (nothing when the codec has no layout 1)."""
-    from streams import codec
-    from streams._rollup_step import NodeRecord
+    from pcf_exchange.streams import codec
+    from pcf_exchange.streams._rollup_step import NodeRecord
 
     if not rows or not hasattr(codec, "encode_layout0"):
         return {}

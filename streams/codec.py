@@ -51,7 +51,7 @@ Three core types are not written field by field but through a *wire form* (:data
   input, sequence, the value published last); the running sums are derived and rebuilt on read.
 * :class:`~streams.rollup.ProductRolledUp` -- with its full result (built if not yet).
 
->>> from streams.rollup import Ref
+>>> from pcf_exchange.streams.rollup import Ref
 >>> decode(Ref, encode(Ref.product("urn:x")))
 Ref(kind=<RefKind.PRODUCT: 'product'>, id='urn:x')
 """
@@ -73,8 +73,8 @@ from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
 
-from contracts.errors import ContractError, PcfError
-from streams import rollup
+from pcf_exchange.contracts.errors import ContractError, PcfError
+from pcf_exchange.streams import rollup
 
 __all__ = [
     "CodecError",

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.kafka.launcher import Cluster, start_cluster
+from pcf_exchange.infra.kafka.launcher import Cluster, start_cluster
 from tests.reliability._exchange import Exchange, Verdict, signal_process
 
 KINDS = (

@@ -95,7 +95,7 @@ from bench.bench_streams import (
     producer,
 )
 from bench.report import RESULTS_DIR, BenchResult, write_result
-from contracts import (
+from pcf_exchange.contracts import (
     BillOfMaterials,
     EmissionFactor,
     KafkaSchemaRegistry,
@@ -103,12 +103,12 @@ from contracts import (
     RolledUpFootprint,
     load_factors,
 )
-from contracts.errors import PcfError
-from contracts.kafka_client import librdkafka_config
-from gateway.audit import EntryKind
-from gateway.runtime import GatewaySerde, Topics, gateway_schemas, read_audit_logs
-from streams.adapt import core_bom, core_factor, core_footprint, payload_hash
-from streams.rollup import run_batch
+from pcf_exchange.contracts.errors import PcfError
+from pcf_exchange.contracts.kafka_client import librdkafka_config
+from pcf_exchange.gateway.audit import EntryKind
+from pcf_exchange.gateway.runtime import GatewaySerde, Topics, gateway_schemas, read_audit_logs
+from pcf_exchange.streams.adapt import core_bom, core_factor, core_footprint, payload_hash
+from pcf_exchange.streams.rollup import run_batch
 from tests.reliability._exchange import FACTORS_FILE, Exchange
 
 RECIPIENTS = (
@@ -371,14 +371,14 @@ class Soak(Exchange):
     def prepare_three_recipients(self) -> None:
         """The gateway's key, the recipients' keys in the shipped policy, subscriptions of the
         three recipients to every finished product, the gateway's schemas."""
-        from contracts import register_missing
-        from gateway.policy import default_policy_path
-        from gateway.runtime._keys import (
+        from pcf_exchange.contracts import register_missing
+        from pcf_exchange.gateway._keys import (
             load_recipient_private_key,
             policy_with_recipient_keys,
             write_gateway_key,
             write_recipient_key,
         )
+        from pcf_exchange.gateway.policy import default_policy_path
 
         keys = self.workdir / "gateway-keys"
         keys.mkdir(parents=True, exist_ok=True)
@@ -403,7 +403,7 @@ class Soak(Exchange):
 
     def start_soak_gateway(self, name: str = "g1") -> subprocess.Popen[bytes]:
         argv = [
-            sys.executable, "-m", "pcfx", "gateway", "run",
+            sys.executable, "-m", "pcf_exchange.pcfx", "gateway", "run",
             "--policy", str(self.workdir / "policy.yaml"),
             "--subscriptions", str(self.workdir / "subscriptions.yaml"),
             "--gateway-key", str(self.workdir / "gateway-keys" / "gateway.key.pem"),

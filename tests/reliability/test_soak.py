@@ -73,7 +73,7 @@ def test_a_tiny_graph_still_has_one_product_per_tier_and_a_bom_for_each() -> Non
 def test_versions_and_factor_revisions_are_exact() -> None:
     part = "urn:pact:bench.example:product-id:SOAK-PART-1"
     assert soak.part_value(part, 5) - soak.part_value(part, 1) == Decimal("0.04")
-    from contracts import load_factors
+    from pcf_exchange.contracts import load_factors
 
     grid = next(
         f for f in (r.value for r in load_factors(FACTORS_FILE)) if f and f.factor_id in soak.GRIDS

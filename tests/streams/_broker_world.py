@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from contracts import (
+from pcf_exchange.contracts import (
     AvroSerde,
     BillOfMaterials,
     EmissionFactor,
@@ -32,15 +32,15 @@ from contracts import (
     load_footprints,
     register_all,
 )
-from contracts.handoff import HandoffCheck, check_handoff
-from producers.delivery import KafkaSink, Outgoing
-from streams.harness import (
+from pcf_exchange.contracts.handoff import HandoffCheck, check_handoff
+from pcf_exchange.pcfx._exchange import (
     ExchangeSession,
     Participants,
     start_worker,
     stop_worker,
     worker_command,
 )
+from pcf_exchange.producers.delivery import KafkaSink, Outgoing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ class World(ExchangeSession):
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from streams.runtime import StreamsConfig, ensure_topics
+        from pcf_exchange.streams.runtime import StreamsConfig, ensure_topics
 
         self.participants = Participants(self.workdir / "keys")
         self.keys = self.participants.keys

@@ -13,10 +13,10 @@ from __future__ import annotations
 import gc
 from decimal import Decimal
 
-from contracts import load_factors
-from streams import codec
-from streams.adapt import core_factor, payload_hash
-from streams.rollup import Factor, FactorPublished
+from pcf_exchange.contracts import load_factors
+from pcf_exchange.streams import codec
+from pcf_exchange.streams.adapt import core_factor, payload_hash
+from pcf_exchange.streams.rollup import Factor, FactorPublished
 from tests.reliability._exchange import FACTORS_FILE
 
 WRITTEN = 10_000
