@@ -139,8 +139,18 @@ def footprint(product_id: str, supplier: str, value: Decimal, version: int) -> P
     return parse_footprint(data)
 
 
-def bom(product_id: str, lines: Sequence[tuple[str, str]]) -> BillOfMaterials:
-    """*product_id*'s BOM (revision 1) from (component product id, quantity) lines."""
+def bom(
+    product_id: str,
+    lines: Sequence[tuple[str, str]],
+    *,
+    factor_id: str = FACTOR_ID,
+    revision: int = 1,
+    company: str = "Bench Manufacturing Co.",
+) -> BillOfMaterials:
+    """*product_id*'s BOM at *revision* from (component product id, quantity) lines: own
+    process emissions and 2.5 kWh metered under *factor_id*, and ``productInfo`` of *company*
+    (so that its complete result carries a PACT footprint). The soak's BOMs are these too
+    (``tests.reliability.soak.soak_bom``)."""
     name = product_id.rsplit(":", 1)[-1]
     return parse(
         BillOfMaterials,
@@ -154,10 +164,10 @@ def bom(product_id: str, lines: Sequence[tuple[str, str]]) -> BillOfMaterials:
             "processEmissions": {
                 "directKgCO2e": "0.35",
                 "electricityKWh": "2.5",
-                "electricityFactorId": FACTOR_ID,
+                "electricityFactorId": factor_id,
             },
             "productInfo": {
-                "companyName": "Bench Manufacturing Co.",
+                "companyName": company,
                 "companyIds": [MAKER],
                 "productDescription": f"Synthetic product {name}",
                 "productNameCompany": name,
@@ -166,7 +176,7 @@ def bom(product_id: str, lines: Sequence[tuple[str, str]]) -> BillOfMaterials:
                 "referencePeriodEnd": "2025-01-01T00:00:00Z",
                 "pilotCategory": "LITHIUM_BATTERY",
             },
-            "revision": 1,
+            "revision": revision,
         },
     )
 

@@ -184,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     print(f"nemesis: seed {seed} ({args.minutes} min); replay: --seed {seed}", flush=True)
+    # stopped by SIGTERM (a supervisor, a CI timeout): unwind, so that the cluster this run
+    # started and every process of the exchange are stopped by the ``finally`` blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="pcfx-nemesis-") as tmp:
         cluster = start_cluster(Path(tmp) / "cluster", nodes=3)
         try:

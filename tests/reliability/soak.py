@@ -31,13 +31,17 @@ provisions (a fresh topic prefix; all it starts is stopped however the run ends)
   gateway's group on ``pcf.products``) and the counters (updates acknowledged, results written,
   messages sent to the recipients).
 
-When the time is up the load stops, every group drains, and :func:`judge` checks:
+When the time is up the load stops, every group drains, and the verdict (:class:`SoakVerdict`)
+checks:
 
 1. **no unbounded growth**: over the second half of the soak, the least-squares slope of each
    process's RSS is at most ``--max-rss-slope`` MB per minute (5 by default: a leak of 5 MB a
    minute would be 50 MB over the 10 minutes; a process whose state is bounded by the graph's
    size levels off after the warm-up), and every group's lag drains to 0 within the drain time
-   once the load stops (a group that cannot keep up never does);
+   once the load stops (a group that cannot keep up never does). A drain where nothing moves
+   for ``--stall-timeout`` seconds (:func:`stall`) is given up at once as a failed verdict,
+   and the soak prints its progress every 30 s whatever the sampler does (:func:`progress`):
+   it never waits in silence;
 2. **the final figures equal the oracle**: the last result of every product equals the batch
    roll-up (:func:`streams.rollup.run_batch`) of the last version of every input, and no record
    is on the DLQ (every record of this load is legitimate);
@@ -72,18 +76,18 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bench.bench_streams import (
     MAKER,
     SUPPLIERS,
-    UNIT,
+    bom,
     broker,
     footprint,
     pid,
@@ -98,7 +102,6 @@ from pcf_exchange.contracts import (
     ProductFootprint,
     RolledUpFootprint,
     load_factors,
-    parse,
 )
 from pcf_exchange.contracts.errors import PcfError
 from pcf_exchange.contracts.kafka_client import librdkafka_config
@@ -119,6 +122,9 @@ GRIDS = ("bg:cn-fj-grid-2022", "bg:cn-grid-2022", "bg:cn-grid-east-2022", "bg:cn
 LINES = 3
 STEP = Decimal("0.01")
 STREAMS_INPUTS = ("pcf.declared", "pcf.bom", "pcf.factors", "pcf.keys")
+T = TypeVar("T")
+LOAD_GRACE_S = 300.0
+"""How long past its time the load may still be finishing a send before it is reported stuck."""
 
 
 # --- the graph -----------------------------------------------------------------------------------
@@ -173,34 +179,14 @@ def soak_bom(
     product: str, lines: Sequence[tuple[str, str]], factor_id: str, revision: int
 ) -> BillOfMaterials:
     """*product*'s BOM at *revision*: *lines*, own process emissions and 2.5 kWh metered under
-    *factor_id*, ``productInfo`` (so its complete result carries a PACT footprint)."""
-    name = product.rsplit(":", 1)[-1]
-    return parse(
-        BillOfMaterials,
-        {
-            "productId": product,
-            "productName": name,
-            "owner": MAKER,
-            "declaredUnit": {"amount": "1", "unit": UNIT},
-            "productMassPerDeclaredUnit": "6.5",
-            "components": [{"productId": c, "quantity": q, "unit": UNIT} for c, q in lines],
-            "processEmissions": {
-                "directKgCO2e": "0.35",
-                "electricityKWh": "2.5",
-                "electricityFactorId": factor_id,
-            },
-            "productInfo": {
-                "companyName": "Soak Manufacturing Co.",
-                "companyIds": [MAKER],
-                "productDescription": f"Synthetic product {name}",
-                "productNameCompany": name,
-                "geographyCountrySubdivision": "CN-FJ",
-                "referencePeriodStart": "2024-01-01T00:00:00Z",
-                "referencePeriodEnd": "2025-01-01T00:00:00Z",
-                "pilotCategory": "LITHIUM_BATTERY",
-            },
-            "revision": revision,
-        },
+    *factor_id*, ``productInfo`` (so its complete result carries a PACT footprint): the bench's
+    BOM (:func:`bench.bench_streams.bom`) under the soak's own company name."""
+    return bom(
+        product,
+        lines,
+        factor_id=factor_id,
+        revision=revision,
+        company="Soak Manufacturing Co.",
     )
 
 
@@ -478,7 +464,7 @@ class Soak(Exchange):
     def outbound_against_audit(self) -> dict[str, dict[str, int]]:
         """Per recipient: messages, transfer entries, messages without exactly one entry,
         entries without their message, messages on the topic twice."""
-        registry = KafkaSchemaRegistry(self.bootstrap)
+        registry = KafkaSchemaRegistry(self.bootstrap, prefix=self.prefix)  # (the run's own)
         try:
             serde = GatewaySerde(registry)
             topics = Topics(self.prefix)
@@ -574,12 +560,18 @@ class Load(threading.Thread):
 
 class Sampler(threading.Thread):
     """Every *interval_s*: RSS of each process, lag of each group, the counters
-    (:class:`Sample`)."""
+    (:class:`Sample`). A sample that fails (a look-up timed out) is counted and skipped, the
+    thread goes on: a sampler that died silently is what once left the soak waiting,
+    printing nothing, for the whole drain time (:func:`stall`)."""
 
     def __init__(self, soak: Soak, load: Load, interval_s: float, began: float) -> None:
         super().__init__(name="soak-sampler", daemon=True)
         self.soak, self.load, self.interval_s, self.began = soak, load, interval_s, began
         self.samples: list[Sample] = []
+        self.failures = 0
+        """Samples that could not be taken (a look-up on the broker failed or timed out)."""
+        self.error: str | None = None
+        """The last such failure."""
         self.halt = threading.Event()
         p = soak.partitions
         self.lags = {
@@ -617,14 +609,95 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.halt.is_set():
             started = time.monotonic()
-            self.samples.append(self.sample())
+            try:
+                self.samples.append(self.sample())
+            except Exception as exc:  # (a broker look-up timed out: the next one may answer)
+                self.failures += 1
+                self.error = f"{type(exc).__name__}: {exc}"[:300]
             self.halt.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def stop(self) -> None:
+        """Stop sampling; the consumers are closed once the thread is out of its look-ups (a
+        thread stuck in one keeps them: closing a consumer under it is not safe)."""
         self.halt.set()
-        self.join(60)
-        for lag in self.lags.values():
-            lag.close()
+        self.join(90)
+        if not self.is_alive():
+            for lag in self.lags.values():
+                lag.close()
+
+
+def bounded(check: Callable[[], T], timeout_s: float, what: str) -> T:
+    """*check()*, in a thread given *timeout_s* seconds: its result, its exception, or a
+    ``TimeoutError`` naming *what* (the thread is left to end with the process). The checks
+    read whole topics and the registry; one that waits on something that never comes (the audit
+    read through a registry that was not the run's: every entry missed its schema, a second of
+    retries each) must fail the verdict, not hang the soak."""
+    out: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(check())
+        except BaseException as exc:  # (handed to the caller)
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=f"soak-check {what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"{what}: not done in {timeout_s:.0f} s")
+    if failed:
+        raise failed[0]
+    return out[0]
+
+
+def progress(sampler: Sampler, now_s: float, doing: str = "") -> str:
+    """One line of the soak's progress at *now_s*: the last sample (and how old it is when it
+    is not the current one) and the samples that failed, so that the soak is never silent."""
+    last = sampler.samples[-1] if sampler.samples else None
+    head = f"soak: t+{now_s:.0f}s" + (f" {doing}" if doing else "")
+    if last is None:
+        seen = " no sample yet"
+    else:
+        age = now_s - last.t_s
+        seen = (
+            f"{f' (last sample {age:.0f} s ago)' if age > 2 * sampler.interval_s else ''}"
+            f" {last.updates} updates, lag {last.lag}, RSS {last.rss_mb} MB"
+        )
+    failed = f"; {sampler.failures} samples failed ({sampler.error})" if sampler.failures else ""
+    return head + seen + failed
+
+
+def stall(samples: Sequence[Sample], now_s: float, stall_s: float) -> str | None:
+    """Why the drain is stuck, or ``None`` while it is not: no sample for *stall_s* seconds
+    (the sampler is stuck on the broker), or some lag left and nothing at all moving (every
+    group's lag and the results and outbound counters the same) for the last *stall_s* seconds
+    of samples. A worker that still works moves one of them, however slowly; one that waits on
+    something that never comes (the livelock of session 14, a producer that never drains) does
+    not, and the soak reports it as a failed verdict instead of waiting out its drain time.
+    Times are seconds since the soak began (:attr:`Sample.t_s`)."""
+    if not samples:
+        return None
+    last = samples[-1]
+    if now_s - last.t_s >= stall_s:
+        return f"no sample for {now_s - last.t_s:.0f} s (the lag look-ups do not answer)"
+    if not any(last.lag.values()):
+        return None
+
+    def state(s: Sample) -> tuple[Any, ...]:
+        return (sorted(s.lag.items()), s.results, s.outbound)
+
+    since = last.t_s
+    for s in reversed(samples):
+        if state(s) != state(last):
+            break
+        since = s.t_s
+    if last.t_s - since >= stall_s:
+        return (
+            f"stalled: lag {last.lag}, {last.results} results and {last.outbound} outbound"
+            f" unchanged for {last.t_s - since:.0f} s (t+{since:.0f}s to t+{last.t_s:.0f}s)"
+        )
+    return None
 
 
 # --- the verdict ---------------------------------------------------------------------------------
@@ -649,6 +722,8 @@ class SoakVerdict:
     """Processes that exited during the soak (name and exit code)."""
     check_error: str | None = None
     """Why the oracle and the audit were not (fully) checked, if they were not."""
+    stalled: str | None = None
+    """Why the drain was given up before its time (:func:`stall`), if it was."""
 
     @property
     def growth_ok(self) -> bool:
@@ -674,6 +749,7 @@ class SoakVerdict:
             and self.load_error is None
             and not self.exited
             and self.check_error is None
+            and self.stalled is None
             and self.products > 0
             and bool(self.recipients)
         )
@@ -689,6 +765,7 @@ class SoakVerdict:
             f" audit {'= outbound' if self.audit_ok else 'DIFFERS'}"
             + (f"; load failed: {self.load_error}" if self.load_error else "")
             + (f"; exited: {', '.join(self.exited)}" if self.exited else "")
+            + (f"; {self.stalled}" if self.stalled else "")
             + (f"; {self.check_error}" if self.check_error else "")
         )
 
@@ -738,6 +815,8 @@ def run(
     max_updates: int = 0,
     max_rss_slope: float = 5.0,
     drain_timeout_s: float = 600.0,
+    stall_s: float = 180.0,
+    check_s: float = 600.0,
     seed: int = 22,
     log: Any = print,
 ) -> SoakResult:
@@ -786,27 +865,39 @@ def run(
         sampler = Sampler(soak, load, interval_s, began)
         sampler.start()
         load.start()
+        stalled: str | None = None
         try:
-            shown = -1.0
+            said = -1.0
             while load.is_alive():
-                load.join(30)
-                if sampler.samples and sampler.samples[-1].t_s != shown:
-                    s = sampler.samples[-1]
-                    shown = s.t_s
-                    log(f"soak: t+{s.t_s:.0f}s {s.updates} updates, lag {s.lag}, RSS {s.rss_mb} MB")
+                load.join(interval_s)
+                now_s = time.monotonic() - began
+                if now_s - said >= 30:
+                    said = now_s
+                    log(progress(sampler, now_s))
+                if load.is_alive() and now_s > seconds + LOAD_GRACE_S:
+                    load.halt.set()  # (bounded: a stuck load is reported, never waited for)
+                    load.error = load.error or TimeoutError(
+                        f"the load was still sending {LOAD_GRACE_S:.0f} s after its time"
+                    )
+                    break
             soak_s = time.monotonic() - began
             log(f"soak: load stopped after {soak_s:.0f} s ({load.updates} updates); draining")
             drain_began = time.monotonic()
             drained = False
             while time.monotonic() - drain_began < drain_timeout_s:
                 time.sleep(interval_s)
-                if sampler.samples and not any(sampler.samples[-1].lag.values()):
+                now_s = time.monotonic() - began
+                last = sampler.samples[-1] if sampler.samples else None
+                if last is not None and last.t_s >= soak_s and not any(last.lag.values()):
                     drained = True
                     break
-                last = sampler.samples[-1] if sampler.samples else None
-                if last is not None and last.t_s - shown >= 30:
-                    shown = last.t_s
-                    log(f"soak: draining, t+{last.t_s:.0f}s lag {last.lag}, RSS {last.rss_mb} MB")
+                stalled = stall(sampler.samples, now_s, stall_s)
+                if stalled is not None:
+                    log(f"soak: {stalled}; giving up the drain")
+                    break
+                if now_s - said >= 30:
+                    said = now_s
+                    log(progress(sampler, now_s, "draining"))
             drain_s = time.monotonic() - drain_began
         finally:
             sampler.stop()
@@ -819,24 +910,28 @@ def run(
         recipients: dict[str, dict[str, int]] = {}
         products_checked, rejected, check_error = 0, 0, None
         if drained:
+            log(f"soak: drained in {drain_s:.0f} s; checking the oracle, the DLQ and the audit")
             time.sleep(5)  # the gateway's last transaction commits
             try:
                 expected = soak.expected()
-                got = soak.latest_figures()
+                got = bounded(soak.latest_figures, check_s, "reading the results")
                 products_checked = len(expected)
                 mismatched = tuple(
                     f"{product}: {got.get(product)} != {value}"
                     for product, value in sorted(expected.items())
                     if got.get(product) != value
                 )
-                rejected = len(soak.read_raw(soak.topic("pcf.rejected")))
-                recipients = soak.outbound_against_audit()
-            except (AssertionError, PcfError) as exc:  # (a topic not read to its end in time)
+                rejected = len(
+                    bounded(lambda: soak.read_raw(soak.topic("pcf.rejected")), check_s, "the DLQ")
+                )
+                recipients = bounded(soak.outbound_against_audit, check_s, "outbound and audit")
+            except (AssertionError, PcfError, TimeoutError) as exc:  # (a topic not read in time)
                 check_error = f"{type(exc).__name__}: {exc}"[:500]
         else:
+            why = "stalled" if stalled else f"had not drained {drain_timeout_s:.0f} s after"
             check_error = (
-                f"not checked: the groups had not drained {drain_timeout_s:.0f} s after the load"
-                " stopped (the oracle and the audit are judged on a quiet exchange)"
+                f"not checked: the groups {why} the load stopped (the oracle and the audit are"
+                " judged on a quiet exchange)"
             )
         verdict = SoakVerdict(
             rss_slopes=second_half_slopes(sampler.samples, soak_s),
@@ -850,6 +945,7 @@ def run(
             load_error=None if load.error is None else repr(load.error),
             exited=exited,
             check_error=check_error,
+            stalled=stalled,
         )
         last = sampler.samples[-1] if sampler.samples else None
         first = sampler.samples[0] if sampler.samples else None
@@ -964,6 +1060,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--max-rss-slope", type=float, default=5.0, help="MB per minute")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=180.0,
+        help="give the drain up (a failed verdict) when nothing moves for this many seconds",
+    )
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default="soak", help="result name: <out>/<name>.json, .png")
@@ -985,6 +1087,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_updates=args.updates,
             max_rss_slope=args.max_rss_slope,
             drain_timeout_s=args.drain_timeout,
+            stall_s=args.stall_timeout,
             seed=args.seed,
             log=lambda line: print(line, flush=True),
         )

@@ -6,13 +6,16 @@ takes about two minutes with the set-up, the initial load and the checks, too lo
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import KafkaException
 
-from bench.bench_streams import SUPPLIERS
+from bench.bench_streams import SUPPLIERS, bom, pid
 from bench.report import RESULTS_DIR
 from tests.reliability import soak
 from tests.reliability._exchange import FACTORS_FILE
@@ -123,6 +126,7 @@ def test_growth_is_judged_on_the_second_half_only() -> None:
         {"load_error": "TimeoutError()"},
         {"exited": ("worker-1 (-9)",)},
         {"check_error": "not checked: the groups had not drained"},
+        {"stalled": "stalled: lag {'streams-rollup': 488} unchanged for 180 s"},
         {"products": 0},
         {"recipients": {}},
         {
@@ -154,6 +158,77 @@ def test_the_verdict_fails_on_any_single_problem(change: dict[str, object]) -> N
     bad = replace(CLEAN, **change)  # type: ignore[arg-type]
     assert not bad.ok
     assert "products equal the oracle" in bad.summary()
+
+
+def at(t: float, lag: int, results: int = 100, outbound: int = 30) -> soak.Sample:
+    return soak.Sample(
+        t_s=t,
+        rss_mb={"worker-1": 900.0},
+        lag={"streams": 0, "streams-rollup": lag, "gateway": 0},
+        updates=500,
+        results=results,
+        outbound=outbound,
+    )
+
+
+def test_a_drain_where_nothing_moves_is_a_stall_once_it_lasts() -> None:
+    # the lag stuck at 488 from t+600 (session 14's drain), samples every 5 s
+    samples = [at(t, 900 - t // 2 if t < 600 else 488) for t in range(0, 781, 5)]
+    assert soak.stall(samples[: 600 // 5 + 30], 750, 180) is None, "145 s: not yet"
+    found = soak.stall(samples, 781, 180)
+    assert found is not None
+    assert "488" in found and "unchanged for 180 s" in found and "t+600s" in found
+
+
+@pytest.mark.parametrize(
+    "moving",
+    [
+        lambda t: at(t, 488 - t // 20),  # the lag goes down, slowly
+        lambda t: at(t, 488, results=100 + t // 20),  # results still written
+        lambda t: at(t, 488, outbound=30 + t // 20),  # the gateway still sends
+        lambda t: at(t, 488 + (t // 5) % 2),  # the lag moves at all
+    ],
+)
+def test_a_slow_drain_is_not_a_stall(moving: object) -> None:
+    samples = [moving(t) for t in range(0, 1001, 5)]  # type: ignore[operator]
+    assert soak.stall(samples, 1001, 180) is None
+
+
+def test_a_drained_exchange_is_not_a_stall_and_no_samples_at_all_is_one() -> None:
+    assert soak.stall([at(t, 0) for t in range(0, 1001, 5)], 1001, 180) is None
+    assert soak.stall([], 10, 180) is None
+    found = soak.stall([at(0, 5), at(5, 5)], 200, 180)
+    assert found is not None and "no sample for 195 s" in found
+
+
+class FlakySampler(soak.Sampler):
+    """A sampler whose look-ups fail twice, then answer (no broker: sample() is scripted)."""
+
+    def __init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+        self.interval_s, self.samples, self.failures, self.error = 0.0, [], 0, None
+        self.halt, self.lags, self.calls = threading.Event(), {}, 0
+
+    def sample(self) -> soak.Sample:
+        self.calls += 1
+        if self.calls <= 2:
+            raise KafkaException("committed timed out")
+        if self.calls >= 5:
+            self.halt.set()
+        return at(self.calls, 0)
+
+
+def test_the_sampler_goes_on_after_a_failed_look_up_and_the_progress_line_says_so() -> None:
+    sampler = FlakySampler()
+    sampler.start()
+    sampler.join(30)
+    assert not sampler.is_alive()
+    assert [s.t_s for s in sampler.samples] == [3, 4, 5]
+    assert sampler.failures == 2 and "committed timed out" in (sampler.error or "")
+    line = soak.progress(sampler, 120.0, "draining")
+    assert line.startswith("soak: t+120s draining (last sample 115 s ago)")
+    assert "2 samples failed" in line and "committed timed out" in line
+    assert soak.progress(FlakySampler(), 3.0) == "soak: t+3s no sample yet"
 
 
 def test_the_record_and_its_plot_are_written(tmp_path: Path) -> None:
@@ -213,3 +288,49 @@ def test_a_short_soak_on_a_small_graph_ends_clean(kafka_bootstrap: str, tmp_path
     assert lags == {"streams", "streams-rollup", "gateway"}
     assert not any(result.samples[-1].lag.values())
     assert all(a.updates <= b.updates for a, b in itertools.pairwise(result.samples))
+
+
+def test_a_check_is_bounded_its_result_and_its_error_come_back() -> None:
+    assert soak.bounded(lambda: 42, 30, "answer") == 42
+    with pytest.raises(AssertionError, match="partitions"):
+        soak.bounded(lambda: (_ for _ in ()).throw(AssertionError("partitions")), 30, "x")
+    never = threading.Event()
+    try:
+        with pytest.raises(TimeoutError, match="outbound and audit: not done in 0 s"):
+            soak.bounded(never.wait, 0.05, "outbound and audit")
+    finally:
+        never.set()
+
+
+def test_the_audit_check_reads_the_runs_own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the registry topic follows the prefix: read through the shared one, every audit entry
+    # missed its schema (a second of retries each) and the soak hung in its check
+    opened: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    class Opened(Exception):
+        pass
+
+    def registry(*args: object, **kwargs: object) -> None:
+        opened.append((args, kwargs))
+        raise Opened
+
+    monkeypatch.setattr(soak, "KafkaSchemaRegistry", registry)
+    run = SimpleNamespace(bootstrap="127.0.0.1:1", prefix="t1234.")
+    with pytest.raises(Opened):
+        soak.Soak.outbound_against_audit(run)  # type: ignore[arg-type]
+    assert opened == [(("127.0.0.1:1",), {"prefix": "t1234."})]
+
+
+def test_the_soak_bom_is_the_bench_bom_under_the_soak_company() -> None:
+    product, lines = pid("SOAK-T0-7"), [(pid("SOAK-T1-1"), "0.5"), (pid("SOAK-T1-2"), "2")]
+    got = soak.soak_bom(product, lines, "bg:cn-grid-2022", 3).model_dump(mode="json")
+    assert got["revision"] == 3
+    assert got["processEmissions"]["electricityFactorId"] == "bg:cn-grid-2022"
+    assert got["productInfo"]["companyName"] == "Soak Manufacturing Co."
+    assert [(c["productId"], c["quantity"]) for c in got["components"]] == lines
+    bench_bom = bom(product, lines).model_dump(mode="json")
+    assert bench_bom["productInfo"]["companyName"] == "Bench Manufacturing Co."
+    assert bench_bom["revision"] == 1
+    for field in ("revision", "processEmissions", "productInfo"):
+        got.pop(field), bench_bom.pop(field)
+    assert got == bench_bom, "the rest is the bench's"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from pcf_exchange.contracts import (
     AvroSerde,
@@ -287,24 +288,56 @@ class World(ExchangeSession):
                 count, since = now, time.monotonic()
 
     def wait_for_group(self, members: int, timeout_s: float = 90.0) -> None:
-        """Wait until the workers' consumer group is stable with *members* members."""
+        """Wait until the workers' consumer group is stable with *members* members
+        (:func:`wait_stable`)."""
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        group = self.app_id
-        deadline = time.monotonic() + timeout_s
-        described: dict[str, Any] = {}
         try:
-            while time.monotonic() < deadline:
-                described = admin.describe_groups([group])[group]
-                if described["group_state"] == "Stable" and len(described["members"]) == members:
-                    return
-                time.sleep(1.0)
+            wait_stable(admin, self.app_id, members, timeout_s, detail=self.worker_logs)
         finally:
             admin.close()
-        raise AssertionError(
-            f"group {group} is {described.get('group_state')} with "
-            f"{len(described.get('members', []))} members, not stable with {members}\n"
-            f"{self.worker_logs()}"
-        )
+
+
+def wait_stable(
+    admin: Any,
+    group: str,
+    members: int,
+    timeout_s: float,
+    *,
+    detail: Callable[[], str] = lambda: "",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Poll ``admin.describe_groups`` until *group* is ``Stable`` with *members* members and
+    return its description. A retriable broker error (``CoordinatorNotAvailableError`` while a
+    fresh broker has not yet created ``__consumer_offsets``, ``CoordinatorLoadInProgressError``,
+    a node not ready) is waited out like an unstable group, within the same *timeout_s*; any
+    other error is raised at once. Past the time, an AssertionError says the group's last
+    state (or the last retriable error) and *detail()* (the workers' logs)."""
+    deadline = clock() + timeout_s
+    described: dict[str, Any] = {}
+    last_error: KafkaError | None = None
+    while True:
+        try:
+            described = admin.describe_groups([group])[group]
+            last_error = None
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            last_error = exc
+        else:
+            if described["group_state"] == "Stable" and len(described["members"]) == members:
+                return described
+        if clock() >= deadline:
+            break
+        sleep(1.0)
+    state = (
+        f"unanswered ({type(last_error).__name__}: {last_error})"
+        if last_error is not None
+        else f"{described.get('group_state')} with {len(described.get('members', []))} members"
+    )
+    raise AssertionError(
+        f"group {group} is {state} after {timeout_s:g} s, not stable with {members}\n{detail()}"
+    )
 
 
 def values_of(records: Iterable[RolledUpFootprint]) -> dict[str, Any]:
