@@ -59,6 +59,8 @@ def test_dockerfile_copies_every_package() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for package in ("contracts", "producers", "streams", "gateway", "pcfx", "infra", "demo"):
         assert f"COPY {package} {package}" in text
+    # the installed namespace (links to the folders above): pyproject's packages live under it
+    assert "COPY pcf_exchange pcf_exchange" in text
 
 
 def _server_properties() -> dict[str, str]:
