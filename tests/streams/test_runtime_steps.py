@@ -371,3 +371,41 @@ def test_a_result_no_record_can_hold_goes_to_the_dlq_and_the_others_are_publishe
     published = {k for k, _ in publication.records}
     assert published == {r.product_id.encode() for _, r in rest}
     assert key not in publication.rows, "nothing was issued for it: its predecessor stands"
+
+
+# --- the worker process's garbage collector ------------------------------------------------------
+
+
+def test_a_worker_collects_less_often_and_still_frees_cyclic_garbage() -> None:
+    """``collect_less`` (what ``run_worker`` does before the worker starts) freezes what is alive
+    at start-up and raises the thresholds; a reference cycle dropped afterwards is still freed by
+    the collector on its own, once enough allocations have happened."""
+    import gc
+    import weakref
+
+    from pcf_exchange.streams.runtime import GC_THRESHOLDS, collect_less
+
+    class Node:
+        other: Any = None
+
+    before = gc.get_threshold()
+    gc.collect()
+    try:
+        collect_less()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 1000  # (the modules and classes loaded so far)
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        assert gone() is not None  # (a cycle: reference counting alone does not free it)
+        kept: list[list[int]] = []
+        for _ in range(GC_THRESHOLDS[0] * 2):  # allocations past the young threshold
+            kept.append([])
+            if gone() is None:
+                break
+        assert gone() is None, "the collector never freed the cycle"
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
