@@ -34,7 +34,7 @@ clients only (decision 13: the API serves what the gateway released).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -262,6 +262,27 @@ def prepare_transfer(
 _ALLOWED, _TRANSFORMED, _HELD = Outcome.ALLOWED, Outcome.TRANSFORMED, Outcome.HELD
 
 
+def _envelopes(
+    going: Sequence[tuple[TransferRequest, PolicyDecision]], secret: bytes, stamp: str
+) -> Iterator[tuple[Mapping[str, Any], bytes | X25519PublicKey]]:
+    """Step (2) of :func:`prepare_transfers`: each record that goes, transformed into its
+    envelope, with the recipient's key (then, with an ``api_key``, the same envelope again with
+    the API's key), as the batch encrypts them."""
+    for request, decision in going:
+        assert decision.recipient is not None
+        transformed = apply(
+            decision, request.record, pseudonym_secret=secret, approval=request.approval
+        )
+        envelope = transformed.envelope(
+            message_id=request.message_id or new_message_id(), issued_at=stamp
+        )
+        # the envelope is built from decided leaves: a binary float blocks the record and the
+        # transforms drop non-string keys, so canonical JSON need not look for them again
+        yield envelope, decision.recipient.encryption_key
+        if request.api_key is not None:  # the same envelope, for delivery through the API
+            yield envelope, request.api_key
+
+
 def prepare_transfers(
     policy: Policy,
     requests: Sequence[TransferRequest],
@@ -309,29 +330,21 @@ def prepare_transfers(
         if goes and decision.counter_delta is not None:
             counters = counters.apply(decision.counter_delta)
         decided.append((decision, goes, problem, counters))
-    # (2) transform what goes, into envelopes (the recipient's copy, then the API's)
-    items: list[tuple[Mapping[str, Any], bytes | X25519PublicKey]] = []
-    for request, (decision, goes, _, _) in zip(requests, decided, strict=True):
-        if goes:
-            assert decision.recipient is not None
-            transformed = apply(
-                decision, request.record, pseudonym_secret=secret, approval=request.approval
-            )
-            envelope = transformed.envelope(
-                message_id=request.message_id or new_message_id(), issued_at=stamp
-            )
-            # the envelope is built from decided leaves: a binary float blocks the record and
-            # the transforms drop non-string keys, so canonical JSON need not look for them again
-            items.append((envelope, decision.recipient.encryption_key))
-            if request.api_key is not None:  # the same envelope, for delivery through the API
-                items.append((envelope, request.api_key))
-    # (3) encrypt, into the caller's batch or one signed here
+    # (2) + (3) transform what goes into envelopes (the recipient's copy, then the API's) and
+    # encrypt them, into the caller's batch or one signed here. The envelopes are made as the
+    # batch encrypts them (a generator), so each dies once encrypted: a thousand transformed
+    # footprints held at once cost the garbage collector more than the separate stage saves.
+    going = [
+        (request, decision)
+        for request, (decision, goes, _, _) in zip(requests, decided, strict=True)
+        if goes
+    ]
     own = batch is None
     encrypted: list[EncryptedRecord] = []
     signed: tuple[SealedMessage, ...] = ()
-    if items:
+    if going:
         into = OutboundBatch(secrets.signer) if batch is None else batch
-        encrypted = into.add_all(items, checked=True)
+        encrypted = into.add_all(_envelopes(going, secret, stamp), checked=True)
         if own:  # (5) a batch of its own, signed here
             signed = into.sign()
     # (4) the audit entries' fields, then chained in order
