@@ -58,7 +58,7 @@ from pcf_exchange.gateway.audit._entry import (
 from pcf_exchange.gateway.audit._store import AuditStore, InMemoryAuditStore
 from pcf_exchange.gateway.policy._counters import CounterState
 from pcf_exchange.gateway.policy._decision import Outcome, PolicyDecision, Reason
-from pcf_exchange.gateway.policy._evaluate import evaluate
+from pcf_exchange.gateway.policy._evaluate import DecisionTime, evaluate
 from pcf_exchange.gateway.policy._model import CounterMetric, Mechanism, Policy
 from pcf_exchange.gateway.policy._transforms import apply
 
@@ -309,6 +309,7 @@ def prepare_transfers(
     """
     stamp = format_time(now)
     secret = secrets.pseudonym_secret
+    when = DecisionTime.of(now)  # what every decision reads off *now*, once
     # (1) decide, in order
     decided: list[tuple[PolicyDecision, bool, str | None, CounterState]] = []
     for request in requests:
@@ -318,7 +319,7 @@ def prepare_transfers(
             request.recipient,
             request.purpose,
             counters,
-            now,
+            when,
             record_hash=request.record_hash,
         )
         outcome = decision.outcome

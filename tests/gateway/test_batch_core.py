@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pcf_exchange.contracts._merkle import hash_leaf
 from pcf_exchange.gateway import (
     OutboundBatch,
     Policy,
@@ -36,6 +37,7 @@ from pcf_exchange.gateway import (
     request_approval,
 )
 from pcf_exchange.gateway._pipeline import DEPRECATED_NOTE
+from pcf_exchange.gateway._sealing import outbound_leaf, outbound_leaf_hash
 from pcf_exchange.gateway.audit import AuditEntry, ChainHead, append_entry, chain_entries
 from pcf_exchange.gateway.examples import example_record
 from pcf_exchange.gateway.policy import CounterState, Outcome, evaluate
@@ -175,10 +177,14 @@ def test_batch_form_equals_record_by_record(world: World, specs: Any) -> None:
         batch=bat_batch,
     )
     assert len(batched) == len(one_by_one) == len(requests)
-    # decisions, counters, approvals, what goes
-    for a, b in zip(one_by_one, batched, strict=True):
+    # decisions (also: as evaluate decides on the datetime), counters, approvals, what goes
+    before = COUNTERS
+    for a, b, r in zip(one_by_one, batched, requests, strict=True):
         event(f"outcome: {b.decision.outcome.value}{' (goes)' if b.goes else ''}")
         assert _decided(b.decision) == _decided(a.decision)
+        alone = evaluate(policy, r.record, r.recipient, r.purpose, before, NOW)
+        assert _decided(b.decision) == _decided(alone)
+        before = b.counters
         assert b.counters == a.counters
         assert b.approval == a.approval
         assert b.goes == a.goes
@@ -307,3 +313,8 @@ def test_a_batch_counts_pi_as_it_goes() -> None:
         0,
         0,
     ]
+
+
+@given(st.text(), st.binary(max_size=300))
+def test_outbound_leaf_hash_is_the_leaf_hash_of_the_leaf(content_type: str, body: bytes) -> None:
+    assert outbound_leaf_hash(content_type, body) == hash_leaf(outbound_leaf(content_type, body))
