@@ -25,9 +25,11 @@ from pcf_exchange.gateway._pipeline import (
     GatewaySecrets,
     InMemoryTransferSink,
     PreparedTransfer,
+    TransferRequest,
     TransferSink,
     prepare_approval_event,
     prepare_transfer,
+    prepare_transfers,
 )
 from pcf_exchange.gateway._sealing import (
     OUTBOUND_CONTENT_TYPE,
@@ -80,6 +82,7 @@ __all__ = [
     "SealedMessage",
     "TransferBlocked",
     "TransferHeld",
+    "TransferRequest",
     "TransferSink",
     "apply",
     "approve",
@@ -93,6 +96,7 @@ __all__ = [
     "parse_policy",
     "prepare_approval_event",
     "prepare_transfer",
+    "prepare_transfers",
     "request_approval",
     "seal",
     "seal_batch",

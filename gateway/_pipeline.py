@@ -34,7 +34,7 @@ clients only (decision 13: the API serves what the gateway released).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -50,6 +50,7 @@ from pcf_exchange.gateway.audit._entry import (
     Checkpoint,
     EntryKind,
     append_entry,
+    chain_entries,
     chain_new_entry,
     format_time,
     make_checkpoint,
@@ -57,7 +58,7 @@ from pcf_exchange.gateway.audit._entry import (
 from pcf_exchange.gateway.audit._store import AuditStore, InMemoryAuditStore
 from pcf_exchange.gateway.policy._counters import CounterState
 from pcf_exchange.gateway.policy._decision import Outcome, PolicyDecision, Reason
-from pcf_exchange.gateway.policy._evaluate import evaluate
+from pcf_exchange.gateway.policy._evaluate import DecisionTime, evaluate
 from pcf_exchange.gateway.policy._model import CounterMetric, Mechanism, Policy
 from pcf_exchange.gateway.policy._transforms import apply
 
@@ -67,9 +68,11 @@ __all__ = [
     "GatewaySecrets",
     "InMemoryTransferSink",
     "PreparedTransfer",
+    "TransferRequest",
     "TransferSink",
     "prepare_approval_event",
     "prepare_transfer",
+    "prepare_transfers",
     "reactivation_entry",
     "retired_by",
 ]
@@ -198,6 +201,21 @@ def _layout_fields(decision: PolicyDecision) -> dict[str, Any]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """One record to decide for one recipient and purpose (an item of :func:`prepare_transfers`;
+    the fields are :func:`prepare_transfer`'s arguments of the same names)."""
+
+    record: Mapping[str, Any]
+    recipient: str
+    purpose: str
+    approval: Approval | None = None
+    message_id: str | None = None
+    record_hash: str | None = None
+    note: str | None = None
+    api_key: bytes | X25519PublicKey | None = None
+
+
 def prepare_transfer(
     policy: Policy,
     record: Mapping[str, Any],
@@ -216,7 +234,7 @@ def prepare_transfer(
     note: str | None = None,
     api_key: bytes | X25519PublicKey | None = None,
 ) -> PreparedTransfer:
-    """Run the core for one record in its fixed order; no I/O, nothing committed.
+    """Run the core for one record: :func:`prepare_transfers` of one request.
 
     (1) decide; (2) transform (only if the record may go); (3) encrypt the envelope into
     *batch*; (4) chain one audit entry whatever the outcome (blocked, held, sent). Without a
@@ -226,64 +244,157 @@ def prepare_transfer(
     goes (not to a held or blocked one).
     *api_key*: also encrypt the envelope to the API service (see the module docstring).
     """
-    stamp = format_time(now)
-    # (1) decide
-    decision = evaluate(policy, record, recipient, purpose, counters, now, record_hash=record_hash)
-    outbound: SealedMessage | None = None
-    encrypted: EncryptedRecord | None = None
-    api_copy: EncryptedRecord | None = None
-    pending: Approval | None = None
-    new_counters = counters
-    goes = decision.outcome in (Outcome.ALLOWED, Outcome.TRANSFORMED)
-    problem = None
-    if decision.outcome is Outcome.HELD and approval is not None:
-        problem = approval.problem_for(decision)
-        goes = problem is None
-    if goes:
+    request = TransferRequest(
+        record, recipient, purpose, approval, message_id, record_hash, note, api_key
+    )
+    return prepare_transfers(
+        policy,
+        (request,),
+        counters=counters,
+        head=head,
+        secrets=secrets,
+        now=now,
+        requested_by=requested_by,
+        batch=batch,
+    )[0]
+
+
+_ALLOWED, _TRANSFORMED, _HELD = Outcome.ALLOWED, Outcome.TRANSFORMED, Outcome.HELD
+
+
+def _envelopes(
+    going: Sequence[tuple[TransferRequest, PolicyDecision]], secret: bytes, stamp: str
+) -> Iterator[tuple[Mapping[str, Any], bytes | X25519PublicKey]]:
+    """Step (2) of :func:`prepare_transfers`: each record that goes, transformed into its
+    envelope, with the recipient's key (then, with an ``api_key``, the same envelope again with
+    the API's key), as the batch encrypts them."""
+    for request, decision in going:
         assert decision.recipient is not None
-        # (2) transform
         transformed = apply(
-            decision, record, pseudonym_secret=secrets.pseudonym_secret, approval=approval
+            decision, request.record, pseudonym_secret=secret, approval=request.approval
         )
-        # (3) encrypt (into the caller's batch, or a batch of one signed below)
-        envelope = transformed.envelope(message_id=message_id or new_message_id(), issued_at=stamp)
-        own = batch is None
-        into = OutboundBatch(secrets.signer) if batch is None else batch
+        envelope = transformed.envelope(
+            message_id=request.message_id or new_message_id(), issued_at=stamp
+        )
         # the envelope is built from decided leaves: a binary float blocks the record and the
         # transforms drop non-string keys, so canonical JSON need not look for them again
-        encrypted = into.add(
-            envelope, recipient_key=decision.recipient.encryption_key, checked=True
+        yield envelope, decision.recipient.encryption_key
+        if request.api_key is not None:  # the same envelope, for delivery through the API
+            yield envelope, request.api_key
+
+
+def prepare_transfers(
+    policy: Policy,
+    requests: Sequence[TransferRequest],
+    *,
+    counters: CounterState,
+    head: ChainHead,
+    secrets: GatewaySecrets,
+    now: datetime,
+    requested_by: str = "gateway",
+    batch: OutboundBatch | None = None,
+) -> list[PreparedTransfer]:
+    """Run the core for a batch of records, stage by stage; no I/O, nothing committed.
+
+    (1) decide every request, in order (a decision sees the PI counters after the records before
+    it that go); (2) transform every record that may go into its envelope; (3) encrypt them all
+    into *batch* in order (each recipient's copy, then the API's copy if the request has an
+    ``api_key``); (4) chain one audit entry per request, in order, whatever the outcome. Without a
+    *batch*, (5) one batch of all of them is signed here and each ``outbound`` holds its message.
+
+    The result is, request for request, what :func:`prepare_transfer` gives when called on each
+    in turn with the previous one's ``head`` and ``counters`` and the same *now* (a property
+    test pins it; message ids and nonces are random either way): ``head`` and ``counters`` of
+    item ``i`` are the state after request ``i``, so the last item's are the batch's.
+    """
+    stamp = format_time(now)
+    secret = secrets.pseudonym_secret
+    when = DecisionTime.of(now)  # what every decision reads off *now*, once
+    # (1) decide, in order
+    decided: list[tuple[PolicyDecision, bool, str | None, CounterState]] = []
+    for request in requests:
+        decision = evaluate(
+            policy,
+            request.record,
+            request.recipient,
+            request.purpose,
+            counters,
+            when,
+            record_hash=request.record_hash,
         )
-        if api_key is not None:  # the same envelope, for delivery through the PACT API
-            api_copy = into.add(envelope, recipient_key=api_key, checked=True)
-        if own:
-            # (5) a batch of one (two with the API's copy)
-            outbound = into.sign()[0]
-        if decision.counter_delta is not None:
-            new_counters = counters.apply(decision.counter_delta)
-        draft = _draft(
-            decision,
-            EntryKind.TRANSFER,
-            stamp,
-            message_id=encrypted.message_id,
-            outbound_sha256=encrypted.ciphertext_sha256,
-            approval_id=approval.approval_id if approval else None,
+        outcome = decision.outcome
+        goes = outcome is _ALLOWED or outcome is _TRANSFORMED
+        problem = None
+        if outcome is _HELD and request.approval is not None:
+            problem = request.approval.problem_for(decision)
+            goes = problem is None
+        if goes and decision.counter_delta is not None:
+            counters = counters.apply(decision.counter_delta)
+        decided.append((decision, goes, problem, counters))
+    # (2) + (3) transform what goes into envelopes (the recipient's copy, then the API's) and
+    # encrypt them, into the caller's batch or one signed here. The envelopes are made as the
+    # batch encrypts them (a generator), so each dies once encrypted: a thousand transformed
+    # footprints held at once cost the garbage collector more than the separate stage saves.
+    going = [
+        (request, decision)
+        for request, (decision, goes, _, _) in zip(requests, decided, strict=True)
+        if goes
+    ]
+    own = batch is None
+    encrypted: list[EncryptedRecord] = []
+    signed: tuple[SealedMessage, ...] = ()
+    if going:
+        into = OutboundBatch(secrets.signer) if batch is None else batch
+        encrypted = into.add_all(_envelopes(going, secret, stamp), checked=True)
+        if own:  # (5) a batch of its own, signed here
+            signed = into.sign()
+    # (4) the audit entries' fields, then chained in order
+    drafts: list[dict[str, Any]] = []
+    made: list[tuple[EncryptedRecord | None, EncryptedRecord | None, SealedMessage | None]] = []
+    opened: list[Approval | None] = []
+    at = 0  # position of the next record's copies in `encrypted` (and in `signed`)
+    for request, (decision, goes, problem, _) in zip(requests, decided, strict=True):
+        approval = request.approval
+        pending: Approval | None = None
+        if goes:
+            record, outbound = encrypted[at], (signed[at] if own else None)
+            copy = None
+            at += 1
+            if request.api_key is not None:
+                copy = encrypted[at]
+                at += 1
+            made.append((record, copy, outbound))
+            draft = _draft(
+                decision,
+                EntryKind.TRANSFER,
+                stamp,
+                message_id=record.message_id,
+                outbound_sha256=record.ciphertext_sha256,
+                approval_id=approval.approval_id if approval else None,
+            )
+            if request.note is not None:
+                draft["reasons"] = (*draft["reasons"], request.note)
+        elif decision.outcome is _HELD and approval is None:
+            made.append((None, None, None))
+            pending = request_approval(decision, requested_by=requested_by, now=now)
+            draft = _draft(
+                decision, EntryKind.TRANSFER_HELD, stamp, approval_id=pending.approval_id
+            )
+        else:
+            made.append((None, None, None))
+            extra: dict[str, Any] = {}
+            if approval is not None:
+                extra = {"approval_id": approval.approval_id, "approval_reason": problem}
+            draft = _draft(decision, EntryKind.TRANSFER_BLOCKED, stamp, **extra)
+        drafts.append(draft)
+        opened.append(pending)
+    entries, heads = chain_entries(head, drafts)
+    return [
+        PreparedTransfer(decision, outbound, (entry,), new_head, after, pending, record, copy)
+        for (decision, _, _, after), (record, copy, outbound), entry, new_head, pending in zip(
+            decided, made, entries, heads, opened, strict=True
         )
-        if note is not None:
-            draft["reasons"] = (*draft["reasons"], note)
-    elif decision.outcome is Outcome.HELD and approval is None:
-        pending = request_approval(decision, requested_by=requested_by, now=now)
-        draft = _draft(decision, EntryKind.TRANSFER_HELD, stamp, approval_id=pending.approval_id)
-    else:
-        extra: dict[str, Any] = {}
-        if approval is not None:
-            extra = {"approval_id": approval.approval_id, "approval_reason": problem}
-        draft = _draft(decision, EntryKind.TRANSFER_BLOCKED, stamp, **extra)
-    # (4) the audit entry, chained
-    entry, new_head = chain_new_entry(head, draft)
-    return PreparedTransfer(
-        decision, outbound, (entry,), new_head, new_counters, pending, encrypted, api_copy
-    )
+    ]
 
 
 def retired_by(entries: Sequence[AuditEntry]) -> set[tuple[str, str]]:

@@ -298,6 +298,22 @@ def outbound_leaf(content_type: str, body: bytes) -> bytes:
     return pae(PAYLOAD_OUTBOUND_LEAF, pae(content_type, body))
 
 
+_OUTBOUND_LEAF_PAE: Final = b"PCFXv1 %d %s " % (
+    len(PAYLOAD_OUTBOUND_LEAF.encode()),
+    PAYLOAD_OUTBOUND_LEAF.encode(),
+)
+
+
+def outbound_leaf_hash(content_type: str, body: bytes) -> bytes:
+    """``hash_leaf(outbound_leaf(content_type, body))`` (a test pins it), hashing the body where
+    it lies instead of copying it into two nested PAEs first."""
+    kind = content_type.encode("utf-8")
+    inner = b"PCFXv1 %d %s %d " % (len(kind), kind, len(body))
+    digest = hashlib.sha256(b"\x00%s%d %s" % (_OUTBOUND_LEAF_PAE, len(inner) + len(body), inner))
+    digest.update(body)
+    return digest.digest()
+
+
 @dataclass(frozen=True)
 class SealedMessage:
     """What goes on the wire to one recipient: a clear header, the signature, the ciphertext.
@@ -475,35 +491,51 @@ class OutboundBatch:
         recipient_key: bytes | X25519PublicKey,
         checked: bool = False,
     ) -> EncryptedRecord:
-        """Encrypt one envelope to its recipient (step 1 of the module docstring): (1a) the
-        recipient's HPKE context of this batch, opened by its first record; (1b) this record's key,
-        exported with :func:`seal_context` as exporter context; (1c) AES-256-GCM, a fresh nonce,
-        the same context as associated data. Returns the record with its final ciphertext.
+        """Encrypt one envelope to its recipient: :meth:`add_all` of one."""
+        return self.add_all(((envelope, recipient_key),), checked=checked)[0]
 
-        The envelope must carry ``messageId``, ``recipientId`` and ``contentType`` (signed
+    def add_all(
+        self,
+        items: Iterable[tuple[Mapping[str, Any], bytes | X25519PublicKey]],
+        *,
+        checked: bool = False,
+    ) -> list[EncryptedRecord]:
+        """Encrypt ``(envelope, recipient key)`` pairs, in order (step 1 of the module
+        docstring): (1a) the recipient's HPKE context of this batch, opened by its first record;
+        (1b) each record's key, exported with :func:`seal_context` as exporter context;
+        (1c) AES-256-GCM, a fresh nonce, the same context as associated data. Returns the records
+        with their final ciphertexts, in the order given.
+
+        Each envelope must carry ``messageId``, ``recipientId`` and ``contentType`` (signed
         inside it, bound to the key, nonce and associated data outside it). *checked*: as
         :func:`seal`.
         """
         if self._signed is not None:
             raise ValueError("this outbound batch is signed already: open a new one")
-        message_id, recipient_id, content_type = _header_of(envelope)
-        body = canonical_json(envelope, checked=checked)
-        enc, secret = self._context(recipient_id, recipient_key)
-        # (1b) the record's own key, exported from the recipient's context, bound to its header
-        bound = _seal_context_fast(recipient_id, message_id, content_type)
-        key = export_key(secret, bound)
-        # (1c) AES-256-GCM with a fresh random nonce, the header as associated data
-        nonce = self._nonce()
-        sealed = AESGCM(key).encrypt(nonce, body, bound)
-        record = EncryptedRecord(
-            message_id=message_id,
-            recipient_id=recipient_id,
-            content_type=content_type,
-            ciphertext=enc + nonce + sealed,
-            leaf_hash=hash_leaf(outbound_leaf(content_type, body)),
-        )
-        self._records.append(record)
-        return record
+        added: list[EncryptedRecord] = []
+        context, nonce_of, aesgcm = self._context, self._nonce, AESGCM
+        for envelope, recipient_key in items:
+            message_id, recipient_id, content_type = _header_of(envelope)
+            body = canonical_json(envelope, checked=checked)
+            enc, secret = context(recipient_id, recipient_key)
+            # (1b) the record's own key, exported from the recipient's context, bound to its
+            # header
+            bound = _seal_context_fast(recipient_id, message_id, content_type)
+            key = export_key(secret, bound)
+            # (1c) AES-256-GCM with a fresh random nonce, the header as associated data
+            nonce = nonce_of()
+            sealed = aesgcm(key).encrypt(nonce, body, bound)
+            added.append(
+                EncryptedRecord(
+                    message_id=message_id,
+                    recipient_id=recipient_id,
+                    content_type=content_type,
+                    ciphertext=enc + nonce + sealed,
+                    leaf_hash=outbound_leaf_hash(content_type, body),
+                )
+            )
+        self._records.extend(added)
+        return added
 
     def _nonce(self) -> bytes:
         """12 random bytes; drawn from the OS 256 nonces at a time (one system call, not 256)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "EntryKind",
     "FieldAction",
     "append_entry",
+    "chain_entries",
     "chain_new_entry",
     "format_time",
     "make_checkpoint",
@@ -176,7 +177,8 @@ class AuditEntry:
         if _flat_plain(self.__dict__):
             rest["fieldActions"] = orjson.Fragment(actions)
             try:
-                return pae(ENTRY_TYPE, orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
+                body = orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
+                return b"%s%d %s" % (_ENTRY_PAE, len(body), body)  # pae(ENTRY_TYPE, body)
             except orjson.JSONEncodeError:
                 del rest["fieldActions"]
         # the general way, in three parts: the members sorting before and after fieldActions
@@ -243,6 +245,9 @@ class AuditEntry:
             raise TrustError(f"audit entry is malformed: {exc!r}", reason="malformed") from exc
 
 
+_ENTRY_PAE = b"PCFXv1 %d %s " % (len(ENTRY_TYPE.encode()), ENTRY_TYPE.encode())
+"""What :func:`~contracts.canonical.pae` puts before the body's length for :data:`ENTRY_TYPE`
+(the property test of :meth:`AuditEntry.canonical_bytes` pins the bytes)."""
 _FIELDS = tuple(
     f.name for f in fields(AuditEntry) if f.name not in ("seq", "prev_hash", "entry_hash", "seal")
 )
@@ -340,26 +345,52 @@ def append_entry(head: ChainHead, draft: AuditEntry) -> tuple[AuditEntry, ChainH
 def chain_new_entry(head: ChainHead, fields: dict[str, Any]) -> tuple[AuditEntry, ChainHead]:
     """Build the entry from *fields* (everything but seq/prev_hash/entry_hash) after *head*.
 
-    The entry is the dataclass the constructor builds (defaults, then *fields*), filled in one
-    step: a frozen dataclass's ``__init__`` sets its 30 fields one ``object.__setattr__`` at a
-    time, a third of the cost of an entry. *fields* naming anything else, or missing a required
-    field, takes the constructor, which raises as before.
+    A chain of one: :func:`chain_entries` with one draft (the one implementation).
     """
-    names = fields.keys()
-    if names <= _CHAINED and names >= _REQUIRED:
-        entry = object.__new__(AuditEntry)
-        state = entry.__dict__
-        state.update(_DEFAULTS)
-        state.update(fields)
-        state["seq"], state["prev_hash"] = head.size, head.last_hash
-    else:
-        entry = AuditEntry(seq=head.size, prev_hash=head.last_hash, **fields)
-    # The hash covers every other field; the entry is not shared yet, so set it in place.
-    leaf = hash_leaf(entry.canonical_bytes())
-    object.__setattr__(entry, "entry_hash", leaf.hex())
+    entries, heads = chain_entries(head, (fields,))
+    return entries[0], heads[0]
+
+
+def chain_entries(
+    head: ChainHead, drafts: Sequence[dict[str, Any]]
+) -> tuple[list[AuditEntry], list[ChainHead]]:
+    """Chain *drafts* (each: an entry's fields but seq/prev_hash/entry_hash) after *head*, in
+    order: the entries, and the head after each of them. Pure.
+
+    Entry ``i`` is exactly what :func:`chain_new_entry` gives for draft ``i`` after head
+    ``i - 1`` (a property test pins it); the batch keeps one Merkle compact range for all of
+    them instead of one per entry. Each entry is the dataclass the constructor builds
+    (defaults, then the draft), filled in one step: a frozen dataclass's ``__init__`` sets its
+    30 fields one ``object.__setattr__`` at a time, a third of the cost of an entry. A draft
+    naming anything else, or missing a required field, takes the constructor, which raises as
+    before.
+    """
     compact = CompactRange(head.size, head.nodes)
-    compact.append(leaf)
-    return entry, ChainHead(compact.size, entry.entry_hash, tuple(compact.nodes))
+    append, nodes = compact.append, compact.nodes
+    last = head.last_hash
+    entries: list[AuditEntry] = []
+    heads: list[ChainHead] = []
+    chained, required, defaults = _CHAINED, _REQUIRED, _DEFAULTS
+    new, setattr_ = object.__new__, object.__setattr__
+    for draft in drafts:
+        names = draft.keys()
+        size = compact.size
+        if names <= chained and names >= required:
+            entry = new(AuditEntry)
+            state = entry.__dict__
+            state.update(defaults)
+            state.update(draft)
+            state["seq"], state["prev_hash"] = size, last
+        else:
+            entry = AuditEntry(seq=size, prev_hash=last, **draft)
+        # The hash covers every other field; the entry is not shared yet, so set it in place.
+        leaf = hash_leaf(entry.canonical_bytes())
+        last = leaf.hex()
+        setattr_(entry, "entry_hash", last)
+        append(leaf)
+        entries.append(entry)
+        heads.append(ChainHead(size + 1, last, tuple(nodes)))
+    return entries, heads
 
 
 @dataclass(frozen=True)

@@ -291,13 +291,33 @@ def _compute_verdict(policy: Policy, classes: tuple[str, ...], context: _Context
 # the record
 
 
+class DecisionTime(NamedTuple):
+    """What :func:`evaluate` reads off *now*, worked out once: a batch of decisions at one time
+    (``gateway._pipeline.prepare_transfers``) passes one of these instead of the datetime."""
+
+    now: datetime
+    year: int
+    """The PI counting year: *now*'s year in Beijing time (``_counters.counting_year``)."""
+    day: date
+    """*now*'s date in Beijing time (the mechanisms' memo day)."""
+    iso: str
+    """``now.isoformat()``, part of the decision id."""
+
+    @classmethod
+    def of(cls, now: datetime) -> DecisionTime:
+        if now.tzinfo is None:
+            raise ValueError("'now' must be timezone-aware (got a naive datetime)")
+        beijing = now.astimezone(CHINA_TIME)
+        return cls(now, beijing.year, beijing.date(), now.isoformat())
+
+
 def evaluate(
     policy: Policy,
     record: Mapping[str, Any],
     recipient: str,
     purpose: str,
     counters: CounterState,
-    now: datetime,
+    now: datetime | DecisionTime,
     *,
     record_hash: str | None = None,
 ) -> PolicyDecision:
@@ -309,8 +329,8 @@ def evaluate(
     destination group, most restrictive wins; (3) combinations re-classify; (4) record grade;
     (5) cross-border: PI counters, mechanisms (valid at *now*), usage policies; (6) outcome.
     """
-    if now.tzinfo is None:
-        raise ValueError("'now' must be timezone-aware (got a naive datetime)")
+    at = now if type(now) is DecisionTime else DecisionTime.of(now)  # type: ignore[arg-type]
+    now = at.now
     pf_id = record.get("id") if isinstance(record.get("id"), str) else None
     reasons: list[Reason] = []
     blocked = Outcome.BLOCKED
@@ -376,8 +396,7 @@ def evaluate(
     record_grade = static.record_grade
 
     # (5) cross-border: counters, mechanisms; usage policies
-    beijing = now.astimezone(CHINA_TIME)  # once: the counting year and the mechanisms' memo day
-    year = beijing.year  # what _counters.counting_year(now) gives
+    year = at.year  # what _counters.counting_year(now) gives
     mechanisms: tuple[Mechanism, ...] = ()
     delta = CounterDelta(year=year)
     usage: dict[str, Any] = {}
@@ -392,7 +411,7 @@ def evaluate(
                 record_grade=record_grade,
                 delta=delta,
                 now=now,
-                day=beijing.date(),
+                day=at.day,
                 reasons=reasons,
             )
         usage = dict(static.usage)
@@ -409,7 +428,7 @@ def evaluate(
     else:
         outcome = Outcome.ALLOWED
 
-    decided = now.isoformat()
+    decided = at.iso
     decision_id = decision_uuid(f"{sha}|{recipient}|{purpose}|{policy.digest}|{decided}")
     fingerprint = None
     if outcome is Outcome.HELD:

@@ -28,9 +28,13 @@ For every batch of one partition, in this order (no I/O until step 4):
    (:func:`~gateway.runtime._adapter.record_from_datum`) and route it to its subscribers;
    records that do not decode (framing, unknown schema id, another record type, malformed
    Avro) become ``Rejection`` records for ``pcf.rejected`` naming why;
-2. run the pure core per ``(record, recipient)``: decide → transform → encrypt into the batch's
-   :class:`~gateway._sealing.OutboundBatch` (one HPKE context per recipient per batch) → chain
-   one audit entry (blocked and held decisions get one too; held ones open an approval);
+2. run the pure core over the batch's ``(record, recipient)`` transfers in its batch form
+   (:func:`~gateway._pipeline.prepare_transfers`: decide all → transform all → encrypt all into
+   the batch's :class:`~gateway._sealing.OutboundBatch`, one HPKE context per recipient per
+   batch → chain one audit entry each; blocked and held decisions get one too, held ones open an
+   approval). Whatever else a record adds to the chain or the unit (a refused hand-off, a
+   rejection, a reactivated footprint) first runs the core over the transfers before it, so
+   entries and events keep the records' order; one clock reading stamps each such run;
 3. sign a checkpoint of the chain when one is due;
 4. sign the batch's outbound messages once (one Merkle root, an inclusion proof per message) and
    commit the unit in one Kafka transaction (``KafkaTransferSink.commit``): outbound messages,
@@ -164,8 +168,10 @@ from pcf_exchange.gateway._pipeline import (
     DEPRECATED_NOTE,
     GatewaySecrets,
     PreparedTransfer,
+    TransferRequest,
     prepare_approval_event,
     prepare_transfer,
+    prepare_transfers,
     reactivation_entry,
     retired_by,
 )
@@ -305,6 +311,33 @@ class _Unit:
     """(decision, recipient) -> how many: the transfers metric, added once committed."""
     rejected: list[str] = field(default_factory=list)
     """The reason of each rejection in ``extra``: the DLQ metric, added once committed."""
+
+
+@dataclass
+class _Pending:
+    """Transfers of a batch waiting for step (2), in order (see :meth:`GatewayRunner._flush`)."""
+
+    requests: list[TransferRequest] = field(default_factory=list)
+    sources: list[HeldSource] = field(default_factory=list)
+    retiring: list[tuple[str, str] | None] = field(default_factory=list)
+    """(recipient, footprint id) of each request whose footprint is ``Deprecated``."""
+    deprecated: set[tuple[str, str]] = field(default_factory=set)
+    """The pairs of :attr:`retiring`: an ``Active`` copy of one waits for them to be decided."""
+
+    def add(
+        self, request: TransferRequest, source: HeldSource, retiring: tuple[str, str] | None
+    ) -> None:
+        self.requests.append(request)
+        self.sources.append(source)
+        self.retiring.append(retiring)
+        if retiring is not None:
+            self.deprecated.add(retiring)
+
+    def clear(self) -> None:
+        self.requests.clear()
+        self.sources.clear()
+        self.retiring.clear()
+        self.deprecated.clear()
 
 
 _GOES = frozenset({"allowed", "transformed", "approval_released"})
@@ -626,8 +659,12 @@ class GatewayRunner:
             self._decode_or_error(message.value() or b"") if why is None else None
             for message, why in zip(batch, refused, strict=True)
         ]
+        pending = _Pending()
         for message, why, found in zip(batch, refused, decoded, strict=True):
-            head, counters = self._one(chain, message, why, found, head, counters, unit, stats)
+            head, counters = self._one(
+                chain, message, why, found, head, counters, unit, stats, pending
+            )
+        head, counters = self._flush(pending, head, counters, unit, stats)
         checkpoints = self._due_checkpoint(chain, head, len(unit.entries))
         topic, partition, last = coords(batch[-1])
         offsets = [TopicPartition(topic, partition, last + 1)]
@@ -682,19 +719,25 @@ class GatewayRunner:
         counters: CounterState,
         unit: _Unit,
         stats: RunStats,
+        pending: _Pending,
     ) -> tuple[ChainHead, CounterState]:
         """One record of a batch, in the chain's order: *refused* is what step (0) found
         (:meth:`_handoff_error`), *decoded* what step (1) gave (:meth:`_decode_or_error`; not
-        run for a refused record)."""
+        run for a refused record). Its transfers join *pending* (step 2 runs over them in one
+        :func:`~gateway._pipeline.prepare_transfers`); anything else the record adds to the
+        unit (an entry, a rejection) first flushes what is pending, so the chain and the unit
+        keep the records' order."""
         value = message.value() or b""
         # (0) a signed hand-off of the streams, or released to nobody
         if refused is not None:
             stats.untrusted += 1
             stats.blocked += 1
+            head, counters = self._flush(pending, head, counters, unit, stats)
             return self._untrusted(message, refused, head, unit), counters
         # (1) decoded once (no model: see "Decode once, check once" above), adapted; route
         assert decoded is not None
         if isinstance(decoded, ContractError):
+            head, counters = self._flush(pending, head, counters, unit, stats)
             unit.extra.append(self._rejection(message, decoded))
             unit.rejected.append(getattr(decoded, "reason", None) or decoded.code)
             stats.rejected += 1
@@ -712,33 +755,62 @@ class GatewayRunner:
         status, pf_id = record.get("status"), str(record.get("id"))
         for recipient, purpose in routes:
             retired = (recipient, pf_id)
+            if status == "Active" and retired in pending.deprecated:
+                # whether it was retired depends on a pending transfer: decide that one first
+                head, counters = self._flush(pending, head, counters, unit, stats)
             if status == "Active" and (retired in chain.retired or retired in unit.retired):
+                head, counters = self._flush(pending, head, counters, unit, stats)
                 head = self._reactivated(message, head, unit, retired, purpose, record_hash)
                 stats.blocked += 1
                 stats.reactivated += 1
                 continue
-            # (2) the pure core
-            prepared = prepare_transfer(
-                self.policy,
+            # (2) the pure core, for all pending transfers at once (see _flush)
+            request = TransferRequest(
                 record,
-                recipient=recipient,
-                purpose=purpose,
-                counters=counters,
-                head=head,
-                secrets=self.secrets,
-                now=self.clock(),
-                requested_by=self.settings.requested_by,
+                recipient,
+                purpose,
                 record_hash=record_hash,
-                batch=unit.batch,
                 note=DEPRECATED_NOTE if status == "Deprecated" else None,
                 api_key=self._api_key_for(recipient),
             )
-            head = prepared.head
-            self._collect(prepared, unit, source, stats)
-            counters = prepared.counters
-            if status == "Deprecated" and prepared.encrypted is not None:
-                unit.retired.add(retired)
+            pending.add(request, source, retired if status == "Deprecated" else None)
         return head, counters
+
+    def _flush(
+        self,
+        pending: _Pending,
+        head: ChainHead,
+        counters: CounterState,
+        unit: _Unit,
+        stats: RunStats,
+    ) -> tuple[ChainHead, CounterState]:
+        """Step (2) for the pending transfers, in order, in one batch of the pure core
+        (:func:`~gateway._pipeline.prepare_transfers`, one clock reading for all of them); their
+        entries, messages and events join the unit. Returns the chain head and counters after
+        them (unchanged if nothing was pending)."""
+        if not pending.requests:
+            return head, counters
+        done = prepare_transfers(
+            self.policy,
+            pending.requests,
+            counters=counters,
+            head=head,
+            secrets=self.secrets,
+            now=self.clock(),
+            requested_by=self.settings.requested_by,
+            batch=unit.batch,
+        )
+        at = len(unit.batch) - sum(
+            (p.encrypted is not None) + (p.api_copy is not None) for p in done
+        )
+        for prepared, source, retired in zip(done, pending.sources, pending.retiring, strict=True):
+            at += prepared.encrypted is not None
+            self._collect(prepared, unit, source, stats, api_index=at)
+            at += prepared.api_copy is not None
+            if retired is not None and prepared.encrypted is not None:
+                unit.retired.add(retired)
+        pending.clear()
+        return done[-1].head, done[-1].counters
 
     def _reactivated(
         self,
@@ -851,8 +923,17 @@ class GatewayRunner:
         return head
 
     def _collect(
-        self, prepared: PreparedTransfer, unit: _Unit, source: HeldSource, stats: RunStats
+        self,
+        prepared: PreparedTransfer,
+        unit: _Unit,
+        source: HeldSource,
+        stats: RunStats,
+        *,
+        api_index: int | None = None,
     ) -> None:
+        """Add one prepared transfer to *unit*. *api_index*: the position of its copy for the
+        API in ``unit.batch`` (default: the batch's last record, as after one
+        ``prepare_transfer``)."""
         unit.entries.extend(prepared.entries)
         stats.decisions += 1
         decided = (prepared.decision.outcome.value, prepared.decision.recipient_id)
@@ -867,7 +948,8 @@ class GatewayRunner:
             if prepared.api_copy is not None:  # added to the batch right after `message`
                 stats.api_released += 1
                 pf_id = prepared.decision.record_ref.pf_id or message.message_id
-                unit.api_releases[len(unit.batch) - 1] = f"{message.recipient_id}|{pf_id}".encode()
+                index = len(unit.batch) - 1 if api_index is None else api_index
+                unit.api_releases[index] = f"{message.recipient_id}|{pf_id}".encode()
             delta = prepared.decision.counter_delta
             if delta is not None and not delta.empty:
                 for metric, keys in delta.added.items():
