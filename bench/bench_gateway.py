@@ -63,7 +63,7 @@ import os
 import queue
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -974,32 +974,10 @@ def stage_costs(
     # the same core through its one entry point, to check the stages add up to it
     batch = OutboundBatch(secrets.signer)
 
-    def core() -> None:
+    def transfer_all(pairs: Iterable[tuple[Any, str]], into: OutboundBatch) -> None:
+        """Step 2 on each (record, its hash) in turn, chained, then the batch signed."""
         head = ChainHead()
-        for r, h in zip(records, hashes, strict=True):
-            head = prepare_transfer(
-                policy,
-                r,
-                recipient=recipient,
-                purpose=purpose,
-                counters=counters,
-                head=head,
-                secrets=secrets,
-                now=now,
-                record_hash=h,
-                batch=batch,
-            ).head
-        batch.sign()
-
-    timed("prepare_transfer", core)
-
-    def interleaved() -> None:
-        # steps 0-2 record by record (what the runner did before "Stage by stage")
-        head, into = ChainHead(), OutboundBatch(secrets.signer)
-        for (k, v, h), digest in zip(messages, hashes, strict=True):
-            check_handoff(keyring, k, v, h, appended_at=now, what="bench")
-            record = record_from_datum(serde.decode_datum(v)[1])[0]
-            assert record is not None
+        for record, digest in pairs:
             head = prepare_transfer(
                 policy,
                 record,
@@ -1013,6 +991,23 @@ def stage_costs(
                 batch=into,
             ).head
         into.sign()
+
+    def core() -> None:
+        transfer_all(zip(records, hashes, strict=True), batch)
+
+    timed("prepare_transfer", core)
+
+    def interleaved() -> None:
+        # steps 0-2 record by record (what the runner did before "Stage by stage"): each
+        # record is checked and decoded just before its transfer (a generator, consumed lazily)
+        def decoded() -> Iterator[tuple[Any, str]]:
+            for (k, v, h), digest in zip(messages, hashes, strict=True):
+                check_handoff(keyring, k, v, h, appended_at=now, what="bench")
+                record = record_from_datum(serde.decode_datum(v)[1])[0]
+                assert record is not None
+                yield record, digest
+
+        transfer_all(decoded(), OutboundBatch(secrets.signer))
 
     timed("steps_0_to_2_record_by_record", interleaved)
     times["steps_0_to_2_stage_by_stage"] = (

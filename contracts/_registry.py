@@ -262,7 +262,10 @@ class _State:
         if entry is None:
             raise UnknownSchemaError(
                 f"schema is not registered under subject '{subject}'",
-                hint="Register it first (the operator runs 'pcfx schemas register').",
+                hint="Register it first: the operator runs 'python -m"
+                " pcf_exchange.infra.compose.register_schemas' (what is missing), or 'pcfx schemas"
+                " migrate --from pcf._schemas' while this deployment's schemas are still in the"
+                " shared topic.",
             )
         return entry.schema_id
 

@@ -226,7 +226,10 @@ class UnknownSchemaError(SerdeError):
     """The frame names a schema id that the registry does not know."""
 
     code = "unknown_schema"
-    hint = "Register the schema (pcfx schemas register) or point at the right registry."
+    hint = (
+        "Register the schema (the operator: python -m pcf_exchange.infra.compose.register_schemas)"
+        " or point at the right registry."
+    )
 
 
 class UnitError(ContractError):

@@ -42,7 +42,6 @@ import typer
 from pcf_exchange.contracts.errors import PassphraseError
 from pcf_exchange.pcfx.console import err_console
 from pcf_exchange.pcfx.kafka_options import KafkaConfig
-from pcf_exchange.producers.keys import read_passphrase
 
 __all__ = [
     "LOG_LEVELS",
@@ -177,6 +176,10 @@ def passphrase(file: Path | None, env: str | None) -> bytes | None:
                 hint=f"export {env}=... (the key's passphrase), or use --passphrase-file.",
             )
         return value.encode("utf-8")
+    # (here, not at the top: every command imports this module, few read a passphrase, and
+    # the producers package imports the Kafka publisher)
+    from pcf_exchange.producers.keys import read_passphrase
+
     return read_passphrase(file)
 
 

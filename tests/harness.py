@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -27,10 +27,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pcf_exchange.contracts import (
     BillOfMaterials,
     EmissionFactor,
+    Payload,
     ProductFootprint,
     SignedBillOfMaterials,
     SignedEmissionFactor,
     SignedFootprint,
+    SignedRecord,
     SignedSupplierKey,
     SignerRole,
     SupplierKey,
@@ -54,6 +56,8 @@ __all__ = [
 OPERATOR_ID = "operator"
 SERVICE_ID = "pcfx-streams"
 """Whom the streams workers' service key is registered for."""
+
+_Signed = TypeVar("_Signed", bound=SignedRecord)
 
 
 def raw_public(key: Ed25519PrivateKey) -> bytes:
@@ -118,25 +122,21 @@ class Participants:
             registered_by=OPERATOR_ID,
             namespaces=tuple(self.namespaces.get(owner, ())),
         ).model_copy(update=changes)
-        signed = sign(
-            self.operator,
-            registration,
-            supplier_id=OPERATOR_ID,
-            key_id=self.operator_key_id,
-            sequence=sequence,
-        )
-        assert isinstance(signed, SignedSupplierKey)
-        return signed
+        return self._operator_signed(SignedSupplierKey, registration, sequence)
 
     def factor(self, factor: EmissionFactor, sequence: int) -> SignedEmissionFactor:
+        return self._operator_signed(SignedEmissionFactor, factor, sequence)
+
+    def _operator_signed(self, kind: type[_Signed], record: Payload, sequence: int) -> _Signed:
+        """*record* signed with the operator's key, in its envelope *kind*."""
         signed = sign(
             self.operator,
-            factor,
+            record,
             supplier_id=OPERATOR_ID,
             key_id=self.operator_key_id,
             sequence=sequence,
         )
-        assert isinstance(signed, SignedEmissionFactor)
+        assert isinstance(signed, kind)
         return signed
 
     def footprint(

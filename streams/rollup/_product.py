@@ -169,16 +169,19 @@ class ProductState:
         )
 
 
-def _same(new: SourceValue, old: SourceValue) -> bool:
-    """Whether *new* is no news compared with the published *old* value.
+def _same(new: SourceValue, old: SourceValue, run: Running) -> bool:
+    """Whether *new* is no news compared with the published *old* value (*run*: the running
+    roll-up *new* came from).
 
     On overlapping cycles a product may see several cycles through it, and which one its inputs
     name depends on the order waves arrive in; re-publishing on every switch would make the
     products of the cycles flip each other forever. So while a product stays on a cycle at the
-    same BOM revision, another path is not a change: the first cycle found stays reported.
+    same BOM revision, another path is not a change: the cycle reported stays -- as long as an
+    input still shows it. A path no input shows any more is stale (an edge of it was cut, e.g.
+    by a supplier footprint that now stands for a product on it): the current one replaces it.
     """
     if new.status is Status.CYCLE and old.status is Status.CYCLE:
-        return new.sequence == old.sequence
+        return new.sequence == old.sequence and run.shows(old.cycle)
     return new == old
 
 
@@ -235,7 +238,7 @@ def _publish(
     state._dirty = set()
     state._rebuild = False
     value = state._run.value()
-    if state.value is not None and _same(value, state.value):
+    if state.value is not None and _same(value, state.value, state._run):
         return Step(state, outputs, Outcome.APPLIED if outputs else Outcome.UNCHANGED)
     state.sequence += 1
     state.value = value

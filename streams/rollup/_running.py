@@ -499,6 +499,12 @@ class Running:
         else:
             self.cycles.pop(ref, None)
 
+    def shows(self, cycle: tuple[str, ...]) -> bool:
+        """Whether an input still shows the cycle path *cycle* through us (its trace, or the
+        path the next product on it reports). A path none shows any more is stale: an edge of
+        it was cut (e.g. by a supplier footprint that now stands for a product on it)."""
+        return any(cycle in found for found in self.cycles.values())
+
     def update(self, refs: Iterable[Ref], children: Slots) -> None:
         """The inputs *refs* have new values (or none any more): re-evaluate the lines that use
         them and apply each line's difference to the sums."""

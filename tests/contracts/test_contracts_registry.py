@@ -4,6 +4,7 @@ server on 127.0.0.1, and the Kafka-topic registry against a real broker (marked 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -62,8 +63,9 @@ def exercise(registry: SchemaRegistry, subject: str) -> None:
     assert registry.versions(subject) == [1, 2]
     with pytest.raises(UnknownSchemaError):
         registry.get_schema(10_000)
-    with pytest.raises(UnknownSchemaError):
+    with pytest.raises(UnknownSchemaError) as unknown:
         registry.lookup(subject, _v3_breaking())
+    _names_real_commands(unknown.value.hint)
     with pytest.raises(UnknownSchemaError):
         registry.latest(subject + "-nothing")
 
@@ -297,3 +299,22 @@ def test_a_command_gives_up_at_once_and_the_error_says_why(monkeypatch: pytest.M
     with pytest.raises(RegistryError, match="Request timed out"):
         KafkaSchemaRegistry("127.0.0.1:9092")
     assert calls == ["open"]
+
+
+def _names_real_commands(hint: str | None) -> None:
+    """Every command a hint tells the operator to run exists."""
+    import importlib
+
+    from typer.main import get_group
+
+    from pcf_exchange.pcfx.commands.schemas import schemas_app
+
+    assert hint
+    for command in re.findall(r"pcfx schemas ([a-z-]+)", hint):
+        assert command in get_group(schemas_app).commands, command
+    for module in re.findall(r"python -m ([\w.]+)", hint):
+        importlib.import_module(module)
+
+
+def test_the_unknown_schema_hints_name_real_commands() -> None:
+    _names_real_commands(UnknownSchemaError.hint)

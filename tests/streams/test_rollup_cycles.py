@@ -113,6 +113,29 @@ def test_a_reported_cycle_is_taken_only_from_the_next_product_on_it() -> None:
     assert run_batch(footprints, boms, [], max_messages=FUSE)["n2"].status is Status.BLOCKED
 
 
+def test_a_reported_cycle_path_is_dropped_once_no_input_shows_it_any_more() -> None:
+    # n2 -> {n0, n5, n6}, n5 -> n2, n6 -> n2 (hypothesis, seed 262143). n2 first reports the path
+    # through n6; then n6's supplier footprint arrives and stands for n6 (n6 is on no cycle any
+    # more), while n2 stays on the real cycle n2 <-> n5: its path must follow, not stay stale.
+    net = Network()
+    net.submit(
+        BomDeclared(bom("n2", line("n0", 1), line("n5", 1), line("n6", 1), direct=1)),
+        BomDeclared(bom("n6", line("n2", 1), direct=1)),
+        BomDeclared(bom("n0", direct=1)),
+    )
+    net.run(FUSE)
+    assert net.result("n2").cycle == ("n2", "n6", "n2")  # type: ignore[union-attr]
+    net.submit(BomDeclared(bom("n5", line("n2", 1), direct=1)))
+    net.run(FUSE)
+    net.submit(FootprintDeclared(fp("n6", "1")))
+    net.run(FUSE)
+    results = net.results()
+    for pid in ("n2", "n5"):
+        assert (results[pid].status, results[pid].cycle) == (Status.CYCLE, ("n2", "n5", "n2"))
+    assert results["n6"].status is Status.BLOCKED  # (its own BOM still uses n2, on a cycle)
+    assert results["n0"].pcf == 1
+
+
 def test_cycle_closed_and_broken_by_bom_revisions_in_streaming() -> None:
     net = Network()
     net.submit(
