@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -79,7 +80,7 @@ from pcf_exchange.streams.rollup import (
     SourceKind,
     Status,
 )
-from pcf_exchange.streams.rollup._result import result_uuid
+from pcf_exchange.streams.rollup._result import RESULT_NAMESPACE
 
 __all__ = [
     "ASSUMED",
@@ -633,7 +634,7 @@ def issued_id(result: RollupResult, previous_id: str | None) -> str:
     if previous_id is None:
         return result.result_id
     name = f"{result.product_id}|{result.content_hash}|{previous_id}"
-    return result_uuid(name)  # (= str(uuid.uuid5(RESULT_NAMESPACE, name)))
+    return str(uuid.uuid5(RESULT_NAMESPACE, name))
 
 
 def rolled_up_record(

@@ -178,8 +178,10 @@ _PRODUCT_REFS: dict[str, Ref] = {}
 _FACTOR_REFS: dict[str, Ref] = {}
 
 
-def _digest(payload: Mapping[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(payload)).hexdigest()
+def _digest(payload: Mapping[str, Any], *, checked: bool = False) -> str:
+    """``sha256:`` and the hex digest of *payload*'s canonical JSON (*checked*: see
+    :func:`~contracts.canonical.canonical_json`)."""
+    return "sha256:" + hashlib.sha256(canonical_json(payload, checked=checked)).hexdigest()
 
 
 def _check_id(value: object, path: str) -> str:

@@ -21,7 +21,6 @@ plus ``sum(multiplier x child totals)`` and nothing is ever averaged twice:
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,10 +28,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pcf_exchange.contracts.canonical import canonical_json
 from pcf_exchange.contracts.errors import RollupError, Violation
 
-from ._model import HEADLINE_METRIC, Ref
+from ._model import HEADLINE_METRIC, Ref, _digest
 from ._numbers import rollup_context
 
 __all__ = [
@@ -49,21 +47,6 @@ __all__ = [
 
 RESULT_NAMESPACE = uuid.UUID("6c1f3f0e-4c1d-5a8e-9a55-0c9f0a7e2b31")
 """UUIDv5 namespace of rolled-up result ids (a new id per distinct content, as PACT v3 wants)."""
-
-_RESULT_NAMESPACE_BYTES = RESULT_NAMESPACE.bytes
-
-
-def result_uuid(name: str) -> str:
-    """``str(uuid.uuid5(RESULT_NAMESPACE, name))``, written without building a ``UUID`` (a
-    third of the time; the publish step makes one or two per product): the SHA-1 of namespace
-    and name, its first 16 bytes with the version (5) and RFC 4122 variant bits set, as the
-    canonical 8-4-4-4-12 hex text. ``tests/streams/test_rollup_result_id.py`` compares the two.
-    """
-    digest = bytearray(hashlib.sha1(_RESULT_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _d(value: Decimal | None) -> str | None:
@@ -411,10 +394,8 @@ class RollupResult:
 
     def __post_init__(self) -> None:
         if not self.content_hash:
-            # (canonical() builds only JSON-native values, str keys and no float: the walk that
-            # checks for others is skipped; a value it did not foresee still takes the slow way)
-            digest = hashlib.sha256(canonical_json(self.canonical(), checked=True)).hexdigest()
-            object.__setattr__(self, "content_hash", "sha256:" + digest)
+            # canonical() builds only JSON-native values (str keys, no float): no walk to check
+            object.__setattr__(self, "content_hash", _digest(self.canonical(), checked=True))
 
     def canonical(self) -> dict[str, Any]:
         """Plain JSON values (decimals as strings) that the content hash covers."""
@@ -440,7 +421,7 @@ class RollupResult:
     @property
     def result_id(self) -> str:
         """Deterministic UUIDv5 of product and content: the PACT id of this exact result."""
-        return result_uuid(f"{self.product_id}|{self.content_hash}")
+        return str(uuid.uuid5(RESULT_NAMESPACE, f"{self.product_id}|{self.content_hash}"))
 
     @property
     def is_complete(self) -> bool:

@@ -5,13 +5,11 @@ result's ``content_hash`` and ``result_id``: a change in how those are computed 
 alike. Here the records of every varied case (complete chains, withheld footprints,
 assumptions, incomplete and blocked products, tiny figures, long lineage), with and without a
 predecessor, are hashed together and compared with the digest the code gave before the publish
-step was made faster (session 16): not one output byte may change. The ids are pinned besides
-against :func:`uuid.uuid5`, which :func:`~streams.rollup._result.result_uuid` replaces."""
+step was made faster (session 16): not one output byte may change."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import pytest
 
@@ -23,7 +21,6 @@ from pcf_exchange.contracts import (
 )
 from pcf_exchange.contracts.canonical import canonical_json
 from pcf_exchange.streams.adapt import rolled_up_datum
-from pcf_exchange.streams.rollup._result import RESULT_NAMESPACE, result_uuid
 from tests.streams.test_publish_datum import CASES, NOW, PREVIOUS, TOPIC
 
 PINNED = {
@@ -66,16 +63,3 @@ def test_the_content_hash_is_the_canonical_json_of_the_result() -> None:
         for result, _ in CASES[name]():
             payload = canonical_json(result.canonical())  # (the checked walk, the slow way)
             assert result.content_hash == "sha256:" + hashlib.sha256(payload).hexdigest()
-
-
-@pytest.mark.parametrize(
-    "name", ["", "a", "urn:pact:x|sha256:00", "ünïcode|€", "x" * 1000, PREVIOUS]
-)
-def test_result_uuid_is_uuid5(name: str) -> None:
-    assert result_uuid(name) == str(uuid.uuid5(RESULT_NAMESPACE, name))
-
-
-def test_result_uuid_is_uuid5_on_many_names() -> None:
-    for i in range(2000):
-        name = f"urn:pact:bench:product-id:T6-{i}|sha256:{i:064x}"
-        assert result_uuid(name) == str(uuid.uuid5(RESULT_NAMESPACE, name))
