@@ -93,6 +93,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -101,7 +104,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -254,6 +257,36 @@ PRODUCER_LINGER_S = 0.005
 as the previous one is answered). The agents send a few messages per input, and acknowledgements
 are awaited per batch, so 5 ms more per hop buys fuller produce requests: about 14 % less worker
 CPU per update, measured on the backlog bench (3.5 -> 3.0 ms)."""
+
+
+HEAP_TRIM_S = 30.0
+"""How often a worker gives the free pages of its C heap back to the system (:func:`trim_heap`)."""
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    if trim is None:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return cast(Callable[[int], int], trim)
+
+
+def trim_heap() -> bool:
+    """Give the free pages of the C heap back to the system (glibc's ``malloc_trim(0)``; no-op
+    elsewhere); whether anything was given back.
+
+    A worker churns through records, packs and rows of a few KB to 256 KB, which CPython takes
+    from the C heap (its own allocator only serves objects up to 512 bytes). glibc returns freed
+    memory to the system only from the top of its heap, so a live row allocated late pins
+    everything freed below it: a worker's RSS keeps what its busiest moment needed (a roll-up
+    backlog, a factor revision reaching a quarter of the graph). In a 2 000-product soak the
+    heap's free part grew 33 -> 46 MB in 80 s while what was in use stayed at 94 MB (issue #22).
+    ``malloc_trim`` releases the free pages wherever they are (a few ms every
+    :data:`HEAP_TRIM_S`)."""
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
 
 
 def _header(event: Any, name: str) -> bytes | None:
@@ -465,6 +498,10 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _
     @app.task  # type: ignore[untyped-decorator]
     async def settle_parked() -> None:
         await worker.settle_parked()
+
+    @app.timer(HEAP_TRIM_S)  # type: ignore[untyped-decorator]
+    async def give_back_free_memory() -> None:
+        trim_heap()
 
     @app.agent(topic("pcf.declared"))
     async def ingest_declared(stream: Any) -> None:
