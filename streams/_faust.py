@@ -17,8 +17,8 @@ another. The rest of :mod:`streams` sees plain functions and classes:
   of a partition in one record (:class:`~streams._rollup_step.RowGroups`);
 - :func:`highwater` / :func:`joined`: a partition's end offset and whether the worker is in its
   consumer group (for the lag metric and ``/readyz``, :mod:`contracts.observability`);
-- :func:`make_app`: the app with the three fixes below (recovery race, fetch wait, agent
-  failures).
+- :func:`make_app`: the app with the fixes below (recovery race, fetch wait, agent failures,
+  a bounded stream buffer).
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from pcf_exchange.streams._batching import Batcher
+from pcf_exchange.streams._batching import BATCH_MAX, Batcher
 from pcf_exchange.streams._rollup_step import RowGroups
 
 __all__ = [
     "FAUST_STREAMING_VERSION",
     "FETCH_MAX_WAIT_MS",
+    "STREAM_BUFFER_MAX",
     "AgentFailureHook",
     "WorkerApp",
     "assigned",
@@ -315,6 +316,19 @@ class _Transport(faust_aiokafka.Transport):
     Producer = _Producer
 
 
+STREAM_BUFFER_MAX = BATCH_MAX
+"""Most records an agent's stream holds fetched but not yet taken (faust's
+``stream_buffer_maxsize``: 4 096 by default), besides the batch :func:`ready_batches` gathers.
+
+faust fetches ahead into each stream's queue until it holds this many, and only then pauses the
+partition. On the roll-up topic a record is a pack of up to 256 KB
+(:data:`~streams._packs.PACK_MAX_BYTES`): 4 096 of them is up to 1 GB per worker, held for as
+long as the worker is behind. In the 10k soak of issue #22 the workers' RSS grew with the
+roll-up topic's backlog (0 to 2 500 records over the 8 minutes, +29/+39 MB a minute) and stayed
+up once it drained (the heap keeps what it was given). One batch ahead (:data:`BATCH_MAX`)
+keeps the agent fed: it takes at most that many at once."""
+
+
 AgentFailureHook = Callable[[Any, BaseException], Awaitable[None]]
 """Called with the agent and its exception whenever an agent fails."""
 
@@ -335,8 +349,10 @@ class WorkerApp(faust.App):
 
 def make_app(app_id: str, on_agent_failure: AgentFailureHook, **settings: Any) -> WorkerApp:
     """A faust app (``faust.App(app_id, **settings)``) with the recovery race closed
-    (:class:`_Recovery`), a short fetch wait (:data:`FETCH_MAX_WAIT_MS`) and every agent
-    failure reported to *on_agent_failure*."""
+    (:class:`_Recovery`), a short fetch wait (:data:`FETCH_MAX_WAIT_MS`), a bounded stream
+    buffer (:data:`STREAM_BUFFER_MAX`, unless *settings* name one) and every agent failure
+    reported to *on_agent_failure*."""
+    settings.setdefault("stream_buffer_maxsize", STREAM_BUFFER_MAX)
     app = WorkerApp(app_id, TableManager=_TableManager, **settings)
     # relies on: App.transport being created lazily, so a transport set first is the one used
     app.transport = _Transport(app.conf.broker_consumer, app)

@@ -93,7 +93,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import sys
@@ -147,6 +146,7 @@ from pcf_exchange.streams._ingest_step import (
     settle,
     source_of,
 )
+from pcf_exchange.streams._memory import HEAP_TRIM_S, collect_less, trim_heap
 from pcf_exchange.streams._packs import ECHO_HEADER, Keyed, echo_stamp, packs, partition, unpack
 from pcf_exchange.streams._publish import Publisher
 from pcf_exchange.streams._rollup_step import BATCH_SECONDS, NodeRecord, Rows, Work, roll_up
@@ -163,13 +163,11 @@ from pcf_exchange.streams.ingest import (
 from pcf_exchange.streams.rollup import ProductRolledUp
 
 __all__ = [
-    "GC_THRESHOLDS",
     "TABLES",
     "TOPICS",
     "AgentFailures",
     "StreamsConfig",
     "build_app",
-    "collect_less",
     "ensure_topics",
     "run_worker",
 ]
@@ -468,6 +466,10 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _
     @app.task  # type: ignore[untyped-decorator]
     async def settle_parked() -> None:
         await worker.settle_parked()
+
+    @app.timer(HEAP_TRIM_S)  # type: ignore[untyped-decorator]
+    async def give_back_free_memory() -> None:
+        trim_heap()
 
     @app.agent(topic("pcf.declared"))
     async def ingest_declared(stream: Any) -> None:
@@ -820,33 +822,6 @@ def run_worker(
     worker.spinner = None
     collect_less()
     worker.execute_from_commandline()
-
-
-GC_THRESHOLDS = (50_000, 10, 10)
-"""The worker process's cyclic garbage collector thresholds (:func:`gc.set_threshold`; Python's
-default is ``(700, 10, 10)``). A batch makes and drops thousands of container objects (messages,
-drafts, rows, datums), most freed by reference counting within the batch; at 700 allocations a
-young collection runs several times per batch, promotes the batch's objects still alive to the
-older generations, and that churn triggers a *full* collection every few batches, which walks
-every object the worker holds (the decoded rows, faust's and the libraries' own). Measured on the
-backlog bench (``bench/bench_streams.py``, 4 000 updates, one worker; CPU time of the collector
-from :data:`gc.callbacks`): 1.0 s of the worker's 5.2 s CPU went to collecting, 0.79 s of it in
-three full collections of ~0.26 s each (a pause with the GIL held). Young collections every
-50 000 allocations promote little: every generation is still collected (the same rules decide
-when), so cyclic garbage is freed as before, some thousands of allocations later. With these
-settings the same run spent 0.45 s collecting of 18.4 s of worker CPU (initial load, backlog and
-6-tier probe together), and the worker's CPU per backlog update went from 1.48-1.83 ms to
-0.98-1.23 ms (four runs each, alternated with main's code in one session, load average 2.5-9 on
-2 cores: lower bounds)."""
-
-
-def collect_less() -> None:
-    """Tune the collector for a worker process (:data:`GC_THRESHOLDS`), and move everything
-    alive now -- modules, classes, the app and its schemas, built once at start-up -- out of
-    its reach (:func:`gc.freeze`): those live as long as the process, and a full collection no
-    longer walks them. Called once by :func:`run_worker` before the worker starts."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _exit_failed(failed: BaseException) -> None:

@@ -383,7 +383,7 @@ def test_a_worker_collects_less_often_and_still_frees_cyclic_garbage() -> None:
     import gc
     import weakref
 
-    from pcf_exchange.streams.runtime import GC_THRESHOLDS, collect_less
+    from pcf_exchange.streams._memory import GC_THRESHOLDS, collect_less
 
     class Node:
         other: Any = None
