@@ -37,7 +37,7 @@ Decimal('30.0')
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -264,12 +264,9 @@ class Network:
             mirror.set_leaf(accepted, value)
             pending.changed[accepted[0]] = None
             made.extend(outputs)
-        run = mirror.propagate([accepted[0] for accepted, _, _ in changes], pending.last)
-        parents, times = mirror.parents, pending.times
-        count = len(messages) + len(made) + len(run)
-        for node in run:
-            times[node] = times.get(node, 0) + 1
-            count += len(parents[node])
+        run, fanout = mirror.republished([accepted[0] for accepted, _, _ in changes], pending.last)
+        pending.times.update(run)
+        count = len(messages) + len(made) + len(run) + fanout
         pending.changed.update(dict.fromkeys(run))
         pending.run_touched = run
         pending.run_made = made
@@ -369,14 +366,14 @@ class _Pending:
     def __init__(self) -> None:
         self.changed: dict[int, None] = {}
         """The nodes whose values changed (inputs and products)."""
-        self.times: dict[int, int] = {}
+        self.times: Counter[int] = Counter()
         """Per product, how many times it republished."""
         self.last: dict[int, int] = {}
         """Per product, the last child that reached it the last time it republished."""
         self.new_run()
 
     def new_run(self) -> None:
-        self.run_touched: list[int] = []
+        self.run_touched: Sequence[int] = ()
         self.run_made: list[Message] = []
         self.run_components: list[Ref] = []
         self.run_outcomes: Counter[Outcome] = Counter()

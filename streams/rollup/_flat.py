@@ -16,11 +16,29 @@ to the arithmetic. :class:`FlatRollup` keeps the same numbers with no object on 
   A line's part is then ``packed · a1`` and ``variance · a2`` -- two multiplications whatever
   the number of keys -- where ``a1 = k · 10^(E_child + e_k - E_parent)`` (``k²`` for ``a2``)
   puts the child's coefficients at the parent's exponent;
-* **each line's current part is kept**, and a parent is updated by the difference the changed
-  line makes (``sum += new - old``), on integers: exact by construction, no context, no
-  ``Inexact``;
-* **a dirty set processed by height**: the products an update reaches are taken lowest first,
-  each once, absorbing every child that reached it;
+* **an update is a column of the Leontief inverse, exact** (session 17, issue #19): every
+  scaling is an integer, so an ancestor ``X``'s packed value is *linear* in a leaf's: a new
+  leaf value moves ``X`` by ``Δpacked · C1[leaf→X]`` (the variance by ``Δvariance ·
+  C2[leaf→X]``), where ``C[leaf→X] = Σ over the paths leaf→X of Π a`` -- an integer, the
+  paths of a diamond summed. Each leaf keeps an :class:`Influence` row: its ancestors in the
+  order an update reaches them (by height, then node: the engine's ``(height, product id)``),
+  per ancestor ``C1`` and the last child that reaches it (whose trace the ancestor's extends),
+  and how many parents they have (the messages their new values make). An update is then
+  two big-integer operations per ancestor, no line walked, no dirty set; exact by
+  construction, no context, no ``Inexact``. A line's part is not kept: it is
+  ``packed[child] · a1``, derived where needed (at load). ``C2`` is built on the first change
+  of that leaf's variance (most leaves never have one). Several leaves in one batch: each
+  moves the ancestors by its own row in turn (sums are linear: the order does not matter),
+  and the products they reach are found by one walk over the union, by height;
+* **rows built on first use, kept least recently used first out**: one walk up from the leaf
+  (:meth:`FlatRollup._influence`), then kept, up to :data:`ROW_LIMIT` ancestors in all
+  (``FlatRollup.row_limit``); :meth:`FlatRollup.preload` builds them all at load, like a
+  factorisation, for a caller that wants that cost out of its updates
+  (``bench/bench_rollup.py`` reports both). Rows depend on the lines, heights and parents,
+  never on the bounds (:meth:`FlatRollup._widen` leaves them as they are). Anything that
+  changes the structure -- a BOM, a subscription, any message :meth:`FlatRollup.accepts`
+  refuses -- drops the whole mirror, its rows with it (the simplest rule: no row can be
+  stale), and the next update it models loads it again;
 * **objects at the edge**: :class:`~streams.rollup.Network`, which holds the flat mirror, builds
   the states, the new values and the :class:`~streams.rollup.ProductRolledUp` of what changed
   only when someone looks (:meth:`FlatRollup.totals` writes each figure back as a ``Decimal`` at
@@ -28,29 +46,31 @@ to the arithmetic. :class:`FlatRollup` keeps the same numbers with no object on 
 
 **What it models, and the bounds that keep it exact.** The steady state of an exchange: a new
 value of a footprint or factor whose figures change but not their keys, exponents, unit, status
-or sources, reaching products whose lines are all usable (or missing), with no cycle, no gap
-(a figure only some lines report), no grid factor on the way (a grid part is not a scaling: its
+or sources, reaching products whose lines are all usable (or missing), with no cycle, no gap (a
+figure only some lines report), no grid factor on the way (a grid part is not a scaling: its
 headline becomes primary data and a stage) and no product whose input role offers a declared
 footprint instead of its roll-up. ``Decimal`` multiplies exactly up to 50 digits (``PRECISION``)
 and rounds past that, and a field of ``W`` bits holds ``|c| < 2^(W-1)``; neither may be reached
 silently, so each node keeps an upper bound ``B`` of its coefficients (a leaf: its largest times
 :data:`HEADROOM`, a variance of 0 staying 0; a product: ``Σ B_child · a`` plus its constant
-parts, for the packed keys and the variance apart). A line whose
-``B_child · k²`` could reach ``10^50`` is not modelled (a rounding would move an exponent), and
-``W`` is chosen at load so that every ``B`` fits. A leaf value past its bound raises it and its
-ancestors' (:meth:`FlatRollup._widen`) if both conditions still hold. Anything else -- a value
-that would break them, a BOM
-change, a subscription, a value of another shape -- :meth:`FlatRollup.accepts` refuses, and the
-caller hands it to the object engine, the reference (the mirror is then loaded again when the
-next update it models comes). At load every product's sums made from its parts are checked
-against the object state's value, digit for digit and exponent for exponent; a product that
-does not match is not modelled. ``tests/streams/test_rollup_flat.py`` checks the flat path
-against the object engine and :func:`~streams.rollup.compute_result`, state for state.
+parts, for the packed keys and the variance apart). A line whose ``B_child · k²`` could reach
+``10^50`` is not modelled (a rounding would move an exponent), and ``W`` is chosen at load so
+that every ``B`` fits. A leaf value past its bound raises it and its ancestors'
+(:meth:`FlatRollup._widen`) if both conditions still hold. Influence rows change none of this:
+an ancestor's value is the same sum however it is reached, so a leaf within its bound keeps
+every ancestor within theirs (the bounds are ``Σ B_child · a``). Anything else -- a value that
+would break them, a BOM change, a subscription, a value of another shape --
+:meth:`FlatRollup.accepts` refuses, and the caller hands it to the object engine, the reference
+(the mirror is then loaded again when the next update it models comes). At load every product's
+sums made from its parts are checked against the object state's value, digit for digit and
+exponent for exponent; a product that does not match is not modelled.
+``tests/streams/test_rollup_flat.py`` checks the flat path against the object engine and
+:func:`~streams.rollup.compute_result`, state for state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from ._component import ComponentState
@@ -58,7 +78,7 @@ from ._model import Bom, Ref
 from ._numbers import EXACT_CONTEXT, PRECISION
 from ._result import Identity, SourceValue, Status, Totals
 
-__all__ = ["HEADROOM", "FlatRollup", "flat_keys"]
+__all__ = ["HEADROOM", "ROW_LIMIT", "FlatRollup", "Influence", "flat_keys"]
 
 _PRIMARY, _VARIANCE, _UNASSESSED = "~primary", "~variance", "~unassessed"
 _DQR, _DQW, _STAGE = "~dqr:", "~dqw:", "~stage:"
@@ -67,6 +87,28 @@ _DIGITS = 10**PRECISION
 """A product of coefficients below this in magnitude is exact in the roll-up context."""
 HEADROOM = 1000
 """A leaf's bound is its largest coefficient times this, so that most new values fit it."""
+ROW_LIMIT = 4_000_000
+"""Influence-row entries a mirror keeps at most (least recently used rows out first)."""
+
+
+class Influence:
+    """One leaf's influence row: its ancestors in the order an update reaches them, and
+    per ancestor ``X`` the integer ``C1[leaf→X]`` (``C2`` for the variance, built on the
+    first change of it) by which the leaf's packed value moves ``X``'s (module docstring)."""
+
+    __slots__ = ("c1", "c2", "fanout", "lasts", "nodes")
+
+    def __init__(
+        self, nodes: tuple[int, ...], lasts: tuple[int, ...], c1: tuple[int, ...], fanout: int
+    ) -> None:
+        self.nodes = nodes
+        """The ancestors, lowest first (by height, then node): the products that republish."""
+        self.lasts = lasts
+        """Per ancestor, the last child that reaches it (whose trace its own extends)."""
+        self.c1 = c1
+        self.c2: tuple[int, ...] | None = None
+        self.fanout = fanout
+        """How many parents the ancestors have in all (the messages their new values make)."""
 
 
 def flat_keys(totals: Totals) -> dict[str, Decimal]:
@@ -184,8 +226,8 @@ class FlatRollup:
         """Per node, the products its value goes to (its input role's active subscribers,
         sorted: the order the engine's queue brings them)."""
         self.lines: list[dict[int, list[list[int]]]] = []
-        """Per product: child node -> that child's lines, each ``[a1, a2, part, part variance,
-        k coefficient, k exponent]``."""
+        """Per product: child node -> that child's lines, each ``[a1, a2, k coefficient,
+        k exponent]`` (a line's part is ``packed[child] · a1``: derived, not kept)."""
         self.constants: list[list[dict[str, Decimal]]] = []
         """Per product, the parts that no update here changes (direct emissions, the grid)."""
         self.value: list[SourceValue | None] = []
@@ -194,6 +236,13 @@ class FlatRollup:
         """Key -> field number in a packed value."""
         self.width = 64
         """Bits per field."""
+        self._rows: dict[int, Influence] = {}
+        """Leaf -> its influence row, least recently used first."""
+        self.row_limit = ROW_LIMIT
+        self.row_entries = 0
+        """Ancestors in the rows kept."""
+        self.rows_built = 0
+        """Rows built so far (a row built again after it was dropped counts again)."""
 
     # ------------------------------------------------------------------ loading
 
@@ -322,7 +371,7 @@ class FlatRollup:
                 return
             union.update(line.part)
             kc, ke = _pair(k)
-            lines.setdefault(child, []).append([0, 0, 0, 0, kc, ke])
+            lines.setdefault(child, []).append([0, 0, kc, ke])
         if union != set(self.keys[node]):
             self.bad[node] = True  # (a figure some lines lack: a gap, not summed)
             return
@@ -386,7 +435,7 @@ class FlatRollup:
             b, vb = _bases([own, *self.constants[node]])
             for child, records in self.lines[node].items():
                 for record in records:
-                    ke = record[5]
+                    ke = record[3]
                     b, vb = min(b, base[child] + ke), min(vb, vbase[child] + 2 * ke)
             base[node], vbase[node] = b, vb
             total = vtotal = 0
@@ -397,7 +446,7 @@ class FlatRollup:
             self.cbound[node], self.cvbound[node] = total, vtotal
             for child, records in self.lines[node].items():
                 for record in records:
-                    kc, ke = record[4], record[5]
+                    kc, ke = record[2], record[3]
                     record[0] = kc * 10 ** (base[child] + ke - b)
                     record[1] = kc * kc * 10 ** (vbase[child] + 2 * ke - vb)
                     if bound[child] * abs(kc) >= _DIGITS or vbound[child] * kc * kc >= _DIGITS:
@@ -426,10 +475,8 @@ class FlatRollup:
                 var += v
             for child, records in self.lines[node].items():
                 for record in records:
-                    record[2] = self.packed[child] * record[0]
-                    record[3] = self.var[child] * record[1]
-                    packed += record[2]
-                    var += record[3]
+                    packed += self.packed[child] * record[0]
+                    var += self.var[child] * record[1]
             self.packed[node], self.var[node] = packed, var
             try:
                 same = _exactly(self.totals_flat(node), flat_keys(value.totals))
@@ -452,7 +499,7 @@ class FlatRollup:
                 packed += (coef * 10 ** (exponent - base)) << (width * slot[key])
         return packed, var
 
-    # ------------------------------------------------------------------ an update
+    # ------------------------------------------------------------------ a new value
 
     def accepts(self, value: SourceValue) -> tuple[int, int, int] | None:
         """Where a new *value* of an input goes here, or ``None`` if it is not modelled (module
@@ -511,7 +558,7 @@ class FlatRollup:
                     b = new_bound.get(child, self.bound[child])
                     vb = new_vbound.get(child, self.vbound[child])
                     for record in records:
-                        kc = record[4]
+                        kc = record[2]
                         if b * abs(kc) >= _DIGITS or vb * kc * kc >= _DIGITS:
                             return False
                         total += b * abs(record[0])
@@ -527,69 +574,132 @@ class FlatRollup:
             self.vbound[node] = value
         return True
 
-    def set_leaf(self, accepted: tuple[int, int, int], value: SourceValue) -> None:
-        """Give a leaf its new *value*, as :meth:`accepts` packed it."""
-        node, self.packed[accepted[0]], self.var[accepted[0]] = accepted
-        self.value[node] = value
+    # ------------------------------------------------------------------ influence rows
 
-    def propagate(self, changed: Iterable[int], last: dict[int, int]) -> list[int]:
-        """Bring every product the *changed* nodes reach up to date, each once, lowest first
-        (by height, then node: the engine's order). Returns them in that order (each
-        republishes: its inputs' values changed); *last* gets, per product, the last child
-        that reached it (whose trace its own extends)."""
-        height, parents, packed, var, lines = (
-            self.height,
-            self.parents,
-            self.packed,
-            self.var,
-            self.lines,
-        )
-        dirty: dict[int, list[int]] = {}
+    def influence(self, leaf: int) -> Influence:
+        """Leaf *leaf*'s :class:`Influence` row, built on first use and kept (least recently
+        used first out, past :attr:`row_limit` entries in all)."""
+        rows = self._rows
+        row = rows.pop(leaf, None)
+        if row is None:
+            row = self._influence(leaf)
+            self.rows_built += 1
+            self.row_entries += len(row.nodes)
+            while rows and self.row_entries > self.row_limit:
+                self.row_entries -= len(rows.pop(next(iter(rows))).nodes)
+        rows[leaf] = row
+        return row
+
+    def preload(self) -> int:
+        """Build the influence row of every leaf an update may start at, as many as
+        :attr:`row_limit` keeps (for a caller that wants that cost at load); how many rows
+        are kept."""
+        for node in range(len(self.refs)):
+            if self.clean[node] and not self.product[node] and self.parents[node]:
+                self.influence(node)
+                if self.row_entries >= self.row_limit:
+                    break
+        return len(self._rows)
+
+    def _reach(self, changed: Iterable[int]) -> tuple[list[int], dict[int, int]]:
+        """The products the *changed* nodes reach, each once, lowest first (by height, then
+        node: the engine's order), and per product the last child that reached it (the order
+        the engine's queue brings them: the changed nodes in turn, then each product as it
+        is done)."""
+        height, parents = self.height, self.parents
+        last: dict[int, int] = {}
         levels: list[list[int]] = []
         for child in changed:
             for parent in parents[child]:
-                waiting = dirty.get(parent)
-                if waiting is None:
-                    dirty[parent] = [child]
+                if parent not in last:
                     up = height[parent]
                     while len(levels) <= up:
                         levels.append([])
                     levels[up].append(parent)
-                else:
-                    waiting.append(child)
+                last[parent] = child
         out: list[int] = []
         at = 0
-        while at < len(levels):
+        while at < len(levels):  # (a parent is higher than its child: levels only grow above)
             level = levels[at]
             at += 1
             level.sort()
             for node in level:
-                children = dirty[node]
-                last[node] = children[-1]
-                m, v = packed[node], var[node]
-                mine = lines[node]
-                for child in dict.fromkeys(children) if len(children) > 1 else children:
-                    cm, cv = packed[child], var[child]
-                    for record in mine[child]:
-                        nm = cm * record[0]
-                        nv = cv * record[1]
-                        m += nm - record[2]
-                        v += nv - record[3]
-                        record[2] = nm
-                        record[3] = nv
-                packed[node], var[node] = m, v
                 out.append(node)
                 for parent in parents[node]:
-                    waiting = dirty.get(parent)
-                    if waiting is None:
-                        dirty[parent] = [node]
+                    if parent not in last:
                         up = height[parent]
                         while len(levels) <= up:
                             levels.append([])
                         levels[up].append(parent)
-                    else:
-                        waiting.append(node)
-        return out
+                    last[parent] = node
+        return out, last
+
+    def _influence(self, leaf: int) -> Influence:
+        """Walk once from *leaf* up: its ancestors in order, the last child that reaches each,
+        and ``C1[leaf→X]``, summed over every path (children come before their parents)."""
+        out, last = self._reach((leaf,))
+        parents = self.parents
+        return Influence(
+            tuple(out),
+            tuple([last[node] for node in out]),
+            self._coefficients(leaf, out, 0),
+            sum(len(parents[node]) for node in out),
+        )
+
+    def _coefficients(self, leaf: int, nodes: Iterable[int], which: int) -> tuple[int, ...]:
+        """``C[leaf→X]`` for each of *nodes* (*leaf*'s ancestors in order) with the lines'
+        ``a1`` (*which* 0) or ``a2`` (1): ``Σ over X's children c of C[leaf→c] · Σ a``."""
+        lines = self.lines
+        coef = {leaf: 1}
+        out = []
+        for node in nodes:
+            c = 0
+            for child, records in lines[node].items():
+                cc = coef.get(child)
+                if cc is not None:
+                    for record in records:
+                        c += cc * record[which]
+            coef[node] = c
+            out.append(c)
+        return tuple(out)
+
+    # ------------------------------------------------------------------ an update
+
+    def set_leaf(self, accepted: tuple[int, int, int], value: SourceValue) -> None:
+        """Give a leaf its new *value*, as :meth:`accepts` packed it, and move every ancestor's
+        numbers by the difference: ``Δpacked · C1`` and ``Δvariance · C2`` along the leaf's
+        influence row (exact: integers, and the sums are linear in the leaf's value)."""
+        node, packed, var = accepted
+        row = self.influence(node)
+        delta = packed - self.packed[node]
+        if delta:
+            numbers = self.packed
+            for x, c in zip(row.nodes, row.c1, strict=True):
+                numbers[x] += delta * c
+        delta = var - self.var[node]
+        if delta:
+            c2 = row.c2
+            if c2 is None:  # (built on the first change of this leaf's variance)
+                c2 = row.c2 = self._coefficients(node, row.nodes, 1)
+            numbers = self.var
+            for x, c in zip(row.nodes, c2, strict=True):
+                numbers[x] += delta * c
+        self.packed[node], self.var[node], self.value[node] = packed, var, value
+
+    def republished(self, changed: list[int], last: dict[int, int]) -> tuple[Sequence[int], int]:
+        """The products the *changed* leaves (given their values by :meth:`set_leaf`) reach,
+        each once, lowest first (by height, then node: the engine's order), each of which
+        republishes, and how many parents those have in all (the messages their new values
+        make); *last* gets, per product, the last child that reached it (whose trace its own
+        extends). One leaf: its row's; several: one walk over the union."""
+        if len(changed) == 1:
+            row = self.influence(changed[0])
+            last.update(zip(row.nodes, row.lasts, strict=True))
+            return row.nodes, row.fanout
+        out, reached = self._reach(changed)
+        last.update(reached)
+        parents = self.parents
+        return out, sum(len(parents[node]) for node in out)
 
     # ------------------------------------------------------------------ the edge
 

@@ -122,7 +122,7 @@ def _new_version(old: ComponentFootprint, rng: random.Random, *, shape: bool) ->
 # --------------------------------------------------------------------------- the common case
 
 
-def _cell(n: int, seq: int) -> FootprintDeclared:
+def _cell(n: int, seq: int, std: str = "0.1") -> FootprintDeclared:
     """A version of the chain's cell with the same figures, exponents, DQR and stages."""
     return FootprintDeclared(
         fp(
@@ -131,7 +131,7 @@ def _cell(n: int, seq: int) -> FootprintDeclared:
             seq=seq,
             dqr={"technologicalDQR": "2"},
             stages={"A1": f"{n}.5", "A3": "1.00"},
-            std="0.1",
+            std=std,
         )
     )
 
@@ -349,4 +349,236 @@ def test_a_value_past_its_bound_that_still_fits_widens_the_bounds_and_runs_flat(
     assert mirror.accepts(source_from_footprint(larger.footprint)) is not None
     assert mirror.bound[cell] > before
     assert _step(nets, [larger])
+    _same_everywhere(nets)
+
+
+# --------------------------------------------------------------------------- influence rows
+
+
+def _mirror(net: Network) -> FlatRollup:
+    net.flatten()
+    mirror = net._mirror
+    assert mirror is not None
+    return mirror
+
+
+def _paths(mirror: FlatRollup, leaf: int, which: int = 0) -> dict[int, int]:
+    """``C[leaf→X]`` for every ancestor ``X`` by enumerating every path (no walk, no order):
+    the sum over the paths of the product of each line's ``a1`` (*which* 0) or ``a2`` (1)."""
+    out: dict[int, int] = {}
+
+    def up(node: int, weight: int) -> None:
+        for parent in mirror.parents[node]:
+            for record in mirror.lines[parent][node]:
+                step = weight * record[which]
+                out[parent] = out.get(parent, 0) + step
+                up(parent, step)
+
+    up(leaf, 1)
+    return out
+
+
+def _diamonds() -> list[Message]:
+    """A cell reaching the top through many paths: two lines to it in one BOM, a diamond,
+    a skip-level line, then a chain of ten tiers, each using the one below twice over."""
+    messages: list[Message] = [
+        _cell(1, 1),
+        FootprintDeclared(fp("foil", "0.125", stages={"A1": "0.125"})),
+        BomDeclared(bom("a", line("cell", "3"), line("cell", "0.25"), line("foil", "2"))),
+        BomDeclared(bom("b", line("cell", "2"), direct="0.5")),
+        BomDeclared(bom("module", line("a", "1.5"), line("b", "4"))),
+        BomDeclared(bom("top", line("module", "2"), line("a", "7"), line("cell", "0.01"))),
+    ]
+    below = "top"
+    for tier in range(10):
+        name = f"t{tier}"
+        messages.append(BomDeclared(bom(name, line(below, "1.1"), line(below, "2"))))
+        below = name
+    return messages
+
+
+def test_an_influence_row_is_every_path_summed_and_in_the_engines_order() -> None:
+    nets = _pair()
+    _load(nets, _diamonds())
+    mirror = _mirror(nets[0])
+    cell = mirror.index[FootprintDeclared(fp("cell")).ref]
+    row = mirror.influence(cell)
+    names = [mirror.refs[node].id for node in row.nodes]
+    assert names == ["a", "b", "module", "top", *(f"t{t}" for t in range(10))]
+    assert dict(zip(row.nodes, row.c1, strict=True)) == _paths(mirror, cell)
+    assert row.c2 is None  # (built on the first change of the variance)
+    assert [mirror.refs[node].id for node in row.lasts][:4] == ["cell", "cell", "b", "module"]
+    assert row.fanout == sum(len(mirror.parents[node]) for node in row.nodes)
+    assert _step(nets, [_cell(4, 2)])  # (the same standard deviation: no C2 yet)
+    assert row.c2 is None
+    assert _step(nets, [_cell(6, 3, std="0.3")])
+    assert row.c2 is not None
+    assert dict(zip(row.nodes, row.c2, strict=True)) == _paths(mirror, cell, 1)
+    assert nets[0].last is not None and nets[0].last.published["t9"].trace[-1] == "t9"
+    _same_everywhere(nets)
+
+
+def test_a_deep_chain_of_influence_runs_flat_state_for_state() -> None:
+    nets = _pair()
+    messages: list[Message] = [FootprintDeclared(fp("ore", "1.25"))]
+    below = "ore"
+    for tier in range(25):
+        messages.append(BomDeclared(bom(f"c{tier}", line(below, "1.5"), direct="0.001")))
+        below = f"c{tier}"
+    _load(nets, messages)
+    for seq in range(2, 6):
+        assert _step(nets, [FootprintDeclared(fp("ore", f"{seq}.75", seq=seq))])
+    assert nets[0].last is not None and len(nets[0].last.published) == 25
+    _same_everywhere(nets)
+
+
+def test_a_bom_change_after_influence_rows_exist_drops_them_with_the_mirror() -> None:
+    nets = _pair()
+    _load(nets, _diamonds())
+    assert _step(nets, [_cell(3, 2)])
+    mirror = nets[0]._mirror
+    assert mirror is not None and mirror.rows_built == 1
+    cell = mirror.index[FootprintDeclared(fp("cell")).ref]
+    module = FootprintDeclared(fp("module")).ref
+    before = mirror.influence(cell)
+    old = before.c1[before.nodes.index(mirror.index[module])]
+    assert not _step(nets, [BomDeclared(bom("module", line("a", "2.5"), line("b", "4"), rev=2))])
+    assert nets[0]._mirror is None  # (the rows went with it: none is stale)
+    assert _step(nets, [_cell(5, 3)])
+    again = nets[0]._mirror
+    assert again is not None and again is not mirror
+    row = again.influence(cell)
+    assert row.c1[row.nodes.index(again.index[module])] != old
+    assert dict(zip(row.nodes, row.c1, strict=True)) == _paths(again, cell)
+    _same_everywhere(nets)
+
+
+def test_a_value_past_its_bound_after_influence_rows_exist() -> None:
+    nets = _pair()
+    _load(nets, _chain())
+    assert _step(nets, [_cell(3, 2)])
+    mirror = nets[0]._mirror
+    assert mirror is not None
+    cell = mirror.index[FootprintDeclared(fp("cell")).ref]
+    bound, row = mirror.bound[cell], mirror.influence(cell)
+    assert _step(nets, [_cell(10**6, 3)])  # (widened: the rows do not depend on the bounds)
+    assert nets[0]._mirror is mirror and mirror.bound[cell] > bound
+    assert mirror.influence(cell) is row
+    _same_everywhere(nets)
+    assert not _step(nets, [_cell(10**20, 4)])  # (past what 50 digits hold: the engine's)
+    assert nets[0]._mirror is None
+    assert _step(nets, [_cell(7, 5)])
+    _same_everywhere(nets)
+
+
+def test_rows_past_the_limit_go_least_recently_used_first_and_are_built_again() -> None:
+    nets = _pair()
+    _load(nets, _diamonds())
+    mirror = _mirror(nets[0])
+    cell, foil = (mirror.index[FootprintDeclared(fp(p)).ref] for p in ("cell", "foil"))
+    mirror.row_limit = len(mirror.influence(cell).nodes)  # (room for one row)
+    foil_fp = fp("foil", "0.250", seq=2, stages={"A1": "0.250"})
+    assert _step(nets, [FootprintDeclared(foil_fp)])
+    assert list(mirror._rows) == [foil] and mirror.row_entries <= mirror.row_limit
+    assert _step(
+        nets, [_cell(2, 2), FootprintDeclared(replace(foil_fp, sequence=3, footprint_id="f3"))]
+    )
+    assert mirror.rows_built == 4 and mirror.row_entries <= mirror.row_limit
+    assert _step(nets, [_cell(6, 3)])
+    _same_everywhere(nets)
+    assert mirror.preload() == 1  # (the limit keeps one)
+
+
+# --------------------------------------------------------------------------- random DAGs
+
+
+@st.composite
+def _dags(draw: st.DrawFn) -> tuple[list[Message], list[str]]:
+    """A random DAG the mirror models: purchased parts (some with a standard deviation, DQR,
+    stages) under up to six tiers of products, each with one to four lines to anything below
+    (skip-level lines, one child on several lines, diamonds), piece units."""
+    n_leaves = draw(st.integers(1, 5))
+    leaves = [f"leaf{i}" for i in range(n_leaves)]
+    messages: list[Message] = []
+    for name in leaves:
+        e = draw(st.integers(1, 9_999))
+        std = draw(st.sampled_from([None, "0.1", "0.25"]))
+        stages = draw(st.sampled_from([{}, {"A1": f"{e}.5"}]))
+        messages.append(
+            FootprintDeclared(
+                fp(name, f"{e}.5", std=std, stages=stages, dqr={"technologicalDQR": "2"})
+            )
+        )
+    below = list(leaves)
+    for tier in range(draw(st.integers(1, 6))):
+        names = [f"p{tier}_{i}" for i in range(draw(st.integers(1, 3)))]
+        for name in names:
+            children = draw(st.lists(st.sampled_from(below), min_size=1, max_size=4))
+            quantities = draw(
+                st.lists(
+                    st.sampled_from(["1", "2", "0.5", "1.25", "3", "0.01", "12"]),
+                    min_size=len(children),
+                    max_size=len(children),
+                )
+            )
+            direct = draw(st.sampled_from(["0", "0.5", "1.125"]))
+            messages.append(
+                BomDeclared(
+                    bom(
+                        name,
+                        *(line(c, q) for c, q in zip(children, quantities, strict=True)),
+                        direct=direct,
+                    )
+                )
+            )
+        below.extend(names)
+    return messages, leaves
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(dag=_dags(), seed=st.integers(0, 2**32 - 1), limit=st.sampled_from([None, 1, 8]))
+def test_influence_rows_on_random_dags_and_update_orders_give_the_engines_states(
+    dag: tuple[list[Message], list[str]], seed: int, limit: int | None
+) -> None:
+    """Random updates -- batches of one to three, the same input twice in a batch, duplicates
+    re-sent, an older version after a newer one (stale), now and then a value the mirror
+    refuses (one digit more) -- on the flat path with influence rows (kept, or evicted past a
+    small limit) and on the engine: the same states after every batch, and every row built
+    is the sum over every path."""
+    messages, leaves = dag
+    nets = _pair()
+    _load(nets, messages)
+    rng = random.Random(seed)
+    latest = {
+        m.footprint.product_id: m.footprint for m in messages if isinstance(m, FootprintDeclared)
+    }
+    sent: list[FootprintDeclared] = []
+    for _ in range(rng.randint(2, 8)):
+        batch: list[Message] = []
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            roll = rng.random()
+            if sent and roll < 0.15:
+                batch.append(rng.choice(sent))  # (a duplicate, or an older version: stale)
+                continue
+            old = latest[rng.choice(leaves)]
+            update = _new_version(old, rng, shape=roll < 0.9)
+            if rng.random() < 0.3 and old.std_dev is not None:  # (a new standard deviation)
+                update = FootprintDeclared(replace(update.footprint, std_dev=old.std_dev * 2))
+            latest[old.product_id] = update.footprint
+            sent.append(update)
+            batch.append(update)
+        rng.shuffle(batch)
+        if limit is not None and nets[0]._mirror is not None:
+            nets[0]._mirror.row_limit = limit
+        _step(nets, batch)
+        mirror = nets[0]._mirror
+        if mirror is not None:
+            for leaf, row in mirror._rows.items():
+                assert dict(zip(row.nodes, row.c1, strict=True)) == _paths(mirror, leaf)
+                if row.c2 is not None:
+                    assert dict(zip(row.nodes, row.c2, strict=True)) == _paths(mirror, leaf, 1)
     _same_everywhere(nets)
