@@ -236,6 +236,8 @@ class FlatRollup:
         """Key -> field number in a packed value."""
         self.width = 64
         """Bits per field."""
+        self._plans: dict[int, tuple[tuple[Decimal, Decimal, int, int], ...]] = {}
+        """Leaf -> how :meth:`accepts` packs its figures (:meth:`_plan`), built on first use."""
         self._rows: dict[int, Influence] = {}
         """Leaf -> its influence row, least recently used first."""
         self.row_limit = ROW_LIMIT
@@ -514,31 +516,41 @@ class FlatRollup:
         figures = flat_keys(value.totals)
         if tuple(figures) != self.keys[node]:
             return None
-        packed = var = 0
-        base, vbase, width, slot, bound = (
-            self.base[node],
-            self.vbase[node],
-            self.width,
-            self.slot,
-            self.bound[node],
-        )
-        largest = 0
-        for (key, figure), before in zip(figures.items(), self.exps[node], strict=True):
-            exponent = figure.as_tuple().exponent
-            if exponent != before:
+        plan = self._plans.get(node)
+        if plan is None:
+            plan = self._plans[node] = self._plan(node)
+        packed = var = largest = 0
+        for figure, (quantum, unscale, scale, shift) in zip(figures.values(), plan, strict=True):
+            if not figure.same_quantum(quantum):  # (another exponent: the sums' would move)
                 return None
-            coef = int(figure.scaleb(-before, EXACT_CONTEXT))
-            if key == _VARIANCE:
-                var = coef * 10 ** (exponent - vbase)
+            coef = int(figure.scaleb(unscale, EXACT_CONTEXT)) * scale
+            if shift < 0:
+                var = coef
             else:
-                coef *= 10 ** (exponent - base)
-                largest = max(largest, abs(coef))
-                packed += coef << (width * slot[key])
-        if (largest > bound or abs(var) > self.vbound[node]) and not self._widen(
+                if coef > largest or -coef > largest:
+                    largest = abs(coef)
+                packed += coef << shift
+        if (largest > self.bound[node] or abs(var) > self.vbound[node]) and not self._widen(
             node, largest * HEADROOM, abs(var) * HEADROOM
         ):
             return None
         return node, packed, var
+
+    def _plan(self, leaf: int) -> tuple[tuple[Decimal, Decimal, int, int], ...]:
+        """Per key of *leaf*'s value, how :meth:`accepts` packs a figure: its exponent as a
+        quantum to compare with, the shift that makes it a coefficient, the scale to the
+        leaf's ``E`` and its field's offset (``-1``: the variance, kept apart)."""
+        plan = []
+        for key, exponent in zip(self.keys[leaf], self.exps[leaf], strict=True):
+            quantum = _decimal(1, exponent)
+            if key == _VARIANCE:
+                plan.append((quantum, Decimal(-exponent), 10 ** (exponent - self.vbase[leaf]), -1))
+            else:
+                shift = self.width * self.slot[key]
+                plan.append(
+                    (quantum, Decimal(-exponent), 10 ** (exponent - self.base[leaf]), shift)
+                )
+        return tuple(plan)
 
     def _widen(self, leaf: int, bound: int, vbound: int) -> bool:
         """Raise *leaf*'s bounds to take a larger value, and every ancestor's with them, if every
@@ -595,7 +607,7 @@ class FlatRollup:
         :attr:`row_limit` keeps (for a caller that wants that cost at load); how many rows
         are kept."""
         for node in range(len(self.refs)):
-            if self.clean[node] and not self.product[node] and self.parents[node]:
+            if self.clean[node] and not self.product[node]:
                 self.influence(node)
                 if self.row_entries >= self.row_limit:
                     break
