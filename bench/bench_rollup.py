@@ -14,7 +14,14 @@ the same transitions the faust agents run): one new footprint version of a rando
 then :meth:`Network.run` with ``coalesce=True``, which takes it on the network's *flat* mirror
 (``streams/rollup/_flat.py``, loaded once after the graph, untimed: ``ours_flat_mirror_load_s``):
 every ancestor's numbers -- scaled integers, all keys but the variance packed in one int per
-node -- moved by the difference the changed lines make, lowest first, each once. No object is
+node -- moved along the part's *influence row* (session 17): its ancestors in order, each with
+the exact integer ``C1`` (the sum over the paths of the product of the lines' scalings: a column
+of the Leontief inverse), so the update is ``packed[X] += Δ · C1`` per ancestor, no line walked.
+The rows are built once after the mirror, untimed like Brightway's factorisation
+(``influence_rows_preload_s``, ``influence_rows_rss_mb``; kept up to ``influence_row_limit``
+entries, least recently used out: at 100k not every part's row fits, and an update whose row
+is not kept builds it on the way -- ``ours_first_touch_*`` against ``ours_steady_median_ms``
+in the details). No object is
 built while the update propagates: the states, values and messages the engine would have made,
 and the full result of every republished product (lineage, content hash, id), are the edge's
 cost, paid when read and reported separately (``edge_build_results_ms``). The details give the
@@ -66,7 +73,9 @@ additions; the rest is the height buckets and the parents' dirty lists), plus a 
 ~230 µs per update that is the leaf's own object step (``component_step`` on the footprint:
 its value, subscribers and ChildValue messages, which the edge needs) and the check that the new
 value keeps its shape and bounds. The edge (states, values, messages, then the results) is
-paid per republished product when read.
+paid per republished product when read. Session 17 replaced the walk over the changed lines
+with the influence rows: two big-integer operations per ancestor (``ours_per_ancestor_us``
+still divides the whole update, its fixed part included, by the ancestors republished).
 """
 
 from __future__ import annotations
@@ -173,6 +182,40 @@ def build_graph(
 # --------------------------------------------------------------------------- ours
 
 
+@dataclass
+class Rows:
+    """The flat mirror's influence rows built at load (``FlatRollup.preload``, untimed)."""
+
+    seconds: float = 0.0
+    kept: int = 0
+    entries: int = 0
+    limit: int = 0
+    rss_mb: float = 0.0
+    """The process's resident set before and after the rows were built (GC off: the rows)."""
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def preload_rows(net: Network) -> Rows:
+    """Load *net*'s flat mirror if needed and build its influence rows, as many as its limit
+    keeps (like Brightway's factorisation: once, outside the updates)."""
+    mirror = net.flatten()
+    if mirror is None:
+        return Rows()
+    before, start = _rss_mb(), time.perf_counter()
+    kept = mirror.preload()
+    return Rows(
+        time.perf_counter() - start,
+        kept,
+        mirror.row_entries,
+        mirror.row_limit,
+        _rss_mb() - before,
+    )
+
+
 def load_core(graph: Graph, *, flatten: bool = False) -> tuple[Network, float, float]:
     """The graph loaded from a backlog into a :class:`Network`: (network, seconds, seconds to
     load its flat mirror after, with *flatten*; 0 without)."""
@@ -215,13 +258,18 @@ def time_core_updates(
     *,
     coalesce: bool = True,
     cpu: list[float] | None = None,
+    first_touch: list[bool] | None = None,
 ) -> tuple[list[float], list[int], list[float]]:
     """Time each update until quiescence (coalesced, or per message), then, separately, the
     edge: the full result of every republished product, built once. Returns (propagation
     times, products republished, edge times); *cpu* gets the propagation's process CPU times
-    (what the load of other processes on the machine inflates least)."""
+    (what the load of other processes on the machine inflates least); *first_touch*, per
+    update, whether the flat path built an influence row during it (not preloaded, or
+    evicted: the update paid for the walk up from its leaf)."""
     times, touched, edge = [], [], []
     for message in updates:
+        mirror = net.mirror
+        built = -1 if mirror is None else mirror.rows_built
         seen: dict[str, ProductRolledUp] = {}
 
         def observe(_message: Message, step: Any, seen: dict[str, Any] = seen) -> None:
@@ -238,6 +286,9 @@ def time_core_updates(
         times.append(time.perf_counter() - start)
         if cpu is not None:
             cpu.append(time.process_time() - cpu_start)
+        if first_touch is not None:
+            after = net.mirror
+            first_touch.append(after is None or after is not mirror or after.rows_built > built)
         start = time.perf_counter()  # (the edge: reading net.last builds the flat path's states)
         published = net.last.published if coalesce and net.last is not None else seen
         for rolled in published.values():
@@ -404,6 +455,9 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
     ]
     gc.collect()
     net, load_s, mirror_s = load_core(graph, flatten=True)
+    gc.disable()
+    rows = preload_rows(net)
+    gc.enable()
     seq: dict[str, int] = {}
     messages = _footprints(updates, seq)
     engine_messages = _footprints(updates[: len(updates) // 2], seq)
@@ -411,9 +465,12 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
     counted_messages = _footprints(updates[: min(50, len(updates))], seq)
     core_cpu: list[float] = []
     engine_cpu: list[float] = []
+    first: list[bool] = []
     gc.disable()
     try:
-        core_times, touched, edge = time_core_updates(net, messages, cpu=core_cpu)
+        core_times, touched, edge = time_core_updates(
+            net, messages, cpu=core_cpu, first_touch=first
+        )
         results = net.results()  # (before the engine's and FIFO's updates: Brightway's state)
         ours_total = sum(float(results[p].pcf or 0) for p in graph.finished)
         flat_runs = net.flat_runs
@@ -423,7 +480,7 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
         )
         net.flat = True
         fifo, fifo_touched, _ = time_core_updates(net, fifo_messages, coalesce=False)
-        net.flatten()
+        preload_rows(net)  # (the engine's runs dropped the mirror: loaded again, untimed)
         calls_per_update, calls_per_ancestor = count_calls(net, counted_messages)
     finally:
         gc.enable()
@@ -460,6 +517,25 @@ def run(size: int, n_updates: int, seed: int = 11) -> BenchResult:
             "ours_per_ancestor_us": round(1000 * sum(ms) / max(1, sum(touched)), 1),
             "ours_flat_path_updates": flat_runs,
             "ours_flat_mirror_load_s": round(mirror_s, 2),
+            "influence_rows_preload_s": round(rows.seconds, 2),
+            "influence_rows_kept": rows.kept,
+            "influence_row_entries": rows.entries,
+            "influence_row_limit": rows.limit,
+            "influence_rows_rss_mb": round(rows.rss_mb, 1),
+            "ours_first_touch_updates": sum(first),
+            "ours_first_touch_median_ms": _ms(
+                [t for t, f in zip(core_times, first, strict=True) if f]
+            ),
+            "ours_steady_median_ms": _ms(
+                [t for t, f in zip(core_times, first, strict=True) if not f]
+            ),
+            "influence_note": (
+                "each purchased part's influence row (its ancestors with the exact integer "
+                "C1 = sum over paths of the product of the lines' scalings) is built at load, "
+                "untimed, up to the row limit (entries kept, least recently used out); an "
+                "update whose row was not kept builds it on the way (first touch: the walk up "
+                "from the leaf); steady = the row was there"
+            ),
             "engine_median_ms": _ms(engine),
             "engine_cpu_median_ms": _ms(engine_cpu),
             "engine_per_ancestor_us": round(1e6 * sum(engine) / max(1, sum(engine_touched)), 1),
@@ -563,6 +639,8 @@ def _before(directory: Path | None, result: BenchResult) -> BenchResult:
         "brightway_resolve_cpu_median_ms",
         "ancestors_republished_mean",
         "ours_per_ancestor_us",
+        "ours_steady_median_ms",
+        "ours_first_touch_median_ms",
         "calls_per_update",
         "calls_per_ancestor",
         "propagation_s",
@@ -626,7 +704,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.name}: ours {result.value} ms/update (mean {d['ours_mean_ms']}, "
             f"{d['ancestors_republished_mean']} ancestors; edge {d['edge_build_results_median_ms']}"
             f" ms; engine {d['engine_median_ms']} ms) vs Brightway re-solve {baseline} ms; "
-            f"load {d['ours_initial_load_s']} s + mirror {d['ours_flat_mirror_load_s']} s; "
+            f"load {d['ours_initial_load_s']} s + mirror {d['ours_flat_mirror_load_s']} s + "
+            f"rows {d['influence_rows_preload_s']} s ({d['influence_rows_kept']} rows, "
+            f"{d['influence_row_entries']} entries, +{d['influence_rows_rss_mb']} MB RSS; "
+            f"first touch {d['ours_first_touch_updates']} updates, median "
+            f"{d['ours_first_touch_median_ms']} ms, steady {d['ours_steady_median_ms']} ms); "
             f"{time.perf_counter() - started:.0f} s -> {path}",
             file=sys.stderr,
         )

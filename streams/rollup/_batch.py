@@ -210,12 +210,21 @@ class Network:
 
     # ------------------------------------------------------------------ the flat path
 
-    def flatten(self) -> None:
+    def flatten(self) -> FlatRollup | None:
         """Load the flat mirror now (otherwise the first coalesced run it can take loads it):
-        for a caller that wants that one-off cost outside what it measures."""
+        for a caller that wants that one-off cost outside what it measures (and, with
+        :meth:`FlatRollup.preload`, its influence rows'). Returns it (``None``: not
+        :attr:`flat`)."""
         if self.flat and self._mirror is None:
             self._sync()
             self._mirror = FlatRollup.load(self._products, self._components)
+        return self._mirror if self.flat else None
+
+    @property
+    def mirror(self) -> FlatRollup | None:
+        """The flat mirror as loaded now (``None``: not loaded, or dropped by a message it does
+        not model; the next update it models loads it again)."""
+        return self._mirror
 
     def _run_flat(self, messages: deque[Message]) -> bool:
         """Run *messages* on the flat mirror if it models every one of them (nothing changes
