@@ -274,7 +274,12 @@ class Network:
             pending.changed[accepted[0]] = None
             made.extend(outputs)
         run, fanout = mirror.republished([accepted[0] for accepted, _, _ in changes], pending.last)
-        pending.times.update(run)
+        times = pending.times
+        if times:
+            for node in run:
+                times[node] = times.get(node, 0) + 1
+        else:  # (the common case: the states were built since the last run)
+            pending.times = dict.fromkeys(run, 1)
         count = len(messages) + len(made) + len(run) + fanout
         pending.changed.update(dict.fromkeys(run))
         pending.run_touched = run
@@ -375,7 +380,7 @@ class _Pending:
     def __init__(self) -> None:
         self.changed: dict[int, None] = {}
         """The nodes whose values changed (inputs and products)."""
-        self.times: Counter[int] = Counter()
+        self.times: dict[int, int] = {}
         """Per product, how many times it republished."""
         self.last: dict[int, int] = {}
         """Per product, the last child that reached it the last time it republished."""

@@ -238,6 +238,10 @@ class FlatRollup:
         """Bits per field."""
         self._plans: dict[int, tuple[tuple[Decimal, Decimal, int, int], ...]] = {}
         """Leaf -> how :meth:`accepts` packs its figures (:meth:`_plan`), built on first use."""
+        self._shapes: dict[
+            tuple[tuple[str, ...], tuple[int, ...], int, int],
+            tuple[tuple[Decimal, Decimal, int, int], ...],
+        ] = {}
         self._rows: dict[int, Influence] = {}
         """Leaf -> its influence row, least recently used first."""
         self.row_limit = ROW_LIMIT
@@ -539,7 +543,15 @@ class FlatRollup:
     def _plan(self, leaf: int) -> tuple[tuple[Decimal, Decimal, int, int], ...]:
         """Per key of *leaf*'s value, how :meth:`accepts` packs a figure: its exponent as a
         quantum to compare with, the shift that makes it a coefficient, the scale to the
-        leaf's ``E`` and its field's offset (``-1``: the variance, kept apart)."""
+        leaf's ``E`` and its field's offset (``-1``: the variance, kept apart). One plan per
+        shape (keys, exponents, ``E``s): leaves of the same shape share it."""
+        shape = (self.keys[leaf], self.exps[leaf], self.base[leaf], self.vbase[leaf])
+        plan = self._shapes.get(shape)
+        if plan is None:
+            plan = self._shapes[shape] = self._new_plan(leaf)
+        return plan
+
+    def _new_plan(self, leaf: int) -> tuple[tuple[Decimal, Decimal, int, int], ...]:
         plan = []
         for key, exponent in zip(self.keys[leaf], self.exps[leaf], strict=True):
             quantum = _decimal(1, exponent)
@@ -603,12 +615,14 @@ class FlatRollup:
         return row
 
     def preload(self) -> int:
-        """Build the influence row of every leaf an update may start at, as many as
-        :attr:`row_limit` keeps (for a caller that wants that cost at load); how many rows
-        are kept."""
+        """Build the influence row (and :meth:`accepts`' plan) of every leaf an update may
+        start at, as many as :attr:`row_limit` keeps (for a caller that wants that cost at
+        load); how many rows are kept."""
         for node in range(len(self.refs)):
             if self.clean[node] and not self.product[node]:
                 self.influence(node)
+                if node not in self._plans:
+                    self._plans[node] = self._plan(node)
                 if self.row_entries >= self.row_limit:
                     break
         return len(self._rows)
