@@ -285,13 +285,17 @@ class Network:
         pending.run_touched = run
         pending.run_made = made
         pending.count = count
-        outcomes: Counter[Outcome] = Counter(outcome for _, outcome in steps)
+        outcomes: Counter[Outcome] = Counter()
+        for _, outcome in steps:
+            outcomes[outcome] += 1
         outcomes[Outcome.APPLIED] += count - len(messages)
         pending.run_outcomes = outcomes
         pending.run_noops = [
             (m, o) for m, o in steps if o is not Outcome.APPLIED and o is not Outcome.UNCHANGED
         ]
-        self.outcomes.update(outcomes)
+        totals = self.outcomes
+        for outcome, times_seen in outcomes.items():
+            totals[outcome] += times_seen
         self.delivered += count
         self.flat_runs += 1
         return True

@@ -188,8 +188,7 @@ def _same_kind(old: SourceValue, new: SourceValue) -> bool:
         or old.cycle != new.cycle
         or old.factor_sources != new.factor_sources
         or old.exact != new.exact
-        or old.usable != new.usable
-    )
+    )  # (``usable`` is the totals and the status: the same when those are)
 
 
 class FlatRollup:
@@ -523,11 +522,15 @@ class FlatRollup:
         plan = self._plans.get(node)
         if plan is None:
             plan = self._plans[node] = self._plan(node)
-        packed = var = largest = 0
+        packed = var = largest = raw = 0
+        seen = seen_unscale = None  # (a figure often is the headline again: converted once)
         for figure, (quantum, unscale, scale, shift) in zip(figures.values(), plan, strict=True):
-            if not figure.same_quantum(quantum):  # (another exponent: the sums' would move)
-                return None
-            coef = int(figure.scaleb(unscale, EXACT_CONTEXT)) * scale
+            if figure is not seen or unscale is not seen_unscale:
+                if not figure.same_quantum(quantum):  # (another exponent: the sums' would move)
+                    return None
+                raw = int(figure.scaleb(unscale, EXACT_CONTEXT))
+                seen, seen_unscale = figure, unscale
+            coef = raw * scale
             if shift < 0:
                 var = coef
             else:
@@ -553,15 +556,16 @@ class FlatRollup:
 
     def _new_plan(self, leaf: int) -> tuple[tuple[Decimal, Decimal, int, int], ...]:
         plan = []
+        by_exponent: dict[int, tuple[Decimal, Decimal]] = {}  # (one object per exponent)
         for key, exponent in zip(self.keys[leaf], self.exps[leaf], strict=True):
-            quantum = _decimal(1, exponent)
+            if exponent not in by_exponent:
+                by_exponent[exponent] = _decimal(1, exponent), Decimal(-exponent)
+            quantum, unscale = by_exponent[exponent]
             if key == _VARIANCE:
-                plan.append((quantum, Decimal(-exponent), 10 ** (exponent - self.vbase[leaf]), -1))
+                plan.append((quantum, unscale, 10 ** (exponent - self.vbase[leaf]), -1))
             else:
                 shift = self.width * self.slot[key]
-                plan.append(
-                    (quantum, Decimal(-exponent), 10 ** (exponent - self.base[leaf]), shift)
-                )
+                plan.append((quantum, unscale, 10 ** (exponent - self.base[leaf]), shift))
         return tuple(plan)
 
     def _widen(self, leaf: int, bound: int, vbound: int) -> bool:
