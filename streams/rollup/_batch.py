@@ -262,7 +262,6 @@ class Network:
         pending = self._pending
         if pending is None:
             pending = self._pending = _Pending()
-        pending.new_run()
         components_before = {ref: components.get(ref) for ref in staged}
         components.update(staged)
         pending.run_components = [
@@ -388,9 +387,7 @@ class _Pending:
         """Per product, how many times it republished."""
         self.last: dict[int, int] = {}
         """Per product, the last child that reached it the last time it republished."""
-        self.new_run()
-
-    def new_run(self) -> None:
+        # what the last run did (each set by every run, ``Network._run_flat``):
         self.run_touched: Sequence[int] = ()
         self.run_made: list[Message] = []
         self.run_components: list[Ref] = []

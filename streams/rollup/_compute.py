@@ -82,18 +82,24 @@ _KWH = "kilowatt hour"
 def source_from_footprint(footprint: ComponentFootprint) -> SourceValue:
     """The value a supplier footprint offers its parents (primary by its own share)."""
     headline = footprint.figures[HEADLINE_METRIC]
-    with rollup_context():
-        share = footprint.primary_data_share
-        primary = ZERO if share is None else headline * share / _HUNDRED
-        sigma = footprint.std_dev
-        totals = Totals(
-            figures=dict(footprint.figures),
-            primary=primary,
-            variance=ZERO if sigma is None else sigma * sigma,
-            unassessed=headline if sigma is None else ZERO,
-            dqr={name: (headline * rating, headline) for name, rating in footprint.dqr.items()},
-            stages=dict(footprint.stages) or {UNSPECIFIED_STAGE: headline},
-        )
+    share, sigma, ratings = footprint.primary_data_share, footprint.std_dev, footprint.dqr
+    primary = variance = ZERO
+    dqr: dict[str, tuple[Decimal, Decimal]] = {}
+    if share is not None or sigma is not None or ratings:  # (no arithmetic: no context)
+        with rollup_context():
+            if share is not None:
+                primary = headline * share / _HUNDRED
+            if sigma is not None:
+                variance = sigma * sigma
+            dqr = {name: (headline * rating, headline) for name, rating in ratings.items()}
+    totals = Totals(
+        figures=dict(footprint.figures),
+        primary=primary,
+        variance=variance,
+        unassessed=headline if sigma is None else ZERO,
+        dqr=dqr,
+        stages=dict(footprint.stages) or {UNSPECIFIED_STAGE: headline},
+    )
     return SourceValue(
         ref=footprint.ref,
         kind=SourceKind.SUPPLIER,
