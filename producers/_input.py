@@ -62,7 +62,12 @@ from pcf_exchange.contracts import (
     load_factors,
     load_footprints,
 )
-from pcf_exchange.producers._fastpath import PactFootprint, accept, no_repeated_key
+from pcf_exchange.producers._fastpath import (
+    PactFootprint,
+    accept,
+    canonical_payload,
+    no_repeated_key,
+)
 
 __all__ = [
     "FOOTPRINT_CSV_DEFAULTS",
@@ -404,10 +409,14 @@ def _fast_lane(raw: bytes) -> PactFootprint | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    compact = orjson.dumps(value)  # written once, read by both checks
-    if not no_repeated_key(raw, value, compact):
+    # written once: read by both checks, and the payload of the signed body
+    try:
+        canonical = canonical_payload(value)
+    except (TypeError, ValueError, RecursionError):  # e.g. nested too deep for orjson to write
         return None
-    return accept(value, compact)
+    if not no_repeated_key(raw, value, canonical):
+        return None
+    return accept(value, canonical)
 
 
 def _fast_json(path: Path) -> list[Item] | None:
