@@ -146,7 +146,7 @@ def _record_id(record: Record) -> str:
 def _body_hash(record: Record) -> str:
     """sha256 of the canonical payload JSON (no envelope): "same content" for the ledger."""
     if isinstance(record, PactFootprint):
-        return hashlib.sha256(canonical_json(record.payload, checked=True)).hexdigest()
+        return hashlib.sha256(record.canonical).hexdigest()
     if isinstance(record, BillOfMaterials):
         record = record.model_copy(update={"revision": 0})
     return hashlib.sha256(canonical_json(payload_json(record))).hexdigest()
@@ -764,7 +764,9 @@ class Publisher:
         objects (reference counting frees them), and the collector's passes over them cost a
         quarter of the time on large files.
         """
-        with _gc_paused(self._pause_gc):
+        # (a sink of its own: nobody else waits for its reports between two batches)
+        inline = self._sink.inline() if self._owns_sink and self._sink else contextlib.nullcontext()
+        with _gc_paused(self._pause_gc), inline:
             return self._publish_many(records, progress)
 
     def _publish_many(
@@ -817,6 +819,8 @@ class Publisher:
             if len(batch) >= self.batch_size:
                 self._send_batch(batch, settle, in_flight)
                 batch = []
+                if self._sink is not None:
+                    self._sink.serve()  # the reports that arrived meanwhile (see KafkaSink.inline)
         if batch:
             self._send_batch(batch, settle, in_flight)
         if self._sink is not None:
