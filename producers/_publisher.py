@@ -20,6 +20,7 @@ reading and signing sees ``payload`` (the JSON) or calls :meth:`PactFootprint.mo
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import threading
@@ -752,13 +753,17 @@ class Publisher:
         prepared: _Prepared,
         status: Status,
         digest: str | None,
-        report: DeliveryReport | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        error: str | None = None,
     ) -> RecordOutcome:
+        """*prepared*'s outcome; *partition*/*offset*: where the broker put it; *error*: why the
+        broker did not acknowledge it."""
         item = prepared.item
         error_code = message = None
-        if report is not None and not report.ok:
+        if error is not None:
             error_code = "not_acknowledged"
-            message = f"the broker did not acknowledge it: {report.error}"
+            message = f"the broker did not acknowledge it: {error}"
         return RecordOutcome(
             item.ref,
             status,
@@ -770,8 +775,8 @@ class Publisher:
             key=prepared.key,
             sequence=prepared.sequence,
             topic=prepared.topic,
-            partition=report.partition if report is not None else None,
-            offset=report.offset if report is not None else None,
+            partition=partition,
+            offset=offset,
             content_hash=digest,
             error_code=error_code,
             message=message,
@@ -900,12 +905,10 @@ class Publisher:
                 settle(position, self._base(p, Status.VALID, digest))
                 continue
             in_flight.add()
-            self._sink.submit(
-                Outgoing(p.topic, p.key.encode("utf-8"), value, p.item.ref),
-                self._on_report(
-                    position, prepared=p, digest=digest, settle=settle, in_flight=in_flight
-                ),
-            )
+            delivered = functools.partial(self._delivered, position, p, digest, settle, in_flight)
+            error = self._sink.produce(p.topic, p.key.encode("utf-8"), value, delivered)
+            if error is not None:
+                delivered(error, None)
 
     def _encode(self, topic: str, signed: SignedRecord | dict[str, Any]) -> bytes:
         """Framed Avro bytes of a signed record (a fast-lane record's datum: see :meth:`_sign`)."""
@@ -913,25 +916,28 @@ class Publisher:
             return self._wire.encode_datum(topic, SignedFootprint, signed)
         return self._wire.encode(topic, signed)
 
-    def _on_report(
+    def _delivered(
         self,
         position: int,
-        *,
         prepared: _Prepared,
         digest: str,
         settle: Callable[[int, RecordOutcome], None],
         in_flight: _InFlight,
-    ) -> Callable[[DeliveryReport], None]:
-        def on_report(report: DeliveryReport) -> None:
-            try:
-                if report.ok:
-                    self._remember(prepared)
-                status = Status.SENT if report.ok else Status.FAILED
-                settle(position, self._base(prepared, status, digest, report))
-            finally:
-                in_flight.finish()
-
-        return on_report
+        err: Any,
+        msg: Any,
+    ) -> None:
+        """The broker's answer for *prepared* (librdkafka's ``on_delivery(err, msg)``; *err* a
+        ``KafkaError``, or the text of why it was not even queued)."""
+        try:
+            if err is None:
+                self._remember(prepared)
+                outcome = self._base(prepared, Status.SENT, digest, msg.partition(), msg.offset())
+            else:
+                error = err if isinstance(err, str) else err.str()
+                outcome = self._base(prepared, Status.FAILED, digest, error=error)
+            settle(position, outcome)
+        finally:
+            in_flight.finish()
 
     # -- one record at a time
 

@@ -134,17 +134,26 @@ class KafkaSink:
                 )
             on_report(report)
 
+        error = self.produce(message.topic, message.key, message.value, on_delivery)
+        if error is not None:
+            on_report(DeliveryReport(message.ref, message.topic, None, None, error))
+
+    def produce(
+        self, topic: str, key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]
+    ) -> str | None:
+        """Queue one message; librdkafka calls ``on_delivery(err, msg)`` once (``err`` ``None``:
+        acknowledged, ``msg.partition()``/``msg.offset()`` say where; else a ``KafkaError``).
+        Returns ``None`` when queued, else why it could not be (then *on_delivery* is never
+        called). The lightest form, for callers that keep their own per-record state
+        (``Publisher.publish_many``: no report object and no closure per record)."""
         while True:
             try:
-                self._producer.produce(
-                    message.topic, key=message.key, value=message.value, on_delivery=on_delivery
-                )
-                return
+                self._producer.produce(topic, value, key, on_delivery=on_delivery)
+                return None
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
             except KafkaException as exc:
-                on_report(DeliveryReport(message.ref, message.topic, None, None, str(exc.args[0])))
-                return
+                return str(exc.args[0])
 
     def serve(self) -> None:
         """Run the callbacks of the delivery reports that arrived, on the calling thread (no
