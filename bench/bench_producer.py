@@ -26,19 +26,27 @@ the result's details, with the machine's load average before and after (other wo
 
 ``--records N`` (default 50,000); ``--out DIR`` writes the results elsewhere.
 
-**Where the time goes** (session 15, cProfile of ``publish_many`` on 10,000 records of the
-JSON Lines file, ~350 µs of CPU per record at load 8, all threads): reading the file through
-the fast lane is half of it (the compiled PACT rules ``footprint_ok`` a third, the checks that
-the model would write the same JSON and warn about nothing 12 %, orjson 2 %), the PCR gate
-16 %, signing + Avro encoding + handing to librdkafka a quarter (the Ed25519 signature is one per
-64 records; the rest is the body's canonical JSON, the Merkle tree, the datum, the ledger's
-bookkeeping), the producer's own checks and sequence 4 %. Sending is already batched (no wait
-per record: librdkafka's queue and delivery callbacks, ``linger.ms`` 5, ``batch.size`` 256 KiB)
-and acks cost no CPU here (the same run in dry-run mode takes the same CPU). So the 0.25x
-target (about 7,600 records/s against ProducerPerformance's ~30,000/s at 50,000 x 3.2 KB, i.e.
-~130 µs per record on one core) is below what one Python process spends on the rules alone
-plus the PCR check; it needs the rules out of the interpreter or the file split across
-processes, not a faster send.
+**Where the time goes** (session 17, the stage profile below on 2,000 records, CPU µs per
+record at load ~3 on this 2-core machine, so lower bounds): reading a line through the fast lane
+54-60 (orjson ~7; the payload's canonical JSON ~11, written once and then signed as is; the
+compiled PACT rules ~22; "the model would write the same" ~10; "no warning" ~6), the PCR gate
+~10, the producer's checks and sequence ~4, batch signing ~8 (the Ed25519 signature is one per
+64 records, 0.4; the content hash and the Merkle leaf, two sha256 of ~2.9 KB, ~3.5; the audit
+paths, one bottom-up pass per batch, 0.7; the rest is the datum), the Avro datum ~5, then
+librdkafka's ``produce`` ~3 and the delivery report's callback, outcome and ledger entries ~9-10
+(a frozen ``RecordOutcome`` of 17 fields alone ~2), and the ledger file written once at the end
+~4-7. ``sign_batch_total_us`` (37-66 µs) is the
+*validated-model* path of round (2), not the file's: 70 % of it is writing each pydantic model
+back to canonical PACT JSON (``signing_bytes`` of a model, ~26 µs), plus a pydantic
+``BatchProof`` and ``SignedFootprint`` per record; its Merkle part is the same ~1 µs.
+
+So one Python process spends ~100 µs of CPU per record before the broker's own threads, against
+the ~90 µs all in that 0.25x of ProducerPerformance (~44,000/s quiet at 3.2 KB) allows; the
+reading and rule checks are ~70 of them. What would reach it: the file read and checked in a
+second process (the machine has two cores; ProducerPerformance uses both), handing the publisher
+per line the canonical payload bytes, the five fields it reads and the PCR verdict (the publisher
+never needs the parsed payload: it signs and sends the bytes), so the publishing process keeps
+~35-40 µs per record and the checking process ~70, i.e. ~14,000/s when each has a core.
 """
 
 from __future__ import annotations
