@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -59,7 +59,6 @@ class PactFootprint:
     """A footprint the model certainly accepts without warnings, kept as the PACT v3 JSON read
     (in the form the model writes it), with the fields the publisher reads."""
 
-    payload: dict[str, Any]
     id: str
     created: datetime
     status: str
@@ -67,6 +66,22 @@ class PactFootprint:
     product_ids: tuple[str, ...]
     canonical: bytes
     """``canonical_json(payload)``: written once by the reader, signed as part of the body."""
+    _payload: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The PACT JSON as read (read again from :attr:`canonical` after a trip between
+        processes, which leaves it out: the publisher signs and sends the bytes)."""
+        payload = self._payload
+        if payload is None:
+            payload = orjson.loads(self.canonical)
+            object.__setattr__(self, "_payload", payload)
+        return payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a checking process hands the publisher the bytes and the fields, not the parsed JSON
+        fields = (self.id, self.created, self.status, self.company_ids, self.product_ids)
+        return (PactFootprint, (*fields, self.canonical))
 
     def model(self) -> ProductFootprint:
         """The pydantic model of :attr:`payload` (for edges that need it; validated again)."""
@@ -114,13 +129,13 @@ def accept(value: Any, canonical: bytes | None = None) -> PactFootprint | None:
     if created is None:  # pragma: no cover - footprint_ok checked it
         return None
     return PactFootprint(
-        value,
         value["id"],
         created,
         value["status"],
         tuple(value["companyIds"]),
         tuple(value["productIds"]),
         written,
+        value,
     )
 
 

@@ -841,7 +841,10 @@ class Publisher:
                 settle(position, self._rejected(item, violations))
                 continue
             record = item.record
-            gated = pcr_gate(item, strict=self.strict_pcr)  # product category rules
+            if item.pcr is None:
+                gated = pcr_gate(item, strict=self.strict_pcr)  # product category rules
+            else:  # a checking process ran the gate (producers._parallel)
+                gated = list(item.pcr) if item.pcr else item
             if isinstance(gated, list):
                 settle(position, self._rejected(item, gated))
                 continue
