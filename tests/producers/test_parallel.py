@@ -36,8 +36,9 @@ from tests.producers.test_pcr_publish import cathode, cement_in_litres
 runner = CliRunner()
 
 
-def _mixed_file(path: Path) -> Path:
-    """Good fast-lane footprints around every kind of bad or unusual line."""
+def _mixed_file(path: Path, padding: int = 0) -> Path:
+    """Good fast-lane footprints around every kind of bad or unusual line (after *padding*
+    more good ones)."""
     docs: list[bytes] = [orjson.dumps(footprint_json(n)) for n in range(12)]
     upper = footprint_json(20)
     upper["id"] = upper["id"].upper()  # the model path: accepted, written in lower case
@@ -58,15 +59,20 @@ def _mixed_file(path: Path) -> Path:
         docs[3],  # the same footprint again
         b'{"id": "a", "id": "b"}',  # a repeated key
     ]
-    lines = docs[:4] + odd[:5] + docs[4:8] + odd[5:] + docs[8:]
+    lines = [orjson.dumps(footprint_json(100 + n)) for n in range(padding)]
+    lines += docs[:4] + odd[:5] + docs[4:8] + odd[5:] + docs[8:]
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 
 
-def _items(path: Path, jobs: int, *, strict: bool = False) -> list[Item]:
+def _items(path: Path, jobs: int, *, start_here: bool = False) -> list[Item]:
     if jobs == 1:
         return list(read_footprints_jsonl(path))
-    return list(read_footprints_jsonl_parallel(path, jobs=jobs, strict=strict, chunk_lines=3))
+    return list(
+        read_footprints_jsonl_parallel(
+            path, jobs=jobs, strict=False, chunk_lines=3, start_here=start_here
+        )
+    )
 
 
 def _outcomes(summary: Any) -> list[dict[str, Any]]:
@@ -77,9 +83,12 @@ def _outcomes(summary: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.broker
+@pytest.mark.parametrize("start_here", [False, True])
 def test_two_processes_publish_what_one_does(
-    tmp_path: Path, cluster: Cluster, signer: Signer, new_topic: Any
+    tmp_path: Path, cluster: Cluster, signer: Signer, new_topic: Any, start_here: bool
 ) -> None:
+    """*start_here*: False, every chunk is checked by the other process; True, the first ones
+    here while it starts."""
     path = _mixed_file(tmp_path / "footprints.jsonl")
     runs = {}
     for jobs in (1, 2):
@@ -92,7 +101,7 @@ def test_two_processes_publish_what_one_does(
             ledger=Ledger(ledger_path),
             schemas_topic=cluster.schemas_topic,
         ) as publisher:
-            summary = publisher.publish_many(_items(path, jobs))
+            summary = publisher.publish_many(_items(path, jobs, start_here=start_here))
         messages = cluster.read(topics.declared, summary.sent)
         runs[jobs] = (
             _outcomes(summary),
@@ -114,7 +123,9 @@ def test_two_processes_publish_what_one_does(
 def test_cli_jobs_2_gives_the_summary_and_exit_code_of_jobs_1(
     tmp_path: Path, supplier_files: KeyPairFiles, strict: bool
 ) -> None:
-    path = _mixed_file(tmp_path / "footprints.jsonl")
+    # the odd lines at the end: checked by the other process (this one checks the first
+    # chunks of 2,000 lines itself while it starts)
+    path = _mixed_file(tmp_path / "footprints.jsonl", padding=8_000)
     results = []
     for jobs in ("1", "2"):
         args = ["footprints", path, "--key", supplier_files.private_key, "--supplier", SUPPLIER]
@@ -125,7 +136,7 @@ def test_cli_jobs_2_gives_the_summary_and_exit_code_of_jobs_1(
     assert results[1] == results[0]
     exit_code, summary = results[0]
     assert exit_code == 1
-    cathode_row = next(r for r in summary["records"] if r["ref"].endswith(":9"))
+    cathode_row = next(r for r in summary["records"] if r["ref"].endswith(":8009"))
     assert cathode_row["status"] == ("rejected" if strict else "valid")
 
 
@@ -168,7 +179,9 @@ def test_a_failing_checker_ends_the_run_with_a_clear_error(
     tmp_path: Path, signer: Signer, check: Any, cause: str
 ) -> None:
     path = _mixed_file(tmp_path / "footprints.jsonl")
-    items = read_footprints_jsonl_parallel(path, jobs=2, strict=False, chunk_lines=3, check=check)
+    items = read_footprints_jsonl_parallel(
+        path, jobs=2, strict=False, chunk_lines=3, check=check, start_here=False
+    )
     started = time.monotonic()
     publisher = Publisher(dry_run=True, signer=signer, ledger=Ledger.in_memory())
     with publisher, pytest.raises(InfrastructureError) as raised:
