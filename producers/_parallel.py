@@ -38,10 +38,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from pcf_exchange.contracts.errors import InfrastructureError
+from pcf_exchange.contracts.errors import InfrastructureError, Violation
+from pcf_exchange.producers._fastpath import PactFootprint
 from pcf_exchange.producers._input import Item, Kind, _unreadable, jsonl_item, load_items
 from pcf_exchange.producers._pcr import pcr_gate
 
@@ -100,10 +102,11 @@ def _started() -> None:
 
 def _run(
     check: Callable[[str, list[Line]], list[Item]], name: str, lines: list[Line]
-) -> list[Item]:
-    """One chunk in a checking process: *check*, then the chunk's cyclic garbage collected."""
+) -> list[Item | Compact]:
+    """One chunk in a checking process: *check*, its items made compact for the trip, then the
+    chunk's cyclic garbage collected."""
     try:
-        return check(name, lines)
+        return _compact(name, check(name, lines))
     finally:
         gc.collect()
 
@@ -121,17 +124,57 @@ def check_chunk(name: str, lines: list[Line], strict: bool | None = None) -> lis
         item = jsonl_item(name, number, index, raw)
         if item.record is not None:
             gated = pcr_gate(item, strict=strict)
+            verdict: tuple[Violation, ...] = ()
             if isinstance(gated, list):
-                item = Item(
-                    item.record, item.ref, item.file, item.index, item.line, None,
-                    item.warnings, item.note, pcr=tuple(gated),
-                )  # fmt: skip
+                verdict = tuple(gated)
             else:
-                item = Item(
-                    gated.record, gated.ref, gated.file, gated.index, gated.line, None,
-                    gated.warnings, gated.note, pcr=(),
-                )  # fmt: skip
+                item = gated
+            # (the item was made just now, here, and is not shared yet: set in place, as its
+            # constructor does, instead of building it a second time)
+            object.__setattr__(item, "pcr", verdict)
         items.append(item)
+    return items
+
+
+Compact = tuple[int, int, bytes, str, datetime, str, tuple[str, ...], tuple[str, ...]]
+"""A plain fast-lane item between processes: (line, index, canonical, id, created, status,
+company ids, product ids); pickled in C, ~5 µs per line less than the :class:`Item`."""
+
+
+def _compact(name: str, items: list[Item]) -> list[Item | Compact]:
+    out: list[Item | Compact] = []
+    for item in items:
+        fast = item.record
+        if (
+            type(fast) is PactFootprint
+            and item.pcr == ()
+            and not item.warnings
+            and item.note is None
+            and item.error is None
+            and item.file == name
+            and item.line is not None
+            and item.index is not None
+            and item.ref == f"{name}:{item.line}"
+        ):
+            out.append(
+                (item.line, item.index, fast.canonical, fast.id, fast.created, fast.status,
+                 fast.company_ids, fast.product_ids)
+            )  # fmt: skip
+        else:
+            out.append(item)
+    return out
+
+
+def _expand(name: str, sent: list[Item | Compact]) -> list[Item]:
+    items = []
+    for one in sent:
+        if type(one) is tuple:
+            line, index, canonical, id_, created, status, companies, products = one
+            fast = PactFootprint(id_, created, status, companies, products, canonical)
+            items.append(Item(fast, f"{name}:{line}", name, index, line, pcr=()))
+        else:
+            assert isinstance(one, Item)
+            items.append(one)
     return items
 
 
@@ -197,14 +240,15 @@ def read_footprints_jsonl_parallel(
         initializer=_start,
         initargs=(strict,),
     )
-    pending: deque[tuple[list[Line], Future[list[Item]]]] = deque()
+    pending: deque[tuple[list[Line], Future[list[Item | Compact]]]] = deque()
 
     def ready() -> list[Item]:
         lines, future = pending.popleft()
         try:
-            return future.result()
+            sent = future.result()
         except Exception as exc:
             raise _failed(name, lines, exc) from exc
+        return _expand(name, sent)
 
     unreadable: OSError | None = None
     try:
