@@ -88,6 +88,7 @@ from pcf_exchange.pcfx.settings import bootstrap_servers
 from pcf_exchange.producers import Ledger, Publisher, Signer, Topics, load_items_jobs
 from pcf_exchange.producers._avro import WireEncoder
 from pcf_exchange.producers._input import Item, _fast_lane
+from pcf_exchange.producers._parallel import AUTO_MIN_LINES, jobs_for
 from pcf_exchange.producers._pcr import pcr_gate
 
 TARGET_SHARE = 0.25
@@ -320,6 +321,7 @@ def main() -> None:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         file_mb = source.stat().st_size / 1e6
+        processes = jobs_for(source, 0)  # what the default --jobs gives this file
         validated = [check_footprint(r).unwrap() for r in records]
         sizes: dict[str, float] = {}
         for round_ in range(args.repeats):
@@ -398,13 +400,14 @@ def main() -> None:
             value=round(best["e2e"], 1),
             higher_is_better=True,
             description=f"pcfx publish footprints path: {count:,} PACT v3 footprints from JSON "
-            f"Lines, validated, batch-signed, Avro ({record_size} B), acks=all, 2 processes "
-            "(the default --jobs: a second one reads and checks the lines)",
+            f"Lines, validated, batch-signed, Avro ({record_size} B), acks=all, "
+            f"{processes} process{'es' * (processes > 1)} (the default --jobs: from "
+            f"{AUTO_MIN_LINES:,} lines a second one reads and checks the lines)",
             baseline=baseline,
             target=round(TARGET_SHARE * baseline.value),
             details=common
             | {
-                "processes": 2,
+                "processes": processes,
                 "one_process_records_per_s": round(best["e2e_one_process"], 1),
                 "one_process_ratio": round(best["e2e_one_process"] / best["kafka"], 3),
             },
