@@ -51,6 +51,20 @@ second process (the machine has two cores; ProducerPerformance uses both), handi
 per line the canonical payload bytes, the five fields it reads and the PCR verdict (the publisher
 never needs the parsed payload: it signs and sends the bytes), so the publishing process keeps
 ~35-40 µs per record and the checking process ~70, i.e. ~14,000/s when each has a core.
+
+**The second process, built** (session 17, :mod:`producers._parallel`, the default ``--jobs``
+from 5,000 lines). Measured with other work keeping this 2-core machine at load 1.8-3.0 (lower
+bounds, noisy): the publishing process now spends 50-90 µs of CPU per record (librdkafka's
+threads included) and the checking process 110-160 (``check_chunk`` alone 75-95 µs in a quiet
+moment: fast lane ~57, PCR gate ~11, the item ~6; pickling a chunk back ~3-5 µs per line; the
+spawn ~0.8 s of imports, during which the publishing process checks the first chunks itself).
+So the checking process is the bottleneck (~7,000-9,000/s with a core of its own), and with
+no free core the two processes only share what one had: in six 50,000-record rounds, 2
+processes against ``--jobs 1`` in the same round gave 6,023/4,626 (before the collector was
+paused in the checking process), 5,626/6,191, 4,310/5,452 (before a line crossed back as a
+tuple), 3,436/3,434, 4,510/4,990, 4,753/3,650 records/s: no consistent gain at this load. What is
+left for 0.25x: the check itself (~90 µs with a core per process), or ``--jobs 3`` where
+three cores are free.
 """
 
 from __future__ import annotations
