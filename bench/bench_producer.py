@@ -7,6 +7,10 @@ parallel, so the figures do not steal each other's cores):
    lithium-cell record) through exactly what ``pcfx publish footprints`` runs: read, validate
    every rule, derive the sequence, batch-sign (one Ed25519 signature per 64 records over their
    Merkle root), encode framed Avro, produce (idempotent, acks=all), wait for every ack.
+   With the default ``--jobs`` a file this large is read and checked by a second process
+   (:mod:`producers._parallel`; its start-up is inside the timed run); the same file with
+   ``--jobs 1`` (one process) runs in the same round, the order swapped every round, and is the
+   ``one_process_records_per_s`` detail.
    The records are consistent (stages add up, the interval holds the total: no warning), so
    they take the fast lane (:mod:`producers._fastpath`: orjson, the compiled PACT rules, signed
    over the JSON as read); a record the model would warn about or write differently takes the
@@ -26,24 +30,47 @@ the result's details, with the machine's load average before and after (other wo
 
 ``--records N`` (default 50,000); ``--out DIR`` writes the results elsewhere.
 
-**Where the time goes** (session 15, cProfile of ``publish_many`` on 10,000 records of the
-JSON Lines file, ~350 µs of CPU per record at load 8, all threads): reading the file through
-the fast lane is half of it (the compiled PACT rules ``footprint_ok`` a third, the checks that
-the model would write the same JSON and warn about nothing 12 %, orjson 2 %), the PCR gate
-16 %, signing + Avro encoding + handing to librdkafka a quarter (the Ed25519 signature is one per
-64 records; the rest is the body's canonical JSON, the Merkle tree, the datum, the ledger's
-bookkeeping), the producer's own checks and sequence 4 %. Sending is already batched (no wait
-per record: librdkafka's queue and delivery callbacks, ``linger.ms`` 5, ``batch.size`` 256 KiB)
-and acks cost no CPU here (the same run in dry-run mode takes the same CPU). So the 0.25x
-target (about 7,600 records/s against ProducerPerformance's ~30,000/s at 50,000 x 3.2 KB, i.e.
-~130 µs per record on one core) is below what one Python process spends on the rules alone
-plus the PCR check; it needs the rules out of the interpreter or the file split across
-processes, not a faster send.
+**Where the time goes** (session 17, the stage profile below on 2,000 records, CPU µs per
+record at load ~3 on this 2-core machine, so lower bounds): reading a line through the fast lane
+54-60 (orjson ~7; the payload's canonical JSON ~11, written once and then signed as is; the
+compiled PACT rules ~22; "the model would write the same" ~10; "no warning" ~6), the PCR gate
+~10, the producer's checks and sequence ~4, batch signing ~8 (the Ed25519 signature is one per
+64 records, 0.4; the content hash and the Merkle leaf, two sha256 of ~2.9 KB, ~3.5; the audit
+paths, one bottom-up pass per batch, 0.7; the rest is the datum), the Avro datum ~5, then
+librdkafka's ``produce`` ~3 and the delivery report's callback, outcome and ledger entries ~9-10
+(a frozen ``RecordOutcome`` of 17 fields alone ~2), and the ledger file written once at the end
+~4-7. ``sign_batch_total_us`` (37-66 µs) is the
+*validated-model* path of round (2), not the file's: 70 % of it is writing each pydantic model
+back to canonical PACT JSON (``signing_bytes`` of a model, ~26 µs), plus a pydantic
+``BatchProof`` and ``SignedFootprint`` per record; its Merkle part is the same ~1 µs.
+
+So one Python process spends ~100 µs of CPU per record before the broker's own threads, against
+the ~90 µs all in that 0.25x of ProducerPerformance (~44,000/s quiet at 3.2 KB) allows; the
+reading and rule checks are ~70 of them. What would reach it: the file read and checked in a
+second process (the machine has two cores; ProducerPerformance uses both), handing the publisher
+per line the canonical payload bytes, the five fields it reads and the PCR verdict (the publisher
+never needs the parsed payload: it signs and sends the bytes), so the publishing process keeps
+~35-40 µs per record and the checking process ~70, i.e. ~14,000/s when each has a core.
+
+**The second process, built** (session 17, :mod:`producers._parallel`, the default ``--jobs``
+from 5,000 lines). Measured with other work keeping this 2-core machine at load 1.8-3.0 (lower
+bounds, noisy): the publishing process now spends 50-90 µs of CPU per record (librdkafka's
+threads included) and the checking process 110-160 (``check_chunk`` alone 75-95 µs in a quiet
+moment: fast lane ~57, PCR gate ~11, the item ~6; pickling a chunk back ~3-5 µs per line; the
+spawn ~0.8 s of imports, during which the publishing process checks the first chunks itself).
+So the checking process is the bottleneck (~7,000-9,000/s with a core of its own), and with
+no free core the two processes only share what one had: in six 50,000-record rounds, 2
+processes against ``--jobs 1`` in the same round gave 6,023/4,626 (before the collector was
+paused in the checking process), 5,626/6,191, 4,310/5,452 (before a line crossed back as a
+tuple), 3,436/3,434, 4,510/4,990, 4,753/3,650 records/s: no consistent gain at this load. What is
+left for 0.25x: the check itself (~90 µs with a core per process), or ``--jobs 3`` where
+three cores are free.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -60,15 +87,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.kafka_perf import ProducerSettings, create_topic, run_producer_perf
 from bench.report import RESULTS_DIR, Baseline, BenchResult, write_result
-from pcf_exchange.contracts import ProductFootprint, check_footprint, sign_batch, to_avro_dict
+from pcf_exchange.contracts import (
+    ProductFootprint,
+    SignedFootprint,
+    check_footprint,
+    sign_batch,
+    to_avro_dict,
+)
 from pcf_exchange.contracts._envelope import signing_bytes
 from pcf_exchange.contracts.errors import RegistryError
 from pcf_exchange.contracts.examples import example_footprint
 from pcf_exchange.contracts.kafka_client import librdkafka_config
 from pcf_exchange.pcfx.settings import bootstrap_servers
-from pcf_exchange.producers import Ledger, Publisher, Signer, Topics, load_items
+from pcf_exchange.producers import Ledger, Publisher, Signer, Topics, load_items_jobs
 from pcf_exchange.producers._avro import WireEncoder
-from pcf_exchange.producers._input import _fast_lane
+from pcf_exchange.producers._input import Item, _fast_lane
+from pcf_exchange.producers._parallel import AUTO_MIN_LINES, jobs_for
+from pcf_exchange.producers._pcr import pcr_gate
 
 TARGET_SHARE = 0.25
 """The target (issue #19): at least a quarter of Kafka's ProducerPerformance with the same number
@@ -139,6 +174,31 @@ def _stages(sample: list[dict[str, Any]], signer: Signer, publisher: Publisher) 
         assert fast is not None, "a benchmark record left the fast lane"
         fast.signing_bytes(supplier_id=signer.owner, key_id=signer.key_id, sequence=1)
     f2 = time.process_time()
+    # the rest of the fast lane as publish_many runs it: the PCR gate, the producer's checks and
+    # sequence, batch signing (64 per signature) and the Avro datum's encoding
+    items = [Item(fast, f"bench.jsonl:{i}", "bench.jsonl", i, i) for i, fast in enumerate(lane)]
+    pcr_gate(items[0], strict=False)  # the rule packs load once (not per record)
+    g0 = time.process_time()
+    for item in items:
+        pcr_gate(item, strict=False)
+    g1 = time.process_time()
+    prepared: list[Any] = []
+    for item in items:
+        assert item.record is not None
+        one = publisher._prepare(item, item.record)
+        assert not isinstance(one, list), one
+        prepared.append(one)
+    g2 = time.process_time()
+    datums: list[Any] = []
+    for i in range(0, len(prepared), BATCH_SIZE):
+        datums += publisher._sign_bytes(prepared[i : i + BATCH_SIZE], each=False)[0]
+    g3 = time.process_time()
+    fast_wire = WireEncoder(publisher.serde)
+    fast_wire.encode_datum(publisher.topics.declared, SignedFootprint, datums[0])  # proven once
+    g4 = time.process_time()
+    for datum in datums:
+        fast_wire.encode_datum(publisher.topics.declared, SignedFootprint, datum)
+    g5 = time.process_time()
     t0 = time.process_time()
     parsed = [check_footprint(t).value for t in texts]
     t1 = time.process_time()
@@ -165,6 +225,11 @@ def _stages(sample: list[dict[str, Any]], signer: Signer, publisher: Publisher) 
     return {
         "fast_lane_read_and_check_us": round((f1 - f0) / n * 1e6, 1),
         "fast_lane_signing_bytes_us": round((f2 - f1) / n * 1e6, 1),
+        "fast_lane_pcr_gate_us": round((g1 - g0) / n * 1e6, 1),
+        "fast_lane_prepare_us": round((g2 - g1) / n * 1e6, 1),
+        "fast_lane_sign_batch_total_us": round((g3 - g2) / n * 1e6, 1),
+        "fast_lane_avro_encode_us": round((g5 - g4) / n * 1e6, 1),
+        # the validated-input path (ProductFootprint models): the rest of the keys
         "parse_and_validate_us": round((t1 - t0) / n * 1e6, 1),
         "canonical_signing_bytes_us": round((t2 - t1) / n * 1e6, 1),
         "sign_batch_total_us": round((t3 - t2) / n * 1e6, 1),
@@ -256,7 +321,13 @@ def main() -> None:
     signer = Signer.from_private_key(Ed25519PrivateKey.generate(), company)
     records = footprints(count)
     settings = ProducerSettings(acks="all", linger_ms=5, batch_size=262_144)
-    rates: dict[str, list[float]] = {"e2e": [], "signed": [], "single": [], "kafka": []}
+    rates: dict[str, list[float]] = {
+        "e2e": [],
+        "e2e_one_process": [],
+        "signed": [],
+        "single": [],
+        "kafka": [],
+    }
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pcfx-bench-") as tmp:
         source = Path(tmp) / "footprints.jsonl"
@@ -264,22 +335,27 @@ def main() -> None:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         file_mb = source.stat().st_size / 1e6
+        processes = jobs_for(source, 0)  # what the default --jobs gives this file
         validated = [check_footprint(r).unwrap() for r in records]
         sizes: dict[str, float] = {}
         for round_ in range(args.repeats):
             # one round: ours three ways, then Kafka's tool; rounds one after the other
-            # (1) end to end from the file, as `pcfx publish footprints` runs it
-            seconds, sent, topic = _run(
-                bootstrap,
-                signer,
-                prefix="bench-producer-e2e",
-                batch_size=BATCH_SIZE,
-                ledger=Ledger(Path(tmp) / f"ledger-{round_}.json"),
-                items=lambda: load_items("footprints", source),
-            )
-            rates["e2e"].append(sent / seconds)
-            if not sizes:
-                sizes = _value_sizes(bootstrap, topic)
+            # (1) end to end from the file, as `pcfx publish footprints` runs it: the default
+            # (--jobs 0: a second process reads and checks a file this large) and --jobs 1,
+            # one after the other, the order swapped every round
+            ways = [("e2e", 0), ("e2e_one_process", 1)]
+            for name, jobs in ways if round_ % 2 == 0 else ways[::-1]:
+                seconds, sent, topic = _run(
+                    bootstrap,
+                    signer,
+                    prefix="bench-producer-e2e",
+                    batch_size=BATCH_SIZE,
+                    ledger=Ledger(Path(tmp) / f"ledger-{round_}-{jobs}.json"),
+                    items=functools.partial(load_items_jobs, "footprints", source, jobs=jobs),
+                )
+                rates[name].append(sent / seconds)
+                if not sizes:
+                    sizes = _value_sizes(bootstrap, topic)
             # (2) validated records: sign + encode + produce + ack
             seconds, sent, _ = _run(
                 bootstrap,
@@ -338,10 +414,17 @@ def main() -> None:
             value=round(best["e2e"], 1),
             higher_is_better=True,
             description=f"pcfx publish footprints path: {count:,} PACT v3 footprints from JSON "
-            f"Lines, validated, batch-signed, Avro ({record_size} B), acks=all, 1 process",
+            f"Lines, validated, batch-signed, Avro ({record_size} B), acks=all, "
+            f"{processes} process{'es' * (processes > 1)} (the default --jobs: from "
+            f"{AUTO_MIN_LINES:,} lines a second one reads and checks the lines)",
             baseline=baseline,
             target=round(TARGET_SHARE * baseline.value),
-            details=common,
+            details=common
+            | {
+                "processes": processes,
+                "one_process_records_per_s": round(best["e2e_one_process"], 1),
+                "one_process_ratio": round(best["e2e_one_process"] / best["kafka"], 3),
+            },
         ),
         args.out,
     )
@@ -360,7 +443,8 @@ def main() -> None:
         args.out,
     )
     print(
-        f"best of {args.repeats}: end to end {best['e2e']:,.0f}/s, "
+        f"best of {args.repeats}: end to end {best['e2e']:,.0f}/s with 2 processes "
+        f"({best['e2e_one_process']:,.0f}/s with --jobs 1), "
         f"validated {best['signed']:,.0f}/s "
         f"(per-record signatures {best['single']:,.0f}/s), Kafka ProducerPerformance "
         f"{best['kafka']:,.0f}/s at {record_size} B (ratios {best['e2e'] / best['kafka']:.3f}, "

@@ -22,6 +22,7 @@ from pcf_exchange.producers._input import (
 from pcf_exchange.producers._keydir import KeyDirectory, KeyState, KeyStatus
 from pcf_exchange.producers._keyops import registration, revocation
 from pcf_exchange.producers._lifecycle import deprecated, supersede, superseding
+from pcf_exchange.producers._parallel import load_items_jobs
 from pcf_exchange.producers._publisher import DEFAULT_BATCH_SIZE, Publisher, Topics, record_key
 from pcf_exchange.producers._sequence import (
     Ledger,
@@ -75,6 +76,7 @@ __all__ = [
     "footprint_sequence",
     "key_id_of",
     "load_items",
+    "load_items_jobs",
     "load_private_key",
     "load_public_key",
     "load_signer",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -51,7 +51,7 @@ from pcf_exchange.contracts._pact import PCFX_EXTENSION_SPEC_VERSION
 from pcf_exchange.contracts._types import format_datetime, format_decimal
 from pcf_exchange.contracts.canonical import canonical_json, pae
 
-__all__ = ["PactFootprint", "accept", "no_repeated_key"]
+__all__ = ["PactFootprint", "accept", "canonical_payload", "no_repeated_key"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -59,47 +59,83 @@ class PactFootprint:
     """A footprint the model certainly accepts without warnings, kept as the PACT v3 JSON read
     (in the form the model writes it), with the fields the publisher reads."""
 
-    payload: dict[str, Any]
     id: str
     created: datetime
     status: str
     company_ids: tuple[str, ...]
     product_ids: tuple[str, ...]
+    canonical: bytes
+    """``canonical_json(payload)``: written once by the reader, signed as part of the body."""
+    _payload: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The PACT JSON as read (read again from :attr:`canonical` after a trip between
+        processes, which leaves it out: the publisher signs and sends the bytes)."""
+        payload = self._payload
+        if payload is None:
+            payload = orjson.loads(self.canonical)
+            object.__setattr__(self, "_payload", payload)
+        return payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a checking process hands the publisher the bytes and the fields, not the parsed JSON
+        fields = (self.id, self.created, self.status, self.company_ids, self.product_ids)
+        return (PactFootprint, (*fields, self.canonical))
 
     def model(self) -> ProductFootprint:
         """The pydantic model of :attr:`payload` (for edges that need it; validated again)."""
         return parse_footprint(self.payload)
 
     def signing_bytes(self, *, supplier_id: str, key_id: str, sequence: int) -> bytes:
-        """What ``contracts.signing_bytes(self.model(), ...)`` returns, without the model."""
-        body = {
-            "keyId": key_id,
-            "payload": self.payload,
-            "sequence": sequence,
-            "supplierId": supplier_id,
-        }
-        # checked: the payload holds strings, booleans, lists and objects only (footprint_ok)
-        return pae(PAYLOAD_FOOTPRINT, canonical_json(body, checked=True))
+        """What ``contracts.signing_bytes(self.model(), ...)`` returns, without the model.
+
+        That is ``pae(type, canonical_json({"keyId", "payload", "sequence", "supplierId"}))``;
+        the keys are already in canonical order and the payload's canonical JSON is
+        :attr:`canonical`, so the body is put together around it instead of written again
+        (``tests/producers/test_fastpath.py`` compares the bytes with the model's)."""
+        body = b"".join(
+            (
+                b'{"keyId":',
+                orjson.dumps(key_id),
+                b',"payload":',
+                self.canonical,
+                b',"sequence":',
+                b"%d" % sequence,
+                b',"supplierId":',
+                orjson.dumps(supplier_id),
+                b"}",
+            )
+        )
+        return pae(PAYLOAD_FOOTPRINT, body)
 
 
-def accept(value: Any, compact: bytes | None = None) -> PactFootprint | None:
+def canonical_payload(value: Any) -> bytes:
+    """``canonical_json(value)`` of JSON as orjson read it (strings, numbers, booleans, null,
+    lists and objects only: the checked form, keys sorted, no whitespace)."""
+    return canonical_json(value, checked=True)
+
+
+def accept(value: Any, canonical: bytes | None = None) -> PactFootprint | None:
     """*value* (JSON read with orjson) as a :class:`PactFootprint` when the model path would
     accept it without warnings and sign the same bytes; ``None``: take the model path.
 
-    *compact* is ``orjson.dumps(value)`` when the caller has it already (the file reader
-    writes it once for :func:`no_repeated_key` and this check both)."""
-    if not footprint_ok(value) or not _normal(value, compact) or _may_warn(value):
+    *canonical* is :func:`canonical_payload` of *value* when the caller has it already (the
+    file reader writes it once for :func:`no_repeated_key`, this check and the signature)."""
+    written = canonical_payload(value) if canonical is None else canonical
+    if not footprint_ok(value) or not _normal(value, written) or _may_warn(value):
         return None
     created = instant(value["created"])
     if created is None:  # pragma: no cover - footprint_ok checked it
         return None
     return PactFootprint(
-        value,
         value["id"],
         created,
         value["status"],
         tuple(value["companyIds"]),
         tuple(value["productIds"]),
+        written,
+        value,
     )
 
 
@@ -110,7 +146,8 @@ def no_repeated_key(raw: bytes, value: Any, compact: bytes | None = None) -> boo
     colon is ``\\u003a``; with none in *raw*, its strings hold the same colons as text and as
     values. So *raw* has exactly as many colons as orjson's compact writing of *value* unless an
     object repeated a key (orjson keeps the last; the strict parser refuses the document).
-    *compact* is that compact writing when the caller has it already.
+    *compact* is that compact writing (keys sorted or not: the same colons) when the caller has
+    it already.
     """
     if _COLON_ESCAPE.search(raw) is not None:
         return False
@@ -165,7 +202,7 @@ _PCF_NOT_DECIMAL: Final = frozenset(
 
 def _normal(p: dict[str, Any], compact: bytes | None = None) -> bool:
     """Whether ``to_pact_json(parse_footprint(p)) == p`` (given ``footprint_ok(p)``); *compact*
-    is ``orjson.dumps(p)`` if the caller has it."""
+    is ``orjson.dumps(p)`` (keys sorted or not) if the caller has it."""
     # (a string holding ":null" only sends it the model's way)
     if b":null" in (orjson.dumps(p) if compact is None else compact):
         return False

@@ -62,13 +62,19 @@ from pcf_exchange.contracts import (
     load_factors,
     load_footprints,
 )
-from pcf_exchange.producers._fastpath import PactFootprint, accept, no_repeated_key
+from pcf_exchange.producers._fastpath import (
+    PactFootprint,
+    accept,
+    canonical_payload,
+    no_repeated_key,
+)
 
 __all__ = [
     "FOOTPRINT_CSV_DEFAULTS",
     "Item",
     "Kind",
     "footprint_csv_columns",
+    "jsonl_item",
     "load_items",
     "read_footprints_csv",
     "read_footprints_jsonl",
@@ -98,6 +104,18 @@ class Item:
     note: str | None = None
     unreadable: bool = False
     """The whole file could not be read (``index`` is ``None``)."""
+    pcr: tuple[Violation, ...] | None = None
+    """The product-category-rule gate's verdict when a checking process ran it already
+    (:mod:`producers._parallel`): ``()`` passed (a range warning is in :attr:`warnings`), else
+    the violations that refuse the record; ``None``: the publisher runs the gate."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # (between processes: an exception pickles as its message, which ValidationFailed
+        # would read as its violations; it travels as its type, violations and subject)
+        error = self.error
+        sent = None if error is None else (type(error), error.violations, error.subject)
+        return (_item, (self.record, self.ref, self.file, self.index, self.line, sent,
+                        self.warnings, self.note, self.unreadable, self.pcr))  # fmt: skip
 
     @classmethod
     def of(cls, record: Record, ref: str, note: str | None = None) -> Item:
@@ -124,6 +142,23 @@ class Item:
 
     def rejected(self, violations: Sequence[Violation]) -> Item:
         return replace(self, record=None, error=ValidationFailed(violations, subject=self.ref))
+
+
+def _item(
+    record: Record | None,
+    ref: str,
+    file: str | None,
+    index: int | None,
+    line: int | None,
+    error: tuple[type[ValidationFailed], tuple[Violation, ...], str] | None,
+    warnings: tuple[Violation, ...],
+    note: str | None,
+    unreadable: bool,
+    pcr: tuple[Violation, ...] | None,
+) -> Item:
+    """An :class:`Item` unpickled (see :meth:`Item.__reduce__`)."""
+    failed = None if error is None else error[0](error[1], subject=error[2])
+    return Item(record, ref, file, index, line, failed, warnings, note, unreadable, pcr)
 
 
 def _unreadable(name: str, code: str, message: str) -> list[Item]:
@@ -373,24 +408,29 @@ def read_footprints_jsonl(path: Path) -> Iterator[Item]:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            ref = f"{name}:{number}"
-            if len(raw) > MAX_JSON_BYTES:
-                message = f"must be at most {MAX_JSON_BYTES} bytes"
-                too_large = ValidationFailed([Violation("", "too_large", message)], subject=ref)
-                yield Item(None, ref, name, index, number, too_large)
-            else:
-                fast = _fast_lane(raw)
-                if fast is not None:
-                    yield Item(fast, ref, name, index, number)
-                else:
-                    result = check_footprint(raw, subject=ref)
-                    error = None if result.value is not None else result.error()
-                    yield Item(result.value, ref, name, index, number, error, result.warnings)
+            yield jsonl_item(name, number, index, raw)
             index += 1
     except OSError as exc:
         yield from _unreadable(name, "unreadable", f"cannot be read: {exc.strerror or exc}")
     finally:
         handle.close()
+
+
+def jsonl_item(name: str, number: int, index: int, raw: bytes) -> Item:
+    """The :class:`Item` of one non-blank line of a JSON Lines footprint file (*number*: its
+    1-based line, *index*: its place among the records): a pure function of its arguments,
+    which ``pcfx publish --jobs`` runs in a checking process (:mod:`producers._parallel`)."""
+    ref = f"{name}:{number}"
+    if len(raw) > MAX_JSON_BYTES:
+        message = f"must be at most {MAX_JSON_BYTES} bytes"
+        too_large = ValidationFailed([Violation("", "too_large", message)], subject=ref)
+        return Item(None, ref, name, index, number, too_large)
+    fast = _fast_lane(raw)
+    if fast is not None:
+        return Item(fast, ref, name, index, number)
+    result = check_footprint(raw, subject=ref)
+    error = None if result.value is not None else result.error()
+    return Item(result.value, ref, name, index, number, error, result.warnings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,10 +444,14 @@ def _fast_lane(raw: bytes) -> PactFootprint | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    compact = orjson.dumps(value)  # written once, read by both checks
-    if not no_repeated_key(raw, value, compact):
+    # written once: read by both checks, and the payload of the signed body
+    try:
+        canonical = canonical_payload(value)
+    except (TypeError, ValueError, RecursionError):  # e.g. nested too deep for orjson to write
         return None
-    return accept(value, compact)
+    if not no_repeated_key(raw, value, canonical):
+        return None
+    return accept(value, canonical)
 
 
 def _fast_json(path: Path) -> list[Item] | None:

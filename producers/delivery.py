@@ -10,9 +10,10 @@ same sink serves scripts (``future.result()``) and asyncio code (``asyncio.wrap_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,11 @@ class KafkaSink:
         self._config.update(extra_config or {})
         self._producer = Producer(self._config)
         self._closed = threading.Event()
+        self._thread_serves = threading.Event()
+        """Set: the delivery thread serves the reports; clear: the caller does (:meth:`inline`)."""
+        self._thread_serves.set()
+        self._inline_lock = threading.Lock()
+        self._inline_depth = 0
         self._poller = threading.Thread(target=self._poll_loop, name="pcfx-delivery", daemon=True)
         self._poller.start()
 
@@ -128,17 +134,50 @@ class KafkaSink:
                 )
             on_report(report)
 
+        error = self.produce(message.topic, message.key, message.value, on_delivery)
+        if error is not None:
+            on_report(DeliveryReport(message.ref, message.topic, None, None, error))
+
+    def produce(
+        self, topic: str, key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]
+    ) -> str | None:
+        """Queue one message; librdkafka calls ``on_delivery(err, msg)`` once (``err`` ``None``:
+        acknowledged, ``msg.partition()``/``msg.offset()`` say where; else a ``KafkaError``).
+        Returns ``None`` when queued, else why it could not be (then *on_delivery* is never
+        called). The lightest form, for callers that keep their own per-record state
+        (``Publisher.publish_many``: no report object and no closure per record)."""
         while True:
             try:
-                self._producer.produce(
-                    message.topic, key=message.key, value=message.value, on_delivery=on_delivery
-                )
-                return
+                self._producer.produce(topic, value, key, on_delivery=on_delivery)
+                return None
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
             except KafkaException as exc:
-                on_report(DeliveryReport(message.ref, message.topic, None, None, str(exc.args[0])))
-                return
+                return str(exc.args[0])
+
+    def serve(self) -> None:
+        """Run the callbacks of the delivery reports that arrived, on the calling thread (no
+        wait). Inside :meth:`inline`, call it now and then (every few dozen records)."""
+        self._producer.poll(0)
+
+    @contextlib.contextmanager
+    def inline(self) -> Iterator[None]:
+        """While inside, the delivery thread stands down and the reports' callbacks run on the
+        thread that calls :meth:`serve` or :meth:`flush` (``Publisher.publish_many``: between
+        batches). A caller that is busy in Python anyway saves the GIL hand-over per report
+        (the delivery thread takes the GIL for each callback, so each report made the two
+        threads trade it); a report still arrives when :meth:`submit` waits for queue space
+        (it polls) and on :meth:`flush`."""
+        with self._inline_lock:
+            self._inline_depth += 1
+            self._thread_serves.clear()
+        try:
+            yield
+        finally:
+            with self._inline_lock:
+                self._inline_depth -= 1
+                if self._inline_depth == 0:
+                    self._thread_serves.set()
 
     def flush(self, timeout_s: float = 120.0) -> int:
         """Wait for outstanding deliveries; return how many are still not reported."""
@@ -147,6 +186,7 @@ class KafkaSink:
     def close(self, timeout_s: float = 120.0) -> int:
         remaining = self.flush(timeout_s)
         self._closed.set()
+        self._thread_serves.set()
         self._poller.join(timeout=5)
         return remaining
 
@@ -159,5 +199,7 @@ class KafkaSink:
     def _poll_loop(self) -> None:
         # Delivery callbacks run inside poll(); a dedicated thread keeps futures resolving
         # even while the caller is busy validating and signing the next records.
+        # (:meth:`inline` pauses it: then the caller serves the reports between batches)
         while not self._closed.is_set():
-            self._producer.poll(0.1)
+            if self._thread_serves.wait(0.1):
+                self._producer.poll(0.1)

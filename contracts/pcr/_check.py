@@ -163,9 +163,10 @@ class PcrCheck:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Facts:
-    """What the rules read of a record, with the path each came from."""
+    """What the rules read of a record, with the path each came from (read-only by
+    convention: not ``frozen``, which costs a call per field on every record)."""
 
     category: str | None
     category_path: str
@@ -424,7 +425,7 @@ def _product_findings(facts: _Facts, pack: RulePack) -> list[PcrFinding]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Trial:
     pack: RulePack
     role: str

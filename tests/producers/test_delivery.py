@@ -60,3 +60,38 @@ def test_unreachable_broker_fails_fast_and_claims_nothing() -> None:
     assert not report.ok
     assert report.offset is None
     assert report.error
+
+
+@pytest.mark.broker
+def test_inline_reports_run_on_the_caller_and_the_thread_serves_again_after(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    import threading
+    import time
+
+    topic = new_topic()
+    caller = threading.get_ident()
+    served_on: list[int] = []
+    answers: list[tuple[object, int | None]] = []
+
+    def on_delivery(err: object, msg: object) -> None:
+        served_on.append(threading.get_ident())
+        answers.append((err, None if err is not None else msg.offset()))  # type: ignore[attr-defined]
+
+    with KafkaSink(kafka_bootstrap) as sink:
+        with sink.inline():
+            time.sleep(0.3)  # a poll the thread was already in returns within 0.1 s
+            for i in range(50):
+                assert sink.produce(topic, f"k{i}".encode(), b"v", on_delivery) is None
+            time.sleep(1.0)  # acknowledged by now, but nobody served the reports yet
+            assert answers == []
+            deadline = time.monotonic() + 30
+            while len(answers) < 50 and time.monotonic() < deadline:
+                sink.serve()
+                time.sleep(0.05)
+        assert len(answers) == 50 and set(served_on) == {caller}
+        assert all(err is None for err, _ in answers)
+        assert sorted(offset for _, offset in answers) == list(range(50))  # type: ignore[type-var]
+        # outside inline(), the delivery thread serves again: a future resolves on its own
+        report = sink.send(Outgoing(topic, b"k", b"v", "after#0")).result(timeout=30)
+        assert report.ok and report.offset == 50
