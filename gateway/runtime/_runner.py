@@ -108,11 +108,13 @@ readiness` answers ``/readyz``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -353,6 +355,30 @@ the error that makes it a rejection."""
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the batches of one poll are processed and
+    committed, on again after (unless something else had turned it off).
+
+    A batch keeps ~150 container objects per record alive until it is committed (datums, policy
+    records, transformed footprints, envelopes, entries: ~150 000 for 1 000 records) and leaves
+    no reference cycle behind (see ``_Builder.replay``), so reference counting frees all of it
+    when the batch is done. A collection during the batch finds nothing to free: it walks those
+    live objects and promotes them, and the promotions trigger full collections, which walk
+    everything the process holds. Measured on ``bench/bench_gateway.py`` (10 000 roll-ups,
+    ``gc.callbacks``): with the collector on, 832 young, 75 middle and 6 full collections took
+    0.56 s of the run's 3.1 s CPU; paused per poll, 34 young and 3 middle ones took 0.04 s.
+    Garbage a batch does leave in a cycle is collected after it, as before."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _own_records(
@@ -635,14 +661,15 @@ class GatewayRunner:
                     log.warning("consumer: %s", error.str())
                 continue
             by_partition.setdefault(coords(message)[1], []).append(message)
-        for partition, batch in by_partition.items():
-            if partition in self.stopped:  # refused chain: nothing of it goes on
-                self._hold(TopicPartition(*coords(batch[0])))
-                continue
-            chain = self._chains.get(partition)
-            if chain is None:  # revoked while the batch was in flight: the new owner redoes it
-                continue
-            self._commit_batch(chain, batch)
+        with _collector_paused():  # (see there: a batch leaves nothing for it)
+            for partition, batch in by_partition.items():
+                if partition in self.stopped:  # refused chain: nothing of it goes on
+                    self._hold(TopicPartition(*coords(batch[0])))
+                    continue
+                chain = self._chains.get(partition)
+                if chain is None:  # revoked while in flight: the new owner redoes it
+                    continue
+                self._commit_batch(chain, batch)
         return bool(by_partition)
 
     # ------------------------------------------------------------------------------------------
