@@ -860,17 +860,18 @@ def stage_costs(
     purpose: str,
     messages: Sequence[tuple[bytes, bytes, list[tuple[str, bytes]]]],
 ) -> dict[str, float]:
-    """CPU µs per record of each stage of the runner's step 0-4, in process (no Kafka), each
-    stage run over all *messages* (``(key, value, hand-off headers)``, as published) in turn,
-    timed with the process's CPU clock (``time.process_time``: on a machine others load, wall
-    time counts their work too). The stages are the calls the runner makes, in its order:
-    ``handoff`` (step 0, ``check_handoff``), ``decode`` (the Avro datum), ``adapt`` (the policy's
-    record from it), ``evaluate``, ``apply`` (transforms), ``seal`` (envelope encrypted into
-    the batch, the batch signed once), ``audit`` (the entry drafted and chained), ``avro_out``
-    (each sealed message and audit entry to Avro, as the sink writes them). ``before_decode_adapt``
-    is the decode + adapt the runner did before "decode once" (pydantic model, then
-    ``gateway_record``). ``steps_0_to_2_record_by_record`` runs the hand-off check, decode,
-    adaptation and core per record, one record after the other, against
+    """CPU µs per record of each stage of the runner's step 0-4, in process (no Kafka), each stage
+    run over all *messages* (``(key, value, hand-off headers)``, as published) in turn, timed with
+    the process's CPU clock (``time.process_time``: on a machine others load, wall time counts their
+    work too) and the cyclic collector paused, as the runner pauses it per batch (a collection
+    landing in one stage made its figure jump between runs). The stages are the calls the runner
+    makes, in its order: ``handoff`` (step 0, ``check_handoff``), ``decode`` (the Avro datum),
+    ``adapt`` (the policy's record from it), ``evaluate``, ``apply`` (transforms), ``seal``
+    (envelope encrypted into the batch, the batch signed once), ``audit`` (the entry drafted and
+    chained), ``avro_out`` (each sealed message and audit entry to Avro, as the sink writes them).
+    ``before_decode_adapt`` is the decode + adapt the runner did before "decode once" (pydantic
+    model, then ``gateway_record``). ``steps_0_to_2_record_by_record`` runs the hand-off check,
+    decode, adaptation and core per record, one record after the other, against
     ``steps_0_to_2_stage_by_stage`` (the same calls, each stage over the batch: the sum of
     ``handoff``, ``decode``, ``adapt`` and ``prepare_transfer``)."""
     import hashlib
@@ -882,6 +883,7 @@ def stage_costs(
     from pcf_exchange.gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
     from pcf_exchange.gateway.policy import CounterState, apply, evaluate
     from pcf_exchange.gateway.runtime import sealed_to_datum
+    from pcf_exchange.gateway.runtime._runner import _collector_paused
 
     secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
     now = datetime.now(UTC)
@@ -894,9 +896,10 @@ def stage_costs(
     times: dict[str, float] = {}
 
     def timed(name: str, work: Callable[[], Any]) -> Any:
-        began = time.process_time()
-        out = work()
-        times[name] = (time.process_time() - began) / len(messages) * 1e6
+        with _collector_paused():  # as the runner runs a batch (see there)
+            began = time.process_time()
+            out = work()
+            times[name] = (time.process_time() - began) / len(messages) * 1e6
         return out
 
     def one_round() -> list[Any]:
