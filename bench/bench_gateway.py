@@ -38,6 +38,20 @@ record against 825 µs record by record (``steps_0_to_2_*``, load 9.4); on Kafka
 per record in one pair of runs, and 973 / 779 against 853 / 874 in another: inside the noise of
 the shared machine.
 
+**Session 17: the collector** (py-spy on the Kafka run, then ``gc.callbacks``): the stage split's
+jumps (``apply`` 37-174 µs, ``adapt`` 27-122 µs between runs) were the cyclic garbage collector,
+whose full collections landed in whichever stage allocated next. Over 10 000 roll-ups, 1 141
+young, 104 middle and 9 full collections took 0.98-1.09 s of the run's 4.5-4.8 s CPU (~22 %).
+Two causes: every ``apply`` left a reference cycle holding the input record (fixed in
+``_Builder.replay``), and a batch's ~150 000 live objects were walked and promoted again and again
+(the runner now pauses the collector per poll). Then 0.07-0.13 s of 3.4-3.5 s, and the Avro of
+entries and sealed messages through the producers' compiled encoder (20.2 -> 10.5 and 5.7 -> 3.3
+µs in process). Old and new code alternated, same window, load 2.6-3.6: 1 601 / 1 650 against
+2 198 / 2 243 records/s, 484 / 455 against 347 / 344 µs of process CPU per record (lower bounds).
+What is left per record in process: hand-off 12, decode 50-55, adapt 25, evaluate 20, apply 35,
+seal 20, audit 17, Avro out 16 µs: ~200 µs, all the time 0.25x of a quiet raw loop (~20 000/s)
+leaves, before the Kafka calls and the transaction's wait; still short of the target.
+
 **Scaled out** (``gateway_kafka_decisions_<n>p``, ``--instances 1,2``, the default): a quarter
 of the raw loop leaves one process about four times the raw loop's per-record time (about 210 µs
 at the raw loop's 18 800/s on a quiet machine) for everything, and the decode (100-130 µs)
