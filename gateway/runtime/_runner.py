@@ -208,6 +208,7 @@ from pcf_exchange.gateway.runtime._kafka import (
     partition_count,
     read_to_end,
 )
+from pcf_exchange.gateway.runtime._rollup_reader import RollupReader
 from pcf_exchange.gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 
 __all__ = ["API_RELEASES", "GatewayRunner", "RunStats", "RunnerSettings"]
@@ -447,6 +448,7 @@ class GatewayRunner:
         self._registrar = registrar
         self.serde = GatewaySerde(registry, registrar=registrar)
         self._contracts = AvroSerde(registry)
+        self._rollups = RollupReader(registry)
         self.clock = clock
         self.fault = fault
         self.stats = RunStats()
@@ -879,7 +881,15 @@ class GatewayRunner:
         adapted straight from it (:func:`~gateway.runtime._adapter.record_from_datum`).
 
         Raises :class:`SerdeError`/:class:`UnknownSchemaError` (framing, schema id, Avro) and
-        :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does."""
+        :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does.
+
+        The generated reader (:class:`~gateway.runtime._rollup_reader.RollupReader`) gives the
+        same result in one pass for the roll-ups it can read; for anything else (another schema,
+        malformed bytes, ``pcfx.fieldLabels``) it gives ``None`` and the fastavro path below
+        decides, raising what it always raised."""
+        fast = self._rollups.read(value)
+        if fast is not None:
+            return fast
         model, datum = self._contracts.decode_datum(value)
         if model is not RolledUpFootprint:
             raise SerdeError(

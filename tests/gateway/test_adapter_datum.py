@@ -23,6 +23,7 @@ from pcf_exchange.gateway._adapter import (
     record_from_datum,
 )
 from tests.gateway._rollups import FOOTPRINT, rolled_footprint
+from tests.gateway.test_rollup_reader import same_both_ways
 
 
 def _datum(rolled: RolledUpFootprint) -> dict[str, Any]:
@@ -45,6 +46,8 @@ def _same(rolled: RolledUpFootprint) -> None:
     # key order matters: the policy's layouts are keyed by the leaf paths in document order
     assert json.dumps(record, default=repr) == json.dumps(expected, default=repr)
     assert category == pilot_category_of(model)
+    # and the runner's generated reader gives it too, from the bytes (test_rollup_reader.py)
+    assert same_both_ways(rolled) == (record, category)
 
 
 def _variant(**changes: Any) -> RolledUpFootprint:
