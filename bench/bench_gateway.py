@@ -52,6 +52,18 @@ What is left per record in process: hand-off 12, decode 50-55, adapt 25, evaluat
 seal 20, audit 17, Avro out 16 µs: ~200 µs, all the time 0.25x of a quiet raw loop (~20 000/s)
 leaves, before the Kafka calls and the transaction's wait; still short of the target.
 
+**Session 17, the generated reader** (``gateway/runtime/_rollup_reader.py``): the runner reads
+the roll-up's bytes straight into the policy's record (``decode_adapt_generated``). In the same
+runs, load 1.6-2.6: 46-64 µs against 78-92 µs for fastavro's decode plus the adaptation (target
+was 30: the reader alone is ~35-40 µs of Python for ~150 values, the lineage and extensions
+~14). End to end the gain (~35 µs of ~220-300) is inside the noise: the previous HEAD and this
+one alternated three times gave 4 528 / 4 667 / 2 150 against 2 428 / 3 345 / 2 998 records/s.
+``per_batch_ms`` (:class:`CommitSplit`) splits a batch's wall time: ``send_offsets`` 2-7 ms and
+``commit_transaction`` 3-6 ms of 290-420 ms per 1 000 records, so the commit's wait is not
+where wall exceeds CPU (overlapping it would gain ~3 %). A/B note: run both sides from a
+folder outside the worktrees (``cd /tmp``): from ``/work/wt-gateway`` the current directory
+comes before ``PYTHONPATH`` and both sides import the worktree's code.
+
 **Scaled out** (``gateway_kafka_decisions_<n>p``, ``--instances 1,2``, the default): a quarter
 of the raw loop leaves one process about four times the raw loop's per-record time (about 210 µs
 at the raw loop's 18 800/s on a quiet machine) for everything, and the decode (100-130 µs)

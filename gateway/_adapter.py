@@ -368,26 +368,25 @@ def record_from_datum(datum: Mapping[str, Any]) -> tuple[dict[str, Any] | None, 
 def record_from_read(read: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None] | None:
     """:func:`record_from_datum` of what the generated reader gives
     (``gateway.runtime._rollup_reader``): the roll-up's datum whose ``footprint`` is already
-    read in its PACT JSON form (``None`` left out, instants and UUIDs as text). ``None`` when
-    ``pcfx.fieldLabels`` is set: that roll-up takes the model's way (through fastavro's datum)."""
+    read in its PACT JSON form (``None`` left out, instants and UUIDs as text), which it takes
+    over (the record is built in it). ``None`` when ``pcfx.fieldLabels`` is set: that roll-up
+    takes the model's way (through fastavro's datum)."""
     footprint = read["footprint"]
     if footprint is None:
         return None, None
-    record: dict[str, Any] = {}
-    pcfx = None
-    for name, value in footprint.items():
-        if name == "pcfx":
-            pcfx = value
-        elif name == "extensions":
-            record[name] = [
-                {
-                    **{k: v for k, v in ext.items() if k != "data"},
-                    "data": json_loads(ext["data"], subject="extension data"),
-                }
-                for ext in value
-            ]
-        else:
-            record[name] = value
+    # the footprint's dict is the record already (fresh from the reader: ours to change); the
+    # extensions keep their place, ``pcfx`` moves to the end as one of them
+    record: dict[str, Any] = footprint
+    pcfx = record.pop("pcfx", None)
+    extensions = record.get("extensions")
+    if extensions is not None:
+        record["extensions"] = [
+            {
+                **{k: v for k, v in ext.items() if k != "data"},
+                "data": json_loads(ext["data"], subject="extension data"),
+            }
+            for ext in extensions
+        ]
     category = None
     if pcfx is not None:
         if "fieldLabels" in pcfx:

@@ -23,9 +23,10 @@ For every batch of one partition, in this order (no I/O until step 4):
    ``pcf.keys`` (:class:`~contracts.keyring.Keyring`, trusting the configured operator keys),
    read to its end before the gateway subscribes and followed while it runs; a key registered
    later than the record was read is still unknown then (refused, audited);
-1. decode each roll-up once (the Avro datum of ``RolledUpFootprint``, with the writer's
-   registered schema), build the policy's input record straight from it
-   (:func:`~gateway.runtime._adapter.record_from_datum`) and route it to its subscribers;
+1. decode each roll-up once, straight into the policy's input record (the reader generated
+   from the writer's registered schema, :mod:`~gateway.runtime._rollup_reader`; what it cannot
+   read, the Avro datum of ``RolledUpFootprint`` and
+   :func:`~gateway._adapter.record_from_datum`) and route it to its subscribers;
    records that do not decode (framing, unknown schema id, another record type, malformed
    Avro) become ``Rejection`` records for ``pcf.rejected`` naming why;
 2. run the pure core over the batch's ``(record, recipient)`` transfers in its batch form

@@ -127,3 +127,13 @@ def test_a_foreign_extension_keeps_its_data_exact() -> None:
     record, _ = record_from_datum(_datum(rolled))
     assert record is not None
     assert record["extensions"][0]["data"]["share"] == Decimal("0.125")
+
+
+def test_field_labels_take_the_model_way() -> None:
+    from pcf_exchange.contracts._footprint import DataGrade, FieldLabel
+
+    rolled = rolled_footprint()
+    assert rolled.footprint is not None and rolled.footprint.pcfx is not None
+    labels = {"pcf.pcfExcludingBiogenicUptake": FieldLabel(grade=DataGrade.IMPORTANT)}
+    pcfx = rolled.footprint.pcfx.model_copy(update={"field_labels": labels})
+    _same(_variant(footprint_changes={"pcfx": pcfx}))  # (the generated reader gives None)
