@@ -235,10 +235,11 @@ class _Generator:
                 *self.length(ind + "        "),
                 f"{ind}        k = b[p:p + n].decode(); p += n",
                 *body,
-                f"{ind}        if {item} is not None: {entries}[k] = {item}"
-                if plain  # (``None`` is left out of the PACT JSON)
-                else f"{ind}        {entries}[k] = {item}",
-                f"{ind}{target} = {entries}",
+                f"{ind}        {entries}[k] = {item}",
+                # (``None`` is left out of the PACT JSON: after the last of a repeated key)
+                f"{ind}{target} = {{k: v for k, v in {entries}.items() if v is not None}}"
+                if plain
+                else f"{ind}{target} = {entries}",
             ]
         raise Unsupported(f"Avro type {kind!r} (logical type {logical!r})")
 

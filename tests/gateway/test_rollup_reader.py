@@ -6,11 +6,13 @@ read (truncated, garbage, another schema) leave it to the fastavro path, which r
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from typing import Any
 
 import pytest
+from fastavro import parse_schema, schemaless_reader
 
 from pcf_exchange.contracts import AvroSerde, InMemorySchemaRegistry, RolledUpFootprint
 from pcf_exchange.contracts._schemas import schema_json
@@ -136,3 +138,20 @@ def test_instant_text_is_format_datetime() -> None:
     micros += [rng.randrange(-62_135_596_800_000_000, 253_402_300_800_000_000) for _ in range(5000)]
     for m in micros:
         assert _time_text(m) == format_datetime(_time(m))
+
+
+def test_a_map_with_a_repeated_key_reads_as_fastavro_reads_it() -> None:
+    """The last of a repeated key wins, and a ``None`` there is left out in plain mode."""
+    schema = {
+        "type": "record",
+        "name": "M",
+        "fields": [{"name": "m", "type": {"type": "map", "values": ["null", "string"]}}],
+    }
+    # one block of two entries: "a" -> "x", then "a" -> null; then the end of the map
+    value = b"\x04" + b"\x02a" + b"\x02\x02x" + b"\x02a" + b"\x00" + b"\x00"
+    plain = compile_reader(schema, plain=lambda _: True)
+    datum = compile_reader(schema, plain=lambda _: False)
+    assert plain(value, 0) == ({"m": {}}, len(value))
+    assert datum(value, 0) == ({"m": {"a": None}}, len(value))
+    read = schemaless_reader(io.BytesIO(value), parse_schema(schema), None)
+    assert read == {"m": {"a": None}}
