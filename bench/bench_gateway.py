@@ -38,6 +38,32 @@ record against 825 µs record by record (``steps_0_to_2_*``, load 9.4); on Kafka
 per record in one pair of runs, and 973 / 779 against 853 / 874 in another: inside the noise of
 the shared machine.
 
+**Session 17: the collector** (py-spy on the Kafka run, then ``gc.callbacks``): the stage split's
+jumps (``apply`` 37-174 µs, ``adapt`` 27-122 µs between runs) were the cyclic garbage collector,
+whose full collections landed in whichever stage allocated next. Over 10 000 roll-ups, 1 141
+young, 104 middle and 9 full collections took 0.98-1.09 s of the run's 4.5-4.8 s CPU (~22 %).
+Two causes: every ``apply`` left a reference cycle holding the input record (fixed in
+``_Builder.replay``), and a batch's ~150 000 live objects were walked and promoted again and again
+(the runner now pauses the collector per poll). Then 0.07-0.13 s of 3.4-3.5 s, and the Avro of
+entries and sealed messages through the producers' compiled encoder (20.2 -> 10.5 and 5.7 -> 3.3
+µs in process). Old and new code alternated, same window, load 2.6-3.6: 1 601 / 1 650 against
+2 198 / 2 243 records/s, 484 / 455 against 347 / 344 µs of process CPU per record (lower bounds).
+What is left per record in process: hand-off 12, decode 50-55, adapt 25, evaluate 20, apply 35,
+seal 20, audit 17, Avro out 16 µs: ~200 µs, all the time 0.25x of a quiet raw loop (~20 000/s)
+leaves, before the Kafka calls and the transaction's wait; still short of the target.
+
+**Session 17, the generated reader** (``gateway/runtime/_rollup_reader.py``): the runner reads
+the roll-up's bytes straight into the policy's record (``decode_adapt_generated``). In the same
+runs, load 1.6-2.6: 46-64 µs against 78-92 µs for fastavro's decode plus the adaptation (target
+was 30: the reader alone is ~35-40 µs of Python for ~150 values, the lineage and extensions
+~14). End to end the gain (~35 µs of ~220-300) is inside the noise: the previous HEAD and this
+one alternated three times gave 4 528 / 4 667 / 2 150 against 2 428 / 3 345 / 2 998 records/s.
+``per_batch_ms`` (:class:`CommitSplit`) splits a batch's wall time: ``send_offsets`` 2-7 ms and
+``commit_transaction`` 3-6 ms of 290-420 ms per 1 000 records, so the commit's wait is not
+where wall exceeds CPU (overlapping it would gain ~3 %). A/B note: run both sides from a
+folder outside the worktrees (``cd /tmp``): from ``/work/wt-gateway`` the current directory
+comes before ``PYTHONPATH`` and both sides import the worktree's code.
+
 **Scaled out** (``gateway_kafka_decisions_<n>p``, ``--instances 1,2``, the default): a quarter
 of the raw loop leaves one process about four times the raw loop's per-record time (about 210 µs
 at the raw loop's 18 800/s on a quiet machine) for everything, and the decode (100-130 µs)
@@ -510,12 +536,15 @@ def single(bootstrap: str, args: argparse.Namespace) -> None:
         operator_public=published.operator_public,
         registry=published.registry,
     )
+    split = CommitSplit()
     with runner:
         runner.run(max_records=args.warmup, max_seconds=300)
         warm = runner.stats.records
         began, cpu = time.perf_counter(), time.process_time()
-        stats = runner.run(max_records=total, max_seconds=1800)
+        with split.timing():
+            stats = runner.run(max_records=total, max_seconds=1800)
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+    print(f"per batch (ms): {split.summary()}")
     measured = stats.records - warm
     cpu_us = cpu / measured * 1e6
     policy = bench_policy(public_keys)
@@ -568,6 +597,7 @@ def single(bootstrap: str, args: argparse.Namespace) -> None:
                     "cpu_us_per_record": round(cpu_us, 1),
                     "raw_cpu_us_per_record": round(raw_cpu, 1),
                     "cpu_us_per_record_by_stage": stages,
+                    "per_batch_ms": split.summary(),
                     "policy": f"{policy.id} {policy.version}",
                 },
             ),
@@ -851,6 +881,87 @@ def with_before(directory: Path | None, result: BenchResult) -> BenchResult:
     return replace(result, details={**result.details, "before_this_change": before})
 
 
+class _TimedProducer:
+    """A sink's producer whose transaction calls are timed (wall clock), the rest passed on."""
+
+    def __init__(self, inner: Any, split: CommitSplit) -> None:
+        self._inner, self._split = inner, split
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def send_offsets_to_transaction(self, *args: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return self._inner.send_offsets_to_transaction(*args)
+        finally:
+            self._split.add("send_offsets", time.perf_counter() - began)
+
+    def commit_transaction(self, *args: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return self._inner.commit_transaction(*args)
+        finally:
+            self._split.add("commit_transaction", time.perf_counter() - began)
+
+
+class CommitSplit:
+    """Where a batch's wall time goes on the runner's thread (issue #19: wall ~360 µs per
+    record against ~216 µs of CPU): per batch, the wall and main-thread CPU of the whole batch
+    (``GatewayRunner._commit_batch``) and of its transaction (``KafkaTransferSink.commit``:
+    produce every record, send the offsets, commit), and the wall of ``send_offsets`` and
+    ``commit_transaction`` alone. ``batch_wall - batch_cpu`` is the time the thread waited."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.batches = 0
+
+    def add(self, name: str, seconds: float) -> None:
+        self.totals[name] = self.totals.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        from pcf_exchange.gateway.runtime import _runner, _sink
+
+        runner_cls, sink_cls = _runner.GatewayRunner, _sink.KafkaTransferSink
+        batch, commit = runner_cls._commit_batch, sink_cls.commit
+        split = self
+
+        def timed_batch(self: Any, *args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return batch(self, *args, **kwargs)
+            finally:
+                split.add("batch_wall", time.perf_counter() - wall)
+                split.add("batch_cpu", time.thread_time() - cpu)
+                split.batches += 1
+
+        def timed_commit(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(self._producer, _TimedProducer):
+                self._producer = _TimedProducer(self._producer, split)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return commit(self, *args, **kwargs)
+            finally:
+                split.add("transaction_wall", time.perf_counter() - wall)
+                split.add("transaction_cpu", time.thread_time() - cpu)
+
+        runner_cls._commit_batch = timed_batch  # type: ignore[method-assign]
+        sink_cls.commit = timed_commit  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            runner_cls._commit_batch = batch  # type: ignore[method-assign]
+            sink_cls.commit = commit  # type: ignore[method-assign]
+
+    def summary(self) -> dict[str, float]:
+        """Mean milliseconds per batch of each figure, and the batches timed."""
+        n = max(self.batches, 1)
+        out = {name: round(total / n * 1e3, 2) for name, total in sorted(self.totals.items())}
+        out["batches"] = self.batches
+        return out
+
+
 def stage_costs(
     serde: AvroSerde,
     runner: GatewayRunner,
@@ -860,19 +971,22 @@ def stage_costs(
     purpose: str,
     messages: Sequence[tuple[bytes, bytes, list[tuple[str, bytes]]]],
 ) -> dict[str, float]:
-    """CPU µs per record of each stage of the runner's step 0-4, in process (no Kafka), each
-    stage run over all *messages* (``(key, value, hand-off headers)``, as published) in turn,
-    timed with the process's CPU clock (``time.process_time``: on a machine others load, wall
-    time counts their work too). The stages are the calls the runner makes, in its order:
-    ``handoff`` (step 0, ``check_handoff``), ``decode`` (the Avro datum), ``adapt`` (the policy's
-    record from it), ``evaluate``, ``apply`` (transforms), ``seal`` (envelope encrypted into
-    the batch, the batch signed once), ``audit`` (the entry drafted and chained), ``avro_out``
-    (each sealed message and audit entry to Avro, as the sink writes them). ``before_decode_adapt``
-    is the decode + adapt the runner did before "decode once" (pydantic model, then
-    ``gateway_record``). ``steps_0_to_2_record_by_record`` runs the hand-off check, decode,
-    adaptation and core per record, one record after the other, against
+    """CPU µs per record of each stage of the runner's step 0-4, in process (no Kafka), each stage
+    run over all *messages* (``(key, value, hand-off headers)``, as published) in turn, timed with
+    the process's CPU clock (``time.process_time``: on a machine others load, wall time counts their
+    work too) and the cyclic collector paused, as the runner pauses it per batch (a collection
+    landing in one stage made its figure jump between runs). The stages are the calls the runner
+    makes, in its order: ``handoff`` (step 0, ``check_handoff``), ``decode_adapt_generated``
+    (the runner's step 1: the generated reader, bytes straight to the policy's record; ``decode``
+    and ``adapt`` are the fastavro path it replaced and falls back to: the Avro datum, then the
+    policy's record from it), ``evaluate``, ``apply`` (transforms), ``seal``
+    (envelope encrypted into the batch, the batch signed once), ``audit`` (the entry drafted and
+    chained), ``avro_out`` (each sealed message and audit entry to Avro, as the sink writes them).
+    ``before_decode_adapt`` is the decode + adapt the runner did before "decode once" (pydantic
+    model, then ``gateway_record``). ``steps_0_to_2_record_by_record`` runs the hand-off check,
+    decode, adaptation and core per record, one record after the other, against
     ``steps_0_to_2_stage_by_stage`` (the same calls, each stage over the batch: the sum of
-    ``handoff``, ``decode``, ``adapt`` and ``prepare_transfer``)."""
+    ``handoff``, ``decode_adapt_generated`` and ``prepare_transfer``)."""
     import hashlib
 
     from pcf_exchange.contracts.handoff import check_handoff
@@ -882,6 +996,7 @@ def stage_costs(
     from pcf_exchange.gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
     from pcf_exchange.gateway.policy import CounterState, apply, evaluate
     from pcf_exchange.gateway.runtime import sealed_to_datum
+    from pcf_exchange.gateway.runtime._runner import _collector_paused
 
     secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
     now = datetime.now(UTC)
@@ -894,9 +1009,10 @@ def stage_costs(
     times: dict[str, float] = {}
 
     def timed(name: str, work: Callable[[], Any]) -> Any:
-        began = time.process_time()
-        out = work()
-        times[name] = (time.process_time() - began) / len(messages) * 1e6
+        with _collector_paused():  # as the runner runs a batch (see there)
+            began = time.process_time()
+            out = work()
+            times[name] = (time.process_time() - began) / len(messages) * 1e6
         return out
 
     def one_round() -> list[Any]:
@@ -908,7 +1024,10 @@ def stage_costs(
             ],
         )
         datums = timed("decode", lambda: [serde.decode_datum(v)[1] for v in values])
-        records: list[Any] = timed("adapt", lambda: [record_from_datum(d)[0] for d in datums])
+        timed("adapt", lambda: [record_from_datum(d)[0] for d in datums])
+        # what the runner does now: the generated reader, bytes straight to the policy's record
+        reads = timed("decode_adapt_generated", lambda: [runner._decode(v) for v in values])
+        records: list[Any] = [read[0] for read in reads]
         decisions = timed(
             "evaluate",
             lambda: [
@@ -1005,7 +1124,7 @@ def stage_costs(
         def decoded() -> Iterator[tuple[Any, str]]:
             for (k, v, h), digest in zip(messages, hashes, strict=True):
                 check_handoff(keyring, k, v, h, appended_at=now, what="bench")
-                record = record_from_datum(serde.decode_datum(v)[1])[0]
+                record = runner._decode(v)[0]
                 assert record is not None
                 yield record, digest
 
@@ -1013,7 +1132,7 @@ def stage_costs(
 
     timed("steps_0_to_2_record_by_record", interleaved)
     times["steps_0_to_2_stage_by_stage"] = (
-        times["handoff"] + times["decode"] + times["adapt"] + times["prepare_transfer"]
+        times["handoff"] + times["decode_adapt_generated"] + times["prepare_transfer"]
     )
     return {k: round(v, 1) for k, v in times.items()}
 

@@ -54,6 +54,7 @@ __all__ = [
     "lineage_of",
     "pilot_category_of",
     "record_from_datum",
+    "record_from_read",
 ]
 
 LINEAGE_SCHEMA: Final = "https://pcf-exchange.example/schemas/lineage/v1.json"
@@ -359,6 +360,50 @@ def record_from_datum(datum: Mapping[str, Any]) -> tuple[dict[str, Any] | None, 
             "specVersion": LINEAGE_SPEC_VERSION,
             "dataSchema": LINEAGE_SCHEMA,
             "data": {"lineage": _lineage_from_datum(datum)},
+        }
+    )
+    return record, None if category is None else str(category)
+
+
+def record_from_read(read: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None] | None:
+    """:func:`record_from_datum` of what the generated reader gives
+    (``gateway.runtime._rollup_reader``): the roll-up's datum whose ``footprint`` is already
+    read in its PACT JSON form (``None`` left out, instants and UUIDs as text), which it takes
+    over (the record is built in it). ``None`` when ``pcfx.fieldLabels`` is set: that roll-up
+    takes the model's way (through fastavro's datum)."""
+    footprint = read["footprint"]
+    if footprint is None:
+        return None, None
+    # the footprint's dict is the record already (fresh from the reader: ours to change); the
+    # extensions keep their place, ``pcfx`` moves to the end as one of them
+    record: dict[str, Any] = footprint
+    pcfx = record.pop("pcfx", None)
+    extensions = record.get("extensions")
+    if extensions is not None:
+        record["extensions"] = [
+            {
+                **{k: v for k, v in ext.items() if k != "data"},
+                "data": json_loads(ext["data"], subject="extension data"),
+            }
+            for ext in extensions
+        ]
+    category = None
+    if pcfx is not None:
+        if "fieldLabels" in pcfx:
+            return None
+        category = pcfx.get("pilotCategory")
+        record.setdefault("extensions", []).append(
+            {
+                "specVersion": PCFX_EXTENSION_SPEC_VERSION,
+                "dataSchema": PCFX_EXTENSION_SCHEMA,
+                "data": pcfx,
+            }
+        )
+    record.setdefault("extensions", []).append(
+        {
+            "specVersion": LINEAGE_SPEC_VERSION,
+            "dataSchema": LINEAGE_SCHEMA,
+            "data": {"lineage": _lineage_from_datum(read)},
         }
     )
     return record, None if category is None else str(category)

@@ -24,6 +24,7 @@ from pcf_exchange.contracts import SchemaRegistry, register_schemas, subject_for
 from pcf_exchange.contracts.errors import SerdeError, UnknownSchemaError
 from pcf_exchange.gateway._codec import seal_to_datum
 from pcf_exchange.gateway.audit import AuditEntry
+from pcf_exchange.producers._avro import Encode, Unsupported, compile_encoder
 
 __all__ = [
     "GATEWAY_NAMESPACE",
@@ -63,6 +64,26 @@ def _parsed(name: str) -> Any:
     return parse_schema(json.loads(schema_text(name)), named_schemas={})
 
 
+_FAST_ERRORS: Final = (TypeError, KeyError, AttributeError, ValueError, OverflowError)
+"""What the compiled encoder raises for a datum it cannot write (fastavro then writes it, or
+raises the :class:`SerdeError` it always raised)."""
+
+
+def _compiled(schema: Any) -> Encode | None:
+    """:func:`producers._avro.compile_encoder` of *schema* (JSON), or ``None`` if it uses
+    something that encoder does not implement (fastavro writes those records)."""
+    try:
+        return compile_encoder(schema)
+    except Unsupported:
+        return None
+
+
+@cache
+def _fast(name: str) -> Encode | None:
+    """The compiled encoder of the gateway record type *name* (see :meth:`GatewaySerde.encode`)."""
+    return _compiled(json.loads(schema_text(name)))
+
+
 def kafka_registrar(
     bootstrap: str, *, prefix: str = "", topic: str | None = None, attempts: int = 8
 ) -> Registrar:
@@ -78,8 +99,9 @@ def kafka_registrar(
 
 
 @cache
-def _entry_parts() -> tuple[Any, Any, Any]:
-    """``AuditLogEntry`` cut around ``fieldActions``: (head, fieldActions, tail) record schemas.
+def _entry_parts() -> tuple[Any, Any, Any, Encode | None, Encode | None]:
+    """``AuditLogEntry`` cut around ``fieldActions``: (head, fieldActions, tail) record schemas,
+    then the compiled encoders of head and tail (``None``: fastavro writes them).
 
     An Avro record is the concatenation of its fields' encodings, in schema order, with nothing
     between them, so head + fieldActions + tail encode to the bytes of the whole record. The
@@ -89,16 +111,17 @@ def _entry_parts() -> tuple[Any, Any, Any]:
     fields = full["fields"]
     cut = next(i for i, f in enumerate(fields) if f["name"] == "fieldActions")
 
-    def part(name: str, members: list[Any]) -> Any:
-        return parse_schema(
-            {"type": "record", "name": name, "namespace": GATEWAY_NAMESPACE, "fields": members},
-            named_schemas={},
-        )
+    def part(name: str, members: list[Any]) -> dict[str, Any]:
+        return {"type": "record", "name": name, "namespace": GATEWAY_NAMESPACE, "fields": members}
 
+    head = part("AuditLogEntryHead", fields[:cut])
+    tail = part("AuditLogEntryTail", fields[cut + 1 :])
     return (
-        part("AuditLogEntryHead", fields[:cut]),
-        part("AuditLogEntryActions", [fields[cut]]),
-        part("AuditLogEntryTail", fields[cut + 1 :]),
+        parse_schema(head, named_schemas={}),
+        parse_schema(part("AuditLogEntryActions", [fields[cut]]), named_schemas={}),
+        parse_schema(tail, named_schemas={}),
+        _compiled(head),
+        _compiled(tail),
     )
 
 
@@ -172,9 +195,31 @@ class GatewaySerde:
         return header
 
     def encode(self, topic: str, name: str, datum: dict[str, Any]) -> bytes:
-        """Framed Avro bytes of *datum* as record type *name* for *topic*."""
+        """Framed Avro bytes of *datum* as record type *name* for *topic*.
+
+        Written by the compiled encoder of the producers (:func:`producers._avro.
+        compile_encoder`: each union's branch known in advance, no schema walked per record)
+        where the record type allows it, else, and for any datum that encoder refuses, by
+        fastavro, which raises :class:`SerdeError` for what it cannot write. The same bytes
+        either way (``tests/gateway/test_runtime_units.py`` compares them record type by
+        record type), with one difference the gateway never meets: a ``long`` beyond 64 bits,
+        which fastavro refuses and the compiled encoder writes as a longer varint (the
+        gateway's longs are its own sequence numbers, offsets and counts)."""
+        header = self._header(topic, name)
+        fast = _fast(name)
+        if fast is not None:
+            out = bytearray(header)
+            try:
+                fast(datum, out)
+            except _FAST_ERRORS:
+                pass
+            else:
+                return bytes(out)
+        return self._fastavro(header, name, datum)
+
+    def _fastavro(self, header: bytes, name: str, datum: dict[str, Any]) -> bytes:
         buffer = io.BytesIO()
-        buffer.write(self._header(topic, name))
+        buffer.write(header)
         try:
             schemaless_writer(buffer, _parsed(name), datum)
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
@@ -183,14 +228,26 @@ class GatewaySerde:
 
     def encode_entry(self, topic: str, entry: AuditEntry, log_id: str) -> bytes:
         """``encode(topic, "AuditLogEntry", entry_to_datum(entry, log_id))``, byte for byte, with
-        the field groups (most of an entry) written once per distinct value."""
-        head, _, tail = _entry_parts()
+        the field groups (most of an entry) written once per distinct value, the rest by the
+        compiled encoders of the entry's head and tail (as :meth:`encode`)."""
+        head, _, tail, fast_head, fast_tail = _entry_parts()
         datum = entry.body_except_actions()
         datum["logId"] = log_id
         datum["entryHash"] = entry.entry_hash
         datum["seal"] = seal_to_datum(entry)
+        header = self._header(topic, "AuditLogEntry")
+        if fast_head is not None and fast_tail is not None:
+            out = bytearray(header)
+            try:
+                fast_head(datum, out)
+                out += _actions_avro(entry.field_actions)
+                fast_tail(datum, out)
+            except _FAST_ERRORS:
+                pass
+            else:
+                return bytes(out)
         buffer = io.BytesIO()
-        buffer.write(self._header(topic, "AuditLogEntry"))
+        buffer.write(header)
         try:
             schemaless_writer(buffer, head, datum)
             buffer.write(_actions_avro(entry.field_actions))

@@ -23,9 +23,10 @@ For every batch of one partition, in this order (no I/O until step 4):
    ``pcf.keys`` (:class:`~contracts.keyring.Keyring`, trusting the configured operator keys),
    read to its end before the gateway subscribes and followed while it runs; a key registered
    later than the record was read is still unknown then (refused, audited);
-1. decode each roll-up once (the Avro datum of ``RolledUpFootprint``, with the writer's
-   registered schema), build the policy's input record straight from it
-   (:func:`~gateway.runtime._adapter.record_from_datum`) and route it to its subscribers;
+1. decode each roll-up once, straight into the policy's input record (the reader generated
+   from the writer's registered schema, :mod:`~gateway.runtime._rollup_reader`; what it cannot
+   read, the Avro datum of ``RolledUpFootprint`` and
+   :func:`~gateway._adapter.record_from_datum`) and route it to its subscribers;
    records that do not decode (framing, unknown schema id, another record type, malformed
    Avro) become ``Rejection`` records for ``pcf.rejected`` naming why;
 2. run the pure core over the batch's ``(record, recipient)`` transfers in its batch form
@@ -108,11 +109,13 @@ readiness` answers ``/readyz``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,6 +209,7 @@ from pcf_exchange.gateway.runtime._kafka import (
     partition_count,
     read_to_end,
 )
+from pcf_exchange.gateway.runtime._rollup_reader import RollupReader
 from pcf_exchange.gateway.runtime._sink import Fault, KafkaTransferSink, Produced
 
 __all__ = ["API_RELEASES", "GatewayRunner", "RunStats", "RunnerSettings"]
@@ -355,6 +359,30 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the batches of one poll are processed and
+    committed, on again after (unless something else had turned it off).
+
+    A batch keeps ~150 container objects per record alive until it is committed (datums, policy
+    records, transformed footprints, envelopes, entries: ~150 000 for 1 000 records) and leaves
+    no reference cycle behind (see ``_Builder.replay``), so reference counting frees all of it
+    when the batch is done. A collection during the batch finds nothing to free: it walks those
+    live objects and promotes them, and the promotions trigger full collections, which walk
+    everything the process holds. Measured on ``bench/bench_gateway.py`` (10 000 roll-ups,
+    ``gc.callbacks``): with the collector on, 832 young, 75 middle and 6 full collections took
+    0.56 s of the run's 3.1 s CPU; paused per poll, 34 young and 3 middle ones took 0.04 s.
+    Garbage a batch does leave in a cycle is collected after it, as before."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _own_records(
     topics: Topics, recipients: Iterable[str], *, api: bool = True
 ) -> list[tuple[str, str]]:
@@ -421,6 +449,7 @@ class GatewayRunner:
         self._registrar = registrar
         self.serde = GatewaySerde(registry, registrar=registrar)
         self._contracts = AvroSerde(registry)
+        self._rollups = RollupReader(registry)
         self.clock = clock
         self.fault = fault
         self.stats = RunStats()
@@ -635,14 +664,15 @@ class GatewayRunner:
                     log.warning("consumer: %s", error.str())
                 continue
             by_partition.setdefault(coords(message)[1], []).append(message)
-        for partition, batch in by_partition.items():
-            if partition in self.stopped:  # refused chain: nothing of it goes on
-                self._hold(TopicPartition(*coords(batch[0])))
-                continue
-            chain = self._chains.get(partition)
-            if chain is None:  # revoked while the batch was in flight: the new owner redoes it
-                continue
-            self._commit_batch(chain, batch)
+        with _collector_paused():  # (see there: a batch leaves nothing for it)
+            for partition, batch in by_partition.items():
+                if partition in self.stopped:  # refused chain: nothing of it goes on
+                    self._hold(TopicPartition(*coords(batch[0])))
+                    continue
+                chain = self._chains.get(partition)
+                if chain is None:  # revoked while in flight: the new owner redoes it
+                    continue
+                self._commit_batch(chain, batch)
         return bool(by_partition)
 
     # ------------------------------------------------------------------------------------------
@@ -852,7 +882,15 @@ class GatewayRunner:
         adapted straight from it (:func:`~gateway.runtime._adapter.record_from_datum`).
 
         Raises :class:`SerdeError`/:class:`UnknownSchemaError` (framing, schema id, Avro) and
-        :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does."""
+        :class:`SerdeError` for a record of another type, as ``AvroSerde.decode`` does.
+
+        The generated reader (:class:`~gateway.runtime._rollup_reader.RollupReader`) gives the
+        same result in one pass for the roll-ups it can read; for anything else (another schema,
+        malformed bytes, ``pcfx.fieldLabels``) it gives ``None`` and the fastavro path below
+        decides, raising what it always raised."""
+        fast = self._rollups.read(value)
+        if fast is not None:
+            return fast
         model, datum = self._contracts.decode_datum(value)
         if model is not RolledUpFootprint:
             raise SerdeError(

@@ -23,6 +23,7 @@ from pcf_exchange.gateway._adapter import (
     record_from_datum,
 )
 from tests.gateway._rollups import FOOTPRINT, rolled_footprint
+from tests.gateway.test_rollup_reader import same_both_ways
 
 
 def _datum(rolled: RolledUpFootprint) -> dict[str, Any]:
@@ -45,6 +46,8 @@ def _same(rolled: RolledUpFootprint) -> None:
     # key order matters: the policy's layouts are keyed by the leaf paths in document order
     assert json.dumps(record, default=repr) == json.dumps(expected, default=repr)
     assert category == pilot_category_of(model)
+    # and the runner's generated reader gives it too, from the bytes (test_rollup_reader.py)
+    assert same_both_ways(rolled) == (record, category)
 
 
 def _variant(**changes: Any) -> RolledUpFootprint:
@@ -124,3 +127,13 @@ def test_a_foreign_extension_keeps_its_data_exact() -> None:
     record, _ = record_from_datum(_datum(rolled))
     assert record is not None
     assert record["extensions"][0]["data"]["share"] == Decimal("0.125")
+
+
+def test_field_labels_take_the_model_way() -> None:
+    from pcf_exchange.contracts._footprint import DataGrade, FieldLabel
+
+    rolled = rolled_footprint()
+    assert rolled.footprint is not None and rolled.footprint.pcfx is not None
+    labels = {"pcf.pcfExcludingBiogenicUptake": FieldLabel(grade=DataGrade.IMPORTANT)}
+    pcfx = rolled.footprint.pcfx.model_copy(update={"field_labels": labels})
+    _same(_variant(footprint_changes={"pcfx": pcfx}))  # (the generated reader gives None)

@@ -51,7 +51,7 @@ from pcf_exchange.gateway.policy import (
     vault_context,
 )
 from pcf_exchange.gateway.policy._paths import iter_leaves, leaf_paths
-from pcf_exchange.gateway.policy._transforms import _Builder, _compile_plan
+from pcf_exchange.gateway.policy._transforms import _ABSENT, _Builder, _compile_plan
 from tests.gateway._factories import NOW
 
 SIGNER = GatewayKey.generate()
@@ -470,8 +470,14 @@ def test_compiled_layouts_decide_and_build_as_the_walk_does(world: World, other:
                 planned = _Builder(cached, record, SECRETS.pseudonym_secret, release)
                 walked = _Builder(cached, record, SECRETS.pseudonym_secret, release)
                 plan = cached.layout.plan or _compile_plan(cached.fields)
-                assert planned.replay(plan, record) == walked.build_root(record)
+                expected = walked.build_root(record)
+                assert planned.replay(plan, record) == expected
                 assert planned.vault == walked.vault
+                # the interpreted plan (for plans too deep to generate) builds the same
+                interpreted = _Builder(cached, record, SECRETS.pseudonym_secret, release)
+                ran = interpreted._run(plan, record)
+                assert (ran if ran is not _ABSENT else {}) == expected
+                assert interpreted.vault == walked.vault
 
 
 def _paths(record: dict[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from fastavro import schemaless_writer
 
 from pcf_exchange.contracts import InMemorySchemaRegistry, Keyring, SignerRole
 from pcf_exchange.contracts.errors import KeyStoreError, SerdeError, TrustError
@@ -310,6 +312,81 @@ def test_sealed_messages_survive_avro(
         serde.decode(data, "AuditLogEntry")
     with pytest.raises(SerdeError):
         serde.decode(data[:-3], "SealedMessage")
+
+
+def test_the_compiled_encoder_writes_fastavros_bytes(
+    policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
+) -> None:
+    """``GatewaySerde`` writes through the producers' compiled encoder: for every gateway record
+    type and the shapes the gateway writes, the bytes fastavro writes; a datum it refuses is
+    written by fastavro (or refused with a ``SerdeError``, as before)."""
+    from pcf_exchange.gateway import OutboundBatch
+    from pcf_exchange.gateway.audit import seal_entry
+    from pcf_exchange.gateway.runtime._avro import SCHEMA_NAMES, _entry_parts, _fast, _parsed
+
+    assert all(_fast(name) is not None for name in SCHEMA_NAMES)
+    assert None not in _entry_parts()[3:]  # the entry's head and tail too
+    serde = GatewaySerde(InMemorySchemaRegistry())
+
+    def same(name: str, datum: dict[str, Any], wire: bytes | None = None) -> None:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, _parsed(name), datum)
+        written = serde.encode(f"t.{name}", name, datum) if wire is None else wire
+        assert written[5:] == buffer.getvalue()
+
+    entries, head = _entries_of_every_kind(policy, record, secrets)
+    for entry in [*entries, seal_entry(entries[-1], log_id="gateway-p3", signer=secrets.signer)]:
+        datum = entry_to_datum(entry, "gateway-p3")
+        same("AuditLogEntry", datum)
+        same("AuditLogEntry", datum, serde.encode_entry("t.AuditLogEntry", entry, "gateway-p3"))
+    cp = make_checkpoint(head, log_id="gateway-p3", signer=secrets.signer, issued_at=NOW)
+    same("AuditLogCheckpoint", checkpoint_to_datum(cp))
+    batch = OutboundBatch(secrets.signer)
+    held = prepare_transfer(
+        _hold_city(policy),
+        record,
+        recipient=EU,
+        purpose=EU_PURPOSE,
+        counters=CounterState.empty(2026),
+        head=ChainHead(),
+        secrets=secrets,
+        now=NOW,
+        requested_by="pcfx-gateway",
+    )
+    single = prepare_transfer(
+        policy,
+        record,
+        recipient=EU,
+        purpose=EU_PURPOSE,
+        counters=CounterState.empty(2026),
+        head=ChainHead(),
+        secrets=secrets,
+        now=NOW,
+        batch=batch,
+    )
+    assert held.approval is not None and single.encrypted is not None
+    (in_batch,) = batch.sign()
+    assert in_batch.proof is not None
+    for message in (in_batch, replace(in_batch, version=1, proof=None)):
+        same("SealedMessage", sealed_to_datum(message))
+    source = HeldSource("gateway-p1", "pcf.products", 1, 42, "urn:x")
+    same("ApprovalEvent", requested_event(held.approval, source, at="t"))
+    resolved = resolved_event("a-1", outcome="released", log_id="g", entry_seq=3, at="t")
+    same("ApprovalEvent", resolved)
+    refused = refused_event("a-1", log_id="g", entry_seq=4, at="t", decision_offset=9, detail="x")
+    same("ApprovalEvent", refused)
+    counter = {"year": 2026, "metric": "pi", "individual": "h", "logId": "g", "entrySeq": 2**40}
+    same("PiCounterEntry", counter)
+    # a member left out that has a default: the compiled encoder refuses it, fastavro writes it
+    datum = sealed_to_datum(in_batch)
+    without = {k: v for k, v in datum.items() if k != "proof"}
+    assert serde.encode("t.SealedMessage", "SealedMessage", without) == serde.encode(
+        "t.SealedMessage", "SealedMessage", {**datum, "proof": None}
+    )
+    with pytest.raises(SerdeError, match="cannot encode SealedMessage"):
+        serde.encode("t.SealedMessage", "SealedMessage", {**datum, "version": "2"})
+    with pytest.raises(SerdeError, match="cannot encode PiCounterEntry"):
+        serde.encode("t.PiCounterEntry", "PiCounterEntry", {**counter, "entrySeq": "2"})
 
 
 def test_approval_events_rebuild_the_core_approval_and_its_states(
