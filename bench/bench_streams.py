@@ -42,7 +42,8 @@ wall-clock rates move between runs more than the work per update does.
 Results via :func:`bench.report.write_result`. The machine's load average goes into the details:
 other work on a 2-core machine slows every figure down. ``--updates``, ``--rate``,
 ``--seconds``, ``--probes``, ``--chains``, ``--tiers``, ``--out DIR``; ``--noop-worker`` is the
-baseline worker's own entry point.
+baseline worker's own entry point. ``--steps N`` only times the roll-up agent's plain steps in
+this process, no broker (:func:`steps`): the figure to compare a change to them side by side.
 """
 
 from __future__ import annotations
@@ -926,6 +927,89 @@ def baseline(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         stop_worker(proc)
 
 
+def steps(chains: Chains, depth: int, updates: int, repeats: int = 5) -> dict[str, Any]:
+    """CPU per leaf update of the roll-up agent's plain steps on *depth*-tier chains, in this
+    process, no broker: :func:`~streams._rollup_step.roll_up` (every node local, as with one
+    worker), :class:`~streams._publish.Publisher` (records built, encoded, signed), the new rows
+    and the applied messages encoded (:mod:`streams.codec`) -- what the worker does between its
+    broker reads and writes, without faust, aiokafka, ingestion or the broker. On a shared
+    2-core machine this moves far less from run to run than the Kafka figures: for side-by-side
+    comparisons of a change to those steps (run this file with the other tree's PYTHONPATH).
+    The best of *repeats* runs of *updates* updates each (µs of process CPU per update)."""
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pcf_exchange.contracts import InMemorySchemaRegistry
+    from pcf_exchange.contracts.handoff import HandoffSigner
+    from pcf_exchange.streams import codec
+    from pcf_exchange.streams._packs import keyed
+    from pcf_exchange.streams._publish import Publisher
+    from pcf_exchange.streams._rollup_step import NodeRecord, Work, roll_up
+    from pcf_exchange.streams.rollup import BomDeclared, FactorPublished, FootprintDeclared, Message
+
+    factors = [r.value for r in load_factors(ROOT / "producers/data/factors-cn.json")]
+    grid = next(f for f in factors if f is not None and f.factor_id == FACTOR_ID)
+    parts = [p for p in chains.parts if "STATIC" in p or f"LEAF-{depth}-" in p]
+    boms = [b for b in chains.boms if f":T{depth}-" in b.product_id]
+    docs = {b.product_id: b.model_dump_json(by_alias=True).encode() for b in boms}
+    registry = InMemorySchemaRegistry()
+    register_all(registry, "steps.")
+    publisher = Publisher(
+        AvroSerde(registry),
+        "steps.pcf.products",
+        HandoffSigner(Ed25519PrivateKey.generate(), "urn:pcfx:streams", "steps-k1"),
+    )
+    rows: dict[bytes, NodeRecord] = {}
+    heights: dict[str, int] = {}  # (kept from batch to batch, as the worker does)
+    published = [0]
+
+    def step(messages: list[Message]) -> None:
+        work: Work = {}
+        for key, message in keyed(messages):
+            doc = docs[message.bom.product_id] if isinstance(message, BomDeclared) else None
+            work.setdefault(key, []).append((doc, message))
+        batch = roll_up(work, rows.get, set(range(PARTITIONS)), PARTITIONS, heights=heights)
+        publication = publisher.publish(batch.results, batch.rows, lambda: datetime.now(UTC))
+        new = {**batch.rows, **publication.rows}
+        for node in new.values():
+            codec.encode(node)
+        for _, message in batch.applied:
+            codec.encode_message(message)
+        rows.update(new)
+        published[0] += len(publication.records)
+
+    def supplier(part: str, version: int) -> FootprintDeclared:
+        fp = footprint(part, chains.parts[part], value_at(part, version), version)
+        return FootprintDeclared(
+            core_footprint(fp, sequence=version, content_hash=payload_hash(fp))
+        )
+
+    load: list[Message] = [supplier(p, 1) for p in parts]
+    load.append(FactorPublished(core_factor(grid, sequence=1, content_hash=payload_hash(grid))))
+    load += [BomDeclared(core_bom(b)) for b in boms]
+    step(load)
+    leaves = chains.leaves[depth]
+    made = [supplier(leaves[i % len(leaves)], 2 + i // len(leaves)) for i in range(updates)]
+    runs = []
+    published[0] = 0
+    loaded = dict(rows)
+    for _ in range(repeats):  # (each run from the rows after the load: the same updates apply)
+        start = time.process_time()
+        for update in made:
+            step([update])  # (one update per batch: nothing coalesces)
+        runs.append((time.process_time() - start) / updates * 1e6)
+        rows.clear()
+        rows.update(loaded)
+    return {
+        "depth": depth,
+        "updates": updates,
+        "us_per_update_runs": [round(r) for r in runs],
+        "us_per_update": round(min(runs)),
+        "records_per_update": round(published[0] / (updates * repeats), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop-worker", nargs=4, metavar=("BOOTSTRAP", "SOURCE", "SINK", "APP"))
@@ -951,9 +1035,21 @@ def main(argv: list[str] | None = None) -> None:
         default=True,
         help="also run the backlog through two workers",
     )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        metavar="UPDATES",
+        help="only time the roll-up agent's plain steps in this process (no broker) on chains"
+        " of the deepest --tiers, UPDATES leaf updates per run, and print the figures",
+    )
     args = parser.parse_args(argv)
     if args.noop_worker:
         noop_worker(*args.noop_worker)
+        return
+    if args.steps:
+        chains = Chains(args.chains, args.tiers, 0)
+        print(steps(chains, max(args.tiers), args.steps), flush=True)
         return
 
     chains = Chains(args.chains, args.tiers, args.flat_products)
