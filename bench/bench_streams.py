@@ -932,10 +932,13 @@ def steps(chains: Chains, depth: int, updates: int, repeats: int = 5) -> dict[st
     process, no broker: :func:`~streams._rollup_step.roll_up` (every node local, as with one
     worker), :class:`~streams._publish.Publisher` (records built, encoded, signed), the new rows
     and the applied messages encoded (:mod:`streams.codec`) -- what the worker does between its
-    broker reads and writes, without faust, aiokafka, ingestion or the broker. On a shared
-    2-core machine this moves far less from run to run than the Kafka figures: for side-by-side
-    comparisons of a change to those steps (run this file with the other tree's PYTHONPATH).
-    The best of *repeats* runs of *updates* updates each (µs of process CPU per update)."""
+    broker reads and writes, without faust, aiokafka, ingestion or the broker. For side-by-side
+    comparisons of a change to those steps (run this file with the other tree's PYTHONPATH,
+    alternating): it leaves out the broker's and faust's share of the noise, but process CPU
+    still rises with the machine's load (session 17: ~2.4 ms per update at load 2.6, ~4.8 ms at
+    load 3-4), so only figures taken side by side compare. Each update is a batch of its own
+    (nothing coalesces): every product of its chain is republished. The best of *repeats* runs
+    of *updates* updates each (µs of process CPU per update)."""
     from datetime import UTC, datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
