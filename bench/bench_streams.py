@@ -32,7 +32,9 @@ rolled up, it measures:
   what it got through instead, and the description says so (the short probe overstates what the
   worker sustains for longer, the more so since a burst coalesces: at 80 %, and since the
   roll-up batches by load at 50 %, the 6-tier run queued up). The details say whether
-  latencies stayed flat (``kept_up``). Baseline: one hop through the no-op faust agent at the
+  latencies stayed flat (``kept_up``) and how far a burst coalesced
+  (``products_records_per_update``: ``pcf.products`` records written per update; 2 x tiers if
+  every update republished its whole chain). Baseline: one hop through the no-op faust agent at the
   offered rate.
 
 Every run also notes the worker's CPU time per update (``worker_cpu_ms_per_update``, from
@@ -727,6 +729,7 @@ class Bench:
         # results came)
         wait_quiet(self.bootstrap, self.output_topics(), LATENCY_SETTLE_S, 600, self.workers)
         cpu_after = cpu_seconds(self.workers)
+        products_end = end_offsets(self.bootstrap, [self.topic("pcf.products")])
         tops_bytes = {t.encode() for t in tops}
         results: dict[str, list[tuple[int, float]]] = {}
         for key, value, ts in read_records(
@@ -754,6 +757,11 @@ class Bench:
         stats["capacity_per_s"] = round(len(published) / busy, 1) if busy > 0 else None
         # (includes the quiet seconds waited for at the end: a worker's idle timers)
         stats["worker_cpu_ms_per_update"] = per_update_ms(cpu_before, cpu_after, len(published))
+        # how far a burst coalesced: a product republished for every update of its chain writes
+        # 2 x depth records per update (each result after the Deprecated copy of the one it
+        # supersedes); once per roll-up batch that took several of the chain's updates, fewer
+        written = sum(products_end.values()) - sum(start.values())
+        stats["products_records_per_update"] = round(written / len(published), 2)
         return stats
 
 
@@ -1081,6 +1089,7 @@ def before(args: argparse.Namespace, name: str) -> dict[str, Any]:
         "capacities_per_s",
         "p99_ms",
         "worker_cpu_ms_per_update",
+        "products_records_per_update",
         "changelog_records_per_update",
         "changelog_bytes_per_update",
         "rows_written_per_update",
