@@ -32,7 +32,9 @@ rolled up, it measures:
   what it got through instead, and the description says so (the short probe overstates what the
   worker sustains for longer, the more so since a burst coalesces: at 80 %, and since the
   roll-up batches by load at 50 %, the 6-tier run queued up). The details say whether
-  latencies stayed flat (``kept_up``). Baseline: one hop through the no-op faust agent at the
+  latencies stayed flat (``kept_up``) and how far a burst coalesced
+  (``products_records_per_update``: ``pcf.products`` records written per update; 2 x tiers if
+  every update republished its whole chain). Baseline: one hop through the no-op faust agent at the
   offered rate.
 
 Every run also notes the worker's CPU time per update (``worker_cpu_ms_per_update``, from
@@ -42,7 +44,8 @@ wall-clock rates move between runs more than the work per update does.
 Results via :func:`bench.report.write_result`. The machine's load average goes into the details:
 other work on a 2-core machine slows every figure down. ``--updates``, ``--rate``,
 ``--seconds``, ``--probes``, ``--chains``, ``--tiers``, ``--out DIR``; ``--noop-worker`` is the
-baseline worker's own entry point.
+baseline worker's own entry point. ``--steps N`` only times the roll-up agent's plain steps in
+this process, no broker (:func:`steps`): the figure to compare a change to them side by side.
 """
 
 from __future__ import annotations
@@ -726,6 +729,7 @@ class Bench:
         # results came)
         wait_quiet(self.bootstrap, self.output_topics(), LATENCY_SETTLE_S, 600, self.workers)
         cpu_after = cpu_seconds(self.workers)
+        products_end = end_offsets(self.bootstrap, [self.topic("pcf.products")])
         tops_bytes = {t.encode() for t in tops}
         results: dict[str, list[tuple[int, float]]] = {}
         for key, value, ts in read_records(
@@ -753,6 +757,11 @@ class Bench:
         stats["capacity_per_s"] = round(len(published) / busy, 1) if busy > 0 else None
         # (includes the quiet seconds waited for at the end: a worker's idle timers)
         stats["worker_cpu_ms_per_update"] = per_update_ms(cpu_before, cpu_after, len(published))
+        # how far a burst coalesced: a product republished for every update of its chain writes
+        # 2 x depth records per update (each result after the Deprecated copy of the one it
+        # supersedes); once per roll-up batch that took several of the chain's updates, fewer
+        written = sum(products_end.values()) - sum(start.values())
+        stats["products_records_per_update"] = round(written / len(published), 2)
         return stats
 
 
@@ -926,6 +935,92 @@ def baseline(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         stop_worker(proc)
 
 
+def steps(chains: Chains, depth: int, updates: int, repeats: int = 5) -> dict[str, Any]:
+    """CPU per leaf update of the roll-up agent's plain steps on *depth*-tier chains, in this
+    process, no broker: :func:`~streams._rollup_step.roll_up` (every node local, as with one
+    worker), :class:`~streams._publish.Publisher` (records built, encoded, signed), the new rows
+    and the applied messages encoded (:mod:`streams.codec`) -- what the worker does between its
+    broker reads and writes, without faust, aiokafka, ingestion or the broker. For side-by-side
+    comparisons of a change to those steps (run this file with the other tree's PYTHONPATH,
+    alternating): it leaves out the broker's and faust's share of the noise, but process CPU
+    still rises with the machine's load (session 17: ~2.4 ms per update at load 2.6, ~4.8 ms at
+    load 3-4), so only figures taken side by side compare. Each update is a batch of its own
+    (nothing coalesces): every product of its chain is republished. The best of *repeats* runs
+    of *updates* updates each (µs of process CPU per update)."""
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pcf_exchange.contracts import InMemorySchemaRegistry
+    from pcf_exchange.contracts.handoff import HandoffSigner
+    from pcf_exchange.streams import codec
+    from pcf_exchange.streams._packs import keyed
+    from pcf_exchange.streams._publish import Publisher
+    from pcf_exchange.streams._rollup_step import NodeRecord, Work, roll_up
+    from pcf_exchange.streams.rollup import BomDeclared, FactorPublished, FootprintDeclared, Message
+
+    factors = [r.value for r in load_factors(ROOT / "producers/data/factors-cn.json")]
+    grid = next(f for f in factors if f is not None and f.factor_id == FACTOR_ID)
+    parts = [p for p in chains.parts if "STATIC" in p or f"LEAF-{depth}-" in p]
+    boms = [b for b in chains.boms if f":T{depth}-" in b.product_id]
+    docs = {b.product_id: b.model_dump_json(by_alias=True).encode() for b in boms}
+    registry = InMemorySchemaRegistry()
+    register_all(registry, "steps.")
+    publisher = Publisher(
+        AvroSerde(registry),
+        "steps.pcf.products",
+        HandoffSigner(Ed25519PrivateKey.generate(), "urn:pcfx:streams", "steps-k1"),
+    )
+    rows: dict[bytes, NodeRecord] = {}
+    heights: dict[str, int] = {}  # (kept from batch to batch, as the worker does)
+    published = [0]
+
+    def step(messages: list[Message]) -> None:
+        work: Work = {}
+        for key, message in keyed(messages):
+            doc = docs[message.bom.product_id] if isinstance(message, BomDeclared) else None
+            work.setdefault(key, []).append((doc, message))
+        batch = roll_up(work, rows.get, set(range(PARTITIONS)), PARTITIONS, heights=heights)
+        publication = publisher.publish(batch.results, batch.rows, lambda: datetime.now(UTC))
+        new = {**batch.rows, **publication.rows}
+        for node in new.values():
+            codec.encode(node)
+        for _, message in batch.applied:
+            codec.encode_message(message)
+        rows.update(new)
+        published[0] += len(publication.records)
+
+    def supplier(part: str, version: int) -> FootprintDeclared:
+        fp = footprint(part, chains.parts[part], value_at(part, version), version)
+        return FootprintDeclared(
+            core_footprint(fp, sequence=version, content_hash=payload_hash(fp))
+        )
+
+    load: list[Message] = [supplier(p, 1) for p in parts]
+    load.append(FactorPublished(core_factor(grid, sequence=1, content_hash=payload_hash(grid))))
+    load += [BomDeclared(core_bom(b)) for b in boms]
+    step(load)
+    leaves = chains.leaves[depth]
+    made = [supplier(leaves[i % len(leaves)], 2 + i // len(leaves)) for i in range(updates)]
+    runs = []
+    published[0] = 0
+    loaded = dict(rows)
+    for _ in range(repeats):  # (each run from the rows after the load: the same updates apply)
+        start = time.process_time()
+        for update in made:
+            step([update])  # (one update per batch: nothing coalesces)
+        runs.append((time.process_time() - start) / updates * 1e6)
+        rows.clear()
+        rows.update(loaded)
+    return {
+        "depth": depth,
+        "updates": updates,
+        "us_per_update_runs": [round(r) for r in runs],
+        "us_per_update": round(min(runs)),
+        "records_per_update": round(published[0] / (updates * repeats), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop-worker", nargs=4, metavar=("BOOTSTRAP", "SOURCE", "SINK", "APP"))
@@ -951,9 +1046,21 @@ def main(argv: list[str] | None = None) -> None:
         default=True,
         help="also run the backlog through two workers",
     )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        metavar="UPDATES",
+        help="only time the roll-up agent's plain steps in this process (no broker) on chains"
+        " of the deepest --tiers, UPDATES leaf updates per run, and print the figures",
+    )
     args = parser.parse_args(argv)
     if args.noop_worker:
         noop_worker(*args.noop_worker)
+        return
+    if args.steps:
+        chains = Chains(args.chains, args.tiers, 0)
+        print(steps(chains, max(args.tiers), args.steps), flush=True)
         return
 
     chains = Chains(args.chains, args.tiers, args.flat_products)
@@ -982,6 +1089,7 @@ def before(args: argparse.Namespace, name: str) -> dict[str, Any]:
         "capacities_per_s",
         "p99_ms",
         "worker_cpu_ms_per_update",
+        "products_records_per_update",
         "changelog_records_per_update",
         "changelog_bytes_per_update",
         "rows_written_per_update",

@@ -20,9 +20,10 @@ over an in-memory queue:
 
 Inputs are :class:`ComponentFootprint`, :class:`Factor` and :class:`Bom` (with :class:`BomLine`
 and :class:`OwnProcess`); the output is :class:`RollupResult` with :class:`LineageInput` entries,
-built from scratch by :func:`compute_result` -- in batch mode, and at the edge, once, for what is
-published (:attr:`ProductRolledUp.result`): between nodes only thin :class:`SourceValue`\ s
-travel, whose :class:`Identity` (result id and content hash) is resolved only when needed.
+built from scratch by :func:`compute_result` in batch mode, and at the edge, once, for what is
+published (:attr:`ProductRolledUp.result`, from the product's running lines): between nodes
+only thin :class:`SourceValue`\ s travel, whose :class:`Identity` (result id and content hash)
+is resolved only when needed.
 Which PACT figures are added up, and how shares, ratings and uncertainty are weighted, is written
 down in the docstrings of ``_model`` and ``_result``.
 """

@@ -3,11 +3,13 @@
 :func:`compute_result` is the from-scratch reference: it adds every input up, in BOM order, and
 builds the whole result (lineage, content hash, id). The streaming transitions do not call it
 per update: a product keeps per-line parts and running sums (``_running``) and applies a new
-input by its difference; ``compute_result`` builds a result only when one is asked for (at the
-edge that publishes it, in batch mode). Both sides scale each input by the same operations in
-the same order (:func:`line_part`, :func:`grid_part`, :func:`direct_part`; ``_running`` scales a
-line with ``_scaled``, ``line_part``'s operations on a multiplier it keeps: 50-digit products, so
-the same digits) and add in the exact context (``_numbers``), so they agree digit for digit;
+input by its difference, and a result asked for at the edge that publishes it is assembled from
+those lines (``_running._assemble``: the same result, without scaling the inputs again);
+``compute_result`` builds batch mode's results, a product's with a unit error and one whose
+value was read back from a row. Both sides scale each input by the same operations in the same
+order (:func:`line_part`, :func:`grid_part`, :func:`direct_part`; ``_running`` scales a line with
+``_scaled``, ``line_part``'s operations on a multiplier it keeps: 50-digit products, so the same
+digits) and add in the exact context (``_numbers``), so they agree digit for digit;
 ``tests/streams/test_rollup_incremental.py`` checks it after any history.
 
 Steps (numbered in the code as ``# (n)``):

@@ -29,22 +29,30 @@ rebuilds the product's lines from scratch.
 
 :meth:`Running.value` is the thin :class:`~streams.rollup.SourceValue` the product offers its
 parents. Its identity is *pending* (:class:`~streams.rollup.Identity`): the key is the BOM and the
-values the lines used, the builder ``compute_result`` over them -- so no hash, uuid, lineage or
-canonical JSON is computed while an update propagates, and a published result is built once, at
-the edge. The property test ``tests/streams/test_rollup_incremental.py`` checks that the value kept
-here equals, digit for digit, the one of a from-scratch ``compute_result`` after any history.
+values the lines used, the builder :func:`_assemble` -- so no hash, uuid, lineage or canonical
+JSON is computed while an update propagates, and a published result is built once, at the edge.
+That builder does not add the inputs up again: the lines hold each input's part, multiplier and
+value, and the totals, missing refs and factor sources are the running ones, so it only writes
+the lineage rows and figure gaps, giving what ``compute_result`` over the same values gives
+(a product with a unit error is built by ``compute_result`` itself, for its violations' text).
+The property test ``tests/streams/test_rollup_incremental.py`` checks that the value kept here,
+and the result built from it, equal, digit for digit, those of a from-scratch
+``compute_result`` after any history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Context, Decimal, Inexact, localcontext
 from typing import Protocol
 
 from pcf_exchange.contracts.errors import RollupError
 
 from ._compute import (
+    _KWH,
     _canonical_cycle,
+    _line_entry,
     _Part,
     compute_result,
     cycle_result,
@@ -55,6 +63,7 @@ from ._compute import (
 from ._model import (
     CARBON_CONTENT_METRICS,
     DQR_RATINGS,
+    HEADLINE_METRIC,
     OPTIONAL_EMISSION_METRICS,
     REQUIRED_METRICS,
     Bom,
@@ -63,7 +72,15 @@ from ._model import (
     RefKind,
 )
 from ._numbers import EXACT_CONTEXT, ROLLUP_CONTEXT, ZERO, rollup_context
-from ._result import Identity, RollupResult, SourceKind, SourceValue, Status, Totals
+from ._result import (
+    Identity,
+    LineageInput,
+    RollupResult,
+    SourceKind,
+    SourceValue,
+    Status,
+    Totals,
+)
 
 __all__ = ["Running"]
 
@@ -117,7 +134,7 @@ def _flat(part: _Part) -> dict[str, Decimal]:
 class _Line:
     """One BOM line (or the grid electricity) as evaluated from the current input values."""
 
-    __slots__ = ("exact", "is_line", "kind", "metrics", "missing", "part", "ref", "source")
+    __slots__ = ("exact", "is_line", "k", "kind", "metrics", "missing", "part", "ref", "source")
 
     def __init__(
         self,
@@ -129,6 +146,7 @@ class _Line:
         missing: tuple[str, ...] = (),
         exact: bool = True,
         is_line: bool = True,
+        k: Decimal | None = None,
     ) -> None:
         self.kind = kind
         self.is_line = is_line
@@ -142,6 +160,8 @@ class _Line:
         self.missing = missing
         """Refs this line makes missing: its own (no value at all) or an incomplete input's."""
         self.exact = exact
+        self.k = k
+        """The multiplier the part was scaled by (an ok line; the result's lineage names it)."""
 
 
 def _scaled(totals: Totals, k: Decimal, ctx: Context) -> tuple[dict[str, Decimal], bool]:
@@ -230,7 +250,13 @@ def _evaluate(
     exact = exact and source.exact and cached[4]
     missing = source.missing if source.status is Status.INCOMPLETE else ()
     return _Line(
-        _OK, source, part=part, metrics=frozenset(totals.figures), missing=missing, exact=exact
+        _OK,
+        source,
+        part=part,
+        metrics=frozenset(totals.figures),
+        missing=missing,
+        exact=exact,
+        k=k,
     ), cached
 
 
@@ -356,11 +382,11 @@ class Running:
         if grid is None or grid.totals is None:
             return _Line(_MISSING, None, missing=(str(grid_ref),), is_line=False)
         try:
-            part, _, exact = grid_part(own, grid, ctx)
+            part, k, exact = grid_part(own, grid, ctx)
         except RollupError:
             return _Line(_ERROR, grid, is_line=False)
         # (the grid is not a line: it neither reports figures for "common" nor passes on missing)
-        return _Line(_OK, grid, part=_flat(part), exact=exact, is_line=False)
+        return _Line(_OK, grid, part=_flat(part), exact=exact, is_line=False, k=k)
 
     def _count(self, line: _Line, sign: int, skip_lists: bool = False) -> None:
         """Add (*sign* 1) or take away (-1) what *line* contributes besides its part's sums
@@ -572,11 +598,30 @@ class Running:
                 totals = self._totals()
             missing = tuple(sorted(self.missing))
             factor_sources = self._factor_sources()
-            grid = None if self.grid is None else self.grid.source
-            used = tuple([line.source for line in self.lines])
+            grid_line = self.grid
+            grid = None if grid_line is None else grid_line.source
+            lines = tuple(self.lines)
+            used = tuple([line.source for line in lines])
+            build: Callable[[], RollupResult]
+            if status is Status.ERROR:  # (the violations' messages: compute_result's own)
+                build = functools.partial(_build, bom, grid, used)
+            else:
+                build = functools.partial(
+                    _assemble,
+                    bom,
+                    self.refs,
+                    grid_line,
+                    lines,
+                    status,
+                    totals,
+                    missing,
+                    factor_sources,
+                    self.inexact == 0,
+                    tuple(sorted(self.blocked)),
+                )
             identity = Identity.pending(
                 (bom, grid, used),
-                lambda: _build(bom, grid, used),
+                build,
                 tuple([v.identity for v in (grid, *used) if v is not None]),
             )
         return SourceValue(
@@ -657,3 +702,119 @@ def _build(
         if source is not None:
             values[source.ref] = source
     return compute_result(bom, values)
+
+
+def _assemble(
+    bom: Bom,
+    refs: list[tuple[Ref, Ref | None]],
+    grid: _Line | None,
+    lines: tuple[_Line, ...],
+    status: Status,
+    totals: Totals | None,
+    missing: tuple[str, ...],
+    factor_sources: tuple[str, ...],
+    exact: bool,
+    blocked: tuple[str, ...],
+) -> RollupResult:
+    """The full result of a product that is not on a cycle and has no error, from its lines as
+    :class:`Running` evaluated them (a pending identity's builder): what ``compute_result``
+    gives over the values those lines used (:func:`_build`), field for field and digit for
+    digit, without scaling every input again. The lines already hold each input's part, its
+    multiplier and the value it used, and the running totals, missing refs, factor sources and
+    exactness are ``compute_result``'s (``tests/streams/test_rollup_incremental.py`` compares
+    the two results, content hash included, after any history); what is left is the lineage
+    rows, in ``compute_result``'s order, and the figure gaps."""
+    pid = bom.product_id
+    own = bom.own
+    lineage: list[LineageInput] = []
+    direct = own.direct_kgco2e
+    if direct != 0:  # (compute_result: a direct part exactly when there are direct emissions)
+        lineage.append(
+            LineageInput(
+                path="ownProcess.direct",
+                kind=SourceKind.OWN_DIRECT,
+                ref=f"own:{pid}",
+                footprint_id=pid,
+                sequence=bom.revision,
+                content_hash="",
+                quantity=direct,
+                unit="kgCO2e",
+                multiplier=None,
+                contribution=direct,
+            )
+        )
+    if grid is not None and grid.kind == _OK:
+        source = grid.source
+        assert source is not None and grid.part is not None and own.grid_ref is not None
+        lineage.append(
+            LineageInput(
+                path="ownProcess.electricity",
+                kind=SourceKind.OWN_ELECTRICITY,
+                ref=str(own.grid_ref),
+                footprint_id=source.footprint_id,
+                sequence=source.sequence,
+                content_hash=source.content_hash,
+                quantity=own.electricity_kwh,
+                unit=_KWH,
+                multiplier=grid.k,
+                contribution=grid.part[HEADLINE_METRIC],
+            )
+        )
+    secondary: list[str] = []
+    line_metrics: list[tuple[str, frozenset[str]]] = []
+    for i, (line, evaluated) in enumerate(zip(bom.components, lines, strict=True)):
+        kind = evaluated.kind
+        if kind == _MISSING:
+            continue
+        source = evaluated.source
+        assert source is not None and kind in (_OK, _BLOCKED)
+        path = f"components[{i}]"
+        # (the line's own input had no value when the one it used is another: its fallback)
+        is_secondary = source.ref != refs[i][0]
+        if kind == _BLOCKED:
+            lineage.append(
+                _line_entry(path, source, line.quantity, line.unit, secondary=is_secondary)
+            )
+            continue
+        assert evaluated.part is not None
+        line_metrics.append((str(source.ref), evaluated.metrics))
+        if is_secondary:
+            secondary.append(path)
+        lineage.append(
+            _line_entry(
+                path,
+                source,
+                line.quantity,
+                line.unit,
+                secondary=is_secondary,
+                multiplier=evaluated.k,
+                contribution=evaluated.part[HEADLINE_METRIC],
+            )
+        )
+    if line_metrics:
+        common = frozenset.intersection(*(metrics for _, metrics in line_metrics))
+        reported = frozenset.union(*(metrics for _, metrics in line_metrics))
+    else:
+        common = reported = frozenset(REQUIRED_METRICS)
+    gaps = {
+        name: tuple(sorted({ref for ref, metrics in line_metrics if name not in metrics}))
+        for name in _METRIC_ORDER
+        if name in reported and name not in common
+    }
+    return RollupResult(
+        product_id=pid,
+        bom_revision=bom.revision,
+        status=status,
+        declared_unit=bom.declared_unit,
+        declared_unit_amount=bom.declared_unit_amount,
+        mass_per_declared_unit=bom.product_mass_per_declared_unit,
+        totals=totals,
+        lineage=tuple(lineage),
+        missing=missing,
+        blocked_by=blocked,
+        metric_gaps=gaps,
+        secondary=tuple(secondary),
+        factor_sources=factor_sources,
+        exact=exact,
+        owner=bom.owner,
+    )

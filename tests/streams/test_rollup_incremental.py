@@ -254,6 +254,9 @@ def assert_same_as_from_scratch(state: ProductState) -> None:
     built = state.result
     assert built == want and built is not None
     assert built.content_hash == want.content_hash
+    # (built from the running lines, not by compute_result again: every field, lineage
+    # multipliers and contributions included, with the same digits and exponents)
+    assert repr(built) == repr(want)
 
 
 SETTINGS = settings(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from pcf_exchange.contracts import (
 from pcf_exchange.contracts.errors import ContractError, RollupError, TrustError
 from pcf_exchange.contracts.handoff import HEADER_ROOT_SIGNATURE, HandoffSigner
 from pcf_exchange.streams import _publish, adapt
-from pcf_exchange.streams._batching import Batcher
+from pcf_exchange.streams._batching import BUSY_BATCH, LINGER_SLICE_S, Batcher
 from pcf_exchange.streams._ingest_step import Held, TableLedger, check_batch, forward, settle
 from pcf_exchange.streams._packs import keyed
 from pcf_exchange.streams._publish import Publisher
@@ -113,6 +114,49 @@ def test_a_batch_whose_work_failed_is_not_acknowledged() -> None:
         return stream.acked
 
     assert asyncio.run(run()) == []
+
+
+async def _second_batch_after_a_busy_one(meanwhile: Any) -> tuple[list[int], float]:
+    """A batch of :data:`BUSY_BATCH` events whose work takes 0.2 s, then one more event and
+    *meanwhile* running (given the batcher): the next batch, and how long it took to come."""
+    stream = _Stream()
+    batcher: Batcher[int] = Batcher(stream, most=100)
+    for event in range(BUSY_BATCH):
+        await batcher.offer(event)
+    began, task = 0.0, None
+    async for batch in batcher.batches():
+        if task is not None:
+            waited = time.perf_counter() - began
+            await task
+            return batch, waited
+        await asyncio.sleep(0.2)  # the work: the next batch may gather up to this long
+        await batcher.offer(BUSY_BATCH)
+        began = time.perf_counter()
+        task = asyncio.ensure_future(meanwhile(batcher))
+    raise AssertionError("the stream stopped")
+
+
+def test_after_a_busy_batch_the_next_gathers_while_the_worker_works_on_what_comes_next() -> None:
+    async def ingest(batcher: Batcher[int]) -> None:  # another agent, busy for ~120 ms
+        until = time.perf_counter() + 0.12
+        while time.perf_counter() < until:
+            spin = time.perf_counter() + 0.01
+            while time.perf_counter() < spin:
+                pass
+            await asyncio.sleep(0)
+        await batcher.offer(99)  # what its work gave
+
+    batch, _ = asyncio.run(_second_batch_after_a_busy_one(ingest))
+    assert batch == [BUSY_BATCH, 99], "the batch waited for what the busy worker was making"
+
+
+def test_after_a_busy_batch_an_idle_worker_does_not_keep_the_next_one_waiting() -> None:
+    async def nothing(batcher: Batcher[int]) -> None:
+        return None
+
+    batch, waited = asyncio.run(_second_batch_after_a_busy_one(nothing))
+    assert batch == [BUSY_BATCH]
+    assert waited < 0.2 - LINGER_SLICE_S, "an idle slice ends the gathering (not the last's 0.2 s)"
 
 
 # --- ingest ------------------------------------------------------------------------------------
