@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -57,6 +56,7 @@ from pcf_exchange.contracts import (
     sign_each,
     subject_for,
 )
+from pcf_exchange.contracts._collector import collector_paused
 from pcf_exchange.contracts._envelope import (
     PAYLOAD_FOOTPRINT,
     _wrap,
@@ -806,7 +806,7 @@ class Publisher:
         """
         # (a sink of its own: nobody else waits for its reports between two batches)
         inline = self._sink.inline() if self._owns_sink and self._sink else contextlib.nullcontext()
-        with _gc_paused(self._pause_gc), inline:
+        with collector_paused(self._pause_gc), inline:
             return self._publish_many(records, progress)
 
     def _publish_many(
@@ -1023,18 +1023,6 @@ class Publisher:
             item.ref, Status.FAILED, error_code="not_acknowledged", message="no delivery report"
         )
         return PublishSummary((outcome,), self.dry_run)
-
-
-@contextlib.contextmanager
-def _gc_paused(pause: bool) -> Iterator[None]:
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _signed_type(record: Record) -> type[BaseModel]:

@@ -408,13 +408,7 @@ class _Builder:
                 value = node[index]
                 if value is None:
                     continue
-                vkind = type(value)
-                if sub is not None:
-                    built = self._run(sub, value)
-                elif vkind is str or vkind is int or vkind is bool:
-                    built = self._leaf(value, verdict, path)
-                else:
-                    built = self._generic(value, path)
+                built = self._one(sub, value, verdict, path)
                 if built is not absent:
                     items.append(built)
             return items if items else absent
@@ -425,16 +419,20 @@ class _Builder:
             value = node.get(key)
             if value is None:
                 continue
-            vkind = type(value)
-            if sub is not None:
-                built = self._run(sub, value)
-            elif vkind is str or vkind is int or vkind is bool:
-                built = self._leaf(value, verdict, path)
-            else:
-                built = self._generic(value, path)
+            built = self._one(sub, value, verdict, path)
             if built is not absent:
                 out[key] = built
         return out if out else absent
+
+    def _one(self, sub: _Plan | None, value: Any, verdict: Verdict, path: str) -> Any:
+        """One present child of a node: its sub-plan run, or a leaf decided, or a value the
+        plan did not foresee taken the generic way."""
+        vkind = type(value)
+        if sub is not None:
+            return self._run(sub, value)
+        if vkind is str or vkind is int or vkind is bool:
+            return self._leaf(value, verdict, path)
+        return self._generic(value, path)
 
     def build_root(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Rebuild *record* from its decided leaves."""

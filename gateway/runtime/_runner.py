@@ -109,13 +109,11 @@ readiness` answers ``/readyz``.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,6 +139,7 @@ from pcf_exchange.contracts import (
     SignedSupplierKey,
     subject_for,
 )
+from pcf_exchange.contracts._collector import collector_paused
 from pcf_exchange.contracts._schemas import schema_json
 from pcf_exchange.contracts.errors import (
     ContractError,
@@ -357,30 +356,6 @@ the error that makes it a rejection."""
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while the batches of one poll are processed and
-    committed, on again after (unless something else had turned it off).
-
-    A batch keeps ~150 container objects per record alive until it is committed (datums, policy
-    records, transformed footprints, envelopes, entries: ~150 000 for 1 000 records) and leaves
-    no reference cycle behind (see ``_Builder.replay``), so reference counting frees all of it
-    when the batch is done. A collection during the batch finds nothing to free: it walks those
-    live objects and promotes them, and the promotions trigger full collections, which walk
-    everything the process holds. Measured on ``bench/bench_gateway.py`` (10 000 roll-ups,
-    ``gc.callbacks``): with the collector on, 832 young, 75 middle and 6 full collections took
-    0.56 s of the run's 3.1 s CPU; paused per poll, 34 young and 3 middle ones took 0.04 s.
-    Garbage a batch does leave in a cycle is collected after it, as before."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _own_records(
@@ -664,7 +639,7 @@ class GatewayRunner:
                     log.warning("consumer: %s", error.str())
                 continue
             by_partition.setdefault(coords(message)[1], []).append(message)
-        with _collector_paused():  # (see there: a batch leaves nothing for it)
+        with collector_paused():  # (a batch leaves nothing for it: contracts._collector)
             for partition, batch in by_partition.items():
                 if partition in self.stopped:  # refused chain: nothing of it goes on
                     self._hold(TopicPartition(*coords(batch[0])))

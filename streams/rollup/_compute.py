@@ -385,6 +385,59 @@ def _line_entry(
     )
 
 
+def _direct_entry(bom: Bom) -> LineageInput:
+    """The lineage row of *bom*'s direct emissions (written when they are not zero)."""
+    direct = bom.own.direct_kgco2e
+    return LineageInput(
+        path="ownProcess.direct",
+        kind=SourceKind.OWN_DIRECT,
+        ref=f"own:{bom.product_id}",
+        footprint_id=bom.product_id,
+        sequence=bom.revision,
+        content_hash="",
+        quantity=direct,
+        unit="kgCO2e",
+        multiplier=None,
+        contribution=direct,
+    )
+
+
+def _grid_entry(
+    own: OwnProcess, grid: SourceValue, k: Decimal, contribution: Decimal
+) -> LineageInput:
+    """The lineage row of the electricity *own* draws, at the grid factor *grid*."""
+    return LineageInput(
+        path="ownProcess.electricity",
+        kind=SourceKind.OWN_ELECTRICITY,
+        ref=str(own.grid_ref),
+        footprint_id=grid.footprint_id,
+        sequence=grid.sequence,
+        content_hash=grid.content_hash,
+        quantity=own.electricity_kwh,
+        unit=_KWH,
+        multiplier=k,
+        contribution=contribution,
+    )
+
+
+def _metric_gaps(
+    line_metrics: list[tuple[str, frozenset[str]]],
+) -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+    """The figures every line reports (those add up), and per figure only some lines report,
+    the refs of the lines that lack it; *line_metrics* is (ref, figures reported) per usable
+    line."""
+    if line_metrics:
+        common = frozenset.intersection(*(metrics for _, metrics in line_metrics))
+        reported = frozenset.union(*(metrics for _, metrics in line_metrics))
+    else:
+        common = reported = frozenset(REQUIRED_METRICS)
+    return common, {
+        name: tuple(sorted({ref for ref, metrics in line_metrics if name not in metrics}))
+        for name in _METRIC_ORDER
+        if name in reported and name not in common
+    }
+
+
 def compute_result(
     bom: Bom,
     values: Mapping[Ref, SourceValue],
@@ -415,24 +468,10 @@ def compute_result(
 
     with rollup_context() as ctx:
         # (2) own process: direct emissions, then electricity x grid factor
-        direct = own.direct_kgco2e
         direct_part_ = direct_part(own)
         if direct_part_ is not None:
             parts.append(direct_part_)
-            lineage.append(
-                LineageInput(
-                    path="ownProcess.direct",
-                    kind=SourceKind.OWN_DIRECT,
-                    ref=f"own:{pid}",
-                    footprint_id=pid,
-                    sequence=bom.revision,
-                    content_hash="",
-                    quantity=direct,
-                    unit="kgCO2e",
-                    multiplier=None,
-                    contribution=direct,
-                )
-            )
+            lineage.append(_direct_entry(bom))
         grid_ref = own.grid_ref
         if grid_ref is not None:
             grid = values.get(grid_ref)
@@ -448,20 +487,7 @@ def compute_result(
                     head = part.figures[HEADLINE_METRIC]
                     parts.append(part)
                     factor_sources.update(grid.factor_sources)
-                    lineage.append(
-                        LineageInput(
-                            path="ownProcess.electricity",
-                            kind=SourceKind.OWN_ELECTRICITY,
-                            ref=str(grid_ref),
-                            footprint_id=grid.footprint_id,
-                            sequence=grid.sequence,
-                            content_hash=grid.content_hash,
-                            quantity=own.electricity_kwh,
-                            unit=_KWH,
-                            multiplier=k,
-                            contribution=head,
-                        )
-                    )
+                    lineage.append(_grid_entry(own, grid, k, head))
 
         # (3) BOM lines
         for i, line in enumerate(bom.components):
@@ -512,16 +538,7 @@ def compute_result(
             )
 
         # (4) which figures add up: those every line reports
-        if line_metrics:
-            common = frozenset.intersection(*(metrics for _, metrics in line_metrics))
-            reported = frozenset.union(*(metrics for _, metrics in line_metrics))
-        else:
-            common = reported = frozenset(REQUIRED_METRICS)
-        gaps = {
-            name: tuple(sorted({ref for ref, metrics in line_metrics if name not in metrics}))
-            for name in _METRIC_ORDER
-            if name in reported and name not in common
-        }
+        common, gaps = _metric_gaps(line_metrics)
 
         # (5) status, sums, lineage
         if errors:

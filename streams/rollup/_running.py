@@ -50,9 +50,11 @@ from typing import Protocol
 from pcf_exchange.contracts.errors import RollupError
 
 from ._compute import (
-    _KWH,
     _canonical_cycle,
+    _direct_entry,
+    _grid_entry,
     _line_entry,
+    _metric_gaps,
     _Part,
     compute_result,
     cycle_result,
@@ -729,37 +731,11 @@ def _assemble(
     lineage: list[LineageInput] = []
     direct = own.direct_kgco2e
     if direct != 0:  # (compute_result: a direct part exactly when there are direct emissions)
-        lineage.append(
-            LineageInput(
-                path="ownProcess.direct",
-                kind=SourceKind.OWN_DIRECT,
-                ref=f"own:{pid}",
-                footprint_id=pid,
-                sequence=bom.revision,
-                content_hash="",
-                quantity=direct,
-                unit="kgCO2e",
-                multiplier=None,
-                contribution=direct,
-            )
-        )
+        lineage.append(_direct_entry(bom))
     if grid is not None and grid.kind == _OK:
         source = grid.source
-        assert source is not None and grid.part is not None and own.grid_ref is not None
-        lineage.append(
-            LineageInput(
-                path="ownProcess.electricity",
-                kind=SourceKind.OWN_ELECTRICITY,
-                ref=str(own.grid_ref),
-                footprint_id=source.footprint_id,
-                sequence=source.sequence,
-                content_hash=source.content_hash,
-                quantity=own.electricity_kwh,
-                unit=_KWH,
-                multiplier=grid.k,
-                contribution=grid.part[HEADLINE_METRIC],
-            )
-        )
+        assert source is not None and grid.part is not None and grid.k is not None
+        lineage.append(_grid_entry(own, source, grid.k, grid.part[HEADLINE_METRIC]))
     secondary: list[str] = []
     line_metrics: list[tuple[str, frozenset[str]]] = []
     for i, (line, evaluated) in enumerate(zip(bom.components, lines, strict=True)):
@@ -791,16 +767,6 @@ def _assemble(
                 contribution=evaluated.part[HEADLINE_METRIC],
             )
         )
-    if line_metrics:
-        common = frozenset.intersection(*(metrics for _, metrics in line_metrics))
-        reported = frozenset.union(*(metrics for _, metrics in line_metrics))
-    else:
-        common = reported = frozenset(REQUIRED_METRICS)
-    gaps = {
-        name: tuple(sorted({ref for ref, metrics in line_metrics if name not in metrics}))
-        for name in _METRIC_ORDER
-        if name in reported and name not in common
-    }
     return RollupResult(
         product_id=pid,
         bom_revision=bom.revision,
@@ -812,7 +778,7 @@ def _assemble(
         lineage=tuple(lineage),
         missing=missing,
         blocked_by=blocked,
-        metric_gaps=gaps,
+        metric_gaps=_metric_gaps(line_metrics)[1],
         secondary=tuple(secondary),
         factor_sources=factor_sources,
         exact=exact,
