@@ -989,6 +989,7 @@ def stage_costs(
     ``handoff``, ``decode_adapt_generated`` and ``prepare_transfer``)."""
     import hashlib
 
+    from pcf_exchange.contracts._collector import collector_paused
     from pcf_exchange.contracts.handoff import check_handoff
     from pcf_exchange.gateway import OutboundBatch, prepare_transfer
     from pcf_exchange.gateway._adapter import record_from_datum
@@ -996,7 +997,6 @@ def stage_costs(
     from pcf_exchange.gateway.audit import ChainHead, EntryKind, chain_new_entry, format_time
     from pcf_exchange.gateway.policy import CounterState, apply, evaluate
     from pcf_exchange.gateway.runtime import sealed_to_datum
-    from pcf_exchange.gateway.runtime._runner import _collector_paused
 
     secrets = GatewaySecrets(GatewayKey.generate(), b"s" * 32)
     now = datetime.now(UTC)
@@ -1009,7 +1009,7 @@ def stage_costs(
     times: dict[str, float] = {}
 
     def timed(name: str, work: Callable[[], Any]) -> Any:
-        with _collector_paused():  # as the runner runs a batch (see there)
+        with collector_paused():  # as the runner runs a batch (see there)
             began = time.process_time()
             out = work()
             times[name] = (time.process_time() - began) / len(messages) * 1e6
