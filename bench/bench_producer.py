@@ -94,13 +94,13 @@ from pcf_exchange.contracts import (
     sign_batch,
     to_avro_dict,
 )
+from pcf_exchange.contracts._avro_encoder import WireEncoder
 from pcf_exchange.contracts._envelope import signing_bytes
 from pcf_exchange.contracts.errors import RegistryError
 from pcf_exchange.contracts.examples import example_footprint
 from pcf_exchange.contracts.kafka_client import librdkafka_config
 from pcf_exchange.pcfx.settings import bootstrap_servers
 from pcf_exchange.producers import Ledger, Publisher, Signer, Topics, load_items_jobs
-from pcf_exchange.producers._avro import WireEncoder
 from pcf_exchange.producers._input import Item, _fast_lane
 from pcf_exchange.producers._parallel import AUTO_MIN_LINES, jobs_for
 from pcf_exchange.producers._pcr import pcr_gate

@@ -56,6 +56,7 @@ from pcf_exchange.contracts import (
     sign_each,
     subject_for,
 )
+from pcf_exchange.contracts._avro_encoder import WireEncoder
 from pcf_exchange.contracts._collector import collector_paused
 from pcf_exchange.contracts._envelope import (
     PAYLOAD_FOOTPRINT,
@@ -67,7 +68,6 @@ from pcf_exchange.contracts._merkle import audit_paths, hash_leaf
 from pcf_exchange.contracts.canonical import canonical_json
 from pcf_exchange.contracts.errors import PcfError, SerdeError, UnknownSchemaError
 from pcf_exchange.contracts.topics import TopicNames
-from pcf_exchange.producers._avro import WireEncoder
 from pcf_exchange.producers._fastpath import PactFootprint
 from pcf_exchange.producers._input import Item, Record
 from pcf_exchange.producers._keydir import KeyDirectory, KeyStatus

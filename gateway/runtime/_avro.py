@@ -21,10 +21,10 @@ from typing import Any, Final
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from pcf_exchange.contracts import SchemaRegistry, register_schemas, subject_for, unframe
+from pcf_exchange.contracts._avro_encoder import Encode, Unsupported, compile_encoder
 from pcf_exchange.contracts.errors import SerdeError, UnknownSchemaError
 from pcf_exchange.gateway._codec import seal_to_datum
 from pcf_exchange.gateway.audit import AuditEntry
-from pcf_exchange.producers._avro import Encode, Unsupported, compile_encoder
 
 __all__ = [
     "GATEWAY_NAMESPACE",
@@ -70,7 +70,7 @@ raises the :class:`SerdeError` it always raised)."""
 
 
 def _compiled(schema: Any) -> Encode | None:
-    """:func:`producers._avro.compile_encoder` of *schema* (JSON), or ``None`` if it uses
+    """:func:`contracts._avro_encoder.compile_encoder` of *schema* (JSON), or ``None`` if it uses
     something that encoder does not implement (fastavro writes those records)."""
     try:
         return compile_encoder(schema)
@@ -197,7 +197,7 @@ class GatewaySerde:
     def encode(self, topic: str, name: str, datum: dict[str, Any]) -> bytes:
         """Framed Avro bytes of *datum* as record type *name* for *topic*.
 
-        Written by the compiled encoder of the producers (:func:`producers._avro.
+        Written by the compiled encoder (:func:`contracts._avro_encoder.
         compile_encoder`: each union's branch known in advance, no schema walked per record)
         where the record type allows it, else, and for any datum that encoder refuses, by
         fastavro, which raises :class:`SerdeError` for what it cannot write. The same bytes

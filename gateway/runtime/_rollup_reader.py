@@ -5,7 +5,7 @@ datetime object per logical value) and then walk the datum to build the policy's
 (:func:`~gateway._adapter.record_from_datum`): the footprint's fields copied with ``None`` left
 out, instants and UUIDs turned to text. :func:`compile_reader` turns the writer schema of a
 schema id into Python source once, at the first sight of that id (as the producers' compiled
-encoder, ``producers._avro.compile_encoder``, knows each union's branch in advance), whose
+encoder, ``contracts._avro_encoder.compile_encoder``, knows each union's branch in advance), whose
 functions read the footprint *already in its PACT JSON form* (``None`` fields never stored,
 instants as ``contracts._types.format_datetime`` text, UUIDs as their canonical text) and the
 rest of the roll-up as the datum fastavro gives. :func:`~gateway._adapter.record_from_read`

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
+import fastavro
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -22,7 +24,7 @@ from pcf_exchange.contracts import (
     sign,
     sign_batch,
 )
-from pcf_exchange.producers._avro import Unsupported, WireEncoder, compile_encoder
+from pcf_exchange.contracts._avro_encoder import Unsupported, WireEncoder, compile_encoder
 from tests.producers.conftest import bom_json, factor_json, footprint_json
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -132,7 +134,40 @@ def test_a_datum_the_fast_path_cannot_write_falls_back(serde: AvroSerde, monkeyp
         KEY, parse(EmissionFactor, factor_json()), supplier_id="s", key_id="k", sequence=1
     )
     wire.encode("pcf.factors", signed)
-    from pcf_exchange.producers import _avro
+    from pcf_exchange.contracts import _avro_encoder as _avro
 
     monkeypatch.setattr(_avro, "to_avro_dict", lambda record: {})  # fast path: KeyError
     assert wire.encode("pcf.factors", signed) == serde.encode("pcf.factors", signed)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "fits"),
+    [
+        ("long", (1 << 63) - 1, True),
+        ("long", -(1 << 63), True),
+        ("long", 1 << 63, False),
+        ("long", -(1 << 63) - 1, False),
+        ("int", (1 << 31) - 1, True),
+        ("int", -(1 << 31), True),
+        ("int", 1 << 31, False),
+        ("int", -(1 << 31) - 1, False),
+    ],
+)
+def test_an_integer_outside_its_avro_type_is_refused_by_the_fast_path(
+    kind: str, value: int, fits: bool
+) -> None:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": kind}]}
+    encode = compile_encoder(schema)
+    out = bytearray()
+    parsed = fastavro.parse_schema(schema)
+    if fits:
+        encode({"a": value}, out)
+        expected = io.BytesIO()
+        fastavro.schemaless_writer(expected, parsed, {"a": value})
+        assert bytes(out) == expected.getvalue()
+        return
+    with pytest.raises(ValueError, match=f"Avro {kind}"):  # (the caller falls back to fastavro)
+        encode({"a": value}, out)
+    if kind == "long":  # (fastavro refuses a long past 64 bits; an int past 32 it writes as is)
+        with pytest.raises((ValueError, OverflowError)):
+            fastavro.schemaless_writer(io.BytesIO(), parsed, {"a": value})
