@@ -795,6 +795,7 @@ class GatewayRunner:
         them (unchanged if nothing was pending)."""
         if not pending.requests:
             return head, counters
+        at = len(unit.batch)  # (where the records these transfers add to the batch begin)
         done = prepare_transfers(
             self.policy,
             pending.requests,
@@ -804,9 +805,6 @@ class GatewayRunner:
             now=self.clock(),
             requested_by=self.settings.requested_by,
             batch=unit.batch,
-        )
-        at = len(unit.batch) - sum(
-            (p.encrypted is not None) + (p.api_copy is not None) for p in done
         )
         for prepared, source, retired in zip(done, pending.sources, pending.retiring, strict=True):
             at += prepared.encrypted is not None
