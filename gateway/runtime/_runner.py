@@ -66,7 +66,8 @@ counted (``RunStats.reactivated``). The notified body of the pilot got one footp
 ``Deprecated`` and then ``Active`` again (issue #22): the streams re-issue a footprint id when a
 product's result comes back to an earlier one (the id is the result's deterministic UUID), for
 instance while a restarted worker replays older inputs before newer ones. The set grows by one
-pair per deprecation sent, per recipient.
+pair per deprecation sent, per recipient (:class:`~gateway._pipeline.Retired`: a UUID footprint
+id kept as its 128-bit integer, ~123 bytes a pair instead of ~305 for two strings).
 
 **After a restart the gateway waits for its partitions.** ``run(idle_seconds=...)`` counts
 idle time only while the instance holds partitions and is positioned on them
@@ -170,6 +171,7 @@ from pcf_exchange.gateway._pipeline import (
     DEPRECATED_NOTE,
     GatewaySecrets,
     PreparedTransfer,
+    Retired,
     TransferRequest,
     prepare_approval_event,
     prepare_transfer,
@@ -291,7 +293,7 @@ class _Chain:
     head: ChainHead
     unsealed: int = 0
     unsealed_since: float = 0.0
-    retired: set[tuple[str, str]] = field(default_factory=set)
+    retired: Retired = field(default_factory=Retired)
     """(recipient, footprint id) sent as ``Deprecated`` on this chain (committed)."""
 
 
@@ -305,7 +307,7 @@ class _Unit:
     keys: dict[str, bytes] = field(default_factory=dict)
     extra: list[Produced] = field(default_factory=list)
     counters_added: list[tuple[int, CounterMetric, str]] = field(default_factory=list)
-    retired: set[tuple[str, str]] = field(default_factory=set)
+    retired: Retired = field(default_factory=Retired)
     """(recipient, footprint id) this unit sends as ``Deprecated``."""
     api_releases: dict[int, bytes] = field(default_factory=dict)
     """Position in :attr:`batch` of each copy for the PACT API -> its key on
@@ -1177,7 +1179,7 @@ class GatewayRunner:
             raise
         return _Chain(partition, log_id, sink, head, unsealed, time.monotonic(), retired)
 
-    def _recover(self, log_id: str, partition: int) -> tuple[ChainHead, int, set[tuple[str, str]]]:
+    def _recover(self, log_id: str, partition: int) -> tuple[ChainHead, int, Retired]:
         """The chain head from ``pcf.audit``, resumed only from what this gateway signed.
 
         Reads the chain's entries (with their offsets) and its checkpoints, then

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pcf_exchange.gateway._pipeline import DEPRECATED_NOTE, retired_by
+from pcf_exchange.gateway._pipeline import DEPRECATED_NOTE, Retired, retired_by
 from pcf_exchange.gateway.audit import EntryKind
 from pcf_exchange.gateway.runtime import parse_subscriptions
 from pcf_exchange.streams.adapt import deprecated_record
@@ -87,7 +87,7 @@ def test_a_footprint_deprecated_for_a_recipient_is_never_sent_as_active_again(en
     sent = [e for e in chain if e.kind == EntryKind.TRANSFER.value]
     assert len(sent) == 5 and len({e.message_id for e in sent}) == 5
     assert sum(DEPRECATED_NOTE in e.reasons for e in sent) == 2
-    assert retired_by(chain) == {(GB, A)}
+    assert set(retired_by(chain)) == {(GB, A)}
 
 
 def test_an_active_footprint_whose_deprecation_was_not_sent_still_goes(env: Env) -> None:
@@ -101,3 +101,45 @@ def test_an_active_footprint_whose_deprecation_was_not_sent_still_goes(env: Env)
     stats = _run(env, subs)
     assert (stats.sent, stats.reactivated) == (2, 0)
     assert _history(env) == [(A, "Active"), (A, "Active")]
+
+
+def test_the_retired_pairs_are_exact_and_smaller_than_a_set_of_strings() -> None:
+    import tracemalloc
+    import uuid
+
+    canonical = str(uuid.UUID(int=(0xABC << 116) | 7))  # (has letters: upper() is not it)
+    retired = Retired([("gb", canonical), ("gb", "not-a-uuid"), ("de", canonical.upper())])
+    assert ("gb", canonical) in retired and ("gb", "not-a-uuid") in retired
+    # the same UUID written otherwise is another footprint id, as the strings were
+    assert ("gb", canonical.upper()) not in retired and ("de", canonical) not in retired
+    assert ("de", canonical.upper()) in retired and ("fr", canonical) not in retired
+    assert "gb" not in retired and ("gb",) not in retired
+    more = Retired([("fr", canonical)])
+    retired |= more
+    assert ("fr", canonical) in retired and len(retired) == 4
+    assert set(retired) == {
+        ("gb", canonical),
+        ("gb", "not-a-uuid"),
+        ("de", canonical.upper()),
+        ("fr", canonical),
+    }
+
+    def pairs() -> Iterator[tuple[str, str]]:  # (as decoded: each pair's strings its own)
+        for i in range(20_000):
+            yield f"recipient-{i % 3}", str(uuid.UUID(int=(i + 1) * 0x9E3779B97F4A7C15))
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    as_strings = set(pairs())
+    strings_bytes = sum(
+        s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename")
+    )
+    del as_strings
+    before = tracemalloc.take_snapshot()
+    compact = Retired(pairs())
+    compact_bytes = sum(
+        s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename")
+    )
+    tracemalloc.stop()
+    assert len(compact) == 20_000
+    assert compact_bytes < 0.6 * strings_bytes, (compact_bytes, strings_bytes)
