@@ -21,6 +21,7 @@ from pcf_exchange.gateway import (
     KeyRing,
     Policy,
     PolicyFileInvalid,
+    PreparedTransfer,
     approve,
     open_message,
     prepare_transfer,
@@ -85,6 +86,29 @@ def record() -> dict[str, Any]:
 # adapter: the layout the shipped policy classifies
 
 
+def _prepare(
+    policy: Policy,
+    record: dict[str, Any],
+    secrets: GatewaySecrets,
+    recipient: str = EU,
+    purpose: str = EU_PURPOSE,
+    head: ChainHead | None = None,
+    **options: Any,
+) -> PreparedTransfer:
+    """``prepare_transfer`` of *record* at ``NOW`` with a fresh year of counters."""
+    return prepare_transfer(
+        policy,
+        record,
+        recipient=recipient,
+        purpose=purpose,
+        counters=CounterState.empty(2026),
+        head=ChainHead() if head is None else head,
+        secrets=secrets,
+        now=NOW,
+        **options,
+    )
+
+
 def test_adapter_appends_the_lineage_extension(record: dict[str, Any]) -> None:
     lineage_ext = record["extensions"][1]
     assert lineage_ext["dataSchema"] == LINEAGE_SCHEMA
@@ -139,16 +163,7 @@ def test_sub_tier_identities_never_reach_a_destination_that_forbids_them(
     sub_tier = (CELL_SUPPLIER, CELL_PRODUCT, "0b9e3f58-2c4d-4a1b-8e7f-6a5b4c3d2e1f")
     seen: dict[str, dict[str, Any]] = {}
     for recipient, purpose in ((EU, EU_PURPOSE), (GB, GB_PURPOSE), (CN, CN_PURPOSE)):
-        prepared = prepare_transfer(
-            policy,
-            record,
-            recipient=recipient,
-            purpose=purpose,
-            counters=CounterState.empty(2026),
-            head=ChainHead(),
-            secrets=secrets,
-            now=NOW,
-        )
+        prepared = _prepare(policy, record, secrets, recipient, purpose)
         assert prepared.outbound is not None
         opened = open_message(
             prepared.outbound,
@@ -253,16 +268,7 @@ def _entries_of_every_kind(
     head = ChainHead()
     entries: list[Any] = []
     for recipient, purpose in ((EU, EU_PURPOSE), ("nobody", "x"), (GB, GB_PURPOSE)):
-        p = prepare_transfer(
-            policy,
-            record,
-            recipient=recipient,
-            purpose=purpose,
-            counters=CounterState.empty(2026),
-            head=head,
-            secrets=secrets,
-            now=NOW,
-        )
+        p = _prepare(policy, record, secrets, recipient, purpose, head=head)
         head = p.head
         entries.extend(p.entries)
     return entries, head
@@ -295,16 +301,7 @@ def test_sealed_messages_survive_avro(
     policy: Policy, record: dict[str, Any], secrets: GatewaySecrets
 ) -> None:
     serde = GatewaySerde(InMemorySchemaRegistry())
-    p = prepare_transfer(
-        policy,
-        record,
-        recipient=EU,
-        purpose=EU_PURPOSE,
-        counters=CounterState.empty(2026),
-        head=ChainHead(),
-        secrets=secrets,
-        now=NOW,
-    )
+    p = _prepare(policy, record, secrets)
     assert p.outbound is not None
     data = serde.encode("t.out", "SealedMessage", sealed_to_datum(p.outbound))
     assert sealed_from_datum(serde.decode(data, "SealedMessage")) == p.outbound
@@ -342,28 +339,8 @@ def test_the_compiled_encoder_writes_fastavros_bytes(
     cp = make_checkpoint(head, log_id="gateway-p3", signer=secrets.signer, issued_at=NOW)
     same("AuditLogCheckpoint", checkpoint_to_datum(cp))
     batch = OutboundBatch(secrets.signer)
-    held = prepare_transfer(
-        _hold_city(policy),
-        record,
-        recipient=EU,
-        purpose=EU_PURPOSE,
-        counters=CounterState.empty(2026),
-        head=ChainHead(),
-        secrets=secrets,
-        now=NOW,
-        requested_by="pcfx-gateway",
-    )
-    single = prepare_transfer(
-        policy,
-        record,
-        recipient=EU,
-        purpose=EU_PURPOSE,
-        counters=CounterState.empty(2026),
-        head=ChainHead(),
-        secrets=secrets,
-        now=NOW,
-        batch=batch,
-    )
+    held = _prepare(_hold_city(policy), record, secrets, requested_by="pcfx-gateway")
+    single = _prepare(policy, record, secrets, batch=batch)
     assert held.approval is not None and single.encrypted is not None
     (in_batch,) = batch.sign()
     assert in_batch.proof is not None
@@ -393,17 +370,7 @@ def test_approval_events_rebuild_the_core_approval_and_its_states(
     policy: Policy, record: dict[str, Any], secrets: GatewaySecrets, tmp_path: Path
 ) -> None:
     held_policy = _hold_city(policy)
-    p = prepare_transfer(
-        held_policy,
-        record,
-        recipient=EU,
-        purpose=EU_PURPOSE,
-        counters=CounterState.empty(2026),
-        head=ChainHead(),
-        secrets=secrets,
-        now=NOW,
-        requested_by="pcfx-gateway",
-    )
+    p = _prepare(held_policy, record, secrets, requested_by="pcfx-gateway")
     assert p.approval is not None
     source = HeldSource("gateway-p1", "pcf.products", 1, 42, "urn:x")
     serde = GatewaySerde(InMemorySchemaRegistry())
