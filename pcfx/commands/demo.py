@@ -933,7 +933,8 @@ def run_demo(
     broker_started: bool = False,
     prefix: str | None = None,
 ) -> dict[str, Any]:
-    """Play the story; return the figures it showed (the end-to-end test checks them).
+    """Play the story; return the figures it showed, also written to ``<workdir>/figures.json``
+    (the end-to-end test checks them against an independent calculation).
 
     With *keep_running* the streams worker and a gateway are left running, recorded in
     ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
@@ -1168,6 +1169,8 @@ def run_demo(
         raise
     finally:
         exchange.stop()
+    shown = {k: v for k, v in figures.items() if k != "services"}  # those are in services.json
+    (workdir / "figures.json").write_text(json.dumps(shown, indent=1, ensure_ascii=False), "utf-8")
     return figures
 
 
@@ -1334,7 +1337,10 @@ demo_app = typer.Typer(
 )
 
 WorkDir = Annotated[
-    Path, typer.Option("--workdir", help="Where keys, logs, reports and services.json are written.")
+    Path,
+    typer.Option(
+        "--workdir", help="Where keys, logs, reports, figures.json and services.json are written."
+    ),
 ]
 
 
