@@ -84,11 +84,16 @@ class ExchangeSession:
             raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
 
     def read(self, topic: str, model: type[Any], idle_s: float | None = None) -> list[Any]:
-        """Every record of *topic*, decoded as *model*, from the start of each partition up to
-        its end offset when the read began (records written meanwhile may be in it or not).
-        The read ends once every partition is read to that end; should a partition's end not
-        be reached, once nothing came for *idle_s* (the class's :attr:`read_idle_s`), as a
-        read that waited for the topic to fall idle did every time."""
+        """Every record of *topic* decoded as *model* (see :meth:`read_records`)."""
+        return [self.serde.decode(m.value, model) for m in self.read_records(topic, idle_s)]
+
+    def read_records(self, topic: str, idle_s: float | None = None) -> list[Any]:
+        """Every record of *topic* (kafka-python ``ConsumerRecord``: key, value, headers,
+        timestamp), from the start of each partition up to its end offset when the read began
+        (records written meanwhile may be in it or not), each partition in offset order. The
+        read ends once every partition is read to that end; should a partition's end not be
+        reached, once nothing came for *idle_s* (the class's :attr:`read_idle_s`), as a read
+        that waited for the topic to fall idle did every time."""
         from kafka import KafkaConsumer, TopicPartition
 
         idle = self.read_idle_s if idle_s is None else idle_s
@@ -113,7 +118,7 @@ class ExchangeSession:
             while pending:
                 fetched = consumer.poll(timeout_ms=100)
                 for batch in fetched.values():
-                    records.extend(self.serde.decode(m.value, model) for m in batch)
+                    records.extend(batch)
                 if fetched:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since >= idle:
