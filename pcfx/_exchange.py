@@ -52,9 +52,10 @@ class ExchangeSession:
 
     Sending encodes a record with the topic's schema and waits for the broker's
     acknowledgement (:class:`BrokerError` if none). Reading a topic means consuming it from the
-    start until it is idle for *read_idle_s* (the class's default); :meth:`wait_for` polls the
-    latest roll-ups until a predicate holds, and stops early, with the workers' logs, if a
-    worker died (killed by a test is not dead)."""
+    start up to its end offsets as the read begins (a read that gets nothing for *read_idle_s*,
+    the class's default, ends there); :meth:`wait_for` polls the latest roll-ups until a
+    predicate holds, and stops early, with the workers' logs, if a worker died (killed by a
+    test is not dead)."""
 
     bootstrap: str
     prefix: str
@@ -83,19 +84,47 @@ class ExchangeSession:
             raise BrokerError(f"{topic} record for {key} was not acknowledged: {outcome.error}")
 
     def read(self, topic: str, model: type[Any], idle_s: float | None = None) -> list[Any]:
-        from kafka import KafkaConsumer
+        """Every record of *topic* decoded as *model* (see :meth:`read_records`)."""
+        return [self.serde.decode(m.value, model) for m in self.read_records(topic, idle_s)]
+
+    def read_records(self, topic: str, idle_s: float | None = None) -> list[Any]:
+        """Every record of *topic* (kafka-python ``ConsumerRecord``: key, value, headers,
+        timestamp), from the start of each partition up to its end offset when the read began
+        (records written meanwhile may be in it or not), each partition in offset order. The
+        read ends once every partition is read to that end; should a partition's end not be
+        reached, once nothing came for *idle_s* (the class's :attr:`read_idle_s`), as a read
+        that waited for the topic to fall idle did every time."""
+        from kafka import KafkaConsumer, TopicPartition
 
         idle = self.read_idle_s if idle_s is None else idle_s
+        name = self.topic(topic)
         consumer = KafkaConsumer(
-            self.topic(topic),
             **kafka_python_kwargs(),
             bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
             group_id=None,
-            consumer_timeout_ms=int(idle * 1000),
+            enable_auto_commit=False,
         )
         try:
-            return [self.serde.decode(m.value, model) for m in consumer]
+            partitions = sorted(consumer.partitions_for_topic(name) or ())
+            if not partitions:
+                return []  # (not created yet)
+            tps = [TopicPartition(name, p) for p in partitions]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+            records: list[Any] = []
+            quiet_since = time.monotonic()
+            while pending:
+                fetched = consumer.poll(timeout_ms=100)
+                for batch in fetched.values():
+                    records.extend(batch)
+                if fetched:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since >= idle:
+                    break
+                pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+            return records
         finally:
             consumer.close()
 

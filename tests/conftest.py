@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Kafka broker per test run, a fresh topic per test.
+"""Shared fixtures: one real Kafka broker per test run, a fresh topic per test, and one run of
+``pcfx demo`` on its own secure broker for the tests that check it.
 
 The broker comes from :func:`infra.kafka.provision.provision_broker` (KAFKA_BOOTSTRAP_SERVERS,
 else Docker via testcontainers, else the local jar broker). It is started lazily: a run that
@@ -16,6 +17,7 @@ from kafka.admin import NewTopic
 
 from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
 from pcf_exchange.infra.kafka.provision import ProvisionedBroker, provision_broker
+from tests.harness import DemoRun, demo_on_its_own_secure_broker
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +60,13 @@ def new_topic(kafka_admin: KafkaAdminClient) -> Callable[..., str]:
         return name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def secure_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``pcfx demo`` on its own secure broker (:func:`tests.harness.demo_on_its_own_secure_broker`),
+    run once per session: ``tests/e2e/test_demo.py`` checks its figures against an independent
+    calculation and ``tests/infra/test_demo_secure.py`` what the secure broker refused (the demo
+    takes minutes; the README's walkthroughs run it once more, left running, on the test
+    broker)."""
+    return demo_on_its_own_secure_broker(tmp_path_factory.mktemp("secure-demo"))

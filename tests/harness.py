@@ -7,7 +7,8 @@ demo's own session is :mod:`pcf_exchange.pcfx._exchange`.
   supplier/manufacturer with a signing key; turns payloads into the signed records the ingest
   agents verify (key registrations signed by the operator, factors by the operator, footprints
   and BOMs by their owners), one by one or batch-signed as ``pcfx publish`` does;
-* :func:`worker_command` / :func:`start_worker` -- a ``pcfx streams run`` worker process.
+* :func:`worker_command` / :func:`start_worker` -- a ``pcfx streams run`` worker process;
+* :func:`demo_on_its_own_secure_broker` -- one ``pcfx demo`` process with no broker configured.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ from pcf_exchange.producers.keys import load_private_key, new_key_pair
 __all__ = [
     "OPERATOR_ID",
     "SERVICE_ID",
+    "DemoRun",
     "Participants",
+    "demo_on_its_own_secure_broker",
     "namespace_of",
     "raw_public",
     "start_worker",
     "stop_worker",
     "worker_command",
 ]
+
+ROOT = Path(__file__).resolve().parents[1]
+PCFX = [sys.executable, "-m", "pcf_exchange.pcfx"]
 
 OPERATOR_ID = "operator"
 SERVICE_ID = "pcfx-streams"
@@ -216,3 +222,35 @@ def start_worker(
         )
     finally:
         log.close()  # the child has its own descriptor
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One ``pcfx demo`` process: how it ended, and its ``--workdir`` (``figures.json``, the
+    audit report, the labels, the principals' client configs in ``kafka/``)."""
+
+    result: subprocess.CompletedProcess[str]
+    workdir: Path
+
+
+def demo_on_its_own_secure_broker(home: Path) -> DemoRun:
+    """``pcfx demo --workdir <home>/work`` with no broker configured, as a user runs it: it starts
+    a local --secure broker (SASL_SSL, ACLs; state in ``<home>/broker``) and plays the whole
+    story on it. The broker is stopped again however the run ends."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAFKA_", "PCFX_TOPIC_PREFIX", "PCFX_BROKER_DIR"))
+    }
+    env |= {"PCFX_BROKER_DIR": str(home / "broker"), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    try:
+        result = subprocess.run(
+            [*PCFX, "demo", "--workdir", str(home / "work")],
+            capture_output=True, text=True, timeout=1400, env=env, cwd=home, check=False,
+        )  # fmt: skip
+    finally:  # never leave the broker running, whatever happened
+        subprocess.run(
+            [*PCFX, "broker", "stop"],
+            capture_output=True, text=True, timeout=120, env=env, check=False,
+        )  # fmt: skip
+    return DemoRun(result, home / "work")

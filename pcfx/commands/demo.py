@@ -440,6 +440,21 @@ def _gateway_run(prefix: str, workdir: Path, operator_pub: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _records_on(bootstrap: str, topic: str) -> int:
+    """How many records *topic* holds now (the sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from pcf_exchange.contracts.kafka_client import kafka_python_kwargs
+
+    consumer = KafkaConsumer(**kafka_python_kwargs(), bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        consumer.close()
+
+
 def gateway_act(
     bootstrap: str, prefix: str, workdir: Path, *, operator_pub: Path, officer_key: Path
 ) -> dict[str, Any]:
@@ -451,7 +466,11 @@ def gateway_act(
         bootstrap, gateway_schemas(Topics(prefix), (EU_OEM, NOTIFIED_BODY)), prefix=prefix
     )
     as_gateway = principal_env(bootstrap, workdir, "gateway")
-    out = _pcfx(bootstrap, *run, env=as_gateway).stdout
+    # the roll-ups are all there: the run ends once it has taken every one of them (else, as
+    # the second run does, once nothing came for 15 s)
+    backlog = _records_on(bootstrap, f"{prefix}pcf.products")
+    until = ["--max-records", str(backlog)] if backlog else []
+    out = _pcfx(bootstrap, *run, *until, env=as_gateway).stdout
     stats = json.loads(out[out.index("{") :])
     eu = _decrypt(bootstrap, prefix, keys, EU_OEM)[-1]
     pcf = eu["footprint"]["pcf"]
@@ -933,7 +952,8 @@ def run_demo(
     broker_started: bool = False,
     prefix: str | None = None,
 ) -> dict[str, Any]:
-    """Play the story; return the figures it showed (the end-to-end test checks them).
+    """Play the story; return the figures it showed, also written to ``<workdir>/figures.json``
+    (the end-to-end test checks them against an independent calculation).
 
     With *keep_running* the streams worker and a gateway are left running, recorded in
     ``<workdir>/services.json`` (see :func:`pcfx._services.stop_services`); *broker_started*
@@ -1168,6 +1188,8 @@ def run_demo(
         raise
     finally:
         exchange.stop()
+    shown = {k: v for k, v in figures.items() if k != "services"}  # those are in services.json
+    (workdir / "figures.json").write_text(json.dumps(shown, indent=1, ensure_ascii=False), "utf-8")
     return figures
 
 
@@ -1334,7 +1356,10 @@ demo_app = typer.Typer(
 )
 
 WorkDir = Annotated[
-    Path, typer.Option("--workdir", help="Where keys, logs, reports and services.json are written.")
+    Path,
+    typer.Option(
+        "--workdir", help="Where keys, logs, reports, figures.json and services.json are written."
+    ),
 ]
 
 

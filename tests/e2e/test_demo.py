@@ -1,5 +1,9 @@
 """`make demo`'s scenario on the real broker, checked against an independent calculation: a
-plain recursive evaluation of the demo files, written here without the roll-up core."""
+plain recursive evaluation of the demo files, written here without the roll-up core.
+
+The figures are those the ``pcfx demo`` process wrote to ``<workdir>/figures.json`` in the
+session's one run on its own secure broker (the ``secure_demo`` fixture, ``tests/conftest.py``;
+``tests/infra/test_demo_secure.py`` checks what that broker refused)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from pcf_exchange.pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK, run_demo
+from pcf_exchange.pcfx.commands.demo import BUS, CELL, DEMO_DIR, FACTORS_FILE, PACK
+from tests.harness import DemoRun
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -74,9 +79,11 @@ def independent_footprints(
     return {pid: pcf(pid) for pid in boms}
 
 
-@pytest.mark.timeout(900)  # a guard only: the run is 2-3 min on a quiet machine, more under load
-def test_the_demo_matches_an_independent_calculation(kafka_bootstrap: str, tmp_path: Path) -> None:
-    figures = run_demo(kafka_bootstrap, tmp_path / "demo")
+@pytest.mark.timeout(1500)  # a guard only: the run is 2-3 min on a quiet machine, more under load
+def test_the_demo_matches_an_independent_calculation(secure_demo: DemoRun, tmp_path: Path) -> None:
+    result = secure_demo.result
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads((secure_demo.workdir / "figures.json").read_text())
     before = independent_footprints()
     green = json.loads((DEMO_DIR / "cell-green-electricity.json").read_text())
     after = independent_footprints(green)

@@ -137,12 +137,22 @@ class Shell:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
+            if not _group_alive(self.proc.pid):
                 break
-            time.sleep(3)
+            os.killpg(self.proc.pid, sig)
+            deadline = time.monotonic() + 3
+            while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)  # up to 3 s for the group to end (not 3 s whatever happens)
         self.out.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group *pgid* is left (signal 0 probes, sends nothing)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture

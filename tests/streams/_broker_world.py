@@ -224,30 +224,15 @@ class World(ExchangeSession):
 
     # --- reading results -----------------------------------------------------------------------
 
-    def product_signatures(self, idle_s: float = 3.0) -> list[HandoffCheck]:
+    def product_signatures(self) -> list[HandoffCheck]:
         """Every ``pcf.products`` record checked as a signed hand-off against the key registry
         (``pcf.keys`` folded with the operator key), at the broker's time of each record."""
         keyring = Keyring(
             {self.participants.operator_key_id: self.participants.operator.public_key()}
         )
-        consumer = KafkaConsumer(
-            self.topic("pcf.keys"),
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            consumer_timeout_ms=int(idle_s * 1000),
-        )
-        for m in consumer:
+        for m in self.read_records("pcf.keys"):
             keyring.apply(self.serde.decode(m.value, SignedSupplierKey))
-        consumer.close()
-        consumer = KafkaConsumer(
-            self.topic("pcf.products"),
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            consumer_timeout_ms=int(idle_s * 1000),
-        )
-        checks = [
+        return [
             check_handoff(
                 keyring,
                 m.key,
@@ -255,10 +240,8 @@ class World(ExchangeSession):
                 m.headers,
                 appended_at=datetime.fromtimestamp(m.timestamp / 1000, UTC),
             )
-            for m in consumer
+            for m in self.read_records("pcf.products")
         ]
-        consumer.close()
-        return checks
 
     def end_offsets(self, *names: str) -> dict[tuple[str, int], int]:
         """The end offset of every partition of the topics *names* (without the prefix)."""

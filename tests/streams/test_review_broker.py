@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
 
 from pcf_exchange.contracts import (
     KafkaSchemaRegistry,
@@ -50,16 +49,8 @@ def _at_999(fp: ProductFootprint) -> ProductFootprint:
 
 def _read(world: World, name: str, serde: ReviewSerde, want: int) -> list[ReviewEvent]:
     events: list[ReviewEvent] = []
-    for _ in range(90):
-        consumer = KafkaConsumer(
-            world.topic(name),
-            bootstrap_servers=world.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            consumer_timeout_ms=2000,
-        )
-        events = [serde.decode(m.value) for m in consumer]
-        consumer.close()
+    for _ in range(180):
+        events = [serde.decode(m.value) for m in world.read_records(name)]
         if len(events) >= want:
             return events
         time.sleep(1)

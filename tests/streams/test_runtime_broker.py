@@ -378,7 +378,6 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
     import os
 
     from confluent_kafka import Consumer, Producer, TopicPartition
-    from kafka import KafkaConsumer
 
     from pcf_exchange.contracts import load_footprints
     from pcf_exchange.streams import codec
@@ -392,15 +391,7 @@ def test_a_worker_skips_only_its_own_echoes(world: World) -> None:
     world.start_worker()
     world.publish_demo_chain()
     world.wait_for(_converged(expected), what="the demo chain's roll-ups")
-    consumer = KafkaConsumer(
-        world.topic("pcf.rollup"),
-        bootstrap_servers=world.bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        consumer_timeout_ms=3000,
-    )
-    stamps = {dict(m.headers).get(ECHO_HEADER) for m in consumer} - {None}
-    consumer.close()
+    stamps = {dict(m.headers).get(ECHO_HEADER) for m in world.read_records("pcf.rollup")} - {None}
     assert len(stamps) == 1, "the worker stamps the packs it applied itself, with one stamp"
     (own,) = stamps
     assert own is not None
