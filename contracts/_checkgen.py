@@ -44,9 +44,15 @@ from typing import Any, Final
 
 import orjson
 
-from pcf_exchange.contracts._types import _DECIMAL_RE, _RFC3339_RE, MAX_DECIMAL_CHARS
+from pcf_exchange.contracts._types import (
+    _DECIMAL_RE,
+    _RFC3339_RE,
+    MAX_DECIMAL_CHARS,
+    format_datetime,
+)
 
 __all__ = [
+    "WRITTEN_DECIMAL_RE",
     "Bool",
     "Call",
     "Check",
@@ -62,6 +68,7 @@ __all__ = [
     "instant",
     "is_zero",
     "source_of",
+    "written_instant",
 ]
 
 
@@ -98,7 +105,10 @@ class Bool:
 
 @dataclass(frozen=True, slots=True)
 class Instant:
-    """RFC 3339 text that the models read as an instant."""
+    """RFC 3339 text that the models read as an instant; ``written``: and exactly as the models
+    write it (:func:`written_instant`)."""
+
+    written: bool = False
 
 
 DEC_KINDS: Final = frozenset(
@@ -110,9 +120,11 @@ DEC_KINDS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Dec:
-    """PACT decimal text with a sign rule or range (:data:`DEC_KINDS`)."""
+    """PACT decimal text with a sign rule or range (:data:`DEC_KINDS`); ``written``: and exactly
+    as the models write it (:data:`WRITTEN_DECIMAL_RE`)."""
 
     kind: str = "any"
+    written: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in DEC_KINDS:
@@ -196,6 +208,21 @@ def instant(value: str) -> datetime | None:
         return None
 
 
+@functools.lru_cache(maxsize=8192)
+def written_instant(value: str) -> bool:
+    """Whether RFC 3339 text is an instant the models read and write back as the same text
+    (``format_datetime``: UTC, ``Z``, a fraction only when not zero and then six digits)."""
+    moment = instant(value)
+    return moment is not None and format_datetime(moment) == value
+
+
+WRITTEN_DECIMAL_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+"""Decimal text (:data:`~contracts._types._DECIMAL_RE`) exactly as the models write it back
+(``format_decimal(Decimal(text)) == text`` for text of at most :data:`MAX_DECIMAL_CHARS`): no
+``+``, no leading zero before the integer digits (``"0.5"``, ``"-0"``, ``"61.40"`` are;
+``"+1"``, ``"061.4"`` are not). A subset of ``_DECIMAL_RE``'s matches."""
+
+
 _MEMO: Final[dict[tuple[int, bytes], bool]] = {}
 _MEMO_SIZE: Final = 4096
 
@@ -243,9 +270,11 @@ class _Compiler:
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {
             "DEC": _DECIMAL_RE.fullmatch,
+            "WDEC": WRITTEN_DECIMAL_RE.fullmatch,
             "IS_ZERO": is_zero,
             "BOUNDED": _bounded,
             "INSTANT": instant,
+            "WINSTANT": written_instant,
         }
         self.counter = 0
 
@@ -267,13 +296,16 @@ class _Compiler:
                 return f"type({v}) is str and {v} in {self.constant(choices, 'SET')}"
             case Bool():
                 return f"type({v}) is bool"
-            case Instant():
+            case Instant(written):
+                if written:
+                    return f"type({v}) is str and WINSTANT({v})"
                 return f"type({v}) is str and INSTANT({v}) is not None"
-            case Dec(kind):
+            case Dec(kind, written):
                 tail = _DEC_TAIL[kind].format(v=v)
+                matcher = "WDEC" if written else "DEC"
                 return (
                     f"type({v}) is str and len({v}) <= {MAX_DECIMAL_CHARS}"
-                    f" and DEC({v}) is not None{tail}"
+                    f" and {matcher}({v}) is not None{tail}"
                 )
             case List():
                 return f"{self.list_function(check)}({v})"

@@ -1,0 +1,321 @@
+"""The fast lane's one compiled pass (``footprint_written_ok``: the rules and the form the model
+writes, together) decides exactly what the two passes it replaced decided (``footprint_ok``, then
+a walk of the record asking each decimal, instant, id and extension to be in the model's form,
+kept here verbatim as the reference), and a JSON Lines file checked the new way gives the same
+items, bytes, rejections and reasons as one checked the old way."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import pytest
+
+from pcf_exchange.contracts import PCFX_EXTENSION_SCHEMA
+from pcf_exchange.contracts._checkgen import WRITTEN_DECIMAL_RE, instant, written_instant
+from pcf_exchange.contracts._fast import footprint_ok
+from pcf_exchange.contracts._pact import PCFX_EXTENSION_SPEC_VERSION
+from pcf_exchange.contracts._types import format_datetime, format_decimal
+from pcf_exchange.producers import _fastpath, _input
+from pcf_exchange.producers._fastpath import (
+    PactFootprint,
+    _may_warn,
+    canonical_payload,
+    footprint_written_ok,
+)
+from pcf_exchange.producers._input import Item
+from pcf_exchange.producers._parallel import _chunks, _expand, _run, check_chunk
+from tests.contracts.conftest import FOOTPRINT_JSON
+from tests.contracts.test_fast_path import PATHS, TRICKY, _mutated
+from tests.producers.conftest import footprint_json
+from tests.producers.test_fastpath import DECLINED, TAKEN
+from tests.producers.test_parallel import _mixed_file
+
+# -- the reference: the second pass as it was (producers/_fastpath.py before session 18) --------
+
+
+@functools.lru_cache(maxsize=8192)
+def _normal_decimal(text: str) -> bool:
+    return format_decimal(Decimal(text)) == text
+
+
+@functools.lru_cache(maxsize=8192)
+def _normal_instant(text: str) -> bool:
+    moment = instant(text)
+    return moment is not None and format_datetime(moment) == text
+
+
+_TOP_INSTANTS: Final = ("created", "validityPeriodStart", "validityPeriodEnd")
+_PCF_NOT_DECIMAL: Final = frozenset(
+    {
+        "declaredUnitOfMeasurement",
+        "referencePeriodStart",
+        "referencePeriodEnd",
+        "geographyRegionOrSubregion",
+        "geographyCountry",
+        "geographyCountrySubdivision",
+        "boundaryProcessesDescription",
+        "packagingEmissionsIncluded",
+        "ccsTechnologicalCO2CaptureIncluded",
+        "technologicalCO2CaptureOrigin",
+        "ccuCalculationApproach",
+        "ccuCreditCertification",
+        "ipccCharacterizationFactors",
+        "crossSectoralStandards",
+        "productOrSectorSpecificRules",
+        "exemptedEmissionsDescription",
+        "allocationRulesDescription",
+        "secondaryEmissionFactorSources",
+        "dqi",
+        "verification",
+    }
+)
+"""The pcf fields that are not decimal text (every other pcf field is)."""
+
+
+def _normal(p: dict[str, Any], compact: bytes | None = None) -> bool:
+    """Whether ``to_pact_json(parse_footprint(p)) == p`` (given ``footprint_ok(p)``); *compact*
+    is ``orjson.dumps(p)`` (keys sorted or not) if the caller has it."""
+    # (a string holding ":null" only sends it the model's way)
+    if b":null" in (orjson.dumps(p) if compact is None else compact):
+        return False
+    if p["id"] != p["id"].lower():
+        return False
+    preceding = p.get("precedingPfIds")
+    if preceding is not None and any(x != x.lower() for x in preceding):
+        return False
+    if not all(_normal_instant(p[k]) for k in _TOP_INSTANTS if k in p):
+        return False
+    pcf = p["pcf"]
+    for key, value in pcf.items():
+        if key not in _PCF_NOT_DECIMAL and not _normal_decimal(value):
+            return False
+    if not (
+        _normal_instant(pcf["referencePeriodStart"]) and _normal_instant(pcf["referencePeriodEnd"])
+    ):
+        return False
+    dqi = pcf.get("dqi")
+    if dqi is not None and not all(_normal_decimal(v) for v in dqi.values()):
+        return False
+    verification = pcf.get("verification")
+    completed = verification.get("completedAt") if verification is not None else None
+    if completed is not None and not _normal_instant(completed):
+        return False
+    if "extensions" in p:
+        return _normal_extension(p["extensions"])
+    return True
+
+
+def _normal_extension(extensions: list[dict[str, Any]]) -> bool:
+    if len(extensions) != 1:  # an empty list is left out by the model
+        return False
+    (ext,) = extensions
+    if ext["specVersion"] != PCFX_EXTENSION_SPEC_VERSION or "documentation" in ext:
+        return False
+    if ext["dataSchema"] != PCFX_EXTENSION_SCHEMA:  # pragma: no cover - footprint_ok checked it
+        return False
+    data = ext["data"]
+    stages = data.get("stageBreakdown")
+    if stages is not None and not all(_normal_decimal(v) for v in stages.values()):
+        return False
+    uncertainty = data.get("uncertainty")
+    if uncertainty is not None and not all(
+        _normal_decimal(v) for k, v in uncertainty.items() if k != "method"
+    ):
+        return False
+    labels = data.get("fieldLabels")
+    if labels is not None:
+        for label in labels.values():  # the model leaves a field at its default out
+            if label.get("personalInfo") == "NONE" or label.get("tradeSecret") is False:
+                return False
+    return True
+
+
+def _reference_accepts(value: Any, canonical: bytes) -> bool:
+    """The old lane's decision: the rules, then the written form, then no warning."""
+    return footprint_ok(value) and _normal(value, canonical) and not _may_warn(value)
+
+
+def _reference_accept(value: Any, canonical: bytes | None = None) -> PactFootprint | None:
+    """``_fastpath.accept`` as it was: the same result built when the old passes agree."""
+    written = canonical_payload(value) if canonical is None else canonical
+    if not _reference_accepts(value, written):
+        return None
+    created = instant(value["created"])
+    assert created is not None
+    return PactFootprint(
+        value["id"],
+        created,
+        value["status"],
+        tuple(value["companyIds"]),
+        tuple(value["productIds"]),
+        written,
+        value,
+    )
+
+
+def _new_accepts(value: Any, canonical: bytes) -> bool:
+    return _fastpath.accept(value, canonical) is not None
+
+
+# -- the pieces ----------------------------------------------------------------------------------
+
+
+def test_the_written_decimal_pattern_is_format_decimal() -> None:
+    signs, whole = ("", "+", "-"), ("0", "00", "1", "01", "10", "007", "100", "9" * 40)
+    fractions = ("", ".0", ".5", ".50", ".000", ".0001", "." + "1" * 20)
+    texts = ["".join(t) for t in itertools.product(signs, whole, fractions)]
+    for text in texts:
+        assert (WRITTEN_DECIMAL_RE.fullmatch(text) is not None) is _normal_decimal(text), text
+
+
+def test_a_written_instant_is_one_format_datetime_gives_back() -> None:
+    texts = [
+        "2025-03-01T08:00:00Z",
+        "2025-03-01T08:00:00z",
+        "2025-03-01t08:00:00Z",
+        "2025-03-01T08:00:00+00:00",
+        "2025-03-01T16:00:00+08:00",
+        "2025-03-01T08:00:00.5Z",
+        "2025-03-01T08:00:00.500000Z",
+        "2025-03-01T08:00:00.000000Z",
+        "2025-03-01T08:00:00.0000001Z",
+        "2025-02-30T08:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "not a time",
+    ]
+    for text in texts:
+        assert written_instant(text) is _normal_instant(text), text
+
+
+# -- one pass against the two ----------------------------------------------------------------------
+
+EXTRA: Final[list[Any]] = [
+    "61.4",
+    "61.400",
+    "061.40",
+    "+61.40",
+    "0.0",
+    "-0",
+    "2025-03-01T08:00:00.000001Z",
+    "2025-03-01T08:00:00.000000Z",
+    "2025-03-01T08:00:00+00:00",
+    "BE000000-0000-0000-0000-000000000000",
+    "NONE",
+    "2.0.0",
+    "1.0.0",
+    False,
+    True,
+    "https://x.example/doc",
+    [],
+    {},
+    [PCFX_EXTENSION_SCHEMA],
+]
+
+
+def _cases() -> list[dict[str, Any]]:
+    cases = []
+    for mutate in (*(c[1] for c in TAKEN), *(c[1] for c in DECLINED)):
+        payload = copy.deepcopy(FOOTPRINT_JSON)
+        mutate(payload)
+        cases.append(payload)
+    for path, action, value in itertools.product(PATHS, ("set", "delete", "add"), TRICKY + EXTRA):
+        if action != "set" and value is not None:
+            if action == "delete" and value != "0":
+                continue  # (a delete is the same whatever the value: once)
+            if action == "add" and value not in ("0", None, "NONE"):
+                continue
+        cases.append(_mutated(path, action, value))
+    return cases
+
+
+def test_the_one_pass_decides_what_the_passes_it_replaced_decided() -> None:
+    cases = _cases()
+    taken = 0
+    for payload in cases:
+        value = orjson.loads(orjson.dumps(payload))
+        canonical = canonical_payload(value)
+        old = _reference_accepts(value, canonical)
+        assert _new_accepts(value, canonical) is old, payload
+        assert (footprint_written_ok(value) and b":null" not in canonical) is (
+            footprint_ok(value) and _normal(value, canonical)
+        ), payload
+        taken += old
+    # both answers occur often: the comparison is not between two "no"s
+    assert len(cases) > 5_000 and 500 < taken < len(cases) - 500, (len(cases), taken)
+
+
+# -- a whole file, checked the old way and the new ------------------------------------------------
+
+
+def _seen(item: Item) -> tuple[Any, ...]:
+    """Everything a checked item carries that the publisher reads."""
+    record = item.record
+    if isinstance(record, PactFootprint):
+        body: Any = (
+            "lane",
+            record.canonical,
+            record.id,
+            record.created,
+            record.status,
+            record.company_ids,
+            record.product_ids,
+        )
+    elif record is None:
+        body = None
+    else:
+        body = (type(record).__name__, record.model_dump(mode="json", by_alias=True))
+    error = None if item.error is None else (type(item.error), item.error.violations)
+    return (body, item.ref, item.file, item.index, item.line, error, item.warnings, item.pcr)
+
+
+def _file(tmp_path: Path) -> Path:
+    """The parallel tests' mixed file (good lines around every kind of bad or unusual one),
+    then every named case and a mutation of each path, as lines."""
+    path = _mixed_file(tmp_path / "mixed.jsonl")
+    lines = [path.read_bytes().rstrip(b"\n")]
+    for n, (path_, value) in enumerate(itertools.product(PATHS, ("", "-0", "061.4", None))):
+        payload = footprint_json(500 + n)
+        lines.append(orjson.dumps(_mutated(path_, "set", value)))
+        lines.append(orjson.dumps(payload))
+    for mutate in (*(c[1] for c in TAKEN), *(c[1] for c in DECLINED)):
+        payload = footprint_json(2_000 + len(lines))
+        mutate(payload)
+        lines.append(orjson.dumps(payload))
+    out = tmp_path / "file.jsonl"
+    out.write_bytes(b"\n".join(lines) + b"\n")
+    return out
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_file_checked_the_new_way_gives_what_the_old_way_gave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
+) -> None:
+    path = _file(tmp_path)
+    name = str(path)
+    with open(path, "rb") as handle:
+        chunks = list(_chunks(handle, 97))
+    # as a checking process hands them over (compact), and as this process checks them itself
+    new = [_seen(i) for c in chunks for i in _expand(name, _run(_check(strict), name, c))]
+    here = [_seen(i) for c in chunks for i in check_chunk(name, c, strict)]
+    monkeypatch.setattr(_input, "accept", _reference_accept)
+    old = [_seen(i) for c in chunks for i in check_chunk(name, c, strict)]
+    assert new == old
+    assert here == old
+    kinds = {s[0][0] if s[0] is not None else "refused" for s in old}
+    assert kinds == {"lane", "ProductFootprint", "refused"}, kinds
+    lane = sum(1 for s in old if s[0] is not None and s[0][0] == "lane")
+    assert lane > 300 and len(old) - lane > 100, (lane, len(old))
+
+
+def _check(strict: bool) -> Any:
+    return functools.partial(_strict_check, strict)
+
+
+def _strict_check(strict: bool, name: str, lines: Any) -> list[Item]:
+    return check_chunk(name, lines, strict)
