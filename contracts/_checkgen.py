@@ -262,6 +262,18 @@ _DEC_TAIL: Final = {
 }
 
 
+_WRITTEN_DEC: Final[dict[str, tuple[re.Pattern[str], str]]] = {
+    "any": (WRITTEN_DECIMAL_RE, ""),
+    "non_neg": (re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"), ""),
+    "positive": (re.compile(r"[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*"), ""),
+    "neg_or_zero": (re.compile(r"-(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|0(?:\.0+)?"), ""),
+    "percent": (WRITTEN_DECIMAL_RE, _DEC_TAIL["percent"]),
+    "one_to_five": (WRITTEN_DECIMAL_RE, _DEC_TAIL["one_to_five"]),
+}
+"""A written decimal of each kind (:data:`WRITTEN_DECIMAL_RE` with its sign rule, so one
+match answers both), and the tail still asked of it (a range)."""
+
+
 class _Compiler:
     """Emits one module of source: a function per :class:`Obj` (and per list or recurring
     check), and the namespace of constants and helpers they name."""
@@ -270,7 +282,6 @@ class _Compiler:
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {
             "DEC": _DECIMAL_RE.fullmatch,
-            "WDEC": WRITTEN_DECIMAL_RE.fullmatch,
             "IS_ZERO": is_zero,
             "BOUNDED": _bounded,
             "INSTANT": instant,
@@ -301,11 +312,14 @@ class _Compiler:
                     return f"type({v}) is str and WINSTANT({v})"
                 return f"type({v}) is str and INSTANT({v}) is not None"
             case Dec(kind, written):
-                tail = _DEC_TAIL[kind].format(v=v)
-                matcher = "WDEC" if written else "DEC"
+                if written:  # the sign rule in the pattern, but for a range
+                    regex, tail = _WRITTEN_DEC[kind]
+                    matcher = self.constant(regex.fullmatch, "WDEC")
+                else:
+                    matcher, tail = "DEC", _DEC_TAIL[kind]
                 return (
                     f"type({v}) is str and len({v}) <= {MAX_DECIMAL_CHARS}"
-                    f" and {matcher}({v}) is not None{tail}"
+                    f" and {matcher}({v}) is not None{tail.format(v=v)}"
                 )
             case List():
                 return f"{self.list_function(check)}({v})"

@@ -57,6 +57,7 @@ from pcf_exchange.contracts._checkgen import (
     Recurring,
     compile_object,
     instant,
+    is_zero,
 )
 from pcf_exchange.contracts._envelope import PAYLOAD_FOOTPRINT
 from pcf_exchange.contracts._fast import FOOTPRINT_RULES, _labels, _rules, _stages
@@ -200,10 +201,11 @@ _WRITTEN_DECIMAL: Final = WRITTEN_DECIMAL_RE.fullmatch
 _LOWER_UUID: Final = Pattern(
     re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), 36
 )
-_WRITTEN_CALLS: Final[dict[Callable[[Any], bool], Callable[[Any], bool]]] = {
-    _rules: _rules,  # (no decimal, no instant: the same)
-    _stages: _written_stages,
-    _labels: _written_labels,
+_WRITTEN_CALLS: Final[dict[Callable[[Any], bool], Check]] = {
+    _rules: Call(_rules),  # (no decimal, no instant: the same)
+    _stages: Call(_written_stages),
+    # a file's labelling policy, the same record after record: answered once per distinct value
+    _labels: Recurring(Call(_written_labels)),
 }
 
 
@@ -220,7 +222,7 @@ def _as_written(check: Check) -> Check:
             return Recurring(_as_written(inner))
         case Call(predicate):
             # a hand-written predicate says itself what it accepts: each is mapped by name
-            return Call(_WRITTEN_CALLS[predicate])
+            return _WRITTEN_CALLS[predicate]
         case Obj():
             fields = {key: _as_written(inner) for key, inner in check.fields.items()}
             return dataclasses.replace(check, fields=fields)
@@ -265,9 +267,13 @@ def _may_warn(p: dict[str, Any]) -> bool:
         amount = Decimal(pcf["declaredUnitAmount"])
         if mass_warnings(amount, "kilogram", Decimal(mass)):
             return True
-    excluding = Decimal(pcf["pcfExcludingBiogenicUptake"])
+    excluding_text = pcf["pcfExcludingBiogenicUptake"]
+    excluding = Decimal(excluding_text)
     uptake = pcf.get("biogenicCO2Uptake")
-    if uptake is not None:
+    # (no uptake and the same text: excluding + 0 rounds to itself at its own precision)
+    if uptake is not None and not (
+        is_zero(uptake) and pcf["pcfIncludingBiogenicUptake"] == excluding_text
+    ):
         computed = _ROOMY.add(excluding, Decimal(uptake))
         if not _same_at_precision(Decimal(pcf["pcfIncludingBiogenicUptake"]), computed):
             return True

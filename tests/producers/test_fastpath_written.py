@@ -17,14 +17,22 @@ import orjson
 import pytest
 
 from pcf_exchange.contracts import PCFX_EXTENSION_SCHEMA
-from pcf_exchange.contracts._checkgen import WRITTEN_DECIMAL_RE, instant, written_instant
+from pcf_exchange.contracts._checkgen import (
+    DEC_KINDS,
+    WRITTEN_DECIMAL_RE,
+    Dec,
+    Obj,
+    compile_object,
+    instant,
+    written_instant,
+)
 from pcf_exchange.contracts._fast import footprint_ok
+from pcf_exchange.contracts._footprint import _ROOMY, _same_at_precision, mass_warnings
 from pcf_exchange.contracts._pact import PCFX_EXTENSION_SPEC_VERSION
 from pcf_exchange.contracts._types import format_datetime, format_decimal
 from pcf_exchange.producers import _fastpath, _input
 from pcf_exchange.producers._fastpath import (
     PactFootprint,
-    _may_warn,
     canonical_payload,
     footprint_written_ok,
 )
@@ -136,6 +144,44 @@ def _normal_extension(extensions: list[dict[str, Any]]) -> bool:
     return True
 
 
+def _may_warn(p: dict[str, Any]) -> bool:
+    """Whether ``check_footprint(p)`` may give a warning (then the model path gives it)."""
+    pcf = p["pcf"]
+    mass = pcf.get("productMassPerDeclaredUnit")
+    if pcf["declaredUnitOfMeasurement"] == "kilogram" and mass is not None:
+        amount = Decimal(pcf["declaredUnitAmount"])
+        if mass_warnings(amount, "kilogram", Decimal(mass)):
+            return True
+    excluding = Decimal(pcf["pcfExcludingBiogenicUptake"])
+    uptake = pcf.get("biogenicCO2Uptake")
+    if uptake is not None:
+        computed = _ROOMY.add(excluding, Decimal(uptake))
+        if not _same_at_precision(Decimal(pcf["pcfIncludingBiogenicUptake"]), computed):
+            return True
+    if pcf.get("ccuCreditCertification") is not None and pcf.get("ccuCalculationApproach") != (
+        "Credit"
+    ):
+        return True
+    for rule in pcf.get("productOrSectorSpecificRules", ()):
+        if rule["operator"] != "Other" and rule.get("otherOperatorName") is not None:
+            return True
+    for ext in p.get("extensions", ()):
+        data = ext["data"]
+        uncertainty = data.get("uncertainty")
+        low = uncertainty.get("lower95") if uncertainty is not None else None
+        high = uncertainty.get("upper95") if uncertainty is not None else None
+        if low is not None and high is not None and not Decimal(low) <= excluding <= Decimal(high):
+            return True
+        stages = data.get("stageBreakdown")
+        if stages:
+            total = Decimal(0)
+            for amount_text in stages.values():
+                total = _ROOMY.add(total, Decimal(amount_text))
+            if not _same_at_precision(excluding, total):
+                return True
+    return False
+
+
 def _reference_accepts(value: Any, canonical: bytes) -> bool:
     """The old lane's decision: the rules, then the written form, then no warning."""
     return footprint_ok(value) and _normal(value, canonical) and not _may_warn(value)
@@ -172,6 +218,14 @@ def test_the_written_decimal_pattern_is_format_decimal() -> None:
     texts = ["".join(t) for t in itertools.product(signs, whole, fractions)]
     for text in texts:
         assert (WRITTEN_DECIMAL_RE.fullmatch(text) is not None) is _normal_decimal(text), text
+    # each kind's written check (its sign rule inside the pattern) is the rule and the form
+    texts += ["", "x", "1e5", "1.", ".5", "-", "9" * 65, "0." + "0" * 63, "٦"]
+    for kind in sorted(DEC_KINDS):
+        rule = compile_object(Obj({"x": Dec(kind)}, required=frozenset({"x"})))
+        written = compile_object(Obj({"x": Dec(kind, written=True)}, required=frozenset({"x"})))
+        for text in texts:
+            expected = rule({"x": text}) and _normal_decimal(text)
+            assert written({"x": text}) is expected, (kind, text)
 
 
 def test_a_written_instant_is_one_format_datetime_gives_back() -> None:
@@ -231,6 +285,20 @@ def _cases() -> list[dict[str, Any]]:
             if action == "add" and value not in ("0", None, "NONE"):
                 continue
         cases.append(_mutated(path, action, value))
+    # the uptake sum (a warning when it is off): zero or not, the same text or not
+    for uptake, including, excluding in itertools.product(
+        ("0", "-0", "0.000", "-0.0", "-1", "-0.01", "+0", "00"),
+        ("61.40", "61.4", "61.400", "61.39", "60.40", "-61.40"),
+        ("61.40", "61.4", "0", "-0"),
+    ):
+        payload = copy.deepcopy(FOOTPRINT_JSON)
+        payload["pcf"].update(
+            biogenicCO2Uptake=uptake,
+            pcfIncludingBiogenicUptake=including,
+            pcfExcludingBiogenicUptake=excluding,
+        )
+        payload.pop("extensions")  # (no stages or interval to hold the total)
+        cases.append(payload)
     return cases
 
 
