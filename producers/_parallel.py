@@ -8,9 +8,10 @@ while the publishing process signs, encodes, produces and serves delivery report
 
 * The checker is a pure function of the line bytes (with its 1-based line number and record
   index) and of ``strict`` (the PCR setting, given once when the pool starts): each chunk
-  comes back as the same :class:`~producers._input.Item`\\ s the in-process reader gives, with
-  the gate's verdict in :attr:`Item.pcr`; a fast-lane record travels as its canonical bytes and
-  the fields the publisher reads (:meth:`PactFootprint.__reduce__`).
+  comes back as the :class:`~producers._input.Item`\\ s the in-process reader gives, with
+  the gate's verdict in :attr:`Item.pcr`; a fast-lane record that passed the gate travels as a
+  plain tuple of its canonical bytes and the fields the publisher reads (:data:`Compact`, made
+  without an item), which :func:`_expand` turns into its item in the publishing process.
 * While the first checking process starts, the publishing process checks the first chunks
   itself (the same pure function), so the start-up costs no waiting.
 * Chunks are yielded in input order, and at most ``2 × (jobs - 1)`` are in flight, so memory
@@ -35,7 +36,7 @@ import gc
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -43,8 +44,18 @@ from pathlib import Path
 from typing import Final
 
 from pcf_exchange.contracts.errors import InfrastructureError, Violation
+from pcf_exchange.contracts.pcr import PcrOutcome
+from pcf_exchange.contracts.pcr import check_footprint as pcr_check
 from pcf_exchange.producers._fastpath import PactFootprint
-from pcf_exchange.producers._input import Item, Kind, _unreadable, jsonl_item, load_items
+from pcf_exchange.producers._input import (
+    MAX_JSON_BYTES,
+    Item,
+    Kind,
+    _fast_lane,
+    _unreadable,
+    jsonl_item,
+    load_items,
+)
 from pcf_exchange.producers._pcr import pcr_gate
 
 __all__ = [
@@ -101,12 +112,11 @@ def _started() -> None:
 
 
 def _run(
-    check: Callable[[str, list[Line]], list[Item]], name: str, lines: list[Line]
-) -> list[Item | Compact]:
-    """One chunk in a checking process: *check*, its items made compact for the trip, then the
-    chunk's cyclic garbage collected."""
+    check: Callable[[str, list[Line]], Sequence[Item | Compact]], name: str, lines: list[Line]
+) -> Sequence[Item | Compact]:
+    """One chunk in a checking process: *check*, then the chunk's cyclic garbage collected."""
     try:
-        return _compact(name, check(name, lines))
+        return check(name, lines)
     finally:
         gc.collect()
 
@@ -114,14 +124,28 @@ def _run(
 _SETTINGS: Final[dict[str, bool]] = {"strict": False}
 """The PCR setting (``--strict``) of the run this checking process serves, set at its start."""
 
+_PASSED: Final = (PcrOutcome.PASSED, PcrOutcome.NOT_APPLICABLE)
 
-def check_chunk(name: str, lines: list[Line], strict: bool | None = None) -> list[Item]:
-    """The items of *lines* of the file *name*, each with the PCR gate's verdict
-    (:attr:`Item.pcr`): what a checking process returns for one chunk."""
+
+def check_chunk(name: str, lines: list[Line], strict: bool | None = None) -> list[Item | Compact]:
+    """What a checking process returns for *lines* of the file *name*: each line's item with the
+    PCR gate's verdict (:attr:`Item.pcr`), a fast-lane footprint that passed the gate as its
+    :data:`Compact` tuple (what crosses between processes; :func:`_expand` makes its item)."""
     strict = _SETTINGS["strict"] if strict is None else strict
-    items = []
+    out: list[Item | Compact] = []
     for number, index, raw in lines:
-        item = jsonl_item(name, number, index, raw)
+        fast = _fast_lane(raw) if len(raw) <= MAX_JSON_BYTES else None
+        if fast is not None:
+            # (the gate's own test, without an item: most records pass it)
+            if pcr_check(fast.payload).outcome in _PASSED:
+                out.append(
+                    (number, index, fast.canonical, fast.id, fast.created, fast.status,
+                     fast.company_ids, fast.product_ids)
+                )  # fmt: skip
+                continue
+            item = Item(fast, f"{name}:{number}", name, index, number)  # as jsonl_item makes it
+        else:
+            item = jsonl_item(name, number, index, raw)
         if item.record is not None:
             gated = pcr_gate(item, strict=strict)
             verdict: tuple[Violation, ...] = ()
@@ -132,40 +156,17 @@ def check_chunk(name: str, lines: list[Line], strict: bool | None = None) -> lis
             # (the item was made just now, here, and is not shared yet: set in place, as its
             # constructor does, instead of building it a second time)
             object.__setattr__(item, "pcr", verdict)
-        items.append(item)
-    return items
-
-
-Compact = tuple[int, int, bytes, str, datetime, str, tuple[str, ...], tuple[str, ...]]
-"""A plain fast-lane item between processes: (line, index, canonical, id, created, status,
-company ids, product ids); pickled in C, ~5 µs per line less than the :class:`Item`."""
-
-
-def _compact(name: str, items: list[Item]) -> list[Item | Compact]:
-    out: list[Item | Compact] = []
-    for item in items:
-        fast = item.record
-        if (
-            type(fast) is PactFootprint
-            and item.pcr == ()
-            and not item.warnings
-            and item.note is None
-            and item.error is None
-            and item.file == name
-            and item.line is not None
-            and item.index is not None
-            and item.ref == f"{name}:{item.line}"
-        ):
-            out.append(
-                (item.line, item.index, fast.canonical, fast.id, fast.created, fast.status,
-                 fast.company_ids, fast.product_ids)
-            )  # fmt: skip
-        else:
-            out.append(item)
+        out.append(item)
     return out
 
 
-def _expand(name: str, sent: list[Item | Compact]) -> list[Item]:
+Compact = tuple[int, int, bytes, str, datetime, str, tuple[str, ...], tuple[str, ...]]
+"""A fast-lane footprint that passed the PCR gate, between processes: (line, index, canonical,
+id, created, status, company ids, product ids); pickled in C, ~5 µs per line less than the
+:class:`Item`, and made without one."""
+
+
+def _expand(name: str, sent: Sequence[Item | Compact]) -> list[Item]:
     items = []
     for one in sent:
         if type(one) is tuple:
@@ -213,7 +214,7 @@ def read_footprints_jsonl_parallel(
     jobs: int,
     strict: bool,
     chunk_lines: int = CHUNK_LINES,
-    check: Callable[[str, list[Line]], list[Item]] = check_chunk,
+    check: Callable[[str, list[Line]], Sequence[Item | Compact]] = check_chunk,
     start_here: bool = True,
 ) -> Iterator[Item]:
     """The items :func:`~producers._input.read_footprints_jsonl` gives for *path*, read and
@@ -240,7 +241,7 @@ def read_footprints_jsonl_parallel(
         initializer=_start,
         initargs=(strict,),
     )
-    pending: deque[tuple[list[Line], Future[list[Item | Compact]]]] = deque()
+    pending: deque[tuple[list[Line], Future[Sequence[Item | Compact]]]] = deque()
 
     def ready() -> list[Item]:
         lines, future = pending.popleft()
@@ -256,7 +257,7 @@ def read_footprints_jsonl_parallel(
             started = pool.submit(_started)  # spawning: ~0.8 s of imports in the new process
             for chunk in _chunks(handle, chunk_lines):
                 if start_here and not pending and not started.done():  # meanwhile, here
-                    yield from check_chunk(name, chunk, strict)
+                    yield from _expand(name, check_chunk(name, chunk, strict))
                     continue
                 pending.append((chunk, pool.submit(_run, check, name, chunk)))
                 if len(pending) >= 2 * workers:
