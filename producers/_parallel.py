@@ -33,6 +33,7 @@ process pays for its start-up, else 1: the in-process reader.
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import signal
 from collections import deque
@@ -179,18 +180,24 @@ def _expand(name: str, sent: Sequence[Item | Compact]) -> list[Item]:
     return items
 
 
-def _chunks(handle: Iterator[bytes], size: int) -> Iterator[list[Line]]:
-    chunk: list[Line] = []
+def _lines(handle: Iterator[bytes]) -> Iterator[Line]:
+    """The non-blank lines of *handle*, numbered from 1, with their record index."""
     index = 0
     for number, raw in enumerate(handle, start=1):
         if not raw.strip():
             continue
-        chunk.append((number, index, raw))
+        yield (number, index, raw)
         index += 1
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+
+
+def _take(lines: Iterator[Line], size: int) -> list[Line]:
+    """The next *size* lines (fewer at the end of the file; none after it)."""
+    return list(itertools.islice(lines, size))
+
+
+def _chunks(handle: Iterator[bytes], size: int) -> Iterator[list[Line]]:
+    lines = _lines(handle)
+    while chunk := _take(lines, size):
         yield chunk
 
 
@@ -208,6 +215,20 @@ def _failed(name: str, lines: list[Line], exc: BaseException) -> InfrastructureE
     )
 
 
+class _Here(Future[Sequence[Item | Compact]]):
+    """A slice checked in the publishing process, queued among the checking processes' chunks
+    (already done)."""
+
+    def __init__(self, items: Sequence[Item | Compact]) -> None:
+        super().__init__()
+        self.set_result(items)
+
+
+_HERE_KEPT: Final = 20
+"""At most this many slices checked here wait behind a chunk of a checking process (a slow or
+stuck process makes this one wait for it rather than read the file ahead into memory)."""
+
+
 def read_footprints_jsonl_parallel(
     path: Path,
     *,
@@ -216,13 +237,17 @@ def read_footprints_jsonl_parallel(
     chunk_lines: int = CHUNK_LINES,
     check: Callable[[str, list[Line]], Sequence[Item | Compact]] = check_chunk,
     start_here: bool = True,
+    share: bool = True,
 ) -> Iterator[Item]:
     """The items :func:`~producers._input.read_footprints_jsonl` gives for *path*, read and
     checked (PCR gate included, with *strict*) by ``jobs - 1`` other processes, in input order.
 
     *check* is what a checking process runs per chunk (a module-level function: the tests
     give one that fails); *start_here*: this process checks the chunks read while the first
-    checking process starts (the tests turn it off to have every chunk checked there).
+    checking process starts; *share*: and then, whenever the oldest chunk in flight is not
+    back yet, a slice of the next lines (a tenth of a chunk) instead of waiting, so that the
+    processes share the checking as their other work allows (the tests turn both off to have
+    every chunk checked there).
     The checking processes are spawned, so a program that calls this
     guards its main module (``if __name__ == "__main__":``) as :mod:`multiprocessing` asks.
     Raises :class:`~contracts.errors.InfrastructureError` if a checking process fails."""
@@ -251,17 +276,38 @@ def read_footprints_jsonl_parallel(
             raise _failed(name, lines, exc) from exc
         return _expand(name, sent)
 
+    def remote() -> int:
+        return sum(1 for _, future in pending if not isinstance(future, _Here))
+
+    slice_lines = max(1, chunk_lines // 10)
     unreadable: OSError | None = None
     try:
         try:
             started = pool.submit(_started)  # spawning: ~0.8 s of imports in the new process
-            for chunk in _chunks(handle, chunk_lines):
-                if start_here and not pending and not started.done():  # meanwhile, here
-                    yield from _expand(name, check_chunk(name, chunk, strict))
+            lines = _lines(handle)
+            exhausted = False
+            while True:
+                while not exhausted and remote() < 2 * workers:  # keep the processes fed
+                    chunk = _take(lines, chunk_lines)
+                    if not chunk:
+                        exhausted = True
+                    elif start_here and not pending and not started.done():  # meanwhile, here
+                        yield from _expand(name, check_chunk(name, chunk, strict))
+                    else:
+                        pending.append((chunk, pool.submit(_run, check, name, chunk)))
+                if not pending:
+                    break
+                behind = not pending[0][1].done() and len(pending) - remote() < _HERE_KEPT
+                if share and behind and not exhausted:
+                    # the checking processes are behind: a slice checked here (in its place
+                    # in the order) instead of waiting for them
+                    piece = _take(lines, slice_lines)
+                    if piece:
+                        pending.append((piece, _Here(check_chunk(name, piece, strict))))
+                    else:
+                        exhausted = True
                     continue
-                pending.append((chunk, pool.submit(_run, check, name, chunk)))
-                if len(pending) >= 2 * workers:
-                    yield from ready()
+                yield from ready()
         except OSError as exc:  # a read error: the lines before it are still published
             unreadable = exc
         except BrokenProcessPool as exc:  # submit to a pool whose process died
