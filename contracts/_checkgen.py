@@ -16,6 +16,8 @@ record layout the same way (:mod:`gateway`); here the layout is a schema version
   :class:`Instant` (RFC 3339 text the models read);
 - :class:`Dec`: PACT decimal text (``[+-]digits[.digits]``, at most 64 characters) with a
   sign rule or range, read from the text where possible (its first character is its sign);
+  ``written=True`` (on :class:`Dec` and :class:`Instant`) also asks for the exact text the
+  models write back (``producers._fastpath`` checks the rules and that form in one pass);
 - :class:`List` (bounds, an item check, items unique, optionally ignoring case);
 - a nested :class:`Obj`; :class:`Recurring` (answered once per distinct value: sub-objects that
   recur record after record); :class:`Call` (a hand-written predicate, for what a table cannot say).

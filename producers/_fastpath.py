@@ -13,7 +13,8 @@ body is the canonical JSON of the record as read. Anything else (a broken rule, 
 field the model would write differently) returns ``None`` and the record goes through the
 model, which gives the error or warning with its field path, as before.
 
-"The model would write the same JSON" (:func:`_normal`) means: no ``null`` (the model leaves
+"The model would write the same JSON" (checked with the rules in one compiled pass,
+:data:`footprint_written_ok`) means: no ``null`` (the model leaves
 undefined fields out), decimals and instants already in the form the model writes
 (``format_decimal``, ``format_datetime``: ``"61.40"``, ``"2025-03-01T08:00:00Z"``), UUIDs in
 lower case, our extension in its current ``specVersion`` with no ``documentation`` and no label
