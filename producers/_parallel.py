@@ -13,7 +13,11 @@ while the publishing process signs, encodes, produces and serves delivery report
   plain tuple of its canonical bytes and the fields the publisher reads (:data:`Compact`, made
   without an item), which :func:`_expand` turns into its item in the publishing process.
 * While the first checking process starts, the publishing process checks the first chunks
-  itself (the same pure function), so the start-up costs no waiting.
+  itself (the same pure function), so the start-up costs no waiting; after that, whenever the
+  oldest chunk in flight is not back yet, it checks a slice of the next lines (a tenth of a
+  chunk) and queues it in its place in the order instead of waiting, so the processes share
+  the checking as their other work allows (the publishing process spends ~55 µs of CPU per
+  record on its own work, a checking process ~75: session 18, in-process, under load).
 * Chunks are yielded in input order, and at most ``2 × (jobs - 1)`` are in flight, so memory
   stays bounded on a huge file. Sequences, the ledger and everything after the gate stay in
   the publishing process, in input order: the records, rejections, ledger and summary are the
