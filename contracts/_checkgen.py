@@ -65,6 +65,7 @@ __all__ = [
     "instant",
     "is_zero",
     "source_of",
+    "written_datetime",
     "written_instant",
 ]
 
@@ -212,8 +213,19 @@ def written_instant(value: str) -> bool:
 
     That is its form (:data:`_WRITTEN_INSTANT_RE`) and a valid date and time: ``isoformat``
     writes each field back in the digits it was read from (``tests/producers/
-    test_fastpath_written.py`` compares it with ``format_datetime(instant(value)) == value``)."""
-    return _WRITTEN_INSTANT_RE.fullmatch(value) is not None and instant(value) is not None
+    test_fastpath_written.py`` compares it with ``format_datetime(instant(value)) == value``).
+    Text in that form is read by :func:`written_datetime` as :func:`instant` reads it."""
+    return _WRITTEN_INSTANT_RE.fullmatch(value) is not None and written_datetime(value) is not None
+
+
+def written_datetime(value: str) -> datetime | None:
+    """The instant of text in the written form (``...Z``, no fraction or six digits), as
+    :func:`instant` gives it, without its pattern and rebuilt text: ``datetime.fromisoformat``
+    (Python 3.11 reads the ``Z``); ``None`` for a date or time that does not exist."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 _WRITTEN_INSTANT_RE: Final = re.compile(

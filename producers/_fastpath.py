@@ -57,8 +57,8 @@ from pcf_exchange.contracts._checkgen import (
     Pattern,
     Recurring,
     compile_object,
-    instant,
     is_zero,
+    written_datetime,
 )
 from pcf_exchange.contracts._envelope import PAYLOAD_FOOTPRINT
 from pcf_exchange.contracts._fast import FOOTPRINT_RULES, _labels, _rules, _stages
@@ -142,8 +142,8 @@ def accept(value: Any, canonical: bytes | None = None) -> PactFootprint | None:
     # ":null" only sends the record the model's way)
     if b":null" in written or not footprint_written_ok(value) or _may_warn(value):
         return None
-    created = instant(value["created"])
-    if created is None:  # pragma: no cover - footprint_ok checked it
+    created = written_datetime(value["created"])  # (in the written form: checked above)
+    if created is None:  # pragma: no cover - footprint_written_ok checked it
         return None
     return PactFootprint(
         value["id"],

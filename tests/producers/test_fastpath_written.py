@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import itertools
 from collections.abc import Sequence
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +27,7 @@ from pcf_exchange.contracts._checkgen import (
     Obj,
     compile_object,
     instant,
+    written_datetime,
     written_instant,
 )
 from pcf_exchange.contracts._fast import footprint_ok
@@ -267,6 +269,9 @@ def test_a_written_instant_is_one_format_datetime_gives_back() -> None:
     texts += [f"2025-03-01T08:00:00.{n:06d}Z" for n in (0, 1, 10, 999_999, 500_000)]
     for text in texts:
         assert written_instant(text) is _normal_instant(text), text
+        if written_instant(text):  # read as the models read it: the same instant, in UTC
+            read = written_datetime(text)
+            assert read == instant(text) and read is not None and read.tzinfo is UTC, text
 
 
 # -- one pass against the two ----------------------------------------------------------------------
