@@ -65,6 +65,28 @@ paused in the checking process), 5,626/6,191, 4,310/5,452 (before a line crossed
 tuple), 3,436/3,434, 4,510/4,990, 4,753/3,650 records/s: no consistent gain at this load. What is
 left for 0.25x: the check itself (~90 µs with a core per process), or ``--jobs 3`` where
 three cores are free.
+
+**The check made cheaper, and shared** (session 18). What a checking process does per line
+(``check_chunk`` over a chunk, its collection and pickling the result), CPU per line over
+20,000 bench lines in-process, alternated with the tree before, with another job keeping
+this 2-core machine at load ~8 (so high figures; the ratio is what counts): 99.8-105.6 µs
+before, 64.4-69.8 after (means 103.2 / 66.8 of three runs each: -35 %). From: the rules and
+"the model would write the same" checked in one compiled pass (``footprint_written_ok``:
+each decimal's and instant's pattern asks for the written form; -7 µs), a fast-lane record
+that passes the PCR gate sent as its tuple straight from ``check_chunk`` (no item), the
+payload's canonical JSON written by msgspec (5.6 µs against orjson's sorted 10.1; byte-identical),
+a creation time read with ``fromisoformat``, and a leaner PCR facts pass (10.8 -> 9.9 µs).
+Still per line: orjson's read ~12 µs, the compiled rules ~23, the PCR gate ~10, "no warning"
+~5, the colon count ~3, pickling the tuple ~4 (a third of it the 2.9 KB of canonical bytes).
+And the publishing process, whenever the oldest chunk in flight is not back yet, checks a
+slice of the next lines itself instead of waiting (:mod:`producers._parallel`), so the two
+processes share the checking (~55 µs of its own work per record at the same load).
+End to end, 50,000 records, ``--repeats 1``, the tree before (A) and after (B) alternated
+four times each once the other job had ended (another helper's benchmark started during the
+last two pairs): default ``--jobs`` A 7,328 / 6,410 / 7,096 / 8,075 records/s, B 11,303 /
+9,198 / 7,432 / 10,078 (means 7,227 / 9,503: +31 %); ``--jobs 1`` A 6,433-6,950, B
+6,949-7,965; ProducerPerformance in the same runs 35,187-42,845 (once 24,900); ratios to it
+A 0.187 / 0.164 / 0.175 / (0.324 against the low one), B 0.301 / 0.217 / 0.211 / 0.235.
 """
 
 from __future__ import annotations

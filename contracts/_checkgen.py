@@ -16,6 +16,8 @@ record layout the same way (:mod:`gateway`); here the layout is a schema version
   :class:`Instant` (RFC 3339 text the models read);
 - :class:`Dec`: PACT decimal text (``[+-]digits[.digits]``, at most 64 characters) with a
   sign rule or range, read from the text where possible (its first character is its sign);
+  ``written=True`` (on :class:`Dec` and :class:`Instant`) also asks for the exact text the
+  models write back (``producers._fastpath`` checks the rules and that form in one pass);
 - :class:`List` (bounds, an item check, items unique, optionally ignoring case);
 - a nested :class:`Obj`; :class:`Recurring` (answered once per distinct value: sub-objects that
   recur record after record); :class:`Call` (a hand-written predicate, for what a table cannot say).
@@ -47,6 +49,7 @@ import orjson
 from pcf_exchange.contracts._types import _DECIMAL_RE, _RFC3339_RE, MAX_DECIMAL_CHARS
 
 __all__ = [
+    "WRITTEN_DECIMAL_RE",
     "Bool",
     "Call",
     "Check",
@@ -62,6 +65,8 @@ __all__ = [
     "instant",
     "is_zero",
     "source_of",
+    "written_datetime",
+    "written_instant",
 ]
 
 
@@ -98,7 +103,10 @@ class Bool:
 
 @dataclass(frozen=True, slots=True)
 class Instant:
-    """RFC 3339 text that the models read as an instant."""
+    """RFC 3339 text that the models read as an instant; ``written``: and exactly as the models
+    write it (:func:`written_instant`)."""
+
+    written: bool = False
 
 
 DEC_KINDS: Final = frozenset(
@@ -110,9 +118,11 @@ DEC_KINDS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Dec:
-    """PACT decimal text with a sign rule or range (:data:`DEC_KINDS`)."""
+    """PACT decimal text with a sign rule or range (:data:`DEC_KINDS`); ``written``: and exactly
+    as the models write it (:data:`WRITTEN_DECIMAL_RE`)."""
 
     kind: str = "any"
+    written: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in DEC_KINDS:
@@ -196,6 +206,40 @@ def instant(value: str) -> datetime | None:
         return None
 
 
+@functools.lru_cache(maxsize=8192)
+def written_instant(value: str) -> bool:
+    """Whether RFC 3339 text is an instant the models read and write back as the same text
+    (``format_datetime``: UTC, ``Z``, a fraction only when not zero and then six digits).
+
+    That is its form (:data:`_WRITTEN_INSTANT_RE`) and a valid date and time: ``isoformat``
+    writes each field back in the digits it was read from (``tests/producers/
+    test_fastpath_written.py`` compares it with ``format_datetime(instant(value)) == value``).
+    Text in that form is read by :func:`written_datetime` as :func:`instant` reads it."""
+    return _WRITTEN_INSTANT_RE.fullmatch(value) is not None and written_datetime(value) is not None
+
+
+def written_datetime(value: str) -> datetime | None:
+    """The instant of text in the written form (``...Z``, no fraction or six digits), as
+    :func:`instant` gives it, without its pattern and rebuilt text: ``datetime.fromisoformat``
+    (Python 3.11 reads the ``Z``); ``None`` for a date or time that does not exist."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+_WRITTEN_INSTANT_RE: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?Z"
+)
+
+
+WRITTEN_DECIMAL_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+"""Decimal text (:data:`~contracts._types._DECIMAL_RE`) exactly as the models write it back
+(``format_decimal(Decimal(text)) == text`` for text of at most :data:`MAX_DECIMAL_CHARS`): no
+``+``, no leading zero before the integer digits (``"0.5"``, ``"-0"``, ``"61.40"`` are;
+``"+1"``, ``"061.4"`` are not). A subset of ``_DECIMAL_RE``'s matches."""
+
+
 _MEMO: Final[dict[tuple[int, bytes], bool]] = {}
 _MEMO_SIZE: Final = 4096
 
@@ -235,6 +279,18 @@ _DEC_TAIL: Final = {
 }
 
 
+_WRITTEN_DEC: Final[dict[str, tuple[re.Pattern[str], str]]] = {
+    "any": (WRITTEN_DECIMAL_RE, ""),
+    "non_neg": (re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"), ""),
+    "positive": (re.compile(r"[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*"), ""),
+    "neg_or_zero": (re.compile(r"-(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|0(?:\.0+)?"), ""),
+    "percent": (WRITTEN_DECIMAL_RE, _DEC_TAIL["percent"]),
+    "one_to_five": (WRITTEN_DECIMAL_RE, _DEC_TAIL["one_to_five"]),
+}
+"""A written decimal of each kind (:data:`WRITTEN_DECIMAL_RE` with its sign rule, so one
+match answers both), and the tail still asked of it (a range)."""
+
+
 class _Compiler:
     """Emits one module of source: a function per :class:`Obj` (and per list or recurring
     check), and the namespace of constants and helpers they name."""
@@ -246,6 +302,7 @@ class _Compiler:
             "IS_ZERO": is_zero,
             "BOUNDED": _bounded,
             "INSTANT": instant,
+            "WINSTANT": written_instant,
         }
         self.counter = 0
 
@@ -267,13 +324,19 @@ class _Compiler:
                 return f"type({v}) is str and {v} in {self.constant(choices, 'SET')}"
             case Bool():
                 return f"type({v}) is bool"
-            case Instant():
+            case Instant(written):
+                if written:
+                    return f"type({v}) is str and WINSTANT({v})"
                 return f"type({v}) is str and INSTANT({v}) is not None"
-            case Dec(kind):
-                tail = _DEC_TAIL[kind].format(v=v)
+            case Dec(kind, written):
+                if written:  # the sign rule in the pattern, but for a range
+                    regex, tail = _WRITTEN_DEC[kind]
+                    matcher = self.constant(regex.fullmatch, "WDEC")
+                else:
+                    matcher, tail = "DEC", _DEC_TAIL[kind]
                 return (
                     f"type({v}) is str and len({v}) <= {MAX_DECIMAL_CHARS}"
-                    f" and DEC({v}) is not None{tail}"
+                    f" and {matcher}({v}) is not None{tail.format(v=v)}"
                 )
             case List():
                 return f"{self.list_function(check)}({v})"

@@ -214,11 +214,11 @@ def _pcf_cross(pcf: dict[str, Any]) -> bool:
     if start is None or end is None or not start < end:
         return False
     geographies = (
-        pcf.get("geographyRegionOrSubregion"),
-        pcf.get("geographyCountry"),
-        pcf.get("geographyCountrySubdivision"),
+        (pcf.get("geographyRegionOrSubregion") is not None)
+        + (pcf.get("geographyCountry") is not None)
+        + (pcf.get("geographyCountrySubdivision") is not None)
     )
-    if sum(g is not None for g in geographies) > 1:
+    if geographies > 1:
         return False
     if (
         pcf.get("packagingEmissionsIncluded") is False

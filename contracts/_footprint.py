@@ -677,6 +677,7 @@ def mass_warnings(amount: Decimal, unit: str, mass: Decimal | None) -> list[Viol
     ]
 
 
+@functools.lru_cache(maxsize=1024)
 def _add_years(moment: datetime, years: int) -> datetime:
     try:
         return moment.replace(year=moment.year + years)

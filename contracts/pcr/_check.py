@@ -36,6 +36,7 @@ range (a compliance officer released it).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -195,44 +196,55 @@ def _decimal(value: Any) -> Decimal | None:
     return None
 
 
+def _extension_paths(i: int) -> tuple[str, str]:
+    return f"extensions[{i}].data.pilotCategory", f"extensions[{i}].data.stageBreakdown"
+
+
+_EXTENSION_PATHS: Final = tuple(_extension_paths(i) for i in range(8))
+"""The category's and the stages' paths in the extension at each place (written once)."""
+
+
 def _footprint_facts(pact: Mapping[str, Any]) -> _Facts:
     pcf = pact.get("pcf")
-    pcf = pcf if isinstance(pcf, dict) else {}
+    if not isinstance(pcf, dict):
+        pcf = {}
     category, category_path = None, "extensions"
     stages: AbstractSet[str] | None = None
     stages_path = "extensions"
     extensions = pact.get("extensions")
-    for i, ext in enumerate(extensions if isinstance(extensions, list) else []):
+    for i, ext in enumerate(extensions if isinstance(extensions, list) else ()):
         if isinstance(ext, dict) and ext.get("dataSchema") == PCFX_EXTENSION_SCHEMA:
             data = ext.get("data")
-            data = data if isinstance(data, dict) else {}
+            if not isinstance(data, dict):
+                data = {}
             value = data.get("pilotCategory")
             category = value if isinstance(value, str) else None
-            category_path = f"extensions[{i}].data.pilotCategory"
+            paths = _EXTENSION_PATHS[i] if i < len(_EXTENSION_PATHS) else _extension_paths(i)
+            category_path, stages_path = paths
             breakdown = data.get("stageBreakdown")
             stages = breakdown.keys() if isinstance(breakdown, dict) else frozenset()
-            stages_path = f"extensions[{i}].data.stageBreakdown"
             break
     named: list[str] = []
     rules = pcf.get("productOrSectorSpecificRules")
-    for rule in rules if isinstance(rules, list) else []:
+    for rule in rules if isinstance(rules, list) else ():
         names = rule.get("ruleNames") if isinstance(rule, dict) else None
-        named += [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+        if isinstance(names, list):
+            named += [n for n in names if isinstance(n, str) and n.startswith(PACK_ID_PREFIX)]
     unit = pcf.get("declaredUnitOfMeasurement")
     return _Facts(
-        category=category,
-        category_path=category_path,
-        named=tuple(n for n in named if n.startswith(PACK_ID_PREFIX)),
-        unit=unit if isinstance(unit, str) else None,
-        unit_path="pcf.declaredUnitOfMeasurement",
-        amount=_decimal(pcf.get("declaredUnitAmount")),
-        figure=_decimal(pcf.get("pcfExcludingBiogenicUptake")),
-        figure_path="pcf.pcfExcludingBiogenicUptake",
-        stages=stages,
-        stages_path=stages_path,
-        pcf=pcf,
-        pcf_path="pcf",
-        is_bom=False,
+        category,
+        category_path,
+        tuple(named),
+        unit if isinstance(unit, str) else None,
+        "pcf.declaredUnitOfMeasurement",
+        _decimal(pcf.get("declaredUnitAmount")),
+        _decimal(pcf.get("pcfExcludingBiogenicUptake")),
+        "pcf.pcfExcludingBiogenicUptake",
+        stages,
+        stages_path,
+        pcf,
+        "pcf",
+        False,
     )
 
 
@@ -315,7 +327,9 @@ def _bom_facts(bom: Mapping[str, Any]) -> _Facts:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _dimension(unit: str | None) -> Dimension | None:
+    """(cached: asked three times per record, of a handful of units)"""
     if unit is None:
         return None
     try:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from typer.testing import CliRunner
 from pcf_exchange.contracts.errors import InfrastructureError
 from pcf_exchange.infra.kafka.launcher import free_port
 from pcf_exchange.pcfx.commands.publish import publish_app
-from pcf_exchange.producers import KeyPairFiles, Ledger, Publisher, Signer, Topics
+from pcf_exchange.producers import KeyPairFiles, Ledger, Publisher, Signer, Topics, _parallel
 from pcf_exchange.producers._input import Item, read_footprints_jsonl
 from pcf_exchange.producers._parallel import (
     AUTO_MIN_LINES,
+    Compact,
     Line,
+    _chunks,
+    _expand,
     check_chunk,
     jobs_for,
     read_footprints_jsonl_parallel,
@@ -70,7 +74,7 @@ def _items(path: Path, jobs: int, *, start_here: bool = False) -> list[Item]:
         return list(read_footprints_jsonl(path))
     return list(
         read_footprints_jsonl_parallel(
-            path, jobs=jobs, strict=False, chunk_lines=3, start_here=start_here
+            path, jobs=jobs, strict=False, chunk_lines=3, start_here=start_here, share=start_here
         )
     )
 
@@ -88,7 +92,7 @@ def test_two_processes_publish_what_one_does(
     tmp_path: Path, cluster: Cluster, signer: Signer, new_topic: Any, start_here: bool
 ) -> None:
     """*start_here*: False, every chunk is checked by the other process; True, the first ones
-    here while it starts."""
+    here while it starts, and slices here whenever it is behind."""
     path = _mixed_file(tmp_path / "footprints.jsonl")
     runs = {}
     for jobs in (1, 2):
@@ -156,16 +160,56 @@ def test_auto_starts_a_process_for_a_large_file_only(tmp_path: Path) -> None:
 # -- a checking process that fails (module level: the spawned process imports them)
 
 
-def _crash_from_line_7(name: str, lines: list[Line]) -> list[Item]:
+def _crash_from_line_7(name: str, lines: list[Line]) -> Sequence[Item | Compact]:
     if any(number >= 7 for number, _, _ in lines):
         os._exit(3)
     return check_chunk(name, lines, False)
 
 
-def _raise_from_line_7(name: str, lines: list[Line]) -> list[Item]:
+def _raise_from_line_7(name: str, lines: list[Line]) -> Sequence[Item | Compact]:
     if any(number >= 7 for number, _, _ in lines):
         raise RuntimeError("a bug in the checks")
     return check_chunk(name, lines, False)
+
+
+def _slow_from_line_2(name: str, lines: list[Line]) -> Sequence[Item | Compact]:
+    if lines[0][0] >= 2:
+        time.sleep(0.25)
+    return check_chunk(name, lines, False)
+
+
+def test_while_the_checking_process_is_behind_this_one_checks_slices_in_their_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _mixed_file(tmp_path / "footprints.jsonl", padding=60)
+    here: list[int] = []
+
+    def counted(name: str, lines: list[Line], strict: bool | None = None) -> Any:
+        here.extend(number for number, _, _ in lines)
+        return check_chunk(name, lines, strict)
+
+    monkeypatch.setattr(_parallel, "check_chunk", counted)  # (this process only)
+    shared = list(
+        read_footprints_jsonl_parallel(
+            path, jobs=2, strict=False, chunk_lines=10, check=_slow_from_line_2, start_here=False
+        )
+    )
+    with open(path, "rb") as handle:
+        expected = [i for c in _chunks(handle, 10) for i in _expand(str(path), check_chunk(
+            str(path), c, False))]  # fmt: skip
+    assert [_key(i) for i in shared] == [_key(i) for i in expected]
+    # some lines were checked here (a slice: a tenth of a chunk), the rest by the other process
+    assert here and len(here) < len(expected), here
+    assert len(here) == len(set(here))
+
+
+def _key(item: Item) -> tuple[Any, ...]:
+    record = item.record
+    body = getattr(record, "canonical", None) if record is not None else None
+    if body is None and record is not None:
+        body = record.model_dump(mode="json", by_alias=True)  # type: ignore[union-attr]
+    error = None if item.error is None else item.error.violations
+    return (body, item.ref, item.index, item.line, error, item.warnings, item.pcr)
 
 
 @pytest.mark.parametrize(
@@ -180,7 +224,7 @@ def test_a_failing_checker_ends_the_run_with_a_clear_error(
 ) -> None:
     path = _mixed_file(tmp_path / "footprints.jsonl")
     items = read_footprints_jsonl_parallel(
-        path, jobs=2, strict=False, chunk_lines=3, check=check, start_here=False
+        path, jobs=2, strict=False, chunk_lines=3, check=check, start_here=False, share=False
     )
     started = time.monotonic()
     publisher = Publisher(dry_run=True, signer=signer, ledger=Ledger.in_memory())
