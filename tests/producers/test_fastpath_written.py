@@ -34,7 +34,6 @@ from pcf_exchange.contracts._fast import footprint_ok
 from pcf_exchange.contracts._footprint import _ROOMY, _same_at_precision, mass_warnings
 from pcf_exchange.contracts._pact import PCFX_EXTENSION_SPEC_VERSION
 from pcf_exchange.contracts._types import format_datetime, format_decimal
-from pcf_exchange.contracts.canonical import canonical_json
 from pcf_exchange.contracts.errors import Violation
 from pcf_exchange.producers import _fastpath, _input
 from pcf_exchange.producers._fastpath import (
@@ -300,7 +299,6 @@ EXTRA: Final[list[Any]] = [
 ]
 
 
-@functools.cache
 def _cases() -> list[dict[str, Any]]:
     cases = []
     for mutate in (*(c[1] for c in TAKEN), *(c[1] for c in DECLINED)):
@@ -435,23 +433,3 @@ def _check(strict: bool) -> Any:
 
 def _strict_check(strict: bool, name: str, lines: list[Line]) -> Sequence[Item | Compact]:
     return check_chunk(name, lines, strict)
-
-
-# -- the canonical writing ------------------------------------------------------------------------
-
-
-def test_the_payload_is_written_as_canonical_json_writes_it() -> None:
-    """msgspec's sorted writing (``canonical_payload``) against ``canonical_json`` (orjson,
-    whose bytes a property test holds to the reference encoder): every code point as a key and
-    in a value, nested objects and lists, the literals, and records the lane reads."""
-    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
-    for start in range(0, len(points), 512):
-        block = points[start : start + 512]
-        value = {c: f"{c}x{c}" for c in block} | {"list": block[:50]}
-        assert canonical_payload(value) == canonical_json(value, checked=True), hex(start)
-    nested: Any = {"b": [True, False, None, {"z": "1", "a": ["x", {"é": "1", "e": "2"}]}], "a": {}}
-    nested |= {"": [], "aa": '\u2028\u2029\x7f\x00\x1f"\\/', "n": 12, "m": -3}
-    assert canonical_payload(nested) == canonical_json(nested, checked=True)
-    for payload in _cases()[:400]:
-        value = orjson.loads(orjson.dumps(payload))
-        assert canonical_payload(value) == canonical_json(value, checked=True)
