@@ -724,7 +724,7 @@ class Bench:
             versions.append((leaf, fp, self.versions[leaf]))
         plan: list[Tick] = []
         signatures = 0
-        for tick in ticks(len(order), rate, tick_s or 0.0):
+        for tick, send_s in ticks(len(order), rate, tick_s or 0.0):
             signed: dict[int, SignedFootprint] = {}
             if tick_s is None:
                 for i in tick:
@@ -739,7 +739,6 @@ class Bench:
                     batch = self.people.footprints(fps, [versions[i][2] for i in positions])
                     signed.update(zip(positions, batch, strict=True))
                 signatures += len(by_supplier)
-            send_s = (tick.start if tick_s is None else tick.stop) / rate
             updates = [
                 (versions[i][0], versions[i][2], i / rate, self.encode("pcf.declared", signed[i]))
                 for i in tick
@@ -886,19 +885,32 @@ def per_update_ms(cpu_before: float | None, cpu_after: float | None, updates: in
 
 @dataclass(frozen=True)
 class Tick:
-    """Updates sent together: at *send_s* (seconds from the start of a probe), each of them due
-    at its own ``due_s`` (the same moment, for an update sent alone)."""
+    """Updates sent together at *send_s* (seconds from the start of a probe), each of them due
+    at its own ``due_s`` (the same moment, for an update signed singly)."""
 
     send_s: float
     updates: Sequence[tuple[str, int, float, bytes]]
     """(leaf, version, due_s, record value), in the order they are produced."""
 
 
-def ticks(total: int, rate: float, tick_s: float) -> list[range]:
-    """Updates ``0 .. total-1`` (due at ``i / rate``) in ticks of *tick_s*: ``round(rate *
-    tick_s)`` updates each, at least one (each update alone when *tick_s* is 0)."""
-    per_tick = max(1, round(rate * tick_s))
-    return [range(i, min(i + per_tick, total)) for i in range(0, total, per_tick)]
+def ticks(total: int, rate: float, tick_s: float) -> list[tuple[range, float]]:
+    """Updates ``0 .. total-1`` (update *i* due at ``i / rate`` s) grouped by the tick of
+    *tick_s* they fall due in (``[k * tick_s, (k + 1) * tick_s)``), each with the time it is
+    sent: the tick's end. With *tick_s* 0, each update alone, sent when due. (Whole
+    microseconds, so that a due time on a tick's boundary opens the next tick.)"""
+    if tick_s <= 0:
+        return [(range(i, i + 1), i / rate) for i in range(total)]
+    tick_us = max(1, round(tick_s * 1_000_000))
+    out: list[tuple[range, float]] = []
+    start = 0
+    while start < total:
+        k = round(start * 1_000_000 / rate) // tick_us
+        stop = start + 1
+        while stop < total and round(stop * 1_000_000 / rate) // tick_us == k:
+            stop += 1
+        out.append((range(start, stop), (k + 1) * tick_us / 1_000_000))
+        start = stop
+    return out
 
 
 def signing(tick_s: float | None) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.bench_streams import Bench, Chains, steps, ticks
 from pcf_exchange.contracts import (
     AvroSerde,
@@ -39,10 +41,22 @@ def _offline_bench(tmp_path: Path) -> Bench:
     return bench
 
 
-def test_ticks_group_the_updates_due_within_each_tick() -> None:
-    assert ticks(25, 1_000.0, 0.010) == [range(0, 10), range(10, 20), range(20, 25)]
-    assert ticks(3, 1_000.0, 0.0) == [range(0, 1), range(1, 2), range(2, 3)]
-    assert ticks(3, 50.0, 0.010) == [range(0, 1), range(1, 2), range(2, 3)]  # (never empty)
+def test_ticks_group_the_updates_falling_due_within_each_tick() -> None:
+    # 1 000/s in 10 ms ticks: ten updates each, sent at each tick's end
+    assert ticks(25, 1_000.0, 0.010) == [
+        (range(0, 10), 0.01),
+        (range(10, 20), 0.02),
+        (range(20, 25), 0.03),
+    ]
+    # 130/s: due at 0, 7.7, 15.4, 23.1 ms; ticks with nothing due are skipped, none is empty
+    assert ticks(4, 130.0, 0.010) == [(range(0, 2), 0.01), (range(2, 3), 0.02), (range(3, 4), 0.03)]
+    assert ticks(3, 50.0, 0.010) == [(range(0, 1), 0.01), (range(1, 2), 0.03), (range(2, 3), 0.05)]
+    # singly: each update alone, sent when due
+    assert ticks(3, 1_000.0, 0.0) == [
+        (range(0, 1), 0.0),
+        (range(1, 2), 0.001),
+        (range(2, 3), 0.002),
+    ]
 
 
 def test_a_batch_signed_probe_signs_once_per_supplier_per_tick(tmp_path: Path) -> None:
@@ -53,7 +67,7 @@ def test_a_batch_signed_probe_signs_once_per_supplier_per_tick(tmp_path: Path) -
     assert [len(t.updates) for t in plan] == [10, 10, 10, 10]
     roots: set[bytes] = set()
     for k, tick in enumerate(plan):
-        assert tick.send_s == (k + 1) * 0.010  # sent at the tick's end ...
+        assert tick.send_s == pytest.approx((k + 1) * 0.010)  # sent at the tick's end ...
         suppliers: dict[str, set[bytes]] = {}
         for n, (leaf, version, due_s, value) in enumerate(tick.updates):
             assert due_s == (10 * k + n) / 1_000.0  # ... each counted from when it was due
