@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from pcf_exchange.contracts import (
@@ -506,3 +506,64 @@ def test_a_bad_footprint_in_a_v2_record_is_rejected_with_its_field_path(world: W
     assert [(v.path, v.code) for v in result.error.violations] == [
         ("footprint.pcf.declaredUnitAmount", "min_value")
     ]
+
+
+def test_a_batch_signature_is_checked_once_per_batch_not_once_per_record(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records of one batch share its signed root: one Ed25519 verification for the batch
+    (what a supplier publishing with ``pcfx publish`` costs the worker), one more for the next."""
+    from pcf_exchange.contracts import _envelope
+
+    verified: list[bytes] = []
+    real = Ed25519PublicKey
+
+    class Counting:
+        @staticmethod
+        def from_public_bytes(raw: bytes) -> Any:
+            key = real.from_public_bytes(raw)
+
+            class Key:
+                def verify(self, signature: bytes, data: bytes) -> None:
+                    verified.append(data)
+                    key.verify(signature, data)
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(key, name)
+
+            return Key()
+
+    monkeypatch.setattr(_envelope, "Ed25519PublicKey", Counting)
+    _envelope._root_signed.cache_clear()
+    _envelope._batch_root_signed.cache_clear()
+    is_root = _envelope.PAYLOAD_BATCH_ROOT.encode()
+
+    def batch(first_sequence: int, size: int) -> list[bytes]:
+        docs = []
+        for i in range(size):
+            doc = copy.deepcopy(FOOTPRINT_JSON)
+            doc["comment"] = f"update {first_sequence + i}"
+            docs.append(parse_footprint(doc))
+        signed = sign_batch(
+            world.supplier,
+            docs,
+            supplier_id=SUPPLIER,
+            key_id="s-1",
+            sequences=list(range(first_sequence, first_sequence + size)),
+        )
+        return [world.serde.encode("pcf.declared", r) for r in signed.records]
+
+    for data in batch(10, 5):
+        assert world.check("pcf.declared", data).outcome is IngestOutcome.ACCEPTED
+    assert len(verified) == 1 and all(is_root in d for d in verified)
+    for data in batch(20, 3):
+        assert world.check("pcf.declared", data).outcome is IngestOutcome.ACCEPTED
+    assert len(verified) == 2 and all(is_root in d for d in verified)
+    # a record whose proof leads to another root is checked again (and refused): no cache hit
+    # stands in for a verification that was never made
+    other = batch(30, 2)
+    first = _v2_datum(world, other[0])
+    forged = {**first, "batchProof": {**first["batchProof"], "rootSignature": bytes(64)}}
+    result = world.check("pcf.declared", _raw_encode(world, forged))
+    assert result.outcome is IngestOutcome.REJECTED
+    assert len(verified) == 3 and all(is_root in d for d in verified)

@@ -28,8 +28,8 @@ from pcf_exchange.contracts import (
 )
 from pcf_exchange.contracts._fast import rolled_up_ok
 from pcf_exchange.contracts._serde import from_avro_dict, to_avro_dict
-from pcf_exchange.contracts.errors import RollupError, ValidationFailed
-from pcf_exchange.streams._publish import deprecated_bytes
+from pcf_exchange.contracts.errors import RollupError, SerdeError, ValidationFailed
+from pcf_exchange.streams._publish import PROVE_FIRST, RecordEncoder, deprecated_bytes
 from pcf_exchange.streams.adapt import deprecated_record, rolled_up_datum, rolled_up_record
 from pcf_exchange.streams.rollup import ComponentFootprint, RollupResult
 from tests.streams.test_adapt import (
@@ -154,6 +154,67 @@ def test_the_datum_gives_the_same_bytes_as_the_models(serde: AvroSerde, name: st
                 assert read == serde.decode(old, RolledUpFootprint), "the models accept it"
                 new = serde.encode_datum(TOPIC, RolledUpFootprint, datum)
                 assert new == old, (name, result.product_id)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_compiled_encoder_writes_fastavros_bytes(serde: AvroSerde, name: str) -> None:
+    """The publish step's :class:`RecordEncoder`, past its proving datums, on every case."""
+    encoder = RecordEncoder(serde, TOPIC)
+    encoder._unproven = 0  # (no fastavro beside it: its own bytes are compared here)
+    for result, bom in CASES[name]():
+        for previous in (None, PREVIOUS):
+            for now in MOMENTS:
+                kwargs: dict[str, Any] = {
+                    "sequence": 7,
+                    "bom": bom,
+                    "previous_pf_id": previous,
+                    "now": now,
+                }
+                datum = rolled_up_datum(result, **kwargs)
+                assert datum is not None
+                slow = serde.encode_datum(TOPIC, RolledUpFootprint, copy.deepcopy(datum))
+                assert encoder.encode(datum) == slow, (name, result.product_id)
+                # (and the Deprecated copy, from a datum read back as fastavro gives it)
+                _, back = serde.decode_datum(slow)
+                if back["footprint"] is not None:
+                    back["footprint"]["status"] = "Deprecated"
+                    expected = serde.encode_datum(TOPIC, RolledUpFootprint, copy.deepcopy(back))
+                    assert encoder.encode(back) == expected
+    assert encoder.compiled > 0
+
+
+def test_the_compiled_encoder_is_proven_first_and_turned_off_by_a_difference(
+    serde: AvroSerde,
+) -> None:
+    result, bom = demo_chain()[-1]
+
+    def datum() -> dict[str, Any]:
+        built = rolled_up_datum(result, sequence=7, bom=bom, previous_pf_id=None, now=NOW)
+        assert built is not None
+        return built
+
+    expected = serde.encode_datum(TOPIC, RolledUpFootprint, datum())
+    encoder = RecordEncoder(serde, TOPIC)
+    for _ in range(PROVE_FIRST + 3):
+        assert encoder.encode(datum()) == expected
+    assert encoder.compiled == PROVE_FIRST + 3
+    # a compiled encoder that writes other bytes is caught while it is proven, and not used again
+    wrong = RecordEncoder(serde, TOPIC)
+    compiled = wrong._compiled
+    assert compiled is not None
+
+    def off_by_one(value: Any, out: bytearray) -> None:
+        compiled(value, out)
+        out += b"\x00"
+
+    wrong._compiled = off_by_one
+    assert wrong.encode(datum()) == expected and wrong._compiled is None
+    assert wrong.encode(datum()) == expected and wrong.compiled == 0
+    # a datum it refuses (a value of another type) is fastavro's, with fastavro's error
+    refused = datum()
+    refused["sequence"] = "7"
+    with pytest.raises(SerdeError):
+        RecordEncoder(serde, TOPIC).encode(refused)
 
 
 def test_the_cases_cover_what_they_are_named_for() -> None:
