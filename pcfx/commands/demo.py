@@ -93,7 +93,7 @@ from pcf_exchange.producers.keys import (
     new_key_pair,
 )
 
-__all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "run_demo"]
+__all__ = ["DEMO_DIR", "DemoExchange", "demo_app", "records_on", "run_demo"]
 
 ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the packages: the repository in a checkout, site-packages when installed."""
@@ -440,7 +440,7 @@ def _gateway_run(prefix: str, workdir: Path, operator_pub: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _records_on(bootstrap: str, topic: str) -> int:
+def records_on(bootstrap: str, topic: str) -> int:
     """How many records *topic* holds now (the sum of its partitions' end offsets)."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -468,7 +468,7 @@ def gateway_act(
     as_gateway = principal_env(bootstrap, workdir, "gateway")
     # the roll-ups are all there: the run ends once it has taken every one of them (else, as
     # the second run does, once nothing came for 15 s)
-    backlog = _records_on(bootstrap, f"{prefix}pcf.products")
+    backlog = records_on(bootstrap, f"{prefix}pcf.products")
     until = ["--max-records", str(backlog)] if backlog else []
     out = _pcfx(bootstrap, *run, *until, env=as_gateway).stdout
     stats = json.loads(out[out.index("{") :])

@@ -28,11 +28,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 
 from pcf_exchange.contracts import load_factors
 from pcf_exchange.pcfx._services import Services, is_running
-from pcf_exchange.pcfx.commands.demo import DEMO_DIR, FACTORS_FILE, PACK
+from pcf_exchange.pcfx.commands.demo import DEMO_DIR, FACTORS_FILE, PACK, records_on
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -285,17 +285,6 @@ def test_the_walkthroughs_run_on_the_demo_left_running(kafka_bootstrap: str, wor
         shell.close()
 
 
-def _records(bootstrap: str, topic: str) -> int:
-    """How many records *topic* holds (0 while it does not exist)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
-    finally:
-        consumer.close()
-
-
 def test_your_own_exchange_runs_the_services(kafka_bootstrap: str, workdir: Path) -> None:
     start, stop = section("Your own exchange (platform operator)")
     env = shell_env(kafka_bootstrap, workdir)
@@ -320,11 +309,10 @@ def test_your_own_exchange_runs_the_services(kafka_bootstrap: str, workdir: Path
         factors = sum(1 for r in load_factors(FACTORS_FILE) if r.value)
         ledger = f"{prefix}pcfx-streams-ingest-ledger-changelog"
         deadline = time.monotonic() + 120
-        while _records(kafka_bootstrap, ledger) < factors and time.monotonic() < deadline:
+        while records_on(kafka_bootstrap, ledger) < factors and time.monotonic() < deadline:
             time.sleep(1)
-        assert _records(kafka_bootstrap, ledger) >= factors, (workdir / "streams.log").read_text()[
-            -2000:
-        ]
+        log = (workdir / "streams.log").read_text()
+        assert records_on(kafka_bootstrap, ledger) >= factors, log[-2000:]
         for pid in pids:
             assert Path(f"/proc/{pid}").exists(), (workdir / "streams.log").read_text()[-2000:]
         shell.run(stop)

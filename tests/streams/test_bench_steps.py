@@ -2,15 +2,18 @@
 steps: every leaf update reaches each product of its chain, which publishes once, after the
 Deprecated copy of its previous footprint. The latency probes' plans (no broker): batch-signed,
 one signature per supplier per tick, sent at the tick's end and timed from when each update was
-due; singly signed, each update alone when due."""
+due; singly signed, each update alone when due. The rate a probe's worker got through: the
+offered one when every update takes about as long, whatever the jitter; less when a backlog
+grows."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
-from bench.bench_streams import Bench, Chains, steps, ticks
+from bench.bench_streams import Bench, Chains, steps, throughput_of, ticks
 from pcf_exchange.contracts import (
     AvroSerde,
     InMemorySchemaRegistry,
@@ -98,3 +101,23 @@ def test_a_singly_signed_probe_sends_each_update_when_due(tmp_path: Path) -> Non
         assert tick.send_s == due_s == i / 1_000.0 and leaf == order[i] and version == 1
         signed = bench.serde.decode(value, SignedFootprint)
         assert signed.batch_proof is None and signed.signature
+
+
+def test_a_worker_that_keeps_up_got_through_the_offered_rate_whatever_its_jitter() -> None:
+    rng = random.Random(7)
+    due = [i / 1000 for i in range(10_000)]  # 1 000/s for 10 s
+    # each result lands 200-800 ms after its update was due: the first-to-last figure adds the
+    # spread (~0.6 s) to the run's 10 s, and takes the worker for a slower one
+    landed = [t + rng.uniform(0.2, 0.8) for t in due]
+    got = throughput_of(due, landed)
+    assert got["capacity_per_s"] == pytest.approx(1000, rel=0.01)
+    assert got["first_to_last_per_s"] < 960
+
+
+def test_a_worker_that_falls_behind_got_through_its_own_rate() -> None:
+    due = [i / 1000 for i in range(10_000)]  # offered 1 000/s, done at 800/s
+    landed = [0.3 + i / 800 for i in range(10_000)]
+    got = throughput_of(due, landed)
+    assert got["capacity_per_s"] == pytest.approx(800, rel=0.001)
+    assert got["landed_per_due_s"] == pytest.approx(1.25, rel=0.001)
+    assert throughput_of(due[:1], landed[:1])["capacity_per_s"] is None
