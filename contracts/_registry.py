@@ -875,7 +875,7 @@ def register_missing(
     """
     topic = schemas_topic(prefix, topic)
     with KafkaSchemaRegistry(bootstrap_servers, topic=topic) as reader:
-        missing = [(subject, text) for subject, text in pairs if not _holds(reader, subject, text)]
+        missing = _missing(reader, pairs)
     if missing:
         register_schemas(bootstrap_servers, missing, topic=topic, attempts=attempts)
     return [subject for subject, _ in missing]
@@ -913,12 +913,30 @@ def register_schemas(
     ) from last
 
 
-def _holds(registry: KafkaSchemaRegistry, subject: str, text: str) -> bool:
-    try:
-        registry.lookup(subject, text)
-    except UnknownSchemaError:
-        return False
-    return True
+def _missing(
+    registry: KafkaSchemaRegistry, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The *pairs* *registry* does not hold. Like :meth:`KafkaSchemaRegistry.lookup`, misses
+    are looked up again after catching up with the topic, pausing in between
+    (:data:`_MISS_PAUSES_S`: a registration just committed elsewhere may trail its commit), but
+    once for all the misses, not once per subject (a new deployment misses every subject)."""
+
+    def held(subject: str, text: str) -> bool:
+        try:
+            registry._state.lookup(subject, text)
+        except UnknownSchemaError:
+            return False
+        return True
+
+    with registry._lock:
+        missing = [(subject, text) for subject, text in pairs if not held(subject, text)]
+        for pause in _MISS_PAUSES_S:
+            if not missing:
+                break
+            time.sleep(pause)
+            registry._catch_up()
+            missing = [(subject, text) for subject, text in missing if not held(subject, text)]
+    return missing
 
 
 # --------------------------------------------------------------------------------------------
