@@ -33,7 +33,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
@@ -548,6 +548,30 @@ class KafkaSchemaRegistry:
             result: int = self._read(lambda: self._state.lookup(subject, schema))
             return result
 
+    def lookup_many(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The ids of the (subject, schema) *pairs* registered; one not registered is left out.
+        As in :meth:`lookup`, misses are looked up again after catching up with the topic,
+        pausing in between (:data:`_MISS_PAUSES_S`), but once for all of them, not once per
+        subject (a new deployment misses every subject)."""
+        found: dict[tuple[str, str], int] = {}
+
+        def held(pair: tuple[str, str]) -> bool:
+            try:
+                found[pair] = self._state.lookup(*pair)
+            except UnknownSchemaError:
+                return False
+            return True
+
+        with self._lock:
+            missing = [pair for pair in pairs if not held(pair)]
+            for pause in _MISS_PAUSES_S:
+                if not missing:
+                    break
+                time.sleep(pause)
+                self._catch_up()
+                missing = [pair for pair in missing if not held(pair)]
+        return found
+
     def get_schema(self, schema_id: int) -> str:
         with self._lock:
             result: str = self._read(lambda: self._state.get(schema_id))
@@ -875,7 +899,7 @@ def register_missing(
     """
     topic = schemas_topic(prefix, topic)
     with KafkaSchemaRegistry(bootstrap_servers, topic=topic) as reader:
-        missing = [(subject, text) for subject, text in pairs if not _holds(reader, subject, text)]
+        missing = _missing(reader, pairs)
     if missing:
         register_schemas(bootstrap_servers, missing, topic=topic, attempts=attempts)
     return [subject for subject, _ in missing]
@@ -913,12 +937,27 @@ def register_schemas(
     ) from last
 
 
-def _holds(registry: KafkaSchemaRegistry, subject: str, text: str) -> bool:
-    try:
-        registry.lookup(subject, text)
-    except UnknownSchemaError:
-        return False
-    return True
+def lookup_ids(
+    registry: SchemaRegistry, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """The ids of the (subject, schema) *pairs* *registry* holds (those it does not hold are
+    left out): :meth:`KafkaSchemaRegistry.lookup_many`, else :meth:`SchemaRegistry.lookup` of
+    each."""
+    if isinstance(registry, KafkaSchemaRegistry):
+        return registry.lookup_many(pairs)
+    found: dict[tuple[str, str], int] = {}
+    for subject, text in pairs:
+        with contextlib.suppress(UnknownSchemaError):
+            found[(subject, text)] = registry.lookup(subject, text)
+    return found
+
+
+def _missing(
+    registry: KafkaSchemaRegistry, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The *pairs* *registry* does not hold (:meth:`KafkaSchemaRegistry.lookup_many`)."""
+    found = registry.lookup_many(pairs)
+    return [pair for pair in pairs if pair not in found]
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from pcf_exchange.contracts import SchemaRegistry, register_schemas, subject_for, unframe
 from pcf_exchange.contracts._avro_encoder import Encode, Unsupported, compile_encoder
+from pcf_exchange.contracts._registry import lookup_ids
 from pcf_exchange.contracts.errors import SerdeError, UnknownSchemaError
 from pcf_exchange.gateway._codec import seal_to_datum
 from pcf_exchange.gateway.audit import AuditEntry
@@ -165,17 +166,16 @@ class GatewaySerde:
 
     def ensure(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Make sure each ``(topic, record type)`` has a schema id (register what is missing)."""
+        wanted = [pair for pair in dict.fromkeys(pairs) if pair not in self._ids]
+        # looked up together: a miss costs one round of catch-up pauses for all of them
+        found = lookup_ids(self.registry, [(subject_for(t), schema_text(n)) for t, n in wanted])
         missing: list[tuple[str, str]] = []
-        wanted = list(dict.fromkeys(pairs))
         for topic, name in wanted:
-            if (topic, name) in self._ids:
-                continue
-            try:
-                self._ids[(topic, name)] = self.registry.lookup(
-                    subject_for(topic), schema_text(name)
-                )
-            except UnknownSchemaError:
+            schema_id = found.get((subject_for(topic), schema_text(name)))
+            if schema_id is None:
                 missing.append((topic, name))
+            else:
+                self._ids[(topic, name)] = schema_id
         if not missing:
             return
         subjects = [(subject_for(t), schema_text(n)) for t, n in missing]

@@ -1194,9 +1194,16 @@ class GatewayRunner:
         key = log_id.encode()
         entries: list[AuditEntry] = []
         offsets: list[int] = []
+        checkpoint_records: list[Message] = []
         audit_tp = (t.audit, partition % self._audit_parts)
-        for message in read_to_end(b, [audit_tp], timeout_s=300):
+        checkpoints_tp = (t.checkpoints, partition % self._checkpoint_parts)
+        # both partitions read by one short-lived consumer (each in its append order): one
+        # consumer's start-up per chain taken over instead of two
+        for message in read_to_end(b, [audit_tp, checkpoints_tp], timeout_s=300):
             if message.key() != key:
+                continue
+            if message.topic() == t.checkpoints:
+                checkpoint_records.append(message)
                 continue
             offset = coords(message)[2]
             try:
@@ -1214,11 +1221,7 @@ class GatewayRunner:
             entries.append(entry)
             offsets.append(offset)
         checkpoints: list[Checkpoint] = []
-        for message in read_to_end(
-            b, [(t.checkpoints, partition % self._checkpoint_parts)], timeout_s=120
-        ):
-            if message.key() != key:
-                continue
+        for message in checkpoint_records:
             try:
                 checkpoints.append(
                     checkpoint_from_datum(

@@ -404,15 +404,15 @@ def _gateway_files(bootstrap: str, keys: Path) -> tuple[Path, Path]:
 
 
 def _decrypt(bootstrap: str, prefix: str, keys: Path, recipient: str) -> list[dict[str, Any]]:
-    out = _pcfx(
-        bootstrap,
+    out = _must(
         "outbound", "decrypt",
         "--recipient", recipient,
         "--key", str(keys / f"{recipient}.x25519.pem"),
         "--gateway-pub", str(keys / "gateway.key.pub.pem"),
         "--topic-prefix", prefix,
+        "--bootstrap", bootstrap,
     )  # fmt: skip
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def _lineage(message: dict[str, Any]) -> dict[str, Any]:
@@ -460,16 +460,16 @@ def gateway_act(
 ) -> dict[str, Any]:
     keys = workdir / "gateway-keys"
     _gateway_files(bootstrap, keys)
-    run = [*_gateway_run(prefix, workdir, operator_pub), "--idle-seconds", "15", "--json"]
+    run = [*_gateway_run(prefix, workdir, operator_pub), "--json"]
     # the operator registers the gateway's schemas: the gateway's principal may not
     register_missing(
         bootstrap, gateway_schemas(Topics(prefix), (EU_OEM, NOTIFIED_BODY)), prefix=prefix
     )
     as_gateway = principal_env(bootstrap, workdir, "gateway")
-    # the roll-ups are all there: the run ends once it has taken every one of them (else, as
-    # the second run does, once nothing came for 15 s)
+    # the roll-ups are all there: the run ends once it has taken every one of them (else once
+    # nothing came for 15 s)
     backlog = records_on(bootstrap, f"{prefix}pcf.products")
-    until = ["--max-records", str(backlog)] if backlog else []
+    until = ["--max-records", str(backlog)] if backlog else ["--idle-seconds", "15"]
     out = _pcfx(bootstrap, *run, *until, env=as_gateway).stdout
     stats = json.loads(out[out.index("{") :])
     eu = _decrypt(bootstrap, prefix, keys, EU_OEM)[-1]
@@ -490,26 +490,32 @@ def gateway_act(
         f"Gateway run: {stats.get('sent')} sent, {stats.get('held')} held for approval, "
         f"{stats.get('no_footprint')} transient incomplete roll-ups skipped (no PACT footprint)."
     )
+    # the officer's and the recipients' commands run in this process (_pcfx_here): the same
+    # command code without a second interpreter's start-up each; the gateway runs as its own
+    # principal (as_gateway), in its own process
     pending = json.loads(
-        _pcfx(bootstrap, "approvals", "list", "--topic-prefix", prefix, "--json").stdout
+        _must("approvals", "list", "--topic-prefix", prefix, "--bootstrap", bootstrap, "--json")
     )
     for approval in pending:
         held = ", ".join(sorted({h["path"].rsplit(".", 1)[-1] for h in approval["held"]}))
         console.print(
             f"[yellow]HELD[/] {approval['approvalId'][:8]}… for {approval['recipient']}: {held}"
         )
-        _pcfx(
-            bootstrap,
+        _must(
             "approvals", "approve", approval["approvalId"],
             "--key", str(officer_key),
             "--reason", "on-site verification under standard contract SC-2026-0117",
             "--topic-prefix", prefix,
+            "--bootstrap", bootstrap,
         )  # fmt: skip
         console.print(
             f"[green]APPROVED[/] {approval['approvalId'][:8]}… by {OFFICER_ID}"
             " (signed with the officer key the operator registered)"
         )
-    _pcfx(bootstrap, *run, env=as_gateway)  # releases the approved transfers
+    # releases the approved transfers. The decisions are read to their end before it joins the
+    # group, and its idle clock starts only once it holds its partitions with their chains
+    # resumed, so it releases them in its first round; then 3 s with nothing to do end it
+    _pcfx(bootstrap, *run, "--idle-seconds", "3", env=as_gateway)
     released = _decrypt(bootstrap, prefix, keys, NOTIFIED_BODY)
     city = _lineage(released[-1]).get("facility", {}).get("city") if released else None
     console.print(f"{NOTIFIED_BODY} received the exact plant city after approval: {city}")
@@ -519,9 +525,9 @@ def gateway_act(
     )  # fmt: skip
     console.print(verify.stdout.strip() or verify.stderr.strip())
     report = workdir / "audit-report.html"
-    _pcfx(
-        bootstrap, "audit", "report", "--gateway-pub", str(keys / "gateway.key.pub.pem"),
-        "--out", str(report), "--topic-prefix", prefix,
+    _must(
+        "audit", "report", "--gateway-pub", str(keys / "gateway.key.pub.pem"),
+        "--out", str(report), "--topic-prefix", prefix, "--bootstrap", bootstrap,
     )  # fmt: skip
     console.print(f"Compliance report: {report}")
     return {

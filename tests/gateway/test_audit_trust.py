@@ -414,7 +414,14 @@ def _recreate(env: Env, topic: str, values: Sequence[tuple[bytes, bytes]]) -> No
                 pass
         assert time.monotonic() < deadline, f"{topic} could not be recreated"
         time.sleep(0.5)
-    time.sleep(1.0)
+
+    def leader() -> int:
+        partition = admin.list_topics(topic, timeout=10).topics[topic].partitions.get(0)
+        return -1 if partition is None else int(partition.leader)
+
+    while leader() < 0:  # written to once its partition has a leader (not after a fixed 1 s)
+        assert time.monotonic() < deadline, f"{topic} has no leader"
+        time.sleep(0.1)
     producer = Producer({"bootstrap.servers": env.bootstrap})
     for key, value in values:
         producer.produce(topic, key=key, value=value, partition=0)
