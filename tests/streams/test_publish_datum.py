@@ -8,7 +8,7 @@ result with the error they always gave, naming the field."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -133,27 +133,28 @@ CASES: dict[str, Callable[[], Case]] = {
 }
 
 
+def _calls(case: Case) -> Iterator[tuple[RollupResult, dict[str, Any]]]:
+    """Each result of *case* with the publish step's arguments: without and with a previous
+    footprint, at each of :data:`MOMENTS`."""
+    for result, bom in case:
+        for previous in (None, PREVIOUS):
+            for now in MOMENTS:
+                yield result, {"sequence": 7, "bom": bom, "previous_pf_id": previous, "now": now}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_datum_gives_the_same_bytes_as_the_models(serde: AvroSerde, name: str) -> None:
     case = CASES[name]()
     assert case, "the case has results"
-    for result, bom in case:
-        for previous in (None, PREVIOUS):
-            for now in MOMENTS:
-                kwargs: dict[str, Any] = {
-                    "sequence": 7,
-                    "bom": bom,
-                    "previous_pf_id": previous,
-                    "now": now,
-                }
-                record = rolled_up_record(result, **kwargs)
-                datum = rolled_up_datum(result, **kwargs)
-                assert datum is not None, (name, result.product_id, "the fast rules said no")
-                old = serde.encode(TOPIC, record)
-                read = from_avro_dict(RolledUpFootprint, copy.deepcopy(datum)).value
-                assert read == serde.decode(old, RolledUpFootprint), "the models accept it"
-                new = serde.encode_datum(TOPIC, RolledUpFootprint, datum)
-                assert new == old, (name, result.product_id)
+    for result, kwargs in _calls(case):
+        record = rolled_up_record(result, **kwargs)
+        datum = rolled_up_datum(result, **kwargs)
+        assert datum is not None, (name, result.product_id, "the fast rules said no")
+        old = serde.encode(TOPIC, record)
+        read = from_avro_dict(RolledUpFootprint, copy.deepcopy(datum)).value
+        assert read == serde.decode(old, RolledUpFootprint), "the models accept it"
+        new = serde.encode_datum(TOPIC, RolledUpFootprint, datum)
+        assert new == old, (name, result.product_id)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -161,25 +162,17 @@ def test_the_compiled_encoder_writes_fastavros_bytes(serde: AvroSerde, name: str
     """The publish step's :class:`RecordEncoder`, past its proving datums, on every case."""
     encoder = RecordEncoder(serde, TOPIC)
     encoder._unproven = 0  # (no fastavro beside it: its own bytes are compared here)
-    for result, bom in CASES[name]():
-        for previous in (None, PREVIOUS):
-            for now in MOMENTS:
-                kwargs: dict[str, Any] = {
-                    "sequence": 7,
-                    "bom": bom,
-                    "previous_pf_id": previous,
-                    "now": now,
-                }
-                datum = rolled_up_datum(result, **kwargs)
-                assert datum is not None
-                slow = serde.encode_datum(TOPIC, RolledUpFootprint, copy.deepcopy(datum))
-                assert encoder.encode(datum) == slow, (name, result.product_id)
-                # (and the Deprecated copy, from a datum read back as fastavro gives it)
-                _, back = serde.decode_datum(slow)
-                if back["footprint"] is not None:
-                    back["footprint"]["status"] = "Deprecated"
-                    expected = serde.encode_datum(TOPIC, RolledUpFootprint, copy.deepcopy(back))
-                    assert encoder.encode(back) == expected
+    for result, kwargs in _calls(CASES[name]()):
+        datum = rolled_up_datum(result, **kwargs)
+        assert datum is not None
+        slow = serde.encode_datum(TOPIC, RolledUpFootprint, copy.deepcopy(datum))
+        assert encoder.encode(datum) == slow, (name, result.product_id)
+        # (and the Deprecated copy, from a datum read back as fastavro gives it)
+        _, back = serde.decode_datum(slow)
+        if back["footprint"] is not None:
+            back["footprint"]["status"] = "Deprecated"
+            expected = serde.encode_datum(TOPIC, RolledUpFootprint, copy.deepcopy(back))
+            assert encoder.encode(back) == expected
     assert encoder.compiled > 0
 
 
