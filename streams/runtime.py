@@ -256,16 +256,6 @@ as the previous one is answered). The agents send a few messages per input, and 
 are awaited per batch, so 5 ms more per hop buys fuller produce requests: about 14 % less worker
 CPU per update, measured on the backlog bench (3.5 -> 3.0 ms)."""
 
-PRODUCER_BATCH_BYTES = 256 * 1024
-"""Largest produce batch per partition (faust's and aiokafka's default is 16 KiB). A roll-up batch
-hands the producer all its records at once (on 6-tier chains at 1 000 updates/s: 720
-``pcf.products`` records of ~1.3 KB, then the packs and the changelog), and aiokafka's ``send``
-*waits* whenever a partition's open batch is full until that batch has gone to the broker: at
-16 KiB the sends of one roll-up batch took 110-150 ms of waiting (the other agents ran in it),
-at 256 KiB 23-36 ms. Measured on the 6-tier bench (10 s at 1 000/s, quiet machine, same broker,
-alternated): p99 893 / 837 / 958 ms at 16 KiB against 655 / 584 / 623 ms. Well under the
-producer's 1 MB request size and the broker's message size."""
-
 
 def _header(event: Any, name: str) -> bytes | None:
     headers = event.headers or {}
@@ -431,7 +421,6 @@ def build_app(config: StreamsConfig, failures: AgentFailures | None = None) -> _
         web_enabled=False,
         producer_acks=-1,
         producer_linger=PRODUCER_LINGER_S,
-        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         # a killed worker's partitions move to the others after 10 s, not faust's default 60 s
